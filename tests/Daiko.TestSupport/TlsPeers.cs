@@ -1,0 +1,305 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Daiko.TestSupport;
+
+/// <summary>A real TLS server started by a test on loopback; disposing it stops it.</summary>
+public interface ITlsPeer : IDisposable
+{
+    string Name { get; }
+
+    string Host { get; }
+
+    int Port { get; }
+
+    /// <summary>Whether the peer accepts psk_ke (resumption without a fresh ECDHE).</summary>
+    bool AllowsPskKe { get; }
+
+    /// <summary>The HTTP path whose response names the client certificate's subject.</summary>
+    string IdentityPath { get; }
+
+    /// <summary>Process output for diagnostics when a test fails.</summary>
+    string Log { get; }
+}
+
+public sealed record TlsPeerOptions
+{
+    public bool RequireClientCertificate { get; init; } = true;
+
+    public bool AllowPskKe { get; init; }
+
+    public bool EarlyData { get; init; }
+
+    public int Tickets { get; init; } = 2;
+}
+
+/// <summary><c>openssl s_server -www</c>: replies to GET with a status page naming the client certificate.</summary>
+public sealed class OpenSslServer : ITlsPeer
+{
+    private readonly ExternalProcess _process;
+
+    private OpenSslServer(ExternalProcess process, int port, bool allowsPskKe)
+    {
+        _process = process;
+        Port = port;
+        AllowsPskKe = allowsPskKe;
+    }
+
+    public string Name => "openssl";
+
+    public string Host => "localhost";
+
+    public int Port { get; }
+
+    public bool AllowsPskKe { get; }
+
+    public string IdentityPath => "/";
+
+    public string Log => _process.Output;
+
+    public static async Task<OpenSslServer> StartAsync(TestPki pki, TlsPeerOptions? options = null)
+    {
+        options ??= new TlsPeerOptions();
+        var port = Loopback.FreePort();
+        var args = new List<string>
+        {
+            "s_server", "-accept", $"127.0.0.1:{port}", "-tls1_3", "-www",
+            "-cert", pki.Server.CertificatePath, "-key", pki.Server.KeyPath,
+            "-CAfile", pki.RootPath, "-num_tickets", options.Tickets.ToString(),
+        };
+        if (options.RequireClientCertificate) args.AddRange(["-Verify", "2"]);
+        if (options.AllowPskKe) args.Add("-allow_no_dhe_kex");
+        if (options.EarlyData) args.Add("-early_data");
+        var process = new ExternalProcess("openssl", args);
+        var server = new OpenSslServer(process, port, options.AllowPskKe);
+        try
+        {
+            await process.WaitForOutputAsync("ACCEPT", TimeSpan.FromSeconds(10));
+        }
+        catch
+        {
+            server.Dispose();
+            throw;
+        }
+        return server;
+    }
+
+    public void Dispose() => _process.Dispose();
+}
+
+/// <summary>
+/// <c>gnutls-serv --http</c>. gnutls-serv cannot bind to one address, so it runs in a private network
+/// namespace (only its own loopback) and is reached through a Unix socket bridged to 127.0.0.1.
+/// </summary>
+public sealed class GnuTlsServer : ITlsPeer
+{
+    private readonly ExternalProcess _process;
+    private readonly UnixBridge _bridge;
+
+    private GnuTlsServer(ExternalProcess process, UnixBridge bridge)
+    {
+        _process = process;
+        _bridge = bridge;
+    }
+
+    public string Name => "gnutls";
+
+    public string Host => "localhost";
+
+    public int Port => _bridge.Port;
+
+    public bool AllowsPskKe => true;
+
+    public string IdentityPath => "/";
+
+    public string Log => _process.Output;
+
+    public static async Task<GnuTlsServer> StartAsync(TestPki pki, string workDirectory, TlsPeerOptions? options = null)
+    {
+        options ??= new TlsPeerOptions();
+        var socket = Path.Combine(workDirectory, $"gnutls-{Guid.NewGuid():N}.sock");
+        const int innerPort = 5556;
+        var serverArgs = $"gnutls-serv --http -p {innerPort} --x509certfile '{pki.Server.CertificatePath}' --x509keyfile '{pki.Server.KeyPath}' --x509cafile '{pki.RootPath}'"
+            + (options.RequireClientCertificate ? " --require-client-cert" : "")
+            + (options.EarlyData ? " --earlydata --maxearlydata=16384" : "")
+            + " --priority 'NORMAL:-VERS-ALL:+VERS-TLS1.3'";
+        var script = $"ip link set lo up && socat UNIX-LISTEN:'{socket}',fork,mode=600 TCP:127.0.0.1:{innerPort} & exec {serverArgs}";
+        var process = new ExternalProcess("unshare", ["--net", "--kill-child", "sh", "-c", script]);
+        try
+        {
+            await process.WaitForOutputAsync("listening on IPv4", TimeSpan.FromSeconds(10));
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (!File.Exists(socket))
+            {
+                if (DateTime.UtcNow > deadline) throw new TimeoutException("the gnutls-serv socket bridge did not appear");
+                await Task.Delay(25);
+            }
+        }
+        catch
+        {
+            process.Dispose();
+            throw;
+        }
+        return new GnuTlsServer(process, UnixBridge.Start(socket));
+    }
+
+    public void Dispose()
+    {
+        _bridge.Dispose();
+        _process.Dispose();
+    }
+}
+
+/// <summary>nginx with <c>ssl_verify_client on</c> and session tickets, answering with the client's DN.</summary>
+public sealed class NginxServer : ITlsPeer
+{
+    private readonly ExternalProcess _process;
+
+    private NginxServer(ExternalProcess process, int port)
+    {
+        _process = process;
+        Port = port;
+    }
+
+    public string Name => "nginx";
+
+    public string Host => "localhost";
+
+    public int Port { get; }
+
+    public bool AllowsPskKe => false;
+
+    public string IdentityPath => "/whoami";
+
+    public string Log => _process.Output;
+
+    public static async Task<NginxServer> StartAsync(TestPki pki, string workDirectory, TlsPeerOptions? options = null)
+    {
+        options ??= new TlsPeerOptions();
+        var prefix = Path.Combine(workDirectory, $"nginx-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(Path.Combine(prefix, "logs"));
+        var port = Loopback.FreePort();
+        var ticketKey = Path.Combine(prefix, "ticket.key");
+        File.WriteAllBytes(ticketKey, System.Security.Cryptography.RandomNumberGenerator.GetBytes(80));
+        var user = Environment.UserName == "root" ? "user root;" : "";
+        var conf = $$"""
+            {{user}}
+            worker_processes 1;
+            daemon off;
+            master_process off;
+            error_log {{prefix}}/logs/error.log info;
+            pid {{prefix}}/nginx.pid;
+            events { worker_connections 64; }
+            http {
+                access_log {{prefix}}/logs/access.log;
+                client_body_temp_path {{prefix}}/body;
+                proxy_temp_path {{prefix}}/proxy;
+                fastcgi_temp_path {{prefix}}/fastcgi;
+                uwsgi_temp_path {{prefix}}/uwsgi;
+                scgi_temp_path {{prefix}}/scgi;
+                server {
+                    listen 127.0.0.1:{{port}} ssl;
+                    server_name localhost;
+                    ssl_protocols TLSv1.3;
+                    ssl_certificate {{pki.Server.CertificatePath}};
+                    ssl_certificate_key {{pki.Server.KeyPath}};
+                    ssl_client_certificate {{pki.RootPath}};
+                    ssl_verify_client {{(options.RequireClientCertificate ? "on" : "optional")}};
+                    ssl_session_tickets on;
+                    ssl_session_ticket_key {{ticketKey}};
+                    ssl_early_data {{(options.EarlyData ? "on" : "off")}};
+                    location = /whoami {
+                        default_type text/plain;
+                        return 200 "subject=$ssl_client_s_dn reused=$ssl_session_reused early=$ssl_early_data\n";
+                    }
+                    location / {
+                        default_type text/plain;
+                        return 200 "hello from nginx\n";
+                    }
+                }
+            }
+            """;
+        var confPath = Path.Combine(prefix, "nginx.conf");
+        File.WriteAllText(confPath, conf);
+        var process = new ExternalProcess("/usr/sbin/nginx", ["-p", prefix, "-c", confPath]);
+        try
+        {
+            await Loopback.WaitForListenerAsync(port, TimeSpan.FromSeconds(10), () => !process.HasExited);
+        }
+        catch (Exception e)
+        {
+            var log = File.Exists(Path.Combine(prefix, "logs/error.log")) ? File.ReadAllText(Path.Combine(prefix, "logs/error.log")) : "";
+            process.Dispose();
+            throw new InvalidOperationException($"nginx did not start: {process.Output}\n{log}", e);
+        }
+        return new NginxServer(process, port);
+    }
+
+    public void Dispose() => _process.Dispose();
+}
+
+/// <summary>Accepts TCP on 127.0.0.1 and forwards each connection to a Unix socket.</summary>
+public sealed class UnixBridge : IDisposable
+{
+    private readonly TcpListener _listener;
+    private readonly string _socketPath;
+    private readonly CancellationTokenSource _stop = new();
+
+    private UnixBridge(TcpListener listener, string socketPath)
+    {
+        _listener = listener;
+        _socketPath = socketPath;
+    }
+
+    public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+    public static UnixBridge Start(string socketPath)
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var bridge = new UnixBridge(listener, socketPath);
+        _ = bridge.AcceptLoopAsync();
+        return bridge;
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            TcpClient client;
+            try { client = await _listener.AcceptTcpClientAsync(_stop.Token); }
+            catch (Exception) { return; }
+            _ = PumpAsync(client);
+        }
+    }
+
+    private async Task PumpAsync(TcpClient client)
+    {
+        using (client)
+        using (var unix = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+        {
+            try
+            {
+                await unix.ConnectAsync(new UnixDomainSocketEndPoint(_socketPath), _stop.Token);
+                using var unixStream = new NetworkStream(unix, ownsSocket: false);
+                var tcp = client.GetStream();
+                var up = CopyThenShutdownAsync(tcp, unixStream, () => unix.Shutdown(SocketShutdown.Send));
+                var down = CopyThenShutdownAsync(unixStream, tcp, () => client.Client.Shutdown(SocketShutdown.Send));
+                await Task.WhenAll(up, down);
+            }
+            catch (Exception) { }
+        }
+    }
+
+    private async Task CopyThenShutdownAsync(Stream from, Stream to, Action shutdown)
+    {
+        try { await from.CopyToAsync(to, _stop.Token); }
+        finally { try { shutdown(); } catch (Exception) { } }
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _listener.Stop();
+    }
+}
