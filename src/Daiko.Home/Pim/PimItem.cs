@@ -1,0 +1,34 @@
+namespace Daiko.Home.Pim;
+
+/// <summary>The kinds of personal data the home server keeps for the user (seed [0087], Fig. 24).</summary>
+public enum PimKind
+{
+    Contact,
+    Event,
+    Todo,
+}
+
+/// <summary>
+/// One personal-information item. <see cref="Version"/> counts this item's changes (optimistic
+/// concurrency); <see cref="Revision"/> is the store-wide change number a terminal syncs from.
+/// <see cref="Body"/> is the item's content as the terminal wrote it (JSON by convention).
+/// </summary>
+public sealed record PimItem(string Id, PimKind Kind, long Version, long Revision, bool Deleted, string Body, DateTimeOffset ModifiedAt);
+
+/// <summary>A terminal's change: <see cref="BaseVersion"/> is the version it edited (0 for a new item).</summary>
+public sealed record PimChange(string Id, PimKind Kind, long BaseVersion, bool Delete, string Body);
+
+public enum PimChangeOutcome
+{
+    Applied,
+
+    /// <summary>The item changed on the home server since the terminal last saw it; the terminal gets the current item.</summary>
+    Conflict,
+
+    Rejected,
+}
+
+public sealed record PimChangeResult(string Id, PimChangeOutcome Outcome, PimItem? Current, string? Reason);
+
+/// <summary>The answer to a sync: results of the terminal's changes and everything newer than its revision.</summary>
+public sealed record PimSyncResult(IReadOnlyList<PimChangeResult> Results, IReadOnlyList<PimItem> Changes, long Revision);
