@@ -1,0 +1,70 @@
+using Daiko.Home.Delegation;
+using Xunit;
+
+namespace Daiko.Home.Tests.Delegation;
+
+public sealed class SessionCacheTests
+{
+    private sealed class ManualClock : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = new(2026, 11, 24, 12, 0, 0, TimeSpan.Zero);
+
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
+
+    private static readonly MarketKey Phone = new("phone", "market.test", 443, "market.test", "http/1.1");
+    private static readonly MarketKey Laptop = new("laptop", "market.test", 443, "market.test", "http/1.1");
+
+    [Fact]
+    public void SingleUseEntry_IsHandedOutOnce()
+    {
+        var cache = new SessionCache<string>(new ManualClock());
+        cache.Add(Phone, "ticket-1", DateTimeOffset.MaxValue, singleUse: true);
+
+        Assert.Equal("ticket-1", cache.TryTake(Phone));
+        Assert.Null(cache.TryTake(Phone));
+    }
+
+    [Fact]
+    public void ReusableEntry_IsReusedWhileValid_AndDiscardedWhenExpired()
+    {
+        var clock = new ManualClock();
+        var discarded = new List<string>();
+        var cache = new SessionCache<string>(clock, discarded.Add);
+        cache.Add(Phone, "secret", clock.Now.AddMinutes(5), singleUse: false);
+
+        Assert.Equal("secret", cache.TryTake(Phone));
+        Assert.Equal("secret", cache.TryTake(Phone));
+        clock.Now = clock.Now.AddMinutes(5);
+
+        Assert.Null(cache.TryTake(Phone));
+        Assert.Equal(["secret"], discarded);
+    }
+
+    [Fact]
+    public void Entries_AreNeverSharedAcrossDevicesOrAlpn()
+    {
+        var cache = new SessionCache<string>(new ManualClock());
+        cache.Add(Phone, "phone-ticket", DateTimeOffset.MaxValue, singleUse: true);
+
+        Assert.Null(cache.TryTake(Laptop));
+        Assert.Null(cache.TryTake(Phone with { Alpn = "h2" }));
+        Assert.Equal("phone-ticket", cache.TryTake(Phone));
+    }
+
+    [Fact]
+    public void PurgeDevice_RemovesEverythingOfThatDeviceOnly()
+    {
+        var discarded = new List<string>();
+        var cache = new SessionCache<string>(new ManualClock(), discarded.Add);
+        cache.Add(Phone, "a", DateTimeOffset.MaxValue, true);
+        cache.Add(Phone with { Host = "bank.test" }, "b", DateTimeOffset.MaxValue, true);
+        cache.Add(Laptop, "c", DateTimeOffset.MaxValue, true);
+
+        Assert.Equal(2, cache.PurgeDevice("phone"));
+
+        Assert.Equal(0, cache.Count(Phone));
+        Assert.Equal(1, cache.Count(Laptop));
+        Assert.Equal(["a", "b"], discarded.Order());
+    }
+}
