@@ -1,0 +1,76 @@
+namespace Daiko.Tls;
+
+/// <summary>TLS 1.3 cipher suites (RFC 8446 §B.4).</summary>
+public enum CipherSuite : ushort
+{
+    Aes128GcmSha256 = 0x1301,
+    Aes256GcmSha384 = 0x1302,
+    ChaCha20Poly1305Sha256 = 0x1303,
+}
+
+/// <summary>Key exchange groups (RFC 8446 §4.2.7).</summary>
+public enum NamedGroup : ushort
+{
+    Secp256r1 = 0x0017,
+    Secp384r1 = 0x0018,
+    Secp521r1 = 0x0019,
+    X25519 = 0x001d,
+    X448 = 0x001e,
+}
+
+/// <summary>PSK key exchange modes (RFC 8446 §4.2.9).</summary>
+public enum PskKeyExchangeMode : byte
+{
+    PskKe = 0,
+    PskDheKe = 1,
+}
+
+internal enum ContentType : byte
+{
+    ChangeCipherSpec = 20,
+    Alert = 21,
+    Handshake = 22,
+    ApplicationData = 23,
+}
+
+internal enum HandshakeType : byte
+{
+    ClientHello = 1,
+    ServerHello = 2,
+    NewSessionTicket = 4,
+    EndOfEarlyData = 5,
+    EncryptedExtensions = 8,
+    Certificate = 11,
+    CertificateRequest = 13,
+    CertificateVerify = 15,
+    Finished = 20,
+    KeyUpdate = 24,
+    MessageHash = 254,
+}
+
+internal enum ExtensionType : ushort
+{
+    ServerName = 0,
+    MaxFragmentLength = 1,
+    StatusRequest = 5,
+    SupportedGroups = 10,
+    SignatureAlgorithms = 13,
+    UseSrtp = 14,
+    Heartbeat = 15,
+    ApplicationLayerProtocolNegotiation = 16,
+    SignedCertificateTimestamp = 18,
+    ClientCertificateType = 19,
+    ServerCertificateType = 20,
+    Padding = 21,
+    RecordSizeLimit = 28,
+    PreSharedKey = 41,
+    EarlyData = 42,
+    SupportedVersions = 43,
+    Cookie = 44,
+    PskKeyExchangeModes = 45,
+    CertificateAuthorities = 47,
+    OidFilters = 48,
+    PostHandshakeAuth = 49,
+    SignatureAlgorithmsCert = 50,
+    KeyShare = 51,
+}

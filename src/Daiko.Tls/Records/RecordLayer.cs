@@ -1,0 +1,290 @@
+using System.Buffers;
+using System.Buffers.Binary;
+
+namespace Daiko.Tls.Records;
+
+/// <summary>A complete handshake message: its type and its bytes including the 4-byte header.</summary>
+internal readonly record struct HandshakeMessage(HandshakeType Type, byte[] Bytes)
+{
+    public ReadOnlySpan<byte> Body => Bytes.AsSpan(4);
+}
+
+/// <summary>
+/// Reads and writes TLS records over a transport: framing and size limits, protection in each
+/// direction, handshake message reassembly (messages may span records or share one), and byte
+/// counting. Knows nothing about handshake states.
+/// </summary>
+internal sealed class RecordLayer : IDisposable
+{
+    private readonly Stream _transport;
+    private readonly TlsCounters? _counters;
+    private byte[] _in = ArrayPool<byte>.Shared.Rent(RecordProtection.HeaderLength + RecordProtection.MaxCiphertext + 64);
+    private int _inStart;
+    private int _inEnd;
+    private readonly byte[] _out = new byte[RecordProtection.HeaderLength + RecordProtection.MaxCiphertext];
+    private byte[] _handshake = new byte[1024];
+    private int _handshakeLength;
+    private readonly Queue<HandshakeMessage> _messages = new();
+
+    public RecordLayer(Stream transport, TlsCounters? counters)
+    {
+        _transport = transport;
+        _counters = counters;
+    }
+
+    public RecordProtection? ReadProtection { get; private set; }
+
+    public RecordProtection? WriteProtection { get; private set; }
+
+    /// <summary>Ignore change_cipher_spec records (middlebox compatibility) until the handshake ends.</summary>
+    public bool AllowChangeCipherSpec { get; set; } = true;
+
+    /// <summary>Padding added to every protected record (traffic analysis resistance).</summary>
+    public int Padding { get; set; }
+
+    public Stream Transport => _transport;
+
+    /// <summary>Raw bytes read from the transport but not yet processed as records.</summary>
+    public ReadOnlySpan<byte> UnprocessedTransportBytes => _in.AsSpan(_inStart, _inEnd - _inStart);
+
+    public void InjectTransportBytes(ReadOnlySpan<byte> bytes)
+    {
+        EnsureRoom(bytes.Length);
+        bytes.CopyTo(_in.AsSpan(_inEnd));
+        _inEnd += bytes.Length;
+    }
+
+    public void SetReadProtection(RecordProtection protection)
+    {
+        if (_handshakeLength != 0 || _messages.Count != 0)
+        {
+            throw TlsException.Unexpected("handshake data across a key change");
+        }
+        ReadProtection?.Dispose();
+        ReadProtection = protection;
+    }
+
+    public void SetWriteProtection(RecordProtection protection)
+    {
+        WriteProtection?.Dispose();
+        WriteProtection = protection;
+    }
+
+    public bool HasBufferedHandshake => _messages.Count > 0 || _handshakeLength > 0;
+
+    /// <summary>Writes <paramref name="data"/> as one or more records of <paramref name="type"/>.</summary>
+    public async ValueTask WriteAsync(ContentType type, ReadOnlyMemory<byte> data, CancellationToken cancellationToken, bool flush = true)
+    {
+        do
+        {
+            var chunk = data[..Math.Min(data.Length, RecordProtection.MaxPlaintext)];
+            data = data[chunk.Length..];
+            int length;
+            if (WriteProtection is null)
+            {
+                _out[0] = (byte)type;
+                _out[1] = 0x03;
+                _out[2] = type == ContentType.Handshake && chunk.Span.Length > 0 && chunk.Span[0] == (byte)HandshakeType.ClientHello ? (byte)0x01 : (byte)0x03;
+                BinaryPrimitives.WriteUInt16BigEndian(_out.AsSpan(3), (ushort)chunk.Length);
+                chunk.Span.CopyTo(_out.AsSpan(RecordProtection.HeaderLength));
+                length = RecordProtection.HeaderLength + chunk.Length;
+            }
+            else
+            {
+                var padding = Math.Min(Padding, RecordProtection.MaxPlaintext - chunk.Length);
+                length = WriteProtection.Seal(type, chunk.Span, padding, _out);
+            }
+            await _transport.WriteAsync(_out.AsMemory(0, length), cancellationToken);
+            _counters?.AddBytesSent(length);
+        }
+        while (!data.IsEmpty);
+        if (flush) await _transport.FlushAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Reads the next record. Returns its (inner) type and content; the content is valid until the
+    /// next read. Returns null at a clean end of the transport between records.
+    /// </summary>
+    public async ValueTask<(ContentType Type, ReadOnlyMemory<byte> Content)?> ReadRecordAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            if (!await FillAsync(RecordProtection.HeaderLength, cancellationToken))
+            {
+                return null;
+            }
+            var header = _in.AsSpan(_inStart, RecordProtection.HeaderLength);
+            var outerType = (ContentType)header[0];
+            var length = BinaryPrimitives.ReadUInt16BigEndian(header[3..]);
+            if (header[1] != 0x03)
+            {
+                throw TlsException.Decode("record header (version)");
+            }
+            if (outerType is not (ContentType.Handshake or ContentType.Alert or ContentType.ChangeCipherSpec or ContentType.ApplicationData))
+            {
+                throw TlsException.Unexpected($"record type {(byte)outerType}");
+            }
+            var protectedRecord = ReadProtection is not null && outerType == ContentType.ApplicationData;
+            if (length > (protectedRecord ? RecordProtection.MaxCiphertext : RecordProtection.MaxPlaintext))
+            {
+                throw new TlsException(TlsError.RecordOverflow, AlertDescription.RecordOverflow, $"record of {length} bytes exceeds the limit");
+            }
+            if (!await FillAsync(RecordProtection.HeaderLength + length, cancellationToken))
+            {
+                throw new TlsException(TlsError.TransportClosed, AlertDescription.DecodeError, "the transport closed in the middle of a record");
+            }
+            var recordStart = _inStart;
+            _inStart += RecordProtection.HeaderLength + length;
+            _counters?.AddBytesReceived(RecordProtection.HeaderLength + length);
+            var body = _in.AsMemory(recordStart + RecordProtection.HeaderLength, length);
+
+            if (outerType == ContentType.ChangeCipherSpec)
+            {
+                if (!AllowChangeCipherSpec || length != 1 || body.Span[0] != 1)
+                {
+                    throw TlsException.Unexpected("change_cipher_spec");
+                }
+                continue;
+            }
+            if (ReadProtection is null)
+            {
+                if (outerType == ContentType.ApplicationData)
+                {
+                    throw TlsException.Unexpected("application data before keys were established");
+                }
+                if (length == 0 && outerType != ContentType.ApplicationData)
+                {
+                    throw TlsException.Decode("empty record");
+                }
+                return (outerType, body);
+            }
+            if (outerType != ContentType.ApplicationData)
+            {
+                if (outerType == ContentType.Alert)
+                {
+                    // A plaintext alert can still arrive if the peer failed to derive keys.
+                    return (outerType, body);
+                }
+                throw TlsException.Unexpected("unprotected record after keys were established");
+            }
+            var (innerType, contentLength) = ReadProtection.Open(_in.AsSpan(recordStart, RecordProtection.HeaderLength), body.Span);
+            if (contentLength == 0 && innerType != ContentType.ApplicationData)
+            {
+                throw TlsException.Decode("empty record");
+            }
+            return (innerType, body[..contentLength]);
+        }
+    }
+
+    /// <summary>Adds handshake record content to the reassembly buffer and queues complete messages.</summary>
+    public void AddHandshakeData(ReadOnlySpan<byte> content)
+    {
+        if (_handshakeLength + content.Length > _handshake.Length)
+        {
+            Array.Resize(ref _handshake, Math.Max(_handshake.Length * 2, _handshakeLength + content.Length));
+        }
+        content.CopyTo(_handshake.AsSpan(_handshakeLength));
+        _handshakeLength += content.Length;
+        var offset = 0;
+        while (_handshakeLength - offset >= 4)
+        {
+            var bodyLength = (_handshake[offset + 1] << 16) | (_handshake[offset + 2] << 8) | _handshake[offset + 3];
+            if (bodyLength > 1 << 17)
+            {
+                throw TlsException.Decode("handshake message larger than 128 KiB");
+            }
+            if (_handshakeLength - offset < 4 + bodyLength) break;
+            _messages.Enqueue(new HandshakeMessage((HandshakeType)_handshake[offset], _handshake.AsSpan(offset, 4 + bodyLength).ToArray()));
+            offset += 4 + bodyLength;
+        }
+        if (offset > 0)
+        {
+            _handshake.AsSpan(offset, _handshakeLength - offset).CopyTo(_handshake);
+            _handshakeLength -= offset;
+        }
+    }
+
+    public bool TryDequeueHandshake(out HandshakeMessage message) => _messages.TryDequeue(out message);
+
+    /// <summary>Reads records until a complete handshake message is available (during the handshake).</summary>
+    public async ValueTask<HandshakeMessage> ReadHandshakeAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            if (_messages.TryDequeue(out var message)) return message;
+            var record = await ReadRecordAsync(cancellationToken)
+                ?? throw new TlsException(TlsError.TransportClosed, AlertDescription.HandshakeFailure, "the server closed the connection during the handshake");
+            switch (record.Type)
+            {
+                case ContentType.Handshake:
+                    AddHandshakeData(record.Content.Span);
+                    break;
+                case ContentType.Alert:
+                    throw AlertReceived(record.Content.Span);
+                default:
+                    throw TlsException.Unexpected($"{record.Type} record during the handshake");
+            }
+        }
+    }
+
+    public static TlsException AlertReceived(ReadOnlySpan<byte> alert)
+    {
+        if (alert.Length != 2) return TlsException.Decode("alert");
+        var description = (AlertDescription)alert[1];
+        return new TlsException(TlsError.PeerAlert, description, $"the server sent alert {description}", sentByPeer: true);
+    }
+
+    public async ValueTask SendAlertAsync(AlertDescription description, CancellationToken cancellationToken)
+    {
+        byte level = description is AlertDescription.CloseNotify or AlertDescription.UserCanceled ? (byte)1 : (byte)2;
+        await WriteAsync(ContentType.Alert, new byte[] { level, (byte)description }, cancellationToken);
+    }
+
+    private async ValueTask<bool> FillAsync(int needed, CancellationToken cancellationToken)
+    {
+        while (_inEnd - _inStart < needed)
+        {
+            if (_inStart > 0 && _inStart == _inEnd)
+            {
+                _inStart = _inEnd = 0;
+            }
+            EnsureRoom(needed - (_inEnd - _inStart));
+            var n = await _transport.ReadAsync(_in.AsMemory(_inEnd), cancellationToken);
+            if (n == 0)
+            {
+                if (_inEnd - _inStart == 0) return false;
+                throw new TlsException(TlsError.TransportClosed, AlertDescription.DecodeError, "the transport closed in the middle of a record");
+            }
+            _inEnd += n;
+        }
+        return true;
+    }
+
+    private void EnsureRoom(int extra)
+    {
+        if (_inEnd + extra <= _in.Length) return;
+        var pending = _inEnd - _inStart;
+        if (pending + extra <= _in.Length)
+        {
+            _in.AsSpan(_inStart, pending).CopyTo(_in);
+        }
+        else
+        {
+            var bigger = ArrayPool<byte>.Shared.Rent(pending + extra);
+            _in.AsSpan(_inStart, pending).CopyTo(bigger);
+            ArrayPool<byte>.Shared.Return(_in, clearArray: true);
+            _in = bigger;
+        }
+        _inStart = 0;
+        _inEnd = pending;
+    }
+
+    public void Dispose()
+    {
+        ReadProtection?.Dispose();
+        WriteProtection?.Dispose();
+        ArrayPool<byte>.Shared.Return(_in, clearArray: true);
+        _in = [];
+        Array.Clear(_out);
+    }
+}

@@ -1,0 +1,59 @@
+namespace Daiko.Tls;
+
+/// <summary>What the server asked for in its CertificateRequest.</summary>
+public sealed record CertificateRequestInfo(
+    IReadOnlyList<SignatureScheme> SignatureSchemes,
+    IReadOnlyList<byte[]> CertificateAuthorities);
+
+/// <summary>Options for one client connection. Immutable; validated when the handshake starts.</summary>
+public sealed record TlsClientOptions
+{
+    /// <summary>SNI and the name the server certificate must match. Null sends no SNI (IP literal).</summary>
+    public string? ServerName { get; init; }
+
+    public IReadOnlyList<string> ApplicationProtocols { get; init; } = [];
+
+    public IReadOnlyList<CipherSuite> CipherSuites { get; init; } =
+        [CipherSuite.Aes128GcmSha256, CipherSuite.Aes256GcmSha384, CipherSuite.ChaCha20Poly1305Sha256];
+
+    /// <summary>Offered groups; the first gets a key share, others cost a HelloRetryRequest if chosen.</summary>
+    public IReadOnlyList<NamedGroup> Groups { get; init; } = [NamedGroup.X25519, NamedGroup.Secp256r1, NamedGroup.Secp384r1];
+
+    /// <summary>The client's certificate and signer, sent when the server asks for one.</summary>
+    public ClientCredential? ClientCredential { get; init; }
+
+    /// <summary>Chooses (or fetches) a credential for a specific CertificateRequest; overrides <see cref="ClientCredential"/>.</summary>
+    public Func<CertificateRequestInfo, CancellationToken, ValueTask<ClientCredential?>>? ClientCredentialSelector { get; init; }
+
+    /// <summary>Decides whether the server chain is trusted. Required unless <see cref="InsecureSkipValidation"/>.</summary>
+    public IServerCertificateValidator? CertificateValidator { get; init; }
+
+    /// <summary>Accept any server certificate (still verifies CertificateVerify). For tests only.</summary>
+    public bool InsecureSkipValidation { get; init; }
+
+    /// <summary>A ticket to resume with; used only if its SNI, ALPN and suite fit these options.</summary>
+    public SessionTicket? ResumptionTicket { get; init; }
+
+    public IReadOnlyList<PskKeyExchangeMode> PskModes { get; init; } = [PskKeyExchangeMode.PskDheKe];
+
+    /// <summary>Sent as 0-RTT data when the ticket allows it.</summary>
+    public ReadOnlyMemory<byte> EarlyData { get; init; }
+
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>Source of randomness (client random, key shares); injectable for test vectors.</summary>
+    public Action<Span<byte>>? RandomSource { get; init; }
+
+    public TlsCounters? Counters { get; init; }
+
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Zero padding added to each protected record.</summary>
+    public int RecordPadding { get; init; }
+
+    /// <summary>Test hooks (RFC 8448 replay): fixed key-share private keys per group.</summary>
+    internal IReadOnlyDictionary<NamedGroup, byte[]>? FixedKeyShares { get; init; }
+
+    /// <summary>Test hook (RFC 8448 replay): extensions to send verbatim instead of the engine's own, in order.</summary>
+    internal Func<bool, IReadOnlyList<(ushort Type, byte[] Data)>>? ClientHelloExtensionsOverride { get; init; }
+}

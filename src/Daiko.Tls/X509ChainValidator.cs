@@ -1,0 +1,85 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace Daiko.Tls;
+
+/// <summary>
+/// Validates a server chain with the platform's X509Chain: path to a trusted root (the system store
+/// or, when roots are given, only those), validity period, and the host name against the SAN.
+/// </summary>
+public sealed class X509ChainValidator : IServerCertificateValidator
+{
+    private readonly X509Certificate2Collection? _roots;
+    private readonly X509RevocationMode _revocationMode;
+    private readonly TimeProvider _time;
+    private readonly TlsCounters? _counters;
+
+    /// <param name="roots">Trust only these roots; null trusts the system store.</param>
+    public X509ChainValidator(IEnumerable<X509Certificate2>? roots = null, X509RevocationMode revocationMode = X509RevocationMode.NoCheck,
+        TimeProvider? time = null, TlsCounters? counters = null)
+    {
+        _roots = roots is null ? null : new X509Certificate2Collection(roots.ToArray());
+        _revocationMode = revocationMode;
+        _time = time ?? TimeProvider.System;
+        _counters = counters;
+    }
+
+    /// <summary>Loads trust roots from PEM files.</summary>
+    public static X509ChainValidator FromPemFiles(IEnumerable<string> pemFiles, TlsCounters? counters = null)
+    {
+        var roots = new X509Certificate2Collection();
+        foreach (var file in pemFiles) roots.ImportFromPemFile(file);
+        return new X509ChainValidator(roots.Cast<X509Certificate2>(), counters: counters);
+    }
+
+    public ValueTask<CertificateVerdict> ValidateAsync(string? serverName, IReadOnlyList<byte[]> chain, CancellationToken cancellationToken)
+    {
+        if (chain.Count == 0) return ValueTask.FromResult(CertificateVerdict.Fail(CertificateProblem.Malformed, "the server sent no certificate"));
+        X509Certificate2 leaf;
+        var extra = new X509Certificate2Collection();
+        try
+        {
+            leaf = X509CertificateLoader.LoadCertificate(chain[0]);
+            foreach (var der in chain.Skip(1)) extra.Add(X509CertificateLoader.LoadCertificate(der));
+        }
+        catch (CryptographicException)
+        {
+            return ValueTask.FromResult(CertificateVerdict.Fail(CertificateProblem.Malformed, "the server's certificate could not be parsed"));
+        }
+        using (leaf)
+        using (var x509 = new X509Chain())
+        {
+            x509.ChainPolicy.RevocationMode = _revocationMode;
+            x509.ChainPolicy.VerificationTime = _time.GetUtcNow().UtcDateTime;
+            x509.ChainPolicy.ExtraStore.AddRange(extra);
+            x509.ChainPolicy.ApplicationPolicy.Add(new Oid("1.3.6.1.5.5.7.3.1"));
+            if (_roots is not null)
+            {
+                x509.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+                x509.ChainPolicy.CustomTrustStore.AddRange(_roots);
+            }
+            var ok = x509.Build(leaf);
+            // Each certificate in the built path had its issuer's signature checked.
+            _counters?.AddPublicKeyOperations(Math.Max(1, x509.ChainElements.Count - 1));
+            if (!ok)
+            {
+                var status = x509.ChainStatus.Select(s => s.Status).Aggregate(X509ChainStatusFlags.NoError, (a, b) => a | b);
+                var verdict = status switch
+                {
+                    _ when status.HasFlag(X509ChainStatusFlags.NotTimeValid) => CertificateVerdict.Fail(CertificateProblem.Expired, $"the server certificate for {serverName} is expired or not yet valid"),
+                    _ when status.HasFlag(X509ChainStatusFlags.Revoked) => CertificateVerdict.Fail(CertificateProblem.Revoked, $"the server certificate for {serverName} is revoked"),
+                    _ when status.HasFlag(X509ChainStatusFlags.NotSignatureValid) => CertificateVerdict.Fail(CertificateProblem.BadSignature, "a signature in the server's chain does not verify"),
+                    _ when status.HasFlag(X509ChainStatusFlags.UntrustedRoot) || status.HasFlag(X509ChainStatusFlags.PartialChain)
+                        => CertificateVerdict.Fail(CertificateProblem.UntrustedRoot, $"the server certificate for {serverName} does not chain to a trusted root"),
+                    _ => CertificateVerdict.Fail(CertificateProblem.Other, $"the server's chain was rejected: {status}"),
+                };
+                return ValueTask.FromResult(verdict);
+            }
+            if (serverName is not null && !leaf.MatchesHostname(serverName, allowWildcards: true, allowCommonName: false))
+            {
+                return ValueTask.FromResult(CertificateVerdict.Fail(CertificateProblem.NameMismatch, $"the server certificate is not valid for {serverName}"));
+            }
+            return ValueTask.FromResult(CertificateVerdict.Ok);
+        }
+    }
+}
