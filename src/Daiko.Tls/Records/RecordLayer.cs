@@ -25,6 +25,7 @@ internal sealed class RecordLayer : IDisposable
     private byte[] _handshake = new byte[1024];
     private int _handshakeLength;
     private readonly Queue<HandshakeMessage> _messages = new();
+    private bool _awaitingReply;
 
     public RecordLayer(Stream transport, TlsCounters? counters)
     {
@@ -64,6 +65,12 @@ internal sealed class RecordLayer : IDisposable
         ReadProtection = protection;
     }
 
+    public void ClearWriteProtection()
+    {
+        WriteProtection?.Dispose();
+        WriteProtection = null;
+    }
+
     public void SetWriteProtection(RecordProtection protection)
     {
         WriteProtection?.Dispose();
@@ -96,6 +103,7 @@ internal sealed class RecordLayer : IDisposable
             }
             await _transport.WriteAsync(_out.AsMemory(0, length), cancellationToken);
             _counters?.AddBytesSent(length);
+            _awaitingReply = true;
         }
         while (!data.IsEmpty);
         if (flush) await _transport.FlushAsync(cancellationToken);
@@ -249,6 +257,12 @@ internal sealed class RecordLayer : IDisposable
                 _inStart = _inEnd = 0;
             }
             EnsureRoom(needed - (_inEnd - _inStart));
+            if (_awaitingReply)
+            {
+                // The client sent something and now waits for the server: one round trip.
+                _counters?.AddRoundTrip();
+                _awaitingReply = false;
+            }
             var n = await _transport.ReadAsync(_in.AsMemory(_inEnd), cancellationToken);
             if (n == 0)
             {

@@ -1,0 +1,81 @@
+using Daiko.Tls.Crypto;
+using Daiko.Tls.KeySchedule;
+using Daiko.Tls.Messages;
+using Daiko.Tls.Records;
+
+namespace Daiko.Tls.Handshake;
+
+/// <summary>Builds and sends ClientHello (first, or second after a HelloRetryRequest), PSK binders and 0-RTT data.</summary>
+internal static class ClientHelloFlight
+{
+    public static async ValueTask SendAsync(HandshakeContext c, ServerHello? retry, byte[] random, CancellationToken cancellationToken)
+    {
+        var o = c.Options;
+        var now = o.Time.GetUtcNow();
+        var ticket = c.OfferedTicket;
+        if (retry is null)
+        {
+            ticket = o.ResumptionTicket is { } t && !t.IsExpired(now) && t.Fits(o.ServerName, o.ApplicationProtocols, o.CipherSuites) ? t : null;
+            c.OfferedTicket = ticket;
+        }
+        else if (ticket is not null && CipherSuiteInfo.Get(ticket.Suite).Hash != c.Suite!.Hash)
+        {
+            // The retry chose a suite whose hash does not fit the ticket: offer it no more.
+            ticket = c.OfferedTicket = null;
+        }
+
+        List<(NamedGroup, byte[])> shares = new();
+        var pskOnly = ticket is not null && o.PskModes.Count == 1 && o.PskModes[0] == PskKeyExchangeMode.PskKe;
+        var shareGroup = retry?.KeyShareGroup ?? (pskOnly ? (NamedGroup?)null : o.Groups[0]);
+        if (shareGroup is { } g)
+        {
+            var share = KeyShare.Create(g, o.FixedKeyShares?.GetValueOrDefault(g));
+            c.AddPublicKeyOperation();
+            c.KeyShares[g] = share;
+            shares.Add((g, share.PublicKey));
+        }
+
+        var early = retry is null && ticket is not null && ticket.MaxEarlyData > 0 && !o.EarlyData.IsEmpty
+            && o.EarlyData.Length <= ticket.MaxEarlyData;
+        c.OfferedEarlyData = early;
+        var ticketSuite = ticket is null ? null : CipherSuiteInfo.Get(ticket.Suite);
+
+        var hello = new ClientHello
+        {
+            Random = random,
+            CipherSuites = o.CipherSuites,
+            ServerName = o.ServerName,
+            Groups = o.Groups,
+            SignatureSchemes = SignatureVerifier.Supported,
+            KeyShares = shares,
+            Alpn = o.ApplicationProtocols,
+            PskModes = o.PskModes,
+            EarlyData = early,
+            Cookie = retry?.Cookie,
+            PskIdentities = ticket is null ? [] : [new PskIdentity(ticket.Identity, unchecked((uint)(now - ticket.ReceivedAt).TotalMilliseconds + ticket.AgeAdd))],
+            BinderLength = ticketSuite?.HashLength ?? 0,
+            ExtensionsOverride = o.ClientHelloExtensionsOverride?.Invoke(retry is not null),
+        };
+        var bytes = hello.Encode(out var bindersOffset);
+        if (ticket is not null && bindersOffset >= 0)
+        {
+            c.Early?.Dispose();
+            c.Early = new EarlySecret(ticketSuite!, ticket.Psk);
+            var binderKey = c.Early.ResumptionBinderKey();
+            var hash = c.Transcript.HashWith(ticketSuite!, bytes.AsSpan(0, bindersOffset));
+            var binder = Hkdf13.FinishedMac(ticketSuite!, binderKey, hash);
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(binderKey);
+            // binders: u16 list length, then u8 binder length and the binder.
+            binder.CopyTo(bytes.AsSpan(bindersOffset + 3));
+        }
+        await c.SendHandshakeAsync(bytes, cancellationToken);
+
+        if (early)
+        {
+            var secret = c.Early!.ClientEarlyTrafficSecret(c.Transcript.Hash(ticketSuite!));
+            c.EarlyWriter = new RecordProtection(ticketSuite!, secret);
+            c.Records.SetWriteProtection(c.EarlyWriter);
+            await c.Records.WriteAsync(ContentType.ApplicationData, o.EarlyData, cancellationToken);
+        }
+    }
+}

@@ -1,0 +1,315 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Daiko.Tls.Crypto;
+using Daiko.Tls.KeySchedule;
+using Daiko.Tls.Messages;
+using Daiko.Tls.Records;
+using CertificateRequest = Daiko.Tls.Messages.CertificateRequest;
+
+namespace Daiko.Tls.Handshake;
+
+/// <summary>A client handshake state: it takes the next message and returns the state that follows.</summary>
+internal abstract class HandshakeState
+{
+    public abstract ValueTask<HandshakeState> HandleAsync(HandshakeMessage message, HandshakeContext context, CancellationToken cancellationToken);
+
+    protected static TlsException Unexpected(HandshakeMessage message, string state) =>
+        TlsException.Unexpected($"{message.Type} while waiting for {state}");
+}
+
+internal sealed class ExpectServerHello(byte[] clientRandom) : HandshakeState
+{
+    public override async ValueTask<HandshakeState> HandleAsync(HandshakeMessage message, HandshakeContext c, CancellationToken cancellationToken)
+    {
+        if (message.Type != HandshakeType.ServerHello) throw Unexpected(message, "ServerHello");
+        var hello = ServerHello.Parse(message.Body);
+        var o = c.Options;
+        if (!o.CipherSuites.Contains(hello.CipherSuite) || CipherSuiteInfo.Find(hello.CipherSuite) is not { } suite)
+        {
+            throw TlsException.Illegal($"the server chose cipher suite 0x{(ushort)hello.CipherSuite:x4}, which the client did not offer");
+        }
+        if (hello.SessionIdEcho.Length != 0)
+        {
+            throw TlsException.Illegal("the server echoed a session id the client did not send");
+        }
+        if (c.Suite is not null && c.Suite.Suite != suite.Suite)
+        {
+            throw TlsException.Illegal("the server changed cipher suite after HelloRetryRequest");
+        }
+        c.Suite = suite;
+
+        if (hello.IsHelloRetryRequest)
+        {
+            if (c.RetriedHello) throw TlsException.Unexpected("a second HelloRetryRequest");
+            if (hello.KeyShareGroup is { } g && (!o.Groups.Contains(g) || c.KeyShares.ContainsKey(g) || !KeyShare.IsSupported(g)))
+            {
+                throw TlsException.Illegal("the HelloRetryRequest asks for a group the client did not offer or already sent");
+            }
+            if (hello.KeyShareGroup is null && hello.Cookie is null)
+            {
+                throw TlsException.Illegal("a HelloRetryRequest that would not change the ClientHello");
+            }
+            c.RetriedHello = true;
+            c.Transcript.ReplaceFirstWithMessageHash(suite);
+            c.Transcript.Add(message.Bytes);
+            if (c.OfferedEarlyData)
+            {
+                c.OfferedEarlyData = false;
+                c.Records.ClearWriteProtection();
+                c.EarlyWriter = null;
+            }
+            await ClientHelloFlight.SendAsync(c, hello, clientRandom, cancellationToken);
+            return new ExpectServerHello(clientRandom);
+        }
+
+        c.Transcript.Add(message.Bytes);
+        var resumed = false;
+        if (hello.SelectedIdentity is { } identity)
+        {
+            if (c.OfferedTicket is null || identity != 0)
+                throw TlsException.Illegal("the server selected a PSK the client did not offer");
+            if (CipherSuiteInfo.Get(c.OfferedTicket.Suite).Hash != suite.Hash)
+                throw TlsException.Illegal("the server resumed with a suite whose hash differs from the ticket's");
+            resumed = true;
+        }
+
+        byte[] shared;
+        if (hello.KeyShare is not null)
+        {
+            if (hello.KeyShareGroup is not { } group || !c.KeyShares.TryGetValue(group, out var share))
+                throw TlsException.Illegal("the server's key share is for a group the client did not send");
+            if (resumed && !o.PskModes.Contains(PskKeyExchangeMode.PskDheKe))
+                throw TlsException.Illegal("the server used psk_dhe_ke, which the client did not offer");
+            shared = share.Agree(hello.KeyShare);
+            c.AddPublicKeyOperation();
+            c.Group = group;
+            c.KeyExchange = resumed ? PskKeyExchangeMode.PskDheKe : null;
+        }
+        else
+        {
+            if (!resumed) throw new TlsException(TlsError.IllegalParameter, AlertDescription.MissingExtension, "the server sent neither a key share nor a PSK");
+            if (!o.PskModes.Contains(PskKeyExchangeMode.PskKe))
+                throw TlsException.Illegal("the server used psk_ke, which the client did not offer");
+            shared = [];
+            c.KeyExchange = PskKeyExchangeMode.PskKe;
+        }
+
+        EarlySecret early;
+        if (resumed)
+        {
+            early = c.Early!;
+        }
+        else
+        {
+            c.Early?.Dispose();
+            c.OfferedTicket = null;
+            early = new EarlySecret(suite, ReadOnlySpan<byte>.Empty);
+        }
+        c.Early = null;
+        c.HandshakeSecret = early.Next(shared);
+        CryptographicOperations.ZeroMemory(shared);
+        var helloHash = c.Transcript.Hash(suite);
+        c.ClientHandshakeSecret = c.HandshakeSecret.ClientTrafficSecret(helloHash);
+        c.ServerHandshakeSecret = c.HandshakeSecret.ServerTrafficSecret(helloHash);
+        c.Records.SetReadProtection(new RecordProtection(suite, (byte[])c.ServerHandshakeSecret.Clone()));
+        if (!c.OfferedEarlyData)
+        {
+            c.Records.SetWriteProtection(new RecordProtection(suite, (byte[])c.ClientHandshakeSecret.Clone()));
+        }
+        return new ExpectEncryptedExtensions(resumed);
+    }
+}
+
+internal sealed class ExpectEncryptedExtensions(bool resumed) : HandshakeState
+{
+    public override ValueTask<HandshakeState> HandleAsync(HandshakeMessage message, HandshakeContext c, CancellationToken cancellationToken)
+    {
+        if (message.Type != HandshakeType.EncryptedExtensions) throw Unexpected(message, "EncryptedExtensions");
+        var ee = EncryptedExtensions.Parse(message.Body);
+        if (ee.Alpn is not null && !c.Options.ApplicationProtocols.Contains(ee.Alpn))
+        {
+            throw TlsException.Illegal($"the server chose application protocol '{ee.Alpn}', which the client did not offer");
+        }
+        if (ee.EarlyDataAccepted && !c.OfferedEarlyData)
+        {
+            throw new TlsException(TlsError.IllegalParameter, AlertDescription.UnsupportedExtension, "the server accepted early data the client did not offer");
+        }
+        c.Alpn = ee.Alpn;
+        c.EarlyDataAccepted = ee.EarlyDataAccepted;
+        c.Transcript.Add(message.Bytes);
+        if (c.OfferedEarlyData && !ee.EarlyDataAccepted)
+        {
+            // Rejected: the early data is lost; from now on the client writes under handshake keys.
+            c.Records.SetWriteProtection(new RecordProtection(c.Suite!, (byte[])c.ClientHandshakeSecret!.Clone()));
+            c.EarlyWriter = null;
+        }
+        HandshakeState next = resumed
+            ? new ExpectFinished(ServerAuthentication.FromResumption())
+            : new ExpectCertificateOrCertificateRequest();
+        return ValueTask.FromResult(next);
+    }
+}
+
+internal sealed class ExpectCertificateOrCertificateRequest : HandshakeState
+{
+    public override ValueTask<HandshakeState> HandleAsync(HandshakeMessage message, HandshakeContext c, CancellationToken cancellationToken)
+    {
+        switch (message.Type)
+        {
+            case HandshakeType.CertificateRequest:
+            {
+                var request = CertificateRequest.Parse(message.Body);
+                if (request.Context.Length != 0) throw TlsException.Illegal("a handshake CertificateRequest must have an empty context");
+                c.CertificateRequest = request;
+                c.Transcript.Add(message.Bytes);
+                return ValueTask.FromResult<HandshakeState>(new ExpectCertificate());
+            }
+            case HandshakeType.Certificate:
+                return new ExpectCertificate().HandleAsync(message, c, cancellationToken);
+            default:
+                throw Unexpected(message, "Certificate or CertificateRequest");
+        }
+    }
+}
+
+internal sealed class ExpectCertificate : HandshakeState
+{
+    public override async ValueTask<HandshakeState> HandleAsync(HandshakeMessage message, HandshakeContext c, CancellationToken cancellationToken)
+    {
+        if (message.Type != HandshakeType.Certificate) throw Unexpected(message, "Certificate");
+        var certificate = CertificateMessage.Parse(message.Body);
+        if (certificate.Context.Length != 0) throw TlsException.Illegal("the server's Certificate has a non-empty context");
+        if (certificate.Chain.Count == 0) throw new TlsException(TlsError.CertificateRejected, AlertDescription.DecodeError, "the server sent an empty certificate chain");
+        c.Transcript.Add(message.Bytes);
+        X509Certificate2 leaf;
+        try
+        {
+            leaf = X509CertificateLoader.LoadCertificate(certificate.Chain[0]);
+        }
+        catch (CryptographicException e)
+        {
+            throw new TlsException(TlsError.CertificateRejected, AlertDescription.BadCertificate, "the server's certificate could not be parsed", e);
+        }
+        if (!c.Options.InsecureSkipValidation)
+        {
+            var validator = c.Options.CertificateValidator
+                ?? throw new InvalidOperationException("no certificate validator is configured");
+            var verdict = await validator.ValidateAsync(c.Options.ServerName, certificate.Chain, cancellationToken);
+            if (!verdict.Trusted)
+            {
+                leaf.Dispose();
+                var alert = verdict.Problem switch
+                {
+                    CertificateProblem.UntrustedRoot => AlertDescription.UnknownCa,
+                    CertificateProblem.Expired => AlertDescription.CertificateExpired,
+                    CertificateProblem.Revoked => AlertDescription.CertificateRevoked,
+                    _ => AlertDescription.BadCertificate,
+                };
+                throw new TlsException(TlsError.CertificateRejected, alert, verdict.Reason ?? "the server certificate was rejected");
+            }
+        }
+        c.ServerChain = certificate.Chain;
+        return new ExpectCertificateVerify(leaf);
+    }
+}
+
+internal sealed class ExpectCertificateVerify(X509Certificate2 leaf) : HandshakeState
+{
+    public override ValueTask<HandshakeState> HandleAsync(HandshakeMessage message, HandshakeContext c, CancellationToken cancellationToken)
+    {
+        using (leaf)
+        {
+            if (message.Type != HandshakeType.CertificateVerify) throw Unexpected(message, "CertificateVerify");
+            var verify = CertificateVerify.Parse(message.Body);
+            var authentication = ServerAuthentication.Verify(leaf, verify, SignatureVerifier.Supported, c.Transcript.Hash(c.Suite!), c);
+            c.Transcript.Add(message.Bytes);
+            return ValueTask.FromResult<HandshakeState>(new ExpectFinished(authentication));
+        }
+    }
+}
+
+internal sealed class ExpectFinished(ServerAuthentication authentication) : HandshakeState
+{
+    public override async ValueTask<HandshakeState> HandleAsync(HandshakeMessage message, HandshakeContext c, CancellationToken cancellationToken)
+    {
+        if (message.Type != HandshakeType.Finished) throw Unexpected(message, "Finished");
+        var suite = c.Suite!;
+        var expected = Hkdf13.FinishedMac(suite, c.ServerHandshakeSecret!, c.Transcript.Hash(suite));
+        ServerAuthentication.CheckFinished(expected, message.Body);
+        c.Transcript.Add(message.Bytes);
+        if (c.Records.HasBufferedHandshake)
+        {
+            throw TlsException.Unexpected("handshake data after the server's Finished in the same flight");
+        }
+        var serverFinishedHash = c.Transcript.Hash(suite);
+        var master = c.HandshakeSecret!.Next();
+        c.HandshakeSecret = null;
+        var clientApp = master.ClientApplicationTrafficSecret(serverFinishedHash);
+        var serverApp = master.ServerApplicationTrafficSecret(serverFinishedHash);
+        var exporter = master.ExporterMasterSecret(serverFinishedHash);
+        c.Records.SetReadProtection(new RecordProtection(suite, serverApp));
+
+        if (c.EarlyDataAccepted)
+        {
+            await c.SendHandshakeAsync(SimpleMessages.EndOfEarlyData(), cancellationToken, flush: false);
+            c.Records.SetWriteProtection(new RecordProtection(suite, (byte[])c.ClientHandshakeSecret!.Clone()));
+        }
+        if (c.CertificateRequest is { } request)
+        {
+            await SendClientCertificateAsync(c, request, cancellationToken);
+        }
+        var finished = Hkdf13.FinishedMac(suite, c.ClientHandshakeSecret!, c.Transcript.Hash(suite));
+        await c.SendHandshakeAsync(SimpleMessages.Finished(finished), cancellationToken, flush: false);
+        var resumptionMaster = master.ResumptionMasterSecret(c.Transcript.Hash(suite));
+        master.Dispose();
+        c.Records.SetWriteProtection(new RecordProtection(suite, clientApp));
+        await c.Records.Transport.FlushAsync(cancellationToken);
+        return new HandshakeComplete(authentication, resumptionMaster, exporter);
+    }
+
+    private static async ValueTask SendClientCertificateAsync(HandshakeContext c, CertificateRequest request, CancellationToken cancellationToken)
+    {
+        var info = new CertificateRequestInfo(request.SignatureSchemes, request.CertificateAuthorities);
+        var credential = c.Options.ClientCredentialSelector is { } select
+            ? await select(info, cancellationToken)
+            : c.Options.ClientCredential;
+        SignatureScheme? scheme = null;
+        if (credential is not null)
+        {
+            scheme = credential.Signer.SupportedSchemes.FirstOrDefault(s => request.SignatureSchemes.Contains(s) && SignatureVerifier.AllowedInCertificateVerify(s));
+            if (!request.SignatureSchemes.Contains(scheme.Value) || credential.CertificateChain.Count == 0)
+            {
+                // No scheme in common: send no certificate and let the server decide.
+                credential = null;
+                scheme = null;
+            }
+        }
+        var chain = credential?.CertificateChain ?? [];
+        await c.SendHandshakeAsync(new CertificateMessage(request.Context, chain).Encode(), cancellationToken, flush: false);
+        if (credential is null) return;
+        var content = SignatureVerifier.Content(server: false, c.Transcript.Hash(c.Suite!));
+        byte[] signature;
+        try
+        {
+            signature = await credential.Signer.SignAsync(scheme!.Value, content, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException and not TlsException)
+        {
+            throw new TlsException(TlsError.SignerFailed, AlertDescription.InternalError, $"the client's signer failed: {e.Message}", e);
+        }
+        await c.SendHandshakeAsync(new CertificateVerify(scheme.Value, signature).Encode(), cancellationToken, flush: false);
+    }
+}
+
+/// <summary>The end state: what the connection needs from the handshake.</summary>
+internal sealed class HandshakeComplete(ServerAuthentication authentication, byte[] resumptionMasterSecret, byte[] exporterMasterSecret) : HandshakeState
+{
+    public ServerAuthentication Authentication { get; } = authentication;
+
+    public byte[] ResumptionMasterSecret { get; } = resumptionMasterSecret;
+
+    public byte[] ExporterMasterSecret { get; } = exporterMasterSecret;
+
+    public override ValueTask<HandshakeState> HandleAsync(HandshakeMessage message, HandshakeContext context, CancellationToken cancellationToken) =>
+        throw TlsException.Unexpected($"{message.Type} after the handshake completed");
+}

@@ -1,0 +1,80 @@
+using System.Security.Cryptography;
+using Daiko.Tls.Crypto;
+using Daiko.Tls.KeySchedule;
+using Daiko.Tls.Messages;
+using Daiko.Tls.Records;
+
+namespace Daiko.Tls.Handshake;
+
+/// <summary>Everything the handshake states share: options, record layer, transcript and what was negotiated.</summary>
+internal sealed class HandshakeContext : IDisposable
+{
+    public HandshakeContext(TlsClientOptions options, RecordLayer records)
+    {
+        Options = options;
+        Records = records;
+    }
+
+    public TlsClientOptions Options { get; }
+
+    public RecordLayer Records { get; }
+
+    public Transcript Transcript { get; } = new();
+
+    public Dictionary<NamedGroup, KeyShare> KeyShares { get; } = new();
+
+    public SessionTicket? OfferedTicket { get; set; }
+
+    public bool OfferedEarlyData { get; set; }
+
+    public bool RetriedHello { get; set; }
+
+    public CipherSuiteInfo? Suite { get; set; }
+
+    public NamedGroup? Group { get; set; }
+
+    public PskKeyExchangeMode? KeyExchange { get; set; }
+
+    public EarlySecret? Early { get; set; }
+
+    public HandshakeSecret? HandshakeSecret { get; set; }
+
+    public byte[]? ClientHandshakeSecret { get; set; }
+
+    public byte[]? ServerHandshakeSecret { get; set; }
+
+    public RecordProtection? EarlyWriter { get; set; }
+
+    public string? Alpn { get; set; }
+
+    public bool EarlyDataAccepted { get; set; }
+
+    public CertificateRequest? CertificateRequest { get; set; }
+
+    public IReadOnlyList<byte[]> ServerChain { get; set; } = [];
+
+    public byte[] Random(int length)
+    {
+        var bytes = new byte[length];
+        if (Options.RandomSource is { } source) source(bytes);
+        else RandomNumberGenerator.Fill(bytes);
+        return bytes;
+    }
+
+    public void AddPublicKeyOperation() => Options.Counters?.AddPublicKeyOperations(1);
+
+    public async ValueTask SendHandshakeAsync(byte[] message, CancellationToken cancellationToken, bool flush = true)
+    {
+        Transcript.Add(message);
+        await Records.WriteAsync(ContentType.Handshake, message, cancellationToken, flush);
+    }
+
+    public void Dispose()
+    {
+        foreach (var share in KeyShares.Values) share.Dispose();
+        Early?.Dispose();
+        HandshakeSecret?.Dispose();
+        if (ClientHandshakeSecret is not null) CryptographicOperations.ZeroMemory(ClientHandshakeSecret);
+        if (ServerHandshakeSecret is not null) CryptographicOperations.ZeroMemory(ServerHandshakeSecret);
+    }
+}

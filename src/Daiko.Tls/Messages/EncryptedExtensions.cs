@@ -1,0 +1,44 @@
+using System.Text;
+
+namespace Daiko.Tls.Messages;
+
+/// <summary>EncryptedExtensions (RFC 8446 §4.3.1): the negotiated ALPN and whether early data was accepted.</summary>
+internal sealed record EncryptedExtensions(string? Alpn, bool EarlyDataAccepted)
+{
+    public static EncryptedExtensions Parse(ReadOnlySpan<byte> body)
+    {
+        var r = new TlsReader(body, "EncryptedExtensions");
+        var extensions = r.ReadSub16();
+        r.EnsureEnd();
+        string? alpn = null;
+        var early = false;
+        var seen = new HashSet<ushort>();
+        while (!extensions.IsEmpty)
+        {
+            var type = extensions.ReadUInt16();
+            var data = extensions.ReadSub16();
+            if (!seen.Add(type)) throw TlsException.Illegal("duplicate extension in EncryptedExtensions");
+            switch ((ExtensionType)type)
+            {
+                case ExtensionType.ApplicationLayerProtocolNegotiation:
+                {
+                    var list = data.ReadSub16(1);
+                    alpn = Encoding.ASCII.GetString(list.ReadVector8(1));
+                    list.EnsureEnd();
+                    break;
+                }
+                case ExtensionType.EarlyData:
+                    early = true;
+                    break;
+                case ExtensionType.KeyShare or ExtensionType.PreSharedKey or ExtensionType.SupportedVersions or ExtensionType.SignatureAlgorithms or ExtensionType.Cookie or ExtensionType.PskKeyExchangeModes:
+                    throw TlsException.Illegal($"extension {type} is not allowed in EncryptedExtensions");
+                default:
+                    // server_name ack, supported_groups, record_size_limit and others carry nothing we act on.
+                    while (!data.IsEmpty) data.ReadUInt8();
+                    break;
+            }
+            if ((ExtensionType)type is ExtensionType.EarlyData) data.EnsureEnd();
+        }
+        return new EncryptedExtensions(alpn, early);
+    }
+}

@@ -1,0 +1,102 @@
+using Daiko.Tls.Handshake;
+using Daiko.Tls.Records;
+
+namespace Daiko.Tls;
+
+/// <summary>Entry points of the TLS 1.3 client engine.</summary>
+public static class TlsClient
+{
+    /// <summary>
+    /// Runs a full or resumed handshake over <paramref name="transport"/> and returns the connection.
+    /// The connection owns the transport. Every failure is a <see cref="TlsException"/> carrying the
+    /// alert that was sent; the handshake is bounded by <see cref="TlsClientOptions.HandshakeTimeout"/>.
+    /// </summary>
+    public static async Task<TlsConnection> ConnectAsync(Stream transport, TlsClientOptions options, CancellationToken cancellationToken)
+    {
+        Validate(options);
+        var records = new RecordLayer(transport, options.Counters) { Padding = options.RecordPadding };
+        using var context = new HandshakeContext(options, records);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.HandshakeTimeout);
+        try
+        {
+            var random = context.Random(32);
+            await ClientHelloFlight.SendAsync(context, null, random, timeout.Token);
+            HandshakeState state = new ExpectServerHello(random);
+            while (state is not HandshakeComplete)
+            {
+                var message = await records.ReadHandshakeAsync(timeout.Token);
+                state = await state.HandleAsync(message, context, timeout.Token);
+            }
+            records.AllowChangeCipherSpec = false;
+            var complete = (HandshakeComplete)state;
+            return new TlsConnection(records, options, context.Suite!, context.Group, context.KeyExchange, context.Alpn,
+                context.EarlyDataAccepted, context.ServerChain, complete.ResumptionMasterSecret);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            await FailAsync(records, AlertDescription.UserCanceled);
+            throw new TlsException(TlsError.Timeout, AlertDescription.UserCanceled, $"the handshake did not complete within {options.HandshakeTimeout.TotalSeconds:0.#} s");
+        }
+        catch (TlsException e)
+        {
+            if (!e.SentByPeer && e.Error != TlsError.TransportClosed) await FailAsync(records, e.Alert);
+            else records.Dispose();
+            throw;
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
+        {
+            records.Dispose();
+            throw new TlsException(TlsError.TransportClosed, AlertDescription.InternalError, $"the transport failed during the handshake: {e.Message}", e);
+        }
+        catch
+        {
+            records.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Continues an exported connection's record layer over a new transport (which already carries the
+    /// market's byte stream, e.g. spliced by the home server).
+    /// </summary>
+    public static TlsConnection Import(Stream transport, ExportedSession session, TlsClientOptions? options = null)
+    {
+        options ??= new TlsClientOptions { InsecureSkipValidation = true };
+        var suite = KeySchedule.CipherSuiteInfo.Get(session.Suite);
+        var records = new RecordLayer(transport, options.Counters) { Padding = options.RecordPadding, AllowChangeCipherSpec = false };
+        records.SetReadProtection(new RecordProtection(suite, (byte[])session.ServerSecret.Clone(), session.ServerSequence));
+        records.SetWriteProtection(new RecordProtection(suite, (byte[])session.ClientSecret.Clone(), session.ClientSequence));
+        records.InjectTransportBytes(session.PendingTransportBytes);
+        var connection = new TlsConnection(records, options, suite, null, null, session.Alpn, false, [], (byte[])session.ResumptionMasterSecret.Clone(), session.ServerName);
+        connection.AddPendingPlaintext(session.PendingPlaintext);
+        return connection;
+    }
+
+    private static void Validate(TlsClientOptions options)
+    {
+        if (options.CipherSuites.Count == 0) throw new ArgumentException("at least one cipher suite is required", nameof(options));
+        if (options.Groups.Count == 0 || options.Groups.Any(g => !Crypto.KeyShare.IsSupported(g))) throw new ArgumentException("groups must be non-empty and among x25519, secp256r1, secp384r1", nameof(options));
+        if (options.CertificateValidator is null && !options.InsecureSkipValidation) throw new ArgumentException("a certificate validator is required", nameof(options));
+        if (options.PskModes.Count == 0) throw new ArgumentException("at least one PSK mode is required", nameof(options));
+        if (options.ApplicationProtocols.Any(p => p.Length is 0 or > 255)) throw new ArgumentException("application protocol names must be 1 to 255 bytes", nameof(options));
+    }
+
+    private static async ValueTask FailAsync(RecordLayer records, AlertDescription alert)
+    {
+        try
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+            await records.SendAlertAsync(alert, cts.Token);
+        }
+        catch (Exception)
+        {
+            // Best effort: the transport may already be gone.
+        }
+        finally
+        {
+            records.Dispose();
+            try { await records.Transport.DisposeAsync(); } catch (Exception) { }
+        }
+    }
+}
