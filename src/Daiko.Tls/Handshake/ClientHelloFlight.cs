@@ -73,6 +73,7 @@ internal static class ClientHelloFlight
         if (early)
         {
             var secret = c.Early!.ClientEarlyTrafficSecret(c.Transcript.Hash(ticketSuite!));
+            o.KeyLog?.Invoke("c e traffic", secret);
             c.EarlyWriter = new RecordProtection(ticketSuite!, secret);
             c.Records.SetWriteProtection(c.EarlyWriter);
             await c.Records.WriteAsync(ContentType.ApplicationData, o.EarlyData, cancellationToken);

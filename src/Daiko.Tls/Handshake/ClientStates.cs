@@ -111,6 +111,8 @@ internal sealed class ExpectServerHello(byte[] clientRandom) : HandshakeState
         var helloHash = c.Transcript.Hash(suite);
         c.ClientHandshakeSecret = c.HandshakeSecret.ClientTrafficSecret(helloHash);
         c.ServerHandshakeSecret = c.HandshakeSecret.ServerTrafficSecret(helloHash);
+        c.Options.KeyLog?.Invoke("c hs traffic", c.ClientHandshakeSecret);
+        c.Options.KeyLog?.Invoke("s hs traffic", c.ServerHandshakeSecret);
         c.Records.SetReadProtection(new RecordProtection(suite, (byte[])c.ServerHandshakeSecret.Clone()));
         if (!c.OfferedEarlyData)
         {
@@ -247,6 +249,9 @@ internal sealed class ExpectFinished(ServerAuthentication authentication) : Hand
         var clientApp = master.ClientApplicationTrafficSecret(serverFinishedHash);
         var serverApp = master.ServerApplicationTrafficSecret(serverFinishedHash);
         var exporter = master.ExporterMasterSecret(serverFinishedHash);
+        c.Options.KeyLog?.Invoke("c ap traffic", clientApp);
+        c.Options.KeyLog?.Invoke("s ap traffic", serverApp);
+        c.Options.KeyLog?.Invoke("exp master", exporter);
         c.Records.SetReadProtection(new RecordProtection(suite, serverApp));
 
         if (c.EarlyDataAccepted)
@@ -261,6 +266,7 @@ internal sealed class ExpectFinished(ServerAuthentication authentication) : Hand
         var finished = Hkdf13.FinishedMac(suite, c.ClientHandshakeSecret!, c.Transcript.Hash(suite));
         await c.SendHandshakeAsync(SimpleMessages.Finished(finished), cancellationToken, flush: false);
         var resumptionMaster = master.ResumptionMasterSecret(c.Transcript.Hash(suite));
+        c.Options.KeyLog?.Invoke("res master", resumptionMaster);
         master.Dispose();
         c.Records.SetWriteProtection(new RecordProtection(suite, clientApp));
         await c.Records.Transport.FlushAsync(cancellationToken);
