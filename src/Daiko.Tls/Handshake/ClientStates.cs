@@ -256,7 +256,7 @@ internal sealed class ExpectFinished(ServerAuthentication authentication) : Hand
 
         if (c.EarlyDataAccepted)
         {
-            await c.SendHandshakeAsync(SimpleMessages.EndOfEarlyData(), cancellationToken, flush: false);
+            await c.SendHandshakeAsync(SimpleMessages.EndOfEarlyData(), cancellationToken);
             c.Records.SetWriteProtection(new RecordProtection(suite, (byte[])c.ClientHandshakeSecret!.Clone()));
         }
         if (c.CertificateRequest is { } request)
@@ -264,12 +264,11 @@ internal sealed class ExpectFinished(ServerAuthentication authentication) : Hand
             await SendClientCertificateAsync(c, request, cancellationToken);
         }
         var finished = Hkdf13.FinishedMac(suite, c.ClientHandshakeSecret!, c.Transcript.Hash(suite));
-        await c.SendHandshakeAsync(SimpleMessages.Finished(finished), cancellationToken, flush: false);
+        await c.SendHandshakeAsync(SimpleMessages.Finished(finished), cancellationToken);
         var resumptionMaster = master.ResumptionMasterSecret(c.Transcript.Hash(suite));
         c.Options.KeyLog?.Invoke("res master", resumptionMaster);
         master.Dispose();
         c.Records.SetWriteProtection(new RecordProtection(suite, clientApp));
-        await c.Records.Transport.FlushAsync(cancellationToken);
         return new HandshakeComplete(authentication, resumptionMaster, exporter);
     }
 

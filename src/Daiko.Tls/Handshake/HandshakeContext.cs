@@ -63,10 +63,25 @@ internal sealed class HandshakeContext : IDisposable
 
     public void AddPublicKeyOperation() => Options.Counters?.AddPublicKeyOperations(1);
 
+    private readonly TlsWriter _flight = new(1024);
+
+    /// <summary>
+    /// Adds a message to the transcript and to the current flight. Messages of one flight under one key
+    /// go out coalesced in as few records as possible; <paramref name="flush"/> sends the flight.
+    /// </summary>
     public async ValueTask SendHandshakeAsync(byte[] message, CancellationToken cancellationToken, bool flush = true)
     {
         Transcript.Add(message);
-        await Records.WriteAsync(ContentType.Handshake, message, cancellationToken, flush);
+        _flight.WriteBytes(message);
+        if (flush) await FlushFlightAsync(cancellationToken);
+    }
+
+    public async ValueTask FlushFlightAsync(CancellationToken cancellationToken)
+    {
+        if (_flight.Length == 0) return;
+        var bytes = _flight.ToArray();
+        _flight.Reset();
+        await Records.WriteAsync(ContentType.Handshake, bytes, cancellationToken);
     }
 
     public void Dispose()

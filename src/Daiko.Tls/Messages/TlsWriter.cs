@@ -17,6 +17,8 @@ internal sealed class TlsWriter
 
     public ReadOnlySpan<byte> WrittenSpan => _buffer.AsSpan(0, _length);
 
+    public void Reset() => _length = 0;
+
     public byte[] ToArray() => _buffer.AsSpan(0, _length).ToArray();
 
     public void WriteUInt8(byte v) => Reserve(1)[0] = v;
