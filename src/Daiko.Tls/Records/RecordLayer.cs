@@ -26,6 +26,7 @@ internal sealed class RecordLayer : IDisposable
     private int _handshakeLength;
     private readonly Queue<HandshakeMessage> _messages = new();
     private bool _awaitingReply;
+    private bool _initialHelloSent;
 
     public RecordLayer(Stream transport, TlsCounters? counters)
     {
@@ -91,7 +92,9 @@ internal sealed class RecordLayer : IDisposable
             {
                 _out[0] = (byte)type;
                 _out[1] = 0x03;
-                _out[2] = type == ContentType.Handshake && chunk.Span.Length > 0 && chunk.Span[0] == (byte)HandshakeType.ClientHello ? (byte)0x01 : (byte)0x03;
+                // legacy_record_version: 0x0301 for the initial ClientHello only (RFC 8446 §5.1).
+                _out[2] = _initialHelloSent ? (byte)0x03 : (byte)0x01;
+                _initialHelloSent = true;
                 BinaryPrimitives.WriteUInt16BigEndian(_out.AsSpan(3), (ushort)chunk.Length);
                 chunk.Span.CopyTo(_out.AsSpan(RecordProtection.HeaderLength));
                 length = RecordProtection.HeaderLength + chunk.Length;
