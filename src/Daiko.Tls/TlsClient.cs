@@ -56,6 +56,37 @@ public static class TlsClient
         }
     }
 
+    /// <summary>Opens TCP to <paramref name="host"/> (trying each of its addresses in turn) with Nagle off.</summary>
+    public static async Task<Stream> OpenTcpAsync(string host, int port, CancellationToken cancellationToken)
+    {
+        var addresses = System.Net.IPAddress.TryParse(host, out var literal)
+            ? [literal]
+            : await System.Net.Dns.GetHostAddressesAsync(host, cancellationToken);
+        System.Net.Sockets.SocketException? last = null;
+        foreach (var address in addresses.OrderBy(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 0 : 1))
+        {
+            var socket = new System.Net.Sockets.Socket(address.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(address, port, cancellationToken);
+                return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                socket.Dispose();
+                last = e;
+            }
+        }
+        throw last ?? new System.Net.Sockets.SocketException((int)System.Net.Sockets.SocketError.HostNotFound);
+    }
+
+    /// <summary>Connects over TCP and runs the handshake (the usual way to reach a server).</summary>
+    public static async Task<TlsConnection> ConnectAsync(string host, int port, TlsClientOptions options, CancellationToken cancellationToken)
+    {
+        var transport = await OpenTcpAsync(host, port, cancellationToken);
+        return await ConnectAsync(transport, options, cancellationToken);
+    }
+
     /// <summary>
     /// Continues an exported connection's record layer over a new transport (which already carries the
     /// market's byte stream, e.g. spliced by the home server).

@@ -15,7 +15,7 @@ internal static class ClientHelloFlight
         var ticket = c.OfferedTicket;
         if (retry is null)
         {
-            ticket = o.ResumptionTicket is { } t && !t.IsExpired(now) && t.Fits(o.ServerName, o.ApplicationProtocols, o.CipherSuites) ? t : null;
+            ticket = o.ResumptionTicket is { } t && !t.IsExpired(now) && t.Fits(o.ServerName, o.CipherSuites) ? t : null;
             c.OfferedTicket = ticket;
         }
         else if (ticket is not null && CipherSuiteInfo.Get(ticket.Suite).Hash != c.Suite!.Hash)
@@ -35,7 +35,7 @@ internal static class ClientHelloFlight
             shares.Add((g, share.PublicKey));
         }
 
-        var early = retry is null && ticket is not null && ticket.MaxEarlyData > 0 && !o.EarlyData.IsEmpty
+        var early = retry is null && ticket is not null && ticket.AllowsEarlyDataWith(o.ApplicationProtocols, o.CipherSuites) && !o.EarlyData.IsEmpty
             && o.EarlyData.Length <= ticket.MaxEarlyData;
         c.OfferedEarlyData = early;
         var ticketSuite = ticket is null ? null : CipherSuiteInfo.Get(ticket.Suite);

@@ -48,11 +48,14 @@ public sealed class SessionTicket
 
     public bool IsExpired(DateTimeOffset now) => now >= ExpiresAt;
 
-    /// <summary>Whether this ticket may be offered for a connection with these parameters.</summary>
-    public bool Fits(string? serverName, IReadOnlyList<string> alpn, IReadOnlyList<CipherSuite> suites) =>
+    /// <summary>Whether this ticket may be offered for a connection to <paramref name="serverName"/> with these suites.</summary>
+    public bool Fits(string? serverName, IReadOnlyList<CipherSuite> suites) =>
         string.Equals(ServerName, serverName, StringComparison.OrdinalIgnoreCase)
-        && (Alpn is null ? alpn.Count == 0 : alpn.Contains(Alpn))
         && suites.Any(s => KeySchedule.CipherSuiteInfo.Find(s)?.Hash == KeySchedule.CipherSuiteInfo.Find(Suite)?.Hash);
+
+    /// <summary>Early data must run under the ALPN the ticket was issued for (RFC 8446 §4.2.10).</summary>
+    public bool AllowsEarlyDataWith(IReadOnlyList<string> alpn, IReadOnlyList<CipherSuite> suites) =>
+        MaxEarlyData > 0 && suites.Contains(Suite) && (Alpn is null ? alpn.Count == 0 : alpn.Count > 0 && alpn[0] == Alpn);
 
     public byte[] ToCbor()
     {
