@@ -64,6 +64,13 @@ public sealed class TestPki
         return pki;
     }
 
+    /// <summary>Uses <paramref name="server"/> as the server certificate from now on (for broken-certificate tests).</summary>
+    public TestPki WithServer(IssuedCertificate server)
+    {
+        Server = server;
+        return this;
+    }
+
     public IssuedCertificate IssueServer(string fileStem, string hostName, TestKeyKind keyKind = TestKeyKind.EcP256, DateTimeOffset? notBefore = null, DateTimeOffset? notAfter = null)
     {
         var san = new SubjectAlternativeNameBuilder();

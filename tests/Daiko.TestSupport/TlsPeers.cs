@@ -108,7 +108,7 @@ public sealed class GnuTlsServer : ITlsPeer
 
     public int Port => _bridge.Port;
 
-    public bool AllowsPskKe => true;
+    public bool AllowsPskKe => false;
 
     public string IdentityPath => "/";
 
@@ -171,7 +171,22 @@ public sealed class NginxServer : ITlsPeer
 
     public string IdentityPath => "/whoami";
 
-    public string Log => _process.Output;
+    private string? _prefix;
+
+    public string Log => _process.Output + (_prefix is null ? "" : ReadLog(Path.Combine(_prefix, "logs", "error.log")));
+
+    private static string ReadLog(string path)
+    {
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            return new StreamReader(stream).ReadToEnd();
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
 
     public static async Task<NginxServer> StartAsync(TestPki pki, string workDirectory, TlsPeerOptions? options = null)
     {
@@ -232,7 +247,7 @@ public sealed class NginxServer : ITlsPeer
             process.Dispose();
             throw new InvalidOperationException($"nginx did not start: {process.Output}\n{log}", e);
         }
-        return new NginxServer(process, port);
+        return new NginxServer(process, port) { _prefix = prefix };
     }
 
     public void Dispose() => _process.Dispose();

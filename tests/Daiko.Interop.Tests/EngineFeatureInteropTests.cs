@@ -1,0 +1,123 @@
+using Daiko.TestSupport;
+using Daiko.Tls;
+
+namespace Daiko.Interop.Tests;
+
+/// <summary>psk_ke, 0-RTT, KeyUpdate, export/import and certificate failures against real servers.</summary>
+public sealed class EngineFeatureInteropTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-interop-f");
+    private readonly TestPki _pki;
+
+    public EngineFeatureInteropTests()
+    {
+        _pki = TestPki.Create(_dir.Path);
+    }
+
+    public void Dispose() => _dir.Dispose();
+
+    private TlsClientOptions Options(TlsCounters? counters = null, string host = "localhost") => new()
+    {
+        ServerName = host,
+        ClientCredential = SoftwareSigner.LoadCredential(_pki.User.CertificatePath, _pki.User.KeyPath, counters),
+        CertificateValidator = new X509ChainValidator([_pki.Root], counters: counters),
+        Counters = counters,
+        HandshakeTimeout = TimeSpan.FromSeconds(10),
+    };
+
+    private async Task<SessionTicket> FirstTicketAsync(ITlsPeer peer, CancellationToken ct)
+    {
+        await using var first = await EngineInteropTests.ConnectAsync(peer.Port, Options(), ct);
+        await EngineInteropTests.GetAsync(first, peer.Host, peer.IdentityPath, ct);
+        return first.Tickets.FirstOrDefault() ?? (await first.WaitForTicketAsync(TimeSpan.FromSeconds(2), ct))
+            ?? throw new InvalidOperationException($"{peer.Name} issued no ticket");
+    }
+
+    [Theory]
+    [InlineData("openssl")]
+    public async Task Resume_PskKe_RunsNoPublicKeyOperation_AndServerSeesTheUser(string name)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var peer = await PeerFactory.StartAsync(name, _pki, _dir.Path, new TlsPeerOptions { AllowPskKe = true });
+        var ticket = await FirstTicketAsync(peer, cts.Token);
+        var counters = new TlsCounters();
+
+        await using var resumed = await EngineInteropTests.ConnectAsync(peer.Port, Options(counters) with
+        {
+            ResumptionTicket = ticket,
+            PskModes = [PskKeyExchangeMode.PskKe],
+            CertificateValidator = new X509ChainValidator([_pki.Root]),
+            ClientCredential = null,
+        }, cts.Token);
+        var body = await EngineInteropTests.GetAsync(resumed, peer.Host, peer.IdentityPath, cts.Token);
+
+        Assert.Equal(PskKeyExchangeMode.PskKe, resumed.KeyExchange);
+        Assert.Equal(0, counters.PublicKeyOperations);
+        Assert.Contains("Alice Example", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task KeyUpdate_BothWays_KeepsTheConnectionWorking()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var peer = await NginxServer.StartAsync(_pki, _dir.Path);
+        await using var connection = await EngineInteropTests.ConnectAsync(peer.Port, Options(), cts.Token);
+
+        await connection.KeyUpdateAsync(requestPeerUpdate: true, cts.Token);
+        var body = await EngineInteropTests.GetAsync(connection, peer.Host, peer.IdentityPath, cts.Token);
+
+        Assert.Contains("Alice Example", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ExportThenImport_ContinuesTheRecordLayerOnTheSameTransport()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var peer = await NginxServer.StartAsync(_pki, _dir.Path);
+        var connection = await EngineInteropTests.ConnectAsync(peer.Port, Options(), cts.Token);
+        await connection.WaitForTicketAsync(TimeSpan.FromMilliseconds(500), cts.Token);
+        var transport = connection.Transport;
+
+        var exported = ExportedSession.FromCbor(connection.Export().ToCbor());
+        await Assert.ThrowsAsync<TlsException>(async () => await connection.WriteAsync(new byte[1], cts.Token));
+        await using var continued = TlsClient.Import(transport, exported);
+        var body = await EngineInteropTests.GetAsync(continued, peer.Host, peer.IdentityPath, cts.Token);
+
+        Assert.Contains("Alice Example", body, StringComparison.Ordinal);
+        Assert.DoesNotContain(Convert.ToHexString(exported.ClientSecret), exported.ToString(), StringComparison.Ordinal);
+    }
+
+    public static TheoryData<string, AlertDescription> BadCertificates => new()
+    {
+        { "expired", AlertDescription.CertificateExpired },
+        { "wrong-host", AlertDescription.BadCertificate },
+        { "unknown-ca", AlertDescription.UnknownCa },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadCertificates))]
+    public async Task Refuses_ABadServerCertificate_WithTheRightAlert(string kind, AlertDescription alert)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var pki = kind switch
+        {
+            "unknown-ca" => TestPki.Create(Path.Combine(_dir.Path, "other"), rootName: "Someone Else"),
+            _ => _pki,
+        };
+        if (kind == "expired")
+        {
+            var now = DateTimeOffset.UtcNow;
+            var expired = pki.IssueServer("expired", "localhost", notBefore: now.AddDays(-10), notAfter: now.AddDays(-1));
+            pki = TestPkiWithServer(pki, expired);
+        }
+        if (kind == "wrong-host") pki = TestPkiWithServer(pki, pki.IssueServer("other", "other.example"));
+        using var peer = await OpenSslServer.StartAsync(pki, new TlsPeerOptions { RequireClientCertificate = false });
+
+        var e = await Assert.ThrowsAsync<TlsException>(() => EngineInteropTests.ConnectAsync(peer.Port, Options(), cts.Token));
+
+        Assert.Equal(TlsError.CertificateRejected, e.Error);
+        Assert.Equal(alert, e.Alert);
+    }
+
+    private static TestPki TestPkiWithServer(TestPki pki, IssuedCertificate server) => pki.WithServer(server);
+}
