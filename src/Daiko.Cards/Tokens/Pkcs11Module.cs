@@ -1,0 +1,98 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using Net.Pkcs11Interop.Common;
+using Net.Pkcs11Interop.HighLevelAPI;
+
+namespace Daiko.Cards.Tokens;
+
+/// <summary>
+/// One loaded PKCS#11 module per process (SoftHSM2 reads its configuration once, at C_Initialize).
+/// Reference-counted: the module is finalized when the last user disposes its handle, so tests can
+/// switch SoftHSM2 configurations between cards.
+/// </summary>
+internal sealed class Pkcs11Module : IDisposable
+{
+    public const string DefaultSoftHsmPath = "/usr/lib/softhsm/libsofthsm2.so";
+
+    private static readonly object Gate = new();
+    private static Pkcs11Module? _current;
+    private static int _resolverInstalled;
+
+    private readonly string _path;
+    private readonly string? _softHsmConf;
+    private int _references;
+
+    private Pkcs11Module(string path, string? softHsmConf)
+    {
+        _path = path;
+        _softHsmConf = softHsmConf;
+        Factories = new Pkcs11InteropFactories();
+        Library = Factories.Pkcs11LibraryFactory.LoadPkcs11Library(Factories, path, AppType.MultiThreaded);
+    }
+
+    public Pkcs11InteropFactories Factories { get; }
+
+    public IPkcs11Library Library { get; }
+
+    /// <summary>Acquires the module at <paramref name="path"/>; for SoftHSM2, <paramref name="softHsmConf"/> selects its token store.</summary>
+    public static Pkcs11Module Acquire(string path, string? softHsmConf)
+    {
+        InstallResolver();
+        lock (Gate)
+        {
+            if (_current is not null)
+            {
+                if (_current._path != path || _current._softHsmConf != softHsmConf)
+                {
+                    throw new InvalidOperationException("another home card's PKCS#11 module is already open in this process; close it first");
+                }
+                _current._references++;
+                return _current;
+            }
+            if (softHsmConf is not null)
+            {
+                // SoftHSM2 calls getenv() in C_Initialize: the variable must be in the native environment,
+                // which Environment.SetEnvironmentVariable does not touch on Unix.
+                Environment.SetEnvironmentVariable("SOFTHSM2_CONF", softHsmConf);
+                if (SetEnv("SOFTHSM2_CONF", softHsmConf, 1) != 0) throw new InvalidOperationException("could not set SOFTHSM2_CONF");
+            }
+            if (!File.Exists(path)) throw new FileNotFoundException($"PKCS#11 module not found at {path} (install softhsm2, or pass --pkcs11-module)");
+            _current = new Pkcs11Module(path, softHsmConf) { _references = 1 };
+            return _current;
+        }
+    }
+
+    [DllImport("libc", EntryPoint = "setenv", CharSet = CharSet.Ansi)]
+    private static extern int SetEnv(string name, string value, int overwrite);
+
+    public void Dispose()
+    {
+        lock (Gate)
+        {
+            if (--_references > 0) return;
+            Library.Dispose();
+            if (ReferenceEquals(_current, this)) _current = null;
+        }
+    }
+
+    /// <summary>
+    /// Pkcs11Interop 5.3 imports "libdl", which glibc 2.34+ ships only as libdl.so.2: map it once.
+    /// </summary>
+    private static void InstallResolver()
+    {
+        if (Interlocked.Exchange(ref _resolverInstalled, 1) == 1) return;
+        NativeLibrary.SetDllImportResolver(typeof(CKR).Assembly, (name, assembly, searchPath) =>
+        {
+            if (name == "libdl" && NativeLibrary.TryLoad("libdl.so.2", assembly, searchPath, out var handle)) return handle;
+            return IntPtr.Zero;
+        });
+    }
+
+    public ISlot? FindSlot(string tokenLabel) =>
+        Library.GetSlotList(SlotsType.WithTokenPresent).FirstOrDefault(s => s.GetTokenInfo().Label.Trim() == tokenLabel);
+
+    /// <summary>A slot whose token is not initialized yet (SoftHSM2 always offers one).</summary>
+    public ISlot FreeSlot() =>
+        Library.GetSlotList(SlotsType.WithTokenPresent).FirstOrDefault(s => !s.GetTokenInfo().TokenFlags.TokenInitialized)
+        ?? throw new InvalidOperationException("the PKCS#11 module has no uninitialized token slot");
+}

@@ -1,0 +1,163 @@
+using System.Formats.Asn1;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Daiko.Tls;
+using Net.Pkcs11Interop.Common;
+using Net.Pkcs11Interop.HighLevelAPI;
+
+namespace Daiko.Cards.Tokens;
+
+/// <summary>
+/// An <see cref="ECDsa"/> whose private operation runs in the home card's token (gated by the card's
+/// state). Lets standard APIs — COSE_Sign1, CertificateRequest — sign without the key leaving the token.
+/// </summary>
+internal sealed class TokenECDsa : ECDsa
+{
+    private readonly HomeCard _card;
+    private readonly ECParameters _public;
+
+    public TokenECDsa(HomeCard card, ECParameters publicParameters)
+    {
+        _card = card;
+        _public = publicParameters;
+        KeySizeValue = publicParameters.Q.X!.Length * 8;
+        LegalKeySizesValue = [new KeySizes(256, 384, 128)];
+    }
+
+    public override byte[] SignHash(byte[] hash) => _card.SignHashOnToken(hash);
+
+    public override bool VerifyHash(byte[] hash, byte[] signature)
+    {
+        using var ec = Create(_public);
+        return ec.VerifyHash(hash, signature);
+    }
+
+    public override ECParameters ExportParameters(bool includePrivateParameters) =>
+        includePrivateParameters ? throw new CryptographicException("the home card's private key cannot be exported") : _public;
+
+    public override void ImportParameters(ECParameters parameters) => throw new NotSupportedException();
+
+    public override void GenerateKey(ECCurve curve) => throw new NotSupportedException();
+}
+
+/// <summary>The same over an explicitly logged-in session (CSR creation at init time, before any PIN state).</summary>
+internal sealed class SessionECDsa : ECDsa
+{
+    private readonly ISession _session;
+    private readonly Pkcs11Module _module;
+    private readonly IObjectHandle _key;
+    private readonly ECParameters _public;
+
+    public SessionECDsa(ISession session, Pkcs11Module module, IObjectHandle key, ECParameters publicParameters)
+    {
+        _session = session;
+        _module = module;
+        _key = key;
+        _public = publicParameters;
+        KeySizeValue = publicParameters.Q.X!.Length * 8;
+        LegalKeySizesValue = [new KeySizes(256, 384, 128)];
+    }
+
+    public override byte[] SignHash(byte[] hash) => _session.Sign(_module.Factories.MechanismFactory.Create(CKM.CKM_ECDSA), _key, hash);
+
+    public override bool VerifyHash(byte[] hash, byte[] signature)
+    {
+        using var ec = Create(_public);
+        return ec.VerifyHash(hash, signature);
+    }
+
+    public override ECParameters ExportParameters(bool includePrivateParameters) =>
+        includePrivateParameters ? throw new CryptographicException("the home card's private key cannot be exported") : _public;
+
+    public override void ImportParameters(ECParameters parameters) => throw new NotSupportedException();
+}
+
+/// <summary>RSA-PSS signatures for a CSR, made in the token.</summary>
+internal sealed class TokenRsaSignatureGenerator : X509SignatureGenerator
+{
+    private readonly ISession _session;
+    private readonly Pkcs11Module _module;
+    private readonly RSAParameters _public;
+    private readonly IObjectHandle _key;
+
+    public TokenRsaSignatureGenerator(HomeCard card, ISession session, Pkcs11Module module, RSAParameters publicParameters, IObjectHandle key)
+    {
+        _ = card;
+        _session = session;
+        _module = module;
+        _public = publicParameters;
+        _key = key;
+    }
+
+    public override byte[] GetSignatureAlgorithmIdentifier(HashAlgorithmName hashAlgorithm)
+    {
+        using var rsa = RSA.Create(_public);
+        return CreateForRSA(rsa, RSASignaturePadding.Pss).GetSignatureAlgorithmIdentifier(hashAlgorithm);
+    }
+
+    public override byte[] SignData(byte[] data, HashAlgorithmName hashAlgorithm)
+    {
+        var parameters = _module.Factories.MechanismParamsFactory.CreateCkRsaPkcsPssParams(
+            ConvertUtils.UInt64FromCKM(CKM.CKM_SHA256), ConvertUtils.UInt64FromCKG(CKG.CKG_MGF1_SHA256), 32);
+        return _session.Sign(_module.Factories.MechanismFactory.Create(CKM.CKM_RSA_PKCS_PSS, parameters), _key, SHA256.HashData(data));
+    }
+
+    protected override PublicKey BuildPublicKey()
+    {
+        using var rsa = RSA.Create(_public);
+        return PublicKey.CreateFromSubjectPublicKeyInfo(rsa.ExportSubjectPublicKeyInfo(), out _);
+    }
+}
+
+/// <summary>CertificateVerify signatures for the TLS engine, made in the home card.</summary>
+internal sealed class HomeCardTlsSigner(HomeCard card) : ITlsSigner
+{
+    public IReadOnlyList<SignatureScheme> SupportedSchemes => card.KeyType switch
+    {
+        HomeCardKeyType.P256 => [SignatureScheme.EcdsaSecp256r1Sha256],
+        HomeCardKeyType.P384 => [SignatureScheme.EcdsaSecp384r1Sha384],
+        _ => [SignatureScheme.RsaPssRsaeSha256, SignatureScheme.RsaPssRsaeSha384],
+    };
+
+    public ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
+    {
+        if (!SupportedSchemes.Contains(scheme)) throw new NotSupportedException($"the home card cannot sign with {scheme}");
+        byte[] signature;
+        switch (scheme)
+        {
+            case SignatureScheme.EcdsaSecp256r1Sha256:
+                signature = ToDer(card.SignHashOnToken(SHA256.HashData(content.Span)));
+                break;
+            case SignatureScheme.EcdsaSecp384r1Sha384:
+                signature = ToDer(card.SignHashOnToken(SHA384.HashData(content.Span)));
+                break;
+            case SignatureScheme.RsaPssRsaeSha384:
+                signature = card.SignPssOnToken(SHA384.HashData(content.Span), HashAlgorithmName.SHA384);
+                break;
+            default:
+                signature = card.SignPssOnToken(SHA256.HashData(content.Span), HashAlgorithmName.SHA256);
+                break;
+        }
+        return ValueTask.FromResult(signature);
+    }
+
+    /// <summary>PKCS#11 returns ECDSA as r||s; TLS wants DER SEQUENCE { r INTEGER, s INTEGER }.</summary>
+    internal static byte[] ToDer(ReadOnlySpan<byte> rs)
+    {
+        var half = rs.Length / 2;
+        var writer = new AsnWriter(AsnEncodingRules.DER);
+        using (writer.PushSequence())
+        {
+            writer.WriteIntegerUnsigned(TrimLeadingZeros(rs[..half]));
+            writer.WriteIntegerUnsigned(TrimLeadingZeros(rs[half..]));
+        }
+        return writer.Encode();
+    }
+
+    private static ReadOnlySpan<byte> TrimLeadingZeros(ReadOnlySpan<byte> value)
+    {
+        var i = 0;
+        while (i < value.Length - 1 && value[i] == 0) i++;
+        return value[i..];
+    }
+}

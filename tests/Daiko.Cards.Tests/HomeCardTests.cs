@@ -1,0 +1,206 @@
+using System.Security.Cryptography;
+using Daiko.TestSupport;
+using Daiko.Tls;
+
+namespace Daiko.Cards.Tests;
+
+internal sealed class ManualClock : TimeProvider
+{
+    public DateTimeOffset Now { get; set; } = new(2026, 11, 24, 12, 0, 0, TimeSpan.Zero);
+
+    public override DateTimeOffset GetUtcNow() => Now;
+}
+
+/// <summary>The home card on a real SoftHSM2 token: every transition of seed Fig. 6.</summary>
+public sealed class HomeCardTests : IDisposable
+{
+    private const string Pin1 = "1111";
+    private const string Pin2 = "2222";
+    private const string Admin = "admin-code-123";
+
+    private readonly TempDirectory _dir = new("daiko-card");
+    private readonly ManualClock _clock = new();
+
+    private HomeCardOptions Options => new(_dir.Path) { Time = _clock };
+
+    public void Dispose() => _dir.Dispose();
+
+    private HomeCard NewCard(HomeCardKeyType type = HomeCardKeyType.P256) => HomeCard.Initialize(Options, type, Pin1, Pin2, Admin);
+
+    [Fact]
+    public void NewCard_IsLocked_AndRefusesToSign()
+    {
+        using var card = NewCard();
+        Assert.Equal(HomeCardState.Locked, card.State);
+        var e = Assert.Throws<CardNotReadyException>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, new byte[10], default).AsTask().GetAwaiter().GetResult());
+        Assert.Contains("locked", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Pin1ThenPin2_MakesTheCardReady_AndItSignsInTheToken()
+    {
+        using var card = NewCard();
+        Assert.True(card.EnterPin1(Pin1).Accepted);
+        Assert.Equal(HomeCardState.RemoteAccessWait, card.State);
+        Assert.True(card.EnterPin2(Pin2).Accepted);
+        Assert.Equal(HomeCardState.CryptoReady, card.State);
+
+        var content = RandomNumberGenerator.GetBytes(130);
+        var signature = await card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, content, default);
+
+        using var publicKey = card.PublicEcKey();
+        Assert.True(publicKey.VerifyData(content, signature, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+    }
+
+    [Fact]
+    public void Pin2BeforePin1_IsRefusedAsWrongState_AndCostsNoTry()
+    {
+        using var card = NewCard();
+        var result = card.EnterPin2(Pin2);
+        Assert.Equal(PinOutcome.WrongState, result.Outcome);
+        Assert.Equal(3, card.GetStatus().Pin2TriesLeft);
+    }
+
+    [Fact]
+    public void WrongPins_ReportTriesLeft_AndTheThirdDisablesTheCard()
+    {
+        using var card = NewCard();
+        var first = card.EnterPin1("9999");
+        Assert.Equal(PinOutcome.Wrong, first.Outcome);
+        Assert.Equal(2, first.TriesLeft);
+        Assert.Contains("2 tries left", first.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("9999", first.Message, StringComparison.Ordinal);
+        Assert.Equal(1, card.EnterPin1("9998").TriesLeft);
+        var third = card.EnterPin1("9997");
+        Assert.Equal(PinOutcome.Disabled, third.Outcome);
+        Assert.Equal(HomeCardState.Disabled, card.State);
+        // Even the right PIN is refused now.
+        Assert.Equal(PinOutcome.Disabled, card.EnterPin1(Pin1).Outcome);
+    }
+
+    [Fact]
+    public void CorrectPin_ResetsTheCounter()
+    {
+        using var card = NewCard();
+        card.EnterPin1("9999");
+        card.EnterPin1("9998");
+        Assert.True(card.EnterPin1(Pin1).Accepted);
+        Assert.Equal(3, card.GetStatus().Pin1TriesLeft);
+    }
+
+    [Fact]
+    public void Counters_AndDisabledState_SurviveReopening()
+    {
+        using (var card = NewCard())
+        {
+            card.EnterPin1("9999");
+            card.EnterPin1(Pin1);
+            card.EnterPin2("0000");
+            card.EnterPin2("0001");
+        }
+        using (var reopened = HomeCard.Open(Options))
+        {
+            Assert.Equal(HomeCardState.Locked, reopened.State);
+            Assert.Equal(1, reopened.GetStatus().Pin2TriesLeft);
+            reopened.EnterPin1(Pin1);
+            Assert.Equal(PinOutcome.Disabled, reopened.EnterPin2("0002").Outcome);
+        }
+        using var again = HomeCard.Open(Options);
+        Assert.Equal(HomeCardState.Disabled, again.State);
+        Assert.Equal(HomeCardState.Disabled, HomeCard.ReadStatus(Options).State);
+    }
+
+    [Fact]
+    public void Idle_TenMinutes_DropsToRemoteAccessWait_AndUseResetsTheClock()
+    {
+        using var card = NewCard();
+        card.EnterPin1(Pin1);
+        card.EnterPin2(Pin2);
+        _clock.Now += TimeSpan.FromMinutes(9);
+        card.Touch();
+        _clock.Now += TimeSpan.FromMinutes(9);
+        Assert.Equal(HomeCardState.CryptoReady, card.State);
+        _clock.Now += TimeSpan.FromMinutes(1);
+        Assert.Equal(HomeCardState.RemoteAccessWait, card.State);
+        Assert.Throws<CardNotReadyException>(() => card.OpenCoseSigningKey().SignData(new byte[1], HashAlgorithmName.SHA256));
+    }
+
+    [Fact]
+    public void Done_DropsToRemoteAccessWait_AndPin2BringsItBack()
+    {
+        using var card = NewCard();
+        card.EnterPin1(Pin1);
+        card.EnterPin2(Pin2);
+        card.Done();
+        Assert.Equal(HomeCardState.RemoteAccessWait, card.State);
+        Assert.True(card.EnterPin2(Pin2).Accepted);
+    }
+
+    [Fact]
+    public void Unblock_WithTheAdminCode_SetsNewPins()
+    {
+        using var card = NewCard();
+        for (var i = 0; i < 3; i++) card.EnterPin1("000" + i);
+        Assert.Equal(HomeCardState.Disabled, card.State);
+
+        Assert.Equal(PinOutcome.Wrong, card.Unblock("not-the-admin", "5555", "6666").Outcome);
+        Assert.Equal(HomeCardState.Disabled, card.State);
+        Assert.True(card.Unblock(Admin, "5555", "6666").Accepted);
+
+        Assert.Equal(HomeCardState.Locked, card.State);
+        Assert.False(card.EnterPin1(Pin1).Accepted);
+        Assert.True(card.EnterPin1("5555").Accepted);
+        Assert.True(card.EnterPin2("6666").Accepted);
+    }
+
+    [Fact]
+    public void RacingWrongPins_NeverGetAFourthTry()
+    {
+        using var card = NewCard();
+        var results = new System.Collections.Concurrent.ConcurrentBag<PinResult>();
+        Parallel.For(0, 8, i => results.Add(card.EnterPin1("77" + i.ToString("00"))));
+        Assert.Equal(3, results.Count(r => r.Outcome is PinOutcome.Wrong || (r.Outcome == PinOutcome.Disabled && r.Message.StartsWith("wrong", StringComparison.Ordinal))));
+        Assert.Equal(HomeCardState.Disabled, card.State);
+    }
+
+    [Fact]
+    public void PrivateKey_IsSensitive_NotExtractable_AndUnreadable()
+    {
+        using var card = NewCard();
+        var (sensitive, extractable, readable) = card.InspectPrivateKey(Pin2);
+        Assert.True(sensitive);
+        Assert.False(extractable);
+        Assert.False(readable);
+        Assert.Throws<CryptographicException>(() => card.OpenCoseSigningKey().ExportParameters(true));
+    }
+
+    [Fact]
+    public void CertificateSigningRequest_IsSignedInTheToken_AndTheIssuedCertificateImports()
+    {
+        using var card = NewCard();
+        var csr = card.CreateCertificateSigningRequest("CN=Alice Example, O=Daiko Users", Pin2);
+        var request = System.Security.Cryptography.X509Certificates.CertificateRequest.LoadSigningRequest(csr, HashAlgorithmName.SHA256,
+            System.Security.Cryptography.X509Certificates.CertificateRequestLoadOptions.Default);
+        var pki = TestPki.Create(Path.Combine(_dir.Path, "pki"));
+        var certificate = pki.IssueForPublicKey(request.PublicKey, request.SubjectName.Name);
+
+        card.ImportCertificate(certificate.RawData, [pki.Root.RawData], Pin2);
+
+        Assert.Equal(2, card.CertificateChain.Count);
+        Assert.True(HomeCard.ReadStatus(Options).HasCertificate);
+        Assert.Throws<InvalidOperationException>(() => card.ImportCertificate(pki.User.Der, [], Pin2));
+    }
+
+    [Fact]
+    public async Task Rsa3072Card_SignsRsaPss()
+    {
+        using var card = NewCard(HomeCardKeyType.Rsa3072);
+        card.EnterPin1(Pin1);
+        card.EnterPin2(Pin2);
+        var content = RandomNumberGenerator.GetBytes(100);
+        var signature = await card.TlsSigner.SignAsync(SignatureScheme.RsaPssRsaeSha256, content, default);
+        using var rsa = RSA.Create();
+        rsa.ImportSubjectPublicKeyInfo(card.PublicKeyInfo, out _);
+        Assert.True(rsa.VerifyData(content, signature, HashAlgorithmName.SHA256, RSASignaturePadding.Pss));
+    }
+}
