@@ -1,0 +1,78 @@
+using System.Security.Cryptography;
+using Daiko.TestSupport;
+
+namespace Daiko.Cards.Tests;
+
+/// <summary>The access card: every transition of seed Fig. 7.</summary>
+public sealed class AccessCardTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-access");
+    private readonly ManualClock _clock = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private AccessCard NewCard() => AccessCard.Create(_dir.Path, "4321", iterations: 10_000, time: _clock);
+
+    [Fact]
+    public void NewCard_IsLocked_AndItsKeyFileIsEncryptedAndPrivate()
+    {
+        using var card = NewCard();
+        Assert.Equal(AccessCardState.Locked, AccessCard.Open(_dir.Path, _clock).State);
+        var file = Path.Combine(_dir.Path, "device-key.p8");
+        if (!OperatingSystem.IsWindows()) Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+        using var ec = ECDsa.Create();
+        Assert.ThrowsAny<CryptographicException>(() => ec.ImportPkcs8PrivateKey(File.ReadAllBytes(file), out _));
+    }
+
+    [Fact]
+    public void Pin_UnlocksTheDeviceKey_AndDoneLocksIt()
+    {
+        var card = AccessCard.Open(NewCard() is var _ ? _dir.Path : "", _clock);
+        Assert.True(card.Unlock("4321").Accepted);
+        Assert.Equal(AccessCardState.Accessible, card.State);
+        byte[] data = [1, 2, 3];
+        var signature = card.DeviceKey.SignData(data, HashAlgorithmName.SHA256);
+        using var pub = ECDsa.Create();
+        pub.ImportSubjectPublicKeyInfo(card.PublicKeyInfo, out _);
+        Assert.True(pub.VerifyData(data, signature, HashAlgorithmName.SHA256));
+        card.Lock();
+        Assert.Throws<CardNotReadyException>(() => card.DeviceKey);
+    }
+
+    [Fact]
+    public void Idle_TenMinutes_Locks()
+    {
+        using var card = NewCard();
+        card.Unlock("4321");
+        _clock.Now += TimeSpan.FromMinutes(10);
+        Assert.Equal(AccessCardState.Locked, card.State);
+    }
+
+    [Fact]
+    public void ThreeWrongPins_DestroyTheKey_EvenAcrossReopening()
+    {
+        NewCard().Dispose();
+        Assert.Equal(2, AccessCard.Open(_dir.Path, _clock).Unlock("0000").TriesLeft);
+        Assert.Equal(1, AccessCard.Open(_dir.Path, _clock).Unlock("0001").TriesLeft);
+        var third = AccessCard.Open(_dir.Path, _clock).Unlock("0002");
+
+        Assert.Equal(PinOutcome.Disabled, third.Outcome);
+        Assert.Contains("enroll", third.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(_dir.Path, "device-key.p8")));
+        Assert.Equal(AccessCardState.Destroyed, AccessCard.Open(_dir.Path, _clock).State);
+        Assert.Equal(PinOutcome.Disabled, AccessCard.Open(_dir.Path, _clock).Unlock("4321").Outcome);
+    }
+
+    private sealed class Biometric(string? secret) : IBiometricUnlock
+    {
+        public string? Release() => secret;
+    }
+
+    [Fact]
+    public void BiometricHook_UnlocksWithTheSecretItReleases()
+    {
+        using var card = NewCard();
+        Assert.False(card.Unlock(new Biometric(null)).Accepted);
+        Assert.True(card.Unlock(new Biometric("4321")).Accepted);
+    }
+}
