@@ -41,19 +41,25 @@ public static class TlsClient
         catch (TlsException e)
         {
             if (!e.SentByPeer && e.Error != TlsError.TransportClosed) await FailAsync(records, e.Alert);
-            else records.Dispose();
+            else Abandon(records);
             throw;
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
         {
-            records.Dispose();
+            Abandon(records);
             throw new TlsException(TlsError.TransportClosed, AlertDescription.InternalError, $"the transport failed during the handshake: {e.Message}", e);
         }
         catch
         {
-            records.Dispose();
+            Abandon(records);
             throw;
         }
+    }
+
+    private static void Abandon(RecordLayer records)
+    {
+        records.Dispose();
+        try { records.Transport.Dispose(); } catch (Exception) { }
     }
 
     /// <summary>Opens TCP to <paramref name="host"/> (trying each of its addresses in turn) with Nagle off.</summary>

@@ -1,0 +1,140 @@
+using System.Net.Sockets;
+using Daiko.Tls;
+
+namespace Daiko.Home.Delegation;
+
+/// <summary>A market the terminal wants a session with.</summary>
+public sealed record MarketRequest(string Host, int Port, string? ServerName, string? Alpn)
+{
+    public string EffectiveServerName => ServerName ?? Host;
+
+    public MarketKey KeyFor(string deviceId) => new(deviceId, Host, Port, EffectiveServerName, Alpn);
+}
+
+/// <summary>The outcome of a delegation a caller expects to handle.</summary>
+public enum DelegationFailure
+{
+    None,
+    MarketUnreachable,
+    MarketCertificateRejected,
+    HandshakeFailed,
+    NoTicketIssued,
+    CardNotReady,
+}
+
+public sealed class DelegationException(DelegationFailure failure, string message, Exception? inner = null)
+    : Exception(message, inner)
+{
+    public DelegationFailure Failure { get; } = failure;
+}
+
+/// <summary>
+/// The home server's side of F3-F7: it connects to markets as the user (the home card signs
+/// CertificateVerify), keeps what it obtains in the session cache, and produces what each mode hands
+/// to the terminal.
+/// </summary>
+public sealed class DelegationService
+{
+    private readonly Func<ClientCredential> _userCredential;
+    private readonly IServerCertificateValidator _validator;
+    private readonly SessionCache<SessionTicket> _tickets;
+    private readonly MarketProfiles _profiles;
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _ticketWait;
+
+    public DelegationService(
+        Func<ClientCredential> userCredential,
+        IServerCertificateValidator validator,
+        SessionCache<SessionTicket> tickets,
+        MarketProfiles profiles,
+        TimeProvider? time = null,
+        TimeSpan? ticketWait = null)
+    {
+        _userCredential = userCredential;
+        _validator = validator;
+        _tickets = tickets;
+        _profiles = profiles;
+        _time = time ?? TimeProvider.System;
+        _ticketWait = ticketWait ?? TimeSpan.FromSeconds(2);
+    }
+
+    public SessionCache<SessionTicket> Tickets => _tickets;
+
+    public MarketProfiles Profiles => _profiles;
+
+    /// <summary>Connects to the market and completes a full handshake with the user's certificate.</summary>
+    public async Task<TlsConnection> ConnectAsUserAsync(MarketRequest market, TlsCounters? counters, CancellationToken cancellationToken)
+    {
+        var credential = _userCredential();
+        Stream transport;
+        try
+        {
+            transport = await TlsClient.OpenTcpAsync(market.Host, market.Port, cancellationToken);
+        }
+        catch (SocketException e)
+        {
+            throw new DelegationException(DelegationFailure.MarketUnreachable, $"could not reach the market {market.Host}:{market.Port}: {e.SocketErrorCode}", e);
+        }
+        var options = new TlsClientOptions
+        {
+            ServerName = market.EffectiveServerName,
+            ApplicationProtocols = market.Alpn is null ? [] : [market.Alpn],
+            ClientCredential = credential,
+            CertificateValidator = _validator,
+            Time = _time,
+            Counters = counters,
+            HandshakeTimeout = TimeSpan.FromSeconds(15),
+        };
+        try
+        {
+            return await TlsClient.ConnectAsync(transport, options, cancellationToken);
+        }
+        catch (TlsException e)
+        {
+            var failure = e.Alert is AlertDescription.BadCertificate or AlertDescription.UnknownCa or AlertDescription.CertificateExpired or AlertDescription.CertificateUnknown
+                ? DelegationFailure.MarketCertificateRejected
+                : DelegationFailure.HandshakeFailed;
+            throw new DelegationException(failure, $"the handshake with {market.Host}:{market.Port} failed: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// Mode resume: a ticket for the terminal, from the cache or from a fresh full handshake whose
+    /// other tickets are cached for next time.
+    /// </summary>
+    public async Task<SessionTicket> ObtainTicketAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken)
+    {
+        var key = market.KeyFor(deviceId);
+        var cached = _tickets.TryTake(key);
+        if (cached is not null) return cached;
+        await FetchTicketsAsync(deviceId, market, cancellationToken);
+        return _tickets.TryTake(key)
+            ?? throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay");
+    }
+
+    /// <summary>Runs a full handshake only to collect tickets (also used to fetch ahead of need).</summary>
+    public async Task<int> FetchTicketsAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken)
+    {
+        var key = market.KeyFor(deviceId);
+        await using var connection = await ConnectAsUserAsync(market, null, cancellationToken);
+        var deadline = _time.GetUtcNow() + _ticketWait;
+        var received = new List<SessionTicket>();
+        while (true)
+        {
+            var left = deadline - _time.GetUtcNow();
+            if (left <= TimeSpan.Zero) break;
+            var ticket = await connection.WaitForTicketAsync(received.Count == 0 ? left : TimeSpan.FromMilliseconds(Math.Min(200, left.TotalMilliseconds)), cancellationToken);
+            if (ticket is null) break;
+            received.Add(ticket);
+        }
+        foreach (var ticket in received)
+        {
+            _tickets.Add(key, ticket, ticket.ReceivedAt.AddSeconds(ticket.LifetimeSeconds), singleUse: true);
+        }
+        _profiles.Remember(new MarketProfile(market.Host, market.Port, true, received.Count > 0,
+            _profiles.Find(market.Host, market.Port)?.AcceptsPskKe ?? false,
+            received.Count > 0 ? received.Max(t => t.MaxEarlyData) : 0, _time.GetUtcNow()));
+        try { await connection.CloseAsync(cancellationToken); } catch (Exception) { }
+        return received.Count;
+    }
+}

@@ -1,0 +1,476 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using Daiko.Cards;
+using Daiko.Home.Control;
+using Daiko.Home.Delegation;
+using Daiko.Home.Devices;
+using Daiko.Tls;
+
+namespace Daiko.Home.Server;
+
+/// <summary>Options of a running home server.</summary>
+public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
+{
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>How often revocations in the store are picked up (the bound on "refused within one second").</summary>
+    public TimeSpan RevocationPoll { get; init; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Validator for market chains; default: the roots in DIR/trust, else the system roots.</summary>
+    public IServerCertificateValidator? MarketValidator { get; init; }
+
+    public Action<string>? Log { get; init; }
+}
+
+/// <summary>
+/// The home server (F1-F8): terminals connect over TLS 1.3 with their device certificate; the server
+/// gates everything on the home card's state and acts for them towards markets.
+/// </summary>
+public sealed class HomeServer : IAsyncDisposable
+{
+    private readonly HomeServerOptions _options;
+    private readonly HomeCard _card;
+    private readonly HomeIdentity _identity;
+    private readonly DeviceRegistry _devices;
+    private readonly DelegationService _delegation;
+    private readonly TcpListener _listener;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ConcurrentDictionary<ControlConnection, string?> _connections = new();
+    private readonly List<Task> _background = new();
+    private long _nextRelay;
+
+    private HomeServer(HomeServerOptions options, HomeCard card)
+    {
+        _options = options;
+        _card = card;
+        _identity = HomeIdentity.LoadOrCreate(options.Directory);
+        _devices = new DeviceRegistry(DatabasePath(options.Directory), options.Time);
+        var validator = options.MarketValidator ?? MarketTrust.Load(options.Directory);
+        _delegation = new DelegationService(
+            () => _card.CertificateChain.Count == 0
+                ? throw new DelegationException(DelegationFailure.CardNotReady, "the home card has no certificate yet: run 'daiko home cert import'")
+                : new ClientCredential(_card.CertificateChain, _card.TlsSigner),
+            validator,
+            new SessionCache<SessionTicket>(options.Time, t => t.Wipe()),
+            new MarketProfiles(DatabasePath(options.Directory)),
+            options.Time);
+        _listener = new TcpListener(options.Listen);
+    }
+
+    public static string DatabasePath(string directory) => Path.Combine(directory, "home.db");
+
+    public IPEndPoint LocalEndPoint => (IPEndPoint)_listener.LocalEndpoint;
+
+    public HomeIdentity Identity => _identity;
+
+    public DeviceRegistry Devices => _devices;
+
+    public DelegationService Delegation => _delegation;
+
+    public int OpenConnections => _connections.Count;
+
+    public static HomeServer Start(HomeServerOptions options, HomeCard card)
+    {
+        var server = new HomeServer(options, card);
+        server._listener.Start();
+        server._background.Add(server.AcceptLoopAsync());
+        server._background.Add(server.RevocationLoopAsync());
+        return server;
+    }
+
+    private void Log(string line) => _options.Log?.Invoke(line);
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            TcpClient client;
+            try { client = await _listener.AcceptTcpClientAsync(_stop.Token); }
+            catch (Exception) when (_stop.IsCancellationRequested) { return; }
+            catch (SocketException) { continue; }
+            _ = ServeAsync(client);
+        }
+    }
+
+    private async Task ServeAsync(TcpClient client)
+    {
+        client.NoDelay = true;
+        var ssl = new SslStream(client.GetStream(), leaveInnerStreamOpen: false);
+        try
+        {
+            using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+            handshake.CancelAfter(TimeSpan.FromSeconds(15));
+            await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+            {
+                ServerCertificate = _identity.Certificate,
+                EnabledSslProtocols = SslProtocols.Tls13,
+                ClientCertificateRequired = true,
+                RemoteCertificateValidationCallback = (_, _, _, _) => true,
+            }, handshake.Token);
+        }
+        catch (Exception e)
+        {
+            Log($"control handshake failed: {e.GetType().Name}: {e.Message}");
+            await ssl.DisposeAsync();
+            client.Dispose();
+            return;
+        }
+        string? deviceId = null;
+        if (ssl.RemoteCertificate is { } presented)
+        {
+            using var certificate = new X509Certificate2(presented);
+            var device = _identity.Issued(certificate) ? _devices.FindById(DeviceIdOf(certificate)) : null;
+            if (device is null || device.Revoked || !device.PublicKeyInfo.AsSpan().SequenceEqual(certificate.PublicKey.ExportSubjectPublicKeyInfo()))
+            {
+                _devices.Audit(device?.Id, "connect", null, null, device?.Revoked == true ? "refused: revoked device" : "refused: unknown device");
+                await using var refused = new ControlConnection(ssl);
+                try
+                {
+                    await ControlMessage.WriteFrameAsync(ssl, new ControlMessage("error").Set("re", true)
+                        .Set("code", device?.Revoked == true ? "revoked" : "unknown-device")
+                        .Set("message", device?.Revoked == true ? "this device was revoked by the home server's owner" : "this device is not enrolled with this home server"), CancellationToken.None);
+                }
+                catch (Exception) { }
+                return;
+            }
+            deviceId = device.Id;
+        }
+        var connection = new ControlConnection(ssl, (m, c) => HandleAsync(m, c, deviceId));
+        _connections[connection] = deviceId;
+        connection.Start();
+        try { await connection.Completion; }
+        finally
+        {
+            _connections.TryRemove(connection, out _);
+            await connection.DisposeAsync();
+        }
+    }
+
+    private static string DeviceIdOf(X509Certificate2 certificate) =>
+        certificate.GetNameInfo(X509NameType.SimpleName, false).Replace("daiko-device-", "", StringComparison.Ordinal);
+
+    private async Task RevocationLoopAsync()
+    {
+        using var timer = new PeriodicTimer(_options.RevocationPoll);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stop.Token))
+            {
+                IReadOnlySet<string> revoked;
+                try { revoked = _devices.RevokedIds(); }
+                catch (Exception) { continue; }
+                foreach (var (connection, deviceId) in _connections)
+                {
+                    if (deviceId is not null && revoked.Contains(deviceId))
+                    {
+                        connection.Close("this device was revoked");
+                        var purged = _delegation.Tickets.PurgeDevice(deviceId);
+                        Log($"device {deviceId} revoked: channel closed, {purged} cached secrets purged");
+                    }
+                }
+                foreach (var id in revoked) _delegation.Tickets.PurgeDevice(id);
+            }
+        }
+        catch (OperationCanceledException) { }
+    }
+
+    private async Task HandleAsync(ControlMessage m, ControlConnection c, string? deviceId)
+    {
+        if (m.Type == "enroll")
+        {
+            await EnrollAsync(m, c, deviceId);
+            return;
+        }
+        if (deviceId is null)
+        {
+            await c.ReplyErrorAsync(m, "unknown-device", "present a device certificate: enroll this terminal first");
+            return;
+        }
+        switch (m.Type)
+        {
+            case "unlock": await UnlockAsync(m, c, deviceId); break;
+            case "lock":
+                _card.Done();
+                _delegation.Tickets.PurgeDevice(deviceId);
+                _devices.Audit(deviceId, "lock", null, null, "remote-access-wait");
+                await c.ReplyAsync(m, new ControlMessage("locked").Set("state", StateName(_card.State)));
+                break;
+            case "card-status":
+                var status = _card.GetStatus();
+                await c.ReplyAsync(m, new ControlMessage("card-status").Set("state", StateName(status.State))
+                    .Set("pin1_tries_left", status.Pin1TriesLeft).Set("pin2_tries_left", status.Pin2TriesLeft));
+                break;
+            case "delegate": await DelegateAsync(m, c, deviceId); break;
+            case "sign": await SignAsync(m, c, deviceId); break;
+            case "verify-chain": await VerifyChainAsync(m, c); break;
+            default:
+                await c.ReplyErrorAsync(m, "unknown-request", $"the home server does not know request '{m.Type}'");
+                break;
+        }
+    }
+
+    public static string StateName(HomeCardState state) => state switch
+    {
+        HomeCardState.Locked => "locked",
+        HomeCardState.RemoteAccessWait => "remote-access-wait",
+        HomeCardState.CryptoReady => "crypto-ready",
+        _ => "disabled",
+    };
+
+    private async Task EnrollAsync(ControlMessage m, ControlConnection c, string? deviceId)
+    {
+        if (deviceId is not null)
+        {
+            await c.ReplyErrorAsync(m, "already-enrolled", "this device is already enrolled");
+            return;
+        }
+        var spki = m.GetBytes("device_spki");
+        try
+        {
+            using var probe = ECDsa.Create();
+            probe.ImportSubjectPublicKeyInfo(spki, out _);
+        }
+        catch (CryptographicException)
+        {
+            await c.ReplyErrorAsync(m, "bad-key", "the device public key is not a valid EC key");
+            return;
+        }
+        var (outcome, name) = _devices.RedeemCode(m.GetString("secret"));
+        if (outcome != EnrollmentOutcome.Enrolled)
+        {
+            _devices.Audit(null, "enroll", null, null, $"refused: {outcome}");
+            await c.ReplyErrorAsync(m, "enrollment-refused", outcome switch
+            {
+                EnrollmentOutcome.ExpiredCode => "the enrollment code has expired; ask for a new one with 'daiko home device add'",
+                EnrollmentOutcome.UsedCode => "the enrollment code was already used",
+                EnrollmentOutcome.TooManyAttempts => "too many wrong enrollment codes; wait a minute",
+                _ => "the enrollment code is not valid",
+            });
+            return;
+        }
+        var device = _devices.Register(name!, spki);
+        using var certificate = _identity.IssueDeviceCertificate(device.Id, spki);
+        _devices.Audit(device.Id, "enroll", null, null, "enrolled");
+        Log($"device '{device.Name}' ({device.Id}) enrolled");
+        await c.ReplyAsync(m, new ControlMessage("enrolled").Set("device_id", device.Id).Set("name", device.Name)
+            .Set("certificate", certificate.RawData).Set("home_certificate", _identity.Certificate.RawData));
+    }
+
+    private async Task UnlockAsync(ControlMessage m, ControlConnection c, string deviceId)
+    {
+        if (_card.State == HomeCardState.Locked)
+        {
+            var first = _card.EnterPin1(m.GetString("pin1"));
+            if (!first.Accepted)
+            {
+                _devices.Audit(deviceId, "unlock", null, null, first.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN1");
+                await c.ReplyErrorAsync(m, first.Outcome == PinOutcome.Disabled ? "card-disabled" : "wrong-pin1", first.Message, first.TriesLeft);
+                return;
+            }
+        }
+        var second = _card.EnterPin2(m.GetString("pin2"));
+        if (!second.Accepted)
+        {
+            _devices.Audit(deviceId, "unlock", null, null, second.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN2");
+            await c.ReplyErrorAsync(m, second.Outcome switch { PinOutcome.Disabled => "card-disabled", PinOutcome.WrongState => "card-locked", _ => "wrong-pin2" }, second.Message, second.TriesLeft);
+            return;
+        }
+        _devices.Audit(deviceId, "unlock", null, null, "crypto-ready");
+        await c.ReplyAsync(m, new ControlMessage("unlocked").Set("state", StateName(_card.State)));
+    }
+
+    private async Task<bool> RequireReadyAsync(ControlMessage m, ControlConnection c)
+    {
+        var state = _card.State;
+        if (state == HomeCardState.CryptoReady) return true;
+        await c.ReplyErrorAsync(m, state == HomeCardState.Disabled ? "card-disabled" : "card-not-ready", state switch
+        {
+            HomeCardState.Disabled => "the home card is disabled after 3 wrong PINs; it must be unblocked with the admin code",
+            HomeCardState.Locked => "the home card is locked: run 'daiko terminal unlock' (PIN1 and PIN2)",
+            _ => "the home card waits for PIN2: run 'daiko terminal unlock'",
+        });
+        return false;
+    }
+
+    private async Task DelegateAsync(ControlMessage m, ControlConnection c, string deviceId)
+    {
+        if (!await RequireReadyAsync(m, c)) return;
+        var market = new MarketRequest(m.GetString("host"), (int)m.GetInt("port"), m.GetStringOrNull("sni"), m.GetStringOrNull("alpn"));
+        var mode = m.GetString("mode");
+        var where = $"{market.Host}:{market.Port}";
+        try
+        {
+            _card.Touch();
+            switch (mode)
+            {
+                case "resume":
+                {
+                    var ticket = await _delegation.ObtainTicketAsync(deviceId, market, c.Closed);
+                    _devices.Audit(deviceId, "delegate", where, mode, "ticket handed over");
+                    await c.ReplyAsync(m, new ControlMessage("ticket").Set("ticket", ticket.ToCbor()));
+                    ticket.Wipe();
+                    break;
+                }
+                case "handoff":
+                {
+                    var connection = await _delegation.ConnectAsUserAsync(market, null, c.Closed);
+                    // Absorb the tickets markets send right after the handshake, so that the hand-over
+                    // accounts for every record already read (they go to the cache, not the terminal).
+                    for (var i = 0; i < 2; i++)
+                    {
+                        var t = await connection.WaitForTicketAsync(TimeSpan.FromMilliseconds(i == 0 ? 300 : 100), c.Closed);
+                        if (t is null) break;
+                        _delegation.Tickets.Add(market.KeyFor(deviceId), t, t.ExpiresAt, singleUse: true);
+                    }
+                    var transport = connection.Transport;
+                    var exported = connection.Export();
+                    var relayId = Interlocked.Increment(ref _nextRelay);
+                    var relay = c.OpenRelay(relayId);
+                    _devices.Audit(deviceId, "delegate", where, mode, "secrets handed over");
+                    await c.ReplyAsync(m, new ControlMessage("secrets").Set("session", exported.ToCbor()).Set("relay", relayId));
+                    exported.Wipe();
+                    _ = SpliceAsync(relay, transport);
+                    break;
+                }
+                case "relay":
+                {
+                    var connection = await _delegation.ConnectAsUserAsync(market, null, c.Closed);
+                    var relayId = Interlocked.Increment(ref _nextRelay);
+                    var relay = c.OpenRelay(relayId);
+                    _devices.Audit(deviceId, "delegate", where, mode, "relay opened");
+                    await c.ReplyAsync(m, new ControlMessage("relay").Set("relay", relayId));
+                    _ = SpliceAsync(relay, connection);
+                    break;
+                }
+                case "assist":
+                    _devices.Audit(deviceId, "delegate", where, mode, "assist ready");
+                    await c.ReplyAsync(m, new ControlMessage("assist").Set("chain", _card.CertificateChain.ToList()));
+                    break;
+                default:
+                    await c.ReplyErrorAsync(m, "bad-mode", $"unknown delegation mode '{mode}'");
+                    break;
+            }
+        }
+        catch (DelegationException e)
+        {
+            _devices.Audit(deviceId, "delegate", where, mode, $"failed: {e.Failure}");
+            await c.ReplyErrorAsync(m, e.Failure switch
+            {
+                DelegationFailure.MarketUnreachable => "market-unreachable",
+                DelegationFailure.MarketCertificateRejected => "market-certificate",
+                DelegationFailure.NoTicketIssued => "no-ticket",
+                DelegationFailure.CardNotReady => "card-not-ready",
+                _ => "handshake-failed",
+            }, e.Message);
+        }
+        catch (CardNotReadyException e)
+        {
+            await c.ReplyErrorAsync(m, "card-not-ready", e.Message);
+        }
+    }
+
+    /// <summary>Pumps bytes between a relay channel and a stream until either side ends.</summary>
+    private static async Task SpliceAsync(RelayStream relay, Stream other)
+    {
+        using var done = new CancellationTokenSource();
+        var up = Pump(relay, other);
+        var down = Pump(other, relay);
+        await Task.WhenAny(up, down);
+        await done.CancelAsync();
+        await relay.DisposeAsync();
+        await other.DisposeAsync();
+
+        async Task Pump(Stream from, Stream to)
+        {
+            var buffer = new byte[16384];
+            try
+            {
+                while (true)
+                {
+                    var n = await from.ReadAsync(buffer, done.Token);
+                    if (n == 0) return;
+                    await to.WriteAsync(buffer.AsMemory(0, n), done.Token);
+                    await to.FlushAsync(done.Token);
+                }
+            }
+            catch (Exception) { }
+        }
+    }
+
+    private static readonly byte[] ClientVerifyPrefix = BuildPrefix();
+
+    private static byte[] BuildPrefix()
+    {
+        var context = Encoding.ASCII.GetBytes("TLS 1.3, client CertificateVerify");
+        return [.. Enumerable.Repeat((byte)0x20, 64), .. context, 0];
+    }
+
+    private async Task SignAsync(ControlMessage m, ControlConnection c, string deviceId)
+    {
+        if (!await RequireReadyAsync(m, c)) return;
+        var content = m.GetBytes("content");
+        // The card signs only TLS 1.3 client CertificateVerify content, never arbitrary data.
+        if (content.Length is < 64 + 34 + 32 or > 64 + 34 + 64 || !content.AsSpan().StartsWith(ClientVerifyPrefix))
+        {
+            _devices.Audit(deviceId, "sign", null, "assist", "refused: not CertificateVerify content");
+            await c.ReplyErrorAsync(m, "bad-content", "the home card signs only TLS 1.3 client CertificateVerify content");
+            return;
+        }
+        try
+        {
+            var signature = await _card.TlsSigner.SignAsync((SignatureScheme)m.GetInt("scheme"), content, c.Closed);
+            _devices.Audit(deviceId, "sign", null, "assist", "signed");
+            await c.ReplyAsync(m, new ControlMessage("signature").Set("signature", signature));
+        }
+        catch (Exception e) when (e is NotSupportedException or CardNotReadyException)
+        {
+            await c.ReplyErrorAsync(m, "sign-failed", e.Message);
+        }
+    }
+
+    private async Task VerifyChainAsync(ControlMessage m, ControlConnection c)
+    {
+        var chain = m.GetList("chain").OfType<byte[]>().ToList();
+        var verdict = await MarketTrust.Load(_options.Directory).ValidateAsync(m.GetStringOrNull("host"), chain, c.Closed);
+        await c.ReplyAsync(m, new ControlMessage("verdict").Set("trusted", verdict.Trusted).Set("problem", verdict.Problem.ToString()).Set("reason", verdict.Reason));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        foreach (var connection in _connections.Keys) connection.Close("the home server is stopping");
+        try { await Task.WhenAll(_background); } catch (Exception) { }
+        _identity.Dispose();
+    }
+}
+
+/// <summary>Trust roots for market chains: DIR/trust/*.pem if any, else the system roots.</summary>
+public static class MarketTrust
+{
+    public static IServerCertificateValidator Load(string directory)
+    {
+        var trust = Path.Combine(directory, "trust");
+        var files = Directory.Exists(trust) ? Directory.GetFiles(trust, "*.pem") : [];
+        return files.Length == 0 ? new X509ChainValidator() : X509ChainValidator.FromPemFiles(files);
+    }
+
+    public static void Add(string directory, string pemFile)
+    {
+        var trust = Path.Combine(directory, "trust");
+        Directory.CreateDirectory(trust);
+        var collection = new X509Certificate2Collection();
+        collection.ImportFromPemFile(pemFile);
+        if (collection.Count == 0) throw new InvalidDataException($"no certificate in {pemFile}");
+        foreach (var cert in collection)
+        {
+            File.WriteAllText(Path.Combine(trust, cert.Thumbprint.ToLowerInvariant() + ".pem"), cert.ExportCertificatePem());
+        }
+    }
+}

@@ -1,0 +1,146 @@
+using System.Text;
+using Daiko.Cards;
+using Daiko.Home.Control;
+using Daiko.TestSupport;
+using Daiko.Terminal;
+using Daiko.Terminal.Sessions;
+using Daiko.Tls;
+using Xunit;
+
+namespace Daiko.Home.Tests.Server;
+
+[CollectionDefinition("home card", DisableParallelization = true)]
+public sealed class HomeCardCollection;
+
+/// <summary>Home server and terminal over real TLS, delegating to a real nginx that requires the user's certificate.</summary>
+[Collection("home card")]
+public sealed class DelegationEndToEndTests : IAsyncLifetime
+{
+    private HomeFixture _home = null!;
+    private NginxServer _market = null!;
+    private string _terminal = null!;
+
+    public async Task InitializeAsync()
+    {
+        _home = HomeFixture.Start(Console.Error.WriteLine);
+        _market = await NginxServer.StartAsync(_home.Pki, _home.Dir.Path);
+        _terminal = Path.Combine(_home.Dir.Path, "terminal");
+    }
+
+    public async Task DisposeAsync()
+    {
+        _market.Dispose();
+        await _home.DisposeAsync();
+    }
+
+    private async Task<(ControlConnection Control, AccessCard Access)> EnrolledAndConnectedAsync(CancellationToken ct)
+    {
+        await TerminalClient.EnrollAsync(_terminal, _home.Endpoint, _home.NewCode("phone"), HomeFixture.AccessPin, kdfIterations: 10_000, cancellationToken: ct);
+        var access = AccessCard.Open(_terminal);
+        Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
+        var control = await TerminalClient.ConnectAsync(_terminal, access.DeviceKey, ct);
+        return (control, access);
+    }
+
+    private static async Task<string> GetAsync(Stream stream, CancellationToken ct)
+    {
+        await stream.WriteAsync("GET /whoami HTTP/1.0\r\nHost: localhost\r\n\r\n"u8.ToArray(), ct);
+        using var body = new MemoryStream();
+        await stream.CopyToAsync(body, ct);
+        return Encoding.UTF8.GetString(body.ToArray());
+    }
+
+    [Theory]
+    [InlineData(SessionMode.Resume)]
+    [InlineData(SessionMode.Handoff)]
+    [InlineData(SessionMode.Relay)]
+    [InlineData(SessionMode.Assist)]
+    [InlineData(SessionMode.Auto)]
+    public async Task EveryMode_TheMarketSeesTheUsersCertificate(SessionMode mode)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var (control, access) = await EnrolledAndConnectedAsync(cts.Token);
+        await using var _ = control;
+        await control.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", HomeFixture.Pin2), cts.Token);
+
+        var session = await new DelegatedConnector(control).ConnectAsync("localhost", _market.Port, mode, cancellationToken: cts.Token);
+        var body = await GetAsync(session.Stream, cts.Token);
+
+        Assert.Contains("Alice Example", body, StringComparison.Ordinal);
+        if (mode is SessionMode.Resume) Assert.True(session.Tls!.Resumed);
+    }
+
+    [Fact]
+    public async Task Delegation_BeforeUnlock_IsRefusedWithAClearError()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (control, _) = await EnrolledAndConnectedAsync(cts.Token);
+        await using var __ = control;
+
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(control).ConnectAsync("localhost", _market.Port, SessionMode.Resume, cancellationToken: cts.Token));
+
+        Assert.Equal("card-not-ready", e.Code);
+        Assert.Contains("locked", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task WrongPin2_ReportsTriesLeft()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (control, _) = await EnrolledAndConnectedAsync(cts.Token);
+        await using var __ = control;
+
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => control.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", "0000"), cts.Token));
+
+        Assert.Equal("wrong-pin2", e.Code);
+        Assert.Equal(2, e.TriesLeft);
+        Assert.Contains("2 tries left", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task RevokedDevice_LosesItsChannelWithinASecond_AndCannotReconnect()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (control, access) = await EnrolledAndConnectedAsync(cts.Token);
+        await using var __ = control;
+        await control.RequestAsync(new ControlMessage("card-status"), cts.Token);
+
+        Assert.True(_home.Server.Devices.Revoke("phone"));
+        var closed = await Task.WhenAny(Task.Delay(Timeout.Infinite, control.Closed), Task.Delay(TimeSpan.FromSeconds(5), cts.Token));
+        Assert.True(control.Closed.IsCancellationRequested, "the revoked device's channel stayed open");
+
+        await using var again = await TerminalClient.ConnectAsync(_terminal, access.DeviceKey, cts.Token);
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => again.RequestAsync(new ControlMessage("card-status"), cts.Token));
+        Assert.Contains("revoked", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Enrollment_WithAWrongOrReusedCode_IsRefused()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var code = _home.NewCode("laptop");
+        var wrong = code[..^4] + (code[^4] == 'A' ? "B" : "A") + code[^3..];
+        // A wrong secret part: refused by the home server.
+        var badSecret = (code[0] == '0' ? "1" : "0") + code[1..];
+        var e1 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t1"), _home.Endpoint, badSecret, HomeFixture.AccessPin, 10_000, cts.Token));
+        Assert.Equal("enrollment-refused", e1.Code);
+        // A wrong pin part: the terminal refuses to talk (it would be a man in the middle).
+        var e2 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t2"), _home.Endpoint, wrong, HomeFixture.AccessPin, 10_000, cts.Token));
+        Assert.Equal("home-mismatch", e2.Code);
+        await TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t3"), _home.Endpoint, code, HomeFixture.AccessPin, 10_000, cts.Token);
+        var e3 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t4"), _home.Endpoint, code, HomeFixture.AccessPin, 10_000, cts.Token));
+        Assert.Contains("already used", e3.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task HomeCardSignsOnlyCertificateVerifyContent()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (control, _) = await EnrolledAndConnectedAsync(cts.Token);
+        await using var __ = control;
+        await control.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", HomeFixture.Pin2), cts.Token);
+
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => control.RequestAsync(new ControlMessage("sign").Set("scheme", 0x0403).Set("content", new byte[130]), cts.Token));
+        Assert.Equal("bad-content", e.Code);
+    }
+}

@@ -1,0 +1,64 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Daiko.Cards;
+using Daiko.Home.Server;
+using Daiko.TestSupport;
+
+namespace Daiko.Home.Tests.Server;
+
+/// <summary>A real home server on loopback with a SoftHSM2 home card holding a certificate from the test PKI.</summary>
+public sealed class HomeFixture : IAsyncDisposable
+{
+    public const string Pin1 = "1111";
+    public const string Pin2 = "2222";
+    public const string AccessPin = "4321";
+
+    private HomeFixture(TempDirectory dir, TestPki pki, HomeCard card, HomeServer server)
+    {
+        Dir = dir;
+        Pki = pki;
+        Card = card;
+        Server = server;
+    }
+
+    public TempDirectory Dir { get; }
+
+    public TestPki Pki { get; }
+
+    public HomeCard Card { get; }
+
+    public HomeServer Server { get; }
+
+    public string HomeDirectory => Path.Combine(Dir.Path, "home");
+
+    public string Endpoint => $"127.0.0.1:{Server.LocalEndPoint.Port}";
+
+    public static HomeFixture Start(Action<string>? log = null)
+    {
+        var dir = new TempDirectory("daiko-home");
+        var pki = TestPki.Create(Path.Combine(dir.Path, "pki"));
+        var home = Path.Combine(dir.Path, "home");
+        var card = HomeCard.Initialize(new HomeCardOptions(home), HomeCardKeyType.P256, Pin1, Pin2, "admin-code-123");
+        var csr = card.CreateCertificateSigningRequest(TestPki.UserSubject, Pin2);
+        var request = CertificateRequest.LoadSigningRequest(csr, HashAlgorithmName.SHA256);
+        var certificate = pki.IssueForPublicKey(request.PublicKey, TestPki.UserSubject);
+        card.ImportCertificate(certificate.RawData, [pki.Root.RawData], Pin2);
+        MarketTrust.Add(home, pki.RootPath);
+        var server = HomeServer.Start(new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0)) { Log = log }, card);
+        return new HomeFixture(dir, pki, card, server);
+    }
+
+    public string NewCode(string name)
+    {
+        var (secret, _) = Server.Devices.AddEnrollmentCode(name);
+        return EnrollmentCode.Compose(secret, Server.Identity.SpkiHash);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Server.DisposeAsync();
+        Card.Dispose();
+        Dir.Dispose();
+    }
+}
