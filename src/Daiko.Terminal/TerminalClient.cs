@@ -65,6 +65,14 @@ public static class TerminalClient
     /// <summary>Opens the mutually authenticated control channel with the unlocked device key.</summary>
     public static async Task<ControlConnection> ConnectAsync(string directory, ECDsa deviceKey, CancellationToken cancellationToken)
     {
+        var connection = new ControlConnection(await ConnectStreamAsync(directory, deviceKey, cancellationToken));
+        connection.Start();
+        return connection;
+    }
+
+    /// <summary>The control channel's TLS stream itself (the agent pipes it to local clients).</summary>
+    public static async Task<Stream> ConnectStreamAsync(string directory, ECDsa deviceKey, CancellationToken cancellationToken)
+    {
         var profile = TerminalProfile.Load(directory);
         var (host, port) = profile.Endpoint;
         using var deviceCertificate = X509Certificate2.CreateFromPem(File.ReadAllText(Path.Combine(directory, "device.pem")));
@@ -100,8 +108,6 @@ public static class TerminalClient
             await ssl.DisposeAsync();
             throw new ControlErrorException("home-mismatch", $"the server at {profile.Home} does not hold the pinned home server key");
         }
-        var connection = new ControlConnection(ssl);
-        connection.Start();
-        return connection;
+        return ssl;
     }
 }

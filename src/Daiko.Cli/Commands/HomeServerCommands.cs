@@ -1,11 +1,154 @@
 using System.CommandLine;
+using System.Net;
+using System.Text.Json;
+using Daiko.Cards;
+using Daiko.Home.Devices;
+using Daiko.Home.Server;
 
 namespace Daiko.Cli.Commands;
 
-/// <summary><c>daiko home serve, home device, home trust</c>.</summary>
+/// <summary><c>daiko home serve</c> and <c>daiko home device …</c>.</summary>
 internal static class HomeServerCommands
 {
     public static void AddTo(Command parent)
     {
+        parent.Subcommands.Add(Serve());
+        var device = new Command("device", "Enroll, list and revoke terminals.");
+        device.Subcommands.Add(Add());
+        device.Subcommands.Add(List());
+        device.Subcommands.Add(Revoke());
+        parent.Subcommands.Add(device);
+    }
+
+    public static IPEndPoint ParseEndpoint(string text)
+    {
+        var colon = text.LastIndexOf(':');
+        if (colon < 0 || !int.TryParse(text[(colon + 1)..], out var port)) throw new FormatException($"'{text}' is not HOST:PORT");
+        var host = text[..colon].Trim('[', ']');
+        var address = host is "localhost" ? IPAddress.Loopback : IPAddress.Parse(host);
+        return new IPEndPoint(address, port);
+    }
+
+    private static Command Serve()
+    {
+        var command = new Command("serve", "Run the home server: terminals connect here; the home card stays locked until a terminal gives PIN1 and PIN2.");
+        var home = HomeCardCommands.HomeOption();
+        var listen = new Option<string>("--listen") { Description = "HOST:PORT for terminals", DefaultValueFactory = _ => "127.0.0.1:7443" };
+        var web = new Option<string?>("--web") { Description = "HOST:PORT for the status page (optional)" };
+        foreach (var o in new Option[] { home, listen, web }) command.Options.Add(o);
+        command.SetAction(async (parse, ct) =>
+        {
+            HomeCard card;
+            try
+            {
+                card = HomeCard.Open(new HomeCardOptions(parse.GetValue(home)!));
+            }
+            catch (Exception e) when (e is IOException or InvalidOperationException)
+            {
+                return CliConsole.Fail(e.Message);
+            }
+            using (card)
+            {
+                HomeServer server;
+                try
+                {
+                    server = HomeServer.Start(new HomeServerOptions(parse.GetValue(home)!, ParseEndpoint(parse.GetValue(listen)!))
+                    {
+                        Log = line => Console.Error.WriteLine($"{DateTimeOffset.UtcNow:HH:mm:ss} {line}"),
+                    }, card);
+                }
+                catch (Exception e) when (e is System.Net.Sockets.SocketException or FormatException)
+                {
+                    return CliConsole.Fail($"cannot listen on {parse.GetValue(listen)}: {e.Message}");
+                }
+                await using (server)
+                {
+                    Console.WriteLine($"home server listening on {server.LocalEndPoint} (card {card.CardId[..16]}, state {HomeServer.StateName(card.State)})");
+                    var stop = new TaskCompletionSource();
+                    using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
+                    using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
+                    await Task.WhenAny(stop.Task, Task.Delay(Timeout.Infinite, ct));
+                    Console.Error.WriteLine("daiko: home server stopping; the home card is locked");
+                }
+            }
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Add()
+    {
+        var command = new Command("add", "Print a one-time enrollment code for a new terminal (valid 10 minutes, single use).");
+        var home = HomeCardCommands.HomeOption();
+        var name = new Option<string>("--name") { Description = "the new device's name", Required = true };
+        var json = new Option<bool>("--json") { Description = "print {\"name\",\"code\",\"expires\"}" };
+        foreach (var o in new Option[] { home, name, json }) command.Options.Add(o);
+        command.SetAction(parse =>
+        {
+            try
+            {
+                var dir = parse.GetValue(home)!;
+                using var identity = HomeIdentity.LoadOrCreate(dir);
+                var registry = new DeviceRegistry(HomeServer.DatabasePath(dir));
+                var (secret, expires) = registry.AddEnrollmentCode(parse.GetValue(name)!);
+                var code = EnrollmentCode.Compose(secret, identity.SpkiHash);
+                if (parse.GetValue(json))
+                {
+                    Console.WriteLine(JsonSerializer.Serialize(new { name = parse.GetValue(name), code, expires }));
+                }
+                else
+                {
+                    Console.WriteLine(code);
+                    Console.Error.WriteLine($"daiko: enter this code on the terminal with 'daiko terminal enroll' before {expires:HH:mm} UTC");
+                }
+                return 0;
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException)
+            {
+                return CliConsole.Fail(e.Message);
+            }
+        });
+        return command;
+    }
+
+    private static Command List()
+    {
+        var command = new Command("list", "List enrolled terminals.");
+        var home = HomeCardCommands.HomeOption();
+        var json = new Option<bool>("--json") { Description = "print JSON" };
+        command.Options.Add(home);
+        command.Options.Add(json);
+        command.SetAction(parse =>
+        {
+            var devices = new DeviceRegistry(HomeServer.DatabasePath(parse.GetValue(home)!)).List();
+            if (parse.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(devices.Select(d => new { id = d.Id, name = d.Name, enrolled_at = d.EnrolledAt, revoked = d.Revoked, revoked_at = d.RevokedAt })));
+            }
+            else
+            {
+                foreach (var d in devices) Console.WriteLine($"{d.Name,-20} {d.Id}  enrolled {d.EnrolledAt:yyyy-MM-dd HH:mm}{(d.Revoked ? $"  REVOKED {d.RevokedAt:yyyy-MM-dd HH:mm}" : "")}");
+                if (devices.Count == 0) Console.Error.WriteLine("daiko: no terminal is enrolled; add one with 'daiko home device add --name NAME'");
+            }
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Revoke()
+    {
+        var command = new Command("revoke", "Revoke a terminal: refused within one second, its channels closed, its cached secrets purged.");
+        var home = HomeCardCommands.HomeOption();
+        var name = new Option<string>("--name") { Description = "the device's name", Required = true };
+        command.Options.Add(home);
+        command.Options.Add(name);
+        command.SetAction(parse =>
+        {
+            var registry = new DeviceRegistry(HomeServer.DatabasePath(parse.GetValue(home)!));
+            if (!registry.Revoke(parse.GetValue(name)!)) return CliConsole.Fail($"no enrolled, unrevoked device is named '{parse.GetValue(name)}'");
+            Console.WriteLine($"device '{parse.GetValue(name)}' revoked");
+            return 0;
+        });
+        return command;
     }
 }

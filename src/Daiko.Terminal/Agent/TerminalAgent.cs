@@ -1,0 +1,196 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Daiko.Cards;
+using Daiko.Home.Control;
+
+namespace Daiko.Terminal.Agent;
+
+/// <summary>
+/// Keeps the access card unlocked between CLI invocations, as ssh-agent keeps keys: it listens on a
+/// Unix socket in the terminal directory (mode 0600, and the peer's uid is checked), and for each
+/// local client opens a control channel to the home server with the device key and pipes bytes both
+/// ways. The device key stays in this process's memory; it exits after the idle period.
+/// </summary>
+public sealed class TerminalAgent : IAsyncDisposable
+{
+    private readonly string _directory;
+    private readonly AccessCard _access;
+    private readonly Socket _listener;
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _idle;
+    private readonly CancellationTokenSource _stop = new();
+    private DateTimeOffset _lastUse;
+    private int _active;
+
+    private TerminalAgent(string directory, AccessCard access, Socket listener, TimeProvider time, TimeSpan idle)
+    {
+        _directory = directory;
+        _access = access;
+        _listener = listener;
+        _time = time;
+        _idle = idle;
+        _lastUse = time.GetUtcNow();
+    }
+
+    public static string SocketPath(string directory) => Path.Combine(directory, "agent.sock");
+
+    public static string PidPath(string directory) => Path.Combine(directory, "agent.pid");
+
+    public static TerminalAgent Start(string directory, AccessCard unlocked, TimeProvider? time = null, TimeSpan? idle = null)
+    {
+        var path = SocketPath(directory);
+        if (File.Exists(path)) File.Delete(path);
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        var oldMask = OperatingSystem.IsWindows() ? 0 : UMask(0x3f);
+        try
+        {
+            listener.Bind(new UnixDomainSocketEndPoint(path));
+        }
+        finally
+        {
+            if (!OperatingSystem.IsWindows()) UMask(oldMask);
+        }
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        listener.Listen(16);
+        File.WriteAllText(PidPath(directory), Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return new TerminalAgent(directory, unlocked, listener, time ?? TimeProvider.System, idle ?? TimeSpan.FromMinutes(10));
+    }
+
+    /// <summary>Serves until idle for the idle period, or until stopped.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stop.Token);
+        var watchdog = WatchIdleAsync(linked.Token);
+        try
+        {
+            while (!linked.IsCancellationRequested)
+            {
+                Socket client;
+                try { client = await _listener.AcceptAsync(linked.Token); }
+                catch (OperationCanceledException) { break; }
+                if (!SameUser(client))
+                {
+                    client.Dispose();
+                    continue;
+                }
+                _lastUse = _time.GetUtcNow();
+                _ = ServeAsync(client, linked.Token);
+            }
+        }
+        finally
+        {
+            await _stop.CancelAsync();
+            try { await watchdog; } catch (OperationCanceledException) { }
+            Cleanup();
+        }
+    }
+
+    private async Task WatchIdleAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1), _time, cancellationToken);
+            if (Volatile.Read(ref _active) == 0 && _time.GetUtcNow() - _lastUse >= _idle)
+            {
+                await _stop.CancelAsync();
+                return;
+            }
+        }
+    }
+
+    private async Task ServeAsync(Socket client, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _active);
+        try
+        {
+            using var local = new NetworkStream(client, ownsSocket: true);
+            ControlConnection? home = null;
+            Stream? remote = null;
+            try
+            {
+                // The agent opens its own TLS channel per local client: the bytes it pipes are the
+                // control protocol itself, so the CLI speaks to the home server end to end.
+                remote = await ConnectHomeStreamAsync(cancellationToken);
+            }
+            catch (Exception e)
+            {
+                var error = new ControlMessage("error").Set("re", true).Set("code", "unavailable").Set("message", e.Message);
+                try { await ControlMessage.WriteFrameAsync(local, error, cancellationToken); } catch (Exception) { }
+                return;
+            }
+            await using (remote)
+            {
+                var up = local.CopyToAsync(remote, cancellationToken);
+                var down = remote.CopyToAsync(local, cancellationToken);
+                await Task.WhenAny(up, down);
+            }
+            _ = home;
+        }
+        catch (Exception) { }
+        finally
+        {
+            _lastUse = _time.GetUtcNow();
+            Interlocked.Decrement(ref _active);
+        }
+    }
+
+    private async Task<Stream> ConnectHomeStreamAsync(CancellationToken cancellationToken) =>
+        await TerminalClient.ConnectStreamAsync(_directory, _access.DeviceKey, cancellationToken);
+
+    public void Stop() => _stop.Cancel();
+
+    private void Cleanup()
+    {
+        _access.Lock();
+        _listener.Dispose();
+        try { File.Delete(SocketPath(_directory)); } catch (IOException) { }
+        try { File.Delete(PidPath(_directory)); } catch (IOException) { }
+    }
+
+    /// <summary>Only the agent's own user may talk to it (SO_PEERCRED).</summary>
+    private static bool SameUser(Socket client)
+    {
+        if (!OperatingSystem.IsLinux()) return true;
+        var credentials = new byte[12];
+        client.GetRawSocketOption(1 /* SOL_SOCKET */, 17 /* SO_PEERCRED */, credentials);
+        var uid = BitConverter.ToUInt32(credentials, 4);
+        return uid == GetEuid();
+    }
+
+    [DllImport("libc", EntryPoint = "geteuid")]
+    private static extern uint GetEuid();
+
+    [DllImport("libc", EntryPoint = "umask")]
+    private static extern int UMask(int mask);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        Cleanup();
+    }
+}
+
+/// <summary>The CLI's way to the home server: through the running agent.</summary>
+public static class AgentClient
+{
+    public static bool IsRunning(string directory) => File.Exists(TerminalAgent.SocketPath(directory));
+
+    public static async Task<ControlConnection> ConnectAsync(string directory, CancellationToken cancellationToken)
+    {
+        var path = TerminalAgent.SocketPath(directory);
+        if (!File.Exists(path)) throw new ControlErrorException("locked", "the access card is locked: run 'daiko terminal unlock' first");
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellationToken);
+        }
+        catch (SocketException)
+        {
+            socket.Dispose();
+            throw new ControlErrorException("locked", "the terminal agent is gone (idle timeout or lock): run 'daiko terminal unlock' again");
+        }
+        var connection = new ControlConnection(new NetworkStream(socket, ownsSocket: true));
+        connection.Start();
+        return connection;
+    }
+}
