@@ -1,0 +1,141 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using Daiko.TestSupport;
+
+namespace Daiko.EndToEnd.Tests;
+
+/// <summary>
+/// A home server, a terminal and real markets as separate processes, driven through the daiko CLI
+/// exactly as a user would.
+/// </summary>
+public sealed class HomeAndTerminal : IAsyncLifetime
+{
+    public const string Pin1 = "1111";
+    public const string Pin2 = "2222";
+    public const string AccessPin = "4321";
+
+    public TempDirectory Dir { get; } = new("daiko-e2e");
+
+    public TestPki Pki { get; private set; } = null!;
+
+    public string Home => Path.Combine(Dir.Path, "home");
+
+    public string Terminal => Path.Combine(Dir.Path, "terminal");
+
+    public ExternalProcess Server { get; private set; } = null!;
+
+    public int Port { get; private set; }
+
+    public async Task InitializeAsync()
+    {
+        Pki = TestPki.Create(Path.Combine(Dir.Path, "pki"));
+        await Ok(["home", "init", "--home", Home, "--subject", TestPki.UserSubject], $"{Pin1}\n{Pin2}\nadmin-code-123\n");
+        var request = CertificateRequest.LoadSigningRequestPem(File.ReadAllText(Path.Combine(Home, "user.csr")), HashAlgorithmName.SHA256);
+        var certificate = Pki.IssueForPublicKey(request.PublicKey, TestPki.UserSubject);
+        var certPath = Path.Combine(Dir.Path, "user.pem");
+        File.WriteAllText(certPath, certificate.ExportCertificatePem());
+        await Ok(["home", "cert", "import", "--home", Home, "--cert", certPath, "--chain", Pki.RootPath], Pin2 + "\n");
+        await Ok(["home", "trust", "add", "--home", Home, "--ca", Pki.RootPath]);
+        await StartServerAsync();
+        var code = (await Ok(["home", "device", "add", "--home", Home, "--name", "phone"])).StandardOutput.Trim();
+        await Ok(["terminal", "enroll", "--terminal", Terminal, "--home", $"127.0.0.1:{Port}", "--code", code], AccessPin + "\n");
+        await Ok(["terminal", "unlock", "--terminal", Terminal], $"{AccessPin}\n{Pin1}\n{Pin2}\n");
+    }
+
+    public async Task StartServerAsync()
+    {
+        Port = Port == 0 ? Loopback.FreePort() : Port;
+        Server = DaikoCli.Start(["home", "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}"]);
+        await Server.WaitForOutputAsync("home server listening", TimeSpan.FromSeconds(30));
+    }
+
+    public static async Task<CliResult> Ok(string[] args, string? stdin = null)
+    {
+        var result = await DaikoCli.RunAsync(args, stdin);
+        Assert.True(result.ExitCode == 0, $"daiko {string.Join(' ', args)} failed: {result}");
+        return result;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await DaikoCli.RunAsync(["terminal", "lock", "--terminal", Terminal]);
+        Server.Dispose();
+        Dir.Dispose();
+    }
+}
+
+public sealed class DelegationProcessesTests(HomeAndTerminal system) : IClassFixture<HomeAndTerminal>
+{
+    public static TheoryData<string, string> MarketsAndModes()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var market in new[] { "nginx", "openssl", "gnutls", "kestrel" })
+        foreach (var mode in new[] { "resume", "handoff", "relay", "assist" })
+        {
+            data.Add(market, mode);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(MarketsAndModes))]
+    public async Task EveryMode_TheMarketSeesTheUsersCertificate(string market, string mode)
+    {
+        using var peer = await PeerFactory.StartAsync(market, system.Pki, system.Dir.Path);
+
+        var result = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{peer.Port}{peer.IdentityPath}", "--terminal", system.Terminal, "--mode", mode, "--stats"]);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("Alice Example", result.StandardOutput, StringComparison.Ordinal);
+        var stats = JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
+        Assert.Equal(mode, stats.GetProperty("mode").GetString());
+        Assert.True(stats.GetProperty("control_bytes").GetInt64() > 0);
+        if (mode == "resume") Assert.True(stats.GetProperty("resumed").GetBoolean());
+        if (mode is "handoff" or "relay") Assert.Equal(0, stats.GetProperty("public_key_ops").GetInt64());
+    }
+
+    [Fact]
+    public async Task ResumeWithPskKe_RunsNoPublicKeyOperationOnTheTerminal()
+    {
+        using var peer = await OpenSslServer.StartAsync(system.Pki, new TlsPeerOptions { AllowPskKe = true });
+
+        var result = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{peer.Port}/", "--terminal", system.Terminal, "--mode", "resume", "--kex", "psk_ke", "--stats"]);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("Alice Example", result.StandardOutput, StringComparison.Ordinal);
+        var stats = JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
+        Assert.Equal("psk_ke", stats.GetProperty("kex").GetString());
+        Assert.Equal(0, stats.GetProperty("public_key_ops").GetInt64());
+    }
+
+    [Fact]
+    public async Task PskKe_OnAMarketThatRefusesIt_FailsClearly()
+    {
+        using var peer = await NginxServer.StartAsync(system.Pki, system.Dir.Path);
+        var result = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{peer.Port}/whoami", "--terminal", system.Terminal, "--mode", "resume", "--kex", "psk_ke"]);
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("refused the delegated ticket", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task UntrustedMarket_IsRefusedByTheHomeServer()
+    {
+        var other = TestPki.Create(Path.Combine(system.Dir.Path, "other"), rootName: "Unknown Market CA");
+        using var peer = await OpenSslServer.StartAsync(other, new TlsPeerOptions { RequireClientCertificate = false });
+        var result = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{peer.Port}/", "--terminal", system.Terminal, "--mode", "relay"]);
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("trusted root", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TheTerminalHoldsNoUserKeyOrCertificate()
+    {
+        var files = Directory.GetFiles(system.Terminal).Select(Path.GetFileName).ToList();
+        Assert.DoesNotContain("user.pem", files);
+        foreach (var file in Directory.GetFiles(system.Terminal).Where(f => !f.EndsWith(".sock", StringComparison.Ordinal)))
+        {
+            Assert.DoesNotContain("Alice Example", File.ReadAllText(file), StringComparison.Ordinal);
+        }
+    }
+}
