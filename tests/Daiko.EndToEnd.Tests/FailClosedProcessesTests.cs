@@ -1,0 +1,87 @@
+using Daiko.TestSupport;
+
+namespace Daiko.EndToEnd.Tests;
+
+/// <summary>What must fail, fails clearly at the terminal, and nothing hangs.</summary>
+public sealed class FailClosedProcessesTests : IAsyncLifetime
+{
+    private readonly HomeAndTerminal _system = new();
+    private NginxServer _market = null!;
+
+    public async Task InitializeAsync()
+    {
+        await _system.InitializeAsync();
+        _market = await NginxServer.StartAsync(_system.Pki, _system.Dir.Path);
+    }
+
+    public async Task DisposeAsync()
+    {
+        _market.Dispose();
+        await _system.DisposeAsync();
+    }
+
+    private Task<CliResult> GetAsync(string mode = "resume") =>
+        DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{_market.Port}/whoami", "--terminal", _system.Terminal, "--mode", mode], timeout: TimeSpan.FromSeconds(60));
+
+    [Fact]
+    public async Task AfterDone_TheTerminalMustUnlockAgain()
+    {
+        Assert.Equal(0, (await GetAsync()).ExitCode);
+        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _system.Terminal]);
+        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", _system.Home, "--json"]);
+        Assert.Contains("\"remote-access-wait\"", status.StandardOutput, StringComparison.Ordinal);
+
+        var result = await GetAsync();
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("terminal unlock", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task RevokedDevice_IsRefused()
+    {
+        Assert.Equal(0, (await GetAsync("relay")).ExitCode);
+        await HomeAndTerminal.Ok(["home", "device", "revoke", "--home", _system.Home, "--name", "phone"]);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+
+        var result = await GetAsync("relay");
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("revoked", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task HomeServerRestart_LeavesTheCardLocked_AndTheTerminalIsToldSo()
+    {
+        Assert.Equal(0, (await GetAsync()).ExitCode);
+        _system.Server.Dispose();
+        var down = await GetAsync();
+        Assert.Equal(1, down.ExitCode);
+        Assert.Contains("unreachable", down.StandardError, StringComparison.Ordinal);
+
+        await _system.StartServerAsync();
+        var locked = await GetAsync();
+
+        Assert.Equal(1, locked.ExitCode);
+        Assert.Contains("locked", locked.StandardError, StringComparison.Ordinal);
+        await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", _system.Terminal], $"x\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
+        Assert.Equal(0, (await GetAsync()).ExitCode);
+    }
+
+    [Fact]
+    public async Task WrongPins_AreCountedAndTheThirdDisablesTheCard()
+    {
+        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _system.Terminal]);
+        for (var i = 0; i < 2; i++)
+        {
+            var wrong = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n999{i}\n");
+            Assert.Equal(1, wrong.ExitCode);
+            Assert.Contains($"{2 - i} {(i == 1 ? "try" : "tries")} left", wrong.StandardError, StringComparison.Ordinal);
+        }
+        var third = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n9999\n");
+        Assert.Contains("disabled", third.StandardError, StringComparison.Ordinal);
+        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", _system.Home, "--json"]);
+        Assert.Contains("\"disabled\"", status.StandardOutput, StringComparison.Ordinal);
+        Assert.DoesNotContain("9999", third.StandardError + third.StandardOutput, StringComparison.Ordinal);
+    }
+}
