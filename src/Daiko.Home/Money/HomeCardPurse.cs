@@ -1,0 +1,14 @@
+using System.Security.Cryptography;
+using Daiko.Cards;
+
+namespace Daiko.Home.Money;
+
+/// <summary>The home card as the purse's card: signatures are made in its token, gated by its state.</summary>
+public sealed class HomeCardPurse(HomeCard card) : IPurseCard
+{
+    public string CardId => card.CardId;
+
+    public bool CryptoReady => card.State == HomeCardState.CryptoReady;
+
+    public ECDsa OpenSigningKey() => card.OpenCoseSigningKey();
+}

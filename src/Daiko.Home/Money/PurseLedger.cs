@@ -1,0 +1,317 @@
+using System.Security.Cryptography;
+using System.Text;
+using Daiko.Cards.Purse;
+using Microsoft.Data.Sqlite;
+
+namespace Daiko.Home.Money;
+
+/// <summary>One line of the tamper-evident payment log.</summary>
+public sealed record LedgerEntry(long Sequence, DateTimeOffset At, string Kind, string Reference, long Amount, string Currency, long BalanceAfter, string Hash);
+
+/// <summary>What the home card needs to act on money: its id, whether PIN2 was given, and its signing key.</summary>
+public interface IPurseCard
+{
+    string CardId { get; }
+
+    bool CryptoReady { get; }
+
+    /// <summary>An ECDsa whose private operation runs in the card.</summary>
+    ECDsa OpenSigningKey();
+}
+
+/// <summary>
+/// The e-purse kept by the home card (F12-F15, seed Figs. 17-20): balances per currency in minor
+/// units, and a hash-chained log. Every change of money is one SQLite transaction together with its
+/// log entry and its stored answer, so a crash loses or doubles nothing, and a retried request (same
+/// id) gets the first answer back.
+/// </summary>
+public sealed class PurseLedger
+{
+    private readonly string _connectionString;
+    private readonly IPurseCard _card;
+    private readonly Func<string, ECDsa?> _partyKeys;
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _cancellationWindow;
+    private readonly object _gate = new();
+
+    /// <param name="partyKeys">The verification key of a market or bank by its id (null: unknown party).</param>
+    public PurseLedger(string databasePath, IPurseCard card, Func<string, ECDsa?> partyKeys, TimeProvider? time = null, TimeSpan? cancellationWindow = null)
+    {
+        _connectionString = new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = false }.ToString();
+        _card = card;
+        _partyKeys = partyKeys;
+        _time = time ?? TimeProvider.System;
+        _cancellationWindow = cancellationWindow ?? TimeSpan.FromDays(7);
+        using var c = Open();
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = """
+            PRAGMA journal_mode = WAL;
+            CREATE TABLE IF NOT EXISTS purse_balances (currency TEXT PRIMARY KEY, amount INTEGER NOT NULL CHECK (amount >= 0));
+            CREATE TABLE IF NOT EXISTS purse_log (seq INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL,
+                amount INTEGER NOT NULL, currency TEXT NOT NULL, balance_after INTEGER NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS purse_answers (request_id TEXT PRIMARY KEY, answer BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS purse_payments (payment_id TEXT PRIMARY KEY, market TEXT NOT NULL, amount INTEGER NOT NULL,
+                currency TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL);
+            """;
+        cmd.ExecuteNonQuery();
+    }
+
+    private SqliteConnection Open()
+    {
+        var c = new SqliteConnection(_connectionString);
+        c.Open();
+        using var p = c.CreateCommand();
+        p.CommandText = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;";
+        p.ExecuteNonQuery();
+        return c;
+    }
+
+    public long Balance(string currency)
+    {
+        using var c = Open();
+        return BalanceOf(c, null, currency);
+    }
+
+    private static long BalanceOf(SqliteConnection c, SqliteTransaction? tx, string currency)
+    {
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = "SELECT amount FROM purse_balances WHERE currency = $c";
+        cmd.Parameters.AddWithValue("$c", currency);
+        return cmd.ExecuteScalar() is long l ? l : 0;
+    }
+
+    /// <summary>F12: pays a market's signed request; returns the card's signed payment.</summary>
+    public byte[] Pay(byte[] requestCose)
+    {
+        var unverified = MoneyMessage.ReadUnverified(requestCose);
+        var market = unverified.Text("market");
+        var request = MoneyMessage.Verify(requestCose, KeyOf(market), MoneyKinds.PaymentRequest);
+        var requestId = "pay:" + request.Text("request_id");
+        return Transact(requestId, (c, tx) =>
+        {
+            RequireReady();
+            if (request.Time("expires") <= _time.GetUtcNow()) throw new PurseException(PurseRefusal.Expired, "the payment request has expired");
+            var amount = request.Integer("amount");
+            var currency = request.Text("currency");
+            if (amount <= 0) throw new PurseException(PurseRefusal.Malformed, "a payment amount must be positive");
+            var balance = BalanceOf(c, tx, currency);
+            if (balance < amount) throw new PurseException(BalanceOf(c, tx, currency) == 0 && !HasCurrency(c, tx, currency) ? PurseRefusal.WrongCurrency : PurseRefusal.InsufficientBalance,
+                !HasCurrency(c, tx, currency) ? $"the purse holds no {currency}" : $"the balance of {balance} {currency} does not cover {amount}");
+            var paymentId = Guid.NewGuid().ToString("N");
+            var now = _time.GetUtcNow();
+            SetBalance(c, tx, currency, balance - amount);
+            Log(c, tx, "payment", paymentId, -amount, currency, balance - amount);
+            Execute(c, tx, "INSERT INTO purse_payments(payment_id, market, amount, currency, at, state) VALUES($p, $m, $a, $c, $t, 'paid')",
+                ("$p", paymentId), ("$m", market), ("$a", amount), ("$c", currency), ("$t", now.ToString("O")));
+            using var key = _card.OpenSigningKey();
+            return MoneyMessage.Create(MoneyKinds.Payment).With("card", _card.CardId).With("payment_id", paymentId)
+                .With("request_hash", MoneyMessage.Hash(requestCose)).With("market", market).With("order", request.Text("order"))
+                .With("amount", amount).With("currency", currency).With("at", now).Sign(key);
+        });
+    }
+
+    /// <summary>F13: credits a bank's signed refill exactly once; returns the card's signed acknowledgement.</summary>
+    public byte[] Refill(byte[] refillCose)
+    {
+        var unverified = MoneyMessage.ReadUnverified(refillCose);
+        var refill = MoneyMessage.Verify(refillCose, KeyOf(unverified.Text("bank")), MoneyKinds.Refill);
+        return Transact("refill:" + refill.Text("refill_id"), (c, tx) =>
+        {
+            RequireReady();
+            if (refill.Text("card") != _card.CardId) throw new PurseException(PurseRefusal.WrongCard, "the refill was issued for another card");
+            if (refill.Time("expires") <= _time.GetUtcNow()) throw new PurseException(PurseRefusal.Expired, "the refill has expired");
+            var amount = refill.Integer("amount");
+            if (amount <= 0) throw new PurseException(PurseRefusal.Malformed, "a refill amount must be positive");
+            var currency = refill.Text("currency");
+            var balance = BalanceOf(c, tx, currency) + amount;
+            SetBalance(c, tx, currency, balance);
+            Log(c, tx, "refill", refill.Text("refill_id"), amount, currency, balance);
+            using var key = _card.OpenSigningKey();
+            return MoneyMessage.Create(MoneyKinds.RefillAck).With("card", _card.CardId).With("refill_id", refill.Text("refill_id"))
+                .With("amount", amount).With("currency", currency).With("at", _time.GetUtcNow()).Sign(key);
+        });
+    }
+
+    /// <summary>F15: signs a cancellation of a payment made within the window.</summary>
+    public byte[] Cancel(string paymentId)
+    {
+        using (var c = Open())
+        using (var tx = c.BeginTransaction())
+        {
+            // A retry of a pending cancellation gets its first answer; a payment already re-credited is refused.
+            if (Payment(c, tx, paymentId).State == "cancelled")
+                throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already cancelled and re-credited");
+        }
+        return Transact("cancel:" + paymentId, (c, tx) =>
+        {
+            RequireReady();
+            var (market, amount, currency, at, state) = Payment(c, tx, paymentId);
+            if (state != "paid") throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already cancelled");
+            if (_time.GetUtcNow() - at > _cancellationWindow)
+                throw new PurseException(PurseRefusal.OutsideCancellationWindow, $"payment {paymentId} is older than the {_cancellationWindow.TotalDays:0} day cancellation window");
+            Execute(c, tx, "UPDATE purse_payments SET state = 'cancelling' WHERE payment_id = $p", ("$p", paymentId));
+            using var key = _card.OpenSigningKey();
+            return MoneyMessage.Create(MoneyKinds.Cancellation).With("card", _card.CardId).With("payment_id", paymentId)
+                .With("market", market).With("amount", amount).With("currency", currency).With("at", _time.GetUtcNow()).Sign(key);
+        });
+    }
+
+    /// <summary>F15: the market's signed confirmation re-credits the payment exactly once.</summary>
+    public long ApplyConfirmation(byte[] confirmationCose)
+    {
+        var unverified = MoneyMessage.ReadUnverified(confirmationCose);
+        var confirmation = MoneyMessage.Verify(confirmationCose, KeyOf(unverified.Text("market")), MoneyKinds.CancellationConfirmation);
+        var paymentId = confirmation.Text("payment_id");
+        var answer = Transact("confirm:" + MoneyMessage.Hash(confirmationCose), (c, tx) =>
+        {
+            var (market, amount, currency, _, state) = Payment(c, tx, paymentId);
+            if (market != confirmation.Text("market") || amount != confirmation.Integer("amount") || currency != confirmation.Text("currency"))
+                throw new PurseException(PurseRefusal.Malformed, "the confirmation does not match the payment");
+            if (state == "cancelled") throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already re-credited");
+            if (state != "cancelling") throw new PurseException(PurseRefusal.UnknownPayment, $"payment {paymentId} has no cancellation pending");
+            var balance = BalanceOf(c, tx, currency) + amount;
+            SetBalance(c, tx, currency, balance);
+            Log(c, tx, "cancellation", paymentId, amount, currency, balance);
+            Execute(c, tx, "UPDATE purse_payments SET state = 'cancelled' WHERE payment_id = $p", ("$p", paymentId));
+            return BitConverter.GetBytes(balance);
+        });
+        return BitConverter.ToInt64(answer);
+    }
+
+    public IReadOnlyList<LedgerEntry> History()
+    {
+        using var c = Open();
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT seq, at, kind, ref, amount, currency, balance_after, hash FROM purse_log ORDER BY seq";
+        using var r = cmd.ExecuteReader();
+        var list = new List<LedgerEntry>();
+        while (r.Read())
+        {
+            list.Add(new LedgerEntry(r.GetInt64(0), DateTimeOffset.Parse(r.GetString(1), System.Globalization.CultureInfo.InvariantCulture), r.GetString(2), r.GetString(3), r.GetInt64(4), r.GetString(5), r.GetInt64(6), r.GetString(7)));
+        }
+        return list;
+    }
+
+    /// <summary>Re-computes the hash chain and checks the balances equal the sum of the log; false if anything was altered or removed.</summary>
+    public bool VerifyLog()
+    {
+        using var c = Open();
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT seq, at, kind, ref, amount, currency, balance_after, prev_hash, hash FROM purse_log ORDER BY seq";
+        using var r = cmd.ExecuteReader();
+        var previous = GenesisHash;
+        var sums = new Dictionary<string, long>();
+        long expectedSeq = 1;
+        while (r.Read())
+        {
+            if (r.GetInt64(0) != expectedSeq++) return false;
+            var entry = EntryText(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt64(4), r.GetString(5), r.GetInt64(6));
+            if (r.GetString(7) != previous || ChainHash(previous, entry) != r.GetString(8)) return false;
+            sums[r.GetString(5)] = sums.GetValueOrDefault(r.GetString(5)) + r.GetInt64(4);
+            if (sums[r.GetString(5)] != r.GetInt64(6)) return false;
+            previous = r.GetString(8);
+        }
+        r.Close();
+        using var balances = c.CreateCommand();
+        balances.CommandText = "SELECT currency, amount FROM purse_balances";
+        using var b = balances.ExecuteReader();
+        while (b.Read())
+        {
+            if (sums.GetValueOrDefault(b.GetString(0)) != b.GetInt64(1)) return false;
+        }
+        return true;
+    }
+
+    /// <summary>The head of the chain signed by the card: proof of the whole log's state for a report.</summary>
+    public byte[] SignedHead()
+    {
+        var history = History();
+        using var key = _card.OpenSigningKey();
+        return MoneyMessage.Create("log-head").With("card", _card.CardId).With("entries", history.Count)
+            .With("head", history.Count == 0 ? GenesisHash : history[^1].Hash).With("at", _time.GetUtcNow()).Sign(key);
+    }
+
+    private const string GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    private static string EntryText(long seq, string at, string kind, string reference, long amount, string currency, long balance) =>
+        $"{seq}|{at}|{kind}|{reference}|{amount}|{currency}|{balance}";
+
+    private static string ChainHash(string previous, string entry) =>
+        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(previous + "\n" + entry))).ToLowerInvariant();
+
+    private void Log(SqliteConnection c, SqliteTransaction tx, string kind, string reference, long amount, string currency, long balanceAfter)
+    {
+        using var last = c.CreateCommand();
+        last.Transaction = tx;
+        last.CommandText = "SELECT seq, hash FROM purse_log ORDER BY seq DESC LIMIT 1";
+        using var r = last.ExecuteReader();
+        var (seq, previous) = r.Read() ? (r.GetInt64(0) + 1, r.GetString(1)) : (1L, GenesisHash);
+        r.Close();
+        var at = _time.GetUtcNow().ToString("O");
+        var hash = ChainHash(previous, EntryText(seq, at, kind, reference, amount, currency, balanceAfter));
+        Execute(c, tx, "INSERT INTO purse_log(seq, at, kind, ref, amount, currency, balance_after, prev_hash, hash) VALUES($s, $t, $k, $r, $a, $c, $b, $p, $h)",
+            ("$s", seq), ("$t", at), ("$k", kind), ("$r", reference), ("$a", amount), ("$c", currency), ("$b", balanceAfter), ("$p", previous), ("$h", hash));
+    }
+
+    private static void SetBalance(SqliteConnection c, SqliteTransaction tx, string currency, long amount) =>
+        Execute(c, tx, "INSERT INTO purse_balances(currency, amount) VALUES($c, $a) ON CONFLICT(currency) DO UPDATE SET amount = $a", ("$c", currency), ("$a", amount));
+
+    private static bool HasCurrency(SqliteConnection c, SqliteTransaction tx, string currency)
+    {
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = "SELECT COUNT(*) FROM purse_balances WHERE currency = $c";
+        cmd.Parameters.AddWithValue("$c", currency);
+        return (long)cmd.ExecuteScalar()! > 0;
+    }
+
+    private static (string Market, long Amount, string Currency, DateTimeOffset At, string State) Payment(SqliteConnection c, SqliteTransaction tx, string paymentId)
+    {
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = "SELECT market, amount, currency, at, state FROM purse_payments WHERE payment_id = $p";
+        cmd.Parameters.AddWithValue("$p", paymentId);
+        using var r = cmd.ExecuteReader();
+        if (!r.Read()) throw new PurseException(PurseRefusal.UnknownPayment, $"no payment {paymentId} was made by this card");
+        return (r.GetString(0), r.GetInt64(1), r.GetString(2), DateTimeOffset.Parse(r.GetString(3), System.Globalization.CultureInfo.InvariantCulture), r.GetString(4));
+    }
+
+    /// <summary>Runs <paramref name="work"/> once per request id, in one transaction with its stored answer.</summary>
+    private byte[] Transact(string requestId, Func<SqliteConnection, SqliteTransaction, byte[]> work)
+    {
+        lock (_gate)
+        {
+            using var c = Open();
+            using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
+            using (var find = c.CreateCommand())
+            {
+                find.Transaction = tx;
+                find.CommandText = "SELECT answer FROM purse_answers WHERE request_id = $r";
+                find.Parameters.AddWithValue("$r", requestId);
+                if (find.ExecuteScalar() is byte[] previous) return previous;
+            }
+            var answer = work(c, tx);
+            Execute(c, tx, "INSERT INTO purse_answers(request_id, answer) VALUES($r, $a)", ("$r", requestId), ("$a", answer));
+            tx.Commit();
+            return answer;
+        }
+    }
+
+    private void RequireReady()
+    {
+        if (!_card.CryptoReady) throw new PurseException(PurseRefusal.CardNotReady, "the home card is not ready: give PIN2 first");
+    }
+
+    private ECDsa KeyOf(string party) =>
+        _partyKeys(party) ?? throw new PurseException(PurseRefusal.BadSignature, $"'{party}' is not a registered market or bank");
+
+    private static void Execute(SqliteConnection c, SqliteTransaction tx, string sql, params (string, object)[] parameters)
+    {
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = sql;
+        foreach (var (k, v) in parameters) cmd.Parameters.AddWithValue(k, v);
+        cmd.ExecuteNonQuery();
+    }
+}

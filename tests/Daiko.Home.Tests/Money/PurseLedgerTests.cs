@@ -1,0 +1,181 @@
+using System.Security.Cryptography;
+using Daiko.Cards;
+using Daiko.Cards.Purse;
+using Daiko.Home.Money;
+using Daiko.Home.Tests.Server;
+using Daiko.TestSupport;
+using Xunit;
+
+namespace Daiko.Home.Tests.Money;
+
+/// <summary>The e-purse with the real home card (SoftHSM2) signing every card message in its token.</summary>
+[Collection("home card")]
+public sealed class PurseLedgerTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-purse");
+    private readonly HomeCard _card;
+    private readonly ECDsa _market = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+    private readonly ECDsa _bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+    private readonly ManualTime _time = new();
+    private readonly PurseLedger _ledger;
+
+    private sealed class ManualTime : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = DateTimeOffset.UtcNow;
+
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
+
+    public PurseLedgerTests()
+    {
+        _card = HomeCard.Initialize(new HomeCardOptions(_dir.Path), HomeCardKeyType.P256, HomeFixture.Pin1, HomeFixture.Pin2, "admin-code-123");
+        _card.EnterPin1(HomeFixture.Pin1);
+        _card.EnterPin2(HomeFixture.Pin2);
+        _ledger = new PurseLedger(Path.Combine(_dir.Path, "home.db"), new HomeCardPurse(_card),
+            party => party switch { "market.test" => _market, "bank.test" => _bank, _ => null }, _time);
+    }
+
+    public void Dispose()
+    {
+        _card.Dispose();
+        _market.Dispose();
+        _bank.Dispose();
+        _dir.Dispose();
+    }
+
+    private byte[] RefillOf(long amount, string id = "r1", string currency = "JPY", string? card = null, TimeSpan? validFor = null) =>
+        MoneyMessage.Create(MoneyKinds.Refill).With("bank", "bank.test").With("card", card ?? _card.CardId).With("refill_id", id)
+            .With("amount", amount).With("currency", currency).With("expires", _time.Now + (validFor ?? TimeSpan.FromMinutes(5))).Sign(_bank);
+
+    private byte[] RequestOf(long amount, string id = "q1", string currency = "JPY", TimeSpan? validFor = null) =>
+        MoneyMessage.Create(MoneyKinds.PaymentRequest).With("market", "market.test").With("order", "order-" + id).With("request_id", id)
+            .With("amount", amount).With("currency", currency).With("expires", _time.Now + (validFor ?? TimeSpan.FromMinutes(5))).Sign(_market);
+
+    private byte[] ConfirmationOf(MoneyMessage payment) =>
+        MoneyMessage.Create(MoneyKinds.CancellationConfirmation).With("market", "market.test").With("payment_id", payment.Text("payment_id"))
+            .With("amount", payment.Integer("amount")).With("currency", payment.Text("currency")).With("at", _time.Now).Sign(_market);
+
+    private MoneyMessage VerifyCard(byte[] cose, string kind)
+    {
+        using var key = _card.PublicEcKey();
+        return MoneyMessage.Verify(cose, key, kind);
+    }
+
+    [Fact]
+    public void Refill_Pay_Cancel_FullCycle_WithCardSignaturesAndAConsistentLog()
+    {
+        var ack = VerifyCard(_ledger.Refill(RefillOf(10_000)), MoneyKinds.RefillAck);
+        Assert.Equal(10_000, ack.Integer("amount"));
+
+        var payment = VerifyCard(_ledger.Pay(RequestOf(2_500)), MoneyKinds.Payment);
+        Assert.Equal(7_500, _ledger.Balance("JPY"));
+        Assert.Equal(2_500, payment.Integer("amount"));
+
+        var cancellation = VerifyCard(_ledger.Cancel(payment.Text("payment_id")), MoneyKinds.Cancellation);
+        Assert.Equal(payment.Text("payment_id"), cancellation.Text("payment_id"));
+        Assert.Equal(10_000, _ledger.ApplyConfirmation(ConfirmationOf(payment)));
+
+        Assert.Equal(["refill", "payment", "cancellation"], _ledger.History().Select(e => e.Kind));
+        Assert.True(_ledger.VerifyLog());
+        VerifyCard(_ledger.SignedHead(), "log-head");
+    }
+
+    [Fact]
+    public void ReplayedRefill_IsCreditedOnce_AndReturnsTheFirstAnswer()
+    {
+        var refill = RefillOf(1_000);
+        var first = _ledger.Refill(refill);
+        var second = _ledger.Refill(refill);
+        Assert.Equal(first, second);
+        Assert.Equal(1_000, _ledger.Balance("JPY"));
+    }
+
+    [Fact]
+    public void RetriedPayment_ReturnsTheSamePayment_AndDebitsOnce()
+    {
+        _ledger.Refill(RefillOf(1_000));
+        var request = RequestOf(300);
+        Assert.Equal(_ledger.Pay(request), _ledger.Pay(request));
+        Assert.Equal(700, _ledger.Balance("JPY"));
+    }
+
+    [Fact]
+    public void Refuses_PaymentAboveBalance_WrongCurrency_AndExpiredRequests()
+    {
+        _ledger.Refill(RefillOf(100));
+        Assert.Equal(PurseRefusal.InsufficientBalance, Assert.Throws<PurseException>(() => _ledger.Pay(RequestOf(101))).Refusal);
+        Assert.Equal(PurseRefusal.WrongCurrency, Assert.Throws<PurseException>(() => _ledger.Pay(RequestOf(10, "q2", "EUR"))).Refusal);
+        Assert.Equal(PurseRefusal.Expired, Assert.Throws<PurseException>(() => _ledger.Pay(RequestOf(10, "q3", validFor: TimeSpan.FromSeconds(-1)))).Refusal);
+        Assert.Equal(PurseRefusal.Expired, Assert.Throws<PurseException>(() => _ledger.Refill(RefillOf(10, "r9", validFor: TimeSpan.FromSeconds(-1)))).Refusal);
+        Assert.Equal(100, _ledger.Balance("JPY"));
+        Assert.True(_ledger.VerifyLog());
+    }
+
+    [Fact]
+    public void Refuses_ForgedOrAlteredMessagesOfEveryKind()
+    {
+        using var forger = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var forgedRefill = MoneyMessage.Create(MoneyKinds.Refill).With("bank", "bank.test").With("card", _card.CardId).With("refill_id", "f1")
+            .With("amount", 1_000_000L).With("currency", "JPY").With("expires", _time.Now.AddMinutes(5)).Sign(forger);
+        Assert.Equal(PurseRefusal.BadSignature, Assert.Throws<PurseException>(() => _ledger.Refill(forgedRefill)).Refusal);
+
+        var altered = RequestOf(10);
+        altered[^70] ^= 0x01;
+        Assert.True(Assert.Throws<PurseException>(() => _ledger.Pay(altered)).Refusal is PurseRefusal.BadSignature or PurseRefusal.Malformed);
+
+        _ledger.Refill(RefillOf(100));
+        var payment = VerifyCard(_ledger.Pay(RequestOf(50)), MoneyKinds.Payment);
+        _ledger.Cancel(payment.Text("payment_id"));
+        var forgedConfirmation = MoneyMessage.Create(MoneyKinds.CancellationConfirmation).With("market", "market.test").With("payment_id", payment.Text("payment_id"))
+            .With("amount", 50L).With("currency", "JPY").With("at", _time.Now).Sign(forger);
+        Assert.Equal(PurseRefusal.BadSignature, Assert.Throws<PurseException>(() => _ledger.ApplyConfirmation(forgedConfirmation)).Refusal);
+        Assert.Equal(50, _ledger.Balance("JPY"));
+
+        using var wrongKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        Assert.Throws<PurseException>(() => MoneyMessage.Verify(_ledger.SignedHead(), wrongKey, "log-head"));
+    }
+
+    [Fact]
+    public void Cancellation_AfterTheWindow_OrTwice_IsRefused()
+    {
+        _ledger.Refill(RefillOf(1_000));
+        var late = VerifyCard(_ledger.Pay(RequestOf(100, "late")), MoneyKinds.Payment);
+        var twice = VerifyCard(_ledger.Pay(RequestOf(100, "twice")), MoneyKinds.Payment);
+        _ledger.Cancel(twice.Text("payment_id"));
+        _ledger.ApplyConfirmation(ConfirmationOf(twice));
+        _time.Now += TimeSpan.FromSeconds(1);
+        Assert.Equal(PurseRefusal.AlreadyCancelled, Assert.Throws<PurseException>(() => _ledger.ApplyConfirmation(ConfirmationOf(twice))).Refusal);
+        Assert.Equal(PurseRefusal.AlreadyCancelled, Assert.Throws<PurseException>(() => _ledger.Cancel(twice.Text("payment_id"))).Refusal);
+
+        _time.Now += TimeSpan.FromDays(7) + TimeSpan.FromMinutes(1);
+        var e = Assert.Throws<PurseException>(() => _ledger.Cancel(late.Text("payment_id")));
+        Assert.Equal(PurseRefusal.OutsideCancellationWindow, e.Refusal);
+        Assert.Contains("7 day", e.Message, StringComparison.Ordinal);
+        Assert.Equal(900, _ledger.Balance("JPY"));
+    }
+
+    [Fact]
+    public void CardNotReady_MovesNoMoney()
+    {
+        _ledger.Refill(RefillOf(1_000));
+        _card.Done();
+        Assert.Equal(PurseRefusal.CardNotReady, Assert.Throws<PurseException>(() => _ledger.Pay(RequestOf(10))).Refusal);
+        Assert.Equal(1_000, _ledger.Balance("JPY"));
+    }
+
+    [Fact]
+    public void TamperingWithTheStore_IsDetectedByTheLog()
+    {
+        _ledger.Refill(RefillOf(1_000));
+        _ledger.Pay(RequestOf(100));
+        Assert.True(_ledger.VerifyLog());
+        using (var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(_dir.Path, "home.db")};Pooling=False"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "UPDATE purse_balances SET amount = 5000";
+            cmd.ExecuteNonQuery();
+        }
+        Assert.False(_ledger.VerifyLog());
+    }
+}
