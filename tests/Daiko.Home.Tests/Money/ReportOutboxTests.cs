@@ -1,0 +1,74 @@
+using System.Security.Cryptography;
+using Daiko.Cards;
+using Daiko.Cards.Purse;
+using Daiko.Home.Mail;
+using Daiko.Home.Money;
+using Daiko.Home.Tests.Server;
+using Daiko.TestSupport;
+using Xunit;
+
+namespace Daiko.Home.Tests.Money;
+
+/// <summary>The payment log by mail, through a real SMTP server (aiosmtpd).</summary>
+[Collection("home card")]
+public sealed class ReportOutboxTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-mail");
+    private readonly HomeCard _card;
+    private readonly ECDsa _bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+    private readonly PurseLedger _ledger;
+    private readonly ReportOutbox _outbox;
+
+    public ReportOutboxTests()
+    {
+        _card = HomeCard.Initialize(new HomeCardOptions(_dir.Path), HomeCardKeyType.P256, HomeFixture.Pin1, HomeFixture.Pin2, "admin-code-123");
+        _card.EnterPin1(HomeFixture.Pin1);
+        _card.EnterPin2(HomeFixture.Pin2);
+        var db = Path.Combine(_dir.Path, "home.db");
+        _ledger = new PurseLedger(db, new HomeCardPurse(_card), p => p == "bank.test" ? _bank : null);
+        _outbox = new ReportOutbox(db);
+        _ledger.Refill(MoneyMessage.Create(MoneyKinds.Refill).With("bank", "bank.test").With("card", _card.CardId).With("refill_id", "r1")
+            .With("amount", 4_200L).With("currency", "JPY").With("expires", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(_bank));
+    }
+
+    public void Dispose()
+    {
+        _card.Dispose();
+        _bank.Dispose();
+        _dir.Dispose();
+    }
+
+    [Fact]
+    public async Task Report_IsDelivered_WithTheLogAndTheCardSignedHead()
+    {
+        using var smtp = await SmtpSink.StartAsync(_dir.Path);
+        _outbox.EnqueueReport(_ledger, "alice@example.test", _card.CardId);
+
+        Assert.Equal(1, await _outbox.DeliverAsync(new MailSettings("127.0.0.1", smtp.Port, "daiko@home.test", "alice@example.test"), CancellationToken.None));
+
+        var mail = Assert.Single(smtp.Messages());
+        Assert.Contains("To: alice@example.test", mail, StringComparison.Ordinal);
+        Assert.Contains("refill", mail, StringComparison.Ordinal);
+        Assert.Contains("4200 JPY", mail, StringComparison.Ordinal);
+        Assert.Contains("log intact: yes", mail, StringComparison.Ordinal);
+        Assert.Contains("card-signed head", mail, StringComparison.Ordinal);
+        Assert.Equal(0, _outbox.Pending());
+    }
+
+    [Fact]
+    public async Task SmtpDownThenUp_DeliversExactlyOneReport()
+    {
+        var port = Loopback.FreePort();
+        var settings = new MailSettings("127.0.0.1", port, "daiko@home.test", "alice@example.test");
+        _outbox.EnqueueReport(_ledger, "alice@example.test", _card.CardId);
+
+        Assert.Equal(0, await _outbox.DeliverAsync(settings, CancellationToken.None));
+        Assert.Equal(1, _outbox.Pending());
+
+        using var smtp = await SmtpSink.StartAsync(_dir.Path, port);
+        Assert.Equal(1, await _outbox.DeliverAsync(settings, CancellationToken.None));
+        Assert.Equal(0, await _outbox.DeliverAsync(settings, CancellationToken.None));
+
+        Assert.Single(smtp.Messages());
+    }
+}
