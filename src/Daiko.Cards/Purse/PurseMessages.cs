@@ -52,6 +52,8 @@ public sealed class MoneyMessage
 
     public string Text(string name) => _fields.TryGetValue(name, out var v) && v is string s ? s : throw Missing(name);
 
+    public string TextOrEmpty(string name) => _fields.TryGetValue(name, out var v) && v is string s ? s : "";
+
     public long Integer(string name) => _fields.TryGetValue(name, out var v) && v is long l ? l : throw Missing(name);
 
     public byte[] Bytes(string name) => _fields.TryGetValue(name, out var v) && v is byte[] b ? b : throw Missing(name);

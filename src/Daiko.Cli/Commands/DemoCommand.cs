@@ -9,6 +9,7 @@ using Daiko.Home.Control;
 using Daiko.Home.Server;
 using Daiko.Samples;
 using Daiko.Samples.Market;
+using Daiko.Samples.Money;
 using Daiko.Terminal;
 using Daiko.Terminal.Sessions;
 using Daiko.Tls;
@@ -49,9 +50,19 @@ internal static class DemoCommand
             File.WriteAllText(Path.Combine(root, "demo-root.pem"), pki.Root.ExportCertificatePem());
             MarketTrust.Add(home, Path.Combine(root, "demo-root.pem"));
 
-            Say("starting the sample market (Kestrel, TLS 1.3, client certificate required)");
+            Say("starting a sample bank and a sample market (Kestrel, TLS 1.3, client certificate required, e-money)");
             using var marketCertificate = pki.IssueServer();
-            await using var market = await SampleMarket.StartAsync(marketCertificate, pki.Root, IPAddress.Loopback);
+            var bankService = new SampleBank("bank.demo");
+            var shop = new SampleMarketMoney("market.demo", bankService);
+            await using var market = await SampleMarket.StartAsync(marketCertificate, pki.Root, IPAddress.Loopback, routes: shop.Map);
+            shop.PublicUrl = market.Url;
+            await using var bank = await SampleMarket.StartAsync(marketCertificate, pki.Root, IPAddress.Loopback, routes: bankService.Map);
+            HomeServer.AddPayee(home, shop.Id, shop.Key);
+            HomeServer.AddPayee(home, bankService.Id, bankService.Key);
+
+            Say("starting a local SMTP sink (aiosmtpd) for the payment-log mail");
+            using var smtp = SmtpSinkProcess.Start(root);
+            File.WriteAllText(Path.Combine(home, "mail.json"), $$"""{"smtp_host":"127.0.0.1","smtp_port":{{smtp.Port}},"from":"daiko@home.demo","to":"alice@example.demo"}""");
 
             Say("starting the home server on 127.0.0.1");
             await using var server = HomeServer.Start(new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0)), card);
@@ -75,6 +86,29 @@ internal static class DemoCommand
             {
                 Say($"fetching /whoami in {mode.ToString().ToLowerInvariant()} mode");
                 rows.Add(await DelegatedAsync(control, market.Port, mode, ct));
+            }
+
+            var wallet = new Daiko.Terminal.Wallet.WalletClient(control, SessionMode.Resume);
+            Say("refilling the purse from the bank: the bank signs, the card credits once and acknowledges");
+            Console.WriteLine($"     bank: {await wallet.RefillAsync(bank.Url, 10_000, "JPY", ct)}");
+            Say("paying an order: the market signs the request, the home card signs the payment in its token");
+            var (paymentId, answer) = await wallet.PayAsync(market.Url, "tea-set", ct);
+            Console.WriteLine($"     market: {answer}");
+            Require(bankService.Deposits == 1, "the market did not deposit the payment at the bank");
+            Say("cancelling the payment within 7 days: the market confirms, the card re-credits once");
+            Console.WriteLine($"     balance after cancellation: {await wallet.CancelAsync(paymentId, ct)} JPY");
+            var (_, keptPaymentAnswer) = await wallet.PayAsync(market.Url, "book", ct);
+            Console.WriteLine($"     market: {keptPaymentAnswer}");
+            var (_, balances) = await wallet.BalanceAsync(ct);
+            Console.WriteLine($"     balance: {string.Join(", ", balances.Select(b => $"{b.Amount} {b.Currency}"))}");
+            Say("mailing the payment log");
+            var (sent, _) = await wallet.MailAsync(ct);
+            Require(sent == 1, "the payment log was not mailed");
+            var mail = await smtp.WaitForMailAsync(TimeSpan.FromSeconds(10));
+            Console.WriteLine("     mail that arrived:");
+            foreach (var line in mail.Split('\n').Where(l => l.StartsWith("Subject:", StringComparison.Ordinal) || l.Contains("  refill", StringComparison.Ordinal) || l.Contains("  payment", StringComparison.Ordinal) || l.Contains("  cancellation", StringComparison.Ordinal) || l.StartsWith("log intact", StringComparison.Ordinal)))
+            {
+                Console.WriteLine($"       {line.TrimEnd()}");
             }
 
             Say("checking that a wrong PIN is refused and counted");

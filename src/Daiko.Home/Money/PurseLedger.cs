@@ -51,7 +51,7 @@ public sealed class PurseLedger
                 amount INTEGER NOT NULL, currency TEXT NOT NULL, balance_after INTEGER NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS purse_answers (request_id TEXT PRIMARY KEY, answer BLOB NOT NULL);
             CREATE TABLE IF NOT EXISTS purse_payments (payment_id TEXT PRIMARY KEY, market TEXT NOT NULL, amount INTEGER NOT NULL,
-                currency TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL);
+                currency TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL, market_url TEXT);
             """;
         cmd.ExecuteNonQuery();
     }
@@ -102,8 +102,8 @@ public sealed class PurseLedger
             var now = _time.GetUtcNow();
             SetBalance(c, tx, currency, balance - amount);
             Log(c, tx, "payment", paymentId, -amount, currency, balance - amount);
-            Execute(c, tx, "INSERT INTO purse_payments(payment_id, market, amount, currency, at, state) VALUES($p, $m, $a, $c, $t, 'paid')",
-                ("$p", paymentId), ("$m", market), ("$a", amount), ("$c", currency), ("$t", now.ToString("O")));
+            Execute(c, tx, "INSERT INTO purse_payments(payment_id, market, amount, currency, at, state, market_url) VALUES($p, $m, $a, $c, $t, 'paid', $u)",
+                ("$p", paymentId), ("$m", market), ("$a", amount), ("$c", currency), ("$t", now.ToString("O")), ("$u", request.TextOrEmpty("url")));
             using var key = _card.OpenSigningKey();
             return MoneyMessage.Create(MoneyKinds.Payment).With("card", _card.CardId).With("payment_id", paymentId)
                 .With("request_hash", MoneyMessage.Hash(requestCose)).With("market", market).With("order", request.Text("order"))
@@ -177,6 +177,27 @@ public sealed class PurseLedger
             return BitConverter.GetBytes(balance);
         });
         return BitConverter.ToInt64(answer);
+    }
+
+    /// <summary>Where the market of a payment takes cancellations (from its signed request).</summary>
+    public string? MarketUrlOf(string paymentId)
+    {
+        using var c = Open();
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT market_url FROM purse_payments WHERE payment_id = $p";
+        cmd.Parameters.AddWithValue("$p", paymentId);
+        return cmd.ExecuteScalar() as string;
+    }
+
+    public IReadOnlyList<string> Currencies()
+    {
+        using var c = Open();
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT currency FROM purse_balances ORDER BY currency";
+        using var r = cmd.ExecuteReader();
+        var list = new List<string>();
+        while (r.Read()) list.Add(r.GetString(0));
+        return list;
     }
 
     public IReadOnlyList<LedgerEntry> History()

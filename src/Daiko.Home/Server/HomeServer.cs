@@ -26,6 +26,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     public IServerCertificateValidator? MarketValidator { get; init; }
 
     public Action<string>? Log { get; init; }
+
+    /// <summary>How often the payment log is mailed (F14).</summary>
+    public TimeSpan ReportInterval { get; init; } = TimeSpan.FromDays(1);
 }
 
 /// <summary>
@@ -44,6 +47,7 @@ public sealed class HomeServer : IAsyncDisposable
     private readonly ConcurrentDictionary<ControlConnection, string?> _connections = new();
     private readonly List<Task> _background = new();
     private long _nextRelay;
+    private readonly WalletService _wallet;
 
     private HomeServer(HomeServerOptions options, HomeCard card)
     {
@@ -61,7 +65,13 @@ public sealed class HomeServer : IAsyncDisposable
             new MarketProfiles(DatabasePath(options.Directory)),
             options.Time);
         _listener = new TcpListener(options.Listen);
+        _wallet = new WalletService(options.Directory, card, options.Time);
     }
+
+    /// <summary>Registers a market's or bank's key for e-money messages.</summary>
+    public static void AddPayee(string directory, string id, System.Security.Cryptography.ECDsa publicKey) => WalletService.AddPayee(directory, id, publicKey);
+
+    public Money.PurseLedger Ledger => _wallet.Ledger;
 
     public static string DatabasePath(string directory) => Path.Combine(directory, "home.db");
 
@@ -81,6 +91,7 @@ public sealed class HomeServer : IAsyncDisposable
         server._listener.Start();
         server._background.Add(server.AcceptLoopAsync());
         server._background.Add(server.RevocationLoopAsync());
+        server._background.Add(server._wallet.RunPeriodicReportsAsync(options.ReportInterval, options.Time, server._stop.Token));
         return server;
     }
 
@@ -209,6 +220,10 @@ public sealed class HomeServer : IAsyncDisposable
             case "delegate": await DelegateAsync(m, c, deviceId); break;
             case "sign": await SignAsync(m, c, deviceId); break;
             case "verify-chain": await VerifyChainAsync(m, c); break;
+            case var wallet when wallet.StartsWith("wallet-", StringComparison.Ordinal):
+                await _wallet.HandleAsync(m, c, () => RequireReadyAsync(m, c));
+                _devices.Audit(deviceId, m.Type, null, null, "handled");
+                break;
             default:
                 await c.ReplyErrorAsync(m, "unknown-request", $"the home server does not know request '{m.Type}'");
                 break;

@@ -1,0 +1,151 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Daiko.Cards.Purse;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+
+namespace Daiko.Samples.Money;
+
+/// <summary>
+/// A sample bank: issues signed refills for a card, settles them when the card's acknowledgement comes
+/// back, and takes deposits of card-signed payments from markets, refusing a second deposit.
+/// State is in memory: enough for the demo; a bank keeps it in its own database.
+/// </summary>
+public sealed class SampleBank
+{
+    private readonly ConcurrentDictionary<string, bool> _deposits = new();
+    private readonly ConcurrentDictionary<string, long> _settled = new();
+
+    public SampleBank(string id)
+    {
+        Id = id;
+    }
+
+    public string Id { get; }
+
+    public ECDsa Key { get; } = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+
+    public long Settled => _settled.Values.Sum();
+
+    public int Deposits => _deposits.Count;
+
+    public byte[] IssueRefill(string cardId, long amount, string currency) =>
+        MoneyMessage.Create(MoneyKinds.Refill).With("bank", Id).With("card", cardId).With("refill_id", Guid.NewGuid().ToString("N"))
+            .With("amount", amount).With("currency", currency).With("expires", DateTimeOffset.UtcNow.AddMinutes(10)).Sign(Key);
+
+    /// <summary>Settles a refill once the card's signed acknowledgement arrives (the user's account is debited).</summary>
+    public bool Settle(byte[] ackCose, ECDsa cardKey)
+    {
+        var ack = MoneyMessage.Verify(ackCose, cardKey, MoneyKinds.RefillAck);
+        return _settled.TryAdd(ack.Text("refill_id"), ack.Integer("amount"));
+    }
+
+    /// <summary>Deposits a card-signed payment; a second deposit of the same payment is refused.</summary>
+    public bool Deposit(byte[] paymentCose, ECDsa cardKey)
+    {
+        var payment = MoneyMessage.Verify(paymentCose, cardKey, MoneyKinds.Payment);
+        return _deposits.TryAdd(payment.Text("payment_id"), true);
+    }
+
+    /// <summary>HTTP routes: POST /refills?card=&amp;amount=&amp;currency=, POST /refill-acks (body: COSE).</summary>
+    public void Map(WebApplication app)
+    {
+        app.MapPost("/refills", (HttpContext context) =>
+        {
+            var card = context.Request.Query["card"].ToString();
+            if (!long.TryParse(context.Request.Query["amount"], out var amount) || amount <= 0 || card.Length == 0)
+                return Results.BadRequest("card and a positive amount are required\n");
+            var currency = context.Request.Query["currency"].ToString() is { Length: 3 } c ? c : "JPY";
+            return Results.Bytes(IssueRefill(card, amount, currency), "application/cose");
+        });
+        app.MapPost("/refill-acks", async (HttpContext context) =>
+        {
+            using var cardKey = SampleMarketMoney.ClientKey(context);
+            if (cardKey is null) return Results.Unauthorized();
+            var body = await SampleMarketMoney.ReadBodyAsync(context);
+            try
+            {
+                return Settle(body, cardKey) ? Results.Text("settled\n") : Results.Conflict("already settled\n");
+            }
+            catch (PurseException e)
+            {
+                return Results.BadRequest(e.Message + "\n");
+            }
+        });
+    }
+}
+
+/// <summary>A sample market's e-money routes: orders as signed payment requests, payments, cancellations.</summary>
+public sealed class SampleMarketMoney
+{
+    private readonly ConcurrentDictionary<string, (long Amount, string Currency)> _paid = new();
+    private readonly SampleBank _bank;
+
+    public SampleMarketMoney(string id, SampleBank bank)
+    {
+        Id = id;
+        _bank = bank;
+    }
+
+    public string Id { get; }
+
+    public ECDsa Key { get; } = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+
+    public Uri? PublicUrl { get; set; }
+
+    /// <summary>The key of the client certificate on this request's TLS session: the home card's key.</summary>
+    public static ECDsa? ClientKey(HttpContext context) => context.Connection.ClientCertificate?.GetECDsaPublicKey();
+
+    public static async Task<byte[]> ReadBodyAsync(HttpContext context)
+    {
+        using var body = new MemoryStream();
+        await context.Request.Body.CopyToAsync(body);
+        return body.ToArray();
+    }
+
+    public void Map(WebApplication app)
+    {
+        app.MapGet("/orders/{order}", (string order) =>
+        {
+            var amount = 100L * (order.Length + 10);
+            return Results.Bytes(MoneyMessage.Create(MoneyKinds.PaymentRequest).With("market", Id).With("order", order).With("request_id", Guid.NewGuid().ToString("N"))
+                .With("amount", amount).With("currency", "JPY").With("expires", DateTimeOffset.UtcNow.AddMinutes(10))
+                .With("url", PublicUrl?.ToString() ?? "").Sign(Key), "application/cose");
+        });
+        app.MapPost("/payments", async (HttpContext context) =>
+        {
+            using var cardKey = ClientKey(context);
+            if (cardKey is null) return Results.Unauthorized();
+            var body = await ReadBodyAsync(context);
+            try
+            {
+                var payment = MoneyMessage.Verify(body, cardKey, MoneyKinds.Payment);
+                if (payment.Text("market") != Id) return Results.BadRequest("this payment is for another market\n");
+                if (!_bank.Deposit(body, cardKey)) return Results.Conflict("this payment was already deposited\n");
+                _paid[payment.Text("payment_id")] = (payment.Integer("amount"), payment.Text("currency"));
+                return Results.Text($"paid {payment.Integer("amount")} {payment.Text("currency")} for {payment.Text("order")}; payment {payment.Text("payment_id")}\n");
+            }
+            catch (PurseException e)
+            {
+                return Results.BadRequest(e.Message + "\n");
+            }
+        });
+        app.MapPost("/cancellations", async (HttpContext context) =>
+        {
+            using var cardKey = ClientKey(context);
+            if (cardKey is null) return Results.Unauthorized();
+            try
+            {
+                var cancellation = MoneyMessage.Verify(await ReadBodyAsync(context), cardKey, MoneyKinds.Cancellation);
+                if (!_paid.TryRemove(cancellation.Text("payment_id"), out var paid)) return Results.NotFound("no such payment to cancel\n");
+                return Results.Bytes(MoneyMessage.Create(MoneyKinds.CancellationConfirmation).With("market", Id).With("payment_id", cancellation.Text("payment_id"))
+                    .With("amount", paid.Amount).With("currency", paid.Currency).With("at", DateTimeOffset.UtcNow).Sign(Key), "application/cose");
+            }
+            catch (PurseException e)
+            {
+                return Results.BadRequest(e.Message + "\n");
+            }
+        });
+    }
+}

@@ -1,0 +1,88 @@
+using System.Net.Http.Headers;
+using Daiko.Home.Control;
+using Daiko.Terminal.Http;
+using Daiko.Terminal.Sessions;
+
+namespace Daiko.Terminal.Wallet;
+
+/// <summary>
+/// The terminal's wallet (F12-F15): it carries money messages between markets, banks and the home card.
+/// The terminal signs nothing and holds no money: the card signs in the home server; markets and banks
+/// are reached through delegated sessions, so they see the user's certificate.
+/// </summary>
+public sealed class WalletClient(ControlConnection control, SessionMode mode = SessionMode.Auto)
+{
+    private HttpClient Http() => new(new SessionHttpHandler(async (host, port, ct) =>
+        (await new DelegatedConnector(control).ConnectAsync(host, port, mode, cancellationToken: ct)).Stream))
+    {
+        Timeout = TimeSpan.FromSeconds(60),
+    };
+
+    public async Task<(string CardId, IReadOnlyList<(string Currency, long Amount)> Balances)> BalanceAsync(CancellationToken ct)
+    {
+        var reply = await control.RequestAsync(new ControlMessage("wallet-balance"), ct);
+        var balances = reply.GetList("balances").OfType<List<object?>>().Select(b => ((string)b[0]!, (long)b[1]!)).ToList();
+        return (reply.GetString("card_id"), balances);
+    }
+
+    public async Task<(IReadOnlyList<string> Entries, bool Intact)> HistoryAsync(CancellationToken ct)
+    {
+        var reply = await control.RequestAsync(new ControlMessage("wallet-history"), ct);
+        return (reply.GetList("entries").OfType<string>().ToList(), reply.GetBool("intact"));
+    }
+
+    /// <summary>Pays order <paramref name="order"/> at <paramref name="market"/>; returns the market's answer.</summary>
+    public async Task<(string PaymentId, string MarketAnswer)> PayAsync(Uri market, string order, CancellationToken ct)
+    {
+        using var http = Http();
+        var request = await http.GetByteArrayAsync(new Uri(market, $"orders/{Uri.EscapeDataString(order)}"), ct);
+        var reply = await control.RequestAsync(new ControlMessage("wallet-pay").Set("request", request), ct);
+        var payment = reply.GetBytes("payment");
+        var paymentId = Daiko.Cards.Purse.MoneyMessage.ReadUnverified(payment).Text("payment_id");
+        return (paymentId, await PostAsync(http, new Uri(market, "payments"), payment, ct));
+    }
+
+    /// <summary>Asks <paramref name="bank"/> for a refill of the card, has the card credit it, and returns the ack to the bank.</summary>
+    public async Task<string> RefillAsync(Uri bank, long amount, string currency, CancellationToken ct)
+    {
+        var (cardId, _) = await BalanceAsync(ct);
+        using var http = Http();
+        using var issued = await http.PostAsync(new Uri(bank, $"refills?card={cardId}&amount={amount}&currency={currency}"), null, ct);
+        if (!issued.IsSuccessStatusCode) throw new ControlErrorException("bank-refused", $"the bank refused the refill: {await issued.Content.ReadAsStringAsync(ct)}");
+        var refill = await issued.Content.ReadAsByteArrayAsync(ct);
+        var reply = await control.RequestAsync(new ControlMessage("wallet-refill").Set("refill", refill), ct);
+        return await PostAsync(http, new Uri(bank, "refill-acks"), reply.GetBytes("ack"), ct);
+    }
+
+    /// <summary>Cancels a payment: the card signs, the market confirms, the card re-credits. Returns the new balance.</summary>
+    public async Task<long> CancelAsync(string paymentId, CancellationToken ct)
+    {
+        var reply = await control.RequestAsync(new ControlMessage("wallet-cancel").Set("payment_id", paymentId), ct);
+        var url = reply.GetStringOrNull("market_url");
+        if (string.IsNullOrEmpty(url)) throw new ControlErrorException("no-market-url", "the market of this payment gave no address for cancellations");
+        using var http = Http();
+        using var content = new ByteArrayContent(reply.GetBytes("cancellation"));
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/cose");
+        using var response = await http.PostAsync(new Uri(new Uri(url), "cancellations"), content, ct);
+        if (!response.IsSuccessStatusCode) throw new ControlErrorException("market-refused", $"the market refused the cancellation: {(await response.Content.ReadAsStringAsync(ct)).Trim()}");
+        var confirmation = await response.Content.ReadAsByteArrayAsync(ct);
+        var credited = await control.RequestAsync(new ControlMessage("wallet-confirm").Set("confirmation", confirmation), ct);
+        return credited.GetInt("balance");
+    }
+
+    public async Task<(long Sent, long Pending)> MailAsync(CancellationToken ct)
+    {
+        var reply = await control.RequestAsync(new ControlMessage("wallet-mail"), ct);
+        return (reply.GetInt("sent"), reply.GetInt("pending"));
+    }
+
+    private static async Task<string> PostAsync(HttpClient http, Uri uri, byte[] cose, CancellationToken ct)
+    {
+        using var content = new ByteArrayContent(cose);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/cose");
+        using var response = await http.PostAsync(uri, content, ct);
+        var text = (await response.Content.ReadAsStringAsync(ct)).Trim();
+        if (!response.IsSuccessStatusCode) throw new ControlErrorException("refused", $"{uri.Host} refused: {text}");
+        return text;
+    }
+}
