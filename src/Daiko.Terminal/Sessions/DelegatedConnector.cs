@@ -23,6 +23,14 @@ public sealed record DelegatedSession(Stream Stream, SessionMode Mode, TlsConnec
 /// </summary>
 public sealed class DelegatedConnector(ControlConnection control)
 {
+    /// <summary>
+    /// Where the terminal's own TCP connections to a market go, if not to the market's address
+    /// (e.g. through an emulated slow link in benchmarks). The home server still uses the real address.
+    /// </summary>
+    public Func<string, int, (string Host, int Port)>? TerminalRoute { get; init; }
+
+    private (string Host, int Port) Route(string host, int port) => TerminalRoute?.Invoke(host, port) ?? (host, port);
+
     public async Task<DelegatedSession> ConnectAsync(string host, int port, SessionMode mode, PskKeyExchangeMode kex = PskKeyExchangeMode.PskDheKe,
         ReadOnlyMemory<byte> earlyData = default, string? alpn = null, CancellationToken cancellationToken = default)
     {
@@ -49,7 +57,8 @@ public sealed class DelegatedConnector(ControlConnection control)
             case SessionMode.Resume:
             {
                 var ticket = SessionTicket.FromCbor(reply.GetBytes("ticket"));
-                tls = await TlsClient.ConnectAsync(host, port, new TlsClientOptions
+                var (viaHost, viaPort) = Route(host, port);
+                tls = await TlsClient.ConnectAsync(viaHost, viaPort, new TlsClientOptions
                 {
                     ServerName = host,
                     ApplicationProtocols = alpn is null ? [] : [alpn],
@@ -85,7 +94,8 @@ public sealed class DelegatedConnector(ControlConnection control)
             case SessionMode.Assist:
             {
                 var chain = reply.GetList("chain").OfType<byte[]>().ToList();
-                tls = await TlsClient.ConnectAsync(host, port, new TlsClientOptions
+                var (viaHost, viaPort) = Route(host, port);
+                tls = await TlsClient.ConnectAsync(viaHost, viaPort, new TlsClientOptions
                 {
                     ServerName = host,
                     ApplicationProtocols = alpn is null ? [] : [alpn],

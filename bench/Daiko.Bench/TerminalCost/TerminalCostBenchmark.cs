@@ -1,0 +1,312 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Json;
+using Daiko.Bench.Reporting;
+using Daiko.Cards;
+using Daiko.Home.Control;
+using Daiko.TestSupport;
+using Daiko.Terminal;
+using Daiko.Terminal.Sessions;
+using Daiko.Tls;
+
+namespace Daiko.Bench.TerminalCost;
+
+/// <summary>
+/// The cost bound of F8 ([0090]) measured: for each way to reach a market (direct mTLS through
+/// Daiko.Tls, SslStream and openssl s_client; Daiko's resume, handoff, relay and assist), the
+/// terminal's bytes, round trips, public-key operations, CPU time and time to the first response byte,
+/// over an emulated slow link, for a first and a cached session. The home server runs as its own
+/// process (its CPU is not the terminal's); the market is nginx with client certificates and tickets.
+/// </summary>
+public static class TerminalCostBenchmark
+{
+    private sealed record Sample(double BytesSent, double BytesReceived, double RoundTrips, double PublicKeyOps, double CpuMs, double TtfbMs, double ControlBytes);
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var quick = args.Contains("--quick");
+        var runs = IntArg(args, "--runs", quick ? 3 : 15);
+        var rttMs = IntArg(args, "--rtt-ms", quick ? 20 : 100);
+        var kbps = IntArg(args, "--kbps", 1000);
+        var output = StringArg(args, "--out", Path.Combine(FindRepoRoot(), "bench", "results"));
+        Directory.CreateDirectory(output);
+        Console.WriteLine($"terminal cost: {runs} runs per way, link {rttMs} ms RTT, {kbps} kbit/s");
+
+        using var dir = new TempDirectory("daiko-bench");
+        var pki = TestPki.Create(Path.Combine(dir.Path, "pki"));
+        using var nginx = await NginxServer.StartAsync(pki, dir.Path);
+        using var openssl = await OpenSslServer.StartAsync(pki, new TlsPeerOptions { AllowPskKe = true });
+        var home = Path.Combine(dir.Path, "home");
+        var terminalDir = Path.Combine(dir.Path, "terminal");
+        await SetUpHomeAsync(pki, home, dir.Path);
+        var homePort = Loopback.FreePort();
+        using var server = DaikoCli.Start(["home", "serve", "--home", home, "--listen", $"127.0.0.1:{homePort}"]);
+        await server.WaitForOutputAsync("home server listening", TimeSpan.FromSeconds(30));
+        var code = (await DaikoCli.RunAsync(["home", "device", "add", "--home", home, "--name", "bench"])).StandardOutput.Trim();
+
+        var rtt = TimeSpan.FromMilliseconds(rttMs);
+        using var marketLink = SlowLink.Start(nginx.Port, rtt, kbps * 1000.0);
+        using var pskKeLink = SlowLink.Start(openssl.Port, rtt, kbps * 1000.0);
+        using var homeLink = SlowLink.Start(homePort, rtt, kbps * 1000.0);
+        _homeLink = homeLink;
+        await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{homeLink.Port}", code, "4321", 10_000);
+        using var access = AccessCard.Open(terminalDir);
+        access.Unlock("4321");
+        await using var control = await TerminalClient.ConnectAsync(terminalDir, access.DeviceKey, CancellationToken.None);
+        await control.RequestAsync(new ControlMessage("unlock").Set("pin1", "1111").Set("pin2", "2222"), CancellationToken.None);
+
+        var results = new List<(string Way, string Session, Distribution[] Stats)>();
+        async Task Measure(string way, string session, Func<Task<Sample>> once, bool countsUnknown = false)
+        {
+            var samples = new List<Sample>();
+            await once(); // warm-up: JIT and caches, not measured
+            for (var i = 0; i < runs; i++)
+            {
+                var sample = await once();
+                samples.Add(countsUnknown ? sample with { RoundTrips = double.NaN, PublicKeyOps = double.NaN } : sample);
+            }
+            results.Add((way, session, [
+                Distribution.Of(samples.Select(s => s.BytesSent + s.ControlBytes).ToList()),
+                Distribution.Of(samples.Select(s => s.BytesReceived).ToList()),
+                Distribution.Of(samples.Select(s => s.RoundTrips).ToList()),
+                Distribution.Of(samples.Select(s => s.PublicKeyOps).ToList()),
+                Distribution.Of(samples.Select(s => s.CpuMs).ToList()),
+                Distribution.Of(samples.Select(s => s.TtfbMs).ToList()),
+            ]));
+            Console.WriteLine($"  {way,-22} {session,-7} done");
+        }
+
+        var credential = SoftwareSigner.LoadCredential(pki.User.CertificatePath, pki.User.KeyPath);
+        SessionTicket? directTicket = null;
+        await Measure("direct Daiko.Tls", "first", () => Timed(marketLink, null, async counters =>
+        {
+            var tls = await TlsClient.ConnectAsync("127.0.0.1", marketLink.Port, DirectOptions(pki, counters, credential), CancellationToken.None);
+            var first = await GetFirstByteAsync(tls);
+            directTicket = tls.Tickets.FirstOrDefault() ?? directTicket;
+            await tls.DisposeAsync();
+            return (first, counters);
+        }));
+        await Measure("direct Daiko.Tls", "cached", () => Timed(marketLink, null, async counters =>
+        {
+            var tls = await TlsClient.ConnectAsync("127.0.0.1", marketLink.Port, DirectOptions(pki, counters, credential) with { ResumptionTicket = directTicket }, CancellationToken.None);
+            var first = await GetFirstByteAsync(tls);
+            directTicket = tls.Tickets.FirstOrDefault() ?? directTicket;
+            await tls.DisposeAsync();
+            return (first, counters);
+        }));
+        await Measure("direct SslStream", "first", () => Timed(marketLink, null, async counters =>
+        {
+            var tcp = new TcpClient { NoDelay = true };
+            await tcp.ConnectAsync("127.0.0.1", marketLink.Port);
+            var ssl = new SslStream(tcp.GetStream());
+            await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+            {
+                TargetHost = "localhost",
+                EnabledSslProtocols = SslProtocols.Tls13,
+                ClientCertificates = new X509CertificateCollection { pki.User.Certificate },
+                CertificateChainPolicy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, CustomTrustStore = { pki.Root }, RevocationMode = X509RevocationMode.NoCheck },
+            });
+            var first = await GetFirstByteAsync(ssl);
+            await ssl.DisposeAsync();
+            return (first, counters);
+        }), countsUnknown: true);
+        await Measure("direct openssl s_client", "first", () => OpenSslClientAsync(pki, marketLink));
+
+        var connector = new DelegatedConnector(control) { TerminalRoute = (_, _) => ("127.0.0.1", marketLink.Port) };
+        foreach (var (way, mode) in new[] { ("daiko resume psk_dhe_ke", SessionMode.Resume), ("daiko handoff", SessionMode.Handoff), ("daiko relay", SessionMode.Relay), ("daiko assist", SessionMode.Assist) })
+        {
+            await Measure(way, "first", () => Timed(marketLink, control, async counters =>
+            {
+                var session = await connector.ConnectAsync("localhost", nginx.Port, mode);
+                var first = await GetFirstByteAsync(session.Stream);
+                await session.Stream.DisposeAsync();
+                return (first, session.Counters);
+            }, countFromLink: mode is SessionMode.Relay or SessionMode.Handoff));
+        }
+        await Measure("direct Daiko.Tls (openssl market)", "first", () => Timed(pskKeLink, null, async counters =>
+        {
+            var tls = await TlsClient.ConnectAsync("127.0.0.1", pskKeLink.Port, DirectOptions(pki, counters, credential), CancellationToken.None);
+            var first = await GetFirstByteAsync(tls, "/");
+            await tls.DisposeAsync();
+            return (first, counters);
+        }));
+        var pskKeConnector = new DelegatedConnector(control) { TerminalRoute = (_, _) => ("127.0.0.1", pskKeLink.Port) };
+        await Measure("daiko resume psk_ke (openssl market)", "first", () => Timed(pskKeLink, control, async counters =>
+        {
+            var session = await pskKeConnector.ConnectAsync("localhost", openssl.Port, SessionMode.Resume, PskKeyExchangeMode.PskKe);
+            var first = await GetFirstByteAsync(session.Stream, "/");
+            await session.Stream.DisposeAsync();
+            return (first, session.Counters);
+        }));
+
+        var direct = results.First(r => r.Way == "direct Daiko.Tls" && r.Session == "first");
+        var report = Report(results, direct, runs, rttMs, kbps);
+        Console.WriteLine();
+        Console.WriteLine(report.Markdown);
+        await File.WriteAllTextAsync(Path.Combine(output, quick ? "terminal-cost-quick.md" : "terminal-cost.md"), report.Markdown);
+        await File.WriteAllTextAsync(Path.Combine(output, quick ? "terminal-cost-quick.json" : "terminal-cost.json"), report.Json);
+        await File.WriteAllTextAsync(Path.Combine(output, quick ? "terminal-cost-quick.svg" : "terminal-cost.svg"), report.Svg);
+        return report.BoundHolds ? 0 : 3;
+    }
+
+    private static TlsClientOptions DirectOptions(TestPki pki, TlsCounters counters, ClientCredential credential) => new()
+    {
+        ServerName = "localhost",
+        ClientCredential = new ClientCredential(credential.CertificateChain, new CountingSigner(credential.Signer, counters)),
+        CertificateValidator = new X509ChainValidator([pki.Root], counters: counters),
+        Counters = counters,
+    };
+
+    private sealed class CountingSigner(ITlsSigner inner, TlsCounters counters) : ITlsSigner
+    {
+        public IReadOnlyList<SignatureScheme> SupportedSchemes => inner.SupportedSchemes;
+
+        public ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
+        {
+            counters.AddPublicKeyOperations(1);
+            return inner.SignAsync(scheme, content, cancellationToken);
+        }
+    }
+
+    private static SlowLink? _homeLink;
+
+    /// <summary>
+    /// One measured run. Bytes are what crossed the terminal's links (to the market and to the home
+    /// server, TLS overhead included), counted by the link itself, so every way is measured alike.
+    /// </summary>
+    private static async Task<Sample> Timed(SlowLink link, ControlConnection? control, Func<TlsCounters, Task<(double FirstByteMs, TlsCounters Counters)>> run, bool countFromLink = false)
+    {
+        _ = control;
+        _ = countFromLink;
+        link.ResetCounters();
+        _homeLink?.ResetCounters();
+        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
+        var (first, counters) = await run(new TlsCounters());
+        var cpuMs = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMilliseconds;
+        await Task.Delay(50);
+        var sent = link.UpstreamBytes + (_homeLink?.UpstreamBytes ?? 0);
+        var received = link.DownstreamBytes + (_homeLink?.DownstreamBytes ?? 0);
+        return new Sample(sent, received, counters.RoundTrips, counters.PublicKeyOperations, cpuMs, first, 0);
+    }
+
+    /// <summary>Sends a GET and returns the milliseconds until the first response byte.</summary>
+    private static async Task<double> GetFirstByteAsync(Stream stream, string path = "/whoami")
+    {
+        var clock = Stopwatch.StartNew();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes($"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n"));
+        var buffer = new byte[16384];
+        _ = await stream.ReadAsync(buffer);
+        var first = clock.Elapsed.TotalMilliseconds;
+        while (await stream.ReadAsync(buffer) > 0) { }
+        return first;
+    }
+
+    private static async Task<Sample> OpenSslClientAsync(TestPki pki, SlowLink link)
+    {
+        link.ResetCounters();
+        var clock = Stopwatch.StartNew();
+        using var process = new ExternalProcess("openssl", ["s_client", "-connect", $"127.0.0.1:{link.Port}", "-servername", "localhost", "-tls1_3",
+            "-cert", pki.User.CertificatePath, "-key", pki.User.KeyPath, "-CAfile", pki.RootPath, "-quiet", "-ign_eof"]);
+        await process.StandardInput.WriteAsync("GET /whoami HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        await process.StandardInput.FlushAsync();
+        process.StandardInput.Close();
+        await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        return new Sample(link.UpstreamBytes, link.DownstreamBytes, double.NaN, double.NaN, double.NaN, clock.Elapsed.TotalMilliseconds, 0);
+    }
+
+    private static async Task SetUpHomeAsync(TestPki pki, string home, string work)
+    {
+        await Must(["home", "init", "--home", home, "--subject", TestPki.UserSubject], "1111\n2222\nadmin-code-123\n");
+        var request = CertificateRequest.LoadSigningRequestPem(File.ReadAllText(Path.Combine(home, "user.csr")), HashAlgorithmName.SHA256);
+        var cert = pki.IssueForPublicKey(request.PublicKey, TestPki.UserSubject);
+        var certPath = Path.Combine(work, "user.pem");
+        File.WriteAllText(certPath, cert.ExportCertificatePem());
+        await Must(["home", "cert", "import", "--home", home, "--cert", certPath, "--chain", pki.RootPath], "2222\n");
+        await Must(["home", "trust", "add", "--home", home, "--ca", pki.RootPath]);
+    }
+
+    private static async Task Must(string[] args, string? stdin = null)
+    {
+        var r = await DaikoCli.RunAsync(args, stdin);
+        if (r.ExitCode != 0) throw new InvalidOperationException($"daiko {string.Join(' ', args)}: {r}");
+    }
+
+    private sealed record Rendered(string Markdown, string Json, string Svg, bool BoundHolds);
+
+    private static Rendered Report(List<(string Way, string Session, Distribution[] Stats)> results, (string Way, string Session, Distribution[] Stats) direct, int runs, int rttMs, int kbps)
+    {
+        var md = new StringBuilder();
+        md.AppendLine($"Terminal cost per way to reach an nginx market (client certificate required), over a {rttMs} ms / {kbps} kbit/s link; median (p10–p90) of {runs} runs.");
+        md.AppendLine("Bytes sent include the terminal's control-channel bytes; CPU is the terminal process's own.");
+        md.AppendLine();
+        md.AppendLine("| way | session | bytes sent | bytes received | round trips | public-key ops | CPU ms | first byte ms |");
+        md.AppendLine("|---|---|---|---|---|---|---|---|");
+        foreach (var (way, session, s) in results)
+        {
+            md.AppendLine($"| {way} | {session} | {s[0].Format()} | {s[1].Format()} | {s[2].Format()} | {s[3].Format()} | {s[4].Format()} | {s[5].Format()} |");
+        }
+        md.AppendLine();
+        md.AppendLine("Bound of [0090] — each delegated mode relative to direct mTLS through Daiko.Tls (first session):");
+        md.AppendLine();
+        var holds = true;
+        foreach (var (way, session, s) in results.Where(r => r.Way.StartsWith("daiko", StringComparison.Ordinal)))
+        {
+            var baseline = way.Contains("openssl market", StringComparison.Ordinal) ? results.First(r => r.Way == "direct Daiko.Tls (openssl market)") : direct;
+            var bytes = (s[0].Median + s[1].Median) / (baseline.Stats[0].Median + baseline.Stats[1].Median);
+            var cpu = s[4].Median / baseline.Stats[4].Median;
+            var pk = s[3].Median;
+            var ok = pk <= baseline.Stats[3].Median && bytes <= 1.0;
+            holds &= pk <= baseline.Stats[3].Median;
+            md.AppendLine($"- {way}: terminal bytes {bytes.ToString("0.00", CultureInfo.InvariantCulture)}× direct, public-key ops {pk} vs {baseline.Stats[3].Median}, CPU {cpu.ToString("0.00", CultureInfo.InvariantCulture)}× direct — {(ok ? "within the bound" : "ABOVE the bound in bytes")}");
+        }
+        var json = JsonSerializer.Serialize(new
+        {
+            rtt_ms = rttMs,
+            kbps,
+            runs,
+            results = results.Select(r => new
+            {
+                way = r.Way,
+                session = r.Session,
+                bytes_sent = r.Stats[0],
+                bytes_received = r.Stats[1],
+                round_trips = r.Stats[2],
+                public_key_ops = r.Stats[3],
+                cpu_ms = r.Stats[4],
+                first_byte_ms = r.Stats[5],
+            }),
+        }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
+        var svg = SvgBarChart.Render($"Daiko terminal cost ({rttMs} ms RTT, {kbps} kbit/s)",
+        [
+            new SvgBarChart.Panel("Terminal bytes (sent + received)", "bytes", results.Select(r => new SvgBarChart.Bar($"{r.Way} ({r.Session})", r.Stats[0].Median + r.Stats[1].Median, double.NaN, double.NaN)).ToList()),
+            new SvgBarChart.Panel("Public-key operations on the terminal", "ops", results.Where(r => !double.IsNaN(r.Stats[3].Median)).Select(r => new SvgBarChart.Bar($"{r.Way} ({r.Session})", r.Stats[3].Median, double.NaN, double.NaN)).ToList()),
+            new SvgBarChart.Panel("Time to first response byte", "ms", results.Select(r => new SvgBarChart.Bar($"{r.Way} ({r.Session})", r.Stats[5].Median, r.Stats[5].P10, r.Stats[5].P90)).ToList()),
+        ]);
+        return new Rendered(md.ToString(), json, svg, holds);
+    }
+
+    private static int IntArg(string[] args, string name, int fallback)
+    {
+        var i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length && int.TryParse(args[i + 1], CultureInfo.InvariantCulture, out var v) ? v : fallback;
+    }
+
+    private static string StringArg(string[] args, string name, string fallback)
+    {
+        var i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+    }
+
+    public static string FindRepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Daiko.slnx"))) dir = dir.Parent;
+        return dir?.FullName ?? Environment.CurrentDirectory;
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs Daiko's benchmarks and writes results to bench/results/.
+#   bench/run.sh            full terminal-cost and home-throughput runs
+#   bench/run.sh --quick    a short run (what the test suite runs so the benchmark cannot rot)
+#   bench/run.sh micro      BenchmarkDotNet micro-benchmarks (record layer, key schedule)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+"$root/scripts/install-deps.sh"
+dotnet build "$root/bench/Daiko.Bench" -c Release -v quiet -nologo >&2
+bench="dotnet $root/bench/Daiko.Bench/bin/Release/net10.0/Daiko.Bench.dll"
+if [ "${1:-}" = "micro" ]; then
+  shift
+  cd "$root/bench/results" && $bench --filter '*' "$@"
+  exit 0
+fi
+$bench terminal-cost "$@"
+$bench home-throughput "$@"

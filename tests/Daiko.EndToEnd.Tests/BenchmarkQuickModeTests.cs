@@ -1,0 +1,31 @@
+using System.Text.Json;
+using Daiko.TestSupport;
+
+namespace Daiko.EndToEnd.Tests;
+
+/// <summary>The terminal-cost benchmark in quick mode, so it cannot rot.</summary>
+public sealed class BenchmarkQuickModeTests
+{
+    [Fact]
+    public async Task TerminalCostBenchmark_QuickMode_MeasuresEveryWayAndChecksTheBound()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Daiko.slnx"))) root = root.Parent;
+        Assert.NotNull(root);
+        var dll = Directory.GetFiles(Path.Combine(root.FullName, "bench", "Daiko.Bench", "bin"), "Daiko.Bench.dll", SearchOption.AllDirectories).OrderByDescending(File.GetLastWriteTimeUtc).First();
+        using var output = new TempDirectory("daiko-bench-quick");
+
+        using var bench = new ExternalProcess("dotnet", [dll, "terminal-cost", "--quick", "--runs", "1", "--rtt-ms", "10", "--out", output.Path]);
+        var exit = await bench.WaitForExitAsync(TimeSpan.FromMinutes(4));
+
+        Assert.True(exit == 0, bench.Output);
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output.Path, "terminal-cost-quick.json")));
+        var ways = json.RootElement.GetProperty("results").EnumerateArray().Select(r => r.GetProperty("way").GetString()).ToHashSet();
+        foreach (var way in new[] { "direct Daiko.Tls", "direct SslStream", "direct openssl s_client", "daiko resume psk_dhe_ke", "daiko handoff", "daiko relay", "daiko assist" })
+        {
+            Assert.Contains(way, ways);
+        }
+        Assert.Contains("Bound of [0090]", File.ReadAllText(Path.Combine(output.Path, "terminal-cost-quick.md")), StringComparison.Ordinal);
+        Assert.StartsWith("<svg", File.ReadAllText(Path.Combine(output.Path, "terminal-cost-quick.svg")), StringComparison.Ordinal);
+    }
+}
