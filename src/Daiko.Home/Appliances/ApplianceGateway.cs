@@ -36,7 +36,7 @@ public sealed class ApplianceGateway : IDisposable
 
     public ApplianceGateway(string databasePath, HttpMessageHandler? handler = null, TimeProvider? time = null)
     {
-        _connectionString = new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = false }.ToString();
+        _connectionString = Storage.HomeDatabase.ConnectionString(databasePath);
         _http = new HttpClient(handler ?? new SocketsHttpHandler(), disposeHandler: handler is null) { Timeout = TimeSpan.FromSeconds(5) };
         _time = time ?? TimeProvider.System;
         using var connection = Open();
@@ -51,15 +51,7 @@ public sealed class ApplianceGateway : IDisposable
         command.ExecuteNonQuery();
     }
 
-    private SqliteConnection Open()
-    {
-        var connection = new SqliteConnection(_connectionString);
-        connection.Open();
-        using var pragma = connection.CreateCommand();
-        pragma.CommandText = "PRAGMA busy_timeout = 5000;";
-        pragma.ExecuteNonQuery();
-        return connection;
-    }
+    private SqliteConnection Open() => Storage.HomeDatabase.Open(_connectionString);
 
     public void Register(Appliance appliance)
     {

@@ -22,7 +22,7 @@ public sealed class MarketProfiles
 
     public MarketProfiles(string databasePath)
     {
-        _connectionString = new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = false }.ToString();
+        _connectionString = Storage.HomeDatabase.ConnectionString(databasePath);
         using var connection = Open();
         using var command = connection.CreateCommand();
         command.CommandText = """
@@ -34,15 +34,7 @@ public sealed class MarketProfiles
         command.ExecuteNonQuery();
     }
 
-    private SqliteConnection Open()
-    {
-        var connection = new SqliteConnection(_connectionString);
-        connection.Open();
-        using var pragma = connection.CreateCommand();
-        pragma.CommandText = "PRAGMA busy_timeout = 5000;";
-        pragma.ExecuteNonQuery();
-        return connection;
-    }
+    private SqliteConnection Open() => Storage.HomeDatabase.Open(_connectionString);
 
     public MarketProfile? Find(string host, int port)
     {

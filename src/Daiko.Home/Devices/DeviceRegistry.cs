@@ -34,7 +34,7 @@ public sealed class DeviceRegistry
 
     public DeviceRegistry(string databasePath, TimeProvider? time = null)
     {
-        _connectionString = new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = false }.ToString();
+        _connectionString = Storage.HomeDatabase.ConnectionString(databasePath);
         _time = time ?? TimeProvider.System;
         Execute("""
             PRAGMA journal_mode = WAL;
@@ -48,15 +48,7 @@ public sealed class DeviceRegistry
             """);
     }
 
-    private SqliteConnection Open()
-    {
-        var c = new SqliteConnection(_connectionString);
-        c.Open();
-        using var p = c.CreateCommand();
-        p.CommandText = "PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL;";
-        p.ExecuteNonQuery();
-        return c;
-    }
+    private SqliteConnection Open() => Storage.HomeDatabase.Open(_connectionString);
 
     private void Execute(string sql, params (string, object?)[] parameters)
     {

@@ -26,7 +26,7 @@ public sealed class ReportOutbox
 
     public ReportOutbox(string databasePath, TimeProvider? time = null)
     {
-        _connectionString = new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = false }.ToString();
+        _connectionString = Storage.HomeDatabase.ConnectionString(databasePath);
         _time = time ?? TimeProvider.System;
         using var c = Open();
         using var cmd = c.CreateCommand();
@@ -38,15 +38,7 @@ public sealed class ReportOutbox
         cmd.ExecuteNonQuery();
     }
 
-    private SqliteConnection Open()
-    {
-        var c = new SqliteConnection(_connectionString);
-        c.Open();
-        using var p = c.CreateCommand();
-        p.CommandText = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;";
-        p.ExecuteNonQuery();
-        return c;
-    }
+    private SqliteConnection Open() => Storage.HomeDatabase.Open(_connectionString);
 
     /// <summary>Queues a report of the whole log (entries, balances, the card-signed head) for <paramref name="to"/>.</summary>
     public string EnqueueReport(PurseLedger ledger, string to, string cardId)

@@ -37,7 +37,7 @@ public sealed class PurseLedger
     /// <param name="partyKeys">The verification key of a market or bank by its id (null: unknown party).</param>
     public PurseLedger(string databasePath, IPurseCard card, Func<string, ECDsa?> partyKeys, TimeProvider? time = null, TimeSpan? cancellationWindow = null)
     {
-        _connectionString = new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = false }.ToString();
+        _connectionString = Storage.HomeDatabase.ConnectionString(databasePath);
         _card = card;
         _partyKeys = partyKeys;
         _time = time ?? TimeProvider.System;
@@ -56,15 +56,7 @@ public sealed class PurseLedger
         cmd.ExecuteNonQuery();
     }
 
-    private SqliteConnection Open()
-    {
-        var c = new SqliteConnection(_connectionString);
-        c.Open();
-        using var p = c.CreateCommand();
-        p.CommandText = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;";
-        p.ExecuteNonQuery();
-        return c;
-    }
+    private SqliteConnection Open() => Storage.HomeDatabase.Open(_connectionString);
 
     public long Balance(string currency)
     {

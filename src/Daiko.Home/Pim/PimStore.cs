@@ -19,7 +19,7 @@ public sealed class PimStore
 
     public PimStore(string databasePath, TimeProvider? time = null)
     {
-        _connectionString = new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = false }.ToString();
+        _connectionString = Storage.HomeDatabase.ConnectionString(databasePath);
         _time = time ?? TimeProvider.System;
         using var connection = Open();
         using var command = connection.CreateCommand();
@@ -38,15 +38,7 @@ public sealed class PimStore
         command.ExecuteNonQuery();
     }
 
-    private SqliteConnection Open()
-    {
-        var connection = new SqliteConnection(_connectionString);
-        connection.Open();
-        using var pragma = connection.CreateCommand();
-        pragma.CommandText = "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;";
-        pragma.ExecuteNonQuery();
-        return connection;
-    }
+    private SqliteConnection Open() => Storage.HomeDatabase.Open(_connectionString);
 
     /// <summary>Applies the terminal's changes atomically and returns what it has not seen yet.</summary>
     public PimSyncResult Sync(long sinceRevision, IReadOnlyList<PimChange> changes)
