@@ -85,3 +85,29 @@ public sealed class FailClosedProcessesTests : IAsyncLifetime
         Assert.DoesNotContain("9999", third.StandardError + third.StandardOutput, StringComparison.Ordinal);
     }
 }
+
+/// <summary>PIN counters survive the home server being killed with SIGKILL between attempts.</summary>
+public sealed class CounterPersistenceTests : IAsyncLifetime
+{
+    private readonly HomeAndTerminal _system = new();
+
+    public Task InitializeAsync() => _system.InitializeAsync();
+
+    public Task DisposeAsync() => _system.DisposeAsync();
+
+    [Fact]
+    public async Task WrongPin_ThenKill9_ThenRestart_KeepsTheCount()
+    {
+        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _system.Terminal]);
+        var wrong = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n0000\n");
+        Assert.Contains("2 tries left", wrong.StandardError, StringComparison.Ordinal);
+
+        _system.Server.Kill(); // SIGKILL: no shutdown code runs
+        await _system.StartServerAsync();
+
+        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", _system.Home, "--json"]);
+        Assert.Contains("\"pin2_tries_left\":2", status.StandardOutput, StringComparison.Ordinal);
+        var again = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n0001\n");
+        Assert.Contains("1 try left", again.StandardError, StringComparison.Ordinal);
+    }
+}
