@@ -25,6 +25,7 @@ public sealed class HomeCard : IDisposable
     private readonly CardConfig _config;
     private readonly object _gate = new();
     private ISession? _session;
+    private IObjectHandle? _privateKey;
     private HomeCardState _state;
     private DateTimeOffset _lastUse;
 
@@ -322,7 +323,7 @@ public sealed class HomeCard : IDisposable
         {
             var session = ReadySession();
             var mechanism = _module.Factories.MechanismFactory.Create(CKM.CKM_ECDSA);
-            var signature = session.Sign(mechanism, FindPrivateKey(session), hash.ToArray());
+            var signature = session.Sign(mechanism, _privateKey ??= FindPrivateKey(session), hash.ToArray());
             _lastUse = _options.Time.GetUtcNow();
             Counters?.AddPublicKeyOperations(1);
             return signature;
@@ -343,11 +344,21 @@ public sealed class HomeCard : IDisposable
             };
             var parameters = _module.Factories.MechanismParamsFactory.CreateCkRsaPkcsPssParams(ConvertUtils.UInt64FromCKM(ckm), ConvertUtils.UInt64FromCKG(mgf), (ulong)length);
             var mechanism = _module.Factories.MechanismFactory.Create(CKM.CKM_RSA_PKCS_PSS, parameters);
-            var signature = session.Sign(mechanism, FindPrivateKey(session), hash.ToArray());
+            var signature = session.Sign(mechanism, _privateKey ??= FindPrivateKey(session), hash.ToArray());
             _lastUse = _options.Time.GetUtcNow();
             Counters?.AddPublicKeyOperations(1);
             return signature;
         }
+    }
+
+    /// <summary>For benchmarks: a raw C_Sign with CKM_ECDSA on the card's key, bypassing the card's state machine.</summary>
+    internal Func<byte[], byte[]> RawTokenSigner(string pin2)
+    {
+        var session = _module.FindSlot(_options.TokenLabel)!.OpenSession(SessionType.ReadOnly);
+        try { session.Login(CKU.CKU_USER, pin2); } catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN) { }
+        var key = FindPrivateKey(session);
+        var mechanism = _module.Factories.MechanismFactory.Create(CKM.CKM_ECDSA);
+        return hash => session.Sign(mechanism, key, hash);
     }
 
     /// <summary>Reads CKA_VALUE of the private key (must fail: the key is sensitive and not extractable).</summary>
@@ -500,6 +511,7 @@ public sealed class HomeCard : IDisposable
 
     private void LogoutSession()
     {
+        _privateKey = null;
         if (_session is null) return;
         try { _session.Logout(); } catch (Pkcs11Exception) { }
         _session.Dispose();
