@@ -18,6 +18,29 @@ internal static class HomeServerCommands
         device.Subcommands.Add(List());
         device.Subcommands.Add(Revoke());
         parent.Subcommands.Add(device);
+        var appliance = new Command("appliance", "Home appliances the home server controls for terminals (F16).");
+        var add = new Command("add", "Register an appliance on the home network (HTTP+JSON: GET /state, POST /command).");
+        var home = HomeCardCommands.HomeOption();
+        var name = new Option<string>("--name") { Description = "the appliance's name", Required = true };
+        var url = new Option<string>("--url") { Description = "its base URL on the home network", Required = true };
+        foreach (var o in new Option[] { home, name, url }) add.Options.Add(o);
+        add.SetAction(parse =>
+        {
+            if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var endpoint)) return CliConsole.Fail("--url must be an absolute http(s) URL");
+            try
+            {
+                using var gateway = new Daiko.Home.Appliances.ApplianceGateway(HomeServer.DatabasePath(parse.GetValue(home)!));
+                gateway.Register(new Daiko.Home.Appliances.Appliance(parse.GetValue(name)!, endpoint));
+                Console.WriteLine($"appliance '{parse.GetValue(name)}' registered");
+                return 0;
+            }
+            catch (ArgumentException e)
+            {
+                return CliConsole.Fail(e.Message);
+            }
+        });
+        appliance.Subcommands.Add(add);
+        parent.Subcommands.Add(appliance);
     }
 
     public static IPEndPoint ParseEndpoint(string text)

@@ -30,6 +30,48 @@ internal static class TerminalCommands
         parent.Subcommands.Add(Get());
         parent.Subcommands.Add(Forward());
         parent.Subcommands.Add(AgentCommand());
+        parent.Subcommands.Add(ApplianceCommand());
+    }
+
+    private static Command ApplianceCommand()
+    {
+        var appliance = new Command("appliance", "Control home appliances through the home server (F16).");
+        Command Make(string name, string description, Func<ControlConnection, ParseResult, CancellationToken, Task> run, params Option[] extra)
+        {
+            var command = new Command(name, description);
+            var terminal = TerminalOption();
+            command.Options.Add(terminal);
+            foreach (var o in extra) command.Options.Add(o);
+            command.SetAction(async (parse, ct) =>
+            {
+                try
+                {
+                    await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
+                    await run(control, parse, ct);
+                    return 0;
+                }
+                catch (ControlErrorException e)
+                {
+                    return CliConsole.Fail(e.Message);
+                }
+            });
+            return command;
+        }
+        var name = new Option<string>("--name") { Description = "the appliance", Required = true };
+        var commandOption = new Option<string>("--command") { Description = "the command, e.g. set-target", Required = true };
+        var args = new Option<string[]>("--arg") { Description = "KEY=VALUE argument (repeatable)", AllowMultipleArgumentsPerToken = false };
+        appliance.Subcommands.Add(Make("list", "List the appliances the home server knows.", async (c, p, ct) =>
+        {
+            foreach (var n in (await c.RequestAsync(new ControlMessage("appliance-list"), ct)).GetList("names").OfType<string>()) Console.WriteLine(n);
+        }));
+        appliance.Subcommands.Add(Make("state", "Show an appliance's state.", async (c, p, ct) =>
+            Console.WriteLine((await c.RequestAsync(new ControlMessage("appliance-state").Set("name", p.GetValue(name)), ct)).GetString("state")), name));
+        appliance.Subcommands.Add(Make("command", "Send a command to an appliance.", async (c, p, ct) =>
+        {
+            var pairs = (p.GetValue(args) ?? []).Select(a => a.Split('=', 2)).Where(a => a.Length == 2).Select(a => (object)new List<object> { a[0], a[1] }).ToList();
+            Console.WriteLine((await c.RequestAsync(new ControlMessage("appliance-command").Set("name", p.GetValue(name)).Set("command", p.GetValue(commandOption)).Set("arguments", pairs), ct)).GetString("state"));
+        }, name, commandOption, args));
+        return appliance;
     }
 
     private static Command Enroll()

@@ -29,6 +29,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
 
     /// <summary>How often the payment log is mailed (F14).</summary>
     public TimeSpan ReportInterval { get; init; } = TimeSpan.FromDays(1);
+
+    /// <summary>How often appliance readings are collected (F16).</summary>
+    public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
 }
 
 /// <summary>
@@ -48,6 +51,8 @@ public sealed class HomeServer : IAsyncDisposable
     private readonly List<Task> _background = new();
     private long _nextRelay;
     private readonly WalletService _wallet;
+    private readonly Appliances.ApplianceGateway _appliances;
+    private readonly Pim.PimStore _pim;
 
     private HomeServer(HomeServerOptions options, HomeCard card)
     {
@@ -66,7 +71,11 @@ public sealed class HomeServer : IAsyncDisposable
             options.Time);
         _listener = new TcpListener(options.Listen);
         _wallet = new WalletService(options.Directory, card, options.Time);
+        _appliances = new Appliances.ApplianceGateway(DatabasePath(options.Directory), time: options.Time);
+        _pim = new Pim.PimStore(DatabasePath(options.Directory), options.Time);
     }
+
+    public Appliances.ApplianceGateway Appliances => _appliances;
 
     /// <summary>Registers a market's or bank's key for e-money messages.</summary>
     public static void AddPayee(string directory, string id, System.Security.Cryptography.ECDsa publicKey) => WalletService.AddPayee(directory, id, publicKey);
@@ -92,6 +101,7 @@ public sealed class HomeServer : IAsyncDisposable
         server._background.Add(server.AcceptLoopAsync());
         server._background.Add(server.RevocationLoopAsync());
         server._background.Add(server._wallet.RunPeriodicReportsAsync(options.ReportInterval, options.Time, server._stop.Token));
+        server._background.Add(server._appliances.RunCollectorAsync(options.ApplianceCollectInterval, server._stop.Token));
         return server;
     }
 
@@ -220,6 +230,15 @@ public sealed class HomeServer : IAsyncDisposable
             case "delegate": await DelegateAsync(m, c, deviceId); break;
             case "sign": await SignAsync(m, c, deviceId); break;
             case "verify-chain": await VerifyChainAsync(m, c); break;
+            case "appliance-list":
+            case "appliance-state":
+            case "appliance-command":
+            case "appliance-readings":
+                if (await RequireReadyAsync(m, c)) await ApplianceAsync(m, c, deviceId);
+                break;
+            case "pim-sync":
+                if (await RequireReadyAsync(m, c)) await PimSyncAsync(m, c);
+                break;
             case var wallet when wallet.StartsWith("wallet-", StringComparison.Ordinal):
                 await _wallet.HandleAsync(m, c, () => RequireReadyAsync(m, c));
                 _devices.Audit(deviceId, m.Type, null, null, "handled");
@@ -449,6 +468,45 @@ public sealed class HomeServer : IAsyncDisposable
         }
     }
 
+    /// <summary>F16: remote control of, and readings from, home appliances; only the home server reaches them.</summary>
+    private async Task ApplianceAsync(ControlMessage m, ControlConnection c, string deviceId)
+    {
+        if (m.Type == "appliance-list")
+        {
+            await c.ReplyAsync(m, new ControlMessage("appliances").Set("names", _appliances.List().Select(a => a.Name).ToList()));
+            return;
+        }
+        var name = m.GetString("name");
+        if (m.Type == "appliance-readings")
+        {
+            await c.ReplyAsync(m, new ControlMessage("appliance-readings").Set("readings",
+                _appliances.Readings(name, (int)Math.Clamp(m.Has("limit") ? m.GetInt("limit") : 20, 1, 1000)).Select(r => $"{r.At:O} {r.State}").ToList()));
+            return;
+        }
+        var result = m.Type == "appliance-command"
+            ? await _appliances.SendCommandAsync(name, m.GetString("command"),
+                m.GetList("arguments").OfType<List<object?>>().ToDictionary(p => (string)p[0]!, p => (string)p[1]!), c.Closed)
+            : await _appliances.GetStateAsync(name, c.Closed);
+        _devices.Audit(deviceId, m.Type, name, null, result.Outcome.ToString());
+        if (result.Outcome != Daiko.Home.Appliances.ApplianceOutcome.Done)
+        {
+            await c.ReplyErrorAsync(m, "appliance-" + result.Outcome.ToString().ToLowerInvariant(), result.Reason ?? "the appliance did not do it");
+            return;
+        }
+        await c.ReplyAsync(m, new ControlMessage("appliance-state").Set("state", result.State));
+    }
+
+    /// <summary>F17: two-way PIM sync.</summary>
+    private async Task PimSyncAsync(ControlMessage m, ControlConnection c)
+    {
+        var changes = m.GetList("changes").OfType<List<object?>>().Select(x => new Pim.PimChange(
+            (string)x[0]!, Enum.Parse<Pim.PimKind>((string)x[1]!, ignoreCase: true), (long)x[2]!, (bool)x[3]!, (string?)x[4] ?? "")).ToList();
+        var result = _pim.Sync(m.GetInt("since"), changes);
+        await c.ReplyAsync(m, new ControlMessage("pim-synced").Set("revision", result.Revision)
+            .Set("results", result.Results.Select(r => (object)new List<object?> { r.Id, r.Outcome.ToString().ToLowerInvariant(), r.Reason, r.Current?.Version ?? 0 }).ToList())
+            .Set("changes", result.Changes.Select(i => (object)new List<object?> { i.Id, i.Kind.ToString().ToLowerInvariant(), i.Version, i.Deleted, i.Body }).ToList()));
+    }
+
     private async Task VerifyChainAsync(ControlMessage m, ControlConnection c)
     {
         var chain = m.GetList("chain").OfType<byte[]>().ToList();
@@ -462,6 +520,7 @@ public sealed class HomeServer : IAsyncDisposable
         _listener.Stop();
         foreach (var connection in _connections.Keys) connection.Close("the home server is stopping");
         try { await Task.WhenAll(_background); } catch (Exception) { }
+        _appliances.Dispose();
         _identity.Dispose();
     }
 }
