@@ -1,7 +1,8 @@
 using System.Security.Cryptography;
 using System.Text;
 using Daiko.Cards.Purse;
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
+using Daiko.Home.Storage;
 
 namespace Daiko.Home.Money;
 
@@ -27,7 +28,7 @@ public interface IPurseCard
 /// </summary>
 public sealed class PurseLedger
 {
-    private readonly string _connectionString;
+    private readonly PurseStore _store;
     private readonly IPurseCard _card;
     private readonly Func<string, ECDsa?> _partyKeys;
     private readonly TimeProvider _time;
@@ -36,27 +37,25 @@ public sealed class PurseLedger
 
     /// <param name="partyKeys">The verification key of a market or bank by its id (null: unknown party).</param>
     public PurseLedger(string databasePath, IPurseCard card, Func<string, ECDsa?> partyKeys, TimeProvider? time = null, TimeSpan? cancellationWindow = null)
+        : this(PurseStore.Sqlite(databasePath), card, partyKeys, time, cancellationWindow)
     {
-        _connectionString = Storage.HomeDatabase.ConnectionString(databasePath);
+    }
+
+    /// <param name="store">SQLite or PostgreSQL.</param>
+    public PurseLedger(PurseStore store, IPurseCard card, Func<string, ECDsa?> partyKeys, TimeProvider? time = null, TimeSpan? cancellationWindow = null)
+    {
+        _store = store;
         _card = card;
         _partyKeys = partyKeys;
         _time = time ?? TimeProvider.System;
         _cancellationWindow = cancellationWindow ?? TimeSpan.FromDays(7);
         using var c = Open();
         using var cmd = c.CreateCommand();
-        cmd.CommandText = """
-            PRAGMA journal_mode = WAL;
-            CREATE TABLE IF NOT EXISTS purse_balances (currency TEXT PRIMARY KEY, amount INTEGER NOT NULL CHECK (amount >= 0));
-            CREATE TABLE IF NOT EXISTS purse_log (seq INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL,
-                amount INTEGER NOT NULL, currency TEXT NOT NULL, balance_after INTEGER NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS purse_answers (request_id TEXT PRIMARY KEY, answer BLOB NOT NULL);
-            CREATE TABLE IF NOT EXISTS purse_payments (payment_id TEXT PRIMARY KEY, market TEXT NOT NULL, amount INTEGER NOT NULL,
-                currency TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL, market_url TEXT);
-            """;
+        cmd.CommandText = store.Schema;
         cmd.ExecuteNonQuery();
     }
 
-    private SqliteConnection Open() => Storage.HomeDatabase.Open(_connectionString);
+    private DbConnection Open() => _store.Open();
 
     public long Balance(string currency)
     {
@@ -64,12 +63,12 @@ public sealed class PurseLedger
         return BalanceOf(c, null, currency);
     }
 
-    private static long BalanceOf(SqliteConnection c, SqliteTransaction? tx, string currency)
+    private static long BalanceOf(DbConnection c, DbTransaction? tx, string currency)
     {
         using var cmd = c.CreateCommand();
         cmd.Transaction = tx;
-        cmd.CommandText = "SELECT amount FROM purse_balances WHERE currency = $c";
-        cmd.Parameters.AddWithValue("$c", currency);
+        cmd.CommandText = "SELECT amount FROM purse_balances WHERE currency = @c";
+        AddParameter(cmd, "@c", currency);
         return cmd.ExecuteScalar() is long l ? l : 0;
     }
 
@@ -94,8 +93,8 @@ public sealed class PurseLedger
             var now = _time.GetUtcNow();
             SetBalance(c, tx, currency, balance - amount);
             Log(c, tx, "payment", paymentId, -amount, currency, balance - amount);
-            Execute(c, tx, "INSERT INTO purse_payments(payment_id, market, amount, currency, at, state, market_url) VALUES($p, $m, $a, $c, $t, 'paid', $u)",
-                ("$p", paymentId), ("$m", market), ("$a", amount), ("$c", currency), ("$t", now.ToString("O")), ("$u", request.TextOrEmpty("url")));
+            Execute(c, tx, "INSERT INTO purse_payments(payment_id, market, amount, currency, at, state, market_url) VALUES(@p, @m, @a, @c, @t, 'paid', @u)",
+                ("@p", paymentId), ("@m", market), ("@a", amount), ("@c", currency), ("@t", now.ToString("O")), ("@u", request.TextOrEmpty("url")));
             using var key = _card.OpenSigningKey();
             return MoneyMessage.Create(MoneyKinds.Payment).With("card", _card.CardId).With("payment_id", paymentId)
                 .With("request_hash", MoneyMessage.Hash(requestCose)).With("market", market).With("order", request.Text("order"))
@@ -142,7 +141,7 @@ public sealed class PurseLedger
             if (state != "paid") throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already cancelled");
             if (_time.GetUtcNow() - at > _cancellationWindow)
                 throw new PurseException(PurseRefusal.OutsideCancellationWindow, $"payment {paymentId} is older than the {_cancellationWindow.TotalDays:0} day cancellation window");
-            Execute(c, tx, "UPDATE purse_payments SET state = 'cancelling' WHERE payment_id = $p", ("$p", paymentId));
+            Execute(c, tx, "UPDATE purse_payments SET state = 'cancelling' WHERE payment_id = @p", ("@p", paymentId));
             using var key = _card.OpenSigningKey();
             return MoneyMessage.Create(MoneyKinds.Cancellation).With("card", _card.CardId).With("payment_id", paymentId)
                 .With("market", market).With("amount", amount).With("currency", currency).With("at", _time.GetUtcNow()).Sign(key);
@@ -165,7 +164,7 @@ public sealed class PurseLedger
             var balance = BalanceOf(c, tx, currency) + amount;
             SetBalance(c, tx, currency, balance);
             Log(c, tx, "cancellation", paymentId, amount, currency, balance);
-            Execute(c, tx, "UPDATE purse_payments SET state = 'cancelled' WHERE payment_id = $p", ("$p", paymentId));
+            Execute(c, tx, "UPDATE purse_payments SET state = 'cancelled' WHERE payment_id = @p", ("@p", paymentId));
             return BitConverter.GetBytes(balance);
         });
         return BitConverter.ToInt64(answer);
@@ -176,8 +175,8 @@ public sealed class PurseLedger
     {
         using var c = Open();
         using var cmd = c.CreateCommand();
-        cmd.CommandText = "SELECT market_url FROM purse_payments WHERE payment_id = $p";
-        cmd.Parameters.AddWithValue("$p", paymentId);
+        cmd.CommandText = "SELECT market_url FROM purse_payments WHERE payment_id = @p";
+        AddParameter(cmd, "@p", paymentId);
         return cmd.ExecuteScalar() as string;
     }
 
@@ -253,7 +252,7 @@ public sealed class PurseLedger
     private static string ChainHash(string previous, string entry) =>
         Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(previous + "\n" + entry))).ToLowerInvariant();
 
-    private void Log(SqliteConnection c, SqliteTransaction tx, string kind, string reference, long amount, string currency, long balanceAfter)
+    private void Log(DbConnection c, DbTransaction tx, string kind, string reference, long amount, string currency, long balanceAfter)
     {
         using var last = c.CreateCommand();
         last.Transaction = tx;
@@ -263,35 +262,35 @@ public sealed class PurseLedger
         r.Close();
         var at = _time.GetUtcNow().ToString("O");
         var hash = ChainHash(previous, EntryText(seq, at, kind, reference, amount, currency, balanceAfter));
-        Execute(c, tx, "INSERT INTO purse_log(seq, at, kind, ref, amount, currency, balance_after, prev_hash, hash) VALUES($s, $t, $k, $r, $a, $c, $b, $p, $h)",
-            ("$s", seq), ("$t", at), ("$k", kind), ("$r", reference), ("$a", amount), ("$c", currency), ("$b", balanceAfter), ("$p", previous), ("$h", hash));
+        Execute(c, tx, "INSERT INTO purse_log(seq, at, kind, ref, amount, currency, balance_after, prev_hash, hash) VALUES(@s, @t, @k, @r, @a, @c, @b, @p, @h)",
+            ("@s", seq), ("@t", at), ("@k", kind), ("@r", reference), ("@a", amount), ("@c", currency), ("@b", balanceAfter), ("@p", previous), ("@h", hash));
     }
 
-    private static void SetBalance(SqliteConnection c, SqliteTransaction tx, string currency, long amount) =>
-        Execute(c, tx, "INSERT INTO purse_balances(currency, amount) VALUES($c, $a) ON CONFLICT(currency) DO UPDATE SET amount = $a", ("$c", currency), ("$a", amount));
+    private static void SetBalance(DbConnection c, DbTransaction tx, string currency, long amount) =>
+        Execute(c, tx, "INSERT INTO purse_balances(currency, amount) VALUES(@c, @a) ON CONFLICT(currency) DO UPDATE SET amount = @a", ("@c", currency), ("@a", amount));
 
-    private static bool HasCurrency(SqliteConnection c, SqliteTransaction tx, string currency)
+    private static bool HasCurrency(DbConnection c, DbTransaction tx, string currency)
     {
         using var cmd = c.CreateCommand();
         cmd.Transaction = tx;
-        cmd.CommandText = "SELECT COUNT(*) FROM purse_balances WHERE currency = $c";
-        cmd.Parameters.AddWithValue("$c", currency);
+        cmd.CommandText = "SELECT COUNT(*) FROM purse_balances WHERE currency = @c";
+        AddParameter(cmd, "@c", currency);
         return (long)cmd.ExecuteScalar()! > 0;
     }
 
-    private static (string Market, long Amount, string Currency, DateTimeOffset At, string State) Payment(SqliteConnection c, SqliteTransaction tx, string paymentId)
+    private static (string Market, long Amount, string Currency, DateTimeOffset At, string State) Payment(DbConnection c, DbTransaction tx, string paymentId)
     {
         using var cmd = c.CreateCommand();
         cmd.Transaction = tx;
-        cmd.CommandText = "SELECT market, amount, currency, at, state FROM purse_payments WHERE payment_id = $p";
-        cmd.Parameters.AddWithValue("$p", paymentId);
+        cmd.CommandText = "SELECT market, amount, currency, at, state FROM purse_payments WHERE payment_id = @p";
+        AddParameter(cmd, "@p", paymentId);
         using var r = cmd.ExecuteReader();
         if (!r.Read()) throw new PurseException(PurseRefusal.UnknownPayment, $"no payment {paymentId} was made by this card");
         return (r.GetString(0), r.GetInt64(1), r.GetString(2), DateTimeOffset.Parse(r.GetString(3), System.Globalization.CultureInfo.InvariantCulture), r.GetString(4));
     }
 
     /// <summary>Runs <paramref name="work"/> once per request id, in one transaction with its stored answer.</summary>
-    private byte[] Transact(string requestId, Func<SqliteConnection, SqliteTransaction, byte[]> work)
+    private byte[] Transact(string requestId, Func<DbConnection, DbTransaction, byte[]> work)
     {
         lock (_gate)
         {
@@ -300,12 +299,12 @@ public sealed class PurseLedger
             using (var find = c.CreateCommand())
             {
                 find.Transaction = tx;
-                find.CommandText = "SELECT answer FROM purse_answers WHERE request_id = $r";
-                find.Parameters.AddWithValue("$r", requestId);
+                find.CommandText = "SELECT answer FROM purse_answers WHERE request_id = @r";
+                AddParameter(find, "@r", requestId);
                 if (find.ExecuteScalar() is byte[] previous) return previous;
             }
             var answer = work(c, tx);
-            Execute(c, tx, "INSERT INTO purse_answers(request_id, answer) VALUES($r, $a)", ("$r", requestId), ("$a", answer));
+            Execute(c, tx, "INSERT INTO purse_answers(request_id, answer) VALUES(@r, @a)", ("@r", requestId), ("@a", answer));
             tx.Commit();
             return answer;
         }
@@ -319,12 +318,20 @@ public sealed class PurseLedger
     private ECDsa KeyOf(string party) =>
         _partyKeys(party) ?? throw new PurseException(PurseRefusal.BadSignature, $"'{party}' is not a registered market or bank");
 
-    private static void Execute(SqliteConnection c, SqliteTransaction tx, string sql, params (string, object)[] parameters)
+    private static void Execute(DbConnection c, DbTransaction tx, string sql, params (string, object)[] parameters)
     {
         using var cmd = c.CreateCommand();
         cmd.Transaction = tx;
         cmd.CommandText = sql;
-        foreach (var (k, v) in parameters) cmd.Parameters.AddWithValue(k, v);
+        foreach (var (k, v) in parameters) AddParameter(cmd, k, v);
         cmd.ExecuteNonQuery();
+    }
+
+    private static void AddParameter(DbCommand command, string name, object value)
+    {
+        var parameter = command.CreateParameter();
+        parameter.ParameterName = name;
+        parameter.Value = value;
+        command.Parameters.Add(parameter);
     }
 }

@@ -8,10 +8,63 @@ using Xunit;
 
 namespace Daiko.Home.Tests.Money;
 
-/// <summary>The e-purse with the real home card (SoftHSM2) signing every card message in its token.</summary>
+/// <summary>The e-purse on SQLite (the embedded default).</summary>
 [Collection("home card")]
-public sealed class PurseLedgerTests : IDisposable
+public sealed class SqlitePurseLedgerTests : PurseLedgerContract
 {
+    protected override Daiko.Home.Storage.PurseStore CreateStore(string directory) => Daiko.Home.Storage.PurseStore.Sqlite(Path.Combine(directory, "home.db"));
+}
+
+/// <summary>The same contract on a real PostgreSQL server (hosted deployments, F18).</summary>
+[Collection("home card")]
+public sealed class PostgresPurseLedgerTests : PurseLedgerContract
+{
+    private PostgresServer? _server;
+
+    protected override Daiko.Home.Storage.PurseStore CreateStore(string directory)
+    {
+        _server = PostgresServer.StartAsync(directory).GetAwaiter().GetResult();
+        return Daiko.Home.Storage.PurseStore.Postgres(_server.ConnectionString);
+    }
+
+    protected override void TamperWithBalance(string directory) => Daiko.Home.Tests.Money.PostgresTamper.SetBalance(_server!.ConnectionString);
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        _server?.Dispose();
+    }
+}
+
+internal static class PostgresTamper
+{
+    public static void SetBalance(string connectionString)
+    {
+        using var c = new Npgsql.NpgsqlConnection(connectionString);
+        c.Open();
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = "UPDATE purse_balances SET amount = 5000";
+        cmd.ExecuteNonQuery();
+    }
+}
+
+/// <summary>
+/// One contract for every purse store: the e-purse with the real home card (SoftHSM2) signing every
+/// card message in its token.
+/// </summary>
+public abstract class PurseLedgerContract : IDisposable
+{
+    protected abstract Daiko.Home.Storage.PurseStore CreateStore(string directory);
+
+    protected virtual void TamperWithBalance(string directory)
+    {
+        using var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(directory, "home.db")};Pooling=False");
+        c.Open();
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = "UPDATE purse_balances SET amount = 5000";
+        cmd.ExecuteNonQuery();
+    }
+
     private readonly TempDirectory _dir = new("daiko-purse");
     private readonly HomeCard _card;
     private readonly ECDsa _market = ECDsa.Create(ECCurve.NamedCurves.nistP256);
@@ -26,16 +79,16 @@ public sealed class PurseLedgerTests : IDisposable
         public override DateTimeOffset GetUtcNow() => Now;
     }
 
-    public PurseLedgerTests()
+    protected PurseLedgerContract()
     {
         _card = HomeCard.Initialize(new HomeCardOptions(_dir.Path), HomeCardKeyType.P256, HomeFixture.Pin1, HomeFixture.Pin2, "admin-code-123");
         _card.EnterPin1(HomeFixture.Pin1);
         _card.EnterPin2(HomeFixture.Pin2);
-        _ledger = new PurseLedger(Path.Combine(_dir.Path, "home.db"), new HomeCardPurse(_card),
+        _ledger = new PurseLedger(CreateStore(_dir.Path), new HomeCardPurse(_card),
             party => party switch { "market.test" => _market, "bank.test" => _bank, _ => null }, _time);
     }
 
-    public void Dispose()
+    public virtual void Dispose()
     {
         _card.Dispose();
         _market.Dispose();
@@ -169,13 +222,7 @@ public sealed class PurseLedgerTests : IDisposable
         _ledger.Refill(RefillOf(1_000));
         _ledger.Pay(RequestOf(100));
         Assert.True(_ledger.VerifyLog());
-        using (var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(_dir.Path, "home.db")};Pooling=False"))
-        {
-            c.Open();
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "UPDATE purse_balances SET amount = 5000";
-            cmd.ExecuteNonQuery();
-        }
+        TamperWithBalance(_dir.Path);
         Assert.False(_ledger.VerifyLog());
     }
 }

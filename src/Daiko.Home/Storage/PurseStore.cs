@@ -1,0 +1,53 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Npgsql;
+
+namespace Daiko.Home.Storage;
+
+/// <summary>
+/// Where the purse keeps its state: SQLite (the embedded default, WAL, fsync on commit) or PostgreSQL
+/// (hosted deployments with several home-server nodes, F18). The ledger's statements are the same on
+/// both (named @parameters, ON CONFLICT upserts); only the schema's types differ.
+/// </summary>
+public abstract class PurseStore
+{
+    public abstract DbConnection Open();
+
+    /// <summary>The schema, in this database's dialect.</summary>
+    public abstract string Schema { get; }
+
+    public static PurseStore Sqlite(string databasePath) => new SqlitePurseStore(HomeDatabase.ConnectionString(databasePath));
+
+    public static PurseStore Postgres(string connectionString) => new PostgresPurseStore(connectionString);
+
+    private sealed class SqlitePurseStore(string connectionString) : PurseStore
+    {
+        public override DbConnection Open() => HomeDatabase.Open(connectionString);
+
+        public override string Schema => """
+            PRAGMA journal_mode = WAL;
+            CREATE TABLE IF NOT EXISTS purse_balances (currency TEXT PRIMARY KEY, amount INTEGER NOT NULL CHECK (amount >= 0));
+            CREATE TABLE IF NOT EXISTS purse_log (seq INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL,
+                amount INTEGER NOT NULL, currency TEXT NOT NULL, balance_after INTEGER NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS purse_answers (request_id TEXT PRIMARY KEY, answer BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS purse_payments (payment_id TEXT PRIMARY KEY, market TEXT NOT NULL, amount INTEGER NOT NULL,
+                currency TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL, market_url TEXT);
+            """;
+    }
+
+    private sealed class PostgresPurseStore(string connectionString) : PurseStore
+    {
+        private readonly NpgsqlDataSource _source = NpgsqlDataSource.Create(connectionString);
+
+        public override DbConnection Open() => _source.OpenConnection();
+
+        public override string Schema => """
+            CREATE TABLE IF NOT EXISTS purse_balances (currency TEXT PRIMARY KEY, amount BIGINT NOT NULL CHECK (amount >= 0));
+            CREATE TABLE IF NOT EXISTS purse_log (seq BIGINT PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL,
+                amount BIGINT NOT NULL, currency TEXT NOT NULL, balance_after BIGINT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS purse_answers (request_id TEXT PRIMARY KEY, answer BYTEA NOT NULL);
+            CREATE TABLE IF NOT EXISTS purse_payments (payment_id TEXT PRIMARY KEY, market TEXT NOT NULL, amount BIGINT NOT NULL,
+                currency TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL, market_url TEXT);
+            """;
+    }
+}

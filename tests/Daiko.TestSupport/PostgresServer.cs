@@ -1,0 +1,74 @@
+using System.Diagnostics;
+
+namespace Daiko.TestSupport;
+
+/// <summary>
+/// A real PostgreSQL server (Debian's postgresql) in a private data directory on 127.0.0.1 and a free
+/// port, started for a test and stopped (immediately) on dispose. As root, it runs as the postgres user.
+/// </summary>
+public sealed class PostgresServer : IDisposable
+{
+    private readonly string _dataDirectory;
+    private readonly string _binaries;
+    private readonly bool _asPostgresUser;
+
+    private PostgresServer(string dataDirectory, string binaries, int port, bool asPostgresUser)
+    {
+        _dataDirectory = dataDirectory;
+        _binaries = binaries;
+        Port = port;
+        _asPostgresUser = asPostgresUser;
+    }
+
+    public int Port { get; }
+
+    public string ConnectionString => $"Host=127.0.0.1;Port={Port};Username=postgres;Database=postgres;Pooling=false;Timeout=10";
+
+    public static bool Available => FindBinaries() is not null;
+
+    public static async Task<PostgresServer> StartAsync(string workDirectory)
+    {
+        var binaries = FindBinaries() ?? throw new InvalidOperationException("PostgreSQL is not installed (apt-get install postgresql)");
+        var root = Environment.UserName == "root";
+        var data = Path.Combine(workDirectory, $"pg-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(data);
+        if (root && !OperatingSystem.IsWindows())
+        {
+            await RunAsync("chown", ["-R", "postgres:postgres", workDirectory]);
+            File.SetUnixFileMode(workDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
+        }
+        var port = Loopback.FreePort();
+        var server = new PostgresServer(data, binaries, port, root);
+        await server.PgAsync("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]);
+        await server.PgAsync("pg_ctl", ["-D", data, "-l", Path.Combine(data, "server.log"), "-w", "-t", "30",
+            "-o", $"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=on", "start"]);
+        return server;
+    }
+
+    private static string? FindBinaries() =>
+        Directory.Exists("/usr/lib/postgresql")
+            ? Directory.GetDirectories("/usr/lib/postgresql").Select(d => Path.Combine(d, "bin")).Where(b => File.Exists(Path.Combine(b, "initdb"))).OrderDescending().FirstOrDefault()
+            : null;
+
+    private Task PgAsync(string tool, string[] args) => _asPostgresUser
+        ? RunAsync("runuser", ["-u", "postgres", "--", Path.Combine(_binaries, tool), .. args])
+        : RunAsync(Path.Combine(_binaries, tool), args);
+
+    private static async Task RunAsync(string file, string[] args)
+    {
+        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) info.ArgumentList.Add(a);
+        using var process = Process.Start(info)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(cts.Token);
+        if (process.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args)} failed: {await output}{await error}");
+    }
+
+    public void Dispose()
+    {
+        try { PgAsync("pg_ctl", ["-D", _dataDirectory, "-m", "immediate", "-w", "stop"]).GetAwaiter().GetResult(); }
+        catch (Exception) { }
+    }
+}
