@@ -57,8 +57,8 @@ internal static class HomeServerCommands
         var command = new Command("serve", "Run the home server: terminals connect here; the home card stays locked until a terminal gives PIN1 and PIN2.");
         var home = HomeCardCommands.HomeOption();
         var listen = new Option<string>("--listen") { Description = "HOST:PORT for terminals", DefaultValueFactory = _ => "127.0.0.1:7443" };
-        var web = new Option<string?>("--web") { Description = "HOST:PORT for the status page (optional)" };
-        foreach (var o in new Option[] { home, listen, web }) command.Options.Add(o);
+        var postgres = new Option<string?>("--purse-postgres") { Description = "keep the purse in PostgreSQL (Npgsql connection string) instead of the SQLite home store" };
+        foreach (var o in new Option[] { home, listen, postgres }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             HomeCard card;
@@ -78,6 +78,7 @@ internal static class HomeServerCommands
                     server = HomeServer.Start(new HomeServerOptions(parse.GetValue(home)!, ParseEndpoint(parse.GetValue(listen)!))
                     {
                         Log = line => Console.Error.WriteLine($"{DateTimeOffset.UtcNow:HH:mm:ss} {line}"),
+                        PurseStore = parse.GetValue(postgres) is { } cs ? Daiko.Home.Storage.PurseStore.Postgres(cs) : null,
                     }, card);
                 }
                 catch (Exception e) when (e is System.Net.Sockets.SocketException or FormatException)

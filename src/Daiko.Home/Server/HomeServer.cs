@@ -30,6 +30,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>How often the payment log is mailed (F14).</summary>
     public TimeSpan ReportInterval { get; init; } = TimeSpan.FromDays(1);
 
+    /// <summary>Where the purse lives; default the SQLite home store (PostgreSQL for hosted deployments).</summary>
+    public Storage.PurseStore? PurseStore { get; init; }
+
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
 }
@@ -70,7 +73,7 @@ public sealed class HomeServer : IAsyncDisposable
             new MarketProfiles(DatabasePath(options.Directory)),
             options.Time);
         _listener = new TcpListener(options.Listen);
-        _wallet = new WalletService(options.Directory, card, options.Time);
+        _wallet = new WalletService(options.Directory, card, options.Time, options.PurseStore);
         _appliances = new Appliances.ApplianceGateway(DatabasePath(options.Directory), time: options.Time);
         _pim = new Pim.PimStore(DatabasePath(options.Directory), options.Time);
     }

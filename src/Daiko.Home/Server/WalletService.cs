@@ -20,11 +20,11 @@ internal sealed class WalletService
     private readonly PurseLedger _ledger;
     private readonly ReportOutbox _outbox;
 
-    public WalletService(string directory, HomeCard card, TimeProvider time)
+    public WalletService(string directory, HomeCard card, TimeProvider time, Storage.PurseStore? store = null)
     {
         _directory = directory;
         _card = card;
-        _ledger = new PurseLedger(HomeServer.DatabasePath(directory), new HomeCardPurse(card), PayeeKey, time);
+        _ledger = new PurseLedger(store ?? Storage.PurseStore.Sqlite(HomeServer.DatabasePath(directory)), new HomeCardPurse(card), PayeeKey, time);
         _outbox = new ReportOutbox(HomeServer.DatabasePath(directory), time);
     }
 
