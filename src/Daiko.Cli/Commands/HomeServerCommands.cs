@@ -58,7 +58,8 @@ internal static class HomeServerCommands
         var home = HomeCardCommands.HomeOption();
         var listen = new Option<string>("--listen") { Description = "HOST:PORT for terminals", DefaultValueFactory = _ => "127.0.0.1:7443" };
         var postgres = new Option<string?>("--purse-postgres") { Description = "keep the purse in PostgreSQL (Npgsql connection string) instead of the SQLite home store" };
-        foreach (var o in new Option[] { home, listen, postgres }) command.Options.Add(o);
+        var web = new Option<string?>("--web") { Description = "HOST:PORT for the owner's status page (responsive HTML, read-only)" };
+        foreach (var o in new Option[] { home, listen, web, postgres }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             HomeCard card;
@@ -87,7 +88,9 @@ internal static class HomeServerCommands
                 }
                 await using (server)
                 {
+                    await using var page = parse.GetValue(web) is { } webAddress ? StatusPage.Start(ParseEndpoint(webAddress), card, server.Devices) : null;
                     Console.WriteLine($"home server listening on {server.LocalEndPoint} (card {card.CardId[..16]}, state {HomeServer.StateName(card.State)})");
+                    if (page is not null) Console.WriteLine($"status page on http://{parse.GetValue(web)}/");
                     var stop = new TaskCompletionSource();
                     using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
                     using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
