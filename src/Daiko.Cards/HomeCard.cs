@@ -22,7 +22,7 @@ public sealed class HomeCard : IDisposable
     private readonly HomeCardOptions _options;
     private readonly Pkcs11Module _module;
     private readonly CardStateFile _stateFile;
-    private readonly CardConfig _config;
+    private CardConfig _config;
     private readonly object _gate = new();
     private ISession? _session;
     private IObjectHandle? _privateKey;
@@ -251,7 +251,7 @@ public sealed class HomeCard : IDisposable
         lock (_gate)
         {
             using var session = _module.FindSlot(_options.TokenLabel)!.OpenSession(SessionType.ReadWrite);
-            session.Login(CKU.CKU_USER, pin2);
+            var loggedIn = LoginUser(session, pin2);
             try
             {
                 var generator = CreateSignatureGenerator(session);
@@ -264,7 +264,7 @@ public sealed class HomeCard : IDisposable
             }
             finally
             {
-                session.Logout();
+                if (loggedIn) session.Logout();
             }
         }
     }
@@ -280,7 +280,7 @@ public sealed class HomeCard : IDisposable
         lock (_gate)
         {
             using var session = _module.FindSlot(_options.TokenLabel)!.OpenSession(SessionType.ReadWrite);
-            session.Login(CKU.CKU_USER, pin2);
+            var loggedIn = LoginUser(session, pin2);
             var f = _module.Factories.ObjectAttributeFactory;
             session.CreateObject(
             [
@@ -292,11 +292,73 @@ public sealed class HomeCard : IDisposable
                 f.Create(CKA.CKA_SUBJECT, certificate.SubjectName.RawData),
                 f.Create(CKA.CKA_VALUE, certificateDer),
             ]);
-            session.Logout();
+            if (loggedIn) session.Logout();
             var pem = string.Concat(new[] { certificateDer }.Concat(chainDer).Select(d => PemEncoding.WriteString("CERTIFICATE", d) + "\n"));
             File.WriteAllText(Path.Combine(_options.CardDirectory, "user.pem"), pem);
             CertificateChain = LoadChain();
         }
+    }
+
+    /// <summary>
+    /// Moves an existing key and certificate (PKCS#12) into the token, replacing the generated key: the
+    /// key is written as sensitive and non-extractable, and its software copy is wiped. EC keys only.
+    /// </summary>
+    public void ImportPkcs12(byte[] pkcs12, string password, string pin2)
+    {
+        using var certificate = X509CertificateLoader.LoadPkcs12(pkcs12, password, X509KeyStorageFlags.Exportable | X509KeyStorageFlags.EphemeralKeySet);
+        using var key = certificate.GetECDsaPrivateKey()
+            ?? throw new NotSupportedException("only EC (P-256, P-384) keys can be imported into the home card; RSA keys must be generated on the token");
+        var parameters = key.ExportParameters(includePrivateParameters: true);
+        try
+        {
+            var keyType = parameters.D!.Length switch
+            {
+                32 => HomeCardKeyType.P256,
+                48 => HomeCardKeyType.P384,
+                _ => throw new NotSupportedException("only P-256 and P-384 keys can be imported"),
+            };
+            lock (_gate)
+            {
+                using var session = _module.FindSlot(_options.TokenLabel)!.OpenSession(SessionType.ReadWrite);
+                var loggedIn = LoginUser(session, pin2);
+                try
+                {
+                    var f = _module.Factories.ObjectAttributeFactory;
+                    foreach (var old in session.FindAllObjects([f.Create(CKA.CKA_ID, KeyId)])) session.DestroyObject(old);
+                    var writer = new AsnWriter(AsnEncodingRules.DER);
+                    writer.WriteObjectIdentifier(keyType == HomeCardKeyType.P384 ? "1.3.132.0.34" : "1.2.840.10045.3.1.7");
+                    session.CreateObject(
+                    [
+                        f.Create(CKA.CKA_CLASS, CKO.CKO_PRIVATE_KEY),
+                        f.Create(CKA.CKA_KEY_TYPE, CKK.CKK_EC),
+                        f.Create(CKA.CKA_TOKEN, true),
+                        f.Create(CKA.CKA_PRIVATE, true),
+                        f.Create(CKA.CKA_SENSITIVE, true),
+                        f.Create(CKA.CKA_EXTRACTABLE, false),
+                        f.Create(CKA.CKA_SIGN, true),
+                        f.Create(CKA.CKA_ID, KeyId),
+                        f.Create(CKA.CKA_LABEL, "daiko user key"),
+                        f.Create(CKA.CKA_EC_PARAMS, writer.Encode()),
+                        f.Create(CKA.CKA_VALUE, parameters.D),
+                    ]);
+                }
+                finally
+                {
+                    if (loggedIn) session.Logout();
+                }
+                _privateKey = null;
+                LogoutSession();
+                var spki = certificate.PublicKey.ExportSubjectPublicKeyInfo();
+                var config = new CardConfig(keyType, Convert.ToHexString(SHA256.HashData(spki)).ToLowerInvariant(), spki);
+                File.WriteAllText(ConfigPath(_options), JsonSerializer.Serialize(config));
+                _config = config;
+            }
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(parameters.D);
+        }
+        ImportCertificate(certificate.RawData, [], pin2);
     }
 
     /// <summary>An ECDsa whose private operations run in the token (for COSE_Sign1); gated like every signature.</summary>
@@ -355,7 +417,7 @@ public sealed class HomeCard : IDisposable
     internal Func<byte[], byte[]> RawTokenSigner(string pin2)
     {
         var session = _module.FindSlot(_options.TokenLabel)!.OpenSession(SessionType.ReadOnly);
-        try { session.Login(CKU.CKU_USER, pin2); } catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN) { }
+        LoginUser(session, pin2);
         var key = FindPrivateKey(session);
         var mechanism = _module.Factories.MechanismFactory.Create(CKM.CKM_ECDSA);
         return hash => session.Sign(mechanism, key, hash);
@@ -365,7 +427,7 @@ public sealed class HomeCard : IDisposable
     internal (bool Sensitive, bool Extractable, bool ValueReadable) InspectPrivateKey(string pin2)
     {
         using var session = _module.FindSlot(_options.TokenLabel)!.OpenSession(SessionType.ReadOnly);
-        session.Login(CKU.CKU_USER, pin2);
+        var loggedIn = LoginUser(session, pin2);
         try
         {
             var key = FindPrivateKey(session);
@@ -384,7 +446,24 @@ public sealed class HomeCard : IDisposable
         }
         finally
         {
-            session.Logout();
+            if (loggedIn) session.Logout();
+        }
+    }
+
+    /// <summary>
+    /// Logs the user in on <paramref name="session"/> unless the card's ready session already did (a
+    /// PKCS#11 login is per token, shared by all sessions). Returns whether the caller must log out.
+    /// </summary>
+    private static bool LoginUser(ISession session, string pin)
+    {
+        try
+        {
+            session.Login(CKU.CKU_USER, pin);
+            return true;
+        }
+        catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
+        {
+            return false;
         }
     }
 

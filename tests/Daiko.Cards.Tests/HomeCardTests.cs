@@ -192,6 +192,29 @@ public sealed class HomeCardTests : IDisposable
     }
 
     [Fact]
+    public async Task ImportPkcs12_MovesTheKeyIntoTheToken_WhereItSignsAndCannotBeRead()
+    {
+        using var card = NewCard();
+        var pki = TestPki.Create(Path.Combine(_dir.Path, "pki"));
+        var p12 = pki.User.Certificate.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pkcs12, "p12-secret");
+
+        Assert.ThrowsAny<CryptographicException>(() => card.ImportPkcs12(p12, "wrong", Pin2));
+        card.ImportPkcs12(p12, "p12-secret", Pin2);
+
+        Assert.Equal(pki.User.Der, card.CertificateChain[0]);
+        card.EnterPin1(Pin1);
+        card.EnterPin2(Pin2);
+        var content = RandomNumberGenerator.GetBytes(100);
+        var signature = await card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, content, default);
+        using var publicKey = System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions.GetECDsaPublicKey(pki.User.Certificate)!;
+        Assert.True(publicKey.VerifyData(content, signature, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+        var (sensitive, extractable, readable) = card.InspectPrivateKey(Pin2);
+        Assert.True(sensitive);
+        Assert.False(extractable);
+        Assert.False(readable);
+    }
+
+    [Fact]
     public async Task Rsa3072Card_SignsRsaPss()
     {
         using var card = NewCard(HomeCardKeyType.Rsa3072);

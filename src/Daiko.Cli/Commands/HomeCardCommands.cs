@@ -25,6 +25,7 @@ internal static class HomeCardCommands
         parent.Subcommands.Add(Init());
         var cert = new Command("cert", "Import the certificate issued for the home card's key.");
         cert.Subcommands.Add(ImportCert());
+        cert.Subcommands.Add(ImportP12());
         parent.Subcommands.Add(cert);
         var card = new Command("card", "Inspect or unblock the home card.");
         card.Subcommands.Add(Status());
@@ -108,6 +109,36 @@ internal static class HomeCardCommands
                 return 0;
             }
             catch (Exception e) when (e is IOException or CryptographicException or InvalidOperationException or Net.Pkcs11Interop.Common.Pkcs11Exception)
+            {
+                return CliConsole.Fail(e is Net.Pkcs11Interop.Common.Pkcs11Exception p && p.RV == Net.Pkcs11Interop.Common.CKR.CKR_PIN_INCORRECT ? "wrong PIN2" : e.Message);
+            }
+        });
+        return command;
+    }
+
+    private static Command ImportP12()
+    {
+        var command = new Command("import-p12", "Move an existing EC key and certificate (PKCS#12) into the home card's token, replacing its key: the PKCS#12 password, then PIN2, from stdin.");
+        var home = HomeOption();
+        var p12 = new Option<string>("--p12") { Description = "the PKCS#12 file", Required = true };
+        command.Options.Add(home);
+        command.Options.Add(p12);
+        command.SetAction(parse =>
+        {
+            var password = CliConsole.ReadSecret("PKCS#12 password");
+            var pin2 = CliConsole.ReadSecret("PIN2");
+            try
+            {
+                using var card = HomeCard.Open(CardOptions(parse, home));
+                card.ImportPkcs12(File.ReadAllBytes(parse.GetValue(p12)!), password, pin2);
+                Console.WriteLine($"key and certificate imported into the home card ({card.CardId[..16]}); delete the PKCS#12 file");
+                return 0;
+            }
+            catch (CryptographicException)
+            {
+                return CliConsole.Fail("the PKCS#12 file could not be opened: wrong password or not a PKCS#12 file");
+            }
+            catch (Exception e) when (e is IOException or NotSupportedException or InvalidOperationException or Net.Pkcs11Interop.Common.Pkcs11Exception)
             {
                 return CliConsole.Fail(e is Net.Pkcs11Interop.Common.Pkcs11Exception p && p.RV == Net.Pkcs11Interop.Common.CKR.CKR_PIN_INCORRECT ? "wrong PIN2" : e.Message);
             }
