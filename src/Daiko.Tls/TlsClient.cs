@@ -30,8 +30,10 @@ public static class TlsClient
             }
             records.AllowChangeCipherSpec = false;
             var complete = (HandshakeComplete)state;
-            return new TlsConnection(records, options, context.Suite!, context.Group, context.KeyExchange, context.Alpn,
+            var connection = new TlsConnection(records, options, context.Suite!, context.Group, context.KeyExchange, context.Alpn,
                 context.EarlyDataAccepted, context.ServerChain, complete.ResumptionMasterSecret);
+            if (context.PeerClosedWrites) connection.MarkPeerClosedWrites();
+            return connection;
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {

@@ -69,6 +69,9 @@ public sealed class TlsConnection : Stream
 
     public TlsCounters? Counters => _options.Counters;
 
+    /// <summary>The server closed before the client's Finished: reading what it sent still works, writing does not.</summary>
+    internal void MarkPeerClosedWrites() => _sentCloseNotify = true;
+
     internal void AddPendingPlaintext(byte[] bytes)
     {
         if (bytes.Length == 0) return;

@@ -253,6 +253,7 @@ internal sealed class ExpectFinished(ServerAuthentication authentication) : Hand
         c.Options.KeyLog?.Invoke("s ap traffic", serverApp);
         c.Options.KeyLog?.Invoke("exp master", exporter);
         c.Records.SetReadProtection(new RecordProtection(suite, serverApp));
+        c.AfterServerFinished = true;
 
         if (c.EarlyDataAccepted)
         {

@@ -81,8 +81,24 @@ internal sealed class HandshakeContext : IDisposable
         if (_flight.Length == 0) return;
         var bytes = _flight.ToArray();
         _flight.Reset();
-        await Records.WriteAsync(ContentType.Handshake, bytes, cancellationToken);
+        if (PeerClosedWrites) return;
+        try
+        {
+            await Records.WriteAsync(ContentType.Handshake, bytes, cancellationToken);
+        }
+        catch (Exception e) when (AfterServerFinished && e is IOException or System.Net.Sockets.SocketException)
+        {
+            // The server answered (0.5-RTT data, e.g. a response to early data) and closed before our
+            // Finished arrived. What it sent is authenticated by its Finished and stays readable.
+            PeerClosedWrites = true;
+        }
     }
+
+    /// <summary>Set once the server's Finished verified: from then on a closed transport still leaves data to read.</summary>
+    public bool AfterServerFinished { get; set; }
+
+    /// <summary>The server closed the connection while the client was sending its last flight.</summary>
+    public bool PeerClosedWrites { get; private set; }
 
     public void Dispose()
     {

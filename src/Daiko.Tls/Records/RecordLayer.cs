@@ -106,7 +106,12 @@ internal sealed class RecordLayer : IDisposable
             }
             await _transport.WriteAsync(_out.AsMemory(0, length), cancellationToken);
             _counters?.AddBytesSent(length);
-            _awaitingReply = true;
+            // A round trip is a flight that the server answers: a ClientHello or application data.
+            // The client's Finished, Certificate and EndOfEarlyData elicit nothing.
+            if (type == ContentType.ApplicationData || (type == ContentType.Handshake && chunk.Length > 0 && chunk.Span[0] == (byte)HandshakeType.ClientHello))
+            {
+                _awaitingReply = true;
+            }
         }
         while (!data.IsEmpty);
         if (flush) await _transport.FlushAsync(cancellationToken);
