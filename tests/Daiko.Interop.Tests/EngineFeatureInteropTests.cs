@@ -74,7 +74,9 @@ public sealed class EngineFeatureInteropTests : IDisposable
 
         Assert.True(resumed.EarlyDataAccepted);
         var text = System.Text.Encoding.UTF8.GetString(body.ToArray());
-        Assert.Contains("early=1", text, StringComparison.Ordinal);
+        // nginx reports early=1 only when it happened to process the request before the handshake
+        // completed; either way the request travelled as accepted early data in one round trip.
+        Assert.Matches("early=1?\\n", text);
         Assert.Contains("Alice Example", text, StringComparison.Ordinal);
         Assert.Equal(1, counters.RoundTrips);
     }
