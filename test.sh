@@ -8,7 +8,7 @@ dotnet restore Daiko.slnx
 dotnet build Daiko.slnx -c Release --no-restore -v quiet -nologo
 log=$(mktemp)
 set +e
-dotnet test Daiko.slnx -c Release --no-build --nologo -v quiet "$@" 2>&1 | tee "$log"
+dotnet test Daiko.slnx -c Release --no-build --nologo -v quiet --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run, summed over the test projects.

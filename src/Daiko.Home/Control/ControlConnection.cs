@@ -46,6 +46,9 @@ public sealed class ControlConnection : IAsyncDisposable
 
     public string? CloseReason { get; private set; }
 
+    /// <summary>The error code the other side gave when it refused the whole connection (e.g. "revoked").</summary>
+    public string? CloseCode { get; private set; }
+
     public Task Completion => _readLoop ?? Task.CompletedTask;
 
     public void Start() => _readLoop = ReadLoopAsync();
@@ -80,6 +83,7 @@ public sealed class ControlConnection : IAsyncDisposable
                 {
                     // The other side refuses the whole connection (unknown or revoked device).
                     CloseReason = message.GetStringOrNull("message");
+                    CloseCode = message.GetStringOrNull("code");
                     break;
                 }
                 if (message.Has("re") && _pending.TryRemove(message.Id, out var waiter))
@@ -137,7 +141,7 @@ public sealed class ControlConnection : IAsyncDisposable
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new ControlErrorException("unavailable", _closed.IsCancellationRequested
+            throw new ControlErrorException(CloseCode ?? "unavailable", _closed.IsCancellationRequested
                 ? $"the home server closed the control channel: {CloseReason ?? "connection closed"}"
                 : "the home server did not answer in time");
         }
@@ -157,6 +161,13 @@ public sealed class ControlConnection : IAsyncDisposable
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
+            // A refusal frame may have arrived just before the write failed: let the reader see it,
+            // so that the caller learns "revoked" rather than "unreachable".
+            if (_readLoop is { } reader) await Task.WhenAny(reader, Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None));
+            if (CloseCode is not null)
+            {
+                throw new ControlErrorException(CloseCode, $"the home server closed the control channel: {CloseReason}");
+            }
             CloseReason ??= "the control channel was lost";
             Shutdown();
             throw new ControlErrorException("unavailable", "the home server is unreachable: the control channel was lost");

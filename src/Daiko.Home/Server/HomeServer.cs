@@ -161,6 +161,7 @@ public sealed class HomeServer : IAsyncDisposable
                         .Set("message", device?.Revoked == true ? "this device was revoked by the home server's owner" : "this device is not enrolled with this home server"), CancellationToken.None);
                 }
                 catch (Exception) { }
+                await DrainBrieflyAsync(ssl);
                 return;
             }
             deviceId = device.Id;
@@ -174,6 +175,21 @@ public sealed class HomeServer : IAsyncDisposable
             _connections.TryRemove(connection, out _);
             await connection.DisposeAsync();
         }
+    }
+
+    /// <summary>
+    /// After a refusal, reads (and drops) what the peer already sent until it closes or two seconds
+    /// pass, so that closing does not reset the connection before the peer has read the refusal.
+    /// </summary>
+    private static async Task DrainBrieflyAsync(Stream stream)
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        var sink = new byte[4096];
+        try
+        {
+            while (await stream.ReadAsync(sink, deadline.Token) > 0) { }
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or System.Security.Authentication.AuthenticationException) { }
     }
 
     private static string DeviceIdOf(X509Certificate2 certificate) =>
