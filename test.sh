@@ -16,9 +16,12 @@ python3 - "$log" <<'PY'
 import re, sys
 p = f = s = 0
 for line in open(sys.argv[1], errors="replace"):
-    m = re.search(r"Failed:\s*(\d+), Passed:\s*(\d+), Skipped:\s*(\d+)", line)
+    m = re.match(r"\s*(Passed|Failed|Skipped):\s*(\d+)\s*$", line)
     if m:
-        f += int(m[1]); p += int(m[2]); s += int(m[3])
+        n = int(m[2])
+        if m[1] == "Passed": p += n
+        elif m[1] == "Failed": f += n
+        else: s += n
 print(f"{p} passed, {f} failed, {s} skipped")
 PY
 rm -f "$log"
