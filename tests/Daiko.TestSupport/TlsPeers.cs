@@ -173,6 +173,9 @@ public sealed class NginxServer : ITlsPeer
 
     private string? _prefix;
 
+    /// <summary>Files here are served under /static/ (bulk transfers in benchmarks).</summary>
+    public string StaticDirectory => Path.Combine(_prefix!, "www");
+
     public string Log => _process.Output + (_prefix is null ? "" : ReadLog(Path.Combine(_prefix, "logs", "error.log")));
 
     private static string ReadLog(string path)
@@ -227,6 +230,13 @@ public sealed class NginxServer : ITlsPeer
                         default_type text/plain;
                         return 200 "subject=$ssl_client_s_dn reused=$ssl_session_reused early=$ssl_early_data\n";
                     }
+                    location /static/ {
+                        alias {{prefix}}/www/;
+                    }
+                    location = /upload {
+                        client_max_body_size 0;
+                        return 200 "ok\n";
+                    }
                     location / {
                         default_type text/plain;
                         return 200 "hello from nginx\n";
@@ -234,6 +244,7 @@ public sealed class NginxServer : ITlsPeer
                 }
             }
             """;
+        Directory.CreateDirectory(Path.Combine(prefix, "www"));
         var confPath = Path.Combine(prefix, "nginx.conf");
         File.WriteAllText(confPath, conf);
         var process = new ExternalProcess("/usr/sbin/nginx", ["-p", prefix, "-c", confPath]);

@@ -12,7 +12,9 @@ namespace Daiko.Bench.TerminalCost;
 
 /// <summary>
 /// Delegated full handshakes per second (CertificateVerify signed in the home card on SoftHSM2)
-/// against nginx, next to <c>openssl s_time -new</c> against the same nginx in the same run.
+/// against nginx, next to <c>openssl s_time -new</c> against the same nginx in the same run; home-card
+/// signatures against raw C_Sign; durable payments against plain SQLite commits; and the data path
+/// (<see cref="DataPathBenchmark"/>). <c>[--quick] [--out DIR]</c>.
 /// </summary>
 public static partial class HomeThroughputBenchmark
 {
@@ -106,9 +108,16 @@ public static partial class HomeThroughputBenchmark
             extraLines = purseLine + "\n" + cardLine + "\n";
         }
 
+        foreach (var dataLine in await DataPathBenchmark.RunAsync(args.Contains("--quick")))
+        {
+            Console.WriteLine(dataLine);
+            extraLines += dataLine + "\n";
+        }
+
         var line = $"delegated full handshakes with the home card (SoftHSM2): {daikoRate:0.0}/s; openssl s_time -new (software key): {opensslRate:0.0}/s; ratio {daikoRate / opensslRate:0.00}";
         Console.WriteLine(line);
-        var output = Path.Combine(TerminalCostBenchmark.FindRepoRoot(), "bench", "results");
+        var outIndex = Array.IndexOf(args, "--out");
+        var output = outIndex >= 0 && outIndex + 1 < args.Length ? args[outIndex + 1] : Path.Combine(TerminalCostBenchmark.FindRepoRoot(), "bench", "results");
         Directory.CreateDirectory(output);
         await File.WriteAllTextAsync(Path.Combine(output, args.Contains("--quick") ? "home-throughput-quick.md" : "home-throughput.md"), line + "\n" + extraLines);
         return double.IsNaN(opensslRate) ? 1 : 0;

@@ -220,7 +220,7 @@ public static class TerminalCostBenchmark
         return new Sample(link.UpstreamBytes, link.DownstreamBytes, double.NaN, double.NaN, double.NaN, clock.Elapsed.TotalMilliseconds, 0);
     }
 
-    private static async Task SetUpHomeAsync(TestPki pki, string home, string work)
+    internal static async Task SetUpHomeAsync(TestPki pki, string home, string work)
     {
         await Must(["home", "init", "--home", home, "--subject", TestPki.UserSubject], "1111\n2222\nadmin-code-123\n");
         var request = CertificateRequest.LoadSigningRequestPem(File.ReadAllText(Path.Combine(home, "user.csr")), HashAlgorithmName.SHA256);
