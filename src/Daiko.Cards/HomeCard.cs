@@ -251,7 +251,7 @@ public sealed class HomeCard : IDisposable
         lock (_gate)
         {
             using var session = _module.FindSlot(_options.TokenLabel)!.OpenSession(SessionType.ReadWrite);
-            var loggedIn = LoginUser(session, pin2);
+            var loggedIn = LoginUserCounted(session, pin2);
             try
             {
                 var generator = CreateSignatureGenerator(session);
@@ -280,7 +280,7 @@ public sealed class HomeCard : IDisposable
         lock (_gate)
         {
             using var session = _module.FindSlot(_options.TokenLabel)!.OpenSession(SessionType.ReadWrite);
-            var loggedIn = LoginUser(session, pin2);
+            var loggedIn = LoginUserCounted(session, pin2);
             var f = _module.Factories.ObjectAttributeFactory;
             session.CreateObject(
             [
@@ -320,7 +320,7 @@ public sealed class HomeCard : IDisposable
             lock (_gate)
             {
                 using var session = _module.FindSlot(_options.TokenLabel)!.OpenSession(SessionType.ReadWrite);
-                var loggedIn = LoginUser(session, pin2);
+                var loggedIn = LoginUserCounted(session, pin2);
                 try
                 {
                     var f = _module.Factories.ObjectAttributeFactory;
@@ -427,7 +427,7 @@ public sealed class HomeCard : IDisposable
     internal (bool Sensitive, bool Extractable, bool ValueReadable) InspectPrivateKey(string pin2)
     {
         using var session = _module.FindSlot(_options.TokenLabel)!.OpenSession(SessionType.ReadOnly);
-        var loggedIn = LoginUser(session, pin2);
+        var loggedIn = LoginUserCounted(session, pin2);
         try
         {
             var key = FindPrivateKey(session);
@@ -483,34 +483,74 @@ public sealed class HomeCard : IDisposable
 
     private PinResult TryPin(bool isPin1, string pin)
     {
-        // Count the attempt first (durably), then ask the token: a crash in between costs a try, never gives one.
-        var before = _stateFile.Locked(() =>
+        var label = isPin1 ? _options.Pin1TokenLabel : _options.TokenLabel;
+        var session = _module.FindSlot(label)!.OpenSession(isPin1 ? SessionType.ReadOnly : SessionType.ReadWrite);
+        var (correct, after) = CountedLogin(isPin1, session, pin);
+        var name = isPin1 ? "PIN1" : "PIN2";
+        if (after is null)
+        {
+            session.Dispose();
+            return Disabled();
+        }
+        if (correct)
+        {
+            if (isPin1)
+            {
+                session.Logout();
+                session.Dispose();
+            }
+            else
+            {
+                LogoutSession();
+                _session = session;
+            }
+            return new PinResult(PinOutcome.Accepted, HomeCardOptions.MaxTries, _state, $"{name} accepted");
+        }
+        session.Dispose();
+        if (after.Disabled)
+        {
+            LogoutSession();
+            _state = HomeCardState.Disabled;
+            return new PinResult(PinOutcome.Disabled, 0, HomeCardState.Disabled, $"wrong {name}: the card is now disabled after {HomeCardOptions.MaxTries} wrong entries; unblock it with the admin code");
+        }
+        var left = HomeCardOptions.MaxTries - (isPin1 ? after.Pin1Failures : after.Pin2Failures);
+        return new PinResult(PinOutcome.Wrong, left, _state, $"wrong {name}: {left} {(left == 1 ? "try" : "tries")} left");
+    }
+
+    /// <summary>
+    /// C_Login on <paramref name="session"/>, counted against the PIN's three tries: the attempt is
+    /// counted durably first and only then shown to the token, so a crash in between costs a try and
+    /// never gives one. A token already logged in (by another session of this process) is logged out
+    /// and in again, so the PIN is always checked. Returns null state when the card is disabled.
+    /// </summary>
+    private (bool Correct, PersistedCardState? After) CountedLogin(bool isPin1, ISession session, string pin)
+    {
+        var allowed = _stateFile.Locked(() =>
         {
             var p = _stateFile.Read();
-            if (p.Disabled) return (State: p, Allowed: false);
-            var counted = isPin1 ? p with { Pin1Failures = p.Pin1Failures + 1 } : p with { Pin2Failures = p.Pin2Failures + 1 };
-            _stateFile.Write(counted);
-            return (State: counted, Allowed: true);
+            if (p.Disabled) return false;
+            _stateFile.Write(isPin1 ? p with { Pin1Failures = p.Pin1Failures + 1 } : p with { Pin2Failures = p.Pin2Failures + 1 });
+            return true;
         });
-        if (!before.Allowed) return Disabled();
-        var label = isPin1 ? _options.Pin1TokenLabel : _options.TokenLabel;
-        ISession? session = null;
-        var correct = false;
+        if (!allowed) return (false, null);
+        bool correct;
         try
         {
-            session = _module.FindSlot(label)!.OpenSession(isPin1 ? SessionType.ReadOnly : SessionType.ReadWrite);
-            session.Login(CKU.CKU_USER, pin);
+            try
+            {
+                session.Login(CKU.CKU_USER, pin);
+            }
+            catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
+            {
+                session.Logout();
+                session.Login(CKU.CKU_USER, pin);
+            }
             correct = true;
         }
         catch (Pkcs11Exception e) when (e.RV is CKR.CKR_PIN_INCORRECT or CKR.CKR_PIN_LEN_RANGE or CKR.CKR_PIN_INVALID or CKR.CKR_PIN_LOCKED)
         {
             correct = false;
         }
-        catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
-        {
-            correct = true;
-        }
-        var name = isPin1 ? "PIN1" : "PIN2";
         var after = _stateFile.Locked(() =>
         {
             var p = _stateFile.Read();
@@ -525,29 +565,35 @@ public sealed class HomeCard : IDisposable
             _stateFile.Write(p);
             return p;
         });
-        if (correct)
+        return (correct, after);
+    }
+
+    /// <summary>
+    /// Logs in with PIN2 for an owner operation (CSR, certificate or key import), under the same three
+    /// tries as PIN2 over the control channel: a wrong PIN2 here is a strike too. Returns whether the
+    /// caller must log out (false when the card's ready session holds the login).
+    /// </summary>
+    private bool LoginUserCounted(ISession session, string pin2)
+    {
+        var (correct, after) = CountedLogin(isPin1: false, session, pin2);
+        if (after is null) throw new CardDisabledException("the card is disabled after 3 wrong PINs; unblock it with the admin code");
+        if (!correct)
         {
-            if (isPin1)
-            {
-                session!.Logout();
-                session.Dispose();
-            }
-            else
+            if (after.Disabled)
             {
                 LogoutSession();
-                _session = session;
+                _state = HomeCardState.Disabled;
+                throw new CardDisabledException($"wrong PIN2: the card is now disabled after {HomeCardOptions.MaxTries} wrong entries; unblock it with the admin code");
             }
-            return new PinResult(PinOutcome.Accepted, HomeCardOptions.MaxTries, _state, $"{name} accepted");
+            var left = HomeCardOptions.MaxTries - after.Pin2Failures;
+            if (_state == HomeCardState.CryptoReady)
+            {
+                // The failed re-login logged the token out: the ready session is gone with it.
+                DropToRemoteAccessWait();
+            }
+            throw new WrongPinException($"wrong PIN2: {left} {(left == 1 ? "try" : "tries")} left", left);
         }
-        session?.Dispose();
-        if (after.Disabled)
-        {
-            LogoutSession();
-            _state = HomeCardState.Disabled;
-            return new PinResult(PinOutcome.Disabled, 0, HomeCardState.Disabled, $"wrong {name}: the card is now disabled after {HomeCardOptions.MaxTries} wrong entries; unblock it with the admin code");
-        }
-        var left = HomeCardOptions.MaxTries - (isPin1 ? after.Pin1Failures : after.Pin2Failures);
-        return new PinResult(PinOutcome.Wrong, left, _state, $"wrong {name}: {left} {(left == 1 ? "try" : "tries")} left");
+        return _session is null;
     }
 
     private PinResult Disabled()

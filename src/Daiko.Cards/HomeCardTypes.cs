@@ -52,3 +52,9 @@ public sealed record HomeCardStatus(
 public class CardNotReadyException(string message) : InvalidOperationException(message);
 
 public sealed class CardDisabledException(string message) : CardNotReadyException(message);
+
+/// <summary>A wrong PIN for an owner operation; the try was counted.</summary>
+public sealed class WrongPinException(string message, int triesLeft) : InvalidOperationException(message)
+{
+    public int TriesLeft { get; } = triesLeft;
+}

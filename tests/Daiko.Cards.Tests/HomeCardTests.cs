@@ -164,6 +164,52 @@ public sealed class HomeCardTests : IDisposable
     }
 
     [Fact]
+    public void OwnerOperations_WithAWrongPin2_AreStrikes_AndTheThirdDisablesTheCard()
+    {
+        using var card = NewCard();
+        var first = Assert.Throws<WrongPinException>(() => card.CreateCertificateSigningRequest("CN=Guess", "9990"));
+        Assert.Equal(2, first.TriesLeft);
+        Assert.Contains("2 tries left", first.Message, StringComparison.Ordinal);
+        var second = Assert.Throws<WrongPinException>(() => card.CreateCertificateSigningRequest("CN=Guess", "9991"));
+        Assert.Equal(1, second.TriesLeft);
+        var third = Assert.Throws<CardDisabledException>(() => card.CreateCertificateSigningRequest("CN=Guess", "9992"));
+        Assert.Contains("now disabled", third.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("9992", third.Message, StringComparison.Ordinal);
+
+        Assert.Throws<CardDisabledException>(() => card.CreateCertificateSigningRequest("CN=Guess", Pin2));
+        Assert.Equal(HomeCardState.Disabled, HomeCard.ReadStatus(Options).State);
+        Assert.Equal(PinOutcome.Disabled, card.EnterPin1(Pin1).Outcome);
+    }
+
+    [Fact]
+    public void OwnerOperation_WithTheRightPin2_ResetsTheCount()
+    {
+        using var card = NewCard();
+        Assert.Throws<WrongPinException>(() => card.CreateCertificateSigningRequest("CN=Guess", "9990"));
+        Assert.NotEmpty(card.CreateCertificateSigningRequest("CN=Alice", Pin2));
+        Assert.Equal(HomeCardOptions.MaxTries, card.GetStatus().Pin2TriesLeft);
+    }
+
+    [Fact]
+    public void WrongPin2_IsCaughtEvenWhileTheTokenIsLoggedIn_AndDropsTheReadyState()
+    {
+        using var card = NewCard();
+        card.EnterPin1(Pin1);
+        card.EnterPin2(Pin2);
+        Assert.Equal(HomeCardState.CryptoReady, card.State);
+
+        // PKCS#11 logins are per token: a second session would see "already logged in" and never check the PIN.
+        var e = Assert.Throws<WrongPinException>(() => card.CreateCertificateSigningRequest("CN=Guess", "9990"));
+
+        Assert.Equal(2, e.TriesLeft);
+        Assert.Equal(HomeCardState.RemoteAccessWait, card.State);
+        Assert.Throws<CardNotReadyException>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, new byte[10], default).AsTask().GetAwaiter().GetResult());
+        Assert.True(card.EnterPin2(Pin2).Accepted);
+        Assert.NotEmpty(card.CreateCertificateSigningRequest("CN=Alice", Pin2));
+        Assert.Equal(HomeCardState.CryptoReady, card.State);
+    }
+
+    [Fact]
     public void PrivateKey_IsSensitive_NotExtractable_AndUnreadable()
     {
         using var card = NewCard();

@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Daiko.TestSupport;
 
 namespace Daiko.EndToEnd.Tests;
@@ -109,5 +111,37 @@ public sealed class CounterPersistenceTests : IAsyncLifetime
         Assert.Contains("\"pin2_tries_left\":2", status.StandardOutput, StringComparison.Ordinal);
         var again = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n0001\n");
         Assert.Contains("1 try left", again.StandardError, StringComparison.Ordinal);
+    }
+}
+
+/// <summary>Wrong PINs from several processes at once: the counter is shared through the card's state file, never a fourth try.</summary>
+public sealed class CrossProcessPinRaceTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-pin-race");
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public async Task SixProcessesGuessingPin2_GetExactlyThreeTries_AndTheCardEndsDisabled()
+    {
+        var home = Path.Combine(_dir.Path, "home");
+        var pki = TestPki.Create(Path.Combine(_dir.Path, "pki"));
+        await HomeAndTerminal.Ok(["home", "init", "--home", home, "--subject", TestPki.UserSubject], $"{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\nadmin-code-123\n");
+        var request = CertificateRequest.LoadSigningRequestPem(File.ReadAllText(Path.Combine(home, "user.csr")), HashAlgorithmName.SHA256);
+        var certPath = Path.Combine(_dir.Path, "user.pem");
+        File.WriteAllText(certPath, pki.IssueForPublicKey(request.PublicKey, TestPki.UserSubject).ExportCertificatePem());
+
+        var guesses = await Task.WhenAll(Enumerable.Range(0, 6).Select(i =>
+            DaikoCli.RunAsync(["home", "cert", "import", "--home", home, "--cert", certPath, "--chain", pki.RootPath], $"99{i:00}\n")));
+
+        Assert.All(guesses, g => Assert.Equal(1, g.ExitCode));
+        Assert.Equal(3, guesses.Count(g => g.StandardError.Contains("wrong PIN2", StringComparison.Ordinal)));
+        Assert.All(guesses, g => Assert.Matches("2 tries left|1 try left|disabled", g.StandardError));
+        Assert.Single(guesses, g => g.StandardError.Contains("now disabled", StringComparison.Ordinal));
+        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", home, "--json"]);
+        Assert.Contains("\"disabled\"", status.StandardOutput, StringComparison.Ordinal);
+        var right = await DaikoCli.RunAsync(["home", "cert", "import", "--home", home, "--cert", certPath, "--chain", pki.RootPath], HomeAndTerminal.Pin2 + "\n");
+        Assert.Equal(1, right.ExitCode);
+        Assert.Contains("disabled", right.StandardError, StringComparison.Ordinal);
     }
 }
