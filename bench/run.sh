@@ -10,7 +10,7 @@ dotnet build "$root/bench/Daiko.Bench" -c Release -v quiet -nologo >&2
 bench="dotnet $root/bench/Daiko.Bench/bin/Release/net10.0/Daiko.Bench.dll"
 if [ "${1:-}" = "micro" ]; then
   shift
-  cd "$root/bench/results" && $bench --filter '*' "$@"
+  cd "$root/bench/results" && $bench --filter "*" "$@" && cp BenchmarkDotNet.Artifacts/results/*RecordLayerBenchmarks-report-github.md micro-record-layer.md
   exit 0
 fi
 $bench terminal-cost "$@"

@@ -82,6 +82,64 @@ public sealed class EngineFeatureInteropTests : IDisposable
     }
 
     [Fact]
+    public async Task EarlyData_AcceptedByOpenSsl_ArrivesBeforeTheHandshakeCompletes()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var peer = await OpenSslServer.StartAsync(_pki, new TlsPeerOptions { EarlyData = true, Www = false, Tickets = 1 });
+        SessionTicket ticket;
+        await using (var first = await EngineInteropTests.ConnectAsync(peer.Port, Options(), cts.Token))
+        {
+            ticket = first.Tickets.FirstOrDefault() ?? await first.WaitForTicketAsync(TimeSpan.FromSeconds(5), cts.Token)
+                ?? throw new InvalidOperationException("openssl issued no ticket");
+        }
+        Assert.True(ticket.MaxEarlyData > 0, "s_server -early_data must allow early data");
+        var counters = new TlsCounters();
+
+        await using var resumed = await EngineInteropTests.ConnectAsync(peer.Port, Options(counters) with
+        {
+            ResumptionTicket = ticket,
+            EarlyData = "early words from daiko\n"u8.ToArray(),
+        }, cts.Token);
+        await resumed.WriteAsync("late words from daiko\n"u8.ToArray(), cts.Token);
+        await resumed.FlushAsync(cts.Token);
+
+        Assert.True(resumed.EarlyDataAccepted);
+        Assert.Equal(PskKeyExchangeMode.PskDheKe, resumed.KeyExchange);
+        await peer.WaitForOutputAsync("late words from daiko", TimeSpan.FromSeconds(10));
+        // s_server writes the early bytes straight to stdout and its own lines through a buffer, so
+        // their order in the log is not fixed: check each is there.
+        Assert.Contains("Early data received:", peer.Log, StringComparison.Ordinal);
+        Assert.Contains("early words from daiko", peer.Log, StringComparison.Ordinal);
+        Assert.DoesNotContain("Early data was rejected", peer.Log, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task EarlyData_RejectedByOpenSsl_IsReportedAndTheConnectionStillWorks()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        // The ticket allows early data, but this server instance (new ticket keys, no -early_data) rejects it.
+        SessionTicket ticket;
+        using (var issuing = await OpenSslServer.StartAsync(_pki, new TlsPeerOptions { EarlyData = true, Www = false, Tickets = 1 }))
+        {
+            await using var first = await EngineInteropTests.ConnectAsync(issuing.Port, Options(), cts.Token);
+            ticket = first.Tickets.FirstOrDefault() ?? await first.WaitForTicketAsync(TimeSpan.FromSeconds(5), cts.Token)
+                ?? throw new InvalidOperationException("openssl issued no ticket");
+        }
+        using var peer = await OpenSslServer.StartAsync(_pki, new TlsPeerOptions());
+
+        await using var connection = await EngineInteropTests.ConnectAsync(peer.Port, Options() with
+        {
+            ResumptionTicket = ticket,
+            EarlyData = "GET / HTTP/1.0\r\n\r\n"u8.ToArray(),
+        }, cts.Token);
+        var body = await EngineInteropTests.GetAsync(connection, peer.Host, peer.IdentityPath, cts.Token);
+
+        Assert.False(connection.EarlyDataAccepted);
+        Assert.Null(connection.KeyExchange); // the unknown ticket fell back to a full handshake
+        Assert.Contains("Alice Example", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task KeyUpdate_BothWays_KeepsTheConnectionWorking()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));

@@ -31,6 +31,9 @@ public sealed record TlsPeerOptions
     public bool EarlyData { get; init; }
 
     public int Tickets { get; init; } = 2;
+
+    /// <summary>openssl only: false runs s_server in its plain mode, which prints what it receives (early data included).</summary>
+    public bool Www { get; init; } = true;
 }
 
 /// <summary><c>openssl s_server -www</c>: replies to GET with a status page naming the client certificate.</summary>
@@ -57,16 +60,19 @@ public sealed class OpenSslServer : ITlsPeer
 
     public string Log => _process.Output;
 
+    public Task WaitForOutputAsync(string text, TimeSpan timeout) => _process.WaitForOutputAsync(text, timeout);
+
     public static async Task<OpenSslServer> StartAsync(TestPki pki, TlsPeerOptions? options = null)
     {
         options ??= new TlsPeerOptions();
         var port = Loopback.FreePort();
         var args = new List<string>
         {
-            "s_server", "-accept", $"127.0.0.1:{port}", "-tls1_3", "-www",
+            "s_server", "-accept", $"127.0.0.1:{port}", "-tls1_3",
             "-cert", pki.Server.CertificatePath, "-key", pki.Server.KeyPath,
             "-CAfile", pki.RootPath, "-num_tickets", options.Tickets.ToString(),
         };
+        if (options.Www) args.Add("-www");
         if (options.RequireClientCertificate) args.AddRange(["-Verify", "2"]);
         if (options.AllowPskKe) args.Add("-allow_no_dhe_kex");
         if (options.EarlyData) args.Add("-early_data");
