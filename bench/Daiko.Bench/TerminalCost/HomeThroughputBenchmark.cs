@@ -30,7 +30,7 @@ public static partial class HomeThroughputBenchmark
         card.ImportCertificate(pki.IssueForPublicKey(request.PublicKey, TestPki.UserSubject).RawData, [pki.Root.RawData], "2222");
         card.EnterPin1("1111");
         card.EnterPin2("2222");
-        var delegation = new DelegationService(() => new ClientCredential(card.CertificateChain, card.TlsSigner), new X509ChainValidator([pki.Root]),
+        var delegation = new DelegationService(() => new ClientCredential(card.CertificateChain, card.TlsSigner), new CachingCertificateValidator(new X509ChainValidator([pki.Root])),
             new SessionCache<SessionTicket>(), new MarketProfiles(Path.Combine(dir.Path, "home.db")));
         var market = new MarketRequest("localhost", nginx.Port, null, null);
 
@@ -42,6 +42,25 @@ public static partial class HomeThroughputBenchmark
             daiko++;
         }
         var daikoRate = daiko / clock.Elapsed.TotalSeconds;
+
+        // The managed peer: SslStream full handshakes with the same client certificate (software key).
+        clock.Restart();
+        var sslStream = 0;
+        while (clock.Elapsed < TimeSpan.FromSeconds(seconds))
+        {
+            using var tcp = new System.Net.Sockets.TcpClient { NoDelay = true };
+            await tcp.ConnectAsync("127.0.0.1", nginx.Port);
+            await using var ssl = new System.Net.Security.SslStream(tcp.GetStream());
+            await ssl.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions
+            {
+                TargetHost = "localhost",
+                EnabledSslProtocols = System.Security.Authentication.SslProtocols.Tls13,
+                ClientCertificates = new X509CertificateCollection { pki.User.Certificate },
+                CertificateChainPolicy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, CustomTrustStore = { pki.Root }, RevocationMode = X509RevocationMode.NoCheck },
+            });
+            sslStream++;
+        }
+        var sslStreamRate = sslStream / clock.Elapsed.TotalSeconds;
 
         using var sTime = new ExternalProcess("openssl", ["s_time", "-connect", $"127.0.0.1:{nginx.Port}", "-new", "-time", seconds.ToString(CultureInfo.InvariantCulture),
             "-cert", pki.User.CertificatePath, "-key", pki.User.KeyPath, "-CAfile", pki.RootPath]);
@@ -114,7 +133,7 @@ public static partial class HomeThroughputBenchmark
             extraLines += dataLine + "\n";
         }
 
-        var line = $"delegated full handshakes with the home card (SoftHSM2): {daikoRate:0.0}/s; openssl s_time -new (software key): {opensslRate:0.0}/s; ratio {daikoRate / opensslRate:0.00}";
+        var line = $"delegated full handshakes with the home card (SoftHSM2): {daikoRate:0.0}/s; openssl s_time -new (software key): {opensslRate:0.0}/s; ratio {daikoRate / opensslRate:0.00}; SslStream full handshakes (software key, same nginx): {sslStreamRate:0.0}/s, ratio {daikoRate / sslStreamRate:0.00}";
         Console.WriteLine(line);
         var outIndex = Array.IndexOf(args, "--out");
         var output = outIndex >= 0 && outIndex + 1 < args.Length ? args[outIndex + 1] : Path.Combine(TerminalCostBenchmark.FindRepoRoot(), "bench", "results");

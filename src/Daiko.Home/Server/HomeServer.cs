@@ -56,6 +56,7 @@ public sealed class HomeServer : IAsyncDisposable
     private readonly WalletService _wallet;
     private readonly Appliances.ApplianceGateway _appliances;
     private readonly Pim.PimStore _pim;
+    private readonly IServerCertificateValidator _marketValidator;
 
     private HomeServer(HomeServerOptions options, HomeCard card)
     {
@@ -63,7 +64,8 @@ public sealed class HomeServer : IAsyncDisposable
         _card = card;
         _identity = HomeIdentity.LoadOrCreate(options.Directory);
         _devices = new DeviceRegistry(DatabasePath(options.Directory), options.Time);
-        var validator = options.MarketValidator ?? MarketTrust.Load(options.Directory);
+        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time);
+        _marketValidator = validator;
         _delegation = new DelegationService(
             () => _card.CertificateChain.Count == 0
                 ? throw new DelegationException(DelegationFailure.CardNotReady, "the home card has no certificate yet: run 'daiko home cert import'")
@@ -529,7 +531,7 @@ public sealed class HomeServer : IAsyncDisposable
     private async Task VerifyChainAsync(ControlMessage m, ControlConnection c)
     {
         var chain = m.GetList("chain").OfType<byte[]>().ToList();
-        var verdict = await MarketTrust.Load(_options.Directory).ValidateAsync(m.GetStringOrNull("host"), chain, c.Closed);
+        var verdict = await _marketValidator.ValidateAsync(m.GetStringOrNull("host"), chain, c.Closed);
         await c.ReplyAsync(m, new ControlMessage("verdict").Set("trusted", verdict.Trusted).Set("problem", verdict.Problem.ToString()).Set("reason", verdict.Reason));
     }
 
@@ -549,9 +551,44 @@ public static class MarketTrust
 {
     public static IServerCertificateValidator Load(string directory)
     {
-        var trust = Path.Combine(directory, "trust");
-        var files = Directory.Exists(trust) ? Directory.GetFiles(trust, "*.pem") : [];
+        var files = TrustFiles(directory);
         return files.Length == 0 ? new X509ChainValidator() : X509ChainValidator.FromPemFiles(files);
+    }
+
+    /// <summary>
+    /// The validator a running home server uses: verdicts cached per chain (<see cref="CachingCertificateValidator"/>),
+    /// and the roots reloaded, with the cache dropped, as soon as <c>daiko home trust add</c> changes them.
+    /// </summary>
+    public static IServerCertificateValidator Live(string directory, TimeProvider? time = null) => new LiveTrust(directory, time);
+
+    private static string[] TrustFiles(string directory)
+    {
+        var trust = Path.Combine(directory, "trust");
+        return Directory.Exists(trust) ? Directory.GetFiles(trust, "*.pem").Order(StringComparer.Ordinal).ToArray() : [];
+    }
+
+    private sealed class LiveTrust(string directory, TimeProvider? time) : IServerCertificateValidator
+    {
+        private readonly Lock _gate = new();
+        private string? _fingerprint;
+        private CachingCertificateValidator? _current;
+
+        public ValueTask<CertificateVerdict> ValidateAsync(string? serverName, IReadOnlyList<byte[]> chain, CancellationToken cancellationToken)
+        {
+            var files = TrustFiles(directory);
+            var fingerprint = string.Join('|', files.Select(f => $"{Path.GetFileName(f)}:{File.GetLastWriteTimeUtc(f).Ticks}"));
+            CachingCertificateValidator current;
+            lock (_gate)
+            {
+                if (_current is null || fingerprint != _fingerprint)
+                {
+                    _current = new CachingCertificateValidator(Load(directory), time: time);
+                    _fingerprint = fingerprint;
+                }
+                current = _current;
+            }
+            return current.ValidateAsync(serverName, chain, cancellationToken);
+        }
     }
 
     public static void Add(string directory, string pemFile)

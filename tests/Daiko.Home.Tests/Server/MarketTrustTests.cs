@@ -1,0 +1,48 @@
+using Daiko.Home.Server;
+using Daiko.TestSupport;
+using Daiko.Tls;
+using Xunit;
+
+namespace Daiko.Home.Tests.Server;
+
+/// <summary>The running home server's market validator follows <c>home trust add</c> without a restart.</summary>
+public sealed class MarketTrustTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-market-trust");
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public async Task ARootAddedWhileServing_IsUsedForTheNextChain()
+    {
+        var pki = TestPki.Create(Path.Combine(_dir.Path, "pki"));
+        var home = Path.Combine(_dir.Path, "home");
+        Directory.CreateDirectory(home);
+        var live = MarketTrust.Live(home);
+        IReadOnlyList<byte[]> chain = [pki.Server.Certificate.RawData];
+
+        var before = await live.ValidateAsync("localhost", chain, default);
+        MarketTrust.Add(home, pki.RootPath);
+        var after = await live.ValidateAsync("localhost", chain, default);
+
+        Assert.False(before.Trusted);
+        Assert.Equal(CertificateProblem.UntrustedRoot, before.Problem);
+        Assert.True(after.Trusted);
+    }
+
+    [Fact]
+    public async Task ARootRemovedWhileServing_DropsTheRememberedVerdicts()
+    {
+        var pki = TestPki.Create(Path.Combine(_dir.Path, "pki"));
+        var home = Path.Combine(_dir.Path, "home");
+        Directory.CreateDirectory(home);
+        MarketTrust.Add(home, pki.RootPath);
+        var live = MarketTrust.Live(home);
+        IReadOnlyList<byte[]> chain = [pki.Server.Certificate.RawData];
+        Assert.True((await live.ValidateAsync("localhost", chain, default)).Trusted);
+
+        foreach (var file in Directory.GetFiles(Path.Combine(home, "trust"))) File.Delete(file);
+
+        Assert.False((await live.ValidateAsync("localhost", chain, default)).Trusted);
+    }
+}
