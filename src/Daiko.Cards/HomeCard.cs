@@ -481,11 +481,28 @@ public sealed class HomeCard : IDisposable
         return _session;
     }
 
+    private enum Admission
+    {
+        Allowed,
+        Busy,
+        Disabled,
+    }
+
     private PinResult TryPin(bool isPin1, string pin)
     {
         var label = isPin1 ? _options.Pin1TokenLabel : _options.TokenLabel;
         var session = _module.FindSlot(label)!.OpenSession(isPin1 ? SessionType.ReadOnly : SessionType.ReadWrite);
-        var (correct, after) = CountedLogin(isPin1, session, pin);
+        bool correct;
+        PersistedCardState? after;
+        try
+        {
+            (correct, after) = CountedLogin(isPin1, session, pin);
+        }
+        catch (PinAttemptsBusyException e)
+        {
+            session.Dispose();
+            return new PinResult(PinOutcome.WrongState, -1, _state, e.Message);
+        }
         var name = isPin1 ? "PIN1" : "PIN2";
         if (after is null)
         {
@@ -525,14 +542,18 @@ public sealed class HomeCard : IDisposable
     /// </summary>
     private (bool Correct, PersistedCardState? After) CountedLogin(bool isPin1, ISession session, string pin)
     {
-        var allowed = _stateFile.Locked(() =>
+        // The count includes attempts still in flight (in this or another process): with three
+        // already counted, a fourth is not shown to the token at all.
+        var admission = _stateFile.Locked(() =>
         {
             var p = _stateFile.Read();
-            if (p.Disabled) return false;
+            if (p.Disabled) return Admission.Disabled;
+            if ((isPin1 ? p.Pin1Failures : p.Pin2Failures) >= HomeCardOptions.MaxTries) return Admission.Busy;
             _stateFile.Write(isPin1 ? p with { Pin1Failures = p.Pin1Failures + 1 } : p with { Pin2Failures = p.Pin2Failures + 1 });
-            return true;
+            return Admission.Allowed;
         });
-        if (!allowed) return (false, null);
+        if (admission == Admission.Disabled) return (false, null);
+        if (admission == Admission.Busy) throw new PinAttemptsBusyException();
         bool correct;
         try
         {

@@ -134,10 +134,12 @@ public sealed class CrossProcessPinRaceTests : IDisposable
         var guesses = await Task.WhenAll(Enumerable.Range(0, 6).Select(i =>
             DaikoCli.RunAsync(["home", "cert", "import", "--home", home, "--cert", certPath, "--chain", pki.RootPath], $"99{i:00}\n")));
 
-        Assert.All(guesses, g => Assert.Equal(1, g.ExitCode));
-        Assert.Equal(3, guesses.Count(g => g.StandardError.Contains("wrong PIN2", StringComparison.Ordinal)));
-        Assert.All(guesses, g => Assert.Matches("2 tries left|1 try left|disabled", g.StandardError));
-        Assert.Single(guesses, g => g.StandardError.Contains("now disabled", StringComparison.Ordinal));
+        var report = string.Join("\n---\n", guesses.Select(g => $"exit {g.ExitCode}: {g.StandardError.Trim()}"));
+        Assert.True(guesses.All(g => g.ExitCode == 1), report);
+        Assert.True(guesses.Count(g => g.StandardError.Contains("wrong PIN2", StringComparison.Ordinal)) == 3, report);
+        // The others were refused without reaching the token: disabled, or three attempts already in flight.
+        Assert.True(guesses.All(g => System.Text.RegularExpressions.Regex.IsMatch(g.StandardError, "2 tries left|1 try left|disabled|not tried")), report);
+        Assert.True(guesses.Any(g => g.StandardError.Contains("now disabled", StringComparison.Ordinal)), report);
         var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", home, "--json"]);
         Assert.Contains("\"disabled\"", status.StandardOutput, StringComparison.Ordinal);
         var right = await DaikoCli.RunAsync(["home", "cert", "import", "--home", home, "--cert", certPath, "--chain", pki.RootPath], HomeAndTerminal.Pin2 + "\n");
