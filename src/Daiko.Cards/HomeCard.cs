@@ -481,28 +481,11 @@ public sealed class HomeCard : IDisposable
         return _session;
     }
 
-    private enum Admission
-    {
-        Allowed,
-        Busy,
-        Disabled,
-    }
-
     private PinResult TryPin(bool isPin1, string pin)
     {
         var label = isPin1 ? _options.Pin1TokenLabel : _options.TokenLabel;
         var session = _module.FindSlot(label)!.OpenSession(isPin1 ? SessionType.ReadOnly : SessionType.ReadWrite);
-        bool correct;
-        PersistedCardState? after;
-        try
-        {
-            (correct, after) = CountedLogin(isPin1, session, pin);
-        }
-        catch (PinAttemptsBusyException e)
-        {
-            session.Dispose();
-            return new PinResult(PinOutcome.WrongState, -1, _state, e.Message);
-        }
+        var (correct, after) = CountedLogin(isPin1, session, pin);
         var name = isPin1 ? "PIN1" : "PIN2";
         if (after is null)
         {
@@ -535,25 +518,27 @@ public sealed class HomeCard : IDisposable
     }
 
     /// <summary>
-    /// C_Login on <paramref name="session"/>, counted against the PIN's three tries: the attempt is
-    /// counted durably first and only then shown to the token, so a crash in between costs a try and
-    /// never gives one. A token already logged in (by another session of this process) is logged out
-    /// and in again, so the PIN is always checked. Returns null state when the card is disabled.
+    /// C_Login on <paramref name="session"/>, counted against the PIN's three tries. The whole attempt
+    /// runs under the card's exclusive lock, so attempts from every thread and process are checked one
+    /// at a time (SoftHSM2 rewrites the token file on each login, so concurrent logins also corrupt
+    /// each other's reads). The attempt is counted durably before the token sees the PIN: a crash in
+    /// between costs a try and never gives one. A token already logged in (by another session of this
+    /// process) is logged out and in again, so the PIN is always checked. A token error that gives no
+    /// verdict on the PIN is not counted. Returns null state when the card is disabled.
     /// </summary>
-    private (bool Correct, PersistedCardState? After) CountedLogin(bool isPin1, ISession session, string pin)
+    private (bool Correct, PersistedCardState? After) CountedLogin(bool isPin1, ISession session, string pin) => _stateFile.Locked(() =>
     {
-        // The count includes attempts still in flight (in this or another process): with three
-        // already counted, a fourth is not shown to the token at all.
-        var admission = _stateFile.Locked(() =>
+        var p = _stateFile.Read();
+        var failures = isPin1 ? p.Pin1Failures : p.Pin2Failures;
+        if (!p.Disabled && failures >= HomeCardOptions.MaxTries)
         {
-            var p = _stateFile.Read();
-            if (p.Disabled) return Admission.Disabled;
-            if ((isPin1 ? p.Pin1Failures : p.Pin2Failures) >= HomeCardOptions.MaxTries) return Admission.Busy;
-            _stateFile.Write(isPin1 ? p with { Pin1Failures = p.Pin1Failures + 1 } : p with { Pin2Failures = p.Pin2Failures + 1 });
-            return Admission.Allowed;
-        });
-        if (admission == Admission.Disabled) return (false, null);
-        if (admission == Admission.Busy) throw new PinAttemptsBusyException();
+            // Three tries were counted and the last never finished (a crash): that was the third strike.
+            p = p with { Disabled = true, State = HomeCardState.Disabled };
+            _stateFile.Write(p);
+        }
+        if (p.Disabled) return (false, (PersistedCardState?)null);
+        var counted = isPin1 ? p with { Pin1Failures = failures + 1 } : p with { Pin2Failures = failures + 1 };
+        _stateFile.Write(counted);
         bool correct;
         try
         {
@@ -572,22 +557,23 @@ public sealed class HomeCard : IDisposable
         {
             correct = false;
         }
-        var after = _stateFile.Locked(() =>
+        catch (Pkcs11Exception)
         {
-            var p = _stateFile.Read();
-            if (correct)
-            {
-                p = isPin1 ? p with { Pin1Failures = 0 } : p with { Pin2Failures = 0 };
-            }
-            else if ((isPin1 ? p.Pin1Failures : p.Pin2Failures) >= HomeCardOptions.MaxTries)
-            {
-                p = p with { Disabled = true, State = HomeCardState.Disabled };
-            }
             _stateFile.Write(p);
-            return p;
-        });
-        return (correct, after);
-    }
+            throw;
+        }
+        PersistedCardState after;
+        if (correct)
+        {
+            after = isPin1 ? counted with { Pin1Failures = 0 } : counted with { Pin2Failures = 0 };
+        }
+        else
+        {
+            after = failures + 1 >= HomeCardOptions.MaxTries ? counted with { Disabled = true, State = HomeCardState.Disabled } : counted;
+        }
+        _stateFile.Write(after);
+        return (correct, (PersistedCardState?)after);
+    });
 
     /// <summary>
     /// Logs in with PIN2 for an owner operation (CSR, certificate or key import), under the same three
@@ -722,7 +708,7 @@ public sealed class HomeCard : IDisposable
 
     private static void InitToken(Pkcs11Module module, string label, string soPin, string userPin)
     {
-        var slot = module.FindSlot(label) is null ? module.FreeSlot() : throw new InvalidOperationException($"a token labelled '{label}' already exists");
+        var slot = module.FindSlot(label, expectPresent: false) is null ? module.FreeSlot() : throw new InvalidOperationException($"a token labelled '{label}' already exists");
         slot.InitToken(soPin, label);
         var initialized = module.FindSlot(label)!;
         using var session = initialized.OpenSession(SessionType.ReadWrite);

@@ -58,6 +58,3 @@ public sealed class WrongPinException(string message, int triesLeft) : InvalidOp
 {
     public int TriesLeft { get; } = triesLeft;
 }
-
-/// <summary>Three PIN attempts are already counted and still being checked elsewhere; this one was not tried.</summary>
-public sealed class PinAttemptsBusyException() : InvalidOperationException("three PIN attempts are already being checked: this one was not tried; try again in a moment");

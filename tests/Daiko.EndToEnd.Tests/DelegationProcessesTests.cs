@@ -110,6 +110,35 @@ public sealed class DelegationProcessesTests(HomeAndTerminal system) : IClassFix
     }
 
     [Fact]
+    public async Task ResumeWithEarlyData_SendsTheRequestIn0Rtt_WhenTheMarketAllowsIt()
+    {
+        using var peer = await NginxServer.StartAsync(system.Pki, system.Dir.Path, new TlsPeerOptions { EarlyData = true });
+
+        var result = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{peer.Port}/whoami", "--terminal", system.Terminal, "--mode", "resume", "--early-data", "--stats"]);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("Alice Example", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("reused=r", result.StandardOutput, StringComparison.Ordinal);
+        var stats = JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
+        Assert.True(stats.GetProperty("early_data_accepted").GetBoolean());
+        Assert.Equal(1, stats.GetProperty("round_trips").GetInt64());
+    }
+
+    [Fact]
+    public async Task ResumeWithEarlyData_OnAMarketWithout0Rtt_SendsTheRequestAfterTheHandshake()
+    {
+        using var peer = await NginxServer.StartAsync(system.Pki, system.Dir.Path);
+
+        var result = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{peer.Port}/whoami", "--terminal", system.Terminal, "--mode", "resume", "--early-data", "--stats"]);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("Alice Example", result.StandardOutput, StringComparison.Ordinal);
+        var stats = JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
+        Assert.False(stats.GetProperty("early_data_accepted").GetBoolean());
+        Assert.True(stats.GetProperty("resumed").GetBoolean());
+    }
+
+    [Fact]
     public async Task PskKe_OnAMarketThatRefusesIt_FailsClearly()
     {
         using var peer = await NginxServer.StartAsync(system.Pki, system.Dir.Path);

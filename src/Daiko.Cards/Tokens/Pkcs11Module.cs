@@ -88,8 +88,28 @@ internal sealed class Pkcs11Module : IDisposable
         });
     }
 
-    public ISlot? FindSlot(string tokenLabel) =>
-        Library.GetSlotList(SlotsType.WithTokenPresent).FirstOrDefault(s => s.GetTokenInfo().Label.Trim() == tokenLabel);
+    /// <summary>
+    /// The slot holding the token with this label. SoftHSM2 rewrites a token's file on every C_Login
+    /// (it keeps CKF_USER_PIN_COUNT_LOW there), and another process reading it at that moment gets
+    /// CKR_GENERAL_ERROR or misses the token altogether: such a read is retried briefly before it fails.
+    /// </summary>
+    /// <param name="expectPresent">false when absence is the normal answer (creating a token): no retries.</param>
+    public ISlot? FindSlot(string tokenLabel, bool expectPresent = true)
+    {
+        var attempts = expectPresent ? 5 : 1;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                var slot = Library.GetSlotList(SlotsType.WithTokenPresent).FirstOrDefault(s => s.GetTokenInfo().Label.Trim() == tokenLabel);
+                if (slot is not null || attempt == attempts) return slot;
+            }
+            catch (Pkcs11Exception e) when (e.RV is CKR.CKR_GENERAL_ERROR or CKR.CKR_DEVICE_ERROR && attempt < attempts)
+            {
+            }
+            Thread.Sleep(10 * attempt);
+        }
+    }
 
     /// <summary>A slot whose token is not initialized yet (SoftHSM2 always offers one).</summary>
     public ISlot FreeSlot() =>
