@@ -62,21 +62,7 @@ public static class DataPathBenchmark
             return tls;
         }
 
-        async Task<Stream> Ssl()
-        {
-            var tcp = new TcpClient { NoDelay = true };
-            await tcp.ConnectAsync("127.0.0.1", nginx.Port);
-            var ssl = new SslStream(tcp.GetStream(), false);
-            await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
-            {
-                TargetHost = "localhost",
-                EnabledSslProtocols = SslProtocols.Tls13,
-                CipherSuitesPolicy = OperatingSystem.IsWindows() ? null : new CipherSuitesPolicy([TlsCipherSuite.TLS_AES_128_GCM_SHA256]),
-                ClientCertificates = new X509CertificateCollection { pki.User.Certificate },
-                CertificateChainPolicy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, CustomTrustStore = { pki.Root }, RevocationMode = X509RevocationMode.NoCheck },
-            });
-            return ssl;
-        }
+        async Task<Stream> Ssl() => await SslStreamPeer.ConnectAsync(pki, nginx.Port, aes128Only: true);
 
         var rates = new Dictionary<string, List<double>>();
         void Add(string key, double value) => (rates.TryGetValue(key, out var list) ? list : rates[key] = []).Add(value);

@@ -48,16 +48,7 @@ public static partial class HomeThroughputBenchmark
         var sslStream = 0;
         while (clock.Elapsed < TimeSpan.FromSeconds(seconds))
         {
-            using var tcp = new System.Net.Sockets.TcpClient { NoDelay = true };
-            await tcp.ConnectAsync("127.0.0.1", nginx.Port);
-            await using var ssl = new System.Net.Security.SslStream(tcp.GetStream());
-            await ssl.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions
-            {
-                TargetHost = "localhost",
-                EnabledSslProtocols = System.Security.Authentication.SslProtocols.Tls13,
-                ClientCertificates = new X509CertificateCollection { pki.User.Certificate },
-                CertificateChainPolicy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, CustomTrustStore = { pki.Root }, RevocationMode = X509RevocationMode.NoCheck },
-            });
+            await using var ssl = await SslStreamPeer.ConnectAsync(pki, nginx.Port);
             sslStream++;
         }
         var sslStreamRate = sslStream / clock.Elapsed.TotalSeconds;

@@ -102,16 +102,7 @@ public static class TerminalCostBenchmark
         }));
         await Measure("direct SslStream", "first", () => Timed(marketLink, null, async counters =>
         {
-            var tcp = new TcpClient { NoDelay = true };
-            await tcp.ConnectAsync("127.0.0.1", marketLink.Port);
-            var ssl = new SslStream(tcp.GetStream());
-            await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
-            {
-                TargetHost = "localhost",
-                EnabledSslProtocols = SslProtocols.Tls13,
-                ClientCertificates = new X509CertificateCollection { pki.User.Certificate },
-                CertificateChainPolicy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, CustomTrustStore = { pki.Root }, RevocationMode = X509RevocationMode.NoCheck },
-            });
+            var ssl = await SslStreamPeer.ConnectAsync(pki, marketLink.Port);
             var first = await GetFirstByteAsync(ssl);
             await ssl.DisposeAsync();
             return (first, counters);
