@@ -103,36 +103,43 @@ public sealed class AccessCard : IDisposable
                 return new PinResult(PinOutcome.Disabled, 0, HomeCardState.Disabled, "the access card was destroyed after 3 wrong PINs; enroll this terminal again");
             }
             if (_key is not null) return new PinResult(PinOutcome.Accepted, HomeCardOptions.MaxTries, HomeCardState.RemoteAccessWait, "the access card is already unlocked");
-            var counted = _counters.Locked(() =>
+            // The whole attempt runs under the card's file lock: terminals' processes are checked one
+            // at a time, so a fourth attempt never decrypts anything.
+            return _counters.Locked(() =>
             {
-                var p = _counters.Read();
-                var next = p with { Pin1Failures = p.Pin1Failures + 1 };
-                _counters.Write(next);
-                return next;
-            });
-            try
-            {
-                var key = ECDsa.Create();
-                key.ImportEncryptedPkcs8PrivateKey(pin, File.ReadAllBytes(KeyPath), out _);
-                _key = key;
-                _lastUse = _time.GetUtcNow();
-                _counters.Locked(() =>
+                if (!File.Exists(KeyPath))
                 {
-                    _counters.Write(new PersistedCardState());
-                    return 0;
-                });
-                return new PinResult(PinOutcome.Accepted, HomeCardOptions.MaxTries, HomeCardState.RemoteAccessWait, "access card unlocked");
-            }
-            catch (CryptographicException)
-            {
-                if (counted.Pin1Failures >= HomeCardOptions.MaxTries)
-                {
-                    Destroy();
-                    return new PinResult(PinOutcome.Disabled, 0, HomeCardState.Disabled, "wrong access-card PIN: the device key was destroyed after 3 wrong entries; enroll this terminal again");
+                    return new PinResult(PinOutcome.Disabled, 0, HomeCardState.Disabled, "the access card was destroyed after 3 wrong PINs; enroll this terminal again");
                 }
-                var left = HomeCardOptions.MaxTries - counted.Pin1Failures;
-                return new PinResult(PinOutcome.Wrong, left, HomeCardState.Locked, $"wrong access-card PIN: {left} {(left == 1 ? "try" : "tries")} left");
-            }
+                var before = _counters.Read();
+                if (before.Pin1Failures >= HomeCardOptions.MaxTries)
+                {
+                    // Three tries were counted and the last never finished (a crash): that was the third strike.
+                    Destroy();
+                    return new PinResult(PinOutcome.Disabled, 0, HomeCardState.Disabled, "the access card was destroyed after 3 wrong PINs; enroll this terminal again");
+                }
+                var counted = before with { Pin1Failures = before.Pin1Failures + 1 };
+                _counters.Write(counted);
+                try
+                {
+                    var key = ECDsa.Create();
+                    key.ImportEncryptedPkcs8PrivateKey(pin, File.ReadAllBytes(KeyPath), out _);
+                    _key = key;
+                    _lastUse = _time.GetUtcNow();
+                    _counters.Write(new PersistedCardState());
+                    return new PinResult(PinOutcome.Accepted, HomeCardOptions.MaxTries, HomeCardState.RemoteAccessWait, "access card unlocked");
+                }
+                catch (CryptographicException)
+                {
+                    if (counted.Pin1Failures >= HomeCardOptions.MaxTries)
+                    {
+                        Destroy();
+                        return new PinResult(PinOutcome.Disabled, 0, HomeCardState.Disabled, "wrong access-card PIN: the device key was destroyed after 3 wrong entries; enroll this terminal again");
+                    }
+                    var left = HomeCardOptions.MaxTries - counted.Pin1Failures;
+                    return new PinResult(PinOutcome.Wrong, left, HomeCardState.Locked, $"wrong access-card PIN: {left} {(left == 1 ? "try" : "tries")} left");
+                }
+            });
         }
     }
 

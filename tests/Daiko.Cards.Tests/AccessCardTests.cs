@@ -63,6 +63,23 @@ public sealed class AccessCardTests : IDisposable
         Assert.Equal(PinOutcome.Disabled, AccessCard.Open(_dir.Path, _clock).Unlock("4321").Outcome);
     }
 
+    [Fact]
+    public void RacingWrongPins_FromSeparateOpeners_NeverGetAFourthTry()
+    {
+        NewCard().Dispose();
+        var cards = Enumerable.Range(0, 6).Select(_ => AccessCard.Open(_dir.Path, _clock)).ToList();
+
+        var results = new PinResult[6];
+        Parallel.For(0, 6, i => results[i] = cards[i].Unlock($"99{i:00}"));
+
+        Assert.Single(results, r => r.Message.Contains("2 tries left", StringComparison.Ordinal));
+        Assert.Single(results, r => r.Message.Contains("1 try left", StringComparison.Ordinal));
+        Assert.Single(results, r => r.Message.StartsWith("wrong access-card PIN: the device key was destroyed", StringComparison.Ordinal));
+        Assert.Equal(3, results.Count(r => r.Message.StartsWith("the access card was destroyed", StringComparison.Ordinal)));
+        Assert.Equal(AccessCardState.Destroyed, AccessCard.Open(_dir.Path, _clock).State);
+        foreach (var card in cards) card.Dispose();
+    }
+
     private sealed class Biometric(string? secret) : IBiometricUnlock
     {
         public string? Release() => secret;
