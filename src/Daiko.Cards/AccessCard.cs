@@ -1,4 +1,7 @@
 using System.Security.Cryptography;
+using Daiko.Cards.Tokens;
+using Net.Pkcs11Interop.Common;
+using Net.Pkcs11Interop.HighLevelAPI;
 
 namespace Daiko.Cards;
 
@@ -22,9 +25,19 @@ public interface IBiometricUnlock
 }
 
 /// <summary>
+/// A PKCS#11 token that holds the device key instead of a file: the token must exist already, its user
+/// PIN being the access-card PIN (as a smart card comes). <paramref name="SoftHsmConf"/> selects a
+/// SoftHSM2 token store; null uses the environment's SOFTHSM2_CONF.
+/// </summary>
+public sealed record AccessCardToken(string ModulePath, string TokenLabel, string? SoftHsmConf = null);
+
+/// <summary>
 /// The terminal's access card (seed Figs. 5, 7): its device key, stored as a PKCS#8
-/// EncryptedPrivateKeyInfo (PBES2, PBKDF2-SHA256, AES-256-CBC) under the access-card PIN. Locked →
-/// (PIN or biometric) Accessible → (done, or 10 minutes idle) Locked; three wrong PINs destroy the key.
+/// EncryptedPrivateKeyInfo (PBES2, PBKDF2-SHA256, AES-256-CBC) under the access-card PIN, or generated
+/// non-extractable on a PKCS#11 token (<see cref="CreateOnToken"/>). Locked → (PIN or biometric)
+/// Accessible → (done, or 10 minutes idle) Locked; three wrong PINs destroy the key (on a token, Daiko
+/// forgets the token key — it cannot delete it without the PIN — and the token's own retry counter
+/// guards it; the terminal must enroll again either way).
 /// </summary>
 public sealed class AccessCard : IDisposable
 {
@@ -37,6 +50,9 @@ public sealed class AccessCard : IDisposable
     private readonly object _gate = new();
     private ECDsa? _key;
     private DateTimeOffset _lastUse;
+    private AccessCardToken? _token;
+    private Tokens.Pkcs11Module? _module;
+    private ISession? _session;
 
     private AccessCard(string directory, TimeProvider? time, TimeSpan? idleTimeout)
     {
@@ -47,14 +63,21 @@ public sealed class AccessCard : IDisposable
         PublicKeyInfo = File.Exists(PublicPath) ? File.ReadAllBytes(PublicPath) : [];
     }
 
-    private string KeyPath => Path.Combine(_directory, "device-key.p8");
+    private string KeyPath => _token is null ? Path.Combine(_directory, "device-key.p8") : TokenConfigPath(_directory);
+
+    private static string TokenConfigPath(string directory) => Path.Combine(directory, "device-key.token.json");
+
+    private static readonly byte[] TokenKeyId = "daiko-device-key"u8.ToArray();
+
+    /// <summary>Where the device key lives: "file" or "pkcs11".</summary>
+    public string Storage => _token is null ? "file" : "pkcs11";
 
     private string PublicPath => Path.Combine(_directory, "device-key.pub");
 
     /// <summary>The device public key (SubjectPublicKeyInfo DER), readable while locked.</summary>
     public byte[] PublicKeyInfo { get; private set; }
 
-    public static bool Exists(string directory) => File.Exists(Path.Combine(directory, "device-key.p8"));
+    public static bool Exists(string directory) => File.Exists(Path.Combine(directory, "device-key.p8")) || File.Exists(TokenConfigPath(directory));
 
     /// <summary>Creates a new device key under <paramref name="pin"/> (enrollment).</summary>
     public static AccessCard Create(string directory, string pin, int iterations = DefaultIterations, TimeProvider? time = null, TimeSpan? idleTimeout = null)
@@ -71,9 +94,56 @@ public sealed class AccessCard : IDisposable
         return card;
     }
 
+    /// <summary>
+    /// Creates the device key on a PKCS#11 token (enrollment): P-256, sensitive, non-extractable,
+    /// generated in the token with <paramref name="pin"/> as the token's user PIN.
+    /// </summary>
+    public static AccessCard CreateOnToken(string directory, string pin, AccessCardToken token, TimeProvider? time = null, TimeSpan? idleTimeout = null)
+    {
+        Directory.CreateDirectory(directory);
+        byte[] spki;
+        using (var module = Tokens.Pkcs11Module.Acquire(token.ModulePath, token.SoftHsmConf))
+        {
+            var slot = module.FindSlot(token.TokenLabel)
+                ?? throw new InvalidOperationException($"no PKCS#11 token labelled '{token.TokenLabel}' in {token.ModulePath}");
+            using var session = slot.OpenSession(SessionType.ReadWrite);
+            try
+            {
+                session.Login(CKU.CKU_USER, pin);
+            }
+            catch (Pkcs11Exception e) when (e.RV is CKR.CKR_PIN_INCORRECT or CKR.CKR_PIN_LEN_RANGE or CKR.CKR_PIN_INVALID)
+            {
+                throw new ArgumentException($"the access-card PIN does not open the token '{token.TokenLabel}'", nameof(pin));
+            }
+            catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
+            {
+            }
+            try
+            {
+                var f = module.Factories.ObjectAttributeFactory;
+                foreach (var old in session.FindAllObjects([f.Create(CKA.CKA_ID, TokenKeyId)])) session.DestroyObject(old);
+                spki = HomeCard.GenerateKey(module, session, HomeCardKeyType.P256, TokenKeyId, "daiko device key");
+            }
+            finally
+            {
+                session.Logout();
+            }
+        }
+        var card = new AccessCard(directory, time, idleTimeout) { _token = token };
+        File.WriteAllText(TokenConfigPath(directory), System.Text.Json.JsonSerializer.Serialize(token));
+        File.WriteAllBytes(card.PublicPath, spki);
+        card.PublicKeyInfo = spki;
+        card._counters.Write(new PersistedCardState());
+        return card;
+    }
+
     public static AccessCard Open(string directory, TimeProvider? time = null, TimeSpan? idleTimeout = null)
     {
         var card = new AccessCard(directory, time, idleTimeout);
+        if (File.Exists(TokenConfigPath(directory)))
+        {
+            card._token = System.Text.Json.JsonSerializer.Deserialize<AccessCardToken>(File.ReadAllText(TokenConfigPath(directory)));
+        }
         if (!File.Exists(card.PublicPath)) throw new FileNotFoundException($"no access card in {directory}; enroll this terminal first");
         return card;
     }
@@ -122,14 +192,23 @@ public sealed class AccessCard : IDisposable
                 _counters.Write(counted);
                 try
                 {
-                    var key = ECDsa.Create();
-                    key.ImportEncryptedPkcs8PrivateKey(pin, File.ReadAllBytes(KeyPath), out _);
-                    _key = key;
+                    _key = _token is null ? DecryptKey(pin) : OpenTokenKey(pin);
                     _lastUse = _time.GetUtcNow();
                     _counters.Write(new PersistedCardState());
                     return new PinResult(PinOutcome.Accepted, HomeCardOptions.MaxTries, HomeCardState.RemoteAccessWait, "access card unlocked");
                 }
-                catch (CryptographicException)
+                catch (CardNotReadyException)
+                {
+                    _counters.Write(before);
+                    throw;
+                }
+                catch (Pkcs11Exception e) when (e.RV is not (CKR.CKR_PIN_INCORRECT or CKR.CKR_PIN_LEN_RANGE or CKR.CKR_PIN_INVALID))
+                {
+                    // The token gave no verdict on the PIN: the try is given back.
+                    _counters.Write(before);
+                    throw new CardNotReadyException($"the access card's token did not answer ({e.RV}); nothing was counted");
+                }
+                catch (Exception e) when (e is CryptographicException or Pkcs11Exception)
                 {
                     if (counted.Pin1Failures >= HomeCardOptions.MaxTries)
                     {
@@ -141,6 +220,69 @@ public sealed class AccessCard : IDisposable
                 }
             });
         }
+    }
+
+    private ECDsa DecryptKey(string pin)
+    {
+        var key = ECDsa.Create();
+        try
+        {
+            key.ImportEncryptedPkcs8PrivateKey(pin, File.ReadAllBytes(KeyPath), out _);
+            return key;
+        }
+        catch
+        {
+            key.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Logs in to the token with the PIN and keeps the session: the key signs there until Lock.</summary>
+    private ECDsa OpenTokenKey(string pin)
+    {
+        var module = Tokens.Pkcs11Module.Acquire(_token!.ModulePath, _token.SoftHsmConf);
+        ISession? session = null;
+        try
+        {
+            var slot = module.FindSlot(_token.TokenLabel)
+                ?? throw new CardNotReadyException($"the access card's token '{_token.TokenLabel}' is not present");
+            session = slot.OpenSession(SessionType.ReadOnly);
+            try
+            {
+                session.Login(CKU.CKU_USER, pin);
+            }
+            catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
+            {
+                session.Logout();
+                session.Login(CKU.CKU_USER, pin);
+            }
+            var f = module.Factories.ObjectAttributeFactory;
+            var key = session.FindAllObjects([f.Create(CKA.CKA_CLASS, CKO.CKO_PRIVATE_KEY), f.Create(CKA.CKA_ID, TokenKeyId)]).FirstOrDefault()
+                ?? throw new CardNotReadyException("the device key is no longer on the access card's token; enroll this terminal again");
+            using var publicKey = ECDsa.Create();
+            publicKey.ImportSubjectPublicKeyInfo(PublicKeyInfo, out _);
+            _module = module;
+            _session = session;
+            return new SessionECDsa(session, module, key, publicKey.ExportParameters(false));
+        }
+        catch
+        {
+            session?.Dispose();
+            module.Dispose();
+            throw;
+        }
+    }
+
+    private void CloseToken()
+    {
+        if (_session is not null)
+        {
+            try { _session.Logout(); } catch (Pkcs11Exception) { }
+            _session.Dispose();
+            _session = null;
+        }
+        _module?.Dispose();
+        _module = null;
     }
 
     /// <summary>Unlocks through a platform biometric check.</summary>
@@ -176,6 +318,7 @@ public sealed class AccessCard : IDisposable
         {
             _key?.Dispose();
             _key = null;
+            CloseToken();
         }
     }
 
@@ -185,6 +328,7 @@ public sealed class AccessCard : IDisposable
         {
             _key.Dispose();
             _key = null;
+            CloseToken();
         }
     }
 
@@ -192,6 +336,7 @@ public sealed class AccessCard : IDisposable
     {
         _key?.Dispose();
         _key = null;
+        CloseToken();
         var length = new FileInfo(KeyPath).Length;
         using (var stream = new FileStream(KeyPath, FileMode.Open, FileAccess.Write))
         {

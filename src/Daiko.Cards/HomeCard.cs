@@ -733,7 +733,11 @@ public sealed class HomeCard : IDisposable
         }
     }
 
-    private static byte[] GenerateKey(Pkcs11Module module, ISession session, HomeCardKeyType keyType)
+    private static byte[] GenerateKey(Pkcs11Module module, ISession session, HomeCardKeyType keyType) =>
+        GenerateKey(module, session, keyType, KeyId, "daiko user key");
+
+    /// <summary>Generates a key pair in the token (sensitive, non-extractable); returns its SubjectPublicKeyInfo.</summary>
+    internal static byte[] GenerateKey(Pkcs11Module module, ISession session, HomeCardKeyType keyType, byte[] id, string label)
     {
         var f = module.Factories.ObjectAttributeFactory;
         var privateAttributes = new List<IObjectAttribute>
@@ -743,15 +747,15 @@ public sealed class HomeCard : IDisposable
             f.Create(CKA.CKA_SENSITIVE, true),
             f.Create(CKA.CKA_EXTRACTABLE, false),
             f.Create(CKA.CKA_SIGN, true),
-            f.Create(CKA.CKA_ID, KeyId),
-            f.Create(CKA.CKA_LABEL, "daiko user key"),
+            f.Create(CKA.CKA_ID, id),
+            f.Create(CKA.CKA_LABEL, label),
         };
         var publicAttributes = new List<IObjectAttribute>
         {
             f.Create(CKA.CKA_TOKEN, true),
             f.Create(CKA.CKA_VERIFY, true),
-            f.Create(CKA.CKA_ID, KeyId),
-            f.Create(CKA.CKA_LABEL, "daiko user key"),
+            f.Create(CKA.CKA_ID, id),
+            f.Create(CKA.CKA_LABEL, label),
         };
         if (keyType == HomeCardKeyType.Rsa3072)
         {

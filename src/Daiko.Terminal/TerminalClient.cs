@@ -1,5 +1,3 @@
-using System.Net.Security;
-using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Daiko.Cards;
@@ -17,30 +15,23 @@ public static class TerminalClient
     /// revealing the code's secret, creates the device key in a new access card, and stores the device
     /// certificate and the home server's pin.
     /// </summary>
-    public static async Task<TerminalProfile> EnrollAsync(string directory, string home, string code, string accessPin, int kdfIterations = AccessCard.DefaultIterations, CancellationToken cancellationToken = default)
+    public static async Task<TerminalProfile> EnrollAsync(string directory, string home, string code, string accessPin, int kdfIterations = AccessCard.DefaultIterations,
+        CancellationToken cancellationToken = default, AccessCardToken? token = null)
     {
         var (secret, pin) = EnrollmentCode.Split(code);
         if (AccessCard.Exists(directory)) throw new InvalidOperationException($"{directory} already holds an access card; use a new directory to enroll again");
         var (host, port) = new TerminalProfile { Home = home, HomeSpkiSha256 = "", DeviceId = "", Name = "" }.Endpoint;
-        byte[]? presentedSpkiHash = null;
-        var transport = await TlsClient.OpenTcpAsync(host, port, cancellationToken);
-        var ssl = new SslStream(transport, false, (_, certificate, _, _) =>
+        var pinCheck = new EnrollmentPinValidator(pin);
+        var ssl = await OpenControlTlsAsync(home, host, port, new TlsClientOptions
         {
-            if (certificate is null) return false;
-            using var c = new X509Certificate2(certificate);
-            presentedSpkiHash = SHA256.HashData(c.PublicKey.ExportSubjectPublicKeyInfo());
-            return true;
-        });
-        await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = "daiko-home", EnabledSslProtocols = SslProtocols.Tls13 }, cancellationToken);
-        if (presentedSpkiHash is null || !CryptographicOperations.FixedTimeEquals(
-                System.Text.Encoding.ASCII.GetBytes(EnrollmentCode.PinPart(presentedSpkiHash)), System.Text.Encoding.ASCII.GetBytes(pin)))
-        {
-            await ssl.DisposeAsync();
-            throw new ControlErrorException("home-mismatch", "the server at " + home + " is not the home server that issued this code (possible interception); nothing was sent");
-        }
+            ServerName = "daiko-home",
+            CertificateValidator = pinCheck,
+            HandshakeTimeout = TimeSpan.FromSeconds(15),
+        }, "the server at " + home + " is not the home server that issued this code (possible interception); nothing was sent", cancellationToken);
+        var presentedSpkiHash = pinCheck.PresentedSpkiHash!;
         await using var connection = new ControlConnection(ssl);
         connection.Start();
-        using var access = AccessCard.Create(directory, accessPin, kdfIterations);
+        using var access = token is null ? AccessCard.Create(directory, accessPin, kdfIterations) : AccessCard.CreateOnToken(directory, accessPin, token);
         try
         {
             var reply = await connection.RequestAsync(new ControlMessage("enroll").Set("secret", secret).Set("device_spki", access.PublicKeyInfo), cancellationToken);
@@ -57,7 +48,7 @@ public static class TerminalClient
         }
         catch
         {
-            foreach (var f in new[] { "device-key.p8", "device-key.pub", "access-card.json" }) File.Delete(Path.Combine(directory, f));
+            foreach (var f in new[] { "device-key.p8", "device-key.token.json", "device-key.pub", "access-card.json" }) File.Delete(Path.Combine(directory, f));
             throw;
         }
     }
@@ -70,14 +61,28 @@ public static class TerminalClient
         return connection;
     }
 
-    /// <summary>The control channel's TLS stream itself (the agent pipes it to local clients).</summary>
+    /// <summary>
+    /// The control channel's TLS stream itself (the agent pipes it to local clients). It runs on
+    /// Daiko.Tls, so the device key signs CertificateVerify wherever it lives (a file-backed access
+    /// card, or a PKCS#11 token whose key cannot leave it), and the home server's key is pinned.
+    /// </summary>
     public static async Task<Stream> ConnectStreamAsync(string directory, ECDsa deviceKey, CancellationToken cancellationToken)
     {
         var profile = TerminalProfile.Load(directory);
         var (host, port) = profile.Endpoint;
         using var deviceCertificate = X509Certificate2.CreateFromPem(File.ReadAllText(Path.Combine(directory, "device.pem")));
-        var withKey = deviceCertificate.CopyWithPrivateKey(deviceKey);
-        var clientCertificate = X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
+        var certificateDer = deviceCertificate.RawData;
+        return await OpenControlTlsAsync(profile.Home, host, port, new TlsClientOptions
+        {
+            ServerName = "daiko-home",
+            ClientCredential = new ClientCredential([certificateDer], new SoftwareSigner(deviceKey)),
+            CertificateValidator = new PinnedKeyValidator(Convert.FromHexString(profile.HomeSpkiSha256)),
+            HandshakeTimeout = TimeSpan.FromSeconds(15),
+        }, $"the server at {profile.Home} does not hold the pinned home server key", cancellationToken);
+    }
+
+    private static async Task<Stream> OpenControlTlsAsync(string home, string host, int port, TlsClientOptions options, string mismatch, CancellationToken cancellationToken)
+    {
         Stream transport;
         try
         {
@@ -85,29 +90,59 @@ public static class TerminalClient
         }
         catch (System.Net.Sockets.SocketException e)
         {
-            throw new ControlErrorException("unavailable", $"the home server at {profile.Home} is unreachable ({e.SocketErrorCode})");
+            throw new ControlErrorException("unavailable", $"the home server at {home} is unreachable ({e.SocketErrorCode})");
         }
-        var pinned = Convert.FromHexString(profile.HomeSpkiSha256);
-        var ssl = new SslStream(transport, false, (_, certificate, _, _) =>
-        {
-            if (certificate is null) return false;
-            using var c = new X509Certificate2(certificate);
-            return CryptographicOperations.FixedTimeEquals(SHA256.HashData(c.PublicKey.ExportSubjectPublicKeyInfo()), pinned);
-        });
         try
         {
-            await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
-            {
-                TargetHost = "daiko-home",
-                EnabledSslProtocols = SslProtocols.Tls13,
-                ClientCertificates = new X509CertificateCollection { clientCertificate },
-            }, cancellationToken);
+            return await TlsClient.ConnectAsync(transport, options, cancellationToken);
         }
-        catch (AuthenticationException)
+        catch (TlsException e) when (e.Error == TlsError.CertificateRejected)
         {
-            await ssl.DisposeAsync();
-            throw new ControlErrorException("home-mismatch", $"the server at {profile.Home} does not hold the pinned home server key");
+            throw new ControlErrorException("home-mismatch", mismatch);
         }
-        return ssl;
+        catch (TlsException e)
+        {
+            throw new ControlErrorException("unavailable", $"the control channel to {home} failed: {e.Message}");
+        }
+    }
+
+    /// <summary>Accepts only the home server key the terminal pinned at enrollment.</summary>
+    private sealed class PinnedKeyValidator(byte[] spkiSha256) : IServerCertificateValidator
+    {
+        public ValueTask<CertificateVerdict> ValidateAsync(string? serverName, IReadOnlyList<byte[]> chain, CancellationToken cancellationToken) =>
+            ValueTask.FromResult(chain.Count > 0 && CryptographicOperations.FixedTimeEquals(SpkiHash(chain[0]), spkiSha256)
+                ? CertificateVerdict.Ok
+                : CertificateVerdict.Fail(CertificateProblem.UntrustedRoot, "the home server's key is not the pinned one"));
+    }
+
+    /// <summary>At enrollment: the key must match the pin part of the one-time code before its secret is sent.</summary>
+    private sealed class EnrollmentPinValidator(string pin) : IServerCertificateValidator
+    {
+        public byte[]? PresentedSpkiHash { get; private set; }
+
+        public ValueTask<CertificateVerdict> ValidateAsync(string? serverName, IReadOnlyList<byte[]> chain, CancellationToken cancellationToken)
+        {
+            if (chain.Count == 0) return ValueTask.FromResult(CertificateVerdict.Fail(CertificateProblem.Malformed, "no certificate"));
+            var hash = SpkiHash(chain[0]);
+            if (!CryptographicOperations.FixedTimeEquals(System.Text.Encoding.ASCII.GetBytes(EnrollmentCode.PinPart(hash)), System.Text.Encoding.ASCII.GetBytes(pin)))
+            {
+                return ValueTask.FromResult(CertificateVerdict.Fail(CertificateProblem.UntrustedRoot, "the home server's key does not match the enrollment code"));
+            }
+            PresentedSpkiHash = hash;
+            return ValueTask.FromResult(CertificateVerdict.Ok);
+        }
+    }
+
+    private static byte[] SpkiHash(byte[] certificateDer)
+    {
+        try
+        {
+            using var certificate = X509CertificateLoader.LoadCertificate(certificateDer);
+            return SHA256.HashData(certificate.PublicKey.ExportSubjectPublicKeyInfo());
+        }
+        catch (CryptographicException)
+        {
+            return [];
+        }
     }
 }

@@ -4,8 +4,9 @@ using System.Security.Cryptography.X509Certificates;
 namespace Daiko.Tls;
 
 /// <summary>
-/// An <see cref="ITlsSigner"/> over a key held in process memory: for direct connections (<c>daiko tls
-/// get --key</c>) and tests. Daiko's user key never uses this: it lives in the home card.
+/// An <see cref="ITlsSigner"/> over a .NET key object: a key held in process memory (direct connections
+/// with <c>daiko tls get --key</c>, tests) or one whose private operation runs elsewhere (the access
+/// card's device key on a PKCS#11 token). Daiko's user key never uses this: it lives in the home card.
 /// </summary>
 public sealed class SoftwareSigner : ITlsSigner, IDisposable
 {

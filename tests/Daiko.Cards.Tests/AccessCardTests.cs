@@ -93,3 +93,79 @@ public sealed class AccessCardTests : IDisposable
         Assert.True(card.Unlock(new Biometric("4321")).Accepted);
     }
 }
+
+/// <summary>The access card with its device key on a PKCS#11 token (SoftHSM2 standing in for a smart card).</summary>
+public sealed class TokenAccessCardTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-access-token");
+    private readonly ManualClock _clock = new();
+    private readonly AccessCardToken _token;
+
+    public TokenAccessCardTests()
+    {
+        var token = SoftHsmToken.Create(Path.Combine(_dir.Path, "hsm"), "daiko-access", "4321");
+        _token = new AccessCardToken(token.ModulePath, token.Label, token.ConfPath);
+    }
+
+    private string Terminal => Path.Combine(_dir.Path, "terminal");
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void DeviceKey_IsMadeOnTheToken_SignsThere_AndCannotBeExported()
+    {
+        AccessCard.CreateOnToken(Terminal, "4321", _token, _clock).Dispose();
+        Assert.False(File.Exists(Path.Combine(Terminal, "device-key.p8")));
+
+        using var card = AccessCard.Open(Terminal, _clock);
+        Assert.Equal("pkcs11", card.Storage);
+        Assert.Equal(AccessCardState.Locked, card.State);
+        Assert.Throws<CardNotReadyException>(() => card.DeviceKey);
+        Assert.True(card.Unlock("4321").Accepted);
+
+        var data = RandomNumberGenerator.GetBytes(64);
+        var signature = card.DeviceKey.SignData(data, HashAlgorithmName.SHA256);
+        using var publicKey = ECDsa.Create();
+        publicKey.ImportSubjectPublicKeyInfo(card.PublicKeyInfo, out _);
+        Assert.True(publicKey.VerifyData(data, signature, HashAlgorithmName.SHA256));
+        Assert.Throws<CryptographicException>(() => card.DeviceKey.ExportParameters(includePrivateParameters: true));
+
+        card.Lock();
+        Assert.Equal(AccessCardState.Locked, card.State);
+        Assert.Throws<CardNotReadyException>(() => card.DeviceKey);
+    }
+
+    [Fact]
+    public void WrongPins_AreCheckedByTheToken_AndTheThirdMakesTheTerminalEnrollAgain()
+    {
+        AccessCard.CreateOnToken(Terminal, "4321", _token, _clock).Dispose();
+
+        Assert.Equal(2, AccessCard.Open(Terminal, _clock).Unlock("0000").TriesLeft);
+        Assert.Equal(1, AccessCard.Open(Terminal, _clock).Unlock("0001").TriesLeft);
+        var third = AccessCard.Open(Terminal, _clock).Unlock("0002");
+
+        Assert.Equal(PinOutcome.Disabled, third.Outcome);
+        Assert.Contains("enroll", third.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(Terminal, "device-key.token.json")));
+        Assert.Equal(AccessCardState.Destroyed, AccessCard.Open(Terminal, _clock).State);
+        Assert.Equal(PinOutcome.Disabled, AccessCard.Open(Terminal, _clock).Unlock("4321").Outcome);
+    }
+
+    [Fact]
+    public void Enrolling_WithAPinTheTokenRefuses_SaysSo()
+    {
+        var e = Assert.Throws<ArgumentException>(() => AccessCard.CreateOnToken(Terminal, "9999", _token, _clock));
+        Assert.Contains("does not open the token", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("9999", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Idle_TenMinutes_LogsOutOfTheToken()
+    {
+        using var card = AccessCard.CreateOnToken(Terminal, "4321", _token, _clock);
+        Assert.True(card.Unlock("4321").Accepted);
+        _clock.Now += TimeSpan.FromMinutes(10);
+        Assert.Equal(AccessCardState.Locked, card.State);
+        Assert.Throws<CardNotReadyException>(() => card.DeviceKey);
+    }
+}

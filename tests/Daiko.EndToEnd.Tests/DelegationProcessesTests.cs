@@ -168,3 +168,61 @@ public sealed class DelegationProcessesTests(HomeAndTerminal system) : IClassFix
         }
     }
 }
+
+/// <summary>A terminal whose access card is a PKCS#11 token (SoftHSM2 standing in for a smart card), through the CLI.</summary>
+public sealed class TokenTerminalProcessesTests : IAsyncLifetime
+{
+    private readonly HomeAndTerminal _system = new();
+    private SoftHsmToken _token = null!;
+    private Dictionary<string, string> _environment = null!;
+
+    private string Terminal => Path.Combine(_system.Dir.Path, "token-terminal");
+
+    public async Task InitializeAsync()
+    {
+        await _system.InitializeAsync();
+        _token = SoftHsmToken.Create(Path.Combine(_system.Dir.Path, "smartcard"), "daiko-access", HomeAndTerminal.AccessPin);
+        _environment = new Dictionary<string, string> { ["SOFTHSM2_CONF"] = _token.ConfPath };
+    }
+
+    public async Task DisposeAsync()
+    {
+        await DaikoCli.RunAsync(["terminal", "lock", "--terminal", Terminal], environment: _environment);
+        await _system.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task EnrolledOnAToken_TheTerminalDelegates_AndHoldsNoKeyFile()
+    {
+        var code = (await HomeAndTerminal.Ok(["home", "device", "add", "--home", _system.Home, "--name", "smartcard-phone"])).StandardOutput.Trim();
+        var enroll = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", Terminal, "--home", $"127.0.0.1:{_system.Port}", "--code", code,
+            "--pkcs11-module", _token.ModulePath, "--token-label", _token.Label], HomeAndTerminal.AccessPin + "\n", environment: _environment);
+        Assert.True(enroll.ExitCode == 0, enroll.ToString());
+        Assert.Contains("cannot leave it", enroll.StandardOutput, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(Terminal, "device-key.p8")));
+
+        var unlock = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", Terminal],
+            $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n", environment: _environment);
+        Assert.True(unlock.ExitCode == 0, unlock.ToString());
+        using var market = await NginxServer.StartAsync(_system.Pki, _system.Dir.Path);
+        foreach (var mode in new[] { "resume", "relay" })
+        {
+            var get = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{market.Port}/whoami", "--terminal", Terminal, "--mode", mode], environment: _environment);
+            Assert.True(get.ExitCode == 0, get.ToString());
+            Assert.Contains("Alice Example", get.StandardOutput, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Enrolling_WithAPinTheTokenRefuses_FailsClearly_AndLeavesNothingBehind()
+    {
+        var code = (await HomeAndTerminal.Ok(["home", "device", "add", "--home", _system.Home, "--name", "smartcard-phone"])).StandardOutput.Trim();
+
+        var enroll = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", Terminal, "--home", $"127.0.0.1:{_system.Port}", "--code", code,
+            "--pkcs11-module", _token.ModulePath, "--token-label", _token.Label], "0000\n", environment: _environment);
+
+        Assert.Equal(1, enroll.ExitCode);
+        Assert.Contains("does not open the token", enroll.StandardError, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(Terminal, "device-key.token.json")));
+    }
+}

@@ -40,7 +40,10 @@ internal sealed class TokenECDsa : ECDsa
     public override void GenerateKey(ECCurve curve) => throw new NotSupportedException();
 }
 
-/// <summary>The same over an explicitly logged-in session (CSR creation at init time, before any PIN state).</summary>
+/// <summary>
+/// The same over an explicitly logged-in session: CSR creation at init time (before any PIN state), and
+/// the access card's device key on a token.
+/// </summary>
 internal sealed class SessionECDsa : ECDsa
 {
     private readonly ISession _session;
@@ -67,7 +70,7 @@ internal sealed class SessionECDsa : ECDsa
     }
 
     public override ECParameters ExportParameters(bool includePrivateParameters) =>
-        includePrivateParameters ? throw new CryptographicException("the home card's private key cannot be exported") : _public;
+        includePrivateParameters ? throw new CryptographicException("this private key lives in a PKCS#11 token and cannot be exported") : _public;
 
     public override void ImportParameters(ECParameters parameters) => throw new NotSupportedException();
 }

@@ -80,17 +80,29 @@ internal static class TerminalCommands
         var terminal = TerminalOption();
         var home = new Option<string>("--home") { Description = "the home server's HOST:PORT", Required = true };
         var code = new Option<string>("--code") { Description = "the one-time enrollment code", Required = true };
-        foreach (var o in new Option[] { terminal, home, code }) command.Options.Add(o);
+        var module = new Option<string?>("--pkcs11-module")
+        {
+            Description = "keep the device key on a PKCS#11 token (a smart card) instead of an encrypted file; the token must exist, its user PIN being the access-card PIN",
+        };
+        var label = new Option<string?>("--token-label") { Description = "the token's label (with --pkcs11-module)" };
+        foreach (var o in new Option[] { terminal, home, code, module, label }) command.Options.Add(o);
+        command.Validators.Add(result =>
+        {
+            if ((result.GetValue(module) is null) != (result.GetValue(label) is null)) result.AddError("--pkcs11-module and --token-label go together");
+        });
         command.SetAction(async (parse, ct) =>
         {
-            var pin = CliConsole.ReadSecret("new access-card PIN");
+            var pin = CliConsole.ReadSecret(parse.GetValue(module) is null ? "new access-card PIN" : "access-card PIN (the token's user PIN)");
+            var token = parse.GetValue(module) is { } so ? new AccessCardToken(so, parse.GetValue(label)!) : null;
             try
             {
-                var profile = await TerminalClient.EnrollAsync(parse.GetValue(terminal)!, parse.GetValue(home)!, parse.GetValue(code)!, pin, cancellationToken: ct);
-                Console.WriteLine($"enrolled as '{profile.Name}' ({profile.DeviceId}) with the home server at {profile.Home}");
+                var profile = await TerminalClient.EnrollAsync(parse.GetValue(terminal)!, parse.GetValue(home)!, parse.GetValue(code)!, pin, cancellationToken: ct, token: token);
+                Console.WriteLine($"enrolled as '{profile.Name}' ({profile.DeviceId}) with the home server at {profile.Home}" +
+                    (token is null ? "" : $"; the device key was generated on the token '{token.TokenLabel}' and cannot leave it"));
                 return 0;
             }
-            catch (Exception e) when (e is ControlErrorException or FormatException or IOException or InvalidOperationException or ArgumentException or System.Security.Authentication.AuthenticationException or System.Net.Sockets.SocketException)
+            catch (Exception e) when (e is ControlErrorException or FormatException or IOException or InvalidOperationException or ArgumentException
+                or System.Security.Authentication.AuthenticationException or System.Net.Sockets.SocketException or Net.Pkcs11Interop.Common.Pkcs11Exception)
             {
                 return CliConsole.Fail(e.Message);
             }
