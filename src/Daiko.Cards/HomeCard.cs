@@ -157,9 +157,10 @@ public sealed class HomeCard : IDisposable
         {
             ExpireIfIdle();
             if (_state == HomeCardState.Disabled) return Disabled();
-            if (_state != HomeCardState.Locked) return new PinResult(PinOutcome.WrongState, -1, _state, "PIN1 was already given");
+            // Past Locked already (another terminal gave PIN1): the PIN is still checked and counted.
+            var wasLocked = _state == HomeCardState.Locked;
             var result = TryPin(isPin1: true, pin);
-            if (result.Accepted) SetState(HomeCardState.RemoteAccessWait);
+            if (result.Accepted && wasLocked) SetState(HomeCardState.RemoteAccessWait);
             return result with { State = _state };
         }
     }
@@ -172,8 +173,14 @@ public sealed class HomeCard : IDisposable
             ExpireIfIdle();
             if (_state == HomeCardState.Disabled) return Disabled();
             if (_state == HomeCardState.Locked) return new PinResult(PinOutcome.WrongState, -1, _state, "give PIN1 first: the card is locked");
-            if (_state == HomeCardState.CryptoReady) return new PinResult(PinOutcome.Accepted, HomeCardOptions.MaxTries, _state, "the card is already ready");
+            var wasReady = _state == HomeCardState.CryptoReady;
             var result = TryPin(isPin1: false, pin);
+            if (wasReady && !result.Accepted && _state == HomeCardState.CryptoReady)
+            {
+                // Ready already (another terminal gave PIN2), and checking this wrong PIN logged the
+                // token out: readiness ends with it — fail closed.
+                DropToRemoteAccessWait();
+            }
             if (result.Accepted)
             {
                 _lastUse = _options.Time.GetUtcNow();
@@ -499,9 +506,16 @@ public sealed class HomeCard : IDisposable
                 session.Logout();
                 session.Dispose();
             }
+            else if (_session is not null)
+            {
+                // Ready already: the new session replaces the old without logging the token out
+                // (a PKCS#11 login is per token; the new session holds it now).
+                _privateKey = null;
+                _session.Dispose();
+                _session = session;
+            }
             else
             {
-                LogoutSession();
                 _session = session;
             }
             return new PinResult(PinOutcome.Accepted, HomeCardOptions.MaxTries, _state, $"{name} accepted");

@@ -210,6 +210,30 @@ public sealed class HomeCardTests : IDisposable
     }
 
     [Fact]
+    public async Task PinsGivenAgainWhileReady_AreStillChecked_AndAWrongPin2EndsReadiness()
+    {
+        using var card = NewCard();
+        Assert.True(card.EnterPin1(Pin1).Accepted);
+        Assert.True(card.EnterPin2(Pin2).Accepted);
+
+        // A second terminal unlocking the already-ready card: the right PINs keep it ready and signing.
+        Assert.True(card.EnterPin1(Pin1).Accepted);
+        Assert.True(card.EnterPin2(Pin2).Accepted);
+        Assert.Equal(HomeCardState.CryptoReady, card.State);
+        Assert.NotEmpty(await card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, new byte[10], default));
+
+        var wrong1 = card.EnterPin1("9990");
+        Assert.Equal(PinOutcome.Wrong, wrong1.Outcome);
+        Assert.Equal(2, wrong1.TriesLeft);
+        Assert.Equal(HomeCardState.CryptoReady, card.State);
+
+        var wrong2 = card.EnterPin2("9991");
+        Assert.Equal(PinOutcome.Wrong, wrong2.Outcome);
+        Assert.Equal(HomeCardState.RemoteAccessWait, card.State);
+        Assert.Throws<CardNotReadyException>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, new byte[10], default).AsTask().GetAwaiter().GetResult());
+    }
+
+    [Fact]
     public void PrivateKey_IsSensitive_NotExtractable_AndUnreadable()
     {
         using var card = NewCard();

@@ -319,15 +319,13 @@ public sealed class HomeServer : IAsyncDisposable
 
     private async Task UnlockAsync(ControlMessage m, ControlConnection c, string deviceId)
     {
-        if (_card.State == HomeCardState.Locked)
+        // Both PINs are checked on every unlock, also when another terminal already unlocked the card.
+        var first = _card.EnterPin1(m.GetString("pin1"));
+        if (!first.Accepted)
         {
-            var first = _card.EnterPin1(m.GetString("pin1"));
-            if (!first.Accepted)
-            {
-                _devices.Audit(deviceId, "unlock", null, null, first.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN1");
-                await c.ReplyErrorAsync(m, first.Outcome == PinOutcome.Disabled ? "card-disabled" : "wrong-pin1", first.Message, first.TriesLeft);
-                return;
-            }
+            _devices.Audit(deviceId, "unlock", null, null, first.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN1");
+            await c.ReplyErrorAsync(m, first.Outcome == PinOutcome.Disabled ? "card-disabled" : "wrong-pin1", first.Message, first.TriesLeft);
+            return;
         }
         var second = _card.EnterPin2(m.GetString("pin2"));
         if (!second.Accepted)

@@ -71,6 +71,30 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ASecondTerminal_WithWrongPins_IsRefused_EvenWhileTheCardIsUnlocked()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var (control, _) = await EnrolledAndConnectedAsync(cts.Token);
+        await using var __ = control;
+        await control.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", HomeFixture.Pin2), cts.Token);
+        var second = Path.Combine(_home.Dir.Path, "second-terminal");
+        await TerminalClient.EnrollAsync(second, _home.Endpoint, _home.NewCode("tablet"), HomeFixture.AccessPin, kdfIterations: 10_000, cancellationToken: cts.Token);
+        using var access = AccessCard.Open(second);
+        Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
+        await using var other = await TerminalClient.ConnectAsync(second, access.DeviceKey, cts.Token);
+
+        var e1 = await Assert.ThrowsAsync<ControlErrorException>(() => other.RequestAsync(new ControlMessage("unlock").Set("pin1", "0000").Set("pin2", HomeFixture.Pin2), cts.Token));
+        Assert.Equal("wrong-pin1", e1.Code);
+        Assert.Equal(2, e1.TriesLeft);
+        var e2 = await Assert.ThrowsAsync<ControlErrorException>(() => other.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", "0000"), cts.Token));
+        Assert.Equal("wrong-pin2", e2.Code);
+
+        // The wrong PIN2 ended readiness for everyone: the first terminal must unlock again.
+        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(control).ConnectAsync("localhost", _market.Port, SessionMode.Relay, cancellationToken: cts.Token));
+        Assert.Contains("PIN2", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Delegation_BeforeUnlock_IsRefusedWithAClearError()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
