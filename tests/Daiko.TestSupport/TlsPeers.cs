@@ -133,7 +133,9 @@ public sealed class GnuTlsServer : ITlsPeer
         var process = new ExternalProcess("unshare", ["--net", "--kill-child", "sh", "-c", script]);
         try
         {
-            await process.WaitForOutputAsync("listening on IPv4", TimeSpan.FromSeconds(10));
+            // gnutls-serv writes "listening on IPv4 … port N..." before it binds and "done" after it
+            // listens (to unbuffered stderr): wait for the "done".
+            await process.WaitForOutputAsync($"port {innerPort}...done", TimeSpan.FromSeconds(10));
             var deadline = DateTime.UtcNow.AddSeconds(10);
             while (!File.Exists(socket))
             {
