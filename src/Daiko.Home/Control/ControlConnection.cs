@@ -59,9 +59,9 @@ public sealed class ControlConnection : IAsyncDisposable
         {
             while (!_closed.IsCancellationRequested)
             {
-                var message = await ControlMessage.ReadFrameAsync(_stream, _closed.Token);
+                var (message, bytes) = await ControlMessage.ReadCountedFrameAsync(_stream, _closed.Token);
                 if (message is null) break;
-                Interlocked.Add(ref _bytesReceived, message.Encode().Length + 4);
+                Interlocked.Add(ref _bytesReceived, bytes);
                 if (message.Type == "relay-data" || message.Type == "relay-close")
                 {
                     var relayId = message.GetInt("relay");
@@ -156,8 +156,7 @@ public sealed class ControlConnection : IAsyncDisposable
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            await ControlMessage.WriteFrameAsync(_stream, message, cancellationToken);
-            Interlocked.Add(ref _bytesSent, message.Encode().Length + 4);
+            Interlocked.Add(ref _bytesSent, await ControlMessage.WriteFrameAsync(_stream, message, cancellationToken));
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException)
         {

@@ -144,7 +144,8 @@ public sealed class ControlMessage
     }
 
     /// <summary>Writes one frame.</summary>
-    public static async ValueTask WriteFrameAsync(Stream stream, ControlMessage message, CancellationToken cancellationToken)
+    /// <summary>Writes one frame in a single write; returns the bytes written (prefix included).</summary>
+    public static async ValueTask<int> WriteFrameAsync(Stream stream, ControlMessage message, CancellationToken cancellationToken)
     {
         var body = message.Encode();
         if (body.Length > MaxFrameBytes) throw new ProtocolException("control message exceeds 1 MiB");
@@ -153,20 +154,25 @@ public sealed class ControlMessage
         body.CopyTo(frame, 4);
         await stream.WriteAsync(frame, cancellationToken);
         await stream.FlushAsync(cancellationToken);
+        return frame.Length;
     }
 
     /// <summary>Reads one frame; null at a clean end of stream.</summary>
-    public static async ValueTask<ControlMessage?> ReadFrameAsync(Stream stream, CancellationToken cancellationToken)
+    public static async ValueTask<ControlMessage?> ReadFrameAsync(Stream stream, CancellationToken cancellationToken) =>
+        (await ReadCountedFrameAsync(stream, cancellationToken)).Message;
+
+    /// <summary>Reads one frame and says how many bytes it took (prefix included); null at a clean end of stream.</summary>
+    public static async ValueTask<(ControlMessage? Message, int Bytes)> ReadCountedFrameAsync(Stream stream, CancellationToken cancellationToken)
     {
         var header = new byte[4];
         var read = await stream.ReadAtLeastAsync(header, 4, throwOnEndOfStream: false, cancellationToken);
-        if (read == 0) return null;
+        if (read == 0) return (null, 0);
         if (read < 4) throw new ProtocolException("the control channel closed in the middle of a frame");
         var length = BinaryPrimitives.ReadUInt32BigEndian(header);
         if (length > MaxFrameBytes) throw new ProtocolException($"control frame of {length} bytes exceeds the 1 MiB limit");
         var body = new byte[length];
         await stream.ReadExactlyAsync(body, cancellationToken);
-        return Decode(body);
+        return (Decode(body), 4 + body.Length);
     }
 
     public override string ToString() => $"{Type}#{Id}";
