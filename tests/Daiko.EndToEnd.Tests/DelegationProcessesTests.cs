@@ -139,6 +139,20 @@ public sealed class DelegationProcessesTests(HomeAndTerminal system) : IClassFix
     }
 
     [Fact]
+    public async Task Prefetch_HasTicketsReadyBeforeTheFirstGet()
+    {
+        using var peer = await NginxServer.StartAsync(system.Pki, system.Dir.Path);
+
+        var prefetch = await DaikoCli.RunAsync(["terminal", "prefetch", $"https://localhost:{peer.Port}/", "--terminal", system.Terminal, "--count", "2"]);
+        var get = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{peer.Port}/whoami", "--terminal", system.Terminal, "--mode", "resume"]);
+
+        Assert.True(prefetch.ExitCode == 0, prefetch.ToString());
+        Assert.Matches(@"^[2-8] session ticket\(s\) ready for localhost:\d+ \([1-4] handshake", prefetch.StandardOutput);
+        Assert.True(get.ExitCode == 0, get.ToString());
+        Assert.Contains("reused=r", get.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task PskKe_OnAMarketThatRefusesIt_FailsClearly()
     {
         using var peer = await NginxServer.StartAsync(system.Pki, system.Dir.Path);

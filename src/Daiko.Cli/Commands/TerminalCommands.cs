@@ -28,6 +28,7 @@ internal static class TerminalCommands
         parent.Subcommands.Add(Unlock());
         parent.Subcommands.Add(Lock());
         parent.Subcommands.Add(Get());
+        parent.Subcommands.Add(Prefetch());
         parent.Subcommands.Add(Forward());
         parent.Subcommands.Add(AgentCommand());
         parent.Subcommands.Add(ApplianceCommand());
@@ -288,6 +289,33 @@ internal static class TerminalCommands
             catch (TlsException e)
             {
                 return CliConsole.Fail($"the session with {target.Authority} failed: {e.Message}");
+            }
+        });
+        return command;
+    }
+
+    private static Command Prefetch()
+    {
+        var command = new Command("prefetch", "Have the home server fetch session tickets for a market ahead of need, so that later 'get --mode resume' starts at once.");
+        var terminal = TerminalOption();
+        var url = new Argument<string>("URL") { Description = "an https URL of the market" };
+        var count = new Option<int>("--count") { Description = "how many tickets to have ready (0 only reports)", DefaultValueFactory = _ => 1 };
+        command.Arguments.Add(url);
+        foreach (var o in new Option[] { terminal, count }) command.Options.Add(o);
+        command.SetAction(async (parse, ct) =>
+        {
+            if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var target) || target.Scheme != Uri.UriSchemeHttps) return CliConsole.Fail("only https URLs are supported");
+            if (parse.GetValue(count) is < 0 or > 8) return CliConsole.Fail("--count must be 0 to 8");
+            try
+            {
+                await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
+                var (ready, handshakes) = await new DelegatedConnector(control).PrefetchAsync(target.Host, target.Port, parse.GetValue(count), cancellationToken: ct);
+                Console.WriteLine($"{ready} session ticket(s) ready for {target.Authority} ({handshakes} handshake(s) by the home server now)");
+                return 0;
+            }
+            catch (ControlErrorException e)
+            {
+                return CliConsole.Fail(e.Message);
             }
         });
         return command;

@@ -112,6 +112,59 @@ public sealed class DelegationService
             ?? throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay");
     }
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refills = new();
+
+    /// <summary>
+    /// Fetch ahead of need: when fewer than <paramref name="low"/> tickets are left for (device,
+    /// market), runs one full handshake in the background to refill, so that the next delegation is
+    /// answered from the cache. At most one refill per key is in flight; failures only cost the cache.
+    /// </summary>
+    public void RefillAhead(string deviceId, MarketRequest market, int low = 1, Action<string>? log = null)
+    {
+        var key = market.KeyFor(deviceId);
+        if (_tickets.Count(key) >= low) return;
+        var started = new TaskCompletionSource();
+        var refill = _refills.GetOrAdd(key, _ => started.Task);
+        if (refill != started.Task) return; // one already running
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+                var fetched = await FetchTicketsAsync(deviceId, market, timeout.Token);
+                log?.Invoke($"fetched {fetched} ticket(s) ahead of need for {market.Host}:{market.Port}");
+            }
+            catch (Exception e) when (e is DelegationException or OperationCanceledException or InvalidOperationException or IOException)
+            {
+                log?.Invoke($"fetching tickets ahead for {market.Host}:{market.Port} failed: {e.Message}");
+            }
+            finally
+            {
+                _refills.TryRemove(key, out _);
+                started.TrySetResult();
+            }
+        });
+    }
+
+    /// <summary>
+    /// Makes sure at least <paramref name="wanted"/> tickets are ready for (device, market), running up
+    /// to four full handshakes; returns how many are ready and how many handshakes ran.
+    /// </summary>
+    public async Task<(int Ready, int Handshakes)> PrefetchAsync(string deviceId, MarketRequest market, int wanted, CancellationToken cancellationToken)
+    {
+        var key = market.KeyFor(deviceId);
+        var handshakes = 0;
+        while (_tickets.Count(key) < wanted && handshakes < 4)
+        {
+            handshakes++;
+            if (await FetchTicketsAsync(deviceId, market, cancellationToken) == 0)
+            {
+                throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay");
+            }
+        }
+        return (_tickets.Count(key), handshakes);
+    }
+
     /// <summary>Runs a full handshake only to collect tickets (also used to fetch ahead of need).</summary>
     public async Task<int> FetchTicketsAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken)
     {

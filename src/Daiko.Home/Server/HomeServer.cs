@@ -249,6 +249,7 @@ public sealed class HomeServer : IAsyncDisposable
                     .Set("pin1_tries_left", status.Pin1TriesLeft).Set("pin2_tries_left", status.Pin2TriesLeft));
                 break;
             case "delegate": await DelegateAsync(m, c, deviceId); break;
+            case "prefetch": await PrefetchAsync(m, c, deviceId); break;
             case "sign": await SignAsync(m, c, deviceId); break;
             case "verify-chain": await VerifyChainAsync(m, c); break;
             case "appliance-list":
@@ -351,6 +352,26 @@ public sealed class HomeServer : IAsyncDisposable
         return false;
     }
 
+    /// <summary>Fetch tickets ahead of need: at least "min" ready for (device, market); min 0 only reports.</summary>
+    private async Task PrefetchAsync(ControlMessage m, ControlConnection c, string deviceId)
+    {
+        if (!await RequireReadyAsync(m, c)) return;
+        var market = new MarketRequest(m.GetString("host"), (int)m.GetInt("port"), m.GetStringOrNull("sni"), m.GetStringOrNull("alpn"));
+        var wanted = (int)Math.Clamp(m.Has("min") ? m.GetInt("min") : 1, 0, 8);
+        try
+        {
+            _card.Touch();
+            var (ready, handshakes) = await _delegation.PrefetchAsync(deviceId, market, wanted, c.Closed);
+            if (handshakes > 0) _devices.Audit(deviceId, "prefetch", $"{market.Host}:{market.Port}", "resume", $"{ready} ticket(s) ready");
+            await c.ReplyAsync(m, new ControlMessage("prefetched").Set("ready", ready).Set("handshakes", handshakes));
+        }
+        catch (DelegationException e)
+        {
+            _devices.Audit(deviceId, "prefetch", $"{market.Host}:{market.Port}", "resume", "failed: " + e.Failure);
+            await c.ReplyErrorAsync(m, e.Failure == DelegationFailure.NoTicketIssued ? "no-ticket" : "market-failed", e.Message);
+        }
+    }
+
     private async Task DelegateAsync(ControlMessage m, ControlConnection c, string deviceId)
     {
         if (!await RequireReadyAsync(m, c)) return;
@@ -368,6 +389,7 @@ public sealed class HomeServer : IAsyncDisposable
                     _devices.Audit(deviceId, "delegate", where, mode, "ticket handed over");
                     await c.ReplyAsync(m, new ControlMessage("ticket").Set("ticket", ticket.ToCbor()));
                     ticket.Wipe();
+                    _delegation.RefillAhead(deviceId, market, log: Log);
                     break;
                 }
                 case "handoff":

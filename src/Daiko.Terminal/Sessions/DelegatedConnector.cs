@@ -31,6 +31,16 @@ public sealed class DelegatedConnector(ControlConnection control)
 
     private (string Host, int Port) Route(string host, int port) => TerminalRoute?.Invoke(host, port) ?? (host, port);
 
+    /// <summary>
+    /// Asks the home server to have at least <paramref name="minimum"/> tickets ready for this market
+    /// (fetching them now, ahead of need); 0 only asks how many are ready.
+    /// </summary>
+    public async Task<(int Ready, int Handshakes)> PrefetchAsync(string host, int port, int minimum = 1, string? alpn = null, CancellationToken cancellationToken = default)
+    {
+        var reply = await control.RequestAsync(new ControlMessage("prefetch").Set("host", host).Set("port", port).Set("sni", host).Set("alpn", alpn).Set("min", minimum), cancellationToken);
+        return ((int)reply.GetInt("ready"), (int)reply.GetInt("handshakes"));
+    }
+
     public async Task<DelegatedSession> ConnectAsync(string host, int port, SessionMode mode, PskKeyExchangeMode kex = PskKeyExchangeMode.PskDheKe,
         ReadOnlyMemory<byte> earlyData = default, string? alpn = null, CancellationToken cancellationToken = default)
     {

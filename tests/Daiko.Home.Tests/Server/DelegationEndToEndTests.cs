@@ -71,6 +71,47 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Prefetch_FetchesTicketsAheadOfNeed_AndResumeRefillsTheCacheInTheBackground()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var market = await OpenSslServer.StartAsync(_home.Pki, new TlsPeerOptions { Tickets = 1 });
+        var (control, _) = await EnrolledAndConnectedAsync(cts.Token);
+        await using var __ = control;
+        await control.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", HomeFixture.Pin2), cts.Token);
+        var connector = new DelegatedConnector(control);
+
+        Assert.Equal((0, 0), await connector.PrefetchAsync("localhost", market.Port, minimum: 0, cancellationToken: cts.Token));
+        Assert.Equal((2, 2), await connector.PrefetchAsync("localhost", market.Port, minimum: 2, cancellationToken: cts.Token));
+
+        for (var i = 0; i < 2; i++)
+        {
+            var session = await connector.ConnectAsync("localhost", market.Port, SessionMode.Resume, cancellationToken: cts.Token);
+            Assert.True(session.Tls!.Resumed);
+            await session.Stream.DisposeAsync();
+        }
+        // Both prefetched tickets are used: the home server refills one in the background, unasked.
+        var ready = 0;
+        for (var i = 0; i < 100 && ready == 0; i++)
+        {
+            await Task.Delay(100, cts.Token);
+            ready = (await connector.PrefetchAsync("localhost", market.Port, minimum: 0, cancellationToken: cts.Token)).Ready;
+        }
+        Assert.Equal(1, ready);
+    }
+
+    [Fact]
+    public async Task Prefetch_BeforeUnlock_IsRefused()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (control, _) = await EnrolledAndConnectedAsync(cts.Token);
+        await using var __ = control;
+
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(control).PrefetchAsync("localhost", _market.Port, cancellationToken: cts.Token));
+
+        Assert.Equal("card-not-ready", e.Code);
+    }
+
+    [Fact]
     public async Task ASecondTerminal_WithWrongPins_IsRefused_EvenWhileTheCardIsUnlocked()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
