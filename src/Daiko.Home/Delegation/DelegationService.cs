@@ -176,7 +176,9 @@ public sealed class DelegationService
         {
             var left = deadline - _time.GetUtcNow();
             if (left <= TimeSpan.Zero) break;
-            var ticket = await connection.WaitForTicketAsync(received.Count == 0 ? left : TimeSpan.FromMilliseconds(Math.Min(200, left.TotalMilliseconds)), cancellationToken);
+            // Servers send their tickets in one flight (OpenSSL two, back to back): after the first,
+            // wait only briefly for the rest — a terminal is waiting on this on a cache miss.
+            var ticket = await connection.WaitForTicketAsync(received.Count == 0 ? left : TimeSpan.FromMilliseconds(Math.Min(50, left.TotalMilliseconds)), cancellationToken);
             if (ticket is null) break;
             received.Add(ticket);
         }

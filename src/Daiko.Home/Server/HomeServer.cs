@@ -395,11 +395,12 @@ public sealed class HomeServer : IAsyncDisposable
                 case "handoff":
                 {
                     var connection = await _delegation.ConnectAsUserAsync(market, null, c.Closed);
-                    // Absorb the tickets markets send right after the handshake, so that the hand-over
-                    // accounts for every record already read (they go to the cache, not the terminal).
+                    // Absorb the tickets markets send right after the handshake (they go to the cache,
+                    // not the terminal). Waiting is for the cache only: whatever arrives later, or was
+                    // read but not yet processed, goes over with the export and the terminal handles it.
                     for (var i = 0; i < 2; i++)
                     {
-                        var t = await connection.WaitForTicketAsync(TimeSpan.FromMilliseconds(i == 0 ? 300 : 100), c.Closed);
+                        var t = await connection.WaitForTicketAsync(TimeSpan.FromMilliseconds(i == 0 ? 100 : 30), c.Closed);
                         if (t is null) break;
                         _delegation.Tickets.Add(market.KeyFor(deviceId), t, t.ExpiresAt, singleUse: true);
                     }

@@ -59,6 +59,9 @@ public sealed class DelegatedConnector(ControlConnection control)
         }
         var request = new ControlMessage("delegate").Set("host", host).Set("port", port).Set("sni", host).Set("alpn", alpn)
             .Set("mode", mode.ToString().ToLowerInvariant()).Set("kex", kex == PskKeyExchangeMode.PskKe ? "psk_ke" : "psk_dhe_ke");
+        // The terminal connects to the market only once the ticket is in hand: opening TCP earlier would
+        // overlap a round trip, but a market that serves one connection at a time (openssl s_server)
+        // would then sit on the idle connection while the home server's handshake waits behind it.
         var reply = await control.RequestAsync(request, cancellationToken);
         Stream stream;
         TlsConnection? tls = null;
