@@ -24,6 +24,44 @@ public static class Program
         root.Subcommands.Add(terminal);
 
         root.Subcommands.Add(DemoCommand.Build());
-        return root.Parse(args).Invoke();
+        try
+        {
+            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (Find<Microsoft.Data.Sqlite.SqliteException>(e) is { } db)
+        {
+            Debug(e);
+            return CliConsole.Fail(db.SqliteErrorCode is 11 or 26
+                ? $"a Daiko database file is damaged ({db.Message.TrimEnd('.')}); nothing was changed: restore it from a backup"
+                : $"the database refused the operation ({db.Message.TrimEnd('.')})");
+        }
+        catch (Exception e) when (Find<Npgsql.NpgsqlException>(e) is { } pg)
+        {
+            Debug(e);
+            return CliConsole.Fail($"the PostgreSQL store failed ({pg.Message.TrimEnd('.')})");
+        }
+        catch (Exception e)
+        {
+            // Every expected failure is reported by its command in one sentence; this is a bug. Exception
+            // messages never carry secrets, so the sentence is safe to show; the trace is on request.
+            Debug(e);
+            CliConsole.Fail($"unexpected error ({e.GetType().Name}: {e.Message}); run with DAIKO_DEBUG=1 for details");
+            return 70;
+        }
+    }
+
+    private static T? Find<T>(Exception? e) where T : Exception
+    {
+        for (; e is not null; e = e.InnerException)
+        {
+            if (e is T found) return found;
+            if (e is AggregateException { InnerExceptions.Count: > 0 } aggregate) return aggregate.InnerExceptions.Select(Find<T>).FirstOrDefault(x => x is not null);
+        }
+        return null;
+    }
+
+    private static void Debug(Exception e)
+    {
+        if (Environment.GetEnvironmentVariable("DAIKO_DEBUG") == "1") Console.Error.WriteLine(e);
     }
 }

@@ -149,3 +149,33 @@ public sealed class CrossProcessPinRaceTests : IDisposable
         Assert.Contains("disabled", right.StandardError, StringComparison.Ordinal);
     }
 }
+
+/// <summary>A damaged database gets one clear sentence, no stack trace, and is left as it was.</summary>
+public sealed class CorruptStoreTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-corrupt");
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public async Task ADamagedHomeDatabase_IsReportedClearly_AndNotOverwritten()
+    {
+        var home = Path.Combine(_dir.Path, "home");
+        await HomeAndTerminal.Ok(["home", "init", "--home", home, "--subject", TestPki.UserSubject], $"{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\nadmin-code-123\n");
+        await HomeAndTerminal.Ok(["home", "device", "add", "--home", home, "--name", "phone"]);
+        var database = Path.Combine(home, "home.db");
+        var garbage = RandomNumberGenerator.GetBytes(4096);
+        File.WriteAllBytes(database, garbage);
+
+        var list = await DaikoCli.RunAsync(["home", "device", "list", "--home", home]);
+        var serve = await DaikoCli.RunAsync(["home", "serve", "--home", home, "--listen", $"127.0.0.1:{Loopback.FreePort()}"], timeout: TimeSpan.FromSeconds(30));
+
+        foreach (var result in new[] { list, serve })
+        {
+            Assert.Equal(1, result.ExitCode);
+            Assert.Contains("database file is damaged", result.StandardError, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", result.StandardError, StringComparison.Ordinal);
+        }
+        Assert.Equal(garbage, File.ReadAllBytes(database));
+    }
+}
