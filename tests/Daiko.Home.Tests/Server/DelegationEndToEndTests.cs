@@ -42,6 +42,15 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         return (control, access);
     }
 
+    /// <summary>An enrolled terminal's control channel, with the home card unlocked through it.</summary>
+    private async Task<ControlConnection> UnlockedAsync(CancellationToken ct)
+    {
+        var (control, access) = await EnrolledAndConnectedAsync(ct);
+        access.Dispose();
+        await control.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", HomeFixture.Pin2), ct);
+        return control;
+    }
+
     private static async Task<string> GetAsync(Stream stream, CancellationToken ct)
     {
         await stream.WriteAsync("GET /whoami HTTP/1.0\r\nHost: localhost\r\n\r\n"u8.ToArray(), ct);
@@ -75,9 +84,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         using var market = await OpenSslServer.StartAsync(_home.Pki, new TlsPeerOptions { Tickets = 1 });
-        var (control, _) = await EnrolledAndConnectedAsync(cts.Token);
-        await using var __ = control;
-        await control.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", HomeFixture.Pin2), cts.Token);
+        await using var control = await UnlockedAsync(cts.Token);
         var connector = new DelegatedConnector(control);
 
         Assert.Equal((0, 0), await connector.PrefetchAsync("localhost", market.Port, minimum: 0, cancellationToken: cts.Token));
@@ -115,9 +122,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
     public async Task ASecondTerminal_WithWrongPins_IsRefused_EvenWhileTheCardIsUnlocked()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        var (control, _) = await EnrolledAndConnectedAsync(cts.Token);
-        await using var __ = control;
-        await control.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", HomeFixture.Pin2), cts.Token);
+        await using var control = await UnlockedAsync(cts.Token);
         var second = Path.Combine(_home.Dir.Path, "second-terminal");
         await TerminalClient.EnrollAsync(second, _home.Endpoint, _home.NewCode("tablet"), HomeFixture.AccessPin, kdfIterations: 10_000, cancellationToken: cts.Token);
         using var access = AccessCard.Open(second);
@@ -201,9 +206,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
     public async Task HomeCardSignsOnlyCertificateVerifyContent()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        var (control, _) = await EnrolledAndConnectedAsync(cts.Token);
-        await using var __ = control;
-        await control.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", HomeFixture.Pin2), cts.Token);
+        await using var control = await UnlockedAsync(cts.Token);
 
         var e = await Assert.ThrowsAsync<ControlErrorException>(() => control.RequestAsync(new ControlMessage("sign").Set("scheme", 0x0403).Set("content", new byte[130]), cts.Token));
         Assert.Equal("bad-content", e.Code);
