@@ -134,8 +134,10 @@ public sealed class DelegationService
                 var fetched = await FetchTicketsAsync(deviceId, market, timeout.Token);
                 log?.Invoke($"fetched {fetched} ticket(s) ahead of need for {market.Host}:{market.Port}");
             }
-            catch (Exception e) when (e is DelegationException or OperationCanceledException or InvalidOperationException or IOException)
+            catch (Exception e)
             {
+                // A background refill only warms the cache: whatever went wrong, the next delegation
+                // runs its own handshake and reports the error to the terminal.
                 log?.Invoke($"fetching tickets ahead for {market.Host}:{market.Port} failed: {e.Message}");
             }
             finally
