@@ -28,7 +28,7 @@ public interface IPurseCard
 /// </summary>
 public sealed class PurseLedger
 {
-    private readonly PurseStore _store;
+    private readonly IHomeStore _store;
     private readonly IPurseCard _card;
     private readonly Func<string, ECDsa?> _partyKeys;
     private readonly TimeProvider _time;
@@ -42,7 +42,7 @@ public sealed class PurseLedger
     }
 
     /// <param name="store">SQLite or PostgreSQL.</param>
-    public PurseLedger(PurseStore store, IPurseCard card, Func<string, ECDsa?> partyKeys, TimeProvider? time = null, TimeSpan? cancellationWindow = null)
+    public PurseLedger(IHomeStore store, IPurseCard card, Func<string, ECDsa?> partyKeys, TimeProvider? time = null, TimeSpan? cancellationWindow = null)
     {
         _store = store;
         _card = card;

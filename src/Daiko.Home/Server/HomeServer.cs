@@ -31,7 +31,7 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     public TimeSpan ReportInterval { get; init; } = TimeSpan.FromDays(1);
 
     /// <summary>Where the purse lives; default the SQLite home store (PostgreSQL for hosted deployments).</summary>
-    public Storage.PurseStore? PurseStore { get; init; }
+    public Storage.IHomeStore? PurseStore { get; init; }
 
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);

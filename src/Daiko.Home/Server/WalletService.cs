@@ -20,7 +20,7 @@ internal sealed class WalletService
     private readonly PurseLedger _ledger;
     private readonly ReportOutbox _outbox;
 
-    public WalletService(string directory, HomeCard card, TimeProvider time, Storage.PurseStore? store = null)
+    public WalletService(string directory, HomeCard card, TimeProvider time, Storage.IHomeStore? store = null)
     {
         _directory = directory;
         _card = card;

@@ -5,15 +5,26 @@ using Npgsql;
 namespace Daiko.Home.Storage;
 
 /// <summary>
-/// Where the purse keeps its state: SQLite (the embedded default, WAL, fsync on commit) or PostgreSQL
-/// (hosted deployments with several home-server nodes, F18). The ledger's statements are the same on
-/// both (named @parameters, ON CONFLICT upserts); only the schema's types differ.
+/// The home server's transactional store for money: the ledger runs every change and its log entry in
+/// one transaction on a connection from here, with the same SQL on every implementation (named
+/// @parameters, ON CONFLICT upserts).
 /// </summary>
-public abstract class PurseStore
+public interface IHomeStore
+{
+    DbConnection Open();
+
+    /// <summary>The schema, in this database's dialect (idempotent: CREATE … IF NOT EXISTS).</summary>
+    string Schema { get; }
+}
+
+/// <summary>
+/// The two stores: SQLite (the embedded default, WAL, fsync on commit) or PostgreSQL (hosted
+/// deployments with several home-server nodes, F18); only the schema's types differ.
+/// </summary>
+public abstract class PurseStore : IHomeStore
 {
     public abstract DbConnection Open();
 
-    /// <summary>The schema, in this database's dialect.</summary>
     public abstract string Schema { get; }
 
     public static PurseStore Sqlite(string databasePath) => new SqlitePurseStore(HomeDatabase.ConnectionString(databasePath));

@@ -12,7 +12,7 @@ namespace Daiko.Home.Tests.Money;
 [Collection("home card")]
 public sealed class SqlitePurseLedgerTests : PurseLedgerContract
 {
-    protected override Daiko.Home.Storage.PurseStore CreateStore(string directory) => Daiko.Home.Storage.PurseStore.Sqlite(Path.Combine(directory, "home.db"));
+    protected override Daiko.Home.Storage.IHomeStore CreateStore(string directory) => Daiko.Home.Storage.PurseStore.Sqlite(Path.Combine(directory, "home.db"));
 }
 
 /// <summary>The same contract on a real PostgreSQL server (hosted deployments, F18).</summary>
@@ -21,7 +21,7 @@ public sealed class PostgresPurseLedgerTests : PurseLedgerContract
 {
     private PostgresServer? _server;
 
-    protected override Daiko.Home.Storage.PurseStore CreateStore(string directory)
+    protected override Daiko.Home.Storage.IHomeStore CreateStore(string directory)
     {
         _server = PostgresServer.StartAsync(directory).GetAwaiter().GetResult();
         return Daiko.Home.Storage.PurseStore.Postgres(_server.ConnectionString);
@@ -54,7 +54,7 @@ internal static class PostgresTamper
 /// </summary>
 public abstract class PurseLedgerContract : IDisposable
 {
-    protected abstract Daiko.Home.Storage.PurseStore CreateStore(string directory);
+    protected abstract Daiko.Home.Storage.IHomeStore CreateStore(string directory);
 
     protected virtual void TamperWithBalance(string directory)
     {
