@@ -109,14 +109,11 @@ public sealed class AccessCard : IDisposable
             using var session = slot.OpenSession(SessionType.ReadWrite);
             try
             {
-                session.Login(CKU.CKU_USER, pin);
+                Tokens.Pkcs11Module.LoginChecked(session, pin);
             }
             catch (Pkcs11Exception e) when (e.RV is CKR.CKR_PIN_INCORRECT or CKR.CKR_PIN_LEN_RANGE or CKR.CKR_PIN_INVALID)
             {
                 throw new ArgumentException($"the access-card PIN does not open the token '{token.TokenLabel}'", nameof(pin));
-            }
-            catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
-            {
             }
             try
             {
@@ -247,15 +244,7 @@ public sealed class AccessCard : IDisposable
             var slot = module.FindSlot(_token.TokenLabel)
                 ?? throw new CardNotReadyException($"the access card's token '{_token.TokenLabel}' is not present");
             session = slot.OpenSession(SessionType.ReadOnly);
-            try
-            {
-                session.Login(CKU.CKU_USER, pin);
-            }
-            catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
-            {
-                session.Logout();
-                session.Login(CKU.CKU_USER, pin);
-            }
+            Tokens.Pkcs11Module.LoginChecked(session, pin);
             var f = module.Factories.ObjectAttributeFactory;
             var key = session.FindAllObjects([f.Create(CKA.CKA_CLASS, CKO.CKO_PRIVATE_KEY), f.Create(CKA.CKA_ID, TokenKeyId)]).FirstOrDefault()
                 ?? throw new CardNotReadyException("the device key is no longer on the access card's token; enroll this terminal again");

@@ -173,14 +173,7 @@ public sealed class HomeCard : IDisposable
             ExpireIfIdle();
             if (_state == HomeCardState.Disabled) return Disabled();
             if (_state == HomeCardState.Locked) return new PinResult(PinOutcome.WrongState, -1, _state, "give PIN1 first: the card is locked");
-            var wasReady = _state == HomeCardState.CryptoReady;
             var result = TryPin(isPin1: false, pin);
-            if (wasReady && !result.Accepted && _state == HomeCardState.CryptoReady)
-            {
-                // Ready already (another terminal gave PIN2), and checking this wrong PIN logged the
-                // token out: readiness ends with it — fail closed.
-                DropToRemoteAccessWait();
-            }
             if (result.Accepted)
             {
                 _lastUse = _options.Time.GetUtcNow();
@@ -540,7 +533,19 @@ public sealed class HomeCard : IDisposable
     /// process) is logged out and in again, so the PIN is always checked. A token error that gives no
     /// verdict on the PIN is not counted. Returns null state when the card is disabled.
     /// </summary>
-    private (bool Correct, PersistedCardState? After) CountedLogin(bool isPin1, ISession session, string pin) => _stateFile.Locked(() =>
+    private (bool Correct, PersistedCardState? After) CountedLogin(bool isPin1, ISession session, string pin)
+    {
+        var result = CountedLoginLocked(isPin1, session, pin);
+        if (!isPin1 && !result.Correct && _state == HomeCardState.CryptoReady)
+        {
+            // Checking a wrong PIN2 logged the token out, and the ready session's login with it:
+            // readiness ends here — fail closed.
+            DropToRemoteAccessWait();
+        }
+        return result;
+    }
+
+    private (bool Correct, PersistedCardState? After) CountedLoginLocked(bool isPin1, ISession session, string pin) => _stateFile.Locked(() =>
     {
         var p = _stateFile.Read();
         var failures = isPin1 ? p.Pin1Failures : p.Pin2Failures;
@@ -556,15 +561,7 @@ public sealed class HomeCard : IDisposable
         bool correct;
         try
         {
-            try
-            {
-                session.Login(CKU.CKU_USER, pin);
-            }
-            catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
-            {
-                session.Logout();
-                session.Login(CKU.CKU_USER, pin);
-            }
+            Pkcs11Module.LoginChecked(session, pin);
             correct = true;
         }
         catch (Pkcs11Exception e) when (e.RV is CKR.CKR_PIN_INCORRECT or CKR.CKR_PIN_LEN_RANGE or CKR.CKR_PIN_INVALID or CKR.CKR_PIN_LOCKED)
@@ -607,11 +604,6 @@ public sealed class HomeCard : IDisposable
                 throw new CardDisabledException($"wrong PIN2: the card is now disabled after {HomeCardOptions.MaxTries} wrong entries; unblock it with the admin code");
             }
             var left = HomeCardOptions.MaxTries - after.Pin2Failures;
-            if (_state == HomeCardState.CryptoReady)
-            {
-                // The failed re-login logged the token out: the ready session is gone with it.
-                DropToRemoteAccessWait();
-            }
             throw new WrongPinException($"wrong PIN2: {left} {(left == 1 ? "try" : "tries")} left", left);
         }
         return _session is null;

@@ -111,6 +111,25 @@ internal sealed class Pkcs11Module : IDisposable
         }
     }
 
+    /// <summary>
+    /// C_Login as the user, with the PIN always checked by the token: a PKCS#11 login belongs to the
+    /// whole token, so when another session of this process is logged in already the token answers
+    /// "already logged in" without looking at the PIN — then it is logged out and in again. A wrong PIN
+    /// throws CKR_PIN_INCORRECT (and leaves the token logged out).
+    /// </summary>
+    public static void LoginChecked(ISession session, string pin)
+    {
+        try
+        {
+            session.Login(CKU.CKU_USER, pin);
+        }
+        catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
+        {
+            session.Logout();
+            session.Login(CKU.CKU_USER, pin);
+        }
+    }
+
     /// <summary>A slot whose token is not initialized yet (SoftHSM2 always offers one).</summary>
     public ISlot FreeSlot() =>
         Library.GetSlotList(SlotsType.WithTokenPresent).FirstOrDefault(s => !s.GetTokenInfo().TokenFlags.TokenInitialized)
