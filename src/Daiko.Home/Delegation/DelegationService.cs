@@ -112,7 +112,7 @@ public sealed class DelegationService
             ?? throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay");
     }
 
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refills = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, byte> _refilling = new();
 
     /// <summary>
     /// Fetch ahead of need: when fewer than <paramref name="low"/> tickets are left for (device,
@@ -122,10 +122,7 @@ public sealed class DelegationService
     public void RefillAhead(string deviceId, MarketRequest market, int low = 1, Action<string>? log = null)
     {
         var key = market.KeyFor(deviceId);
-        if (_tickets.Count(key) >= low) return;
-        var started = new TaskCompletionSource();
-        var refill = _refills.GetOrAdd(key, _ => started.Task);
-        if (refill != started.Task) return; // one already running
+        if (_tickets.Count(key) >= low || !_refilling.TryAdd(key, 0)) return;
         _ = Task.Run(async () =>
         {
             try
@@ -142,8 +139,7 @@ public sealed class DelegationService
             }
             finally
             {
-                _refills.TryRemove(key, out _);
-                started.TrySetResult();
+                _refilling.TryRemove(key, out _);
             }
         });
     }

@@ -578,7 +578,7 @@ public static class MarketTrust
 
     /// <summary>
     /// The validator a running home server uses: verdicts cached per chain (<see cref="CachingCertificateValidator"/>),
-    /// and the roots reloaded, with the cache dropped, as soon as <c>daiko home trust add</c> changes them.
+    /// and the roots reloaded, with the cache dropped, within a second of <c>daiko home trust add</c> changing them.
     /// </summary>
     public static IServerCertificateValidator Live(string directory, TimeProvider? time = null) => new LiveTrust(directory, time);
 
@@ -588,23 +588,31 @@ public static class MarketTrust
         return Directory.Exists(trust) ? Directory.GetFiles(trust, "*.pem").Order(StringComparer.Ordinal).ToArray() : [];
     }
 
+    /// <summary>Looks at the trust directory at most once a second, not on every handshake.</summary>
     private sealed class LiveTrust(string directory, TimeProvider? time) : IServerCertificateValidator
     {
+        private static readonly TimeSpan RecheckAfter = TimeSpan.FromSeconds(1);
         private readonly Lock _gate = new();
+        private readonly TimeProvider _time = time ?? TimeProvider.System;
         private string? _fingerprint;
+        private DateTimeOffset _checkedAt;
         private CachingCertificateValidator? _current;
 
         public ValueTask<CertificateVerdict> ValidateAsync(string? serverName, IReadOnlyList<byte[]> chain, CancellationToken cancellationToken)
         {
-            var files = TrustFiles(directory);
-            var fingerprint = string.Join('|', files.Select(f => $"{Path.GetFileName(f)}:{File.GetLastWriteTimeUtc(f).Ticks}"));
             CachingCertificateValidator current;
             lock (_gate)
             {
-                if (_current is null || fingerprint != _fingerprint)
+                var now = _time.GetUtcNow();
+                if (_current is null || now - _checkedAt >= RecheckAfter)
                 {
-                    _current = new CachingCertificateValidator(Load(directory), time: time);
-                    _fingerprint = fingerprint;
+                    var fingerprint = string.Join('|', TrustFiles(directory).Select(f => $"{Path.GetFileName(f)}:{File.GetLastWriteTimeUtc(f).Ticks}"));
+                    if (_current is null || fingerprint != _fingerprint)
+                    {
+                        _current = new CachingCertificateValidator(Load(directory), time: _time);
+                        _fingerprint = fingerprint;
+                    }
+                    _checkedAt = now;
                 }
                 current = _current;
             }
