@@ -63,6 +63,7 @@ public sealed class AccessCard : IDisposable
         PublicKeyInfo = File.Exists(PublicPath) ? File.ReadAllBytes(PublicPath) : [];
     }
 
+    /// <summary>The file whose presence means the key exists (and which Destroy wipes): the encrypted key, or the token reference.</summary>
     private string KeyPath => _token is null ? Path.Combine(_directory, "device-key.p8") : TokenConfigPath(_directory);
 
     private static string TokenConfigPath(string directory) => Path.Combine(directory, "device-key.token.json");

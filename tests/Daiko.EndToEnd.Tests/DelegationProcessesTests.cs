@@ -30,11 +30,8 @@ public sealed class HomeAndTerminal : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Pki = TestPki.Create(Path.Combine(Dir.Path, "pki"));
-        await Ok(["home", "init", "--home", Home, "--subject", TestPki.UserSubject], $"{Pin1}\n{Pin2}\nadmin-code-123\n");
-        var request = CertificateRequest.LoadSigningRequestPem(File.ReadAllText(Path.Combine(Home, "user.csr")), HashAlgorithmName.SHA256);
-        var certificate = Pki.IssueForPublicKey(request.PublicKey, TestPki.UserSubject);
-        var certPath = Path.Combine(Dir.Path, "user.pem");
-        File.WriteAllText(certPath, certificate.ExportCertificatePem());
+        await InitHomeAsync(Home);
+        var certPath = IssueUserCertificate(Pki, Home, Path.Combine(Dir.Path, "user.pem"));
         await Ok(["home", "cert", "import", "--home", Home, "--cert", certPath, "--chain", Pki.RootPath], Pin2 + "\n");
         await Ok(["home", "trust", "add", "--home", Home, "--ca", Pki.RootPath]);
         await StartServerAsync();
@@ -48,6 +45,18 @@ public sealed class HomeAndTerminal : IAsyncLifetime
         Port = Port == 0 ? Loopback.FreePort() : Port;
         Server = DaikoCli.Start(["home", "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}"]);
         await Server.WaitForOutputAsync("home server listening", TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary><c>daiko home init</c> with this fixture's PINs and admin code.</summary>
+    public static Task<CliResult> InitHomeAsync(string home) =>
+        Ok(["home", "init", "--home", home, "--subject", TestPki.UserSubject], $"{Pin1}\n{Pin2}\nadmin-code-123\n");
+
+    /// <summary>Issues the user's certificate for the home card's CSR, as a CA would; returns the PEM path.</summary>
+    public static string IssueUserCertificate(TestPki pki, string home, string path)
+    {
+        var request = CertificateRequest.LoadSigningRequestPem(File.ReadAllText(Path.Combine(home, "user.csr")), HashAlgorithmName.SHA256);
+        File.WriteAllText(path, pki.IssueForPublicKey(request.PublicKey, TestPki.UserSubject).ExportCertificatePem());
+        return path;
     }
 
     public static async Task<CliResult> Ok(string[] args, string? stdin = null)

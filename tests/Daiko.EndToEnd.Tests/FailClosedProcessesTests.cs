@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using Daiko.TestSupport;
 
 namespace Daiko.EndToEnd.Tests;
@@ -126,10 +125,8 @@ public sealed class CrossProcessPinRaceTests : IDisposable
     {
         var home = Path.Combine(_dir.Path, "home");
         var pki = TestPki.Create(Path.Combine(_dir.Path, "pki"));
-        await HomeAndTerminal.Ok(["home", "init", "--home", home, "--subject", TestPki.UserSubject], $"{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\nadmin-code-123\n");
-        var request = CertificateRequest.LoadSigningRequestPem(File.ReadAllText(Path.Combine(home, "user.csr")), HashAlgorithmName.SHA256);
-        var certPath = Path.Combine(_dir.Path, "user.pem");
-        File.WriteAllText(certPath, pki.IssueForPublicKey(request.PublicKey, TestPki.UserSubject).ExportCertificatePem());
+        await HomeAndTerminal.InitHomeAsync(home);
+        var certPath = HomeAndTerminal.IssueUserCertificate(pki, home, Path.Combine(_dir.Path, "user.pem"));
 
         var guesses = await Task.WhenAll(Enumerable.Range(0, 6).Select(i =>
             DaikoCli.RunAsync(["home", "cert", "import", "--home", home, "--cert", certPath, "--chain", pki.RootPath], $"99{i:00}\n")));
@@ -161,7 +158,7 @@ public sealed class CorruptStoreTests : IDisposable
     public async Task ADamagedHomeDatabase_IsReportedClearly_AndNotOverwritten()
     {
         var home = Path.Combine(_dir.Path, "home");
-        await HomeAndTerminal.Ok(["home", "init", "--home", home, "--subject", TestPki.UserSubject], $"{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\nadmin-code-123\n");
+        await HomeAndTerminal.InitHomeAsync(home);
         await HomeAndTerminal.Ok(["home", "device", "add", "--home", home, "--name", "phone"]);
         var database = Path.Combine(home, "home.db");
         var garbage = RandomNumberGenerator.GetBytes(4096);

@@ -86,7 +86,7 @@ public static class TerminalCostBenchmark
 
         var credential = SoftwareSigner.LoadCredential(pki.User.CertificatePath, pki.User.KeyPath);
         SessionTicket? directTicket = null;
-        await Measure("direct Daiko.Tls", "first", () => Timed(marketLink, null, async counters =>
+        await Measure("direct Daiko.Tls", "first", () => Timed(marketLink, async counters =>
         {
             var tls = await TlsClient.ConnectAsync("127.0.0.1", marketLink.Port, DirectOptions(pki, counters, credential), CancellationToken.None);
             var first = await GetFirstByteAsync(tls);
@@ -94,7 +94,7 @@ public static class TerminalCostBenchmark
             await tls.DisposeAsync();
             return (first, counters);
         }));
-        await Measure("direct Daiko.Tls", "cached", () => Timed(marketLink, null, async counters =>
+        await Measure("direct Daiko.Tls", "cached", () => Timed(marketLink, async counters =>
         {
             var tls = await TlsClient.ConnectAsync("127.0.0.1", marketLink.Port, DirectOptions(pki, counters, credential) with { ResumptionTicket = directTicket }, CancellationToken.None);
             var first = await GetFirstByteAsync(tls);
@@ -102,7 +102,7 @@ public static class TerminalCostBenchmark
             await tls.DisposeAsync();
             return (first, counters);
         }));
-        await Measure("direct SslStream", "first", () => Timed(marketLink, null, async counters =>
+        await Measure("direct SslStream", "first", () => Timed(marketLink, async counters =>
         {
             var ssl = await SslStreamPeer.ConnectAsync(pki, marketLink.Port);
             var first = await GetFirstByteAsync(ssl);
@@ -130,15 +130,15 @@ public static class TerminalCostBenchmark
             ("daiko assist", SessionMode.Assist, "first", null),
         })
         {
-            await Measure(way, session, () => Timed(marketLink, control, async counters =>
+            await Measure(way, session, () => Timed(marketLink, async counters =>
             {
                 var delegated = await connector.ConnectAsync("localhost", nginx.Port, mode);
                 var first = await GetFirstByteAsync(delegated.Stream);
                 await delegated.Stream.DisposeAsync();
                 return (first, delegated.Counters);
-            }, countFromLink: mode is SessionMode.Relay or SessionMode.Handoff), prepare: prepare);
+            }), prepare: prepare);
         }
-        await Measure("direct Daiko.Tls (openssl market)", "first", () => Timed(pskKeLink, null, async counters =>
+        await Measure("direct Daiko.Tls (openssl market)", "first", () => Timed(pskKeLink, async counters =>
         {
             var tls = await TlsClient.ConnectAsync("127.0.0.1", pskKeLink.Port, DirectOptions(pki, counters, credential), CancellationToken.None);
             var first = await GetFirstByteAsync(tls, "/");
@@ -146,7 +146,7 @@ public static class TerminalCostBenchmark
             return (first, counters);
         }));
         var pskKeConnector = new DelegatedConnector(control) { TerminalRoute = (_, _) => ("127.0.0.1", pskKeLink.Port) };
-        await Measure("daiko resume psk_ke (openssl market)", "first", () => Timed(pskKeLink, control, async counters =>
+        await Measure("daiko resume psk_ke (openssl market)", "first", () => Timed(pskKeLink, async counters =>
         {
             var session = await pskKeConnector.ConnectAsync("localhost", openssl.Port, SessionMode.Resume, PskKeyExchangeMode.PskKe);
             var first = await GetFirstByteAsync(session.Stream, "/");
@@ -189,10 +189,8 @@ public static class TerminalCostBenchmark
     /// One measured run. Bytes are what crossed the terminal's links (to the market and to the home
     /// server, TLS overhead included), counted by the link itself, so every way is measured alike.
     /// </summary>
-    private static async Task<Sample> Timed(SlowLink link, ControlConnection? control, Func<TlsCounters, Task<(long FirstByteTimestamp, TlsCounters Counters)>> run, bool countFromLink = false)
+    private static async Task<Sample> Timed(SlowLink link, Func<TlsCounters, Task<(long FirstByteTimestamp, TlsCounters Counters)>> run)
     {
-        _ = control;
-        _ = countFromLink;
         link.ResetCounters();
         _homeLink?.ResetCounters();
         var cpu = Process.GetCurrentProcess().TotalProcessorTime;
