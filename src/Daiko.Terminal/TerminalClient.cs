@@ -1,8 +1,8 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Daiko.Cards;
-using Daiko.Home.Control;
-using Daiko.Home.Server;
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
 using Daiko.Tls;
 
 namespace Daiko.Terminal;
@@ -25,6 +25,7 @@ public static class TerminalClient
         var ssl = await OpenControlTlsAsync(home, host, port, new TlsClientOptions
         {
             ServerName = "daiko-home",
+            ApplicationProtocols = [ControlProtocol.Alpn],
             CertificateValidator = pinCheck,
             HandshakeTimeout = TimeSpan.FromSeconds(15),
         }, "the server at " + home + " is not the home server that issued this code (possible interception); nothing was sent", cancellationToken);
@@ -34,15 +35,15 @@ public static class TerminalClient
         using var access = token is null ? AccessCard.Create(directory, accessPin, kdfIterations) : AccessCard.CreateOnToken(directory, accessPin, token);
         try
         {
-            var reply = await connection.RequestAsync(new ControlMessage("enroll").Set("secret", secret).Set("device_spki", access.PublicKeyInfo), cancellationToken);
-            using var homeCertificate = X509CertificateLoader.LoadCertificate(reply.GetBytes("home_certificate"));
+            var reply = await connection.RequestAsync<EnrolledReply>(new EnrollRequest(secret, access.PublicKeyInfo), cancellationToken);
+            using var homeCertificate = X509CertificateLoader.LoadCertificate(reply.HomeCertificate);
             var homeHash = SHA256.HashData(homeCertificate.PublicKey.ExportSubjectPublicKeyInfo());
             if (!CryptographicOperations.FixedTimeEquals(homeHash, presentedSpkiHash))
             {
-                throw new ControlErrorException("home-mismatch", "the home server's certificate changed during enrollment");
+                throw new ControlErrorException(ErrorCode.HomeMismatch, "the home server's certificate changed during enrollment");
             }
-            File.WriteAllText(Path.Combine(directory, "device.pem"), PemEncoding.WriteString("CERTIFICATE", reply.GetBytes("certificate")));
-            var profile = new TerminalProfile { Home = home, HomeSpkiSha256 = Convert.ToHexString(homeHash).ToLowerInvariant(), DeviceId = reply.GetString("device_id"), Name = reply.GetString("name") };
+            File.WriteAllText(Path.Combine(directory, "device.pem"), PemEncoding.WriteString("CERTIFICATE", reply.Certificate));
+            var profile = new TerminalProfile { Home = home, HomeSpkiSha256 = Convert.ToHexString(homeHash).ToLowerInvariant(), DeviceId = reply.DeviceId, Name = reply.Name };
             profile.Save(directory);
             return profile;
         }
@@ -75,6 +76,7 @@ public static class TerminalClient
         return await OpenControlTlsAsync(profile.Home, host, port, new TlsClientOptions
         {
             ServerName = "daiko-home",
+            ApplicationProtocols = [ControlProtocol.Alpn],
             ClientCredential = new ClientCredential([certificateDer], new SoftwareSigner(deviceKey)),
             CertificateValidator = new PinnedKeyValidator(Convert.FromHexString(profile.HomeSpkiSha256)),
             HandshakeTimeout = TimeSpan.FromSeconds(15),
@@ -90,20 +92,31 @@ public static class TerminalClient
         }
         catch (System.Net.Sockets.SocketException e)
         {
-            throw new ControlErrorException("unavailable", $"the home server at {home} is unreachable ({e.SocketErrorCode})");
+            throw new ControlErrorException(ErrorCode.Unavailable, $"the home server at {home} is unreachable ({e.SocketErrorCode})");
         }
+        TlsConnection connection;
         try
         {
-            return await TlsClient.ConnectAsync(transport, options, cancellationToken);
+            connection = await TlsClient.ConnectAsync(transport, options, cancellationToken);
         }
         catch (TlsException e) when (e.Error == TlsError.CertificateRejected)
         {
-            throw new ControlErrorException("home-mismatch", mismatch);
+            throw new ControlErrorException(ErrorCode.HomeMismatch, mismatch);
+        }
+        catch (TlsException e) when (e.Alert == AlertDescription.NoApplicationProtocol)
+        {
+            throw new ControlErrorException(ErrorCode.ProtocolVersion, $"the home server at {home} does not speak control protocol {ControlProtocol.Alpn}: update the terminal or the home server");
         }
         catch (TlsException e)
         {
-            throw new ControlErrorException("unavailable", $"the control channel to {home} failed: {e.Message}");
+            throw new ControlErrorException(ErrorCode.Unavailable, $"the control channel to {home} failed: {e.Message}");
         }
+        if (connection.ApplicationProtocol != ControlProtocol.Alpn)
+        {
+            await connection.DisposeAsync();
+            throw new ControlErrorException(ErrorCode.ProtocolVersion, $"the home server at {home} did not agree on control protocol {ControlProtocol.Alpn} (an older version?): update it");
+        }
+        return connection;
     }
 
     /// <summary>Accepts only the home server key the terminal pinned at enrollment.</summary>

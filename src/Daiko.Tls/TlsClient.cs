@@ -101,7 +101,7 @@ public static class TlsClient
     /// </summary>
     public static TlsConnection Import(Stream transport, ExportedSession session, TlsClientOptions? options = null)
     {
-        options ??= new TlsClientOptions { InsecureSkipValidation = true };
+        options ??= new TlsClientOptions();
         var suite = KeySchedule.CipherSuiteInfo.Get(session.Suite);
         var records = new RecordLayer(transport, options.Counters) { Padding = options.RecordPadding, AllowChangeCipherSpec = false };
         records.SetReadProtection(new RecordProtection(suite, (byte[])session.ServerSecret.Clone(), session.ServerSequence));

@@ -28,8 +28,8 @@ public sealed record TlsClientOptions
     /// <summary>Decides whether the server chain is trusted. Required unless <see cref="InsecureSkipValidation"/>.</summary>
     public IServerCertificateValidator? CertificateValidator { get; init; }
 
-    /// <summary>Accept any server certificate (still verifies CertificateVerify). For tests only.</summary>
-    public bool InsecureSkipValidation { get; init; }
+    /// <summary>Accept any server certificate (still verifies CertificateVerify). Tests only: internal, never set by the product.</summary>
+    internal bool InsecureSkipValidation { get; init; }
 
     /// <summary>A ticket to resume with; used only if its SNI, ALPN and suite fit these options.</summary>
     public SessionTicket? ResumptionTicket { get; init; }

@@ -161,7 +161,7 @@ public sealed class EngineFeatureInteropTests : IDisposable
         await connection.WaitForTicketAsync(TimeSpan.FromMilliseconds(500), cts.Token);
         var transport = connection.Transport;
 
-        var exported = ExportedSession.FromCbor(connection.Export().ToCbor());
+        var exported = Daiko.Protocol.Codecs.ExportedSessionCodec.Decode(Daiko.Protocol.Codecs.ExportedSessionCodec.Encode(connection.Export()));
         await Assert.ThrowsAsync<TlsException>(async () => await connection.WriteAsync(new byte[1], cts.Token));
         await using var continued = TlsClient.Import(transport, exported);
         var body = await EngineInteropTests.GetAsync(continued, peer.Host, peer.IdentityPath, cts.Token);

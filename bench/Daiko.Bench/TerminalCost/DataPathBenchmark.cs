@@ -8,7 +8,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Daiko.Bench.Reporting;
 using Daiko.Cards;
-using Daiko.Home.Control;
+using Daiko.Protocol;
 using Daiko.TestSupport;
 using Daiko.Terminal;
 using Daiko.Terminal.Sessions;
@@ -132,7 +132,7 @@ public static class DataPathBenchmark
         using var access = AccessCard.Open(terminalDir);
         access.Unlock("4321");
         await using var control = await TerminalClient.ConnectAsync(terminalDir, access.DeviceKey, CancellationToken.None);
-        await control.RequestAsync(new ControlMessage("unlock").Set("pin1", "1111").Set("pin2", "2222"), CancellationToken.None);
+        await new HomeControl(control).UnlockAsync("1111", "2222", CancellationToken.None);
         var connector = new DelegatedConnector(control);
         var credential = SoftwareSigner.LoadCredential(pki.User.CertificatePath, pki.User.KeyPath);
 
@@ -140,8 +140,8 @@ public static class DataPathBenchmark
         {
             ("direct Daiko.Tls", async () => await TlsClient.ConnectAsync("127.0.0.1", nginx.Port,
                 new TlsClientOptions { ServerName = "localhost", ClientCredential = credential, CertificateValidator = new X509ChainValidator([pki.Root]) }, CancellationToken.None)),
-            ("relay", async () => (await connector.ConnectAsync("localhost", nginx.Port, SessionMode.Relay)).Stream),
-            ("handoff", async () => (await connector.ConnectAsync("localhost", nginx.Port, SessionMode.Handoff)).Stream),
+            ("relay", async () => (await connector.ConnectAsync("localhost", nginx.Port, DelegationMode.Relay)).Stream),
+            ("handoff", async () => (await connector.ConnectAsync("localhost", nginx.Port, DelegationMode.Handoff)).Stream),
         };
         var parts = new List<string>();
         (double P50, double P99)? direct = null;

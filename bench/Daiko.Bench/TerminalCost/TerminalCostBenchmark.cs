@@ -9,7 +9,7 @@ using System.Text;
 using System.Text.Json;
 using Daiko.Bench.Reporting;
 using Daiko.Cards;
-using Daiko.Home.Control;
+using Daiko.Protocol;
 using Daiko.TestSupport;
 using Daiko.Terminal;
 using Daiko.Terminal.Sessions;
@@ -59,7 +59,7 @@ public static class TerminalCostBenchmark
         using var access = AccessCard.Open(terminalDir);
         access.Unlock("4321");
         await using var control = await TerminalClient.ConnectAsync(terminalDir, access.DeviceKey, CancellationToken.None);
-        await control.RequestAsync(new ControlMessage("unlock").Set("pin1", "1111").Set("pin2", "2222"), CancellationToken.None);
+        await new HomeControl(control).UnlockAsync("1111", "2222", CancellationToken.None);
 
         var results = new List<(string Way, string Session, Distribution[] Stats)>();
         async Task Measure(string way, string session, Func<Task<Sample>> once, bool countsUnknown = false, Func<Task>? prepare = null)
@@ -117,17 +117,17 @@ public static class TerminalCostBenchmark
         async Task EmptyHomeCache()
         {
             await Task.Delay(300); // let a background refill from the previous run finish, then drop it
-            await control.RequestAsync(new ControlMessage("lock"), CancellationToken.None);
-            await control.RequestAsync(new ControlMessage("unlock").Set("pin1", "1111").Set("pin2", "2222"), CancellationToken.None);
+            await new HomeControl(control).LockAsync(CancellationToken.None);
+            await new HomeControl(control).UnlockAsync("1111", "2222", CancellationToken.None);
         }
         async Task TicketReady() => await connector.PrefetchAsync("localhost", nginx.Port, minimum: 1);
-        foreach (var (way, mode, session, prepare) in new (string, SessionMode, string, Func<Task>?)[]
+        foreach (var (way, mode, session, prepare) in new (string, DelegationMode, string, Func<Task>?)[]
         {
-            ("daiko resume psk_dhe_ke", SessionMode.Resume, "first", EmptyHomeCache),
-            ("daiko resume psk_dhe_ke", SessionMode.Resume, "cached", TicketReady),
-            ("daiko handoff", SessionMode.Handoff, "first", null),
-            ("daiko relay", SessionMode.Relay, "first", null),
-            ("daiko assist", SessionMode.Assist, "first", null),
+            ("daiko resume psk_dhe_ke", DelegationMode.Resume, "first", EmptyHomeCache),
+            ("daiko resume psk_dhe_ke", DelegationMode.Resume, "cached", TicketReady),
+            ("daiko handoff", DelegationMode.Handoff, "first", null),
+            ("daiko relay", DelegationMode.Relay, "first", null),
+            ("daiko assist", DelegationMode.Assist, "first", null),
         })
         {
             await Measure(way, session, () => Timed(marketLink, async counters =>
@@ -148,7 +148,7 @@ public static class TerminalCostBenchmark
         var pskKeConnector = new DelegatedConnector(control) { TerminalRoute = (_, _) => ("127.0.0.1", pskKeLink.Port) };
         await Measure("daiko resume psk_ke (openssl market)", "first", () => Timed(pskKeLink, async counters =>
         {
-            var session = await pskKeConnector.ConnectAsync("localhost", openssl.Port, SessionMode.Resume, PskKeyExchangeMode.PskKe);
+            var session = await pskKeConnector.ConnectAsync("localhost", openssl.Port, DelegationMode.Resume, PskKeyExchangeMode.PskKe);
             var first = await GetFirstByteAsync(session.Stream, "/");
             await session.Stream.DisposeAsync();
             return (first, session.Counters);

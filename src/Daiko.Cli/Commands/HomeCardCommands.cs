@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Daiko.Cards;
-using Daiko.Home.Server;
+using Daiko.Home.Trust;
 
 namespace Daiko.Cli.Commands;
 
@@ -158,7 +158,7 @@ internal static class HomeCardCommands
             try
             {
                 var s = HomeCard.ReadStatus(CardOptions(parse, home));
-                var state = HomeServer.StateName(s.State);
+                var state = Daiko.Home.Handlers.CardGate.StateName(s.State);
                 if (parse.GetValue(json))
                 {
                     Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>

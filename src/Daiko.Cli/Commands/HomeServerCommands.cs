@@ -3,7 +3,9 @@ using System.Net;
 using System.Text.Json;
 using Daiko.Cards;
 using Daiko.Home.Devices;
+using Daiko.Home.Hosting;
 using Daiko.Home.Server;
+using Daiko.Protocol;
 
 namespace Daiko.Cli.Commands;
 
@@ -78,7 +80,7 @@ internal static class HomeServerCommands
                 {
                     server = HomeServer.Start(new HomeServerOptions(parse.GetValue(home)!, ParseEndpoint(parse.GetValue(listen)!))
                     {
-                        Log = line => Console.Error.WriteLine($"{DateTimeOffset.UtcNow:HH:mm:ss} {line}"),
+                        LoggerFactory = new StderrLog(),
                         PurseStore = parse.GetValue(postgres) is { } cs ? Daiko.Home.Storage.PurseStore.Postgres(cs) : null,
                     }, card);
                 }
@@ -89,7 +91,7 @@ internal static class HomeServerCommands
                 await using (server)
                 {
                     await using var page = parse.GetValue(web) is { } webAddress ? StatusPage.Start(ParseEndpoint(webAddress), card, server.Devices) : null;
-                    Console.WriteLine($"home server listening on {server.LocalEndPoint} (card {card.CardId[..16]}, state {HomeServer.StateName(card.State)})");
+                    Console.WriteLine($"home server listening on {server.LocalEndPoint} (card {card.CardId[..16]}, state {Daiko.Home.Handlers.CardGate.StateName(card.State)})");
                     if (page is not null) Console.WriteLine($"status page on http://{parse.GetValue(web)}/");
                     var stop = new TaskCompletionSource();
                     using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Daiko.Cards;
-using Daiko.Home.Control;
+using Daiko.Protocol;
 using Daiko.Terminal;
 using Daiko.Terminal.Agent;
 using Daiko.Terminal.Forwarding;
@@ -37,7 +37,7 @@ internal static class TerminalCommands
     private static Command ApplianceCommand()
     {
         var appliance = new Command("appliance", "Control home appliances through the home server (F16).");
-        Command Make(string name, string description, Func<ControlConnection, ParseResult, CancellationToken, Task> run, params Option[] extra)
+        Command Make(string name, string description, Func<HomeControl, ParseResult, CancellationToken, Task> run, params Option[] extra)
         {
             var command = new Command(name, description);
             var terminal = TerminalOption();
@@ -48,7 +48,7 @@ internal static class TerminalCommands
                 try
                 {
                     await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
-                    await run(control, parse, ct);
+                    await run(new HomeControl(control), parse, ct);
                     return 0;
                 }
                 catch (ControlErrorException e)
@@ -63,14 +63,14 @@ internal static class TerminalCommands
         var args = new Option<string[]>("--arg") { Description = "KEY=VALUE argument (repeatable)", AllowMultipleArgumentsPerToken = false };
         appliance.Subcommands.Add(Make("list", "List the appliances the home server knows.", async (c, p, ct) =>
         {
-            foreach (var n in (await c.RequestAsync(new ControlMessage("appliance-list"), ct)).GetList("names").OfType<string>()) Console.WriteLine(n);
+            foreach (var n in await c.AppliancesAsync(ct)) Console.WriteLine(n);
         }));
         appliance.Subcommands.Add(Make("state", "Show an appliance's state.", async (c, p, ct) =>
-            Console.WriteLine((await c.RequestAsync(new ControlMessage("appliance-state").Set("name", p.GetValue(name)), ct)).GetString("state")), name));
+            Console.WriteLine(await c.ApplianceStateAsync(p.GetValue(name)!, ct)), name));
         appliance.Subcommands.Add(Make("command", "Send a command to an appliance.", async (c, p, ct) =>
         {
-            var pairs = (p.GetValue(args) ?? []).Select(a => a.Split('=', 2)).Where(a => a.Length == 2).Select(a => (object)new List<object> { a[0], a[1] }).ToList();
-            Console.WriteLine((await c.RequestAsync(new ControlMessage("appliance-command").Set("name", p.GetValue(name)).Set("command", p.GetValue(commandOption)).Set("arguments", pairs), ct)).GetString("state"));
+            var pairs = (p.GetValue(args) ?? []).Select(a => a.Split('=', 2)).Where(a => a.Length == 2).Select(a => KeyValuePair.Create(a[0], a[1])).ToList();
+            Console.WriteLine(await c.ApplianceCommandAsync(p.GetValue(name)!, p.GetValue(commandOption)!, pairs, ct));
         }, name, commandOption, args));
         return appliance;
     }
@@ -130,8 +130,8 @@ internal static class TerminalCommands
                     if (started is not null) return CliConsole.Fail(started);
                 }
                 await using var control = await AgentClient.ConnectAsync(dir, ct);
-                var reply = await control.RequestAsync(new ControlMessage("unlock").Set("pin1", pin1).Set("pin2", pin2), ct);
-                Console.WriteLine($"home card {reply.GetString("state")}; the access card stays unlocked for 10 idle minutes");
+                var state = await new HomeControl(control).UnlockAsync(pin1, pin2, ct);
+                Console.WriteLine($"home card {state.ToWire()}; the access card stays unlocked for 10 idle minutes");
                 return 0;
             }
             catch (ControlErrorException e)
@@ -206,8 +206,8 @@ internal static class TerminalCommands
             {
                 await using (var control = await AgentClient.ConnectAsync(dir, ct))
                 {
-                    var reply = await control.RequestAsync(new ControlMessage("lock"), ct);
-                    Console.WriteLine($"home card {reply.GetString("state")}; access card locked");
+                    var state = await new HomeControl(control).LockAsync(ct);
+                    Console.WriteLine($"home card {state.ToWire()}; access card locked");
                 }
             }
             catch (ControlErrorException e)
@@ -255,7 +255,7 @@ internal static class TerminalCommands
         {
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var target) || target.Scheme != Uri.UriSchemeHttps) return CliConsole.Fail("only https URLs are supported");
             var clock = Stopwatch.StartNew();
-            var sessionMode = Enum.Parse<SessionMode>(parse.GetValue(mode)!, ignoreCase: true);
+            var sessionMode = Enum.Parse<DelegationMode>(parse.GetValue(mode)!, ignoreCase: true);
             var request = System.Text.Encoding.ASCII.GetBytes($"GET {target.PathAndQuery} HTTP/1.1\r\nHost: {target.Authority}\r\nConnection: close\r\nUser-Agent: daiko\r\n\r\n");
             try
             {
@@ -336,7 +336,7 @@ internal static class TerminalCommands
             var colon = targetText.LastIndexOf(':');
             var host = targetText[..colon];
             var port = int.Parse(targetText[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture);
-            var sessionMode = Enum.Parse<SessionMode>(parse.GetValue(mode)!, ignoreCase: true);
+            var sessionMode = Enum.Parse<DelegationMode>(parse.GetValue(mode)!, ignoreCase: true);
             await using var forwarder = LocalForwarder.Start(HomeServerCommands.ParseEndpoint(parse.GetValue(listen)!), async c =>
             {
                 var control = await AgentClient.ConnectAsync(dir, c);

@@ -36,7 +36,7 @@ internal static class TlsCommands
             SessionTicket? ticket = null;
             if (parse.GetValue(resumeFrom) is { } ticketFile)
             {
-                try { ticket = SessionTicket.FromCbor(await File.ReadAllBytesAsync(ticketFile.FullName, ct)); }
+                try { ticket = Daiko.Protocol.Codecs.SessionTicketCodec.Decode(await File.ReadAllBytesAsync(ticketFile.FullName, ct)); }
                 catch (Exception e) when (e is IOException or FormatException) { return CliConsole.Fail($"cannot use the ticket in {ticketFile.Name}: {e.Message}"); }
                 if (ticket.IsExpired(DateTimeOffset.UtcNow)) return CliConsole.Fail($"the ticket in {ticketFile.Name} has expired; run once without --resume-from");
             }
@@ -90,7 +90,7 @@ internal static class TlsCommands
                         if (issued is null) Console.Error.WriteLine("daiko: the server issued no session ticket; nothing saved");
                         else
                         {
-                            await File.WriteAllBytesAsync(saveFile.FullName, issued.ToCbor(), cts.Token);
+                            await File.WriteAllBytesAsync(saveFile.FullName, Daiko.Protocol.Codecs.SessionTicketCodec.Encode(issued), cts.Token);
                             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(saveFile.FullName, UnixFileMode.UserRead | UnixFileMode.UserWrite);
                         }
                     }

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
-using Daiko.Home.Control;
+using Daiko.Protocol;
 using Daiko.Terminal.Agent;
 using Daiko.Terminal.Wallet;
 

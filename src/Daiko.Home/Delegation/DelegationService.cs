@@ -1,5 +1,8 @@
 using System.Net.Sockets;
+using Daiko.Home.Hosting;
 using Daiko.Tls;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Daiko.Home.Delegation;
 
@@ -33,7 +36,7 @@ public sealed class DelegationException(DelegationFailure failure, string messag
 /// CertificateVerify), keeps what it obtains in the session cache, and produces what each mode hands
 /// to the terminal.
 /// </summary>
-public sealed class DelegationService
+public sealed class DelegationService : IAsyncDisposable
 {
     private readonly Func<ClientCredential> _userCredential;
     private readonly IServerCertificateValidator _validator;
@@ -41,6 +44,8 @@ public sealed class DelegationService
     private readonly MarketProfiles _profiles;
     private readonly TimeProvider _time;
     private readonly TimeSpan _ticketWait;
+    private readonly ILogger _logger;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refilling = new();
 
     public DelegationService(
         Func<ClientCredential> userCredential,
@@ -48,8 +53,10 @@ public sealed class DelegationService
         SessionCache<SessionTicket> tickets,
         MarketProfiles profiles,
         TimeProvider? time = null,
-        TimeSpan? ticketWait = null)
+        TimeSpan? ticketWait = null,
+        ILogger? logger = null)
     {
+        _logger = logger ?? NullLogger.Instance;
         _userCredential = userCredential;
         _validator = validator;
         _tickets = tickets;
@@ -112,37 +119,64 @@ public sealed class DelegationService
             ?? throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay");
     }
 
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, byte> _refilling = new();
-
     /// <summary>
     /// Fetch ahead of need: when fewer than <paramref name="low"/> tickets are left for (device,
     /// market), runs one full handshake in the background to refill, so that the next delegation is
-    /// answered from the cache. At most one refill per key is in flight; failures only cost the cache.
+    /// answered from the cache. At most one refill per key is in flight; the service owns it (disposal
+    /// waits for it) and a failure only costs the cache, and is logged.
     /// </summary>
-    public void RefillAhead(string deviceId, MarketRequest market, int low = 1, Action<string>? log = null)
+    public void RefillAhead(string deviceId, MarketRequest market, int low = 1)
     {
         var key = market.KeyFor(deviceId);
-        if (_tickets.Count(key) >= low || !_refilling.TryAdd(key, 0)) return;
-        _ = Task.Run(async () =>
-        {
-            try
-            {
-                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-                var fetched = await FetchTicketsAsync(deviceId, market, timeout.Token);
-                log?.Invoke($"fetched {fetched} ticket(s) ahead of need for {market.Host}:{market.Port}");
-            }
-            catch (Exception e)
-            {
-                // A background refill only warms the cache: whatever went wrong, the next delegation
-                // runs its own handshake and reports the error to the terminal.
-                log?.Invoke($"fetching tickets ahead for {market.Host}:{market.Port} failed: {e.Message}");
-            }
-            finally
-            {
-                _refilling.TryRemove(key, out _);
-            }
-        });
+        if (_tickets.Count(key) >= low) return;
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_refilling.TryAdd(key, gate.Task)) return;
+        _ = RefillAsync(deviceId, market, key, gate);
     }
+
+    private async Task RefillAsync(string deviceId, MarketRequest market, MarketKey key, TaskCompletionSource done)
+    {
+        await Task.Yield();
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            var fetched = await FetchTicketsAsync(deviceId, market, timeout.Token);
+            _logger.TicketsFetchedAhead(fetched, $"{market.Host}:{market.Port}");
+        }
+        catch (Exception e) when (e is DelegationException or OperationCanceledException or IOException or TlsException or Daiko.Cards.CardNotReadyException)
+        {
+            // A background refill only warms the cache: the next delegation runs its own handshake
+            // and reports the error to the terminal.
+            _logger.TicketsFetchAheadFailed($"{market.Host}:{market.Port}", e.Message);
+        }
+        catch (Exception e)
+        {
+            _logger.BackgroundFailed(e);
+        }
+        finally
+        {
+            _refilling.TryRemove(key, out _);
+            done.TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// Handoff: absorbs the tickets markets send right after the handshake (they go to the cache, not
+    /// the terminal). Waiting is for the cache only: whatever arrives later, or was read but not yet
+    /// processed, goes over with the export and the terminal handles it.
+    /// </summary>
+    public async Task AbsorbTicketsAsync(string deviceId, MarketRequest market, TlsConnection connection, CancellationToken cancellationToken)
+    {
+        for (var i = 0; i < 2; i++)
+        {
+            var t = await connection.WaitForTicketAsync(TimeSpan.FromMilliseconds(i == 0 ? 100 : 30), cancellationToken);
+            if (t is null) break;
+            _tickets.Add(market.KeyFor(deviceId), t, t.ExpiresAt, singleUse: true);
+        }
+    }
+
+    /// <summary>Waits for background refills still running.</summary>
+    public async ValueTask DisposeAsync() => await Task.WhenAll(_refilling.Values);
 
     /// <summary>
     /// Makes sure at least <paramref name="wanted"/> tickets are ready for (device, market), running up
@@ -187,7 +221,14 @@ public sealed class DelegationService
         _profiles.Remember(new MarketProfile(market.Host, market.Port, true, received.Count > 0,
             _profiles.Find(market.Host, market.Port)?.AcceptsPskKe ?? false,
             received.Count > 0 ? received.Max(t => t.MaxEarlyData) : 0, _time.GetUtcNow()));
-        try { await connection.CloseAsync(cancellationToken); } catch (Exception) { }
+        try
+        {
+            await connection.CloseAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or TlsException or OperationCanceledException or ObjectDisposedException)
+        {
+            // The tickets are in; a market that drops the connection before close_notify costs nothing.
+        }
         return received.Count;
     }
 }

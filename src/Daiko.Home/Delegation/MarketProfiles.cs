@@ -1,3 +1,4 @@
+using Daiko.Protocol;
 using Microsoft.Data.Sqlite;
 
 namespace Daiko.Home.Delegation;

@@ -76,11 +76,8 @@ public sealed class DeviceRegistry
         return (code, expires);
     }
 
-    /// <summary>Normalizes what a user typed (case, dashes, spaces).</summary>
-    public static string NormalizeCode(string code) => new string(code.ToUpperInvariant().Where(char.IsLetterOrDigit).ToArray());
-
     private static byte[] HashCode(string code, byte[] salt) =>
-        Rfc2898DeriveBytes.Pbkdf2(Encoding.ASCII.GetBytes(NormalizeCode(code)), salt, 100_000, HashAlgorithmName.SHA256, 32);
+        Rfc2898DeriveBytes.Pbkdf2(Encoding.ASCII.GetBytes(Daiko.Protocol.EnrollmentCode.Normalize(code)), salt, 100_000, HashAlgorithmName.SHA256, 32);
 
     /// <summary>
     /// Redeems a code: returns the device name it was issued for, or why not. A successful

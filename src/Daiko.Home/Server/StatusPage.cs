@@ -64,7 +64,7 @@ public sealed class StatusPage : IAsyncDisposable
             @media (max-width:30rem){td:nth-child(3),th:nth-child(3){display:none}}
             </style></head><body><h1>Daiko home server</h1>
             """);
-        html.Append($"<p>Home card <span class=\"state\">{WebUtility.HtmlEncode(HomeServer.StateName(status.State))}</span> — PIN1 tries left {status.Pin1TriesLeft}, PIN2 tries left {status.Pin2TriesLeft}</p>");
+        html.Append($"<p>Home card <span class=\"state\">{WebUtility.HtmlEncode(Handlers.CardGate.StateName(status.State))}</span> — PIN1 tries left {status.Pin1TriesLeft}, PIN2 tries left {status.Pin2TriesLeft}</p>");
         html.Append("<h2>Devices</h2><table><tr><th>name</th><th>state</th><th>enrolled</th></tr>");
         foreach (var d in _devices.List())
         {

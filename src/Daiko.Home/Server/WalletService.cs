@@ -2,7 +2,8 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Daiko.Cards;
 using Daiko.Cards.Purse;
-using Daiko.Home.Control;
+using Daiko.Home.Hosting;
+using Microsoft.Extensions.Logging;
 using Daiko.Home.Mail;
 using Daiko.Home.Money;
 
@@ -13,19 +14,21 @@ namespace Daiko.Home.Server;
 /// card message is signed in the home card. Markets and banks are known by the public keys in
 /// DIR/payees/ID.pem; reports go to the address in DIR/mail.json.
 /// </summary>
-internal sealed class WalletService
+public sealed class WalletService
 {
+    private readonly ILogger _logger;
     private readonly string _directory;
     private readonly HomeCard _card;
     private readonly PurseLedger _ledger;
     private readonly ReportOutbox _outbox;
 
-    public WalletService(string directory, HomeCard card, TimeProvider time, Storage.IHomeStore? store = null)
+    public WalletService(string directory, HomeCard card, TimeProvider time, Storage.IHomeStore? store, ILogger logger)
     {
+        _logger = logger;
         _directory = directory;
         _card = card;
-        _ledger = new PurseLedger(store ?? Storage.PurseStore.Sqlite(HomeServer.DatabasePath(directory)), new HomeCardPurse(card), PayeeKey, time);
-        _outbox = new ReportOutbox(HomeServer.DatabasePath(directory), time);
+        _ledger = new PurseLedger(store ?? Storage.PurseStore.Sqlite(Hosting.HomeServer.DatabasePath(directory)), new HomeCardPurse(card), PayeeKey, time);
+        _outbox = new ReportOutbox(Hosting.HomeServer.DatabasePath(directory), time);
     }
 
     public PurseLedger Ledger => _ledger;
@@ -49,62 +52,13 @@ internal sealed class WalletService
         return key;
     }
 
-    public async Task HandleAsync(ControlMessage m, ControlConnection c, Func<Task<bool>> requireReady)
+    /// <summary>Queues a report of the purse log and delivers what is pending; returns (sent, pending).</summary>
+    public async Task<(long Sent, long Pending)> MailReportNowAsync(CancellationToken cancellationToken)
     {
-        try
-        {
-            switch (m.Type)
-            {
-                case "wallet-balance":
-                    await c.ReplyAsync(m, new ControlMessage("wallet-balance").Set("card_id", _card.CardId)
-                        .Set("balances", _ledger.Currencies().Select(cur => (object)new List<object> { cur, _ledger.Balance(cur) }).ToList()));
-                    return;
-                case "wallet-history":
-                    await c.ReplyAsync(m, new ControlMessage("wallet-history").Set("entries",
-                        _ledger.History().Select(e => JsonSerializer.Serialize(new { seq = e.Sequence, at = e.At, kind = e.Kind, reference = e.Reference, amount = e.Amount, currency = e.Currency, balance = e.BalanceAfter })).ToList())
-                        .Set("intact", _ledger.VerifyLog()));
-                    return;
-            }
-            if (!await requireReady()) return;
-            switch (m.Type)
-            {
-                case "wallet-pay":
-                    await c.ReplyAsync(m, new ControlMessage("wallet-payment").Set("payment", _ledger.Pay(m.GetBytes("request"))));
-                    break;
-                case "wallet-refill":
-                    await c.ReplyAsync(m, new ControlMessage("wallet-refill-ack").Set("ack", _ledger.Refill(m.GetBytes("refill"))));
-                    break;
-                case "wallet-cancel":
-                {
-                    var paymentId = m.GetString("payment_id");
-                    var cancellation = _ledger.Cancel(paymentId);
-                    await c.ReplyAsync(m, new ControlMessage("wallet-cancellation").Set("cancellation", cancellation).Set("market_url", _ledger.MarketUrlOf(paymentId)));
-                    break;
-                }
-                case "wallet-confirm":
-                    await c.ReplyAsync(m, new ControlMessage("wallet-credited").Set("balance", _ledger.ApplyConfirmation(m.GetBytes("confirmation"))));
-                    break;
-                case "wallet-mail":
-                {
-                    var settings = LoadMailSettings() ?? throw new PurseException(PurseRefusal.Malformed, "no mail address is configured: write DIR/mail.json (smtp_host, smtp_port, from, to)");
-                    _outbox.EnqueueReport(_ledger, settings.To, _card.CardId);
-                    var sent = await _outbox.DeliverAsync(settings, c.Closed);
-                    await c.ReplyAsync(m, new ControlMessage("wallet-mailed").Set("sent", sent).Set("pending", _outbox.Pending()));
-                    break;
-                }
-                default:
-                    await c.ReplyErrorAsync(m, "unknown-request", $"the home server does not know request '{m.Type}'");
-                    break;
-            }
-        }
-        catch (PurseException e)
-        {
-            await c.ReplyErrorAsync(m, "purse-" + e.Refusal.ToString().ToLowerInvariant(), e.Message);
-        }
-        catch (CardNotReadyException e)
-        {
-            await c.ReplyErrorAsync(m, "card-not-ready", e.Message);
-        }
+        var settings = LoadMailSettings() ?? throw new PurseException(PurseRefusal.Malformed, "no mail address is configured: write DIR/mail.json (smtp_host, smtp_port, from, to)");
+        _outbox.EnqueueReport(_ledger, settings.To, _card.CardId);
+        var sent = await _outbox.DeliverAsync(settings, cancellationToken);
+        return (sent, _outbox.Pending());
     }
 
     public MailSettings? LoadMailSettings()
@@ -132,6 +86,7 @@ internal sealed class WalletService
                 }
                 catch (Exception e) when (e is CardNotReadyException or IOException or PurseException)
                 {
+                    _logger.ReportFailed(e.Message);
                 }
             }
         }

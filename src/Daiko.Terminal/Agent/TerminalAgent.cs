@@ -1,7 +1,7 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Daiko.Cards;
-using Daiko.Home.Control;
+using Daiko.Protocol;
 
 namespace Daiko.Terminal.Agent;
 
@@ -21,6 +21,7 @@ public sealed class TerminalAgent : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private DateTimeOffset _lastUse;
     private int _active;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _serving = new();
 
     private TerminalAgent(string directory, AccessCard access, Socket listener, TimeProvider time, TimeSpan idle)
     {
@@ -74,13 +75,16 @@ public sealed class TerminalAgent : IAsyncDisposable
                     continue;
                 }
                 _lastUse = _time.GetUtcNow();
-                _ = ServeAsync(client, linked.Token);
+                var serving = ServeAsync(client, linked.Token);
+                _serving[serving] = 0;
+                _ = serving.ContinueWith(t => _serving.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             }
         }
         finally
         {
             await _stop.CancelAsync();
             try { await watchdog; } catch (OperationCanceledException) { }
+            await Task.WhenAll(_serving.Keys);
             Cleanup();
         }
     }
@@ -103,19 +107,17 @@ public sealed class TerminalAgent : IAsyncDisposable
         Interlocked.Increment(ref _active);
         try
         {
-            using var local = new NetworkStream(client, ownsSocket: true);
-            ControlConnection? home = null;
-            Stream? remote = null;
+            await using var local = new NetworkStream(client, ownsSocket: true);
+            Stream remote;
             try
             {
                 // The agent opens its own TLS channel per local client: the bytes it pipes are the
                 // control protocol itself, so the CLI speaks to the home server end to end.
                 remote = await ConnectHomeStreamAsync(cancellationToken);
             }
-            catch (Exception e)
+            catch (Exception e) when (e is ControlErrorException or IOException or System.Security.Cryptography.CryptographicException)
             {
-                var error = new ControlMessage("error").Set("re", true).Set("code", "unavailable").Set("message", e.Message);
-                try { await ControlMessage.WriteFrameAsync(local, error, cancellationToken); } catch (Exception) { }
+                await ControlConnection.RefuseAsync(local, (e as ControlErrorException)?.Code ?? ErrorCode.Unavailable, e.Message, cancellationToken);
                 return;
             }
             await using (remote)
@@ -124,9 +126,11 @@ public sealed class TerminalAgent : IAsyncDisposable
                 var down = remote.CopyToAsync(local, cancellationToken);
                 await Task.WhenAny(up, down);
             }
-            _ = home;
         }
-        catch (Exception) { }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException or Daiko.Tls.TlsException)
+        {
+            // The local client or the home server went away: this pipe ends, the agent serves on.
+        }
         finally
         {
             _lastUse = _time.GetUtcNow();
@@ -178,7 +182,7 @@ public static class AgentClient
     public static async Task<ControlConnection> ConnectAsync(string directory, CancellationToken cancellationToken)
     {
         var path = TerminalAgent.SocketPath(directory);
-        if (!File.Exists(path)) throw new ControlErrorException("locked", "the access card is locked: run 'daiko terminal unlock' first");
+        if (!File.Exists(path)) throw new ControlErrorException(ErrorCode.Locked, "the access card is locked: run 'daiko terminal unlock' first");
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
@@ -187,7 +191,7 @@ public static class AgentClient
         catch (SocketException)
         {
             socket.Dispose();
-            throw new ControlErrorException("locked", "the terminal agent is gone (idle timeout or lock): run 'daiko terminal unlock' again");
+            throw new ControlErrorException(ErrorCode.Locked, "the terminal agent is gone (idle timeout or lock): run 'daiko terminal unlock' again");
         }
         var connection = new ControlConnection(new NetworkStream(socket, ownsSocket: true));
         connection.Start();

@@ -1,25 +1,17 @@
-using System.Diagnostics;
-using Daiko.Home.Control;
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
 using Daiko.Tls;
 
 namespace Daiko.Terminal.Sessions;
 
-/// <summary>How the terminal wants to reach a market.</summary>
-public enum SessionMode
-{
-    Auto,
-    Resume,
-    Handoff,
-    Relay,
-    Assist,
-}
-
 /// <summary>A delegated session: a stream to the market, the mode that produced it, and its cost.</summary>
-public sealed record DelegatedSession(Stream Stream, SessionMode Mode, TlsConnection? Tls, TlsCounters Counters, long ControlBytes);
+public sealed record DelegatedSession(Stream Stream, DelegationMode Mode, TlsConnection? Tls, TlsCounters Counters, long ControlBytes);
 
 /// <summary>
-/// The terminal side of F3-F7: asks the home server for what the mode needs and opens the session.
-/// Only the terminal's own work is counted: its TLS bytes and operations, and its control-channel bytes.
+/// The terminal side of F3-F7: asks the home server once for what the mode needs and opens the
+/// session with what comes back (for <see cref="DelegationMode.Auto"/> the home server picks the mode
+/// and its reply says which). Only the terminal's own work is counted: its TLS bytes and operations,
+/// and its control-channel bytes.
 /// </summary>
 public sealed class DelegatedConnector(ControlConnection control)
 {
@@ -37,82 +29,80 @@ public sealed class DelegatedConnector(ControlConnection control)
     /// </summary>
     public async Task<(int Ready, int Handshakes)> PrefetchAsync(string host, int port, int minimum = 1, string? alpn = null, CancellationToken cancellationToken = default)
     {
-        var reply = await control.RequestAsync(new ControlMessage("prefetch").Set("host", host).Set("port", port).Set("sni", host).Set("alpn", alpn).Set("min", minimum), cancellationToken);
-        return ((int)reply.GetInt("ready"), (int)reply.GetInt("handshakes"));
+        var reply = await control.RequestAsync<PrefetchedReply>(new PrefetchRequest(new MarketAddress(host, port, host, alpn), minimum), cancellationToken);
+        return (reply.Ready, reply.Handshakes);
     }
 
-    public async Task<DelegatedSession> ConnectAsync(string host, int port, SessionMode mode, PskKeyExchangeMode kex = PskKeyExchangeMode.PskDheKe,
+    /// <param name="kex">The PSK key exchange the terminal offers when it resumes (its own choice; the home server is not told).</param>
+    public async Task<DelegatedSession> ConnectAsync(string host, int port, DelegationMode mode, PskKeyExchangeMode kex = PskKeyExchangeMode.PskDheKe,
         ReadOnlyMemory<byte> earlyData = default, string? alpn = null, CancellationToken cancellationToken = default)
     {
         var counters = new TlsCounters();
         var controlBefore = control.BytesSent + control.BytesReceived;
-        if (mode == SessionMode.Auto)
-        {
-            try
-            {
-                return await ConnectAsync(host, port, SessionMode.Resume, kex, earlyData, alpn, cancellationToken);
-            }
-            catch (ControlErrorException e) when (e.Code == "no-ticket")
-            {
-                return await ConnectAsync(host, port, SessionMode.Handoff, kex, earlyData, alpn, cancellationToken);
-            }
-        }
-        var request = new ControlMessage("delegate").Set("host", host).Set("port", port).Set("sni", host).Set("alpn", alpn)
-            .Set("mode", mode.ToString().ToLowerInvariant()).Set("kex", kex == PskKeyExchangeMode.PskKe ? "psk_ke" : "psk_dhe_ke");
         // The terminal connects to the market only once the ticket is in hand: opening TCP earlier would
         // overlap a round trip, but a market that serves one connection at a time (openssl s_server)
         // would then sit on the idle connection while the home server's handshake waits behind it.
-        var reply = await control.RequestAsync(request, cancellationToken);
+        var reply = await control.RequestAsync(new DelegateRequest(new MarketAddress(host, port, host, alpn), mode), cancellationToken);
         Stream stream;
         TlsConnection? tls = null;
-        switch (mode)
+        DelegationMode used;
+        switch (reply)
         {
-            case SessionMode.Resume:
+            case TicketReply { Ticket: var ticket }:
             {
-                var ticket = SessionTicket.FromCbor(reply.GetBytes("ticket"));
+                used = DelegationMode.Resume;
                 var (viaHost, viaPort) = Route(host, port);
-                tls = await TlsClient.ConnectAsync(viaHost, viaPort, new TlsClientOptions
+                try
                 {
-                    ServerName = host,
-                    ApplicationProtocols = alpn is null ? [] : [alpn],
-                    ResumptionTicket = ticket,
-                    PskModes = [kex],
-                    EarlyData = earlyData,
-                    // The terminal holds no user certificate: a market that refuses the ticket must fail
-                    // the connection, never lead to an anonymous full handshake.
-                    CertificateValidator = new RefuseFullHandshake(),
-                    Counters = counters,
-                }, cancellationToken);
-                ticket.Wipe();
+                    tls = await TlsClient.ConnectAsync(viaHost, viaPort, new TlsClientOptions
+                    {
+                        ServerName = host,
+                        ApplicationProtocols = alpn is null ? [] : [alpn],
+                        ResumptionTicket = ticket,
+                        PskModes = [kex],
+                        EarlyData = earlyData,
+                        // The terminal holds no user certificate: a market that refuses the ticket must fail
+                        // the connection, never lead to an anonymous full handshake.
+                        CertificateValidator = new RefuseFullHandshake(),
+                        Counters = counters,
+                    }, cancellationToken);
+                }
+                finally
+                {
+                    ticket.Wipe();
+                }
                 if (!tls.Resumed)
                 {
                     await tls.DisposeAsync();
-                    throw new ControlErrorException("ticket-refused", $"{host} did not accept the delegated ticket");
+                    throw new ControlErrorException(ErrorCode.TicketRefused, $"{host} did not accept the delegated ticket");
                 }
                 stream = tls;
                 break;
             }
-            case SessionMode.Handoff:
+            case SecretsReply secrets:
             {
-                var session = ExportedSession.FromCbor(reply.GetBytes("session"));
-                var relay = control.OpenRelay(reply.GetInt("relay"));
-                tls = TlsClient.Import(new CountingStream(relay, counters), session, new TlsClientOptions { InsecureSkipValidation = true, Counters = null });
-                session.Wipe();
+                used = DelegationMode.Handoff;
+                var relay = control.OpenRelay(secrets.Relay);
+                // The secrets came from the home server over the pinned control channel: the market's
+                // certificate was validated there, in the handshake that produced them.
+                tls = TlsClient.Import(new CountingStream(relay, counters), secrets.Session, new TlsClientOptions { Counters = null });
+                secrets.Session.Wipe();
                 stream = tls;
                 break;
             }
-            case SessionMode.Relay:
-                stream = control.OpenRelay(reply.GetInt("relay"));
+            case RelayReply relayReply:
+                used = DelegationMode.Relay;
+                stream = control.OpenRelay(relayReply.Relay);
                 break;
-            case SessionMode.Assist:
+            case AssistReply assist:
             {
-                var chain = reply.GetList("chain").OfType<byte[]>().ToList();
+                used = DelegationMode.Assist;
                 var (viaHost, viaPort) = Route(host, port);
                 tls = await TlsClient.ConnectAsync(viaHost, viaPort, new TlsClientOptions
                 {
                     ServerName = host,
                     ApplicationProtocols = alpn is null ? [] : [alpn],
-                    ClientCredential = new ClientCredential(chain, new RemoteSigner(control)),
+                    ClientCredential = new ClientCredential(assist.Chain, new RemoteSigner(control)),
                     CertificateValidator = new RemoteValidator(control),
                     Counters = counters,
                 }, cancellationToken);
@@ -120,9 +110,9 @@ public sealed class DelegatedConnector(ControlConnection control)
                 break;
             }
             default:
-                throw new ArgumentOutOfRangeException(nameof(mode));
+                throw new ControlErrorException(ErrorCode.BadRequest, $"the home server answered 'delegate' with '{reply.Type}'");
         }
-        return new DelegatedSession(stream, mode, tls, counters, control.BytesSent + control.BytesReceived - controlBefore);
+        return new DelegatedSession(stream, used, tls, counters, control.BytesSent + control.BytesReceived - controlBefore);
     }
 }
 
@@ -141,8 +131,8 @@ internal sealed class RemoteSigner(ControlConnection control) : ITlsSigner
 
     public async ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
     {
-        var reply = await control.RequestAsync(new ControlMessage("sign").Set("scheme", (int)scheme).Set("content", content.ToArray()), cancellationToken);
-        return reply.GetBytes("signature");
+        var reply = await control.RequestAsync<SignatureReply>(new SignRequest(scheme, content.ToArray()), cancellationToken);
+        return reply.Signature;
     }
 }
 
@@ -151,10 +141,10 @@ internal sealed class RemoteValidator(ControlConnection control) : IServerCertif
 {
     public async ValueTask<CertificateVerdict> ValidateAsync(string? serverName, IReadOnlyList<byte[]> chain, CancellationToken cancellationToken)
     {
-        var reply = await control.RequestAsync(new ControlMessage("verify-chain").Set("host", serverName).Set("chain", chain.ToList()), cancellationToken);
-        return reply.GetBool("trusted")
+        var reply = await control.RequestAsync<VerdictReply>(new VerifyChainRequest(serverName, chain.ToList()), cancellationToken);
+        return reply.Trusted
             ? CertificateVerdict.Ok
-            : CertificateVerdict.Fail(Enum.TryParse<CertificateProblem>(reply.GetStringOrNull("problem"), out var p) ? p : CertificateProblem.Other, reply.GetStringOrNull("reason") ?? "the home server rejected the market's chain");
+            : CertificateVerdict.Fail(reply.Problem == CertificateProblem.None ? CertificateProblem.Other : reply.Problem, reply.Reason ?? "the home server rejected the market's chain");
     }
 }
 

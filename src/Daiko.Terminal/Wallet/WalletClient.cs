@@ -1,5 +1,6 @@
 using System.Net.Http.Headers;
-using Daiko.Home.Control;
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
 using Daiko.Terminal.Http;
 using Daiko.Terminal.Sessions;
 
@@ -10,7 +11,7 @@ namespace Daiko.Terminal.Wallet;
 /// The terminal signs nothing and holds no money: the card signs in the home server; markets and banks
 /// are reached through delegated sessions, so they see the user's certificate.
 /// </summary>
-public sealed class WalletClient(ControlConnection control, SessionMode mode = SessionMode.Auto)
+public sealed class WalletClient(ControlConnection control, DelegationMode mode = DelegationMode.Auto)
 {
     private HttpClient Http() => new(new SessionHttpHandler(async (host, port, ct) =>
         (await new DelegatedConnector(control).ConnectAsync(host, port, mode, cancellationToken: ct)).Stream))
@@ -20,15 +21,14 @@ public sealed class WalletClient(ControlConnection control, SessionMode mode = S
 
     public async Task<(string CardId, IReadOnlyList<(string Currency, long Amount)> Balances)> BalanceAsync(CancellationToken ct)
     {
-        var reply = await control.RequestAsync(new ControlMessage("wallet-balance"), ct);
-        var balances = reply.GetList("balances").OfType<List<object?>>().Select(b => ((string)b[0]!, (long)b[1]!)).ToList();
-        return (reply.GetString("card_id"), balances);
+        var reply = await control.RequestAsync<WalletBalanceReply>(new WalletBalanceRequest(), ct);
+        return (reply.CardId, reply.Balances.Select(b => (b.Currency, b.Amount)).ToList());
     }
 
     public async Task<(IReadOnlyList<string> Entries, bool Intact)> HistoryAsync(CancellationToken ct)
     {
-        var reply = await control.RequestAsync(new ControlMessage("wallet-history"), ct);
-        return (reply.GetList("entries").OfType<string>().ToList(), reply.GetBool("intact"));
+        var reply = await control.RequestAsync<WalletHistoryReply>(new WalletHistoryRequest(), ct);
+        return (reply.Entries, reply.Intact);
     }
 
     /// <summary>Pays order <paramref name="order"/> at <paramref name="market"/>; returns the market's answer.</summary>
@@ -36,8 +36,7 @@ public sealed class WalletClient(ControlConnection control, SessionMode mode = S
     {
         using var http = Http();
         var request = await http.GetByteArrayAsync(new Uri(market, $"orders/{Uri.EscapeDataString(order)}"), ct);
-        var reply = await control.RequestAsync(new ControlMessage("wallet-pay").Set("request", request), ct);
-        var payment = reply.GetBytes("payment");
+        var payment = (await control.RequestAsync<WalletPaymentReply>(new WalletPayRequest(request), ct)).Payment;
         var paymentId = Daiko.Cards.Purse.MoneyMessage.ReadUnverified(payment).Text("payment_id");
         return (paymentId, await PostAsync(http, new Uri(market, "payments"), payment, ct));
     }
@@ -48,32 +47,32 @@ public sealed class WalletClient(ControlConnection control, SessionMode mode = S
         var (cardId, _) = await BalanceAsync(ct);
         using var http = Http();
         using var issued = await http.PostAsync(new Uri(bank, $"refills?card={cardId}&amount={amount}&currency={currency}"), null, ct);
-        if (!issued.IsSuccessStatusCode) throw new ControlErrorException("bank-refused", $"the bank refused the refill: {await issued.Content.ReadAsStringAsync(ct)}");
+        if (!issued.IsSuccessStatusCode) throw new ControlErrorException(ErrorCode.BankRefused, $"the bank refused the refill: {await issued.Content.ReadAsStringAsync(ct)}");
         var refill = await issued.Content.ReadAsByteArrayAsync(ct);
-        var reply = await control.RequestAsync(new ControlMessage("wallet-refill").Set("refill", refill), ct);
-        return await PostAsync(http, new Uri(bank, "refill-acks"), reply.GetBytes("ack"), ct);
+        var reply = await control.RequestAsync<WalletRefillAckReply>(new WalletRefillRequest(refill), ct);
+        return await PostAsync(http, new Uri(bank, "refill-acks"), reply.Ack, ct);
     }
 
     /// <summary>Cancels a payment: the card signs, the market confirms, the card re-credits. Returns the new balance.</summary>
     public async Task<long> CancelAsync(string paymentId, CancellationToken ct)
     {
-        var reply = await control.RequestAsync(new ControlMessage("wallet-cancel").Set("payment_id", paymentId), ct);
-        var url = reply.GetStringOrNull("market_url");
-        if (string.IsNullOrEmpty(url)) throw new ControlErrorException("no-market-url", "the market of this payment gave no address for cancellations");
+        var reply = await control.RequestAsync<WalletCancellationReply>(new WalletCancelRequest(paymentId), ct);
+        var url = reply.MarketUrl;
+        if (string.IsNullOrEmpty(url)) throw new ControlErrorException(ErrorCode.NoMarketUrl, "the market of this payment gave no address for cancellations");
         using var http = Http();
-        using var content = new ByteArrayContent(reply.GetBytes("cancellation"));
+        using var content = new ByteArrayContent(reply.Cancellation);
         content.Headers.ContentType = new MediaTypeHeaderValue("application/cose");
         using var response = await http.PostAsync(new Uri(new Uri(url), "cancellations"), content, ct);
-        if (!response.IsSuccessStatusCode) throw new ControlErrorException("market-refused", $"the market refused the cancellation: {(await response.Content.ReadAsStringAsync(ct)).Trim()}");
+        if (!response.IsSuccessStatusCode) throw new ControlErrorException(ErrorCode.MarketRefused, $"the market refused the cancellation: {(await response.Content.ReadAsStringAsync(ct)).Trim()}");
         var confirmation = await response.Content.ReadAsByteArrayAsync(ct);
-        var credited = await control.RequestAsync(new ControlMessage("wallet-confirm").Set("confirmation", confirmation), ct);
-        return credited.GetInt("balance");
+        var credited = await control.RequestAsync<WalletCreditedReply>(new WalletConfirmRequest(confirmation), ct);
+        return credited.Balance;
     }
 
     public async Task<(long Sent, long Pending)> MailAsync(CancellationToken ct)
     {
-        var reply = await control.RequestAsync(new ControlMessage("wallet-mail"), ct);
-        return (reply.GetInt("sent"), reply.GetInt("pending"));
+        var reply = await control.RequestAsync<WalletMailedReply>(new WalletMailRequest(), ct);
+        return (reply.Sent, reply.Pending);
     }
 
     private static async Task<string> PostAsync(HttpClient http, Uri uri, byte[] cose, CancellationToken ct)
@@ -82,7 +81,7 @@ public sealed class WalletClient(ControlConnection control, SessionMode mode = S
         content.Headers.ContentType = new MediaTypeHeaderValue("application/cose");
         using var response = await http.PostAsync(uri, content, ct);
         var text = (await response.Content.ReadAsStringAsync(ct)).Trim();
-        if (!response.IsSuccessStatusCode) throw new ControlErrorException("refused", $"{uri.Host} refused: {text}");
+        if (!response.IsSuccessStatusCode) throw new ControlErrorException(ErrorCode.Refused, $"{uri.Host} refused: {text}");
         return text;
     }
 }

@@ -1,4 +1,3 @@
-using System.Formats.Cbor;
 using System.Security.Cryptography;
 
 namespace Daiko.Tls;
@@ -45,64 +44,6 @@ public sealed class ExportedSession
     public byte[] PendingPlaintext { get; }
 
     public byte[] PendingTransportBytes { get; }
-
-    public byte[] ToCbor()
-    {
-        var w = new CborWriter();
-        w.WriteStartMap(10);
-        w.WriteTextString("suite"); w.WriteUInt32((ushort)Suite);
-        w.WriteTextString("client_secret"); w.WriteByteString(ClientSecret);
-        w.WriteTextString("server_secret"); w.WriteByteString(ServerSecret);
-        w.WriteTextString("client_seq"); w.WriteUInt64(ClientSequence);
-        w.WriteTextString("server_seq"); w.WriteUInt64(ServerSequence);
-        w.WriteTextString("res_master"); w.WriteByteString(ResumptionMasterSecret);
-        w.WriteTextString("sni"); if (ServerName is null) w.WriteNull(); else w.WriteTextString(ServerName);
-        w.WriteTextString("alpn"); if (Alpn is null) w.WriteNull(); else w.WriteTextString(Alpn);
-        w.WriteTextString("pending_plaintext"); w.WriteByteString(PendingPlaintext);
-        w.WriteTextString("pending_transport"); w.WriteByteString(PendingTransportBytes);
-        w.WriteEndMap();
-        return w.Encode();
-    }
-
-    public static ExportedSession FromCbor(ReadOnlySpan<byte> cbor)
-    {
-        try
-        {
-            var r = new CborReader(cbor.ToArray());
-            var count = r.ReadStartMap();
-            ushort suite = 0;
-            byte[]? c = null, s = null, rms = null, pp = [], pt = [];
-            ulong cs = 0, ss = 0;
-            string? sni = null, alpn = null;
-            for (var i = 0; i < count; i++)
-            {
-                switch (r.ReadTextString())
-                {
-                    case "suite": suite = checked((ushort)r.ReadUInt32()); break;
-                    case "client_secret": c = r.ReadByteString(); break;
-                    case "server_secret": s = r.ReadByteString(); break;
-                    case "client_seq": cs = r.ReadUInt64(); break;
-                    case "server_seq": ss = r.ReadUInt64(); break;
-                    case "res_master": rms = r.ReadByteString(); break;
-                    case "sni": sni = SessionTicket.ReadNullableText(r); break;
-                    case "alpn": alpn = SessionTicket.ReadNullableText(r); break;
-                    case "pending_plaintext": pp = r.ReadByteString(); break;
-                    case "pending_transport": pt = r.ReadByteString(); break;
-                    default: r.SkipValue(); break;
-                }
-            }
-            r.ReadEndMap();
-            if (r.BytesRemaining != 0) throw new FormatException("trailing bytes after the exported session");
-            var info = KeySchedule.CipherSuiteInfo.Find((CipherSuite)suite) ?? throw new FormatException("unknown cipher suite in the exported session");
-            if (c is null || s is null || rms is null || c.Length != info.HashLength || s.Length != info.HashLength || rms.Length != info.HashLength)
-                throw new FormatException("the exported session's secrets are missing or of the wrong length");
-            return new ExportedSession((CipherSuite)suite, c, s, cs, ss, rms, sni, alpn, pp, pt);
-        }
-        catch (Exception e) when (e is CborContentException or InvalidOperationException or OverflowException)
-        {
-            throw new FormatException("the exported session is not valid CBOR of the expected shape", e);
-        }
-    }
 
     public void Wipe()
     {

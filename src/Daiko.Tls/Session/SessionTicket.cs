@@ -1,4 +1,3 @@
-using System.Formats.Cbor;
 using System.Security.Cryptography;
 
 namespace Daiko.Tls;
@@ -56,75 +55,6 @@ public sealed class SessionTicket
     /// <summary>Early data must run under the ALPN the ticket was issued for (RFC 8446 §4.2.10).</summary>
     public bool AllowsEarlyDataWith(IReadOnlyList<string> alpn, IReadOnlyList<CipherSuite> suites) =>
         MaxEarlyData > 0 && suites.Contains(Suite) && (Alpn is null ? alpn.Count == 0 : alpn.Count > 0 && alpn[0] == Alpn);
-
-    public byte[] ToCbor()
-    {
-        var w = new CborWriter();
-        w.WriteStartMap(10);
-        w.WriteTextString("identity"); w.WriteByteString(Identity);
-        w.WriteTextString("psk"); w.WriteByteString(Psk);
-        w.WriteTextString("suite"); w.WriteUInt32((ushort)Suite);
-        w.WriteTextString("sni"); if (ServerName is null) w.WriteNull(); else w.WriteTextString(ServerName);
-        w.WriteTextString("alpn"); if (Alpn is null) w.WriteNull(); else w.WriteTextString(Alpn);
-        w.WriteTextString("lifetime"); w.WriteUInt32(LifetimeSeconds);
-        w.WriteTextString("age_add"); w.WriteUInt32(AgeAdd);
-        w.WriteTextString("max_early_data"); w.WriteUInt32(MaxEarlyData);
-        w.WriteTextString("received_at"); w.WriteInt64(ReceivedAt.ToUnixTimeMilliseconds());
-        w.WriteTextString("nonce"); w.WriteByteString(Nonce);
-        w.WriteEndMap();
-        return w.Encode();
-    }
-
-    public static SessionTicket FromCbor(ReadOnlySpan<byte> cbor)
-    {
-        try
-        {
-            var r = new CborReader(cbor.ToArray());
-            var count = r.ReadStartMap();
-            byte[]? identity = null, psk = null, nonce = null;
-            ushort suite = 0;
-            string? sni = null, alpn = null;
-            uint lifetime = 0, ageAdd = 0, maxEarly = 0;
-            long received = 0;
-            for (var i = 0; i < count; i++)
-            {
-                switch (r.ReadTextString())
-                {
-                    case "identity": identity = r.ReadByteString(); break;
-                    case "psk": psk = r.ReadByteString(); break;
-                    case "suite": suite = checked((ushort)r.ReadUInt32()); break;
-                    case "sni": sni = ReadNullableText(r); break;
-                    case "alpn": alpn = ReadNullableText(r); break;
-                    case "lifetime": lifetime = r.ReadUInt32(); break;
-                    case "age_add": ageAdd = r.ReadUInt32(); break;
-                    case "max_early_data": maxEarly = r.ReadUInt32(); break;
-                    case "received_at": received = r.ReadInt64(); break;
-                    case "nonce": nonce = r.ReadByteString(); break;
-                    default: r.SkipValue(); break;
-                }
-            }
-            r.ReadEndMap();
-            if (r.BytesRemaining != 0) throw new FormatException("trailing bytes after the ticket");
-            if (identity is null || psk is null || nonce is null || suite == 0) throw new FormatException("the ticket lacks a required field");
-            if (KeySchedule.CipherSuiteInfo.Find((CipherSuite)suite) is not { } info || psk.Length != info.HashLength)
-                throw new FormatException("the ticket's suite or PSK length is invalid");
-            return new SessionTicket(identity, psk, (CipherSuite)suite, sni, alpn, lifetime, ageAdd, maxEarly, DateTimeOffset.FromUnixTimeMilliseconds(received), nonce);
-        }
-        catch (Exception e) when (e is CborContentException or InvalidOperationException or OverflowException)
-        {
-            throw new FormatException("the session ticket is not valid CBOR of the expected shape", e);
-        }
-    }
-
-    internal static string? ReadNullableText(CborReader r)
-    {
-        if (r.PeekState() == CborReaderState.Null)
-        {
-            r.ReadNull();
-            return null;
-        }
-        return r.ReadTextString();
-    }
 
     /// <summary>Wipes the PSK (after use or when discarded).</summary>
     public void Wipe() => CryptographicOperations.ZeroMemory(Psk);

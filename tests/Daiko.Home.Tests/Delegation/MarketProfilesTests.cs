@@ -1,3 +1,4 @@
+using Daiko.Protocol;
 using Daiko.Home.Delegation;
 using Xunit;
 

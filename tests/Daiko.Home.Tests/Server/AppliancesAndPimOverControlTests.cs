@@ -1,7 +1,8 @@
 using System.Net;
 using Daiko.Cards;
 using Daiko.Home.Appliances;
-using Daiko.Home.Control;
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
 using Daiko.Samples.Appliances;
 using Daiko.Terminal;
 using Xunit;
@@ -37,40 +38,36 @@ public sealed class AppliancesAndPimOverControlTests : IAsyncLifetime
         await _home.DisposeAsync();
     }
 
-    private Task UnlockAsync() => _control.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", HomeFixture.Pin2), CancellationToken.None);
+    private HomeControl Home => new(_control);
+
+    private Task UnlockAsync() => Home.UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, CancellationToken.None);
 
     [Fact]
     public async Task ApplianceCommand_IsRefusedUntilUnlock_ThenReachesTheAppliance()
     {
-        var locked = await Assert.ThrowsAsync<ControlErrorException>(() => _control.RequestAsync(new ControlMessage("appliance-list"), CancellationToken.None));
-        Assert.Equal("card-not-ready", locked.Code);
+        var locked = await Assert.ThrowsAsync<ControlErrorException>(() => Home.AppliancesAsync(CancellationToken.None));
+        Assert.Equal(ErrorCode.CardNotReady, locked.Code);
         await UnlockAsync();
 
-        var list = await _control.RequestAsync(new ControlMessage("appliance-list"), CancellationToken.None);
-        Assert.Equal(["living-room"], list.GetList("names").OfType<string>());
-        var reply = await _control.RequestAsync(new ControlMessage("appliance-command").Set("name", "living-room").Set("command", "set-target")
-            .Set("arguments", new List<object> { new List<object> { "celsius", "24" } }), CancellationToken.None);
-        Assert.Contains("\"target_celsius\":24", reply.GetString("state"), StringComparison.Ordinal);
+        Assert.Equal(["living-room"], await Home.AppliancesAsync(CancellationToken.None));
+        var state = await Home.ApplianceCommandAsync("living-room", "set-target", [KeyValuePair.Create("celsius", "24")], CancellationToken.None);
+        Assert.Contains("\"target_celsius\":24", state, StringComparison.Ordinal);
 
-        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => _control.RequestAsync(new ControlMessage("appliance-command").Set("name", "living-room")
-            .Set("command", "self-destruct").Set("arguments", new List<object>()), CancellationToken.None));
-        Assert.Equal("appliance-refused", refused.Code);
-        var readings = await _control.RequestAsync(new ControlMessage("appliance-readings").Set("name", "living-room"), CancellationToken.None);
-        Assert.NotEmpty(readings.GetList("readings"));
+        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => Home.ApplianceCommandAsync("living-room", "self-destruct", [], CancellationToken.None));
+        Assert.Equal(ErrorCode.ApplianceRefused, refused.Code);
+        Assert.NotEmpty(await Home.ApplianceReadingsAsync("living-room", 20, CancellationToken.None));
     }
 
     [Fact]
     public async Task PimSync_StoresOnTheHomeServer_AndReportsConflicts()
     {
         await UnlockAsync();
-        var first = await _control.RequestAsync(new ControlMessage("pim-sync").Set("since", 0L)
-            .Set("changes", new List<object> { new List<object?> { "c1", "contact", 0L, false, "{\"name\":\"Bob\"}" } }), CancellationToken.None);
-        Assert.Equal("applied", ((List<object?>)first.GetList("results")[0]!)[1]);
+        var first = await Home.PimSyncAsync(0, [new PimEntryChange("c1", PimEntryKind.Contact, 0, false, "{\"name\":\"Bob\"}")], CancellationToken.None);
+        Assert.Equal(PimEntryOutcome.Applied, first.Results[0].Outcome);
 
-        var stale = await _control.RequestAsync(new ControlMessage("pim-sync").Set("since", 0L)
-            .Set("changes", new List<object> { new List<object?> { "c1", "contact", 0L, false, "{\"name\":\"Robert\"}" } }), CancellationToken.None);
-        Assert.Equal("conflict", ((List<object?>)stale.GetList("results")[0]!)[1]);
-        var change = (List<object?>)Assert.Single(stale.GetList("changes"))!;
-        Assert.Contains("Bob", (string)change[4]!, StringComparison.Ordinal);
+        var stale = await Home.PimSyncAsync(0, [new PimEntryChange("c1", PimEntryKind.Contact, 0, false, "{\"name\":\"Robert\"}")], CancellationToken.None);
+        Assert.Equal(PimEntryOutcome.Conflict, stale.Results[0].Outcome);
+        var change = Assert.Single(stale.Changes);
+        Assert.Contains("Bob", change.Body, StringComparison.Ordinal);
     }
 }

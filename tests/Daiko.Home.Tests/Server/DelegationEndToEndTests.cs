@@ -1,6 +1,7 @@
 using System.Text;
 using Daiko.Cards;
-using Daiko.Home.Control;
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
 using Daiko.TestSupport;
 using Daiko.Terminal;
 using Daiko.Terminal.Sessions;
@@ -22,7 +23,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _home = HomeFixture.Start(Console.Error.WriteLine);
+        _home = HomeFixture.Start();
         _market = await NginxServer.StartAsync(_home.Pki, _home.Dir.Path);
         _terminal = Path.Combine(_home.Dir.Path, "terminal");
     }
@@ -47,7 +48,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
     {
         var (control, access) = await EnrolledAndConnectedAsync(ct);
         access.Dispose();
-        await control.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", HomeFixture.Pin2), ct);
+        await new HomeControl(control).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, ct);
         return control;
     }
 
@@ -60,23 +61,23 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
     }
 
     [Theory]
-    [InlineData(SessionMode.Resume)]
-    [InlineData(SessionMode.Handoff)]
-    [InlineData(SessionMode.Relay)]
-    [InlineData(SessionMode.Assist)]
-    [InlineData(SessionMode.Auto)]
-    public async Task EveryMode_TheMarketSeesTheUsersCertificate(SessionMode mode)
+    [InlineData(DelegationMode.Resume)]
+    [InlineData(DelegationMode.Handoff)]
+    [InlineData(DelegationMode.Relay)]
+    [InlineData(DelegationMode.Assist)]
+    [InlineData(DelegationMode.Auto)]
+    public async Task EveryMode_TheMarketSeesTheUsersCertificate(DelegationMode mode)
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         var (control, access) = await EnrolledAndConnectedAsync(cts.Token);
         await using var _ = control;
-        await control.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", HomeFixture.Pin2), cts.Token);
+        await new HomeControl(control).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
 
         var session = await new DelegatedConnector(control).ConnectAsync("localhost", _market.Port, mode, cancellationToken: cts.Token);
         var body = await GetAsync(session.Stream, cts.Token);
 
         Assert.Contains("Alice Example", body, StringComparison.Ordinal);
-        if (mode is SessionMode.Resume) Assert.True(session.Tls!.Resumed);
+        if (mode is DelegationMode.Resume) Assert.True(session.Tls!.Resumed);
     }
 
     [Fact]
@@ -92,7 +93,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
 
         for (var i = 0; i < 2; i++)
         {
-            var session = await connector.ConnectAsync("localhost", market.Port, SessionMode.Resume, cancellationToken: cts.Token);
+            var session = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
             Assert.True(session.Tls!.Resumed);
             await session.Stream.DisposeAsync();
         }
@@ -115,7 +116,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
 
         var e = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(control).PrefetchAsync("localhost", _market.Port, cancellationToken: cts.Token));
 
-        Assert.Equal("card-not-ready", e.Code);
+        Assert.Equal(ErrorCode.CardNotReady, e.Code);
     }
 
     [Fact]
@@ -129,14 +130,14 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
         await using var other = await TerminalClient.ConnectAsync(second, access.DeviceKey, cts.Token);
 
-        var e1 = await Assert.ThrowsAsync<ControlErrorException>(() => other.RequestAsync(new ControlMessage("unlock").Set("pin1", "0000").Set("pin2", HomeFixture.Pin2), cts.Token));
-        Assert.Equal("wrong-pin1", e1.Code);
+        var e1 = await Assert.ThrowsAsync<ControlErrorException>(() => new HomeControl(other).UnlockAsync("0000", HomeFixture.Pin2, cts.Token));
+        Assert.Equal(ErrorCode.WrongPin1, e1.Code);
         Assert.Equal(2, e1.TriesLeft);
-        var e2 = await Assert.ThrowsAsync<ControlErrorException>(() => other.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", "0000"), cts.Token));
-        Assert.Equal("wrong-pin2", e2.Code);
+        var e2 = await Assert.ThrowsAsync<ControlErrorException>(() => new HomeControl(other).UnlockAsync(HomeFixture.Pin1, "0000", cts.Token));
+        Assert.Equal(ErrorCode.WrongPin2, e2.Code);
 
         // The wrong PIN2 ended readiness for everyone: the first terminal must unlock again.
-        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(control).ConnectAsync("localhost", _market.Port, SessionMode.Relay, cancellationToken: cts.Token));
+        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(control).ConnectAsync("localhost", _market.Port, DelegationMode.Relay, cancellationToken: cts.Token));
         Assert.Contains("PIN2", refused.Message, StringComparison.Ordinal);
     }
 
@@ -147,9 +148,9 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         var (control, _) = await EnrolledAndConnectedAsync(cts.Token);
         await using var __ = control;
 
-        var e = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(control).ConnectAsync("localhost", _market.Port, SessionMode.Resume, cancellationToken: cts.Token));
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(control).ConnectAsync("localhost", _market.Port, DelegationMode.Resume, cancellationToken: cts.Token));
 
-        Assert.Equal("card-not-ready", e.Code);
+        Assert.Equal(ErrorCode.CardNotReady, e.Code);
         Assert.Contains("locked", e.Message, StringComparison.Ordinal);
     }
 
@@ -160,9 +161,9 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         var (control, _) = await EnrolledAndConnectedAsync(cts.Token);
         await using var __ = control;
 
-        var e = await Assert.ThrowsAsync<ControlErrorException>(() => control.RequestAsync(new ControlMessage("unlock").Set("pin1", HomeFixture.Pin1).Set("pin2", "0000"), cts.Token));
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => new HomeControl(control).UnlockAsync(HomeFixture.Pin1, "0000", cts.Token));
 
-        Assert.Equal("wrong-pin2", e.Code);
+        Assert.Equal(ErrorCode.WrongPin2, e.Code);
         Assert.Equal(2, e.TriesLeft);
         Assert.Contains("2 tries left", e.Message, StringComparison.Ordinal);
     }
@@ -173,14 +174,14 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         var (control, access) = await EnrolledAndConnectedAsync(cts.Token);
         await using var __ = control;
-        await control.RequestAsync(new ControlMessage("card-status"), cts.Token);
+        await new HomeControl(control).CardStatusAsync(cts.Token);
 
         Assert.True(_home.Server.Devices.Revoke("phone"));
         var closed = await Task.WhenAny(Task.Delay(Timeout.Infinite, control.Closed), Task.Delay(TimeSpan.FromSeconds(5), cts.Token));
         Assert.True(control.Closed.IsCancellationRequested, "the revoked device's channel stayed open");
 
         await using var again = await TerminalClient.ConnectAsync(_terminal, access.DeviceKey, cts.Token);
-        var e = await Assert.ThrowsAsync<ControlErrorException>(() => again.RequestAsync(new ControlMessage("card-status"), cts.Token));
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => new HomeControl(again).CardStatusAsync(cts.Token));
         Assert.Contains("revoked", e.Message, StringComparison.Ordinal);
     }
 
@@ -193,10 +194,10 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         // A wrong secret part: refused by the home server.
         var badSecret = (code[0] == '0' ? "1" : "0") + code[1..];
         var e1 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t1"), _home.Endpoint, badSecret, HomeFixture.AccessPin, 10_000, cts.Token));
-        Assert.Equal("enrollment-refused", e1.Code);
+        Assert.Equal(ErrorCode.EnrollmentRefused, e1.Code);
         // A wrong pin part: the terminal refuses to talk (it would be a man in the middle).
         var e2 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t2"), _home.Endpoint, wrong, HomeFixture.AccessPin, 10_000, cts.Token));
-        Assert.Equal("home-mismatch", e2.Code);
+        Assert.Equal(ErrorCode.HomeMismatch, e2.Code);
         await TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t3"), _home.Endpoint, code, HomeFixture.AccessPin, 10_000, cts.Token);
         var e3 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t4"), _home.Endpoint, code, HomeFixture.AccessPin, 10_000, cts.Token));
         Assert.Contains("already used", e3.Message, StringComparison.Ordinal);
@@ -208,7 +209,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         await using var control = await UnlockedAsync(cts.Token);
 
-        var e = await Assert.ThrowsAsync<ControlErrorException>(() => control.RequestAsync(new ControlMessage("sign").Set("scheme", 0x0403).Set("content", new byte[130]), cts.Token));
-        Assert.Equal("bad-content", e.Code);
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => control.RequestAsync(new SignRequest(SignatureScheme.EcdsaSecp256r1Sha256, new byte[130]), cts.Token));
+        Assert.Equal(ErrorCode.BadContent, e.Code);
     }
 }

@@ -2,7 +2,9 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Daiko.Cards;
-using Daiko.Home.Server;
+using Daiko.Home.Hosting;
+using Daiko.Home.Trust;
+using Daiko.Protocol;
 using Daiko.TestSupport;
 
 namespace Daiko.Home.Tests.Server;
@@ -34,7 +36,7 @@ public sealed class HomeFixture : IAsyncDisposable
 
     public string Endpoint => $"127.0.0.1:{Server.LocalEndPoint.Port}";
 
-    public static HomeFixture Start(Action<string>? log = null)
+    public static HomeFixture Start()
     {
         var dir = new TempDirectory("daiko-home");
         var pki = TestPki.Create(Path.Combine(dir.Path, "pki"));
@@ -45,7 +47,7 @@ public sealed class HomeFixture : IAsyncDisposable
         var certificate = pki.IssueForPublicKey(request.PublicKey, TestPki.UserSubject);
         card.ImportCertificate(certificate.RawData, [pki.Root.RawData], Pin2);
         MarketTrust.Add(home, pki.RootPath);
-        var server = HomeServer.Start(new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0)) { Log = log }, card);
+        var server = HomeServer.Start(new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0)), card);
         return new HomeFixture(dir, pki, card, server);
     }
 

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 
-namespace Daiko.Cli;
+namespace Daiko.Demo;
 
 /// <summary>The demo's local SMTP sink: Debian's aiosmtpd on 127.0.0.1 writing to a Maildir.</summary>
 internal sealed class SmtpSinkProcess : IDisposable

@@ -1,0 +1,181 @@
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using Daiko.Home.Devices;
+using Daiko.Home.Hosting;
+using Daiko.Home.Server;
+using Daiko.Protocol;
+using Microsoft.Extensions.Logging;
+
+namespace Daiko.Home.Control;
+
+/// <summary>
+/// Accepts terminals: TLS 1.3 with the home server's identity, control protocol version by ALPN
+/// (<see cref="ControlProtocol.Alpn"/>), then device authentication by the certificate the home
+/// server issued. An unknown or revoked device, or a terminal without this protocol version, gets one
+/// error frame with id 0 and the connection ends. Every connection is owned: disposal waits for them.
+/// </summary>
+public sealed class ControlListener : IAsyncDisposable
+{
+    private static readonly SslApplicationProtocol ControlAlpn = new(ControlProtocol.Alpn);
+
+    private readonly TcpListener _listener;
+    private readonly HomeIdentity _identity;
+    private readonly DeviceRegistry _devices;
+    private readonly ConnectionRegistry _connections;
+    private readonly RequestDispatcher _dispatcher;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _serving = new();
+    private Task _acceptLoop = Task.CompletedTask;
+
+    public ControlListener(IPEndPoint endpoint, HomeIdentity identity, DeviceRegistry devices, ConnectionRegistry connections, RequestDispatcher dispatcher, ILogger logger)
+    {
+        _listener = new TcpListener(endpoint);
+        _identity = identity;
+        _devices = devices;
+        _connections = connections;
+        _dispatcher = dispatcher;
+        _logger = logger;
+    }
+
+    public IPEndPoint LocalEndPoint => (IPEndPoint)_listener.LocalEndpoint;
+
+    public void Start()
+    {
+        _listener.Start();
+        _acceptLoop = AcceptLoopAsync();
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            TcpClient client;
+            try
+            {
+                client = await _listener.AcceptTcpClientAsync(_stop.Token);
+            }
+            catch (Exception e) when (_stop.IsCancellationRequested && e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException)
+            {
+                continue;
+            }
+            var serving = ServeLoggedAsync(client);
+            _serving[serving] = 0;
+            _ = serving.ContinueWith(t => _serving.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+    }
+
+    private async Task ServeLoggedAsync(TcpClient client)
+    {
+        try
+        {
+            await ServeAsync(client);
+        }
+        catch (Exception e)
+        {
+            // Expected failures are handled inside; anything else ends this connection only, and is logged.
+            _logger.BackgroundFailed(e);
+            client.Dispose();
+        }
+    }
+
+    private async Task ServeAsync(TcpClient client)
+    {
+        client.NoDelay = true;
+        var ssl = new SslStream(client.GetStream(), leaveInnerStreamOpen: false);
+        try
+        {
+            using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+            handshake.CancelAfter(TimeSpan.FromSeconds(15));
+            await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+            {
+                ServerCertificate = _identity.Certificate,
+                EnabledSslProtocols = SslProtocols.Tls13,
+                ApplicationProtocols = [ControlAlpn],
+                ClientCertificateRequired = true,
+                // Device certificates are checked below, against the device store, not a chain.
+                RemoteCertificateValidationCallback = (_, _, _, _) => true,
+            }, handshake.Token);
+        }
+        catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException or System.ComponentModel.Win32Exception or ObjectDisposedException)
+        {
+            _logger.HandshakeFailed(e.GetType().Name, e.Message);
+            await ssl.DisposeAsync();
+            client.Dispose();
+            return;
+        }
+        if (ssl.NegotiatedApplicationProtocol != ControlAlpn)
+        {
+            _logger.ProtocolVersionRefused(ControlProtocol.Alpn, ssl.NegotiatedApplicationProtocol.ToString());
+            await RefuseAsync(ssl, ErrorCode.ProtocolVersion, $"this home server speaks control protocol {ControlProtocol.Alpn}; update the terminal");
+            return;
+        }
+        string? deviceId = null;
+        if (ssl.RemoteCertificate is { } presented)
+        {
+            using var certificate = new X509Certificate2(presented);
+            var device = _identity.Issued(certificate) ? _devices.FindById(DeviceIdOf(certificate)) : null;
+            if (device is null || device.Revoked || !device.PublicKeyInfo.AsSpan().SequenceEqual(certificate.PublicKey.ExportSubjectPublicKeyInfo()))
+            {
+                var revoked = device?.Revoked == true;
+                _devices.Audit(device?.Id, "connect", null, null, revoked ? "refused: revoked device" : "refused: unknown device");
+                await RefuseAsync(ssl, revoked ? ErrorCode.Revoked : ErrorCode.UnknownDevice,
+                    revoked ? "this device was revoked by the home server's owner" : "this device is not enrolled with this home server");
+                return;
+            }
+            deviceId = device.Id;
+        }
+        var connection = new ControlConnection(ssl, (request, c) => _dispatcher.DispatchAsync(request, c, deviceId),
+            e => _logger.HandlerFailed("control", e));
+        _connections.Add(connection, deviceId);
+        connection.Start();
+        try
+        {
+            await connection.Completion;
+        }
+        finally
+        {
+            _connections.Remove(connection);
+            await connection.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// Refuses the whole connection, then reads (and drops) what the peer already sent until it closes
+    /// or two seconds pass, so that closing does not reset the connection before the peer has read it.
+    /// </summary>
+    private static async Task RefuseAsync(SslStream ssl, ErrorCode code, string message)
+    {
+        await using var _ = ssl;
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        try
+        {
+            await ControlConnection.RefuseAsync(ssl, code, message, deadline.Token);
+            var sink = new byte[4096];
+            while (await ssl.ReadAsync(sink, deadline.Token) > 0) { }
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or AuthenticationException)
+        {
+            // The peer went away first; it had its chance to read the refusal.
+        }
+    }
+
+    private static string DeviceIdOf(X509Certificate2 certificate) =>
+        certificate.GetNameInfo(X509NameType.SimpleName, false).Replace("daiko-device-", "", StringComparison.Ordinal);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        _connections.CloseAll("the home server is stopping");
+        await _acceptLoop;
+        await Task.WhenAll(_serving.Keys);
+    }
+}

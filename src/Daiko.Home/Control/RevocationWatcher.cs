@@ -1,0 +1,44 @@
+using Daiko.Home.Delegation;
+using Daiko.Home.Devices;
+using Daiko.Home.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Data.Sqlite;
+
+namespace Daiko.Home.Control;
+
+/// <summary>
+/// Picks up revocations from the device store (written by <c>daiko home device revoke</c> in another
+/// process) and, within one poll, closes the device's channels and purges its cached secrets.
+/// </summary>
+public sealed class RevocationWatcher(DeviceRegistry devices, ConnectionRegistry connections, SessionCache<Daiko.Tls.SessionTicket> tickets, TimeProvider time, ILogger logger)
+{
+    public async Task RunAsync(TimeSpan poll, CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(poll, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                IReadOnlySet<string> revoked;
+                try
+                {
+                    revoked = devices.RevokedIds();
+                }
+                catch (SqliteException e)
+                {
+                    // A busy or briefly locked store: the next poll tries again.
+                    logger.RevocationReadFailed(e.Message);
+                    continue;
+                }
+                foreach (var id in revoked)
+                {
+                    var purged = tickets.PurgeDevice(id);
+                    if (connections.CloseDevice(id, "this device was revoked") > 0) logger.DeviceRevoked(id, purged);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+}

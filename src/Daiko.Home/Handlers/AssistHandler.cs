@@ -1,0 +1,42 @@
+using System.Text;
+using Daiko.Cards;
+using Daiko.Home.Devices;
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
+using Daiko.Tls;
+
+namespace Daiko.Home.Handlers;
+
+/// <summary>Assist mode: the home card signs the terminal's CertificateVerify, the home server judges the market's chain.</summary>
+public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServerCertificateValidator marketValidator)
+{
+    private static readonly byte[] ClientVerifyPrefix = [.. Enumerable.Repeat((byte)0x20, 64), .. Encoding.ASCII.GetBytes("TLS 1.3, client CertificateVerify"), 0];
+
+    public async Task<HandlerResult> SignAsync(SignRequest request, RequestContext context)
+    {
+        if (gate.RefusalUnlessReady() is { } refusal) return refusal;
+        var content = request.Content;
+        // The card signs only TLS 1.3 client CertificateVerify content, never arbitrary data.
+        if (content.Length is < 64 + 34 + 32 or > 64 + 34 + 64 || !content.AsSpan().StartsWith(ClientVerifyPrefix))
+        {
+            devices.Audit(context.DeviceId, "sign", null, "assist", "refused: not CertificateVerify content");
+            return HandlerResult.Error(ErrorCode.BadContent, "the home card signs only TLS 1.3 client CertificateVerify content");
+        }
+        try
+        {
+            var signature = await gate.Card.TlsSigner.SignAsync(request.Scheme, content, context.Closed);
+            devices.Audit(context.DeviceId, "sign", null, "assist", "signed");
+            return new SignatureReply(signature);
+        }
+        catch (Exception e) when (e is NotSupportedException or CardNotReadyException)
+        {
+            return HandlerResult.Error(ErrorCode.SignFailed, e.Message);
+        }
+    }
+
+    public async Task<HandlerResult> VerifyChainAsync(VerifyChainRequest request, RequestContext context)
+    {
+        var verdict = await marketValidator.ValidateAsync(request.Host, request.Chain, context.Closed);
+        return new VerdictReply(verdict.Trusted, verdict.Problem, verdict.Reason);
+    }
+}

@@ -1,0 +1,122 @@
+using Daiko.Home.Delegation;
+using Daiko.Home.Devices;
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
+
+namespace Daiko.Home.Handlers;
+
+/// <summary>
+/// delegate and prefetch (F3-F7). The home server picks the mode for <c>auto</c> from what it learned
+/// about the market (<see cref="MarketProfiles.Choose"/>), so the terminal asks once and gets the
+/// reply of the chosen mode: a ticket, live secrets with a relay, a relay, or the user's chain.
+/// </summary>
+public sealed class DelegationHandler(CardGate gate, DelegationService delegation, DeviceRegistry devices, Splicer splicer)
+{
+    private long _nextRelay;
+
+    public async Task<HandlerResult> PrefetchAsync(PrefetchRequest request, RequestContext context)
+    {
+        if (gate.RefusalUnlessReady() is { } refusal) return refusal;
+        var market = ToMarket(request.Market);
+        try
+        {
+            gate.Card.Touch();
+            var (ready, handshakes) = await delegation.PrefetchAsync(context.DeviceId, market, request.Minimum, context.Closed);
+            if (handshakes > 0) devices.Audit(context.DeviceId, "prefetch", Where(market), "resume", $"{ready} ticket(s) ready");
+            return new PrefetchedReply(ready, handshakes);
+        }
+        catch (DelegationException e)
+        {
+            devices.Audit(context.DeviceId, "prefetch", Where(market), "resume", "failed: " + e.Failure);
+            return HandlerResult.Error(e.Failure == DelegationFailure.NoTicketIssued ? ErrorCode.NoTicket : ErrorCode.MarketFailed, e.Message);
+        }
+    }
+
+    public async Task<HandlerResult> DelegateAsync(DelegateRequest request, RequestContext context)
+    {
+        if (gate.RefusalUnlessReady() is { } refusal) return refusal;
+        var market = ToMarket(request.Market);
+        var mode = request.Mode == DelegationMode.Auto ? MarketProfiles.Choose(delegation.Profiles.Find(market.Host, market.Port)) : request.Mode;
+        try
+        {
+            gate.Card.Touch();
+            try
+            {
+                return await DelegateInAsync(mode, market, context);
+            }
+            catch (DelegationException e) when (request.Mode == DelegationMode.Auto && mode == DelegationMode.Resume && e.Failure == DelegationFailure.NoTicketIssued)
+            {
+                // Auto met a market that issues no tickets (now remembered): hand the session off instead.
+                devices.Audit(context.DeviceId, "delegate", Where(market), "resume", "no ticket: handoff instead");
+                mode = DelegationMode.Handoff;
+                return await DelegateInAsync(mode, market, context);
+            }
+        }
+        catch (DelegationException e)
+        {
+            devices.Audit(context.DeviceId, "delegate", Where(market), mode.ToWire(), $"failed: {e.Failure}");
+            return HandlerResult.Error(e.Failure switch
+            {
+                DelegationFailure.MarketUnreachable => ErrorCode.MarketUnreachable,
+                DelegationFailure.MarketCertificateRejected => ErrorCode.MarketCertificate,
+                DelegationFailure.NoTicketIssued => ErrorCode.NoTicket,
+                DelegationFailure.CardNotReady => ErrorCode.CardNotReady,
+                _ => ErrorCode.HandshakeFailed,
+            }, e.Message);
+        }
+        catch (Daiko.Cards.CardNotReadyException e)
+        {
+            return HandlerResult.Error(ErrorCode.CardNotReady, e.Message);
+        }
+    }
+
+    private async Task<HandlerResult> DelegateInAsync(DelegationMode mode, MarketRequest market, RequestContext context)
+    {
+        var where = Where(market);
+        var audit = mode.ToWire();
+        switch (mode)
+        {
+            case DelegationMode.Resume:
+            {
+                var ticket = await delegation.ObtainTicketAsync(context.DeviceId, market, context.Closed);
+                devices.Audit(context.DeviceId, "delegate", where, audit, "ticket handed over");
+                // The reply is encoded before AfterReply runs: only then is the ticket's PSK wiped.
+                return new HandlerResult(new TicketReply(ticket), () =>
+                {
+                    ticket.Wipe();
+                    delegation.RefillAhead(context.DeviceId, market);
+                });
+            }
+            case DelegationMode.Handoff:
+            {
+                var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
+                await delegation.AbsorbTicketsAsync(context.DeviceId, market, connection, context.Closed);
+                var transport = connection.Transport;
+                var exported = connection.Export();
+                var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
+                devices.Audit(context.DeviceId, "delegate", where, audit, "secrets handed over");
+                return new HandlerResult(new SecretsReply(exported, relay.Id), () =>
+                {
+                    exported.Wipe();
+                    splicer.Start(relay, transport);
+                });
+            }
+            case DelegationMode.Relay:
+            {
+                var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
+                var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
+                devices.Audit(context.DeviceId, "delegate", where, audit, "relay opened");
+                return new HandlerResult(new RelayReply(relay.Id), () => splicer.Start(relay, connection));
+            }
+            case DelegationMode.Assist:
+                devices.Audit(context.DeviceId, "delegate", where, audit, "assist ready");
+                return new AssistReply(gate.Card.CertificateChain.ToList());
+            default:
+                return HandlerResult.Error(ErrorCode.BadMode, $"unknown delegation mode '{mode.ToWire()}'");
+        }
+    }
+
+    private static MarketRequest ToMarket(MarketAddress address) => new(address.Host, address.Port, address.Sni, address.Alpn);
+
+    private static string Where(MarketRequest market) => $"{market.Host}:{market.Port}";
+}

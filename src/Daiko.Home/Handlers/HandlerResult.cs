@@ -1,0 +1,21 @@
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
+
+namespace Daiko.Home.Handlers;
+
+/// <summary>Who asked: the connection a request came on and the authenticated device.</summary>
+public sealed record RequestContext(ControlConnection Connection, string DeviceId)
+{
+    public CancellationToken Closed => Connection.Closed;
+}
+
+/// <summary>
+/// What a handler answers: the typed reply, and what to start once the reply is on its way (a relay
+/// that splices bytes starts after the terminal has learned its id).
+/// </summary>
+public readonly record struct HandlerResult(ControlMessage Reply, Action? AfterReply = null)
+{
+    public static implicit operator HandlerResult(ControlMessage reply) => new(reply);
+
+    public static HandlerResult Error(ErrorCode code, string message, int? triesLeft = null) => new ErrorReply(code, message, triesLeft);
+}

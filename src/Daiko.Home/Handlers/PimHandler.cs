@@ -1,0 +1,17 @@
+using Daiko.Home.Pim;
+using Daiko.Protocol.Messages;
+
+namespace Daiko.Home.Handlers;
+
+/// <summary>F17: two-way PIM sync.</summary>
+public sealed class PimHandler(PimStore pim)
+{
+    public HandlerResult Sync(PimSyncRequest request)
+    {
+        var changes = request.Changes.Select(x => new PimChange(x.Id, (PimKind)x.Kind, x.BaseVersion, x.Delete, x.Body)).ToList();
+        var result = pim.Sync(request.Since, changes);
+        return new PimSyncedReply(result.Revision,
+            result.Results.Select(r => new PimEntryResult(r.Id, (PimEntryOutcome)r.Outcome, r.Reason, r.Current?.Version ?? 0)).ToList(),
+            result.Changes.Select(i => new PimEntry(i.Id, (PimEntryKind)i.Kind, i.Version, i.Deleted, i.Body)).ToList());
+    }
+}

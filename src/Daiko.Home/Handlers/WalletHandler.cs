@@ -1,0 +1,63 @@
+using System.Text.Json;
+using Daiko.Cards;
+using Daiko.Cards.Purse;
+using Daiko.Home.Devices;
+using Daiko.Home.Server;
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
+
+namespace Daiko.Home.Handlers;
+
+/// <summary>The wallet requests (F12-F15): balance and history for any unlocked terminal, money moves only when the card is ready.</summary>
+public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceRegistry devices)
+{
+    public async Task<HandlerResult> HandleAsync(ControlMessage request, RequestContext context)
+    {
+        var result = await AnswerAsync(request, context);
+        devices.Audit(context.DeviceId, request.Type, null, null, "handled");
+        return result;
+    }
+
+    private async Task<HandlerResult> AnswerAsync(ControlMessage request, RequestContext context)
+    {
+        var ledger = wallet.Ledger;
+        try
+        {
+            switch (request)
+            {
+                case WalletBalanceRequest:
+                    return new WalletBalanceReply(gate.Card.CardId, ledger.Currencies().Select(c => new CurrencyAmount(c, ledger.Balance(c))).ToList());
+                case WalletHistoryRequest:
+                    return new WalletHistoryReply(ledger.History().Select(e => JsonSerializer.Serialize(new
+                    {
+                        seq = e.Sequence, at = e.At, kind = e.Kind, reference = e.Reference, amount = e.Amount, currency = e.Currency, balance = e.BalanceAfter,
+                    })).ToList(), ledger.VerifyLog());
+            }
+            if (gate.RefusalUnlessReady() is { } refusal) return refusal;
+            switch (request)
+            {
+                case WalletPayRequest pay:
+                    return new WalletPaymentReply(ledger.Pay(pay.Request));
+                case WalletRefillRequest refill:
+                    return new WalletRefillAckReply(ledger.Refill(refill.Refill));
+                case WalletCancelRequest cancel:
+                    return new WalletCancellationReply(ledger.Cancel(cancel.PaymentId), ledger.MarketUrlOf(cancel.PaymentId));
+                case WalletConfirmRequest confirm:
+                    return new WalletCreditedReply(ledger.ApplyConfirmation(confirm.Confirmation));
+                case WalletMailRequest:
+                    var (sent, pending) = await wallet.MailReportNowAsync(context.Closed);
+                    return new WalletMailedReply(sent, pending);
+                default:
+                    return HandlerResult.Error(ErrorCode.UnknownRequest, $"the home server does not know request '{request.Type}'");
+            }
+        }
+        catch (PurseException e)
+        {
+            return HandlerResult.Error(ErrorCodes.FromWire("purse-" + e.Refusal.ToString().ToLowerInvariant()), e.Message);
+        }
+        catch (CardNotReadyException e)
+        {
+            return HandlerResult.Error(ErrorCode.CardNotReady, e.Message);
+        }
+    }
+}

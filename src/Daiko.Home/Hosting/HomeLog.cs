@@ -1,0 +1,40 @@
+using Microsoft.Extensions.Logging;
+
+namespace Daiko.Home.Hosting;
+
+/// <summary>Every line the home server logs (source-generated; never a PIN, key or secret).</summary>
+internal static partial class HomeLog
+{
+    [LoggerMessage(1, LogLevel.Information, "control handshake failed: {Kind}: {Reason}")]
+    public static partial void HandshakeFailed(this ILogger logger, string kind, string reason);
+
+    [LoggerMessage(2, LogLevel.Information, "device '{Name}' ({DeviceId}) enrolled")]
+    public static partial void DeviceEnrolled(this ILogger logger, string name, string deviceId);
+
+    [LoggerMessage(3, LogLevel.Information, "device {DeviceId} revoked: channel closed, {Purged} cached secrets purged")]
+    public static partial void DeviceRevoked(this ILogger logger, string deviceId, int purged);
+
+    [LoggerMessage(4, LogLevel.Information, "fetched {Count} ticket(s) ahead of need for {Market}")]
+    public static partial void TicketsFetchedAhead(this ILogger logger, int count, string market);
+
+    [LoggerMessage(5, LogLevel.Information, "fetching tickets ahead for {Market} failed: {Reason}")]
+    public static partial void TicketsFetchAheadFailed(this ILogger logger, string market, string reason);
+
+    [LoggerMessage(6, LogLevel.Error, "a control request '{Type}' failed")]
+    public static partial void HandlerFailed(this ILogger logger, string type, Exception exception);
+
+    [LoggerMessage(7, LogLevel.Warning, "reading the revoked devices failed: {Reason}")]
+    public static partial void RevocationReadFailed(this ILogger logger, string reason);
+
+    [LoggerMessage(8, LogLevel.Information, "a terminal without control protocol {Expected} was refused (it offered '{Offered}')")]
+    public static partial void ProtocolVersionRefused(this ILogger logger, string expected, string offered);
+
+    [LoggerMessage(9, LogLevel.Debug, "relay {Relay} ended: {Up} bytes up, {Down} bytes down ({Reason})")]
+    public static partial void SpliceEnded(this ILogger logger, long relay, long up, long down, string reason);
+
+    [LoggerMessage(10, LogLevel.Warning, "a periodic payment report failed: {Reason}")]
+    public static partial void ReportFailed(this ILogger logger, string reason);
+
+    [LoggerMessage(11, LogLevel.Error, "a background task of the home server failed")]
+    public static partial void BackgroundFailed(this ILogger logger, Exception exception);
+}

@@ -1,0 +1,132 @@
+using System.Net;
+using Daiko.Cards;
+using Daiko.Home.Appliances;
+using Daiko.Home.Control;
+using Daiko.Home.Delegation;
+using Daiko.Home.Devices;
+using Daiko.Home.Handlers;
+using Daiko.Home.Money;
+using Daiko.Home.Pim;
+using Daiko.Home.Server;
+using Daiko.Home.Trust;
+using Daiko.Tls;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Daiko.Home.Hosting;
+
+/// <summary>Options of a running home server.</summary>
+public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
+{
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>How often revocations in the store are picked up (the bound on "refused within one second").</summary>
+    public TimeSpan RevocationPoll { get; init; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Validator for market chains; default: the roots in DIR/trust, else the system roots.</summary>
+    public IServerCertificateValidator? MarketValidator { get; init; }
+
+    public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
+
+    /// <summary>How often the payment log is mailed (F14).</summary>
+    public TimeSpan ReportInterval { get; init; } = TimeSpan.FromDays(1);
+
+    /// <summary>Where the purse lives; default the SQLite home store (PostgreSQL for hosted deployments).</summary>
+    public Storage.IHomeStore? PurseStore { get; init; }
+
+    /// <summary>How often appliance readings are collected (F16).</summary>
+    public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
+}
+
+/// <summary>
+/// The home server (F1-F8), composed: terminals connect over TLS 1.3 with their device certificate
+/// (<see cref="ControlListener"/>); the server gates everything on the home card's state and acts for
+/// them towards markets (<see cref="RequestDispatcher"/> and its handlers). This type only builds the
+/// parts and owns their lifetime.
+/// </summary>
+public sealed class HomeServer : IAsyncDisposable
+{
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Task> _background = new();
+    private readonly ControlListener _listener;
+    private readonly Splicer _splicer;
+    private readonly WalletService _wallet;
+
+    private HomeServer(HomeServerOptions options, HomeCard card)
+    {
+        var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
+        var database = DatabasePath(options.Directory);
+        Identity = HomeIdentity.LoadOrCreate(options.Directory);
+        Devices = new DeviceRegistry(database, options.Time);
+        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time);
+        Delegation = new DelegationService(
+            () => card.CertificateChain.Count == 0
+                ? throw new DelegationException(DelegationFailure.CardNotReady, "the home card has no certificate yet: run 'daiko home cert import'")
+                : new ClientCredential(card.CertificateChain, card.TlsSigner),
+            validator,
+            new SessionCache<SessionTicket>(options.Time, t => t.Wipe()),
+            new MarketProfiles(database),
+            options.Time,
+            logger: logger);
+        _wallet = new WalletService(options.Directory, card, options.Time, options.PurseStore, logger);
+        Appliances = new ApplianceGateway(database, time: options.Time);
+        _splicer = new Splicer(logger);
+        Connections = new ConnectionRegistry();
+        var gate = new CardGate(card);
+        var handlers = new HomeHandlers(
+            gate,
+            new EnrollmentHandler(Devices, Identity, logger),
+            new CardHandler(gate, Devices, Delegation.Tickets),
+            new DelegationHandler(gate, Delegation, Devices, _splicer),
+            new AssistHandler(gate, Devices, validator),
+            new ApplianceHandler(Appliances, Devices),
+            new PimHandler(new PimStore(database, options.Time)),
+            new WalletHandler(_wallet, gate, Devices));
+        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers), logger);
+        Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
+    }
+
+    public static string DatabasePath(string directory) => Path.Combine(directory, "home.db");
+
+    /// <summary>Registers a market's or bank's key for e-money messages.</summary>
+    public static void AddPayee(string directory, string id, System.Security.Cryptography.ECDsa publicKey) => WalletService.AddPayee(directory, id, publicKey);
+
+    public ApplianceGateway Appliances { get; }
+
+    public PurseLedger Ledger => _wallet.Ledger;
+
+    public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
+
+    public HomeIdentity Identity { get; }
+
+    public DeviceRegistry Devices { get; }
+
+    public DelegationService Delegation { get; }
+
+    public ConnectionRegistry Connections { get; }
+
+    private RevocationWatcher Revocations { get; }
+
+    public int OpenConnections => Connections.Count;
+
+    public static HomeServer Start(HomeServerOptions options, HomeCard card)
+    {
+        var server = new HomeServer(options, card);
+        server._listener.Start();
+        server._background.Add(server.Revocations.RunAsync(options.RevocationPoll, server._stop.Token));
+        server._background.Add(server._wallet.RunPeriodicReportsAsync(options.ReportInterval, options.Time, server._stop.Token));
+        server._background.Add(server.Appliances.RunCollectorAsync(options.ApplianceCollectInterval, server._stop.Token));
+        return server;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await _listener.DisposeAsync();
+        await Task.WhenAll(_background);
+        await _splicer.DisposeAsync();
+        await Delegation.DisposeAsync();
+        Appliances.Dispose();
+        Identity.Dispose();
+    }
+}

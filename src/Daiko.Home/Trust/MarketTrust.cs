@@ -1,0 +1,71 @@
+using System.Security.Cryptography.X509Certificates;
+using Daiko.Tls;
+
+namespace Daiko.Home.Trust;
+
+/// <summary>Trust roots for market chains: DIR/trust/*.pem if any, else the system roots.</summary>
+public static class MarketTrust
+{
+    public static IServerCertificateValidator Load(string directory)
+    {
+        var files = TrustFiles(directory);
+        return files.Length == 0 ? new X509ChainValidator() : X509ChainValidator.FromPemFiles(files);
+    }
+
+    /// <summary>
+    /// The validator a running home server uses: verdicts cached per chain (<see cref="CachingCertificateValidator"/>),
+    /// and the roots reloaded, with the cache dropped, within a second of <c>daiko home trust add</c> changing them.
+    /// </summary>
+    public static IServerCertificateValidator Live(string directory, TimeProvider? time = null) => new LiveTrust(directory, time);
+
+    private static string[] TrustFiles(string directory)
+    {
+        var trust = Path.Combine(directory, "trust");
+        return Directory.Exists(trust) ? Directory.GetFiles(trust, "*.pem").Order(StringComparer.Ordinal).ToArray() : [];
+    }
+
+    /// <summary>Looks at the trust directory at most once a second, not on every handshake.</summary>
+    private sealed class LiveTrust(string directory, TimeProvider? time) : IServerCertificateValidator
+    {
+        private static readonly TimeSpan RecheckAfter = TimeSpan.FromSeconds(1);
+        private readonly Lock _gate = new();
+        private readonly TimeProvider _time = time ?? TimeProvider.System;
+        private string? _fingerprint;
+        private DateTimeOffset _checkedAt;
+        private CachingCertificateValidator? _current;
+
+        public ValueTask<CertificateVerdict> ValidateAsync(string? serverName, IReadOnlyList<byte[]> chain, CancellationToken cancellationToken)
+        {
+            CachingCertificateValidator current;
+            lock (_gate)
+            {
+                var now = _time.GetUtcNow();
+                if (_current is null || now - _checkedAt >= RecheckAfter)
+                {
+                    var fingerprint = string.Join('|', TrustFiles(directory).Select(f => $"{Path.GetFileName(f)}:{File.GetLastWriteTimeUtc(f).Ticks}"));
+                    if (_current is null || fingerprint != _fingerprint)
+                    {
+                        _current = new CachingCertificateValidator(Load(directory), time: _time);
+                        _fingerprint = fingerprint;
+                    }
+                    _checkedAt = now;
+                }
+                current = _current;
+            }
+            return current.ValidateAsync(serverName, chain, cancellationToken);
+        }
+    }
+
+    public static void Add(string directory, string pemFile)
+    {
+        var trust = Path.Combine(directory, "trust");
+        Directory.CreateDirectory(trust);
+        var collection = new X509Certificate2Collection();
+        collection.ImportFromPemFile(pemFile);
+        if (collection.Count == 0) throw new InvalidDataException($"no certificate in {pemFile}");
+        foreach (var cert in collection)
+        {
+            File.WriteAllText(Path.Combine(trust, cert.Thumbprint.ToLowerInvariant() + ".pem"), cert.ExportCertificatePem());
+        }
+    }
+}

@@ -1,0 +1,307 @@
+using System.Collections.Concurrent;
+using Daiko.Protocol.Messages;
+using Daiko.Protocol.Wire;
+
+namespace Daiko.Protocol;
+
+/// <summary>A request as the receiving side sees it: the id its reply must carry, and the typed message.</summary>
+public readonly record struct ControlRequest(long Id, ControlMessage Message);
+
+/// <summary>
+/// A multiplexed control connection over any stream (TLS to the home server, or the terminal agent's
+/// Unix socket): typed requests and replies matched by id, plus relay channels that carry a byte
+/// stream in relay-data frames. One reader loop; writes serialized. A request that cannot be decoded
+/// is answered with <c>bad-request</c> naming the field, and the connection goes on.
+/// </summary>
+public sealed class ControlConnection : IAsyncDisposable
+{
+    private readonly Stream _stream;
+    private readonly Func<ControlRequest, ControlConnection, Task>? _onRequest;
+    private readonly Action<Exception>? _onHandlerFault;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly ConcurrentDictionary<long, TaskCompletionSource<ControlMessage>> _pending = new();
+    private readonly ConcurrentDictionary<long, RelayStream> _relays = new();
+    private readonly Dictionary<long, List<ControlMessage>> _early = new();
+    private readonly ConcurrentDictionary<Task, byte> _handlers = new();
+    private readonly CancellationTokenSource _closed = new();
+    private long _nextId = 1;
+    private long _bytesSent;
+    private long _bytesReceived;
+    private Task? _readLoop;
+
+    /// <param name="onRequest">Handles each incoming request (the home server); null on the terminal side.</param>
+    /// <param name="onHandlerFault">Told about a handler that failed unexpectedly (it was answered <c>internal</c>).</param>
+    public ControlConnection(Stream stream, Func<ControlRequest, ControlConnection, Task>? onRequest = null, Action<Exception>? onHandlerFault = null)
+    {
+        _stream = stream;
+        _onRequest = onRequest;
+        _onHandlerFault = onHandlerFault;
+    }
+
+    /// <summary>Bytes written and read on the underlying stream (control_bytes in --stats).</summary>
+    public long BytesSent => Interlocked.Read(ref _bytesSent);
+
+    public long BytesReceived => Interlocked.Read(ref _bytesReceived);
+
+    public CancellationToken Closed => _closed.Token;
+
+    public string? CloseReason { get; private set; }
+
+    /// <summary>The code the other side gave when it refused the whole connection (e.g. revoked).</summary>
+    public ErrorCode? CloseCode { get; private set; }
+
+    /// <summary>Ends when the reader loop and every request handler it started have ended.</summary>
+    public Task Completion => _readLoop ?? Task.CompletedTask;
+
+    public void Start() => _readLoop = ReadLoopAsync();
+
+    private async Task ReadLoopAsync()
+    {
+        var header = new byte[4];
+        try
+        {
+            while (!_closed.IsCancellationRequested)
+            {
+                ControlEnvelope? envelope;
+                int bytes;
+                try
+                {
+                    (envelope, bytes) = await ControlFrame.ReadAsync(_stream, header, _closed.Token).ConfigureAwait(false);
+                }
+                catch (ProtocolException e) when (e.RequestId is { } id && id != 0)
+                {
+                    await RefuseUndecodableAsync(e, id).ConfigureAwait(false);
+                    continue;
+                }
+                if (envelope is not { } frame) break;
+                Interlocked.Add(ref _bytesReceived, bytes);
+                if (!Dispatch(frame)) break;
+            }
+            CloseReason ??= "the other side closed the control channel";
+        }
+        catch (Exception e) when (e is IOException or ProtocolException or OperationCanceledException or ObjectDisposedException or System.Security.Authentication.AuthenticationException)
+        {
+            CloseReason ??= e is ProtocolException ? e.Message : "the control channel was lost";
+        }
+        finally
+        {
+            Shutdown();
+            await Task.WhenAll(_handlers.Keys).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>A request that failed to decode gets bad-request (or unknown-request); a reply that failed fails its waiter.</summary>
+    private async Task RefuseUndecodableAsync(ProtocolException e, long id)
+    {
+        if (e.IsReply)
+        {
+            if (_pending.TryRemove(id, out var waiter)) waiter.TrySetException(new ControlErrorException(ErrorCode.BadRequest, $"a malformed reply on the control channel: {e.Message}"));
+            return;
+        }
+        if (_onRequest is null) return;
+        await SendAsync(id, new ErrorReply(e.Code, e.Message), _closed.Token).ConfigureAwait(false);
+    }
+
+    /// <summary>Routes one frame; false when the other side refused the whole connection.</summary>
+    private bool Dispatch(ControlEnvelope frame)
+    {
+        switch (frame.Message)
+        {
+            case RelayData data:
+                RouteRelay(data.Relay, data);
+                return true;
+            case RelayClose close:
+                RouteRelay(close.Relay, close);
+                return true;
+            case ErrorReply refusal when frame.Id == 0:
+                // The other side refuses the whole connection (unknown or revoked device, protocol version).
+                CloseReason = refusal.Message;
+                CloseCode = refusal.Code;
+                return false;
+            case { IsReply: true }:
+                if (_pending.TryRemove(frame.Id, out var waiter)) waiter.TrySetResult(frame.Message);
+                return true;
+            default:
+                if (_onRequest is not null) Track(HandleAsync(new ControlRequest(frame.Id, frame.Message)));
+                return true;
+        }
+    }
+
+    private void Track(Task handler)
+    {
+        _handlers[handler] = 0;
+        _ = handler.ContinueWith(t => _handlers.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    private void RouteRelay(long relayId, ControlMessage message)
+    {
+        lock (_early)
+        {
+            if (_relays.TryGetValue(relayId, out var relay))
+            {
+                Deliver(relay, message);
+                return;
+            }
+            // Data for a relay whose opening reply is still on its way: keep it (bounded).
+            if (!_early.TryGetValue(relayId, out var queue)) _early[relayId] = queue = new List<ControlMessage>();
+            if (queue.Count < ControlProtocol.MaxEarlyRelayFrames) queue.Add(message);
+        }
+    }
+
+    private static void Deliver(RelayStream relay, ControlMessage message)
+    {
+        if (message is RelayData data) relay.Deliver(data.Data);
+        else relay.DeliverEnd(((RelayClose)message).Reason);
+    }
+
+    private async Task HandleAsync(ControlRequest request)
+    {
+        try
+        {
+            await _onRequest!(request, this).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException && _closed.IsCancellationRequested)
+        {
+            // The channel went away while the request was handled: nobody is left to answer.
+        }
+        catch (Exception e)
+        {
+            _onHandlerFault?.Invoke(e);
+            try
+            {
+                await ReplyAsync(request, new ErrorReply(ErrorCode.Internal, "the home server failed to handle the request")).ConfigureAwait(false);
+            }
+            catch (ControlErrorException)
+            {
+                // The channel is gone too; the fault was reported above.
+            }
+        }
+    }
+
+    /// <summary>Sends a request and waits for its reply of type <typeparamref name="TReply"/>; an error reply becomes <see cref="ControlErrorException"/>.</summary>
+    public async Task<TReply> RequestAsync<TReply>(ControlMessage request, CancellationToken cancellationToken, TimeSpan? timeout = null)
+        where TReply : ControlMessage
+    {
+        var reply = await RequestAsync(request, cancellationToken, timeout).ConfigureAwait(false);
+        return reply as TReply ?? throw new ControlErrorException(ErrorCode.BadRequest, $"the home server answered '{request.Type}' with '{reply.Type}'");
+    }
+
+    /// <summary>Sends a request and waits for any reply; an error reply becomes <see cref="ControlErrorException"/>.</summary>
+    public async Task<ControlMessage> RequestAsync(ControlMessage request, CancellationToken cancellationToken, TimeSpan? timeout = null)
+    {
+        var id = Interlocked.Add(ref _nextId, 2);
+        var waiter = new TaskCompletionSource<ControlMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pending[id] = waiter;
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
+        cts.CancelAfter(timeout ?? TimeSpan.FromSeconds(60));
+        try
+        {
+            await SendAsync(id, request, cts.Token).ConfigureAwait(false);
+            var reply = await waiter.Task.WaitAsync(cts.Token).ConfigureAwait(false);
+            return reply is ErrorReply error ? throw error.ToException() : reply;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new ControlErrorException(CloseCode ?? ErrorCode.Unavailable, _closed.IsCancellationRequested
+                ? $"the home server closed the control channel: {CloseReason ?? "connection closed"}"
+                : "the home server did not answer in time");
+        }
+        finally
+        {
+            _pending.TryRemove(id, out _);
+        }
+    }
+
+    /// <summary>Sends a notification (relay data) or, with the request's id, a reply.</summary>
+    public async ValueTask SendAsync(long id, ControlMessage message, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            Interlocked.Add(ref _bytesSent, await ControlFrame.WriteAsync(_stream, id, message, cancellationToken).ConfigureAwait(false));
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            // A refusal frame may have arrived just before the write failed: let the reader see it,
+            // so that the caller learns "revoked" rather than "unreachable".
+            if (_readLoop is { } reader) await Task.WhenAny(reader, Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None)).ConfigureAwait(false);
+            if (CloseCode is { } code)
+            {
+                throw new ControlErrorException(code, $"the home server closed the control channel: {CloseReason}");
+            }
+            CloseReason ??= "the control channel was lost";
+            Shutdown();
+            throw new ControlErrorException(ErrorCode.Unavailable, "the home server is unreachable: the control channel was lost");
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    public Task ReplyAsync(ControlRequest request, ControlMessage reply) => SendAsync(request.Id, reply, _closed.Token).AsTask();
+
+    public Task ReplyErrorAsync(ControlRequest request, ErrorCode code, string message, int? triesLeft = null) =>
+        ReplyAsync(request, new ErrorReply(code, message, triesLeft));
+
+    /// <summary>Refuses the whole connection: an error frame with id 0, written directly to <paramref name="stream"/>.</summary>
+    public static ValueTask<int> RefuseAsync(Stream stream, ErrorCode code, string message, CancellationToken cancellationToken) =>
+        ControlFrame.WriteAsync(stream, 0, new ErrorReply(code, message), cancellationToken);
+
+    /// <summary>A byte stream multiplexed on this connection under <paramref name="relayId"/>.</summary>
+    public RelayStream OpenRelay(long relayId)
+    {
+        var relay = new RelayStream(this, relayId);
+        lock (_early)
+        {
+            _relays[relayId] = relay;
+            if (_early.Remove(relayId, out var queued))
+            {
+                foreach (var message in queued) Deliver(relay, message);
+            }
+        }
+        return relay;
+    }
+
+    /// <summary>Sends a notification without waiting for it; the connection observes the send and waits for it before it completes.</summary>
+    internal void SendOwned(ControlMessage notification) => Track(SendQuietlyAsync(notification));
+
+    private async Task SendQuietlyAsync(ControlMessage notification)
+    {
+        try
+        {
+            await SendAsync(0, notification, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (ControlErrorException)
+        {
+            // The channel is gone, and with it whatever the notification was about.
+        }
+    }
+
+    internal void ForgetRelay(long relayId) => _relays.TryRemove(relayId, out _);
+
+    /// <summary>Closes the connection (e.g. the device was revoked).</summary>
+    public void Close(string reason)
+    {
+        CloseReason ??= reason;
+        Shutdown();
+    }
+
+    private void Shutdown()
+    {
+        if (!_closed.IsCancellationRequested)
+        {
+            try { _closed.Cancel(); } catch (ObjectDisposedException) { }
+        }
+        foreach (var waiter in _pending.Values) waiter.TrySetCanceled();
+        foreach (var relay in _relays.Values) relay.DeliverEnd(CloseReason);
+        try { _stream.Dispose(); } catch (IOException) { }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Shutdown();
+        if (_readLoop is not null) await _readLoop.ConfigureAwait(false);
+        await Task.WhenAll(_handlers.Keys).ConfigureAwait(false);
+    }
+}

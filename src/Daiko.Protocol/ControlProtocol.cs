@@ -1,0 +1,32 @@
+namespace Daiko.Protocol;
+
+/// <summary>
+/// The control protocol's version and limits. The version is negotiated by ALPN on the control
+/// channel's TLS handshake: a terminal and a home server that share no version fail with a sentence
+/// that says so (<see cref="ErrorCode.ProtocolVersion"/>), never with a parse failure.
+/// </summary>
+public static class ControlProtocol
+{
+    /// <summary>The ALPN name of this version of the control protocol.</summary>
+    public const string Alpn = "daiko/1";
+
+    /// <summary>The largest frame body (the CBOR map), in bytes.</summary>
+    public const int MaxFrameBytes = 1 << 20;
+
+    /// <summary>The largest relay-data chunk, in bytes.</summary>
+    public const int MaxRelayChunk = 64 * 1024;
+
+    /// <summary>Data frames kept for a relay whose opening reply is still on its way.</summary>
+    public const int MaxEarlyRelayFrames = 256;
+
+    internal const int MaxHostLength = 253;
+    internal const int MaxAlpnLength = 255;
+    internal const int MaxPinLength = 128;
+    internal const int MaxNameLength = 256;
+    internal const int MaxTextLength = 64 * 1024;
+    internal const int MaxListItems = 10_000;
+    internal const int MaxCertificateBytes = 64 * 1024;
+    internal const int MaxChainLength = 16;
+    internal const int MaxSignContentBytes = 1024;
+    internal const int MaxMoneyMessageBytes = 64 * 1024;
+}

@@ -1,0 +1,50 @@
+using Daiko.Protocol.Wire;
+
+namespace Daiko.Protocol.Messages;
+
+/// <summary>
+/// One control-protocol message. Each message is a sealed record here; on the wire it is the CBOR
+/// map of its <see cref="Type"/> and fields (docs/protocol.md). Requests and notifications are sent
+/// as they are; replies carry the request's id and <c>re: true</c>.
+/// </summary>
+public abstract record ControlMessage
+{
+    /// <summary>The message's type on the wire (<c>t</c>).</summary>
+    public abstract string Type { get; }
+
+    /// <summary>Whether this message answers a request (sent with <c>re: true</c>).</summary>
+    public virtual bool IsReply => false;
+
+    internal abstract void Write(FieldWriter w);
+
+    /// <summary>Never prints fields: several carry PINs, PSKs or traffic secrets.</summary>
+    public sealed override string ToString() => Type;
+}
+
+/// <summary>A message that answers a request.</summary>
+public abstract record ControlReply : ControlMessage
+{
+    public sealed override bool IsReply => true;
+}
+
+/// <summary>An address of a market as the terminal asks for it.</summary>
+public sealed record MarketAddress(string Host, int Port, string? Sni, string? Alpn)
+{
+    internal void Write(FieldWriter w)
+    {
+        w.Text("host", Host);
+        w.Int("port", Port);
+        w.TextOrNull("sni", Sni);
+        w.TextOrNull("alpn", Alpn);
+    }
+
+    internal static MarketAddress Read(FieldReader r)
+    {
+        var host = r.Text("host", ControlProtocol.MaxHostLength, allowEmpty: false);
+        var port = r.Int32("port", 1, 65535);
+        var sni = r.TextOrNull("sni", ControlProtocol.MaxHostLength);
+        var alpn = r.TextOrNull("alpn", ControlProtocol.MaxAlpnLength);
+        if (alpn is { Length: 0 }) throw new ProtocolException($"field 'alpn' of '{r.Type}' must be null or 1 to 255 characters", "alpn");
+        return new MarketAddress(host, port, sni, alpn);
+    }
+}

@@ -1,0 +1,36 @@
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
+
+namespace Daiko.Terminal;
+
+/// <summary>
+/// The terminal's requests to the home server that are not sessions or money: the home card,
+/// appliances (F16) and PIM sync (F17). The CLI calls these; it never builds protocol messages.
+/// </summary>
+public sealed class HomeControl(ControlConnection control)
+{
+    public async Task<CardState> UnlockAsync(string pin1, string pin2, CancellationToken cancellationToken) =>
+        (await control.RequestAsync<UnlockedReply>(new UnlockRequest(pin1, pin2), cancellationToken)).State;
+
+    /// <summary>"Done": the home card goes back to remote-access-wait.</summary>
+    public async Task<CardState> LockAsync(CancellationToken cancellationToken) =>
+        (await control.RequestAsync<LockedReply>(new LockRequest(), cancellationToken)).State;
+
+    public Task<CardStatusReply> CardStatusAsync(CancellationToken cancellationToken) =>
+        control.RequestAsync<CardStatusReply>(new CardStatusRequest(), cancellationToken);
+
+    public async Task<IReadOnlyList<string>> AppliancesAsync(CancellationToken cancellationToken) =>
+        (await control.RequestAsync<AppliancesReply>(new ApplianceListRequest(), cancellationToken)).Names;
+
+    public async Task<string> ApplianceStateAsync(string name, CancellationToken cancellationToken) =>
+        (await control.RequestAsync<ApplianceStateReply>(new ApplianceStateRequest(name), cancellationToken)).State;
+
+    public async Task<string> ApplianceCommandAsync(string name, string command, IReadOnlyList<KeyValuePair<string, string>> arguments, CancellationToken cancellationToken) =>
+        (await control.RequestAsync<ApplianceStateReply>(new ApplianceCommandRequest(name, command, arguments), cancellationToken)).State;
+
+    public async Task<IReadOnlyList<string>> ApplianceReadingsAsync(string name, int limit, CancellationToken cancellationToken) =>
+        (await control.RequestAsync<ApplianceReadingsReply>(new ApplianceReadingsRequest(name, limit), cancellationToken)).Readings;
+
+    public Task<PimSyncedReply> PimSyncAsync(long since, IReadOnlyList<PimEntryChange> changes, CancellationToken cancellationToken) =>
+        control.RequestAsync<PimSyncedReply>(new PimSyncRequest(since, changes), cancellationToken);
+}

@@ -1,0 +1,93 @@
+using System.Net;
+using System.Net.Sockets;
+using Daiko.Protocol.Messages;
+using Daiko.Protocol.Wire;
+
+namespace Daiko.Protocol.Tests;
+
+/// <summary>The control connection over a loopback TCP pair: typed requests and replies, and malformed requests answered with bad-request.</summary>
+public sealed class ControlConnectionTests : IAsyncLifetime
+{
+    private TcpListener _listener = null!;
+    private TcpClient _client = null!;
+    private TcpClient _accepted = null!;
+    private ControlConnection _server = null!;
+
+    public async Task InitializeAsync()
+    {
+        _listener = new TcpListener(IPAddress.Loopback, 0);
+        _listener.Start();
+        _client = new TcpClient();
+        var accept = _listener.AcceptTcpClientAsync();
+        await _client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)_listener.LocalEndpoint).Port);
+        _accepted = await accept;
+        _server = new ControlConnection(_accepted.GetStream(), async (request, c) =>
+        {
+            ControlMessage reply = request.Message switch
+            {
+                UnlockRequest { Pin1: "1111", Pin2: "2222" } => new UnlockedReply(CardState.CryptoReady),
+                UnlockRequest => new ErrorReply(ErrorCode.WrongPin2, "wrong PIN2", 2),
+                _ => new ErrorReply(ErrorCode.UnknownRequest, "not here"),
+            };
+            await c.ReplyAsync(request, reply);
+        });
+        _server.Start();
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _server.DisposeAsync();
+        _client.Dispose();
+        _accepted.Dispose();
+        _listener.Stop();
+    }
+
+    [Fact]
+    public async Task TypedRequest_GetsItsTypedReply_AndErrorsBecomeExceptions()
+    {
+        await using var client = new ControlConnection(_client.GetStream());
+        client.Start();
+
+        Assert.Equal(CardState.CryptoReady, (await client.RequestAsync<UnlockedReply>(new UnlockRequest("1111", "2222"), CancellationToken.None)).State);
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => client.RequestAsync<UnlockedReply>(new UnlockRequest("1111", "0000"), CancellationToken.None));
+        Assert.Equal((ErrorCode.WrongPin2, 2), (e.Code, e.TriesLeft));
+    }
+
+    [Fact]
+    public async Task AMalformedRequest_IsAnsweredBadRequestNamingTheField_AndTheConnectionGoesOn()
+    {
+        var stream = _client.GetStream();
+        var entries = ControlFrameTests.Entries(ControlFrame.EncodeBody(3, new UnlockRequest("1111", "2222")));
+        var body = ControlFrameTests.Rebuild(entries, "pin1", [0x07]);
+        var frame = new byte[4 + body.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(frame, (uint)body.Length);
+        body.CopyTo(frame, 4);
+        await stream.WriteAsync(frame);
+
+        var (answer, _) = await ControlFrame.ReadAsync(stream, new byte[4], CancellationToken.None);
+
+        Assert.Equal(3, answer!.Value.Id);
+        var error = Assert.IsType<ErrorReply>(answer.Value.Message);
+        Assert.Equal(ErrorCode.BadRequest, error.Code);
+        Assert.Contains("'pin1'", error.Message, StringComparison.Ordinal);
+
+        await ControlFrame.WriteAsync(stream, 5, new UnlockRequest("1111", "2222"), CancellationToken.None);
+        var (next, _) = await ControlFrame.ReadAsync(stream, new byte[4], CancellationToken.None);
+        Assert.Equal(5, next!.Value.Id);
+        Assert.IsType<UnlockedReply>(next.Value.Message);
+    }
+
+    [Fact]
+    public async Task RelayData_FlowsBothWays_AndEarlyDataIsKept()
+    {
+        await using var client = new ControlConnection(_client.GetStream());
+        client.Start();
+        // The server side writes before the client opens the relay: the frames wait for it.
+        await _server.SendAsync(0, new RelayData(4, "hello"u8.ToArray()), CancellationToken.None);
+        await Task.Delay(100);
+        await using var relay = client.OpenRelay(4);
+        var buffer = new byte[5];
+        await relay.ReadExactlyAsync(buffer);
+        Assert.Equal("hello"u8.ToArray(), buffer);
+    }
+}

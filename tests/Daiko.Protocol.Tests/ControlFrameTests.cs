@@ -1,0 +1,182 @@
+using System.Formats.Cbor;
+using Daiko.Protocol.Messages;
+using Daiko.Protocol.Wire;
+
+namespace Daiko.Protocol.Tests;
+
+/// <summary>Every control message: a round trip, every truncated prefix, every field with a wrong type.</summary>
+public sealed class ControlFrameTests
+{
+    public static TheoryData<string> Messages => SampleMessages.Names();
+
+    [Fact]
+    public void EveryMessageType_HasASample()
+    {
+        var types = typeof(ControlMessage).Assembly.GetTypes()
+            .Where(t => t is { IsAbstract: false } && t.IsSubclassOf(typeof(ControlMessage))).Select(t => t.Name).Order();
+        Assert.Equal(types, SampleMessages.All().Select(m => m.GetType().Name).Order());
+    }
+
+    [Theory]
+    [MemberData(nameof(Messages))]
+    public void RoundTrip_GivesTheSameMessage(string name)
+    {
+        var message = SampleMessages.Named(name);
+        var body = ControlFrame.EncodeBody(41, message);
+
+        var decoded = ControlFrame.Decode(body);
+
+        Assert.Equal(41, decoded.Id);
+        Assert.IsType(message.GetType(), decoded.Message);
+        Assert.Equal(message.IsReply, decoded.Message.IsReply);
+        Assert.Equal(body, ControlFrame.EncodeBody(41, decoded.Message));
+    }
+
+    [Fact]
+    public void RoundTrip_KeepsTheValues()
+    {
+        var unlock = Assert.IsType<UnlockRequest>(ControlFrame.Decode(ControlFrame.EncodeBody(3, new UnlockRequest("1111", "2222"))).Message);
+        Assert.Equal(("1111", "2222"), (unlock.Pin1, unlock.Pin2));
+        var ticket = Assert.IsType<TicketReply>(ControlFrame.Decode(ControlFrame.EncodeBody(5, new TicketReply(SampleMessages.Ticket()))).Message).Ticket;
+        Assert.Equal(("market.example", "http/1.1", 7200u, 12345u, 16384u), (ticket.ServerName, ticket.Alpn, ticket.LifetimeSeconds, ticket.AgeAdd, ticket.MaxEarlyData));
+        var error = Assert.IsType<ErrorReply>(ControlFrame.Decode(ControlFrame.EncodeBody(7, new ErrorReply(ErrorCode.WrongPin2, "wrong", 2))).Message);
+        Assert.Equal((ErrorCode.WrongPin2, "wrong-pin2", 2), (error.Code, error.CodeName, error.TriesLeft));
+    }
+
+    [Fact]
+    public void ToString_NeverPrintsFields()
+    {
+        Assert.Equal("unlock", new UnlockRequest("1111", "2222").ToString());
+        Assert.DoesNotContain("secret", new EnrollRequest("ABCDEFGHJKMN", [1]).ToString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [MemberData(nameof(Messages))]
+    public void EveryTruncatedPrefix_IsABadRequestNamingAField(string name)
+    {
+        var body = ControlFrame.EncodeBody(41, SampleMessages.Named(name));
+        for (var n = 0; n < body.Length; n++)
+        {
+            var e = Assert.Throws<ProtocolException>(() => ControlFrame.Decode(body.AsMemory(0, n)));
+            Assert.Equal(ErrorCode.BadRequest, e.Code);
+            Assert.False(string.IsNullOrEmpty(e.Field), $"prefix of {n} bytes: '{e.Message}' names no field");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Messages))]
+    public void EveryFieldWithAWrongType_IsABadRequestNamingThatField(string name)
+    {
+        var body = ControlFrame.EncodeBody(41, SampleMessages.Named(name));
+        var entries = Entries(body);
+        foreach (var (key, value) in entries)
+        {
+            var mutated = Rebuild(entries, key, WrongTypeFor(value));
+
+            var e = Assert.Throws<ProtocolException>(() => ControlFrame.Decode(mutated));
+
+            Assert.Equal(ErrorCode.BadRequest, e.Code);
+            Assert.Equal(key, e.Field);
+            if (key is not ("t" or "id" or "re")) Assert.Equal(41, e.RequestId);
+        }
+    }
+
+    [Fact]
+    public void OutOfRangeValues_AreBadRequestsNamingTheField()
+    {
+        var body = ControlFrame.EncodeBody(5, new DelegateRequest(new MarketAddress("m", 443, null, null), DelegationMode.Resume));
+        var entries = Entries(body);
+        var cases = new (string Field, byte[] Value)[]
+        {
+            ("port", Encode(w => w.WriteInt64(70000))),
+            ("port", Encode(w => w.WriteInt64(0))),
+            ("mode", Encode(w => w.WriteTextString("teleport"))),
+            ("host", Encode(w => w.WriteTextString(""))),
+            ("host", Encode(w => w.WriteTextString(new string('a', 300)))),
+        };
+        foreach (var (field, value) in cases)
+        {
+            var e = Assert.Throws<ProtocolException>(() => ControlFrame.Decode(Rebuild(entries, field, value)));
+            Assert.Equal((ErrorCode.BadRequest, field), (e.Code, e.Field));
+        }
+        var prefetch = Entries(ControlFrame.EncodeBody(5, new PrefetchRequest(new MarketAddress("m", 443, null, null), 1)));
+        Assert.Equal("min", Assert.Throws<ProtocolException>(() => ControlFrame.Decode(Rebuild(prefetch, "min", Encode(w => w.WriteInt64(9))))).Field);
+        var data = Entries(ControlFrame.EncodeBody(0, new RelayData(1, new byte[] { 1 })));
+        Assert.Equal("data", Assert.Throws<ProtocolException>(() => ControlFrame.Decode(Rebuild(data, "data", Encode(w => w.WriteByteString(new byte[ControlProtocol.MaxRelayChunk + 1]))))).Field);
+    }
+
+    [Fact]
+    public void AnUnknownRequest_IsUnknownRequest_AndAMissingFieldIsNamed()
+    {
+        var unknown = Rebuild(Entries(ControlFrame.EncodeBody(5, new LockRequest())), "t", Encode(w => w.WriteTextString("self-destruct")));
+        var e = Assert.Throws<ProtocolException>(() => ControlFrame.Decode(unknown));
+        Assert.Equal((ErrorCode.UnknownRequest, 5L), (e.Code, e.RequestId));
+
+        var entries = Entries(ControlFrame.EncodeBody(5, new UnlockRequest("1", "2"))).Where(p => p.Key != "pin2").ToList();
+        var missing = Assert.Throws<ProtocolException>(() => ControlFrame.Decode(Rebuild(entries, "", [])));
+        Assert.Equal((ErrorCode.BadRequest, "pin2"), (missing.Code, missing.Field));
+    }
+
+    [Fact]
+    public void UnknownFields_AreIgnored_SoNewerPeersCanAddThem()
+    {
+        var entries = Entries(ControlFrame.EncodeBody(5, new DelegateRequest(new MarketAddress("m", 443, null, null), DelegationMode.Resume)));
+        entries.Add(new("kex", Encode(w => w.WriteTextString("psk_dhe_ke"))));
+
+        var decoded = Assert.IsType<DelegateRequest>(ControlFrame.Decode(Rebuild(entries, "", [])).Message);
+
+        Assert.Equal(DelegationMode.Resume, decoded.Mode);
+    }
+
+    [Fact]
+    public void TrailingBytes_AndOversizedFrames_AreRefused()
+    {
+        var body = ControlFrame.EncodeBody(5, new LockRequest());
+        Assert.Throws<ProtocolException>(() => ControlFrame.Decode(body.Append((byte)0).ToArray()));
+        var frame = new byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(frame, ControlProtocol.MaxFrameBytes + 1);
+        Assert.ThrowsAsync<ProtocolException>(async () => await ControlFrame.ReadAsync(new MemoryStream(frame), new byte[4], CancellationToken.None)).GetAwaiter().GetResult();
+    }
+
+    internal static List<KeyValuePair<string, byte[]>> Entries(byte[] body)
+    {
+        var r = new CborReader(body);
+        var count = r.ReadStartMap()!.Value;
+        var entries = new List<KeyValuePair<string, byte[]>>();
+        for (var i = 0; i < count; i++) entries.Add(new(r.ReadTextString(), r.ReadEncodedValue().ToArray()));
+        return entries;
+    }
+
+    /// <summary>The map of <paramref name="entries"/> with <paramref name="key"/>'s value replaced.</summary>
+    internal static byte[] Rebuild(IReadOnlyList<KeyValuePair<string, byte[]>> entries, string key, byte[] value)
+    {
+        var w = new CborWriter();
+        w.WriteStartMap(entries.Count);
+        foreach (var (k, v) in entries)
+        {
+            w.WriteTextString(k);
+            w.WriteEncodedValue(k == key ? value : v);
+        }
+        w.WriteEndMap();
+        return w.Encode();
+    }
+
+    private static byte[] Encode(Action<CborWriter> write)
+    {
+        var w = new CborWriter();
+        write(w);
+        return w.Encode();
+    }
+
+    /// <summary>A value of another CBOR type than <paramref name="value"/>'s.</summary>
+    private static byte[] WrongTypeFor(byte[] value) => new CborReader(value).PeekState() switch
+    {
+        CborReaderState.TextString => Encode(w => w.WriteInt64(7)),
+        CborReaderState.UnsignedInteger or CborReaderState.NegativeInteger => Encode(w => w.WriteTextString("seven")),
+        CborReaderState.Boolean => Encode(w => w.WriteInt64(1)),
+        CborReaderState.ByteString => Encode(w => w.WriteTextString("bytes")),
+        CborReaderState.StartArray => Encode(w => w.WriteInt64(3)),
+        CborReaderState.Null => Encode(w => w.WriteInt64(0)),
+        var other => throw new InvalidOperationException($"no wrong type for {other}"),
+    };
+}
