@@ -61,7 +61,14 @@ public static class TlsClient
     private static void Abandon(RecordLayer records)
     {
         records.Dispose();
-        try { records.Transport.Dispose(); } catch (Exception) { }
+        try
+        {
+            records.Transport.Dispose();
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            // The transport failed on its way out: the handshake's error is the one to report.
+        }
     }
 
     /// <summary>Opens TCP to <paramref name="host"/> (trying each of its addresses in turn) with Nagle off.</summary>
@@ -135,7 +142,14 @@ public static class TlsClient
         finally
         {
             records.Dispose();
-            try { await records.Transport.DisposeAsync(); } catch (Exception) { }
+            try
+            {
+                await records.Transport.DisposeAsync();
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+                // As above: the alert, not the close, is what the caller learns.
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
-using System.Net;
 using System.Net.Sockets;
+using Daiko.TestSupport;
 using Daiko.Protocol.Messages;
 using Daiko.Protocol.Wire;
 
@@ -8,19 +8,13 @@ namespace Daiko.Protocol.Tests;
 /// <summary>The control connection over a loopback TCP pair: typed requests and replies, and malformed requests answered with bad-request.</summary>
 public sealed class ControlConnectionTests : IAsyncLifetime
 {
-    private TcpListener _listener = null!;
     private TcpClient _client = null!;
     private TcpClient _accepted = null!;
     private ControlConnection _server = null!;
 
     public async Task InitializeAsync()
     {
-        _listener = new TcpListener(IPAddress.Loopback, 0);
-        _listener.Start();
-        _client = new TcpClient();
-        var accept = _listener.AcceptTcpClientAsync();
-        await _client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)_listener.LocalEndpoint).Port);
-        _accepted = await accept;
+        (_client, _accepted) = await Loopback.ConnectedPairAsync();
         _server = new ControlConnection(_accepted.GetStream(), async (request, c) =>
         {
             ControlMessage reply = request.Message switch
@@ -39,7 +33,6 @@ public sealed class ControlConnectionTests : IAsyncLifetime
         await _server.DisposeAsync();
         _client.Dispose();
         _accepted.Dispose();
-        _listener.Stop();
     }
 
     [Fact]

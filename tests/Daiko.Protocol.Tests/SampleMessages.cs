@@ -44,7 +44,7 @@ internal static class SampleMessages
         yield return new WalletHistoryRequest();
         yield return new WalletHistoryReply(["{\"seq\":1}"], true);
         yield return new WalletPayRequest([0xd2, 0x84]);
-        yield return new WalletPaymentReply([0xd2, 0x84, 1]);
+        yield return new WalletPaymentReply([0xd2, 0x84, 1], "pay-1");
         yield return new WalletRefillRequest([0xd2]);
         yield return new WalletRefillAckReply([0xd2, 2]);
         yield return new WalletCancelRequest("pay-1");

@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using Daiko.Cards;
-using Daiko.Cards.Purse;
+using Daiko.Money;
 using Daiko.Home.Money;
 using Microsoft.Data.Sqlite;
 
@@ -41,26 +41,23 @@ public static class Program
             {
                 if (kind < 4 || i < 3)
                 {
-                    var refill = MoneyMessage.Create(MoneyKinds.Refill).With("bank", "bank").With("card", card.CardId).With("refill_id", $"refill-{i}")
-                        .With("amount", (long)amount * 3).With("currency", "JPY").With("expires", start).Sign(keys.Bank);
-                    var ack = MoneyMessage.Verify(ledger.Refill(refill), cardKey, MoneyKinds.RefillAck);
-                    Exec(bank, "INSERT OR IGNORE INTO settled(refill_id, amount) VALUES($i, $a)", ack.Text("refill_id"), ack.Integer("amount"));
+                    var refill = new Refill("bank", card.CardId, $"refill-{i}", (long)amount * 3, "JPY", start).Sign(keys.Bank);
+                    var ack = MoneyCodec.Verify<RefillAck>(ledger.Refill(refill), cardKey);
+                    Exec(bank, "INSERT OR IGNORE INTO settled(refill_id, amount) VALUES($i, $a)", ack.RefillId, ack.Amount);
                 }
                 else if (kind < 8)
                 {
-                    var request = MoneyMessage.Create(MoneyKinds.PaymentRequest).With("market", "market").With("order", $"order-{i}").With("request_id", $"request-{i}")
-                        .With("amount", (long)amount).With("currency", "JPY").With("expires", start).Sign(keys.Market);
-                    var payment = MoneyMessage.Verify(ledger.Pay(request), cardKey, MoneyKinds.Payment);
-                    Exec(market, "INSERT OR IGNORE INTO deposits(payment_id, amount) VALUES($i, $a)", payment.Text("payment_id"), payment.Integer("amount"));
-                    payments.Add(payment.Text("payment_id"));
+                    var request = new PaymentRequest("market", $"order-{i}", $"request-{i}", (long)amount, "JPY", start, "").Sign(keys.Market);
+                    var payment = MoneyCodec.Verify<Payment>(ledger.Pay(request), cardKey);
+                    Exec(market, "INSERT OR IGNORE INTO deposits(payment_id, amount) VALUES($i, $a)", payment.PaymentId, payment.Amount);
+                    payments.Add(payment.PaymentId);
                 }
                 else if (payments.Count > 0)
                 {
                     var target = payments[random.Next(payments.Count)];
-                    var cancellation = MoneyMessage.Verify(ledger.Cancel(target), cardKey, MoneyKinds.Cancellation);
-                    Exec(market, "UPDATE deposits SET cancelled = 1 WHERE payment_id = $i AND $a >= 0", cancellation.Text("payment_id"), 0);
-                    var confirmation = MoneyMessage.Create(MoneyKinds.CancellationConfirmation).With("market", "market").With("payment_id", target)
-                        .With("amount", cancellation.Integer("amount")).With("currency", "JPY").With("at", start).Sign(keys.Market);
+                    var cancellation = MoneyCodec.Verify<Cancellation>(ledger.Cancel(target), cardKey);
+                    Exec(market, "UPDATE deposits SET cancelled = 1 WHERE payment_id = $i AND $a >= 0", cancellation.PaymentId, 0);
+                    var confirmation = new CancellationConfirmation("market", target, cancellation.Amount, "JPY", start).Sign(keys.Market);
                     try
                     {
                         ledger.ApplyConfirmation(confirmation);

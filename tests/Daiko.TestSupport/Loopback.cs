@@ -40,4 +40,15 @@ public static class Loopback
             }
         }
     }
+
+    /// <summary>Two connected TCP sockets on 127.0.0.1 (a client and the server side it reached); dispose both.</summary>
+    public static async Task<(TcpClient Client, TcpClient Server)> ConnectedPairAsync()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var client = new TcpClient();
+        var accept = listener.AcceptTcpClientAsync();
+        await client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+        return (client, await accept);
+    }
 }

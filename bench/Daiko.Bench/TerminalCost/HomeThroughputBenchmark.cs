@@ -84,10 +84,8 @@ public static partial class HomeThroughputBenchmark
         using var marketKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         using var bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var ledger = new Daiko.Home.Money.PurseLedger(Path.Combine(dir.Path, "purse.db"), new Daiko.Home.Money.HomeCardPurse(card), id => id == "m" ? marketKey : id == "b" ? bank : null);
-        ledger.Refill(Daiko.Cards.Purse.MoneyMessage.Create(Daiko.Cards.Purse.MoneyKinds.Refill).With("bank", "b").With("card", card.CardId).With("refill_id", "r")
-            .With("amount", long.MaxValue / 4).With("currency", "JPY").With("expires", DateTimeOffset.UtcNow.AddDays(1)).Sign(bank));
-        var requests = Enumerable.Range(0, 5000).Select(i => Daiko.Cards.Purse.MoneyMessage.Create(Daiko.Cards.Purse.MoneyKinds.PaymentRequest).With("market", "m")
-            .With("order", $"o{i}").With("request_id", $"q{i}").With("amount", 1L).With("currency", "JPY").With("expires", DateTimeOffset.UtcNow.AddDays(1)).Sign(marketKey)).ToList();
+        ledger.Refill(new Daiko.Money.Refill("b", card.CardId, "r", long.MaxValue / 4, "JPY", DateTimeOffset.UtcNow.AddDays(1)).Sign(bank));
+        var requests = Enumerable.Range(0, 5000).Select(i => new Daiko.Money.PaymentRequest("m", $"o{i}", $"q{i}", 1L, "JPY", DateTimeOffset.UtcNow.AddDays(1), "").Sign(marketKey)).ToList();
         clock.Restart();
         var paid = 0;
         while (clock.Elapsed < TimeSpan.FromSeconds(seconds / 2.0) && paid < requests.Count) ledger.Pay(requests[paid++]);

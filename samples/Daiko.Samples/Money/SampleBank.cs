@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using Daiko.Cards.Purse;
+using Daiko.Money;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 
@@ -31,21 +31,20 @@ public sealed class SampleBank
     public int Deposits => _deposits.Count;
 
     public byte[] IssueRefill(string cardId, long amount, string currency) =>
-        MoneyMessage.Create(MoneyKinds.Refill).With("bank", Id).With("card", cardId).With("refill_id", Guid.NewGuid().ToString("N"))
-            .With("amount", amount).With("currency", currency).With("expires", DateTimeOffset.UtcNow.AddMinutes(10)).Sign(Key);
+        new Refill(Id, cardId, Guid.NewGuid().ToString("N"), amount, currency, DateTimeOffset.UtcNow.AddMinutes(10)).Sign(Key);
 
     /// <summary>Settles a refill once the card's signed acknowledgement arrives (the user's account is debited).</summary>
     public bool Settle(byte[] ackCose, ECDsa cardKey)
     {
-        var ack = MoneyMessage.Verify(ackCose, cardKey, MoneyKinds.RefillAck);
-        return _settled.TryAdd(ack.Text("refill_id"), ack.Integer("amount"));
+        var ack = MoneyCodec.Verify<RefillAck>(ackCose, cardKey);
+        return _settled.TryAdd(ack.RefillId, ack.Amount);
     }
 
     /// <summary>Deposits a card-signed payment; a second deposit of the same payment is refused.</summary>
     public bool Deposit(byte[] paymentCose, ECDsa cardKey)
     {
-        var payment = MoneyMessage.Verify(paymentCose, cardKey, MoneyKinds.Payment);
-        return _deposits.TryAdd(payment.Text("payment_id"), true);
+        var payment = MoneyCodec.Verify<Payment>(paymentCose, cardKey);
+        return _deposits.TryAdd(payment.PaymentId, true);
     }
 
     /// <summary>HTTP routes: POST /refills?card=&amp;amount=&amp;currency=, POST /refill-acks (body: COSE).</summary>
@@ -109,9 +108,8 @@ public sealed class SampleMarketMoney
         app.MapGet("/orders/{order}", (string order) =>
         {
             var amount = 100L * (order.Length + 10);
-            return Results.Bytes(MoneyMessage.Create(MoneyKinds.PaymentRequest).With("market", Id).With("order", order).With("request_id", Guid.NewGuid().ToString("N"))
-                .With("amount", amount).With("currency", "JPY").With("expires", DateTimeOffset.UtcNow.AddMinutes(10))
-                .With("url", PublicUrl?.ToString() ?? "").Sign(Key), "application/cose");
+            return Results.Bytes(new PaymentRequest(Id, order, Guid.NewGuid().ToString("N"), amount, "JPY", DateTimeOffset.UtcNow.AddMinutes(10),
+                PublicUrl?.ToString() ?? "").Sign(Key), "application/cose");
         });
         app.MapPost("/payments", async (HttpContext context) =>
         {
@@ -120,11 +118,11 @@ public sealed class SampleMarketMoney
             var body = await ReadBodyAsync(context);
             try
             {
-                var payment = MoneyMessage.Verify(body, cardKey, MoneyKinds.Payment);
-                if (payment.Text("market") != Id) return Results.BadRequest("this payment is for another market\n");
+                var payment = MoneyCodec.Verify<Payment>(body, cardKey);
+                if (payment.Market != Id) return Results.BadRequest("this payment is for another market\n");
                 if (!_bank.Deposit(body, cardKey)) return Results.Conflict("this payment was already deposited\n");
-                _paid[payment.Text("payment_id")] = (payment.Integer("amount"), payment.Text("currency"));
-                return Results.Text($"paid {payment.Integer("amount")} {payment.Text("currency")} for {payment.Text("order")}; payment {payment.Text("payment_id")}\n");
+                _paid[payment.PaymentId] = (payment.Amount, payment.Currency);
+                return Results.Text($"paid {payment.Amount} {payment.Currency} for {payment.Order}; payment {payment.PaymentId}\n");
             }
             catch (PurseException e)
             {
@@ -137,10 +135,9 @@ public sealed class SampleMarketMoney
             if (cardKey is null) return Results.Unauthorized();
             try
             {
-                var cancellation = MoneyMessage.Verify(await ReadBodyAsync(context), cardKey, MoneyKinds.Cancellation);
-                if (!_paid.TryRemove(cancellation.Text("payment_id"), out var paid)) return Results.NotFound("no such payment to cancel\n");
-                return Results.Bytes(MoneyMessage.Create(MoneyKinds.CancellationConfirmation).With("market", Id).With("payment_id", cancellation.Text("payment_id"))
-                    .With("amount", paid.Amount).With("currency", paid.Currency).With("at", DateTimeOffset.UtcNow).Sign(Key), "application/cose");
+                var cancellation = MoneyCodec.Verify<Cancellation>(await ReadBodyAsync(context), cardKey);
+                if (!_paid.TryRemove(cancellation.PaymentId, out var paid)) return Results.NotFound("no such payment to cancel\n");
+                return Results.Bytes(new CancellationConfirmation(Id, cancellation.PaymentId, paid.Amount, paid.Currency, DateTimeOffset.UtcNow).Sign(Key), "application/cose");
             }
             catch (PurseException e)
             {

@@ -93,21 +93,6 @@ public sealed class SessionCache<TEntry>
         return discarded.Count;
     }
 
-    /// <summary>Drops every entry of a market for all devices (e.g. the market rejected a ticket).</summary>
-    public void PurgeMarket(string host, int port)
-    {
-        var discarded = new List<TEntry>();
-        lock (_gate)
-        {
-            foreach (var key in _entries.Keys.Where(k => k.Host == host && k.Port == port).ToList())
-            {
-                discarded.AddRange(_entries[key].Select(s => s.Entry));
-                _entries.Remove(key);
-            }
-        }
-        Discard(discarded);
-    }
-
     private void Discard(List<TEntry> entries)
     {
         if (_onDiscard is null) return;

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Daiko.Cards;
-using Daiko.Cards.Purse;
+using Daiko.Money;
 using Daiko.Home.Devices;
 using Daiko.Home.Server;
 using Daiko.Protocol;
@@ -37,7 +37,8 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
             switch (request)
             {
                 case WalletPayRequest pay:
-                    return new WalletPaymentReply(ledger.Pay(pay.Request));
+                    var payment = ledger.Pay(pay.Request);
+                    return new WalletPaymentReply(payment, MoneyCodec.ReadUnverified<Payment>(payment).PaymentId);
                 case WalletRefillRequest refill:
                     return new WalletRefillAckReply(ledger.Refill(refill.Refill));
                 case WalletCancelRequest cancel:

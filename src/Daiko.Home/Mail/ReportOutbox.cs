@@ -126,7 +126,14 @@ public sealed class ReportOutbox
             cmd.ExecuteNonQuery();
             sent++;
         }
-        try { await smtp.DisconnectAsync(true, cancellationToken); } catch (Exception) { }
+        try
+        {
+            await smtp.DisconnectAsync(true, cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or SmtpProtocolException or SmtpCommandException or OperationCanceledException)
+        {
+            // The reports are sent and marked: a server that drops QUIT costs nothing.
+        }
         return sent;
     }
 

@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
-using Daiko.Cards.Purse;
+using Daiko.Money;
 using System.Data.Common;
 using Daiko.Home.Storage;
 
@@ -75,16 +75,16 @@ public sealed class PurseLedger
     /// <summary>F12: pays a market's signed request; returns the card's signed payment.</summary>
     public byte[] Pay(byte[] requestCose)
     {
-        var unverified = MoneyMessage.ReadUnverified(requestCose);
-        var market = unverified.Text("market");
-        var request = MoneyMessage.Verify(requestCose, KeyOf(market), MoneyKinds.PaymentRequest);
-        var requestId = "pay:" + request.Text("request_id");
+        var unverified = MoneyCodec.ReadUnverified<PaymentRequest>(requestCose);
+        var market = unverified.Market;
+        var request = MoneyCodec.Verify<PaymentRequest>(requestCose, KeyOf(market));
+        var requestId = "pay:" + request.RequestId;
         return Transact(requestId, (c, tx) =>
         {
             RequireReady();
-            if (request.Time("expires") <= _time.GetUtcNow()) throw new PurseException(PurseRefusal.Expired, "the payment request has expired");
-            var amount = request.Integer("amount");
-            var currency = request.Text("currency");
+            if (request.Expires <= _time.GetUtcNow()) throw new PurseException(PurseRefusal.Expired, "the payment request has expired");
+            var amount = request.Amount;
+            var currency = request.Currency;
             if (amount <= 0) throw new PurseException(PurseRefusal.Malformed, "a payment amount must be positive");
             var balance = BalanceOf(c, tx, currency);
             if (balance < amount) throw new PurseException(BalanceOf(c, tx, currency) == 0 && !HasCurrency(c, tx, currency) ? PurseRefusal.WrongCurrency : PurseRefusal.InsufficientBalance,
@@ -94,33 +94,31 @@ public sealed class PurseLedger
             SetBalance(c, tx, currency, balance - amount);
             Log(c, tx, "payment", paymentId, -amount, currency, balance - amount);
             Execute(c, tx, "INSERT INTO purse_payments(payment_id, market, amount, currency, at, state, market_url) VALUES(@p, @m, @a, @c, @t, 'paid', @u)",
-                ("@p", paymentId), ("@m", market), ("@a", amount), ("@c", currency), ("@t", now.ToString("O")), ("@u", request.TextOrEmpty("url")));
+                ("@p", paymentId), ("@m", market), ("@a", amount), ("@c", currency), ("@t", now.ToString("O")), ("@u", request.Url));
             using var key = _card.OpenSigningKey();
-            return MoneyMessage.Create(MoneyKinds.Payment).With("card", _card.CardId).With("payment_id", paymentId)
-                .With("request_hash", MoneyMessage.Hash(requestCose)).With("market", market).With("order", request.Text("order"))
-                .With("amount", amount).With("currency", currency).With("at", now).Sign(key);
+            return new Daiko.Money.Payment(_card.CardId, paymentId, MoneyMessage.Hash(requestCose), market, request.Order,
+                amount, currency, now).Sign(key);
         });
     }
 
     /// <summary>F13: credits a bank's signed refill exactly once; returns the card's signed acknowledgement.</summary>
     public byte[] Refill(byte[] refillCose)
     {
-        var unverified = MoneyMessage.ReadUnverified(refillCose);
-        var refill = MoneyMessage.Verify(refillCose, KeyOf(unverified.Text("bank")), MoneyKinds.Refill);
-        return Transact("refill:" + refill.Text("refill_id"), (c, tx) =>
+        var unverified = MoneyCodec.ReadUnverified<Daiko.Money.Refill>(refillCose);
+        var refill = MoneyCodec.Verify<Daiko.Money.Refill>(refillCose, KeyOf(unverified.Bank));
+        return Transact("refill:" + refill.RefillId, (c, tx) =>
         {
             RequireReady();
-            if (refill.Text("card") != _card.CardId) throw new PurseException(PurseRefusal.WrongCard, "the refill was issued for another card");
-            if (refill.Time("expires") <= _time.GetUtcNow()) throw new PurseException(PurseRefusal.Expired, "the refill has expired");
-            var amount = refill.Integer("amount");
+            if (refill.Card != _card.CardId) throw new PurseException(PurseRefusal.WrongCard, "the refill was issued for another card");
+            if (refill.Expires <= _time.GetUtcNow()) throw new PurseException(PurseRefusal.Expired, "the refill has expired");
+            var amount = refill.Amount;
             if (amount <= 0) throw new PurseException(PurseRefusal.Malformed, "a refill amount must be positive");
-            var currency = refill.Text("currency");
+            var currency = refill.Currency;
             var balance = BalanceOf(c, tx, currency) + amount;
             SetBalance(c, tx, currency, balance);
-            Log(c, tx, "refill", refill.Text("refill_id"), amount, currency, balance);
+            Log(c, tx, "refill", refill.RefillId, amount, currency, balance);
             using var key = _card.OpenSigningKey();
-            return MoneyMessage.Create(MoneyKinds.RefillAck).With("card", _card.CardId).With("refill_id", refill.Text("refill_id"))
-                .With("amount", amount).With("currency", currency).With("at", _time.GetUtcNow()).Sign(key);
+            return new RefillAck(_card.CardId, refill.RefillId, amount, currency, _time.GetUtcNow()).Sign(key);
         });
     }
 
@@ -143,21 +141,20 @@ public sealed class PurseLedger
                 throw new PurseException(PurseRefusal.OutsideCancellationWindow, $"payment {paymentId} is older than the {_cancellationWindow.TotalDays:0} day cancellation window");
             Execute(c, tx, "UPDATE purse_payments SET state = 'cancelling' WHERE payment_id = @p", ("@p", paymentId));
             using var key = _card.OpenSigningKey();
-            return MoneyMessage.Create(MoneyKinds.Cancellation).With("card", _card.CardId).With("payment_id", paymentId)
-                .With("market", market).With("amount", amount).With("currency", currency).With("at", _time.GetUtcNow()).Sign(key);
+            return new Cancellation(_card.CardId, paymentId, market, amount, currency, _time.GetUtcNow()).Sign(key);
         });
     }
 
     /// <summary>F15: the market's signed confirmation re-credits the payment exactly once.</summary>
     public long ApplyConfirmation(byte[] confirmationCose)
     {
-        var unverified = MoneyMessage.ReadUnverified(confirmationCose);
-        var confirmation = MoneyMessage.Verify(confirmationCose, KeyOf(unverified.Text("market")), MoneyKinds.CancellationConfirmation);
-        var paymentId = confirmation.Text("payment_id");
+        var unverified = MoneyCodec.ReadUnverified<CancellationConfirmation>(confirmationCose);
+        var confirmation = MoneyCodec.Verify<CancellationConfirmation>(confirmationCose, KeyOf(unverified.Market));
+        var paymentId = confirmation.PaymentId;
         var answer = Transact("confirm:" + MoneyMessage.Hash(confirmationCose), (c, tx) =>
         {
             var (market, amount, currency, _, state) = Payment(c, tx, paymentId);
-            if (market != confirmation.Text("market") || amount != confirmation.Integer("amount") || currency != confirmation.Text("currency"))
+            if (market != confirmation.Market || amount != confirmation.Amount || currency != confirmation.Currency)
                 throw new PurseException(PurseRefusal.Malformed, "the confirmation does not match the payment");
             if (state == "cancelled") throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already re-credited");
             if (state != "cancelling") throw new PurseException(PurseRefusal.UnknownPayment, $"payment {paymentId} has no cancellation pending");
@@ -240,8 +237,7 @@ public sealed class PurseLedger
     {
         var history = History();
         using var key = _card.OpenSigningKey();
-        return MoneyMessage.Create("log-head").With("card", _card.CardId).With("entries", history.Count)
-            .With("head", history.Count == 0 ? GenesisHash : history[^1].Hash).With("at", _time.GetUtcNow()).Sign(key);
+        return new LogHead(_card.CardId, history.Count, history.Count == 0 ? GenesisHash : history[^1].Hash, _time.GetUtcNow()).Sign(key);
     }
 
     private const string GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000";

@@ -35,7 +35,7 @@ public sealed class StatusPage : IAsyncDisposable
         {
             HttpListenerContext context;
             try { context = await _listener.GetContextAsync(); }
-            catch (Exception) { return; }
+            catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or InvalidOperationException) { return; }
             try
             {
                 var body = Encoding.UTF8.GetBytes(Render());
@@ -44,7 +44,10 @@ public sealed class StatusPage : IAsyncDisposable
                 context.Response.Headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'";
                 await context.Response.OutputStream.WriteAsync(body);
             }
-            catch (Exception) { }
+            catch (Exception e) when (e is HttpListenerException or IOException or ObjectDisposedException)
+            {
+                // The browser went away mid-answer; the next request gets a fresh page.
+            }
             finally
             {
                 context.Response.Close();
@@ -83,7 +86,7 @@ public sealed class StatusPage : IAsyncDisposable
     {
         await _stop.CancelAsync();
         _listener.Stop();
-        try { await _loop; } catch (Exception) { }
+        await _loop;
         _listener.Close();
     }
 }

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using Daiko.Cards;
-using Daiko.Cards.Purse;
+using Daiko.Money;
 using Daiko.Home.Hosting;
 using Microsoft.Extensions.Logging;
 using Daiko.Home.Mail;

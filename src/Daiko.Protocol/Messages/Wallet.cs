@@ -96,18 +96,21 @@ public sealed record WalletPayRequest(byte[] Request) : MoneyCarrier(Request)
     internal static WalletPayRequest Read(FieldReader r) => new(ReadCose(r, "request"));
 }
 
-/// <summary><c>wallet-payment</c>: the card's signed payment.</summary>
-public sealed record WalletPaymentReply(byte[] Payment) : MoneyCarrier(Payment)
+/// <summary><c>wallet-payment</c>: the card's signed payment and its id (so the terminal need not read money messages).</summary>
+public sealed record WalletPaymentReply(byte[] Payment, string PaymentId) : ControlReply
 {
     public const string WireType = "wallet-payment";
 
     public override string Type => WireType;
 
-    public override bool IsReply => true;
+    internal override void Write(FieldWriter w)
+    {
+        w.Bytes("payment", Payment);
+        w.Text("payment_id", PaymentId);
+    }
 
-    protected override string FieldName => "payment";
-
-    internal static WalletPaymentReply Read(FieldReader r) => new(ReadCose(r, "payment"));
+    internal static WalletPaymentReply Read(FieldReader r) =>
+        new(r.Bytes("payment", ControlProtocol.MaxMoneyMessageBytes), r.Text("payment_id", ControlProtocol.MaxNameLength, allowEmpty: false));
 }
 
 /// <summary><c>wallet-refill</c>: the bank's signed refill.</summary>

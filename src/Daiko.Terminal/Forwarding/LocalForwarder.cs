@@ -88,10 +88,23 @@ public sealed class LocalForwarder : IAsyncDisposable
             {
                 var local = client.GetStream();
                 var up = PumpAsync(local, remote, () => { });
-                var down = PumpAsync(remote, local, () => client.Client.Shutdown(SocketShutdown.Send));
+                var down = PumpAsync(remote, local, () => ShutdownSend(client));
                 await Task.WhenAny(Task.WhenAll(up, down), Task.Delay(Timeout.Infinite, _stop.Token).ContinueWith(_ => { }, TaskScheduler.Default));
                 Interlocked.Increment(ref _served);
             }
+        }
+    }
+
+    /// <summary>Tells the local client the market is done sending (half close), if it is still there.</summary>
+    private static void ShutdownSend(TcpClient client)
+    {
+        try
+        {
+            client.Client.Shutdown(SocketShutdown.Send);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // The local client already went away.
         }
     }
 
@@ -102,10 +115,13 @@ public sealed class LocalForwarder : IAsyncDisposable
             await from.CopyToAsync(to, _stop.Token);
             await to.FlushAsync(_stop.Token);
         }
-        catch (Exception) { }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or Daiko.Tls.TlsException or Daiko.Protocol.ControlErrorException)
+        {
+            // One side ended or failed: this pipe is over, the other side is closed by onEnd.
+        }
         finally
         {
-            try { onEnd(); } catch (Exception) { }
+            onEnd();
         }
     }
 

@@ -36,8 +36,8 @@ public sealed class WalletClient(ControlConnection control, DelegationMode mode 
     {
         using var http = Http();
         var request = await http.GetByteArrayAsync(new Uri(market, $"orders/{Uri.EscapeDataString(order)}"), ct);
-        var payment = (await control.RequestAsync<WalletPaymentReply>(new WalletPayRequest(request), ct)).Payment;
-        var paymentId = Daiko.Cards.Purse.MoneyMessage.ReadUnverified(payment).Text("payment_id");
+        var reply = await control.RequestAsync<WalletPaymentReply>(new WalletPayRequest(request), ct);
+        var (payment, paymentId) = (reply.Payment, reply.PaymentId);
         return (paymentId, await PostAsync(http, new Uri(market, "payments"), payment, ct));
     }
 

@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using Daiko.Cards;
-using Daiko.Cards.Purse;
+using Daiko.Money;
 using Daiko.Home.Money;
 using Daiko.Home.Tests.Server;
 using Daiko.TestSupport;
@@ -97,40 +97,37 @@ public abstract class PurseLedgerContract : IDisposable
     }
 
     private byte[] RefillOf(long amount, string id = "r1", string currency = "JPY", string? card = null, TimeSpan? validFor = null) =>
-        MoneyMessage.Create(MoneyKinds.Refill).With("bank", "bank.test").With("card", card ?? _card.CardId).With("refill_id", id)
-            .With("amount", amount).With("currency", currency).With("expires", _time.Now + (validFor ?? TimeSpan.FromMinutes(5))).Sign(_bank);
+        new Refill("bank.test", card ?? _card.CardId, id, amount, currency, _time.Now + (validFor ?? TimeSpan.FromMinutes(5))).Sign(_bank);
 
     private byte[] RequestOf(long amount, string id = "q1", string currency = "JPY", TimeSpan? validFor = null) =>
-        MoneyMessage.Create(MoneyKinds.PaymentRequest).With("market", "market.test").With("order", "order-" + id).With("request_id", id)
-            .With("amount", amount).With("currency", currency).With("expires", _time.Now + (validFor ?? TimeSpan.FromMinutes(5))).Sign(_market);
+        new PaymentRequest("market.test", "order-" + id, id, amount, currency, _time.Now + (validFor ?? TimeSpan.FromMinutes(5)), "").Sign(_market);
 
-    private byte[] ConfirmationOf(MoneyMessage payment) =>
-        MoneyMessage.Create(MoneyKinds.CancellationConfirmation).With("market", "market.test").With("payment_id", payment.Text("payment_id"))
-            .With("amount", payment.Integer("amount")).With("currency", payment.Text("currency")).With("at", _time.Now).Sign(_market);
+    private byte[] ConfirmationOf(Payment payment) =>
+        new CancellationConfirmation("market.test", payment.PaymentId, payment.Amount, payment.Currency, _time.Now).Sign(_market);
 
-    private MoneyMessage VerifyCard(byte[] cose, string kind)
+    private T VerifyCard<T>(byte[] cose) where T : MoneyMessage, IMoneyKind<T>
     {
         using var key = _card.PublicEcKey();
-        return MoneyMessage.Verify(cose, key, kind);
+        return MoneyCodec.Verify<T>(cose, key);
     }
 
     [Fact]
     public void Refill_Pay_Cancel_FullCycle_WithCardSignaturesAndAConsistentLog()
     {
-        var ack = VerifyCard(_ledger.Refill(RefillOf(10_000)), MoneyKinds.RefillAck);
-        Assert.Equal(10_000, ack.Integer("amount"));
+        var ack = VerifyCard<RefillAck>(_ledger.Refill(RefillOf(10_000)));
+        Assert.Equal(10_000, ack.Amount);
 
-        var payment = VerifyCard(_ledger.Pay(RequestOf(2_500)), MoneyKinds.Payment);
+        var payment = VerifyCard<Payment>(_ledger.Pay(RequestOf(2_500)));
         Assert.Equal(7_500, _ledger.Balance("JPY"));
-        Assert.Equal(2_500, payment.Integer("amount"));
+        Assert.Equal(2_500, payment.Amount);
 
-        var cancellation = VerifyCard(_ledger.Cancel(payment.Text("payment_id")), MoneyKinds.Cancellation);
-        Assert.Equal(payment.Text("payment_id"), cancellation.Text("payment_id"));
+        var cancellation = VerifyCard<Cancellation>(_ledger.Cancel(payment.PaymentId));
+        Assert.Equal(payment.PaymentId, cancellation.PaymentId);
         Assert.Equal(10_000, _ledger.ApplyConfirmation(ConfirmationOf(payment)));
 
         Assert.Equal(["refill", "payment", "cancellation"], _ledger.History().Select(e => e.Kind));
         Assert.True(_ledger.VerifyLog());
-        VerifyCard(_ledger.SignedHead(), "log-head");
+        VerifyCard<LogHead>(_ledger.SignedHead());
     }
 
     [Fact]
@@ -168,8 +165,7 @@ public abstract class PurseLedgerContract : IDisposable
     public void Refuses_ForgedOrAlteredMessagesOfEveryKind()
     {
         using var forger = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var forgedRefill = MoneyMessage.Create(MoneyKinds.Refill).With("bank", "bank.test").With("card", _card.CardId).With("refill_id", "f1")
-            .With("amount", 1_000_000L).With("currency", "JPY").With("expires", _time.Now.AddMinutes(5)).Sign(forger);
+        var forgedRefill = new Refill("bank.test", _card.CardId, "f1", 1_000_000L, "JPY", _time.Now.AddMinutes(5)).Sign(forger);
         Assert.Equal(PurseRefusal.BadSignature, Assert.Throws<PurseException>(() => _ledger.Refill(forgedRefill)).Refusal);
 
         var altered = RequestOf(10);
@@ -177,31 +173,30 @@ public abstract class PurseLedgerContract : IDisposable
         Assert.True(Assert.Throws<PurseException>(() => _ledger.Pay(altered)).Refusal is PurseRefusal.BadSignature or PurseRefusal.Malformed);
 
         _ledger.Refill(RefillOf(100));
-        var payment = VerifyCard(_ledger.Pay(RequestOf(50)), MoneyKinds.Payment);
-        _ledger.Cancel(payment.Text("payment_id"));
-        var forgedConfirmation = MoneyMessage.Create(MoneyKinds.CancellationConfirmation).With("market", "market.test").With("payment_id", payment.Text("payment_id"))
-            .With("amount", 50L).With("currency", "JPY").With("at", _time.Now).Sign(forger);
+        var payment = VerifyCard<Payment>(_ledger.Pay(RequestOf(50)));
+        _ledger.Cancel(payment.PaymentId);
+        var forgedConfirmation = new CancellationConfirmation("market.test", payment.PaymentId, 50L, "JPY", _time.Now).Sign(forger);
         Assert.Equal(PurseRefusal.BadSignature, Assert.Throws<PurseException>(() => _ledger.ApplyConfirmation(forgedConfirmation)).Refusal);
         Assert.Equal(50, _ledger.Balance("JPY"));
 
         using var wrongKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        Assert.Throws<PurseException>(() => MoneyMessage.Verify(_ledger.SignedHead(), wrongKey, "log-head"));
+        Assert.Throws<PurseException>(() => MoneyCodec.Verify<LogHead>(_ledger.SignedHead(), wrongKey));
     }
 
     [Fact]
     public void Cancellation_AfterTheWindow_OrTwice_IsRefused()
     {
         _ledger.Refill(RefillOf(1_000));
-        var late = VerifyCard(_ledger.Pay(RequestOf(100, "late")), MoneyKinds.Payment);
-        var twice = VerifyCard(_ledger.Pay(RequestOf(100, "twice")), MoneyKinds.Payment);
-        _ledger.Cancel(twice.Text("payment_id"));
+        var late = VerifyCard<Payment>(_ledger.Pay(RequestOf(100, "late")));
+        var twice = VerifyCard<Payment>(_ledger.Pay(RequestOf(100, "twice")));
+        _ledger.Cancel(twice.PaymentId);
         _ledger.ApplyConfirmation(ConfirmationOf(twice));
         _time.Now += TimeSpan.FromSeconds(1);
         Assert.Equal(PurseRefusal.AlreadyCancelled, Assert.Throws<PurseException>(() => _ledger.ApplyConfirmation(ConfirmationOf(twice))).Refusal);
-        Assert.Equal(PurseRefusal.AlreadyCancelled, Assert.Throws<PurseException>(() => _ledger.Cancel(twice.Text("payment_id"))).Refusal);
+        Assert.Equal(PurseRefusal.AlreadyCancelled, Assert.Throws<PurseException>(() => _ledger.Cancel(twice.PaymentId)).Refusal);
 
         _time.Now += TimeSpan.FromDays(7) + TimeSpan.FromMinutes(1);
-        var e = Assert.Throws<PurseException>(() => _ledger.Cancel(late.Text("payment_id")));
+        var e = Assert.Throws<PurseException>(() => _ledger.Cancel(late.PaymentId));
         Assert.Equal(PurseRefusal.OutsideCancellationWindow, e.Refusal);
         Assert.Contains("7 day", e.Message, StringComparison.Ordinal);
         Assert.Equal(900, _ledger.Balance("JPY"));

@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using Daiko.Cards;
-using Daiko.Cards.Purse;
+using Daiko.Money;
 using Daiko.Home.Mail;
 using Daiko.Home.Money;
 using Daiko.Home.Tests.Server;
@@ -27,8 +27,7 @@ public sealed class ReportOutboxTests : IDisposable
         var db = Path.Combine(_dir.Path, "home.db");
         _ledger = new PurseLedger(db, new HomeCardPurse(_card), p => p == "bank.test" ? _bank : null);
         _outbox = new ReportOutbox(db);
-        _ledger.Refill(MoneyMessage.Create(MoneyKinds.Refill).With("bank", "bank.test").With("card", _card.CardId).With("refill_id", "r1")
-            .With("amount", 4_200L).With("currency", "JPY").With("expires", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(_bank));
+        _ledger.Refill(new Refill("bank.test", _card.CardId, "r1", 4_200L, "JPY", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(_bank));
     }
 
     public void Dispose()

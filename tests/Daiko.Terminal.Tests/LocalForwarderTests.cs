@@ -4,7 +4,7 @@ using System.Text;
 using Daiko.Terminal.Forwarding;
 using Xunit;
 
-namespace Daiko.Home.Tests.Terminal;
+namespace Daiko.Terminal.Tests;
 
 public sealed class LocalForwarderTests
 {

@@ -1,0 +1,127 @@
+using System.Formats.Cbor;
+using System.Security.Cryptography;
+using System.Security.Cryptography.Cose;
+
+namespace Daiko.Money;
+
+/// <summary>The fields of a money message being written.</summary>
+public sealed class MoneyWriter
+{
+    internal List<(string Key, Action<CborWriter> Value)> Entries { get; } = new();
+
+    public void Text(string name, string value) => Entries.Add((name, w => w.WriteTextString(value)));
+
+    public void Integer(string name, long value) => Entries.Add((name, w => w.WriteInt64(value)));
+
+    public void Time(string name, DateTimeOffset value) => Integer(name, value.ToUnixTimeSeconds());
+}
+
+/// <summary>The fields of a received money message; a missing or wrong-typed field is <see cref="PurseRefusal.Malformed"/>, naming it.</summary>
+public sealed class MoneyReader
+{
+    private readonly Dictionary<string, object> _fields;
+
+    private MoneyReader(string kind, Dictionary<string, object> fields)
+    {
+        Kind = kind;
+        _fields = fields;
+    }
+
+    public string Kind { get; }
+
+    private PurseException Missing(string name, string what) => new(PurseRefusal.Malformed, $"the {Kind} lacks its '{name}' field ({what})");
+
+    public string Text(string name) => _fields.TryGetValue(name, out var v) && v is string s ? s : throw Missing(name, "text");
+
+    public string TextOrEmpty(string name) => _fields.TryGetValue(name, out var v) && v is string s ? s : "";
+
+    public long Integer(string name) => _fields.TryGetValue(name, out var v) && v is long l ? l : throw Missing(name, "an integer");
+
+    public DateTimeOffset Time(string name)
+    {
+        var seconds = Integer(name);
+        return seconds is >= 0 and <= 253402300799 ? DateTimeOffset.FromUnixTimeSeconds(seconds) : throw Missing(name, "a time");
+    }
+
+    internal static MoneyReader Parse(ReadOnlyMemory<byte> payload)
+    {
+        try
+        {
+            var r = new CborReader(payload, CborConformanceMode.Canonical);
+            var count = r.ReadStartMap() ?? throw new PurseException(PurseRefusal.Malformed, "indefinite map");
+            string? kind = null;
+            var fields = new Dictionary<string, object>(StringComparer.Ordinal);
+            for (var i = 0; i < count; i++)
+            {
+                var key = r.ReadTextString();
+                object value = r.PeekState() switch
+                {
+                    CborReaderState.TextString => r.ReadTextString(),
+                    CborReaderState.UnsignedInteger or CborReaderState.NegativeInteger => r.ReadInt64(),
+                    _ => throw new PurseException(PurseRefusal.Malformed, $"unexpected value for '{key}'"),
+                };
+                if (key == "kind") kind = value as string ?? throw new PurseException(PurseRefusal.Malformed, "the kind is not text");
+                else fields[key] = value;
+            }
+            r.ReadEndMap();
+            if (r.BytesRemaining != 0) throw new PurseException(PurseRefusal.Malformed, "trailing bytes");
+            return new MoneyReader(kind ?? throw new PurseException(PurseRefusal.Malformed, "a money message without a kind"), fields);
+        }
+        catch (Exception e) when (e is CborContentException or InvalidOperationException or FormatException or OverflowException)
+        {
+            throw new PurseException(PurseRefusal.Malformed, "the money message's content is malformed");
+        }
+    }
+}
+
+/// <summary>Verifies and reads signed money messages as their typed records.</summary>
+public static class MoneyCodec
+{
+    /// <summary>Verifies a COSE_Sign1 money message with its owner's key and reads it as <typeparamref name="T"/>; PurseException otherwise.</summary>
+    public static T Verify<T>(byte[] cose, ECDsa ownerKey) where T : MoneyMessage, IMoneyKind<T>
+    {
+        var message = Decode(cose, T.WireKind);
+        bool valid;
+        try
+        {
+            valid = message.Content is not null && message.VerifyEmbedded(ownerKey);
+        }
+        catch (CryptographicException)
+        {
+            valid = false;
+        }
+        if (!valid) throw new PurseException(PurseRefusal.BadSignature, $"the {T.WireKind}'s signature does not verify: it was forged or altered");
+        return Read<T>(message.Content!.Value);
+    }
+
+    /// <summary>Reads a message without verifying its signature: only to learn whose key verifies it, never to act on it.</summary>
+    public static T ReadUnverified<T>(byte[] cose) where T : MoneyMessage, IMoneyKind<T> =>
+        Read<T>(Decode(cose, T.WireKind).Content ?? throw new PurseException(PurseRefusal.Malformed, $"the {T.WireKind} has no content"));
+
+    private static CoseSign1Message Decode(byte[] cose, string kind)
+    {
+        try
+        {
+            return CoseMessage.DecodeSign1(cose);
+        }
+        catch (CryptographicException)
+        {
+            throw new PurseException(PurseRefusal.Malformed, $"the {kind} is not a valid COSE_Sign1 message");
+        }
+    }
+
+    private static T Read<T>(ReadOnlyMemory<byte> payload) where T : MoneyMessage, IMoneyKind<T>
+    {
+        var fields = MoneyReader.Parse(payload);
+        if (fields.Kind != T.WireKind) throw new PurseException(PurseRefusal.Malformed, $"expected a {T.WireKind}, got a {fields.Kind}");
+        return T.Read(fields);
+    }
+}
+
+/// <summary>A money message kind that can be read back as its record.</summary>
+public interface IMoneyKind<T> where T : MoneyMessage
+{
+    static abstract string WireKind { get; }
+
+    static abstract T Read(MoneyReader fields);
+}

@@ -1,0 +1,22 @@
+namespace Daiko.Money;
+
+/// <summary>Why a money message was refused (a reason a caller acts on, never a stack trace).</summary>
+public enum PurseRefusal
+{
+    None,
+    BadSignature,
+    Malformed,
+    Expired,
+    InsufficientBalance,
+    WrongCurrency,
+    OutsideCancellationWindow,
+    AlreadyCancelled,
+    UnknownPayment,
+    CardNotReady,
+    WrongCard,
+}
+
+public sealed class PurseException(PurseRefusal refusal, string message) : Exception(message)
+{
+    public PurseRefusal Refusal { get; } = refusal;
+}
