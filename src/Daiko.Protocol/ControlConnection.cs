@@ -22,7 +22,7 @@ public sealed class ControlConnection : IAsyncDisposable
     private readonly ConcurrentDictionary<long, TaskCompletionSource<ControlMessage>> _pending = new();
     private readonly ConcurrentDictionary<long, RelayStream> _relays = new();
     private readonly Dictionary<long, List<ControlMessage>> _early = new();
-    private readonly ConcurrentDictionary<Task, byte> _handlers = new();
+    private readonly TaskSet _handlers = new();
     private readonly CancellationTokenSource _closed = new();
     private long _nextId = 1;
     private long _bytesSent;
@@ -86,7 +86,7 @@ public sealed class ControlConnection : IAsyncDisposable
         finally
         {
             Shutdown();
-            await Task.WhenAll(_handlers.Keys).ConfigureAwait(false);
+            await _handlers.WhenAll().ConfigureAwait(false);
         }
     }
 
@@ -127,11 +127,7 @@ public sealed class ControlConnection : IAsyncDisposable
         }
     }
 
-    private void Track(Task handler)
-    {
-        _handlers[handler] = 0;
-        _ = handler.ContinueWith(t => _handlers.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-    }
+    private void Track(Task handler) => _handlers.Track(handler);
 
     private void RouteRelay(long relayId, ControlMessage message)
     {
@@ -302,6 +298,6 @@ public sealed class ControlConnection : IAsyncDisposable
     {
         Shutdown();
         if (_readLoop is not null) await _readLoop.ConfigureAwait(false);
-        await Task.WhenAll(_handlers.Keys).ConfigureAwait(false);
+        await _handlers.WhenAll().ConfigureAwait(false);
     }
 }

@@ -57,15 +57,16 @@ public sealed class ControlConnectionTests : IAsyncLifetime
         body.CopyTo(frame, 4);
         await stream.WriteAsync(frame);
 
-        var (answer, _) = await ControlFrame.ReadAsync(stream, new byte[4], CancellationToken.None);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var (answer, _) = await ControlFrame.ReadAsync(stream, new byte[4], cts.Token);
 
         Assert.Equal(3, answer!.Value.Id);
         var error = Assert.IsType<ErrorReply>(answer.Value.Message);
         Assert.Equal(ErrorCode.BadRequest, error.Code);
         Assert.Contains("'pin1'", error.Message, StringComparison.Ordinal);
 
-        await ControlFrame.WriteAsync(stream, 5, new UnlockRequest("1111", "2222"), CancellationToken.None);
-        var (next, _) = await ControlFrame.ReadAsync(stream, new byte[4], CancellationToken.None);
+        await ControlFrame.WriteAsync(stream, 5, new UnlockRequest("1111", "2222"), cts.Token);
+        var (next, _) = await ControlFrame.ReadAsync(stream, new byte[4], cts.Token);
         Assert.Equal(5, next!.Value.Id);
         Assert.IsType<UnlockedReply>(next.Value.Message);
     }
@@ -80,7 +81,8 @@ public sealed class ControlConnectionTests : IAsyncLifetime
         await Task.Delay(100);
         await using var relay = client.OpenRelay(4);
         var buffer = new byte[5];
-        await relay.ReadExactlyAsync(buffer);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await relay.ReadExactlyAsync(buffer, cts.Token);
         Assert.Equal("hello"u8.ToArray(), buffer);
     }
 }

@@ -28,7 +28,7 @@ public sealed class ControlListener : IAsyncDisposable
     private readonly RequestDispatcher _dispatcher;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _serving = new();
+    private readonly TaskSet _serving = new();
     private Task _acceptLoop = Task.CompletedTask;
 
     public ControlListener(IPEndPoint endpoint, HomeIdentity identity, DeviceRegistry devices, ConnectionRegistry connections, RequestDispatcher dispatcher, ILogger logger)
@@ -66,9 +66,7 @@ public sealed class ControlListener : IAsyncDisposable
             {
                 continue;
             }
-            var serving = ServeLoggedAsync(client);
-            _serving[serving] = 0;
-            _ = serving.ContinueWith(t => _serving.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            _serving.Track(ServeLoggedAsync(client));
         }
     }
 
@@ -176,6 +174,6 @@ public sealed class ControlListener : IAsyncDisposable
         _listener.Stop();
         _connections.CloseAll("the home server is stopping");
         await _acceptLoop;
-        await Task.WhenAll(_serving.Keys);
+        await _serving.WhenAll();
     }
 }

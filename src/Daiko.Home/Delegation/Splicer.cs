@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Daiko.Home.Hosting;
 using Daiko.Protocol;
 using Microsoft.Extensions.Logging;
@@ -14,16 +13,14 @@ public sealed record SpliceResult(long BytesUp, long BytesDown, string Reason);
 /// </summary>
 public sealed class Splicer(ILogger logger) : IAsyncDisposable
 {
-    private readonly ConcurrentDictionary<Task, byte> _running = new();
+    private readonly TaskSet _running = new();
 
     public int Running => _running.Count;
 
     /// <summary>Starts splicing <paramref name="relay"/> and <paramref name="market"/>; both are disposed at the end.</summary>
     public void Start(RelayStream relay, Stream market)
     {
-        var task = RunAsync(relay, market);
-        _running[task] = 0;
-        _ = task.ContinueWith(t => _running.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _running.Track(RunAsync(relay, market));
     }
 
     private async Task RunAsync(RelayStream relay, Stream market)
@@ -68,5 +65,5 @@ public sealed class Splicer(ILogger logger) : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync() => await Task.WhenAll(_running.Keys).ConfigureAwait(false);
+    public async ValueTask DisposeAsync() => await _running.WhenAll().ConfigureAwait(false);
 }

@@ -21,7 +21,7 @@ public sealed class TerminalAgent : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private DateTimeOffset _lastUse;
     private int _active;
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _serving = new();
+    private readonly TaskSet _serving = new();
 
     private TerminalAgent(string directory, AccessCard access, Socket listener, TimeProvider time, TimeSpan idle)
     {
@@ -75,16 +75,14 @@ public sealed class TerminalAgent : IAsyncDisposable
                     continue;
                 }
                 _lastUse = _time.GetUtcNow();
-                var serving = ServeAsync(client, linked.Token);
-                _serving[serving] = 0;
-                _ = serving.ContinueWith(t => _serving.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                _serving.Track(ServeAsync(client, linked.Token));
             }
         }
         finally
         {
             await _stop.CancelAsync();
             try { await watchdog; } catch (OperationCanceledException) { }
-            await Task.WhenAll(_serving.Keys);
+            await _serving.WhenAll();
             Cleanup();
         }
     }

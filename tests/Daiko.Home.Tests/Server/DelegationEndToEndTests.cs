@@ -108,6 +108,28 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Auto_OnAMarketWithoutTickets_IsHandedOffByTheHomeServer_InOneRequest()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var market = await OpenSslServer.StartAsync(_home.Pki, new TlsPeerOptions { Tickets = 0 });
+        await using var control = await UnlockedAsync(cts.Token);
+        var connector = new DelegatedConnector(control);
+
+        for (var i = 0; i < 2; i++)
+        {
+            // The first time the home server tries to resume, finds no ticket and hands off itself;
+            // the second time it knows the market (MarketProfiles) and hands off at once.
+            var session = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Auto, cancellationToken: cts.Token);
+            Assert.Equal(DelegationMode.Handoff, session.Mode);
+            await session.Stream.WriteAsync("GET / HTTP/1.0\r\n\r\n"u8.ToArray(), cts.Token);
+            var first = new byte[1];
+            Assert.Equal(1, await session.Stream.ReadAsync(first, cts.Token));
+            await session.Stream.DisposeAsync();
+        }
+        Assert.False(_home.Server.Delegation.Profiles.Find("localhost", market.Port)!.IssuesTickets);
+    }
+
+    [Fact]
     public async Task Prefetch_BeforeUnlock_IsRefused()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
