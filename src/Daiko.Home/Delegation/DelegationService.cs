@@ -218,9 +218,9 @@ public sealed class DelegationService : IAsyncDisposable
         {
             _tickets.Add(key, ticket, ticket.ReceivedAt.AddSeconds(ticket.LifetimeSeconds), singleUse: true);
         }
-        _profiles.Remember(new MarketProfile(market.Host, market.Port, true, received.Count > 0,
-            _profiles.Find(market.Host, market.Port)?.AcceptsPskKe ?? false,
-            received.Count > 0 ? received.Max(t => t.MaxEarlyData) : 0, _time.GetUtcNow()));
+        await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, true, received.Count > 0,
+            (await _profiles.FindAsync(market.Host, market.Port, cancellationToken))?.AcceptsPskKe ?? false,
+            received.Count > 0 ? received.Max(t => t.MaxEarlyData) : 0, _time.GetUtcNow()), cancellationToken);
         try
         {
             await connection.CloseAsync(cancellationToken);

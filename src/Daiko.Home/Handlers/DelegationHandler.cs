@@ -36,7 +36,9 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
     {
         if (gate.RefusalUnlessReady() is { } refusal) return refusal;
         var market = ToMarket(request.Market);
-        var mode = request.Mode == DelegationMode.Auto ? MarketProfiles.Choose(delegation.Profiles.Find(market.Host, market.Port)) : request.Mode;
+        var mode = request.Mode == DelegationMode.Auto
+            ? MarketProfiles.Choose(await delegation.Profiles.FindAsync(market.Host, market.Port, context.Closed))
+            : request.Mode;
         try
         {
             gate.Card.Touch();

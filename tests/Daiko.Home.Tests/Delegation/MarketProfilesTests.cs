@@ -1,38 +1,68 @@
-using Daiko.Protocol;
 using Daiko.Home.Delegation;
+using Daiko.Home.Storage;
+using Daiko.Protocol;
+using Daiko.TestSupport;
 using Xunit;
 
 namespace Daiko.Home.Tests.Delegation;
 
-public sealed class MarketProfilesTests : IDisposable
+/// <summary>Market profiles and the choice of mode for auto: one contract, run on SQLite and on a real PostgreSQL server.</summary>
+public abstract class MarketProfilesContract : IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("daiko-mp-").FullName;
+    protected readonly string Dir = Directory.CreateTempSubdirectory("daiko-mp-").FullName;
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    protected abstract IHomeStore Store();
+
+    public virtual void Dispose() => Directory.Delete(Dir, recursive: true);
 
     [Theory]
     [InlineData(true, true, DelegationMode.Resume)]
     [InlineData(true, false, DelegationMode.Handoff)]
     [InlineData(false, false, DelegationMode.Relay)]
-    public void Auto_PicksTheCheapestSupportedMode(bool tls13, bool tickets, DelegationMode expected)
+    public async Task Auto_PicksTheCheapestSupportedMode(bool tls13, bool tickets, DelegationMode expected)
     {
-        var profiles = new MarketProfiles(Path.Combine(_dir, "home.db"));
-        profiles.Remember(new MarketProfile("m.test", 443, tls13, tickets, false, 0, DateTimeOffset.UnixEpoch));
+        var profiles = new MarketProfiles(new SqlMarketProfileStore(Store()));
+        await profiles.RememberAsync(new MarketProfile("m.test", 443, tls13, tickets, false, 0, DateTimeOffset.UnixEpoch));
 
-        Assert.Equal(expected, MarketProfiles.Choose(profiles.Find("m.test", 443)));
+        Assert.Equal(expected, MarketProfiles.Choose(await profiles.FindAsync("m.test", 443)));
     }
 
     [Fact]
-    public void UnknownMarket_StartsWithResume_AndProfilesSurviveRestart()
+    public async Task UnknownMarket_StartsWithResume_AndProfilesAreUpdatedAndSurviveRestart()
     {
-        var path = Path.Combine(_dir, "home.db");
-        Assert.Equal(DelegationMode.Resume, MarketProfiles.Choose(new MarketProfiles(path).Find("new.test", 443)));
+        Assert.Equal(DelegationMode.Resume, MarketProfiles.Choose(await new MarketProfiles(new SqlMarketProfileStore(Store())).FindAsync("new.test", 443)));
 
-        new MarketProfiles(path).Remember(new MarketProfile("new.test", 443, true, true, true, 16384, DateTimeOffset.UnixEpoch));
-        var found = new MarketProfiles(path).Find("new.test", 443);
+        await new MarketProfiles(new SqlMarketProfileStore(Store())).RememberAsync(new MarketProfile("new.test", 443, true, false, false, 0, DateTimeOffset.UnixEpoch));
+        await new MarketProfiles(new SqlMarketProfileStore(Store())).RememberAsync(new MarketProfile("new.test", 443, true, true, true, 16384, DateTimeOffset.UnixEpoch.AddDays(1)));
+        var found = await new MarketProfiles(new SqlMarketProfileStore(Store())).FindAsync("new.test", 443);
 
         Assert.NotNull(found);
-        Assert.True(found.AcceptsPskKe);
+        Assert.True(found.IssuesTickets && found.AcceptsPskKe);
         Assert.Equal(16384u, found.MaxEarlyData);
+        Assert.Equal(DateTimeOffset.UnixEpoch.AddDays(1), found.LearnedAt);
+        Assert.Null(await new MarketProfiles(new SqlMarketProfileStore(Store())).FindAsync("new.test", 444));
+    }
+}
+
+public sealed class SqliteMarketProfilesTests : MarketProfilesContract
+{
+    protected override IHomeStore Store() => PurseStore.Sqlite(Path.Combine(Dir, "home.db"));
+}
+
+[Collection("home card")]
+public sealed class PostgresMarketProfilesTests : MarketProfilesContract
+{
+    private PostgresServer? _server;
+
+    protected override IHomeStore Store()
+    {
+        _server ??= PostgresServer.StartAsync(Dir).GetAwaiter().GetResult();
+        return PurseStore.Postgres(_server.ConnectionString);
+    }
+
+    public override void Dispose()
+    {
+        _server?.Dispose();
+        base.Dispose();
     }
 }

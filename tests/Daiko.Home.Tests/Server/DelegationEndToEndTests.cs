@@ -126,7 +126,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
             Assert.Equal(1, await session.Stream.ReadAsync(first, cts.Token));
             await session.Stream.DisposeAsync();
         }
-        Assert.False(_home.Server.Delegation.Profiles.Find("localhost", market.Port)!.IssuesTickets);
+        Assert.False((await _home.Server.Delegation.Profiles.FindAsync("localhost", market.Port, cts.Token))!.IssuesTickets);
     }
 
     [Fact]
