@@ -160,8 +160,9 @@ internal sealed class CountingStream(Stream inner, TlsCounters counters) : Strea
     public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
     public override void SetLength(long value) => throw new NotSupportedException();
-    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-    public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+    /// <summary>Asynchronous only, like the relay it counts: a blocking call would hold a thread on the control channel.</summary>
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("a spliced session is read asynchronously");
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException("a spliced session is written asynchronously");
 
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
@@ -174,6 +175,12 @@ internal sealed class CountingStream(Stream inner, TlsCounters counters) : Strea
     {
         counters.AddBytesSent(buffer.Length);
         await inner.WriteAsync(buffer, cancellationToken);
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        await inner.DisposeAsync();
+        await base.DisposeAsync();
     }
 
     protected override void Dispose(bool disposing)
