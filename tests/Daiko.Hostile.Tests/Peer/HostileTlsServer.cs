@@ -10,8 +10,8 @@ namespace Daiko.Hostile.Tests.Peer;
 /// <summary>How the hostile peer runs the handshake; the defaults give a correct TLS 1.3 handshake.</summary>
 public sealed record HandshakePlan
 {
-    /// <summary>Runs before the ServerHello is sent (e.g. a stall).</summary>
-    public Func<Task>? BeforeServerHello { get; init; }
+    /// <summary>Runs before the ServerHello is sent (a stall, a flood of plaintext records).</summary>
+    public Func<HostileConnection, Task>? BeforeServerHello { get; init; }
 
     /// <summary>The version in the ServerHello's supported_versions extension.</summary>
     public ushort SupportedVersion { get; init; } = 0x0304;
@@ -114,7 +114,7 @@ public sealed class HostileTlsServer : IAsyncDisposable
             hello = await c.ReadHandshakeAsync();
         }
         transcript.AddRange(hello);
-        if (_plan.BeforeServerHello is { } before) await before();
+        if (_plan.BeforeServerHello is { } before) await before(c);
 
         var clientShare = FindX25519Share(hello);
         using var key = Key.Create(KeyAgreementAlgorithm.X25519);
