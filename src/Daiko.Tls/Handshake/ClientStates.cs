@@ -137,15 +137,9 @@ internal sealed class ExpectEncryptedExtensions(bool resumed) : HandshakeState
         }
         foreach (var type in ee.Types)
         {
-            var offered = (ExtensionType)type switch
-            {
-                ExtensionType.ServerName => c.Options.ServerName is not null,
-                ExtensionType.SupportedGroups or ExtensionType.EarlyData => true,
-                ExtensionType.ApplicationLayerProtocolNegotiation => c.Options.ApplicationProtocols.Count > 0,
-                _ => false,
-            };
             // RFC 8446 §4.2: an extension the client did not offer is unsupported_extension.
-            if (!offered) throw new TlsException(TlsError.IllegalParameter, AlertDescription.UnsupportedExtension, $"the server sent extension {type} in EncryptedExtensions, which the client did not offer");
+            if (type != (ushort)ExtensionType.EarlyData && !c.OfferedExtensions.Contains(type))
+                throw new TlsException(TlsError.IllegalParameter, AlertDescription.UnsupportedExtension, $"the server sent extension {type} in EncryptedExtensions, which the client did not offer");
         }
         if (ee.EarlyDataAccepted && !c.OfferedEarlyData)
         {

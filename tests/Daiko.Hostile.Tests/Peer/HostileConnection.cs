@@ -70,7 +70,13 @@ public sealed class HostileConnection : IDisposable
         return HandshakeMessage(4, body);
     }
 
-    public Task SendTicketAsync(int ticketBytes, byte[]? extensions = null) => SendRecordAsync(22, NewSessionTicket(ticketBytes, extensions: extensions));
+    public Task SendTicketAsync(int ticketBytes, byte[]? extensions = null) => SendHandshakeAsync(NewSessionTicket(ticketBytes, extensions: extensions));
+
+    /// <summary>A handshake message, split over records of at most 16 KiB.</summary>
+    public async Task SendHandshakeAsync(byte[] message)
+    {
+        for (var p = 0; p < message.Length; p += 16384) await SendRecordAsync(22, message[p..Math.Min(message.Length, p + 16384)]);
+    }
 
     /// <summary>Sends KeyUpdate and moves to the next write key.</summary>
     public async Task SendKeyUpdateAsync(bool requestUpdate)
