@@ -92,15 +92,15 @@ public sealed class FloodingMarketTests(HostilePki pki) : HostileMarketBase(pki)
     [Fact]
     public async Task ChunkedBody_In64ByteChunks_IsLinear()
     {
-        const int size = 4 * 1024 * 1024;
+        const int size = 2 * 1024 * 1024;
         var (client, market) = await FetchAsync(async c =>
         {
             await c.ReadRequestAsync();
-            var chunks = new System.Text.StringBuilder("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-            var piece = new string('z', 64);
-            for (var i = 0; i < size / 64; i++) chunks.Append("40\r\n").Append(piece).Append("\r\n");
-            chunks.Append("0\r\n\r\n");
-            await c.SendAsync(chunks.ToString());
+            await c.SendAsync("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+            // One record per chunk, so that every read the client makes brings one more chunk.
+            var chunk = System.Text.Encoding.ASCII.GetBytes("40\r\n" + new string('z', 64) + "\r\n");
+            for (var i = 0; i < size / 64; i++) await c.SendRecordAsync(23, chunk);
+            await c.SendAsync("0\r\n\r\n");
             await c.SendCloseNotifyAsync();
         });
         AssertExit(0, client, market);
