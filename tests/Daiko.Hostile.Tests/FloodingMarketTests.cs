@@ -1,4 +1,4 @@
-using Daiko.Hostile.Tests.Peer;
+using Daiko.TestSupport.Hostile;
 
 namespace Daiko.Hostile.Tests;
 

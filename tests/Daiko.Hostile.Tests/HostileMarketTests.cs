@@ -1,4 +1,4 @@
-using Daiko.Hostile.Tests.Peer;
+using Daiko.TestSupport.Hostile;
 using Daiko.TestSupport;
 
 namespace Daiko.Hostile.Tests;

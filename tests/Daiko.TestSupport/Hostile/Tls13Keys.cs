@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 
-namespace Daiko.Hostile.Tests.Peer;
+namespace Daiko.TestSupport.Hostile;
 
 /// <summary>
 /// The TLS 1.3 key schedule for TLS_AES_128_GCM_SHA256 (RFC 8446 §7), written for the hostile peer on

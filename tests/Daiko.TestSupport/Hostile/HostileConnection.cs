@@ -1,7 +1,7 @@
 using System.Net.Sockets;
 using System.Text;
 
-namespace Daiko.Hostile.Tests.Peer;
+namespace Daiko.TestSupport.Hostile;
 
 /// <summary>
 /// One accepted connection of the hostile peer: raw records in both directions, protected or not,
@@ -27,6 +27,9 @@ public sealed class HostileConnection : IDisposable
 
     /// <summary>The client closed its side of TCP.</summary>
     public bool ClientClosed { get; private set; }
+
+    /// <summary>KeyUpdates the client sent after the handshake.</summary>
+    public int ClientKeyUpdates { get; private set; }
 
     public async Task SendRawAsync(byte[] bytes)
     {
@@ -142,6 +145,7 @@ public sealed class HostileConnection : IDisposable
                 {
                     if (message[0] == 24)
                     {
+                        ClientKeyUpdates++;
                         var next = new PeerCipher(Tls13Keys.NextGeneration(Read!.Secret));
                         Read.Dispose();
                         Read = next;

@@ -5,7 +5,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Threading.Channels;
 using NSec.Cryptography;
 
-namespace Daiko.Hostile.Tests.Peer;
+namespace Daiko.TestSupport.Hostile;
 
 /// <summary>How the hostile peer runs the handshake; the defaults give a correct TLS 1.3 handshake.</summary>
 public sealed record HandshakePlan

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Daiko.TestSupport;
 
-namespace Daiko.Hostile.Tests.Peer;
+namespace Daiko.Hostile.Tests;
 
 /// <summary>One real <c>daiko</c> process: exit code, output, wall time and peak resident memory.</summary>
 public sealed record MeasuredResult(int ExitCode, string StandardOutput, string StandardError, TimeSpan Elapsed, long PeakResidentBytes)
