@@ -72,3 +72,53 @@ public sealed class EngineUnderHostileMarketTests(HostilePki pki) : IClassFixtur
         Assert.Equal(99, kept[^1].Identity.Length);
     }
 }
+
+/// <summary>The local forwarder passes a market's cut on as a TCP reset, and a clean end as a clean end.</summary>
+public sealed class ForwarderUnderHostileMarketTests(HostilePki pki) : IClassFixture<HostilePki>
+{
+    private async Task<(byte[] Received, Exception? Error)> ThroughForwarderAsync(bool closeNotify)
+    {
+        await using var market = new HostileTlsServer(pki.Pki.Server.Certificate, async c =>
+        {
+            await c.ReadRequestAsync();
+            await c.SendAsync("HTTP/1.1 200 OK\r\n\r\npart");
+            if (closeNotify) await c.SendCloseNotifyAsync();
+            c.CloseWithoutCloseNotify();
+        });
+        var options = new TlsClientOptions { ServerName = "localhost", CertificateValidator = X509ChainValidator.FromPemFiles([pki.Pki.RootPath]) };
+        await using var forwarder = Daiko.Terminal.Forwarding.LocalForwarder.Start(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0),
+            async ct => await TlsClient.ConnectAsync("127.0.0.1", market.Port, options, ct));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var local = new System.Net.Sockets.TcpClient();
+        await local.ConnectAsync(forwarder.LocalEndPoint, cts.Token);
+        var stream = local.GetStream();
+        await stream.WriteAsync("GET / HTTP/1.1\r\n\r\n"u8.ToArray(), cts.Token);
+        using var received = new MemoryStream();
+        try
+        {
+            await stream.CopyToAsync(received, cts.Token);
+            return (received.ToArray(), null);
+        }
+        catch (IOException e)
+        {
+            return (received.ToArray(), e);
+        }
+    }
+
+    [Fact]
+    public async Task CutWithoutCloseNotify_ReachesTheLocalClientAsAReset()
+    {
+        var (received, error) = await ThroughForwarderAsync(closeNotify: false);
+        var reset = Assert.IsType<System.Net.Sockets.SocketException>(error?.InnerException);
+        Assert.Equal(System.Net.Sockets.SocketError.ConnectionReset, reset.SocketErrorCode);
+        Assert.True(Encoding.ASCII.GetString(received).EndsWith("part", StringComparison.Ordinal) || received.Length == 0);
+    }
+
+    [Fact]
+    public async Task CloseNotify_ReachesTheLocalClientAsACleanEnd()
+    {
+        var (received, error) = await ThroughForwarderAsync(closeNotify: true);
+        Assert.Null(error);
+        Assert.EndsWith("part", Encoding.ASCII.GetString(received), StringComparison.Ordinal);
+    }
+}
