@@ -54,7 +54,6 @@ internal static class ClientHelloFlight
             Cookie = retry?.Cookie,
             PskIdentities = ticket is null ? [] : [new PskIdentity(ticket.Identity, unchecked((uint)(now - ticket.ReceivedAt).TotalMilliseconds + ticket.AgeAdd))],
             BinderLength = ticketSuite?.HashLength ?? 0,
-            ExtensionsOverride = o.ClientHelloExtensionsOverride?.Invoke(retry is not null),
         };
         var bytes = hello.Encode(out var bindersOffset);
         if (ticket is not null && bindersOffset >= 0)
