@@ -12,8 +12,11 @@ public sealed class RefusesTamperedServerFlightTests
     private static readonly Rfc8448Trace Trace = SimpleHandshakeTraceTests.Trace;
 
     private static async Task<(TlsException Error, byte? WireAlert)> HandshakeWithAsync(Func<byte[], byte[]> alterFlight, Func<byte[], byte[]>? alterRecords = null)
+        => await HandshakeWithAsync(new ServerAlterations { WholeFlight = alterFlight, Records = alterRecords });
+
+    private static async Task<(TlsException Error, byte? WireAlert)> HandshakeWithAsync(ServerAlterations alterations)
     {
-        var server = new TraceServer(Trace, new ServerAlterations { WholeFlight = alterFlight, Records = alterRecords });
+        var server = new TraceServer(Trace, alterations);
         var options = SimpleHandshakeTraceTests.EngineOptions() with { HandshakeTimeout = TimeSpan.FromSeconds(20) };
         var e = await Assert.ThrowsAsync<TlsException>(() => TlsClient.ConnectAsync(server, options, CancellationToken.None));
         Assert.NotEqual(TlsError.Timeout, e.Error);
@@ -67,13 +70,17 @@ public sealed class RefusesTamperedServerFlightTests
     }
 
     [Fact]
-    public async Task Refuses_ForgedCertificateVerify_WithDecryptError()
+    public async Task Refuses_ForgedCertificateVerify_UnderAMatchingFinished_WithDecryptError()
     {
-        var (e, wire) = await HandshakeWithAsync(f =>
+        // The forger computes Finished over what it sends: only the signature check can refuse this.
+        var (e, wire) = await HandshakeWithAsync(new ServerAlterations
         {
-            var verify = Messages(f).Single(m => m.Type == 15);
-            f[verify.Offset + verify.Length - 1] ^= 0x80;
-            return f;
+            SignedFlight = f =>
+            {
+                var verify = Messages(f).Single(m => m.Type == 15);
+                f[verify.Offset + verify.Length - 1] ^= 0x80;
+                return f;
+            },
         });
         Assert.Equal(TlsError.VerificationFailed, e.Error);
         Assert.Equal(AlertDescription.DecryptError, e.Alert);
