@@ -245,6 +245,37 @@ public sealed class HomeCardTests : IDisposable
     }
 
     [Fact]
+    public async Task PrivateKey_WasGeneratedInTheToken_AsAnotherPkcs11ClientReadsIt()
+    {
+        using var card = NewCard();
+        // A second PKCS#11 client in its own process (OpenSC's pkcs11-tool) reads the key's attributes
+        // from the token: CKA_LOCAL (generated on the token), CKA_NEVER_EXTRACTABLE, CKA_ALWAYS_SENSITIVE.
+        var start = new System.Diagnostics.ProcessStartInfo("pkcs11-tool",
+            ["--module", SoftHsmToken.DefaultModule, "--token-label", "daiko-home", "--login", "--pin", "env:DAIKO_TEST_PIN", "--list-objects", "--type", "privkey"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.Environment["SOFTHSM2_CONF"] = Path.Combine(_dir.Path, "card", "softhsm2.conf");
+        start.Environment["DAIKO_TEST_PIN"] = Pin2;
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = await process.StandardOutput.ReadToEndAsync() + await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
+        Assert.True(process.ExitCode == 0, output);
+
+        var access = output.Split('\n').Where(l => l.TrimStart().StartsWith("Access:", StringComparison.Ordinal))
+            .Select(l => l.Split(':', 2)[1].Split(',').Select(f => f.Trim()).ToHashSet()).ToList();
+        Assert.True(access.Count >= 1, $"pkcs11-tool listed no private key: {output}");
+        foreach (var flags in access)
+        {
+            Assert.Contains("local", flags);
+            Assert.Contains("never extractable", flags);
+            Assert.Contains("always sensitive", flags);
+            Assert.DoesNotContain("extractable", flags);
+        }
+    }
+
+    [Fact]
     public void CertificateSigningRequest_IsSignedInTheToken_AndTheIssuedCertificateImports()
     {
         using var card = NewCard();
