@@ -31,7 +31,7 @@ public sealed record TlsClientOptions
     /// <summary>Accept any server certificate (still verifies CertificateVerify). For tests only.</summary>
     public bool InsecureSkipValidation { get; init; }
 
-    /// <summary>A ticket to resume with; used only if its SNI, ALPN and suite fit these options.</summary>
+    /// <summary>A ticket to resume with; offered only if its SNI and suite hash fit these options (early data also needs its ALPN and suite).</summary>
     public SessionTicket? ResumptionTicket { get; init; }
 
     public IReadOnlyList<PskKeyExchangeMode> PskModes { get; init; } = [PskKeyExchangeMode.PskDheKe];

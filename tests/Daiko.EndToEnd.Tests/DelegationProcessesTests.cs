@@ -176,14 +176,20 @@ public sealed class DelegationProcessesTests(HomeAndTerminal system) : IClassFix
         Assert.Contains("refused the delegated ticket", result.StandardError, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task UntrustedMarket_IsRefusedByTheHomeServer()
+    [Theory]
+    [InlineData("relay")]
+    [InlineData("handoff")]
+    [InlineData("resume")]
+    [InlineData("assist")]
+    public async Task UntrustedMarket_IsRefusedByTheHomeServer(string mode)
     {
-        var other = TestPki.Create(Path.Combine(system.Dir.Path, "other"), rootName: "Unknown Market CA");
+        // In assist mode the terminal runs the handshake itself and asks the home server for the verdict.
+        var other = TestPki.Create(Path.Combine(system.Dir.Path, "other-" + mode), rootName: "Unknown Market CA");
         using var peer = await OpenSslServer.StartAsync(other, new TlsPeerOptions { RequireClientCertificate = false });
-        var result = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{peer.Port}/", "--terminal", system.Terminal, "--mode", "relay"]);
+        var result = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{peer.Port}/", "--terminal", system.Terminal, "--mode", mode]);
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("trusted root", result.StandardError, StringComparison.Ordinal);
+        Assert.Empty(result.StandardOutput);
     }
 
     [Fact]
