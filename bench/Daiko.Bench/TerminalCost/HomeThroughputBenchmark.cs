@@ -35,36 +35,42 @@ public static partial class HomeThroughputBenchmark
         var market = new MarketRequest("localhost", nginx.Port, null, null);
 
         // Daiko's delegated full handshakes, with the home server's chain-verdict cache (the market's chain
-        // is validated once, then remembered) and without it (validated every time, as the peers do).
-        // Each is counted per wall-clock second and per second of this process's user CPU.
-        async Task<(double Wall, double Cpu)> DelegatedRate(IServerCertificateValidator validator)
-        {
-            var delegation = Delegation(validator);
-            var cpu = Process.GetCurrentProcess().UserProcessorTime;
-            var wall = Stopwatch.StartNew();
-            var count = 0;
-            while (wall.Elapsed < TimeSpan.FromSeconds(seconds))
-            {
-                await using var connection = await delegation.ConnectAsUserAsync(market, null, CancellationToken.None);
-                count++;
-            }
-            return (count / wall.Elapsed.TotalSeconds, count / (Process.GetCurrentProcess().UserProcessorTime - cpu).TotalSeconds);
-        }
-        var cached = await DelegatedRate(new CachingCertificateValidator(new X509ChainValidator([pki.Root])));
-        var uncached = await DelegatedRate(new X509ChainValidator([pki.Root]));
-
-        // The managed peer: SslStream full handshakes with the same client certificate (software key),
-        // resumption off (SslStream resumes on Linux otherwise: nginx would report reused=r).
+        // is validated once, then remembered) and without it (validated every time, as the peers do), and
+        // the managed peer: SslStream full handshakes with the same client certificate (software key),
+        // resumption off (SslStream resumes on Linux otherwise: nginx would report reused=r). The three run
+        // in interleaved one-second slices after a warm-up slice each, so they share the machine's state;
+        // each is counted per wall-clock second and per second of this process's user CPU.
         await SslStreamPeer.RequireFullHandshakesAsync(pki, nginx.Port);
-        var clock = Stopwatch.StartNew();
-        var sslCpu = Process.GetCurrentProcess().UserProcessorTime;
-        var sslStream = 0;
-        while (clock.Elapsed < TimeSpan.FromSeconds(seconds))
+        var cachedDelegation = Delegation(new CachingCertificateValidator(new X509ChainValidator([pki.Root])));
+        var uncachedDelegation = Delegation(new X509ChainValidator([pki.Root]));
+        var ways = new (string Name, Func<Task> Once)[]
         {
-            await using var ssl = await SslStreamPeer.ConnectAsync(pki, nginx.Port, resume: false);
-            sslStream++;
+            ("cached", async () => { await using var c = await cachedDelegation.ConnectAsUserAsync(market, null, CancellationToken.None); }),
+            ("uncached", async () => { await using var c = await uncachedDelegation.ConnectAsUserAsync(market, null, CancellationToken.None); }),
+            ("sslstream", async () => { await using var ssl = await SslStreamPeer.ConnectAsync(pki, nginx.Port, resume: false); }),
+        };
+        var totals = ways.ToDictionary(w => w.Name, _ => (Count: 0, Wall: TimeSpan.Zero, Cpu: TimeSpan.Zero));
+        for (var slice = 0; slice <= seconds; slice++)
+        {
+            foreach (var (name, once) in ways)
+            {
+                var cpu = Process.GetCurrentProcess().UserProcessorTime;
+                var wall = Stopwatch.StartNew();
+                var count = 0;
+                while (wall.Elapsed < TimeSpan.FromSeconds(1))
+                {
+                    await once();
+                    count++;
+                }
+                if (slice == 0) continue; // warm-up
+                var t = totals[name];
+                totals[name] = (t.Count + count, t.Wall + wall.Elapsed, t.Cpu + (Process.GetCurrentProcess().UserProcessorTime - cpu));
+            }
         }
-        var sslStreamRate = (Wall: sslStream / clock.Elapsed.TotalSeconds, Cpu: sslStream / (Process.GetCurrentProcess().UserProcessorTime - sslCpu).TotalSeconds);
+        (double Wall, double Cpu) Rate(string name) => (totals[name].Count / totals[name].Wall.TotalSeconds, totals[name].Count / totals[name].Cpu.TotalSeconds);
+        var cached = Rate("cached");
+        var uncached = Rate("uncached");
+        var sslStreamRate = Rate("sslstream");
 
         // openssl s_time -new prints the count over its user CPU seconds and over its real seconds: the
         // first is compared with Daiko's CPU rate, the second with Daiko's wall-clock rate.
@@ -78,7 +84,7 @@ public static partial class HomeThroughputBenchmark
 
         // Signatures through the home card (state machine, DER conversion) against raw C_Sign on the same token.
         var content = RandomNumberGenerator.GetBytes(130);
-        clock.Restart();
+        var clock = Stopwatch.StartNew();
         var viaCard = 0;
         while (clock.Elapsed < TimeSpan.FromSeconds(seconds / 2.0))
         {
