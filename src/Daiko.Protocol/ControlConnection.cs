@@ -79,7 +79,7 @@ public sealed class ControlConnection : IAsyncDisposable
             }
             CloseReason ??= "the other side closed the control channel";
         }
-        catch (Exception e) when (e is IOException or ProtocolException or OperationCanceledException or ObjectDisposedException or System.Security.Authentication.AuthenticationException)
+        catch (Exception e) when (e is IOException or ProtocolException or OperationCanceledException or ObjectDisposedException or System.Security.Authentication.AuthenticationException or Daiko.Tls.TlsException)
         {
             CloseReason ??= e is ProtocolException ? e.Message : "the control channel was lost";
         }

@@ -21,6 +21,11 @@ public sealed class RelayStream : Stream
 
     public string? EndReason { get; private set; }
 
+    /// <summary>The reason a relay ends with when the far side's stream failed or was cut (not a clean end).</summary>
+    public const string UncleanEnd = "unclean";
+
+    private string? _closeReason;
+
     internal void Deliver(ReadOnlyMemory<byte> data) => _incoming.Writer.TryWrite(data);
 
     internal void DeliverEnd(string? reason)
@@ -47,7 +52,12 @@ public sealed class RelayStream : Stream
     {
         while (_current.IsEmpty)
         {
-            if (!await _incoming.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false)) return 0;
+            if (!await _incoming.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                // An unclean end is passed on as one: the reader must not take a cut stream for complete.
+                if (EndReason == UncleanEnd) throw new IOException("the relayed connection was cut (no close_notify from the market)");
+                return 0;
+            }
             _incoming.Reader.TryRead(out _current);
         }
         var n = Math.Min(buffer.Length, _current.Length);
@@ -79,6 +89,13 @@ public sealed class RelayStream : Stream
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
+    /// <summary>Ends the relay as cut (the other side sees an error, not an end of stream), then disposes it.</summary>
+    public ValueTask AbortAsync()
+    {
+        _closeReason = UncleanEnd;
+        return DisposeAsync();
+    }
+
     /// <summary>Tells the other side the stream ended, then stops reading.</summary>
     public override async ValueTask DisposeAsync()
     {
@@ -89,7 +106,7 @@ public sealed class RelayStream : Stream
             _incoming.Writer.TryComplete();
             try
             {
-                await _connection.SendAsync(0, new RelayClose(Id), CancellationToken.None).ConfigureAwait(false);
+                await _connection.SendAsync(0, new RelayClose(Id, _closeReason), CancellationToken.None).ConfigureAwait(false);
             }
             catch (ControlErrorException)
             {
@@ -107,7 +124,7 @@ public sealed class RelayStream : Stream
             _writeClosed = true;
             _connection.ForgetRelay(Id);
             _incoming.Writer.TryComplete();
-            _connection.SendOwned(new RelayClose(Id));
+            _connection.SendOwned(new RelayClose(Id, _closeReason));
         }
         base.Dispose(disposing);
     }

@@ -37,14 +37,16 @@ public sealed class Splicer(ILogger logger) : IAsyncDisposable
         var down = PumpAsync(market, relay, done.Token);
         var first = await Task.WhenAny(up, down).ConfigureAwait(false);
         await done.CancelAsync().ConfigureAwait(false);
+        // A market stream that failed or was cut (no close_notify) reaches the terminal as a cut relay.
+        if (first == down && !down.Result.Clean) await relay.AbortAsync().ConfigureAwait(false);
         await relay.DisposeAsync().ConfigureAwait(false);
         await market.DisposeAsync().ConfigureAwait(false);
-        var (upBytes, upReason) = await up.ConfigureAwait(false);
-        var (downBytes, downReason) = await down.ConfigureAwait(false);
+        var (upBytes, upReason, _) = await up.ConfigureAwait(false);
+        var (downBytes, downReason, _) = await down.ConfigureAwait(false);
         return new SpliceResult(upBytes, downBytes, first == up ? "terminal side: " + upReason : "market side: " + downReason);
     }
 
-    private static async Task<(long Bytes, string Reason)> PumpAsync(Stream from, Stream to, CancellationToken cancellationToken)
+    private static async Task<(long Bytes, string Reason, bool Clean)> PumpAsync(Stream from, Stream to, CancellationToken cancellationToken)
     {
         var buffer = new byte[16384];
         long total = 0;
@@ -53,7 +55,7 @@ public sealed class Splicer(ILogger logger) : IAsyncDisposable
             while (true)
             {
                 var n = await from.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
-                if (n == 0) return (total, "closed");
+                if (n == 0) return (total, "closed", true);
                 await to.WriteAsync(buffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
                 await to.FlushAsync(cancellationToken).ConfigureAwait(false);
                 total += n;
@@ -61,7 +63,7 @@ public sealed class Splicer(ILogger logger) : IAsyncDisposable
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or Daiko.Tls.TlsException or ControlErrorException)
         {
-            return (total, e is OperationCanceledException ? "the other side ended" : e.Message);
+            return (total, e is OperationCanceledException ? "the other side ended" : e.Message, false);
         }
     }
 

@@ -87,20 +87,31 @@ public sealed class LocalForwarder : IAsyncDisposable
             await using (remote)
             {
                 var local = client.GetStream();
-                var up = PumpAsync(local, remote, () => { });
-                var down = PumpAsync(remote, local, () => ShutdownSend(client));
+                var up = PumpAsync(local, remote, _ => { });
+                var down = PumpAsync(remote, local, clean => EndLocal(client, clean));
                 await Task.WhenAny(Task.WhenAll(up, down), Task.Delay(Timeout.Infinite, _stop.Token).ContinueWith(_ => { }, TaskScheduler.Default));
                 Interlocked.Increment(ref _served);
             }
         }
     }
 
-    /// <summary>Tells the local client the market is done sending (half close), if it is still there.</summary>
-    private static void ShutdownSend(TcpClient client)
+    /// <summary>
+    /// Tells the local client the market is done sending: a half close after a clean end, a reset when
+    /// the session failed or was cut (no close_notify), never taking one for the other.
+    /// </summary>
+    private static void EndLocal(TcpClient client, bool clean)
     {
         try
         {
-            client.Client.Shutdown(SocketShutdown.Send);
+            if (clean)
+            {
+                client.Client.Shutdown(SocketShutdown.Send);
+            }
+            else
+            {
+                client.Client.LingerState = new LingerOption(true, 0);
+                client.Client.Close();
+            }
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
@@ -108,12 +119,14 @@ public sealed class LocalForwarder : IAsyncDisposable
         }
     }
 
-    private async Task PumpAsync(Stream from, Stream to, Action onEnd)
+    private async Task PumpAsync(Stream from, Stream to, Action<bool> onEnd)
     {
+        var clean = false;
         try
         {
             await from.CopyToAsync(to, _stop.Token);
             await to.FlushAsync(_stop.Token);
+            clean = true;
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or Daiko.Tls.TlsException or Daiko.Protocol.ControlErrorException)
         {
@@ -121,7 +134,7 @@ public sealed class LocalForwarder : IAsyncDisposable
         }
         finally
         {
-            onEnd();
+            onEnd(clean);
         }
     }
 

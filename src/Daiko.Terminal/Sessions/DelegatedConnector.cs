@@ -21,6 +21,9 @@ public sealed class DelegatedConnector(ControlConnection control)
     /// </summary>
     public Func<string, int, (string Host, int Port)>? TerminalRoute { get; init; }
 
+    /// <summary>How long the terminal's own handshake, and then each read or write of the session, may wait on the market.</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
+
     private (string Host, int Port) Route(string host, int port) => TerminalRoute?.Invoke(host, port) ?? (host, port);
 
     /// <summary>
@@ -65,6 +68,8 @@ public sealed class DelegatedConnector(ControlConnection control)
                         // the connection, never lead to an anonymous full handshake.
                         CertificateValidator = new RefuseFullHandshake(),
                         Counters = counters,
+                        HandshakeTimeout = Timeout,
+                        OperationTimeout = Timeout,
                     }, cancellationToken);
                 }
                 finally
@@ -85,14 +90,15 @@ public sealed class DelegatedConnector(ControlConnection control)
                 var relay = control.OpenRelay(secrets.Relay);
                 // The secrets came from the home server over the pinned control channel: the market's
                 // certificate was validated there, in the handshake that produced them.
-                tls = TlsClient.Import(new CountingStream(relay, counters), secrets.Session, new TlsClientOptions { Counters = null });
+                // The imported connection counts its own bytes and any public-key work, like the other modes.
+                tls = TlsClient.Import(relay, secrets.Session, new TlsClientOptions { Counters = counters, OperationTimeout = Timeout });
                 secrets.Session.Wipe();
                 stream = tls;
                 break;
             }
             case RelayReply relayReply:
                 used = DelegationMode.Relay;
-                stream = control.OpenRelay(relayReply.Relay);
+                stream = new CountingStream(control.OpenRelay(relayReply.Relay), counters);
                 break;
             case AssistReply assist:
             {
@@ -105,6 +111,8 @@ public sealed class DelegatedConnector(ControlConnection control)
                     ClientCredential = new ClientCredential(assist.Chain, new RemoteSigner(control)),
                     CertificateValidator = new RemoteValidator(control),
                     Counters = counters,
+                    HandshakeTimeout = Timeout,
+                    OperationTimeout = Timeout,
                 }, cancellationToken);
                 stream = tls;
                 break;
