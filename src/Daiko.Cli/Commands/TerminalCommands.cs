@@ -278,7 +278,8 @@ internal static class TerminalCommands
                         : System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
                         {
                             ["resumed"] = false, ["kex"] = "none", ["suite"] = "none", ["group"] = "none",
-                            ["bytes_sent"] = 0, ["bytes_received"] = 0, ["round_trips"] = 0, ["public_key_ops"] = 0,
+                            ["bytes_sent"] = session.Counters.BytesSent, ["bytes_received"] = session.Counters.BytesReceived,
+                            ["round_trips"] = session.Counters.RoundTrips, ["public_key_ops"] = session.Counters.PublicKeyOperations,
                             ["early_data_accepted"] = false, ["elapsed_ms"] = Math.Round(clock.Elapsed.TotalMilliseconds, 1),
                             ["mode"] = "relay", ["control_bytes"] = control.BytesSent + control.BytesReceived,
                         }));

@@ -101,13 +101,14 @@ public sealed class DelegatedConnector(ControlConnection control)
             {
                 var session = ExportedSession.FromCbor(reply.GetBytes("session"));
                 var relay = control.OpenRelay(reply.GetInt("relay"));
-                tls = TlsClient.Import(new CountingStream(relay, counters), session, new TlsClientOptions { InsecureSkipValidation = true, Counters = null, OperationTimeout = Timeout });
+                // The imported connection counts its own bytes and any public-key work, like the other modes.
+                tls = TlsClient.Import(relay, session, new TlsClientOptions { InsecureSkipValidation = true, Counters = counters, OperationTimeout = Timeout });
                 session.Wipe();
                 stream = tls;
                 break;
             }
             case SessionMode.Relay:
-                stream = control.OpenRelay(reply.GetInt("relay"));
+                stream = new CountingStream(control.OpenRelay(reply.GetInt("relay")), counters);
                 break;
             case SessionMode.Assist:
             {

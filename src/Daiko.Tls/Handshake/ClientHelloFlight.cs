@@ -54,7 +54,6 @@ internal static class ClientHelloFlight
             Cookie = retry?.Cookie,
             PskIdentities = ticket is null ? [] : [new PskIdentity(ticket.Identity, unchecked((uint)(now - ticket.ReceivedAt).TotalMilliseconds + ticket.AgeAdd))],
             BinderLength = ticketSuite?.HashLength ?? 0,
-            ExtensionsOverride = o.ClientHelloExtensionsOverride?.Invoke(retry is not null),
         };
         // What the ClientHello carries: a server may answer only these (RFC 8446 §4.2).
         c.OfferedExtensions = hello.ExtensionsOverride is { } given
