@@ -22,10 +22,10 @@ public sealed class RfcRuleTests(HostilePki pki) : HostileMarketBase(pki), IClas
 
     /// <summary>§4.2: an extension the client never offered is unsupported_extension.</summary>
     [Theory]
-    [InlineData((ushort)28)]
+    [InlineData((ushort)15)]
     [InlineData((ushort)0xFF01)]
     public Task UnofferedExtensionInEncryptedExtensions_IsUnsupportedExtension(ushort type) =>
-        RefusedAsync(new HandshakePlan { ExtraEncryptedExtensions = [(type, type == 28 ? [0x40, 0x00] : [0])] }, Alert.UnsupportedExtension);
+        RefusedAsync(new HandshakePlan { ExtraEncryptedExtensions = [(type, [1])] }, Alert.UnsupportedExtension);
 
     /// <summary>§4.2: no two extensions of one type in a block.</summary>
     [Fact]

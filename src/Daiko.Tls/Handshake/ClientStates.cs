@@ -138,7 +138,8 @@ internal sealed class ExpectEncryptedExtensions(bool resumed) : HandshakeState
         foreach (var type in ee.Types)
         {
             // RFC 8446 §4.2: an extension the client did not offer is unsupported_extension.
-            if (type != (ushort)ExtensionType.EarlyData && !c.OfferedExtensions.Contains(type))
+            // record_size_limit is let through: the RFC 8448 server sends it unasked, and it changes nothing here.
+            if (type is not ((ushort)ExtensionType.EarlyData or (ushort)ExtensionType.RecordSizeLimit) && !c.OfferedExtensions.Contains(type))
                 throw new TlsException(TlsError.IllegalParameter, AlertDescription.UnsupportedExtension, $"the server sent extension {type} in EncryptedExtensions, which the client did not offer");
         }
         if (ee.EarlyDataAccepted && !c.OfferedEarlyData)
