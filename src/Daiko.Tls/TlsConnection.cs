@@ -11,7 +11,7 @@ namespace Daiko.Tls;
 /// messages itself (NewSessionTicket, KeyUpdate, alerts). A connection that failed is broken for good;
 /// one that was exported can no longer be used here.
 /// </summary>
-public sealed class TlsConnection : Stream
+public sealed partial class TlsConnection : Stream
 {
     private readonly RecordLayer _records;
     private readonly TlsClientOptions _options;
@@ -29,8 +29,9 @@ public sealed class TlsConnection : Stream
     private bool _exported;
 
     internal TlsConnection(RecordLayer records, TlsClientOptions options, CipherSuiteInfo suite, NamedGroup? group, PskKeyExchangeMode? keyExchange,
-        string? alpn, bool earlyDataAccepted, IReadOnlyList<byte[]> serverChain, byte[] resumptionMasterSecret, string? serverName = null)
+        string? alpn, bool earlyDataAccepted, IReadOnlyList<byte[]> serverChain, byte[] resumptionMasterSecret, string? serverName = null, TlsVersions version = TlsVersions.Tls13)
     {
+        Version = version;
         _records = records;
         _options = options;
         _suite = suite;
@@ -185,6 +186,7 @@ public sealed class TlsConnection : Stream
 
     private async ValueTask HandlePostHandshakeAsync(Records.HandshakeMessage message, CancellationToken cancellationToken)
     {
+        if (Version == TlsVersions.Tls12) throw RefusePostHandshake12(message);
         switch (message.Type)
         {
             case HandshakeType.NewSessionTicket:
@@ -289,6 +291,7 @@ public sealed class TlsConnection : Stream
     /// <summary>Sends KeyUpdate and moves to the next write key; optionally asks the server to update too.</summary>
     public async ValueTask KeyUpdateAsync(bool requestPeerUpdate, CancellationToken cancellationToken)
     {
+        if (Version == TlsVersions.Tls12) throw new InvalidOperationException("TLS 1.2 has no KeyUpdate");
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
