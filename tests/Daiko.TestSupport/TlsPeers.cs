@@ -38,6 +38,9 @@ public sealed record TlsPeerOptions
     /// <summary>openssl only: further s_server arguments (e.g. a cipher list, -no_ems, -msg).</summary>
     public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 
+    /// <summary>openssl only: environment for s_server (e.g. OPENSSL_CONF naming a configuration that disables a feature).</summary>
+    public IReadOnlyDictionary<string, string>? Environment { get; init; }
+
     /// <summary>openssl only: false runs s_server in its plain mode, which prints what it receives (early data included).</summary>
     public bool Www { get; init; } = true;
 }
@@ -92,7 +95,7 @@ public sealed class OpenSslServer : ITlsPeer
         if (options.RequireClientCertificate) args.AddRange(["-Verify", "2"]);
         if (options.AllowPskKe) args.Add("-allow_no_dhe_kex");
         if (options.EarlyData) args.Add("-early_data");
-        var process = new ExternalProcess("openssl", args);
+        var process = new ExternalProcess("openssl", args, environment: options.Environment?.ToDictionary());
         var server = new OpenSslServer(process, port, options.AllowPskKe);
         try
         {
