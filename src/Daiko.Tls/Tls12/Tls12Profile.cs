@@ -30,12 +30,18 @@ internal static class Tls12Profile
     }
 
     /// <summary>
+    /// A TLS 1.2-only server refuses a TLS 1.3-only ClientHello with protocol_version: says so.
     /// A server that refuses the ClientHello outright (handshake_failure, insufficient_security) shares
     /// no suite with the profile: CBC-only and RSA-key-transport-only servers end here. Says so.
     /// </summary>
     public static TlsException? Explain(TlsException e, TlsClientOptions options, HandshakeState? state)
     {
-        if (!e.SentByPeer || state is not ExpectServerHello || !options.Versions.HasFlag(TlsVersions.Tls12)) return null;
+        if (!e.SentByPeer || state is not ExpectServerHello) return null;
+        if (e.Alert == AlertDescription.ProtocolVersion && !options.Versions.HasFlag(TlsVersions.Tls12))
+        {
+            return new TlsException(e.Error, e.Alert, $"{e.Message}: the server does not speak TLS 1.3 (it may speak only TLS 1.2, which this client did not offer)", e, sentByPeer: true);
+        }
+        if (!options.Versions.HasFlag(TlsVersions.Tls12)) return null;
         if (e.Alert is not (AlertDescription.HandshakeFailure or AlertDescription.InsufficientSecurity)) return null;
         return new TlsException(e.Error, e.Alert,
             $"{e.Message}: the server accepts nothing this client offers; for TLS 1.2 it offers only {Description} (no CBC suites, no RSA key transport)",
