@@ -83,3 +83,55 @@ public sealed class Tls12InteropTests : IDisposable
         Assert.Contains("Alice Example", body, StringComparison.Ordinal);
     }
 }
+
+/// <summary>TLS 1.2 over each server key type and each AEAD suite of the profile, against OpenSSL.</summary>
+public sealed class Tls12KeyAndSuiteInteropTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-tls12-keys");
+    private readonly TestPki _pki;
+
+    public Tls12KeyAndSuiteInteropTests()
+    {
+        _pki = TestPki.Create(_dir.Path);
+    }
+
+    public void Dispose() => _dir.Dispose();
+
+    [Theory]
+    [InlineData("ec-p256", CipherSuite.EcdheEcdsaAes128GcmSha256)]
+    [InlineData("ec-p384", CipherSuite.EcdheEcdsaAes256GcmSha384)]
+    [InlineData("ec-p256", CipherSuite.EcdheEcdsaChaCha20Poly1305Sha256)]
+    [InlineData("rsa", CipherSuite.EcdheRsaAes128GcmSha256)]
+    [InlineData("rsa", CipherSuite.EcdheRsaAes256GcmSha384)]
+    [InlineData("rsa", CipherSuite.EcdheRsaChaCha20Poly1305Sha256)]
+    [InlineData("rsa-pss", CipherSuite.EcdheRsaAes128GcmSha256)]
+    public async Task FullHandshake_Tls12_WithEachServerKeyAndSuite(string serverKey, CipherSuite suite)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        _pki.WithServer(serverKey switch
+        {
+            "rsa-pss" => RsaPssKeyInteropTests.IssuePssServer(_pki, _dir.Path),
+            "rsa" => _pki.IssueServer("rsa", "localhost", TestKeyKind.Rsa2048),
+            "ec-p384" => _pki.IssueServer("p384", "localhost", TestKeyKind.EcP384),
+            _ => _pki.Server,
+        });
+        using var peer = await OpenSslServer.StartAsync(_pki, new TlsPeerOptions { Versions = "1.2" });
+        var options = new TlsClientOptions
+        {
+            ServerName = "localhost",
+            Versions = TlsVersions.Tls12,
+            Tls12CipherSuites = [suite],
+            Groups = [NamedGroup.Secp384r1, NamedGroup.Secp256r1],
+            ClientCredential = SoftwareSigner.LoadCredential(_pki.User.CertificatePath, _pki.User.KeyPath),
+            CertificateValidator = new X509ChainValidator([_pki.Root]),
+            HandshakeTimeout = TimeSpan.FromSeconds(10),
+        };
+
+        await using var connection = await EngineInteropTests.ConnectAsync(peer.Port, options, cts.Token);
+
+        Assert.Equal(suite, connection.CipherSuite);
+        Assert.Equal(NamedGroup.Secp384r1, connection.Group);
+        var body = await EngineInteropTests.GetAsync(connection, peer.Host, peer.IdentityPath, cts.Token);
+        Assert.Contains("Alice Example", body, StringComparison.Ordinal);
+    }
+}
