@@ -105,6 +105,7 @@ public static class TlsClient
     public static TlsConnection Import(Stream transport, ExportedSession session, TlsClientOptions? options = null)
     {
         options ??= new TlsClientOptions { InsecureSkipValidation = true };
+        if (session.Version == TlsVersions.Tls12) return TlsConnection.Import12(transport, session, options);
         var suite = KeySchedule.CipherSuiteInfo.Get(session.Suite);
         var records = new RecordLayer(transport, options.Counters) { Padding = options.RecordPadding, AllowChangeCipherSpec = false };
         records.SetReadProtection(new RecordProtection(suite, (byte[])session.ServerSecret.Clone(), session.ServerSequence));

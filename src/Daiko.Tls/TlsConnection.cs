@@ -343,7 +343,7 @@ public sealed partial class TlsConnection : Stream
             if (_records.HasBufferedHandshake) throw new InvalidOperationException("cannot export in the middle of a fragmented handshake message");
             var read = _records.ReadProtection!;
             var write = _records.WriteProtection!;
-            var session = new ExportedSession(_suite.Suite, (byte[])write.TrafficSecret.Clone(), (byte[])read.TrafficSecret.Clone(),
+            var session = Version == TlsVersions.Tls12 ? Export12(read, write) : new ExportedSession(_suite.Suite, (byte[])write.TrafficSecret.Clone(), (byte[])read.TrafficSecret.Clone(),
                 write.Sequence, read.Sequence, (byte[])_resumptionMasterSecret.Clone(), ServerName, ApplicationProtocol,
                 _plaintext.AsSpan(_plaintextStart).ToArray(), _records.UnprocessedTransportBytes.ToArray());
             _exported = true;

@@ -76,6 +76,8 @@ public sealed class DelegatedConnector(ControlConnection control)
                     ServerName = host,
                     ApplicationProtocols = alpn is null ? [] : [alpn],
                     ResumptionTicket = ticket,
+                    // Only the ticket's version: a TLS 1.2 ticket resumes with no key share at all.
+                    Versions = ticket.Version,
                     PskModes = [kex],
                     EarlyData = earlyData,
                     // The terminal holds no user certificate: a market that refuses the ticket must fail
