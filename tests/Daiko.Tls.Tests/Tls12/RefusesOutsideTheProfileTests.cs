@@ -111,6 +111,37 @@ public sealed class RefusesOutsideTheProfileTests : IDisposable
         Assert.Equal(TlsVersions.Tls12, connection.Version);
     }
 
+    /// <summary>An attacker removes renegotiation_info from the ServerHello (fixing every length on the way).</summary>
+    private static byte[] StripRenegotiationInfo(RecordDirection direction, byte type, byte[] content)
+    {
+        if (direction != RecordDirection.ServerToClient || type != 22 || content[0] != 2) return content;
+        byte[] extension = [0xff, 0x01, 0x00, 0x01, 0x00];
+        var at = content.AsSpan().IndexOf(extension);
+        Assert.True(at > 0, "the server sent renegotiation_info");
+        var stripped = content[..at].Concat(content[(at + extension.Length)..]).ToArray();
+        var helloLength = ((stripped[1] << 16) | (stripped[2] << 8) | stripped[3]) - extension.Length;
+        stripped[2] = (byte)(helloLength >> 8);
+        stripped[3] = (byte)helloLength;
+        var extensionsAt = 4 + 2 + 32 + 1 + stripped[38] + 2 + 1;
+        var extensionsLength = ((stripped[extensionsAt] << 8) | stripped[extensionsAt + 1]) - extension.Length;
+        stripped[extensionsAt] = (byte)(extensionsLength >> 8);
+        stripped[extensionsAt + 1] = (byte)extensionsLength;
+        return stripped;
+    }
+
+    [Fact]
+    public async Task Refuses_AServerWithoutSecureRenegotiation_WithHandshakeFailure()
+    {
+        using var peer = await StartAsync("1.2");
+        using var attacker = RecordTamperingProxy.Start(peer.Port, StripRenegotiationInfo);
+
+        var e = await Assert.ThrowsAsync<TlsException>(() => ConnectAsync(attacker.Port, Options()));
+
+        Assert.Equal(AlertDescription.HandshakeFailure, e.Alert);
+        Assert.Contains("secure renegotiation (RFC 5746)", e.Message, StringComparison.Ordinal);
+        await peer.WaitForOutputAsync("fatal handshake_failure", TimeSpan.FromSeconds(5));
+    }
+
     [Fact]
     public async Task Refuses_Renegotiation_WithNoRenegotiation()
     {
