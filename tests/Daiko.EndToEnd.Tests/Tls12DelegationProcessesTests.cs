@@ -14,7 +14,7 @@ public sealed class Tls12DelegationProcessesTests(HomeAndTerminal system) : ICla
     {
         var data = new TheoryData<string, string>();
         foreach (var market in new[] { "nginx", "openssl", "gnutls" })
-        foreach (var mode in new[] { "resume", "handoff", "relay", "auto" })
+        foreach (var mode in new[] { "resume", "handoff", "relay", "assist", "auto" })
         {
             data.Add(market, mode);
         }

@@ -116,6 +116,8 @@ public sealed class DelegatedConnector(ControlConnection control)
                     ApplicationProtocols = alpn is null ? [] : [alpn],
                     ClientCredential = new ClientCredential(chain, new RemoteSigner(control)),
                     CertificateValidator = new RemoteValidator(control),
+                    // TLS 1.2 too: the home server then parses and checks the whole transcript before signing.
+                    Versions = TlsVersions.Both,
                     Counters = counters,
                 }, cancellationToken);
                 stream = tls;
