@@ -44,9 +44,6 @@ internal sealed class ClientHello
     /// <summary>The TLS 1.2 offer (its suites and extensions), or null in a TLS 1.3-only hello.</summary>
     public Tls12.Tls12Offer? Tls12 { get; init; }
 
-    /// <summary>Replaces the engine's extensions with these, verbatim (test vectors only).</summary>
-    public IReadOnlyList<(ushort Type, byte[] Data)>? ExtensionsOverride { get; init; }
-
     /// <summary>Encodes the whole handshake message; <paramref name="bindersOffset"/> is the offset of the binders list (or -1).</summary>
     public byte[] Encode(out int bindersOffset)
     {
@@ -61,30 +58,7 @@ internal sealed class ClientHello
         w.EndVector(suites);
         w.WriteVector8([0]);
         var extensions = w.BeginVector(2);
-        bindersOffset = -1;
-        if (ExtensionsOverride is not null)
-        {
-            foreach (var (type, data) in ExtensionsOverride)
-            {
-                w.WriteUInt16(type);
-                if (type == (ushort)ExtensionType.PreSharedKey)
-                {
-                    // identities vector, then binders: locate the binders within the given data.
-                    var r = new TlsReader(data, "override pre_shared_key");
-                    var identitiesLength = r.ReadUInt16();
-                    w.WriteVector16(data);
-                    bindersOffset = w.Length - data.Length + 2 + identitiesLength;
-                }
-                else
-                {
-                    w.WriteVector16(data);
-                }
-            }
-        }
-        else
-        {
-            WriteExtensions(w, out bindersOffset);
-        }
+        WriteExtensions(w, out bindersOffset);
         w.EndVector(extensions);
         w.EndVector(msg);
         return w.ToArray();

@@ -10,7 +10,7 @@ public sealed partial class TlsConnection
     /// <summary>A TLS 1.2 ticket arrives inside the handshake; it is handed out like a TLS 1.3 one.</summary>
     internal void AddTicket(SessionTicket ticket)
     {
-        lock (_tickets) _tickets.Add(ticket);
+        Keep(ticket);
         _newTickets.Writer.TryWrite(ticket);
     }
 
