@@ -81,6 +81,8 @@ public sealed class DelegationService
             ApplicationProtocols = market.Alpn is null ? [] : [market.Alpn],
             ClientCredential = credential,
             CertificateValidator = _validator,
+            // TLS 1.3 whenever the market speaks it; the TLS 1.2 profile for markets that speak only that.
+            Versions = TlsVersions.Both,
             Time = _time,
             Counters = counters,
             HandshakeTimeout = TimeSpan.FromSeconds(15),
@@ -186,7 +188,7 @@ public sealed class DelegationService
         {
             _tickets.Add(key, ticket, ticket.ReceivedAt.AddSeconds(ticket.LifetimeSeconds), singleUse: true);
         }
-        _profiles.Remember(new MarketProfile(market.Host, market.Port, true, received.Count > 0,
+        _profiles.Remember(new MarketProfile(market.Host, market.Port, connection.Version == TlsVersions.Tls13, received.Count > 0,
             _profiles.Find(market.Host, market.Port)?.AcceptsPskKe ?? false,
             received.Count > 0 ? received.Max(t => t.MaxEarlyData) : 0, _time.GetUtcNow()));
         try { await connection.CloseAsync(cancellationToken); } catch (Exception) { }

@@ -496,11 +496,15 @@ public sealed class HomeServer : IAsyncDisposable
     {
         if (!await RequireReadyAsync(m, c)) return;
         var content = m.GetBytes("content");
-        // The card signs only TLS 1.3 client CertificateVerify content, never arbitrary data.
-        if (content.Length is < 64 + 34 + 32 or > 64 + 34 + 64 || !content.AsSpan().StartsWith(ClientVerifyPrefix))
+        // The card signs only TLS 1.3 client CertificateVerify content, or a whole TLS 1.2 handshake that
+        // this server parsed and checked itself (a TLS 1.2 CertificateVerify has no context string); never
+        // arbitrary data.
+        var tls13 = content.Length is >= 64 + 34 + 32 and <= 64 + 34 + 64 && content.AsSpan().StartsWith(ClientVerifyPrefix);
+        var refusal = tls13 ? null : await Daiko.Tls.Tls12.AssistTranscript12.CheckAsync(content, (SignatureScheme)m.GetInt("scheme"), _card.CertificateChain, _marketValidator, c.Closed);
+        if (refusal is not null)
         {
             _devices.Audit(deviceId, "sign", null, "assist", "refused: not CertificateVerify content");
-            await c.ReplyErrorAsync(m, "bad-content", "the home card signs only TLS 1.3 client CertificateVerify content");
+            await c.ReplyErrorAsync(m, "bad-content", $"the home card signs only TLS 1.3 client CertificateVerify content or a TLS 1.2 handshake it checked: {refusal}");
             return;
         }
         try

@@ -46,6 +46,12 @@ public sealed class ExportedSession
 
     public byte[] PendingTransportBytes { get; }
 
+    /// <summary>
+    /// The version of the exported connection. For TLS 1.2 each "secret" is that direction's key-block
+    /// write key followed by its fixed IV, and the resumption master secret is the session's master secret.
+    /// </summary>
+    public TlsVersions Version => KeySchedule.CipherSuiteInfo.FindTls12(Suite) is null ? TlsVersions.Tls13 : TlsVersions.Tls12;
+
     public byte[] ToCbor()
     {
         var w = new CborWriter();
@@ -93,8 +99,10 @@ public sealed class ExportedSession
             }
             r.ReadEndMap();
             if (r.BytesRemaining != 0) throw new FormatException("trailing bytes after the exported session");
-            var info = KeySchedule.CipherSuiteInfo.Find((CipherSuite)suite) ?? throw new FormatException("unknown cipher suite in the exported session");
-            if (c is null || s is null || rms is null || c.Length != info.HashLength || s.Length != info.HashLength || rms.Length != info.HashLength)
+            var info = KeySchedule.CipherSuiteInfo.FindAny((CipherSuite)suite) ?? throw new FormatException("unknown cipher suite in the exported session");
+            var secretLength = info.IsTls12 ? info.KeyLength + info.Tls12FixedIvLength : info.HashLength;
+            var masterLength = info.IsTls12 ? Tls12.MasterSecret12.Length : info.HashLength;
+            if (c is null || s is null || rms is null || c.Length != secretLength || s.Length != secretLength || rms.Length != masterLength)
                 throw new FormatException("the exported session's secrets are missing or of the wrong length");
             return new ExportedSession((CipherSuite)suite, c, s, cs, ss, rms, sni, alpn, pp, pt);
         }

@@ -44,6 +44,12 @@ public sealed class SessionTicket
 
     public byte[] Nonce { get; }
 
+    /// <summary>
+    /// TLS 1.3 (a PSK ticket) or TLS 1.2 (an RFC 5077 ticket, whose <see cref="Psk"/> is the session's
+    /// 48-byte master secret and whose <see cref="Suite"/> is a TLS 1.2 suite).
+    /// </summary>
+    public TlsVersions Version { get; init; } = TlsVersions.Tls13;
+
     public DateTimeOffset ExpiresAt => ReceivedAt.AddSeconds(Math.Min(LifetimeSeconds, 7 * 24 * 3600));
 
     public bool IsExpired(DateTimeOffset now) => now >= ExpiresAt;
@@ -51,7 +57,7 @@ public sealed class SessionTicket
     /// <summary>Whether this ticket may be offered for a connection to <paramref name="serverName"/> with these suites.</summary>
     public bool Fits(string? serverName, IReadOnlyList<CipherSuite> suites) =>
         string.Equals(ServerName, serverName, StringComparison.OrdinalIgnoreCase)
-        && suites.Any(s => KeySchedule.CipherSuiteInfo.Find(s)?.Hash == KeySchedule.CipherSuiteInfo.Find(Suite)?.Hash);
+        && (Version == TlsVersions.Tls12 ? suites.Contains(Suite) : suites.Any(s => KeySchedule.CipherSuiteInfo.Find(s)?.Hash == KeySchedule.CipherSuiteInfo.Find(Suite)?.Hash));
 
     /// <summary>Early data must run under the ALPN the ticket was issued for (RFC 8446 §4.2.10).</summary>
     public bool AllowsEarlyDataWith(IReadOnlyList<string> alpn, IReadOnlyList<CipherSuite> suites) =>
@@ -60,7 +66,11 @@ public sealed class SessionTicket
     public byte[] ToCbor()
     {
         var w = new CborWriter();
-        w.WriteStartMap(10);
+        w.WriteStartMap(Version == TlsVersions.Tls12 ? 11 : 10);
+        if (Version == TlsVersions.Tls12)
+        {
+            w.WriteTextString("version"); w.WriteUInt32(0x0303);
+        }
         w.WriteTextString("identity"); w.WriteByteString(Identity);
         w.WriteTextString("psk"); w.WriteByteString(Psk);
         w.WriteTextString("suite"); w.WriteUInt32((ushort)Suite);
@@ -86,6 +96,7 @@ public sealed class SessionTicket
             string? sni = null, alpn = null;
             uint lifetime = 0, ageAdd = 0, maxEarly = 0;
             long received = 0;
+            var version = TlsVersions.Tls13;
             for (var i = 0; i < count; i++)
             {
                 switch (r.ReadTextString())
@@ -100,15 +111,21 @@ public sealed class SessionTicket
                     case "max_early_data": maxEarly = r.ReadUInt32(); break;
                     case "received_at": received = r.ReadInt64(); break;
                     case "nonce": nonce = r.ReadByteString(); break;
+                    case "version": version = r.ReadUInt32() == 0x0303 ? TlsVersions.Tls12 : throw new FormatException("unknown ticket version"); break;
                     default: r.SkipValue(); break;
                 }
             }
             r.ReadEndMap();
             if (r.BytesRemaining != 0) throw new FormatException("trailing bytes after the ticket");
             if (identity is null || psk is null || nonce is null || suite == 0) throw new FormatException("the ticket lacks a required field");
-            if (KeySchedule.CipherSuiteInfo.Find((CipherSuite)suite) is not { } info || psk.Length != info.HashLength)
-                throw new FormatException("the ticket's suite or PSK length is invalid");
-            return new SessionTicket(identity, psk, (CipherSuite)suite, sni, alpn, lifetime, ageAdd, maxEarly, DateTimeOffset.FromUnixTimeMilliseconds(received), nonce);
+            var valid = version == TlsVersions.Tls12
+                ? KeySchedule.CipherSuiteInfo.FindTls12((CipherSuite)suite) is not null && psk.Length == Tls12.MasterSecret12.Length
+                : KeySchedule.CipherSuiteInfo.Find((CipherSuite)suite) is { } info && psk.Length == info.HashLength;
+            if (!valid) throw new FormatException("the ticket's suite or secret length is invalid");
+            return new SessionTicket(identity, psk, (CipherSuite)suite, sni, alpn, lifetime, ageAdd, maxEarly, DateTimeOffset.FromUnixTimeMilliseconds(received), nonce)
+            {
+                Version = version,
+            };
         }
         catch (Exception e) when (e is CborContentException or InvalidOperationException or OverflowException)
         {
@@ -129,5 +146,5 @@ public sealed class SessionTicket
     /// <summary>Wipes the PSK (after use or when discarded).</summary>
     public void Wipe() => CryptographicOperations.ZeroMemory(Psk);
 
-    public override string ToString() => $"SessionTicket({Suite}, sni={ServerName}, alpn={Alpn}, lifetime={LifetimeSeconds}s, max_early_data={MaxEarlyData})";
+    public override string ToString() => $"SessionTicket({(Version == TlsVersions.Tls12 ? "TLS 1.2, " : "")}{Suite}, sni={ServerName}, alpn={Alpn}, lifetime={LifetimeSeconds}s, max_early_data={MaxEarlyData})";
 }
