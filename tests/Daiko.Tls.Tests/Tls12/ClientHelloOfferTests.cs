@@ -48,7 +48,7 @@ public sealed class ClientHelloOfferTests
         var (suites, extensions, sessionId, versions) = Parse(await ClientHelloAsync(TlsVersions.Tls13));
 
         Assert.Equal(new ushort[] { 0x1301, 0x1302, 0x1303 }, suites);
-        Assert.Equal(new ushort[] { 0, 10, 13, 43, 45, 51 }, extensions);
+        Assert.Equal(new ushort[] { 0, 10, 13, 43, 28, 45, 51 }, extensions);
         Assert.Empty(sessionId);
         Assert.Equal(new byte[] { 0x03, 0x04 }, versions);
     }
@@ -59,7 +59,7 @@ public sealed class ClientHelloOfferTests
         var (suites, extensions, _, versions) = Parse(await ClientHelloAsync(TlsVersions.Both));
 
         Assert.Equal(new ushort[] { 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8 }, suites);
-        Assert.Equal(new ushort[] { 0, 10, 13, 43, 45, 51, 23, 35, 0xff01 }, extensions);
+        Assert.Equal(new ushort[] { 0, 10, 13, 43, 28, 45, 51, 23, 35, 0xff01 }, extensions);
         Assert.Equal(new byte[] { 0x03, 0x04, 0x03, 0x03 }, versions);
     }
 
@@ -69,7 +69,7 @@ public sealed class ClientHelloOfferTests
         var (suites, extensions, _, versions) = Parse(await ClientHelloAsync(TlsVersions.Tls12));
 
         Assert.All(suites, s => Assert.True(s >= 0xc000, $"suite 0x{s:x4} is not a TLS 1.2 ECDHE suite"));
-        Assert.Equal(new ushort[] { 0, 10, 13, 23, 35, 0xff01 }, extensions);
+        Assert.Equal(new ushort[] { 0, 10, 13, 28, 23, 35, 0xff01 }, extensions);
         Assert.Null(versions);
     }
 
