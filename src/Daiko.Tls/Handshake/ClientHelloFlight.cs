@@ -56,9 +56,8 @@ internal static class ClientHelloFlight
             BinderLength = ticketSuite?.HashLength ?? 0,
         };
         // What the ClientHello carries: a server may answer only these (RFC 8446 §4.2).
-        c.OfferedExtensions =
-            [(ushort)ExtensionType.SupportedGroups, (ushort)ExtensionType.SignatureAlgorithms, (ushort)ExtensionType.SupportedVersions,
-                (ushort)ExtensionType.KeyShare, (ushort)ExtensionType.PskKeyExchangeModes,
+        c.OfferedExtensions = [(ushort)ExtensionType.SupportedGroups, (ushort)ExtensionType.SignatureAlgorithms, (ushort)ExtensionType.SupportedVersions,
+                (ushort)ExtensionType.KeyShare, (ushort)ExtensionType.PskKeyExchangeModes, (ushort)ExtensionType.RecordSizeLimit,
                 .. o.ServerName is null ? Array.Empty<ushort>() : [(ushort)ExtensionType.ServerName],
                 .. o.ApplicationProtocols.Count == 0 ? Array.Empty<ushort>() : [(ushort)ExtensionType.ApplicationLayerProtocolNegotiation],
                 .. early ? [(ushort)ExtensionType.EarlyData] : Array.Empty<ushort>()];

@@ -146,6 +146,8 @@ internal sealed class ExpectEncryptedExtensions(bool resumed) : HandshakeState
             throw new TlsException(TlsError.IllegalParameter, AlertDescription.UnsupportedExtension, "the server accepted early data the client did not offer");
         }
         c.Alpn = ee.Alpn;
+        // The server's record_size_limit counts the inner plaintext: content, its type byte and padding.
+        if (ee.RecordSizeLimit is int limit) c.Records.MaxPlaintextToSend = Math.Min(RecordProtection.MaxPlaintext, limit - 1);
         c.EarlyDataAccepted = ee.EarlyDataAccepted;
         c.Transcript.Add(message.Bytes);
         if (c.OfferedEarlyData && !ee.EarlyDataAccepted)

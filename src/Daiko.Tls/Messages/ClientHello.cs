@@ -11,6 +11,9 @@ internal readonly record struct PskIdentity(byte[] Identity, uint ObfuscatedAge)
 /// </summary>
 internal sealed class ClientHello
 {
+    /// <summary>The record_size_limit the client offers: a TLS 1.3 inner plaintext of 2^14 + 1 bytes (RFC 8449 §4).</summary>
+    public const ushort RecordSizeLimitOffered = (1 << 14) + 1;
+
     public required byte[] Random { get; init; }
 
     public byte[] SessionId { get; init; } = [];
@@ -86,6 +89,12 @@ internal sealed class ClientHello
         {
             var ext = Begin(w, ExtensionType.SupportedVersions);
             w.WriteVector8([0x03, 0x04]);
+            w.EndVector(ext);
+        }
+        {
+            // record_size_limit (RFC 8449): the client takes full-size records; the server may ask for smaller ones.
+            var ext = Begin(w, ExtensionType.RecordSizeLimit);
+            w.WriteUInt16(RecordSizeLimitOffered);
             w.EndVector(ext);
         }
         if (Cookie is not null)

@@ -96,6 +96,9 @@ internal sealed class RecordLayer : IDisposable
 
     public void ResetRecordsWithoutData() => _recordsWithoutData = 0;
 
+    /// <summary>The most content one record may carry, padding included: 2^14, or less when the server set a record_size_limit (RFC 8449).</summary>
+    public int MaxPlaintextToSend { get; set; } = RecordProtection.MaxPlaintext;
+
     public bool HasBufferedHandshake => _messages.Count > 0 || _handshakeLength > 0;
 
     /// <summary>Writes <paramref name="data"/> as one or more records of <paramref name="type"/>.</summary>
@@ -103,7 +106,7 @@ internal sealed class RecordLayer : IDisposable
     {
         do
         {
-            var chunk = data[..Math.Min(data.Length, RecordProtection.MaxPlaintext)];
+            var chunk = data[..Math.Min(data.Length, MaxPlaintextToSend)];
             data = data[chunk.Length..];
             int length;
             if (WriteProtection is null)
@@ -119,7 +122,7 @@ internal sealed class RecordLayer : IDisposable
             }
             else
             {
-                var padding = Math.Min(Padding, RecordProtection.MaxPlaintext - chunk.Length);
+                var padding = Math.Min(Padding, MaxPlaintextToSend - chunk.Length);
                 length = WriteProtection.Seal(type, chunk.Span, padding, _out);
             }
             await _transport.WriteAsync(_out.AsMemory(0, length), cancellationToken);

@@ -133,7 +133,7 @@ internal sealed record ServerAlterations
 /// <summary>
 /// The RFC 8448 server of one section, answering the engine's own ClientHello: it sends the trace's
 /// ServerHello, (CertificateRequest), Certificate, NewSessionTicket and application data verbatim, its
-/// EncryptedExtensions less what the engine did not offer (record_size_limit), with the trace's x25519 key, and signs CertificateVerify afresh with the trace's RSA
+/// EncryptedExtensions less anything the engine did not offer, with the trace's x25519 key, and signs CertificateVerify afresh with the trace's RSA
 /// key (RFC 8448 §2) over the transcript the engine's ClientHello produced. Keys come from
 /// <see cref="TestKeySchedule"/>, not from the engine. A read with nothing to say is end of stream.
 /// </summary>
@@ -272,8 +272,8 @@ internal sealed class TraceServer : DuplexTestStream
         var clientHandshake = Secrets["c hs traffic"] = TestKeySchedule.DeriveSecret(handshake, "c hs traffic", helloHash);
         var serverHandshake = Secrets["s hs traffic"] = TestKeySchedule.DeriveSecret(handshake, "s hs traffic", helloHash);
 
-        // The RFC's server also answered record_size_limit, which the engine does not offer: a server may
-        // answer only what was offered (RFC 8446 §4.2), so this one leaves such extensions out.
+        // A server may answer only what was offered (RFC 8446 §4.2): this one leaves out any extension of
+        // the RFC's EncryptedExtensions that the engine's ClientHello did not carry.
         var encryptedExtensions = OnlyOffered(_trace.Get("{server}  construct an EncryptedExtensions", "EncryptedExtensions"), clientHello);
         var certificateRequest = _requestClientCertificate ? _trace.Get("{server}  construct a CertificateRequest", "CertificateRequest") : [];
         var certificate = _certificateTrace.Get("{server}  construct a Certificate", "Certificate");
