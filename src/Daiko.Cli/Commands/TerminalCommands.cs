@@ -14,11 +14,17 @@ namespace Daiko.Cli.Commands;
 /// <summary><c>daiko terminal enroll | unlock | lock | get | forward</c>.</summary>
 internal static class TerminalCommands
 {
-    public static Option<string> TerminalOption() => new("--terminal") { Description = "this terminal's directory", Required = true };
+    /// <summary>--terminal DIR; unless it is being enrolled, it must already hold an access card.</summary>
+    public static Option<string> TerminalOption(bool mustExist = true)
+    {
+        var option = new Option<string>("--terminal") { Description = mustExist ? "this terminal's directory (made by 'terminal enroll')" : "the new terminal directory", Required = true, HelpName = "DIR" };
+        return mustExist ? option.ExistingTerminal() : option;
+    }
 
     public static Option<string> ModeOption() => new Option<string>("--mode")
     {
-        Description = "auto (cheapest the market supports), resume (ticket), handoff (live secrets), relay (home server relays), assist (home card signs)",
+        Description = "auto (resume with a ticket when the market issues them, else handoff), resume (ticket), handoff (live secrets), relay (home server relays), assist (home card signs)",
+        HelpName = "MODE",
         DefaultValueFactory = _ => "auto",
     }.AcceptOnlyFromAmong("auto", "resume", "handoff", "relay", "assist");
 
@@ -36,7 +42,7 @@ internal static class TerminalCommands
 
     private static Command ApplianceCommand()
     {
-        var appliance = new Command("appliance", "Control home appliances through the home server (F16).");
+        var appliance = new Command("appliance", "Control home appliances through the home server.").WithExamples("daiko terminal appliance list --terminal ~/.daiko");
         Command Make(string name, string description, Func<ControlConnection, ParseResult, CancellationToken, Task> run, params Option[] extra)
         {
             var command = new Command(name, description);
@@ -77,10 +83,11 @@ internal static class TerminalCommands
 
     private static Command Enroll()
     {
-        var command = new Command("enroll", "Enroll this terminal with a home server using the code from 'daiko home device add' (access-card PIN from stdin).");
-        var terminal = TerminalOption();
-        var home = new Option<string>("--home") { Description = "the home server's HOST:PORT", Required = true };
-        var code = new Option<string>("--code") { Description = "the one-time enrollment code", Required = true };
+        var command = new Command("enroll", $"Enroll this terminal with a home server using the code from 'daiko home device add'; reads the new access-card PIN. {CliHelp.AccessPinRules}")
+            .WithExamples("echo 4321 | daiko terminal enroll --terminal ~/.daiko --home home.example:7443 --code XXXX-XXXX-XXXX-XXXX-XXXX-XXXX");
+        var terminal = TerminalOption(mustExist: false);
+        var home = new Option<string>("--home") { Description = "where the home server listens (its --listen)", Required = true }.HostPort();
+        var code = new Option<string>("--code") { Description = "the one-time enrollment code", Required = true, HelpName = "CODE" };
         var module = new Option<string?>("--pkcs11-module")
         {
             Description = "keep the device key on a PKCS#11 token (a smart card) instead of an encrypted file; the token must exist, its user PIN being the access-card PIN",
@@ -93,8 +100,10 @@ internal static class TerminalCommands
         });
         command.SetAction(async (parse, ct) =>
         {
-            var pin = CliConsole.ReadSecret(parse.GetValue(module) is null ? "new access-card PIN" : "access-card PIN (the token's user PIN)");
+            var pin = parse.GetValue(module) is null ? CliConsole.ReadNewSecret("new access-card PIN") : CliConsole.ReadSecret("access-card PIN (the token's user PIN)");
             var token = parse.GetValue(module) is { } so ? new AccessCardToken(so, parse.GetValue(label)!) : null;
+            var dir = parse.GetValue(terminal)!;
+            var created = !Directory.Exists(dir);
             try
             {
                 var profile = await TerminalClient.EnrollAsync(parse.GetValue(terminal)!, parse.GetValue(home)!, parse.GetValue(code)!, pin, cancellationToken: ct, token: token);
@@ -105,7 +114,9 @@ internal static class TerminalCommands
             catch (Exception e) when (e is ControlErrorException or FormatException or IOException or InvalidOperationException or ArgumentException
                 or System.Security.Authentication.AuthenticationException or System.Net.Sockets.SocketException or Net.Pkcs11Interop.Common.Pkcs11Exception)
             {
-                return CliConsole.Fail(e.Message);
+                // A failed enrollment leaves nothing behind: not even the directory it made.
+                if (created && Directory.Exists(dir) && !Directory.EnumerateFileSystemEntries(dir).Any()) Directory.Delete(dir);
+                return CliConsole.Fail(e);
             }
         });
         return command;
@@ -113,29 +124,40 @@ internal static class TerminalCommands
 
     private static Command Unlock()
     {
-        var command = new Command("unlock", "Unlock the access card and the home card: access-card PIN, PIN1 and PIN2 from stdin, one a line. Starts the terminal agent.");
+        var command = new Command("unlock", "Unlock the access card and the home card: reads the access-card PIN, PIN1 and PIN2, one a line; starts the terminal agent (it locks again after 10 idle minutes).")
+            .WithExamples("printf '%s\\n' 4321 1111 2222 | daiko terminal unlock --terminal ~/.daiko");
         var terminal = TerminalOption();
+        var json = CliOutput.JsonOption();
         command.Options.Add(terminal);
+        command.Options.Add(json);
         command.SetAction(async (parse, ct) =>
         {
             var dir = parse.GetValue(terminal)!;
             var accessPin = CliConsole.ReadSecret("access-card PIN");
             var pin1 = CliConsole.ReadSecret("PIN1");
             var pin2 = CliConsole.ReadSecret("PIN2");
+            var startedHere = false;
             try
             {
                 if (!AgentClient.IsRunning(dir))
                 {
                     var started = await StartAgentAsync(dir, accessPin, ct);
                     if (started is not null) return CliConsole.Fail(started);
+                    startedHere = true;
                 }
-                await using var control = await AgentClient.ConnectAsync(dir, ct);
-                var reply = await control.RequestAsync(new ControlMessage("unlock").Set("pin1", pin1).Set("pin2", pin2), ct);
-                Console.WriteLine($"home card {reply.GetString("state")}; the access card stays unlocked for 10 idle minutes");
+                ControlMessage reply;
+                await using (var control = await AgentClient.ConnectAsync(dir, ct))
+                {
+                    reply = await control.RequestAsync(new ControlMessage("unlock").Set("pin1", pin1).Set("pin2", pin2), ct);
+                }
+                CliOutput.Print(parse.GetValue(json), new { state = reply.GetString("state"), access_card = "unlocked", idle_minutes = 10 },
+                    $"home card {reply.GetString("state")}; the access card stays unlocked for 10 idle minutes");
                 return 0;
             }
             catch (ControlErrorException e)
             {
+                // A failed unlock leaves no agent holding the access card open.
+                if (startedHere) StopAgent(dir);
                 return CliConsole.Fail(e.Message);
             }
         });
@@ -191,7 +213,8 @@ internal static class TerminalCommands
 
     private static Command Lock()
     {
-        var command = new Command("lock", "\"Done\": the home card goes back to remote-access-wait and the access card is locked.");
+        var command = new Command("lock", "\"Done\": the home card goes back to remote-access-wait and the access card is locked.")
+            .WithExamples("daiko terminal lock --terminal ~/.daiko");
         var terminal = TerminalOption();
         command.Options.Add(terminal);
         command.SetAction(async (parse, ct) =>
@@ -241,16 +264,21 @@ internal static class TerminalCommands
 
     private static Command Get()
     {
-        var command = new Command("get", "Fetch an https URL through a delegated session; the body goes to stdout.");
+        var command = new Command("get", "Fetch an https URL through a delegated session; the body goes to stdout.")
+            .WithExamples("daiko terminal get https://market.example/ --terminal ~/.daiko --mode auto --stats", "daiko terminal get https://market.example/ --terminal ~/.daiko --mode resume --kex psk_ke");
         var terminal = TerminalOption();
-        var url = new Argument<string>("URL") { Description = "the https URL" };
+        var url = new Argument<string>("URL") { Description = "the https URL" }.HttpsUrl();
         var mode = ModeOption();
-        var kex = new Option<string>("--kex") { Description = "psk_ke or psk_dhe_ke (resume mode)", DefaultValueFactory = _ => "psk_dhe_ke" };
+        var kex = new Option<string>("--kex") { Description = "psk_ke or psk_dhe_ke (resume mode; a market that refuses psk_ke may accept psk_dhe_ke)", DefaultValueFactory = _ => "psk_dhe_ke", HelpName = "KEX" };
         kex.AcceptOnlyFromAmong("psk_ke", "psk_dhe_ke");
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT data when the ticket allows it (resume mode)" };
         var stats = new Option<bool>("--stats") { Description = "print one JSON line of the terminal's own costs to stderr" };
         command.Arguments.Add(url);
         foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats }) command.Options.Add(o);
+        command.Validators.Add(r =>
+        {
+            if (r.GetResult(kex) is { Implicit: false } && r.GetValue(mode) is not ("resume" or "auto")) r.AddError($"--kex applies to resume mode only, not to --mode {r.GetValue(mode)}");
+        });
         command.SetAction(async (parse, ct) =>
         {
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var target) || target.Scheme != Uri.UriSchemeHttps) return CliConsole.Fail("only https URLs are supported");
@@ -290,16 +318,22 @@ internal static class TerminalCommands
             {
                 return CliConsole.Fail($"the session with {target.Authority} failed: {e.Message}");
             }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                return CliConsole.Fail(CliConsole.Unreachable(target.Authority, e));
+            }
         });
         return command;
     }
 
     private static Command Prefetch()
     {
-        var command = new Command("prefetch", "Have the home server fetch session tickets for a market ahead of need, so that later 'get --mode resume' starts at once.");
+        var command = new Command("prefetch", "Have the home server fetch session tickets for a market ahead of need, so that later 'get --mode resume' starts at once.")
+            .WithExamples("daiko terminal prefetch https://market.example/ --terminal ~/.daiko --count 2");
         var terminal = TerminalOption();
-        var url = new Argument<string>("URL") { Description = "an https URL of the market" };
-        var count = new Option<int>("--count") { Description = "how many tickets to have ready (0 only reports)", DefaultValueFactory = _ => 1 };
+        var url = new Argument<string>("URL") { Description = "an https URL of the market" }.HttpsUrl();
+        var count = new Option<int>("--count") { Description = "how many tickets to have ready, 0 to 8 (0 only reports)", DefaultValueFactory = _ => 1, HelpName = "N" };
+        count.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or > 8) r.AddError("--count must be 0 to 8"); });
         command.Arguments.Add(url);
         foreach (var o in new Option[] { terminal, count }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
@@ -323,10 +357,11 @@ internal static class TerminalCommands
 
     private static Command Forward()
     {
-        var command = new Command("forward", "Serve a local plaintext port; each connection becomes a delegated session to the target (like ghostunnel's client mode).");
+        var command = new Command("forward", "Serve a local plaintext port; each connection becomes a delegated session to the target (like ghostunnel's client mode).")
+            .WithExamples("daiko terminal forward --terminal ~/.daiko --listen 127.0.0.1:8080 --target market.example:443   # then: curl http://127.0.0.1:8080/");
         var terminal = TerminalOption();
-        var listen = new Option<string>("--listen") { Description = "local HOST:PORT", Required = true };
-        var target = new Option<string>("--target") { Description = "the market's HOST:PORT", Required = true };
+        var listen = new Option<string>("--listen") { Description = "the local address for plaintext clients", Required = true }.HostPort();
+        var target = new Option<string>("--target") { Description = "the market", Required = true }.HostPort();
         var mode = ModeOption();
         foreach (var o in new Option[] { terminal, listen, target, mode }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
@@ -334,15 +369,24 @@ internal static class TerminalCommands
             var dir = parse.GetValue(terminal)!;
             var targetText = parse.GetValue(target)!;
             var colon = targetText.LastIndexOf(':');
-            var host = targetText[..colon];
+            var host = targetText[..colon].Trim('[', ']');
             var port = int.Parse(targetText[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture);
             var sessionMode = Enum.Parse<SessionMode>(parse.GetValue(mode)!, ignoreCase: true);
-            await using var forwarder = LocalForwarder.Start(HomeServerCommands.ParseEndpoint(parse.GetValue(listen)!), async c =>
+            LocalForwarder forwarder;
+            try
             {
-                var control = await AgentClient.ConnectAsync(dir, c);
-                var session = await new DelegatedConnector(control).ConnectAsync(host, port, sessionMode, cancellationToken: c);
-                return new OwningStream(session.Stream, control);
-            }, line => Console.Error.WriteLine($"daiko: {line}"));
+                forwarder = LocalForwarder.Start(HomeServerCommands.ParseEndpoint(parse.GetValue(listen)!), async c =>
+                {
+                    var control = await AgentClient.ConnectAsync(dir, c);
+                    var session = await new DelegatedConnector(control).ConnectAsync(host, port, sessionMode, cancellationToken: c);
+                    return new OwningStream(session.Stream, control);
+                }, line => Console.Error.WriteLine($"daiko: {line}"));
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                return CliConsole.Fail(HomeServerCommands.ListenProblem(parse.GetValue(listen)!, e));
+            }
+            await using var forwarderScope = forwarder;
             Console.WriteLine($"forwarding {forwarder.LocalEndPoint} → {targetText} ({sessionMode.ToString().ToLowerInvariant()})");
             var stop = new TaskCompletionSource();
             using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
@@ -351,29 +395,5 @@ internal static class TerminalCommands
             return 0;
         });
         return command;
-    }
-
-    /// <summary>A session stream that also closes the control connection it came from.</summary>
-    private sealed class OwningStream(Stream inner, IAsyncDisposable owner) : Stream
-    {
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() => inner.Flush();
-        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
-        public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => inner.WriteAsync(buffer, cancellationToken);
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override async ValueTask DisposeAsync()
-        {
-            await inner.DisposeAsync();
-            await owner.DisposeAsync();
-            await base.DisposeAsync();
-        }
     }
 }
