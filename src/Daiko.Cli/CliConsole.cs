@@ -25,6 +25,27 @@ internal static class CliConsole
         _ => $"cannot reach {where}: {e.Message}",
     };
 
+    /// <summary>After <paramref name="after"/> without being disposed, says on stderr what is still awaited (one line).</summary>
+    public static IDisposable ProgressAfter(TimeSpan after, string line) => new Progress(after, line);
+
+    private sealed class Progress : IDisposable
+    {
+        private readonly Lock _gate = new();
+        private readonly Timer _timer;
+        private bool _done;
+
+        public Progress(TimeSpan after, string line) => _timer = new Timer(_ =>
+        {
+            lock (_gate) if (!_done) Console.Error.WriteLine($"daiko: {line}");
+        }, null, after, Timeout.InfiniteTimeSpan);
+
+        public void Dispose()
+        {
+            lock (_gate) _done = true;
+            _timer.Dispose();
+        }
+    }
+
     public static int Fail(string sentence)
     {
         Console.Error.WriteLine($"daiko: {sentence}");

@@ -110,9 +110,13 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
         var dir = Path.Combine(system.Dir.Path, "tablet");
         await HomeAndTerminal.Ok(["terminal", "enroll", "--terminal", dir, "--home", $"127.0.0.1:{system.Port}", "--code", code], HomeAndTerminal.AccessPin + "\n");
 
-        var result = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", dir], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n9999\n");
+        var result = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", dir], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\nwrong-pin-two\n");
 
         Assert.True(result.ExitCode == 1, result.ToString());
+        // The home server says why in its log, and never logs the PIN.
+        await system.Server.WaitForOutputAsync("unlock refused (wrong-pin2)", TimeSpan.FromSeconds(10));
+        Assert.Contains(": unlock: wrong PIN2", system.Server.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("wrong-pin-two", system.Server.Output, StringComparison.Ordinal);
         Assert.False(File.Exists(Path.Combine(dir, "agent.sock")) || File.Exists(Path.Combine(dir, "agent.pid")), "a failed unlock left the terminal agent running");
         var get = await DaikoCli.RunAsync(["terminal", "wallet", "balance", "--terminal", dir]);
         Assert.Equal(1, get.ExitCode);
@@ -120,6 +124,9 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
         // The right PINs still work (and reset the home card's count of wrong PIN2s).
         await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", dir], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
         await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", dir]);
+        await system.Server.WaitForOutputAsync(": lock: remote-access-wait", TimeSpan.FromSeconds(10));
+        Assert.Contains(": unlock: crypto-ready", system.Server.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain(HomeAndTerminal.Pin2 + "\n", system.Server.Output, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -135,6 +142,20 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
         var after = JsonDocument.Parse((await HomeAndTerminal.Ok(["home", "trust", "list", "--home", system.Home, "--json"])).StandardOutput).RootElement;
         Assert.DoesNotContain(after.GetProperty("roots").EnumerateArray(), r => r.GetProperty("thumbprint").GetString() == thumbprint);
         Assert.NotEmpty(after.GetProperty("roots").EnumerateArray());
+    }
+
+    [Fact]
+    public async Task AMarketThatNeverAnswers_GetsAProgressLineAfterTwoSeconds()
+    {
+        using var silent = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        silent.Start();
+        var port = ((System.Net.IPEndPoint)silent.LocalEndpoint).Port;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using var get = DaikoCli.Start(["terminal", "get", $"https://127.0.0.1:{port}/", "--terminal", system.Terminal, "--mode", "assist"]);
+        using var accepted = await silent.AcceptTcpClientAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        await get.WaitForOutputAsync($"127.0.0.1:{port} has not answered within 2 s", TimeSpan.FromSeconds(30));
+        Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(2), $"the progress line came after {clock.Elapsed.TotalSeconds:0.0} s");
     }
 
     [Fact]

@@ -287,6 +287,7 @@ internal static class TerminalCommands
             var request = System.Text.Encoding.ASCII.GetBytes($"GET {target.PathAndQuery} HTTP/1.1\r\nHost: {target.Authority}\r\nConnection: close\r\nUser-Agent: daiko\r\n\r\n");
             try
             {
+                using var waiting = CliConsole.ProgressAfter(TimeSpan.FromSeconds(2), $"{target.Authority} has not answered within 2 s; still waiting (Ctrl-C to give up)");
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
                 var session = await new DelegatedConnector(control).ConnectAsync(target.Host, target.Port, sessionMode,
                     parse.GetValue(kex) == "psk_ke" ? PskKeyExchangeMode.PskKe : PskKeyExchangeMode.PskDheKe,
@@ -294,6 +295,7 @@ internal static class TerminalCommands
                 await using var stream = session.Stream;
                 if (session.Tls is not { EarlyDataAccepted: true }) await stream.WriteAsync(request, ct);
                 var response = await HttpResponseReader.ReadBodyAsync(stream, ct);
+                waiting.Dispose();
                 await using (var stdout = Console.OpenStandardOutput()) await stdout.WriteAsync(response.Body, ct);
                 if (parse.GetValue(stats))
                 {

@@ -44,6 +44,9 @@ public sealed class ControlConnection : IAsyncDisposable
 
     public CancellationToken Closed => _closed.Token;
 
+    /// <summary>Called for every "error" reply this side sends, and for a request whose handler failed (the server logs them).</summary>
+    public Action<ControlMessage, string, string>? OnRefusal { get; init; }
+
     public string? CloseReason { get; private set; }
 
     /// <summary>What ended the reader, when it was a failure rather than a clean close (for DAIKO_DEBUG=1).</summary>
@@ -127,6 +130,7 @@ public sealed class ControlConnection : IAsyncDisposable
         }
         catch (Exception e)
         {
+            if (e is not ControlErrorException) OnRefusal?.Invoke(message, "internal", $"the handler failed: {e.GetType().Name}: {e.Message}");
             try { await ReplyErrorAsync(message, "internal", e is ControlErrorException c ? c.Message : "the home server failed to handle the request"); }
             catch (Exception) { }
         }
@@ -204,6 +208,7 @@ public sealed class ControlConnection : IAsyncDisposable
 
     public Task ReplyErrorAsync(ControlMessage request, string code, string message, long? triesLeft = null)
     {
+        OnRefusal?.Invoke(request, code, message);
         var reply = new ControlMessage("error").Set("code", code).Set("message", message);
         if (triesLeft is not null) reply.Set("tries_left", triesLeft.Value);
         return ReplyAsync(request, reply);
