@@ -32,12 +32,52 @@ internal static class CliHelp
         return command;
     }
 
-    /// <summary>Makes --help print the default page, then the command's examples.</summary>
+    /// <summary>
+    /// Makes --help print the default page, then the command's examples; gives every option that takes a
+    /// value a placeholder that says what goes there, and the commands built elsewhere their examples.
+    /// </summary>
     public static void Install(RootCommand root)
     {
         var help = root.Options.OfType<HelpOption>().First();
         if (help.Action is HelpAction inner) help.Action = new WithExamplesAction(inner);
+        foreach (var command in All(root))
+        {
+            foreach (var option in command.Options.Where(o => o.HelpName is null && o.Arity.MaximumNumberOfValues > 0 && o.ValueType != typeof(bool)))
+            {
+                option.HelpName = Placeholders.TryGetValue(option.Name, out var name) ? name
+                    : option.ValueType == typeof(FileInfo) ? "FILE"
+                    : option.ValueType == typeof(int) || option.ValueType == typeof(long) ? "N"
+                    : option.Name.TrimStart('-').ToUpperInvariant().Replace('-', '_');
+            }
+        }
+        foreach (var (path, examples) in DefaultExamples)
+        {
+            var command = path.Split(' ').Aggregate((Command)root, (c, name) => c.Subcommands.FirstOrDefault(s => s.Name == name) ?? c);
+            if (Examples(command).Count == 0) command.WithExamples(examples);
+        }
     }
+
+    private static readonly Dictionary<string, string> Placeholders = new(StringComparer.Ordinal)
+    {
+        ["--name"] = "NAME", ["--command"] = "COMMAND", ["--arg"] = "KEY=VALUE", ["--pkcs11-module"] = "SO_FILE", ["--token-label"] = "LABEL",
+        ["--subject"] = "DN", ["--key-type"] = "TYPE", ["--ca"] = "FILE", ["--cert"] = "FILE", ["--key"] = "FILE", ["--save-ticket"] = "FILE",
+        ["--resume-from"] = "FILE", ["--kex"] = "KEX", ["--timeout"] = "SECONDS", ["--tls-version"] = "VERSION", ["--mode"] = "MODE",
+    };
+
+    private static readonly (string Path, string[] Examples)[] DefaultExamples =
+    [
+        ("", ["daiko demo", "daiko home init --home ~/daiko-home", "daiko terminal get https://market.example/ --terminal ~/.daiko"]),
+        ("demo", ["daiko demo", "daiko demo --keep", "daiko demo --rounds 25"]),
+        ("home", ["daiko home init --home ~/daiko-home --subject \"CN=Alice Example\"", "daiko home serve --home ~/daiko-home --listen 0.0.0.0:7443"]),
+        ("terminal", ["daiko terminal unlock --terminal ~/.daiko", "daiko terminal get https://market.example/ --terminal ~/.daiko"]),
+        ("tls", ["daiko tls get https://example.org/ --stats"]),
+        ("tls get", ["daiko tls get https://example.org/ --stats",
+            "daiko tls get https://market.example/ --ca roots.pem --cert me.pem --key me.key --save-ticket t.cbor",
+            "daiko tls get https://market.example/ --ca roots.pem --resume-from t.cbor --kex psk_ke"]),
+        ("terminal appliance list", ["daiko terminal appliance list --terminal ~/.daiko"]),
+        ("terminal appliance state", ["daiko terminal appliance state --terminal ~/.daiko --name heater"]),
+        ("terminal appliance command", ["daiko terminal appliance command --terminal ~/.daiko --name heater --command set-target --arg celsius=21"]),
+    ];
 
     /// <summary>Every command of the tree (for checks that each has a purpose and an example).</summary>
     public static IEnumerable<Command> All(Command command) => command.Subcommands.SelectMany(All).Prepend(command);
