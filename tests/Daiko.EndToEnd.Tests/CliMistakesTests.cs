@@ -94,13 +94,19 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
     public async Task FailedEnroll_LeavesNoTerminalDirectory()
     {
         var code = (await HomeAndTerminal.Ok(["home", "device", "add", "--home", system.Home, "--name", "late-phone"])).StandardOutput.Trim();
-        var dir = Path.Combine(system.Dir.Path, "never-enrolled");
+        var unreachable = Path.Combine(system.Dir.Path, "never-reached");
+        var refused = Path.Combine(system.Dir.Path, "never-enrolled");
 
-        var result = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", dir, "--home", $"127.0.0.1:{Loopback.FreePort()}", "--code", code], HomeAndTerminal.AccessPin + "\n");
+        var down = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", unreachable, "--home", $"127.0.0.1:{Loopback.FreePort()}", "--code", code], HomeAndTerminal.AccessPin + "\n");
+        await HomeAndTerminal.Ok(["terminal", "enroll", "--terminal", Path.Combine(system.Dir.Path, "late-phone"), "--home", $"127.0.0.1:{system.Port}", "--code", code], HomeAndTerminal.AccessPin + "\n");
+        // The same one-time code again: the home server refuses it after the access card was made.
+        var reused = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", refused, "--home", $"127.0.0.1:{system.Port}", "--code", code], HomeAndTerminal.AccessPin + "\n");
 
-        Assert.True(result.ExitCode == 1, result.ToString());
-        Assert.Contains("unreachable", result.StandardError, StringComparison.Ordinal);
-        Assert.False(Directory.Exists(dir), $"a failed enroll left {dir}");
+        Assert.True(down.ExitCode == 1, down.ToString());
+        Assert.Contains("unreachable", down.StandardError, StringComparison.Ordinal);
+        Assert.True(reused.ExitCode == 1, reused.ToString());
+        Assert.False(Directory.Exists(unreachable), $"a failed enroll left {unreachable}");
+        Assert.False(Directory.Exists(refused), $"a refused enroll left {refused}");
     }
 
     [Fact]
