@@ -186,13 +186,15 @@ internal static class HomeServerCommands
             .WithExamples("daiko home device revoke --home ~/daiko-home --name phone");
         var home = HomeCardCommands.HomeOption();
         var name = new Option<string>("--name") { Description = "the device's name", Required = true, HelpName = "NAME" };
+        var json = CliOutput.JsonOption();
         command.Options.Add(home);
         command.Options.Add(name);
+        command.Options.Add(json);
         command.SetAction(parse =>
         {
             var registry = new DeviceRegistry(HomeServer.DatabasePath(parse.GetValue(home)!));
             if (!registry.Revoke(parse.GetValue(name)!)) return CliConsole.Fail($"no enrolled, unrevoked device is named '{parse.GetValue(name)}'");
-            Console.WriteLine($"device '{parse.GetValue(name)}' revoked");
+            CliOutput.Print(parse.GetValue(json), new { revoked = parse.GetValue(name) }, $"device '{parse.GetValue(name)}' revoked");
             return 0;
         });
         return command;

@@ -93,7 +93,8 @@ internal static class TerminalCommands
             Description = "keep the device key on a PKCS#11 token (a smart card) instead of an encrypted file; the token must exist, its user PIN being the access-card PIN",
         };
         var label = new Option<string?>("--token-label") { Description = "the token's label (with --pkcs11-module)" };
-        foreach (var o in new Option[] { terminal, home, code, module, label }) command.Options.Add(o);
+        var json = CliOutput.JsonOption();
+        foreach (var o in new Option[] { terminal, home, code, module, label, json }) command.Options.Add(o);
         command.Validators.Add(result =>
         {
             if ((result.GetValue(module) is null) != (result.GetValue(label) is null)) result.AddError("--pkcs11-module and --token-label go together");
@@ -107,7 +108,8 @@ internal static class TerminalCommands
             try
             {
                 var profile = await TerminalClient.EnrollAsync(parse.GetValue(terminal)!, parse.GetValue(home)!, parse.GetValue(code)!, pin, cancellationToken: ct, token: token);
-                Console.WriteLine($"enrolled as '{profile.Name}' ({profile.DeviceId}) with the home server at {profile.Home}" +
+                CliOutput.Print(parse.GetValue(json), new { name = profile.Name, device_id = profile.DeviceId, home = profile.Home, key_on_token = token?.TokenLabel },
+                    $"enrolled as '{profile.Name}' ({profile.DeviceId}) with the home server at {profile.Home}" +
                     (token is null ? "" : $"; the device key was generated on the token '{token.TokenLabel}' and cannot leave it"));
                 return 0;
             }
@@ -141,7 +143,7 @@ internal static class TerminalCommands
             {
                 if (!AgentClient.IsRunning(dir))
                 {
-                    var started = await StartAgentAsync(dir, accessPin, ct);
+                    var started = await AgentProcess.StartAsync(dir, accessPin, ct);
                     if (started is not null) return CliConsole.Fail(started);
                     startedHere = true;
                 }
@@ -157,35 +159,11 @@ internal static class TerminalCommands
             catch (ControlErrorException e)
             {
                 // A failed unlock leaves no agent holding the access card open.
-                if (startedHere) StopAgent(dir);
+                if (startedHere) AgentProcess.Stop(dir);
                 return CliConsole.Fail(e.Message);
             }
         });
         return command;
-    }
-
-    /// <summary>Starts 'daiko terminal agent' in the background, handing it the access-card PIN on stdin.</summary>
-    private static async Task<string?> StartAgentAsync(string dir, string accessPin, CancellationToken ct)
-    {
-        var self = Environment.ProcessPath!;
-        var info = new ProcessStartInfo(self) { RedirectStandardInput = true, RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(self) == "dotnet") info.ArgumentList.Add(typeof(Program).Assembly.Location);
-        foreach (var a in new[] { "terminal", "agent", "--terminal", dir }) info.ArgumentList.Add(a);
-        var process = Process.Start(info)!;
-        await process.StandardInput.WriteLineAsync(accessPin);
-        process.StandardInput.Close();
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!AgentClient.IsRunning(dir))
-        {
-            if (process.HasExited)
-            {
-                var error = (await process.StandardError.ReadToEndAsync(ct)).Trim();
-                return error.StartsWith("daiko: ", StringComparison.Ordinal) ? error[7..] : $"the terminal agent did not start: {error}";
-            }
-            if (DateTime.UtcNow > deadline) return "the terminal agent did not start within 30 s";
-            await Task.Delay(50, ct);
-        }
-        return null;
     }
 
     private static Command AgentCommand()
@@ -216,13 +194,15 @@ internal static class TerminalCommands
         var command = new Command("lock", "\"Done\": the home card goes back to remote-access-wait and the access card is locked.")
             .WithExamples("daiko terminal lock --terminal ~/.daiko");
         var terminal = TerminalOption();
+        var json = CliOutput.JsonOption();
         command.Options.Add(terminal);
+        command.Options.Add(json);
         command.SetAction(async (parse, ct) =>
         {
             var dir = parse.GetValue(terminal)!;
             if (!AgentClient.IsRunning(dir))
             {
-                Console.WriteLine("the access card is already locked");
+                CliOutput.Print(parse.GetValue(json), new { state = (string?)null, access_card = "locked" }, "the access card is already locked");
                 return 0;
             }
             try
@@ -230,36 +210,17 @@ internal static class TerminalCommands
                 await using (var control = await AgentClient.ConnectAsync(dir, ct))
                 {
                     var reply = await control.RequestAsync(new ControlMessage("lock"), ct);
-                    Console.WriteLine($"home card {reply.GetString("state")}; access card locked");
+                    CliOutput.Print(parse.GetValue(json), new { state = reply.GetString("state"), access_card = "locked" }, $"home card {reply.GetString("state")}; access card locked");
                 }
             }
             catch (ControlErrorException e)
             {
                 Console.Error.WriteLine($"daiko: {e.Message}; locking the access card anyway");
             }
-            StopAgent(dir);
+            AgentProcess.Stop(dir);
             return 0;
         });
         return command;
-    }
-
-    internal static void StopAgent(string dir)
-    {
-        var pidFile = TerminalAgent.PidPath(dir);
-        if (File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile), out var pid))
-        {
-            try
-            {
-                using var agent = Process.GetProcessById(pid);
-                agent.Kill();
-                agent.WaitForExit(5000);
-            }
-            catch (ArgumentException) { }
-        }
-        foreach (var f in new[] { pidFile, TerminalAgent.SocketPath(dir) })
-        {
-            try { File.Delete(f); } catch (IOException) { }
-        }
     }
 
     private static Command Get()
@@ -336,8 +297,9 @@ internal static class TerminalCommands
         var url = new Argument<string>("URL") { Description = "an https URL of the market" }.HttpsUrl();
         var count = new Option<int>("--count") { Description = "how many tickets to have ready, 0 to 8 (0 only reports)", DefaultValueFactory = _ => 1, HelpName = "N" };
         count.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or > 8) r.AddError("--count must be 0 to 8"); });
+        var json = CliOutput.JsonOption();
         command.Arguments.Add(url);
-        foreach (var o in new Option[] { terminal, count }) command.Options.Add(o);
+        foreach (var o in new Option[] { terminal, count, json }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var target) || target.Scheme != Uri.UriSchemeHttps) return CliConsole.Fail("only https URLs are supported");
@@ -346,7 +308,8 @@ internal static class TerminalCommands
             {
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
                 var (ready, handshakes) = await new DelegatedConnector(control).PrefetchAsync(target.Host, target.Port, parse.GetValue(count), cancellationToken: ct);
-                Console.WriteLine($"{ready} session ticket(s) ready for {target.Authority} ({handshakes} handshake(s) by the home server now)");
+                CliOutput.Print(parse.GetValue(json), new { market = target.Authority, ready, handshakes },
+                    $"{ready} session ticket(s) ready for {target.Authority} ({handshakes} handshake(s) by the home server now)");
                 return 0;
             }
             catch (ControlErrorException e)

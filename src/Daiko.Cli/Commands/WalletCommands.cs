@@ -95,9 +95,18 @@ internal static class WalletCommands
         {
             try
             {
+                using var waiting = extra is null ? null : CliConsole.ProgressAfter(TimeSpan.FromSeconds(2), "the market or bank has not answered within 2 s; still waiting (up to 60 s; Ctrl-C to give up)");
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
                 await run(new WalletClient(control), new Invocation(parse, json && parse.GetValue(jsonOption)), ct);
                 return 0;
+            }
+            catch (TaskCanceledException) when (!ct.IsCancellationRequested)
+            {
+                return CliConsole.Fail("the market or bank did not answer within 60 s (see 'wallet history' for what the home card recorded)");
+            }
+            catch (InvalidDataException e)
+            {
+                return CliConsole.Fail($"the market or bank did not answer as a Daiko market or bank does: {e.Message}");
             }
             catch (ControlErrorException e)
             {
