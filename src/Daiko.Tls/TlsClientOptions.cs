@@ -48,6 +48,13 @@ public sealed record TlsClientOptions
 
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// The longest one read or write of the established connection may wait on the server; then it
+    /// fails with <see cref="TlsError.Timeout"/> (user_canceled is sent) and the connection is broken.
+    /// <see cref="Timeout.InfiniteTimeSpan"/> leaves it to the caller's token.
+    /// </summary>
+    public TimeSpan OperationTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Zero padding added to each protected record.</summary>
     public int RecordPadding { get; init; }
 

@@ -56,6 +56,14 @@ internal static class ClientHelloFlight
             BinderLength = ticketSuite?.HashLength ?? 0,
             ExtensionsOverride = o.ClientHelloExtensionsOverride?.Invoke(retry is not null),
         };
+        // What the ClientHello carries: a server may answer only these (RFC 8446 §4.2).
+        c.OfferedExtensions = hello.ExtensionsOverride is { } given
+            ? given.Select(e => e.Type).ToHashSet()
+            : [(ushort)ExtensionType.SupportedGroups, (ushort)ExtensionType.SignatureAlgorithms, (ushort)ExtensionType.SupportedVersions,
+                (ushort)ExtensionType.KeyShare, (ushort)ExtensionType.PskKeyExchangeModes,
+                .. o.ServerName is null ? Array.Empty<ushort>() : [(ushort)ExtensionType.ServerName],
+                .. o.ApplicationProtocols.Count == 0 ? Array.Empty<ushort>() : [(ushort)ExtensionType.ApplicationLayerProtocolNegotiation],
+                .. early ? [(ushort)ExtensionType.EarlyData] : Array.Empty<ushort>()];
         var bytes = hello.Encode(out var bindersOffset);
         if (ticket is not null && bindersOffset >= 0)
         {

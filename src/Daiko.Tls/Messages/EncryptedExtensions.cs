@@ -2,8 +2,11 @@ using System.Text;
 
 namespace Daiko.Tls.Messages;
 
-/// <summary>EncryptedExtensions (RFC 8446 §4.3.1): the negotiated ALPN and whether early data was accepted.</summary>
-internal sealed record EncryptedExtensions(string? Alpn, bool EarlyDataAccepted)
+/// <summary>
+/// EncryptedExtensions (RFC 8446 §4.3.1): the negotiated ALPN, whether early data was accepted, and
+/// every extension type present (the client refuses those it never offered).
+/// </summary>
+internal sealed record EncryptedExtensions(string? Alpn, bool EarlyDataAccepted, IReadOnlySet<ushort> Types)
 {
     public static EncryptedExtensions Parse(ReadOnlySpan<byte> body)
     {
@@ -33,12 +36,12 @@ internal sealed record EncryptedExtensions(string? Alpn, bool EarlyDataAccepted)
                 case ExtensionType.KeyShare or ExtensionType.PreSharedKey or ExtensionType.SupportedVersions or ExtensionType.SignatureAlgorithms or ExtensionType.Cookie or ExtensionType.PskKeyExchangeModes:
                     throw TlsException.Illegal($"extension {type} is not allowed in EncryptedExtensions");
                 default:
-                    // server_name ack, supported_groups, record_size_limit and others carry nothing we act on.
+                    // server_name ack and supported_groups carry nothing we act on; the handshake checks each was offered.
                     while (!data.IsEmpty) data.ReadUInt8();
                     break;
             }
             if ((ExtensionType)type is ExtensionType.EarlyData) data.EnsureEnd();
         }
-        return new EncryptedExtensions(alpn, early);
+        return new EncryptedExtensions(alpn, early, seen);
     }
 }
