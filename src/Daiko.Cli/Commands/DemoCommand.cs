@@ -23,18 +23,43 @@ internal static class DemoCommand
     {
         var demo = new Command("demo", "Run a home server (SoftHSM2 home card), a sample market and a terminal on loopback; fetch from the market in every delegation mode and print the terminal's cost per mode against a direct handshake. Exits 0 only if every step worked.");
         var keep = new Option<bool>("--keep") { Description = "keep the demo's directory (printed) instead of deleting it" };
+        var rounds = new Option<int>("--rounds") { Description = "fetch in every delegation mode N times over the same control channel (a soak test)", DefaultValueFactory = _ => 1, HelpName = "N" };
+        rounds.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 1000) r.AddError("--rounds must be 1 to 1000"); });
         demo.Options.Add(keep);
-        demo.SetAction(async (parse, ct) => await RunAsync(parse.GetValue(keep), ct));
+        demo.Options.Add(rounds);
+        demo.SetAction(async (parse, ct) =>
+        {
+            // Ctrl-C ends the demo between two steps (or inside one that waits): "interrupted", exit 130.
+            using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c =>
+            {
+                c.Cancel = true;
+                interrupt.Cancel();
+            });
+            try
+            {
+                return await RunAsync(parse.GetValue(keep), parse.GetValue(rounds), interrupt.Token);
+            }
+            catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
+            {
+                Console.Error.WriteLine("daiko: interrupted");
+                return 130;
+            }
+        });
         return demo;
     }
 
     private sealed record Row(string Way, long BytesSent, long BytesReceived, long RoundTrips, long PublicKeyOps, long ControlBytes, double Milliseconds);
 
-    private static async Task<int> RunAsync(bool keep, CancellationToken ct)
+    private static async Task<int> RunAsync(bool keep, int rounds, CancellationToken ct)
     {
         var root = Directory.CreateTempSubdirectory("daiko-demo-").FullName;
         var step = 0;
-        void Say(string text) => Console.WriteLine($"[{++step,2}] {text}");
+        void Say(string text)
+        {
+            ct.ThrowIfCancellationRequested();
+            Console.WriteLine($"[{++step,2}] {text}");
+        }
         try
         {
             const string pin1 = "1111", pin2 = "2222", accessPin = "4321";
@@ -82,10 +107,14 @@ internal static class DemoCommand
             var rows = new List<Row>();
             Say("direct mutual TLS from the terminal (the baseline: the terminal would need the user's key)");
             rows.Add(await DirectAsync(pki, market.Port, ct));
-            foreach (var mode in new[] { SessionMode.Resume, SessionMode.Handoff, SessionMode.Relay, SessionMode.Assist })
+            for (var round = 1; round <= rounds; round++)
             {
-                Say($"fetching /whoami in {mode.ToString().ToLowerInvariant()} mode");
-                rows.Add(await DelegatedAsync(control, market.Port, mode, ct));
+                foreach (var mode in new[] { SessionMode.Resume, SessionMode.Handoff, SessionMode.Relay, SessionMode.Assist })
+                {
+                    Say($"fetching /whoami in {mode.ToString().ToLowerInvariant()} mode" + (rounds > 1 ? $" (round {round} of {rounds})" : ""));
+                    var row = await DelegatedAsync(control, market.Port, mode, ct);
+                    if (round == 1) rows.Add(row);
+                }
             }
 
             var wallet = new Daiko.Terminal.Wallet.WalletClient(control, SessionMode.Resume);
@@ -104,7 +133,7 @@ internal static class DemoCommand
             Say("mailing the payment log");
             var (sent, _) = await wallet.MailAsync(ct);
             Require(sent == 1, "the payment log was not mailed");
-            var mail = await smtp.WaitForMailAsync(TimeSpan.FromSeconds(10));
+            var mail = await smtp.WaitForMailAsync(TimeSpan.FromSeconds(10)).WaitAsync(ct);
             Console.WriteLine("     mail that arrived:");
             foreach (var line in mail.Split('\n').Where(l => l.StartsWith("Subject:", StringComparison.Ordinal) || l.Contains("  refill", StringComparison.Ordinal) || l.Contains("  payment", StringComparison.Ordinal) || l.Contains("  cancellation", StringComparison.Ordinal) || l.StartsWith("log intact", StringComparison.Ordinal)))
             {
@@ -144,6 +173,7 @@ internal static class DemoCommand
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
+            if (Environment.GetEnvironmentVariable("DAIKO_DEBUG") == "1") Console.Error.WriteLine(e);
             return CliConsole.Fail($"demo step {step} failed: {e.Message}");
         }
         finally

@@ -4,7 +4,7 @@ using System.Threading.Channels;
 namespace Daiko.Home.Control;
 
 /// <summary>An "error" reply: a code a program can act on and a sentence a person can.</summary>
-public sealed class ControlErrorException(string code, string message, long? triesLeft = null) : Exception(message)
+public sealed class ControlErrorException(string code, string message, long? triesLeft = null, Exception? inner = null) : Exception(message, inner)
 {
     public string Code { get; } = code;
 
@@ -44,7 +44,13 @@ public sealed class ControlConnection : IAsyncDisposable
 
     public CancellationToken Closed => _closed.Token;
 
+    /// <summary>Called for every "error" reply this side sends, and for a request whose handler failed (the server logs them).</summary>
+    public Action<ControlMessage, string, string>? OnRefusal { get; init; }
+
     public string? CloseReason { get; private set; }
+
+    /// <summary>What ended the reader, when it was a failure rather than a clean close (for DAIKO_DEBUG=1).</summary>
+    public Exception? CloseException { get; private set; }
 
     /// <summary>The error code the other side gave when it refused the whole connection (e.g. "revoked").</summary>
     public string? CloseCode { get; private set; }
@@ -101,6 +107,14 @@ public sealed class ControlConnection : IAsyncDisposable
         catch (Exception e) when (e is IOException or ProtocolException or OperationCanceledException or ObjectDisposedException or System.Security.Authentication.AuthenticationException)
         {
             CloseReason ??= e is ProtocolException ? e.Message : "the control channel was lost";
+            CloseException ??= e;
+        }
+        catch (Exception e)
+        {
+            // Any other failure of the transport (e.g. the terminal's TLS engine refusing a record) still
+            // ends the channel, and says why instead of a bare "connection closed".
+            CloseReason ??= $"the control channel broke ({e.Message})";
+            CloseException ??= e;
         }
         finally
         {
@@ -116,6 +130,7 @@ public sealed class ControlConnection : IAsyncDisposable
         }
         catch (Exception e)
         {
+            if (e is not ControlErrorException) OnRefusal?.Invoke(message, "internal", $"the handler failed: {e.GetType().Name}: {e.Message}");
             try { await ReplyErrorAsync(message, "internal", e is ControlErrorException c ? c.Message : "the home server failed to handle the request"); }
             catch (Exception) { }
         }
@@ -143,7 +158,7 @@ public sealed class ControlConnection : IAsyncDisposable
         {
             throw new ControlErrorException(CloseCode ?? "unavailable", _closed.IsCancellationRequested
                 ? $"the home server closed the control channel: {CloseReason ?? "connection closed"}"
-                : "the home server did not answer in time");
+                : "the home server did not answer in time", inner: CloseException);
         }
         finally
         {
@@ -151,12 +166,19 @@ public sealed class ControlConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Sends one frame. <paramref name="cancellationToken"/> stops only the wait for the channel: a frame
+    /// once begun is written whole, because the stream underneath is shared by every request and relay —
+    /// a TLS stream cancelled mid-write may already have used a record sequence number, or sent half a
+    /// frame, and every later frame would then break the channel. A write that never ends ends when the
+    /// connection closes (the stream is disposed).
+    /// </summary>
     public async ValueTask SendAsync(ControlMessage message, CancellationToken cancellationToken)
     {
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            Interlocked.Add(ref _bytesSent, await ControlMessage.WriteFrameAsync(_stream, message, cancellationToken));
+            Interlocked.Add(ref _bytesSent, await ControlMessage.WriteFrameAsync(_stream, message, CancellationToken.None));
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
@@ -186,6 +208,7 @@ public sealed class ControlConnection : IAsyncDisposable
 
     public Task ReplyErrorAsync(ControlMessage request, string code, string message, long? triesLeft = null)
     {
+        OnRefusal?.Invoke(request, code, message);
         var reply = new ControlMessage("error").Set("code", code).Set("message", message);
         if (triesLeft is not null) reply.Set("tries_left", triesLeft.Value);
         return ReplyAsync(request, reply);

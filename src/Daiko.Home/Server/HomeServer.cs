@@ -85,6 +85,9 @@ public sealed class HomeServer : IAsyncDisposable
     /// <summary>Registers a market's or bank's key for e-money messages.</summary>
     public static void AddPayee(string directory, string id, System.Security.Cryptography.ECDsa publicKey) => WalletService.AddPayee(directory, id, publicKey);
 
+    /// <summary>Where the payment log is mailed (DIR/mail.json).</summary>
+    public static void SetMail(string directory, Mail.MailSettings settings) => WalletService.SaveMailSettings(directory, settings);
+
     public Money.PurseLedger Ledger => _wallet.Ledger;
 
     public static string DatabasePath(string directory) => Path.Combine(directory, "home.db");
@@ -111,6 +114,13 @@ public sealed class HomeServer : IAsyncDisposable
     }
 
     private void Log(string line) => _options.Log?.Invoke(line);
+
+    /// <summary>Every audited event (unlock, lock, delegation, refusal) also goes to the server log; never a secret.</summary>
+    private void Audit(string? deviceId, string action, string? market, string? mode, string outcome)
+    {
+        _devices.Audit(deviceId, action, market, mode, outcome);
+        Log($"device {deviceId ?? "(unknown)"}: {action}{(market is null ? "" : $" {market}")}{(mode is null ? "" : $" ({mode})")}: {outcome}");
+    }
 
     private async Task AcceptLoopAsync()
     {
@@ -154,7 +164,7 @@ public sealed class HomeServer : IAsyncDisposable
             var device = _identity.Issued(certificate) ? _devices.FindById(DeviceIdOf(certificate)) : null;
             if (device is null || device.Revoked || !device.PublicKeyInfo.AsSpan().SequenceEqual(certificate.PublicKey.ExportSubjectPublicKeyInfo()))
             {
-                _devices.Audit(device?.Id, "connect", null, null, device?.Revoked == true ? "refused: revoked device" : "refused: unknown device");
+                Audit(device?.Id, "connect", null, null, device?.Revoked == true ? "refused: revoked device" : "refused: unknown device");
                 await using var refused = new ControlConnection(ssl);
                 try
                 {
@@ -168,7 +178,10 @@ public sealed class HomeServer : IAsyncDisposable
             }
             deviceId = device.Id;
         }
-        var connection = new ControlConnection(ssl, (m, c) => HandleAsync(m, c, deviceId));
+        var connection = new ControlConnection(ssl, (m, c) => HandleAsync(m, c, deviceId))
+        {
+            OnRefusal = (request, code, message) => Log($"device {deviceId ?? "(not enrolled)"}: {request.Type} refused ({code}): {message}"),
+        };
         _connections[connection] = deviceId;
         connection.Start();
         try { await connection.Completion; }
@@ -240,7 +253,7 @@ public sealed class HomeServer : IAsyncDisposable
             case "lock":
                 _card.Done();
                 _delegation.Tickets.PurgeDevice(deviceId);
-                _devices.Audit(deviceId, "lock", null, null, "remote-access-wait");
+                Audit(deviceId, "lock", null, null, "remote-access-wait");
                 await c.ReplyAsync(m, new ControlMessage("locked").Set("state", StateName(_card.State)));
                 break;
             case "card-status":
@@ -263,7 +276,7 @@ public sealed class HomeServer : IAsyncDisposable
                 break;
             case var wallet when wallet.StartsWith("wallet-", StringComparison.Ordinal):
                 await _wallet.HandleAsync(m, c, () => RequireReadyAsync(m, c));
-                _devices.Audit(deviceId, m.Type, null, null, "handled");
+                Audit(deviceId, m.Type, null, null, "handled");
                 break;
             default:
                 await c.ReplyErrorAsync(m, "unknown-request", $"the home server does not know request '{m.Type}'");
@@ -300,7 +313,7 @@ public sealed class HomeServer : IAsyncDisposable
         var (outcome, name) = _devices.RedeemCode(m.GetString("secret"));
         if (outcome != EnrollmentOutcome.Enrolled)
         {
-            _devices.Audit(null, "enroll", null, null, $"refused: {outcome}");
+            Audit(null, "enroll", null, null, $"refused: {outcome}");
             await c.ReplyErrorAsync(m, "enrollment-refused", outcome switch
             {
                 EnrollmentOutcome.ExpiredCode => "the enrollment code has expired; ask for a new one with 'daiko home device add'",
@@ -312,7 +325,7 @@ public sealed class HomeServer : IAsyncDisposable
         }
         var device = _devices.Register(name!, spki);
         using var certificate = _identity.IssueDeviceCertificate(device.Id, spki);
-        _devices.Audit(device.Id, "enroll", null, null, "enrolled");
+        Audit(device.Id, "enroll", null, null, "enrolled");
         Log($"device '{device.Name}' ({device.Id}) enrolled");
         await c.ReplyAsync(m, new ControlMessage("enrolled").Set("device_id", device.Id).Set("name", device.Name)
             .Set("certificate", certificate.RawData).Set("home_certificate", _identity.Certificate.RawData));
@@ -324,18 +337,18 @@ public sealed class HomeServer : IAsyncDisposable
         var first = _card.EnterPin1(m.GetString("pin1"));
         if (!first.Accepted)
         {
-            _devices.Audit(deviceId, "unlock", null, null, first.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN1");
+            Audit(deviceId, "unlock", null, null, first.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN1");
             await c.ReplyErrorAsync(m, first.Outcome == PinOutcome.Disabled ? "card-disabled" : "wrong-pin1", first.Message, first.TriesLeft);
             return;
         }
         var second = _card.EnterPin2(m.GetString("pin2"));
         if (!second.Accepted)
         {
-            _devices.Audit(deviceId, "unlock", null, null, second.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN2");
+            Audit(deviceId, "unlock", null, null, second.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN2");
             await c.ReplyErrorAsync(m, second.Outcome switch { PinOutcome.Disabled => "card-disabled", PinOutcome.WrongState => "card-locked", _ => "wrong-pin2" }, second.Message, second.TriesLeft);
             return;
         }
-        _devices.Audit(deviceId, "unlock", null, null, "crypto-ready");
+        Audit(deviceId, "unlock", null, null, "crypto-ready");
         await c.ReplyAsync(m, new ControlMessage("unlocked").Set("state", StateName(_card.State)));
     }
 
@@ -362,12 +375,12 @@ public sealed class HomeServer : IAsyncDisposable
         {
             _card.Touch();
             var (ready, handshakes) = await _delegation.PrefetchAsync(deviceId, market, wanted, c.Closed);
-            if (handshakes > 0) _devices.Audit(deviceId, "prefetch", $"{market.Host}:{market.Port}", "resume", $"{ready} ticket(s) ready");
+            if (handshakes > 0) Audit(deviceId, "prefetch", $"{market.Host}:{market.Port}", "resume", $"{ready} ticket(s) ready");
             await c.ReplyAsync(m, new ControlMessage("prefetched").Set("ready", ready).Set("handshakes", handshakes));
         }
         catch (DelegationException e)
         {
-            _devices.Audit(deviceId, "prefetch", $"{market.Host}:{market.Port}", "resume", "failed: " + e.Failure);
+            Audit(deviceId, "prefetch", $"{market.Host}:{market.Port}", "resume", "failed: " + e.Failure);
             await c.ReplyErrorAsync(m, e.Failure == DelegationFailure.NoTicketIssued ? "no-ticket" : "market-failed", e.Message);
         }
     }
@@ -386,7 +399,7 @@ public sealed class HomeServer : IAsyncDisposable
                 case "resume":
                 {
                     var ticket = await _delegation.ObtainTicketAsync(deviceId, market, c.Closed);
-                    _devices.Audit(deviceId, "delegate", where, mode, "ticket handed over");
+                    Audit(deviceId, "delegate", where, mode, "ticket handed over");
                     await c.ReplyAsync(m, new ControlMessage("ticket").Set("ticket", ticket.ToCbor()));
                     ticket.Wipe();
                     _delegation.RefillAhead(deviceId, market, log: Log);
@@ -408,7 +421,7 @@ public sealed class HomeServer : IAsyncDisposable
                     var exported = connection.Export();
                     var relayId = Interlocked.Increment(ref _nextRelay);
                     var relay = c.OpenRelay(relayId);
-                    _devices.Audit(deviceId, "delegate", where, mode, "secrets handed over");
+                    Audit(deviceId, "delegate", where, mode, "secrets handed over");
                     await c.ReplyAsync(m, new ControlMessage("secrets").Set("session", exported.ToCbor()).Set("relay", relayId));
                     exported.Wipe();
                     _ = SpliceAsync(relay, transport);
@@ -419,13 +432,13 @@ public sealed class HomeServer : IAsyncDisposable
                     var connection = await _delegation.ConnectAsUserAsync(market, null, c.Closed);
                     var relayId = Interlocked.Increment(ref _nextRelay);
                     var relay = c.OpenRelay(relayId);
-                    _devices.Audit(deviceId, "delegate", where, mode, "relay opened");
+                    Audit(deviceId, "delegate", where, mode, "relay opened");
                     await c.ReplyAsync(m, new ControlMessage("relay").Set("relay", relayId));
                     _ = SpliceAsync(relay, connection);
                     break;
                 }
                 case "assist":
-                    _devices.Audit(deviceId, "delegate", where, mode, "assist ready");
+                    Audit(deviceId, "delegate", where, mode, "assist ready");
                     await c.ReplyAsync(m, new ControlMessage("assist").Set("chain", _card.CertificateChain.ToList()));
                     break;
                 default:
@@ -435,7 +448,7 @@ public sealed class HomeServer : IAsyncDisposable
         }
         catch (DelegationException e)
         {
-            _devices.Audit(deviceId, "delegate", where, mode, $"failed: {e.Failure}");
+            Audit(deviceId, "delegate", where, mode, $"failed: {e.Failure}");
             await c.ReplyErrorAsync(m, e.Failure switch
             {
                 DelegationFailure.MarketUnreachable => "market-unreachable",
@@ -503,14 +516,14 @@ public sealed class HomeServer : IAsyncDisposable
         var refusal = tls13 ? null : await Daiko.Tls.Tls12.AssistTranscript12.CheckAsync(content, (SignatureScheme)m.GetInt("scheme"), _card.CertificateChain, _marketValidator, c.Closed);
         if (refusal is not null)
         {
-            _devices.Audit(deviceId, "sign", null, "assist", "refused: not CertificateVerify content");
+            Audit(deviceId, "sign", null, "assist", "refused: not CertificateVerify content");
             await c.ReplyErrorAsync(m, "bad-content", $"the home card signs only TLS 1.3 client CertificateVerify content or a TLS 1.2 handshake it checked: {refusal}");
             return;
         }
         try
         {
             var signature = await _card.TlsSigner.SignAsync((SignatureScheme)m.GetInt("scheme"), content, c.Closed);
-            _devices.Audit(deviceId, "sign", null, "assist", "signed");
+            Audit(deviceId, "sign", null, "assist", "signed");
             await c.ReplyAsync(m, new ControlMessage("signature").Set("signature", signature));
         }
         catch (Exception e) when (e is NotSupportedException or CardNotReadyException)
@@ -538,7 +551,7 @@ public sealed class HomeServer : IAsyncDisposable
             ? await _appliances.SendCommandAsync(name, m.GetString("command"),
                 m.GetList("arguments").OfType<List<object?>>().ToDictionary(p => (string)p[0]!, p => (string)p[1]!), c.Closed)
             : await _appliances.GetStateAsync(name, c.Closed);
-        _devices.Audit(deviceId, m.Type, name, null, result.Outcome.ToString());
+        Audit(deviceId, m.Type, name, null, result.Outcome.ToString());
         if (result.Outcome != Daiko.Home.Appliances.ApplianceOutcome.Done)
         {
             await c.ReplyErrorAsync(m, "appliance-" + result.Outcome.ToString().ToLowerInvariant(), result.Reason ?? "the appliance did not do it");
@@ -629,16 +642,38 @@ public static class MarketTrust
         }
     }
 
+    /// <summary>Trusts the CA certificates in <paramref name="pemFile"/>; refuses the whole file if one is not a CA.</summary>
     public static void Add(string directory, string pemFile)
     {
         var trust = Path.Combine(directory, "trust");
-        Directory.CreateDirectory(trust);
         var collection = new X509Certificate2Collection();
         collection.ImportFromPemFile(pemFile);
         if (collection.Count == 0) throw new InvalidDataException($"no certificate in {pemFile}");
+        if (collection.FirstOrDefault(c => c.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault() is not { CertificateAuthority: true }) is { } leaf)
+        {
+            throw new InvalidDataException($"{leaf.Subject} in {pemFile} is not a CA certificate (no basicConstraints CA:TRUE); trust the CA that issued it instead");
+        }
+        Directory.CreateDirectory(trust);
         foreach (var cert in collection)
         {
             File.WriteAllText(Path.Combine(trust, cert.Thumbprint.ToLowerInvariant() + ".pem"), cert.ExportCertificatePem());
         }
+    }
+
+    /// <summary>The roots added with <see cref="Add"/>: SHA-1 thumbprint (lower case), subject, expiry.</summary>
+    public static IReadOnlyList<(string Thumbprint, string Subject, DateTime NotAfter)> List(string directory) =>
+        TrustFiles(directory).Select(f =>
+        {
+            using var cert = X509Certificate2.CreateFromPem(File.ReadAllText(f));
+            return (Path.GetFileNameWithoutExtension(f), cert.Subject, cert.NotAfter.ToUniversalTime());
+        }).ToList();
+
+    /// <summary>Stops trusting the root with this thumbprint (or a unique prefix of at least 8 characters); false if none matches.</summary>
+    public static bool Remove(string directory, string thumbprint)
+    {
+        var matches = TrustFiles(directory).Where(f => thumbprint.Length >= 8 && Path.GetFileNameWithoutExtension(f).StartsWith(thumbprint.ToLowerInvariant(), StringComparison.Ordinal)).ToList();
+        if (matches.Count != 1) return false;
+        File.Delete(matches[0]);
+        return true;
     }
 }

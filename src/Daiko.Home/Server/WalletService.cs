@@ -86,7 +86,7 @@ internal sealed class WalletService
                     break;
                 case "wallet-mail":
                 {
-                    var settings = LoadMailSettings() ?? throw new PurseException(PurseRefusal.Malformed, "no mail address is configured: write DIR/mail.json (smtp_host, smtp_port, from, to)");
+                    var settings = LoadMailSettings() ?? throw new PurseException(PurseRefusal.Malformed, "no mail address is configured on the home server: its owner sets one with 'daiko home mail set --smtp HOST:PORT --from ADDRESS --to ADDRESS'");
                     _outbox.EnqueueReport(_ledger, settings.To, _card.CardId);
                     var sent = await _outbox.DeliverAsync(settings, c.Closed);
                     await c.ReplyAsync(m, new ControlMessage("wallet-mailed").Set("sent", sent).Set("pending", _outbox.Pending()));
@@ -106,6 +106,13 @@ internal sealed class WalletService
             await c.ReplyErrorAsync(m, "card-not-ready", e.Message);
         }
     }
+
+    /// <summary>Writes DIR/mail.json (what <c>daiko home mail set</c> stores; no secret in it).</summary>
+    public static void SaveMailSettings(string directory, MailSettings settings) =>
+        File.WriteAllText(Path.Combine(directory, "mail.json"), JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["smtp_host"] = settings.SmtpHost, ["smtp_port"] = settings.SmtpPort, ["from"] = settings.From, ["to"] = settings.To,
+        }));
 
     public MailSettings? LoadMailSettings()
     {
