@@ -56,11 +56,11 @@ public sealed class AccessCardTests : IDisposable
         Assert.Equal(1, AccessCard.Open(_dir.Path, _clock).Unlock("0001").TriesLeft);
         var third = AccessCard.Open(_dir.Path, _clock).Unlock("0002");
 
-        Assert.Equal(PinOutcome.Disabled, third.Outcome);
+        Assert.Equal(AccessCardOutcome.Destroyed, third.Outcome);
         Assert.Contains("enroll", third.Message, StringComparison.Ordinal);
         Assert.False(File.Exists(Path.Combine(_dir.Path, "device-key.p8")));
         Assert.Equal(AccessCardState.Destroyed, AccessCard.Open(_dir.Path, _clock).State);
-        Assert.Equal(PinOutcome.Disabled, AccessCard.Open(_dir.Path, _clock).Unlock("4321").Outcome);
+        Assert.Equal(AccessCardOutcome.Destroyed, AccessCard.Open(_dir.Path, _clock).Unlock("4321").Outcome);
     }
 
     [Fact]
@@ -69,7 +69,7 @@ public sealed class AccessCardTests : IDisposable
         NewCard().Dispose();
         var cards = Enumerable.Range(0, 6).Select(_ => AccessCard.Open(_dir.Path, _clock)).ToList();
 
-        var results = new PinResult[6];
+        var results = new AccessCardUnlock[6];
         Parallel.For(0, 6, i => results[i] = cards[i].Unlock($"99{i:00}"));
 
         Assert.Single(results, r => r.Message.Contains("2 tries left", StringComparison.Ordinal));
@@ -144,11 +144,11 @@ public sealed class TokenAccessCardTests : IDisposable
         Assert.Equal(1, AccessCard.Open(Terminal, _clock).Unlock("0001").TriesLeft);
         var third = AccessCard.Open(Terminal, _clock).Unlock("0002");
 
-        Assert.Equal(PinOutcome.Disabled, third.Outcome);
+        Assert.Equal(AccessCardOutcome.Destroyed, third.Outcome);
         Assert.Contains("enroll", third.Message, StringComparison.Ordinal);
         Assert.False(File.Exists(Path.Combine(Terminal, "device-key.token.json")));
         Assert.Equal(AccessCardState.Destroyed, AccessCard.Open(Terminal, _clock).State);
-        Assert.Equal(PinOutcome.Disabled, AccessCard.Open(Terminal, _clock).Unlock("4321").Outcome);
+        Assert.Equal(AccessCardOutcome.Destroyed, AccessCard.Open(Terminal, _clock).Unlock("4321").Outcome);
     }
 
     [Fact]

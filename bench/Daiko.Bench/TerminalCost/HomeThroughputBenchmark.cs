@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.RegularExpressions;
 using Daiko.Cards;
+using Daiko.Cards.Diagnostics;
 using Daiko.Home.Delegation;
 using Daiko.TestSupport;
 using Daiko.Tls;
@@ -60,7 +61,7 @@ public static partial class HomeThroughputBenchmark
         var opensslRate = match.Success ? double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) / double.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture) : double.NaN;
 
         // Signatures through the home card (state machine, DER conversion) against raw C_Sign on the same token.
-        var content = RandomNumberGenerator.GetBytes(130);
+        byte[] content = [.. Enumerable.Repeat((byte)0x20, 64), .. "TLS 1.3, client CertificateVerify"u8, 0, .. RandomNumberGenerator.GetBytes(32)];
         clock.Restart();
         var viaCard = 0;
         while (clock.Elapsed < TimeSpan.FromSeconds(seconds / 2.0))

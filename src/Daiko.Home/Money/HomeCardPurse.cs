@@ -1,5 +1,5 @@
-using System.Security.Cryptography;
 using Daiko.Cards;
+using Daiko.Cards.Purse;
 
 namespace Daiko.Home.Money;
 
@@ -10,5 +10,5 @@ public sealed class HomeCardPurse(HomeCard card) : IPurseCard
 
     public bool CryptoReady => card.State == HomeCardState.CryptoReady;
 
-    public ECDsa OpenSigningKey() => card.OpenCoseSigningKey();
+    public IMoneySigner OpenSigningKey() => card.OpenMoneySigner();
 }

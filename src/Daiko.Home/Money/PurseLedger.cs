@@ -16,8 +16,8 @@ public interface IPurseCard
 
     bool CryptoReady { get; }
 
-    /// <summary>An ECDsa whose private operation runs in the card.</summary>
-    ECDsa OpenSigningKey();
+    /// <summary>The card's purse key as a COSE signer (money messages only; the private operation runs in the card).</summary>
+    IMoneySigner OpenSigningKey();
 }
 
 /// <summary>
@@ -95,7 +95,7 @@ public sealed class PurseLedger
             Log(c, tx, "payment", paymentId, -amount, currency, balance - amount);
             Execute(c, tx, "INSERT INTO purse_payments(payment_id, market, amount, currency, at, state, market_url) VALUES(@p, @m, @a, @c, @t, 'paid', @u)",
                 ("@p", paymentId), ("@m", market), ("@a", amount), ("@c", currency), ("@t", now.ToString("O")), ("@u", request.TextOrEmpty("url")));
-            using var key = _card.OpenSigningKey();
+            var key = _card.OpenSigningKey();
             return MoneyMessage.Create(MoneyKinds.Payment).With("card", _card.CardId).With("payment_id", paymentId)
                 .With("request_hash", MoneyMessage.Hash(requestCose)).With("market", market).With("order", request.Text("order"))
                 .With("amount", amount).With("currency", currency).With("at", now).Sign(key);
@@ -118,7 +118,7 @@ public sealed class PurseLedger
             var balance = BalanceOf(c, tx, currency) + amount;
             SetBalance(c, tx, currency, balance);
             Log(c, tx, "refill", refill.Text("refill_id"), amount, currency, balance);
-            using var key = _card.OpenSigningKey();
+            var key = _card.OpenSigningKey();
             return MoneyMessage.Create(MoneyKinds.RefillAck).With("card", _card.CardId).With("refill_id", refill.Text("refill_id"))
                 .With("amount", amount).With("currency", currency).With("at", _time.GetUtcNow()).Sign(key);
         });
@@ -142,7 +142,7 @@ public sealed class PurseLedger
             if (_time.GetUtcNow() - at > _cancellationWindow)
                 throw new PurseException(PurseRefusal.OutsideCancellationWindow, $"payment {paymentId} is older than the {_cancellationWindow.TotalDays:0} day cancellation window");
             Execute(c, tx, "UPDATE purse_payments SET state = 'cancelling' WHERE payment_id = @p", ("@p", paymentId));
-            using var key = _card.OpenSigningKey();
+            var key = _card.OpenSigningKey();
             return MoneyMessage.Create(MoneyKinds.Cancellation).With("card", _card.CardId).With("payment_id", paymentId)
                 .With("market", market).With("amount", amount).With("currency", currency).With("at", _time.GetUtcNow()).Sign(key);
         });
@@ -239,7 +239,7 @@ public sealed class PurseLedger
     public byte[] SignedHead()
     {
         var history = History();
-        using var key = _card.OpenSigningKey();
+        var key = _card.OpenSigningKey();
         return MoneyMessage.Create("log-head").With("card", _card.CardId).With("entries", history.Count)
             .With("head", history.Count == 0 ? GenesisHash : history[^1].Hash).With("at", _time.GetUtcNow()).Sign(key);
     }
