@@ -85,48 +85,46 @@ internal sealed class HomeCardToken(HomeCardOptions options, Pkcs11Module module
     /// <summary>The purse seal's counter kept in the token (a private data object); null before the first seal.</summary>
     public long? ReadPurseCounter()
     {
-        var found = FindCounter(Ready);
-        if (found is null) return null;
-        var value = Ready.GetAttributeValue(found, [CKA.CKA_VALUE])[0].GetValueAsByteArray();
-        return value.Length == 8 ? System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(value) : throw new InvalidDataException("the purse counter in the token is damaged");
+        long? highest = null;
+        foreach (var counter in FindCounters(Ready))
+        {
+            var value = Ready.GetAttributeValue(counter, [CKA.CKA_VALUE])[0].GetValueAsByteArray();
+            if (value.Length != 8) throw new InvalidDataException("the purse counter in the token is damaged");
+            var read = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(value);
+            if (highest is null || read > highest) highest = read;
+        }
+        return highest;
     }
 
-    /// <summary>Stores the purse counter in the token; it only ever moves forward.</summary>
+    /// <summary>
+    /// Stores the purse counter in the token; it only ever moves forward. Tokens keep a data object's
+    /// value read-only, so the new value is a new object and the old ones are destroyed after it: a crash
+    /// in between leaves two, and the highest counts.
+    /// </summary>
     public void WritePurseCounter(long value)
     {
         var current = ReadPurseCounter();
         if (current is { } c && value <= c) throw new InvalidOperationException($"the purse counter only moves forward ({c} → {value} refused)");
+        var old = FindCounters(Ready);
         var bytes = new byte[8];
         System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(bytes, value);
         var f = module.Factories.ObjectAttributeFactory;
-        var existing = FindCounter(Ready);
-        if (existing is not null)
-        {
-            Ready.SetAttributeValue(existing, [f.Create(CKA.CKA_VALUE, bytes)]);
-            return;
-        }
         Ready.CreateObject(
         [
             f.Create(CKA.CKA_CLASS, CKO.CKO_DATA),
             f.Create(CKA.CKA_TOKEN, true),
             f.Create(CKA.CKA_PRIVATE, true),
-            f.Create(CKA.CKA_MODIFIABLE, true),
             f.Create(CKA.CKA_LABEL, KeyTemplates.PurseCounterLabel),
             f.Create(CKA.CKA_APPLICATION, "daiko"),
             f.Create(CKA.CKA_VALUE, bytes),
         ]);
+        foreach (var handle in old) Ready.DestroyObject(handle);
     }
 
-    private IObjectHandle? FindCounter(ISession session)
+    private List<IObjectHandle> FindCounters(ISession session)
     {
         var f = module.Factories.ObjectAttributeFactory;
-        var found = session.FindAllObjects([f.Create(CKA.CKA_CLASS, CKO.CKO_DATA), f.Create(CKA.CKA_LABEL, KeyTemplates.PurseCounterLabel)]);
-        return found.Count switch
-        {
-            0 => null,
-            1 => found[0],
-            _ => throw new InvalidDataException("the token holds more than one purse counter"),
-        };
+        return session.FindAllObjects([f.Create(CKA.CKA_CLASS, CKO.CKO_DATA), f.Create(CKA.CKA_LABEL, KeyTemplates.PurseCounterLabel)]);
     }
 
     public IObjectHandle RequireKey(ISession session, byte[] id) =>

@@ -11,4 +11,10 @@ public sealed class HomeCardPurse(HomeCard card) : IPurseCard
     public bool CryptoReady => card.State == HomeCardState.CryptoReady;
 
     public IMoneySigner OpenSigningKey() => card.OpenMoneySigner();
+
+    public System.Security.Cryptography.ECDsa PurseKey() => card.PursePublicKey();
+
+    public long? ReadSealCounter() => card.ReadPurseCounter();
+
+    public void AdvanceSealCounter(long value) => card.AdvancePurseCounter(value);
 }
