@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using Daiko.TestSupport;
 
+using Daiko.Cards.Access;
+
 namespace Daiko.Cards.Tests;
 
 /// <summary>The access card: every transition of seed Fig. 7.</summary>
@@ -11,24 +13,27 @@ public sealed class AccessCardTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private AccessCard NewCard() => AccessCard.Create(_dir.Path, "4321", iterations: 10_000, time: _clock);
+    private AccessCard NewCard() => AccessCard.Create(_dir.Path, Pin, AccessCardKdf.ForTests, time: _clock);
+
+    private const string Pin = "432100";
 
     [Fact]
     public void NewCard_IsLocked_AndItsKeyFileIsEncryptedAndPrivate()
     {
         using var card = NewCard();
         Assert.Equal(AccessCardState.Locked, AccessCard.Open(_dir.Path, _clock).State);
-        var file = Path.Combine(_dir.Path, "device-key.p8");
+        var file = Path.Combine(_dir.Path, "device-key.enc");
         if (!OperatingSystem.IsWindows()) Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
         using var ec = ECDsa.Create();
         Assert.ThrowsAny<CryptographicException>(() => ec.ImportPkcs8PrivateKey(File.ReadAllBytes(file), out _));
+        Assert.Contains("\"kdf\":\"argon2id\"", File.ReadAllText(file), StringComparison.Ordinal);
     }
 
     [Fact]
     public void Pin_UnlocksTheDeviceKey_AndDoneLocksIt()
     {
         var card = AccessCard.Open(NewCard() is var _ ? _dir.Path : "", _clock);
-        Assert.True(card.Unlock("4321").Accepted);
+        Assert.True(card.Unlock(Pin).Accepted);
         Assert.Equal(AccessCardState.Accessible, card.State);
         byte[] data = [1, 2, 3];
         var signature = card.DeviceKey.SignData(data, HashAlgorithmName.SHA256);
@@ -43,7 +48,7 @@ public sealed class AccessCardTests : IDisposable
     public void Idle_TenMinutes_Locks()
     {
         using var card = NewCard();
-        card.Unlock("4321");
+        card.Unlock(Pin);
         _clock.Now += TimeSpan.FromMinutes(10);
         Assert.Equal(AccessCardState.Locked, card.State);
     }
@@ -58,9 +63,9 @@ public sealed class AccessCardTests : IDisposable
 
         Assert.Equal(AccessCardOutcome.Destroyed, third.Outcome);
         Assert.Contains("enroll", third.Message, StringComparison.Ordinal);
-        Assert.False(File.Exists(Path.Combine(_dir.Path, "device-key.p8")));
+        Assert.False(File.Exists(Path.Combine(_dir.Path, "device-key.enc")));
         Assert.Equal(AccessCardState.Destroyed, AccessCard.Open(_dir.Path, _clock).State);
-        Assert.Equal(AccessCardOutcome.Destroyed, AccessCard.Open(_dir.Path, _clock).Unlock("4321").Outcome);
+        Assert.Equal(AccessCardOutcome.Destroyed, AccessCard.Open(_dir.Path, _clock).Unlock(Pin).Outcome);
     }
 
     [Fact]
@@ -90,7 +95,7 @@ public sealed class AccessCardTests : IDisposable
     {
         using var card = NewCard();
         Assert.False(card.Unlock(new Biometric(null)).Accepted);
-        Assert.True(card.Unlock(new Biometric("4321")).Accepted);
+        Assert.True(card.Unlock(new Biometric(Pin)).Accepted);
     }
 }
 

@@ -7,8 +7,9 @@ using Net.Pkcs11Interop.Common;
 namespace Daiko.Cards;
 
 /// <summary>
-/// The terminal's access card (seed Figs. 5, 7): its device key, in a file encrypted under the
-/// access-card PIN (<see cref="FileDeviceKey"/>) or generated non-extractable on a PKCS#11 token
+/// The terminal's access card (seed Figs. 5, 7): its device key, in a file encrypted under
+/// Argon2id of the access-card PIN (<see cref="FileDeviceKey"/>; at least 6 characters, the cost
+/// calibrated at enrollment) or generated non-extractable on a PKCS#11 token
 /// (<see cref="CreateOnToken"/>). Locked → (PIN or biometric) Accessible → (done, or 10 minutes idle)
 /// Locked; three wrong PINs destroy the key (on a token, Daiko forgets the token key — it cannot delete
 /// it without the PIN — and the token's own retry counter guards it; the terminal must enroll again
@@ -16,7 +17,8 @@ namespace Daiko.Cards;
 /// </summary>
 public sealed class AccessCard : IDisposable
 {
-    public const int DefaultIterations = FileDeviceKey.DefaultIterations;
+    /// <summary>The shortest access-card PIN a file-backed card accepts (a token keeps its own rules).</summary>
+    public const int MinimumFilePinLength = FileDeviceKey.MinimumPinLength;
 
     private readonly string _directory;
     private readonly TimeProvider _time;
@@ -27,10 +29,12 @@ public sealed class AccessCard : IDisposable
     private TokenDeviceKey? _tokenKey;
     private DateTimeOffset _lastUse;
     private AccessCardToken? _token;
+    private readonly Func<AccessCardKdf> _newKdf;
 
-    private AccessCard(string directory, TimeProvider? time, TimeSpan? idleTimeout)
+    private AccessCard(string directory, TimeProvider? time, TimeSpan? idleTimeout, AccessCardKdf? kdf = null)
     {
         _directory = directory;
+        _newKdf = kdf is null ? () => AccessCardKdf.Calibrate() : () => kdf;
         _time = time ?? TimeProvider.System;
         _idleTimeout = idleTimeout ?? TimeSpan.FromMinutes(10);
         _counters = PersistedAccessCardState.File(directory);
@@ -40,7 +44,18 @@ public sealed class AccessCard : IDisposable
     /// <summary>The file whose presence means the key exists (and which Destroy wipes): the encrypted key, or the token reference.</summary>
     private string KeyPath => _token is null ? FileKeyPath(_directory) : TokenConfigPath(_directory);
 
-    private static string FileKeyPath(string directory) => Path.Combine(directory, "device-key.p8");
+    /// <summary>device-key.enc, or a legacy device-key.p8 not migrated yet.</summary>
+    private static string FileKeyPath(string directory)
+    {
+        var current = Path.Combine(directory, FileDeviceKey.FileName);
+        var legacy = Path.Combine(directory, FileDeviceKey.LegacyFileName);
+        return !File.Exists(current) && File.Exists(legacy) ? legacy : current;
+    }
+
+    private bool IsLegacyFile => _token is null && Path.GetFileName(KeyPath) == FileDeviceKey.LegacyFileName;
+
+    /// <summary>The Argon2id parameters stored in the key file (a file-backed card).</summary>
+    internal AccessCardKdf KdfParameters => FileDeviceKey.ReadParameters(KeyPath);
 
     private static string TokenConfigPath(string directory) => Path.Combine(directory, "device-key.token.json");
 
@@ -54,14 +69,24 @@ public sealed class AccessCard : IDisposable
 
     public static bool Exists(string directory) => File.Exists(FileKeyPath(directory)) || File.Exists(TokenConfigPath(directory));
 
-    /// <summary>Creates a new device key under <paramref name="pin"/> (enrollment).</summary>
-    public static AccessCard Create(string directory, string pin, int iterations = DefaultIterations, TimeProvider? time = null, TimeSpan? idleTimeout = null)
+    /// <summary>
+    /// Creates a new device key under <paramref name="pin"/> (enrollment; at least 6 characters), with
+    /// Argon2id calibrated here to at least half a second per guess.
+    /// </summary>
+    public static AccessCard Create(string directory, string pin, TimeProvider? time = null, TimeSpan? idleTimeout = null)
     {
-        if (pin.Length is < 4 or > 64) throw new ArgumentException("the access-card PIN must be 4 to 64 characters", nameof(pin));
+        FileDeviceKey.CheckPin(pin);
+        return Create(directory, pin, AccessCardKdf.Calibrate(), time, idleTimeout, calibrated: true);
+    }
+
+    /// <summary>TEST-ONLY: enrollment with explicit KDF parameters (e.g. <see cref="AccessCardKdf.ForTests"/>), also used for later migrations and PIN changes.</summary>
+    internal static AccessCard Create(string directory, string pin, AccessCardKdf kdf, TimeProvider? time = null, TimeSpan? idleTimeout = null, bool calibrated = false)
+    {
+        FileDeviceKey.CheckPin(pin);
         Directory.CreateDirectory(directory);
-        var card = new AccessCard(directory, time, idleTimeout);
+        var card = new AccessCard(directory, time, idleTimeout, calibrated ? null : kdf);
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        FileDeviceKey.Write(card.KeyPath, key, pin, iterations);
+        FileDeviceKey.Write(Path.Combine(directory, FileDeviceKey.FileName), key, pin, kdf);
         card.Enrolled(key.ExportSubjectPublicKeyInfo());
         return card;
     }
@@ -87,9 +112,12 @@ public sealed class AccessCard : IDisposable
         _counters.Write(new PersistedAccessCardState());
     }
 
-    public static AccessCard Open(string directory, TimeProvider? time = null, TimeSpan? idleTimeout = null)
+    public static AccessCard Open(string directory, TimeProvider? time = null, TimeSpan? idleTimeout = null) => Open(directory, null, time, idleTimeout);
+
+    /// <summary>TEST-ONLY when <paramref name="kdf"/> is given: a migration or PIN change writes with it instead of calibrating.</summary>
+    internal static AccessCard Open(string directory, AccessCardKdf? kdf, TimeProvider? time = null, TimeSpan? idleTimeout = null)
     {
-        var card = new AccessCard(directory, time, idleTimeout);
+        var card = new AccessCard(directory, time, idleTimeout, kdf);
         if (File.Exists(TokenConfigPath(directory)))
         {
             card._token = JsonSerializer.Deserialize<AccessCardToken>(File.ReadAllText(TokenConfigPath(directory)));
@@ -135,6 +163,7 @@ public sealed class AccessCard : IDisposable
             }
             if (attempt.Correct)
             {
+                if (IsLegacyFile) Migrate(opened!, pin);
                 _key = opened;
                 _lastUse = _time.GetUtcNow();
                 return new AccessCardUnlock(AccessCardOutcome.Accepted, CountedPinCheck.MaxTries, AccessCardState.Accessible, "access card unlocked");
@@ -157,7 +186,7 @@ public sealed class AccessCard : IDisposable
         {
             try
             {
-                return FileDeviceKey.Read(KeyPath, pin);
+                return IsLegacyFile ? FileDeviceKey.ReadLegacy(KeyPath, pin) : FileDeviceKey.Read(KeyPath, pin);
             }
             catch (CryptographicException)
             {
@@ -172,6 +201,63 @@ public sealed class AccessCard : IDisposable
         catch (Pkcs11Exception e) when (TokenDeviceKey.IsWrongPin(e.RV))
         {
             return null;
+        }
+    }
+
+    /// <summary>A key file from before Argon2id is rewritten under it (calibrated) and the old file wiped.</summary>
+    private void Migrate(ECDsa key, string pin)
+    {
+        var legacy = KeyPath;
+        FileDeviceKey.Write(Path.Combine(_directory, FileDeviceKey.FileName), key, pin, _newKdf());
+        CardFiles.Wipe(legacy);
+    }
+
+    /// <summary>
+    /// Changes the access-card PIN. The old PIN is checked and counted like an unlock (the third wrong
+    /// one destroys the key). A file-backed card needs a new PIN of at least 6 characters and is
+    /// re-encrypted under freshly calibrated Argon2id; a token card changes the token's user PIN (the
+    /// token's own rules apply).
+    /// </summary>
+    public AccessCardUnlock ChangePin(string oldPin, string newPin)
+    {
+        if (_token is null) FileDeviceKey.CheckPin(newPin);
+        if (string.Equals(oldPin, newPin, StringComparison.Ordinal)) throw new ArgumentException("the new access-card PIN must differ from the old one", nameof(newPin));
+        lock (_gate)
+        {
+            if (!File.Exists(KeyPath)) return AccessCardUnlock.Destroyed(PinSentences.AccessCardDestroyed);
+            var attempt = CountedPinCheck.Run(_counters, PersistedAccessCardState.Pin, () =>
+            {
+                if (_token is not null)
+                {
+                    try
+                    {
+                        TokenDeviceKey.ChangePin(_token, oldPin, newPin);
+                        return true;
+                    }
+                    catch (Pkcs11Exception e) when (TokenDeviceKey.IsWrongPin(e.RV))
+                    {
+                        return false;
+                    }
+                }
+                using var key = TryOpen(oldPin);
+                if (key is null) return false;
+                var legacy = IsLegacyFile ? KeyPath : null;
+                FileDeviceKey.Write(Path.Combine(_directory, FileDeviceKey.FileName), key, newPin, _newKdf());
+                if (legacy is not null) CardFiles.Wipe(legacy);
+                return true;
+            });
+            if (attempt.WasExhausted || attempt.After.Exhausted)
+            {
+                Destroy();
+                return AccessCardUnlock.Destroyed(attempt.WasExhausted ? PinSentences.AccessCardDestroyed
+                    : "wrong access-card PIN: the device key was destroyed after 3 wrong entries; enroll this terminal again");
+            }
+            if (!attempt.Correct)
+            {
+                var left = CountedPinCheck.TriesLeft(attempt.After.Count);
+                return new AccessCardUnlock(AccessCardOutcome.Wrong, left, State, PinSentences.Wrong("access-card PIN", left));
+            }
+            return new AccessCardUnlock(AccessCardOutcome.Accepted, CountedPinCheck.MaxTries, _key is null ? AccessCardState.Locked : AccessCardState.Accessible, "access-card PIN changed");
         }
     }
 
