@@ -16,6 +16,24 @@ internal static class CliConsole
     }
 
     /// <summary>
+    /// A failure a market (or the path to it) can cause once a session is up: TLS errors including a
+    /// timeout or a close without close_notify, broken HTTP framing, a reset transport. These are
+    /// expected and exit 1; anything else is a bug and reaches the catch-all (exit 70).
+    /// </summary>
+    public static bool IsSessionFailure(Exception e) =>
+        e is Daiko.Tls.TlsException or InvalidDataException or IOException or System.Net.Sockets.SocketException;
+
+    /// <summary>The one sentence for a <see cref="IsSessionFailure"/> exception.</summary>
+    public static int FailSession(string authority, Exception e) => Fail(e switch
+    {
+        Daiko.Tls.TlsException { Error: Daiko.Tls.TlsError.Truncated } =>
+            "the market closed the connection without close_notify: the response may be truncated",
+        Daiko.Tls.TlsException { Error: Daiko.Tls.TlsError.Timeout } t => $"{authority} timed out: {t.Message}",
+        InvalidDataException => $"the response from {authority} is not valid HTTP/1.1: {e.Message}",
+        _ => $"the connection to {authority} failed: {e.Message}",
+    });
+
+    /// <summary>
     /// Reads one secret line. With redirected stdin (scripts, <c>--pin-stdin</c>) reads a plain line;
     /// on a terminal prompts on stderr and does not echo.
     /// </summary>

@@ -40,6 +40,12 @@ public static class TlsClient
             await FailAsync(records, AlertDescription.UserCanceled);
             throw new TlsException(TlsError.Timeout, AlertDescription.UserCanceled, $"the handshake did not complete within {options.HandshakeTimeout.TotalSeconds:0.#} s");
         }
+        catch (OperationCanceledException)
+        {
+            // The caller gave up: say so on the wire, and let the caller see its own cancellation.
+            await FailAsync(records, AlertDescription.UserCanceled);
+            throw;
+        }
         catch (TlsException e)
         {
             if (!e.SentByPeer && e.Error != TlsError.TransportClosed) await FailAsync(records, e.Alert);
@@ -91,7 +97,20 @@ public static class TlsClient
     /// <summary>Connects over TCP and runs the handshake (the usual way to reach a server).</summary>
     public static async Task<TlsConnection> ConnectAsync(string host, int port, TlsClientOptions options, CancellationToken cancellationToken)
     {
-        var transport = await OpenTcpAsync(host, port, cancellationToken);
+        Stream transport;
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            // Opening TCP counts against the handshake's time bound.
+            timeout.CancelAfter(options.HandshakeTimeout);
+            try
+            {
+                transport = await OpenTcpAsync(host, port, timeout.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new TlsException(TlsError.Timeout, AlertDescription.UserCanceled, $"no TCP connection to {host}:{port} within {options.HandshakeTimeout.TotalSeconds:0.#} s");
+            }
+        }
         return await ConnectAsync(transport, options, cancellationToken);
     }
 

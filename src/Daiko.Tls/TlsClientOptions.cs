@@ -31,7 +31,7 @@ public sealed record TlsClientOptions
     /// <summary>Accept any server certificate (still verifies CertificateVerify). For tests only.</summary>
     public bool InsecureSkipValidation { get; init; }
 
-    /// <summary>A ticket to resume with; used only if its SNI, ALPN and suite fit these options.</summary>
+    /// <summary>A ticket to resume with; offered only if its SNI and suite hash fit these options (early data also needs its ALPN and suite).</summary>
     public SessionTicket? ResumptionTicket { get; init; }
 
     public IReadOnlyList<PskKeyExchangeMode> PskModes { get; init; } = [PskKeyExchangeMode.PskDheKe];
@@ -48,15 +48,19 @@ public sealed record TlsClientOptions
 
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// The longest one read or write of the established connection may wait on the server; then it
+    /// fails with <see cref="TlsError.Timeout"/> (user_canceled is sent) and the connection is broken.
+    /// <see cref="Timeout.InfiniteTimeSpan"/> leaves it to the caller's token.
+    /// </summary>
+    public TimeSpan OperationTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Zero padding added to each protected record.</summary>
     public int RecordPadding { get; init; }
 
-    /// <summary>Test hooks (RFC 8448 replay): fixed key-share private keys per group.</summary>
+    /// <summary>Test hook (RFC 8448 replay): fixed key-share private keys per group; the engine writes everything else.</summary>
     internal IReadOnlyDictionary<NamedGroup, byte[]>? FixedKeyShares { get; init; }
 
     /// <summary>Test hook (RFC 8448 replay): receives each derived secret with its RFC 8446 label. Never set in production.</summary>
     internal Action<string, byte[]>? KeyLog { get; init; }
-
-    /// <summary>Test hook (RFC 8448 replay): extensions to send verbatim instead of the engine's own, in order.</summary>
-    internal Func<bool, IReadOnlyList<(ushort Type, byte[] Data)>>? ClientHelloExtensionsOverride { get; init; }
 }

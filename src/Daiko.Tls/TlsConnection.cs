@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using System.Threading.Channels;
 using Daiko.Tls.KeySchedule;
 using Daiko.Tls.Messages;
 using Daiko.Tls.Records;
@@ -9,9 +8,12 @@ namespace Daiko.Tls;
 /// <summary>
 /// An established TLS 1.3 connection, usable as a <see cref="Stream"/>. Handles post-handshake
 /// messages itself (NewSessionTicket, KeyUpdate, alerts). A connection that failed is broken for good;
-/// one that was exported can no longer be used here.
+/// one that was exported can no longer be used here. Reading returns 0 only after close_notify: an end
+/// of the transport without it is <see cref="TlsError.Truncated"/>. Each read and write is bounded by
+/// <see cref="TlsClientOptions.OperationTimeout"/>. This file holds the stream surface and the read
+/// path; post-handshake messages and the handover live beside it.
 /// </summary>
-public sealed class TlsConnection : Stream
+public sealed partial class TlsConnection : Stream
 {
     private readonly RecordLayer _records;
     private readonly TlsClientOptions _options;
@@ -19,11 +21,10 @@ public sealed class TlsConnection : Stream
     private readonly byte[] _resumptionMasterSecret;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly SemaphoreSlim _readLock = new(1, 1);
-    private readonly List<SessionTicket> _tickets = new();
-    private readonly Channel<SessionTicket> _newTickets = Channel.CreateUnbounded<SessionTicket>();
     private byte[] _plaintext = [];
     private int _plaintextStart;
     private bool _receivedCloseNotify;
+    private bool _closedWithoutCloseNotify;
     private bool _sentCloseNotify;
     private Exception? _broken;
     private bool _exported;
@@ -61,11 +62,8 @@ public sealed class TlsConnection : Stream
     /// <summary>The server's chain (empty for a resumed or imported connection).</summary>
     public IReadOnlyList<byte[]> ServerCertificateChain { get; }
 
-    /// <summary>Every ticket received so far.</summary>
-    public IReadOnlyList<SessionTicket> Tickets
-    {
-        get { lock (_tickets) return _tickets.ToArray(); }
-    }
+    /// <summary>The server ended the transport without close_notify: what was read may be truncated.</summary>
+    public bool ClosedWithoutCloseNotify => _closedWithoutCloseNotify;
 
     public TlsCounters? Counters => _options.Counters;
 
@@ -112,6 +110,7 @@ public sealed class TlsConnection : Stream
         await _readLock.WaitAsync(cancellationToken);
         try
         {
+            using var bound = Bound(cancellationToken);
             while (true)
             {
                 ThrowIfUnusable();
@@ -123,13 +122,50 @@ public sealed class TlsConnection : Stream
                     return n;
                 }
                 if (_receivedCloseNotify || buffer.IsEmpty) return 0;
-                if (!await ReadOneRecordAsync(cancellationToken)) return 0;
+                if (_closedWithoutCloseNotify || !await ReadBoundedAsync(bound, cancellationToken))
+                {
+                    if (_closedWithoutCloseNotify) throw Truncated();
+                    return 0;
+                }
             }
         }
         finally
         {
             _readLock.Release();
         }
+    }
+
+    private static TlsException Truncated() => new(TlsError.Truncated, AlertDescription.CloseNotify,
+        "the server closed the connection without close_notify: what was received may be truncated");
+
+    /// <summary>A token for one operation: the caller's, cut off after <see cref="TlsClientOptions.OperationTimeout"/>.</summary>
+    private CancellationTokenSource Bound(CancellationToken cancellationToken)
+    {
+        var bound = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (_options.OperationTimeout != Timeout.InfiniteTimeSpan) bound.CancelAfter(_options.OperationTimeout);
+        return bound;
+    }
+
+    /// <summary>One record under the operation bound; running out of time breaks the connection with a <see cref="TlsError.Timeout"/>.</summary>
+    private async ValueTask<bool> ReadBoundedAsync(CancellationTokenSource bound, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await ReadOneRecordAsync(bound.Token);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested && bound.IsCancellationRequested
+            && (e is OperationCanceledException || e.InnerException is OperationCanceledException))
+        {
+            throw await TimedOutAsync("sent nothing");
+        }
+    }
+
+    private async ValueTask<TlsException> TimedOutAsync(string what)
+    {
+        var timeout = new TlsException(TlsError.Timeout, AlertDescription.UserCanceled,
+            $"the server {what} for {_options.OperationTimeout.TotalSeconds:0.#} s");
+        await BreakAsync(timeout);
+        return timeout;
     }
 
     /// <summary>Processes one record; returns false at the end of the stream.</summary>
@@ -140,8 +176,9 @@ public sealed class TlsConnection : Stream
             var record = await _records.ReadRecordAsync(cancellationToken);
             if (record is null)
             {
-                // The transport ended without close_notify: report the end, the data seen is all there is.
-                _receivedCloseNotify = true;
+                // The transport ended without close_notify: an attacker on the path can do that at any
+                // byte, so the reader is told (Truncated) instead of seeing a clean end.
+                _closedWithoutCloseNotify = true;
                 return false;
             }
             var (type, content) = record.Value;
@@ -149,6 +186,7 @@ public sealed class TlsConnection : Stream
             {
                 case ContentType.ApplicationData:
                     if (_records.HasBufferedHandshake) throw TlsException.Unexpected("application data inside a fragmented handshake message");
+                    _records.ResetRecordsWithoutData();
                     _plaintext = content.ToArray();
                     _plaintextStart = 0;
                     return true;
@@ -156,7 +194,7 @@ public sealed class TlsConnection : Stream
                     _records.AddHandshakeData(content.Span);
                     while (_records.TryDequeueHandshake(out var message))
                     {
-                        await HandlePostHandshakeAsync(message, cancellationToken);
+                        HandlePostHandshake(message);
                     }
                     return true;
                 case ContentType.Alert:
@@ -183,36 +221,6 @@ public sealed class TlsConnection : Stream
         }
     }
 
-    private async ValueTask HandlePostHandshakeAsync(Records.HandshakeMessage message, CancellationToken cancellationToken)
-    {
-        switch (message.Type)
-        {
-            case HandshakeType.NewSessionTicket:
-            {
-                var nst = NewSessionTicket.Parse(message.Body);
-                var psk = TrafficSecrets.TicketPsk(_suite, _resumptionMasterSecret, nst.Nonce);
-                var ticket = new SessionTicket(nst.Ticket, psk, _suite.Suite, ServerName, ApplicationProtocol,
-                    nst.Lifetime, nst.AgeAdd, nst.MaxEarlyData, _options.Time.GetUtcNow(), nst.Nonce);
-                lock (_tickets) _tickets.Add(ticket);
-                _newTickets.Writer.TryWrite(ticket);
-                break;
-            }
-            case HandshakeType.KeyUpdate:
-            {
-                var requested = SimpleMessages.ParseKeyUpdate(message.Body);
-                var read = _records.ReadProtection!;
-                _records.SetReadProtection(new RecordProtection(_suite, TrafficSecrets.Update(_suite, read.TrafficSecret)));
-                if (requested)
-                {
-                    await SendKeyUpdateAsync(false, cancellationToken);
-                }
-                break;
-            }
-            default:
-                throw TlsException.Unexpected($"{message.Type} after the handshake");
-        }
-    }
-
     public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
         await _writeLock.WaitAsync(cancellationToken);
@@ -220,7 +228,16 @@ public sealed class TlsConnection : Stream
         {
             ThrowIfUnusable();
             if (_sentCloseNotify) throw new TlsException(TlsError.ConnectionUnusable, AlertDescription.InternalError, "the connection was closed for writing");
-            await _records.WriteAsync(ContentType.ApplicationData, buffer, cancellationToken);
+            using var bound = Bound(cancellationToken);
+            try
+            {
+                await AnswerKeyUpdateIfOwedAsync(bound.Token);
+                await _records.WriteAsync(ContentType.ApplicationData, buffer, bound.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw await TimedOutAsync("read nothing we sent");
+            }
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
         {
@@ -233,129 +250,6 @@ public sealed class TlsConnection : Stream
             _writeLock.Release();
         }
     }
-
-    /// <summary>
-    /// Waits up to <paramref name="timeout"/> for a ticket not yet returned by this method. Application
-    /// data arriving meanwhile is kept for <see cref="ReadAsync(Memory{byte}, CancellationToken)"/>.
-    /// </summary>
-    public async ValueTask<SessionTicket?> WaitForTicketAsync(TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        if (_newTickets.Reader.TryRead(out var ready)) return ready;
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        cts.CancelAfter(timeout);
-        try
-        {
-            await _readLock.WaitAsync(cts.Token);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            return null;
-        }
-        try
-        {
-            while (!_newTickets.Reader.TryRead(out ready))
-            {
-                ThrowIfUnusable();
-                if (_receivedCloseNotify) return null;
-                var pending = _plaintextStart < _plaintext.Length ? _plaintext.AsSpan(_plaintextStart).ToArray() : [];
-                bool more;
-                try
-                {
-                    more = await ReadOneRecordAsync(cts.Token);
-                }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-                {
-                    return null;
-                }
-                catch (TlsException e) when (e.InnerException is OperationCanceledException && !cancellationToken.IsCancellationRequested)
-                {
-                    return null;
-                }
-                if (pending.Length > 0)
-                {
-                    _plaintext = [.. pending, .. _plaintext.AsSpan(_plaintextStart)];
-                    _plaintextStart = 0;
-                }
-                if (!more) return null;
-            }
-            return ready;
-        }
-        finally
-        {
-            _readLock.Release();
-        }
-    }
-
-    /// <summary>Sends KeyUpdate and moves to the next write key; optionally asks the server to update too.</summary>
-    public async ValueTask KeyUpdateAsync(bool requestPeerUpdate, CancellationToken cancellationToken)
-    {
-        await _writeLock.WaitAsync(cancellationToken);
-        try
-        {
-            ThrowIfUnusable();
-            await SendKeyUpdateCoreAsync(requestPeerUpdate, cancellationToken);
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
-
-    private async ValueTask SendKeyUpdateAsync(bool request, CancellationToken cancellationToken)
-    {
-        await _writeLock.WaitAsync(cancellationToken);
-        try
-        {
-            await SendKeyUpdateCoreAsync(request, cancellationToken);
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
-
-    private async ValueTask SendKeyUpdateCoreAsync(bool request, CancellationToken cancellationToken)
-    {
-        await _records.WriteAsync(ContentType.Handshake, SimpleMessages.KeyUpdate(request), cancellationToken);
-        var write = _records.WriteProtection!;
-        _records.SetWriteProtection(new RecordProtection(_suite, TrafficSecrets.Update(_suite, write.TrafficSecret)));
-    }
-
-    /// <summary>
-    /// Hands over the record layer: secrets, sequence numbers, undelivered plaintext and unprocessed
-    /// transport bytes. This connection cannot be used afterwards; its transport stays open for the
-    /// caller (who splices it to whoever imports the session).
-    /// </summary>
-    public ExportedSession Export()
-    {
-        if (!_readLock.Wait(0)) throw new InvalidOperationException("cannot export while a read is in progress");
-        if (!_writeLock.Wait(0))
-        {
-            _readLock.Release();
-            throw new InvalidOperationException("cannot export while a write is in progress");
-        }
-        try
-        {
-            ThrowIfUnusable();
-            if (_records.HasBufferedHandshake) throw new InvalidOperationException("cannot export in the middle of a fragmented handshake message");
-            var read = _records.ReadProtection!;
-            var write = _records.WriteProtection!;
-            var session = new ExportedSession(_suite.Suite, (byte[])write.TrafficSecret.Clone(), (byte[])read.TrafficSecret.Clone(),
-                write.Sequence, read.Sequence, (byte[])_resumptionMasterSecret.Clone(), ServerName, ApplicationProtocol,
-                _plaintext.AsSpan(_plaintextStart).ToArray(), _records.UnprocessedTransportBytes.ToArray());
-            _exported = true;
-            _records.Dispose();
-            return session;
-        }
-        finally
-        {
-            _writeLock.Release();
-            _readLock.Release();
-        }
-    }
-
-    /// <summary>The transport this connection runs over (for splicing after <see cref="Export"/>).</summary>
-    public Stream Transport => _records.Transport;
 
     /// <summary>Sends close_notify; the transport stays open until the connection is disposed.</summary>
     public async ValueTask CloseAsync(CancellationToken cancellationToken)

@@ -45,11 +45,13 @@ public sealed class AccessCardTests : IDisposable
     }
 
     [Fact]
-    public void Idle_TenMinutes_Locks()
+    public void Idle_TenMinutes_Locks_AndNotASecondBefore()
     {
         using var card = NewCard();
         card.Unlock(Pin);
-        _clock.Now += TimeSpan.FromMinutes(10);
+        _clock.Now += TimeSpan.FromMinutes(10) - TimeSpan.FromSeconds(1);
+        Assert.Equal(AccessCardState.Accessible, card.State);
+        _clock.Now += TimeSpan.FromSeconds(1);
         Assert.Equal(AccessCardState.Locked, card.State);
     }
 
@@ -165,11 +167,13 @@ public sealed class TokenAccessCardTests : IDisposable
     }
 
     [Fact]
-    public void Idle_TenMinutes_LogsOutOfTheToken()
+    public void Idle_TenMinutes_LogsOutOfTheToken_AndNotASecondBefore()
     {
         using var card = AccessCard.CreateOnToken(Terminal, "4321", _token, _clock);
         Assert.True(card.Unlock("4321").Accepted);
-        _clock.Now += TimeSpan.FromMinutes(10);
+        _clock.Now += TimeSpan.FromMinutes(10) - TimeSpan.FromSeconds(1);
+        Assert.Equal(AccessCardState.Accessible, card.State);
+        _clock.Now += TimeSpan.FromSeconds(1);
         Assert.Equal(AccessCardState.Locked, card.State);
         Assert.Throws<CardNotReadyException>(() => card.DeviceKey);
     }

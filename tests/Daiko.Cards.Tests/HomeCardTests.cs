@@ -255,6 +255,47 @@ public sealed class HomeCardTests : IDisposable
     }
 
     [Fact]
+    public async Task PrivateKey_WasGeneratedInTheToken_AsAnotherPkcs11ClientReadsIt()
+    {
+        using var card = NewCard();
+        // A second PKCS#11 client in its own process (OpenSC's pkcs11-tool) reads the key's attributes
+        // from the token: CKA_LOCAL (generated on the token), CKA_NEVER_EXTRACTABLE, CKA_ALWAYS_SENSITIVE.
+        // The slot is chosen by its exact label: pkcs11-tool's --token-label also takes "daiko-home-pin1".
+        var slots = await Pkcs11ToolAsync(["-L"]);
+        var slot = System.Text.RegularExpressions.Regex.Match(slots, @"Slot \d+ \((0x[0-9a-f]+)\):[^\n]*\n\s+token label\s+:\s+daiko-home\s*\n");
+        Assert.True(slot.Success, slots);
+        var output = await Pkcs11ToolAsync(["--slot", slot.Groups[1].Value, "--login", "--pin", "env:DAIKO_TEST_PIN", "--list-objects", "--type", "privkey"]);
+
+        var access = output.Split('\n').Where(l => l.TrimStart().StartsWith("Access:", StringComparison.Ordinal))
+            .Select(l => l.Split(':', 2)[1].Split(',').Select(f => f.Trim()).ToHashSet()).ToList();
+        Assert.True(access.Count >= 1, $"pkcs11-tool listed no private key: {output}");
+        foreach (var flags in access)
+        {
+            Assert.Contains("local", flags);
+            Assert.Contains("never extractable", flags);
+            Assert.Contains("always sensitive", flags);
+            Assert.DoesNotContain("extractable", flags);
+        }
+    }
+
+    private async Task<string> Pkcs11ToolAsync(string[] arguments)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("pkcs11-tool", ["--module", SoftHsmToken.DefaultModule, .. arguments])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.Environment["SOFTHSM2_CONF"] = Path.Combine(_dir.Path, "card", "softhsm2.conf");
+        start.Environment["DAIKO_TEST_PIN"] = Pin2;
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = await process.StandardOutput.ReadToEndAsync() + await process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(timeout.Token);
+        Assert.True(process.ExitCode == 0, output);
+        return output;
+    }
+
+    [Fact]
     public void CertificateSigningRequest_IsSignedInTheToken_AndTheIssuedCertificateImports()
     {
         using var card = NewCard();

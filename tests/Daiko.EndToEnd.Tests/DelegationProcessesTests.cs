@@ -100,8 +100,14 @@ public sealed class DelegationProcessesTests(HomeAndTerminal system) : IClassFix
         var stats = JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
         Assert.Equal(mode, stats.GetProperty("mode").GetString());
         Assert.True(stats.GetProperty("control_bytes").GetInt64() > 0);
+        Assert.True(stats.GetProperty("bytes_sent").GetInt64() > 0, "the terminal's bytes to the market were not counted");
+        Assert.True(stats.GetProperty("bytes_received").GetInt64() > 0, "the terminal's bytes from the market were not counted");
         if (mode == "resume") Assert.True(stats.GetProperty("resumed").GetBoolean());
-        if (mode is "handoff" or "relay") Assert.Equal(0, stats.GetProperty("public_key_ops").GetInt64());
+        // The terminal's own public-key work, counted by its TLS engine: resume with psk_dhe_ke makes a key
+        // share and agrees (2); assist also verifies the market's CertificateVerify (3; the home card signs
+        // and the home server judges the chain); handoff and relay leave every public-key step to the home.
+        var expected = mode switch { "resume" => 2, "assist" => 3, _ => 0 };
+        Assert.Equal(expected, stats.GetProperty("public_key_ops").GetInt64());
     }
 
     [Fact]
@@ -170,25 +176,58 @@ public sealed class DelegationProcessesTests(HomeAndTerminal system) : IClassFix
         Assert.Contains("refused the delegated ticket", result.StandardError, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task UntrustedMarket_IsRefusedByTheHomeServer()
+    [Theory]
+    [InlineData("relay")]
+    [InlineData("handoff")]
+    [InlineData("resume")]
+    [InlineData("assist")]
+    public async Task UntrustedMarket_IsRefusedByTheHomeServer(string mode)
     {
-        var other = TestPki.Create(Path.Combine(system.Dir.Path, "other"), rootName: "Unknown Market CA");
+        // In assist mode the terminal runs the handshake itself and asks the home server for the verdict.
+        var other = TestPki.Create(Path.Combine(system.Dir.Path, "other-" + mode), rootName: "Unknown Market CA");
         using var peer = await OpenSslServer.StartAsync(other, new TlsPeerOptions { RequireClientCertificate = false });
-        var result = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{peer.Port}/", "--terminal", system.Terminal, "--mode", "relay"]);
+        var result = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{peer.Port}/", "--terminal", system.Terminal, "--mode", mode]);
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("trusted root", result.StandardError, StringComparison.Ordinal);
+        Assert.Empty(result.StandardOutput);
     }
 
     [Fact]
-    public void TheTerminalHoldsNoUserKeyOrCertificate()
+    public async Task AfterDelegatingInEveryMode_NoFileUnderTheTerminalHoldsTheUsersCertificateOrTheCardsPublicKey()
     {
-        var files = Directory.GetFiles(system.Terminal).Select(Path.GetFileName).ToList();
-        Assert.DoesNotContain("user.pem", files);
-        foreach (var file in Directory.GetFiles(system.Terminal).Where(f => !f.EndsWith(".sock", StringComparison.Ordinal)))
+        using var peer = await NginxServer.StartAsync(system.Pki, system.Dir.Path);
+        foreach (var mode in new[] { "resume", "handoff", "relay", "assist" })
         {
-            Assert.DoesNotContain("Alice Example", File.ReadAllText(file), StringComparison.Ordinal);
+            var get = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{peer.Port}/whoami", "--terminal", system.Terminal, "--mode", mode]);
+            Assert.True(get.ExitCode == 0, get.ToString());
+            Assert.Contains("Alice Example", get.StandardOutput, StringComparison.Ordinal);
         }
+        using var certificate = X509Certificate2.CreateFromPem(File.ReadAllText(Path.Combine(system.Dir.Path, "user.pem")));
+        var der = certificate.RawData;
+        var spki = certificate.PublicKey.ExportSubjectPublicKeyInfo();
+        var base64 = Convert.ToBase64String(der);
+        var needles = new (string What, byte[] Bytes)[]
+        {
+            ("the certificate (DER)", der),
+            ("the certificate (base64)", System.Text.Encoding.ASCII.GetBytes(base64[..64])),
+            ("the certificate (base64, from its middle)", System.Text.Encoding.ASCII.GetBytes(base64[(base64.Length / 2)..(base64.Length / 2 + 48)])),
+            ("the card's public key (SPKI DER)", spki),
+            ("the card's public key (SPKI base64)", System.Text.Encoding.ASCII.GetBytes(Convert.ToBase64String(spki)[..48])),
+            ("the user's name", System.Text.Encoding.UTF8.GetBytes("Alice Example")),
+        };
+
+        var files = Directory.EnumerateFiles(system.Terminal, "*", SearchOption.AllDirectories)
+            .Where(f => !f.EndsWith(".sock", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(files); // the terminal keeps its enrollment here: the scan looked at something
+        foreach (var file in files)
+        {
+            var bytes = File.ReadAllBytes(file);
+            foreach (var (what, needle) in needles)
+            {
+                Assert.True(bytes.AsSpan().IndexOf(needle) < 0, $"{Path.GetRelativePath(system.Terminal, file)} holds {what}");
+            }
+        }
+        Assert.False(File.Exists(Path.Combine(system.Terminal, "user.pem")));
     }
 }
 

@@ -40,9 +40,19 @@ public sealed class EngineInteropTests : IDisposable
     {
         await connection.WriteAsync(Encoding.ASCII.GetBytes($"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n"), ct);
         using var body = new MemoryStream();
-        await connection.CopyToAsync(body, ct);
+        try
+        {
+            await connection.CopyToAsync(body, ct);
+        }
+        catch (TlsException e) when (e.Error == TlsError.Truncated && HasCompleteHead(body.ToArray()))
+        {
+            // Kestrel ends an HTTP/1.0 response by closing TCP without close_notify. The engine reports
+            // that (the truncation tests hold it to it); these tests only look at who the server saw.
+        }
         return Encoding.UTF8.GetString(body.ToArray());
     }
+
+    private static bool HasCompleteHead(byte[] response) => Encoding.ASCII.GetString(response).Contains("\r\n\r\n", StringComparison.Ordinal);
 
     [Theory]
     [MemberData(nameof(Peers))]

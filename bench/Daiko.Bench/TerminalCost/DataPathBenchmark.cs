@@ -143,27 +143,45 @@ public static class DataPathBenchmark
             ("relay", async () => (await connector.ConnectAsync("localhost", nginx.Port, SessionMode.Relay)).Stream),
             ("handoff", async () => (await connector.ConnectAsync("localhost", nginx.Port, SessionMode.Handoff)).Stream),
         };
-        var parts = new List<string>();
-        (double P50, double P99)? direct = null;
+        // One keep-alive connection per way, the requests interleaved (direct, relay, handoff, direct, ...)
+        // like the throughput runs, so that every way sees the same machine state.
+        var exchanges = new List<(string Name, Stream Stream, KeepAliveExchange Exchange, List<double> Samples)>();
         foreach (var (name, open) in ways)
         {
-            await using var stream = await open();
-            var exchange = new KeepAliveExchange(stream);
-            for (var i = 0; i < 50; i++) await exchange.GetAsync(); // warm-up
-            var samples = new List<double>(requests);
+            var stream = await open();
+            exchanges.Add((name, stream, new KeepAliveExchange(stream), new List<double>(requests)));
+        }
+        try
+        {
+            for (var i = 0; i < 50; i++)
+            {
+                foreach (var way in exchanges) await way.Exchange.GetAsync(); // warm-up
+            }
             for (var i = 0; i < requests; i++)
             {
-                var clock = Stopwatch.StartNew();
-                await exchange.GetAsync();
-                samples.Add(clock.Elapsed.TotalMilliseconds);
+                foreach (var way in exchanges)
+                {
+                    var clock = Stopwatch.StartNew();
+                    await way.Exchange.GetAsync();
+                    way.Samples.Add(clock.Elapsed.TotalMilliseconds);
+                }
             }
+        }
+        finally
+        {
+            foreach (var way in exchanges) await way.Stream.DisposeAsync();
+        }
+        var parts = new List<string>();
+        (double P50, double P99)? direct = null;
+        foreach (var (name, _, _, samples) in exchanges)
+        {
             var sorted = samples.Order().ToArray();
             var (p50, p99) = (Distribution.Percentile(sorted, 0.5), Distribution.Percentile(sorted, 0.99));
             parts.Add(string.Create(CultureInfo.InvariantCulture, $"{name} p50 {p50:0.000} ms p99 {p99:0.000} ms") +
                 (direct is { } d ? string.Create(CultureInfo.InvariantCulture, $" (+{p50 - d.P50:0.000} / +{p99 - d.P99:0.000} ms)") : ""));
             direct ??= (p50, p99);
         }
-        return $"latency per keep-alive GET to nginx over loopback, {requests} requests each: {string.Join("; ", parts)}";
+        return $"latency per keep-alive GET to nginx over loopback, {requests} requests each, the ways interleaved: {string.Join("; ", parts)}";
     }
 
     /// <summary>HTTP/1.1 requests one after another on one connection, each answer read by its Content-Length.</summary>

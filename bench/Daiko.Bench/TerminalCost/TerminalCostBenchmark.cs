@@ -51,9 +51,10 @@ public static class TerminalCostBenchmark
         var code = (await DaikoCli.RunAsync(["home", "device", "add", "--home", home, "--name", "bench"])).StandardOutput.Trim();
 
         var rtt = TimeSpan.FromMilliseconds(rttMs);
-        using var marketLink = SlowLink.Start(nginx.Port, rtt, kbps * 1000.0);
-        using var pskKeLink = SlowLink.Start(openssl.Port, rtt, kbps * 1000.0);
-        using var homeLink = SlowLink.Start(homePort, rtt, kbps * 1000.0);
+        // The links run in processes of their own: relaying is the network's work, not the terminal's CPU.
+        using var marketLink = await LinkProcess.StartAsync(nginx.Port, rtt, kbps);
+        using var pskKeLink = await LinkProcess.StartAsync(openssl.Port, rtt, kbps);
+        using var homeLink = await LinkProcess.StartAsync(homePort, rtt, kbps);
         _homeLink = homeLink;
         await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{homeLink.Port}", code, "432100", createAccessCard: (d, p) => AccessCard.Create(d, p, Daiko.Cards.Access.AccessCardKdf.ForTests));
         using var access = AccessCard.Open(terminalDir);
@@ -102,9 +103,11 @@ public static class TerminalCostBenchmark
             await tls.DisposeAsync();
             return (first, counters);
         }));
+        // Resumption off: SslStream would otherwise resume from its second connection on (nginx: reused=r).
+        await SslStreamPeer.RequireFullHandshakesAsync(pki, nginx.Port);
         await Measure("direct SslStream", "first", () => Timed(marketLink, async counters =>
         {
-            var ssl = await SslStreamPeer.ConnectAsync(pki, marketLink.Port);
+            var ssl = await SslStreamPeer.ConnectAsync(pki, marketLink.Port, resume: false);
             var first = await GetFirstByteAsync(ssl);
             await ssl.DisposeAsync();
             return (first, counters);
@@ -183,16 +186,16 @@ public static class TerminalCostBenchmark
         }
     }
 
-    private static SlowLink? _homeLink;
+    private static LinkProcess? _homeLink;
 
     /// <summary>
     /// One measured run. Bytes are what crossed the terminal's links (to the market and to the home
     /// server, TLS overhead included), counted by the link itself, so every way is measured alike.
     /// </summary>
-    private static async Task<Sample> Timed(SlowLink link, Func<TlsCounters, Task<(long FirstByteTimestamp, TlsCounters Counters)>> run)
+    private static async Task<Sample> Timed(LinkProcess link, Func<TlsCounters, Task<(long FirstByteTimestamp, TlsCounters Counters)>> run)
     {
-        link.ResetCounters();
-        _homeLink?.ResetCounters();
+        await link.ResetCountersAsync();
+        if (_homeLink is not null) await _homeLink.ResetCountersAsync();
         var cpu = Process.GetCurrentProcess().TotalProcessorTime;
         // Time to first byte runs from the moment the terminal starts (connecting, or asking the home
         // server to delegate) to the first byte of the market's answer: what a user waits.
@@ -201,8 +204,10 @@ public static class TerminalCostBenchmark
         var first = Stopwatch.GetElapsedTime(start, firstByte).TotalMilliseconds;
         var cpuMs = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMilliseconds;
         await Task.Delay(50);
-        var sent = link.UpstreamBytes + (_homeLink?.UpstreamBytes ?? 0);
-        var received = link.DownstreamBytes + (_homeLink?.DownstreamBytes ?? 0);
+        var market = await link.CountersAsync();
+        var home = _homeLink is null ? (0, 0) : await _homeLink.CountersAsync();
+        var sent = market.Upstream + home.Item1;
+        var received = market.Downstream + home.Item2;
         return new Sample(sent, received, counters.RoundTrips, counters.PublicKeyOperations, cpuMs, first, 0);
     }
 
@@ -217,9 +222,9 @@ public static class TerminalCostBenchmark
         return first;
     }
 
-    private static async Task<Sample> OpenSslClientAsync(TestPki pki, SlowLink link)
+    private static async Task<Sample> OpenSslClientAsync(TestPki pki, LinkProcess link)
     {
-        link.ResetCounters();
+        await link.ResetCountersAsync();
         var clock = Stopwatch.StartNew();
         using var process = new ExternalProcess("openssl", ["s_client", "-connect", $"127.0.0.1:{link.Port}", "-servername", "localhost", "-tls1_3",
             "-cert", pki.User.CertificatePath, "-key", pki.User.KeyPath, "-CAfile", pki.RootPath, "-quiet", "-ign_eof"]);
@@ -227,7 +232,8 @@ public static class TerminalCostBenchmark
         await process.StandardInput.FlushAsync();
         process.StandardInput.Close();
         await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
-        return new Sample(link.UpstreamBytes, link.DownstreamBytes, double.NaN, double.NaN, double.NaN, clock.Elapsed.TotalMilliseconds, 0);
+        var (up, down) = await link.CountersAsync();
+        return new Sample(up, down, double.NaN, double.NaN, double.NaN, clock.Elapsed.TotalMilliseconds, 0);
     }
 
     internal static async Task SetUpHomeAsync(TestPki pki, string home, string work)
@@ -253,7 +259,8 @@ public static class TerminalCostBenchmark
     {
         var md = new StringBuilder();
         md.AppendLine($"Terminal cost per way to reach an nginx market (client certificate required), over a {rttMs} ms / {kbps} kbit/s link; median (p10–p90) of {runs} runs.");
-        md.AppendLine("Bytes sent include the terminal's control-channel bytes; CPU is the terminal process's own.");
+        md.AppendLine("Bytes sent include the terminal's control-channel bytes. CPU is the terminal process's own: the emulated links relay in");
+        md.AppendLine("processes of their own and the home server is another process. SslStream runs with resumption off (nginx reports reused=.).");
         md.AppendLine();
         md.AppendLine("| way | session | bytes sent | bytes received | round trips | public-key ops | CPU ms | first byte ms |");
         md.AppendLine("|---|---|---|---|---|---|---|---|");

@@ -250,18 +250,21 @@ internal static class TerminalCommands
         kex.AcceptOnlyFromAmong("psk_ke", "psk_dhe_ke");
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT data when the ticket allows it (resume mode)" };
         var stats = new Option<bool>("--stats") { Description = "print one JSON line of the terminal's own costs to stderr" };
+        var timeout = new Option<int>("--timeout") { Description = "seconds the session's handshake, and then each read or write, may wait on the market", DefaultValueFactory = _ => 30 };
         command.Arguments.Add(url);
-        foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats }) command.Options.Add(o);
+        foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats, timeout }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var target) || target.Scheme != Uri.UriSchemeHttps) return CliConsole.Fail("only https URLs are supported");
+            if (parse.GetValue(timeout) is < 1 or > 3600) return CliConsole.Fail("--timeout must be 1 to 3600 seconds");
+            var seconds = TimeSpan.FromSeconds(parse.GetValue(timeout));
             var clock = Stopwatch.StartNew();
             var sessionMode = Enum.Parse<SessionMode>(parse.GetValue(mode)!, ignoreCase: true);
             var request = System.Text.Encoding.ASCII.GetBytes($"GET {target.PathAndQuery} HTTP/1.1\r\nHost: {target.Authority}\r\nConnection: close\r\nUser-Agent: daiko\r\n\r\n");
             try
             {
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
-                var session = await new DelegatedConnector(control).ConnectAsync(target.Host, target.Port, sessionMode,
+                var session = await new DelegatedConnector(control) { Timeout = seconds }.ConnectAsync(target.Host, target.Port, sessionMode,
                     parse.GetValue(kex) == "psk_ke" ? PskKeyExchangeMode.PskKe : PskKeyExchangeMode.PskDheKe,
                     parse.GetValue(earlyData) ? request : default, cancellationToken: ct);
                 await using var stream = session.Stream;
@@ -276,7 +279,8 @@ internal static class TerminalCommands
                         : System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
                         {
                             ["resumed"] = false, ["kex"] = "none", ["suite"] = "none", ["group"] = "none",
-                            ["bytes_sent"] = 0, ["bytes_received"] = 0, ["round_trips"] = 0, ["public_key_ops"] = 0,
+                            ["bytes_sent"] = session.Counters.BytesSent, ["bytes_received"] = session.Counters.BytesReceived,
+                            ["round_trips"] = session.Counters.RoundTrips, ["public_key_ops"] = session.Counters.PublicKeyOperations,
                             ["early_data_accepted"] = false, ["elapsed_ms"] = Math.Round(clock.Elapsed.TotalMilliseconds, 1),
                             ["mode"] = "relay", ["control_bytes"] = control.BytesSent + control.BytesReceived,
                         }));
@@ -287,9 +291,9 @@ internal static class TerminalCommands
             {
                 return CliConsole.Fail(e.Message);
             }
-            catch (TlsException e)
+            catch (Exception e) when (CliConsole.IsSessionFailure(e))
             {
-                return CliConsole.Fail($"the session with {target.Authority} failed: {e.Message}");
+                return CliConsole.FailSession(target.Authority, e);
             }
         });
         return command;

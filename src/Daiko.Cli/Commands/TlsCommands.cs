@@ -24,13 +24,14 @@ internal static class TlsCommands
         kex.AcceptOnlyFromAmong("psk_ke", "psk_dhe_ke");
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT early data when the ticket allows it" };
         var stats = new Option<bool>("--stats") { Description = "print one JSON line of cost counters to stderr" };
-        var timeout = new Option<int>("--timeout") { Description = "seconds before giving up", DefaultValueFactory = _ => 30 };
+        var timeout = new Option<int>("--timeout") { Description = "seconds the handshake, and then each read or write, may wait on the server", DefaultValueFactory = _ => 30 };
         foreach (var o in new Option[] { ca, cert, key, saveTicket, resumeFrom, kex, earlyData, stats, timeout }) get.Options.Add(o);
         get.Arguments.Add(url);
         get.SetAction(async (parse, ct) =>
         {
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var target) || target.Scheme != Uri.UriSchemeHttps) return CliConsole.Fail("only https URLs are supported");
             if ((parse.GetValue(cert) is null) != (parse.GetValue(key) is null)) return CliConsole.Fail("--cert and --key go together");
+            if (parse.GetValue(timeout) is < 1 or > 3600) return CliConsole.Fail("--timeout must be 1 to 3600 seconds");
             var counters = new TlsCounters();
             var clock = Stopwatch.StartNew();
             SessionTicket? ticket = null;
@@ -60,14 +61,14 @@ internal static class TlsCommands
                 PskModes = parse.GetValue(kex) == "psk_ke" ? [PskKeyExchangeMode.PskKe] : [PskKeyExchangeMode.PskDheKe],
                 EarlyData = parse.GetValue(earlyData) ? request : ReadOnlyMemory<byte>.Empty,
                 Counters = counters,
+                // The engine owns the time bound (one per operation) and reports it as a TlsError.
                 HandshakeTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                OperationTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
             };
-            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            cts.CancelAfter(TimeSpan.FromSeconds(parse.GetValue(timeout)));
             TlsConnection connection;
             try
             {
-                connection = await TlsClient.ConnectAsync(target.Host, target.Port, options, cts.Token);
+                connection = await TlsClient.ConnectAsync(target.Host, target.Port, options, ct);
             }
             catch (SocketException e)
             {
@@ -81,16 +82,16 @@ internal static class TlsCommands
             {
                 try
                 {
-                    if (!connection.EarlyDataAccepted) await connection.WriteAsync(request, cts.Token);
-                    var body = await HttpResponseReader.ReadBodyAsync(connection, cts.Token);
-                    await using (var stdout = Console.OpenStandardOutput()) await stdout.WriteAsync(body.Body, cts.Token);
+                    if (!connection.EarlyDataAccepted) await connection.WriteAsync(request, ct);
+                    var body = await HttpResponseReader.ReadBodyAsync(connection, ct);
+                    await using (var stdout = Console.OpenStandardOutput()) await stdout.WriteAsync(body.Body, ct);
                     if (parse.GetValue(saveTicket) is { } saveFile)
                     {
-                        var issued = connection.Tickets.FirstOrDefault() ?? await connection.WaitForTicketAsync(TimeSpan.FromSeconds(1), cts.Token);
+                        var issued = connection.Tickets.FirstOrDefault() ?? await connection.WaitForTicketAsync(TimeSpan.FromSeconds(1), ct);
                         if (issued is null) Console.Error.WriteLine("daiko: the server issued no session ticket; nothing saved");
                         else
                         {
-                            await File.WriteAllBytesAsync(saveFile.FullName, issued.ToCbor(), cts.Token);
+                            await File.WriteAllBytesAsync(saveFile.FullName, issued.ToCbor(), ct);
                             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(saveFile.FullName, UnixFileMode.UserRead | UnixFileMode.UserWrite);
                         }
                     }
@@ -100,9 +101,9 @@ internal static class TlsCommands
                     }
                     return body.StatusCode is >= 200 and < 400 ? 0 : CliConsole.Fail($"the server answered HTTP {body.StatusCode}");
                 }
-                catch (TlsException e)
+                catch (Exception e) when (CliConsole.IsSessionFailure(e))
                 {
-                    return CliConsole.Fail($"the connection to {target.Authority} failed: {e.Message}");
+                    return CliConsole.FailSession(target.Authority, e);
                 }
             }
         });

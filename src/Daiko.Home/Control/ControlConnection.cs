@@ -261,6 +261,9 @@ public sealed class RelayStream : Stream
 
     public string? EndReason { get; private set; }
 
+    /// <summary>The reason a relay ends with when the far side's stream failed or was cut (not a clean end).</summary>
+    public const string UncleanEnd = "unclean";
+
     internal void Deliver(byte[] data) => _incoming.Writer.TryWrite(data);
 
     internal void DeliverEnd(string? reason)
@@ -284,7 +287,12 @@ public sealed class RelayStream : Stream
     {
         while (_offset >= _current.Length)
         {
-            if (!await _incoming.Reader.WaitToReadAsync(cancellationToken)) return 0;
+            if (!await _incoming.Reader.WaitToReadAsync(cancellationToken))
+            {
+                // An unclean end is passed on as one: the reader must not take a cut stream for complete.
+                if (EndReason == UncleanEnd) throw new IOException("the relayed connection was cut (no close_notify from the market)");
+                return 0;
+            }
             if (_incoming.Reader.TryRead(out var next))
             {
                 _current = next;
@@ -320,13 +328,22 @@ public sealed class RelayStream : Stream
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
+    private string? _closeReason;
+
+    /// <summary>Ends the relay as cut (the other side sees an error, not an end of stream), then disposes it.</summary>
+    public void Abort()
+    {
+        _closeReason = UncleanEnd;
+        Dispose();
+    }
+
     protected override void Dispose(bool disposing)
     {
         if (disposing && !_writeClosed)
         {
             _writeClosed = true;
             _connection.ForgetRelay(Id);
-            _ = _connection.SendAsync(new ControlMessage("relay-close").Set("relay", Id), CancellationToken.None).AsTask().ContinueWith(_ => { }, TaskScheduler.Default);
+            _ = _connection.SendAsync(new ControlMessage("relay-close").Set("relay", Id).Set("reason", _closeReason), CancellationToken.None).AsTask().ContinueWith(_ => { }, TaskScheduler.Default);
             _incoming.Writer.TryComplete();
         }
         base.Dispose(disposing);

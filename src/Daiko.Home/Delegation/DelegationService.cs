@@ -179,6 +179,8 @@ public sealed class DelegationService
             var ticket = await connection.WaitForTicketAsync(received.Count == 0 ? left : TimeSpan.FromMilliseconds(Math.Min(50, left.TotalMilliseconds)), cancellationToken);
             if (ticket is null) break;
             received.Add(ticket);
+            // A market may send tickets without end: take a handful, the cache keeps no more anyway.
+            if (received.Count >= TlsConnection.MaxTicketsKept) break;
         }
         foreach (var ticket in received)
         {

@@ -24,14 +24,24 @@ public sealed class SessionCache<TEntry>
 
     private sealed record Slot(TEntry Entry, DateTimeOffset ExpiresAt, bool SingleUse);
 
-    /// <summary>Adds an entry valid until <paramref name="expiresAt"/>.</summary>
+    /// <summary>Entries kept per (device, market): a market that floods tickets cannot grow the home server.</summary>
+    public const int MaxEntriesPerKey = 16;
+
+    /// <summary>Adds an entry valid until <paramref name="expiresAt"/>; beyond <see cref="MaxEntriesPerKey"/> the oldest goes.</summary>
     public void Add(MarketKey key, TEntry entry, DateTimeOffset expiresAt, bool singleUse)
     {
+        var discarded = new List<TEntry>();
         lock (_gate)
         {
             if (!_entries.TryGetValue(key, out var slots)) _entries[key] = slots = new List<Slot>();
             slots.Add(new Slot(entry, expiresAt, singleUse));
+            while (slots.Count > MaxEntriesPerKey)
+            {
+                discarded.Add(slots[0].Entry);
+                slots.RemoveAt(0);
+            }
         }
+        Discard(discarded);
     }
 
     /// <summary>

@@ -466,12 +466,14 @@ public sealed class HomeServer : IAsyncDisposable
         using var done = new CancellationTokenSource();
         var up = Pump(relay, other);
         var down = Pump(other, relay);
-        await Task.WhenAny(up, down);
+        var first = await Task.WhenAny(up, down);
         await done.CancelAsync();
+        // A market stream that failed or was cut (no close_notify) reaches the terminal as a cut relay.
+        if (first == down && !down.Result) relay.Abort();
         await relay.DisposeAsync();
         await other.DisposeAsync();
 
-        async Task Pump(Stream from, Stream to)
+        async Task<bool> Pump(Stream from, Stream to)
         {
             var buffer = new byte[16384];
             try
@@ -479,12 +481,15 @@ public sealed class HomeServer : IAsyncDisposable
                 while (true)
                 {
                     var n = await from.ReadAsync(buffer, done.Token);
-                    if (n == 0) return;
+                    if (n == 0) return true;
                     await to.WriteAsync(buffer.AsMemory(0, n), done.Token);
                     await to.FlushAsync(done.Token);
                 }
             }
-            catch (Exception) { }
+            catch (Exception)
+            {
+                return false;
+            }
         }
     }
 

@@ -87,25 +87,39 @@ public sealed class LocalForwarder : IAsyncDisposable
             await using (remote)
             {
                 var local = client.GetStream();
-                var up = PumpAsync(local, remote, () => { });
-                var down = PumpAsync(remote, local, () => client.Client.Shutdown(SocketShutdown.Send));
+                var up = PumpAsync(local, remote, _ => { });
+                var down = PumpAsync(remote, local, clean =>
+                {
+                    // A session that failed or was cut (no close_notify) is passed on as a reset, never as a clean end.
+                    if (clean) client.Client.Shutdown(SocketShutdown.Send);
+                    else
+                    {
+                        client.Client.LingerState = new LingerOption(true, 0);
+                        client.Client.Close();
+                    }
+                });
                 await Task.WhenAny(Task.WhenAll(up, down), Task.Delay(Timeout.Infinite, _stop.Token).ContinueWith(_ => { }, TaskScheduler.Default));
                 Interlocked.Increment(ref _served);
             }
         }
     }
 
-    private async Task PumpAsync(Stream from, Stream to, Action onEnd)
+    private async Task PumpAsync(Stream from, Stream to, Action<bool> onEnd)
     {
+        var clean = false;
         try
         {
             await from.CopyToAsync(to, _stop.Token);
             await to.FlushAsync(_stop.Token);
+            clean = true;
         }
-        catch (Exception) { }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Either side failed: the other learns it through onEnd.
+        }
         finally
         {
-            try { onEnd(); } catch (Exception) { }
+            try { onEnd(clean); } catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
         }
     }
 

@@ -29,6 +29,9 @@ public sealed class DelegatedConnector(ControlConnection control)
     /// </summary>
     public Func<string, int, (string Host, int Port)>? TerminalRoute { get; init; }
 
+    /// <summary>How long the terminal's own handshake, and then each read or write of the session, may wait on the market.</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
+
     private (string Host, int Port) Route(string host, int port) => TerminalRoute?.Invoke(host, port) ?? (host, port);
 
     /// <summary>
@@ -82,6 +85,8 @@ public sealed class DelegatedConnector(ControlConnection control)
                     // the connection, never lead to an anonymous full handshake.
                     CertificateValidator = new RefuseFullHandshake(),
                     Counters = counters,
+                    HandshakeTimeout = Timeout,
+                    OperationTimeout = Timeout,
                 }, cancellationToken);
                 ticket.Wipe();
                 if (!tls.Resumed)
@@ -96,13 +101,14 @@ public sealed class DelegatedConnector(ControlConnection control)
             {
                 var session = ExportedSession.FromCbor(reply.GetBytes("session"));
                 var relay = control.OpenRelay(reply.GetInt("relay"));
-                tls = TlsClient.Import(new CountingStream(relay, counters), session, new TlsClientOptions { InsecureSkipValidation = true, Counters = null });
+                // The imported connection counts its own bytes and any public-key work, like the other modes.
+                tls = TlsClient.Import(relay, session, new TlsClientOptions { InsecureSkipValidation = true, Counters = counters, OperationTimeout = Timeout });
                 session.Wipe();
                 stream = tls;
                 break;
             }
             case SessionMode.Relay:
-                stream = control.OpenRelay(reply.GetInt("relay"));
+                stream = new CountingStream(control.OpenRelay(reply.GetInt("relay")), counters);
                 break;
             case SessionMode.Assist:
             {
@@ -115,6 +121,8 @@ public sealed class DelegatedConnector(ControlConnection control)
                     ClientCredential = new ClientCredential(chain, new RemoteSigner(control)),
                     CertificateValidator = new RemoteValidator(control),
                     Counters = counters,
+                    HandshakeTimeout = Timeout,
+                    OperationTimeout = Timeout,
                 }, cancellationToken);
                 stream = tls;
                 break;

@@ -30,7 +30,7 @@ public enum TlsError
     /// <summary>The transport closed or failed.</summary>
     TransportClosed,
 
-    /// <summary>The handshake did not finish in time.</summary>
+    /// <summary>The handshake, or one read or write of the connection, did not finish in time.</summary>
     Timeout,
 
     /// <summary>No common parameters (suite, group, signature scheme, version).</summary>
@@ -41,6 +41,9 @@ public enum TlsError
 
     /// <summary>The client's signer failed.</summary>
     SignerFailed,
+
+    /// <summary>The peer ended the transport without close_notify: data read so far may be cut short.</summary>
+    Truncated,
 }
 
 /// <summary>

@@ -54,8 +54,13 @@ internal static class ClientHelloFlight
             Cookie = retry?.Cookie,
             PskIdentities = ticket is null ? [] : [new PskIdentity(ticket.Identity, unchecked((uint)(now - ticket.ReceivedAt).TotalMilliseconds + ticket.AgeAdd))],
             BinderLength = ticketSuite?.HashLength ?? 0,
-            ExtensionsOverride = o.ClientHelloExtensionsOverride?.Invoke(retry is not null),
         };
+        // What the ClientHello carries: a server may answer only these (RFC 8446 §4.2).
+        c.OfferedExtensions = [(ushort)ExtensionType.SupportedGroups, (ushort)ExtensionType.SignatureAlgorithms, (ushort)ExtensionType.SupportedVersions,
+                (ushort)ExtensionType.KeyShare, (ushort)ExtensionType.PskKeyExchangeModes, (ushort)ExtensionType.RecordSizeLimit,
+                .. o.ServerName is null ? Array.Empty<ushort>() : [(ushort)ExtensionType.ServerName],
+                .. o.ApplicationProtocols.Count == 0 ? Array.Empty<ushort>() : [(ushort)ExtensionType.ApplicationLayerProtocolNegotiation],
+                .. early ? [(ushort)ExtensionType.EarlyData] : Array.Empty<ushort>()];
         var bytes = hello.Encode(out var bindersOffset);
         if (ticket is not null && bindersOffset >= 0)
         {

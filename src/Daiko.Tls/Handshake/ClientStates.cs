@@ -50,6 +50,7 @@ internal sealed class ExpectServerHello(byte[] clientRandom) : HandshakeState
                 throw TlsException.Illegal("a HelloRetryRequest that would not change the ClientHello");
             }
             c.RetriedHello = true;
+            c.RetryGroup = hello.KeyShareGroup;
             c.Transcript.ReplaceFirstWithMessageHash(suite);
             c.Transcript.Add(message.Bytes);
             if (c.OfferedEarlyData)
@@ -78,6 +79,8 @@ internal sealed class ExpectServerHello(byte[] clientRandom) : HandshakeState
         {
             if (hello.KeyShareGroup is not { } group || !c.KeyShares.TryGetValue(group, out var share))
                 throw TlsException.Illegal("the server's key share is for a group the client did not send");
+            if (c.RetryGroup is { } asked && group != asked)
+                throw TlsException.Illegal("the server's key share is not for the group its HelloRetryRequest asked for");
             if (resumed && !o.PskModes.Contains(PskKeyExchangeMode.PskDheKe))
                 throw TlsException.Illegal("the server used psk_dhe_ke, which the client did not offer");
             shared = share.Agree(hello.KeyShare);
@@ -132,11 +135,19 @@ internal sealed class ExpectEncryptedExtensions(bool resumed) : HandshakeState
         {
             throw TlsException.Illegal($"the server chose application protocol '{ee.Alpn}', which the client did not offer");
         }
+        foreach (var type in ee.Types)
+        {
+            // RFC 8446 §4.2: an extension the client did not offer is unsupported_extension.
+            if (type != (ushort)ExtensionType.EarlyData && !c.OfferedExtensions.Contains(type))
+                throw new TlsException(TlsError.IllegalParameter, AlertDescription.UnsupportedExtension, $"the server sent extension {type} in EncryptedExtensions, which the client did not offer");
+        }
         if (ee.EarlyDataAccepted && !c.OfferedEarlyData)
         {
             throw new TlsException(TlsError.IllegalParameter, AlertDescription.UnsupportedExtension, "the server accepted early data the client did not offer");
         }
         c.Alpn = ee.Alpn;
+        // The server's record_size_limit counts the inner plaintext: content, its type byte and padding.
+        if (ee.RecordSizeLimit is int limit) c.Records.MaxPlaintextToSend = Math.Min(RecordProtection.MaxPlaintext, limit - 1);
         c.EarlyDataAccepted = ee.EarlyDataAccepted;
         c.Transcript.Add(message.Bytes);
         if (c.OfferedEarlyData && !ee.EarlyDataAccepted)

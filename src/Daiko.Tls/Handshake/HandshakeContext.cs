@@ -29,6 +29,12 @@ internal sealed class HandshakeContext : IDisposable
 
     public bool RetriedHello { get; set; }
 
+    /// <summary>Extension types the last ClientHello carried.</summary>
+    public HashSet<ushort> OfferedExtensions { get; set; } = [];
+
+    /// <summary>The group a HelloRetryRequest asked for: the ServerHello's key share must be for it.</summary>
+    public NamedGroup? RetryGroup { get; set; }
+
     public CipherSuiteInfo? Suite { get; set; }
 
     public NamedGroup? Group { get; set; }

@@ -71,10 +71,12 @@ internal sealed record NewSessionTicket(uint Lifetime, uint AgeAdd, byte[] Nonce
         var extensions = r.ReadSub16();
         r.EnsureEnd();
         uint maxEarly = 0;
+        var seen = new HashSet<ExtensionType>();
         while (!extensions.IsEmpty)
         {
             var type = (ExtensionType)extensions.ReadUInt16();
             var data = extensions.ReadSub16();
+            if (!seen.Add(type)) throw TlsException.Illegal("duplicate extension in NewSessionTicket");
             if (type == ExtensionType.EarlyData)
             {
                 maxEarly = data.ReadUInt32();

@@ -12,10 +12,12 @@ internal sealed record CertificateRequest(byte[] Context, IReadOnlyList<Signatur
         var schemes = new List<SignatureScheme>();
         var cas = new List<byte[]>();
         var sawSchemes = false;
+        var seen = new HashSet<ExtensionType>();
         while (!extensions.IsEmpty)
         {
             var type = (ExtensionType)extensions.ReadUInt16();
             var data = extensions.ReadSub16();
+            if (!seen.Add(type)) throw TlsException.Illegal("duplicate extension in CertificateRequest");
             switch (type)
             {
                 case ExtensionType.SignatureAlgorithms:

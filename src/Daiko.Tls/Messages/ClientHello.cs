@@ -11,6 +11,9 @@ internal readonly record struct PskIdentity(byte[] Identity, uint ObfuscatedAge)
 /// </summary>
 internal sealed class ClientHello
 {
+    /// <summary>The record_size_limit the client offers: a TLS 1.3 inner plaintext of 2^14 + 1 bytes (RFC 8449 §4).</summary>
+    public const ushort RecordSizeLimitOffered = (1 << 14) + 1;
+
     public required byte[] Random { get; init; }
 
     public byte[] SessionId { get; init; } = [];
@@ -38,9 +41,6 @@ internal sealed class ClientHello
 
     public int BinderLength { get; init; }
 
-    /// <summary>Replaces the engine's extensions with these, verbatim (test vectors only).</summary>
-    public IReadOnlyList<(ushort Type, byte[] Data)>? ExtensionsOverride { get; init; }
-
     /// <summary>Encodes the whole handshake message; <paramref name="bindersOffset"/> is the offset of the binders list (or -1).</summary>
     public byte[] Encode(out int bindersOffset)
     {
@@ -54,30 +54,7 @@ internal sealed class ClientHello
         w.EndVector(suites);
         w.WriteVector8([0]);
         var extensions = w.BeginVector(2);
-        bindersOffset = -1;
-        if (ExtensionsOverride is not null)
-        {
-            foreach (var (type, data) in ExtensionsOverride)
-            {
-                w.WriteUInt16(type);
-                if (type == (ushort)ExtensionType.PreSharedKey)
-                {
-                    // identities vector, then binders: locate the binders within the given data.
-                    var r = new TlsReader(data, "override pre_shared_key");
-                    var identitiesLength = r.ReadUInt16();
-                    w.WriteVector16(data);
-                    bindersOffset = w.Length - data.Length + 2 + identitiesLength;
-                }
-                else
-                {
-                    w.WriteVector16(data);
-                }
-            }
-        }
-        else
-        {
-            WriteExtensions(w, out bindersOffset);
-        }
+        WriteExtensions(w, out bindersOffset);
         w.EndVector(extensions);
         w.EndVector(msg);
         return w.ToArray();
@@ -112,6 +89,12 @@ internal sealed class ClientHello
         {
             var ext = Begin(w, ExtensionType.SupportedVersions);
             w.WriteVector8([0x03, 0x04]);
+            w.EndVector(ext);
+        }
+        {
+            // record_size_limit (RFC 8449): the client takes full-size records; the server may ask for smaller ones.
+            var ext = Begin(w, ExtensionType.RecordSizeLimit);
+            w.WriteUInt16(RecordSizeLimitOffered);
             w.EndVector(ext);
         }
         if (Cookie is not null)

@@ -2,8 +2,11 @@ using System.Text;
 
 namespace Daiko.Tls.Messages;
 
-/// <summary>EncryptedExtensions (RFC 8446 §4.3.1): the negotiated ALPN and whether early data was accepted.</summary>
-internal sealed record EncryptedExtensions(string? Alpn, bool EarlyDataAccepted)
+/// <summary>
+/// EncryptedExtensions (RFC 8446 §4.3.1): the negotiated ALPN, whether early data was accepted, and
+/// every extension type present (the client refuses those it never offered).
+/// </summary>
+internal sealed record EncryptedExtensions(string? Alpn, bool EarlyDataAccepted, IReadOnlySet<ushort> Types, int? RecordSizeLimit = null)
 {
     public static EncryptedExtensions Parse(ReadOnlySpan<byte> body)
     {
@@ -12,6 +15,7 @@ internal sealed record EncryptedExtensions(string? Alpn, bool EarlyDataAccepted)
         r.EnsureEnd();
         string? alpn = null;
         var early = false;
+        int? recordSizeLimit = null;
         var seen = new HashSet<ushort>();
         while (!extensions.IsEmpty)
         {
@@ -30,15 +34,24 @@ internal sealed record EncryptedExtensions(string? Alpn, bool EarlyDataAccepted)
                 case ExtensionType.EarlyData:
                     early = true;
                     break;
+                case ExtensionType.RecordSizeLimit:
+                {
+                    // RFC 8449 §4: below 64 is illegal_parameter; above 2^14 + 1 the client keeps its own maximum.
+                    var limit = data.ReadUInt16();
+                    data.EnsureEnd();
+                    if (limit < 64) throw TlsException.Illegal($"the server's record_size_limit {limit} is below 64");
+                    recordSizeLimit = limit;
+                    break;
+                }
                 case ExtensionType.KeyShare or ExtensionType.PreSharedKey or ExtensionType.SupportedVersions or ExtensionType.SignatureAlgorithms or ExtensionType.Cookie or ExtensionType.PskKeyExchangeModes:
                     throw TlsException.Illegal($"extension {type} is not allowed in EncryptedExtensions");
                 default:
-                    // server_name ack, supported_groups, record_size_limit and others carry nothing we act on.
+                    // server_name ack and supported_groups carry nothing we act on; the handshake checks each was offered.
                     while (!data.IsEmpty) data.ReadUInt8();
                     break;
             }
             if ((ExtensionType)type is ExtensionType.EarlyData) data.EnsureEnd();
         }
-        return new EncryptedExtensions(alpn, early);
+        return new EncryptedExtensions(alpn, early, seen, recordSizeLimit);
     }
 }

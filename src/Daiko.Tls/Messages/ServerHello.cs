@@ -33,7 +33,7 @@ internal sealed record ServerHello(
         var suite = (CipherSuite)r.ReadUInt16();
         if (r.ReadUInt8() != 0) throw TlsException.Illegal("the server selected a compression method");
         var isHrr = random.AsSpan().SequenceEqual(HelloRetryRequestRandom);
-        ushort version = 0;
+        ushort? version = null;
         NamedGroup? group = null;
         byte[]? share = null;
         int? identity = null;
@@ -69,7 +69,10 @@ internal sealed record ServerHello(
             }
         }
         r.EnsureEnd();
-        if (version != 0x0304) throw new TlsException(TlsError.IllegalParameter, AlertDescription.ProtocolVersion, "the server did not negotiate TLS 1.3");
-        return new ServerHello(isHrr, random, sessionId, suite, version, group, share, identity, cookie);
+        // RFC 8446 §4.2.1: a supported_versions naming anything but TLS 1.3 is illegal_parameter;
+        // no supported_versions at all is a server that does not speak TLS 1.3.
+        if (version is null) throw new TlsException(TlsError.IllegalParameter, AlertDescription.ProtocolVersion, "the server did not negotiate TLS 1.3");
+        if (version != 0x0304) throw TlsException.Illegal($"the server's supported_versions selected 0x{version:x4}, which the client did not offer");
+        return new ServerHello(isHrr, random, sessionId, suite, version.Value, group, share, identity, cookie);
     }
 }

@@ -27,6 +27,13 @@ internal sealed class RecordLayer : IDisposable
     private readonly Queue<HandshakeMessage> _messages = new();
     private bool _awaitingReply;
     private bool _initialHelloSent;
+    private int _recordsWithoutData;
+
+    /// <summary>
+    /// Records in a row that carry no data (change_cipher_spec, empty application data, KeyUpdate)
+    /// before the connection gives up with unexpected_message, as Go's crypto/tls does.
+    /// </summary>
+    public const int MaxRecordsWithoutData = 16;
 
     public RecordLayer(Stream transport, TlsCounters? counters)
     {
@@ -78,6 +85,20 @@ internal sealed class RecordLayer : IDisposable
         WriteProtection = protection;
     }
 
+    /// <summary>Counts a record that moved nothing forward; too many in a row is a flood.</summary>
+    public void NoteRecordWithoutData(string what)
+    {
+        if (++_recordsWithoutData > MaxRecordsWithoutData)
+        {
+            throw TlsException.Unexpected($"{what}: more than {MaxRecordsWithoutData} records in a row without data");
+        }
+    }
+
+    public void ResetRecordsWithoutData() => _recordsWithoutData = 0;
+
+    /// <summary>The most content one record may carry, padding included: 2^14, or less when the server set a record_size_limit (RFC 8449).</summary>
+    public int MaxPlaintextToSend { get; set; } = RecordProtection.MaxPlaintext;
+
     public bool HasBufferedHandshake => _messages.Count > 0 || _handshakeLength > 0;
 
     /// <summary>Writes <paramref name="data"/> as one or more records of <paramref name="type"/>.</summary>
@@ -85,7 +106,7 @@ internal sealed class RecordLayer : IDisposable
     {
         do
         {
-            var chunk = data[..Math.Min(data.Length, RecordProtection.MaxPlaintext)];
+            var chunk = data[..Math.Min(data.Length, MaxPlaintextToSend)];
             data = data[chunk.Length..];
             int length;
             if (WriteProtection is null)
@@ -101,7 +122,7 @@ internal sealed class RecordLayer : IDisposable
             }
             else
             {
-                var padding = Math.Min(Padding, RecordProtection.MaxPlaintext - chunk.Length);
+                var padding = Math.Min(Padding, MaxPlaintextToSend - chunk.Length);
                 length = WriteProtection.Seal(type, chunk.Span, padding, _out);
             }
             await _transport.WriteAsync(_out.AsMemory(0, length), cancellationToken);
@@ -160,6 +181,7 @@ internal sealed class RecordLayer : IDisposable
                 {
                     throw TlsException.Unexpected("change_cipher_spec");
                 }
+                NoteRecordWithoutData("change_cipher_spec");
                 continue;
             }
             if (ReadProtection is null)
@@ -176,17 +198,20 @@ internal sealed class RecordLayer : IDisposable
             }
             if (outerType != ContentType.ApplicationData)
             {
-                if (outerType == ContentType.Alert)
-                {
-                    // A plaintext alert can still arrive if the peer failed to derive keys.
-                    return (outerType, body);
-                }
-                throw TlsException.Unexpected("unprotected record after keys were established");
+                // Once protection is on, only protected records count: a plaintext alert (a forged
+                // close_notify above all) could come from anyone on the path (RFC 8446 §5).
+                throw TlsException.Unexpected($"unprotected {outerType} record after keys were established");
             }
             var (innerType, contentLength) = ReadProtection.Open(_in.AsSpan(recordStart, RecordProtection.HeaderLength), body.Span);
             if (contentLength == 0 && innerType != ContentType.ApplicationData)
             {
                 throw TlsException.Decode("empty record");
+            }
+            if (contentLength == 0)
+            {
+                // Empty application data is legal but says nothing: skip it, within the flood limit.
+                NoteRecordWithoutData("empty application data");
+                continue;
             }
             return (innerType, body[..contentLength]);
         }
@@ -233,6 +258,7 @@ internal sealed class RecordLayer : IDisposable
             switch (record.Type)
             {
                 case ContentType.Handshake:
+                    ResetRecordsWithoutData();
                     AddHandshakeData(record.Content.Span);
                     break;
                 case ContentType.Alert:

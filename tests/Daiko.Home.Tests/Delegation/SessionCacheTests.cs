@@ -16,6 +16,21 @@ public sealed class SessionCacheTests
     private static readonly MarketKey Laptop = new("laptop", "market.test", 443, "market.test", "http/1.1");
 
     [Fact]
+    public void AMarketFloodingTickets_FillsAtMostTheCap_AndTheOldestAreWiped()
+    {
+        var discarded = new List<string>();
+        var cache = new SessionCache<string>(new ManualClock(), discarded.Add);
+        for (var i = 0; i < 1000; i++) cache.Add(Phone, $"ticket-{i}", DateTimeOffset.MaxValue, singleUse: true);
+        cache.Add(Laptop, "laptop-ticket", DateTimeOffset.MaxValue, singleUse: true);
+
+        Assert.Equal(SessionCache<string>.MaxEntriesPerKey, cache.Count(Phone));
+        Assert.Equal(1000 - SessionCache<string>.MaxEntriesPerKey, discarded.Count);
+        Assert.Equal("ticket-0", discarded[0]);
+        Assert.Equal($"ticket-{1000 - SessionCache<string>.MaxEntriesPerKey}", cache.TryTake(Phone));
+        Assert.Equal(1, cache.Count(Laptop));
+    }
+
+    [Fact]
     public void SingleUseEntry_IsHandedOutOnce()
     {
         var cache = new SessionCache<string>(new ManualClock());

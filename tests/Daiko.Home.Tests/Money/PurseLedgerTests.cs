@@ -225,4 +225,44 @@ public abstract class PurseLedgerContract : IDisposable
         TamperWithBalance(_dir.Path);
         Assert.False(_ledger.VerifyLog());
     }
+
+    [Fact]
+    public void Cancellation_At6Days23Hours_IsAccepted_AndJustPast7Days_IsRefused()
+    {
+        _ledger.Refill(RefillOf(1_000));
+        var inTime = VerifyCard(_ledger.Pay(RequestOf(100, "in-time")), MoneyKinds.Payment);
+        var late = VerifyCard(_ledger.Pay(RequestOf(200, "late")), MoneyKinds.Payment);
+
+        _time.Now += TimeSpan.FromDays(6) + TimeSpan.FromHours(23);
+        VerifyCard(_ledger.Cancel(inTime.Text("payment_id")), MoneyKinds.Cancellation);
+        Assert.Equal(800, _ledger.ApplyConfirmation(ConfirmationOf(inTime)));
+
+        _time.Now += TimeSpan.FromHours(1) + TimeSpan.FromSeconds(1);
+        Assert.Equal(PurseRefusal.OutsideCancellationWindow, Assert.Throws<PurseException>(() => _ledger.Cancel(late.Text("payment_id"))).Refusal);
+        Assert.Equal(800, _ledger.Balance("JPY"));
+        Assert.True(_ledger.VerifyLog());
+    }
+
+    [Theory]
+    [InlineData(0L)]
+    [InlineData(-1L)]
+    [InlineData(long.MinValue)]
+    public void ZeroOrNegativeAmounts_AreRefused_AndMoveNoMoney(long amount)
+    {
+        _ledger.Refill(RefillOf(1_000));
+        Assert.Equal(PurseRefusal.Malformed, Assert.Throws<PurseException>(() => _ledger.Pay(RequestOf(amount, "q-bad"))).Refusal);
+        Assert.Equal(PurseRefusal.Malformed, Assert.Throws<PurseException>(() => _ledger.Refill(RefillOf(amount, "r-bad"))).Refusal);
+        Assert.Equal(1_000, _ledger.Balance("JPY"));
+        Assert.Single(_ledger.History());
+        Assert.True(_ledger.VerifyLog());
+    }
+
+    [Fact]
+    public void ARefillForAnotherCard_IsRefused_AndCreditsNothing()
+    {
+        var e = Assert.Throws<PurseException>(() => _ledger.Refill(RefillOf(5_000, "r-other", card: new string('0', _card.CardId.Length))));
+        Assert.Equal(PurseRefusal.WrongCard, e.Refusal);
+        Assert.Equal(0, _ledger.Balance("JPY"));
+        Assert.Empty(_ledger.History());
+    }
 }

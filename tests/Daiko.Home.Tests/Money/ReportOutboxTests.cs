@@ -51,8 +51,20 @@ public sealed class ReportOutboxTests : IDisposable
         Assert.Contains("refill", mail, StringComparison.Ordinal);
         Assert.Contains("4200 JPY", mail, StringComparison.Ordinal);
         Assert.Contains("log intact: yes", mail, StringComparison.Ordinal);
-        Assert.Contains("card-signed head", mail, StringComparison.Ordinal);
         Assert.Equal(0, _outbox.Pending());
+
+        // The head in the mail is signed by this card, over the log's last hash and entry count.
+        using var parsed = MimeKit.MimeMessage.Load(new MemoryStream(System.Text.Encoding.UTF8.GetBytes(mail)));
+        var lines = (parsed.TextBody ?? "").Split('\n').Select(l => l.TrimEnd('\r')).ToList();
+        var signed = Convert.FromBase64String(lines.Single(l => l.StartsWith("card-signed head (COSE_Sign1, base64): ", StringComparison.Ordinal)).Split(": ")[1]);
+        using var cardKey = _card.PublicEcKey();
+        var head = MoneyMessage.Verify(signed, cardKey, "log-head");
+        Assert.Equal(lines.Single(l => l.StartsWith("chain head: ", StringComparison.Ordinal))["chain head: ".Length..], head.Text("head"));
+        Assert.Equal(_ledger.History()[^1].Hash, head.Text("head"));
+        Assert.Equal(1, head.Integer("entries"));
+        Assert.Equal(_card.CardId, head.Text("card"));
+        using var other = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        Assert.Throws<PurseException>(() => MoneyMessage.Verify(signed, other, "log-head"));
     }
 
     [Fact]

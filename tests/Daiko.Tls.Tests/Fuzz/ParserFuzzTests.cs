@@ -7,8 +7,9 @@ using Daiko.Tls.Tests.Rfc8448;
 namespace Daiko.Tls.Tests.Fuzz;
 
 /// <summary>
-/// Bounded fuzzing of the record layer and the handshake parsers, seeded with the RFC 8448 messages.
-/// Every input must be accepted or refused with a TlsException: never another exception, never a hang.
+/// Bounded fuzzing of the handshake parsers and of whole handshakes, seeded with the RFC 8448 messages.
+/// A parser must accept an input or refuse it with a TlsException; a handshake must refuse every server
+/// flight that differs from the honest one, and never by timing out.
 /// </summary>
 public sealed class ParserFuzzTests
 {
@@ -22,7 +23,7 @@ public sealed class ParserFuzzTests
         var seeds = new List<byte[]>
         {
             Trace.Get("{server}  construct a ServerHello", "ServerHello")[4..],
-            Trace.Get("{server}  construct a EncryptedExtensions", "EncryptedExtensions")[4..],
+            Trace.Get("{server}  construct an EncryptedExtensions", "EncryptedExtensions")[4..],
             Trace.Get("{server}  construct a Certificate", "Certificate")[4..],
             Trace.Get("{server}  construct a CertificateVerify", "CertificateVerify")[4..],
             Trace.Get("{server}  construct a NewSessionTicket", "NewSessionTicket")[4..],
@@ -47,56 +48,71 @@ public sealed class ParserFuzzTests
         }
     }
 
-    [Fact]
-    public async Task Handshake_OnMutatedServerFlights_FailsCleanlyAndNeverHangs()
+    /// <summary>
+    /// Runs the engine against the trace's server once per mutant. A mutant equal to what an honest
+    /// server sends must be accepted; every other must be refused with a TlsException that is not a
+    /// timeout (the transport never stalls, so a timeout means the engine waited for nothing).
+    /// </summary>
+    private static async Task<int> EveryChangedMutantIsRefusedAsync(byte[] seed, Func<byte[], ServerAlterations> alter, int randomSeed)
     {
-        var clientHello = Trace.Get("{client}  construct a ClientHello", "ClientHello");
-        var (random, suites, extensions) = ClientHelloParts.Split(clientHello);
-        var serverHello = Trace.Get("{server}  send handshake record", "complete record", 0);
-        var flight = Trace.Get("{server}  send handshake record", "payload", 1);
-        var secret = Trace.Get("{server}  derive secret \"tls13 s hs traffic\"", "expanded");
         var inputs = new List<byte[]>();
-        MutationFuzzer.Run([flight, serverHello], input => inputs.Add(input), _ => false, iterations: 400, timeBudget: TimeSpan.FromSeconds(5), randomSeed: 1);
-        var failures = 0;
+        MutationFuzzer.Run([seed], inputs.Add, _ => false, iterations: 300, timeBudget: TimeSpan.FromSeconds(10), randomSeed: randomSeed);
+        // Every truncation comes first in the corpus; keep a spread of them and all the random mutants.
+        var sample = inputs.Where((input, i) => i >= seed.Length || i % 9 == 0).ToList();
         var ran = 0;
-        var deadline = DateTime.UtcNow.AddSeconds(25);
-        foreach (var input in inputs)
+        var deadline = DateTime.UtcNow.AddSeconds(90);
+        foreach (var input in sample)
         {
             if (DateTime.UtcNow > deadline) break;
-            byte[] server;
-            if (input.Length > 0 && input[0] == 0x16)
-            {
-                server = input; // a mutated plaintext ServerHello record
-            }
-            else
-            {
-                using var protection = new RecordProtection(CipherSuiteInfo.Aes128Gcm, secret.ToArray());
-                var sealedRecord = new byte[Math.Min(input.Length, RecordProtection.MaxPlaintext - 1) + 64];
-                var n = protection.Seal(ContentType.Handshake, input.AsSpan(0, Math.Min(input.Length, RecordProtection.MaxPlaintext - 1)), 0, sealedRecord);
-                server = serverHello.Concat(sealedRecord[..n]).ToArray();
-            }
-            var options = new TlsClientOptions
-            {
-                ServerName = "server",
-                CipherSuites = suites,
-                CertificateValidator = new AcceptTraceCertificate(),
-                RandomSource = span => random.CopyTo(span),
-                FixedKeyShares = new Dictionary<NamedGroup, byte[]> { [NamedGroup.X25519] = Trace.Get("{client}  create an ephemeral x25519", "private key") },
-                ClientHelloExtensionsOverride = _ => extensions,
-                HandshakeTimeout = TimeSpan.FromSeconds(2),
-                Time = new FixedTime(),
-            };
+            var server = new TraceServer(Trace, alter(input));
+            var options = SimpleHandshakeTraceTests.EngineOptions() with { HandshakeTimeout = TimeSpan.FromSeconds(20) };
             ran++;
+            if (input.AsSpan().SequenceEqual(seed))
+            {
+                await using var accepted = await TlsClient.ConnectAsync(server, options, CancellationToken.None);
+                continue;
+            }
+            TlsException refused;
             try
             {
-                await using var connection = await TlsClient.ConnectAsync(new ScriptedTransport(server), options, CancellationToken.None);
+                await using var connection = await TlsClient.ConnectAsync(server, options, CancellationToken.None);
+                throw new Xunit.Sdk.XunitException($"a changed server flight was accepted ({input.Length} bytes): {Convert.ToHexString(input)}");
             }
-            catch (TlsException)
+            catch (TlsException e)
             {
-                failures++;
+                refused = e;
             }
+            Assert.True(refused.Error != TlsError.Timeout, $"the handshake timed out instead of refusing: {Convert.ToHexString(input)}");
         }
-        Assert.True(ran > 100, $"only {ran} handshakes ran");
-        Assert.True(failures > ran / 2, "most mutated flights must be refused");
+        return ran;
+    }
+
+    [Fact]
+    public async Task Handshake_AnyChangeToTheSignedServerFlight_IsRefused_EvenUnderAFinishedComputedOverIt()
+    {
+        var honest = new TraceServer(Trace);
+        await using (await TlsClient.ConnectAsync(honest, SimpleHandshakeTraceTests.EngineOptions(), CancellationToken.None)) { }
+        // A forger holding the handshake keys sends the mutant and a Finished that matches it: only the
+        // CertificateVerify check stands between the mutant and an accepted handshake.
+        var ran = await EveryChangedMutantIsRefusedAsync(honest.SignedFlight, mutant => new ServerAlterations { SignedFlight = _ => mutant }, randomSeed: 1);
+        Assert.True(ran >= 100, $"only {ran} handshakes ran");
+    }
+
+    [Fact]
+    public async Task Handshake_AnyChangeToTheServerFinished_IsRefused()
+    {
+        var honest = new TraceServer(Trace);
+        await using (await TlsClient.ConnectAsync(honest, SimpleHandshakeTraceTests.EngineOptions(), CancellationToken.None)) { }
+        var finished = honest.TranscriptThroughServerFinished[^36..];
+        var ran = await EveryChangedMutantIsRefusedAsync(finished, mutant => new ServerAlterations { WholeFlight = flight => [.. flight[..^36], .. mutant] }, randomSeed: 2);
+        Assert.True(ran >= 60, $"only {ran} handshakes ran");
+    }
+
+    [Fact]
+    public async Task Handshake_AnyChangeToTheServerHello_IsRefused()
+    {
+        var serverHello = Trace.Get("{server}  construct a ServerHello", "ServerHello");
+        var ran = await EveryChangedMutantIsRefusedAsync(serverHello, mutant => new ServerAlterations { ServerHello = _ => mutant }, randomSeed: 3);
+        Assert.True(ran >= 100, $"only {ran} handshakes ran");
     }
 }

@@ -1,49 +1,37 @@
-using Daiko.Tls.KeySchedule;
-using Daiko.Tls.Records;
 using Daiko.Tls.Tests.Rfc8448;
 
 namespace Daiko.Tls.Tests.Handshake;
 
 /// <summary>
-/// The RFC 8448 §3 server flight, decrypted with the trace's keys, altered, and re-encrypted: every
-/// alteration must fail the handshake with the right alert and without hanging.
+/// The RFC 8448 §3 server flight, as the trace's server answers the engine's ClientHello, altered
+/// before or after encryption: every alteration must fail the handshake with the right error, and the
+/// alert the client put on the wire (decrypted from its last record) must say the same.
 /// </summary>
 public sealed class RefusesTamperedServerFlightTests
 {
-    private static readonly Rfc8448Trace Trace = Rfc8448Trace.Section("3.  Simple 1-RTT Handshake");
+    private static readonly Rfc8448Trace Trace = SimpleHandshakeTraceTests.Trace;
 
-    private static async Task<TlsException> HandshakeWithAsync(Func<byte[], byte[]> alterEncryptedFlight, Func<byte[], byte[]>? alterRecords = null)
+    private static async Task<(TlsException Error, byte? WireAlert)> HandshakeWithAsync(Func<byte[], byte[]> alterFlight, Func<byte[], byte[]>? alterRecords = null)
+        => await HandshakeWithAsync(new ServerAlterations { WholeFlight = alterFlight, Records = alterRecords });
+
+    private static async Task<(TlsException Error, byte? WireAlert)> HandshakeWithAsync(ServerAlterations alterations)
     {
-        var clientHello = Trace.Get("{client}  construct a ClientHello", "ClientHello");
-        var (random, suites, extensions) = ClientHelloParts.Split(clientHello);
-        var records = Trace.All("{server}  send handshake record", "complete record").ToList();
-        var serverHandshakeSecret = Trace.Get("{server}  derive secret \"tls13 s hs traffic\"", "expanded");
-        var flight = Trace.Get("{server}  send handshake record", "payload", 1);
-        var altered = alterEncryptedFlight(flight.ToArray());
-        using var protection = new RecordProtection(CipherSuiteInfo.Aes128Gcm, serverHandshakeSecret.ToArray());
-        var sealedRecord = new byte[altered.Length + 64];
-        var length = protection.Seal(ContentType.Handshake, altered, 0, sealedRecord);
-        var server = records[0].Concat(sealedRecord[..length]).ToArray();
-        if (alterRecords is not null) server = alterRecords(server);
-        var transport = new ScriptedTransport(server);
-        var options = new TlsClientOptions
-        {
-            ServerName = "server",
-            CipherSuites = suites,
-            CertificateValidator = new AcceptTraceCertificate(),
-            RandomSource = span => random.CopyTo(span),
-            FixedKeyShares = new Dictionary<NamedGroup, byte[]> { [NamedGroup.X25519] = Trace.Get("{client}  create an ephemeral x25519", "private key") },
-            ClientHelloExtensionsOverride = _ => extensions,
-            HandshakeTimeout = TimeSpan.FromSeconds(5),
-            Time = new FixedTime(),
-        };
-        var e = await Assert.ThrowsAsync<TlsException>(() => TlsClient.ConnectAsync(transport, options, CancellationToken.None));
-        // The alert the client sent is the last record it wrote (plaintext alerts are not used after ServerHello).
-        Assert.True(transport.Written.Length > 0);
-        return e;
+        var server = new TraceServer(Trace, alterations);
+        var options = SimpleHandshakeTraceTests.EngineOptions() with { HandshakeTimeout = TimeSpan.FromSeconds(20) };
+        var e = await Assert.ThrowsAsync<TlsException>(() => TlsClient.ConnectAsync(server, options, CancellationToken.None));
+        Assert.NotEqual(TlsError.Timeout, e.Error);
+        return (e, server.LastClientAlert());
     }
 
-    /// <summary>Offsets of each message inside the §3 encrypted flight: EE, Certificate, CertificateVerify, Finished.</summary>
+    private static async Task RefusedWithAsync(AlertDescription alert, Func<byte[], byte[]> alterFlight, Func<byte[], byte[]>? alterRecords = null)
+    {
+        var (e, wire) = await HandshakeWithAsync(alterFlight, alterRecords);
+        Assert.Equal(alert, e.Alert);
+        Assert.True(wire.HasValue, "the client put no alert on the wire");
+        Assert.Equal((byte)alert, wire.Value);
+    }
+
+    /// <summary>Offsets of each message inside the flight: EE, Certificate, CertificateVerify, Finished.</summary>
     private static List<(byte Type, int Offset, int Length)> Messages(byte[] flight)
     {
         var list = new List<(byte, int, int)>();
@@ -57,43 +45,46 @@ public sealed class RefusesTamperedServerFlightTests
     }
 
     [Fact]
-    public async Task Baseline_UnalteredFlight_IsAccepted()
+    public async Task Handshake_WithTheUnalteredFlight_CompletesAndSendsFinishedWithoutAlert()
     {
-        var clientHello = Trace.Get("{client}  construct a ClientHello", "ClientHello");
-        Assert.NotEmpty(clientHello);
-        // Re-sealing the untouched flight must give back the recorded record, proving the harness.
-        var flight = Trace.Get("{server}  send handshake record", "payload", 1);
-        using var protection = new RecordProtection(CipherSuiteInfo.Aes128Gcm, Trace.Get("{server}  derive secret \"tls13 s hs traffic\"", "expanded").ToArray());
-        var sealedRecord = new byte[flight.Length + 64];
-        var length = protection.Seal(ContentType.Handshake, flight, 0, sealedRecord);
-        Assert.Equal(Convert.ToHexString(Trace.Get("{server}  send handshake record", "complete record", 1)), Convert.ToHexString(sealedRecord[..length]));
-        await Task.CompletedTask;
+        var server = new TraceServer(Trace, new ServerAlterations { WholeFlight = f => f, Records = r => r });
+        await using (var connection = await TlsClient.ConnectAsync(server, SimpleHandshakeTraceTests.EngineOptions(), CancellationToken.None))
+        {
+            Assert.Equal(CipherSuite.Aes128GcmSha256, connection.CipherSuite);
+        }
+        var records = server.ClientRecords();
+        Assert.Equal(Convert.ToHexString(server.ExpectedClientFinished), Convert.ToHexString(server.ClientHandshakeMessages.Single()));
+        Assert.Equal("0100", Convert.ToHexString(records.Last(r => r.Type == 0x15).Content)); // only close_notify
+        Assert.Single(records, r => r.Type == 0x15);
     }
 
     [Fact]
     public async Task Refuses_TamperedFinished_WithDecryptError()
     {
-        var e = await HandshakeWithAsync(f =>
+        await RefusedWithAsync(AlertDescription.DecryptError, f =>
         {
             var finished = Messages(f).Single(m => m.Type == 20);
             f[finished.Offset + 4] ^= 0x01;
             return f;
         });
-        Assert.Equal(TlsError.VerificationFailed, e.Error);
-        Assert.Equal(AlertDescription.DecryptError, e.Alert);
     }
 
     [Fact]
-    public async Task Refuses_ForgedCertificateVerify_WithDecryptError()
+    public async Task Refuses_ForgedCertificateVerify_UnderAMatchingFinished_WithDecryptError()
     {
-        var e = await HandshakeWithAsync(f =>
+        // The forger computes Finished over what it sends: only the signature check can refuse this.
+        var (e, wire) = await HandshakeWithAsync(new ServerAlterations
         {
-            var verify = Messages(f).Single(m => m.Type == 15);
-            f[verify.Offset + verify.Length - 1] ^= 0x80;
-            return f;
+            SignedFlight = f =>
+            {
+                var verify = Messages(f).Single(m => m.Type == 15);
+                f[verify.Offset + verify.Length - 1] ^= 0x80;
+                return f;
+            },
         });
         Assert.Equal(TlsError.VerificationFailed, e.Error);
         Assert.Equal(AlertDescription.DecryptError, e.Alert);
+        Assert.Equal((byte)AlertDescription.DecryptError, wire);
     }
 
     [Theory]
@@ -102,40 +93,39 @@ public sealed class RefusesTamperedServerFlightTests
     [InlineData(15, "CertificateVerify")]
     public async Task Refuses_AMissingMessage_WithUnexpectedMessage(byte dropped, string name)
     {
-        var e = await HandshakeWithAsync(f =>
+        var (e, wire) = await HandshakeWithAsync(f =>
         {
             var m = Messages(f).Single(x => x.Type == dropped);
             return f[..m.Offset].Concat(f[(m.Offset + m.Length)..]).ToArray();
         });
         Assert.True(e.Alert == AlertDescription.UnexpectedMessage, $"dropping {name} gave {e.Alert}");
+        Assert.Equal((byte)AlertDescription.UnexpectedMessage, wire);
     }
 
     [Fact]
     public async Task Refuses_ADuplicatedMessage_WithUnexpectedMessage()
     {
-        var e = await HandshakeWithAsync(f =>
+        await RefusedWithAsync(AlertDescription.UnexpectedMessage, f =>
         {
             var ee = Messages(f).Single(x => x.Type == 8);
             return f[..(ee.Offset + ee.Length)].Concat(f[ee.Offset..]).ToArray();
         });
-        Assert.Equal(AlertDescription.UnexpectedMessage, e.Alert);
     }
 
     [Fact]
     public async Task Refuses_ACorruptedRecord_WithBadRecordMac()
     {
-        var e = await HandshakeWithAsync(f => f, records =>
+        await RefusedWithAsync(AlertDescription.BadRecordMac, f => f, records =>
         {
             records[^5] ^= 0x01;
             return records;
         });
-        Assert.Equal(AlertDescription.BadRecordMac, e.Alert);
     }
 
     [Fact]
     public async Task Refuses_AnOversizedRecord_WithRecordOverflow()
     {
-        var e = await HandshakeWithAsync(f => f, records =>
+        await RefusedWithAsync(AlertDescription.RecordOverflow, f => f, records =>
         {
             // Rewrite the second record's length to 2^14 + 257.
             var second = 5 + ((records[3] << 8) | records[4]);
@@ -143,25 +133,56 @@ public sealed class RefusesTamperedServerFlightTests
             records[second + 4] = 0x01;
             return records.Concat(new byte[0x4101]).ToArray();
         });
-        Assert.Equal(AlertDescription.RecordOverflow, e.Alert);
     }
 
     [Fact]
-    public async Task Refuses_ATruncatedStream_WithoutHanging()
+    public async Task Refuses_ATruncatedStream_AsTransportClosed()
     {
-        var e = await HandshakeWithAsync(f => f, records => records[..^10]);
+        var (e, _) = await HandshakeWithAsync(f => f, records => records[..^10]);
         Assert.Equal(TlsError.TransportClosed, e.Error);
     }
 
     [Fact]
     public async Task Refuses_AMalformedEncryptedExtensions_WithDecodeError()
     {
-        var e = await HandshakeWithAsync(f =>
+        await RefusedWithAsync(AlertDescription.DecodeError, f =>
         {
             var ee = Messages(f).Single(x => x.Type == 8);
             f[ee.Offset + 5] ^= 0x7f; // extensions length no longer matches
             return f;
         });
-        Assert.Equal(AlertDescription.DecodeError, e.Alert);
+    }
+
+    /// <summary>A peer that accepts the ClientHello and then says nothing, never closing.</summary>
+    private sealed class StalledPeer : DuplexTestStream
+    {
+        public int Written { get; private set; }
+
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+            return 0;
+        }
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            Written += buffer.Length;
+            return ValueTask.CompletedTask;
+        }
+    }
+
+    [Fact]
+    public async Task Refuses_AStalledPeer_WhenTheHandshakeTimeoutPasses()
+    {
+        var peer = new StalledPeer();
+        var options = SimpleHandshakeTraceTests.EngineOptions() with { HandshakeTimeout = TimeSpan.FromSeconds(1) };
+        var handshake = TlsClient.ConnectAsync(peer, options, CancellationToken.None);
+        // Generous outer bound: the engine's own timeout must end the wait, not this one.
+        var finished = await Task.WhenAny(handshake, Task.Delay(TimeSpan.FromSeconds(60)));
+        Assert.Same(handshake, finished);
+        var e = await Assert.ThrowsAsync<TlsException>(() => handshake);
+        Assert.Equal(TlsError.Timeout, e.Error);
+        Assert.True(peer.Written > 0, "the client never sent its ClientHello");
     }
 }

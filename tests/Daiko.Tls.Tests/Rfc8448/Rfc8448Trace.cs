@@ -5,17 +5,31 @@ namespace Daiko.Tls.Tests.Rfc8448;
 /// <summary>One labelled value of an RFC 8448 trace: the step it belongs to, its label and bytes.</summary>
 internal sealed record TraceValue(string Step, string Label, byte[] Bytes);
 
-/// <summary>Parses a section of RFC 8448 (page breaks removed) into its steps and hex values.</summary>
+/// <summary>
+/// Parses a section of RFC 8448 (January 2019; page breaks removed) into its steps and hex values.
+/// Vectors/rfc8448.txt is the published RFC, not the working group's 2018 draft of the traces.
+/// </summary>
 internal sealed partial class Rfc8448Trace
 {
     private readonly List<TraceValue> _values;
 
-    private Rfc8448Trace(List<TraceValue> values) => _values = values;
+    private Rfc8448Trace(List<TraceValue> values, Dictionary<string, byte[]> privateKeys)
+    {
+        _values = values;
+        PrivateKeys = privateKeys;
+    }
+
+    /// <summary>The server's RSA key of §2, by the RFC's labels ("modulus (public)", "prime1", ...).</summary>
+    public IReadOnlyDictionary<string, byte[]> PrivateKeys { get; }
 
     public static Rfc8448Trace Section(string title)
     {
         var path = Path.Combine(AppContext.BaseDirectory, "Vectors", "rfc8448.txt");
         var lines = File.ReadAllLines(path);
+        if (!lines.Any(l => l.StartsWith("Request for Comments: 8448", StringComparison.Ordinal)))
+        {
+            throw new InvalidOperationException("Vectors/rfc8448.txt is not the published RFC 8448");
+        }
         var start = Array.FindIndex(lines, l => l.StartsWith(title, StringComparison.Ordinal) && !l.Contains(". .", StringComparison.Ordinal));
         if (start < 0) throw new InvalidOperationException($"section '{title}' not found");
         var end = Array.FindIndex(lines, start + 1, l => SectionHeading().IsMatch(l));
@@ -26,7 +40,7 @@ internal sealed partial class Rfc8448Trace
         var hex = new List<byte>();
         foreach (var raw in lines[start..(end < 0 ? lines.Length : end)])
         {
-            if (PageFooter().IsMatch(raw) || raw.StartsWith("Internet-Draft", StringComparison.Ordinal)) continue;
+            if (PageFooter().IsMatch(raw) || raw.StartsWith("RFC 8448 ", StringComparison.Ordinal)) continue;
             var stepMatch = StepLine().Match(raw);
             if (stepMatch.Success)
             {
@@ -53,7 +67,7 @@ internal sealed partial class Rfc8448Trace
             }
         }
         Flush();
-        return new Rfc8448Trace(values);
+        return new Rfc8448Trace(values, ReadPrivateKeys(lines));
 
         void AddHex(string text)
         {
@@ -76,6 +90,32 @@ internal sealed partial class Rfc8448Trace
         }
     }
 
+    private static Dictionary<string, byte[]> ReadPrivateKeys(string[] lines)
+    {
+        var start = Array.FindIndex(lines, l => l.StartsWith("2.  Private Keys", StringComparison.Ordinal));
+        var end = Array.FindIndex(lines, start + 1, l => SectionHeading().IsMatch(l));
+        var keys = new Dictionary<string, List<byte>>();
+        List<byte>? current = null;
+        foreach (var raw in lines[start..end])
+        {
+            if (PageFooter().IsMatch(raw) || raw.StartsWith("RFC 8448 ", StringComparison.Ordinal)) continue;
+            var m = KeyLine().Match(raw);
+            if (m.Success)
+            {
+                current = keys[m.Groups[1].Value] = new List<byte>();
+                AddTo(current, m.Groups[2].Value);
+            }
+            else if (current is not null && HexLine().IsMatch(raw))
+            {
+                AddTo(current, raw);
+            }
+        }
+        return keys.ToDictionary(k => k.Key, k => k.Value.ToArray());
+
+        static void AddTo(List<byte> bytes, string text) =>
+            bytes.AddRange(text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(h => Convert.ToByte(h, 16)));
+    }
+
     /// <summary>The <paramref name="occurrence"/>-th value labelled <paramref name="label"/> under a step starting with <paramref name="stepPrefix"/>.</summary>
     public byte[] Get(string stepPrefix, string label, int occurrence = 0)
     {
@@ -90,7 +130,7 @@ internal sealed partial class Rfc8448Trace
     [GeneratedRegex(@"^\d+\.\s+\S")]
     private static partial Regex SectionHeading();
 
-    [GeneratedRegex(@"^Thomson\s+Expires")]
+    [GeneratedRegex(@"^Thomson\s+Informational")]
     private static partial Regex PageFooter();
 
     [GeneratedRegex(@"^\s{3}(\{(client|server)\}.*)$")]
@@ -99,12 +139,32 @@ internal sealed partial class Rfc8448Trace
     [GeneratedRegex(@"^\s{6}(\S[^(]*?) \((\d+) octets\):\s*(.*)$")]
     private static partial Regex ValueLine();
 
+    [GeneratedRegex(@"^\s{3}(\S[^:]*):\s+((?:[0-9a-f]{2}\s*)+)$")]
+    private static partial Regex KeyLine();
+
     [GeneratedRegex(@"^\s+([0-9a-f]{2}\s*)+$")]
     private static partial Regex HexLine();
 }
 
+/// <summary>The parts of a non-seekable duplex test stream that never change; subclasses say how to read and write.</summary>
+internal abstract class DuplexTestStream : Stream
+{
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => true;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+    public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+    public abstract override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default);
+    public abstract override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default);
+}
+
 /// <summary>A transport that plays the server's recorded bytes and records what the client writes.</summary>
-internal sealed class ScriptedTransport : Stream
+internal sealed class ScriptedTransport : DuplexTestStream
 {
     private readonly MemoryStream _server;
     private readonly MemoryStream _written = new();
@@ -113,22 +173,12 @@ internal sealed class ScriptedTransport : Stream
 
     public byte[] Written => _written.ToArray();
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => true;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override int Read(byte[] buffer, int offset, int count) => _server.Read(buffer, offset, count);
     public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => ValueTask.FromResult(_server.Read(buffer.Span));
-    public override void Write(byte[] buffer, int offset, int count) => _written.Write(buffer, offset, count);
     public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
         _written.Write(buffer.Span);
         return ValueTask.CompletedTask;
     }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
 }
 
 /// <summary>Accepts the RFC 8448 server certificate (self-signed, long expired) for replay only.</summary>
@@ -140,7 +190,19 @@ internal sealed class AcceptTraceCertificate : IServerCertificateValidator
 
 internal static class ClientHelloParts
 {
-    /// <summary>Splits a ClientHello message into its random, suites and extensions (for replaying it byte-exactly).</summary>
+    /// <summary>Splits a ServerHello (or HelloRetryRequest) message into its random, suite and extensions.</summary>
+    public static (byte[] Random, CipherSuite Suite, List<(ushort, byte[])> Extensions) SplitServerHello(byte[] serverHello)
+    {
+        var p = 4 + 2;
+        var random = serverHello[p..(p + 32)];
+        p += 32;
+        p += 1 + serverHello[p];
+        var suite = (CipherSuite)((serverHello[p] << 8) | serverHello[p + 1]);
+        p += 3;
+        return (random, suite, Extensions(serverHello, p));
+    }
+
+    /// <summary>Splits a ClientHello message into its random, suites and extensions.</summary>
     public static (byte[] Random, CipherSuite[] Suites, List<(ushort, byte[])> Extensions) Split(byte[] clientHello)
     {
         var p = 4 + 2;
@@ -153,16 +215,21 @@ internal static class ClientHelloParts
         for (var i = 0; i < suites.Length; i++) suites[i] = (CipherSuite)((clientHello[p + 2 * i] << 8) | clientHello[p + 2 * i + 1]);
         p += suitesLength;
         p += 1 + clientHello[p];
-        var extensionsEnd = p + 2 + ((clientHello[p] << 8) | clientHello[p + 1]);
+        return (random, suites, Extensions(clientHello, p));
+    }
+
+    private static List<(ushort, byte[])> Extensions(byte[] message, int p)
+    {
+        var extensionsEnd = p + 2 + ((message[p] << 8) | message[p + 1]);
         p += 2;
         var extensions = new List<(ushort, byte[])>();
         while (p < extensionsEnd)
         {
-            var type = (ushort)((clientHello[p] << 8) | clientHello[p + 1]);
-            var length = (clientHello[p + 2] << 8) | clientHello[p + 3];
-            extensions.Add((type, clientHello[(p + 4)..(p + 4 + length)]));
+            var type = (ushort)((message[p] << 8) | message[p + 1]);
+            var length = (message[p + 2] << 8) | message[p + 3];
+            extensions.Add((type, message[(p + 4)..(p + 4 + length)]));
             p += 4 + length;
         }
-        return (random, suites, extensions);
+        return extensions;
     }
 }

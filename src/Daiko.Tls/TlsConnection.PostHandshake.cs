@@ -1,0 +1,160 @@
+using System.Threading.Channels;
+using Daiko.Tls.KeySchedule;
+using Daiko.Tls.Messages;
+using Daiko.Tls.Records;
+
+namespace Daiko.Tls;
+
+/// <summary>
+/// Post-handshake messages of a <see cref="TlsConnection"/>: session tickets (kept within a count and a
+/// byte budget, newest first to survive) and KeyUpdate (an update_requested is answered once, before
+/// the next application data, never from inside the read path).
+/// </summary>
+public sealed partial class TlsConnection
+{
+    /// <summary>Tickets kept per connection; older ones make way for newer.</summary>
+    public const int MaxTicketsKept = 8;
+
+    /// <summary>Bytes of ticket identities kept per connection.</summary>
+    public const int MaxTicketBytesKept = 128 * 1024;
+
+    private readonly LinkedList<SessionTicket> _tickets = new();
+    private int _ticketBytes;
+    private readonly Channel<SessionTicket> _newTickets = Channel.CreateBounded<SessionTicket>(
+        new BoundedChannelOptions(MaxTicketsKept) { FullMode = BoundedChannelFullMode.DropOldest });
+    private bool _keyUpdateOwed;
+
+    /// <summary>The tickets received and kept (at most <see cref="MaxTicketsKept"/>, oldest first).</summary>
+    public IReadOnlyList<SessionTicket> Tickets
+    {
+        get { lock (_tickets) return _tickets.ToArray(); }
+    }
+
+    private void HandlePostHandshake(HandshakeMessage message)
+    {
+        switch (message.Type)
+        {
+            case HandshakeType.NewSessionTicket:
+            {
+                var nst = NewSessionTicket.Parse(message.Body);
+                var psk = TrafficSecrets.TicketPsk(_suite, _resumptionMasterSecret, nst.Nonce);
+                var ticket = new SessionTicket(nst.Ticket, psk, _suite.Suite, ServerName, ApplicationProtocol,
+                    nst.Lifetime, nst.AgeAdd, nst.MaxEarlyData, _options.Time.GetUtcNow(), nst.Nonce);
+                Keep(ticket);
+                _newTickets.Writer.TryWrite(ticket);
+                break;
+            }
+            case HandshakeType.KeyUpdate:
+            {
+                // A storm of KeyUpdates carries no data: it counts against the same limit as empty records.
+                _records.NoteRecordWithoutData("KeyUpdate");
+                var requested = SimpleMessages.ParseKeyUpdate(message.Body);
+                var read = _records.ReadProtection!;
+                _records.SetReadProtection(new RecordProtection(_suite, TrafficSecrets.Update(_suite, read.TrafficSecret)));
+                // RFC 8446 §4.6.3: the answer goes before our next application data; any number of
+                // requests until then is answered by that one KeyUpdate.
+                if (requested) _keyUpdateOwed = true;
+                break;
+            }
+            default:
+                throw TlsException.Unexpected($"{message.Type} after the handshake");
+        }
+    }
+
+    private void Keep(SessionTicket ticket)
+    {
+        lock (_tickets)
+        {
+            _tickets.AddLast(ticket);
+            _ticketBytes += ticket.Identity.Length;
+            while (_tickets.Count > MaxTicketsKept || _ticketBytes > MaxTicketBytesKept)
+            {
+                _ticketBytes -= _tickets.First!.Value.Identity.Length;
+                _tickets.RemoveFirst();
+            }
+        }
+    }
+
+    /// <summary>Sends the KeyUpdate the server asked for, if one is owed (under the write lock).</summary>
+    private async ValueTask AnswerKeyUpdateIfOwedAsync(CancellationToken cancellationToken)
+    {
+        if (!_keyUpdateOwed) return;
+        _keyUpdateOwed = false;
+        await SendKeyUpdateCoreAsync(false, cancellationToken);
+    }
+
+    /// <summary>
+    /// Waits up to <paramref name="timeout"/> for a ticket not yet returned by this method. Application
+    /// data arriving meanwhile is kept for <see cref="ReadAsync(Memory{byte}, CancellationToken)"/>.
+    /// </summary>
+    public async ValueTask<SessionTicket?> WaitForTicketAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (_newTickets.Reader.TryRead(out var ready)) return ready;
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        cts.CancelAfter(timeout);
+        try
+        {
+            await _readLock.WaitAsync(cts.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return null;
+        }
+        try
+        {
+            while (!_newTickets.Reader.TryRead(out ready))
+            {
+                ThrowIfUnusable();
+                if (_receivedCloseNotify) return null;
+                var pending = _plaintextStart < _plaintext.Length ? _plaintext.AsSpan(_plaintextStart).ToArray() : [];
+                bool more;
+                try
+                {
+                    more = await ReadOneRecordAsync(cts.Token);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    return null;
+                }
+                catch (TlsException e) when (e.InnerException is OperationCanceledException && !cancellationToken.IsCancellationRequested)
+                {
+                    return null;
+                }
+                if (pending.Length > 0)
+                {
+                    _plaintext = [.. pending, .. _plaintext.AsSpan(_plaintextStart)];
+                    _plaintextStart = 0;
+                }
+                if (!more) return null;
+            }
+            return ready;
+        }
+        finally
+        {
+            _readLock.Release();
+        }
+    }
+
+    /// <summary>Sends KeyUpdate and moves to the next write key; optionally asks the server to update too.</summary>
+    public async ValueTask KeyUpdateAsync(bool requestPeerUpdate, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            ThrowIfUnusable();
+            _keyUpdateOwed = false;
+            await SendKeyUpdateCoreAsync(requestPeerUpdate, cancellationToken);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private async ValueTask SendKeyUpdateCoreAsync(bool request, CancellationToken cancellationToken)
+    {
+        await _records.WriteAsync(ContentType.Handshake, SimpleMessages.KeyUpdate(request), cancellationToken);
+        var write = _records.WriteProtection!;
+        _records.SetWriteProtection(new RecordProtection(_suite, TrafficSecrets.Update(_suite, write.TrafficSecret)));
+    }
+}
