@@ -56,9 +56,9 @@ public static class TerminalCostBenchmark
         using var pskKeLink = await LinkProcess.StartAsync(openssl.Port, rtt, kbps);
         using var homeLink = await LinkProcess.StartAsync(homePort, rtt, kbps);
         _homeLink = homeLink;
-        await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{homeLink.Port}", code, "4321", 10_000);
+        await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{homeLink.Port}", code, "432100", createAccessCard: (d, p) => AccessCard.Create(d, p, Daiko.Cards.Access.AccessCardKdf.ForTests));
         using var access = AccessCard.Open(terminalDir);
-        access.Unlock("4321");
+        access.Unlock("432100");
         await using var control = await TerminalClient.ConnectAsync(terminalDir, access.DeviceKey, CancellationToken.None);
         await control.RequestAsync(new ControlMessage("unlock").Set("pin1", "1111").Set("pin2", "2222"), CancellationToken.None);
 

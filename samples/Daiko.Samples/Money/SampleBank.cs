@@ -61,9 +61,9 @@ public sealed class SampleBank
         });
         app.MapPost("/refill-acks", async (HttpContext context) =>
         {
-            using var cardKey = SampleMarketMoney.ClientKey(context);
-            if (cardKey is null) return Results.Unauthorized();
             var body = await SampleMarketMoney.ReadBodyAsync(context);
+            using var cardKey = SampleMarketMoney.PurseKey(context, body);
+            if (cardKey is null) return Results.Unauthorized();
             try
             {
                 return Settle(body, cardKey) ? Results.Text("settled\n") : Results.Conflict("already settled\n");
@@ -94,8 +94,22 @@ public sealed class SampleMarketMoney
 
     public Uri? PublicUrl { get; set; }
 
-    /// <summary>The key of the client certificate on this request's TLS session: the home card's key.</summary>
-    public static ECDsa? ClientKey(HttpContext context) => context.Connection.ClientCertificate?.GetECDsaPublicKey();
+    private static readonly ConcurrentDictionary<string, string> PurseKeys = new();
+
+    /// <summary>
+    /// The home card's purse key for a money message on this request: named by the message's key id
+    /// (kid), and bound on first sight to the client certificate of the TLS session that brought it
+    /// (the card's identity); a later message from the same card under another purse key is refused.
+    /// </summary>
+    public static ECDsa? PurseKey(HttpContext context, byte[] cose)
+    {
+        var certificate = context.Connection.ClientCertificate;
+        var kid = MoneyMessage.KeyIdOf(cose);
+        if (certificate is null || kid is null) return null;
+        var card = Convert.ToHexString(SHA256.HashData(certificate.PublicKey.ExportSubjectPublicKeyInfo()));
+        var bound = PurseKeys.GetOrAdd(card, Convert.ToHexString(kid));
+        return bound == Convert.ToHexString(kid) ? MoneyMessage.SignerKeyOf(cose) : null;
+    }
 
     public static async Task<byte[]> ReadBodyAsync(HttpContext context)
     {
@@ -115,9 +129,9 @@ public sealed class SampleMarketMoney
         });
         app.MapPost("/payments", async (HttpContext context) =>
         {
-            using var cardKey = ClientKey(context);
-            if (cardKey is null) return Results.Unauthorized();
             var body = await ReadBodyAsync(context);
+            using var cardKey = PurseKey(context, body);
+            if (cardKey is null) return Results.Unauthorized();
             try
             {
                 var payment = MoneyMessage.Verify(body, cardKey, MoneyKinds.Payment);
@@ -133,11 +147,12 @@ public sealed class SampleMarketMoney
         });
         app.MapPost("/cancellations", async (HttpContext context) =>
         {
-            using var cardKey = ClientKey(context);
+            var body = await ReadBodyAsync(context);
+            using var cardKey = PurseKey(context, body);
             if (cardKey is null) return Results.Unauthorized();
             try
             {
-                var cancellation = MoneyMessage.Verify(await ReadBodyAsync(context), cardKey, MoneyKinds.Cancellation);
+                var cancellation = MoneyMessage.Verify(body, cardKey, MoneyKinds.Cancellation);
                 if (!_paid.TryRemove(cancellation.Text("payment_id"), out var paid)) return Results.NotFound("no such payment to cancel\n");
                 return Results.Bytes(MoneyMessage.Create(MoneyKinds.CancellationConfirmation).With("market", Id).With("payment_id", cancellation.Text("payment_id"))
                     .With("amount", paid.Amount).With("currency", paid.Currency).With("at", DateTimeOffset.UtcNow).Sign(Key), "application/cose");

@@ -62,7 +62,7 @@ internal static class DemoCommand
         }
         try
         {
-            const string pin1 = "1111", pin2 = "2222", accessPin = "4321";
+            const string pin1 = "1111", pin2 = "2222", accessPin = "432100";
             var home = Path.Combine(root, "home");
             var terminalDir = Path.Combine(root, "terminal");
             using var pki = new DemoPki();
@@ -95,7 +95,7 @@ internal static class DemoCommand
             Say("enrolling a terminal with a one-time code");
             var (secret, _) = server.Devices.AddEnrollmentCode("demo-phone");
             var code = EnrollmentCode.Compose(secret, server.Identity.SpkiHash);
-            await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{server.LocalEndPoint.Port}", code, accessPin, 100_000, ct);
+            await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{server.LocalEndPoint.Port}", code, accessPin, ct);
             using var access = AccessCard.Open(terminalDir);
             Require(access.Unlock(accessPin).Accepted, "the access card did not unlock");
 

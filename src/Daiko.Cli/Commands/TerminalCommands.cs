@@ -38,6 +38,7 @@ internal static class TerminalCommands
         parent.Subcommands.Add(Forward());
         parent.Subcommands.Add(AgentCommand());
         parent.Subcommands.Add(ApplianceCommand());
+        parent.Subcommands.Add(TerminalPinCommands.Pin());
     }
 
     private static Command ApplianceCommand()

@@ -349,6 +349,15 @@ public sealed class HomeServer : IAsyncDisposable
             return;
         }
         Audit(deviceId, "unlock", null, null, "crypto-ready");
+        try
+        {
+            // A purse from before the card's seal is sealed once here, after its log verifies.
+            _wallet.Ledger.SealIfUnsealed();
+        }
+        catch (Cards.Purse.PurseException e)
+        {
+            Log($"the purse is not sealed: {e.Message}");
+        }
         await c.ReplyAsync(m, new ControlMessage("unlocked").Set("state", StateName(_card.State)));
     }
 

@@ -110,7 +110,7 @@ public abstract class PurseLedgerContract : IDisposable
 
     private MoneyMessage VerifyCard(byte[] cose, string kind)
     {
-        using var key = _card.PublicEcKey();
+        using var key = _card.PursePublicKey();
         return MoneyMessage.Verify(cose, key, kind);
     }
 

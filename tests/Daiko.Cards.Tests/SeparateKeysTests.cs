@@ -1,0 +1,128 @@
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using Daiko.Cards.Purse;
+using Daiko.Cards.Tokens;
+using Daiko.TestSupport;
+using Daiko.Tls;
+using Net.Pkcs11Interop.Common;
+
+namespace Daiko.Cards.Tests;
+
+/// <summary>The home card's two keys on a real SoftHSM2 token: the TLS key signs only CertificateVerify content, the purse key only money.</summary>
+public sealed class SeparateKeysTests : IDisposable
+{
+    private const string Pin1 = "1111";
+    private const string Pin2 = "2222";
+
+    private readonly TempDirectory _dir = new("daiko-keys");
+
+    private HomeCardOptions Options => new(_dir.Path);
+
+    public void Dispose() => _dir.Dispose();
+
+    private HomeCard ReadyCard()
+    {
+        var card = HomeCard.Initialize(Options, HomeCardKeyType.P256, Pin1, Pin2, "admin-code-123");
+        Assert.True(card.EnterPin1(Pin1).Accepted);
+        Assert.True(card.EnterPin2(Pin2).Accepted);
+        return card;
+    }
+
+    private static byte[] Sign(HomeCard card, byte[] content) =>
+        card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, content, default).AsTask().GetAwaiter().GetResult();
+
+    [Fact]
+    public void TlsKey_SignsClientCertificateVerifyContent_AndRefusesAnythingElse()
+    {
+        using var card = ReadyCard();
+        using var tlsKey = card.PublicEcKey();
+        var content = HomeCardTests.CertificateVerifyContent();
+        Assert.True(tlsKey.VerifyData(content, Sign(card, content), HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+        Assert.NotEmpty(Sign(card, HomeCardTests.CertificateVerifyContent(48)));
+
+        var server = content.ToArray();
+        "TLS 1.3, server"u8.CopyTo(server.AsSpan(64));
+        var notSpaces = content.ToArray();
+        notSpaces[5] = 0x21;
+        var noSeparator = content.ToArray();
+        noSeparator[64 + 33] = 0x01;
+        var money = MoneyMessage.Create(MoneyKinds.Payment).With("amount", 100L).Payload();
+        byte[][] refused = [RandomNumberGenerator.GetBytes(130), server, notSpaces, noSeparator, content[..^1], [.. content, 0], money, SigStructure(money)];
+        foreach (var bytes in refused)
+        {
+            Assert.Throws<CryptographicException>(() => Sign(card, bytes));
+        }
+    }
+
+    [Fact]
+    public void MoneyMessages_VerifyUnderThePurseKey_NamedByTheirKid_AndNotUnderTheTlsKey()
+    {
+        using var card = ReadyCard();
+        var cose = MoneyMessage.Create(MoneyKinds.Payment).With("payment_id", "p1").With("amount", 250L).Sign(card.OpenMoneySigner());
+
+        using var purse = card.PursePublicKey();
+        Assert.Equal(250, MoneyMessage.Verify(cose, purse, MoneyKinds.Payment).Integer("amount"));
+        Assert.Equal(card.PurseKeyInfo, MoneyMessage.KeyIdOf(cose));
+        using var named = MoneyMessage.SignerKeyOf(cose)!;
+        Assert.Equal(250, MoneyMessage.Verify(cose, named, MoneyKinds.Payment).Integer("amount"));
+        using var tls = card.PublicEcKey();
+        Assert.Equal(PurseRefusal.BadSignature, Assert.Throws<PurseException>(() => MoneyMessage.Verify(cose, tls, MoneyKinds.Payment)).Refusal);
+        Assert.NotEqual(card.PublicKeyInfo, card.PurseKeyInfo);
+    }
+
+    [Fact]
+    public void PurseKey_RefusesCertificateVerifyContent_AndUnknownKinds()
+    {
+        using var card = ReadyCard();
+        var signer = card.OpenMoneySigner();
+        Assert.Throws<CryptographicException>(() => signer.SignStructure(HomeCardTests.CertificateVerifyContent()));
+        Assert.Throws<CryptographicException>(() => MoneyMessage.Create("anything").With("amount", 1L).Sign(signer));
+        Assert.NotEmpty(MoneyMessage.Create(MoneyKinds.RefillAck).With("amount", 1L).Sign(signer));
+    }
+
+    [Fact]
+    public void AnOldCardWithoutAPurseKey_GetsOneAtItsNextUnlock()
+    {
+        using (var card = HomeCard.Initialize(Options, HomeCardKeyType.P256, Pin1, Pin2, "admin-code-123"))
+        {
+            // Make it a card from before the purse key: no purse key in the token, none in card.json.
+            using var session = card.Token.OpenSession(pin1Token: false, readWrite: true);
+            session.Login(CKU.CKU_USER, Pin2);
+            var f = card.Token.Module.Factories.ObjectAttributeFactory;
+            foreach (var o in session.FindAllObjects([f.Create(CKA.CKA_ID, KeyTemplates.PurseKeyId)])) session.DestroyObject(o);
+            session.Logout();
+        }
+        var configPath = Path.Combine(_dir.Path, "card", "card.json");
+        var config = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        config.Remove("PurseKeyInfo");
+        File.WriteAllText(configPath, config.ToJsonString());
+
+        using var old = HomeCard.Open(Options);
+        Assert.Null(old.PurseKeyInfo);
+        Assert.Throws<CardNotReadyException>(() => old.OpenMoneySigner());
+        Assert.True(old.EnterPin1(Pin1).Accepted);
+        Assert.True(old.EnterPin2(Pin2).Accepted);
+
+        Assert.NotNull(old.PurseKeyInfo);
+        var cose = MoneyMessage.Create(MoneyKinds.Payment).With("amount", 5L).Sign(old.OpenMoneySigner());
+        using var purse = old.PursePublicKey();
+        Assert.Equal(5, MoneyMessage.Verify(cose, purse, MoneyKinds.Payment).Integer("amount"));
+        var inspected = old.InspectPrivateKey(Pin2, purseKey: true);
+        Assert.True(inspected.Sensitive);
+        Assert.False(inspected.Extractable);
+        Assert.False(inspected.ValueReadable);
+        Assert.Contains("PurseKeyInfo", File.ReadAllText(configPath), StringComparison.Ordinal);
+    }
+
+    private static byte[] SigStructure(byte[] payload)
+    {
+        var w = new System.Formats.Cbor.CborWriter();
+        w.WriteStartArray(4);
+        w.WriteTextString("Signature1");
+        w.WriteByteString([0xA1, 0x01, 0x26]);
+        w.WriteByteString([]);
+        w.WriteByteString(payload);
+        w.WriteEndArray();
+        return w.Encode();
+    }
+}
