@@ -54,6 +54,37 @@ public sealed class SeparateKeysTests : IDisposable
         }
     }
 
+    private static byte[] Message(byte type, params byte[] body) => [type, 0, (byte)(body.Length >> 8), (byte)body.Length, .. body];
+
+    [Fact]
+    public void TlsKey_SignsAWholeTls12ClientHandshake_AndRefusesPiecesOfOne()
+    {
+        using var card = ReadyCard();
+        using var tlsKey = card.PublicEcKey();
+        var hello = Message(1, 3, 3, 1, 2, 3);
+        var serverHello12 = Message(2, 3, 3, 9, 9);
+        var serverHello13Version = Message(2, 3, 4, 9, 9);
+        var certificate = Message(11, 0, 0, 0);
+        var done = Message(14);
+        var keyExchange = Message(16, 32, 7, 7);
+        byte[] transcript = [.. hello, .. serverHello12, .. certificate, .. done, .. keyExchange];
+        Assert.True(tlsKey.VerifyData(transcript, Sign(card, transcript), HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+
+        byte[][] refused =
+        [
+            [.. serverHello12, .. certificate, .. done, .. keyExchange],           // no ClientHello first
+            [.. hello, .. serverHello13Version, .. certificate, .. done, .. keyExchange], // not a TLS 1.2 ServerHello
+            [.. hello, .. serverHello12, .. certificate, .. keyExchange],          // no ServerHelloDone
+            [.. hello, .. serverHello12, .. certificate, .. done],                 // not ending in ClientKeyExchange
+            transcript[..^1],                                                      // a cut message
+            [.. transcript, 0],                                                    // trailing bytes
+        ];
+        foreach (var bytes in refused)
+        {
+            Assert.Throws<CryptographicException>(() => Sign(card, bytes));
+        }
+    }
+
     [Fact]
     public void MoneyMessages_VerifyUnderThePurseKey_NamedByTheirKid_AndNotUnderTheTlsKey()
     {

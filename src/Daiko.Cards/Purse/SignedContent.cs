@@ -27,6 +27,34 @@ internal static class SignedContent
     }
 
     /// <summary>
+    /// A TLS 1.2 client CertificateVerify signs the handshake messages so far (RFC 5246 §7.4.8), which
+    /// carry no context string. Accepted only when the bytes are whole handshake messages from a
+    /// ClientHello through a ServerHello of TLS 1.2, a ServerHelloDone and, last, the ClientKeyExchange —
+    /// a form neither TLS 1.3 content (64 spaces) nor a COSE Sig_structure (a CBOR array) can take.
+    /// </summary>
+    public static bool IsTls12ClientHandshake(ReadOnlySpan<byte> content)
+    {
+        const byte ClientHello = 1, ServerHello = 2, ServerHelloDone = 14, ClientKeyExchange = 16;
+        byte first = 0, last = 0;
+        var sawTls12ServerHello = false;
+        var sawDone = false;
+        while (!content.IsEmpty)
+        {
+            if (content.Length < 4) return false;
+            var type = content[0];
+            var length = (content[1] << 16) | (content[2] << 8) | content[3];
+            if (content.Length < 4 + length) return false;
+            var body = content.Slice(4, length);
+            if (first == 0) first = type;
+            if (type == ServerHello) sawTls12ServerHello = body.Length >= 2 && body[0] == 3 && body[1] == 3;
+            if (type == ServerHelloDone) sawDone = true;
+            last = type;
+            content = content[(4 + length)..];
+        }
+        return first == ClientHello && sawTls12ServerHello && sawDone && last == ClientKeyExchange;
+    }
+
+    /// <summary>
     /// RFC 9052 §4.4: ["Signature1", protected, external_aad, payload], where the payload is a canonical
     /// CBOR map whose "kind" is one of the money kinds.
     /// </summary>

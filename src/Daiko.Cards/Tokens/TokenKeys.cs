@@ -82,7 +82,8 @@ internal sealed class TokenRsaSignatureGenerator : X509SignatureGenerator
 
 /// <summary>
 /// CertificateVerify signatures for the TLS engine, made in the home card with its TLS identity key —
-/// over TLS 1.3 client CertificateVerify content only (RFC 8446 §4.4.3): anything else is refused
+/// over TLS 1.3 client CertificateVerify content (RFC 8446 §4.4.3) or a whole TLS 1.2 client handshake
+/// (RFC 5246 §7.4.8) only: anything else is refused
 /// before the token sees it, so nothing the TLS key signs can stand for a money message.
 /// </summary>
 internal sealed class HomeCardTlsSigner(HomeCard card) : ITlsSigner
@@ -97,9 +98,9 @@ internal sealed class HomeCardTlsSigner(HomeCard card) : ITlsSigner
     public ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
     {
         if (!SupportedSchemes.Contains(scheme)) throw new NotSupportedException($"the home card cannot sign with {scheme}");
-        if (!SignedContent.IsClientCertificateVerify(content.Span))
+        if (!SignedContent.IsClientCertificateVerify(content.Span) && !SignedContent.IsTls12ClientHandshake(content.Span))
         {
-            throw new CryptographicException("the home card's TLS key signs TLS 1.3 client CertificateVerify content only");
+            throw new CryptographicException("the home card's TLS key signs TLS 1.3 client CertificateVerify content or a TLS 1.2 client handshake only");
         }
         var signature = scheme switch
         {
