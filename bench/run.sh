@@ -3,6 +3,7 @@
 #   bench/run.sh            full terminal-cost and home-throughput runs
 #   bench/run.sh --quick    a short run (what the test suite runs so the benchmark cannot rot)
 #   bench/run.sh micro      BenchmarkDotNet micro-benchmarks (record layer, key schedule)
+#   (a full run also measures offline PIN guessing against an access-card key file: access-card-kdf.md)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/install-deps.sh"
@@ -15,3 +16,6 @@ if [ "${1:-}" = "micro" ]; then
 fi
 $bench terminal-cost "$@"
 $bench home-throughput "$@"
+if [ "${1:-}" != "--quick" ]; then
+  $bench access-card-kdf > "$root/bench/results/access-card-kdf.md"
+fi

@@ -24,15 +24,19 @@ public static class DemoRun
 {
     private sealed record Row(string Way, long BytesSent, long BytesReceived, long RoundTrips, long PublicKeyOps, long ControlBytes, double Milliseconds);
 
-    /// <summary>Runs the demo; returns null when every step worked, else the sentence saying which step failed.</summary>
-    public static async Task<string?> RunAsync(bool keep, CancellationToken ct)
+    /// <summary>Runs the demo (the delegated fetches <paramref name="rounds"/> times); returns null when every step worked, else the sentence saying which step failed.</summary>
+    public static async Task<string?> RunAsync(bool keep, int rounds, CancellationToken ct)
     {
         var root = Directory.CreateTempSubdirectory("daiko-demo-").FullName;
         var step = 0;
-        void Say(string text) => Console.WriteLine($"[{++step,2}] {text}");
+        void Say(string text)
+        {
+            ct.ThrowIfCancellationRequested();
+            Console.WriteLine($"[{++step,2}] {text}");
+        }
         try
         {
-            const string pin1 = "1111", pin2 = "2222", accessPin = "4321";
+            const string pin1 = "1111", pin2 = "2222", accessPin = "432100";
             var home = Path.Combine(root, "home");
             var terminalDir = Path.Combine(root, "terminal");
             using var pki = new DemoPki();
@@ -65,7 +69,7 @@ public static class DemoRun
             Say("enrolling a terminal with a one-time code");
             var (secret, _) = server.Devices.AddEnrollmentCode("demo-phone");
             var code = EnrollmentCode.Compose(secret, server.Identity.SpkiHash);
-            await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{server.LocalEndPoint.Port}", code, accessPin, 100_000, ct);
+            await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{server.LocalEndPoint.Port}", code, accessPin, ct);
             using var access = AccessCard.Open(terminalDir);
             Require(access.Unlock(accessPin).Accepted, "the access card did not unlock");
 
@@ -77,10 +81,14 @@ public static class DemoRun
             var rows = new List<Row>();
             Say("direct mutual TLS from the terminal (the baseline: the terminal would need the user's key)");
             rows.Add(await DirectAsync(pki, market.Port, ct));
-            foreach (var mode in new[] { DelegationMode.Resume, DelegationMode.Handoff, DelegationMode.Relay, DelegationMode.Assist })
+            for (var round = 1; round <= rounds; round++)
             {
-                Say($"fetching /whoami in {mode.ToString().ToLowerInvariant()} mode");
-                rows.Add(await DelegatedAsync(control, market.Port, mode, ct));
+                foreach (var mode in new[] { DelegationMode.Resume, DelegationMode.Handoff, DelegationMode.Relay, DelegationMode.Assist })
+                {
+                    Say($"fetching /whoami in {mode.ToString().ToLowerInvariant()} mode" + (rounds > 1 ? $" (round {round} of {rounds})" : ""));
+                    var row = await DelegatedAsync(control, market.Port, mode, ct);
+                    if (round == 1) rows.Add(row);
+                }
             }
 
             var wallet = new Daiko.Terminal.Wallet.WalletClient(control, DelegationMode.Resume);
@@ -99,7 +107,7 @@ public static class DemoRun
             Say("mailing the payment log");
             var (sent, _) = await wallet.MailAsync(ct);
             Require(sent == 1, "the payment log was not mailed");
-            var mail = await smtp.WaitForMailAsync(TimeSpan.FromSeconds(10));
+            var mail = await smtp.WaitForMailAsync(TimeSpan.FromSeconds(10)).WaitAsync(ct);
             Console.WriteLine("     mail that arrived:");
             foreach (var line in mail.Split('\n').Where(l => l.StartsWith("Subject:", StringComparison.Ordinal) || l.Contains("  refill", StringComparison.Ordinal) || l.Contains("  payment", StringComparison.Ordinal) || l.Contains("  cancellation", StringComparison.Ordinal) || l.StartsWith("log intact", StringComparison.Ordinal)))
             {
@@ -139,6 +147,7 @@ public static class DemoRun
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
+            if (Environment.GetEnvironmentVariable("DAIKO_DEBUG") == "1") Console.Error.WriteLine(e);
             return $"demo step {step} failed: {e.Message}";
         }
         finally

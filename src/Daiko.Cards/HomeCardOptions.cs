@@ -14,7 +14,7 @@ public sealed record HomeCardOptions(string Directory)
 
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
-    public const int MaxTries = 3;
+    public const int MaxTries = Pins.CountedPinCheck.MaxTries;
 
     internal string CardDirectory => Path.Combine(Directory, "card");
 

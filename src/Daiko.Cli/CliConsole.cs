@@ -9,6 +9,43 @@ internal static class CliConsole
     /// <summary>Exit code for bad usage.</summary>
     public const int Usage = 2;
 
+    /// <summary>An exception's message as a sentence: without .NET's " (Parameter 'x')" suffix.</summary>
+    public static string Sentence(Exception e) =>
+        e is ArgumentException { ParamName: { } name } ? e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : e.Message;
+
+    public static int Fail(Exception e) => Fail(Sentence(e));
+
+    /// <summary>"cannot reach HOST:PORT" with the reason in words.</summary>
+    public static string Unreachable(string where, System.Net.Sockets.SocketException e) => e.SocketErrorCode switch
+    {
+        System.Net.Sockets.SocketError.ConnectionRefused => $"cannot reach {where}: nothing is listening there (connection refused)",
+        System.Net.Sockets.SocketError.HostNotFound or System.Net.Sockets.SocketError.NoData => $"cannot reach {where}: no such host",
+        System.Net.Sockets.SocketError.TimedOut => $"cannot reach {where}: the connection timed out",
+        System.Net.Sockets.SocketError.NetworkUnreachable or System.Net.Sockets.SocketError.HostUnreachable => $"cannot reach {where}: no route to it",
+        _ => $"cannot reach {where}: {e.Message}",
+    };
+
+    /// <summary>After <paramref name="after"/> without being disposed, says on stderr what is still awaited (one line).</summary>
+    public static IDisposable ProgressAfter(TimeSpan after, string line) => new Progress(after, line);
+
+    private sealed class Progress : IDisposable
+    {
+        private readonly Lock _gate = new();
+        private readonly Timer _timer;
+        private bool _done;
+
+        public Progress(TimeSpan after, string line) => _timer = new Timer(_ =>
+        {
+            lock (_gate) if (!_done) Console.Error.WriteLine($"daiko: {line}");
+        }, null, after, Timeout.InfiniteTimeSpan);
+
+        public void Dispose()
+        {
+            lock (_gate) _done = true;
+            _timer.Dispose();
+        }
+    }
+
     public static int Fail(string sentence)
     {
         Console.Error.WriteLine($"daiko: {sentence}");
@@ -37,11 +74,23 @@ internal static class CliConsole
     /// Reads one secret line. With redirected stdin (scripts, <c>--pin-stdin</c>) reads a plain line;
     /// on a terminal prompts on stderr and does not echo.
     /// </summary>
+    /// <summary>
+    /// Reads a new secret: from redirected stdin one line; on a terminal twice, and refuses two entries
+    /// that differ (a typo in a new PIN would otherwise lock its owner out).
+    /// </summary>
+    public static string ReadNewSecret(string prompt)
+    {
+        var first = ReadSecret(prompt);
+        if (Console.IsInputRedirected) return first;
+        if (ReadSecret($"{prompt} again") != first) throw new CliInputException($"the two entries of the {prompt} differ; nothing was changed");
+        return first;
+    }
+
     public static string ReadSecret(string prompt)
     {
         if (Console.IsInputRedirected)
         {
-            return Console.In.ReadLine() ?? throw new InvalidOperationException($"expected {prompt} on standard input, got end of input");
+            return Console.In.ReadLine() ?? throw new CliInputException($"expected the {prompt} on standard input (one a line), but the input ended");
         }
         Console.Error.Write($"{prompt}: ");
         var chars = new System.Text.StringBuilder();
@@ -56,3 +105,9 @@ internal static class CliConsole
         return chars.ToString();
     }
 }
+
+/// <summary>Standard input ended before every expected secret was read (bad usage: exit 2).</summary>
+internal sealed class CliInputException(string message) : Exception(message);
+
+/// <summary>A mistake in what the user typed, found after parsing (exit 2).</summary>
+internal sealed class CliUsageException(string message) : Exception(message);

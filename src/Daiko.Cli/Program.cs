@@ -24,9 +24,22 @@ public static class Program
         root.Subcommands.Add(terminal);
 
         root.Subcommands.Add(DemoCommand.Build());
+        CliHelp.Install(root);
         try
         {
-            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            var parse = root.Parse(args);
+            if (parse.Errors.Count > 0 && parse.Action is not System.CommandLine.Help.HelpAction && !args.Contains("--help") && !args.Contains("-h")) return CliChecks.ReportUsage(parse);
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (((Exception?)Find<CliInputException>(e) ?? Find<CliUsageException>(e)) is { } mistake)
+        {
+            CliConsole.Fail(mistake.Message);
+            return CliConsole.Usage;
+        }
+        catch (Exception e) when (Find<Daiko.Protocol.ControlErrorException>(e) is { } refused)
+        {
+            Debug(e);
+            return CliConsole.Fail(refused.Message);
         }
         catch (Exception e) when (Find<Microsoft.Data.Sqlite.SqliteException>(e) is { } db)
         {

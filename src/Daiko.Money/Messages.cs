@@ -4,7 +4,7 @@ namespace Daiko.Money;
 public sealed record PaymentRequest(string Market, string Order, string RequestId, long Amount, string Currency, DateTimeOffset Expires, string Url)
     : MoneyMessage, IMoneyKind<PaymentRequest>
 {
-    public static string WireKind => "payment-request";
+    public static string WireKind => MoneyKinds.PaymentRequest;
 
     public override string Kind => WireKind;
 
@@ -27,7 +27,7 @@ public sealed record PaymentRequest(string Market, string Order, string RequestI
 public sealed record Payment(string Card, string PaymentId, string RequestHash, string Market, string Order, long Amount, string Currency, DateTimeOffset At)
     : MoneyMessage, IMoneyKind<Payment>
 {
-    public static string WireKind => "payment";
+    public static string WireKind => MoneyKinds.Payment;
 
     public override string Kind => WireKind;
 
@@ -51,7 +51,7 @@ public sealed record Payment(string Card, string PaymentId, string RequestHash, 
 public sealed record Refill(string Bank, string Card, string RefillId, long Amount, string Currency, DateTimeOffset Expires)
     : MoneyMessage, IMoneyKind<Refill>
 {
-    public static string WireKind => "refill";
+    public static string WireKind => MoneyKinds.Refill;
 
     public override string Kind => WireKind;
 
@@ -73,7 +73,7 @@ public sealed record Refill(string Bank, string Card, string RefillId, long Amou
 public sealed record RefillAck(string Card, string RefillId, long Amount, string Currency, DateTimeOffset At)
     : MoneyMessage, IMoneyKind<RefillAck>
 {
-    public static string WireKind => "refill-ack";
+    public static string WireKind => MoneyKinds.RefillAck;
 
     public override string Kind => WireKind;
 
@@ -93,7 +93,7 @@ public sealed record RefillAck(string Card, string RefillId, long Amount, string
 public sealed record Cancellation(string Card, string PaymentId, string Market, long Amount, string Currency, DateTimeOffset At)
     : MoneyMessage, IMoneyKind<Cancellation>
 {
-    public static string WireKind => "cancellation";
+    public static string WireKind => MoneyKinds.Cancellation;
 
     public override string Kind => WireKind;
 
@@ -115,7 +115,7 @@ public sealed record Cancellation(string Card, string PaymentId, string Market, 
 public sealed record CancellationConfirmation(string Market, string PaymentId, long Amount, string Currency, DateTimeOffset At)
     : MoneyMessage, IMoneyKind<CancellationConfirmation>
 {
-    public static string WireKind => "cancellation-confirmation";
+    public static string WireKind => MoneyKinds.CancellationConfirmation;
 
     public override string Kind => WireKind;
 
@@ -135,7 +135,7 @@ public sealed record CancellationConfirmation(string Market, string PaymentId, l
 /// <summary>The home card's signed head of its payment log (sent with each report).</summary>
 public sealed record LogHead(string Card, long Entries, string Head, DateTimeOffset At) : MoneyMessage, IMoneyKind<LogHead>
 {
-    public static string WireKind => "log-head";
+    public static string WireKind => MoneyKinds.LogHead;
 
     public override string Kind => WireKind;
 
@@ -148,4 +148,26 @@ public sealed record LogHead(string Card, long Entries, string Head, DateTimeOff
     }
 
     public static LogHead Read(MoneyReader r) => new(r.Text("card"), r.Integer("entries"), r.Text("head"), r.Time("at"));
+}
+
+/// <summary>
+/// The home card's seal over the purse as stored: its counter (the token holds the other copy), the
+/// log's head and entry count, and the balances as one canonical text ("EUR=5;JPY=1000").
+/// </summary>
+public sealed record BalanceSeal(string Card, long Counter, string Head, long Entries, string Balances) : MoneyMessage, IMoneyKind<BalanceSeal>
+{
+    public static string WireKind => MoneyKinds.PurseSeal;
+
+    public override string Kind => WireKind;
+
+    internal override void Write(MoneyWriter w)
+    {
+        w.Text("card", Card);
+        w.Integer("counter", Counter);
+        w.Text("head", Head);
+        w.Integer("entries", Entries);
+        w.Text("balances", Balances);
+    }
+
+    public static BalanceSeal Read(MoneyReader r) => new(r.Text("card"), r.Integer("counter"), r.Text("head"), r.Integer("entries"), r.Text("balances"));
 }

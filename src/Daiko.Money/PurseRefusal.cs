@@ -14,6 +14,9 @@ public enum PurseRefusal
     UnknownPayment,
     CardNotReady,
     WrongCard,
+
+    /// <summary>The stored balances or log do not match the home card's seal (edited, truncated, reordered or rolled back).</summary>
+    SealBroken,
 }
 
 public sealed class PurseException(PurseRefusal refusal, string message) : Exception(message)

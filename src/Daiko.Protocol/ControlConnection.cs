@@ -47,6 +47,12 @@ public sealed class ControlConnection : IAsyncDisposable
 
     public string? CloseReason { get; private set; }
 
+    /// <summary>What ended the reader, when it was a failure rather than a clean close (for DAIKO_DEBUG=1).</summary>
+    public Exception? CloseException { get; private set; }
+
+    /// <summary>Called for every error reply this side sends (the home server logs each refusal): the request's message, the code, the sentence.</summary>
+    public Action<ControlMessage?, ErrorCode, string>? OnRefusal { get; init; }
+
     /// <summary>The code the other side gave when it refused the whole connection (e.g. revoked).</summary>
     public ErrorCode? CloseCode { get; private set; }
 
@@ -82,6 +88,13 @@ public sealed class ControlConnection : IAsyncDisposable
         catch (Exception e) when (e is IOException or ProtocolException or OperationCanceledException or ObjectDisposedException or System.Security.Authentication.AuthenticationException or Daiko.Tls.TlsException)
         {
             CloseReason ??= e is ProtocolException ? e.Message : "the control channel was lost";
+            CloseException ??= e;
+        }
+        catch (Exception e)
+        {
+            // Any other failure of the transport still ends the channel, and says why instead of a bare "connection closed".
+            CloseReason ??= $"the control channel broke ({e.Message})";
+            CloseException ??= e;
         }
         finally
         {
@@ -99,6 +112,7 @@ public sealed class ControlConnection : IAsyncDisposable
             return;
         }
         if (_onRequest is null) return;
+        OnRefusal?.Invoke(null, e.Code, e.Message);
         await SendAsync(id, new ErrorReply(e.Code, e.Message), _closed.Token).ConfigureAwait(false);
     }
 
@@ -200,7 +214,7 @@ public sealed class ControlConnection : IAsyncDisposable
         {
             throw new ControlErrorException(CloseCode ?? ErrorCode.Unavailable, _closed.IsCancellationRequested
                 ? $"the home server closed the control channel: {CloseReason ?? "connection closed"}"
-                : "the home server did not answer in time");
+                : "the home server did not answer in time", inner: CloseException);
         }
         finally
         {
@@ -208,13 +222,19 @@ public sealed class ControlConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Sends a notification (relay data) or, with the request's id, a reply.</summary>
+    /// <summary>
+    /// Sends a notification (relay data) or, with the request's id, a reply. <paramref name="cancellationToken"/>
+    /// stops only the wait for the channel: a frame once begun is written whole, because the stream underneath
+    /// is shared by every request and relay (a TLS stream cancelled mid-write may already have used a record
+    /// sequence number, or sent half a frame, and every later frame would then break the channel). A write
+    /// that never ends ends when the connection closes (the stream is disposed).
+    /// </summary>
     public async ValueTask SendAsync(long id, ControlMessage message, CancellationToken cancellationToken)
     {
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            Interlocked.Add(ref _bytesSent, await ControlFrame.WriteAsync(_stream, id, message, cancellationToken).ConfigureAwait(false));
+            Interlocked.Add(ref _bytesSent, await ControlFrame.WriteAsync(_stream, id, message, CancellationToken.None).ConfigureAwait(false));
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
@@ -235,7 +255,11 @@ public sealed class ControlConnection : IAsyncDisposable
         }
     }
 
-    public Task ReplyAsync(ControlRequest request, ControlMessage reply) => SendAsync(request.Id, reply, _closed.Token).AsTask();
+    public Task ReplyAsync(ControlRequest request, ControlMessage reply)
+    {
+        if (reply is ErrorReply refusal) OnRefusal?.Invoke(request.Message, refusal.Code, refusal.Message);
+        return SendAsync(request.Id, reply, _closed.Token).AsTask();
+    }
 
     public Task ReplyErrorAsync(ControlRequest request, ErrorCode code, string message, int? triesLeft = null) =>
         ReplyAsync(request, new ErrorReply(code, message, triesLeft));

@@ -27,6 +27,7 @@ public static class ControlProtocol
     internal const int MaxListItems = 10_000;
     internal const int MaxCertificateBytes = 64 * 1024;
     internal const int MaxChainLength = 16;
-    internal const int MaxSignContentBytes = 1024;
+    /// <summary>TLS 1.3 CertificateVerify content is at most 162 bytes, but a whole TLS 1.2 client handshake (assist) carries both chains: only the frame bounds it; the home server checks what it is.</summary>
+    internal const int MaxSignContentBytes = MaxFrameBytes;
     internal const int MaxMoneyMessageBytes = 64 * 1024;
 }

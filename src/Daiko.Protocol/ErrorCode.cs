@@ -43,6 +43,7 @@ public enum ErrorCode
     PurseUnknownPayment,
     PurseCardNotReady,
     PurseWrongCard,
+    PurseSealBroken,
     ApplianceUnknownAppliance,
     ApplianceUnreachable,
     ApplianceRefused,

@@ -20,7 +20,7 @@ public sealed class ProtocolException(string message, string? field = null, Exce
 }
 
 /// <summary>An <c>error</c> reply, or a failure the terminal reports the same way: a code a program can act on and a sentence a person can.</summary>
-public sealed class ControlErrorException(ErrorCode code, string message, int? triesLeft = null) : Exception(message)
+public sealed class ControlErrorException(ErrorCode code, string message, int? triesLeft = null, Exception? inner = null) : Exception(message, inner)
 {
     public ErrorCode Code { get; } = code;
 

@@ -25,6 +25,7 @@ public sealed record TerminalProfile
 
     public void Save(string directory) => File.WriteAllText(PathIn(directory), JsonSerializer.Serialize(this));
 
+    [JsonIgnore]
     public (string Host, int Port) Endpoint
     {
         get

@@ -3,7 +3,7 @@ using Daiko.Tls.Records;
 
 namespace Daiko.Tls;
 
-/// <summary>Entry points of the TLS 1.3 client engine.</summary>
+/// <summary>Entry points of the TLS client engine (TLS 1.3, and the TLS 1.2 profile when offered).</summary>
 public static class TlsClient
 {
     /// <summary>
@@ -18,17 +18,19 @@ public static class TlsClient
         using var context = new HandshakeContext(options, records);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.HandshakeTimeout);
+        HandshakeState? state = null;
         try
         {
             var random = context.Random(32);
             await ClientHelloFlight.SendAsync(context, null, random, timeout.Token);
-            HandshakeState state = new ExpectServerHello(random);
-            while (state is not HandshakeComplete)
+            state = new ExpectServerHello(random);
+            while (state is not HandshakeComplete and not Tls12.HandshakeComplete12)
             {
                 var message = await records.ReadHandshakeAsync(timeout.Token);
                 state = await state.HandleAsync(message, context, timeout.Token);
             }
             records.AllowChangeCipherSpec = false;
+            if (state is Tls12.HandshakeComplete12 tls12) return tls12.Connect(records, context);
             var complete = (HandshakeComplete)state;
             var connection = new TlsConnection(records, options, context.Suite!, context.Group, context.KeyExchange, context.Alpn,
                 context.EarlyDataAccepted, context.ServerChain, complete.ResumptionMasterSecret);
@@ -50,6 +52,7 @@ public static class TlsClient
         {
             if (!e.SentByPeer && e.Error != TlsError.TransportClosed) await FailAsync(records, e.Alert);
             else Abandon(records);
+            if (Tls12.Tls12Profile.Explain(e, options, state) is { } explained) throw explained;
             throw;
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
@@ -128,6 +131,7 @@ public static class TlsClient
     public static TlsConnection Import(Stream transport, ExportedSession session, TlsClientOptions? options = null)
     {
         options ??= new TlsClientOptions();
+        if (session.Version == TlsVersions.Tls12) return TlsConnection.Import12(transport, session, options);
         var suite = KeySchedule.CipherSuiteInfo.Get(session.Suite);
         var records = new RecordLayer(transport, options.Counters) { Padding = options.RecordPadding, AllowChangeCipherSpec = false };
         records.SetReadProtection(new RecordProtection(suite, (byte[])session.ServerSecret.Clone(), session.ServerSequence));
@@ -140,7 +144,10 @@ public static class TlsClient
 
     private static void Validate(TlsClientOptions options)
     {
-        if (options.CipherSuites.Count == 0) throw new ArgumentException("at least one cipher suite is required", nameof(options));
+        if ((options.Versions & TlsVersions.Both) == 0) throw new ArgumentException("at least one protocol version is required", nameof(options));
+        if (options.Versions.HasFlag(TlsVersions.Tls13) && options.CipherSuites.Count == 0) throw new ArgumentException("at least one cipher suite is required", nameof(options));
+        if (options.Versions.HasFlag(TlsVersions.Tls12) && (options.Tls12CipherSuites.Count == 0 || options.Tls12CipherSuites.Any(s => KeySchedule.CipherSuiteInfo.FindTls12(s) is null)))
+            throw new ArgumentException("TLS 1.2 suites must be non-empty and among the ECDHE AEAD suites supported here", nameof(options));
         if (options.Groups.Count == 0 || options.Groups.Any(g => !Crypto.KeyShare.IsSupported(g))) throw new ArgumentException("groups must be non-empty and among x25519, secp256r1, secp384r1", nameof(options));
         if (options.CertificateValidator is null && !options.InsecureSkipValidation) throw new ArgumentException("a certificate validator is required", nameof(options));
         if (options.PskModes.Count == 0) throw new ArgumentException("at least one PSK mode is required", nameof(options));

@@ -16,6 +16,21 @@ public sealed record TlsClientOptions
     public IReadOnlyList<CipherSuite> CipherSuites { get; init; } =
         [CipherSuite.Aes128GcmSha256, CipherSuite.Aes256GcmSha384, CipherSuite.ChaCha20Poly1305Sha256];
 
+    /// <summary>
+    /// The versions offered in the one ClientHello. <see cref="TlsVersions.Tls13"/> alone (the default)
+    /// writes exactly the ClientHello of a TLS 1.3-only client; adding <see cref="TlsVersions.Tls12"/>
+    /// offers the TLS 1.2 profile too (ECDHE, AEAD suites, Extended Master Secret, tickets).
+    /// </summary>
+    public TlsVersions Versions { get; init; } = TlsVersions.Tls13;
+
+    /// <summary>The TLS 1.2 suites offered when <see cref="Versions"/> includes TLS 1.2: ECDHE with AEAD only.</summary>
+    public IReadOnlyList<CipherSuite> Tls12CipherSuites { get; init; } =
+    [
+        CipherSuite.EcdheEcdsaAes128GcmSha256, CipherSuite.EcdheRsaAes128GcmSha256,
+        CipherSuite.EcdheEcdsaAes256GcmSha384, CipherSuite.EcdheRsaAes256GcmSha384,
+        CipherSuite.EcdheEcdsaChaCha20Poly1305Sha256, CipherSuite.EcdheRsaChaCha20Poly1305Sha256,
+    ];
+
     /// <summary>Offered groups; the first gets a key share, others cost a HelloRetryRequest if chosen.</summary>
     public IReadOnlyList<NamedGroup> Groups { get; init; } = [NamedGroup.X25519, NamedGroup.Secp256r1, NamedGroup.Secp384r1];
 

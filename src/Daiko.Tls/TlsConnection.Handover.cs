@@ -24,7 +24,7 @@ public sealed partial class TlsConnection
             if (_keyUpdateOwed) AnswerKeyUpdateIfOwedAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
             var read = _records.ReadProtection!;
             var write = _records.WriteProtection!;
-            var session = new ExportedSession(_suite.Suite, (byte[])write.TrafficSecret.Clone(), (byte[])read.TrafficSecret.Clone(),
+            var session = Version == TlsVersions.Tls12 ? Export12(read, write) : new ExportedSession(_suite.Suite, (byte[])write.TrafficSecret.Clone(), (byte[])read.TrafficSecret.Clone(),
                 write.Sequence, read.Sequence, (byte[])_resumptionMasterSecret.Clone(), ServerName, ApplicationProtocol,
                 _plaintext.AsSpan(_plaintextStart).ToArray(), _records.UnprocessedTransportBytes.ToArray());
             _exported = true;

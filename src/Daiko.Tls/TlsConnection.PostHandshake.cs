@@ -32,6 +32,7 @@ public sealed partial class TlsConnection
 
     private void HandlePostHandshake(HandshakeMessage message)
     {
+        if (Version == TlsVersions.Tls12) throw RefusePostHandshake12(message);
         switch (message.Type)
         {
             case HandshakeType.NewSessionTicket:
@@ -138,6 +139,7 @@ public sealed partial class TlsConnection
     /// <summary>Sends KeyUpdate and moves to the next write key; optionally asks the server to update too.</summary>
     public async ValueTask KeyUpdateAsync(bool requestPeerUpdate, CancellationToken cancellationToken)
     {
+        if (Version == TlsVersions.Tls12) throw new InvalidOperationException("TLS 1.2 has no KeyUpdate");
         await _writeLock.WaitAsync(cancellationToken);
         try
         {

@@ -30,8 +30,9 @@ public sealed partial class TlsConnection : Stream
     private bool _exported;
 
     internal TlsConnection(RecordLayer records, TlsClientOptions options, CipherSuiteInfo suite, NamedGroup? group, PskKeyExchangeMode? keyExchange,
-        string? alpn, bool earlyDataAccepted, IReadOnlyList<byte[]> serverChain, byte[] resumptionMasterSecret, string? serverName = null)
+        string? alpn, bool earlyDataAccepted, IReadOnlyList<byte[]> serverChain, byte[] resumptionMasterSecret, string? serverName = null, TlsVersions version = TlsVersions.Tls13)
     {
+        Version = version;
         _records = records;
         _options = options;
         _suite = suite;

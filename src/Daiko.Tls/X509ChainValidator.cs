@@ -63,14 +63,17 @@ public sealed class X509ChainValidator : IServerCertificateValidator
             _counters?.AddPublicKeyOperations(Math.Max(1, x509.ChainElements.Count - 1));
             if (!ok)
             {
+                // Name the server even when no name was asked for (an IP address URL sends no SNI).
+                var who = !string.IsNullOrEmpty(serverName) ? serverName
+                    : leaf.GetNameInfo(X509NameType.DnsName, false) is { Length: > 0 } dns ? dns : leaf.Subject;
                 var status = x509.ChainStatus.Select(s => s.Status).Aggregate(X509ChainStatusFlags.NoError, (a, b) => a | b);
                 var verdict = status switch
                 {
-                    _ when status.HasFlag(X509ChainStatusFlags.NotTimeValid) => CertificateVerdict.Fail(CertificateProblem.Expired, $"the server certificate for {serverName} is expired or not yet valid"),
-                    _ when status.HasFlag(X509ChainStatusFlags.Revoked) => CertificateVerdict.Fail(CertificateProblem.Revoked, $"the server certificate for {serverName} is revoked"),
+                    _ when status.HasFlag(X509ChainStatusFlags.NotTimeValid) => CertificateVerdict.Fail(CertificateProblem.Expired, $"the server certificate for {who} is expired or not yet valid"),
+                    _ when status.HasFlag(X509ChainStatusFlags.Revoked) => CertificateVerdict.Fail(CertificateProblem.Revoked, $"the server certificate for {who} is revoked"),
                     _ when status.HasFlag(X509ChainStatusFlags.NotSignatureValid) => CertificateVerdict.Fail(CertificateProblem.BadSignature, "a signature in the server's chain does not verify"),
                     _ when status.HasFlag(X509ChainStatusFlags.UntrustedRoot) || status.HasFlag(X509ChainStatusFlags.PartialChain)
-                        => CertificateVerdict.Fail(CertificateProblem.UntrustedRoot, $"the server certificate for {serverName} does not chain to a trusted root"),
+                        => CertificateVerdict.Fail(CertificateProblem.UntrustedRoot, $"the server certificate for {who} does not chain to a trusted root"),
                     _ => CertificateVerdict.Fail(CertificateProblem.Other, $"the server's chain was rejected: {status}"),
                 };
                 return ValueTask.FromResult(verdict);

@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using Daiko.TestSupport;
 
+using Daiko.Cards.Access;
+
 namespace Daiko.Cards.Tests;
 
 /// <summary>The access card: every transition of seed Fig. 7.</summary>
@@ -11,24 +13,27 @@ public sealed class AccessCardTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private AccessCard NewCard() => AccessCard.Create(_dir.Path, "4321", iterations: 10_000, time: _clock);
+    private AccessCard NewCard() => AccessCard.Create(_dir.Path, Pin, AccessCardKdf.ForTests, time: _clock);
+
+    private const string Pin = "432100";
 
     [Fact]
     public void NewCard_IsLocked_AndItsKeyFileIsEncryptedAndPrivate()
     {
         using var card = NewCard();
         Assert.Equal(AccessCardState.Locked, AccessCard.Open(_dir.Path, _clock).State);
-        var file = Path.Combine(_dir.Path, "device-key.p8");
+        var file = Path.Combine(_dir.Path, "device-key.enc");
         if (!OperatingSystem.IsWindows()) Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
         using var ec = ECDsa.Create();
         Assert.ThrowsAny<CryptographicException>(() => ec.ImportPkcs8PrivateKey(File.ReadAllBytes(file), out _));
+        Assert.Contains("\"kdf\":\"argon2id\"", File.ReadAllText(file), StringComparison.Ordinal);
     }
 
     [Fact]
     public void Pin_UnlocksTheDeviceKey_AndDoneLocksIt()
     {
         var card = AccessCard.Open(NewCard() is var _ ? _dir.Path : "", _clock);
-        Assert.True(card.Unlock("4321").Accepted);
+        Assert.True(card.Unlock(Pin).Accepted);
         Assert.Equal(AccessCardState.Accessible, card.State);
         byte[] data = [1, 2, 3];
         var signature = card.DeviceKey.SignData(data, HashAlgorithmName.SHA256);
@@ -43,7 +48,7 @@ public sealed class AccessCardTests : IDisposable
     public void Idle_TenMinutes_Locks_AndNotASecondBefore()
     {
         using var card = NewCard();
-        card.Unlock("4321");
+        card.Unlock(Pin);
         _clock.Now += TimeSpan.FromMinutes(10) - TimeSpan.FromSeconds(1);
         Assert.Equal(AccessCardState.Accessible, card.State);
         _clock.Now += TimeSpan.FromSeconds(1);
@@ -58,11 +63,11 @@ public sealed class AccessCardTests : IDisposable
         Assert.Equal(1, AccessCard.Open(_dir.Path, _clock).Unlock("0001").TriesLeft);
         var third = AccessCard.Open(_dir.Path, _clock).Unlock("0002");
 
-        Assert.Equal(PinOutcome.Disabled, third.Outcome);
+        Assert.Equal(AccessCardOutcome.Destroyed, third.Outcome);
         Assert.Contains("enroll", third.Message, StringComparison.Ordinal);
-        Assert.False(File.Exists(Path.Combine(_dir.Path, "device-key.p8")));
+        Assert.False(File.Exists(Path.Combine(_dir.Path, "device-key.enc")));
         Assert.Equal(AccessCardState.Destroyed, AccessCard.Open(_dir.Path, _clock).State);
-        Assert.Equal(PinOutcome.Disabled, AccessCard.Open(_dir.Path, _clock).Unlock("4321").Outcome);
+        Assert.Equal(AccessCardOutcome.Destroyed, AccessCard.Open(_dir.Path, _clock).Unlock(Pin).Outcome);
     }
 
     [Fact]
@@ -71,7 +76,7 @@ public sealed class AccessCardTests : IDisposable
         NewCard().Dispose();
         var cards = Enumerable.Range(0, 6).Select(_ => AccessCard.Open(_dir.Path, _clock)).ToList();
 
-        var results = new PinResult[6];
+        var results = new AccessCardUnlock[6];
         Parallel.For(0, 6, i => results[i] = cards[i].Unlock($"99{i:00}"));
 
         Assert.Single(results, r => r.Message.Contains("2 tries left", StringComparison.Ordinal));
@@ -92,7 +97,7 @@ public sealed class AccessCardTests : IDisposable
     {
         using var card = NewCard();
         Assert.False(card.Unlock(new Biometric(null)).Accepted);
-        Assert.True(card.Unlock(new Biometric("4321")).Accepted);
+        Assert.True(card.Unlock(new Biometric(Pin)).Accepted);
     }
 }
 
@@ -146,11 +151,11 @@ public sealed class TokenAccessCardTests : IDisposable
         Assert.Equal(1, AccessCard.Open(Terminal, _clock).Unlock("0001").TriesLeft);
         var third = AccessCard.Open(Terminal, _clock).Unlock("0002");
 
-        Assert.Equal(PinOutcome.Disabled, third.Outcome);
+        Assert.Equal(AccessCardOutcome.Destroyed, third.Outcome);
         Assert.Contains("enroll", third.Message, StringComparison.Ordinal);
         Assert.False(File.Exists(Path.Combine(Terminal, "device-key.token.json")));
         Assert.Equal(AccessCardState.Destroyed, AccessCard.Open(Terminal, _clock).State);
-        Assert.Equal(PinOutcome.Disabled, AccessCard.Open(Terminal, _clock).Unlock("4321").Outcome);
+        Assert.Equal(AccessCardOutcome.Destroyed, AccessCard.Open(Terminal, _clock).Unlock("4321").Outcome);
     }
 
     [Fact]

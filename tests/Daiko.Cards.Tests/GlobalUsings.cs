@@ -1,2 +1,3 @@
+global using Daiko.Cards.Diagnostics;
 global using Xunit;
 [assembly: CollectionBehavior(DisableTestParallelization = true)]

@@ -27,12 +27,19 @@ public sealed class HomeCardTests : IDisposable
 
     private HomeCard NewCard(HomeCardKeyType type = HomeCardKeyType.P256) => HomeCard.Initialize(Options, type, Pin1, Pin2, Admin);
 
+    /// <summary>What a TLS 1.3 client's CertificateVerify signs (RFC 8446 §4.4.3), over a random transcript hash.</summary>
+    internal static byte[] CertificateVerifyContent(int hashLength = 32) =>
+        [.. Enumerable.Repeat((byte)0x20, 64), .. "TLS 1.3, client CertificateVerify"u8, 0, .. RandomNumberGenerator.GetBytes(hashLength)];
+
+    private static byte[] MoneyFor(HomeCard card) =>
+        new Daiko.Money.Payment(card.CardId, "p1", "request-hash", "market.test", "order", 1, "JPY", DateTimeOffset.UtcNow).Sign(card.OpenMoneySigner());
+
     [Fact]
     public void NewCard_IsLocked_AndRefusesToSign()
     {
         using var card = NewCard();
         Assert.Equal(HomeCardState.Locked, card.State);
-        var e = Assert.Throws<CardNotReadyException>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, new byte[10], default).AsTask().GetAwaiter().GetResult());
+        var e = Assert.Throws<CardNotReadyException>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, CertificateVerifyContent(), default).AsTask().GetAwaiter().GetResult());
         Assert.Contains("locked", e.Message, StringComparison.Ordinal);
     }
 
@@ -45,7 +52,7 @@ public sealed class HomeCardTests : IDisposable
         Assert.True(card.EnterPin2(Pin2).Accepted);
         Assert.Equal(HomeCardState.CryptoReady, card.State);
 
-        var content = RandomNumberGenerator.GetBytes(130);
+        var content = CertificateVerifyContent();
         var signature = await card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, content, default);
 
         using var publicKey = card.PublicEcKey();
@@ -122,7 +129,7 @@ public sealed class HomeCardTests : IDisposable
         Assert.Equal(HomeCardState.CryptoReady, card.State);
         _clock.Now += TimeSpan.FromMinutes(1);
         Assert.Equal(HomeCardState.RemoteAccessWait, card.State);
-        Assert.Throws<CardNotReadyException>(() => card.OpenCoseSigningKey().SignData(new byte[1], HashAlgorithmName.SHA256));
+        Assert.Throws<CardNotReadyException>(() => MoneyFor(card));
     }
 
     [Fact]
@@ -203,7 +210,7 @@ public sealed class HomeCardTests : IDisposable
 
         Assert.Equal(2, e.TriesLeft);
         Assert.Equal(HomeCardState.RemoteAccessWait, card.State);
-        Assert.Throws<CardNotReadyException>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, new byte[10], default).AsTask().GetAwaiter().GetResult());
+        Assert.Throws<CardNotReadyException>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, CertificateVerifyContent(), default).AsTask().GetAwaiter().GetResult());
         Assert.True(card.EnterPin2(Pin2).Accepted);
         Assert.NotEmpty(card.CreateCertificateSigningRequest("CN=Alice", Pin2));
         Assert.Equal(HomeCardState.CryptoReady, card.State);
@@ -220,7 +227,7 @@ public sealed class HomeCardTests : IDisposable
         Assert.True(card.EnterPin1(Pin1).Accepted);
         Assert.True(card.EnterPin2(Pin2).Accepted);
         Assert.Equal(HomeCardState.CryptoReady, card.State);
-        Assert.NotEmpty(await card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, new byte[10], default));
+        Assert.NotEmpty(await card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, CertificateVerifyContent(), default));
 
         var wrong1 = card.EnterPin1("9990");
         Assert.Equal(PinOutcome.Wrong, wrong1.Outcome);
@@ -230,7 +237,7 @@ public sealed class HomeCardTests : IDisposable
         var wrong2 = card.EnterPin2("9991");
         Assert.Equal(PinOutcome.Wrong, wrong2.Outcome);
         Assert.Equal(HomeCardState.RemoteAccessWait, card.State);
-        Assert.Throws<CardNotReadyException>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, new byte[10], default).AsTask().GetAwaiter().GetResult());
+        Assert.Throws<CardNotReadyException>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, CertificateVerifyContent(), default).AsTask().GetAwaiter().GetResult());
     }
 
     [Fact]
@@ -241,7 +248,10 @@ public sealed class HomeCardTests : IDisposable
         Assert.True(sensitive);
         Assert.False(extractable);
         Assert.False(readable);
-        Assert.Throws<CryptographicException>(() => card.OpenCoseSigningKey().ExportParameters(true));
+        var purse = card.InspectPrivateKey(Pin2, purseKey: true);
+        Assert.True(purse.Sensitive);
+        Assert.False(purse.Extractable);
+        Assert.False(purse.ValueReadable);
     }
 
     [Fact]
@@ -315,7 +325,7 @@ public sealed class HomeCardTests : IDisposable
         Assert.Equal(pki.User.Der, card.CertificateChain[0]);
         card.EnterPin1(Pin1);
         card.EnterPin2(Pin2);
-        var content = RandomNumberGenerator.GetBytes(100);
+        var content = CertificateVerifyContent();
         var signature = await card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, content, default);
         using var publicKey = System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions.GetECDsaPublicKey(pki.User.Certificate)!;
         Assert.True(publicKey.VerifyData(content, signature, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
@@ -331,7 +341,7 @@ public sealed class HomeCardTests : IDisposable
         using var card = NewCard(HomeCardKeyType.Rsa3072);
         card.EnterPin1(Pin1);
         card.EnterPin2(Pin2);
-        var content = RandomNumberGenerator.GetBytes(100);
+        var content = CertificateVerifyContent();
         var signature = await card.TlsSigner.SignAsync(SignatureScheme.RsaPssRsaeSha256, content, default);
         using var rsa = RSA.Create();
         rsa.ImportSubjectPublicKeyInfo(card.PublicKeyInfo, out _);

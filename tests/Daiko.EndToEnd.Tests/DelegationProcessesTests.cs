@@ -13,7 +13,7 @@ public sealed class HomeAndTerminal : IAsyncLifetime
 {
     public const string Pin1 = "1111";
     public const string Pin2 = "2222";
-    public const string AccessPin = "4321";
+    public const string AccessPin = "432100";
 
     public TempDirectory Dir { get; } = new("daiko-e2e");
 

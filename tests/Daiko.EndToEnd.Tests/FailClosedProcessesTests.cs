@@ -70,6 +70,26 @@ public sealed class FailClosedProcessesTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PinChange_TakesTheOldAndTheNewPinOnStdin_AndOnlyTheNewOneUnlocks()
+    {
+        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _system.Terminal]);
+        string[] change = ["terminal", "pin", "change", "--terminal", _system.Terminal];
+
+        var tooShort = await DaikoCli.RunAsync(change, $"{HomeAndTerminal.AccessPin}\n12345\n");
+        Assert.Equal(1, tooShort.ExitCode);
+        Assert.Contains("6 to 64 characters", tooShort.StandardError, StringComparison.Ordinal);
+        var wrong = await DaikoCli.RunAsync(change, "000000\nnew-pin-77\n");
+        Assert.Equal(1, wrong.ExitCode);
+        Assert.Contains("2 tries left", wrong.StandardError, StringComparison.Ordinal);
+        Assert.Contains("access-card PIN changed", (await HomeAndTerminal.Ok(change, $"{HomeAndTerminal.AccessPin}\nnew-pin-77\n")).StandardOutput, StringComparison.Ordinal);
+
+        var old = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
+        Assert.Equal(1, old.ExitCode);
+        await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", _system.Terminal], $"new-pin-77\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
+        Assert.DoesNotContain("new-pin-77", wrong.StandardError + wrong.StandardOutput + old.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task WrongPins_AreCountedAndTheThirdDisablesTheCard()
     {
         await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _system.Terminal]);

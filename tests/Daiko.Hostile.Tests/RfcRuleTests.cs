@@ -22,10 +22,33 @@ public sealed class RfcRuleTests(HostilePki pki) : HostileMarketBase(pki), IClas
 
     /// <summary>§4.2: an extension the client never offered is unsupported_extension.</summary>
     [Theory]
-    [InlineData((ushort)28)]
+    [InlineData((ushort)15)]
     [InlineData((ushort)0xFF01)]
     public Task UnofferedExtensionInEncryptedExtensions_IsUnsupportedExtension(ushort type) =>
-        RefusedAsync(new HandshakePlan { ExtraEncryptedExtensions = [(type, type == 28 ? [0x40, 0x00] : [0])] }, Alert.UnsupportedExtension);
+        RefusedAsync(new HandshakePlan { ExtraEncryptedExtensions = [(type, [1])] }, Alert.UnsupportedExtension);
+
+    /// <summary>RFC 8449 §4: a record_size_limit below 64 is illegal_parameter.</summary>
+    [Fact]
+    public Task RecordSizeLimitBelow64_IsIllegalParameter() =>
+        RefusedAsync(new HandshakePlan { ExtraEncryptedExtensions = [(28, [0, 63])] }, Alert.IllegalParameter);
+
+    /// <summary>RFC 8449 §4: the client sends no record whose inner plaintext exceeds the server's limit.</summary>
+    [Fact]
+    public async Task RecordSizeLimitOfTheServer_BoundsEveryRecordTheClientSends()
+    {
+        var largest = 0;
+        var request = "";
+        var (client, market) = await FetchAsync(async c =>
+        {
+            request = await c.ReadRequestAsync();
+            largest = c.LargestClientInnerPlaintext;
+            await c.SendAsync("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            await c.SendCloseNotifyAsync();
+        }, new HandshakePlan { ExtraEncryptedExtensions = [(28, [0, 64])] });
+        AssertExit(0, client, market);
+        Assert.True(request.Length > 64, $"the request head must not fit one limited record: {request.Length} bytes");
+        Assert.InRange(largest, 1, 64);
+    }
 
     /// <summary>§4.2: no two extensions of one type in a block.</summary>
     [Fact]

@@ -29,7 +29,7 @@ public static class Program
         var ledger = new PurseLedger(Path.Combine(dir, "home", "home.db"), new HomeCardPurse(card), id => id switch { "bank" => keys.Bank, "market" => keys.Market, _ => null });
         using var bank = Open(Path.Combine(dir, "bank.db"), "CREATE TABLE IF NOT EXISTS settled (refill_id TEXT PRIMARY KEY, amount INTEGER NOT NULL)");
         using var market = Open(Path.Combine(dir, "market.db"), "CREATE TABLE IF NOT EXISTS deposits (payment_id TEXT PRIMARY KEY, amount INTEGER NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0)");
-        using var cardKey = card.PublicEcKey();
+        using var cardKey = card.PursePublicKey();
         var random = new Random(20021120);
         var start = DateTimeOffset.FromUnixTimeSeconds(4_000_000_000);
         var payments = new List<string>();

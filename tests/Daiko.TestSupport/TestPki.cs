@@ -86,10 +86,17 @@ public sealed class TestPki
         => Issue(fileStem, subject, keyKind, "1.3.6.1.5.5.7.3.2", null, null, null);
 
     /// <summary>Issues a certificate under this root for a public key held elsewhere (a token's key).</summary>
-    public X509Certificate2 IssueForPublicKey(PublicKey publicKey, string subject, bool clientAuth = true)
+    public X509Certificate2 IssueForPublicKey(PublicKey publicKey, string subject, bool clientAuth = true, string? dnsName = null)
     {
         var request = new CertificateRequest(new X500DistinguishedName(subject), publicKey, HashAlgorithmName.SHA256);
-        AddLeafExtensions(request, clientAuth ? "1.3.6.1.5.5.7.3.2" : "1.3.6.1.5.5.7.3.1", null);
+        X509Extension? san = null;
+        if (dnsName is not null)
+        {
+            var names = new SubjectAlternativeNameBuilder();
+            names.AddDnsName(dnsName);
+            san = names.Build();
+        }
+        AddLeafExtensions(request, clientAuth ? "1.3.6.1.5.5.7.3.2" : "1.3.6.1.5.5.7.3.1", san);
         var now = DateTimeOffset.UtcNow;
         using var issuerKey = Root.GetECDsaPrivateKey()!;
         var generator = X509SignatureGenerator.CreateForECDsa(issuerKey);

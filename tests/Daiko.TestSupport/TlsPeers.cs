@@ -32,6 +32,15 @@ public sealed record TlsPeerOptions
 
     public int Tickets { get; init; } = 2;
 
+    /// <summary>The protocol versions the server speaks: "1.3" (the default), "1.2", or "both".</summary>
+    public string Versions { get; init; } = "1.3";
+
+    /// <summary>openssl only: further s_server arguments (e.g. a cipher list, -no_ems, -msg).</summary>
+    public IReadOnlyList<string> ExtraArguments { get; init; } = [];
+
+    /// <summary>openssl only: environment for s_server (e.g. OPENSSL_CONF naming a configuration that disables a feature).</summary>
+    public IReadOnlyDictionary<string, string>? Environment { get; init; }
+
     /// <summary>openssl only: false runs s_server in its plain mode, which prints what it receives (early data included).</summary>
     public bool Www { get; init; } = true;
 }
@@ -62,21 +71,31 @@ public sealed class OpenSslServer : ITlsPeer
 
     public Task WaitForOutputAsync(string text, TimeSpan timeout) => _process.WaitForOutputAsync(text, timeout);
 
+    /// <summary>Types a command into s_server's console (plain mode only): "R" renegotiates, asking for a certificate.</summary>
+    public async Task SendCommandAsync(string command)
+    {
+        await _process.StandardInput.WriteLineAsync(command);
+        await _process.StandardInput.FlushAsync();
+    }
+
     public static async Task<OpenSslServer> StartAsync(TestPki pki, TlsPeerOptions? options = null)
     {
         options ??= new TlsPeerOptions();
         var port = Loopback.FreePort();
         var args = new List<string>
         {
-            "s_server", "-accept", $"127.0.0.1:{port}", "-tls1_3",
+            "s_server", "-accept", $"127.0.0.1:{port}",
             "-cert", pki.Server.CertificatePath, "-key", pki.Server.KeyPath,
             "-CAfile", pki.RootPath, "-num_tickets", options.Tickets.ToString(),
         };
+        if (options.Versions == "1.3") args.Add("-tls1_3");
+        else if (options.Versions == "1.2") args.Add("-tls1_2");
+        args.AddRange(options.ExtraArguments);
         if (options.Www) args.Add("-www");
         if (options.RequireClientCertificate) args.AddRange(["-Verify", "2"]);
         if (options.AllowPskKe) args.Add("-allow_no_dhe_kex");
         if (options.EarlyData) args.Add("-early_data");
-        var process = new ExternalProcess("openssl", args);
+        var process = new ExternalProcess("openssl", args, environment: options.Environment?.ToDictionary());
         var server = new OpenSslServer(process, port, options.AllowPskKe);
         try
         {
@@ -128,7 +147,12 @@ public sealed class GnuTlsServer : ITlsPeer
         var serverArgs = $"gnutls-serv --http -p {innerPort} --x509certfile '{pki.Server.CertificatePath}' --x509keyfile '{pki.Server.KeyPath}' --x509cafile '{pki.RootPath}'"
             + (options.RequireClientCertificate ? " --require-client-cert" : "")
             + (options.EarlyData ? " --earlydata --maxearlydata=16384" : "")
-            + " --priority 'NORMAL:-VERS-ALL:+VERS-TLS1.3'";
+            + options.Versions switch
+            {
+                "1.2" => " --priority 'NORMAL:-VERS-ALL:+VERS-TLS1.2'",
+                "both" => " --priority 'NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2'",
+                _ => " --priority 'NORMAL:-VERS-ALL:+VERS-TLS1.3'",
+            };
         var script = $"ip link set lo up && socat UNIX-LISTEN:'{socket}',fork,mode=600 TCP:127.0.0.1:{innerPort} & exec {serverArgs}";
         var process = new ExternalProcess("unshare", ["--net", "--kill-child", "sh", "-c", script]);
         try
@@ -208,6 +232,7 @@ public sealed class NginxServer : ITlsPeer
         var ticketKey = Path.Combine(prefix, "ticket.key");
         File.WriteAllBytes(ticketKey, System.Security.Cryptography.RandomNumberGenerator.GetBytes(80));
         var user = Environment.UserName == "root" ? "user root;" : "";
+        var protocols = options.Versions switch { "1.2" => "TLSv1.2", "both" => "TLSv1.2 TLSv1.3", _ => "TLSv1.3" };
         var conf = $$"""
             {{user}}
             worker_processes 1;
@@ -226,7 +251,7 @@ public sealed class NginxServer : ITlsPeer
                 server {
                     listen 127.0.0.1:{{port}} ssl;
                     server_name localhost;
-                    ssl_protocols TLSv1.3;
+                    ssl_protocols {{protocols}};
                     ssl_certificate {{pki.Server.CertificatePath}};
                     ssl_certificate_key {{pki.Server.KeyPath}};
                     ssl_client_certificate {{pki.RootPath}};

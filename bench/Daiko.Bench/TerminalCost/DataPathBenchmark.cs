@@ -128,9 +128,9 @@ public static class DataPathBenchmark
         using var server = DaikoCli.Start(["home", "serve", "--home", home, "--listen", $"127.0.0.1:{homePort}"]);
         await server.WaitForOutputAsync("home server listening", TimeSpan.FromSeconds(30));
         var code = (await DaikoCli.RunAsync(["home", "device", "add", "--home", home, "--name", "bench"])).StandardOutput.Trim();
-        await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{homePort}", code, "4321", 10_000);
+        await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{homePort}", code, "432100", createAccessCard: (d, p) => AccessCard.Create(d, p, Daiko.Cards.Access.AccessCardKdf.ForTests));
         using var access = AccessCard.Open(terminalDir);
-        access.Unlock("4321");
+        access.Unlock("432100");
         await using var control = await TerminalClient.ConnectAsync(terminalDir, access.DeviceKey, CancellationToken.None);
         await new HomeControl(control).UnlockAsync("1111", "2222", CancellationToken.None);
         var connector = new DelegatedConnector(control);

@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.RegularExpressions;
 using Daiko.Cards;
+using Daiko.Cards.Diagnostics;
 using Daiko.Home.Delegation;
 using Daiko.TestSupport;
 using Daiko.Tls;
@@ -83,7 +84,7 @@ public static partial class HomeThroughputBenchmark
         var opensslWall = realLine.Success ? double.Parse(realLine.Groups[1].Value, CultureInfo.InvariantCulture) / double.Parse(realLine.Groups[2].Value, CultureInfo.InvariantCulture) : double.NaN;
 
         // Signatures through the home card (state machine, DER conversion) against raw C_Sign on the same token.
-        var content = RandomNumberGenerator.GetBytes(130);
+        byte[] content = [.. Enumerable.Repeat((byte)0x20, 64), .. "TLS 1.3, client CertificateVerify"u8, 0, .. RandomNumberGenerator.GetBytes(32)];
         var clock = Stopwatch.StartNew();
         var viaCard = 0;
         while (clock.Elapsed < TimeSpan.FromSeconds(seconds / 2.0))

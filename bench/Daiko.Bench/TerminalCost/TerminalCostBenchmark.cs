@@ -56,9 +56,9 @@ public static class TerminalCostBenchmark
         using var pskKeLink = await LinkProcess.StartAsync(openssl.Port, rtt, kbps);
         using var homeLink = await LinkProcess.StartAsync(homePort, rtt, kbps);
         _homeLink = homeLink;
-        await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{homeLink.Port}", code, "4321", 10_000);
+        await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{homeLink.Port}", code, "432100", createAccessCard: (d, p) => AccessCard.Create(d, p, Daiko.Cards.Access.AccessCardKdf.ForTests));
         using var access = AccessCard.Open(terminalDir);
-        access.Unlock("4321");
+        access.Unlock("432100");
         await using var control = await TerminalClient.ConnectAsync(terminalDir, access.DeviceKey, CancellationToken.None);
         await new HomeControl(control).UnlockAsync("1111", "2222", CancellationToken.None);
 
@@ -156,6 +156,30 @@ public static class TerminalCostBenchmark
             await session.Stream.DisposeAsync();
             return (first, session.Counters);
         }), prepare: EmptyHomeCache);
+
+        // A market that speaks only TLS 1.2 (nginx with ssl_protocols TLSv1.2): resume hands the terminal
+        // an RFC 5077 ticket and master secret, and the abbreviated handshake needs no public-key operation.
+        using var nginx12 = await NginxServer.StartAsync(pki, dir.Path, new TlsPeerOptions { Versions = "1.2" });
+        using var tls12Link = await LinkProcess.StartAsync(nginx12.Port, rtt, kbps);
+        await Measure("direct Daiko.Tls (TLS 1.2 market)", "first", () => Timed(tls12Link, async counters =>
+        {
+            var tls = await TlsClient.ConnectAsync("127.0.0.1", tls12Link.Port, DirectOptions(pki, counters, credential) with { Versions = TlsVersions.Both }, CancellationToken.None);
+            var first = await GetFirstByteAsync(tls);
+            await tls.DisposeAsync();
+            return (first, counters);
+        }));
+        var tls12Connector = new DelegatedConnector(control) { TerminalRoute = (_, _) => ("127.0.0.1", tls12Link.Port) };
+        async Task Tls12TicketReady() => await tls12Connector.PrefetchAsync("localhost", nginx12.Port, minimum: 1);
+        foreach (var (session, prepare) in new (string, Func<Task>)[] { ("first", EmptyHomeCache), ("cached", Tls12TicketReady) })
+        {
+            await Measure("daiko resume (TLS 1.2 market)", session, () => Timed(tls12Link, async counters =>
+            {
+                var delegated = await tls12Connector.ConnectAsync("localhost", nginx12.Port, DelegationMode.Resume);
+                var first = await GetFirstByteAsync(delegated.Stream);
+                await delegated.Stream.DisposeAsync();
+                return (first, delegated.Counters);
+            }), prepare: prepare);
+        }
 
         var direct = results.First(r => r.Way == "direct Daiko.Tls" && r.Session == "first");
         var report = Report(results, direct, runs, rttMs, kbps);
@@ -274,7 +298,9 @@ public static class TerminalCostBenchmark
         var holds = true;
         foreach (var (way, session, s) in results.Where(r => r.Way.StartsWith("daiko", StringComparison.Ordinal)))
         {
-            var baseline = way.Contains("openssl market", StringComparison.Ordinal) ? results.First(r => r.Way == "direct Daiko.Tls (openssl market)") : direct;
+            var baseline = way.Contains("openssl market", StringComparison.Ordinal) ? results.First(r => r.Way == "direct Daiko.Tls (openssl market)")
+                : way.Contains("TLS 1.2 market", StringComparison.Ordinal) ? results.First(r => r.Way == "direct Daiko.Tls (TLS 1.2 market)")
+                : direct;
             var bytes = (s[0].Median + s[1].Median) / (baseline.Stats[0].Median + baseline.Stats[1].Median);
             var cpu = s[4].Median / baseline.Stats[4].Median;
             var pk = s[3].Median;

@@ -60,9 +60,9 @@ public sealed class SampleBank
         });
         app.MapPost("/refill-acks", async (HttpContext context) =>
         {
-            using var cardKey = SampleMarketMoney.ClientKey(context);
-            if (cardKey is null) return Results.Unauthorized();
             var body = await SampleMarketMoney.ReadBodyAsync(context);
+            using var cardKey = SampleMarketMoney.PurseKey(context, body);
+            if (cardKey is null) return Results.Unauthorized();
             try
             {
                 return Settle(body, cardKey) ? Results.Text("settled\n") : Results.Conflict("already settled\n");
@@ -93,8 +93,22 @@ public sealed class SampleMarketMoney
 
     public Uri? PublicUrl { get; set; }
 
-    /// <summary>The key of the client certificate on this request's TLS session: the home card's key.</summary>
-    public static ECDsa? ClientKey(HttpContext context) => context.Connection.ClientCertificate?.GetECDsaPublicKey();
+    private static readonly ConcurrentDictionary<string, string> PurseKeys = new();
+
+    /// <summary>
+    /// The home card's purse key for a money message on this request: named by the message's key id
+    /// (kid), and bound on first sight to the client certificate of the TLS session that brought it
+    /// (the card's identity); a later message from the same card under another purse key is refused.
+    /// </summary>
+    public static ECDsa? PurseKey(HttpContext context, byte[] cose)
+    {
+        var certificate = context.Connection.ClientCertificate;
+        var kid = MoneyMessage.KeyIdOf(cose);
+        if (certificate is null || kid is null) return null;
+        var card = Convert.ToHexString(SHA256.HashData(certificate.PublicKey.ExportSubjectPublicKeyInfo()));
+        var bound = PurseKeys.GetOrAdd(card, Convert.ToHexString(kid));
+        return bound == Convert.ToHexString(kid) ? MoneyMessage.SignerKeyOf(cose) : null;
+    }
 
     public static async Task<byte[]> ReadBodyAsync(HttpContext context)
     {
@@ -113,9 +127,9 @@ public sealed class SampleMarketMoney
         });
         app.MapPost("/payments", async (HttpContext context) =>
         {
-            using var cardKey = ClientKey(context);
-            if (cardKey is null) return Results.Unauthorized();
             var body = await ReadBodyAsync(context);
+            using var cardKey = PurseKey(context, body);
+            if (cardKey is null) return Results.Unauthorized();
             try
             {
                 var payment = MoneyCodec.Verify<Payment>(body, cardKey);
@@ -131,11 +145,12 @@ public sealed class SampleMarketMoney
         });
         app.MapPost("/cancellations", async (HttpContext context) =>
         {
-            using var cardKey = ClientKey(context);
+            var body = await ReadBodyAsync(context);
+            using var cardKey = PurseKey(context, body);
             if (cardKey is null) return Results.Unauthorized();
             try
             {
-                var cancellation = MoneyCodec.Verify<Cancellation>(await ReadBodyAsync(context), cardKey);
+                var cancellation = MoneyCodec.Verify<Cancellation>(body, cardKey);
                 if (!_paid.TryRemove(cancellation.PaymentId, out var paid)) return Results.NotFound("no such payment to cancel\n");
                 return Results.Bytes(new CancellationConfirmation(Id, cancellation.PaymentId, paid.Amount, paid.Currency, DateTimeOffset.UtcNow).Sign(Key), "application/cose");
             }

@@ -1,6 +1,7 @@
 using System.Formats.Asn1;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Daiko.Cards.Purse;
 using Daiko.Tls;
 using Net.Pkcs11Interop.Common;
 using Net.Pkcs11Interop.HighLevelAPI;
@@ -8,41 +9,9 @@ using Net.Pkcs11Interop.HighLevelAPI;
 namespace Daiko.Cards.Tokens;
 
 /// <summary>
-/// An <see cref="ECDsa"/> whose private operation runs in the home card's token (gated by the card's
-/// state). Lets standard APIs — COSE_Sign1, CertificateRequest — sign without the key leaving the token.
-/// </summary>
-internal sealed class TokenECDsa : ECDsa
-{
-    private readonly HomeCard _card;
-    private readonly ECParameters _public;
-
-    public TokenECDsa(HomeCard card, ECParameters publicParameters)
-    {
-        _card = card;
-        _public = publicParameters;
-        KeySizeValue = publicParameters.Q.X!.Length * 8;
-        LegalKeySizesValue = [new KeySizes(256, 384, 128)];
-    }
-
-    public override byte[] SignHash(byte[] hash) => _card.SignHashOnToken(hash);
-
-    public override bool VerifyHash(byte[] hash, byte[] signature)
-    {
-        using var ec = Create(_public);
-        return ec.VerifyHash(hash, signature);
-    }
-
-    public override ECParameters ExportParameters(bool includePrivateParameters) =>
-        includePrivateParameters ? throw new CryptographicException("the home card's private key cannot be exported") : _public;
-
-    public override void ImportParameters(ECParameters parameters) => throw new NotSupportedException();
-
-    public override void GenerateKey(ECCurve curve) => throw new NotSupportedException();
-}
-
-/// <summary>
-/// The same over an explicitly logged-in session: CSR creation at init time (before any PIN state), and
-/// the access card's device key on a token.
+/// An <see cref="ECDsa"/> whose private operation runs in a logged-in token session, so standard APIs
+/// (CertificateRequest) sign without the key leaving the token: the owner's CSR, and the access card's
+/// device key on a token.
 /// </summary>
 internal sealed class SessionECDsa : ECDsa
 {
@@ -83,9 +52,8 @@ internal sealed class TokenRsaSignatureGenerator : X509SignatureGenerator
     private readonly RSAParameters _public;
     private readonly IObjectHandle _key;
 
-    public TokenRsaSignatureGenerator(HomeCard card, ISession session, Pkcs11Module module, RSAParameters publicParameters, IObjectHandle key)
+    public TokenRsaSignatureGenerator(ISession session, Pkcs11Module module, RSAParameters publicParameters, IObjectHandle key)
     {
-        _ = card;
         _session = session;
         _module = module;
         _public = publicParameters;
@@ -112,7 +80,12 @@ internal sealed class TokenRsaSignatureGenerator : X509SignatureGenerator
     }
 }
 
-/// <summary>CertificateVerify signatures for the TLS engine, made in the home card.</summary>
+/// <summary>
+/// CertificateVerify signatures for the TLS engine, made in the home card with its TLS identity key —
+/// over TLS 1.3 client CertificateVerify content (RFC 8446 §4.4.3) or a whole TLS 1.2 client handshake
+/// (RFC 5246 §7.4.8) only: anything else is refused
+/// before the token sees it, so nothing the TLS key signs can stand for a money message.
+/// </summary>
 internal sealed class HomeCardTlsSigner(HomeCard card) : ITlsSigner
 {
     public IReadOnlyList<SignatureScheme> SupportedSchemes => card.KeyType switch
@@ -125,22 +98,17 @@ internal sealed class HomeCardTlsSigner(HomeCard card) : ITlsSigner
     public ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
     {
         if (!SupportedSchemes.Contains(scheme)) throw new NotSupportedException($"the home card cannot sign with {scheme}");
-        byte[] signature;
-        switch (scheme)
+        if (!SignedContent.IsClientCertificateVerify(content.Span) && !SignedContent.IsTls12ClientHandshake(content.Span))
         {
-            case SignatureScheme.EcdsaSecp256r1Sha256:
-                signature = ToDer(card.SignHashOnToken(SHA256.HashData(content.Span)));
-                break;
-            case SignatureScheme.EcdsaSecp384r1Sha384:
-                signature = ToDer(card.SignHashOnToken(SHA384.HashData(content.Span)));
-                break;
-            case SignatureScheme.RsaPssRsaeSha384:
-                signature = card.SignPssOnToken(SHA384.HashData(content.Span), HashAlgorithmName.SHA384);
-                break;
-            default:
-                signature = card.SignPssOnToken(SHA256.HashData(content.Span), HashAlgorithmName.SHA256);
-                break;
+            throw new CryptographicException("the home card's TLS key signs TLS 1.3 client CertificateVerify content or a TLS 1.2 client handshake only");
         }
+        var signature = scheme switch
+        {
+            SignatureScheme.EcdsaSecp256r1Sha256 => ToDer(card.SignTlsHash(SHA256.HashData(content.Span))),
+            SignatureScheme.EcdsaSecp384r1Sha384 => ToDer(card.SignTlsHash(SHA384.HashData(content.Span))),
+            SignatureScheme.RsaPssRsaeSha384 => card.SignTlsPss(SHA384.HashData(content.Span), HashAlgorithmName.SHA384),
+            _ => card.SignTlsPss(SHA256.HashData(content.Span), HashAlgorithmName.SHA256),
+        };
         return ValueTask.FromResult(signature);
     }
 
@@ -163,4 +131,12 @@ internal sealed class HomeCardTlsSigner(HomeCard card) : ITlsSigner
         while (i < value.Length - 1 && value[i] == 0) i++;
         return value[i..];
     }
+}
+
+/// <summary>The purse key as a COSE signer: its key id is the purse key's SubjectPublicKeyInfo.</summary>
+internal sealed class HomeCardMoneySigner(HomeCard card) : Daiko.Money.IMoneySigner
+{
+    public byte[] KeyId { get; } = card.PurseKeyInfo ?? throw new CardNotReadyException("this card has no purse key yet: unlock it once (PIN1 and PIN2)");
+
+    public byte[] SignStructure(ReadOnlySpan<byte> toBeSigned) => card.SignMoneyStructure(toBeSigned);
 }

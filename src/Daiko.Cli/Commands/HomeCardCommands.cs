@@ -10,7 +10,12 @@ namespace Daiko.Cli.Commands;
 /// <summary><c>daiko home init</c>, <c>home cert …</c>, <c>home card …</c>, <c>home trust add</c>.</summary>
 internal static class HomeCardCommands
 {
-    public static Option<string> HomeOption() => new("--home") { Description = "the home server's directory", Required = true };
+    /// <summary>--home DIR; unless it is being created, it must already hold a home server.</summary>
+    public static Option<string> HomeOption(bool mustExist = true)
+    {
+        var option = new Option<string>("--home") { Description = mustExist ? "the home server's directory (made by 'home init')" : "the new home server's directory", Required = true, HelpName = "DIR" };
+        return mustExist ? option.ExistingHome() : option;
+    }
 
     public static HomeCardOptions CardOptions(ParseResult parse, Option<string> home, Option<string?>? module = null, Option<string?>? label = null)
     {
@@ -23,40 +28,23 @@ internal static class HomeCardCommands
     public static void AddTo(Command parent)
     {
         parent.Subcommands.Add(Init());
-        var cert = new Command("cert", "Import the certificate issued for the home card's key.");
+        var cert = new Command("cert", "Import the certificate issued for the home card's key.").WithExamples("daiko home cert import --home ~/daiko-home --cert alice.pem --chain ca.pem");
         cert.Subcommands.Add(ImportCert());
         cert.Subcommands.Add(ImportP12());
         parent.Subcommands.Add(cert);
-        var card = new Command("card", "Inspect or unblock the home card.");
+        var card = new Command("card", "Inspect or unblock the home card.").WithExamples("daiko home card status --home ~/daiko-home");
         card.Subcommands.Add(Status());
         card.Subcommands.Add(Unblock());
         parent.Subcommands.Add(card);
-        var trust = new Command("trust", "Trust roots for validating market certificates (system roots by default).");
-        var add = new Command("add", "Trust the CA certificate(s) in a PEM file for markets.");
-        var home = HomeOption();
-        var ca = new Option<string>("--ca") { Description = "PEM file of CA certificates", Required = true };
-        add.Options.Add(home);
-        add.Options.Add(ca);
-        add.SetAction(parse =>
-        {
-            try
-            {
-                MarketTrust.Add(parse.GetValue(home)!, parse.GetValue(ca)!);
-                return 0;
-            }
-            catch (Exception e) when (e is IOException or CryptographicException or InvalidDataException)
-            {
-                return CliConsole.Fail($"cannot add the trust root: {e.Message}");
-            }
-        });
-        trust.Subcommands.Add(add);
-        parent.Subcommands.Add(trust);
+        parent.Subcommands.Add(HomeTrustCommands.Build());
     }
 
     private static Command Init()
     {
-        var command = new Command("init", "Create the home card: PIN1, PIN2 and the admin unblock code from stdin (one a line); generates the user's key on the token and writes DIR/user.csr.");
-        var home = HomeOption();
+        var command = new Command("init", "Create the home server's directory and its home card: generates the user's key on the token and writes DIR/user.csr.\n" +
+            $"Reads PIN1, PIN2 and the admin unblock code (on a terminal each is asked twice). {CliHelp.HomePinRules}\n{CliHelp.SecretsOnStdin}")
+            .WithExamples("printf '%s\\n' 1111 2222 admin-code-1 | daiko home init --home ~/daiko-home --subject \"CN=Alice Example\"");
+        var home = HomeOption(mustExist: false);
         var module = new Option<string?>("--pkcs11-module") { Description = "PKCS#11 module (default: an embedded SoftHSM2 token store inside DIR)" };
         var label = new Option<string?>("--token-label") { Description = "token label (default daiko-home)" };
         var keyType = new Option<string>("--key-type") { Description = "p256, p384 or rsa3072", DefaultValueFactory = _ => "p256" };
@@ -66,9 +54,9 @@ internal static class HomeCardCommands
         command.SetAction(parse =>
         {
             var options = CardOptions(parse, home, module, label);
-            var pin1 = CliConsole.ReadSecret("PIN1");
-            var pin2 = CliConsole.ReadSecret("PIN2");
-            var admin = CliConsole.ReadSecret("admin unblock code");
+            var pin1 = CliConsole.ReadNewSecret("PIN1");
+            var pin2 = CliConsole.ReadNewSecret("PIN2");
+            var admin = CliConsole.ReadNewSecret("admin unblock code");
             var type = parse.GetValue(keyType) switch { "p384" => HomeCardKeyType.P384, "rsa3072" => HomeCardKeyType.Rsa3072, _ => HomeCardKeyType.P256 };
             try
             {
@@ -82,7 +70,7 @@ internal static class HomeCardCommands
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or IOException or Net.Pkcs11Interop.Common.Pkcs11Exception)
             {
-                return CliConsole.Fail(e.Message);
+                return CliConsole.Fail(e);
             }
         });
         return command;
@@ -90,10 +78,11 @@ internal static class HomeCardCommands
 
     private static Command ImportCert()
     {
-        var command = new Command("import", "Import the certificate issued for user.csr (PIN2 from stdin).");
+        var command = new Command("import", "Import the certificate issued for DIR/user.csr into the home card (PIN2 from stdin).")
+            .WithExamples("daiko home cert import --home ~/daiko-home --cert alice.pem --chain ca.pem   # PIN2 on stdin");
         var home = HomeOption();
-        var cert = new Option<string>("--cert") { Description = "PEM certificate", Required = true };
-        var chain = new Option<string?>("--chain") { Description = "PEM file with the issuing chain" };
+        var cert = new Option<string>("--cert") { Description = "the PEM certificate issued for user.csr", Required = true }.ExistingFile();
+        var chain = new Option<string>("--chain") { Description = "PEM file with the issuing chain" }.ExistingFile();
         foreach (var o in new Option[] { home, cert, chain }) command.Options.Add(o);
         command.SetAction(parse =>
         {
@@ -118,9 +107,10 @@ internal static class HomeCardCommands
 
     private static Command ImportP12()
     {
-        var command = new Command("import-p12", "Move an existing EC key and certificate (PKCS#12) into the home card's token, replacing its key: the PKCS#12 password, then PIN2, from stdin.");
+        var command = new Command("import-p12", "Move an existing EC key and certificate (PKCS#12) into the home card's token, replacing its key: the PKCS#12 password, then PIN2, from stdin.")
+            .WithExamples("daiko home cert import-p12 --home ~/daiko-home --p12 alice.p12   # password and PIN2 on stdin");
         var home = HomeOption();
-        var p12 = new Option<string>("--p12") { Description = "the PKCS#12 file", Required = true };
+        var p12 = new Option<string>("--p12") { Description = "the PKCS#12 file", Required = true }.ExistingFile();
         command.Options.Add(home);
         command.Options.Add(p12);
         command.SetAction(parse =>
@@ -148,7 +138,8 @@ internal static class HomeCardCommands
 
     private static Command Status()
     {
-        var command = new Command("status", "Show the home card's state and PIN tries left.");
+        var command = new Command("status", "Show the home card's state and PIN tries left.")
+            .WithExamples("daiko home card status --home ~/daiko-home --json");
         var home = HomeOption();
         var json = new Option<bool>("--json") { Description = "print JSON" };
         command.Options.Add(home);
@@ -188,14 +179,15 @@ internal static class HomeCardCommands
 
     private static Command Unblock()
     {
-        var command = new Command("unblock", "Unblock a disabled home card: admin code, new PIN1 and new PIN2 from stdin (one a line).");
+        var command = new Command("unblock", $"Unblock a disabled home card: the admin unblock code, then a new PIN1 and a new PIN2 (on a terminal each new PIN is asked twice). {CliHelp.HomePinRules}")
+            .WithExamples("printf '%s\\n' admin-code-1 5555 6666 | daiko home card unblock --home ~/daiko-home");
         var home = HomeOption();
         command.Options.Add(home);
         command.SetAction(parse =>
         {
             var admin = CliConsole.ReadSecret("admin unblock code");
-            var pin1 = CliConsole.ReadSecret("new PIN1");
-            var pin2 = CliConsole.ReadSecret("new PIN2");
+            var pin1 = CliConsole.ReadNewSecret("new PIN1");
+            var pin2 = CliConsole.ReadNewSecret("new PIN2");
             try
             {
                 using var card = HomeCard.Open(CardOptions(parse, home));
@@ -206,7 +198,7 @@ internal static class HomeCardCommands
             }
             catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException)
             {
-                return CliConsole.Fail(e.Message);
+                return CliConsole.Fail(e);
             }
         });
         return command;

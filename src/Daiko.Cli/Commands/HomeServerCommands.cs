@@ -15,16 +15,17 @@ internal static class HomeServerCommands
     public static void AddTo(Command parent)
     {
         parent.Subcommands.Add(Serve());
-        var device = new Command("device", "Enroll, list and revoke terminals.");
+        parent.Subcommands.Add(HomeTrustCommands.Mail());
+        var device = new Command("device", "Enroll, list and revoke terminals.").WithExamples("daiko home device add --home ~/daiko-home --name phone", "daiko home device list --home ~/daiko-home");
         device.Subcommands.Add(Add());
         device.Subcommands.Add(List());
         device.Subcommands.Add(Revoke());
         parent.Subcommands.Add(device);
-        var appliance = new Command("appliance", "Home appliances the home server controls for terminals (F16).");
-        var add = new Command("add", "Register an appliance on the home network (HTTP+JSON: GET /state, POST /command).");
+        var appliance = new Command("appliance", "Home appliances the home server controls for terminals.").WithExamples("daiko home appliance add --home ~/daiko-home --name heater --url http://192.168.1.20/");
+        var add = new Command("add", "Register an appliance on the home network (HTTP+JSON: GET /state, POST /command).").WithExamples("daiko home appliance add --home ~/daiko-home --name heater --url http://192.168.1.20/");
         var home = HomeCardCommands.HomeOption();
         var name = new Option<string>("--name") { Description = "the appliance's name", Required = true };
-        var url = new Option<string>("--url") { Description = "its base URL on the home network", Required = true };
+        var url = new Option<string>("--url") { Description = "its base URL on the home network", Required = true, HelpName = "URL" };
         foreach (var o in new Option[] { home, name, url }) add.Options.Add(o);
         add.SetAction(parse =>
         {
@@ -45,22 +46,35 @@ internal static class HomeServerCommands
         parent.Subcommands.Add(appliance);
     }
 
-    public static IPEndPoint ParseEndpoint(string text)
+    /// <summary>A local address to listen on; a mistake is a <see cref="CliUsageException"/> (exit 2).</summary>
+    public static IPEndPoint ParseEndpoint(string text, string option = "--listen")
     {
+        if (CliChecks.HostPortProblem(text) is { } problem) throw new CliUsageException($"{option} {problem}");
         var colon = text.LastIndexOf(':');
-        if (colon < 0 || !int.TryParse(text[(colon + 1)..], out var port)) throw new FormatException($"'{text}' is not HOST:PORT");
+        var port = int.Parse(text[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture);
         var host = text[..colon].Trim('[', ']');
-        var address = host is "localhost" ? IPAddress.Loopback : IPAddress.Parse(host);
+        if (host is "localhost") return new IPEndPoint(IPAddress.Loopback, port);
+        if (!IPAddress.TryParse(host, out var address)) throw new CliUsageException($"{option} takes a local IP address and port to listen on, e.g. 127.0.0.1:{port} (got '{text}')");
         return new IPEndPoint(address, port);
     }
 
+    /// <summary>"cannot listen on …" as one sentence: the address in use, or not this machine's.</summary>
+    public static string ListenProblem(string where, System.Net.Sockets.SocketException e) => e.SocketErrorCode switch
+    {
+        System.Net.Sockets.SocketError.AddressAlreadyInUse => $"cannot listen on {where}: the address is already in use (another server is running there; pick another port)",
+        System.Net.Sockets.SocketError.AddressNotAvailable => $"cannot listen on {where}: that address is not one of this machine's",
+        System.Net.Sockets.SocketError.AccessDenied => $"cannot listen on {where}: permission denied (ports below 1024 need privileges)",
+        _ => $"cannot listen on {where}: {e.Message}",
+    };
+
     private static Command Serve()
     {
-        var command = new Command("serve", "Run the home server: terminals connect here; the home card stays locked until a terminal gives PIN1 and PIN2.");
+        var command = new Command("serve", "Run the home server: terminals connect here; the home card stays locked until a terminal gives PIN1 and PIN2.")
+            .WithExamples("daiko home serve --home ~/daiko-home --listen 0.0.0.0:7443 --web 127.0.0.1:8080");
         var home = HomeCardCommands.HomeOption();
-        var listen = new Option<string>("--listen") { Description = "HOST:PORT for terminals", DefaultValueFactory = _ => "127.0.0.1:7443" };
-        var postgres = new Option<string?>("--purse-postgres") { Description = "keep the purse in PostgreSQL (Npgsql connection string) instead of the SQLite home store" };
-        var web = new Option<string?>("--web") { Description = "HOST:PORT for the owner's status page (responsive HTML, read-only)" };
+        var listen = new Option<string>("--listen") { Description = "where terminals connect", DefaultValueFactory = _ => "127.0.0.1:7443" }.HostPort();
+        var postgres = new Option<string?>("--purse-postgres") { Description = "keep the purse in PostgreSQL (Npgsql connection string) instead of the SQLite home store", HelpName = "CONNECTION" };
+        var web = new Option<string>("--web") { Description = "where the owner's status page listens (responsive HTML, read-only)" }.HostPort();
         foreach (var o in new Option[] { home, listen, web, postgres }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
@@ -84,13 +98,16 @@ internal static class HomeServerCommands
                         PurseStore = parse.GetValue(postgres) is { } cs ? Daiko.Home.Storage.PurseStore.Postgres(cs) : null,
                     }, card);
                 }
-                catch (Exception e) when (e is System.Net.Sockets.SocketException or FormatException)
+                catch (System.Net.Sockets.SocketException e)
                 {
-                    return CliConsole.Fail($"cannot listen on {parse.GetValue(listen)}: {e.Message}");
+                    return CliConsole.Fail(ListenProblem(parse.GetValue(listen)!, e));
                 }
                 await using (server)
                 {
-                    await using var page = parse.GetValue(web) is { } webAddress ? StatusPage.Start(ParseEndpoint(webAddress), card, server.Devices) : null;
+                    StatusPage? page;
+                    try { page = parse.GetValue(web) is { } webAddress ? StatusPage.Start(ParseEndpoint(webAddress, "--web"), card, server.Devices) : null; }
+                    catch (System.Net.Sockets.SocketException e) { return CliConsole.Fail(ListenProblem(parse.GetValue(web)!, e)); }
+                    await using var pageScope = page;
                     Console.WriteLine($"home server listening on {server.LocalEndPoint} (card {card.CardId[..16]}, state {Daiko.Home.Handlers.CardGate.StateName(card.State)})");
                     if (page is not null) Console.WriteLine($"status page on http://{parse.GetValue(web)}/");
                     var stop = new TaskCompletionSource();
@@ -107,9 +124,10 @@ internal static class HomeServerCommands
 
     private static Command Add()
     {
-        var command = new Command("add", "Print a one-time enrollment code for a new terminal (valid 10 minutes, single use).");
+        var command = new Command("add", "Print a one-time enrollment code for a new terminal (valid 10 minutes, single use).")
+            .WithExamples("daiko home device add --home ~/daiko-home --name phone", "daiko home device add --home ~/daiko-home --name phone --json");
         var home = HomeCardCommands.HomeOption();
-        var name = new Option<string>("--name") { Description = "the new device's name", Required = true };
+        var name = new Option<string>("--name") { Description = "the new device's name", Required = true, HelpName = "NAME" };
         var json = new Option<bool>("--json") { Description = "print {\"name\",\"code\",\"expires\"}" };
         foreach (var o in new Option[] { home, name, json }) command.Options.Add(o);
         command.SetAction(parse =>
@@ -142,7 +160,7 @@ internal static class HomeServerCommands
 
     private static Command List()
     {
-        var command = new Command("list", "List enrolled terminals.");
+        var command = new Command("list", "List enrolled terminals.").WithExamples("daiko home device list --home ~/daiko-home --json");
         var home = HomeCardCommands.HomeOption();
         var json = new Option<bool>("--json") { Description = "print JSON" };
         command.Options.Add(home);
@@ -152,7 +170,7 @@ internal static class HomeServerCommands
             var devices = new DeviceRegistry(HomeServer.DatabasePath(parse.GetValue(home)!)).List();
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(devices.Select(d => new { id = d.Id, name = d.Name, enrolled_at = d.EnrolledAt, revoked = d.Revoked, revoked_at = d.RevokedAt })));
+                Console.WriteLine(JsonSerializer.Serialize(new { devices = devices.Select(d => new { id = d.Id, name = d.Name, enrolled_at = d.EnrolledAt, revoked = d.Revoked, revoked_at = d.RevokedAt }) }));
             }
             else
             {
@@ -166,16 +184,19 @@ internal static class HomeServerCommands
 
     private static Command Revoke()
     {
-        var command = new Command("revoke", "Revoke a terminal: refused within one second, its channels closed, its cached secrets purged.");
+        var command = new Command("revoke", "Revoke a terminal: refused within one second, its channels closed, its cached secrets purged.")
+            .WithExamples("daiko home device revoke --home ~/daiko-home --name phone");
         var home = HomeCardCommands.HomeOption();
-        var name = new Option<string>("--name") { Description = "the device's name", Required = true };
+        var name = new Option<string>("--name") { Description = "the device's name", Required = true, HelpName = "NAME" };
+        var json = CliOutput.JsonOption();
         command.Options.Add(home);
         command.Options.Add(name);
+        command.Options.Add(json);
         command.SetAction(parse =>
         {
             var registry = new DeviceRegistry(HomeServer.DatabasePath(parse.GetValue(home)!));
             if (!registry.Revoke(parse.GetValue(name)!)) return CliConsole.Fail($"no enrolled, unrevoked device is named '{parse.GetValue(name)}'");
-            Console.WriteLine($"device '{parse.GetValue(name)}' revoked");
+            CliOutput.Print(parse.GetValue(json), new { revoked = parse.GetValue(name) }, $"device '{parse.GetValue(name)}' revoked");
             return 0;
         });
         return command;

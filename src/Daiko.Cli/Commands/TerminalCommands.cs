@@ -14,11 +14,17 @@ namespace Daiko.Cli.Commands;
 /// <summary><c>daiko terminal enroll | unlock | lock | get | forward</c>.</summary>
 internal static class TerminalCommands
 {
-    public static Option<string> TerminalOption() => new("--terminal") { Description = "this terminal's directory", Required = true };
+    /// <summary>--terminal DIR; unless it is being enrolled, it must already hold an access card.</summary>
+    public static Option<string> TerminalOption(bool mustExist = true)
+    {
+        var option = new Option<string>("--terminal") { Description = mustExist ? "this terminal's directory (made by 'terminal enroll')" : "the new terminal directory", Required = true, HelpName = "DIR" };
+        return mustExist ? option.ExistingTerminal() : option;
+    }
 
     public static Option<string> ModeOption() => new Option<string>("--mode")
     {
-        Description = "auto (cheapest the market supports), resume (ticket), handoff (live secrets), relay (home server relays), assist (home card signs)",
+        Description = "auto (resume with a ticket when the market issues them, else handoff), resume (ticket), handoff (live secrets), relay (home server relays), assist (home card signs)",
+        HelpName = "MODE",
         DefaultValueFactory = _ => "auto",
     }.AcceptOnlyFromAmong("auto", "resume", "handoff", "relay", "assist");
 
@@ -32,11 +38,12 @@ internal static class TerminalCommands
         parent.Subcommands.Add(Forward());
         parent.Subcommands.Add(AgentCommand());
         parent.Subcommands.Add(ApplianceCommand());
+        parent.Subcommands.Add(TerminalPinCommands.Pin());
     }
 
     private static Command ApplianceCommand()
     {
-        var appliance = new Command("appliance", "Control home appliances through the home server (F16).");
+        var appliance = new Command("appliance", "Control home appliances through the home server (F16).").WithExamples("daiko terminal appliance list --terminal ~/.daiko");
         Command Make(string name, string description, Func<HomeControl, ParseResult, CancellationToken, Task> run, params Option[] extra)
         {
             var command = new Command(name, description);
@@ -77,35 +84,42 @@ internal static class TerminalCommands
 
     private static Command Enroll()
     {
-        var command = new Command("enroll", "Enroll this terminal with a home server using the code from 'daiko home device add' (access-card PIN from stdin).");
-        var terminal = TerminalOption();
-        var home = new Option<string>("--home") { Description = "the home server's HOST:PORT", Required = true };
-        var code = new Option<string>("--code") { Description = "the one-time enrollment code", Required = true };
+        var command = new Command("enroll", $"Enroll this terminal with a home server using the code from 'daiko home device add'; reads the new access-card PIN. {CliHelp.AccessPinRules}")
+            .WithExamples("echo 4321 | daiko terminal enroll --terminal ~/.daiko --home home.example:7443 --code XXXX-XXXX-XXXX-XXXX-XXXX-XXXX");
+        var terminal = TerminalOption(mustExist: false);
+        var home = new Option<string>("--home") { Description = "where the home server listens (its --listen)", Required = true }.HostPort();
+        var code = new Option<string>("--code") { Description = "the one-time enrollment code", Required = true, HelpName = "CODE" };
         var module = new Option<string?>("--pkcs11-module")
         {
             Description = "keep the device key on a PKCS#11 token (a smart card) instead of an encrypted file; the token must exist, its user PIN being the access-card PIN",
         };
         var label = new Option<string?>("--token-label") { Description = "the token's label (with --pkcs11-module)" };
-        foreach (var o in new Option[] { terminal, home, code, module, label }) command.Options.Add(o);
+        var json = CliOutput.JsonOption();
+        foreach (var o in new Option[] { terminal, home, code, module, label, json }) command.Options.Add(o);
         command.Validators.Add(result =>
         {
             if ((result.GetValue(module) is null) != (result.GetValue(label) is null)) result.AddError("--pkcs11-module and --token-label go together");
         });
         command.SetAction(async (parse, ct) =>
         {
-            var pin = CliConsole.ReadSecret(parse.GetValue(module) is null ? "new access-card PIN" : "access-card PIN (the token's user PIN)");
+            var pin = parse.GetValue(module) is null ? CliConsole.ReadNewSecret("new access-card PIN") : CliConsole.ReadSecret("access-card PIN (the token's user PIN)");
             var token = parse.GetValue(module) is { } so ? new AccessCardToken(so, parse.GetValue(label)!) : null;
+            var dir = parse.GetValue(terminal)!;
+            var created = !Directory.Exists(dir);
             try
             {
                 var profile = await TerminalClient.EnrollAsync(parse.GetValue(terminal)!, parse.GetValue(home)!, parse.GetValue(code)!, pin, cancellationToken: ct, token: token);
-                Console.WriteLine($"enrolled as '{profile.Name}' ({profile.DeviceId}) with the home server at {profile.Home}" +
+                CliOutput.Print(parse.GetValue(json), new { name = profile.Name, device_id = profile.DeviceId, home = profile.Home, key_on_token = token?.TokenLabel },
+                    $"enrolled as '{profile.Name}' ({profile.DeviceId}) with the home server at {profile.Home}" +
                     (token is null ? "" : $"; the device key was generated on the token '{token.TokenLabel}' and cannot leave it"));
                 return 0;
             }
             catch (Exception e) when (e is ControlErrorException or FormatException or IOException or InvalidOperationException or ArgumentException
                 or System.Security.Authentication.AuthenticationException or System.Net.Sockets.SocketException or Net.Pkcs11Interop.Common.Pkcs11Exception)
             {
-                return CliConsole.Fail(e.Message);
+                // A failed enrollment leaves nothing behind: not even the directory it made.
+                if (created && Directory.Exists(dir) && !Directory.EnumerateFileSystemEntries(dir).Any()) Directory.Delete(dir);
+                return CliConsole.Fail(e);
             }
         });
         return command;
@@ -113,57 +127,41 @@ internal static class TerminalCommands
 
     private static Command Unlock()
     {
-        var command = new Command("unlock", "Unlock the access card and the home card: access-card PIN, PIN1 and PIN2 from stdin, one a line. Starts the terminal agent.");
+        var command = new Command("unlock", "Unlock the access card and the home card: reads the access-card PIN, PIN1 and PIN2, one a line; starts the terminal agent (it locks again after 10 idle minutes).")
+            .WithExamples("printf '%s\\n' 4321 1111 2222 | daiko terminal unlock --terminal ~/.daiko");
         var terminal = TerminalOption();
+        var json = CliOutput.JsonOption();
         command.Options.Add(terminal);
+        command.Options.Add(json);
         command.SetAction(async (parse, ct) =>
         {
             var dir = parse.GetValue(terminal)!;
             var accessPin = CliConsole.ReadSecret("access-card PIN");
             var pin1 = CliConsole.ReadSecret("PIN1");
             var pin2 = CliConsole.ReadSecret("PIN2");
+            var startedHere = false;
             try
             {
                 if (!AgentClient.IsRunning(dir))
                 {
-                    var started = await StartAgentAsync(dir, accessPin, ct);
+                    var started = await AgentProcess.StartAsync(dir, accessPin, ct);
                     if (started is not null) return CliConsole.Fail(started);
+                    startedHere = true;
                 }
                 await using var control = await AgentClient.ConnectAsync(dir, ct);
                 var state = await new HomeControl(control).UnlockAsync(pin1, pin2, ct);
-                Console.WriteLine($"home card {state.ToWire()}; the access card stays unlocked for 10 idle minutes");
+                CliOutput.Print(parse.GetValue(json), new { state = state.ToWire(), access_card = "unlocked", idle_minutes = 10 },
+                    $"home card {state.ToWire()}; the access card stays unlocked for 10 idle minutes");
                 return 0;
             }
             catch (ControlErrorException e)
             {
+                // A failed unlock leaves no agent holding the access card open.
+                if (startedHere) AgentProcess.Stop(dir);
                 return CliConsole.Fail(e.Message);
             }
         });
         return command;
-    }
-
-    /// <summary>Starts 'daiko terminal agent' in the background, handing it the access-card PIN on stdin.</summary>
-    private static async Task<string?> StartAgentAsync(string dir, string accessPin, CancellationToken ct)
-    {
-        var self = Environment.ProcessPath!;
-        var info = new ProcessStartInfo(self) { RedirectStandardInput = true, RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(self) == "dotnet") info.ArgumentList.Add(typeof(Program).Assembly.Location);
-        foreach (var a in new[] { "terminal", "agent", "--terminal", dir }) info.ArgumentList.Add(a);
-        var process = Process.Start(info)!;
-        await process.StandardInput.WriteLineAsync(accessPin);
-        process.StandardInput.Close();
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!AgentClient.IsRunning(dir))
-        {
-            if (process.HasExited)
-            {
-                var error = (await process.StandardError.ReadToEndAsync(ct)).Trim();
-                return error.StartsWith("daiko: ", StringComparison.Ordinal) ? error[7..] : $"the terminal agent did not start: {error}";
-            }
-            if (DateTime.UtcNow > deadline) return "the terminal agent did not start within 30 s";
-            await Task.Delay(50, ct);
-        }
-        return null;
     }
 
     private static Command AgentCommand()
@@ -191,15 +189,18 @@ internal static class TerminalCommands
 
     private static Command Lock()
     {
-        var command = new Command("lock", "\"Done\": the home card goes back to remote-access-wait and the access card is locked.");
+        var command = new Command("lock", "\"Done\": the home card goes back to remote-access-wait and the access card is locked.")
+            .WithExamples("daiko terminal lock --terminal ~/.daiko");
         var terminal = TerminalOption();
+        var json = CliOutput.JsonOption();
         command.Options.Add(terminal);
+        command.Options.Add(json);
         command.SetAction(async (parse, ct) =>
         {
             var dir = parse.GetValue(terminal)!;
             if (!AgentClient.IsRunning(dir))
             {
-                Console.WriteLine("the access card is already locked");
+                CliOutput.Print(parse.GetValue(json), new { state = (string?)null, access_card = "locked" }, "the access card is already locked");
                 return 0;
             }
             try
@@ -207,51 +208,37 @@ internal static class TerminalCommands
                 await using (var control = await AgentClient.ConnectAsync(dir, ct))
                 {
                     var state = await new HomeControl(control).LockAsync(ct);
-                    Console.WriteLine($"home card {state.ToWire()}; access card locked");
+                    CliOutput.Print(parse.GetValue(json), new { state = state.ToWire(), access_card = "locked" }, $"home card {state.ToWire()}; access card locked");
                 }
             }
             catch (ControlErrorException e)
             {
                 Console.Error.WriteLine($"daiko: {e.Message}; locking the access card anyway");
             }
-            StopAgent(dir);
+            AgentProcess.Stop(dir);
             return 0;
         });
         return command;
     }
 
-    internal static void StopAgent(string dir)
-    {
-        var pidFile = TerminalAgent.PidPath(dir);
-        if (File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile), out var pid))
-        {
-            try
-            {
-                using var agent = Process.GetProcessById(pid);
-                agent.Kill();
-                agent.WaitForExit(5000);
-            }
-            catch (ArgumentException) { }
-        }
-        foreach (var f in new[] { pidFile, TerminalAgent.SocketPath(dir) })
-        {
-            try { File.Delete(f); } catch (IOException) { }
-        }
-    }
-
     private static Command Get()
     {
-        var command = new Command("get", "Fetch an https URL through a delegated session; the body goes to stdout.");
+        var command = new Command("get", "Fetch an https URL through a delegated session; the body goes to stdout.")
+            .WithExamples("daiko terminal get https://market.example/ --terminal ~/.daiko --mode auto --stats", "daiko terminal get https://market.example/ --terminal ~/.daiko --mode resume --kex psk_ke");
         var terminal = TerminalOption();
-        var url = new Argument<string>("URL") { Description = "the https URL" };
+        var url = new Argument<string>("URL") { Description = "the https URL" }.HttpsUrl();
         var mode = ModeOption();
-        var kex = new Option<string>("--kex") { Description = "psk_ke or psk_dhe_ke (resume mode)", DefaultValueFactory = _ => "psk_dhe_ke" };
+        var kex = new Option<string>("--kex") { Description = "psk_ke or psk_dhe_ke (resume mode; a market that refuses psk_ke may accept psk_dhe_ke)", DefaultValueFactory = _ => "psk_dhe_ke", HelpName = "KEX" };
         kex.AcceptOnlyFromAmong("psk_ke", "psk_dhe_ke");
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT data when the ticket allows it (resume mode)" };
         var stats = new Option<bool>("--stats") { Description = "print one JSON line of the terminal's own costs to stderr" };
         var timeout = new Option<int>("--timeout") { Description = "seconds the session's handshake, and then each read or write, may wait on the market", DefaultValueFactory = _ => 30 };
         command.Arguments.Add(url);
         foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats, timeout }) command.Options.Add(o);
+        command.Validators.Add(r =>
+        {
+            if (r.GetResult(kex) is { Implicit: false } && r.GetValue(mode) is not ("resume" or "auto")) r.AddError($"--kex applies to resume mode only, not to --mode {r.GetValue(mode)}");
+        });
         command.SetAction(async (parse, ct) =>
         {
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var target) || target.Scheme != Uri.UriSchemeHttps) return CliConsole.Fail("only https URLs are supported");
@@ -262,6 +249,7 @@ internal static class TerminalCommands
             var request = System.Text.Encoding.ASCII.GetBytes($"GET {target.PathAndQuery} HTTP/1.1\r\nHost: {target.Authority}\r\nConnection: close\r\nUser-Agent: daiko\r\n\r\n");
             try
             {
+                using var waiting = CliConsole.ProgressAfter(TimeSpan.FromSeconds(2), $"{target.Authority} has not answered within 2 s; still waiting (Ctrl-C to give up)");
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
                 var session = await new DelegatedConnector(control) { Timeout = seconds }.ConnectAsync(target.Host, target.Port, sessionMode,
                     parse.GetValue(kex) == "psk_ke" ? PskKeyExchangeMode.PskKe : PskKeyExchangeMode.PskDheKe,
@@ -269,6 +257,7 @@ internal static class TerminalCommands
                 await using var stream = session.Stream;
                 if (session.Tls is not { EarlyDataAccepted: true }) await stream.WriteAsync(request, ct);
                 var response = await HttpResponseReader.ReadBodyAsync(stream, ct);
+                waiting.Dispose();
                 await using (var stdout = Console.OpenStandardOutput()) await stdout.WriteAsync(response.Body, ct);
                 if (parse.GetValue(stats))
                 {
@@ -290,6 +279,10 @@ internal static class TerminalCommands
             {
                 return CliConsole.Fail(e.Message);
             }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                return CliConsole.Fail(CliConsole.Unreachable(target.Authority, e));
+            }
             catch (Exception e) when (CliConsole.IsSessionFailure(e))
             {
                 return CliConsole.FailSession(target.Authority, e);
@@ -300,12 +293,15 @@ internal static class TerminalCommands
 
     private static Command Prefetch()
     {
-        var command = new Command("prefetch", "Have the home server fetch session tickets for a market ahead of need, so that later 'get --mode resume' starts at once.");
+        var command = new Command("prefetch", "Have the home server fetch session tickets for a market ahead of need, so that later 'get --mode resume' starts at once.")
+            .WithExamples("daiko terminal prefetch https://market.example/ --terminal ~/.daiko --count 2");
         var terminal = TerminalOption();
-        var url = new Argument<string>("URL") { Description = "an https URL of the market" };
-        var count = new Option<int>("--count") { Description = "how many tickets to have ready (0 only reports)", DefaultValueFactory = _ => 1 };
+        var url = new Argument<string>("URL") { Description = "an https URL of the market" }.HttpsUrl();
+        var count = new Option<int>("--count") { Description = "how many tickets to have ready, 0 to 8 (0 only reports)", DefaultValueFactory = _ => 1, HelpName = "N" };
+        count.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or > 8) r.AddError("--count must be 0 to 8"); });
+        var json = CliOutput.JsonOption();
         command.Arguments.Add(url);
-        foreach (var o in new Option[] { terminal, count }) command.Options.Add(o);
+        foreach (var o in new Option[] { terminal, count, json }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var target) || target.Scheme != Uri.UriSchemeHttps) return CliConsole.Fail("only https URLs are supported");
@@ -314,7 +310,8 @@ internal static class TerminalCommands
             {
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
                 var (ready, handshakes) = await new DelegatedConnector(control).PrefetchAsync(target.Host, target.Port, parse.GetValue(count), cancellationToken: ct);
-                Console.WriteLine($"{ready} session ticket(s) ready for {target.Authority} ({handshakes} handshake(s) by the home server now)");
+                CliOutput.Print(parse.GetValue(json), new { market = target.Authority, ready, handshakes },
+                    $"{ready} session ticket(s) ready for {target.Authority} ({handshakes} handshake(s) by the home server now)");
                 return 0;
             }
             catch (ControlErrorException e)
@@ -327,10 +324,11 @@ internal static class TerminalCommands
 
     private static Command Forward()
     {
-        var command = new Command("forward", "Serve a local plaintext port; each connection becomes a delegated session to the target (like ghostunnel's client mode).");
+        var command = new Command("forward", "Serve a local plaintext port; each connection becomes a delegated session to the target (like ghostunnel's client mode).")
+            .WithExamples("daiko terminal forward --terminal ~/.daiko --listen 127.0.0.1:8080 --target market.example:443   # then: curl http://127.0.0.1:8080/");
         var terminal = TerminalOption();
-        var listen = new Option<string>("--listen") { Description = "local HOST:PORT", Required = true };
-        var target = new Option<string>("--target") { Description = "the market's HOST:PORT", Required = true };
+        var listen = new Option<string>("--listen") { Description = "the local address for plaintext clients", Required = true }.HostPort();
+        var target = new Option<string>("--target") { Description = "the market", Required = true }.HostPort();
         var mode = ModeOption();
         foreach (var o in new Option[] { terminal, listen, target, mode }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
@@ -338,15 +336,24 @@ internal static class TerminalCommands
             var dir = parse.GetValue(terminal)!;
             var targetText = parse.GetValue(target)!;
             var colon = targetText.LastIndexOf(':');
-            var host = targetText[..colon];
+            var host = targetText[..colon].Trim('[', ']');
             var port = int.Parse(targetText[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture);
             var sessionMode = Enum.Parse<DelegationMode>(parse.GetValue(mode)!, ignoreCase: true);
-            await using var forwarder = LocalForwarder.Start(HomeServerCommands.ParseEndpoint(parse.GetValue(listen)!), async c =>
+            LocalForwarder forwarder;
+            try
             {
-                var control = await AgentClient.ConnectAsync(dir, c);
-                var session = await new DelegatedConnector(control).ConnectAsync(host, port, sessionMode, cancellationToken: c);
-                return new OwningStream(session.Stream, control);
-            }, line => Console.Error.WriteLine($"daiko: {line}"));
+                forwarder = LocalForwarder.Start(HomeServerCommands.ParseEndpoint(parse.GetValue(listen)!), async c =>
+                {
+                    var control = await AgentClient.ConnectAsync(dir, c);
+                    var session = await new DelegatedConnector(control).ConnectAsync(host, port, sessionMode, cancellationToken: c);
+                    return new OwningStream(session.Stream, control);
+                }, line => Console.Error.WriteLine($"daiko: {line}"));
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                return CliConsole.Fail(HomeServerCommands.ListenProblem(parse.GetValue(listen)!, e));
+            }
+            await using var forwarderScope = forwarder;
             Console.WriteLine($"forwarding {forwarder.LocalEndPoint} → {targetText} ({sessionMode.ToString().ToLowerInvariant()})");
             var stop = new TaskCompletionSource();
             using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
@@ -355,29 +362,5 @@ internal static class TerminalCommands
             return 0;
         });
         return command;
-    }
-
-    /// <summary>A session stream that also closes the control connection it came from.</summary>
-    private sealed class OwningStream(Stream inner, IAsyncDisposable owner) : Stream
-    {
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() => inner.Flush();
-        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
-        public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => inner.WriteAsync(buffer, cancellationToken);
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override async ValueTask DisposeAsync()
-        {
-            await inner.DisposeAsync();
-            await owner.DisposeAsync();
-            await base.DisposeAsync();
-        }
     }
 }

@@ -7,12 +7,12 @@ using Daiko.Terminal.Http;
 
 namespace Daiko.Cli.Commands;
 
-/// <summary><c>daiko tls …</c>: direct TLS 1.3 without delegation (the baseline).</summary>
+/// <summary><c>daiko tls …</c>: direct TLS (1.3, or the TLS 1.2 profile) without delegation (the baseline).</summary>
 internal static class TlsCommands
 {
     public static Command Build()
     {
-        var tls = new Command("tls", "Direct TLS 1.3 through Daiko's own engine, without delegation (the baseline, and a curl-like tool).");
+        var tls = new Command("tls", "Direct TLS (1.3, or 1.2 where a server speaks only that) through Daiko's own engine, without delegation (the baseline, and a curl-like tool).");
         var get = new Command("get", "Fetch an https URL and print the response body to stdout.");
         var url = new Argument<string>("URL") { Description = "the https URL to fetch" };
         var ca = new Option<FileInfo?>("--ca") { Description = "PEM file of trusted roots (default: the system roots)" };
@@ -24,8 +24,10 @@ internal static class TlsCommands
         kex.AcceptOnlyFromAmong("psk_ke", "psk_dhe_ke");
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT early data when the ticket allows it" };
         var stats = new Option<bool>("--stats") { Description = "print one JSON line of cost counters to stderr" };
+        var version = new Option<string>("--tls-version") { Description = "protocol versions to offer: 1.2, 1.3 or auto (both; TLS 1.3 whenever the server speaks it)", DefaultValueFactory = _ => "auto" };
+        version.AcceptOnlyFromAmong("1.2", "1.3", "auto");
         var timeout = new Option<int>("--timeout") { Description = "seconds the handshake, and then each read or write, may wait on the server", DefaultValueFactory = _ => 30 };
-        foreach (var o in new Option[] { ca, cert, key, saveTicket, resumeFrom, kex, earlyData, stats, timeout }) get.Options.Add(o);
+        foreach (var o in new Option[] { ca, cert, key, saveTicket, resumeFrom, kex, earlyData, version, stats, timeout }) get.Options.Add(o);
         get.Arguments.Add(url);
         get.SetAction(async (parse, ct) =>
         {
@@ -58,6 +60,7 @@ internal static class TlsCommands
                 ClientCredential = credential,
                 CertificateValidator = parse.GetValue(ca) is { } caFile ? X509ChainValidator.FromPemFiles([caFile.FullName], counters) : new X509ChainValidator(counters: counters),
                 ResumptionTicket = ticket,
+                Versions = ParseVersions(parse.GetValue(version)),
                 PskModes = parse.GetValue(kex) == "psk_ke" ? [PskKeyExchangeMode.PskKe] : [PskKeyExchangeMode.PskDheKe],
                 EarlyData = parse.GetValue(earlyData) ? request : ReadOnlyMemory<byte>.Empty,
                 Counters = counters,
@@ -111,6 +114,14 @@ internal static class TlsCommands
         return tls;
     }
 
+    /// <summary>The value of <c>--tls-version</c>: 1.2, 1.3 or auto (both).</summary>
+    internal static TlsVersions ParseVersions(string? value) => value switch
+    {
+        "1.2" => TlsVersions.Tls12,
+        "1.3" => TlsVersions.Tls13,
+        _ => TlsVersions.Both,
+    };
+
     /// <summary>The JSON line of docs/cli.md for <c>--stats</c>.</summary>
     internal static string StatsLine(TlsConnection connection, TlsCounters counters, TimeSpan elapsed, IDictionary<string, object?>? extra = null)
     {
@@ -118,11 +129,18 @@ internal static class TlsCommands
         {
             ["resumed"] = connection.Resumed,
             ["kex"] = connection.KeyExchange switch { PskKeyExchangeMode.PskKe => "psk_ke", PskKeyExchangeMode.PskDheKe => "psk_dhe_ke", _ => "full" },
+            ["version"] = connection.Version == TlsVersions.Tls12 ? "1.2" : "1.3",
             ["suite"] = connection.CipherSuite switch
             {
                 CipherSuite.Aes128GcmSha256 => "TLS_AES_128_GCM_SHA256",
                 CipherSuite.Aes256GcmSha384 => "TLS_AES_256_GCM_SHA384",
-                _ => "TLS_CHACHA20_POLY1305_SHA256",
+                CipherSuite.ChaCha20Poly1305Sha256 => "TLS_CHACHA20_POLY1305_SHA256",
+                CipherSuite.EcdheEcdsaAes128GcmSha256 => "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+                CipherSuite.EcdheEcdsaAes256GcmSha384 => "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+                CipherSuite.EcdheRsaAes128GcmSha256 => "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                CipherSuite.EcdheRsaAes256GcmSha384 => "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+                CipherSuite.EcdheEcdsaChaCha20Poly1305Sha256 => "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+                _ => "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
             },
             ["group"] = connection.Group switch { NamedGroup.X25519 => "x25519", NamedGroup.Secp256r1 => "secp256r1", NamedGroup.Secp384r1 => "secp384r1", _ => "none" },
             ["bytes_sent"] = counters.BytesSent,

@@ -131,7 +131,10 @@ public sealed class ControlListener : IAsyncDisposable
             deviceId = device.Id;
         }
         var connection = new ControlConnection(ssl, (request, c) => _dispatcher.DispatchAsync(request, c, deviceId),
-            e => _logger.HandlerFailed("control", e));
+            e => _logger.HandlerFailed("control", e))
+        {
+            OnRefusal = (request, code, message) => _logger.RequestRefused(deviceId ?? "(not enrolled)", request?.Type ?? "(undecodable)", code.ToWire(), message),
+        };
         _connections.Add(connection, deviceId);
         connection.Start();
         try

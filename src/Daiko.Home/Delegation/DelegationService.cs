@@ -88,6 +88,8 @@ public sealed class DelegationService : IAsyncDisposable
             ApplicationProtocols = market.Alpn is null ? [] : [market.Alpn],
             ClientCredential = credential,
             CertificateValidator = _validator,
+            // TLS 1.3 whenever the market speaks it; the TLS 1.2 profile for markets that speak only that.
+            Versions = TlsVersions.Both,
             Time = _time,
             Counters = counters,
             HandshakeTimeout = TimeSpan.FromSeconds(15),
@@ -220,7 +222,7 @@ public sealed class DelegationService : IAsyncDisposable
         {
             _tickets.Add(key, ticket, ticket.ReceivedAt.AddSeconds(ticket.LifetimeSeconds), singleUse: true);
         }
-        await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, true, received.Count > 0,
+        await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, connection.Version == TlsVersions.Tls13, received.Count > 0,
             (await _profiles.FindAsync(market.Host, market.Port, cancellationToken))?.AcceptsPskKe ?? false,
             received.Count > 0 ? received.Max(t => t.MaxEarlyData) : 0, _time.GetUtcNow()), cancellationToken);
         try

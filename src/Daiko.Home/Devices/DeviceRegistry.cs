@@ -162,9 +162,15 @@ public sealed class DeviceRegistry
     public IReadOnlySet<string> RevokedIds() => List().Where(d => d.Revoked).Select(d => d.Id).ToHashSet();
 
     /// <summary>Appends to the audit log: who, what, with which market and mode, and the outcome. Never secrets.</summary>
-    public void Audit(string? deviceId, string action, string? market, string? mode, string outcome) =>
+    /// <summary>Told of every audited event as it is recorded (the server logs each one; never a secret).</summary>
+    public Action<string?, string, string?, string?, string>? Audited { get; set; }
+
+    public void Audit(string? deviceId, string action, string? market, string? mode, string outcome)
+    {
+        Audited?.Invoke(deviceId, action, market, mode, outcome);
         Execute("INSERT INTO audit(at, device, action, market, mode, outcome) VALUES($t, $d, $a, $m, $o, $r)",
             ("$t", _time.GetUtcNow().ToString("O")), ("$d", deviceId), ("$a", action), ("$m", market), ("$o", mode), ("$r", outcome));
+    }
 
     public IReadOnlyList<(DateTimeOffset At, string? Device, string Action, string? Market, string? Mode, string Outcome)> AuditLog(int limit = 100)
     {

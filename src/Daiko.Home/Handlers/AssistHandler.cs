@@ -16,11 +16,15 @@ public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServer
     {
         if (gate.RefusalUnlessReady() is { } refusal) return refusal;
         var content = request.Content;
-        // The card signs only TLS 1.3 client CertificateVerify content, never arbitrary data.
-        if (content.Length is < 64 + 34 + 32 or > 64 + 34 + 64 || !content.AsSpan().StartsWith(ClientVerifyPrefix))
+        // The card signs only TLS 1.3 client CertificateVerify content, or a whole TLS 1.2 handshake that
+        // this server parsed and checked itself (a TLS 1.2 CertificateVerify has no context string); never
+        // arbitrary data.
+        var tls13 = content.Length is >= 64 + 34 + 32 and <= 64 + 34 + 64 && content.AsSpan().StartsWith(ClientVerifyPrefix);
+        var problem = tls13 ? null : await Daiko.Tls.Tls12.AssistTranscript12.CheckAsync(content, request.Scheme, gate.Card.CertificateChain, marketValidator, context.Closed);
+        if (problem is not null)
         {
             devices.Audit(context.DeviceId, "sign", null, "assist", "refused: not CertificateVerify content");
-            return HandlerResult.Error(ErrorCode.BadContent, "the home card signs only TLS 1.3 client CertificateVerify content");
+            return HandlerResult.Error(ErrorCode.BadContent, $"the home card signs only TLS 1.3 client CertificateVerify content or a TLS 1.2 handshake it checked: {problem}");
         }
         try
         {

@@ -1,13 +1,15 @@
 using Daiko.Cards;
 using Daiko.Home.Delegation;
 using Daiko.Home.Devices;
+using Daiko.Home.Hosting;
 using Daiko.Protocol;
 using Daiko.Protocol.Messages;
+using Microsoft.Extensions.Logging;
 
 namespace Daiko.Home.Handlers;
 
 /// <summary>unlock, lock and card-status.</summary>
-public sealed class CardHandler(CardGate gate, DeviceRegistry devices, SessionCache<Daiko.Tls.SessionTicket> tickets)
+public sealed class CardHandler(CardGate gate, DeviceRegistry devices, SessionCache<Daiko.Tls.SessionTicket> tickets, Daiko.Home.Server.WalletService wallet, ILogger logger)
 {
     private HomeCard Card => gate.Card;
 
@@ -32,6 +34,15 @@ public sealed class CardHandler(CardGate gate, DeviceRegistry devices, SessionCa
             }, second.Message, second.TriesLeft);
         }
         devices.Audit(context.DeviceId, "unlock", null, null, "crypto-ready");
+        try
+        {
+            // A purse from before the card's seal is sealed once here, after its log verifies.
+            wallet.Ledger.SealIfUnsealed();
+        }
+        catch (Daiko.Money.PurseException e)
+        {
+            logger.PurseNotSealed(e.Message);
+        }
         return new UnlockedReply(CardGate.ToProtocol(Card.State));
     }
 

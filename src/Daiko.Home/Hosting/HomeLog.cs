@@ -37,4 +37,13 @@ internal static partial class HomeLog
 
     [LoggerMessage(11, LogLevel.Error, "a background task of the home server failed")]
     public static partial void BackgroundFailed(this ILogger logger, Exception exception);
+
+    [LoggerMessage(12, LogLevel.Information, "device {DeviceId}: {Type} refused ({Code}): {Message}")]
+    public static partial void RequestRefused(this ILogger logger, string deviceId, string type, string code, string message);
+
+    [LoggerMessage(13, LogLevel.Information, "device {DeviceId}: {Action}{Market}{Mode}: {Outcome}")]
+    public static partial void Audited(this ILogger logger, string deviceId, string action, string market, string mode, string outcome);
+
+    [LoggerMessage(14, LogLevel.Warning, "the purse is not sealed: {Reason}")]
+    public static partial void PurseNotSealed(this ILogger logger, string reason);
 }

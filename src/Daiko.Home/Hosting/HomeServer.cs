@@ -57,7 +57,12 @@ public sealed class HomeServer : IAsyncDisposable
         var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
         var database = DatabasePath(options.Directory);
         Identity = HomeIdentity.LoadOrCreate(options.Directory);
-        Devices = new DeviceRegistry(database, options.Time);
+        Devices = new DeviceRegistry(database, options.Time)
+        {
+            // Every audited event (unlock, lock, delegation, refusal) also goes to the server log; never a secret.
+            Audited = (device, action, market, mode, outcome) =>
+                logger.Audited(device ?? "(unknown)", action, market is null ? "" : $" {market}", mode is null ? "" : $" ({mode})", outcome),
+        };
         var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time);
         Delegation = new DelegationService(
             () => card.CertificateChain.Count == 0
@@ -76,7 +81,7 @@ public sealed class HomeServer : IAsyncDisposable
         var handlers = new HomeHandlers(
             gate,
             new EnrollmentHandler(Devices, Identity, logger),
-            new CardHandler(gate, Devices, Delegation.Tickets),
+            new CardHandler(gate, Devices, Delegation.Tickets, _wallet, logger),
             new DelegationHandler(gate, Delegation, Devices, _splicer),
             new AssistHandler(gate, Devices, validator),
             new ApplianceHandler(Appliances, Devices),
@@ -90,6 +95,9 @@ public sealed class HomeServer : IAsyncDisposable
 
     /// <summary>Registers a market's or bank's key for e-money messages.</summary>
     public static void AddPayee(string directory, string id, System.Security.Cryptography.ECDsa publicKey) => WalletService.AddPayee(directory, id, publicKey);
+
+    /// <summary>Where the payment log is mailed (DIR/mail.json).</summary>
+    public static void SetMail(string directory, Mail.MailSettings settings) => WalletService.SaveMailSettings(directory, settings);
 
     public ApplianceGateway Appliances { get; }
 

@@ -1,5 +1,5 @@
-using System.Security.Cryptography;
 using Daiko.Cards;
+using Daiko.Money;
 
 namespace Daiko.Home.Money;
 
@@ -10,5 +10,11 @@ public sealed class HomeCardPurse(HomeCard card) : IPurseCard
 
     public bool CryptoReady => card.State == HomeCardState.CryptoReady;
 
-    public ECDsa OpenSigningKey() => card.OpenCoseSigningKey();
+    public IMoneySigner OpenSigningKey() => card.OpenMoneySigner();
+
+    public System.Security.Cryptography.ECDsa PurseKey() => card.PursePublicKey();
+
+    public long? ReadSealCounter() => card.ReadPurseCounter();
+
+    public void AdvanceSealCounter(long value) => card.AdvancePurseCounter(value);
 }

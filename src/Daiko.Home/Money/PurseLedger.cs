@@ -16,8 +16,17 @@ public interface IPurseCard
 
     bool CryptoReady { get; }
 
-    /// <summary>An ECDsa whose private operation runs in the card.</summary>
-    ECDsa OpenSigningKey();
+    /// <summary>The card's purse key as a COSE signer (money messages only; the private operation runs in the card).</summary>
+    IMoneySigner OpenSigningKey();
+
+    /// <summary>The purse key's public half (to verify the purse's seal).</summary>
+    ECDsa PurseKey();
+
+    /// <summary>The seal counter the card keeps (null before the first seal).</summary>
+    long? ReadSealCounter();
+
+    /// <summary>Moves the card's seal counter forward.</summary>
+    void AdvanceSealCounter(long value);
 }
 
 /// <summary>
@@ -95,7 +104,7 @@ public sealed class PurseLedger
             Log(c, tx, "payment", paymentId, -amount, currency, balance - amount);
             Execute(c, tx, "INSERT INTO purse_payments(payment_id, market, amount, currency, at, state, market_url) VALUES(@p, @m, @a, @c, @t, 'paid', @u)",
                 ("@p", paymentId), ("@m", market), ("@a", amount), ("@c", currency), ("@t", now.ToString("O")), ("@u", request.Url));
-            using var key = _card.OpenSigningKey();
+            var key = _card.OpenSigningKey();
             return new Daiko.Money.Payment(_card.CardId, paymentId, MoneyMessage.Hash(requestCose), market, request.Order,
                 amount, currency, now).Sign(key);
         });
@@ -117,7 +126,7 @@ public sealed class PurseLedger
             var balance = BalanceOf(c, tx, currency) + amount;
             SetBalance(c, tx, currency, balance);
             Log(c, tx, "refill", refill.RefillId, amount, currency, balance);
-            using var key = _card.OpenSigningKey();
+            var key = _card.OpenSigningKey();
             return new RefillAck(_card.CardId, refill.RefillId, amount, currency, _time.GetUtcNow()).Sign(key);
         });
     }
@@ -140,7 +149,7 @@ public sealed class PurseLedger
             if (_time.GetUtcNow() - at > _cancellationWindow)
                 throw new PurseException(PurseRefusal.OutsideCancellationWindow, $"payment {paymentId} is older than the {_cancellationWindow.TotalDays:0} day cancellation window");
             Execute(c, tx, "UPDATE purse_payments SET state = 'cancelling' WHERE payment_id = @p", ("@p", paymentId));
-            using var key = _card.OpenSigningKey();
+            var key = _card.OpenSigningKey();
             return new Cancellation(_card.CardId, paymentId, market, amount, currency, _time.GetUtcNow()).Sign(key);
         });
     }
@@ -206,47 +215,40 @@ public sealed class PurseLedger
     public bool VerifyLog()
     {
         using var c = Open();
-        using var cmd = c.CreateCommand();
-        cmd.CommandText = "SELECT seq, at, kind, ref, amount, currency, balance_after, prev_hash, hash FROM purse_log ORDER BY seq";
-        using var r = cmd.ExecuteReader();
-        var previous = GenesisHash;
-        var sums = new Dictionary<string, long>();
-        long expectedSeq = 1;
-        while (r.Read())
+        return PurseLog.Read(c, null).LogIntact;
+    }
+
+    /// <summary>
+    /// Seals a purse that has no seal yet (one from before the seal), once its log verifies; a purse
+    /// already sealed is checked instead. Needs the card crypto-ready (the home server calls it after PIN2).
+    /// </summary>
+    public void SealIfUnsealed()
+    {
+        lock (_gate)
         {
-            if (r.GetInt64(0) != expectedSeq++) return false;
-            var entry = EntryText(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt64(4), r.GetString(5), r.GetInt64(6));
-            if (r.GetString(7) != previous || ChainHash(previous, entry) != r.GetString(8)) return false;
-            sums[r.GetString(5)] = sums.GetValueOrDefault(r.GetString(5)) + r.GetInt64(4);
-            if (sums[r.GetString(5)] != r.GetInt64(6)) return false;
-            previous = r.GetString(8);
+            RequireReady();
+            using var c = Open();
+            using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
+            var counter = PurseSeal.Check(c, tx, _card);
+            if (counter != 0)
+            {
+                return;
+            }
+            PurseSeal.Seal(c, tx, _card, 1);
+            tx.Commit();
+            _card.AdvanceSealCounter(1);
         }
-        r.Close();
-        using var balances = c.CreateCommand();
-        balances.CommandText = "SELECT currency, amount FROM purse_balances";
-        using var b = balances.ExecuteReader();
-        while (b.Read())
-        {
-            if (sums.GetValueOrDefault(b.GetString(0)) != b.GetInt64(1)) return false;
-        }
-        return true;
     }
 
     /// <summary>The head of the chain signed by the card: proof of the whole log's state for a report.</summary>
     public byte[] SignedHead()
     {
         var history = History();
-        using var key = _card.OpenSigningKey();
+        var key = _card.OpenSigningKey();
         return new LogHead(_card.CardId, history.Count, history.Count == 0 ? GenesisHash : history[^1].Hash, _time.GetUtcNow()).Sign(key);
     }
 
-    private const string GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000";
-
-    private static string EntryText(long seq, string at, string kind, string reference, long amount, string currency, long balance) =>
-        $"{seq}|{at}|{kind}|{reference}|{amount}|{currency}|{balance}";
-
-    private static string ChainHash(string previous, string entry) =>
-        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(previous + "\n" + entry))).ToLowerInvariant();
+    private const string GenesisHash = PurseLog.GenesisHash;
 
     private void Log(DbConnection c, DbTransaction tx, string kind, string reference, long amount, string currency, long balanceAfter)
     {
@@ -257,7 +259,7 @@ public sealed class PurseLedger
         var (seq, previous) = r.Read() ? (r.GetInt64(0) + 1, r.GetString(1)) : (1L, GenesisHash);
         r.Close();
         var at = _time.GetUtcNow().ToString("O");
-        var hash = ChainHash(previous, EntryText(seq, at, kind, reference, amount, currency, balanceAfter));
+        var hash = PurseLog.ChainHash(previous, PurseLog.EntryText(seq, at, kind, reference, amount, currency, balanceAfter));
         Execute(c, tx, "INSERT INTO purse_log(seq, at, kind, ref, amount, currency, balance_after, prev_hash, hash) VALUES(@s, @t, @k, @r, @a, @c, @b, @p, @h)",
             ("@s", seq), ("@t", at), ("@k", kind), ("@r", reference), ("@a", amount), ("@c", currency), ("@b", balanceAfter), ("@p", previous), ("@h", hash));
     }
@@ -285,7 +287,11 @@ public sealed class PurseLedger
         return (r.GetString(0), r.GetInt64(1), r.GetString(2), DateTimeOffset.Parse(r.GetString(3), System.Globalization.CultureInfo.InvariantCulture), r.GetString(4));
     }
 
-    /// <summary>Runs <paramref name="work"/> once per request id, in one transaction with its stored answer.</summary>
+    /// <summary>
+    /// Runs <paramref name="work"/> once per request id, in one transaction with its stored answer. The
+    /// card's seal is checked before anything moves (a forged, truncated or rolled-back purse is refused)
+    /// and renewed with the commit; the card's counter follows the commit.
+    /// </summary>
     private byte[] Transact(string requestId, Func<DbConnection, DbTransaction, byte[]> work)
     {
         lock (_gate)
@@ -299,9 +305,13 @@ public sealed class PurseLedger
                 AddParameter(find, "@r", requestId);
                 if (find.ExecuteScalar() is byte[] previous) return previous;
             }
+            RequireReady();
+            var counter = PurseSeal.Check(c, tx, _card) + 1;
             var answer = work(c, tx);
             Execute(c, tx, "INSERT INTO purse_answers(request_id, answer) VALUES(@r, @a)", ("@r", requestId), ("@a", answer));
+            PurseSeal.Seal(c, tx, _card, counter);
             tx.Commit();
+            _card.AdvanceSealCounter(counter);
             return answer;
         }
     }

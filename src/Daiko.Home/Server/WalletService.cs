@@ -55,11 +55,18 @@ public sealed class WalletService
     /// <summary>Queues a report of the purse log and delivers what is pending; returns (sent, pending).</summary>
     public async Task<(long Sent, long Pending)> MailReportNowAsync(CancellationToken cancellationToken)
     {
-        var settings = LoadMailSettings() ?? throw new PurseException(PurseRefusal.Malformed, "no mail address is configured: write DIR/mail.json (smtp_host, smtp_port, from, to)");
+        var settings = LoadMailSettings() ?? throw new PurseException(PurseRefusal.Malformed, "no mail address is configured on the home server: its owner sets one with 'daiko home mail set --smtp HOST:PORT --from ADDRESS --to ADDRESS'");
         _outbox.EnqueueReport(_ledger, settings.To, _card.CardId);
         var sent = await _outbox.DeliverAsync(settings, cancellationToken);
         return (sent, _outbox.Pending());
     }
+
+    /// <summary>Writes DIR/mail.json (what <c>daiko home mail set</c> stores; no secret in it).</summary>
+    public static void SaveMailSettings(string directory, MailSettings settings) =>
+        File.WriteAllText(Path.Combine(directory, "mail.json"), JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["smtp_host"] = settings.SmtpHost, ["smtp_port"] = settings.SmtpPort, ["from"] = settings.From, ["to"] = settings.To,
+        }));
 
     public MailSettings? LoadMailSettings()
     {

@@ -43,6 +43,7 @@ public abstract class PurseStore : IHomeStore
             CREATE TABLE IF NOT EXISTS purse_answers (request_id TEXT PRIMARY KEY, answer BLOB NOT NULL);
             CREATE TABLE IF NOT EXISTS purse_payments (payment_id TEXT PRIMARY KEY, market TEXT NOT NULL, amount INTEGER NOT NULL,
                 currency TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL, market_url TEXT);
+            CREATE TABLE IF NOT EXISTS purse_seal (id INTEGER PRIMARY KEY CHECK (id = 1), counter INTEGER NOT NULL, seal BLOB NOT NULL);
             """;
     }
 
@@ -59,6 +60,7 @@ public abstract class PurseStore : IHomeStore
             CREATE TABLE IF NOT EXISTS purse_answers (request_id TEXT PRIMARY KEY, answer BYTEA NOT NULL);
             CREATE TABLE IF NOT EXISTS purse_payments (payment_id TEXT PRIMARY KEY, market TEXT NOT NULL, amount BIGINT NOT NULL,
                 currency TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL, market_url TEXT);
+            CREATE TABLE IF NOT EXISTS purse_seal (id INTEGER PRIMARY KEY CHECK (id = 1), counter BIGINT NOT NULL, seal BYTEA NOT NULL);
             """;
     }
 }

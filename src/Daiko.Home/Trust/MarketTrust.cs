@@ -56,16 +56,38 @@ public static class MarketTrust
         }
     }
 
+    /// <summary>Trusts the CA certificates in <paramref name="pemFile"/>; refuses the whole file if one is not a CA.</summary>
     public static void Add(string directory, string pemFile)
     {
         var trust = Path.Combine(directory, "trust");
-        Directory.CreateDirectory(trust);
         var collection = new X509Certificate2Collection();
         collection.ImportFromPemFile(pemFile);
         if (collection.Count == 0) throw new InvalidDataException($"no certificate in {pemFile}");
+        if (collection.FirstOrDefault(c => c.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault() is not { CertificateAuthority: true }) is { } leaf)
+        {
+            throw new InvalidDataException($"{leaf.Subject} in {pemFile} is not a CA certificate (no basicConstraints CA:TRUE); trust the CA that issued it instead");
+        }
+        Directory.CreateDirectory(trust);
         foreach (var cert in collection)
         {
             File.WriteAllText(Path.Combine(trust, cert.Thumbprint.ToLowerInvariant() + ".pem"), cert.ExportCertificatePem());
         }
+    }
+
+    /// <summary>The roots added with <see cref="Add"/>: SHA-1 thumbprint (lower case), subject, expiry.</summary>
+    public static IReadOnlyList<(string Thumbprint, string Subject, DateTime NotAfter)> List(string directory) =>
+        TrustFiles(directory).Select(f =>
+        {
+            using var cert = X509Certificate2.CreateFromPem(File.ReadAllText(f));
+            return (Path.GetFileNameWithoutExtension(f), cert.Subject, cert.NotAfter.ToUniversalTime());
+        }).ToList();
+
+    /// <summary>Stops trusting the root with this thumbprint (or a unique prefix of at least 8 characters); false if none matches.</summary>
+    public static bool Remove(string directory, string thumbprint)
+    {
+        var matches = TrustFiles(directory).Where(f => thumbprint.Length >= 8 && Path.GetFileNameWithoutExtension(f).StartsWith(thumbprint.ToLowerInvariant(), StringComparison.Ordinal)).ToList();
+        if (matches.Count != 1) return false;
+        File.Delete(matches[0]);
+        return true;
     }
 }

@@ -1,13 +1,15 @@
 using System.Formats.Cbor;
 using Daiko.Tls;
 using Daiko.Tls.KeySchedule;
+using Daiko.Tls.Tls12;
 
 namespace Daiko.Protocol.Codecs;
 
 /// <summary>
 /// An <see cref="ExportedSession"/> as CBOR (suite, client/server application traffic secrets, both
 /// sequence numbers, resumption master secret, sni, alpn, pending plaintext, pending transport bytes):
-/// how the home server hands a live session to a terminal. Decoding validates the secrets' lengths.
+/// how the home server hands a live session to a terminal. For TLS 1.2 each secret is that
+/// direction's key-block write key followed by its fixed IV, and the master secret stands for the resumption one. Decoding validates the secrets' lengths.
 /// </summary>
 public static class ExportedSessionCodec
 {
@@ -59,8 +61,10 @@ public static class ExportedSessionCodec
             }
             r.ReadEndMap();
             if (r.BytesRemaining != 0) throw new FormatException("trailing bytes after the exported session");
-            var info = CipherSuiteInfo.Find((CipherSuite)suite) ?? throw new FormatException("unknown cipher suite in the exported session");
-            if (c is null || s is null || rms is null || c.Length != info.HashLength || s.Length != info.HashLength || rms.Length != info.HashLength)
+            var info = CipherSuiteInfo.FindAny((CipherSuite)suite) ?? throw new FormatException("unknown cipher suite in the exported session");
+            var secretLength = info.IsTls12 ? info.KeyLength + info.Tls12FixedIvLength : info.HashLength;
+            var masterLength = info.IsTls12 ? MasterSecret12.Length : info.HashLength;
+            if (c is null || s is null || rms is null || c.Length != secretLength || s.Length != secretLength || rms.Length != masterLength)
                 throw new FormatException("the exported session's secrets are missing or of the wrong length");
             return new ExportedSession((CipherSuite)suite, c, s, cs, ss, rms, sni, alpn, pp, pt);
         }

@@ -1,12 +1,13 @@
 using System.Formats.Cbor;
 using Daiko.Tls;
 using Daiko.Tls.KeySchedule;
+using Daiko.Tls.Tls12;
 
 namespace Daiko.Protocol.Codecs;
 
 /// <summary>
 /// A <see cref="SessionTicket"/> as CBOR (identity, psk, suite, sni, alpn, lifetime, age_add,
-/// max_early_data, received_at, nonce): how the home server hands a ticket to a terminal, and how
+/// max_early_data, received_at, nonce; and version 0x0303 for a TLS 1.2 ticket, whose psk is the master secret): how the home server hands a ticket to a terminal, and how
 /// <c>daiko tls connect --save-ticket</c> stores one. Decoding validates the suite and PSK length.
 /// </summary>
 public static class SessionTicketCodec
@@ -14,7 +15,11 @@ public static class SessionTicketCodec
     public static byte[] Encode(SessionTicket ticket)
     {
         var w = new CborWriter();
-        w.WriteStartMap(10);
+        w.WriteStartMap(ticket.Version == TlsVersions.Tls12 ? 11 : 10);
+        if (ticket.Version == TlsVersions.Tls12)
+        {
+            w.WriteTextString("version"); w.WriteUInt32(0x0303);
+        }
         w.WriteTextString("identity"); w.WriteByteString(ticket.Identity);
         w.WriteTextString("psk"); w.WriteByteString(ticket.Psk);
         w.WriteTextString("suite"); w.WriteUInt32((ushort)ticket.Suite);
@@ -41,6 +46,7 @@ public static class SessionTicketCodec
             string? sni = null, alpn = null;
             uint lifetime = 0, ageAdd = 0, maxEarly = 0;
             long received = 0;
+            var version = TlsVersions.Tls13;
             for (var i = 0; i < count; i++)
             {
                 switch (r.ReadTextString())
@@ -55,15 +61,21 @@ public static class SessionTicketCodec
                     case "max_early_data": maxEarly = r.ReadUInt32(); break;
                     case "received_at": received = r.ReadInt64(); break;
                     case "nonce": nonce = r.ReadByteString(); break;
+                    case "version": version = r.ReadUInt32() == 0x0303 ? TlsVersions.Tls12 : throw new FormatException("unknown ticket version"); break;
                     default: r.SkipValue(); break;
                 }
             }
             r.ReadEndMap();
             if (r.BytesRemaining != 0) throw new FormatException("trailing bytes after the ticket");
             if (identity is null || psk is null || nonce is null || suite == 0) throw new FormatException("the ticket lacks a required field");
-            if (CipherSuiteInfo.Find((CipherSuite)suite) is not { } info || psk.Length != info.HashLength)
-                throw new FormatException("the ticket's suite or PSK length is invalid");
-            return new SessionTicket(identity, psk, (CipherSuite)suite, sni, alpn, lifetime, ageAdd, maxEarly, DateTimeOffset.FromUnixTimeMilliseconds(received), nonce);
+            var valid = version == TlsVersions.Tls12
+                ? CipherSuiteInfo.FindTls12((CipherSuite)suite) is not null && psk.Length == MasterSecret12.Length
+                : CipherSuiteInfo.Find((CipherSuite)suite) is { } info && psk.Length == info.HashLength;
+            if (!valid) throw new FormatException("the ticket's suite or secret length is invalid");
+            return new SessionTicket(identity, psk, (CipherSuite)suite, sni, alpn, lifetime, ageAdd, maxEarly, DateTimeOffset.FromUnixTimeMilliseconds(received), nonce)
+            {
+                Version = version,
+            };
         }
         catch (Exception e) when (e is CborContentException or InvalidOperationException or OverflowException or ArgumentOutOfRangeException)
         {

@@ -107,7 +107,7 @@ public sealed record PrefetchedReply(int Ready, int Handshakes) : ControlReply
     internal static PrefetchedReply Read(FieldReader r) => new(r.Int32("ready", 0, 1000), r.Int32("handshakes", 0, 1000));
 }
 
-/// <summary><c>sign</c> (assist): the home card signs TLS 1.3 client CertificateVerify content, nothing else.</summary>
+/// <summary><c>sign</c> (assist): the home card signs TLS 1.3 client CertificateVerify content, or a whole TLS 1.2 client handshake the home server checked; nothing else.</summary>
 public sealed record SignRequest(SignatureScheme Scheme, byte[] Content) : ControlMessage
 {
     public const string WireType = "sign";

@@ -41,18 +41,23 @@ public sealed class TerminalAgent : IAsyncDisposable
     {
         var path = SocketPath(directory);
         if (File.Exists(path)) File.Delete(path);
+        // Bound and listening under a temporary name, then renamed: the socket file (which the CLI takes
+        // as "the agent is running") never exists before it accepts connections.
+        var pending = path + ".pending";
+        if (File.Exists(pending)) File.Delete(pending);
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         var oldMask = OperatingSystem.IsWindows() ? 0 : UMask(0x3f);
         try
         {
-            listener.Bind(new UnixDomainSocketEndPoint(path));
+            listener.Bind(new UnixDomainSocketEndPoint(pending));
         }
         finally
         {
             if (!OperatingSystem.IsWindows()) UMask(oldMask);
         }
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(pending, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         listener.Listen(16);
+        File.Move(pending, path);
         File.WriteAllText(PidPath(directory), Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
         return new TerminalAgent(directory, unlocked, listener, time ?? TimeProvider.System, idle ?? TimeSpan.FromMinutes(10));
     }

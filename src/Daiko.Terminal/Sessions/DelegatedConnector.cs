@@ -62,6 +62,8 @@ public sealed class DelegatedConnector(ControlConnection control)
                         ServerName = host,
                         ApplicationProtocols = alpn is null ? [] : [alpn],
                         ResumptionTicket = ticket,
+                        // Only the ticket's version: a TLS 1.2 ticket resumes with no key share at all.
+                        Versions = ticket.Version,
                         PskModes = [kex],
                         EarlyData = earlyData,
                         // The terminal holds no user certificate: a market that refuses the ticket must fail
@@ -110,6 +112,8 @@ public sealed class DelegatedConnector(ControlConnection control)
                     ApplicationProtocols = alpn is null ? [] : [alpn],
                     ClientCredential = new ClientCredential(assist.Chain, new RemoteSigner(control)),
                     CertificateValidator = new RemoteValidator(control),
+                    // TLS 1.2 too: the home server then parses and checks the whole transcript before signing.
+                    Versions = TlsVersions.Both,
                     Counters = counters,
                     HandshakeTimeout = Timeout,
                     OperationTimeout = Timeout,

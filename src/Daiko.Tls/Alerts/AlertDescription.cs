@@ -23,6 +23,7 @@ public enum AlertDescription : byte
     InternalError = 80,
     InappropriateFallback = 86,
     UserCanceled = 90,
+    NoRenegotiation = 100,
     MissingExtension = 109,
     UnsupportedExtension = 110,
     UnrecognizedName = 112,

@@ -37,7 +37,12 @@ internal static class SignatureVerifier
         return content;
     }
 
-    public static bool Verify(X509Certificate2 certificate, SignatureScheme scheme, ReadOnlySpan<byte> content, ReadOnlySpan<byte> signature)
+    /// <summary>
+    /// Verifies <paramref name="signature"/> over <paramref name="content"/> with the certificate's key.
+    /// RSA schemes need the key type they name (<see cref="RsaPublicKeys"/>). In TLS 1.3 an ECDSA scheme
+    /// also names the curve; in TLS 1.2 (<paramref name="tls12"/>) it names only the hash.
+    /// </summary>
+    public static bool Verify(X509Certificate2 certificate, SignatureScheme scheme, ReadOnlySpan<byte> content, ReadOnlySpan<byte> signature, bool tls12 = false)
     {
         try
         {
@@ -49,16 +54,21 @@ internal static class SignatureVerifier
                     using var ec = certificate.GetECDsaPublicKey();
                     if (ec is null) return false;
                     var expected = scheme == SignatureScheme.EcdsaSecp256r1Sha256 ? 256 : 384;
-                    if (ec.KeySize != expected) return false;
-                    var hash = scheme == SignatureScheme.EcdsaSecp256r1Sha256 ? HashAlgorithmName.SHA256 : HashAlgorithmName.SHA384;
-                    return ec.VerifyData(content, signature, hash, DSASignatureFormat.Rfc3279DerSequence);
+                    if (!tls12 && ec.KeySize != expected) return false;
+                    return ec.VerifyData(content, signature, HashOf(scheme), DSASignatureFormat.Rfc3279DerSequence);
                 }
                 case SignatureScheme.RsaPssRsaeSha256 or SignatureScheme.RsaPssRsaeSha384 or SignatureScheme.RsaPssRsaeSha512
                     or SignatureScheme.RsaPssPssSha256 or SignatureScheme.RsaPssPssSha384 or SignatureScheme.RsaPssPssSha512:
                 {
-                    using var rsa = certificate.GetRSAPublicKey();
+                    using var rsa = RsaPublicKeys.ForScheme(certificate, scheme);
                     if (rsa is null) return false;
                     return rsa.VerifyData(content, signature, HashOf(scheme), RSASignaturePadding.Pss);
+                }
+                case SignatureScheme.RsaPkcs1Sha256 or SignatureScheme.RsaPkcs1Sha384 or SignatureScheme.RsaPkcs1Sha512 when tls12:
+                {
+                    using var rsa = RsaPublicKeys.ForScheme(certificate, scheme);
+                    if (rsa is null) return false;
+                    return rsa.VerifyData(content, signature, HashOf(scheme), RSASignaturePadding.Pkcs1);
                 }
                 default:
                     return false;

@@ -13,10 +13,18 @@ internal static class ClientHelloFlight
         var o = c.Options;
         var now = o.Time.GetUtcNow();
         var ticket = c.OfferedTicket;
+        var tls13 = o.Versions.HasFlag(TlsVersions.Tls13);
+        var tls12 = o.Versions.HasFlag(TlsVersions.Tls12);
         if (retry is null)
         {
-            ticket = o.ResumptionTicket is { } t && !t.IsExpired(now) && t.Fits(o.ServerName, o.CipherSuites) ? t : null;
+            ticket = tls13 && o.ResumptionTicket is { Version: TlsVersions.Tls13 } t && !t.IsExpired(now) && t.Fits(o.ServerName, o.CipherSuites) ? t : null;
             c.OfferedTicket = ticket;
+            c.ClientRandom = random;
+            if (tls12 && o.ResumptionTicket is { Version: TlsVersions.Tls12 } t12 && !t12.IsExpired(now) && t12.Fits(o.ServerName, o.Tls12CipherSuites))
+            {
+                c.OfferedTls12Ticket = t12;
+                c.SessionId = c.Random(32);
+            }
         }
         else if (ticket is not null && CipherSuiteInfo.Get(ticket.Suite).Hash != c.Suite!.Hash)
         {
@@ -26,7 +34,7 @@ internal static class ClientHelloFlight
 
         List<(NamedGroup, byte[])> shares = new();
         var pskOnly = ticket is not null && o.PskModes.Count == 1 && o.PskModes[0] == PskKeyExchangeMode.PskKe;
-        var shareGroup = retry?.KeyShareGroup ?? (pskOnly ? (NamedGroup?)null : o.Groups[0]);
+        var shareGroup = !tls13 ? null : retry?.KeyShareGroup ?? (pskOnly ? (NamedGroup?)null : o.Groups[0]);
         if (shareGroup is { } g)
         {
             var share = KeyShare.Create(g, o.FixedKeyShares?.GetValueOrDefault(g));
@@ -43,13 +51,16 @@ internal static class ClientHelloFlight
         var hello = new ClientHello
         {
             Random = random,
-            CipherSuites = o.CipherSuites,
+            SessionId = c.SessionId,
+            CipherSuites = tls13 ? o.CipherSuites : [],
+            OfferTls13 = tls13,
+            Tls12 = tls12 ? new Tls12.Tls12Offer(o.Tls12CipherSuites, c.OfferedTls12Ticket?.Identity ?? []) : null,
             ServerName = o.ServerName,
             Groups = o.Groups,
             SignatureSchemes = SignatureVerifier.Supported,
             KeyShares = shares,
             Alpn = o.ApplicationProtocols,
-            PskModes = o.PskModes,
+            PskModes = tls13 ? o.PskModes : [],
             EarlyData = early,
             Cookie = retry?.Cookie,
             PskIdentities = ticket is null ? [] : [new PskIdentity(ticket.Identity, unchecked((uint)(now - ticket.ReceivedAt).TotalMilliseconds + ticket.AgeAdd))],

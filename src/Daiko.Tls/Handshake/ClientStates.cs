@@ -22,13 +22,14 @@ internal sealed class ExpectServerHello(byte[] clientRandom) : HandshakeState
     public override async ValueTask<HandshakeState> HandleAsync(HandshakeMessage message, HandshakeContext c, CancellationToken cancellationToken)
     {
         if (message.Type != HandshakeType.ServerHello) throw Unexpected(message, "ServerHello");
-        var hello = ServerHello.Parse(message.Body);
         var o = c.Options;
+        if (Tls12.Tls12Profile.ChoosesTls12(message, c) is { } tls12) return await tls12.HandleAsync(message, c, cancellationToken);
+        var hello = ServerHello.Parse(message.Body);
         if (!o.CipherSuites.Contains(hello.CipherSuite) || CipherSuiteInfo.Find(hello.CipherSuite) is not { } suite)
         {
             throw TlsException.Illegal($"the server chose cipher suite 0x{(ushort)hello.CipherSuite:x4}, which the client did not offer");
         }
-        if (hello.SessionIdEcho.Length != 0)
+        if (!hello.SessionIdEcho.AsSpan().SequenceEqual(c.SessionId))
         {
             throw TlsException.Illegal("the server echoed a session id the client did not send");
         }
@@ -192,36 +193,8 @@ internal sealed class ExpectCertificate : HandshakeState
         if (message.Type != HandshakeType.Certificate) throw Unexpected(message, "Certificate");
         var certificate = CertificateMessage.Parse(message.Body);
         if (certificate.Context.Length != 0) throw TlsException.Illegal("the server's Certificate has a non-empty context");
-        if (certificate.Chain.Count == 0) throw new TlsException(TlsError.CertificateRejected, AlertDescription.DecodeError, "the server sent an empty certificate chain");
         c.Transcript.Add(message.Bytes);
-        X509Certificate2 leaf;
-        try
-        {
-            leaf = X509CertificateLoader.LoadCertificate(certificate.Chain[0]);
-        }
-        catch (CryptographicException e)
-        {
-            throw new TlsException(TlsError.CertificateRejected, AlertDescription.BadCertificate, "the server's certificate could not be parsed", e);
-        }
-        if (!c.Options.InsecureSkipValidation)
-        {
-            var validator = c.Options.CertificateValidator
-                ?? throw new InvalidOperationException("no certificate validator is configured");
-            var verdict = await validator.ValidateAsync(c.Options.ServerName, certificate.Chain, cancellationToken);
-            if (!verdict.Trusted)
-            {
-                leaf.Dispose();
-                var alert = verdict.Problem switch
-                {
-                    CertificateProblem.UntrustedRoot => AlertDescription.UnknownCa,
-                    CertificateProblem.Expired => AlertDescription.CertificateExpired,
-                    CertificateProblem.Revoked => AlertDescription.CertificateRevoked,
-                    _ => AlertDescription.BadCertificate,
-                };
-                throw new TlsException(TlsError.CertificateRejected, alert, verdict.Reason ?? "the server certificate was rejected");
-            }
-        }
-        c.ServerChain = certificate.Chain;
+        var leaf = await ServerChain.ValidateAsync(c, certificate.Chain, cancellationToken);
         return new ExpectCertificateVerify(leaf);
     }
 }

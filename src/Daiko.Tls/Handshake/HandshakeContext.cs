@@ -25,6 +25,17 @@ internal sealed class HandshakeContext : IDisposable
 
     public SessionTicket? OfferedTicket { get; set; }
 
+    /// <summary>The client random of this handshake (both ClientHellos share it).</summary>
+    public byte[] ClientRandom { get; set; } = [];
+
+    /// <summary>legacy_session_id: empty, or random when a TLS 1.2 ticket is offered (RFC 5077 §3.4).</summary>
+    public byte[] SessionId { get; set; } = [];
+
+    public SessionTicket? OfferedTls12Ticket { get; set; }
+
+    /// <summary>The TLS 1.2 handshake's secrets once the server chose TLS 1.2.</summary>
+    public Tls12.Handshake12? Tls12 { get; set; }
+
     public bool OfferedEarlyData { get; set; }
 
     public bool RetriedHello { get; set; }
@@ -109,6 +120,7 @@ internal sealed class HandshakeContext : IDisposable
     public void Dispose()
     {
         foreach (var share in KeyShares.Values) share.Dispose();
+        Tls12?.Dispose();
         Early?.Dispose();
         HandshakeSecret?.Dispose();
         if (ClientHandshakeSecret is not null) CryptographicOperations.ZeroMemory(ClientHandshakeSecret);

@@ -10,7 +10,7 @@ namespace Daiko.Tls.Handshake;
 /// transcript with the validated leaf's key, or by resuming a PSK that came from such a handshake.
 /// The Finished state takes one, so a handshake cannot complete without it.
 /// </summary>
-internal sealed class ServerAuthentication
+internal sealed partial class ServerAuthentication
 {
     private ServerAuthentication(bool resumed) => Resumed = resumed;
 

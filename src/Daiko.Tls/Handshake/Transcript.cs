@@ -12,6 +12,9 @@ internal sealed class Transcript
 
     public void Add(byte[] message) => _messages.Add(message);
 
+    /// <summary>Every message so far, concatenated (what a TLS 1.2 CertificateVerify signs).</summary>
+    public byte[] Bytes() => _messages.SelectMany(m => m).ToArray();
+
     public byte[] Hash(CipherSuiteInfo suite) => HashWith(suite, ReadOnlySpan<byte>.Empty);
 
     /// <summary>Hash of the transcript followed by <paramref name="partial"/> (a truncated ClientHello for binders).</summary>

@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 namespace Daiko.Tls.KeySchedule;
 
 /// <summary>The hash and AEAD a TLS 1.3 cipher suite uses.</summary>
-internal sealed class CipherSuiteInfo
+internal sealed partial class CipherSuiteInfo
 {
     private CipherSuiteInfo(CipherSuite suite, HashAlgorithmName hash, int hashLength, int keyLength)
     {

@@ -41,6 +41,12 @@ internal sealed class ClientHello
 
     public int BinderLength { get; init; }
 
+    /// <summary>Whether TLS 1.3 is offered (supported_versions, key_share). False only in a TLS 1.2-only hello.</summary>
+    public bool OfferTls13 { get; init; } = true;
+
+    /// <summary>The TLS 1.2 offer (its suites and extensions), or null in a TLS 1.3-only hello.</summary>
+    public Tls12.Tls12Offer? Tls12 { get; init; }
+
     /// <summary>Encodes the whole handshake message; <paramref name="bindersOffset"/> is the offset of the binders list (or -1).</summary>
     public byte[] Encode(out int bindersOffset)
     {
@@ -51,6 +57,7 @@ internal sealed class ClientHello
         w.WriteVector8(SessionId);
         var suites = w.BeginVector(2);
         foreach (var s in CipherSuites) w.WriteUInt16((ushort)s);
+        foreach (var s in Tls12?.Suites ?? []) w.WriteUInt16((ushort)s);
         w.EndVector(suites);
         w.WriteVector8([0]);
         var extensions = w.BeginVector(2);
@@ -86,9 +93,16 @@ internal sealed class ClientHello
             w.EndVector(list);
             w.EndVector(ext);
         }
+        if (OfferTls13)
         {
             var ext = Begin(w, ExtensionType.SupportedVersions);
-            w.WriteVector8([0x03, 0x04]);
+            w.WriteVector8(Tls12 is null ? [0x03, 0x04] : [0x03, 0x04, 0x03, 0x03]);
+            w.EndVector(ext);
+        }
+        {
+            // record_size_limit (RFC 8449): the client takes full-size records; the server may ask for smaller ones.
+            var ext = Begin(w, ExtensionType.RecordSizeLimit);
+            w.WriteUInt16(RecordSizeLimitOffered);
             w.EndVector(ext);
         }
         {
@@ -111,6 +125,7 @@ internal sealed class ClientHello
             w.EndVector(list);
             w.EndVector(ext);
         }
+        if (OfferTls13)
         {
             var ext = Begin(w, ExtensionType.KeyShare);
             var list = w.BeginVector(2);
@@ -130,6 +145,7 @@ internal sealed class ClientHello
             w.EndVector(list);
             w.EndVector(ext);
         }
+        Tls12?.WriteExtensions(w);
         if (EarlyData)
         {
             var ext = Begin(w, ExtensionType.EarlyData);

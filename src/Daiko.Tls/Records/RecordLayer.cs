@@ -48,6 +48,13 @@ internal sealed class RecordLayer : IDisposable
     /// <summary>Ignore change_cipher_spec records (middlebox compatibility) until the handshake ends.</summary>
     public bool AllowChangeCipherSpec { get; set; } = true;
 
+    /// <summary>
+    /// TLS 1.2: the server's next read keys, taken into use when its change_cipher_spec arrives (on a
+    /// handshake message boundary). Without them a change_cipher_spec is unexpected unless
+    /// <see cref="AllowChangeCipherSpec"/>.
+    /// </summary>
+    public RecordProtection? PendingReadProtection { get; set; }
+
     /// <summary>Padding added to every protected record (traffic analysis resistance).</summary>
     public int Padding { get; set; }
 
@@ -84,6 +91,9 @@ internal sealed class RecordLayer : IDisposable
         WriteProtection?.Dispose();
         WriteProtection = protection;
     }
+
+    /// <summary>The client's last flight elicits the server's answer (TLS 1.2: its Finished): count a round trip.</summary>
+    public void ExpectReply() => _awaitingReply = true;
 
     /// <summary>Counts a record that moved nothing forward; too many in a row is a flood.</summary>
     public void NoteRecordWithoutData(string what)
@@ -161,7 +171,8 @@ internal sealed class RecordLayer : IDisposable
             {
                 throw TlsException.Unexpected($"record type {(byte)outerType}");
             }
-            var protectedRecord = ReadProtection is not null && outerType == ContentType.ApplicationData;
+            var tls12 = ReadProtection?.Suite.IsTls12 == true;
+            var protectedRecord = ReadProtection is not null && (outerType == ContentType.ApplicationData || tls12);
             if (length > (protectedRecord ? RecordProtection.MaxCiphertext : RecordProtection.MaxPlaintext))
             {
                 throw new TlsException(TlsError.RecordOverflow, AlertDescription.RecordOverflow, $"record of {length} bytes exceeds the limit");
@@ -175,6 +186,12 @@ internal sealed class RecordLayer : IDisposable
             _counters?.AddBytesReceived(RecordProtection.HeaderLength + length);
             var body = _in.AsMemory(recordStart + RecordProtection.HeaderLength, length);
 
+            if (outerType == ContentType.ChangeCipherSpec && PendingReadProtection is { } pending && length == 1 && body.Span[0] == 1)
+            {
+                PendingReadProtection = null;
+                SetReadProtection(pending);
+                continue;
+            }
             if (outerType == ContentType.ChangeCipherSpec)
             {
                 if (!AllowChangeCipherSpec || length != 1 || body.Span[0] != 1)
@@ -196,7 +213,7 @@ internal sealed class RecordLayer : IDisposable
                 }
                 return (outerType, body);
             }
-            if (outerType != ContentType.ApplicationData)
+            if (outerType != ContentType.ApplicationData && !tls12)
             {
                 // Once protection is on, only protected records count: a plaintext alert (a forged
                 // close_notify above all) could come from anyone on the path (RFC 8446 §5).
@@ -278,7 +295,7 @@ internal sealed class RecordLayer : IDisposable
 
     public async ValueTask SendAlertAsync(AlertDescription description, CancellationToken cancellationToken)
     {
-        byte level = description is AlertDescription.CloseNotify or AlertDescription.UserCanceled ? (byte)1 : (byte)2;
+        byte level = description is AlertDescription.CloseNotify or AlertDescription.UserCanceled or AlertDescription.NoRenegotiation ? (byte)1 : (byte)2;
         await WriteAsync(ContentType.Alert, new byte[] { level, (byte)description }, cancellationToken);
     }
 
@@ -329,6 +346,7 @@ internal sealed class RecordLayer : IDisposable
 
     public void Dispose()
     {
+        PendingReadProtection?.Dispose();
         ReadProtection?.Dispose();
         WriteProtection?.Dispose();
         ArrayPool<byte>.Shared.Return(_in, clearArray: true);

@@ -8,7 +8,7 @@ namespace Daiko.Tls.Records;
 /// AEAD protection of records in one direction under one traffic secret (RFC 8446 §5.2-5.3):
 /// per-record nonce = IV xor sequence number, additional data = the record header.
 /// </summary>
-internal sealed class RecordProtection : IDisposable
+internal sealed partial class RecordProtection : IDisposable
 {
     public const int MaxPlaintext = 1 << 14;
     public const int MaxCiphertext = MaxPlaintext + 256;
@@ -39,6 +39,7 @@ internal sealed class RecordProtection : IDisposable
     /// <summary>Seals one record into <paramref name="output"/> (header included); returns its length.</summary>
     public int Seal(ContentType type, ReadOnlySpan<byte> content, int padding, Span<byte> output)
     {
+        if (Suite.IsTls12) return Seal12(type, content, output);
         var innerLength = content.Length + 1 + padding;
         var recordLength = innerLength + CipherSuiteInfo.TagLength;
         output[0] = (byte)ContentType.ApplicationData;
@@ -66,6 +67,7 @@ internal sealed class RecordProtection : IDisposable
     /// </summary>
     public (ContentType Type, int Length) Open(ReadOnlySpan<byte> header, Span<byte> body)
     {
+        if (Suite.IsTls12) return Open12(header, body);
         if (body.Length < CipherSuiteInfo.TagLength + 1)
         {
             throw new TlsException(TlsError.BadRecordMac, AlertDescription.BadRecordMac, "protected record too short");
@@ -115,6 +117,7 @@ internal sealed class RecordProtection : IDisposable
     public void Dispose()
     {
         _aead.Dispose();
+        if (_key12 is not null) CryptographicOperations.ZeroMemory(_key12);
         CryptographicOperations.ZeroMemory(_iv);
         CryptographicOperations.ZeroMemory(TrafficSecret);
     }

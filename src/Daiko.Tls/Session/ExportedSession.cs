@@ -45,6 +45,12 @@ public sealed class ExportedSession
 
     public byte[] PendingTransportBytes { get; }
 
+    /// <summary>
+    /// The version of the exported connection. For TLS 1.2 each "secret" is that direction's key-block
+    /// write key followed by its fixed IV, and the resumption master secret is the session's master secret.
+    /// </summary>
+    public TlsVersions Version => KeySchedule.CipherSuiteInfo.FindTls12(Suite) is null ? TlsVersions.Tls13 : TlsVersions.Tls12;
+
     public void Wipe()
     {
         CryptographicOperations.ZeroMemory(ClientSecret);

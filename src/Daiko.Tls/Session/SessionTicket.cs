@@ -43,6 +43,12 @@ public sealed class SessionTicket
 
     public byte[] Nonce { get; }
 
+    /// <summary>
+    /// TLS 1.3 (a PSK ticket) or TLS 1.2 (an RFC 5077 ticket, whose <see cref="Psk"/> is the session's
+    /// 48-byte master secret and whose <see cref="Suite"/> is a TLS 1.2 suite).
+    /// </summary>
+    public TlsVersions Version { get; init; } = TlsVersions.Tls13;
+
     public DateTimeOffset ExpiresAt => ReceivedAt.AddSeconds(Math.Min(LifetimeSeconds, 7 * 24 * 3600));
 
     public bool IsExpired(DateTimeOffset now) => now >= ExpiresAt;
@@ -50,7 +56,7 @@ public sealed class SessionTicket
     /// <summary>Whether this ticket may be offered for a connection to <paramref name="serverName"/> with these suites.</summary>
     public bool Fits(string? serverName, IReadOnlyList<CipherSuite> suites) =>
         string.Equals(ServerName, serverName, StringComparison.OrdinalIgnoreCase)
-        && suites.Any(s => KeySchedule.CipherSuiteInfo.Find(s)?.Hash == KeySchedule.CipherSuiteInfo.Find(Suite)?.Hash);
+        && (Version == TlsVersions.Tls12 ? suites.Contains(Suite) : suites.Any(s => KeySchedule.CipherSuiteInfo.Find(s)?.Hash == KeySchedule.CipherSuiteInfo.Find(Suite)?.Hash));
 
     /// <summary>Early data must run under the ALPN the ticket was issued for (RFC 8446 §4.2.10).</summary>
     public bool AllowsEarlyDataWith(IReadOnlyList<string> alpn, IReadOnlyList<CipherSuite> suites) =>
@@ -59,5 +65,5 @@ public sealed class SessionTicket
     /// <summary>Wipes the PSK (after use or when discarded).</summary>
     public void Wipe() => CryptographicOperations.ZeroMemory(Psk);
 
-    public override string ToString() => $"SessionTicket({Suite}, sni={ServerName}, alpn={Alpn}, lifetime={LifetimeSeconds}s, max_early_data={MaxEarlyData})";
+    public override string ToString() => $"SessionTicket({(Version == TlsVersions.Tls12 ? "TLS 1.2, " : "")}{Suite}, sni={ServerName}, alpn={Alpn}, lifetime={LifetimeSeconds}s, max_early_data={MaxEarlyData})";
 }

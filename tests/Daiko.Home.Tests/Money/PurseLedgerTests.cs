@@ -107,7 +107,7 @@ public abstract class PurseLedgerContract : IDisposable
 
     private T VerifyCard<T>(byte[] cose) where T : MoneyMessage, IMoneyKind<T>
     {
-        using var key = _card.PublicEcKey();
+        using var key = _card.PursePublicKey();
         return MoneyCodec.Verify<T>(cose, key);
     }
 

@@ -56,7 +56,7 @@ public sealed class ReportOutboxTests : IDisposable
         using var parsed = MimeKit.MimeMessage.Load(new MemoryStream(System.Text.Encoding.UTF8.GetBytes(mail)));
         var lines = (parsed.TextBody ?? "").Split('\n').Select(l => l.TrimEnd('\r')).ToList();
         var signed = Convert.FromBase64String(lines.Single(l => l.StartsWith("card-signed head (COSE_Sign1, base64): ", StringComparison.Ordinal)).Split(": ")[1]);
-        using var cardKey = _card.PublicEcKey();
+        using var cardKey = _card.PursePublicKey();
         var head = MoneyCodec.Verify<LogHead>(signed, cardKey);
         Assert.Equal(lines.Single(l => l.StartsWith("chain head: ", StringComparison.Ordinal))["chain head: ".Length..], head.Head);
         Assert.Equal(_ledger.History()[^1].Hash, head.Head);

@@ -24,7 +24,7 @@ public sealed class AppliancesAndPimOverControlTests : IAsyncLifetime
         _thermostat = await SampleThermostat.StartAsync(IPAddress.Loopback);
         _home.Server.Appliances.Register(new Appliance("living-room", _thermostat.Endpoint));
         var terminal = Path.Combine(_home.Dir.Path, "terminal");
-        await TerminalClient.EnrollAsync(terminal, _home.Endpoint, _home.NewCode("tablet"), HomeFixture.AccessPin, 10_000);
+        await TerminalClient.EnrollAsync(terminal, _home.Endpoint, _home.NewCode("tablet"), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard);
         _access = AccessCard.Open(terminal);
         _access.Unlock(HomeFixture.AccessPin);
         _control = await TerminalClient.ConnectAsync(terminal, _access.DeviceKey, CancellationToken.None);

@@ -36,7 +36,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
 
     private async Task<(ControlConnection Control, AccessCard Access)> EnrolledAndConnectedAsync(CancellationToken ct)
     {
-        await TerminalClient.EnrollAsync(_terminal, _home.Endpoint, _home.NewCode("phone"), HomeFixture.AccessPin, kdfIterations: 10_000, cancellationToken: ct);
+        await TerminalClient.EnrollAsync(_terminal, _home.Endpoint, _home.NewCode("phone"), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard, cancellationToken: ct);
         var access = AccessCard.Open(_terminal);
         Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
         var control = await TerminalClient.ConnectAsync(_terminal, access.DeviceKey, ct);
@@ -147,7 +147,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         await using var control = await UnlockedAsync(cts.Token);
         var second = Path.Combine(_home.Dir.Path, "second-terminal");
-        await TerminalClient.EnrollAsync(second, _home.Endpoint, _home.NewCode("tablet"), HomeFixture.AccessPin, kdfIterations: 10_000, cancellationToken: cts.Token);
+        await TerminalClient.EnrollAsync(second, _home.Endpoint, _home.NewCode("tablet"), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard, cancellationToken: cts.Token);
         using var access = AccessCard.Open(second);
         Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
         await using var other = await TerminalClient.ConnectAsync(second, access.DeviceKey, cts.Token);
@@ -221,13 +221,13 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         var wrong = code[..^4] + (code[^4] == 'A' ? "B" : "A") + code[^3..];
         // A wrong secret part: refused by the home server.
         var badSecret = (code[0] == '0' ? "1" : "0") + code[1..];
-        var e1 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t1"), _home.Endpoint, badSecret, HomeFixture.AccessPin, 10_000, cts.Token));
+        var e1 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t1"), _home.Endpoint, badSecret, HomeFixture.AccessPin, cts.Token, createAccessCard: HomeFixture.TestAccessCard));
         Assert.Equal(ErrorCode.EnrollmentRefused, e1.Code);
         // A wrong pin part: the terminal refuses to talk (it would be a man in the middle).
-        var e2 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t2"), _home.Endpoint, wrong, HomeFixture.AccessPin, 10_000, cts.Token));
+        var e2 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t2"), _home.Endpoint, wrong, HomeFixture.AccessPin, cts.Token, createAccessCard: HomeFixture.TestAccessCard));
         Assert.Equal(ErrorCode.HomeMismatch, e2.Code);
-        await TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t3"), _home.Endpoint, code, HomeFixture.AccessPin, 10_000, cts.Token);
-        var e3 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t4"), _home.Endpoint, code, HomeFixture.AccessPin, 10_000, cts.Token));
+        await TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t3"), _home.Endpoint, code, HomeFixture.AccessPin, cts.Token, createAccessCard: HomeFixture.TestAccessCard);
+        var e3 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t4"), _home.Endpoint, code, HomeFixture.AccessPin, cts.Token, createAccessCard: HomeFixture.TestAccessCard));
         Assert.Contains("already used", e3.Message, StringComparison.Ordinal);
     }
 

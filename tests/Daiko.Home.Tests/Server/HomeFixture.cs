@@ -14,7 +14,10 @@ public sealed class HomeFixture : IAsyncDisposable
 {
     public const string Pin1 = "1111";
     public const string Pin2 = "2222";
-    public const string AccessPin = "4321";
+    public const string AccessPin = "432100";
+
+    /// <summary>An access card with the test-only KDF parameters (the product calibrates Argon2id at enrollment).</summary>
+    public static AccessCard TestAccessCard(string directory, string pin) => AccessCard.Create(directory, pin, Daiko.Cards.Access.AccessCardKdf.ForTests);
 
     private HomeFixture(TempDirectory dir, TestPki pki, HomeCard card, HomeServer server)
     {

@@ -31,6 +31,9 @@ public sealed class HostileConnection : IDisposable
     /// <summary>KeyUpdates the client sent after the handshake.</summary>
     public int ClientKeyUpdates { get; private set; }
 
+    /// <summary>The largest protected record the client sent, as the length of its inner plaintext (content, type byte, padding).</summary>
+    public int LargestClientInnerPlaintext { get; private set; }
+
     public async Task SendRawAsync(byte[] bytes)
     {
         await _stream.WriteAsync(bytes);
@@ -186,6 +189,8 @@ public sealed class HostileConnection : IDisposable
         var body = new byte[(header[3] << 8) | header[4]];
         if (!await FillAsync(body, cancellationToken)) return null;
         var record = header[0] == 23 && Read is not null ? Read.Open(header, body) : (header[0], body);
+        // AEAD tag of 16 bytes: what remains is TLSInnerPlaintext.
+        if (header[0] == 23 && Read is not null) LargestClientInnerPlaintext = Math.Max(LargestClientInnerPlaintext, body.Length - 16);
         if (record.Item1 == 21 && record.Item2.Length == 2) ClientAlert = record.Item2[1];
         return record;
     }

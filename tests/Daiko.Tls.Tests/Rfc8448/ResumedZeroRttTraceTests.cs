@@ -6,7 +6,7 @@ namespace Daiko.Tls.Tests.Rfc8448;
 
 /// <summary>
 /// RFC 8448 §4: resumption with the §3 ticket, psk_dhe_ke and 0-RTT data. The engine writes its own
-/// ClientHello (the RFC's client adds renegotiation_info, record_size_limit, more groups and schemes,
+/// ClientHello (the RFC's client adds renegotiation_info, more groups and schemes,
 /// and padding), so its PSK binder and early-data keys cover other bytes than the trace's: the test
 /// checks the engine's own binder and early data against a second key schedule, and the engine's
 /// derivations against the trace's values on the trace's own ClientHello.

@@ -132,8 +132,8 @@ internal sealed record ServerAlterations
 
 /// <summary>
 /// The RFC 8448 server of one section, answering the engine's own ClientHello: it sends the trace's
-/// ServerHello, EncryptedExtensions, (CertificateRequest), Certificate, NewSessionTicket and application
-/// data verbatim, with the trace's x25519 key, and signs CertificateVerify afresh with the trace's RSA
+/// ServerHello, (CertificateRequest), Certificate, NewSessionTicket and application data verbatim, its
+/// EncryptedExtensions less anything the engine did not offer, with the trace's x25519 key, and signs CertificateVerify afresh with the trace's RSA
 /// key (RFC 8448 §2) over the transcript the engine's ClientHello produced. Keys come from
 /// <see cref="TestKeySchedule"/>, not from the engine. A read with nothing to say is end of stream.
 /// </summary>
@@ -272,7 +272,9 @@ internal sealed class TraceServer : DuplexTestStream
         var clientHandshake = Secrets["c hs traffic"] = TestKeySchedule.DeriveSecret(handshake, "c hs traffic", helloHash);
         var serverHandshake = Secrets["s hs traffic"] = TestKeySchedule.DeriveSecret(handshake, "s hs traffic", helloHash);
 
-        var encryptedExtensions = _trace.Get("{server}  construct an EncryptedExtensions", "EncryptedExtensions");
+        // A server may answer only what was offered (RFC 8446 §4.2): this one leaves out any extension of
+        // the RFC's EncryptedExtensions that the engine's ClientHello did not carry.
+        var encryptedExtensions = OnlyOffered(_trace.Get("{server}  construct an EncryptedExtensions", "EncryptedExtensions"), clientHello);
         var certificateRequest = _requestClientCertificate ? _trace.Get("{server}  construct a CertificateRequest", "CertificateRequest") : [];
         var certificate = _certificateTrace.Get("{server}  construct a Certificate", "Certificate");
         // The signature covers what an honest server sent: a forger's changes are not signed.
@@ -322,6 +324,22 @@ internal sealed class TraceServer : DuplexTestStream
         }
         _toClient.Write(output.ToArray());
         _toClient.Position = 0;
+    }
+
+    /// <summary>An EncryptedExtensions message keeping only the extensions the ClientHello offered.</summary>
+    public static byte[] OnlyOffered(byte[] encryptedExtensions, byte[] clientHello)
+    {
+        var offered = ClientHelloParts.Split(clientHello).Extensions.Select(e => e.Item1).ToHashSet();
+        var kept = new List<byte>();
+        for (var p = 6; p < encryptedExtensions.Length;)
+        {
+            var type = (ushort)((encryptedExtensions[p] << 8) | encryptedExtensions[p + 1]);
+            var length = (encryptedExtensions[p + 2] << 8) | encryptedExtensions[p + 3];
+            if (offered.Contains(type)) kept.AddRange(encryptedExtensions[p..(p + 4 + length)]);
+            p += 4 + length;
+        }
+        var body = 2 + kept.Count;
+        return [8, (byte)(body >> 16), (byte)(body >> 8), (byte)body, (byte)(kept.Count >> 8), (byte)kept.Count, .. kept];
     }
 
     private static byte[] TicketNonce(byte[] newSessionTicket) => newSessionTicket[13..(13 + newSessionTicket[12])];

@@ -1,0 +1,323 @@
+using System.Text.Json.Serialization;
+using Daiko.Cards.Tokens;
+using Net.Pkcs11Interop.Common;
+using Net.Pkcs11Interop.HighLevelAPI;
+
+namespace Daiko.Cards.Pins;
+
+/// <summary>The persisted part of the home card: failure counters, disabled flag, last known state.</summary>
+internal sealed record PersistedCardState
+{
+    [JsonPropertyName("pin1_failures")] public int Pin1Failures { get; init; }
+
+    [JsonPropertyName("pin2_failures")] public int Pin2Failures { get; init; }
+
+    [JsonPropertyName("disabled")] public bool Disabled { get; init; }
+
+    [JsonPropertyName("state")] public HomeCardState State { get; init; } = HomeCardState.Locked;
+
+    [JsonPropertyName("idle_expires_at")] public DateTimeOffset? IdleExpiresAt { get; init; }
+
+    public static CounterFile<PersistedCardState> File(HomeCardOptions options) =>
+        new(Path.Combine(options.CardDirectory, "state.json"), () => new PersistedCardState { Disabled = true, State = HomeCardState.Disabled, Pin1Failures = 3, Pin2Failures = 3 });
+
+    public static readonly PinCounter<PersistedCardState> Pin1 = new(p => p.Pin1Failures, (p, n) => p with { Pin1Failures = n }, p => p.Disabled, Disable);
+
+    public static readonly PinCounter<PersistedCardState> Pin2 = new(p => p.Pin2Failures, (p, n) => p with { Pin2Failures = n }, p => p.Disabled, Disable);
+
+    private static PersistedCardState Disable(PersistedCardState p) => p with { Disabled = true, State = HomeCardState.Disabled };
+}
+
+/// <summary>
+/// The home card's PIN state machine (seed Fig. 6): Locked → PIN1 → RemoteAccessWait → PIN2 →
+/// CryptoReady → (done or 10 minutes idle) RemoteAccessWait; three wrong PINs → Disabled. Every PIN is
+/// checked by a token and counted by <see cref="CountedPinCheck"/>. Owns the card's lock: signatures
+/// run through <see cref="WithReady{T}"/> so that none is made outside CryptoReady.
+/// </summary>
+internal sealed class HomeCardPins
+{
+    private readonly HomeCardOptions _options;
+    private readonly HomeCardToken _token;
+    private readonly CounterFile<PersistedCardState> _file;
+    private HomeCardState _state;
+    private DateTimeOffset _lastUse;
+
+    public HomeCardPins(HomeCardOptions options, HomeCardToken token)
+    {
+        _options = options;
+        _token = token;
+        _file = PersistedCardState.File(options);
+        _state = _file.Read().Disabled ? HomeCardState.Disabled : HomeCardState.Locked;
+    }
+
+    public object Gate { get; } = new();
+
+    public HomeCardState State
+    {
+        get
+        {
+            lock (Gate)
+            {
+                ExpireIfIdle();
+                return _state;
+            }
+        }
+    }
+
+    /// <summary>The state, tries left and idle deadline, read together.</summary>
+    public (HomeCardState State, int Pin1Left, int Pin2Left, DateTimeOffset? IdleExpiresAt) Snapshot()
+    {
+        lock (Gate)
+        {
+            ExpireIfIdle();
+            var p = _file.Read();
+            return (_state, CountedPinCheck.TriesLeft(p.Pin1Failures), CountedPinCheck.TriesLeft(p.Pin2Failures),
+                _state == HomeCardState.CryptoReady ? _lastUse + _options.IdleTimeout : null);
+        }
+    }
+
+    public PinResult EnterPin1(string pin)
+    {
+        lock (Gate)
+        {
+            ExpireIfIdle();
+            if (_state == HomeCardState.Disabled) return Disabled();
+            // Past Locked already (another terminal gave PIN1): the PIN is still checked and counted.
+            var wasLocked = _state == HomeCardState.Locked;
+            var result = TryPin(isPin1: true, pin, onAccepted: null);
+            if (result.Accepted && wasLocked) SetState(HomeCardState.RemoteAccessWait);
+            return result with { State = _state };
+        }
+    }
+
+    /// <param name="onReady">Runs in the new ready session before the card turns CryptoReady (e.g. giving an old card its purse key).</param>
+    public PinResult EnterPin2(string pin, Action? onReady)
+    {
+        lock (Gate)
+        {
+            ExpireIfIdle();
+            if (_state == HomeCardState.Disabled) return Disabled();
+            if (_state == HomeCardState.Locked) return new PinResult(PinOutcome.WrongState, -1, _state, "give PIN1 first: the card is locked");
+            var result = TryPin(isPin1: false, pin, onReady);
+            if (result.Accepted)
+            {
+                _lastUse = _options.Time.GetUtcNow();
+                SetState(HomeCardState.CryptoReady);
+            }
+            return result with { State = _state };
+        }
+    }
+
+    public void Done()
+    {
+        lock (Gate)
+        {
+            if (_state == HomeCardState.CryptoReady) DropToRemoteAccessWait();
+        }
+    }
+
+    public void Lock()
+    {
+        lock (Gate)
+        {
+            if (_state == HomeCardState.Disabled) return;
+            _token.Close();
+            SetState(HomeCardState.Locked);
+        }
+    }
+
+    public void Touch()
+    {
+        lock (Gate)
+        {
+            ExpireIfIdle();
+            if (_state != HomeCardState.CryptoReady) return;
+            _lastUse = _options.Time.GetUtcNow();
+            PersistState();
+        }
+    }
+
+    /// <summary>After the admin code set new PINs: counters cleared, Locked.</summary>
+    public void Unblocked()
+    {
+        _file.Locked(() =>
+        {
+            _file.Write(new PersistedCardState());
+            return 0;
+        });
+        _token.Close();
+        _state = HomeCardState.Locked;
+    }
+
+    /// <summary>Runs a token operation in the ready session; each use resets the idle clock. Caller holds no lock.</summary>
+    public T WithReady<T>(Func<HomeCardToken, T> operation)
+    {
+        lock (Gate)
+        {
+            ExpireIfIdle();
+            if (_state != HomeCardState.CryptoReady || !_token.IsReady)
+            {
+                throw _state == HomeCardState.Disabled
+                    ? new CardDisabledException(PinSentences.HomeCardDisabled)
+                    : new CardNotReadyException(_state == HomeCardState.Locked
+                        ? "the home card is locked: give PIN1 and then PIN2 from a terminal"
+                        : "the home card is waiting for PIN2 from a terminal");
+            }
+            var result = operation(_token);
+            _lastUse = _options.Time.GetUtcNow();
+            return result;
+        }
+    }
+
+    /// <summary>
+    /// Logs in with PIN2 for an owner operation (CSR, certificate or key import), under the same three
+    /// tries as PIN2 over the control channel: a wrong PIN2 here is a strike too. Returns whether the
+    /// caller must log out (false when the card's ready session holds the login). Caller holds <see cref="Gate"/>.
+    /// </summary>
+    public bool LoginOwner(ISession session, string pin2)
+    {
+        var attempt = Counted(isPin1: false, session, pin2);
+        if (attempt.WasExhausted) throw new CardDisabledException(PinSentences.HomeCardDisabled);
+        if (!attempt.Correct)
+        {
+            if (attempt.After.Disabled)
+            {
+                _token.Close();
+                _state = HomeCardState.Disabled;
+                throw new CardDisabledException(PinSentences.NowDisabled("PIN2"));
+            }
+            var left = CountedPinCheck.TriesLeft(attempt.After.Pin2Failures);
+            throw new WrongPinException(PinSentences.Wrong("PIN2", left), left);
+        }
+        return !_token.IsReady;
+    }
+
+    private PinResult TryPin(bool isPin1, string pin, Action? onAccepted)
+    {
+        var session = _token.OpenSession(isPin1, readWrite: !isPin1);
+        var name = isPin1 ? "PIN1" : "PIN2";
+        CountedAttempt<PersistedCardState> attempt;
+        try
+        {
+            attempt = Counted(isPin1, session, pin);
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+        if (attempt.WasExhausted)
+        {
+            session.Dispose();
+            return Disabled();
+        }
+        if (attempt.Correct)
+        {
+            if (isPin1)
+            {
+                session.Logout();
+                session.Dispose();
+            }
+            else
+            {
+                _token.BecomeReady(session);
+                try
+                {
+                    onAccepted?.Invoke();
+                }
+                catch
+                {
+                    _token.Close();
+                    throw;
+                }
+            }
+            return new PinResult(PinOutcome.Accepted, CountedPinCheck.MaxTries, _state, $"{name} accepted");
+        }
+        session.Dispose();
+        if (attempt.After.Disabled)
+        {
+            _token.Close();
+            _state = HomeCardState.Disabled;
+            return new PinResult(PinOutcome.Disabled, 0, HomeCardState.Disabled, PinSentences.NowDisabled(name));
+        }
+        var left = CountedPinCheck.TriesLeft(isPin1 ? attempt.After.Pin1Failures : attempt.After.Pin2Failures);
+        return new PinResult(PinOutcome.Wrong, left, _state, PinSentences.Wrong(name, left));
+    }
+
+    /// <summary>
+    /// C_Login counted against the PIN's three tries (SoftHSM2 rewrites the token file on each login, so
+    /// the file lock also keeps concurrent logins from corrupting each other's reads). A token already
+    /// logged in is logged out and in again, so the PIN is always checked.
+    /// </summary>
+    private CountedAttempt<PersistedCardState> Counted(bool isPin1, ISession session, string pin)
+    {
+        var attempt = CountedPinCheck.Run(_file, isPin1 ? PersistedCardState.Pin1 : PersistedCardState.Pin2, () =>
+        {
+            try
+            {
+                Pkcs11Module.LoginChecked(session, pin);
+                return true;
+            }
+            catch (Pkcs11Exception e) when (e.RV is CKR.CKR_PIN_INCORRECT or CKR.CKR_PIN_LEN_RANGE or CKR.CKR_PIN_INVALID or CKR.CKR_PIN_LOCKED)
+            {
+                return false;
+            }
+        });
+        if (!isPin1 && !attempt.Correct && _state == HomeCardState.CryptoReady)
+        {
+            // Checking a wrong PIN2 logged the token out, and the ready session's login with it:
+            // readiness ends here — fail closed.
+            DropToRemoteAccessWait();
+        }
+        return attempt;
+    }
+
+    private PinResult Disabled()
+    {
+        _state = HomeCardState.Disabled;
+        return new PinResult(PinOutcome.Disabled, 0, HomeCardState.Disabled, PinSentences.HomeCardDisabled);
+    }
+
+    private void ExpireIfIdle()
+    {
+        if (_state == HomeCardState.CryptoReady && _options.Time.GetUtcNow() - _lastUse >= _options.IdleTimeout) DropToRemoteAccessWait();
+    }
+
+    private void DropToRemoteAccessWait()
+    {
+        _token.Close();
+        SetState(HomeCardState.RemoteAccessWait);
+    }
+
+    private void SetState(HomeCardState state)
+    {
+        _state = state;
+        PersistState();
+    }
+
+    private void PersistState()
+    {
+        var state = _state;
+        var idle = state == HomeCardState.CryptoReady ? _lastUse + _options.IdleTimeout : (DateTimeOffset?)null;
+        _file.Locked(() =>
+        {
+            var p = _file.Read();
+            _file.Write(p with { State = p.Disabled ? HomeCardState.Disabled : state, IdleExpiresAt = idle });
+            return 0;
+        });
+    }
+
+    /// <summary>The card is closing: a ready or waiting card is Locked from now on.</summary>
+    public void Close()
+    {
+        lock (Gate)
+        {
+            _token.Close();
+            if (_state is HomeCardState.CryptoReady or HomeCardState.RemoteAccessWait)
+            {
+                _state = HomeCardState.Locked;
+                PersistState();
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+using System.Security.Cryptography;
+using Net.Pkcs11Interop.Common;
+using Net.Pkcs11Interop.HighLevelAPI;
+
+namespace Daiko.Cards.Tokens;
+
+/// <summary>
+/// The home card's tokens and the signatures made in them: the ready session (opened by PIN2), the TLS
+/// identity key, the purse key and the purse counter. Callers hold the card's lock; nothing here knows
+/// the PIN state machine beyond "is there a ready session".
+/// </summary>
+internal sealed class HomeCardToken(HomeCardOptions options, Pkcs11Module module) : IDisposable
+{
+    private ISession? _ready;
+    private IObjectHandle? _tlsKey;
+    private IObjectHandle? _purseKey;
+
+    public Pkcs11Module Module => module;
+
+    public bool IsReady => _ready is not null;
+
+    /// <summary>A new session on the PIN2 (key) token or the PIN1 token.</summary>
+    public ISession OpenSession(bool pin1Token, bool readWrite) =>
+        module.FindSlot(pin1Token ? options.Pin1TokenLabel : options.TokenLabel)!.OpenSession(readWrite ? SessionType.ReadWrite : SessionType.ReadOnly);
+
+    /// <summary>
+    /// Keeps <paramref name="session"/> (logged in with PIN2) as the ready session; a previous one is
+    /// closed without logging the token out (a PKCS#11 login is per token; the new session holds it now).
+    /// </summary>
+    public void BecomeReady(ISession session)
+    {
+        _tlsKey = null;
+        _purseKey = null;
+        _ready?.Dispose();
+        _ready = session;
+    }
+
+    /// <summary>Logs the ready session out and closes it.</summary>
+    public void Close()
+    {
+        _tlsKey = null;
+        _purseKey = null;
+        if (_ready is null) return;
+        try { _ready.Logout(); } catch (Pkcs11Exception) { }
+        _ready.Dispose();
+        _ready = null;
+    }
+
+    private ISession Ready => _ready ?? throw new CardNotReadyException("the home card is not crypto-ready");
+
+    /// <summary>ECDSA over a hash with the TLS identity key; r||s.</summary>
+    public byte[] SignTlsHash(byte[] hash) =>
+        Ready.Sign(module.Factories.MechanismFactory.Create(CKM.CKM_ECDSA), _tlsKey ??= RequireKey(Ready, KeyTemplates.TlsKeyId), hash);
+
+    /// <summary>RSA-PSS over a hash with the TLS identity key.</summary>
+    public byte[] SignTlsPss(byte[] hash, HashAlgorithmName hashAlgorithm)
+    {
+        var (ckm, mgf, length) = hashAlgorithm.Name switch
+        {
+            "SHA384" => (CKM.CKM_SHA384, CKG.CKG_MGF1_SHA384, 48),
+            "SHA512" => (CKM.CKM_SHA512, CKG.CKG_MGF1_SHA512, 64),
+            _ => (CKM.CKM_SHA256, CKG.CKG_MGF1_SHA256, 32),
+        };
+        var parameters = module.Factories.MechanismParamsFactory.CreateCkRsaPkcsPssParams(ConvertUtils.UInt64FromCKM(ckm), ConvertUtils.UInt64FromCKG(mgf), (ulong)length);
+        return Ready.Sign(module.Factories.MechanismFactory.Create(CKM.CKM_RSA_PKCS_PSS, parameters), _tlsKey ??= RequireKey(Ready, KeyTemplates.TlsKeyId), hash);
+    }
+
+    /// <summary>ECDSA P-256 over a hash with the purse key; r||s.</summary>
+    public byte[] SignPurseHash(byte[] hash) =>
+        Ready.Sign(module.Factories.MechanismFactory.Create(CKM.CKM_ECDSA), _purseKey ??= RequireKey(Ready, KeyTemplates.PurseKeyId), hash);
+
+    /// <summary>Whether the token holds a purse key (read in the ready session).</summary>
+    public bool HasPurseKey() => KeyTemplates.FindPrivateKey(module, Ready, KeyTemplates.PurseKeyId) is not null;
+
+    /// <summary>Generates the purse key (P-256) in the ready session, replacing any half-made one; returns its SubjectPublicKeyInfo.</summary>
+    public byte[] GeneratePurseKey() => GeneratePurseKey(module, Ready);
+
+    public static byte[] GeneratePurseKey(Pkcs11Module module, ISession session)
+    {
+        var f = module.Factories.ObjectAttributeFactory;
+        foreach (var old in session.FindAllObjects([f.Create(CKA.CKA_ID, KeyTemplates.PurseKeyId)])) session.DestroyObject(old);
+        return KeyTemplates.GenerateKeyPair(module, session, HomeCardKeyType.P256, KeyTemplates.PurseKeyId, KeyTemplates.PurseKeyLabel);
+    }
+
+    /// <summary>The purse seal's counter kept in the token (a private data object); null before the first seal.</summary>
+    public long? ReadPurseCounter()
+    {
+        long? highest = null;
+        foreach (var counter in FindCounters(Ready))
+        {
+            var value = Ready.GetAttributeValue(counter, [CKA.CKA_VALUE])[0].GetValueAsByteArray();
+            if (value.Length != 8) throw new InvalidDataException("the purse counter in the token is damaged");
+            var read = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(value);
+            if (highest is null || read > highest) highest = read;
+        }
+        return highest;
+    }
+
+    /// <summary>
+    /// Stores the purse counter in the token; it only ever moves forward. Tokens keep a data object's
+    /// value read-only, so the new value is a new object and the old ones are destroyed after it: a crash
+    /// in between leaves two, and the highest counts.
+    /// </summary>
+    public void WritePurseCounter(long value)
+    {
+        var current = ReadPurseCounter();
+        if (current is { } c && value <= c) throw new InvalidOperationException($"the purse counter only moves forward ({c} → {value} refused)");
+        var old = FindCounters(Ready);
+        var bytes = new byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(bytes, value);
+        var f = module.Factories.ObjectAttributeFactory;
+        Ready.CreateObject(
+        [
+            f.Create(CKA.CKA_CLASS, CKO.CKO_DATA),
+            f.Create(CKA.CKA_TOKEN, true),
+            f.Create(CKA.CKA_PRIVATE, true),
+            f.Create(CKA.CKA_LABEL, KeyTemplates.PurseCounterLabel),
+            f.Create(CKA.CKA_APPLICATION, "daiko"),
+            f.Create(CKA.CKA_VALUE, bytes),
+        ]);
+        foreach (var handle in old) Ready.DestroyObject(handle);
+    }
+
+    private List<IObjectHandle> FindCounters(ISession session)
+    {
+        var f = module.Factories.ObjectAttributeFactory;
+        return session.FindAllObjects([f.Create(CKA.CKA_CLASS, CKO.CKO_DATA), f.Create(CKA.CKA_LABEL, KeyTemplates.PurseCounterLabel)]);
+    }
+
+    public IObjectHandle RequireKey(ISession session, byte[] id) =>
+        KeyTemplates.FindPrivateKey(module, session, id)
+        ?? throw new InvalidOperationException(id.AsSpan().SequenceEqual(KeyTemplates.PurseKeyId)
+            ? "the purse key is missing from the home card token"
+            : "the user's key is missing from the home card token");
+
+    /// <summary>Sets a token's user PIN with the admin code (the SO PIN), as a PUK does.</summary>
+    public void SetUserPin(bool pin1Token, string adminCode, string newPin)
+    {
+        using var session = OpenSession(pin1Token, readWrite: true);
+        session.Login(CKU.CKU_SO, adminCode);
+        try
+        {
+            session.InitPin(newPin);
+        }
+        finally
+        {
+            session.Logout();
+        }
+    }
+
+    public void Dispose()
+    {
+        Close();
+        module.Dispose();
+    }
+}

@@ -1,0 +1,51 @@
+using System.Diagnostics;
+using Daiko.Terminal.Agent;
+
+namespace Daiko.Cli.Commands;
+
+/// <summary>The terminal agent as a background process: started by 'terminal unlock', stopped by 'terminal lock' or a failed unlock.</summary>
+internal static class AgentProcess
+{
+    /// <summary>Starts 'daiko terminal agent' in the background, handing it the access-card PIN on stdin.</summary>
+    public static async Task<string?> StartAsync(string dir, string accessPin, CancellationToken ct)
+    {
+        var self = Environment.ProcessPath!;
+        var info = new ProcessStartInfo(self) { RedirectStandardInput = true, RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(self) == "dotnet") info.ArgumentList.Add(typeof(Program).Assembly.Location);
+        foreach (var a in new[] { "terminal", "agent", "--terminal", dir }) info.ArgumentList.Add(a);
+        var process = Process.Start(info)!;
+        await process.StandardInput.WriteLineAsync(accessPin);
+        process.StandardInput.Close();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!AgentClient.IsRunning(dir))
+        {
+            if (process.HasExited)
+            {
+                var error = (await process.StandardError.ReadToEndAsync(ct)).Trim();
+                return error.StartsWith("daiko: ", StringComparison.Ordinal) ? error[7..] : $"the terminal agent did not start: {error}";
+            }
+            if (DateTime.UtcNow > deadline) return "the terminal agent did not start within 30 s";
+            await Task.Delay(50, ct);
+        }
+        return null;
+    }
+
+    public static void Stop(string dir)
+    {
+        var pidFile = TerminalAgent.PidPath(dir);
+        if (File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile), out var pid))
+        {
+            try
+            {
+                using var agent = Process.GetProcessById(pid);
+                agent.Kill();
+                agent.WaitForExit(5000);
+            }
+            catch (ArgumentException) { }
+        }
+        foreach (var f in new[] { pidFile, TerminalAgent.SocketPath(dir) })
+        {
+            try { File.Delete(f); } catch (IOException) { }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+using System.CommandLine;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Daiko.Home.Mail;
+using Daiko.Home.Hosting;
+using Daiko.Home.Server;
+using Daiko.Home.Trust;
+
+namespace Daiko.Cli.Commands;
+
+/// <summary><c>daiko home trust add|list|remove</c> and <c>daiko home mail set</c>.</summary>
+internal static class HomeTrustCommands
+{
+    public static Command Build()
+    {
+        var trust = new Command("trust", "Trust roots for validating market certificates (the system roots when none is added).")
+            .WithExamples("daiko home trust add --home ~/daiko-home --ca market-roots.pem", "daiko home trust list --home ~/daiko-home");
+        var add = new Command("add", "Trust the CA certificate(s) in a PEM file for markets; a certificate that is not a CA is refused.")
+            .WithExamples("daiko home trust add --home ~/daiko-home --ca market-roots.pem");
+        var home = HomeCardCommands.HomeOption();
+        var ca = new Option<string>("--ca") { Description = "PEM file of CA certificates", Required = true }.ExistingFile();
+        var json = CliOutput.JsonOption();
+        foreach (var o in new Option[] { home, ca, json }) add.Options.Add(o);
+        add.SetAction(parse =>
+        {
+            try
+            {
+                var before = MarketTrust.List(parse.GetValue(home)!).Select(r => r.Thumbprint).ToHashSet();
+                MarketTrust.Add(parse.GetValue(home)!, parse.GetValue(ca)!);
+                var added = MarketTrust.List(parse.GetValue(home)!).Where(r => !before.Contains(r.Thumbprint)).ToList();
+                CliOutput.Print(parse.GetValue(json), new { added = added.Select(Row).ToList() },
+                    added.Count == 0 ? "already trusted: nothing added" : string.Join('\n', added.Select(r => $"trusted {r.Subject} ({r.Thumbprint})")));
+                return 0;
+            }
+            catch (Exception e) when (e is IOException or CryptographicException or InvalidDataException)
+            {
+                return CliConsole.Fail($"cannot add the trust root: {e.Message}");
+            }
+        });
+        trust.Subcommands.Add(add);
+
+        var list = new Command("list", "List the roots added for markets (none: the system roots are used).").WithExamples("daiko home trust list --home ~/daiko-home --json");
+        var listHome = HomeCardCommands.HomeOption();
+        var listJson = CliOutput.JsonOption();
+        list.Options.Add(listHome);
+        list.Options.Add(listJson);
+        list.SetAction(parse =>
+        {
+            var roots = MarketTrust.List(parse.GetValue(listHome)!);
+            CliOutput.Print(parse.GetValue(listJson), new { roots = roots.Select(Row).ToList() },
+                roots.Count == 0 ? "no root added: markets are checked against the system roots" : string.Join('\n', roots.Select(r => $"{r.Thumbprint}  {r.Subject}  (until {r.NotAfter:yyyy-MM-dd})")));
+            return 0;
+        });
+        trust.Subcommands.Add(list);
+
+        var remove = new Command("remove", "Stop trusting a root added with 'trust add'.").WithExamples("daiko home trust remove --home ~/daiko-home --thumbprint 3f2a9c01");
+        var removeHome = HomeCardCommands.HomeOption();
+        var thumbprint = new Option<string>("--thumbprint") { Description = "the root's thumbprint as 'trust list' shows it (at least its first 8 characters)", Required = true, HelpName = "HEX" };
+        var removeJson = CliOutput.JsonOption();
+        foreach (var o in new Option[] { removeHome, thumbprint, removeJson }) remove.Options.Add(o);
+        remove.SetAction(parse =>
+        {
+            if (!MarketTrust.Remove(parse.GetValue(removeHome)!, parse.GetValue(thumbprint)!))
+            {
+                return CliConsole.Fail($"no single added root has a thumbprint starting with '{parse.GetValue(thumbprint)}': see 'daiko home trust list'");
+            }
+            CliOutput.Print(parse.GetValue(removeJson), new { removed = parse.GetValue(thumbprint) }, $"no longer trusted: {parse.GetValue(thumbprint)}");
+            return 0;
+        });
+        trust.Subcommands.Add(remove);
+        return trust;
+    }
+
+    private static object Row((string Thumbprint, string Subject, DateTime NotAfter) r) => new { thumbprint = r.Thumbprint, subject = r.Subject, not_after = r.NotAfter };
+
+    public static Command Mail()
+    {
+        var mail = new Command("mail", "Where the home server mails the payment log.").WithExamples("daiko home mail set --home ~/daiko-home --smtp smtp.example:25 --from daiko@home.example --to alice@example.org");
+        var set = new Command("set", "Set the SMTP server and the addresses the payment log is mailed from and to.")
+            .WithExamples("daiko home mail set --home ~/daiko-home --smtp smtp.example:25 --from daiko@home.example --to alice@example.org");
+        var home = HomeCardCommands.HomeOption();
+        var smtp = new Option<string>("--smtp") { Description = "the SMTP server", Required = true }.HostPort();
+        var from = new Option<string>("--from") { Description = "the sender address", Required = true, HelpName = "ADDRESS" };
+        var to = new Option<string>("--to") { Description = "the owner's address", Required = true, HelpName = "ADDRESS" };
+        var json = CliOutput.JsonOption();
+        foreach (var o in new Option[] { home, smtp, from, to, json }) set.Options.Add(o);
+        set.Validators.Add(r =>
+        {
+            foreach (var o in new[] { from, to })
+            {
+                if (r.GetValue(o) is { } address && !System.Net.Mail.MailAddress.TryCreate(address, out _)) r.AddError($"{o.Name} takes a mail address like alice@example.org (got '{address}')");
+            }
+        });
+        set.SetAction(parse =>
+        {
+            var server = parse.GetValue(smtp)!;
+            var colon = server.LastIndexOf(':');
+            var settings = new MailSettings(server[..colon].Trim('[', ']'), int.Parse(server[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture), parse.GetValue(from)!, parse.GetValue(to)!);
+            HomeServer.SetMail(parse.GetValue(home)!, settings);
+            CliOutput.Print(parse.GetValue(json), new { smtp = server, from = settings.From, to = settings.To },
+                $"the payment log will be mailed from {settings.From} to {settings.To} through {server} (a running home server reads this at its next mail)");
+            return 0;
+        });
+        mail.Subcommands.Add(set);
+        return mail;
+    }
+}

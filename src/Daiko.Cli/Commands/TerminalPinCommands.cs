@@ -1,0 +1,47 @@
+using System.CommandLine;
+using Daiko.Cards;
+
+namespace Daiko.Cli.Commands;
+
+/// <summary><c>daiko terminal pin change</c>: a new access-card PIN, for a file-backed or a PKCS#11 access card.</summary>
+internal static class TerminalPinCommands
+{
+    public static Command Pin()
+    {
+        var pin = new Command("pin", "Manage the access-card PIN.");
+        var change = new Command("change",
+            "Change the access-card PIN: the old PIN, then the new one on stdin, one a line (asked twice on a terminal). " +
+            "A file-backed card needs at least 6 characters and is re-encrypted under freshly calibrated Argon2id; a token card changes the token's user PIN.");
+        var terminal = TerminalCommands.TerminalOption();
+        change.Options.Add(terminal);
+        change.SetAction(parse =>
+        {
+            var dir = parse.GetValue(terminal)!;
+            AccessCard card;
+            try { card = AccessCard.Open(dir); }
+            catch (FileNotFoundException e) { return CliConsole.Fail(e.Message); }
+            using (card)
+            {
+                var oldPin = CliConsole.ReadSecret("current access-card PIN");
+                var newPin = CliConsole.ReadSecret("new access-card PIN");
+                if (!Console.IsInputRedirected && CliConsole.ReadSecret("new access-card PIN again") != newPin)
+                {
+                    return CliConsole.Fail("the two new PINs differ; nothing was changed");
+                }
+                try
+                {
+                    var result = card.ChangePin(oldPin, newPin);
+                    if (!result.Accepted) return CliConsole.Fail(result.Message);
+                    Console.WriteLine(result.Message);
+                    return 0;
+                }
+                catch (Exception e) when (e is ArgumentException or CardNotReadyException or Net.Pkcs11Interop.Common.Pkcs11Exception)
+                {
+                    return CliConsole.Fail(e.Message);
+                }
+            }
+        });
+        pin.Subcommands.Add(change);
+        return pin;
+    }
+}

@@ -1,0 +1,153 @@
+using System.Data.Common;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using Daiko.Money;
+
+namespace Daiko.Home.Money;
+
+/// <summary>The purse's state as the database holds it: the log's head and whether its chain holds, and the balances.</summary>
+internal sealed record PurseState(bool LogIntact, long Entries, string Head, IReadOnlyList<(string Currency, long Amount)> Balances)
+{
+    /// <summary>The balances as one canonical text: "EUR=5;JPY=1000" (sorted by currency).</summary>
+    public string BalancesText => string.Join(";", Balances.Select(b => $"{b.Currency}={b.Amount.ToString(CultureInfo.InvariantCulture)}"));
+}
+
+/// <summary>
+/// The hash-chained payment log: each entry's hash covers the previous hash and the entry, so the head
+/// commits to the whole log; <see cref="Read"/> re-computes the chain and checks every balance equals
+/// the sum of its entries.
+/// </summary>
+internal static class PurseLog
+{
+    public const string GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    public static string EntryText(long seq, string at, string kind, string reference, long amount, string currency, long balance) =>
+        $"{seq}|{at}|{kind}|{reference}|{amount}|{currency}|{balance}";
+
+    public static string ChainHash(string previous, string entry) =>
+        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(previous + "\n" + entry))).ToLowerInvariant();
+
+    public static PurseState Read(DbConnection c, DbTransaction? tx)
+    {
+        var intact = true;
+        var previous = GenesisHash;
+        var sums = new Dictionary<string, long>(StringComparer.Ordinal);
+        long seq = 0;
+        using (var cmd = c.CreateCommand())
+        {
+            cmd.Transaction = tx;
+            cmd.CommandText = "SELECT seq, at, kind, ref, amount, currency, balance_after, prev_hash, hash FROM purse_log ORDER BY seq";
+            using var r = cmd.ExecuteReader();
+            while (r.Read())
+            {
+                if (r.GetInt64(0) != ++seq) intact = false;
+                var entry = EntryText(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt64(4), r.GetString(5), r.GetInt64(6));
+                if (r.GetString(7) != previous || ChainHash(previous, entry) != r.GetString(8)) intact = false;
+                var currency = r.GetString(5);
+                sums[currency] = sums.GetValueOrDefault(currency) + r.GetInt64(4);
+                if (sums[currency] != r.GetInt64(6)) intact = false;
+                previous = r.GetString(8);
+            }
+        }
+        var balances = new List<(string, long)>();
+        using (var cmd = c.CreateCommand())
+        {
+            cmd.Transaction = tx;
+            cmd.CommandText = "SELECT currency, amount FROM purse_balances ORDER BY currency";
+            using var r = cmd.ExecuteReader();
+            while (r.Read())
+            {
+                if (sums.GetValueOrDefault(r.GetString(0)) != r.GetInt64(1)) intact = false;
+                balances.Add((r.GetString(0), r.GetInt64(1)));
+            }
+        }
+        balances.Sort((a, b) => string.CompareOrdinal(a.Item1, b.Item1));
+        return new PurseState(intact, seq, previous, balances);
+    }
+}
+
+/// <summary>
+/// The card's seal over the purse: a COSE_Sign1 by the purse key over (balances, log head, entries,
+/// counter), rewritten with every committed batch of money operations. The counter also lives in the
+/// token (a private data object), so a database rolled back to an older — correctly sealed — state
+/// meets a token that has moved on and is refused. The database is committed first and the token
+/// second (a token without a counter counts as 0): a crash in between leaves the token one behind,
+/// which the next check heals; any other difference is refused.
+/// </summary>
+internal static class PurseSeal
+{
+    private const string Refused = "nothing was moved; restore home.db from a backup that matches the home card";
+
+    /// <summary>Checks the log and the seal against the card; returns the counter the next seal follows. Seals a purse never sealed (after its log verifies).</summary>
+    public static long Check(DbConnection c, DbTransaction tx, IPurseCard card)
+    {
+        var state = PurseLog.Read(c, tx);
+        if (!state.LogIntact) throw Broken("the payment log or the balances were altered, truncated or reordered (the hash chain or the sums do not hold)");
+        var stored = ReadRow(c, tx);
+        var tokenCounter = card.ReadSealCounter();
+        if (stored is null)
+        {
+            if (tokenCounter is not null) throw Broken("the purse's seal is missing from the database while the home card holds its counter");
+            // A purse from before the seal: its log verified above, so the caller seals it now (counter 1).
+            return 0;
+        }
+        var token = tokenCounter ?? 0;
+        var (counter, cose) = stored.Value;
+        BalanceSeal seal;
+        using (var key = card.PurseKey())
+        {
+            try
+            {
+                seal = MoneyCodec.Verify<BalanceSeal>(cose, key);
+            }
+            catch (PurseException)
+            {
+                throw Broken("the purse's seal does not verify under the home card's purse key");
+            }
+        }
+        if (seal.Card != card.CardId || seal.Counter != counter
+            || seal.Head != state.Head || seal.Entries != state.Entries || seal.Balances != state.BalancesText)
+        {
+            throw Broken("the stored balances or log do not match the home card's seal");
+        }
+        if (counter < token) throw Broken($"the database is older than the home card (seal {counter}, card {token}): it was rolled back");
+        if (counter > token + 1) throw Broken($"the database's seal ({counter}) is ahead of the home card ({token})");
+        // counter == token + 1: the last commit reached the database but not the token (a crash); catch the token up.
+        if (counter == token + 1) card.AdvanceSealCounter(counter);
+        return counter;
+    }
+
+    /// <summary>Signs the purse's current state with <paramref name="counter"/> and stores the seal in this transaction.</summary>
+    public static void Seal(DbConnection c, DbTransaction tx, IPurseCard card, long counter) => Write(c, tx, card, PurseLog.Read(c, tx), counter);
+
+    private static void Write(DbConnection c, DbTransaction tx, IPurseCard card, PurseState state, long counter)
+    {
+        var cose = new BalanceSeal(card.CardId, counter, state.Head, state.Entries, state.BalancesText).Sign(card.OpenSigningKey());
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = "INSERT INTO purse_seal(id, counter, seal) VALUES(1, @n, @s) ON CONFLICT(id) DO UPDATE SET counter = @n, seal = @s";
+        Add(cmd, "@n", counter);
+        Add(cmd, "@s", cose);
+        cmd.ExecuteNonQuery();
+    }
+
+    private static (long Counter, byte[] Seal)? ReadRow(DbConnection c, DbTransaction tx)
+    {
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = "SELECT counter, seal FROM purse_seal WHERE id = 1";
+        using var r = cmd.ExecuteReader();
+        return r.Read() ? (r.GetInt64(0), (byte[])r.GetValue(1)) : null;
+    }
+
+    private static PurseException Broken(string what) => new(PurseRefusal.SealBroken, $"{what}: {Refused}");
+
+    private static void Add(DbCommand cmd, string name, object value)
+    {
+        var p = cmd.CreateParameter();
+        p.ParameterName = name;
+        p.Value = value;
+        cmd.Parameters.Add(p);
+    }
+}

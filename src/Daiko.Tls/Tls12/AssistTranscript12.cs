@@ -1,0 +1,119 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using Daiko.Tls.Crypto;
+using Daiko.Tls.KeySchedule;
+using Daiko.Tls.Messages;
+
+namespace Daiko.Tls.Tls12;
+
+/// <summary>
+/// What a home server checks before its card signs a TLS 1.2 client CertificateVerify for someone else's
+/// handshake (assist mode). A TLS 1.2 CertificateVerify signs the handshake messages themselves, with no
+/// context string, so the card must never sign bytes or a hash handed to it: the whole transcript is
+/// parsed strictly as exactly one full TLS 1.2 handshake of the supported profile — ClientHello naming
+/// the market, ServerHello, the market's Certificate (validated here for that name), a
+/// ServerKeyExchange whose signature verifies with that certificate over both randoms, a
+/// CertificateRequest accepting the scheme, ServerHelloDone, the owner's own certificate chain and a
+/// ClientKeyExchange for the market's group — and nothing else. Only then is it signed.
+/// </summary>
+public static class AssistTranscript12
+{
+    /// <summary>Returns null when <paramref name="transcript"/> may be signed with <paramref name="scheme"/>; otherwise why not.</summary>
+    public static async ValueTask<string?> CheckAsync(ReadOnlyMemory<byte> transcript, SignatureScheme scheme, IReadOnlyList<byte[]> ownerChain,
+        IServerCertificateValidator marketValidator, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var messages = Split(transcript.Span);
+            HandshakeType[] expected =
+            [
+                HandshakeType.ClientHello, HandshakeType.ServerHello, HandshakeType.Certificate, HandshakeType.ServerKeyExchange,
+                HandshakeType.CertificateRequest, HandshakeType.ServerHelloDone, HandshakeType.Certificate, HandshakeType.ClientKeyExchange,
+            ];
+            if (!messages.Select(m => m.Type).SequenceEqual(expected)) return "not one full TLS 1.2 handshake with a client certificate";
+            var (clientRandom, host, suites) = ParseClientHello(messages[0].Body);
+            if (host is null) return "the ClientHello names no market (server_name)";
+            var hello = ServerHello12.Parse(messages[1].Body);
+            if (CipherSuiteInfo.FindTls12(hello.CipherSuite) is not { } suite || !suites.Contains(hello.CipherSuite)) return "the ServerHello chose a suite outside the profile";
+            if (!hello.ExtendedMasterSecret || hello.RenegotiationInfo is not { Length: 0 }) return "the ServerHello lacks Extended Master Secret or secure renegotiation";
+            var marketChain = Certificate12.Parse(messages[2].Body).Chain;
+            if (marketChain.Count == 0) return "the market sent no certificate";
+            var verdict = await marketValidator.ValidateAsync(host, marketChain, cancellationToken);
+            if (!verdict.Trusted) return $"the market's certificate is not trusted for {host}: {verdict.Reason}";
+            var exchange = ServerKeyExchange12.Parse(messages[3].Body);
+            using (var leaf = X509CertificateLoader.LoadCertificate(marketChain[0]))
+            {
+                var ecdsa = exchange.Scheme is SignatureScheme.EcdsaSecp256r1Sha256 or SignatureScheme.EcdsaSecp384r1Sha384;
+                if (!KeyShare.IsSupported(exchange.Group) || ecdsa != suite.AuthenticatesWithEcdsa || !SignatureVerifier.Supported.Contains(exchange.Scheme)
+                    || !SignatureVerifier.Verify(leaf, exchange.Scheme, exchange.SignedContent(clientRandom, hello.Random), exchange.Signature, tls12: true))
+                {
+                    return "the market's ServerKeyExchange signature does not verify";
+                }
+            }
+            var request = CertificateRequest12.Parse(messages[4].Body);
+            if (!SignatureVerifier.Supported.Contains(scheme) || !request.SignatureSchemes.Contains(scheme) || !request.AcceptsKeyFor(scheme))
+                return "the market did not ask for this signature scheme, or it is outside the profile";
+            SimpleMessages12.EnsureEmpty(messages[5].Body, "ServerHelloDone");
+            var clientChain = Certificate12.Parse(messages[6].Body).Chain;
+            if (clientChain.Count != ownerChain.Count || !clientChain.Zip(ownerChain).All(p => p.First.AsSpan().SequenceEqual(p.Second)))
+                return "the client Certificate is not the owner's chain";
+            var r = new TlsReader(messages[7].Body, "ClientKeyExchange");
+            var point = r.ReadVector8(1);
+            r.EnsureEnd();
+            var pointLength = exchange.Group switch { NamedGroup.X25519 => 32, NamedGroup.Secp256r1 => 65, _ => 97 };
+            if (point.Length != pointLength) return "the ClientKeyExchange is not a key for the market's group";
+            return null;
+        }
+        catch (Exception e) when (e is TlsException or CryptographicException)
+        {
+            return $"not a well-formed TLS 1.2 handshake: {e.Message}";
+        }
+    }
+
+    private static List<(HandshakeType Type, byte[] Body)> Split(ReadOnlySpan<byte> transcript)
+    {
+        var messages = new List<(HandshakeType, byte[])>();
+        var r = new TlsReader(transcript, "transcript");
+        while (!r.IsEmpty && messages.Count <= 8)
+        {
+            var type = (HandshakeType)r.ReadUInt8();
+            messages.Add((type, r.ReadVector24().ToArray()));
+        }
+        return messages;
+    }
+
+    /// <summary>The client random, the server_name and the offered suites of a ClientHello that offers TLS 1.2 with EMS.</summary>
+    private static (byte[] Random, string? Host, List<CipherSuite> Suites) ParseClientHello(ReadOnlySpan<byte> body)
+    {
+        var r = new TlsReader(body, "ClientHello");
+        if (r.ReadUInt16() != 0x0303) throw TlsException.Illegal("the ClientHello does not offer TLS 1.2");
+        var random = r.ReadBytes(32).ToArray();
+        if (r.ReadVector8().Length > 32) throw TlsException.Decode("ClientHello (session id too long)");
+        var suiteList = r.ReadSub16(2);
+        var suites = new List<CipherSuite>();
+        while (!suiteList.IsEmpty) suites.Add((CipherSuite)suiteList.ReadUInt16());
+        var compression = r.ReadVector8(1);
+        if (compression.Length != 1 || compression[0] != 0) throw TlsException.Illegal("the ClientHello offers compression");
+        var extensions = r.ReadSub16();
+        r.EnsureEnd();
+        string? host = null;
+        var ems = false;
+        while (!extensions.IsEmpty)
+        {
+            var type = (ExtensionType)extensions.ReadUInt16();
+            var data = extensions.ReadSub16();
+            if (type == ExtensionType.ExtendedMasterSecret) ems = true;
+            if (type == ExtensionType.ServerName)
+            {
+                var list = data.ReadSub16(1);
+                if (list.ReadUInt8() != 0) throw TlsException.Illegal("server_name of an unknown type");
+                host = Encoding.ASCII.GetString(list.ReadVector16(1));
+                list.EnsureEnd();
+                data.EnsureEnd();
+            }
+        }
+        if (!ems) throw TlsException.Illegal("the ClientHello does not offer Extended Master Secret");
+        return (random, host, suites);
+    }
+}

@@ -1,0 +1,66 @@
+using System.Text.Json;
+using Daiko.TestSupport;
+
+namespace Daiko.EndToEnd.Tests;
+
+/// <summary><c>daiko tls get --tls-version</c> against a server that speaks only TLS 1.2, as a new user would try it.</summary>
+public sealed class TlsGetVersionTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-tls-version");
+    private readonly TestPki _pki;
+
+    public TlsGetVersionTests()
+    {
+        _pki = TestPki.Create(Path.Combine(_dir.Path, "pki"));
+    }
+
+    public void Dispose() => _dir.Dispose();
+
+    private string[] Get(int port, params string[] more) =>
+        ["tls", "get", $"https://localhost:{port}/", "--ca", _pki.RootPath, "--cert", _pki.User.CertificatePath, "--key", _pki.User.KeyPath, .. more];
+
+    private static JsonElement Stats(CliResult result) => JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
+
+    [Fact]
+    public async Task TlsGet_Auto_ReachesATls12OnlyServer_AndResumesWithItsTicket_WithoutPublicKeyOperations()
+    {
+        using var peer = await OpenSslServer.StartAsync(_pki, new TlsPeerOptions { Versions = "1.2" });
+        var ticket = Path.Combine(_dir.Path, "ticket.cbor");
+
+        var first = await DaikoCli.RunAsync(Get(peer.Port, "--stats", "--save-ticket", ticket));
+        Assert.True(first.ExitCode == 0, first.ToString());
+        Assert.Contains("Alice Example", first.StandardOutput, StringComparison.Ordinal);
+        Assert.Equal("1.2", Stats(first).GetProperty("version").GetString());
+        Assert.False(Stats(first).GetProperty("resumed").GetBoolean());
+
+        var resumed = await DaikoCli.RunAsync(Get(peer.Port, "--stats", "--resume-from", ticket, "--tls-version", "1.2"));
+        Assert.True(resumed.ExitCode == 0, resumed.ToString());
+        var stats = Stats(resumed);
+        Assert.Equal("1.2", stats.GetProperty("version").GetString());
+        Assert.True(stats.GetProperty("resumed").GetBoolean());
+        Assert.Equal(0, stats.GetProperty("public_key_ops").GetInt64());
+        Assert.Equal(1, stats.GetProperty("round_trips").GetInt64() - 1); // the abbreviated handshake, then the request
+    }
+
+    [Fact]
+    public async Task TlsGet_Tls13Only_AgainstATls12OnlyServer_SaysWhy()
+    {
+        using var peer = await OpenSslServer.StartAsync(_pki, new TlsPeerOptions { Versions = "1.2" });
+
+        var result = await DaikoCli.RunAsync(Get(peer.Port, "--tls-version", "1.3"));
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("does not speak TLS 1.3", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TlsGet_Auto_AgainstAServerSpeakingBoth_ReportsTls13()
+    {
+        using var peer = await OpenSslServer.StartAsync(_pki, new TlsPeerOptions { Versions = "both" });
+
+        var result = await DaikoCli.RunAsync(Get(peer.Port, "--stats"));
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Equal("1.3", Stats(result).GetProperty("version").GetString());
+    }
+}

@@ -1,0 +1,272 @@
+using System.Data.Common;
+using System.Security.Cryptography;
+using Daiko.Cards;
+using Daiko.Money;
+using Daiko.Home.Money;
+using Daiko.Home.Storage;
+using Daiko.Home.Tests.Server;
+using Daiko.TestSupport;
+using Xunit;
+
+namespace Daiko.Home.Tests.Money;
+
+/// <summary>The card's seal on a real SQLite file and a real SoftHSM2 token.</summary>
+[Collection("home card")]
+public sealed class SqlitePurseSealTests : PurseSealContract
+{
+    protected override IHomeStore CreateStore(string directory) => PurseStore.Sqlite(DatabasePath);
+
+    private string DatabasePath => Path.Combine(Directory, "home.db");
+
+    [Fact]
+    public void ACopyOfHomeDbFromBeforeAPayment_IsRefusedByTheCurrentToken()
+    {
+        Ledger.Refill(RefillOf(1_000));
+        var backup = Path.Combine(Directory, "backup");
+        System.IO.Directory.CreateDirectory(backup);
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        CopyDatabase(Directory, backup);
+
+        Ledger.Pay(RequestOf(400, "spent"));
+        Assert.Equal(600, Ledger.Balance("JPY"));
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        CopyDatabase(backup, Directory);
+        Assert.Equal(1_000, Ledger.Balance("JPY"));
+        Assert.True(Ledger.VerifyLog(), "the old copy is a consistent, correctly sealed purse: only the token's counter can tell");
+
+        AssertRefusedAndNothingMoves("rolled back");
+    }
+
+    private static void CopyDatabase(string from, string to)
+    {
+        foreach (var suffix in new[] { "", "-wal", "-shm" })
+        {
+            var source = Path.Combine(from, "home.db" + suffix);
+            var target = Path.Combine(to, "home.db" + suffix);
+            if (File.Exists(source)) File.Copy(source, target, overwrite: true);
+            else File.Delete(target);
+        }
+    }
+}
+
+/// <summary>The same on a real PostgreSQL server.</summary>
+[Collection("home card")]
+public sealed class PostgresPurseSealTests : PurseSealContract
+{
+    private PostgresServer? _server;
+
+    protected override IHomeStore CreateStore(string directory)
+    {
+        _server = PostgresServer.StartAsync(directory).GetAwaiter().GetResult();
+        return PurseStore.Postgres(_server.ConnectionString);
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        _server?.Dispose();
+    }
+}
+
+/// <summary>
+/// Every way of editing the purse's rows on disk is refused by Pay, Refill and Cancel before anything
+/// moves; a rolled-back purse meets the token's counter; a purse from before the seal is sealed once.
+/// </summary>
+public abstract class PurseSealContract : IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-seal");
+    private readonly ECDsa _market = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+    private readonly ECDsa _bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+    private readonly IHomeStore _store;
+    private HomeCard _card;
+    private string? _paymentId;
+
+    protected PurseSealContract()
+    {
+        _card = NewCard("card-a");
+        _store = CreateStore(_dir.Path);
+        Ledger = NewLedger();
+    }
+
+    protected abstract IHomeStore CreateStore(string directory);
+
+    protected string Directory => _dir.Path;
+
+    protected PurseLedger Ledger { get; private set; }
+
+    private HomeCard NewCard(string name)
+    {
+        var card = HomeCard.Initialize(new HomeCardOptions(Path.Combine(_dir.Path, name)), HomeCardKeyType.P256, HomeFixture.Pin1, HomeFixture.Pin2, "admin-code-123");
+        card.EnterPin1(HomeFixture.Pin1);
+        card.EnterPin2(HomeFixture.Pin2);
+        return card;
+    }
+
+    private PurseLedger NewLedger() =>
+        new(_store, new HomeCardPurse(_card), party => party switch { "market.test" => _market, "bank.test" => _bank, _ => null });
+
+    public virtual void Dispose()
+    {
+        _card.Dispose();
+        _market.Dispose();
+        _bank.Dispose();
+        _dir.Dispose();
+    }
+
+    protected byte[] RefillOf(long amount, string id = "r1") =>
+        new Refill("bank.test", _card.CardId, id, amount, "JPY", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(_bank);
+
+    protected byte[] RequestOf(long amount, string id = "q1") =>
+        new PaymentRequest("market.test", "order-" + id, id, amount, "JPY", DateTimeOffset.UtcNow.AddMinutes(5), "").Sign(_market);
+
+    /// <summary>A refill, two payments: a purse with three log entries and a payment still cancellable.</summary>
+    private void ThreeEntries()
+    {
+        Ledger.Refill(RefillOf(1_000));
+        Ledger.Pay(RequestOf(100, "first"));
+        using var purse = _card.PursePublicKey();
+        _paymentId = MoneyCodec.Verify<Payment>(Ledger.Pay(RequestOf(200, "second")), purse).PaymentId;
+        Assert.Equal(700, Ledger.Balance("JPY"));
+    }
+
+    private void Sql(string sql)
+    {
+        using var c = _store.Open();
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = sql;
+        cmd.ExecuteNonQuery();
+    }
+
+    private (long Balance, long LogRows, long Payments, long Answers) Snapshot()
+    {
+        using var c = _store.Open();
+        long Scalar(string sql)
+        {
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = sql;
+            return Convert.ToInt64(cmd.ExecuteScalar() ?? 0L, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return (Scalar("SELECT COALESCE(SUM(amount), 0) FROM purse_balances"), Scalar("SELECT COUNT(*) FROM purse_log"),
+            Scalar("SELECT COUNT(*) FROM purse_payments WHERE state = 'paid'"), Scalar("SELECT COUNT(*) FROM purse_answers"));
+    }
+
+    /// <summary>Pay, Refill and Cancel each refuse with SealBroken, and no row changes.</summary>
+    protected void AssertRefusedAndNothingMoves(string expectedReason)
+    {
+        var before = Snapshot();
+        var refusals = new List<PurseException>
+        {
+            Assert.Throws<PurseException>(() => Ledger.Pay(RequestOf(50, "after"))),
+            Assert.Throws<PurseException>(() => Ledger.Refill(RefillOf(500, "r-after"))),
+        };
+        if (_paymentId is not null) refusals.Add(Assert.Throws<PurseException>(() => Ledger.Cancel(_paymentId)));
+        foreach (var e in refusals)
+        {
+            Assert.Equal(PurseRefusal.SealBroken, e.Refusal);
+            Assert.Contains(expectedReason, e.Message, StringComparison.Ordinal);
+            Assert.Contains("nothing was moved", e.Message, StringComparison.Ordinal);
+        }
+        Assert.Equal(before, Snapshot());
+    }
+
+    [Fact]
+    public void ARaisedBalanceRow_IsRefused_EvenWhenThePaymentWouldFit()
+    {
+        ThreeEntries();
+        Sql("UPDATE purse_balances SET amount = 200000");
+        AssertRefusedAndNothingMoves("altered");
+    }
+
+    [Fact]
+    public void AnEditedLogRow_IsRefused()
+    {
+        ThreeEntries();
+        Sql("UPDATE purse_log SET ref = 'someone-else' WHERE seq = 2");
+        AssertRefusedAndNothingMoves("altered");
+    }
+
+    [Fact]
+    public void ATruncatedLog_WithTheBalanceMadeToMatch_IsRefusedByTheSeal()
+    {
+        ThreeEntries();
+        // Drop the last payment and give its money back: the chain and the sums still hold, only the seal knows.
+        Sql("DELETE FROM purse_log WHERE seq = 3");
+        Sql("UPDATE purse_balances SET amount = 900");
+        Assert.True(Ledger.VerifyLog());
+        AssertRefusedAndNothingMoves("do not match");
+    }
+
+    [Fact]
+    public void ReorderedLogRows_AreRefused()
+    {
+        ThreeEntries();
+        Sql("UPDATE purse_log SET seq = -1 WHERE seq = 2");
+        Sql("UPDATE purse_log SET seq = 2 WHERE seq = 3");
+        Sql("UPDATE purse_log SET seq = 3 WHERE seq = -1");
+        AssertRefusedAndNothingMoves("altered");
+    }
+
+    [Fact]
+    public void AnOlderCorrectlySealedState_IsRefusedByTheTokensCounter()
+    {
+        Ledger.Refill(RefillOf(1_000));
+        byte[] seal;
+        using (var c = _store.Open())
+        using (var cmd = c.CreateCommand())
+        {
+            cmd.CommandText = "SELECT seal FROM purse_seal";
+            seal = (byte[])cmd.ExecuteScalar()!;
+        }
+        Ledger.Pay(RequestOf(400, "spent"));
+        // Put back the whole earlier state: balance, log and the card's own seal of that time.
+        Sql("DELETE FROM purse_log WHERE seq > 1");
+        Sql("DELETE FROM purse_payments");
+        Sql("UPDATE purse_balances SET amount = 1000");
+        using (var c = _store.Open())
+        using (var cmd = c.CreateCommand())
+        {
+            cmd.CommandText = "UPDATE purse_seal SET counter = 1, seal = @s";
+            var p = cmd.CreateParameter();
+            p.ParameterName = "@s";
+            p.Value = seal;
+            cmd.Parameters.Add(p);
+            cmd.ExecuteNonQuery();
+        }
+        Assert.Equal(1_000, Ledger.Balance("JPY"));
+        AssertRefusedAndNothingMoves("rolled back");
+    }
+
+    [Fact]
+    public void APurseFromBeforeTheSeal_IsSealedOnceAtUnlock_AfterItsLogVerifies()
+    {
+        Ledger.Refill(RefillOf(1_000));
+        Ledger.Pay(RequestOf(300, "old"));
+        // The same purse as an older version left it: no seal, and a card whose token never kept a counter.
+        Sql("DELETE FROM purse_seal");
+        _card.Dispose();
+        _card = NewCard("card-b");
+        Ledger = NewLedger();
+
+        Ledger.SealIfUnsealed();
+        Ledger.SealIfUnsealed();
+        Assert.Equal(1, _card.ReadPurseCounter());
+        Ledger.Pay(RequestOf(200, "new"));
+        Assert.Equal(500, Ledger.Balance("JPY"));
+        Assert.Equal(2, _card.ReadPurseCounter());
+    }
+
+    [Fact]
+    public void AnUnsealedPurseWithABrokenLog_IsNotSealed()
+    {
+        Ledger.Refill(RefillOf(1_000));
+        Sql("DELETE FROM purse_seal");
+        Sql("UPDATE purse_balances SET amount = 5000");
+        _card.Dispose();
+        _card = NewCard("card-b");
+        Ledger = NewLedger();
+
+        Assert.Equal(PurseRefusal.SealBroken, Assert.Throws<PurseException>(() => Ledger.SealIfUnsealed()).Refusal);
+        Assert.Null(_card.ReadPurseCounter());
+        AssertRefusedAndNothingMoves("altered");
+    }
+}
