@@ -105,12 +105,6 @@ internal sealed class ClientHello
             w.WriteUInt16(RecordSizeLimitOffered);
             w.EndVector(ext);
         }
-        {
-            // record_size_limit (RFC 8449): the client takes full-size records; the server may ask for smaller ones.
-            var ext = Begin(w, ExtensionType.RecordSizeLimit);
-            w.WriteUInt16(RecordSizeLimitOffered);
-            w.EndVector(ext);
-        }
         if (Cookie is not null)
         {
             var ext = Begin(w, ExtensionType.Cookie);
