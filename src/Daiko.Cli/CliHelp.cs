@@ -12,14 +12,14 @@ namespace Daiko.Cli;
 internal static class CliHelp
 {
     public const int HomePinMinimum = 4;
-    public const int AccessPinMinimum = 4;
+    public const int AccessPinMinimum = 6;
     public const int PinMaximum = 64;
     public const int AdminCodeMinimum = 8;
 
     public static string HomePinRules =>
         $"PIN1 and PIN2: {HomePinMinimum} to {PinMaximum} characters, different from each other; admin unblock code: at least {AdminCodeMinimum} characters.";
 
-    public static string AccessPinRules => $"Access-card PIN: {AccessPinMinimum} to {PinMaximum} characters.";
+    public static string AccessPinRules => $"Access-card PIN: {AccessPinMinimum} to {PinMaximum} characters for a key file (a PKCS#11 access card keeps its token's own PIN rules).";
 
     public const string SecretsOnStdin = "Secrets are read from standard input, one a line, or prompted without echo on a terminal; never from the command line.";
 

@@ -51,7 +51,7 @@ public static class TerminalClient
         }
         catch
         {
-            foreach (var f in new[] { "device-key.p8", "device-key.token.json", "device-key.pub", "access-card.json" }) File.Delete(Path.Combine(directory, f));
+            foreach (var f in new[] { "device-key.enc", "device-key.p8", "device-key.token.json", "device-key.pub", "access-card.json" }) File.Delete(Path.Combine(directory, f));
             throw;
         }
     }

@@ -8,10 +8,13 @@ internal static class TerminalPinCommands
 {
     public static Command Pin()
     {
-        var pin = new Command("pin", "Manage the access-card PIN.");
+        var pin = new Command("pin", "Manage the access-card PIN.")
+            .WithExamples("printf '%s\\n' 432100 865432 | daiko terminal pin change --terminal ~/.daiko");
         var change = new Command("change",
             "Change the access-card PIN: the old PIN, then the new one on stdin, one a line (asked twice on a terminal). " +
-            "A file-backed card needs at least 6 characters and is re-encrypted under freshly calibrated Argon2id; a token card changes the token's user PIN.");
+            "A file-backed card needs at least 6 characters and is re-encrypted under freshly calibrated Argon2id; a token card changes the token's user PIN.")
+            .WithExamples("printf '%s\\n' 432100 865432 | daiko terminal pin change --terminal ~/.daiko",
+                "daiko terminal pin change --terminal ~/.daiko     # asks for the old PIN, then the new one twice");
         var terminal = TerminalCommands.TerminalOption();
         change.Options.Add(terminal);
         change.SetAction(parse =>
