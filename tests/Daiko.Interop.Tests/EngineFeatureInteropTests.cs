@@ -61,24 +61,30 @@ public sealed class EngineFeatureInteropTests : IDisposable
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         using var peer = await NginxServer.StartAsync(_pki, _dir.Path, new TlsPeerOptions { EarlyData = true });
-        var ticket = await FirstTicketAsync(peer, cts.Token);
-        Assert.True(ticket.MaxEarlyData > 0, "nginx with ssl_early_data must allow early data");
         var request = "GET /whoami HTTP/1.0\r\nHost: localhost\r\n\r\n"u8.ToArray();
-        var counters = new TlsCounters();
+        // nginx sets $ssl_early_data to "1" only when it handles the request before the client's Finished
+        // has arrived, which a loaded machine can reorder; every attempt must be accepted as 0-RTT in one
+        // round trip, and nginx must see the request as early data in at least one of three.
+        var answers = new List<string>();
+        for (var attempt = 0; attempt < 3 && !answers.Any(a => a.Contains("reused=r early=1\n", StringComparison.Ordinal)); attempt++)
+        {
+            var ticket = await FirstTicketAsync(peer, cts.Token);
+            Assert.True(ticket.MaxEarlyData > 0, "nginx with ssl_early_data must allow early data");
+            var counters = new TlsCounters();
+            // nginx answers the early request and closes before the client's Finished arrives: the answer
+            // (0.5-RTT data, authenticated by the server's Finished) must still be readable.
+            await using var resumed = await EngineInteropTests.ConnectAsync(peer.Port, Options(counters) with { ResumptionTicket = ticket, EarlyData = request }, cts.Token);
+            using var body = new MemoryStream();
+            await resumed.CopyToAsync(body, cts.Token);
 
-        // nginx answers the early request and closes before the client's Finished arrives: the answer
-        // (0.5-RTT data, authenticated by the server's Finished) must still be readable.
-        await using var resumed = await EngineInteropTests.ConnectAsync(peer.Port, Options(counters) with { ResumptionTicket = ticket, EarlyData = request }, cts.Token);
-        using var body = new MemoryStream();
-        await resumed.CopyToAsync(body, cts.Token);
-
-        Assert.True(resumed.EarlyDataAccepted);
-        var text = System.Text.Encoding.UTF8.GetString(body.ToArray());
-        // nginx answered before the client's Finished could reach it, so it read the request as early
-        // data: $ssl_early_data is "1" (it is empty for a request that came after the handshake).
-        Assert.Contains("reused=r early=1\n", text, StringComparison.Ordinal);
-        Assert.Contains("Alice Example", text, StringComparison.Ordinal);
-        Assert.Equal(1, counters.RoundTrips);
+            Assert.True(resumed.EarlyDataAccepted);
+            var text = System.Text.Encoding.UTF8.GetString(body.ToArray());
+            Assert.Contains("reused=r ", text, StringComparison.Ordinal);
+            Assert.Contains("Alice Example", text, StringComparison.Ordinal);
+            Assert.Equal(1, counters.RoundTrips);
+            answers.Add(text);
+        }
+        Assert.Contains(answers, a => a.Contains("reused=r early=1\n", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -43,7 +43,7 @@ internal static class TerminalCommands
 
     private static Command ApplianceCommand()
     {
-        var appliance = new Command("appliance", "Control home appliances through the home server (F16).").WithExamples("daiko terminal appliance list --terminal ~/.daiko");
+        var appliance = new Command("appliance", "Control home appliances through the home server.").WithExamples("daiko terminal appliance list --terminal ~/.daiko");
         Command Make(string name, string description, Func<HomeControl, ParseResult, CancellationToken, Task> run, params Option[] extra)
         {
             var command = new Command(name, description);
