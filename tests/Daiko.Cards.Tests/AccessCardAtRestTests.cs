@@ -46,8 +46,10 @@ public sealed class AccessCardAtRestTests : IDisposable
             var spent = ThreadCpuTime.Now() - start;
             if (spent < fastest) fastest = spent;
         }
-        // Memory-bandwidth contention from other processes still moves CPU time a little: 10 % of slack, no more.
-        Assert.True(fastest >= TimeSpan.FromSeconds(0.45), $"one guess took {fastest.TotalMilliseconds:0} ms with m={memory} KiB, t={passes}");
+        // Calibration and this check each time a guess in CPU time, but memory-bandwidth contention from the
+        // rest of the suite still moves it by 10-20 %: the check allows 30 %. A calibration that stopped
+        // early (t=1 at 64 MiB is about 30 ms) still fails it by far.
+        Assert.True(fastest >= TimeSpan.FromSeconds(0.35), $"one guess took {fastest.TotalMilliseconds:0} ms with m={memory} KiB, t={passes}");
 
         using var card = AccessCard.Open(_dir.Path);
         Assert.True(card.Unlock(Pin).Accepted);
