@@ -18,6 +18,9 @@ public interface IHomeStore
 }
 
 /// <summary>
+/// The purse's tables: balances, the hash-chained log, stored answers keyed by (kind, party, id), payments,
+/// the card's seal, and a count of updates and deletes of log rows kept by trigger (the ledger only
+/// inserts, so a change in the count sends the next operation to a whole-chain check).
 /// The two stores: SQLite (the embedded default, WAL, fsync on commit) or PostgreSQL (hosted
 /// deployments with several home-server nodes, F18); only the schema's types differ.
 /// </summary>
@@ -44,6 +47,12 @@ public abstract class PurseStore : IHomeStore
             CREATE TABLE IF NOT EXISTS purse_payments (payment_id TEXT PRIMARY KEY, market TEXT NOT NULL, amount INTEGER NOT NULL,
                 currency TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL, market_url TEXT);
             CREATE TABLE IF NOT EXISTS purse_seal (id INTEGER PRIMARY KEY CHECK (id = 1), counter INTEGER NOT NULL, seal BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS purse_requests (kind TEXT NOT NULL, party TEXT NOT NULL, id TEXT NOT NULL, message_hash TEXT NOT NULL,
+                answer BLOB NOT NULL, PRIMARY KEY (kind, party, id));
+            CREATE TABLE IF NOT EXISTS purse_log_edits (id INTEGER PRIMARY KEY CHECK (id = 1), edits INTEGER NOT NULL);
+            INSERT INTO purse_log_edits(id, edits) VALUES (1, 0) ON CONFLICT(id) DO NOTHING;
+            CREATE TRIGGER IF NOT EXISTS purse_log_updated AFTER UPDATE ON purse_log BEGIN UPDATE purse_log_edits SET edits = edits + 1 WHERE id = 1; END;
+            CREATE TRIGGER IF NOT EXISTS purse_log_deleted AFTER DELETE ON purse_log BEGIN UPDATE purse_log_edits SET edits = edits + 1 WHERE id = 1; END;
             """;
     }
 
@@ -61,6 +70,17 @@ public abstract class PurseStore : IHomeStore
             CREATE TABLE IF NOT EXISTS purse_payments (payment_id TEXT PRIMARY KEY, market TEXT NOT NULL, amount BIGINT NOT NULL,
                 currency TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL, market_url TEXT);
             CREATE TABLE IF NOT EXISTS purse_seal (id INTEGER PRIMARY KEY CHECK (id = 1), counter BIGINT NOT NULL, seal BYTEA NOT NULL);
+            CREATE TABLE IF NOT EXISTS purse_requests (kind TEXT NOT NULL, party TEXT NOT NULL, id TEXT NOT NULL, message_hash TEXT NOT NULL,
+                answer BYTEA NOT NULL, PRIMARY KEY (kind, party, id));
+            CREATE TABLE IF NOT EXISTS purse_log_edits (id INTEGER PRIMARY KEY CHECK (id = 1), edits BIGINT NOT NULL);
+            INSERT INTO purse_log_edits(id, edits) VALUES (1, 0) ON CONFLICT(id) DO NOTHING;
+            DO $$ BEGIN
+                IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'purse_log_edited') THEN
+                    CREATE OR REPLACE FUNCTION purse_log_edited() RETURNS trigger LANGUAGE plpgsql AS $f$
+                        BEGIN UPDATE purse_log_edits SET edits = edits + 1 WHERE id = 1; RETURN NULL; END $f$;
+                    CREATE TRIGGER purse_log_edited AFTER UPDATE OR DELETE OR TRUNCATE ON purse_log FOR EACH STATEMENT EXECUTE FUNCTION purse_log_edited();
+                END IF;
+            END $$;
             """;
     }
 }

@@ -103,7 +103,7 @@ public abstract class PurseSealContract : IDisposable
     }
 
     private PurseLedger NewLedger() =>
-        new(_store, new HomeCardPurse(_card), party => party switch { "market.test" => _market, "bank.test" => _bank, _ => null });
+        new(_store, new HomeCardPurse(_card), (party, role) => (party, role) switch { ("market.test", PayeeRole.Market) => _market, ("bank.test", PayeeRole.Bank) => _bank, _ => null });
 
     public virtual void Dispose()
     {
