@@ -13,7 +13,7 @@ internal sealed record MoneyRequestId(string Kind, string Party, string Id, stri
     /// <summary>How an answer stored before ids were scoped was keyed (<c>pay:ID</c>, <c>refill:ID</c>, …).</summary>
     public string LegacyKey => Kind + ":" + Id;
 
-    /// <summary>Whether an answer stored under <see cref="LegacyKey"/> answers this request (null: any).</summary>
+    /// <summary>Whether an answer stored under <see cref="LegacyKey"/> is this party's answer to this same request (null: any is).</summary>
     public Func<byte[], bool>? LegacyMatches { get; init; }
 }
 
@@ -45,7 +45,8 @@ internal static class PurseRequests
         legacy.CommandText = "SELECT answer FROM purse_answers WHERE request_id = @r";
         PurseSql.Add(legacy, "@r", id.LegacyKey);
         if (legacy.ExecuteScalar() is not byte[] answer) return null;
-        return id.LegacyMatches is null || id.LegacyMatches(answer) ? answer : throw Conflict(id);
+        // An answer from before ids were scoped answers only its own party's identical request; any other is served afresh.
+        return id.LegacyMatches is null || id.LegacyMatches(answer) ? answer : null;
     }
 
     public static void Store(DbConnection c, DbTransaction tx, MoneyRequestId id, byte[] answer) =>
