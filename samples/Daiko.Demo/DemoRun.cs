@@ -56,8 +56,9 @@ public static class DemoRun
             await using var market = await SampleMarket.StartAsync(marketCertificate, pki.Root, IPAddress.Loopback, routes: shop.Map);
             shop.PublicUrl = market.Url;
             await using var bank = await SampleMarket.StartAsync(marketCertificate, pki.Root, IPAddress.Loopback, routes: bankService.Map);
-            HomeServer.AddPayee(home, shop.Id, shop.Key);
-            HomeServer.AddPayee(home, bankService.Id, bankService.Key);
+            // The owner declares each payee with its role: only the bank's refills are credited, only the market's requests paid.
+            await HomeServer.AddPayeeAsync(home, shop.Id, Daiko.Home.Storage.PayeeRole.Market, shop.Key);
+            await HomeServer.AddPayeeAsync(home, bankService.Id, Daiko.Home.Storage.PayeeRole.Bank, bankService.Key);
 
             Say("starting a local SMTP sink (aiosmtpd) for the payment-log mail");
             using var smtp = SmtpSinkProcess.Start(root);

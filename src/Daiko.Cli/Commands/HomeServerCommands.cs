@@ -17,6 +17,7 @@ internal static class HomeServerCommands
     {
         parent.Subcommands.Add(Serve());
         parent.Subcommands.Add(HomeTrustCommands.Mail());
+        parent.Subcommands.Add(HomePayeeCommands.Build());
         var device = new Command("device", "Enroll, list and revoke terminals.").WithExamples("daiko home device add --home ~/daiko-home --name phone", "daiko home device list --home ~/daiko-home");
         device.Subcommands.Add(Add());
         device.Subcommands.Add(List());
@@ -27,7 +28,8 @@ internal static class HomeServerCommands
         var home = HomeCardCommands.HomeOption();
         var name = new Option<string>("--name") { Description = "the appliance's name", Required = true };
         var url = new Option<string>("--url") { Description = "its base URL on the home network", Required = true, HelpName = "URL" };
-        foreach (var o in new Option[] { home, name, url }) add.Options.Add(o);
+        var json = CliOutput.JsonOption();
+        foreach (var o in new Option[] { home, name, url, json }) add.Options.Add(o);
         add.SetAction(async (parse, ct) =>
         {
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var endpoint)) return CliConsole.Fail("--url must be an absolute http(s) URL");
@@ -35,7 +37,7 @@ internal static class HomeServerCommands
             {
                 using var gateway = new Daiko.Home.Appliances.ApplianceGateway(HomeStore.Sqlite(HomeServer.DatabasePath(parse.GetValue(home)!)).Appliances);
                 await gateway.RegisterAsync(new Daiko.Home.Appliances.Appliance(parse.GetValue(name)!, endpoint), ct);
-                Console.WriteLine($"appliance '{parse.GetValue(name)}' registered");
+                CliOutput.Print(parse.GetValue(json), new { registered = parse.GetValue(name), url = endpoint.ToString() }, $"appliance '{parse.GetValue(name)}' registered");
                 return 0;
             }
             catch (ArgumentException e)

@@ -37,6 +37,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>The same as <see cref="Store"/> (its name from when only the purse was in the store).</summary>
     public Storage.IHomeStore? PurseStore { get => Store; init => Store = value; }
 
+    /// <summary>How often the declared payees are re-read (the bound on "a payee change applies within one second").</summary>
+    public TimeSpan PayeePoll { get; init; } = TimeSpan.FromMilliseconds(250);
+
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
 }
@@ -96,8 +99,9 @@ public sealed class HomeServer : IAsyncDisposable
 
     public static string DatabasePath(string directory) => Path.Combine(directory, "home.db");
 
-    /// <summary>Registers a market's or bank's key for e-money messages.</summary>
-    public static void AddPayee(string directory, string id, System.Security.Cryptography.ECDsa publicKey) => WalletService.AddPayee(directory, id, publicKey);
+    /// <summary>Declares a market or bank (its role and key) for e-money messages.</summary>
+    public static Task AddPayeeAsync(string directory, string name, Storage.PayeeRole role, System.Security.Cryptography.ECDsa publicKey) =>
+        WalletService.AddPayeeAsync(directory, name, role, publicKey);
 
     /// <summary>Where the payment log is mailed (DIR/mail.json).</summary>
     public static void SetMail(string directory, Mail.MailSettings settings) => WalletService.SaveMailSettings(directory, settings);
@@ -126,7 +130,9 @@ public sealed class HomeServer : IAsyncDisposable
     public static HomeServer Start(HomeServerOptions options, HomeCard card)
     {
         var server = new HomeServer(options, card);
+        server._wallet.Payees.RefreshAsync(CancellationToken.None).GetAwaiter().GetResult();
         server._listener.Start();
+        server._background.Add(server._wallet.Payees.RunAsync(options.PayeePoll, options.Time, server._stop.Token));
         server._background.Add(server.Revocations.RunAsync(options.RevocationPoll, server._stop.Token));
         server._background.Add(server._wallet.RunPeriodicReportsAsync(options.ReportInterval, options.Time, server._stop.Token));
         server._background.Add(server.Appliances.RunCollectorAsync(options.ApplianceCollectInterval, server._stop.Token));

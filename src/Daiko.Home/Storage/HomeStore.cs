@@ -88,9 +88,34 @@ public abstract class HomeStore : IHomeStore
         CREATE TABLE IF NOT EXISTS purse_payments (payment_id TEXT PRIMARY KEY, market TEXT NOT NULL, amount {bigint} NOT NULL,
             currency TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL, market_url TEXT);
         CREATE TABLE IF NOT EXISTS purse_seal (id INTEGER PRIMARY KEY CHECK (id = 1), counter {bigint} NOT NULL, seal {blob} NOT NULL);
+        CREATE TABLE IF NOT EXISTS purse_requests (kind TEXT NOT NULL, party TEXT NOT NULL, id TEXT NOT NULL, message_hash TEXT NOT NULL,
+            answer {blob} NOT NULL, PRIMARY KEY (kind, party, id));
+        CREATE TABLE IF NOT EXISTS purse_log_edits (id INTEGER PRIMARY KEY CHECK (id = 1), edits {bigint} NOT NULL);
+        INSERT INTO purse_log_edits(id, edits) VALUES (1, 0) ON CONFLICT(id) DO NOTHING;
         """);
 
-    public string Schema => (Dialect == HomeDialect.Sqlite ? "PRAGMA journal_mode = WAL;\n" : "") + PurseSchema.Sql(Dialect);
+    /// <summary>
+    /// The ledger only inserts log rows: a trigger counts every update or delete of one, so a change in
+    /// the count sends the next operation to a whole-chain check (the dialects' trigger syntax differs).
+    /// </summary>
+    private const string SqliteLogEditTriggers = """
+        CREATE TRIGGER IF NOT EXISTS purse_log_updated AFTER UPDATE ON purse_log BEGIN UPDATE purse_log_edits SET edits = edits + 1 WHERE id = 1; END;
+        CREATE TRIGGER IF NOT EXISTS purse_log_deleted AFTER DELETE ON purse_log BEGIN UPDATE purse_log_edits SET edits = edits + 1 WHERE id = 1; END;
+        """;
+
+    private const string PostgresLogEditTriggers = """
+        DO $$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'purse_log_edited') THEN
+                CREATE OR REPLACE FUNCTION purse_log_edited() RETURNS trigger LANGUAGE plpgsql AS $f$
+                    BEGIN UPDATE purse_log_edits SET edits = edits + 1 WHERE id = 1; RETURN NULL; END $f$;
+                CREATE TRIGGER purse_log_edited AFTER UPDATE OR DELETE OR TRUNCATE ON purse_log FOR EACH STATEMENT EXECUTE FUNCTION purse_log_edited();
+            END IF;
+        END $$;
+        """;
+
+    public string Schema => Dialect == HomeDialect.Sqlite
+        ? "PRAGMA journal_mode = WAL;\n" + PurseSchema.Sql(Dialect) + "\n" + SqliteLogEditTriggers
+        : PurseSchema.Sql(Dialect) + "\n" + PostgresLogEditTriggers;
 
     public IDeviceStore Devices { get; }
 

@@ -6,7 +6,7 @@ using Xunit;
 
 namespace Daiko.Home.Tests.Delegation;
 
-/// <summary>Market profiles and the choice of mode for auto: one contract, run on SQLite and on a real PostgreSQL server.</summary>
+/// <summary>Market profiles and the choice of mode for auto, and the declared payees: one contract, run on SQLite and on a real PostgreSQL server.</summary>
 public abstract class MarketProfilesContract : IDisposable
 {
     protected readonly string Dir = Directory.CreateTempSubdirectory("daiko-mp-").FullName;
@@ -41,6 +41,22 @@ public abstract class MarketProfilesContract : IDisposable
         Assert.Equal(16384u, found.MaxEarlyData);
         Assert.Equal(DateTimeOffset.UnixEpoch.AddDays(1), found.LearnedAt);
         Assert.Null(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 444));
+    }
+
+    [Fact]
+    public async Task Payees_AreAddedWithTheirRole_ReplacedByName_RemovedAndSurviveAnotherStoreInstance()
+    {
+        var at = DateTimeOffset.UnixEpoch.AddDays(1);
+        await new SqlPayeeStore(Store()).AddAsync(new Payee("shop.test", PayeeRole.Market, "PEM-1", at));
+        await new SqlPayeeStore(Store()).AddAsync(new Payee("bank.test", PayeeRole.Bank, "PEM-2", at));
+        await new SqlPayeeStore(Store()).AddAsync(new Payee("shop.test", PayeeRole.Bank, "PEM-3", at.AddDays(1)));
+
+        var listed = await new SqlPayeeStore(Store()).ListAsync();
+
+        Assert.Equal([new Payee("bank.test", PayeeRole.Bank, "PEM-2", at), new Payee("shop.test", PayeeRole.Bank, "PEM-3", at.AddDays(1))], listed);
+        Assert.True(await new SqlPayeeStore(Store()).RemoveAsync("shop.test"));
+        Assert.False(await new SqlPayeeStore(Store()).RemoveAsync("shop.test"));
+        Assert.Equal(["bank.test"], (await new SqlPayeeStore(Store()).ListAsync()).Select(p => p.Name));
     }
 }
 

@@ -25,7 +25,7 @@ public sealed class ReportOutboxTests : IDisposable
         _card.EnterPin1(HomeFixture.Pin1);
         _card.EnterPin2(HomeFixture.Pin2);
         var db = Path.Combine(_dir.Path, "home.db");
-        _ledger = new PurseLedger(db, new HomeCardPurse(_card), p => p == "bank.test" ? _bank : null);
+        _ledger = new PurseLedger(db, new HomeCardPurse(_card), (p, role) => p == "bank.test" && role == Daiko.Home.Storage.PayeeRole.Bank ? _bank : null);
         _outbox = new ReportOutbox(Daiko.Home.Storage.HomeStore.Sqlite(db).MailOutbox);
         _ledger.Refill(new Refill("bank.test", _card.CardId, "r1", 4_200L, "JPY", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(_bank));
     }
