@@ -54,9 +54,13 @@ public sealed class HomeFixture : IAsyncDisposable
         return new HomeFixture(dir, pki, card, server);
     }
 
+    /// <summary>An enrollment code for a new device whose policy allows the loopback test markets (as <c>home device add --markets</c> would).</summary>
     public string NewCode(string name)
     {
         var (secret, _) = Server.Devices.AddEnrollmentCode(name);
+        new Daiko.Home.Storage.SqlDevicePolicyStore(Daiko.Home.Storage.PurseStore.Sqlite(HomeServer.DatabasePath(HomeDirectory)))
+            .SaveAsync(name, Daiko.Home.Policy.DevicePolicy.Default with { Markets = Daiko.Home.Policy.DevicePolicy.ParseMarkets(LoopbackMarkets.Markets), MaxTickets = LoopbackMarkets.MaxTickets })
+            .GetAwaiter().GetResult();
         return EnrollmentCode.Compose(secret, Server.Identity.SpkiHash);
     }
 
