@@ -40,10 +40,10 @@ public sealed class HomeAndTerminal : IAsyncLifetime
         await Ok(["terminal", "unlock", "--terminal", Terminal], $"{AccessPin}\n{Pin1}\n{Pin2}\n");
     }
 
-    public async Task StartServerAsync()
+    public async Task StartServerAsync(params string[] options)
     {
         Port = Port == 0 ? Loopback.FreePort() : Port;
-        Server = DaikoCli.Start(["home", "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}"]);
+        Server = DaikoCli.Start(["home", "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}", .. options]);
         await Server.WaitForOutputAsync("home server listening", TimeSpan.FromSeconds(30));
     }
 

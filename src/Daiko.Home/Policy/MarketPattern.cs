@@ -43,6 +43,10 @@ public sealed record MarketPattern
         if (t.Contains('/'))
         {
             if (!IPNetwork.TryParse(t, out var block)) throw new FormatException($"'{t}' is not a CIDR block (e.g. 10.0.0.0/8 or fd00::/8)");
+            if (!block.BaseAddress.Equals(IPAddress.Parse(t[..t.IndexOf('/')])))
+            {
+                throw new FormatException($"'{t}' is not a CIDR block: its address has bits set beyond the prefix (did you mean {block}?)");
+            }
             return new MarketPattern(t) { Block = block };
         }
         var (host, port) = SplitPort(t);
