@@ -30,9 +30,17 @@ public sealed record MarketReach(IReadOnlyList<MarketPattern> Markets, bool Allo
     public async Task<IReadOnlyList<IPAddress>> ResolveAsync(string host, int port, CancellationToken cancellationToken)
     {
         CheckName(host, port);
-        var literal = IPAddress.TryParse(host.Trim('[', ']'), out var parsed);
-        var addresses = literal ? [parsed!] : await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
         var listed = NameListed(host, port);
+        IPAddress[] addresses;
+        try
+        {
+            addresses = IPAddress.TryParse(host.Trim('[', ']'), out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
+        }
+        catch (SocketException) when (!listed)
+        {
+            // A name only an address entry could have allowed: it is not listed, whether it exists or not.
+            throw NotListed(host, port);
+        }
         var allowed = addresses.Where(a => Allows(host, port, a, listed))
             .OrderBy(a => a.AddressFamily == AddressFamily.InterNetwork ? 0 : 1).ToList();
         if (allowed.Count > 0) return allowed;
