@@ -33,7 +33,8 @@ public static partial class HomeThroughputBenchmark
         card.EnterPin2("2222");
         DelegationService Delegation(IServerCertificateValidator validator) => new(() => new ClientCredential(card.CertificateChain, card.TlsSigner), validator,
             new SessionCache<SessionTicket>(), new MarketProfiles(Daiko.Home.Storage.HomeStore.Sqlite(Path.Combine(dir.Path, "home.db")).MarketProfiles));
-        var market = new MarketRequest("localhost", nginx.Port, null, null);
+        // nginx listens on loopback: allowed explicitly, as a device policy '--markets 127.0.0.1' would.
+        var market = new MarketRequest("localhost", nginx.Port, null, null) { Reach = new Daiko.Home.Policy.MarketReach(Daiko.Home.Policy.DevicePolicy.ParseMarkets("127.0.0.1")) };
 
         // Daiko's delegated full handshakes, with the home server's chain-verdict cache (the market's chain
         // is validated once, then remembered) and without it (validated every time, as the peers do), and

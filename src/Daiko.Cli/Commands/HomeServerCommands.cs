@@ -18,10 +18,12 @@ internal static class HomeServerCommands
         parent.Subcommands.Add(Serve());
         parent.Subcommands.Add(HomeTrustCommands.Mail());
         parent.Subcommands.Add(HomePayeeCommands.Build());
-        var device = new Command("device", "Enroll, list and revoke terminals.").WithExamples("daiko home device add --home ~/daiko-home --name phone", "daiko home device list --home ~/daiko-home");
+        var device = new Command("device", "Enroll, list and revoke terminals, and set what each may do.").WithExamples("daiko home device add --home ~/daiko-home --name phone",
+            "daiko home device list --home ~/daiko-home", "daiko home device policy --home ~/daiko-home --name phone --markets '*.shop.example' --spend-limit 5000");
         device.Subcommands.Add(Add());
         device.Subcommands.Add(List());
         device.Subcommands.Add(Revoke());
+        device.Subcommands.Add(DevicePolicyCommands.Policy());
         parent.Subcommands.Add(device);
         var appliance = new Command("appliance", "Home appliances the home server controls for terminals.").WithExamples("daiko home appliance add --home ~/daiko-home --name heater --url http://192.168.1.20/");
         var add = new Command("add", "Register an appliance on the home network (HTTP+JSON: GET /state, POST /command).").WithExamples("daiko home appliance add --home ~/daiko-home --name heater --url http://192.168.1.20/");
@@ -78,7 +80,11 @@ internal static class HomeServerCommands
         var listen = new Option<string>("--listen") { Description = "where terminals connect", DefaultValueFactory = _ => "127.0.0.1:7443" }.HostPort();
         var postgres = new Option<string?>("--purse-postgres") { Description = "keep the purse in PostgreSQL (Npgsql connection string) instead of the SQLite home store", HelpName = "CONNECTION" };
         var web = new Option<string>("--web") { Description = "where the owner's status page listens (responsive HTML, read-only)" }.HostPort();
-        foreach (var o in new Option[] { home, listen, web, postgres }) command.Options.Add(o);
+        var allowPrivate = new Option<bool>("--allow-private-markets")
+        {
+            Description = "let every device reach markets on loopback and private addresses (labs and tests; otherwise allow them per device with 'home device policy --markets')",
+        };
+        foreach (var o in new Option[] { home, listen, web, postgres, allowPrivate }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             HomeCard card;
@@ -99,6 +105,7 @@ internal static class HomeServerCommands
                     {
                         LoggerFactory = new StderrLog(),
                         PurseStore = parse.GetValue(postgres) is { } cs ? Daiko.Home.Storage.PurseStore.Postgres(cs) : null,
+                        AllowPrivateMarkets = parse.GetValue(allowPrivate),
                     }, card);
                 }
                 catch (System.Net.Sockets.SocketException e)
@@ -113,6 +120,7 @@ internal static class HomeServerCommands
                     await using var pageScope = page;
                     Console.WriteLine($"home server listening on {server.LocalEndPoint} (card {card.CardId[..16]}, state {Daiko.Home.Handlers.CardGate.StateName(card.State)})");
                     if (page is not null) Console.WriteLine($"status page on http://{parse.GetValue(web)}/");
+                    if (parse.GetValue(allowPrivate)) Console.Error.WriteLine("daiko: --allow-private-markets: every device may reach markets on loopback and private addresses");
                     var stop = new TaskCompletionSource();
                     using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
                     using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
@@ -128,19 +136,24 @@ internal static class HomeServerCommands
     private static Command Add()
     {
         var command = new Command("add", "Print a one-time enrollment code for a new terminal (valid 10 minutes, single use).")
-            .WithExamples("daiko home device add --home ~/daiko-home --name phone", "daiko home device add --home ~/daiko-home --name phone --json");
+            .WithExamples("daiko home device add --home ~/daiko-home --name phone", "daiko home device add --home ~/daiko-home --name phone --json",
+                "daiko home device add --home ~/daiko-home --name kid --markets '*.books.example' --modes resume --spend-limit 1000");
         var home = HomeCardCommands.HomeOption();
         var name = new Option<string>("--name") { Description = "the new device's name", Required = true, HelpName = "NAME" };
         var json = new Option<bool>("--json") { Description = "print {\"name\",\"code\",\"expires\"}" };
+        var policy = new DevicePolicyCommands.PolicyOptions();
         foreach (var o in new Option[] { home, name, json }) command.Options.Add(o);
+        policy.AddTo(command);
         command.SetAction(async (parse, ct) =>
         {
             try
             {
                 var dir = parse.GetValue(home)!;
+                var chosen = policy.Apply(parse, Daiko.Home.Policy.DevicePolicy.Default);
                 using var identity = HomeIdentity.LoadOrCreate(dir);
                 var registry = new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(dir)));
                 var (secret, expires) = await registry.AddEnrollmentCodeAsync(parse.GetValue(name)!, ct);
+                if (policy.AnyGiven(parse)) await DevicePolicyCommands.Store(dir).SaveAsync(parse.GetValue(name)!, chosen, ct);
                 var code = EnrollmentCode.Compose(secret, identity.SpkiHash);
                 if (parse.GetValue(json))
                 {
@@ -163,25 +176,12 @@ internal static class HomeServerCommands
 
     private static Command List()
     {
-        var command = new Command("list", "List enrolled terminals.").WithExamples("daiko home device list --home ~/daiko-home --json");
+        var command = new Command("list", "List enrolled terminals with their policy, state and last use.").WithExamples("daiko home device list --home ~/daiko-home --json");
         var home = HomeCardCommands.HomeOption();
         var json = new Option<bool>("--json") { Description = "print JSON" };
         command.Options.Add(home);
         command.Options.Add(json);
-        command.SetAction(async (parse, ct) =>
-        {
-            var devices = await new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(parse.GetValue(home)!))).ListAsync(ct);
-            if (parse.GetValue(json))
-            {
-                Console.WriteLine(JsonSerializer.Serialize(new { devices = devices.Select(d => new { id = d.Id, name = d.Name, enrolled_at = d.EnrolledAt, revoked = d.Revoked, revoked_at = d.RevokedAt }) }));
-            }
-            else
-            {
-                foreach (var d in devices) Console.WriteLine($"{d.Name,-20} {d.Id}  enrolled {d.EnrolledAt:yyyy-MM-dd HH:mm}{(d.Revoked ? $"  REVOKED {d.RevokedAt:yyyy-MM-dd HH:mm}" : "")}");
-                if (devices.Count == 0) Console.Error.WriteLine("daiko: no terminal is enrolled; add one with 'daiko home device add --name NAME'");
-            }
-            return 0;
-        });
+        command.SetAction((parse, ct) => DevicePolicyCommands.ListAsync(parse.GetValue(home)!, parse.GetValue(json), ct));
         return command;
     }
 

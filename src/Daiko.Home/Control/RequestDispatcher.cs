@@ -14,7 +14,8 @@ public sealed record HomeHandlers(
     AssistHandler Assist,
     ApplianceHandler Appliances,
     PimHandler Pim,
-    WalletHandler Wallet);
+    WalletHandler Wallet,
+    Policy.DevicePolicies Policies);
 
 /// <summary>
 /// Routes each typed request to its handler and sends the typed reply. Only <c>enroll</c> is served
@@ -39,6 +40,7 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
         }
         if (deviceId is null) return HandlerResult.Error(ErrorCode.UnknownDevice, "present a device certificate: enroll this terminal first");
         var context = new RequestContext(connection, deviceId);
+        await handlers.Policies.NoteUseAsync(deviceId, connection.Closed);
         switch (message)
         {
             case UnlockRequest unlock: return await handlers.Card.UnlockAsync(unlock, context);

@@ -46,9 +46,9 @@ public sealed class SessionCache<TEntry>
 
     /// <summary>
     /// Takes a valid entry for <paramref name="key"/>: a single-use entry leaves the cache, a reusable
-    /// one stays. Expired entries met on the way are discarded.
+    /// one stays. Expired entries met on the way are discarded; entries that do not <paramref name="fits"/> stay.
     /// </summary>
-    public TEntry? TryTake(MarketKey key)
+    public TEntry? TryTake(MarketKey key, Func<TEntry, bool>? fits = null)
     {
         var discarded = new List<TEntry>();
         TEntry? found = null;
@@ -66,6 +66,7 @@ public sealed class SessionCache<TEntry>
                         slots.RemoveAt(i--);
                         continue;
                     }
+                    if (fits is not null && !fits(slot.Entry)) continue;
                     found = slot.Entry;
                     if (slot.SingleUse) slots.RemoveAt(i);
                     break;

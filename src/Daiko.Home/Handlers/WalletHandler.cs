@@ -9,7 +9,8 @@ using Daiko.Protocol.Messages;
 namespace Daiko.Home.Handlers;
 
 /// <summary>The wallet requests (F12-F15): balance and history for any unlocked terminal, money moves only when the card is ready.</summary>
-public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceRegistry devices)
+/// A payment also counts against the device's daily spend limit, in the purse's own transaction.
+public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceRegistry devices, Policy.DevicePolicies policies)
 {
     public async Task<HandlerResult> HandleAsync(ControlMessage request, RequestContext context)
     {
@@ -37,7 +38,9 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
             switch (request)
             {
                 case WalletPayRequest pay:
-                    var payment = ledger.Pay(pay.Request);
+                    var (policy, name) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
+                    var spend = policy.SpendLimitPerDay is { } limit ? new Policy.DeviceSpend(name, limit, policies.Time) : null;
+                    var payment = ledger.Pay(pay.Request, spend is null ? null : spend.Charge);
                     return new WalletPaymentReply(payment, MoneyCodec.ReadUnverified<Payment>(payment).PaymentId);
                 case WalletRefillRequest refill:
                     return new WalletRefillAckReply(ledger.Refill(refill.Refill));
@@ -51,6 +54,11 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
                 default:
                     return HandlerResult.Error(ErrorCode.UnknownRequest, $"the home server does not know request '{request.Type}'");
             }
+        }
+        catch (Policy.PolicyRefusedException e)
+        {
+            await devices.AuditAsync(context.DeviceId, request.Type, null, null, e.AuditOutcome);
+            return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
         }
         catch (PurseException e)
         {

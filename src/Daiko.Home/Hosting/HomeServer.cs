@@ -40,6 +40,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>How often the declared payees are re-read (the bound on "a payee change applies within one second").</summary>
     public TimeSpan PayeePoll { get; init; } = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>Lets every device reach markets on private and loopback addresses (<c>home serve --allow-private-markets</c>: labs and tests).</summary>
+    public bool AllowPrivateMarkets { get; init; }
+
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
 }
@@ -83,16 +86,19 @@ public sealed class HomeServer : IAsyncDisposable
         Appliances = new ApplianceGateway(Store.Appliances, time: options.Time);
         _splicer = new Splicer(logger);
         Connections = new ConnectionRegistry();
+        Policies = new Policy.DevicePolicies(new Storage.SqlDevicePolicyStore(Store),
+            async (id, ct) => (await Devices.FindByIdAsync(id, ct))?.Name, options.Time, options.AllowPrivateMarkets);
         var gate = new CardGate(card);
         var handlers = new HomeHandlers(
             gate,
             new EnrollmentHandler(Devices, Identity, logger),
             new CardHandler(gate, Devices, Delegation.Tickets, _wallet, logger),
-            new DelegationHandler(gate, Delegation, Devices, _splicer),
-            new AssistHandler(gate, Devices, validator),
-            new ApplianceHandler(Appliances, Devices),
+            new DelegationHandler(gate, Delegation, Devices, _splicer, Policies),
+            new AssistHandler(gate, Devices, validator, Policies),
+            new ApplianceHandler(Appliances, Devices, Policies),
             new PimHandler(new PimStore(Store, options.Time)),
-            new WalletHandler(_wallet, gate, Devices));
+            new WalletHandler(_wallet, gate, Devices, Policies),
+            Policies);
         _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers), logger);
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
     }
@@ -120,6 +126,9 @@ public sealed class HomeServer : IAsyncDisposable
     public DeviceRegistry Devices { get; }
 
     public DelegationService Delegation { get; }
+
+    /// <summary>The owner's device policies as this server applies them.</summary>
+    public Policy.DevicePolicies Policies { get; }
 
     public ConnectionRegistry Connections { get; }
 

@@ -86,7 +86,8 @@ public sealed class PurseLedger
     }
 
     /// <summary>F12: pays a market's signed request; returns the card's signed payment.</summary>
-    public byte[] Pay(byte[] requestCose)
+    /// <param name="charge">Also run in the payment's transaction with its amount and currency (a device's spend limit); throwing refuses the payment.</param>
+    public byte[] Pay(byte[] requestCose, Action<DbConnection, DbTransaction, long, string>? charge = null)
     {
         var unverified = MoneyCodec.ReadUnverified<PaymentRequest>(requestCose);
         var market = unverified.Market;
@@ -107,6 +108,7 @@ public sealed class PurseLedger
             var balance = BalanceOf(c, tx, currency);
             if (balance < amount) throw new PurseException(BalanceOf(c, tx, currency) == 0 && !HasCurrency(c, tx, currency) ? PurseRefusal.WrongCurrency : PurseRefusal.InsufficientBalance,
                 !HasCurrency(c, tx, currency) ? $"the purse holds no {currency}" : $"the balance of {balance} {currency} does not cover {amount}");
+            charge?.Invoke(c, tx, amount, currency);
             var paymentId = Guid.NewGuid().ToString("N");
             var now = _time.GetUtcNow();
             SetBalance(c, tx, currency, balance - amount);
