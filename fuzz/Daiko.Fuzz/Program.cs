@@ -1,0 +1,68 @@
+using Daiko.Fuzz;
+using SharpFuzz;
+
+// daiko-fuzz: the fuzz targets of Daiko's parsers.
+//   run TARGET                 under afl-fuzz (SharpFuzz's persistent out-of-process loop); once otherwise
+//   replay TARGET PATH...      runs files (or every file of directories) in-process; exit 1 on a finding
+//   seed TARGET DIR RFC8448    writes seed inputs made from real messages to DIR
+//   list                       names the targets
+if (args is ["list"])
+{
+    foreach (var t in FuzzTargets.All) Console.WriteLine($"{t.Name}\t{t.Description}");
+    return 0;
+}
+if (args.Length < 2 || FuzzTargets.Find(args[1]) is not { } target)
+{
+    Console.Error.WriteLine("usage: Daiko.Fuzz run|replay|seed TARGET ... (targets: " + string.Join(", ", FuzzTargets.All.Select(t => t.Name)) + ")");
+    return 2;
+}
+switch (args[0])
+{
+    case "run":
+        Fuzzer.OutOfProcess.Run(stream =>
+        {
+            using var buffer = new MemoryStream();
+            stream.CopyTo(buffer);
+            target.Execute(buffer.ToArray());
+        });
+        return 0;
+    case "replay":
+    {
+        var files = args[2..].SelectMany(p => Directory.Exists(p) ? Directory.EnumerateFiles(p) : [p]).Order(StringComparer.Ordinal).ToList();
+        int accepted = 0, refused = 0;
+        foreach (var file in files)
+        {
+            try
+            {
+                if (target.Execute(File.ReadAllBytes(file), out var refusal)) accepted++;
+                else
+                {
+                    refused++;
+                    if (Environment.GetEnvironmentVariable("DAIKO_FUZZ_VERBOSE") == "1") Console.WriteLine($"{file}: refused: {refusal!.GetType().Name}: {refusal.Message}");
+                }
+            }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine($"{file}: {e}");
+                return 1;
+            }
+            if (Environment.GetEnvironmentVariable("DAIKO_FUZZ_VERBOSE") == "1") Console.WriteLine($"{file}: ok");
+        }
+        Console.WriteLine($"{target.Name}: {files.Count} inputs, {accepted} accepted, {refused} refused, 0 findings");
+        return 0;
+    }
+    case "seed" when args.Length == 4:
+    {
+        Directory.CreateDirectory(args[2]);
+        var n = 0;
+        foreach (var seed in Seeds.For(target.Name, args[3]))
+        {
+            File.WriteAllBytes(Path.Combine(args[2], $"seed-{n++:D3}"), seed);
+        }
+        Console.WriteLine($"{target.Name}: {n} seeds in {args[2]}");
+        return 0;
+    }
+    default:
+        Console.Error.WriteLine("usage: Daiko.Fuzz run|replay|seed TARGET ...");
+        return 2;
+}
