@@ -3,7 +3,7 @@ using SharpFuzz;
 
 // daiko-fuzz: the fuzz targets of Daiko's parsers.
 //   run TARGET                 under afl-fuzz (SharpFuzz's persistent out-of-process loop); once otherwise
-//   replay TARGET PATH...      runs files (or every file of directories) in-process; exit 1 on a finding
+//   replay TARGET [PATH...]    runs files (or every file of directories; default fuzz/corpus/TARGET) in-process; exit 1 on a finding
 //   seed TARGET DIR RFC8448    writes seed inputs made from real messages to DIR
 //   list                       names the targets
 if (args is ["list"])
@@ -28,28 +28,17 @@ switch (args[0])
         return 0;
     case "replay":
     {
-        var files = args[2..].SelectMany(p => Directory.Exists(p) ? Directory.EnumerateFiles(p) : [p]).Order(StringComparer.Ordinal).ToList();
-        int accepted = 0, refused = 0;
-        foreach (var file in files)
+        var verbose = Environment.GetEnvironmentVariable("DAIKO_FUZZ_VERBOSE") == "1";
+        try
         {
-            try
-            {
-                if (target.Execute(File.ReadAllBytes(file), out var refusal)) accepted++;
-                else
-                {
-                    refused++;
-                    if (Environment.GetEnvironmentVariable("DAIKO_FUZZ_VERBOSE") == "1") Console.WriteLine($"{file}: refused: {refusal!.GetType().Name}: {refusal.Message}");
-                }
-            }
-            catch (Exception e)
-            {
-                Console.Error.WriteLine($"{file}: {e}");
-                return 1;
-            }
-            if (Environment.GetEnvironmentVariable("DAIKO_FUZZ_VERBOSE") == "1") Console.WriteLine($"{file}: ok");
+            Console.WriteLine(CorpusReplay.Run(target, args.Length > 2 ? args[2..] : [CorpusReplay.CorpusDirectory(target.Name)], verbose ? Console.WriteLine : null));
+            return 0;
         }
-        Console.WriteLine($"{target.Name}: {files.Count} inputs, {accepted} accepted, {refused} refused, 0 findings");
-        return 0;
+        catch (FuzzFinding e)
+        {
+            Console.Error.WriteLine(e.Message);
+            return 1;
+        }
     }
     case "seed" when args.Length == 4:
     {
