@@ -68,12 +68,13 @@ campaign() {
   nice -n 19 afl-cmin -i "$pool" -o "$min" -t "$timeout_ms" -m none -- "${harness[@]}" run "$target" >"$work/$target.cmin.log" 2>&1 || {
     echo "afl-cmin failed; the corpus is left as it was:" >&2; tail -5 "$work/$target.cmin.log" >&2; min=""; }
   if [ -n "$min" ] && [ -n "$(ls -A "$min")" ]; then
-    rm -rf "$corpus.new"; mkdir -p "$corpus.new"
+    local next="$work/next/$target"
+    rm -rf "$next"; mkdir -p "$next"
     for f in "$min"/*; do
       name=$(basename "$f")
-      case "$name" in seed-*) cp "$f" "$corpus.new/$name" ;; *) cp "$f" "$corpus.new/$(sha1sum "$f" | cut -c1-16)" ;; esac
+      case "$name" in seed-*) cp "$f" "$next/$name" ;; *) cp "$f" "$next/$(sha1sum "$f" | cut -c1-16)" ;; esac
     done
-    rm -rf "$corpus"; mv "$corpus.new" "$corpus"
+    rm -rf "$corpus"; mkdir -p "$corpus"; cp "$next"/* "$corpus/"
   fi
   if [ "$crashes" != 0 ] || [ "$hangs" != 0 ]; then
     mkdir -p "findings/$target"
