@@ -2,6 +2,7 @@
 # Runs one time-boxed coverage-guided fuzzing campaign of a Daiko parser (or of each, in turn):
 #   fuzz/run.sh TARGET SECONDS      (targets: fuzz/run.sh list)
 #   fuzz/run.sh all SECONDS
+#   fuzz/run.sh totals              (per-target sums of fuzz/results.md, as a Markdown table)
 # The harness (fuzz/Daiko.Fuzz) is published outside the tree, the product's assemblies and the CBOR and
 # COSE readers are instrumented with SharpFuzz, and Debian's afl-fuzz drives SharpFuzz's persistent
 # out-of-process loop under nice -n 19. Afterwards the corpus and the campaign's new inputs are
@@ -18,8 +19,15 @@ max_input=32768
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1
 
-usage() { echo "usage: fuzz/run.sh TARGET|all|list SECONDS" >&2; exit 2; }
+usage() { echo "usage: fuzz/run.sh TARGET|all|list|totals SECONDS" >&2; exit 2; }
 [ $# -ge 1 ] || usage
+if [ "$1" = totals ]; then
+  awk -F'|' '/^\| 20/ { t = $3; gsub(/ /, "", t); runs[t]++; secs[t] += $4; ex[t] += $5; split($7, e, " "); if (e[1] + 0 > edges[t]) edges[t] = e[1] + 0; cr[t] += $9; hg[t] += $10; if (!(t in order)) { order[t] = ++n; name[n] = t } }
+    END { print "| target | campaigns | seconds | executions | most edges | crashes | hangs |"; print "| --- | ---: | ---: | ---: | ---: | ---: | ---: |";
+      for (i = 1; i <= n; i++) { t = name[i]; printf "| %s | %d | %d | %d | %d | %d | %d |\n", t, runs[t], secs[t], ex[t], edges[t], cr[t], hg[t]; a += secs[t]; b += ex[t]; c += cr[t]; d += hg[t]; r += runs[t] }
+      printf "| **all** | %d | %d | %d | | %d | %d |\n", r, a, b, c, d }' results.md
+  exit 0
+fi
 command -v afl-fuzz >/dev/null || { echo "afl-fuzz is missing: scripts/install-deps.sh installs Debian's afl++" >&2; exit 1; }
 mkdir -p "$work"
 
