@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs one time-boxed coverage-guided fuzzing campaign of a Daiko parser (or of each, in turn):
-#   fuzz/run.sh TARGET SECONDS      (targets: fuzz/run.sh list)
+#   fuzz/run.sh TARGET SECONDS      (targets: fuzz/run.sh list; dotnet run --project fuzz/Daiko.Fuzz -- list describes them)
 #   fuzz/run.sh all SECONDS
 #   fuzz/run.sh totals              (per-target sums of fuzz/results.md, as a Markdown table)
-# The harness (fuzz/Daiko.Fuzz) is published outside the tree, the product's assemblies and the CBOR and
-# COSE readers are instrumented with SharpFuzz, and Debian's afl-fuzz drives SharpFuzz's persistent
+# The harness (fuzz/Daiko.Fuzz) is published outside the tree, the harness, the product's assemblies and the
+# CBOR and COSE readers are instrumented with SharpFuzz (the harness too, so that every input reaches
+# instrumented code even where only the base library's readers run, as for PKCS#12), and Debian's afl-fuzz drives SharpFuzz's persistent
 # out-of-process loop under nice -n 19. Afterwards the corpus and the campaign's new inputs are
-# minimised with afl-cmin into fuzz/corpus/TARGET/ (inputs over 32 KiB are left out), a row is added to
+# minimised with afl-cmin into fuzz/corpus/TARGET/ (inputs over 32 KiB are left out; seed-* keep their
+# names, finding-* inputs that once found a bug are always kept), a row is added to
 # fuzz/results.md, and any crash or hang is copied to fuzz/findings/TARGET/.
 # Environment: DAIKO_FUZZ_WORK (build and afl output; default fuzz/.work, not under /tmp, which afl-cmin refuses), DAIKO_FUZZ_PREBUILT=1
 # (reuse the instrumented build there, e.g. for campaigns run side by side), DAIKO_FUZZ_TIMEOUT_MS (5000).
@@ -36,6 +38,10 @@ build() {
   rm -rf "$work/bin"
   dotnet tool restore >/dev/null
   nice -n 19 dotnet publish Daiko.Fuzz/Daiko.Fuzz.csproj -c Release -o "$work/bin" -v quiet -nologo >/dev/null
+  # The target names, asked before the harness is instrumented (instrumented code runs only under afl).
+  dotnet "$work/bin/Daiko.Fuzz.dll" list | cut -f1 > "$work/bin/.targets"
+  # Of the harness, its targets only (namespace Daiko.Fuzz): its entry point runs before afl's map exists.
+  dotnet tool run sharpfuzz "$work/bin/Daiko.Fuzz.dll" Daiko.Fuzz
   for assembly in Daiko.Tls Daiko.Protocol Daiko.Money System.Formats.Cbor System.Security.Cryptography.Cose; do
     dotnet tool run sharpfuzz "$work/bin/$assembly.dll"
   done
@@ -49,10 +55,10 @@ if [ "${DAIKO_FUZZ_PREBUILT:-0}" != 1 ] || [ ! -f "$work/bin/.instrumented" ]; t
   flock -u 9
 fi
 harness=("$(command -v dotnet)" "$work/bin/Daiko.Fuzz.dll")
-if [ "$1" = list ]; then "${harness[@]}" list; exit 0; fi
+if [ "$1" = list ]; then cat "$work/bin/.targets"; exit 0; fi
 [ $# -eq 2 ] || usage
 seconds=$2
-mapfile -t targets < <("${harness[@]}" list | cut -f1)
+mapfile -t targets < "$work/bin/.targets"
 
 stat_of() { awk -v k="$1" -F' *: *' '$1 == k { print $2 }' "$2"; }
 
@@ -80,8 +86,10 @@ campaign() {
     rm -rf "$next"; mkdir -p "$next"
     for f in "$min"/*; do
       name=$(basename "$f")
-      case "$name" in seed-*) cp "$f" "$next/$name" ;; *) cp "$f" "$next/$(sha1sum "$f" | cut -c1-16)" ;; esac
+      case "$name" in seed-*|finding-*) cp "$f" "$next/$name" ;; *) cp "$f" "$next/$(sha1sum "$f" | cut -c1-16)" ;; esac
     done
+    # Inputs that once found a bug stay, whatever their coverage now.
+    find "$corpus" -maxdepth 1 -type f -name 'finding-*' -exec cp {} "$next/" \;
     rm -rf "$corpus"; mkdir -p "$corpus"; cp "$next"/* "$corpus/"
   fi
   if [ "$crashes" != 0 ] || [ "$hangs" != 0 ]; then

@@ -106,6 +106,11 @@ internal static class PkiTarget
             {
                 refused = e;
             }
+            catch (PlatformNotSupportedException e)
+            {
+                // A key on a curve OpenSSL lacks: the product's key importers (enrollment, money kid) refuse it as a bad key.
+                refused = new CryptographicException("a key on an unsupported curve", e);
+            }
             catch (ArgumentException e) when (e.ParamName == "input")
             {
                 // Documented for ImportFromPem: no single unencrypted key of a known label in the text.

@@ -6,6 +6,18 @@ using SharpFuzz;
 //   replay TARGET [PATH...]    runs files (or every file of directories; default fuzz/corpus/TARGET) in-process; exit 1 on a finding
 //   seed TARGET DIR RFC8448    writes seed inputs made from real messages to DIR
 //   list                       names the targets
+if (args is ["run", var name])
+{
+    // Under fuzz/run.sh the harness itself is instrumented: nothing of it may run before SharpFuzz has
+    // set up afl's coverage map, so the target is looked up inside the loop.
+    Fuzzer.OutOfProcess.Run(stream =>
+    {
+        using var buffer = new MemoryStream();
+        stream.CopyTo(buffer);
+        (FuzzTargets.Find(name) ?? throw new ArgumentException($"no fuzz target '{name}'")).Execute(buffer.ToArray());
+    });
+    return 0;
+}
 if (args is ["list"])
 {
     foreach (var t in FuzzTargets.All) Console.WriteLine($"{t.Name}\t{t.Description}");
@@ -18,14 +30,6 @@ if (args.Length < 2 || FuzzTargets.Find(args[1]) is not { } target)
 }
 switch (args[0])
 {
-    case "run":
-        Fuzzer.OutOfProcess.Run(stream =>
-        {
-            using var buffer = new MemoryStream();
-            stream.CopyTo(buffer);
-            target.Execute(buffer.ToArray());
-        });
-        return 0;
     case "replay":
     {
         var verbose = Environment.GetEnvironmentVariable("DAIKO_FUZZ_VERBOSE") == "1";
