@@ -18,8 +18,9 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
             using var probe = ECDsa.Create();
             probe.ImportSubjectPublicKeyInfo(request.DeviceSpki, out _);
         }
-        catch (CryptographicException)
+        catch (Exception e) when (e is CryptographicException or PlatformNotSupportedException)
         {
+            // PlatformNotSupportedException: a key on a curve this platform lacks (from the peer's SPKI).
             return HandlerResult.Error(ErrorCode.BadKey, "the device public key is not a valid EC key");
         }
         var (outcome, name) = await devices.RedeemCodeAsync(request.Secret, cancellationToken);
