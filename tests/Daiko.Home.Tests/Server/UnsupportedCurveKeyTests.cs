@@ -54,13 +54,13 @@ public sealed class UnsupportedCurveKeyTests : IDisposable
     }
 
     [Fact]
-    public void EnrollingWithADeviceKeyOnAnUnknownCurve_IsABadKey()
+    public async Task EnrollingWithADeviceKeyOnAnUnknownCurve_IsABadKey()
     {
-        var registry = new DeviceRegistry(Path.Combine(_dir.Path, "home.db"));
+        var registry = new DeviceRegistry(Daiko.Home.Storage.HomeStore.Sqlite(Path.Combine(_dir.Path, "home.db")));
         using var identity = HomeIdentity.LoadOrCreate(Path.Combine(_dir.Path, "identity"));
         var handler = new EnrollmentHandler(registry, identity, NullLogger.Instance);
 
-        var result = handler.Enroll(new EnrollRequest("ABCDEFGHJKMN", UnknownCurveSpki()));
+        var result = await handler.EnrollAsync(new EnrollRequest("ABCDEFGHJKMN", UnknownCurveSpki()), CancellationToken.None);
 
         var error = Assert.IsType<ErrorReply>(result.Reply);
         Assert.Equal(ErrorCode.BadKey, error.Code);
