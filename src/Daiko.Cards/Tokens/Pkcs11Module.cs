@@ -130,6 +130,27 @@ internal sealed class Pkcs11Module : IDisposable
         }
     }
 
+    /// <summary>
+    /// Checks the user PIN with the token without disturbing a login another session of this process
+    /// holds (the home card's ready session, signing for other devices): when the token is not logged in,
+    /// C_Login, and this session now holds the login (true); when it is, C_SetPIN(pin, pin) — the token
+    /// checks the old PIN itself and the login stays as it was (false). A wrong PIN throws
+    /// CKR_PIN_INCORRECT either way and logs nobody out. Needs a read-write session.
+    /// </summary>
+    public static bool CheckPinKeepingLogin(ISession session, string pin)
+    {
+        try
+        {
+            session.Login(CKU.CKU_USER, pin);
+            return true;
+        }
+        catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
+        {
+            session.SetPin(pin, pin);
+            return false;
+        }
+    }
+
     /// <summary>A slot whose token is not initialized yet (SoftHSM2 always offers one).</summary>
     public ISlot FreeSlot() =>
         Library.GetSlotList(SlotsType.WithTokenPresent).FirstOrDefault(s => !s.GetTokenInfo().TokenFlags.TokenInitialized)

@@ -1,3 +1,4 @@
+using Daiko.Home.Authority;
 using Daiko.Home.Delegation;
 using Daiko.Home.Devices;
 using Daiko.Protocol;
@@ -10,7 +11,7 @@ namespace Daiko.Home.Handlers;
 /// about the market (<see cref="MarketProfiles.Choose"/>), so the terminal asks once and gets the
 /// reply of the chosen mode: a ticket, live secrets with a relay, a relay, or the user's chain.
 /// </summary>
-public sealed class DelegationHandler(CardGate gate, DelegationService delegation, DeviceRegistry devices, Splicer splicer)
+public sealed class DelegationHandler(CardGate gate, DelegationService delegation, DeviceRegistry devices, Splicer splicer, DeviceAuthority authority, AssistGrants grants)
 {
     private long _nextRelay;
 
@@ -100,7 +101,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 return new HandlerResult(new SecretsReply(exported, relay.Id), () =>
                 {
                     exported.Wipe();
-                    splicer.Start(relay, transport);
+                    splicer.Start(relay, transport, authority.Work(context.DeviceId));
                 });
             }
             case DelegationMode.Relay:
@@ -108,9 +109,11 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
                 var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
                 devices.Audit(context.DeviceId, "delegate", where, audit, "relay opened");
-                return new HandlerResult(new RelayReply(relay.Id), () => splicer.Start(relay, connection));
+                return new HandlerResult(new RelayReply(relay.Id), () => splicer.Start(relay, connection, authority.Work(context.DeviceId)));
             }
             case DelegationMode.Assist:
+                // One signature for this market, once its chain is verified here, within 30 s.
+                grants.Approve(context.DeviceId, where, market.Host);
                 devices.Audit(context.DeviceId, "delegate", where, audit, "assist ready");
                 return new AssistReply(gate.Card.CertificateChain.ToList());
             default:

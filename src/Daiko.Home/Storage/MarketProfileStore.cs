@@ -25,20 +25,9 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
             PRIMARY KEY (host, port))
         """;
 
-    private int _schemaReady;
+    private readonly StoreTable _table = new(store, Schema);
 
-    private async Task<DbConnection> OpenAsync(CancellationToken cancellationToken)
-    {
-        var connection = store.Open();
-        if (Volatile.Read(ref _schemaReady) == 0)
-        {
-            await using var create = connection.CreateCommand();
-            create.CommandText = Schema;
-            await create.ExecuteNonQueryAsync(cancellationToken);
-            Volatile.Write(ref _schemaReady, 1);
-        }
-        return connection;
-    }
+    private Task<DbConnection> OpenAsync(CancellationToken cancellationToken) => _table.OpenAsync(cancellationToken);
 
     public async Task<MarketProfile?> FindAsync(string host, int port, CancellationToken cancellationToken = default)
     {
@@ -73,11 +62,5 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    private static void Add(DbCommand command, string name, object value)
-    {
-        var parameter = command.CreateParameter();
-        parameter.ParameterName = name;
-        parameter.Value = value;
-        command.Parameters.Add(parameter);
-    }
+    private static void Add(DbCommand command, string name, object value) => StoreTable.Add(command, name, value);
 }
