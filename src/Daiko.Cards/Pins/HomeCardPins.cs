@@ -226,8 +226,7 @@ internal sealed class HomeCardPins
 
     private PinResult TryPin(bool isPin1, string pin, Action? onAccepted)
     {
-        // Read-write: a PIN is checked with C_SetPIN when the token is already logged in (see Counted).
-        var session = _token.OpenSession(isPin1, readWrite: true);
+        var session = _token.OpenSession(isPin1, readWrite: !isPin1);
         var name = isPin1 ? "PIN1" : "PIN2";
         CountedAttempt<PersistedCardState> attempt;
         bool loggedInHere;
@@ -294,7 +293,7 @@ internal sealed class HomeCardPins
         {
             try
             {
-                loggedInHere = Pkcs11Module.CheckPinKeepingLogin(session, pin);
+                loggedInHere = Pkcs11Module.CheckPinKeepingLogin(session, pin, () => _token.OpenSession(isPin1, readWrite: true));
                 return true;
             }
             catch (Pkcs11Exception e) when (e.RV is CKR.CKR_PIN_INCORRECT or CKR.CKR_PIN_LEN_RANGE or CKR.CKR_PIN_INVALID or CKR.CKR_PIN_LOCKED)

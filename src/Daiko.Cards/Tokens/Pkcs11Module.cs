@@ -135,9 +135,9 @@ internal sealed class Pkcs11Module : IDisposable
     /// holds (the home card's ready session, signing for other devices): when the token is not logged in,
     /// C_Login, and this session now holds the login (true); when it is, C_SetPIN(pin, pin) — the token
     /// checks the old PIN itself and the login stays as it was (false). A wrong PIN throws
-    /// CKR_PIN_INCORRECT either way and logs nobody out. Needs a read-write session.
+    /// CKR_PIN_INCORRECT either way and logs nobody out.
     /// </summary>
-    public static bool CheckPinKeepingLogin(ISession session, string pin)
+    public static bool CheckPinKeepingLogin(ISession session, string pin, Func<ISession> openReadWrite)
     {
         try
         {
@@ -146,7 +146,9 @@ internal sealed class Pkcs11Module : IDisposable
         }
         catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
         {
-            session.SetPin(pin, pin);
+            // C_SetPIN needs a read-write session; the caller's may be read-only.
+            using var readWrite = openReadWrite();
+            readWrite.SetPin(pin, pin);
             return false;
         }
     }
