@@ -146,7 +146,7 @@ public sealed class HomeServer : IAsyncDisposable
         {
             server = new HomeServer(options, card, serveLock);
             // The card starts locked: sessions a previous run left in the store are over.
-            server.Authority.EndAllAsync("the home server started").GetAwaiter().GetResult();
+            Task.Run(() => server.Authority.EndAllAsync("the home server started")).GetAwaiter().GetResult();
             server._listener.Start();
         }
         catch
