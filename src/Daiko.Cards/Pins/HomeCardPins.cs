@@ -76,6 +76,8 @@ internal sealed class HomeCardPins
             if (_state != HomeCardState.Disabled && persisted.Unblocks == _unblocks) return false;
             _unblocks = persisted.Unblocks;
             _token.Close();
+            // New PINs were set in another process: the module must read the tokens afresh.
+            _token.Module.Reinitialize();
             _state = HomeCardState.Locked;
             return true;
         }

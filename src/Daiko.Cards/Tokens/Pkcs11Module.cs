@@ -32,7 +32,21 @@ internal sealed class Pkcs11Module : IDisposable
 
     public Pkcs11InteropFactories Factories { get; }
 
-    public IPkcs11Library Library { get; }
+    public IPkcs11Library Library { get; private set; }
+
+    /// <summary>
+    /// Finalizes the module and initializes it again, so that it reads afresh what another process
+    /// changed in its tokens (SoftHSM2 keeps a token's PIN data from C_Initialize: new PINs set by
+    /// <c>home card unblock</c> would otherwise not be seen). Every session of this process ends.
+    /// </summary>
+    public void Reinitialize()
+    {
+        lock (Gate)
+        {
+            Library.Dispose();
+            Library = Factories.Pkcs11LibraryFactory.LoadPkcs11Library(Factories, _path, AppType.MultiThreaded);
+        }
+    }
 
     /// <summary>Acquires the module at <paramref name="path"/>; for SoftHSM2, <paramref name="softHsmConf"/> selects its token store.</summary>
     public static Pkcs11Module Acquire(string path, string? softHsmConf)
