@@ -112,6 +112,10 @@ internal static class HomeServerCommands
                 {
                     return CliConsole.Fail(ListenProblem(parse.GetValue(listen)!, e));
                 }
+                catch (HomeAlreadyServingException e)
+                {
+                    return CliConsole.Fail(e.Message);
+                }
                 await using (server)
                 {
                     StatusPage? page;

@@ -169,6 +169,10 @@ internal static class TerminalCommands
                     if (started is not null) return CliConsole.Fail(started);
                     startedHere = true;
                 }
+                else if (AgentProcess.CheckAccessPin(dir, accessPin) is { } refused)
+                {
+                    return CliConsole.Fail(refused);
+                }
                 await using var control = await AgentClient.ConnectAsync(dir, ct);
                 var state = await new HomeControl(control).UnlockAsync(pin1, pin2, ct);
                 CliOutput.Print(parse.GetValue(json), new { state = state.ToWire(), access_card = "unlocked", idle_minutes = 10 },

@@ -1,3 +1,4 @@
+using Daiko.Home.Authority;
 using Daiko.Home.Delegation;
 using Daiko.Home.Devices;
 using Daiko.Home.Policy;
@@ -13,7 +14,7 @@ namespace Daiko.Home.Handlers;
 /// device's policy decides which markets and modes it may use and which tickets it may hold
 /// (<see cref="DevicePolicies"/>); a refusal is audited with the rule that refused it.
 /// </summary>
-public sealed class DelegationHandler(CardGate gate, DelegationService delegation, DeviceRegistry devices, Splicer splicer, DevicePolicies policies)
+public sealed class DelegationHandler(CardGate gate, DelegationService delegation, DeviceRegistry devices, Splicer splicer, DevicePolicies policies, DeviceAuthority authority, AssistGrants grants)
 {
     private long _nextRelay;
 
@@ -129,7 +130,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 return new HandlerResult(new SecretsReply(exported, relay.Id), () =>
                 {
                     exported.Wipe();
-                    splicer.Start(relay, transport);
+                    splicer.Start(relay, transport, authority.Work(context.DeviceId));
                 });
             }
             case DelegationMode.Relay:
@@ -137,11 +138,13 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
                 var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
                 await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "relay opened");
-                return new HandlerResult(new RelayReply(relay.Id), () => splicer.Start(relay, connection));
+                return new HandlerResult(new RelayReply(relay.Id), () => splicer.Start(relay, connection, authority.Work(context.DeviceId)));
             }
             case DelegationMode.Assist:
                 // The terminal dials the market itself, but acts there as the owner: the same markets rule.
                 await market.Reach.ResolveAsync(market.Host, market.Port, context.Closed);
+                // One signature for this market, once its chain is verified here, within 30 s.
+                grants.Approve(context.DeviceId, where, market.Host);
                 await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "assist ready");
                 return new AssistReply(gate.Card.CertificateChain.ToList());
             default:
