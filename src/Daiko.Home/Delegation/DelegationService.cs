@@ -96,7 +96,10 @@ public sealed class DelegationService : IAsyncDisposable
         };
         try
         {
-            return await TlsClient.ConnectAsync(transport, options, cancellationToken);
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var connection = await TlsClient.ConnectAsync(transport, options, cancellationToken);
+            Hosting.HomeMetrics.Handshake(System.Diagnostics.Stopwatch.GetElapsedTime(started));
+            return connection;
         }
         catch (TlsException e)
         {
@@ -115,6 +118,7 @@ public sealed class DelegationService : IAsyncDisposable
     {
         var key = market.KeyFor(deviceId);
         var cached = _tickets.TryTake(key);
+        Hosting.HomeMetrics.CacheLookup(cached is not null);
         if (cached is not null) return cached;
         await FetchTicketsAsync(deviceId, market, cancellationToken);
         return _tickets.TryTake(key)

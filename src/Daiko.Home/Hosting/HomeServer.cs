@@ -51,6 +51,7 @@ public sealed class HomeServer : IAsyncDisposable
     private readonly ControlListener _listener;
     private readonly Splicer _splicer;
     private readonly WalletService _wallet;
+    private readonly IDisposable _gauges;
 
     private HomeServer(HomeServerOptions options, HomeCard card)
     {
@@ -61,7 +62,10 @@ public sealed class HomeServer : IAsyncDisposable
         {
             // Every audited event (unlock, lock, delegation, refusal) also goes to the server log; never a secret.
             Audited = (device, action, market, mode, outcome) =>
-                logger.Audited(device ?? "(unknown)", action, market is null ? "" : $" {market}", mode is null ? "" : $" ({mode})", outcome),
+            {
+                logger.Audited(device ?? "(unknown)", action, market is null ? "" : $" {market}", mode is null ? "" : $" ({mode})", outcome);
+                HomeMetrics.Audited(action, mode, outcome);
+            },
         };
         var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time);
         Delegation = new DelegationService(
@@ -89,6 +93,8 @@ public sealed class HomeServer : IAsyncDisposable
             new WalletHandler(_wallet, gate, Devices));
         _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers), logger);
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
+        Card = card;
+        _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
     }
 
     public static string DatabasePath(string directory) => Path.Combine(directory, "home.db");
@@ -100,6 +106,8 @@ public sealed class HomeServer : IAsyncDisposable
     public static void SetMail(string directory, Mail.MailSettings settings) => WalletService.SaveMailSettings(directory, settings);
 
     public ApplianceGateway Appliances { get; }
+
+    public HomeCard Card { get; }
 
     public PurseLedger Ledger => _wallet.Ledger;
 
@@ -135,6 +143,7 @@ public sealed class HomeServer : IAsyncDisposable
         await _splicer.DisposeAsync();
         await Delegation.DisposeAsync();
         Appliances.Dispose();
+        _gauges.Dispose();
         Identity.Dispose();
     }
 }
