@@ -50,14 +50,14 @@ internal static class ConsoleEndpoints
             c.Server.Devices.Audit(null, "console-lock", null, null, "locked");
             return Results.Redirect("/card", preserveMethod: false);
         });
-        app.MapPost("/devices/revoke", async (HttpContext http) =>
+        app.MapPost("/devices/revoke", async Task<IResult> (HttpContext http) =>
         {
             var name = (await http.Request.ReadFormAsync())["name"].ToString();
             var revoked = c.Server.Devices.Revoke(name);
             return Page(http, "Devices", "/devices", (revoked ? $"<p class=\"ok\">Device '{Html.E(name)}' revoked: its channels close and its cached tickets are purged within a second.</p>" : $"<p class=\"err\">No enrolled, unrevoked device is named '{Html.E(name)}'.</p>") + ConsolePages.Devices(c, Csrf(http)));
         });
-        app.MapPost("/devices/enroll", async (HttpContext http) => Page(http, "Enroll a device", "/devices", Enroll(http, c, (await http.Request.ReadFormAsync())["name"].ToString())));
-        app.MapPost("/wallet/cancel", async (HttpContext http) =>
+        app.MapPost("/devices/enroll", async Task<IResult> (HttpContext http) => Page(http, "Enroll a device", "/devices", Enroll(http, c, (await http.Request.ReadFormAsync())["name"].ToString())));
+        app.MapPost("/wallet/cancel", async Task<IResult> (HttpContext http) =>
         {
             var form = await http.Request.ReadFormAsync();
             var message = await CancelAsync(c, form["payment"].ToString(), form["pin2"].ToString(), http.RequestAborted);
@@ -165,16 +165,13 @@ internal static class ConsoleEndpoints
         {
             var cancellation = ledger.Cancel(paymentId);
             var url = ledger.MarketUrlOf(paymentId) ?? throw new PurseException(PurseRefusal.Malformed, "the market of this payment gave no address for cancellations");
-            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(15) };
-            using var content = new ByteArrayContent(cancellation);
-            content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/cose");
-            using var response = await http.PostAsync(new Uri(new Uri(url), "cancellations"), content, ct);
+            using var response = await MarketPost.SendAsync(c.Server.Delegation, new Uri(new Uri(url), "cancellations"), cancellation, ct);
             if (!response.IsSuccessStatusCode) return $"<p class=\"err\">The market refused the cancellation: {Html.E((await response.Content.ReadAsStringAsync(ct)).Trim())}</p>";
             var balance = ledger.ApplyConfirmation(await response.Content.ReadAsByteArrayAsync(ct));
             c.Server.Devices.Audit(null, "console-cancel", null, null, "cancelled");
             return $"<p class=\"ok\" id=\"cancelled\">Payment {Html.E(paymentId)} cancelled; the balance is now {balance}.</p>";
         }
-        catch (Exception e) when (e is PurseException or CardNotReadyException or HttpRequestException or TaskCanceledException or UriFormatException)
+        catch (Exception e) when (e is PurseException or CardNotReadyException or HttpRequestException or TaskCanceledException or UriFormatException or Delegation.DelegationException)
         {
             c.Server.Devices.Audit(null, "console-cancel", null, null, "failed");
             return $"<p class=\"err\">{Html.E(e.Message)}</p>";

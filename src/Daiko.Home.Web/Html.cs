@@ -54,7 +54,7 @@ internal static class Html
         {
             any = true;
             html.Append("<tr>");
-            for (var i = 0; i < row.Length; i++) html.Append($"<td data-l=\"{E(headings[i])}\">{row[i]}</td>");
+            for (var i = 0; i < row.Length; i++) html.Append(headings[i].Length == 0 ? $"<td>{row[i]}</td>" : $"<td data-l=\"{E(headings[i])}\">{row[i]}</td>");
             html.Append("</tr>");
         }
         if (!any) html.Append($"<tr><td colspan=\"{headings.Length}\" class=\"muted\">{E(empty)}</td></tr>");
