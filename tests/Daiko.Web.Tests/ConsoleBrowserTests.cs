@@ -145,6 +145,51 @@ public sealed class ConsoleBrowserTests(ConsoleSystem system) : IClassFixture<Co
         Assert.False(await page.Locator("thead").First.IsVisibleAsync());
     }
 
+    [Fact]
+    public async Task CancelAPayment_AsksForPin2_AWrongOneCostsATry_AndTheRightOneReCredits()
+    {
+        var bankService = new Daiko.Samples.Money.SampleBank("bank.test");
+        var shop = new Daiko.Samples.Money.SampleMarketMoney("market.test", bankService);
+        await using var market = await Daiko.Samples.Market.SampleMarket.StartAsync(system.Pki.Server.Certificate, system.Pki.Root, System.Net.IPAddress.Loopback, routes: shop.Map);
+        shop.PublicUrl = market.Url;
+        await using var bank = await Daiko.Samples.Market.SampleMarket.StartAsync(system.Pki.Server.Certificate, system.Pki.Root, System.Net.IPAddress.Loopback, routes: bankService.Map);
+        Daiko.Home.Hosting.HomeServer.AddPayee(system.Home, shop.Id, shop.Key);
+        Daiko.Home.Hosting.HomeServer.AddPayee(system.Home, bankService.Id, bankService.Key);
+        await HomeWithConsole.Ok(["terminal", "wallet", "refill", "--terminal", system.Terminal, "--bank", bank.Url.ToString(), "--amount", "10000"]);
+        var paid = await HomeWithConsole.Ok(["terminal", "wallet", "pay", "--terminal", system.Terminal, "--market", market.Url.ToString(), "--order", "tea-set", "--json"]);
+        var paymentId = JsonDocument.Parse(paid.StandardOutput).RootElement.GetProperty("payment_id").GetString()!;
+        var before = await BalanceAsync();
+        Assert.True(before < 10000);
+
+        await using var context = await system.NewContextAsync();
+        var page = await system.LoggedInPageAsync(context);
+        await page.GotoAsync($"{system.ConsoleUrl}/wallet");
+        var form = page.Locator($"form.cancel:has(input[name=payment][value='{paymentId}'])");
+        await form.Locator("input[name=pin2]").FillAsync("9999");
+        await form.Locator("button").ClickAsync();
+
+        Assert.Contains("wrong", (await page.Locator("p.err").TextContentAsync())!, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(before, await BalanceAsync());
+        await page.GotoAsync($"{system.ConsoleUrl}/card");
+        Assert.Equal("2", await page.Locator("#pin2-tries").TextContentAsync());
+
+        await page.GotoAsync($"{system.ConsoleUrl}/wallet");
+        form = page.Locator($"form.cancel:has(input[name=payment][value='{paymentId}'])");
+        await form.Locator("input[name=pin2]").FillAsync(HomeWithConsole.Pin2);
+        await form.Locator("button").ClickAsync();
+
+        Assert.Contains($"Payment {paymentId} cancelled", await page.Locator("#cancelled").TextContentAsync(), StringComparison.Ordinal);
+        Assert.Equal(10000, await BalanceAsync());
+        Assert.Equal(0, await page.Locator($"form.cancel:has(input[name=payment][value='{paymentId}'])").CountAsync());
+        Assert.DoesNotContain(HomeWithConsole.Pin2, await page.ContentAsync(), StringComparison.Ordinal);
+    }
+
+    private async Task<long> BalanceAsync()
+    {
+        var balance = await HomeWithConsole.Ok(["terminal", "wallet", "balance", "--terminal", system.Terminal, "--json"]);
+        return JsonDocument.Parse(balance.StandardOutput).RootElement.GetProperty("balances").GetProperty("JPY").GetInt64();
+    }
+
     private async Task<bool> DeviceRevokedAsync(string name)
     {
         var list = await HomeWithConsole.Ok(["home", "device", "list", "--home", system.Home, "--json"]);
