@@ -93,8 +93,8 @@ internal static class HomeServe
         var roots = MarketTrust.List(home).Count;
         try
         {
-            var fresh = HomeConfig.Load(home);
-            Volatile.Write(ref config, fresh);
+            Volatile.Write(ref config, HomeConfig.Load(home));
+            var fresh = Volatile.Read(ref config);
             var restart = (fresh.Listen is { } l && l != listenText) || (fresh.Console is { } w && w != consoleText) ? "; new listen addresses take effect at the next start" : "";
             Console.Error.WriteLine($"{DateTimeOffset.UtcNow:HH:mm:ss} configuration reloaded: console sessions {fresh.Limits.ConsoleSessionMinutes} min, links {fresh.Limits.ConsoleLinkMinutes} min, shutdown {fresh.Limits.ShutdownSeconds} s; {roots} trust root(s){restart}");
         }
