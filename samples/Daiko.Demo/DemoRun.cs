@@ -67,7 +67,7 @@ public static class DemoRun
             await using var server = HomeServer.Start(new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0)), card);
 
             Say("enrolling a terminal with a one-time code");
-            var (secret, _) = server.Devices.AddEnrollmentCode("demo-phone");
+            var (secret, _) = await server.Devices.AddEnrollmentCodeAsync("demo-phone", ct);
             var code = EnrollmentCode.Compose(secret, server.Identity.SpkiHash);
             await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{server.LocalEndPoint.Port}", code, accessPin, ct);
             using var access = AccessCard.Open(terminalDir);

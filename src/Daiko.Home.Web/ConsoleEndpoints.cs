@@ -34,29 +34,29 @@ internal static class ConsoleEndpoints
     public static void Map(WebApplication app, ConsoleContext c)
     {
         app.Use((context, next) => Guard(context, next, c));
-        app.MapGet("/login/{token}", (HttpContext http, string token) => Login(http, token, c));
+        app.MapGet("/login/{token}", async Task<IResult> (HttpContext http, string token) => await Login(http, token, c));
         app.MapGet("/", () => Results.Redirect("/card"));
-        app.MapGet("/card", (HttpContext http) => Page(http, "Home card", "/card", ConsolePages.Card(c, Csrf(http))));
-        app.MapGet("/devices", (HttpContext http) => Page(http, "Devices", "/devices", ConsolePages.Devices(c, Csrf(http))));
-        app.MapGet("/devices/revoke", (HttpContext http, string name) => Page(http, "Revoke a device", "/devices", ConsolePages.ConfirmRevoke(c, Csrf(http), name)));
-        app.MapGet("/sessions", (HttpContext http) => Page(http, "Sessions", "/sessions", ConsolePages.Sessions(c)));
-        app.MapGet("/wallet", (HttpContext http) => Page(http, "Wallet", "/wallet", ConsolePages.Wallet(c, Csrf(http), null)));
-        app.MapGet("/audit", (HttpContext http) => Page(http, "Audit", "/audit", ConsolePages.Audit(c, http.Request.Query)));
-        app.MapGet("/appliances", (HttpContext http) => Page(http, "Appliances", "/appliances", ConsolePages.Appliances(c)));
-        app.MapGet("/pim", (HttpContext http) => Page(http, "Personal data", "/pim", ConsolePages.Pim(c)));
-        app.MapPost("/card/lock", (HttpContext http) =>
+        app.MapGet("/card", async Task<IResult> (HttpContext http) => Page(http, "Home card", "/card", await ConsolePages.Card(c, Csrf(http))));
+        app.MapGet("/devices", async Task<IResult> (HttpContext http) => Page(http, "Devices", "/devices", await ConsolePages.Devices(c, Csrf(http))));
+        app.MapGet("/devices/revoke", async Task<IResult> (HttpContext http, string name) => Page(http, "Revoke a device", "/devices", await ConsolePages.ConfirmRevoke(c, Csrf(http), name)));
+        app.MapGet("/sessions", async Task<IResult> (HttpContext http) => Page(http, "Sessions", "/sessions", await ConsolePages.Sessions(c)));
+        app.MapGet("/wallet", async Task<IResult> (HttpContext http) => Page(http, "Wallet", "/wallet", ConsolePages.Wallet(c, Csrf(http), null)));
+        app.MapGet("/audit", async Task<IResult> (HttpContext http) => Page(http, "Audit", "/audit", await ConsolePages.Audit(c, http.Request.Query)));
+        app.MapGet("/appliances", async Task<IResult> (HttpContext http) => Page(http, "Appliances", "/appliances", await ConsolePages.Appliances(c)));
+        app.MapGet("/pim", async Task<IResult> (HttpContext http) => Page(http, "Personal data", "/pim", await ConsolePages.Pim(c)));
+        app.MapPost("/card/lock", async Task<IResult> (HttpContext http) =>
         {
             c.Server.Card.Lock();
-            c.Server.Devices.Audit(null, "console-lock", null, null, "locked");
+            await c.Server.Devices.AuditAsync(null, "console-lock", null, null, "locked");
             return Results.Redirect("/card", preserveMethod: false);
         });
         app.MapPost("/devices/revoke", async Task<IResult> (HttpContext http) =>
         {
             var name = (await http.Request.ReadFormAsync())["name"].ToString();
-            var revoked = c.Server.Devices.Revoke(name);
-            return Page(http, "Devices", "/devices", (revoked ? $"<p class=\"ok\">Device '{Html.E(name)}' revoked: its channels close and its cached tickets are purged within a second.</p>" : $"<p class=\"err\">No enrolled, unrevoked device is named '{Html.E(name)}'.</p>") + ConsolePages.Devices(c, Csrf(http)));
+            var revoked = await c.Server.Devices.RevokeAsync(name);
+            return Page(http, "Devices", "/devices", (revoked ? $"<p class=\"ok\">Device '{Html.E(name)}' revoked: its channels close and its cached tickets are purged within a second.</p>" : $"<p class=\"err\">No enrolled, unrevoked device is named '{Html.E(name)}'.</p>") + await ConsolePages.Devices(c, Csrf(http)));
         });
-        app.MapPost("/devices/enroll", async Task<IResult> (HttpContext http) => Page(http, "Enroll a device", "/devices", Enroll(http, c, (await http.Request.ReadFormAsync())["name"].ToString())));
+        app.MapPost("/devices/enroll", async Task<IResult> (HttpContext http) => Page(http, "Enroll a device", "/devices", await Enroll(http, c, (await http.Request.ReadFormAsync())["name"].ToString())));
         app.MapPost("/wallet/cancel", async Task<IResult> (HttpContext http) =>
         {
             var form = await http.Request.ReadFormAsync();
@@ -91,7 +91,7 @@ internal static class ConsoleEndpoints
             var posted = context.Request.HasFormContentType ? (await context.Request.ReadFormAsync())[ConsoleSessions.CsrfField].ToString() : null;
             if (!ConsoleSessions.CsrfMatches(session, posted))
             {
-                c.Server.Devices.Audit(null, "console", null, null, "refused: CSRF token missing or wrong");
+                await c.Server.Devices.AuditAsync(null, "console", null, null, "refused: CSRF token missing or wrong");
                 await Refuse(context, StatusCodes.Status403Forbidden, "Refused", "This form did not come from your console page (its CSRF token is missing or wrong). Reload the page and try again.");
                 return;
             }
@@ -106,15 +106,15 @@ internal static class ConsoleEndpoints
         await context.Response.WriteAsync(Html.Bare(title, message));
     }
 
-    private static IResult Login(HttpContext http, string token, ConsoleContext c)
+    private static async Task<IResult> Login(HttpContext http, string token, ConsoleContext c)
     {
         if (!ConsoleLinks.Spend(c.Options.Directory, token, c.Options.Time))
         {
-            c.Server.Devices.Audit(null, "console-login", null, null, "refused: unknown, used or expired link");
+            await c.Server.Devices.AuditAsync(null, "console-login", null, null, "refused: unknown, used or expired link");
             return Results.Content(Html.Bare("Link not valid", "This login link was already used or has expired. Print a new one with 'daiko home console-link --home DIR'."), "text/html; charset=utf-8", statusCode: 403);
         }
         c.Sessions.Start(http);
-        c.Server.Devices.Audit(null, "console-login", null, null, "owner session started");
+        await c.Server.Devices.AuditAsync(null, "console-login", null, null, "owner session started");
         return Results.Redirect("/card");
     }
 
@@ -124,19 +124,19 @@ internal static class ConsoleEndpoints
         Results.Content(Html.Page(title, active, Csrf(http), body), "text/html; charset=utf-8");
 
     /// <summary>A one-time code for a new device, as text and as a QR code of its daiko-enroll URI; shown on this page only.</summary>
-    private static string Enroll(HttpContext http, ConsoleContext c, string name)
+    private static async Task<string> Enroll(HttpContext http, ConsoleContext c, string name)
     {
         string secret;
         DateTimeOffset expires;
         try
         {
-            (secret, expires) = c.Server.Devices.AddEnrollmentCode(name.Trim());
+            (secret, expires) = await c.Server.Devices.AddEnrollmentCodeAsync(name.Trim());
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException)
         {
-            return $"<p class=\"err\">{Html.E(e.Message)}</p>" + ConsolePages.Devices(c, Csrf(http));
+            return $"<p class=\"err\">{Html.E(e.Message)}</p>" + await ConsolePages.Devices(c, Csrf(http));
         }
-        c.Server.Devices.Audit(null, "console-enroll-code", null, null, "code issued");
+        await c.Server.Devices.AuditAsync(null, "console-enroll-code", null, null, "code issued");
         var code = EnrollmentCode.Compose(secret, c.Server.Identity.SpkiHash);
         var uri = EnrollmentUri.Format(c.Advertised(http), code);
         using var data = QRCodeGenerator.GenerateQrCode(uri, QRCodeGenerator.ECCLevel.M);
@@ -157,7 +157,7 @@ internal static class ConsoleEndpoints
         var pin = card.EnterPin2(pin2);
         if (!pin.Accepted)
         {
-            c.Server.Devices.Audit(null, "console-pin2", null, null, pin.Outcome == PinOutcome.Disabled ? "card disabled" : pin.Outcome == PinOutcome.WrongState ? "card locked" : "wrong PIN2");
+            await c.Server.Devices.AuditAsync(null, "console-pin2", null, null, pin.Outcome == PinOutcome.Disabled ? "card disabled" : pin.Outcome == PinOutcome.WrongState ? "card locked" : "wrong PIN2");
             return $"<p class=\"err\">{Html.E(pin.Message)}</p>";
         }
         var ledger = c.Server.Ledger;
@@ -168,12 +168,12 @@ internal static class ConsoleEndpoints
             using var response = await MarketPost.SendAsync(c.Server.Delegation, new Uri(new Uri(url), "cancellations"), cancellation, ct);
             if (!response.IsSuccessStatusCode) return $"<p class=\"err\">The market refused the cancellation: {Html.E((await response.Content.ReadAsStringAsync(ct)).Trim())}</p>";
             var balance = ledger.ApplyConfirmation(await response.Content.ReadAsByteArrayAsync(ct));
-            c.Server.Devices.Audit(null, "console-cancel", null, null, "cancelled");
+            await c.Server.Devices.AuditAsync(null, "console-cancel", null, null, "cancelled");
             return $"<p class=\"ok\" id=\"cancelled\">Payment {Html.E(paymentId)} cancelled; the balance is now {balance}.</p>";
         }
         catch (Exception e) when (e is PurseException or CardNotReadyException or HttpRequestException or TaskCanceledException or UriFormatException or Delegation.DelegationException)
         {
-            c.Server.Devices.Audit(null, "console-cancel", null, null, "failed");
+            await c.Server.Devices.AuditAsync(null, "console-cancel", null, null, "failed");
             return $"<p class=\"err\">{Html.E(e.Message)}</p>";
         }
     }

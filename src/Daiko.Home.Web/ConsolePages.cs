@@ -9,24 +9,24 @@ internal static class ConsolePages
 {
     public const int AuditPageSize = 50;
 
-    public static string Card(ConsoleContext c, string csrf)
+    public static Task<string> Card(ConsoleContext c, string csrf)
     {
         var status = c.Server.Card.GetStatus();
         var state = Handlers.CardGate.StateName(status.State);
-        return $"""
+        return Task.FromResult($"""
             <section><p>State <span class="state" id="card-state">{Html.E(state)}</span></p>
             <p>PIN1 tries left <strong id="pin1-tries">{status.Pin1TriesLeft}</strong> · PIN2 tries left <strong id="pin2-tries">{status.Pin2TriesLeft}</strong></p>
             <p class="muted">Card {Html.E(c.Server.Card.CardId[..16])}…</p>
             {Html.Form("/card/lock", csrf, "<button type=\"submit\" class=\"danger\" id=\"lock-now\">Lock now</button>")}
             <p class="muted">Locking closes the card: every terminal must give PIN1 and PIN2 again.</p></section>
-            """;
+            """);
     }
 
-    public static string Devices(ConsoleContext c, string csrf)
+    public static async Task<string> Devices(ConsoleContext c, string csrf)
     {
-        var lastUse = LastUse(c);
+        var lastUse = await LastUse(c);
         var channels = c.Server.Connections.CountsByDevice();
-        var rows = c.Server.Devices.List().Select(d => new[]
+        var rows = (await c.Server.Devices.ListAsync()).Select(d => new[]
         {
             Html.E(d.Name),
             d.Revoked ? $"revoked {Html.Time(d.RevokedAt)}" : channels.TryGetValue(d.Id, out var n) ? $"connected ({n})" : "enrolled",
@@ -40,17 +40,17 @@ internal static class ConsolePages
             + "<p class=\"muted\">The code is valid for 10 minutes, once, and is shown only on the next page.</p></section>";
     }
 
-    public static string ConfirmRevoke(ConsoleContext c, string csrf, string name)
+    public static async Task<string> ConfirmRevoke(ConsoleContext c, string csrf, string name)
     {
-        var device = c.Server.Devices.Find(name);
+        var device = await c.Server.Devices.FindAsync(name);
         if (device is null || device.Revoked) return $"<p class=\"err\">No enrolled, unrevoked device is named '{Html.E(name)}'.</p>";
         return $"<section><p>Revoke <strong>{Html.E(name)}</strong>? It is refused from now on, its open channels close and its cached tickets are purged. It can only come back by enrolling again.</p>"
             + Html.Form("/devices/revoke", csrf, Html.Hidden("name", name) + "<button type=\"submit\" class=\"danger\" id=\"confirm-revoke\">Revoke</button> <a href=\"/devices\">Keep it</a>") + "</section>";
     }
 
-    public static string Sessions(ConsoleContext c)
+    public static async Task<string> Sessions(ConsoleContext c)
     {
-        var names = c.Server.Devices.List().ToDictionary(d => d.Id, d => d.Name);
+        var names = (await c.Server.Devices.ListAsync()).ToDictionary(d => d.Id, d => d.Name);
         var channels = c.Server.Connections.CountsByDevice().Select(kv => new[] { Html.E(names.GetValueOrDefault(kv.Key, kv.Key.Length == 0 ? "(enrolling)" : kv.Key)), kv.Value.ToString(CultureInfo.InvariantCulture) });
         var tickets = c.Server.Delegation.Tickets.CountsByMarket().Select(m => new[] { Html.E(m.Market), m.Entries.ToString(CultureInfo.InvariantCulture) });
         return "<section><h2>Open control channels</h2><p class=\"muted\">Relays and handoffs run inside these channels; closing a device's channel (revoke) ends them.</p>"
@@ -79,15 +79,15 @@ internal static class ConsolePages
             + Html.Table(["#", "time", "kind", "reference", "amount", "balance", ""], rows, "No payment yet.") + "</section>";
     }
 
-    public static string Audit(ConsoleContext c, IQueryCollection query)
+    public static async Task<string> Audit(ConsoleContext c, IQueryCollection query)
     {
         string Q(string key) => query[key].ToString().Trim();
-        var names = c.Server.Devices.List().ToDictionary(d => d.Id, d => d.Name);
+        var names = (await c.Server.Devices.ListAsync()).ToDictionary(d => d.Id, d => d.Name);
         var device = Q("device");
         var market = Q("market");
         var outcome = Q("outcome");
         var page = int.TryParse(Q("page"), NumberStyles.None, CultureInfo.InvariantCulture, out var p) && p is > 0 and < 10_000 ? p : 1;
-        var matching = c.Server.Devices.AuditLog(10_000).Where(a =>
+        var matching = (await c.Server.Devices.AuditLogAsync(10_000)).Where(a =>
             (device.Length == 0 || string.Equals(names.GetValueOrDefault(a.Device ?? "", a.Device ?? ""), device, StringComparison.OrdinalIgnoreCase))
             && (market.Length == 0 || (a.Market ?? "").Contains(market, StringComparison.OrdinalIgnoreCase))
             && (outcome.Length == 0 || a.Outcome.Contains(outcome, StringComparison.OrdinalIgnoreCase))).ToList();
@@ -106,24 +106,26 @@ internal static class ConsolePages
         return $"<section>{filter}</section><section>{Html.Table(["time", "device", "action", "market", "outcome"], rows, "No audit entry matches.")}{nav}</section>";
     }
 
-    public static string Appliances(ConsoleContext c)
+    public static async Task<string> Appliances(ConsoleContext c)
     {
-        var rows = c.Server.Appliances.List().Select(a =>
+        var rows = new List<string[]>();
+        foreach (var a in await c.Server.Appliances.ListAsync())
         {
-            var last = c.Server.Appliances.Readings(a.Name, 1).FirstOrDefault();
-            return new[] { Html.E(a.Name), Html.E(a.Endpoint.GetLeftPart(UriPartial.Authority)), last is null ? "—" : $"{Html.E(last.State.Length > 80 ? last.State[..80] + "…" : last.State)} <span class=\"muted\">{Html.Time(last.At)}</span>" };
-        });
+            var last = (await c.Server.Appliances.ReadingsAsync(a.Name, 1)).FirstOrDefault();
+            rows.Add([Html.E(a.Name), Html.E(a.Endpoint.GetLeftPart(UriPartial.Authority)), last is null ? "—" : $"{Html.E(last.State.Length > 80 ? last.State[..80] + "…" : last.State)} <span class=\"muted\">{Html.Time(last.At)}</span>"]);
+        }
         return "<section>" + Html.Table(["appliance", "address", "last reading"], rows, "No appliance is registered ('daiko home appliance add').") + "</section>";
     }
 
-    public static string Pim(ConsoleContext c)
+    public static async Task<string> Pim(ConsoleContext c)
     {
-        var store = new PimStore(Hosting.HomeServer.DatabasePath(c.Options.Directory), c.Options.Time);
-        var rows = Enum.GetValues<PimKind>().Select(k => new[] { Html.E(k.ToString().ToLowerInvariant() + "s"), store.List(k).Count.ToString(CultureInfo.InvariantCulture) });
+        var store = new PimStore(c.Server.Store, c.Options.Time);
+        var rows = new List<string[]>();
+        foreach (var k in Enum.GetValues<PimKind>()) rows.Add([Html.E(k.ToString().ToLowerInvariant() + "s"), (await store.ListAsync(k)).Count.ToString(CultureInfo.InvariantCulture)]);
         return "<section><p class=\"muted\">Counts only: the items themselves stay with the terminals that sync them.</p>" + Html.Table(["kind", "items"], rows, "") + "</section>";
     }
 
     /// <summary>Each device's latest audited event.</summary>
-    private static Dictionary<string, DateTimeOffset> LastUse(ConsoleContext c) =>
-        c.Server.Devices.AuditLog(5_000).Where(a => a.Device is not null).GroupBy(a => a.Device!).ToDictionary(g => g.Key, g => g.Max(a => a.At));
+    private static async Task<Dictionary<string, DateTimeOffset>> LastUse(ConsoleContext c) =>
+        (await c.Server.Devices.AuditLogAsync(5_000)).Where(a => a.Device is not null).GroupBy(a => a.Device!).ToDictionary(g => g.Key, g => g.Max(a => a.At));
 }

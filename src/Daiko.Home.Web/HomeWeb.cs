@@ -66,7 +66,7 @@ public sealed class HomeWeb : IAsyncDisposable
         var sessions = new ConsoleSessions(options.Time, () => TimeSpan.FromMinutes(options.Config().Limits.ConsoleSessionMinutes));
         var app = builder.Build();
         app.Use(SecurityHeaders);
-        app.MapGet("/healthz", (HttpContext context) => Health(context, server));
+        app.MapGet("/healthz", async Task<IResult> (HttpContext context) => await Health(context, server));
         app.MapMetrics("/metrics");
         ConsoleEndpoints.Map(app, new ConsoleContext(server, options, sessions));
         await app.StartAsync();
@@ -80,13 +80,13 @@ public sealed class HomeWeb : IAsyncDisposable
     }
 
     /// <summary>Ready (200) when the home store answers a query and the home card's token answers a status read; 503 naming what did not.</summary>
-    private static IResult Health(HttpContext context, HomeServer server)
+    private static async Task<IResult> Health(HttpContext context, HomeServer server)
     {
-        string Check(Action probe)
+        async Task<string> Check(Func<Task> probe)
         {
             try
             {
-                probe();
+                await probe();
                 return "ok";
             }
             catch (Exception e) when (e is not OutOfMemoryException)
@@ -94,8 +94,8 @@ public sealed class HomeWeb : IAsyncDisposable
                 return "failing: " + e.GetType().Name;
             }
         }
-        var store = Check(() => server.Devices.List());
-        var token = Check(() => server.Card.GetStatus());
+        var store = await Check(() => server.Devices.ListAsync());
+        var token = await Check(() => Task.FromResult(server.Card.GetStatus()));
         var ready = store == "ok" && token == "ok";
         context.Response.Headers.CacheControl = "no-store";
         return Results.Json(new { status = ready ? "ready" : "unavailable", store, token }, statusCode: ready ? 200 : 503);

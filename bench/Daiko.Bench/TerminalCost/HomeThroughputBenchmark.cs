@@ -32,7 +32,7 @@ public static partial class HomeThroughputBenchmark
         card.EnterPin1("1111");
         card.EnterPin2("2222");
         DelegationService Delegation(IServerCertificateValidator validator) => new(() => new ClientCredential(card.CertificateChain, card.TlsSigner), validator,
-            new SessionCache<SessionTicket>(), new MarketProfiles(Path.Combine(dir.Path, "home.db")));
+            new SessionCache<SessionTicket>(), new MarketProfiles(Daiko.Home.Storage.HomeStore.Sqlite(Path.Combine(dir.Path, "home.db")).MarketProfiles));
         var market = new MarketRequest("localhost", nginx.Port, null, null);
 
         // Daiko's delegated full handshakes, with the home server's chain-verdict cache (the market's chain

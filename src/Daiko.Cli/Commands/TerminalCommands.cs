@@ -360,7 +360,7 @@ internal static class TerminalCommands
                     var control = await AgentClient.ConnectAsync(dir, c);
                     var session = await new DelegatedConnector(control).ConnectAsync(host, port, sessionMode, cancellationToken: c);
                     return new OwningStream(session.Stream, control);
-                }, line => Console.Error.WriteLine($"daiko: {line}"));
+                }, new StderrLog().CreateLogger("forward"));
             }
             catch (System.Net.Sockets.SocketException e)
             {

@@ -14,7 +14,7 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
     public async Task<HandlerResult> HandleAsync(ControlMessage request, RequestContext context)
     {
         var result = await AnswerAsync(request, context);
-        devices.Audit(context.DeviceId, request.Type, null, null, "handled");
+        await devices.AuditAsync(context.DeviceId, request.Type, null, null, "handled");
         return result;
     }
 

@@ -31,8 +31,11 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>How often the payment log is mailed (F14).</summary>
     public TimeSpan ReportInterval { get; init; } = TimeSpan.FromDays(1);
 
-    /// <summary>Where the purse lives; default the SQLite home store (PostgreSQL for hosted deployments).</summary>
-    public Storage.IHomeStore? PurseStore { get; init; }
+    /// <summary>Where all home state lives (devices, audit, purse, PIM, …); default the SQLite home.db in <see cref="Directory"/>, PostgreSQL for hosted deployments.</summary>
+    public Storage.IHomeStore? Store { get; init; }
+
+    /// <summary>The same as <see cref="Store"/> (its name from when only the purse was in the store).</summary>
+    public Storage.IHomeStore? PurseStore { get => Store; init => Store = value; }
 
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
@@ -56,9 +59,9 @@ public sealed class HomeServer : IAsyncDisposable
     private HomeServer(HomeServerOptions options, HomeCard card)
     {
         var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
-        var database = DatabasePath(options.Directory);
+        Store = options.Store ?? Storage.HomeStore.Sqlite(DatabasePath(options.Directory));
         Identity = HomeIdentity.LoadOrCreate(options.Directory);
-        Devices = new DeviceRegistry(database, options.Time)
+        Devices = new DeviceRegistry(Store, options.Time)
         {
             // Every audited event (unlock, lock, delegation, refusal) also goes to the server log; never a secret.
             Audited = (device, action, market, mode, outcome) =>
@@ -74,11 +77,11 @@ public sealed class HomeServer : IAsyncDisposable
                 : new ClientCredential(card.CertificateChain, card.TlsSigner),
             validator,
             new SessionCache<SessionTicket>(options.Time, t => t.Wipe()),
-            new MarketProfiles(database),
+            new MarketProfiles(Store.MarketProfiles),
             options.Time,
             logger: logger);
-        _wallet = new WalletService(options.Directory, card, options.Time, options.PurseStore, logger);
-        Appliances = new ApplianceGateway(database, time: options.Time);
+        _wallet = new WalletService(options.Directory, card, options.Time, Store, logger);
+        Appliances = new ApplianceGateway(Store.Appliances, time: options.Time);
         _splicer = new Splicer(logger);
         Connections = new ConnectionRegistry();
         var gate = new CardGate(card);
@@ -89,7 +92,7 @@ public sealed class HomeServer : IAsyncDisposable
             new DelegationHandler(gate, Delegation, Devices, _splicer),
             new AssistHandler(gate, Devices, validator),
             new ApplianceHandler(Appliances, Devices),
-            new PimHandler(new PimStore(database, options.Time)),
+            new PimHandler(new PimStore(Store, options.Time)),
             new WalletHandler(_wallet, gate, Devices));
         _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers), logger);
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
@@ -108,6 +111,9 @@ public sealed class HomeServer : IAsyncDisposable
     public ApplianceGateway Appliances { get; }
 
     public HomeCard Card { get; }
+
+    /// <summary>All of the home server's state.</summary>
+    public Storage.IHomeStore Store { get; }
 
     public PurseLedger Ledger => _wallet.Ledger;
 

@@ -22,13 +22,13 @@ public sealed class WalletService
     private readonly PurseLedger _ledger;
     private readonly ReportOutbox _outbox;
 
-    public WalletService(string directory, HomeCard card, TimeProvider time, Storage.IHomeStore? store, ILogger logger)
+    public WalletService(string directory, HomeCard card, TimeProvider time, Storage.IHomeStore store, ILogger logger)
     {
         _logger = logger;
         _directory = directory;
         _card = card;
-        _ledger = new PurseLedger(store ?? Storage.PurseStore.Sqlite(Hosting.HomeServer.DatabasePath(directory)), new HomeCardPurse(card), PayeeKey, time);
-        _outbox = new ReportOutbox(Hosting.HomeServer.DatabasePath(directory), time);
+        _ledger = new PurseLedger(store, new HomeCardPurse(card), PayeeKey, time);
+        _outbox = new ReportOutbox(store.MailOutbox, time);
     }
 
     public PurseLedger Ledger => _ledger;
@@ -56,9 +56,9 @@ public sealed class WalletService
     public async Task<(long Sent, long Pending)> MailReportNowAsync(CancellationToken cancellationToken)
     {
         var settings = LoadMailSettings() ?? throw new PurseException(PurseRefusal.Malformed, "no mail address is configured on the home server: its owner sets one with 'daiko home mail set --smtp HOST:PORT --from ADDRESS --to ADDRESS'");
-        _outbox.EnqueueReport(_ledger, settings.To, _card.CardId);
+        await _outbox.EnqueueReportAsync(_ledger, settings.To, _card.CardId, cancellationToken);
         var sent = await _outbox.DeliverAsync(settings, cancellationToken);
-        return (sent, _outbox.Pending());
+        return (sent, await _outbox.PendingAsync(cancellationToken));
     }
 
     /// <summary>Writes DIR/mail.json (what <c>daiko home mail set</c> stores; no secret in it).</summary>
@@ -88,10 +88,10 @@ public sealed class WalletService
                 if (LoadMailSettings() is not { } settings) continue;
                 try
                 {
-                    if (_card.State == HomeCardState.CryptoReady) _outbox.EnqueueReport(_ledger, settings.To, _card.CardId);
+                    if (_card.State == HomeCardState.CryptoReady) await _outbox.EnqueueReportAsync(_ledger, settings.To, _card.CardId, cancellationToken);
                     await _outbox.DeliverAsync(settings, cancellationToken);
                 }
-                catch (Exception e) when (e is CardNotReadyException or IOException or PurseException)
+                catch (Exception e) when (e is CardNotReadyException or IOException or PurseException or System.Data.Common.DbException)
                 {
                     _logger.ReportFailed(e.Message);
                 }
