@@ -10,6 +10,10 @@ public sealed class ConnectionRegistry
 
     public int Count => _connections.Count;
 
+    /// <summary>Open channels per device id (null: not yet enrolled), for the owner's console.</summary>
+    public IReadOnlyDictionary<string, int> CountsByDevice() =>
+        _connections.Values.GroupBy(d => d ?? "").ToDictionary(g => g.Key, g => g.Count());
+
     public void Add(ControlConnection connection, string? deviceId) => _connections[connection] = deviceId;
 
     public void Remove(ControlConnection connection) => _connections.TryRemove(connection, out _);

@@ -100,7 +100,10 @@ public sealed class DelegationService : IAsyncDisposable
         };
         try
         {
-            return await TlsClient.ConnectAsync(transport, options, cancellationToken);
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var connection = await TlsClient.ConnectAsync(transport, options, cancellationToken);
+            Hosting.HomeMetrics.Handshake(System.Diagnostics.Stopwatch.GetElapsedTime(started));
+            return connection;
         }
         catch (TlsException e)
         {
@@ -122,6 +125,7 @@ public sealed class DelegationService : IAsyncDisposable
         var limit = longest ?? Policy.DevicePolicy.LongestTicketLifetime;
         bool Fits(SessionTicket t) => t.ExpiresAt - _time.GetUtcNow() <= limit;
         var cached = _tickets.TryTake(key, Fits);
+        Hosting.HomeMetrics.CacheLookup(cached is not null);
         if (cached is not null) return cached;
         if (_tickets.Count(key) == 0) await FetchTicketsAsync(deviceId, market, cancellationToken);
         return _tickets.TryTake(key, Fits)

@@ -69,6 +69,7 @@ public sealed class HomeServer : IAsyncDisposable
     private readonly WalletService _wallet;
     private readonly ServeLock _serveLock;
     private readonly HomeStateWatcher _stateWatcher;
+    private readonly IDisposable _gauges;
 
     private HomeServer(HomeServerOptions options, HomeCard card, ServeLock serveLock)
     {
@@ -80,7 +81,10 @@ public sealed class HomeServer : IAsyncDisposable
         {
             // Every audited event (unlock, lock, delegation, refusal) also goes to the server log; never a secret.
             Audited = (device, action, market, mode, outcome) =>
-                logger.Audited(device ?? "(unknown)", action, market is null ? "" : $" {market}", mode is null ? "" : $" ({mode})", outcome),
+            {
+                logger.Audited(device ?? "(unknown)", action, market is null ? "" : $" {market}", mode is null ? "" : $" ({mode})", outcome);
+                HomeMetrics.Audited(action, mode, outcome);
+            },
         };
         var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time);
         Delegation = new DelegationService(
@@ -118,6 +122,8 @@ public sealed class HomeServer : IAsyncDisposable
         _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers), logger);
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
         _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
+        Card = card;
+        _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
     }
 
     public static string DatabasePath(string directory) => Path.Combine(directory, "home.db");
@@ -130,6 +136,8 @@ public sealed class HomeServer : IAsyncDisposable
     public static void SetMail(string directory, Mail.MailSettings settings) => WalletService.SaveMailSettings(directory, settings);
 
     public ApplianceGateway Appliances { get; }
+
+    public HomeCard Card { get; }
 
     /// <summary>All of the home server's state.</summary>
     public Storage.IHomeStore Store { get; }
@@ -190,6 +198,7 @@ public sealed class HomeServer : IAsyncDisposable
         await _splicer.DisposeAsync();
         await Delegation.DisposeAsync();
         Appliances.Dispose();
+        _gauges.Dispose();
         Identity.Dispose();
         _serveLock.Dispose();
     }
