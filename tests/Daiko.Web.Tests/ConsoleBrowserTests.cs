@@ -153,8 +153,8 @@ public sealed class ConsoleBrowserTests(ConsoleSystem system) : IClassFixture<Co
         await using var market = await Daiko.Samples.Market.SampleMarket.StartAsync(system.Pki.Server.Certificate, system.Pki.Root, System.Net.IPAddress.Loopback, routes: shop.Map);
         shop.PublicUrl = market.Url;
         await using var bank = await Daiko.Samples.Market.SampleMarket.StartAsync(system.Pki.Server.Certificate, system.Pki.Root, System.Net.IPAddress.Loopback, routes: bankService.Map);
-        Daiko.Home.Hosting.HomeServer.AddPayee(system.Home, shop.Id, shop.Key);
-        Daiko.Home.Hosting.HomeServer.AddPayee(system.Home, bankService.Id, bankService.Key);
+        await Daiko.Home.Hosting.HomeServer.AddPayeeAsync(system.Home, shop.Id, Daiko.Home.Storage.PayeeRole.Market, shop.Key);
+        await Daiko.Home.Hosting.HomeServer.AddPayeeAsync(system.Home, bankService.Id, Daiko.Home.Storage.PayeeRole.Bank, bankService.Key);
         await HomeWithConsole.Ok(["terminal", "wallet", "refill", "--terminal", system.Terminal, "--bank", bank.Url.ToString(), "--amount", "10000"]);
         var paid = await HomeWithConsole.Ok(["terminal", "wallet", "pay", "--terminal", system.Terminal, "--market", market.Url.ToString(), "--order", "tea-set", "--json"]);
         var paymentId = JsonDocument.Parse(paid.StandardOutput).RootElement.GetProperty("payment_id").GetString()!;

@@ -45,7 +45,7 @@ public class HomeWithConsole : IAsyncLifetime
         await Ok(["home", "trust", "add", "--home", Home, "--ca", Pki.RootPath]);
         await StartServerAsync();
         if (!EnrollTerminal) return;
-        var code = (await Ok(["home", "device", "add", "--home", Home, "--name", "phone"])).StandardOutput.Trim();
+        var code = (await Ok(LoopbackMarkets.DeviceAdd(Home, "phone"))).StandardOutput.Trim();
         await Ok(["terminal", "enroll", "--terminal", Terminal, "--home", $"127.0.0.1:{Port}", "--code", code], AccessPin + "\n");
         await Ok(["terminal", "unlock", "--terminal", Terminal], $"{AccessPin}\n{Pin1}\n{Pin2}\n");
     }
