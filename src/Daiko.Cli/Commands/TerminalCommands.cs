@@ -23,7 +23,7 @@ internal static class TerminalCommands
 
     public static Option<string> ModeOption() => new Option<string>("--mode")
     {
-        Description = "auto (resume with a ticket when the market issues them, else handoff), resume (ticket), handoff (live secrets), relay (home server relays), assist (home card signs)",
+        Description = "auto (the home server answers in the mode that will work, from what it learned of the market: resume with a ticket when the market issues them, a ticket from the agent's local stock first; handoff when it issues none or is not known yet; relay for a TLS 1.2 market; never a failed attempt first), resume (ticket), handoff (live secrets), relay (home server relays), assist (home card signs)",
         HelpName = "MODE",
         DefaultValueFactory = _ => "auto",
     }.AcceptOnlyFromAmong("auto", "resume", "handoff", "relay", "assist");
@@ -261,17 +261,25 @@ internal static class TerminalCommands
                 await using (var stdout = Console.OpenStandardOutput()) await stdout.WriteAsync(response.Body, ct);
                 if (parse.GetValue(stats))
                 {
-                    var extra = new Dictionary<string, object?> { ["mode"] = session.Mode.ToString().ToLowerInvariant(), ["control_bytes"] = control.BytesSent + control.BytesReceived };
+                    // The agent's share: its control channel's bytes on the wire, round trips and public-key operations for this command.
+                    var cost = await new HomeControl(control).AgentCostAsync(ct);
+                    var extra = new Dictionary<string, object?>
+                    {
+                        ["mode"] = session.Mode.ToString().ToLowerInvariant(),
+                        ["control_bytes"] = cost.BytesSent + cost.BytesReceived,
+                        ["control_round_trips"] = cost.RoundTrips,
+                        ["control_public_key_ops"] = cost.PublicKeyOperations,
+                        ["public_key_ops"] = session.Counters.PublicKeyOperations + cost.PublicKeyOperations,
+                    };
                     Console.Error.WriteLine(session.Tls is { } tls
                         ? TlsCommands.StatsLine(tls, session.Counters, clock.Elapsed, extra)
                         : System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
                         {
                             ["resumed"] = false, ["kex"] = "none", ["suite"] = "none", ["group"] = "none",
                             ["bytes_sent"] = session.Counters.BytesSent, ["bytes_received"] = session.Counters.BytesReceived,
-                            ["round_trips"] = session.Counters.RoundTrips, ["public_key_ops"] = session.Counters.PublicKeyOperations,
+                            ["round_trips"] = session.Counters.RoundTrips,
                             ["early_data_accepted"] = false, ["elapsed_ms"] = Math.Round(clock.Elapsed.TotalMilliseconds, 1),
-                            ["mode"] = "relay", ["control_bytes"] = control.BytesSent + control.BytesReceived,
-                        }));
+                        }.Concat(extra).ToDictionary()));
                 }
                 return response.StatusCode is >= 200 and < 400 ? 0 : CliConsole.Fail($"the market answered HTTP {response.StatusCode}");
             }
@@ -293,11 +301,11 @@ internal static class TerminalCommands
 
     private static Command Prefetch()
     {
-        var command = new Command("prefetch", "Have the home server fetch session tickets for a market ahead of need, so that later 'get --mode resume' starts at once.")
+        var command = new Command("prefetch", "Fill the terminal agent's local stock of session tickets for a market (kept in the agent's memory only, until lock), so that later 'get --mode resume' or auto sends nothing to the home server before it connects to the market.")
             .WithExamples("daiko terminal prefetch https://market.example/ --terminal ~/.daiko --count 2");
         var terminal = TerminalOption();
         var url = new Argument<string>("URL") { Description = "an https URL of the market" }.HttpsUrl();
-        var count = new Option<int>("--count") { Description = "how many tickets to have ready, 0 to 8 (0 only reports)", DefaultValueFactory = _ => 1, HelpName = "N" };
+        var count = new Option<int>("--count") { Description = "how many tickets to have in the local stock, 0 to 8 (at most 4 are kept per market; 0 only reports)", DefaultValueFactory = _ => 1, HelpName = "N" };
         count.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or > 8) r.AddError("--count must be 0 to 8"); });
         var json = CliOutput.JsonOption();
         command.Arguments.Add(url);
@@ -311,7 +319,7 @@ internal static class TerminalCommands
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
                 var (ready, handshakes) = await new DelegatedConnector(control).PrefetchAsync(target.Host, target.Port, parse.GetValue(count), cancellationToken: ct);
                 CliOutput.Print(parse.GetValue(json), new { market = target.Authority, ready, handshakes },
-                    $"{ready} session ticket(s) ready for {target.Authority} ({handshakes} handshake(s) by the home server now)");
+                    $"{ready} session ticket(s) ready for {target.Authority} ({handshakes} handshake(s) by the home server now), in the terminal agent's memory");
                 return 0;
             }
             catch (ControlErrorException e)

@@ -32,6 +32,36 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         }
     }
 
+    /// <summary>
+    /// stock: hands the terminal agent up to the asked number of tickets for its local stock (each
+    /// audited as handed over), running full handshakes now where the cache holds too few, then
+    /// refilling the cache in the background.
+    /// </summary>
+    public async Task<HandlerResult> StockAsync(StockRequest request, RequestContext context)
+    {
+        if (gate.RefusalUnlessReady() is { } refusal) return refusal;
+        var market = ToMarket(request.Market);
+        try
+        {
+            gate.Card.Touch();
+            var (_, handshakes) = await delegation.PrefetchAsync(context.DeviceId, market, request.Count, context.Closed);
+            var tickets = new List<Daiko.Tls.SessionTicket>();
+            var key = market.KeyFor(context.DeviceId);
+            while (tickets.Count < request.Count && delegation.Tickets.TryTake(key) is { } ticket) tickets.Add(ticket);
+            devices.Audit(context.DeviceId, "stock", Where(market), "resume", $"{tickets.Count} ticket(s) handed over");
+            return new HandlerResult(new StockedReply(tickets, handshakes), () =>
+            {
+                foreach (var t in tickets) t.Wipe();
+                delegation.RefillAhead(context.DeviceId, market);
+            });
+        }
+        catch (DelegationException e)
+        {
+            devices.Audit(context.DeviceId, "stock", Where(market), "resume", "failed: " + e.Failure);
+            return HandlerResult.Error(e.Failure == DelegationFailure.NoTicketIssued ? ErrorCode.NoTicket : ErrorCode.MarketFailed, e.Message);
+        }
+    }
+
     public async Task<HandlerResult> DelegateAsync(DelegateRequest request, RequestContext context)
     {
         if (gate.RefusalUnlessReady() is { } refusal) return refusal;
@@ -44,14 +74,14 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             gate.Card.Touch();
             try
             {
-                return await DelegateInAsync(mode, market, context);
+                return await DelegateInAsync(mode, market, context, request.Mode == DelegationMode.Auto);
             }
             catch (DelegationException e) when (request.Mode == DelegationMode.Auto && mode == DelegationMode.Resume && e.Failure == DelegationFailure.NoTicketIssued)
             {
                 // Auto met a market that issues no tickets (now remembered): hand the session off instead.
                 devices.Audit(context.DeviceId, "delegate", Where(market), "resume", "no ticket: handoff instead");
                 mode = DelegationMode.Handoff;
-                return await DelegateInAsync(mode, market, context);
+                return await DelegateInAsync(mode, market, context, auto: true);
             }
         }
         catch (DelegationException e)
@@ -72,7 +102,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         }
     }
 
-    private async Task<HandlerResult> DelegateInAsync(DelegationMode mode, MarketRequest market, RequestContext context)
+    private async Task<HandlerResult> DelegateInAsync(DelegationMode mode, MarketRequest market, RequestContext context, bool auto)
     {
         var where = Where(market);
         var audit = mode.ToWire();
@@ -93,6 +123,13 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             {
                 var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
                 await delegation.AbsorbTicketsAsync(context.DeviceId, market, connection, context.Closed);
+                if (connection.Version != Daiko.Tls.TlsVersions.Tls13 && auto)
+                {
+                    // Auto met a TLS 1.2 market it did not know: the session it has is relayed, not tried again.
+                    var relayed = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
+                    devices.Audit(context.DeviceId, "delegate", where, "relay", "relay opened (TLS 1.2 market)");
+                    return new HandlerResult(new RelayReply(relayed.Id), () => splicer.Start(relayed, connection));
+                }
                 var transport = connection.Transport;
                 var exported = connection.Export();
                 var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));

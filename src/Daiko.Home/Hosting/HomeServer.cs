@@ -87,7 +87,7 @@ public sealed class HomeServer : IAsyncDisposable
             new ApplianceHandler(Appliances, Devices),
             new PimHandler(new PimStore(database, options.Time)),
             new WalletHandler(_wallet, gate, Devices));
-        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers), logger);
+        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers) { Connections = Connections }, logger);
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
     }
 
