@@ -15,10 +15,21 @@ namespace Daiko.Terminal.Agent;
 internal sealed class LocalSession(HomeChannel channel, TicketStock stock, Action onLocked)
 {
     private readonly TaskSet _splices = new();
+    private readonly List<MarketAddress> _taken = new();
 
     public TlsCounters Meter { get; } = new();
 
     public Task Splices => _splices.WhenAll();
+
+    /// <summary>The client is gone: the stock is refilled for every market it took a ticket for.</summary>
+    public void Ended()
+    {
+        lock (_taken)
+        {
+            foreach (var market in _taken.Distinct()) stock.RefillInBackground(market);
+            _taken.Clear();
+        }
+    }
 
     public async Task HandleAsync(ControlRequest request, ControlConnection local)
     {
@@ -29,6 +40,7 @@ internal sealed class LocalSession(HomeChannel channel, TicketStock stock, Actio
                 await local.ReplyAsync(request, new CostReply(Meter.BytesSent, Meter.BytesReceived, Meter.RoundTrips, Meter.PublicKeyOperations));
                 return;
             case DelegateRequest { Mode: DelegationMode.Resume or DelegationMode.Auto } delegation when stock.TryTake(delegation.Market) is { } ticket:
+                lock (_taken) _taken.Add(delegation.Market);
                 try
                 {
                     await local.ReplyAsync(request, new TicketReply(ticket));

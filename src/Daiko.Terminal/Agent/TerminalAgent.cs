@@ -133,6 +133,7 @@ public sealed class TerminalAgent : IAsyncDisposable
             await Task.WhenAny(local.Completion, Task.Delay(Timeout.Infinite, cancellationToken));
             await local.DisposeAsync();
             await session.Splices;
+            session.Ended();
             if (_channel.Refused is not null) Stop();
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException or Daiko.Tls.TlsException)

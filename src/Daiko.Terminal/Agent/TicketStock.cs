@@ -26,7 +26,11 @@ internal sealed class TicketStock(HomeChannel channel, int perMarket = StockRequ
         lock (_tickets) return _tickets.TryGetValue(market, out var queue) ? queue.Count : 0;
     }
 
-    /// <summary>A stocked ticket for <paramref name="market"/> (removed from the stock), or null; a refill then starts in the background.</summary>
+    /// <summary>
+    /// A stocked ticket for <paramref name="market"/> (removed from the stock), or null. The caller
+    /// starts the refill (<see cref="RefillInBackground"/>) once the session the ticket was for no longer
+    /// waits: nothing goes to the home server before the terminal has connected to the market.
+    /// </summary>
     public SessionTicket? TryTake(MarketAddress market)
     {
         SessionTicket? taken = null;
@@ -42,7 +46,6 @@ internal sealed class TicketStock(HomeChannel channel, int perMarket = StockRequ
                 }
             }
         }
-        if (taken is not null) RefillInBackground(market);
         return taken;
     }
 
@@ -75,7 +78,7 @@ internal sealed class TicketStock(HomeChannel channel, int perMarket = StockRequ
         }
     }
 
-    private void RefillInBackground(MarketAddress market)
+    public void RefillInBackground(MarketAddress market)
     {
         int wanted;
         lock (_tickets)
