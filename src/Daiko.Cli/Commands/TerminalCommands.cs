@@ -233,8 +233,13 @@ internal static class TerminalCommands
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT data when the ticket allows it (resume mode)" };
         var stats = new Option<bool>("--stats") { Description = "print one JSON line of the terminal's own costs to stderr" };
         var timeout = new Option<int>("--timeout") { Description = "seconds the session's handshake, and then each read or write, may wait on the market", DefaultValueFactory = _ => 30 };
+        var connectTo = new Option<string>("--connect-to")
+        {
+            Description = "open the terminal's own connection to the market at HOST:PORT instead of the URL's (as curl's --connect-to; the home server still uses the URL's, and the name checked is the URL's)",
+            HelpName = "HOST:PORT",
+        }.HostPort();
         command.Arguments.Add(url);
-        foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats, timeout }) command.Options.Add(o);
+        foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats, timeout, connectTo }) command.Options.Add(o);
         command.Validators.Add(r =>
         {
             if (r.GetResult(kex) is { Implicit: false } && r.GetValue(mode) is not ("resume" or "auto")) r.AddError($"--kex applies to resume mode only, not to --mode {r.GetValue(mode)}");
@@ -251,7 +256,14 @@ internal static class TerminalCommands
             {
                 using var waiting = CliConsole.ProgressAfter(TimeSpan.FromSeconds(2), $"{target.Authority} has not answered within 2 s; still waiting (Ctrl-C to give up)");
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
-                var session = await new DelegatedConnector(control) { Timeout = seconds }.ConnectAsync(target.Host, target.Port, sessionMode,
+                var route = parse.GetValue(connectTo) is { } via ? via : null;
+                var routeColon = route?.LastIndexOf(':') ?? -1;
+                var session = await new DelegatedConnector(control)
+                {
+                    Timeout = seconds,
+                    TerminalRoute = route is null ? null
+                        : (_, _) => (route[..routeColon].Trim('[', ']'), int.Parse(route[(routeColon + 1)..], System.Globalization.CultureInfo.InvariantCulture)),
+                }.ConnectAsync(target.Host, target.Port, sessionMode,
                     parse.GetValue(kex) == "psk_ke" ? PskKeyExchangeMode.PskKe : PskKeyExchangeMode.PskDheKe,
                     parse.GetValue(earlyData) ? request : default, cancellationToken: ct);
                 await using var stream = session.Stream;
