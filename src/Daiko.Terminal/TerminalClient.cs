@@ -86,6 +86,9 @@ public static class TerminalClient
             HandshakeTimeout = TimeSpan.FromSeconds(15),
             Counters = counters,
             ResumptionTicket = resume,
+            // The channel lives as long as the agent and may sit idle between commands: no read deadline
+            // (each request has its own, and the agent's idle period and the home server end the channel).
+            OperationTimeout = Timeout.InfiniteTimeSpan,
         }, $"the server at {profile.Home} does not hold the pinned home server key", cancellationToken);
     }
 

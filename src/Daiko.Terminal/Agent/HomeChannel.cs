@@ -17,12 +17,15 @@ internal sealed class HomeChannel : IAsyncDisposable
     private readonly string _directory;
     private readonly ECDsa _deviceKey;
     private readonly Action<ControlMessage> _onNotice;
+    private readonly Action _onRefused;
     private readonly SemaphoreSlim _opening = new(1, 1);
     private ControlConnection? _current;
     private TlsConnection? _tls;
 
-    public HomeChannel(string directory, ECDsa deviceKey, Action<ControlMessage> onNotice)
+    /// <param name="onRefused">Called once when the home server refuses the device (the agent drops its stock).</param>
+    public HomeChannel(string directory, ECDsa deviceKey, Action<ControlMessage> onNotice, Action onRefused)
     {
+        _onRefused = onRefused;
         _directory = directory;
         _deviceKey = deviceKey;
         _onNotice = onNotice;
@@ -62,6 +65,7 @@ internal sealed class HomeChannel : IAsyncDisposable
             }
             var connection = new ControlConnection(stream) { Wire = wire, OnNotice = _onNotice };
             connection.Start();
+            _ = connection.Completion.ContinueWith(_ => NoteRefusal(connection), TaskScheduler.Default);
             Opened++;
             if (stream is TlsConnection { Resumed: true }) Resumed++;
             _current = connection;
@@ -82,10 +86,23 @@ internal sealed class HomeChannel : IAsyncDisposable
         {
             return await channel.ExchangeAsync(request, meter, cancellationToken);
         }
-        catch (ControlErrorException e) when (channel.CloseCode is ErrorCode.Revoked or ErrorCode.UnknownDevice)
+        catch (ControlErrorException) when (channel.CloseCode is ErrorCode.Revoked or ErrorCode.UnknownDevice)
         {
-            Refused = e;
+            NoteRefusal(channel);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// A channel the home server closed by refusing the device (revoked) is not opened again: the agent
+    /// tells the next local client why, and ends.
+    /// </summary>
+    private void NoteRefusal(ControlConnection connection)
+    {
+        if (connection.CloseCode is ErrorCode.Revoked or ErrorCode.UnknownDevice && Refused is null)
+        {
+            Refused = new ControlErrorException(connection.CloseCode.Value, $"the home server closed the control channel: {connection.CloseReason}");
+            _onRefused();
         }
     }
 

@@ -30,7 +30,7 @@ public sealed class TerminalAgent : IAsyncDisposable
 
     private TerminalAgent(string directory, AccessCard access, Socket listener, TimeProvider time, TimeSpan idle)
     {
-        _channel = new HomeChannel(directory, access.DeviceKey, OnNotice);
+        _channel = new HomeChannel(directory, access.DeviceKey, OnNotice, () => _stock!.Drop());
         _stock = new TicketStock(_channel);
         _directory = directory;
         _access = access;
