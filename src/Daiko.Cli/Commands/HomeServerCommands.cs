@@ -5,6 +5,7 @@ using Daiko.Cards;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
 using Daiko.Home.Server;
+using Daiko.Home.Storage;
 using Daiko.Protocol;
 
 namespace Daiko.Cli.Commands;
@@ -16,6 +17,7 @@ internal static class HomeServerCommands
     {
         parent.Subcommands.Add(Serve());
         parent.Subcommands.Add(HomeTrustCommands.Mail());
+        parent.Subcommands.Add(HomePayeeCommands.Build());
         var device = new Command("device", "Enroll, list and revoke terminals.").WithExamples("daiko home device add --home ~/daiko-home --name phone", "daiko home device list --home ~/daiko-home");
         device.Subcommands.Add(Add());
         device.Subcommands.Add(List());
@@ -26,15 +28,16 @@ internal static class HomeServerCommands
         var home = HomeCardCommands.HomeOption();
         var name = new Option<string>("--name") { Description = "the appliance's name", Required = true };
         var url = new Option<string>("--url") { Description = "its base URL on the home network", Required = true, HelpName = "URL" };
-        foreach (var o in new Option[] { home, name, url }) add.Options.Add(o);
-        add.SetAction(parse =>
+        var json = CliOutput.JsonOption();
+        foreach (var o in new Option[] { home, name, url, json }) add.Options.Add(o);
+        add.SetAction(async (parse, ct) =>
         {
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var endpoint)) return CliConsole.Fail("--url must be an absolute http(s) URL");
             try
             {
-                using var gateway = new Daiko.Home.Appliances.ApplianceGateway(HomeServer.DatabasePath(parse.GetValue(home)!));
-                gateway.Register(new Daiko.Home.Appliances.Appliance(parse.GetValue(name)!, endpoint));
-                Console.WriteLine($"appliance '{parse.GetValue(name)}' registered");
+                using var gateway = new Daiko.Home.Appliances.ApplianceGateway(HomeStore.Sqlite(HomeServer.DatabasePath(parse.GetValue(home)!)).Appliances);
+                await gateway.RegisterAsync(new Daiko.Home.Appliances.Appliance(parse.GetValue(name)!, endpoint), ct);
+                CliOutput.Print(parse.GetValue(json), new { registered = parse.GetValue(name), url = endpoint.ToString() }, $"appliance '{parse.GetValue(name)}' registered");
                 return 0;
             }
             catch (ArgumentException e)
@@ -130,14 +133,14 @@ internal static class HomeServerCommands
         var name = new Option<string>("--name") { Description = "the new device's name", Required = true, HelpName = "NAME" };
         var json = new Option<bool>("--json") { Description = "print {\"name\",\"code\",\"expires\"}" };
         foreach (var o in new Option[] { home, name, json }) command.Options.Add(o);
-        command.SetAction(parse =>
+        command.SetAction(async (parse, ct) =>
         {
             try
             {
                 var dir = parse.GetValue(home)!;
                 using var identity = HomeIdentity.LoadOrCreate(dir);
-                var registry = new DeviceRegistry(HomeServer.DatabasePath(dir));
-                var (secret, expires) = registry.AddEnrollmentCode(parse.GetValue(name)!);
+                var registry = new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(dir)));
+                var (secret, expires) = await registry.AddEnrollmentCodeAsync(parse.GetValue(name)!, ct);
                 var code = EnrollmentCode.Compose(secret, identity.SpkiHash);
                 if (parse.GetValue(json))
                 {
@@ -165,9 +168,9 @@ internal static class HomeServerCommands
         var json = new Option<bool>("--json") { Description = "print JSON" };
         command.Options.Add(home);
         command.Options.Add(json);
-        command.SetAction(parse =>
+        command.SetAction(async (parse, ct) =>
         {
-            var devices = new DeviceRegistry(HomeServer.DatabasePath(parse.GetValue(home)!)).List();
+            var devices = await new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(parse.GetValue(home)!))).ListAsync(ct);
             if (parse.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(new { devices = devices.Select(d => new { id = d.Id, name = d.Name, enrolled_at = d.EnrolledAt, revoked = d.Revoked, revoked_at = d.RevokedAt }) }));
@@ -192,10 +195,10 @@ internal static class HomeServerCommands
         command.Options.Add(home);
         command.Options.Add(name);
         command.Options.Add(json);
-        command.SetAction(parse =>
+        command.SetAction(async (parse, ct) =>
         {
-            var registry = new DeviceRegistry(HomeServer.DatabasePath(parse.GetValue(home)!));
-            if (!registry.Revoke(parse.GetValue(name)!)) return CliConsole.Fail($"no enrolled, unrevoked device is named '{parse.GetValue(name)}'");
+            var registry = new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(parse.GetValue(home)!)));
+            if (!await registry.RevokeAsync(parse.GetValue(name)!, ct)) return CliConsole.Fail($"no enrolled, unrevoked device is named '{parse.GetValue(name)}'");
             CliOutput.Print(parse.GetValue(json), new { revoked = parse.GetValue(name) }, $"device '{parse.GetValue(name)}' revoked");
             return 0;
         });

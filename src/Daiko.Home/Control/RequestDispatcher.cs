@@ -43,14 +43,14 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
         {
             return deviceId is not null
                 ? HandlerResult.Error(ErrorCode.AlreadyEnrolled, "this device is already enrolled")
-                : handlers.Enrollment.Enroll(enroll);
+                : await handlers.Enrollment.EnrollAsync(enroll, connection.Closed);
         }
         if (deviceId is null) return HandlerResult.Error(ErrorCode.UnknownDevice, "present a device certificate: enroll this terminal first");
         var context = new RequestContext(connection, deviceId);
         switch (message)
         {
-            case UnlockRequest unlock: return handlers.Card.Unlock(unlock, context);
-            case LockRequest: return handlers.Card.Lock(context);
+            case UnlockRequest unlock: return await handlers.Card.UnlockAsync(unlock, context);
+            case LockRequest: return await handlers.Card.LockAsync(context);
             case CardStatusRequest: return handlers.Card.Status();
             case DelegateRequest delegate_: return await handlers.Delegation.DelegateAsync(delegate_, context);
             case PrefetchRequest prefetch: return await handlers.Delegation.PrefetchAsync(prefetch, context);
@@ -68,11 +68,11 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
         }
         return message switch
         {
-            ApplianceListRequest => handlers.Appliances.List(),
+            ApplianceListRequest => await handlers.Appliances.ListAsync(context),
             ApplianceStateRequest state => await handlers.Appliances.StateAsync(state, context),
             ApplianceCommandRequest command => await handlers.Appliances.CommandAsync(command, context),
-            ApplianceReadingsRequest readings => handlers.Appliances.Readings(readings),
-            PimSyncRequest sync => handlers.Pim.Sync(sync),
+            ApplianceReadingsRequest readings => await handlers.Appliances.ReadingsAsync(readings, context),
+            PimSyncRequest sync => await handlers.Pim.SyncAsync(sync, context),
             _ => HandlerResult.Error(ErrorCode.UnknownRequest, $"the home server does not answer '{message.Type}' from a terminal"),
         };
     }

@@ -8,24 +8,24 @@ namespace Daiko.Home.Handlers;
 /// <summary>F16: remote control of, and readings from, home appliances; only the home server reaches them.</summary>
 public sealed class ApplianceHandler(ApplianceGateway appliances, DeviceRegistry devices)
 {
-    public HandlerResult List() => new AppliancesReply(appliances.List().Select(a => a.Name).ToList());
+    public async Task<HandlerResult> ListAsync(RequestContext context) => new AppliancesReply((await appliances.ListAsync(context.Closed)).Select(a => a.Name).ToList());
 
-    public HandlerResult Readings(ApplianceReadingsRequest request) =>
-        new ApplianceReadingsReply(appliances.Readings(request.Name, request.Limit).Select(r => $"{r.At:O} {r.State}").ToList());
+    public async Task<HandlerResult> ReadingsAsync(ApplianceReadingsRequest request, RequestContext context) =>
+        new ApplianceReadingsReply((await appliances.ReadingsAsync(request.Name, request.Limit, context.Closed)).Select(r => $"{r.At:O} {r.State}").ToList());
 
     public async Task<HandlerResult> StateAsync(ApplianceStateRequest request, RequestContext context) =>
-        Answer("appliance-state", request.Name, await appliances.GetStateAsync(request.Name, context.Closed), context);
+        await AnswerAsync("appliance-state", request.Name, await appliances.GetStateAsync(request.Name, context.Closed), context);
 
     public async Task<HandlerResult> CommandAsync(ApplianceCommandRequest request, RequestContext context)
     {
         var arguments = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in request.Arguments) arguments[key] = value;
-        return Answer("appliance-command", request.Name, await appliances.SendCommandAsync(request.Name, request.Command, arguments, context.Closed), context);
+        return await AnswerAsync("appliance-command", request.Name, await appliances.SendCommandAsync(request.Name, request.Command, arguments, context.Closed), context);
     }
 
-    private HandlerResult Answer(string action, string name, ApplianceResult result, RequestContext context)
+    private async Task<HandlerResult> AnswerAsync(string action, string name, ApplianceResult result, RequestContext context)
     {
-        devices.Audit(context.DeviceId, action, name, null, result.Outcome.ToString());
+        await devices.AuditAsync(context.DeviceId, action, name, null, result.Outcome.ToString());
         return result.Outcome switch
         {
             ApplianceOutcome.Done => new ApplianceStateReply(result.State ?? ""),

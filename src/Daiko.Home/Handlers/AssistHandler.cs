@@ -23,13 +23,13 @@ public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServer
         var problem = tls13 ? null : await Daiko.Tls.Tls12.AssistTranscript12.CheckAsync(content, request.Scheme, gate.Card.CertificateChain, marketValidator, context.Closed);
         if (problem is not null)
         {
-            devices.Audit(context.DeviceId, "sign", null, "assist", "refused: not CertificateVerify content");
+            await devices.AuditAsync(context.DeviceId, "sign", null, "assist", "refused: not CertificateVerify content");
             return HandlerResult.Error(ErrorCode.BadContent, $"the home card signs only TLS 1.3 client CertificateVerify content or a TLS 1.2 handshake it checked: {problem}");
         }
         try
         {
             var signature = await gate.Card.TlsSigner.SignAsync(request.Scheme, content, context.Closed);
-            devices.Audit(context.DeviceId, "sign", null, "assist", "signed");
+            await devices.AuditAsync(context.DeviceId, "sign", null, "assist", "signed");
             return new SignatureReply(signature);
         }
         catch (Exception e) when (e is NotSupportedException or CardNotReadyException)

@@ -22,12 +22,12 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         {
             gate.Card.Touch();
             var (ready, handshakes) = await delegation.PrefetchAsync(context.DeviceId, market, request.Minimum, context.Closed);
-            if (handshakes > 0) devices.Audit(context.DeviceId, "prefetch", Where(market), "resume", $"{ready} ticket(s) ready");
+            if (handshakes > 0) await devices.AuditAsync(context.DeviceId, "prefetch", Where(market), "resume", $"{ready} ticket(s) ready");
             return new PrefetchedReply(ready, handshakes);
         }
         catch (DelegationException e)
         {
-            devices.Audit(context.DeviceId, "prefetch", Where(market), "resume", "failed: " + e.Failure);
+            await devices.AuditAsync(context.DeviceId, "prefetch", Where(market), "resume", "failed: " + e.Failure);
             return HandlerResult.Error(e.Failure == DelegationFailure.NoTicketIssued ? ErrorCode.NoTicket : ErrorCode.MarketFailed, e.Message);
         }
     }
@@ -48,7 +48,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             var tickets = new List<Daiko.Tls.SessionTicket>();
             var key = market.KeyFor(context.DeviceId);
             while (tickets.Count < request.Count && delegation.Tickets.TryTake(key) is { } ticket) tickets.Add(ticket);
-            devices.Audit(context.DeviceId, "stock", Where(market), "resume", $"{tickets.Count} ticket(s) handed over");
+            await devices.AuditAsync(context.DeviceId, "stock", Where(market), "resume", $"{tickets.Count} ticket(s) handed over");
             return new HandlerResult(new StockedReply(tickets, handshakes), () =>
             {
                 foreach (var t in tickets) t.Wipe();
@@ -57,7 +57,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         }
         catch (DelegationException e)
         {
-            devices.Audit(context.DeviceId, "stock", Where(market), "resume", "failed: " + e.Failure);
+            await devices.AuditAsync(context.DeviceId, "stock", Where(market), "resume", "failed: " + e.Failure);
             return HandlerResult.Error(e.Failure == DelegationFailure.NoTicketIssued ? ErrorCode.NoTicket : ErrorCode.MarketFailed, e.Message);
         }
     }
@@ -79,14 +79,14 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             catch (DelegationException e) when (request.Mode == DelegationMode.Auto && mode == DelegationMode.Resume && e.Failure == DelegationFailure.NoTicketIssued)
             {
                 // Auto met a market that issues no tickets (now remembered): hand the session off instead.
-                devices.Audit(context.DeviceId, "delegate", Where(market), "resume", "no ticket: handoff instead");
+                await devices.AuditAsync(context.DeviceId, "delegate", Where(market), "resume", "no ticket: handoff instead");
                 mode = DelegationMode.Handoff;
                 return await DelegateInAsync(mode, market, context, auto: true);
             }
         }
         catch (DelegationException e)
         {
-            devices.Audit(context.DeviceId, "delegate", Where(market), mode.ToWire(), $"failed: {e.Failure}");
+            await devices.AuditAsync(context.DeviceId, "delegate", Where(market), mode.ToWire(), $"failed: {e.Failure}");
             return HandlerResult.Error(e.Failure switch
             {
                 DelegationFailure.MarketUnreachable => ErrorCode.MarketUnreachable,
@@ -111,7 +111,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             case DelegationMode.Resume:
             {
                 var ticket = await delegation.ObtainTicketAsync(context.DeviceId, market, context.Closed);
-                devices.Audit(context.DeviceId, "delegate", where, audit, "ticket handed over");
+                await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "ticket handed over");
                 // The reply is encoded before AfterReply runs: only then is the ticket's PSK wiped.
                 return new HandlerResult(new TicketReply(ticket), () =>
                 {
@@ -127,13 +127,13 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 {
                     // Auto met a TLS 1.2 market it did not know: the session it has is relayed, not tried again.
                     var relayed = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
-                    devices.Audit(context.DeviceId, "delegate", where, "relay", "relay opened (TLS 1.2 market)");
+                    await devices.AuditAsync(context.DeviceId, "delegate", where, "relay", "relay opened (TLS 1.2 market)");
                     return new HandlerResult(new RelayReply(relayed.Id), () => splicer.Start(relayed, connection));
                 }
                 var transport = connection.Transport;
                 var exported = connection.Export();
                 var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
-                devices.Audit(context.DeviceId, "delegate", where, audit, "secrets handed over");
+                await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "secrets handed over");
                 return new HandlerResult(new SecretsReply(exported, relay.Id), () =>
                 {
                     exported.Wipe();
@@ -144,11 +144,11 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             {
                 var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
                 var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
-                devices.Audit(context.DeviceId, "delegate", where, audit, "relay opened");
+                await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "relay opened");
                 return new HandlerResult(new RelayReply(relay.Id), () => splicer.Start(relay, connection));
             }
             case DelegationMode.Assist:
-                devices.Audit(context.DeviceId, "delegate", where, audit, "assist ready");
+                await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "assist ready");
                 return new AssistReply(gate.Card.CertificateChain.ToList());
             default:
                 return HandlerResult.Error(ErrorCode.BadMode, $"unknown delegation mode '{mode.ToWire()}'");

@@ -11,7 +11,7 @@ namespace Daiko.Home.Handlers;
 /// <summary>enroll: a one-time code and a device key become a device certificate.</summary>
 public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity identity, ILogger logger)
 {
-    public HandlerResult Enroll(EnrollRequest request)
+    public async Task<HandlerResult> EnrollAsync(EnrollRequest request, CancellationToken cancellationToken)
     {
         try
         {
@@ -22,10 +22,10 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
         {
             return HandlerResult.Error(ErrorCode.BadKey, "the device public key is not a valid EC key");
         }
-        var (outcome, name) = devices.RedeemCode(request.Secret);
+        var (outcome, name) = await devices.RedeemCodeAsync(request.Secret, cancellationToken);
         if (outcome != EnrollmentOutcome.Enrolled)
         {
-            devices.Audit(null, "enroll", null, null, $"refused: {outcome}");
+            await devices.AuditAsync(null, "enroll", null, null, $"refused: {outcome}");
             return HandlerResult.Error(ErrorCode.EnrollmentRefused, outcome switch
             {
                 EnrollmentOutcome.ExpiredCode => "the enrollment code has expired; ask for a new one with 'daiko home device add'",
@@ -34,9 +34,9 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
                 _ => "the enrollment code is not valid",
             });
         }
-        var device = devices.Register(name!, request.DeviceSpki);
+        var device = await devices.RegisterAsync(name!, request.DeviceSpki, cancellationToken);
         using var certificate = identity.IssueDeviceCertificate(device.Id, request.DeviceSpki);
-        devices.Audit(device.Id, "enroll", null, null, "enrolled");
+        await devices.AuditAsync(device.Id, "enroll", null, null, "enrolled");
         logger.DeviceEnrolled(device.Name, device.Id);
         return new EnrolledReply(device.Id, device.Name, certificate.RawData, identity.Certificate.RawData);
     }

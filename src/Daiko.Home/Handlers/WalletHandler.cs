@@ -14,7 +14,7 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
     public async Task<HandlerResult> HandleAsync(ControlMessage request, RequestContext context)
     {
         var result = await AnswerAsync(request, context);
-        devices.Audit(context.DeviceId, request.Type, null, null, "handled");
+        await devices.AuditAsync(context.DeviceId, request.Type, null, null, "handled");
         return result;
     }
 
@@ -54,7 +54,12 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
         }
         catch (PurseException e)
         {
-            return HandlerResult.Error(ErrorCodes.FromWire("purse-" + e.Refusal.ToString().ToLowerInvariant()), e.Message);
+            return HandlerResult.Error(e.Refusal == PurseRefusal.Conflict ? ErrorCode.Conflict : ErrorCodes.FromWire("purse-" + e.Refusal.ToString().ToLowerInvariant()), e.Message);
+        }
+        catch (Exception e) when (e is System.Formats.Cbor.CborContentException or System.Security.Cryptography.CryptographicException or ArgumentException or FormatException)
+        {
+            // Whatever a market or bank sent that is not a money message is refused as such (and logged as a refusal), never an internal fault.
+            return HandlerResult.Error(ErrorCode.PurseMalformed, $"what the terminal passed on is not a signed money message: {e.Message}");
         }
         catch (CardNotReadyException e)
         {

@@ -19,7 +19,7 @@ public sealed class DeviceRegistryTests : IDisposable
         public override DateTimeOffset GetUtcNow() => Now;
     }
 
-    public DeviceRegistryTests() => _registry = new DeviceRegistry(DatabasePath, _time);
+    public DeviceRegistryTests() => _registry = new DeviceRegistry(Daiko.Home.Storage.HomeStore.Sqlite(DatabasePath), _time);
 
     private string DatabasePath => Path.Combine(_dir.Path, "home.db");
 
@@ -30,37 +30,37 @@ public sealed class DeviceRegistryTests : IDisposable
     }
 
     [Fact]
-    public void ACode_IsRedeemableFor10Minutes_AndNotASecondLonger()
+    public async Task ACode_IsRedeemableFor10Minutes_AndNotASecondLonger()
     {
-        var (early, _) = _registry.AddEnrollmentCode("phone");
-        var (late, expires) = _registry.AddEnrollmentCode("tablet");
+        var (early, _) = await _registry.AddEnrollmentCodeAsync("phone");
+        var (late, expires) = await _registry.AddEnrollmentCodeAsync("tablet");
         Assert.Equal(_time.Now + TimeSpan.FromMinutes(10), expires);
 
         _time.Now += TimeSpan.FromMinutes(10) - TimeSpan.FromSeconds(1);
-        Assert.Equal((EnrollmentOutcome.Enrolled, "phone"), _registry.RedeemCode(early));
+        Assert.Equal((EnrollmentOutcome.Enrolled, "phone"), await _registry.RedeemCodeAsync(early));
         _time.Now += TimeSpan.FromSeconds(1);
-        Assert.Equal(EnrollmentOutcome.ExpiredCode, _registry.RedeemCode(late).Outcome);
+        Assert.Equal(EnrollmentOutcome.ExpiredCode, (await _registry.RedeemCodeAsync(late)).Outcome);
     }
 
     [Fact]
-    public void TenFailuresInAMinute_BlockEvenTheRightCode_UntilTheMinuteHasPassed()
+    public async Task TenFailuresInAMinute_BlockEvenTheRightCode_UntilTheMinuteHasPassed()
     {
-        var (code, _) = _registry.AddEnrollmentCode("phone");
+        var (code, _) = await _registry.AddEnrollmentCodeAsync("phone");
         for (var i = 0; i < DeviceRegistry.MaxFailedAttemptsPerMinute; i++)
         {
-            Assert.Equal(EnrollmentOutcome.UnknownCode, _registry.RedeemCode($"WRONGCODE{i:000}").Outcome);
+            Assert.Equal(EnrollmentOutcome.UnknownCode, (await _registry.RedeemCodeAsync($"WRONGCODE{i:000}")).Outcome);
         }
-        Assert.Equal(EnrollmentOutcome.TooManyAttempts, _registry.RedeemCode(code).Outcome);
+        Assert.Equal(EnrollmentOutcome.TooManyAttempts, (await _registry.RedeemCodeAsync(code)).Outcome);
 
         _time.Now += TimeSpan.FromMinutes(1) + TimeSpan.FromSeconds(1);
-        Assert.Equal((EnrollmentOutcome.Enrolled, "phone"), _registry.RedeemCode(code));
+        Assert.Equal((EnrollmentOutcome.Enrolled, "phone"), await _registry.RedeemCodeAsync(code));
     }
 
     [Fact]
-    public void ACode_IsKeptOnlyAsASaltedSlowHash()
+    public async Task ACode_IsKeptOnlyAsASaltedSlowHash()
     {
-        var (first, _) = _registry.AddEnrollmentCode("phone");
-        var (second, _) = _registry.AddEnrollmentCode("tablet");
+        var (first, _) = await _registry.AddEnrollmentCodeAsync("phone");
+        var (second, _) = await _registry.AddEnrollmentCodeAsync("tablet");
 
         using (var c = new SqliteConnection($"Data Source={DatabasePath};Mode=ReadOnly;Pooling=False"))
         {

@@ -54,9 +54,9 @@ public sealed class HomeFixture : IAsyncDisposable
         return new HomeFixture(dir, pki, card, server);
     }
 
-    public string NewCode(string name)
+    public async Task<string> NewCodeAsync(string name)
     {
-        var (secret, _) = Server.Devices.AddEnrollmentCode(name);
+        var (secret, _) = await Server.Devices.AddEnrollmentCodeAsync(name);
         return EnrollmentCode.Compose(secret, Server.Identity.SpkiHash);
     }
 
