@@ -292,28 +292,7 @@ internal static class TerminalCommands
                 var response = await HttpResponseReader.ReadBodyAsync(stream, ct);
                 waiting.Dispose();
                 await using (var stdout = Console.OpenStandardOutput()) await stdout.WriteAsync(response.Body, ct);
-                if (parse.GetValue(stats))
-                {
-                    // The agent's share: its control channel's bytes on the wire, round trips and public-key operations for this command.
-                    var cost = await new HomeControl(control).AgentCostAsync(ct);
-                    var extra = new Dictionary<string, object?>
-                    {
-                        ["mode"] = session.Mode.ToString().ToLowerInvariant(),
-                        ["control_bytes"] = cost.BytesSent + cost.BytesReceived,
-                        ["control_round_trips"] = cost.RoundTrips,
-                        ["control_public_key_ops"] = cost.PublicKeyOperations,
-                        ["public_key_ops"] = session.Counters.PublicKeyOperations + cost.PublicKeyOperations,
-                    };
-                    Console.Error.WriteLine(session.Tls is { } tls
-                        ? TlsCommands.StatsLine(tls, session.Counters, clock.Elapsed, extra)
-                        : System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
-                        {
-                            ["resumed"] = false, ["kex"] = "none", ["suite"] = "none", ["group"] = "none",
-                            ["bytes_sent"] = session.Counters.BytesSent, ["bytes_received"] = session.Counters.BytesReceived,
-                            ["round_trips"] = session.Counters.RoundTrips,
-                            ["early_data_accepted"] = false, ["elapsed_ms"] = Math.Round(clock.Elapsed.TotalMilliseconds, 1),
-                        }.Concat(extra).ToDictionary()));
-                }
+                if (parse.GetValue(stats)) Console.Error.WriteLine(await TerminalStats.LineAsync(control, session, clock.Elapsed, ct));
                 return response.StatusCode is >= 200 and < 400 ? 0 : CliConsole.Fail($"the market answered HTTP {response.StatusCode}");
             }
             catch (ControlErrorException e)
