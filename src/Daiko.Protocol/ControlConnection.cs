@@ -22,6 +22,8 @@ public sealed class ControlConnection : IAsyncDisposable
     private readonly ConcurrentDictionary<long, TaskCompletionSource<ControlMessage>> _pending = new();
     private readonly ConcurrentDictionary<long, RelayStream> _relays = new();
     private readonly Dictionary<long, List<ControlMessage>> _early = new();
+    private readonly ConcurrentDictionary<long, Daiko.Tls.TlsCounters> _requestMeters = new();
+    private readonly ConcurrentDictionary<long, Daiko.Tls.TlsCounters> _relayMeters = new();
     private readonly TaskSet _handlers = new();
     private readonly CancellationTokenSource _closed = new();
     private long _nextId = 1;
@@ -38,7 +40,16 @@ public sealed class ControlConnection : IAsyncDisposable
         _onHandlerFault = onHandlerFault;
     }
 
-    /// <summary>Bytes written and read on the underlying stream (control_bytes in --stats).</summary>
+    /// <summary>
+    /// The counters of the TLS connection underneath, when there is one: bytes are then counted on the
+    /// wire (records, with their headers and tags) rather than as frames.
+    /// </summary>
+    public Daiko.Tls.TlsCounters? Wire { get; init; }
+
+    /// <summary>Called for a notification from the other side that is neither relay data nor a request (e.g. drop-tickets).</summary>
+    public Action<ControlMessage>? OnNotice { get; init; }
+
+    /// <summary>Bytes written and read on the underlying stream (on the wire when <see cref="Wire"/> is set).</summary>
     public long BytesSent => Interlocked.Read(ref _bytesSent);
 
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);
@@ -70,9 +81,11 @@ public sealed class ControlConnection : IAsyncDisposable
             {
                 ControlEnvelope? envelope;
                 int bytes;
+                var wireBefore = Wire?.BytesReceived ?? 0;
                 try
                 {
                     (envelope, bytes) = await ControlFrame.ReadAsync(_stream, header, _closed.Token).ConfigureAwait(false);
+                    if (Wire is not null) bytes = (int)(Wire.BytesReceived - wireBefore);
                 }
                 catch (ProtocolException e) when (e.RequestId is { } id && id != 0)
                 {
@@ -81,6 +94,7 @@ public sealed class ControlConnection : IAsyncDisposable
                 }
                 if (envelope is not { } frame) break;
                 Interlocked.Add(ref _bytesReceived, bytes);
+                MeterOf(frame.Id, frame.Message)?.AddBytesReceived(bytes);
                 if (!Dispatch(frame)) break;
             }
             CloseReason ??= "the other side closed the control channel";
@@ -137,6 +151,7 @@ public sealed class ControlConnection : IAsyncDisposable
                 return true;
             default:
                 if (_onRequest is not null) Track(HandleAsync(new ControlRequest(frame.Id, frame.Message)));
+                else if (frame.Id == 0) OnNotice?.Invoke(frame.Message);
                 return true;
         }
     }
@@ -199,16 +214,31 @@ public sealed class ControlConnection : IAsyncDisposable
     /// <summary>Sends a request and waits for any reply; an error reply becomes <see cref="ControlErrorException"/>.</summary>
     public async Task<ControlMessage> RequestAsync(ControlMessage request, CancellationToken cancellationToken, TimeSpan? timeout = null)
     {
+        var reply = await ExchangeAsync(request, null, cancellationToken, timeout).ConfigureAwait(false);
+        return reply is ErrorReply error ? throw error.ToException() : reply;
+    }
+
+    /// <summary>
+    /// Sends a request and returns its reply as it came, an error reply included (the terminal agent
+    /// passes replies on unchanged). <paramref name="meter"/>, if given, is charged the request's and the
+    /// reply's bytes and one round trip.
+    /// </summary>
+    public async Task<ControlMessage> ExchangeAsync(ControlMessage request, Daiko.Tls.TlsCounters? meter, CancellationToken cancellationToken, TimeSpan? timeout = null)
+    {
         var id = Interlocked.Add(ref _nextId, 2);
         var waiter = new TaskCompletionSource<ControlMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
         _pending[id] = waiter;
+        if (meter is not null)
+        {
+            _requestMeters[id] = meter;
+            meter.AddRoundTrip();
+        }
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
         cts.CancelAfter(timeout ?? TimeSpan.FromSeconds(60));
         try
         {
             await SendAsync(id, request, cts.Token).ConfigureAwait(false);
-            var reply = await waiter.Task.WaitAsync(cts.Token).ConfigureAwait(false);
-            return reply is ErrorReply error ? throw error.ToException() : reply;
+            return await waiter.Task.WaitAsync(cts.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
@@ -219,7 +249,16 @@ public sealed class ControlConnection : IAsyncDisposable
         finally
         {
             _pending.TryRemove(id, out _);
+            _requestMeters.TryRemove(id, out _);
         }
+    }
+
+    /// <summary>The meter a frame is charged to: its request's, or its relay's.</summary>
+    private Daiko.Tls.TlsCounters? MeterOf(long id, ControlMessage message)
+    {
+        var relay = message switch { RelayData d => d.Relay, RelayClose c => c.Relay, _ => 0 };
+        if (relay != 0) return _relayMeters.GetValueOrDefault(relay);
+        return id != 0 ? _requestMeters.GetValueOrDefault(id) : null;
     }
 
     /// <summary>
@@ -234,7 +273,11 @@ public sealed class ControlConnection : IAsyncDisposable
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            Interlocked.Add(ref _bytesSent, await ControlFrame.WriteAsync(_stream, id, message, CancellationToken.None).ConfigureAwait(false));
+            var wireBefore = Wire?.BytesSent ?? 0;
+            long sent = await ControlFrame.WriteAsync(_stream, id, message, CancellationToken.None).ConfigureAwait(false);
+            if (Wire is not null) sent = Wire.BytesSent - wireBefore;
+            Interlocked.Add(ref _bytesSent, sent);
+            MeterOf(id, message)?.AddBytesSent(sent);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
@@ -268,9 +311,10 @@ public sealed class ControlConnection : IAsyncDisposable
     public static ValueTask<int> RefuseAsync(Stream stream, ErrorCode code, string message, CancellationToken cancellationToken) =>
         ControlFrame.WriteAsync(stream, 0, new ErrorReply(code, message), cancellationToken);
 
-    /// <summary>A byte stream multiplexed on this connection under <paramref name="relayId"/>.</summary>
-    public RelayStream OpenRelay(long relayId)
+    /// <summary>A byte stream multiplexed on this connection under <paramref name="relayId"/>; <paramref name="meter"/>, if given, is charged its frames.</summary>
+    public RelayStream OpenRelay(long relayId, Daiko.Tls.TlsCounters? meter = null)
     {
+        if (meter is not null) _relayMeters[relayId] = meter;
         var relay = new RelayStream(this, relayId);
         lock (_early)
         {
@@ -298,7 +342,11 @@ public sealed class ControlConnection : IAsyncDisposable
         }
     }
 
-    internal void ForgetRelay(long relayId) => _relays.TryRemove(relayId, out _);
+    internal void ForgetRelay(long relayId)
+    {
+        _relays.TryRemove(relayId, out _);
+        _relayMeters.TryRemove(relayId, out _);
+    }
 
     /// <summary>Closes the connection (e.g. the device was revoked).</summary>
     public void Close(string reason)

@@ -23,7 +23,7 @@ internal static class TerminalCommands
 
     public static Option<string> ModeOption() => new Option<string>("--mode")
     {
-        Description = "auto (resume with a ticket when the market issues them, else handoff), resume (ticket), handoff (live secrets), relay (home server relays), assist (home card signs)",
+        Description = "auto (the home server answers in the mode that will work, from what it learned of the market: resume with a ticket when the market issues them, a ticket from the agent's local stock first; handoff when it issues none or is not known yet; relay for a TLS 1.2 market; never a failed attempt first), resume (ticket), handoff (live secrets), relay (home server relays), assist (home card signs)",
         HelpName = "MODE",
         DefaultValueFactory = _ => "auto",
     }.AcceptOnlyFromAmong("auto", "resume", "handoff", "relay", "assist");
@@ -271,8 +271,13 @@ internal static class TerminalCommands
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT data when the ticket allows it (resume mode)" };
         var stats = new Option<bool>("--stats") { Description = "print one JSON line of the terminal's own costs to stderr" };
         var timeout = new Option<int>("--timeout") { Description = "seconds the session's handshake, and then each read or write, may wait on the market", DefaultValueFactory = _ => 30 };
+        var connectTo = new Option<string>("--connect-to")
+        {
+            Description = "open the terminal's own connection to the market at HOST:PORT instead of the URL's (as curl's --connect-to; the home server still uses the URL's, and the name checked is the URL's)",
+            HelpName = "HOST:PORT",
+        }.HostPort();
         command.Arguments.Add(url);
-        foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats, timeout }) command.Options.Add(o);
+        foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats, timeout, connectTo }) command.Options.Add(o);
         command.Validators.Add(r =>
         {
             if (r.GetResult(kex) is { Implicit: false } && r.GetValue(mode) is not ("resume" or "auto")) r.AddError($"--kex applies to resume mode only, not to --mode {r.GetValue(mode)}");
@@ -289,7 +294,14 @@ internal static class TerminalCommands
             {
                 using var waiting = CliConsole.ProgressAfter(TimeSpan.FromSeconds(2), $"{target.Authority} has not answered within 2 s; still waiting (Ctrl-C to give up)");
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
-                var session = await new DelegatedConnector(control) { Timeout = seconds }.ConnectAsync(target.Host, target.Port, sessionMode,
+                var route = parse.GetValue(connectTo) is { } via ? via : null;
+                var routeColon = route?.LastIndexOf(':') ?? -1;
+                var session = await new DelegatedConnector(control)
+                {
+                    Timeout = seconds,
+                    TerminalRoute = route is null ? null
+                        : (_, _) => (route[..routeColon].Trim('[', ']'), int.Parse(route[(routeColon + 1)..], System.Globalization.CultureInfo.InvariantCulture)),
+                }.ConnectAsync(target.Host, target.Port, sessionMode,
                     parse.GetValue(kex) == "psk_ke" ? PskKeyExchangeMode.PskKe : PskKeyExchangeMode.PskDheKe,
                     parse.GetValue(earlyData) ? request : default, cancellationToken: ct);
                 await using var stream = session.Stream;
@@ -297,20 +309,7 @@ internal static class TerminalCommands
                 var response = await HttpResponseReader.ReadBodyAsync(stream, ct);
                 waiting.Dispose();
                 await using (var stdout = Console.OpenStandardOutput()) await stdout.WriteAsync(response.Body, ct);
-                if (parse.GetValue(stats))
-                {
-                    var extra = new Dictionary<string, object?> { ["mode"] = session.Mode.ToString().ToLowerInvariant(), ["control_bytes"] = control.BytesSent + control.BytesReceived };
-                    Console.Error.WriteLine(session.Tls is { } tls
-                        ? TlsCommands.StatsLine(tls, session.Counters, clock.Elapsed, extra)
-                        : System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
-                        {
-                            ["resumed"] = false, ["kex"] = "none", ["suite"] = "none", ["group"] = "none",
-                            ["bytes_sent"] = session.Counters.BytesSent, ["bytes_received"] = session.Counters.BytesReceived,
-                            ["round_trips"] = session.Counters.RoundTrips, ["public_key_ops"] = session.Counters.PublicKeyOperations,
-                            ["early_data_accepted"] = false, ["elapsed_ms"] = Math.Round(clock.Elapsed.TotalMilliseconds, 1),
-                            ["mode"] = "relay", ["control_bytes"] = control.BytesSent + control.BytesReceived,
-                        }));
-                }
+                if (parse.GetValue(stats)) Console.Error.WriteLine(await TerminalStats.LineAsync(control, session, clock.Elapsed, ct));
                 return response.StatusCode is >= 200 and < 400 ? 0 : CliConsole.Fail($"the market answered HTTP {response.StatusCode}");
             }
             catch (ControlErrorException e)
@@ -331,11 +330,11 @@ internal static class TerminalCommands
 
     private static Command Prefetch()
     {
-        var command = new Command("prefetch", "Have the home server fetch session tickets for a market ahead of need, so that later 'get --mode resume' starts at once.")
+        var command = new Command("prefetch", "Fill the terminal agent's local stock of session tickets for a market (kept in the agent's memory only, until lock), so that later 'get --mode resume' or auto sends nothing to the home server before it connects to the market.")
             .WithExamples("daiko terminal prefetch https://market.example/ --terminal ~/.daiko --count 2");
         var terminal = TerminalOption();
         var url = new Argument<string>("URL") { Description = "an https URL of the market" }.HttpsUrl();
-        var count = new Option<int>("--count") { Description = "how many tickets to have ready, 0 to 8 (0 only reports)", DefaultValueFactory = _ => 1, HelpName = "N" };
+        var count = new Option<int>("--count") { Description = "how many tickets to have in the local stock, 0 to 8 (at most 4 are kept per market; 0 only reports)", DefaultValueFactory = _ => 1, HelpName = "N" };
         count.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or > 8) r.AddError("--count must be 0 to 8"); });
         var json = CliOutput.JsonOption();
         command.Arguments.Add(url);
@@ -349,7 +348,7 @@ internal static class TerminalCommands
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
                 var (ready, handshakes) = await new DelegatedConnector(control).PrefetchAsync(target.Host, target.Port, parse.GetValue(count), cancellationToken: ct);
                 CliOutput.Print(parse.GetValue(json), new { market = target.Authority, ready, handshakes },
-                    $"{ready} session ticket(s) ready for {target.Authority} ({handshakes} handshake(s) by the home server now)");
+                    $"{ready} session ticket(s) ready for {target.Authority} ({handshakes} handshake(s) by the home server now), in the terminal agent's memory");
                 return 0;
             }
             catch (ControlErrorException e)

@@ -27,9 +27,17 @@ public sealed record HomeHandlers(
 /// </summary>
 public sealed class RequestDispatcher(HomeHandlers handlers)
 {
+    /// <summary>The open channels: told to drop their terminals' ticket stock when the home card is locked.</summary>
+    public ConnectionRegistry? Connections { get; init; }
+
     public async Task DispatchAsync(ControlRequest request, ControlConnection connection, string? deviceId)
     {
         var result = await AnswerAsync(request.Message, connection, deviceId);
+        if (result.Reply is LockedReply && Connections is { } open)
+        {
+            // Stocked tickets were handed out under the unlocked card: every agent drops them now, before the lock is answered.
+            await open.NotifyAllAsync(new DropTicketsNotice("the home card was locked"));
+        }
         await connection.ReplyAsync(request, result.Reply);
         result.AfterReply?.Invoke();
     }
@@ -57,6 +65,7 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
         {
             case DelegateRequest delegate_: return await handlers.Delegation.DelegateAsync(delegate_, context);
             case PrefetchRequest prefetch: return await handlers.Delegation.PrefetchAsync(prefetch, context);
+            case StockRequest stock: return await handlers.Delegation.StockAsync(stock, context);
             case SignRequest sign: return await handlers.Assist.SignAsync(sign, context);
             case VerifyChainRequest verify: return await handlers.Assist.VerifyChainAsync(verify, context);
             case WalletBalanceRequest or WalletHistoryRequest or WalletPayRequest or WalletRefillRequest
