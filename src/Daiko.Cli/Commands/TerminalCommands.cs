@@ -271,11 +271,8 @@ internal static class TerminalCommands
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT data when the ticket allows it (resume mode)" };
         var stats = new Option<bool>("--stats") { Description = "print one JSON line of the terminal's own costs to stderr" };
         var timeout = new Option<int>("--timeout") { Description = "seconds the session's handshake, and then each read or write, may wait on the market", DefaultValueFactory = _ => 30 };
-        var connectTo = new Option<string>("--connect-to")
-        {
-            Description = "open the terminal's own connection to the market at HOST:PORT instead of the URL's (as curl's --connect-to; the home server still uses the URL's, and the name checked is the URL's)",
-            HelpName = "HOST:PORT",
-        }.HostPort();
+        var connectTo = new Option<string>("--connect-to") { HelpName = "HOST:PORT",
+            Description = "open the terminal's own connection to the market at HOST:PORT instead of the URL's (as curl's --connect-to; the home server still uses the URL's, and the name checked is the URL's)" }.HostPort();
         command.Arguments.Add(url);
         foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats, timeout, connectTo }) command.Options.Add(o);
         command.Validators.Add(r =>
