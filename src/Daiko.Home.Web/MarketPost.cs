@@ -18,7 +18,12 @@ internal static class MarketPost
             UseProxy = false,
             AllowAutoRedirect = false,
             ConnectCallback = async (context, token) =>
-                await delegation.ConnectAsUserAsync(new MarketRequest(context.DnsEndPoint.Host, context.DnsEndPoint.Port, null, "http/1.1"), null, token),
+                await delegation.ConnectAsUserAsync(new MarketRequest(context.DnsEndPoint.Host, context.DnsEndPoint.Port, null, "http/1.1")
+                {
+                    // The owner cancels a payment the purse recorded with this market: that market is allowed
+                    // by name, as a device policy listing it would (a device reached it to be paid).
+                    Reach = new Daiko.Home.Policy.MarketReach(Daiko.Home.Policy.DevicePolicy.ParseMarkets($"{context.DnsEndPoint.Host}:{context.DnsEndPoint.Port}")),
+                }, null, token),
         };
         using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(20) };
         using var request = new HttpRequestMessage(HttpMethod.Post, new UriBuilder(target) { Scheme = Uri.UriSchemeHttp, Port = target.Port }.Uri)

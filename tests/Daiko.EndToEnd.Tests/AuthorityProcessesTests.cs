@@ -60,7 +60,7 @@ public sealed class AuthorityProcessesTests : IAsyncLifetime
     public async Task ADeviceThatDidNotGiveItsOwnPins_CanNeitherDelegateNorRead_WhileAnotherDid()
     {
         var tablet = Path.Combine(_system.Dir.Path, "tablet");
-        var code = (await HomeAndTerminal.Ok(["home", "device", "add", "--home", _system.Home, "--name", "tablet"])).StandardOutput.Trim();
+        var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(_system.Home, "tablet"))).StandardOutput.Trim();
         await HomeAndTerminal.Ok(["terminal", "enroll", "--terminal", tablet, "--home", $"127.0.0.1:{_system.Port}", "--code", code], HomeAndTerminal.AccessPin + "\n");
         await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", tablet], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
         try
@@ -139,7 +139,7 @@ public sealed class LiveCertificateImportTests : IAsyncLifetime
         var port = Loopback.FreePort();
         _server = DaikoCli.Start(["home", "serve", "--home", Home, "--listen", $"127.0.0.1:{port}"]);
         await _server.WaitForOutputAsync("home server listening", TimeSpan.FromSeconds(30));
-        var code = (await HomeAndTerminal.Ok(["home", "device", "add", "--home", Home, "--name", "phone"])).StandardOutput.Trim();
+        var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(Home, "phone"))).StandardOutput.Trim();
         await HomeAndTerminal.Ok(["terminal", "enroll", "--terminal", Terminal, "--home", $"127.0.0.1:{port}", "--code", code], HomeAndTerminal.AccessPin + "\n");
         await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
         string[] get = ["terminal", "get", $"https://localhost:{_market.Port}/whoami", "--terminal", Terminal, "--mode", "relay"];

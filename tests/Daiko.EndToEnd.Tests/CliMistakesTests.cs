@@ -59,7 +59,7 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
             // failures: exit 1
             new(["home", "trust", "add", "--home", h, "--ca", leaf], 1, "is not a CA certificate"),
             new(["home", "trust", "remove", "--home", h, "--thumbprint", "deadbeef00"], 1, "no single added root"),
-            new(["home", "serve", "--home", h, "--listen", $"127.0.0.1:{system.Port}"], 1, "already in use"),
+            new(["home", "serve", "--home", h, "--listen", $"127.0.0.1:{system.Port}"], 1, "another home server is already serving"),
             new(["terminal", "forward", "--terminal", t, "--listen", $"127.0.0.1:{system.Port}", "--target", "market.example:443"], 1, "already in use"),
             new(["home", "init", "--home", Path.Combine(system.Dir.Path, "h-short")], 1, "PIN1 must be", Stdin: "12\n2222\nadmin-code-123\n", MustNotExist: Path.Combine(system.Dir.Path, "h-short", "card", "card.json")),
             new(["home", "init", "--home", h], 1, "already exists", Stdin: "1111\n2222\nadmin-code-123\n"),

@@ -19,7 +19,7 @@ public sealed class LinkedTerminal : IAsyncLifetime
     {
         await System.InitializeAsync();
         HomeLink = SlowLink.Start(System.Port, TimeSpan.Zero, 1e12);
-        var code = (await HomeAndTerminal.Ok(["home", "device", "add", "--home", System.Home, "--name", "laptop"])).StandardOutput.Trim();
+        var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(System.Home, "laptop"))).StandardOutput.Trim();
         await HomeAndTerminal.Ok(["terminal", "enroll", "--terminal", Terminal, "--home", $"127.0.0.1:{HomeLink.Port}", "--code", code], HomeAndTerminal.AccessPin + "\n");
         await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
     }

@@ -196,7 +196,14 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             }
             case DelegationMode.Assist:
                 // The terminal dials the market itself, but acts there as the owner: the same markets rule.
-                await market.Reach.ResolveAsync(market.Host, market.Port, context.Closed);
+                try
+                {
+                    await market.Reach.ResolveAsync(market.Host, market.Port, context.Closed);
+                }
+                catch (System.Net.Sockets.SocketException e)
+                {
+                    throw new DelegationException(DelegationFailure.MarketUnreachable, $"{where} cannot be resolved from the home server: {e.SocketErrorCode}");
+                }
                 // One signature for this market, once its chain is verified here, within 30 s.
                 grants.Approve(context.DeviceId, where, market.Host);
                 await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "assist ready");

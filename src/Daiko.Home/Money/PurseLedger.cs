@@ -321,6 +321,10 @@ public sealed class PurseLedger
         {
             using var c = Open();
             using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
+            // Take the seal's row first: a payment racing on another node then waits, and on PostgreSQL
+            // gives way with a serialization failure (retried by the caller) instead of reading a seal
+            // older than the card's counter, which would look like a rolled-back database.
+            Execute(c, tx, "UPDATE purse_seal SET counter = counter WHERE id = 1");
             if (PurseRequests.Find(c, tx, requestId) is { } previous) return previous;
             RequireReady();
             var counter = CheckSeal(c, tx) + 1;

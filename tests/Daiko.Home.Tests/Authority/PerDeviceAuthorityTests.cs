@@ -192,8 +192,8 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         // An approved assist for one market, whose chain was never verified.
         await a.RequestAsync<AssistReply>(new DelegateRequest(new MarketAddress("localhost", _market.Port, null, null), DelegationMode.Assist), cts.Token);
         Assert.Equal(ErrorCode.Refused, await RefusedAsync(() => a.RequestAsync(sign, cts.Token)));
-        // An assist for market-a.test, with a trusted chain verified for another market (localhost).
-        await a.RequestAsync<AssistReply>(new DelegateRequest(new MarketAddress("market-a.test", 443, null, null), DelegationMode.Assist), cts.Token);
+        // An assist for 127.0.0.1 (another market by name), with a trusted chain verified for localhost.
+        await a.RequestAsync<AssistReply>(new DelegateRequest(new MarketAddress("127.0.0.1", _market.Port, null, null), DelegationMode.Assist), cts.Token);
         Assert.True((await a.RequestAsync<VerdictReply>(new VerifyChainRequest("localhost", marketChain), cts.Token)).Trusted);
         Assert.Equal(ErrorCode.Refused, await RefusedAsync(() => a.RequestAsync(sign, cts.Token)));
 
