@@ -85,10 +85,14 @@ internal static class TerminalCommands
     private static Command Enroll()
     {
         var command = new Command("enroll", $"Enroll this terminal with a home server using the code from 'daiko home device add'; reads the new access-card PIN. {CliHelp.AccessPinRules}")
-            .WithExamples("echo 4321 | daiko terminal enroll --terminal ~/.daiko --home home.example:7443 --code XXXX-XXXX-XXXX-XXXX-XXXX-XXXX");
+            .WithExamples("printf '%s\\n' \"$code\" 432100 | daiko terminal enroll --terminal ~/.daiko --home home.example:7443");
         var terminal = TerminalOption(mustExist: false);
         var home = new Option<string>("--home") { Description = "where the home server listens (its --listen)", Required = true }.HostPort();
-        var code = new Option<string>("--code") { Description = "the one-time enrollment code", Required = true, HelpName = "CODE" };
+        var code = new Option<string?>("--code")
+        {
+            Description = "the one-time enrollment code; '-' or left out: read first from standard input (a code on the command line is visible to other users)",
+            HelpName = "CODE",
+        };
         var module = new Option<string?>("--pkcs11-module")
         {
             Description = "keep the device key on a PKCS#11 token (a smart card) instead of an encrypted file; the token must exist, its user PIN being the access-card PIN",
@@ -102,13 +106,18 @@ internal static class TerminalCommands
         });
         command.SetAction(async (parse, ct) =>
         {
+            var enrollmentCode = parse.GetValue(code) is { } given and not "-" ? given : CliConsole.ReadSecret("enrollment code");
+            if (parse.GetValue(code) is not (null or "-"))
+            {
+                Console.Error.WriteLine("daiko: warning: --code on the command line is visible to other users of this machine (ps, /proc); leave it out, or give '--code -', to read it from standard input");
+            }
             var pin = parse.GetValue(module) is null ? CliConsole.ReadNewSecret("new access-card PIN") : CliConsole.ReadSecret("access-card PIN (the token's user PIN)");
             var token = parse.GetValue(module) is { } so ? new AccessCardToken(so, parse.GetValue(label)!) : null;
             var dir = parse.GetValue(terminal)!;
             var created = !Directory.Exists(dir);
             try
             {
-                var profile = await TerminalClient.EnrollAsync(parse.GetValue(terminal)!, parse.GetValue(home)!, parse.GetValue(code)!, pin, cancellationToken: ct, token: token);
+                var profile = await TerminalClient.EnrollAsync(parse.GetValue(terminal)!, parse.GetValue(home)!, enrollmentCode, pin, cancellationToken: ct, token: token);
                 CliOutput.Print(parse.GetValue(json), new { name = profile.Name, device_id = profile.DeviceId, home = profile.Home, key_on_token = token?.TokenLabel },
                     $"enrolled as '{profile.Name}' ({profile.DeviceId}) with the home server at {profile.Home}" +
                     (token is null ? "" : $"; the device key was generated on the token '{token.TokenLabel}' and cannot leave it"));

@@ -22,22 +22,23 @@ public sealed record HomeHandlers(
 /// </summary>
 public sealed class RequestDispatcher(HomeHandlers handlers)
 {
-    public async Task DispatchAsync(ControlRequest request, ControlConnection connection, string? deviceId)
+    public async Task DispatchAsync(ControlRequest request, ControlConnection connection, string? deviceId, System.Net.IPAddress? peer = null)
     {
-        var result = await AnswerAsync(request.Message, connection, deviceId);
+        var result = await AnswerAsync(request.Message, connection, deviceId, peer);
         await connection.ReplyAsync(request, result.Reply);
         result.AfterReply?.Invoke();
     }
 
-    private async Task<HandlerResult> AnswerAsync(ControlMessage message, ControlConnection connection, string? deviceId)
+    private async Task<HandlerResult> AnswerAsync(ControlMessage message, ControlConnection connection, string? deviceId, System.Net.IPAddress? peer)
     {
         if (message is EnrollRequest enroll)
         {
             return deviceId is not null
                 ? HandlerResult.Error(ErrorCode.AlreadyEnrolled, "this device is already enrolled")
-                : handlers.Enrollment.Enroll(enroll);
+                : handlers.Enrollment.Enroll(enroll, peer ?? System.Net.IPAddress.None);
         }
-        if (deviceId is null) return HandlerResult.Error(ErrorCode.UnknownDevice, "present a device certificate: enroll this terminal first");
+        // The listener's gate already closed such a connection; this stays as the second line.
+        if (deviceId is null) return HandlerResult.Error(ErrorCode.Unauthenticated, "present a device certificate: enroll this terminal first");
         var context = new RequestContext(connection, deviceId);
         switch (message)
         {

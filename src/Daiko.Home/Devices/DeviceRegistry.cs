@@ -17,17 +17,19 @@ public enum EnrollmentOutcome
     UsedCode,
     TooManyAttempts,
     BadProof,
+    /// <summary>A code with this public id exists, but the secret is wrong (counts against the code).</summary>
+    WrongSecret,
 }
 
 /// <summary>
 /// The device registry of F2 (claims 8-9): device id → public key, enrollment by one-time code,
-/// revocation. Codes are stored only as salted hashes, expire, are single use, and every failed
-/// attempt counts against a global limit per minute. Kept in the home store (SQLite).
+/// revocation. Codes are stored only as salted hashes under a public id, expire and are single use; a
+/// code is found by its public id (one hash per attempt). Failed attempts are limited per source
+/// address and per code by <see cref="EnrollmentLimiter"/>. Kept in the home store (SQLite).
 /// </summary>
 public sealed class DeviceRegistry
 {
     public static readonly TimeSpan CodeLifetime = TimeSpan.FromMinutes(10);
-    public const int MaxFailedAttemptsPerMinute = 10;
 
     private readonly string _connectionString;
     private readonly TimeProvider _time;
@@ -46,6 +48,24 @@ public sealed class DeviceRegistry
             CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, device TEXT,
                 action TEXT NOT NULL, market TEXT, mode TEXT, outcome TEXT NOT NULL);
             """);
+        AddPublicIdColumn();
+    }
+
+    /// <summary>Stores from before the public id get the column; their codes (no id) stay redeemable.</summary>
+    private void AddPublicIdColumn()
+    {
+        using var c = Open();
+        using var check = c.CreateCommand();
+        check.CommandText = "SELECT COUNT(*) FROM pragma_table_info('enrollment_codes') WHERE name = 'public_id'";
+        if ((long)check.ExecuteScalar()! == 0)
+        {
+            using var alter = c.CreateCommand();
+            alter.CommandText = "ALTER TABLE enrollment_codes ADD COLUMN public_id TEXT";
+            alter.ExecuteNonQuery();
+        }
+        using var index = c.CreateCommand();
+        index.CommandText = "CREATE INDEX IF NOT EXISTS enrollment_codes_public_id ON enrollment_codes(public_id)";
+        index.ExecuteNonQuery();
     }
 
     private SqliteConnection Open() => Storage.HomeDatabase.Open(_connectionString);
@@ -59,47 +79,54 @@ public sealed class DeviceRegistry
         cmd.ExecuteNonQuery();
     }
 
-    /// <summary>Creates a one-time enrollment code for a new device named <paramref name="name"/>.</summary>
+    /// <summary>
+    /// Creates a one-time enrollment code for a new device named <paramref name="name"/>: returns the
+    /// public id and secret (what the terminal sends; <see cref="Daiko.Protocol.EnrollmentCode.Compose"/> adds the pin part).
+    /// </summary>
     public (string Code, DateTimeOffset ExpiresAt) AddEnrollmentCode(string name)
     {
         if (string.IsNullOrWhiteSpace(name) || name.Length > 64) throw new ArgumentException("a device name must be 1 to 64 characters", nameof(name));
         if (Find(name) is { Revoked: false }) throw new InvalidOperationException($"a device named '{name}' is already enrolled");
-        // 12 characters of Crockford base32: 60 bits of secret.
-        const string alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-        var chars = new char[12];
-        for (var i = 0; i < chars.Length; i++) chars[i] = alphabet[RandomNumberGenerator.GetInt32(alphabet.Length)];
-        var code = new string(chars);
+        var (publicId, secret) = Daiko.Protocol.EnrollmentCode.NewIdAndSecret();
+        while (PendingCodeUses(publicId)) (publicId, secret) = Daiko.Protocol.EnrollmentCode.NewIdAndSecret();
         var salt = RandomNumberGenerator.GetBytes(16);
         var expires = _time.GetUtcNow() + CodeLifetime;
-        Execute("INSERT INTO enrollment_codes(name, code_hash, salt, expires_at, used) VALUES($n, $h, $s, $e, 0) ON CONFLICT(name) DO UPDATE SET code_hash = $h, salt = $s, expires_at = $e, used = 0",
-            ("$n", name), ("$h", HashCode(code, salt)), ("$s", salt), ("$e", expires.ToString("O")));
-        return (code, expires);
+        Execute("INSERT INTO enrollment_codes(name, code_hash, salt, expires_at, used, public_id) VALUES($n, $h, $s, $e, 0, $i) ON CONFLICT(name) DO UPDATE SET code_hash = $h, salt = $s, expires_at = $e, used = 0, public_id = $i",
+            ("$n", name), ("$h", HashCode(secret, salt)), ("$s", salt), ("$e", expires.ToString("O")), ("$i", publicId));
+        return (publicId + secret, expires);
+    }
+
+    private bool PendingCodeUses(string publicId)
+    {
+        using var c = Open();
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT COUNT(*) FROM enrollment_codes WHERE public_id = $i";
+        cmd.Parameters.AddWithValue("$i", publicId);
+        return (long)cmd.ExecuteScalar()! > 0;
     }
 
     private static byte[] HashCode(string code, byte[] salt) =>
         Rfc2898DeriveBytes.Pbkdf2(Encoding.ASCII.GetBytes(Daiko.Protocol.EnrollmentCode.Normalize(code)), salt, 100_000, HashAlgorithmName.SHA256, 32);
 
     /// <summary>
-    /// Redeems a code: returns the device name it was issued for, or why not. A successful
-    /// redemption consumes the code; failures are rate-limited.
+    /// Redeems a code (public id and secret, or an old code's secret alone): returns the device name it
+    /// was issued for, or why not. A successful redemption consumes the code. The code is found by its
+    /// public id, so one attempt costs one hash; codes from before the public id are compared one by one.
     /// </summary>
     public (EnrollmentOutcome Outcome, string? Name) RedeemCode(string code)
     {
+        if (Daiko.Protocol.EnrollmentCode.Parse(code) is not { } parsed) return (EnrollmentOutcome.UnknownCode, null);
         var now = _time.GetUtcNow();
         using var c = Open();
         using var tx = c.BeginTransaction();
-        using (var count = c.CreateCommand())
-        {
-            count.Transaction = tx;
-            count.CommandText = "SELECT COUNT(*) FROM enrollment_failures WHERE at > $since";
-            count.Parameters.AddWithValue("$since", now.AddMinutes(-1).ToString("O"));
-            if ((long)count.ExecuteScalar()! >= MaxFailedAttemptsPerMinute) return (EnrollmentOutcome.TooManyAttempts, null);
-        }
         var rows = new List<(string Name, byte[] Hash, byte[] Salt, DateTimeOffset Expires, bool Used)>();
         using (var select = c.CreateCommand())
         {
             select.Transaction = tx;
-            select.CommandText = "SELECT name, code_hash, salt, expires_at, used FROM enrollment_codes";
+            select.CommandText = parsed.PublicId is null
+                ? "SELECT name, code_hash, salt, expires_at, used FROM enrollment_codes WHERE public_id IS NULL"
+                : "SELECT name, code_hash, salt, expires_at, used FROM enrollment_codes WHERE public_id = $i";
+            select.Parameters.AddWithValue("$i", (object?)parsed.PublicId ?? DBNull.Value);
             using var reader = select.ExecuteReader();
             while (reader.Read())
             {
@@ -108,9 +135,9 @@ public sealed class DeviceRegistry
         }
         foreach (var row in rows)
         {
-            if (!CryptographicOperations.FixedTimeEquals(HashCode(code, row.Salt), row.Hash)) continue;
-            if (row.Used) return Fail(EnrollmentOutcome.UsedCode);
-            if (row.Expires <= now) return Fail(EnrollmentOutcome.ExpiredCode);
+            if (!CryptographicOperations.FixedTimeEquals(HashCode(parsed.Secret, row.Salt), row.Hash)) continue;
+            if (row.Used) return (EnrollmentOutcome.UsedCode, null);
+            if (row.Expires <= now) return (EnrollmentOutcome.ExpiredCode, null);
             using var consume = c.CreateCommand();
             consume.Transaction = tx;
             consume.CommandText = "UPDATE enrollment_codes SET used = 1 WHERE name = $n";
@@ -119,18 +146,7 @@ public sealed class DeviceRegistry
             tx.Commit();
             return (EnrollmentOutcome.Enrolled, row.Name);
         }
-        return Fail(EnrollmentOutcome.UnknownCode);
-
-        (EnrollmentOutcome, string?) Fail(EnrollmentOutcome outcome)
-        {
-            using var insert = c.CreateCommand();
-            insert.Transaction = tx;
-            insert.CommandText = "INSERT INTO enrollment_failures(at) VALUES($a)";
-            insert.Parameters.AddWithValue("$a", now.ToString("O"));
-            insert.ExecuteNonQuery();
-            tx.Commit();
-            return (outcome, null);
-        }
+        return (parsed.PublicId is not null && rows.Count > 0 ? EnrollmentOutcome.WrongSecret : EnrollmentOutcome.UnknownCode, null);
     }
 
     public Device Register(string name, byte[] publicKeyInfo)
