@@ -13,6 +13,9 @@ public static class ControlProtocol
     /// <summary>The largest frame body (the CBOR map), in bytes.</summary>
     public const int MaxFrameBytes = 1 << 20;
 
+    /// <summary>What a paged reply (PIM sync, wallet history) carries at most before it says "more".</summary>
+    public const int PageBytes = 256 * 1024;
+
     /// <summary>The largest relay-data chunk, in bytes.</summary>
     public const int MaxRelayChunk = 64 * 1024;
 

@@ -40,8 +40,12 @@ public sealed class PimStore
 
     private SqliteConnection Open() => Storage.HomeDatabase.Open(_connectionString);
 
-    /// <summary>Applies the terminal's changes atomically and returns what it has not seen yet.</summary>
-    public PimSyncResult Sync(long sinceRevision, IReadOnlyList<PimChange> changes)
+    /// <summary>
+    /// Applies the terminal's changes atomically and returns what it has not seen yet, one page at a
+    /// time: when the newer items exceed <paramref name="pageBytes"/> the result holds the first of them
+    /// (at least one), its revision is the last one returned and <see cref="PimSyncResult.More"/> is set.
+    /// </summary>
+    public PimSyncResult Sync(long sinceRevision, IReadOnlyList<PimChange> changes, int pageBytes = int.MaxValue)
     {
         using var connection = Open();
         using var transaction = connection.BeginTransaction(System.Data.IsolationLevel.Serializable);
@@ -70,9 +74,22 @@ public sealed class PimStore
             appliedIds.Add(item.Id);
             results.Add(new PimChangeResult(change.Id, PimChangeOutcome.Applied, item, null));
         }
-        var newer = ChangesSince(connection, transaction, sinceRevision).Where(i => !appliedIds.Contains(i.Id)).ToList();
+        var newer = new List<PimItem>();
+        var bytes = 0L;
+        var more = false;
+        foreach (var item in ChangesSince(connection, transaction, sinceRevision).Where(i => !appliedIds.Contains(i.Id)))
+        {
+            var size = System.Text.Encoding.UTF8.GetByteCount(item.Body) + item.Id.Length + 32;
+            if (newer.Count > 0 && bytes + size > pageBytes)
+            {
+                more = true;
+                break;
+            }
+            newer.Add(item);
+            bytes += size;
+        }
         transaction.Commit();
-        return new PimSyncResult(results, newer, revision);
+        return new PimSyncResult(results, newer, more ? newer[^1].Revision : revision, more);
     }
 
     /// <summary>Every live (not deleted) item of one kind.</summary>
