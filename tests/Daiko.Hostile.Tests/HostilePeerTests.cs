@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Daiko.Hostile.Tests.Peers;
+using Daiko.TestSupport.Hostile;
 using Daiko.Protocol;
 using Daiko.Protocol.Messages;
 

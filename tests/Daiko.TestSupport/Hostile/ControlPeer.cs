@@ -8,7 +8,7 @@ using Daiko.Protocol;
 using Daiko.Protocol.Messages;
 using Daiko.Protocol.Wire;
 
-namespace Daiko.Hostile.Tests.Peers;
+namespace Daiko.TestSupport.Hostile;
 
 /// <summary>
 /// A hand-driven peer of a real <c>daiko home serve</c>: TLS 1.3 from a chosen loopback address, with or
