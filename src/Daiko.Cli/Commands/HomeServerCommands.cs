@@ -73,9 +73,10 @@ internal static class HomeServerCommands
             .WithExamples("daiko home serve --home ~/daiko-home --listen 0.0.0.0:7443 --web 127.0.0.1:8080");
         var home = HomeCardCommands.HomeOption();
         var listen = new Option<string>("--listen") { Description = "where terminals connect", DefaultValueFactory = _ => "127.0.0.1:7443" }.HostPort();
-        var postgres = new Option<string?>("--purse-postgres") { Description = "keep the purse in PostgreSQL (Npgsql connection string) instead of the SQLite home store", HelpName = "CONNECTION" };
+        var postgres = new Option<string?>("--purse-postgres") { Description = "keep the purse in PostgreSQL (Npgsql connection string; visible to other users on the command line: prefer --purse-postgres-file or DAIKO_PURSE_POSTGRES)", HelpName = "CONNECTION" };
+        var postgresFile = new Option<FileInfo?>("--purse-postgres-file") { Description = "keep the purse in PostgreSQL: the file holds the Npgsql connection string", HelpName = "FILE" };
         var web = new Option<string>("--web") { Description = "where the owner's status page listens (responsive HTML, read-only)" }.HostPort();
-        foreach (var o in new Option[] { home, listen, web, postgres }) command.Options.Add(o);
+        foreach (var o in new Option[] { home, listen, web, postgres, postgresFile }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             HomeCard card;
@@ -95,7 +96,7 @@ internal static class HomeServerCommands
                     server = HomeServer.Start(new HomeServerOptions(parse.GetValue(home)!, ParseEndpoint(parse.GetValue(listen)!))
                     {
                         LoggerFactory = new StderrLog(),
-                        PurseStore = parse.GetValue(postgres) is { } cs ? Daiko.Home.Storage.PurseStore.Postgres(cs) : null,
+                        PurseStore = PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)) is { } cs ? Daiko.Home.Storage.PurseStore.Postgres(cs) : null,
                     }, card);
                 }
                 catch (System.Net.Sockets.SocketException e)
@@ -120,6 +121,18 @@ internal static class HomeServerCommands
             return 0;
         });
         return command;
+    }
+
+    /// <summary>The purse's PostgreSQL connection string: from a file, the environment, or (with a warning) the command line.</summary>
+    private static string? PurseConnectionString(string? onCommandLine, FileInfo? file)
+    {
+        if (file is not null) return File.ReadAllText(file.FullName).Trim();
+        if (onCommandLine is not null)
+        {
+            Console.Error.WriteLine("daiko: warning: --purse-postgres on the command line is visible to other users of this machine (ps, /proc); use --purse-postgres-file FILE or DAIKO_PURSE_POSTGRES");
+            return onCommandLine;
+        }
+        return Environment.GetEnvironmentVariable("DAIKO_PURSE_POSTGRES") is { Length: > 0 } fromEnvironment ? fromEnvironment : null;
     }
 
     private static Command Add()
