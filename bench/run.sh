@@ -4,7 +4,8 @@
 #   bench/run.sh --quick    a short run (what the test suite runs so the benchmark cannot rot)
 #   bench/run.sh micro      BenchmarkDotNet micro-benchmarks (record layer, key schedule)
 #   bench/run.sh flood      1,000 hostile connections against a real home server (flood.md)
-#   (a full run also measures offline PIN guessing against an access-card key file: access-card-kdf.md)
+#   (a full run also measures offline PIN guessing against an access-card key file: access-card-kdf.md,
+#    and one payment's cost as the purse's log grows: purse-ops.md)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/install-deps.sh"
@@ -23,4 +24,5 @@ $bench terminal-cost "$@"
 $bench home-throughput "$@"
 if [ "${1:-}" != "--quick" ]; then
   $bench access-card-kdf > "$root/bench/results/access-card-kdf.md"
+  $bench purse-ops > "$root/bench/results/purse-ops.md"
 fi

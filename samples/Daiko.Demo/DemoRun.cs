@@ -56,8 +56,9 @@ public static class DemoRun
             await using var market = await SampleMarket.StartAsync(marketCertificate, pki.Root, IPAddress.Loopback, routes: shop.Map);
             shop.PublicUrl = market.Url;
             await using var bank = await SampleMarket.StartAsync(marketCertificate, pki.Root, IPAddress.Loopback, routes: bankService.Map);
-            HomeServer.AddPayee(home, shop.Id, shop.Key);
-            HomeServer.AddPayee(home, bankService.Id, bankService.Key);
+            // The owner declares each payee with its role: only the bank's refills are credited, only the market's requests paid.
+            await HomeServer.AddPayeeAsync(home, shop.Id, Daiko.Home.Storage.PayeeRole.Market, shop.Key);
+            await HomeServer.AddPayeeAsync(home, bankService.Id, Daiko.Home.Storage.PayeeRole.Bank, bankService.Key);
 
             Say("starting a local SMTP sink (aiosmtpd) for the payment-log mail");
             using var smtp = SmtpSinkProcess.Start(root);
@@ -67,7 +68,12 @@ public static class DemoRun
             await using var server = HomeServer.Start(new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0)), card);
 
             Say("enrolling a terminal with a one-time code");
-            var (secret, _) = server.Devices.AddEnrollmentCode("demo-phone");
+            var (secret, _) = await server.Devices.AddEnrollmentCodeAsync("demo-phone", ct);
+            // The demo's market and bank listen on loopback: the owner allows them for this device, as
+            // 'daiko home device add --markets 127.0.0.1 --max-tickets N' would (every fetch in resume mode takes a ticket).
+            Say("allowing the loopback market and bank for demo-phone (device policy --markets 127.0.0.1)");
+            await new Daiko.Home.Storage.SqlDevicePolicyStore(Daiko.Home.Storage.PurseStore.Sqlite(HomeServer.DatabasePath(home))).SaveAsync("demo-phone",
+                Daiko.Home.Policy.DevicePolicy.Default with { Markets = Daiko.Home.Policy.DevicePolicy.ParseMarkets("127.0.0.1"), MaxTickets = Math.Min(1000, 16 + 4 * rounds) }, ct);
             var code = EnrollmentCode.Compose(secret, server.Identity.SpkiHash);
             await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{server.LocalEndPoint.Port}", code, accessPin, ct);
             using var access = AccessCard.Open(terminalDir);

@@ -14,6 +14,12 @@ public sealed record HomeCardOptions(string Directory)
 
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// Where the PIN counters and card state persist; default a file beside the local token
+    /// (<see cref="Directory"/>/card/state.json). A hosted deployment with a network HSM passes its own.
+    /// </summary>
+    public Pins.ICardCounterStore? CounterStore { get; init; }
+
     public const int MaxTries = Pins.CountedPinCheck.MaxTries;
 
     internal string CardDirectory => Path.Combine(Directory, "card");

@@ -96,8 +96,9 @@ public abstract record MoneyMessage
             key.ImportSubjectPublicKeyInfo(kid, out _);
             return key;
         }
-        catch (CryptographicException)
+        catch (Exception e) when (e is CryptographicException or PlatformNotSupportedException)
         {
+            // A key on a curve this platform lacks is as unusable as a malformed one.
             key.Dispose();
             return null;
         }

@@ -118,10 +118,13 @@ public static class MoneyCodec
     }
 }
 
-/// <summary>A money message kind that can be read back as its record.</summary>
-public interface IMoneyKind<T> where T : MoneyMessage
+/// <summary>A money message kind that can be read back as its record (through its field table).</summary>
+public interface IMoneyKind<T> where T : MoneyMessage, IMoneyKind<T>
 {
     static abstract string WireKind { get; }
 
-    static abstract T Read(MoneyReader fields);
+    /// <summary>The message's fields, in the order of its record's constructor.</summary>
+    static abstract MoneyFields<T> Fields { get; }
+
+    static virtual T Read(MoneyReader fields) => T.Fields.Read(fields);
 }

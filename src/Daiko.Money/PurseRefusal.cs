@@ -17,6 +17,9 @@ public enum PurseRefusal
 
     /// <summary>The stored balances or log do not match the home card's seal (edited, truncated, reordered or rolled back).</summary>
     SealBroken,
+
+    /// <summary>The party already used this id for a different message.</summary>
+    Conflict,
 }
 
 public sealed class PurseException(PurseRefusal refusal, string message) : Exception(message)

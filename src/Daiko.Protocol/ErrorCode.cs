@@ -51,6 +51,9 @@ public enum ErrorCode
     MarketRefused,
     NoMarketUrl,
     Refused,
+
+    /// <summary>A money id this party already used for a different message (an identical repeat gets the stored answer instead).</summary>
+    Conflict,
 }
 
 /// <summary>The wire names of <see cref="ErrorCode"/> (docs/protocol.md lists them).</summary>

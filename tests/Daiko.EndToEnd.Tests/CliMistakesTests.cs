@@ -93,7 +93,7 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
     [Fact]
     public async Task FailedEnroll_LeavesNoTerminalDirectory()
     {
-        var code = (await HomeAndTerminal.Ok(["home", "device", "add", "--home", system.Home, "--name", "late-phone"])).StandardOutput.Trim();
+        var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(system.Home, "late-phone"))).StandardOutput.Trim();
         var unreachable = Path.Combine(system.Dir.Path, "never-reached");
         var refused = Path.Combine(system.Dir.Path, "never-enrolled");
 
@@ -112,7 +112,7 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
     [Fact]
     public async Task FailedUnlock_LeavesNoAgentRunning()
     {
-        var code = (await HomeAndTerminal.Ok(["home", "device", "add", "--home", system.Home, "--name", "tablet"])).StandardOutput.Trim();
+        var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(system.Home, "tablet"))).StandardOutput.Trim();
         var dir = Path.Combine(system.Dir.Path, "tablet");
         await HomeAndTerminal.Ok(["terminal", "enroll", "--terminal", dir, "--home", $"127.0.0.1:{system.Port}", "--code", code], HomeAndTerminal.AccessPin + "\n");
 

@@ -35,15 +35,15 @@ public sealed class HomeAndTerminal : IAsyncLifetime
         await Ok(["home", "cert", "import", "--home", Home, "--cert", certPath, "--chain", Pki.RootPath], Pin2 + "\n");
         await Ok(["home", "trust", "add", "--home", Home, "--ca", Pki.RootPath]);
         await StartServerAsync();
-        var code = (await Ok(["home", "device", "add", "--home", Home, "--name", "phone"])).StandardOutput.Trim();
+        var code = (await Ok(LoopbackMarkets.DeviceAdd(Home, "phone"))).StandardOutput.Trim();
         await Ok(["terminal", "enroll", "--terminal", Terminal, "--home", $"127.0.0.1:{Port}", "--code", code], AccessPin + "\n");
         await Ok(["terminal", "unlock", "--terminal", Terminal], $"{AccessPin}\n{Pin1}\n{Pin2}\n");
     }
 
-    public async Task StartServerAsync()
+    public async Task StartServerAsync(params string[] options)
     {
         Port = Port == 0 ? Loopback.FreePort() : Port;
-        Server = DaikoCli.Start(["home", "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}"]);
+        Server = DaikoCli.Start(["home", "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}", .. options]);
         await Server.WaitForOutputAsync("home server listening", TimeSpan.FromSeconds(30));
     }
 
@@ -256,7 +256,7 @@ public sealed class TokenTerminalProcessesTests : IAsyncLifetime
     [Fact]
     public async Task EnrolledOnAToken_TheTerminalDelegates_AndHoldsNoKeyFile()
     {
-        var code = (await HomeAndTerminal.Ok(["home", "device", "add", "--home", _system.Home, "--name", "smartcard-phone"])).StandardOutput.Trim();
+        var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(_system.Home, "smartcard-phone"))).StandardOutput.Trim();
         var enroll = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", Terminal, "--home", $"127.0.0.1:{_system.Port}", "--code", code,
             "--pkcs11-module", _token.ModulePath, "--token-label", _token.Label], HomeAndTerminal.AccessPin + "\n", environment: _environment);
         Assert.True(enroll.ExitCode == 0, enroll.ToString());
@@ -278,7 +278,7 @@ public sealed class TokenTerminalProcessesTests : IAsyncLifetime
     [Fact]
     public async Task Enrolling_WithAPinTheTokenRefuses_FailsClearly_AndLeavesNothingBehind()
     {
-        var code = (await HomeAndTerminal.Ok(["home", "device", "add", "--home", _system.Home, "--name", "smartcard-phone"])).StandardOutput.Trim();
+        var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(_system.Home, "smartcard-phone"))).StandardOutput.Trim();
 
         var enroll = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", Terminal, "--home", $"127.0.0.1:{_system.Port}", "--code", code,
             "--pkcs11-module", _token.ModulePath, "--token-label", _token.Label], "0000\n", environment: _environment);

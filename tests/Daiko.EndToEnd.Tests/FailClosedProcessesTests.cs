@@ -179,7 +179,7 @@ public sealed class CorruptStoreTests : IDisposable
     {
         var home = Path.Combine(_dir.Path, "home");
         await HomeAndTerminal.InitHomeAsync(home);
-        await HomeAndTerminal.Ok(["home", "device", "add", "--home", home, "--name", "phone"]);
+        await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(home, "phone"));
         var database = Path.Combine(home, "home.db");
         var garbage = RandomNumberGenerator.GetBytes(4096);
         File.WriteAllBytes(database, garbage);

@@ -34,7 +34,7 @@ public sealed class PurseCrashTests
         Assert.True(kills > 0, "the worker finished before it could be killed: the test proved nothing");
 
         using var card = HomeCard.Open(new HomeCardOptions(Path.Combine(dir.Path, "home")));
-        var ledger = new PurseLedger(Path.Combine(dir.Path, "home", "home.db"), new Daiko.Home.Money.HomeCardPurse(card), _ => null);
+        var ledger = new PurseLedger(Path.Combine(dir.Path, "home", "home.db"), new Daiko.Home.Money.HomeCardPurse(card), (_, _) => null);
         Assert.True(ledger.VerifyLog(), "balance and log disagree or the chain is broken");
         var log = ledger.History();
         Assert.Equal(log.Sum(e => e.Amount), ledger.Balance("JPY"));

@@ -26,7 +26,7 @@ public static class Program
             : HomeCard.Initialize(options, HomeCardKeyType.P256, "1111", "2222", "admin-code-123");
         card.EnterPin1("1111");
         card.EnterPin2("2222");
-        var ledger = new PurseLedger(Path.Combine(dir, "home", "home.db"), new HomeCardPurse(card), id => id switch { "bank" => keys.Bank, "market" => keys.Market, _ => null });
+        var ledger = new PurseLedger(Path.Combine(dir, "home", "home.db"), new HomeCardPurse(card), (id, role) => (id, role) switch { ("bank", Daiko.Home.Storage.PayeeRole.Bank) => keys.Bank, ("market", Daiko.Home.Storage.PayeeRole.Market) => keys.Market, _ => null });
         using var bank = Open(Path.Combine(dir, "bank.db"), "CREATE TABLE IF NOT EXISTS settled (refill_id TEXT PRIMARY KEY, amount INTEGER NOT NULL)");
         using var market = Open(Path.Combine(dir, "market.db"), "CREATE TABLE IF NOT EXISTS deposits (payment_id TEXT PRIMARY KEY, amount INTEGER NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0)");
         using var cardKey = card.PursePublicKey();

@@ -49,7 +49,7 @@ public sealed class LocalForwarderTests
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         var messages = new List<string>();
         await using var forwarder = LocalForwarder.Start(new IPEndPoint(IPAddress.Loopback, 0),
-            _ => throw new InvalidOperationException("home server unreachable"), m => { lock (messages) messages.Add(m); });
+            _ => throw new InvalidOperationException("home server unreachable"), new ListLogger(messages));
 
         for (var i = 0; i < 2; i++)
         {
@@ -61,5 +61,18 @@ public sealed class LocalForwarderTests
         Assert.Equal(2, forwarder.ConnectionsFailed);
         // Each refused connection is logged before the local socket closes: one message per connection.
         lock (messages) Assert.Equal(2, messages.Count(m => m.Contains("home server unreachable", StringComparison.Ordinal)));
+    }
+}
+
+/// <summary>Collects formatted log lines (a fake logger inside this unit test of one class).</summary>
+internal sealed class ListLogger(List<string> lines) : Microsoft.Extensions.Logging.ILogger
+{
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+    public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+    public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        lock (lines) lines.Add(formatter(state, exception));
     }
 }

@@ -35,7 +35,8 @@ public sealed class KestrelServer : ITlsPeer
 
     public string Log => "";
 
-    public static async Task<KestrelServer> StartAsync(TestPki pki, TlsPeerOptions? options = null)
+    /// <param name="routes">Further routes, mapped before the server starts (a test's market or bank).</param>
+    public static async Task<KestrelServer> StartAsync(TestPki pki, TlsPeerOptions? options = null, Action<WebApplication>? routes = null)
     {
         options ??= new TlsPeerOptions();
         var builder = WebApplication.CreateSlimBuilder();
@@ -54,6 +55,7 @@ public sealed class KestrelServer : ITlsPeer
         app.MapGet("/whoami", (HttpContext context) =>
             $"subject={context.Connection.ClientCertificate?.Subject}\n");
         app.MapGet("/", () => "hello from kestrel\n");
+        routes?.Invoke(app);
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new KestrelServer(app, new Uri(address).Port);

@@ -127,7 +127,7 @@ public static class DataPathBenchmark
         var homePort = Loopback.FreePort();
         using var server = DaikoCli.Start(["home", "serve", "--home", home, "--listen", $"127.0.0.1:{homePort}"]);
         await server.WaitForOutputAsync("home server listening", TimeSpan.FromSeconds(30));
-        var code = (await DaikoCli.RunAsync(["home", "device", "add", "--home", home, "--name", "bench"])).StandardOutput.Trim();
+        var code = (await DaikoCli.RunAsync(LoopbackMarkets.DeviceAdd(home, "bench"))).StandardOutput.Trim();
         await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{homePort}", code, "432100", createAccessCard: (d, p) => AccessCard.Create(d, p, Daiko.Cards.Access.AccessCardKdf.ForTests));
         using var access = AccessCard.Open(terminalDir);
         access.Unlock("432100");

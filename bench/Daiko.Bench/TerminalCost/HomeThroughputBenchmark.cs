@@ -32,8 +32,9 @@ public static partial class HomeThroughputBenchmark
         card.EnterPin1("1111");
         card.EnterPin2("2222");
         DelegationService Delegation(IServerCertificateValidator validator) => new(() => new ClientCredential(card.CertificateChain, card.TlsSigner), validator,
-            new SessionCache<SessionTicket>(), new MarketProfiles(Path.Combine(dir.Path, "home.db")));
-        var market = new MarketRequest("localhost", nginx.Port, null, null);
+            new SessionCache<SessionTicket>(), new MarketProfiles(Daiko.Home.Storage.HomeStore.Sqlite(Path.Combine(dir.Path, "home.db")).MarketProfiles));
+        // nginx listens on loopback: allowed explicitly, as a device policy '--markets 127.0.0.1' would.
+        var market = new MarketRequest("localhost", nginx.Port, null, null) { Reach = new Daiko.Home.Policy.MarketReach(Daiko.Home.Policy.DevicePolicy.ParseMarkets("127.0.0.1")) };
 
         // Daiko's delegated full handshakes, with the home server's chain-verdict cache (the market's chain
         // is validated once, then remembered) and without it (validated every time, as the peers do), and
@@ -107,7 +108,7 @@ public static partial class HomeThroughputBenchmark
         // token, commit with fsync) against a plain SQLite insert-and-commit loop on the same disk.
         using var marketKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         using var bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var ledger = new Daiko.Home.Money.PurseLedger(Path.Combine(dir.Path, "purse.db"), new Daiko.Home.Money.HomeCardPurse(card), id => id == "m" ? marketKey : id == "b" ? bank : null);
+        var ledger = new Daiko.Home.Money.PurseLedger(Path.Combine(dir.Path, "purse.db"), new Daiko.Home.Money.HomeCardPurse(card), (id, role) => (id, role) switch { ("m", Daiko.Home.Storage.PayeeRole.Market) => marketKey, ("b", Daiko.Home.Storage.PayeeRole.Bank) => bank, _ => null });
         ledger.Refill(new Daiko.Money.Refill("b", card.CardId, "r", long.MaxValue / 4, "JPY", DateTimeOffset.UtcNow.AddDays(1)).Sign(bank));
         var requests = Enumerable.Range(0, 5000).Select(i => new Daiko.Money.PaymentRequest("m", $"o{i}", $"q{i}", 1L, "JPY", DateTimeOffset.UtcNow.AddDays(1), "").Sign(marketKey)).ToList();
         clock.Restart();

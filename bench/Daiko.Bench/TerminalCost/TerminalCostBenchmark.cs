@@ -48,7 +48,7 @@ public static class TerminalCostBenchmark
         var homePort = Loopback.FreePort();
         using var server = DaikoCli.Start(["home", "serve", "--home", home, "--listen", $"127.0.0.1:{homePort}"]);
         await server.WaitForOutputAsync("home server listening", TimeSpan.FromSeconds(30));
-        var code = (await DaikoCli.RunAsync(["home", "device", "add", "--home", home, "--name", "bench"])).StandardOutput.Trim();
+        var code = (await DaikoCli.RunAsync(LoopbackMarkets.DeviceAdd(home, "bench"))).StandardOutput.Trim();
 
         var rtt = TimeSpan.FromMilliseconds(rttMs);
         // The links run in processes of their own: relaying is the network's work, not the terminal's CPU.

@@ -3,21 +3,82 @@ using System.Text.Json;
 namespace Daiko.Cards.Pins;
 
 /// <summary>
-/// A card's counters that survive restarts and <c>kill -9</c>, updated under an exclusive file lock
-/// (threads and processes alike) and written atomically: temp file, fsync, rename, fsync of the
-/// directory. A corrupt file never resets the counters: it reads as <paramref name="whenCorrupt"/>
-/// (exhausted).
+/// Where a card's persisted counters live. For a local token, a file beside the card
+/// (<see cref="LocalCounterStore"/>); a hosted deployment with a network HSM can keep them in its
+/// shared database instead, so that every node counts the same tries.
 /// </summary>
-internal sealed class CounterFile<T>(string path, Func<T> whenCorrupt) where T : class, new()
+public interface ICardCounterStore
 {
-    private readonly string _lockPath = path + ".lock";
+    /// <summary>The stored state, or null when none was ever written.</summary>
+    byte[]? Read();
+
+    /// <summary>Runs <paramref name="action"/> holding the counters' exclusive lock (threads and processes alike).</summary>
+    TResult Locked<TResult>(Func<TResult> action);
+
+    /// <summary>Replaces the state durably and atomically (a crash leaves the old or the new state, never a mix).</summary>
+    void Write(byte[] state);
+}
+
+/// <summary>
+/// A card's counters in a local file that survives restarts and <c>kill -9</c>: written atomically
+/// (temp file, fsync, rename, fsync of the directory) under an exclusive lock. Waiting for the lock
+/// does not spin: threads of one process queue on a semaphore, processes on a blocking flock(2) of
+/// PATH.lock, which the kernel releases when a holder dies.
+/// </summary>
+public sealed class LocalCounterStore(string path) : ICardCounterStore
+{
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> InProcess = new(StringComparer.Ordinal);
+
+    private readonly string _lockPath = Path.GetFullPath(path + ".lock");
+
+    public byte[]? Read() => File.Exists(path) ? File.ReadAllBytes(path) : null;
+
+    public TResult Locked<TResult>(Func<TResult> action)
+    {
+        var gate = InProcess.GetOrAdd(_lockPath, _ => new SemaphoreSlim(1, 1));
+        if (!gate.Wait(TimeSpan.FromSeconds(30))) throw new IOException($"the card's counters at {path} stayed locked for 30 seconds");
+        try
+        {
+            using var lockFile = FileLock.Acquire(_lockPath);
+            return action();
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    public void Write(byte[] state)
+    {
+        var temp = path + ".tmp";
+        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            stream.Write(state);
+            stream.Flush(flushToDisk: true);
+        }
+        File.Move(temp, path, overwrite: true);
+        CardFiles.FsyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+}
+
+/// <summary>
+/// The card's counters as JSON in an <see cref="ICardCounterStore"/>. A corrupt state never resets
+/// the counters: it reads as <paramref name="whenCorrupt"/> (exhausted).
+/// </summary>
+internal sealed class CounterFile<T>(ICardCounterStore store, Func<T> whenCorrupt) where T : class, new()
+{
+    public CounterFile(string path, Func<T> whenCorrupt)
+        : this(new LocalCounterStore(path), whenCorrupt)
+    {
+    }
 
     public T Read()
     {
-        if (!File.Exists(path)) return new T();
+        if (store.Read() is not { } bytes) return new T();
         try
         {
-            return JsonSerializer.Deserialize<T>(File.ReadAllBytes(path)) ?? new T();
+            return JsonSerializer.Deserialize<T>(bytes) ?? new T();
         }
         catch (JsonException)
         {
@@ -26,40 +87,9 @@ internal sealed class CounterFile<T>(string path, Func<T> whenCorrupt) where T :
     }
 
     /// <summary>Runs <paramref name="action"/> holding the card's exclusive lock.</summary>
-    public TResult Locked<TResult>(Func<TResult> action)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (true)
-        {
-            FileStream? lockFile = null;
-            try
-            {
-                lockFile = new FileStream(_lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-            }
-            catch (IOException) when (DateTime.UtcNow < deadline)
-            {
-                Thread.Sleep(5);
-                continue;
-            }
-            using (lockFile)
-            {
-                return action();
-            }
-        }
-    }
+    public TResult Locked<TResult>(Func<TResult> action) => store.Locked(action);
 
-    public void Write(T state)
-    {
-        var temp = path + ".tmp";
-        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            JsonSerializer.Serialize(stream, state);
-            stream.Flush(flushToDisk: true);
-        }
-        File.Move(temp, path, overwrite: true);
-        CardFiles.FsyncDirectory(Path.GetDirectoryName(path)!);
-    }
+    public void Write(T state) => store.Write(JsonSerializer.SerializeToUtf8Bytes(state));
 }
 
 /// <summary>Durable file writes shared by the cards.</summary>

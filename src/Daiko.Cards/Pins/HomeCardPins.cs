@@ -19,7 +19,7 @@ internal sealed record PersistedCardState
     [JsonPropertyName("idle_expires_at")] public DateTimeOffset? IdleExpiresAt { get; init; }
 
     public static CounterFile<PersistedCardState> File(HomeCardOptions options) =>
-        new(Path.Combine(options.CardDirectory, "state.json"), () => new PersistedCardState { Disabled = true, State = HomeCardState.Disabled, Pin1Failures = 3, Pin2Failures = 3 });
+        new(options.CounterStore ?? new LocalCounterStore(Path.Combine(options.CardDirectory, "state.json")), () => new PersistedCardState { Disabled = true, State = HomeCardState.Disabled, Pin1Failures = 3, Pin2Failures = 3 });
 
     public static readonly PinCounter<PersistedCardState> Pin1 = new(p => p.Pin1Failures, (p, n) => p with { Pin1Failures = n }, p => p.Disabled, Disable);
 

@@ -50,7 +50,8 @@ internal static class HomeCardCommands
         var keyType = new Option<string>("--key-type") { Description = "p256, p384 or rsa3072", DefaultValueFactory = _ => "p256" };
         keyType.AcceptOnlyFromAmong("p256", "p384", "rsa3072");
         var subject = new Option<string>("--subject") { Description = "subject of the CSR", DefaultValueFactory = _ => "CN=Daiko User" };
-        foreach (var o in new Option[] { home, module, label, keyType, subject }) command.Options.Add(o);
+        var json = CliOutput.JsonOption();
+        foreach (var o in new Option[] { home, module, label, keyType, subject, json }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             var options = CardOptions(parse, home, module, label);
@@ -65,7 +66,8 @@ internal static class HomeCardCommands
                 var csr = card.CreateCertificateSigningRequest(parse.GetValue(subject)!, pin2);
                 var csrPath = Path.Combine(options.Directory, "user.csr");
                 File.WriteAllText(csrPath, PemEncoding.WriteString("CERTIFICATE REQUEST", csr) + "\n");
-                Console.WriteLine($"home card {card.CardId[..16]} created; certificate request written to {csrPath}");
+                CliOutput.Print(parse.GetValue(json), new { card_id = card.CardId, home = options.Directory, key_type = parse.GetValue(keyType), csr = csrPath },
+                    $"home card {card.CardId[..16]} created; certificate request written to {csrPath}");
                 return 0;
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or IOException or Net.Pkcs11Interop.Common.Pkcs11Exception)
@@ -83,7 +85,8 @@ internal static class HomeCardCommands
         var home = HomeOption();
         var cert = new Option<string>("--cert") { Description = "the PEM certificate issued for user.csr", Required = true }.ExistingFile();
         var chain = new Option<string>("--chain") { Description = "PEM file with the issuing chain" }.ExistingFile();
-        foreach (var o in new Option[] { home, cert, chain }) command.Options.Add(o);
+        var json = CliOutput.JsonOption();
+        foreach (var o in new Option[] { home, cert, chain, json }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             try
@@ -94,7 +97,8 @@ internal static class HomeCardCommands
                 var pin2 = CliConsole.ReadSecret("PIN2");
                 using var card = HomeCard.Open(CardOptions(parse, home));
                 card.ImportCertificate(leaf.RawData, chainCerts.Select(c => c.RawData).ToList(), pin2);
-                Console.WriteLine($"certificate for {leaf.Subject} imported into the home card");
+                CliOutput.Print(parse.GetValue(json), new { imported = leaf.Subject, thumbprint = leaf.Thumbprint, not_after = leaf.NotAfter.ToUniversalTime(), chain = chainCerts.Count },
+                    $"certificate for {leaf.Subject} imported into the home card");
                 return 0;
             }
             catch (Exception e) when (e is IOException or CryptographicException or InvalidOperationException or Net.Pkcs11Interop.Common.Pkcs11Exception)

@@ -5,6 +5,7 @@ using Daiko.Cards;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
 using Daiko.Home.Server;
+using Daiko.Home.Storage;
 using Daiko.Protocol;
 
 namespace Daiko.Cli.Commands;
@@ -16,25 +17,29 @@ internal static class HomeServerCommands
     {
         parent.Subcommands.Add(Serve());
         parent.Subcommands.Add(HomeTrustCommands.Mail());
-        var device = new Command("device", "Enroll, list and revoke terminals.").WithExamples("daiko home device add --home ~/daiko-home --name phone", "daiko home device list --home ~/daiko-home");
+        parent.Subcommands.Add(HomePayeeCommands.Build());
+        var device = new Command("device", "Enroll, list and revoke terminals, and set what each may do.").WithExamples("daiko home device add --home ~/daiko-home --name phone",
+            "daiko home device list --home ~/daiko-home", "daiko home device policy --home ~/daiko-home --name phone --markets '*.shop.example' --spend-limit 5000");
         device.Subcommands.Add(Add());
         device.Subcommands.Add(List());
         device.Subcommands.Add(Revoke());
+        device.Subcommands.Add(DevicePolicyCommands.Policy());
         parent.Subcommands.Add(device);
         var appliance = new Command("appliance", "Home appliances the home server controls for terminals.").WithExamples("daiko home appliance add --home ~/daiko-home --name heater --url http://192.168.1.20/");
         var add = new Command("add", "Register an appliance on the home network (HTTP+JSON: GET /state, POST /command).").WithExamples("daiko home appliance add --home ~/daiko-home --name heater --url http://192.168.1.20/");
         var home = HomeCardCommands.HomeOption();
         var name = new Option<string>("--name") { Description = "the appliance's name", Required = true };
         var url = new Option<string>("--url") { Description = "its base URL on the home network", Required = true, HelpName = "URL" };
-        foreach (var o in new Option[] { home, name, url }) add.Options.Add(o);
-        add.SetAction(parse =>
+        var json = CliOutput.JsonOption();
+        foreach (var o in new Option[] { home, name, url, json }) add.Options.Add(o);
+        add.SetAction(async (parse, ct) =>
         {
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var endpoint)) return CliConsole.Fail("--url must be an absolute http(s) URL");
             try
             {
-                using var gateway = new Daiko.Home.Appliances.ApplianceGateway(HomeServer.DatabasePath(parse.GetValue(home)!));
-                gateway.Register(new Daiko.Home.Appliances.Appliance(parse.GetValue(name)!, endpoint));
-                Console.WriteLine($"appliance '{parse.GetValue(name)}' registered");
+                using var gateway = new Daiko.Home.Appliances.ApplianceGateway(HomeStore.Sqlite(HomeServer.DatabasePath(parse.GetValue(home)!)).Appliances);
+                await gateway.RegisterAsync(new Daiko.Home.Appliances.Appliance(parse.GetValue(name)!, endpoint), ct);
+                CliOutput.Print(parse.GetValue(json), new { registered = parse.GetValue(name), url = endpoint.ToString() }, $"appliance '{parse.GetValue(name)}' registered");
                 return 0;
             }
             catch (ArgumentException e)
@@ -76,7 +81,11 @@ internal static class HomeServerCommands
         var postgres = new Option<string?>("--purse-postgres") { Description = "keep the purse in PostgreSQL (Npgsql connection string; visible to other users on the command line: prefer --purse-postgres-file or DAIKO_PURSE_POSTGRES)", HelpName = "CONNECTION" };
         var postgresFile = new Option<FileInfo?>("--purse-postgres-file") { Description = "keep the purse in PostgreSQL: the file holds the Npgsql connection string", HelpName = "FILE" };
         var web = new Option<string>("--web") { Description = "where the owner's status page listens (responsive HTML, read-only)" }.HostPort();
-        foreach (var o in new Option[] { home, listen, web, postgres, postgresFile }) command.Options.Add(o);
+        var allowPrivate = new Option<bool>("--allow-private-markets")
+        {
+            Description = "let every device reach markets on loopback and private addresses (labs and tests; otherwise allow them per device with 'home device policy --markets')",
+        };
+        foreach (var o in new Option[] { home, listen, web, postgres, postgresFile, allowPrivate }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             HomeCard card;
@@ -97,6 +106,7 @@ internal static class HomeServerCommands
                     {
                         LoggerFactory = new StderrLog(),
                         PurseStore = PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)) is { } cs ? Daiko.Home.Storage.PurseStore.Postgres(cs) : null,
+                        AllowPrivateMarkets = parse.GetValue(allowPrivate),
                     }, card);
                 }
                 catch (System.Net.Sockets.SocketException e)
@@ -111,6 +121,7 @@ internal static class HomeServerCommands
                     await using var pageScope = page;
                     Console.WriteLine($"home server listening on {server.LocalEndPoint} (card {card.CardId[..16]}, state {Daiko.Home.Handlers.CardGate.StateName(card.State)})");
                     if (page is not null) Console.WriteLine($"status page on http://{parse.GetValue(web)}/");
+                    if (parse.GetValue(allowPrivate)) Console.Error.WriteLine("daiko: --allow-private-markets: every device may reach markets on loopback and private addresses");
                     var stop = new TaskCompletionSource();
                     using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
                     using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
@@ -138,19 +149,24 @@ internal static class HomeServerCommands
     private static Command Add()
     {
         var command = new Command("add", "Print a one-time enrollment code for a new terminal (valid 10 minutes, single use).")
-            .WithExamples("daiko home device add --home ~/daiko-home --name phone", "daiko home device add --home ~/daiko-home --name phone --json");
+            .WithExamples("daiko home device add --home ~/daiko-home --name phone", "daiko home device add --home ~/daiko-home --name phone --json",
+                "daiko home device add --home ~/daiko-home --name kid --markets '*.books.example' --modes resume --spend-limit 1000");
         var home = HomeCardCommands.HomeOption();
         var name = new Option<string>("--name") { Description = "the new device's name", Required = true, HelpName = "NAME" };
         var json = new Option<bool>("--json") { Description = "print {\"name\",\"code\",\"expires\"}" };
+        var policy = new DevicePolicyCommands.PolicyOptions();
         foreach (var o in new Option[] { home, name, json }) command.Options.Add(o);
-        command.SetAction(parse =>
+        policy.AddTo(command);
+        command.SetAction(async (parse, ct) =>
         {
             try
             {
                 var dir = parse.GetValue(home)!;
+                var chosen = policy.Apply(parse, Daiko.Home.Policy.DevicePolicy.Default);
                 using var identity = HomeIdentity.LoadOrCreate(dir);
-                var registry = new DeviceRegistry(HomeServer.DatabasePath(dir));
-                var (secret, expires) = registry.AddEnrollmentCode(parse.GetValue(name)!);
+                var registry = new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(dir)));
+                var (secret, expires) = await registry.AddEnrollmentCodeAsync(parse.GetValue(name)!, ct);
+                if (policy.AnyGiven(parse)) await DevicePolicyCommands.Store(dir).SaveAsync(parse.GetValue(name)!, chosen, ct);
                 var code = EnrollmentCode.Compose(secret, identity.SpkiHash);
                 if (parse.GetValue(json))
                 {
@@ -173,25 +189,12 @@ internal static class HomeServerCommands
 
     private static Command List()
     {
-        var command = new Command("list", "List enrolled terminals.").WithExamples("daiko home device list --home ~/daiko-home --json");
+        var command = new Command("list", "List enrolled terminals with their policy, state and last use.").WithExamples("daiko home device list --home ~/daiko-home --json");
         var home = HomeCardCommands.HomeOption();
         var json = new Option<bool>("--json") { Description = "print JSON" };
         command.Options.Add(home);
         command.Options.Add(json);
-        command.SetAction(parse =>
-        {
-            var devices = new DeviceRegistry(HomeServer.DatabasePath(parse.GetValue(home)!)).List();
-            if (parse.GetValue(json))
-            {
-                Console.WriteLine(JsonSerializer.Serialize(new { devices = devices.Select(d => new { id = d.Id, name = d.Name, enrolled_at = d.EnrolledAt, revoked = d.Revoked, revoked_at = d.RevokedAt }) }));
-            }
-            else
-            {
-                foreach (var d in devices) Console.WriteLine($"{d.Name,-20} {d.Id}  enrolled {d.EnrolledAt:yyyy-MM-dd HH:mm}{(d.Revoked ? $"  REVOKED {d.RevokedAt:yyyy-MM-dd HH:mm}" : "")}");
-                if (devices.Count == 0) Console.Error.WriteLine("daiko: no terminal is enrolled; add one with 'daiko home device add --name NAME'");
-            }
-            return 0;
-        });
+        command.SetAction((parse, ct) => DevicePolicyCommands.ListAsync(parse.GetValue(home)!, parse.GetValue(json), ct));
         return command;
     }
 
@@ -205,10 +208,10 @@ internal static class HomeServerCommands
         command.Options.Add(home);
         command.Options.Add(name);
         command.Options.Add(json);
-        command.SetAction(parse =>
+        command.SetAction(async (parse, ct) =>
         {
-            var registry = new DeviceRegistry(HomeServer.DatabasePath(parse.GetValue(home)!));
-            if (!registry.Revoke(parse.GetValue(name)!)) return CliConsole.Fail($"no enrolled, unrevoked device is named '{parse.GetValue(name)}'");
+            var registry = new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(parse.GetValue(home)!)));
+            if (!await registry.RevokeAsync(parse.GetValue(name)!, ct)) return CliConsole.Fail($"no enrolled, unrevoked device is named '{parse.GetValue(name)}'");
             CliOutput.Print(parse.GetValue(json), new { revoked = parse.GetValue(name) }, $"device '{parse.GetValue(name)}' revoked");
             return 0;
         });

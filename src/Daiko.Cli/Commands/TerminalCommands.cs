@@ -44,11 +44,13 @@ internal static class TerminalCommands
     private static Command ApplianceCommand()
     {
         var appliance = new Command("appliance", "Control home appliances through the home server.").WithExamples("daiko terminal appliance list --terminal ~/.daiko");
+        var json = CliOutput.JsonOption();
         Command Make(string name, string description, Func<HomeControl, ParseResult, CancellationToken, Task> run, params Option[] extra)
         {
             var command = new Command(name, description);
             var terminal = TerminalOption();
             command.Options.Add(terminal);
+            command.Options.Add(json);
             foreach (var o in extra) command.Options.Add(o);
             command.SetAction(async (parse, ct) =>
             {
@@ -70,16 +72,35 @@ internal static class TerminalCommands
         var args = new Option<string[]>("--arg") { Description = "KEY=VALUE argument (repeatable)", AllowMultipleArgumentsPerToken = false };
         appliance.Subcommands.Add(Make("list", "List the appliances the home server knows.", async (c, p, ct) =>
         {
-            foreach (var n in await c.AppliancesAsync(ct)) Console.WriteLine(n);
+            var names = await c.AppliancesAsync(ct);
+            CliOutput.Print(p.GetValue(json), new { appliances = names }, string.Join('\n', names));
         }));
         appliance.Subcommands.Add(Make("state", "Show an appliance's state.", async (c, p, ct) =>
-            Console.WriteLine(await c.ApplianceStateAsync(p.GetValue(name)!, ct)), name));
+        {
+            var state = await c.ApplianceStateAsync(p.GetValue(name)!, ct);
+            CliOutput.Print(p.GetValue(json), new { name = p.GetValue(name), state = JsonOrText(state) }, state);
+        }, name));
         appliance.Subcommands.Add(Make("command", "Send a command to an appliance.", async (c, p, ct) =>
         {
             var pairs = (p.GetValue(args) ?? []).Select(a => a.Split('=', 2)).Where(a => a.Length == 2).Select(a => KeyValuePair.Create(a[0], a[1])).ToList();
-            Console.WriteLine(await c.ApplianceCommandAsync(p.GetValue(name)!, p.GetValue(commandOption)!, pairs, ct));
+            var state = await c.ApplianceCommandAsync(p.GetValue(name)!, p.GetValue(commandOption)!, pairs, ct);
+            CliOutput.Print(p.GetValue(json), new { name = p.GetValue(name), command = p.GetValue(commandOption), state = JsonOrText(state) }, state);
         }, name, commandOption, args));
         return appliance;
+    }
+
+    /// <summary>An appliance's state as JSON inside the result object (its text when it is not JSON).</summary>
+    private static object JsonOrText(string state)
+    {
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(state);
+            return document.RootElement.Clone();
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return state;
+        }
     }
 
     private static Command Enroll()
@@ -356,7 +377,7 @@ internal static class TerminalCommands
                     var control = await AgentClient.ConnectAsync(dir, c);
                     var session = await new DelegatedConnector(control).ConnectAsync(host, port, sessionMode, cancellationToken: c);
                     return new OwningStream(session.Stream, control);
-                }, line => Console.Error.WriteLine($"daiko: {line}"));
+                }, new StderrLog().CreateLogger("forward"));
             }
             catch (System.Net.Sockets.SocketException e)
             {

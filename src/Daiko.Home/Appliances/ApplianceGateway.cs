@@ -1,7 +1,7 @@
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Microsoft.Data.Sqlite;
+using Daiko.Home.Storage;
 
 namespace Daiko.Home.Appliances;
 
@@ -30,55 +30,29 @@ public sealed record ApplianceResult(ApplianceOutcome Outcome, string? State, st
 /// </summary>
 public sealed class ApplianceGateway : IDisposable
 {
-    private readonly string _connectionString;
+    private readonly IApplianceStore _store;
     private readonly HttpClient _http;
     private readonly TimeProvider _time;
 
-    public ApplianceGateway(string databasePath, HttpMessageHandler? handler = null, TimeProvider? time = null)
+    public ApplianceGateway(IApplianceStore store, HttpMessageHandler? handler = null, TimeProvider? time = null)
     {
-        _connectionString = Storage.HomeDatabase.ConnectionString(databasePath);
+        _store = store;
         _http = new HttpClient(handler ?? new SocketsHttpHandler(), disposeHandler: handler is null) { Timeout = TimeSpan.FromSeconds(5) };
         _time = time ?? TimeProvider.System;
-        using var connection = Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """
-            PRAGMA journal_mode = WAL;
-            CREATE TABLE IF NOT EXISTS appliances (name TEXT PRIMARY KEY, endpoint TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS appliance_readings (
-                id INTEGER PRIMARY KEY AUTOINCREMENT, appliance TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL);
-            CREATE INDEX IF NOT EXISTS appliance_readings_by_name ON appliance_readings(appliance, id);
-            """;
-        command.ExecuteNonQuery();
     }
 
-    private SqliteConnection Open() => Storage.HomeDatabase.Open(_connectionString);
-
-    public void Register(Appliance appliance)
+    public Task RegisterAsync(Appliance appliance, CancellationToken cancellationToken = default)
     {
         if (appliance.Endpoint.Scheme is not ("http" or "https"))
             throw new ArgumentException("an appliance endpoint must be an http or https URL", nameof(appliance));
-        using var connection = Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO appliances(name, endpoint) VALUES($n, $e) ON CONFLICT(name) DO UPDATE SET endpoint = $e";
-        command.Parameters.AddWithValue("$n", appliance.Name);
-        command.Parameters.AddWithValue("$e", appliance.Endpoint.ToString());
-        command.ExecuteNonQuery();
+        return _store.RegisterAsync(appliance, cancellationToken);
     }
 
-    public IReadOnlyList<Appliance> List()
-    {
-        using var connection = Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT name, endpoint FROM appliances ORDER BY name";
-        using var reader = command.ExecuteReader();
-        var list = new List<Appliance>();
-        while (reader.Read()) list.Add(new Appliance(reader.GetString(0), new Uri(reader.GetString(1))));
-        return list;
-    }
+    public Task<IReadOnlyList<Appliance>> ListAsync(CancellationToken cancellationToken = default) => _store.ListAsync(cancellationToken);
 
     public async Task<ApplianceResult> GetStateAsync(string name, CancellationToken cancellationToken)
     {
-        var appliance = Find(name);
+        var appliance = await _store.FindAsync(name, cancellationToken);
         if (appliance is null) return Unknown(name);
         try
         {
@@ -94,7 +68,7 @@ public sealed class ApplianceGateway : IDisposable
     /// <summary>Sends <paramref name="command"/> with its arguments to the appliance and returns its new state.</summary>
     public async Task<ApplianceResult> SendCommandAsync(string name, string command, IReadOnlyDictionary<string, string> arguments, CancellationToken cancellationToken)
     {
-        var appliance = Find(name);
+        var appliance = await _store.FindAsync(name, cancellationToken);
         if (appliance is null) return Unknown(name);
         var body = new JsonObject { ["command"] = command, ["arguments"] = new JsonObject(arguments.Select(a => KeyValuePair.Create(a.Key, (JsonNode?)a.Value))) };
         try
@@ -112,7 +86,7 @@ public sealed class ApplianceGateway : IDisposable
     public async Task<int> CollectAsync(CancellationToken cancellationToken)
     {
         var collected = 0;
-        foreach (var appliance in List())
+        foreach (var appliance in await _store.ListAsync(cancellationToken))
         {
             var state = await GetStateAsync(appliance.Name, cancellationToken);
             if (state.Outcome == ApplianceOutcome.Done && state.State is not null)
@@ -140,21 +114,9 @@ public sealed class ApplianceGateway : IDisposable
         }
     }
 
-    public IReadOnlyList<ApplianceReading> Readings(string name, int limit = 100)
-    {
-        using var connection = Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT appliance, at, state FROM appliance_readings WHERE appliance = $n ORDER BY id DESC LIMIT $l";
-        command.Parameters.AddWithValue("$n", name);
-        command.Parameters.AddWithValue("$l", limit);
-        using var reader = command.ExecuteReader();
-        var list = new List<ApplianceReading>();
-        while (reader.Read())
-        {
-            list.Add(new ApplianceReading(reader.GetString(0), DateTimeOffset.Parse(reader.GetString(1), System.Globalization.CultureInfo.InvariantCulture), reader.GetString(2)));
-        }
-        return list;
-    }
+    /// <summary>The newest <paramref name="limit"/> readings of one appliance, newest first.</summary>
+    public Task<IReadOnlyList<ApplianceReading>> ReadingsAsync(string name, int limit = 100, CancellationToken cancellationToken = default) =>
+        _store.ReadingsAsync(name, limit, cancellationToken);
 
     private async Task<ApplianceResult> ReadAsync(Appliance appliance, HttpResponseMessage response, CancellationToken cancellationToken)
     {
@@ -171,22 +133,9 @@ public sealed class ApplianceGateway : IDisposable
         {
             return new ApplianceResult(ApplianceOutcome.Refused, null, $"appliance '{appliance.Name}' answered with something that is not JSON");
         }
-        Record(appliance.Name, text);
+        await _store.RecordAsync(new ApplianceReading(appliance.Name, _time.GetUtcNow(), text), cancellationToken);
         return new ApplianceResult(ApplianceOutcome.Done, text, null);
     }
-
-    private void Record(string name, string state)
-    {
-        using var connection = Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO appliance_readings(appliance, at, state) VALUES($n, $a, $s)";
-        command.Parameters.AddWithValue("$n", name);
-        command.Parameters.AddWithValue("$a", _time.GetUtcNow().ToString("O"));
-        command.Parameters.AddWithValue("$s", state);
-        command.ExecuteNonQuery();
-    }
-
-    private Appliance? Find(string name) => List().FirstOrDefault(a => a.Name == name);
 
     private static ApplianceResult Unknown(string name) => new(ApplianceOutcome.UnknownAppliance, null, $"no appliance named '{name}' is registered");
 

@@ -151,11 +151,11 @@ public sealed class ControlListener : IAsyncDisposable
         if (ssl.RemoteCertificate is { } presented)
         {
             using var certificate = new X509Certificate2(presented);
-            var device = _identity.Issued(certificate) ? _devices.FindById(DeviceIdOf(certificate)) : null;
+            var device = _identity.Issued(certificate) ? await _devices.FindByIdAsync(DeviceIdOf(certificate), _stop.Token) : null;
             if (device is null || device.Revoked || !device.PublicKeyInfo.AsSpan().SequenceEqual(certificate.PublicKey.ExportSubjectPublicKeyInfo()))
             {
                 var revoked = device?.Revoked == true;
-                _devices.Audit(device?.Id, "connect", null, null, revoked ? "refused: revoked device" : "refused: unknown device");
+                await _devices.AuditAsync(device?.Id, "connect", null, null, revoked ? "refused: revoked device" : "refused: unknown device");
                 await RefuseAsync(ssl, revoked ? ErrorCode.Revoked : ErrorCode.UnknownDevice,
                     revoked ? "this device was revoked by the home server's owner" : "this device is not enrolled with this home server");
                 return;

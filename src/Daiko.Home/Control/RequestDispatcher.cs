@@ -14,7 +14,8 @@ public sealed record HomeHandlers(
     AssistHandler Assist,
     ApplianceHandler Appliances,
     PimHandler Pim,
-    WalletHandler Wallet);
+    WalletHandler Wallet,
+    Policy.DevicePolicies Policies);
 
 /// <summary>
 /// Routes each typed request to its handler and sends the typed reply. Only <c>enroll</c> is served
@@ -35,15 +36,16 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
         {
             return deviceId is not null
                 ? HandlerResult.Error(ErrorCode.AlreadyEnrolled, "this device is already enrolled")
-                : handlers.Enrollment.Enroll(enroll, peer ?? System.Net.IPAddress.None);
+                : await handlers.Enrollment.EnrollAsync(enroll, peer ?? System.Net.IPAddress.None, connection.Closed);
         }
         // The listener's gate already closed such a connection; this stays as the second line.
         if (deviceId is null) return HandlerResult.Error(ErrorCode.Unauthenticated, "present a device certificate: enroll this terminal first");
         var context = new RequestContext(connection, deviceId);
+        await handlers.Policies.NoteUseAsync(deviceId, connection.Closed);
         switch (message)
         {
-            case UnlockRequest unlock: return handlers.Card.Unlock(unlock, context);
-            case LockRequest: return handlers.Card.Lock(context);
+            case UnlockRequest unlock: return await handlers.Card.UnlockAsync(unlock, context);
+            case LockRequest: return await handlers.Card.LockAsync(context);
             case CardStatusRequest: return handlers.Card.Status();
             case DelegateRequest delegate_: return await handlers.Delegation.DelegateAsync(delegate_, context);
             case PrefetchRequest prefetch: return await handlers.Delegation.PrefetchAsync(prefetch, context);
@@ -60,11 +62,11 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
         }
         return message switch
         {
-            ApplianceListRequest => handlers.Appliances.List(),
+            ApplianceListRequest => await handlers.Appliances.ListAsync(context),
             ApplianceStateRequest state => await handlers.Appliances.StateAsync(state, context),
             ApplianceCommandRequest command => await handlers.Appliances.CommandAsync(command, context),
-            ApplianceReadingsRequest readings => handlers.Appliances.Readings(readings),
-            PimSyncRequest sync => handlers.Pim.Sync(sync),
+            ApplianceReadingsRequest readings => await handlers.Appliances.ReadingsAsync(readings, context),
+            PimSyncRequest sync => await handlers.Pim.SyncAsync(sync, context),
             _ => HandlerResult.Error(ErrorCode.UnknownRequest, $"the home server does not answer '{message.Type}' from a terminal"),
         };
     }

@@ -2,7 +2,6 @@ using Daiko.Home.Delegation;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
 using Microsoft.Extensions.Logging;
-using Microsoft.Data.Sqlite;
 
 namespace Daiko.Home.Control;
 
@@ -22,9 +21,9 @@ public sealed class RevocationWatcher(DeviceRegistry devices, ConnectionRegistry
                 IReadOnlySet<string> revoked;
                 try
                 {
-                    revoked = devices.RevokedIds();
+                    revoked = await devices.RevokedIdsAsync(cancellationToken);
                 }
-                catch (SqliteException e)
+                catch (System.Data.Common.DbException e)
                 {
                     // A busy or briefly locked store: the next poll tries again.
                     logger.RevocationReadFailed(e.Message);

@@ -11,6 +11,9 @@ public sealed record MarketRequest(string Host, int Port, string? ServerName, st
 {
     public string EffectiveServerName => ServerName ?? Host;
 
+    /// <summary>Which addresses the home server may connect to for this request (the device's markets; public ones by default).</summary>
+    public Policy.MarketReach Reach { get; init; } = Policy.MarketReach.AnyPublic;
+
     public MarketKey KeyFor(string deviceId) => new(deviceId, Host, Port, EffectiveServerName, Alpn);
 }
 
@@ -76,7 +79,8 @@ public sealed class DelegationService : IAsyncDisposable
         Stream transport;
         try
         {
-            transport = await TlsClient.OpenTcpAsync(market.Host, market.Port, cancellationToken);
+            // Resolved once, judged against the device's markets, and only a judged address is dialled.
+            transport = await market.Reach.OpenAsync(market.Host, market.Port, cancellationToken);
         }
         catch (SocketException e)
         {
@@ -111,14 +115,20 @@ public sealed class DelegationService : IAsyncDisposable
     /// Mode resume: a ticket for the terminal, from the cache or from a fresh full handshake whose
     /// other tickets are cached for next time.
     /// </summary>
-    public async Task<SessionTicket> ObtainTicketAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken)
+    /// <param name="longest">The longest a ticket handed over may have left to live (the device's policy); longer ones stay in the cache.</param>
+    public async Task<SessionTicket> ObtainTicketAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken, TimeSpan? longest = null)
     {
         var key = market.KeyFor(deviceId);
-        var cached = _tickets.TryTake(key);
+        var limit = longest ?? Policy.DevicePolicy.LongestTicketLifetime;
+        bool Fits(SessionTicket t) => t.ExpiresAt - _time.GetUtcNow() <= limit;
+        var cached = _tickets.TryTake(key, Fits);
         if (cached is not null) return cached;
-        await FetchTicketsAsync(deviceId, market, cancellationToken);
-        return _tickets.TryTake(key)
-            ?? throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay");
+        if (_tickets.Count(key) == 0) await FetchTicketsAsync(deviceId, market, cancellationToken);
+        return _tickets.TryTake(key, Fits)
+            ?? (_tickets.Count(key) > 0
+                ? throw new Policy.PolicyRefusedException(Policy.PolicyRule.TicketLifetime,
+                    $"the tickets of {market.Host}:{market.Port} live longer than this device may hold one ({Policy.DevicePolicy.FormatLifetime(limit)}); use handoff or relay, or the owner can change 'daiko home device policy --ticket-lifetime'")
+                : throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay"));
     }
 
     /// <summary>
@@ -145,7 +155,7 @@ public sealed class DelegationService : IAsyncDisposable
             var fetched = await FetchTicketsAsync(deviceId, market, timeout.Token);
             _logger.TicketsFetchedAhead(fetched, $"{market.Host}:{market.Port}");
         }
-        catch (Exception e) when (e is DelegationException or OperationCanceledException or IOException or TlsException or Daiko.Cards.CardNotReadyException)
+        catch (Exception e) when (e is DelegationException or OperationCanceledException or IOException or TlsException or Daiko.Cards.CardNotReadyException or Policy.PolicyRefusedException)
         {
             // A background refill only warms the cache: the next delegation runs its own handshake
             // and reports the error to the terminal.

@@ -18,12 +18,6 @@ public sealed record MarketProfile(
 /// </summary>
 public sealed class MarketProfiles(Storage.IMarketProfileStore store)
 {
-    /// <summary>Profiles in the embedded SQLite home store at <paramref name="databasePath"/>.</summary>
-    public MarketProfiles(string databasePath)
-        : this(new Storage.SqlMarketProfileStore(Storage.PurseStore.Sqlite(databasePath)))
-    {
-    }
-
     public Task<MarketProfile?> FindAsync(string host, int port, CancellationToken cancellationToken = default) => store.FindAsync(host, port, cancellationToken);
 
     public Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default) => store.RememberAsync(profile, cancellationToken);

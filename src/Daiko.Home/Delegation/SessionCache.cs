@@ -65,9 +65,9 @@ public sealed class SessionCache<TEntry>
 
     /// <summary>
     /// Takes a valid entry for <paramref name="key"/>: a single-use entry leaves the cache, a reusable
-    /// one stays. Expired entries met on the way are discarded.
+    /// one stays. Expired entries met on the way are discarded; entries that do not <paramref name="fits"/> stay.
     /// </summary>
-    public TEntry? TryTake(MarketKey key)
+    public TEntry? TryTake(MarketKey key, Func<TEntry, bool>? fits = null)
     {
         var discarded = new List<TEntry>();
         TEntry? found = null;
@@ -84,6 +84,7 @@ public sealed class SessionCache<TEntry>
                         discarded.Add(RemoveAt(slots, i--));
                         continue;
                     }
+                    if (fits is not null && !fits(slot.Entry)) continue;
                     found = slot.Entry;
                     if (slot.SingleUse) RemoveAt(slots, i);
                     break;

@@ -6,26 +6,45 @@ using Daiko.Protocol.Messages;
 namespace Daiko.Home.Handlers;
 
 /// <summary>F16: remote control of, and readings from, home appliances; only the home server reaches them.</summary>
-public sealed class ApplianceHandler(ApplianceGateway appliances, DeviceRegistry devices)
+/// The device's policy names the appliances it may see and control; any other is refused and audited.
+public sealed class ApplianceHandler(ApplianceGateway appliances, DeviceRegistry devices, Policy.DevicePolicies policies)
 {
-    public HandlerResult List() => new AppliancesReply(appliances.List().Select(a => a.Name).ToList());
+    public async Task<HandlerResult> ListAsync(RequestContext context)
+    {
+        var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
+        return new AppliancesReply((await appliances.ListAsync(context.Closed)).Select(a => a.Name).Where(policy.AllowsAppliance).ToList());
+    }
 
-    public HandlerResult Readings(ApplianceReadingsRequest request) =>
-        new ApplianceReadingsReply(appliances.Readings(request.Name, request.Limit).Select(r => $"{r.At:O} {r.State}").ToList());
+    public async Task<HandlerResult> ReadingsAsync(ApplianceReadingsRequest request, RequestContext context) =>
+        await RefusalAsync("appliance-readings", request.Name, context) is { } refused ? refused
+        : new ApplianceReadingsReply((await appliances.ReadingsAsync(request.Name, request.Limit, context.Closed)).Select(r => $"{r.At:O} {r.State}").ToList());
 
     public async Task<HandlerResult> StateAsync(ApplianceStateRequest request, RequestContext context) =>
-        Answer("appliance-state", request.Name, await appliances.GetStateAsync(request.Name, context.Closed), context);
+        await RefusalAsync("appliance-state", request.Name, context) is { } refused ? refused
+        : await AnswerAsync("appliance-state", request.Name, await appliances.GetStateAsync(request.Name, context.Closed), context);
+
+    /// <summary>Null when the device's policy lets it use the appliance; else the audited refusal.</summary>
+    private async Task<HandlerResult?> RefusalAsync(string action, string name, RequestContext context)
+    {
+        var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
+        if (policy.AllowsAppliance(name)) return null;
+        var e = new Policy.PolicyRefusedException(Policy.PolicyRule.Appliances,
+            $"this device may not use the appliance '{name}' (its appliances: {policy.AppliancesText}); the owner can allow it with 'daiko home device policy --appliances'");
+        await devices.AuditAsync(context.DeviceId, action, name, null, e.AuditOutcome, context.Closed);
+        return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
+    }
 
     public async Task<HandlerResult> CommandAsync(ApplianceCommandRequest request, RequestContext context)
     {
+        if (await RefusalAsync("appliance-command", request.Name, context) is { } refused) return refused;
         var arguments = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in request.Arguments) arguments[key] = value;
-        return Answer("appliance-command", request.Name, await appliances.SendCommandAsync(request.Name, request.Command, arguments, context.Closed), context);
+        return await AnswerAsync("appliance-command", request.Name, await appliances.SendCommandAsync(request.Name, request.Command, arguments, context.Closed), context);
     }
 
-    private HandlerResult Answer(string action, string name, ApplianceResult result, RequestContext context)
+    private async Task<HandlerResult> AnswerAsync(string action, string name, ApplianceResult result, RequestContext context)
     {
-        devices.Audit(context.DeviceId, action, name, null, result.Outcome.ToString());
+        await devices.AuditAsync(context.DeviceId, action, name, null, result.Outcome.ToString());
         return result.Outcome switch
         {
             ApplianceOutcome.Done => new ApplianceStateReply(result.State ?? ""),

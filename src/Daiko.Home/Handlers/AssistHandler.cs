@@ -8,13 +8,20 @@ using Daiko.Tls;
 namespace Daiko.Home.Handlers;
 
 /// <summary>Assist mode: the home card signs the terminal's CertificateVerify, the home server judges the market's chain.</summary>
-public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServerCertificateValidator marketValidator)
+public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServerCertificateValidator marketValidator, Policy.DevicePolicies policies)
 {
     private static readonly byte[] ClientVerifyPrefix = [.. Enumerable.Repeat((byte)0x20, 64), .. Encoding.ASCII.GetBytes("TLS 1.3, client CertificateVerify"), 0];
 
     public async Task<HandlerResult> SignAsync(SignRequest request, RequestContext context)
     {
         if (gate.RefusalUnlessReady() is { } refusal) return refusal;
+        var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
+        if (!policy.Modes.Contains(DelegationMode.Assist))
+        {
+            var e = Policy.ModeChoice.Forbidden(DelegationMode.Assist, policy.Modes);
+            await devices.AuditAsync(context.DeviceId, "sign", null, "assist", e.AuditOutcome);
+            return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
+        }
         var content = request.Content;
         // The card signs only TLS 1.3 client CertificateVerify content, or a whole TLS 1.2 handshake that
         // this server parsed and checked itself (a TLS 1.2 CertificateVerify has no context string); never
@@ -23,13 +30,13 @@ public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServer
         var problem = tls13 ? null : await Daiko.Tls.Tls12.AssistTranscript12.CheckAsync(content, request.Scheme, gate.Card.CertificateChain, marketValidator, context.Closed);
         if (problem is not null)
         {
-            devices.Audit(context.DeviceId, "sign", null, "assist", "refused: not CertificateVerify content");
+            await devices.AuditAsync(context.DeviceId, "sign", null, "assist", "refused: not CertificateVerify content");
             return HandlerResult.Error(ErrorCode.BadContent, $"the home card signs only TLS 1.3 client CertificateVerify content or a TLS 1.2 handshake it checked: {problem}");
         }
         try
         {
             var signature = await gate.Card.TlsSigner.SignAsync(request.Scheme, content, context.Closed);
-            devices.Audit(context.DeviceId, "sign", null, "assist", "signed");
+            await devices.AuditAsync(context.DeviceId, "sign", null, "assist", "signed");
             return new SignatureReply(signature);
         }
         catch (Exception e) when (e is NotSupportedException or CardNotReadyException)

@@ -14,18 +14,18 @@ public sealed class CardHandler(CardGate gate, DeviceRegistry devices, SessionCa
     private HomeCard Card => gate.Card;
 
     /// <summary>Both PINs are checked on every unlock, also when another terminal already unlocked the card.</summary>
-    public HandlerResult Unlock(UnlockRequest request, RequestContext context)
+    public async Task<HandlerResult> UnlockAsync(UnlockRequest request, RequestContext context)
     {
         var first = Card.EnterPin1(request.Pin1);
         if (!first.Accepted)
         {
-            devices.Audit(context.DeviceId, "unlock", null, null, first.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN1");
+            await devices.AuditAsync(context.DeviceId, "unlock", null, null, first.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN1");
             return HandlerResult.Error(first.Outcome == PinOutcome.Disabled ? ErrorCode.CardDisabled : ErrorCode.WrongPin1, first.Message, first.TriesLeft);
         }
         var second = Card.EnterPin2(request.Pin2);
         if (!second.Accepted)
         {
-            devices.Audit(context.DeviceId, "unlock", null, null, second.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN2");
+            await devices.AuditAsync(context.DeviceId, "unlock", null, null, second.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN2");
             return HandlerResult.Error(second.Outcome switch
             {
                 PinOutcome.Disabled => ErrorCode.CardDisabled,
@@ -33,7 +33,7 @@ public sealed class CardHandler(CardGate gate, DeviceRegistry devices, SessionCa
                 _ => ErrorCode.WrongPin2,
             }, second.Message, second.TriesLeft);
         }
-        devices.Audit(context.DeviceId, "unlock", null, null, "crypto-ready");
+        await devices.AuditAsync(context.DeviceId, "unlock", null, null, "crypto-ready");
         try
         {
             // A purse from before the card's seal is sealed once here, after its log verifies.
@@ -46,11 +46,11 @@ public sealed class CardHandler(CardGate gate, DeviceRegistry devices, SessionCa
         return new UnlockedReply(CardGate.ToProtocol(Card.State));
     }
 
-    public HandlerResult Lock(RequestContext context)
+    public async Task<HandlerResult> LockAsync(RequestContext context)
     {
         Card.Done();
         tickets.PurgeDevice(context.DeviceId);
-        devices.Audit(context.DeviceId, "lock", null, null, "remote-access-wait");
+        await devices.AuditAsync(context.DeviceId, "lock", null, null, "remote-access-wait");
         return new LockedReply(CardGate.ToProtocol(Card.State));
     }
 

@@ -1,5 +1,6 @@
 using Daiko.Home.Delegation;
 using Daiko.Home.Devices;
+using Daiko.Home.Policy;
 using Daiko.Protocol;
 using Daiko.Protocol.Messages;
 
@@ -8,26 +9,35 @@ namespace Daiko.Home.Handlers;
 /// <summary>
 /// delegate and prefetch (F3-F7). The home server picks the mode for <c>auto</c> from what it learned
 /// about the market (<see cref="MarketProfiles.Choose"/>), so the terminal asks once and gets the
-/// reply of the chosen mode: a ticket, live secrets with a relay, a relay, or the user's chain.
+/// reply of the chosen mode: a ticket, live secrets with a relay, a relay, or the user's chain. The
+/// device's policy decides which markets and modes it may use and which tickets it may hold
+/// (<see cref="DevicePolicies"/>); a refusal is audited with the rule that refused it.
 /// </summary>
-public sealed class DelegationHandler(CardGate gate, DelegationService delegation, DeviceRegistry devices, Splicer splicer)
+public sealed class DelegationHandler(CardGate gate, DelegationService delegation, DeviceRegistry devices, Splicer splicer, DevicePolicies policies)
 {
     private long _nextRelay;
 
     public async Task<HandlerResult> PrefetchAsync(PrefetchRequest request, RequestContext context)
     {
         if (gate.RefusalUnlessReady() is { } refusal) return refusal;
-        var market = ToMarket(request.Market);
+        var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
+        var market = ToMarket(request.Market) with { Reach = policies.ReachFor(policy) };
         try
         {
+            ModeChoice.Candidates(DelegationMode.Resume, null, policy.Modes);
+            market.Reach.CheckName(market.Host, market.Port);
             gate.Card.Touch();
             var (ready, handshakes) = await delegation.PrefetchAsync(context.DeviceId, market, request.Minimum, context.Closed);
-            if (handshakes > 0) devices.Audit(context.DeviceId, "prefetch", Where(market), "resume", $"{ready} ticket(s) ready");
+            if (handshakes > 0) await devices.AuditAsync(context.DeviceId, "prefetch", Where(market), "resume", $"{ready} ticket(s) ready");
             return new PrefetchedReply(ready, handshakes);
+        }
+        catch (PolicyRefusedException e)
+        {
+            return await RefuseAsync(e, "prefetch", market, DelegationMode.Resume, context);
         }
         catch (DelegationException e)
         {
-            devices.Audit(context.DeviceId, "prefetch", Where(market), "resume", "failed: " + e.Failure);
+            await devices.AuditAsync(context.DeviceId, "prefetch", Where(market), "resume", "failed: " + e.Failure);
             return HandlerResult.Error(e.Failure == DelegationFailure.NoTicketIssued ? ErrorCode.NoTicket : ErrorCode.MarketFailed, e.Message);
         }
     }
@@ -35,28 +45,37 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
     public async Task<HandlerResult> DelegateAsync(DelegateRequest request, RequestContext context)
     {
         if (gate.RefusalUnlessReady() is { } refusal) return refusal;
-        var market = ToMarket(request.Market);
-        var mode = request.Mode == DelegationMode.Auto
-            ? MarketProfiles.Choose(await delegation.Profiles.FindAsync(market.Host, market.Port, context.Closed))
-            : request.Mode;
+        var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
+        var market = ToMarket(request.Market) with { Reach = policies.ReachFor(policy) };
+        var mode = request.Mode;
         try
         {
+            market.Reach.CheckName(market.Host, market.Port);
+            // A forbidden mode is refused, never served in another one; auto chooses among the allowed modes.
+            var candidates = ModeChoice.Candidates(request.Mode, request.Mode == DelegationMode.Auto
+                ? await delegation.Profiles.FindAsync(market.Host, market.Port, context.Closed) : null, policy.Modes);
             gate.Card.Touch();
-            try
+            for (var i = 0; ; i++)
             {
-                return await DelegateInAsync(mode, market, context);
+                mode = candidates[i];
+                try
+                {
+                    return await DelegateInAsync(mode, market, policy, context);
+                }
+                catch (Exception e) when (i + 1 < candidates.Count && ModeChoice.TryNext(e))
+                {
+                    // Auto met a market (or a ticket budget) this mode cannot serve: the next allowed mode instead.
+                    await devices.AuditAsync(context.DeviceId, "delegate", Where(market), mode.ToWire(), $"{(e as PolicyRefusedException)?.AuditOutcome ?? "no ticket"}: {candidates[i + 1].ToWire()} instead");
+                }
             }
-            catch (DelegationException e) when (request.Mode == DelegationMode.Auto && mode == DelegationMode.Resume && e.Failure == DelegationFailure.NoTicketIssued)
-            {
-                // Auto met a market that issues no tickets (now remembered): hand the session off instead.
-                devices.Audit(context.DeviceId, "delegate", Where(market), "resume", "no ticket: handoff instead");
-                mode = DelegationMode.Handoff;
-                return await DelegateInAsync(mode, market, context);
-            }
+        }
+        catch (PolicyRefusedException e)
+        {
+            return await RefuseAsync(e, "delegate", market, mode, context);
         }
         catch (DelegationException e)
         {
-            devices.Audit(context.DeviceId, "delegate", Where(market), mode.ToWire(), $"failed: {e.Failure}");
+            await devices.AuditAsync(context.DeviceId, "delegate", Where(market), mode.ToWire(), $"failed: {e.Failure}");
             return HandlerResult.Error(e.Failure switch
             {
                 DelegationFailure.MarketUnreachable => ErrorCode.MarketUnreachable,
@@ -72,7 +91,13 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         }
     }
 
-    private async Task<HandlerResult> DelegateInAsync(DelegationMode mode, MarketRequest market, RequestContext context)
+    private async Task<HandlerResult> RefuseAsync(PolicyRefusedException e, string action, MarketRequest market, DelegationMode mode, RequestContext context)
+    {
+        await devices.AuditAsync(context.DeviceId, action, Where(market), mode.ToWire(), e.AuditOutcome);
+        return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
+    }
+
+    private async Task<HandlerResult> DelegateInAsync(DelegationMode mode, MarketRequest market, DevicePolicy policy, RequestContext context)
     {
         var where = Where(market);
         var audit = mode.ToWire();
@@ -80,8 +105,10 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         {
             case DelegationMode.Resume:
             {
-                var ticket = await delegation.ObtainTicketAsync(context.DeviceId, market, context.Closed);
-                devices.Audit(context.DeviceId, "delegate", where, audit, "ticket handed over");
+                using var held = policies.Tickets.Reserve(context.DeviceId, Where(market), policy.MaxTickets);
+                var ticket = await delegation.ObtainTicketAsync(context.DeviceId, market, context.Closed, policy.TicketLifetimeOrLongest);
+                held.Handed(ticket.ExpiresAt);
+                await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "ticket handed over");
                 // The reply is encoded before AfterReply runs: only then is the ticket's PSK wiped.
                 return new HandlerResult(new TicketReply(ticket), () =>
                 {
@@ -94,9 +121,11 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
                 await delegation.AbsorbTicketsAsync(context.DeviceId, market, connection, context.Closed);
                 var transport = connection.Transport;
-                var exported = connection.Export();
+                // A device whose tickets the policy limits gets no resumption secret: tickets the market
+                // sends on the handed-over connection yield it nothing.
+                var exported = policy.TicketLifetime is null ? connection.Export() : connection.Export().WithoutResumption();
                 var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
-                devices.Audit(context.DeviceId, "delegate", where, audit, "secrets handed over");
+                await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "secrets handed over");
                 return new HandlerResult(new SecretsReply(exported, relay.Id), () =>
                 {
                     exported.Wipe();
@@ -107,11 +136,13 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             {
                 var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
                 var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
-                devices.Audit(context.DeviceId, "delegate", where, audit, "relay opened");
+                await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "relay opened");
                 return new HandlerResult(new RelayReply(relay.Id), () => splicer.Start(relay, connection));
             }
             case DelegationMode.Assist:
-                devices.Audit(context.DeviceId, "delegate", where, audit, "assist ready");
+                // The terminal dials the market itself, but acts there as the owner: the same markets rule.
+                await market.Reach.ResolveAsync(market.Host, market.Port, context.Closed);
+                await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "assist ready");
                 return new AssistReply(gate.Card.CertificateChain.ToList());
             default:
                 return HandlerResult.Error(ErrorCode.BadMode, $"unknown delegation mode '{mode.ToWire()}'");

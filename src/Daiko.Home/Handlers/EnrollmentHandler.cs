@@ -17,18 +17,18 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
 {
     private readonly EnrollmentLimiter _limiter = limiter ?? new EnrollmentLimiter();
 
-    public HandlerResult Enroll(EnrollRequest request, System.Net.IPAddress peer)
+    public async Task<HandlerResult> EnrollAsync(EnrollRequest request, System.Net.IPAddress peer, CancellationToken cancellationToken)
     {
         var addressKey = EnrollmentLimiter.AddressKey(peer);
         if (_limiter.WaitFor(addressKey) is { } addressWait)
         {
-            devices.Audit(null, "enroll", null, null, $"refused: too many failures from {peer}");
+            await devices.AuditAsync(null, "enroll", null, null, $"refused: too many failures from {peer}");
             return HandlerResult.Error(ErrorCode.EnrollmentRefused, $"too many wrong enrollment codes from this address; try again in {Seconds(addressWait)} s");
         }
         var publicId = EnrollmentCode.Parse(request.Secret)?.PublicId;
         if (publicId is not null && _limiter.WaitFor(EnrollmentLimiter.CodeKey(publicId)) is { } codeWait)
         {
-            devices.Audit(null, "enroll", null, null, $"refused: too many failures for code {publicId}");
+            await devices.AuditAsync(null, "enroll", null, null, $"refused: too many failures for code {publicId}");
             return HandlerResult.Error(ErrorCode.EnrollmentRefused, $"too many wrong tries of this enrollment code; try again in {Seconds(codeWait)} s");
         }
         try
@@ -36,16 +36,17 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
             using var probe = ECDsa.Create();
             probe.ImportSubjectPublicKeyInfo(request.DeviceSpki, out _);
         }
-        catch (CryptographicException)
+        catch (Exception e) when (e is CryptographicException or PlatformNotSupportedException)
         {
+            // PlatformNotSupportedException: a key on a curve this platform lacks (from the peer's SPKI).
             return HandlerResult.Error(ErrorCode.BadKey, "the device public key is not a valid EC key");
         }
-        var (outcome, name) = devices.RedeemCode(request.Secret);
+        var (outcome, name) = await devices.RedeemCodeAsync(request.Secret, cancellationToken);
         if (outcome != EnrollmentOutcome.Enrolled)
         {
             _limiter.Failed(addressKey);
             if (outcome == EnrollmentOutcome.WrongSecret) _limiter.Failed(EnrollmentLimiter.CodeKey(publicId!));
-            devices.Audit(null, "enroll", null, null, $"refused: {outcome} from {peer}");
+            await devices.AuditAsync(null, "enroll", null, null, $"refused: {outcome} from {peer}");
             return HandlerResult.Error(ErrorCode.EnrollmentRefused, outcome switch
             {
                 EnrollmentOutcome.ExpiredCode => "the enrollment code has expired; ask for a new one with 'daiko home device add'",
@@ -54,9 +55,9 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
                 _ => "the enrollment code is not valid",
             });
         }
-        var device = devices.Register(name!, request.DeviceSpki);
+        var device = await devices.RegisterAsync(name!, request.DeviceSpki, cancellationToken);
         using var certificate = identity.IssueDeviceCertificate(device.Id, request.DeviceSpki);
-        devices.Audit(device.Id, "enroll", null, null, "enrolled");
+        await devices.AuditAsync(device.Id, "enroll", null, null, "enrolled");
         logger.DeviceEnrolled(device.Name, device.Id);
         return new EnrolledReply(device.Id, device.Name, certificate.RawData, identity.Certificate.RawData);
     }

@@ -9,12 +9,13 @@ using Daiko.Protocol.Messages;
 namespace Daiko.Home.Handlers;
 
 /// <summary>The wallet requests (F12-F15): balance and history for any unlocked terminal, money moves only when the card is ready.</summary>
-public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceRegistry devices)
+/// A payment also counts against the device's daily spend limit, in the purse's own transaction.
+public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceRegistry devices, Policy.DevicePolicies policies)
 {
     public async Task<HandlerResult> HandleAsync(ControlMessage request, RequestContext context)
     {
         var result = await AnswerAsync(request, context);
-        devices.Audit(context.DeviceId, request.Type, null, null, "handled");
+        await devices.AuditAsync(context.DeviceId, request.Type, null, null, "handled");
         return result;
     }
 
@@ -51,7 +52,9 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
             switch (request)
             {
                 case WalletPayRequest pay:
-                    var payment = ledger.Pay(pay.Request);
+                    var (policy, name) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
+                    var spend = policy.SpendLimitPerDay is { } limit ? new Policy.DeviceSpend(name, limit, policies.Time) : null;
+                    var payment = ledger.Pay(pay.Request, spend is null ? null : spend.Charge);
                     return new WalletPaymentReply(payment, MoneyCodec.ReadUnverified<Payment>(payment).PaymentId);
                 case WalletRefillRequest refill:
                     return new WalletRefillAckReply(ledger.Refill(refill.Refill));
@@ -66,9 +69,19 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
                     return HandlerResult.Error(ErrorCode.UnknownRequest, $"the home server does not know request '{request.Type}'");
             }
         }
+        catch (Policy.PolicyRefusedException e)
+        {
+            await devices.AuditAsync(context.DeviceId, request.Type, null, null, e.AuditOutcome);
+            return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
+        }
         catch (PurseException e)
         {
-            return HandlerResult.Error(ErrorCodes.FromWire("purse-" + e.Refusal.ToString().ToLowerInvariant()), e.Message);
+            return HandlerResult.Error(e.Refusal == PurseRefusal.Conflict ? ErrorCode.Conflict : ErrorCodes.FromWire("purse-" + e.Refusal.ToString().ToLowerInvariant()), e.Message);
+        }
+        catch (Exception e) when (e is System.Formats.Cbor.CborContentException or System.Security.Cryptography.CryptographicException or ArgumentException or FormatException)
+        {
+            // Whatever a market or bank sent that is not a money message is refused as such (and logged as a refusal), never an internal fault.
+            return HandlerResult.Error(ErrorCode.PurseMalformed, $"what the terminal passed on is not a signed money message: {e.Message}");
         }
         catch (CardNotReadyException e)
         {

@@ -31,8 +31,17 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>How often the payment log is mailed (F14).</summary>
     public TimeSpan ReportInterval { get; init; } = TimeSpan.FromDays(1);
 
-    /// <summary>Where the purse lives; default the SQLite home store (PostgreSQL for hosted deployments).</summary>
-    public Storage.IHomeStore? PurseStore { get; init; }
+    /// <summary>Where all home state lives (devices, audit, purse, PIM, …); default the SQLite home.db in <see cref="Directory"/>, PostgreSQL for hosted deployments.</summary>
+    public Storage.IHomeStore? Store { get; init; }
+
+    /// <summary>The same as <see cref="Store"/> (its name from when only the purse was in the store).</summary>
+    public Storage.IHomeStore? PurseStore { get => Store; init => Store = value; }
+
+    /// <summary>How often the declared payees are re-read (the bound on "a payee change applies within one second").</summary>
+    public TimeSpan PayeePoll { get; init; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Lets every device reach markets on private and loopback addresses (<c>home serve --allow-private-markets</c>: labs and tests).</summary>
+    public bool AllowPrivateMarkets { get; init; }
 
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
@@ -55,9 +64,9 @@ public sealed class HomeServer : IAsyncDisposable
     private HomeServer(HomeServerOptions options, HomeCard card)
     {
         var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
-        var database = DatabasePath(options.Directory);
+        Store = options.Store ?? Storage.HomeStore.Sqlite(DatabasePath(options.Directory));
         Identity = HomeIdentity.LoadOrCreate(options.Directory);
-        Devices = new DeviceRegistry(database, options.Time)
+        Devices = new DeviceRegistry(Store, options.Time)
         {
             // Every audited event (unlock, lock, delegation, refusal) also goes to the server log; never a secret.
             Audited = (device, action, market, mode, outcome) =>
@@ -70,36 +79,43 @@ public sealed class HomeServer : IAsyncDisposable
                 : new ClientCredential(card.CertificateChain, card.TlsSigner),
             validator,
             new SessionCache<SessionTicket>(options.Time, t => t.Wipe(), t => t.Identity.Length + t.Psk.Length + t.Nonce.Length + 256),
-            new MarketProfiles(database),
+            new MarketProfiles(Store.MarketProfiles),
             options.Time,
             logger: logger);
-        _wallet = new WalletService(options.Directory, card, options.Time, options.PurseStore, logger);
-        Appliances = new ApplianceGateway(database, time: options.Time);
+        _wallet = new WalletService(options.Directory, card, options.Time, Store, logger);
+        Appliances = new ApplianceGateway(Store.Appliances, time: options.Time);
         _splicer = new Splicer(logger);
         Connections = new ConnectionRegistry();
+        Policies = new Policy.DevicePolicies(new Storage.SqlDevicePolicyStore(Store),
+            async (id, ct) => (await Devices.FindByIdAsync(id, ct))?.Name, options.Time, options.AllowPrivateMarkets);
         var gate = new CardGate(card);
         var handlers = new HomeHandlers(
             gate,
             new EnrollmentHandler(Devices, Identity, logger),
             new CardHandler(gate, Devices, Delegation.Tickets, _wallet, logger),
-            new DelegationHandler(gate, Delegation, Devices, _splicer),
-            new AssistHandler(gate, Devices, validator),
-            new ApplianceHandler(Appliances, Devices),
-            new PimHandler(new PimStore(database, options.Time)),
-            new WalletHandler(_wallet, gate, Devices));
+            new DelegationHandler(gate, Delegation, Devices, _splicer, Policies),
+            new AssistHandler(gate, Devices, validator, Policies),
+            new ApplianceHandler(Appliances, Devices, Policies),
+            new PimHandler(new PimStore(Store, options.Time)),
+            new WalletHandler(_wallet, gate, Devices, Policies),
+            Policies);
         _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers), logger);
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
     }
 
     public static string DatabasePath(string directory) => Path.Combine(directory, "home.db");
 
-    /// <summary>Registers a market's or bank's key for e-money messages.</summary>
-    public static void AddPayee(string directory, string id, System.Security.Cryptography.ECDsa publicKey) => WalletService.AddPayee(directory, id, publicKey);
+    /// <summary>Declares a market or bank (its role and key) for e-money messages.</summary>
+    public static Task AddPayeeAsync(string directory, string name, Storage.PayeeRole role, System.Security.Cryptography.ECDsa publicKey) =>
+        WalletService.AddPayeeAsync(directory, name, role, publicKey);
 
     /// <summary>Where the payment log is mailed (DIR/mail.json).</summary>
     public static void SetMail(string directory, Mail.MailSettings settings) => WalletService.SaveMailSettings(directory, settings);
 
     public ApplianceGateway Appliances { get; }
+
+    /// <summary>All of the home server's state.</summary>
+    public Storage.IHomeStore Store { get; }
 
     public PurseLedger Ledger => _wallet.Ledger;
 
@@ -111,6 +127,9 @@ public sealed class HomeServer : IAsyncDisposable
 
     public DelegationService Delegation { get; }
 
+    /// <summary>The owner's device policies as this server applies them.</summary>
+    public Policy.DevicePolicies Policies { get; }
+
     public ConnectionRegistry Connections { get; }
 
     private RevocationWatcher Revocations { get; }
@@ -120,7 +139,9 @@ public sealed class HomeServer : IAsyncDisposable
     public static HomeServer Start(HomeServerOptions options, HomeCard card)
     {
         var server = new HomeServer(options, card);
+        server._wallet.Payees.RefreshAsync(CancellationToken.None).GetAwaiter().GetResult();
         server._listener.Start();
+        server._background.Add(server._wallet.Payees.RunAsync(options.PayeePoll, options.Time, server._stop.Token));
         server._background.Add(server.Revocations.RunAsync(options.RevocationPoll, server._stop.Token));
         server._background.Add(server._wallet.RunPeriodicReportsAsync(options.ReportInterval, options.Time, server._stop.Token));
         server._background.Add(server.Appliances.RunCollectorAsync(options.ApplianceCollectInterval, server._stop.Token));

@@ -1,8 +1,8 @@
 using System.Text;
 using Daiko.Home.Money;
+using Daiko.Home.Storage;
 using MailKit.Net.Smtp;
 using MailKit.Security;
-using Microsoft.Data.Sqlite;
 using MimeKit;
 
 namespace Daiko.Home.Mail;
@@ -19,29 +19,12 @@ public sealed record MailSettings(string SmtpHost, int SmtpPort, string From, st
 /// accepted them: an outage delays a report, never loses it, and a retry after a crash re-sends the
 /// same Message-Id (mail systems de-duplicate on it) rather than a second report.
 /// </summary>
-public sealed class ReportOutbox
+public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = null)
 {
-    private readonly string _connectionString;
-    private readonly TimeProvider _time;
-
-    public ReportOutbox(string databasePath, TimeProvider? time = null)
-    {
-        _connectionString = Storage.HomeDatabase.ConnectionString(databasePath);
-        _time = time ?? TimeProvider.System;
-        using var c = Open();
-        using var cmd = c.CreateCommand();
-        cmd.CommandText = """
-            CREATE TABLE IF NOT EXISTS mail_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE,
-                recipient TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL, created_at TEXT NOT NULL,
-                attempts INTEGER NOT NULL DEFAULT 0, sent_at TEXT);
-            """;
-        cmd.ExecuteNonQuery();
-    }
-
-    private SqliteConnection Open() => Storage.HomeDatabase.Open(_connectionString);
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
 
     /// <summary>Queues a report of the whole log (entries, balances, the card-signed head) for <paramref name="to"/>.</summary>
-    public string EnqueueReport(PurseLedger ledger, string to, string cardId)
+    public async Task<string> EnqueueReportAsync(PurseLedger ledger, string to, string cardId, CancellationToken cancellationToken = default)
     {
         var history = ledger.History();
         var body = new StringBuilder();
@@ -60,37 +43,16 @@ public sealed class ReportOutbox
         body.AppendLine($"chain head: {(history.Count == 0 ? "(empty)" : history[^1].Hash)}");
         body.AppendLine($"card-signed head (COSE_Sign1, base64): {Convert.ToBase64String(ledger.SignedHead())}");
         var messageId = $"{Guid.NewGuid():N}@daiko.home";
-        using var c = Open();
-        using var cmd = c.CreateCommand();
-        cmd.CommandText = "INSERT INTO mail_outbox(message_id, recipient, subject, body, created_at) VALUES($m, $r, $s, $b, $t)";
-        cmd.Parameters.AddWithValue("$m", messageId);
-        cmd.Parameters.AddWithValue("$r", to);
-        cmd.Parameters.AddWithValue("$s", $"Daiko payment log: {history.Count} entries");
-        cmd.Parameters.AddWithValue("$b", body.ToString());
-        cmd.Parameters.AddWithValue("$t", _time.GetUtcNow().ToString("O"));
-        cmd.ExecuteNonQuery();
+        await outbox.EnqueueAsync(messageId, to, $"Daiko payment log: {history.Count} entries", body.ToString(), _time.GetUtcNow(), cancellationToken);
         return messageId;
     }
 
-    public int Pending()
-    {
-        using var c = Open();
-        using var cmd = c.CreateCommand();
-        cmd.CommandText = "SELECT COUNT(*) FROM mail_outbox WHERE sent_at IS NULL";
-        return (int)(long)cmd.ExecuteScalar()!;
-    }
+    public Task<long> PendingAsync(CancellationToken cancellationToken = default) => outbox.PendingCountAsync(cancellationToken);
 
     /// <summary>Sends every pending report; returns how many went. An SMTP failure leaves them queued.</summary>
     public async Task<int> DeliverAsync(MailSettings settings, CancellationToken cancellationToken)
     {
-        var pending = new List<(long Id, string MessageId, string To, string Subject, string Body)>();
-        using (var c = Open())
-        using (var cmd = c.CreateCommand())
-        {
-            cmd.CommandText = "SELECT id, message_id, recipient, subject, body FROM mail_outbox WHERE sent_at IS NULL ORDER BY id";
-            using var r = cmd.ExecuteReader();
-            while (r.Read()) pending.Add((r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4)));
-        }
+        var pending = await outbox.PendingAsync(cancellationToken);
         if (pending.Count == 0) return 0;
         using var smtp = new SmtpClient { Timeout = 10_000 };
         try
@@ -99,7 +61,7 @@ public sealed class ReportOutbox
         }
         catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or SmtpProtocolException or SslHandshakeException or TimeoutException)
         {
-            MarkAttempt(pending.Select(p => p.Id));
+            await outbox.MarkAttemptAsync(pending.Select(p => p.Id), CancellationToken.None);
             return 0;
         }
         var sent = 0;
@@ -115,15 +77,10 @@ public sealed class ReportOutbox
             }
             catch (Exception e) when (e is SmtpCommandException or SmtpProtocolException or IOException)
             {
-                MarkAttempt([item.Id]);
+                await outbox.MarkAttemptAsync([item.Id], CancellationToken.None);
                 break;
             }
-            using var c = Open();
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "UPDATE mail_outbox SET sent_at = $t, attempts = attempts + 1 WHERE id = $i";
-            cmd.Parameters.AddWithValue("$t", _time.GetUtcNow().ToString("O"));
-            cmd.Parameters.AddWithValue("$i", item.Id);
-            cmd.ExecuteNonQuery();
+            await outbox.MarkSentAsync(item.Id, _time.GetUtcNow(), CancellationToken.None);
             sent++;
         }
         try
@@ -135,17 +92,5 @@ public sealed class ReportOutbox
             // The reports are sent and marked: a server that drops QUIT costs nothing.
         }
         return sent;
-    }
-
-    private void MarkAttempt(IEnumerable<long> ids)
-    {
-        using var c = Open();
-        foreach (var id in ids)
-        {
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "UPDATE mail_outbox SET attempts = attempts + 1 WHERE id = $i";
-            cmd.Parameters.AddWithValue("$i", id);
-            cmd.ExecuteNonQuery();
-        }
     }
 }

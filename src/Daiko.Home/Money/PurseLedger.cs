@@ -39,19 +39,23 @@ public sealed class PurseLedger
 {
     private readonly IHomeStore _store;
     private readonly IPurseCard _card;
-    private readonly Func<string, ECDsa?> _partyKeys;
+    private readonly Func<string, PayeeRole, ECDsa?> _partyKeys;
     private readonly TimeProvider _time;
     private readonly TimeSpan _cancellationWindow;
     private readonly object _gate = new();
 
-    /// <param name="partyKeys">The verification key of a market or bank by its id (null: unknown party).</param>
-    public PurseLedger(string databasePath, IPurseCard card, Func<string, ECDsa?> partyKeys, TimeProvider? time = null, TimeSpan? cancellationWindow = null)
+    // The purse_log edit count seen at the last whole-chain check (null: none yet in this process, or
+    // the chain must be checked again); while it holds, each operation checks only the seal and the tail.
+    private long? _checkedEdits;
+
+    /// <param name="partyKeys">The verification key of a market or bank by its id and the role it signs in (null: no payee of that name has that role).</param>
+    public PurseLedger(string databasePath, IPurseCard card, Func<string, PayeeRole, ECDsa?> partyKeys, TimeProvider? time = null, TimeSpan? cancellationWindow = null)
         : this(PurseStore.Sqlite(databasePath), card, partyKeys, time, cancellationWindow)
     {
     }
 
     /// <param name="store">SQLite or PostgreSQL.</param>
-    public PurseLedger(IHomeStore store, IPurseCard card, Func<string, ECDsa?> partyKeys, TimeProvider? time = null, TimeSpan? cancellationWindow = null)
+    public PurseLedger(IHomeStore store, IPurseCard card, Func<string, PayeeRole, ECDsa?> partyKeys, TimeProvider? time = null, TimeSpan? cancellationWindow = null)
     {
         _store = store;
         _card = card;
@@ -82,13 +86,19 @@ public sealed class PurseLedger
     }
 
     /// <summary>F12: pays a market's signed request; returns the card's signed payment.</summary>
-    public byte[] Pay(byte[] requestCose)
+    /// <param name="charge">Also run in the payment's transaction with its amount and currency (a device's spend limit); throwing refuses the payment.</param>
+    public byte[] Pay(byte[] requestCose, Action<DbConnection, DbTransaction, long, string>? charge = null)
     {
         var unverified = MoneyCodec.ReadUnverified<PaymentRequest>(requestCose);
         var market = unverified.Market;
-        var request = MoneyCodec.Verify<PaymentRequest>(requestCose, KeyOf(market));
-        var requestId = "pay:" + request.RequestId;
-        return Transact(requestId, (c, tx) =>
+        var request = MoneyCodec.Verify<PaymentRequest>(requestCose, KeyOf(market, PayeeRole.Market));
+        // Scoped to the market; a payment stored before ids were scoped answers only its own market's same order.
+        var id = new MoneyRequestId("pay", market, request.RequestId, MoneyMessage.Hash(request.Payload()))
+        {
+            LegacyMatches = answer => MoneyCodec.ReadUnverified<Daiko.Money.Payment>(answer) is var p
+                && p.Market == market && p.Order == request.Order && p.Amount == request.Amount && p.Currency == request.Currency,
+        };
+        return Transact(id, (c, tx) =>
         {
             RequireReady();
             if (request.Expires <= _time.GetUtcNow()) throw new PurseException(PurseRefusal.Expired, "the payment request has expired");
@@ -98,6 +108,7 @@ public sealed class PurseLedger
             var balance = BalanceOf(c, tx, currency);
             if (balance < amount) throw new PurseException(BalanceOf(c, tx, currency) == 0 && !HasCurrency(c, tx, currency) ? PurseRefusal.WrongCurrency : PurseRefusal.InsufficientBalance,
                 !HasCurrency(c, tx, currency) ? $"the purse holds no {currency}" : $"the balance of {balance} {currency} does not cover {amount}");
+            charge?.Invoke(c, tx, amount, currency);
             var paymentId = Guid.NewGuid().ToString("N");
             var now = _time.GetUtcNow();
             SetBalance(c, tx, currency, balance - amount);
@@ -114,8 +125,12 @@ public sealed class PurseLedger
     public byte[] Refill(byte[] refillCose)
     {
         var unverified = MoneyCodec.ReadUnverified<Daiko.Money.Refill>(refillCose);
-        var refill = MoneyCodec.Verify<Daiko.Money.Refill>(refillCose, KeyOf(unverified.Bank));
-        return Transact("refill:" + refill.RefillId, (c, tx) =>
+        var refill = MoneyCodec.Verify<Daiko.Money.Refill>(refillCose, KeyOf(unverified.Bank, PayeeRole.Bank));
+        var id = new MoneyRequestId("refill", refill.Bank, refill.RefillId, MoneyMessage.Hash(refill.Payload()))
+        {
+            LegacyMatches = answer => MoneyCodec.ReadUnverified<RefillAck>(answer) is var a && a.Amount == refill.Amount && a.Currency == refill.Currency,
+        };
+        return Transact(id, (c, tx) =>
         {
             RequireReady();
             if (refill.Card != _card.CardId) throw new PurseException(PurseRefusal.WrongCard, "the refill was issued for another card");
@@ -141,7 +156,7 @@ public sealed class PurseLedger
             if (Payment(c, tx, paymentId).State == "cancelled")
                 throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already cancelled and re-credited");
         }
-        return Transact("cancel:" + paymentId, (c, tx) =>
+        return Transact(new MoneyRequestId("cancel", "card", paymentId, paymentId), (c, tx) =>
         {
             RequireReady();
             var (market, amount, currency, at, state) = Payment(c, tx, paymentId);
@@ -158,9 +173,10 @@ public sealed class PurseLedger
     public long ApplyConfirmation(byte[] confirmationCose)
     {
         var unverified = MoneyCodec.ReadUnverified<CancellationConfirmation>(confirmationCose);
-        var confirmation = MoneyCodec.Verify<CancellationConfirmation>(confirmationCose, KeyOf(unverified.Market));
+        var confirmation = MoneyCodec.Verify<CancellationConfirmation>(confirmationCose, KeyOf(unverified.Market, PayeeRole.Market));
         var paymentId = confirmation.PaymentId;
-        var answer = Transact("confirm:" + MoneyMessage.Hash(confirmationCose), (c, tx) =>
+        var hash = MoneyMessage.Hash(confirmation.Payload());
+        var answer = Transact(new MoneyRequestId("confirm", confirmation.Market, hash, hash) { LegacyMatches = null }, (c, tx) =>
         {
             var (market, amount, currency, _, state) = Payment(c, tx, paymentId);
             if (market != confirmation.Market || amount != confirmation.Amount || currency != confirmation.Currency)
@@ -215,7 +231,12 @@ public sealed class PurseLedger
     public bool VerifyLog()
     {
         using var c = Open();
-        return PurseLog.Read(c, null).LogIntact;
+        var intact = PurseLog.Read(c, null).LogIntact;
+        if (!intact)
+        {
+            lock (_gate) _checkedEdits = null;
+        }
+        return intact;
     }
 
     /// <summary>
@@ -229,9 +250,11 @@ public sealed class PurseLedger
             RequireReady();
             using var c = Open();
             using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
-            var counter = PurseSeal.Check(c, tx, _card);
+            _checkedEdits = null;
+            var counter = CheckSeal(c, tx);
             if (counter != 0)
             {
+                tx.Commit();
                 return;
             }
             PurseSeal.Seal(c, tx, _card, 1);
@@ -292,23 +315,17 @@ public sealed class PurseLedger
     /// card's seal is checked before anything moves (a forged, truncated or rolled-back purse is refused)
     /// and renewed with the commit; the card's counter follows the commit.
     /// </summary>
-    private byte[] Transact(string requestId, Func<DbConnection, DbTransaction, byte[]> work)
+    private byte[] Transact(MoneyRequestId requestId, Func<DbConnection, DbTransaction, byte[]> work)
     {
         lock (_gate)
         {
             using var c = Open();
             using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
-            using (var find = c.CreateCommand())
-            {
-                find.Transaction = tx;
-                find.CommandText = "SELECT answer FROM purse_answers WHERE request_id = @r";
-                AddParameter(find, "@r", requestId);
-                if (find.ExecuteScalar() is byte[] previous) return previous;
-            }
+            if (PurseRequests.Find(c, tx, requestId) is { } previous) return previous;
             RequireReady();
-            var counter = PurseSeal.Check(c, tx, _card) + 1;
+            var counter = CheckSeal(c, tx) + 1;
             var answer = work(c, tx);
-            Execute(c, tx, "INSERT INTO purse_answers(request_id, answer) VALUES(@r, @a)", ("@r", requestId), ("@a", answer));
+            PurseRequests.Store(c, tx, requestId, answer);
             PurseSeal.Seal(c, tx, _card, counter);
             tx.Commit();
             _card.AdvanceSealCounter(counter);
@@ -316,28 +333,32 @@ public sealed class PurseLedger
         }
     }
 
+    /// <summary>
+    /// The seal check before money moves: the whole chain when none was checked in this process yet or
+    /// when rows of the log were updated or deleted since (the store counts such edits by trigger; a
+    /// missing trigger counts as an edit), else only the seal, the counter and the log's last entry.
+    /// </summary>
+    private long CheckSeal(DbConnection c, DbTransaction tx)
+    {
+        var edits = PurseSeal.LogEdits(c, tx);
+        if (_checkedEdits is { } seen && edits == seen) return PurseSeal.CheckTail(c, tx, _card);
+        _checkedEdits = null;
+        var counter = PurseSeal.Check(c, tx, _card);
+        _checkedEdits = edits;
+        return counter;
+    }
+
     private void RequireReady()
     {
         if (!_card.CryptoReady) throw new PurseException(PurseRefusal.CardNotReady, "the home card is not ready: give PIN2 first");
     }
 
-    private ECDsa KeyOf(string party) =>
-        _partyKeys(party) ?? throw new PurseException(PurseRefusal.BadSignature, $"'{party}' is not a registered market or bank");
+    private ECDsa KeyOf(string party, PayeeRole role) =>
+        _partyKeys(party, role) ?? throw new PurseException(PurseRefusal.BadSignature, role == PayeeRole.Bank
+            ? $"'{party}' is not declared as a bank on this home server: only a bank's refill is credited (the owner declares one with 'daiko home payee add --role bank')"
+            : $"'{party}' is not a registered market on this home server (the owner adds one with 'daiko home payee add --role market')");
 
-    private static void Execute(DbConnection c, DbTransaction tx, string sql, params (string, object)[] parameters)
-    {
-        using var cmd = c.CreateCommand();
-        cmd.Transaction = tx;
-        cmd.CommandText = sql;
-        foreach (var (k, v) in parameters) AddParameter(cmd, k, v);
-        cmd.ExecuteNonQuery();
-    }
+    private static void Execute(DbConnection c, DbTransaction tx, string sql, params (string, object)[] parameters) => PurseSql.Execute(c, tx, sql, parameters);
 
-    private static void AddParameter(DbCommand command, string name, object value)
-    {
-        var parameter = command.CreateParameter();
-        parameter.ParameterName = name;
-        parameter.Value = value;
-        command.Parameters.Add(parameter);
-    }
+    private static void AddParameter(DbCommand command, string name, object value) => PurseSql.Add(command, name, value);
 }

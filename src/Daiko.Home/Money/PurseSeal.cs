@@ -65,6 +65,37 @@ internal static class PurseLog
         balances.Sort((a, b) => string.CompareOrdinal(a.Item1, b.Item1));
         return new PurseState(intact, seq, previous, balances);
     }
+
+    /// <summary>
+    /// The purse's state from the log's last entry alone: intact when that entry's hash re-computes from
+    /// its own fields and its predecessor's hash, and its balance is the stored balance of its currency.
+    /// What lies before it is vouched for by the chain check done earlier and by the seal over the head.
+    /// </summary>
+    public static PurseState ReadTail(DbConnection c, DbTransaction? tx)
+    {
+        var balances = Balances(c, tx);
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = "SELECT seq, at, kind, ref, amount, currency, balance_after, prev_hash, hash FROM purse_log ORDER BY seq DESC LIMIT 1";
+        using var r = cmd.ExecuteReader();
+        if (!r.Read()) return new PurseState(balances.Count == 0, 0, GenesisHash, balances);
+        var entry = EntryText(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt64(4), r.GetString(5), r.GetInt64(6));
+        var intact = ChainHash(r.GetString(7), entry) == r.GetString(8)
+            && balances.Any(b => b.Currency == r.GetString(5) && b.Amount == r.GetInt64(6));
+        return new PurseState(intact, r.GetInt64(0), r.GetString(8), balances);
+    }
+
+    private static List<(string Currency, long Amount)> Balances(DbConnection c, DbTransaction? tx)
+    {
+        var balances = new List<(string Currency, long Amount)>();
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = "SELECT currency, amount FROM purse_balances ORDER BY currency";
+        using var r = cmd.ExecuteReader();
+        while (r.Read()) balances.Add((r.GetString(0), r.GetInt64(1)));
+        balances.Sort((a, b) => string.CompareOrdinal(a.Currency, b.Currency));
+        return balances;
+    }
 }
 
 /// <summary>
@@ -79,10 +110,32 @@ internal static class PurseSeal
 {
     private const string Refused = "nothing was moved; restore home.db from a backup that matches the home card";
 
-    /// <summary>Checks the log and the seal against the card; returns the counter the next seal follows. Seals a purse never sealed (after its log verifies).</summary>
-    public static long Check(DbConnection c, DbTransaction tx, IPurseCard card)
+    /// <summary>
+    /// How many times rows of the log were updated or deleted (counted by the store's triggers; the
+    /// ledger only ever inserts). Long.MinValue when a trigger is missing or disabled: then nothing can be
+    /// assumed and the whole chain is checked.
+    /// </summary>
+    public static long LogEdits(DbConnection c, DbTransaction tx)
     {
-        var state = PurseLog.Read(c, tx);
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = c is Microsoft.Data.Sqlite.SqliteConnection
+            ? "SELECT (SELECT edits FROM purse_log_edits WHERE id = 1), (SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ('purse_log_updated', 'purse_log_deleted')) - 1"
+            : "SELECT (SELECT edits FROM purse_log_edits WHERE id = 1), (SELECT COUNT(*) FROM pg_trigger WHERE tgname = 'purse_log_edited' AND tgenabled <> 'D')";
+        using var r = cmd.ExecuteReader();
+        return r.Read() && !r.IsDBNull(0) && Convert.ToInt64(r.GetValue(1), CultureInfo.InvariantCulture) == 1
+            ? Convert.ToInt64(r.GetValue(0), CultureInfo.InvariantCulture)
+            : long.MinValue;
+    }
+
+    /// <summary>Checks the whole log's chain and sums and the seal against the card; returns the counter the next seal follows (0: a purse never sealed, whose log verified).</summary>
+    public static long Check(DbConnection c, DbTransaction tx, IPurseCard card) => Check(c, tx, card, PurseLog.Read(c, tx));
+
+    /// <summary>The check of every operation once the whole chain was checked: the seal, the counter and the log's last entry (see <see cref="PurseLog.ReadTail"/>).</summary>
+    public static long CheckTail(DbConnection c, DbTransaction tx, IPurseCard card) => Check(c, tx, card, PurseLog.ReadTail(c, tx));
+
+    private static long Check(DbConnection c, DbTransaction tx, IPurseCard card, PurseState state)
+    {
         if (!state.LogIntact) throw Broken("the payment log or the balances were altered, truncated or reordered (the hash chain or the sums do not hold)");
         var stored = ReadRow(c, tx);
         var tokenCounter = card.ReadSealCounter();
@@ -119,7 +172,7 @@ internal static class PurseSeal
     }
 
     /// <summary>Signs the purse's current state with <paramref name="counter"/> and stores the seal in this transaction.</summary>
-    public static void Seal(DbConnection c, DbTransaction tx, IPurseCard card, long counter) => Write(c, tx, card, PurseLog.Read(c, tx), counter);
+    public static void Seal(DbConnection c, DbTransaction tx, IPurseCard card, long counter) => Write(c, tx, card, PurseLog.ReadTail(c, tx), counter);
 
     private static void Write(DbConnection c, DbTransaction tx, IPurseCard card, PurseState state, long counter)
     {

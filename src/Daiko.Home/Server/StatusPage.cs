@@ -38,7 +38,7 @@ public sealed class StatusPage : IAsyncDisposable
             catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or InvalidOperationException) { return; }
             try
             {
-                var body = Encoding.UTF8.GetBytes(Render());
+                var body = Encoding.UTF8.GetBytes(await RenderAsync());
                 context.Response.ContentType = "text/html; charset=utf-8";
                 context.Response.Headers["Cache-Control"] = "no-store";
                 context.Response.Headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'";
@@ -55,7 +55,7 @@ public sealed class StatusPage : IAsyncDisposable
         }
     }
 
-    internal string Render()
+    internal async Task<string> RenderAsync()
     {
         var status = _card.GetStatus();
         var html = new StringBuilder();
@@ -69,12 +69,12 @@ public sealed class StatusPage : IAsyncDisposable
             """);
         html.Append($"<p>Home card <span class=\"state\">{WebUtility.HtmlEncode(Handlers.CardGate.StateName(status.State))}</span> — PIN1 tries left {status.Pin1TriesLeft}, PIN2 tries left {status.Pin2TriesLeft}</p>");
         html.Append("<h2>Devices</h2><table><tr><th>name</th><th>state</th><th>enrolled</th></tr>");
-        foreach (var d in _devices.List())
+        foreach (var d in await _devices.ListAsync())
         {
             html.Append($"<tr><td>{WebUtility.HtmlEncode(d.Name)}</td><td>{(d.Revoked ? "revoked" : "active")}</td><td>{d.EnrolledAt:yyyy-MM-dd HH:mm}</td></tr>");
         }
         html.Append("</table><h2>Recent activity</h2><table><tr><th>time</th><th>action</th><th>market</th><th>outcome</th></tr>");
-        foreach (var a in _devices.AuditLog(30))
+        foreach (var a in await _devices.AuditLogAsync(30))
         {
             html.Append($"<tr><td>{a.At:MM-dd HH:mm:ss}</td><td>{WebUtility.HtmlEncode(a.Action)} {WebUtility.HtmlEncode(a.Mode ?? "")}</td><td>{WebUtility.HtmlEncode(a.Market ?? "")}</td><td>{WebUtility.HtmlEncode(a.Outcome)}</td></tr>");
         }

@@ -6,13 +6,14 @@ using Daiko.Home.Hosting;
 using Microsoft.Extensions.Logging;
 using Daiko.Home.Mail;
 using Daiko.Home.Money;
+using Daiko.Home.Storage;
 
 namespace Daiko.Home.Server;
 
 /// <summary>
 /// The wallet requests of the control channel (F12-F15): the purse lives in the home store and every
-/// card message is signed in the home card. Markets and banks are known by the public keys in
-/// DIR/payees/ID.pem; reports go to the address in DIR/mail.json.
+/// card message is signed in the home card. Markets and banks are the payees the owner declared, each
+/// with its role (<see cref="PayeeDirectory"/>); reports go to the address in DIR/mail.json.
 /// </summary>
 public sealed class WalletService
 {
@@ -22,43 +23,36 @@ public sealed class WalletService
     private readonly PurseLedger _ledger;
     private readonly ReportOutbox _outbox;
 
-    public WalletService(string directory, HomeCard card, TimeProvider time, Storage.IHomeStore? store, ILogger logger)
+    public WalletService(string directory, HomeCard card, TimeProvider time, Storage.IHomeStore store, ILogger logger)
     {
         _logger = logger;
         _directory = directory;
         _card = card;
-        _ledger = new PurseLedger(store ?? Storage.PurseStore.Sqlite(Hosting.HomeServer.DatabasePath(directory)), new HomeCardPurse(card), PayeeKey, time);
-        _outbox = new ReportOutbox(Hosting.HomeServer.DatabasePath(directory), time);
+        Payees = new PayeeDirectory(directory, new Storage.SqlPayeeStore(store), logger);
+        _ledger = new PurseLedger(store, new HomeCardPurse(card), Payees.KeyOf, time);
+        _outbox = new ReportOutbox(store.MailOutbox, time);
     }
 
     public PurseLedger Ledger => _ledger;
 
-    /// <summary>Registers a market's or bank's verification key.</summary>
-    public static void AddPayee(string directory, string id, ECDsa publicKey)
-    {
-        var payees = Path.Combine(directory, "payees");
-        Directory.CreateDirectory(payees);
-        if (id.Any(ch => !char.IsLetterOrDigit(ch) && ch is not '.' and not '-')) throw new ArgumentException("a payee id uses letters, digits, dots and dashes", nameof(id));
-        File.WriteAllText(Path.Combine(payees, id + ".pem"), publicKey.ExportSubjectPublicKeyInfoPem());
-    }
+    /// <summary>The markets and banks this server knows, re-read while it runs.</summary>
+    public PayeeDirectory Payees { get; }
 
-    private ECDsa? PayeeKey(string id)
+    /// <summary>Declares a market or bank and its verification key in the home store (what <c>daiko home payee add</c> does).</summary>
+    public static async Task AddPayeeAsync(string directory, string name, PayeeRole role, ECDsa publicKey, CancellationToken cancellationToken = default)
     {
-        if (id.Any(ch => !char.IsLetterOrDigit(ch) && ch is not '.' and not '-')) return null;
-        var path = Path.Combine(_directory, "payees", id + ".pem");
-        if (!File.Exists(path)) return null;
-        var key = ECDsa.Create();
-        key.ImportFromPem(File.ReadAllText(path));
-        return key;
+        if (!PayeeDirectory.IsName(name)) throw new ArgumentException("a payee's name uses letters, digits, dots and dashes (it is the id in its money messages)", nameof(name));
+        await new SqlPayeeStore(PurseStore.Sqlite(Hosting.HomeServer.DatabasePath(directory)))
+            .AddAsync(new Payee(name, role, publicKey.ExportSubjectPublicKeyInfoPem(), DateTimeOffset.UtcNow), cancellationToken);
     }
 
     /// <summary>Queues a report of the purse log and delivers what is pending; returns (sent, pending).</summary>
     public async Task<(long Sent, long Pending)> MailReportNowAsync(CancellationToken cancellationToken)
     {
         var settings = LoadMailSettings() ?? throw new PurseException(PurseRefusal.Malformed, "no mail address is configured on the home server: its owner sets one with 'daiko home mail set --smtp HOST:PORT --from ADDRESS --to ADDRESS'");
-        _outbox.EnqueueReport(_ledger, settings.To, _card.CardId);
+        await _outbox.EnqueueReportAsync(_ledger, settings.To, _card.CardId, cancellationToken);
         var sent = await _outbox.DeliverAsync(settings, cancellationToken);
-        return (sent, _outbox.Pending());
+        return (sent, await _outbox.PendingAsync(cancellationToken));
     }
 
     /// <summary>Writes DIR/mail.json (what <c>daiko home mail set</c> stores; no secret in it).</summary>
@@ -88,10 +82,10 @@ public sealed class WalletService
                 if (LoadMailSettings() is not { } settings) continue;
                 try
                 {
-                    if (_card.State == HomeCardState.CryptoReady) _outbox.EnqueueReport(_ledger, settings.To, _card.CardId);
+                    if (_card.State == HomeCardState.CryptoReady) await _outbox.EnqueueReportAsync(_ledger, settings.To, _card.CardId, cancellationToken);
                     await _outbox.DeliverAsync(settings, cancellationToken);
                 }
-                catch (Exception e) when (e is CardNotReadyException or IOException or PurseException)
+                catch (Exception e) when (e is CardNotReadyException or IOException or PurseException or System.Data.Common.DbException)
                 {
                     _logger.ReportFailed(e.Message);
                 }

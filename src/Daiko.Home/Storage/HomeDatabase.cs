@@ -8,6 +8,8 @@ namespace Daiko.Home.Storage;
 /// </summary>
 public static class HomeDatabase
 {
+    private const string Pragmas = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;";
+
     public static string ConnectionString(string databasePath) =>
         new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = false }.ToString();
 
@@ -16,8 +18,27 @@ public static class HomeDatabase
         var connection = new SqliteConnection(connectionString);
         connection.Open();
         using var pragma = connection.CreateCommand();
-        pragma.CommandText = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;";
+        pragma.CommandText = Pragmas;
         pragma.ExecuteNonQuery();
         return connection;
+    }
+
+    /// <summary>Opens the file in WAL mode (a persistent setting of the file, asked for on every open: it costs one statement).</summary>
+    public static async Task<SqliteConnection> OpenAsync(string connectionString, CancellationToken cancellationToken)
+    {
+        var connection = new SqliteConnection(connectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken);
+            await using var pragma = connection.CreateCommand();
+            pragma.CommandText = Pragmas + " PRAGMA journal_mode = WAL;";
+            await pragma.ExecuteNonQueryAsync(cancellationToken);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
     }
 }

@@ -64,7 +64,7 @@ public static class ExportedSessionCodec
             var info = CipherSuiteInfo.FindAny((CipherSuite)suite) ?? throw new FormatException("unknown cipher suite in the exported session");
             var secretLength = info.IsTls12 ? info.KeyLength + info.Tls12FixedIvLength : info.HashLength;
             var masterLength = info.IsTls12 ? MasterSecret12.Length : info.HashLength;
-            if (c is null || s is null || rms is null || c.Length != secretLength || s.Length != secretLength || rms.Length != masterLength)
+            if (c is null || s is null || rms is null || c.Length != secretLength || s.Length != secretLength || (rms.Length != masterLength && rms.Length != 0))
                 throw new FormatException("the exported session's secrets are missing or of the wrong length");
             return new ExportedSession((CipherSuite)suite, c, s, cs, ss, rms, sni, alpn, pp, pt);
         }

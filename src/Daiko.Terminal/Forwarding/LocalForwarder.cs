@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Daiko.Terminal.Forwarding;
 
@@ -8,21 +10,21 @@ namespace Daiko.Terminal.Forwarding;
 /// client mode does). Each accepted connection gets its own delegated session from
 /// <see cref="ConnectAsync"/>, and bytes are pumped both ways until either side closes.
 /// </summary>
-public sealed class LocalForwarder : IAsyncDisposable
+public sealed partial class LocalForwarder : IAsyncDisposable
 {
     private readonly TcpListener _listener;
     private readonly Func<CancellationToken, Task<Stream>> _connect;
-    private readonly Action<string>? _log;
+    private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _acceptLoop;
     private long _served;
     private long _failed;
 
-    private LocalForwarder(TcpListener listener, Func<CancellationToken, Task<Stream>> connect, Action<string>? log)
+    private LocalForwarder(TcpListener listener, Func<CancellationToken, Task<Stream>> connect, ILogger logger)
     {
         _listener = listener;
         _connect = connect;
-        _log = log;
+        _logger = logger;
         _acceptLoop = AcceptLoopAsync();
     }
 
@@ -33,11 +35,11 @@ public sealed class LocalForwarder : IAsyncDisposable
     public long ConnectionsFailed => Interlocked.Read(ref _failed);
 
     /// <summary>Listens on <paramref name="endPoint"/>; a non-loopback address must be asked for explicitly.</summary>
-    public static LocalForwarder Start(IPEndPoint endPoint, Func<CancellationToken, Task<Stream>> connect, Action<string>? log = null)
+    public static LocalForwarder Start(IPEndPoint endPoint, Func<CancellationToken, Task<Stream>> connect, ILogger? logger = null)
     {
         var listener = new TcpListener(endPoint);
         listener.Start();
-        return new LocalForwarder(listener, connect, log);
+        return new LocalForwarder(listener, connect, logger ?? NullLogger.Instance);
     }
 
     /// <summary>Completes when the forwarder stops.</summary>
@@ -81,7 +83,7 @@ public sealed class LocalForwarder : IAsyncDisposable
             catch (Exception e)
             {
                 Interlocked.Increment(ref _failed);
-                _log?.Invoke($"could not open a delegated session: {e.Message}");
+                SessionFailed(_logger, e.GetType().Name, e.Message);
                 return;
             }
             await using (remote)
@@ -145,4 +147,7 @@ public sealed class LocalForwarder : IAsyncDisposable
         await _acceptLoop;
         _stop.Dispose();
     }
+
+    [LoggerMessage(1, LogLevel.Warning, "could not open a delegated session: {Kind}: {Reason}")]
+    private static partial void SessionFailed(ILogger logger, string kind, string reason);
 }

@@ -40,25 +40,58 @@ public sealed class WalletClient(ControlConnection control, DelegationMode mode 
         }
     }
 
+    /// <summary>How long a bank has to answer a refill request once asked (a server that is not a bank may never answer a POST).</summary>
+    public TimeSpan BankAnswerTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Pays order <paramref name="order"/> at <paramref name="market"/>; returns the market's answer.</summary>
     public async Task<(string PaymentId, string MarketAnswer)> PayAsync(Uri market, string order, CancellationToken ct)
     {
         using var http = Http();
-        var request = await http.GetByteArrayAsync(new Uri(market, $"orders/{Uri.EscapeDataString(order)}"), ct);
-        var reply = await control.RequestAsync<WalletPaymentReply>(new WalletPayRequest(request), ct);
+        using var response = await http.GetAsync(new Uri(market, $"orders/{Uri.EscapeDataString(order)}"), ct);
+        var answer = await PeerAnswer.ReadAsync(response, ct);
+        if (!response.IsSuccessStatusCode) throw new ControlErrorException(ErrorCode.MarketRefused, $"the market at {Where(market)} gave no payment request for order '{order}': it answered {answer}");
+        WalletPaymentReply reply;
+        try
+        {
+            reply = await control.RequestAsync<WalletPaymentReply>(new WalletPayRequest(answer.Body), ct);
+        }
+        catch (ControlErrorException e) when (e.Code is ErrorCode.PurseMalformed or ErrorCode.PurseBadSignature)
+        {
+            throw new ControlErrorException(e.Code, $"{e.Message} (the market at {Where(market)} answered {answer})");
+        }
         var (payment, paymentId) = (reply.Payment, reply.PaymentId);
         return (paymentId, await PostAsync(http, new Uri(market, "payments"), payment, ct));
     }
+
+    private static string Where(Uri peer) => $"{peer.Host}:{peer.Port}";
 
     /// <summary>Asks <paramref name="bank"/> for a refill of the card, has the card credit it, and returns the ack to the bank.</summary>
     public async Task<string> RefillAsync(Uri bank, long amount, string currency, CancellationToken ct)
     {
         var (cardId, _) = await BalanceAsync(ct);
         using var http = Http();
-        using var issued = await http.PostAsync(new Uri(bank, $"refills?card={cardId}&amount={amount}&currency={currency}"), null, ct);
-        if (!issued.IsSuccessStatusCode) throw new ControlErrorException(ErrorCode.BankRefused, $"the bank refused the refill: {await issued.Content.ReadAsStringAsync(ct)}");
-        var refill = await issued.Content.ReadAsByteArrayAsync(ct);
-        var reply = await control.RequestAsync<WalletRefillAckReply>(new WalletRefillRequest(refill), ct);
+        using var answerWithin = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        answerWithin.CancelAfter(BankAnswerTimeout);
+        PeerAnswer answer;
+        try
+        {
+            using var issued = await http.PostAsync(new Uri(bank, $"refills?card={cardId}&amount={amount}&currency={currency}"), null, answerWithin.Token);
+            answer = await PeerAnswer.ReadAsync(issued, answerWithin.Token);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new ControlErrorException(ErrorCode.BankRefused, $"{Where(bank)} did not answer the refill request within {BankAnswerTimeout.TotalSeconds:0} s: it does not behave as a Daiko bank (a bank answers POST /refills with a signed refill)");
+        }
+        if (answer.Status is < 200 or > 299) throw new ControlErrorException(ErrorCode.BankRefused, $"the bank at {Where(bank)} refused the refill: it answered {answer}");
+        WalletRefillAckReply reply;
+        try
+        {
+            reply = await control.RequestAsync<WalletRefillAckReply>(new WalletRefillRequest(answer.Body), ct);
+        }
+        catch (ControlErrorException e) when (e.Code is ErrorCode.PurseMalformed or ErrorCode.PurseBadSignature)
+        {
+            throw new ControlErrorException(e.Code, $"{e.Message} (the bank at {Where(bank)} answered {answer})");
+        }
         return await PostAsync(http, new Uri(bank, "refill-acks"), reply.Ack, ct);
     }
 
@@ -72,8 +105,9 @@ public sealed class WalletClient(ControlConnection control, DelegationMode mode 
         using var content = new ByteArrayContent(reply.Cancellation);
         content.Headers.ContentType = new MediaTypeHeaderValue("application/cose");
         using var response = await http.PostAsync(new Uri(new Uri(url), "cancellations"), content, ct);
-        if (!response.IsSuccessStatusCode) throw new ControlErrorException(ErrorCode.MarketRefused, $"the market refused the cancellation: {(await response.Content.ReadAsStringAsync(ct)).Trim()}");
-        var confirmation = await response.Content.ReadAsByteArrayAsync(ct);
+        var answer = await PeerAnswer.ReadAsync(response, ct);
+        if (!response.IsSuccessStatusCode) throw new ControlErrorException(ErrorCode.MarketRefused, $"the market refused the cancellation: it answered {answer}");
+        var confirmation = answer.Body;
         var credited = await control.RequestAsync<WalletCreditedReply>(new WalletConfirmRequest(confirmation), ct);
         return credited.Balance;
     }
@@ -89,8 +123,26 @@ public sealed class WalletClient(ControlConnection control, DelegationMode mode 
         using var content = new ByteArrayContent(cose);
         content.Headers.ContentType = new MediaTypeHeaderValue("application/cose");
         using var response = await http.PostAsync(uri, content, ct);
-        var text = (await response.Content.ReadAsStringAsync(ct)).Trim();
-        if (!response.IsSuccessStatusCode) throw new ControlErrorException(ErrorCode.Refused, $"{uri.Host} refused: {text}");
-        return text;
+        var answer = await PeerAnswer.ReadAsync(response, ct);
+        if (!response.IsSuccessStatusCode) throw new ControlErrorException(ErrorCode.Refused, $"{Where(uri)} refused: it answered {answer}");
+        return System.Text.Encoding.UTF8.GetString(answer.Body).Trim();
+    }
+}
+
+/// <summary>What a market or bank answered, as one short phrase for an error: status, type and the start of the body.</summary>
+internal sealed record PeerAnswer(int Status, string Reason, string? ContentType, byte[] Body)
+{
+    public static async Task<PeerAnswer> ReadAsync(HttpResponseMessage response, CancellationToken ct) =>
+        new((int)response.StatusCode, response.ReasonPhrase ?? "", response.Content.Headers.ContentType?.MediaType, await response.Content.ReadAsByteArrayAsync(ct));
+
+    /// <summary>e.g. <c>404 Not Found (text/plain): "no such order"</c>; a binary body is counted, never printed.</summary>
+    public override string ToString()
+    {
+        var head = $"{Status} {Reason}".Trim() + (ContentType is null ? "" : $" ({ContentType})");
+        if (Body.Length == 0) return head + " with an empty body";
+        var text = System.Text.Encoding.UTF8.GetString(Body, 0, Math.Min(Body.Length, 400));
+        if (text.Any(ch => char.IsControl(ch) && ch is not '\n' and not '\r' and not '\t')) return $"{head}: {Body.Length} bytes that are not text";
+        var line = string.Join(' ', text.Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        return $"{head}: \"{(line.Length > 120 ? line[..120] + "…" : line)}\"";
     }
 }

@@ -51,6 +51,19 @@ public sealed class ExportedSession
     /// </summary>
     public TlsVersions Version => KeySchedule.CipherSuiteInfo.FindTls12(Suite) is null ? TlsVersions.Tls13 : TlsVersions.Tls12;
 
+    /// <summary>
+    /// The same session without its resumption secret (wiped here): the importer can carry on the
+    /// connection, but no ticket the server sends on it yields a PSK, so the session cannot outlive it.
+    /// </summary>
+    public ExportedSession WithoutResumption()
+    {
+        CryptographicOperations.ZeroMemory(ResumptionMasterSecret);
+        return new ExportedSession(Suite, ClientSecret, ServerSecret, ClientSequence, ServerSequence, [], ServerName, Alpn, PendingPlaintext, PendingTransportBytes);
+    }
+
+    /// <summary>True when the exporter kept the resumption secret back (<see cref="WithoutResumption"/>).</summary>
+    public bool CanResume => ResumptionMasterSecret.Length > 0;
+
     public void Wipe()
     {
         CryptographicOperations.ZeroMemory(ClientSecret);

@@ -14,8 +14,8 @@ public sealed class ApplianceGatewayTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _thermostat = await SampleThermostat.StartAsync(IPAddress.Loopback);
-        _gateway = new ApplianceGateway(Path.Combine(_dir, "home.db"));
-        _gateway.Register(new Appliance("living-room", _thermostat.Endpoint));
+        _gateway = new ApplianceGateway(Daiko.Home.Storage.HomeStore.Sqlite(Path.Combine(_dir, "home.db")).Appliances);
+        await _gateway.RegisterAsync(new Appliance("living-room", _thermostat.Endpoint));
     }
 
     public async Task DisposeAsync()
@@ -57,7 +57,7 @@ public sealed class ApplianceGatewayTests : IAsyncLifetime
     public async Task UnreachableAppliance_IsAClearResult()
     {
         var port = Daiko.Home.Tests.Appliances.ClosedPort.Get();
-        _gateway.Register(new Appliance("unplugged", new Uri($"http://127.0.0.1:{port}/")));
+        await _gateway.RegisterAsync(new Appliance("unplugged", new Uri($"http://127.0.0.1:{port}/")));
         var result = await _gateway.GetStateAsync("unplugged", CancellationToken.None);
         Assert.Equal(ApplianceOutcome.Unreachable, result.Outcome);
     }
@@ -68,7 +68,7 @@ public sealed class ApplianceGatewayTests : IAsyncLifetime
         Assert.Equal(1, await _gateway.CollectAsync(CancellationToken.None));
         Assert.Equal(1, await _gateway.CollectAsync(CancellationToken.None));
 
-        var readings = _gateway.Readings("living-room");
+        var readings = await _gateway.ReadingsAsync("living-room");
         Assert.Equal(2, readings.Count);
         Assert.All(readings, r => Assert.Contains("current_celsius", r.State, StringComparison.Ordinal));
     }

@@ -6,7 +6,7 @@ using Xunit;
 
 namespace Daiko.Home.Tests.Delegation;
 
-/// <summary>Market profiles and the choice of mode for auto: one contract, run on SQLite and on a real PostgreSQL server.</summary>
+/// <summary>Market profiles and the choice of mode for auto, and the declared payees: one contract, run on SQLite and on a real PostgreSQL server.</summary>
 public abstract class MarketProfilesContract : IDisposable
 {
     protected readonly string Dir = Directory.CreateTempSubdirectory("daiko-mp-").FullName;
@@ -21,7 +21,7 @@ public abstract class MarketProfilesContract : IDisposable
     [InlineData(false, false, DelegationMode.Relay)]
     public async Task Auto_PicksTheCheapestSupportedMode(bool tls13, bool tickets, DelegationMode expected)
     {
-        var profiles = new MarketProfiles(new SqlMarketProfileStore(Store()));
+        var profiles = new MarketProfiles(Store().MarketProfiles);
         await profiles.RememberAsync(new MarketProfile("m.test", 443, tls13, tickets, false, 0, DateTimeOffset.UnixEpoch));
 
         Assert.Equal(expected, MarketProfiles.Choose(await profiles.FindAsync("m.test", 443)));
@@ -30,17 +30,33 @@ public abstract class MarketProfilesContract : IDisposable
     [Fact]
     public async Task UnknownMarket_StartsWithResume_AndProfilesAreUpdatedAndSurviveRestart()
     {
-        Assert.Equal(DelegationMode.Resume, MarketProfiles.Choose(await new MarketProfiles(new SqlMarketProfileStore(Store())).FindAsync("new.test", 443)));
+        Assert.Equal(DelegationMode.Resume, MarketProfiles.Choose(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 443)));
 
-        await new MarketProfiles(new SqlMarketProfileStore(Store())).RememberAsync(new MarketProfile("new.test", 443, true, false, false, 0, DateTimeOffset.UnixEpoch));
-        await new MarketProfiles(new SqlMarketProfileStore(Store())).RememberAsync(new MarketProfile("new.test", 443, true, true, true, 16384, DateTimeOffset.UnixEpoch.AddDays(1)));
-        var found = await new MarketProfiles(new SqlMarketProfileStore(Store())).FindAsync("new.test", 443);
+        await new MarketProfiles(Store().MarketProfiles).RememberAsync(new MarketProfile("new.test", 443, true, false, false, 0, DateTimeOffset.UnixEpoch));
+        await new MarketProfiles(Store().MarketProfiles).RememberAsync(new MarketProfile("new.test", 443, true, true, true, 16384, DateTimeOffset.UnixEpoch.AddDays(1)));
+        var found = await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 443);
 
         Assert.NotNull(found);
         Assert.True(found.IssuesTickets && found.AcceptsPskKe);
         Assert.Equal(16384u, found.MaxEarlyData);
         Assert.Equal(DateTimeOffset.UnixEpoch.AddDays(1), found.LearnedAt);
-        Assert.Null(await new MarketProfiles(new SqlMarketProfileStore(Store())).FindAsync("new.test", 444));
+        Assert.Null(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 444));
+    }
+
+    [Fact]
+    public async Task Payees_AreAddedWithTheirRole_ReplacedByName_RemovedAndSurviveAnotherStoreInstance()
+    {
+        var at = DateTimeOffset.UnixEpoch.AddDays(1);
+        await new SqlPayeeStore(Store()).AddAsync(new Payee("shop.test", PayeeRole.Market, "PEM-1", at));
+        await new SqlPayeeStore(Store()).AddAsync(new Payee("bank.test", PayeeRole.Bank, "PEM-2", at));
+        await new SqlPayeeStore(Store()).AddAsync(new Payee("shop.test", PayeeRole.Bank, "PEM-3", at.AddDays(1)));
+
+        var listed = await new SqlPayeeStore(Store()).ListAsync();
+
+        Assert.Equal([new Payee("bank.test", PayeeRole.Bank, "PEM-2", at), new Payee("shop.test", PayeeRole.Bank, "PEM-3", at.AddDays(1))], listed);
+        Assert.True(await new SqlPayeeStore(Store()).RemoveAsync("shop.test"));
+        Assert.False(await new SqlPayeeStore(Store()).RemoveAsync("shop.test"));
+        Assert.Equal(["bank.test"], (await new SqlPayeeStore(Store()).ListAsync()).Select(p => p.Name));
     }
 }
 

@@ -10,6 +10,7 @@ public sealed class DeviceRegistryTests : IDisposable
 {
     private readonly TempDirectory _dir = new("daiko-devices");
     private readonly ManualTime _time = new();
+    private readonly Daiko.Home.Storage.HomeStore _store;
     private readonly DeviceRegistry _registry;
 
     private sealed class ManualTime : TimeProvider
@@ -19,7 +20,11 @@ public sealed class DeviceRegistryTests : IDisposable
         public override DateTimeOffset GetUtcNow() => Now;
     }
 
-    public DeviceRegistryTests() => _registry = new DeviceRegistry(DatabasePath, _time);
+    public DeviceRegistryTests()
+    {
+        _store = Daiko.Home.Storage.HomeStore.Sqlite(DatabasePath);
+        _registry = new DeviceRegistry(_store, _time);
+    }
 
     private string DatabasePath => Path.Combine(_dir.Path, "home.db");
 
@@ -30,54 +35,45 @@ public sealed class DeviceRegistryTests : IDisposable
     }
 
     [Fact]
-    public void ACode_IsRedeemableFor10Minutes_AndNotASecondLonger()
+    public async Task ACode_IsRedeemableFor10Minutes_AndNotASecondLonger()
     {
-        var (early, _) = _registry.AddEnrollmentCode("phone");
-        var (late, expires) = _registry.AddEnrollmentCode("tablet");
+        var (early, _) = await _registry.AddEnrollmentCodeAsync("phone");
+        var (late, expires) = await _registry.AddEnrollmentCodeAsync("tablet");
         Assert.Equal(_time.Now + TimeSpan.FromMinutes(10), expires);
 
         _time.Now += TimeSpan.FromMinutes(10) - TimeSpan.FromSeconds(1);
-        Assert.Equal((EnrollmentOutcome.Enrolled, "phone"), _registry.RedeemCode(early));
+        Assert.Equal((EnrollmentOutcome.Enrolled, "phone"), await _registry.RedeemCodeAsync(early));
         _time.Now += TimeSpan.FromSeconds(1);
-        Assert.Equal(EnrollmentOutcome.ExpiredCode, _registry.RedeemCode(late).Outcome);
+        Assert.Equal(EnrollmentOutcome.ExpiredCode, (await _registry.RedeemCodeAsync(late)).Outcome);
     }
 
     [Fact]
-    public void ACode_IsFoundByItsPublicId_AndAWrongSecretUnderAKnownIdIsTold()
+    public async Task ACode_IsFoundByItsPublicId_AndAWrongSecretUnderAKnownIdIsTold()
     {
-        var (code, _) = _registry.AddEnrollmentCode("phone");
+        var (code, _) = await _registry.AddEnrollmentCodeAsync("phone");
         Assert.Equal(16, code.Length);
         var wrongSecret = code[..4] + new string(code[4..].Select(c => c == '0' ? '1' : '0').ToArray());
 
-        Assert.Equal(EnrollmentOutcome.WrongSecret, _registry.RedeemCode(wrongSecret).Outcome);
-        Assert.Equal(EnrollmentOutcome.UnknownCode, _registry.RedeemCode((code[0] == 'Z' ? "Y" : "Z") + code[1..]).Outcome);
-        Assert.Equal(EnrollmentOutcome.UnknownCode, _registry.RedeemCode("SHORT").Outcome);
-        Assert.Equal((EnrollmentOutcome.Enrolled, "phone"), _registry.RedeemCode(code));
-        Assert.Equal(EnrollmentOutcome.UsedCode, _registry.RedeemCode(code).Outcome);
+        Assert.Equal(EnrollmentOutcome.WrongSecret, (await _registry.RedeemCodeAsync(wrongSecret)).Outcome);
+        Assert.Equal(EnrollmentOutcome.UnknownCode, (await _registry.RedeemCodeAsync((code[0] == 'Z' ? "Y" : "Z") + code[1..])).Outcome);
+        Assert.Equal(EnrollmentOutcome.UnknownCode, (await _registry.RedeemCodeAsync("SHORT")).Outcome);
+        Assert.Equal((EnrollmentOutcome.Enrolled, "phone"), await _registry.RedeemCodeAsync(code));
+        Assert.Equal(EnrollmentOutcome.UsedCode, (await _registry.RedeemCodeAsync(code)).Outcome);
     }
 
     [Fact]
-    public void ACodeFromBeforeThePublicId_StillEnrolls()
+    public async Task ACodeFromBeforeThePublicId_StillEnrolls()
     {
         // An old store: the code row has no public id and the terminal sends the 12-character secret alone.
         const string oldSecret = "7K3M9QRT5VWX";
         var salt = new byte[16];
         System.Security.Cryptography.RandomNumberGenerator.Fill(salt);
         var hash = System.Security.Cryptography.Rfc2898DeriveBytes.Pbkdf2(System.Text.Encoding.ASCII.GetBytes(oldSecret), salt, 100_000, System.Security.Cryptography.HashAlgorithmName.SHA256, 32);
-        using (var c = new SqliteConnection($"Data Source={DatabasePath};Pooling=False"))
-        {
-            c.Open();
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "INSERT INTO enrollment_codes(name, code_hash, salt, expires_at, used) VALUES('old-phone', $h, $s, $e, 0)";
-            cmd.Parameters.AddWithValue("$h", hash);
-            cmd.Parameters.AddWithValue("$s", salt);
-            cmd.Parameters.AddWithValue("$e", (_time.Now + TimeSpan.FromMinutes(5)).ToString("O"));
-            cmd.ExecuteNonQuery();
-        }
+        await _store.EnrollmentCodes.PutAsync(new Daiko.Home.Storage.EnrollmentCodeRecord("old-phone", hash, salt, _time.Now + TimeSpan.FromMinutes(5), Used: false));
         var old = Daiko.Protocol.EnrollmentCode.Compose(oldSecret, new byte[32]);
         Assert.Equal(oldSecret, Daiko.Protocol.EnrollmentCode.Split(old).Secret);
 
-        Assert.Equal((EnrollmentOutcome.Enrolled, "old-phone"), _registry.RedeemCode(oldSecret));
+        Assert.Equal((EnrollmentOutcome.Enrolled, "old-phone"), await _registry.RedeemCodeAsync(oldSecret));
     }
 
     [Fact]
@@ -108,10 +104,10 @@ public sealed class DeviceRegistryTests : IDisposable
     }
 
     [Fact]
-    public void ACode_IsKeptOnlyAsASaltedSlowHash()
+    public async Task ACode_IsKeptOnlyAsASaltedSlowHash()
     {
-        var (first, _) = _registry.AddEnrollmentCode("phone");
-        var (second, _) = _registry.AddEnrollmentCode("tablet");
+        var (first, _) = await _registry.AddEnrollmentCodeAsync("phone");
+        var (second, _) = await _registry.AddEnrollmentCodeAsync("tablet");
 
         using (var c = new SqliteConnection($"Data Source={DatabasePath};Mode=ReadOnly;Pooling=False"))
         {

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using Daiko.Cards;
 using Daiko.Money;
 using Daiko.Home.Money;
+using Daiko.Home.Storage;
 using Daiko.Home.Tests.Server;
 using Daiko.TestSupport;
 using Xunit;
@@ -85,7 +86,7 @@ public abstract class PurseLedgerContract : IDisposable
         _card.EnterPin1(HomeFixture.Pin1);
         _card.EnterPin2(HomeFixture.Pin2);
         _ledger = new PurseLedger(CreateStore(_dir.Path), new HomeCardPurse(_card),
-            party => party switch { "market.test" => _market, "bank.test" => _bank, _ => null }, _time);
+            (party, role) => (party, role) switch { ("market.test", PayeeRole.Market) => _market, ("bank.test", PayeeRole.Bank) => _bank, _ => null }, _time);
     }
 
     public virtual void Dispose()

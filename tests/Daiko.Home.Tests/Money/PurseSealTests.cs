@@ -61,6 +61,8 @@ public sealed class PostgresPurseSealTests : PurseSealContract
         return PurseStore.Postgres(_server.ConnectionString);
     }
 
+    protected override string DropEditTriggerSql => "DROP TRIGGER purse_log_edited ON purse_log";
+
     public override void Dispose()
     {
         base.Dispose();
@@ -90,6 +92,9 @@ public abstract class PurseSealContract : IDisposable
 
     protected abstract IHomeStore CreateStore(string directory);
 
+    /// <summary>What an attacker runs to stop the store counting edits of the log.</summary>
+    protected virtual string DropEditTriggerSql => "DROP TRIGGER purse_log_updated";
+
     protected string Directory => _dir.Path;
 
     protected PurseLedger Ledger { get; private set; }
@@ -103,7 +108,7 @@ public abstract class PurseSealContract : IDisposable
     }
 
     private PurseLedger NewLedger() =>
-        new(_store, new HomeCardPurse(_card), party => party switch { "market.test" => _market, "bank.test" => _bank, _ => null });
+        new(_store, new HomeCardPurse(_card), (party, role) => (party, role) switch { ("market.test", PayeeRole.Market) => _market, ("bank.test", PayeeRole.Bank) => _bank, _ => null });
 
     public virtual void Dispose()
     {
@@ -182,6 +187,39 @@ public abstract class PurseSealContract : IDisposable
     {
         ThreeEntries();
         Sql("UPDATE purse_log SET ref = 'someone-else' WHERE seq = 2");
+        AssertRefusedAndNothingMoves("altered");
+    }
+
+    [Fact]
+    public void AnOldLogRowEditedWhileRunning_WithTheEditCountPutBack_IsCaughtByTheNextHistoryRead()
+    {
+        ThreeEntries();
+        Sql("UPDATE purse_log SET ref = 'someone-else' WHERE seq = 2");
+        Sql("UPDATE purse_log_edits SET edits = 0");
+
+        // Operations check the seal and the tail only; the history (and each report) re-checks the whole chain.
+        Assert.False(Ledger.VerifyLog());
+        AssertRefusedAndNothingMoves("altered");
+    }
+
+    [Fact]
+    public void AnOldLogRowEditedWhileRunning_WithTheEditCountPutBack_IsRefusedAtTheNextUnlock()
+    {
+        ThreeEntries();
+        Sql("UPDATE purse_log SET ref = 'someone-else' WHERE seq = 2");
+        Sql("UPDATE purse_log_edits SET edits = 0");
+
+        Assert.Equal(PurseRefusal.SealBroken, Assert.Throws<PurseException>(() => Ledger.SealIfUnsealed()).Refusal);
+        AssertRefusedAndNothingMoves("altered");
+    }
+
+    [Fact]
+    public void WithTheEditTriggerDropped_EveryOperationChecksTheWholeChain()
+    {
+        ThreeEntries();
+        Sql(DropEditTriggerSql);
+        Sql("UPDATE purse_log SET ref = 'someone-else' WHERE seq = 2");
+
         AssertRefusedAndNothingMoves("altered");
     }
 

@@ -25,8 +25,8 @@ public sealed class ReportOutboxTests : IDisposable
         _card.EnterPin1(HomeFixture.Pin1);
         _card.EnterPin2(HomeFixture.Pin2);
         var db = Path.Combine(_dir.Path, "home.db");
-        _ledger = new PurseLedger(db, new HomeCardPurse(_card), p => p == "bank.test" ? _bank : null);
-        _outbox = new ReportOutbox(db);
+        _ledger = new PurseLedger(db, new HomeCardPurse(_card), (p, role) => p == "bank.test" && role == Daiko.Home.Storage.PayeeRole.Bank ? _bank : null);
+        _outbox = new ReportOutbox(Daiko.Home.Storage.HomeStore.Sqlite(db).MailOutbox);
         _ledger.Refill(new Refill("bank.test", _card.CardId, "r1", 4_200L, "JPY", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(_bank));
     }
 
@@ -41,7 +41,7 @@ public sealed class ReportOutboxTests : IDisposable
     public async Task Report_IsDelivered_WithTheLogAndTheCardSignedHead()
     {
         using var smtp = await SmtpSink.StartAsync(_dir.Path);
-        _outbox.EnqueueReport(_ledger, "alice@example.test", _card.CardId);
+        await _outbox.EnqueueReportAsync(_ledger, "alice@example.test", _card.CardId);
 
         Assert.Equal(1, await _outbox.DeliverAsync(new MailSettings("127.0.0.1", smtp.Port, "daiko@home.test", "alice@example.test"), CancellationToken.None));
 
@@ -50,7 +50,7 @@ public sealed class ReportOutboxTests : IDisposable
         Assert.Contains("refill", mail, StringComparison.Ordinal);
         Assert.Contains("4200 JPY", mail, StringComparison.Ordinal);
         Assert.Contains("log intact: yes", mail, StringComparison.Ordinal);
-        Assert.Equal(0, _outbox.Pending());
+        Assert.Equal(0, await _outbox.PendingAsync());
 
         // The head in the mail is signed by this card, over the log's last hash and entry count.
         using var parsed = MimeKit.MimeMessage.Load(new MemoryStream(System.Text.Encoding.UTF8.GetBytes(mail)));
@@ -71,10 +71,10 @@ public sealed class ReportOutboxTests : IDisposable
     {
         var port = Loopback.FreePort();
         var settings = new MailSettings("127.0.0.1", port, "daiko@home.test", "alice@example.test");
-        _outbox.EnqueueReport(_ledger, "alice@example.test", _card.CardId);
+        await _outbox.EnqueueReportAsync(_ledger, "alice@example.test", _card.CardId);
 
         Assert.Equal(0, await _outbox.DeliverAsync(settings, CancellationToken.None));
-        Assert.Equal(1, _outbox.Pending());
+        Assert.Equal(1, await _outbox.PendingAsync());
 
         using var smtp = await SmtpSink.StartAsync(_dir.Path, port);
         Assert.Equal(1, await _outbox.DeliverAsync(settings, CancellationToken.None));

@@ -22,9 +22,9 @@ public sealed class AppliancesAndPimOverControlTests : IAsyncLifetime
     {
         _home = HomeFixture.Start();
         _thermostat = await SampleThermostat.StartAsync(IPAddress.Loopback);
-        _home.Server.Appliances.Register(new Appliance("living-room", _thermostat.Endpoint));
+        await _home.Server.Appliances.RegisterAsync(new Appliance("living-room", _thermostat.Endpoint));
         var terminal = Path.Combine(_home.Dir.Path, "terminal");
-        await TerminalClient.EnrollAsync(terminal, _home.Endpoint, _home.NewCode("tablet"), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard);
+        await TerminalClient.EnrollAsync(terminal, _home.Endpoint, await _home.NewCodeAsync("tablet"), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard);
         _access = AccessCard.Open(terminal);
         _access.Unlock(HomeFixture.AccessPin);
         _control = await TerminalClient.ConnectAsync(terminal, _access.DeviceKey, CancellationToken.None);

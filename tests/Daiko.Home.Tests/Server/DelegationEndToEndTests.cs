@@ -36,7 +36,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
 
     private async Task<(ControlConnection Control, AccessCard Access)> EnrolledAndConnectedAsync(CancellationToken ct)
     {
-        await TerminalClient.EnrollAsync(_terminal, _home.Endpoint, _home.NewCode("phone"), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard, cancellationToken: ct);
+        await TerminalClient.EnrollAsync(_terminal, _home.Endpoint, await _home.NewCodeAsync("phone"), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard, cancellationToken: ct);
         var access = AccessCard.Open(_terminal);
         Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
         var control = await TerminalClient.ConnectAsync(_terminal, access.DeviceKey, ct);
@@ -147,7 +147,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         await using var control = await UnlockedAsync(cts.Token);
         var second = Path.Combine(_home.Dir.Path, "second-terminal");
-        await TerminalClient.EnrollAsync(second, _home.Endpoint, _home.NewCode("tablet"), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard, cancellationToken: cts.Token);
+        await TerminalClient.EnrollAsync(second, _home.Endpoint, await _home.NewCodeAsync("tablet"), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard, cancellationToken: cts.Token);
         using var access = AccessCard.Open(second);
         Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
         await using var other = await TerminalClient.ConnectAsync(second, access.DeviceKey, cts.Token);
@@ -199,7 +199,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         await new HomeControl(control).CardStatusAsync(cts.Token);
 
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        Assert.True(_home.Server.Devices.Revoke("phone"));
+        Assert.True(await _home.Server.Devices.RevokeAsync("phone"));
         var closedTask = Task.Delay(Timeout.Infinite, control.Closed).ContinueWith(_ => clock.Elapsed, TaskScheduler.Default);
         // Wait longer than the promise, then judge by when the channel closed: within the second (with a
         // quarter second for a loaded machine to run the continuation).
@@ -217,7 +217,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
     public async Task Enrollment_WithAWrongOrReusedCode_IsRefused()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        var code = _home.NewCode("laptop");
+        var code = await _home.NewCodeAsync("laptop");
         var wrong = code[..^4] + (code[^4] == 'A' ? "B" : "A") + code[^3..];
         // A wrong secret part: refused by the home server.
         var badSecret = (code[0] == '0' ? "1" : "0") + code[1..];

@@ -54,9 +54,12 @@ public sealed class HomeFixture : IAsyncDisposable
         return new HomeFixture(dir, pki, card, server);
     }
 
-    public string NewCode(string name)
+    /// <summary>An enrollment code for a new device whose policy allows the loopback test markets (as <c>home device add --markets</c> would).</summary>
+    public async Task<string> NewCodeAsync(string name)
     {
-        var (secret, _) = Server.Devices.AddEnrollmentCode(name);
+        var (secret, _) = await Server.Devices.AddEnrollmentCodeAsync(name);
+        await new Daiko.Home.Storage.SqlDevicePolicyStore(Daiko.Home.Storage.PurseStore.Sqlite(HomeServer.DatabasePath(HomeDirectory)))
+            .SaveAsync(name, Daiko.Home.Policy.DevicePolicy.Default with { Markets = Daiko.Home.Policy.DevicePolicy.ParseMarkets(LoopbackMarkets.Markets), MaxTickets = LoopbackMarkets.MaxTickets });
         return EnrollmentCode.Compose(secret, Server.Identity.SpkiHash);
     }
 

@@ -12,8 +12,8 @@ public sealed class StatusPageTests
     public async Task StatusPage_ShowsCardStateAndDevices_WithNamesEscaped()
     {
         await using var home = HomeFixture.Start();
-        home.Server.Devices.AddEnrollmentCode("<script>x</script>");
-        home.Server.Devices.Register("<script>x</script>", new byte[91]);
+        await home.Server.Devices.AddEnrollmentCodeAsync("<script>x</script>");
+        await home.Server.Devices.RegisterAsync("<script>x</script>", new byte[91]);
         var port = Loopback.FreePort();
         await using var page = StatusPage.Start(new IPEndPoint(IPAddress.Loopback, port), home.Card, home.Server.Devices);
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };

@@ -1,0 +1,153 @@
+using System.CommandLine;
+using System.Text.Json;
+using Daiko.Home.Devices;
+using Daiko.Home.Hosting;
+using Daiko.Home.Policy;
+using Daiko.Home.Storage;
+
+namespace Daiko.Cli.Commands;
+
+/// <summary>
+/// <c>daiko home device policy</c>, and the same options on <c>device add</c>: what the owner lets each
+/// device do, kept in the home store by device name (so it can be set before the device enrolls).
+/// </summary>
+internal static class DevicePolicyCommands
+{
+    /// <summary>The policy options, added to a command; <see cref="Apply"/> reads them back.</summary>
+    public sealed class PolicyOptions
+    {
+        public Option<string?> Markets { get; } = new("--markets")
+        {
+            Description = "markets it may use, comma-separated: * (any public host), *.example.com, bank.example:8443; private and loopback hosts only by name, address or CIDR (127.0.0.1, 10.0.0.0/8); none",
+            HelpName = "LIST",
+        };
+
+        public Option<string?> Modes { get; } = new("--modes") { Description = "delegation modes it may use: resume,handoff,relay,assist (auto chooses among these); none", HelpName = "LIST" };
+
+        public Option<string?> SpendLimit { get; } = new("--spend-limit") { Description = "most it may pay per day in each currency, in minor units (0: nothing); none for no limit", HelpName = "AMOUNT" };
+
+        public Option<int?> MaxTickets { get; } = new("--max-tickets") { Description = "most unexpired tickets it may hold per market (default 4)", HelpName = "N" };
+
+        public Option<string?> TicketLifetime { get; } = new("--ticket-lifetime")
+        {
+            Description = "longest a ticket handed to it may live: 90s, 10m, 2h, 7d; market for the market's own (at most 7 days). When set, handoff gives it no resumption secret",
+            HelpName = "DURATION",
+        };
+
+        public Option<string?> Appliances { get; } = new("--appliances") { Description = "appliances it may see and control, comma-separated; * for all (default), none", HelpName = "LIST" };
+
+        public IEnumerable<Option> All => [Markets, Modes, SpendLimit, MaxTickets, TicketLifetime, Appliances];
+
+        public void AddTo(Command command)
+        {
+            foreach (var o in All) command.Options.Add(o);
+        }
+
+        public bool AnyGiven(ParseResult parse) => All.Any(o => parse.GetResult(o) is not null);
+
+        /// <summary><paramref name="policy"/> with the options given; a malformed value is a usage mistake (exit 2).</summary>
+        public DevicePolicy Apply(ParseResult parse, DevicePolicy policy)
+        {
+            try
+            {
+                if (parse.GetValue(Markets) is { } markets) policy = policy with { Markets = DevicePolicy.ParseMarkets(markets) };
+                if (parse.GetValue(Modes) is { } modes) policy = policy with { Modes = DevicePolicy.ParseModes(modes) };
+                if (parse.GetValue(SpendLimit) is { } spend) policy = policy with { SpendLimitPerDay = DevicePolicy.ParseSpendLimit(spend) };
+                if (parse.GetValue(MaxTickets) is { } max)
+                {
+                    policy = max is >= 0 and <= 1000 ? policy with { MaxTickets = max } : throw new FormatException("--max-tickets takes a number from 0 to 1000");
+                }
+                if (parse.GetValue(TicketLifetime) is { } lifetime) policy = policy with { TicketLifetime = DevicePolicy.ParseTicketLifetime(lifetime) };
+                if (parse.GetValue(Appliances) is { } appliances) policy = policy with { Appliances = DevicePolicy.ParseAppliances(appliances) };
+                return policy;
+            }
+            catch (FormatException e)
+            {
+                throw new CliUsageException(e.Message);
+            }
+        }
+    }
+
+    public static IDevicePolicyStore Store(string home) => new SqlDevicePolicyStore(PurseStore.Sqlite(HomeServer.DatabasePath(home)));
+
+    /// <summary>The policy as <c>device list --json</c> and <c>device policy --json</c> show it.</summary>
+    public static object Json(DevicePolicy policy) => new
+    {
+        markets = policy.Markets.Select(m => m.Text).ToArray(),
+        modes = policy.ModesText == "none" ? [] : policy.ModesText.Split(','),
+        spend_limit = policy.SpendLimitPerDay,
+        max_tickets = policy.MaxTickets,
+        ticket_lifetime_seconds = policy.TicketLifetime is { } l ? (long?)l.TotalSeconds : null,
+        appliances = policy.Appliances?.ToArray() ?? ["*"],
+    };
+
+    public static string Text(DevicePolicy policy) =>
+        $"markets {policy.MarketsText}; modes {policy.ModesText}; spend limit {(policy.SpendLimitPerDay is { } s ? $"{s} a day" : "none")}; " +
+        $"max tickets {policy.MaxTickets}; ticket lifetime {DevicePolicy.FormatLifetime(policy.TicketLifetime)}; appliances {policy.AppliancesText}";
+
+    public static Command Policy()
+    {
+        var command = new Command("policy", "Set what a device may do: markets, delegation modes, daily spend limit, tickets it may hold, appliances. Without options, show its policy.")
+            .WithExamples(
+                "daiko home device policy --home ~/daiko-home --name phone --markets '*.shop.example,bank.example:8443' --modes resume,relay",
+                "daiko home device policy --home ~/daiko-home --name phone --spend-limit 5000 --max-tickets 2 --ticket-lifetime 1h",
+                "daiko home device policy --home ~/daiko-home --name lab --markets '*,127.0.0.1,10.0.0.0/8' --appliances heater",
+                "daiko home device policy --home ~/daiko-home --name phone --json");
+        var home = HomeCardCommands.HomeOption();
+        var name = new Option<string>("--name") { Description = "the device's name", Required = true, HelpName = "NAME" };
+        var json = CliOutput.JsonOption();
+        var options = new PolicyOptions();
+        command.Options.Add(home);
+        command.Options.Add(name);
+        options.AddTo(command);
+        command.Options.Add(json);
+        command.SetAction(async (parse, ct) =>
+        {
+            var dir = parse.GetValue(home)!;
+            var device = parse.GetValue(name)!;
+            var store = Store(dir);
+            var policy = await store.FindAsync(device, ct) ?? DevicePolicy.Default;
+            if (options.AnyGiven(parse))
+            {
+                policy = options.Apply(parse, policy);
+                await store.SaveAsync(device, policy, ct);
+                if (await new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(dir))).FindAsync(device, ct) is null)
+                {
+                    Console.Error.WriteLine($"daiko: no device named '{device}' is enrolled yet; this policy applies when it enrolls");
+                }
+            }
+            CliOutput.Print(parse.GetValue(json), new { name = device, policy = Json(policy) }, $"{device}: {Text(policy)}");
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>Each device with its policy, state and last use, for <c>device list</c>.</summary>
+    public static async Task<int> ListAsync(string dir, bool json, CancellationToken ct)
+    {
+        var devices = await new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(dir))).ListAsync(ct);
+        var store = Store(dir);
+        var rows = new List<(Device Device, DevicePolicy Policy, DateTimeOffset? LastUsed)>();
+        foreach (var d in devices) rows.Add((d, await store.FindAsync(d.Name, ct) ?? DevicePolicy.Default, await store.LastUseAsync(d.Name, ct)));
+        if (json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new
+            {
+                devices = rows.Select(r => new
+                {
+                    id = r.Device.Id, name = r.Device.Name, enrolled_at = r.Device.EnrolledAt, revoked = r.Device.Revoked, revoked_at = r.Device.RevokedAt,
+                    state = r.Device.Revoked ? "revoked" : "enrolled", last_used = r.LastUsed, policy = Json(r.Policy),
+                }),
+            }));
+            return 0;
+        }
+        foreach (var (d, policy, lastUsed) in rows)
+        {
+            Console.WriteLine($"{d.Name,-20} {d.Id}  enrolled {d.EnrolledAt:yyyy-MM-dd HH:mm}{(d.Revoked ? $"  REVOKED {d.RevokedAt:yyyy-MM-dd HH:mm}" : "")}" +
+                $"  last used {(lastUsed is { } at ? at.ToString("yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture) : "never")}");
+            Console.WriteLine($"{"",-20} {Text(policy)}");
+        }
+        if (devices.Count == 0) Console.Error.WriteLine("daiko: no terminal is enrolled; add one with 'daiko home device add --name NAME'");
+        return 0;
+    }
+}

@@ -1,0 +1,90 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Daiko.Home.Policy;
+
+/// <summary>
+/// Which markets the home server may connect to for a device: the device's market list, and whether the
+/// home server lets private addresses through for every device (<c>home serve --allow-private-markets</c>).
+/// The name is resolved once, each address is judged, and only an address judged here is dialled, so a
+/// name that answers differently the second time (DNS rebinding) gains nothing.
+/// </summary>
+public sealed record MarketReach(IReadOnlyList<MarketPattern> Markets, bool AllowPrivateEverywhere = false)
+{
+    /// <summary>Any public market (the default of every device).</summary>
+    public static readonly MarketReach AnyPublic = new([MarketPattern.AnyPublic]);
+
+    /// <summary>Refuses a market the list cannot allow by its name alone (before any name lookup).</summary>
+    public void CheckName(string host, int port)
+    {
+        if (NameListed(host, port) || Markets.Any(m => m.CanCoverAddresses)) return;
+        throw NotListed(host, port);
+    }
+
+    private bool NameListed(string host, int port) => Markets.Any(m => m.MatchesName(host, port));
+
+    private PolicyRefusedException NotListed(string host, int port) => new(PolicyRule.Markets,
+        $"this device may not use the market {host}:{port} (its markets: {(Markets.Count == 0 ? "none" : string.Join(",", Markets))}); the owner can allow it with 'daiko home device policy --markets'");
+
+    /// <summary>The addresses of <paramref name="host"/> this device may reach, in dialling order; refuses when there is none.</summary>
+    public async Task<IReadOnlyList<IPAddress>> ResolveAsync(string host, int port, CancellationToken cancellationToken)
+    {
+        CheckName(host, port);
+        var listed = NameListed(host, port);
+        IPAddress[] addresses;
+        try
+        {
+            addresses = IPAddress.TryParse(host.Trim('[', ']'), out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
+        }
+        catch (SocketException) when (!listed)
+        {
+            // A name only an address entry could have allowed: it is not listed, whether it exists or not.
+            throw NotListed(host, port);
+        }
+        var allowed = addresses.Where(a => Allows(host, port, a, listed))
+            .OrderBy(a => a.AddressFamily == AddressFamily.InterNetwork ? 0 : 1).ToList();
+        if (allowed.Count > 0) return allowed;
+        if (addresses.Length == 0) throw new SocketException((int)SocketError.HostNotFound);
+        throw addresses.Any(PrivateAddresses.IsPrivate) ? PrivateRefusal(host) : NotListed(host, port);
+    }
+
+    /// <summary>The one refusal for a market on a private address.</summary>
+    public static PolicyRefusedException PrivateRefusal(string host) =>
+        new(PolicyRule.PrivateAddress, $"{host} resolves to a private address; the owner can allow it for this device");
+
+    private bool Allows(string host, int port, IPAddress address, bool listed)
+    {
+        if (PrivateAddresses.IsPrivate(address))
+        {
+            return Markets.Any(m => m.NamesPrivate(host, port, address)) || (AllowPrivateEverywhere && listed);
+        }
+        return listed || Markets.Any(m => m.CoversAddress(port, address));
+    }
+
+    /// <summary>Resolves, judges and connects to the first allowed address that answers.</summary>
+    public async Task<Stream> OpenAsync(string host, int port, CancellationToken cancellationToken)
+    {
+        var addresses = await ResolveAsync(host, port, cancellationToken).ConfigureAwait(false);
+        SocketException? last = null;
+        foreach (var address in addresses)
+        {
+            var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(address, port, cancellationToken).ConfigureAwait(false);
+                return new NetworkStream(socket, ownsSocket: true);
+            }
+            catch (SocketException e)
+            {
+                socket.Dispose();
+                last = e;
+            }
+            catch (OperationCanceledException)
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+        throw last!;
+    }
+}

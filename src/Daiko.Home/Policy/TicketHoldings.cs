@@ -1,0 +1,78 @@
+namespace Daiko.Home.Policy;
+
+/// <summary>
+/// The tickets each device holds per market: every ticket handed over counts until it expires (the home
+/// server cannot see a ticket used), so a device never holds more than its policy's <c>max-tickets</c>
+/// at once, and a revoked device keeps at most that many. Kept in memory: a restarted home server
+/// starts counting afresh.
+/// </summary>
+public sealed class TicketHoldings(TimeProvider time)
+{
+    private readonly object _gate = new();
+    private readonly Dictionary<(string Device, string Market), List<DateTimeOffset>> _held = new();
+
+    /// <summary>Reserves a place for one more ticket, or refuses when the device already holds <paramref name="max"/> unexpired ones.</summary>
+    public Reservation Reserve(string deviceId, string market, int max)
+    {
+        var key = (deviceId, market);
+        var now = time.GetUtcNow();
+        lock (_gate)
+        {
+            if (!_held.TryGetValue(key, out var expiries)) _held[key] = expiries = new List<DateTimeOffset>();
+            expiries.RemoveAll(e => e <= now);
+            if (expiries.Count >= max)
+            {
+                throw new PolicyRefusedException(PolicyRule.MaxTickets,
+                    $"this device already holds {expiries.Count} unexpired ticket(s) for {market}, its limit; the owner can raise it with 'daiko home device policy --max-tickets'");
+            }
+            var placeholder = now + DevicePolicy.LongestTicketLifetime;
+            expiries.Add(placeholder);
+            return new Reservation(this, key, placeholder);
+        }
+    }
+
+    /// <summary>How many unexpired tickets the device holds for the market.</summary>
+    public int Count(string deviceId, string market)
+    {
+        var now = time.GetUtcNow();
+        lock (_gate) return _held.TryGetValue((deviceId, market), out var e) ? e.Count(x => x > now) : 0;
+    }
+
+    public void Forget(string deviceId)
+    {
+        lock (_gate)
+        {
+            foreach (var key in _held.Keys.Where(k => k.Device == deviceId).ToList()) _held.Remove(key);
+        }
+    }
+
+    private void Replace((string, string) key, DateTimeOffset placeholder, DateTimeOffset? expiresAt)
+    {
+        lock (_gate)
+        {
+            if (!_held.TryGetValue(key, out var expiries)) return;
+            expiries.Remove(placeholder);
+            if (expiresAt is { } e) expiries.Add(e);
+        }
+    }
+
+    /// <summary>A place held for one ticket: <see cref="Handed"/> records its expiry; disposing without it gives the place back.</summary>
+    public sealed class Reservation(TicketHoldings holdings, (string, string) key, DateTimeOffset placeholder) : IDisposable
+    {
+        private bool _done;
+
+        public void Handed(DateTimeOffset expiresAt)
+        {
+            if (_done) return;
+            _done = true;
+            holdings.Replace(key, placeholder, expiresAt);
+        }
+
+        public void Dispose()
+        {
+            if (_done) return;
+            _done = true;
+            holdings.Replace(key, placeholder, null);
+        }
+    }
+}

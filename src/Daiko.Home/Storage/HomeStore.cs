@@ -1,0 +1,243 @@
+using System.Collections.Concurrent;
+using System.Data.Common;
+using Npgsql;
+
+namespace Daiko.Home.Storage;
+
+/// <summary>Which SQL database a store speaks; repositories write one SQL text and let the dialect fill in the few types that differ.</summary>
+public enum HomeDialect
+{
+    Sqlite,
+    Postgres,
+}
+
+/// <summary>
+/// The root of the home server's state: one async repository per concern, all on one database
+/// (SQLite, the embedded default, or PostgreSQL for hosted deployments). The purse ledger still runs
+/// its own transactions on <see cref="Open"/> with <see cref="Schema"/>.
+/// </summary>
+public interface IHomeStore
+{
+    HomeDialect Dialect { get; }
+
+    /// <summary>A connection for the purse ledger's synchronous transactions.</summary>
+    DbConnection Open();
+
+    /// <summary>The purse's schema, in this database's dialect (idempotent: CREATE … IF NOT EXISTS).</summary>
+    string Schema { get; }
+
+    /// <summary>An open connection on which <paramref name="migration"/> (when given) has been applied.</summary>
+    Task<DbConnection> OpenAsync(Migration? migration = null, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// A transaction that no other writer of <paramref name="scope"/> runs beside: SQLite's BEGIN
+    /// IMMEDIATE (one writer per file), a transaction-scoped advisory lock on PostgreSQL (one per
+    /// scope, across nodes). For read-modify-write work such as assigning the next revision.
+    /// </summary>
+    Task<DbTransaction> BeginExclusiveAsync(DbConnection connection, string scope, CancellationToken cancellationToken = default);
+
+    IDeviceStore Devices { get; }
+
+    IEnrollmentCodeStore EnrollmentCodes { get; }
+
+    IAuditStore Audit { get; }
+
+    IMarketProfileStore MarketProfiles { get; }
+
+    IPimStore Pim { get; }
+
+    IMailOutboxStore MailOutbox { get; }
+
+    IApplianceStore Appliances { get; }
+}
+
+/// <summary>
+/// The two stores: SQLite (home.db in the home directory, WAL, full fsync on commit) or PostgreSQL
+/// (several home-server nodes on one database). Schema changes are versioned <see cref="Migration"/>s,
+/// recorded in <c>schema_migrations</c> and applied once per database.
+/// </summary>
+public abstract class HomeStore : IHomeStore
+{
+    private readonly ConcurrentDictionary<string, Task> _applied = new(StringComparer.Ordinal);
+
+    protected HomeStore()
+    {
+        Devices = new SqlDeviceStore(this);
+        EnrollmentCodes = new SqlEnrollmentCodeStore(this);
+        Audit = new SqlAuditStore(this);
+        MarketProfiles = new SqlMarketProfileStore(this);
+        Pim = new SqlPimStore(this);
+        MailOutbox = new SqlMailOutboxStore(this);
+        Appliances = new SqlApplianceStore(this);
+    }
+
+    public static HomeStore Sqlite(string databasePath) => new SqliteHomeStore(databasePath);
+
+    public static HomeStore Postgres(string connectionString) => new PostgresHomeStore(connectionString);
+
+    public abstract HomeDialect Dialect { get; }
+
+    public abstract DbConnection Open();
+
+    /// <summary>The purse's tables (its ledger creates them itself, outside the versioned migrations).</summary>
+    private static readonly Migration PurseSchema = new("purse/1", """
+        CREATE TABLE IF NOT EXISTS purse_balances (currency TEXT PRIMARY KEY, amount {bigint} NOT NULL CHECK (amount >= 0));
+        CREATE TABLE IF NOT EXISTS purse_log (seq {bigint} PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL,
+            amount {bigint} NOT NULL, currency TEXT NOT NULL, balance_after {bigint} NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS purse_answers (request_id TEXT PRIMARY KEY, answer {blob} NOT NULL);
+        CREATE TABLE IF NOT EXISTS purse_payments (payment_id TEXT PRIMARY KEY, market TEXT NOT NULL, amount {bigint} NOT NULL,
+            currency TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL, market_url TEXT);
+        CREATE TABLE IF NOT EXISTS purse_seal (id INTEGER PRIMARY KEY CHECK (id = 1), counter {bigint} NOT NULL, seal {blob} NOT NULL);
+        CREATE TABLE IF NOT EXISTS purse_requests (kind TEXT NOT NULL, party TEXT NOT NULL, id TEXT NOT NULL, message_hash TEXT NOT NULL,
+            answer {blob} NOT NULL, PRIMARY KEY (kind, party, id));
+        CREATE TABLE IF NOT EXISTS purse_log_edits (id INTEGER PRIMARY KEY CHECK (id = 1), edits {bigint} NOT NULL);
+        INSERT INTO purse_log_edits(id, edits) VALUES (1, 0) ON CONFLICT(id) DO NOTHING;
+        """);
+
+    /// <summary>
+    /// The ledger only inserts log rows: a trigger counts every update or delete of one, so a change in
+    /// the count sends the next operation to a whole-chain check (the dialects' trigger syntax differs).
+    /// </summary>
+    private const string SqliteLogEditTriggers = """
+        CREATE TRIGGER IF NOT EXISTS purse_log_updated AFTER UPDATE ON purse_log BEGIN UPDATE purse_log_edits SET edits = edits + 1 WHERE id = 1; END;
+        CREATE TRIGGER IF NOT EXISTS purse_log_deleted AFTER DELETE ON purse_log BEGIN UPDATE purse_log_edits SET edits = edits + 1 WHERE id = 1; END;
+        """;
+
+    private const string PostgresLogEditTriggers = """
+        DO $$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'purse_log_edited') THEN
+                CREATE OR REPLACE FUNCTION purse_log_edited() RETURNS trigger LANGUAGE plpgsql AS $f$
+                    BEGIN UPDATE purse_log_edits SET edits = edits + 1 WHERE id = 1; RETURN NULL; END $f$;
+                CREATE TRIGGER purse_log_edited AFTER UPDATE OR DELETE OR TRUNCATE ON purse_log FOR EACH STATEMENT EXECUTE FUNCTION purse_log_edited();
+            END IF;
+        END $$;
+        """;
+
+    public string Schema => Dialect == HomeDialect.Sqlite
+        ? "PRAGMA journal_mode = WAL;\n" + PurseSchema.Sql(Dialect) + "\n" + SqliteLogEditTriggers
+        : PurseSchema.Sql(Dialect) + "\n" + PostgresLogEditTriggers;
+
+    public IDeviceStore Devices { get; }
+
+    public IEnrollmentCodeStore EnrollmentCodes { get; }
+
+    public IAuditStore Audit { get; }
+
+    public IMarketProfileStore MarketProfiles { get; }
+
+    public IPimStore Pim { get; }
+
+    public IMailOutboxStore MailOutbox { get; }
+
+    public IApplianceStore Appliances { get; }
+
+    /// <summary>Every repository's migration, in order: what <see cref="MigrateAsync"/> applies.</summary>
+    public static IReadOnlyList<Migration> Migrations { get; } =
+    [
+        SqlDeviceStore.Migration, SqlEnrollmentCodeStore.Migration, SqlEnrollmentCodeStore.PublicIdMigration, SqlAuditStore.Migration, SqlMarketProfileStore.Migration,
+        SqlPimStore.Migration, SqlMailOutboxStore.Migration, SqlApplianceStore.Migration,
+    ];
+
+    /// <summary>Applies every migration not yet recorded (what a hosted deployment runs before starting nodes).</summary>
+    public async Task MigrateAsync(CancellationToken cancellationToken = default)
+    {
+        foreach (var migration in Migrations)
+        {
+            await using var connection = await OpenAsync(migration, cancellationToken);
+        }
+    }
+
+    protected abstract Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken);
+
+    public async Task<DbConnection> OpenAsync(Migration? migration = null, CancellationToken cancellationToken = default)
+    {
+        var connection = await OpenConnectionAsync(cancellationToken);
+        try
+        {
+            if (migration is not null) await EnsureAppliedAsync(migration, cancellationToken);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task EnsureAppliedAsync(Migration migration, CancellationToken cancellationToken)
+    {
+        if (migration.After is { } earlier) await EnsureAppliedAsync(earlier, cancellationToken);
+        var task = _applied.GetOrAdd(migration.Id, _ => ApplyAsync(migration));
+        try
+        {
+            await task.WaitAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is DbException)
+        {
+            // A failed migration is tried again by the next caller rather than remembered as done.
+            _applied.TryRemove(KeyValuePair.Create(migration.Id, task));
+            throw;
+        }
+    }
+
+    private async Task ApplyAsync(Migration migration)
+    {
+        await using var connection = await OpenConnectionAsync(CancellationToken.None);
+        await using var transaction = await BeginExclusiveAsync(connection, "schema_migrations", CancellationToken.None);
+        await StoreCommands.ExecuteAsync(connection, transaction,
+            "CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)", CancellationToken.None);
+        var seen = await StoreCommands.ScalarAsync(connection, transaction, "SELECT COUNT(*) FROM schema_migrations WHERE id = @id", CancellationToken.None, ("@id", migration.Id));
+        if (Convert.ToInt64(seen, System.Globalization.CultureInfo.InvariantCulture) == 0)
+        {
+            await StoreCommands.ExecuteAsync(connection, transaction, migration.Sql(Dialect), CancellationToken.None);
+            await StoreCommands.ExecuteAsync(connection, transaction, "INSERT INTO schema_migrations(id, applied_at) VALUES (@id, @at)", CancellationToken.None,
+                ("@id", migration.Id), ("@at", DateTimeOffset.UtcNow.ToString("O")));
+        }
+        await transaction.CommitAsync(CancellationToken.None);
+    }
+
+    public abstract Task<DbTransaction> BeginExclusiveAsync(DbConnection connection, string scope, CancellationToken cancellationToken = default);
+
+    private sealed class SqliteHomeStore(string databasePath) : HomeStore
+    {
+        private readonly string _connectionString = HomeDatabase.ConnectionString(databasePath);
+
+        public override HomeDialect Dialect => HomeDialect.Sqlite;
+
+        public override DbConnection Open() => HomeDatabase.Open(_connectionString);
+
+        protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken) =>
+            await HomeDatabase.OpenAsync(_connectionString, cancellationToken);
+
+        public override async Task<DbTransaction> BeginExclusiveAsync(DbConnection connection, string scope, CancellationToken cancellationToken = default) =>
+            // Microsoft.Data.Sqlite begins IMMEDIATE unless asked for a deferred transaction.
+            await connection.BeginTransactionAsync(cancellationToken);
+    }
+
+    private sealed class PostgresHomeStore(string connectionString) : HomeStore
+    {
+        private readonly NpgsqlDataSource _source = NpgsqlDataSource.Create(connectionString);
+
+        public override HomeDialect Dialect => HomeDialect.Postgres;
+
+        public override DbConnection Open() => _source.OpenConnection();
+
+        protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken) =>
+            await _source.OpenConnectionAsync(cancellationToken);
+
+        public override async Task<DbTransaction> BeginExclusiveAsync(DbConnection connection, string scope, CancellationToken cancellationToken = default)
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            await StoreCommands.ExecuteAsync(connection, transaction, "SELECT pg_advisory_xact_lock(hashtext(@scope))", cancellationToken, ("@scope", scope));
+            return transaction;
+        }
+    }
+}
+
+/// <summary>The purse ledger's earlier name for the home store's factories (the ledger and its tests still use it).</summary>
+public static class PurseStore
+{
+    public static HomeStore Sqlite(string databasePath) => HomeStore.Sqlite(databasePath);
+
+    public static HomeStore Postgres(string connectionString) => HomeStore.Postgres(connectionString);
+}

@@ -1,0 +1,87 @@
+using Daiko.Home.Pim;
+using static Daiko.Home.Storage.StoreCommands;
+
+namespace Daiko.Home.Storage;
+
+/// <summary>
+/// PIM items with optimistic concurrency: each change names the version it was based on; the store
+/// applies it as the next store-wide revision, or answers a conflict with the current item.
+/// </summary>
+public interface IPimStore
+{
+    /// <summary>
+    /// Applies <paramref name="changes"/> in one transaction (in order, one revision each) and returns
+    /// their results and every item changed after <paramref name="sinceRevision"/> that the caller did
+    /// not just write itself, one page at a time: when those items exceed <paramref name="pageBytes"/>
+    /// the result holds the first of them (at least one), its revision is the last one returned and
+    /// <see cref="PimSyncResult.More"/> is set.
+    /// </summary>
+    Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, int pageBytes = int.MaxValue, CancellationToken cancellationToken = default);
+
+    /// <summary>Every live (not deleted) item of one kind, ordered by id.</summary>
+    Task<IReadOnlyList<PimItem>> ListAsync(PimKind kind, CancellationToken cancellationToken = default);
+}
+
+public sealed class SqlPimStore(IHomeStore store) : IPimStore
+{
+    internal static readonly Migration Migration = new("pim_items/1", """
+        CREATE TABLE IF NOT EXISTS pim_items (id TEXT PRIMARY KEY, kind INTEGER NOT NULL, version {bigint} NOT NULL,
+            revision {bigint} NOT NULL, deleted INTEGER NOT NULL, body TEXT NOT NULL, modified_at TEXT NOT NULL);
+        CREATE INDEX IF NOT EXISTS pim_items_revision ON pim_items(revision);
+        """);
+
+    private const string Columns = "SELECT id, kind, version, revision, deleted, body, modified_at FROM pim_items";
+
+    public async Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, int pageBytes = int.MaxValue,
+        CancellationToken cancellationToken = default)
+    {
+        await using var connection = await store.OpenAsync(Migration, cancellationToken);
+        // Revisions are assigned read-modify-write: one writer at a time, across nodes too.
+        await using var transaction = await store.BeginExclusiveAsync(connection, "pim_items", cancellationToken);
+        var revision = Convert.ToInt64(await ScalarAsync(connection, transaction, "SELECT COALESCE(MAX(revision), 0) FROM pim_items", cancellationToken),
+            System.Globalization.CultureInfo.InvariantCulture);
+        var results = new List<PimChangeResult>(changes.Count);
+        var written = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var change in changes)
+        {
+            var current = (await ReadAllAsync(connection, transaction, Columns + " WHERE id = @id", Item, cancellationToken, ("@id", change.Id))).SingleOrDefault();
+            var currentVersion = current?.Version ?? 0;
+            if (change.BaseVersion != currentVersion || (current is not null && current.Kind != change.Kind))
+            {
+                results.Add(new PimChangeResult(change.Id, PimChangeOutcome.Conflict, current,
+                    $"item '{change.Id}' is at version {currentVersion} on the home server, the edit was based on version {change.BaseVersion}"));
+                continue;
+            }
+            revision++;
+            var item = new PimItem(change.Id, change.Kind, currentVersion + 1, revision, change.Delete, change.Delete ? "" : change.Body, now);
+            await ExecuteAsync(connection, transaction, """
+                INSERT INTO pim_items (id, kind, version, revision, deleted, body, modified_at) VALUES (@id, @kind, @version, @revision, @deleted, @body, @at)
+                ON CONFLICT(id) DO UPDATE SET kind = @kind, version = @version, revision = @revision, deleted = @deleted, body = @body, modified_at = @at
+                """, cancellationToken, ("@id", item.Id), ("@kind", (int)item.Kind), ("@version", item.Version), ("@revision", item.Revision),
+                ("@deleted", item.Deleted ? 1 : 0), ("@body", item.Body), ("@at", Text(item.ModifiedAt)));
+            written.Add(item.Id);
+            results.Add(new PimChangeResult(change.Id, PimChangeOutcome.Applied, item, null));
+        }
+        var newer = await ReadAllAsync(connection, transaction, Columns + " WHERE revision > @r ORDER BY revision", Item, cancellationToken, ("@r", sinceRevision));
+        await transaction.CommitAsync(cancellationToken);
+        var page = new List<PimItem>();
+        var bytes = 0L;
+        foreach (var item in newer.Where(i => !written.Contains(i.Id)))
+        {
+            var size = System.Text.Encoding.UTF8.GetByteCount(item.Body) + item.Id.Length + 32;
+            if (page.Count > 0 && bytes + size > pageBytes) return new PimSyncResult(results, page, page[^1].Revision, More: true);
+            page.Add(item);
+            bytes += size;
+        }
+        return new PimSyncResult(results, page, revision);
+    }
+
+    public async Task<IReadOnlyList<PimItem>> ListAsync(PimKind kind, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await store.OpenAsync(Migration, cancellationToken);
+        return await ReadAllAsync(connection, null, Columns + " WHERE kind = @k AND deleted = 0 ORDER BY id", Item, cancellationToken, ("@k", (int)kind));
+    }
+
+    private static PimItem Item(System.Data.Common.DbDataReader r) =>
+        new(r.GetString(0), (PimKind)r.Long(1), r.Long(2), r.Long(3), r.Long(4) != 0, r.GetString(5), r.Time(6));
+}

@@ -1,0 +1,214 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Daiko.Money;
+using Daiko.TestSupport;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+
+namespace Daiko.EndToEnd.Tests;
+
+/// <summary>
+/// Money roles against a real <c>daiko home serve</c> process, a terminal driven through the CLI, and
+/// markets and banks on Kestrel: a refill counts only from a declared bank, money ids belong to the
+/// party that issued them, and wallet errors say what the market or bank answered.
+/// </summary>
+public sealed class MoneyRolesProcessesTests : IAsyncLifetime
+{
+    private readonly HomeAndTerminal _system = new();
+    private readonly List<IDisposable> _peers = new();
+
+    public Task InitializeAsync() => _system.InitializeAsync();
+
+    public async Task DisposeAsync()
+    {
+        foreach (var peer in _peers) peer.Dispose();
+        await _system.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task WithoutABank_TheServerSaysSo_AndABankDeclaredWhileItRuns_IsHonouredWithinASecond()
+    {
+        Assert.Contains("no bank is declared", _system.Server.Output, StringComparison.Ordinal);
+        var bank = new Party("bank.e2e", _system.Dir.Path);
+        var bankUrl = await StartAsync(bank.MapBank);
+
+        var before = await RefillAsync(bankUrl, 5_000);
+        Assert.True(before.ExitCode == 1, before.ToString());
+        Assert.Contains("'bank.e2e' is not declared as a bank", before.StandardError, StringComparison.Ordinal);
+
+        await HomeAndTerminal.Ok(["home", "payee", "add", "--home", _system.Home, "--name", bank.Name, "--role", "bank", "--key", bank.KeyPath]);
+        // Applied by the running server (no restart) within a second of the command.
+        await _system.Server.WaitForOutputAsync("bank declared: refills signed by bank.e2e are accepted", TimeSpan.FromSeconds(1));
+        var after = await RefillAsync(bankUrl, 5_000);
+
+        Assert.True(after.ExitCode == 0, after.ToString());
+        Assert.Equal(5_000, await BalanceAsync());
+    }
+
+    [Fact]
+    public async Task ARefillSignedByAMarket_IsRefused_AndAMarketKeyInPayeesStillPays()
+    {
+        // An older home: the market's key sits in DIR/payees/ and counts as a market, never a bank.
+        var shop = new Party("shop.e2e", _system.Dir.Path);
+        Directory.CreateDirectory(Path.Combine(_system.Home, "payees"));
+        File.Copy(shop.KeyPath, Path.Combine(_system.Home, "payees", "shop.e2e.pem"));
+        var rogueBank = await StartAsync(shop.MapBank);
+
+        var refused = await RefillAsync(rogueBank, 1_000_000);
+
+        Assert.True(refused.ExitCode == 1, refused.ToString());
+        Assert.Contains("'shop.e2e' is not declared as a bank", refused.StandardError, StringComparison.Ordinal);
+        Assert.Contains("wallet-refill refused (purse-badsignature)", _system.Server.Output, StringComparison.Ordinal);
+        Assert.Equal(0, await BalanceAsync());
+
+        var bank = new Party("bank.e2e", _system.Dir.Path);
+        await HomeAndTerminal.Ok(["home", "payee", "add", "--home", _system.Home, "--name", bank.Name, "--role", "bank", "--key", bank.KeyPath]);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        var refilled = await RefillAsync(await StartAsync(bank.MapBank), 5_000);
+        Assert.True(refilled.ExitCode == 0, refilled.ToString());
+        var paid = await PayAsync(await StartAsync(shop.MapMarket), "tea");
+        Assert.True(paid.ExitCode == 0, paid.ToString());
+        Assert.Equal(5_000 - shop.Amount, await BalanceAsync());
+    }
+
+    [Fact]
+    public async Task MoneyIdsBelongToTheirParty_AnIdenticalRepeatGetsItsAnswer_AndAnotherMessageUnderTheSameIdIsAConflict()
+    {
+        var bank = new Party("bank.e2e", _system.Dir.Path);
+        var shopA = new Party("shop-a.e2e", _system.Dir.Path) { Amount = 1_200 };
+        var shopB = new Party("shop-b.e2e", _system.Dir.Path) { Amount = 700 };
+        await HomeAndTerminal.Ok(["home", "payee", "add", "--home", _system.Home, "--name", bank.Name, "--role", "bank", "--key", bank.KeyPath]);
+        foreach (var shop in new[] { shopA, shopB })
+        {
+            await HomeAndTerminal.Ok(["home", "payee", "add", "--home", _system.Home, "--name", shop.Name, "--role", "market", "--key", shop.KeyPath]);
+        }
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        var refilled = await RefillAsync(await StartAsync(bank.MapBank), 10_000);
+        Assert.True(refilled.ExitCode == 0, refilled.ToString());
+        var (a, b) = (await StartAsync(shopA.MapMarket), await StartAsync(shopB.MapMarket));
+
+        // Both markets use request id "order-1" (each signs its own request).
+        var first = PaymentId(await PayAsync(a, "order-1"));
+        var other = PaymentId(await PayAsync(b, "order-1"));
+
+        Assert.NotEqual(first, other);
+        Assert.Equal([other], shopB.Received);
+        Assert.Equal(10_000 - 1_200 - 700, await BalanceAsync());
+
+        // The same market asks again for the same request (signed afresh): the first payment, no second debit.
+        Assert.Equal(first, PaymentId(await PayAsync(a, "order-1")));
+        Assert.Equal(10_000 - 1_200 - 700, await BalanceAsync());
+
+        // The same market, the same id, another amount: refused, and nothing of the first payment is shown.
+        shopA.Amount = 1_300;
+        var conflict = await PayAsync(a, "order-1");
+        Assert.True(conflict.ExitCode == 1, conflict.ToString());
+        Assert.Contains("already used pay id 'order-1' for a different message", conflict.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain(first, conflict.StandardError + conflict.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("wallet-pay refused (conflict)", _system.Server.Output, StringComparison.Ordinal);
+        Assert.Equal(10_000 - 1_200 - 700, await BalanceAsync());
+        Assert.Equal([first, first], shopA.Received);
+    }
+
+    [Fact]
+    public async Task WalletErrors_SayWhatTheMarketOrBankAnswered_AndTheServerLogsWhy()
+    {
+        var blog = await StartAsync(app => app.MapGet("/orders/{order}", () => Results.Text("this is a blog, not a shop\n")));
+        using var tlsServer = await OpenSslServer.StartAsync(_system.Pki);
+
+        var notAMarket = await PayAsync(blog, "tea");
+        var statusPage = await PayAsync(new Uri($"https://localhost:{tlsServer.Port}/"), "tea");
+        var clock = Stopwatch.StartNew();
+        var notABank = await RefillAsync(new Uri($"https://localhost:{tlsServer.Port}/"), 1_000);
+        clock.Stop();
+
+        Assert.True(notAMarket.ExitCode == 1, notAMarket.ToString());
+        Assert.Contains("answered 200 OK (text/plain): \"this is a blog, not a shop\"", notAMarket.StandardError, StringComparison.Ordinal);
+        Assert.Contains("not a valid COSE_Sign1 message", notAMarket.StandardError, StringComparison.Ordinal);
+        Assert.True(statusPage.ExitCode == 1, statusPage.ToString());
+        Assert.Contains("(text/html)", statusPage.StandardError, StringComparison.Ordinal);
+        Assert.Contains("wallet-pay refused (purse-malformed)", _system.Server.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("failed to handle the request", notAMarket.StandardError + statusPage.StandardError, StringComparison.Ordinal);
+        // openssl s_server -www never answers a POST: the terminal says so instead of waiting a minute.
+        Assert.True(notABank.ExitCode == 1, notABank.ToString());
+        Assert.Contains($"localhost:{tlsServer.Port} did not answer the refill request within 10 s", notABank.StandardError, StringComparison.Ordinal);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"the refill took {clock.Elapsed}");
+    }
+
+    private async Task<Uri> StartAsync(Action<WebApplication> routes)
+    {
+        var server = await KestrelServer.StartAsync(_system.Pki, routes: routes);
+        _peers.Add(server);
+        return new Uri($"https://localhost:{server.Port}/");
+    }
+
+    private Task<CliResult> RefillAsync(Uri bank, long amount) =>
+        DaikoCli.RunAsync(["terminal", "wallet", "refill", "--terminal", _system.Terminal, "--bank", bank.ToString(), "--amount", amount.ToString(System.Globalization.CultureInfo.InvariantCulture)], timeout: TimeSpan.FromSeconds(90));
+
+    private Task<CliResult> PayAsync(Uri market, string order) =>
+        DaikoCli.RunAsync(["terminal", "wallet", "pay", "--terminal", _system.Terminal, "--market", market.ToString(), "--order", order, "--json"], timeout: TimeSpan.FromSeconds(90));
+
+    private static string PaymentId(CliResult paid)
+    {
+        Assert.True(paid.ExitCode == 0, paid.ToString());
+        return JsonDocument.Parse(paid.StandardOutput).RootElement.GetProperty("payment_id").GetString()!;
+    }
+
+    private async Task<long> BalanceAsync()
+    {
+        var result = await HomeAndTerminal.Ok(["terminal", "wallet", "balance", "--terminal", _system.Terminal, "--json"]);
+        return JsonDocument.Parse(result.StandardOutput).RootElement.GetProperty("balances").TryGetProperty("JPY", out var jpy) ? jpy.GetInt64() : 0;
+    }
+
+    /// <summary>A market or bank of the test: its name (the id in its messages), its signing key (public half in a PEM file) and its routes.</summary>
+    private sealed class Party
+    {
+        private readonly ECDsa _key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+
+        public Party(string name, string directory)
+        {
+            Name = name;
+            KeyPath = Path.Combine(directory, name + ".pem");
+            File.WriteAllText(KeyPath, _key.ExportSubjectPublicKeyInfoPem());
+        }
+
+        public string Name { get; }
+
+        public string KeyPath { get; }
+
+        public long Amount { get; set; } = 900;
+
+        /// <summary>The payment ids this market was handed, in order.</summary>
+        public List<string> Received { get; } = new();
+
+        /// <summary>GET /orders/{order}: a request whose id is the order; POST /payments: accepts a payment naming this market.</summary>
+        public void MapMarket(WebApplication app)
+        {
+            app.MapGet("/orders/{order}", (string order) => Results.Bytes(
+                new PaymentRequest(Name, order, order, Amount, "JPY", DateTimeOffset.FromUnixTimeSeconds(4_000_000_000), "").Sign(_key), "application/cose"));
+            app.MapPost("/payments", async (HttpContext context) =>
+            {
+                var payment = MoneyCodec.ReadUnverified<Payment>(await BodyAsync(context));
+                if (payment.Market != Name) return Results.BadRequest($"this payment is for {payment.Market}, not {Name}\n");
+                lock (Received) Received.Add(payment.PaymentId);
+                return Results.Text($"paid {payment.Amount} {payment.Currency}; payment {payment.PaymentId}\n");
+            });
+        }
+
+        /// <summary>POST /refills: a refill signed with this party's key, naming this party as the bank; POST /refill-acks: settled.</summary>
+        public void MapBank(WebApplication app)
+        {
+            app.MapPost("/refills", (HttpContext context) => Results.Bytes(new Refill(Name, context.Request.Query["card"].ToString(), Guid.NewGuid().ToString("N"),
+                long.Parse(context.Request.Query["amount"].ToString(), System.Globalization.CultureInfo.InvariantCulture), "JPY", DateTimeOffset.UtcNow.AddMinutes(10)).Sign(_key), "application/cose"));
+            app.MapPost("/refill-acks", () => Results.Text("settled\n"));
+        }
+
+        private static async Task<byte[]> BodyAsync(HttpContext context)
+        {
+            using var body = new MemoryStream();
+            await context.Request.Body.CopyToAsync(body);
+            return body.ToArray();
+        }
+    }
+}

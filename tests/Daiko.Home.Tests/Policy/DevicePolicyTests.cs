@@ -1,0 +1,118 @@
+using Daiko.Home.Delegation;
+using Daiko.Home.Policy;
+using Daiko.Protocol;
+using Xunit;
+
+namespace Daiko.Home.Tests.Policy;
+
+/// <summary>Parsing a policy's options, the choice of modes, and the count of tickets a device holds.</summary>
+public sealed class DevicePolicyTests
+{
+    private sealed class ManualTime : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = DateTimeOffset.UnixEpoch.AddYears(56);
+
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
+
+    [Fact]
+    public void Default_AllowsAnyPublicMarketAndAllFourModes()
+    {
+        Assert.Equal("*", DevicePolicy.Default.MarketsText);
+        Assert.Equal("resume,handoff,relay,assist", DevicePolicy.Default.ModesText);
+        Assert.Null(DevicePolicy.Default.SpendLimitPerDay);
+        Assert.Equal(4, DevicePolicy.Default.MaxTickets);
+        Assert.Equal(TimeSpan.FromDays(7), DevicePolicy.Default.TicketLifetimeOrLongest);
+        Assert.True(DevicePolicy.Default.AllowsAppliance("heater"));
+    }
+
+    [Theory]
+    [InlineData("90s", 90)]
+    [InlineData("90", 90)]
+    [InlineData("10m", 600)]
+    [InlineData("2h", 7200)]
+    [InlineData("7d", 604800)]
+    public void TicketLifetimes_Parse(string text, int seconds) => Assert.Equal(TimeSpan.FromSeconds(seconds), DevicePolicy.ParseTicketLifetime(text));
+
+    [Theory]
+    [InlineData("8d")]
+    [InlineData("0s")]
+    [InlineData("-5m")]
+    [InlineData("1w")]
+    [InlineData("soon")]
+    public void TicketLifetimes_OverSevenDaysOrMalformed_AreRefused(string text) => Assert.Throws<FormatException>(() => DevicePolicy.ParseTicketLifetime(text));
+
+    [Fact]
+    public void Modes_Parse_AndUnknownOnesAreRefused()
+    {
+        Assert.Equal(new HashSet<DelegationMode> { DelegationMode.Relay, DelegationMode.Assist }, DevicePolicy.ParseModes("relay, assist"));
+        Assert.Empty(DevicePolicy.ParseModes("none"));
+        Assert.Throws<FormatException>(() => DevicePolicy.ParseModes("relay,auto"));
+        Assert.Throws<FormatException>(() => DevicePolicy.ParseSpendLimit("-1"));
+        Assert.Equal(5000, DevicePolicy.ParseSpendLimit("5000"));
+        Assert.Null(DevicePolicy.ParseSpendLimit("none"));
+    }
+
+    [Fact]
+    public void AForbiddenMode_IsRefused_NeverServedInAnother()
+    {
+        var refused = Assert.Throws<PolicyRefusedException>(() => ModeChoice.Candidates(DelegationMode.Resume, null, DevicePolicy.ParseModes("relay")));
+        Assert.Equal(PolicyRule.Modes, refused.Rule);
+        Assert.Equal("policy-refused: this device may not use mode resume (its modes: relay); the owner can allow it with 'daiko home device policy --modes'", refused.Reply);
+        Assert.Equal([DelegationMode.Relay], ModeChoice.Candidates(DelegationMode.Relay, null, DevicePolicy.ParseModes("relay")));
+    }
+
+    [Theory]
+    [InlineData("resume,handoff,relay,assist", true, true, "resume,handoff,relay,assist")]
+    [InlineData("relay,assist", true, true, "relay,assist")]
+    [InlineData("handoff,relay", true, true, "handoff,relay")]
+    [InlineData("resume,handoff,relay,assist", true, false, "handoff,relay,assist")]
+    [InlineData("resume,handoff,relay,assist", false, false, "relay,assist")]
+    [InlineData("resume,assist", false, false, "assist")]
+    public void Auto_ChoosesOnlyAmongTheAllowedModes(string allowed, bool tls13, bool tickets, string expected)
+    {
+        var profile = new MarketProfile("m.test", 443, tls13, tickets, false, 0, DateTimeOffset.UnixEpoch);
+        Assert.Equal(expected, string.Join(",", ModeChoice.Candidates(DelegationMode.Auto, profile, DevicePolicy.ParseModes(allowed)).Select(m => m.ToWire())));
+    }
+
+    [Fact]
+    public void Auto_WithNoUsableMode_IsRefused()
+    {
+        var profile = new MarketProfile("m.test", 443, false, false, false, 0, DateTimeOffset.UnixEpoch);
+        var refused = Assert.Throws<PolicyRefusedException>(() => ModeChoice.Candidates(DelegationMode.Auto, profile, DevicePolicy.ParseModes("resume,handoff")));
+        Assert.Equal(PolicyRule.Modes, refused.Rule);
+    }
+
+    [Fact]
+    public void TicketHoldings_RefuseBeyondTheLimit_UntilATicketExpires()
+    {
+        var time = new ManualTime();
+        var holdings = new TicketHoldings(time);
+        for (var i = 0; i < 4; i++)
+        {
+            using var held = holdings.Reserve("dev", "m.test:443", 4);
+            held.Handed(time.Now.AddMinutes(10 + i));
+        }
+
+        var refused = Assert.Throws<PolicyRefusedException>(() => holdings.Reserve("dev", "m.test:443", 4));
+        Assert.Equal(PolicyRule.MaxTickets, refused.Rule);
+        using (holdings.Reserve("dev", "other.test:443", 4)) { } // per market
+        using (holdings.Reserve("tablet", "m.test:443", 4)) { } // per device
+
+        time.Now = time.Now.AddMinutes(10).AddSeconds(1);
+        using (var again = holdings.Reserve("dev", "m.test:443", 4)) again.Handed(time.Now.AddMinutes(1));
+        Assert.Equal(4, holdings.Count("dev", "m.test:443"));
+    }
+
+    [Fact]
+    public void TicketHoldings_AReservationNotHandedOver_GivesItsPlaceBack()
+    {
+        var holdings = new TicketHoldings(new ManualTime());
+        using (holdings.Reserve("dev", "m.test:443", 1))
+        {
+            Assert.Throws<PolicyRefusedException>(() => holdings.Reserve("dev", "m.test:443", 1));
+        }
+        using var next = holdings.Reserve("dev", "m.test:443", 1);
+        Assert.Equal(1, holdings.Count("dev", "m.test:443"));
+    }
+}

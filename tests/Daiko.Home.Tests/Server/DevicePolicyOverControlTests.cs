@@ -1,0 +1,135 @@
+using System.Net;
+using Daiko.Cards;
+using Daiko.Home.Appliances;
+using Daiko.Home.Hosting;
+using Daiko.Home.Policy;
+using Daiko.Home.Storage;
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
+using Daiko.Samples.Appliances;
+using Daiko.Terminal;
+using Daiko.TestSupport;
+using Xunit;
+
+namespace Daiko.Home.Tests.Server;
+
+/// <summary>
+/// The device policy as a running home server applies it, over the real control channel, against nginx
+/// (its tickets live 300 s) and a sample appliance: every refusal is <c>policy-refused</c> and audited
+/// with its rule.
+/// </summary>
+[Collection("home card")]
+public sealed class DevicePolicyOverControlTests : IAsyncLifetime
+{
+    private HomeFixture _home = null!;
+    private NginxServer _market = null!;
+    private SampleThermostat _thermostat = null!;
+    private ControlConnection _control = null!;
+    private AccessCard _access = null!;
+
+    public async Task InitializeAsync()
+    {
+        _home = HomeFixture.Start();
+        _market = await NginxServer.StartAsync(_home.Pki, _home.Dir.Path);
+        _thermostat = await SampleThermostat.StartAsync(IPAddress.Loopback);
+        await _home.Server.Appliances.RegisterAsync(new Appliance("living-room", _thermostat.Endpoint));
+        await _home.Server.Appliances.RegisterAsync(new Appliance("garage", _thermostat.Endpoint));
+        var terminal = Path.Combine(_home.Dir.Path, "terminal");
+        await TerminalClient.EnrollAsync(terminal, _home.Endpoint, await _home.NewCodeAsync("phone"), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard);
+        _access = AccessCard.Open(terminal);
+        _access.Unlock(HomeFixture.AccessPin);
+        _control = await TerminalClient.ConnectAsync(terminal, _access.DeviceKey, CancellationToken.None);
+        await new HomeControl(_control).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, CancellationToken.None);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _control.DisposeAsync();
+        _access.Dispose();
+        await _thermostat.DisposeAsync();
+        _market.Dispose();
+        await _home.DisposeAsync();
+    }
+
+    /// <summary>Sets the phone's policy in the home store, as <c>home device policy</c> does, and waits until the server reads it.</summary>
+    private async Task PolicyAsync(Func<DevicePolicy, DevicePolicy> change)
+    {
+        var store = new SqlDevicePolicyStore(PurseStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)));
+        await store.SaveAsync("phone", change(await store.FindAsync("phone") ?? DevicePolicy.Default));
+        await Task.Delay(DevicePolicies.Freshness * 2);
+    }
+
+    private Task<ControlMessage> DelegateAsync(DelegationMode mode) =>
+        _control.RequestAsync(new DelegateRequest(new MarketAddress("localhost", _market.Port, null, null), mode), CancellationToken.None);
+
+    private async Task AssertAuditedAsync(string outcome) =>
+        Assert.Contains(await _home.Server.Devices.AuditLogAsync(), e => e.Outcome == outcome);
+
+    [Fact]
+    public async Task MaxTickets_ADeviceHoldsNoMoreUnexpiredTicketsPerMarket_AutoServesAnotherAllowedMode()
+    {
+        await PolicyAsync(p => p with { MaxTickets = 2 });
+
+        Assert.IsType<TicketReply>(await DelegateAsync(DelegationMode.Resume));
+        Assert.IsType<TicketReply>(await DelegateAsync(DelegationMode.Resume));
+        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => DelegateAsync(DelegationMode.Resume));
+        var auto = await DelegateAsync(DelegationMode.Auto);
+
+        Assert.Equal(ErrorCode.PolicyRefused, refused.Code);
+        Assert.StartsWith("policy-refused: this device already holds 2 unexpired ticket(s)", refused.Message, StringComparison.Ordinal);
+        await AssertAuditedAsync("refused by policy (max-tickets)");
+        Assert.IsType<SecretsReply>(auto);
+    }
+
+    [Fact]
+    public async Task TicketLifetime_NoTicketHandedOutlivesThePolicy_AndHandoffExportsNoResumptionSecret()
+    {
+        await PolicyAsync(p => p with { TicketLifetime = TimeSpan.FromSeconds(60) });
+
+        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => DelegateAsync(DelegationMode.Resume));
+        var handoff = Assert.IsType<SecretsReply>(await DelegateAsync(DelegationMode.Handoff));
+
+        Assert.Equal(ErrorCode.PolicyRefused, refused.Code);
+        Assert.Contains("live longer than this device may hold one (60s)", refused.Message, StringComparison.Ordinal);
+        await AssertAuditedAsync("refused by policy (ticket-lifetime)");
+        Assert.False(handoff.Session.CanResume, "the handed-over session carries a resumption secret");
+
+        await PolicyAsync(p => p with { TicketLifetime = TimeSpan.FromMinutes(10) });
+        var ticket = Assert.IsType<TicketReply>(await DelegateAsync(DelegationMode.Resume)).Ticket;
+        Assert.True(ticket.ExpiresAt - DateTimeOffset.UtcNow <= TimeSpan.FromMinutes(10));
+        Assert.False(Assert.IsType<SecretsReply>(await DelegateAsync(DelegationMode.Handoff)).Session.CanResume);
+
+        await PolicyAsync(p => p with { TicketLifetime = null });
+        Assert.True(Assert.IsType<SecretsReply>(await DelegateAsync(DelegationMode.Handoff)).Session.CanResume, "without a lifetime limit handoff keeps resumption");
+    }
+
+    [Fact]
+    public async Task Appliances_OnlyTheNamedOnesAreListedAndControlled()
+    {
+        await PolicyAsync(p => p with { Appliances = ["living-room"] });
+        var home = new HomeControl(_control);
+
+        Assert.Equal(["living-room"], await home.AppliancesAsync(CancellationToken.None));
+        Assert.NotEmpty(await home.ApplianceStateAsync("living-room", CancellationToken.None));
+        var command = await Assert.ThrowsAsync<ControlErrorException>(() => home.ApplianceCommandAsync("garage", "set-target", [KeyValuePair.Create("celsius", "30")], CancellationToken.None));
+        var state = await Assert.ThrowsAsync<ControlErrorException>(() => home.ApplianceStateAsync("garage", CancellationToken.None));
+
+        Assert.Equal(ErrorCode.PolicyRefused, command.Code);
+        Assert.Equal(ErrorCode.PolicyRefused, state.Code);
+        Assert.Equal("policy-refused: this device may not use the appliance 'garage' (its appliances: living-room); the owner can allow it with 'daiko home device policy --appliances'", command.Message);
+        await AssertAuditedAsync("refused by policy (appliances)");
+    }
+
+    [Fact]
+    public async Task Modes_AssistSignaturesAreRefusedWhenAssistIsNotAllowed()
+    {
+        await PolicyAsync(p => p with { Modes = DevicePolicy.ParseModes("resume,relay") });
+
+        var delegated = await Assert.ThrowsAsync<ControlErrorException>(() => DelegateAsync(DelegationMode.Assist));
+        var sign = await Assert.ThrowsAsync<ControlErrorException>(() => _control.RequestAsync(new SignRequest(Daiko.Tls.SignatureScheme.EcdsaSecp256r1Sha256, new byte[130]), CancellationToken.None));
+
+        Assert.Equal(ErrorCode.PolicyRefused, delegated.Code);
+        Assert.Equal(ErrorCode.PolicyRefused, sign.Code);
+        await AssertAuditedAsync("refused by policy (modes)");
+    }
+}

@@ -1,0 +1,292 @@
+using System.Data.Common;
+using Daiko.Home.Appliances;
+using Daiko.Home.Devices;
+using Daiko.Home.Pim;
+using Daiko.Home.Storage;
+using Daiko.TestSupport;
+using Npgsql;
+using Xunit;
+
+namespace Daiko.Home.Tests.Storage;
+
+/// <summary>
+/// What every home store promises, repository by repository: one contract, run on SQLite files and on
+/// a real PostgreSQL server. Market profiles have their own contract (MarketProfilesContract).
+/// </summary>
+public abstract class HomeStoreContract
+{
+    private static readonly DateTimeOffset T0 = new(2026, 12, 1, 9, 0, 0, TimeSpan.Zero);
+
+    /// <summary>A store on a fresh, empty database; every call for the same test returns a store on the same database.</summary>
+    protected abstract IHomeStore Store();
+
+    private static Device Device(string id, string name, DateTimeOffset? revoked = null) => new(id, name, [0x30, 0x59, (byte)id[0], 0x00, 0xff], T0, revoked);
+
+    [Fact]
+    public async Task Devices_RoundTrip_ByNameAndId_AndListInNameOrder()
+    {
+        var devices = Store().Devices;
+        Assert.True(await devices.AddAsync(Device("bb01", "tablet")));
+        Assert.True(await devices.AddAsync(Device("aa01", "phone")));
+
+        var phone = await Store().Devices.FindByNameAsync("phone");
+        Assert.NotNull(phone);
+        Assert.Equal("aa01", phone.Id);
+        Assert.Equal(Device("aa01", "phone").PublicKeyInfo, phone.PublicKeyInfo);
+        Assert.Equal(T0, phone.EnrolledAt);
+        Assert.Null(phone.RevokedAt);
+        Assert.Equal("tablet", (await devices.FindByIdAsync("bb01"))?.Name);
+        Assert.Null(await devices.FindByNameAsync("laptop"));
+        Assert.Equal(["phone", "tablet"], (await devices.ListAsync()).Select(d => d.Name));
+    }
+
+    [Fact]
+    public async Task Devices_ALiveNameOrKeyIsUnique_ARevokedOneIsReplaced()
+    {
+        var devices = Store().Devices;
+        Assert.True(await devices.AddAsync(Device("aa01", "phone")));
+        Assert.False(await devices.AddAsync(Device("aa02", "phone")));
+        Assert.False(await devices.AddAsync(Device("aa01", "laptop")));
+        Assert.Equal("aa01", Assert.Single(await devices.ListAsync()).Id);
+
+        Assert.True(await devices.RevokeAsync("phone", T0.AddHours(1)));
+        Assert.True(await devices.AddAsync(Device("aa02", "phone")));
+        var phone = Assert.Single(await devices.ListAsync());
+        Assert.Equal("aa02", phone.Id);
+        Assert.False(phone.Revoked);
+    }
+
+    [Fact]
+    public async Task Devices_RevokeOnce_AndTheRevokedIdsAreListed()
+    {
+        var devices = Store().Devices;
+        await devices.AddAsync(Device("aa01", "phone"));
+        await devices.AddAsync(Device("bb01", "tablet"));
+
+        Assert.True(await devices.RevokeAsync("phone", T0.AddHours(1)));
+        Assert.False(await devices.RevokeAsync("phone", T0.AddHours(2)));
+        Assert.False(await devices.RevokeAsync("laptop", T0.AddHours(2)));
+
+        Assert.Equal(T0.AddHours(1), (await devices.FindByNameAsync("phone"))?.RevokedAt);
+        Assert.Equal(["aa01"], await devices.RevokedIdsAsync());
+    }
+
+    private static EnrollmentCodeRecord Code(string name, byte hash, DateTimeOffset expires) => new(name, Enumerable.Repeat(hash, 32).ToArray(), [1, 2, 3, hash], expires, false);
+
+    [Fact]
+    public async Task EnrollmentCodes_RoundTrip_AndANewCodeReplacesTheOldOne()
+    {
+        var codes = Store().EnrollmentCodes;
+        await codes.PutAsync(Code("tablet", 7, T0.AddMinutes(10)));
+        await codes.PutAsync(Code("phone", 1, T0.AddMinutes(10)));
+        Assert.True(await codes.ConsumeAsync("phone", Code("phone", 1, T0).CodeHash));
+        await codes.PutAsync(Code("phone", 2, T0.AddMinutes(20)));
+
+        var all = await Store().EnrollmentCodes.ListAsync();
+        Assert.Equal(["phone", "tablet"], all.Select(c => c.Name));
+        var phone = all[0];
+        Assert.Equal(Code("phone", 2, T0).CodeHash, phone.CodeHash);
+        Assert.Equal(Code("phone", 2, T0).Salt, phone.Salt);
+        Assert.Equal(T0.AddMinutes(20), phone.ExpiresAt);
+        Assert.False(phone.Used);
+        // The replaced code no longer redeems; the new one does, once.
+        Assert.False(await codes.ConsumeAsync("phone", Code("phone", 1, T0).CodeHash));
+        Assert.True(await codes.ConsumeAsync("phone", phone.CodeHash));
+        Assert.False(await codes.ConsumeAsync("phone", phone.CodeHash));
+        Assert.True((await codes.ListAsync())[0].Used);
+    }
+
+    [Fact]
+    public async Task EnrollmentCodes_ACodeRedeemedByManyAtOnce_IsConsumedExactlyOnce()
+    {
+        await Store().EnrollmentCodes.PutAsync(Code("phone", 9, T0.AddMinutes(10)));
+        using var start = new ManualResetEventSlim();
+        var racers = Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
+        {
+            start.Wait(TimeSpan.FromSeconds(10));
+            return await Store().EnrollmentCodes.ConsumeAsync("phone", Code("phone", 9, T0).CodeHash);
+        })).ToList();
+        start.Set();
+
+        var won = await Task.WhenAll(racers);
+        Assert.Equal(1, won.Count(w => w));
+    }
+
+    [Fact]
+    public async Task EnrollmentCodes_AreFoundByTheirPublicId_AndCodesWithoutOneTogether()
+    {
+        var codes = Store().EnrollmentCodes;
+        await codes.PutAsync(Code("phone", 1, T0.AddMinutes(10)) with { PublicId = "AB12" });
+        await codes.PutAsync(Code("tablet", 2, T0.AddMinutes(10)) with { PublicId = "CD34" });
+        await codes.PutAsync(Code("old-laptop", 3, T0.AddMinutes(10)));
+        await codes.PutAsync(Code("old-desktop", 4, T0.AddMinutes(10)));
+
+        var phone = Assert.Single(await codes.ListByPublicIdAsync("AB12"));
+        Assert.Equal(("phone", "AB12"), (phone.Name, phone.PublicId));
+        Assert.Equal(Code("phone", 1, T0).CodeHash, phone.CodeHash);
+        Assert.Empty(await codes.ListByPublicIdAsync("ZZ99"));
+        Assert.Equal(["old-desktop", "old-laptop"], (await codes.ListByPublicIdAsync(null)).Select(c => c.Name));
+        // A new code for a name takes the new id; the old id finds nothing.
+        await codes.PutAsync(Code("phone", 5, T0.AddMinutes(20)) with { PublicId = "EF56" });
+        Assert.Empty(await codes.ListByPublicIdAsync("AB12"));
+        Assert.Equal("phone", Assert.Single(await codes.ListByPublicIdAsync("EF56")).Name);
+    }
+
+    [Fact]
+    public async Task Audit_KeepsEveryField_NewestFirst_UpToTheLimit()
+    {
+        var audit = Store().Audit;
+        await audit.AppendAsync(new AuditEntry(T0, "aa01", "unlock", null, null, "crypto-ready"));
+        await audit.AppendAsync(new AuditEntry(T0, null, "enroll", null, null, "refused: UnknownCode"));
+        await audit.AppendAsync(new AuditEntry(T0.AddSeconds(1), "aa01", "delegate", "m.test:443", "resume", "ticket handed over"));
+
+        var recent = await Store().Audit.RecentAsync(2);
+        Assert.Equal([new AuditEntry(T0.AddSeconds(1), "aa01", "delegate", "m.test:443", "resume", "ticket handed over"),
+            new AuditEntry(T0, null, "enroll", null, null, "refused: UnknownCode")], recent);
+        Assert.Equal(["delegate", "enroll", "unlock"], (await audit.RecentAsync(100)).Select(e => e.Action));
+    }
+
+    [Fact]
+    public async Task Pim_AppliesInRevisionOrder_RefusesStaleEdits_AndReturnsWhatTheCallerHasNotSeen()
+    {
+        var pim = Store().Pim;
+        var first = await pim.SyncAsync(0, [new PimChange("c1", PimKind.Contact, 0, false, "Ann"), new PimChange("t1", PimKind.Todo, 0, false, "milk")], T0);
+        Assert.Equal(2, first.Revision);
+        Assert.Equal([1L, 2L], first.Results.Select(r => r.Current!.Revision));
+        Assert.Empty(first.Changes);
+
+        var edit = await Store().Pim.SyncAsync(2, [new PimChange("c1", PimKind.Contact, 1, false, "Anne")], T0.AddMinutes(1));
+        Assert.Equal(PimChangeOutcome.Applied, Assert.Single(edit.Results).Outcome);
+        var stale = await pim.SyncAsync(0, [new PimChange("c1", PimKind.Contact, 1, false, "Annie"), new PimChange("t1", PimKind.Todo, 1, true, "")], T0.AddMinutes(2));
+
+        Assert.Equal(PimChangeOutcome.Conflict, stale.Results[0].Outcome);
+        Assert.Equal("Anne", stale.Results[0].Current!.Body);
+        Assert.Equal(2, stale.Results[0].Current!.Version);
+        Assert.Equal(PimChangeOutcome.Applied, stale.Results[1].Outcome);
+        Assert.Equal(4, stale.Revision);
+        // What the caller did not write itself, in revision order: the contact (revision 3); the deleted to-do is its own.
+        Assert.Equal("c1", Assert.Single(stale.Changes).Id);
+        Assert.Equal(T0.AddMinutes(1), stale.Changes[0].ModifiedAt);
+        Assert.Empty(await pim.ListAsync(PimKind.Todo));
+        Assert.Equal("Anne", Assert.Single(await pim.ListAsync(PimKind.Contact)).Body);
+        var tombstone = (await pim.SyncAsync(3, [], T0)).Changes.Single();
+        Assert.True(tombstone.Deleted);
+        Assert.Equal(2, tombstone.Version);
+    }
+
+    [Fact]
+    public async Task Pim_ConcurrentSyncs_GetDistinctRevisions()
+    {
+        var results = await Task.WhenAll(Enumerable.Range(0, 8).Select(i => Task.Run(() =>
+            Store().Pim.SyncAsync(0, [new PimChange($"t{i}", PimKind.Todo, 0, false, $"task {i}")], T0))));
+
+        Assert.Equal(Enumerable.Range(1, 8).Select(r => (long)r), results.Select(r => Assert.Single(r.Results).Current!.Revision).Order());
+        Assert.Equal(8, (await Store().Pim.ListAsync(PimKind.Todo)).Count);
+    }
+
+    [Fact]
+    public async Task MailOutbox_QueuesOncePerMessageId_InOrder_UntilSent()
+    {
+        var outbox = Store().MailOutbox;
+        Assert.True(await outbox.EnqueueAsync("a@daiko.home", "alice@example.test", "log 1", "body 1", T0));
+        Assert.True(await outbox.EnqueueAsync("b@daiko.home", "alice@example.test", "log 2", "body 2", T0.AddDays(1)));
+        Assert.False(await outbox.EnqueueAsync("a@daiko.home", "bob@example.test", "again", "again", T0.AddDays(2)));
+
+        var pending = await Store().MailOutbox.PendingAsync();
+        Assert.Equal(["a@daiko.home", "b@daiko.home"], pending.Select(m => m.MessageId));
+        Assert.Equal(("alice@example.test", "log 1", "body 1", T0, 0), (pending[0].To, pending[0].Subject, pending[0].Body, pending[0].CreatedAt, pending[0].Attempts));
+
+        await outbox.MarkAttemptAsync(pending.Select(m => m.Id));
+        await outbox.MarkAttemptAsync([pending[1].Id]);
+        await outbox.MarkSentAsync(pending[0].Id, T0.AddDays(3));
+
+        var left = Assert.Single(await outbox.PendingAsync());
+        Assert.Equal(("b@daiko.home", 2), (left.MessageId, left.Attempts));
+        Assert.Equal(1, await outbox.PendingCountAsync());
+    }
+
+    [Fact]
+    public async Task Appliances_RegisterIsAnUpsert_AndReadingsAreNewestFirstPerAppliance()
+    {
+        var appliances = Store().Appliances;
+        await appliances.RegisterAsync(new Appliance("heater", new Uri("http://127.0.0.1:8081/")));
+        await appliances.RegisterAsync(new Appliance("boiler", new Uri("http://127.0.0.1:8082/")));
+        await appliances.RegisterAsync(new Appliance("heater", new Uri("http://127.0.0.1:8083/")));
+
+        Assert.Equal([new Appliance("boiler", new Uri("http://127.0.0.1:8082/")), new Appliance("heater", new Uri("http://127.0.0.1:8083/"))], await Store().Appliances.ListAsync());
+        Assert.Equal(new Uri("http://127.0.0.1:8083/"), (await appliances.FindAsync("heater"))?.Endpoint);
+        Assert.Null(await appliances.FindAsync("fridge"));
+
+        for (var i = 0; i < 5; i++) await appliances.RecordAsync(new ApplianceReading("heater", T0.AddMinutes(i), $$"""{"c":{{i}}}"""));
+        await appliances.RecordAsync(new ApplianceReading("boiler", T0, """{"on":true}"""));
+
+        Assert.Equal([$$"""{"c":4}""", $$"""{"c":3}"""], (await appliances.ReadingsAsync("heater", 2)).Select(r => r.State));
+        Assert.Equal(T0.AddMinutes(4), (await appliances.ReadingsAsync("heater", 1))[0].At);
+        Assert.Single(await appliances.ReadingsAsync("boiler", 10));
+    }
+
+    [Fact]
+    public async Task Migrations_AreRecordedOnce_AndMigrateIsIdempotent()
+    {
+        var store = (HomeStore)Store();
+        await store.MigrateAsync();
+        await ((HomeStore)Store()).MigrateAsync();
+        await store.Audit.AppendAsync(new AuditEntry(T0, null, "x", null, null, "y"));
+
+        await using var connection = await store.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT id FROM schema_migrations ORDER BY id";
+        var ids = new List<string>();
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync()) ids.Add(reader.GetString(0));
+        }
+        Assert.Equal(HomeStore.Migrations.Select(m => m.Id).Order(StringComparer.Ordinal), ids);
+        Assert.Single(await Store().Audit.RecentAsync(10));
+    }
+}
+
+public sealed class SqliteHomeStoreTests : HomeStoreContract, IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-store");
+
+    protected override IHomeStore Store() => HomeStore.Sqlite(Path.Combine(_dir.Path, "home.db"));
+
+    public void Dispose() => _dir.Dispose();
+}
+
+/// <summary>One PostgreSQL server for the class; each test gets a database of its own.</summary>
+public sealed class PostgresFixture : IAsyncLifetime
+{
+    private readonly TempDirectory _dir = new("daiko-pg");
+
+    public PostgresServer Server { get; private set; } = null!;
+
+    public async Task InitializeAsync() => Server = await PostgresServer.StartAsync(_dir.Path);
+
+    public Task DisposeAsync()
+    {
+        Server.Dispose();
+        _dir.Dispose();
+        return Task.CompletedTask;
+    }
+
+    public string NewDatabase()
+    {
+        var name = $"t{Guid.NewGuid():N}";
+        using var connection = new NpgsqlConnection(Server.ConnectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = $"CREATE DATABASE {name}";
+        command.ExecuteNonQuery();
+        return new NpgsqlConnectionStringBuilder(Server.ConnectionString) { Database = name }.ToString();
+    }
+}
+
+[Collection("home card")]
+public sealed class PostgresHomeStoreTests(PostgresFixture postgres) : HomeStoreContract, IClassFixture<PostgresFixture>
+{
+    private readonly string _database = postgres.NewDatabase();
+
+    protected override IHomeStore Store() => HomeStore.Postgres(_database);
+}
