@@ -144,6 +144,22 @@ public sealed class HomeCard : IDisposable
     /// <summary>Back to Locked (the home server stops, or the user locks the card entirely).</summary>
     public void Lock() => _pins.Lock();
 
+    /// <summary>
+    /// Picks up what owner commands in other processes changed: a card unblocked there is locked here with
+    /// its new PINs, a card disabled there is disabled here, an imported certificate is used from now on,
+    /// and an imported key ends readiness. Returns true when readiness (or the state) changed.
+    /// </summary>
+    public bool Refresh()
+    {
+        var changed = _pins.SyncWithFile();
+        lock (_pins.Gate)
+        {
+            if (!_keys.Refresh()) return changed;
+            _pins.Done();
+            return true;
+        }
+    }
+
     /// <summary>Resets the idle clock (any use of the card does).</summary>
     public void Touch() => _pins.Touch();
 

@@ -35,13 +35,42 @@ internal sealed record CardConfig(HomeCardKeyType KeyType, string CardId, byte[]
 /// <summary>What the card holds that is public: its configuration and the user's certificate chain.</summary>
 internal sealed class HomeCardKeys(HomeCardOptions options)
 {
+    private (DateTime, long) _configSeen = Stamp(CardConfig.PathOf(options));
+    private (DateTime, long) _chainSeen = Stamp(Path.Combine(options.CardDirectory, "user.pem"));
+
     public CardConfig Config { get; set; } = CardConfig.Load(options);
 
     public IReadOnlyList<byte[]> Chain { get; private set; } = LoadChain(options);
 
     public string ChainPath => Path.Combine(options.CardDirectory, "user.pem");
 
-    public void ReloadChain() => Chain = LoadChain(options);
+    public void ReloadChain()
+    {
+        _chainSeen = Stamp(ChainPath);
+        Chain = LoadChain(options);
+    }
+
+    /// <summary>
+    /// Reloads card.json and the chain when another process (an owner command) rewrote them; returns
+    /// whether the TLS identity key itself changed (a PKCS#12 import).
+    /// </summary>
+    public bool Refresh()
+    {
+        if (Stamp(ChainPath) != _chainSeen) ReloadChain();
+        var configStamp = Stamp(CardConfig.PathOf(options));
+        if (configStamp == _configSeen) return false;
+        _configSeen = configStamp;
+        var config = CardConfig.Load(options);
+        var keyChanged = !config.PublicKeyInfo.AsSpan().SequenceEqual(Config.PublicKeyInfo);
+        Config = config;
+        return keyChanged;
+    }
+
+    private static (DateTime, long) Stamp(string path)
+    {
+        var info = new FileInfo(path);
+        return info.Exists ? (info.LastWriteTimeUtc, info.Length) : (DateTime.MinValue, -1);
+    }
 
     public static bool HasCertificate(HomeCardOptions options) => File.Exists(Path.Combine(options.CardDirectory, "user.pem"));
 

@@ -67,9 +67,10 @@ public sealed partial class ControlConnection
     /// <summary>Relay data a relay's reader took (or dropped).</summary>
     internal void Consumed(int bytes) => _budget.Give(bytes);
 
-    /// <summary>A byte stream multiplexed on this connection under <paramref name="relayId"/>.</summary>
-    public RelayStream OpenRelay(long relayId)
+    /// <summary>A byte stream multiplexed on this connection under <paramref name="relayId"/>; <paramref name="meter"/>, if given, is charged its frames.</summary>
+    public RelayStream OpenRelay(long relayId, Daiko.Tls.TlsCounters? meter = null)
     {
+        if (meter is not null) _relayMeters[relayId] = meter;
         var relay = new RelayStream(this, relayId);
         lock (_early)
         {
@@ -83,5 +84,9 @@ public sealed partial class ControlConnection
         return relay;
     }
 
-    internal void ForgetRelay(long relayId) => _relays.TryRemove(relayId, out _);
+    internal void ForgetRelay(long relayId)
+    {
+        _relays.TryRemove(relayId, out _);
+        _relayMeters.TryRemove(relayId, out _);
+    }
 }

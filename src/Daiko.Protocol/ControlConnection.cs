@@ -22,6 +22,8 @@ public sealed partial class ControlConnection : IAsyncDisposable
     private readonly ConcurrentDictionary<long, TaskCompletionSource<ControlMessage>> _pending = new();
     private readonly ConcurrentDictionary<long, RelayStream> _relays = new();
     private readonly Dictionary<long, List<ControlMessage>> _early = new();
+    private readonly ConcurrentDictionary<long, Daiko.Tls.TlsCounters> _requestMeters = new();
+    private readonly ConcurrentDictionary<long, Daiko.Tls.TlsCounters> _relayMeters = new();
     private readonly TaskSet _handlers = new();
     private readonly CancellationTokenSource _closed = new();
     private readonly ReadBudget _budget = new(ControlProtocol.MaxBufferedBytes, ControlProtocol.MaxRequestsInFlight);
@@ -41,7 +43,16 @@ public sealed partial class ControlConnection : IAsyncDisposable
         _onHandlerFault = onHandlerFault;
     }
 
-    /// <summary>Bytes written and read on the underlying stream (control_bytes in --stats).</summary>
+    /// <summary>
+    /// The counters of the TLS connection underneath, when there is one: bytes are then counted on the
+    /// wire (records, with their headers and tags) rather than as frames.
+    /// </summary>
+    public Daiko.Tls.TlsCounters? Wire { get; init; }
+
+    /// <summary>Called for a notification from the other side that is neither relay data nor a request (e.g. drop-tickets).</summary>
+    public Action<ControlMessage>? OnNotice { get; init; }
+
+    /// <summary>Bytes written and read on the underlying stream (on the wire when <see cref="Wire"/> is set).</summary>
     public long BytesSent => Interlocked.Read(ref _bytesSent);
 
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);
@@ -93,9 +104,11 @@ public sealed partial class ControlConnection : IAsyncDisposable
                 await _budget.WaitForRoomAsync(_closed.Token).ConfigureAwait(false);
                 ControlEnvelope? envelope;
                 int bytes;
+                var wireBefore = Wire?.BytesReceived ?? 0;
                 try
                 {
                     (envelope, bytes) = await ReadFrameAsync(header).ConfigureAwait(false);
+                    if (Wire is not null) bytes = (int)(Wire.BytesReceived - wireBefore);
                 }
                 catch (ProtocolException e) when (e.RequestId is { } id && id != 0)
                 {
@@ -106,6 +119,7 @@ public sealed partial class ControlConnection : IAsyncDisposable
                 if (envelope is not { } frame) break;
                 Interlocked.Add(ref _bytesReceived, bytes);
                 if (!Admits(frame.Message.Type, frame.Message.IsReply ? 0 : frame.Id)) break;
+                MeterOf(frame.Id, frame.Message)?.AddBytesReceived(bytes);
                 if (!Dispatch(frame, bytes)) break;
             }
             if (_parting is { } parting) await SendPartingAsync(parting.Id, parting.Reply).ConfigureAwait(false);
@@ -175,9 +189,12 @@ public sealed partial class ControlConnection : IAsyncDisposable
                 if (_pending.TryRemove(frame.Id, out var waiter)) waiter.TrySetResult(frame.Message);
                 return true;
             default:
-                if (_onRequest is null) return true;
-                _budget.Take(bytes, 1);
-                Track(HandleAsync(new ControlRequest(frame.Id, frame.Message), bytes));
+                if (_onRequest is not null)
+                {
+                    _budget.Take(bytes, 1);
+                    Track(HandleAsync(new ControlRequest(frame.Id, frame.Message), bytes));
+                }
+                else if (frame.Id == 0) OnNotice?.Invoke(frame.Message);
                 return true;
         }
     }
@@ -231,16 +248,31 @@ public sealed partial class ControlConnection : IAsyncDisposable
     /// <summary>Sends a request and waits for any reply; an error reply becomes <see cref="ControlErrorException"/>.</summary>
     public async Task<ControlMessage> RequestAsync(ControlMessage request, CancellationToken cancellationToken, TimeSpan? timeout = null)
     {
+        var reply = await ExchangeAsync(request, null, cancellationToken, timeout).ConfigureAwait(false);
+        return reply is ErrorReply error ? throw error.ToException() : reply;
+    }
+
+    /// <summary>
+    /// Sends a request and returns its reply as it came, an error reply included (the terminal agent
+    /// passes replies on unchanged). <paramref name="meter"/>, if given, is charged the request's and the
+    /// reply's bytes and one round trip.
+    /// </summary>
+    public async Task<ControlMessage> ExchangeAsync(ControlMessage request, Daiko.Tls.TlsCounters? meter, CancellationToken cancellationToken, TimeSpan? timeout = null)
+    {
         var id = Interlocked.Add(ref _nextId, 2);
         var waiter = new TaskCompletionSource<ControlMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
         _pending[id] = waiter;
+        if (meter is not null)
+        {
+            _requestMeters[id] = meter;
+            meter.AddRoundTrip();
+        }
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
         cts.CancelAfter(timeout ?? TimeSpan.FromSeconds(60));
         try
         {
             await SendAsync(id, request, cts.Token).ConfigureAwait(false);
-            var reply = await waiter.Task.WaitAsync(cts.Token).ConfigureAwait(false);
-            return reply is ErrorReply error ? throw error.ToException() : reply;
+            return await waiter.Task.WaitAsync(cts.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
@@ -251,7 +283,16 @@ public sealed partial class ControlConnection : IAsyncDisposable
         finally
         {
             _pending.TryRemove(id, out _);
+            _requestMeters.TryRemove(id, out _);
         }
+    }
+
+    /// <summary>The meter a frame is charged to: its request's, or its relay's.</summary>
+    private Daiko.Tls.TlsCounters? MeterOf(long id, ControlMessage message)
+    {
+        var relay = message switch { RelayData d => d.Relay, RelayClose c => c.Relay, _ => 0 };
+        if (relay != 0) return _relayMeters.GetValueOrDefault(relay);
+        return id != 0 ? _requestMeters.GetValueOrDefault(id) : null;
     }
 
     /// <summary>
@@ -266,7 +307,11 @@ public sealed partial class ControlConnection : IAsyncDisposable
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            Interlocked.Add(ref _bytesSent, await ControlFrame.WriteAsync(_stream, id, message, CancellationToken.None).ConfigureAwait(false));
+            var wireBefore = Wire?.BytesSent ?? 0;
+            long sent = await ControlFrame.WriteAsync(_stream, id, message, CancellationToken.None).ConfigureAwait(false);
+            if (Wire is not null) sent = Wire.BytesSent - wireBefore;
+            Interlocked.Add(ref _bytesSent, sent);
+            MeterOf(id, message)?.AddBytesSent(sent);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException)
         {

@@ -31,6 +31,10 @@ public sealed class HomeControl(ControlConnection control)
     public async Task<IReadOnlyList<string>> ApplianceReadingsAsync(string name, int limit, CancellationToken cancellationToken) =>
         (await control.RequestAsync<ApplianceReadingsReply>(new ApplianceReadingsRequest(name, limit), cancellationToken)).Readings;
 
+    /// <summary>What this connection to the terminal agent cost on the agent's control channel so far (--stats).</summary>
+    public Task<CostReply> AgentCostAsync(CancellationToken cancellationToken) =>
+        control.RequestAsync<CostReply>(new CostRequest(), cancellationToken);
+
     public Task<PimSyncedReply> PimSyncAsync(long since, IReadOnlyList<PimEntryChange> changes, CancellationToken cancellationToken) =>
         control.RequestAsync<PimSyncedReply>(new PimSyncRequest(since, changes), cancellationToken);
 }

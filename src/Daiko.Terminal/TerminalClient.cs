@@ -71,7 +71,9 @@ public static class TerminalClient
     /// Daiko.Tls, so the device key signs CertificateVerify wherever it lives (a file-backed access
     /// card, or a PKCS#11 token whose key cannot leave it), and the home server's key is pinned.
     /// </summary>
-    public static async Task<Stream> ConnectStreamAsync(string directory, ECDsa deviceKey, CancellationToken cancellationToken)
+    /// <param name="counters">Charged the handshake's bytes, round trips and public-key operations (the device signature included), then the channel's records.</param>
+    /// <param name="resume">A ticket the home server issued on an earlier channel of this device: the channel resumes with it (no device signature, no certificate check).</param>
+    public static async Task<Stream> ConnectStreamAsync(string directory, ECDsa deviceKey, CancellationToken cancellationToken, TlsCounters? counters = null, SessionTicket? resume = null)
     {
         var profile = TerminalProfile.Load(directory);
         var (host, port) = profile.Endpoint;
@@ -81,9 +83,14 @@ public static class TerminalClient
         {
             ServerName = "daiko-home",
             ApplicationProtocols = [ControlProtocol.Alpn],
-            ClientCredential = new ClientCredential([certificateDer], new SoftwareSigner(deviceKey)),
+            ClientCredential = new ClientCredential([certificateDer], new SoftwareSigner(deviceKey, counters)),
             CertificateValidator = new PinnedKeyValidator(Convert.FromHexString(profile.HomeSpkiSha256)),
             HandshakeTimeout = TimeSpan.FromSeconds(15),
+            Counters = counters,
+            ResumptionTicket = resume,
+            // The channel lives as long as the agent and may sit idle between commands: no read deadline
+            // (each request has its own, and the agent's idle period and the home server end the channel).
+            OperationTimeout = Timeout.InfiniteTimeSpan,
         }, $"the server at {profile.Home} does not hold the pinned home server key", cancellationToken);
     }
 

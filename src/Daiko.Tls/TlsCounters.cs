@@ -29,4 +29,13 @@ public sealed class TlsCounters
     public void AddRoundTrip() => Interlocked.Increment(ref _roundTrips);
 
     public void AddPublicKeyOperations(int n) => Interlocked.Add(ref _publicKeyOperations, n);
+
+    /// <summary>Adds everything <paramref name="other"/> counted (a cost charged to a caller).</summary>
+    public void Add(TlsCounters other)
+    {
+        AddBytesSent(other.BytesSent);
+        AddBytesReceived(other.BytesReceived);
+        Interlocked.Add(ref _roundTrips, other.RoundTrips);
+        Interlocked.Add(ref _publicKeyOperations, other.PublicKeyOperations);
+    }
 }

@@ -198,7 +198,7 @@ public sealed class HomeCardTests : IDisposable
     }
 
     [Fact]
-    public void WrongPin2_IsCaughtEvenWhileTheTokenIsLoggedIn_AndDropsTheReadyState()
+    public async Task WrongPin2_IsCaughtEvenWhileTheTokenIsLoggedIn_AndLeavesTheReadySessionSigning()
     {
         using var card = NewCard();
         card.EnterPin1(Pin1);
@@ -209,15 +209,14 @@ public sealed class HomeCardTests : IDisposable
         var e = Assert.Throws<WrongPinException>(() => card.CreateCertificateSigningRequest("CN=Guess", "9990"));
 
         Assert.Equal(2, e.TriesLeft);
-        Assert.Equal(HomeCardState.RemoteAccessWait, card.State);
-        Assert.Throws<CardNotReadyException>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, CertificateVerifyContent(), default).AsTask().GetAwaiter().GetResult());
-        Assert.True(card.EnterPin2(Pin2).Accepted);
+        Assert.Equal(HomeCardState.CryptoReady, card.State);
+        Assert.NotEmpty(await card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, CertificateVerifyContent(), default));
         Assert.NotEmpty(card.CreateCertificateSigningRequest("CN=Alice", Pin2));
         Assert.Equal(HomeCardState.CryptoReady, card.State);
     }
 
     [Fact]
-    public async Task PinsGivenAgainWhileReady_AreStillChecked_AndAWrongPin2EndsReadiness()
+    public async Task PinsGivenAgainWhileReady_AreStillCheckedAndCounted_AndNeverInterruptTheReadySession()
     {
         using var card = NewCard();
         Assert.True(card.EnterPin1(Pin1).Accepted);
@@ -236,8 +235,53 @@ public sealed class HomeCardTests : IDisposable
 
         var wrong2 = card.EnterPin2("9991");
         Assert.Equal(PinOutcome.Wrong, wrong2.Outcome);
-        Assert.Equal(HomeCardState.RemoteAccessWait, card.State);
-        Assert.Throws<CardNotReadyException>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, CertificateVerifyContent(), default).AsTask().GetAwaiter().GetResult());
+        Assert.Equal(2, wrong2.TriesLeft);
+        Assert.Equal(HomeCardState.CryptoReady, card.State);
+        Assert.NotEmpty(await card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, CertificateVerifyContent(), default));
+
+        // The wrong PIN2s still count: the third disables the card, and then nothing signs.
+        Assert.Equal(PinOutcome.Wrong, card.EnterPin2("9992").Outcome);
+        Assert.Equal(PinOutcome.Disabled, card.EnterPin2("9993").Outcome);
+        Assert.Equal(HomeCardState.Disabled, card.State);
+        Assert.ThrowsAny<Exception>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, CertificateVerifyContent(), default).AsTask().GetAwaiter().GetResult());
+    }
+
+    [Fact]
+    public async Task AnUnlockAndAWrongPin2_DuringAStreamOfSignatures_InterruptNoSignature()
+    {
+        using var card = NewCard();
+        Assert.True(card.EnterPin1(Pin1).Accepted);
+        Assert.True(card.EnterPin2(Pin2).Accepted);
+        using var publicKey = card.PublicEcKey();
+        var content = CertificateVerifyContent();
+        using var stop = new CancellationTokenSource();
+        var signed = 0;
+        // Device A signs continuously while device B unlocks and then gives a wrong PIN2.
+        var stream = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var signature = await card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, content, default);
+                Assert.True(publicKey.VerifyData(content, signature, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+                Interlocked.Increment(ref signed);
+            }
+        });
+        while (Volatile.Read(ref signed) < 5) await Task.Delay(5);
+
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.True(card.EnterPin1(Pin1).Accepted);
+            Assert.True(card.EnterPin2(Pin2).Accepted);
+        }
+        var before = Volatile.Read(ref signed);
+        Assert.Equal(PinOutcome.Wrong, card.EnterPin2("9991").Outcome);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (Volatile.Read(ref signed) < before + 5 && DateTime.UtcNow < deadline && !stream.IsCompleted) await Task.Delay(5);
+        await stop.CancelAsync();
+
+        await stream; // a signature that failed (CardNotReady) or did not verify fails the test here
+        Assert.True(Volatile.Read(ref signed) >= before + 5, $"signatures stopped after the wrong PIN2 ({signed} in all)");
+        Assert.Equal(HomeCardState.CryptoReady, card.State);
     }
 
     [Fact]

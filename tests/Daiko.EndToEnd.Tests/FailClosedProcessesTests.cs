@@ -65,7 +65,7 @@ public sealed class FailClosedProcessesTests : IAsyncLifetime
 
         Assert.Equal(1, locked.ExitCode);
         Assert.Contains("locked", locked.StandardError, StringComparison.Ordinal);
-        await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", _system.Terminal], $"x\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
+        await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
         Assert.Equal(0, (await GetAsync()).ExitCode);
     }
 

@@ -32,6 +32,11 @@ internal static class SampleMessages
         yield return new AssistReply([Der, Der]);
         yield return new PrefetchRequest(market, 2);
         yield return new PrefetchedReply(2, 1);
+        yield return new StockRequest(market, 2);
+        yield return new StockedReply([Ticket(), Ticket()], 1);
+        yield return new DropTicketsNotice("the home card was locked");
+        yield return new CostRequest();
+        yield return new CostReply(1200, 2400, 3, 2);
         yield return new SignRequest(SignatureScheme.EcdsaSecp256r1Sha256, new byte[130]);
         yield return new SignatureReply([1, 2, 3]);
         yield return new VerifyChainRequest("market.example", [Der]);

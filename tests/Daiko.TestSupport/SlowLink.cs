@@ -20,6 +20,10 @@ public sealed class SlowLink : IDisposable
     private long _upstreamBytes;
     private long _downstreamBytes;
     private long _connections;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<TcpClient, byte> _live = new();
+
+    /// <summary>Called as each connection is accepted, before anything is relayed.</summary>
+    public Action? OnConnection { get; set; }
 
     private SlowLink(IPEndPoint target, TimeSpan roundTrip, double bitsPerSecond)
     {
@@ -62,6 +66,7 @@ public sealed class SlowLink : IDisposable
             try { client = await _listener.AcceptTcpClientAsync(_stop.Token); }
             catch (Exception) { return; }
             Interlocked.Increment(ref _connections);
+            OnConnection?.Invoke();
             _ = RelayAsync(client);
         }
     }
@@ -71,6 +76,8 @@ public sealed class SlowLink : IDisposable
         using (client)
         using (var server = new TcpClient())
         {
+            _live[client] = 0;
+            _live[server] = 0;
             try
             {
                 client.NoDelay = true;
@@ -81,6 +88,18 @@ public sealed class SlowLink : IDisposable
                 await Task.WhenAll(up, down);
             }
             catch (Exception) { }
+            _live.TryRemove(client, out _);
+            _live.TryRemove(server, out _);
+        }
+    }
+
+    /// <summary>Cuts every connection now (both sides see a reset), as a dropped network would.</summary>
+    public void DropConnections()
+    {
+        foreach (var socket in _live.Keys)
+        {
+            try { socket.Client.LingerState = new LingerOption(true, 0); } catch (Exception) { }
+            socket.Dispose();
         }
     }
 

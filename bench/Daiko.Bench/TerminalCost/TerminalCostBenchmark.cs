@@ -181,6 +181,40 @@ public static class TerminalCostBenchmark
             }), prepare: prepare);
         }
 
+        // What a user runs: `daiko terminal get` through the terminal agent, the second command after
+        // unlock (the agent's one control channel is open), and resume from the agent's local ticket stock
+        // (`terminal prefetch`), with and without 0-RTT. Round trips and public-key operations are the
+        // --stats totals (market and control channel, CLI and agent); bytes are counted by the links;
+        // "first byte ms" is the CLI's elapsed_ms (whole command, body included, process start excluded).
+        await Must(["terminal", "unlock", "--terminal", terminalDir], "432100\n1111\n2222\n");
+        using var nginxEarly = await NginxServer.StartAsync(pki, dir.Path, new TlsPeerOptions { EarlyData = true });
+        using var earlyLink = await LinkProcess.StartAsync(nginxEarly.Port, rtt, kbps);
+        Func<Task> Stocked(int port) => async () =>
+        {
+            await Task.Delay(500); // the refill after the previous run's ticket, off the clock
+            await Must(["terminal", "prefetch", $"https://localhost:{port}/", "--terminal", terminalDir, "--count", "1"]);
+        };
+        foreach (var (way, link, port, path, cliArgs, prepare) in new (string, LinkProcess, int, string, string[], Func<Task>?)[]
+        {
+            ("daiko CLI+agent relay", marketLink, nginx.Port, "/whoami", ["--mode", "relay"], null),
+            ("daiko CLI+agent handoff", marketLink, nginx.Port, "/whoami", ["--mode", "handoff"], null),
+            ("daiko CLI+agent resume psk_dhe_ke, ticket from home", marketLink, nginx.Port, "/whoami", ["--mode", "resume"], TicketReady),
+            ("daiko CLI+agent resume psk_dhe_ke, local stock", marketLink, nginx.Port, "/whoami", ["--mode", "resume"], Stocked(nginx.Port)),
+            ("daiko CLI+agent resume psk_dhe_ke + 0-RTT, local stock", earlyLink, nginxEarly.Port, "/whoami", ["--mode", "resume", "--early-data"], Stocked(nginxEarly.Port)),
+            ("daiko CLI+agent resume psk_ke, local stock (openssl market)", pskKeLink, openssl.Port, "/", ["--mode", "resume", "--kex", "psk_ke"], Stocked(openssl.Port)),
+        })
+        {
+            await Measure(way, prepare is null ? "second" : "cached", () => CliGetAsync(link, $"https://localhost:{port}{path}", terminalDir, cliArgs), prepare: prepare);
+        }
+        var sessionFile = Path.Combine(dir.Path, "s_client.session");
+        foreach (var (way, link, path) in new (string, LinkProcess, string)[] { ("direct openssl s_client -sess_in", marketLink, "/whoami"), ("direct openssl s_client -sess_in (openssl market)", pskKeLink, "/") })
+        {
+            File.Delete(sessionFile);
+            await OpenSslClientAsync(pki, link, path, sessionFile); // the full handshake that saves the session
+            await Measure(way, "cached", () => OpenSslClientAsync(pki, link, path, sessionFile));
+        }
+        await DaikoCli.RunAsync(["terminal", "lock", "--terminal", terminalDir]);
+
         var direct = results.First(r => r.Way == "direct Daiko.Tls" && r.Session == "first");
         var report = Report(results, direct, runs, rttMs, kbps);
         Console.WriteLine();
@@ -246,13 +280,37 @@ public static class TerminalCostBenchmark
         return first;
     }
 
-    private static async Task<Sample> OpenSslClientAsync(TestPki pki, LinkProcess link)
+    /// <summary>One `daiko terminal get --stats` through the agent; bytes from the links (market and home), counts from --stats.</summary>
+    private static async Task<Sample> CliGetAsync(LinkProcess link, string url, string terminalDir, string[] args)
+    {
+        await link.ResetCountersAsync();
+        if (_homeLink is not null) await _homeLink.ResetCountersAsync();
+        var result = await DaikoCli.RunAsync(["terminal", "get", url, "--terminal", terminalDir, "--connect-to", $"127.0.0.1:{link.Port}", "--stats", .. args]);
+        if (result.ExitCode != 0) throw new InvalidOperationException($"daiko terminal get {url}: {result}");
+        var stats = JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
+        await Task.Delay(50);
+        // The control channel's bytes are the command's own (--stats control_bytes, on the wire): the home
+        // link also carries the stock's background refill, which starts as the command ends.
+        var market = await link.CountersAsync();
+        return new Sample(market.Upstream, market.Downstream,
+            stats.GetProperty("round_trips").GetInt64() + stats.GetProperty("control_round_trips").GetInt64(),
+            stats.GetProperty("public_key_ops").GetInt64(), double.NaN, stats.GetProperty("elapsed_ms").GetDouble(), stats.GetProperty("control_bytes").GetInt64());
+    }
+
+    /// <summary>openssl s_client, a full handshake, or (with <paramref name="sessionFile"/> present) resuming the session saved there.</summary>
+    private static async Task<Sample> OpenSslClientAsync(TestPki pki, LinkProcess link, string path = "/whoami", string? sessionFile = null)
     {
         await link.ResetCountersAsync();
         var clock = Stopwatch.StartNew();
-        using var process = new ExternalProcess("openssl", ["s_client", "-connect", $"127.0.0.1:{link.Port}", "-servername", "localhost", "-tls1_3",
-            "-cert", pki.User.CertificatePath, "-key", pki.User.KeyPath, "-CAfile", pki.RootPath, "-quiet", "-ign_eof"]);
-        await process.StandardInput.WriteAsync("GET /whoami HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        List<string> args = ["s_client", "-connect", $"127.0.0.1:{link.Port}", "-servername", "localhost", "-tls1_3",
+            "-cert", pki.User.CertificatePath, "-key", pki.User.KeyPath, "-CAfile", pki.RootPath, "-quiet", "-ign_eof"];
+        if (sessionFile is not null)
+        {
+            if (File.Exists(sessionFile)) args.AddRange(["-sess_in", sessionFile]);
+            args.AddRange(["-sess_out", sessionFile]);
+        }
+        using var process = new ExternalProcess("openssl", args);
+        await process.StandardInput.WriteAsync($"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
         await process.StandardInput.FlushAsync();
         process.StandardInput.Close();
         await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
@@ -283,8 +341,12 @@ public static class TerminalCostBenchmark
     {
         var md = new StringBuilder();
         md.AppendLine($"Terminal cost per way to reach an nginx market (client certificate required), over a {rttMs} ms / {kbps} kbit/s link; median (p10–p90) of {runs} runs.");
-        md.AppendLine("Bytes sent include the terminal's control-channel bytes. CPU is the terminal process's own: the emulated links relay in");
+        md.AppendLine("Bytes (both columns) include the terminal's control-channel bytes on the wire, counted by the links. CPU is the terminal process's own: the emulated links relay in");
         md.AppendLine("processes of their own and the home server is another process. SslStream runs with resumption off (nginx reports reused=.).");
+        md.AppendLine("\"daiko CLI+agent\" rows run `daiko terminal get --stats` through the terminal agent after unlock (session \"second\": the agent's channel is open;");
+        md.AppendLine("\"cached\": a ticket ready at the home server, or in the agent's local stock); their round trips and public-key ops are the --stats totals");
+        md.AppendLine("(market and control channel, CLI and agent), their control-channel bytes (both directions, --stats control_bytes) are in \"bytes sent\", their CPU is not");
+        md.AppendLine("measured (two processes), and their \"first byte ms\" is the CLI's elapsed_ms (the whole command in a fresh process, its JIT included).");
         md.AppendLine();
         md.AppendLine("| way | session | bytes sent | bytes received | round trips | public-key ops | CPU ms | first byte ms |");
         md.AppendLine("|---|---|---|---|---|---|---|---|");

@@ -18,6 +18,9 @@ internal sealed record PersistedCardState
 
     [JsonPropertyName("idle_expires_at")] public DateTimeOffset? IdleExpiresAt { get; init; }
 
+    /// <summary>How often the admin code set new PINs (a running home server locks when this moves).</summary>
+    [JsonPropertyName("unblocks")] public int Unblocks { get; init; }
+
     public static CounterFile<PersistedCardState> File(HomeCardOptions options) =>
         new(options.CounterStore ?? new LocalCounterStore(Path.Combine(options.CardDirectory, "state.json")), () => new PersistedCardState { Disabled = true, State = HomeCardState.Disabled, Pin1Failures = 3, Pin2Failures = 3 });
 
@@ -41,13 +44,43 @@ internal sealed class HomeCardPins
     private readonly CounterFile<PersistedCardState> _file;
     private HomeCardState _state;
     private DateTimeOffset _lastUse;
+    private int _unblocks;
 
     public HomeCardPins(HomeCardOptions options, HomeCardToken token)
     {
         _options = options;
         _token = token;
         _file = PersistedCardState.File(options);
-        _state = _file.Read().Disabled ? HomeCardState.Disabled : HomeCardState.Locked;
+        var persisted = _file.Read();
+        _state = persisted.Disabled ? HomeCardState.Disabled : HomeCardState.Locked;
+        _unblocks = persisted.Unblocks;
+    }
+
+    /// <summary>
+    /// Follows what other processes wrote to the card's state file: a card disabled there (PIN2 guessed
+    /// wrong through an owner command) is disabled here; a card unblocked there is locked here, with its
+    /// new PINs. Returns true when the state changed.
+    /// </summary>
+    public bool SyncWithFile()
+    {
+        lock (Gate)
+        {
+            var persisted = _file.Read();
+            if (persisted.Disabled)
+            {
+                if (_state == HomeCardState.Disabled) return false;
+                _token.Close();
+                _state = HomeCardState.Disabled;
+                return true;
+            }
+            if (_state != HomeCardState.Disabled && persisted.Unblocks == _unblocks) return false;
+            _unblocks = persisted.Unblocks;
+            _token.Close();
+            // New PINs were set in another process: the module must read the tokens afresh.
+            _token.Module.Reinitialize();
+            _state = HomeCardState.Locked;
+            return true;
+        }
     }
 
     public object Gate { get; } = new();
@@ -140,10 +173,11 @@ internal sealed class HomeCardPins
     /// <summary>After the admin code set new PINs: counters cleared, Locked.</summary>
     public void Unblocked()
     {
-        _file.Locked(() =>
+        _unblocks = _file.Locked(() =>
         {
-            _file.Write(new PersistedCardState());
-            return 0;
+            var unblocks = _file.Read().Unblocks + 1;
+            _file.Write(new PersistedCardState { Unblocks = unblocks });
+            return unblocks;
         });
         _token.Close();
         _state = HomeCardState.Locked;
@@ -176,7 +210,7 @@ internal sealed class HomeCardPins
     /// </summary>
     public bool LoginOwner(ISession session, string pin2)
     {
-        var attempt = Counted(isPin1: false, session, pin2);
+        var (attempt, loggedInHere) = Counted(isPin1: false, session, pin2);
         if (attempt.WasExhausted) throw new CardDisabledException(PinSentences.HomeCardDisabled);
         if (!attempt.Correct)
         {
@@ -189,7 +223,7 @@ internal sealed class HomeCardPins
             var left = CountedPinCheck.TriesLeft(attempt.After.Pin2Failures);
             throw new WrongPinException(PinSentences.Wrong("PIN2", left), left);
         }
-        return !_token.IsReady;
+        return loggedInHere;
     }
 
     private PinResult TryPin(bool isPin1, string pin, Action? onAccepted)
@@ -197,9 +231,10 @@ internal sealed class HomeCardPins
         var session = _token.OpenSession(isPin1, readWrite: !isPin1);
         var name = isPin1 ? "PIN1" : "PIN2";
         CountedAttempt<PersistedCardState> attempt;
+        bool loggedInHere;
         try
         {
-            attempt = Counted(isPin1, session, pin);
+            (attempt, loggedInHere) = Counted(isPin1, session, pin);
         }
         catch
         {
@@ -213,9 +248,11 @@ internal sealed class HomeCardPins
         }
         if (attempt.Correct)
         {
-            if (isPin1)
+            if (isPin1 || (!loggedInHere && _token.IsReady))
             {
-                session.Logout();
+                // PIN1's token is never kept logged in; a PIN2 checked while the ready session holds the
+                // login leaves that session (and every signature in flight on it) as it was.
+                if (loggedInHere) session.Logout();
                 session.Dispose();
             }
             else
@@ -245,17 +282,20 @@ internal sealed class HomeCardPins
     }
 
     /// <summary>
-    /// C_Login counted against the PIN's three tries (SoftHSM2 rewrites the token file on each login, so
-    /// the file lock also keeps concurrent logins from corrupting each other's reads). A token already
-    /// logged in is logged out and in again, so the PIN is always checked.
+    /// The PIN checked by the token and counted against its three tries (SoftHSM2 rewrites the token file
+    /// on each check, so the file lock also keeps concurrent checks from corrupting each other's reads).
+    /// The PIN is always checked, and checking it never logs the token out: another device's signatures
+    /// on the ready session go on, whether this PIN was right or wrong
+    /// (<see cref="Pkcs11Module.CheckPinKeepingLogin"/>). Returns whether this session now holds the login.
     /// </summary>
-    private CountedAttempt<PersistedCardState> Counted(bool isPin1, ISession session, string pin)
+    private (CountedAttempt<PersistedCardState> Attempt, bool LoggedInHere) Counted(bool isPin1, ISession session, string pin)
     {
+        var loggedInHere = false;
         var attempt = CountedPinCheck.Run(_file, isPin1 ? PersistedCardState.Pin1 : PersistedCardState.Pin2, () =>
         {
             try
             {
-                Pkcs11Module.LoginChecked(session, pin);
+                loggedInHere = Pkcs11Module.CheckPinKeepingLogin(session, pin, () => _token.OpenSession(isPin1, readWrite: true));
                 return true;
             }
             catch (Pkcs11Exception e) when (e.RV is CKR.CKR_PIN_INCORRECT or CKR.CKR_PIN_LEN_RANGE or CKR.CKR_PIN_INVALID or CKR.CKR_PIN_LOCKED)
@@ -263,13 +303,7 @@ internal sealed class HomeCardPins
                 return false;
             }
         });
-        if (!isPin1 && !attempt.Correct && _state == HomeCardState.CryptoReady)
-        {
-            // Checking a wrong PIN2 logged the token out, and the ready session's login with it:
-            // readiness ends here — fail closed.
-            DropToRemoteAccessWait();
-        }
-        return attempt;
+        return (attempt, loggedInHere);
     }
 
     private PinResult Disabled()

@@ -32,7 +32,21 @@ internal sealed class Pkcs11Module : IDisposable
 
     public Pkcs11InteropFactories Factories { get; }
 
-    public IPkcs11Library Library { get; }
+    public IPkcs11Library Library { get; private set; }
+
+    /// <summary>
+    /// Finalizes the module and initializes it again, so that it reads afresh what another process
+    /// changed in its tokens (SoftHSM2 keeps a token's PIN data from C_Initialize: new PINs set by
+    /// <c>home card unblock</c> would otherwise not be seen). Every session of this process ends.
+    /// </summary>
+    public void Reinitialize()
+    {
+        lock (Gate)
+        {
+            Library.Dispose();
+            Library = Factories.Pkcs11LibraryFactory.LoadPkcs11Library(Factories, _path, AppType.MultiThreaded);
+        }
+    }
 
     /// <summary>Acquires the module at <paramref name="path"/>; for SoftHSM2, <paramref name="softHsmConf"/> selects its token store.</summary>
     public static Pkcs11Module Acquire(string path, string? softHsmConf)
@@ -127,6 +141,29 @@ internal sealed class Pkcs11Module : IDisposable
         {
             session.Logout();
             session.Login(CKU.CKU_USER, pin);
+        }
+    }
+
+    /// <summary>
+    /// Checks the user PIN with the token without disturbing a login another session of this process
+    /// holds (the home card's ready session, signing for other devices): when the token is not logged in,
+    /// C_Login, and this session now holds the login (true); when it is, C_SetPIN(pin, pin) — the token
+    /// checks the old PIN itself and the login stays as it was (false). A wrong PIN throws
+    /// CKR_PIN_INCORRECT either way and logs nobody out.
+    /// </summary>
+    public static bool CheckPinKeepingLogin(ISession session, string pin, Func<ISession> openReadWrite)
+    {
+        try
+        {
+            session.Login(CKU.CKU_USER, pin);
+            return true;
+        }
+        catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
+        {
+            // C_SetPIN needs a read-write session; the caller's may be read-only.
+            using var readWrite = openReadWrite();
+            readWrite.SetPin(pin, pin);
+            return false;
         }
     }
 

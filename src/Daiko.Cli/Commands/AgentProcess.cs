@@ -30,6 +30,28 @@ internal static class AgentProcess
         return null;
     }
 
+    /// <summary>
+    /// With the agent already running, the access-card PIN is still checked (and counted toward its three
+    /// tries) on every unlock; null when it is right. The third wrong PIN destroys the key, and the agent
+    /// holding it stops.
+    /// </summary>
+    public static string? CheckAccessPin(string dir, string accessPin)
+    {
+        Daiko.Cards.AccessCardUnlock result;
+        try
+        {
+            using var access = Daiko.Cards.AccessCard.Open(dir);
+            result = access.Unlock(accessPin);
+        }
+        catch (FileNotFoundException e)
+        {
+            result = new Daiko.Cards.AccessCardUnlock(Daiko.Cards.AccessCardOutcome.Destroyed, 0, Daiko.Cards.AccessCardState.Destroyed, e.Message);
+        }
+        if (result.Accepted) return null;
+        if (result.Outcome == Daiko.Cards.AccessCardOutcome.Destroyed) Stop(dir);
+        return result.Message;
+    }
+
     public static void Stop(string dir)
     {
         var pidFile = TerminalAgent.PidPath(dir);

@@ -16,6 +16,7 @@ internal static class HomeServerCommands
     public static void AddTo(Command parent)
     {
         parent.Subcommands.Add(Serve());
+        parent.Subcommands.Add(HomeServe.ConsoleLink());
         parent.Subcommands.Add(HomeTrustCommands.Mail());
         parent.Subcommands.Add(HomePayeeCommands.Build());
         var device = new Command("device", "Enroll, list and revoke terminals, and set what each may do.").WithExamples("daiko home device add --home ~/daiko-home --name phone",
@@ -74,63 +75,26 @@ internal static class HomeServerCommands
 
     private static Command Serve()
     {
-        var command = new Command("serve", "Run the home server: terminals connect here; the home card stays locked until a terminal gives PIN1 and PIN2.")
-            .WithExamples("daiko home serve --home ~/daiko-home --listen 0.0.0.0:7443 --web 127.0.0.1:8080");
+        var command = new Command("serve", "Run the home server: terminals connect here; the home card stays locked until a terminal gives PIN1 and PIN2. DIR/home.json sets listen addresses, limits and new-device defaults; SIGHUP reloads it and the trust roots; SIGTERM stops within 5 s.")
+            .WithExamples("daiko home serve --home ~/daiko-home --listen 0.0.0.0:7443 --console 127.0.0.1:8080");
         var home = HomeCardCommands.HomeOption();
-        var listen = new Option<string>("--listen") { Description = "where terminals connect", DefaultValueFactory = _ => "127.0.0.1:7443" }.HostPort();
+        var listen = new Option<string>("--listen") { Description = "where terminals connect (default: home.json \"listen\", else 127.0.0.1:7443)" }.HostPort();
         var postgres = new Option<string?>("--purse-postgres") { Description = "keep the purse in PostgreSQL (Npgsql connection string; visible to other users on the command line: prefer --purse-postgres-file or DAIKO_PURSE_POSTGRES)", HelpName = "CONNECTION" };
         var postgresFile = new Option<FileInfo?>("--purse-postgres-file") { Description = "keep the purse in PostgreSQL: the file holds the Npgsql connection string", HelpName = "FILE" };
-        var web = new Option<string>("--web") { Description = "where the owner's status page listens (responsive HTML, read-only)" }.HostPort();
+        var console = new Option<string>("--console", "--web") { Description = "where the owner's console, /healthz and /metrics listen (--web is an alias); beyond loopback it needs TLS" }.HostPort();
+        var consoleCert = new Option<string>("--console-cert") { Description = "the console's TLS certificate (PEM; default beyond loopback: the home identity's)", HelpName = "PEM" };
+        var consoleKey = new Option<string>("--console-key") { Description = "its private key (PEM file, 0600)", HelpName = "PEM" };
         var allowPrivate = new Option<bool>("--allow-private-markets")
         {
             Description = "let every device reach markets on loopback and private addresses (labs and tests; otherwise allow them per device with 'home device policy --markets')",
         };
-        foreach (var o in new Option[] { home, listen, web, postgres, postgresFile, allowPrivate }) command.Options.Add(o);
-        command.SetAction(async (parse, ct) =>
+        foreach (var o in new Option[] { home, listen, console, consoleCert, consoleKey, postgres, postgresFile, allowPrivate }) command.Options.Add(o);
+        command.Validators.Add(result =>
         {
-            HomeCard card;
-            try
-            {
-                card = HomeCard.Open(new HomeCardOptions(parse.GetValue(home)!));
-            }
-            catch (Exception e) when (e is IOException or InvalidOperationException)
-            {
-                return CliConsole.Fail(e.Message);
-            }
-            using (card)
-            {
-                HomeServer server;
-                try
-                {
-                    server = HomeServer.Start(new HomeServerOptions(parse.GetValue(home)!, ParseEndpoint(parse.GetValue(listen)!))
-                    {
-                        LoggerFactory = new StderrLog(),
-                        PurseStore = PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)) is { } cs ? Daiko.Home.Storage.PurseStore.Postgres(cs) : null,
-                        AllowPrivateMarkets = parse.GetValue(allowPrivate),
-                    }, card);
-                }
-                catch (System.Net.Sockets.SocketException e)
-                {
-                    return CliConsole.Fail(ListenProblem(parse.GetValue(listen)!, e));
-                }
-                await using (server)
-                {
-                    StatusPage? page;
-                    try { page = parse.GetValue(web) is { } webAddress ? StatusPage.Start(ParseEndpoint(webAddress, "--web"), card, server.Devices) : null; }
-                    catch (System.Net.Sockets.SocketException e) { return CliConsole.Fail(ListenProblem(parse.GetValue(web)!, e)); }
-                    await using var pageScope = page;
-                    Console.WriteLine($"home server listening on {server.LocalEndPoint} (card {card.CardId[..16]}, state {Daiko.Home.Handlers.CardGate.StateName(card.State)})");
-                    if (page is not null) Console.WriteLine($"status page on http://{parse.GetValue(web)}/");
-                    if (parse.GetValue(allowPrivate)) Console.Error.WriteLine("daiko: --allow-private-markets: every device may reach markets on loopback and private addresses");
-                    var stop = new TaskCompletionSource();
-                    using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
-                    using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
-                    await Task.WhenAny(stop.Task, Task.Delay(Timeout.Infinite, ct));
-                    Console.Error.WriteLine("daiko: home server stopping; the home card is locked");
-                }
-            }
-            return 0;
+            if ((result.GetValue(consoleCert) is null) != (result.GetValue(consoleKey) is null)) result.AddError("--console-cert and --console-key go together");
         });
+        command.SetAction((parse, ct) => HomeServe.RunAsync(new HomeServe.Arguments(parse.GetValue(home)!, parse.GetValue(listen), parse.GetValue(console),
+            parse.GetValue(consoleCert), parse.GetValue(consoleKey), PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)), parse.GetValue(allowPrivate)), ct));
         return command;
     }
 

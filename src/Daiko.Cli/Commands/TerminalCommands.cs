@@ -12,7 +12,7 @@ using Daiko.Tls;
 namespace Daiko.Cli.Commands;
 
 /// <summary><c>daiko terminal enroll | unlock | lock | get | forward</c>.</summary>
-internal static class TerminalCommands
+internal static partial class TerminalCommands
 {
     /// <summary>--terminal DIR; unless it is being enrolled, it must already hold an access card.</summary>
     public static Option<string> TerminalOption(bool mustExist = true)
@@ -23,7 +23,7 @@ internal static class TerminalCommands
 
     public static Option<string> ModeOption() => new Option<string>("--mode")
     {
-        Description = "auto (resume with a ticket when the market issues them, else handoff), resume (ticket), handoff (live secrets), relay (home server relays), assist (home card signs)",
+        Description = "auto (the home server answers in the mode that will work, from what it learned of the market: resume with a ticket when the market issues them, a ticket from the agent's local stock first; handoff when it issues none or is not known yet; relay for a TLS 1.2 market; never a failed attempt first), resume (ticket), handoff (live secrets), relay (home server relays), assist (home card signs)",
         HelpName = "MODE",
         DefaultValueFactory = _ => "auto",
     }.AcceptOnlyFromAmong("auto", "resume", "handoff", "relay", "assist");
@@ -103,58 +103,6 @@ internal static class TerminalCommands
         }
     }
 
-    private static Command Enroll()
-    {
-        var command = new Command("enroll", $"Enroll this terminal with a home server using the code from 'daiko home device add'; reads the new access-card PIN. {CliHelp.AccessPinRules}")
-            .WithExamples("printf '%s\\n' \"$code\" 432100 | daiko terminal enroll --terminal ~/.daiko --home home.example:7443");
-        var terminal = TerminalOption(mustExist: false);
-        var home = new Option<string>("--home") { Description = "where the home server listens (its --listen)", Required = true }.HostPort();
-        var code = new Option<string?>("--code")
-        {
-            Description = "the one-time enrollment code; '-' or left out: read first from standard input (a code on the command line is visible to other users)",
-            HelpName = "CODE",
-        };
-        var module = new Option<string?>("--pkcs11-module")
-        {
-            Description = "keep the device key on a PKCS#11 token (a smart card) instead of an encrypted file; the token must exist, its user PIN being the access-card PIN",
-        };
-        var label = new Option<string?>("--token-label") { Description = "the token's label (with --pkcs11-module)" };
-        var json = CliOutput.JsonOption();
-        foreach (var o in new Option[] { terminal, home, code, module, label, json }) command.Options.Add(o);
-        command.Validators.Add(result =>
-        {
-            if ((result.GetValue(module) is null) != (result.GetValue(label) is null)) result.AddError("--pkcs11-module and --token-label go together");
-        });
-        command.SetAction(async (parse, ct) =>
-        {
-            var enrollmentCode = parse.GetValue(code) is { } given and not "-" ? given : CliConsole.ReadSecret("enrollment code");
-            if (parse.GetValue(code) is not (null or "-"))
-            {
-                Console.Error.WriteLine("daiko: warning: --code on the command line is visible to other users of this machine (ps, /proc); leave it out, or give '--code -', to read it from standard input");
-            }
-            var pin = parse.GetValue(module) is null ? CliConsole.ReadNewSecret("new access-card PIN") : CliConsole.ReadSecret("access-card PIN (the token's user PIN)");
-            var token = parse.GetValue(module) is { } so ? new AccessCardToken(so, parse.GetValue(label)!) : null;
-            var dir = parse.GetValue(terminal)!;
-            var created = !Directory.Exists(dir);
-            try
-            {
-                var profile = await TerminalClient.EnrollAsync(parse.GetValue(terminal)!, parse.GetValue(home)!, enrollmentCode, pin, cancellationToken: ct, token: token);
-                CliOutput.Print(parse.GetValue(json), new { name = profile.Name, device_id = profile.DeviceId, home = profile.Home, key_on_token = token?.TokenLabel },
-                    $"enrolled as '{profile.Name}' ({profile.DeviceId}) with the home server at {profile.Home}" +
-                    (token is null ? "" : $"; the device key was generated on the token '{token.TokenLabel}' and cannot leave it"));
-                return 0;
-            }
-            catch (Exception e) when (e is ControlErrorException or FormatException or IOException or InvalidOperationException or ArgumentException
-                or System.Security.Authentication.AuthenticationException or System.Net.Sockets.SocketException or Net.Pkcs11Interop.Common.Pkcs11Exception)
-            {
-                // A failed enrollment leaves nothing behind: not even the directory it made.
-                if (created && Directory.Exists(dir) && !Directory.EnumerateFileSystemEntries(dir).Any()) Directory.Delete(dir);
-                return CliConsole.Fail(e);
-            }
-        });
-        return command;
-    }
-
     private static Command Unlock()
     {
         var command = new Command("unlock", "Unlock the access card and the home card: reads the access-card PIN, PIN1 and PIN2, one a line; starts the terminal agent (it locks again after 10 idle minutes).")
@@ -177,6 +125,10 @@ internal static class TerminalCommands
                     var started = await AgentProcess.StartAsync(dir, accessPin, ct);
                     if (started is not null) return CliConsole.Fail(started);
                     startedHere = true;
+                }
+                else if (AgentProcess.CheckAccessPin(dir, accessPin) is { } refused)
+                {
+                    return CliConsole.Fail(refused);
                 }
                 await using var control = await AgentClient.ConnectAsync(dir, ct);
                 var state = await new HomeControl(control).UnlockAsync(pin1, pin2, ct);
@@ -263,8 +215,13 @@ internal static class TerminalCommands
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT data when the ticket allows it (resume mode)" };
         var stats = new Option<bool>("--stats") { Description = "print one JSON line of the terminal's own costs to stderr" };
         var timeout = new Option<int>("--timeout") { Description = "seconds the session's handshake, and then each read or write, may wait on the market", DefaultValueFactory = _ => 30 };
+        var connectTo = new Option<string>("--connect-to")
+        {
+            Description = "open the terminal's own connection to the market at HOST:PORT instead of the URL's (as curl's --connect-to; the home server still uses the URL's, and the name checked is the URL's)",
+            HelpName = "HOST:PORT",
+        }.HostPort();
         command.Arguments.Add(url);
-        foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats, timeout }) command.Options.Add(o);
+        foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats, timeout, connectTo }) command.Options.Add(o);
         command.Validators.Add(r =>
         {
             if (r.GetResult(kex) is { Implicit: false } && r.GetValue(mode) is not ("resume" or "auto")) r.AddError($"--kex applies to resume mode only, not to --mode {r.GetValue(mode)}");
@@ -281,7 +238,14 @@ internal static class TerminalCommands
             {
                 using var waiting = CliConsole.ProgressAfter(TimeSpan.FromSeconds(2), $"{target.Authority} has not answered within 2 s; still waiting (Ctrl-C to give up)");
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
-                var session = await new DelegatedConnector(control) { Timeout = seconds }.ConnectAsync(target.Host, target.Port, sessionMode,
+                var route = parse.GetValue(connectTo) is { } via ? via : null;
+                var routeColon = route?.LastIndexOf(':') ?? -1;
+                var session = await new DelegatedConnector(control)
+                {
+                    Timeout = seconds,
+                    TerminalRoute = route is null ? null
+                        : (_, _) => (route[..routeColon].Trim('[', ']'), int.Parse(route[(routeColon + 1)..], System.Globalization.CultureInfo.InvariantCulture)),
+                }.ConnectAsync(target.Host, target.Port, sessionMode,
                     parse.GetValue(kex) == "psk_ke" ? PskKeyExchangeMode.PskKe : PskKeyExchangeMode.PskDheKe,
                     parse.GetValue(earlyData) ? request : default, cancellationToken: ct);
                 await using var stream = session.Stream;
@@ -289,20 +253,7 @@ internal static class TerminalCommands
                 var response = await HttpResponseReader.ReadBodyAsync(stream, ct);
                 waiting.Dispose();
                 await using (var stdout = Console.OpenStandardOutput()) await stdout.WriteAsync(response.Body, ct);
-                if (parse.GetValue(stats))
-                {
-                    var extra = new Dictionary<string, object?> { ["mode"] = session.Mode.ToString().ToLowerInvariant(), ["control_bytes"] = control.BytesSent + control.BytesReceived };
-                    Console.Error.WriteLine(session.Tls is { } tls
-                        ? TlsCommands.StatsLine(tls, session.Counters, clock.Elapsed, extra)
-                        : System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
-                        {
-                            ["resumed"] = false, ["kex"] = "none", ["suite"] = "none", ["group"] = "none",
-                            ["bytes_sent"] = session.Counters.BytesSent, ["bytes_received"] = session.Counters.BytesReceived,
-                            ["round_trips"] = session.Counters.RoundTrips, ["public_key_ops"] = session.Counters.PublicKeyOperations,
-                            ["early_data_accepted"] = false, ["elapsed_ms"] = Math.Round(clock.Elapsed.TotalMilliseconds, 1),
-                            ["mode"] = "relay", ["control_bytes"] = control.BytesSent + control.BytesReceived,
-                        }));
-                }
+                if (parse.GetValue(stats)) Console.Error.WriteLine(await TerminalStats.LineAsync(control, session, clock.Elapsed, ct));
                 return response.StatusCode is >= 200 and < 400 ? 0 : CliConsole.Fail($"the market answered HTTP {response.StatusCode}");
             }
             catch (ControlErrorException e)
@@ -323,11 +274,11 @@ internal static class TerminalCommands
 
     private static Command Prefetch()
     {
-        var command = new Command("prefetch", "Have the home server fetch session tickets for a market ahead of need, so that later 'get --mode resume' starts at once.")
+        var command = new Command("prefetch", "Fill the terminal agent's local stock of session tickets for a market (kept in the agent's memory only, until lock), so that later 'get --mode resume' or auto sends nothing to the home server before it connects to the market.")
             .WithExamples("daiko terminal prefetch https://market.example/ --terminal ~/.daiko --count 2");
         var terminal = TerminalOption();
         var url = new Argument<string>("URL") { Description = "an https URL of the market" }.HttpsUrl();
-        var count = new Option<int>("--count") { Description = "how many tickets to have ready, 0 to 8 (0 only reports)", DefaultValueFactory = _ => 1, HelpName = "N" };
+        var count = new Option<int>("--count") { Description = "how many tickets to have in the local stock, 0 to 8 (at most 4 are kept per market; 0 only reports)", DefaultValueFactory = _ => 1, HelpName = "N" };
         count.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or > 8) r.AddError("--count must be 0 to 8"); });
         var json = CliOutput.JsonOption();
         command.Arguments.Add(url);
@@ -341,7 +292,7 @@ internal static class TerminalCommands
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
                 var (ready, handshakes) = await new DelegatedConnector(control).PrefetchAsync(target.Host, target.Port, parse.GetValue(count), cancellationToken: ct);
                 CliOutput.Print(parse.GetValue(json), new { market = target.Authority, ready, handshakes },
-                    $"{ready} session ticket(s) ready for {target.Authority} ({handshakes} handshake(s) by the home server now)");
+                    $"{ready} session ticket(s) ready for {target.Authority} ({handshakes} handshake(s) by the home server now), in the terminal agent's memory");
                 return 0;
             }
             catch (ControlErrorException e)

@@ -1,3 +1,4 @@
+using Daiko.Home.Authority;
 using Daiko.Home.Devices;
 using Daiko.Home.Handlers;
 using Daiko.Protocol;
@@ -8,6 +9,7 @@ namespace Daiko.Home.Control;
 /// <summary>The handlers of a running home server, one per concern.</summary>
 public sealed record HomeHandlers(
     CardGate Gate,
+    DeviceAuthority Authority,
     EnrollmentHandler Enrollment,
     CardHandler Card,
     DelegationHandler Delegation,
@@ -19,13 +21,23 @@ public sealed record HomeHandlers(
 
 /// <summary>
 /// Routes each typed request to its handler and sends the typed reply. Only <c>enroll</c> is served
-/// without a device certificate; appliances and PIM need a crypto-ready card.
+/// without a device certificate; <c>unlock</c>, <c>lock</c> and <c>card-status</c> without a session;
+/// everything else (delegation, signatures, chain verdicts, the wallet, appliances, PIM) only to a
+/// device holding its own unlock session, and under that session's work token.
 /// </summary>
 public sealed class RequestDispatcher(HomeHandlers handlers)
 {
+    /// <summary>The open channels: told to drop their terminals' ticket stock when the home card is locked.</summary>
+    public ConnectionRegistry? Connections { get; init; }
+
     public async Task DispatchAsync(ControlRequest request, ControlConnection connection, string? deviceId, System.Net.IPAddress? peer = null)
     {
         var result = await AnswerAsync(request.Message, connection, deviceId, peer);
+        if (result.Reply is LockedReply && Connections is { } open)
+        {
+            // Stocked tickets were handed out under the unlocked card: every agent drops them now, before the lock is answered.
+            await open.NotifyAllAsync(new DropTicketsNotice("the home card was locked"));
+        }
         await connection.ReplyAsync(request, result.Reply);
         result.AfterReply?.Invoke();
     }
@@ -40,25 +52,26 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
         }
         // The listener's gate already closed such a connection; this stays as the second line.
         if (deviceId is null) return HandlerResult.Error(ErrorCode.Unauthenticated, "present a device certificate: enroll this terminal first");
-        var context = new RequestContext(connection, deviceId);
         await handlers.Policies.NoteUseAsync(deviceId, connection.Closed);
         switch (message)
         {
-            case UnlockRequest unlock: return await handlers.Card.UnlockAsync(unlock, context);
-            case LockRequest: return await handlers.Card.LockAsync(context);
-            case CardStatusRequest: return handlers.Card.Status();
+            case UnlockRequest unlock: return await handlers.Card.UnlockAsync(unlock, new RequestContext(connection, deviceId));
+            case LockRequest: return await handlers.Card.LockAsync(new RequestContext(connection, deviceId));
+            case CardStatusRequest: return await handlers.Card.StatusAsync(new RequestContext(connection, deviceId));
+        }
+        if (NeedsOwnSession(message) && await handlers.Authority.RefusalAsync(deviceId, connection.Closed) is { } refusal) return refusal;
+        using var work = handlers.Authority.LinkWork(deviceId, connection.Closed);
+        var context = new RequestContext(connection, deviceId, work.Token);
+        switch (message)
+        {
             case DelegateRequest delegate_: return await handlers.Delegation.DelegateAsync(delegate_, context);
             case PrefetchRequest prefetch: return await handlers.Delegation.PrefetchAsync(prefetch, context);
+            case StockRequest stock: return await handlers.Delegation.StockAsync(stock, context);
             case SignRequest sign: return await handlers.Assist.SignAsync(sign, context);
             case VerifyChainRequest verify: return await handlers.Assist.VerifyChainAsync(verify, context);
             case WalletBalanceRequest or WalletHistoryRequest or WalletPayRequest or WalletRefillRequest
                 or WalletCancelRequest or WalletConfirmRequest or WalletMailRequest:
                 return await handlers.Wallet.HandleAsync(message, context);
-        }
-        if (handlers.Gate.RefusalUnlessReady() is { } refusal
-            && message is ApplianceListRequest or ApplianceStateRequest or ApplianceCommandRequest or ApplianceReadingsRequest or PimSyncRequest)
-        {
-            return refusal;
         }
         return message switch
         {
@@ -70,4 +83,8 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
             _ => HandlerResult.Error(ErrorCode.UnknownRequest, $"the home server does not answer '{message.Type}' from a terminal"),
         };
     }
+
+    private static bool NeedsOwnSession(ControlMessage message) => message is DelegateRequest or PrefetchRequest or SignRequest or VerifyChainRequest
+        or WalletBalanceRequest or WalletHistoryRequest or WalletPayRequest or WalletRefillRequest or WalletCancelRequest or WalletConfirmRequest
+        or WalletMailRequest or ApplianceListRequest or ApplianceStateRequest or ApplianceCommandRequest or ApplianceReadingsRequest or PimSyncRequest;
 }

@@ -32,7 +32,7 @@ public sealed class RevocationWatcher(DeviceRegistry devices, ConnectionRegistry
                 foreach (var id in revoked)
                 {
                     var purged = tickets.PurgeDevice(id);
-                    if (connections.CloseDevice(id, "this device was revoked") > 0) logger.DeviceRevoked(id, purged);
+                    if (await connections.CloseDeviceAsync(id, "this device was revoked by the home server's owner") > 0) logger.DeviceRevoked(id, purged);
                 }
             }
         }

@@ -100,7 +100,10 @@ public sealed class DelegationService : IAsyncDisposable
         };
         try
         {
-            return await TlsClient.ConnectAsync(transport, options, cancellationToken);
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var connection = await TlsClient.ConnectAsync(transport, options, cancellationToken);
+            Hosting.HomeMetrics.Handshake(System.Diagnostics.Stopwatch.GetElapsedTime(started));
+            return connection;
         }
         catch (TlsException e)
         {
@@ -122,6 +125,7 @@ public sealed class DelegationService : IAsyncDisposable
         var limit = longest ?? Policy.DevicePolicy.LongestTicketLifetime;
         bool Fits(SessionTicket t) => t.ExpiresAt - _time.GetUtcNow() <= limit;
         var cached = _tickets.TryTake(key, Fits);
+        Hosting.HomeMetrics.CacheLookup(cached is not null);
         if (cached is not null) return cached;
         if (_tickets.Count(key) == 0) await FetchTicketsAsync(deviceId, market, cancellationToken);
         return _tickets.TryTake(key, Fits)
@@ -179,12 +183,18 @@ public sealed class DelegationService : IAsyncDisposable
     /// </summary>
     public async Task AbsorbTicketsAsync(string deviceId, MarketRequest market, TlsConnection connection, CancellationToken cancellationToken)
     {
+        var absorbed = new List<SessionTicket>();
         for (var i = 0; i < 2; i++)
         {
             var t = await connection.WaitForTicketAsync(TimeSpan.FromMilliseconds(i == 0 ? 100 : 30), cancellationToken);
             if (t is null) break;
+            absorbed.Add(t);
             _tickets.Add(market.KeyFor(deviceId), t, t.ExpiresAt, singleUse: true);
         }
+        // What the handshake showed is remembered, so that auto picks the right mode next time.
+        var known = await _profiles.FindAsync(market.Host, market.Port, cancellationToken);
+        await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, connection.Version == TlsVersions.Tls13, absorbed.Count > 0,
+            known?.AcceptsPskKe ?? false, absorbed.Count > 0 ? absorbed.Max(t => t.MaxEarlyData) : known?.MaxEarlyData ?? 0, _time.GetUtcNow()), cancellationToken);
     }
 
     /// <summary>Waits for background refills still running.</summary>

@@ -23,14 +23,17 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store)
     public Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default) => store.RememberAsync(profile, cancellationToken);
 
     /// <summary>
-    /// The cheapest mode for the terminal, in terminal cost order: resume (one ClientHello, no
-    /// certificate work), handoff (no handshake at all on the terminal, but every byte crosses the home
-    /// server), relay (works with anything, TLS 1.2 included). An unknown market gets resume, which
-    /// falls back to handoff if the market issues no ticket.
+    /// The cheapest mode that will work for the terminal, in terminal cost order: resume (one
+    /// ClientHello, no certificate work) for a market known to issue tickets, handoff (no handshake at
+    /// all on the terminal, but every byte crosses the home server) for a TLS 1.3 market without
+    /// tickets, relay (works with anything, TLS 1.2 included). An unknown market gets handoff: the
+    /// home server's one handshake serves the terminal at once and teaches the profile (whether tickets
+    /// come, which version), so no resume is tried and failed first; the delegation handler hands a
+    /// TLS 1.2 market's session over as a relay instead.
     /// </summary>
     public static DelegationMode Choose(MarketProfile? profile) => profile switch
     {
-        null => DelegationMode.Resume,
+        null => DelegationMode.Handoff,
         { Tls13: false } => DelegationMode.Relay,
         { IssuesTickets: true } => DelegationMode.Resume,
         _ => DelegationMode.Handoff,

@@ -106,6 +106,18 @@ public sealed class SessionCache<TEntry>
         }
     }
 
+    /// <summary>Valid entries per market host and port, over all devices (counts only, for the owner's console).</summary>
+    public IReadOnlyList<(string Market, int Entries)> CountsByMarket()
+    {
+        lock (_gate)
+        {
+            var now = _time.GetUtcNow();
+            return _entries.GroupBy(e => $"{e.Key.Host}:{e.Key.Port}")
+                .Select(g => (g.Key, g.Sum(e => e.Value.Count(s => s.ExpiresAt > now))))
+                .Where(m => m.Item2 > 0).OrderBy(m => m.Key, StringComparer.Ordinal).ToList();
+        }
+    }
+
     /// <summary>Drops everything cached for a device (revocation, lock). Returns how many entries went.</summary>
     public int PurgeDevice(string deviceId)
     {

@@ -17,32 +17,37 @@ public sealed class Splicer(ILogger logger) : IAsyncDisposable
 
     public int Running => _running.Count;
 
-    /// <summary>Starts splicing <paramref name="relay"/> and <paramref name="market"/>; both are disposed at the end.</summary>
-    public void Start(RelayStream relay, Stream market)
+    /// <summary>
+    /// Starts splicing <paramref name="relay"/> and <paramref name="market"/>; both are disposed at the end.
+    /// <paramref name="stop"/> (the device's session ending) cuts the splice at once.
+    /// </summary>
+    public void Start(RelayStream relay, Stream market, CancellationToken stop = default)
     {
-        _running.Track(RunAsync(relay, market));
+        _running.Track(RunAsync(relay, market, stop));
     }
 
-    private async Task RunAsync(RelayStream relay, Stream market)
+    private async Task RunAsync(RelayStream relay, Stream market, CancellationToken stop)
     {
-        var result = await SpliceAsync(relay, market).ConfigureAwait(false);
+        var result = await SpliceAsync(relay, market, stop).ConfigureAwait(false);
         logger.SpliceEnded(relay.Id, result.BytesUp, result.BytesDown, result.Reason);
     }
 
-    /// <summary>Splices until either side ends; never throws for what a network does.</summary>
-    public static async Task<SpliceResult> SpliceAsync(RelayStream relay, Stream market)
+    /// <summary>Splices until either side ends, or <paramref name="stop"/>; never throws for what a network does.</summary>
+    public static async Task<SpliceResult> SpliceAsync(RelayStream relay, Stream market, CancellationToken stop = default)
     {
-        using var done = new CancellationTokenSource();
+        using var done = CancellationTokenSource.CreateLinkedTokenSource(stop);
         var up = PumpAsync(relay, market, done.Token);
         var down = PumpAsync(market, relay, done.Token);
         var first = await Task.WhenAny(up, down).ConfigureAwait(false);
         await done.CancelAsync().ConfigureAwait(false);
         // A market stream that failed or was cut (no close_notify) reaches the terminal as a cut relay.
-        if (first == down && !down.Result.Clean) await relay.AbortAsync().ConfigureAwait(false);
+        // So does a splice cut because the device's session ended.
+        if ((first == down && !down.Result.Clean) || stop.IsCancellationRequested) await relay.AbortAsync().ConfigureAwait(false);
         await relay.DisposeAsync().ConfigureAwait(false);
         await market.DisposeAsync().ConfigureAwait(false);
         var (upBytes, upReason, _) = await up.ConfigureAwait(false);
         var (downBytes, downReason, _) = await down.ConfigureAwait(false);
+        if (stop.IsCancellationRequested) return new SpliceResult(upBytes, downBytes, "the device's session ended");
         return new SpliceResult(upBytes, downBytes, first == up ? "terminal side: " + upReason : "market side: " + downReason);
     }
 

@@ -1,4 +1,5 @@
 using Daiko.Cards;
+using Daiko.Home.Authority;
 using Daiko.Home.Delegation;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
@@ -8,24 +9,29 @@ using Microsoft.Extensions.Logging;
 
 namespace Daiko.Home.Handlers;
 
-/// <summary>unlock, lock and card-status.</summary>
-public sealed class CardHandler(CardGate gate, DeviceRegistry devices, SessionCache<Daiko.Tls.SessionTicket> tickets, Daiko.Home.Server.WalletService wallet, ILogger logger)
+/// <summary>unlock, lock and card-status, each for the asking device's own session.</summary>
+public sealed class CardHandler(CardGate gate, DeviceAuthority authority, AssistGrants grants, DeviceRegistry devices, SessionCache<Daiko.Tls.SessionTicket> tickets, Daiko.Home.Server.WalletService wallet, ILogger logger)
 {
     private HomeCard Card => gate.Card;
 
-    /// <summary>Both PINs are checked on every unlock, also when another terminal already unlocked the card.</summary>
+    /// <summary>
+    /// Both PINs are checked on every unlock, also when another terminal already unlocked the card; the
+    /// asking device alone gets a session. Checking them never interrupts another device's signatures.
+    /// </summary>
     public async Task<HandlerResult> UnlockAsync(UnlockRequest request, RequestContext context)
     {
         var first = Card.EnterPin1(request.Pin1);
         if (!first.Accepted)
         {
             await devices.AuditAsync(context.DeviceId, "unlock", null, null, first.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN1");
+            await EndAllIfDisabledAsync(first);
             return HandlerResult.Error(first.Outcome == PinOutcome.Disabled ? ErrorCode.CardDisabled : ErrorCode.WrongPin1, first.Message, first.TriesLeft);
         }
         var second = Card.EnterPin2(request.Pin2);
         if (!second.Accepted)
         {
             await devices.AuditAsync(context.DeviceId, "unlock", null, null, second.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN2");
+            await EndAllIfDisabledAsync(second);
             return HandlerResult.Error(second.Outcome switch
             {
                 PinOutcome.Disabled => ErrorCode.CardDisabled,
@@ -33,6 +39,7 @@ public sealed class CardHandler(CardGate gate, DeviceRegistry devices, SessionCa
                 _ => ErrorCode.WrongPin2,
             }, second.Message, second.TriesLeft);
         }
+        await authority.OpenAsync(context.DeviceId, context.Connection.Closed);
         await devices.AuditAsync(context.DeviceId, "unlock", null, null, "crypto-ready");
         try
         {
@@ -46,17 +53,33 @@ public sealed class CardHandler(CardGate gate, DeviceRegistry devices, SessionCa
         return new UnlockedReply(CardGate.ToProtocol(Card.State));
     }
 
+    /// <summary>"Done" for this device: its session, relays, handoffs and pending signatures end; the card waits for PIN2 once no device holds a session.</summary>
     public async Task<HandlerResult> LockAsync(RequestContext context)
     {
-        Card.Done();
+        await authority.EndAsync(context.DeviceId, "lock", context.Connection.Closed);
+        grants.Revoke(context.DeviceId);
         tickets.PurgeDevice(context.DeviceId);
+        if (!await authority.OthersHoldSessionsAsync(context.DeviceId, context.Connection.Closed)) Card.Done();
         await devices.AuditAsync(context.DeviceId, "lock", null, null, "remote-access-wait");
-        return new LockedReply(CardGate.ToProtocol(Card.State));
+        return new LockedReply(await DeviceStateAsync(context.DeviceId, context.Connection.Closed));
     }
 
-    public HandlerResult Status()
+    public async Task<HandlerResult> StatusAsync(RequestContext context)
     {
         var status = Card.GetStatus();
-        return new CardStatusReply(CardGate.ToProtocol(status.State), status.Pin1TriesLeft, status.Pin2TriesLeft);
+        return new CardStatusReply(await DeviceStateAsync(context.DeviceId, context.Connection.Closed), status.Pin1TriesLeft, status.Pin2TriesLeft);
+    }
+
+    /// <summary>The card's state as this device may use it: crypto-ready only with its own session.</summary>
+    private async Task<CardState> DeviceStateAsync(string deviceId, CancellationToken cancellationToken)
+    {
+        var state = Card.State;
+        if (state == HomeCardState.CryptoReady && !await authority.HasSessionAsync(deviceId, cancellationToken)) return CardState.RemoteAccessWait;
+        return CardGate.ToProtocol(state);
+    }
+
+    private async Task EndAllIfDisabledAsync(PinResult result)
+    {
+        if (result.Outcome == PinOutcome.Disabled) await authority.EndAllAsync("the home card is disabled");
     }
 }

@@ -1,3 +1,4 @@
+using Daiko.Home.Authority;
 using Daiko.Home.Delegation;
 using Daiko.Home.Devices;
 using Daiko.Home.Policy;
@@ -13,7 +14,7 @@ namespace Daiko.Home.Handlers;
 /// device's policy decides which markets and modes it may use and which tickets it may hold
 /// (<see cref="DevicePolicies"/>); a refusal is audited with the rule that refused it.
 /// </summary>
-public sealed class DelegationHandler(CardGate gate, DelegationService delegation, DeviceRegistry devices, Splicer splicer, DevicePolicies policies)
+public sealed class DelegationHandler(CardGate gate, DelegationService delegation, DeviceRegistry devices, Splicer splicer, DevicePolicies policies, DeviceAuthority authority, AssistGrants grants)
 {
     private long _nextRelay;
 
@@ -42,6 +43,53 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         }
     }
 
+    /// <summary>
+    /// stock: hands the terminal agent up to the asked number of tickets for its local stock (each
+    /// audited as handed over), running full handshakes now where the cache holds too few, then
+    /// refilling the cache in the background.
+    /// </summary>
+    public async Task<HandlerResult> StockAsync(StockRequest request, RequestContext context)
+    {
+        if (gate.RefusalUnlessReady() is { } refusal) return refusal;
+        var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
+        var market = ToMarket(request.Market) with { Reach = policies.ReachFor(policy) };
+        try
+        {
+            // The stock is resume by another name: the same markets, mode, ticket count and lifetime rules.
+            ModeChoice.Candidates(DelegationMode.Resume, null, policy.Modes);
+            market.Reach.CheckName(market.Host, market.Port);
+            var room = Math.Max(0, policy.MaxTickets - policies.Tickets.Count(context.DeviceId, Where(market)));
+            if (room == 0) policies.Tickets.Reserve(context.DeviceId, Where(market), policy.MaxTickets).Dispose();
+            var wanted = Math.Min(request.Count, room);
+            gate.Card.Touch();
+            var (_, handshakes) = await delegation.PrefetchAsync(context.DeviceId, market, wanted, context.Closed);
+            var tickets = new List<Daiko.Tls.SessionTicket>();
+            var key = market.KeyFor(context.DeviceId);
+            var longest = policy.TicketLifetimeOrLongest;
+            bool Fits(Daiko.Tls.SessionTicket t) => t.ExpiresAt - DateTimeOffset.UtcNow <= longest;
+            while (tickets.Count < wanted && delegation.Tickets.TryTake(key, Fits) is { } ticket)
+            {
+                using (var held = policies.Tickets.Reserve(context.DeviceId, Where(market), policy.MaxTickets)) held.Handed(ticket.ExpiresAt);
+                tickets.Add(ticket);
+            }
+            await devices.AuditAsync(context.DeviceId, "stock", Where(market), "resume", $"{tickets.Count} ticket(s) handed over");
+            return new HandlerResult(new StockedReply(tickets, handshakes), () =>
+            {
+                foreach (var t in tickets) t.Wipe();
+                delegation.RefillAhead(context.DeviceId, market);
+            });
+        }
+        catch (PolicyRefusedException e)
+        {
+            return await RefuseAsync(e, "stock", market, DelegationMode.Resume, context);
+        }
+        catch (DelegationException e)
+        {
+            await devices.AuditAsync(context.DeviceId, "stock", Where(market), "resume", "failed: " + e.Failure);
+            return HandlerResult.Error(e.Failure == DelegationFailure.NoTicketIssued ? ErrorCode.NoTicket : ErrorCode.MarketFailed, e.Message);
+        }
+    }
+
     public async Task<HandlerResult> DelegateAsync(DelegateRequest request, RequestContext context)
     {
         if (gate.RefusalUnlessReady() is { } refusal) return refusal;
@@ -60,7 +108,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 mode = candidates[i];
                 try
                 {
-                    return await DelegateInAsync(mode, market, policy, context);
+                    return await DelegateInAsync(mode, market, policy, context, request.Mode == DelegationMode.Auto);
                 }
                 catch (Exception e) when (i + 1 < candidates.Count && ModeChoice.TryNext(e))
                 {
@@ -97,7 +145,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
     }
 
-    private async Task<HandlerResult> DelegateInAsync(DelegationMode mode, MarketRequest market, DevicePolicy policy, RequestContext context)
+    private async Task<HandlerResult> DelegateInAsync(DelegationMode mode, MarketRequest market, DevicePolicy policy, RequestContext context, bool auto)
     {
         var where = Where(market);
         var audit = mode.ToWire();
@@ -120,6 +168,13 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             {
                 var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
                 await delegation.AbsorbTicketsAsync(context.DeviceId, market, connection, context.Closed);
+                if (connection.Version != Daiko.Tls.TlsVersions.Tls13 && auto && policy.Modes.Contains(DelegationMode.Relay))
+                {
+                    // Auto met a TLS 1.2 market it did not know: the session it has is relayed, not tried again.
+                    var relayed = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
+                    await devices.AuditAsync(context.DeviceId, "delegate", where, "relay", "relay opened (TLS 1.2 market)");
+                    return new HandlerResult(new RelayReply(relayed.Id), () => splicer.Start(relayed, connection, authority.Work(context.DeviceId)));
+                }
                 var transport = connection.Transport;
                 // A device whose tickets the policy limits gets no resumption secret: tickets the market
                 // sends on the handed-over connection yield it nothing.
@@ -129,7 +184,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 return new HandlerResult(new SecretsReply(exported, relay.Id), () =>
                 {
                     exported.Wipe();
-                    splicer.Start(relay, transport);
+                    splicer.Start(relay, transport, authority.Work(context.DeviceId));
                 });
             }
             case DelegationMode.Relay:
@@ -137,11 +192,13 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
                 var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
                 await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "relay opened");
-                return new HandlerResult(new RelayReply(relay.Id), () => splicer.Start(relay, connection));
+                return new HandlerResult(new RelayReply(relay.Id), () => splicer.Start(relay, connection, authority.Work(context.DeviceId)));
             }
             case DelegationMode.Assist:
                 // The terminal dials the market itself, but acts there as the owner: the same markets rule.
                 await market.Reach.ResolveAsync(market.Host, market.Port, context.Closed);
+                // One signature for this market, once its chain is verified here, within 30 s.
+                grants.Approve(context.DeviceId, where, market.Host);
                 await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "assist ready");
                 return new AssistReply(gate.Card.CertificateChain.ToList());
             default:

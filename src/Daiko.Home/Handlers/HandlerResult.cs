@@ -3,10 +3,14 @@ using Daiko.Protocol.Messages;
 
 namespace Daiko.Home.Handlers;
 
-/// <summary>Who asked: the connection a request came on and the authenticated device.</summary>
-public sealed record RequestContext(ControlConnection Connection, string DeviceId)
+/// <summary>
+/// Who asked: the connection a request came on and the authenticated device. <see cref="Closed"/> ends
+/// the request's work when the channel closes, and also when the device's session ends (lock, idle,
+/// revocation) if the dispatcher linked <paramref name="Work"/>.
+/// </summary>
+public sealed record RequestContext(ControlConnection Connection, string DeviceId, CancellationToken Work = default)
 {
-    public CancellationToken Closed => Connection.Closed;
+    public CancellationToken Closed => Work.CanBeCanceled ? Work : Connection.Closed;
 }
 
 /// <summary>

@@ -1,6 +1,7 @@
 using System.Net;
 using Daiko.Cards;
 using Daiko.Home.Appliances;
+using Daiko.Home.Authority;
 using Daiko.Home.Control;
 using Daiko.Home.Delegation;
 using Daiko.Home.Devices;
@@ -43,6 +44,12 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>Lets every device reach markets on private and loopback addresses (<c>home serve --allow-private-markets</c>: labs and tests).</summary>
     public bool AllowPrivateMarkets { get; init; }
 
+    /// <summary>Where the devices' unlock sessions live; default the SQLite home store (PostgreSQL for hosted deployments).</summary>
+    public Storage.IDeviceSessionStore? DeviceSessions { get; init; }
+
+    /// <summary>A device's session ends after this long without use (each device has its own timer).</summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
 }
@@ -60,9 +67,13 @@ public sealed class HomeServer : IAsyncDisposable
     private readonly ControlListener _listener;
     private readonly Splicer _splicer;
     private readonly WalletService _wallet;
+    private readonly ServeLock _serveLock;
+    private readonly HomeStateWatcher _stateWatcher;
+    private readonly IDisposable _gauges;
 
-    private HomeServer(HomeServerOptions options, HomeCard card)
+    private HomeServer(HomeServerOptions options, HomeCard card, ServeLock serveLock)
     {
+        _serveLock = serveLock;
         var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
         Store = options.Store ?? Storage.HomeStore.Sqlite(DatabasePath(options.Directory));
         Identity = HomeIdentity.LoadOrCreate(options.Directory);
@@ -70,7 +81,10 @@ public sealed class HomeServer : IAsyncDisposable
         {
             // Every audited event (unlock, lock, delegation, refusal) also goes to the server log; never a secret.
             Audited = (device, action, market, mode, outcome) =>
-                logger.Audited(device ?? "(unknown)", action, market is null ? "" : $" {market}", mode is null ? "" : $" ({mode})", outcome),
+            {
+                logger.Audited(device ?? "(unknown)", action, market is null ? "" : $" {market}", mode is null ? "" : $" ({mode})", outcome);
+                HomeMetrics.Audited(action, mode, outcome);
+            },
         };
         var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time);
         Delegation = new DelegationService(
@@ -89,18 +103,27 @@ public sealed class HomeServer : IAsyncDisposable
         Policies = new Policy.DevicePolicies(new Storage.SqlDevicePolicyStore(Store),
             async (id, ct) => (await Devices.FindByIdAsync(id, ct))?.Name, options.Time, options.AllowPrivateMarkets);
         var gate = new CardGate(card);
+        var grants = new AssistGrants(options.Time);
+        Authority = new DeviceAuthority(options.DeviceSessions ?? new Storage.SqlDeviceSessionStore(Store), gate, options.Time, options.IdleTimeout)
+        {
+            Ended = (device, reason) => Devices.AuditAsync(device, "session-end", null, null, reason),
+        };
         var handlers = new HomeHandlers(
             gate,
+            Authority,
             new EnrollmentHandler(Devices, Identity, logger),
-            new CardHandler(gate, Devices, Delegation.Tickets, _wallet, logger),
-            new DelegationHandler(gate, Delegation, Devices, _splicer, Policies),
-            new AssistHandler(gate, Devices, validator, Policies),
+            new CardHandler(gate, Authority, grants, Devices, Delegation.Tickets, _wallet, logger),
+            new DelegationHandler(gate, Delegation, Devices, _splicer, Policies, Authority, grants),
+            new AssistHandler(gate, Devices, validator, grants, Policies),
             new ApplianceHandler(Appliances, Devices, Policies),
             new PimHandler(new PimStore(Store, options.Time)),
             new WalletHandler(_wallet, gate, Devices, Policies),
             Policies);
-        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers), logger);
+        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers) { Connections = Connections }, logger);
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
+        _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
+        Card = card;
+        _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
     }
 
     public static string DatabasePath(string directory) => Path.Combine(directory, "home.db");
@@ -113,6 +136,8 @@ public sealed class HomeServer : IAsyncDisposable
     public static void SetMail(string directory, Mail.MailSettings settings) => WalletService.SaveMailSettings(directory, settings);
 
     public ApplianceGateway Appliances { get; }
+
+    public HomeCard Card { get; }
 
     /// <summary>All of the home server's state.</summary>
     public Storage.IHomeStore Store { get; }
@@ -132,17 +157,34 @@ public sealed class HomeServer : IAsyncDisposable
 
     public ConnectionRegistry Connections { get; }
 
+    /// <summary>The devices' own unlock sessions and their live work.</summary>
+    public DeviceAuthority Authority { get; }
+
     private RevocationWatcher Revocations { get; }
 
     public int OpenConnections => Connections.Count;
 
+    /// <summary>Starts serving; <see cref="HomeAlreadyServingException"/> when another home server holds DIR.</summary>
     public static HomeServer Start(HomeServerOptions options, HomeCard card)
     {
-        var server = new HomeServer(options, card);
-        server._wallet.Payees.RefreshAsync(CancellationToken.None).GetAwaiter().GetResult();
-        server._listener.Start();
+        var serveLock = ServeLock.Acquire(options.Directory);
+        HomeServer server;
+        try
+        {
+            server = new HomeServer(options, card, serveLock);
+            // The card starts locked: sessions a previous run left in the store are over.
+            Task.Run(() => server.Authority.EndAllAsync("the home server started")).GetAwaiter().GetResult();
+            server._wallet.Payees.RefreshAsync(CancellationToken.None).GetAwaiter().GetResult();
+            server._listener.Start();
+        }
+        catch
+        {
+            serveLock.Dispose();
+            throw;
+        }
         server._background.Add(server._wallet.Payees.RunAsync(options.PayeePoll, options.Time, server._stop.Token));
         server._background.Add(server.Revocations.RunAsync(options.RevocationPoll, server._stop.Token));
+        server._background.Add(server._stateWatcher.RunAsync(options.RevocationPoll, server._stop.Token));
         server._background.Add(server._wallet.RunPeriodicReportsAsync(options.ReportInterval, options.Time, server._stop.Token));
         server._background.Add(server.Appliances.RunCollectorAsync(options.ApplianceCollectInterval, server._stop.Token));
         return server;
@@ -156,6 +198,8 @@ public sealed class HomeServer : IAsyncDisposable
         await _splicer.DisposeAsync();
         await Delegation.DisposeAsync();
         Appliances.Dispose();
+        _gauges.Dispose();
         Identity.Dispose();
+        _serveLock.Dispose();
     }
 }

@@ -18,6 +18,11 @@ public static class MarketTrust
     /// </summary>
     public static IServerCertificateValidator Live(string directory, TimeProvider? time = null) => new LiveTrust(directory, time);
 
+    private static int _generation;
+
+    /// <summary>Makes every live validator re-read its roots and drop its cached verdicts at its next use (SIGHUP).</summary>
+    public static void ReloadAll() => Interlocked.Increment(ref _generation);
+
     private static string[] TrustFiles(string directory)
     {
         var trust = Path.Combine(directory, "trust");
@@ -31,6 +36,7 @@ public static class MarketTrust
         private readonly Lock _gate = new();
         private readonly TimeProvider _time = time ?? TimeProvider.System;
         private string? _fingerprint;
+        private int _generation = -1;
         private DateTimeOffset _checkedAt;
         private CachingCertificateValidator? _current;
 
@@ -40,13 +46,15 @@ public static class MarketTrust
             lock (_gate)
             {
                 var now = _time.GetUtcNow();
-                if (_current is null || now - _checkedAt >= RecheckAfter)
+                var generation = Volatile.Read(ref MarketTrust._generation);
+                if (_current is null || now - _checkedAt >= RecheckAfter || generation != _generation)
                 {
                     var fingerprint = string.Join('|', TrustFiles(directory).Select(f => $"{Path.GetFileName(f)}:{File.GetLastWriteTimeUtc(f).Ticks}"));
-                    if (_current is null || fingerprint != _fingerprint)
+                    if (_current is null || fingerprint != _fingerprint || generation != _generation)
                     {
                         _current = new CachingCertificateValidator(Load(directory), time: _time);
                         _fingerprint = fingerprint;
+                        _generation = generation;
                     }
                     _checkedAt = now;
                 }

@@ -64,6 +64,11 @@ public static class ControlFrame
         [(ApplianceReadingsReply.WireType, true)] = ApplianceReadingsReply.Read,
         [(PimSyncRequest.WireType, false)] = PimSyncRequest.Read,
         [(PimSyncedReply.WireType, true)] = PimSyncedReply.Read,
+        [(StockRequest.WireType, false)] = StockRequest.Read,
+        [(StockedReply.WireType, true)] = StockedReply.Read,
+        [(DropTicketsNotice.WireType, false)] = DropTicketsNotice.Read,
+        [(CostRequest.WireType, false)] = CostRequest.Read,
+        [(CostReply.WireType, true)] = CostReply.Read,
     };
 
     /// <summary>The frame (length prefix included) of <paramref name="message"/> under <paramref name="id"/>.</summary>

@@ -2,14 +2,17 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Daiko.Cards;
 using Daiko.Protocol;
+using Daiko.Protocol.Messages;
 
 namespace Daiko.Terminal.Agent;
 
 /// <summary>
 /// Keeps the access card unlocked between CLI invocations, as ssh-agent keeps keys: it listens on a
-/// Unix socket in the terminal directory (mode 0600, and the peer's uid is checked), and for each
-/// local client opens a control channel to the home server with the device key and pipes bytes both
-/// ways. The device key stays in this process's memory; it exits after the idle period.
+/// Unix socket in the terminal directory (mode 0600, and the peer's uid is checked) and carries every
+/// local client's requests over its one control channel to the home server (<see cref="HomeChannel"/>),
+/// answering resume requests from its local ticket stock (<see cref="TicketStock"/>) when it can. The
+/// device key stays in this process's memory; the agent ends at lock, after the idle period, or when
+/// the home server refuses the device (revoked), and its channel and stock with it.
 /// </summary>
 public sealed class TerminalAgent : IAsyncDisposable
 {
@@ -22,9 +25,13 @@ public sealed class TerminalAgent : IAsyncDisposable
     private DateTimeOffset _lastUse;
     private int _active;
     private readonly TaskSet _serving = new();
+    private readonly HomeChannel _channel;
+    private readonly TicketStock _stock;
 
     private TerminalAgent(string directory, AccessCard access, Socket listener, TimeProvider time, TimeSpan idle)
     {
+        _channel = new HomeChannel(directory, access.DeviceKey, OnNotice, () => _stock!.Drop());
+        _stock = new TicketStock(_channel);
         _directory = directory;
         _access = access;
         _listener = listener;
@@ -88,6 +95,9 @@ public sealed class TerminalAgent : IAsyncDisposable
             await _stop.CancelAsync();
             try { await watchdog; } catch (OperationCanceledException) { }
             await _serving.WhenAll();
+            _stock.Drop();
+            await _stock.WhenIdleAsync();
+            await _channel.DisposeAsync();
             Cleanup();
         }
     }
@@ -110,29 +120,25 @@ public sealed class TerminalAgent : IAsyncDisposable
         Interlocked.Increment(ref _active);
         try
         {
-            await using var local = new NetworkStream(client, ownsSocket: true);
-            Stream remote;
-            try
+            var session = new LocalSession(_channel, _stock, Stop);
+            await using var local = new ControlConnection(new NetworkStream(client, ownsSocket: true), session.HandleAsync);
+            if (_channel.Refused is { } refused)
             {
-                // The agent opens its own TLS channel per local client: the bytes it pipes are the
-                // control protocol itself, so the CLI speaks to the home server end to end.
-                remote = await ConnectHomeStreamAsync(cancellationToken);
-            }
-            catch (Exception e) when (e is ControlErrorException or IOException or System.Security.Cryptography.CryptographicException)
-            {
-                await ControlConnection.RefuseAsync(local, (e as ControlErrorException)?.Code ?? ErrorCode.Unavailable, e.Message, cancellationToken);
+                // The home server refused this device (revoked): the client learns why, and the agent ends.
+                await ControlConnection.RefuseAsync(new NetworkStream(client, ownsSocket: false), refused.Code, refused.Message, cancellationToken);
+                Stop();
                 return;
             }
-            await using (remote)
-            {
-                var up = local.CopyToAsync(remote, cancellationToken);
-                var down = remote.CopyToAsync(local, cancellationToken);
-                await Task.WhenAny(up, down);
-            }
+            local.Start();
+            await Task.WhenAny(local.Completion, Task.Delay(Timeout.Infinite, cancellationToken));
+            await local.DisposeAsync();
+            await session.Splices;
+            session.Ended();
+            if (_channel.Refused is not null) Stop();
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException or Daiko.Tls.TlsException)
         {
-            // The local client or the home server went away: this pipe ends, the agent serves on.
+            // The local client or the home server went away: this client ends, the agent serves on.
         }
         finally
         {
@@ -141,8 +147,11 @@ public sealed class TerminalAgent : IAsyncDisposable
         }
     }
 
-    private async Task<Stream> ConnectHomeStreamAsync(CancellationToken cancellationToken) =>
-        await TerminalClient.ConnectStreamAsync(_directory, _access.DeviceKey, cancellationToken);
+    /// <summary>A notice from the home server on the channel: drop-tickets empties the local stock at once.</summary>
+    private void OnNotice(ControlMessage notice)
+    {
+        if (notice is DropTicketsNotice) _stock.Drop();
+    }
 
     public void Stop() => _stop.Cancel();
 

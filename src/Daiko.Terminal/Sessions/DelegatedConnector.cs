@@ -74,9 +74,21 @@ public sealed class DelegatedConnector(ControlConnection control)
                         OperationTimeout = Timeout,
                     }, cancellationToken);
                 }
+                catch (TlsException e) when (e.Error == TlsError.CertificateRejected && mode == DelegationMode.Auto)
+                {
+                    // In auto, a market that refuses the ticket (a stale one from the stock, or its ticket keys
+                    // changed) gets the session handed off instead; the failed attempt stays in the cost.
+                    // Asked for resume, the terminal says the market refused it.
+                    return await FallBackAsync(host, port, alpn, counters, controlBefore, cancellationToken);
+                }
                 finally
                 {
                     ticket.Wipe();
+                }
+                if (!tls.Resumed && mode == DelegationMode.Auto)
+                {
+                    await tls.DisposeAsync();
+                    return await FallBackAsync(host, port, alpn, counters, controlBefore, cancellationToken);
                 }
                 if (!tls.Resumed)
                 {
@@ -125,6 +137,13 @@ public sealed class DelegatedConnector(ControlConnection control)
                 throw new ControlErrorException(ErrorCode.BadRequest, $"the home server answered 'delegate' with '{reply.Type}'");
         }
         return new DelegatedSession(stream, used, tls, counters, control.BytesSent + control.BytesReceived - controlBefore);
+    }
+
+    private async Task<DelegatedSession> FallBackAsync(string host, int port, string? alpn, TlsCounters failed, long controlBefore, CancellationToken cancellationToken)
+    {
+        var session = await ConnectAsync(host, port, DelegationMode.Handoff, alpn: alpn, cancellationToken: cancellationToken);
+        session.Counters.Add(failed);
+        return session with { ControlBytes = control.BytesSent + control.BytesReceived - controlBefore };
     }
 }
 

@@ -28,9 +28,9 @@ public abstract class MarketProfilesContract : IDisposable
     }
 
     [Fact]
-    public async Task UnknownMarket_StartsWithResume_AndProfilesAreUpdatedAndSurviveRestart()
+    public async Task UnknownMarket_StartsWithHandoff_AndProfilesAreUpdatedAndSurviveRestart()
     {
-        Assert.Equal(DelegationMode.Resume, MarketProfiles.Choose(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 443)));
+        Assert.Equal(DelegationMode.Handoff, MarketProfiles.Choose(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 443)));
 
         await new MarketProfiles(Store().MarketProfiles).RememberAsync(new MarketProfile("new.test", 443, true, false, false, 0, DateTimeOffset.UnixEpoch));
         await new MarketProfiles(Store().MarketProfiles).RememberAsync(new MarketProfile("new.test", 443, true, true, true, 16384, DateTimeOffset.UnixEpoch.AddDays(1)));

@@ -158,9 +158,11 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         var e2 = await Assert.ThrowsAsync<ControlErrorException>(() => new HomeControl(other).UnlockAsync(HomeFixture.Pin1, "0000", cts.Token));
         Assert.Equal(ErrorCode.WrongPin2, e2.Code);
 
-        // The wrong PIN2 ended readiness for everyone: the first terminal must unlock again.
-        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(control).ConnectAsync("localhost", _market.Port, DelegationMode.Relay, cancellationToken: cts.Token));
-        Assert.Contains("PIN2", refused.Message, StringComparison.Ordinal);
+        // The wrong PINs unlocked nothing for the second terminal and interrupted nothing for the first.
+        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(other).ConnectAsync("localhost", _market.Port, DelegationMode.Relay, cancellationToken: cts.Token));
+        Assert.Equal(ErrorCode.Locked, refused.Code);
+        var session = await new DelegatedConnector(control).ConnectAsync("localhost", _market.Port, DelegationMode.Relay, cancellationToken: cts.Token);
+        Assert.Contains("Alice Example", await GetAsync(session.Stream, cts.Token), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -284,6 +286,9 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         await using var control = await UnlockedAsync(cts.Token);
 
+        // Inside an approved assist whose market chain the home server verified: still only CertificateVerify content.
+        await control.RequestAsync<AssistReply>(new DelegateRequest(new MarketAddress("localhost", _market.Port, null, null), DelegationMode.Assist), cts.Token);
+        Assert.True((await control.RequestAsync<VerdictReply>(new VerifyChainRequest("localhost", [_home.Pki.Server.Certificate.RawData, _home.Pki.Root.RawData]), cts.Token)).Trusted);
         var e = await Assert.ThrowsAsync<ControlErrorException>(() => control.RequestAsync(new SignRequest(SignatureScheme.EcdsaSecp256r1Sha256, new byte[130]), cts.Token));
         Assert.Equal(ErrorCode.BadContent, e.Code);
     }

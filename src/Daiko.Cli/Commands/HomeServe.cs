@@ -1,0 +1,158 @@
+using System.CommandLine;
+using System.Net;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography.X509Certificates;
+using Daiko.Cards;
+using Daiko.Home.Hosting;
+using Daiko.Home.Trust;
+using Daiko.Home.Web;
+
+namespace Daiko.Cli.Commands;
+
+/// <summary>
+/// <c>daiko home serve</c> running: the home server, the console, and the process's signals. SIGHUP
+/// re-reads DIR/home.json and the trust roots; SIGTERM (or Ctrl-C) stops accepting, lets work in flight
+/// finish for up to home.json's shutdown_seconds, cuts the rest, and exits well within 5 s.
+/// </summary>
+internal static class HomeServe
+{
+    public sealed record Arguments(string Home, string? Listen, string? Console, string? ConsoleCert, string? ConsoleKey, string? PurseConnection, bool AllowPrivateMarkets = false);
+
+    public static async Task<int> RunAsync(Arguments a, CancellationToken ct)
+    {
+        HomeConfig config;
+        try { config = HomeConfig.Load(a.Home); }
+        catch (InvalidDataException e) { return CliConsole.Fail(e.Message); }
+        var listenText = a.Listen ?? config.Listen ?? "127.0.0.1:7443";
+        var listen = HomeServerCommands.ParseEndpoint(listenText);
+        var consoleText = a.Console ?? config.Console;
+        var consoleEndpoint = consoleText is null ? null : HomeServerCommands.ParseEndpoint(consoleText, "--console");
+        HomeCard card;
+        try
+        {
+            card = HomeCard.Open(new HomeCardOptions(a.Home));
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException)
+        {
+            return CliConsole.Fail(e.Message);
+        }
+        using (card)
+        {
+            var log = new StderrLog();
+            HomeServer server;
+            try
+            {
+                server = HomeServer.Start(new HomeServerOptions(a.Home, listen)
+                {
+                    LoggerFactory = log,
+                    PurseStore = a.PurseConnection is { } cs ? Daiko.Home.Storage.PurseStore.Postgres(cs) : null,
+                    AllowPrivateMarkets = a.AllowPrivateMarkets,
+                }, card);
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                return CliConsole.Fail(HomeServerCommands.ListenProblem(listenText, e));
+            }
+            catch (HomeAlreadyServingException e)
+            {
+                return CliConsole.Fail(e.Message);
+            }
+            if (a.AllowPrivateMarkets) System.Console.Error.WriteLine("daiko: --allow-private-markets: every device may reach markets on loopback and private addresses");
+            HomeWeb? web = null;
+            try
+            {
+                if (consoleEndpoint is not null)
+                {
+                    web = await HomeWeb.StartAsync(new HomeWebOptions(a.Home, consoleEndpoint)
+                    {
+                        Certificate = ConsoleCertificate(a, server, consoleEndpoint),
+                        Config = () => Volatile.Read(ref config),
+                    }, server);
+                }
+            }
+            catch (Exception e) when (e is ArgumentException or IOException or System.Security.Cryptography.CryptographicException)
+            {
+                await server.DisposeAsync();
+                return CliConsole.Fail(e is IOException { InnerException: System.Net.Sockets.SocketException se } ? HomeServerCommands.ListenProblem(consoleText!, se) : e.Message);
+            }
+            Console.WriteLine($"home server listening on {server.LocalEndPoint} (card {card.CardId[..16]}, state {Daiko.Home.Handlers.CardGate.StateName(card.State)})");
+            if (web is not null) Console.WriteLine($"console on {web.BaseUrl}/ (log in with 'daiko home console-link --home {a.Home}'; /healthz and /metrics there too)");
+            var stop = new TaskCompletionSource();
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
+            using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
+            {
+                c.Cancel = true;
+                Reload(a.Home, ref config, listenText, consoleText);
+            });
+            await Task.WhenAny(stop.Task, Task.Delay(Timeout.Infinite, ct));
+            Console.Error.WriteLine("daiko: home server stopping; the home card is locked");
+            await StopAsync(server, web, TimeSpan.FromSeconds(Volatile.Read(ref config).Limits.ShutdownSeconds));
+        }
+        return 0;
+    }
+
+    /// <summary>SIGHUP: the new home.json takes effect (a broken one is refused and the old one kept); the trust roots are re-read.</summary>
+    private static void Reload(string home, ref HomeConfig config, string listenText, string? consoleText)
+    {
+        MarketTrust.ReloadAll();
+        var roots = MarketTrust.List(home).Count;
+        try
+        {
+            Volatile.Write(ref config, HomeConfig.Load(home));
+            var fresh = Volatile.Read(ref config);
+            var restart = (fresh.Listen is { } l && l != listenText) || (fresh.Console is { } w && w != consoleText) ? "; new listen addresses take effect at the next start" : "";
+            Console.Error.WriteLine($"{DateTimeOffset.UtcNow:HH:mm:ss} configuration reloaded: console sessions {fresh.Limits.ConsoleSessionMinutes} min, links {fresh.Limits.ConsoleLinkMinutes} min, shutdown {fresh.Limits.ShutdownSeconds} s; {roots} trust root(s){restart}");
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException)
+        {
+            Console.Error.WriteLine($"{DateTimeOffset.UtcNow:HH:mm:ss} configuration NOT reloaded, the previous one stays: {e.Message}; {roots} trust root(s) reloaded");
+        }
+    }
+
+    /// <summary>Stops accepting (console, then control listener), waits for work in flight up to <paramref name="grace"/>, then cuts it.</summary>
+    private static async Task StopAsync(HomeServer server, HomeWeb? web, TimeSpan grace)
+    {
+        var stopping = Task.Run(async () =>
+        {
+            if (web is not null) await web.DisposeAsync();
+            await server.DisposeAsync();
+        });
+        if (await Task.WhenAny(stopping, Task.Delay(grace)) == stopping) return;
+        server.Connections.CloseAll("the home server is stopping");
+        if (await Task.WhenAny(stopping, Task.Delay(TimeSpan.FromSeconds(1))) != stopping)
+            Console.Error.WriteLine("daiko: work still in flight was cut at shutdown");
+    }
+
+    /// <summary><c>daiko home console-link</c>: a one-time login URL for the running console.</summary>
+    public static Command ConsoleLink()
+    {
+        var command = new Command("console-link", "Print a one-time URL that logs the owner into the running console (valid a few minutes, once; home.json limits.console_link_minutes).")
+            .WithExamples("daiko home console-link --home ~/daiko-home");
+        var home = HomeCardCommands.HomeOption();
+        command.Options.Add(home);
+        command.SetAction(parse =>
+        {
+            var dir = parse.GetValue(home)!;
+            try
+            {
+                var config = HomeConfig.Load(dir);
+                var (url, expires) = ConsoleLinks.Issue(dir, TimeSpan.FromMinutes(config.Limits.ConsoleLinkMinutes));
+                Console.WriteLine(url);
+                Console.Error.WriteLine($"daiko: open it before {expires:HH:mm} UTC; it works once");
+                return 0;
+            }
+            catch (Exception e) when (e is InvalidOperationException or InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                return CliConsole.Fail(e.Message);
+            }
+        });
+        return command;
+    }
+
+    private static X509Certificate2? ConsoleCertificate(Arguments a, HomeServer server, IPEndPoint endpoint)
+    {
+        if (a.ConsoleCert is { } certPath) return X509Certificate2.CreateFromPemFile(certPath, a.ConsoleKey);
+        return IPAddress.IsLoopback(endpoint.Address) ? null : server.Identity.Certificate;
+    }
+}

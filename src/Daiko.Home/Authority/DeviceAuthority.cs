@@ -1,0 +1,146 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using Daiko.Cards;
+using Daiko.Home.Handlers;
+using Daiko.Home.Storage;
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
+
+namespace Daiko.Home.Authority;
+
+/// <summary>
+/// Per-device authority: a device wields the home card only through its own unlock session — opened
+/// when that device gave PIN1 and PIN2 itself, with its own idle timer — never through another
+/// device's. Sessions live in the store (<see cref="IDeviceSessionStore"/>), so a reconnecting channel
+/// with the same device key finds its session again. Each device's live work (relays, handoffs,
+/// handshakes and signatures in flight) runs under the device's own cancellation token, which ending
+/// the session (lock, idle, revocation, the card leaving crypto-ready) cancels at once.
+/// </summary>
+public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, TimeProvider time, TimeSpan idleTimeout)
+{
+    /// <summary>Touches closer together than this are not written to the store (the idle timer is minutes long).</summary>
+    private static readonly TimeSpan TouchGranularity = TimeSpan.FromSeconds(1);
+
+    private readonly ConcurrentDictionary<string, CancellationTokenSource> _work = new(StringComparer.Ordinal);
+
+    public const string NoOwnSession =
+        "this device has not unlocked the home card itself (another device's unlock does not count, and a session ends on lock or after 10 idle minutes): run 'daiko terminal unlock' on this device (PIN1 and PIN2)";
+
+    /// <summary>Told when a device's session ends: the device and why (for the audit log).</summary>
+    public Func<string, string, Task>? Ended { get; init; }
+
+    public TimeSpan IdleTimeout => idleTimeout;
+
+    /// <summary>
+    /// Null when <paramref name="deviceId"/> may use the card now (its own session is live and the card
+    /// is crypto-ready; the use resets the device's idle timer and the card's); otherwise the refusal.
+    /// </summary>
+    public async Task<ErrorReply?> RefusalAsync(string deviceId, CancellationToken cancellationToken)
+    {
+        if (gate.RefusalUnlessReady() is { } card)
+        {
+            await EndAllAsync("the home card left crypto-ready", cancellationToken);
+            return card;
+        }
+        var session = await store.FindAsync(deviceId, cancellationToken);
+        var now = time.GetUtcNow();
+        if (session is null)
+        {
+            CancelWork(deviceId);
+            return new ErrorReply(ErrorCode.Locked, NoOwnSession);
+        }
+        if (now - session.LastUse >= idleTimeout)
+        {
+            await EndAsync(deviceId, "idle", cancellationToken);
+            return new ErrorReply(ErrorCode.Locked, NoOwnSession);
+        }
+        if (now - session.LastUse >= TouchGranularity && !await store.TouchAsync(deviceId, session.SessionId, now, cancellationToken))
+        {
+            CancelWork(deviceId);
+            return new ErrorReply(ErrorCode.Locked, NoOwnSession);
+        }
+        gate.Card.Touch();
+        return null;
+    }
+
+    /// <summary>Whether the device holds a live session of its own (no touch).</summary>
+    public async Task<bool> HasSessionAsync(string deviceId, CancellationToken cancellationToken) =>
+        await store.FindAsync(deviceId, cancellationToken) is { } session && time.GetUtcNow() - session.LastUse < idleTimeout;
+
+    /// <summary>The device gave both PINs itself: its own session starts (a previous one's live work ends).</summary>
+    public async Task OpenAsync(string deviceId, CancellationToken cancellationToken)
+    {
+        CancelWork(deviceId);
+        var now = time.GetUtcNow();
+        await store.SaveAsync(new DeviceSession(deviceId, Convert.ToHexString(RandomNumberGenerator.GetBytes(16)), now, now), cancellationToken);
+    }
+
+    /// <summary>Ends the device's session and, at once, its relays, handoffs and signatures in flight.</summary>
+    public async Task<bool> EndAsync(string deviceId, string reason, CancellationToken cancellationToken = default)
+    {
+        CancelWork(deviceId);
+        var ended = await store.EndAsync(deviceId, cancellationToken);
+        if (ended && Ended is { } audit) await audit(deviceId, reason);
+        return ended;
+    }
+
+    /// <summary>Ends every device's session (the card was locked, disabled, unblocked or given a new key).</summary>
+    public async Task EndAllAsync(string reason, CancellationToken cancellationToken = default)
+    {
+        foreach (var session in await store.ListAsync(cancellationToken)) await EndAsync(session.DeviceId, reason, cancellationToken);
+        foreach (var device in _work.Keys) CancelWork(device);
+    }
+
+    /// <summary>Whether any device other than <paramref name="deviceId"/> still holds a live session.</summary>
+    public async Task<bool> OthersHoldSessionsAsync(string deviceId, CancellationToken cancellationToken) =>
+        (await store.ListAsync(cancellationToken)).Any(s => s.DeviceId != deviceId && time.GetUtcNow() - s.LastUse < idleTimeout);
+
+    /// <summary>
+    /// The token that ends the device's live work; linked with <paramref name="other"/> (the channel's
+    /// own). Dispose the returned source when the work is done.
+    /// </summary>
+    public CancellationTokenSource LinkWork(string deviceId, CancellationToken other) =>
+        CancellationTokenSource.CreateLinkedTokenSource(Work(deviceId), other);
+
+    /// <summary>The token that ends the device's live work when its session ends.</summary>
+    public CancellationToken Work(string deviceId)
+    {
+        while (true)
+        {
+            var source = _work.GetOrAdd(deviceId, _ => new CancellationTokenSource());
+            if (!source.IsCancellationRequested) return source.Token;
+            _work.TryRemove(new KeyValuePair<string, CancellationTokenSource>(deviceId, source));
+        }
+    }
+
+    /// <summary>
+    /// One sweep (run every quarter second): sessions idle for the timeout end, sessions ended elsewhere
+    /// (another node, the store edited) end their live work here too, and a card that left crypto-ready
+    /// ends them all.
+    /// </summary>
+    public async Task SweepAsync(CancellationToken cancellationToken)
+    {
+        if (gate.Card.State != HomeCardState.CryptoReady)
+        {
+            await EndAllAsync("the home card left crypto-ready", cancellationToken);
+            return;
+        }
+        var live = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var session in await store.ListAsync(cancellationToken))
+        {
+            if (time.GetUtcNow() - session.LastUse >= idleTimeout) await EndAsync(session.DeviceId, "idle", cancellationToken);
+            else live.Add(session.DeviceId);
+        }
+        foreach (var device in _work.Keys)
+        {
+            if (!live.Contains(device)) CancelWork(device);
+        }
+    }
+
+    private void CancelWork(string deviceId)
+    {
+        if (!_work.TryRemove(deviceId, out var source)) return;
+        // Not disposed: a request may be linking to it right now; a cancelled source holds nothing.
+        source.Cancel();
+    }
+}

@@ -1,0 +1,51 @@
+using Daiko.Cards;
+using Daiko.Home.Devices;
+using Daiko.Home.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Daiko.Home.Authority;
+
+/// <summary>
+/// One truth for the card's state on a running home server: every poll (a quarter second) it picks up
+/// what owner commands in other processes changed — <c>home card unblock</c>, <c>home cert
+/// import|import-p12</c> (<see cref="HomeCard.Refresh"/>), <c>home device revoke</c> — and sweeps the
+/// device sessions (idle timers). A change that ends readiness ends every device's session and live
+/// work; a revocation ends that device's.
+/// </summary>
+public sealed class HomeStateWatcher(HomeCard card, DeviceAuthority authority, AssistGrants grants, DeviceRegistry devices, TimeProvider time, ILogger logger)
+{
+    public async Task RunAsync(TimeSpan poll, CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(poll, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                try
+                {
+                    await PollAsync(cancellationToken);
+                }
+                catch (Exception e) when (e is IOException or System.Data.Common.DbException or System.Text.Json.JsonException or UnauthorizedAccessException)
+                {
+                    // A file or the store caught mid-write: the next poll reads it again.
+                    logger.RevocationReadFailed(e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>One look at the card's files and the store.</summary>
+    public async Task PollAsync(CancellationToken cancellationToken)
+    {
+        if (card.Refresh()) await authority.EndAllAsync("the home card changed (unblocked, disabled or given a new key)", cancellationToken);
+        foreach (var id in await devices.RevokedIdsAsync(cancellationToken))
+        {
+            grants.Revoke(id);
+            await authority.EndAsync(id, "revoked", cancellationToken);
+        }
+        await authority.SweepAsync(cancellationToken);
+    }
+}

@@ -1,0 +1,138 @@
+using System.Text.Json;
+using Daiko.TestSupport;
+
+namespace Daiko.EndToEnd.Tests;
+
+/// <summary>
+/// A terminal whose way to the home server crosses a link the test can watch and cut (a loopback TCP
+/// relay without delay), next to the fixture's own terminal: enrolled and unlocked through the CLI.
+/// </summary>
+public sealed class LinkedTerminal : IAsyncLifetime
+{
+    public HomeAndTerminal System { get; } = new();
+
+    public SlowLink HomeLink { get; private set; } = null!;
+
+    public string Terminal => Path.Combine(System.Dir.Path, "linked-terminal");
+
+    public async Task InitializeAsync()
+    {
+        await System.InitializeAsync();
+        HomeLink = SlowLink.Start(System.Port, TimeSpan.Zero, 1e12);
+        var code = (await HomeAndTerminal.Ok(["home", "device", "add", "--home", System.Home, "--name", "laptop"])).StandardOutput.Trim();
+        await HomeAndTerminal.Ok(["terminal", "enroll", "--terminal", Terminal, "--home", $"127.0.0.1:{HomeLink.Port}", "--code", code], HomeAndTerminal.AccessPin + "\n");
+        await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
+    }
+
+    public async Task DisposeAsync()
+    {
+        await DaikoCli.RunAsync(["terminal", "lock", "--terminal", Terminal]);
+        HomeLink.Dispose();
+        await System.DisposeAsync();
+    }
+
+    public async Task<JsonElement> GetWithStatsAsync(string url, params string[] extra)
+    {
+        var result = await DaikoCli.RunAsync(["terminal", "get", url, "--terminal", Terminal, "--stats", .. extra]);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("Alice Example", result.StandardOutput, StringComparison.Ordinal);
+        return JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
+    }
+}
+
+/// <summary>The terminal agent's one control channel, its local ticket stock and auto, as a user runs them.</summary>
+public sealed class TerminalAgentProcessesTests(LinkedTerminal linked) : IClassFixture<LinkedTerminal>
+{
+    [Fact]
+    public async Task SecondCommandAfterUnlock_RunsNoPublicKeyOperationOnTheControlChannel_AndOpensNoNewChannel()
+    {
+        using var market = await OpenSslServer.StartAsync(linked.System.Pki);
+        var channels = linked.HomeLink.Connections;
+
+        var relay = await linked.GetWithStatsAsync($"https://localhost:{market.Port}/", "--mode", "relay");
+
+        Assert.Equal(0, relay.GetProperty("control_public_key_ops").GetInt64());
+        // The total counts the agent's work too: relay leaves every public-key step to the home server.
+        Assert.Equal(0, relay.GetProperty("public_key_ops").GetInt64());
+        Assert.Equal(1, relay.GetProperty("control_round_trips").GetInt64());
+        Assert.True(relay.GetProperty("control_bytes").GetInt64() > relay.GetProperty("bytes_received").GetInt64(), "control bytes on the wire carry the relayed bytes and their records");
+        Assert.Equal(channels, linked.HomeLink.Connections);
+    }
+
+    [Fact]
+    public async Task KilledControlConnection_Resumes_WithoutADeviceSignatureOrCertificateCheck()
+    {
+        using var market = await OpenSslServer.StartAsync(linked.System.Pki);
+        await linked.GetWithStatsAsync($"https://localhost:{market.Port}/", "--mode", "relay");
+        var channels = linked.HomeLink.Connections;
+
+        linked.HomeLink.DropConnections();
+        var after = await linked.GetWithStatsAsync($"https://localhost:{market.Port}/", "--mode", "relay");
+
+        Assert.Equal(channels + 1, linked.HomeLink.Connections);
+        // A full mutual handshake costs 4 (key share, agreement, the home server's CertificateVerify, the
+        // device signature); a resumed one only its ECDHE (psk_dhe_ke: key share and agreement).
+        Assert.Equal(2, after.GetProperty("control_public_key_ops").GetInt64());
+        Assert.Equal(2, after.GetProperty("public_key_ops").GetInt64());
+        Assert.True(after.GetProperty("control_round_trips").GetInt64() >= 2, "the reconnect's handshake is a round trip of the command that needed it");
+    }
+
+    [Fact]
+    public async Task ResumeFromTheLocalStock_SendsNothingToTheHomeServerBeforeTheMarketConnect_AndSendsTheRequestIn0Rtt()
+    {
+        using var peer = await NginxServer.StartAsync(linked.System.Pki, linked.System.Dir.Path, new TlsPeerOptions { EarlyData = true });
+        using var marketLink = SlowLink.Start(peer.Port, TimeSpan.Zero, 1e12);
+        var url = $"https://localhost:{marketLink.Port}/whoami";
+        await HomeAndTerminal.Ok(["terminal", "prefetch", url, "--terminal", linked.Terminal, "--count", "2"]);
+        long? homeBytesAtMarketConnect = null;
+        var homeBytesBefore = linked.HomeLink.UpstreamBytes + linked.HomeLink.DownstreamBytes;
+        marketLink.OnConnection = () => homeBytesAtMarketConnect ??= linked.HomeLink.UpstreamBytes + linked.HomeLink.DownstreamBytes;
+
+        var stats = await linked.GetWithStatsAsync(url, "--mode", "resume", "--early-data");
+
+        Assert.Equal(homeBytesBefore, homeBytesAtMarketConnect);
+        Assert.Equal(0, stats.GetProperty("control_bytes").GetInt64());
+        Assert.Equal(0, stats.GetProperty("control_round_trips").GetInt64());
+        Assert.Equal(0, stats.GetProperty("control_public_key_ops").GetInt64());
+        Assert.True(stats.GetProperty("resumed").GetBoolean());
+        Assert.True(stats.GetProperty("early_data_accepted").GetBoolean());
+    }
+
+    [Fact]
+    public async Task AutoAgainstAMarketWithoutTickets_MakesOneControlRoundTrip_AndNoFailedResume()
+    {
+        using var peer = await OpenSslServer.StartAsync(linked.System.Pki, new TlsPeerOptions { Tickets = 0 });
+        using var marketLink = SlowLink.Start(peer.Port, TimeSpan.Zero, 1e12);
+
+        var stats = await linked.GetWithStatsAsync($"https://localhost:{marketLink.Port}/", "--mode", "auto");
+
+        Assert.Equal("handoff", stats.GetProperty("mode").GetString());
+        Assert.Equal(1, stats.GetProperty("control_round_trips").GetInt64());
+        // One connection to the market: the home server's handshake for the handoff, no resume tried first.
+        Assert.Equal(1, marketLink.Connections);
+    }
+}
+
+/// <summary>Lock, from any terminal, empties every agent's local stock at once (the home server says so).</summary>
+public sealed class TicketStockLockTests : IAsyncLifetime
+{
+    private readonly LinkedTerminal _linked = new();
+
+    public Task InitializeAsync() => _linked.InitializeAsync();
+
+    public Task DisposeAsync() => _linked.DisposeAsync();
+
+    [Fact]
+    public async Task LockByAnotherTerminal_DropsTheAgentsStock()
+    {
+        using var peer = await NginxServer.StartAsync(_linked.System.Pki, _linked.System.Dir.Path);
+        var url = $"https://localhost:{peer.Port}/whoami";
+        var filled = await HomeAndTerminal.Ok(["terminal", "prefetch", url, "--terminal", _linked.Terminal, "--count", "2", "--json"]);
+        Assert.Equal(2, JsonDocument.Parse(filled.StandardOutput).RootElement.GetProperty("ready").GetInt32());
+
+        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _linked.System.Terminal]);
+        var left = await HomeAndTerminal.Ok(["terminal", "prefetch", url, "--terminal", _linked.Terminal, "--count", "0", "--json"]);
+
+        Assert.Equal(0, JsonDocument.Parse(left.StandardOutput).RootElement.GetProperty("ready").GetInt32());
+    }
+}

@@ -1,0 +1,78 @@
+using Daiko.Home.Storage;
+using Daiko.TestSupport;
+using Xunit;
+
+namespace Daiko.Home.Tests.Authority;
+
+/// <summary>The devices' unlock sessions: one contract, run on SQLite and on a real PostgreSQL server.</summary>
+public abstract class DeviceSessionStoreContract : IDisposable
+{
+    protected readonly string Dir = Directory.CreateTempSubdirectory("daiko-ds-").FullName;
+
+    protected abstract IHomeStore Store();
+
+    public virtual void Dispose() => Directory.Delete(Dir, recursive: true);
+
+    private static readonly DateTimeOffset T0 = new(2026, 12, 2, 8, 0, 0, TimeSpan.Zero);
+
+    [Fact]
+    public async Task ASession_IsFoundAgainByANewRepository_TouchedOnlyForward_AndEnded()
+    {
+        await new SqlDeviceSessionStore(Store()).SaveAsync(new DeviceSession("dev-a", "s1", T0, T0));
+        var store = new SqlDeviceSessionStore(Store());
+
+        Assert.Equal(new DeviceSession("dev-a", "s1", T0, T0), await store.FindAsync("dev-a"));
+        Assert.Null(await store.FindAsync("dev-b"));
+        Assert.True(await store.TouchAsync("dev-a", "s1", T0.AddMinutes(5)));
+        Assert.True(await store.TouchAsync("dev-a", "s1", T0.AddMinutes(1)));
+        Assert.Equal(T0.AddMinutes(5), (await store.FindAsync("dev-a"))!.LastUse);
+        // A touch for an ended or replaced session does not bring it back.
+        Assert.False(await store.TouchAsync("dev-a", "s-old", T0.AddMinutes(6)));
+        Assert.False(await store.TouchAsync("dev-b", "s1", T0.AddMinutes(6)));
+
+        Assert.True(await store.EndAsync("dev-a"));
+        Assert.False(await store.EndAsync("dev-a"));
+        Assert.Null(await store.FindAsync("dev-a"));
+        Assert.False(await store.TouchAsync("dev-a", "s1", T0.AddMinutes(7)));
+    }
+
+    [Fact]
+    public async Task EachDevice_HasItsOwnSession_AndEndAllEndsEveryOne()
+    {
+        var store = new SqlDeviceSessionStore(Store());
+        await store.SaveAsync(new DeviceSession("dev-a", "s1", T0, T0));
+        await store.SaveAsync(new DeviceSession("dev-b", "s2", T0.AddMinutes(1), T0.AddMinutes(2)));
+        await store.SaveAsync(new DeviceSession("dev-a", "s3", T0.AddMinutes(3), T0.AddMinutes(3)));
+
+        var all = await store.ListAsync();
+        Assert.Equal(["dev-a", "dev-b"], all.Select(s => s.DeviceId));
+        Assert.Equal("s3", all[0].SessionId);
+        Assert.Equal(T0.AddMinutes(2), all[1].LastUse);
+
+        Assert.Equal(2, await store.EndAllAsync());
+        Assert.Empty(await store.ListAsync());
+    }
+}
+
+public sealed class SqliteDeviceSessionStoreTests : DeviceSessionStoreContract
+{
+    protected override IHomeStore Store() => PurseStore.Sqlite(Path.Combine(Dir, "home.db"));
+}
+
+[Collection("home card")]
+public sealed class PostgresDeviceSessionStoreTests : DeviceSessionStoreContract
+{
+    private PostgresServer? _server;
+
+    protected override IHomeStore Store()
+    {
+        _server ??= PostgresServer.StartAsync(Dir).GetAwaiter().GetResult();
+        return PurseStore.Postgres(_server.ConnectionString);
+    }
+
+    public override void Dispose()
+    {
+        _server?.Dispose();
+        base.Dispose();
+    }
+}

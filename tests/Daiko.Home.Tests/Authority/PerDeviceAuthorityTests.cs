@@ -1,0 +1,237 @@
+using System.Diagnostics;
+using System.Text;
+using Daiko.Cards;
+using Daiko.Home.Hosting;
+using Daiko.Home.Storage;
+using Daiko.Home.Tests.Server;
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
+using Daiko.TestSupport;
+using Daiko.Terminal;
+using Daiko.Terminal.Sessions;
+using Daiko.Tls;
+using Xunit;
+
+namespace Daiko.Home.Tests.Authority;
+
+/// <summary>
+/// Each device wields the home card only through its own unlock session, on a real home server with a
+/// SoftHSM2 card, delegating to a real nginx that requires the user's certificate.
+/// </summary>
+[Collection("home card")]
+public sealed class PerDeviceAuthorityTests : IAsyncLifetime
+{
+    private HomeFixture _home = null!;
+    private NginxServer _market = null!;
+
+    public async Task InitializeAsync()
+    {
+        _home = HomeFixture.Start();
+        _market = await NginxServer.StartAsync(_home.Pki, _home.Dir.Path);
+    }
+
+    public async Task DisposeAsync()
+    {
+        _market.Dispose();
+        await _home.DisposeAsync();
+    }
+
+    private async Task<(ControlConnection Control, string Directory, AccessCard Access)> DeviceAsync(string name, CancellationToken ct)
+    {
+        var directory = Path.Combine(_home.Dir.Path, "terminal-" + name);
+        await TerminalClient.EnrollAsync(directory, _home.Endpoint, await _home.NewCodeAsync(name), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard, cancellationToken: ct);
+        var access = AccessCard.Open(directory);
+        Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
+        return (await TerminalClient.ConnectAsync(directory, access.DeviceKey, ct), directory, access);
+    }
+
+    private static async Task<ErrorCode> RefusedAsync(Func<Task> request)
+    {
+        var e = await Assert.ThrowsAsync<ControlErrorException>(request);
+        return e.Code;
+    }
+
+    [Fact]
+    public async Task ADeviceWithoutItsOwnPins_CanNeitherDelegateNorPayNorRead_WhileAnotherIsUnlocked()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        var (a, _, accessA) = await DeviceAsync("phone", cts.Token);
+        var (b, _, accessB) = await DeviceAsync("tablet", cts.Token);
+        await using var _a = a;
+        await using var _b = b;
+        using var __a = accessA;
+        using var __b = accessB;
+        await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+
+        foreach (var mode in new[] { DelegationMode.Resume, DelegationMode.Handoff, DelegationMode.Relay, DelegationMode.Assist, DelegationMode.Auto })
+        {
+            Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => new DelegatedConnector(b).ConnectAsync("localhost", _market.Port, mode, cancellationToken: cts.Token)));
+        }
+        Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new WalletPayRequest([1, 2, 3]), cts.Token)));
+        Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new WalletBalanceRequest(), cts.Token)));
+        Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new WalletHistoryRequest(), cts.Token)));
+        Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new VerifyChainRequest("localhost", [_home.Pki.Server.Certificate.RawData, _home.Pki.Root.RawData]), cts.Token)));
+        Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new ApplianceListRequest(), cts.Token)));
+        Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new PimSyncRequest(0, []), cts.Token)));
+        var refusal = await Assert.ThrowsAsync<ControlErrorException>(() => b.RequestAsync(new WalletBalanceRequest(), cts.Token));
+        Assert.Contains("daiko terminal unlock", refusal.Message, StringComparison.Ordinal);
+        // card-status stays open, and tells B the card waits for its own PINs.
+        Assert.Equal(CardState.RemoteAccessWait, (await new HomeControl(b).CardStatusAsync(cts.Token)).State);
+        Assert.Equal(CardState.CryptoReady, (await new HomeControl(a).CardStatusAsync(cts.Token)).State);
+
+        // A is served all along; B, once it gave its own PINs, too.
+        Assert.Contains("Alice Example", await GetAsync((await new DelegatedConnector(a).ConnectAsync("localhost", _market.Port, DelegationMode.Relay, cancellationToken: cts.Token)).Stream, cts.Token));
+        await new HomeControl(b).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        Assert.Contains("Alice Example", await GetAsync((await new DelegatedConnector(b).ConnectAsync("localhost", _market.Port, DelegationMode.Relay, cancellationToken: cts.Token)).Stream, cts.Token));
+        await b.RequestAsync<WalletBalanceReply>(new WalletBalanceRequest(), cts.Token);
+    }
+
+    [Fact]
+    public async Task TheSessionBelongsToTheDevice_AReconnectingChannelFindsItAgain_AndLockEndsItForThatDeviceOnly()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        var (a, dirA, accessA) = await DeviceAsync("phone", cts.Token);
+        var (b, _, accessB) = await DeviceAsync("tablet", cts.Token);
+        await using var _b = b;
+        using var __b = accessB;
+        using var __a = accessA;
+        await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        await new HomeControl(b).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        await a.DisposeAsync();
+
+        await using var again = await TerminalClient.ConnectAsync(dirA, accessA.DeviceKey, cts.Token);
+        await again.RequestAsync<WalletBalanceReply>(new WalletBalanceRequest(), cts.Token);
+        await new HomeControl(again).LockAsync(cts.Token);
+
+        Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => again.RequestAsync(new WalletBalanceRequest(), cts.Token)));
+        await b.RequestAsync<WalletBalanceReply>(new WalletBalanceRequest(), cts.Token);
+        Assert.Equal(HomeCardState.CryptoReady, _home.Card.State);
+    }
+
+    [Fact]
+    public async Task AWrongPin2FromAnotherDevice_NeitherUnlocksItNorInterruptsTheFirst()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        var (a, _, accessA) = await DeviceAsync("phone", cts.Token);
+        var (b, _, accessB) = await DeviceAsync("tablet", cts.Token);
+        await using var _a = a;
+        await using var _b = b;
+        using var __a = accessA;
+        using var __b = accessB;
+        await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => new HomeControl(b).UnlockAsync(HomeFixture.Pin1, "0000", cts.Token));
+        Assert.Equal(ErrorCode.WrongPin2, e.Code);
+        Assert.Equal(2, e.TriesLeft);
+
+        Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new WalletBalanceRequest(), cts.Token)));
+        Assert.Contains("Alice Example", await GetAsync((await new DelegatedConnector(a).ConnectAsync("localhost", _market.Port, DelegationMode.Assist, cancellationToken: cts.Token)).Stream, cts.Token));
+    }
+
+    [Theory]
+    [InlineData(DelegationMode.Relay, "lock")]
+    [InlineData(DelegationMode.Handoff, "lock")]
+    [InlineData(DelegationMode.Relay, "revoke")]
+    [InlineData(DelegationMode.Relay, "idle")]
+    public async Task EndingTheSession_CutsTheDevicesOpenRelaysWithinASecond(DelegationMode mode, string how)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        var (a, dirA, accessA) = await DeviceAsync("phone", cts.Token);
+        await using var _a = a;
+        using var __a = accessA;
+        await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        var session = await new DelegatedConnector(a).ConnectAsync("localhost", _market.Port, mode, cancellationToken: cts.Token);
+        // A keep-alive exchange: the market leaves the connection open afterwards.
+        await session.Stream.WriteAsync("GET /whoami HTTP/1.1\r\nHost: localhost\r\n\r\n"u8.ToArray(), cts.Token);
+        var first = new byte[16384];
+        Assert.True(await session.Stream.ReadAsync(first, cts.Token) > 0);
+        var clock = new Stopwatch();
+        var pending = ReadUntilEndAsync(session.Stream, clock, cts.Token);
+        await Task.Delay(200, cts.Token);
+        Assert.False(pending.IsCompleted, "the relay ended before the session did");
+
+        // Lock is told on another channel of the same device: the relay's own channel stays open.
+        await using var other = await TerminalClient.ConnectAsync(dirA, accessA.DeviceKey, cts.Token);
+        var id = (await _home.Server.Devices.FindAsync("phone"))!.Id;
+        clock.Start();
+        switch (how)
+        {
+            case "lock":
+                await new HomeControl(other).LockAsync(cts.Token);
+                break;
+            case "revoke":
+                Assert.True(await _home.Server.Devices.RevokeAsync("phone"));
+                break;
+            default:
+                // The device's idle timer ran out: its stored last use is older than the timeout.
+                await new SqlDeviceSessionStore(PurseStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)))
+                    .SaveAsync(new DeviceSession(id, "idle", DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddMinutes(-11)), cts.Token);
+                break;
+        }
+        var ended = await Task.WhenAny(pending, Task.Delay(TimeSpan.FromSeconds(10), cts.Token));
+        Assert.True(ended == pending, $"the {mode} relay stayed open 10 s after {how}");
+        var after = await pending;
+        // Within the second (with a quarter second for a loaded machine to run the continuation).
+        Assert.True(after <= TimeSpan.FromSeconds(1.25), $"the {mode} relay ended {after.TotalMilliseconds:F0} ms after {how}, not within a second");
+    }
+
+    [Fact]
+    public async Task Sign_IsRefusedOutsideAnApprovedAssist_ForAnotherMarket_AndASecondTime()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        var (a, _, accessA) = await DeviceAsync("phone", cts.Token);
+        await using var _a = a;
+        using var __a = accessA;
+        await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        var content = CertificateVerifyContent();
+        var sign = new SignRequest(SignatureScheme.EcdsaSecp256r1Sha256, content);
+        List<byte[]> marketChain = [_home.Pki.Server.Certificate.RawData, _home.Pki.Root.RawData];
+
+        // No delegate at all.
+        Assert.Equal(ErrorCode.Refused, await RefusedAsync(() => a.RequestAsync(sign, cts.Token)));
+        // An approved assist for one market, whose chain was never verified.
+        await a.RequestAsync<AssistReply>(new DelegateRequest(new MarketAddress("localhost", _market.Port, null, null), DelegationMode.Assist), cts.Token);
+        Assert.Equal(ErrorCode.Refused, await RefusedAsync(() => a.RequestAsync(sign, cts.Token)));
+        // An assist for market-a.test, with a trusted chain verified for another market (localhost).
+        await a.RequestAsync<AssistReply>(new DelegateRequest(new MarketAddress("market-a.test", 443, null, null), DelegationMode.Assist), cts.Token);
+        Assert.True((await a.RequestAsync<VerdictReply>(new VerifyChainRequest("localhost", marketChain), cts.Token)).Trusted);
+        Assert.Equal(ErrorCode.Refused, await RefusedAsync(() => a.RequestAsync(sign, cts.Token)));
+
+        // A real assist handshake signs once, for the market it named …
+        Assert.Contains("Alice Example", await GetAsync((await new DelegatedConnector(a).ConnectAsync("localhost", _market.Port, DelegationMode.Assist, cancellationToken: cts.Token)).Stream, cts.Token));
+        // … and never again for the same approval.
+        await a.RequestAsync<AssistReply>(new DelegateRequest(new MarketAddress("localhost", _market.Port, null, null), DelegationMode.Assist), cts.Token);
+        Assert.True((await a.RequestAsync<VerdictReply>(new VerifyChainRequest("localhost", marketChain), cts.Token)).Trusted);
+        await a.RequestAsync<SignatureReply>(sign, cts.Token);
+        Assert.Equal(ErrorCode.Refused, await RefusedAsync(() => a.RequestAsync(sign, cts.Token)));
+
+        var signs = (await _home.Server.Devices.AuditLogAsync()).Where(e => e.Action == "sign").ToList();
+        Assert.Contains(signs, e => e.Outcome == "signed" && e.Market == $"localhost:{_market.Port}");
+        Assert.DoesNotContain(signs, e => e.Outcome == "signed" && e.Market is null);
+        Assert.Equal(4, signs.Count(e => e.Outcome.StartsWith("refused", StringComparison.Ordinal)));
+    }
+
+    internal static byte[] CertificateVerifyContent() =>
+        [.. Enumerable.Repeat((byte)0x20, 64), .. "TLS 1.3, client CertificateVerify"u8, 0, .. System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)];
+
+    private static async Task<TimeSpan> ReadUntilEndAsync(Stream stream, Stopwatch clock, CancellationToken ct)
+    {
+        var buffer = new byte[16384];
+        try
+        {
+            while (await stream.ReadAsync(buffer, ct) > 0) { }
+        }
+        catch (Exception e) when (e is IOException or ControlErrorException or TlsException or ObjectDisposedException)
+        {
+        }
+        return clock.Elapsed;
+    }
+
+    private static async Task<string> GetAsync(Stream stream, CancellationToken ct)
+    {
+        await stream.WriteAsync("GET /whoami HTTP/1.0\r\nHost: localhost\r\n\r\n"u8.ToArray(), ct);
+        using var body = new MemoryStream();
+        await stream.CopyToAsync(body, ct);
+        return Encoding.UTF8.GetString(body.ToArray());
+    }
+}

@@ -1,0 +1,144 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Daiko.TestSupport;
+
+namespace Daiko.Web.Tests;
+
+/// <summary>/healthz, /metrics and SIGHUP against a real <c>daiko home serve</c> process.</summary>
+public sealed class OperationsProcessTests(HomeWithConsole system) : IClassFixture<HomeWithConsole>
+{
+    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(20) };
+
+    [Fact]
+    public async Task Healthz_IsReady_WhenTheStoreAndTheTokenAnswer()
+    {
+        using var response = await Http.GetAsync(new Uri($"{system.ConsoleUrl}/healthz"));
+        var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("ready", body.GetProperty("status").GetString());
+        Assert.Equal("ok", body.GetProperty("store").GetString());
+        Assert.Equal("ok", body.GetProperty("token").GetString());
+    }
+
+    [Fact]
+    public async Task Metrics_ParseAsPrometheusText_AndCountWhatHappened()
+    {
+        // A wrong PIN1 from the terminal (then the right ones again, so the card stays usable).
+        var wrong = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", system.Terminal], $"{HomeWithConsole.AccessPin}\n9999\n{HomeWithConsole.Pin2}\n");
+        Assert.NotEqual(0, wrong.ExitCode);
+        await HomeWithConsole.Ok(["terminal", "unlock", "--terminal", system.Terminal], $"{HomeWithConsole.AccessPin}\n{HomeWithConsole.Pin1}\n{HomeWithConsole.Pin2}\n");
+
+        using var response = await Http.GetAsync(new Uri($"{system.ConsoleUrl}/metrics"));
+        var text = await response.Content.ReadAsStringAsync();
+        var (samples, types) = PrometheusText.Parse(text);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.StartsWith("text/plain", response.Content.Headers.ContentType!.MediaType, StringComparison.Ordinal);
+        Assert.Equal("counter", types["daiko_pin_failures_total"]);
+        Assert.True(samples.Single(s => s.Name == "daiko_pin_failures_total" && s.Labels["pin"] == "pin1").Value >= 1, text);
+        Assert.Equal("gauge", types["daiko_card_state"]);
+        Assert.Equal(1, samples.Single(s => s.Name == "daiko_card_state" && s.Labels["state"] == "crypto-ready").Value);
+        Assert.Equal(1, samples.Where(s => s.Name == "daiko_card_state").Sum(s => s.Value));
+        Assert.Equal("gauge", types["daiko_control_channels_open"]);
+        Assert.Single(samples, s => s.Name == "daiko_control_channels_open");
+        // Counts only: no device id, name or market anywhere in the labels.
+        Assert.DoesNotContain(samples, s => s.Labels.Values.Any(v => v.Contains("phone", StringComparison.Ordinal) || v.Contains("127.0.0.1", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task Sighup_ReloadsHomeJson_AndKeepsTheOldOneWhenTheNewOneIsBroken()
+    {
+        var config = Path.Combine(system.Home, "home.json");
+        try
+        {
+            File.WriteAllText(config, """{ "limits": { "console_session_minutes": 45, "shutdown_seconds": 2 } }""");
+            system.Signal("HUP");
+            await system.Server.WaitForOutputAsync("configuration reloaded: console sessions 45 min", TimeSpan.FromSeconds(20));
+            Assert.Contains("shutdown 2 s; 1 trust root(s)", system.Server.Output, StringComparison.Ordinal);
+
+            File.WriteAllText(config, """{ "limits": { "console_session_minutes": "long" } }""");
+            system.Signal("HUP");
+            await system.Server.WaitForOutputAsync("configuration NOT reloaded, the previous one stays", TimeSpan.FromSeconds(20));
+
+            // Still serving after both.
+            using var response = await Http.GetAsync(new Uri($"{system.ConsoleUrl}/healthz"));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.False(system.Server.HasExited);
+        }
+        finally
+        {
+            File.Delete(config);
+        }
+    }
+}
+
+/// <summary>SIGTERM with a relay open: the process stops accepting, cuts the relay and exits within 5 s.</summary>
+public sealed class ShutdownProcessTests
+{
+    [Fact]
+    public async Task Sigterm_WithARelayOpen_ExitsWithin5Seconds_AndCutsTheRelay()
+    {
+        var system = new HomeWithConsole();
+        await system.InitializeAsync();
+        try
+        {
+            using var market = await KestrelServer.StartAsync(system.Pki);
+            var forwardPort = Loopback.FreePort();
+            using var forward = DaikoCli.Start(["terminal", "forward", "--terminal", system.Terminal, "--listen", $"127.0.0.1:{forwardPort}", "--target", $"localhost:{market.Port}", "--mode", "relay"]);
+            await Loopback.WaitForListenerAsync(forwardPort, TimeSpan.FromSeconds(60), () => !forward.HasExited);
+            using var client = new TcpClient();
+            await client.ConnectAsync(IPAddress.Loopback, forwardPort);
+            var stream = client.GetStream();
+            // A keep-alive request through the relay proves it is open, and leaves it open.
+            await stream.WriteAsync(Encoding.ASCII.GetBytes("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+            var buffer = new byte[4096];
+            var first = await stream.ReadAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.StartsWith("HTTP/1.1 200", Encoding.ASCII.GetString(buffer, 0, first), StringComparison.Ordinal);
+
+            var clock = Stopwatch.StartNew();
+            system.Signal("TERM");
+            var exit = await system.Server.WaitForExitAsync(TimeSpan.FromSeconds(10));
+            clock.Stop();
+
+            Assert.Equal(0, exit);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the home server took {clock.Elapsed.TotalSeconds:0.00} s to exit");
+            Assert.Contains("home server stopping", system.Server.Output, StringComparison.Ordinal);
+            // The relay went with it: the market connection through the home server is closed.
+            Assert.True(await EndsAsync(stream, TimeSpan.FromSeconds(15)), "the relayed connection stayed open after the home server exited");
+            // And nothing accepts any more on the control or console ports.
+            await Assert.ThrowsAnyAsync<SocketException>(async () =>
+            {
+                using var probe = new TcpClient();
+                await probe.ConnectAsync(IPAddress.Loopback, system.ConsolePort);
+            });
+        }
+        finally
+        {
+            await system.DisposeAsync();
+        }
+    }
+
+    /// <summary>Reads what is left until the peer closes (true) or the time is up (false).</summary>
+    private static async Task<bool> EndsAsync(Stream stream, TimeSpan within)
+    {
+        var buffer = new byte[4096];
+        using var timeout = new CancellationTokenSource(within);
+        try
+        {
+            while (await stream.ReadAsync(buffer, timeout.Token) > 0) { }
+            return true;
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+}
