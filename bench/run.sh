@@ -3,6 +3,7 @@
 #   bench/run.sh            full terminal-cost and home-throughput runs
 #   bench/run.sh --quick    a short run (what the test suite runs so the benchmark cannot rot)
 #   bench/run.sh micro      BenchmarkDotNet micro-benchmarks (record layer, key schedule)
+#   bench/run.sh flood      1,000 hostile connections against a real home server (flood.md)
 #   (a full run also measures offline PIN guessing against an access-card key file: access-card-kdf.md,
 #    and one payment's cost as the purse's log grows: purse-ops.md)
 set -euo pipefail
@@ -14,6 +15,10 @@ if [ "${1:-}" = "micro" ]; then
   shift
   cd "$root/bench/results" && $bench --filter "*" "$@" && cp BenchmarkDotNet.Artifacts/results/*RecordLayerBenchmarks-report-github.md micro-record-layer.md
   exit 0
+fi
+if [ "${1:-}" = "flood" ]; then
+  shift
+  cd "$root/bench/results" && exec $bench flood --out "$root/bench/results" "$@"
 fi
 $bench terminal-cost "$@"
 $bench home-throughput "$@"

@@ -11,6 +11,7 @@ public static class Program
     /// <c>access-card-kdf [--seconds N]</c>: offline PIN guesses/s against a copied access-card key file;
     /// <c>purse-ops [--entries LIST] [--ops N]</c>: one payment's cost as the purse's log grows;
     /// <c>slow-link</c>: the emulated link as its own process (started by terminal-cost);
+    /// <c>flood [--connections N] [--hold SECONDS] [--out DIR]</c>: hostile connections against a real home server;
     /// anything else goes to BenchmarkDotNet (micro-benchmarks).
     /// </summary>
     public static async Task<int> Main(string[] args)
@@ -18,6 +19,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "terminal-cost") return await TerminalCostBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "home-throughput") return await HomeThroughputBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "access-card-kdf") return PinGuessing.PinGuessingBenchmark.Run(args[1..]);
+        if (args.Length > 0 && args[0] == "flood") return await Flood.FloodBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "purse-ops") return Daiko.Bench.Purse.PurseOpsBenchmark.Run(args[1..]);
         if (args.Length > 0 && args[0] == "slow-link") return await LinkProcess.ServeAsync(args[1..]);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

@@ -7,6 +7,7 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        PrivateFiles.RestrictUmask();
         var root = new RootCommand(
             "Daiko: a credential-holding proxy. Your certificate, private key and e-money stay in the home card " +
             "on your home server; terminals get authenticated TLS sessions through it.");
@@ -29,6 +30,7 @@ public static class Program
         {
             var parse = root.Parse(args);
             if (parse.Errors.Count > 0 && parse.Action is not System.CommandLine.Help.HelpAction && !args.Contains("--help") && !args.Contains("-h")) return CliChecks.ReportUsage(parse);
+            if (parse.Errors.Count == 0) PrivateFiles.TightenFor(parse);
             return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (Exception e) when (((Exception?)Find<CliInputException>(e) ?? Find<CliUsageException>(e)) is { } mistake)

@@ -13,7 +13,7 @@ public readonly record struct ControlRequest(long Id, ControlMessage Message);
 /// stream in relay-data frames. One reader loop; writes serialized. A request that cannot be decoded
 /// is answered with <c>bad-request</c> naming the field, and the connection goes on.
 /// </summary>
-public sealed class ControlConnection : IAsyncDisposable
+public sealed partial class ControlConnection : IAsyncDisposable
 {
     private readonly Stream _stream;
     private readonly Func<ControlRequest, ControlConnection, Task>? _onRequest;
@@ -26,6 +26,9 @@ public sealed class ControlConnection : IAsyncDisposable
     private readonly ConcurrentDictionary<long, Daiko.Tls.TlsCounters> _relayMeters = new();
     private readonly TaskSet _handlers = new();
     private readonly CancellationTokenSource _closed = new();
+    private readonly ReadBudget _budget = new(ControlProtocol.MaxBufferedBytes, ControlProtocol.MaxRequestsInFlight);
+    private (long Id, ErrorReply Reply)? _parting;
+    private long _highestRelayOpened;
     private long _nextId = 1;
     private long _bytesSent;
     private long _bytesReceived;
@@ -67,6 +70,25 @@ public sealed class ControlConnection : IAsyncDisposable
     /// <summary>The code the other side gave when it refused the whole connection (e.g. revoked).</summary>
     public ErrorCode? CloseCode { get; private set; }
 
+    /// <summary>The largest frame body read from the peer; a larger length prefix ends the connection before the body is read.</summary>
+    public int MaxFrameBytes { get; init; } = ControlProtocol.MaxFrameBytes;
+
+    /// <summary>How long the peer may go without completing a frame before the connection closes; null: no limit.</summary>
+    public TimeSpan? IdleTimeout { get; init; }
+
+    /// <summary>What the peer may send before it is authenticated; null: everything.</summary>
+    public ControlGate? Gate { get; init; }
+
+    /// <summary>
+    /// Relay data for a relay id this side never opened ends the connection with <c>bad-request</c>
+    /// (the home server opens every relay itself); data for a relay it already closed is dropped. Without
+    /// it, data for an unknown id is kept (bounded) for a relay whose opening reply is still on its way.
+    /// </summary>
+    public bool RefusesUnopenedRelays { get; init; }
+
+    /// <summary>Bytes received from the peer and not yet consumed (relay data not yet read, requests being handled).</summary>
+    public long BufferedBytes => _budget.Bytes;
+
     /// <summary>Ends when the reader loop and every request handler it started have ended.</summary>
     public Task Completion => _readLoop ?? Task.CompletedTask;
 
@@ -79,24 +101,28 @@ public sealed class ControlConnection : IAsyncDisposable
         {
             while (!_closed.IsCancellationRequested)
             {
+                await _budget.WaitForRoomAsync(_closed.Token).ConfigureAwait(false);
                 ControlEnvelope? envelope;
                 int bytes;
                 var wireBefore = Wire?.BytesReceived ?? 0;
                 try
                 {
-                    (envelope, bytes) = await ControlFrame.ReadAsync(_stream, header, _closed.Token).ConfigureAwait(false);
+                    (envelope, bytes) = await ReadFrameAsync(header).ConfigureAwait(false);
                     if (Wire is not null) bytes = (int)(Wire.BytesReceived - wireBefore);
                 }
                 catch (ProtocolException e) when (e.RequestId is { } id && id != 0)
                 {
+                    if (!Admits(e.MessageType, e.IsReply ? 0 : id)) break;
                     await RefuseUndecodableAsync(e, id).ConfigureAwait(false);
                     continue;
                 }
                 if (envelope is not { } frame) break;
                 Interlocked.Add(ref _bytesReceived, bytes);
+                if (!Admits(frame.Message.Type, frame.Message.IsReply ? 0 : frame.Id)) break;
                 MeterOf(frame.Id, frame.Message)?.AddBytesReceived(bytes);
-                if (!Dispatch(frame)) break;
+                if (!Dispatch(frame, bytes)) break;
             }
+            if (_parting is { } parting) await SendPartingAsync(parting.Id, parting.Reply).ConfigureAwait(false);
             CloseReason ??= "the other side closed the control channel";
         }
         catch (Exception e) when (e is IOException or ProtocolException or OperationCanceledException or ObjectDisposedException or System.Security.Authentication.AuthenticationException or Daiko.Tls.TlsException)
@@ -117,6 +143,21 @@ public sealed class ControlConnection : IAsyncDisposable
         }
     }
 
+    private async ValueTask<(ControlEnvelope? Envelope, int Bytes)> ReadFrameAsync(byte[] header)
+    {
+        if (IdleTimeout is not { } idle) return await ControlFrame.ReadAsync(_stream, header, _closed.Token, MaxFrameBytes).ConfigureAwait(false);
+        using var timer = CancellationTokenSource.CreateLinkedTokenSource(_closed.Token);
+        timer.CancelAfter(idle);
+        try
+        {
+            return await ControlFrame.ReadAsync(_stream, header, timer.Token, MaxFrameBytes).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!_closed.IsCancellationRequested)
+        {
+            throw new ProtocolException($"the peer sent no complete frame for {idle.TotalSeconds:0.#} s");
+        }
+    }
+
     /// <summary>A request that failed to decode gets bad-request (or unknown-request); a reply that failed fails its waiter.</summary>
     private async Task RefuseUndecodableAsync(ProtocolException e, long id)
     {
@@ -130,17 +171,15 @@ public sealed class ControlConnection : IAsyncDisposable
         await SendAsync(id, new ErrorReply(e.Code, e.Message), _closed.Token).ConfigureAwait(false);
     }
 
-    /// <summary>Routes one frame; false when the other side refused the whole connection.</summary>
-    private bool Dispatch(ControlEnvelope frame)
+    /// <summary>Routes one frame; false when the connection ends (the other side refused it, or this side refuses the frame).</summary>
+    private bool Dispatch(ControlEnvelope frame, int bytes)
     {
         switch (frame.Message)
         {
             case RelayData data:
-                RouteRelay(data.Relay, data);
-                return true;
+                return RouteRelay(data.Relay, data);
             case RelayClose close:
-                RouteRelay(close.Relay, close);
-                return true;
+                return RouteRelay(close.Relay, close);
             case ErrorReply refusal when frame.Id == 0:
                 // The other side refuses the whole connection (unknown or revoked device, protocol version).
                 CloseReason = refusal.Message;
@@ -150,7 +189,11 @@ public sealed class ControlConnection : IAsyncDisposable
                 if (_pending.TryRemove(frame.Id, out var waiter)) waiter.TrySetResult(frame.Message);
                 return true;
             default:
-                if (_onRequest is not null) Track(HandleAsync(new ControlRequest(frame.Id, frame.Message)));
+                if (_onRequest is not null)
+                {
+                    _budget.Take(bytes, 1);
+                    Track(HandleAsync(new ControlRequest(frame.Id, frame.Message), bytes));
+                }
                 else if (frame.Id == 0) OnNotice?.Invoke(frame.Message);
                 return true;
         }
@@ -158,28 +201,19 @@ public sealed class ControlConnection : IAsyncDisposable
 
     private void Track(Task handler) => _handlers.Track(handler);
 
-    private void RouteRelay(long relayId, ControlMessage message)
+    private async Task HandleAsync(ControlRequest request, int bytes)
     {
-        lock (_early)
+        try
         {
-            if (_relays.TryGetValue(relayId, out var relay))
-            {
-                Deliver(relay, message);
-                return;
-            }
-            // Data for a relay whose opening reply is still on its way: keep it (bounded).
-            if (!_early.TryGetValue(relayId, out var queue)) _early[relayId] = queue = new List<ControlMessage>();
-            if (queue.Count < ControlProtocol.MaxEarlyRelayFrames) queue.Add(message);
+            await HandleCoreAsync(request).ConfigureAwait(false);
+        }
+        finally
+        {
+            _budget.Give(bytes, 1);
         }
     }
 
-    private static void Deliver(RelayStream relay, ControlMessage message)
-    {
-        if (message is RelayData data) relay.Deliver(data.Data);
-        else relay.DeliverEnd(((RelayClose)message).Reason);
-    }
-
-    private async Task HandleAsync(ControlRequest request)
+    private async Task HandleCoreAsync(ControlRequest request)
     {
         try
         {
@@ -311,22 +345,6 @@ public sealed class ControlConnection : IAsyncDisposable
     public static ValueTask<int> RefuseAsync(Stream stream, ErrorCode code, string message, CancellationToken cancellationToken) =>
         ControlFrame.WriteAsync(stream, 0, new ErrorReply(code, message), cancellationToken);
 
-    /// <summary>A byte stream multiplexed on this connection under <paramref name="relayId"/>; <paramref name="meter"/>, if given, is charged its frames.</summary>
-    public RelayStream OpenRelay(long relayId, Daiko.Tls.TlsCounters? meter = null)
-    {
-        if (meter is not null) _relayMeters[relayId] = meter;
-        var relay = new RelayStream(this, relayId);
-        lock (_early)
-        {
-            _relays[relayId] = relay;
-            if (_early.Remove(relayId, out var queued))
-            {
-                foreach (var message in queued) Deliver(relay, message);
-            }
-        }
-        return relay;
-    }
-
     /// <summary>Sends a notification without waiting for it; the connection observes the send and waits for it before it completes.</summary>
     internal void SendOwned(ControlMessage notification) => Track(SendQuietlyAsync(notification));
 
@@ -340,12 +358,6 @@ public sealed class ControlConnection : IAsyncDisposable
         {
             // The channel is gone, and with it whatever the notification was about.
         }
-    }
-
-    internal void ForgetRelay(long relayId)
-    {
-        _relays.TryRemove(relayId, out _);
-        _relayMeters.TryRemove(relayId, out _);
     }
 
     /// <summary>Closes the connection (e.g. the device was revoked).</summary>

@@ -13,8 +13,20 @@ public static class ControlProtocol
     /// <summary>The largest frame body (the CBOR map), in bytes.</summary>
     public const int MaxFrameBytes = 1 << 20;
 
+    /// <summary>What a paged reply (PIM sync, wallet history) carries at most before it says "more".</summary>
+    public const int PageBytes = 256 * 1024;
+
     /// <summary>The largest relay-data chunk, in bytes.</summary>
     public const int MaxRelayChunk = 64 * 1024;
+
+    /// <summary>Bytes one connection holds from its peer before it stops reading (relay data not yet consumed, requests being handled).</summary>
+    public const int MaxBufferedBytes = 1 << 20;
+
+    /// <summary>Requests of one connection handled at once; the next frame is read when one finishes.</summary>
+    public const int MaxRequestsInFlight = 32;
+
+    /// <summary>The largest frame a peer without a device certificate may send (it may only enroll).</summary>
+    public const int MaxUnauthenticatedFrameBytes = 16 * 1024;
 
     /// <summary>Data frames kept for a relay whose opening reply is still on its way.</summary>
     public const int MaxEarlyRelayFrames = 256;

@@ -1,21 +1,56 @@
 namespace Daiko.Protocol;
 
 /// <summary>
-/// Enrollment codes carry two parts: a secret (60 bits) the home server stores only as a hash, and
-/// the first 60 bits of the home server's key hash, so that the terminal checks whom it talks to before
-/// it reveals the secret — a man in the middle without the code learns nothing and cannot pass.
+/// Enrollment codes carry three parts: a public id (4 characters) by which the home server finds the
+/// code and counts failed attempts per code, a secret (60 bits) it stores only as a hash, and the
+/// first 60 bits of the home server's key hash, so that the terminal checks whom it talks to before it
+/// reveals the id and secret — a man in the middle without the code learns nothing and cannot pass.
+/// Codes made before the public id (24 characters: secret and pin part) are still accepted.
 /// </summary>
 public static class EnrollmentCode
 {
     private const string Alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
+    /// <summary>The length of the public id in front of the secret.</summary>
+    public const int PublicIdLength = 4;
+
+    /// <summary>The length of the secret (60 bits of Crockford base32).</summary>
+    public const int SecretLength = 12;
+
+    /// <param name="secret">The part the terminal sends: the public id and the secret (or, for an old code, the secret alone).</param>
     public static string Compose(string secret, byte[] homeSpkiHash) => Group(Normalize(secret) + PinPart(homeSpkiHash));
 
+    /// <summary>Splits a code into what the terminal sends (public id and secret) and the home server's pin part.</summary>
     public static (string Secret, string Pin) Split(string code)
     {
         var normalized = Normalize(code);
-        if (normalized.Length != 24) throw new FormatException("an enrollment code has 24 letters and digits (6 groups of 4)");
-        return (normalized[..12], normalized[12..]);
+        if (normalized.Length is not (PublicIdLength + SecretLength + 12 or SecretLength + 12))
+        {
+            throw new FormatException("an enrollment code has 28 letters and digits (7 groups of 4)");
+        }
+        return (normalized[..^12], normalized[^12..]);
+    }
+
+    /// <summary>A fresh public id and secret, as the terminal will send them.</summary>
+    public static (string PublicId, string Secret) NewIdAndSecret() => (Random(PublicIdLength), Random(SecretLength));
+
+    /// <summary>The public id and secret of what a terminal sent; no public id for a code made before it.</summary>
+    public static (string? PublicId, string Secret)? Parse(string sent)
+    {
+        var normalized = Normalize(sent);
+        return normalized.Length switch
+        {
+            PublicIdLength + SecretLength => (normalized[..PublicIdLength], normalized[PublicIdLength..]),
+            SecretLength => (null, normalized),
+            _ => null,
+        };
+    }
+
+    private static string Random(int length)
+    {
+        var chars = new char[length];
+        for (var i = 0; i < chars.Length; i++) chars[i] = Alphabet[System.Security.Cryptography.RandomNumberGenerator.GetInt32(Alphabet.Length)];
+        return new string(chars);
     }
 
     /// <summary>Normalizes what a user typed (case, dashes, spaces).</summary>

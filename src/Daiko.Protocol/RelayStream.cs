@@ -7,7 +7,7 @@ namespace Daiko.Protocol;
 public sealed class RelayStream : Stream
 {
     private readonly ControlConnection _connection;
-    private readonly Channel<ReadOnlyMemory<byte>> _incoming = Channel.CreateUnbounded<ReadOnlyMemory<byte>>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<ReadOnlyMemory<byte>> _incoming = Channel.CreateUnbounded<ReadOnlyMemory<byte>>(new UnboundedChannelOptions { SingleReader = false });
     private ReadOnlyMemory<byte> _current;
     private bool _writeClosed;
 
@@ -26,7 +26,17 @@ public sealed class RelayStream : Stream
 
     private string? _closeReason;
 
-    internal void Deliver(ReadOnlyMemory<byte> data) => _incoming.Writer.TryWrite(data);
+    internal void Deliver(ReadOnlyMemory<byte> data)
+    {
+        if (!_incoming.Writer.TryWrite(data)) return;
+        _connection.Buffered(data.Length);
+    }
+
+    /// <summary>Gives back what no reader will take any more (the relay was closed on this side).</summary>
+    private void DropUnread()
+    {
+        while (_incoming.Reader.TryRead(out var left)) _connection.Consumed(left.Length);
+    }
 
     internal void DeliverEnd(string? reason)
     {
@@ -58,7 +68,7 @@ public sealed class RelayStream : Stream
                 if (EndReason == UncleanEnd) throw new IOException("the relayed connection was cut (no close_notify from the market)");
                 return 0;
             }
-            _incoming.Reader.TryRead(out _current);
+            if (_incoming.Reader.TryRead(out _current)) _connection.Consumed(_current.Length);
         }
         var n = Math.Min(buffer.Length, _current.Length);
         _current.Span[..n].CopyTo(buffer.Span);
@@ -104,6 +114,7 @@ public sealed class RelayStream : Stream
             _writeClosed = true;
             _connection.ForgetRelay(Id);
             _incoming.Writer.TryComplete();
+            DropUnread();
             try
             {
                 await _connection.SendAsync(0, new RelayClose(Id, _closeReason), CancellationToken.None).ConfigureAwait(false);
@@ -124,6 +135,7 @@ public sealed class RelayStream : Stream
             _writeClosed = true;
             _connection.ForgetRelay(Id);
             _incoming.Writer.TryComplete();
+            DropUnread();
             _connection.SendOwned(new RelayClose(Id, _closeReason));
         }
         base.Dispose(disposing);

@@ -23,20 +23,22 @@ public static class TerminalClient
         if (AccessCard.Exists(directory)) throw new InvalidOperationException($"{directory} already holds an access card; use a new directory to enroll again");
         var (host, port) = new TerminalProfile { Home = home, HomeSpkiSha256 = "", DeviceId = "", Name = "" }.Endpoint;
         var pinCheck = new EnrollmentPinValidator(pin);
-        var ssl = await OpenControlTlsAsync(home, host, port, new TlsClientOptions
-        {
-            ServerName = "daiko-home",
-            ApplicationProtocols = [ControlProtocol.Alpn],
-            CertificateValidator = pinCheck,
-            HandshakeTimeout = TimeSpan.FromSeconds(15),
-        }, "the server at " + home + " is not the home server that issued this code (possible interception); nothing was sent", cancellationToken);
-        var presentedSpkiHash = pinCheck.PresentedSpkiHash!;
-        await using var connection = new ControlConnection(ssl);
-        connection.Start();
+        // The access card (and its KDF calibration, which takes seconds) is made before connecting: the
+        // home server gives a peer without a device certificate only a few idle seconds.
         using var access = token is not null ? AccessCard.CreateOnToken(directory, accessPin, token)
             : createAccessCard is not null ? createAccessCard(directory, accessPin) : AccessCard.Create(directory, accessPin);
         try
         {
+            var ssl = await OpenControlTlsAsync(home, host, port, new TlsClientOptions
+            {
+                ServerName = "daiko-home",
+                ApplicationProtocols = [ControlProtocol.Alpn],
+                CertificateValidator = pinCheck,
+                HandshakeTimeout = TimeSpan.FromSeconds(15),
+            }, "the server at " + home + " is not the home server that issued this code (possible interception); nothing was sent", cancellationToken);
+            var presentedSpkiHash = pinCheck.PresentedSpkiHash!;
+            await using var connection = new ControlConnection(ssl);
+            connection.Start();
             var reply = await connection.RequestAsync<EnrolledReply>(new EnrollRequest(secret, access.PublicKeyInfo), cancellationToken);
             using var homeCertificate = X509CertificateLoader.LoadCertificate(reply.HomeCertificate);
             var homeHash = SHA256.HashData(homeCertificate.PublicKey.ExportSubjectPublicKeyInfo());

@@ -5,7 +5,9 @@ namespace Daiko.Tls;
 
 /// <summary>
 /// Validates a server chain with the platform's X509Chain: path to a trusted root (the system store
-/// or, when roots are given, only those), validity period, and the host name against the SAN.
+/// or, when roots are given, only those), validity period, and the host name against the SAN. The
+/// chain is built from what the server sent: certificate downloads are off, so checking a certificate
+/// never makes a network request.
 /// </summary>
 public sealed class X509ChainValidator : IServerCertificateValidator
 {
@@ -50,6 +52,8 @@ public sealed class X509ChainValidator : IServerCertificateValidator
         using (var x509 = new X509Chain())
         {
             x509.ChainPolicy.RevocationMode = _revocationMode;
+            // Nothing a certificate names (AIA issuers, CRLs) is fetched while it is checked.
+            x509.ChainPolicy.DisableCertificateDownloads = true;
             x509.ChainPolicy.VerificationTime = _time.GetUtcNow().UtcDateTime;
             x509.ChainPolicy.ExtraStore.AddRange(extra);
             x509.ChainPolicy.ApplicationPolicy.Add(new Oid("1.3.6.1.5.5.7.3.1"));

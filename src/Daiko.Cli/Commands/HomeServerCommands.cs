@@ -79,7 +79,8 @@ internal static class HomeServerCommands
             .WithExamples("daiko home serve --home ~/daiko-home --listen 0.0.0.0:7443 --console 127.0.0.1:8080");
         var home = HomeCardCommands.HomeOption();
         var listen = new Option<string>("--listen") { Description = "where terminals connect (default: home.json \"listen\", else 127.0.0.1:7443)" }.HostPort();
-        var postgres = new Option<string?>("--purse-postgres") { Description = "keep the purse in PostgreSQL (Npgsql connection string) instead of the SQLite home store", HelpName = "CONNECTION" };
+        var postgres = new Option<string?>("--purse-postgres") { Description = "keep the purse in PostgreSQL (Npgsql connection string; visible to other users on the command line: prefer --purse-postgres-file or DAIKO_PURSE_POSTGRES)", HelpName = "CONNECTION" };
+        var postgresFile = new Option<FileInfo?>("--purse-postgres-file") { Description = "keep the purse in PostgreSQL: the file holds the Npgsql connection string", HelpName = "FILE" };
         var console = new Option<string>("--console", "--web") { Description = "where the owner's console, /healthz and /metrics listen (--web is an alias); beyond loopback it needs TLS" }.HostPort();
         var consoleCert = new Option<string>("--console-cert") { Description = "the console's TLS certificate (PEM; default beyond loopback: the home identity's)", HelpName = "PEM" };
         var consoleKey = new Option<string>("--console-key") { Description = "its private key (PEM file, 0600)", HelpName = "PEM" };
@@ -87,14 +88,26 @@ internal static class HomeServerCommands
         {
             Description = "let every device reach markets on loopback and private addresses (labs and tests; otherwise allow them per device with 'home device policy --markets')",
         };
-        foreach (var o in new Option[] { home, listen, console, consoleCert, consoleKey, postgres, allowPrivate }) command.Options.Add(o);
+        foreach (var o in new Option[] { home, listen, console, consoleCert, consoleKey, postgres, postgresFile, allowPrivate }) command.Options.Add(o);
         command.Validators.Add(result =>
         {
             if ((result.GetValue(consoleCert) is null) != (result.GetValue(consoleKey) is null)) result.AddError("--console-cert and --console-key go together");
         });
         command.SetAction((parse, ct) => HomeServe.RunAsync(new HomeServe.Arguments(parse.GetValue(home)!, parse.GetValue(listen), parse.GetValue(console),
-            parse.GetValue(consoleCert), parse.GetValue(consoleKey), parse.GetValue(postgres), parse.GetValue(allowPrivate)), ct));
+            parse.GetValue(consoleCert), parse.GetValue(consoleKey), PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)), parse.GetValue(allowPrivate)), ct));
         return command;
+    }
+
+    /// <summary>The purse's PostgreSQL connection string: from a file, the environment, or (with a warning) the command line.</summary>
+    private static string? PurseConnectionString(string? onCommandLine, FileInfo? file)
+    {
+        if (file is not null) return File.ReadAllText(file.FullName).Trim();
+        if (onCommandLine is not null)
+        {
+            Console.Error.WriteLine("daiko: warning: --purse-postgres on the command line is visible to other users of this machine (ps, /proc); use --purse-postgres-file FILE or DAIKO_PURSE_POSTGRES");
+            return onCommandLine;
+        }
+        return Environment.GetEnvironmentVariable("DAIKO_PURSE_POSTGRES") is { Length: > 0 } fromEnvironment ? fromEnvironment : null;
     }
 
     private static Command Add()

@@ -14,12 +14,23 @@ namespace Daiko.Home.Control;
 /// <summary>
 /// Accepts terminals: TLS 1.3 with the home server's identity, control protocol version by ALPN
 /// (<see cref="ControlProtocol.Alpn"/>), then device authentication by the certificate the home
-/// server issued. An unknown or revoked device, or a terminal without this protocol version, gets one
-/// error frame with id 0 and the connection ends. Every connection is owned: disposal waits for them.
+/// server issued. A client certificate is checked during the handshake against exactly the home
+/// identity (no downloads, no revocation fetch: nothing a stranger's certificate names is ever
+/// fetched), and one this home server did not issue fails the handshake. An unknown or revoked device,
+/// or a terminal without this protocol version, gets one error frame with id 0 and the connection ends.
+/// A peer without a device certificate may only enroll, in small frames, within 10 s of idleness;
+/// strangers and devices are admitted apart (<see cref="PeerAdmission"/>). Every connection is owned:
+/// disposal waits for them.
 /// </summary>
 public sealed class ControlListener : IAsyncDisposable
 {
     private static readonly SslApplicationProtocol ControlAlpn = new(ControlProtocol.Alpn);
+
+    /// <summary>How long a TLS handshake, and then a certificate-less peer's silence, may last.</summary>
+    public static readonly TimeSpan StrangerTimeout = TimeSpan.FromSeconds(10);
+
+    private static readonly ControlGate EnrollOnly = new(type => type == Daiko.Protocol.Messages.EnrollRequest.WireType, ErrorCode.Unauthenticated,
+        "this connection presented no device certificate: it may only enroll");
 
     private readonly TcpListener _listener;
     private readonly HomeIdentity _identity;
@@ -31,8 +42,9 @@ public sealed class ControlListener : IAsyncDisposable
     private readonly TaskSet _serving = new();
     private Task _acceptLoop = Task.CompletedTask;
 
-    public ControlListener(IPEndPoint endpoint, HomeIdentity identity, DeviceRegistry devices, ConnectionRegistry connections, RequestDispatcher dispatcher, ILogger logger)
+    public ControlListener(IPEndPoint endpoint, HomeIdentity identity, DeviceRegistry devices, ConnectionRegistry connections, RequestDispatcher dispatcher, ILogger logger, PeerLimits? limits = null)
     {
+        Admission = new PeerAdmission(limits ?? new PeerLimits());
         _listener = new TcpListener(endpoint);
         _identity = identity;
         _devices = devices;
@@ -42,6 +54,8 @@ public sealed class ControlListener : IAsyncDisposable
     }
 
     public IPEndPoint LocalEndPoint => (IPEndPoint)_listener.LocalEndpoint;
+
+    public PeerAdmission Admission { get; }
 
     public void Start()
     {
@@ -86,20 +100,38 @@ public sealed class ControlListener : IAsyncDisposable
 
     private async Task ServeAsync(TcpClient client)
     {
+        var slot = Admission.AdmitStranger(((IPEndPoint)client.Client.RemoteEndPoint!).Address);
+        try
+        {
+            await ServeAdmittedAsync(client, slot);
+        }
+        finally
+        {
+            Admission.Release(slot);
+        }
+    }
+
+    private async Task ServeAdmittedAsync(TcpClient client, PeerAdmission.Slot slot)
+    {
         client.NoDelay = true;
+        slot.OnClose(client.Dispose);
         var ssl = new SslStream(client.GetStream(), leaveInnerStreamOpen: false);
         try
         {
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-            handshake.CancelAfter(TimeSpan.FromSeconds(15));
+            handshake.CancelAfter(StrangerTimeout);
             await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
             {
                 ServerCertificate = _identity.Certificate,
                 EnabledSslProtocols = SslProtocols.Tls13,
                 ApplicationProtocols = [ControlAlpn],
                 ClientCertificateRequired = true,
-                // Device certificates are checked below, against the device store, not a chain.
-                RemoteCertificateValidationCallback = (_, _, _, _) => true,
+                CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                // Only the home identity is trusted, and nothing is downloaded: a stranger's certificate
+                // (whatever AIA or CRL URL it names) fails here, in the handshake. No certificate at all
+                // is let through: such a peer may only enroll.
+                CertificateChainPolicy = _identity.DeviceChainPolicy(),
+                RemoteCertificateValidationCallback = (_, _, _, errors) => errors is SslPolicyErrors.None or SslPolicyErrors.RemoteCertificateNotAvailable,
             }, handshake.Token);
         }
         catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException or System.ComponentModel.Win32Exception or ObjectDisposedException)
@@ -129,12 +161,19 @@ public sealed class ControlListener : IAsyncDisposable
                 return;
             }
             deviceId = device.Id;
+            Admission.Promote(slot, deviceId);
         }
-        var connection = new ControlConnection(ssl, (request, c) => _dispatcher.DispatchAsync(request, c, deviceId),
+        var peer = slot.Address;
+        var connection = new ControlConnection(ssl, (request, c) => _dispatcher.DispatchAsync(request, c, deviceId, peer),
             e => _logger.HandlerFailed("control", e))
         {
-            OnRefusal = (request, code, message) => _logger.RequestRefused(deviceId ?? "(not enrolled)", request?.Type ?? "(undecodable)", code.ToWire(), message),
+            OnRefusal = (request, code, message) => _logger.RequestRefused(deviceId ?? $"(not enrolled, {peer})", request?.Type ?? "(undecodable)", code.ToWire(), message),
+            RefusesUnopenedRelays = true,
+            Gate = deviceId is null ? EnrollOnly : null,
+            MaxFrameBytes = deviceId is null ? ControlProtocol.MaxUnauthenticatedFrameBytes : ControlProtocol.MaxFrameBytes,
+            IdleTimeout = deviceId is null ? StrangerTimeout : null,
         };
+        slot.OnClose(() => connection.Close(deviceId is null ? "too many connections without a device certificate" : "too many connections of this device"));
         _connections.Add(connection, deviceId);
         connection.Start();
         try

@@ -30,9 +30,9 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
     /// <summary>The open channels: told to drop their terminals' ticket stock when the home card is locked.</summary>
     public ConnectionRegistry? Connections { get; init; }
 
-    public async Task DispatchAsync(ControlRequest request, ControlConnection connection, string? deviceId)
+    public async Task DispatchAsync(ControlRequest request, ControlConnection connection, string? deviceId, System.Net.IPAddress? peer = null)
     {
-        var result = await AnswerAsync(request.Message, connection, deviceId);
+        var result = await AnswerAsync(request.Message, connection, deviceId, peer);
         if (result.Reply is LockedReply && Connections is { } open)
         {
             // Stocked tickets were handed out under the unlocked card: every agent drops them now, before the lock is answered.
@@ -42,15 +42,16 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
         result.AfterReply?.Invoke();
     }
 
-    private async Task<HandlerResult> AnswerAsync(ControlMessage message, ControlConnection connection, string? deviceId)
+    private async Task<HandlerResult> AnswerAsync(ControlMessage message, ControlConnection connection, string? deviceId, System.Net.IPAddress? peer)
     {
         if (message is EnrollRequest enroll)
         {
             return deviceId is not null
                 ? HandlerResult.Error(ErrorCode.AlreadyEnrolled, "this device is already enrolled")
-                : await handlers.Enrollment.EnrollAsync(enroll, connection.Closed);
+                : await handlers.Enrollment.EnrollAsync(enroll, peer ?? System.Net.IPAddress.None, connection.Closed);
         }
-        if (deviceId is null) return HandlerResult.Error(ErrorCode.UnknownDevice, "present a device certificate: enroll this terminal first");
+        // The listener's gate already closed such a connection; this stays as the second line.
+        if (deviceId is null) return HandlerResult.Error(ErrorCode.Unauthenticated, "present a device certificate: enroll this terminal first");
         await handlers.Policies.NoteUseAsync(deviceId, connection.Closed);
         switch (message)
         {

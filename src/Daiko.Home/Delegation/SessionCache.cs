@@ -14,15 +14,31 @@ public sealed class SessionCache<TEntry>
     private readonly Dictionary<MarketKey, List<Slot>> _entries = new();
     private readonly TimeProvider _time;
     private readonly Action<TEntry>? _onDiscard;
+    private readonly Func<TEntry, int>? _sizeOf;
+    private readonly long _maxBytes;
+    private long _bytes;
+    private long _added;
 
     /// <param name="onDiscard">Called for every entry that leaves the cache unused (expiry, purge), so its secret can be wiped.</param>
-    public SessionCache(TimeProvider? time = null, Action<TEntry>? onDiscard = null)
+    /// <param name="sizeOf">The bytes an entry holds; with it the whole cache is kept under <paramref name="maxBytes"/>, the oldest entries going first.</param>
+    public SessionCache(TimeProvider? time = null, Action<TEntry>? onDiscard = null, Func<TEntry, int>? sizeOf = null, long maxBytes = DefaultMaxBytes)
     {
         _time = time ?? TimeProvider.System;
         _onDiscard = onDiscard;
+        _sizeOf = sizeOf;
+        _maxBytes = maxBytes;
     }
 
-    private sealed record Slot(TEntry Entry, DateTimeOffset ExpiresAt, bool SingleUse);
+    private sealed record Slot(TEntry Entry, DateTimeOffset ExpiresAt, bool SingleUse, long Order, int Size);
+
+    /// <summary>The whole cache's bytes, all devices and markets together (with a size function).</summary>
+    public const long DefaultMaxBytes = 16L << 20;
+
+    /// <summary>Bytes held now (0 without a size function).</summary>
+    public long Bytes
+    {
+        get { lock (_gate) return _bytes; }
+    }
 
     /// <summary>Entries kept per (device, market): a market that floods tickets cannot grow the home server.</summary>
     public const int MaxEntriesPerKey = 16;
@@ -34,11 +50,14 @@ public sealed class SessionCache<TEntry>
         lock (_gate)
         {
             if (!_entries.TryGetValue(key, out var slots)) _entries[key] = slots = new List<Slot>();
-            slots.Add(new Slot(entry, expiresAt, singleUse));
-            while (slots.Count > MaxEntriesPerKey)
+            var size = _sizeOf?.Invoke(entry) ?? 0;
+            slots.Add(new Slot(entry, expiresAt, singleUse, _added++, size));
+            _bytes += size;
+            while (slots.Count > MaxEntriesPerKey) discarded.Add(RemoveAt(slots, 0));
+            while (_bytes > _maxBytes && Oldest() is { } oldest)
             {
-                discarded.Add(slots[0].Entry);
-                slots.RemoveAt(0);
+                discarded.Add(RemoveAt(oldest, 0));
+                if (oldest.Count == 0) _entries.Remove(_entries.First(p => p.Value == oldest).Key);
             }
         }
         Discard(discarded);
@@ -62,13 +81,12 @@ public sealed class SessionCache<TEntry>
                     var slot = slots[i];
                     if (slot.ExpiresAt <= now)
                     {
-                        discarded.Add(slot.Entry);
-                        slots.RemoveAt(i--);
+                        discarded.Add(RemoveAt(slots, i--));
                         continue;
                     }
                     if (fits is not null && !fits(slot.Entry)) continue;
                     found = slot.Entry;
-                    if (slot.SingleUse) slots.RemoveAt(i);
+                    if (slot.SingleUse) RemoveAt(slots, i);
                     break;
                 }
                 if (slots.Count == 0) _entries.Remove(key);
@@ -109,12 +127,24 @@ public sealed class SessionCache<TEntry>
             foreach (var key in _entries.Keys.Where(k => k.DeviceId == deviceId).ToList())
             {
                 discarded.AddRange(_entries[key].Select(s => s.Entry));
+                _bytes -= _entries[key].Sum(s => (long)s.Size);
                 _entries.Remove(key);
             }
         }
         Discard(discarded);
         return discarded.Count;
     }
+
+    private TEntry RemoveAt(List<Slot> slots, int index)
+    {
+        var slot = slots[index];
+        slots.RemoveAt(index);
+        _bytes -= slot.Size;
+        return slot.Entry;
+    }
+
+    /// <summary>The list whose first entry is the oldest in the cache.</summary>
+    private List<Slot>? Oldest() => _entries.Values.Where(l => l.Count > 0).MinBy(l => l[0].Order);
 
     private void Discard(List<TEntry> entries)
     {

@@ -17,65 +17,65 @@ public enum EnrollmentOutcome
     UsedCode,
     TooManyAttempts,
     BadProof,
+    /// <summary>A code with this public id exists, but the secret is wrong (counts against the code).</summary>
+    WrongSecret,
 }
 
 /// <summary>
 /// The device registry of F2 (claims 8-9): device id → public key, enrollment by one-time code,
-/// revocation. Codes are stored only as salted hashes, expire, are single use, and every failed
-/// attempt counts against a global limit per minute. Kept in the home store's device, enrollment-code
-/// and audit repositories (SQLite or PostgreSQL).
+/// revocation. Codes are stored only as salted hashes under a public id, expire and are single use; a
+/// code is found by its public id (one hash per attempt). Failed attempts are limited per source
+/// address and per code by <see cref="EnrollmentLimiter"/>. Kept in the home store's device,
+/// enrollment-code and audit repositories (SQLite or PostgreSQL).
 /// </summary>
 public sealed class DeviceRegistry(IHomeStore store, TimeProvider? time = null)
 {
     public static readonly TimeSpan CodeLifetime = TimeSpan.FromMinutes(10);
-    public const int MaxFailedAttemptsPerMinute = 10;
 
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
-    /// <summary>Creates a one-time enrollment code for a new device named <paramref name="name"/>.</summary>
+    /// <summary>
+    /// Creates a one-time enrollment code for a new device named <paramref name="name"/>: returns the
+    /// public id and secret (what the terminal sends; <see cref="Daiko.Protocol.EnrollmentCode.Compose"/> adds the pin part).
+    /// </summary>
     public async Task<(string Code, DateTimeOffset ExpiresAt)> AddEnrollmentCodeAsync(string name, CancellationToken cancellationToken = default)
     {
         if (string.IsNullOrWhiteSpace(name) || name.Length > 64) throw new ArgumentException("a device name must be 1 to 64 characters", nameof(name));
         if (await FindAsync(name, cancellationToken) is { Revoked: false }) throw new InvalidOperationException($"a device named '{name}' is already enrolled");
-        // 12 characters of Crockford base32: 60 bits of secret.
-        const string alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-        var chars = new char[12];
-        for (var i = 0; i < chars.Length; i++) chars[i] = alphabet[RandomNumberGenerator.GetInt32(alphabet.Length)];
-        var code = new string(chars);
+        var (publicId, secret) = Daiko.Protocol.EnrollmentCode.NewIdAndSecret();
+        while ((await store.EnrollmentCodes.ListByPublicIdAsync(publicId, cancellationToken)).Count > 0)
+            (publicId, secret) = Daiko.Protocol.EnrollmentCode.NewIdAndSecret();
         var salt = RandomNumberGenerator.GetBytes(16);
         var expires = _time.GetUtcNow() + CodeLifetime;
-        await store.EnrollmentCodes.PutAsync(new EnrollmentCodeRecord(name, HashCode(code, salt), salt, expires, Used: false), cancellationToken);
-        return (code, expires);
+        await store.EnrollmentCodes.PutAsync(new EnrollmentCodeRecord(name, HashCode(secret, salt), salt, expires, Used: false, publicId), cancellationToken);
+        return (publicId + secret, expires);
     }
 
     private static byte[] HashCode(string code, byte[] salt) =>
         Rfc2898DeriveBytes.Pbkdf2(Encoding.ASCII.GetBytes(Daiko.Protocol.EnrollmentCode.Normalize(code)), salt, 100_000, HashAlgorithmName.SHA256, 32);
 
     /// <summary>
-    /// Redeems a code: returns the device name it was issued for, or why not. A successful
-    /// redemption consumes the code (exactly one of two racing redemptions wins); failures are rate-limited.
+    /// Redeems a code (public id and secret, or an old code's secret alone): returns the device name it
+    /// was issued for, or why not. A successful redemption consumes the code (exactly one of two racing
+    /// redemptions wins). The code is found by its public id, so one attempt costs one hash; codes from
+    /// before the public id are compared one by one. Failures are limited by the caller
+    /// (<see cref="EnrollmentLimiter"/>).
     /// </summary>
     public async Task<(EnrollmentOutcome Outcome, string? Name)> RedeemCodeAsync(string code, CancellationToken cancellationToken = default)
     {
+        if (Daiko.Protocol.EnrollmentCode.Parse(code) is not { } parsed) return (EnrollmentOutcome.UnknownCode, null);
         var now = _time.GetUtcNow();
-        if (await store.EnrollmentCodes.FailuresSinceAsync(now.AddMinutes(-1), cancellationToken) >= MaxFailedAttemptsPerMinute)
-            return (EnrollmentOutcome.TooManyAttempts, null);
-        foreach (var row in await store.EnrollmentCodes.ListAsync(cancellationToken))
+        var rows = await store.EnrollmentCodes.ListByPublicIdAsync(parsed.PublicId, cancellationToken);
+        foreach (var row in rows)
         {
-            if (!CryptographicOperations.FixedTimeEquals(HashCode(code, row.Salt), row.CodeHash)) continue;
-            if (row.Used) return await FailAsync(EnrollmentOutcome.UsedCode);
-            if (row.ExpiresAt <= now) return await FailAsync(EnrollmentOutcome.ExpiredCode);
+            if (!CryptographicOperations.FixedTimeEquals(HashCode(parsed.Secret, row.Salt), row.CodeHash)) continue;
+            if (row.Used) return (EnrollmentOutcome.UsedCode, null);
+            if (row.ExpiresAt <= now) return (EnrollmentOutcome.ExpiredCode, null);
             return await store.EnrollmentCodes.ConsumeAsync(row.Name, row.CodeHash, cancellationToken)
                 ? (EnrollmentOutcome.Enrolled, row.Name)
-                : await FailAsync(EnrollmentOutcome.UsedCode);
+                : (EnrollmentOutcome.UsedCode, null);
         }
-        return await FailAsync(EnrollmentOutcome.UnknownCode);
-
-        async Task<(EnrollmentOutcome, string?)> FailAsync(EnrollmentOutcome outcome)
-        {
-            await store.EnrollmentCodes.RecordFailureAsync(now, cancellationToken);
-            return (outcome, null);
-        }
+        return (parsed.PublicId is not null && rows.Count > 0 ? EnrollmentOutcome.WrongSecret : EnrollmentOutcome.UnknownCode, null);
     }
 
     public async Task<Device> RegisterAsync(string name, byte[] publicKeyInfo, CancellationToken cancellationToken = default)

@@ -8,11 +8,29 @@ using Microsoft.Extensions.Logging;
 
 namespace Daiko.Home.Handlers;
 
-/// <summary>enroll: a one-time code and a device key become a device certificate.</summary>
-public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity identity, ILogger logger)
+/// <summary>
+/// enroll: a one-time code and a device key become a device certificate. Failed attempts are limited
+/// per source address and per code (<see cref="EnrollmentLimiter"/>); an address or code that must wait
+/// is refused without its code being looked at.
+/// </summary>
+public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity identity, ILogger logger, EnrollmentLimiter? limiter = null)
 {
-    public async Task<HandlerResult> EnrollAsync(EnrollRequest request, CancellationToken cancellationToken)
+    private readonly EnrollmentLimiter _limiter = limiter ?? new EnrollmentLimiter();
+
+    public async Task<HandlerResult> EnrollAsync(EnrollRequest request, System.Net.IPAddress peer, CancellationToken cancellationToken)
     {
+        var addressKey = EnrollmentLimiter.AddressKey(peer);
+        if (_limiter.WaitFor(addressKey) is { } addressWait)
+        {
+            await devices.AuditAsync(null, "enroll", null, null, $"refused: too many failures from {peer}");
+            return HandlerResult.Error(ErrorCode.EnrollmentRefused, $"too many wrong enrollment codes from this address; try again in {Seconds(addressWait)} s");
+        }
+        var publicId = EnrollmentCode.Parse(request.Secret)?.PublicId;
+        if (publicId is not null && _limiter.WaitFor(EnrollmentLimiter.CodeKey(publicId)) is { } codeWait)
+        {
+            await devices.AuditAsync(null, "enroll", null, null, $"refused: too many failures for code {publicId}");
+            return HandlerResult.Error(ErrorCode.EnrollmentRefused, $"too many wrong tries of this enrollment code; try again in {Seconds(codeWait)} s");
+        }
         try
         {
             using var probe = ECDsa.Create();
@@ -26,7 +44,9 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
         var (outcome, name) = await devices.RedeemCodeAsync(request.Secret, cancellationToken);
         if (outcome != EnrollmentOutcome.Enrolled)
         {
-            await devices.AuditAsync(null, "enroll", null, null, $"refused: {outcome}");
+            _limiter.Failed(addressKey);
+            if (outcome == EnrollmentOutcome.WrongSecret) _limiter.Failed(EnrollmentLimiter.CodeKey(publicId!));
+            await devices.AuditAsync(null, "enroll", null, null, $"refused: {outcome} from {peer}");
             return HandlerResult.Error(ErrorCode.EnrollmentRefused, outcome switch
             {
                 EnrollmentOutcome.ExpiredCode => "the enrollment code has expired; ask for a new one with 'daiko home device add'",
@@ -41,4 +61,6 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
         logger.DeviceEnrolled(device.Name, device.Id);
         return new EnrolledReply(device.Id, device.Name, certificate.RawData, identity.Certificate.RawData);
     }
+
+    private static int Seconds(TimeSpan wait) => (int)Math.Ceiling(wait.TotalSeconds);
 }

@@ -19,6 +19,23 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
         return result;
     }
 
+    /// <summary>The log entries after sequence <paramref name="after"/>, as many as fit in one page.</summary>
+    private static WalletHistoryReply HistoryPage(Money.PurseLedger ledger, long after)
+    {
+        var entries = new List<string>();
+        var bytes = 0;
+        long last = after;
+        foreach (var e in ledger.History().Where(e => e.Sequence > after))
+        {
+            var line = JsonSerializer.Serialize(new { seq = e.Sequence, at = e.At, kind = e.Kind, reference = e.Reference, amount = e.Amount, currency = e.Currency, balance = e.BalanceAfter });
+            if (entries.Count > 0 && bytes + line.Length > ControlProtocol.PageBytes) return new WalletHistoryReply(entries, ledger.VerifyLog(), More: true, Last: last);
+            entries.Add(line);
+            bytes += line.Length + 8;
+            last = e.Sequence;
+        }
+        return new WalletHistoryReply(entries, ledger.VerifyLog());
+    }
+
     private async Task<HandlerResult> AnswerAsync(ControlMessage request, RequestContext context)
     {
         var ledger = wallet.Ledger;
@@ -28,11 +45,8 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
             {
                 case WalletBalanceRequest:
                     return new WalletBalanceReply(gate.Card.CardId, ledger.Currencies().Select(c => new CurrencyAmount(c, ledger.Balance(c))).ToList());
-                case WalletHistoryRequest:
-                    return new WalletHistoryReply(ledger.History().Select(e => JsonSerializer.Serialize(new
-                    {
-                        seq = e.Sequence, at = e.At, kind = e.Kind, reference = e.Reference, amount = e.Amount, currency = e.Currency, balance = e.BalanceAfter,
-                    })).ToList(), ledger.VerifyLog());
+                case WalletHistoryRequest history:
+                    return HistoryPage(ledger, history.After);
             }
             if (gate.RefusalUnlessReady() is { } refusal) return refusal;
             switch (request)

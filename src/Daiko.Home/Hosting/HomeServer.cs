@@ -92,7 +92,7 @@ public sealed class HomeServer : IAsyncDisposable
                 ? throw new DelegationException(DelegationFailure.CardNotReady, "the home card has no certificate yet: run 'daiko home cert import'")
                 : new ClientCredential(card.CertificateChain, card.TlsSigner),
             validator,
-            new SessionCache<SessionTicket>(options.Time, t => t.Wipe()),
+            new SessionCache<SessionTicket>(options.Time, t => t.Wipe(), t => t.Identity.Length + t.Psk.Length + t.Nonce.Length + 256),
             new MarketProfiles(Store.MarketProfiles),
             options.Time,
             logger: logger);

@@ -31,4 +31,4 @@ public enum PimChangeOutcome
 public sealed record PimChangeResult(string Id, PimChangeOutcome Outcome, PimItem? Current, string? Reason);
 
 /// <summary>The answer to a sync: results of the terminal's changes and everything newer than its revision.</summary>
-public sealed record PimSyncResult(IReadOnlyList<PimChangeResult> Results, IReadOnlyList<PimItem> Changes, long Revision);
+public sealed record PimSyncResult(IReadOnlyList<PimChangeResult> Results, IReadOnlyList<PimItem> Changes, long Revision, bool More = false);

@@ -16,12 +16,16 @@ public sealed class PimStore(IHomeStore store, TimeProvider? time = null)
 
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
-    /// <summary>Applies the terminal's changes atomically and returns what it has not seen yet.</summary>
-    public async Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Applies the terminal's changes atomically and returns what it has not seen yet, one page at a
+    /// time: when the newer items exceed <paramref name="pageBytes"/> the result holds the first of them
+    /// (at least one), its revision is the last one returned and <see cref="PimSyncResult.More"/> is set.
+    /// </summary>
+    public async Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, int pageBytes = int.MaxValue, CancellationToken cancellationToken = default)
     {
         var rejections = changes.Select(Validate).ToList();
         var valid = changes.Where((_, i) => rejections[i] is null).ToList();
-        var synced = await store.Pim.SyncAsync(sinceRevision, valid, _time.GetUtcNow(), cancellationToken);
+        var synced = await store.Pim.SyncAsync(sinceRevision, valid, _time.GetUtcNow(), pageBytes, cancellationToken);
         // The results in the order of the terminal's changes: rejected ones never reached the store.
         var applied = synced.Results.GetEnumerator();
         var results = new List<PimChangeResult>(changes.Count);

@@ -60,14 +60,27 @@ public sealed class HomeIdentity : IDisposable
         return request.Create(Certificate.SubjectName, X509SignatureGenerator.CreateForECDsa(key), now.AddMinutes(-5), now.AddYears(5), RandomNumberGenerator.GetBytes(12));
     }
 
+    /// <summary>
+    /// The chain policy for device certificates: exactly this home identity as the root, no
+    /// certificate downloads, no revocation fetch — checking a presented certificate never touches the network.
+    /// </summary>
+    public X509ChainPolicy DeviceChainPolicy()
+    {
+        var policy = new X509ChainPolicy
+        {
+            TrustMode = X509ChainTrustMode.CustomRootTrust,
+            RevocationMode = X509RevocationMode.NoCheck,
+            DisableCertificateDownloads = true,
+            VerificationFlags = X509VerificationFlags.IgnoreWrongUsage,
+        };
+        policy.CustomTrustStore.Add(Certificate);
+        return policy;
+    }
+
     /// <summary>Whether <paramref name="certificate"/> was issued by this home server.</summary>
     public bool Issued(X509Certificate2 certificate)
     {
-        using var chain = new X509Chain();
-        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.Add(Certificate);
-        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        chain.ChainPolicy.VerificationFlags = X509VerificationFlags.IgnoreWrongUsage;
+        using var chain = new X509Chain { ChainPolicy = DeviceChainPolicy() };
         return chain.Build(certificate);
     }
 

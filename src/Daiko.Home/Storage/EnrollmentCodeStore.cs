@@ -1,11 +1,15 @@
+using System.Data.Common;
 using static Daiko.Home.Storage.StoreCommands;
 
 namespace Daiko.Home.Storage;
 
-/// <summary>A one-time enrollment code as stored: only its salted hash, for one device name.</summary>
-public sealed record EnrollmentCodeRecord(string Name, byte[] CodeHash, byte[] Salt, DateTimeOffset ExpiresAt, bool Used);
+/// <summary>
+/// A one-time enrollment code as stored: only its secret's salted hash, for one device name, under its
+/// public id (null for codes made before codes had one).
+/// </summary>
+public sealed record EnrollmentCodeRecord(string Name, byte[] CodeHash, byte[] Salt, DateTimeOffset ExpiresAt, bool Used, string? PublicId = null);
 
-/// <summary>Enrollment codes (one per pending device name) and the failed redemptions that rate-limit them.</summary>
+/// <summary>Enrollment codes, one per pending device name.</summary>
 public interface IEnrollmentCodeStore
 {
     /// <summary>Stores a fresh code for its name, replacing (and so invalidating) any earlier one.</summary>
@@ -14,15 +18,16 @@ public interface IEnrollmentCodeStore
     Task<IReadOnlyList<EnrollmentCodeRecord>> ListAsync(CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// The codes stored under <paramref name="publicId"/> (used or not, expired or not), or with
+    /// <c>null</c> the codes that have no public id; ordered by name.
+    /// </summary>
+    Task<IReadOnlyList<EnrollmentCodeRecord>> ListByPublicIdAsync(string? publicId, CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// Marks the code unused until now as used; true for exactly one caller however many try at once,
     /// and false when the name's code was replaced meanwhile (<paramref name="codeHash"/> differs).
     /// </summary>
     Task<bool> ConsumeAsync(string name, byte[] codeHash, CancellationToken cancellationToken = default);
-
-    Task RecordFailureAsync(DateTimeOffset at, CancellationToken cancellationToken = default);
-
-    /// <summary>Failed redemptions strictly after <paramref name="since"/>.</summary>
-    Task<long> FailuresSinceAsync(DateTimeOffset since, CancellationToken cancellationToken = default);
 }
 
 public sealed class SqlEnrollmentCodeStore(IHomeStore store) : IEnrollmentCodeStore
@@ -33,40 +38,46 @@ public sealed class SqlEnrollmentCodeStore(IHomeStore store) : IEnrollmentCodeSt
         CREATE TABLE IF NOT EXISTS enrollment_failures (at TEXT NOT NULL);
         """);
 
+    /// <summary>Codes get a public id, so a redemption hashes one stored code rather than all of them.</summary>
+    internal static readonly Migration PublicIdMigration = new("enrollment_codes/2", """
+        ALTER TABLE enrollment_codes ADD COLUMN public_id TEXT;
+        CREATE INDEX IF NOT EXISTS enrollment_codes_public_id ON enrollment_codes(public_id);
+        """, After: Migration);
+
+    private const string Columns = "name, code_hash, salt, expires_at, used, public_id";
+
     public async Task PutAsync(EnrollmentCodeRecord code, CancellationToken cancellationToken = default)
     {
-        await using var connection = await store.OpenAsync(Migration, cancellationToken);
+        await using var connection = await store.OpenAsync(PublicIdMigration, cancellationToken);
         await ExecuteAsync(connection, null, """
-            INSERT INTO enrollment_codes(name, code_hash, salt, expires_at, used) VALUES(@n, @h, @s, @e, @u)
-            ON CONFLICT(name) DO UPDATE SET code_hash = @h, salt = @s, expires_at = @e, used = @u
-            """, cancellationToken, ("@n", code.Name), ("@h", code.CodeHash), ("@s", code.Salt), ("@e", Text(code.ExpiresAt)), ("@u", code.Used ? 1 : 0));
+            INSERT INTO enrollment_codes(name, code_hash, salt, expires_at, used, public_id) VALUES(@n, @h, @s, @e, @u, @i)
+            ON CONFLICT(name) DO UPDATE SET code_hash = @h, salt = @s, expires_at = @e, used = @u, public_id = @i
+            """, cancellationToken, ("@n", code.Name), ("@h", code.CodeHash), ("@s", code.Salt), ("@e", Text(code.ExpiresAt)), ("@u", code.Used ? 1 : 0),
+            ("@i", code.PublicId));
     }
 
     public async Task<IReadOnlyList<EnrollmentCodeRecord>> ListAsync(CancellationToken cancellationToken = default)
     {
-        await using var connection = await store.OpenAsync(Migration, cancellationToken);
-        return await ReadAllAsync(connection, null, "SELECT name, code_hash, salt, expires_at, used FROM enrollment_codes ORDER BY name",
-            r => new EnrollmentCodeRecord(r.GetString(0), (byte[])r.GetValue(1), (byte[])r.GetValue(2), r.Time(3), r.Long(4) != 0), cancellationToken);
+        await using var connection = await store.OpenAsync(PublicIdMigration, cancellationToken);
+        return await ReadAllAsync(connection, null, $"SELECT {Columns} FROM enrollment_codes ORDER BY name", Read, cancellationToken);
     }
+
+    public async Task<IReadOnlyList<EnrollmentCodeRecord>> ListByPublicIdAsync(string? publicId, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await store.OpenAsync(PublicIdMigration, cancellationToken);
+        return publicId is null
+            ? await ReadAllAsync(connection, null, $"SELECT {Columns} FROM enrollment_codes WHERE public_id IS NULL ORDER BY name", Read, cancellationToken)
+            : await ReadAllAsync(connection, null, $"SELECT {Columns} FROM enrollment_codes WHERE public_id = @i ORDER BY name", Read, cancellationToken, ("@i", publicId));
+    }
+
+    private static EnrollmentCodeRecord Read(DbDataReader r) =>
+        new(r.GetString(0), (byte[])r.GetValue(1), (byte[])r.GetValue(2), r.Time(3), r.Long(4) != 0, r.NullableString(5));
 
     public async Task<bool> ConsumeAsync(string name, byte[] codeHash, CancellationToken cancellationToken = default)
     {
-        await using var connection = await store.OpenAsync(Migration, cancellationToken);
+        await using var connection = await store.OpenAsync(PublicIdMigration, cancellationToken);
         // One conditional UPDATE: the database, not the caller, decides who consumed the code.
         return await ExecuteAsync(connection, null, "UPDATE enrollment_codes SET used = 1 WHERE name = @n AND code_hash = @h AND used = 0", cancellationToken,
             ("@n", name), ("@h", codeHash)) == 1;
-    }
-
-    public async Task RecordFailureAsync(DateTimeOffset at, CancellationToken cancellationToken = default)
-    {
-        await using var connection = await store.OpenAsync(Migration, cancellationToken);
-        await ExecuteAsync(connection, null, "INSERT INTO enrollment_failures(at) VALUES(@a)", cancellationToken, ("@a", Text(at)));
-    }
-
-    public async Task<long> FailuresSinceAsync(DateTimeOffset since, CancellationToken cancellationToken = default)
-    {
-        await using var connection = await store.OpenAsync(Migration, cancellationToken);
-        return Convert.ToInt64(await ScalarAsync(connection, null, "SELECT COUNT(*) FROM enrollment_failures WHERE at > @since", cancellationToken, ("@since", Text(since))),
-            System.Globalization.CultureInfo.InvariantCulture);
     }
 }

@@ -134,7 +134,7 @@ public abstract class HomeStore : IHomeStore
     /// <summary>Every repository's migration, in order: what <see cref="MigrateAsync"/> applies.</summary>
     public static IReadOnlyList<Migration> Migrations { get; } =
     [
-        SqlDeviceStore.Migration, SqlEnrollmentCodeStore.Migration, SqlAuditStore.Migration, SqlMarketProfileStore.Migration,
+        SqlDeviceStore.Migration, SqlEnrollmentCodeStore.Migration, SqlEnrollmentCodeStore.PublicIdMigration, SqlAuditStore.Migration, SqlMarketProfileStore.Migration,
         SqlPimStore.Migration, SqlMailOutboxStore.Migration, SqlApplianceStore.Migration,
     ];
 
@@ -166,6 +166,7 @@ public abstract class HomeStore : IHomeStore
 
     private async Task EnsureAppliedAsync(Migration migration, CancellationToken cancellationToken)
     {
+        if (migration.After is { } earlier) await EnsureAppliedAsync(earlier, cancellationToken);
         var task = _applied.GetOrAdd(migration.Id, _ => ApplyAsync(migration));
         try
         {

@@ -12,9 +12,11 @@ public interface IPimStore
     /// <summary>
     /// Applies <paramref name="changes"/> in one transaction (in order, one revision each) and returns
     /// their results and every item changed after <paramref name="sinceRevision"/> that the caller did
-    /// not just write itself.
+    /// not just write itself, one page at a time: when those items exceed <paramref name="pageBytes"/>
+    /// the result holds the first of them (at least one), its revision is the last one returned and
+    /// <see cref="PimSyncResult.More"/> is set.
     /// </summary>
-    Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, CancellationToken cancellationToken = default);
+    Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, int pageBytes = int.MaxValue, CancellationToken cancellationToken = default);
 
     /// <summary>Every live (not deleted) item of one kind, ordered by id.</summary>
     Task<IReadOnlyList<PimItem>> ListAsync(PimKind kind, CancellationToken cancellationToken = default);
@@ -30,7 +32,8 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
 
     private const string Columns = "SELECT id, kind, version, revision, deleted, body, modified_at FROM pim_items";
 
-    public async Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, CancellationToken cancellationToken = default)
+    public async Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, int pageBytes = int.MaxValue,
+        CancellationToken cancellationToken = default)
     {
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
         // Revisions are assigned read-modify-write: one writer at a time, across nodes too.
@@ -61,7 +64,16 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         }
         var newer = await ReadAllAsync(connection, transaction, Columns + " WHERE revision > @r ORDER BY revision", Item, cancellationToken, ("@r", sinceRevision));
         await transaction.CommitAsync(cancellationToken);
-        return new PimSyncResult(results, newer.Where(i => !written.Contains(i.Id)).ToList(), revision);
+        var page = new List<PimItem>();
+        var bytes = 0L;
+        foreach (var item in newer.Where(i => !written.Contains(i.Id)))
+        {
+            var size = System.Text.Encoding.UTF8.GetByteCount(item.Body) + item.Id.Length + 32;
+            if (page.Count > 0 && bytes + size > pageBytes) return new PimSyncResult(results, page, page[^1].Revision, More: true);
+            page.Add(item);
+            bytes += size;
+        }
+        return new PimSyncResult(results, page, revision);
     }
 
     public async Task<IReadOnlyList<PimItem>> ListAsync(PimKind kind, CancellationToken cancellationToken = default)

@@ -6,8 +6,9 @@ namespace Daiko.Home.Storage;
 /// <summary>
 /// One versioned schema step of a repository, written once for both databases: <c>{blob}</c> becomes
 /// BLOB or BYTEA, <c>{id}</c> an auto-numbered primary key, <c>{bigint}</c> INTEGER or BIGINT.
+/// A later step names the one it builds on (<paramref name="After"/>), which is applied first.
 /// </summary>
-public sealed record Migration(string Id, string Text)
+public sealed record Migration(string Id, string Text, Migration? After = null)
 {
     public string Sql(HomeDialect dialect) => dialect switch
     {

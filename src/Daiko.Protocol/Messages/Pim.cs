@@ -66,8 +66,12 @@ public sealed record PimSyncRequest(long Since, IReadOnlyList<PimEntryChange> Ch
         Kinds.TryGetValue(c.ReadTextString(), out var kind) ? kind : throw new FormatException("unknown PIM kind");
 }
 
-/// <summary><c>pim-synced</c>: the store's revision, the results of the terminal's changes, and newer items.</summary>
-public sealed record PimSyncedReply(long Revision, IReadOnlyList<PimEntryResult> Results, IReadOnlyList<PimEntry> Changes) : ControlReply
+/// <summary>
+/// <c>pim-synced</c>: the revision the terminal has now seen, the results of its changes, and newer
+/// items — one page of them: with <see cref="More"/> the terminal syncs again from <see cref="Revision"/>
+/// for the next page (a reply stays well under the frame limit whatever the store holds).
+/// </summary>
+public sealed record PimSyncedReply(long Revision, IReadOnlyList<PimEntryResult> Results, IReadOnlyList<PimEntry> Changes, bool More = false) : ControlReply
 {
     public const string WireType = "pim-synced";
 
@@ -98,6 +102,7 @@ public sealed record PimSyncedReply(long Revision, IReadOnlyList<PimEntryResult>
             c.WriteTextString(x.Body);
             c.WriteEndArray();
         });
+        if (More) w.Bool("more", true);
     }
 
     internal static PimSyncedReply Read(FieldReader r) => new(r.Int("revision", 0),
@@ -116,5 +121,6 @@ public sealed record PimSyncedReply(long Revision, IReadOnlyList<PimEntryResult>
             var entry = new PimEntry(FieldReader.ReadText(c, ControlProtocol.MaxNameLength), PimSyncRequest.ReadKind(c), c.ReadInt64(), c.ReadBoolean(), FieldReader.ReadText(c, ControlProtocol.MaxTextLength));
             c.ReadEndArray();
             return entry;
-        }));
+        }),
+        r.Has("more") && r.Bool("more"));
 }

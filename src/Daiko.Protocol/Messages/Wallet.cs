@@ -47,19 +47,26 @@ public sealed record WalletBalanceReply(string CardId, IReadOnlyList<CurrencyAmo
 }
 
 /// <summary><c>wallet-history</c> request.</summary>
-public sealed record WalletHistoryRequest : ControlMessage
+public sealed record WalletHistoryRequest(long After = 0) : ControlMessage
 {
     public const string WireType = "wallet-history";
 
     public override string Type => WireType;
 
-    internal override void Write(FieldWriter w) { }
+    internal override void Write(FieldWriter w)
+    {
+        if (After != 0) w.Int("after", After);
+    }
 
-    internal static WalletHistoryRequest Read(FieldReader r) => new();
+    internal static WalletHistoryRequest Read(FieldReader r) => new(r.IntOr("after", 0, 0));
 }
 
-/// <summary><c>wallet-history</c> reply: the purse log as JSON lines and whether its hash chain is intact.</summary>
-public sealed record WalletHistoryReply(IReadOnlyList<string> Entries, bool Intact) : ControlReply
+/// <summary>
+/// <c>wallet-history</c> reply: one page of the purse log as JSON lines (entries after the request's
+/// <c>after</c> sequence number), whether the log's hash chain is intact, and with <see cref="More"/>
+/// the sequence number to ask after for the next page.
+/// </summary>
+public sealed record WalletHistoryReply(IReadOnlyList<string> Entries, bool Intact, bool More = false, long Last = 0) : ControlReply
 {
     public const string WireType = "wallet-history";
 
@@ -69,9 +76,18 @@ public sealed record WalletHistoryReply(IReadOnlyList<string> Entries, bool Inta
     {
         w.TextList("entries", Entries.ToList());
         w.Bool("intact", Intact);
+        if (More)
+        {
+            w.Bool("more", true);
+            w.Int("last", Last);
+        }
     }
 
-    internal static WalletHistoryReply Read(FieldReader r) => new(r.TextList("entries", 100_000, 4096), r.Bool("intact"));
+    internal static WalletHistoryReply Read(FieldReader r)
+    {
+        var more = r.Has("more") && r.Bool("more");
+        return new(r.TextList("entries", 100_000, 4096), r.Bool("intact"), more, more ? r.Int("last", 0) : 0);
+    }
 }
 
 /// <summary>A wallet request or reply that carries one COSE_Sign1 money message in <see cref="FieldName"/>.</summary>
@@ -81,7 +97,29 @@ public abstract record MoneyCarrier(byte[] Cose) : ControlMessage
 
     internal override void Write(FieldWriter w) => w.Bytes(FieldName, Cose);
 
-    internal static byte[] ReadCose(FieldReader r, string field) => r.Bytes(field, ControlProtocol.MaxMoneyMessageBytes);
+    /// <summary>The field's bytes, checked to have the shape of a COSE_Sign1 message (its content and signature are the purse's to judge).</summary>
+    internal static byte[] ReadCose(FieldReader r, string field)
+    {
+        var bytes = r.Bytes(field, ControlProtocol.MaxMoneyMessageBytes);
+        try
+        {
+            var c = new System.Formats.Cbor.CborReader(bytes, System.Formats.Cbor.CborConformanceMode.Lax);
+            if (c.PeekState() == System.Formats.Cbor.CborReaderState.Tag && c.ReadTag() != (System.Formats.Cbor.CborTag)18) throw new FormatException("not the COSE_Sign1 tag");
+            if (c.ReadStartArray() != 4) throw new FormatException("not four elements");
+            c.ReadByteString();
+            if (c.PeekState() != System.Formats.Cbor.CborReaderState.StartMap) throw new FormatException("no unprotected header map");
+            c.SkipValue();
+            if (c.PeekState() == System.Formats.Cbor.CborReaderState.Null) c.ReadNull(); else c.ReadByteString();
+            c.ReadByteString();
+            c.ReadEndArray();
+            if (c.BytesRemaining != 0) throw new FormatException("trailing bytes");
+        }
+        catch (Exception e) when (e is System.Formats.Cbor.CborContentException or InvalidOperationException or FormatException or OverflowException)
+        {
+            throw new ProtocolException($"field '{field}' of '{r.Type}' is not a COSE_Sign1 message", field, e);
+        }
+        return bytes;
+    }
 }
 
 /// <summary><c>wallet-pay</c>: the market's signed payment request.</summary>

@@ -136,15 +136,19 @@ public static class ControlFrame
     /// <summary>
     /// Reads one frame and says how many bytes it took (prefix included); null at a clean end of
     /// stream. A frame that cannot be decoded throws <see cref="ProtocolException"/>, with the id
-    /// filled in when the message was readable enough to be answered.
+    /// filled in when the message was readable enough to be answered. A length prefix above
+    /// <paramref name="maxFrameBytes"/> is refused before anything of the body is read or buffered.
     /// </summary>
-    public static async ValueTask<(ControlEnvelope? Envelope, int Bytes)> ReadAsync(Stream stream, byte[] header, CancellationToken cancellationToken)
+    public static async ValueTask<(ControlEnvelope? Envelope, int Bytes)> ReadAsync(Stream stream, byte[] header, CancellationToken cancellationToken, int maxFrameBytes = ControlProtocol.MaxFrameBytes)
     {
         var read = await stream.ReadAtLeastAsync(header.AsMemory(0, 4), 4, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
         if (read == 0) return (null, 0);
         if (read < 4) throw new ProtocolException("the control channel closed in the middle of a frame");
         var length = BinaryPrimitives.ReadUInt32BigEndian(header);
-        if (length > ControlProtocol.MaxFrameBytes) throw new ProtocolException($"control frame of {length} bytes exceeds the 1 MiB limit");
+        if (length > Math.Min(maxFrameBytes, ControlProtocol.MaxFrameBytes))
+        {
+            throw new ProtocolException($"control frame of {length} bytes exceeds the limit of {Math.Min(maxFrameBytes, ControlProtocol.MaxFrameBytes)} bytes for this connection");
+        }
         var body = ArrayPool<byte>.Shared.Rent((int)length);
         try
         {

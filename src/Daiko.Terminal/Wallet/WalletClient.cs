@@ -27,8 +27,17 @@ public sealed class WalletClient(ControlConnection control, DelegationMode mode 
 
     public async Task<(IReadOnlyList<string> Entries, bool Intact)> HistoryAsync(CancellationToken ct)
     {
-        var reply = await control.RequestAsync<WalletHistoryReply>(new WalletHistoryRequest(), ct);
-        return (reply.Entries, reply.Intact);
+        // The log comes in pages; a page's "last" is where the next one starts.
+        var entries = new List<string>();
+        var after = 0L;
+        while (true)
+        {
+            var reply = await control.RequestAsync<WalletHistoryReply>(new WalletHistoryRequest(after), ct);
+            entries.AddRange(reply.Entries);
+            if (!reply.More) return (entries, reply.Intact);
+            if (reply.Last <= after) throw new ControlErrorException(ErrorCode.BadRequest, "the home server's history page did not move forward");
+            after = reply.Last;
+        }
     }
 
     /// <summary>How long a bank has to answer a refill request once asked (a server that is not a bank may never answer a POST).</summary>

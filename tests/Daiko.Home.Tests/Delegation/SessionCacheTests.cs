@@ -31,6 +31,25 @@ public sealed class SessionCacheTests
     }
 
     [Fact]
+    public void ManyDevicesAndMarkets_KeepTheWholeCacheUnderItsBytes_TheOldestGoingFirst_AndTakenEntriesGiveTheirBytesBack()
+    {
+        var discarded = new List<string>();
+        var cache = new SessionCache<string>(new ManualClock(), discarded.Add, sizeOf: s => 1000, maxBytes: 10_000);
+        for (var market = 0; market < 20; market++)
+        {
+            cache.Add(new MarketKey("phone", $"market-{market}.test", 443, "m", "http/1.1"), $"ticket-{market}", DateTimeOffset.MaxValue, singleUse: true);
+        }
+
+        Assert.Equal(10_000, cache.Bytes);
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => $"ticket-{i}"), discarded);
+        Assert.Null(cache.TryTake(new MarketKey("phone", "market-0.test", 443, "m", "http/1.1")));
+        Assert.Equal("ticket-19", cache.TryTake(new MarketKey("phone", "market-19.test", 443, "m", "http/1.1")));
+        Assert.Equal(9_000, cache.Bytes);
+        Assert.Equal(9, cache.PurgeDevice("phone"));
+        Assert.Equal(0, cache.Bytes);
+    }
+
+    [Fact]
     public void SingleUseEntry_IsHandedOutOnce()
     {
         var cache = new SessionCache<string>(new ManualClock());

@@ -5,11 +5,12 @@ using Xunit;
 
 namespace Daiko.Home.Tests.Devices;
 
-/// <summary>One-time enrollment codes in a real SQLite file: lifetime, rate limit and what is kept at rest.</summary>
+/// <summary>One-time enrollment codes in a real SQLite file: lifetime, lookup by public id, old codes, limits and what is kept at rest.</summary>
 public sealed class DeviceRegistryTests : IDisposable
 {
     private readonly TempDirectory _dir = new("daiko-devices");
     private readonly ManualTime _time = new();
+    private readonly Daiko.Home.Storage.HomeStore _store;
     private readonly DeviceRegistry _registry;
 
     private sealed class ManualTime : TimeProvider
@@ -19,7 +20,11 @@ public sealed class DeviceRegistryTests : IDisposable
         public override DateTimeOffset GetUtcNow() => Now;
     }
 
-    public DeviceRegistryTests() => _registry = new DeviceRegistry(Daiko.Home.Storage.HomeStore.Sqlite(DatabasePath), _time);
+    public DeviceRegistryTests()
+    {
+        _store = Daiko.Home.Storage.HomeStore.Sqlite(DatabasePath);
+        _registry = new DeviceRegistry(_store, _time);
+    }
 
     private string DatabasePath => Path.Combine(_dir.Path, "home.db");
 
@@ -43,17 +48,59 @@ public sealed class DeviceRegistryTests : IDisposable
     }
 
     [Fact]
-    public async Task TenFailuresInAMinute_BlockEvenTheRightCode_UntilTheMinuteHasPassed()
+    public async Task ACode_IsFoundByItsPublicId_AndAWrongSecretUnderAKnownIdIsTold()
     {
         var (code, _) = await _registry.AddEnrollmentCodeAsync("phone");
-        for (var i = 0; i < DeviceRegistry.MaxFailedAttemptsPerMinute; i++)
-        {
-            Assert.Equal(EnrollmentOutcome.UnknownCode, (await _registry.RedeemCodeAsync($"WRONGCODE{i:000}")).Outcome);
-        }
-        Assert.Equal(EnrollmentOutcome.TooManyAttempts, (await _registry.RedeemCodeAsync(code)).Outcome);
+        Assert.Equal(16, code.Length);
+        var wrongSecret = code[..4] + new string(code[4..].Select(c => c == '0' ? '1' : '0').ToArray());
 
-        _time.Now += TimeSpan.FromMinutes(1) + TimeSpan.FromSeconds(1);
+        Assert.Equal(EnrollmentOutcome.WrongSecret, (await _registry.RedeemCodeAsync(wrongSecret)).Outcome);
+        Assert.Equal(EnrollmentOutcome.UnknownCode, (await _registry.RedeemCodeAsync((code[0] == 'Z' ? "Y" : "Z") + code[1..])).Outcome);
+        Assert.Equal(EnrollmentOutcome.UnknownCode, (await _registry.RedeemCodeAsync("SHORT")).Outcome);
         Assert.Equal((EnrollmentOutcome.Enrolled, "phone"), await _registry.RedeemCodeAsync(code));
+        Assert.Equal(EnrollmentOutcome.UsedCode, (await _registry.RedeemCodeAsync(code)).Outcome);
+    }
+
+    [Fact]
+    public async Task ACodeFromBeforeThePublicId_StillEnrolls()
+    {
+        // An old store: the code row has no public id and the terminal sends the 12-character secret alone.
+        const string oldSecret = "7K3M9QRT5VWX";
+        var salt = new byte[16];
+        System.Security.Cryptography.RandomNumberGenerator.Fill(salt);
+        var hash = System.Security.Cryptography.Rfc2898DeriveBytes.Pbkdf2(System.Text.Encoding.ASCII.GetBytes(oldSecret), salt, 100_000, System.Security.Cryptography.HashAlgorithmName.SHA256, 32);
+        await _store.EnrollmentCodes.PutAsync(new Daiko.Home.Storage.EnrollmentCodeRecord("old-phone", hash, salt, _time.Now + TimeSpan.FromMinutes(5), Used: false));
+        var old = Daiko.Protocol.EnrollmentCode.Compose(oldSecret, new byte[32]);
+        Assert.Equal(oldSecret, Daiko.Protocol.EnrollmentCode.Split(old).Secret);
+
+        Assert.Equal((EnrollmentOutcome.Enrolled, "old-phone"), await _registry.RedeemCodeAsync(oldSecret));
+    }
+
+    [Fact]
+    public void Failures_AreCountedPerAddressAndPerCode_WithBackoff_AndOneAddressNeverHoldsBackAnother()
+    {
+        var limiter = new EnrollmentLimiter(_time);
+        var stranger = EnrollmentLimiter.AddressKey(System.Net.IPAddress.Parse("127.0.0.2"));
+        var owner = EnrollmentLimiter.AddressKey(System.Net.IPAddress.Parse("127.0.0.3"));
+        for (var i = 0; i < EnrollmentLimiter.FreeFailures; i++)
+        {
+            Assert.Null(limiter.WaitFor(stranger));
+            limiter.Failed(stranger);
+        }
+        Assert.Equal(TimeSpan.FromSeconds(1), limiter.WaitFor(stranger));
+        Assert.Null(limiter.WaitFor(owner));
+        _time.Now += TimeSpan.FromSeconds(1);
+        Assert.Null(limiter.WaitFor(stranger));
+        limiter.Failed(stranger);
+        Assert.Equal(TimeSpan.FromSeconds(2), limiter.WaitFor(stranger));
+        for (var i = 0; i < 30; i++) limiter.Failed(stranger);
+        Assert.Equal(EnrollmentLimiter.MaxWait, limiter.WaitFor(stranger));
+        Assert.Null(limiter.WaitFor(owner));
+        Assert.Null(limiter.WaitFor(EnrollmentLimiter.CodeKey("ABCD")));
+        // IPv6 addresses are counted by their /64: a stranger cannot step through its own prefix.
+        Assert.Equal(EnrollmentLimiter.AddressKey(System.Net.IPAddress.Parse("2001:db8::1")), EnrollmentLimiter.AddressKey(System.Net.IPAddress.Parse("2001:db8::ffff")));
+        _time.Now += EnrollmentLimiter.ForgetAfter;
+        Assert.Null(limiter.WaitFor(stranger));
     }
 
     [Fact]
@@ -81,7 +128,7 @@ public sealed class DeviceRegistryTests : IDisposable
             var bytes = File.ReadAllBytes(file);
             foreach (var code in new[] { first, second })
             {
-                foreach (var form in new[] { code, code.ToLowerInvariant(), Daiko.Protocol.EnrollmentCode.Normalize(code) })
+                foreach (var form in new[] { code, code.ToLowerInvariant(), Daiko.Protocol.EnrollmentCode.Normalize(code), code[4..] })
                 {
                     Assert.True(bytes.AsSpan().IndexOf(System.Text.Encoding.ASCII.GetBytes(form)) < 0, $"{Path.GetFileName(file)} holds an enrollment code in clear");
                 }

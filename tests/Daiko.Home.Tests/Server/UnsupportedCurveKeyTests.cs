@@ -60,7 +60,7 @@ public sealed class UnsupportedCurveKeyTests : IDisposable
         using var identity = HomeIdentity.LoadOrCreate(Path.Combine(_dir.Path, "identity"));
         var handler = new EnrollmentHandler(registry, identity, NullLogger.Instance);
 
-        var result = await handler.EnrollAsync(new EnrollRequest("ABCDEFGHJKMN", UnknownCurveSpki()), CancellationToken.None);
+        var result = await handler.EnrollAsync(new EnrollRequest("ABCDEFGHJKMN", UnknownCurveSpki()), System.Net.IPAddress.Loopback, CancellationToken.None);
 
         var error = Assert.IsType<ErrorReply>(result.Reply);
         Assert.Equal(ErrorCode.BadKey, error.Code);

@@ -113,16 +113,23 @@ public abstract class HomeStoreContract
     }
 
     [Fact]
-    public async Task EnrollmentCodes_FailuresAreCountedStrictlyAfterTheGivenTime()
+    public async Task EnrollmentCodes_AreFoundByTheirPublicId_AndCodesWithoutOneTogether()
     {
         var codes = Store().EnrollmentCodes;
-        await codes.RecordFailureAsync(T0);
-        await codes.RecordFailureAsync(T0.AddSeconds(30));
-        await codes.RecordFailureAsync(T0.AddSeconds(59));
+        await codes.PutAsync(Code("phone", 1, T0.AddMinutes(10)) with { PublicId = "AB12" });
+        await codes.PutAsync(Code("tablet", 2, T0.AddMinutes(10)) with { PublicId = "CD34" });
+        await codes.PutAsync(Code("old-laptop", 3, T0.AddMinutes(10)));
+        await codes.PutAsync(Code("old-desktop", 4, T0.AddMinutes(10)));
 
-        Assert.Equal(3, await codes.FailuresSinceAsync(T0.AddSeconds(-1)));
-        Assert.Equal(2, await codes.FailuresSinceAsync(T0));
-        Assert.Equal(0, await codes.FailuresSinceAsync(T0.AddSeconds(59)));
+        var phone = Assert.Single(await codes.ListByPublicIdAsync("AB12"));
+        Assert.Equal(("phone", "AB12"), (phone.Name, phone.PublicId));
+        Assert.Equal(Code("phone", 1, T0).CodeHash, phone.CodeHash);
+        Assert.Empty(await codes.ListByPublicIdAsync("ZZ99"));
+        Assert.Equal(["old-desktop", "old-laptop"], (await codes.ListByPublicIdAsync(null)).Select(c => c.Name));
+        // A new code for a name takes the new id; the old id finds nothing.
+        await codes.PutAsync(Code("phone", 5, T0.AddMinutes(20)) with { PublicId = "EF56" });
+        Assert.Empty(await codes.ListByPublicIdAsync("AB12"));
+        Assert.Equal("phone", Assert.Single(await codes.ListByPublicIdAsync("EF56")).Name);
     }
 
     [Fact]

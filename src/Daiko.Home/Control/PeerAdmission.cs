@@ -1,0 +1,147 @@
+using System.Net;
+
+namespace Daiko.Home.Control;
+
+/// <summary>How many connections the control listener keeps, by kind of peer.</summary>
+public sealed record PeerLimits
+{
+    /// <summary>Connections not (yet) authenticated as an enrolled device, in total: in their TLS handshake, or without a device certificate.</summary>
+    public int MaxStrangers { get; init; } = 256;
+
+    /// <summary>The same, per source address.</summary>
+    public int MaxStrangersPerAddress { get; init; } = 16;
+
+    /// <summary>Open connections of one enrolled device.</summary>
+    public int MaxPerDevice { get; init; } = 16;
+}
+
+/// <summary>
+/// Keeps strangers (connections in their handshake, or without a device certificate) apart from
+/// enrolled devices. When strangers exceed their caps the oldest stranger of the fullest address is
+/// closed, never a device's connection: a flood from one address (a NAT, a load balancer) churns
+/// through its own slots while a terminal behind the same address completes its handshake and moves to
+/// its device's slots. A device over its cap loses its oldest connection (the newest holds the key).
+/// </summary>
+public sealed class PeerAdmission(PeerLimits limits)
+{
+    private readonly Lock _gate = new();
+    private readonly LinkedList<Slot> _strangers = new();
+    private readonly Dictionary<IPAddress, int> _strangersByAddress = new();
+    private readonly Dictionary<string, LinkedList<Slot>> _devices = new(StringComparer.Ordinal);
+
+    /// <summary>One connection's place: closing it is what eviction does.</summary>
+    public sealed class Slot(IPAddress address)
+    {
+        internal LinkedListNode<Slot>? Node;
+        internal string? Device;
+        private Action? _close;
+        private bool _closed;
+
+        public IPAddress Address { get; } = address;
+
+        /// <summary>What closes the connection now (the socket in the handshake, then the control connection).</summary>
+        public void OnClose(Action close)
+        {
+            bool closed;
+            lock (this)
+            {
+                _close = close;
+                closed = _closed;
+            }
+            if (closed) close();
+        }
+
+        internal void Close()
+        {
+            Action? close;
+            lock (this)
+            {
+                _closed = true;
+                close = _close;
+            }
+            close?.Invoke();
+        }
+    }
+
+    public int Strangers
+    {
+        get { lock (_gate) return _strangers.Count; }
+    }
+
+    /// <summary>Admits a new connection as a stranger; closes older strangers over the caps.</summary>
+    public Slot AdmitStranger(IPAddress address)
+    {
+        address = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+        var slot = new Slot(address);
+        var evicted = new List<Slot>();
+        lock (_gate)
+        {
+            slot.Node = _strangers.AddLast(slot);
+            _strangersByAddress[address] = _strangersByAddress.GetValueOrDefault(address) + 1;
+            while (_strangersByAddress[address] > limits.MaxStrangersPerAddress && OldestStranger(address) is { } old) evicted.Add(RemoveStranger(old));
+            while (_strangers.Count > limits.MaxStrangers && OldestStranger(FullestAddress()) is { } old) evicted.Add(RemoveStranger(old));
+        }
+        foreach (var old in evicted) old.Close();
+        return slot;
+    }
+
+    /// <summary>The connection authenticated as <paramref name="deviceId"/>: it leaves the strangers; the device's oldest connection over its cap closes.</summary>
+    public void Promote(Slot slot, string deviceId)
+    {
+        Slot? evicted = null;
+        lock (_gate)
+        {
+            if (slot.Node is null || slot.Device is not null) return;
+            RemoveStranger(slot);
+            if (!_devices.TryGetValue(deviceId, out var list)) _devices[deviceId] = list = new LinkedList<Slot>();
+            slot.Device = deviceId;
+            slot.Node = list.AddLast(slot);
+            if (list.Count > limits.MaxPerDevice)
+            {
+                evicted = list.First!.Value;
+                list.RemoveFirst();
+                evicted.Node = null;
+            }
+        }
+        evicted?.Close();
+    }
+
+    /// <summary>The connection ended.</summary>
+    public void Release(Slot slot)
+    {
+        lock (_gate)
+        {
+            if (slot.Node is null) return;
+            if (slot.Device is null)
+            {
+                RemoveStranger(slot);
+                return;
+            }
+            var list = _devices[slot.Device];
+            list.Remove(slot.Node);
+            slot.Node = null;
+            if (list.Count == 0) _devices.Remove(slot.Device);
+        }
+    }
+
+    private Slot? OldestStranger(IPAddress? address)
+    {
+        for (var node = _strangers.First; node is not null; node = node.Next)
+        {
+            if (address is null || node.Value.Address.Equals(address)) return node.Value;
+        }
+        return null;
+    }
+
+    private IPAddress? FullestAddress() => _strangersByAddress.Count == 0 ? null : _strangersByAddress.MaxBy(p => p.Value).Key;
+
+    private Slot RemoveStranger(Slot slot)
+    {
+        _strangers.Remove(slot.Node!);
+        slot.Node = null;
+        var left = _strangersByAddress[slot.Address] - 1;
+        if (left == 0) _strangersByAddress.Remove(slot.Address);
+        else _strangersByAddress[slot.Address] = left;
+        return slot;
+    }
+}

@@ -1,0 +1,92 @@
+using Daiko.Protocol.Messages;
+
+namespace Daiko.Protocol;
+
+/// <summary>Relay channels and the gate in front of an unauthenticated peer.</summary>
+public sealed partial class ControlConnection
+{
+    /// <summary>Whether the gate lets this message in; if not, the refusal is sent under <paramref name="id"/> and the connection ends.</summary>
+    private bool Admits(string? type, long id)
+    {
+        if (Gate is not { } gate || gate.Admits(type)) return true;
+        _parting = (id, new ErrorReply(gate.Code, gate.Message));
+        CloseReason ??= gate.Message;
+        return false;
+    }
+
+    /// <summary>The last frame before closing (a refusal of the peer): written with a short deadline, then the peer's bytes are read and dropped briefly, so the close does not reset the connection before the peer reads it.</summary>
+    private async Task SendPartingAsync(long id, ErrorReply refusal)
+    {
+        OnRefusal?.Invoke(null, refusal.Code, refusal.Message);
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        try
+        {
+            await SendAsync(id, refusal, deadline.Token).ConfigureAwait(false);
+            var sink = new byte[4096];
+            while (await _stream.ReadAsync(sink, deadline.Token).ConfigureAwait(false) > 0) { }
+        }
+        catch (Exception e) when (e is ControlErrorException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            // The peer went away first, or kept sending: it had its chance to read the refusal.
+        }
+    }
+
+    private bool RouteRelay(long relayId, ControlMessage message)
+    {
+        lock (_early)
+        {
+            if (_relays.TryGetValue(relayId, out var relay))
+            {
+                Deliver(relay, message);
+                return true;
+            }
+            if (RefusesUnopenedRelays)
+            {
+                // A relay this side closed may still get the data that was on its way: dropped. An id it never opened is refused.
+                if (relayId > 0 && relayId <= _highestRelayOpened) return true;
+                _parting = (0, new ErrorReply(ErrorCode.BadRequest, $"field 'relay': relay {relayId} was never opened on this connection"));
+                CloseReason ??= $"relay data for relay {relayId}, which was never opened";
+                return false;
+            }
+            // Data for a relay whose opening reply is still on its way: keep it (bounded).
+            if (!_early.TryGetValue(relayId, out var queue)) _early[relayId] = queue = new List<ControlMessage>();
+            if (queue.Count < ControlProtocol.MaxEarlyRelayFrames) queue.Add(message);
+            return true;
+        }
+    }
+
+    private static void Deliver(RelayStream relay, ControlMessage message)
+    {
+        if (message is RelayData data) relay.Deliver(data.Data);
+        else relay.DeliverEnd(((RelayClose)message).Reason);
+    }
+
+    /// <summary>Relay data now held for a relay's reader (counted against the connection's budget until read).</summary>
+    internal void Buffered(int bytes) => _budget.Take(bytes);
+
+    /// <summary>Relay data a relay's reader took (or dropped).</summary>
+    internal void Consumed(int bytes) => _budget.Give(bytes);
+
+    /// <summary>A byte stream multiplexed on this connection under <paramref name="relayId"/>; <paramref name="meter"/>, if given, is charged its frames.</summary>
+    public RelayStream OpenRelay(long relayId, Daiko.Tls.TlsCounters? meter = null)
+    {
+        if (meter is not null) _relayMeters[relayId] = meter;
+        var relay = new RelayStream(this, relayId);
+        lock (_early)
+        {
+            _relays[relayId] = relay;
+            _highestRelayOpened = Math.Max(_highestRelayOpened, relayId);
+            if (_early.Remove(relayId, out var queued))
+            {
+                foreach (var message in queued) Deliver(relay, message);
+            }
+        }
+        return relay;
+    }
+
+    internal void ForgetRelay(long relayId)
+    {
+        _relays.TryRemove(relayId, out _);
+        _relayMeters.TryRemove(relayId, out _);
+    }
+}

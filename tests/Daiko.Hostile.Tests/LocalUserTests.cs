@@ -1,0 +1,68 @@
+using Daiko.Hostile.Tests.Peers;
+using Daiko.TestSupport;
+
+namespace Daiko.Hostile.Tests;
+
+/// <summary>
+/// What another user of the same machine can see: the home and terminal directories and their files
+/// (modes), and the enrollment code (the command line is public through ps and /proc).
+/// </summary>
+[Collection("hostile peers")]
+[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+public sealed class LocalUserTests(HomeServeProcess home)
+{
+    private const UnixFileMode GroupOrOther = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
+        | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
+
+    private static void AssertPrivate(string directory)
+    {
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(directory));
+        var entries = Directory.EnumerateFileSystemEntries(directory, "*", SearchOption.AllDirectories).ToList();
+        Assert.NotEmpty(entries);
+        foreach (var entry in entries)
+        {
+            Assert.True((File.GetUnixFileMode(entry) & GroupOrOther) == 0, $"{Path.GetRelativePath(directory, entry)} is {File.GetUnixFileMode(entry)}");
+        }
+    }
+
+    [Fact]
+    public async Task TheHomeDirectory_IsPrivate_AndLooserModesAreTightenedAtTheNextStart_SayingWhatChanged()
+    {
+        AssertPrivate(home.Home);
+        var database = Path.Combine(home.Home, "home.db");
+        Assert.True(File.Exists(database));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(database));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(home.Home, "home-identity.key")));
+
+        // As an older version, or a careless copy, left it.
+        File.SetUnixFileMode(home.Home, (UnixFileMode)Convert.ToInt32("755", 8));
+        File.SetUnixFileMode(database, (UnixFileMode)Convert.ToInt32("644", 8));
+        var next = await HomeServeProcess.Ok(["home", "device", "list", "--home", home.Home]);
+
+        Assert.Contains("readable by other users; tightened", next.StandardError, StringComparison.Ordinal);
+        Assert.Contains("home.db 0644→0600", next.StandardError, StringComparison.Ordinal);
+        Assert.Contains("0755→0700", next.StandardError, StringComparison.Ordinal);
+        AssertPrivate(home.Home);
+        var quiet = await HomeServeProcess.Ok(["home", "device", "list", "--home", home.Home]);
+        Assert.DoesNotContain("tightened", quiet.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TheEnrollmentCode_IsReadFromStandardInput_AndTheTerminalDirectoryIsPrivate()
+    {
+        using var dir = new TempDirectory("daiko-hostile-terminal");
+        var terminal = Path.Combine(dir.Path, "terminal");
+        var code = await home.NewCodeAsync("stdin-phone");
+
+        var enroll = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", terminal, "--home", $"127.0.0.1:{home.Port}"], $"{code}\n432100\n", TimeSpan.FromSeconds(120));
+
+        Assert.True(enroll.ExitCode == 0, enroll.ToString());
+        Assert.DoesNotContain("visible to other users", enroll.StandardError, StringComparison.Ordinal);
+        AssertPrivate(terminal);
+
+        var onTheCommandLine = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", Path.Combine(dir.Path, "second"), "--home", $"127.0.0.1:{home.Port}",
+            "--code", await home.NewCodeAsync("argv-phone")], "432100\n", TimeSpan.FromSeconds(120));
+        Assert.True(onTheCommandLine.ExitCode == 0, onTheCommandLine.ToString());
+        Assert.Contains("visible to other users", onTheCommandLine.StandardError, StringComparison.Ordinal);
+    }
+}
