@@ -30,7 +30,7 @@ internal static class HomePayeeCommands
         var home = HomeCardCommands.HomeOption();
         var name = new Option<string>("--name") { Description = "the payee's id, as its money messages name it (letters, digits, dots, dashes)", Required = true, HelpName = "NAME" };
         name.Validators.Add(r => { if (r.GetValueOrDefault<string>() is { } n && !PayeeDirectory.IsName(n)) r.AddError($"--name takes letters, digits, dots and dashes (the id in the payee's money messages), not '{n}'"); });
-        var role = new Option<string>("--role") { Description = "bank (signs refills) or market (signs payment requests)", Required = true, HelpName = "bank|market" };
+        var role = new Option<string>("--role") { Description = "bank (signs refills) or market (signs payment requests)", Required = true, HelpName = "ROLE" };
         role.AcceptOnlyFromAmong("bank", "market");
         var key = new Option<string>("--key") { Description = "PEM file with the payee's EC public key (or its certificate)", Required = true, HelpName = "PEM" }.ExistingFile();
         var json = CliOutput.JsonOption();
