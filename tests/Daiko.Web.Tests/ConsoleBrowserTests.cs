@@ -70,7 +70,7 @@ public sealed class ConsoleBrowserTests(ConsoleSystem system) : IClassFixture<Co
         var qr = ConsoleSystem.DecodeQr(await page.Locator("#enroll-qr").ScreenshotAsync());
 
         Assert.Equal((await page.Locator("#enroll-uri").TextContentAsync())!.Trim(), qr);
-        Assert.Matches($"^daiko-enroll://127\\.0\\.0\\.1:{system.Port}/[0-9A-Z]{{4}}(-[0-9A-Z]{{4}}){{5}}$", qr);
+        Assert.Matches($"^daiko-enroll://127\\.0\\.0\\.1:{system.Port}/[0-9A-Z]{{4}}(-[0-9A-Z]{{4}}){{6}}$", qr);
         var terminal = Path.Combine(system.Dir.Path, "tablet");
         var enrolled = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", terminal, "--uri", qr], HomeWithConsole.AccessPin + "\n");
         Assert.True(enrolled.ExitCode == 0, enrolled.ToString());

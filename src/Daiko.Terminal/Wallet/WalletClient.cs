@@ -55,7 +55,7 @@ public sealed class WalletClient(ControlConnection control, DelegationMode mode 
         {
             reply = await control.RequestAsync<WalletPaymentReply>(new WalletPayRequest(answer.Body), ct);
         }
-        catch (ControlErrorException e) when (e.Code is ErrorCode.PurseMalformed or ErrorCode.PurseBadSignature)
+        catch (ControlErrorException e) when (e.Code is ErrorCode.PurseMalformed or ErrorCode.PurseBadSignature or ErrorCode.BadRequest)
         {
             throw new ControlErrorException(e.Code, $"{e.Message} (the market at {Where(market)} answered {answer})");
         }
@@ -88,7 +88,7 @@ public sealed class WalletClient(ControlConnection control, DelegationMode mode 
         {
             reply = await control.RequestAsync<WalletRefillAckReply>(new WalletRefillRequest(answer.Body), ct);
         }
-        catch (ControlErrorException e) when (e.Code is ErrorCode.PurseMalformed or ErrorCode.PurseBadSignature)
+        catch (ControlErrorException e) when (e.Code is ErrorCode.PurseMalformed or ErrorCode.PurseBadSignature or ErrorCode.BadRequest)
         {
             throw new ControlErrorException(e.Code, $"{e.Message} (the bank at {Where(bank)} answered {answer})");
         }

@@ -67,7 +67,7 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         {
             Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => new DelegatedConnector(b).ConnectAsync("localhost", _market.Port, mode, cancellationToken: cts.Token)));
         }
-        Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new WalletPayRequest([1, 2, 3]), cts.Token)));
+        Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new WalletPayRequest(CoseShaped()), cts.Token)));
         Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new WalletBalanceRequest(), cts.Token)));
         Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new WalletHistoryRequest(), cts.Token)));
         Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new VerifyChainRequest("localhost", [_home.Pki.Server.Certificate.RawData, _home.Pki.Root.RawData]), cts.Token)));
@@ -209,6 +209,14 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         Assert.Contains(signs, e => e.Outcome == "signed" && e.Market == $"localhost:{_market.Port}");
         Assert.DoesNotContain(signs, e => e.Outcome == "signed" && e.Market is null);
         Assert.Equal(4, signs.Count(e => e.Outcome.StartsWith("refused", StringComparison.Ordinal)));
+    }
+
+    /// <summary>A well-formed COSE_Sign1 (signed by nobody the purse knows): the refusal must come from the session check.</summary>
+    private static byte[] CoseShaped()
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        return System.Security.Cryptography.Cose.CoseSign1Message.SignEmbedded([0xa0],
+            new System.Security.Cryptography.Cose.CoseSigner(key, System.Security.Cryptography.HashAlgorithmName.SHA256));
     }
 
     internal static byte[] CertificateVerifyContent() =>
