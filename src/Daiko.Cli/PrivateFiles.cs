@@ -57,18 +57,37 @@ internal static class PrivateFiles
         return changes;
     }
 
+    /// <summary>
+    /// Tightens one entry. An entry removed between listing and reading (a database's journal, an agent's
+    /// temporary file) reads as mode -1 in .NET and is skipped; only the permission and special bits are
+    /// ever written back.
+    /// </summary>
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
-    private static void TightenOne(FileSystemInfo entry, string root, List<string> changes)
+    internal static void TightenOne(FileSystemInfo entry, string root, List<string> changes)
     {
-        if (entry.LinkTarget is not null) return;
         const UnixFileMode others = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
             | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
-        var mode = entry.UnixFileMode;
+        const UnixFileMode settable = (UnixFileMode)0b111_111_111_111;
+        UnixFileMode mode;
+        try
+        {
+            if (entry.LinkTarget is not null) return;
+            mode = entry.UnixFileMode;
+        }
+        catch (IOException)
+        {
+            return; // removed while we looked at it
+        }
+        if ((int)mode == -1 || (mode & ~settable) != 0) return;
         if ((mode & others) == 0) return;
-        var tightened = mode & ~others;
+        var tightened = mode & settable & ~others;
         try
         {
             File.SetUnixFileMode(entry.FullName, tightened);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return; // removed between reading its mode and tightening it
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
