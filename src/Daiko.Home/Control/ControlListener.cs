@@ -34,6 +34,7 @@ public sealed class ControlListener : IAsyncDisposable
 
     private readonly TcpListener _listener;
     private readonly HomeIdentity _identity;
+    private readonly SslStreamCertificateContext _serverCertificate;
     private readonly DeviceRegistry _devices;
     private readonly ConnectionRegistry _connections;
     private readonly RequestDispatcher _dispatcher;
@@ -47,6 +48,9 @@ public sealed class ControlListener : IAsyncDisposable
         Admission = new PeerAdmission(limits ?? new PeerLimits());
         _listener = new TcpListener(endpoint);
         _identity = identity;
+        // Built once, offline: handing SslStream the bare certificate makes it build the server's own chain
+        // (and its native context) again in every handshake, a stranger's included.
+        _serverCertificate = SslStreamCertificateContext.Create(identity.Certificate, additionalCertificates: null, offline: true);
         _devices = devices;
         _connections = connections;
         _dispatcher = dispatcher;
@@ -87,7 +91,9 @@ public sealed class ControlListener : IAsyncDisposable
             {
                 continue;
             }
-            _serving.Track(ServeLoggedAsync(client));
+            // Off the accept loop: a handshake whose ClientHello is already there would otherwise run its
+            // key exchange and signature here, and every connection behind it would wait for that.
+            _serving.Track(Task.Run(() => ServeLoggedAsync(client)));
         }
     }
 
@@ -133,7 +139,7 @@ public sealed class ControlListener : IAsyncDisposable
             }
             await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
             {
-                ServerCertificate = _identity.Certificate,
+                ServerCertificateContext = _serverCertificate,
                 EnabledSslProtocols = SslProtocols.Tls13,
                 ApplicationProtocols = [ControlAlpn],
                 ClientCertificateRequired = true,
