@@ -113,8 +113,11 @@ public sealed class TerminalAgentProcessesTests(LinkedTerminal linked) : IClassF
     }
 }
 
-/// <summary>Lock, from any terminal, empties every agent's local stock at once (the home server says so).</summary>
-public sealed class TicketStockLockTests : IAsyncLifetime
+/// <summary>
+/// A device's agent drops its local stock when the home server says so: its own session ended or the
+/// owner changed its policy. Another device's lock leaves it alone.
+/// </summary>
+public sealed class TicketStockDropTests : IAsyncLifetime
 {
     private readonly LinkedTerminal _linked = new();
 
@@ -122,17 +125,49 @@ public sealed class TicketStockLockTests : IAsyncLifetime
 
     public Task DisposeAsync() => _linked.DisposeAsync();
 
-    [Fact]
-    public async Task LockByAnotherTerminal_DropsTheAgentsStock()
+    private async Task<int> StockedAsync(string url)
     {
-        using var peer = await NginxServer.StartAsync(_linked.System.Pki, _linked.System.Dir.Path);
+        var left = await HomeAndTerminal.Ok(["terminal", "prefetch", url, "--terminal", _linked.Terminal, "--count", "0", "--json"]);
+        return JsonDocument.Parse(left.StandardOutput).RootElement.GetProperty("ready").GetInt32();
+    }
+
+    private async Task<string> StockTwoAsync(NginxServer peer)
+    {
         var url = $"https://localhost:{peer.Port}/whoami";
         var filled = await HomeAndTerminal.Ok(["terminal", "prefetch", url, "--terminal", _linked.Terminal, "--count", "2", "--json"]);
         Assert.Equal(2, JsonDocument.Parse(filled.StandardOutput).RootElement.GetProperty("ready").GetInt32());
+        return url;
+    }
+
+    [Fact]
+    public async Task LockByAnotherDevice_LeavesThisAgentsStock()
+    {
+        using var peer = await NginxServer.StartAsync(_linked.System.Pki, _linked.System.Dir.Path);
+        var url = await StockTwoAsync(peer);
 
         await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _linked.System.Terminal]);
-        var left = await HomeAndTerminal.Ok(["terminal", "prefetch", url, "--terminal", _linked.Terminal, "--count", "0", "--json"]);
 
-        Assert.Equal(0, JsonDocument.Parse(left.StandardOutput).RootElement.GetProperty("ready").GetInt32());
+        // This device's own session lives on: the tickets it was handed under it stay usable.
+        Assert.Equal(2, await StockedAsync(url));
+        var stats = await _linked.GetWithStatsAsync(url, "--mode", "resume");
+        Assert.Equal(0, stats.GetProperty("control_round_trips").GetInt64());
+    }
+
+    [Fact]
+    public async Task PolicyChange_DropsTheAgentsStock()
+    {
+        using var peer = await NginxServer.StartAsync(_linked.System.Pki, _linked.System.Dir.Path);
+        var url = await StockTwoAsync(peer);
+
+        await HomeAndTerminal.Ok(["home", "device", "policy", "--home", _linked.System.Home, "--name", "laptop", "--max-tickets", "999"]);
+
+        // The home server looks at connected devices' policies once a second; bounded wait.
+        var left = 2;
+        for (var i = 0; i < 20 && left > 0; i++)
+        {
+            await Task.Delay(250);
+            left = await StockedAsync(url);
+        }
+        Assert.Equal(0, left);
     }
 }

@@ -50,6 +50,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>A device's session ends after this long without use (each device has its own timer).</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>The control listener's limits on connections and on strangers' handshakes and silence.</summary>
+    public PeerLimits PeerLimits { get; init; } = new();
+
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
 }
@@ -69,6 +72,7 @@ public sealed class HomeServer : IAsyncDisposable
     private readonly WalletService _wallet;
     private readonly ServeLock _serveLock;
     private readonly HomeStateWatcher _stateWatcher;
+    private readonly PolicyWatcher _policyWatcher;
     private readonly IDisposable _gauges;
 
     private HomeServer(HomeServerOptions options, HomeCard card, ServeLock serveLock)
@@ -106,7 +110,13 @@ public sealed class HomeServer : IAsyncDisposable
         var grants = new AssistGrants(options.Time);
         Authority = new DeviceAuthority(options.DeviceSessions ?? new Storage.SqlDeviceSessionStore(Store), gate, options.Time, options.IdleTimeout)
         {
-            Ended = (device, reason) => Devices.AuditAsync(device, "session-end", null, null, reason),
+            // The device's stocked tickets were handed out under the session that ended (lock, idle, the card
+            // leaving crypto-ready): its agents drop them now, before a lock is answered; other devices keep theirs.
+            Ended = async (device, reason) =>
+            {
+                await Devices.AuditAsync(device, "session-end", null, null, reason);
+                await Connections.NotifyDeviceAsync(device, new Daiko.Protocol.Messages.DropTicketsNotice($"this device's unlock session ended ({reason})"));
+            },
         };
         var handlers = new HomeHandlers(
             gate,
@@ -119,8 +129,9 @@ public sealed class HomeServer : IAsyncDisposable
             new PimHandler(new PimStore(Store, options.Time)),
             new WalletHandler(_wallet, gate, Devices, Policies),
             Policies);
-        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers) { Connections = Connections }, logger);
+        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers), logger, options.PeerLimits);
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
+        _policyWatcher = new PolicyWatcher(Policies, Connections, options.Time, logger);
         _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
         Card = card;
         _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
@@ -185,6 +196,7 @@ public sealed class HomeServer : IAsyncDisposable
         server._background.Add(server._wallet.Payees.RunAsync(options.PayeePoll, options.Time, server._stop.Token));
         server._background.Add(server.Revocations.RunAsync(options.RevocationPoll, server._stop.Token));
         server._background.Add(server._stateWatcher.RunAsync(options.RevocationPoll, server._stop.Token));
+        server._background.Add(server._policyWatcher.RunAsync(PolicyWatcher.Poll, server._stop.Token));
         server._background.Add(server._wallet.RunPeriodicReportsAsync(options.ReportInterval, options.Time, server._stop.Token));
         server._background.Add(server.Appliances.RunCollectorAsync(options.ApplianceCollectInterval, server._stop.Token));
         return server;
