@@ -111,6 +111,60 @@ public sealed class TerminalAgentProcessesTests(LinkedTerminal linked) : IClassF
         // One connection to the market: the home server's handshake for the handoff, no resume tried first.
         Assert.Equal(1, marketLink.Connections);
     }
+
+
+    private static JsonElement StatsLine(CliResult result)
+    {
+        Assert.True(result.ExitCode == 0, result.ToString());
+        return JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
+    }
+
+    [Theory]
+    [InlineData("wallet", "balance")]
+    [InlineData("appliance", "list")]
+    public async Task ACommandWithoutAMarket_CountsItsOneControlRoundTrip_OnTheWire(string group, string command)
+    {
+        var before = linked.HomeLink.UpstreamBytes + linked.HomeLink.DownstreamBytes;
+
+        var stats = StatsLine(await DaikoCli.RunAsync(["terminal", group, command, "--terminal", linked.Terminal, "--json", "--stats"]));
+
+        var onTheWire = linked.HomeLink.UpstreamBytes + linked.HomeLink.DownstreamBytes - before;
+        Assert.Equal(0, stats.GetProperty("sessions").GetInt32());
+        Assert.Equal(1, stats.GetProperty("control_round_trips").GetInt64());
+        Assert.Equal(0, stats.GetProperty("control_public_key_ops").GetInt64());
+        Assert.Equal(0, stats.GetProperty("public_key_ops").GetInt64());
+        var control = stats.GetProperty("control_bytes").GetInt64();
+        // TLS records on the channel, both ways (request and reply with their record overhead), as the link counted them.
+        Assert.True(control > 2 * 22 && control <= onTheWire, $"control_bytes {control}, the link counted {onTheWire}");
+    }
+
+    [Fact]
+    public async Task Forward_PrintsEachConnectionsWholeCost_AsItCloses()
+    {
+        using var market = await OpenSslServer.StartAsync(linked.System.Pki);
+        var listen = Loopback.FreePort();
+        using var forward = DaikoCli.Start(["terminal", "forward", "--terminal", linked.Terminal, "--listen", $"127.0.0.1:{listen}",
+            "--target", $"localhost:{market.Port}", "--mode", "relay", "--stats"]);
+        await forward.WaitForOutputAsync("forwarding", TimeSpan.FromSeconds(30));
+
+        using (var client = new System.Net.Sockets.TcpClient())
+        {
+            await client.ConnectAsync(System.Net.IPAddress.Loopback, listen);
+            var stream = client.GetStream();
+            await stream.WriteAsync("GET / HTTP/1.0\r\nHost: localhost\r\n\r\n"u8.ToArray());
+            using var reader = new StreamReader(stream);
+            Assert.Contains("Alice Example", await reader.ReadToEndAsync(), StringComparison.Ordinal);
+        }
+        await forward.WaitForOutputAsync("\"sessions\":1", TimeSpan.FromSeconds(30));
+
+        var line = forward.Output.Split('\n').Last(l => l.Contains("\"sessions\":1", StringComparison.Ordinal));
+        var stats = JsonDocument.Parse(line[line.IndexOf('{', StringComparison.Ordinal)..]).RootElement;
+        Assert.Equal("relay", stats.GetProperty("modes")[0].GetString());
+        Assert.Equal(0, stats.GetProperty("public_key_ops").GetInt64());
+        Assert.Equal(1, stats.GetProperty("control_round_trips").GetInt64());
+        Assert.True(stats.GetProperty("bytes_received").GetInt64() > 0);
+        Assert.True(stats.GetProperty("control_bytes").GetInt64() > stats.GetProperty("bytes_received").GetInt64(), "the relayed bytes cross the control channel in its records");
+    }
 }
 
 /// <summary>
