@@ -113,6 +113,24 @@ public sealed class TerminalAgentProcessesTests(LinkedTerminal linked) : IClassF
     }
 
 
+    [Fact]
+    public async Task AutoWithAStockedTicketTheMarketNoLongerTakes_FallsBackToHandoff_AndResumeSaysTheMarketRefusedIt()
+    {
+        // The stock holds tickets of one market process; the terminal's own connection goes to another on
+        // the same name (as after a restart with new ticket keys), which cannot decrypt them.
+        using var issuer = await OpenSslServer.StartAsync(linked.System.Pki);
+        using var restarted = await OpenSslServer.StartAsync(linked.System.Pki);
+        var url = $"https://localhost:{issuer.Port}/";
+        await HomeAndTerminal.Ok(["terminal", "prefetch", url, "--terminal", linked.Terminal, "--count", "2"]);
+
+        var auto = await linked.GetWithStatsAsync(url, "--mode", "auto", "--connect-to", $"127.0.0.1:{restarted.Port}");
+        var resume = await DaikoCli.RunAsync(["terminal", "get", url, "--terminal", linked.Terminal, "--mode", "resume", "--connect-to", $"127.0.0.1:{restarted.Port}"]);
+
+        Assert.Equal("handoff", auto.GetProperty("mode").GetString());
+        Assert.Equal(1, resume.ExitCode);
+        Assert.Contains("refused the delegated ticket", resume.StandardError, StringComparison.Ordinal);
+    }
+
     private static JsonElement StatsLine(CliResult result)
     {
         Assert.True(result.ExitCode == 0, result.ToString());

@@ -234,7 +234,7 @@ internal static partial class TerminalCommands
             var seconds = TimeSpan.FromSeconds(parse.GetValue(timeout));
             var clock = Stopwatch.StartNew();
             var sessionMode = Enum.Parse<DelegationMode>(parse.GetValue(mode)!, ignoreCase: true);
-            var request = System.Text.Encoding.ASCII.GetBytes($"GET {target.PathAndQuery} HTTP/1.1\r\nHost: {target.Authority}\r\nConnection: close\r\nUser-Agent: daiko\r\n\r\n");
+            var request = HttpGet.Request(target);
             try
             {
                 using var waiting = CliConsole.ProgressAfter(TimeSpan.FromSeconds(2), $"{target.Authority} has not answered within 2 s; still waiting (Ctrl-C to give up)");
