@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text;
 using Daiko.Cards;
 using Daiko.Home.Hosting;
 using Daiko.Protocol;
@@ -62,11 +61,5 @@ public sealed class RelayIdleTests
         return control;
     }
 
-    private static async Task<string> GetAsync(Stream stream, CancellationToken ct)
-    {
-        await stream.WriteAsync("GET /whoami HTTP/1.0\r\nHost: localhost\r\n\r\n"u8.ToArray(), ct);
-        using var body = new MemoryStream();
-        await stream.CopyToAsync(body, ct);
-        return Encoding.UTF8.GetString(body.ToArray());
-    }
+    private static Task<string> GetAsync(Stream stream, CancellationToken ct) => DelegationEndToEndTests.GetAsync(stream, ct);
 }
