@@ -57,6 +57,13 @@ public sealed class ControlListener : IAsyncDisposable
 
     public PeerAdmission Admission { get; }
 
+    /// <summary>
+    /// Every connection begins with a PROXY protocol v2 header from a load balancer (<c>home serve
+    /// --proxy-protocol</c>); the client it names is the peer's address for the per-source limits and
+    /// enrollment. A connection without a valid header is closed before its TLS handshake.
+    /// </summary>
+    public bool ProxyProtocol { get; init; }
+
     public void Start()
     {
         _listener.Start();
@@ -120,6 +127,10 @@ public sealed class ControlListener : IAsyncDisposable
         {
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
             handshake.CancelAfter(StrangerTimeout);
+            if (ProxyProtocol && await ProxyProtocolV2.ReadAsync(client.GetStream(), handshake.Token) is { Source: { } source })
+            {
+                Admission.Readdress(slot, source.Address);
+            }
             await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
             {
                 ServerCertificate = _identity.Certificate,
@@ -133,6 +144,13 @@ public sealed class ControlListener : IAsyncDisposable
                 CertificateChainPolicy = _identity.DeviceChainPolicy(),
                 RemoteCertificateValidationCallback = (_, _, _, errors) => errors is SslPolicyErrors.None or SslPolicyErrors.RemoteCertificateNotAvailable,
             }, handshake.Token);
+        }
+        catch (ProxyProtocolException e)
+        {
+            _logger.ProxyHeaderRefused(slot.Address.ToString(), e.Message);
+            await ssl.DisposeAsync();
+            client.Dispose();
+            return;
         }
         catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException or System.ComponentModel.Win32Exception or ObjectDisposedException)
         {

@@ -20,7 +20,7 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
     }
 
     /// <summary>The log entries after sequence <paramref name="after"/>, as many as fit in one page.</summary>
-    private static WalletHistoryReply HistoryPage(Money.PurseLedger ledger, long after)
+    public static WalletHistoryReply HistoryPage(Money.PurseLedger ledger, long after)
     {
         var entries = new List<string>();
         var bytes = 0;

@@ -44,6 +44,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>Lets every device reach markets on private and loopback addresses (<c>home serve --allow-private-markets</c>: labs and tests).</summary>
     public bool AllowPrivateMarkets { get; init; }
 
+    /// <summary>Terminals connect through a load balancer that sends a PROXY protocol v2 header first (<c>home serve --proxy-protocol</c>).</summary>
+    public bool ProxyProtocol { get; init; }
+
     /// <summary>Where the devices' unlock sessions live; default the SQLite home store (PostgreSQL for hosted deployments).</summary>
     public Storage.IDeviceSessionStore? DeviceSessions { get; init; }
 
@@ -129,7 +132,10 @@ public sealed class HomeServer : IAsyncDisposable
             new PimHandler(new PimStore(Store, options.Time)),
             new WalletHandler(_wallet, gate, Devices, Policies),
             Policies);
-        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers) { Connections = Connections }, logger);
+        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers) { Connections = Connections }, logger)
+        {
+            ProxyProtocol = options.ProxyProtocol,
+        };
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
         _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
         Card = card;
