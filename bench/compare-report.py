@@ -39,14 +39,39 @@ PEERS = [
 ]
 
 
+# Daiko against its peer measured in the same run: the load both saw cancels out of these.
+RATIOS = [
+    ("delegated full handshakes / SslStream full handshakes", 0, 1, "higher"),
+    ("home-card signatures / raw C_Sign", 2, 3, "higher"),
+    ("payments / plain SQLite insert-and-commit", 4, 5, "higher"),
+    ("record download Daiko.Tls / SslStream", 6, 7, "higher"),
+]
+PAIRS = [HOME[0][2], r"SslStream full handshakes[^:]*: ([\d.]+)/s", HOME[1][2], PEERS[1][2], HOME[2][2], PEERS[2][2], HOME[3][2], PEERS[3][2]]
+
+
+def one(side, rnd, pattern):
+    text = read(side, rnd, "home-throughput.md")
+    m = re.search(pattern, text) if text else None
+    return float(next(g for g in m.groups() if g is not None)) if m else None
+
+
 def home_values(pattern):
     values = {s: [] for s in sides}
     for s in sides:
         for r in range(1, rounds + 1):
-            text = read(s, r, "home-throughput.md")
-            m = re.search(pattern, text) if text else None
-            if m:
-                values[s].append(float(next(g for g in m.groups() if g is not None)))
+            v = one(s, r, pattern)
+            if v is not None:
+                values[s].append(v)
+    return values
+
+
+def ratio_values(numerator, denominator):
+    values = {s: [] for s in sides}
+    for s in sides:
+        for r in range(1, rounds + 1):
+            a, b = one(s, r, PAIRS[numerator]), one(s, r, PAIRS[denominator])
+            if a is not None and b:
+                values[s].append(a / b)
     return values
 
 
@@ -59,8 +84,11 @@ def terminal_values():
                 continue
             for row in json.loads(text)["results"]:
                 for metric in ("cpu_ms", "first_byte_ms", "bytes_sent", "bytes_received", "public_key_ops"):
-                    median = row[metric]["Median"]
-                    if median is None or (isinstance(median, float) and median != median):
+                    try:
+                        median = float(row[metric]["Median"])
+                    except (TypeError, ValueError):
+                        continue
+                    if median != median:
                         continue
                     table.setdefault((row["way"], row["session"], metric), {x: [] for x in sides})[s].append(median)
     return table
@@ -105,6 +133,10 @@ print("\n## home-throughput\n")
 print(HEAD)
 for name, better, pattern in HOME:
     print(row(name, better, home_values(pattern)))
+print("\nDaiko over its peer in the same run (the load of that moment cancels out):\n")
+print(HEAD)
+for name, a, b, better in RATIOS:
+    print(row(name, better, ratio_values(a, b)))
 print("\nPeers whose code is the same on both sides (they show whether both sides saw the same machine):\n")
 print(HEAD)
 for name, better, pattern in PEERS:
