@@ -5,7 +5,7 @@ using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
-using Daiko.Home.Server;
+using Daiko.Home.Trust;
 using Daiko.Protocol;
 using Microsoft.Extensions.Logging;
 
