@@ -52,4 +52,7 @@ internal static partial class HomeLog
 
     [LoggerMessage(16, LogLevel.Information, "device {Name}: policy changed, its agents told to drop their ticket stock")]
     public static partial void PolicyChanged(this ILogger logger, string name);
+
+    [LoggerMessage(60, LogLevel.Information, "a connection from {Address} was refused: {Reason}")]
+    public static partial void ProxyHeaderRefused(this ILogger logger, string address, string reason);
 }

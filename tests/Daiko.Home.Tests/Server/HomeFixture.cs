@@ -39,6 +39,7 @@ public sealed class HomeFixture : IAsyncDisposable
 
     public string Endpoint => $"127.0.0.1:{Server.LocalEndPoint.Port}";
 
+    /// <param name="configure">Changes to the server's options (timeouts, limits) for one test.</param>
     public static HomeFixture Start(Func<HomeServerOptions, HomeServerOptions>? configure = null)
     {
         var dir = new TempDirectory("daiko-home");
