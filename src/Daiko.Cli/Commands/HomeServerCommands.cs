@@ -4,7 +4,7 @@ using System.Text.Json;
 using Daiko.Cards;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
-using Daiko.Home.Server;
+using Daiko.Home.Trust;
 using Daiko.Home.Storage;
 using Daiko.Protocol;
 

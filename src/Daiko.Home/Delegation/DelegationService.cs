@@ -47,6 +47,7 @@ public sealed class DelegationService : IAsyncDisposable
     private readonly MarketProfiles _profiles;
     private readonly TimeProvider _time;
     private readonly TimeSpan _ticketWait;
+    private readonly TimeSpan _marketTimeout;
     private readonly ILogger _logger;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refilling = new();
 
@@ -57,6 +58,7 @@ public sealed class DelegationService : IAsyncDisposable
         MarketProfiles profiles,
         TimeProvider? time = null,
         TimeSpan? ticketWait = null,
+        TimeSpan? marketTimeout = null,
         ILogger? logger = null)
     {
         _logger = logger ?? NullLogger.Instance;
@@ -66,6 +68,7 @@ public sealed class DelegationService : IAsyncDisposable
         _profiles = profiles;
         _time = time ?? TimeProvider.System;
         _ticketWait = ticketWait ?? TimeSpan.FromSeconds(2);
+        _marketTimeout = marketTimeout ?? TimeSpan.FromSeconds(15);
     }
 
     public SessionCache<SessionTicket> Tickets => _tickets;
@@ -96,7 +99,11 @@ public sealed class DelegationService : IAsyncDisposable
             Versions = TlsVersions.Both,
             Time = _time,
             Counters = counters,
-            HandshakeTimeout = TimeSpan.FromSeconds(15),
+            HandshakeTimeout = _marketTimeout,
+            // After the handshake the connection is read for tickets (each wait bounded on its own) or
+            // spliced to a terminal, where a quiet market is not a broken one: the splice's idle limit
+            // and the device's session bound it, not a per-read timeout.
+            OperationTimeout = Timeout.InfiniteTimeSpan,
         };
         try
         {
@@ -123,17 +130,20 @@ public sealed class DelegationService : IAsyncDisposable
     {
         var key = market.KeyFor(deviceId);
         var limit = longest ?? Policy.DevicePolicy.LongestTicketLifetime;
-        bool Fits(SessionTicket t) => t.ExpiresAt - _time.GetUtcNow() <= limit;
-        var cached = _tickets.TryTake(key, Fits);
+        var cached = TryTakeCached(deviceId, market, limit);
         Hosting.HomeMetrics.CacheLookup(cached is not null);
         if (cached is not null) return cached;
         if (_tickets.Count(key) == 0) await FetchTicketsAsync(deviceId, market, cancellationToken);
-        return _tickets.TryTake(key, Fits)
+        return TryTakeCached(deviceId, market, limit)
             ?? (_tickets.Count(key) > 0
                 ? throw new Policy.PolicyRefusedException(Policy.PolicyRule.TicketLifetime,
                     $"the tickets of {market.Host}:{market.Port} live longer than this device may hold one ({Policy.DevicePolicy.FormatLifetime(limit)}); use handoff or relay, or the owner can change 'daiko home device policy --ticket-lifetime'")
                 : throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay"));
     }
+
+    /// <summary>A cached ticket for (device, market) with at most <paramref name="longest"/> left to live (taken from the cache), or null.</summary>
+    public SessionTicket? TryTakeCached(string deviceId, MarketRequest market, TimeSpan longest) =>
+        _tickets.TryTake(market.KeyFor(deviceId), t => t.ExpiresAt - _time.GetUtcNow() <= longest);
 
     /// <summary>
     /// Fetch ahead of need: when fewer than <paramref name="low"/> tickets are left for (device,
