@@ -46,4 +46,7 @@ internal static partial class HomeLog
 
     [LoggerMessage(14, LogLevel.Warning, "the purse is not sealed: {Reason}")]
     public static partial void PurseNotSealed(this ILogger logger, string reason);
+
+    [LoggerMessage(15, LogLevel.Warning, "ending the device sessions at shutdown failed (they end at the next start): {Reason}")]
+    public static partial void SessionsNotEnded(this ILogger logger, string reason);
 }

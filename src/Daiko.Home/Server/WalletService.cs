@@ -42,7 +42,7 @@ public sealed class WalletService
     public static async Task AddPayeeAsync(string directory, string name, PayeeRole role, ECDsa publicKey, CancellationToken cancellationToken = default)
     {
         if (!PayeeDirectory.IsName(name)) throw new ArgumentException("a payee's name uses letters, digits, dots and dashes (it is the id in its money messages)", nameof(name));
-        await new SqlPayeeStore(PurseStore.Sqlite(Hosting.HomeServer.DatabasePath(directory)))
+        await new SqlPayeeStore(HomeStore.Sqlite(Hosting.HomeServer.DatabasePath(directory)))
             .AddAsync(new Payee(name, role, publicKey.ExportSubjectPublicKeyInfoPem(), DateTimeOffset.UtcNow), cancellationToken);
     }
 

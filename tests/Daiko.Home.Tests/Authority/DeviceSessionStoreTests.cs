@@ -56,7 +56,7 @@ public abstract class DeviceSessionStoreContract : IDisposable
 
 public sealed class SqliteDeviceSessionStoreTests : DeviceSessionStoreContract
 {
-    protected override IHomeStore Store() => PurseStore.Sqlite(Path.Combine(Dir, "home.db"));
+    protected override IHomeStore Store() => HomeStore.Sqlite(Path.Combine(Dir, "home.db"));
 }
 
 [Collection("home card")]
@@ -67,7 +67,7 @@ public sealed class PostgresDeviceSessionStoreTests : DeviceSessionStoreContract
     protected override IHomeStore Store()
     {
         _server ??= PostgresServer.StartAsync(Dir).GetAwaiter().GetResult();
-        return PurseStore.Postgres(_server.ConnectionString);
+        return HomeStore.Postgres(_server.ConnectionString);
     }
 
     public override void Dispose()

@@ -164,7 +164,7 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
                 break;
             default:
                 // The device's idle timer ran out: its stored last use is older than the timeout.
-                await new SqlDeviceSessionStore(PurseStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)))
+                await new SqlDeviceSessionStore(HomeStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)))
                     .SaveAsync(new DeviceSession(id, "idle", DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddMinutes(-11)), cts.Token);
                 break;
         }

@@ -62,7 +62,7 @@ public abstract class MarketProfilesContract : IDisposable
 
 public sealed class SqliteMarketProfilesTests : MarketProfilesContract
 {
-    protected override IHomeStore Store() => PurseStore.Sqlite(Path.Combine(Dir, "home.db"));
+    protected override IHomeStore Store() => HomeStore.Sqlite(Path.Combine(Dir, "home.db"));
 }
 
 [Collection("home card")]
@@ -73,7 +73,7 @@ public sealed class PostgresMarketProfilesTests : MarketProfilesContract
     protected override IHomeStore Store()
     {
         _server ??= PostgresServer.StartAsync(Dir).GetAwaiter().GetResult();
-        return PurseStore.Postgres(_server.ConnectionString);
+        return HomeStore.Postgres(_server.ConnectionString);
     }
 
     public override void Dispose()

@@ -13,7 +13,7 @@ namespace Daiko.Home.Tests.Money;
 [Collection("home card")]
 public sealed class SqlitePurseLedgerTests : PurseLedgerContract
 {
-    protected override Daiko.Home.Storage.IHomeStore CreateStore(string directory) => Daiko.Home.Storage.PurseStore.Sqlite(Path.Combine(directory, "home.db"));
+    protected override Daiko.Home.Storage.IHomeStore CreateStore(string directory) => Daiko.Home.Storage.HomeStore.Sqlite(Path.Combine(directory, "home.db"));
 }
 
 /// <summary>The same contract on a real PostgreSQL server (hosted deployments, F18).</summary>
@@ -25,7 +25,7 @@ public sealed class PostgresPurseLedgerTests : PurseLedgerContract
     protected override Daiko.Home.Storage.IHomeStore CreateStore(string directory)
     {
         _server = PostgresServer.StartAsync(directory).GetAwaiter().GetResult();
-        return Daiko.Home.Storage.PurseStore.Postgres(_server.ConnectionString);
+        return Daiko.Home.Storage.HomeStore.Postgres(_server.ConnectionString);
     }
 
     protected override void TamperWithBalance(string directory) => Daiko.Home.Tests.Money.PostgresTamper.SetBalance(_server!.ConnectionString);

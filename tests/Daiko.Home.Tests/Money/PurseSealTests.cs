@@ -14,7 +14,7 @@ namespace Daiko.Home.Tests.Money;
 [Collection("home card")]
 public sealed class SqlitePurseSealTests : PurseSealContract
 {
-    protected override IHomeStore CreateStore(string directory) => PurseStore.Sqlite(DatabasePath);
+    protected override IHomeStore CreateStore(string directory) => HomeStore.Sqlite(DatabasePath);
 
     private string DatabasePath => Path.Combine(Directory, "home.db");
 
@@ -58,7 +58,7 @@ public sealed class PostgresPurseSealTests : PurseSealContract
     protected override IHomeStore CreateStore(string directory)
     {
         _server = PostgresServer.StartAsync(directory).GetAwaiter().GetResult();
-        return PurseStore.Postgres(_server.ConnectionString);
+        return HomeStore.Postgres(_server.ConnectionString);
     }
 
     protected override string DropEditTriggerSql => "DROP TRIGGER purse_log_edited ON purse_log";

@@ -67,7 +67,7 @@ public abstract class DevicePolicyStoreContract : IDisposable
 
 public sealed class SqliteDevicePolicyStoreTests : DevicePolicyStoreContract
 {
-    protected override IHomeStore Store() => PurseStore.Sqlite(Path.Combine(Dir, "home.db"));
+    protected override IHomeStore Store() => HomeStore.Sqlite(Path.Combine(Dir, "home.db"));
 }
 
 [Collection("home card")]
@@ -78,7 +78,7 @@ public sealed class PostgresDevicePolicyStoreTests : DevicePolicyStoreContract
     protected override IHomeStore Store()
     {
         _server ??= PostgresServer.StartAsync(Dir).GetAwaiter().GetResult();
-        return PurseStore.Postgres(_server.ConnectionString);
+        return HomeStore.Postgres(_server.ConnectionString);
     }
 
     public override void Dispose()

@@ -107,7 +107,7 @@ public abstract class SpendLimitContract : IDisposable
 [Collection("home card")]
 public sealed class SqliteSpendLimitTests : SpendLimitContract
 {
-    protected override IHomeStore CreateStore(string directory) => PurseStore.Sqlite(Path.Combine(directory, "home.db"));
+    protected override IHomeStore CreateStore(string directory) => HomeStore.Sqlite(Path.Combine(directory, "home.db"));
 }
 
 [Collection("home card")]
@@ -118,7 +118,7 @@ public sealed class PostgresSpendLimitTests : SpendLimitContract
     protected override IHomeStore CreateStore(string directory)
     {
         _server = PostgresServer.StartAsync(directory).GetAwaiter().GetResult();
-        return PurseStore.Postgres(_server.ConnectionString);
+        return HomeStore.Postgres(_server.ConnectionString);
     }
 
     public override void Dispose()
