@@ -11,8 +11,9 @@ namespace Daiko.Cli.Commands;
 
 /// <summary>
 /// <c>daiko home serve</c> running: the home server, the console, and the process's signals. SIGHUP
-/// re-reads DIR/home.json and the trust roots; SIGTERM (or Ctrl-C) stops accepting, lets work in flight
-/// finish for up to home.json's shutdown_seconds, cuts the rest, and exits well within 5 s.
+/// re-reads DIR/home.json and the trust roots; SIGTERM (or Ctrl-C) stops accepting, closes the
+/// terminals' channels, ends the devices' sessions, cuts whatever still runs after home.json's
+/// shutdown_seconds, and exits 0 well within 5 s. The log is plain or JSON (<c>--log-format</c>).
 /// </summary>
 internal static class HomeServe
 {

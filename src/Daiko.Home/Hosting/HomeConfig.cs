@@ -13,7 +13,7 @@ public sealed record HomeLimits
     /// <summary>How long a link printed by <c>home console-link</c> stays valid.</summary>
     [JsonPropertyName("console_link_minutes")] public int ConsoleLinkMinutes { get; init; } = 5;
 
-    /// <summary>How long SIGTERM waits for in-flight work before cutting it.</summary>
+    /// <summary>How long SIGTERM lets the stop run before it cuts what is still in flight.</summary>
     [JsonPropertyName("shutdown_seconds")] public double ShutdownSeconds { get; init; } = 3;
 }
 
