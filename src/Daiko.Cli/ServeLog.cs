@@ -8,6 +8,9 @@ internal static partial class ServeLog
     [LoggerMessage(101, LogLevel.Warning, "--allow-private-markets: every device may reach markets on loopback and private addresses")]
     public static partial void PrivateMarketsAllowed(this ILogger logger);
 
+    [LoggerMessage(107, LogLevel.Warning, "--proxy-protocol: every connection must begin with a PROXY protocol v2 header, whose client address is trusted: let only the load balancer reach the port")]
+    public static partial void ProxyProtocolTrusted(this ILogger logger);
+
     [LoggerMessage(102, LogLevel.Information, "home server stopping; the home card is locked")]
     public static partial void Stopping(this ILogger logger);
 

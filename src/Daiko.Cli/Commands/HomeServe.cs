@@ -17,7 +17,7 @@ namespace Daiko.Cli.Commands;
 /// </summary>
 internal static class HomeServe
 {
-    public sealed record Arguments(string Home, string? Listen, string? Console, string? ConsoleCert, string? ConsoleKey, string? PurseConnection, bool AllowPrivateMarkets = false, string? LogFormat = null);
+    public sealed record Arguments(string Home, string? Listen, string? Console, string? ConsoleCert, string? ConsoleKey, string? PurseConnection, bool AllowPrivateMarkets = false, bool ProxyProtocol = false, string? LogFormat = null);
 
     public static async Task<int> RunAsync(Arguments a, CancellationToken ct)
     {
@@ -49,6 +49,7 @@ internal static class HomeServe
                     LoggerFactory = log,
                     Store = a.PurseConnection is { } cs ? Daiko.Home.Storage.HomeStore.Postgres(cs) : null,
                     AllowPrivateMarkets = a.AllowPrivateMarkets,
+                    ProxyProtocol = a.ProxyProtocol,
                 }, card);
             }
             catch (System.Net.Sockets.SocketException e)
@@ -60,6 +61,7 @@ internal static class HomeServe
                 return CliConsole.Fail(e.Message);
             }
             if (a.AllowPrivateMarkets) serveLog.PrivateMarketsAllowed();
+            if (a.ProxyProtocol) serveLog.ProxyProtocolTrusted();
             HomeWeb? web = null;
             try
             {

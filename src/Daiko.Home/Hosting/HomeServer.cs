@@ -6,9 +6,9 @@ using Daiko.Home.Control;
 using Daiko.Home.Delegation;
 using Daiko.Home.Devices;
 using Daiko.Home.Handlers;
+using Daiko.Home.Mail;
 using Daiko.Home.Money;
 using Daiko.Home.Pim;
-using Daiko.Home.Server;
 using Daiko.Home.Trust;
 using Daiko.Tls;
 using Microsoft.Extensions.Logging;
@@ -41,11 +41,17 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>Lets every device reach markets on private and loopback addresses (<c>home serve --allow-private-markets</c>: labs and tests).</summary>
     public bool AllowPrivateMarkets { get; init; }
 
+    /// <summary>Terminals connect through a load balancer that sends a PROXY protocol v2 header first (<c>home serve --proxy-protocol</c>).</summary>
+    public bool ProxyProtocol { get; init; }
+
     /// <summary>Where the devices' unlock sessions live; default the SQLite home store (PostgreSQL for hosted deployments).</summary>
     public Storage.IDeviceSessionStore? DeviceSessions { get; init; }
 
     /// <summary>A device's session ends after this long without use (each device has its own timer).</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>The control listener's limits on connections and on strangers' handshakes and silence.</summary>
+    public PeerLimits PeerLimits { get; init; } = new();
 
     /// <summary>The longest a handshake with a market may take, as the user.</summary>
     public TimeSpan MarketTimeout { get; init; } = TimeSpan.FromSeconds(15);
@@ -72,9 +78,10 @@ public sealed class HomeServer : IAsyncDisposable
     private readonly List<Task> _background = new();
     private readonly ControlListener _listener;
     private readonly Splicer _splicer;
-    private readonly WalletService _wallet;
+    private readonly PaymentReports _reports;
     private readonly ServeLock _serveLock;
     private readonly HomeStateWatcher _stateWatcher;
+    private readonly PolicyWatcher _policyWatcher;
     private readonly IDisposable _gauges;
     private readonly ILogger _logger;
 
@@ -104,7 +111,9 @@ public sealed class HomeServer : IAsyncDisposable
             options.Time,
             marketTimeout: options.MarketTimeout,
             logger: logger);
-        _wallet = new WalletService(options.Directory, card, options.Time, Store, logger);
+        Payees = new PayeeDirectory(options.Directory, new Storage.SqlPayeeStore(Store), logger);
+        Ledger = new PurseLedger(Store, new HomeCardPurse(card), Payees.KeyOf, options.Time);
+        _reports = new PaymentReports(options.Directory, card, Ledger, new ReportOutbox(Store.MailOutbox, options.Time), logger);
         Appliances = new ApplianceGateway(Store.Appliances, time: options.Time);
         _splicer = new Splicer(logger, options.RelayIdleLimit);
         Connections = new ConnectionRegistry();
@@ -114,21 +123,31 @@ public sealed class HomeServer : IAsyncDisposable
         var grants = new AssistGrants(options.Time);
         Authority = new DeviceAuthority(options.DeviceSessions ?? new Storage.SqlDeviceSessionStore(Store), gate, options.Time, options.IdleTimeout)
         {
-            Ended = (device, reason) => Devices.AuditAsync(device, "session-end", null, null, reason),
+            // The device's stocked tickets were handed out under the session that ended (lock, idle, the card
+            // leaving crypto-ready): its agents drop them now, before a lock is answered; other devices keep theirs.
+            Ended = async (device, reason) =>
+            {
+                await Devices.AuditAsync(device, "session-end", null, null, reason);
+                await Connections.NotifyDeviceAsync(device, new Daiko.Protocol.Messages.DropTicketsNotice($"this device's unlock session ended ({reason})"));
+            },
         };
         var handlers = new HomeHandlers(
             gate,
             Authority,
             new EnrollmentHandler(Devices, Identity, logger),
-            new CardHandler(gate, Authority, grants, Devices, Delegation.Tickets, _wallet, logger),
+            new CardHandler(gate, Authority, grants, Devices, Delegation.Tickets, Ledger, logger),
             new DelegationHandler(gate, Delegation, Devices, _splicer, Policies, Authority, grants),
             new AssistHandler(gate, Devices, validator, grants, Policies),
             new ApplianceHandler(Appliances, Devices, Policies),
             new PimHandler(new PimStore(Store, options.Time)),
-            new WalletHandler(_wallet, gate, Devices, Policies),
+            new WalletHandler(Ledger, _reports, gate, Devices, Policies),
             Policies);
-        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers) { Connections = Connections }, logger);
+        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers), logger, options.PeerLimits)
+        {
+            ProxyProtocol = options.ProxyProtocol,
+        };
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
+        _policyWatcher = new PolicyWatcher(Policies, Connections, options.Time, logger);
         _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
         Card = card;
         _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
@@ -138,10 +157,10 @@ public sealed class HomeServer : IAsyncDisposable
 
     /// <summary>Declares a market or bank (its role and key) for e-money messages.</summary>
     public static Task AddPayeeAsync(string directory, string name, Storage.PayeeRole role, System.Security.Cryptography.ECDsa publicKey) =>
-        WalletService.AddPayeeAsync(directory, name, role, publicKey);
+        PayeeDirectory.AddAsync(directory, name, role, publicKey);
 
     /// <summary>Where the payment log is mailed (DIR/mail.json).</summary>
-    public static void SetMail(string directory, Mail.MailSettings settings) => WalletService.SaveMailSettings(directory, settings);
+    public static void SetMail(string directory, MailSettings settings) => PaymentReports.SaveSettings(directory, settings);
 
     public ApplianceGateway Appliances { get; }
 
@@ -150,7 +169,10 @@ public sealed class HomeServer : IAsyncDisposable
     /// <summary>All of the home server's state.</summary>
     public Storage.IHomeStore Store { get; }
 
-    public PurseLedger Ledger => _wallet.Ledger;
+    public PurseLedger Ledger { get; }
+
+    /// <summary>The markets and banks this server knows, re-read while it runs.</summary>
+    public PayeeDirectory Payees { get; }
 
     public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
 
@@ -182,7 +204,7 @@ public sealed class HomeServer : IAsyncDisposable
             server = new HomeServer(options, card, serveLock);
             // The card starts locked: sessions a previous run left in the store are over.
             Task.Run(() => server.Authority.EndAllAsync("the home server started")).GetAwaiter().GetResult();
-            server._wallet.Payees.RefreshAsync(CancellationToken.None).GetAwaiter().GetResult();
+            server.Payees.RefreshAsync(CancellationToken.None).GetAwaiter().GetResult();
             server._listener.Start();
         }
         catch
@@ -190,10 +212,11 @@ public sealed class HomeServer : IAsyncDisposable
             serveLock.Dispose();
             throw;
         }
-        server._background.Add(server._wallet.Payees.RunAsync(options.PayeePoll, options.Time, server._stop.Token));
+        server._background.Add(server.Payees.RunAsync(options.PayeePoll, options.Time, server._stop.Token));
         server._background.Add(server.Revocations.RunAsync(options.RevocationPoll, server._stop.Token));
         server._background.Add(server._stateWatcher.RunAsync(options.RevocationPoll, server._stop.Token));
-        server._background.Add(server._wallet.RunPeriodicReportsAsync(options.ReportInterval, options.Time, server._stop.Token));
+        server._background.Add(server._policyWatcher.RunAsync(PolicyWatcher.Poll, server._stop.Token));
+        server._background.Add(server._reports.RunAsync(options.ReportInterval, options.Time, server._stop.Token));
         server._background.Add(server.Appliances.RunCollectorAsync(options.ApplianceCollectInterval, server._stop.Token));
         return server;
     }
