@@ -35,9 +35,6 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>Where all home state lives (devices, audit, purse, PIM, …); default the SQLite home.db in <see cref="Directory"/>, PostgreSQL for hosted deployments.</summary>
     public Storage.IHomeStore? Store { get; init; }
 
-    /// <summary>The same as <see cref="Store"/> (its name from when only the purse was in the store).</summary>
-    public Storage.IHomeStore? PurseStore { get => Store; init => Store = value; }
-
     /// <summary>How often the declared payees are re-read (the bound on "a payee change applies within one second").</summary>
     public TimeSpan PayeePoll { get; init; } = TimeSpan.FromMilliseconds(250);
 
@@ -90,11 +87,12 @@ public sealed class HomeServer : IAsyncDisposable
     private readonly PolicyWatcher _policyWatcher;
     private readonly IDisposable _gauges;
     private readonly IssuerFetcher? _issuers;
+    private readonly ILogger _logger;
 
     private HomeServer(HomeServerOptions options, HomeCard card, ServeLock serveLock)
     {
         _serveLock = serveLock;
-        var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
+        var logger = _logger = options.LoggerFactory.CreateLogger("Daiko.Home");
         Store = options.Store ?? Storage.HomeStore.Sqlite(DatabasePath(options.Directory));
         Identity = HomeIdentity.LoadOrCreate(options.Directory);
         Devices = new DeviceRegistry(Store, options.Time)
@@ -232,6 +230,9 @@ public sealed class HomeServer : IAsyncDisposable
     {
         await _stop.CancelAsync();
         await _listener.DisposeAsync();
+        // The card is locked from here on: the devices' sessions end now, in the store too (audited).
+        try { await Authority.EndAllAsync("the home server stopped"); }
+        catch (Exception e) when (e is System.Data.Common.DbException or IOException or InvalidOperationException or TimeoutException) { _logger.SessionsNotEnded(e.Message); }
         await Task.WhenAll(_background);
         await _splicer.DisposeAsync();
         await Delegation.DisposeAsync();
