@@ -20,7 +20,7 @@ public sealed class WalletHandler(Money.PurseLedger ledger, PaymentReports repor
     }
 
     /// <summary>The log entries after sequence <paramref name="after"/>, as many as fit in one page.</summary>
-    private static WalletHistoryReply HistoryPage(Money.PurseLedger ledger, long after)
+    public static WalletHistoryReply HistoryPage(Money.PurseLedger ledger, long after)
     {
         var entries = new List<string>();
         var bytes = 0;

@@ -44,11 +44,17 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>Lets every device reach markets on private and loopback addresses (<c>home serve --allow-private-markets</c>: labs and tests).</summary>
     public bool AllowPrivateMarkets { get; init; }
 
+    /// <summary>Terminals connect through a load balancer that sends a PROXY protocol v2 header first (<c>home serve --proxy-protocol</c>).</summary>
+    public bool ProxyProtocol { get; init; }
+
     /// <summary>Where the devices' unlock sessions live; default the SQLite home store (PostgreSQL for hosted deployments).</summary>
     public Storage.IDeviceSessionStore? DeviceSessions { get; init; }
 
     /// <summary>A device's session ends after this long without use (each device has its own timer).</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>The control listener's limits on connections and on strangers' handshakes and silence.</summary>
+    public PeerLimits PeerLimits { get; init; } = new();
 
     /// <summary>The longest a handshake with a market may take, as the user.</summary>
     public TimeSpan MarketTimeout { get; init; } = TimeSpan.FromSeconds(15);
@@ -78,6 +84,7 @@ public sealed class HomeServer : IAsyncDisposable
     private readonly PaymentReports _reports;
     private readonly ServeLock _serveLock;
     private readonly HomeStateWatcher _stateWatcher;
+    private readonly PolicyWatcher _policyWatcher;
     private readonly IDisposable _gauges;
 
     private HomeServer(HomeServerOptions options, HomeCard card, ServeLock serveLock)
@@ -118,7 +125,13 @@ public sealed class HomeServer : IAsyncDisposable
         var grants = new AssistGrants(options.Time);
         Authority = new DeviceAuthority(options.DeviceSessions ?? new Storage.SqlDeviceSessionStore(Store), gate, options.Time, options.IdleTimeout)
         {
-            Ended = (device, reason) => Devices.AuditAsync(device, "session-end", null, null, reason),
+            // The device's stocked tickets were handed out under the session that ended (lock, idle, the card
+            // leaving crypto-ready): its agents drop them now, before a lock is answered; other devices keep theirs.
+            Ended = async (device, reason) =>
+            {
+                await Devices.AuditAsync(device, "session-end", null, null, reason);
+                await Connections.NotifyDeviceAsync(device, new Daiko.Protocol.Messages.DropTicketsNotice($"this device's unlock session ended ({reason})"));
+            },
         };
         var handlers = new HomeHandlers(
             gate,
@@ -131,8 +144,12 @@ public sealed class HomeServer : IAsyncDisposable
             new PimHandler(new PimStore(Store, options.Time)),
             new WalletHandler(Ledger, _reports, gate, Devices, Policies),
             Policies);
-        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers) { Connections = Connections }, logger);
+        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers), logger, options.PeerLimits)
+        {
+            ProxyProtocol = options.ProxyProtocol,
+        };
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
+        _policyWatcher = new PolicyWatcher(Policies, Connections, options.Time, logger);
         _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
         Card = card;
         _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
@@ -200,6 +217,7 @@ public sealed class HomeServer : IAsyncDisposable
         server._background.Add(server.Payees.RunAsync(options.PayeePoll, options.Time, server._stop.Token));
         server._background.Add(server.Revocations.RunAsync(options.RevocationPoll, server._stop.Token));
         server._background.Add(server._stateWatcher.RunAsync(options.RevocationPoll, server._stop.Token));
+        server._background.Add(server._policyWatcher.RunAsync(PolicyWatcher.Poll, server._stop.Token));
         server._background.Add(server._reports.RunAsync(options.ReportInterval, options.Time, server._stop.Token));
         server._background.Add(server.Appliances.RunCollectorAsync(options.ApplianceCollectInterval, server._stop.Token));
         return server;
