@@ -42,7 +42,7 @@ internal static class HomeServe
             HomeServer server;
             try
             {
-                server = HomeServer.Start(new HomeServerOptions(a.Home, listen)
+                server = await HomeServer.StartAsync(new HomeServerOptions(a.Home, listen)
                 {
                     LoggerFactory = log,
                     PurseStore = a.PurseConnection is { } cs ? Daiko.Home.Storage.PurseStore.Postgres(cs) : null,
