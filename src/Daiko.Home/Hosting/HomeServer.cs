@@ -44,6 +44,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>Lets every device reach markets on private and loopback addresses (<c>home serve --allow-private-markets</c>: labs and tests).</summary>
     public bool AllowPrivateMarkets { get; init; }
 
+    /// <summary>Fetches an intermediate a market left out of its chain, by its http AIA URL, from public addresses only (<c>home serve --fetch-missing-intermediates</c>).</summary>
+    public bool FetchMissingIntermediates { get; init; }
+
     /// <summary>Terminals connect through a load balancer that sends a PROXY protocol v2 header first (<c>home serve --proxy-protocol</c>).</summary>
     public bool ProxyProtocol { get; init; }
 
@@ -86,6 +89,7 @@ public sealed class HomeServer : IAsyncDisposable
     private readonly HomeStateWatcher _stateWatcher;
     private readonly PolicyWatcher _policyWatcher;
     private readonly IDisposable _gauges;
+    private readonly IssuerFetcher? _issuers;
 
     private HomeServer(HomeServerOptions options, HomeCard card, ServeLock serveLock)
     {
@@ -102,7 +106,8 @@ public sealed class HomeServer : IAsyncDisposable
                 HomeMetrics.Audited(action, mode, outcome);
             },
         };
-        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time);
+        _issuers = options.FetchMissingIntermediates ? new IssuerFetcher(logger, options.AllowPrivateMarkets, options.Time) : null;
+        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time, _issuers);
         Delegation = new DelegationService(
             () => card.CertificateChain.Count == 0
                 ? throw new DelegationException(DelegationFailure.CardNotReady, "the home card has no certificate yet: run 'daiko home cert import'")
@@ -239,6 +244,7 @@ public sealed class HomeServer : IAsyncDisposable
         await Delegation.DisposeAsync();
         Appliances.Dispose();
         _gauges.Dispose();
+        _issuers?.Dispose();
         Identity.Dispose();
         _serveLock.Dispose();
     }
