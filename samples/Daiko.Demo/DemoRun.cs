@@ -66,7 +66,7 @@ public static class DemoRun
             File.WriteAllText(Path.Combine(home, "mail.json"), $$"""{"smtp_host":"127.0.0.1","smtp_port":{{smtp.Port}},"from":"daiko@home.demo","to":"alice@example.demo"}""");
 
             Say("starting the home server on 127.0.0.1");
-            await using var server = HomeServer.Start(new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0)) { LoggerFactory = log }, card);
+            await using var server = await HomeServer.StartAsync(new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0)) { LoggerFactory = log }, card);
 
             Say("enrolling a terminal with a one-time code");
             var (secret, _) = await server.Devices.AddEnrollmentCodeAsync("demo-phone", ct);

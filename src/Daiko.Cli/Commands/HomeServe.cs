@@ -44,7 +44,7 @@ internal static class HomeServe
             HomeServer server;
             try
             {
-                server = HomeServer.Start(new HomeServerOptions(a.Home, listen)
+                server = await HomeServer.StartAsync(new HomeServerOptions(a.Home, listen)
                 {
                     LoggerFactory = log,
                     Store = a.PurseConnection is { } cs ? Daiko.Home.Storage.HomeStore.Postgres(cs) : null,

@@ -199,8 +199,15 @@ public sealed class HomeServer : IAsyncDisposable
 
     public int OpenConnections => Connections.Count;
 
+    /// <summary>
+    /// <see cref="StartAsync"/> for callers that cannot await (test fixtures); the waiting runs on the
+    /// thread pool, so no synchronization context is blocked.
+    /// </summary>
+    public static HomeServer Start(HomeServerOptions options, HomeCard card) =>
+        Task.Run(() => StartAsync(options, card)).GetAwaiter().GetResult();
+
     /// <summary>Starts serving; <see cref="HomeAlreadyServingException"/> when another home server holds DIR.</summary>
-    public static HomeServer Start(HomeServerOptions options, HomeCard card)
+    public static async Task<HomeServer> StartAsync(HomeServerOptions options, HomeCard card, CancellationToken cancellationToken = default)
     {
         var serveLock = ServeLock.Acquire(options.Directory);
         HomeServer server;
@@ -208,8 +215,8 @@ public sealed class HomeServer : IAsyncDisposable
         {
             server = new HomeServer(options, card, serveLock);
             // The card starts locked: sessions a previous run left in the store are over.
-            Task.Run(() => server.Authority.EndAllAsync("the home server started")).GetAwaiter().GetResult();
-            server.Payees.RefreshAsync(CancellationToken.None).GetAwaiter().GetResult();
+            await server.Authority.EndAllAsync("the home server started", cancellationToken);
+            await server.Payees.RefreshAsync(cancellationToken);
             server._listener.Start();
         }
         catch
