@@ -93,6 +93,18 @@ public sealed class HostilePeerTests(HomeServeProcess home)
     }
 
     [Fact]
+    public async Task AMarketChainMissingItsIntermediate_FailsWithoutTheOption_AndItsAiaUrlIsNeverFetched()
+    {
+        using var chain = new AiaChain();
+
+        var verdict = await MarketIntermediates.VerifyLeafAloneAsync(home, chain, "no-fetch-phone", "127.0.1.11");
+
+        Assert.False(verdict.Trusted);
+        Assert.Equal(Daiko.Tls.CertificateProblem.UntrustedRoot, verdict.Problem);
+        Assert.Equal(0, chain.Server.Requests);
+    }
+
+    [Fact]
     public async Task ACertificateLessPeer_AskingForAnythingButEnroll_IsAnsweredUnauthenticated_AndTheConnectionCloses()
     {
         await using var peer = await ControlPeer.ConnectAsync(home.Port, "127.0.1.2");
