@@ -84,18 +84,18 @@ public sealed class FailClosedProcessesTests : HomeTerminalAndNginx
     {
         for (var i = 0; i < 3; i++)
         {
-            var get = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{_market.Port}/whoami", "--terminal", _system.Terminal, "--mode", "handoff"], timeout: TimeSpan.FromSeconds(60));
+            var get = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{Market.Port}/whoami", "--terminal", Parts.Terminal, "--mode", "handoff"], timeout: TimeSpan.FromSeconds(60));
             Assert.True(get.ExitCode == 0, get.ToString());
         }
-        var wrong2 = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n0000\n");
+        var wrong2 = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", Parts.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n0000\n");
         Assert.Contains("wrong PIN2: 2 tries left", wrong2.StandardError, StringComparison.Ordinal);
-        var wrong1 = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n9999\n{HomeAndTerminal.Pin2}\n");
+        var wrong1 = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", Parts.Terminal], $"{HomeAndTerminal.AccessPin}\n9999\n{HomeAndTerminal.Pin2}\n");
         Assert.Contains("wrong PIN1: 2 tries left", wrong1.StandardError, StringComparison.Ordinal);
 
-        _system.Server.Kill(); // SIGKILL the moment the answer was read: no shutdown code runs
-        await _system.StartServerAsync();
+        Parts.Server.Kill(); // SIGKILL the moment the answer was read: no shutdown code runs
+        await Parts.StartServerAsync();
 
-        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", _system.Home, "--json"]);
+        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", Parts.Home, "--json"]);
         Assert.Contains("\"pin1_tries_left\":2", status.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("\"pin2_tries_left\":2", status.StandardOutput, StringComparison.Ordinal);
     }
