@@ -52,6 +52,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
 
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Where mail.json and legacy payee files are read; default <see cref="Directory"/> (a hosted owner's folder in the site).</summary>
+    public string? WalletDirectory { get; init; }
 }
 
 /// <summary>
@@ -62,68 +65,16 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
 /// </summary>
 public sealed class HomeServer : IAsyncDisposable
 {
-    private readonly CancellationTokenSource _stop = new();
-    private readonly List<Task> _background = new();
     private readonly ControlListener _listener;
-    private readonly Splicer _splicer;
-    private readonly WalletService _wallet;
     private readonly ServeLock _serveLock;
-    private readonly HomeStateWatcher _stateWatcher;
-    private readonly IDisposable _gauges;
+    private readonly HomeParts _parts;
 
     private HomeServer(HomeServerOptions options, HomeCard card, ServeLock serveLock)
     {
         _serveLock = serveLock;
-        var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
-        Store = options.Store ?? Storage.HomeStore.Sqlite(DatabasePath(options.Directory));
-        Identity = HomeIdentity.LoadOrCreate(options.Directory);
-        Devices = new DeviceRegistry(Store, options.Time)
-        {
-            // Every audited event (unlock, lock, delegation, refusal) also goes to the server log; never a secret.
-            Audited = (device, action, market, mode, outcome) =>
-            {
-                logger.Audited(device ?? "(unknown)", action, market is null ? "" : $" {market}", mode is null ? "" : $" ({mode})", outcome);
-                HomeMetrics.Audited(action, mode, outcome);
-            },
-        };
-        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time);
-        Delegation = new DelegationService(
-            () => card.CertificateChain.Count == 0
-                ? throw new DelegationException(DelegationFailure.CardNotReady, "the home card has no certificate yet: run 'daiko home cert import'")
-                : new ClientCredential(card.CertificateChain, card.TlsSigner),
-            validator,
-            new SessionCache<SessionTicket>(options.Time, t => t.Wipe(), t => t.Identity.Length + t.Psk.Length + t.Nonce.Length + 256),
-            new MarketProfiles(Store.MarketProfiles),
-            options.Time,
-            logger: logger);
-        _wallet = new WalletService(options.Directory, card, options.Time, Store, logger);
-        Appliances = new ApplianceGateway(Store.Appliances, time: options.Time);
-        _splicer = new Splicer(logger);
-        Connections = new ConnectionRegistry();
-        Policies = new Policy.DevicePolicies(new Storage.SqlDevicePolicyStore(Store),
-            async (id, ct) => (await Devices.FindByIdAsync(id, ct))?.Name, options.Time, options.AllowPrivateMarkets);
-        var gate = new CardGate(card);
-        var grants = new AssistGrants(options.Time);
-        Authority = new DeviceAuthority(options.DeviceSessions ?? new Storage.SqlDeviceSessionStore(Store), gate, options.Time, options.IdleTimeout)
-        {
-            Ended = (device, reason) => Devices.AuditAsync(device, "session-end", null, null, reason),
-        };
-        var handlers = new HomeHandlers(
-            gate,
-            Authority,
-            new EnrollmentHandler(Devices, Identity, logger),
-            new CardHandler(gate, Authority, grants, Devices, Delegation.Tickets, _wallet, logger),
-            new DelegationHandler(gate, Delegation, Devices, _splicer, Policies, Authority, grants),
-            new AssistHandler(gate, Devices, validator, grants, Policies),
-            new ApplianceHandler(Appliances, Devices, Policies),
-            new PimHandler(new PimStore(Store, options.Time)),
-            new WalletHandler(_wallet, gate, Devices, Policies),
-            Policies);
-        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers) { Connections = Connections }, logger);
-        Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
-        _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
+        _parts = new HomeParts(options, card, HomeIdentity.LoadOrCreate(options.Directory));
+        _listener = new ControlListener(options.Listen, _parts.Identity, _parts.Devices, _parts.Connections, _parts.Dispatcher, options.LoggerFactory.CreateLogger("Daiko.Home"));
         Card = card;
-        _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
     }
 
     public static string DatabasePath(string directory) => Path.Combine(directory, "home.db");
@@ -135,32 +86,30 @@ public sealed class HomeServer : IAsyncDisposable
     /// <summary>Where the payment log is mailed (DIR/mail.json).</summary>
     public static void SetMail(string directory, Mail.MailSettings settings) => WalletService.SaveMailSettings(directory, settings);
 
-    public ApplianceGateway Appliances { get; }
+    public ApplianceGateway Appliances => _parts.Appliances;
 
     public HomeCard Card { get; }
 
     /// <summary>All of the home server's state.</summary>
-    public Storage.IHomeStore Store { get; }
+    public Storage.IHomeStore Store => _parts.Store;
 
-    public PurseLedger Ledger => _wallet.Ledger;
+    public PurseLedger Ledger => _parts.Ledger;
 
     public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
 
-    public HomeIdentity Identity { get; }
+    public HomeIdentity Identity => _parts.Identity;
 
-    public DeviceRegistry Devices { get; }
+    public DeviceRegistry Devices => _parts.Devices;
 
-    public DelegationService Delegation { get; }
+    public DelegationService Delegation => _parts.Delegation;
 
     /// <summary>The owner's device policies as this server applies them.</summary>
-    public Policy.DevicePolicies Policies { get; }
+    public Policy.DevicePolicies Policies => _parts.Policies;
 
-    public ConnectionRegistry Connections { get; }
+    public ConnectionRegistry Connections => _parts.Connections;
 
     /// <summary>The devices' own unlock sessions and their live work.</summary>
-    public DeviceAuthority Authority { get; }
-
-    private RevocationWatcher Revocations { get; }
+    public DeviceAuthority Authority => _parts.Authority;
 
     public int OpenConnections => Connections.Count;
 
@@ -174,7 +123,7 @@ public sealed class HomeServer : IAsyncDisposable
             server = new HomeServer(options, card, serveLock);
             // The card starts locked: sessions a previous run left in the store are over.
             Task.Run(() => server.Authority.EndAllAsync("the home server started")).GetAwaiter().GetResult();
-            server._wallet.Payees.RefreshAsync(CancellationToken.None).GetAwaiter().GetResult();
+            server._parts.RefreshPayeesAsync(CancellationToken.None).GetAwaiter().GetResult();
             server._listener.Start();
         }
         catch
@@ -182,23 +131,14 @@ public sealed class HomeServer : IAsyncDisposable
             serveLock.Dispose();
             throw;
         }
-        server._background.Add(server._wallet.Payees.RunAsync(options.PayeePoll, options.Time, server._stop.Token));
-        server._background.Add(server.Revocations.RunAsync(options.RevocationPoll, server._stop.Token));
-        server._background.Add(server._stateWatcher.RunAsync(options.RevocationPoll, server._stop.Token));
-        server._background.Add(server._wallet.RunPeriodicReportsAsync(options.ReportInterval, options.Time, server._stop.Token));
-        server._background.Add(server.Appliances.RunCollectorAsync(options.ApplianceCollectInterval, server._stop.Token));
+        server._parts.StartBackground(options);
         return server;
     }
 
     public async ValueTask DisposeAsync()
     {
-        await _stop.CancelAsync();
         await _listener.DisposeAsync();
-        await Task.WhenAll(_background);
-        await _splicer.DisposeAsync();
-        await Delegation.DisposeAsync();
-        Appliances.Dispose();
-        _gauges.Dispose();
+        await _parts.DisposeAsync();
         Identity.Dispose();
         _serveLock.Dispose();
     }

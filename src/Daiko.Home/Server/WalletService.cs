@@ -19,11 +19,11 @@ public sealed class WalletService
 {
     private readonly ILogger _logger;
     private readonly string _directory;
-    private readonly HomeCard _card;
+    private readonly IHomeCard _card;
     private readonly PurseLedger _ledger;
     private readonly ReportOutbox _outbox;
 
-    public WalletService(string directory, HomeCard card, TimeProvider time, Storage.IHomeStore store, ILogger logger)
+    public WalletService(string directory, IHomeCard card, TimeProvider time, Storage.IHomeStore store, ILogger logger)
     {
         _logger = logger;
         _directory = directory;

@@ -1,0 +1,155 @@
+using System.Net;
+using Daiko.Cards;
+using Daiko.Home.Appliances;
+using Daiko.Home.Authority;
+using Daiko.Home.Control;
+using Daiko.Home.Delegation;
+using Daiko.Home.Devices;
+using Daiko.Home.Handlers;
+using Daiko.Home.Money;
+using Daiko.Home.Pim;
+using Daiko.Home.Server;
+using Daiko.Home.Trust;
+using Daiko.Tls;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Daiko.Home.Hosting;
+
+/// <summary>
+/// One owner's home server without a listener: devices, delegation, wallet, appliances, policies, the
+/// devices' authority and the handlers behind one <see cref="RequestDispatcher"/>, and the background
+/// work that keeps them current. A home server has one (<see cref="HomeServer"/>); a hosted node has one
+/// per owner it serves, behind one listener.
+/// </summary>
+public sealed class HomeParts : IAsyncDisposable
+{
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Task> _background = new();
+    private readonly Splicer _splicer;
+    private readonly WalletService _wallet;
+    private readonly HomeStateWatcher _stateWatcher;
+    private readonly IDisposable _gauges;
+
+    /// <param name="identity">The control-channel identity that issues device certificates (not disposed here).</param>
+    /// <param name="owner">The owner named in the device certificates issued (a hosted deployment); null for a home server's own.</param>
+    public HomeParts(HomeServerOptions options, IHomeCard card, HomeIdentity identity, string? owner = null)
+    {
+        var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
+        Store = options.Store ?? Storage.HomeStore.Sqlite(HomeServer.DatabasePath(options.Directory));
+        Identity = identity;
+        Devices = new DeviceRegistry(Store, options.Time)
+        {
+            // Every audited event (unlock, lock, delegation, refusal) also goes to the server log; never a secret.
+            Audited = (device, action, market, mode, outcome) =>
+            {
+                logger.Audited(device ?? "(unknown)", action, market is null ? "" : $" {market}", mode is null ? "" : $" ({mode})", outcome);
+                HomeMetrics.Audited(action, mode, outcome);
+            },
+        };
+        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time);
+        Delegation = new DelegationService(
+            () => card.CertificateChain.Count == 0
+                ? throw new DelegationException(DelegationFailure.CardNotReady, "the home card has no certificate yet: run 'daiko home cert import'")
+                : new ClientCredential(card.CertificateChain, card.TlsSigner),
+            validator,
+            new SessionCache<SessionTicket>(options.Time, t => t.Wipe(), t => t.Identity.Length + t.Psk.Length + t.Nonce.Length + 256),
+            new MarketProfiles(Store.MarketProfiles),
+            options.Time,
+            logger: logger);
+        _wallet = new WalletService(options.WalletDirectory ?? options.Directory, card, options.Time, Store, logger);
+        Appliances = new ApplianceGateway(Store.Appliances, time: options.Time);
+        _splicer = new Splicer(logger);
+        Connections = new ConnectionRegistry();
+        Policies = new Policy.DevicePolicies(new Storage.SqlDevicePolicyStore(Store),
+            async (id, ct) => (await Devices.FindByIdAsync(id, ct))?.Name, options.Time, options.AllowPrivateMarkets);
+        var gate = new CardGate(card);
+        var grants = new AssistGrants(options.Time);
+        Authority = new DeviceAuthority(options.DeviceSessions ?? new Storage.SqlDeviceSessionStore(Store), gate, options.Time, options.IdleTimeout)
+        {
+            Ended = (device, reason) => Devices.AuditAsync(device, "session-end", null, null, reason),
+        };
+        var handlers = new HomeHandlers(
+            gate,
+            Authority,
+            new EnrollmentHandler(Devices, Identity, logger, owner: owner),
+            new CardHandler(gate, Authority, grants, Devices, Delegation.Tickets, _wallet, logger),
+            new DelegationHandler(gate, Delegation, Devices, _splicer, Policies, Authority, grants),
+            new AssistHandler(gate, Devices, validator, grants, Policies),
+            new ApplianceHandler(Appliances, Devices, Policies),
+            new PimHandler(new PimStore(Store, options.Time)),
+            new WalletHandler(_wallet, gate, Devices, Policies),
+            Policies);
+        Enrollment = handlers.Enrollment;
+        Dispatcher = new RequestDispatcher(handlers) { Connections = Connections };
+        Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
+        _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
+        Card = card;
+        _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
+    }
+
+    public ApplianceGateway Appliances { get; }
+
+    public IHomeCard Card { get; }
+
+    /// <summary>All of this owner's state.</summary>
+    public Storage.IHomeStore Store { get; }
+
+    public PurseLedger Ledger => _wallet.Ledger;
+
+    public HomeIdentity Identity { get; }
+
+    public DeviceRegistry Devices { get; }
+
+    public DelegationService Delegation { get; }
+
+    public Policy.DevicePolicies Policies { get; }
+
+    public ConnectionRegistry Connections { get; }
+
+    public DeviceAuthority Authority { get; }
+
+    public RequestDispatcher Dispatcher { get; }
+
+    public EnrollmentHandler Enrollment { get; }
+
+    internal WalletService Wallet => _wallet;
+
+    internal RevocationWatcher Revocations { get; }
+
+    /// <summary>Reads the declared payees once (before serving).</summary>
+    public Task RefreshPayeesAsync(CancellationToken cancellationToken = default) => _wallet.Payees.RefreshAsync(cancellationToken);
+
+    /// <summary>
+    /// One look at what changed elsewhere (another node, an owner command): revoked devices' channels
+    /// closed and sessions ended, the card's state, the payees. What a change notice triggers at once.
+    /// </summary>
+    public async Task PollChangesAsync(CancellationToken cancellationToken = default)
+    {
+        await Revocations.PollOnceAsync(cancellationToken);
+        await _stateWatcher.PollAsync(cancellationToken);
+        await _wallet.Payees.RefreshAsync(cancellationToken);
+        Policies.Invalidate();
+    }
+
+    /// <summary>Starts the background work: payees, revocations, the card's state, reports, appliance readings.</summary>
+    public void StartBackground(HomeServerOptions options)
+    {
+        _background.Add(_wallet.Payees.RunAsync(options.PayeePoll, options.Time, _stop.Token));
+        _background.Add(Revocations.RunAsync(options.RevocationPoll, _stop.Token));
+        _background.Add(_stateWatcher.RunAsync(options.RevocationPoll, _stop.Token));
+        _background.Add(_wallet.RunPeriodicReportsAsync(options.ReportInterval, options.Time, _stop.Token));
+        _background.Add(Appliances.RunCollectorAsync(options.ApplianceCollectInterval, _stop.Token));
+    }
+
+    /// <summary>Stops the background work (the listener, if any, is stopped first by its owner).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await Task.WhenAll(_background);
+        await _splicer.DisposeAsync();
+        await Delegation.DisposeAsync();
+        Appliances.Dispose();
+        _gauges.Dispose();
+    }
+}
