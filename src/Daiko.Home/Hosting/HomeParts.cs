@@ -33,7 +33,8 @@ public sealed class HomeParts : IAsyncDisposable
 
     /// <param name="identity">The control-channel identity that issues device certificates (not disposed here).</param>
     /// <param name="owner">The owner named in the device certificates issued (a hosted deployment); null for a home server's own.</param>
-    public HomeParts(HomeServerOptions options, IHomeCard card, HomeIdentity identity, string? owner = null)
+    /// <param name="enrollmentLimiter">Failed enrollments counted per address and code (a hosted node shares one across its owners).</param>
+    public HomeParts(HomeServerOptions options, IHomeCard card, HomeIdentity identity, string? owner = null, EnrollmentLimiter? enrollmentLimiter = null)
     {
         var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
         Store = options.Store ?? Storage.HomeStore.Sqlite(HomeServer.DatabasePath(options.Directory));
@@ -72,7 +73,7 @@ public sealed class HomeParts : IAsyncDisposable
         var handlers = new HomeHandlers(
             gate,
             Authority,
-            new EnrollmentHandler(Devices, Identity, logger, owner: owner),
+            new EnrollmentHandler(Devices, Identity, logger, enrollmentLimiter, owner),
             new CardHandler(gate, Authority, grants, Devices, Delegation.Tickets, _wallet, logger),
             new DelegationHandler(gate, Delegation, Devices, _splicer, Policies, Authority, grants),
             new AssistHandler(gate, Devices, validator, grants, Policies),
