@@ -3,7 +3,7 @@
 # everything else (PKCS#11 token, TLS peers, SMTP server, PostgreSQL, afl++ for fuzz/run.sh, chromium
 # for the console's browser tests) comes from Debian packages.
 set -euo pipefail
-packages=(softhsm2 opensc openssl gnutls-bin nginx-light python3-aiosmtpd postgresql procps socat iproute2 util-linux afl++ chromium fonts-dejavu-core)
+packages=(softhsm2 opensc openssl gnutls-bin nginx-light python3-aiosmtpd postgresql haproxy procps socat iproute2 util-linux afl++ chromium fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
