@@ -5,7 +5,7 @@ using Daiko.Cards.Site;
 using Daiko.Home.Control;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
-using Daiko.Home.Server;
+using Daiko.Home.Trust;
 using Daiko.Protocol;
 using Daiko.Protocol.Messages;
 using Microsoft.Extensions.Logging;
@@ -26,6 +26,9 @@ public sealed record HostNodeOptions(string SiteDirectory, IPEndPoint Listen)
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
     public bool AllowPrivateMarkets { get; init; }
+
+    /// <summary>Connections start with a PROXY protocol v2 header from the load balancer, whose client address the per-source limits use.</summary>
+    public bool ProxyProtocol { get; init; }
 }
 
 /// <summary>
@@ -60,7 +63,7 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
         _database = new SiteDatabase(source);
         _identity = HomeIdentity.LoadOrCreate(site.Directory);
         _logger = options.LoggerFactory.CreateLogger("Daiko.Host");
-        _listener = new ControlListener(options.Listen, _identity, this, _logger);
+        _listener = new ControlListener(options.Listen, _identity, this, _logger) { ProxyProtocol = options.ProxyProtocol };
     }
 
     public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
@@ -124,8 +127,20 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
         await connection.ReplyAsync(request, new ErrorReply(ErrorCode.EnrollmentRefused, "the enrollment code is not valid"));
     }
 
-    private Task<HomeParts?> PartsAsync(string owner) =>
-        _owners.GetOrAdd(owner, name => new Lazy<Task<HomeParts?>>(() => LoadAsync(name))).Value;
+    /// <summary>The owner's parts, built once per node; a build that failed (the database away) is tried again by the next connection.</summary>
+    private async Task<HomeParts?> PartsAsync(string owner)
+    {
+        var lazy = _owners.GetOrAdd(owner, name => new Lazy<Task<HomeParts?>>(() => LoadAsync(name)));
+        try
+        {
+            return await lazy.Value;
+        }
+        catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException)
+        {
+            _owners.TryRemove(KeyValuePair.Create(owner, lazy));
+            throw;
+        }
+    }
 
     private async Task<HomeParts?> LoadAsync(string owner)
     {

@@ -89,6 +89,32 @@ public sealed class FailClosedProcessesTests : IAsyncLifetime
         Assert.DoesNotContain("new-pin-77", wrong.StandardError + wrong.StandardOutput + old.StandardError, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Wrong PINs given while the card is ready and in use (each delegation resets the idle clock, which
+    /// is written to the card's state file at most once a second) survive SIGKILL of the home server right
+    /// after the terminal read the answer: every count is durable before it is answered.
+    /// </summary>
+    [Fact]
+    public async Task WrongPin2ThenWrongPin1_WhileDelegating_ThenKill9_KeepBothCounts()
+    {
+        for (var i = 0; i < 3; i++)
+        {
+            var get = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{_market.Port}/whoami", "--terminal", _system.Terminal, "--mode", "handoff"], timeout: TimeSpan.FromSeconds(60));
+            Assert.True(get.ExitCode == 0, get.ToString());
+        }
+        var wrong2 = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n0000\n");
+        Assert.Contains("wrong PIN2: 2 tries left", wrong2.StandardError, StringComparison.Ordinal);
+        var wrong1 = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n9999\n{HomeAndTerminal.Pin2}\n");
+        Assert.Contains("wrong PIN1: 2 tries left", wrong1.StandardError, StringComparison.Ordinal);
+
+        _system.Server.Kill(); // SIGKILL the moment the answer was read: no shutdown code runs
+        await _system.StartServerAsync();
+
+        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", _system.Home, "--json"]);
+        Assert.Contains("\"pin1_tries_left\":2", status.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("\"pin2_tries_left\":2", status.StandardOutput, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task WrongPins_AreCountedAndTheThirdDisablesTheCard()
     {

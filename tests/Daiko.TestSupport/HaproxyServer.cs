@@ -1,63 +1,64 @@
 namespace Daiko.TestSupport;
 
 /// <summary>
-/// HAProxy (Debian's haproxy) in TCP mode on 127.0.0.1 and a free port, in front of the given backends:
-/// round robin, a health check every 250 ms, a connection to a dead backend dispatched to another.
-/// Runs in the foreground as the test's child; dispose stops it.
+/// A real HAProxy (Debian's haproxy) in TCP mode on a free loopback port, as a load balancer in front
+/// of home servers or hosted nodes: one backend with a PROXY protocol v2 header (<c>send-proxy-v2</c>),
+/// or several in round robin with health checks every 250 ms and a connection to a dead backend
+/// dispatched to another. Runs in the foreground as the test's child; stopped (killed) on dispose.
 /// </summary>
 public sealed class HaproxyServer : IDisposable
 {
+    private readonly TempDirectory _dir;
     private readonly ExternalProcess _process;
 
-    private HaproxyServer(ExternalProcess process, int port)
+    private HaproxyServer(TempDirectory dir, ExternalProcess process, int port)
     {
+        _dir = dir;
         _process = process;
         Port = port;
     }
 
     public int Port { get; }
 
-    public string Log => _process.Output;
+    public string Output => _process.Output;
 
     public static bool Available => File.Exists("/usr/sbin/haproxy");
 
-    public static async Task<HaproxyServer> StartAsync(string directory, IEnumerable<int> backends)
-    {
-        var port = Loopback.FreePort();
-        Directory.CreateDirectory(directory);
-        var config = Path.Combine(directory, $"haproxy-{port}.cfg");
-        var servers = string.Join('\n', backends.Select((b, i) => $"    server node{i + 1} 127.0.0.1:{b} check inter 250ms fall 1 rise 1"));
-        await File.WriteAllTextAsync(config, $"""
-            global
-                maxconn 2000
-            defaults
-                mode tcp
-                timeout connect 1s
-                timeout client 1h
-                timeout server 1h
-                retries 3
-                option redispatch
-            frontend terminals
-                bind 127.0.0.1:{port}
-                default_backend nodes
-            backend nodes
-                balance roundrobin
-            {servers}
+    public static Task<HaproxyServer> StartAsync(int backendPort, string options = "send-proxy-v2") =>
+        StartAsync([backendPort], options, balanced: false);
 
-            """);
-        var process = new ExternalProcess("/usr/sbin/haproxy", ["-db", "-f", config]);
-        var server = new HaproxyServer(process, port);
+    /// <summary>Several backends in round robin (<paramref name="options"/> on each server line).</summary>
+    public static Task<HaproxyServer> StartAsync(IEnumerable<int> backendPorts, string options = "") =>
+        StartAsync(backendPorts, options, balanced: true);
+
+    private static async Task<HaproxyServer> StartAsync(IEnumerable<int> backendPorts, string options, bool balanced)
+    {
+        var dir = new TempDirectory("daiko-haproxy");
+        var port = Loopback.FreePort();
+        var config = Path.Combine(dir.Path, "haproxy.cfg");
+        var check = balanced ? " check inter 250ms fall 1 rise 1" : "";
+        var servers = string.Join('\n', backendPorts.Select((b, i) => $"  server home{i + 1} 127.0.0.1:{b} {options}{check}"));
+        var timeouts = balanced ? "  timeout client 1h\n  timeout server 1h\n  retries 3\n  option redispatch" : "  timeout client 60s\n  timeout server 60s";
+        await File.WriteAllTextAsync(config, $"global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n{timeouts}\n" +
+            $"frontend control\n  bind 127.0.0.1:{port}\n  default_backend home\nbackend home\n  balance roundrobin\n{servers}\n");
+        var process = new ExternalProcess("haproxy", ["-db", "-f", config]);
         try
         {
-            await Loopback.WaitForListenerAsync(port, TimeSpan.FromSeconds(10), () => !process.HasExited);
+            await Loopback.WaitForListenerAsync(port, TimeSpan.FromSeconds(30), () => !process.HasExited);
         }
         catch
         {
-            server.Dispose();
-            throw;
+            var output = process.Output;
+            process.Dispose();
+            dir.Dispose();
+            throw new InvalidOperationException($"haproxy did not start (scripts/install-deps.sh installs it): {output}");
         }
-        return server;
+        return new HaproxyServer(dir, process, port);
     }
 
-    public void Dispose() => _process.Dispose();
+    public void Dispose()
+    {
+        _process.Dispose();
+        _dir.Dispose();
+    }
 }

@@ -4,7 +4,7 @@ using System.Text.Json;
 using Daiko.Cards;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
-using Daiko.Home.Server;
+using Daiko.Home.Trust;
 using Daiko.Home.Storage;
 using Daiko.Protocol;
 
@@ -88,13 +88,17 @@ internal static class HomeServerCommands
         {
             Description = "let every device reach markets on loopback and private addresses (labs and tests; otherwise allow them per device with 'home device policy --markets')",
         };
-        foreach (var o in new Option[] { home, listen, console, consoleCert, consoleKey, postgres, postgresFile, allowPrivate }) command.Options.Add(o);
+        var proxyProtocol = new Option<bool>("--proxy-protocol")
+        {
+            Description = "terminals come through a load balancer that sends a PROXY protocol v2 header (HAProxy's send-proxy-v2): its client address counts for the per-address limits; a connection without one is refused",
+        };
+        foreach (var o in new Option[] { home, listen, console, consoleCert, consoleKey, postgres, postgresFile, allowPrivate, proxyProtocol }) command.Options.Add(o);
         command.Validators.Add(result =>
         {
             if ((result.GetValue(consoleCert) is null) != (result.GetValue(consoleKey) is null)) result.AddError("--console-cert and --console-key go together");
         });
         command.SetAction((parse, ct) => HomeServe.RunAsync(new HomeServe.Arguments(parse.GetValue(home)!, parse.GetValue(listen), parse.GetValue(console),
-            parse.GetValue(consoleCert), parse.GetValue(consoleKey), PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)), parse.GetValue(allowPrivate)), ct));
+            parse.GetValue(consoleCert), parse.GetValue(consoleKey), PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)), parse.GetValue(allowPrivate), parse.GetValue(proxyProtocol)), ct));
         return command;
     }
 

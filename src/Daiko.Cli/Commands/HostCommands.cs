@@ -4,7 +4,7 @@ using System.Security.Cryptography.X509Certificates;
 using Daiko.Cards;
 using Daiko.Cards.Site;
 using Daiko.Home.Devices;
-using Daiko.Home.Server;
+using Daiko.Home.Trust;
 using Daiko.Host;
 using Daiko.Protocol;
 
@@ -124,7 +124,8 @@ internal static class HostCommands
         var site = SiteOption();
         var listen = new Option<string>("--listen") { Description = "where terminals (or the load balancer) connect", Required = true, HelpName = "HOST:PORT" }.HostPort();
         var allowPrivate = new Option<bool>("--allow-private-markets") { Description = "let every device reach markets on loopback and private addresses (labs and tests)" };
-        foreach (var o in new Option[] { site, listen, allowPrivate }) command.Options.Add(o);
+        var proxyProtocol = new Option<bool>("--proxy-protocol") { Description = "every connection starts with a PROXY protocol v2 header (HAProxy send-proxy-v2): the terminals' real addresses feed the per-source limits" };
+        foreach (var o in new Option[] { site, listen, allowPrivate, proxyProtocol }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             var where = parse.GetValue(listen)!;
@@ -135,6 +136,7 @@ internal static class HostCommands
                 {
                     LoggerFactory = new StderrLog(),
                     AllowPrivateMarkets = parse.GetValue(allowPrivate),
+                    ProxyProtocol = parse.GetValue(proxyProtocol),
                 }, ct);
             }
             catch (System.Net.Sockets.SocketException e)

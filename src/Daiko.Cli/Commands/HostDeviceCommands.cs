@@ -1,6 +1,6 @@
 using System.CommandLine;
 using Daiko.Home.Devices;
-using Daiko.Home.Server;
+using Daiko.Home.Trust;
 using Daiko.Home.Storage;
 using Daiko.Host;
 using Daiko.Protocol;

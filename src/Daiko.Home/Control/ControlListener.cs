@@ -5,7 +5,7 @@ using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
-using Daiko.Home.Server;
+using Daiko.Home.Trust;
 using Daiko.Protocol;
 using Microsoft.Extensions.Logging;
 
@@ -59,6 +59,13 @@ public sealed class ControlListener : IAsyncDisposable
     public IPEndPoint LocalEndPoint => (IPEndPoint)_listener.LocalEndpoint;
 
     public PeerAdmission Admission { get; }
+
+    /// <summary>
+    /// Every connection begins with a PROXY protocol v2 header from a load balancer (<c>home serve
+    /// --proxy-protocol</c>); the client it names is the peer's address for the per-source limits and
+    /// enrollment. A connection without a valid header is closed before its TLS handshake.
+    /// </summary>
+    public bool ProxyProtocol { get; init; }
 
     public void Start()
     {
@@ -123,6 +130,10 @@ public sealed class ControlListener : IAsyncDisposable
         {
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
             handshake.CancelAfter(StrangerTimeout);
+            if (ProxyProtocol && await ProxyProtocolV2.ReadAsync(client.GetStream(), handshake.Token) is { Source: { } source })
+            {
+                Admission.Readdress(slot, source.Address);
+            }
             await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
             {
                 ServerCertificate = _identity.Certificate,
@@ -136,6 +147,13 @@ public sealed class ControlListener : IAsyncDisposable
                 CertificateChainPolicy = _identity.DeviceChainPolicy(),
                 RemoteCertificateValidationCallback = (_, _, _, errors) => errors is SslPolicyErrors.None or SslPolicyErrors.RemoteCertificateNotAvailable,
             }, handshake.Token);
+        }
+        catch (ProxyProtocolException e)
+        {
+            _logger.ProxyHeaderRefused(slot.Address.ToString(), e.Message);
+            await ssl.DisposeAsync();
+            client.Dispose();
+            return;
         }
         catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException or System.ComponentModel.Win32Exception or ObjectDisposedException)
         {

@@ -46,4 +46,7 @@ internal static partial class HomeLog
 
     [LoggerMessage(14, LogLevel.Warning, "the purse is not sealed: {Reason}")]
     public static partial void PurseNotSealed(this ILogger logger, string reason);
+
+    [LoggerMessage(60, LogLevel.Information, "a connection from {Address} was refused: {Reason}")]
+    public static partial void ProxyHeaderRefused(this ILogger logger, string address, string reason);
 }

@@ -6,9 +6,9 @@ using Daiko.Home.Control;
 using Daiko.Home.Delegation;
 using Daiko.Home.Devices;
 using Daiko.Home.Handlers;
+using Daiko.Home.Mail;
 using Daiko.Home.Money;
 using Daiko.Home.Pim;
-using Daiko.Home.Server;
 using Daiko.Home.Trust;
 using Daiko.Tls;
 using Microsoft.Extensions.Logging;
@@ -17,17 +17,17 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace Daiko.Home.Hosting;
 
 /// <summary>
-/// One owner's home server without a listener: devices, delegation, wallet, appliances, policies, the
-/// devices' authority and the handlers behind one <see cref="RequestDispatcher"/>, and the background
-/// work that keeps them current. A home server has one (<see cref="HomeServer"/>); a hosted node has one
-/// per owner it serves, behind one listener.
+/// One owner's home server without a listener: devices, delegation, the purse and its reports,
+/// appliances, policies, the devices' authority and the handlers behind one
+/// <see cref="RequestDispatcher"/>, and the background work that keeps them current. A home server has
+/// one (<see cref="HomeServer"/>); a hosted node has one per owner it serves, behind one listener.
 /// </summary>
 public sealed class HomeParts : IAsyncDisposable
 {
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _background = new();
     private readonly Splicer _splicer;
-    private readonly WalletService _wallet;
+    private readonly PaymentReports _reports;
     private readonly HomeStateWatcher _stateWatcher;
     private readonly IDisposable _gauges;
 
@@ -57,10 +57,13 @@ public sealed class HomeParts : IAsyncDisposable
             new SessionCache<SessionTicket>(options.Time, t => t.Wipe(), t => t.Identity.Length + t.Psk.Length + t.Nonce.Length + 256),
             new MarketProfiles(Store.MarketProfiles),
             options.Time,
+            marketTimeout: options.MarketTimeout,
             logger: logger);
-        _wallet = new WalletService(options.WalletDirectory ?? options.Directory, card, options.Time, Store, logger);
+        Payees = new PayeeDirectory(options.WalletDirectory ?? options.Directory, new Storage.SqlPayeeStore(Store), logger);
+        Ledger = new PurseLedger(Store, new HomeCardPurse(card), Payees.KeyOf, options.Time);
+        _reports = new PaymentReports(options.WalletDirectory ?? options.Directory, card, Ledger, new ReportOutbox(Store.MailOutbox, options.Time), logger);
         Appliances = new ApplianceGateway(Store.Appliances, time: options.Time);
-        _splicer = new Splicer(logger);
+        _splicer = new Splicer(logger, options.RelayIdleLimit);
         Connections = new ConnectionRegistry();
         Policies = new Policy.DevicePolicies(new Storage.SqlDevicePolicyStore(Store),
             async (id, ct) => (await Devices.FindByIdAsync(id, ct))?.Name, options.Time, options.AllowPrivateMarkets);
@@ -74,12 +77,12 @@ public sealed class HomeParts : IAsyncDisposable
             gate,
             Authority,
             new EnrollmentHandler(Devices, Identity, logger, enrollmentLimiter, owner),
-            new CardHandler(gate, Authority, grants, Devices, Delegation.Tickets, _wallet, logger),
+            new CardHandler(gate, Authority, grants, Devices, Delegation.Tickets, Ledger, logger),
             new DelegationHandler(gate, Delegation, Devices, _splicer, Policies, Authority, grants),
             new AssistHandler(gate, Devices, validator, grants, Policies),
             new ApplianceHandler(Appliances, Devices, Policies),
             new PimHandler(new PimStore(Store, options.Time)),
-            new WalletHandler(_wallet, gate, Devices, Policies),
+            new WalletHandler(Ledger, _reports, gate, Devices, Policies),
             Policies);
         Enrollment = handlers.Enrollment;
         Dispatcher = new RequestDispatcher(handlers) { Connections = Connections };
@@ -96,7 +99,10 @@ public sealed class HomeParts : IAsyncDisposable
     /// <summary>All of this owner's state.</summary>
     public Storage.IHomeStore Store { get; }
 
-    public PurseLedger Ledger => _wallet.Ledger;
+    public PurseLedger Ledger { get; }
+
+    /// <summary>The markets and banks this owner knows, re-read while the parts run.</summary>
+    public PayeeDirectory Payees { get; }
 
     public HomeIdentity Identity { get; }
 
@@ -114,12 +120,10 @@ public sealed class HomeParts : IAsyncDisposable
 
     public EnrollmentHandler Enrollment { get; }
 
-    internal WalletService Wallet => _wallet;
-
-    internal RevocationWatcher Revocations { get; }
+    private RevocationWatcher Revocations { get; }
 
     /// <summary>Reads the declared payees once (before serving).</summary>
-    public Task RefreshPayeesAsync(CancellationToken cancellationToken = default) => _wallet.Payees.RefreshAsync(cancellationToken);
+    public Task RefreshPayeesAsync(CancellationToken cancellationToken = default) => Payees.RefreshAsync(cancellationToken);
 
     /// <summary>
     /// One look at what changed elsewhere (another node, an owner command): revoked devices' channels
@@ -129,17 +133,17 @@ public sealed class HomeParts : IAsyncDisposable
     {
         await Revocations.PollOnceAsync(cancellationToken);
         await _stateWatcher.PollAsync(cancellationToken);
-        await _wallet.Payees.RefreshAsync(cancellationToken);
+        await Payees.RefreshAsync(cancellationToken);
         Policies.Invalidate();
     }
 
     /// <summary>Starts the background work: payees, revocations, the card's state, reports, appliance readings.</summary>
     public void StartBackground(HomeServerOptions options)
     {
-        _background.Add(_wallet.Payees.RunAsync(options.PayeePoll, options.Time, _stop.Token));
+        _background.Add(Payees.RunAsync(options.PayeePoll, options.Time, _stop.Token));
         _background.Add(Revocations.RunAsync(options.RevocationPoll, _stop.Token));
         _background.Add(_stateWatcher.RunAsync(options.RevocationPoll, _stop.Token));
-        _background.Add(_wallet.RunPeriodicReportsAsync(options.ReportInterval, options.Time, _stop.Token));
+        _background.Add(_reports.RunAsync(options.ReportInterval, options.Time, _stop.Token));
         _background.Add(Appliances.RunCollectorAsync(options.ApplianceCollectInterval, _stop.Token));
     }
 

@@ -6,9 +6,9 @@ using Daiko.Home.Control;
 using Daiko.Home.Delegation;
 using Daiko.Home.Devices;
 using Daiko.Home.Handlers;
+using Daiko.Home.Mail;
 using Daiko.Home.Money;
 using Daiko.Home.Pim;
-using Daiko.Home.Server;
 using Daiko.Home.Trust;
 using Daiko.Tls;
 using Microsoft.Extensions.Logging;
@@ -44,11 +44,23 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>Lets every device reach markets on private and loopback addresses (<c>home serve --allow-private-markets</c>: labs and tests).</summary>
     public bool AllowPrivateMarkets { get; init; }
 
+    /// <summary>Terminals connect through a load balancer that sends a PROXY protocol v2 header first (<c>home serve --proxy-protocol</c>).</summary>
+    public bool ProxyProtocol { get; init; }
+
     /// <summary>Where the devices' unlock sessions live; default the SQLite home store (PostgreSQL for hosted deployments).</summary>
     public Storage.IDeviceSessionStore? DeviceSessions { get; init; }
 
     /// <summary>A device's session ends after this long without use (each device has its own timer).</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>The longest a handshake with a market may take, as the user.</summary>
+    public TimeSpan MarketTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// A relayed or handed-over connection ends after this long with no byte either way (it is also cut
+    /// when the device's session ends). A quiet market is not a broken one: this is the only read bound on a relay.
+    /// </summary>
+    public TimeSpan RelayIdleLimit { get; init; } = TimeSpan.FromMinutes(10);
 
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
@@ -60,8 +72,8 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
 /// <summary>
 /// The home server (F1-F8), composed: terminals connect over TLS 1.3 with their device certificate
 /// (<see cref="ControlListener"/>); the server gates everything on the home card's state and acts for
-/// them towards markets (<see cref="RequestDispatcher"/> and its handlers). This type only builds the
-/// parts and owns their lifetime.
+/// them towards markets (<see cref="RequestDispatcher"/> and its handlers, in <see cref="HomeParts"/>).
+/// This type only builds the parts and owns their lifetime.
 /// </summary>
 public sealed class HomeServer : IAsyncDisposable
 {
@@ -73,7 +85,10 @@ public sealed class HomeServer : IAsyncDisposable
     {
         _serveLock = serveLock;
         _parts = new HomeParts(options, card, HomeIdentity.LoadOrCreate(options.Directory));
-        _listener = new ControlListener(options.Listen, _parts.Identity, _parts.Devices, _parts.Connections, _parts.Dispatcher, options.LoggerFactory.CreateLogger("Daiko.Home"));
+        _listener = new ControlListener(options.Listen, _parts.Identity, _parts.Devices, _parts.Connections, _parts.Dispatcher, options.LoggerFactory.CreateLogger("Daiko.Home"))
+        {
+            ProxyProtocol = options.ProxyProtocol,
+        };
         Card = card;
     }
 
@@ -81,10 +96,10 @@ public sealed class HomeServer : IAsyncDisposable
 
     /// <summary>Declares a market or bank (its role and key) for e-money messages.</summary>
     public static Task AddPayeeAsync(string directory, string name, Storage.PayeeRole role, System.Security.Cryptography.ECDsa publicKey) =>
-        WalletService.AddPayeeAsync(directory, name, role, publicKey);
+        PayeeDirectory.AddAsync(directory, name, role, publicKey);
 
     /// <summary>Where the payment log is mailed (DIR/mail.json).</summary>
-    public static void SetMail(string directory, Mail.MailSettings settings) => WalletService.SaveMailSettings(directory, settings);
+    public static void SetMail(string directory, MailSettings settings) => PaymentReports.SaveSettings(directory, settings);
 
     public ApplianceGateway Appliances => _parts.Appliances;
 
@@ -94,6 +109,9 @@ public sealed class HomeServer : IAsyncDisposable
     public Storage.IHomeStore Store => _parts.Store;
 
     public PurseLedger Ledger => _parts.Ledger;
+
+    /// <summary>The markets and banks this server knows, re-read while it runs.</summary>
+    public PayeeDirectory Payees => _parts.Payees;
 
     public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
 
@@ -123,7 +141,7 @@ public sealed class HomeServer : IAsyncDisposable
             server = new HomeServer(options, card, serveLock);
             // The card starts locked: sessions a previous run left in the store are over.
             Task.Run(() => server.Authority.EndAllAsync("the home server started")).GetAwaiter().GetResult();
-            server._parts.RefreshPayeesAsync(CancellationToken.None).GetAwaiter().GetResult();
+            server.Payees.RefreshAsync(CancellationToken.None).GetAwaiter().GetResult();
             server._listener.Start();
         }
         catch

@@ -81,7 +81,7 @@ public sealed class HostedNodesTests(HostedNodesTests.OneOwner owner) : IClassFi
     {
         Assert.True(HaproxyServer.Available, "haproxy is not installed (scripts/install-deps.sh installs it)");
         var nodes = new[] { await Site.StartNodeAsync(), await Site.StartNodeAsync() };
-        using var balancer = await HaproxyServer.StartAsync(Path.Combine(Site.Dir.Path, "haproxy"), nodes.Select(n => n.Port));
+        using var balancer = await HaproxyServer.StartAsync(nodes.Select(n => n.Port));
         var terminal = await Site.EnrollAsync("dave", "roamer", balancer.Port);
         await HostedSite.UnlockAsOwnerAsync(terminal, "dave");
         var before = await Site.GetAsync(terminal);

@@ -261,4 +261,36 @@ public abstract class PurseLedgerContract : IDisposable
         Assert.Equal(0, _ledger.Balance("JPY"));
         Assert.Empty(_ledger.History());
     }
+
+    [Fact]
+    public void AHistoryAboveOneMebibyte_ReadsBackInPages_EachFrameUnderTheLimit()
+    {
+        const int refills = 300;
+        for (var i = 0; i < refills; i++) _ledger.Refill(RefillOf(1, $"r{i:D4}-" + new string('x', 3_600)));
+
+        var seen = new List<string>();
+        var after = 0L;
+        var pages = 0;
+        var total = 0L;
+        while (true)
+        {
+            var page = Daiko.Home.Handlers.WalletHandler.HistoryPage(_ledger, after);
+            var frame = Daiko.Protocol.Wire.ControlFrame.Encode(2 * pages + 1, page);
+            Assert.True(frame.Length <= Daiko.Protocol.ControlProtocol.MaxFrameBytes, $"page {pages} is a frame of {frame.Length} bytes");
+            var read = Assert.IsType<Daiko.Protocol.Messages.WalletHistoryReply>(Daiko.Protocol.Wire.ControlFrame.Decode(frame.AsMemory(4)).Message);
+            Assert.True(read.Intact);
+            seen.AddRange(read.Entries);
+            total += frame.Length;
+            pages++;
+            if (!read.More) break;
+            Assert.True(read.Last > after, "a page did not move on");
+            after = read.Last;
+            Assert.True(pages < 50, "paging did not end");
+        }
+
+        Assert.True(total > 1 << 20, $"the history was only {total} bytes");
+        Assert.True(pages > 1, "the whole history came back in one reply");
+        Assert.Equal(refills, seen.Count);
+        Assert.Equal(refills, seen.Distinct().Count());
+    }
 }
