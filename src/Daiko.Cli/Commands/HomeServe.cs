@@ -16,7 +16,7 @@ namespace Daiko.Cli.Commands;
 /// </summary>
 internal static class HomeServe
 {
-    public sealed record Arguments(string Home, string? Listen, string? Console, string? ConsoleCert, string? ConsoleKey, string? PurseConnection, bool AllowPrivateMarkets = false, bool ProxyProtocol = false);
+    public sealed record Arguments(string Home, string? Listen, string? Console, string? ConsoleCert, string? ConsoleKey, string? PurseConnection, bool AllowPrivateMarkets = false, bool ProxyProtocol = false, bool FetchMissingIntermediates = false);
 
     public static async Task<int> RunAsync(Arguments a, CancellationToken ct)
     {
@@ -48,6 +48,7 @@ internal static class HomeServe
                     PurseStore = a.PurseConnection is { } cs ? Daiko.Home.Storage.PurseStore.Postgres(cs) : null,
                     AllowPrivateMarkets = a.AllowPrivateMarkets,
                     ProxyProtocol = a.ProxyProtocol,
+                    FetchMissingIntermediates = a.FetchMissingIntermediates,
                 }, card);
             }
             catch (System.Net.Sockets.SocketException e)
@@ -59,6 +60,7 @@ internal static class HomeServe
                 return CliConsole.Fail(e.Message);
             }
             if (a.AllowPrivateMarkets) System.Console.Error.WriteLine("daiko: --allow-private-markets: every device may reach markets on loopback and private addresses");
+            if (a.FetchMissingIntermediates) System.Console.Error.WriteLine("daiko: --fetch-missing-intermediates: an intermediate a market leaves out is fetched from its http AIA URL (public addresses only, 2 s, 64 KiB, cached)");
             if (a.ProxyProtocol) System.Console.Error.WriteLine("daiko: --proxy-protocol: every connection must begin with a PROXY protocol v2 header, whose client address is trusted: let only the load balancer reach the port");
             HomeWeb? web = null;
             try

@@ -26,14 +26,13 @@ public sealed class ControlListener : IAsyncDisposable
 {
     private static readonly SslApplicationProtocol ControlAlpn = new(ControlProtocol.Alpn);
 
-    /// <summary>How long a TLS handshake, and then a certificate-less peer's silence, may last.</summary>
-    public static readonly TimeSpan StrangerTimeout = TimeSpan.FromSeconds(10);
-
     private static readonly ControlGate EnrollOnly = new(type => type == Daiko.Protocol.Messages.EnrollRequest.WireType, ErrorCode.Unauthenticated,
         "this connection presented no device certificate: it may only enroll");
 
     private readonly TcpListener _listener;
+    private readonly PeerLimits _limits;
     private readonly HomeIdentity _identity;
+    private readonly SslStreamCertificateContext _serverCertificate;
     private readonly IControlRoutes _routes;
     private readonly ConnectionRegistry _all = new();
     private readonly ILogger _logger;
@@ -49,9 +48,13 @@ public sealed class ControlListener : IAsyncDisposable
     /// <summary>A listener for the owners <paramref name="routes"/> knows (a hosted node serves many).</summary>
     public ControlListener(IPEndPoint endpoint, HomeIdentity identity, IControlRoutes routes, ILogger logger, PeerLimits? limits = null)
     {
-        Admission = new PeerAdmission(limits ?? new PeerLimits());
+        _limits = limits ?? new PeerLimits();
+        Admission = new PeerAdmission(_limits);
         _listener = new TcpListener(endpoint);
         _identity = identity;
+        // Built once, offline: handing SslStream the bare certificate makes it build the server's own chain
+        // (and its native context) again in every handshake, a stranger's included.
+        _serverCertificate = SslStreamCertificateContext.Create(identity.Certificate, additionalCertificates: null, offline: true);
         _routes = routes;
         _logger = logger;
     }
@@ -90,7 +93,9 @@ public sealed class ControlListener : IAsyncDisposable
             {
                 continue;
             }
-            _serving.Track(ServeLoggedAsync(client));
+            // Off the accept loop: a handshake whose ClientHello is already there would otherwise run its
+            // key exchange and signature here, and every connection behind it would wait for that.
+            _serving.Track(Task.Run(() => ServeLoggedAsync(client)));
         }
     }
 
@@ -129,14 +134,14 @@ public sealed class ControlListener : IAsyncDisposable
         try
         {
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-            handshake.CancelAfter(StrangerTimeout);
+            handshake.CancelAfter(_limits.HandshakeTimeout);
             if (ProxyProtocol && await ProxyProtocolV2.ReadAsync(client.GetStream(), handshake.Token) is { Source: { } source })
             {
                 Admission.Readdress(slot, source.Address);
             }
             await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
             {
-                ServerCertificate = _identity.Certificate,
+                ServerCertificateContext = _serverCertificate,
                 EnabledSslProtocols = SslProtocols.Tls13,
                 ApplicationProtocols = [ControlAlpn],
                 ClientCertificateRequired = true,
@@ -197,7 +202,9 @@ public sealed class ControlListener : IAsyncDisposable
             RefusesUnopenedRelays = true,
             Gate = deviceId is null ? EnrollOnly : null,
             MaxFrameBytes = deviceId is null ? ControlProtocol.MaxUnauthenticatedFrameBytes : ControlProtocol.MaxFrameBytes,
-            IdleTimeout = deviceId is null ? StrangerTimeout : null,
+            // An enrolled device's channel may stay idle as long as the device likes (the terminal agent keeps
+            // one open for its whole unlock): only a stranger's silence is cut short.
+            IdleTimeout = deviceId is null ? _limits.StrangerIdleTimeout : null,
         };
         slot.OnClose(() => connection.Close(deviceId is null ? "too many connections without a device certificate" : "too many connections of this device"));
         registry.Add(connection, deviceId);

@@ -13,6 +13,12 @@ public sealed record PeerLimits
 
     /// <summary>Open connections of one enrolled device.</summary>
     public int MaxPerDevice { get; init; } = 16;
+
+    /// <summary>How long a TLS handshake may last.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a peer without a device certificate may stay silent (an enrolled device's channel has no idle limit).</summary>
+    public TimeSpan StrangerIdleTimeout { get; init; } = TimeSpan.FromSeconds(10);
 }
 
 /// <summary>

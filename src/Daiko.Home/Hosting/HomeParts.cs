@@ -29,7 +29,9 @@ public sealed class HomeParts : IAsyncDisposable
     private readonly Splicer _splicer;
     private readonly PaymentReports _reports;
     private readonly HomeStateWatcher _stateWatcher;
+    private readonly PolicyWatcher _policyWatcher;
     private readonly IDisposable _gauges;
+    private readonly IssuerFetcher? _issuers;
 
     /// <param name="identity">The control-channel identity that issues device certificates (not disposed here).</param>
     /// <param name="owner">The owner named in the device certificates issued (a hosted deployment); null for a home server's own.</param>
@@ -48,7 +50,8 @@ public sealed class HomeParts : IAsyncDisposable
                 HomeMetrics.Audited(action, mode, outcome);
             },
         };
-        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time);
+        _issuers = options.FetchMissingIntermediates ? new IssuerFetcher(logger, options.AllowPrivateMarkets, options.Time) : null;
+        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time, _issuers);
         Delegation = new DelegationService(
             () => card.CertificateChain.Count == 0
                 ? throw new DelegationException(DelegationFailure.CardNotReady, "the home card has no certificate yet: run 'daiko home cert import'")
@@ -71,7 +74,13 @@ public sealed class HomeParts : IAsyncDisposable
         var grants = new AssistGrants(options.Time);
         Authority = new DeviceAuthority(options.DeviceSessions ?? new Storage.SqlDeviceSessionStore(Store), gate, options.Time, options.IdleTimeout)
         {
-            Ended = (device, reason) => Devices.AuditAsync(device, "session-end", null, null, reason),
+            // The device's stocked tickets were handed out under the session that ended (lock, idle, the card
+            // leaving crypto-ready): its agents drop them now, before a lock is answered; other devices keep theirs.
+            Ended = async (device, reason) =>
+            {
+                await Devices.AuditAsync(device, "session-end", null, null, reason);
+                await Connections.NotifyDeviceAsync(device, new Daiko.Protocol.Messages.DropTicketsNotice($"this device's unlock session ended ({reason})"));
+            },
         };
         var handlers = new HomeHandlers(
             gate,
@@ -85,9 +94,10 @@ public sealed class HomeParts : IAsyncDisposable
             new WalletHandler(Ledger, _reports, gate, Devices, Policies),
             Policies);
         Enrollment = handlers.Enrollment;
-        Dispatcher = new RequestDispatcher(handlers) { Connections = Connections };
+        Dispatcher = new RequestDispatcher(handlers);
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
         _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
+        _policyWatcher = new PolicyWatcher(Policies, Connections, options.Time, logger);
         Card = card;
         _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
     }
@@ -145,6 +155,7 @@ public sealed class HomeParts : IAsyncDisposable
         _background.Add(_stateWatcher.RunAsync(options.RevocationPoll, _stop.Token));
         _background.Add(_reports.RunAsync(options.ReportInterval, options.Time, _stop.Token));
         _background.Add(Appliances.RunCollectorAsync(options.ApplianceCollectInterval, _stop.Token));
+        _background.Add(_policyWatcher.RunAsync(PolicyWatcher.Poll, _stop.Token));
     }
 
     /// <summary>Stops the background work (the listener, if any, is stopped first by its owner).</summary>
@@ -156,5 +167,6 @@ public sealed class HomeParts : IAsyncDisposable
         await Delegation.DisposeAsync();
         Appliances.Dispose();
         _gauges.Dispose();
+        _issuers?.Dispose();
     }
 }

@@ -44,6 +44,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>Lets every device reach markets on private and loopback addresses (<c>home serve --allow-private-markets</c>: labs and tests).</summary>
     public bool AllowPrivateMarkets { get; init; }
 
+    /// <summary>Fetches an intermediate a market left out of its chain, by its http AIA URL, from public addresses only (<c>home serve --fetch-missing-intermediates</c>).</summary>
+    public bool FetchMissingIntermediates { get; init; }
+
     /// <summary>Terminals connect through a load balancer that sends a PROXY protocol v2 header first (<c>home serve --proxy-protocol</c>).</summary>
     public bool ProxyProtocol { get; init; }
 
@@ -52,6 +55,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
 
     /// <summary>A device's session ends after this long without use (each device has its own timer).</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>The control listener's limits on connections and on strangers' handshakes and silence.</summary>
+    public PeerLimits PeerLimits { get; init; } = new();
 
     /// <summary>The longest a handshake with a market may take, as the user.</summary>
     public TimeSpan MarketTimeout { get; init; } = TimeSpan.FromSeconds(15);
@@ -85,7 +91,7 @@ public sealed class HomeServer : IAsyncDisposable
     {
         _serveLock = serveLock;
         _parts = new HomeParts(options, card, HomeIdentity.LoadOrCreate(options.Directory));
-        _listener = new ControlListener(options.Listen, _parts.Identity, _parts.Devices, _parts.Connections, _parts.Dispatcher, options.LoggerFactory.CreateLogger("Daiko.Home"))
+        _listener = new ControlListener(options.Listen, _parts.Identity, _parts.Devices, _parts.Connections, _parts.Dispatcher, options.LoggerFactory.CreateLogger("Daiko.Home"), options.PeerLimits)
         {
             ProxyProtocol = options.ProxyProtocol,
         };
