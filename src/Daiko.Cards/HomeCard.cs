@@ -17,7 +17,7 @@ namespace Daiko.Cards;
 /// This type composes the parts: <see cref="HomeCardPins"/> (the state machine),
 /// <see cref="HomeCardToken"/> (token access and signing), <see cref="HomeCardProvisioning"/> (owner operations).
 /// </summary>
-public sealed class HomeCard : IDisposable
+public sealed class HomeCard : IHomeCard, IDisposable
 {
     private readonly HomeCardOptions _options;
     private readonly HomeCardToken _token;

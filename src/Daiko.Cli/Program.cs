@@ -24,6 +24,7 @@ public static class Program
         WalletCommands.AddTo(terminal);
         root.Subcommands.Add(terminal);
 
+        root.Subcommands.Add(HostCommands.Build());
         root.Subcommands.Add(DemoCommand.Build());
         CliHelp.Install(root);
         try

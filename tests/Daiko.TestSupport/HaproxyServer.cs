@@ -1,9 +1,10 @@
 namespace Daiko.TestSupport;
 
 /// <summary>
-/// A real HAProxy (Debian's haproxy) in TCP mode on a free loopback port, forwarding to
-/// 127.0.0.1:<c>backendPort</c> with a PROXY protocol v2 header (<c>send-proxy-v2</c>), as a load
-/// balancer in front of a home server does. Stopped (killed) on dispose.
+/// A real HAProxy (Debian's haproxy) in TCP mode on a free loopback port, as a load balancer in front
+/// of home servers or hosted nodes: one backend with a PROXY protocol v2 header (<c>send-proxy-v2</c>),
+/// or several in round robin with health checks every 250 ms and a connection to a dead backend
+/// dispatched to another. Runs in the foreground as the test's child; stopped (killed) on dispose.
 /// </summary>
 public sealed class HaproxyServer : IDisposable
 {
@@ -21,26 +22,25 @@ public sealed class HaproxyServer : IDisposable
 
     public string Output => _process.Output;
 
-    public static async Task<HaproxyServer> StartAsync(int backendPort, string options = "send-proxy-v2")
+    public static bool Available => File.Exists("/usr/sbin/haproxy");
+
+    public static Task<HaproxyServer> StartAsync(int backendPort, string options = "send-proxy-v2") =>
+        StartAsync([backendPort], options, balanced: false);
+
+    /// <summary>Several backends in round robin (<paramref name="options"/> on each server line).</summary>
+    public static Task<HaproxyServer> StartAsync(IEnumerable<int> backendPorts, string options = "") =>
+        StartAsync(backendPorts, options, balanced: true);
+
+    private static async Task<HaproxyServer> StartAsync(IEnumerable<int> backendPorts, string options, bool balanced)
     {
         var dir = new TempDirectory("daiko-haproxy");
         var port = Loopback.FreePort();
         var config = Path.Combine(dir.Path, "haproxy.cfg");
-        await File.WriteAllTextAsync(config, $"""
-            global
-              maxconn 4096
-            defaults
-              mode tcp
-              timeout connect 5s
-              timeout client 60s
-              timeout server 60s
-            frontend control
-              bind 127.0.0.1:{port}
-              default_backend home
-            backend home
-              server home 127.0.0.1:{backendPort} {options}
-
-            """);
+        var check = balanced ? " check inter 250ms fall 1 rise 1" : "";
+        var servers = string.Join('\n', backendPorts.Select((b, i) => $"  server home{i + 1} 127.0.0.1:{b} {options}{check}"));
+        var timeouts = balanced ? "  timeout client 1h\n  timeout server 1h\n  retries 3\n  option redispatch" : "  timeout client 60s\n  timeout server 60s";
+        await File.WriteAllTextAsync(config, $"global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n{timeouts}\n" +
+            $"frontend control\n  bind 127.0.0.1:{port}\n  default_backend home\nbackend home\n  balance roundrobin\n{servers}\n");
         var process = new ExternalProcess("haproxy", ["-db", "-f", config]);
         try
         {

@@ -68,7 +68,10 @@ internal static class DevicePolicyCommands
         }
     }
 
-    public static IDevicePolicyStore Store(string home) => new SqlDevicePolicyStore(HomeStore.Sqlite(HomeServer.DatabasePath(home)));
+    public static IDevicePolicyStore Store(string home) => new SqlDevicePolicyStore(HomeOf(home));
+
+    /// <summary>A home directory's store (the SQLite home.db).</summary>
+    public static IHomeStore HomeOf(string home) => HomeStore.Sqlite(HomeServer.DatabasePath(home));
 
     /// <summary>The policy as <c>device list --json</c> and <c>device policy --json</c> show it.</summary>
     public static object Json(DevicePolicy policy) => new
@@ -85,33 +88,37 @@ internal static class DevicePolicyCommands
         $"markets {policy.MarketsText}; modes {policy.ModesText}; spend limit {(policy.SpendLimitPerDay is { } s ? $"{s} a day" : "none")}; " +
         $"max tickets {policy.MaxTickets}; ticket lifetime {DevicePolicy.FormatLifetime(policy.TicketLifetime)}; appliances {policy.AppliancesText}";
 
-    public static Command Policy()
+    public static Command Policy() => Policy(HomeCardCommands.HomeOption(), (parse, home) => HomeOf(parse.GetValue(home)!), "home", "--home ~/daiko-home");
+
+    /// <summary><c>device policy</c> on the store <paramref name="storeOf"/> finds from <paramref name="where"/> (a home directory, or a hosted owner).</summary>
+    public static Command Policy(Option<string> where, Func<ParseResult, Option<string>, IHomeStore> storeOf, string verb, string whereExample, params Option[] more)
     {
         var command = new Command("policy", "Set what a device may do: markets, delegation modes, daily spend limit, tickets it may hold, appliances. Without options, show its policy.")
             .WithExamples(
-                "daiko home device policy --home ~/daiko-home --name phone --markets '*.shop.example,bank.example:8443' --modes resume,relay",
-                "daiko home device policy --home ~/daiko-home --name phone --spend-limit 5000 --max-tickets 2 --ticket-lifetime 1h",
-                "daiko home device policy --home ~/daiko-home --name lab --markets '*,127.0.0.1,10.0.0.0/8' --appliances heater",
-                "daiko home device policy --home ~/daiko-home --name phone --json");
-        var home = HomeCardCommands.HomeOption();
+                $"daiko {verb} device policy {whereExample} --name phone --markets '*.shop.example,bank.example:8443' --modes resume,relay",
+                $"daiko {verb} device policy {whereExample} --name phone --spend-limit 5000 --max-tickets 2 --ticket-lifetime 1h",
+                $"daiko {verb} device policy {whereExample} --name lab --markets '*,127.0.0.1,10.0.0.0/8' --appliances heater",
+                $"daiko {verb} device policy {whereExample} --name phone --json");
+        var home = where;
         var name = new Option<string>("--name") { Description = "the device's name", Required = true, HelpName = "NAME" };
         var json = CliOutput.JsonOption();
         var options = new PolicyOptions();
         command.Options.Add(home);
+        foreach (var o in more) command.Options.Add(o);
         command.Options.Add(name);
         options.AddTo(command);
         command.Options.Add(json);
         command.SetAction(async (parse, ct) =>
         {
-            var dir = parse.GetValue(home)!;
+            var homeStore = storeOf(parse, home);
             var device = parse.GetValue(name)!;
-            var store = Store(dir);
+            var store = new SqlDevicePolicyStore(homeStore);
             var policy = await store.FindAsync(device, ct) ?? DevicePolicy.Default;
             if (options.AnyGiven(parse))
             {
                 policy = options.Apply(parse, policy);
                 await store.SaveAsync(device, policy, ct);
-                if (await new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(dir))).FindAsync(device, ct) is null)
+                if (await new DeviceRegistry(homeStore).FindAsync(device, ct) is null)
                 {
                     Console.Error.WriteLine($"daiko: no device named '{device}' is enrolled yet; this policy applies when it enrolls");
                 }
@@ -123,10 +130,12 @@ internal static class DevicePolicyCommands
     }
 
     /// <summary>Each device with its policy, state and last use, for <c>device list</c>.</summary>
-    public static async Task<int> ListAsync(string dir, bool json, CancellationToken ct)
+    public static Task<int> ListAsync(string dir, bool json, CancellationToken ct) => ListAsync(HomeOf(dir), json, ct);
+
+    public static async Task<int> ListAsync(IHomeStore homeStore, bool json, CancellationToken ct)
     {
-        var devices = await new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(dir))).ListAsync(ct);
-        var store = Store(dir);
+        var devices = await new DeviceRegistry(homeStore).ListAsync(ct);
+        var store = new SqlDevicePolicyStore(homeStore);
         var rows = new List<(Device Device, DevicePolicy Policy, DateTimeOffset? LastUsed)>();
         foreach (var d in devices) rows.Add((d, await store.FindAsync(d.Name, ct) ?? DevicePolicy.Default, await store.LastUseAsync(d.Name, ct)));
         if (json)

@@ -144,16 +144,7 @@ internal static class HomeServerCommands
                 var registry = new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(dir)));
                 var (secret, expires) = await registry.AddEnrollmentCodeAsync(parse.GetValue(name)!, ct);
                 if (set is null || policy.AnyGiven(parse)) await policies.SaveAsync(parse.GetValue(name)!, chosen, ct);
-                var code = EnrollmentCode.Compose(secret, identity.SpkiHash);
-                if (parse.GetValue(json))
-                {
-                    Console.WriteLine(JsonSerializer.Serialize(new { name = parse.GetValue(name), code, expires }));
-                }
-                else
-                {
-                    Console.WriteLine(code);
-                    Console.Error.WriteLine($"daiko: enter this code on the terminal with 'daiko terminal enroll' before {expires:HH:mm} UTC");
-                }
+                PrintCode(parse.GetValue(name)!, EnrollmentCode.Compose(secret, identity.SpkiHash), expires, parse.GetValue(json));
                 return 0;
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException)
@@ -163,6 +154,18 @@ internal static class HomeServerCommands
             }
         });
         return command;
+    }
+
+    /// <summary>Prints a new enrollment code (stdout) and until when it is valid (stderr), or {"name","code","expires"}.</summary>
+    public static void PrintCode(string name, string code, DateTimeOffset expires, bool json)
+    {
+        if (json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new { name, code, expires }));
+            return;
+        }
+        Console.WriteLine(code);
+        Console.Error.WriteLine($"daiko: enter this code on the terminal with 'daiko terminal enroll' before {expires:HH:mm} UTC");
     }
 
     private static Command List()

@@ -12,7 +12,7 @@ namespace Daiko.Home.Authority;
 /// device sessions (idle timers). A change that ends readiness ends every device's session and live
 /// work; a revocation ends that device's.
 /// </summary>
-public sealed class HomeStateWatcher(HomeCard card, DeviceAuthority authority, AssistGrants grants, DeviceRegistry devices, TimeProvider time, ILogger logger)
+public sealed class HomeStateWatcher(IHomeCard card, DeviceAuthority authority, AssistGrants grants, DeviceRegistry devices, TimeProvider time, ILogger logger)
 {
     public async Task RunAsync(TimeSpan poll, CancellationToken cancellationToken)
     {

@@ -33,15 +33,20 @@ public sealed class ControlListener : IAsyncDisposable
     private readonly PeerLimits _limits;
     private readonly HomeIdentity _identity;
     private readonly SslStreamCertificateContext _serverCertificate;
-    private readonly DeviceRegistry _devices;
-    private readonly ConnectionRegistry _connections;
-    private readonly RequestDispatcher _dispatcher;
+    private readonly IControlRoutes _routes;
+    private readonly ConnectionRegistry _all = new();
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskSet _serving = new();
     private Task _acceptLoop = Task.CompletedTask;
 
     public ControlListener(IPEndPoint endpoint, HomeIdentity identity, DeviceRegistry devices, ConnectionRegistry connections, RequestDispatcher dispatcher, ILogger logger, PeerLimits? limits = null)
+        : this(endpoint, identity, new SingleOwnerRoutes(devices, dispatcher, connections), logger, limits)
+    {
+    }
+
+    /// <summary>A listener for the owners <paramref name="routes"/> knows (a hosted node serves many).</summary>
+    public ControlListener(IPEndPoint endpoint, HomeIdentity identity, IControlRoutes routes, ILogger logger, PeerLimits? limits = null)
     {
         _limits = limits ?? new PeerLimits();
         Admission = new PeerAdmission(_limits);
@@ -50,9 +55,7 @@ public sealed class ControlListener : IAsyncDisposable
         // Built once, offline: handing SslStream the bare certificate makes it build the server's own chain
         // (and its native context) again in every handshake, a stranger's included.
         _serverCertificate = SslStreamCertificateContext.Create(identity.Certificate, additionalCertificates: null, offline: true);
-        _devices = devices;
-        _connections = connections;
-        _dispatcher = dispatcher;
+        _routes = routes;
         _logger = logger;
     }
 
@@ -171,23 +174,28 @@ public sealed class ControlListener : IAsyncDisposable
             return;
         }
         string? deviceId = null;
+        ControlRoute? route = null;
         if (ssl.RemoteCertificate is { } presented)
         {
             using var certificate = new X509Certificate2(presented);
-            var device = _identity.Issued(certificate) ? await _devices.FindByIdAsync(DeviceIdOf(certificate), _stop.Token) : null;
-            if (device is null || device.Revoked || !device.PublicKeyInfo.AsSpan().SequenceEqual(certificate.PublicKey.ExportSubjectPublicKeyInfo()))
+            var lookup = _identity.Issued(certificate) ? await _routes.FindDeviceAsync(certificate, DeviceIdOf(certificate), _stop.Token) : new DeviceLookup(null, null);
+            var device = lookup.Device;
+            if (device is null || lookup.Route is null || device.Revoked || !device.PublicKeyInfo.AsSpan().SequenceEqual(certificate.PublicKey.ExportSubjectPublicKeyInfo()))
             {
                 var revoked = device?.Revoked == true;
-                await _devices.AuditAsync(device?.Id, "connect", null, null, revoked ? "refused: revoked device" : "refused: unknown device");
+                if (lookup.Route is { } owner) await owner.Devices.AuditAsync(device?.Id, "connect", null, null, revoked ? "refused: revoked device" : "refused: unknown device");
+                else _logger.RequestRefused("(no owner here)", "connect", ErrorCode.UnknownDevice.ToWire(), "a device certificate that names no owner of this server");
                 await RefuseAsync(ssl, revoked ? ErrorCode.Revoked : ErrorCode.UnknownDevice,
                     revoked ? "this device was revoked by the home server's owner" : "this device is not enrolled with this home server");
                 return;
             }
             deviceId = device.Id;
+            route = lookup.Route;
             Admission.Promote(slot, deviceId);
         }
         var peer = slot.Address;
-        var connection = new ControlConnection(ssl, (request, c) => _dispatcher.DispatchAsync(request, c, deviceId, peer),
+        var registry = route?.Connections ?? _routes.StrangerConnections;
+        var connection = new ControlConnection(ssl, (request, c) => route is null ? _routes.DispatchStrangerAsync(request, c, peer) : route.Dispatcher.DispatchAsync(request, c, deviceId, peer),
             e => _logger.HandlerFailed("control", e))
         {
             OnRefusal = (request, code, message) => _logger.RequestRefused(deviceId ?? $"(not enrolled, {peer})", request?.Type ?? "(undecodable)", code.ToWire(), message),
@@ -199,7 +207,8 @@ public sealed class ControlListener : IAsyncDisposable
             IdleTimeout = deviceId is null ? _limits.StrangerIdleTimeout : null,
         };
         slot.OnClose(() => connection.Close(deviceId is null ? "too many connections without a device certificate" : "too many connections of this device"));
-        _connections.Add(connection, deviceId);
+        registry.Add(connection, deviceId);
+        _all.Add(connection, deviceId);
         connection.Start();
         try
         {
@@ -207,7 +216,8 @@ public sealed class ControlListener : IAsyncDisposable
         }
         finally
         {
-            _connections.Remove(connection);
+            registry.Remove(connection);
+            _all.Remove(connection);
             await connection.DisposeAsync();
         }
     }
@@ -232,14 +242,14 @@ public sealed class ControlListener : IAsyncDisposable
         }
     }
 
-    private static string DeviceIdOf(X509Certificate2 certificate) =>
+    internal static string DeviceIdOf(X509Certificate2 certificate) =>
         certificate.GetNameInfo(X509NameType.SimpleName, false).Replace("daiko-device-", "", StringComparison.Ordinal);
 
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
         _listener.Stop();
-        _connections.CloseAll("the home server is stopping");
+        _all.CloseAll("the home server is stopping");
         await _acceptLoop;
         await _serving.WhenAll();
     }

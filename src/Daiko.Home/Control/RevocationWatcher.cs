@@ -18,26 +18,29 @@ public sealed class RevocationWatcher(DeviceRegistry devices, ConnectionRegistry
         {
             while (await timer.WaitForNextTickAsync(cancellationToken))
             {
-                IReadOnlySet<string> revoked;
                 try
                 {
-                    revoked = await devices.RevokedIdsAsync(cancellationToken);
+                    await PollOnceAsync(cancellationToken);
                 }
                 catch (System.Data.Common.DbException e)
                 {
                     // A busy or briefly locked store: the next poll tries again.
                     logger.RevocationReadFailed(e.Message);
-                    continue;
-                }
-                foreach (var id in revoked)
-                {
-                    var purged = tickets.PurgeDevice(id);
-                    if (await connections.CloseDeviceAsync(id, "this device was revoked by the home server's owner") > 0) logger.DeviceRevoked(id, purged);
                 }
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
+        }
+    }
+
+    /// <summary>One look at the revoked devices: their channels closed, their cached secrets purged.</summary>
+    public async Task PollOnceAsync(CancellationToken cancellationToken)
+    {
+        foreach (var id in await devices.RevokedIdsAsync(cancellationToken))
+        {
+            var purged = tickets.PurgeDevice(id);
+            if (await connections.CloseDeviceAsync(id, "this device was revoked by the home server's owner") > 0) logger.DeviceRevoked(id, purged);
         }
     }
 }

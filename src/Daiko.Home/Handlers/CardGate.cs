@@ -5,9 +5,9 @@ using Daiko.Protocol.Messages;
 namespace Daiko.Home.Handlers;
 
 /// <summary>Gates requests on the home card's state, and names that state for the protocol.</summary>
-public sealed class CardGate(HomeCard card)
+public sealed class CardGate(IHomeCard card)
 {
-    public HomeCard Card => card;
+    public IHomeCard Card => card;
 
     public static CardState ToProtocol(HomeCardState state) => state switch
     {

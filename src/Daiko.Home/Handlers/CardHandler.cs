@@ -12,7 +12,7 @@ namespace Daiko.Home.Handlers;
 /// <summary>unlock, lock and card-status, each for the asking device's own session.</summary>
 public sealed class CardHandler(CardGate gate, DeviceAuthority authority, AssistGrants grants, DeviceRegistry devices, SessionCache<Daiko.Tls.SessionTicket> tickets, Money.PurseLedger ledger, ILogger logger)
 {
-    private HomeCard Card => gate.Card;
+    private IHomeCard Card => gate.Card;
 
     /// <summary>
     /// Both PINs are checked on every unlock, also when another terminal already unlocked the card; the

@@ -13,7 +13,7 @@ namespace Daiko.Home.Handlers;
 /// per source address and per code (<see cref="EnrollmentLimiter"/>); an address or code that must wait
 /// is refused without its code being looked at.
 /// </summary>
-public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity identity, ILogger logger, EnrollmentLimiter? limiter = null)
+public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity identity, ILogger logger, EnrollmentLimiter? limiter = null, string? owner = null)
 {
     private readonly EnrollmentLimiter _limiter = limiter ?? new EnrollmentLimiter();
 
@@ -56,7 +56,7 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
             });
         }
         var device = await devices.RegisterAsync(name!, request.DeviceSpki, cancellationToken);
-        using var certificate = identity.IssueDeviceCertificate(device.Id, request.DeviceSpki);
+        using var certificate = identity.IssueDeviceCertificate(device.Id, request.DeviceSpki, owner);
         await devices.AuditAsync(device.Id, "enroll", null, null, "enrolled");
         logger.DeviceEnrolled(device.Name, device.Id);
         return new EnrolledReply(device.Id, device.Name, certificate.RawData, identity.Certificate.RawData);

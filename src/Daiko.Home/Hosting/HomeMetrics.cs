@@ -65,7 +65,7 @@ public static class HomeMetrics
     /// The live gauges of one running server (control channels open, the card's state); dispose with
     /// the server. A separate meter per server, so two servers in one process never mix their gauges.
     /// </summary>
-    public static IDisposable Gauges(Func<int> channelsOpen, HomeCard card)
+    public static IDisposable Gauges(Func<int> channelsOpen, IHomeCard card)
     {
         var meter = new Meter(MeterName + ".State");
         meter.CreateObservableGauge("daiko_control_channels_open", channelsOpen, description: "Control channels of terminals open now.");

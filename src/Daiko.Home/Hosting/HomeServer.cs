@@ -67,95 +67,33 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
 
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Where mail.json and legacy payee files are read; default <see cref="Directory"/> (a hosted owner's folder in the site).</summary>
+    public string? WalletDirectory { get; init; }
 }
 
 /// <summary>
 /// The home server (F1-F8), composed: terminals connect over TLS 1.3 with their device certificate
 /// (<see cref="ControlListener"/>); the server gates everything on the home card's state and acts for
-/// them towards markets (<see cref="RequestDispatcher"/> and its handlers). This type only builds the
-/// parts and owns their lifetime.
+/// them towards markets (<see cref="RequestDispatcher"/> and its handlers, in <see cref="HomeParts"/>).
+/// This type only builds the parts and owns their lifetime.
 /// </summary>
 public sealed class HomeServer : IAsyncDisposable
 {
-    private readonly CancellationTokenSource _stop = new();
-    private readonly List<Task> _background = new();
     private readonly ControlListener _listener;
-    private readonly Splicer _splicer;
-    private readonly PaymentReports _reports;
     private readonly ServeLock _serveLock;
-    private readonly HomeStateWatcher _stateWatcher;
-    private readonly PolicyWatcher _policyWatcher;
-    private readonly IDisposable _gauges;
-    private readonly IssuerFetcher? _issuers;
+    private readonly HomeParts _parts;
     private readonly ILogger _logger;
 
     private HomeServer(HomeServerOptions options, HomeCard card, ServeLock serveLock)
     {
         _serveLock = serveLock;
-        var logger = _logger = options.LoggerFactory.CreateLogger("Daiko.Home");
-        Store = options.Store ?? Storage.HomeStore.Sqlite(DatabasePath(options.Directory));
-        Identity = HomeIdentity.LoadOrCreate(options.Directory);
-        Devices = new DeviceRegistry(Store, options.Time)
-        {
-            // Every audited event (unlock, lock, delegation, refusal) also goes to the server log; never a secret.
-            Audited = (device, action, market, mode, outcome) =>
-            {
-                logger.Audited(device ?? "(unknown)", action, market is null ? "" : $" {market}", mode is null ? "" : $" ({mode})", outcome);
-                HomeMetrics.Audited(action, mode, outcome);
-            },
-        };
-        _issuers = options.FetchMissingIntermediates ? new IssuerFetcher(logger, options.AllowPrivateMarkets, options.Time) : null;
-        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time, _issuers);
-        Delegation = new DelegationService(
-            () => card.CertificateChain.Count == 0
-                ? throw new DelegationException(DelegationFailure.CardNotReady, "the home card has no certificate yet: run 'daiko home cert import'")
-                : new ClientCredential(card.CertificateChain, card.TlsSigner),
-            validator,
-            new SessionCache<SessionTicket>(options.Time, t => t.Wipe(), t => t.Identity.Length + t.Psk.Length + t.Nonce.Length + 256),
-            new MarketProfiles(Store.MarketProfiles),
-            options.Time,
-            marketTimeout: options.MarketTimeout,
-            logger: logger);
-        Payees = new PayeeDirectory(options.Directory, new Storage.SqlPayeeStore(Store), logger);
-        Ledger = new PurseLedger(Store, new HomeCardPurse(card), Payees.KeyOf, options.Time);
-        _reports = new PaymentReports(options.Directory, card, Ledger, new ReportOutbox(Store.MailOutbox, options.Time), logger);
-        Appliances = new ApplianceGateway(Store.Appliances, time: options.Time);
-        _splicer = new Splicer(logger, options.RelayIdleLimit);
-        Connections = new ConnectionRegistry();
-        Policies = new Policy.DevicePolicies(new Storage.SqlDevicePolicyStore(Store),
-            async (id, ct) => (await Devices.FindByIdAsync(id, ct))?.Name, options.Time, options.AllowPrivateMarkets);
-        var gate = new CardGate(card);
-        var grants = new AssistGrants(options.Time);
-        Authority = new DeviceAuthority(options.DeviceSessions ?? new Storage.SqlDeviceSessionStore(Store), gate, options.Time, options.IdleTimeout)
-        {
-            // The device's stocked tickets were handed out under the session that ended (lock, idle, the card
-            // leaving crypto-ready): its agents drop them now, before a lock is answered; other devices keep theirs.
-            Ended = async (device, reason) =>
-            {
-                await Devices.AuditAsync(device, "session-end", null, null, reason);
-                await Connections.NotifyDeviceAsync(device, new Daiko.Protocol.Messages.DropTicketsNotice($"this device's unlock session ended ({reason})"));
-            },
-        };
-        var handlers = new HomeHandlers(
-            gate,
-            Authority,
-            new EnrollmentHandler(Devices, Identity, logger),
-            new CardHandler(gate, Authority, grants, Devices, Delegation.Tickets, Ledger, logger),
-            new DelegationHandler(gate, Delegation, Devices, _splicer, Policies, Authority, grants),
-            new AssistHandler(gate, Devices, validator, grants, Policies),
-            new ApplianceHandler(Appliances, Devices, Policies),
-            new PimHandler(new PimStore(Store, options.Time)),
-            new WalletHandler(Ledger, _reports, gate, Devices, Policies),
-            Policies);
-        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers), logger, options.PeerLimits)
+        _parts = new HomeParts(options, card, HomeIdentity.LoadOrCreate(options.Directory));
+        _listener = new ControlListener(options.Listen, _parts.Identity, _parts.Devices, _parts.Connections, _parts.Dispatcher, _logger = options.LoggerFactory.CreateLogger("Daiko.Home"), options.PeerLimits)
         {
             ProxyProtocol = options.ProxyProtocol,
         };
-        Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
-        _policyWatcher = new PolicyWatcher(Policies, Connections, options.Time, logger);
-        _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
         Card = card;
-        _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
     }
 
     public static string DatabasePath(string directory) => Path.Combine(directory, "home.db");
@@ -167,35 +105,33 @@ public sealed class HomeServer : IAsyncDisposable
     /// <summary>Where the payment log is mailed (DIR/mail.json).</summary>
     public static void SetMail(string directory, MailSettings settings) => PaymentReports.SaveSettings(directory, settings);
 
-    public ApplianceGateway Appliances { get; }
+    public ApplianceGateway Appliances => _parts.Appliances;
 
     public HomeCard Card { get; }
 
     /// <summary>All of the home server's state.</summary>
-    public Storage.IHomeStore Store { get; }
+    public Storage.IHomeStore Store => _parts.Store;
 
-    public PurseLedger Ledger { get; }
+    public PurseLedger Ledger => _parts.Ledger;
 
     /// <summary>The markets and banks this server knows, re-read while it runs.</summary>
-    public PayeeDirectory Payees { get; }
+    public PayeeDirectory Payees => _parts.Payees;
 
     public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
 
-    public HomeIdentity Identity { get; }
+    public HomeIdentity Identity => _parts.Identity;
 
-    public DeviceRegistry Devices { get; }
+    public DeviceRegistry Devices => _parts.Devices;
 
-    public DelegationService Delegation { get; }
+    public DelegationService Delegation => _parts.Delegation;
 
     /// <summary>The owner's device policies as this server applies them.</summary>
-    public Policy.DevicePolicies Policies { get; }
+    public Policy.DevicePolicies Policies => _parts.Policies;
 
-    public ConnectionRegistry Connections { get; }
+    public ConnectionRegistry Connections => _parts.Connections;
 
     /// <summary>The devices' own unlock sessions and their live work.</summary>
-    public DeviceAuthority Authority { get; }
-
-    private RevocationWatcher Revocations { get; }
+    public DeviceAuthority Authority => _parts.Authority;
 
     public int OpenConnections => Connections.Count;
 
@@ -224,28 +160,17 @@ public sealed class HomeServer : IAsyncDisposable
             serveLock.Dispose();
             throw;
         }
-        server._background.Add(server.Payees.RunAsync(options.PayeePoll, options.Time, server._stop.Token));
-        server._background.Add(server.Revocations.RunAsync(options.RevocationPoll, server._stop.Token));
-        server._background.Add(server._stateWatcher.RunAsync(options.RevocationPoll, server._stop.Token));
-        server._background.Add(server._policyWatcher.RunAsync(PolicyWatcher.Poll, server._stop.Token));
-        server._background.Add(server._reports.RunAsync(options.ReportInterval, options.Time, server._stop.Token));
-        server._background.Add(server.Appliances.RunCollectorAsync(options.ApplianceCollectInterval, server._stop.Token));
+        server._parts.StartBackground(options);
         return server;
     }
 
     public async ValueTask DisposeAsync()
     {
-        await _stop.CancelAsync();
         await _listener.DisposeAsync();
         // The card is locked from here on: the devices' sessions end now, in the store too (audited).
         try { await Authority.EndAllAsync("the home server stopped"); }
         catch (Exception e) when (e is System.Data.Common.DbException or IOException or InvalidOperationException or TimeoutException) { _logger.SessionsNotEnded(e.Message); }
-        await Task.WhenAll(_background);
-        await _splicer.DisposeAsync();
-        await Delegation.DisposeAsync();
-        Appliances.Dispose();
-        _gauges.Dispose();
-        _issuers?.Dispose();
+        await _parts.DisposeAsync();
         Identity.Dispose();
         _serveLock.Dispose();
     }

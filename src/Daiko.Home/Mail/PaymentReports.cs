@@ -12,7 +12,7 @@ namespace Daiko.Home.Mail;
 /// runs and when a terminal asks. Reports go through the store's outbox (<see cref="ReportOutbox"/>),
 /// so an SMTP outage delays one and never loses it; each log head is signed in the home card.
 /// </summary>
-public sealed class PaymentReports(string directory, HomeCard card, PurseLedger ledger, ReportOutbox outbox, ILogger logger)
+public sealed class PaymentReports(string directory, IHomeCard card, PurseLedger ledger, ReportOutbox outbox, ILogger logger)
 {
     private const string FileName = "mail.json";
 

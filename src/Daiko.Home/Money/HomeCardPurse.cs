@@ -4,7 +4,7 @@ using Daiko.Money;
 namespace Daiko.Home.Money;
 
 /// <summary>The home card as the purse's card: signatures are made in its token, gated by its state.</summary>
-public sealed class HomeCardPurse(HomeCard card) : IPurseCard
+public sealed class HomeCardPurse(IHomeCard card) : IPurseCard
 {
     public string CardId => card.CardId;
 

@@ -50,6 +50,9 @@ public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, Cancel
         return (policy, name);
     }
 
+    /// <summary>Forgets the policies read so far: the next request reads its device's policy afresh (a change notice from another node).</summary>
+    public void Invalidate() => _read.Clear();
+
     /// <summary>The markets the home server may connect to for a device with <paramref name="policy"/>.</summary>
     public MarketReach ReachFor(DevicePolicy policy) => new(policy.Markets, allowPrivateMarkets);
 

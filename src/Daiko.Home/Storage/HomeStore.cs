@@ -73,7 +73,14 @@ public abstract class HomeStore : IHomeStore
 
     public static HomeStore Sqlite(string databasePath) => new SqliteHomeStore(databasePath);
 
-    public static HomeStore Postgres(string connectionString) => new PostgresHomeStore(connectionString);
+    public static HomeStore Postgres(string connectionString) => new PostgresHomeStore(NpgsqlDataSource.Create(connectionString), null);
+
+    /// <summary>
+    /// One owner's store in a hosted deployment: every table in the PostgreSQL schema
+    /// <paramref name="schema"/> (each connection's search_path is that schema alone), on a data source
+    /// shared by all owners of a node. The schema must exist.
+    /// </summary>
+    public static HomeStore Postgres(NpgsqlDataSource source, string schema) => new PostgresHomeStore(source, schema);
 
     public abstract HomeDialect Dialect { get; }
 
@@ -105,7 +112,7 @@ public abstract class HomeStore : IHomeStore
 
     private const string PostgresLogEditTriggers = """
         DO $$ BEGIN
-            IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'purse_log_edited') THEN
+            IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'purse_log_edited' AND tgrelid = to_regclass('purse_log')) THEN
                 CREATE OR REPLACE FUNCTION purse_log_edited() RETURNS trigger LANGUAGE plpgsql AS $f$
                     BEGIN UPDATE purse_log_edits SET edits = edits + 1 WHERE id = 1; RETURN NULL; END $f$;
                 CREATE TRIGGER purse_log_edited AFTER UPDATE OR DELETE OR TRUNCATE ON purse_log FOR EACH STATEMENT EXECUTE FUNCTION purse_log_edited();
@@ -214,21 +221,51 @@ public abstract class HomeStore : IHomeStore
             await connection.BeginTransactionAsync(cancellationToken);
     }
 
-    private sealed class PostgresHomeStore(string connectionString) : HomeStore
+    private sealed class PostgresHomeStore(NpgsqlDataSource source, string? schema) : HomeStore
     {
-        private readonly NpgsqlDataSource _source = NpgsqlDataSource.Create(connectionString);
+        private readonly string? _searchPath = schema is null ? null : $"SET search_path TO \"{schema.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
 
         public override HomeDialect Dialect => HomeDialect.Postgres;
 
-        public override DbConnection Open() => _source.OpenConnection();
+        public override DbConnection Open()
+        {
+            var connection = source.OpenConnection();
+            if (_searchPath is null) return connection;
+            try
+            {
+                using var command = new NpgsqlCommand(_searchPath, connection);
+                command.ExecuteNonQuery();
+                return connection;
+            }
+            catch
+            {
+                connection.Dispose();
+                throw;
+            }
+        }
 
-        protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken) =>
-            await _source.OpenConnectionAsync(cancellationToken);
+        protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken)
+        {
+            var connection = await source.OpenConnectionAsync(cancellationToken);
+            if (_searchPath is null) return connection;
+            try
+            {
+                await using var command = new NpgsqlCommand(_searchPath, connection);
+                await command.ExecuteNonQueryAsync(cancellationToken);
+                return connection;
+            }
+            catch
+            {
+                await connection.DisposeAsync();
+                throw;
+            }
+        }
 
         public override async Task<DbTransaction> BeginExclusiveAsync(DbConnection connection, string scope, CancellationToken cancellationToken = default)
         {
             var transaction = await connection.BeginTransactionAsync(cancellationToken);
-            await StoreCommands.ExecuteAsync(connection, transaction, "SELECT pg_advisory_xact_lock(hashtext(@scope))", cancellationToken, ("@scope", scope));
+            // Scoped by schema: one owner's exclusive work never waits for another's.
+            await StoreCommands.ExecuteAsync(connection, transaction, "SELECT pg_advisory_xact_lock(hashtext(@scope))", cancellationToken, ("@scope", schema is null ? scope : schema + "/" + scope));
             return transaction;
         }
     }

@@ -47,11 +47,20 @@ public sealed class HomeIdentity : IDisposable
         return new HomeIdentity(pfx);
     }
 
-    /// <summary>Issues the device certificate that the terminal presents on the control channel.</summary>
-    public X509Certificate2 IssueDeviceCertificate(string deviceId, byte[] devicePublicKeyInfo)
+    private const string OwnerPrefix = "daiko-owner-";
+
+    /// <summary>
+    /// Issues the device certificate that the terminal presents on the control channel. A hosted
+    /// deployment names the device's <paramref name="owner"/> in the subject (O=daiko-owner-NAME): the
+    /// certificate then reaches that owner's state and no other.
+    /// </summary>
+    public X509Certificate2 IssueDeviceCertificate(string deviceId, byte[] devicePublicKeyInfo, string? owner = null)
     {
         var publicKey = PublicKey.CreateFromSubjectPublicKeyInfo(devicePublicKeyInfo, out _);
-        var request = new CertificateRequest(new X500DistinguishedName($"CN=daiko-device-{deviceId}"), publicKey, HashAlgorithmName.SHA256);
+        var builder = new X500DistinguishedNameBuilder();
+        if (owner is not null) builder.AddOrganizationName(OwnerPrefix + owner);
+        builder.AddCommonName($"daiko-device-{deviceId}");
+        var request = new CertificateRequest(builder.Build(), publicKey, HashAlgorithmName.SHA256);
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(new OidCollection { new Oid("1.3.6.1.5.5.7.3.2") }, false));
@@ -82,6 +91,17 @@ public sealed class HomeIdentity : IDisposable
     {
         using var chain = new X509Chain { ChainPolicy = DeviceChainPolicy() };
         return chain.Build(certificate);
+    }
+
+    /// <summary>The owner a device certificate names (O=daiko-owner-NAME), or null (a home server's own devices).</summary>
+    public static string? OwnerOf(X509Certificate2 certificate)
+    {
+        foreach (var rdn in certificate.SubjectName.EnumerateRelativeDistinguishedNames())
+        {
+            if (rdn.GetSingleElementType().Value == "2.5.4.10" && rdn.GetSingleElementValue() is { } value && value.StartsWith(OwnerPrefix, StringComparison.Ordinal))
+                return value[OwnerPrefix.Length..];
+        }
+        return null;
     }
 
     public void Dispose() => Certificate.Dispose();

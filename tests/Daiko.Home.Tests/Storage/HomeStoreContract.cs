@@ -290,3 +290,27 @@ public sealed class PostgresHomeStoreTests(PostgresFixture postgres) : HomeStore
 
     protected override IHomeStore Store() => HomeStore.Postgres(_database);
 }
+
+/// <summary>
+/// The same rules on an owner's schema of a hosted deployment: one database, a schema per test, the
+/// store's connections confined to it by their search_path, on one shared data source.
+/// </summary>
+[Collection("home card")]
+public sealed class PostgresOwnerSchemaHomeStoreTests(PostgresFixture postgres) : HomeStoreContract, IClassFixture<PostgresFixture>
+{
+    private readonly NpgsqlDataSource _source = NpgsqlDataSource.Create(postgres.Server.ConnectionString);
+    private readonly string _schema = NewSchema(postgres.Server.ConnectionString);
+
+    private static string NewSchema(string connectionString)
+    {
+        var name = $"owner_t{Guid.NewGuid():N}";
+        using var connection = new NpgsqlConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = $"CREATE SCHEMA {name}";
+        command.ExecuteNonQuery();
+        return name;
+    }
+
+    protected override IHomeStore Store() => HomeStore.Postgres(_source, _schema);
+}

@@ -1,0 +1,254 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using Daiko.Cards.Tokens;
+using Net.Pkcs11Interop.Common;
+using Net.Pkcs11Interop.HighLevelAPI;
+
+namespace Daiko.Cards.Site;
+
+/// <summary>Where a hosted site's token is: the PKCS#11 module, SoftHSM2's configuration (embedded) and the token's label.</summary>
+public sealed record SiteTokenOptions(string ModulePath, string? SoftHsmConf, string TokenLabel)
+{
+    /// <summary>Debian's SoftHSM2 module (the embedded default).</summary>
+    public const string SoftHsmModule = Pkcs11Module.DefaultSoftHsmPath;
+}
+
+/// <summary>Which of an owner's keys.</summary>
+public enum OwnerKey
+{
+    Tls,
+    Purse,
+}
+
+/// <summary>
+/// A hosted site's one PKCS#11 token, logged in once with the site's own credential. Every owner's
+/// keys are objects in it, labelled and identified by the owner (<c>daiko:OWNER:tls</c>,
+/// <c>daiko:OWNER:purse</c>): sensitive, never extractable, signing only. A generic secret key (the
+/// site PIN key, equally non-extractable) makes PIN verifiers: HMAC-SHA256 over the owner, the PIN's
+/// purpose and the PIN, so a stolen database holds nothing that can be checked without the token.
+/// Sessions are pooled: each operation takes one, so nodes sign for many owners at once.
+/// </summary>
+public sealed class SiteToken : IDisposable
+{
+    private const string PinKeyLabel = "daiko site pin key";
+    private static readonly byte[] PinKeyId = "daiko-site-pin-key"u8.ToArray();
+
+    private readonly Pkcs11Module _module;
+    private readonly ISlot _slot;
+    private readonly ISession _login;
+    private readonly ConcurrentBag<ISession> _idle = new();
+    private readonly ConcurrentDictionary<string, IObjectHandle> _keys = new(StringComparer.Ordinal);
+
+    private SiteToken(Pkcs11Module module, ISlot slot, string pin)
+    {
+        _module = module;
+        _slot = slot;
+        _login = slot.OpenSession(SessionType.ReadWrite);
+        try
+        {
+            Pkcs11Module.LoginChecked(_login, pin);
+        }
+        catch
+        {
+            _login.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Initializes the site token in a free slot (SoftHSM2) and creates the site PIN key.</summary>
+    public static SiteToken Create(SiteTokenOptions options, string soPin, string pin)
+    {
+        var module = Pkcs11Module.Acquire(options.ModulePath, options.SoftHsmConf);
+        try
+        {
+            if (module.FindSlot(options.TokenLabel, expectPresent: false) is not null) throw new InvalidOperationException($"a token labelled '{options.TokenLabel}' exists already");
+            var free = module.FreeSlot();
+            free.InitToken(soPin, options.TokenLabel);
+            var slot = module.FindSlot(options.TokenLabel) ?? throw new InvalidOperationException("the new site token is not visible");
+            using (var so = slot.OpenSession(SessionType.ReadWrite))
+            {
+                so.Login(CKU.CKU_SO, soPin);
+                so.InitPin(pin);
+                so.Logout();
+            }
+            var token = new SiteToken(module, slot, pin);
+            token.EnsurePinKey();
+            return token;
+        }
+        catch
+        {
+            module.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Opens the site token and logs in with the site credential.</summary>
+    public static SiteToken Open(SiteTokenOptions options, string pin)
+    {
+        var module = Pkcs11Module.Acquire(options.ModulePath, options.SoftHsmConf);
+        try
+        {
+            var slot = module.FindSlot(options.TokenLabel) ?? throw new InvalidOperationException($"the site token '{options.TokenLabel}' is not present in the PKCS#11 module");
+            var token = new SiteToken(module, slot, pin);
+            token.EnsurePinKey();
+            return token;
+        }
+        catch
+        {
+            module.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Creates the site PIN key unless the token has it.</summary>
+    private void EnsurePinKey() => With(session =>
+    {
+        var f = _module.Factories.ObjectAttributeFactory;
+        if (session.FindAllObjects([f.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY), f.Create(CKA.CKA_ID, PinKeyId)]).Count > 0) return 0;
+        session.GenerateKey(_module.Factories.MechanismFactory.Create(CKM.CKM_GENERIC_SECRET_KEY_GEN),
+        [
+            f.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
+            f.Create(CKA.CKA_KEY_TYPE, CKK.CKK_GENERIC_SECRET),
+            f.Create(CKA.CKA_VALUE_LEN, 32UL),
+            f.Create(CKA.CKA_TOKEN, true),
+            f.Create(CKA.CKA_PRIVATE, true),
+            f.Create(CKA.CKA_SENSITIVE, true),
+            f.Create(CKA.CKA_EXTRACTABLE, false),
+            f.Create(CKA.CKA_SIGN, true),
+            f.Create(CKA.CKA_VERIFY, true),
+            f.Create(CKA.CKA_ID, PinKeyId),
+            f.Create(CKA.CKA_LABEL, PinKeyLabel),
+        ]);
+        return 0;
+    });
+
+    /// <summary>HMAC-SHA256 under the site PIN key of (owner, purpose, secret): the verifier stored for a PIN or admin code.</summary>
+    public byte[] PinVerifier(string owner, string purpose, string secret)
+    {
+        var message = Encoding.UTF8.GetBytes($"daiko-pin\0{owner}\0{purpose}\0{secret}");
+        try
+        {
+            return With(session => session.Sign(_module.Factories.MechanismFactory.Create(CKM.CKM_SHA256_HMAC), Key(session, "pin", PinKeyId, CKO.CKO_SECRET_KEY), message));
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(message);
+        }
+    }
+
+    /// <summary>Generates an owner's TLS identity key and purse key (P-256), replacing any left from an earlier attempt; their SubjectPublicKeyInfos.</summary>
+    public (byte[] Tls, byte[] Purse) GenerateOwnerKeys(string owner) => With(session =>
+    {
+        var f = _module.Factories.ObjectAttributeFactory;
+        foreach (var kind in new[] { OwnerKey.Tls, OwnerKey.Purse })
+        {
+            foreach (var old in session.FindAllObjects([f.Create(CKA.CKA_ID, KeyId(owner, kind))])) session.DestroyObject(old);
+            _keys.TryRemove(owner + "/" + kind, out _);
+        }
+        var tls = KeyTemplates.GenerateKeyPair(_module, session, HomeCardKeyType.P256, KeyId(owner, OwnerKey.Tls), Label(owner, OwnerKey.Tls));
+        var purse = KeyTemplates.GenerateKeyPair(_module, session, HomeCardKeyType.P256, KeyId(owner, OwnerKey.Purse), Label(owner, OwnerKey.Purse));
+        return (tls, purse);
+    });
+
+    /// <summary>ECDSA (r||s) over a hash with one of the owner's keys.</summary>
+    public byte[] SignHash(string owner, OwnerKey kind, byte[] hash) => With(session =>
+        session.Sign(_module.Factories.MechanismFactory.Create(CKM.CKM_ECDSA), Key(session, owner + "/" + kind, KeyId(owner, kind), CKO.CKO_PRIVATE_KEY), hash));
+
+    /// <summary>A PKCS#10 request for the owner's TLS key, signed in the token.</summary>
+    public byte[] CreateCertificateSigningRequest(string owner, byte[] tlsKeyInfo, string subject) => With(session =>
+    {
+        using var ec = ECDsa.Create();
+        ec.ImportSubjectPublicKeyInfo(tlsKeyInfo, out _);
+        var key = Key(session, owner + "/" + OwnerKey.Tls, KeyId(owner, OwnerKey.Tls), CKO.CKO_PRIVATE_KEY);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest(subject, ec, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new System.Security.Cryptography.X509Certificates.X509KeyUsageExtension(System.Security.Cryptography.X509Certificates.X509KeyUsageFlags.DigitalSignature, true));
+        using var signer = new SessionECDsa(session, _module, key, ec.ExportParameters(false));
+        return request.CreateSigningRequest(System.Security.Cryptography.X509Certificates.X509SignatureGenerator.CreateForECDsa(signer));
+    });
+
+    /// <summary>The purse seal's counter kept for the owner in the token (its highest data object); null before the first seal.</summary>
+    public long? ReadPurseCounter(string owner) => With(session => ReadCounter(session, owner));
+
+    /// <summary>Moves the owner's purse counter forward: a new data object, then the old ones destroyed (a crash leaves two; the highest counts).</summary>
+    public void WritePurseCounter(string owner, long value) => With(session =>
+    {
+        if (ReadCounter(session, owner) is { } current && value <= current) throw new InvalidOperationException($"the purse counter only moves forward ({current} → {value} refused)");
+        var old = Counters(session, owner);
+        var bytes = new byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(bytes, value);
+        var f = _module.Factories.ObjectAttributeFactory;
+        session.CreateObject(
+        [
+            f.Create(CKA.CKA_CLASS, CKO.CKO_DATA),
+            f.Create(CKA.CKA_TOKEN, true),
+            f.Create(CKA.CKA_PRIVATE, true),
+            f.Create(CKA.CKA_LABEL, CounterLabel(owner)),
+            f.Create(CKA.CKA_APPLICATION, "daiko"),
+            f.Create(CKA.CKA_VALUE, bytes),
+        ]);
+        foreach (var handle in old) session.DestroyObject(handle);
+        return 0;
+    });
+
+    /// <summary>How many objects the token holds (what 100,000 owners cost a partition).</summary>
+    public int CountObjects() => With(session => session.FindAllObjects([]).Count);
+
+    private long? ReadCounter(ISession session, string owner)
+    {
+        long? highest = null;
+        foreach (var counter in Counters(session, owner))
+        {
+            var value = session.GetAttributeValue(counter, [CKA.CKA_VALUE])[0].GetValueAsByteArray();
+            if (value.Length != 8) throw new InvalidDataException("an owner's purse counter in the site token is damaged");
+            var read = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(value);
+            if (highest is null || read > highest) highest = read;
+        }
+        return highest;
+    }
+
+    private List<IObjectHandle> Counters(ISession session, string owner)
+    {
+        var f = _module.Factories.ObjectAttributeFactory;
+        return session.FindAllObjects([f.Create(CKA.CKA_CLASS, CKO.CKO_DATA), f.Create(CKA.CKA_LABEL, CounterLabel(owner))]);
+    }
+
+    private IObjectHandle Key(ISession session, string cacheKey, byte[] id, CKO objectClass)
+    {
+        if (_keys.TryGetValue(cacheKey, out var known)) return known;
+        var f = _module.Factories.ObjectAttributeFactory;
+        var found = session.FindAllObjects([f.Create(CKA.CKA_CLASS, objectClass), f.Create(CKA.CKA_ID, id)]);
+        if (found.Count != 1) throw new CardNotReadyException("this owner's key is missing from the site token");
+        return _keys[cacheKey] = found[0];
+    }
+
+    private static byte[] KeyId(string owner, OwnerKey kind) => Encoding.UTF8.GetBytes(Label(owner, kind));
+
+    private static string Label(string owner, OwnerKey kind) => $"daiko:{owner}:{(kind == OwnerKey.Tls ? "tls" : "purse")}";
+
+    private static string CounterLabel(string owner) => $"daiko:{owner}:purse-counter";
+
+    private T With<T>(Func<ISession, T> work)
+    {
+        if (!_idle.TryTake(out var session)) session = _slot.OpenSession(SessionType.ReadWrite);
+        try
+        {
+            var result = work(session);
+            _idle.Add(session);
+            return result;
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        while (_idle.TryTake(out var session)) session.Dispose();
+        try { _login.Logout(); } catch (Pkcs11Exception) { }
+        _login.Dispose();
+        _module.Dispose();
+    }
+}

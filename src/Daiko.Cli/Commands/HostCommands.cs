@@ -1,0 +1,161 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography.X509Certificates;
+using Daiko.Cards;
+using Daiko.Cards.Site;
+using Daiko.Home.Devices;
+using Daiko.Home.Trust;
+using Daiko.Host;
+using Daiko.Protocol;
+
+namespace Daiko.Cli.Commands;
+
+/// <summary><c>daiko host …</c>: a hosted deployment (many owners, several stateless nodes, PostgreSQL, one site token).</summary>
+internal static class HostCommands
+{
+    public static Command Build()
+    {
+        var host = new Command("host", "Run and administer a hosted deployment: many owners, several stateless nodes over PostgreSQL and one HSM token.");
+        host.Subcommands.Add(Init());
+        host.Subcommands.Add(Migrate());
+        host.Subcommands.Add(HostOwnerCommands.Owner());
+        host.Subcommands.Add(HostOwnerCommands.CertImport());
+        host.Subcommands.Add(HostOwnerCommands.Card());
+        host.Subcommands.Add(Trust());
+        host.Subcommands.Add(HostDeviceCommands.Device());
+        host.Subcommands.Add(Serve());
+        return host;
+    }
+
+    public static Option<string> SiteOption() => new("--site") { Description = "the site directory (the same on every node)", Required = true, HelpName = "DIR" };
+
+    public static Option<string> OwnerOption() => new("--owner") { Description = "the owner's name", Required = true, HelpName = "NAME" };
+
+    /// <summary>Runs <paramref name="work"/> on the opened site and its database; expected failures become one sentence (exit 1).</summary>
+    public static async Task<int> WithSiteAsync(string directory, Func<HostSite, SiteDatabase, Task<int>> work)
+    {
+        try
+        {
+            var site = HostSite.Open(directory);
+            await using var source = site.OpenDataSource(maxPool: 4);
+            return await work(site, new SiteDatabase(source));
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or WrongPinException or CardNotReadyException or System.Security.Cryptography.CryptographicException)
+        {
+            return CliConsole.Fail(e.Message);
+        }
+    }
+
+    private static Command Init()
+    {
+        var command = new Command("init", "Create a hosted site: the site directory, the site token (SoftHSM2 in DIR/hsm unless --pkcs11-module) and the database schema.")
+            .WithExamples("daiko host init --site /etc/daiko/site --postgres-file /etc/daiko/postgres.conn");
+        var site = SiteOption();
+        var postgres = new Option<FileInfo>("--postgres-file") { Description = "a file holding the Npgsql connection string (copied into DIR/postgres, 0600)", Required = true, HelpName = "FILE" };
+        var module = new Option<string?>("--pkcs11-module") { Description = "the HSM's PKCS#11 module (default: SoftHSM2 with its token store in DIR/hsm)", HelpName = "SO" };
+        foreach (var o in new Option[] { site, postgres, module }) command.Options.Add(o);
+        command.SetAction(async (parse, ct) =>
+        {
+            var file = parse.GetValue(postgres)!;
+            if (!file.Exists) return CliConsole.Fail($"--postgres-file {file.FullName} does not exist");
+            try
+            {
+                var created = HostSite.Create(parse.GetValue(site)!, File.ReadAllText(file.FullName), parse.GetValue(module));
+                using (created.CreateToken()) { }
+                HomeIdentity.LoadOrCreate(created.Directory).Dispose();
+                await using var source = created.OpenDataSource(maxPool: 2);
+                await new SiteDatabase(source).MigrateAsync(ct);
+                Console.WriteLine($"hosted site created in {created.Directory} (token '{created.Config.TokenLabel}', schema migrated)");
+                return 0;
+            }
+            catch (Exception e) when (e is InvalidOperationException or IOException or Npgsql.NpgsqlException)
+            {
+                return CliConsole.Fail(e.Message);
+            }
+        });
+        return command;
+    }
+
+    private static Command Migrate()
+    {
+        var command = new Command("migrate", "Apply the database migrations not yet applied (the site's and every owner's); run before starting nodes of a new version.")
+            .WithExamples("daiko host migrate --site /etc/daiko/site");
+        var site = SiteOption();
+        command.Options.Add(site);
+        command.SetAction((parse, ct) => WithSiteAsync(parse.GetValue(site)!, async (_, database) =>
+        {
+            await database.MigrateAsync(ct);
+            Console.WriteLine($"migrated the site and {(await database.OwnersAsync(ct)).Count} owner(s)");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command Trust()
+    {
+        var trust = new Command("trust", "Trust roots for validating market certificates, for every owner of the site (the system roots when none is added).");
+        var add = new Command("add", "Trust the CA certificate(s) in a PEM file for markets; nodes pick it up within a second.")
+            .WithExamples("daiko host trust add --site /etc/daiko/site --ca market-roots.pem");
+        var site = SiteOption();
+        var ca = new Option<string>("--ca") { Description = "PEM file of the root(s)", Required = true, HelpName = "PEM" };
+        add.Options.Add(site);
+        add.Options.Add(ca);
+        add.SetAction(parse =>
+        {
+            try
+            {
+                Daiko.Home.Trust.MarketTrust.Add(HostSite.Open(parse.GetValue(site)!).Directory, parse.GetValue(ca)!);
+                Console.WriteLine("trusted");
+                return 0;
+            }
+            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or System.Security.Cryptography.CryptographicException)
+            {
+                return CliConsole.Fail($"cannot add the trust root: {e.Message}");
+            }
+        });
+        trust.Subcommands.Add(add);
+        return trust;
+    }
+
+    private static Command Serve()
+    {
+        var command = new Command("serve", "Run one node of the hosted deployment (run one per machine, behind a TCP load balancer); SIGTERM stops it.")
+            .WithExamples("daiko host serve --site /etc/daiko/site --listen 10.0.0.5:7443");
+        var site = SiteOption();
+        var listen = new Option<string>("--listen") { Description = "where terminals (or the load balancer) connect", Required = true, HelpName = "HOST:PORT" }.HostPort();
+        var allowPrivate = new Option<bool>("--allow-private-markets") { Description = "let every device reach markets on loopback and private addresses (labs and tests)" };
+        var proxyProtocol = new Option<bool>("--proxy-protocol") { Description = "every connection starts with a PROXY protocol v2 header (HAProxy send-proxy-v2): the terminals' real addresses feed the per-source limits" };
+        foreach (var o in new Option[] { site, listen, allowPrivate, proxyProtocol }) command.Options.Add(o);
+        command.SetAction(async (parse, ct) =>
+        {
+            var where = parse.GetValue(listen)!;
+            HostNode node;
+            try
+            {
+                node = await HostNode.StartAsync(new HostNodeOptions(parse.GetValue(site)!, HomeServerCommands.ParseEndpoint(where))
+                {
+                    LoggerFactory = new StderrLog(),
+                    AllowPrivateMarkets = parse.GetValue(allowPrivate),
+                    ProxyProtocol = parse.GetValue(proxyProtocol),
+                }, ct);
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                return CliConsole.Fail(HomeServerCommands.ListenProblem(where, e));
+            }
+            catch (Exception e) when (e is IOException or InvalidOperationException or Npgsql.NpgsqlException or Net.Pkcs11Interop.Common.Pkcs11Exception)
+            {
+                return CliConsole.Fail($"the node cannot start: {e.Message}");
+            }
+            Console.WriteLine($"hosted node listening on {node.LocalEndPoint} (pid {Environment.ProcessId})");
+            var stop = new TaskCompletionSource();
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
+            await Task.WhenAny(stop.Task, Task.Delay(Timeout.Infinite, ct));
+            Console.Error.WriteLine("daiko: hosted node stopping; owners' sessions stay in the database for the other nodes");
+            await node.DisposeAsync();
+            return 0;
+        });
+        return command;
+    }
+}

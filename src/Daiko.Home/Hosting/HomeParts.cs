@@ -1,0 +1,172 @@
+using System.Net;
+using Daiko.Cards;
+using Daiko.Home.Appliances;
+using Daiko.Home.Authority;
+using Daiko.Home.Control;
+using Daiko.Home.Delegation;
+using Daiko.Home.Devices;
+using Daiko.Home.Handlers;
+using Daiko.Home.Mail;
+using Daiko.Home.Money;
+using Daiko.Home.Pim;
+using Daiko.Home.Trust;
+using Daiko.Tls;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Daiko.Home.Hosting;
+
+/// <summary>
+/// One owner's home server without a listener: devices, delegation, the purse and its reports,
+/// appliances, policies, the devices' authority and the handlers behind one
+/// <see cref="RequestDispatcher"/>, and the background work that keeps them current. A home server has
+/// one (<see cref="HomeServer"/>); a hosted node has one per owner it serves, behind one listener.
+/// </summary>
+public sealed class HomeParts : IAsyncDisposable
+{
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Task> _background = new();
+    private readonly Splicer _splicer;
+    private readonly PaymentReports _reports;
+    private readonly HomeStateWatcher _stateWatcher;
+    private readonly PolicyWatcher _policyWatcher;
+    private readonly IDisposable _gauges;
+    private readonly IssuerFetcher? _issuers;
+
+    /// <param name="identity">The control-channel identity that issues device certificates (not disposed here).</param>
+    /// <param name="owner">The owner named in the device certificates issued (a hosted deployment); null for a home server's own.</param>
+    /// <param name="enrollmentLimiter">Failed enrollments counted per address and code (a hosted node shares one across its owners).</param>
+    public HomeParts(HomeServerOptions options, IHomeCard card, HomeIdentity identity, string? owner = null, EnrollmentLimiter? enrollmentLimiter = null)
+    {
+        var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
+        Store = options.Store ?? Storage.HomeStore.Sqlite(HomeServer.DatabasePath(options.Directory));
+        Identity = identity;
+        Devices = new DeviceRegistry(Store, options.Time)
+        {
+            // Every audited event (unlock, lock, delegation, refusal) also goes to the server log; never a secret.
+            Audited = (device, action, market, mode, outcome) =>
+            {
+                logger.Audited(device ?? "(unknown)", action, market is null ? "" : $" {market}", mode is null ? "" : $" ({mode})", outcome);
+                HomeMetrics.Audited(action, mode, outcome);
+            },
+        };
+        _issuers = options.FetchMissingIntermediates ? new IssuerFetcher(logger, options.AllowPrivateMarkets, options.Time) : null;
+        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time, _issuers);
+        Delegation = new DelegationService(
+            () => card.CertificateChain.Count == 0
+                ? throw new DelegationException(DelegationFailure.CardNotReady, "the home card has no certificate yet: run 'daiko home cert import'")
+                : new ClientCredential(card.CertificateChain, card.TlsSigner),
+            validator,
+            new SessionCache<SessionTicket>(options.Time, t => t.Wipe(), t => t.Identity.Length + t.Psk.Length + t.Nonce.Length + 256),
+            new MarketProfiles(Store.MarketProfiles),
+            options.Time,
+            marketTimeout: options.MarketTimeout,
+            logger: logger);
+        Payees = new PayeeDirectory(options.WalletDirectory ?? options.Directory, new Storage.SqlPayeeStore(Store), logger);
+        Ledger = new PurseLedger(Store, new HomeCardPurse(card), Payees.KeyOf, options.Time);
+        _reports = new PaymentReports(options.WalletDirectory ?? options.Directory, card, Ledger, new ReportOutbox(Store.MailOutbox, options.Time), logger);
+        Appliances = new ApplianceGateway(Store.Appliances, time: options.Time);
+        _splicer = new Splicer(logger, options.RelayIdleLimit);
+        Connections = new ConnectionRegistry();
+        Policies = new Policy.DevicePolicies(new Storage.SqlDevicePolicyStore(Store),
+            async (id, ct) => (await Devices.FindByIdAsync(id, ct))?.Name, options.Time, options.AllowPrivateMarkets);
+        var gate = new CardGate(card);
+        var grants = new AssistGrants(options.Time);
+        Authority = new DeviceAuthority(options.DeviceSessions ?? new Storage.SqlDeviceSessionStore(Store), gate, options.Time, options.IdleTimeout)
+        {
+            // The device's stocked tickets were handed out under the session that ended (lock, idle, the card
+            // leaving crypto-ready): its agents drop them now, before a lock is answered; other devices keep theirs.
+            Ended = async (device, reason) =>
+            {
+                await Devices.AuditAsync(device, "session-end", null, null, reason);
+                await Connections.NotifyDeviceAsync(device, new Daiko.Protocol.Messages.DropTicketsNotice($"this device's unlock session ended ({reason})"));
+            },
+        };
+        var handlers = new HomeHandlers(
+            gate,
+            Authority,
+            new EnrollmentHandler(Devices, Identity, logger, enrollmentLimiter, owner),
+            new CardHandler(gate, Authority, grants, Devices, Delegation.Tickets, Ledger, logger),
+            new DelegationHandler(gate, Delegation, Devices, _splicer, Policies, Authority, grants),
+            new AssistHandler(gate, Devices, validator, grants, Policies),
+            new ApplianceHandler(Appliances, Devices, Policies),
+            new PimHandler(new PimStore(Store, options.Time)),
+            new WalletHandler(Ledger, _reports, gate, Devices, Policies),
+            Policies);
+        Enrollment = handlers.Enrollment;
+        Dispatcher = new RequestDispatcher(handlers);
+        Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
+        _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
+        _policyWatcher = new PolicyWatcher(Policies, Connections, options.Time, logger);
+        Card = card;
+        _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
+    }
+
+    public ApplianceGateway Appliances { get; }
+
+    public IHomeCard Card { get; }
+
+    /// <summary>All of this owner's state.</summary>
+    public Storage.IHomeStore Store { get; }
+
+    public PurseLedger Ledger { get; }
+
+    /// <summary>The markets and banks this owner knows, re-read while the parts run.</summary>
+    public PayeeDirectory Payees { get; }
+
+    public HomeIdentity Identity { get; }
+
+    public DeviceRegistry Devices { get; }
+
+    public DelegationService Delegation { get; }
+
+    public Policy.DevicePolicies Policies { get; }
+
+    public ConnectionRegistry Connections { get; }
+
+    public DeviceAuthority Authority { get; }
+
+    public RequestDispatcher Dispatcher { get; }
+
+    public EnrollmentHandler Enrollment { get; }
+
+    private RevocationWatcher Revocations { get; }
+
+    /// <summary>Reads the declared payees once (before serving).</summary>
+    public Task RefreshPayeesAsync(CancellationToken cancellationToken = default) => Payees.RefreshAsync(cancellationToken);
+
+    /// <summary>
+    /// One look at what changed elsewhere (another node, an owner command): revoked devices' channels
+    /// closed and sessions ended, the card's state, the payees. What a change notice triggers at once.
+    /// </summary>
+    public async Task PollChangesAsync(CancellationToken cancellationToken = default)
+    {
+        await Revocations.PollOnceAsync(cancellationToken);
+        await _stateWatcher.PollAsync(cancellationToken);
+        await Payees.RefreshAsync(cancellationToken);
+        Policies.Invalidate();
+    }
+
+    /// <summary>Starts the background work: payees, revocations, the card's state, reports, appliance readings.</summary>
+    public void StartBackground(HomeServerOptions options)
+    {
+        _background.Add(Payees.RunAsync(options.PayeePoll, options.Time, _stop.Token));
+        _background.Add(Revocations.RunAsync(options.RevocationPoll, _stop.Token));
+        _background.Add(_stateWatcher.RunAsync(options.RevocationPoll, _stop.Token));
+        _background.Add(_reports.RunAsync(options.ReportInterval, options.Time, _stop.Token));
+        _background.Add(Appliances.RunCollectorAsync(options.ApplianceCollectInterval, _stop.Token));
+        _background.Add(_policyWatcher.RunAsync(PolicyWatcher.Poll, _stop.Token));
+    }
+
+    /// <summary>Stops the background work (the listener, if any, is stopped first by its owner).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await Task.WhenAll(_background);
+        await _splicer.DisposeAsync();
+        await Delegation.DisposeAsync();
+        Appliances.Dispose();
+        _gauges.Dispose();
+        _issuers?.Dispose();
+    }
+}

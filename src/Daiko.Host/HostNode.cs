@@ -1,0 +1,238 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using Daiko.Cards.Site;
+using Daiko.Home.Control;
+using Daiko.Home.Devices;
+using Daiko.Home.Hosting;
+using Daiko.Home.Trust;
+using Daiko.Protocol;
+using Daiko.Protocol.Messages;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+
+namespace Daiko.Host;
+
+/// <summary>What one node of a hosted deployment needs: the site, where to listen, and how to log.</summary>
+public sealed record HostNodeOptions(string SiteDirectory, IPEndPoint Listen)
+{
+    public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
+
+    /// <summary>The backstop poll of each loaded owner (change notices apply at once; this catches a lost one).</summary>
+    public TimeSpan Poll { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>A device's unlock session ends after this long without use.</summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    public bool AllowPrivateMarkets { get; init; }
+
+    /// <summary>Connections start with a PROXY protocol v2 header from the load balancer, whose client address the per-source limits use.</summary>
+    public bool ProxyProtocol { get; init; }
+}
+
+/// <summary>
+/// One stateless node of a hosted deployment (<c>daiko host serve</c>): one control listener for every
+/// owner. A device certificate names its owner (the site identity signed it), an enrollment code's
+/// public id is looked up in <c>host_codes</c>; each owner's parts (<see cref="HomeParts"/>) are built on
+/// first use from the owner's schema and card row, and kept. Nothing is remembered that another node
+/// must know: sessions, counters, the card's state and the ledger are in PostgreSQL, keys in the site
+/// token. Changes made anywhere reach this node through LISTEN daiko_host within milliseconds.
+/// </summary>
+public sealed class HostNode : IControlRoutes, IAsyncDisposable
+{
+    private readonly HostNodeOptions _options;
+    private readonly HostSite _site;
+    private readonly SiteToken _token;
+    private readonly NpgsqlDataSource _source;
+    private readonly SiteDatabase _database;
+    private readonly HomeIdentity _identity;
+    private readonly ControlListener _listener;
+    private readonly ILogger _logger;
+    private readonly EnrollmentLimiter _limiter = new();
+    private readonly ConcurrentDictionary<string, Lazy<Task<HomeParts?>>> _owners = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stop = new();
+    private Task _changes = Task.CompletedTask;
+
+    private HostNode(HostNodeOptions options, HostSite site, SiteToken token, NpgsqlDataSource source)
+    {
+        _options = options;
+        _site = site;
+        _token = token;
+        _source = source;
+        _database = new SiteDatabase(source);
+        _identity = HomeIdentity.LoadOrCreate(site.Directory);
+        _logger = options.LoggerFactory.CreateLogger("Daiko.Host");
+        _listener = new ControlListener(options.Listen, _identity, this, _logger) { ProxyProtocol = options.ProxyProtocol };
+    }
+
+    public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
+
+    public ConnectionRegistry StrangerConnections { get; } = new();
+
+    /// <summary>Owners whose parts this node has built.</summary>
+    public int LoadedOwners => _owners.Count;
+
+    public static async Task<HostNode> StartAsync(HostNodeOptions options, CancellationToken cancellationToken = default)
+    {
+        var site = HostSite.Open(options.SiteDirectory);
+        var token = site.OpenToken();
+        var source = site.OpenDataSource();
+        HostNode node;
+        try
+        {
+            node = new HostNode(options, site, token, source);
+            await using (var probe = await source.OpenConnectionAsync(cancellationToken)) { }
+            node._listener.Start();
+        }
+        catch
+        {
+            token.Dispose();
+            await source.DisposeAsync();
+            throw;
+        }
+        node._changes = node.ListenForChangesAsync(node._stop.Token);
+        return node;
+    }
+
+    public async Task<DeviceLookup> FindDeviceAsync(X509Certificate2 certificate, string deviceId, CancellationToken cancellationToken)
+    {
+        if (HomeIdentity.OwnerOf(certificate) is not { } owner || !HostSite.IsOwnerName(owner)) return new DeviceLookup(null, null);
+        var parts = await PartsAsync(owner);
+        if (parts is null)
+        {
+            _logger.UnknownOwner(owner);
+            return new DeviceLookup(null, null);
+        }
+        return new DeviceLookup(await parts.Devices.FindByIdAsync(deviceId, cancellationToken), new ControlRoute(parts.Devices, parts.Dispatcher, parts.Connections));
+    }
+
+    /// <summary>Enrollment: the code's public id names the owner; an unknown id is refused and counted against the address.</summary>
+    public async Task DispatchStrangerAsync(ControlRequest request, ControlConnection connection, IPAddress peer)
+    {
+        var addressKey = EnrollmentLimiter.AddressKey(peer);
+        if (request.Message is EnrollRequest enroll && _limiter.WaitFor(addressKey) is null
+            && EnrollmentCode.Parse(enroll.Secret)?.PublicId is { } publicId
+            && await _database.OwnerOfCodeAsync(publicId, connection.Closed) is { } owner
+            && await PartsAsync(owner) is { } parts)
+        {
+            await parts.Dispatcher.DispatchAsync(request, connection, null, peer);
+            return;
+        }
+        if (request.Message is EnrollRequest)
+        {
+            _limiter.Failed(addressKey);
+            _logger.UnknownCode(peer.ToString());
+        }
+        await connection.ReplyAsync(request, new ErrorReply(ErrorCode.EnrollmentRefused, "the enrollment code is not valid"));
+    }
+
+    /// <summary>The owner's parts, built once per node; a build that failed (the database away) is tried again by the next connection.</summary>
+    private async Task<HomeParts?> PartsAsync(string owner)
+    {
+        var lazy = _owners.GetOrAdd(owner, name => new Lazy<Task<HomeParts?>>(() => LoadAsync(name)));
+        try
+        {
+            return await lazy.Value;
+        }
+        catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException)
+        {
+            _owners.TryRemove(KeyValuePair.Create(owner, lazy));
+            throw;
+        }
+    }
+
+    private async Task<HomeParts?> LoadAsync(string owner)
+    {
+        if (_database.Read(owner) is null)
+        {
+            _owners.TryRemove(owner, out _);
+            return null;
+        }
+        var card = new HostedCard(owner, _token, _database);
+        var directory = _site.OwnerDirectory(owner);
+        Directory.CreateDirectory(directory);
+        var options = new HomeServerOptions(_site.Directory, _options.Listen)
+        {
+            Store = _database.StoreOf(owner),
+            LoggerFactory = _options.LoggerFactory,
+            WalletDirectory = directory,
+            RevocationPoll = _options.Poll,
+            PayeePoll = _options.Poll,
+            IdleTimeout = _options.IdleTimeout,
+            AllowPrivateMarkets = _options.AllowPrivateMarkets,
+        };
+        var parts = new HomeParts(options, card, _identity, owner, _limiter);
+        await parts.RefreshPayeesAsync(_stop.Token);
+        parts.StartBackground(options);
+        _logger.OwnerLoaded(owner);
+        return parts;
+    }
+
+    /// <summary>
+    /// LISTEN daiko_host on a connection of its own; each notice (an owner's schema) makes that owner's
+    /// parts, if loaded here, look at what changed at once. A lost connection is opened again.
+    /// </summary>
+    private async Task ListenForChangesAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await using var connection = await _source.OpenConnectionAsync(cancellationToken);
+                var pending = new ConcurrentQueue<string>();
+                connection.Notification += (_, e) => pending.Enqueue(e.Payload);
+                await using (var listen = new NpgsqlCommand($"LISTEN {SiteDatabase.Channel}", connection)) await listen.ExecuteNonQueryAsync(cancellationToken);
+                // Whatever changed while this node was not listening.
+                await ApplyAsync(_owners.Keys.Select(HostSite.SchemaOf), cancellationToken);
+                while (!cancellationToken.IsCancellationRequested)
+                {
+                    await connection.WaitAsync(cancellationToken);
+                    var schemas = new HashSet<string>(StringComparer.Ordinal);
+                    while (pending.TryDequeue(out var schema)) schemas.Add(schema);
+                    await ApplyAsync(schemas, cancellationToken);
+                }
+            }
+            catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException && !cancellationToken.IsCancellationRequested)
+            {
+                _logger.ChangesLost(e.Message);
+                await Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task ApplyAsync(IEnumerable<string> schemas, CancellationToken cancellationToken)
+    {
+        foreach (var schema in schemas)
+        {
+            var owner = _owners.Keys.FirstOrDefault(o => HostSite.SchemaOf(o) == schema);
+            if (owner is null || !_owners.TryGetValue(owner, out var lazy) || !lazy.IsValueCreated) continue;
+            try
+            {
+                if (await lazy.Value is { } parts) await parts.PollChangesAsync(cancellationToken);
+            }
+            catch (Exception e) when (e is NpgsqlException or IOException or InvalidOperationException)
+            {
+                _logger.ChangeFailed(schema, e.Message);
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await _listener.DisposeAsync();
+        await _changes;
+        foreach (var lazy in _owners.Values)
+        {
+            if (lazy.IsValueCreated && await lazy.Value is { } parts) await parts.DisposeAsync();
+        }
+        _identity.Dispose();
+        _token.Dispose();
+        await _source.DisposeAsync();
+    }
+}

@@ -1,0 +1,100 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Daiko.Cards.Site;
+using Npgsql;
+
+namespace Daiko.Host;
+
+/// <summary>site.json: where the site token is (the PKCS#11 module, its label) and whether it is the embedded SoftHSM2.</summary>
+public sealed record SiteConfig(string ModulePath, string TokenLabel, bool Embedded);
+
+/// <summary>
+/// A hosted deployment's site directory, the same on every node: site.json, the database connection
+/// (DIR/postgres, 0600), the HSM credential (DIR/hsm-pin, 0600), the control-channel identity that
+/// issues every owner's device certificates (DIR/home-identity.pem/.key), market roots (DIR/trust)
+/// and, for SoftHSM2, the token store (DIR/hsm). Nothing in it changes while nodes run: all
+/// state is in PostgreSQL and the token.
+/// </summary>
+public sealed partial class HostSite
+{
+    public const string DefaultSoftHsm = SiteTokenOptions.SoftHsmModule;
+
+    private HostSite(string directory, SiteConfig config)
+    {
+        Directory = directory;
+        Config = config;
+    }
+
+    public string Directory { get; }
+
+    public SiteConfig Config { get; }
+
+    public string ConnectionString => File.ReadAllText(Path.Combine(Directory, "postgres")).Trim();
+
+    public SiteTokenOptions TokenOptions => new(Config.ModulePath, Config.Embedded ? Path.Combine(Directory, "hsm", "softhsm2.conf") : null, Config.TokenLabel);
+
+    /// <summary>Owner names: lower-case letters, digits and dashes, 1 to 48, starting with a letter or digit (they name a schema and key labels).</summary>
+    public static bool IsOwnerName(string name) => OwnerName().IsMatch(name);
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,47}$")]
+    private static partial Regex OwnerName();
+
+    /// <summary>The PostgreSQL schema that holds one owner's tables.</summary>
+    public static string SchemaOf(string owner) => "owner_" + owner.Replace('-', '_');
+
+    public static string RequireOwnerName(string name) => IsOwnerName(name)
+        ? name
+        : throw new ArgumentException($"'{name}' is not an owner name: use 1 to 48 lower-case letters, digits and dashes");
+
+    /// <summary>Creates the site directory: copies the connection string, makes the HSM credential and (embedded) the token store.</summary>
+    public static HostSite Create(string directory, string connectionString, string? modulePath)
+    {
+        System.IO.Directory.CreateDirectory(directory);
+        if (File.Exists(Path.Combine(directory, "site.json"))) throw new InvalidOperationException($"a hosted site exists already in {directory}");
+        WritePrivate(Path.Combine(directory, "postgres"), connectionString.Trim() + "\n");
+        WritePrivate(Path.Combine(directory, "hsm-pin"), Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant() + "\n");
+        var embedded = modulePath is null;
+        if (embedded)
+        {
+            var tokens = Path.Combine(directory, "hsm", "tokens");
+            System.IO.Directory.CreateDirectory(tokens);
+            File.WriteAllText(Path.Combine(directory, "hsm", "softhsm2.conf"), $"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n");
+        }
+        var config = new SiteConfig(modulePath ?? DefaultSoftHsm, "daiko-site", embedded);
+        File.WriteAllText(Path.Combine(directory, "site.json"), JsonSerializer.Serialize(config));
+        return new HostSite(directory, config);
+    }
+
+    public static HostSite Open(string directory)
+    {
+        var path = Path.Combine(directory, "site.json");
+        if (!File.Exists(path)) throw new FileNotFoundException($"no hosted site in {directory}; run 'daiko host init' first");
+        return new HostSite(directory, JsonSerializer.Deserialize<SiteConfig>(File.ReadAllText(path)) ?? throw new InvalidDataException("site.json is unreadable"));
+    }
+
+    /// <summary>The site's HSM credential (never logged, never on a command line).</summary>
+    public string HsmPin => File.ReadAllText(Path.Combine(Directory, "hsm-pin")).Trim();
+
+    /// <summary>Creates the site token (in a free slot) and its PIN key.</summary>
+    public SiteToken CreateToken() => SiteToken.Create(TokenOptions, HsmPin + "-so", HsmPin);
+
+    public SiteToken OpenToken() => SiteToken.Open(TokenOptions, HsmPin);
+
+    /// <summary>A data source on the site's database; the pool is shared by every owner a node serves.</summary>
+    public NpgsqlDataSource OpenDataSource(int maxPool = 50)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(ConnectionString) { MaxPoolSize = maxPool };
+        return NpgsqlDataSource.Create(builder.ConnectionString);
+    }
+
+    /// <summary>Where an owner's files are (mail settings, the CSR): DIR/owners/NAME.</summary>
+    public string OwnerDirectory(string owner) => Path.Combine(Directory, "owners", owner);
+
+    private static void WritePrivate(string path, string text)
+    {
+        File.WriteAllText(path, "");
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.WriteAllText(path, text);
+    }
+}

@@ -1,0 +1,146 @@
+using System.Diagnostics;
+using Daiko.TestSupport;
+
+namespace Daiko.EndToEnd.Tests.Hosted;
+
+/// <summary>
+/// Stateless nodes over one PostgreSQL: several <c>daiko host serve</c> processes, changes made anywhere
+/// applied on every node within a second (LISTEN/NOTIFY), PIN tries counted exactly across nodes, and a
+/// node killed with SIGKILL behind HAProxy without the terminal entering a PIN again.
+/// </summary>
+public sealed class HostedNodesTests(HostedNodesTests.OneOwner owner) : IClassFixture<HostedNodesTests.OneOwner>
+{
+    /// <summary>One site with owners dave and erin; each test starts the nodes it needs.</summary>
+    public sealed class OneOwner : IAsyncLifetime
+    {
+        public HostedSite Site { get; } = new();
+
+        public async Task InitializeAsync()
+        {
+            await Site.InitializeAsync();
+            await Site.AddOwnerAsync("dave");
+            await Site.AddOwnerAsync("erin");
+        }
+
+        public Task DisposeAsync() => Site.DisposeAsync();
+    }
+
+    private HostedSite Site => owner.Site;
+
+    [Fact]
+    public async Task ARevocation_ClosesTheDevicesChannel_OnWhicheverNodeHoldsIt_WithinASecond()
+    {
+        var (first, firstPort) = await Site.StartNodeAsync();
+        var (second, secondPort) = await Site.StartNodeAsync();
+        var onFirst = await Site.EnrollAsync("dave", "on-first", firstPort);
+        var onSecond = await Site.EnrollAsync("dave", "on-second", secondPort);
+        await HostedSite.UnlockAsOwnerAsync(onFirst, "dave");
+        await HostedSite.UnlockAsOwnerAsync(onSecond, "dave");
+        Assert.Equal(0, (await Site.GetAsync(onFirst)).ExitCode);
+        Assert.Equal(0, (await Site.GetAsync(onSecond)).ExitCode);
+
+        foreach (var (name, node) in new[] { ("on-first", first), ("on-second", second) })
+        {
+            await HostedSite.Ok(["host", "device", "revoke", "--site", Site.Site, "--owner", "dave", "--name", name]);
+            // The revoke has committed when the command exits; the node's backstop poll is 5 s, so only the
+            // change notice can close the channel this fast.
+            var clock = Stopwatch.StartNew();
+            await node.WaitForOutputAsync("revoked: channel closed", TimeSpan.FromSeconds(10));
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"{name}'s channel was closed {clock.Elapsed.TotalMilliseconds:0} ms after the revocation");
+        }
+        Assert.Equal(1, (await Site.GetAsync(onFirst)).ExitCode);
+        Assert.Equal(1, (await Site.GetAsync(onSecond)).ExitCode);
+    }
+
+    [Fact]
+    public async Task WrongPins_GuessedAtOnceThroughTwoNodes_GetExactlyThreeTries()
+    {
+        var (_, firstPort) = await Site.StartNodeAsync();
+        var (_, secondPort) = await Site.StartNodeAsync();
+        var terminals = new List<string>();
+        for (var i = 0; i < 4; i++) terminals.Add(await Site.EnrollAsync("erin", $"guesser{i}", i % 2 == 0 ? firstPort : secondPort));
+
+        var guesses = await Task.WhenAll(terminals.Select(t => HostedSite.UnlockAsync(t, "9999", "8888")));
+
+        var said = guesses.Select(g => g.StandardError).ToList();
+        Assert.All(guesses, g => Assert.Equal(1, g.ExitCode));
+        Assert.Equal(1, said.Count(s => s.Contains("2 tries left", StringComparison.Ordinal)));
+        Assert.Equal(1, said.Count(s => s.Contains("1 try left", StringComparison.Ordinal)));
+        Assert.Equal(1, said.Count(s => s.Contains("now disabled", StringComparison.Ordinal)));
+        Assert.Equal(("disabled", 0, 3), await Site.CardAsync("erin"));
+        // The right PINs do not help a disabled card; the admin code does, once.
+        var (pin1, pin2) = HostedSite.PinsOf("erin");
+        Assert.Equal(1, (await HostedSite.UnlockAsync(terminals[1], pin1, pin2)).ExitCode);
+        await HostedSite.Ok(["host", "card", "unblock", "--site", Site.Site, "--owner", "erin"], $"admin-code-erin\n{pin1}\n{pin2}\n");
+        await HostedSite.UnlockAsOwnerAsync(terminals[1], "erin");
+        Assert.Equal(("crypto-ready", 3, 3), await Site.CardAsync("erin"));
+    }
+
+    [Fact]
+    public async Task KillingTheNodeThatHoldsATerminalsChannel_BehindHaproxy_TheTerminalCarriesOnWithoutAPin()
+    {
+        Assert.True(HaproxyServer.Available, "haproxy is not installed (scripts/install-deps.sh installs it)");
+        var nodes = new[] { await Site.StartNodeAsync(), await Site.StartNodeAsync() };
+        using var balancer = await HaproxyServer.StartAsync(nodes.Select(n => n.Port));
+        var terminal = await Site.EnrollAsync("dave", "roamer", balancer.Port);
+        await HostedSite.UnlockAsOwnerAsync(terminal, "dave");
+        var before = await Site.GetAsync(terminal);
+        Assert.True(before.ExitCode == 0, before.ToString());
+
+        // The channel's node: the one with a connection in every look (the balancer's health checks come and go).
+        var holding = nodes.Select(n => n.Port).ToHashSet();
+        for (var look = 0; look < 3; look++)
+        {
+            holding.RemoveWhere(port => EstablishedOn(port) == 0);
+            await Task.Delay(100);
+        }
+        var holder = nodes.Single(n => holding.Contains(n.Port));
+        holder.Node.Kill();
+
+        // The agent's channel drops; it reconnects through the balancer to the other node, which finds
+        // the device's unlock session in the database: no PIN is asked for, and none is counted.
+        var after = await Site.GetAsync(terminal);
+        Assert.True(after.ExitCode == 0, $"after SIGKILL of the node on port {holder.Port}: {after}");
+        Assert.Contains("Dave Example", after.StandardOutput, StringComparison.Ordinal);
+        Assert.Equal(("crypto-ready", 3, 3), await Site.CardAsync("dave"));
+        Assert.True(nodes.Single(n => n.Port != holder.Port).Node.HasExited == false);
+    }
+
+    [Fact]
+    public async Task TheCardRowLock_SerializesDecisionsOfManyPoolsAtOnce()
+    {
+        // Three data sources stand for three nodes; each decision reads the count, waits, and writes it plus one.
+        var sources = Enumerable.Range(0, 3).Select(_ => Npgsql.NpgsqlDataSource.Create(Site.ConnectionString)).ToList();
+        try
+        {
+            var databases = sources.Select(s => new Daiko.Host.SiteDatabase(s)).ToList();
+            using var start = new Barrier(12);
+            var seen = await Task.WhenAll(Enumerable.Range(0, 12).Select(i => Task.Run(() =>
+            {
+                start.SignalAndWait(TimeSpan.FromSeconds(30));
+                return databases[i % 3].Update("dave", row =>
+                {
+                    Thread.Sleep(20);
+                    return (row with { Pin2Failures = row.Pin2Failures + 1 }, row.Pin2Failures);
+                });
+            })));
+
+            Assert.Equal(Enumerable.Range(0, 12), seen.Order());
+            databases[0].Update("dave", row => (row with { Pin2Failures = 0 }, 0));
+        }
+        finally
+        {
+            foreach (var source in sources) await source.DisposeAsync();
+        }
+    }
+
+    /// <summary>Established TCP connections to a local port (the node's side of a terminal's channel).</summary>
+    private static int EstablishedOn(int port)
+    {
+        var info = new ProcessStartInfo("ss", ["-Htn", "state", "established", $"( sport = :{port} )"]) { RedirectStandardOutput = true };
+        using var ss = Process.Start(info)!;
+        var output = ss.StandardOutput.ReadToEnd();
+        ss.WaitForExit(5000);
+        return output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
+    }
+}
