@@ -83,7 +83,7 @@ def terminal_values():
             if not text:
                 continue
             for row in json.loads(text)["results"]:
-                for metric in ("cpu_ms", "first_byte_ms", "bytes_sent", "bytes_received", "public_key_ops"):
+                for metric in ("cpu_ms", "first_byte_ms", "bytes_sent", "bytes_received", "round_trips", "public_key_ops"):
                     try:
                         median = float(row[metric]["Median"])
                     except (TypeError, ValueError):
@@ -110,6 +110,14 @@ def row(name, better, values):
         verdict = "better" if improved else "worse"
     per_round = lambda s: ", ".join(fmt(v) for v in values[s])
     return f"| {name} | {per_round('before')} | {per_round('after')} | {fmt(med['before'])} | {fmt(med['after'])} | {'–' if ratio is None else f'{ratio:.2f}'} | {verdict} |"
+
+
+def row_diff(name, values, same_within):
+    med = {x: statistics.median(values[x]) for x in sides}
+    diff = med["after"] - med["before"]
+    verdict = f"same (within {same_within:g} ms)" if abs(diff) < same_within else ("better" if diff < 0 else "worse")
+    per_round = lambda x: ", ".join(fmt(v) for v in values[x])
+    return f"| {name} | {per_round('before')} | {per_round('after')} | {fmt(med['before'])} | {fmt(med['after'])} | {diff:+.0f} ms | {verdict} |"
 
 
 HEAD = "| quantity | before, per round | after, per round | before median | after median | after/before | |\n|---|---|---|---|---|---|---|"
@@ -147,7 +155,21 @@ print("CPU is the terminal's own; first byte from the terminal's first action, o
 print(HEAD)
 table = terminal_values()
 names = {"cpu_ms": "CPU ms", "first_byte_ms": "first byte ms", "bytes_sent": "bytes sent", "bytes_received": "bytes received",
-         "public_key_ops": "public-key ops"}
+         "round_trips": "round trips", "public_key_ops": "public-key ops"}
 for (way, session, metric), values in table.items():
     if values["before"] and values["after"]:
         print(row(f"{way} ({session}): {names[metric]}", "lower", values))
+
+# What delegation adds to the time to first byte: each way's first byte minus direct Daiko.Tls's (first
+# session) in the same run, so that what both went through (the emulated link, the load) cancels out.
+print("\nTime to first byte over direct Daiko.Tls (first session) in the same run, ms (what delegation adds):\n")
+print(HEAD.replace("after/before", "after − before"))
+direct = table.get(("direct Daiko.Tls", "first", "first_byte_ms"))
+if direct:
+    for (way, session, metric), values in table.items():
+        if metric != "first_byte_ms" or way == "direct Daiko.Tls" or not (values["before"] and values["after"]):
+            continue
+        if len(values["before"]) != len(direct["before"]) or len(values["after"]) != len(direct["after"]):
+            continue
+        over = {x: [v - d for v, d in zip(values[x], direct[x])] for x in sides}
+        print(row_diff(f"{way} ({session})", over, 50))

@@ -10,6 +10,7 @@ public static class Program
     /// cost benchmark; <c>home-throughput</c>: delegated handshakes/s against openssl s_time;
     /// <c>access-card-kdf [--seconds N]</c>: offline PIN guesses/s against a copied access-card key file;
     /// <c>purse-ops [--entries LIST] [--ops N]</c>: one payment's cost as the purse's log grows;
+    /// <c>card-path [--seconds N]</c>: the home card on the delegation path (idle-clock resets, signatures against raw C_Sign);
     /// <c>slow-link</c>: the emulated link as its own process (started by terminal-cost);
     /// <c>flood [--connections N] [--hold SECONDS] [--out DIR]</c>: hostile connections against a real home server;
     /// anything else goes to BenchmarkDotNet (micro-benchmarks).
@@ -21,6 +22,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "access-card-kdf") return PinGuessing.PinGuessingBenchmark.Run(args[1..]);
         if (args.Length > 0 && args[0] == "flood") return await Flood.FloodBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "purse-ops") return Daiko.Bench.Purse.PurseOpsBenchmark.Run(args[1..]);
+        if (args.Length > 0 && args[0] == "card-path") return await Daiko.Bench.Cards.CardPathBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "slow-link") return await LinkProcess.ServeAsync(args[1..]);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
         return 0;

@@ -66,14 +66,14 @@ public static class DemoRun
             File.WriteAllText(Path.Combine(home, "mail.json"), $$"""{"smtp_host":"127.0.0.1","smtp_port":{{smtp.Port}},"from":"daiko@home.demo","to":"alice@example.demo"}""");
 
             Say("starting the home server on 127.0.0.1");
-            await using var server = HomeServer.Start(new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0)) { LoggerFactory = log }, card);
+            await using var server = await HomeServer.StartAsync(new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0)) { LoggerFactory = log }, card);
 
             Say("enrolling a terminal with a one-time code");
             var (secret, _) = await server.Devices.AddEnrollmentCodeAsync("demo-phone", ct);
             // The demo's market and bank listen on loopback: the owner allows them for this device, as
             // 'daiko home device add --markets 127.0.0.1 --max-tickets N' would (every fetch in resume mode takes a ticket).
             Say("allowing the loopback market and bank for demo-phone (device policy --markets 127.0.0.1)");
-            await new Daiko.Home.Storage.SqlDevicePolicyStore(Daiko.Home.Storage.PurseStore.Sqlite(HomeServer.DatabasePath(home))).SaveAsync("demo-phone",
+            await new Daiko.Home.Storage.SqlDevicePolicyStore(Daiko.Home.Storage.HomeStore.Sqlite(HomeServer.DatabasePath(home))).SaveAsync("demo-phone",
                 Daiko.Home.Policy.DevicePolicy.Default with { Markets = Daiko.Home.Policy.DevicePolicy.ParseMarkets("127.0.0.1"), MaxTickets = Math.Min(1000, 16 + 4 * rounds) }, ct);
             var code = EnrollmentCode.Compose(secret, server.Identity.SpkiHash);
             await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{server.LocalEndPoint.Port}", code, accessPin, ct);

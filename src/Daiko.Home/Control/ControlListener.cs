@@ -32,6 +32,7 @@ public sealed class ControlListener : IAsyncDisposable
     private readonly TcpListener _listener;
     private readonly PeerLimits _limits;
     private readonly HomeIdentity _identity;
+    private readonly SslStreamCertificateContext _serverCertificate;
     private readonly DeviceRegistry _devices;
     private readonly ConnectionRegistry _connections;
     private readonly RequestDispatcher _dispatcher;
@@ -46,6 +47,9 @@ public sealed class ControlListener : IAsyncDisposable
         Admission = new PeerAdmission(_limits);
         _listener = new TcpListener(endpoint);
         _identity = identity;
+        // Built once, offline: handing SslStream the bare certificate makes it build the server's own chain
+        // (and its native context) again in every handshake, a stranger's included.
+        _serverCertificate = SslStreamCertificateContext.Create(identity.Certificate, additionalCertificates: null, offline: true);
         _devices = devices;
         _connections = connections;
         _dispatcher = dispatcher;
@@ -86,7 +90,9 @@ public sealed class ControlListener : IAsyncDisposable
             {
                 continue;
             }
-            _serving.Track(ServeLoggedAsync(client));
+            // Off the accept loop: a handshake whose ClientHello is already there would otherwise run its
+            // key exchange and signature here, and every connection behind it would wait for that.
+            _serving.Track(Task.Run(() => ServeLoggedAsync(client)));
         }
     }
 
@@ -132,7 +138,7 @@ public sealed class ControlListener : IAsyncDisposable
             }
             await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
             {
-                ServerCertificate = _identity.Certificate,
+                ServerCertificateContext = _serverCertificate,
                 EnabledSslProtocols = SslProtocols.Tls13,
                 ApplicationProtocols = [ControlAlpn],
                 ClientCertificateRequired = true,

@@ -35,14 +35,14 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>Where all home state lives (devices, audit, purse, PIM, …); default the SQLite home.db in <see cref="Directory"/>, PostgreSQL for hosted deployments.</summary>
     public Storage.IHomeStore? Store { get; init; }
 
-    /// <summary>The same as <see cref="Store"/> (its name from when only the purse was in the store).</summary>
-    public Storage.IHomeStore? PurseStore { get => Store; init => Store = value; }
-
     /// <summary>How often the declared payees are re-read (the bound on "a payee change applies within one second").</summary>
     public TimeSpan PayeePoll { get; init; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>Lets every device reach markets on private and loopback addresses (<c>home serve --allow-private-markets</c>: labs and tests).</summary>
     public bool AllowPrivateMarkets { get; init; }
+
+    /// <summary>Fetches an intermediate a market left out of its chain, by its http AIA URL, from public addresses only (<c>home serve --fetch-missing-intermediates</c>).</summary>
+    public bool FetchMissingIntermediates { get; init; }
 
     /// <summary>Terminals connect through a load balancer that sends a PROXY protocol v2 header first (<c>home serve --proxy-protocol</c>).</summary>
     public bool ProxyProtocol { get; init; }
@@ -86,11 +86,13 @@ public sealed class HomeServer : IAsyncDisposable
     private readonly HomeStateWatcher _stateWatcher;
     private readonly PolicyWatcher _policyWatcher;
     private readonly IDisposable _gauges;
+    private readonly IssuerFetcher? _issuers;
+    private readonly ILogger _logger;
 
     private HomeServer(HomeServerOptions options, HomeCard card, ServeLock serveLock)
     {
         _serveLock = serveLock;
-        var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
+        var logger = _logger = options.LoggerFactory.CreateLogger("Daiko.Home");
         Store = options.Store ?? Storage.HomeStore.Sqlite(DatabasePath(options.Directory));
         Identity = HomeIdentity.LoadOrCreate(options.Directory);
         Devices = new DeviceRegistry(Store, options.Time)
@@ -102,7 +104,8 @@ public sealed class HomeServer : IAsyncDisposable
                 HomeMetrics.Audited(action, mode, outcome);
             },
         };
-        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time);
+        _issuers = options.FetchMissingIntermediates ? new IssuerFetcher(logger, options.AllowPrivateMarkets, options.Time) : null;
+        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time, _issuers);
         Delegation = new DelegationService(
             () => card.CertificateChain.Count == 0
                 ? throw new DelegationException(DelegationFailure.CardNotReady, "the home card has no certificate yet: run 'daiko home cert import'")
@@ -196,8 +199,15 @@ public sealed class HomeServer : IAsyncDisposable
 
     public int OpenConnections => Connections.Count;
 
+    /// <summary>
+    /// <see cref="StartAsync"/> for callers that cannot await (test fixtures); the waiting runs on the
+    /// thread pool, so no synchronization context is blocked.
+    /// </summary>
+    public static HomeServer Start(HomeServerOptions options, HomeCard card) =>
+        Task.Run(() => StartAsync(options, card)).GetAwaiter().GetResult();
+
     /// <summary>Starts serving; <see cref="HomeAlreadyServingException"/> when another home server holds DIR.</summary>
-    public static HomeServer Start(HomeServerOptions options, HomeCard card)
+    public static async Task<HomeServer> StartAsync(HomeServerOptions options, HomeCard card, CancellationToken cancellationToken = default)
     {
         var serveLock = ServeLock.Acquire(options.Directory);
         HomeServer server;
@@ -205,8 +215,8 @@ public sealed class HomeServer : IAsyncDisposable
         {
             server = new HomeServer(options, card, serveLock);
             // The card starts locked: sessions a previous run left in the store are over.
-            Task.Run(() => server.Authority.EndAllAsync("the home server started")).GetAwaiter().GetResult();
-            server.Payees.RefreshAsync(CancellationToken.None).GetAwaiter().GetResult();
+            await server.Authority.EndAllAsync("the home server started", cancellationToken);
+            await server.Payees.RefreshAsync(cancellationToken);
             server._listener.Start();
         }
         catch
@@ -227,11 +237,15 @@ public sealed class HomeServer : IAsyncDisposable
     {
         await _stop.CancelAsync();
         await _listener.DisposeAsync();
+        // The card is locked from here on: the devices' sessions end now, in the store too (audited).
+        try { await Authority.EndAllAsync("the home server stopped"); }
+        catch (Exception e) when (e is System.Data.Common.DbException or IOException or InvalidOperationException or TimeoutException) { _logger.SessionsNotEnded(e.Message); }
         await Task.WhenAll(_background);
         await _splicer.DisposeAsync();
         await Delegation.DisposeAsync();
         Appliances.Dispose();
         _gauges.Dispose();
+        _issuers?.Dispose();
         Identity.Dispose();
         _serveLock.Dispose();
     }
