@@ -259,6 +259,7 @@ public sealed class NginxServer : ITlsPeer
                     ssl_session_tickets on;
                     ssl_session_ticket_key {{ticketKey}};
                     ssl_early_data {{(options.EarlyData ? "on" : "off")}};
+                    {{(options.AllowPskKe ? "ssl_conf_command Options AllowNoDHEKEX;" : "")}}
                     location = /whoami {
                         default_type text/plain;
                         return 200 "subject=$ssl_client_s_dn reused=$ssl_session_reused early=$ssl_early_data\n";

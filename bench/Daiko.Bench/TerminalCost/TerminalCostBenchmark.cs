@@ -117,7 +117,7 @@ public static class TerminalCostBenchmark
         await Measure("direct openssl s_client", "first", () => OpenSslClientAsync(pki, marketLink));
         // The CLI's own start-up, and a direct mTLS fetch by the CLI (no agent, no delegation): the peers
         // for the CLI+agent rows' process wall time, which includes the same .NET start-up and JIT.
-        await Measure("daiko CLI start-up alone (daiko --version)", "-", () => CliWallAsync(["--version"]));
+        await Measure("CLI start-up alone (daiko --version)", "-", () => CliWallAsync(["--version"]));
         await Measure("direct daiko tls get (CLI)", "first", () => CliWallAsync(["tls", "get", $"https://127.0.0.1:{marketLink.Port}/whoami",
             "--ca", pki.RootPath, "--cert", pki.User.CertificatePath, "--key", pki.User.KeyPath, "--stats"], marketLink));
 
@@ -196,6 +196,9 @@ public static class TerminalCostBenchmark
         await Must(["terminal", "unlock", "--terminal", terminalDir], "432100\n1111\n2222\n");
         using var nginxEarly = await NginxServer.StartAsync(pki, dir.Path, new TlsPeerOptions { EarlyData = true });
         using var earlyLink = await LinkProcess.StartAsync(nginxEarly.Port, rtt, kbps);
+        // nginx allowing psk_ke (OpenSSL's AllowNoDHEKEX), serving the same short page: the resumption goals' market.
+        using var nginxPskKe = await NginxServer.StartAsync(pki, dir.Path, new TlsPeerOptions { AllowPskKe = true });
+        using var pskKeNginxLink = await LinkProcess.StartAsync(nginxPskKe.Port, rtt, kbps);
         Func<Task> Stocked(int port) => async () =>
         {
             await Task.Delay(500); // the refill after the previous run's ticket, off the clock
@@ -209,6 +212,7 @@ public static class TerminalCostBenchmark
             ("daiko CLI+agent resume psk_dhe_ke, local stock", marketLink, nginx.Port, "/whoami", ["--mode", "resume"], Stocked(nginx.Port)),
             ("daiko CLI+agent resume psk_dhe_ke + 0-RTT, local stock", earlyLink, nginxEarly.Port, "/whoami", ["--mode", "resume", "--early-data"], Stocked(nginxEarly.Port)),
             ("daiko CLI+agent resume psk_ke, local stock (openssl market)", pskKeLink, openssl.Port, "/", ["--mode", "resume", "--kex", "psk_ke"], Stocked(openssl.Port)),
+            ("daiko CLI+agent resume psk_ke, local stock (nginx allowing psk_ke)", pskKeNginxLink, nginxPskKe.Port, "/whoami", ["--mode", "resume", "--kex", "psk_ke"], Stocked(nginxPskKe.Port)),
         })
         {
             await Measure(way, prepare is null ? "second" : "cached", () => CliGetAsync(link, $"https://localhost:{port}{path}", terminalDir, cliArgs), prepare: prepare);
@@ -220,6 +224,7 @@ public static class TerminalCostBenchmark
         {
             ("direct openssl s_client -sess_in", marketLink, new Uri($"https://localhost:{nginx.Port}/whoami")),
             ("direct openssl s_client -sess_in (openssl market)", pskKeLink, new Uri($"https://localhost:{openssl.Port}/")),
+            ("direct openssl s_client -sess_in (nginx allowing psk_ke)", pskKeNginxLink, new Uri($"https://localhost:{nginxPskKe.Port}/whoami")),
         })
         {
             File.Delete(sessionFile);
@@ -444,6 +449,7 @@ public static class TerminalCostBenchmark
         md.AppendLine();
         foreach (var (stock, openssl, direct) in new[]
         {
+            ("daiko CLI+agent resume psk_ke, local stock (nginx allowing psk_ke)", "direct openssl s_client -sess_in (nginx allowing psk_ke)", "direct Daiko.Tls"),
             ("daiko CLI+agent resume psk_ke, local stock (openssl market)", "direct openssl s_client -sess_in (openssl market)", "direct Daiko.Tls (openssl market)"),
             ("daiko CLI+agent resume psk_dhe_ke, local stock", "direct openssl s_client -sess_in", "direct Daiko.Tls"),
             ("daiko CLI+agent resume psk_dhe_ke + 0-RTT, local stock", "direct openssl s_client -sess_in", "direct Daiko.Tls"),
@@ -453,7 +459,7 @@ public static class TerminalCostBenchmark
         }
         foreach (var way in new[] { "daiko CLI+agent handoff", "daiko CLI+agent relay", "daiko CLI+agent resume psk_dhe_ke + 0-RTT, local stock" })
         {
-            md.AppendLine($"- {way}: process wall {Ratio(Median(way, 6), Median("direct daiko tls get (CLI)", 6))} a direct `daiko tls get`, {Ratio(Median(way, 6), Median("direct openssl s_client", 6))} a direct openssl s_client; of which the CLI's start-up alone is {Ratio(Median("daiko CLI start-up alone (daiko --version)", 6), Median(way, 6))}; in-process first byte {Ratio(Median(way, 5), Median("direct daiko tls get (CLI)", 5))} the direct `tls get`'s");
+            md.AppendLine($"- {way}: process wall {Ratio(Median(way, 6), Median("direct daiko tls get (CLI)", 6))} a direct `daiko tls get`, {Ratio(Median(way, 6), Median("direct openssl s_client", 6))} a direct openssl s_client; of which the CLI's start-up alone is {Ratio(Median("CLI start-up alone (daiko --version)", 6), Median(way, 6))}; in-process first byte {Ratio(Median(way, 5), Median("direct daiko tls get (CLI)", 5))} the direct `tls get`'s");
         }
         return md.ToString();
     }

@@ -16,6 +16,7 @@ internal sealed class HomeChannel : IAsyncDisposable
 {
     private readonly string _directory;
     private readonly ECDsa _deviceKey;
+    private readonly TimeProvider _time;
     private readonly Action<ControlMessage> _onNotice;
     private readonly Action _onRefused;
     private readonly SemaphoreSlim _opening = new(1, 1);
@@ -24,8 +25,9 @@ internal sealed class HomeChannel : IAsyncDisposable
     private TlsConnection? _tls;
 
     /// <param name="onRefused">Called once when the home server refuses the device (the agent drops its stock).</param>
-    public HomeChannel(string directory, ECDsa deviceKey, Action<ControlMessage> onNotice, Action onRefused)
+    public HomeChannel(string directory, ECDsa deviceKey, TimeProvider time, Action<ControlMessage> onNotice, Action onRefused)
     {
+        _time = time;
         _onRefused = onRefused;
         _directory = directory;
         _deviceKey = deviceKey;
@@ -52,7 +54,7 @@ internal sealed class HomeChannel : IAsyncDisposable
             if (_current is { } dead) await CloseAsync(dead);
             var wire = new TlsCounters();
             // The newest ticket the home server issued on the channel that dropped resumes the next one.
-            var ticket = _tls?.Tickets.LastOrDefault(t => !t.IsExpired(DateTimeOffset.UtcNow));
+            var ticket = _tls?.Tickets.LastOrDefault(t => !t.IsExpired(_time.GetUtcNow()));
             _tls = null;
             Stream stream;
             try

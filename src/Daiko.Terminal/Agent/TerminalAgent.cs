@@ -30,8 +30,8 @@ public sealed class TerminalAgent : IAsyncDisposable
 
     private TerminalAgent(string directory, AccessCard access, Socket listener, TimeProvider time, TimeSpan idle)
     {
-        _channel = new HomeChannel(directory, access.DeviceKey, OnNotice, () => _stock!.Drop());
-        _stock = new TicketStock(_channel);
+        _channel = new HomeChannel(directory, access.DeviceKey, time, OnNotice, () => _stock!.Drop());
+        _stock = new TicketStock(_channel, time);
         _directory = directory;
         _access = access;
         _listener = listener;

@@ -10,7 +10,7 @@ namespace Daiko.Terminal.Agent;
 /// background after use, bounded per market, and dropped at once when the home server says so (lock,
 /// revocation, policy change) or the agent ends.
 /// </summary>
-internal sealed class TicketStock(HomeChannel channel, int perMarket = StockRequest.DefaultPerMarket)
+internal sealed class TicketStock(HomeChannel channel, TimeProvider time, int perMarket = StockRequest.DefaultPerMarket)
 {
     private readonly Dictionary<MarketAddress, Queue<SessionTicket>> _tickets = new();
     private readonly Dictionary<MarketAddress, int> _wanted = new();
@@ -38,7 +38,7 @@ internal sealed class TicketStock(HomeChannel channel, int perMarket = StockRequ
         {
             if (_tickets.TryGetValue(market, out var queue))
             {
-                var now = DateTimeOffset.UtcNow;
+                var now = time.GetUtcNow();
                 while (queue.TryDequeue(out var ticket))
                 {
                     if (!ticket.IsExpired(now)) { taken = ticket; break; }
