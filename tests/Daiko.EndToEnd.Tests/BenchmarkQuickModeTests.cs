@@ -58,16 +58,29 @@ public sealed class BenchmarkQuickModeTests
 
         Assert.True(exit == 0, bench.Output);
         var report = File.ReadAllText(Path.Combine(output.Path, "home-throughput-quick.md"));
-        // Wall clock against wall clock, CPU against CPU, with the chain-verdict cache on and off.
-        Assert.Matches(@"per wall-clock second: chain verdicts cached \d+\.\d/s, uncached \d+\.\d/s; openssl s_time -new .*real seconds: \d+\.\d/s; ratio cached \d", report);
+        // Wall clock against wall clock, CPU against CPU, with the chain-verdict cache on and off: each
+        // ratio is Daiko's rate over the peer's rate of the same kind, as printed beside it.
+        var wall = System.Text.RegularExpressions.Regex.Match(report, @"per wall-clock second: chain verdicts cached (\d+\.\d)/s, uncached (\d+\.\d)/s; openssl s_time -new .*wall-clock seconds it ran \(\d+\.\d+ s\): (\d+\.\d)/s; ratio cached (\d+\.\d+), uncached (\d+\.\d+);");
+        Assert.True(wall.Success, report);
+        AssertRatio(wall, "wall-clock");
+        var cpu = System.Text.RegularExpressions.Regex.Match(report, @"per second of user CPU: Daiko cached (\d+\.\d)/s, uncached (\d+\.\d)/s .*user CPU seconds: (\d+\.\d)/s; ratio cached (\d+\.\d+), uncached (\d+\.\d+);");
+        Assert.True(cpu.Success, report);
+        AssertRatio(cpu, "CPU");
         Assert.Matches(@"SslStream full handshakes, resumption off .*: \d+\.\d/s; ratio cached \d", report);
-        Assert.Matches(@"per second of user CPU: Daiko cached \d+\.\d/s, uncached \d+\.\d/s .*user CPU seconds: \d+\.\d/s; ratio cached \d", report);
+        Assert.Matches(@"user CPU per handshake: Daiko cached \d+\.\d+ ms, uncached \d+\.\d+ ms; openssl s_time -new \d+\.\d+ ms; SslStream \d+\.\d+ ms", report);
         Assert.Contains("the ways interleaved", report, StringComparison.Ordinal);
         Assert.Matches(@"download resumed Daiko\.Tls \d+ MB/s, SslStream \d+ MB/s, ratio \d", report);
         Assert.Matches(@"upload resumed Daiko\.Tls \d+ MB/s, SslStream \d+ MB/s, ratio \d", report);
         Assert.Matches(@"relay p50 \d+\.\d+ ms p99 \d+\.\d+ ms", report);
         Assert.Matches(@"handoff p50 \d+\.\d+ ms p99 \d+\.\d+ ms", report);
         Assert.Matches(@"payments with durable commits .*ratio \d", report);
+    }
+
+    private static void AssertRatio(System.Text.RegularExpressions.Match m, string kind)
+    {
+        double N(int i) => double.Parse(m.Groups[i].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(Math.Abs(N(4) - N(1) / N(3)) <= 0.01 + N(4) * 0.01, $"{kind}: ratio cached {N(4)} is not {N(1)} / {N(3)}");
+        Assert.True(Math.Abs(N(5) - N(2) / N(3)) <= 0.01 + N(5) * 0.01, $"{kind}: ratio uncached {N(5)} is not {N(2)} / {N(3)}");
     }
 
     private static string BenchDll()
