@@ -169,12 +169,16 @@ public static partial class HomeThroughputBenchmark
     /// s_time's handshakes per wall-clock second (its count over <paramref name="wallSeconds"/>, measured
     /// around the process) and per second of its user CPU (its count over the CPU seconds it printed).
     /// </summary>
-    public static (double Wall, double Cpu) OpensslRates(string output, double wallSeconds)
+    public static (double Wall, double Cpu) OpensslRates(string output, double wallSeconds) =>
+        OpensslCount(output) is { } c ? (c.Count / wallSeconds, c.Count / c.UserCpuSeconds) : (double.NaN, double.NaN);
+
+    /// <summary>s_time's connection count and the user CPU seconds it printed beside it ("N connections in X.XXs;"), or null.</summary>
+    public static (double Count, double UserCpuSeconds)? OpensslCount(string output)
     {
         var userLine = UserSecondsLine().Match(output);
-        if (!userLine.Success) return (double.NaN, double.NaN);
-        var count = double.Parse(userLine.Groups[1].Value, CultureInfo.InvariantCulture);
-        return (count / wallSeconds, count / double.Parse(userLine.Groups[2].Value, CultureInfo.InvariantCulture));
+        return userLine.Success
+            ? (double.Parse(userLine.Groups[1].Value, CultureInfo.InvariantCulture), double.Parse(userLine.Groups[2].Value, CultureInfo.InvariantCulture))
+            : null;
     }
 
     [GeneratedRegex(@"(\d+) connections in ([\d.]+)s;")]

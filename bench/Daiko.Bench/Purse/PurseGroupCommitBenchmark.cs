@@ -1,0 +1,92 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using Daiko.Cards;
+using Daiko.Home.Money;
+using Daiko.Home.Storage;
+using Daiko.Money;
+using Microsoft.Data.Sqlite;
+
+namespace Daiko.Bench.Purse;
+
+/// <summary>
+/// Payments per second with P concurrent payers (group commit: the payers waiting at a commit share
+/// it) and with one payer, against a plain SQLite insert-and-commit loop with the same journal and
+/// synchronous setting (WAL, synchronous=FULL: one fsync per commit) on the same disk, in the same run.
+/// The ways alternate in two rounds so they share the machine's state; each payment is verified,
+/// debited, logged, signed in the token (SoftHSM2) and sealed.
+/// </summary>
+public static class PurseGroupCommitBenchmark
+{
+    public static void Run(HomeCard card, string dir, int payers, int perPayer)
+    {
+        using var market = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var ledger = new PurseLedger(PurseStore.Sqlite(Path.Combine(dir, "group.db")), new HomeCardPurse(card),
+            (party, role) => (party, role) switch { ("market", PayeeRole.Market) => market, ("bank", PayeeRole.Bank) => bank, _ => null });
+        var expires = DateTimeOffset.UtcNow.AddDays(1);
+        ledger.Refill(new Refill("bank", card.CardId, "fill", long.MaxValue / 4, "JPY", expires).Sign(bank));
+        var serial = 0;
+        List<byte[]> Requests(int count) => [.. Enumerable.Range(0, count).Select(_ => new PaymentRequest("market", "o", $"q{serial++}", 1, "JPY", expires, "").Sign(market))];
+
+        using var plain = new SqliteConnection($"Data Source={Path.Combine(dir, "plain.db")};Pooling=False");
+        plain.Open();
+        using (var setup = plain.CreateCommand())
+        {
+            setup.CommandText = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)";
+            setup.ExecuteNonQuery();
+        }
+        var total = payers * perPayer;
+        var group = (Count: 0, Seconds: 0.0);
+        var single = (Count: 0, Seconds: 0.0);
+        var inserts = (Count: 0, Seconds: 0.0);
+        var before = ledger.Statistics;
+        for (var round = 0; round < 2; round++)
+        {
+            var batches = Enumerable.Range(0, payers).Select(_ => Requests(perPayer)).ToList();
+            var clock = Stopwatch.StartNew();
+            var threads = batches.Select(mine => new Thread(() =>
+            {
+                foreach (var request in mine) ledger.Pay(request);
+            })).ToList();
+            foreach (var t in threads) t.Start();
+            foreach (var t in threads) t.Join();
+            group = (group.Count + total, group.Seconds + clock.Elapsed.TotalSeconds);
+
+            var alone = Requests(Math.Max(1, total / 10));
+            clock.Restart();
+            foreach (var request in alone) ledger.Pay(request);
+            single = (single.Count + alone.Count, single.Seconds + clock.Elapsed.TotalSeconds);
+
+            clock.Restart();
+            for (var i = 0; i < total; i++)
+            {
+                using var tx = plain.BeginTransaction();
+                using var insert = plain.CreateCommand();
+                insert.Transaction = tx;
+                insert.CommandText = "INSERT INTO t(v) VALUES('x')";
+                insert.ExecuteNonQuery();
+                tx.Commit();
+            }
+            inserts = (inserts.Count + total, inserts.Seconds + clock.Elapsed.TotalSeconds);
+        }
+        var after = ledger.Statistics;
+        var inv = CultureInfo.InvariantCulture;
+        double Rate((int Count, double Seconds) w) => w.Count / w.Seconds;
+        Console.WriteLine(string.Create(inv, $"# purse: group commit, {payers} concurrent payers (same run; load average {LoadAverage()})"));
+        Console.WriteLine();
+        Console.WriteLine("| way | payments or inserts | per second | ratio to plain SQLite |");
+        Console.WriteLine("|---|---:|---:|---:|");
+        Console.WriteLine(string.Create(inv, $"| payments, {payers} concurrent payers, group commit | {group.Count} | {Rate(group):0} | {Rate(group) / Rate(inserts):0.00} |"));
+        Console.WriteLine(string.Create(inv, $"| payments, one payer (a commit each) | {single.Count} | {Rate(single):0} | {Rate(single) / Rate(inserts):0.00} |"));
+        Console.WriteLine(string.Create(inv, $"| plain SQLite insert-and-commit, one connection, WAL, synchronous=FULL | {inserts.Count} | {Rate(inserts):0} | 1.00 |"));
+        Console.WriteLine();
+        var commits = after.Commits - before.Commits;
+        var operations = after.Operations - before.Operations;
+        Console.WriteLine(string.Create(inv, $"The purse's statistics over these runs: {operations} payments in {commits} durable commits ({(double)operations / commits:0.0} payments a commit; the one-payer runs commit each payment alone)."));
+        Console.WriteLine("Each payment is verified (the market's COSE signature), debited, logged in the hash chain and signed in the token; each commit signs one seal in the token, fsyncs once and writes the token's counter once.");
+    }
+
+    private static string LoadAverage() =>
+        File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
+}
