@@ -159,6 +159,12 @@ internal sealed class HomeCardPins
         }
     }
 
+    /// <summary>
+    /// Resets the idle clock. The idle deadline other processes read from the state file is written at
+    /// most once per <see cref="TouchWriteInterval"/>: every request of every terminal touches the card,
+    /// and each write is a file lock, a write, two fsyncs and a rename under the card's lock. The file may
+    /// show the deadline up to that much early; this process expires the card by its own clock.
+    /// </summary>
     public void Touch()
     {
         lock (Gate)
@@ -166,6 +172,7 @@ internal sealed class HomeCardPins
             ExpireIfIdle();
             if (_state != HomeCardState.CryptoReady) return;
             _lastUse = _options.Time.GetUtcNow();
+            if (_lastUse - _writtenUse < TouchWriteInterval) return;
             PersistState();
         }
     }
@@ -329,9 +336,16 @@ internal sealed class HomeCardPins
         PersistState();
     }
 
+    /// <summary>The longest the idle deadline in the state file lags the card's last use.</summary>
+    public static readonly TimeSpan TouchWriteInterval = TimeSpan.FromSeconds(1);
+
+    // The last use written to the state file with the idle deadline.
+    private DateTimeOffset _writtenUse = DateTimeOffset.MinValue;
+
     private void PersistState()
     {
         var state = _state;
+        _writtenUse = _lastUse;
         var idle = state == HomeCardState.CryptoReady ? _lastUse + _options.IdleTimeout : (DateTimeOffset?)null;
         _file.Locked(() =>
         {
