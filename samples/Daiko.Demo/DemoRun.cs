@@ -29,6 +29,7 @@ public static class DemoRun
     {
         var root = Directory.CreateTempSubdirectory("daiko-demo-").FullName;
         var step = 0;
+        var log = new DemoLog(System.IO.Path.Combine(root, "home.log"));
         void Say(string text)
         {
             ct.ThrowIfCancellationRequested();
@@ -65,7 +66,7 @@ public static class DemoRun
             File.WriteAllText(Path.Combine(home, "mail.json"), $$"""{"smtp_host":"127.0.0.1","smtp_port":{{smtp.Port}},"from":"daiko@home.demo","to":"alice@example.demo"}""");
 
             Say("starting the home server on 127.0.0.1");
-            await using var server = HomeServer.Start(new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0)), card);
+            await using var server = HomeServer.Start(new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0)) { LoggerFactory = log }, card);
 
             Say("enrolling a terminal with a one-time code");
             var (secret, _) = await server.Devices.AddEnrollmentCodeAsync("demo-phone", ct);
@@ -154,6 +155,12 @@ public static class DemoRun
         catch (Exception e) when (e is not OperationCanceledException)
         {
             if (Environment.GetEnvironmentVariable("DAIKO_DEBUG") == "1") Console.Error.WriteLine(e);
+            var tail = log.Tail(12);
+            if (tail.Count > 0)
+            {
+                Console.Error.WriteLine("the home server's last log lines:");
+                foreach (var line in tail) Console.Error.WriteLine($"  {line}");
+            }
             return $"demo step {step} failed: {e.Message}";
         }
         finally

@@ -47,6 +47,7 @@ public sealed class DelegationService : IAsyncDisposable
     private readonly MarketProfiles _profiles;
     private readonly TimeProvider _time;
     private readonly TimeSpan _ticketWait;
+    private readonly TimeSpan _marketTimeout;
     private readonly ILogger _logger;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refilling = new();
 
@@ -57,6 +58,7 @@ public sealed class DelegationService : IAsyncDisposable
         MarketProfiles profiles,
         TimeProvider? time = null,
         TimeSpan? ticketWait = null,
+        TimeSpan? marketTimeout = null,
         ILogger? logger = null)
     {
         _logger = logger ?? NullLogger.Instance;
@@ -66,6 +68,7 @@ public sealed class DelegationService : IAsyncDisposable
         _profiles = profiles;
         _time = time ?? TimeProvider.System;
         _ticketWait = ticketWait ?? TimeSpan.FromSeconds(2);
+        _marketTimeout = marketTimeout ?? TimeSpan.FromSeconds(15);
     }
 
     public SessionCache<SessionTicket> Tickets => _tickets;
@@ -96,7 +99,11 @@ public sealed class DelegationService : IAsyncDisposable
             Versions = TlsVersions.Both,
             Time = _time,
             Counters = counters,
-            HandshakeTimeout = TimeSpan.FromSeconds(15),
+            HandshakeTimeout = _marketTimeout,
+            // After the handshake the connection is read for tickets (each wait bounded on its own) or
+            // spliced to a terminal, where a quiet market is not a broken one: the splice's idle limit
+            // and the device's session bound it, not a per-read timeout.
+            OperationTimeout = Timeout.InfiniteTimeSpan,
         };
         try
         {

@@ -11,7 +11,7 @@ public sealed record SpliceResult(long BytesUp, long BytesDown, string Reason);
 /// Pumps bytes between a relay channel and the market's stream until either side ends. It owns the
 /// splices it starts: each one's result is logged, and <see cref="DisposeAsync"/> waits for them all.
 /// </summary>
-public sealed class Splicer(ILogger logger) : IAsyncDisposable
+public sealed class Splicer(ILogger logger, TimeSpan idleLimit) : IAsyncDisposable
 {
     private readonly TaskSet _running = new();
 
@@ -28,30 +28,44 @@ public sealed class Splicer(ILogger logger) : IAsyncDisposable
 
     private async Task RunAsync(RelayStream relay, Stream market, CancellationToken stop)
     {
-        var result = await SpliceAsync(relay, market, stop).ConfigureAwait(false);
+        var result = await SpliceAsync(relay, market, stop, idleLimit).ConfigureAwait(false);
         logger.SpliceEnded(relay.Id, result.BytesUp, result.BytesDown, result.Reason);
     }
 
-    /// <summary>Splices until either side ends, or <paramref name="stop"/>; never throws for what a network does.</summary>
-    public static async Task<SpliceResult> SpliceAsync(RelayStream relay, Stream market, CancellationToken stop = default)
+    /// <summary>
+    /// Splices until either side ends, <paramref name="stop"/>, or no byte has moved either way for
+    /// <paramref name="idleLimit"/>; never throws for what a network does.
+    /// </summary>
+    public static async Task<SpliceResult> SpliceAsync(RelayStream relay, Stream market, CancellationToken stop = default, TimeSpan? idleLimit = null)
     {
+        var limit = idleLimit ?? Timeout.InfiniteTimeSpan;
         using var done = CancellationTokenSource.CreateLinkedTokenSource(stop);
-        var up = PumpAsync(relay, market, done.Token);
-        var down = PumpAsync(market, relay, done.Token);
+        // Each byte moved pushes the idle deadline back; before the pumps end only the deadline or stop cancels.
+        void Moved()
+        {
+            if (limit != Timeout.InfiniteTimeSpan) done.CancelAfter(limit);
+        }
+        Moved();
+        var up = PumpAsync(relay, market, Moved, done.Token);
+        var down = PumpAsync(market, relay, Moved, done.Token);
         var first = await Task.WhenAny(up, down).ConfigureAwait(false);
+        var idle = first.Result.Cancelled && !stop.IsCancellationRequested;
         await done.CancelAsync().ConfigureAwait(false);
         // A market stream that failed or was cut (no close_notify) reaches the terminal as a cut relay.
-        // So does a splice cut because the device's session ended.
-        if ((first == down && !down.Result.Clean) || stop.IsCancellationRequested) await relay.AbortAsync().ConfigureAwait(false);
+        // So does a splice cut because the device's session ended or because it sat idle.
+        if ((first == down && !down.Result.Clean) || stop.IsCancellationRequested || idle) await relay.AbortAsync().ConfigureAwait(false);
         await relay.DisposeAsync().ConfigureAwait(false);
         await market.DisposeAsync().ConfigureAwait(false);
-        var (upBytes, upReason, _) = await up.ConfigureAwait(false);
-        var (downBytes, downReason, _) = await down.ConfigureAwait(false);
-        if (stop.IsCancellationRequested) return new SpliceResult(upBytes, downBytes, "the device's session ended");
-        return new SpliceResult(upBytes, downBytes, first == up ? "terminal side: " + upReason : "market side: " + downReason);
+        var upResult = await up.ConfigureAwait(false);
+        var downResult = await down.ConfigureAwait(false);
+        if (stop.IsCancellationRequested) return new SpliceResult(upResult.Bytes, downResult.Bytes, "the device's session ended");
+        if (idle) return new SpliceResult(upResult.Bytes, downResult.Bytes, $"no byte either way for {limit.TotalSeconds:0.#} s");
+        return new SpliceResult(upResult.Bytes, downResult.Bytes, first == up ? "terminal side: " + upResult.Reason : "market side: " + downResult.Reason);
     }
 
-    private static async Task<(long Bytes, string Reason, bool Clean)> PumpAsync(Stream from, Stream to, CancellationToken cancellationToken)
+    private readonly record struct PumpResult(long Bytes, string Reason, bool Clean, bool Cancelled);
+
+    private static async Task<PumpResult> PumpAsync(Stream from, Stream to, Action moved, CancellationToken cancellationToken)
     {
         var buffer = new byte[16384];
         long total = 0;
@@ -60,7 +74,8 @@ public sealed class Splicer(ILogger logger) : IAsyncDisposable
             while (true)
             {
                 var n = await from.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
-                if (n == 0) return (total, "closed", true);
+                if (n == 0) return new PumpResult(total, "closed", true, false);
+                moved();
                 await to.WriteAsync(buffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
                 await to.FlushAsync(cancellationToken).ConfigureAwait(false);
                 total += n;
@@ -68,7 +83,8 @@ public sealed class Splicer(ILogger logger) : IAsyncDisposable
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or Daiko.Tls.TlsException or ControlErrorException)
         {
-            return (total, e is OperationCanceledException ? "the other side ended" : e.Message, false);
+            var cancelled = cancellationToken.IsCancellationRequested;
+            return new PumpResult(total, cancelled ? "the other side ended" : e.Message, false, cancelled);
         }
     }
 

@@ -50,6 +50,15 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>A device's session ends after this long without use (each device has its own timer).</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>The longest a handshake with a market may take, as the user.</summary>
+    public TimeSpan MarketTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// A relayed or handed-over connection ends after this long with no byte either way (it is also cut
+    /// when the device's session ends). A quiet market is not a broken one: this is the only read bound on a relay.
+    /// </summary>
+    public TimeSpan RelayIdleLimit { get; init; } = TimeSpan.FromMinutes(10);
+
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
 }
@@ -95,10 +104,11 @@ public sealed class HomeServer : IAsyncDisposable
             new SessionCache<SessionTicket>(options.Time, t => t.Wipe(), t => t.Identity.Length + t.Psk.Length + t.Nonce.Length + 256),
             new MarketProfiles(Store.MarketProfiles),
             options.Time,
+            marketTimeout: options.MarketTimeout,
             logger: logger);
         _wallet = new WalletService(options.Directory, card, options.Time, Store, logger);
         Appliances = new ApplianceGateway(Store.Appliances, time: options.Time);
-        _splicer = new Splicer(logger);
+        _splicer = new Splicer(logger, options.RelayIdleLimit);
         Connections = new ConnectionRegistry();
         Policies = new Policy.DevicePolicies(new Storage.SqlDevicePolicyStore(Store),
             async (id, ct) => (await Devices.FindByIdAsync(id, ct))?.Name, options.Time, options.AllowPrivateMarkets);

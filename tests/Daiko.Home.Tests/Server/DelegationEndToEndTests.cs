@@ -52,7 +52,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         return control;
     }
 
-    private static async Task<string> GetAsync(Stream stream, CancellationToken ct)
+    internal static async Task<string> GetAsync(Stream stream, CancellationToken ct)
     {
         await stream.WriteAsync("GET /whoami HTTP/1.0\r\nHost: localhost\r\n\r\n"u8.ToArray(), ct);
         using var body = new MemoryStream();

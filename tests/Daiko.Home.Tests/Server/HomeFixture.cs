@@ -39,7 +39,8 @@ public sealed class HomeFixture : IAsyncDisposable
 
     public string Endpoint => $"127.0.0.1:{Server.LocalEndPoint.Port}";
 
-    public static HomeFixture Start()
+    /// <param name="configure">Changes to the server's options (timeouts, limits) for one test.</param>
+    public static HomeFixture Start(Func<HomeServerOptions, HomeServerOptions>? configure = null)
     {
         var dir = new TempDirectory("daiko-home");
         var pki = TestPki.Create(Path.Combine(dir.Path, "pki"));
@@ -50,7 +51,8 @@ public sealed class HomeFixture : IAsyncDisposable
         var certificate = pki.IssueForPublicKey(request.PublicKey, TestPki.UserSubject);
         card.ImportCertificate(certificate.RawData, [pki.Root.RawData], Pin2);
         MarketTrust.Add(home, pki.RootPath);
-        var server = HomeServer.Start(new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0)), card);
+        var options = new HomeServerOptions(home, new IPEndPoint(IPAddress.Loopback, 0));
+        var server = HomeServer.Start(configure is null ? options : configure(options), card);
         return new HomeFixture(dir, pki, card, server);
     }
 

@@ -1,0 +1,65 @@
+using System.Diagnostics;
+using Daiko.Cards;
+using Daiko.Home.Hosting;
+using Daiko.Protocol;
+using Daiko.TestSupport;
+using Daiko.Terminal;
+using Daiko.Terminal.Sessions;
+using Xunit;
+
+namespace Daiko.Home.Tests.Server;
+
+/// <summary>
+/// A relay carries a session for as long as both ends keep it: a quiet market is not a broken one.
+/// Only the relay's idle limit (no byte either way) and the device's session end it.
+/// </summary>
+[Collection("home card")]
+public sealed class RelayIdleTests
+{
+    [Fact]
+    public async Task ARelayQuietForLongerThanTheMarketTimeout_StillCarriesTheRequest()
+    {
+        await using var home = HomeFixture.Start(o => o with { MarketTimeout = TimeSpan.FromSeconds(1), RelayIdleLimit = TimeSpan.FromSeconds(30) });
+        using var market = await NginxServer.StartAsync(home.Pki, home.Dir.Path);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await using var control = await UnlockedAsync(home, cts.Token);
+
+        var session = await new DelegatedConnector(control).ConnectAsync("localhost", market.Port, DelegationMode.Relay, cancellationToken: cts.Token);
+        await Task.Delay(TimeSpan.FromSeconds(2.5), cts.Token);
+
+        Assert.Contains("Alice Example", await GetAsync(session.Stream, cts.Token), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ARelayWithNoByteEitherWayForTheIdleLimit_IsCut_AndTheTerminalIsTold()
+    {
+        await using var home = HomeFixture.Start(o => o with { RelayIdleLimit = TimeSpan.FromSeconds(1.5) });
+        using var market = await NginxServer.StartAsync(home.Pki, home.Dir.Path);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await using var control = await UnlockedAsync(home, cts.Token);
+
+        var session = await new DelegatedConnector(control).ConnectAsync("localhost", market.Port, DelegationMode.Relay, cancellationToken: cts.Token);
+        var clock = Stopwatch.StartNew();
+        var buffer = new byte[64];
+        var cut = await Assert.ThrowsAsync<IOException>(async () => await session.Stream.ReadAtLeastAsync(buffer, 1, throwOnEndOfStream: false, cts.Token));
+
+        Assert.Contains("cut", cut.Message, StringComparison.Ordinal);
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(20));
+        // The channel itself is unharmed: the next relay works.
+        var next = await new DelegatedConnector(control).ConnectAsync("localhost", market.Port, DelegationMode.Relay, cancellationToken: cts.Token);
+        Assert.Contains("Alice Example", await GetAsync(next.Stream, cts.Token), StringComparison.Ordinal);
+    }
+
+    private static async Task<ControlConnection> UnlockedAsync(HomeFixture home, CancellationToken ct)
+    {
+        var terminal = Path.Combine(home.Dir.Path, "terminal");
+        await TerminalClient.EnrollAsync(terminal, home.Endpoint, await home.NewCodeAsync("phone"), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard, cancellationToken: ct);
+        using var access = AccessCard.Open(terminal);
+        Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
+        var control = await TerminalClient.ConnectAsync(terminal, access.DeviceKey, ct);
+        await new HomeControl(control).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, ct);
+        return control;
+    }
+
+    private static Task<string> GetAsync(Stream stream, CancellationToken ct) => DelegationEndToEndTests.GetAsync(stream, ct);
+}
