@@ -35,5 +35,5 @@ $bench terminal-cost "$@"
 $bench home-throughput "$@"
 if [ "${1:-}" != "--quick" ]; then
   $bench access-card-kdf > "$root/bench/results/access-card-kdf.md"
-  $bench purse-ops > "$root/bench/results/purse-ops.md"
+  { $bench purse-ops; echo; $bench purse-group; } > "$root/bench/results/purse-ops.md"
 fi

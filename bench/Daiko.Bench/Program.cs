@@ -10,6 +10,7 @@ public static class Program
     /// cost benchmark; <c>home-throughput</c>: delegated handshakes/s against openssl s_time;
     /// <c>access-card-kdf [--seconds N]</c>: offline PIN guesses/s against a copied access-card key file;
     /// <c>purse-ops [--entries LIST] [--ops N]</c>: one payment's cost as the purse's log grows;
+    /// <c>purse-group [--payers N] [--per-payer N]</c>: concurrent payers with group commit against plain SQLite commits;
     /// <c>slow-link</c>: the emulated link as its own process (started by terminal-cost);
     /// <c>flood [--connections N] [--hold SECONDS] [--out DIR]</c>: hostile connections against a real home server;
     /// <c>load [--quick] [--terminals LIST] [--seconds N] [--out DIR]</c>: many terminals at once against a real home server
@@ -23,6 +24,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "access-card-kdf") return PinGuessing.PinGuessingBenchmark.Run(args[1..]);
         if (args.Length > 0 && args[0] == "flood") return await Flood.FloodBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "purse-ops") return Daiko.Bench.Purse.PurseOpsBenchmark.Run(args[1..]);
+        if (args.Length > 0 && args[0] == "purse-group") return Daiko.Bench.Purse.PurseGroupCommitBenchmark.Run(args[1..]);
         if (args.Length > 0 && args[0] == "load") return await Load.LoadBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "slow-link") return await LinkProcess.ServeAsync(args[1..]);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

@@ -34,10 +34,24 @@ public static class LoadBenchmark
             $"  K={r.Terminals,-4} {r.Mode,-22} {r.SessionsPerSecond,8:0.0}/s  p50 {r.P50Ms,7:0.0} ms  p99 {r.P99Ms,7:0.0} ms  errors {r.Errors}  home RSS {r.HomeRssMb:0} MB  home CPU {r.HomeCpuMsPerSession:0.00} ms/session{(r.FirstError is null ? "" : "  first error: " + r.FirstError)}"));
         // Warm-up, not measured: every terminal runs each mode once (JIT and caches on both sides), and
         // SslStream proves it makes full handshakes (nginx reports reused=.) and loads its TLS library.
-        await Task.WhenAll(rig.Terminals.Select(async t =>
+        // Sixteen terminals at a time; a failure here is counted and reported, the measured rows count their own.
+        var warmUp = new LoadRunner.Tally();
+        using (var gate = new SemaphoreSlim(16))
         {
-            foreach (var mode in new[] { LoadMode.Handoff, LoadMode.Relay, LoadMode.Assist, LoadMode.ResumeHit }) await t.SessionAsync(mode, CancellationToken.None);
-        }));
+            await Task.WhenAll(rig.Terminals.Select(async t =>
+            {
+                await gate.WaitAsync();
+                try
+                {
+                    foreach (var mode in new[] { LoadMode.Handoff, LoadMode.Relay, LoadMode.Assist, LoadMode.ResumeHit }) await warmUp.TimeAsync(() => t.SessionAsync(mode, CancellationToken.None));
+                }
+                finally
+                {
+                    gate.Release();
+                }
+            }));
+        }
+        Console.WriteLine($"  warm-up: {warmUp.Count} sessions, {warmUp.Errors} errors{(warmUp.FirstError is null ? "" : " (first: " + warmUp.FirstError + ")")}");
         await SslStreamPeer.RequireFullHandshakesAsync(rig.Pki, rig.Nginx.Port);
         await LoadPeers.DirectWithRequest(rig.Pki, rig.Nginx.Port)(0);
         foreach (var k in counts)
@@ -46,7 +60,9 @@ public static class LoadBenchmark
             // A warm cache handed out: tickets fetched ahead (not timed), then each terminal resumes with them.
             var warm = Math.Clamp(400 / k, 3, 40);
             if (quick) warm = Math.Min(warm, 6);
-            await Task.WhenAll(terminals.Select(t => t.WarmAsync(warm, CancellationToken.None)));
+            var prefetch = new LoadRunner.Tally();
+            await Task.WhenAll(terminals.Select(t => prefetch.TimeAsync(() => t.WarmAsync(warm, CancellationToken.None))));
+            if (prefetch.Errors > 0) Console.WriteLine($"  K={k}: {prefetch.Errors} terminals could not fill their cache ahead (first: {prefetch.FirstError}); their resume-hit sessions wait for a handshake");
             runs.Add(await LoadRunner.CountedAsync("resume-hit", terminals, warm, rig.Home, t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)));
             Print(runs[^1]);
             // Sustained: tickets are single use, so the home server refills in the background as they go.
