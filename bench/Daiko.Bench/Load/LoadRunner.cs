@@ -81,17 +81,41 @@ public static class LoadRunner
         return Finish(mode, terminals.Count, tally, clock.Elapsed.TotalSeconds, home, cpu);
     }
 
-    /// <summary>A fixed amount of work: each terminal runs <paramref name="sessions"/> sessions back to back (a warm cache handed out).</summary>
-    public static async Task<LoadRun> CountedAsync<T>(string mode, IReadOnlyList<T> terminals, int sessions, ProcessSampler home, Func<T, Task> session)
+    /// <summary>
+    /// A fixed amount of work in rounds: every terminal prepares (not timed: e.g. has its cache filled),
+    /// then each runs <paramref name="sessions"/> sessions back to back; the rate counts the timed parts.
+    /// </summary>
+    public static async Task<LoadRun> CountedAsync<T>(string mode, IReadOnlyList<T> terminals, int sessions, int rounds, ProcessSampler home, Func<T, Task> prepare, Func<T, Task> session)
     {
         var tally = new Tally();
-        var cpu = home.CpuSeconds();
-        var clock = Stopwatch.StartNew();
-        await Task.WhenAll(terminals.Select(async t =>
+        var timed = TimeSpan.Zero;
+        var cpu = 0.0;
+        for (var round = 0; round < rounds; round++)
         {
-            for (var i = 0; i < sessions; i++) await tally.TimeAsync(() => session(t));
-        }));
-        return Finish(mode, terminals.Count, tally, clock.Elapsed.TotalSeconds, home, cpu);
+            await Task.WhenAll(terminals.Select(t => Prepared(tally, () => prepare(t))));
+            var before = home.CpuSeconds();
+            var clock = Stopwatch.StartNew();
+            await Task.WhenAll(terminals.Select(async t =>
+            {
+                for (var i = 0; i < sessions; i++) await tally.TimeAsync(() => session(t));
+            }));
+            timed += clock.Elapsed;
+            cpu += home.CpuSeconds() - before;
+        }
+        var (p50, p99) = tally.Percentiles();
+        return new LoadRun(mode, terminals.Count, tally.Count, timed.TotalSeconds, p50, p99, tally.Errors, home.RssMb(), cpu, tally.FirstError);
+    }
+
+    private static async Task Prepared(Tally tally, Func<Task> prepare)
+    {
+        try
+        {
+            await prepare();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            tally.Failed(e);
+        }
     }
 
     /// <summary>
@@ -106,20 +130,7 @@ public static class LoadRunner
         var cpu = 0.0;
         for (var round = 0; round < minimumRounds || timed < duration; round++)
         {
-            foreach (var phase in prepare)
-            {
-                await Task.WhenAll(terminals.Select(async t =>
-                {
-                    try
-                    {
-                        await phase(t);
-                    }
-                    catch (Exception e) when (e is not OutOfMemoryException)
-                    {
-                        tally.Failed(e);
-                    }
-                }));
-            }
+            foreach (var phase in prepare) await Task.WhenAll(terminals.Select(t => Prepared(tally, () => phase(t))));
             var before = home.CpuSeconds();
             var clock = Stopwatch.StartNew();
             await Task.WhenAll(terminals.Select(t => tally.TimeAsync(() => session(t))));
