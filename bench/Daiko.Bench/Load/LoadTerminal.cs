@@ -124,14 +124,18 @@ public sealed class LoadTerminal : IAsyncDisposable
             throw new InvalidOperationException($"the market answered: {text}");
     }
 
-    /// <summary>A payment through the control channel: the market's signed request, the card's signed payment back.</summary>
-    public async Task PayAsync(ECDsa marketKey, string market, CancellationToken ct)
+    /// <summary>A market's signed payment request for 1 JPY under a new id of this terminal's.</summary>
+    public byte[] PaymentRequest(ECDsa marketKey, string market)
     {
         var id = $"{Name}-{Interlocked.Increment(ref _payments)}";
-        byte[] request;
-        lock (marketKey) request = new Daiko.Money.PaymentRequest(market, "order-" + id, id, 1, "JPY", DateTimeOffset.UtcNow.AddMinutes(10), "").Sign(marketKey);
+        lock (marketKey) return new Daiko.Money.PaymentRequest(market, "order-" + id, id, 1, "JPY", DateTimeOffset.UtcNow.AddHours(1), "").Sign(marketKey);
+    }
+
+    /// <summary>A payment through the control channel: the market's signed request in, the card's signed payment and its id back.</summary>
+    public async Task<string> PayAsync(byte[] request, CancellationToken ct)
+    {
         var reply = await _control.RequestAsync<WalletPaymentReply>(new WalletPayRequest(request), ct);
-        if (string.IsNullOrEmpty(reply.PaymentId)) throw new InvalidOperationException("the home server answered a payment without its id");
+        return string.IsNullOrEmpty(reply.PaymentId) ? throw new InvalidOperationException("the home server answered a payment without its id") : reply.PaymentId;
     }
 
     public async ValueTask DisposeAsync() => await _control.DisposeAsync();

@@ -27,11 +27,12 @@ internal sealed class PendingOperation(MoneyRequestId id, Func<DbConnection, DbT
 /// <summary>
 /// Group commit: concurrent money operations share one durable commit. A caller queues its operation
 /// and takes the commit lock; if an earlier batch already carried it, it returns that batch's result,
-/// else it commits everything queued so far (its own included) as one batch. Every caller returns only
+/// else it works through everything queued so far (its own included) and what arrives meanwhile, then
+/// commits it as one batch. Every caller returns only
 /// after the commit that carried its operation — nothing is acknowledged before it is durable — and
 /// waits for at most the batch in progress and its own. No thread of its own: the callers commit.
 /// </summary>
-internal sealed class PurseGroupCommit(object commitLock, Action<IReadOnlyList<PendingOperation>> commit)
+internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOperation>, Func<List<PendingOperation>, int>> commit)
 {
     /// <summary>The most operations one commit carries (a batch signs each of them in the token).</summary>
     public const int MaxBatch = 128;
@@ -56,6 +57,23 @@ internal sealed class PurseGroupCommit(object commitLock, Action<IReadOnlyList<P
         Interlocked.Add(ref _operations, operations);
     }
 
+    /// <summary>
+    /// Adds to <paramref name="batch"/> what was queued while it was being worked on (up to
+    /// <see cref="MaxBatch"/>); returns how many. The batch commits once this finds nothing more, so
+    /// payers who arrive while a batch runs share its commit instead of starting the next one.
+    /// </summary>
+    public int TakeMore(List<PendingOperation> batch)
+    {
+        lock (_queueLock)
+        {
+            var more = Math.Min(MaxBatch - batch.Count, _queue.Count);
+            if (more <= 0) return 0;
+            batch.AddRange(_queue.GetRange(0, more));
+            _queue.RemoveRange(0, more);
+            return more;
+        }
+    }
+
     public byte[] Run(PendingOperation operation)
     {
         lock (_queueLock) _queue.Add(operation);
@@ -71,7 +89,7 @@ internal sealed class PurseGroupCommit(object commitLock, Action<IReadOnlyList<P
                 }
                 try
                 {
-                    commit(batch);
+                    commit(batch, TakeMore);
                 }
                 catch (Exception e)
                 {

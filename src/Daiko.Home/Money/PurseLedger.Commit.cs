@@ -23,7 +23,7 @@ public sealed partial class PurseLedger
     /// checked before anything moves (a forged, truncated or rolled-back purse is refused) and renewed
     /// once with the commit; the card's counter follows the commit.
     /// </summary>
-    private void CommitBatch(IReadOnlyList<PendingOperation> batch)
+    private void CommitBatch(List<PendingOperation> batch, Func<List<PendingOperation>, int> takeMore)
     {
         using var c = Open();
         using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
@@ -33,8 +33,10 @@ public sealed partial class PurseLedger
         Execute(c, tx, "UPDATE purse_seal SET counter = counter WHERE id = 1");
         long? counter = null;
         var moved = 0;
-        foreach (var operation in batch)
+        // Operations queued while this batch is worked on join it (at most MaxBatch in all).
+        for (var i = 0; i < batch.Count || (i == batch.Count && takeMore(batch) > 0); i++)
         {
+            var operation = batch[i];
             try
             {
                 if (PurseRequests.Find(c, tx, operation.Id) is { } previous)
