@@ -42,7 +42,7 @@ build() {
   dotnet "$work/bin/Daiko.Fuzz.dll" list | cut -f1 > "$work/bin/.targets"
   # Of the harness, its targets only (namespace Daiko.Fuzz): its entry point runs before afl's map exists.
   dotnet tool run sharpfuzz "$work/bin/Daiko.Fuzz.dll" Daiko.Fuzz
-  for assembly in Daiko.Tls Daiko.Protocol Daiko.Money System.Formats.Cbor System.Security.Cryptography.Cose; do
+  for assembly in Daiko.Tls Daiko.Protocol Daiko.Money Daiko.Home System.Formats.Cbor System.Security.Cryptography.Cose; do
     dotnet tool run sharpfuzz "$work/bin/$assembly.dll"
   done
   touch "$work/bin/.instrumented"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Daiko's build, tests and demo need on Debian: the .NET SDK is expected on PATH;
-# everything else (PKCS#11 token, TLS peers, SMTP server, PostgreSQL, afl++ for fuzz/run.sh, chromium
+# everything else (PKCS#11 token, TLS peers, SMTP server, PostgreSQL, HAProxy for the PROXY protocol test, afl++ for fuzz/run.sh, chromium
 # for the console's browser tests) comes from Debian packages.
 set -euo pipefail
-packages=(softhsm2 opensc openssl gnutls-bin nginx-light python3-aiosmtpd postgresql procps socat iproute2 util-linux afl++ chromium fonts-dejavu-core)
+packages=(softhsm2 opensc openssl gnutls-bin nginx-light python3-aiosmtpd postgresql procps socat iproute2 util-linux haproxy afl++ chromium fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

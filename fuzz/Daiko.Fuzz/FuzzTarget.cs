@@ -41,6 +41,7 @@ public static class FuzzTargets
         ControlTargets.Codecs,
         MoneyTarget.Money,
         PkiTarget.Pki,
+        ProxyTarget.Proxy,
     ];
 
     public static FuzzTarget? Find(string name) => All.FirstOrDefault(t => t.Name == name);

@@ -29,6 +29,7 @@ internal static partial class Seeds
         "codecs" => Codecs(),
         "money" => MoneySeeds.All(),
         "pki" => PkiSeeds.All(),
+        "proxy" => ProxyTarget.Seeds(),
         _ => [],
     };
 

@@ -73,7 +73,7 @@ public static class DemoRun
             // The demo's market and bank listen on loopback: the owner allows them for this device, as
             // 'daiko home device add --markets 127.0.0.1 --max-tickets N' would (every fetch in resume mode takes a ticket).
             Say("allowing the loopback market and bank for demo-phone (device policy --markets 127.0.0.1)");
-            await new Daiko.Home.Storage.SqlDevicePolicyStore(Daiko.Home.Storage.PurseStore.Sqlite(HomeServer.DatabasePath(home))).SaveAsync("demo-phone",
+            await new Daiko.Home.Storage.SqlDevicePolicyStore(Daiko.Home.Storage.HomeStore.Sqlite(HomeServer.DatabasePath(home))).SaveAsync("demo-phone",
                 Daiko.Home.Policy.DevicePolicy.Default with { Markets = Daiko.Home.Policy.DevicePolicy.ParseMarkets("127.0.0.1"), MaxTickets = Math.Min(1000, 16 + 4 * rounds) }, ct);
             var code = EnrollmentCode.Compose(secret, server.Identity.SpkiHash);
             await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{server.LocalEndPoint.Port}", code, accessPin, ct);

@@ -136,6 +136,7 @@ internal static class ConsoleEndpoints
         {
             return $"<p class=\"err\">{Html.E(e.Message)}</p>" + await ConsolePages.Devices(c, Csrf(http));
         }
+        var policy = await Daiko.Home.Policy.DevicePolicies.SetForNewDeviceAsync(c.Server.Policies.Store, name.Trim(), c.Config.DeviceDefaults.ToPolicy());
         await c.Server.Devices.AuditAsync(null, "console-enroll-code", null, null, "code issued");
         var code = EnrollmentCode.Compose(secret, c.Server.Identity.SpkiHash);
         var uri = EnrollmentUri.Format(c.Advertised(http), code);
@@ -146,6 +147,7 @@ internal static class ConsoleEndpoints
             <p><img class="qr" id="enroll-qr" alt="QR code of the enrollment URI" src="data:image/png;base64,{Convert.ToBase64String(png)}"></p>
             <p class="code" id="enroll-uri">{Html.E(uri)}</p><p class="muted">daiko terminal enroll --terminal DIR --uri {Html.E(uri)}</p>
             <p>Code: <span class="code" id="enroll-code">{Html.E(code)}</span> (home {Html.E(c.Advertised(http))})</p>
+            <p id="enroll-policy">Its policy: markets {Html.E(policy.MarketsText)}; modes {Html.E(policy.ModesText)}; {(policy.SpendLimitPerDay is { } limit ? $"spend limit {limit} a day" : "no spend limit")}; up to {policy.MaxTickets} tickets per market (<code>daiko home device policy</code> changes it).</p>
             <p class="muted">This page is the only place the code is shown; leaving it keeps the code valid until it expires.</p></section>
             """;
     }

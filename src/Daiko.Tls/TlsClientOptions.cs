@@ -51,6 +51,15 @@ public sealed record TlsClientOptions
 
     public IReadOnlyList<PskKeyExchangeMode> PskModes { get; init; } = [PskKeyExchangeMode.PskDheKe];
 
+    /// <summary>
+    /// The connection may only resume from <see cref="ResumptionTicket"/>: the caller refuses a full
+    /// handshake anyway. The ClientHello then leaves out what only a full handshake uses
+    /// (signature_algorithms, which RFC 8446 §9.2 requires only without pre_shared_key; every suite but
+    /// the ticket's; with psk_ke alone, supported_groups and key_share), so a server that will not
+    /// resume refuses it at once, usually with a missing_extension alert.
+    /// </summary>
+    public bool ResumeOnly { get; init; }
+
     /// <summary>Sent as 0-RTT data when the ticket allows it.</summary>
     public ReadOnlyMemory<byte> EarlyData { get; init; }
 

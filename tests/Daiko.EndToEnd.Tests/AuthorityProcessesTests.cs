@@ -6,25 +6,10 @@ namespace Daiko.EndToEnd.Tests;
 /// Per-device authority and one truth for the card's state, with a real <c>daiko home serve</c>, real
 /// terminal agents and nginx, driven through the CLI.
 /// </summary>
-public sealed class AuthorityProcessesTests : IAsyncLifetime
+public sealed class AuthorityProcessesTests : HomeTerminalAndNginx
 {
-    private readonly HomeAndTerminal _system = new();
-    private NginxServer _market = null!;
-
-    public async Task InitializeAsync()
-    {
-        await _system.InitializeAsync();
-        _market = await NginxServer.StartAsync(_system.Pki, _system.Dir.Path);
-    }
-
-    public async Task DisposeAsync()
-    {
-        _market.Dispose();
-        await _system.DisposeAsync();
-    }
-
     private Task<CliResult> GetAsync(string terminal, string mode = "relay") =>
-        DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{_market.Port}/whoami", "--terminal", terminal, "--mode", mode], timeout: TimeSpan.FromSeconds(60));
+        DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{Market.Port}/whoami", "--terminal", terminal, "--mode", mode], timeout: TimeSpan.FromSeconds(60));
 
     private static Task<CliResult> UnlockAsync(string terminal, string accessPin, string pin1 = HomeAndTerminal.Pin1, string pin2 = HomeAndTerminal.Pin2) =>
         DaikoCli.RunAsync(["terminal", "unlock", "--terminal", terminal], $"{accessPin}\n{pin1}\n{pin2}\n");
@@ -32,19 +17,19 @@ public sealed class AuthorityProcessesTests : IAsyncLifetime
     [Fact]
     public async Task ASecondHomeServe_OnTheSameHome_IsRefused()
     {
-        var second = await DaikoCli.RunAsync(["home", "serve", "--home", _system.Home, "--listen", $"127.0.0.1:{Loopback.FreePort()}"], timeout: TimeSpan.FromSeconds(30));
+        var second = await DaikoCli.RunAsync(["home", "serve", "--home", Parts.Home, "--listen", $"127.0.0.1:{Loopback.FreePort()}"], timeout: TimeSpan.FromSeconds(30));
 
         Assert.Equal(1, second.ExitCode);
-        Assert.Contains($"another home server is already serving {_system.Home}", second.StandardError, StringComparison.Ordinal);
+        Assert.Contains($"another home server is already serving {Parts.Home}", second.StandardError, StringComparison.Ordinal);
         // The first one serves on.
-        Assert.Equal(0, (await GetAsync(_system.Terminal)).ExitCode);
+        Assert.Equal(0, (await GetAsync(Parts.Terminal)).ExitCode);
     }
 
     [Fact]
     public async Task AWrongAccessPin_WithTheAgentRunning_IsRefusedAndCounted()
     {
-        var first = await UnlockAsync(_system.Terminal, "000000");
-        var second = await UnlockAsync(_system.Terminal, "totally-wrong");
+        var first = await UnlockAsync(Parts.Terminal, "000000");
+        var second = await UnlockAsync(Parts.Terminal, "totally-wrong");
 
         Assert.Equal(1, first.ExitCode);
         Assert.Contains("2 tries left", first.StandardError, StringComparison.Ordinal);
@@ -53,23 +38,23 @@ public sealed class AuthorityProcessesTests : IAsyncLifetime
         Assert.Contains("1 try left", second.StandardError, StringComparison.Ordinal);
         Assert.DoesNotContain("totally-wrong", first.StandardError + second.StandardError, StringComparison.Ordinal);
         // The right PIN still unlocks (and resets the count).
-        Assert.Contains("crypto-ready", (await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n")).StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("crypto-ready", (await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", Parts.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n")).StandardOutput, StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task ADeviceThatDidNotGiveItsOwnPins_CanNeitherDelegateNorRead_WhileAnotherDid()
     {
-        var tablet = Path.Combine(_system.Dir.Path, "tablet");
-        var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(_system.Home, "tablet"))).StandardOutput.Trim();
-        await HomeAndTerminal.Ok(["terminal", "enroll", "--terminal", tablet, "--home", $"127.0.0.1:{_system.Port}", "--code", code], HomeAndTerminal.AccessPin + "\n");
+        var tablet = Path.Combine(Parts.Dir.Path, "tablet");
+        var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(Parts.Home, "tablet"))).StandardOutput.Trim();
+        await HomeAndTerminal.Ok(["terminal", "enroll", "--terminal", tablet, "--home", $"127.0.0.1:{Parts.Port}", "--code", code], HomeAndTerminal.AccessPin + "\n");
         await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", tablet], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
         try
         {
             // The home server restarts: every session is over. Only the phone gives its PINs again; the
             // tablet's agent still runs with its access card open.
-            _system.Server.Dispose();
-            await _system.StartServerAsync();
-            await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
+            Parts.Server.Dispose();
+            await Parts.StartServerAsync();
+            await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", Parts.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
 
             foreach (var mode in new[] { "relay", "assist", "auto" })
             {
@@ -80,7 +65,7 @@ public sealed class AuthorityProcessesTests : IAsyncLifetime
             var balance = await DaikoCli.RunAsync(["terminal", "wallet", "balance", "--terminal", tablet]);
             Assert.True(balance.ExitCode == 1, $"the tablet read the wallet on the phone's unlock: {balance}");
             Assert.Contains("terminal unlock", balance.StandardError, StringComparison.Ordinal);
-            Assert.Equal(0, (await GetAsync(_system.Terminal)).ExitCode);
+            Assert.Equal(0, (await GetAsync(Parts.Terminal)).ExitCode);
         }
         finally
         {
@@ -91,17 +76,17 @@ public sealed class AuthorityProcessesTests : IAsyncLifetime
     [Fact]
     public async Task Unblock_AppliesToTheRunningHomeServer_WithoutARestart()
     {
-        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _system.Terminal]);
-        for (var i = 0; i < 3; i++) await UnlockAsync(_system.Terminal, HomeAndTerminal.AccessPin, pin2: $"999{i}");
-        Assert.Contains("\"disabled\"", (await HomeAndTerminal.Ok(["home", "card", "status", "--home", _system.Home, "--json"])).StandardOutput, StringComparison.Ordinal);
+        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", Parts.Terminal]);
+        for (var i = 0; i < 3; i++) await UnlockAsync(Parts.Terminal, HomeAndTerminal.AccessPin, pin2: $"999{i}");
+        Assert.Contains("\"disabled\"", (await HomeAndTerminal.Ok(["home", "card", "status", "--home", Parts.Home, "--json"])).StandardOutput, StringComparison.Ordinal);
 
-        await HomeAndTerminal.Ok(["home", "card", "unblock", "--home", _system.Home], "admin-code-123\n5555\n6666\n");
+        await HomeAndTerminal.Ok(["home", "card", "unblock", "--home", Parts.Home], "admin-code-123\n5555\n6666\n");
         await Task.Delay(TimeSpan.FromSeconds(1));
 
-        var unlock = await UnlockAsync(_system.Terminal, HomeAndTerminal.AccessPin, "5555", "6666");
+        var unlock = await UnlockAsync(Parts.Terminal, HomeAndTerminal.AccessPin, "5555", "6666");
         Assert.True(unlock.ExitCode == 0, $"the running server did not take the unblock: {unlock}");
         Assert.Contains("crypto-ready", unlock.StandardOutput, StringComparison.Ordinal);
-        Assert.Equal(0, (await GetAsync(_system.Terminal)).ExitCode);
+        Assert.Equal(0, (await GetAsync(Parts.Terminal)).ExitCode);
     }
 }
 
@@ -110,7 +95,7 @@ public sealed class LiveCertificateImportTests : IAsyncLifetime
 {
     private readonly TempDirectory _dir = new("daiko-live-cert");
     private ExternalProcess? _server;
-    private NginxServer _market = null!;
+    private NginxServer Market = null!;
     private TestPki _pki = null!;
 
     private string Home => Path.Combine(_dir.Path, "home");
@@ -120,14 +105,14 @@ public sealed class LiveCertificateImportTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _pki = TestPki.Create(Path.Combine(_dir.Path, "pki"));
-        _market = await NginxServer.StartAsync(_pki, _dir.Path);
+        Market = await NginxServer.StartAsync(_pki, _dir.Path);
     }
 
     public async Task DisposeAsync()
     {
         await DaikoCli.RunAsync(["terminal", "lock", "--terminal", Terminal]);
         _server?.Dispose();
-        _market.Dispose();
+        Market.Dispose();
         _dir.Dispose();
     }
 
@@ -142,7 +127,7 @@ public sealed class LiveCertificateImportTests : IAsyncLifetime
         var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(Home, "phone"))).StandardOutput.Trim();
         await HomeAndTerminal.Ok(["terminal", "enroll", "--terminal", Terminal, "--home", $"127.0.0.1:{port}", "--code", code], HomeAndTerminal.AccessPin + "\n");
         await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
-        string[] get = ["terminal", "get", $"https://localhost:{_market.Port}/whoami", "--terminal", Terminal, "--mode", "relay"];
+        string[] get = ["terminal", "get", $"https://localhost:{Market.Port}/whoami", "--terminal", Terminal, "--mode", "relay"];
         var before = await DaikoCli.RunAsync(get);
         Assert.Equal(1, before.ExitCode);
         Assert.Contains("no certificate yet", before.StandardError, StringComparison.Ordinal);

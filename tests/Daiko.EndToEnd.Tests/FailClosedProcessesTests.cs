@@ -4,32 +4,17 @@ using Daiko.TestSupport;
 namespace Daiko.EndToEnd.Tests;
 
 /// <summary>What must fail, fails clearly at the terminal, and nothing hangs.</summary>
-public sealed class FailClosedProcessesTests : IAsyncLifetime
+public sealed class FailClosedProcessesTests : HomeTerminalAndNginx
 {
-    private readonly HomeAndTerminal _system = new();
-    private NginxServer _market = null!;
-
-    public async Task InitializeAsync()
-    {
-        await _system.InitializeAsync();
-        _market = await NginxServer.StartAsync(_system.Pki, _system.Dir.Path);
-    }
-
-    public async Task DisposeAsync()
-    {
-        _market.Dispose();
-        await _system.DisposeAsync();
-    }
-
     private Task<CliResult> GetAsync(string mode = "resume") =>
-        DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{_market.Port}/whoami", "--terminal", _system.Terminal, "--mode", mode], timeout: TimeSpan.FromSeconds(60));
+        DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{Market.Port}/whoami", "--terminal", Parts.Terminal, "--mode", mode], timeout: TimeSpan.FromSeconds(60));
 
     [Fact]
     public async Task AfterDone_TheTerminalMustUnlockAgain()
     {
         Assert.Equal(0, (await GetAsync()).ExitCode);
-        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _system.Terminal]);
-        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", _system.Home, "--json"]);
+        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", Parts.Terminal]);
+        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", Parts.Home, "--json"]);
         Assert.Contains("\"remote-access-wait\"", status.StandardOutput, StringComparison.Ordinal);
 
         var result = await GetAsync();
@@ -42,7 +27,7 @@ public sealed class FailClosedProcessesTests : IAsyncLifetime
     public async Task RevokedDevice_IsRefused()
     {
         Assert.Equal(0, (await GetAsync("relay")).ExitCode);
-        await HomeAndTerminal.Ok(["home", "device", "revoke", "--home", _system.Home, "--name", "phone"]);
+        await HomeAndTerminal.Ok(["home", "device", "revoke", "--home", Parts.Home, "--name", "phone"]);
         await Task.Delay(TimeSpan.FromSeconds(1));
 
         var result = await GetAsync("relay");
@@ -55,25 +40,25 @@ public sealed class FailClosedProcessesTests : IAsyncLifetime
     public async Task HomeServerRestart_LeavesTheCardLocked_AndTheTerminalIsToldSo()
     {
         Assert.Equal(0, (await GetAsync()).ExitCode);
-        _system.Server.Dispose();
+        Parts.Server.Dispose();
         var down = await GetAsync();
         Assert.Equal(1, down.ExitCode);
         Assert.Contains("unreachable", down.StandardError, StringComparison.Ordinal);
 
-        await _system.StartServerAsync();
+        await Parts.StartServerAsync();
         var locked = await GetAsync();
 
         Assert.Equal(1, locked.ExitCode);
         Assert.Contains("locked", locked.StandardError, StringComparison.Ordinal);
-        await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
+        await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", Parts.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
         Assert.Equal(0, (await GetAsync()).ExitCode);
     }
 
     [Fact]
     public async Task PinChange_TakesTheOldAndTheNewPinOnStdin_AndOnlyTheNewOneUnlocks()
     {
-        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _system.Terminal]);
-        string[] change = ["terminal", "pin", "change", "--terminal", _system.Terminal];
+        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", Parts.Terminal]);
+        string[] change = ["terminal", "pin", "change", "--terminal", Parts.Terminal];
 
         var tooShort = await DaikoCli.RunAsync(change, $"{HomeAndTerminal.AccessPin}\n12345\n");
         Assert.Equal(1, tooShort.ExitCode);
@@ -83,25 +68,51 @@ public sealed class FailClosedProcessesTests : IAsyncLifetime
         Assert.Contains("2 tries left", wrong.StandardError, StringComparison.Ordinal);
         Assert.Contains("access-card PIN changed", (await HomeAndTerminal.Ok(change, $"{HomeAndTerminal.AccessPin}\nnew-pin-77\n")).StandardOutput, StringComparison.Ordinal);
 
-        var old = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
+        var old = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", Parts.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
         Assert.Equal(1, old.ExitCode);
-        await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", _system.Terminal], $"new-pin-77\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
+        await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", Parts.Terminal], $"new-pin-77\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
         Assert.DoesNotContain("new-pin-77", wrong.StandardError + wrong.StandardOutput + old.StandardError, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Wrong PINs given while the card is ready and in use (each delegation resets the idle clock, which
+    /// is written to the card's state file at most once a second) survive SIGKILL of the home server right
+    /// after the terminal read the answer: every count is durable before it is answered.
+    /// </summary>
+    [Fact]
+    public async Task WrongPin2ThenWrongPin1_WhileDelegating_ThenKill9_KeepBothCounts()
+    {
+        for (var i = 0; i < 3; i++)
+        {
+            var get = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{Market.Port}/whoami", "--terminal", Parts.Terminal, "--mode", "handoff"], timeout: TimeSpan.FromSeconds(60));
+            Assert.True(get.ExitCode == 0, get.ToString());
+        }
+        var wrong2 = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", Parts.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n0000\n");
+        Assert.Contains("wrong PIN2: 2 tries left", wrong2.StandardError, StringComparison.Ordinal);
+        var wrong1 = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", Parts.Terminal], $"{HomeAndTerminal.AccessPin}\n9999\n{HomeAndTerminal.Pin2}\n");
+        Assert.Contains("wrong PIN1: 2 tries left", wrong1.StandardError, StringComparison.Ordinal);
+
+        Parts.Server.Kill(); // SIGKILL the moment the answer was read: no shutdown code runs
+        await Parts.StartServerAsync();
+
+        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", Parts.Home, "--json"]);
+        Assert.Contains("\"pin1_tries_left\":2", status.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("\"pin2_tries_left\":2", status.StandardOutput, StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task WrongPins_AreCountedAndTheThirdDisablesTheCard()
     {
-        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _system.Terminal]);
+        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", Parts.Terminal]);
         for (var i = 0; i < 2; i++)
         {
-            var wrong = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n999{i}\n");
+            var wrong = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", Parts.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n999{i}\n");
             Assert.Equal(1, wrong.ExitCode);
             Assert.Contains($"{2 - i} {(i == 1 ? "try" : "tries")} left", wrong.StandardError, StringComparison.Ordinal);
         }
-        var third = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n9999\n");
+        var third = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", Parts.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n9999\n");
         Assert.Contains("disabled", third.StandardError, StringComparison.Ordinal);
-        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", _system.Home, "--json"]);
+        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", Parts.Home, "--json"]);
         Assert.Contains("\"disabled\"", status.StandardOutput, StringComparison.Ordinal);
         Assert.DoesNotContain("9999", third.StandardError + third.StandardOutput, StringComparison.Ordinal);
     }
@@ -110,25 +121,25 @@ public sealed class FailClosedProcessesTests : IAsyncLifetime
 /// <summary>PIN counters survive the home server being killed with SIGKILL between attempts.</summary>
 public sealed class CounterPersistenceTests : IAsyncLifetime
 {
-    private readonly HomeAndTerminal _system = new();
+    private readonly HomeAndTerminal Parts = new();
 
-    public Task InitializeAsync() => _system.InitializeAsync();
+    public Task InitializeAsync() => Parts.InitializeAsync();
 
-    public Task DisposeAsync() => _system.DisposeAsync();
+    public Task DisposeAsync() => Parts.DisposeAsync();
 
     [Fact]
     public async Task WrongPin_ThenKill9_ThenRestart_KeepsTheCount()
     {
-        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _system.Terminal]);
-        var wrong = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n0000\n");
+        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", Parts.Terminal]);
+        var wrong = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", Parts.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n0000\n");
         Assert.Contains("2 tries left", wrong.StandardError, StringComparison.Ordinal);
 
-        _system.Server.Kill(); // SIGKILL: no shutdown code runs
-        await _system.StartServerAsync();
+        Parts.Server.Kill(); // SIGKILL: no shutdown code runs
+        await Parts.StartServerAsync();
 
-        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", _system.Home, "--json"]);
+        var status = await HomeAndTerminal.Ok(["home", "card", "status", "--home", Parts.Home, "--json"]);
         Assert.Contains("\"pin2_tries_left\":2", status.StandardOutput, StringComparison.Ordinal);
-        var again = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", _system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n0001\n");
+        var again = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", Parts.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n0001\n");
         Assert.Contains("1 try left", again.StandardError, StringComparison.Ordinal);
     }
 }

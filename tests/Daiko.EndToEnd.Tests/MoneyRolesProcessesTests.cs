@@ -47,6 +47,26 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RefillWithStats_CountsTheBanksSessions_AndTheAgentsShare()
+    {
+        var bank = new Party("bank.e2e", _system.Dir.Path);
+        await HomeAndTerminal.Ok(["home", "payee", "add", "--home", _system.Home, "--name", bank.Name, "--role", "bank", "--key", bank.KeyPath]);
+        await _system.Server.WaitForOutputAsync("bank declared", TimeSpan.FromSeconds(5));
+        var bankUrl = await StartAsync(bank.MapBank);
+
+        var result = await DaikoCli.RunAsync(["terminal", "wallet", "refill", "--terminal", _system.Terminal, "--bank", bankUrl.ToString(), "--amount", "5000", "--stats"], timeout: TimeSpan.FromSeconds(90));
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var stats = JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
+        // The bank's answer came over at least one delegated session; balance, delegate and refill went over the channel.
+        Assert.True(stats.GetProperty("sessions").GetInt32() >= 1, stats.ToString());
+        Assert.True(stats.GetProperty("bytes_received").GetInt64() > 0, stats.ToString());
+        Assert.True(stats.GetProperty("control_round_trips").GetInt64() >= 3, stats.ToString());
+        Assert.True(stats.GetProperty("public_key_ops").GetInt64() >= stats.GetProperty("control_public_key_ops").GetInt64(), stats.ToString());
+        Assert.Equal(5_000, await BalanceAsync());
+    }
+
+    [Fact]
     public async Task ARefillSignedByAMarket_IsRefused_AndAMarketKeyInPayeesStillPays()
     {
         // An older home: the market's key sits in DIR/payees/ and counts as a market, never a bank.

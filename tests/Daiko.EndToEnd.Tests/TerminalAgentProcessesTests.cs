@@ -111,10 +111,85 @@ public sealed class TerminalAgentProcessesTests(LinkedTerminal linked) : IClassF
         // One connection to the market: the home server's handshake for the handoff, no resume tried first.
         Assert.Equal(1, marketLink.Connections);
     }
+
+
+    [Fact]
+    public async Task AutoWithAStockedTicketTheMarketNoLongerTakes_FallsBackToHandoff_AndResumeSaysTheMarketRefusedIt()
+    {
+        // The stock holds tickets of one market process; the terminal's own connection goes to another on
+        // the same name (as after a restart with new ticket keys), which cannot decrypt them.
+        using var issuer = await OpenSslServer.StartAsync(linked.System.Pki);
+        using var restarted = await OpenSslServer.StartAsync(linked.System.Pki);
+        var url = $"https://localhost:{issuer.Port}/";
+        await HomeAndTerminal.Ok(["terminal", "prefetch", url, "--terminal", linked.Terminal, "--count", "2"]);
+
+        var auto = await linked.GetWithStatsAsync(url, "--mode", "auto", "--connect-to", $"127.0.0.1:{restarted.Port}");
+        var resume = await DaikoCli.RunAsync(["terminal", "get", url, "--terminal", linked.Terminal, "--mode", "resume", "--connect-to", $"127.0.0.1:{restarted.Port}"]);
+
+        Assert.Equal("handoff", auto.GetProperty("mode").GetString());
+        Assert.Equal(1, resume.ExitCode);
+        Assert.Contains("refused the delegated ticket", resume.StandardError, StringComparison.Ordinal);
+    }
+
+    private static JsonElement StatsLine(CliResult result)
+    {
+        Assert.True(result.ExitCode == 0, result.ToString());
+        return JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
+    }
+
+    [Theory]
+    [InlineData("wallet", "balance")]
+    [InlineData("appliance", "list")]
+    public async Task ACommandWithoutAMarket_CountsItsOneControlRoundTrip_OnTheWire(string group, string command)
+    {
+        var before = linked.HomeLink.UpstreamBytes + linked.HomeLink.DownstreamBytes;
+
+        var stats = StatsLine(await DaikoCli.RunAsync(["terminal", group, command, "--terminal", linked.Terminal, "--json", "--stats"]));
+
+        var onTheWire = linked.HomeLink.UpstreamBytes + linked.HomeLink.DownstreamBytes - before;
+        Assert.Equal(0, stats.GetProperty("sessions").GetInt32());
+        Assert.Equal(1, stats.GetProperty("control_round_trips").GetInt64());
+        Assert.Equal(0, stats.GetProperty("control_public_key_ops").GetInt64());
+        Assert.Equal(0, stats.GetProperty("public_key_ops").GetInt64());
+        var control = stats.GetProperty("control_bytes").GetInt64();
+        // TLS records on the channel, both ways (request and reply with their record overhead), as the link counted them.
+        Assert.True(control > 2 * 22 && control <= onTheWire, $"control_bytes {control}, the link counted {onTheWire}");
+    }
+
+    [Fact]
+    public async Task Forward_PrintsEachConnectionsWholeCost_AsItCloses()
+    {
+        using var market = await OpenSslServer.StartAsync(linked.System.Pki);
+        var listen = Loopback.FreePort();
+        using var forward = DaikoCli.Start(["terminal", "forward", "--terminal", linked.Terminal, "--listen", $"127.0.0.1:{listen}",
+            "--target", $"localhost:{market.Port}", "--mode", "relay", "--stats"]);
+        await forward.WaitForOutputAsync("forwarding", TimeSpan.FromSeconds(30));
+
+        using (var client = new System.Net.Sockets.TcpClient())
+        {
+            await client.ConnectAsync(System.Net.IPAddress.Loopback, listen);
+            var stream = client.GetStream();
+            await stream.WriteAsync("GET / HTTP/1.0\r\nHost: localhost\r\n\r\n"u8.ToArray());
+            using var reader = new StreamReader(stream);
+            Assert.Contains("Alice Example", await reader.ReadToEndAsync(), StringComparison.Ordinal);
+        }
+        await forward.WaitForOutputAsync("\"sessions\":1", TimeSpan.FromSeconds(30));
+
+        var line = forward.Output.Split('\n').Last(l => l.Contains("\"sessions\":1", StringComparison.Ordinal));
+        var stats = JsonDocument.Parse(line[line.IndexOf('{', StringComparison.Ordinal)..]).RootElement;
+        Assert.Equal("relay", stats.GetProperty("modes")[0].GetString());
+        Assert.Equal(0, stats.GetProperty("public_key_ops").GetInt64());
+        Assert.Equal(1, stats.GetProperty("control_round_trips").GetInt64());
+        Assert.True(stats.GetProperty("bytes_received").GetInt64() > 0);
+        Assert.True(stats.GetProperty("control_bytes").GetInt64() > stats.GetProperty("bytes_received").GetInt64(), "the relayed bytes cross the control channel in its records");
+    }
 }
 
-/// <summary>Lock, from any terminal, empties every agent's local stock at once (the home server says so).</summary>
-public sealed class TicketStockLockTests : IAsyncLifetime
+/// <summary>
+/// A device's agent drops its local stock when the home server says so: its own session ended or the
+/// owner changed its policy. Another device's lock leaves it alone.
+/// </summary>
+public sealed class TicketStockDropTests : IAsyncLifetime
 {
     private readonly LinkedTerminal _linked = new();
 
@@ -122,17 +197,49 @@ public sealed class TicketStockLockTests : IAsyncLifetime
 
     public Task DisposeAsync() => _linked.DisposeAsync();
 
-    [Fact]
-    public async Task LockByAnotherTerminal_DropsTheAgentsStock()
+    private async Task<int> StockedAsync(string url)
     {
-        using var peer = await NginxServer.StartAsync(_linked.System.Pki, _linked.System.Dir.Path);
+        var left = await HomeAndTerminal.Ok(["terminal", "prefetch", url, "--terminal", _linked.Terminal, "--count", "0", "--json"]);
+        return JsonDocument.Parse(left.StandardOutput).RootElement.GetProperty("ready").GetInt32();
+    }
+
+    private async Task<string> StockTwoAsync(NginxServer peer)
+    {
         var url = $"https://localhost:{peer.Port}/whoami";
         var filled = await HomeAndTerminal.Ok(["terminal", "prefetch", url, "--terminal", _linked.Terminal, "--count", "2", "--json"]);
         Assert.Equal(2, JsonDocument.Parse(filled.StandardOutput).RootElement.GetProperty("ready").GetInt32());
+        return url;
+    }
+
+    [Fact]
+    public async Task LockByAnotherDevice_LeavesThisAgentsStock()
+    {
+        using var peer = await NginxServer.StartAsync(_linked.System.Pki, _linked.System.Dir.Path);
+        var url = await StockTwoAsync(peer);
 
         await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _linked.System.Terminal]);
-        var left = await HomeAndTerminal.Ok(["terminal", "prefetch", url, "--terminal", _linked.Terminal, "--count", "0", "--json"]);
 
-        Assert.Equal(0, JsonDocument.Parse(left.StandardOutput).RootElement.GetProperty("ready").GetInt32());
+        // This device's own session lives on: the tickets it was handed under it stay usable.
+        Assert.Equal(2, await StockedAsync(url));
+        var stats = await _linked.GetWithStatsAsync(url, "--mode", "resume");
+        Assert.Equal(0, stats.GetProperty("control_round_trips").GetInt64());
+    }
+
+    [Fact]
+    public async Task PolicyChange_DropsTheAgentsStock()
+    {
+        using var peer = await NginxServer.StartAsync(_linked.System.Pki, _linked.System.Dir.Path);
+        var url = await StockTwoAsync(peer);
+
+        await HomeAndTerminal.Ok(["home", "device", "policy", "--home", _linked.System.Home, "--name", "laptop", "--max-tickets", "999"]);
+
+        // The home server looks at connected devices' policies once a second; bounded wait.
+        var left = 2;
+        for (var i = 0; i < 20 && left > 0; i++)
+        {
+            await Task.Delay(250);
+            left = await StockedAsync(url);
+        }
+        Assert.Equal(0, left);
     }
 }

@@ -83,6 +83,16 @@ public sealed class HostilePeerTests(HomeServeProcess home)
     }
 
     [Fact]
+    public async Task APeerSendingAProxyProtocolHeader_ToAServerNotConfiguredForIt_IsAMalformedPeer()
+    {
+        var header = Daiko.Home.Control.ProxyProtocolV2.Encode(new(new IPEndPoint(IPAddress.Parse("192.0.2.9"), 4000), new IPEndPoint(IPAddress.Loopback, home.Port)));
+
+        await Assert.ThrowsAnyAsync<Exception>(() => ControlPeer.ConnectAsync(home.Port, "127.0.1.10", timeout: TimeSpan.FromSeconds(20), preamble: header));
+
+        Assert.DoesNotContain("192.0.2.9", home.Server.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ACertificateLessPeer_AskingForAnythingButEnroll_IsAnsweredUnauthenticated_AndTheConnectionCloses()
     {
         await using var peer = await ControlPeer.ConnectAsync(home.Port, "127.0.1.2");

@@ -11,6 +11,7 @@ public sealed class ExternalProcess : IDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _output = new();
+    private readonly StringBuilder _errors = new();
 
     public ExternalProcess(string fileName, IEnumerable<string> arguments, string? workingDirectory = null, IDictionary<string, string>? environment = null)
     {
@@ -29,7 +30,11 @@ public sealed class ExternalProcess : IDisposable
         }
         _process = new Process { StartInfo = info, EnableRaisingEvents = true };
         _process.OutputDataReceived += (_, e) => Append(e.Data);
-        _process.ErrorDataReceived += (_, e) => Append(e.Data);
+        _process.ErrorDataReceived += (_, e) =>
+        {
+            Append(e.Data);
+            if (e.Data is not null) lock (_output) _errors.AppendLine(e.Data);
+        };
         _process.Start();
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
@@ -48,6 +53,12 @@ public sealed class ExternalProcess : IDisposable
     public string Output
     {
         get { lock (_output) return _output.ToString(); }
+    }
+
+    /// <summary>What the process printed on stderr alone so far.</summary>
+    public string ErrorOutput
+    {
+        get { lock (_output) return _errors.ToString(); }
     }
 
     private void Append(string? line)

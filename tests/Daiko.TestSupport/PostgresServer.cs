@@ -40,10 +40,16 @@ public sealed class PostgresServer : IDisposable
         var port = Loopback.FreePort();
         var server = new PostgresServer(data, binaries, port, root);
         await server.PgAsync("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]);
-        await server.PgAsync("pg_ctl", ["-D", data, "-l", Path.Combine(data, "server.log"), "-w", "-t", "30",
-            "-o", $"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=on", "start"]);
+        await server.StartAgainAsync();
         return server;
     }
+
+    /// <summary>Starts the server (again, after <see cref="StopAsync"/>) on the same port and data.</summary>
+    public Task StartAgainAsync() => PgAsync("pg_ctl", ["-D", _dataDirectory, "-l", Path.Combine(_dataDirectory, "server.log"), "-w", "-t", "30",
+        "-o", $"-p {Port} -k {_dataDirectory} -c listen_addresses=127.0.0.1 -c fsync=on", "start"]);
+
+    /// <summary>Stops the server at once (an outage); <see cref="StartAgainAsync"/> brings it back.</summary>
+    public Task StopAsync() => PgAsync("pg_ctl", ["-D", _dataDirectory, "-m", "immediate", "-w", "stop"]);
 
     private static string? FindBinaries() =>
         Directory.Exists("/usr/lib/postgresql")
@@ -68,7 +74,7 @@ public sealed class PostgresServer : IDisposable
 
     public void Dispose()
     {
-        try { PgAsync("pg_ctl", ["-D", _dataDirectory, "-m", "immediate", "-w", "stop"]).GetAwaiter().GetResult(); }
+        try { StopAsync().GetAwaiter().GetResult(); }
         catch (Exception) { }
     }
 }

@@ -38,6 +38,25 @@ public sealed class ConsoleSystem : HomeWithConsole
         return page;
     }
 
+    /// <summary>
+    /// Decodes the QR code shown by <paramref name="image"/>; on a loaded machine the image may not be
+    /// painted yet at the first screenshot, so it is taken again, up to five times.
+    /// </summary>
+    public static async Task<string> DecodeQrAsync(ILocator image)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return DecodeQr(await image.ScreenshotAsync());
+            }
+            catch (InvalidOperationException) when (attempt < 5)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(300 * attempt));
+            }
+        }
+    }
+
     /// <summary>Decodes the QR code in a PNG (a screenshot of the rendered image).</summary>
     public static string DecodeQr(byte[] png)
     {

@@ -67,7 +67,7 @@ public sealed class ConsoleBrowserTests(ConsoleSystem system) : IClassFixture<Co
         await page.FillAsync("#enroll-name", "tablet");
         await page.ClickAsync("#enroll");
 
-        var qr = ConsoleSystem.DecodeQr(await page.Locator("#enroll-qr").ScreenshotAsync());
+        var qr = await ConsoleSystem.DecodeQrAsync(page.Locator("#enroll-qr"));
 
         Assert.Equal((await page.Locator("#enroll-uri").TextContentAsync())!.Trim(), qr);
         Assert.Matches($"^daiko-enroll://127\\.0\\.0\\.1:{system.Port}/[0-9A-Z]{{4}}(-[0-9A-Z]{{4}}){{6}}$", qr);

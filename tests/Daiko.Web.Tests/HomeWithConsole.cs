@@ -34,6 +34,9 @@ public class HomeWithConsole : IAsyncLifetime
 
     protected virtual bool EnrollTerminal => true;
 
+    /// <summary>More options for <c>home serve</c>.</summary>
+    protected virtual IEnumerable<string> ServeOptions => [];
+
     public virtual async Task InitializeAsync()
     {
         Pki = TestPki.Create(Path.Combine(Dir.Path, "pki"));
@@ -54,7 +57,7 @@ public class HomeWithConsole : IAsyncLifetime
     {
         Port = Loopback.FreePort();
         ConsolePort = Loopback.FreePort();
-        Server = DaikoCli.Start(["home", "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}", "--console", $"127.0.0.1:{ConsolePort}"]);
+        Server = DaikoCli.Start(["home", "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}", "--console", $"127.0.0.1:{ConsolePort}", .. ServeOptions]);
         await Server.WaitForOutputAsync("console on http://", TimeSpan.FromSeconds(60));
     }
 

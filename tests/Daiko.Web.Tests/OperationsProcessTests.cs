@@ -58,7 +58,7 @@ public sealed class OperationsProcessTests(HomeWithConsole system) : IClassFixtu
             File.WriteAllText(config, """{ "limits": { "console_session_minutes": 45, "shutdown_seconds": 2 } }""");
             system.Signal("HUP");
             await system.Server.WaitForOutputAsync("configuration reloaded: console sessions 45 min", TimeSpan.FromSeconds(20));
-            Assert.Contains("shutdown 2 s; 1 trust root(s)", system.Server.Output, StringComparison.Ordinal);
+            Assert.Contains("shutdown 2 s; new devices get markets *, modes resume,handoff,relay,assist; 1 trust root(s)", system.Server.Output, StringComparison.Ordinal);
 
             File.WriteAllText(config, """{ "limits": { "console_session_minutes": "long" } }""");
             system.Signal("HUP");
@@ -74,9 +74,82 @@ public sealed class OperationsProcessTests(HomeWithConsole system) : IClassFixtu
             File.Delete(config);
         }
     }
+
+    [Fact]
+    public async Task NewDevices_StartFromHomeJsonsDeviceDefaults_AddedByTheCliOrTheConsole_AndTheServerAppliesThem()
+    {
+        var config = Path.Combine(system.Home, "home.json");
+        try
+        {
+            File.WriteAllText(config, """{ "device_defaults": { "markets": "127.0.0.1", "modes": "relay", "spend_limit": 500, "max_tickets": 3 } }""");
+            system.Signal("HUP");
+            await system.Server.WaitForOutputAsync("new devices get markets 127.0.0.1, modes relay", TimeSpan.FromSeconds(20));
+
+            // A policy the owner set for a name before adding it stays; the others start from the defaults.
+            await HomeWithConsole.Ok(["home", "device", "policy", "--home", system.Home, "--name", "kid", "--modes", "resume"]);
+            await HomeWithConsole.Ok(["home", "device", "add", "--home", system.Home, "--name", "kid"]);
+            var tabletCode = (await HomeWithConsole.Ok(["home", "device", "add", "--home", system.Home, "--name", "tablet"])).StandardOutput.Trim();
+            var enrollPage = await ConsoleEnrollAsync("laptop");
+
+            Assert.Contains("Its policy: markets 127.0.0.1; modes relay; spend limit 500 a day; up to 3 tickets per market", enrollPage, StringComparison.Ordinal);
+            foreach (var name in new[] { "tablet", "laptop" })
+            {
+                var policy = await PolicyAsync(name);
+                Assert.Equal(["127.0.0.1"], policy.GetProperty("markets").EnumerateArray().Select(m => m.GetString()));
+                Assert.Equal(["relay"], policy.GetProperty("modes").EnumerateArray().Select(m => m.GetString()));
+                Assert.Equal(500, policy.GetProperty("spend_limit").GetInt64());
+                Assert.Equal(3, policy.GetProperty("max_tickets").GetInt32());
+            }
+            Assert.Equal(["resume"], (await PolicyAsync("kid")).GetProperty("modes").EnumerateArray().Select(m => m.GetString()));
+
+            // The running server applies it: the tablet may relay to the loopback market, and not resume.
+            var tablet = Path.Combine(system.Dir.Path, "tablet");
+            await HomeWithConsole.Ok(["terminal", "enroll", "--terminal", tablet, "--home", $"127.0.0.1:{system.Port}", "--code", tabletCode], HomeWithConsole.AccessPin + "\n");
+            await HomeWithConsole.Ok(["terminal", "unlock", "--terminal", tablet], $"{HomeWithConsole.AccessPin}\n{HomeWithConsole.Pin1}\n{HomeWithConsole.Pin2}\n");
+            try
+            {
+                using var market = await KestrelServer.StartAsync(system.Pki);
+                var resume = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{market.Port}/", "--terminal", tablet, "--mode", "resume"]);
+                var relay = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{market.Port}/", "--terminal", tablet, "--mode", "relay"]);
+
+                Assert.Equal(1, resume.ExitCode);
+                Assert.Contains("may not use mode resume (its modes: relay)", resume.StandardError, StringComparison.Ordinal);
+                Assert.True(relay.ExitCode == 0, relay.ToString());
+            }
+            finally
+            {
+                await DaikoCli.RunAsync(["terminal", "lock", "--terminal", tablet]);
+            }
+        }
+        finally
+        {
+            File.Delete(config);
+            system.Signal("HUP");
+        }
+    }
+
+    private async Task<JsonElement> PolicyAsync(string name) =>
+        JsonDocument.Parse((await HomeWithConsole.Ok(["home", "device", "policy", "--home", system.Home, "--name", name, "--json"])).StandardOutput).RootElement.GetProperty("policy");
+
+    /// <summary>Logs into the console with a fresh link (as a browser would, cookies kept) and posts its enroll form.</summary>
+    private async Task<string> ConsoleEnrollAsync(string name)
+    {
+        using var browser = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { Timeout = TimeSpan.FromSeconds(20) };
+        var card = await browser.GetStringAsync(new Uri(await system.LinkAsync()));
+        var csrf = System.Text.RegularExpressions.Regex.Match(card, "name=\"csrf\" value=\"([^\"]+)\"").Groups[1].Value;
+        Assert.NotEmpty(csrf);
+        using var form = new FormUrlEncodedContent([new("csrf", csrf), new("name", name)]);
+        using var response = await browser.PostAsync(new Uri($"{system.ConsoleUrl}/devices/enroll"), form);
+        var page = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, page);
+        return page;
+    }
 }
 
-/// <summary>SIGTERM with a relay open: the process stops accepting, cuts the relay and exits within 5 s.</summary>
+/// <summary>
+/// SIGTERM with a relay open: the process stops accepting, cuts the relay, ends the devices' sessions in
+/// the store, forgets the console's address and exits 0 within 5 s.
+/// </summary>
 public sealed class ShutdownProcessTests
 {
     [Fact]
@@ -99,6 +172,8 @@ public sealed class ShutdownProcessTests
             var first = await stream.ReadAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
             Assert.StartsWith("HTTP/1.1 200", Encoding.ASCII.GetString(buffer, 0, first), StringComparison.Ordinal);
 
+            var sessions = new Daiko.Home.Storage.SqlDeviceSessionStore(Daiko.Home.Storage.HomeStore.Sqlite(Path.Combine(system.Home, "home.db")));
+            Assert.NotEmpty(await sessions.ListAsync());
             var clock = Stopwatch.StartNew();
             system.Signal("TERM");
             var exit = await system.Server.WaitForExitAsync(TimeSpan.FromSeconds(10));
@@ -107,6 +182,14 @@ public sealed class ShutdownProcessTests
             Assert.Equal(0, exit);
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the home server took {clock.Elapsed.TotalSeconds:0.00} s to exit");
             Assert.Contains("home server stopping", system.Server.Output, StringComparison.Ordinal);
+            // Graceful, not merely over: the stop ran to its end, the phone's session ended in the store
+            // (audited), and the console's address is gone, so a login link is refused until it runs again.
+            Assert.Contains("home server stopped in ", system.Server.Output, StringComparison.Ordinal);
+            Assert.Contains("session-end: the home server stopped", system.Server.Output, StringComparison.Ordinal);
+            Assert.Empty(await sessions.ListAsync());
+            var link = await DaikoCli.RunAsync(["home", "console-link", "--home", system.Home]);
+            Assert.Equal(1, link.ExitCode);
+            Assert.Contains("no console is running for this home", link.StandardError, StringComparison.Ordinal);
             // The relay went with it: the market connection through the home server is closed.
             Assert.True(await EndsAsync(stream, TimeSpan.FromSeconds(15)), "the relayed connection stayed open after the home server exited");
             // And nothing accepts any more on the control or console ports.

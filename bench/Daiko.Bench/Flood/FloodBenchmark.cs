@@ -81,6 +81,7 @@ public static class FloodBenchmark
             }
         });
 
+        var cpuBefore = CpuSeconds(server.Id);
         var clock = Stopwatch.StartNew();
         var hostile = new List<IDisposable>();
         var opened = 0;
@@ -106,13 +107,14 @@ public static class FloodBenchmark
         }).ToList();
         await Task.WhenAll(flood);
         var floodTime = clock.Elapsed;
+        var floodCpu = CpuSeconds(server.Id) - cpuBefore;
         await Task.Delay(hold);
         await stop.CancelAsync();
         await Task.WhenAll(sampling, measuring);
         var stillOpen = hostile.OfType<HeldConnection>().Count(h => h.StillOpen());
         foreach (var h in hostile) h.Dispose();
 
-        var report = Report(connections, opened, refused, stillOpen, floodTime, hold, rssBefore, peak, before, during, failures);
+        var report = Report(connections, opened, refused, stillOpen, floodTime, floodCpu, hold, rssBefore, peak, before, during, failures);
         Console.Write(report);
         Directory.CreateDirectory(outDir);
         await File.WriteAllTextAsync(Path.Combine(outDir, "flood.md"), report);
@@ -173,7 +175,7 @@ public static class FloodBenchmark
         }
     }
 
-    private static string Report(int connections, int opened, int refused, int stillOpen, TimeSpan floodTime, TimeSpan hold, long rssBefore, long peak, List<double> before, List<double> during, int failures)
+    private static string Report(int connections, int opened, int refused, int stillOpen, TimeSpan floodTime, double floodCpu, TimeSpan hold, long rssBefore, long peak, List<double> before, List<double> during, int failures)
     {
         static string Ms(List<double> xs, double q) => xs.Count == 0 ? "-" : xs.Order().ElementAt((int)Math.Min(xs.Count - 1, Math.Floor(q * xs.Count))).ToString("0", CultureInfo.InvariantCulture);
         var mib = (peak - rssBefore) / 1048576.0;
@@ -189,6 +191,7 @@ public static class FloodBenchmark
         b.AppendLine("|---|---|---|");
         b.AppendLine($"| hostile connections opened / refused while opening | {opened} / {refused} | |");
         b.AppendLine($"| time to open them | {floodTime.TotalSeconds:0.0} s | |");
+        b.AppendLine($"| server CPU while they opened (user + system; per hostile connection) | {floodCpu:0.00} s ({1000 * floodCpu / Math.Max(1, opened):0.00} ms) | |");
         b.AppendLine($"| hostile connections not seen closed at the end (a TLS connection the server closed with an unread alert counts as open: an over-count) | {stillOpen} | at most 256 (16 per address) |");
         b.AppendLine($"| server RSS before | {rssBefore / 1048576.0:0.0} MiB | |");
         b.AppendLine($"| server RSS peak during the flood | {peak / 1048576.0:0.0} MiB | |");
@@ -197,6 +200,21 @@ public static class FloodBenchmark
         b.AppendLine($"| **terminal latency during the flood** (median / p95 / max, n={during.Count}) | **{Ms(during, 0.5)} / {Ms(during, 0.95)} / {Ms(during, 1)} ms** | < 1000 ms |");
         b.AppendLine($"| terminal requests that failed during the flood | {failures} | 0 |");
         return b.ToString();
+    }
+
+    /// <summary>User plus system CPU time of a process (/proc/PID/stat, in clock ticks of 1/100 s): unlike wall time, hardly moved by other work on the machine.</summary>
+    private static double CpuSeconds(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
     }
 
     private static long Rss(int pid, string field)

@@ -26,7 +26,8 @@ namespace Daiko.Bench.TerminalCost;
 /// </summary>
 public static class TerminalCostBenchmark
 {
-    private sealed record Sample(double BytesSent, double BytesReceived, double RoundTrips, double PublicKeyOps, double CpuMs, double TtfbMs, double ControlBytes);
+    /// <param name="WallMs">A whole process's wall time, its start-up included (CLI and openssl rows; NaN for in-process rows).</param>
+    private sealed record Sample(double BytesSent, double BytesReceived, double RoundTrips, double PublicKeyOps, double CpuMs, double TtfbMs, double ControlBytes, double WallMs = double.NaN);
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -81,6 +82,7 @@ public static class TerminalCostBenchmark
                 Distribution.Of(samples.Select(s => s.PublicKeyOps).ToList()),
                 Distribution.Of(samples.Select(s => s.CpuMs).ToList()),
                 Distribution.Of(samples.Select(s => s.TtfbMs).ToList()),
+                Distribution.Of(samples.Select(s => s.WallMs).ToList()),
             ]));
             Console.WriteLine($"  {way,-22} {session,-7} done");
         }
@@ -113,6 +115,11 @@ public static class TerminalCostBenchmark
             return (first, counters);
         }), countsUnknown: true);
         await Measure("direct openssl s_client", "first", () => OpenSslClientAsync(pki, marketLink));
+        // The CLI's own start-up, and a direct mTLS fetch by the CLI (no agent, no delegation): the peers
+        // for the CLI+agent rows' process wall time, which includes the same .NET start-up and JIT.
+        await Measure("daiko CLI start-up alone (daiko --version)", "-", () => CliWallAsync(["--version"]));
+        await Measure("direct daiko tls get (CLI)", "first", () => CliWallAsync(["tls", "get", $"https://127.0.0.1:{marketLink.Port}/whoami",
+            "--ca", pki.RootPath, "--cert", pki.User.CertificatePath, "--key", pki.User.KeyPath, "--stats"], marketLink));
 
         var connector = new DelegatedConnector(control) { TerminalRoute = (_, _) => ("127.0.0.1", marketLink.Port) };
         // A first session finds no ticket for (device, market) at the home server, which must run a full
@@ -207,11 +214,18 @@ public static class TerminalCostBenchmark
             await Measure(way, prepare is null ? "second" : "cached", () => CliGetAsync(link, $"https://localhost:{port}{path}", terminalDir, cliArgs), prepare: prepare);
         }
         var sessionFile = Path.Combine(dir.Path, "s_client.session");
-        foreach (var (way, link, path) in new (string, LinkProcess, string)[] { ("direct openssl s_client -sess_in", marketLink, "/whoami"), ("direct openssl s_client -sess_in (openssl market)", pskKeLink, "/") })
+        // OpenSSL's own resumption sends the very request the CLI sends for the same URL: like for like,
+        // the rows differ only in what TLS costs.
+        foreach (var (way, link, url) in new (string, LinkProcess, Uri)[]
+        {
+            ("direct openssl s_client -sess_in", marketLink, new Uri($"https://localhost:{nginx.Port}/whoami")),
+            ("direct openssl s_client -sess_in (openssl market)", pskKeLink, new Uri($"https://localhost:{openssl.Port}/")),
+        })
         {
             File.Delete(sessionFile);
-            await OpenSslClientAsync(pki, link, path, sessionFile); // the full handshake that saves the session
-            await Measure(way, "cached", () => OpenSslClientAsync(pki, link, path, sessionFile));
+            var request = Encoding.ASCII.GetString(Daiko.Terminal.Http.HttpGet.Request(url));
+            await OpenSslClientAsync(pki, link, url.AbsolutePath, sessionFile, request); // the full handshake that saves the session
+            await Measure(way, "cached", () => OpenSslClientAsync(pki, link, url.AbsolutePath, sessionFile, request));
         }
         await DaikoCli.RunAsync(["terminal", "lock", "--terminal", terminalDir]);
 
@@ -285,7 +299,9 @@ public static class TerminalCostBenchmark
     {
         await link.ResetCountersAsync();
         if (_homeLink is not null) await _homeLink.ResetCountersAsync();
+        var wall = Stopwatch.StartNew();
         var result = await DaikoCli.RunAsync(["terminal", "get", url, "--terminal", terminalDir, "--connect-to", $"127.0.0.1:{link.Port}", "--stats", .. args]);
+        var wallMs = wall.Elapsed.TotalMilliseconds;
         if (result.ExitCode != 0) throw new InvalidOperationException($"daiko terminal get {url}: {result}");
         var stats = JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
         await Task.Delay(50);
@@ -294,11 +310,27 @@ public static class TerminalCostBenchmark
         var market = await link.CountersAsync();
         return new Sample(market.Upstream, market.Downstream,
             stats.GetProperty("round_trips").GetInt64() + stats.GetProperty("control_round_trips").GetInt64(),
-            stats.GetProperty("public_key_ops").GetInt64(), double.NaN, stats.GetProperty("elapsed_ms").GetDouble(), stats.GetProperty("control_bytes").GetInt64());
+            stats.GetProperty("public_key_ops").GetInt64(), double.NaN, stats.GetProperty("elapsed_ms").GetDouble(), stats.GetProperty("control_bytes").GetInt64(), wallMs);
+    }
+
+    /// <summary>One CLI process measured from spawn to exit (a direct <c>tls get</c>, or start-up alone); bytes and counts from its --stats when it prints them.</summary>
+    private static async Task<Sample> CliWallAsync(string[] args, LinkProcess? link = null)
+    {
+        if (link is not null) await link.ResetCountersAsync();
+        var wall = Stopwatch.StartNew();
+        var result = await DaikoCli.RunAsync(args);
+        var wallMs = wall.Elapsed.TotalMilliseconds;
+        if (result.ExitCode != 0) throw new InvalidOperationException($"daiko {string.Join(' ', args)}: {result}");
+        if (link is null) return new Sample(double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, 0, wallMs);
+        var stats = JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
+        await Task.Delay(50);
+        var market = await link.CountersAsync();
+        return new Sample(market.Upstream, market.Downstream, stats.GetProperty("round_trips").GetInt64(), stats.GetProperty("public_key_ops").GetInt64(),
+            double.NaN, stats.GetProperty("elapsed_ms").GetDouble(), 0, wallMs);
     }
 
     /// <summary>openssl s_client, a full handshake, or (with <paramref name="sessionFile"/> present) resuming the session saved there.</summary>
-    private static async Task<Sample> OpenSslClientAsync(TestPki pki, LinkProcess link, string path = "/whoami", string? sessionFile = null)
+    private static async Task<Sample> OpenSslClientAsync(TestPki pki, LinkProcess link, string path = "/whoami", string? sessionFile = null, string? request = null)
     {
         await link.ResetCountersAsync();
         var clock = Stopwatch.StartNew();
@@ -310,12 +342,12 @@ public static class TerminalCostBenchmark
             args.AddRange(["-sess_out", sessionFile]);
         }
         using var process = new ExternalProcess("openssl", args);
-        await process.StandardInput.WriteAsync($"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        await process.StandardInput.WriteAsync(request ?? $"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
         await process.StandardInput.FlushAsync();
         process.StandardInput.Close();
         await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
         var (up, down) = await link.CountersAsync();
-        return new Sample(up, down, double.NaN, double.NaN, double.NaN, clock.Elapsed.TotalMilliseconds, 0);
+        return new Sample(up, down, double.NaN, double.NaN, double.NaN, clock.Elapsed.TotalMilliseconds, 0, clock.Elapsed.TotalMilliseconds);
     }
 
     internal static async Task SetUpHomeAsync(TestPki pki, string home, string work)
@@ -346,14 +378,18 @@ public static class TerminalCostBenchmark
         md.AppendLine("\"daiko CLI+agent\" rows run `daiko terminal get --stats` through the terminal agent after unlock (session \"second\": the agent's channel is open;");
         md.AppendLine("\"cached\": a ticket ready at the home server, or in the agent's local stock); their round trips and public-key ops are the --stats totals");
         md.AppendLine("(market and control channel, CLI and agent), their control-channel bytes (both directions, --stats control_bytes) are in \"bytes sent\", their CPU is not");
-        md.AppendLine("measured (two processes), and their \"first byte ms\" is the CLI's elapsed_ms (the whole command in a fresh process, its JIT included).");
+        md.AppendLine("measured (two processes), and their \"first byte ms\" is the CLI's elapsed_ms (the whole command in a fresh process, its JIT included, its start-up not).");
+        md.AppendLine("\"process wall ms\" is a whole process from spawn to exit, start-up included: the CLI rows, `daiko tls get` (direct, no agent) and openssl s_client.");
+        md.AppendLine("The s_client -sess_in rows send the very HTTP request the CLI sends for the same URL.");
         md.AppendLine();
-        md.AppendLine("| way | session | bytes sent | bytes received | round trips | public-key ops | CPU ms | first byte ms |");
-        md.AppendLine("|---|---|---|---|---|---|---|---|");
+        md.AppendLine("| way | session | bytes sent | bytes received | round trips | public-key ops | CPU ms | first byte ms | process wall ms |");
+        md.AppendLine("|---|---|---|---|---|---|---|---|---|");
         foreach (var (way, session, s) in results)
         {
-            md.AppendLine($"| {way} | {session} | {s[0].Format()} | {s[1].Format()} | {s[2].Format()} | {s[3].Format()} | {s[4].Format()} | {s[5].Format()} |");
+            md.AppendLine($"| {way} | {session} | {s[0].Format()} | {s[1].Format()} | {s[2].Format()} | {s[3].Format()} | {s[4].Format()} | {s[5].Format()} | {s[6].Format()} |");
         }
+        md.AppendLine();
+        md.Append(Goals(results));
         md.AppendLine();
         md.AppendLine("Bound of [0090] — each delegated mode relative to direct mTLS through Daiko.Tls (first session):");
         md.AppendLine();
@@ -385,6 +421,7 @@ public static class TerminalCostBenchmark
                 public_key_ops = r.Stats[3],
                 cpu_ms = r.Stats[4],
                 first_byte_ms = r.Stats[5],
+                process_wall_ms = r.Stats[6],
             }),
         }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
         var svg = SvgBarChart.Render($"Daiko terminal cost ({rttMs} ms RTT, {kbps} kbit/s)",
@@ -394,6 +431,31 @@ public static class TerminalCostBenchmark
             new SvgBarChart.Panel("Time to first response byte", "ms", results.Select(r => new SvgBarChart.Bar($"{r.Way} ({r.Session})", r.Stats[5].Median, r.Stats[5].P10, r.Stats[5].P90)).ToList()),
         ]);
         return new Rendered(md.ToString(), json, svg, holds);
+    }
+
+    /// <summary>The terminal-cost goals, each as a ratio of medians within this run (a row missing from the run is skipped).</summary>
+    private static string Goals(List<(string Way, string Session, Distribution[] Stats)> results)
+    {
+        double? Median(string way, int column) => results.FirstOrDefault(r => r.Way == way).Stats is { } s ? s[column].Median : null;
+        double? Bytes(string way) => Median(way, 0) + Median(way, 1);
+        string Ratio(double? a, double? b) => a is { } x && b is { } y && y > 0 ? (x / y).ToString("0.00", CultureInfo.InvariantCulture) + "×" : "–";
+        var md = new StringBuilder();
+        md.AppendLine("Goals, as ratios of medians in this run:");
+        md.AppendLine();
+        foreach (var (stock, openssl, direct) in new[]
+        {
+            ("daiko CLI+agent resume psk_ke, local stock (openssl market)", "direct openssl s_client -sess_in (openssl market)", "direct Daiko.Tls (openssl market)"),
+            ("daiko CLI+agent resume psk_dhe_ke, local stock", "direct openssl s_client -sess_in", "direct Daiko.Tls"),
+            ("daiko CLI+agent resume psk_dhe_ke + 0-RTT, local stock", "direct openssl s_client -sess_in", "direct Daiko.Tls"),
+        })
+        {
+            md.AppendLine($"- {stock}: bytes {Ratio(Bytes(stock), Bytes(direct))} a direct mTLS handshake (goal ≤ 0.5×), {Ratio(Bytes(stock), Bytes(openssl))} OpenSSL's own resumption (goal ≤ 0.9×); public-key ops {Median(stock, 3)}");
+        }
+        foreach (var way in new[] { "daiko CLI+agent handoff", "daiko CLI+agent relay", "daiko CLI+agent resume psk_dhe_ke + 0-RTT, local stock" })
+        {
+            md.AppendLine($"- {way}: process wall {Ratio(Median(way, 6), Median("direct daiko tls get (CLI)", 6))} a direct `daiko tls get`, {Ratio(Median(way, 6), Median("direct openssl s_client", 6))} a direct openssl s_client; of which the CLI's start-up alone is {Ratio(Median("daiko CLI start-up alone (daiko --version)", 6), Median(way, 6))}; in-process first byte {Ratio(Median(way, 5), Median("direct daiko tls get (CLI)", 5))} the direct `tls get`'s");
+        }
+        return md.ToString();
     }
 
     private static int IntArg(string[] args, string name, int fallback)

@@ -44,6 +44,7 @@ internal sealed class HomeCardPins
     private readonly CounterFile<PersistedCardState> _file;
     private HomeCardState _state;
     private DateTimeOffset _lastUse;
+    private DateTimeOffset? _persistedIdle;
     private int _unblocks;
 
     public HomeCardPins(HomeCardOptions options, HomeCardToken token)
@@ -160,10 +161,12 @@ internal sealed class HomeCardPins
     }
 
     /// <summary>
-    /// Resets the idle clock. The idle deadline other processes read from the state file is written at
-    /// most once per <see cref="TouchWriteInterval"/>: every request of every terminal touches the card,
-    /// and each write is a file lock, a write, two fsyncs and a rename under the card's lock. The file may
-    /// show the deadline up to that much early; this process expires the card by its own clock.
+    /// Resets the idle clock. The clock this process runs on is <c>_lastUse</c>, in memory; the deadline in
+    /// the state file only tells other processes (<c>home card status</c>) until when the card is ready, and
+    /// no decision depends on it (a restarted server starts Locked). So the file is rewritten only when its
+    /// deadline is <see cref="PersistedIdleGranularity"/> or more behind: at most one durable write a
+    /// second instead of one per request, on the path of every delegation. The counters in the same file
+    /// are never deferred: each PIN attempt writes them durably before its answer (<see cref="CountedPinCheck"/>).
     /// </summary>
     public void Touch()
     {
@@ -172,10 +175,13 @@ internal sealed class HomeCardPins
             ExpireIfIdle();
             if (_state != HomeCardState.CryptoReady) return;
             _lastUse = _options.Time.GetUtcNow();
-            if (_lastUse - _writtenUse < TouchWriteInterval) return;
+            if (_persistedIdle is { } written && _lastUse + _options.IdleTimeout - written < PersistedIdleGranularity) return;
             PersistState();
         }
     }
+
+    /// <summary>How far the idle deadline in the state file may lag the real one (it is never later).</summary>
+    public static readonly TimeSpan PersistedIdleGranularity = TimeSpan.FromSeconds(1);
 
     /// <summary>After the admin code set new PINs: counters cleared, Locked.</summary>
     public void Unblocked()
@@ -336,16 +342,9 @@ internal sealed class HomeCardPins
         PersistState();
     }
 
-    /// <summary>The longest the idle deadline in the state file lags the card's last use.</summary>
-    public static readonly TimeSpan TouchWriteInterval = TimeSpan.FromSeconds(1);
-
-    // The last use written to the state file with the idle deadline.
-    private DateTimeOffset _writtenUse = DateTimeOffset.MinValue;
-
     private void PersistState()
     {
         var state = _state;
-        _writtenUse = _lastUse;
         var idle = state == HomeCardState.CryptoReady ? _lastUse + _options.IdleTimeout : (DateTimeOffset?)null;
         _file.Locked(() =>
         {
@@ -353,6 +352,7 @@ internal sealed class HomeCardPins
             _file.Write(p with { State = p.Disabled ? HomeCardState.Disabled : state, IdleExpiresAt = idle });
             return 0;
         });
+        _persistedIdle = idle;
     }
 
     /// <summary>The card is closing: a ready or waiting card is Locked from now on.</summary>

@@ -68,7 +68,7 @@ internal static class DevicePolicyCommands
         }
     }
 
-    public static IDevicePolicyStore Store(string home) => new SqlDevicePolicyStore(PurseStore.Sqlite(HomeServer.DatabasePath(home)));
+    public static IDevicePolicyStore Store(string home) => new SqlDevicePolicyStore(HomeStore.Sqlite(HomeServer.DatabasePath(home)));
 
     /// <summary>The policy as <c>device list --json</c> and <c>device policy --json</c> show it.</summary>
     public static object Json(DevicePolicy policy) => new

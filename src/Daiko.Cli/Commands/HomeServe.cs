@@ -11,12 +11,13 @@ namespace Daiko.Cli.Commands;
 
 /// <summary>
 /// <c>daiko home serve</c> running: the home server, the console, and the process's signals. SIGHUP
-/// re-reads DIR/home.json and the trust roots; SIGTERM (or Ctrl-C) stops accepting, lets work in flight
-/// finish for up to home.json's shutdown_seconds, cuts the rest, and exits well within 5 s.
+/// re-reads DIR/home.json and the trust roots; SIGTERM (or Ctrl-C) stops accepting, closes the
+/// terminals' channels, ends the devices' sessions, cuts whatever still runs after home.json's
+/// shutdown_seconds, and exits 0 well within 5 s. The log is plain or JSON (<c>--log-format</c>).
 /// </summary>
 internal static class HomeServe
 {
-    public sealed record Arguments(string Home, string? Listen, string? Console, string? ConsoleCert, string? ConsoleKey, string? PurseConnection, bool AllowPrivateMarkets = false);
+    public sealed record Arguments(string Home, string? Listen, string? Console, string? ConsoleCert, string? ConsoleKey, string? PurseConnection, bool AllowPrivateMarkets = false, bool ProxyProtocol = false, bool FetchMissingIntermediates = false, string? LogFormat = null);
 
     public static async Task<int> RunAsync(Arguments a, CancellationToken ct)
     {
@@ -38,15 +39,18 @@ internal static class HomeServe
         }
         using (card)
         {
-            var log = new StderrLog();
+            var log = new StderrLog(json: (a.LogFormat ?? config.LogFormat) == "json");
+            var serveLog = log.CreateLogger("Daiko.Serve");
             HomeServer server;
             try
             {
                 server = HomeServer.Start(new HomeServerOptions(a.Home, listen)
                 {
                     LoggerFactory = log,
-                    PurseStore = a.PurseConnection is { } cs ? Daiko.Home.Storage.PurseStore.Postgres(cs) : null,
+                    Store = a.PurseConnection is { } cs ? Daiko.Home.Storage.HomeStore.Postgres(cs) : null,
                     AllowPrivateMarkets = a.AllowPrivateMarkets,
+                    ProxyProtocol = a.ProxyProtocol,
+                    FetchMissingIntermediates = a.FetchMissingIntermediates,
                 }, card);
             }
             catch (System.Net.Sockets.SocketException e)
@@ -57,7 +61,9 @@ internal static class HomeServe
             {
                 return CliConsole.Fail(e.Message);
             }
-            if (a.AllowPrivateMarkets) System.Console.Error.WriteLine("daiko: --allow-private-markets: every device may reach markets on loopback and private addresses");
+            if (a.AllowPrivateMarkets) serveLog.PrivateMarketsAllowed();
+            if (a.ProxyProtocol) serveLog.ProxyProtocolTrusted();
+            if (a.FetchMissingIntermediates) serveLog.IntermediatesFetched();
             HomeWeb? web = null;
             try
             {
@@ -83,17 +89,19 @@ internal static class HomeServe
             using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
             {
                 c.Cancel = true;
-                Reload(a.Home, ref config, listenText, consoleText);
+                Reload(a.Home, ref config, listenText, consoleText, serveLog);
             });
             await Task.WhenAny(stop.Task, Task.Delay(Timeout.Infinite, ct));
-            Console.Error.WriteLine("daiko: home server stopping; the home card is locked");
-            await StopAsync(server, web, TimeSpan.FromSeconds(Volatile.Read(ref config).Limits.ShutdownSeconds));
+            serveLog.Stopping();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            await StopAsync(server, web, TimeSpan.FromSeconds(Volatile.Read(ref config).Limits.ShutdownSeconds), serveLog);
+            serveLog.Stopped(clock.Elapsed.TotalSeconds);
         }
         return 0;
     }
 
     /// <summary>SIGHUP: the new home.json takes effect (a broken one is refused and the old one kept); the trust roots are re-read.</summary>
-    private static void Reload(string home, ref HomeConfig config, string listenText, string? consoleText)
+    private static void Reload(string home, ref HomeConfig config, string listenText, string? consoleText, Microsoft.Extensions.Logging.ILogger log)
     {
         MarketTrust.ReloadAll();
         var roots = MarketTrust.List(home).Count;
@@ -102,16 +110,17 @@ internal static class HomeServe
             Volatile.Write(ref config, HomeConfig.Load(home));
             var fresh = Volatile.Read(ref config);
             var restart = (fresh.Listen is { } l && l != listenText) || (fresh.Console is { } w && w != consoleText) ? "; new listen addresses take effect at the next start" : "";
-            Console.Error.WriteLine($"{DateTimeOffset.UtcNow:HH:mm:ss} configuration reloaded: console sessions {fresh.Limits.ConsoleSessionMinutes} min, links {fresh.Limits.ConsoleLinkMinutes} min, shutdown {fresh.Limits.ShutdownSeconds} s; {roots} trust root(s){restart}");
+            var defaults = fresh.DeviceDefaults.ToPolicy();
+            log.Reloaded(fresh.Limits.ConsoleSessionMinutes, fresh.Limits.ConsoleLinkMinutes, fresh.Limits.ShutdownSeconds, defaults.MarketsText, defaults.ModesText, roots, restart);
         }
         catch (Exception e) when (e is InvalidDataException or IOException)
         {
-            Console.Error.WriteLine($"{DateTimeOffset.UtcNow:HH:mm:ss} configuration NOT reloaded, the previous one stays: {e.Message}; {roots} trust root(s) reloaded");
+            log.NotReloaded(e.Message, roots);
         }
     }
 
     /// <summary>Stops accepting (console, then control listener), waits for work in flight up to <paramref name="grace"/>, then cuts it.</summary>
-    private static async Task StopAsync(HomeServer server, HomeWeb? web, TimeSpan grace)
+    private static async Task StopAsync(HomeServer server, HomeWeb? web, TimeSpan grace, Microsoft.Extensions.Logging.ILogger log)
     {
         var stopping = Task.Run(async () =>
         {
@@ -121,7 +130,7 @@ internal static class HomeServe
         if (await Task.WhenAny(stopping, Task.Delay(grace)) == stopping) return;
         server.Connections.CloseAll("the home server is stopping");
         if (await Task.WhenAny(stopping, Task.Delay(TimeSpan.FromSeconds(1))) != stopping)
-            Console.Error.WriteLine("daiko: work still in flight was cut at shutdown");
+            log.WorkCut();
     }
 
     /// <summary><c>daiko home console-link</c>: a one-time login URL for the running console.</summary>

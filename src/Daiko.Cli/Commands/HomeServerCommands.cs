@@ -4,7 +4,7 @@ using System.Text.Json;
 using Daiko.Cards;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
-using Daiko.Home.Server;
+using Daiko.Home.Trust;
 using Daiko.Home.Storage;
 using Daiko.Protocol;
 
@@ -88,13 +88,23 @@ internal static class HomeServerCommands
         {
             Description = "let every device reach markets on loopback and private addresses (labs and tests; otherwise allow them per device with 'home device policy --markets')",
         };
-        foreach (var o in new Option[] { home, listen, console, consoleCert, consoleKey, postgres, postgresFile, allowPrivate }) command.Options.Add(o);
+        var proxyProtocol = new Option<bool>("--proxy-protocol")
+        {
+            Description = "terminals come through a load balancer that sends a PROXY protocol v2 header (HAProxy's send-proxy-v2): its client address counts for the per-address limits; a connection without one is refused",
+        };
+        var fetchIntermediates = new Option<bool>("--fetch-missing-intermediates")
+        {
+            Description = "when a market's chain lacks an intermediate, fetch it from the certificate's http AIA URL (public addresses only, 2 s, 64 KiB, cached, logged); by default nothing is fetched during certificate checks",
+        };
+        var logFormat = new Option<string?>("--log-format") { Description = "how the log on stderr is written: plain (default) or json (one object a line; home.json \"log_format\")", HelpName = "FORMAT" };
+        logFormat.AcceptOnlyFromAmong("plain", "json");
+        foreach (var o in new Option[] { home, listen, console, consoleCert, consoleKey, postgres, postgresFile, allowPrivate, proxyProtocol, fetchIntermediates, logFormat }) command.Options.Add(o);
         command.Validators.Add(result =>
         {
             if ((result.GetValue(consoleCert) is null) != (result.GetValue(consoleKey) is null)) result.AddError("--console-cert and --console-key go together");
         });
         command.SetAction((parse, ct) => HomeServe.RunAsync(new HomeServe.Arguments(parse.GetValue(home)!, parse.GetValue(listen), parse.GetValue(console),
-            parse.GetValue(consoleCert), parse.GetValue(consoleKey), PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)), parse.GetValue(allowPrivate)), ct));
+            parse.GetValue(consoleCert), parse.GetValue(consoleKey), PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)), parse.GetValue(allowPrivate), parse.GetValue(proxyProtocol), parse.GetValue(fetchIntermediates), parse.GetValue(logFormat)), ct));
         return command;
     }
 
@@ -126,11 +136,14 @@ internal static class HomeServerCommands
             try
             {
                 var dir = parse.GetValue(home)!;
-                var chosen = policy.Apply(parse, Daiko.Home.Policy.DevicePolicy.Default);
+                // The device starts from the policy the owner set for its name, else from home.json's device_defaults.
+                var policies = DevicePolicyCommands.Store(dir);
+                var set = await policies.FindAsync(parse.GetValue(name)!, ct);
+                var chosen = policy.Apply(parse, set ?? HomeConfig.Load(dir).DeviceDefaults.ToPolicy());
                 using var identity = HomeIdentity.LoadOrCreate(dir);
                 var registry = new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(dir)));
                 var (secret, expires) = await registry.AddEnrollmentCodeAsync(parse.GetValue(name)!, ct);
-                if (policy.AnyGiven(parse)) await DevicePolicyCommands.Store(dir).SaveAsync(parse.GetValue(name)!, chosen, ct);
+                if (set is null || policy.AnyGiven(parse)) await policies.SaveAsync(parse.GetValue(name)!, chosen, ct);
                 var code = EnrollmentCode.Compose(secret, identity.SpkiHash);
                 if (parse.GetValue(json))
                 {
@@ -145,6 +158,7 @@ internal static class HomeServerCommands
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException)
             {
+                // InvalidDataException (a malformed home.json) is an IOException and names the file.
                 return CliConsole.Fail(e.Message);
             }
         });

@@ -3,7 +3,6 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Daiko.Home.Mail;
 using Daiko.Home.Hosting;
-using Daiko.Home.Server;
 using Daiko.Home.Trust;
 
 namespace Daiko.Cli.Commands;

@@ -1,7 +1,10 @@
 namespace Daiko.Cli.Commands;
 
-/// <summary>A session stream that also closes the control connection it came from.</summary>
-internal sealed class OwningStream(Stream inner, IAsyncDisposable owner) : Stream
+/// <summary>
+/// A session stream that also closes the control connection it came from; <paramref name="closing"/>
+/// runs between the two (the session is over, its control connection still open: --stats asks the agent then).
+/// </summary>
+internal sealed class OwningStream(Stream inner, IAsyncDisposable owner, Func<Task>? closing = null) : Stream
 {
     public override bool CanRead => true;
     public override bool CanSeek => false;
@@ -19,6 +22,14 @@ internal sealed class OwningStream(Stream inner, IAsyncDisposable owner) : Strea
     public override async ValueTask DisposeAsync()
     {
         await inner.DisposeAsync();
+        try
+        {
+            if (closing is not null) await closing();
+        }
+        catch (Exception e) when (e is Daiko.Protocol.ControlErrorException or IOException or OperationCanceledException)
+        {
+            // The agent went away before it could report this connection's cost: the connection itself is done.
+        }
         await owner.DisposeAsync();
         await base.DisposeAsync();
     }

@@ -49,15 +49,19 @@ internal static partial class TerminalCommands
         {
             var command = new Command(name, description);
             var terminal = TerminalOption();
+            var stats = TerminalStats.Option();
             command.Options.Add(terminal);
             command.Options.Add(json);
+            command.Options.Add(stats);
             foreach (var o in extra) command.Options.Add(o);
             command.SetAction(async (parse, ct) =>
             {
                 try
                 {
+                    var clock = Stopwatch.StartNew();
                     await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
                     await run(new HomeControl(control), parse, ct);
+                    if (parse.GetValue(stats)) Console.Error.WriteLine(await TerminalStats.CommandLineAsync(control, [], clock.Elapsed, ct));
                     return 0;
                 }
                 catch (ControlErrorException e)
@@ -213,7 +217,7 @@ internal static partial class TerminalCommands
         var kex = new Option<string>("--kex") { Description = "psk_ke or psk_dhe_ke (resume mode; a market that refuses psk_ke may accept psk_dhe_ke)", DefaultValueFactory = _ => "psk_dhe_ke", HelpName = "KEX" };
         kex.AcceptOnlyFromAmong("psk_ke", "psk_dhe_ke");
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT data when the ticket allows it (resume mode)" };
-        var stats = new Option<bool>("--stats") { Description = "print one JSON line of the terminal's own costs to stderr" };
+        var stats = TerminalStats.Option();
         var timeout = new Option<int>("--timeout") { Description = "seconds the session's handshake, and then each read or write, may wait on the market", DefaultValueFactory = _ => 30 };
         var connectTo = new Option<string>("--connect-to") { HelpName = "HOST:PORT",
             Description = "open the terminal's own connection to the market at HOST:PORT instead of the URL's (as curl's --connect-to; the home server still uses the URL's, and the name checked is the URL's)" }.HostPort();
@@ -230,7 +234,7 @@ internal static partial class TerminalCommands
             var seconds = TimeSpan.FromSeconds(parse.GetValue(timeout));
             var clock = Stopwatch.StartNew();
             var sessionMode = Enum.Parse<DelegationMode>(parse.GetValue(mode)!, ignoreCase: true);
-            var request = System.Text.Encoding.ASCII.GetBytes($"GET {target.PathAndQuery} HTTP/1.1\r\nHost: {target.Authority}\r\nConnection: close\r\nUser-Agent: daiko\r\n\r\n");
+            var request = HttpGet.Request(target);
             try
             {
                 using var waiting = CliConsole.ProgressAfter(TimeSpan.FromSeconds(2), $"{target.Authority} has not answered within 2 s; still waiting (Ctrl-C to give up)");
@@ -278,18 +282,21 @@ internal static partial class TerminalCommands
         var count = new Option<int>("--count") { Description = "how many tickets to have in the local stock, 0 to 8 (at most 4 are kept per market; 0 only reports)", DefaultValueFactory = _ => 1, HelpName = "N" };
         count.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or > 8) r.AddError("--count must be 0 to 8"); });
         var json = CliOutput.JsonOption();
+        var stats = TerminalStats.Option();
         command.Arguments.Add(url);
-        foreach (var o in new Option[] { terminal, count, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { terminal, count, json, stats }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var target) || target.Scheme != Uri.UriSchemeHttps) return CliConsole.Fail("only https URLs are supported");
             if (parse.GetValue(count) is < 0 or > 8) return CliConsole.Fail("--count must be 0 to 8");
             try
             {
+                var clock = Stopwatch.StartNew();
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
                 var (ready, handshakes) = await new DelegatedConnector(control).PrefetchAsync(target.Host, target.Port, parse.GetValue(count), cancellationToken: ct);
                 CliOutput.Print(parse.GetValue(json), new { market = target.Authority, ready, handshakes },
                     $"{ready} session ticket(s) ready for {target.Authority} ({handshakes} handshake(s) by the home server now), in the terminal agent's memory");
+                if (parse.GetValue(stats)) Console.Error.WriteLine(await TerminalStats.CommandLineAsync(control, [], clock.Elapsed, ct));
                 return 0;
             }
             catch (ControlErrorException e)
@@ -308,7 +315,8 @@ internal static partial class TerminalCommands
         var listen = new Option<string>("--listen") { Description = "the local address for plaintext clients", Required = true }.HostPort();
         var target = new Option<string>("--target") { Description = "the market", Required = true }.HostPort();
         var mode = ModeOption();
-        foreach (var o in new Option[] { terminal, listen, target, mode }) command.Options.Add(o);
+        var stats = new Option<bool>("--stats") { Description = "print one JSON line to stderr as each forwarded connection closes: its whole cost (market and control channel, CLI and agent)" };
+        foreach (var o in new Option[] { terminal, listen, target, mode, stats }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             var dir = parse.GetValue(terminal)!;
@@ -322,9 +330,11 @@ internal static partial class TerminalCommands
             {
                 forwarder = LocalForwarder.Start(HomeServerCommands.ParseEndpoint(parse.GetValue(listen)!), async c =>
                 {
+                    var clock = Stopwatch.StartNew();
                     var control = await AgentClient.ConnectAsync(dir, c);
                     var session = await new DelegatedConnector(control).ConnectAsync(host, port, sessionMode, cancellationToken: c);
-                    return new OwningStream(session.Stream, control);
+                    return new OwningStream(session.Stream, control, !parse.GetValue(stats) ? null : async () =>
+                        Console.Error.WriteLine(await TerminalStats.CommandLineAsync(control, [session], clock.Elapsed, CancellationToken.None)));
                 }, new StderrLog().CreateLogger("forward"));
             }
             catch (System.Net.Sockets.SocketException e)

@@ -1,32 +1,67 @@
+using System.CommandLine;
+using System.Text.Json;
 using Daiko.Protocol;
 using Daiko.Terminal;
 using Daiko.Terminal.Sessions;
+using Daiko.Tls;
 
 namespace Daiko.Cli.Commands;
 
-/// <summary>The <c>terminal get --stats</c> line: the CLI's own counts plus the agent's share on its control channel.</summary>
+/// <summary>
+/// The terminal commands' <c>--stats</c> line: the CLI's own counts (its market sessions) plus the
+/// agent's share on its control channel, so that the line is the terminal's whole cost for the command.
+/// </summary>
 internal static class TerminalStats
 {
+    public static Option<bool> Option() => new("--stats") { Description = "print one JSON line of the terminal's whole cost for the command to stderr (market and control channel, CLI and agent)" };
+
+    /// <summary><c>terminal get</c>: one session, described as <c>tls get --stats</c> describes it.</summary>
     public static async Task<string> LineAsync(ControlConnection control, DelegatedSession session, TimeSpan elapsed, CancellationToken ct)
     {
-        // The agent's share: its control channel's bytes on the wire, round trips and public-key operations for this command.
-        var cost = await new HomeControl(control).AgentCostAsync(ct);
-        var extra = new Dictionary<string, object?>
-        {
-            ["mode"] = session.Mode.ToString().ToLowerInvariant(),
-            ["control_bytes"] = cost.BytesSent + cost.BytesReceived,
-            ["control_round_trips"] = cost.RoundTrips,
-            ["control_public_key_ops"] = cost.PublicKeyOperations,
-            ["public_key_ops"] = session.Counters.PublicKeyOperations + cost.PublicKeyOperations,
-        };
+        var extra = await AgentShareAsync(control, session.Counters, ct);
+        extra["mode"] = session.Mode.ToString().ToLowerInvariant();
         return session.Tls is { } tls
             ? TlsCommands.StatsLine(tls, session.Counters, elapsed, extra)
-            : System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
+            : JsonSerializer.Serialize(new Dictionary<string, object?>
             {
                 ["resumed"] = false, ["kex"] = "none", ["suite"] = "none", ["group"] = "none",
                 ["bytes_sent"] = session.Counters.BytesSent, ["bytes_received"] = session.Counters.BytesReceived,
                 ["round_trips"] = session.Counters.RoundTrips,
                 ["early_data_accepted"] = false, ["elapsed_ms"] = Math.Round(elapsed.TotalMilliseconds, 1),
             }.Concat(extra).ToDictionary());
+    }
+
+    /// <summary>
+    /// Any other terminal command (wallet, appliance, prefetch, a forwarded connection): the market
+    /// sessions it opened (none for some), summed, and the agent's share.
+    /// </summary>
+    public static async Task<string> CommandLineAsync(ControlConnection control, IReadOnlyCollection<DelegatedSession> sessions, TimeSpan elapsed, CancellationToken ct)
+    {
+        var market = new TlsCounters();
+        foreach (var s in sessions) market.Add(s.Counters);
+        var line = new Dictionary<string, object?>
+        {
+            ["sessions"] = sessions.Count,
+            ["modes"] = sessions.Select(s => s.Mode.ToString().ToLowerInvariant()).Distinct().ToList(),
+            ["bytes_sent"] = market.BytesSent,
+            ["bytes_received"] = market.BytesReceived,
+            ["round_trips"] = market.RoundTrips,
+            ["elapsed_ms"] = Math.Round(elapsed.TotalMilliseconds, 1),
+        };
+        foreach (var (k, v) in await AgentShareAsync(control, market, ct)) line[k] = v;
+        return JsonSerializer.Serialize(line);
+    }
+
+    /// <summary>The agent's share (its control channel's bytes on the wire, round trips and public-key operations for this client), and the total of public-key operations.</summary>
+    private static async Task<Dictionary<string, object?>> AgentShareAsync(ControlConnection control, TlsCounters own, CancellationToken ct)
+    {
+        var cost = await new HomeControl(control).AgentCostAsync(ct);
+        return new Dictionary<string, object?>
+        {
+            ["control_bytes"] = cost.BytesSent + cost.BytesReceived,
+            ["control_round_trips"] = cost.RoundTrips,
+            ["control_public_key_ops"] = cost.PublicKeyOperations,
+            ["public_key_ops"] = own.PublicKeyOperations + cost.PublicKeyOperations,
+        };
     }
 }

@@ -90,14 +90,20 @@ internal static class WalletCommands
         command.Options.Add(terminal);
         var jsonOption = CliOutput.JsonOption();
         if (json) command.Options.Add(jsonOption);
+        var stats = TerminalStats.Option();
+        command.Options.Add(stats);
         foreach (var o in extra ?? []) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             try
             {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
                 using var waiting = extra is null ? null : CliConsole.ProgressAfter(TimeSpan.FromSeconds(2), "the market or bank has not answered within 2 s; still waiting (up to 60 s; Ctrl-C to give up)");
                 await using var control = await AgentClient.ConnectAsync(parse.GetValue(terminal)!, ct);
-                await run(new WalletClient(control), new Invocation(parse, json && parse.GetValue(jsonOption)), ct);
+                var sessions = new System.Collections.Concurrent.ConcurrentQueue<Daiko.Terminal.Sessions.DelegatedSession>();
+                await run(new WalletClient(control) { OnSession = sessions.Enqueue }, new Invocation(parse, json && parse.GetValue(jsonOption)), ct);
+                waiting?.Dispose();
+                if (parse.GetValue(stats)) Console.Error.WriteLine(await TerminalStats.CommandLineAsync(control, sessions, clock.Elapsed, ct));
                 return 0;
             }
             catch (TaskCanceledException) when (!ct.IsCancellationRequested)

@@ -37,10 +37,13 @@ public sealed class ConnectionRegistry
         return closed;
     }
 
-    /// <summary>Sends a notice (id 0) to every open connection; one that is gone is skipped.</summary>
-    public async Task NotifyAllAsync(ControlMessage notice)
+    /// <summary>Sends a notice (id 0) to every open connection of one device; one that is gone is skipped.</summary>
+    public async Task NotifyDeviceAsync(string deviceId, ControlMessage notice)
     {
-        foreach (var connection in _connections.Keys) await TellAsync(connection, notice);
+        foreach (var (connection, device) in _connections)
+        {
+            if (device == deviceId) await TellAsync(connection, notice);
+        }
     }
 
     private static async Task TellAsync(ControlConnection connection, ControlMessage notice)

@@ -5,7 +5,7 @@ using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
-using Daiko.Home.Server;
+using Daiko.Home.Trust;
 using Daiko.Protocol;
 using Microsoft.Extensions.Logging;
 
@@ -26,14 +26,13 @@ public sealed class ControlListener : IAsyncDisposable
 {
     private static readonly SslApplicationProtocol ControlAlpn = new(ControlProtocol.Alpn);
 
-    /// <summary>How long a TLS handshake, and then a certificate-less peer's silence, may last.</summary>
-    public static readonly TimeSpan StrangerTimeout = TimeSpan.FromSeconds(10);
-
     private static readonly ControlGate EnrollOnly = new(type => type == Daiko.Protocol.Messages.EnrollRequest.WireType, ErrorCode.Unauthenticated,
         "this connection presented no device certificate: it may only enroll");
 
     private readonly TcpListener _listener;
+    private readonly PeerLimits _limits;
     private readonly HomeIdentity _identity;
+    private readonly SslStreamCertificateContext _serverCertificate;
     private readonly DeviceRegistry _devices;
     private readonly ConnectionRegistry _connections;
     private readonly RequestDispatcher _dispatcher;
@@ -44,9 +43,13 @@ public sealed class ControlListener : IAsyncDisposable
 
     public ControlListener(IPEndPoint endpoint, HomeIdentity identity, DeviceRegistry devices, ConnectionRegistry connections, RequestDispatcher dispatcher, ILogger logger, PeerLimits? limits = null)
     {
-        Admission = new PeerAdmission(limits ?? new PeerLimits());
+        _limits = limits ?? new PeerLimits();
+        Admission = new PeerAdmission(_limits);
         _listener = new TcpListener(endpoint);
         _identity = identity;
+        // Built once, offline: handing SslStream the bare certificate makes it build the server's own chain
+        // (and its native context) again in every handshake, a stranger's included.
+        _serverCertificate = SslStreamCertificateContext.Create(identity.Certificate, additionalCertificates: null, offline: true);
         _devices = devices;
         _connections = connections;
         _dispatcher = dispatcher;
@@ -56,6 +59,13 @@ public sealed class ControlListener : IAsyncDisposable
     public IPEndPoint LocalEndPoint => (IPEndPoint)_listener.LocalEndpoint;
 
     public PeerAdmission Admission { get; }
+
+    /// <summary>
+    /// Every connection begins with a PROXY protocol v2 header from a load balancer (<c>home serve
+    /// --proxy-protocol</c>); the client it names is the peer's address for the per-source limits and
+    /// enrollment. A connection without a valid header is closed before its TLS handshake.
+    /// </summary>
+    public bool ProxyProtocol { get; init; }
 
     public void Start()
     {
@@ -80,7 +90,9 @@ public sealed class ControlListener : IAsyncDisposable
             {
                 continue;
             }
-            _serving.Track(ServeLoggedAsync(client));
+            // Off the accept loop: a handshake whose ClientHello is already there would otherwise run its
+            // key exchange and signature here, and every connection behind it would wait for that.
+            _serving.Track(Task.Run(() => ServeLoggedAsync(client)));
         }
     }
 
@@ -119,10 +131,14 @@ public sealed class ControlListener : IAsyncDisposable
         try
         {
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-            handshake.CancelAfter(StrangerTimeout);
+            handshake.CancelAfter(_limits.HandshakeTimeout);
+            if (ProxyProtocol && await ProxyProtocolV2.ReadAsync(client.GetStream(), handshake.Token) is { Source: { } source })
+            {
+                Admission.Readdress(slot, source.Address);
+            }
             await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
             {
-                ServerCertificate = _identity.Certificate,
+                ServerCertificateContext = _serverCertificate,
                 EnabledSslProtocols = SslProtocols.Tls13,
                 ApplicationProtocols = [ControlAlpn],
                 ClientCertificateRequired = true,
@@ -133,6 +149,13 @@ public sealed class ControlListener : IAsyncDisposable
                 CertificateChainPolicy = _identity.DeviceChainPolicy(),
                 RemoteCertificateValidationCallback = (_, _, _, errors) => errors is SslPolicyErrors.None or SslPolicyErrors.RemoteCertificateNotAvailable,
             }, handshake.Token);
+        }
+        catch (ProxyProtocolException e)
+        {
+            _logger.ProxyHeaderRefused(slot.Address.ToString(), e.Message);
+            await ssl.DisposeAsync();
+            client.Dispose();
+            return;
         }
         catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException or System.ComponentModel.Win32Exception or ObjectDisposedException)
         {
@@ -171,7 +194,9 @@ public sealed class ControlListener : IAsyncDisposable
             RefusesUnopenedRelays = true,
             Gate = deviceId is null ? EnrollOnly : null,
             MaxFrameBytes = deviceId is null ? ControlProtocol.MaxUnauthenticatedFrameBytes : ControlProtocol.MaxFrameBytes,
-            IdleTimeout = deviceId is null ? StrangerTimeout : null,
+            // An enrolled device's channel may stay idle as long as the device likes (the terminal agent keeps
+            // one open for its whole unlock): only a stranger's silence is cut short.
+            IdleTimeout = deviceId is null ? _limits.StrangerIdleTimeout : null,
         };
         slot.OnClose(() => connection.Close(deviceId is null ? "too many connections without a device certificate" : "too many connections of this device"));
         _connections.Add(connection, deviceId);

@@ -13,6 +13,12 @@ public sealed record PeerLimits
 
     /// <summary>Open connections of one enrolled device.</summary>
     public int MaxPerDevice { get; init; } = 16;
+
+    /// <summary>How long a TLS handshake may last.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a peer without a device certificate may stay silent (an enrolled device's channel has no idle limit).</summary>
+    public TimeSpan StrangerIdleTimeout { get; init; } = TimeSpan.FromSeconds(10);
 }
 
 /// <summary>
@@ -37,7 +43,8 @@ public sealed class PeerAdmission(PeerLimits limits)
         private Action? _close;
         private bool _closed;
 
-        public IPAddress Address { get; } = address;
+        /// <summary>Where the peer is: the connection's source, or the client a PROXY protocol header named.</summary>
+        public IPAddress Address { get; internal set; } = address;
 
         /// <summary>What closes the connection now (the socket in the handshake, then the control connection).</summary>
         public void OnClose(Action close)
@@ -71,19 +78,47 @@ public sealed class PeerAdmission(PeerLimits limits)
     /// <summary>Admits a new connection as a stranger; closes older strangers over the caps.</summary>
     public Slot AdmitStranger(IPAddress address)
     {
-        address = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+        address = Unmapped(address);
         var slot = new Slot(address);
         var evicted = new List<Slot>();
         lock (_gate)
         {
             slot.Node = _strangers.AddLast(slot);
             _strangersByAddress[address] = _strangersByAddress.GetValueOrDefault(address) + 1;
-            while (_strangersByAddress[address] > limits.MaxStrangersPerAddress && OldestStranger(address) is { } old) evicted.Add(RemoveStranger(old));
-            while (_strangers.Count > limits.MaxStrangers && OldestStranger(FullestAddress()) is { } old) evicted.Add(RemoveStranger(old));
+            EvictOverCaps(address, evicted);
         }
         foreach (var old in evicted) old.Close();
         return slot;
     }
+
+    /// <summary>
+    /// A stranger turned out to be <paramref name="address"/> (the client a load balancer's PROXY protocol
+    /// header names): from now on it counts there, and that address's oldest strangers over the cap close.
+    /// </summary>
+    public void Readdress(Slot slot, IPAddress address)
+    {
+        address = Unmapped(address);
+        var evicted = new List<Slot>();
+        lock (_gate)
+        {
+            if (slot.Node is null || slot.Device is not null || slot.Address.Equals(address)) return;
+            var left = _strangersByAddress[slot.Address] - 1;
+            if (left == 0) _strangersByAddress.Remove(slot.Address);
+            else _strangersByAddress[slot.Address] = left;
+            slot.Address = address;
+            _strangersByAddress[address] = _strangersByAddress.GetValueOrDefault(address) + 1;
+            EvictOverCaps(address, evicted);
+        }
+        foreach (var old in evicted) old.Close();
+    }
+
+    private void EvictOverCaps(IPAddress address, List<Slot> evicted)
+    {
+        while (_strangersByAddress.GetValueOrDefault(address) > limits.MaxStrangersPerAddress && OldestStranger(address) is { } old) evicted.Add(RemoveStranger(old));
+        while (_strangers.Count > limits.MaxStrangers && OldestStranger(FullestAddress()) is { } old) evicted.Add(RemoveStranger(old));
+    }
+
+    private static IPAddress Unmapped(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
 
     /// <summary>The connection authenticated as <paramref name="deviceId"/>: it leaves the strangers; the device's oldest connection over its cap closes.</summary>
     public void Promote(Slot slot, string deviceId)

@@ -27,17 +27,9 @@ public sealed record HomeHandlers(
 /// </summary>
 public sealed class RequestDispatcher(HomeHandlers handlers)
 {
-    /// <summary>The open channels: told to drop their terminals' ticket stock when the home card is locked.</summary>
-    public ConnectionRegistry? Connections { get; init; }
-
     public async Task DispatchAsync(ControlRequest request, ControlConnection connection, string? deviceId, System.Net.IPAddress? peer = null)
     {
         var result = await AnswerAsync(request.Message, connection, deviceId, peer);
-        if (result.Reply is LockedReply && Connections is { } open)
-        {
-            // Stocked tickets were handed out under the unlocked card: every agent drops them now, before the lock is answered.
-            await open.NotifyAllAsync(new DropTicketsNotice("the home card was locked"));
-        }
         await connection.ReplyAsync(request, result.Reply);
         result.AfterReply?.Invoke();
     }

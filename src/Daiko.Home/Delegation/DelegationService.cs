@@ -130,17 +130,20 @@ public sealed class DelegationService : IAsyncDisposable
     {
         var key = market.KeyFor(deviceId);
         var limit = longest ?? Policy.DevicePolicy.LongestTicketLifetime;
-        bool Fits(SessionTicket t) => t.ExpiresAt - _time.GetUtcNow() <= limit;
-        var cached = _tickets.TryTake(key, Fits);
+        var cached = TryTakeCached(deviceId, market, limit);
         Hosting.HomeMetrics.CacheLookup(cached is not null);
         if (cached is not null) return cached;
         if (_tickets.Count(key) == 0) await FetchTicketsAsync(deviceId, market, cancellationToken);
-        return _tickets.TryTake(key, Fits)
+        return TryTakeCached(deviceId, market, limit)
             ?? (_tickets.Count(key) > 0
                 ? throw new Policy.PolicyRefusedException(Policy.PolicyRule.TicketLifetime,
                     $"the tickets of {market.Host}:{market.Port} live longer than this device may hold one ({Policy.DevicePolicy.FormatLifetime(limit)}); use handoff or relay, or the owner can change 'daiko home device policy --ticket-lifetime'")
                 : throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay"));
     }
+
+    /// <summary>A cached ticket for (device, market) with at most <paramref name="longest"/> left to live (taken from the cache), or null.</summary>
+    public SessionTicket? TryTakeCached(string deviceId, MarketRequest market, TimeSpan longest) =>
+        _tickets.TryTake(market.KeyFor(deviceId), t => t.ExpiresAt - _time.GetUtcNow() <= longest);
 
     /// <summary>
     /// Fetch ahead of need: when fewer than <paramref name="low"/> tickets are left for (device,

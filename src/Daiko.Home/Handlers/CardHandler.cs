@@ -10,7 +10,7 @@ using Microsoft.Extensions.Logging;
 namespace Daiko.Home.Handlers;
 
 /// <summary>unlock, lock and card-status, each for the asking device's own session.</summary>
-public sealed class CardHandler(CardGate gate, DeviceAuthority authority, AssistGrants grants, DeviceRegistry devices, SessionCache<Daiko.Tls.SessionTicket> tickets, Daiko.Home.Server.WalletService wallet, ILogger logger)
+public sealed class CardHandler(CardGate gate, DeviceAuthority authority, AssistGrants grants, DeviceRegistry devices, SessionCache<Daiko.Tls.SessionTicket> tickets, Money.PurseLedger ledger, ILogger logger)
 {
     private HomeCard Card => gate.Card;
 
@@ -44,7 +44,7 @@ public sealed class CardHandler(CardGate gate, DeviceAuthority authority, Assist
         try
         {
             // A purse from before the card's seal is sealed once here, after its log verifies.
-            wallet.Ledger.SealIfUnsealed();
+            ledger.SealIfUnsealed();
         }
         catch (Daiko.Money.PurseException e)
         {

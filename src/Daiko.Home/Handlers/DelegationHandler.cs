@@ -18,56 +18,27 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
 {
     private long _nextRelay;
 
-    public async Task<HandlerResult> PrefetchAsync(PrefetchRequest request, RequestContext context)
-    {
-        if (gate.RefusalUnlessReady() is { } refusal) return refusal;
-        var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
-        var market = ToMarket(request.Market) with { Reach = policies.ReachFor(policy) };
-        try
+    public Task<HandlerResult> PrefetchAsync(PrefetchRequest request, RequestContext context) =>
+        ForResumeAsync("prefetch", request.Market, context, async (_, market) =>
         {
-            ModeChoice.Candidates(DelegationMode.Resume, null, policy.Modes);
-            market.Reach.CheckName(market.Host, market.Port);
-            gate.Card.Touch();
             var (ready, handshakes) = await delegation.PrefetchAsync(context.DeviceId, market, request.Minimum, context.Closed);
             if (handshakes > 0) await devices.AuditAsync(context.DeviceId, "prefetch", Where(market), "resume", $"{ready} ticket(s) ready");
             return new PrefetchedReply(ready, handshakes);
-        }
-        catch (PolicyRefusedException e)
-        {
-            return await RefuseAsync(e, "prefetch", market, DelegationMode.Resume, context);
-        }
-        catch (DelegationException e)
-        {
-            await devices.AuditAsync(context.DeviceId, "prefetch", Where(market), "resume", "failed: " + e.Failure);
-            return HandlerResult.Error(e.Failure == DelegationFailure.NoTicketIssued ? ErrorCode.NoTicket : ErrorCode.MarketFailed, e.Message);
-        }
-    }
+        });
 
     /// <summary>
     /// stock: hands the terminal agent up to the asked number of tickets for its local stock (each
     /// audited as handed over), running full handshakes now where the cache holds too few, then
-    /// refilling the cache in the background.
+    /// refilling the cache in the background. A device that already holds its policy's ticket count
+    /// for the market is refused, as a resume would be.
     /// </summary>
-    public async Task<HandlerResult> StockAsync(StockRequest request, RequestContext context)
-    {
-        if (gate.RefusalUnlessReady() is { } refusal) return refusal;
-        var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
-        var market = ToMarket(request.Market) with { Reach = policies.ReachFor(policy) };
-        try
+    public Task<HandlerResult> StockAsync(StockRequest request, RequestContext context) =>
+        ForResumeAsync("stock", request.Market, context, async (policy, market) =>
         {
-            // The stock is resume by another name: the same markets, mode, ticket count and lifetime rules.
-            ModeChoice.Candidates(DelegationMode.Resume, null, policy.Modes);
-            market.Reach.CheckName(market.Host, market.Port);
-            var room = Math.Max(0, policy.MaxTickets - policies.Tickets.Count(context.DeviceId, Where(market)));
-            if (room == 0) policies.Tickets.Reserve(context.DeviceId, Where(market), policy.MaxTickets).Dispose();
-            var wanted = Math.Min(request.Count, room);
-            gate.Card.Touch();
+            var wanted = Math.Min(request.Count, policies.Tickets.RoomFor(context.DeviceId, Where(market), policy.MaxTickets));
             var (_, handshakes) = await delegation.PrefetchAsync(context.DeviceId, market, wanted, context.Closed);
             var tickets = new List<Daiko.Tls.SessionTicket>();
-            var key = market.KeyFor(context.DeviceId);
-            var longest = policy.TicketLifetimeOrLongest;
-            bool Fits(Daiko.Tls.SessionTicket t) => t.ExpiresAt - DateTimeOffset.UtcNow <= longest;
-            while (tickets.Count < wanted && delegation.Tickets.TryTake(key, Fits) is { } ticket)
+            while (tickets.Count < wanted && delegation.TryTakeCached(context.DeviceId, market, policy.TicketLifetimeOrLongest) is { } ticket)
             {
                 using (var held = policies.Tickets.Reserve(context.DeviceId, Where(market), policy.MaxTickets)) held.Handed(ticket.ExpiresAt);
                 tickets.Add(ticket);
@@ -78,23 +49,12 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 foreach (var t in tickets) t.Wipe();
                 delegation.RefillAhead(context.DeviceId, market);
             });
-        }
-        catch (PolicyRefusedException e)
-        {
-            return await RefuseAsync(e, "stock", market, DelegationMode.Resume, context);
-        }
-        catch (DelegationException e)
-        {
-            await devices.AuditAsync(context.DeviceId, "stock", Where(market), "resume", "failed: " + e.Failure);
-            return HandlerResult.Error(e.Failure == DelegationFailure.NoTicketIssued ? ErrorCode.NoTicket : ErrorCode.MarketFailed, e.Message);
-        }
-    }
+        });
 
     public async Task<HandlerResult> DelegateAsync(DelegateRequest request, RequestContext context)
     {
         if (gate.RefusalUnlessReady() is { } refusal) return refusal;
-        var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
-        var market = ToMarket(request.Market) with { Reach = policies.ReachFor(policy) };
+        var (policy, market) = await ScopeAsync(request.Market, context);
         var mode = request.Mode;
         try
         {
@@ -123,20 +83,60 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         }
         catch (DelegationException e)
         {
-            await devices.AuditAsync(context.DeviceId, "delegate", Where(market), mode.ToWire(), $"failed: {e.Failure}");
-            return HandlerResult.Error(e.Failure switch
-            {
-                DelegationFailure.MarketUnreachable => ErrorCode.MarketUnreachable,
-                DelegationFailure.MarketCertificateRejected => ErrorCode.MarketCertificate,
-                DelegationFailure.NoTicketIssued => ErrorCode.NoTicket,
-                DelegationFailure.CardNotReady => ErrorCode.CardNotReady,
-                _ => ErrorCode.HandshakeFailed,
-            }, e.Message);
+            return await FailedAsync(e, "delegate", market, mode, context, ErrorCode.HandshakeFailed);
         }
         catch (Daiko.Cards.CardNotReadyException e)
         {
             return HandlerResult.Error(ErrorCode.CardNotReady, e.Message);
         }
+    }
+
+    /// <summary>
+    /// What prefetch and stock share: the card ready, the device's policy read, the market within its
+    /// reach and resume among its modes; then <paramref name="work"/>, with refusals and failures
+    /// audited under <paramref name="action"/> and answered as error codes.
+    /// </summary>
+    private async Task<HandlerResult> ForResumeAsync(string action, MarketAddress address, RequestContext context, Func<DevicePolicy, MarketRequest, Task<HandlerResult>> work)
+    {
+        if (gate.RefusalUnlessReady() is { } refusal) return refusal;
+        var (policy, market) = await ScopeAsync(address, context);
+        try
+        {
+            // Prefetch and the stock are resume by another name: the same markets, mode, ticket count and lifetime rules.
+            ModeChoice.Candidates(DelegationMode.Resume, null, policy.Modes);
+            market.Reach.CheckName(market.Host, market.Port);
+            gate.Card.Touch();
+            return await work(policy, market);
+        }
+        catch (PolicyRefusedException e)
+        {
+            return await RefuseAsync(e, action, market, DelegationMode.Resume, context);
+        }
+        catch (DelegationException e)
+        {
+            return await FailedAsync(e, action, market, DelegationMode.Resume, context, ErrorCode.MarketFailed);
+        }
+    }
+
+    /// <summary>The device's policy, and the market as that policy lets the home server reach it.</summary>
+    private async Task<(DevicePolicy Policy, MarketRequest Market)> ScopeAsync(MarketAddress address, RequestContext context)
+    {
+        var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
+        return (policy, ToMarket(address) with { Reach = policies.ReachFor(policy) });
+    }
+
+    /// <summary>A delegation that failed at the market: audited, and answered with the failure's code (<paramref name="otherwise"/> for a failed handshake).</summary>
+    private async Task<HandlerResult> FailedAsync(DelegationException e, string action, MarketRequest market, DelegationMode mode, RequestContext context, ErrorCode otherwise)
+    {
+        await devices.AuditAsync(context.DeviceId, action, Where(market), mode.ToWire(), $"failed: {e.Failure}");
+        return HandlerResult.Error(e.Failure switch
+        {
+            DelegationFailure.MarketUnreachable => ErrorCode.MarketUnreachable,
+            DelegationFailure.MarketCertificateRejected => ErrorCode.MarketCertificate,
+            DelegationFailure.NoTicketIssued => ErrorCode.NoTicket,
+            DelegationFailure.CardNotReady => ErrorCode.CardNotReady,
+            _ => otherwise,
+        }, e.Message);
     }
 
     private async Task<HandlerResult> RefuseAsync(PolicyRefusedException e, string action, MarketRequest market, DelegationMode mode, RequestContext context)

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
-using Daiko.Home.Server;
+using Daiko.Home.Trust;
 using Daiko.Protocol;
 using Daiko.Protocol.Messages;
 using Microsoft.Extensions.Logging;

@@ -2,7 +2,7 @@ using System.Text.Json;
 using Daiko.Cards;
 using Daiko.Money;
 using Daiko.Home.Devices;
-using Daiko.Home.Server;
+using Daiko.Home.Mail;
 using Daiko.Protocol;
 using Daiko.Protocol.Messages;
 
@@ -10,7 +10,7 @@ namespace Daiko.Home.Handlers;
 
 /// <summary>The wallet requests (F12-F15): balance and history for any unlocked terminal, money moves only when the card is ready.</summary>
 /// A payment also counts against the device's daily spend limit, in the purse's own transaction.
-public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceRegistry devices, Policy.DevicePolicies policies)
+public sealed class WalletHandler(Money.PurseLedger ledger, PaymentReports reports, CardGate gate, DeviceRegistry devices, Policy.DevicePolicies policies)
 {
     public async Task<HandlerResult> HandleAsync(ControlMessage request, RequestContext context)
     {
@@ -20,7 +20,7 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
     }
 
     /// <summary>The log entries after sequence <paramref name="after"/>, as many as fit in one page.</summary>
-    private static WalletHistoryReply HistoryPage(Money.PurseLedger ledger, long after)
+    public static WalletHistoryReply HistoryPage(Money.PurseLedger ledger, long after)
     {
         var entries = new List<string>();
         var bytes = 0;
@@ -38,7 +38,6 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
 
     private async Task<HandlerResult> AnswerAsync(ControlMessage request, RequestContext context)
     {
-        var ledger = wallet.Ledger;
         try
         {
             switch (request)
@@ -63,7 +62,7 @@ public sealed class WalletHandler(WalletService wallet, CardGate gate, DeviceReg
                 case WalletConfirmRequest confirm:
                     return new WalletCreditedReply(ledger.ApplyConfirmation(confirm.Confirmation));
                 case WalletMailRequest:
-                    var (sent, pending) = await wallet.MailReportNowAsync(context.Closed);
+                    var (sent, pending) = await reports.MailNowAsync(context.Closed);
                     return new WalletMailedReply(sent, pending);
                 default:
                     return HandlerResult.Error(ErrorCode.UnknownRequest, $"the home server does not know request '{request.Type}'");

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Daiko.Home.Policy;
 
 namespace Daiko.Home.Hosting;
 
@@ -12,11 +13,15 @@ public sealed record HomeLimits
     /// <summary>How long a link printed by <c>home console-link</c> stays valid.</summary>
     [JsonPropertyName("console_link_minutes")] public int ConsoleLinkMinutes { get; init; } = 5;
 
-    /// <summary>How long SIGTERM waits for in-flight work before cutting it.</summary>
+    /// <summary>How long SIGTERM lets the stop run before it cuts what is still in flight.</summary>
     [JsonPropertyName("shutdown_seconds")] public double ShutdownSeconds { get; init; } = 3;
 }
 
-/// <summary>What a device enrolled from the console gets until the owner sets its own policy.</summary>
+/// <summary>
+/// The policy a new device gets when it is added (<c>home device add</c> or the console's enroll form)
+/// and the owner has not set one for its name; the same lists as <c>home device policy</c> takes.
+/// Without home.json it is <see cref="DevicePolicy.Default"/>.
+/// </summary>
 public sealed record DeviceDefaults
 {
     [JsonPropertyName("markets")] public string Markets { get; init; } = "*";
@@ -25,7 +30,21 @@ public sealed record DeviceDefaults
 
     [JsonPropertyName("spend_limit")] public long? SpendLimit { get; init; }
 
-    [JsonPropertyName("max_tickets")] public int MaxTickets { get; init; } = 16;
+    [JsonPropertyName("max_tickets")] public int MaxTickets { get; init; } = DevicePolicy.DefaultMaxTickets;
+
+    /// <summary>The policy these defaults give; a malformed list is a <see cref="FormatException"/>.</summary>
+    public DevicePolicy ToPolicy()
+    {
+        if (MaxTickets is < 0 or > 1000) throw new FormatException("max_tickets must be 0 to 1000");
+        if (SpendLimit is < 0) throw new FormatException("spend_limit must be 0 or more (minor units a day), or absent for no limit");
+        return DevicePolicy.Default with
+        {
+            Markets = DevicePolicy.ParseMarkets(Markets),
+            Modes = DevicePolicy.ParseModes(Modes),
+            SpendLimitPerDay = SpendLimit,
+            MaxTickets = MaxTickets,
+        };
+    }
 }
 
 /// <summary>
@@ -50,6 +69,9 @@ public sealed record HomeConfig
 
     [JsonPropertyName("device_defaults")] public DeviceDefaults DeviceDefaults { get; init; } = new();
 
+    /// <summary>How <c>home serve</c> writes its log on stderr: <c>plain</c> or <c>json</c> (<c>--log-format</c>; read at start).</summary>
+    [JsonPropertyName("log_format")] public string? LogFormat { get; init; }
+
     private static readonly JsonSerializerOptions Json = new() { ReadCommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true, UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow };
 
     public static string PathIn(string directory) => System.IO.Path.Combine(directory, FileName);
@@ -65,6 +87,9 @@ public sealed record HomeConfig
             if (config.Limits.ConsoleSessionMinutes is < 1 or > 24 * 60) throw new InvalidDataException($"{path}: limits.console_session_minutes must be 1 to 1440");
             if (config.Limits.ConsoleLinkMinutes is < 1 or > 60) throw new InvalidDataException($"{path}: limits.console_link_minutes must be 1 to 60");
             if (config.Limits.ShutdownSeconds is < 0 or > 4.5) throw new InvalidDataException($"{path}: limits.shutdown_seconds must be 0 to 4.5");
+            if (config.LogFormat is not (null or "plain" or "json")) throw new InvalidDataException($"{path}: log_format must be \"plain\" or \"json\"");
+            try { config.DeviceDefaults.ToPolicy(); }
+            catch (FormatException e) { throw new InvalidDataException($"{path}: device_defaults: {e.Message}", e); }
             return config;
         }
         catch (JsonException e)

@@ -46,4 +46,16 @@ internal static partial class HomeLog
 
     [LoggerMessage(14, LogLevel.Warning, "the purse is not sealed: {Reason}")]
     public static partial void PurseNotSealed(this ILogger logger, string reason);
+
+    [LoggerMessage(15, LogLevel.Warning, "reading the device policies failed: {Reason}")]
+    public static partial void PolicyReadFailed(this ILogger logger, string reason);
+
+    [LoggerMessage(16, LogLevel.Information, "device {Name}: policy changed, its agents told to drop their ticket stock")]
+    public static partial void PolicyChanged(this ILogger logger, string name);
+
+    [LoggerMessage(60, LogLevel.Information, "a connection from {Address} was refused: {Reason}")]
+    public static partial void ProxyHeaderRefused(this ILogger logger, string address, string reason);
+
+    [LoggerMessage(17, LogLevel.Warning, "ending the device sessions at shutdown failed (they end at the next start): {Reason}")]
+    public static partial void SessionsNotEnded(this ILogger logger, string reason);
 }

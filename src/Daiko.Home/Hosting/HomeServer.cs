@@ -6,9 +6,9 @@ using Daiko.Home.Control;
 using Daiko.Home.Delegation;
 using Daiko.Home.Devices;
 using Daiko.Home.Handlers;
+using Daiko.Home.Mail;
 using Daiko.Home.Money;
 using Daiko.Home.Pim;
-using Daiko.Home.Server;
 using Daiko.Home.Trust;
 using Daiko.Tls;
 using Microsoft.Extensions.Logging;
@@ -35,20 +35,26 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>Where all home state lives (devices, audit, purse, PIM, …); default the SQLite home.db in <see cref="Directory"/>, PostgreSQL for hosted deployments.</summary>
     public Storage.IHomeStore? Store { get; init; }
 
-    /// <summary>The same as <see cref="Store"/> (its name from when only the purse was in the store).</summary>
-    public Storage.IHomeStore? PurseStore { get => Store; init => Store = value; }
-
     /// <summary>How often the declared payees are re-read (the bound on "a payee change applies within one second").</summary>
     public TimeSpan PayeePoll { get; init; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>Lets every device reach markets on private and loopback addresses (<c>home serve --allow-private-markets</c>: labs and tests).</summary>
     public bool AllowPrivateMarkets { get; init; }
 
+    /// <summary>Fetches an intermediate a market left out of its chain, by its http AIA URL, from public addresses only (<c>home serve --fetch-missing-intermediates</c>).</summary>
+    public bool FetchMissingIntermediates { get; init; }
+
+    /// <summary>Terminals connect through a load balancer that sends a PROXY protocol v2 header first (<c>home serve --proxy-protocol</c>).</summary>
+    public bool ProxyProtocol { get; init; }
+
     /// <summary>Where the devices' unlock sessions live; default the SQLite home store (PostgreSQL for hosted deployments).</summary>
     public Storage.IDeviceSessionStore? DeviceSessions { get; init; }
 
     /// <summary>A device's session ends after this long without use (each device has its own timer).</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>The control listener's limits on connections and on strangers' handshakes and silence.</summary>
+    public PeerLimits PeerLimits { get; init; } = new();
 
     /// <summary>The longest a handshake with a market may take, as the user.</summary>
     public TimeSpan MarketTimeout { get; init; } = TimeSpan.FromSeconds(15);
@@ -75,15 +81,18 @@ public sealed class HomeServer : IAsyncDisposable
     private readonly List<Task> _background = new();
     private readonly ControlListener _listener;
     private readonly Splicer _splicer;
-    private readonly WalletService _wallet;
+    private readonly PaymentReports _reports;
     private readonly ServeLock _serveLock;
     private readonly HomeStateWatcher _stateWatcher;
+    private readonly PolicyWatcher _policyWatcher;
     private readonly IDisposable _gauges;
+    private readonly IssuerFetcher? _issuers;
+    private readonly ILogger _logger;
 
     private HomeServer(HomeServerOptions options, HomeCard card, ServeLock serveLock)
     {
         _serveLock = serveLock;
-        var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
+        var logger = _logger = options.LoggerFactory.CreateLogger("Daiko.Home");
         Store = options.Store ?? Storage.HomeStore.Sqlite(DatabasePath(options.Directory));
         Identity = HomeIdentity.LoadOrCreate(options.Directory);
         Devices = new DeviceRegistry(Store, options.Time)
@@ -95,7 +104,8 @@ public sealed class HomeServer : IAsyncDisposable
                 HomeMetrics.Audited(action, mode, outcome);
             },
         };
-        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time);
+        _issuers = options.FetchMissingIntermediates ? new IssuerFetcher(logger, options.AllowPrivateMarkets, options.Time) : null;
+        var validator = options.MarketValidator ?? MarketTrust.Live(options.Directory, options.Time, _issuers);
         Delegation = new DelegationService(
             () => card.CertificateChain.Count == 0
                 ? throw new DelegationException(DelegationFailure.CardNotReady, "the home card has no certificate yet: run 'daiko home cert import'")
@@ -106,7 +116,9 @@ public sealed class HomeServer : IAsyncDisposable
             options.Time,
             marketTimeout: options.MarketTimeout,
             logger: logger);
-        _wallet = new WalletService(options.Directory, card, options.Time, Store, logger);
+        Payees = new PayeeDirectory(options.Directory, new Storage.SqlPayeeStore(Store), logger);
+        Ledger = new PurseLedger(Store, new HomeCardPurse(card), Payees.KeyOf, options.Time);
+        _reports = new PaymentReports(options.Directory, card, Ledger, new ReportOutbox(Store.MailOutbox, options.Time), logger);
         Appliances = new ApplianceGateway(Store.Appliances, time: options.Time);
         _splicer = new Splicer(logger, options.RelayIdleLimit);
         Connections = new ConnectionRegistry();
@@ -116,21 +128,31 @@ public sealed class HomeServer : IAsyncDisposable
         var grants = new AssistGrants(options.Time);
         Authority = new DeviceAuthority(options.DeviceSessions ?? new Storage.SqlDeviceSessionStore(Store), gate, options.Time, options.IdleTimeout)
         {
-            Ended = (device, reason) => Devices.AuditAsync(device, "session-end", null, null, reason),
+            // The device's stocked tickets were handed out under the session that ended (lock, idle, the card
+            // leaving crypto-ready): its agents drop them now, before a lock is answered; other devices keep theirs.
+            Ended = async (device, reason) =>
+            {
+                await Devices.AuditAsync(device, "session-end", null, null, reason);
+                await Connections.NotifyDeviceAsync(device, new Daiko.Protocol.Messages.DropTicketsNotice($"this device's unlock session ended ({reason})"));
+            },
         };
         var handlers = new HomeHandlers(
             gate,
             Authority,
             new EnrollmentHandler(Devices, Identity, logger),
-            new CardHandler(gate, Authority, grants, Devices, Delegation.Tickets, _wallet, logger),
+            new CardHandler(gate, Authority, grants, Devices, Delegation.Tickets, Ledger, logger),
             new DelegationHandler(gate, Delegation, Devices, _splicer, Policies, Authority, grants),
             new AssistHandler(gate, Devices, validator, grants, Policies),
             new ApplianceHandler(Appliances, Devices, Policies),
             new PimHandler(new PimStore(Store, options.Time)),
-            new WalletHandler(_wallet, gate, Devices, Policies),
+            new WalletHandler(Ledger, _reports, gate, Devices, Policies),
             Policies);
-        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers) { Connections = Connections }, logger);
+        _listener = new ControlListener(options.Listen, Identity, Devices, Connections, new RequestDispatcher(handlers), logger, options.PeerLimits)
+        {
+            ProxyProtocol = options.ProxyProtocol,
+        };
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
+        _policyWatcher = new PolicyWatcher(Policies, Connections, options.Time, logger);
         _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
         Card = card;
         _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
@@ -140,10 +162,10 @@ public sealed class HomeServer : IAsyncDisposable
 
     /// <summary>Declares a market or bank (its role and key) for e-money messages.</summary>
     public static Task AddPayeeAsync(string directory, string name, Storage.PayeeRole role, System.Security.Cryptography.ECDsa publicKey) =>
-        WalletService.AddPayeeAsync(directory, name, role, publicKey);
+        PayeeDirectory.AddAsync(directory, name, role, publicKey);
 
     /// <summary>Where the payment log is mailed (DIR/mail.json).</summary>
-    public static void SetMail(string directory, Mail.MailSettings settings) => WalletService.SaveMailSettings(directory, settings);
+    public static void SetMail(string directory, MailSettings settings) => PaymentReports.SaveSettings(directory, settings);
 
     public ApplianceGateway Appliances { get; }
 
@@ -152,7 +174,10 @@ public sealed class HomeServer : IAsyncDisposable
     /// <summary>All of the home server's state.</summary>
     public Storage.IHomeStore Store { get; }
 
-    public PurseLedger Ledger => _wallet.Ledger;
+    public PurseLedger Ledger { get; }
+
+    /// <summary>The markets and banks this server knows, re-read while it runs.</summary>
+    public PayeeDirectory Payees { get; }
 
     public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
 
@@ -184,7 +209,7 @@ public sealed class HomeServer : IAsyncDisposable
             server = new HomeServer(options, card, serveLock);
             // The card starts locked: sessions a previous run left in the store are over.
             Task.Run(() => server.Authority.EndAllAsync("the home server started")).GetAwaiter().GetResult();
-            server._wallet.Payees.RefreshAsync(CancellationToken.None).GetAwaiter().GetResult();
+            server.Payees.RefreshAsync(CancellationToken.None).GetAwaiter().GetResult();
             server._listener.Start();
         }
         catch
@@ -192,10 +217,11 @@ public sealed class HomeServer : IAsyncDisposable
             serveLock.Dispose();
             throw;
         }
-        server._background.Add(server._wallet.Payees.RunAsync(options.PayeePoll, options.Time, server._stop.Token));
+        server._background.Add(server.Payees.RunAsync(options.PayeePoll, options.Time, server._stop.Token));
         server._background.Add(server.Revocations.RunAsync(options.RevocationPoll, server._stop.Token));
         server._background.Add(server._stateWatcher.RunAsync(options.RevocationPoll, server._stop.Token));
-        server._background.Add(server._wallet.RunPeriodicReportsAsync(options.ReportInterval, options.Time, server._stop.Token));
+        server._background.Add(server._policyWatcher.RunAsync(PolicyWatcher.Poll, server._stop.Token));
+        server._background.Add(server._reports.RunAsync(options.ReportInterval, options.Time, server._stop.Token));
         server._background.Add(server.Appliances.RunCollectorAsync(options.ApplianceCollectInterval, server._stop.Token));
         return server;
     }
@@ -204,11 +230,15 @@ public sealed class HomeServer : IAsyncDisposable
     {
         await _stop.CancelAsync();
         await _listener.DisposeAsync();
+        // The card is locked from here on: the devices' sessions end now, in the store too (audited).
+        try { await Authority.EndAllAsync("the home server stopped"); }
+        catch (Exception e) when (e is System.Data.Common.DbException or IOException or InvalidOperationException or TimeoutException) { _logger.SessionsNotEnded(e.Message); }
         await Task.WhenAll(_background);
         await _splicer.DisposeAsync();
         await Delegation.DisposeAsync();
         Appliances.Dispose();
         _gauges.Dispose();
+        _issuers?.Dispose();
         Identity.Dispose();
         _serveLock.Dispose();
     }

@@ -26,6 +26,14 @@ public sealed class PayeeDirectory
         _logger = logger;
     }
 
+    /// <summary>Declares a market or bank and its verification key in the home store of DIR (what <c>daiko home payee add</c> does).</summary>
+    public static async Task AddAsync(string directory, string name, PayeeRole role, ECDsa publicKey, CancellationToken cancellationToken = default)
+    {
+        if (!IsName(name)) throw new ArgumentException("a payee's name uses letters, digits, dots and dashes (it is the id in its money messages)", nameof(name));
+        await new SqlPayeeStore(HomeStore.Sqlite(Hosting.HomeServer.DatabasePath(directory)))
+            .AddAsync(new Payee(name, role, publicKey.ExportSubjectPublicKeyInfoPem(), DateTimeOffset.UtcNow), cancellationToken);
+    }
+
     /// <summary>The key a payee signs with in <paramref name="role"/>; null when no payee of that name has that role.</summary>
     public ECDsa? KeyOf(string name, PayeeRole role)
     {

@@ -52,7 +52,7 @@ public sealed partial class PurseLedger
 
     /// <param name="partyKeys">The verification key of a market or bank by its id and the role it signs in (null: no payee of that name has that role).</param>
     public PurseLedger(string databasePath, IPurseCard card, Func<string, PayeeRole, ECDsa?> partyKeys, TimeProvider? time = null, TimeSpan? cancellationWindow = null)
-        : this(PurseStore.Sqlite(databasePath), card, partyKeys, time, cancellationWindow)
+        : this(HomeStore.Sqlite(databasePath), card, partyKeys, time, cancellationWindow)
     {
     }
 

@@ -20,6 +20,20 @@ public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, Cancel
 
     public TicketHoldings Tickets { get; } = new(time);
 
+    /// <summary>Where the policies are kept.</summary>
+    public IDevicePolicyStore Store => store;
+
+    /// <summary>
+    /// A device being added by name gets <paramref name="defaults"/> (home.json's device_defaults) unless
+    /// the owner already set a policy for that name; returns the policy it has now.
+    /// </summary>
+    public static async Task<DevicePolicy> SetForNewDeviceAsync(IDevicePolicyStore store, string deviceName, DevicePolicy defaults, CancellationToken cancellationToken = default)
+    {
+        if (await store.FindAsync(deviceName, cancellationToken) is { } set) return set;
+        await store.SaveAsync(deviceName, defaults, cancellationToken);
+        return defaults;
+    }
+
     public TimeProvider Time => time;
 
     /// <summary>Whether <c>home serve --allow-private-markets</c> lets every device reach private addresses (labs, tests).</summary>

@@ -30,6 +30,9 @@ public sealed record DevicePolicy(
     /// <summary>The longest lifetime a ticket handed to this device may have left.</summary>
     public TimeSpan TicketLifetimeOrLongest => TicketLifetime ?? LongestTicketLifetime;
 
+    /// <summary>The rules tickets are handed out under (markets, modes, count, lifetime), as one comparable text.</summary>
+    public string TicketTerms => $"{MarketsText}|{ModesText}|{MaxTickets}|{TicketLifetime?.Ticks}";
+
     public bool AllowsAppliance(string name) => Appliances is null || Appliances.Contains(name, StringComparer.Ordinal);
 
     /// <summary>The list as the CLI and the store write it.</summary>

@@ -20,11 +20,7 @@ public sealed class TicketHoldings(TimeProvider time)
         {
             if (!_held.TryGetValue(key, out var expiries)) _held[key] = expiries = new List<DateTimeOffset>();
             expiries.RemoveAll(e => e <= now);
-            if (expiries.Count >= max)
-            {
-                throw new PolicyRefusedException(PolicyRule.MaxTickets,
-                    $"this device already holds {expiries.Count} unexpired ticket(s) for {market}, its limit; the owner can raise it with 'daiko home device policy --max-tickets'");
-            }
+            if (expiries.Count >= max) throw Full(expiries.Count, market);
             var placeholder = now + DevicePolicy.LongestTicketLifetime;
             expiries.Add(placeholder);
             return new Reservation(this, key, placeholder);
@@ -37,6 +33,19 @@ public sealed class TicketHoldings(TimeProvider time)
         var now = time.GetUtcNow();
         lock (_gate) return _held.TryGetValue((deviceId, market), out var e) ? e.Count(x => x > now) : 0;
     }
+
+    /// <summary>
+    /// How many more tickets the device may take for the market now (at least one), or the same refusal
+    /// as <see cref="Reserve"/> when it already holds <paramref name="max"/>. Nothing is reserved.
+    /// </summary>
+    public int RoomFor(string deviceId, string market, int max)
+    {
+        var held = Count(deviceId, market);
+        return held < max ? max - held : throw Full(held, market);
+    }
+
+    private static PolicyRefusedException Full(int held, string market) => new(PolicyRule.MaxTickets,
+        $"this device already holds {held} unexpired ticket(s) for {market}, its limit; the owner can raise it with 'daiko home device policy --max-tickets'");
 
     public void Forget(string deviceId)
     {

@@ -233,11 +233,3 @@ public abstract class HomeStore : IHomeStore
         }
     }
 }
-
-/// <summary>The purse ledger's earlier name for the home store's factories (the ledger and its tests still use it).</summary>
-public static class PurseStore
-{
-    public static HomeStore Sqlite(string databasePath) => HomeStore.Sqlite(databasePath);
-
-    public static HomeStore Postgres(string connectionString) => HomeStore.Postgres(connectionString);
-}

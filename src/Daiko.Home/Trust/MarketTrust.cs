@@ -6,17 +6,18 @@ namespace Daiko.Home.Trust;
 /// <summary>Trust roots for market chains: DIR/trust/*.pem if any, else the system roots.</summary>
 public static class MarketTrust
 {
-    public static IServerCertificateValidator Load(string directory)
+    /// <param name="issuers">Fetches intermediates a market left out (<c>home serve --fetch-missing-intermediates</c>); null: never.</param>
+    public static IServerCertificateValidator Load(string directory, IIssuerFetcher? issuers = null)
     {
         var files = TrustFiles(directory);
-        return files.Length == 0 ? new X509ChainValidator() : X509ChainValidator.FromPemFiles(files);
+        return files.Length == 0 ? new X509ChainValidator(issuers: issuers) : X509ChainValidator.FromPemFiles(files, issuers: issuers);
     }
 
     /// <summary>
     /// The validator a running home server uses: verdicts cached per chain (<see cref="CachingCertificateValidator"/>),
     /// and the roots reloaded, with the cache dropped, within a second of <c>daiko home trust add</c> changing them.
     /// </summary>
-    public static IServerCertificateValidator Live(string directory, TimeProvider? time = null) => new LiveTrust(directory, time);
+    public static IServerCertificateValidator Live(string directory, TimeProvider? time = null, IIssuerFetcher? issuers = null) => new LiveTrust(directory, time, issuers);
 
     private static int _generation;
 
@@ -30,7 +31,7 @@ public static class MarketTrust
     }
 
     /// <summary>Looks at the trust directory at most once a second, not on every handshake.</summary>
-    private sealed class LiveTrust(string directory, TimeProvider? time) : IServerCertificateValidator
+    private sealed class LiveTrust(string directory, TimeProvider? time, IIssuerFetcher? issuers) : IServerCertificateValidator
     {
         private static readonly TimeSpan RecheckAfter = TimeSpan.FromSeconds(1);
         private readonly Lock _gate = new();
@@ -52,7 +53,7 @@ public static class MarketTrust
                     var fingerprint = string.Join('|', TrustFiles(directory).Select(f => $"{Path.GetFileName(f)}:{File.GetLastWriteTimeUtc(f).Ticks}"));
                     if (_current is null || fingerprint != _fingerprint || generation != _generation)
                     {
-                        _current = new CachingCertificateValidator(Load(directory), time: _time);
+                        _current = new CachingCertificateValidator(Load(directory, issuers), time: _time);
                         _fingerprint = fingerprint;
                         _generation = generation;
                     }

@@ -33,37 +33,47 @@ public sealed record PimSyncRequest(long Since, IReadOnlyList<PimEntryChange> Ch
 {
     public const string WireType = "pim-sync";
 
-    internal static readonly IReadOnlyDictionary<string, PimEntryKind> Kinds =
-        Enum.GetValues<PimEntryKind>().ToDictionary(k => k.ToString().ToLowerInvariant(), StringComparer.Ordinal);
-
     public override string Type => WireType;
 
     internal override void Write(FieldWriter w)
     {
         w.Int("since", Since);
-        w.List("changes", Changes, static (c, x) =>
-        {
-            c.WriteStartArray(5);
-            c.WriteTextString(x.Id);
-            c.WriteTextString(x.Kind.ToString().ToLowerInvariant());
-            c.WriteInt64(x.BaseVersion);
-            c.WriteBoolean(x.Delete);
-            c.WriteTextString(x.Body);
-            c.WriteEndArray();
-        });
+        w.List("changes", Changes, static (c, x) => PimItemWire.Write(c, x.Id, x.Kind, x.BaseVersion, x.Delete, x.Body));
     }
 
     internal static PimSyncRequest Read(FieldReader r) => new(r.Int("since", 0),
-        r.List("changes", 1000, "[id, kind, base_version, delete, body] items", c =>
-        {
-            FieldReader.ExpectArray(c, 5);
-            var change = new PimEntryChange(FieldReader.ReadText(c, ControlProtocol.MaxNameLength), ReadKind(c), c.ReadInt64(), c.ReadBoolean(), FieldReader.ReadText(c, ControlProtocol.MaxTextLength));
-            c.ReadEndArray();
-            return change;
-        }));
+        r.List("changes", 1000, "[id, kind, base_version, delete, body] items", c => PimItemWire.Read(c, static (id, kind, version, delete, body) => new PimEntryChange(id, kind, version, delete, body))));
+}
 
-    internal static PimEntryKind ReadKind(CborReader c) =>
-        Kinds.TryGetValue(c.ReadTextString(), out var kind) ? kind : throw new FormatException("unknown PIM kind");
+/// <summary>
+/// One PIM item on the wire, the same in a terminal's change and in the home server's reply:
+/// <c>[id, kind, version, deleted, body]</c> (a change's version is the one it edited, its flag a delete).
+/// </summary>
+internal static class PimItemWire
+{
+    private static readonly IReadOnlyDictionary<string, PimEntryKind> Kinds =
+        Enum.GetValues<PimEntryKind>().ToDictionary(k => k.ToString().ToLowerInvariant(), StringComparer.Ordinal);
+
+    public static void Write(CborWriter c, string id, PimEntryKind kind, long version, bool deleted, string body)
+    {
+        c.WriteStartArray(5);
+        c.WriteTextString(id);
+        c.WriteTextString(kind.ToString().ToLowerInvariant());
+        c.WriteInt64(version);
+        c.WriteBoolean(deleted);
+        c.WriteTextString(body);
+        c.WriteEndArray();
+    }
+
+    public static T Read<T>(CborReader c, Func<string, PimEntryKind, long, bool, string, T> make)
+    {
+        FieldReader.ExpectArray(c, 5);
+        var id = FieldReader.ReadText(c, ControlProtocol.MaxNameLength);
+        var kind = Kinds.TryGetValue(c.ReadTextString(), out var k) ? k : throw new FormatException("unknown PIM kind");
+        var item = make(id, kind, c.ReadInt64(), c.ReadBoolean(), FieldReader.ReadText(c, ControlProtocol.MaxTextLength));
+        c.ReadEndArray();
+        return item;
+    }
 }
 
 /// <summary>
@@ -92,16 +102,7 @@ public sealed record PimSyncedReply(long Revision, IReadOnlyList<PimEntryResult>
             c.WriteInt64(x.Version);
             c.WriteEndArray();
         });
-        w.List("changes", Changes, static (c, x) =>
-        {
-            c.WriteStartArray(5);
-            c.WriteTextString(x.Id);
-            c.WriteTextString(x.Kind.ToString().ToLowerInvariant());
-            c.WriteInt64(x.Version);
-            c.WriteBoolean(x.Deleted);
-            c.WriteTextString(x.Body);
-            c.WriteEndArray();
-        });
+        w.List("changes", Changes, static (c, x) => PimItemWire.Write(c, x.Id, x.Kind, x.Version, x.Deleted, x.Body));
         if (More) w.Bool("more", true);
     }
 
@@ -115,12 +116,6 @@ public sealed record PimSyncedReply(long Revision, IReadOnlyList<PimEntryResult>
             c.ReadEndArray();
             return result;
         }),
-        r.List("changes", ControlProtocol.MaxListItems, "[id, kind, version, deleted, body] items", c =>
-        {
-            FieldReader.ExpectArray(c, 5);
-            var entry = new PimEntry(FieldReader.ReadText(c, ControlProtocol.MaxNameLength), PimSyncRequest.ReadKind(c), c.ReadInt64(), c.ReadBoolean(), FieldReader.ReadText(c, ControlProtocol.MaxTextLength));
-            c.ReadEndArray();
-            return entry;
-        }),
+        r.List("changes", ControlProtocol.MaxListItems, "[id, kind, version, deleted, body] items", c => PimItemWire.Read(c, static (id, kind, version, deleted, body) => new PimEntry(id, kind, version, deleted, body))),
         r.Has("more") && r.Bool("more"));
 }

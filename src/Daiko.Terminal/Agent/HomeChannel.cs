@@ -19,6 +19,7 @@ internal sealed class HomeChannel : IAsyncDisposable
     private readonly Action<ControlMessage> _onNotice;
     private readonly Action _onRefused;
     private readonly SemaphoreSlim _opening = new(1, 1);
+    private readonly TaskSet _watchers = new();
     private ControlConnection? _current;
     private TlsConnection? _tls;
 
@@ -65,7 +66,7 @@ internal sealed class HomeChannel : IAsyncDisposable
             }
             var connection = new ControlConnection(stream) { Wire = wire, OnNotice = _onNotice };
             connection.Start();
-            _ = connection.Completion.ContinueWith(_ => NoteRefusal(connection), TaskScheduler.Default);
+            _watchers.Track(connection.Completion.ContinueWith(_ => NoteRefusal(connection), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default));
             Opened++;
             if (stream is TlsConnection { Resumed: true }) Resumed++;
             _current = connection;
@@ -120,5 +121,7 @@ internal sealed class HomeChannel : IAsyncDisposable
     {
         _tls = null;
         if (Interlocked.Exchange(ref _current, null) is { } current) await CloseAsync(current);
+        // Each closed channel's refusal check has run (and thrown here if it failed).
+        await _watchers.WhenAll();
     }
 }

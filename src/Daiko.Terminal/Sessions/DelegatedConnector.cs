@@ -65,6 +65,8 @@ public sealed class DelegatedConnector(ControlConnection control)
                         // Only the ticket's version: a TLS 1.2 ticket resumes with no key share at all.
                         Versions = ticket.Version,
                         PskModes = [kex],
+                        // Only the ticket may authenticate (see below), so the hello leaves out what a full handshake needs.
+                        ResumeOnly = true,
                         EarlyData = earlyData,
                         // The terminal holds no user certificate: a market that refuses the ticket must fail
                         // the connection, never lead to an anonymous full handshake.
@@ -74,12 +76,15 @@ public sealed class DelegatedConnector(ControlConnection control)
                         OperationTimeout = Timeout,
                     }, cancellationToken);
                 }
-                catch (TlsException e) when (e.Error == TlsError.CertificateRejected && mode == DelegationMode.Auto)
+                catch (TlsException e) when (RefusedTheTicket(e))
                 {
                     // In auto, a market that refuses the ticket (a stale one from the stock, or its ticket keys
                     // changed) gets the session handed off instead; the failed attempt stays in the cost.
                     // Asked for resume, the terminal says the market refused it.
-                    return await FallBackAsync(host, port, alpn, counters, controlBefore, cancellationToken);
+                    if (mode == DelegationMode.Auto) return await FallBackAsync(host, port, alpn, counters, controlBefore, cancellationToken);
+                    throw new ControlErrorException(ErrorCode.TicketRefused, e.Error == TlsError.CertificateRejected
+                        ? e.Message
+                        : $"{host} refused the delegated ticket ({(kex == PskKeyExchangeMode.PskKe ? "it may not allow psk_ke: try --kex psk_dhe_ke; " : "")}it answered {e.Alert})");
                 }
                 finally
                 {
@@ -138,6 +143,14 @@ public sealed class DelegatedConnector(ControlConnection control)
         }
         return new DelegatedSession(stream, used, tls, counters, control.BytesSent + control.BytesReceived - controlBefore);
     }
+
+    /// <summary>
+    /// The market would not resume: it went for a full handshake (which the terminal refuses), or it
+    /// refused the resume-only hello outright (missing_extension, handshake_failure).
+    /// </summary>
+    private static bool RefusedTheTicket(TlsException e) =>
+        e.Error == TlsError.CertificateRejected
+        || e.SentByPeer && e.Alert is AlertDescription.MissingExtension or AlertDescription.HandshakeFailure;
 
     private async Task<DelegatedSession> FallBackAsync(string host, int port, string? alpn, TlsCounters failed, long controlBefore, CancellationToken cancellationToken)
     {

@@ -14,10 +14,17 @@ namespace Daiko.Terminal.Wallet;
 public sealed class WalletClient(ControlConnection control, DelegationMode mode = DelegationMode.Auto)
 {
     private HttpClient Http() => new(new SessionHttpHandler(async (host, port, ct) =>
-        (await new DelegatedConnector(control).ConnectAsync(host, port, mode, cancellationToken: ct)).Stream))
+    {
+        var session = await new DelegatedConnector(control).ConnectAsync(host, port, mode, cancellationToken: ct);
+        OnSession?.Invoke(session);
+        return session.Stream;
+    }))
     {
         Timeout = TimeSpan.FromSeconds(60),
     };
+
+    /// <summary>Told of every delegated session the wallet opens to a market or bank (for --stats).</summary>
+    public Action<DelegatedSession>? OnSession { get; init; }
 
     public async Task<(string CardId, IReadOnlyList<(string Currency, long Amount)> Balances)> BalanceAsync(CancellationToken ct)
     {

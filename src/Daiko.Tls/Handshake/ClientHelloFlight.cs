@@ -34,6 +34,9 @@ internal static class ClientHelloFlight
 
         List<(NamedGroup, byte[])> shares = new();
         var pskOnly = ticket is not null && o.PskModes.Count == 1 && o.PskModes[0] == PskKeyExchangeMode.PskKe;
+        // A hello that may only resume carries nothing a full handshake alone would use.
+        var resumeOnly = o.ResumeOnly && ticket is not null;
+        var groups = resumeOnly && pskOnly ? [] : o.Groups;
         var shareGroup = !tls13 ? null : retry?.KeyShareGroup ?? (pskOnly ? (NamedGroup?)null : o.Groups[0]);
         if (shareGroup is { } g)
         {
@@ -52,12 +55,12 @@ internal static class ClientHelloFlight
         {
             Random = random,
             SessionId = c.SessionId,
-            CipherSuites = tls13 ? o.CipherSuites : [],
+            CipherSuites = !tls13 ? [] : resumeOnly ? [ticket!.Suite] : o.CipherSuites,
             OfferTls13 = tls13,
             Tls12 = tls12 ? new Tls12.Tls12Offer(o.Tls12CipherSuites, c.OfferedTls12Ticket?.Identity ?? []) : null,
             ServerName = o.ServerName,
-            Groups = o.Groups,
-            SignatureSchemes = SignatureVerifier.Supported,
+            Groups = groups,
+            SignatureSchemes = resumeOnly ? [] : SignatureVerifier.Supported,
             KeyShares = shares,
             Alpn = o.ApplicationProtocols,
             PskModes = tls13 ? o.PskModes : [],
@@ -67,8 +70,9 @@ internal static class ClientHelloFlight
             BinderLength = ticketSuite?.HashLength ?? 0,
         };
         // What the ClientHello carries: a server may answer only these (RFC 8446 §4.2).
-        c.OfferedExtensions = [(ushort)ExtensionType.SupportedGroups, (ushort)ExtensionType.SignatureAlgorithms, (ushort)ExtensionType.SupportedVersions,
-                (ushort)ExtensionType.KeyShare, (ushort)ExtensionType.PskKeyExchangeModes, (ushort)ExtensionType.RecordSizeLimit,
+        c.OfferedExtensions = [(ushort)ExtensionType.SupportedVersions, (ushort)ExtensionType.PskKeyExchangeModes, (ushort)ExtensionType.RecordSizeLimit,
+                .. groups.Count == 0 ? Array.Empty<ushort>() : [(ushort)ExtensionType.SupportedGroups, (ushort)ExtensionType.KeyShare],
+                .. resumeOnly ? Array.Empty<ushort>() : [(ushort)ExtensionType.SignatureAlgorithms],
                 .. o.ServerName is null ? Array.Empty<ushort>() : [(ushort)ExtensionType.ServerName],
                 .. o.ApplicationProtocols.Count == 0 ? Array.Empty<ushort>() : [(ushort)ExtensionType.ApplicationLayerProtocolNegotiation],
                 .. early ? [(ushort)ExtensionType.EarlyData] : Array.Empty<ushort>()];

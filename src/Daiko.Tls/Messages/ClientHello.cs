@@ -79,6 +79,7 @@ internal sealed class ClientHello
             w.EndVector(list);
             w.EndVector(ext);
         }
+        if (Groups.Count > 0)
         {
             var ext = Begin(w, ExtensionType.SupportedGroups);
             var list = w.BeginVector(2);
@@ -86,6 +87,7 @@ internal sealed class ClientHello
             w.EndVector(list);
             w.EndVector(ext);
         }
+        if (SignatureSchemes.Count > 0)
         {
             var ext = Begin(w, ExtensionType.SignatureAlgorithms);
             var list = w.BeginVector(2);
@@ -119,7 +121,7 @@ internal sealed class ClientHello
             w.EndVector(list);
             w.EndVector(ext);
         }
-        if (OfferTls13)
+        if (OfferTls13 && Groups.Count > 0)
         {
             var ext = Begin(w, ExtensionType.KeyShare);
             var list = w.BeginVector(2);

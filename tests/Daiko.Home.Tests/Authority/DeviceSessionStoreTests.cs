@@ -1,18 +1,13 @@
 using Daiko.Home.Storage;
+using Daiko.Home.Tests.Storage;
 using Daiko.TestSupport;
 using Xunit;
 
 namespace Daiko.Home.Tests.Authority;
 
 /// <summary>The devices' unlock sessions: one contract, run on SQLite and on a real PostgreSQL server.</summary>
-public abstract class DeviceSessionStoreContract : IDisposable
+public abstract class DeviceSessionStoreContract(StoreKind kind) : StoreContract(kind, "daiko-ds")
 {
-    protected readonly string Dir = Directory.CreateTempSubdirectory("daiko-ds-").FullName;
-
-    protected abstract IHomeStore Store();
-
-    public virtual void Dispose() => Directory.Delete(Dir, recursive: true);
-
     private static readonly DateTimeOffset T0 = new(2026, 12, 2, 8, 0, 0, TimeSpan.Zero);
 
     [Fact]
@@ -54,25 +49,11 @@ public abstract class DeviceSessionStoreContract : IDisposable
     }
 }
 
-public sealed class SqliteDeviceSessionStoreTests : DeviceSessionStoreContract
+public sealed class SqliteDeviceSessionStoreTests() : DeviceSessionStoreContract(StoreKind.Sqlite)
 {
-    protected override IHomeStore Store() => PurseStore.Sqlite(Path.Combine(Dir, "home.db"));
 }
 
 [Collection("home card")]
-public sealed class PostgresDeviceSessionStoreTests : DeviceSessionStoreContract
+public sealed class PostgresDeviceSessionStoreTests() : DeviceSessionStoreContract(StoreKind.Postgres)
 {
-    private PostgresServer? _server;
-
-    protected override IHomeStore Store()
-    {
-        _server ??= PostgresServer.StartAsync(Dir).GetAwaiter().GetResult();
-        return PurseStore.Postgres(_server.ConnectionString);
-    }
-
-    public override void Dispose()
-    {
-        _server?.Dispose();
-        base.Dispose();
-    }
 }

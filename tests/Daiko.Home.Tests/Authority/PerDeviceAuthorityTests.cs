@@ -45,6 +45,26 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         return (await TerminalClient.ConnectAsync(directory, access.DeviceKey, ct), directory, access);
     }
 
+    /// <summary>The phone and the tablet, enrolled and connected; disposing the scope closes both and their access cards.</summary>
+    private async Task<(ControlConnection Phone, ControlConnection Tablet, IAsyncDisposable Scope)> PhoneAndTabletAsync(CancellationToken ct)
+    {
+        var (phone, _, phoneAccess) = await DeviceAsync("phone", ct);
+        var (tablet, _, tabletAccess) = await DeviceAsync("tablet", ct);
+        return (phone, tablet, new DeviceScope([(phone, phoneAccess), (tablet, tabletAccess)]));
+    }
+
+    private sealed class DeviceScope(IReadOnlyList<(ControlConnection Control, AccessCard Access)> devices) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var (control, access) in devices)
+            {
+                await control.DisposeAsync();
+                access.Dispose();
+            }
+        }
+    }
+
     private static async Task<ErrorCode> RefusedAsync(Func<Task> request)
     {
         var e = await Assert.ThrowsAsync<ControlErrorException>(request);
@@ -55,12 +75,8 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
     public async Task ADeviceWithoutItsOwnPins_CanNeitherDelegateNorPayNorRead_WhileAnotherIsUnlocked()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
-        var (a, _, accessA) = await DeviceAsync("phone", cts.Token);
-        var (b, _, accessB) = await DeviceAsync("tablet", cts.Token);
-        await using var _a = a;
-        await using var _b = b;
-        using var __a = accessA;
-        using var __b = accessB;
+        var (a, b, devices) = await PhoneAndTabletAsync(cts.Token);
+        await using var owned = devices;
         await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
 
         foreach (var mode in new[] { DelegationMode.Resume, DelegationMode.Handoff, DelegationMode.Relay, DelegationMode.Assist, DelegationMode.Auto })
@@ -112,12 +128,8 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
     public async Task AWrongPin2FromAnotherDevice_NeitherUnlocksItNorInterruptsTheFirst()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
-        var (a, _, accessA) = await DeviceAsync("phone", cts.Token);
-        var (b, _, accessB) = await DeviceAsync("tablet", cts.Token);
-        await using var _a = a;
-        await using var _b = b;
-        using var __a = accessA;
-        using var __b = accessB;
+        var (a, b, devices) = await PhoneAndTabletAsync(cts.Token);
+        await using var owned = devices;
         await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
 
         var e = await Assert.ThrowsAsync<ControlErrorException>(() => new HomeControl(b).UnlockAsync(HomeFixture.Pin1, "0000", cts.Token));
@@ -164,7 +176,7 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
                 break;
             default:
                 // The device's idle timer ran out: its stored last use is older than the timeout.
-                await new SqlDeviceSessionStore(PurseStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)))
+                await new SqlDeviceSessionStore(HomeStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)))
                     .SaveAsync(new DeviceSession(id, "idle", DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddMinutes(-11)), cts.Token);
                 break;
         }

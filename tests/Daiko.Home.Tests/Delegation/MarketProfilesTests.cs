@@ -1,20 +1,15 @@
 using Daiko.Home.Delegation;
 using Daiko.Home.Storage;
 using Daiko.Protocol;
+using Daiko.Home.Tests.Storage;
 using Daiko.TestSupport;
 using Xunit;
 
 namespace Daiko.Home.Tests.Delegation;
 
 /// <summary>Market profiles and the choice of mode for auto, and the declared payees: one contract, run on SQLite and on a real PostgreSQL server.</summary>
-public abstract class MarketProfilesContract : IDisposable
+public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kind, "daiko-mp")
 {
-    protected readonly string Dir = Directory.CreateTempSubdirectory("daiko-mp-").FullName;
-
-    protected abstract IHomeStore Store();
-
-    public virtual void Dispose() => Directory.Delete(Dir, recursive: true);
-
     [Theory]
     [InlineData(true, true, DelegationMode.Resume)]
     [InlineData(true, false, DelegationMode.Handoff)]
@@ -60,25 +55,11 @@ public abstract class MarketProfilesContract : IDisposable
     }
 }
 
-public sealed class SqliteMarketProfilesTests : MarketProfilesContract
+public sealed class SqliteMarketProfilesTests() : MarketProfilesContract(StoreKind.Sqlite)
 {
-    protected override IHomeStore Store() => PurseStore.Sqlite(Path.Combine(Dir, "home.db"));
 }
 
 [Collection("home card")]
-public sealed class PostgresMarketProfilesTests : MarketProfilesContract
+public sealed class PostgresMarketProfilesTests() : MarketProfilesContract(StoreKind.Postgres)
 {
-    private PostgresServer? _server;
-
-    protected override IHomeStore Store()
-    {
-        _server ??= PostgresServer.StartAsync(Dir).GetAwaiter().GetResult();
-        return PurseStore.Postgres(_server.ConnectionString);
-    }
-
-    public override void Dispose()
-    {
-        _server?.Dispose();
-        base.Dispose();
-    }
 }

@@ -11,30 +11,15 @@ namespace Daiko.Home.Tests.Money;
 
 /// <summary>The e-purse on SQLite (the embedded default).</summary>
 [Collection("home card")]
-public sealed class SqlitePurseLedgerTests : PurseLedgerContract
+public sealed class SqlitePurseLedgerTests() : PurseLedgerContract(StoreKind.Sqlite)
 {
-    protected override Daiko.Home.Storage.IHomeStore CreateStore(string directory) => Daiko.Home.Storage.PurseStore.Sqlite(Path.Combine(directory, "home.db"));
 }
 
 /// <summary>The same contract on a real PostgreSQL server (hosted deployments, F18).</summary>
 [Collection("home card")]
-public sealed class PostgresPurseLedgerTests : PurseLedgerContract
+public sealed class PostgresPurseLedgerTests() : PurseLedgerContract(StoreKind.Postgres)
 {
-    private PostgresServer? _server;
-
-    protected override Daiko.Home.Storage.IHomeStore CreateStore(string directory)
-    {
-        _server = PostgresServer.StartAsync(directory).GetAwaiter().GetResult();
-        return Daiko.Home.Storage.PurseStore.Postgres(_server.ConnectionString);
-    }
-
-    protected override void TamperWithBalance(string directory) => Daiko.Home.Tests.Money.PostgresTamper.SetBalance(_server!.ConnectionString);
-
-    public override void Dispose()
-    {
-        base.Dispose();
-        _server?.Dispose();
-    }
+    protected override void TamperWithBalance() => PostgresTamper.SetBalance(PostgresConnectionString);
 }
 
 internal static class PostgresTamper
@@ -53,23 +38,17 @@ internal static class PostgresTamper
 /// One contract for every purse store: the e-purse with the real home card (SoftHSM2) signing every
 /// card message in its token.
 /// </summary>
-public abstract class PurseLedgerContract : IDisposable
+public abstract class PurseLedgerContract : PurseContract
 {
-    protected abstract Daiko.Home.Storage.IHomeStore CreateStore(string directory);
-
-    protected virtual void TamperWithBalance(string directory)
+    protected virtual void TamperWithBalance()
     {
-        using var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(directory, "home.db")};Pooling=False");
+        using var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(Dir, "home.db")};Pooling=False");
         c.Open();
         using var cmd = c.CreateCommand();
         cmd.CommandText = "UPDATE purse_balances SET amount = 5000";
         cmd.ExecuteNonQuery();
     }
 
-    private readonly TempDirectory _dir = new("daiko-purse");
-    private readonly HomeCard _card;
-    private readonly ECDsa _market = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-    private readonly ECDsa _bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
     private readonly ManualTime _time = new();
     private readonly PurseLedger _ledger;
 
@@ -80,35 +59,24 @@ public abstract class PurseLedgerContract : IDisposable
         public override DateTimeOffset GetUtcNow() => Now;
     }
 
-    protected PurseLedgerContract()
+    protected PurseLedgerContract(StoreKind kind)
+        : base(kind, "daiko-purse")
     {
-        _card = HomeCard.Initialize(new HomeCardOptions(_dir.Path), HomeCardKeyType.P256, HomeFixture.Pin1, HomeFixture.Pin2, "admin-code-123");
-        _card.EnterPin1(HomeFixture.Pin1);
-        _card.EnterPin2(HomeFixture.Pin2);
-        _ledger = new PurseLedger(CreateStore(_dir.Path), new HomeCardPurse(_card),
-            (party, role) => (party, role) switch { ("market.test", PayeeRole.Market) => _market, ("bank.test", PayeeRole.Bank) => _bank, _ => null }, _time);
-    }
-
-    public virtual void Dispose()
-    {
-        _card.Dispose();
-        _market.Dispose();
-        _bank.Dispose();
-        _dir.Dispose();
+        _ledger = NewLedger(_time);
     }
 
     private byte[] RefillOf(long amount, string id = "r1", string currency = "JPY", string? card = null, TimeSpan? validFor = null) =>
-        new Refill("bank.test", card ?? _card.CardId, id, amount, currency, _time.Now + (validFor ?? TimeSpan.FromMinutes(5))).Sign(_bank);
+        new Refill("bank.test", card ?? Card.CardId, id, amount, currency, _time.Now + (validFor ?? TimeSpan.FromMinutes(5))).Sign(Bank);
 
     private byte[] RequestOf(long amount, string id = "q1", string currency = "JPY", TimeSpan? validFor = null) =>
-        new PaymentRequest("market.test", "order-" + id, id, amount, currency, _time.Now + (validFor ?? TimeSpan.FromMinutes(5)), "").Sign(_market);
+        new PaymentRequest("market.test", "order-" + id, id, amount, currency, _time.Now + (validFor ?? TimeSpan.FromMinutes(5)), "").Sign(Market);
 
     private byte[] ConfirmationOf(Payment payment) =>
-        new CancellationConfirmation("market.test", payment.PaymentId, payment.Amount, payment.Currency, _time.Now).Sign(_market);
+        new CancellationConfirmation("market.test", payment.PaymentId, payment.Amount, payment.Currency, _time.Now).Sign(Market);
 
     private T VerifyCard<T>(byte[] cose) where T : MoneyMessage, IMoneyKind<T>
     {
-        using var key = _card.PursePublicKey();
+        using var key = Card.PursePublicKey();
         return MoneyCodec.Verify<T>(cose, key);
     }
 
@@ -166,7 +134,7 @@ public abstract class PurseLedgerContract : IDisposable
     public void Refuses_ForgedOrAlteredMessagesOfEveryKind()
     {
         using var forger = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var forgedRefill = new Refill("bank.test", _card.CardId, "f1", 1_000_000L, "JPY", _time.Now.AddMinutes(5)).Sign(forger);
+        var forgedRefill = new Refill("bank.test", Card.CardId, "f1", 1_000_000L, "JPY", _time.Now.AddMinutes(5)).Sign(forger);
         Assert.Equal(PurseRefusal.BadSignature, Assert.Throws<PurseException>(() => _ledger.Refill(forgedRefill)).Refusal);
 
         var altered = RequestOf(10);
@@ -207,7 +175,7 @@ public abstract class PurseLedgerContract : IDisposable
     public void CardNotReady_MovesNoMoney()
     {
         _ledger.Refill(RefillOf(1_000));
-        _card.Done();
+        Card.Done();
         Assert.Equal(PurseRefusal.CardNotReady, Assert.Throws<PurseException>(() => _ledger.Pay(RequestOf(10))).Refusal);
         Assert.Equal(1_000, _ledger.Balance("JPY"));
     }
@@ -218,7 +186,7 @@ public abstract class PurseLedgerContract : IDisposable
         _ledger.Refill(RefillOf(1_000));
         _ledger.Pay(RequestOf(100));
         Assert.True(_ledger.VerifyLog());
-        TamperWithBalance(_dir.Path);
+        TamperWithBalance();
         Assert.False(_ledger.VerifyLog());
     }
 
@@ -256,9 +224,41 @@ public abstract class PurseLedgerContract : IDisposable
     [Fact]
     public void ARefillForAnotherCard_IsRefused_AndCreditsNothing()
     {
-        var e = Assert.Throws<PurseException>(() => _ledger.Refill(RefillOf(5_000, "r-other", card: new string('0', _card.CardId.Length))));
+        var e = Assert.Throws<PurseException>(() => _ledger.Refill(RefillOf(5_000, "r-other", card: new string('0', Card.CardId.Length))));
         Assert.Equal(PurseRefusal.WrongCard, e.Refusal);
         Assert.Equal(0, _ledger.Balance("JPY"));
         Assert.Empty(_ledger.History());
+    }
+
+    [Fact]
+    public void AHistoryAboveOneMebibyte_ReadsBackInPages_EachFrameUnderTheLimit()
+    {
+        const int refills = 300;
+        for (var i = 0; i < refills; i++) _ledger.Refill(RefillOf(1, $"r{i:D4}-" + new string('x', 3_600)));
+
+        var seen = new List<string>();
+        var after = 0L;
+        var pages = 0;
+        var total = 0L;
+        while (true)
+        {
+            var page = Daiko.Home.Handlers.WalletHandler.HistoryPage(_ledger, after);
+            var frame = Daiko.Protocol.Wire.ControlFrame.Encode(2 * pages + 1, page);
+            Assert.True(frame.Length <= Daiko.Protocol.ControlProtocol.MaxFrameBytes, $"page {pages} is a frame of {frame.Length} bytes");
+            var read = Assert.IsType<Daiko.Protocol.Messages.WalletHistoryReply>(Daiko.Protocol.Wire.ControlFrame.Decode(frame.AsMemory(4)).Message);
+            Assert.True(read.Intact);
+            seen.AddRange(read.Entries);
+            total += frame.Length;
+            pages++;
+            if (!read.More) break;
+            Assert.True(read.Last > after, "a page did not move on");
+            after = read.Last;
+            Assert.True(pages < 50, "paging did not end");
+        }
+
+        Assert.True(total > 1 << 20, $"the history was only {total} bytes");
+        Assert.True(pages > 1, "the whole history came back in one reply");
+        Assert.Equal(refills, seen.Count);
+        Assert.Equal(refills, seen.Distinct().Count());
     }
 }

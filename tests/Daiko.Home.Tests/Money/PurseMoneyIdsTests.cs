@@ -10,76 +10,56 @@ using Xunit;
 namespace Daiko.Home.Tests.Money;
 
 [Collection("home card")]
-public sealed class SqlitePurseMoneyIdsTests : PurseMoneyIdsContract
+public sealed class SqlitePurseMoneyIdsTests() : PurseMoneyIdsContract(StoreKind.Sqlite)
 {
-    protected override IHomeStore CreateStore(string directory) => PurseStore.Sqlite(Path.Combine(directory, "home.db"));
 }
 
 [Collection("home card")]
-public sealed class PostgresPurseMoneyIdsTests : PurseMoneyIdsContract
+public sealed class PostgresPurseMoneyIdsTests() : PurseMoneyIdsContract(StoreKind.Postgres)
 {
-    private PostgresServer? _server;
-
-    protected override IHomeStore CreateStore(string directory)
-    {
-        _server = PostgresServer.StartAsync(directory).GetAwaiter().GetResult();
-        return PurseStore.Postgres(_server.ConnectionString);
-    }
-
-    public override void Dispose()
-    {
-        base.Dispose();
-        _server?.Dispose();
-    }
 }
 
 /// <summary>
 /// Roles and ids: a refill counts only when a bank signed it and a payment request only when a market
 /// did; an id belongs to the party that signed it; the same id with another message is a conflict.
 /// </summary>
-public abstract class PurseMoneyIdsContract : IDisposable
+public abstract class PurseMoneyIdsContract : PurseContract
 {
-    private readonly TempDirectory _dir = new("daiko-ids");
-    private readonly HomeCard _card;
     private readonly ECDsa _marketA = ECDsa.Create(ECCurve.NamedCurves.nistP256);
     private readonly ECDsa _marketB = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-    private readonly ECDsa _bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
     private readonly ECDsa _bank2 = ECDsa.Create(ECCurve.NamedCurves.nistP256);
     private readonly PurseLedger _ledger;
 
-    protected PurseMoneyIdsContract()
+    protected PurseMoneyIdsContract(StoreKind kind)
+        : base(kind, "daiko-ids")
     {
-        _card = HomeCard.Initialize(new HomeCardOptions(_dir.Path), HomeCardKeyType.P256, HomeFixture.Pin1, HomeFixture.Pin2, "admin-code-123");
-        _card.EnterPin1(HomeFixture.Pin1);
-        _card.EnterPin2(HomeFixture.Pin2);
-        _ledger = new PurseLedger(CreateStore(_dir.Path), new HomeCardPurse(_card), (party, role) => (party, role) switch
-        {
-            ("market-a", PayeeRole.Market) => _marketA,
-            ("market-b", PayeeRole.Market) => _marketB,
-            ("bank-1", PayeeRole.Bank) => _bank,
-            ("bank-2", PayeeRole.Bank) => _bank2,
-            _ => null,
-        });
+        _ledger = NewLedger();
     }
 
-    protected abstract IHomeStore CreateStore(string directory);
-
-    public virtual void Dispose()
+    protected override ECDsa? KeyOf(string party, PayeeRole role) => (party, role) switch
     {
-        _card.Dispose();
-        foreach (var key in new[] { _marketA, _marketB, _bank, _bank2 }) key.Dispose();
-        _dir.Dispose();
+        ("market-a", PayeeRole.Market) => _marketA,
+        ("market-b", PayeeRole.Market) => _marketB,
+        ("bank-1", PayeeRole.Bank) => Bank,
+        ("bank-2", PayeeRole.Bank) => _bank2,
+        _ => null,
+    };
+
+    public override void Dispose()
+    {
+        foreach (var key in new[] { _marketA, _marketB, _bank2 }) key.Dispose();
+        base.Dispose();
     }
 
     private static readonly DateTimeOffset Later = DateTimeOffset.UtcNow.AddHours(1);
 
-    private byte[] Refill(string bank, ECDsa key, string id, long amount) => new Refill(bank, _card.CardId, id, amount, "JPY", Later).Sign(key);
+    private byte[] Refill(string bank, ECDsa key, string id, long amount) => new Refill(bank, Card.CardId, id, amount, "JPY", Later).Sign(key);
 
     private static byte[] Request(string market, ECDsa key, string id, long amount) => new PaymentRequest(market, "order-" + id, id, amount, "JPY", Later, "").Sign(key);
 
     private Payment Paid(byte[] answer)
     {
-        using var purse = _card.PursePublicKey();
+        using var purse = Card.PursePublicKey();
         return MoneyCodec.Verify<Payment>(answer, purse);
     }
 
@@ -97,9 +77,9 @@ public abstract class PurseMoneyIdsContract : IDisposable
     [Fact]
     public void APaymentRequestSignedByABank_IsNotPaid()
     {
-        _ledger.Refill(Refill("bank-1", _bank, "r1", 1_000));
+        _ledger.Refill(Refill("bank-1", Bank, "r1", 1_000));
 
-        var e = Assert.Throws<PurseException>(() => _ledger.Pay(Request("bank-1", _bank, "q1", 500)));
+        var e = Assert.Throws<PurseException>(() => _ledger.Pay(Request("bank-1", Bank, "q1", 500)));
 
         Assert.Contains("'bank-1' is not a registered market", e.Message, StringComparison.Ordinal);
         Assert.Equal(1_000, _ledger.Balance("JPY"));
@@ -108,7 +88,7 @@ public abstract class PurseMoneyIdsContract : IDisposable
     [Fact]
     public void TheSameRequestIdFromTwoMarkets_IsTwoPayments_AndNeitherIsHandedTheOthers()
     {
-        _ledger.Refill(Refill("bank-1", _bank, "r1", 1_000));
+        _ledger.Refill(Refill("bank-1", Bank, "r1", 1_000));
 
         var a = Paid(_ledger.Pay(Request("market-a", _marketA, "same", 300)));
         var b = Paid(_ledger.Pay(Request("market-b", _marketB, "same", 200)));
@@ -122,7 +102,7 @@ public abstract class PurseMoneyIdsContract : IDisposable
     [Fact]
     public void ARefillIdOneBankUsed_DoesNotUseUpTheSameIdOfAnotherBank()
     {
-        _ledger.Refill(Refill("bank-1", _bank, "r-7", 1_000));
+        _ledger.Refill(Refill("bank-1", Bank, "r-7", 1_000));
         _ledger.Refill(Refill("bank-2", _bank2, "r-7", 1_000));
 
         Assert.Equal(2_000, _ledger.Balance("JPY"));
@@ -131,13 +111,13 @@ public abstract class PurseMoneyIdsContract : IDisposable
     [Fact]
     public void AnIdenticalRepeat_SignedAfresh_GetsTheFirstAnswer_AndAnotherMessageUnderTheSameIdIsAConflict()
     {
-        _ledger.Refill(Refill("bank-1", _bank, "r1", 1_000));
+        _ledger.Refill(Refill("bank-1", Bank, "r1", 1_000));
         var first = _ledger.Pay(Request("market-a", _marketA, "q1", 300));
 
         // ECDSA signatures differ each time: the same content is the same request.
         Assert.Equal(first, _ledger.Pay(Request("market-a", _marketA, "q1", 300)));
         var conflict = Assert.Throws<PurseException>(() => _ledger.Pay(Request("market-a", _marketA, "q1", 301)));
-        var refillConflict = Assert.Throws<PurseException>(() => _ledger.Refill(Refill("bank-1", _bank, "r1", 5_000)));
+        var refillConflict = Assert.Throws<PurseException>(() => _ledger.Refill(Refill("bank-1", Bank, "r1", 5_000)));
 
         Assert.Equal(PurseRefusal.Conflict, conflict.Refusal);
         Assert.Equal(PurseRefusal.Conflict, refillConflict.Refusal);

@@ -12,11 +12,8 @@ namespace Daiko.Home.Tests.Money;
 
 /// <summary>The card's seal on a real SQLite file and a real SoftHSM2 token.</summary>
 [Collection("home card")]
-public sealed class SqlitePurseSealTests : PurseSealContract
+public sealed class SqlitePurseSealTests() : PurseSealContract(StoreKind.Sqlite)
 {
-    protected override IHomeStore CreateStore(string directory) => PurseStore.Sqlite(DatabasePath);
-
-    private string DatabasePath => Path.Combine(Directory, "home.db");
 
     [Fact]
     public void ACopyOfHomeDbFromBeforeAPayment_IsRefusedByTheCurrentToken()
@@ -51,92 +48,51 @@ public sealed class SqlitePurseSealTests : PurseSealContract
 
 /// <summary>The same on a real PostgreSQL server.</summary>
 [Collection("home card")]
-public sealed class PostgresPurseSealTests : PurseSealContract
+public sealed class PostgresPurseSealTests() : PurseSealContract(StoreKind.Postgres)
 {
-    private PostgresServer? _server;
-
-    protected override IHomeStore CreateStore(string directory)
-    {
-        _server = PostgresServer.StartAsync(directory).GetAwaiter().GetResult();
-        return PurseStore.Postgres(_server.ConnectionString);
-    }
-
     protected override string DropEditTriggerSql => "DROP TRIGGER purse_log_edited ON purse_log";
-
-    public override void Dispose()
-    {
-        base.Dispose();
-        _server?.Dispose();
-    }
 }
 
 /// <summary>
 /// Every way of editing the purse's rows on disk is refused by Pay, Refill and Cancel before anything
 /// moves; a rolled-back purse meets the token's counter; a purse from before the seal is sealed once.
 /// </summary>
-public abstract class PurseSealContract : IDisposable
+public abstract class PurseSealContract : PurseContract
 {
-    private readonly TempDirectory _dir = new("daiko-seal");
-    private readonly ECDsa _market = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-    private readonly ECDsa _bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-    private readonly IHomeStore _store;
-    private HomeCard _card;
     private string? _paymentId;
 
-    protected PurseSealContract()
+    protected PurseSealContract(StoreKind kind)
+        : base(kind, "daiko-seal", "card-a")
     {
-        _card = NewCard("card-a");
-        _store = CreateStore(_dir.Path);
         Ledger = NewLedger();
     }
-
-    protected abstract IHomeStore CreateStore(string directory);
 
     /// <summary>What an attacker runs to stop the store counting edits of the log.</summary>
     protected virtual string DropEditTriggerSql => "DROP TRIGGER purse_log_updated";
 
-    protected string Directory => _dir.Path;
+    protected string Directory => Dir;
 
     protected PurseLedger Ledger { get; private set; }
 
-    private HomeCard NewCard(string name)
-    {
-        var card = HomeCard.Initialize(new HomeCardOptions(Path.Combine(_dir.Path, name)), HomeCardKeyType.P256, HomeFixture.Pin1, HomeFixture.Pin2, "admin-code-123");
-        card.EnterPin1(HomeFixture.Pin1);
-        card.EnterPin2(HomeFixture.Pin2);
-        return card;
-    }
-
-    private PurseLedger NewLedger() =>
-        new(_store, new HomeCardPurse(_card), (party, role) => (party, role) switch { ("market.test", PayeeRole.Market) => _market, ("bank.test", PayeeRole.Bank) => _bank, _ => null });
-
-    public virtual void Dispose()
-    {
-        _card.Dispose();
-        _market.Dispose();
-        _bank.Dispose();
-        _dir.Dispose();
-    }
-
     protected byte[] RefillOf(long amount, string id = "r1") =>
-        new Refill("bank.test", _card.CardId, id, amount, "JPY", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(_bank);
+        new Refill("bank.test", Card.CardId, id, amount, "JPY", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(Bank);
 
     protected byte[] RequestOf(long amount, string id = "q1") =>
-        new PaymentRequest("market.test", "order-" + id, id, amount, "JPY", DateTimeOffset.UtcNow.AddMinutes(5), "").Sign(_market);
+        new PaymentRequest("market.test", "order-" + id, id, amount, "JPY", DateTimeOffset.UtcNow.AddMinutes(5), "").Sign(Market);
 
     /// <summary>A refill, two payments: a purse with three log entries and a payment still cancellable.</summary>
     private void ThreeEntries()
     {
         Ledger.Refill(RefillOf(1_000));
         Ledger.Pay(RequestOf(100, "first"));
-        using var purse = _card.PursePublicKey();
+        using var purse = Card.PursePublicKey();
         _paymentId = MoneyCodec.Verify<Payment>(Ledger.Pay(RequestOf(200, "second")), purse).PaymentId;
         Assert.Equal(700, Ledger.Balance("JPY"));
     }
 
     private void Sql(string sql)
     {
-        using var c = _store.Open();
+        using var c = OpenedStore.Open();
         using var cmd = c.CreateCommand();
         cmd.CommandText = sql;
         cmd.ExecuteNonQuery();
@@ -144,7 +100,7 @@ public abstract class PurseSealContract : IDisposable
 
     private (long Balance, long LogRows, long Payments, long Answers) Snapshot()
     {
-        using var c = _store.Open();
+        using var c = OpenedStore.Open();
         long Scalar(string sql)
         {
             using var cmd = c.CreateCommand();
@@ -249,7 +205,7 @@ public abstract class PurseSealContract : IDisposable
     {
         Ledger.Refill(RefillOf(1_000));
         byte[] seal;
-        using (var c = _store.Open())
+        using (var c = OpenedStore.Open())
         using (var cmd = c.CreateCommand())
         {
             cmd.CommandText = "SELECT seal FROM purse_seal";
@@ -260,7 +216,7 @@ public abstract class PurseSealContract : IDisposable
         Sql("DELETE FROM purse_log WHERE seq > 1");
         Sql("DELETE FROM purse_payments");
         Sql("UPDATE purse_balances SET amount = 1000");
-        using (var c = _store.Open())
+        using (var c = OpenedStore.Open())
         using (var cmd = c.CreateCommand())
         {
             cmd.CommandText = "UPDATE purse_seal SET counter = 1, seal = @s";
@@ -281,16 +237,16 @@ public abstract class PurseSealContract : IDisposable
         Ledger.Pay(RequestOf(300, "old"));
         // The same purse as an older version left it: no seal, and a card whose token never kept a counter.
         Sql("DELETE FROM purse_seal");
-        _card.Dispose();
-        _card = NewCard("card-b");
+        Card.Dispose();
+        Card = UnlockedCard(Path.Combine(Dir, "card-b"));
         Ledger = NewLedger();
 
         Ledger.SealIfUnsealed();
         Ledger.SealIfUnsealed();
-        Assert.Equal(1, _card.ReadPurseCounter());
+        Assert.Equal(1, Card.ReadPurseCounter());
         Ledger.Pay(RequestOf(200, "new"));
         Assert.Equal(500, Ledger.Balance("JPY"));
-        Assert.Equal(2, _card.ReadPurseCounter());
+        Assert.Equal(2, Card.ReadPurseCounter());
     }
 
     [Fact]
@@ -299,12 +255,12 @@ public abstract class PurseSealContract : IDisposable
         Ledger.Refill(RefillOf(1_000));
         Sql("DELETE FROM purse_seal");
         Sql("UPDATE purse_balances SET amount = 5000");
-        _card.Dispose();
-        _card = NewCard("card-b");
+        Card.Dispose();
+        Card = UnlockedCard(Path.Combine(Dir, "card-b"));
         Ledger = NewLedger();
 
         Assert.Equal(PurseRefusal.SealBroken, Assert.Throws<PurseException>(() => Ledger.SealIfUnsealed()).Refusal);
-        Assert.Null(_card.ReadPurseCounter());
+        Assert.Null(Card.ReadPurseCounter());
         AssertRefusedAndNothingMoves("altered");
     }
 }

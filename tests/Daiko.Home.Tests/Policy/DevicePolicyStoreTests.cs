@@ -1,19 +1,14 @@
 using Daiko.Home.Policy;
 using Daiko.Home.Storage;
+using Daiko.Home.Tests.Storage;
 using Daiko.TestSupport;
 using Xunit;
 
 namespace Daiko.Home.Tests.Policy;
 
 /// <summary>Device policies and last use in the home store: one contract, run on SQLite and on a real PostgreSQL server.</summary>
-public abstract class DevicePolicyStoreContract : IDisposable
+public abstract class DevicePolicyStoreContract(StoreKind kind) : StoreContract(kind, "daiko-policy")
 {
-    protected readonly string Dir = Directory.CreateTempSubdirectory("daiko-policy-").FullName;
-
-    protected abstract IHomeStore Store();
-
-    public virtual void Dispose() => Directory.Delete(Dir, recursive: true);
-
     [Fact]
     public async Task APolicy_IsKeptByDeviceName_UpdatedInPlace_AndSurvivesReopening()
     {
@@ -65,25 +60,11 @@ public abstract class DevicePolicyStoreContract : IDisposable
     }
 }
 
-public sealed class SqliteDevicePolicyStoreTests : DevicePolicyStoreContract
+public sealed class SqliteDevicePolicyStoreTests() : DevicePolicyStoreContract(StoreKind.Sqlite)
 {
-    protected override IHomeStore Store() => PurseStore.Sqlite(Path.Combine(Dir, "home.db"));
 }
 
 [Collection("home card")]
-public sealed class PostgresDevicePolicyStoreTests : DevicePolicyStoreContract
+public sealed class PostgresDevicePolicyStoreTests() : DevicePolicyStoreContract(StoreKind.Postgres)
 {
-    private PostgresServer? _server;
-
-    protected override IHomeStore Store()
-    {
-        _server ??= PostgresServer.StartAsync(Dir).GetAwaiter().GetResult();
-        return PurseStore.Postgres(_server.ConnectionString);
-    }
-
-    public override void Dispose()
-    {
-        _server?.Dispose();
-        base.Dispose();
-    }
 }

@@ -115,4 +115,22 @@ public sealed class DevicePolicyTests
         using var next = holdings.Reserve("dev", "m.test:443", 1);
         Assert.Equal(1, holdings.Count("dev", "m.test:443"));
     }
+
+    [Fact]
+    public void TicketHoldings_RoomFor_CountsThePlacesLeft_AndRefusesAFullBudget_WithoutReserving()
+    {
+        var time = new ManualTime();
+        var holdings = new TicketHoldings(time);
+        Assert.Equal(3, holdings.RoomFor("dev", "m.test:443", 3));
+        using (var held = holdings.Reserve("dev", "m.test:443", 3)) held.Handed(time.Now.AddMinutes(5));
+        using (var held = holdings.Reserve("dev", "m.test:443", 3)) held.Handed(time.Now.AddMinutes(10));
+
+        Assert.Equal(1, holdings.RoomFor("dev", "m.test:443", 3));
+        Assert.Equal(1, holdings.RoomFor("dev", "m.test:443", 3)); // a query reserves nothing
+        Assert.Equal(3, holdings.RoomFor("tablet", "m.test:443", 3));
+        Assert.Equal(PolicyRule.MaxTickets, Assert.Throws<PolicyRefusedException>(() => holdings.RoomFor("dev", "m.test:443", 2)).Rule);
+
+        time.Now = time.Now.AddMinutes(6);
+        Assert.Equal(1, holdings.RoomFor("dev", "m.test:443", 2));
+    }
 }

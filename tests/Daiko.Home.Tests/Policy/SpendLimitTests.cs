@@ -5,6 +5,7 @@ using Daiko.Home.Policy;
 using Daiko.Home.Storage;
 using Daiko.Home.Tests.Server;
 using Daiko.Money;
+using Daiko.Home.Tests.Money;
 using Daiko.TestSupport;
 using Xunit;
 
@@ -14,42 +15,18 @@ namespace Daiko.Home.Tests.Policy;
 /// A device's daily spend limit, charged in the purse's own transaction: payments racing from two
 /// ledgers on one store (two home-server processes, or two nodes) never pass it. SQLite and PostgreSQL.
 /// </summary>
-public abstract class SpendLimitContract : IDisposable
+public abstract class SpendLimitContract(StoreKind kind) : PurseContract(kind, "daiko-spend")
 {
-    private readonly TempDirectory _dir = new("daiko-spend");
-    private readonly HomeCard _card;
-    private readonly ECDsa _market = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-    private readonly ECDsa _bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-    private readonly IHomeStore _store;
-
-    protected SpendLimitContract()
-    {
-        _card = HomeCard.Initialize(new HomeCardOptions(_dir.Path), HomeCardKeyType.P256, HomeFixture.Pin1, HomeFixture.Pin2, "admin-code-123");
-        _card.EnterPin1(HomeFixture.Pin1);
-        _card.EnterPin2(HomeFixture.Pin2);
-        _store = CreateStore(_dir.Path);
-    }
-
-    protected abstract IHomeStore CreateStore(string directory);
-
-    public virtual void Dispose()
-    {
-        _card.Dispose();
-        _market.Dispose();
-        _bank.Dispose();
-        _dir.Dispose();
-    }
-
-    private PurseLedger Ledger() => new(_store, new HomeCardPurse(_card), (party, role) => (party, role) switch { ("market.test", Daiko.Home.Storage.PayeeRole.Market) => _market, ("bank.test", Daiko.Home.Storage.PayeeRole.Bank) => _bank, _ => null });
+    private PurseLedger Ledger() => NewLedger();
 
     private byte[] Request(string id, long amount, string currency = "JPY") =>
-        new PaymentRequest("market.test", "order-" + id, id, amount, currency, DateTimeOffset.UtcNow.AddMinutes(5), "").Sign(_market);
+        new PaymentRequest("market.test", "order-" + id, id, amount, currency, DateTimeOffset.UtcNow.AddMinutes(5), "").Sign(Market);
 
     [Fact]
     public async Task ConcurrentPayments_NeverSpendMoreThanTheDailyLimit()
     {
         var first = Ledger();
-        first.Refill(new Refill("bank.test", _card.CardId, "r1", 100_000, "JPY", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(_bank));
+        first.Refill(new Refill("bank.test", Card.CardId, "r1", 100_000, "JPY", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(Bank));
         var ledgers = new[] { first, Ledger() };
         var spend = new DeviceSpend("phone", 1000, TimeProvider.System);
         first.Pay(Request("warm-up", 100), spend.Charge);
@@ -86,8 +63,8 @@ public abstract class SpendLimitContract : IDisposable
     public void TheLimit_IsPerDevice_PerCurrency_AndARefusedPaymentMovesNothing()
     {
         var ledger = Ledger();
-        ledger.Refill(new Refill("bank.test", _card.CardId, "r1", 10_000, "JPY", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(_bank));
-        ledger.Refill(new Refill("bank.test", _card.CardId, "r2", 10_000, "EUR", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(_bank));
+        ledger.Refill(new Refill("bank.test", Card.CardId, "r1", 10_000, "JPY", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(Bank));
+        ledger.Refill(new Refill("bank.test", Card.CardId, "r2", 10_000, "EUR", DateTimeOffset.UtcNow.AddMinutes(5)).Sign(Bank));
         var phone = new DeviceSpend("phone", 500, TimeProvider.System);
 
         ledger.Pay(Request("a", 400), phone.Charge);
@@ -105,25 +82,11 @@ public abstract class SpendLimitContract : IDisposable
 }
 
 [Collection("home card")]
-public sealed class SqliteSpendLimitTests : SpendLimitContract
+public sealed class SqliteSpendLimitTests() : SpendLimitContract(StoreKind.Sqlite)
 {
-    protected override IHomeStore CreateStore(string directory) => PurseStore.Sqlite(Path.Combine(directory, "home.db"));
 }
 
 [Collection("home card")]
-public sealed class PostgresSpendLimitTests : SpendLimitContract
+public sealed class PostgresSpendLimitTests() : SpendLimitContract(StoreKind.Postgres)
 {
-    private PostgresServer? _server;
-
-    protected override IHomeStore CreateStore(string directory)
-    {
-        _server = PostgresServer.StartAsync(directory).GetAwaiter().GetResult();
-        return PurseStore.Postgres(_server.ConnectionString);
-    }
-
-    public override void Dispose()
-    {
-        base.Dispose();
-        _server?.Dispose();
-    }
 }

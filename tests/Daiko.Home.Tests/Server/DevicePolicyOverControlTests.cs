@@ -54,7 +54,7 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
     /// <summary>Sets the phone's policy in the home store, as <c>home device policy</c> does, and waits until the server reads it.</summary>
     private async Task PolicyAsync(Func<DevicePolicy, DevicePolicy> change)
     {
-        var store = new SqlDevicePolicyStore(PurseStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)));
+        var store = new SqlDevicePolicyStore(HomeStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)));
         await store.SaveAsync("phone", change(await store.FindAsync("phone") ?? DevicePolicy.Default));
         await Task.Delay(DevicePolicies.Freshness * 2);
     }

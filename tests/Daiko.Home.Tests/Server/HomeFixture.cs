@@ -60,7 +60,7 @@ public sealed class HomeFixture : IAsyncDisposable
     public async Task<string> NewCodeAsync(string name)
     {
         var (secret, _) = await Server.Devices.AddEnrollmentCodeAsync(name);
-        await new Daiko.Home.Storage.SqlDevicePolicyStore(Daiko.Home.Storage.PurseStore.Sqlite(HomeServer.DatabasePath(HomeDirectory)))
+        await new Daiko.Home.Storage.SqlDevicePolicyStore(Daiko.Home.Storage.HomeStore.Sqlite(HomeServer.DatabasePath(HomeDirectory)))
             .SaveAsync(name, Daiko.Home.Policy.DevicePolicy.Default with { Markets = Daiko.Home.Policy.DevicePolicy.ParseMarkets(LoopbackMarkets.Markets), MaxTickets = LoopbackMarkets.MaxTickets });
         return EnrollmentCode.Compose(secret, Server.Identity.SpkiHash);
     }

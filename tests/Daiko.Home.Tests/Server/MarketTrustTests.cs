@@ -1,5 +1,4 @@
 using Daiko.Home.Trust;
-using Daiko.Home.Server;
 using Daiko.TestSupport;
 using Daiko.Tls;
 using Xunit;

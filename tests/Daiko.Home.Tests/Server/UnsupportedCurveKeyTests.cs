@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.Cose;
 using Daiko.Home.Devices;
 using Daiko.Home.Handlers;
-using Daiko.Home.Server;
+using Daiko.Home.Trust;
 using Daiko.Money;
 using Daiko.Protocol;
 using Daiko.Protocol.Messages;

@@ -3,7 +3,7 @@ using Daiko.TestSupport;
 namespace Daiko.Hostile.Tests.Peers;
 
 /// <summary>A real <c>daiko home serve</c> process on a free loopback port, with a fresh home made by <c>daiko home init</c>.</summary>
-public sealed class HomeServeProcess : IAsyncLifetime
+public class HomeServeProcess : IAsyncLifetime
 {
     public const string Pin1 = "1111";
     public const string Pin2 = "2222";
@@ -16,10 +16,13 @@ public sealed class HomeServeProcess : IAsyncLifetime
 
     public ExternalProcess Server { get; private set; } = null!;
 
-    public async Task InitializeAsync()
+    /// <summary>Options <c>home serve</c> starts with.</summary>
+    protected virtual string[] ServeOptions => [];
+
+    public virtual async Task InitializeAsync()
     {
         await Ok(["home", "init", "--home", Home, "--subject", TestPki.UserSubject], $"{Pin1}\n{Pin2}\nadmin-code-123\n");
-        await StartAsync();
+        await StartAsync(ServeOptions);
     }
 
     public async Task StartAsync(params string[] extra)
@@ -39,7 +42,7 @@ public sealed class HomeServeProcess : IAsyncLifetime
         return result;
     }
 
-    public Task DisposeAsync()
+    public virtual Task DisposeAsync()
     {
         Server.Dispose();
         Dir.Dispose();

@@ -26,13 +26,15 @@ public sealed class ControlPeer : IAsyncDisposable
         _ssl = ssl;
     }
 
-    public static async Task<ControlPeer> ConnectAsync(int port, string from = "127.0.0.1", X509Certificate2? certificate = null, TimeSpan? timeout = null)
+    /// <summary>Connects and completes TLS; <paramref name="preamble"/> (e.g. a PROXY protocol header) is sent first, in the clear.</summary>
+    public static async Task<ControlPeer> ConnectAsync(int port, string from = "127.0.0.1", X509Certificate2? certificate = null, TimeSpan? timeout = null, byte[]? preamble = null)
     {
         using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(30));
         var tcp = new TcpClient(new IPEndPoint(IPAddress.Parse(from), 0));
         try
         {
             await tcp.ConnectAsync(IPAddress.Loopback, port, cts.Token);
+            if (preamble is not null) await tcp.GetStream().WriteAsync(preamble, cts.Token);
             var ssl = new SslStream(tcp.GetStream(), leaveInnerStreamOpen: false);
             await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
             {

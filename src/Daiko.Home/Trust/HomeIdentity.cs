@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace Daiko.Home.Server;
+namespace Daiko.Home.Trust;
 
 /// <summary>
 /// The home server's own key and self-signed certificate: its identity on the control channel (pinned

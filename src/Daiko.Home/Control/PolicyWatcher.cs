@@ -1,0 +1,63 @@
+using Daiko.Home.Hosting;
+using Daiko.Home.Policy;
+using Daiko.Protocol.Messages;
+using Microsoft.Extensions.Logging;
+
+namespace Daiko.Home.Control;
+
+/// <summary>
+/// Picks up the owner's policy changes (written by <c>daiko home device policy</c> or the console,
+/// possibly in another process) for every device with an open channel, and when the rules its tickets
+/// were handed out under change (markets, modes, ticket count or lifetime), tells that device's agents
+/// to drop their ticket stock at once. Other devices keep theirs.
+/// </summary>
+public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry connections, TimeProvider time, ILogger logger)
+{
+    /// <summary>The ticket terms each device was last seen under (kept across reconnects: a change made while it was away still counts).</summary>
+    /// <summary>How often the connected devices' policies are looked at (a policy read is cached for half a second anyway).</summary>
+    public static readonly TimeSpan Poll = TimeSpan.FromSeconds(1);
+
+    private readonly Dictionary<string, string> _seen = new(StringComparer.Ordinal);
+
+    public async Task RunAsync(TimeSpan poll, CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(poll, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                try
+                {
+                    await CheckAsync(cancellationToken);
+                }
+                catch (System.Data.Common.DbException e)
+                {
+                    // A busy or briefly locked store: the next poll tries again.
+                    logger.PolicyReadFailed(e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>One look at the connected devices' policies; returns how many devices were told to drop their stock.</summary>
+    public async Task<int> CheckAsync(CancellationToken cancellationToken)
+    {
+        var told = 0;
+        foreach (var deviceId in connections.CountsByDevice().Keys.Where(d => d.Length > 0))
+        {
+            var (policy, name) = await policies.ForDeviceAsync(deviceId, cancellationToken);
+            var terms = policy.TicketTerms;
+            if (_seen.TryGetValue(deviceId, out var before) && before != terms)
+            {
+                await connections.NotifyDeviceAsync(deviceId, new DropTicketsNotice("the owner changed this device's policy"));
+                logger.PolicyChanged(name);
+                told++;
+            }
+            _seen[deviceId] = terms;
+        }
+        return told;
+    }
+}

@@ -1,0 +1,67 @@
+using System.Text.Json;
+using Daiko.Cards;
+using Daiko.Money;
+using Daiko.Home.Hosting;
+using Daiko.Home.Money;
+using Microsoft.Extensions.Logging;
+
+namespace Daiko.Home.Mail;
+
+/// <summary>
+/// F14: the purse's log mailed to the address in DIR/mail.json, every <c>interval</c> while the server
+/// runs and when a terminal asks. Reports go through the store's outbox (<see cref="ReportOutbox"/>),
+/// so an SMTP outage delays one and never loses it; each log head is signed in the home card.
+/// </summary>
+public sealed class PaymentReports(string directory, HomeCard card, PurseLedger ledger, ReportOutbox outbox, ILogger logger)
+{
+    private const string FileName = "mail.json";
+
+    /// <summary>Writes DIR/mail.json (what <c>daiko home mail set</c> stores; no secret in it).</summary>
+    public static void SaveSettings(string directory, MailSettings settings) =>
+        File.WriteAllText(Path.Combine(directory, FileName), JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["smtp_host"] = settings.SmtpHost, ["smtp_port"] = settings.SmtpPort, ["from"] = settings.From, ["to"] = settings.To,
+        }));
+
+    /// <summary>The settings in DIR/mail.json, read each time (the owner may change them while the server runs); null when none are set.</summary>
+    public MailSettings? LoadSettings()
+    {
+        var path = Path.Combine(directory, FileName);
+        if (!File.Exists(path)) return null;
+        using var doc = JsonDocument.Parse(File.ReadAllText(path));
+        var r = doc.RootElement;
+        return new MailSettings(r.GetProperty("smtp_host").GetString()!, r.GetProperty("smtp_port").GetInt32(), r.GetProperty("from").GetString()!, r.GetProperty("to").GetString()!);
+    }
+
+    /// <summary>Queues a report of the purse log and delivers what is pending; returns (sent, pending).</summary>
+    public async Task<(long Sent, long Pending)> MailNowAsync(CancellationToken cancellationToken)
+    {
+        var settings = LoadSettings() ?? throw new PurseException(PurseRefusal.Malformed, "no mail address is configured on the home server: its owner sets one with 'daiko home mail set --smtp HOST:PORT --from ADDRESS --to ADDRESS'");
+        await outbox.EnqueueReportAsync(ledger, settings.To, card.CardId, cancellationToken);
+        var sent = await outbox.DeliverAsync(settings, cancellationToken);
+        return (sent, await outbox.PendingAsync(cancellationToken));
+    }
+
+    /// <summary>Sends a report every <paramref name="interval"/> (default daily) until cancelled; a failed round is logged and retried at the next tick.</summary>
+    public async Task RunAsync(TimeSpan interval, TimeProvider time, CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(interval, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                if (LoadSettings() is not { } settings) continue;
+                try
+                {
+                    if (card.State == HomeCardState.CryptoReady) await outbox.EnqueueReportAsync(ledger, settings.To, card.CardId, cancellationToken);
+                    await outbox.DeliverAsync(settings, cancellationToken);
+                }
+                catch (Exception e) when (e is CardNotReadyException or IOException or PurseException or System.Data.Common.DbException)
+                {
+                    logger.ReportFailed(e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException) { }
+    }
+}

@@ -1,0 +1,87 @@
+using Daiko.Cards.Pins;
+using Daiko.TestSupport;
+
+namespace Daiko.Cards.Tests;
+
+/// <summary>
+/// What the home card writes to its state file and when: PIN counts durably before each answer, the idle
+/// deadline (status for other processes, never a decision) at most once a second.
+/// </summary>
+public sealed class CardStateWritesTests : IDisposable
+{
+    private const string Pin1 = "1111";
+    private const string Pin2 = "2222";
+
+    private readonly TempDirectory _dir = new("daiko-card-writes");
+    private readonly ManualClock _clock = new();
+    private readonly CountingStore _store;
+
+    public CardStateWritesTests() => _store = new CountingStore(new LocalCounterStore(Path.Combine(_dir.Path, "state.json")));
+
+    private HomeCardOptions Options => new(_dir.Path) { Time = _clock, CounterStore = _store };
+
+    public void Dispose() => _dir.Dispose();
+
+    private HomeCard ReadyCard()
+    {
+        var card = HomeCard.Initialize(Options, HomeCardKeyType.P256, Pin1, Pin2, "admin-code-123");
+        Assert.True(card.EnterPin1(Pin1).Accepted);
+        Assert.True(card.EnterPin2(Pin2).Accepted);
+        return card;
+    }
+
+    [Fact]
+    public void Touches_RewriteTheStateFileAtMostOnceASecond_AndTheStatusDeadlineIsNeverLate()
+    {
+        using var card = ReadyCard();
+        var writes = _store.Writes;
+        for (var i = 0; i < 90; i++)
+        {
+            _clock.Now += TimeSpan.FromMilliseconds(10);
+            card.Touch();
+        }
+        Assert.Equal(writes, _store.Writes);
+        var real = card.GetStatus().IdleExpiresAt!.Value;
+        var shown = HomeCard.ReadStatus(Options).IdleExpiresAt!.Value;
+        Assert.InRange(real - shown, TimeSpan.Zero, TimeSpan.FromSeconds(1));
+
+        _clock.Now += TimeSpan.FromSeconds(1);
+        card.Touch();
+        Assert.Equal(writes + 1, _store.Writes);
+        Assert.Equal(card.GetStatus().IdleExpiresAt, HomeCard.ReadStatus(Options).IdleExpiresAt);
+        Assert.Equal(HomeCardState.CryptoReady, HomeCard.ReadStatus(Options).State);
+    }
+
+    [Fact]
+    public void AWrongPin_WhileTouchesAreDeferred_IsInTheFileBeforeItsAnswer()
+    {
+        using var card = ReadyCard();
+        for (var i = 0; i < 10; i++)
+        {
+            _clock.Now += TimeSpan.FromMilliseconds(10);
+            card.Touch();
+        }
+        var answer = card.EnterPin2("0000");
+
+        Assert.Equal(PinOutcome.Wrong, answer.Outcome);
+        // Read from the file, as another process (or this one after kill -9) would.
+        Assert.Equal(2, HomeCard.ReadStatus(Options).Pin2TriesLeft);
+        Assert.Equal(2, answer.TriesLeft);
+    }
+
+    /// <summary>The real local store, with its writes counted.</summary>
+    private sealed class CountingStore(LocalCounterStore inner) : ICardCounterStore
+    {
+        public int Writes { get; private set; }
+
+        public byte[]? Read() => inner.Read();
+
+        public TResult Locked<TResult>(Func<TResult> action) => inner.Locked(action);
+
+        public void Write(byte[] state)
+        {
+            inner.Write(state);
+            Writes++;
+        }
+    }
+}
