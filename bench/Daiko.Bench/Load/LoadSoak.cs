@@ -4,7 +4,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Daiko.Bench.TerminalCost;
-using Daiko.Home.Server;
+using Daiko.Home.Hosting;
 using Daiko.Home.Storage;
 using Daiko.Money;
 using Daiko.Protocol.Messages;
@@ -35,8 +35,8 @@ public static class LoadSoak
         using var bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         await using var rig = await LoadRig.StartAsync(count, "daiko-bench-soak", async home =>
         {
-            await WalletService.AddPayeeAsync(home, "market", PayeeRole.Market, market);
-            await WalletService.AddPayeeAsync(home, "bank", PayeeRole.Bank, bank);
+            await HomeServer.AddPayeeAsync(home, "market", PayeeRole.Market, market);
+            await HomeServer.AddPayeeAsync(home, "bank", PayeeRole.Bank, bank);
         });
         var first = rig.Terminals[0].Control;
         var cardId = (await first.RequestAsync<WalletBalanceReply>(new WalletBalanceRequest(), CancellationToken.None)).CardId;

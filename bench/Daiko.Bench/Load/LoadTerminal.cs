@@ -4,7 +4,7 @@ using Daiko.Cards;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
 using Daiko.Home.Policy;
-using Daiko.Home.Server;
+using Daiko.Home.Trust;
 using Daiko.Home.Storage;
 using Daiko.Protocol;
 using Daiko.Protocol.Messages;

@@ -42,7 +42,7 @@ public static class PurseGroupCommitBenchmark
         card.EnterPin2("2222");
         using var market = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         using var bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var ledger = new PurseLedger(PurseStore.Sqlite(Path.Combine(dir, "group.db")), new HomeCardPurse(card),
+        var ledger = new PurseLedger(HomeStore.Sqlite(Path.Combine(dir, "group.db")), new HomeCardPurse(card),
             (party, role) => (party, role) switch { ("market", PayeeRole.Market) => market, ("bank", PayeeRole.Bank) => bank, _ => null });
         var expires = DateTimeOffset.UtcNow.AddDays(1);
         ledger.Refill(new Refill("bank", card.CardId, "fill", long.MaxValue / 4, "JPY", expires).Sign(bank));

@@ -13,7 +13,7 @@ namespace Daiko.Home.Tests.Money;
 [Collection("home card")]
 public sealed class SqlitePurseGroupCommitTests : PurseGroupCommitContract
 {
-    protected override IHomeStore CreateStore(string directory) => PurseStore.Sqlite(Path.Combine(directory, "home.db"));
+    protected override IHomeStore CreateStore(string directory) => HomeStore.Sqlite(Path.Combine(directory, "home.db"));
 }
 
 [Collection("home card")]
@@ -24,7 +24,7 @@ public sealed class PostgresPurseGroupCommitTests : PurseGroupCommitContract
     protected override IHomeStore CreateStore(string directory)
     {
         _server = PostgresServer.StartAsync(directory).GetAwaiter().GetResult();
-        return PurseStore.Postgres(_server.ConnectionString);
+        return HomeStore.Postgres(_server.ConnectionString);
     }
 
     public override void Dispose()
