@@ -4,6 +4,9 @@
 #   bench/run.sh --quick    a short run (what the test suite runs so the benchmark cannot rot)
 #   bench/run.sh micro      BenchmarkDotNet micro-benchmarks (record layer, key schedule)
 #   bench/run.sh flood      1,000 hostile connections against a real home server (flood.md)
+#   bench/run.sh load [--quick]   K = 1, 10, 100, 200 terminals at once against a real home server
+#                           (quick: K = 1 and 10, a few seconds a row): load.md, load.json, load.svg
+#   bench/run.sh soak [--quick]   200 terminals x 50 mixed sessions with payments (quick: 10 x 5): soak.md, soak.json
 #   (a full run also measures offline PIN guessing against an access-card key file: access-card-kdf.md,
 #    and one payment's cost as the purse's log grows: purse-ops.md)
 set -euo pipefail
@@ -20,9 +23,17 @@ if [ "${1:-}" = "flood" ]; then
   shift
   cd "$root/bench/results" && exec $bench flood --out "$root/bench/results" "$@"
 fi
+if [ "${1:-}" = "load" ]; then
+  shift
+  cd "$root/bench/results" && exec $bench load --out "$root/bench/results" "$@"
+fi
+if [ "${1:-}" = "soak" ]; then
+  shift
+  cd "$root/bench/results" && exec $bench load --soak --out "$root/bench/results" "$@"
+fi
 $bench terminal-cost "$@"
 $bench home-throughput "$@"
 if [ "${1:-}" != "--quick" ]; then
   $bench access-card-kdf > "$root/bench/results/access-card-kdf.md"
-  $bench purse-ops > "$root/bench/results/purse-ops.md"
+  { $bench purse-ops; echo; $bench purse-group; } > "$root/bench/results/purse-ops.md"
 fi

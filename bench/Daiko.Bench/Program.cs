@@ -11,8 +11,11 @@ public static class Program
     /// <c>access-card-kdf [--seconds N]</c>: offline PIN guesses/s against a copied access-card key file;
     /// <c>purse-ops [--entries LIST] [--ops N]</c>: one payment's cost as the purse's log grows;
     /// <c>card-path [--seconds N]</c>: the home card on the delegation path (idle-clock resets, signatures against raw C_Sign);
+    /// <c>purse-group [--payers N] [--per-payer N]</c>: concurrent payers with group commit against plain SQLite commits;
     /// <c>slow-link</c>: the emulated link as its own process (started by terminal-cost);
     /// <c>flood [--connections N] [--hold SECONDS] [--out DIR]</c>: hostile connections against a real home server;
+    /// <c>load [--quick] [--terminals LIST] [--seconds N] [--out DIR]</c>: many terminals at once against a real home server
+    /// (<c>load --soak [--terminals N] [--sessions N]</c>: the long mixed run);
     /// anything else goes to BenchmarkDotNet (micro-benchmarks).
     /// </summary>
     public static async Task<int> Main(string[] args)
@@ -23,6 +26,8 @@ public static class Program
         if (args.Length > 0 && args[0] == "flood") return await Flood.FloodBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "purse-ops") return Daiko.Bench.Purse.PurseOpsBenchmark.Run(args[1..]);
         if (args.Length > 0 && args[0] == "card-path") return await Daiko.Bench.Cards.CardPathBenchmark.RunAsync(args[1..]);
+        if (args.Length > 0 && args[0] == "purse-group") return Daiko.Bench.Purse.PurseGroupCommitBenchmark.Run(args[1..]);
+        if (args.Length > 0 && args[0] == "load") return await Load.LoadBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "slow-link") return await LinkProcess.ServeAsync(args[1..]);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
         return 0;

@@ -133,6 +133,27 @@ public sealed class HomeCardTests : IDisposable
     }
 
     [Fact]
+    public void Touch_WritesTheIdleDeadlineForOtherProcesses_AtMostOncePerInterval()
+    {
+        using var card = NewCard();
+        card.EnterPin1(Pin1);
+        card.EnterPin2(Pin2);
+        var written = HomeCard.ReadStatus(Options).IdleExpiresAt;
+        Assert.Equal(_clock.Now + TimeSpan.FromMinutes(10), written);
+
+        _clock.Now += TimeSpan.FromMilliseconds(600);
+        card.Touch();
+        Assert.Equal(written, HomeCard.ReadStatus(Options).IdleExpiresAt);
+
+        _clock.Now += TimeSpan.FromMilliseconds(500);
+        card.Touch();
+        Assert.Equal(_clock.Now + TimeSpan.FromMinutes(10), HomeCard.ReadStatus(Options).IdleExpiresAt);
+        // In this process the clock was reset by every touch, written or not.
+        _clock.Now += TimeSpan.FromMinutes(10) - TimeSpan.FromMilliseconds(1);
+        Assert.Equal(HomeCardState.CryptoReady, card.State);
+    }
+
+    [Fact]
     public void Done_DropsToRemoteAccessWait_AndPin2BringsItBack()
     {
         using var card = NewCard();

@@ -58,16 +58,79 @@ public sealed class BenchmarkQuickModeTests
 
         Assert.True(exit == 0, bench.Output);
         var report = File.ReadAllText(Path.Combine(output.Path, "home-throughput-quick.md"));
-        // Wall clock against wall clock, CPU against CPU, with the chain-verdict cache on and off.
-        Assert.Matches(@"per wall-clock second: chain verdicts cached \d+\.\d/s, uncached \d+\.\d/s; openssl s_time -new .*real seconds: \d+\.\d/s; ratio cached \d", report);
+        // Wall clock against wall clock, CPU against CPU, with the chain-verdict cache on and off: each
+        // ratio is Daiko's rate over the peer's rate of the same kind, as printed beside it.
+        var wall = System.Text.RegularExpressions.Regex.Match(report, @"per wall-clock second: chain verdicts cached (\d+\.\d)/s, uncached (\d+\.\d)/s; openssl s_time -new .*wall-clock seconds it ran \(\d+\.\d+ s\): (\d+\.\d)/s; ratio cached (\d+\.\d+), uncached (\d+\.\d+);");
+        Assert.True(wall.Success, report);
+        AssertRatio(wall, "wall-clock");
+        var cpu = System.Text.RegularExpressions.Regex.Match(report, @"per second of user CPU: Daiko cached (\d+\.\d)/s, uncached (\d+\.\d)/s .*user CPU seconds: (\d+\.\d)/s; ratio cached (\d+\.\d+), uncached (\d+\.\d+);");
+        Assert.True(cpu.Success, report);
+        AssertRatio(cpu, "CPU");
         Assert.Matches(@"SslStream full handshakes, resumption off .*: \d+\.\d/s; ratio cached \d", report);
-        Assert.Matches(@"per second of user CPU: Daiko cached \d+\.\d/s, uncached \d+\.\d/s .*user CPU seconds: \d+\.\d/s; ratio cached \d", report);
+        Assert.Matches(@"user CPU per handshake: Daiko cached \d+\.\d+ ms, uncached \d+\.\d+ ms; openssl s_time -new \d+\.\d+ ms; SslStream \d+\.\d+ ms", report);
         Assert.Contains("the ways interleaved", report, StringComparison.Ordinal);
         Assert.Matches(@"download resumed Daiko\.Tls \d+ MB/s, SslStream \d+ MB/s, ratio \d", report);
         Assert.Matches(@"upload resumed Daiko\.Tls \d+ MB/s, SslStream \d+ MB/s, ratio \d", report);
         Assert.Matches(@"relay p50 \d+\.\d+ ms p99 \d+\.\d+ ms", report);
         Assert.Matches(@"handoff p50 \d+\.\d+ ms p99 \d+\.\d+ ms", report);
         Assert.Matches(@"payments with durable commits .*ratio \d", report);
+    }
+
+    [Fact]
+    public async Task LoadBenchmark_QuickMode_TwoTerminals_WritesTheSchemaWithNoErrors()
+    {
+        using var output = new TempDirectory("daiko-bench-load-quick");
+
+        using var bench = new ExternalProcess("dotnet", [BenchDll(), "load", "--quick", "--terminals", "2", "--seconds", "2", "--out", output.Path]);
+        var exit = await bench.WaitForExitAsync(TimeSpan.FromMinutes(6));
+
+        Assert.True(exit == 0, bench.Output);
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output.Path, "load-quick.json")));
+        var runs = json.RootElement.GetProperty("runs").EnumerateArray().ToList();
+        Assert.Equal(["resume-hit", "resume-hit-refilled", "resume-miss", "handoff", "relay", "assist"], runs.Select(r => r.GetProperty("mode").GetString()));
+        foreach (var run in runs)
+        {
+            Assert.Equal(2, run.GetProperty("terminals").GetInt32());
+            Assert.True(run.GetProperty("sessions_per_s").GetDouble() > 0, run.ToString());
+            Assert.True(run.GetProperty("p50_ms").GetDouble() > 0 && run.GetProperty("p99_ms").GetDouble() >= run.GetProperty("p50_ms").GetDouble(), run.ToString());
+            Assert.Equal(0, run.GetProperty("errors").GetInt32());
+            Assert.True(run.GetProperty("home_rss_mb").GetDouble() > 10, run.ToString());
+        }
+        var peers = json.RootElement.GetProperty("peers");
+        Assert.True(peers.GetProperty("openssl_full_per_s").GetDouble() > 0);
+        Assert.Equal(2, peers.GetProperty("openssl_terminals").GetInt32());
+        Assert.True(peers.GetProperty("sslstream_full_per_s").GetDouble() > 0);
+        var open = json.RootElement.GetProperty("open_loop");
+        Assert.Equal(0, open.GetProperty("relay").GetProperty("errors").GetInt32());
+        Assert.Equal(0, open.GetProperty("direct").GetProperty("errors").GetInt32());
+        Assert.StartsWith("<svg", File.ReadAllText(Path.Combine(output.Path, "load-quick.svg")), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task LoadSoak_QuickMode_TenTerminalsFiveSessions_NoFailureAndEveryPaymentOnce()
+    {
+        using var output = new TempDirectory("daiko-bench-soak-quick");
+
+        using var bench = new ExternalProcess("dotnet", [BenchDll(), "load", "--soak", "--quick", "--terminals", "10", "--sessions", "5", "--minutes", "5", "--out", output.Path]);
+        var exit = await bench.WaitForExitAsync(TimeSpan.FromMinutes(8));
+
+        Assert.True(exit == 0, bench.Output);
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output.Path, "soak-quick.json")));
+        var root = json.RootElement;
+        Assert.Equal(50, root.GetProperty("sessions").GetInt32());
+        Assert.Equal(0, root.GetProperty("failures").GetInt32());
+        Assert.Equal(10, root.GetProperty("payments").GetInt32());
+        Assert.True(root.GetProperty("balance_ok").GetBoolean());
+        Assert.False(root.GetProperty("stopped_by_time").GetBoolean());
+        Assert.True(root.GetProperty("rss_first_tenth_mb").GetDouble() > 10);
+        Assert.True(root.TryGetProperty("rss_flat", out _));
+    }
+
+    private static void AssertRatio(System.Text.RegularExpressions.Match m, string kind)
+    {
+        double N(int i) => double.Parse(m.Groups[i].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(Math.Abs(N(4) - N(1) / N(3)) <= 0.01 + N(4) * 0.01, $"{kind}: ratio cached {N(4)} is not {N(1)} / {N(3)}");
+        Assert.True(Math.Abs(N(5) - N(2) / N(3)) <= 0.01 + N(5) * 0.01, $"{kind}: ratio uncached {N(5)} is not {N(2)} / {N(3)}");
     }
 
     private static string BenchDll()

@@ -11,6 +11,7 @@ namespace Daiko.PurseCrashWorker;
 /// card, keeping a bank's and a market's records in their own SQLite files. Killed with SIGKILL at
 /// random points by the crash test and restarted, it replays the plan from the start: every step is
 /// idempotent (stored answers, INSERT OR IGNORE), so the end state must be exactly that of one clean run.
+/// Every 25th step also pays eight payments at once, so kills land inside shared commits too.
 ///   usage: worker DIR OPERATIONS
 /// </summary>
 public static class Program
@@ -70,10 +71,37 @@ public static class Program
             catch (PurseException e) when (e.Refusal is PurseRefusal.InsufficientBalance or PurseRefusal.AlreadyCancelled)
             {
             }
+            if (i % 25 == 24) PayConcurrently(ledger, keys.Market, market, cardKey, i, start);
             if (i % 50 == 0) Console.WriteLine($"op {i}");
         }
         Console.WriteLine("done");
         return 0;
+    }
+
+    /// <summary>
+    /// Eight payments at once (they share the purse's commits); each is recorded by the market only once
+    /// the card's answer came back. An answer given before its commit was durable would show after a kill
+    /// as a deposit the purse's log does not hold (the replayed request would be paid afresh).
+    /// </summary>
+    private static void PayConcurrently(PurseLedger ledger, ECDsa marketKey, SqliteConnection market, ECDsa cardKey, int step, DateTimeOffset start)
+    {
+        var requests = Enumerable.Range(0, 8).Select(k => new PaymentRequest("market", $"burst-{step}-{k}", $"burst-{step}-{k}", 1 + k, "JPY", start, "").Sign(marketKey)).ToList();
+        var cardKeyInfo = cardKey.ExportSubjectPublicKeyInfo();
+        var payers = requests.Select(request => new Thread(() =>
+        {
+            using var key = ECDsa.Create();
+            key.ImportSubjectPublicKeyInfo(cardKeyInfo, out _);
+            try
+            {
+                var payment = MoneyCodec.Verify<Payment>(ledger.Pay(request), key);
+                lock (market) Exec(market, "INSERT OR IGNORE INTO deposits(payment_id, amount) VALUES($i, $a)", payment.PaymentId, payment.Amount);
+            }
+            catch (PurseException e) when (e.Refusal == PurseRefusal.InsufficientBalance)
+            {
+            }
+        })).ToList();
+        foreach (var payer in payers) payer.Start();
+        foreach (var payer in payers) payer.Join();
     }
 
     private sealed record Keys(ECDsa Bank, ECDsa Market);

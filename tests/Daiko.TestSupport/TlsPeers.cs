@@ -43,6 +43,9 @@ public sealed record TlsPeerOptions
 
     /// <summary>openssl only: false runs s_server in its plain mode, which prints what it receives (early data included).</summary>
     public bool Www { get; init; } = true;
+
+    /// <summary>nginx only: connections its one worker holds at once (load benchmarks run hundreds of clients).</summary>
+    public int WorkerConnections { get; init; } = 64;
 }
 
 /// <summary><c>openssl s_server -www</c>: replies to GET with a status page naming the client certificate.</summary>
@@ -240,7 +243,7 @@ public sealed class NginxServer : ITlsPeer
             master_process off;
             error_log {{prefix}}/logs/error.log info;
             pid {{prefix}}/nginx.pid;
-            events { worker_connections 64; }
+            events { worker_connections {{options.WorkerConnections}}; }
             http {
                 access_log {{prefix}}/logs/access.log;
                 client_body_temp_path {{prefix}}/body;

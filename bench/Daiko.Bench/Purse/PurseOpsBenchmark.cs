@@ -12,7 +12,7 @@ namespace Daiko.Bench.Purse;
 /// <c>purse-ops [--entries 500,2000,8000] [--ops 40]</c>: the cost of one payment as the purse's log
 /// grows, with the real home card (SoftHSM2) signing the payment and the seal, on SQLite. Beside it,
 /// the whole-chain check (what every operation ran before it checked only the seal and the tail) at
-/// the same length.
+/// the same length. Concurrent payers: <see cref="PurseGroupCommitBenchmark"/> (<c>purse-group</c>).
 /// </summary>
 public static class PurseOpsBenchmark
 {

@@ -74,15 +74,16 @@ public static partial class HomeThroughputBenchmark
         var uncached = Rate("uncached");
         var sslStreamRate = Rate("sslstream");
 
-        // openssl s_time -new prints the count over its user CPU seconds and over its real seconds: the
-        // first is compared with Daiko's CPU rate, the second with Daiko's wall-clock rate.
+        // openssl s_time -new prints its count over its user CPU seconds ("N connections in X.XXs") and over
+        // whole real seconds ("N connections in T real seconds", truncated: a 10-second run may read 11).
+        // The CPU rate is compared with Daiko's CPU rate; the wall-clock rate is the count over the
+        // seconds this process measured around s_time (its start included), compared with Daiko's wall rate.
+        var sTimeClock = Stopwatch.StartNew();
         using var sTime = new ExternalProcess("openssl", ["s_time", "-connect", $"127.0.0.1:{nginx.Port}", "-new", "-time", seconds.ToString(CultureInfo.InvariantCulture),
             "-cert", pki.User.CertificatePath, "-key", pki.User.KeyPath, "-CAfile", pki.RootPath]);
         await sTime.WaitForExitAsync(TimeSpan.FromSeconds(seconds + 30));
-        var userLine = UserSecondsLine().Match(sTime.Output);
-        var realLine = RealSecondsLine().Match(sTime.Output);
-        var opensslCpu = userLine.Success ? double.Parse(userLine.Groups[1].Value, CultureInfo.InvariantCulture) / double.Parse(userLine.Groups[2].Value, CultureInfo.InvariantCulture) : double.NaN;
-        var opensslWall = realLine.Success ? double.Parse(realLine.Groups[1].Value, CultureInfo.InvariantCulture) / double.Parse(realLine.Groups[2].Value, CultureInfo.InvariantCulture) : double.NaN;
+        var sTimeWall = sTimeClock.Elapsed.TotalSeconds;
+        var (opensslWall, opensslCpu) = OpensslRates(sTime.Output, sTimeWall);
 
         // Signatures through the home card (state machine, DER conversion) against raw C_Sign on the same token.
         byte[] content = [.. Enumerable.Repeat((byte)0x20, 64), .. "TLS 1.3, client CertificateVerify"u8, 0, .. RandomNumberGenerator.GetBytes(32)];
@@ -149,11 +150,13 @@ public static partial class HomeThroughputBenchmark
 
         var inv = CultureInfo.InvariantCulture;
         var line = string.Create(inv, $"delegated full handshakes with the home card (SoftHSM2), per wall-clock second: chain verdicts cached {cached.Wall:0.0}/s, uncached {uncached.Wall:0.0}/s; ") +
-            string.Create(inv, $"openssl s_time -new (software key), count over its real seconds: {opensslWall:0.0}/s; ratio cached {cached.Wall / opensslWall:0.00}, uncached {uncached.Wall / opensslWall:0.00}; ") +
+            string.Create(inv, $"openssl s_time -new (software key), count over the wall-clock seconds it ran ({sTimeWall:0.00} s): {opensslWall:0.0}/s; ratio cached {cached.Wall / opensslWall:0.00}, uncached {uncached.Wall / opensslWall:0.00}; ") +
             string.Create(inv, $"SslStream full handshakes, resumption off (software key, same nginx): {sslStreamRate.Wall:0.0}/s; ratio cached {cached.Wall / sslStreamRate.Wall:0.00}, uncached {uncached.Wall / sslStreamRate.Wall:0.00}\n") +
             string.Create(inv, $"the same handshakes per second of user CPU: Daiko cached {cached.Cpu:0.0}/s, uncached {uncached.Cpu:0.0}/s (this process, SoftHSM2 included); ") +
             string.Create(inv, $"openssl s_time -new, count over its user CPU seconds: {opensslCpu:0.0}/s; ratio cached {cached.Cpu / opensslCpu:0.00}, uncached {uncached.Cpu / opensslCpu:0.00}; ") +
-            string.Create(inv, $"SslStream {sslStreamRate.Cpu:0.0}/s; ratio cached {cached.Cpu / sslStreamRate.Cpu:0.00}, uncached {uncached.Cpu / sslStreamRate.Cpu:0.00}");
+            string.Create(inv, $"SslStream {sslStreamRate.Cpu:0.0}/s; ratio cached {cached.Cpu / sslStreamRate.Cpu:0.00}, uncached {uncached.Cpu / sslStreamRate.Cpu:0.00}\n") +
+            string.Create(inv, $"user CPU per handshake: Daiko cached {1000 / cached.Cpu:0.000} ms, uncached {1000 / uncached.Cpu:0.000} ms; openssl s_time -new {1000 / opensslCpu:0.000} ms; SslStream {1000 / sslStreamRate.Cpu:0.000} ms ") +
+            "(user CPU of the client process only: nginx's share is in none of them)";
         Console.WriteLine(line);
         var outIndex = Array.IndexOf(args, "--out");
         var output = outIndex >= 0 && outIndex + 1 < args.Length ? args[outIndex + 1] : Path.Combine(TerminalCostBenchmark.FindRepoRoot(), "bench", "results");
@@ -162,9 +165,22 @@ public static partial class HomeThroughputBenchmark
         return double.IsNaN(opensslWall) || double.IsNaN(opensslCpu) ? 1 : 0;
     }
 
+    /// <summary>
+    /// s_time's handshakes per wall-clock second (its count over <paramref name="wallSeconds"/>, measured
+    /// around the process) and per second of its user CPU (its count over the CPU seconds it printed).
+    /// </summary>
+    public static (double Wall, double Cpu) OpensslRates(string output, double wallSeconds) =>
+        OpensslCount(output) is { } c ? (c.Count / wallSeconds, c.Count / c.UserCpuSeconds) : (double.NaN, double.NaN);
+
+    /// <summary>s_time's connection count and the user CPU seconds it printed beside it ("N connections in X.XXs;"), or null.</summary>
+    public static (double Count, double UserCpuSeconds)? OpensslCount(string output)
+    {
+        var userLine = UserSecondsLine().Match(output);
+        return userLine.Success
+            ? (double.Parse(userLine.Groups[1].Value, CultureInfo.InvariantCulture), double.Parse(userLine.Groups[2].Value, CultureInfo.InvariantCulture))
+            : null;
+    }
+
     [GeneratedRegex(@"(\d+) connections in ([\d.]+)s;")]
     private static partial Regex UserSecondsLine();
-
-    [GeneratedRegex(@"(\d+) connections in (\d+) real seconds")]
-    private static partial Regex RealSecondsLine();
 }

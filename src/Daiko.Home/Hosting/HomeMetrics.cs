@@ -24,6 +24,10 @@ public static class HomeMetrics
 
     private static readonly Counter<long> Payments = Meter.CreateCounter<long>("daiko_wallet_requests_total", description: "Wallet requests, by kind.");
 
+    private static readonly Counter<long> PurseCommits = Meter.CreateCounter<long>("daiko_purse_commits_total", description: "Durable commits of the purse (concurrent money operations share one).");
+
+    private static readonly Counter<long> PurseOperations = Meter.CreateCounter<long>("daiko_purse_committed_operations_total", description: "Money operations carried by the purse's commits.");
+
     /// <summary>Handshake latency buckets: loopback markets answer in milliseconds, distant ones in hundreds.</summary>
     public static readonly double[] HandshakeBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -35,6 +39,13 @@ public static class HomeMetrics
     public static void CacheLookup(bool hit) => CacheLookups.Add(1, new KeyValuePair<string, object?>("result", hit ? "hit" : "miss"));
 
     public static void PinFailure(string pin) => PinFailures.Add(1, new KeyValuePair<string, object?>("pin", pin));
+
+    /// <summary>One durable commit of the purse that carried <paramref name="operations"/> money operations.</summary>
+    public static void PurseCommit(int operations)
+    {
+        PurseCommits.Add(1);
+        PurseOperations.Add(operations);
+    }
 
     public static void WalletOperation(string kind) => Payments.Add(1, new KeyValuePair<string, object?>("kind", kind));
 

@@ -31,11 +31,12 @@ public interface IPurseCard
 
 /// <summary>
 /// The e-purse kept by the home card (F12-F15, seed Figs. 17-20): balances per currency in minor
-/// units, and a hash-chained log. Every change of money is one SQLite transaction together with its
-/// log entry and its stored answer, so a crash loses or doubles nothing, and a retried request (same
-/// id) gets the first answer back.
+/// units, and a hash-chained log. Every change of money is in one transaction together with its log
+/// entry and its stored answer, so a crash loses or doubles nothing, and a retried request (same id)
+/// gets the first answer back. Concurrent changes share one transaction and one durable commit
+/// (<see cref="PurseGroupCommit"/>); none is answered before that commit.
 /// </summary>
-public sealed class PurseLedger
+public sealed partial class PurseLedger
 {
     private readonly IHomeStore _store;
     private readonly IPurseCard _card;
@@ -43,6 +44,7 @@ public sealed class PurseLedger
     private readonly TimeProvider _time;
     private readonly TimeSpan _cancellationWindow;
     private readonly object _gate = new();
+    private readonly PurseGroupCommit _group;
 
     // The purse_log edit count seen at the last whole-chain check (null: none yet in this process, or
     // the chain must be checked again); while it holds, each operation checks only the seal and the tail.
@@ -62,6 +64,7 @@ public sealed class PurseLedger
         _partyKeys = partyKeys;
         _time = time ?? TimeProvider.System;
         _cancellationWindow = cancellationWindow ?? TimeSpan.FromDays(7);
+        _group = new PurseGroupCommit(_gate, CommitBatch);
         using var c = Open();
         using var cmd = c.CreateCommand();
         cmd.CommandText = store.Schema;
@@ -308,48 +311,6 @@ public sealed class PurseLedger
         using var r = cmd.ExecuteReader();
         if (!r.Read()) throw new PurseException(PurseRefusal.UnknownPayment, $"no payment {paymentId} was made by this card");
         return (r.GetString(0), r.GetInt64(1), r.GetString(2), DateTimeOffset.Parse(r.GetString(3), System.Globalization.CultureInfo.InvariantCulture), r.GetString(4));
-    }
-
-    /// <summary>
-    /// Runs <paramref name="work"/> once per request id, in one transaction with its stored answer. The
-    /// card's seal is checked before anything moves (a forged, truncated or rolled-back purse is refused)
-    /// and renewed with the commit; the card's counter follows the commit.
-    /// </summary>
-    private byte[] Transact(MoneyRequestId requestId, Func<DbConnection, DbTransaction, byte[]> work)
-    {
-        lock (_gate)
-        {
-            using var c = Open();
-            using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
-            // Take the seal's row first: a payment racing on another node then waits, and on PostgreSQL
-            // gives way with a serialization failure (retried by the caller) instead of reading a seal
-            // older than the card's counter, which would look like a rolled-back database.
-            Execute(c, tx, "UPDATE purse_seal SET counter = counter WHERE id = 1");
-            if (PurseRequests.Find(c, tx, requestId) is { } previous) return previous;
-            RequireReady();
-            var counter = CheckSeal(c, tx) + 1;
-            var answer = work(c, tx);
-            PurseRequests.Store(c, tx, requestId, answer);
-            PurseSeal.Seal(c, tx, _card, counter);
-            tx.Commit();
-            _card.AdvanceSealCounter(counter);
-            return answer;
-        }
-    }
-
-    /// <summary>
-    /// The seal check before money moves: the whole chain when none was checked in this process yet or
-    /// when rows of the log were updated or deleted since (the store counts such edits by trigger; a
-    /// missing trigger counts as an edit), else only the seal, the counter and the log's last entry.
-    /// </summary>
-    private long CheckSeal(DbConnection c, DbTransaction tx)
-    {
-        var edits = PurseSeal.LogEdits(c, tx);
-        if (_checkedEdits is { } seen && edits == seen) return PurseSeal.CheckTail(c, tx, _card);
-        _checkedEdits = null;
-        var counter = PurseSeal.Check(c, tx, _card);
-        _checkedEdits = edits;
-        return counter;
     }
 
     private void RequireReady()

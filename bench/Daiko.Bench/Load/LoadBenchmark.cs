@@ -1,0 +1,111 @@
+using System.Globalization;
+using Daiko.Bench.TerminalCost;
+using Daiko.Terminal;
+using Daiko.TestSupport;
+
+namespace Daiko.Bench.Load;
+
+/// <summary>
+/// <c>load [--quick] [--terminals 1,10,100,200] [--seconds N] [--out DIR]</c>: many simulated terminals
+/// (one process, each with its own enrolled device key and control channel) against a real
+/// <c>daiko home serve</c> process and an nginx market that requires client certificates; per number
+/// of terminals K and mode, delegated sessions per second, latency p50/p99, errors, the home server's
+/// RSS and CPU; beside them, in the same run and at the same K, concurrent <c>openssl s_time -new</c>
+/// and SslStream full handshakes against the same nginx; and the relay's latency open-loop at half its
+/// measured capacity next to direct connections at the same rate. <c>--soak</c> runs <see cref="LoadSoak"/>.
+/// </summary>
+public static class LoadBenchmark
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        if (args.Contains("--soak")) return await LoadSoak.RunAsync(args);
+        var quick = args.Contains("--quick");
+        var counts = Option(args, "--terminals", quick ? "1,10" : "1,10,100,200").Split(',').Select(k => int.Parse(k, CultureInfo.InvariantCulture)).ToList();
+        var seconds = int.Parse(Option(args, "--seconds", quick ? "2" : "6"), CultureInfo.InvariantCulture);
+        var output = Option(args, "--out", Path.Combine(TerminalCostBenchmark.FindRepoRoot(), "bench", "results"));
+        Directory.CreateDirectory(output);
+        var duration = TimeSpan.FromSeconds(seconds);
+        var loadBefore = ProcessSampler.LoadAverage();
+
+        await using var rig = await LoadRig.StartAsync(counts.Max(), "daiko-bench-load");
+        var runs = new List<LoadRun>();
+        var peers = new List<LoadReport.Peer>();
+        void Print(LoadRun r) => Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  K={r.Terminals,-4} {r.Mode,-22} {r.SessionsPerSecond,8:0.0}/s  p50 {r.P50Ms,7:0.0} ms  p99 {r.P99Ms,7:0.0} ms  errors {r.Errors}  home RSS {r.HomeRssMb:0} MB  home CPU {r.HomeCpuMsPerSession:0.00} ms/session{(r.FirstError is null ? "" : "  first error: " + r.FirstError)}"));
+        // Warm-up, not measured: every terminal runs each mode once (JIT and caches on both sides), and
+        // SslStream proves it makes full handshakes (nginx reports reused=.) and loads its TLS library.
+        // Sixteen terminals at a time; a failure here is counted and reported, the measured rows count their own.
+        var warmUp = new LoadRunner.Tally();
+        using (var gate = new SemaphoreSlim(16))
+        {
+            await Task.WhenAll(rig.Terminals.Select(async t =>
+            {
+                await gate.WaitAsync();
+                try
+                {
+                    foreach (var mode in new[] { LoadMode.Handoff, LoadMode.Relay, LoadMode.Assist, LoadMode.ResumeHit }) await warmUp.TimeAsync(() => t.SessionAsync(mode, CancellationToken.None));
+                }
+                finally
+                {
+                    gate.Release();
+                }
+            }));
+        }
+        Console.WriteLine($"  warm-up: {warmUp.Count} sessions, {warmUp.Errors} errors{(warmUp.FirstError is null ? "" : " (first: " + warmUp.FirstError + ")")}");
+        await SslStreamPeer.RequireFullHandshakesAsync(rig.Pki, rig.Nginx.Port);
+        await LoadPeers.DirectWithRequest(rig.Pki, rig.Nginx.Port)(0);
+        foreach (var k in counts)
+        {
+            var terminals = rig.Terminals.Take(k).ToList();
+            // A warm cache handed out: tickets fetched ahead (not timed; a prefetch asks for at most 8), then
+            // each terminal resumes with them; in rounds until enough sessions were timed.
+            const int warm = 8;
+            var rounds = Math.Clamp(400 / (warm * k), 1, quick ? 2 : 10);
+            runs.Add(await LoadRunner.CountedAsync("resume-hit", terminals, warm, rounds, rig.Home, t => t.WarmAsync(warm, CancellationToken.None),
+                t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)));
+            Print(runs[^1]);
+            // Sustained: tickets are single use, so the home server refills in the background as they go.
+            runs.Add(await LoadRunner.ClosedAsync("resume-hit-refilled", terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)));
+            Print(runs[^1]);
+            // Every session needs a full handshake at the home server: each terminal's tickets are dropped
+            // before each round (every terminal locks, which purges its tickets, then every one unlocks; not timed).
+            runs.Add(await LoadRunner.RoundsAsync("resume-miss", terminals, duration, quick ? 2 : 3, rig.Home,
+                [t => t.LockAsync(CancellationToken.None), t => t.UnlockAsync(CancellationToken.None)],
+                t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None)));
+            Print(runs[^1]);
+            foreach (var (name, mode) in new[] { ("handoff", LoadMode.Handoff), ("relay", LoadMode.Relay), ("assist", LoadMode.Assist) })
+            {
+                runs.Add(await LoadRunner.ClosedAsync(name, terminals, duration, rig.Home, t => t.SessionAsync(mode, CancellationToken.None)));
+                Print(runs[^1]);
+            }
+            var (opensslRate, opensslCpu, opensslFailed) = await LoadPeers.OpensslAsync(rig.Pki, rig.Nginx.Port, k, seconds);
+            var sslStream = await LoadPeers.SslStreamAsync(rig.Pki, rig.Nginx.Port, k, duration, rig.Home);
+            peers.Add(new LoadReport.Peer(k, opensslRate, opensslCpu, opensslFailed, sslStream.SessionsPerSecond, sslStream.P50Ms, sslStream.P99Ms, sslStream.Errors));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  K={k,-4} openssl s_time -new {opensslRate:0.0}/s ({opensslCpu:0.00} ms user CPU a handshake, {opensslFailed} failed); SslStream {sslStream.SessionsPerSecond:0.0}/s"));
+        }
+
+        // Open loop at half the relay's measured capacity, relay and direct at the same rate.
+        var openK = counts.Where(k => k <= 100).Max();
+        var capacity = runs.Last(r => r.Mode == "relay" && r.Terminals == openK).SessionsPerSecond;
+        var rate = Math.Max(1, capacity / 2);
+        var openTerminals = rig.Terminals.Take(openK).ToList();
+        var relayOpen = await LoadRunner.OpenAsync("relay open-loop", openTerminals, rate, duration, rig.Home, t => t.SessionWithRequestAsync(LoadMode.Relay, CancellationToken.None));
+        var directOpen = await LoadRunner.OpenAsync("direct open-loop", Enumerable.Range(0, openK).ToList(), rate, duration, rig.Home, LoadPeers.DirectWithRequest(rig.Pki, rig.Nginx.Port));
+        Print(relayOpen);
+        Print(directOpen);
+
+        var report = LoadReport.Render(runs, peers, relayOpen, directOpen, rate, loadBefore, ProcessSampler.LoadAverage(), seconds);
+        var stem = quick ? "load-quick" : "load";
+        await File.WriteAllTextAsync(Path.Combine(output, stem + ".md"), report.Markdown);
+        await File.WriteAllTextAsync(Path.Combine(output, stem + ".json"), report.Json);
+        await File.WriteAllTextAsync(Path.Combine(output, stem + ".svg"), report.Svg);
+        Console.WriteLine(report.Markdown);
+        return runs.Sum(r => r.Errors) + relayOpen.Errors + directOpen.Errors == 0 ? 0 : 3;
+    }
+
+    internal static string Option(string[] args, string name, string fallback)
+    {
+        var i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+    }
+}

@@ -1,0 +1,98 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Daiko.Bench.Reporting;
+
+namespace Daiko.Bench.Load;
+
+/// <summary>load.md, load.json and load.svg from one run.</summary>
+public static class LoadReport
+{
+    public sealed record Peer(int Terminals, double OpensslPerSecond, double OpensslCpuMs, int OpensslFailed, double SslStreamPerSecond, double SslStreamP50Ms, double SslStreamP99Ms, int SslStreamErrors);
+
+    public sealed record Rendered(string Markdown, string Json, string Svg);
+
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
+    public static Rendered Render(IReadOnlyList<LoadRun> runs, IReadOnlyList<Peer> peers, LoadRun relayOpen, LoadRun directOpen, double rate, string loadBefore, string loadAfter, int seconds)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var md = new StringBuilder();
+        md.AppendLine("# The home server under load");
+        md.AppendLine();
+        md.AppendLine(string.Create(inv, $"One load-generator process drives K simulated terminals, each with its own enrolled device key, its own control channel and its own session with the home card (SoftHSM2), against a real `daiko home serve` process and nginx requiring client certificates, all on this {Environment.ProcessorCount}-core machine, shared with other work (load average {loadBefore} before, {loadAfter} after): compare ratios within this run, not absolute numbers across runs. A session is a delegated connection established for the terminal, then closed. Closed loop, {seconds} s per row unless stated."));
+        md.AppendLine();
+        md.AppendLine("- resume-hit: tickets fetched ahead into the home cache (not timed), then handed out; each terminal resumes with them (the rate of handing out a warm cache).");
+        md.AppendLine("- resume-hit-refilled: resume sessions back to back; tickets are single use, so the home server refills in the background (the sustained rate).");
+        md.AppendLine("- resume-miss: each terminal's tickets are dropped before each round (lock and unlock, not timed), so every session waits for a full handshake at the home server; rounds of K sessions at once.");
+        md.AppendLine("- handoff, relay, assist: the full handshake at the home server (card signs), then the keys handed over, the connection relayed, or the terminal's own handshake with the home card's signature and chain verdict.");
+        md.AppendLine();
+        md.AppendLine("| K | mode | sessions/s | p50 ms | p99 ms | errors | home RSS MB | home CPU ms/session | × openssl s_time -new at K | × SslStream at K |");
+        md.AppendLine("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var r in runs)
+        {
+            var peer = peers.FirstOrDefault(p => p.Terminals == r.Terminals);
+            md.AppendLine(string.Create(inv, $"| {r.Terminals} | {r.Mode} | {r.SessionsPerSecond:0.0} | {r.P50Ms:0.0} | {r.P99Ms:0.0} | {r.Errors} | {r.HomeRssMb:0} | {r.HomeCpuMsPerSession:0.00} | {r.SessionsPerSecond / (peer?.OpensslPerSecond ?? double.NaN):0.00} | {r.SessionsPerSecond / (peer?.SslStreamPerSecond ?? double.NaN):0.00} |"));
+        }
+        md.AppendLine();
+        md.AppendLine("Peers at the same K, same nginx, same run (software key, full handshakes):");
+        md.AppendLine();
+        md.AppendLine("| K | openssl s_time -new, summed /s | its user CPU ms a handshake | s_time failed | SslStream, resumption off, /s | SslStream p50 / p99 ms | SslStream errors |");
+        md.AppendLine("|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var p in peers)
+        {
+            md.AppendLine(string.Create(inv, $"| {p.Terminals} | {p.OpensslPerSecond:0.0} | {p.OpensslCpuMs:0.00} | {p.OpensslFailed} | {p.SslStreamPerSecond:0.0} | {p.SslStreamP50Ms:0.0} / {p.SslStreamP99Ms:0.0} | {p.SslStreamErrors} |"));
+        }
+        md.AppendLine();
+        md.AppendLine("s_time's rate is the sum over the K processes of each one's count over its -time seconds; its CPU is the client's user CPU only (nginx's share is in no column).");
+        md.AppendLine();
+        md.AppendLine(string.Create(inv, $"Open loop at K = {relayOpen.Terminals}: a session with a GET of /whoami started every {1000 / rate:0.0} ms ({rate:0.0}/s, half the relay's closed-loop rate at that K) whatever the answers, latency from each scheduled start:"));
+        md.AppendLine();
+        md.AppendLine("| way | requests | p50 ms | p99 ms | errors |");
+        md.AppendLine("|---|---:|---:|---:|---:|");
+        md.AppendLine(string.Create(inv, $"| relay through the home server | {relayOpen.Sessions} | {relayOpen.P50Ms:0.0} | {relayOpen.P99Ms:0.0} | {relayOpen.Errors} |"));
+        md.AppendLine(string.Create(inv, $"| direct Daiko.Tls, software key | {directOpen.Sessions} | {directOpen.P50Ms:0.0} | {directOpen.P99Ms:0.0} | {directOpen.Errors} |"));
+        md.AppendLine();
+        md.AppendLine(string.Create(inv, $"Relay p99 {relayOpen.P99Ms:0.0} ms against direct {directOpen.P99Ms:0.0} ms: added {relayOpen.P99Ms - directOpen.P99Ms:0.0} ms, {relayOpen.P99Ms / directOpen.P99Ms:0.00}× the direct p99."));
+        foreach (var r in runs.Where(r => r.FirstError is not null)) md.AppendLine($"- first error of {r.Mode} at K={r.Terminals}: {r.FirstError}");
+
+        var largest = peers.OrderBy(p => p.Terminals).LastOrDefault();
+        var json = JsonSerializer.Serialize(new
+        {
+            load_average = new { before = loadBefore, after = loadAfter },
+            runs = runs.Select(r => new
+            {
+                mode = r.Mode, terminals = r.Terminals, sessions_per_s = Round(r.SessionsPerSecond), p50_ms = Round(r.P50Ms), p99_ms = Round(r.P99Ms),
+                errors = r.Errors, home_rss_mb = Round(r.HomeRssMb), home_cpu_ms_per_session = Round(r.HomeCpuMsPerSession), sessions = r.Sessions,
+            }),
+            peers = new
+            {
+                openssl_full_per_s = Round(largest?.OpensslPerSecond ?? double.NaN),
+                openssl_terminals = largest?.Terminals ?? 0,
+                sslstream_full_per_s = Round(largest?.SslStreamPerSecond ?? double.NaN),
+                by_terminals = peers.Select(p => new
+                {
+                    terminals = p.Terminals, openssl_full_per_s = Round(p.OpensslPerSecond), openssl_cpu_ms_per_handshake = Round(p.OpensslCpuMs),
+                    openssl_failed = p.OpensslFailed, sslstream_full_per_s = Round(p.SslStreamPerSecond), sslstream_errors = p.SslStreamErrors,
+                }),
+            },
+            open_loop = new
+            {
+                terminals = relayOpen.Terminals, rate_per_s = Round(rate),
+                relay = new { p50_ms = Round(relayOpen.P50Ms), p99_ms = Round(relayOpen.P99Ms), errors = relayOpen.Errors, requests = relayOpen.Sessions },
+                direct = new { p50_ms = Round(directOpen.P50Ms), p99_ms = Round(directOpen.P99Ms), errors = directOpen.Errors, requests = directOpen.Sessions },
+            },
+        }, Indented);
+
+        var panels = peers.Select(p => new SvgBarChart.Panel($"K = {p.Terminals} terminals", "delegated sessions/s",
+            [
+                .. runs.Where(r => r.Terminals == p.Terminals).Select(r => new SvgBarChart.Bar(r.Mode, r.SessionsPerSecond, double.NaN, double.NaN)),
+                new SvgBarChart.Bar("peer: openssl s_time -new", p.OpensslPerSecond, double.NaN, double.NaN),
+                new SvgBarChart.Bar("peer: SslStream full", p.SslStreamPerSecond, double.NaN, double.NaN),
+            ])).ToList();
+        var svg = SvgBarChart.Render($"Daiko home server under load (load average {loadBefore})", panels);
+        return new Rendered(md.ToString(), json, svg);
+    }
+
+    private static double Round(double v) => double.IsNaN(v) || double.IsInfinity(v) ? v : Math.Round(v, 2);
+}

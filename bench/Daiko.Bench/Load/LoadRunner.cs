@@ -1,0 +1,175 @@
+using System.Diagnostics;
+
+namespace Daiko.Bench.Load;
+
+/// <summary>One measured run: a mode at a number of terminals.</summary>
+public sealed record LoadRun(string Mode, int Terminals, int Sessions, double Seconds, double P50Ms, double P99Ms, int Errors, double HomeRssMb, double HomeCpuSeconds, string? FirstError)
+{
+    public double SessionsPerSecond => Sessions / Seconds;
+
+    /// <summary>The home server's CPU per session, in ms.</summary>
+    public double HomeCpuMsPerSession => Sessions == 0 ? double.NaN : HomeCpuSeconds * 1000 / Sessions;
+}
+
+/// <summary>Drives many terminals at once and counts sessions, latencies and errors.</summary>
+public static class LoadRunner
+{
+    /// <summary>Latencies in ms and the errors of a group of concurrent loops.</summary>
+    public sealed class Tally
+    {
+        private readonly List<double> _latencies = [];
+        private int _errors;
+        private string? _firstError;
+
+        public int Errors => _errors;
+
+        public string? FirstError => _firstError;
+
+        public int Count
+        {
+            get { lock (_latencies) return _latencies.Count; }
+        }
+
+        public void Add(double ms)
+        {
+            lock (_latencies) _latencies.Add(ms);
+        }
+
+        public void Failed(Exception e)
+        {
+            Interlocked.Increment(ref _errors);
+            Interlocked.CompareExchange(ref _firstError, $"{e.GetType().Name}: {e.Message}", null);
+        }
+
+        public (double P50, double P99) Percentiles()
+        {
+            lock (_latencies)
+            {
+                if (_latencies.Count == 0) return (double.NaN, double.NaN);
+                var sorted = _latencies.Order().ToList();
+                double At(double q) => sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(q * sorted.Count) - 1)];
+                return (At(0.50), At(0.99));
+            }
+        }
+
+        /// <summary>Times <paramref name="once"/>; an exception is counted as an error (and its first message kept for the report), never hidden.</summary>
+        public async Task TimeAsync(Func<Task> once, long? scheduled = null)
+        {
+            var start = scheduled ?? Stopwatch.GetTimestamp();
+            try
+            {
+                await once();
+                Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                Failed(e);
+            }
+        }
+    }
+
+    /// <summary>Closed loop: each terminal runs sessions back to back until <paramref name="duration"/> has passed.</summary>
+    public static async Task<LoadRun> ClosedAsync<T>(string mode, IReadOnlyList<T> terminals, TimeSpan duration, ProcessSampler home, Func<T, Task> session)
+    {
+        var tally = new Tally();
+        var cpu = home.CpuSeconds();
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(terminals.Select(async t =>
+        {
+            while (clock.Elapsed < duration) await tally.TimeAsync(() => session(t));
+        }));
+        return Finish(mode, terminals.Count, tally, clock.Elapsed.TotalSeconds, home, cpu);
+    }
+
+    /// <summary>
+    /// A fixed amount of work in rounds: every terminal prepares (not timed: e.g. has its cache filled),
+    /// then each runs <paramref name="sessions"/> sessions back to back; the rate counts the timed parts.
+    /// </summary>
+    public static async Task<LoadRun> CountedAsync<T>(string mode, IReadOnlyList<T> terminals, int sessions, int rounds, ProcessSampler home, Func<T, Task> prepare, Func<T, Task> session)
+    {
+        var tally = new Tally();
+        var timed = TimeSpan.Zero;
+        var cpu = 0.0;
+        for (var round = 0; round < rounds; round++)
+        {
+            await Task.WhenAll(terminals.Select(t => Prepared(tally, () => prepare(t))));
+            var before = home.CpuSeconds();
+            var clock = Stopwatch.StartNew();
+            await Task.WhenAll(terminals.Select(async t =>
+            {
+                for (var i = 0; i < sessions; i++) await tally.TimeAsync(() => session(t));
+            }));
+            timed += clock.Elapsed;
+            cpu += home.CpuSeconds() - before;
+        }
+        var (p50, p99) = tally.Percentiles();
+        return new LoadRun(mode, terminals.Count, tally.Count, timed.TotalSeconds, p50, p99, tally.Errors, home.RssMb(), cpu, tally.FirstError);
+    }
+
+    private static async Task Prepared(Tally tally, Func<Task> prepare)
+    {
+        try
+        {
+            await prepare();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            tally.Failed(e);
+        }
+    }
+
+    /// <summary>
+    /// Rounds: every terminal prepares (not timed: e.g. empties its ticket cache at the home server),
+    /// then all run one session at once; the rate counts the timed part of the rounds only.
+    /// </summary>
+    /// <param name="prepare">phases, each done by every terminal before the next starts.</param>
+    public static async Task<LoadRun> RoundsAsync<T>(string mode, IReadOnlyList<T> terminals, TimeSpan duration, int minimumRounds, ProcessSampler home, IReadOnlyList<Func<T, Task>> prepare, Func<T, Task> session)
+    {
+        var tally = new Tally();
+        var timed = TimeSpan.Zero;
+        var cpu = 0.0;
+        for (var round = 0; round < minimumRounds || timed < duration; round++)
+        {
+            foreach (var phase in prepare) await Task.WhenAll(terminals.Select(t => Prepared(tally, () => phase(t))));
+            var before = home.CpuSeconds();
+            var clock = Stopwatch.StartNew();
+            await Task.WhenAll(terminals.Select(t => tally.TimeAsync(() => session(t))));
+            timed += clock.Elapsed;
+            cpu += home.CpuSeconds() - before;
+            if (round > 1000) break;
+        }
+        var (p50, p99) = tally.Percentiles();
+        return new LoadRun(mode, terminals.Count, tally.Count, timed.TotalSeconds, p50, p99, tally.Errors, home.RssMb(), cpu, tally.FirstError);
+    }
+
+    /// <summary>
+    /// Open loop: requests start on a fixed schedule at <paramref name="perSecond"/> whatever the
+    /// answers (request i on terminal i mod K), and each latency runs from its scheduled start, so a
+    /// slow answer delays no later request and is not hidden (no coordinated omission).
+    /// </summary>
+    public static async Task<LoadRun> OpenAsync<T>(string mode, IReadOnlyList<T> terminals, double perSecond, TimeSpan duration, ProcessSampler home, Func<T, Task> request)
+    {
+        var tally = new Tally();
+        var cpu = home.CpuSeconds();
+        var start = Stopwatch.GetTimestamp();
+        var interval = Stopwatch.Frequency / perSecond;
+        var total = (int)(perSecond * duration.TotalSeconds);
+        var running = new List<Task>(total);
+        for (var i = 0; i < total; i++)
+        {
+            var due = start + (long)(i * interval);
+            var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), due);
+            if (wait > TimeSpan.FromMilliseconds(1)) await Task.Delay(wait);
+            var terminal = terminals[i % terminals.Count];
+            running.Add(Task.Run(() => tally.TimeAsync(() => request(terminal), due)));
+        }
+        await Task.WhenAll(running);
+        return Finish(mode, terminals.Count, tally, Stopwatch.GetElapsedTime(start).TotalSeconds, home, cpu);
+    }
+
+    private static LoadRun Finish(string mode, int terminals, Tally tally, double seconds, ProcessSampler home, double cpuBefore)
+    {
+        var (p50, p99) = tally.Percentiles();
+        return new LoadRun(mode, terminals, tally.Count, seconds, p50, p99, tally.Errors, home.RssMb(), home.CpuSeconds() - cpuBefore, tally.FirstError);
+    }
+}

@@ -1,0 +1,126 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Daiko.Bench.TerminalCost;
+using Daiko.Home.Hosting;
+using Daiko.Home.Storage;
+using Daiko.Money;
+using Daiko.Protocol.Messages;
+
+namespace Daiko.Bench.Load;
+
+/// <summary>
+/// <c>load --soak [--terminals 200] [--sessions 50] [--minutes 30] [--quick] [--out DIR]</c>: every
+/// terminal runs its sessions in turn through resume, handoff, relay, assist and a payment, all
+/// terminals at once, against one home server process. Counts failures, checks the purse paid each
+/// payment exactly once, and samples the home server's RSS every 250 ms: flat when the mean of the
+/// last tenth of the samples is within ±10 % of the first tenth's. Stops by itself after --minutes.
+/// </summary>
+public static class LoadSoak
+{
+    private const long Fill = 10_000_000;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var quick = args.Contains("--quick");
+        var count = int.Parse(LoadBenchmark.Option(args, "--terminals", quick ? "10" : "200"), CultureInfo.InvariantCulture);
+        var sessions = int.Parse(LoadBenchmark.Option(args, "--sessions", quick ? "5" : "50"), CultureInfo.InvariantCulture);
+        var minutes = double.Parse(LoadBenchmark.Option(args, "--minutes", "30"), CultureInfo.InvariantCulture);
+        var output = LoadBenchmark.Option(args, "--out", Path.Combine(TerminalCostBenchmark.FindRepoRoot(), "bench", "results"));
+        Directory.CreateDirectory(output);
+        var loadBefore = ProcessSampler.LoadAverage();
+        using var market = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        await using var rig = await LoadRig.StartAsync(count, "daiko-bench-soak", async home =>
+        {
+            await HomeServer.AddPayeeAsync(home, "market", PayeeRole.Market, market);
+            await HomeServer.AddPayeeAsync(home, "bank", PayeeRole.Bank, bank);
+        });
+        var first = rig.Terminals[0].Control;
+        var cardId = (await first.RequestAsync<WalletBalanceReply>(new WalletBalanceRequest(), CancellationToken.None)).CardId;
+        await first.RequestAsync<WalletRefillAckReply>(new WalletRefillRequest(new Refill("bank", cardId, "soak-fill", Fill, "JPY", DateTimeOffset.UtcNow.AddHours(1)).Sign(bank)), CancellationToken.None);
+
+        using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(minutes));
+        using var sampling = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
+        var rss = new List<double>();
+        var sampler = Task.Run(async () =>
+        {
+            while (!sampling.IsCancellationRequested)
+            {
+                rss.Add(rig.Home.RssMb());
+                try
+                {
+                    await Task.Delay(250, sampling.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        });
+        var tally = new LoadRunner.Tally();
+        var paid = new System.Collections.Concurrent.ConcurrentDictionary<string, string>();
+        var unanswered = new System.Collections.Concurrent.ConcurrentBag<(LoadTerminal Terminal, byte[] Request)>();
+        var modes = new[] { LoadMode.ResumeHit, LoadMode.Handoff, LoadMode.Relay, LoadMode.Assist, LoadMode.Pay };
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(rig.Terminals.Select((t, index) => Task.Run(async () =>
+        {
+            for (var i = 0; i < sessions && !stop.IsCancellationRequested; i++)
+            {
+                var mode = modes[(i + index) % modes.Length];
+                if (mode == LoadMode.Pay)
+                {
+                    var request = t.PaymentRequest(market, "market");
+                    var before = tally.Errors;
+                    await tally.TimeAsync(async () => paid[MoneyMessage.Hash(request)] = await t.PayAsync(request, stop.Token));
+                    if (tally.Errors != before) unanswered.Add((t, request));
+                }
+                else
+                {
+                    await tally.TimeAsync(() => t.SessionAsync(mode, stop.Token));
+                }
+            }
+        })));
+        var elapsed = clock.Elapsed.TotalSeconds;
+        var stoppedByTime = stop.IsCancellationRequested;
+        await sampling.CancelAsync();
+        await sampler;
+
+        // A payment whose answer did not come back is sent again, as a terminal would: the same request
+        // gets the first answer if it was paid (it still counts as a failure above).
+        foreach (var (terminal, request) in unanswered) paid.TryAdd(MoneyMessage.Hash(request), await terminal.PayAsync(request, CancellationToken.None));
+        var payments = paid.Count;
+        var balance = (await first.RequestAsync<WalletBalanceReply>(new WalletBalanceRequest(), CancellationToken.None)).Balances.Single(b => b.Currency == "JPY").Amount;
+        var tenth = Math.Max(1, rss.Count / 10);
+        var early = rss.Take(tenth).Average();
+        var late = rss.Skip(rss.Count - tenth).Average();
+        var change = late / early - 1;
+        var flat = Math.Abs(change) <= 0.10;
+        var balanceOk = balance == Fill - payments;
+        var (p50, p99) = tally.Percentiles();
+        var inv = CultureInfo.InvariantCulture;
+        var md = new StringBuilder();
+        md.AppendLine("# Soak: the home server under a long mixed load");
+        md.AppendLine();
+        md.AppendLine(string.Create(inv, $"{count} terminals × {sessions} sessions each, all at once, each terminal cycling through resume, handoff, relay, assist and a payment (one home server process, nginx requiring client certificates, home card on SoftHSM2; {Environment.ProcessorCount} shared cores, load average {loadBefore} before, {ProcessSampler.LoadAverage()} after)."));
+        md.AppendLine();
+        md.AppendLine(string.Create(inv, $"- sessions and payments: {tally.Count + tally.Errors}, failures: {tally.Errors}{(tally.FirstError is null ? "" : $" (first: {tally.FirstError})")}{(stoppedByTime ? $"; STOPPED after {minutes} min" : "")}"));
+        md.AppendLine(string.Create(inv, $"- {elapsed:0.0} s in all, {tally.Count / elapsed:0.0} per second; latency p50 {p50:0.0} ms, p99 {p99:0.0} ms"));
+        md.AppendLine(string.Create(inv, $"- payments: {payments} distinct requests paid ({unanswered.Count} of them failed at the terminal and were sent again afterwards as the same request); the purse's balance moved by exactly that: {(balanceOk ? "yes" : $"NO (balance {balance})")}"));
+        md.AppendLine(string.Create(inv, $"- home RSS, mean of the first and last tenth of {rss.Count} samples: {early:0.0} MB → {late:0.0} MB ({change * 100:+0.0;-0.0} %), {(flat ? "flat within ±10 %" : "NOT flat within ±10 %")}; peak {rss.Max():0.0} MB"));
+        var json = JsonSerializer.Serialize(new
+        {
+            terminals = count, sessions_per_terminal = sessions, sessions = tally.Count + tally.Errors, failures = tally.Errors, payments, payments_resent = unanswered.Count, balance_ok = balanceOk,
+            seconds = Math.Round(elapsed, 1), p50_ms = Math.Round(p50, 1), p99_ms = Math.Round(p99, 1), stopped_by_time = stoppedByTime,
+            rss_first_tenth_mb = Math.Round(early, 1), rss_last_tenth_mb = Math.Round(late, 1), rss_peak_mb = Math.Round(rss.Max(), 1), rss_change = Math.Round(change, 3), rss_flat = flat,
+            load_average = loadBefore,
+        }, new JsonSerializerOptions { WriteIndented = true });
+        var stem = quick ? "soak-quick" : "soak";
+        await File.WriteAllTextAsync(Path.Combine(output, stem + ".md"), md.ToString());
+        await File.WriteAllTextAsync(Path.Combine(output, stem + ".json"), json);
+        Console.WriteLine(md);
+        return tally.Errors == 0 && balanceOk && !stoppedByTime ? 0 : 3;
+    }
+}
