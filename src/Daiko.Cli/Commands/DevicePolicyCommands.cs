@@ -71,7 +71,7 @@ internal static class DevicePolicyCommands
     public static IDevicePolicyStore Store(string home) => new SqlDevicePolicyStore(HomeOf(home));
 
     /// <summary>A home directory's store (the SQLite home.db).</summary>
-    public static IHomeStore HomeOf(string home) => HomeStore.Sqlite(HomeServer.DatabasePath(home));
+    public static IHomeStore HomeOf(string home) => HomeStore.ForHome(home);
 
     /// <summary>The policy as <c>device list --json</c> and <c>device policy --json</c> show it.</summary>
     public static object Json(DevicePolicy policy) => new

@@ -20,7 +20,7 @@ internal static class HomePayeeCommands
         return payee;
     }
 
-    private static IPayeeStore Store(string home) => new SqlPayeeStore(HomeStore.Sqlite(HomeServer.DatabasePath(home)));
+    private static IPayeeStore Store(string home) => new SqlPayeeStore(HomeStore.ForHome(home));
 
     private static Command Add()
     {

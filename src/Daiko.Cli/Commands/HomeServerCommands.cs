@@ -38,7 +38,7 @@ internal static class HomeServerCommands
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var endpoint)) return CliConsole.Fail("--url must be an absolute http(s) URL");
             try
             {
-                using var gateway = new Daiko.Home.Appliances.ApplianceGateway(HomeStore.Sqlite(HomeServer.DatabasePath(parse.GetValue(home)!)).Appliances);
+                using var gateway = new Daiko.Home.Appliances.ApplianceGateway(HomeStore.ForHome(parse.GetValue(home)!).Appliances);
                 await gateway.RegisterAsync(new Daiko.Home.Appliances.Appliance(parse.GetValue(name)!, endpoint), ct);
                 CliOutput.Print(parse.GetValue(json), new { registered = parse.GetValue(name), url = endpoint.ToString() }, $"appliance '{parse.GetValue(name)}' registered");
                 return 0;
@@ -96,16 +96,48 @@ internal static class HomeServerCommands
         {
             Description = "when a market's chain lacks an intermediate, fetch it from the certificate's http AIA URL (public addresses only, 2 s, 64 KiB, cached, logged); by default nothing is fetched during certificate checks",
         };
+        var allPostgresFile = new Option<FileInfo?>("--postgres-file")
+        {
+            Description = "keep all of this home's state (devices, sessions, policies, audit, purse, PIM, appliances) in PostgreSQL from now on: FILE holds the Npgsql connection string; it is copied to DIR/postgres (0600), which every home command then uses",
+            HelpName = "FILE",
+        };
         var logFormat = new Option<string?>("--log-format") { Description = "how the log on stderr is written: plain (default) or json (one object a line; home.json \"log_format\")", HelpName = "FORMAT" };
         logFormat.AcceptOnlyFromAmong("plain", "json");
-        foreach (var o in new Option[] { home, listen, console, consoleCert, consoleKey, postgres, postgresFile, allowPrivate, proxyProtocol, fetchIntermediates, logFormat }) command.Options.Add(o);
+        foreach (var o in new Option[] { home, listen, console, consoleCert, consoleKey, postgres, postgresFile, allPostgresFile, allowPrivate, proxyProtocol, fetchIntermediates, logFormat }) command.Options.Add(o);
         command.Validators.Add(result =>
         {
             if ((result.GetValue(consoleCert) is null) != (result.GetValue(consoleKey) is null)) result.AddError("--console-cert and --console-key go together");
         });
-        command.SetAction((parse, ct) => HomeServe.RunAsync(new HomeServe.Arguments(parse.GetValue(home)!, parse.GetValue(listen), parse.GetValue(console),
-            parse.GetValue(consoleCert), parse.GetValue(consoleKey), PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)), parse.GetValue(allowPrivate), parse.GetValue(proxyProtocol), parse.GetValue(fetchIntermediates), parse.GetValue(logFormat)), ct));
+        command.SetAction((parse, ct) =>
+        {
+            if (parse.GetValue(allPostgresFile) is { } file && KeepAllInPostgres(parse.GetValue(home)!, file) is { } problem) return Task.FromResult(CliConsole.Fail(problem));
+            return HomeServe.RunAsync(new HomeServe.Arguments(parse.GetValue(home)!, parse.GetValue(listen), parse.GetValue(console),
+                parse.GetValue(consoleCert), parse.GetValue(consoleKey), PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)), parse.GetValue(allowPrivate), parse.GetValue(proxyProtocol), parse.GetValue(fetchIntermediates), parse.GetValue(logFormat)), ct);
+        });
         return command;
+    }
+
+    /// <summary>Records that this home's state lives in PostgreSQL (DIR/postgres, 0600); null when done, else why not.</summary>
+    private static string? KeepAllInPostgres(string home, FileInfo file)
+    {
+        if (!Directory.Exists(home)) return $"{home} holds no home: run 'daiko home init --home {home}' first";
+        string connection;
+        try
+        {
+            connection = File.ReadAllText(file.FullName).Trim();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"cannot read the PostgreSQL connection file {file.FullName}: {e.Message}";
+        }
+        if (connection.Length == 0) return $"{file.FullName} holds no PostgreSQL connection string";
+        var target = Path.Combine(home, HomeStore.PostgresFileName);
+        var temp = target + ".new";
+        File.WriteAllText(temp, connection + "\n");
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.Move(temp, target, overwrite: true);
+        Console.Error.WriteLine($"daiko: all state of {home} is kept in PostgreSQL from now on ({target}); every home command uses it, and home.db is no longer read");
+        return null;
     }
 
     /// <summary>The purse's PostgreSQL connection string: from a file, the environment, or (with a warning) the command line.</summary>
@@ -141,7 +173,7 @@ internal static class HomeServerCommands
                 var set = await policies.FindAsync(parse.GetValue(name)!, ct);
                 var chosen = policy.Apply(parse, set ?? HomeConfig.Load(dir).DeviceDefaults.ToPolicy());
                 using var identity = HomeIdentity.LoadOrCreate(dir);
-                var registry = new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(dir)));
+                var registry = new DeviceRegistry(HomeStore.ForHome(dir));
                 var (secret, expires) = await registry.AddEnrollmentCodeAsync(parse.GetValue(name)!, ct);
                 if (set is null || policy.AnyGiven(parse)) await policies.SaveAsync(parse.GetValue(name)!, chosen, ct);
                 PrintCode(parse.GetValue(name)!, EnrollmentCode.Compose(secret, identity.SpkiHash), expires, parse.GetValue(json));
@@ -191,7 +223,7 @@ internal static class HomeServerCommands
         command.Options.Add(json);
         command.SetAction(async (parse, ct) =>
         {
-            var registry = new DeviceRegistry(HomeStore.Sqlite(HomeServer.DatabasePath(parse.GetValue(home)!)));
+            var registry = new DeviceRegistry(HomeStore.ForHome(parse.GetValue(home)!));
             if (!await registry.RevokeAsync(parse.GetValue(name)!, ct)) return CliConsole.Fail($"no enrolled, unrevoked device is named '{parse.GetValue(name)}'");
             CliOutput.Print(parse.GetValue(json), new { revoked = parse.GetValue(name) }, $"device '{parse.GetValue(name)}' revoked");
             return 0;

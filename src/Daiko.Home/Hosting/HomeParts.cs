@@ -39,7 +39,7 @@ public sealed class HomeParts : IAsyncDisposable
     public HomeParts(HomeServerOptions options, IHomeCard card, HomeIdentity identity, string? owner = null, EnrollmentLimiter? enrollmentLimiter = null)
     {
         var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
-        Store = options.Store ?? Storage.HomeStore.Sqlite(HomeServer.DatabasePath(options.Directory));
+        Store = options.Store ?? Storage.HomeStore.ForHome(options.Directory);
         Identity = identity;
         Devices = new DeviceRegistry(Store, options.Time)
         {

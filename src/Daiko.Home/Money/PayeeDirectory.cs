@@ -30,7 +30,7 @@ public sealed class PayeeDirectory
     public static async Task AddAsync(string directory, string name, PayeeRole role, ECDsa publicKey, CancellationToken cancellationToken = default)
     {
         if (!IsName(name)) throw new ArgumentException("a payee's name uses letters, digits, dots and dashes (it is the id in its money messages)", nameof(name));
-        await new SqlPayeeStore(HomeStore.Sqlite(Hosting.HomeServer.DatabasePath(directory)))
+        await new SqlPayeeStore(HomeStore.ForHome(directory))
             .AddAsync(new Payee(name, role, publicKey.ExportSubjectPublicKeyInfoPem(), DateTimeOffset.UtcNow), cancellationToken);
     }
 

@@ -73,6 +73,20 @@ public abstract class HomeStore : IHomeStore
 
     public static HomeStore Sqlite(string databasePath) => new SqliteHomeStore(databasePath);
 
+    /// <summary>The file in a home directory whose presence moves all of its state to PostgreSQL: it holds the connection string (0600).</summary>
+    public const string PostgresFileName = "postgres";
+
+    /// <summary>
+    /// A home directory's store, the same for the server and every owner command: PostgreSQL when
+    /// DIR/postgres holds a connection string (<c>home serve --postgres-file</c> writes it), else the
+    /// SQLite home.db.
+    /// </summary>
+    public static HomeStore ForHome(string directory)
+    {
+        var file = Path.Combine(directory, PostgresFileName);
+        return File.Exists(file) ? Postgres(File.ReadAllText(file).Trim()) : Sqlite(Path.Combine(directory, "home.db"));
+    }
+
     public static HomeStore Postgres(string connectionString) => new PostgresHomeStore(NpgsqlDataSource.Create(connectionString), null);
 
     /// <summary>
