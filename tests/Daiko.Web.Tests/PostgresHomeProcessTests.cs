@@ -46,11 +46,11 @@ public sealed class PostgresHomeProcessTests
     {
         using var work = new TempDirectory("daiko-pg-home");
         var home = Path.Combine(work.Path, "home");
-        Directory.CreateDirectory(home);
+        await HomeWithConsole.Ok(["home", "init", "--home", home], $"{HomeWithConsole.Pin1}\n{HomeWithConsole.Pin2}\nadmin-code-123\n");
         var empty = Path.Combine(work.Path, "empty.conn");
         File.WriteAllText(empty, "\n");
 
-        var result = await DaikoCli.RunAsync(["home", "serve", "--home", home, "--listen", "127.0.0.1:0", "--postgres-file", empty]);
+        var result = await DaikoCli.RunAsync(["home", "serve", "--home", home, "--postgres-file", empty]);
 
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("holds no PostgreSQL connection string", result.StandardError, StringComparison.Ordinal);
