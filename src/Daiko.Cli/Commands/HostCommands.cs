@@ -15,7 +15,8 @@ internal static class HostCommands
 {
     public static Command Build()
     {
-        var host = new Command("host", "Run and administer a hosted deployment: many owners, several stateless nodes over PostgreSQL and one HSM token.");
+        var host = new Command("host", "Run and administer a hosted deployment: many owners, several stateless nodes over PostgreSQL and one HSM token.")
+            .WithExamples("daiko host init --site /etc/daiko/site --postgres-file /etc/daiko/postgres.conn", "daiko host serve --site /etc/daiko/site --listen 10.0.0.5:7443");
         host.Subcommands.Add(Init());
         host.Subcommands.Add(Migrate());
         host.Subcommands.Add(HostOwnerCommands.Owner());
@@ -93,7 +94,8 @@ internal static class HostCommands
 
     private static Command Trust()
     {
-        var trust = new Command("trust", "Trust roots for validating market certificates, for every owner of the site (the system roots when none is added).");
+        var trust = new Command("trust", "Trust roots for validating market certificates, for every owner of the site (the system roots when none is added).")
+            .WithExamples("daiko host trust add --site /etc/daiko/site --ca market-roots.pem");
         var add = new Command("add", "Trust the CA certificate(s) in a PEM file for markets; nodes pick it up within a second.")
             .WithExamples("daiko host trust add --site /etc/daiko/site --ca market-roots.pem");
         var site = SiteOption();

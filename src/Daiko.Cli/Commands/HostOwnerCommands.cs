@@ -12,7 +12,8 @@ internal static class HostOwnerCommands
 {
     public static Command Owner()
     {
-        var owner = new Command("owner", "Add and list the deployment's owners (each with their own home card in the site token).");
+        var owner = new Command("owner", "Add and list the deployment's owners (each with their own home card in the site token).")
+            .WithExamples("daiko host owner list --site /etc/daiko/site");
         var add = new Command("add", "Add an owner: PIN1, PIN2 and the admin code from stdin (one a line); generates the owner's keys in the site token and writes DIR/owners/NAME.csr.")
             .WithExamples("printf '%s\\n' \"$PIN1\" \"$PIN2\" \"$ADMIN\" | daiko host owner add --site /etc/daiko/site --owner alice --subject 'CN=Alice'");
         var site = HostCommands.SiteOption();
@@ -58,7 +59,8 @@ internal static class HostOwnerCommands
 
     public static Command CertImport()
     {
-        var cert = new Command("cert", "The owners' certificates.");
+        var cert = new Command("cert", "The owners' certificates.")
+            .WithExamples("echo \"$PIN2\" | daiko host cert import --site /etc/daiko/site --owner alice --cert alice.pem");
         var import = new Command("import", "Import the certificate issued for an owner's request (that owner's PIN2 on stdin).")
             .WithExamples("echo \"$PIN2\" | daiko host cert import --site /etc/daiko/site --owner alice --cert alice.pem");
         var site = HostCommands.SiteOption();
@@ -87,7 +89,8 @@ internal static class HostOwnerCommands
 
     public static Command Card()
     {
-        var card = new Command("card", "An owner's home card in the site token.");
+        var card = new Command("card", "An owner's home card in the site token.")
+            .WithExamples("daiko host card status --site /etc/daiko/site --owner alice");
         var status = new Command("status", "The owner's card state and tries left.").WithExamples("daiko host card status --site /etc/daiko/site --owner alice --json");
         var site = HostCommands.SiteOption();
         var name = HostCommands.OwnerOption();
