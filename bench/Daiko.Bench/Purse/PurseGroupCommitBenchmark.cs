@@ -37,17 +37,9 @@ public static class PurseGroupCommitBenchmark
 
     private static void Run(string dir, int payers, int perPayer)
     {
-        using var card = HomeCard.Initialize(new HomeCardOptions(dir), HomeCardKeyType.P256, "1111", "2222", "admin-code-123");
-        card.EnterPin1("1111");
-        card.EnterPin2("2222");
-        using var market = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        using var bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var ledger = new PurseLedger(HomeStore.Sqlite(Path.Combine(dir, "group.db")), new HomeCardPurse(card),
-            (party, role) => (party, role) switch { ("market", PayeeRole.Market) => market, ("bank", PayeeRole.Bank) => bank, _ => null });
-        var expires = DateTimeOffset.UtcNow.AddDays(1);
-        ledger.Refill(new Refill("bank", card.CardId, "fill", long.MaxValue / 4, "JPY", expires).Sign(bank));
-        var serial = 0;
-        List<byte[]> Requests(int count) => [.. Enumerable.Range(0, count).Select(_ => new PaymentRequest("market", "o", $"q{serial++}", 1, "JPY", expires, "").Sign(market))];
+        using var purse = new FundedPurse(dir, "group.db");
+        var ledger = purse.Ledger;
+        List<byte[]> Requests(int count) => [.. Enumerable.Range(0, count).Select(_ => purse.NextRequest())];
 
         using var plain = new SqliteConnection($"Data Source={Path.Combine(dir, "plain.db")};Pooling=False");
         plain.Open();

@@ -23,17 +23,9 @@ public static class PurseOpsBenchmark
         var dir = Directory.CreateTempSubdirectory("daiko-purse-bench-").FullName;
         try
         {
-            using var card = HomeCard.Initialize(new HomeCardOptions(dir), HomeCardKeyType.P256, "1111", "2222", "admin-code-123");
-            card.EnterPin1("1111");
-            card.EnterPin2("2222");
-            using var market = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-            using var bank = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-            var ledger = new PurseLedger(HomeStore.Sqlite(Path.Combine(dir, "home.db")), new HomeCardPurse(card),
-                (party, role) => (party, role) switch { ("market", PayeeRole.Market) => market, ("bank", PayeeRole.Bank) => bank, _ => null });
-            var expires = DateTimeOffset.UtcNow.AddDays(1);
-            ledger.Refill(new Refill("bank", card.CardId, "fill", long.MaxValue / 4, "JPY", expires).Sign(bank));
-            var paid = 0;
-            void Pay() => ledger.Pay(new PaymentRequest("market", "o", $"q{paid++}", 1, "JPY", expires, "").Sign(market));
+            using var purse = new FundedPurse(dir, "home.db");
+            var ledger = purse.Ledger;
+            void Pay() => ledger.Pay(purse.NextRequest());
 
             Console.WriteLine($"# purse: one payment as the log grows (SQLite, SoftHSM2 home card; {Environment.ProcessorCount} cores, shared)");
             Console.WriteLine();
@@ -41,7 +33,7 @@ public static class PurseOpsBenchmark
             Console.WriteLine("|---:|---:|---:|");
             foreach (var target in entries)
             {
-                while (paid + 1 < target) Pay();
+                while (purse.Requested + 1 < target) Pay();
                 var clock = Stopwatch.StartNew();
                 for (var i = 0; i < ops; i++) Pay();
                 var perPayment = clock.Elapsed.TotalMilliseconds / ops;
@@ -49,7 +41,7 @@ public static class PurseOpsBenchmark
                 var intact = ledger.VerifyLog();
                 var chain = clock.Elapsed.TotalMilliseconds;
                 if (!intact) throw new InvalidOperationException("the log did not verify");
-                Console.WriteLine($"| {paid + 1} | {perPayment:0.00} | {chain:0.0} |");
+                Console.WriteLine($"| {purse.Requested + 1} | {perPayment:0.00} | {chain:0.0} |");
             }
             Console.WriteLine();
             Console.WriteLine("A payment checks the seal, the counter and the log's last entry; the whole chain is checked at unlock, at a process's first operation, on every history read and report, and whenever the store's trigger counted an edit of a log row.");
