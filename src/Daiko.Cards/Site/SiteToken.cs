@@ -168,50 +168,14 @@ public sealed class SiteToken : IDisposable
     });
 
     /// <summary>The purse seal's counter kept for the owner in the token (its highest data object); null before the first seal.</summary>
-    public long? ReadPurseCounter(string owner) => With(session => ReadCounter(session, owner));
+    public long? ReadPurseCounter(string owner) => With(session => TokenCounter.Read(_module, session, CounterLabel(owner)));
 
     /// <summary>Moves the owner's purse counter forward: a new data object, then the old ones destroyed (a crash leaves two; the highest counts).</summary>
     public void WritePurseCounter(string owner, long value) => With(session =>
     {
-        if (ReadCounter(session, owner) is { } current && value <= current) throw new InvalidOperationException($"the purse counter only moves forward ({current} → {value} refused)");
-        var old = Counters(session, owner);
-        var bytes = new byte[8];
-        System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(bytes, value);
-        var f = _module.Factories.ObjectAttributeFactory;
-        session.CreateObject(
-        [
-            f.Create(CKA.CKA_CLASS, CKO.CKO_DATA),
-            f.Create(CKA.CKA_TOKEN, true),
-            f.Create(CKA.CKA_PRIVATE, true),
-            f.Create(CKA.CKA_LABEL, CounterLabel(owner)),
-            f.Create(CKA.CKA_APPLICATION, "daiko"),
-            f.Create(CKA.CKA_VALUE, bytes),
-        ]);
-        foreach (var handle in old) session.DestroyObject(handle);
-        return 0;
+        TokenCounter.Advance(_module, session, CounterLabel(owner), value);
+        return true;
     });
-
-    /// <summary>How many objects the token holds (what 100,000 owners cost a partition).</summary>
-    public int CountObjects() => With(session => session.FindAllObjects([]).Count);
-
-    private long? ReadCounter(ISession session, string owner)
-    {
-        long? highest = null;
-        foreach (var counter in Counters(session, owner))
-        {
-            var value = session.GetAttributeValue(counter, [CKA.CKA_VALUE])[0].GetValueAsByteArray();
-            if (value.Length != 8) throw new InvalidDataException("an owner's purse counter in the site token is damaged");
-            var read = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(value);
-            if (highest is null || read > highest) highest = read;
-        }
-        return highest;
-    }
-
-    private List<IObjectHandle> Counters(ISession session, string owner)
-    {
-        var f = _module.Factories.ObjectAttributeFactory;
-        return session.FindAllObjects([f.Create(CKA.CKA_CLASS, CKO.CKO_DATA), f.Create(CKA.CKA_LABEL, CounterLabel(owner))]);
-    }
 
     private IObjectHandle Key(ISession session, string cacheKey, byte[] id, CKO objectClass)
     {

@@ -83,49 +83,10 @@ internal sealed class HomeCardToken(HomeCardOptions options, Pkcs11Module module
     }
 
     /// <summary>The purse seal's counter kept in the token (a private data object); null before the first seal.</summary>
-    public long? ReadPurseCounter()
-    {
-        long? highest = null;
-        foreach (var counter in FindCounters(Ready))
-        {
-            var value = Ready.GetAttributeValue(counter, [CKA.CKA_VALUE])[0].GetValueAsByteArray();
-            if (value.Length != 8) throw new InvalidDataException("the purse counter in the token is damaged");
-            var read = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(value);
-            if (highest is null || read > highest) highest = read;
-        }
-        return highest;
-    }
+    public long? ReadPurseCounter() => TokenCounter.Read(module, Ready, KeyTemplates.PurseCounterLabel);
 
-    /// <summary>
-    /// Stores the purse counter in the token; it only ever moves forward. Tokens keep a data object's
-    /// value read-only, so the new value is a new object and the old ones are destroyed after it: a crash
-    /// in between leaves two, and the highest counts.
-    /// </summary>
-    public void WritePurseCounter(long value)
-    {
-        var current = ReadPurseCounter();
-        if (current is { } c && value <= c) throw new InvalidOperationException($"the purse counter only moves forward ({c} → {value} refused)");
-        var old = FindCounters(Ready);
-        var bytes = new byte[8];
-        System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(bytes, value);
-        var f = module.Factories.ObjectAttributeFactory;
-        Ready.CreateObject(
-        [
-            f.Create(CKA.CKA_CLASS, CKO.CKO_DATA),
-            f.Create(CKA.CKA_TOKEN, true),
-            f.Create(CKA.CKA_PRIVATE, true),
-            f.Create(CKA.CKA_LABEL, KeyTemplates.PurseCounterLabel),
-            f.Create(CKA.CKA_APPLICATION, "daiko"),
-            f.Create(CKA.CKA_VALUE, bytes),
-        ]);
-        foreach (var handle in old) Ready.DestroyObject(handle);
-    }
-
-    private List<IObjectHandle> FindCounters(ISession session)
-    {
-        var f = module.Factories.ObjectAttributeFactory;
-        return session.FindAllObjects([f.Create(CKA.CKA_CLASS, CKO.CKO_DATA), f.Create(CKA.CKA_LABEL, KeyTemplates.PurseCounterLabel)]);
-    }
+    /// <summary>Stores the purse counter in the token; it only ever moves forward (<see cref="TokenCounter"/>).</summary>
+    public void WritePurseCounter(long value) => TokenCounter.Advance(module, Ready, KeyTemplates.PurseCounterLabel, value);
 
     public IObjectHandle RequireKey(ISession session, byte[] id) =>
         KeyTemplates.FindPrivateKey(module, session, id)
