@@ -83,7 +83,7 @@ public sealed partial class PurseLedger
     /// </summary>
     private long CheckSeal(DbConnection c, DbTransaction tx)
     {
-        var edits = PurseSeal.LogEdits(c, tx);
+        var edits = PurseSeal.LogEdits(c, tx, _store.PurseLogEditsQuery);
         if (_checkedEdits is { } seen && edits == seen) return PurseSeal.CheckTail(c, tx, _card);
         _checkedEdits = null;
         var counter = PurseSeal.Check(c, tx, _card);

@@ -113,17 +113,15 @@ internal static class PurseSeal
     /// <summary>
     /// How many times rows of the log were updated or deleted (counted by the store's triggers; the
     /// ledger only ever inserts). Long.MinValue when a trigger is missing or disabled: then nothing can be
-    /// assumed and the whole chain is checked.
+    /// assumed and the whole chain is checked. <paramref name="query"/> is the store's <see cref="Daiko.Home.Storage.IHomeStore.PurseLogEditsQuery"/>.
     /// </summary>
-    public static long LogEdits(DbConnection c, DbTransaction tx)
+    public static long LogEdits(DbConnection c, DbTransaction tx, string query)
     {
         using var cmd = c.CreateCommand();
         cmd.Transaction = tx;
-        cmd.CommandText = c is Microsoft.Data.Sqlite.SqliteConnection
-            ? "SELECT (SELECT edits FROM purse_log_edits WHERE id = 1), (SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ('purse_log_updated', 'purse_log_deleted')) - 1"
-            : "SELECT (SELECT edits FROM purse_log_edits WHERE id = 1), (SELECT COUNT(*) FROM pg_trigger WHERE tgname = 'purse_log_edited' AND tgenabled <> 'D')";
+        cmd.CommandText = query;
         using var r = cmd.ExecuteReader();
-        return r.Read() && !r.IsDBNull(0) && Convert.ToInt64(r.GetValue(1), CultureInfo.InvariantCulture) == 1
+        return r.Read() && !r.IsDBNull(0) && Convert.ToInt64(r.GetValue(1), CultureInfo.InvariantCulture) == 0
             ? Convert.ToInt64(r.GetValue(0), CultureInfo.InvariantCulture)
             : long.MinValue;
     }

@@ -26,6 +26,12 @@ public interface IHomeStore
     /// <summary>The purse's schema, in this database's dialect (idempotent: CREATE … IF NOT EXISTS).</summary>
     string Schema { get; }
 
+    /// <summary>
+    /// One row: how many times rows of the purse log were updated or deleted, and how many of this
+    /// store's edit-counting triggers are missing or disabled (0 when all are in place).
+    /// </summary>
+    string PurseLogEditsQuery { get; }
+
     /// <summary>An open connection on which <paramref name="migration"/> (when given) has been applied.</summary>
     Task<DbConnection> OpenAsync(Migration? migration = null, CancellationToken cancellationToken = default);
 
@@ -133,6 +139,12 @@ public abstract class HomeStore : IHomeStore
             END IF;
         END $$;
         """;
+
+    // The PostgreSQL trigger is looked up on this store's own purse_log (resolved through search_path):
+    // in a hosted deployment every owner's schema has a trigger of the same name.
+    public string PurseLogEditsQuery => Dialect == HomeDialect.Sqlite
+        ? "SELECT (SELECT edits FROM purse_log_edits WHERE id = 1), 2 - (SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ('purse_log_updated', 'purse_log_deleted'))"
+        : "SELECT (SELECT edits FROM purse_log_edits WHERE id = 1), 1 - (SELECT COUNT(*) FROM pg_trigger WHERE tgname = 'purse_log_edited' AND tgrelid = to_regclass('purse_log') AND tgenabled <> 'D')";
 
     public string Schema => Dialect == HomeDialect.Sqlite
         ? "PRAGMA journal_mode = WAL;\n" + PurseSchema.Sql(Dialect) + "\n" + SqliteLogEditTriggers

@@ -51,6 +51,42 @@ public sealed class SqlitePurseSealTests() : PurseSealContract(StoreKind.Sqlite)
 public sealed class PostgresPurseSealTests() : PurseSealContract(StoreKind.Postgres)
 {
     protected override string DropEditTriggerSql => "DROP TRIGGER purse_log_edited ON purse_log";
+
+    /// <summary>
+    /// A hosted deployment keeps each owner's purse in a schema of its own, every one with a trigger of
+    /// the same name: another owner's trigger must not stand in for this purse's dropped one.
+    /// </summary>
+    [Fact]
+    public void AnotherOwnersEditTrigger_DoesNotStandInForThisPursesDroppedOne()
+    {
+        ThreeEntries();
+        using (var admin = new Npgsql.NpgsqlConnection(PostgresConnectionString))
+        {
+            admin.Open();
+            using var create = admin.CreateCommand();
+            create.CommandText = "CREATE SCHEMA other_owner";
+            create.ExecuteNonQuery();
+        }
+        using (var source = Npgsql.NpgsqlDataSource.Create(PostgresConnectionString))
+        {
+            var other = HomeStore.Postgres(source, "other_owner");
+            using var c = other.Open();
+            using var schema = c.CreateCommand();
+            schema.CommandText = other.Schema;
+            schema.ExecuteNonQuery();
+        }
+        Sql(DropEditTriggerSql);
+        using (var admin = new Npgsql.NpgsqlConnection(PostgresConnectionString))
+        {
+            admin.Open();
+            using var triggers = admin.CreateCommand();
+            triggers.CommandText = "SELECT string_agg(tgrelid::regclass::text, ',') FROM pg_trigger WHERE tgname = 'purse_log_edited'";
+            Assert.Equal("other_owner.purse_log", triggers.ExecuteScalar());
+        }
+        Sql("UPDATE purse_log SET ref = 'someone-else' WHERE seq = 2");
+
+        AssertRefusedAndNothingMoves("altered");
+    }
 }
 
 /// <summary>
@@ -81,7 +117,7 @@ public abstract class PurseSealContract : PurseContract
         new PaymentRequest("market.test", "order-" + id, id, amount, "JPY", DateTimeOffset.UtcNow.AddMinutes(5), "").Sign(Market);
 
     /// <summary>A refill, two payments: a purse with three log entries and a payment still cancellable.</summary>
-    private void ThreeEntries()
+    protected void ThreeEntries()
     {
         Ledger.Refill(RefillOf(1_000));
         Ledger.Pay(RequestOf(100, "first"));
@@ -90,7 +126,7 @@ public abstract class PurseSealContract : PurseContract
         Assert.Equal(700, Ledger.Balance("JPY"));
     }
 
-    private void Sql(string sql)
+    protected void Sql(string sql)
     {
         using var c = OpenedStore.Open();
         using var cmd = c.CreateCommand();
