@@ -111,23 +111,32 @@ public sealed partial class TlsConnection : Stream
         await _readLock.WaitAsync(cancellationToken);
         try
         {
-            using var bound = Bound(cancellationToken);
-            while (true)
+            // The operation's timer starts only when a record must be read: a read served from plaintext
+            // already decrypted costs no timer.
+            CancellationTokenSource? bound = null;
+            try
             {
-                ThrowIfUnusable();
-                if (_plaintextStart < _plaintext.Length)
+                while (true)
                 {
-                    var n = Math.Min(buffer.Length, _plaintext.Length - _plaintextStart);
-                    _plaintext.AsSpan(_plaintextStart, n).CopyTo(buffer.Span);
-                    _plaintextStart += n;
-                    return n;
+                    ThrowIfUnusable();
+                    if (_plaintextStart < _plaintext.Length)
+                    {
+                        var n = Math.Min(buffer.Length, _plaintext.Length - _plaintextStart);
+                        _plaintext.AsSpan(_plaintextStart, n).CopyTo(buffer.Span);
+                        _plaintextStart += n;
+                        return n;
+                    }
+                    if (_receivedCloseNotify || buffer.IsEmpty) return 0;
+                    if (_closedWithoutCloseNotify || !await ReadBoundedAsync(bound ??= Bound(cancellationToken), cancellationToken))
+                    {
+                        if (_closedWithoutCloseNotify) throw Truncated();
+                        return 0;
+                    }
                 }
-                if (_receivedCloseNotify || buffer.IsEmpty) return 0;
-                if (_closedWithoutCloseNotify || !await ReadBoundedAsync(bound, cancellationToken))
-                {
-                    if (_closedWithoutCloseNotify) throw Truncated();
-                    return 0;
-                }
+            }
+            finally
+            {
+                bound?.Dispose();
             }
         }
         finally
