@@ -18,7 +18,7 @@ public sealed partial class TlsConnection
         }
         try
         {
-            ThrowIfUnusable();
+            using var hold = Hold();
             if (_records.HasBufferedHandshake) throw new InvalidOperationException("cannot export in the middle of a fragmented handshake message");
             // The importer writes next: the KeyUpdate the server asked for must precede that data.
             if (_keyUpdateOwed) AnswerKeyUpdateIfOwedAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
@@ -28,7 +28,7 @@ public sealed partial class TlsConnection
                 write.Sequence, read.Sequence, (byte[])_resumptionMasterSecret.Clone(), ServerName, ApplicationProtocol,
                 _plaintext.AsSpan(_plaintextStart).ToArray(), _records.UnprocessedTransportBytes.ToArray());
             _exported = true;
-            _records.Dispose();
+            Retire(disposeTransport: false);
             return session;
         }
         finally

@@ -105,11 +105,11 @@ public sealed partial class TlsConnection
         }
         try
         {
+            using var hold = Hold();
             while (!_newTickets.Reader.TryRead(out ready))
             {
                 ThrowIfUnusable();
                 if (_receivedCloseNotify) return null;
-                var pending = _plaintextStart < _plaintext.Length ? _plaintext.AsSpan(_plaintextStart).ToArray() : [];
                 bool more;
                 try
                 {
@@ -122,11 +122,6 @@ public sealed partial class TlsConnection
                 catch (TlsException e) when (e.InnerException is OperationCanceledException && !cancellationToken.IsCancellationRequested)
                 {
                     return null;
-                }
-                if (pending.Length > 0)
-                {
-                    _plaintext = [.. pending, .. _plaintext.AsSpan(_plaintextStart)];
-                    _plaintextStart = 0;
                 }
                 if (!more) return null;
             }
@@ -145,7 +140,7 @@ public sealed partial class TlsConnection
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            ThrowIfUnusable();
+            using var hold = Hold();
             _keyUpdateOwed = false;
             await SendKeyUpdateCoreAsync(requestPeerUpdate, cancellationToken);
         }

@@ -111,6 +111,7 @@ public sealed partial class TlsConnection : Stream
         await _readLock.WaitAsync(cancellationToken);
         try
         {
+            using var hold = Hold();
             // The operation's timer starts only when a record must be read: a read served from plaintext
             // already decrypted costs no timer.
             CancellationTokenSource? bound = null;
@@ -166,15 +167,15 @@ public sealed partial class TlsConnection : Stream
         catch (Exception e) when (!cancellationToken.IsCancellationRequested && bound.IsCancellationRequested
             && (e is OperationCanceledException || e.InnerException is OperationCanceledException))
         {
-            throw await TimedOutAsync("sent nothing");
+            throw await TimedOutAsync("sent nothing", holdingWriteLock: false);
         }
     }
 
-    private async ValueTask<TlsException> TimedOutAsync(string what)
+    private async ValueTask<TlsException> TimedOutAsync(string what, bool holdingWriteLock)
     {
         var timeout = new TlsException(TlsError.Timeout, AlertDescription.UserCanceled,
             $"the server {what} for {_options.OperationTimeout.TotalSeconds:0.#} s");
-        await BreakAsync(timeout);
+        await BreakAsync(timeout, holdingWriteLock);
         return timeout;
     }
 
@@ -197,7 +198,8 @@ public sealed partial class TlsConnection : Stream
                 case ContentType.ApplicationData:
                     if (_records.HasBufferedHandshake) throw TlsException.Unexpected("application data inside a fragmented handshake message");
                     _records.ResetRecordsWithoutData();
-                    _plaintext = content.ToArray();
+                    // Appended to what is not delivered yet (a wait for a ticket reads on while data waits).
+                    _plaintext = _plaintextStart < _plaintext.Length ? [.. _plaintext.AsSpan(_plaintextStart), .. content.Span] : content.ToArray();
                     _plaintextStart = 0;
                     return true;
                 case ContentType.Handshake:
@@ -220,7 +222,7 @@ public sealed partial class TlsConnection : Stream
         }
         catch (TlsException e)
         {
-            await BreakAsync(e);
+            await BreakAsync(e, holdingWriteLock: false);
             throw;
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
@@ -236,7 +238,7 @@ public sealed partial class TlsConnection : Stream
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            ThrowIfUnusable();
+            using var hold = Hold();
             if (_sentCloseNotify) throw new TlsException(TlsError.ConnectionUnusable, AlertDescription.InternalError, "the connection was closed for writing");
             using var bound = Bound(cancellationToken);
             try
@@ -246,7 +248,7 @@ public sealed partial class TlsConnection : Stream
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
-                throw await TimedOutAsync("read nothing we sent");
+                throw await TimedOutAsync("read nothing we sent", holdingWriteLock: true);
             }
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
@@ -268,6 +270,7 @@ public sealed partial class TlsConnection : Stream
         try
         {
             if (_sentCloseNotify || _exported || _broken is not null) return;
+            using var hold = Hold();
             _sentCloseNotify = true;
             await _records.SendAlertAsync(AlertDescription.CloseNotify, cancellationToken);
         }
@@ -283,11 +286,17 @@ public sealed partial class TlsConnection : Stream
         if (_broken is not null) throw new TlsException(TlsError.ConnectionUnusable, AlertDescription.InternalError, "the connection failed earlier and can no longer be used", _broken);
     }
 
-    private async ValueTask BreakAsync(TlsException e)
+    /// <summary>
+    /// Marks the connection broken and tells the server why. The alert is a record like any other: it
+    /// waits (briefly) for the write lock, since a write in progress owns the output buffer and the
+    /// write sequence number; a write that holds on longer means no alert.
+    /// </summary>
+    private async ValueTask BreakAsync(TlsException e, bool holdingWriteLock)
     {
         if (_broken is not null) return;
         _broken = e;
         if (e.SentByPeer || e.Error == TlsError.TransportClosed) return;
+        if (!holdingWriteLock && !await _writeLock.WaitAsync(TimeSpan.FromSeconds(1))) return;
         try
         {
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
@@ -297,20 +306,15 @@ public sealed partial class TlsConnection : Stream
         {
             // Best effort.
         }
+        finally
+        {
+            if (!holdingWriteLock) _writeLock.Release();
+        }
     }
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing)
-        {
-            if (!_exported)
-            {
-                _records.Dispose();
-                _records.Transport.Dispose();
-            }
-            CryptographicOperations.ZeroMemory(_resumptionMasterSecret);
-            CryptographicOperations.ZeroMemory(_plaintext);
-        }
+        if (disposing) Retire(disposeTransport: !_exported);
         base.Dispose(disposing);
     }
 

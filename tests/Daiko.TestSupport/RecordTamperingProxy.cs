@@ -11,43 +11,71 @@ public enum RecordDirection
 }
 
 /// <summary>
-/// An active attacker between a client and a real TLS server, on 127.0.0.1: it forwards one
-/// connection record by record and lets a test rewrite any record's content (type and payload, the
-/// header's length is recomputed). Used to prove the client refuses what a network attacker can do.
+/// An active attacker between a client and a real TLS server, on 127.0.0.1: it forwards connections
+/// record by record and lets a test rewrite any record's content (type and payload, the header's length
+/// is recomputed) or hold a record back for a while (a slow or loaded server). Used to prove the client
+/// refuses what a network attacker can do, and copes with what a slow network does.
 /// </summary>
 public sealed class RecordTamperingProxy : IDisposable
 {
     /// <summary>Returns the content to forward instead (or the same array).</summary>
     public delegate byte[] Tamper(RecordDirection direction, byte type, byte[] content);
 
+    /// <summary>How long to hold a record back before forwarding it (zero: not at all).</summary>
+    public delegate TimeSpan Hold(RecordDirection direction, byte type, byte[] content);
+
     private readonly TcpListener _listener;
     private readonly int _upstreamPort;
     private readonly Tamper _tamper;
+    private readonly Hold? _hold;
     private readonly CancellationTokenSource _stop = new();
+    private int _connections;
 
-    private RecordTamperingProxy(TcpListener listener, int upstreamPort, Tamper tamper)
+    private RecordTamperingProxy(TcpListener listener, int upstreamPort, Tamper tamper, Hold? hold)
     {
         _listener = listener;
         _upstreamPort = upstreamPort;
         _tamper = tamper;
+        _hold = hold;
     }
 
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
 
-    public static RecordTamperingProxy Start(int upstreamPort, Tamper tamper)
+    /// <summary>Connections accepted so far.</summary>
+    public int Connections => Volatile.Read(ref _connections);
+
+    public static RecordTamperingProxy Start(int upstreamPort, Tamper tamper, Hold? hold = null)
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
-        var proxy = new RecordTamperingProxy(listener, upstreamPort, tamper);
-        _ = proxy.AcceptOneAsync();
+        var proxy = new RecordTamperingProxy(listener, upstreamPort, tamper, hold);
+        _ = proxy.AcceptAsync();
         return proxy;
     }
 
-    private async Task AcceptOneAsync()
+    private async Task AcceptAsync()
+    {
+        // Bounded: a test makes a handful of connections.
+        for (var i = 0; i < 1000 && !_stop.IsCancellationRequested; i++)
+        {
+            try
+            {
+                var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                Interlocked.Increment(ref _connections);
+                _ = ForwardAsync(client);
+            }
+            catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task ForwardAsync(TcpClient accepted)
     {
         try
         {
-            using var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+            using var client = accepted;
             using var server = new TcpClient { NoDelay = true };
             await server.ConnectAsync(IPAddress.Loopback, _upstreamPort, _stop.Token);
             client.NoDelay = true;
@@ -73,6 +101,7 @@ public sealed class RecordTamperingProxy : IDisposable
                 var content = new byte[(header[3] << 8) | header[4]];
                 if (!await ReadExactlyOrEndAsync(from, content)) break;
                 var replaced = _tamper(direction, header[0], content);
+                if (_hold?.Invoke(direction, header[0], replaced) is { } hold && hold > TimeSpan.Zero) await Task.Delay(hold, _stop.Token);
                 header[3] = (byte)(replaced.Length >> 8);
                 header[4] = (byte)replaced.Length;
                 await to.WriteAsync(header, _stop.Token);

@@ -35,23 +35,30 @@ public static class LoadBenchmark
         // Warm-up, not measured: every terminal runs each mode once (JIT and caches on both sides), and
         // SslStream proves it makes full handshakes (nginx reports reused=.) and loads its TLS library.
         // Sixteen terminals at a time; a failure here is counted and reported, the measured rows count their own.
+        // --warm-ups N repeats it, and --warm-up-only stops after it: a run that only looks for failures under many terminals.
         var warmUp = new LoadRunner.Tally();
+        var warmUps = int.Parse(Option(args, "--warm-ups", "1"), CultureInfo.InvariantCulture);
         using (var gate = new SemaphoreSlim(16))
         {
-            await Task.WhenAll(rig.Terminals.Select(async t =>
+            for (var round = 0; round < warmUps; round++)
             {
-                await gate.WaitAsync();
-                try
+                await Task.WhenAll(rig.Terminals.Select(async t =>
                 {
-                    foreach (var mode in new[] { LoadMode.Handoff, LoadMode.Relay, LoadMode.Assist, LoadMode.ResumeHit }) await warmUp.TimeAsync(() => t.SessionAsync(mode, CancellationToken.None));
-                }
-                finally
-                {
-                    gate.Release();
-                }
-            }));
+                    await gate.WaitAsync();
+                    try
+                    {
+                        foreach (var mode in new[] { LoadMode.Handoff, LoadMode.Relay, LoadMode.Assist, LoadMode.ResumeHit }) await warmUp.TimeAsync(() => t.SessionAsync(mode, CancellationToken.None));
+                    }
+                    finally
+                    {
+                        gate.Release();
+                    }
+                }));
+            }
         }
         Console.WriteLine($"  warm-up: {warmUp.Count} sessions, {warmUp.Errors} errors{(warmUp.FirstError is null ? "" : " (first: " + warmUp.FirstError + ")")}");
+        foreach (var line in rig.ServerOutput.Split('\n').Where(l => l.Contains("control channel broke", StringComparison.Ordinal))) Console.WriteLine("  home server: " + line.Trim());
+        if (args.Contains("--warm-up-only")) return warmUp.Errors == 0 ? 0 : 3;
         await SslStreamPeer.RequireFullHandshakesAsync(rig.Pki, rig.Nginx.Port);
         await LoadPeers.DirectWithRequest(rig.Pki, rig.Nginx.Port)(0);
         foreach (var k in counts)

@@ -52,18 +52,20 @@ public static class LoadRunner
             }
         }
 
-        /// <summary>Times <paramref name="once"/>; an exception is counted as an error (and its first message kept for the report), never hidden.</summary>
-        public async Task TimeAsync(Func<Task> once, long? scheduled = null)
+        /// <summary>Times <paramref name="once"/>; an exception is counted as an error (and its first message kept for the report), never hidden. False when it failed.</summary>
+        public async Task<bool> TimeAsync(Func<Task> once, long? scheduled = null)
         {
             var start = scheduled ?? Stopwatch.GetTimestamp();
             try
             {
                 await once();
                 Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+                return true;
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 Failed(e);
+                return false;
             }
         }
     }

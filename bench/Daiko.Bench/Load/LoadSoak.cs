@@ -45,11 +45,13 @@ public static class LoadSoak
         using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(minutes));
         using var sampling = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
         var rss = new List<double>();
+        var threads = new List<int>();
         var sampler = Task.Run(async () =>
         {
             while (!sampling.IsCancellationRequested)
             {
                 rss.Add(rig.Home.RssMb());
+                threads.Add(rig.Home.Threads());
                 try
                 {
                     await Task.Delay(250, sampling.Token);
@@ -73,9 +75,7 @@ public static class LoadSoak
                 if (mode == LoadMode.Pay)
                 {
                     var request = t.PaymentRequest(market, "market");
-                    var before = tally.Errors;
-                    await tally.TimeAsync(async () => paid[MoneyMessage.Hash(request)] = await t.PayAsync(request, stop.Token));
-                    if (tally.Errors != before) unanswered.Add((t, request));
+                    if (!await tally.TimeAsync(async () => paid[MoneyMessage.Hash(request)] = await t.PayAsync(request, stop.Token))) unanswered.Add((t, request));
                 }
                 else
                 {
@@ -98,6 +98,11 @@ public static class LoadSoak
         var late = rss.Skip(rss.Count - tenth).Average();
         var change = late / early - 1;
         var flat = Math.Abs(change) <= 0.10;
+        // The run in twentieths: whether the RSS levels off (pools and heaps growing to the load) or keeps climbing (a leak).
+        double[] Curve(IReadOnlyList<double> samples) => Enumerable.Range(0, 20).Select(i => samples.Skip(i * samples.Count / 20).Take(Math.Max(1, samples.Count / 20)).Average()).Select(v => Math.Round(v, 1)).ToArray();
+        var rssCurve = Curve(rss);
+        var threadCurve = Curve(threads.Select(n => (double)n).ToList());
+        var serverFailures = rig.ServerOutput.Split('\n').Where(l => l.Contains("fail", StringComparison.OrdinalIgnoreCase) || l.Contains("broke", StringComparison.Ordinal) || l.Contains("exception", StringComparison.OrdinalIgnoreCase)).Take(40).ToList();
         var balanceOk = balance == Fill - payments;
         var (p50, p99) = tally.Percentiles();
         var inv = CultureInfo.InvariantCulture;
@@ -110,10 +115,19 @@ public static class LoadSoak
         md.AppendLine(string.Create(inv, $"- {elapsed:0.0} s in all, {tally.Count / elapsed:0.0} per second; latency p50 {p50:0.0} ms, p99 {p99:0.0} ms"));
         md.AppendLine(string.Create(inv, $"- payments: {payments} distinct requests paid ({unanswered.Count} of them failed at the terminal and were sent again afterwards as the same request); the purse's balance moved by exactly that: {(balanceOk ? "yes" : $"NO (balance {balance})")}"));
         md.AppendLine(string.Create(inv, $"- home RSS, mean of the first and last tenth of {rss.Count} samples: {early:0.0} MB → {late:0.0} MB ({change * 100:+0.0;-0.0} %), {(flat ? "flat within ±10 %" : "NOT flat within ±10 %")}; peak {rss.Max():0.0} MB"));
+        md.AppendLine(string.Create(inv, $"- home RSS by twentieths of the run, MB: {string.Join(' ', rssCurve)}; its threads: {string.Join(' ', threadCurve)}"));
+        if (serverFailures.Count > 0)
+        {
+            md.AppendLine();
+            md.AppendLine("The home server's log lines about failures:");
+            md.AppendLine();
+            foreach (var line in serverFailures) md.AppendLine("    " + line.Trim());
+        }
         var json = JsonSerializer.Serialize(new
         {
             terminals = count, sessions_per_terminal = sessions, sessions = tally.Count + tally.Errors, failures = tally.Errors, payments, payments_resent = unanswered.Count, balance_ok = balanceOk,
             seconds = Math.Round(elapsed, 1), p50_ms = Math.Round(p50, 1), p99_ms = Math.Round(p99, 1), stopped_by_time = stoppedByTime,
+            rss_curve_mb = rssCurve, threads_curve = threadCurve,
             rss_first_tenth_mb = Math.Round(early, 1), rss_last_tenth_mb = Math.Round(late, 1), rss_peak_mb = Math.Round(rss.Max(), 1), rss_change = Math.Round(change, 3), rss_flat = flat,
             load_average = loadBefore,
         }, new JsonSerializerOptions { WriteIndented = true });

@@ -19,6 +19,16 @@ public sealed class ProcessSampler(int pid)
         return double.NaN;
     }
 
+    /// <summary>The process's threads now (Threads in /proc/PID/status): each one's stack and pool caches count in the RSS.</summary>
+    public int Threads()
+    {
+        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+        {
+            if (line.StartsWith("Threads:", StringComparison.Ordinal)) return int.Parse(line["Threads:".Length..].Trim(), CultureInfo.InvariantCulture);
+        }
+        return -1;
+    }
+
     /// <summary>User plus system CPU seconds used so far.</summary>
     public double CpuSeconds()
     {

@@ -213,6 +213,8 @@ public sealed class ControlListener : IAsyncDisposable
         try
         {
             await connection.Completion;
+            // A device's channel that ended on a malformed frame is worth a line: a terminal does not send one.
+            if (deviceId is not null && connection.CloseException is ProtocolException broke) _logger.ControlChannelBroke(deviceId, broke.Message);
         }
         finally
         {

@@ -67,8 +67,9 @@ public sealed class DelegationService : IAsyncDisposable
         _tickets = tickets;
         _profiles = profiles;
         _time = time ?? TimeProvider.System;
-        _ticketWait = ticketWait ?? TimeSpan.FromSeconds(2);
         _marketTimeout = marketTimeout ?? TimeSpan.FromSeconds(15);
+        // A market has as long to send its first ticket as it had for the handshake: under load it comes late, not never.
+        _ticketWait = ticketWait ?? _marketTimeout;
     }
 
     public SessionCache<SessionTicket> Tickets => _tickets;
@@ -133,12 +134,31 @@ public sealed class DelegationService : IAsyncDisposable
         var cached = TryTakeCached(deviceId, market, limit);
         Hosting.HomeMetrics.CacheLookup(cached is not null);
         if (cached is not null) return cached;
-        if (_tickets.Count(key) == 0) await FetchTicketsAsync(deviceId, market, cancellationToken);
+        if (_tickets.Count(key) == 0)
+        {
+            await RefuseIfKnownTicketlessAsync(deviceId, market, cancellationToken);
+            await FetchTicketsAsync(deviceId, market, cancellationToken);
+        }
         return TryTakeCached(deviceId, market, limit)
             ?? (_tickets.Count(key) > 0
                 ? throw new Policy.PolicyRefusedException(Policy.PolicyRule.TicketLifetime,
                     $"the tickets of {market.Host}:{market.Port} live longer than this device may hold one ({Policy.DevicePolicy.FormatLifetime(limit)}); use handoff or relay, or the owner can change 'daiko home device policy --ticket-lifetime'")
                 : throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay"));
+    }
+
+    /// <summary>How long a market known to issue no tickets is taken at its word before a background handshake checks again.</summary>
+    public static readonly TimeSpan TicketlessRecheck = TimeSpan.FromDays(1);
+
+    /// <summary>
+    /// A market a full wait found issuing no tickets is answered at once, with no handshake and no wait
+    /// for the terminal; once that knowledge is a day old, a background handshake checks it again.
+    /// </summary>
+    private async Task RefuseIfKnownTicketlessAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken)
+    {
+        if (await _profiles.FindAsync(market.Host, market.Port, cancellationToken) is not { NoTicketsConfirmed: true } profile) return;
+        if (_time.GetUtcNow() - profile.LearnedAt > TicketlessRecheck) RefillAhead(deviceId, market);
+        throw new DelegationException(DelegationFailure.NoTicketIssued,
+            $"the market {market.Host}:{market.Port} issues no session tickets (none came after a full handshake, {profile.LearnedAt:yyyy-MM-dd HH:mm} UTC); use handoff or relay");
     }
 
     /// <summary>A cached ticket for (device, market) with at most <paramref name="longest"/> left to live (taken from the cache), or null.</summary>
@@ -201,10 +221,16 @@ public sealed class DelegationService : IAsyncDisposable
             absorbed.Add(t);
             _tickets.Add(market.KeyFor(deviceId), t, t.ExpiresAt, singleUse: true);
         }
-        // What the handshake showed is remembered, so that auto picks the right mode next time.
+        // What the handshake showed is remembered, so that auto picks the right mode next time. A TLS 1.2
+        // ticket comes inside the handshake, so its absence is certain; a TLS 1.3 market that sent none
+        // in this brief wait may send it later, so what was known about its tickets stays.
         var known = await _profiles.FindAsync(market.Host, market.Port, cancellationToken);
-        await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, connection.Version == TlsVersions.Tls13, absorbed.Count > 0,
-            known?.AcceptsPskKe ?? false, absorbed.Count > 0 ? absorbed.Max(t => t.MaxEarlyData) : known?.MaxEarlyData ?? 0, _time.GetUtcNow()), cancellationToken);
+        var tls13 = connection.Version == TlsVersions.Tls13;
+        await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, tls13, absorbed.Count > 0 || tls13 && known?.IssuesTickets == true,
+            known?.AcceptsPskKe ?? false, absorbed.Count > 0 ? absorbed.Max(t => t.MaxEarlyData) : known?.MaxEarlyData ?? 0, _time.GetUtcNow())
+        {
+            NoTicketsConfirmed = absorbed.Count == 0 && (!tls13 || known?.NoTicketsConfirmed == true),
+        }, cancellationToken);
     }
 
     /// <summary>Waits for background refills still running.</summary>
@@ -218,6 +244,7 @@ public sealed class DelegationService : IAsyncDisposable
     {
         var key = market.KeyFor(deviceId);
         var handshakes = 0;
+        if (_tickets.Count(key) < wanted) await RefuseIfKnownTicketlessAsync(deviceId, market, cancellationToken);
         while (_tickets.Count(key) < wanted && handshakes < 4)
         {
             handshakes++;
@@ -229,24 +256,27 @@ public sealed class DelegationService : IAsyncDisposable
         return (_tickets.Count(key), handshakes);
     }
 
-    /// <summary>Runs a full handshake only to collect tickets (also used to fetch ahead of need).</summary>
+    /// <summary>
+    /// Runs a full handshake only to collect tickets (also used to fetch ahead of need). The first ticket
+    /// is waited for as long as the handshake may take (<c>MarketTimeout</c>); a TLS 1.2 market's comes
+    /// inside the handshake, so there is nothing to wait for.
+    /// </summary>
     public async Task<int> FetchTicketsAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken)
     {
         var key = market.KeyFor(deviceId);
         await using var connection = await ConnectAsUserAsync(market, null, cancellationToken);
-        var deadline = _time.GetUtcNow() + _ticketWait;
+        var deadline = _time.GetUtcNow() + (connection.Version == TlsVersions.Tls13 ? _ticketWait : TimeSpan.Zero);
         var received = new List<SessionTicket>();
-        while (true)
+        // A market may send tickets without end: take a handful, the cache keeps no more anyway.
+        while (received.Count < TlsConnection.MaxTicketsKept)
         {
-            var left = deadline - _time.GetUtcNow();
-            if (left <= TimeSpan.Zero) break;
             // Servers send their tickets in one flight (OpenSSL two, back to back): after the first,
             // wait only briefly for the rest — a terminal is waiting on this on a cache miss.
-            var ticket = await connection.WaitForTicketAsync(received.Count == 0 ? left : TimeSpan.FromMilliseconds(Math.Min(50, left.TotalMilliseconds)), cancellationToken);
+            var left = deadline - _time.GetUtcNow();
+            var wait = received.Count == 0 ? left : TimeSpan.FromMilliseconds(Math.Min(50, left.TotalMilliseconds));
+            var ticket = await connection.WaitForTicketAsync(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, cancellationToken);
             if (ticket is null) break;
             received.Add(ticket);
-            // A market may send tickets without end: take a handful, the cache keeps no more anyway.
-            if (received.Count >= TlsConnection.MaxTicketsKept) break;
         }
         foreach (var ticket in received)
         {
@@ -254,7 +284,10 @@ public sealed class DelegationService : IAsyncDisposable
         }
         await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, connection.Version == TlsVersions.Tls13, received.Count > 0,
             (await _profiles.FindAsync(market.Host, market.Port, cancellationToken))?.AcceptsPskKe ?? false,
-            received.Count > 0 ? received.Max(t => t.MaxEarlyData) : 0, _time.GetUtcNow()), cancellationToken);
+            received.Count > 0 ? received.Max(t => t.MaxEarlyData) : 0, _time.GetUtcNow())
+        {
+            NoTicketsConfirmed = received.Count == 0,
+        }, cancellationToken);
         try
         {
             await connection.CloseAsync(cancellationToken);

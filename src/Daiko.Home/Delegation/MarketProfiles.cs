@@ -10,7 +10,14 @@ public sealed record MarketProfile(
     bool IssuesTickets,
     bool AcceptsPskKe,
     uint MaxEarlyData,
-    DateTimeOffset LearnedAt);
+    DateTimeOffset LearnedAt)
+{
+    /// <summary>
+    /// A full wait for tickets after a handshake (as long as the handshake itself may take) brought none:
+    /// the market is known not to issue them. A brief wait that saw none (a handoff's) proves nothing.
+    /// </summary>
+    public bool NoTicketsConfirmed { get; init; }
+}
 
 /// <summary>
 /// Remembers what each market supports so that <see cref="DelegationMode.Auto"/> can pick the cheapest

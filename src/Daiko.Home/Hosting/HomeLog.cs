@@ -56,6 +56,9 @@ internal static partial class HomeLog
     [LoggerMessage(60, LogLevel.Information, "a connection from {Address} was refused: {Reason}")]
     public static partial void ProxyHeaderRefused(this ILogger logger, string address, string reason);
 
+    [LoggerMessage(18, LogLevel.Warning, "device {DeviceId}: its control channel broke: {Reason}")]
+    public static partial void ControlChannelBroke(this ILogger logger, string deviceId, string reason);
+
     [LoggerMessage(17, LogLevel.Warning, "ending the device sessions at shutdown failed (they end at the next start): {Reason}")]
     public static partial void SessionsNotEnded(this ILogger logger, string reason);
 }

@@ -18,6 +18,11 @@ public interface IMarketProfileStore
 /// </summary>
 public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStore
 {
+    // The tickets column: none seen (yet), issues tickets, or a full wait confirmed none.
+    private const int NoneSeen = 0;
+    private const int Issues = 1;
+    private const int NoneConfirmed = 2;
+
     internal static readonly Migration Migration = new("market_profiles/1", """
         CREATE TABLE IF NOT EXISTS market_profiles (
             host TEXT NOT NULL, port INTEGER NOT NULL, tls13 INTEGER NOT NULL, tickets INTEGER NOT NULL,
@@ -30,7 +35,7 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
         var found = await ReadAllAsync(connection, null,
             "SELECT host, port, tls13, tickets, psk_ke, max_early_data, learned_at FROM market_profiles WHERE host = @h AND port = @p",
-            r => new MarketProfile(r.GetString(0), (int)r.Long(1), r.Long(2) != 0, r.Long(3) != 0, r.Long(4) != 0, (uint)r.Long(5), r.Time(6)),
+            r => new MarketProfile(r.GetString(0), (int)r.Long(1), r.Long(2) != 0, r.Long(3) == Issues, r.Long(4) != 0, (uint)r.Long(5), r.Time(6)) { NoTicketsConfirmed = r.Long(3) == NoneConfirmed },
             cancellationToken, ("@h", host), ("@p", port));
         return found.SingleOrDefault();
     }
@@ -43,7 +48,7 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
             VALUES (@h, @p, @t, @k, @e, @m, @at)
             ON CONFLICT(host, port) DO UPDATE SET tls13 = @t, tickets = @k, psk_ke = @e, max_early_data = @m, learned_at = @at
             """, cancellationToken,
-            ("@h", profile.Host), ("@p", profile.Port), ("@t", profile.Tls13 ? 1 : 0), ("@k", profile.IssuesTickets ? 1 : 0),
+            ("@h", profile.Host), ("@p", profile.Port), ("@t", profile.Tls13 ? 1 : 0), ("@k", profile.IssuesTickets ? Issues : profile.NoTicketsConfirmed ? NoneConfirmed : NoneSeen),
             ("@e", profile.AcceptsPskKe ? 1 : 0), ("@m", (long)profile.MaxEarlyData), ("@at", Text(profile.LearnedAt)));
     }
 }

@@ -5,6 +5,7 @@ using Daiko.Cards;
 using Daiko.Home.Hosting;
 using Daiko.Home.Trust;
 using Daiko.Protocol;
+using Daiko.Terminal;
 using Daiko.TestSupport;
 
 namespace Daiko.Home.Tests.Server;
@@ -63,6 +64,18 @@ public sealed class HomeFixture : IAsyncDisposable
         await new Daiko.Home.Storage.SqlDevicePolicyStore(Daiko.Home.Storage.HomeStore.Sqlite(HomeServer.DatabasePath(HomeDirectory)))
             .SaveAsync(name, Daiko.Home.Policy.DevicePolicy.Default with { Markets = Daiko.Home.Policy.DevicePolicy.ParseMarkets(LoopbackMarkets.Markets), MaxTickets = LoopbackMarkets.MaxTickets });
         return EnrollmentCode.Compose(secret, Server.Identity.SpkiHash);
+    }
+
+    /// <summary>A terminal enrolled now, its control channel open and the home card unlocked through it.</summary>
+    public async Task<ControlConnection> UnlockedTerminalAsync(CancellationToken ct)
+    {
+        var terminal = Path.Combine(Dir.Path, "terminal");
+        await TerminalClient.EnrollAsync(terminal, Endpoint, await NewCodeAsync("phone"), AccessPin, createAccessCard: TestAccessCard, cancellationToken: ct);
+        using var access = AccessCard.Open(terminal);
+        if (!access.Unlock(AccessPin).Accepted) throw new InvalidOperationException("the test terminal's access card did not unlock");
+        var control = await TerminalClient.ConnectAsync(terminal, access.DeviceKey, ct);
+        await new HomeControl(control).UnlockAsync(Pin1, Pin2, ct);
+        return control;
     }
 
     public async ValueTask DisposeAsync()

@@ -22,7 +22,7 @@ public sealed class RelayIdleTests
         await using var home = HomeFixture.Start(o => o with { MarketTimeout = TimeSpan.FromSeconds(1), RelayIdleLimit = TimeSpan.FromSeconds(30) });
         using var market = await NginxServer.StartAsync(home.Pki, home.Dir.Path);
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await using var control = await UnlockedAsync(home, cts.Token);
+        await using var control = await home.UnlockedTerminalAsync(cts.Token);
 
         var session = await new DelegatedConnector(control).ConnectAsync("localhost", market.Port, DelegationMode.Relay, cancellationToken: cts.Token);
         await Task.Delay(TimeSpan.FromSeconds(2.5), cts.Token);
@@ -36,7 +36,7 @@ public sealed class RelayIdleTests
         await using var home = HomeFixture.Start(o => o with { RelayIdleLimit = TimeSpan.FromSeconds(1.5) });
         using var market = await NginxServer.StartAsync(home.Pki, home.Dir.Path);
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await using var control = await UnlockedAsync(home, cts.Token);
+        await using var control = await home.UnlockedTerminalAsync(cts.Token);
 
         var session = await new DelegatedConnector(control).ConnectAsync("localhost", market.Port, DelegationMode.Relay, cancellationToken: cts.Token);
         var clock = Stopwatch.StartNew();
@@ -48,17 +48,6 @@ public sealed class RelayIdleTests
         // The channel itself is unharmed: the next relay works.
         var next = await new DelegatedConnector(control).ConnectAsync("localhost", market.Port, DelegationMode.Relay, cancellationToken: cts.Token);
         Assert.Contains("Alice Example", await GetAsync(next.Stream, cts.Token), StringComparison.Ordinal);
-    }
-
-    private static async Task<ControlConnection> UnlockedAsync(HomeFixture home, CancellationToken ct)
-    {
-        var terminal = Path.Combine(home.Dir.Path, "terminal");
-        await TerminalClient.EnrollAsync(terminal, home.Endpoint, await home.NewCodeAsync("phone"), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard, cancellationToken: ct);
-        using var access = AccessCard.Open(terminal);
-        Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
-        var control = await TerminalClient.ConnectAsync(terminal, access.DeviceKey, ct);
-        await new HomeControl(control).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, ct);
-        return control;
     }
 
     private static Task<string> GetAsync(Stream stream, CancellationToken ct) => DelegationEndToEndTests.GetAsync(stream, ct);

@@ -1,0 +1,79 @@
+using Daiko.Protocol;
+using Daiko.TestSupport;
+using Daiko.Terminal.Sessions;
+using Xunit;
+
+namespace Daiko.Home.Tests.Server;
+
+/// <summary>
+/// How long the home server waits for a market's tickets on a resume that missed its cache: as long as
+/// a handshake with the market may take (a loaded market sends them late, not never), and not at all
+/// for a market known to send none. Real openssl s_server markets, reached through a proxy that can
+/// hold records back and counts the connections made.
+/// </summary>
+[Collection("home card")]
+public sealed class TicketWaitTests : IAsyncLifetime
+{
+    private static readonly TimeSpan MarketTimeout = TimeSpan.FromSeconds(6);
+
+    private HomeFixture _home = null!;
+
+    public Task InitializeAsync()
+    {
+        _home = HomeFixture.Start(o => o with { MarketTimeout = MarketTimeout });
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync() => await _home.DisposeAsync();
+
+    [Fact]
+    public async Task TicketsThatComeLate_ButWithinTheMarketTimeout_StillServeAResume()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await OpenSslServer.StartAsync(_home.Pki);
+        // The market's first record after the client's last flight (its NewSessionTickets, the records
+        // behind it wait too) is held for 4 s: longer than a fixed 2 s wait, within the market timeout.
+        var clientFinished = 0;
+        var held = 0;
+        using var proxy = RecordTamperingProxy.Start(market.Port,
+            (direction, type, content) =>
+            {
+                if (direction == RecordDirection.ClientToServer && type == 23) Volatile.Write(ref clientFinished, 1);
+                return content;
+            },
+            (direction, _, _) => direction == RecordDirection.ServerToClient && Volatile.Read(ref clientFinished) == 1 && Interlocked.Exchange(ref held, 1) == 0
+                ? TimeSpan.FromSeconds(4)
+                : TimeSpan.Zero);
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        // The terminal resumes with the market itself; only the home server's handshake goes through the proxy.
+        var connector = new DelegatedConnector(control) { TerminalRoute = (_, _) => ("127.0.0.1", market.Port) };
+
+        var session = await connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        await using var _ = session.Stream;
+
+        Assert.Equal(1, Volatile.Read(ref held));
+        Assert.True(session.Tls!.Resumed);
+    }
+
+    [Fact]
+    public async Task AMarketKnownToSendNoTickets_IsAnsweredAtOnce_WithoutAHandshake()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await OpenSslServer.StartAsync(_home.Pki, new TlsPeerOptions { Tickets = 0 });
+        using var proxy = RecordTamperingProxy.Start(market.Port, (_, _, content) => content);
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var connector = new DelegatedConnector(control);
+
+        // The first resume learns it: a full handshake, then the whole wait, and no ticket.
+        var first = await Assert.ThrowsAsync<ControlErrorException>(() => connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Resume, cancellationToken: cts.Token));
+        Assert.Equal(ErrorCode.NoTicket, first.Code);
+        Assert.Equal(1, proxy.Connections);
+
+        // From then on the terminal is told at once: no handshake, no wait (prefetch likewise).
+        var second = await Assert.ThrowsAsync<ControlErrorException>(() => connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Resume, cancellationToken: cts.Token));
+        Assert.Equal(ErrorCode.NoTicket, second.Code);
+        var prefetch = await Assert.ThrowsAsync<ControlErrorException>(() => connector.PrefetchAsync("localhost", proxy.Port, cancellationToken: cts.Token));
+        Assert.Equal(ErrorCode.NoTicket, prefetch.Code);
+        Assert.Equal(1, proxy.Connections);
+    }
+}
