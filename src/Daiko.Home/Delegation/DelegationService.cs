@@ -216,7 +216,17 @@ public sealed class DelegationService : IAsyncDisposable
         var absorbed = new List<SessionTicket>();
         for (var i = 0; i < 2; i++)
         {
-            var t = await connection.WaitForTicketAsync(TimeSpan.FromMilliseconds(i == 0 ? 100 : 30), cancellationToken);
+            SessionTicket? t;
+            try
+            {
+                t = await connection.WaitForTicketAsync(TimeSpan.FromMilliseconds(i == 0 ? 100 : 30), cancellationToken);
+            }
+            catch (TlsException e)
+            {
+                // The market broke the connection right after the handshake: there is nothing to hand off.
+                await connection.DisposeAsync();
+                throw Dropped(market, e);
+            }
             if (t is null) break;
             absorbed.Add(t);
             _tickets.Add(market.KeyFor(deviceId), t, t.ExpiresAt, singleUse: true);
@@ -232,6 +242,9 @@ public sealed class DelegationService : IAsyncDisposable
             NoTicketsConfirmed = absorbed.Count == 0 && (!tls13 || known?.NoTicketsConfirmed == true),
         }, cancellationToken);
     }
+
+    private static DelegationException Dropped(MarketRequest market, TlsException e) =>
+        new(DelegationFailure.HandshakeFailed, $"the market {market.Host}:{market.Port} broke the connection right after the handshake: {e.Message}", e);
 
     /// <summary>Waits for background refills still running.</summary>
     public async ValueTask DisposeAsync() => await Task.WhenAll(_refilling.Values);
@@ -274,7 +287,20 @@ public sealed class DelegationService : IAsyncDisposable
             // wait only briefly for the rest — a terminal is waiting on this on a cache miss.
             var left = deadline - _time.GetUtcNow();
             var wait = received.Count == 0 ? left : TimeSpan.FromMilliseconds(Math.Min(50, left.TotalMilliseconds));
-            var ticket = await connection.WaitForTicketAsync(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, cancellationToken);
+            SessionTicket? ticket;
+            try
+            {
+                ticket = await connection.WaitForTicketAsync(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, cancellationToken);
+            }
+            catch (TlsException e) when (received.Count == 0)
+            {
+                // A market that breaks the connection before any ticket failed this delegation; it is no internal error.
+                throw Dropped(market, e);
+            }
+            catch (TlsException)
+            {
+                break;
+            }
             if (ticket is null) break;
             received.Add(ticket);
         }

@@ -55,6 +55,30 @@ public sealed class TicketWaitTests : IAsyncLifetime
         Assert.True(session.Tls!.Resumed);
     }
 
+    [Theory]
+    [InlineData(DelegationMode.Resume)]
+    [InlineData(DelegationMode.Handoff)]
+    public async Task AMarketThatBreaksTheConnection_WhileItsTicketsAreAwaited_FailsTheDelegation_NotTheHomeServer(DelegationMode mode)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await OpenSslServer.StartAsync(_home.Pki);
+        // The market's first record after the client's last flight (a NewSessionTicket) arrives corrupted.
+        var clientFinished = 0;
+        var corrupted = 0;
+        using var proxy = RecordTamperingProxy.Start(market.Port, (direction, type, content) =>
+        {
+            if (direction == RecordDirection.ClientToServer && type == 23) Volatile.Write(ref clientFinished, 1);
+            else if (direction == RecordDirection.ServerToClient && Volatile.Read(ref clientFinished) == 1 && Interlocked.Exchange(ref corrupted, 1) == 0) content[^1] ^= 0x01;
+            return content;
+        });
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(control).ConnectAsync("localhost", proxy.Port, mode, cancellationToken: cts.Token));
+
+        Assert.Equal(1, Volatile.Read(ref corrupted));
+        Assert.Equal(ErrorCode.HandshakeFailed, e.Code);
+    }
+
     [Fact]
     public async Task AMarketKnownToSendNoTickets_IsAnsweredAtOnce_WithoutAHandshake()
     {
