@@ -48,8 +48,14 @@ public sealed partial class ControlConnection
                 CloseReason ??= $"relay data for relay {relayId}, which was never opened";
                 return false;
             }
-            // Data for a relay whose opening reply is still on its way: keep it (bounded).
-            if (!_early.TryGetValue(relayId, out var queue)) _early[relayId] = queue = new List<ControlMessage>();
+            // Data for a relay whose opening reply is still on its way: keep it (bounded). Data for a relay
+            // this side already closed lands here too; such ids are the oldest, so when more relays wait
+            // than requests can be in flight, the oldest is dropped.
+            if (!_early.TryGetValue(relayId, out var queue))
+            {
+                if (_early.Count >= ControlProtocol.MaxRequestsInFlight) _early.Remove(_early.Keys.Min());
+                _early[relayId] = queue = new List<ControlMessage>();
+            }
             if (queue.Count < ControlProtocol.MaxEarlyRelayFrames) queue.Add(message);
             return true;
         }
@@ -86,7 +92,20 @@ public sealed partial class ControlConnection
 
     internal void ForgetRelay(long relayId)
     {
-        _relays.TryRemove(relayId, out _);
+        lock (_early)
+        {
+            _relays.TryRemove(relayId, out _);
+            _early.Remove(relayId);
+        }
         _relayMeters.TryRemove(relayId, out _);
+    }
+
+    /// <summary>How many relay ids hold data that no open relay has taken yet (at most <see cref="ControlProtocol.MaxRequestsInFlight"/>).</summary>
+    internal int RelaysWaitingForOpen
+    {
+        get
+        {
+            lock (_early) return _early.Count;
+        }
     }
 }

@@ -85,4 +85,26 @@ public sealed class ControlConnectionTests : IAsyncLifetime
         await relay.ReadExactlyAsync(buffer, cts.Token);
         Assert.Equal("hello"u8.ToArray(), buffer);
     }
+
+    [Fact]
+    public async Task DataForRelaysClosedLongAgo_IsNotKeptForever_WhileEarlyDataForANewRelayStillIs()
+    {
+        await using var client = new ControlConnection(_client.GetStream());
+        client.Start();
+        // A long-lived agent: 200 relays opened and closed, the market's last bytes for each arriving after the close.
+        for (long id = 1; id <= 200; id++)
+        {
+            var relay = client.OpenRelay(id);
+            await relay.DisposeAsync();
+            await _server.SendAsync(0, new RelayData(id, "late"u8.ToArray()), CancellationToken.None);
+        }
+        await _server.SendAsync(0, new RelayData(201, "early"u8.ToArray()), CancellationToken.None);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        // Frames are read in order: once the new relay's data is there, every late frame was read before it.
+        await using var fresh = client.OpenRelay(201);
+        var buffer = new byte[5];
+        await fresh.ReadExactlyAsync(buffer, cts.Token);
+        Assert.Equal("early"u8.ToArray(), buffer);
+        Assert.InRange(client.RelaysWaitingForOpen, 0, ControlProtocol.MaxRequestsInFlight);
+    }
 }
