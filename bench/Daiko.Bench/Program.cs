@@ -13,6 +13,7 @@ public static class Program
     /// <c>card-path [--seconds N]</c>: the home card on the delegation path (idle-clock resets, signatures against raw C_Sign);
     /// <c>purse-group [--payers N] [--per-payer N]</c>: concurrent payers with group commit against plain SQLite commits;
     /// <c>slow-link</c>: the emulated link as its own process (started by terminal-cost);
+    /// <c>cli-startup --alt DLL [--runs N]</c>: the second command after unlock by two builds of the CLI, interleaved;
     /// <c>flood [--connections N] [--hold SECONDS] [--out DIR]</c>: hostile connections against a real home server;
     /// <c>load [--quick] [--terminals LIST] [--seconds N] [--out DIR]</c>: many terminals at once against a real home server
     /// (<c>load --soak [--terminals N] [--sessions N]</c>: the long mixed run);
@@ -28,6 +29,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "card-path") return await Daiko.Bench.Cards.CardPathBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "purse-group") return Daiko.Bench.Purse.PurseGroupCommitBenchmark.Run(args[1..]);
         if (args.Length > 0 && args[0] == "load") return await Load.LoadBenchmark.RunAsync(args[1..]);
+        if (args.Length > 0 && args[0] == "cli-startup") return await CliStartupBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "slow-link") return await LinkProcess.ServeAsync(args[1..]);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
         return 0;

@@ -15,9 +15,12 @@ public static class TerminalClient
     /// revealing the code's secret, creates the device key in a new access card, and stores the device
     /// certificate and the home server's pin. <paramref name="createAccessCard"/> is for tests only (an
     /// access card with explicit, cheap KDF parameters); without it the card calibrates Argon2id here.
+    /// <paramref name="counters"/> is charged the control channel's bytes on the wire, its round trips and
+    /// every public-key operation: the device key's generation, the handshake's key agreement and the
+    /// check of the home server's CertificateVerify.
     /// </summary>
     public static async Task<TerminalProfile> EnrollAsync(string directory, string home, string code, string accessPin,
-        CancellationToken cancellationToken = default, AccessCardToken? token = null, Func<string, string, AccessCard>? createAccessCard = null)
+        CancellationToken cancellationToken = default, AccessCardToken? token = null, Func<string, string, AccessCard>? createAccessCard = null, TlsCounters? counters = null)
     {
         var (secret, pin) = EnrollmentCode.Split(code);
         if (AccessCard.Exists(directory)) throw new InvalidOperationException($"{directory} already holds an access card; use a new directory to enroll again");
@@ -27,6 +30,7 @@ public static class TerminalClient
         // home server gives a peer without a device certificate only a few idle seconds.
         using var access = token is not null ? AccessCard.CreateOnToken(directory, accessPin, token)
             : createAccessCard is not null ? createAccessCard(directory, accessPin) : AccessCard.Create(directory, accessPin);
+        counters?.AddPublicKeyOperations(1); // the device key pair's generation
         try
         {
             var ssl = await OpenControlTlsAsync(home, host, port, new TlsClientOptions
@@ -35,6 +39,7 @@ public static class TerminalClient
                 ApplicationProtocols = [ControlProtocol.Alpn],
                 CertificateValidator = pinCheck,
                 HandshakeTimeout = TimeSpan.FromSeconds(15),
+                Counters = counters,
             }, "the server at " + home + " is not the home server that issued this code (possible interception); nothing was sent", cancellationToken);
             var presentedSpkiHash = pinCheck.PresentedSpkiHash!;
             await using var connection = new ControlConnection(ssl);

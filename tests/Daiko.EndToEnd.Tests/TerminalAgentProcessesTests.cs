@@ -99,6 +99,23 @@ public sealed class TerminalAgentProcessesTests(LinkedTerminal linked) : IClassF
     }
 
     [Fact]
+    public async Task ResumeFromTheLocalStock_AtAMarketWithAServerSideSessionCache_ResumesWithPskKe_WithoutTheClientCertificate()
+    {
+        using var peer = await NginxServer.StartAsync(linked.System.Pki, linked.System.Dir.Path, new TlsPeerOptions { AllowPskKe = true, StatefulTickets = true });
+        var url = $"https://localhost:{peer.Port}/whoami";
+        await HomeAndTerminal.Ok(["terminal", "prefetch", url, "--terminal", linked.Terminal, "--count", "1"]);
+
+        var stats = await linked.GetWithStatsAsync(url, "--mode", "resume", "--kex", "psk_ke");
+
+        Assert.True(stats.GetProperty("resumed").GetBoolean());
+        Assert.Equal("psk_ke", stats.GetProperty("kex").GetString());
+        Assert.Equal(0, stats.GetProperty("public_key_ops").GetInt64());
+        Assert.Equal(0, stats.GetProperty("control_round_trips").GetInt64());
+        // A stateful ticket is a session id, not the session (with the client certificate) sealed.
+        Assert.True(stats.GetProperty("bytes_sent").GetInt64() < 700, $"ClientHello and request: {stats.GetProperty("bytes_sent").GetInt64()} bytes");
+    }
+
+    [Fact]
     public async Task AutoAgainstAMarketWithoutTickets_MakesOneControlRoundTrip_AndNoFailedResume()
     {
         using var peer = await OpenSslServer.StartAsync(linked.System.Pki, new TlsPeerOptions { Tickets = 0 });
@@ -156,6 +173,75 @@ public sealed class TerminalAgentProcessesTests(LinkedTerminal linked) : IClassF
         Assert.True(control > 2 * 22 && control <= onTheWire, $"control_bytes {control}, the link counted {onTheWire}");
     }
 
+    /// <summary>The link's byte count once nothing has crossed it for a moment (a closed channel's last records are in).</summary>
+    private static async Task<long> SettledBytesAsync(SlowLink link)
+    {
+        var last = -1L;
+        for (var i = 0; i < 25; i++)
+        {
+            var now = link.UpstreamBytes + link.DownstreamBytes;
+            if (now == last) return now;
+            last = now;
+            await Task.Delay(200);
+        }
+        return last;
+    }
+
+    [Fact]
+    public async Task Unlock_CountsTheChannelsFullHandshake_AndTheNextCommand_ItsExactBytesOnTheWire_WithoutPublicKeyWork()
+    {
+        var locked = StatsLine(await DaikoCli.RunAsync(["terminal", "lock", "--terminal", linked.Terminal, "--stats"]));
+        Assert.Equal(1, locked.GetProperty("control_round_trips").GetInt64());
+        Assert.Equal(0, locked.GetProperty("public_key_ops").GetInt64());
+        Assert.True(locked.GetProperty("control_bytes").GetInt64() > 0);
+        var before = await SettledBytesAsync(linked.HomeLink);
+
+        var unlock = StatsLine(await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", linked.Terminal, "--stats"],
+            $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n"));
+        var unlockWire = linked.HomeLink.UpstreamBytes + linked.HomeLink.DownstreamBytes - before;
+
+        // The new agent opens its channel for the unlock: a full mutual handshake (key share, agreement,
+        // the home server's CertificateVerify, the device signature), then the unlock request.
+        Assert.Equal(4, unlock.GetProperty("control_public_key_ops").GetInt64());
+        Assert.Equal(4, unlock.GetProperty("public_key_ops").GetInt64());
+        Assert.True(unlock.GetProperty("control_round_trips").GetInt64() >= 2, "the handshake and the unlock request");
+        Assert.Equal(unlockWire, unlock.GetProperty("control_bytes").GetInt64());
+
+        foreach (var (group, command) in new[] { ("wallet", "balance"), ("appliance", "list") })
+        {
+            before = await SettledBytesAsync(linked.HomeLink);
+            var next = StatsLine(await DaikoCli.RunAsync(["terminal", group, command, "--terminal", linked.Terminal, "--json", "--stats"]));
+            var wire = linked.HomeLink.UpstreamBytes + linked.HomeLink.DownstreamBytes - before;
+
+            Assert.Equal(0, next.GetProperty("control_public_key_ops").GetInt64());
+            Assert.Equal(0, next.GetProperty("public_key_ops").GetInt64());
+            Assert.Equal(1, next.GetProperty("control_round_trips").GetInt64());
+            Assert.Equal(wire, next.GetProperty("control_bytes").GetInt64());
+        }
+    }
+
+    [Fact]
+    public async Task Enroll_CountsItsOwnChannelOnTheWire_AndPinChange_CostsNothingOnAnyWire()
+    {
+        var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(linked.System.Home, "tablet"))).StandardOutput.Trim();
+        var directory = Path.Combine(linked.System.Dir.Path, "tablet");
+        var before = await SettledBytesAsync(linked.HomeLink);
+
+        var enroll = StatsLine(await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", directory, "--home", $"127.0.0.1:{linked.HomeLink.Port}", "--stats"],
+            $"{code}\n{HomeAndTerminal.AccessPin}\n"));
+        var wire = await SettledBytesAsync(linked.HomeLink) - before;
+
+        // The device key's generation, the handshake's key share and agreement, the home server's CertificateVerify.
+        Assert.Equal(4, enroll.GetProperty("control_public_key_ops").GetInt64());
+        Assert.Equal(4, enroll.GetProperty("public_key_ops").GetInt64());
+        Assert.True(enroll.GetProperty("control_round_trips").GetInt64() >= 2, "the handshake and the enroll request");
+        Assert.Equal(wire, enroll.GetProperty("control_bytes").GetInt64());
+
+        var change = StatsLine(await DaikoCli.RunAsync(["terminal", "pin", "change", "--terminal", directory, "--stats"], $"{HomeAndTerminal.AccessPin}\n865432\n"));
+        Assert.Equal(0, change.GetProperty("control_bytes").GetInt64());
+        Assert.Equal(0, change.GetProperty("public_key_ops").GetInt64());
+    }
+
     [Fact]
     public async Task Forward_PrintsEachConnectionsWholeCost_AsItCloses()
     {
@@ -203,6 +289,18 @@ public sealed class TicketStockDropTests : IAsyncLifetime
         return JsonDocument.Parse(left.StandardOutput).RootElement.GetProperty("ready").GetInt32();
     }
 
+    /// <summary>The stock once the home server has looked at the policy (it does once a second); bounded wait.</summary>
+    private async Task<int> StockAfterPolicyPollAsync(string url)
+    {
+        var left = await StockedAsync(url);
+        for (var i = 0; i < 20 && left > 0; i++)
+        {
+            await Task.Delay(250);
+            left = await StockedAsync(url);
+        }
+        return left;
+    }
+
     private async Task<string> StockTwoAsync(NginxServer peer)
     {
         var url = $"https://localhost:{peer.Port}/whoami";
@@ -233,13 +331,31 @@ public sealed class TicketStockDropTests : IAsyncLifetime
 
         await HomeAndTerminal.Ok(["home", "device", "policy", "--home", _linked.System.Home, "--name", "laptop", "--max-tickets", "999"]);
 
-        // The home server looks at connected devices' policies once a second; bounded wait.
-        var left = 2;
-        for (var i = 0; i < 20 && left > 0; i++)
-        {
-            await Task.Delay(250);
-            left = await StockedAsync(url);
-        }
-        Assert.Equal(0, left);
+        Assert.Equal(0, await StockAfterPolicyPollAsync(url));
+    }
+
+    [Fact]
+    public async Task DroppedTickets_StopCountingAgainstTheDevicesTicketLimit_LiveOnesStillDo()
+    {
+        using var peer = await NginxServer.StartAsync(_linked.System.Pki, _linked.System.Dir.Path);
+        var url = await StockTwoAsync(peer);
+        string[] prefetch = ["terminal", "prefetch", url, "--terminal", _linked.Terminal, "--json", "--count"];
+
+        // The owner lowers the limit to the two tickets the agent holds; the change makes the agent drop them.
+        await HomeAndTerminal.Ok(["home", "device", "policy", "--home", _linked.System.Home, "--name", "laptop", "--max-tickets", "2"]);
+        Assert.Equal(0, await StockAfterPolicyPollAsync(url));
+
+        // The dropped two are not live: two new ones fit the limit; a third live one does not.
+        var refilled = await HomeAndTerminal.Ok([.. prefetch, "2"]);
+        Assert.Equal(2, JsonDocument.Parse(refilled.StandardOutput).RootElement.GetProperty("ready").GetInt32());
+        var beyond = await DaikoCli.RunAsync([.. prefetch, "3"]);
+        Assert.Equal(1, beyond.ExitCode);
+        Assert.Contains("already holds 2 unexpired ticket(s)", beyond.StandardError, StringComparison.Ordinal);
+
+        // Lock ends the session: the agent is told to drop its stock, and after a new unlock the device may hold two again.
+        await HomeAndTerminal.Ok(["terminal", "lock", "--terminal", _linked.Terminal]);
+        await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", _linked.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
+        var afterUnlock = await HomeAndTerminal.Ok([.. prefetch, "2"]);
+        Assert.Equal(2, JsonDocument.Parse(afterUnlock.StandardOutput).RootElement.GetProperty("ready").GetInt32());
     }
 }

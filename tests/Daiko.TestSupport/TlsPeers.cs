@@ -30,6 +30,13 @@ public sealed record TlsPeerOptions
 
     public bool EarlyData { get; init; }
 
+    /// <summary>
+    /// nginx only: no stateless tickets (<c>ssl_session_tickets off</c>) but a shared server-side session
+    /// cache, so OpenSSL issues short stateful TLS 1.3 tickets (a session id) that do not carry the
+    /// client certificate.
+    /// </summary>
+    public bool StatefulTickets { get; init; }
+
     public int Tickets { get; init; } = 2;
 
     /// <summary>The protocol versions the server speaks: "1.3" (the default), "1.2", or "both".</summary>
@@ -259,8 +266,8 @@ public sealed class NginxServer : ITlsPeer
                     ssl_certificate_key {{pki.Server.KeyPath}};
                     ssl_client_certificate {{pki.RootPath}};
                     ssl_verify_client {{(options.RequireClientCertificate ? "on" : "optional")}};
-                    ssl_session_tickets on;
-                    ssl_session_ticket_key {{ticketKey}};
+                    {{(options.StatefulTickets ? "ssl_session_tickets off;" : "ssl_session_tickets on;")}}
+                    {{(options.StatefulTickets ? "ssl_session_cache shared:daiko:1m;" : $"ssl_session_ticket_key {ticketKey};")}}
                     ssl_early_data {{(options.EarlyData ? "on" : "off")}};
                     {{(options.AllowPskKe ? "ssl_conf_command Options AllowNoDHEKEX;" : "")}}
                     location = /whoami {

@@ -26,7 +26,8 @@ internal static partial class TerminalCommands
         };
         var label = new Option<string?>("--token-label") { Description = "the token's label (with --pkcs11-module)" };
         var json = CliOutput.JsonOption();
-        foreach (var o in new Option[] { terminal, home, code, uri, module, label, json }) command.Options.Add(o);
+        var stats = TerminalStats.Option();
+        foreach (var o in new Option[] { terminal, home, code, uri, module, label, json, stats }) command.Options.Add(o);
         command.Validators.Add(result =>
         {
             if (result.GetValue(uri) is { } given)
@@ -54,12 +55,16 @@ internal static partial class TerminalCommands
             var token = parse.GetValue(module) is { } so ? new AccessCardToken(so, parse.GetValue(label)!) : null;
             var dir = parse.GetValue(terminal)!;
             var created = !Directory.Exists(dir);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var control = new Daiko.Tls.TlsCounters();
             try
             {
-                var profile = await TerminalClient.EnrollAsync(parse.GetValue(terminal)!, homeAddress, enrollmentCode, pin, cancellationToken: ct, token: token);
+                var profile = await TerminalClient.EnrollAsync(parse.GetValue(terminal)!, homeAddress, enrollmentCode, pin, cancellationToken: ct, token: token, counters: control);
                 CliOutput.Print(parse.GetValue(json), new { name = profile.Name, device_id = profile.DeviceId, home = profile.Home, key_on_token = token?.TokenLabel },
                     $"enrolled as '{profile.Name}' ({profile.DeviceId}) with the home server at {profile.Home}" +
                     (token is null ? "" : $"; the device key was generated on the token '{token.TokenLabel}' and cannot leave it"));
+                // Enrollment runs its control channel in this process: the CLI's own counts are the whole cost.
+                if (parse.GetValue(stats)) Console.Error.WriteLine(TerminalStats.CommandLine(control, clock.Elapsed));
                 return 0;
             }
             catch (Exception e) when (e is ControlErrorException or FormatException or IOException or InvalidOperationException or ArgumentException

@@ -113,14 +113,17 @@ internal static partial class TerminalCommands
             .WithExamples("printf '%s\\n' 4321 1111 2222 | daiko terminal unlock --terminal ~/.daiko");
         var terminal = TerminalOption();
         var json = CliOutput.JsonOption();
+        var stats = TerminalStats.Option();
         command.Options.Add(terminal);
         command.Options.Add(json);
+        command.Options.Add(stats);
         command.SetAction(async (parse, ct) =>
         {
             var dir = parse.GetValue(terminal)!;
             var accessPin = CliConsole.ReadSecret("access-card PIN");
             var pin1 = CliConsole.ReadSecret("PIN1");
             var pin2 = CliConsole.ReadSecret("PIN2");
+            var clock = Stopwatch.StartNew();
             var startedHere = false;
             try
             {
@@ -138,6 +141,8 @@ internal static partial class TerminalCommands
                 var state = await new HomeControl(control).UnlockAsync(pin1, pin2, ct);
                 CliOutput.Print(parse.GetValue(json), new { state = state.ToWire(), access_card = "unlocked", idle_minutes = 10 },
                     $"home card {state.ToWire()}; the access card stays unlocked for 10 idle minutes");
+                // The agent's share includes opening its control channel (the full mutual handshake) when this unlock opened it.
+                if (parse.GetValue(stats)) Console.Error.WriteLine(await TerminalStats.CommandLineAsync(control, [], clock.Elapsed, ct));
                 return 0;
             }
             catch (ControlErrorException e)
@@ -179,14 +184,18 @@ internal static partial class TerminalCommands
             .WithExamples("daiko terminal lock --terminal ~/.daiko");
         var terminal = TerminalOption();
         var json = CliOutput.JsonOption();
+        var stats = TerminalStats.Option();
         command.Options.Add(terminal);
         command.Options.Add(json);
+        command.Options.Add(stats);
         command.SetAction(async (parse, ct) =>
         {
             var dir = parse.GetValue(terminal)!;
+            var clock = Stopwatch.StartNew();
             if (!AgentClient.IsRunning(dir))
             {
                 CliOutput.Print(parse.GetValue(json), new { state = (string?)null, access_card = "locked" }, "the access card is already locked");
+                if (parse.GetValue(stats)) Console.Error.WriteLine(TerminalStats.CommandLine(new TlsCounters(), clock.Elapsed));
                 return 0;
             }
             try
@@ -195,6 +204,8 @@ internal static partial class TerminalCommands
                 {
                     var state = await new HomeControl(control).LockAsync(ct);
                     CliOutput.Print(parse.GetValue(json), new { state = state.ToWire(), access_card = "locked" }, $"home card {state.ToWire()}; access card locked");
+                    // The agent ends once this connection closes, so it can still report its share.
+                    if (parse.GetValue(stats)) Console.Error.WriteLine(await TerminalStats.CommandLineAsync(control, [], clock.Elapsed, ct));
                 }
             }
             catch (ControlErrorException e)

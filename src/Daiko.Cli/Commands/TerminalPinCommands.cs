@@ -16,7 +16,9 @@ internal static class TerminalPinCommands
             .WithExamples("printf '%s\\n' 432100 865432 | daiko terminal pin change --terminal ~/.daiko",
                 "daiko terminal pin change --terminal ~/.daiko     # asks for the old PIN, then the new one twice");
         var terminal = TerminalCommands.TerminalOption();
+        var stats = TerminalStats.Option();
         change.Options.Add(terminal);
+        change.Options.Add(stats);
         change.SetAction(parse =>
         {
             var dir = parse.GetValue(terminal)!;
@@ -31,11 +33,14 @@ internal static class TerminalPinCommands
                 {
                     return CliConsole.Fail("the two new PINs differ; nothing was changed");
                 }
+                var clock = System.Diagnostics.Stopwatch.StartNew();
                 try
                 {
                     var result = card.ChangePin(oldPin, newPin);
                     if (!result.Accepted) return CliConsole.Fail(result.Message);
                     Console.WriteLine(result.Message);
+                    // A PIN change stays on the terminal: no control channel, no public-key operation.
+                    if (parse.GetValue(stats)) Console.Error.WriteLine(TerminalStats.CommandLine(new Daiko.Tls.TlsCounters(), clock.Elapsed));
                     return 0;
                 }
                 catch (Exception e) when (e is ArgumentException or CardNotReadyException or Net.Pkcs11Interop.Common.Pkcs11Exception)

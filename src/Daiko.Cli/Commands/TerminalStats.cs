@@ -32,13 +32,26 @@ internal static class TerminalStats
     }
 
     /// <summary>
-    /// Any other terminal command (wallet, appliance, prefetch, a forwarded connection): the market
-    /// sessions it opened (none for some), summed, and the agent's share.
+    /// Any other terminal command (wallet, appliance, prefetch, unlock, lock, a forwarded connection):
+    /// the market sessions it opened (none for some), summed, and the agent's share.
     /// </summary>
     public static async Task<string> CommandLineAsync(ControlConnection control, IReadOnlyCollection<DelegatedSession> sessions, TimeSpan elapsed, CancellationToken ct)
     {
         var market = new TlsCounters();
         foreach (var s in sessions) market.Add(s.Counters);
+        var cost = await new HomeControl(control).AgentCostAsync(ct);
+        return CommandLine(sessions, market, elapsed, cost.BytesSent + cost.BytesReceived, cost.RoundTrips, cost.PublicKeyOperations);
+    }
+
+    /// <summary>
+    /// A command without the agent: enroll (its control channel runs in the CLI itself, counted by
+    /// <paramref name="control"/>), pin change and lock without an agent (nothing on any wire).
+    /// </summary>
+    public static string CommandLine(TlsCounters control, TimeSpan elapsed) =>
+        CommandLine([], new TlsCounters(), elapsed, control.BytesSent + control.BytesReceived, control.RoundTrips, control.PublicKeyOperations);
+
+    private static string CommandLine(IReadOnlyCollection<DelegatedSession> sessions, TlsCounters market, TimeSpan elapsed, long controlBytes, long controlRoundTrips, long controlPublicKeyOps)
+    {
         var line = new Dictionary<string, object?>
         {
             ["sessions"] = sessions.Count,
@@ -48,7 +61,7 @@ internal static class TerminalStats
             ["round_trips"] = market.RoundTrips,
             ["elapsed_ms"] = Math.Round(elapsed.TotalMilliseconds, 1),
         };
-        foreach (var (k, v) in await AgentShareAsync(control, market, ct)) line[k] = v;
+        foreach (var (k, v) in Share(market, controlBytes, controlRoundTrips, controlPublicKeyOps)) line[k] = v;
         return JsonSerializer.Serialize(line);
     }
 
@@ -56,12 +69,14 @@ internal static class TerminalStats
     private static async Task<Dictionary<string, object?>> AgentShareAsync(ControlConnection control, TlsCounters own, CancellationToken ct)
     {
         var cost = await new HomeControl(control).AgentCostAsync(ct);
-        return new Dictionary<string, object?>
-        {
-            ["control_bytes"] = cost.BytesSent + cost.BytesReceived,
-            ["control_round_trips"] = cost.RoundTrips,
-            ["control_public_key_ops"] = cost.PublicKeyOperations,
-            ["public_key_ops"] = own.PublicKeyOperations + cost.PublicKeyOperations,
-        };
+        return Share(own, cost.BytesSent + cost.BytesReceived, cost.RoundTrips, cost.PublicKeyOperations);
     }
+
+    private static Dictionary<string, object?> Share(TlsCounters own, long controlBytes, long controlRoundTrips, long controlPublicKeyOps) => new()
+    {
+        ["control_bytes"] = controlBytes,
+        ["control_round_trips"] = controlRoundTrips,
+        ["control_public_key_ops"] = controlPublicKeyOps,
+        ["public_key_ops"] = own.PublicKeyOperations + controlPublicKeyOps,
+    };
 }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Daiko.Home.Policy;
 using Daiko.Protocol;
 using Daiko.Protocol.Messages;
 
@@ -37,25 +38,35 @@ public sealed class ConnectionRegistry
         return closed;
     }
 
-    /// <summary>Sends a notice (id 0) to every open connection of one device; one that is gone is skipped.</summary>
-    public async Task NotifyDeviceAsync(string deviceId, ControlMessage notice)
+    /// <summary>
+    /// Tells every open connection of one device to drop its ticket stock now (one that is gone is
+    /// skipped); returns how many were told. Once its agent has been told, the tickets it was handed are
+    /// no longer live, so they stop counting against its policy's ticket limit (<paramref name="holdings"/>).
+    /// A device that could not be told keeps them counted until they expire: its agent may still use them.
+    /// </summary>
+    public async Task<int> DropTicketsAsync(string deviceId, string reason, TicketHoldings holdings)
     {
+        var told = 0;
         foreach (var (connection, device) in _connections)
         {
-            if (device == deviceId) await TellAsync(connection, notice);
+            if (device == deviceId && await TellAsync(connection, new DropTicketsNotice(reason))) told++;
         }
+        if (told > 0) holdings.Forget(deviceId);
+        return told;
     }
 
-    private static async Task TellAsync(ControlConnection connection, ControlMessage notice)
+    private static async Task<bool> TellAsync(ControlConnection connection, ControlMessage notice)
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(2));
         try
         {
             await connection.SendAsync(0, notice, deadline.Token);
+            return true;
         }
         catch (Exception e) when (e is ControlErrorException or OperationCanceledException)
         {
             // The connection is gone or stuck: it ends without the notice.
+            return false;
         }
     }
 

@@ -1,6 +1,5 @@
 using Daiko.Home.Hosting;
 using Daiko.Home.Policy;
-using Daiko.Protocol.Messages;
 using Microsoft.Extensions.Logging;
 
 namespace Daiko.Home.Control;
@@ -52,7 +51,7 @@ public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry co
             var terms = policy.TicketTerms;
             if (_seen.TryGetValue(deviceId, out var before) && before != terms)
             {
-                await connections.NotifyDeviceAsync(deviceId, new DropTicketsNotice("the owner changed this device's policy"));
+                await connections.DropTicketsAsync(deviceId, "the owner changed this device's policy", policies.Tickets);
                 logger.PolicyChanged(name);
                 told++;
             }

@@ -79,7 +79,7 @@ public sealed class HomeParts : IAsyncDisposable
             Ended = async (device, reason) =>
             {
                 await Devices.AuditAsync(device, "session-end", null, null, reason);
-                await Connections.NotifyDeviceAsync(device, new Daiko.Protocol.Messages.DropTicketsNotice($"this device's unlock session ended ({reason})"));
+                await Connections.DropTicketsAsync(device, $"this device's unlock session ended ({reason})", Policies.Tickets);
             },
         };
         var handlers = new HomeHandlers(

@@ -12,7 +12,7 @@ namespace Daiko.Terminal.Agent;
 /// included, when its request had to open it) is charged to <see cref="Meter"/>, which the client reads
 /// with a <c>cost</c> request.
 /// </summary>
-internal sealed class LocalSession(HomeChannel channel, TicketStock stock, Action onLocked)
+internal sealed class LocalSession(HomeChannel channel, TicketStock stock)
 {
     private readonly TaskSet _splices = new();
     private readonly List<MarketAddress> _taken = new();
@@ -21,12 +21,18 @@ internal sealed class LocalSession(HomeChannel channel, TicketStock stock, Actio
 
     public Task Splices => _splices.WhenAll();
 
+    /// <summary>
+    /// This client locked the home card: the agent ends once the client is gone (not before, so that
+    /// the client can still ask what the lock cost).
+    /// </summary>
+    public bool Locked { get; private set; }
+
     /// <summary>The client is gone: the stock is refilled for every market it took a ticket for.</summary>
     public void Ended()
     {
         lock (_taken)
         {
-            foreach (var market in _taken.Distinct()) stock.RefillInBackground(market);
+            if (!Locked) foreach (var market in _taken.Distinct()) stock.RefillInBackground(market);
             _taken.Clear();
         }
     }
@@ -76,9 +82,8 @@ internal sealed class LocalSession(HomeChannel channel, TicketStock stock, Actio
                 break;
             case LockedReply:
                 stock.Drop();
-                await local.ReplyAsync(request, reply);
-                onLocked();
-                return;
+                Locked = true;
+                break;
         }
         await local.ReplyAsync(request, reply);
     }

@@ -120,7 +120,7 @@ public sealed class TerminalAgent : IAsyncDisposable
         Interlocked.Increment(ref _active);
         try
         {
-            var session = new LocalSession(_channel, _stock, Stop);
+            var session = new LocalSession(_channel, _stock);
             await using var local = new ControlConnection(new NetworkStream(client, ownsSocket: true), session.HandleAsync);
             if (_channel.Refused is { } refused)
             {
@@ -134,7 +134,7 @@ public sealed class TerminalAgent : IAsyncDisposable
             await local.DisposeAsync();
             await session.Splices;
             session.Ended();
-            if (_channel.Refused is not null) Stop();
+            if (_channel.Refused is not null || session.Locked) Stop();
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException or Daiko.Tls.TlsException)
         {

@@ -26,6 +26,7 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
     private SampleThermostat _thermostat = null!;
     private ControlConnection _control = null!;
     private AccessCard _access = null!;
+    private int _drops;
 
     public async Task InitializeAsync()
     {
@@ -38,7 +39,11 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
         await TerminalClient.EnrollAsync(terminal, _home.Endpoint, await _home.NewCodeAsync("phone"), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard);
         _access = AccessCard.Open(terminal);
         _access.Unlock(HomeFixture.AccessPin);
-        _control = await TerminalClient.ConnectAsync(terminal, _access.DeviceKey, CancellationToken.None);
+        _control = new ControlConnection(await TerminalClient.ConnectStreamAsync(terminal, _access.DeviceKey, CancellationToken.None))
+        {
+            OnNotice = n => { if (n is DropTicketsNotice) Interlocked.Increment(ref _drops); },
+        };
+        _control.Start();
         await new HomeControl(_control).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, CancellationToken.None);
     }
 
@@ -59,6 +64,18 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
         await Task.Delay(DevicePolicies.Freshness * 2);
     }
 
+    /// <summary>
+    /// A change of the phone's ticket terms, once the home server's policy watcher has acted on it: it
+    /// tells the device to drop its tickets (which then stop counting), unless it first saw the device
+    /// under the new terms already (then nothing comes). Bounded wait.
+    /// </summary>
+    private async Task TicketTermsAsync(Func<DevicePolicy, DevicePolicy> change)
+    {
+        var drops = Volatile.Read(ref _drops);
+        await PolicyAsync(change);
+        for (var i = 0; i < 30 && Volatile.Read(ref _drops) == drops; i++) await Task.Delay(100);
+    }
+
     private Task<ControlMessage> DelegateAsync(DelegationMode mode) =>
         _control.RequestAsync(new DelegateRequest(new MarketAddress("localhost", _market.Port, null, null), mode), CancellationToken.None);
 
@@ -68,7 +85,7 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
     [Fact]
     public async Task MaxTickets_ADeviceHoldsNoMoreUnexpiredTicketsPerMarket_AutoServesAnotherAllowedMode()
     {
-        await PolicyAsync(p => p with { MaxTickets = 2 });
+        await TicketTermsAsync(p => p with { MaxTickets = 2 });
 
         Assert.IsType<TicketReply>(await DelegateAsync(DelegationMode.Resume));
         Assert.IsType<TicketReply>(await DelegateAsync(DelegationMode.Resume));
