@@ -36,6 +36,9 @@ public interface IHomeStore
     /// </summary>
     Task<DbTransaction> BeginExclusiveAsync(DbConnection connection, string scope, CancellationToken cancellationToken = default);
 
+    /// <summary>Small writes that share durable commits (audit lines, the devices' last use).</summary>
+    GroupedWrites Writes { get; }
+
     IDeviceStore Devices { get; }
 
     IEnrollmentCodeStore EnrollmentCodes { get; }
@@ -62,6 +65,7 @@ public abstract class HomeStore : IHomeStore
 
     protected HomeStore()
     {
+        Writes = new GroupedWrites(cancellationToken => OpenAsync(null, cancellationToken));
         Devices = new SqlDeviceStore(this);
         EnrollmentCodes = new SqlEnrollmentCodeStore(this);
         Audit = new SqlAuditStore(this);
@@ -137,6 +141,8 @@ public abstract class HomeStore : IHomeStore
     public string Schema => Dialect == HomeDialect.Sqlite
         ? "PRAGMA journal_mode = WAL;\n" + PurseSchema.Sql(Dialect) + "\n" + SqliteLogEditTriggers
         : PurseSchema.Sql(Dialect) + "\n" + PostgresLogEditTriggers;
+
+    public GroupedWrites Writes { get; }
 
     public IDeviceStore Devices { get; }
 
