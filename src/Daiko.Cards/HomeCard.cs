@@ -214,16 +214,16 @@ public sealed class HomeCard : IHomeCard, IDisposable
     });
 
     /// <summary>ECDSA with the TLS identity key over the hash of checked CertificateVerify content; r||s.</summary>
-    internal byte[] SignTlsHash(byte[] hash) => Signed(_pins.WithReady(t => t.SignTlsHash(hash)));
+    internal byte[] SignTlsHash(byte[] hash) => Signed(_pins.SignReady((t, s) => t.SignTlsHash(s, hash)));
 
-    internal byte[] SignTlsPss(byte[] hash, HashAlgorithmName hashAlgorithm) => Signed(_pins.WithReady(t => t.SignTlsPss(hash, hashAlgorithm)));
+    internal byte[] SignTlsPss(byte[] hash, HashAlgorithmName hashAlgorithm) => Signed(_pins.SignReady((t, s) => t.SignTlsPss(s, hash, hashAlgorithm)));
 
     /// <summary>ES256 with the purse key over a COSE Sig_structure whose payload is a money message; refuses anything else.</summary>
     internal byte[] SignMoneyStructure(ReadOnlySpan<byte> toBeSigned)
     {
         if (!SignedContent.IsMoneySigStructure(toBeSigned)) throw new CryptographicException("the purse key signs money messages only");
         var hash = SHA256.HashData(toBeSigned);
-        return Signed(_pins.WithReady(t => t.SignPurseHash(hash)));
+        return Signed(_pins.SignReady((t, s) => t.SignPurseHash(s, hash)));
     }
 
     private byte[] Signed(byte[] signature)

@@ -21,16 +21,9 @@ public sealed class SeparateKeysTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private HomeCard ReadyCard()
-    {
-        var card = HomeCard.Initialize(Options, HomeCardKeyType.P256, Pin1, Pin2, "admin-code-123");
-        Assert.True(card.EnterPin1(Pin1).Accepted);
-        Assert.True(card.EnterPin2(Pin2).Accepted);
-        return card;
-    }
+    private HomeCard ReadyCard() => ReadyCards.Create(Options);
 
-    private static byte[] Sign(HomeCard card, byte[] content) =>
-        card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, content, default).AsTask().GetAwaiter().GetResult();
+    private static byte[] Sign(HomeCard card, byte[] content) => ReadyCards.Sign(card, content);
 
     [Fact]
     public void TlsKey_SignsClientCertificateVerifyContent_AndRefusesAnythingElse()

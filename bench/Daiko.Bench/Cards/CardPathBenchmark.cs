@@ -14,7 +14,8 @@ namespace Daiko.Bench.Cards;
 /// <c>written</c>, the same card on a clock that moves two seconds between touches so that every
 /// touch rewrites the file durably (locked read, temp file, fsync, rename, directory fsync), as every
 /// touch did before. Signing: CertificateVerify content through the card (content check, state
-/// machine, DER) against raw C_Sign on the same token. <c>[--seconds N]</c> (default 6).
+/// machine, DER) against raw C_Sign on the same token; and the card's signatures one at a time against
+/// two at once (its signing sessions). <c>[--seconds N]</c> (default 6).
 /// </summary>
 public static class CardPathBenchmark
 {
@@ -38,10 +39,18 @@ public static class CardPathBenchmark
             ("card", async () => await card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, content, CancellationToken.None)),
             ("raw", () => { raw(hash); return Task.CompletedTask; }));
 
+        // Two signatures at once, each on a thread of its own: the card's signing sessions let both cores sign.
+        Task SignOnce() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, content, CancellationToken.None).AsTask();
+        var pairs = await Interleaved(seconds,
+            ("one at a time", SignOnce),
+            ("two at once", () => Task.WhenAll(Task.Run(SignOnce), Task.Run(SignOnce))));
+
         Console.WriteLine(FormattableString.Invariant(
             $"home-card idle-clock resets (Touch), {seconds} interleaved one-second slices each: deferred {touch[0]:0}/s ({1e6 / touch[0]:0.0} µs each); written every time {touch[1]:0}/s ({1e6 / touch[1]:0.0} µs each); ratio {touch[0] / touch[1]:0.0}"));
         Console.WriteLine(FormattableString.Invariant(
             $"ECDSA P-256 CertificateVerify signatures through the home card, interleaved with raw C_Sign on the same SoftHSM2 token: card {sign[0]:0}/s, raw {sign[1]:0}/s; ratio {sign[0] / sign[1]:0.00}"));
+        Console.WriteLine(FormattableString.Invariant(
+            $"the same signatures, one at a time against two at once ({Environment.ProcessorCount} cores, load average {File.ReadAllText("/proc/loadavg")[..14].Trim()}): {pairs[0]:0}/s against {2 * pairs[1]:0}/s; ratio {2 * pairs[1] / pairs[0]:0.00}"));
         return 0;
     }
 

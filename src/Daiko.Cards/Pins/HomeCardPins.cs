@@ -1,41 +1,15 @@
-using System.Text.Json.Serialization;
 using Daiko.Cards.Tokens;
 using Net.Pkcs11Interop.Common;
 using Net.Pkcs11Interop.HighLevelAPI;
 
 namespace Daiko.Cards.Pins;
 
-/// <summary>The persisted part of the home card: failure counters, disabled flag, last known state.</summary>
-internal sealed record PersistedCardState
-{
-    [JsonPropertyName("pin1_failures")] public int Pin1Failures { get; init; }
-
-    [JsonPropertyName("pin2_failures")] public int Pin2Failures { get; init; }
-
-    [JsonPropertyName("disabled")] public bool Disabled { get; init; }
-
-    [JsonPropertyName("state")] public HomeCardState State { get; init; } = HomeCardState.Locked;
-
-    [JsonPropertyName("idle_expires_at")] public DateTimeOffset? IdleExpiresAt { get; init; }
-
-    /// <summary>How often the admin code set new PINs (a running home server locks when this moves).</summary>
-    [JsonPropertyName("unblocks")] public int Unblocks { get; init; }
-
-    public static CounterFile<PersistedCardState> File(HomeCardOptions options) =>
-        new(options.CounterStore ?? new LocalCounterStore(Path.Combine(options.CardDirectory, "state.json")), () => new PersistedCardState { Disabled = true, State = HomeCardState.Disabled, Pin1Failures = 3, Pin2Failures = 3 });
-
-    public static readonly PinCounter<PersistedCardState> Pin1 = new(p => p.Pin1Failures, (p, n) => p with { Pin1Failures = n }, p => p.Disabled, Disable);
-
-    public static readonly PinCounter<PersistedCardState> Pin2 = new(p => p.Pin2Failures, (p, n) => p with { Pin2Failures = n }, p => p.Disabled, Disable);
-
-    private static PersistedCardState Disable(PersistedCardState p) => p with { Disabled = true, State = HomeCardState.Disabled };
-}
-
 /// <summary>
 /// The home card's PIN state machine (seed Fig. 6): Locked → PIN1 → RemoteAccessWait → PIN2 →
 /// CryptoReady → (done or 10 minutes idle) RemoteAccessWait; three wrong PINs → Disabled. Every PIN is
 /// checked by a token and counted by <see cref="CountedPinCheck"/>. Owns the card's lock: signatures
-/// run through <see cref="WithReady{T}"/> so that none is made outside CryptoReady.
+/// run through <see cref="SignReady{T}"/> so that none is made outside CryptoReady (side by side, on
+/// sessions of their own), other token work through <see cref="WithReady{T}"/>.
 /// </summary>
 internal sealed class HomeCardPins
 {
@@ -45,6 +19,9 @@ internal sealed class HomeCardPins
     private HomeCardState _state;
     private DateTimeOffset _lastUse;
     private DateTimeOffset? _persistedIdle;
+
+    // Counts decisions to write the state file: a touch written outside the lock is dropped when a later one was made.
+    private long _writes;
     private int _unblocks;
 
     public HomeCardPins(HomeCardOptions options, HomeCardToken token)
@@ -70,12 +47,14 @@ internal sealed class HomeCardPins
             if (persisted.Disabled)
             {
                 if (_state == HomeCardState.Disabled) return false;
+                Interlocked.Increment(ref _writes);
                 _token.Close();
                 _state = HomeCardState.Disabled;
                 return true;
             }
             if (_state != HomeCardState.Disabled && persisted.Unblocks == _unblocks) return false;
             _unblocks = persisted.Unblocks;
+            Interlocked.Increment(ref _writes);
             _token.Close();
             // New PINs were set in another process: the module must read the tokens afresh.
             _token.Module.Reinitialize();
@@ -170,14 +149,27 @@ internal sealed class HomeCardPins
     /// </summary>
     public void Touch()
     {
+        long write;
+        DateTimeOffset idle;
         lock (Gate)
         {
             ExpireIfIdle();
             if (_state != HomeCardState.CryptoReady) return;
             _lastUse = _options.Time.GetUtcNow();
             if (_persistedIdle is { } written && _lastUse + _options.IdleTimeout - written < PersistedIdleGranularity) return;
-            PersistState();
+            idle = _lastUse + _options.IdleTimeout;
+            _persistedIdle = idle;
+            write = ++_writes;
         }
+        // The fsync happens outside the card's lock (every request reads the state under it); a state
+        // written after this one was decided (a lock, an expiry) wins, and this deadline is then dropped.
+        _file.Locked(() =>
+        {
+            if (write != Volatile.Read(ref _writes)) return 0;
+            var p = _file.Read();
+            _file.Write(p with { State = p.Disabled ? HomeCardState.Disabled : HomeCardState.CryptoReady, IdleExpiresAt = idle });
+            return 0;
+        });
     }
 
     /// <summary>How far the idle deadline in the state file may lag the real one (it is never later).</summary>
@@ -186,6 +178,7 @@ internal sealed class HomeCardPins
     /// <summary>After the admin code set new PINs: counters cleared, Locked.</summary>
     public void Unblocked()
     {
+        Interlocked.Increment(ref _writes);
         _unblocks = _file.Locked(() =>
         {
             var unblocks = _file.Read().Unblocks + 1;
@@ -201,19 +194,42 @@ internal sealed class HomeCardPins
     {
         lock (Gate)
         {
-            ExpireIfIdle();
-            if (_state != HomeCardState.CryptoReady || !_token.IsReady)
-            {
-                throw _state == HomeCardState.Disabled
-                    ? new CardDisabledException(PinSentences.HomeCardDisabled)
-                    : new CardNotReadyException(_state == HomeCardState.Locked
-                        ? "the home card is locked: give PIN1 and then PIN2 from a terminal"
-                        : "the home card is waiting for PIN2 from a terminal");
-            }
+            RequireReady();
             var result = operation(_token);
             _lastUse = _options.Time.GetUtcNow();
             return result;
         }
+    }
+
+    /// <summary>
+    /// Runs a signature on a signing session of its own, outside the card's lock, so that signatures run
+    /// side by side; the card is checked ready under the lock, and leaving CryptoReady waits for the
+    /// signatures in flight (<see cref="SigningSessions"/>). Each use resets the idle clock.
+    /// </summary>
+    public T SignReady<T>(Func<HomeCardToken, Net.Pkcs11Interop.HighLevelAPI.ISession, T> signature)
+    {
+        SigningSessions.Hold hold;
+        lock (Gate)
+        {
+            RequireReady();
+            hold = _token.Signing!.Enter();
+            _lastUse = _options.Time.GetUtcNow();
+        }
+        using (hold)
+        {
+            return hold.Sign(session => signature(_token, session));
+        }
+    }
+
+    private void RequireReady()
+    {
+        ExpireIfIdle();
+        if (_state == HomeCardState.CryptoReady && _token.IsReady) return;
+        throw _state == HomeCardState.Disabled
+            ? new CardDisabledException(PinSentences.HomeCardDisabled)
+            : new CardNotReadyException(_state == HomeCardState.Locked
+                ? "the home card is locked: give PIN1 and then PIN2 from a terminal"
+                : "the home card is waiting for PIN2 from a terminal");
     }
 
     /// <summary>
@@ -344,6 +360,7 @@ internal sealed class HomeCardPins
 
     private void PersistState()
     {
+        Interlocked.Increment(ref _writes);
         var state = _state;
         var idle = state == HomeCardState.CryptoReady ? _lastUse + _options.IdleTimeout : (DateTimeOffset?)null;
         _file.Locked(() =>

@@ -7,17 +7,22 @@ namespace Daiko.Cards.Tokens;
 /// <summary>
 /// The home card's tokens and the signatures made in them: the ready session (opened by PIN2), the TLS
 /// identity key, the purse key and the purse counter. Callers hold the card's lock; nothing here knows
-/// the PIN state machine beyond "is there a ready session".
+/// the PIN state machine beyond "is there a ready session". Signatures run on <see cref="Signing"/>,
+/// sessions that share the ready session's login, so that several run at once.
 /// </summary>
 internal sealed class HomeCardToken(HomeCardOptions options, Pkcs11Module module) : IDisposable
 {
     private ISession? _ready;
+    private SigningSessions? _signing;
     private IObjectHandle? _tlsKey;
     private IObjectHandle? _purseKey;
 
     public Pkcs11Module Module => module;
 
     public bool IsReady => _ready is not null;
+
+    /// <summary>The signing sessions of the ready session's login (null when not ready).</summary>
+    public SigningSessions? Signing => _signing;
 
     /// <summary>A new session on the PIN2 (key) token or the PIN1 token.</summary>
     public ISession OpenSession(bool pin1Token, bool readWrite) =>
@@ -29,15 +34,24 @@ internal sealed class HomeCardToken(HomeCardOptions options, Pkcs11Module module
     /// </summary>
     public void BecomeReady(ISession session)
     {
+        _signing?.Dispose();
         _tlsKey = null;
         _purseKey = null;
         _ready?.Dispose();
         _ready = session;
+        var slot = module.FindSlot(options.TokenLabel)!;
+        _signing = new SigningSessions(slot, SigningSessions.SizeFor(slot)) { Leased = SignatureLeased };
     }
+
+    /// <summary>Runs in each signature once it holds its session (tests use it to see signatures overlap).</summary>
+    internal Action? SignatureLeased { get; set; }
 
     /// <summary>Logs the ready session out and closes it.</summary>
     public void Close()
     {
+        // Signatures in flight finish first: none runs once the login is gone.
+        _signing?.Dispose();
+        _signing = null;
         _tlsKey = null;
         _purseKey = null;
         if (_ready is null) return;
@@ -48,12 +62,12 @@ internal sealed class HomeCardToken(HomeCardOptions options, Pkcs11Module module
 
     private ISession Ready => _ready ?? throw new CardNotReadyException("the home card is not crypto-ready");
 
-    /// <summary>ECDSA over a hash with the TLS identity key; r||s.</summary>
-    public byte[] SignTlsHash(byte[] hash) =>
-        Ready.Sign(module.Factories.MechanismFactory.Create(CKM.CKM_ECDSA), _tlsKey ??= RequireKey(Ready, KeyTemplates.TlsKeyId), hash);
+    /// <summary>ECDSA over a hash with the TLS identity key, in <paramref name="session"/> (one of <see cref="Signing"/>'s); r||s.</summary>
+    public byte[] SignTlsHash(ISession session, byte[] hash) =>
+        session.Sign(module.Factories.MechanismFactory.Create(CKM.CKM_ECDSA), _tlsKey ??= RequireKey(session, KeyTemplates.TlsKeyId), hash);
 
-    /// <summary>RSA-PSS over a hash with the TLS identity key.</summary>
-    public byte[] SignTlsPss(byte[] hash, HashAlgorithmName hashAlgorithm)
+    /// <summary>RSA-PSS over a hash with the TLS identity key, in <paramref name="session"/>.</summary>
+    public byte[] SignTlsPss(ISession session, byte[] hash, HashAlgorithmName hashAlgorithm)
     {
         var (ckm, mgf, length) = hashAlgorithm.Name switch
         {
@@ -62,12 +76,12 @@ internal sealed class HomeCardToken(HomeCardOptions options, Pkcs11Module module
             _ => (CKM.CKM_SHA256, CKG.CKG_MGF1_SHA256, 32),
         };
         var parameters = module.Factories.MechanismParamsFactory.CreateCkRsaPkcsPssParams(ConvertUtils.UInt64FromCKM(ckm), ConvertUtils.UInt64FromCKG(mgf), (ulong)length);
-        return Ready.Sign(module.Factories.MechanismFactory.Create(CKM.CKM_RSA_PKCS_PSS, parameters), _tlsKey ??= RequireKey(Ready, KeyTemplates.TlsKeyId), hash);
+        return session.Sign(module.Factories.MechanismFactory.Create(CKM.CKM_RSA_PKCS_PSS, parameters), _tlsKey ??= RequireKey(session, KeyTemplates.TlsKeyId), hash);
     }
 
-    /// <summary>ECDSA P-256 over a hash with the purse key; r||s.</summary>
-    public byte[] SignPurseHash(byte[] hash) =>
-        Ready.Sign(module.Factories.MechanismFactory.Create(CKM.CKM_ECDSA), _purseKey ??= RequireKey(Ready, KeyTemplates.PurseKeyId), hash);
+    /// <summary>ECDSA P-256 over a hash with the purse key, in <paramref name="session"/>; r||s.</summary>
+    public byte[] SignPurseHash(ISession session, byte[] hash) =>
+        session.Sign(module.Factories.MechanismFactory.Create(CKM.CKM_ECDSA), _purseKey ??= RequireKey(session, KeyTemplates.PurseKeyId), hash);
 
     /// <summary>Whether the token holds a purse key (read in the ready session).</summary>
     public bool HasPurseKey() => KeyTemplates.FindPrivateKey(module, Ready, KeyTemplates.PurseKeyId) is not null;

@@ -22,12 +22,41 @@ public sealed record MarketProfile(
 /// <summary>
 /// Remembers what each market supports so that <see cref="DelegationMode.Auto"/> can pick the cheapest
 /// mode for the terminal without probing every time (kept in the home store, SQLite or PostgreSQL).
+/// Every full handshake reports what it saw: a profile read is kept for <see cref="Freshness"/>, and
+/// one that says what the store already says is written again only once its date is
+/// <see cref="Rewrite"/> old, so that handshakes in a row cost no store write each.
 /// </summary>
-public sealed class MarketProfiles(Storage.IMarketProfileStore store)
+public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvider? time = null)
 {
-    public Task<MarketProfile?> FindAsync(string host, int port, CancellationToken cancellationToken = default) => store.FindAsync(host, port, cancellationToken);
+    /// <summary>How long a profile read from the store answers for it.</summary>
+    public static readonly TimeSpan Freshness = TimeSpan.FromSeconds(1);
 
-    public Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default) => store.RememberAsync(profile, cancellationToken);
+    /// <summary>How old a stored profile's date may grow before an unchanged profile is written again.</summary>
+    public static readonly TimeSpan Rewrite = TimeSpan.FromMinutes(1);
+
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int), (MarketProfile? Profile, DateTimeOffset ReadAt)> _known = new();
+
+    public async Task<MarketProfile?> FindAsync(string host, int port, CancellationToken cancellationToken = default)
+    {
+        var now = _time.GetUtcNow();
+        if (_known.TryGetValue((host, port), out var known) && now - known.ReadAt < Freshness) return known.Profile;
+        var profile = await store.FindAsync(host, port, cancellationToken);
+        _known[(host, port)] = (profile, now);
+        return profile;
+    }
+
+    public async Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default)
+    {
+        var now = _time.GetUtcNow();
+        if (_known.TryGetValue((profile.Host, profile.Port), out var known) && known.Profile is { } stored && now - known.ReadAt < Freshness
+            && stored with { LearnedAt = profile.LearnedAt } == profile && profile.LearnedAt - stored.LearnedAt < Rewrite)
+        {
+            return;
+        }
+        await store.RememberAsync(profile, cancellationToken);
+        _known[(profile.Host, profile.Port)] = (profile, now);
+    }
 
     /// <summary>
     /// The cheapest mode that will work for the terminal, in terminal cost order: resume (one

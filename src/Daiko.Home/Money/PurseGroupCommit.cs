@@ -9,12 +9,16 @@ namespace Daiko.Home.Money;
 /// <param name="Waiting">Operations queued for the next commit right now.</param>
 public sealed record PurseStatistics(long Commits, long Operations, int Waiting);
 
-/// <summary>One money operation waiting for the purse's next commit.</summary>
-internal sealed class PendingOperation(MoneyRequestId id, Func<DbConnection, DbTransaction, byte[]> work)
+/// <summary>
+/// One money operation waiting for the purse's next commit. Its work moves the money in the batch's
+/// transaction and returns the step that makes its answer (the card's signature), which the batch runs
+/// after every operation's moves, side by side with the others' (<see cref="PurseLedger"/>).
+/// </summary>
+internal sealed class PendingOperation(MoneyRequestId id, Func<DbConnection, DbTransaction, Func<byte[]>> work)
 {
     public MoneyRequestId Id => id;
 
-    public Func<DbConnection, DbTransaction, byte[]> Work => work;
+    public Func<DbConnection, DbTransaction, Func<byte[]>> Work => work;
 
     /// <summary>The answer, set only by a batch that then committed (or the stored answer of an earlier identical request).</summary>
     public byte[]? Answer { get; set; }
@@ -25,12 +29,12 @@ internal sealed class PendingOperation(MoneyRequestId id, Func<DbConnection, DbT
 }
 
 /// <summary>
-/// Group commit: concurrent money operations share one durable commit. A caller queues its operation
-/// and takes the commit lock; if an earlier batch already carried it, it returns that batch's result,
-/// else it works through everything queued so far (its own included) and what arrives meanwhile, then
-/// commits it as one batch. Every caller returns only
-/// after the commit that carried its operation — nothing is acknowledged before it is durable — and
-/// waits for at most the batch in progress and its own. No thread of its own: the callers commit.
+/// Group commit: concurrent money operations share one durable commit. A caller queues its operation;
+/// while a batch is being committed it waits (on the queue, not on the commit lock), and returns as
+/// soon as a batch that carried its operation committed; when no batch runs and its operation is still
+/// queued, it commits everything queued so far (its own included) and what arrives meanwhile as one
+/// batch. Every caller returns only after the commit that carried its operation — nothing is
+/// acknowledged before it is durable. No thread of its own: the callers commit.
 /// </summary>
 internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOperation>, Func<List<PendingOperation>, int>> commit)
 {
@@ -39,6 +43,7 @@ internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOpe
 
     private readonly object _queueLock = new();
     private readonly List<PendingOperation> _queue = [];
+    private bool _committing;
     private long _commits;
     private long _operations;
 
@@ -77,11 +82,30 @@ internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOpe
     public byte[] Run(PendingOperation operation)
     {
         lock (_queueLock) _queue.Add(operation);
-        lock (commitLock)
+        while (true)
         {
-            while (!operation.Done)
+            lock (_queueLock)
             {
-                List<PendingOperation> batch;
+                // Callers whose operation a running batch carries wait here, not on the commit lock: they return
+                // as soon as that batch committed, instead of queueing behind the next batch for the lock.
+                while (!operation.Done && _committing) Monitor.Wait(_queueLock);
+                if (operation.Done) break;
+                _committing = true;
+            }
+            CommitQueued();
+        }
+        operation.Failure?.Throw();
+        return operation.Answer!;
+    }
+
+    /// <summary>Commits what is queued (and what arrives while it is worked on) as one batch; run by one caller at a time.</summary>
+    private void CommitQueued()
+    {
+        List<PendingOperation> batch = [];
+        try
+        {
+            lock (commitLock)
+            {
                 lock (_queueLock)
                 {
                     batch = _queue.GetRange(0, Math.Min(MaxBatch, _queue.Count));
@@ -94,8 +118,8 @@ internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOpe
                 catch (Exception e)
                 {
                     // The batch did not commit (or its card counter did not follow): every operation in it
-                    // fails with the reason, rethrown to each caller below; a retry with the same id gets
-                    // the stored answer if the commit did reach the database.
+                    // fails with the reason, rethrown to each caller; a retry with the same id gets the
+                    // stored answer if the commit did reach the database.
                     var failure = ExceptionDispatchInfo.Capture(e);
                     foreach (var pending in batch)
                     {
@@ -103,13 +127,16 @@ internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOpe
                         pending.Failure = failure;
                     }
                 }
-                finally
-                {
-                    foreach (var pending in batch) pending.Done = true;
-                }
             }
         }
-        operation.Failure?.Throw();
-        return operation.Answer!;
+        finally
+        {
+            lock (_queueLock)
+            {
+                foreach (var pending in batch) pending.Done = true;
+                _committing = false;
+                Monitor.PulseAll(_queueLock);
+            }
+        }
     }
 }

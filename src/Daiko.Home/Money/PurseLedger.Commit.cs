@@ -9,19 +9,26 @@ public sealed partial class PurseLedger
     /// <summary>
     /// Runs <paramref name="work"/> once per request id, in a transaction with its stored answer, shared
     /// with the other money operations waiting at that moment (group commit: one fsync and one seal for
-    /// all of them). Returns only once that transaction is committed.
+    /// all of them). <paramref name="work"/> moves the money and returns the step that makes the answer
+    /// (the card's signature). Returns only once that transaction is committed.
     /// </summary>
-    private byte[] Transact(MoneyRequestId requestId, Func<DbConnection, DbTransaction, byte[]> work) =>
+    private byte[] Transact(MoneyRequestId requestId, Func<DbConnection, DbTransaction, Func<byte[]>> work) =>
         _group.Run(new PendingOperation(requestId, work));
 
     /// <summary>Commits and operations so far (a commit carries every money operation that was waiting for it).</summary>
     public PurseStatistics Statistics => _group.Statistics;
 
+    /// <summary>How many of a batch's answers the card signs at once (its signing sessions run side by side).</summary>
+    private static readonly int SignersAtOnce = Math.Max(2, Environment.ProcessorCount);
+
     /// <summary>
     /// One batch in one transaction: each operation in a savepoint of its own, so a refused one (spent
     /// purse, expired request, spend limit) is undone alone while the others go on. The card's seal is
     /// checked before anything moves (a forged, truncated or rolled-back purse is refused) and renewed
-    /// once with the commit; the card's counter follows the commit.
+    /// once with the commit; the card's counter follows the commit. The answers are signed after all
+    /// the moves, side by side on the card's signing sessions, and stored in the same transaction; a
+    /// signature that fails fails the whole batch (nothing commits). A request that repeats one earlier
+    /// in the same batch gets that one's answer.
     /// </summary>
     private void CommitBatch(List<PendingOperation> batch, Func<List<PendingOperation>, int> takeMore)
     {
@@ -32,13 +39,21 @@ public sealed partial class PurseLedger
         // older than the card's counter, which would look like a rolled-back database.
         Execute(c, tx, "UPDATE purse_seal SET counter = counter WHERE id = 1");
         long? counter = null;
-        var moved = 0;
+        var moved = new List<(PendingOperation Operation, Func<byte[]> Answer)>();
+        var inBatch = new Dictionary<(string, string, string), PendingOperation>();
+        var repeats = new List<(PendingOperation Repeat, PendingOperation Original)>();
         // Operations queued while this batch is worked on join it (at most MaxBatch in all).
         for (var i = 0; i < batch.Count || (i == batch.Count && takeMore(batch) > 0); i++)
         {
             var operation = batch[i];
             try
             {
+                if (inBatch.TryGetValue((operation.Id.Kind, operation.Id.Party, operation.Id.Id), out var original))
+                {
+                    if (original.Id.MessageHash != operation.Id.MessageHash) throw PurseRequests.Conflict(operation.Id);
+                    repeats.Add((operation, original));
+                    continue;
+                }
                 if (PurseRequests.Find(c, tx, operation.Id) is { } previous)
                 {
                     operation.Answer = previous;
@@ -49,11 +64,9 @@ public sealed partial class PurseLedger
                 tx.Save("operation");
                 try
                 {
-                    var answer = operation.Work(c, tx);
-                    PurseRequests.Store(c, tx, operation.Id, answer);
+                    moved.Add((operation, operation.Work(c, tx)));
                     tx.Release("operation");
-                    operation.Answer = answer;
-                    moved++;
+                    inBatch[(operation.Id.Kind, operation.Id.Party, operation.Id.Id)] = operation;
                 }
                 catch (Exception e) when (e is not DbException)
                 {
@@ -68,12 +81,31 @@ public sealed partial class PurseLedger
                 operation.Failure = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e);
             }
         }
-        if (moved > 0) PurseSeal.Seal(c, tx, _card, counter!.Value);
+        if (moved.Count == 0)
+        {
+            tx.Commit();
+            return;
+        }
+        var answers = new byte[moved.Count][];
+        try
+        {
+            if (moved.Count == 1) answers[0] = moved[0].Answer();
+            else Parallel.For(0, moved.Count, new ParallelOptions { MaxDegreeOfParallelism = SignersAtOnce }, k => answers[k] = moved[k].Answer());
+        }
+        catch (AggregateException e)
+        {
+            // The card's own reason (not ready, disabled), as a signature made in line would have thrown it.
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
+        }
+        for (var k = 0; k < moved.Count; k++) PurseRequests.Store(c, tx, moved[k].Operation.Id, answers[k]);
+        PurseSeal.Seal(c, tx, _card, counter!.Value);
         tx.Commit();
-        if (moved == 0) return;
-        _card.AdvanceSealCounter(counter!.Value);
-        _group.Committed(moved);
-        HomeMetrics.PurseCommit(moved);
+        // Answers only now: nothing is acknowledged before its commit is durable.
+        for (var k = 0; k < moved.Count; k++) moved[k].Operation.Answer = answers[k];
+        foreach (var (repeat, original) in repeats) repeat.Answer = original.Answer;
+        _card.AdvanceSealCounter(counter.Value);
+        _group.Committed(moved.Count);
+        HomeMetrics.PurseCommit(moved.Count);
     }
 
     /// <summary>

@@ -119,8 +119,8 @@ public sealed partial class PurseLedger
             Execute(c, tx, "INSERT INTO purse_payments(payment_id, market, amount, currency, at, state, market_url) VALUES(@p, @m, @a, @c, @t, 'paid', @u)",
                 ("@p", paymentId), ("@m", market), ("@a", amount), ("@c", currency), ("@t", now.ToString("O")), ("@u", request.Url));
             var key = _card.OpenSigningKey();
-            return new Daiko.Money.Payment(_card.CardId, paymentId, MoneyMessage.Hash(requestCose), market, request.Order,
-                amount, currency, now).Sign(key);
+            var payment = new Daiko.Money.Payment(_card.CardId, paymentId, MoneyMessage.Hash(requestCose), market, request.Order, amount, currency, now);
+            return () => payment.Sign(key);
         });
     }
 
@@ -145,7 +145,8 @@ public sealed partial class PurseLedger
             SetBalance(c, tx, currency, balance);
             Log(c, tx, "refill", refill.RefillId, amount, currency, balance);
             var key = _card.OpenSigningKey();
-            return new RefillAck(_card.CardId, refill.RefillId, amount, currency, _time.GetUtcNow()).Sign(key);
+            var ack = new RefillAck(_card.CardId, refill.RefillId, amount, currency, _time.GetUtcNow());
+            return () => ack.Sign(key);
         });
     }
 
@@ -168,7 +169,8 @@ public sealed partial class PurseLedger
                 throw new PurseException(PurseRefusal.OutsideCancellationWindow, $"payment {paymentId} is older than the {_cancellationWindow.TotalDays:0} day cancellation window");
             Execute(c, tx, "UPDATE purse_payments SET state = 'cancelling' WHERE payment_id = @p", ("@p", paymentId));
             var key = _card.OpenSigningKey();
-            return new Cancellation(_card.CardId, paymentId, market, amount, currency, _time.GetUtcNow()).Sign(key);
+            var cancellation = new Cancellation(_card.CardId, paymentId, market, amount, currency, _time.GetUtcNow());
+            return () => cancellation.Sign(key);
         });
     }
 
@@ -190,7 +192,8 @@ public sealed partial class PurseLedger
             SetBalance(c, tx, currency, balance);
             Log(c, tx, "cancellation", paymentId, amount, currency, balance);
             Execute(c, tx, "UPDATE purse_payments SET state = 'cancelled' WHERE payment_id = @p", ("@p", paymentId));
-            return BitConverter.GetBytes(balance);
+            var answer = BitConverter.GetBytes(balance);
+            return () => answer;
         });
         return BitConverter.ToInt64(answer);
     }

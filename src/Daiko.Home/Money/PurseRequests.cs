@@ -53,7 +53,7 @@ internal static class PurseRequests
         PurseSql.Execute(c, tx, "INSERT INTO purse_requests(kind, party, id, message_hash, answer) VALUES(@k, @p, @i, @h, @a)",
             ("@k", id.Kind), ("@p", id.Party), ("@i", id.Id), ("@h", id.MessageHash), ("@a", answer));
 
-    private static PurseException Conflict(MoneyRequestId id) =>
+    public static PurseException Conflict(MoneyRequestId id) =>
         new(PurseRefusal.Conflict, $"'{id.Party}' already used {id.Kind} id '{id.Id}' for a different message: refused (a repeat of the same message gets its first answer)");
 }
 

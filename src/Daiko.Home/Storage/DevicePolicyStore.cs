@@ -87,14 +87,13 @@ public sealed class SqlDevicePolicyStore(IHomeStore store) : IDevicePolicyStore
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
+    /// <summary>In the store's next grouped commit (<see cref="GroupedWrites"/>).</summary>
     public async Task NoteUseAsync(string deviceName, DateTimeOffset at, CancellationToken cancellationToken = default)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        await using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO device_usage(name, last_used_at) VALUES (@n, @at) ON CONFLICT(name) DO UPDATE SET last_used_at = @at";
-        Add(command, "@n", deviceName);
-        Add(command, "@at", at.ToUniversalTime().ToString("O"));
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        if (Volatile.Read(ref _schemaReady) == 0) await (await OpenAsync(cancellationToken)).DisposeAsync();
+        await store.Writes.WriteAsync((connection, transaction) => StoreCommands.ExecuteAsync(connection, transaction,
+            "INSERT INTO device_usage(name, last_used_at) VALUES (@n, @at) ON CONFLICT(name) DO UPDATE SET last_used_at = @at", CancellationToken.None,
+            ("@n", deviceName), ("@at", at.ToUniversalTime().ToString("O"))), cancellationToken);
     }
 
     public async Task<DateTimeOffset?> LastUseAsync(string deviceName, CancellationToken cancellationToken = default)

@@ -60,10 +60,20 @@ public sealed class SqlDeviceSessionStore(IHomeStore store) : IDeviceSessionStor
             ON CONFLICT(device_id) DO UPDATE SET session_id = @s, unlocked_at = @u, last_use = @l
             """, cancellationToken, ("@d", session.DeviceId), ("@s", session.SessionId), ("@u", Text(session.UnlockedAt)), ("@l", Text(session.LastUse)));
 
-    public async Task<bool> TouchAsync(string deviceId, string sessionId, DateTimeOffset at, CancellationToken cancellationToken = default) =>
-        await ExecuteAsync("UPDATE device_sessions SET last_use = @l WHERE device_id = @d AND session_id = @s AND last_use < @l",
-            cancellationToken, ("@d", deviceId), ("@s", sessionId), ("@l", Text(at))) > 0
-        || await FindAsync(deviceId, cancellationToken) is { } current && current.SessionId == sessionId;
+    /// <summary>In the store's next grouped commit (<see cref="GroupedWrites"/>): touches of many devices share one fsync.</summary>
+    public async Task<bool> TouchAsync(string deviceId, string sessionId, DateTimeOffset at, CancellationToken cancellationToken = default)
+    {
+        await _table.EnsureAsync(cancellationToken);
+        return await store.Writes.WriteAsync(async (connection, transaction) =>
+        {
+            await using var touch = StoreCommands.Command(connection, transaction,
+                "UPDATE device_sessions SET last_use = @l WHERE device_id = @d AND session_id = @s AND last_use < @l", ("@d", deviceId), ("@s", sessionId), ("@l", Text(at)));
+            if (await touch.ExecuteNonQueryAsync(CancellationToken.None) > 0) return true;
+            // Not moved forward: still this session (touched later already), or ended.
+            await using var same = StoreCommands.Command(connection, transaction, "SELECT COUNT(*) FROM device_sessions WHERE device_id = @d AND session_id = @s", ("@d", deviceId), ("@s", sessionId));
+            return Convert.ToInt64(await same.ExecuteScalarAsync(CancellationToken.None), CultureInfo.InvariantCulture) > 0;
+        }, cancellationToken);
+    }
 
     public async Task<bool> EndAsync(string deviceId, CancellationToken cancellationToken = default) =>
         await ExecuteAsync("DELETE FROM device_sessions WHERE device_id = @d", cancellationToken, ("@d", deviceId)) > 0;

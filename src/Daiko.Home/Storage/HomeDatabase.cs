@@ -5,13 +5,15 @@ namespace Daiko.Home.Storage;
 /// <summary>
 /// The home store's SQLite file (home.db): one place for how connections are opened — WAL, full
 /// fsync on commit, and a busy timeout so that the home server and CLI commands can share the file.
+/// Connections are pooled: opening one reads and parses the whole schema again, which cost the
+/// server more CPU per request than the queries it ran (SqliteConnection.ClearAllPools closes them).
 /// </summary>
 public static class HomeDatabase
 {
     private const string Pragmas = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;";
 
     public static string ConnectionString(string databasePath) =>
-        new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = false }.ToString();
+        new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = true }.ToString();
 
     public static SqliteConnection Open(string connectionString)
     {

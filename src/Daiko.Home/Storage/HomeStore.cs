@@ -42,6 +42,9 @@ public interface IHomeStore
     /// </summary>
     Task<DbTransaction> BeginExclusiveAsync(DbConnection connection, string scope, CancellationToken cancellationToken = default);
 
+    /// <summary>Small writes that share durable commits (audit lines, the devices' last use).</summary>
+    GroupedWrites Writes { get; }
+
     IDeviceStore Devices { get; }
 
     IEnrollmentCodeStore EnrollmentCodes { get; }
@@ -68,6 +71,7 @@ public abstract class HomeStore : IHomeStore
 
     protected HomeStore()
     {
+        Writes = new GroupedWrites(cancellationToken => OpenAsync(null, cancellationToken));
         Devices = new SqlDeviceStore(this);
         EnrollmentCodes = new SqlEnrollmentCodeStore(this);
         Audit = new SqlAuditStore(this);
@@ -149,6 +153,8 @@ public abstract class HomeStore : IHomeStore
     public string Schema => Dialect == HomeDialect.Sqlite
         ? "PRAGMA journal_mode = WAL;\n" + PurseSchema.Sql(Dialect) + "\n" + SqliteLogEditTriggers
         : PurseSchema.Sql(Dialect) + "\n" + PostgresLogEditTriggers;
+
+    public GroupedWrites Writes { get; }
 
     public IDeviceStore Devices { get; }
 

@@ -23,6 +23,13 @@ public sealed class StoreTable(IHomeStore store, string schema)
         return connection;
     }
 
+    /// <summary>Creates the table unless this process did already (before a grouped write, <see cref="GroupedWrites"/>).</summary>
+    public async Task EnsureAsync(CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _schemaReady) != 0) return;
+        await using var connection = await OpenAsync(cancellationToken);
+    }
+
     public static void Add(DbCommand command, string name, object value)
     {
         var parameter = command.CreateParameter();

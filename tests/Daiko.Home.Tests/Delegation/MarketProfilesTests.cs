@@ -38,6 +38,39 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
         Assert.Null(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 444));
     }
 
+    private sealed class ManualClock(DateTimeOffset now) : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = now;
+
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
+
+    [Fact]
+    public async Task AHandshakeThatSawNothingNew_IsNotWrittenAgainWithinAMinute_ButAChangeIsWrittenAtOnce()
+    {
+        var t0 = DateTimeOffset.UnixEpoch.AddDays(10);
+        var clock = new ManualClock(t0);
+        var profiles = new MarketProfiles(Store().MarketProfiles, clock);
+        var seen = new MarketProfile("m.test", 443, true, true, false, 0, t0);
+        await profiles.RememberAsync(seen);
+
+        // The same profile 30 s later (as every full handshake reports it): the store keeps the first date.
+        clock.Now = t0.AddSeconds(30);
+        Assert.Equal(seen, await profiles.FindAsync("m.test", 443));
+        await profiles.RememberAsync(seen with { LearnedAt = clock.Now });
+        Assert.Equal(t0, (await new MarketProfiles(Store().MarketProfiles).FindAsync("m.test", 443))!.LearnedAt);
+
+        // Something new (the market stopped issuing tickets) is written at once.
+        await profiles.RememberAsync(seen with { IssuesTickets = false, LearnedAt = clock.Now });
+        Assert.False((await new MarketProfiles(Store().MarketProfiles).FindAsync("m.test", 443))!.IssuesTickets);
+
+        // Unchanged again, a minute after the stored date: written again.
+        clock.Now = t0.AddSeconds(91);
+        Assert.False((await profiles.FindAsync("m.test", 443))!.IssuesTickets);
+        await profiles.RememberAsync(seen with { IssuesTickets = false, LearnedAt = clock.Now });
+        Assert.Equal(clock.Now, (await new MarketProfiles(Store().MarketProfiles).FindAsync("m.test", 443))!.LearnedAt);
+    }
+
     [Fact]
     public async Task Payees_AreAddedWithTheirRole_ReplacedByName_RemovedAndSurviveAnotherStoreInstance()
     {

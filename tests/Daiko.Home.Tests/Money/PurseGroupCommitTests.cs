@@ -150,6 +150,33 @@ public abstract class PurseGroupCommitContract : IDisposable
     }
 
     [Fact]
+    public void ABatchsAnswers_AreSignedSideBySide_AndReturnedOnlyAfterItsCommit()
+    {
+        Refill(1_000_000, "r1");
+        // The first two answer signatures of the batch wait, inside the token, for each other: signed one
+        // after another, the first would wait alone until the bound.
+        using var bothInside = new Barrier(2);
+        var met = new bool[2];
+        var turn = -1;
+        _card.Token.Signing!.Leased = () =>
+        {
+            var mine = Interlocked.Increment(ref turn);
+            if (mine < 2) met[mine] = bothInside.SignalAndWait(TimeSpan.FromSeconds(20));
+        };
+        var before = _ledger.Statistics;
+        var requests = Enumerable.Range(0, 10).Select(i => RequestOf(10 + i, $"s{i}")).ToList();
+
+        var outcomes = WithQueuedBehindTheFirst(requests[0], [.. requests.Skip(1).Select(r => (Func<byte[]>)(() => _ledger.Pay(r)))]);
+
+        Assert.True(met[0] && met[1], "the batch's signatures never ran two at once");
+        Assert.Equal(1, _ledger.Statistics.Commits - before.Commits);
+        using var cardKey = _card.PursePublicKey();
+        Assert.All(outcomes, o => MoneyCodec.Verify<Payment>(o.Answer!, cardKey));
+        Assert.Equal(10, outcomes.Select(o => MoneyCodec.Verify<Payment>(o.Answer!, cardKey).PaymentId).Distinct().Count());
+        Assert.True(_ledger.VerifyLog());
+    }
+
+    [Fact]
     public void ARefusalInsideASharedCommit_IsUndoneAlone_AndTheOthersLand()
     {
         Refill(1_000, "r1");

@@ -225,6 +225,71 @@ public abstract class HomeStoreContract
         Assert.Single(await appliances.ReadingsAsync("boiler", 10));
     }
 
+    /// <summary>Holds the store's grouped commit open with a write of its own until <paramref name="release"/> is set.</summary>
+    private static async Task<Task<int>> HoldTheCommitAsync(IHomeStore store, TaskCompletionSource release)
+    {
+        var inside = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var held = store.Writes.WriteAsync(async (_, _) =>
+        {
+            inside.SetResult();
+            await release.Task;
+            return 0;
+        });
+        await inside.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        return held;
+    }
+
+    private static async Task UntilWaitingAsync(IHomeStore store, int count)
+    {
+        for (var i = 0; i < 3000 && store.Writes.Waiting < count; i++) await Task.Delay(10);
+        Assert.Equal(count, store.Writes.Waiting);
+    }
+
+    [Fact]
+    public async Task AuditAppends_MadeAtOnce_ShareOneCommit_AndNoneReturnsBeforeIt()
+    {
+        var store = Store();
+        await store.Audit.AppendAsync(new AuditEntry(T0, null, "first", null, null, "x"));
+        var before = store.Writes.Statistics;
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var held = await HoldTheCommitAsync(store, release);
+        var appends = Enumerable.Range(0, 20).Select(i => store.Audit.AppendAsync(new AuditEntry(T0.AddSeconds(i), "aa01", "delegate", null, null, $"n{i}"))).ToList();
+        await UntilWaitingAsync(store, 20);
+
+        Assert.All(appends, a => Assert.False(a.IsCompleted, "an append returned before its commit"));
+        // (Read through this store: another one would first take the write lock to check its migrations.)
+        Assert.Single(await store.Audit.RecentAsync(100));
+        release.SetResult();
+        await held;
+        await Task.WhenAll(appends);
+
+        // Another store (another process or node) reads all of them: they were committed when their appends returned.
+        Assert.Equal(Enumerable.Range(0, 20).Select(i => $"n{i}").Reverse(), (await Store().Audit.RecentAsync(20)).Select(e => e.Outcome));
+        var after = store.Writes.Statistics;
+        Assert.Equal(2, after.Commits - before.Commits);
+        Assert.Equal(21, after.Writes - before.Writes);
+    }
+
+    [Fact]
+    public async Task AGroupedWriteThatFails_FailsItsWholeCommit_AndNothingOfItIsKept()
+    {
+        var store = Store();
+        await store.Audit.AppendAsync(new AuditEntry(T0, null, "first", null, null, "x"));
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var held = await HoldTheCommitAsync(store, release);
+        var append = store.Audit.AppendAsync(new AuditEntry(T0, null, "second", null, null, "x"));
+        var broken = store.Writes.WriteAsync((c, tx) => StoreCommands.ExecuteAsync(c, tx, "INSERT INTO no_such_table(x) VALUES (1)", CancellationToken.None));
+        await UntilWaitingAsync(store, 2);
+        release.SetResult();
+        await held;
+
+        await Assert.ThrowsAnyAsync<DbException>(() => broken);
+        await Assert.ThrowsAnyAsync<DbException>(() => append);
+        Assert.Equal(["first"], (await Store().Audit.RecentAsync(10)).Select(e => e.Action));
+        await store.Audit.AppendAsync(new AuditEntry(T0, null, "third", null, null, "x"));
+        Assert.Equal(["third", "first"], (await Store().Audit.RecentAsync(10)).Select(e => e.Action));
+    }
+
     [Fact]
     public async Task Migrations_AreRecordedOnce_AndMigrateIsIdempotent()
     {
