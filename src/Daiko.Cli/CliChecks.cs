@@ -21,6 +21,41 @@ internal static class CliChecks
         return option;
     }
 
+    /// <summary>
+    /// <c>--proxy-from LIST</c> of <c>home serve</c> and <c>host serve</c>: the load balancers whose PROXY
+    /// headers are believed (addresses or CIDR blocks, comma-separated); it goes with --proxy-protocol.
+    /// </summary>
+    public static Option<string?> ProxyFromOption(Option<bool> proxyProtocol)
+    {
+        var option = new Option<string?>("--proxy-from")
+        {
+            Description = "with --proxy-protocol: the load balancers' addresses or CIDR blocks, comma-separated, whose PROXY headers are believed (default 127.0.0.1,::1); a connection from any other peer is refused and logged",
+            HelpName = "LIST",
+        };
+        option.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string?>() is not { } text) return;
+            try
+            {
+                Daiko.Home.Control.ProxySources.Parse(text);
+            }
+            catch (FormatException e)
+            {
+                r.AddError($"--proxy-from: {e.Message}");
+            }
+        });
+        return option;
+    }
+
+    /// <summary>The allow-list --proxy-from names (default loopback), or an error when it is given without --proxy-protocol.</summary>
+    public static void CheckProxyFrom(CommandResult result, Option<bool> proxyProtocol, Option<string?> proxyFrom)
+    {
+        if (result.GetValue(proxyFrom) is not null && !result.GetValue(proxyProtocol)) result.AddError("--proxy-from goes with --proxy-protocol");
+    }
+
+    public static Daiko.Home.Control.ProxySources ProxySources(string? text) =>
+        text is null ? Daiko.Home.Control.ProxySources.Loopback : Daiko.Home.Control.ProxySources.Parse(text);
+
     /// <summary>Why <paramref name="text"/> is not HOST:PORT, or null when it is.</summary>
     public static string? HostPortProblem(string text)
     {

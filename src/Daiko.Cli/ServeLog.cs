@@ -8,8 +8,8 @@ internal static partial class ServeLog
     [LoggerMessage(101, LogLevel.Warning, "--allow-private-markets: every device may reach markets on loopback and private addresses")]
     public static partial void PrivateMarketsAllowed(this ILogger logger);
 
-    [LoggerMessage(107, LogLevel.Warning, "--proxy-protocol: every connection must begin with a PROXY protocol v2 header, whose client address is trusted: let only the load balancer reach the port")]
-    public static partial void ProxyProtocolTrusted(this ILogger logger);
+    [LoggerMessage(107, LogLevel.Warning, "--proxy-protocol: every connection must begin with a PROXY protocol v2 header, whose client address is believed from {Balancers} only (--proxy-from); any other peer is refused")]
+    public static partial void ProxyProtocolTrusted(this ILogger logger, string balancers);
 
     [LoggerMessage(108, LogLevel.Warning, "--fetch-missing-intermediates: an intermediate a market leaves out is fetched from its http AIA URL (public addresses only, 2 s, 64 KiB, cached)")]
     public static partial void IntermediatesFetched(this ILogger logger);

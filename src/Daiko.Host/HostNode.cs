@@ -29,6 +29,9 @@ public sealed record HostNodeOptions(string SiteDirectory, IPEndPoint Listen)
 
     /// <summary>Connections start with a PROXY protocol v2 header from the load balancer, whose client address the per-source limits use.</summary>
     public bool ProxyProtocol { get; init; }
+
+    /// <summary>The balancers whose PROXY headers are believed (<c>host serve --proxy-from</c>; default loopback); any other peer is refused.</summary>
+    public ProxySources ProxyFrom { get; init; } = ProxySources.Loopback;
 }
 
 /// <summary>
@@ -63,7 +66,7 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
         _database = new SiteDatabase(source);
         _identity = HomeIdentity.LoadOrCreate(site.Directory);
         _logger = options.LoggerFactory.CreateLogger("Daiko.Host");
-        _listener = new ControlListener(options.Listen, _identity, this, _logger) { ProxyProtocol = options.ProxyProtocol };
+        _listener = new ControlListener(options.Listen, _identity, this, _logger) { ProxyProtocol = options.ProxyProtocol, ProxyFrom = options.ProxyFrom };
     }
 
     public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
@@ -161,6 +164,7 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
             PayeePoll = _options.Poll,
             IdleTimeout = _options.IdleTimeout,
             AllowPrivateMarkets = _options.AllowPrivateMarkets,
+            MailSettings = () => _database.MailOf(owner),
         };
         var parts = new HomeParts(options, card, _identity, owner, _limiter);
         await parts.RefreshPayeesAsync(_stop.Token);

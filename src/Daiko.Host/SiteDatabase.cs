@@ -1,5 +1,6 @@
 using Daiko.Cards;
 using Daiko.Cards.Site;
+using Daiko.Home.Mail;
 using Daiko.Home.Storage;
 using Npgsql;
 
@@ -7,8 +8,9 @@ namespace Daiko.Host;
 
 /// <summary>
 /// The deployment's database. The public schema holds what spans owners: <c>host_owners</c> (each
-/// owner's card row: public keys, PIN verifiers, counters, state, certificate chain) and
-/// <c>host_codes</c> (which owner a live enrollment code's public id belongs to). Each owner's home
+/// owner's card row: public keys, PIN verifiers, counters, state, certificate chain),
+/// <c>host_codes</c> (which owner a live enrollment code's public id belongs to) and <c>host_mail</c>
+/// (where each owner's payment log is mailed). Each owner's home
 /// state is a schema of its own (<see cref="HostSite.SchemaOf"/>) with the home store's tables, so a
 /// query of one owner's store cannot name another's rows. Changes that other nodes must apply at once
 /// (a device revoked, a policy or payee changed, the card's state) raise <c>NOTIFY daiko_host</c> with
@@ -33,6 +35,11 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
                 BEGIN PERFORM pg_notify('daiko_host', NEW.schema_name); RETURN NULL; END $f$;
             DROP TRIGGER IF EXISTS host_owners_changed ON host_owners;
             CREATE TRIGGER host_owners_changed AFTER UPDATE ON host_owners FOR EACH ROW EXECUTE FUNCTION public.daiko_card_changed();
+            """),
+        ("host/2", """
+            ALTER TABLE host_owners ADD COLUMN IF NOT EXISTS admin_failures INT NOT NULL DEFAULT 0;
+            CREATE TABLE IF NOT EXISTS host_mail (owner TEXT PRIMARY KEY REFERENCES host_owners(name),
+                smtp_host TEXT NOT NULL, smtp_port INT NOT NULL, mail_from TEXT NOT NULL, mail_to TEXT NOT NULL);
             """),
     ];
 
@@ -150,6 +157,30 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
         return await command.ExecuteScalarAsync(cancellationToken) as string;
     }
 
+    /// <summary>Sets where an owner's payment log is mailed (<c>host mail set</c>); every node reads it at its next mail.</summary>
+    public async Task SetMailAsync(string owner, MailSettings settings, CancellationToken cancellationToken = default)
+    {
+        await using var command = source.CreateCommand("""
+            INSERT INTO host_mail(owner, smtp_host, smtp_port, mail_from, mail_to) VALUES (@o, @h, @p, @f, @t)
+            ON CONFLICT(owner) DO UPDATE SET smtp_host = @h, smtp_port = @p, mail_from = @f, mail_to = @t
+            """);
+        command.Parameters.AddWithValue("o", owner);
+        command.Parameters.AddWithValue("h", settings.SmtpHost);
+        command.Parameters.AddWithValue("p", settings.SmtpPort);
+        command.Parameters.AddWithValue("f", settings.From);
+        command.Parameters.AddWithValue("t", settings.To);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>Where an owner's payment log is mailed, or null when the owner set nothing.</summary>
+    public MailSettings? MailOf(string owner)
+    {
+        using var command = source.CreateCommand("SELECT smtp_host, smtp_port, mail_from, mail_to FROM host_mail WHERE owner = @o");
+        command.Parameters.AddWithValue("o", owner);
+        using var reader = command.ExecuteReader();
+        return reader.Read() ? new MailSettings(reader.GetString(0), reader.GetInt32(1), reader.GetString(2), reader.GetString(3)) : null;
+    }
+
     public OwnerCardRow? Read(string owner)
     {
         using var connection = source.OpenConnection();
@@ -166,7 +197,7 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
         {
             using var command = new NpgsqlCommand("""
                 UPDATE host_owners SET pin1_verifier = @v1, pin2_verifier = @v2, pin1_failures = @f1, pin2_failures = @f2, disabled = @d,
-                    state = @s, unblocks = @u, chain_pem = @c WHERE name = @n
+                    state = @s, unblocks = @u, chain_pem = @c, admin_failures = @a WHERE name = @n
                 """, connection);
             command.Parameters.AddWithValue("v1", next.Pin1Verifier);
             command.Parameters.AddWithValue("v2", next.Pin2Verifier);
@@ -176,6 +207,7 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
             command.Parameters.AddWithValue("s", next.State.ToString());
             command.Parameters.AddWithValue("u", next.Unblocks);
             command.Parameters.AddWithValue("c", (object?)next.ChainPem ?? DBNull.Value);
+            command.Parameters.AddWithValue("a", next.AdminFailures);
             command.Parameters.AddWithValue("n", owner);
             command.ExecuteNonQuery();
         }
@@ -186,7 +218,7 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
     private static OwnerCardRow? ReadRow(NpgsqlConnection connection, string owner, bool forUpdate)
     {
         using var command = new NpgsqlCommand($"""
-            SELECT tls_key, purse_key, pin1_verifier, pin2_verifier, admin_verifier, pin1_failures, pin2_failures, disabled, state, unblocks, chain_pem
+            SELECT tls_key, purse_key, pin1_verifier, pin2_verifier, admin_verifier, pin1_failures, pin2_failures, disabled, state, unblocks, chain_pem, admin_failures
             FROM host_owners WHERE name = @n{(forUpdate ? " FOR UPDATE" : "")}
             """, connection);
         command.Parameters.AddWithValue("n", owner);
@@ -194,7 +226,7 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
         if (!reader.Read()) return null;
         return new OwnerCardRow(owner, (byte[])reader[0], (byte[])reader[1], (byte[])reader[2], (byte[])reader[3], (byte[])reader[4],
             reader.GetInt32(5), reader.GetInt32(6), reader.GetBoolean(7), Enum.Parse<HomeCardState>(reader.GetString(8)), reader.GetInt32(9),
-            reader.IsDBNull(10) ? null : reader.GetString(10));
+            reader.IsDBNull(10) ? null : reader.GetString(10), reader.GetInt32(11));
     }
 
     private static async Task ExecuteAsync(NpgsqlConnection connection, string sql, CancellationToken cancellationToken)

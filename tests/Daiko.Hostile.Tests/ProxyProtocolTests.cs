@@ -139,6 +139,17 @@ public sealed class ProxyProtocolTests(ProxiedHomeServe home)
     }
 
     [Fact]
+    public async Task AValidHeader_FromAPeerThatIsNotANamedBalancer_IsRefusedAndLogged()
+    {
+        var header = ProxyProtocolV2.Encode(new ProxyHeader(new IPEndPoint(IPAddress.Parse("192.0.2.77"), 4000), new IPEndPoint(IPAddress.Loopback, home.Port)));
+
+        await Assert.ThrowsAnyAsync<Exception>(() => ControlPeer.ConnectAsync(home.Port, "127.0.3.5", preamble: header, timeout: TimeSpan.FromSeconds(20)));
+
+        await WaitForLogAsync("a connection from 127.0.3.5 was refused: it is not a load balancer this server trusts (--proxy-from 127.0.0.1/32,127.0.2.0/24,::1/128)");
+        Assert.DoesNotContain("192.0.2.77", home.Server.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ALocalHeader_StandsForTheConnectionItself()
     {
         await using var peer = await ControlPeer.ConnectAsync(home.Port, "127.0.2.16", preamble: ProxyProtocolV2.Encode(ProxyHeader.Local));

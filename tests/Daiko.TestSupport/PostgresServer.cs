@@ -46,7 +46,7 @@ public sealed class PostgresServer : IDisposable
 
     /// <summary>Starts the server (again, after <see cref="StopAsync"/>) on the same port and data.</summary>
     public Task StartAgainAsync() => PgAsync("pg_ctl", ["-D", _dataDirectory, "-l", Path.Combine(_dataDirectory, "server.log"), "-w", "-t", "30",
-        "-o", $"-p {Port} -k {_dataDirectory} -c listen_addresses=127.0.0.1 -c fsync=on", "start"]);
+        "-o", $"-p {Port} -k {_dataDirectory} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=300", "start"]);
 
     /// <summary>Stops the server at once (an outage); <see cref="StartAgainAsync"/> brings it back.</summary>
     public Task StopAsync() => PgAsync("pg_ctl", ["-D", _dataDirectory, "-m", "immediate", "-w", "stop"]);

@@ -144,7 +144,14 @@ public sealed class HostedCard : IHomeCard
         }
     }
 
-    /// <summary>Unblocks with the admin code (checked against its verifier) and sets new PINs; the card is Locked after.</summary>
+    /// <summary>Wrong admin codes, counted on every node together, after which the owner's card can no longer be unblocked.</summary>
+    public const int MaxAdminTries = 10;
+
+    /// <summary>
+    /// Unblocks with the admin code (checked against its verifier) and sets new PINs; the card is Locked
+    /// after. Wrong admin codes are counted under the owner's row lock like PIN tries (a right one clears
+    /// the count); after <see cref="MaxAdminTries"/> the admin code is blocked for good.
+    /// </summary>
     public PinResult Unblock(string adminCode, string newPin1, string newPin2)
     {
         if (newPin1.Length is < 4 or > 64 || newPin2.Length is < 4 or > 64) throw new ArgumentException("PINs must be 4 to 64 characters", nameof(newPin1));
@@ -152,13 +159,27 @@ public sealed class HostedCard : IHomeCard
         var admin = _token.PinVerifier(Owner, "admin", adminCode);
         var pin1 = _token.PinVerifier(Owner, "pin1", newPin1);
         var pin2 = _token.PinVerifier(Owner, "pin2", newPin2);
-        var result = _rows.Update(Owner, row => CryptographicOperations.FixedTimeEquals(admin, row.AdminVerifier)
-            ? (row with { Pin1Verifier = pin1, Pin2Verifier = pin2, Pin1Failures = 0, Pin2Failures = 0, Disabled = false, State = HomeCardState.Locked, Unblocks = row.Unblocks + 1 },
-                new PinResult(PinOutcome.Accepted, CountedPinCheck.MaxTries, HomeCardState.Locked, "the home card is unblocked with new PINs"))
-            : (row, new PinResult(PinOutcome.Wrong, 0, row.State, "wrong admin code")));
+        var result = _rows.Update(Owner, row =>
+        {
+            if (row.AdminFailures >= MaxAdminTries) return (row, new PinResult(PinOutcome.Disabled, 0, row.State, AdminBlocked));
+            if (CryptographicOperations.FixedTimeEquals(admin, row.AdminVerifier))
+            {
+                return (row with { Pin1Verifier = pin1, Pin2Verifier = pin2, Pin1Failures = 0, Pin2Failures = 0, Disabled = false, State = HomeCardState.Locked, Unblocks = row.Unblocks + 1, AdminFailures = 0 },
+                    new PinResult(PinOutcome.Accepted, CountedPinCheck.MaxTries, HomeCardState.Locked, "the home card is unblocked with new PINs"));
+            }
+            var failures = row.AdminFailures + 1;
+            return failures >= MaxAdminTries
+                ? (row with { AdminFailures = failures }, new PinResult(PinOutcome.Disabled, 0, row.State, $"wrong admin code: it is now blocked after {MaxAdminTries} wrong entries; {AdminBlockedAdvice}"))
+                : (row with { AdminFailures = failures }, new PinResult(PinOutcome.Wrong, MaxAdminTries - failures, row.State,
+                    $"wrong admin code: {MaxAdminTries - failures} {(MaxAdminTries - failures == 1 ? "try" : "tries")} left"));
+        });
         Read();
         return result;
     }
+
+    private const string AdminBlockedAdvice = "the owner's card can no longer be unblocked (add the owner anew)";
+
+    private static readonly string AdminBlocked = $"the admin code is blocked after {MaxAdminTries} wrong entries; {AdminBlockedAdvice}";
 
     /// <summary>Checks PIN2 (counted) for an owner command such as a certificate import; throws <see cref="WrongPinException"/> when wrong.</summary>
     public void RequirePin2(string pin2)

@@ -2,7 +2,8 @@ namespace Daiko.Cards.Site;
 
 /// <summary>
 /// One owner's card as the deployment's database keeps it: the public keys, the PIN verifiers
-/// (useless without the site token), the counters and state every node shares, and the certificate chain.
+/// (useless without the site token), the counters and state every node shares (the admin code's wrong
+/// entries among them), and the certificate chain.
 /// </summary>
 public sealed record OwnerCardRow(
     string Owner,
@@ -16,7 +17,8 @@ public sealed record OwnerCardRow(
     bool Disabled,
     HomeCardState State,
     int Unblocks,
-    string? ChainPem);
+    string? ChainPem,
+    int AdminFailures = 0);
 
 /// <summary>
 /// Where owners' card rows live (PostgreSQL in a hosted deployment). <see cref="Update{T}"/> decides

@@ -170,7 +170,7 @@ public sealed class SiteToken : IDisposable
     /// <summary>The purse seal's counter kept for the owner in the token (its highest data object); null before the first seal.</summary>
     public long? ReadPurseCounter(string owner) => With(session => TokenCounter.Read(_module, session, CounterLabel(owner)));
 
-    /// <summary>Moves the owner's purse counter forward: a new data object, then the old ones destroyed (a crash leaves two; the highest counts).</summary>
+    /// <summary>Moves the owner's purse counter up to <paramref name="value"/> (never back; any node may, at once): a new data object, then the old ones destroyed (a crash leaves two; the highest counts).</summary>
     public void WritePurseCounter(string owner, long value) => With(session =>
     {
         TokenCounter.Advance(_module, session, CounterLabel(owner), value);

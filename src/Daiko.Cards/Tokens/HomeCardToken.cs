@@ -99,7 +99,7 @@ internal sealed class HomeCardToken(HomeCardOptions options, Pkcs11Module module
     /// <summary>The purse seal's counter kept in the token (a private data object); null before the first seal.</summary>
     public long? ReadPurseCounter() => TokenCounter.Read(module, Ready, KeyTemplates.PurseCounterLabel);
 
-    /// <summary>Stores the purse counter in the token; it only ever moves forward (<see cref="TokenCounter"/>).</summary>
+    /// <summary>Stores the purse counter in the token; it only ever moves forward, a lower value changes nothing (<see cref="TokenCounter"/>).</summary>
     public void WritePurseCounter(long value) => TokenCounter.Advance(module, Ready, KeyTemplates.PurseCounterLabel, value);
 
     public IObjectHandle RequireKey(ISession session, byte[] id) =>

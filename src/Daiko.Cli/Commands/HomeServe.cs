@@ -17,7 +17,11 @@ namespace Daiko.Cli.Commands;
 /// </summary>
 internal static class HomeServe
 {
-    public sealed record Arguments(string Home, string? Listen, string? Console, string? ConsoleCert, string? ConsoleKey, string? PurseConnection, bool AllowPrivateMarkets = false, bool ProxyProtocol = false, bool FetchMissingIntermediates = false, string? LogFormat = null);
+    public sealed record Arguments(string Home, string? Listen, string? Console, string? ConsoleCert, string? ConsoleKey, string? PurseConnection, bool AllowPrivateMarkets = false, bool ProxyProtocol = false, bool FetchMissingIntermediates = false, string? LogFormat = null)
+    {
+        /// <summary>The balancers whose PROXY headers are believed (--proxy-from).</summary>
+        public Daiko.Home.Control.ProxySources ProxyFrom { get; init; } = Daiko.Home.Control.ProxySources.Loopback;
+    }
 
     public static async Task<int> RunAsync(Arguments a, CancellationToken ct)
     {
@@ -50,6 +54,7 @@ internal static class HomeServe
                     Store = a.PurseConnection is { } cs ? Daiko.Home.Storage.HomeStore.Postgres(cs) : null,
                     AllowPrivateMarkets = a.AllowPrivateMarkets,
                     ProxyProtocol = a.ProxyProtocol,
+                    ProxyFrom = a.ProxyFrom,
                     FetchMissingIntermediates = a.FetchMissingIntermediates,
                 }, card);
             }
@@ -62,7 +67,7 @@ internal static class HomeServe
                 return CliConsole.Fail(e.Message);
             }
             if (a.AllowPrivateMarkets) serveLog.PrivateMarketsAllowed();
-            if (a.ProxyProtocol) serveLog.ProxyProtocolTrusted();
+            if (a.ProxyProtocol) serveLog.ProxyProtocolTrusted(a.ProxyFrom.ToString());
             if (a.FetchMissingIntermediates) serveLog.IntermediatesFetched();
             HomeWeb? web = null;
             try

@@ -103,16 +103,21 @@ internal static class HomeServerCommands
         };
         var logFormat = new Option<string?>("--log-format") { Description = "how the log on stderr is written: plain (default) or json (one object a line; home.json \"log_format\")", HelpName = "FORMAT" };
         logFormat.AcceptOnlyFromAmong("plain", "json");
-        foreach (var o in new Option[] { home, listen, console, consoleCert, consoleKey, postgres, postgresFile, allPostgresFile, allowPrivate, proxyProtocol, fetchIntermediates, logFormat }) command.Options.Add(o);
+        var proxyFrom = CliChecks.ProxyFromOption(proxyProtocol);
+        foreach (var o in new Option[] { home, listen, console, consoleCert, consoleKey, postgres, postgresFile, allPostgresFile, allowPrivate, proxyProtocol, proxyFrom, fetchIntermediates, logFormat }) command.Options.Add(o);
         command.Validators.Add(result =>
         {
+            CliChecks.CheckProxyFrom(result, proxyProtocol, proxyFrom);
             if ((result.GetValue(consoleCert) is null) != (result.GetValue(consoleKey) is null)) result.AddError("--console-cert and --console-key go together");
         });
         command.SetAction((parse, ct) =>
         {
             if (parse.GetValue(allPostgresFile) is { } file && KeepAllInPostgres(parse.GetValue(home)!, file) is { } problem) return Task.FromResult(CliConsole.Fail(problem));
             return HomeServe.RunAsync(new HomeServe.Arguments(parse.GetValue(home)!, parse.GetValue(listen), parse.GetValue(console),
-                parse.GetValue(consoleCert), parse.GetValue(consoleKey), PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)), parse.GetValue(allowPrivate), parse.GetValue(proxyProtocol), parse.GetValue(fetchIntermediates), parse.GetValue(logFormat)), ct);
+                parse.GetValue(consoleCert), parse.GetValue(consoleKey), PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)), parse.GetValue(allowPrivate), parse.GetValue(proxyProtocol), parse.GetValue(fetchIntermediates), parse.GetValue(logFormat))
+            {
+                ProxyFrom = CliChecks.ProxySources(parse.GetValue(proxyFrom)),
+            }, ct);
         });
         return command;
     }

@@ -78,29 +78,51 @@ internal static class HomeTrustCommands
         var set = new Command("set", "Set the SMTP server and the addresses the payment log is mailed from and to.")
             .WithExamples("daiko home mail set --home ~/daiko-home --smtp smtp.example:25 --from daiko@home.example --to alice@example.org");
         var home = HomeCardCommands.HomeOption();
-        var smtp = new Option<string>("--smtp") { Description = "the SMTP server", Required = true }.HostPort();
-        var from = new Option<string>("--from") { Description = "the sender address", Required = true, HelpName = "ADDRESS" };
-        var to = new Option<string>("--to") { Description = "the owner's address", Required = true, HelpName = "ADDRESS" };
-        var json = CliOutput.JsonOption();
-        foreach (var o in new Option[] { home, smtp, from, to, json }) set.Options.Add(o);
-        set.Validators.Add(r =>
-        {
-            foreach (var o in new[] { from, to })
-            {
-                if (r.GetValue(o) is { } address && !System.Net.Mail.MailAddress.TryCreate(address, out _)) r.AddError($"{o.Name} takes a mail address like alice@example.org (got '{address}')");
-            }
-        });
+        set.Options.Add(home);
+        var options = new MailOptions(set);
         set.SetAction(parse =>
         {
-            var server = parse.GetValue(smtp)!;
-            var colon = server.LastIndexOf(':');
-            var settings = new MailSettings(server[..colon].Trim('[', ']'), int.Parse(server[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture), parse.GetValue(from)!, parse.GetValue(to)!);
+            var settings = options.Settings(parse);
             HomeServer.SetMail(parse.GetValue(home)!, settings);
-            CliOutput.Print(parse.GetValue(json), new { smtp = server, from = settings.From, to = settings.To },
-                $"the payment log will be mailed from {settings.From} to {settings.To} through {server} (a running home server reads this at its next mail)");
+            options.Print(parse, settings, "a running home server reads this at its next mail");
             return 0;
         });
         mail.Subcommands.Add(set);
         return mail;
+    }
+}
+
+/// <summary>The options of <c>home mail set</c> and <c>host mail set</c>: the SMTP server and the two addresses, checked while parsing.</summary>
+internal sealed class MailOptions
+{
+    private readonly Option<string> _smtp = new Option<string>("--smtp") { Description = "the SMTP server", Required = true }.HostPort();
+    private readonly Option<string> _from = new("--from") { Description = "the sender address", Required = true, HelpName = "ADDRESS" };
+    private readonly Option<string> _to = new("--to") { Description = "the owner's address", Required = true, HelpName = "ADDRESS" };
+    private readonly Option<bool> _json = CliOutput.JsonOption();
+
+    public MailOptions(Command command)
+    {
+        foreach (var o in new Option[] { _smtp, _from, _to, _json }) command.Options.Add(o);
+        command.Validators.Add(r =>
+        {
+            foreach (var o in new[] { _from, _to })
+            {
+                if (r.GetValue(o) is { } address && !System.Net.Mail.MailAddress.TryCreate(address, out _)) r.AddError($"{o.Name} takes a mail address like alice@example.org (got '{address}')");
+            }
+        });
+    }
+
+    public MailSettings Settings(ParseResult parse)
+    {
+        var server = parse.GetValue(_smtp)!;
+        var colon = server.LastIndexOf(':');
+        return new MailSettings(server[..colon].Trim('[', ']'), int.Parse(server[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture), parse.GetValue(_from)!, parse.GetValue(_to)!);
+    }
+
+    public void Print(ParseResult parse, MailSettings settings, string when)
+    {
+        var server = parse.GetValue(_smtp)!;
+        CliOutput.Print(parse.GetValue(_json), new { smtp = server, from = settings.From, to = settings.To },
+            $"the payment log will be mailed from {settings.From} to {settings.To} through {server} ({when})");
     }
 }

@@ -22,6 +22,7 @@ internal static class HostCommands
         host.Subcommands.Add(HostOwnerCommands.Owner());
         host.Subcommands.Add(HostOwnerCommands.CertImport());
         host.Subcommands.Add(HostOwnerCommands.Card());
+        host.Subcommands.Add(HostOwnerCommands.Mail());
         host.Subcommands.Add(Trust());
         host.Subcommands.Add(HostDeviceCommands.Device());
         host.Subcommands.Add(Serve());
@@ -127,18 +128,22 @@ internal static class HostCommands
         var listen = new Option<string>("--listen") { Description = "where terminals (or the load balancer) connect", Required = true, HelpName = "HOST:PORT" }.HostPort();
         var allowPrivate = new Option<bool>("--allow-private-markets") { Description = "let every device reach markets on loopback and private addresses (labs and tests)" };
         var proxyProtocol = new Option<bool>("--proxy-protocol") { Description = "every connection starts with a PROXY protocol v2 header (HAProxy send-proxy-v2): the terminals' real addresses feed the per-source limits" };
-        foreach (var o in new Option[] { site, listen, allowPrivate, proxyProtocol }) command.Options.Add(o);
+        var proxyFrom = CliChecks.ProxyFromOption(proxyProtocol);
+        foreach (var o in new Option[] { site, listen, allowPrivate, proxyProtocol, proxyFrom }) command.Options.Add(o);
+        command.Validators.Add(result => CliChecks.CheckProxyFrom(result, proxyProtocol, proxyFrom));
         command.SetAction(async (parse, ct) =>
         {
             var where = parse.GetValue(listen)!;
+            var log = new StderrLog();
             HostNode node;
             try
             {
                 node = await HostNode.StartAsync(new HostNodeOptions(parse.GetValue(site)!, HomeServerCommands.ParseEndpoint(where))
                 {
-                    LoggerFactory = new StderrLog(),
+                    LoggerFactory = log,
                     AllowPrivateMarkets = parse.GetValue(allowPrivate),
                     ProxyProtocol = parse.GetValue(proxyProtocol),
+                    ProxyFrom = CliChecks.ProxySources(parse.GetValue(proxyFrom)),
                 }, ct);
             }
             catch (System.Net.Sockets.SocketException e)
@@ -149,6 +154,7 @@ internal static class HostCommands
             {
                 return CliConsole.Fail($"the node cannot start: {e.Message}");
             }
+            if (parse.GetValue(proxyProtocol)) log.CreateLogger("Daiko.Serve").ProxyProtocolTrusted(CliChecks.ProxySources(parse.GetValue(proxyFrom)).ToString());
             Console.WriteLine($"hosted node listening on {node.LocalEndPoint} (pid {Environment.ProcessId})");
             var stop = new TaskCompletionSource();
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });

@@ -57,6 +57,30 @@ internal static class HostOwnerCommands
         return owner;
     }
 
+    public static Command Mail()
+    {
+        const string example = "daiko host mail set --site /etc/daiko/site --owner alice --smtp smtp.example:25 --from daiko@bank.example --to alice@example.org";
+        var mail = new Command("mail", "Where an owner's payment log is mailed (kept in the database: every node reads it).").WithExamples(example);
+        var set = new Command("set", "Set the SMTP server and the addresses an owner's payment log is mailed from and to.").WithExamples(example);
+        var site = HostCommands.SiteOption();
+        var name = HostCommands.OwnerOption();
+        set.Options.Add(site);
+        set.Options.Add(name);
+        var options = new MailOptions(set);
+        set.SetAction((parse, ct) => HostCommands.WithSiteAsync(parse.GetValue(site)!, async (_, database) =>
+        {
+            var owner = HostSite.RequireOwnerName(parse.GetValue(name)!);
+            await database.MigrateAsync(ct);
+            if (database.Read(owner) is null) return CliConsole.Fail($"no owner named '{owner}' in this deployment");
+            var settings = options.Settings(parse);
+            await database.SetMailAsync(owner, settings, ct);
+            options.Print(parse, settings, "every node reads this at its next mail");
+            return 0;
+        }));
+        mail.Subcommands.Add(set);
+        return mail;
+    }
+
     public static Command CertImport()
     {
         var cert = new Command("cert", "The owners' certificates.")

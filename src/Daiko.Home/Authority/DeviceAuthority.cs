@@ -122,7 +122,13 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     {
         if (gate.Card.State != HomeCardState.CryptoReady)
         {
-            await EndAllAsync("the home card left crypto-ready", cancellationToken);
+            // This view of the card may be older than sessions another node (or process) opened since it
+            // made the card crypto-ready: the sessions listed now end only if a fresh look, taken after
+            // the listing, still finds the card not crypto-ready.
+            var listed = await store.ListAsync(cancellationToken);
+            if (listed.Count > 0 && gate.Card.GetStatus().State == HomeCardState.CryptoReady) return;
+            foreach (var session in listed) await EndAsync(session.DeviceId, "the home card left crypto-ready", cancellationToken);
+            foreach (var device in _work.Keys) CancelWork(device);
             return;
         }
         var live = new HashSet<string>(StringComparer.Ordinal);

@@ -70,6 +70,9 @@ public sealed class ControlListener : IAsyncDisposable
     /// </summary>
     public bool ProxyProtocol { get; init; }
 
+    /// <summary>With <see cref="ProxyProtocol"/>: the balancers whose headers are believed; a connection from any other peer is refused and logged.</summary>
+    public ProxySources ProxyFrom { get; init; } = ProxySources.Loopback;
+
     public void Start()
     {
         _listener.Start();
@@ -135,6 +138,10 @@ public sealed class ControlListener : IAsyncDisposable
         {
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
             handshake.CancelAfter(_limits.HandshakeTimeout);
+            if (ProxyProtocol && !ProxyFrom.Allows(slot.Address))
+            {
+                throw new ProxyProtocolException($"it is not a load balancer this server trusts (--proxy-from {ProxyFrom})");
+            }
             if (ProxyProtocol && await ProxyProtocolV2.ReadAsync(client.GetStream(), handshake.Token) is { Source: { } source })
             {
                 Admission.Readdress(slot, source.Address);

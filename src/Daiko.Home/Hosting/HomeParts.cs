@@ -64,7 +64,7 @@ public sealed class HomeParts : IAsyncDisposable
             logger: logger);
         Payees = new PayeeDirectory(options.WalletDirectory ?? options.Directory, new Storage.SqlPayeeStore(Store), logger);
         Ledger = new PurseLedger(Store, new HomeCardPurse(card), Payees.KeyOf, options.Time);
-        _reports = new PaymentReports(options.WalletDirectory ?? options.Directory, card, Ledger, new ReportOutbox(Store.MailOutbox, options.Time), logger);
+        _reports = new PaymentReports(options.WalletDirectory ?? options.Directory, card, Ledger, new ReportOutbox(Store.MailOutbox, options.Time), logger, options.MailSettings);
         Appliances = new ApplianceGateway(Store.Appliances, time: options.Time);
         _splicer = new Splicer(logger, options.RelayIdleLimit);
         Connections = new ConnectionRegistry();

@@ -44,8 +44,14 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>Fetches an intermediate a market left out of its chain, by its http AIA URL, from public addresses only (<c>home serve --fetch-missing-intermediates</c>).</summary>
     public bool FetchMissingIntermediates { get; init; }
 
+    /// <summary>Where the payment log is mailed, read at each mail (a hosted owner's row); default DIR/mail.json.</summary>
+    public Func<Mail.MailSettings?>? MailSettings { get; init; }
+
     /// <summary>Terminals connect through a load balancer that sends a PROXY protocol v2 header first (<c>home serve --proxy-protocol</c>).</summary>
     public bool ProxyProtocol { get; init; }
+
+    /// <summary>The balancers whose PROXY headers are believed (<c>home serve --proxy-from</c>; default loopback).</summary>
+    public Control.ProxySources ProxyFrom { get; init; } = Control.ProxySources.Loopback;
 
     /// <summary>Where the devices' unlock sessions live; default the SQLite home store (PostgreSQL for hosted deployments).</summary>
     public Storage.IDeviceSessionStore? DeviceSessions { get; init; }
@@ -92,6 +98,7 @@ public sealed class HomeServer : IAsyncDisposable
         _listener = new ControlListener(options.Listen, _parts.Identity, _parts.Devices, _parts.Connections, _parts.Dispatcher, _logger = options.LoggerFactory.CreateLogger("Daiko.Home"), options.PeerLimits)
         {
             ProxyProtocol = options.ProxyProtocol,
+            ProxyFrom = options.ProxyFrom,
         };
         Card = card;
     }

@@ -12,7 +12,8 @@ namespace Daiko.Home.Mail;
 /// runs and when a terminal asks. Reports go through the store's outbox (<see cref="ReportOutbox"/>),
 /// so an SMTP outage delays one and never loses it; each log head is signed in the home card.
 /// </summary>
-public sealed class PaymentReports(string directory, IHomeCard card, PurseLedger ledger, ReportOutbox outbox, ILogger logger)
+/// <param name="settings">Where the settings are read instead of DIR/mail.json (a hosted owner's row); null from it falls back to the file.</param>
+public sealed class PaymentReports(string directory, IHomeCard card, PurseLedger ledger, ReportOutbox outbox, ILogger logger, Func<MailSettings?>? settings = null)
 {
     private const string FileName = "mail.json";
 
@@ -23,9 +24,10 @@ public sealed class PaymentReports(string directory, IHomeCard card, PurseLedger
             ["smtp_host"] = settings.SmtpHost, ["smtp_port"] = settings.SmtpPort, ["from"] = settings.From, ["to"] = settings.To,
         }));
 
-    /// <summary>The settings in DIR/mail.json, read each time (the owner may change them while the server runs); null when none are set.</summary>
+    /// <summary>The settings (the store's, else DIR/mail.json), read each time (the owner may change them while the server runs); null when none are set.</summary>
     public MailSettings? LoadSettings()
     {
+        if (settings?.Invoke() is { } stored) return stored;
         var path = Path.Combine(directory, FileName);
         if (!File.Exists(path)) return null;
         using var doc = JsonDocument.Parse(File.ReadAllText(path));

@@ -41,6 +41,11 @@ internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOpe
     /// <summary>The most operations one commit carries (a batch signs each of them in the token).</summary>
     public const int MaxBatch = 128;
 
+    /// <summary>How often a batch that lost a race with another process's commit is worked through again.</summary>
+    public const int ConflictAttempts = 12;
+    private const string SerializationFailure = "40001";
+    private const string DeadlockDetected = "40P01";
+
     private readonly object _queueLock = new();
     private readonly List<PendingOperation> _queue = [];
     private bool _committing;
@@ -113,7 +118,7 @@ internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOpe
                 }
                 try
                 {
-                    commit(batch, TakeMore);
+                    CommitRetryingConflicts(batch);
                 }
                 catch (Exception e)
                 {
@@ -139,4 +144,37 @@ internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOpe
             }
         }
     }
+
+    /// <summary>
+    /// Commits a batch; a batch that lost a race with another process's commit on the same purse (the
+    /// nodes of a hosted deployment: a serialization failure or deadlock, nothing of it committed) is
+    /// worked through again from the start, a few times, before its callers hear of it. A retried
+    /// operation whose first attempt did commit finds its stored answer, so none is applied twice.
+    /// </summary>
+    private void CommitRetryingConflicts(List<PendingOperation> batch)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                commit(batch, TakeMore);
+                return;
+            }
+            catch (DbException e) when (LostRace(e) && attempt < ConflictAttempts)
+            {
+                foreach (var pending in batch)
+                {
+                    pending.Answer = null;
+                    pending.Failure = null;
+                }
+                BackOff(attempt);
+            }
+        }
+    }
+
+    /// <summary>Whether a transaction on the purse lost a race with another process's (nothing of it committed; it may be run again).</summary>
+    public static bool LostRace(DbException e) => e.SqlState is SerializationFailure or DeadlockDetected;
+
+    /// <summary>A short random pause before attempt <paramref name="attempt"/> + 1, so that racing processes part.</summary>
+    public static void BackOff(int attempt) => Thread.Sleep(Random.Shared.Next(1, 4 * attempt));
 }

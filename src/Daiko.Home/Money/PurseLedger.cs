@@ -248,8 +248,26 @@ public sealed partial class PurseLedger
     /// <summary>
     /// Seals a purse that has no seal yet (one from before the seal), once its log verifies; a purse
     /// already sealed is checked instead. Needs the card crypto-ready (the home server calls it after PIN2).
+    /// Devices unlocking at once through several nodes race here: the loser's transaction is run again,
+    /// and then finds the winner's seal.
     /// </summary>
     public void SealIfUnsealed()
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                SealIfUnsealedOnce();
+                return;
+            }
+            catch (DbException e) when (PurseGroupCommit.LostRace(e) && attempt < PurseGroupCommit.ConflictAttempts)
+            {
+                PurseGroupCommit.BackOff(attempt);
+            }
+        }
+    }
+
+    private void SealIfUnsealedOnce()
     {
         lock (_gate)
         {

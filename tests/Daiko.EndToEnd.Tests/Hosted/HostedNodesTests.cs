@@ -107,6 +107,37 @@ public sealed class HostedNodesTests(HostedNodesTests.OneOwner owner) : IClassFi
     }
 
     [Fact]
+    public async Task BehindHaproxyWithProxyProtocol_TerminalsAreServed_AndAHeaderFromAPeerNotNamedByProxyFrom_IsRefused()
+    {
+        Assert.True(HaproxyServer.Available, "haproxy is not installed (scripts/install-deps.sh installs it)");
+        var (node, port) = await Site.StartNodeAsync(null, "--proxy-protocol", "--proxy-from", "127.0.0.1");
+        using var balancer = await HaproxyServer.StartAsync(port);
+        var terminal = await Site.EnrollAsync("dave", "proxied", balancer.Port);
+        await HostedSite.UnlockAsOwnerAsync(terminal, "dave");
+        var fetched = await Site.GetAsync(terminal);
+        Assert.True(fetched.ExitCode == 0, fetched.ToString());
+
+        // A peer that reaches the node's port itself (not the balancer) and names an address of its choosing.
+        using var direct = new System.Net.Sockets.TcpClient(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("127.0.2.9"), 0));
+        await direct.ConnectAsync(System.Net.IPAddress.Loopback, port);
+        var header = Daiko.Home.Control.ProxyProtocolV2.Encode(new Daiko.Home.Control.ProxyHeader(
+            new System.Net.IPEndPoint(System.Net.IPAddress.Parse("192.0.2.44"), 4000), new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port)));
+        await direct.GetStream().WriteAsync(header);
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        try
+        {
+            Assert.Equal(0, await direct.GetStream().ReadAsync(new byte[64], deadline.Token));
+        }
+        catch (IOException)
+        {
+            // Reset: closed as well.
+        }
+        await node.WaitForOutputAsync("a connection from 127.0.2.9 was refused: it is not a load balancer this server trusts (--proxy-from 127.0.0.1/32)", TimeSpan.FromSeconds(10));
+        Assert.DoesNotContain("192.0.2.44", node.Output, StringComparison.Ordinal);
+        await HostedSite.Ok(["terminal", "lock", "--terminal", terminal]);
+    }
+
+    [Fact]
     public async Task TheCardRowLock_SerializesDecisionsOfManyPoolsAtOnce()
     {
         // Three data sources stand for three nodes; each decision reads the count, waits, and writes it plus one.

@@ -58,11 +58,11 @@ public sealed class HostedSite : IAsyncLifetime
         await Ok(["host", "cert", "import", "--site", Site, "--owner", owner, "--cert", pem], pin2 + "\n");
     }
 
-    /// <summary>Starts a node; returns it and its port.</summary>
-    public async Task<(ExternalProcess Node, int Port)> StartNodeAsync(int? port = null)
+    /// <summary>Starts a node (with <paramref name="options"/> added to <c>host serve</c>); returns it and its port.</summary>
+    public async Task<(ExternalProcess Node, int Port)> StartNodeAsync(int? port = null, params string[] options)
     {
         var chosen = port ?? Loopback.FreePort();
-        var node = DaikoCli.Start(["host", "serve", "--site", Site, "--listen", $"127.0.0.1:{chosen}"]);
+        var node = DaikoCli.Start(["host", "serve", "--site", Site, "--listen", $"127.0.0.1:{chosen}", .. options]);
         _nodes.Add(node);
         await node.WaitForOutputAsync("hosted node listening", TimeSpan.FromSeconds(30));
         return (node, chosen);

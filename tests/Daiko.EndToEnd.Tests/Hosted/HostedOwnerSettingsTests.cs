@@ -1,0 +1,77 @@
+using Daiko.TestSupport;
+
+namespace Daiko.EndToEnd.Tests.Hosted;
+
+/// <summary>
+/// What each owner sets for their card that every node must honour: where the payment log is mailed (a
+/// row in the deployment's database, not a file on one machine), and the admin code's wrong entries,
+/// counted under the owner's row lock like PIN tries, so that processes guessing at once get exactly ten.
+/// </summary>
+public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners owners) : IClassFixture<HostedOwnerSettingsTests.Owners>
+{
+    /// <summary>One site with owners hana and ivan.</summary>
+    public sealed class Owners : IAsyncLifetime
+    {
+        public HostedSite Site { get; } = new();
+
+        public async Task InitializeAsync()
+        {
+            await Site.InitializeAsync();
+            await Site.AddOwnerAsync("hana");
+            await Site.AddOwnerAsync("ivan");
+        }
+
+        public Task DisposeAsync() => Site.DisposeAsync();
+    }
+
+    private HostedSite Site => owners.Site;
+
+    [Fact]
+    public async Task MailSettings_AreTheOwnersRow_AndTheNodeMailsEachOwnersLogToThatOwnerOnly()
+    {
+        var maildir = Path.Combine(Site.Dir.Path, "smtp");
+        using var smtp = await SmtpSink.StartAsync(maildir);
+        var (_, port) = await Site.StartNodeAsync();
+        await HostedSite.Ok(["host", "mail", "set", "--site", Site.Site, "--owner", "hana", "--smtp", $"127.0.0.1:{smtp.Port}", "--from", "daiko@bank.example", "--to", "hana@example.org"]);
+        var hanas = await Site.EnrollAsync("hana", "mailer", port);
+        var ivans = await Site.EnrollAsync("ivan", "mailer", port);
+        await HostedSite.UnlockAsOwnerAsync(hanas, "hana");
+        await HostedSite.UnlockAsOwnerAsync(ivans, "ivan");
+
+        var mailed = await DaikoCli.RunAsync(["terminal", "wallet", "mail", "--terminal", hanas], timeout: TimeSpan.FromSeconds(60));
+        var unset = await DaikoCli.RunAsync(["terminal", "wallet", "mail", "--terminal", ivans], timeout: TimeSpan.FromSeconds(60));
+
+        Assert.True(mailed.ExitCode == 0, mailed.ToString());
+        var message = Assert.Single(smtp.Messages());
+        Assert.Contains("hana@example.org", message, StringComparison.Ordinal);
+        Assert.True(unset.ExitCode == 1, unset.ToString());
+        Assert.Contains("no mail address is configured", unset.StandardError, StringComparison.Ordinal);
+        Assert.Single(smtp.Messages());
+        Assert.Equal(["hana|hana@example.org"], await Site.QueryAsync("SELECT owner || '|' || mail_to FROM host_mail"));
+        Assert.False(Directory.Exists(Path.Combine(Site.Site, "owners", "hana")) && File.Exists(Path.Combine(Site.Site, "owners", "hana", "mail.json")));
+    }
+
+    [Fact]
+    public async Task WrongAdminCodes_FromTwelveProcessesAtOnce_AreCountedOneAtATime_AndTheTenthBlocksIt()
+    {
+        var guesses = await Task.WhenAll(Enumerable.Range(0, 12).Select(i =>
+            DaikoCli.RunAsync(["host", "card", "unblock", "--site", Site.Site, "--owner", "ivan"], $"wrong-admin-{i}\n1234\n5678\n", TimeSpan.FromSeconds(120))));
+
+        Assert.All(guesses, g => Assert.True(g.ExitCode == 1, g.ToString()));
+        var said = guesses.Select(g => g.StandardError).ToList();
+        for (var left = 1; left <= 9; left++)
+        {
+            Assert.Equal(1, said.Count(s => s.Contains($"wrong admin code: {left} {(left == 1 ? "try" : "tries")} left", StringComparison.Ordinal)));
+        }
+        Assert.Equal(1, said.Count(s => s.Contains("wrong admin code: it is now blocked after 10 wrong entries", StringComparison.Ordinal)));
+        Assert.Equal(2, said.Count(s => s.Contains("the admin code is blocked after 10 wrong entries", StringComparison.Ordinal)));
+        Assert.Equal(["10"], await Site.QueryAsync("SELECT admin_failures FROM host_owners WHERE name = 'ivan'"));
+        // Blocked for good: the right admin code no longer unblocks, and is not counted.
+        var right = await DaikoCli.RunAsync(["host", "card", "unblock", "--site", Site.Site, "--owner", "ivan"], "admin-code-ivan\n1234\n5678\n", TimeSpan.FromSeconds(60));
+        Assert.True(right.ExitCode == 1, right.ToString());
+        Assert.Contains("the admin code is blocked", right.StandardError, StringComparison.Ordinal);
+        Assert.Equal(["10"], await Site.QueryAsync("SELECT admin_failures FROM host_owners WHERE name = 'ivan'"));
+        // hana's admin code is hers: untouched by ivan's guesses.
+        Assert.Equal(["0"], await Site.QueryAsync("SELECT admin_failures FROM host_owners WHERE name = 'hana'"));
+    }
+}
