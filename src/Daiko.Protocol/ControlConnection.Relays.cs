@@ -31,6 +31,11 @@ public sealed partial class ControlConnection
         }
     }
 
+    // Relays this side closed lately, whose late data is dropped rather than kept for an opening (bounded).
+    private const int RecentlyClosedKept = 256;
+    private readonly HashSet<long> _recentlyClosed = [];
+    private readonly Queue<long> _closedOrder = new();
+
     private bool RouteRelay(long relayId, ControlMessage message)
     {
         lock (_early)
@@ -48,9 +53,11 @@ public sealed partial class ControlConnection
                 CloseReason ??= $"relay data for relay {relayId}, which was never opened";
                 return false;
             }
-            // Data for a relay whose opening reply is still on its way: keep it (bounded). Data for a relay
-            // this side already closed lands here too; such ids are the oldest, so when more relays wait
-            // than requests can be in flight, the oldest is dropped.
+            // The rest of what was on its way to a relay this side closed: dropped.
+            if (_recentlyClosed.Contains(relayId)) return true;
+            // Data for a relay whose opening reply is still on its way: keep it (bounded). When more relays
+            // wait than requests can be in flight (data for relays closed longer ago than the ones
+            // remembered), the lowest id is dropped.
             if (!_early.TryGetValue(relayId, out var queue))
             {
                 if (_early.Count >= ControlProtocol.MaxRequestsInFlight) _early.Remove(_early.Keys.Min());
@@ -96,6 +103,11 @@ public sealed partial class ControlConnection
         {
             _relays.TryRemove(relayId, out _);
             _early.Remove(relayId);
+            if (_recentlyClosed.Add(relayId))
+            {
+                _closedOrder.Enqueue(relayId);
+                if (_closedOrder.Count > RecentlyClosedKept) _recentlyClosed.Remove(_closedOrder.Dequeue());
+            }
         }
         _relayMeters.TryRemove(relayId, out _);
     }

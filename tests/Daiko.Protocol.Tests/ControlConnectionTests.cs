@@ -107,4 +107,30 @@ public sealed class ControlConnectionTests : IAsyncLifetime
         Assert.Equal("early"u8.ToArray(), buffer);
         Assert.InRange(client.RelaysWaitingForOpen, 0, ControlProtocol.MaxRequestsInFlight);
     }
+
+    [Fact]
+    public async Task LateDataForAClosedRelay_DoesNotPushOutEarlyDataOfARelayStillOpening()
+    {
+        await using var client = new ControlConnection(_client.GetStream());
+        client.Start();
+        // Relay 1 waits for its opening reply while its first bytes are already here.
+        await _server.SendAsync(0, new RelayData(1, "first"u8.ToArray()), CancellationToken.None);
+        // Meanwhile relays with higher ids open, close, and keep receiving their market's late bytes.
+        for (long id = 2; id <= 2 + ControlProtocol.MaxRequestsInFlight * 2; id++)
+        {
+            var relay = client.OpenRelay(id);
+            await relay.DisposeAsync();
+            await _server.SendAsync(0, new RelayData(id, "late"u8.ToArray()), CancellationToken.None);
+        }
+        await _server.SendAsync(0, new RelayData(999, "mark"u8.ToArray()), CancellationToken.None);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await using (var mark = client.OpenRelay(999))
+        {
+            await mark.ReadExactlyAsync(new byte[4], cts.Token);
+        }
+        await using var opened = client.OpenRelay(1);
+        var buffer = new byte[5];
+        await opened.ReadExactlyAsync(buffer, cts.Token);
+        Assert.Equal("first"u8.ToArray(), buffer);
+    }
 }

@@ -40,18 +40,17 @@ public sealed class ConnectionRegistry
 
     /// <summary>
     /// Tells every open connection of one device to drop its ticket stock now (one that is gone is
-    /// skipped); returns how many were told. Once its agent has been told, the tickets it was handed are
-    /// no longer live, so they stop counting against its policy's ticket limit (<paramref name="holdings"/>).
-    /// A device that could not be told keeps them counted until they expire: its agent may still use them.
+    /// skipped); returns how many were told. The tickets still count against the device's ticket limit
+    /// until they expire: the home server cannot see an agent drop them, and an agent that ignored the
+    /// notice would otherwise take a fresh allowance after every lock.
     /// </summary>
-    public async Task<int> DropTicketsAsync(string deviceId, string reason, TicketHoldings holdings)
+    public async Task<int> DropTicketsAsync(string deviceId, string reason)
     {
         var told = 0;
         foreach (var (connection, device) in _connections)
         {
             if (device == deviceId && await TellAsync(connection, new DropTicketsNotice(reason))) told++;
         }
-        if (told > 0) holdings.Forget(deviceId);
         return told;
     }
 

@@ -51,7 +51,7 @@ public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry co
             var terms = policy.TicketTerms;
             if (_seen.TryGetValue(deviceId, out var before) && before != terms)
             {
-                await connections.DropTicketsAsync(deviceId, "the owner changed this device's policy", policies.Tickets);
+                await connections.DropTicketsAsync(deviceId, "the owner changed this device's policy");
                 logger.PolicyChanged(name);
                 told++;
             }

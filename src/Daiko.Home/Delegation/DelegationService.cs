@@ -147,11 +147,12 @@ public sealed class DelegationService : IAsyncDisposable
     }
 
     /// <summary>How long a market known to issue no tickets is taken at its word before a background handshake checks again.</summary>
-    public static readonly TimeSpan TicketlessRecheck = TimeSpan.FromDays(1);
+    public static readonly TimeSpan TicketlessRecheck = TimeSpan.FromMinutes(10);
 
     /// <summary>
     /// A market a full wait found issuing no tickets is answered at once, with no handshake and no wait
-    /// for the terminal; once that knowledge is a day old, a background handshake checks it again.
+    /// for the terminal; once that knowledge is ten minutes old, a background handshake checks it again
+    /// (one market slow to send its ticket under load is not taken as ticketless for long).
     /// </summary>
     private async Task RefuseIfKnownTicketlessAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken)
     {

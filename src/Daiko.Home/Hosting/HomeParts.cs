@@ -79,7 +79,7 @@ public sealed class HomeParts : IAsyncDisposable
             Ended = async (device, reason) =>
             {
                 await Devices.AuditAsync(device, "session-end", null, null, reason);
-                await Connections.DropTicketsAsync(device, $"this device's unlock session ended ({reason})", Policies.Tickets);
+                await Connections.DropTicketsAsync(device, $"this device's unlock session ended ({reason})");
             },
         };
         var handlers = new HomeHandlers(

@@ -2,9 +2,9 @@ namespace Daiko.Home.Policy;
 
 /// <summary>
 /// The live tickets each device holds per market: every ticket handed over counts until it expires (the
-/// home server cannot see a ticket used) or until the device's agent has been told to drop its stock
-/// (lock, the session's end, a policy change: <see cref="Forget"/>), so a device never holds more than its
-/// policy's <c>max-tickets</c> live tickets at once, and a revoked device keeps at most that many. Kept
+/// home server cannot see a ticket used, nor dropped when the agent is told to drop its stock), so a
+/// device never holds more than its policy's <c>max-tickets</c> live tickets at once, and a revoked
+/// device keeps at most that many. Kept
 /// in memory: a restarted home server starts counting afresh.
 /// </summary>
 public sealed class TicketHoldings(TimeProvider time)
@@ -47,15 +47,6 @@ public sealed class TicketHoldings(TimeProvider time)
 
     private static PolicyRefusedException Full(int held, string market) => new(PolicyRule.MaxTickets,
         $"this device already holds {held} unexpired ticket(s) for {market}, its limit; the owner can raise it with 'daiko home device policy --max-tickets'");
-
-    /// <summary>The device's agent was told to drop every ticket it holds: none of them counts any more.</summary>
-    public void Forget(string deviceId)
-    {
-        lock (_gate)
-        {
-            foreach (var key in _held.Keys.Where(k => k.Device == deviceId).ToList()) _held.Remove(key);
-        }
-    }
 
     private void Replace((string, string) key, DateTimeOffset placeholder, DateTimeOffset? expiresAt)
     {
