@@ -42,7 +42,8 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
         var now = _time.GetUtcNow();
         if (_known.TryGetValue((host, port), out var known) && now - known.ReadAt < Freshness) return known.Profile;
         var profile = await store.FindAsync(host, port, cancellationToken);
-        _known[(host, port)] = (profile, now);
+        // A profile remembered while this read was on its way is newer than what the read saw: it stays.
+        _known.AddOrUpdate((host, port), (profile, now), (_, existing) => existing.ReadAt >= now ? existing : (profile, now));
         return profile;
     }
 

@@ -6,7 +6,8 @@ namespace Daiko.Home.Storage;
 /// The home store's SQLite file (home.db): one place for how connections are opened — WAL, full
 /// fsync on commit, and a busy timeout so that the home server and CLI commands can share the file.
 /// Connections are pooled: opening one reads and parses the whole schema again, which cost the
-/// server more CPU per request than the queries it ran (SqliteConnection.ClearAllPools closes them).
+/// server more CPU per request than the queries it ran. Pooled connections keep the file open after
+/// the store is let go; whoever must close it (to copy or remove home.db) calls SqliteConnection.ClearAllPools.
 /// </summary>
 public static class HomeDatabase
 {

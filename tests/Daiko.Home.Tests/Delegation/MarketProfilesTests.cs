@@ -45,6 +45,44 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
         public override DateTimeOffset GetUtcNow() => Now;
     }
 
+    /// <summary>Reads the store, then waits for the test before answering (a read still on its way).</summary>
+    private sealed class SlowReads(IMarketProfileStore inner) : IMarketProfileStore
+    {
+        public TaskCompletionSource Read { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public async Task<MarketProfile?> FindAsync(string host, int port, CancellationToken cancellationToken = default)
+        {
+            var found = await inner.FindAsync(host, port, cancellationToken);
+            Read.TrySetResult();
+            await Answer.Task;
+            return found;
+        }
+
+        public Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default) => inner.RememberAsync(profile, cancellationToken);
+    }
+
+    [Fact]
+    public async Task AProfileRememberedWhileAReadWasOnItsWay_IsNotOverwrittenByWhatTheReadSaw()
+    {
+        var t0 = DateTimeOffset.UnixEpoch.AddDays(20);
+        var store = Store().MarketProfiles;
+        var old = new MarketProfile("m.test", 443, true, false, false, 0, t0);
+        await store.RememberAsync(old);
+        var slow = new SlowReads(store);
+        var profiles = new MarketProfiles(slow, new ManualClock(t0));
+
+        var reading = profiles.FindAsync("m.test", 443);
+        await slow.Read.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        var learned = old with { IssuesTickets = true };
+        await profiles.RememberAsync(learned);
+        slow.Answer.SetResult();
+        Assert.Equal(old, await reading);
+
+        Assert.Equal(learned, await profiles.FindAsync("m.test", 443));
+    }
+
     [Fact]
     public async Task AHandshakeThatSawNothingNew_IsNotWrittenAgainWithinAMinute_ButAChangeIsWrittenAtOnce()
     {
