@@ -55,7 +55,7 @@ internal static class AgentProcess
     public static void Stop(string dir)
     {
         var pidFile = TerminalAgent.PidPath(dir);
-        if (File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile), out var pid))
+        if (ReadPid(pidFile) is { } pid)
         {
             try
             {
@@ -63,11 +63,27 @@ internal static class AgentProcess
                 agent.Kill();
                 agent.WaitForExit(5000);
             }
-            catch (ArgumentException) { }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            {
+                // The agent had already ended (a lock ends it too): nothing to stop.
+            }
         }
         foreach (var f in new[] { pidFile, TerminalAgent.SocketPath(dir) })
         {
             try { File.Delete(f); } catch (IOException) { }
+        }
+    }
+
+    /// <summary>The agent's process id; null when there is none — including an agent that ended (and removed its file) as we looked.</summary>
+    private static int? ReadPid(string pidFile)
+    {
+        try
+        {
+            return int.TryParse(File.ReadAllText(pidFile), out var pid) ? pid : null;
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
         }
     }
 }
