@@ -114,7 +114,17 @@ public static class HostedBenchmark
                 }
             }
             var loadAfter = ProcessSampler.LoadAverage();
-            var report = HostedReport.Render(setups, owners, perOwner, seconds, rounds, loadBefore, loadAfter);
+            // What the servers logged about failures: where an error in the table is explained.
+            var failures = new[] { ("home", rig.ServerOutput) }.Concat(nodes.Select((n, i) => ($"node {i + 1}", n.Node.Output)))
+                .SelectMany(o =>
+                {
+                    var lines = o.Item2.Split('\n');
+                    return lines.Select((line, i) => (line, i)).Where(x => (x.line.Contains("fail", StringComparison.OrdinalIgnoreCase) || x.line.Contains("exception", StringComparison.OrdinalIgnoreCase))
+                            && !x.line.Contains("control handshake failed", StringComparison.Ordinal))
+                        .Select(x => $"{o.Item1}: {x.line.Trim()} {(x.i + 1 < lines.Length ? lines[x.i + 1].Trim() : "")}");
+                })
+                .Take(12).ToList();
+            var report = HostedReport.Render(setups, owners, perOwner, seconds, rounds, loadBefore, loadAfter, failures);
             var stem = quick ? "hosted-quick" : "hosted";
             await File.WriteAllTextAsync(Path.Combine(output, stem + ".md"), report.Markdown);
             await File.WriteAllTextAsync(Path.Combine(output, stem + ".json"), report.Json);

@@ -11,7 +11,7 @@ public static class HostedReport
 
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
-    public static Rendered Render(IReadOnlyList<HostedSetup> setups, int owners, int perOwner, int seconds, int rounds, string loadBefore, string loadAfter)
+    public static Rendered Render(IReadOnlyList<HostedSetup> setups, int owners, int perOwner, int seconds, int rounds, string loadBefore, string loadAfter, IReadOnlyList<string> serverFailures)
     {
         var inv = CultureInfo.InvariantCulture;
         var md = new StringBuilder();
@@ -44,6 +44,13 @@ public static class HostedReport
         {
             md.AppendLine();
             md.AppendLine("First errors: " + string.Join("; ", errors));
+        }
+        if (serverFailures.Count > 0)
+        {
+            md.AppendLine();
+            md.AppendLine("The servers' log lines about failures (the first 12):");
+            md.AppendLine();
+            foreach (var line in serverFailures) md.AppendLine("    " + line);
         }
         md.AppendLine();
         md.AppendLine("## Reading");
