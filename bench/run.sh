@@ -7,6 +7,9 @@
 #   bench/run.sh load [--quick]   K = 1, 10, 100, 200 terminals at once against a real home server
 #                           (quick: K = 1 and 10, a few seconds a row): load.md, load.json, load.svg
 #   bench/run.sh soak [--quick]   200 terminals x 50 mixed sessions with payments (quick: 10 x 5): soak.md, soak.json
+#   bench/run.sh hosted [--quick] one `host serve` node, three behind HAProxy (PostgreSQL) and the SQLite home
+#                           server, same run, same terminal count: sessions/s, payments/s, memory, CPU an operation
+#                           (quick: 2 owners x 2 terminals, 2 s windows): hosted.md, hosted.json
 #   (a full run also measures offline PIN guessing against an access-card key file: access-card-kdf.md,
 #    and one payment's cost as the purse's log grows: purse-ops.md)
 set -euo pipefail
@@ -26,6 +29,10 @@ fi
 if [ "${1:-}" = "load" ]; then
   shift
   cd "$root/bench/results" && exec $bench load --out "$root/bench/results" "$@"
+fi
+if [ "${1:-}" = "hosted" ]; then
+  shift
+  cd "$root/bench/results" && exec $bench hosted --out "$root/bench/results" "$@"
 fi
 if [ "${1:-}" = "soak" ]; then
   shift

@@ -17,6 +17,8 @@ public static class Program
     /// <c>flood [--connections N] [--hold SECONDS] [--out DIR]</c>: hostile connections against a real home server;
     /// <c>load [--quick] [--terminals LIST] [--seconds N] [--out DIR]</c>: many terminals at once against a real home server
     /// (<c>load --soak [--terminals N] [--sessions N]</c>: the long mixed run);
+    /// <c>hosted [--quick] [--owners N] [--terminals N] [--seconds N] [--rounds N] [--out DIR]</c>: one hosted node, three behind HAProxy
+    /// and the SQLite home server in one run (delegated sessions/s, payments/s, memory and CPU per operation);
     /// anything else goes to BenchmarkDotNet (micro-benchmarks).
     /// </summary>
     public static async Task<int> Main(string[] args)
@@ -29,6 +31,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "card-path") return await Daiko.Bench.Cards.CardPathBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "purse-group") return Daiko.Bench.Purse.PurseGroupCommitBenchmark.Run(args[1..]);
         if (args.Length > 0 && args[0] == "load") return await Load.LoadBenchmark.RunAsync(args[1..]);
+        if (args.Length > 0 && args[0] == "hosted") return await Hosted.HostedBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "cli-startup") return await CliStartupBenchmark.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "slow-link") return await LinkProcess.ServeAsync(args[1..]);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

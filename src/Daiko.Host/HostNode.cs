@@ -5,6 +5,7 @@ using Daiko.Cards.Site;
 using Daiko.Home.Control;
 using Daiko.Home.Devices;
 using Daiko.Home.Hosting;
+using Daiko.Home.Storage;
 using Daiko.Home.Trust;
 using Daiko.Protocol;
 using Daiko.Protocol.Messages;
@@ -66,6 +67,7 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
         _database = new SiteDatabase(source);
         _identity = HomeIdentity.LoadOrCreate(site.Directory);
         _logger = options.LoggerFactory.CreateLogger("Daiko.Host");
+        PooledConnections.Logger = _logger;
         _listener = new ControlListener(options.Listen, _identity, this, _logger) { ProxyProtocol = options.ProxyProtocol, ProxyFrom = options.ProxyFrom };
     }
 

@@ -81,12 +81,23 @@ public sealed partial class HostSite
 
     public SiteToken OpenToken() => SiteToken.Open(TokenOptions, HsmPin);
 
-    /// <summary>A data source on the site's database; the pool is shared by every owner a node serves.</summary>
+    /// <summary>
+    /// A data source on the site's database; the pool is shared by every owner a node serves. Its size
+    /// is the connection file's Maximum Pool Size when the file names one (sized with PostgreSQL's
+    /// max_connections and the number of nodes), else <paramref name="maxPool"/>.
+    /// </summary>
     public NpgsqlDataSource OpenDataSource(int maxPool = 50)
     {
-        var builder = new NpgsqlConnectionStringBuilder(ConnectionString) { MaxPoolSize = maxPool };
+        var text = ConnectionString;
+        var builder = new NpgsqlConnectionStringBuilder(text);
+        if (!NamesPoolSize(text)) builder.MaxPoolSize = maxPool;
         return NpgsqlDataSource.Create(builder.ConnectionString);
     }
+
+    /// <summary>Whether a connection string sets the pool's size itself (Maximum Pool Size, Max Pool Size or MaxPoolSize).</summary>
+    public static bool NamesPoolSize(string connectionString) =>
+        new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString }.Keys.Cast<string>()
+            .Any(k => k.Replace(" ", "", StringComparison.Ordinal).ToLowerInvariant() is "maxpoolsize" or "maximumpoolsize");
 
     /// <summary>Where an owner's files are (mail settings, the CSR): DIR/owners/NAME.</summary>
     public string OwnerDirectory(string owner) => Path.Combine(Directory, "owners", owner);

@@ -183,13 +183,13 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
 
     public OwnerCardRow? Read(string owner)
     {
-        using var connection = source.OpenConnection();
+        using var connection = PooledConnections.Open(source);
         return ReadRow(connection, owner, forUpdate: false);
     }
 
     public T Update<T>(string owner, Func<OwnerCardRow, (OwnerCardRow Next, T Result)> decide)
     {
-        using var connection = source.OpenConnection();
+        using var connection = PooledConnections.Open(source);
         using var transaction = connection.BeginTransaction();
         var row = ReadRow(connection, owner, forUpdate: true) ?? throw new InvalidOperationException($"no owner named '{owner}' in this deployment");
         var (next, result) = decide(row);

@@ -126,6 +126,35 @@ public sealed class BenchmarkQuickModeTests
         Assert.True(root.TryGetProperty("rss_flat", out _));
     }
 
+    [Fact]
+    public async Task HostedBenchmark_QuickMode_ThreeSetups_SessionsAndPayments_WithNoErrors()
+    {
+        Assert.True(HaproxyServer.Available && PostgresServer.Available, "the hosted benchmark needs HAProxy and PostgreSQL (scripts/install-deps.sh installs them)");
+        using var output = new TempDirectory("daiko-bench-hosted-quick");
+
+        using var bench = new ExternalProcess("dotnet", [BenchDll(), "hosted", "--quick", "--out", output.Path]);
+        var exit = await bench.WaitForExitAsync(TimeSpan.FromMinutes(8));
+
+        Assert.True(exit == 0, bench.Output);
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output.Path, "hosted-quick.json")));
+        var setups = json.RootElement.GetProperty("setups").EnumerateArray().ToList();
+        Assert.Equal(["home serve (SQLite)", "host serve, one node", "host serve, three nodes + HAProxy"], setups.Select(s => s.GetProperty("name").GetString()));
+        foreach (var setup in setups)
+        {
+            var operations = setup.GetProperty("operations").EnumerateArray().ToList();
+            Assert.Equal(["session", "payment"], operations.Select(o => o.GetProperty("operation").GetString()));
+            foreach (var o in operations)
+            {
+                Assert.True(o.GetProperty("per_second").GetDouble() > 0, o.ToString());
+                Assert.Equal(0, o.GetProperty("errors").GetInt32());
+                Assert.All(o.GetProperty("peak_rss_mb").EnumerateArray(), r => Assert.True(r.GetProperty("mb").GetDouble() > 10, o.ToString()));
+            }
+        }
+        Assert.Equal(3, setups[2].GetProperty("operations")[0].GetProperty("peak_rss_mb").GetArrayLength());
+        Assert.True(setups[1].GetProperty("operations")[1].GetProperty("postgres_cpu_ms_per_op").GetDouble() > 0);
+        Assert.Contains("## Reading", File.ReadAllText(Path.Combine(output.Path, "hosted-quick.md")), StringComparison.Ordinal);
+    }
+
     private static void AssertRatio(System.Text.RegularExpressions.Match m, string kind)
     {
         double N(int i) => double.Parse(m.Groups[i].Value, System.Globalization.CultureInfo.InvariantCulture);

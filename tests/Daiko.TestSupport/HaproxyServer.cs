@@ -22,6 +22,8 @@ public sealed class HaproxyServer : IDisposable
 
     public string Output => _process.Output;
 
+    public int ProcessId => _process.Id;
+
     public static bool Available => File.Exists("/usr/sbin/haproxy");
 
     public static Task<HaproxyServer> StartAsync(int backendPort, string options = "send-proxy-v2") =>

@@ -22,6 +22,9 @@ public sealed class PostgresServer : IDisposable
 
     public int Port { get; }
 
+    /// <summary>The postmaster's process id (postmaster.pid's first line): its backends are its children.</summary>
+    public int ProcessId => int.Parse(File.ReadLines(Path.Combine(_dataDirectory, "postmaster.pid")).First(), System.Globalization.CultureInfo.InvariantCulture);
+
     public string ConnectionString => $"Host=127.0.0.1;Port={Port};Username=postgres;Database=postgres;Pooling=false;Timeout=10";
 
     public static bool Available => FindBinaries() is not null;

@@ -8,6 +8,7 @@ using Daiko.Home.Hosting;
 using Daiko.Home.Storage;
 using Daiko.Money;
 using Daiko.Protocol.Messages;
+using Daiko.Protocol;
 
 namespace Daiko.Bench.Load;
 
@@ -21,6 +22,13 @@ namespace Daiko.Bench.Load;
 public static class LoadSoak
 {
     private const long Fill = 10_000_000;
+
+    /// <summary>A refill of <paramref name="amount"/> JPY signed by <paramref name="bank"/> (declared as the payee "bank") into the card behind <paramref name="control"/>.</summary>
+    public static async Task FillAsync(ControlConnection control, ECDsa bank, string refillId, long amount)
+    {
+        var cardId = (await control.RequestAsync<WalletBalanceReply>(new WalletBalanceRequest(), CancellationToken.None)).CardId;
+        await control.RequestAsync<WalletRefillAckReply>(new WalletRefillRequest(new Refill("bank", cardId, refillId, amount, "JPY", DateTimeOffset.UtcNow.AddHours(1)).Sign(bank)), CancellationToken.None);
+    }
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -39,8 +47,7 @@ public static class LoadSoak
             await HomeServer.AddPayeeAsync(home, "bank", PayeeRole.Bank, bank);
         });
         var first = rig.Terminals[0].Control;
-        var cardId = (await first.RequestAsync<WalletBalanceReply>(new WalletBalanceRequest(), CancellationToken.None)).CardId;
-        await first.RequestAsync<WalletRefillAckReply>(new WalletRefillRequest(new Refill("bank", cardId, "soak-fill", Fill, "JPY", DateTimeOffset.UtcNow.AddHours(1)).Sign(bank)), CancellationToken.None);
+        await FillAsync(first, bank, "soak-fill", Fill);
 
         using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(minutes));
         using var sampling = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);

@@ -99,7 +99,13 @@ public sealed class LoadTerminal : IAsyncDisposable
             LoadMode.Assist => DelegationMode.Assist,
             _ => throw new ArgumentOutOfRangeException(nameof(mode)),
         };
-        var session = await _connector.ConnectAsync("localhost", _marketPort, wire, cancellationToken: ct);
+        await SessionAsync(_connector, _marketPort, wire, ct);
+    }
+
+    /// <summary>One delegated session through <paramref name="connector"/> to the market on localhost: established in <paramref name="wire"/> mode, then closed.</summary>
+    public static async Task SessionAsync(DelegatedConnector connector, int marketPort, DelegationMode wire, CancellationToken ct)
+    {
+        var session = await connector.ConnectAsync("localhost", marketPort, wire, cancellationToken: ct);
         await using var stream = session.Stream;
         if (session.Mode != wire) throw new InvalidOperationException($"asked for {wire.ToWire()}, got {session.Mode.ToWire()}");
     }
@@ -132,9 +138,12 @@ public sealed class LoadTerminal : IAsyncDisposable
     }
 
     /// <summary>A payment through the control channel: the market's signed request in, the card's signed payment and its id back.</summary>
-    public async Task<string> PayAsync(byte[] request, CancellationToken ct)
+    public Task<string> PayAsync(byte[] request, CancellationToken ct) => PayAsync(_control, request, ct);
+
+    /// <summary>A payment through <paramref name="control"/>: the market's signed request in, the payment id the card signed back.</summary>
+    public static async Task<string> PayAsync(ControlConnection control, byte[] request, CancellationToken ct)
     {
-        var reply = await _control.RequestAsync<WalletPaymentReply>(new WalletPayRequest(request), ct);
+        var reply = await control.RequestAsync<WalletPaymentReply>(new WalletPayRequest(request), ct);
         return string.IsNullOrEmpty(reply.PaymentId) ? throw new InvalidOperationException("the home server answered a payment without its id") : reply.PaymentId;
     }
 

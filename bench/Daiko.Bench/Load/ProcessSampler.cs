@@ -30,12 +30,45 @@ public sealed class ProcessSampler(int pid)
     }
 
     /// <summary>User plus system CPU seconds used so far.</summary>
-    public double CpuSeconds()
+    public double CpuSeconds() => Times(pid, children: false);
+
+    /// <summary>
+    /// User plus system CPU seconds of the process, of its children it has waited for, and of its live
+    /// children (a PostgreSQL postmaster and its backends: a backend that ends is counted in the postmaster's).
+    /// </summary>
+    public double CpuSecondsWithChildren()
     {
-        var stat = File.ReadAllText($"/proc/{pid}/stat");
-        // Fields after the command name (which is in parentheses and may hold spaces): state is field 3, utime 14, stime 15.
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return (double.Parse(fields[11], CultureInfo.InvariantCulture) + double.Parse(fields[12], CultureInfo.InvariantCulture)) / TicksPerSecond;
+        var total = Times(pid, children: true);
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var child)) continue;
+            try
+            {
+                if (ParentOf(child) == pid) total += Times(child, children: true);
+            }
+            catch (IOException)
+            {
+                // the child ended between the listing and the read: its time is now in the parent's children's times
+            }
+        }
+        return total;
+    }
+
+    private static string[] StatFields(int process)
+    {
+        var stat = File.ReadAllText($"/proc/{process}/stat");
+        // Fields after the command name (which is in parentheses and may hold spaces): state is field 3, ppid 4, utime 14, stime 15, cutime 16, cstime 17.
+        return stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+    }
+
+    private static int ParentOf(int process) => int.Parse(StatFields(process)[1], CultureInfo.InvariantCulture);
+
+    private static double Times(int process, bool children)
+    {
+        var fields = StatFields(process);
+        var ticks = double.Parse(fields[11], CultureInfo.InvariantCulture) + double.Parse(fields[12], CultureInfo.InvariantCulture);
+        if (children) ticks += double.Parse(fields[13], CultureInfo.InvariantCulture) + double.Parse(fields[14], CultureInfo.InvariantCulture);
+        return ticks / TicksPerSecond;
     }
 
     public static string LoadAverage() =>

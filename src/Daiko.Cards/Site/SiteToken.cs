@@ -39,6 +39,7 @@ public sealed class SiteToken : IDisposable
     private readonly ISession _login;
     private readonly ConcurrentBag<ISession> _idle = new();
     private readonly ConcurrentDictionary<string, IObjectHandle> _keys = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _seen = new(StringComparer.Ordinal);
 
     private SiteToken(Pkcs11Module module, ISlot slot, string pin)
     {
@@ -168,14 +169,36 @@ public sealed class SiteToken : IDisposable
     });
 
     /// <summary>The purse seal's counter kept for the owner in the token (its highest data object); null before the first seal.</summary>
-    public long? ReadPurseCounter(string owner) => With(session => TokenCounter.Read(_module, session, CounterLabel(owner)));
+    /// <remarks>
+    /// Another node writing the counter (a new object, then the old ones destroyed) can make SoftHSM2's
+    /// file store show this process no counter object for a moment. The counter never moves back, so a
+    /// read that finds none, or a value below one this process saw already, is read again a few times,
+    /// and never reported below the highest value seen.
+    /// </remarks>
+    public long? ReadPurseCounter(string owner)
+    {
+        _seen.TryGetValue(owner, out var seen);
+        long? read = null;
+        for (var attempt = 1; attempt <= 4; attempt++)
+        {
+            read = With(session => TokenCounter.Read(_module, session, CounterLabel(owner)));
+            if (read is { } value && value >= seen) break;
+            Thread.Sleep(5 * attempt);
+        }
+        if (read is not { } found) return seen > 0 ? seen : null;
+        return _seen.AddOrUpdate(owner, found, (_, old) => Math.Max(old, found));
+    }
 
     /// <summary>Moves the owner's purse counter up to <paramref name="value"/> (never back; any node may, at once): a new data object, then the old ones destroyed (a crash leaves two; the highest counts).</summary>
-    public void WritePurseCounter(string owner, long value) => With(session =>
+    public void WritePurseCounter(string owner, long value)
     {
-        TokenCounter.Advance(_module, session, CounterLabel(owner), value);
-        return true;
-    });
+        With(session =>
+        {
+            TokenCounter.Advance(_module, session, CounterLabel(owner), value);
+            return true;
+        });
+        _seen.AddOrUpdate(owner, value, (_, old) => Math.Max(old, value));
+    }
 
     private IObjectHandle Key(ISession session, string cacheKey, byte[] id, CKO objectClass)
     {

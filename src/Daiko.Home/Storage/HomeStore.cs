@@ -188,19 +188,16 @@ public abstract class HomeStore : IHomeStore
 
     protected abstract Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken);
 
+    /// <summary>
+    /// A connection for the caller's SQL, once <paramref name="migration"/> is applied. The migration is
+    /// applied first, on a connection of its own that is given back before this one is taken: a caller
+    /// never holds two of a pool's connections at once (many first uses at once on a small pool would
+    /// otherwise each hold one while waiting for another).
+    /// </summary>
     public async Task<DbConnection> OpenAsync(Migration? migration = null, CancellationToken cancellationToken = default)
     {
-        var connection = await OpenConnectionAsync(cancellationToken);
-        try
-        {
-            if (migration is not null) await EnsureAppliedAsync(migration, cancellationToken);
-            return connection;
-        }
-        catch
-        {
-            await connection.DisposeAsync();
-            throw;
-        }
+        if (migration is not null) await EnsureAppliedAsync(migration, cancellationToken);
+        return await OpenConnectionAsync(cancellationToken);
     }
 
     private async Task EnsureAppliedAsync(Migration migration, CancellationToken cancellationToken)
@@ -261,7 +258,7 @@ public abstract class HomeStore : IHomeStore
 
         public override DbConnection Open()
         {
-            var connection = source.OpenConnection();
+            var connection = PooledConnections.Open(source);
             if (_searchPath is null) return connection;
             try
             {
@@ -278,7 +275,7 @@ public abstract class HomeStore : IHomeStore
 
         protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken)
         {
-            var connection = await source.OpenConnectionAsync(cancellationToken);
+            var connection = await PooledConnections.OpenAsync(source, cancellationToken);
             if (_searchPath is null) return connection;
             try
             {

@@ -1,4 +1,5 @@
 using Daiko.TestSupport;
+using Daiko.TestSupport.Hosted;
 
 namespace Daiko.EndToEnd.Tests.Hosted;
 

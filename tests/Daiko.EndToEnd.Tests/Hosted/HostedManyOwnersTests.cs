@@ -7,6 +7,7 @@ using Daiko.Protocol.Messages;
 using Daiko.Terminal;
 using Daiko.TestSupport;
 using Xunit.Abstractions;
+using Daiko.TestSupport.Hosted;
 
 namespace Daiko.EndToEnd.Tests.Hosted;
 

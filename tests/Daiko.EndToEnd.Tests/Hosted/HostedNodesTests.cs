@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Daiko.TestSupport;
+using Daiko.TestSupport.Hosted;
 
 namespace Daiko.EndToEnd.Tests.Hosted;
 

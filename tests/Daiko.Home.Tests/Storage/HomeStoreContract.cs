@@ -378,4 +378,36 @@ public sealed class PostgresOwnerSchemaHomeStoreTests(PostgresFixture postgres) 
     }
 
     protected override IHomeStore Store() => HomeStore.Postgres(_source, _schema);
+
+    /// <summary>
+    /// A fresh owner's store on a pool of one connection (a node's pool with every other connection in
+    /// use) still applies its migrations and serves: no request holds one connection while waiting for another.
+    /// </summary>
+    [Fact]
+    public async Task AFreshStore_OnAPoolOfOneConnection_MigratesAndServes()
+    {
+        var pooled = new NpgsqlConnectionStringBuilder(postgres.Server.ConnectionString) { Pooling = true, MaxPoolSize = 1, Timeout = 3 };
+        await using var one = NpgsqlDataSource.Create(pooled.ConnectionString);
+        var store = HomeStore.Postgres(one, NewSchema(postgres.Server.ConnectionString));
+        Assert.True(await store.Devices.AddAsync(new Device("aa01", "phone", [0x30, 0x59], DateTimeOffset.UtcNow, null)));
+        await store.Audit.AppendAsync(new AuditEntry(DateTimeOffset.UtcNow, "aa01", "unlock", null, null, "ok"));
+        Assert.Equal("phone", Assert.Single(await store.Devices.ListAsync()).Name);
+        Assert.Single(await store.Audit.RecentAsync(10));
+    }
+
+    /// <summary>A request that finds every connection of the pool in use past the pool's timeout waits again (logged) instead of failing, and is served once one comes back.</summary>
+    [Fact]
+    public async Task APoolInUsePastItsTimeout_TheRequestWaitsAgain_AndIsServedWhenAConnectionComesBack()
+    {
+        var pooled = new NpgsqlConnectionStringBuilder(postgres.Server.ConnectionString) { Pooling = true, MaxPoolSize = 1, Timeout = 1 };
+        await using var one = NpgsqlDataSource.Create(pooled.ConnectionString);
+        var store = HomeStore.Postgres(one, NewSchema(postgres.Server.ConnectionString));
+        await store.MigrateAsync();
+        var held = await one.OpenConnectionAsync();
+        var waiting = store.Devices.ListAsync();
+        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        Assert.False(waiting.IsCompleted);
+        await held.DisposeAsync();
+        Assert.Empty(await waiting.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
 }

@@ -3,14 +3,14 @@ using System.Security.Cryptography.X509Certificates;
 using Daiko.TestSupport;
 using Npgsql;
 
-namespace Daiko.EndToEnd.Tests.Hosted;
+namespace Daiko.TestSupport.Hosted;
 
 /// <summary>
 /// A hosted deployment as separate processes: a real PostgreSQL server, <c>daiko host init</c> with the
 /// embedded SoftHSM2 site token, owners added through the CLI with certificates from the test PKI, an
 /// openssl market requiring client certificates, and as many <c>daiko host serve</c> nodes as a test starts.
 /// </summary>
-public sealed class HostedSite : IAsyncLifetime
+public sealed class HostedSite(TestPki? pki = null)
 {
     public const string AccessPin = "432100";
 
@@ -31,6 +31,8 @@ public sealed class HostedSite : IAsyncLifetime
 
     public string ConnectionString => _postgres!.ConnectionString;
 
+    public PostgresServer Postgres => _postgres!;
+
     /// <summary>Each owner's PIN1 and PIN2 (distinct per owner, so that one owner's PINs are wrong for another).</summary>
     public static (string Pin1, string Pin2) PinsOf(string owner) => ($"1{owner.Length:00}{owner[0] % 10}1", $"2{owner.Length:00}{owner[0] % 10}2");
 
@@ -39,7 +41,7 @@ public sealed class HostedSite : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _postgres = await PostgresServer.StartAsync(PostgresDir.Path);
-        Pki = TestPki.Create(Path.Combine(Dir.Path, "pki"));
+        Pki = pki ?? TestPki.Create(Path.Combine(Dir.Path, "pki"));
         var connection = Path.Combine(Dir.Path, "postgres.conn");
         await File.WriteAllTextAsync(connection, ConnectionString.Replace("Pooling=false;", "", StringComparison.Ordinal));
         await Ok(["host", "init", "--site", Site, "--postgres-file", connection]);
@@ -84,7 +86,7 @@ public sealed class HostedSite : IAsyncLifetime
     {
         var (pin1, pin2) = PinsOf(owner);
         var result = await UnlockAsync(terminal, pin1, pin2);
-        Assert.True(result.ExitCode == 0, $"unlock failed: {result}");
+        Require.That(result.ExitCode == 0, $"unlock failed: {result}");
     }
 
     public Task<CliResult> GetAsync(string terminal, string mode = "relay") =>
@@ -112,7 +114,7 @@ public sealed class HostedSite : IAsyncLifetime
     public static async Task<CliResult> Ok(string[] args, string? stdin = null)
     {
         var result = await DaikoCli.RunAsync(args, stdin, TimeSpan.FromSeconds(90));
-        Assert.True(result.ExitCode == 0, $"daiko {string.Join(' ', args)} failed: {result}");
+        Require.That(result.ExitCode == 0, $"daiko {string.Join(' ', args)} failed: {result}");
         return result;
     }
 

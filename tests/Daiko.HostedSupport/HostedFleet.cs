@@ -15,7 +15,7 @@ using Daiko.Terminal;
 using Daiko.Terminal.Sessions;
 using Daiko.TestSupport;
 
-namespace Daiko.EndToEnd.Tests.Hosted;
+namespace Daiko.TestSupport.Hosted;
 
 /// <summary>A bank or market of the test: its name (the id in its money messages) and signing key, and what it recorded.</summary>
 public sealed class MoneyParty(string name)
@@ -95,7 +95,7 @@ public sealed class FleetTerminal : IAsyncDisposable
     {
         var store = database.StoreOf(owner);
         var (secret, expires) = await new DeviceRegistry(store).AddEnrollmentCodeAsync(name);
-        Assert.True(await database.RegisterCodeAsync(secret[..EnrollmentCode.PublicIdLength], owner, expires), "the code's public id is taken");
+        Require.That(await database.RegisterCodeAsync(secret[..EnrollmentCode.PublicIdLength], owner, expires), "the code's public id is taken");
         await new SqlDevicePolicyStore(store).SaveAsync(name, DevicePolicy.Default with
         {
             Markets = DevicePolicy.ParseMarkets(LoopbackMarkets.Markets),
@@ -183,7 +183,7 @@ public sealed class FleetTerminal : IAsyncDisposable
         var request = market.PaymentRequest(requestId, amount);
         var reply = await WithRetryAsync(c => c.RequestAsync<WalletPaymentReply>(new WalletPayRequest(request), CancellationToken.None));
         var payment = MoneyCodec.ReadUnverified<Payment>(reply.Payment);
-        Assert.Equal(reply.PaymentId, payment.PaymentId);
+        Require.That(reply.PaymentId == payment.PaymentId, $"the payment names {payment.PaymentId}, its reply {reply.PaymentId}");
         market.Payments.GetOrAdd((Owner, requestId), _ => new()).Add((payment.PaymentId, payment.Amount));
     }
 
@@ -194,8 +194,8 @@ public sealed class FleetTerminal : IAsyncDisposable
         var refill = bank.Refill(card, refillId, amount);
         var ack = await WithRetryAsync(c => c.RequestAsync<WalletRefillAckReply>(new WalletRefillRequest(refill), CancellationToken.None));
         var acknowledged = MoneyCodec.ReadUnverified<RefillAck>(ack.Ack);
-        Assert.Equal(refillId, acknowledged.RefillId);
-        Assert.True(bank.Refills.TryAdd(refillId, (Owner, amount)), $"refill {refillId} acknowledged twice");
+        Require.That(refillId == acknowledged.RefillId, $"refill {refillId} was acknowledged as {acknowledged.RefillId}");
+        Require.That(bank.Refills.TryAdd(refillId, (Owner, amount)), $"refill {refillId} acknowledged twice");
     }
 
     public async ValueTask DisposeAsync()
@@ -219,7 +219,7 @@ public static class FleetOwners
         var name = NameOf(owner);
         var (pin1, pin2) = PinsOf(owner);
         var row = HostedCard.Provision(token, name, pin1, pin2, "admin-code-" + name);
-        Assert.True(await database.AddOwnerAsync(row), $"{name} exists already");
+        Require.That(await database.AddOwnerAsync(row), $"{name} exists already");
         var request = CertificateRequest.LoadSigningRequest(token.CreateCertificateSigningRequest(name, row.TlsKeyInfo, SubjectOf(owner)), HashAlgorithmName.SHA256);
         using var certificate = site.Pki.IssueForPublicKey(request.PublicKey, SubjectOf(owner));
         new HostedCard(name, token, database).ImportCertificate(certificate.RawData, [], pin2);
