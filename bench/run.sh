@@ -6,6 +6,8 @@
 #   bench/run.sh flood      1,000 hostile connections against a real home server (flood.md)
 #   bench/run.sh load [--quick]   K = 1, 10, 100, 200 terminals at once against a real home server
 #                           (quick: K = 1 and 10, a few seconds a row): load.md, load.json, load.svg
+#   bench/run.sh load --only handoff --terminals 10,10,10   one mode alone, a row per K listed, printed only
+#                           (a steady run to profile the home server under: bench/results/profile.md)
 #   bench/run.sh soak [--quick]   200 terminals x 50 mixed sessions with payments (quick: 10 x 5): soak.md, soak.json
 #   (a full run also measures offline PIN guessing against an access-card key file: access-card-kdf.md,
 #    and one payment's cost as the purse's log grows: purse-ops.md)
