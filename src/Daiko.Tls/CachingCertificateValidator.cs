@@ -55,7 +55,7 @@ public sealed class CachingCertificateValidator : IServerCertificateValidator
         DateTimeOffset notAfter;
         try
         {
-            using var leaf = X509CertificateLoader.LoadCertificate(chain[0]);
+            var leaf = Crypto.ParsedCertificates.Get(chain[0]);
             notAfter = new DateTimeOffset(leaf.NotAfter.ToUniversalTime(), TimeSpan.Zero);
         }
         catch (CryptographicException)

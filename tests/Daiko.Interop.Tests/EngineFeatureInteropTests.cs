@@ -234,5 +234,40 @@ public sealed class EngineFeatureInteropTests : IDisposable
         Assert.Equal(alert, e.Alert);
     }
 
+    /// <summary>
+    /// The market's leaf is parsed once and shared between handshakes, and the home server's verdicts are
+    /// cached per chain: neither may let a changed certificate, an expired one or a root no longer trusted through.
+    /// </summary>
+    [Fact]
+    public async Task AMarketMetAgain_StillHasItsChainJudged_EveryHandshake()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var trusted = new CachingCertificateValidator(new X509ChainValidator([_pki.Root]));
+        using (var good = await OpenSslServer.StartAsync(_pki, new TlsPeerOptions { RequireClientCertificate = false }))
+        {
+            for (var i = 0; i < 2; i++)
+            {
+                await using var connection = await EngineInteropTests.ConnectAsync(good.Port, Options() with { CertificateValidator = trusted }, cts.Token);
+            }
+            Assert.Equal(1, trusted.Hits);
+
+            // The same leaf, already parsed and its chain once trusted, against roots that no longer include its own.
+            var other = TestPki.Create(Path.Combine(_dir.Path, "anchor-removed"), rootName: "Only This Root");
+            var removed = await Assert.ThrowsAsync<TlsException>(() => EngineInteropTests.ConnectAsync(good.Port,
+                Options() with { CertificateValidator = new CachingCertificateValidator(new X509ChainValidator([other.Root])) }, cts.Token));
+            Assert.Equal(AlertDescription.UnknownCa, removed.Alert);
+        }
+
+        // Same name, same issuer, another certificate (expired) on the next handshake through the same cache.
+        var now = DateTimeOffset.UtcNow;
+        var expired = _pki.WithServer(_pki.IssueServer("expired-later", "localhost", notBefore: now.AddDays(-10), notAfter: now.AddDays(-1)));
+        using (var changed = await OpenSslServer.StartAsync(expired, new TlsPeerOptions { RequireClientCertificate = false }))
+        {
+            var e = await Assert.ThrowsAsync<TlsException>(() => EngineInteropTests.ConnectAsync(changed.Port, Options() with { CertificateValidator = trusted }, cts.Token));
+            Assert.Equal(TlsError.CertificateRejected, e.Error);
+            Assert.Equal(AlertDescription.CertificateExpired, e.Alert);
+        }
+    }
+
     private static TestPki TestPkiWithServer(TestPki pki, IssuedCertificate server) => pki.WithServer(server);
 }

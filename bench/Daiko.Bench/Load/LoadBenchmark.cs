@@ -6,7 +6,7 @@ using Daiko.TestSupport;
 namespace Daiko.Bench.Load;
 
 /// <summary>
-/// <c>load [--quick] [--terminals 1,10,100,200] [--seconds N] [--out DIR]</c>: many simulated terminals
+/// <c>load [--quick] [--terminals 1,10,100,200] [--seconds N] [--out DIR] [--only MODE]</c>: many simulated terminals
 /// (one process, each with its own enrolled device key and control channel) against a real
 /// <c>daiko home serve</c> process and an nginx market that requires client certificates; per number
 /// of terminals K and mode, delegated sessions per second, latency p50/p99, errors, the home server's
@@ -31,7 +31,7 @@ public static class LoadBenchmark
         var runs = new List<LoadRun>();
         var peers = new List<LoadReport.Peer>();
         void Print(LoadRun r) => Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  K={r.Terminals,-4} {r.Mode,-22} {r.SessionsPerSecond,8:0.0}/s  p50 {r.P50Ms,7:0.0} ms  p99 {r.P99Ms,7:0.0} ms  errors {r.Errors}  home RSS {r.HomeRssMb:0} MB  home CPU {r.HomeCpuMsPerSession:0.00} ms/session{(r.FirstError is null ? "" : "  first error: " + r.FirstError)}"));
+            $"  K={r.Terminals,-4} {r.Mode,-22} {r.SessionsPerSecond,8:0.0}/s  p50 {r.P50Ms,7:0.0} ms  p99 {r.P99Ms,7:0.0} ms  errors {r.Errors}  home RSS {r.HomeRssMb:0} MB  home CPU {r.HomeCpuMsPerSession:0.00} ms/session  generator CPU {r.GeneratorCpuMsPerSession:0.00} ms/session{(r.FirstError is null ? "" : "  first error: " + r.FirstError)}"));
         // Warm-up, not measured: every terminal runs each mode once (JIT and caches on both sides), and
         // SslStream proves it makes full handshakes (nginx reports reused=.) and loads its TLS library.
         // Sixteen terminals at a time; a failure here is counted and reported, the measured rows count their own.
@@ -59,6 +59,7 @@ public static class LoadBenchmark
         Console.WriteLine($"  warm-up: {warmUp.Count} sessions, {warmUp.Errors} errors{(warmUp.FirstError is null ? "" : " (first: " + warmUp.FirstError + ")")}");
         foreach (var line in rig.ServerOutput.Split('\n').Where(l => l.Contains("control channel broke", StringComparison.Ordinal))) Console.WriteLine("  home server: " + line.Trim());
         if (args.Contains("--warm-up-only")) return warmUp.Errors == 0 ? 0 : 3;
+        if (Option(args, "--only", "") is { Length: > 0 } only) return await OnlyAsync(rig, counts, only, duration, Print);
         await SslStreamPeer.RequireFullHandshakesAsync(rig.Pki, rig.Nginx.Port);
         await LoadPeers.DirectWithRequest(rig.Pki, rig.Nginx.Port)(0);
         foreach (var k in counts)
@@ -108,6 +109,31 @@ public static class LoadBenchmark
         await File.WriteAllTextAsync(Path.Combine(output, stem + ".svg"), report.Svg);
         Console.WriteLine(report.Markdown);
         return runs.Sum(r => r.Errors) + relayOpen.Errors + directOpen.Errors == 0 ? 0 : 3;
+    }
+
+    /// <summary>
+    /// <c>--only handoff|resume-hit|...</c>: that mode alone, closed loop (resume-hit from a warm cache in
+    /// rounds) for each K, printed and not written: a steady run to profile the home server under.
+    /// </summary>
+    private static async Task<int> OnlyAsync(LoadRig rig, List<int> counts, string only, TimeSpan duration, Action<LoadRun> print)
+    {
+        var errors = 0;
+        foreach (var k in counts)
+        {
+            var terminals = rig.Terminals.Take(k).ToList();
+            var run = only switch
+            {
+                "resume-hit" => await LoadRunner.CountedAsync(only, terminals, 8, Math.Max(1, (int)duration.TotalSeconds), rig.Home,
+                    t => t.WarmAsync(8, CancellationToken.None), t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)),
+                "handoff" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Handoff, CancellationToken.None)),
+                "relay" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Relay, CancellationToken.None)),
+                "assist" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Assist, CancellationToken.None)),
+                _ => throw new ArgumentException($"--only takes resume-hit, handoff, relay or assist, not '{only}'"),
+            };
+            print(run);
+            errors += run.Errors;
+        }
+        return errors == 0 ? 0 : 3;
     }
 
     internal static string Option(string[] args, string name, string fallback)

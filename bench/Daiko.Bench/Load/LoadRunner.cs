@@ -5,6 +5,12 @@ namespace Daiko.Bench.Load;
 /// <summary>One measured run: a mode at a number of terminals.</summary>
 public sealed record LoadRun(string Mode, int Terminals, int Sessions, double Seconds, double P50Ms, double P99Ms, int Errors, double HomeRssMb, double HomeCpuSeconds, string? FirstError)
 {
+    /// <summary>The load generator's own CPU seconds over the timed part (it shares the cores with the home server and nginx).</summary>
+    public double GeneratorCpuSeconds { get; init; } = double.NaN;
+
+    /// <summary>The load generator's CPU per session, in ms.</summary>
+    public double GeneratorCpuMsPerSession => Sessions == 0 ? double.NaN : GeneratorCpuSeconds * 1000 / Sessions;
+
     public double SessionsPerSecond => Sessions / Seconds;
 
     /// <summary>The home server's CPU per session, in ms.</summary>
@@ -75,12 +81,13 @@ public static class LoadRunner
     {
         var tally = new Tally();
         var cpu = home.CpuSeconds();
+        var generator = ProcessSampler.Self.CpuSeconds();
         var clock = Stopwatch.StartNew();
         await Task.WhenAll(terminals.Select(async t =>
         {
             while (clock.Elapsed < duration) await tally.TimeAsync(() => session(t));
         }));
-        return Finish(mode, terminals.Count, tally, clock.Elapsed.TotalSeconds, home, cpu);
+        return Finish(mode, terminals.Count, tally, clock.Elapsed.TotalSeconds, home, cpu, generator);
     }
 
     /// <summary>
@@ -92,10 +99,12 @@ public static class LoadRunner
         var tally = new Tally();
         var timed = TimeSpan.Zero;
         var cpu = 0.0;
+        var generator = 0.0;
         for (var round = 0; round < rounds; round++)
         {
             await Task.WhenAll(terminals.Select(t => Prepared(tally, () => prepare(t))));
             var before = home.CpuSeconds();
+            var generatorBefore = ProcessSampler.Self.CpuSeconds();
             var clock = Stopwatch.StartNew();
             await Task.WhenAll(terminals.Select(async t =>
             {
@@ -103,9 +112,10 @@ public static class LoadRunner
             }));
             timed += clock.Elapsed;
             cpu += home.CpuSeconds() - before;
+            generator += ProcessSampler.Self.CpuSeconds() - generatorBefore;
         }
         var (p50, p99) = tally.Percentiles();
-        return new LoadRun(mode, terminals.Count, tally.Count, timed.TotalSeconds, p50, p99, tally.Errors, home.RssMb(), cpu, tally.FirstError);
+        return new LoadRun(mode, terminals.Count, tally.Count, timed.TotalSeconds, p50, p99, tally.Errors, home.RssMb(), cpu, tally.FirstError) { GeneratorCpuSeconds = generator };
     }
 
     private static async Task Prepared(Tally tally, Func<Task> prepare)
@@ -130,18 +140,21 @@ public static class LoadRunner
         var tally = new Tally();
         var timed = TimeSpan.Zero;
         var cpu = 0.0;
+        var generator = 0.0;
         for (var round = 0; round < minimumRounds || timed < duration; round++)
         {
             foreach (var phase in prepare) await Task.WhenAll(terminals.Select(t => Prepared(tally, () => phase(t))));
             var before = home.CpuSeconds();
+            var generatorBefore = ProcessSampler.Self.CpuSeconds();
             var clock = Stopwatch.StartNew();
             await Task.WhenAll(terminals.Select(t => tally.TimeAsync(() => session(t))));
             timed += clock.Elapsed;
             cpu += home.CpuSeconds() - before;
+            generator += ProcessSampler.Self.CpuSeconds() - generatorBefore;
             if (round > 1000) break;
         }
         var (p50, p99) = tally.Percentiles();
-        return new LoadRun(mode, terminals.Count, tally.Count, timed.TotalSeconds, p50, p99, tally.Errors, home.RssMb(), cpu, tally.FirstError);
+        return new LoadRun(mode, terminals.Count, tally.Count, timed.TotalSeconds, p50, p99, tally.Errors, home.RssMb(), cpu, tally.FirstError) { GeneratorCpuSeconds = generator };
     }
 
     /// <summary>
@@ -153,6 +166,7 @@ public static class LoadRunner
     {
         var tally = new Tally();
         var cpu = home.CpuSeconds();
+        var generator = ProcessSampler.Self.CpuSeconds();
         var start = Stopwatch.GetTimestamp();
         var interval = Stopwatch.Frequency / perSecond;
         var total = (int)(perSecond * duration.TotalSeconds);
@@ -166,12 +180,15 @@ public static class LoadRunner
             running.Add(Task.Run(() => tally.TimeAsync(() => request(terminal), due)));
         }
         await Task.WhenAll(running);
-        return Finish(mode, terminals.Count, tally, Stopwatch.GetElapsedTime(start).TotalSeconds, home, cpu);
+        return Finish(mode, terminals.Count, tally, Stopwatch.GetElapsedTime(start).TotalSeconds, home, cpu, generator);
     }
 
-    private static LoadRun Finish(string mode, int terminals, Tally tally, double seconds, ProcessSampler home, double cpuBefore)
+    private static LoadRun Finish(string mode, int terminals, Tally tally, double seconds, ProcessSampler home, double cpuBefore, double generatorBefore)
     {
         var (p50, p99) = tally.Percentiles();
-        return new LoadRun(mode, terminals, tally.Count, seconds, p50, p99, tally.Errors, home.RssMb(), home.CpuSeconds() - cpuBefore, tally.FirstError);
+        return new LoadRun(mode, terminals, tally.Count, seconds, p50, p99, tally.Errors, home.RssMb(), home.CpuSeconds() - cpuBefore, tally.FirstError)
+        {
+            GeneratorCpuSeconds = ProcessSampler.Self.CpuSeconds() - generatorBefore,
+        };
     }
 }

@@ -7,6 +7,9 @@ public sealed class ProcessSampler(int pid)
 {
     private static readonly double TicksPerSecond = 100; // USER_HZ on Linux
 
+    /// <summary>This process (the load generator).</summary>
+    public static ProcessSampler Self { get; } = new(Environment.ProcessId);
+
     /// <summary>Resident set size in MiB (VmRSS).</summary>
     public double RssMb()
     {

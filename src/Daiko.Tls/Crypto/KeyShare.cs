@@ -1,15 +1,14 @@
 using System.Security.Cryptography;
-using NSec.Cryptography;
 
 namespace Daiko.Tls.Crypto;
 
 /// <summary>An ephemeral key pair for one group; yields the shared secret once.</summary>
 internal sealed class KeyShare : IDisposable
 {
-    private readonly Key? _x25519;
+    private readonly byte[]? _x25519;
     private readonly ECDiffieHellman? _ecdh;
 
-    private KeyShare(NamedGroup group, Key? x25519, ECDiffieHellman? ecdh, byte[] publicKey)
+    private KeyShare(NamedGroup group, byte[]? x25519, ECDiffieHellman? ecdh, byte[] publicKey)
     {
         Group = group;
         _x25519 = x25519;
@@ -29,11 +28,8 @@ internal sealed class KeyShare : IDisposable
         {
             case NamedGroup.X25519:
             {
-                var parameters = new KeyCreationParameters { ExportPolicy = KeyExportPolicies.None };
-                var key = fixedPrivateKey is null
-                    ? Key.Create(KeyAgreementAlgorithm.X25519, parameters)
-                    : Key.Import(KeyAgreementAlgorithm.X25519, fixedPrivateKey, KeyBlobFormat.RawPrivateKey, parameters);
-                return new KeyShare(group, key, null, key.PublicKey.Export(KeyBlobFormat.RawPublicKey));
+                var key = X25519.NewPrivateKey(fixedPrivateKey);
+                return new KeyShare(group, key, null, X25519.PublicKeyOf(key));
             }
             case NamedGroup.Secp256r1:
             case NamedGroup.Secp384r1:
@@ -69,10 +65,7 @@ internal sealed class KeyShare : IDisposable
             if (_x25519 is not null)
             {
                 if (peer.Length != 32) throw TlsException.Illegal("x25519 key share of the wrong length");
-                var peerKey = NSec.Cryptography.PublicKey.Import(KeyAgreementAlgorithm.X25519, peer, KeyBlobFormat.RawPublicKey);
-                using var shared = KeyAgreementAlgorithm.X25519.Agree(_x25519, peerKey, new SharedSecretCreationParameters { ExportPolicy = KeyExportPolicies.AllowPlaintextExport })
-                    ?? throw TlsException.Illegal("x25519 key share produced an all-zero secret");
-                return shared.Export(SharedSecretBlobFormat.RawSharedSecret);
+                return X25519.Agree(_x25519, peer) ?? throw TlsException.Illegal("x25519 key share produced an all-zero secret");
             }
             var size = Group == NamedGroup.Secp256r1 ? 32 : 48;
             if (peer.Length != 1 + 2 * size || peer[0] != 0x04) throw TlsException.Illegal("EC key share is not an uncompressed point of the right size");
@@ -92,7 +85,7 @@ internal sealed class KeyShare : IDisposable
 
     public void Dispose()
     {
-        _x25519?.Dispose();
+        if (_x25519 is not null) CryptographicOperations.ZeroMemory(_x25519);
         _ecdh?.Dispose();
     }
 }

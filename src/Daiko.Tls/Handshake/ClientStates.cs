@@ -203,14 +203,12 @@ internal sealed class ExpectCertificateVerify(X509Certificate2 leaf) : Handshake
 {
     public override ValueTask<HandshakeState> HandleAsync(HandshakeMessage message, HandshakeContext c, CancellationToken cancellationToken)
     {
-        using (leaf)
-        {
-            if (message.Type != HandshakeType.CertificateVerify) throw Unexpected(message, "CertificateVerify");
-            var verify = CertificateVerify.Parse(message.Body);
-            var authentication = ServerAuthentication.Verify(leaf, verify, SignatureVerifier.Supported, c.Transcript.Hash(c.Suite!), c);
-            c.Transcript.Add(message.Bytes);
-            return ValueTask.FromResult<HandshakeState>(new ExpectFinished(authentication));
-        }
+        // The leaf is shared (ParsedCertificates): read only, never disposed here.
+        if (message.Type != HandshakeType.CertificateVerify) throw Unexpected(message, "CertificateVerify");
+        var verify = CertificateVerify.Parse(message.Body);
+        var authentication = ServerAuthentication.Verify(leaf, verify, SignatureVerifier.Supported, c.Transcript.Hash(c.Suite!), c);
+        c.Transcript.Add(message.Bytes);
+        return ValueTask.FromResult<HandshakeState>(new ExpectFinished(authentication));
     }
 }
 

@@ -6,14 +6,17 @@ namespace Daiko.Tls.Handshake;
 /// <summary>The server's certificate chain, checked by the configured validator (both versions).</summary>
 internal static class ServerChain
 {
-    /// <summary>Validates <paramref name="chain"/> and returns its parsed leaf; a rejection carries the alert for its cause.</summary>
+    /// <summary>
+    /// Validates <paramref name="chain"/> and returns its parsed leaf, shared through
+    /// <see cref="Crypto.ParsedCertificates"/> (do not dispose it); a rejection carries the alert for its cause.
+    /// </summary>
     public static async ValueTask<X509Certificate2> ValidateAsync(HandshakeContext c, IReadOnlyList<byte[]> chain, CancellationToken cancellationToken)
     {
         if (chain.Count == 0) throw new TlsException(TlsError.CertificateRejected, AlertDescription.DecodeError, "the server sent an empty certificate chain");
         X509Certificate2 leaf;
         try
         {
-            leaf = X509CertificateLoader.LoadCertificate(chain[0]);
+            leaf = Crypto.ParsedCertificates.Get(chain[0]);
         }
         catch (CryptographicException e)
         {
@@ -26,7 +29,6 @@ internal static class ServerChain
             var verdict = await validator.ValidateAsync(c.Options.ServerName, chain, cancellationToken);
             if (!verdict.Trusted)
             {
-                leaf.Dispose();
                 var alert = verdict.Problem switch
                 {
                     CertificateProblem.UntrustedRoot => AlertDescription.UnknownCa,

@@ -42,8 +42,8 @@ public static class AssistTranscript12
             var verdict = await marketValidator.ValidateAsync(host, marketChain, cancellationToken);
             if (!verdict.Trusted) return $"the market's certificate is not trusted for {host}: {verdict.Reason}";
             var exchange = ServerKeyExchange12.Parse(messages[3].Body);
-            using (var leaf = X509CertificateLoader.LoadCertificate(marketChain[0]))
             {
+                var leaf = ParsedCertificates.Get(marketChain[0]);
                 var ecdsa = exchange.Scheme is SignatureScheme.EcdsaSecp256r1Sha256 or SignatureScheme.EcdsaSecp384r1Sha384;
                 if (!KeyShare.IsSupported(exchange.Group) || ecdsa != suite.AuthenticatesWithEcdsa || !SignatureVerifier.Supported.Contains(exchange.Scheme)
                     || !SignatureVerifier.Verify(leaf, exchange.Scheme, exchange.SignedContent(clientRandom, hello.Random), exchange.Signature, tls12: true))

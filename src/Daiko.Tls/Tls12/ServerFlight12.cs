@@ -74,7 +74,6 @@ internal sealed class ExpectCertificate12(Handshake12 handshake) : HandshakeStat
             : leaf.PublicKey.Oid.Value is RsaPublicKeys.RsaEncryptionOid or RsaPublicKeys.RsaPssOid;
         if (!fits)
         {
-            leaf.Dispose();
             throw new TlsException(TlsError.CertificateRejected, AlertDescription.UnsupportedCertificate, "the server's certificate key does not fit the cipher suite it chose");
         }
         return new ExpectServerKeyExchange12(handshake, leaf);
@@ -85,24 +84,22 @@ internal sealed class ExpectServerKeyExchange12(Handshake12 handshake, X509Certi
 {
     public override ValueTask<HandshakeState> HandleAsync(HandshakeMessage message, HandshakeContext c, CancellationToken cancellationToken)
     {
-        using (leaf)
+        // The leaf is shared (ParsedCertificates): read only, never disposed here.
+        if (message.Type != HandshakeType.ServerKeyExchange) throw Unexpected(message, "ServerKeyExchange (ECDHE)");
+        var exchange = ServerKeyExchange12.Parse(message.Body);
+        if (!c.Options.Groups.Contains(exchange.Group) || !KeyShare.IsSupported(exchange.Group))
         {
-            if (message.Type != HandshakeType.ServerKeyExchange) throw Unexpected(message, "ServerKeyExchange (ECDHE)");
-            var exchange = ServerKeyExchange12.Parse(message.Body);
-            if (!c.Options.Groups.Contains(exchange.Group) || !KeyShare.IsSupported(exchange.Group))
-            {
-                throw TlsException.Illegal($"the server chose group {exchange.Group}, which the client did not offer");
-            }
-            var authentication = ServerAuthentication.VerifyTls12(leaf, handshake.Suite, exchange.Scheme,
-                exchange.SignedContent(handshake.ClientRandom, handshake.ServerRandom), exchange.Signature, c);
-            c.Transcript.Add(message.Bytes);
-            handshake.Share = KeyShare.Create(exchange.Group);
-            c.AddPublicKeyOperation();
-            handshake.PreMasterSecret = handshake.Share.Agree(exchange.PublicKey);
-            c.AddPublicKeyOperation();
-            c.Group = exchange.Group;
-            return ValueTask.FromResult<HandshakeState>(new ExpectCertificateRequestOrServerHelloDone12(handshake, authentication));
+            throw TlsException.Illegal($"the server chose group {exchange.Group}, which the client did not offer");
         }
+        var authentication = ServerAuthentication.VerifyTls12(leaf, handshake.Suite, exchange.Scheme,
+            exchange.SignedContent(handshake.ClientRandom, handshake.ServerRandom), exchange.Signature, c);
+        c.Transcript.Add(message.Bytes);
+        handshake.Share = KeyShare.Create(exchange.Group);
+        c.AddPublicKeyOperation();
+        handshake.PreMasterSecret = handshake.Share.Agree(exchange.PublicKey);
+        c.AddPublicKeyOperation();
+        c.Group = exchange.Group;
+        return ValueTask.FromResult<HandshakeState>(new ExpectCertificateRequestOrServerHelloDone12(handshake, authentication));
     }
 }
 
