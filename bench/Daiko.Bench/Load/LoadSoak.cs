@@ -142,7 +142,12 @@ public static class LoadSoak
             load_average = loadBefore,
         }, new JsonSerializerOptions { WriteIndented = true });
         var stem = quick ? "soak-quick" : "soak";
-        await File.WriteAllTextAsync(Path.Combine(output, stem + ".md"), md.ToString());
+        // What was written by hand below the generated report (from a line "## Findings" on) is kept.
+        var path = Path.Combine(output, stem + ".md");
+        var kept = File.Exists(path) ? await File.ReadAllTextAsync(path) : "";
+        var findings = kept.IndexOf("\n## Findings", StringComparison.Ordinal);
+        if (findings >= 0) md.AppendLine().Append(kept[(findings + 1)..]);
+        await File.WriteAllTextAsync(path, md.ToString());
         await File.WriteAllTextAsync(Path.Combine(output, stem + ".json"), json);
         Console.WriteLine(md);
         return tally.Errors == 0 && balanceOk && !stoppedByTime ? 0 : 3;

@@ -89,11 +89,11 @@ public sealed class SoakMemory
     /// <summary>The figures for soak.json.</summary>
     public object Json() => new
     {
-        rss_first_tenth_mb = Math.Round(First.RssMb, 1), rss_middle_tenth_mb = Math.Round(Middle.RssMb, 1), rss_last_tenth_mb = Math.Round(Last.RssMb, 1),
-        rss_peak_mb = Math.Round(Peak, 1), rss_change = Math.Round(Change, 3), rss_flat = Flat,
-        rss_after_warm_up_first_tenth_mb = Math.Round(AfterWarmUpFirst.RssMb, 1), rss_change_after_warm_up = Math.Round(AfterWarmUpChange, 3),
-        rss_change_second_half = Math.Round(SecondHalfChange, 3),
-        rss_curve_mb = Curve(s => s.RssMb), anonymous_curve_mb = Curve(s => s.AnonymousMb), gc_committed_curve_mb = Curve(s => s.GcCommittedMb), threads_curve = Curve(s => s.Threads),
+        rss_first_tenth_mb = Round(First.RssMb), rss_middle_tenth_mb = Round(Middle.RssMb), rss_last_tenth_mb = Round(Last.RssMb),
+        rss_peak_mb = Round(Peak), rss_change = Round3(Change), rss_flat = Flat,
+        rss_after_warm_up_first_tenth_mb = Round(AfterWarmUpFirst.RssMb), rss_change_after_warm_up = Round3(AfterWarmUpChange),
+        rss_change_second_half = Round3(SecondHalfChange),
+        rss_curve_mb = JsonCurve(s => s.RssMb), anonymous_curve_mb = JsonCurve(s => s.AnonymousMb), gc_committed_curve_mb = JsonCurve(s => s.GcCommittedMb), threads_curve = JsonCurve(s => s.Threads),
         tenths = new[] { First, Middle, Last }.Select(s => new
         {
             rss_mb = Round(s.RssMb), anonymous_mb = Round(s.AnonymousMb), file_mb = Round(s.FileMb), threads = Round(s.Threads),
@@ -101,7 +101,12 @@ public sealed class SoakMemory
         }).ToArray(),
     };
 
+    /// <summary>A curve for JSON, which has no NaN: a twentieth without a value read is null.</summary>
+    private double?[] JsonCurve(Func<SoakSample, double> value) => [.. Curve(value).Select(Round)];
+
     private static double? Round(double v) => double.IsNaN(v) ? null : Math.Round(v, 1);
+
+    private static double? Round3(double v) => double.IsNaN(v) ? null : Math.Round(v, 3);
 
     private static string Cell(double v, string format) => double.IsNaN(v) ? "n/a" : v.ToString(format, CultureInfo.InvariantCulture);
 
