@@ -7,6 +7,8 @@
 #   bench/run.sh load [--quick]   K = 1, 10, 100, 200 terminals at once against a real home server
 #                           (quick: K = 1 and 10, a few seconds a row): load.md, load.json, load.svg
 #   bench/run.sh soak [--quick]   200 terminals x 50 mixed sessions with payments (quick: 10 x 5): soak.md, soak.json
+#                           (--sessions N a longer run, --warm-up N sessions a terminal first, --home-env NAME=VALUE
+#                           a variable for the home server only, e.g. a GC setting to compare)
 #   (a full run also measures offline PIN guessing against an access-card key file: access-card-kdf.md,
 #    and one payment's cost as the purse's log grows: purse-ops.md)
 set -euo pipefail
