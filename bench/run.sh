@@ -9,6 +9,8 @@
 #   bench/run.sh load --only handoff --terminals 10,10,10   one mode alone, a row per K listed, printed only
 #                           (a steady run to profile the home server under: bench/results/profile.md)
 #   bench/run.sh soak [--quick]   200 terminals x 50 mixed sessions with payments (quick: 10 x 5): soak.md, soak.json
+#                           (--sessions N a longer run, --warm-up N sessions a terminal first, --home-env NAME=VALUE
+#                           a variable for the home server only, e.g. a GC setting to compare)
 #   bench/run.sh hosted [--quick] one `host serve` node, three behind HAProxy (PostgreSQL) and the SQLite home
 #                           server, same run, same terminal count: sessions/s, payments/s, memory, CPU an operation
 #                           (quick: 2 owners x 2 terminals, 2 s windows): hosted.md, hosted.json

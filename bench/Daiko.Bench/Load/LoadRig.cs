@@ -41,7 +41,8 @@ public sealed class LoadRig : IAsyncDisposable
     public string ServerOutput => _server.Output;
 
     /// <param name="beforeServe">run on the home directory before the server starts (e.g. declaring payees).</param>
-    public static async Task<LoadRig> StartAsync(int terminals, string name, Func<string, Task>? beforeServe = null)
+    /// <param name="serverEnvironment">variables added to the home server's environment (e.g. a GC setting to compare).</param>
+    public static async Task<LoadRig> StartAsync(int terminals, string name, Func<string, Task>? beforeServe = null, IDictionary<string, string>? serverEnvironment = null)
     {
         var dir = new TempDirectory(name);
         var pki = TestPki.Create(Path.Combine(dir.Path, "pki"));
@@ -50,7 +51,7 @@ public sealed class LoadRig : IAsyncDisposable
         await TerminalCostBenchmark.SetUpHomeAsync(pki, home, dir.Path);
         if (beforeServe is not null) await beforeServe(home);
         var port = Loopback.FreePort();
-        var server = DaikoCli.Start(["home", "serve", "--home", home, "--listen", $"127.0.0.1:{port}"]);
+        var server = DaikoCli.Start(["home", "serve", "--home", home, "--listen", $"127.0.0.1:{port}"], serverEnvironment);
         await server.WaitForOutputAsync("home server listening", TimeSpan.FromSeconds(60));
         // Enrolled a few at a time: each enrollment is a handshake and a store write at the home server.
         var enrolled = new LoadTerminal[terminals];

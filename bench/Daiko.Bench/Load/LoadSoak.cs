@@ -13,11 +13,16 @@ using Daiko.Protocol;
 namespace Daiko.Bench.Load;
 
 /// <summary>
-/// <c>load --soak [--terminals 200] [--sessions 50] [--minutes 30] [--quick] [--out DIR]</c>: every
-/// terminal runs its sessions in turn through resume, handoff, relay, assist and a payment, all
-/// terminals at once, against one home server process. Counts failures, checks the purse paid each
-/// payment exactly once, and samples the home server's RSS every 250 ms: flat when the mean of the
-/// last tenth of the samples is within ±10 % of the first tenth's. Stops by itself after --minutes.
+/// <c>load --soak [--terminals 200] [--sessions 50] [--minutes 30] [--warm-up N] [--home-env NAME=VALUE]...
+/// [--quick] [--out DIR]</c>: every terminal runs its sessions in turn through resume, handoff, relay,
+/// assist and a payment, all terminals at once, against one home server process. Counts failures,
+/// checks the purse paid each payment exactly once, and samples the home server every 250 ms (RSS split
+/// into anonymous and file-backed pages, threads, and its runtime's GC heap, committed GC memory and
+/// methods jitted): flat when the mean of the last tenth of the samples is within ±10 % of the first
+/// tenth's. <c>--warm-up N</c> first runs N sessions a terminal the same way (sampled and counted too):
+/// the report then gives the figure from the first session and the figure after the warm-up.
+/// <c>--home-env</c> adds a variable to the home server's environment (a GC setting to compare).
+/// Stops by itself after --minutes.
 /// </summary>
 public static class LoadSoak
 {
@@ -36,6 +41,8 @@ public static class LoadSoak
         var count = int.Parse(LoadBenchmark.Option(args, "--terminals", quick ? "10" : "200"), CultureInfo.InvariantCulture);
         var sessions = int.Parse(LoadBenchmark.Option(args, "--sessions", quick ? "5" : "50"), CultureInfo.InvariantCulture);
         var minutes = double.Parse(LoadBenchmark.Option(args, "--minutes", "30"), CultureInfo.InvariantCulture);
+        var warmUp = int.Parse(LoadBenchmark.Option(args, "--warm-up", "0"), CultureInfo.InvariantCulture);
+        var homeEnvironment = args.Select((a, i) => (a, i)).Where(p => p.a == "--home-env" && p.i + 1 < args.Length).Select(p => args[p.i + 1].Split('=', 2)).ToDictionary(kv => kv[0], kv => kv.Length > 1 ? kv[1] : "", StringComparer.Ordinal);
         var output = LoadBenchmark.Option(args, "--out", Path.Combine(TerminalCostBenchmark.FindRepoRoot(), "bench", "results"));
         Directory.CreateDirectory(output);
         var loadBefore = ProcessSampler.LoadAverage();
@@ -45,20 +52,26 @@ public static class LoadSoak
         {
             await HomeServer.AddPayeeAsync(home, "market", PayeeRole.Market, market);
             await HomeServer.AddPayeeAsync(home, "bank", PayeeRole.Bank, bank);
-        });
+        }, homeEnvironment);
         var first = rig.Terminals[0].Control;
         await FillAsync(first, bank, "soak-fill", Fill);
 
         using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(minutes));
         using var sampling = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
-        var rss = new List<double>();
-        var threads = new List<int>();
+        await using var runtime = RuntimeCounters.TryStart(rig.Home.Pid);
+        var samples = new List<SoakSample>();
+        var warmUpSamples = warmUp > 0 ? -1 : 0;
         var sampler = Task.Run(async () =>
         {
             while (!sampling.IsCancellationRequested)
             {
-                rss.Add(rig.Home.RssMb());
-                threads.Add(rig.Home.Threads());
+                var (anonymous, file) = rig.Home.RssSplitMb();
+                lock (samples)
+                {
+                    samples.Add(new SoakSample(rig.Home.RssMb(), anonymous, file, rig.Home.Threads(), runtime?.Latest("gc-heap-size") ?? double.NaN,
+                        runtime?.Latest("gc-committed") ?? double.NaN, (runtime?.Latest("gen-2-size") ?? double.NaN) / 1048576, runtime?.Latest("gc-fragmentation") ?? double.NaN,
+                        runtime?.Latest("methods-jitted-count") ?? double.NaN));
+                }
                 try
                 {
                     await Task.Delay(250, sampling.Token);
@@ -74,9 +87,9 @@ public static class LoadSoak
         var unanswered = new System.Collections.Concurrent.ConcurrentBag<(LoadTerminal Terminal, byte[] Request)>();
         var modes = new[] { LoadMode.ResumeHit, LoadMode.Handoff, LoadMode.Relay, LoadMode.Assist, LoadMode.Pay };
         var clock = Stopwatch.StartNew();
-        await Task.WhenAll(rig.Terminals.Select((t, index) => Task.Run(async () =>
+        Task Sessions(int from, int to) => Task.WhenAll(rig.Terminals.Select((t, index) => Task.Run(async () =>
         {
-            for (var i = 0; i < sessions && !stop.IsCancellationRequested; i++)
+            for (var i = from; i < to && !stop.IsCancellationRequested; i++)
             {
                 var mode = modes[(i + index) % modes.Length];
                 if (mode == LoadMode.Pay)
@@ -90,6 +103,13 @@ public static class LoadSoak
                 }
             }
         })));
+        if (warmUp > 0)
+        {
+            await Sessions(0, warmUp);
+            lock (samples) warmUpSamples = samples.Count;
+            Console.WriteLine($"soak: warm-up of {warmUp} sessions a terminal done in {clock.Elapsed.TotalSeconds:0.0} s, {tally.Errors} failures");
+        }
+        await Sessions(warmUp, warmUp + sessions);
         var elapsed = clock.Elapsed.TotalSeconds;
         var stoppedByTime = stop.IsCancellationRequested;
         await sampling.CancelAsync();
@@ -100,15 +120,7 @@ public static class LoadSoak
         foreach (var (terminal, request) in unanswered) paid.TryAdd(MoneyMessage.Hash(request), await terminal.PayAsync(request, CancellationToken.None));
         var payments = paid.Count;
         var balance = (await first.RequestAsync<WalletBalanceReply>(new WalletBalanceRequest(), CancellationToken.None)).Balances.Single(b => b.Currency == "JPY").Amount;
-        var tenth = Math.Max(1, rss.Count / 10);
-        var early = rss.Take(tenth).Average();
-        var late = rss.Skip(rss.Count - tenth).Average();
-        var change = late / early - 1;
-        var flat = Math.Abs(change) <= 0.10;
-        // The run in twentieths: whether the RSS levels off (pools and heaps growing to the load) or keeps climbing (a leak).
-        double[] Curve(IReadOnlyList<double> samples) => Enumerable.Range(0, 20).Select(i => samples.Skip(i * samples.Count / 20).Take(Math.Max(1, samples.Count / 20)).Average()).Select(v => Math.Round(v, 1)).ToArray();
-        var rssCurve = Curve(rss);
-        var threadCurve = Curve(threads.Select(n => (double)n).ToList());
+        var memory = new SoakMemory(samples, warmUpSamples);
         var serverFailures = rig.ServerOutput.Split('\n').Where(l => l.Contains("fail", StringComparison.OrdinalIgnoreCase) || l.Contains("broke", StringComparison.Ordinal) || l.Contains("exception", StringComparison.OrdinalIgnoreCase)).Take(40).ToList();
         var balanceOk = balance == Fill - payments;
         var (p50, p99) = tally.Percentiles();
@@ -116,13 +128,12 @@ public static class LoadSoak
         var md = new StringBuilder();
         md.AppendLine("# Soak: the home server under a long mixed load");
         md.AppendLine();
-        md.AppendLine(string.Create(inv, $"{count} terminals × {sessions} sessions each, all at once, each terminal cycling through resume, handoff, relay, assist and a payment (one home server process, nginx requiring client certificates, home card on SoftHSM2; {Environment.ProcessorCount} shared cores, load average {loadBefore} before, {ProcessSampler.LoadAverage()} after)."));
+        md.AppendLine(string.Create(inv, $"{count} terminals × {sessions} sessions each{(warmUp > 0 ? $" after a warm-up of {warmUp}" : "")}, all at once, each terminal cycling through resume, handoff, relay, assist and a payment (one home server process, nginx requiring client certificates, home card on SoftHSM2; {Environment.ProcessorCount} shared cores, load average {loadBefore} before, {ProcessSampler.LoadAverage()} after){(homeEnvironment.Count > 0 ? "; home server environment: " + string.Join(' ', homeEnvironment.Select(kv => $"{kv.Key}={kv.Value}")) : "")}."));
         md.AppendLine();
         md.AppendLine(string.Create(inv, $"- sessions and payments: {tally.Count + tally.Errors}, failures: {tally.Errors}{(tally.FirstError is null ? "" : $" (first: {tally.FirstError})")}{(stoppedByTime ? $"; STOPPED after {minutes} min" : "")}"));
         md.AppendLine(string.Create(inv, $"- {elapsed:0.0} s in all, {tally.Count / elapsed:0.0} per second; latency p50 {p50:0.0} ms, p99 {p99:0.0} ms"));
         md.AppendLine(string.Create(inv, $"- payments: {payments} distinct requests paid ({unanswered.Count} of them failed at the terminal and were sent again afterwards as the same request); the purse's balance moved by exactly that: {(balanceOk ? "yes" : $"NO (balance {balance})")}"));
-        md.AppendLine(string.Create(inv, $"- home RSS, mean of the first and last tenth of {rss.Count} samples: {early:0.0} MB → {late:0.0} MB ({change * 100:+0.0;-0.0} %), {(flat ? "flat within ±10 %" : "NOT flat within ±10 %")}; peak {rss.Max():0.0} MB"));
-        md.AppendLine(string.Create(inv, $"- home RSS by twentieths of the run, MB: {string.Join(' ', rssCurve)}; its threads: {string.Join(' ', threadCurve)}"));
+        md.Append(memory.Markdown(warmUp));
         if (serverFailures.Count > 0)
         {
             md.AppendLine();
@@ -134,12 +145,16 @@ public static class LoadSoak
         {
             terminals = count, sessions_per_terminal = sessions, sessions = tally.Count + tally.Errors, failures = tally.Errors, payments, payments_resent = unanswered.Count, balance_ok = balanceOk,
             seconds = Math.Round(elapsed, 1), p50_ms = Math.Round(p50, 1), p99_ms = Math.Round(p99, 1), stopped_by_time = stoppedByTime,
-            rss_curve_mb = rssCurve, threads_curve = threadCurve,
-            rss_first_tenth_mb = Math.Round(early, 1), rss_last_tenth_mb = Math.Round(late, 1), rss_peak_mb = Math.Round(rss.Max(), 1), rss_change = Math.Round(change, 3), rss_flat = flat,
+            warm_up_sessions_per_terminal = warmUp, home_environment = homeEnvironment, memory = memory.Json(),
             load_average = loadBefore,
         }, new JsonSerializerOptions { WriteIndented = true });
         var stem = quick ? "soak-quick" : "soak";
-        await File.WriteAllTextAsync(Path.Combine(output, stem + ".md"), md.ToString());
+        // What was written by hand below the generated report (from a line "## Findings" on) is kept.
+        var path = Path.Combine(output, stem + ".md");
+        var kept = File.Exists(path) ? await File.ReadAllTextAsync(path) : "";
+        var findings = kept.IndexOf("\n## Findings", StringComparison.Ordinal);
+        if (findings >= 0) md.AppendLine().Append(kept[(findings + 1)..]);
+        await File.WriteAllTextAsync(path, md.ToString());
         await File.WriteAllTextAsync(Path.Combine(output, stem + ".json"), json);
         Console.WriteLine(md);
         return tally.Errors == 0 && balanceOk && !stoppedByTime ? 0 : 3;

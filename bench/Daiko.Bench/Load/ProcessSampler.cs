@@ -10,26 +10,33 @@ public sealed class ProcessSampler(int pid)
     /// <summary>This process (the load generator).</summary>
     public static ProcessSampler Self { get; } = new(Environment.ProcessId);
 
+    public int Pid => pid;
+
     /// <summary>Resident set size in MiB (VmRSS).</summary>
-    public double RssMb()
-    {
-        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-        {
-            if (!line.StartsWith("VmRSS:", StringComparison.Ordinal)) continue;
-            var kb = double.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
-            return kb / 1024;
-        }
-        return double.NaN;
-    }
+    public double RssMb() => StatusKb("VmRSS:") / 1024;
+
+    /// <summary>
+    /// The resident set in MiB split as /proc/PID/status splits it: anonymous memory (GC heap, native heaps,
+    /// thread stacks, jitted code) and file-backed pages (mapped assemblies and libraries, counted whole
+    /// even where other processes share them).
+    /// </summary>
+    public (double Anonymous, double File) RssSplitMb() => (StatusKb("RssAnon:") / 1024, StatusKb("RssFile:") / 1024);
 
     /// <summary>The process's threads now (Threads in /proc/PID/status): each one's stack and pool caches count in the RSS.</summary>
     public int Threads()
     {
+        var n = StatusKb("Threads:");
+        return double.IsNaN(n) ? -1 : (int)n;
+    }
+
+    private double StatusKb(string field)
+    {
         foreach (var line in File.ReadLines($"/proc/{pid}/status"))
         {
-            if (line.StartsWith("Threads:", StringComparison.Ordinal)) return int.Parse(line["Threads:".Length..].Trim(), CultureInfo.InvariantCulture);
+            if (!line.StartsWith(field, StringComparison.Ordinal)) continue;
+            return double.Parse(line[field.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
         }
-        return -1;
+        return double.NaN;
     }
 
     /// <summary>User plus system CPU seconds used so far.</summary>
