@@ -129,18 +129,29 @@ internal sealed class Pkcs11Module : IDisposable
     /// C_Login as the user, with the PIN always checked by the token: a PKCS#11 login belongs to the
     /// whole token, so when another session of this process is logged in already the token answers
     /// "already logged in" without looking at the PIN — then it is logged out and in again. A wrong PIN
-    /// throws CKR_PIN_INCORRECT (and leaves the token logged out).
+    /// throws CKR_PIN_INCORRECT (and leaves the token logged out). SoftHSM2 answers CKR_GENERAL_ERROR or
+    /// CKR_USER_PIN_NOT_INITIALIZED when another process rewrites the token's file at that moment (many
+    /// processes logging in at once): the token checked no PIN then, so the login is tried again briefly.
     /// </summary>
     public static void LoginChecked(ISession session, string pin)
     {
-        try
+        for (var attempt = 1; ; attempt++)
         {
-            session.Login(CKU.CKU_USER, pin);
-        }
-        catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
-        {
-            session.Logout();
-            session.Login(CKU.CKU_USER, pin);
+            try
+            {
+                session.Login(CKU.CKU_USER, pin);
+                return;
+            }
+            catch (Pkcs11Exception e) when (e.RV == CKR.CKR_USER_ALREADY_LOGGED_IN)
+            {
+                session.Logout();
+                session.Login(CKU.CKU_USER, pin);
+                return;
+            }
+            catch (Pkcs11Exception e) when (e.RV is CKR.CKR_GENERAL_ERROR or CKR.CKR_USER_PIN_NOT_INITIALIZED && attempt < 5)
+            {
+                Thread.Sleep(10 * attempt);
+            }
         }
     }
 
