@@ -53,6 +53,13 @@ public sealed record TlsPeerOptions
 
     /// <summary>nginx only: connections its one worker holds at once (load benchmarks run hundreds of clients).</summary>
     public int WorkerConnections { get; init; } = 64;
+
+    /// <summary>
+    /// nginx only: how long a session (and so a ticket's lifetime hint) lasts, in seconds (nginx's default
+    /// is 300). A load run that hands one device thousands of tickets uses a short one, so that the
+    /// device's policy (every ticket counts until it expires) is not what it measures.
+    /// </summary>
+    public int SessionTimeoutSeconds { get; init; } = 300;
 }
 
 /// <summary><c>openssl s_server -www</c>: replies to GET with a status page naming the client certificate.</summary>
@@ -269,6 +276,7 @@ public sealed class NginxServer : ITlsPeer
                     {{(options.StatefulTickets ? "ssl_session_tickets off;" : "ssl_session_tickets on;")}}
                     {{(options.StatefulTickets ? "ssl_session_cache shared:daiko:1m;" : $"ssl_session_ticket_key {ticketKey};")}}
                     ssl_early_data {{(options.EarlyData ? "on" : "off")}};
+                    ssl_session_timeout {{options.SessionTimeoutSeconds}}s;
                     {{(options.AllowPskKe ? "ssl_conf_command Options AllowNoDHEKEX;" : "")}}
                     location = /whoami {
                         default_type text/plain;
