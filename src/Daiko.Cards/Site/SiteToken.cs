@@ -48,7 +48,7 @@ public sealed class SiteToken : IDisposable
         _login = slot.OpenSession(SessionType.ReadWrite);
         try
         {
-            Pkcs11Module.LoginChecked(_login, pin);
+            Pkcs11Module.LoginChecked(_login, pin, retryBusyStore: true);
         }
         catch
         {

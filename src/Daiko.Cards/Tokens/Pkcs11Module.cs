@@ -129,11 +129,13 @@ internal sealed class Pkcs11Module : IDisposable
     /// C_Login as the user, with the PIN always checked by the token: a PKCS#11 login belongs to the
     /// whole token, so when another session of this process is logged in already the token answers
     /// "already logged in" without looking at the PIN — then it is logged out and in again. A wrong PIN
-    /// throws CKR_PIN_INCORRECT (and leaves the token logged out). SoftHSM2 answers CKR_GENERAL_ERROR or
-    /// CKR_USER_PIN_NOT_INITIALIZED when another process rewrites the token's file at that moment (many
-    /// processes logging in at once): the token checked no PIN then, so the login is tried again briefly.
+    /// throws CKR_PIN_INCORRECT (and leaves the token logged out). With <paramref name="retryBusyStore"/>
+    /// (the site's own credential, read from a file: no one's guess), a login answered CKR_GENERAL_ERROR or
+    /// CKR_USER_PIN_NOT_INITIALIZED is tried again briefly — SoftHSM2 answers so, without checking the
+    /// PIN, when another process rewrites the token's file at that moment (many processes logging in at
+    /// once). Never for an owner's PIN: a hardware token may count a wrong PIN before such an answer.
     /// </summary>
-    public static void LoginChecked(ISession session, string pin)
+    public static void LoginChecked(ISession session, string pin, bool retryBusyStore = false)
     {
         for (var attempt = 1; ; attempt++)
         {
@@ -148,7 +150,7 @@ internal sealed class Pkcs11Module : IDisposable
                 session.Login(CKU.CKU_USER, pin);
                 return;
             }
-            catch (Pkcs11Exception e) when (e.RV is CKR.CKR_GENERAL_ERROR or CKR.CKR_USER_PIN_NOT_INITIALIZED && attempt < 5)
+            catch (Pkcs11Exception e) when (retryBusyStore && e.RV is CKR.CKR_GENERAL_ERROR or CKR.CKR_USER_PIN_NOT_INITIALIZED && attempt < 5)
             {
                 Thread.Sleep(10 * attempt);
             }

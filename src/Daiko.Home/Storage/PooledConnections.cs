@@ -7,8 +7,9 @@ namespace Daiko.Home.Storage;
 /// <summary>
 /// Opening a connection from a PostgreSQL pool that may be in use to its last connection (a hosted node
 /// under load): Npgsql waits up to the connection string's Timeout for one to come back; when none did,
-/// this says so in the log and waits again, <see cref="Waits"/> times in all, before failing with a
-/// sentence that names the pool's size and what to change.
+/// this says so in the log and waits again, <see cref="Waits"/> times in all, before failing with
+/// Npgsql's own exception (a <see cref="System.Data.Common.DbException"/>, which every poller and owner
+/// load treats as a passing database failure and tries again) after logging what to change.
 /// </summary>
 public static partial class PooledConnections
 {
@@ -27,7 +28,7 @@ public static partial class PooledConnections
             }
             catch (NpgsqlException e) when (Exhausted(e))
             {
-                Ran(source, wait, e);
+                if (GaveUp(source, wait)) throw;
             }
         }
     }
@@ -42,22 +43,23 @@ public static partial class PooledConnections
             }
             catch (NpgsqlException e) when (Exhausted(e))
             {
-                Ran(source, wait, e);
+                if (GaveUp(source, wait)) throw;
             }
         }
     }
 
     private static bool Exhausted(NpgsqlException e) => e.InnerException is TimeoutException && e.Message.Contains("pool has been exhausted", StringComparison.Ordinal);
 
-    private static void Ran(NpgsqlDataSource source, int wait, NpgsqlException e)
+    private static bool GaveUp(NpgsqlDataSource source, int wait)
     {
         var settings = new NpgsqlConnectionStringBuilder(source.ConnectionString);
         if (wait >= Waits)
         {
             Logger.PoolGaveUp(settings.MaxPoolSize, wait * settings.Timeout);
-            throw new InvalidOperationException($"All {settings.MaxPoolSize} database connections of this process stayed in use for {wait * settings.Timeout} s; raise Maximum Pool Size in the connection file (and max_connections in PostgreSQL), or put PgBouncer in front of the database.", e);
+            return true;
         }
         Logger.PoolExhausted(settings.MaxPoolSize, settings.Timeout);
+        return false;
     }
 
     [LoggerMessage(63, LogLevel.Warning, "all {PoolSize} database connections were in use for {Seconds} s; waiting again for one")]

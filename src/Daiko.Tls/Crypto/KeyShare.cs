@@ -60,6 +60,8 @@ internal sealed class KeyShare : IDisposable
     /// <summary>The raw shared secret with the server's key share; a malformed share is illegal_parameter.</summary>
     public byte[] Agree(ReadOnlySpan<byte> peer)
     {
+        // A disposed share's X25519 scalar is zeroed: agreeing with it would give a secret anyone can compute.
+        ObjectDisposedException.ThrowIf(_disposed, this);
         try
         {
             if (_x25519 is not null)
@@ -83,8 +85,11 @@ internal sealed class KeyShare : IDisposable
         }
     }
 
+    private bool _disposed;
+
     public void Dispose()
     {
+        _disposed = true;
         if (_x25519 is not null) CryptographicOperations.ZeroMemory(_x25519);
         _ecdh?.Dispose();
     }

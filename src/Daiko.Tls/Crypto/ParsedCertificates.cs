@@ -16,6 +16,21 @@ internal static class ParsedCertificates
     /// <summary>How many distinct certificates are kept (markets a home server talks to, with some room).</summary>
     public const int Capacity = 256;
 
+    /// <summary>
+    /// Larger certificates are parsed every time, not kept: a hostile market could otherwise make the cache
+    /// hold <see cref="Capacity"/> certificates of a TLS record's size each (a market's leaf is 1–2 KiB).
+    /// </summary>
+    public const int LargestKept = 8 * 1024;
+
+    /// <summary>How many certificates are kept now, for tests.</summary>
+    public static int Count
+    {
+        get
+        {
+            lock (Gate) return Parsed.Count;
+        }
+    }
+
     private static readonly Dictionary<byte[], X509Certificate2> Parsed = new(DerComparer.Instance);
     private static readonly Queue<byte[]> Order = new();
     private static readonly Lock Gate = new();
@@ -34,6 +49,7 @@ internal static class ParsedCertificates
         }
         var parsed = X509CertificateLoader.LoadCertificate(der);
         Interlocked.Increment(ref _parses);
+        if (der.Length > LargestKept) return parsed;
         var key = der.ToArray(); // the caller's array may be reused or wiped; the key is our own copy
         lock (Gate)
         {

@@ -410,4 +410,17 @@ public sealed class PostgresOwnerSchemaHomeStoreTests(PostgresFixture postgres) 
         await held.DisposeAsync();
         Assert.Empty(await waiting.WaitAsync(TimeSpan.FromSeconds(30)));
     }
+
+    [Fact]
+    public async Task APoolInUseThroughEveryWait_FailsWithADatabaseError_ThatPollersAndOwnerLoadsTryAgainAfter()
+    {
+        var pooled = new NpgsqlConnectionStringBuilder(postgres.Server.ConnectionString) { Pooling = true, MaxPoolSize = 1, Timeout = 1 };
+        await using var one = NpgsqlDataSource.Create(pooled.ConnectionString);
+        var store = HomeStore.Postgres(one, NewSchema(postgres.Server.ConnectionString));
+        await store.MigrateAsync();
+        await using var held = await one.OpenConnectionAsync();
+        // Revocation, policy and card-state pollers and a node's owner loads retry on DbException only.
+        var failure = await Assert.ThrowsAnyAsync<System.Data.Common.DbException>(() => store.Devices.ListAsync().WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("pool", failure.Message, StringComparison.OrdinalIgnoreCase);
+    }
 }

@@ -71,6 +71,8 @@ public sealed class ParsedCertificatesTests : IDisposable
                 Assert.Equal(bytes, ParsedCertificates.Get(bytes).RawData);
             }
         }
+        // More distinct certificates than it keeps went through it: it keeps exactly its capacity.
+        Assert.Equal(ParsedCertificates.Capacity, ParsedCertificates.Count);
         foreach (var c in certificates) Assert.Equal(c.Thumbprint, ParsedCertificates.Get(c.RawData).Thumbprint);
     }
 }
