@@ -33,6 +33,7 @@ public sealed partial class PurseLedger
     private void CommitBatch(List<PendingOperation> batch, Func<List<PendingOperation>, int> takeMore)
     {
         using var c = Open();
+        using var writer = _store.LockPurse(c);
         using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
         // Take the seal's row first: a payment racing on another node then waits, and on PostgreSQL
         // gives way with a serialization failure (retried by the caller) instead of reading a seal

@@ -273,6 +273,7 @@ public sealed partial class PurseLedger
         {
             RequireReady();
             using var c = Open();
+            using var writer = _store.LockPurse(c);
             using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
             _checkedEdits = null;
             var counter = CheckSeal(c, tx);

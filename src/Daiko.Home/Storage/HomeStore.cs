@@ -42,6 +42,15 @@ public interface IHomeStore
     /// </summary>
     Task<DbTransaction> BeginExclusiveAsync(DbConnection connection, string scope, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Holds the purse's writer lock on <paramref name="connection"/> until disposed; take it before the
+    /// purse's serializable transaction begins. On PostgreSQL a session advisory lock per schema: the
+    /// nodes of a hosted deployment paying from one purse then queue instead of all but one failing
+    /// with a serialization failure (a transaction's snapshot is taken at its first statement, so a lock
+    /// taken inside it comes too late). SQLite has one writer per file already: nothing to hold.
+    /// </summary>
+    IDisposable LockPurse(DbConnection connection);
+
     /// <summary>Small writes that share durable commits (audit lines, the devices' last use).</summary>
     GroupedWrites Writes { get; }
 
@@ -234,6 +243,8 @@ public abstract class HomeStore : IHomeStore
 
     public abstract Task<DbTransaction> BeginExclusiveAsync(DbConnection connection, string scope, CancellationToken cancellationToken = default);
 
+    public abstract IDisposable LockPurse(DbConnection connection);
+
     private sealed class SqliteHomeStore(string databasePath) : HomeStore
     {
         private readonly string _connectionString = HomeDatabase.ConnectionString(databasePath);
@@ -248,6 +259,17 @@ public abstract class HomeStore : IHomeStore
         public override async Task<DbTransaction> BeginExclusiveAsync(DbConnection connection, string scope, CancellationToken cancellationToken = default) =>
             // Microsoft.Data.Sqlite begins IMMEDIATE unless asked for a deferred transaction.
             await connection.BeginTransactionAsync(cancellationToken);
+
+        public override IDisposable LockPurse(DbConnection connection) => NoLock.Instance;
+
+        private sealed class NoLock : IDisposable
+        {
+            public static readonly NoLock Instance = new();
+
+            public void Dispose()
+            {
+            }
+        }
     }
 
     private sealed class PostgresHomeStore(NpgsqlDataSource source, string? schema) : HomeStore
@@ -287,6 +309,33 @@ public abstract class HomeStore : IHomeStore
             {
                 await connection.DisposeAsync();
                 throw;
+            }
+        }
+
+        public override IDisposable LockPurse(DbConnection connection)
+        {
+            var key = schema is null ? "purse" : schema + "/purse";
+            using (var command = new NpgsqlCommand("SELECT pg_advisory_lock(hashtext(@k))", (NpgsqlConnection)connection))
+            {
+                command.Parameters.AddWithValue("k", key);
+                command.ExecuteNonQuery();
+            }
+            return new PurseLock((NpgsqlConnection)connection, key);
+        }
+
+        /// <summary>
+        /// Unlocks explicitly: a pooled connection is reset only when next used, so a lock left to the
+        /// reset would stay held while the connection sits in the pool. A connection that broke has lost
+        /// its session, and the lock with it.
+        /// </summary>
+        private sealed class PurseLock(NpgsqlConnection connection, string key) : IDisposable
+        {
+            public void Dispose()
+            {
+                if (connection.State != System.Data.ConnectionState.Open) return;
+                using var command = new NpgsqlCommand("SELECT pg_advisory_unlock(hashtext(@k))", connection);
+                command.Parameters.AddWithValue("k", key);
+                command.ExecuteNonQuery();
             }
         }
 

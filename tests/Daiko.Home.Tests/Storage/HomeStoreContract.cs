@@ -395,6 +395,38 @@ public sealed class PostgresOwnerSchemaHomeStoreTests(PostgresFixture postgres) 
         Assert.Single(await store.Audit.RecentAsync(10));
     }
 
+    /// <summary>
+    /// The purse's writer lock, as two nodes of a hosted deployment take it for one owner's purse: the
+    /// second waits until the first lets go (before its transaction begins, so it then sees the first's
+    /// commit instead of failing with a serialization failure), and another owner's purse never waits.
+    /// </summary>
+    [Fact]
+    public async Task ThePurseLock_MakesAnotherNodeOfTheSameOwnerWait_AndNoOtherOwner()
+    {
+        var store = Store();
+        await using var otherNode = NpgsqlDataSource.Create(postgres.Server.ConnectionString);
+        var sameOwnerElsewhere = HomeStore.Postgres(otherNode, _schema);
+        var anotherOwner = HomeStore.Postgres(otherNode, NewSchema(postgres.Server.ConnectionString));
+        using var first = store.Open();
+        var held = store.LockPurse(first);
+        var waiting = Task.Run(() =>
+        {
+            using var c = sameOwnerElsewhere.Open();
+            using var writer = sameOwnerElsewhere.LockPurse(c);
+            return DateTimeOffset.UtcNow;
+        });
+        using (var c = anotherOwner.Open())
+        using (anotherOwner.LockPurse(c))
+        {
+            // another owner's purse is not behind this one's lock
+        }
+        await Task.Delay(TimeSpan.FromMilliseconds(500));
+        Assert.False(waiting.IsCompleted);
+        var released = DateTimeOffset.UtcNow;
+        held.Dispose();
+        Assert.True(await waiting.WaitAsync(TimeSpan.FromSeconds(30)) >= released);
+    }
+
     /// <summary>A request that finds every connection of the pool in use past the pool's timeout waits again (logged) instead of failing, and is served once one comes back.</summary>
     [Fact]
     public async Task APoolInUsePastItsTimeout_TheRequestWaitsAgain_AndIsServedWhenAConnectionComesBack()
