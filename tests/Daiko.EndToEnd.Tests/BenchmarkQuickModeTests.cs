@@ -124,8 +124,11 @@ public sealed class BenchmarkQuickModeTests
         Assert.Equal(10, root.GetProperty("payments").GetInt32());
         Assert.True(root.GetProperty("balance_ok").GetBoolean());
         Assert.False(root.GetProperty("stopped_by_time").GetBoolean());
-        Assert.True(root.GetProperty("rss_first_tenth_mb").GetDouble() > 10);
-        Assert.True(root.TryGetProperty("rss_flat", out _));
+        var memory = root.GetProperty("memory");
+        Assert.True(memory.GetProperty("rss_first_tenth_mb").GetDouble() > 10);
+        Assert.True(memory.GetProperty("rss_last_tenth_mb").GetDouble() > 10);
+        Assert.True(memory.TryGetProperty("rss_flat", out _));
+        Assert.Equal(3, memory.GetProperty("tenths").GetArrayLength());
     }
 
     [Fact]
