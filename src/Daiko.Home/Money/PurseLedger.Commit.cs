@@ -33,12 +33,11 @@ public sealed partial class PurseLedger
     private void CommitBatch(List<PendingOperation> batch, Func<List<PendingOperation>, int> takeMore)
     {
         using var c = Open();
+        using var writer = _store.LockPurse(c);
         using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
-        _store.LockPurse(c, tx);
-        // The purse's lock queues another node's batch behind this one; the seal's row is still written
-        // first, so that a writer that did not take the lock (an older node during an upgrade) gives way
-        // with a serialization failure (retried by the caller) instead of reading a seal older than the
-        // card's counter, which would look like a rolled-back database.
+        // Take the seal's row first: a payment racing on another node then waits, and on PostgreSQL
+        // gives way with a serialization failure (retried by the caller) instead of reading a seal
+        // older than the card's counter, which would look like a rolled-back database.
         Execute(c, tx, "UPDATE purse_seal SET counter = counter WHERE id = 1");
         long? counter = null;
         var moved = new List<(PendingOperation Operation, Func<byte[]> Answer)>();

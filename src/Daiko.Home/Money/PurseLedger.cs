@@ -273,8 +273,8 @@ public sealed partial class PurseLedger
         {
             RequireReady();
             using var c = Open();
+            using var writer = _store.LockPurse(c);
             using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
-            _store.LockPurse(c, tx);
             _checkedEdits = null;
             var counter = CheckSeal(c, tx);
             if (counter != 0)

@@ -43,15 +43,13 @@ public interface IHomeStore
     Task<DbTransaction> BeginExclusiveAsync(DbConnection connection, string scope, CancellationToken cancellationToken = default);
 
     /// <summary>
-    /// Takes the purse's writer lock for <paramref name="transaction"/>, as its first statement. On
-    /// PostgreSQL <c>LOCK TABLE purse_seal</c> in a mode that conflicts with itself: the nodes of a hosted
-    /// deployment paying from one purse then queue instead of all but one failing with a serialization
-    /// failure. LOCK takes no snapshot (a serializable transaction's is taken at its first SELECT or
-    /// write), so the transaction that gets the lock sees the last holder's commit; it ends with the
-    /// transaction, so nothing can leak it, also behind a transaction-pooling PgBouncer, and it is the
-    /// owner's own table (no other owner waits). SQLite has one writer per file already: nothing to take.
+    /// Holds the purse's writer lock on <paramref name="connection"/> until disposed; take it before the
+    /// purse's serializable transaction begins. On PostgreSQL a session advisory lock per schema: the
+    /// nodes of a hosted deployment paying from one purse then queue instead of all but one failing
+    /// with a serialization failure (a transaction's snapshot is taken at its first statement, so a lock
+    /// taken inside it comes too late). SQLite has one writer per file already: nothing to hold.
     /// </summary>
-    void LockPurse(DbConnection connection, DbTransaction transaction);
+    IDisposable LockPurse(DbConnection connection);
 
     /// <summary>Small writes that share durable commits (audit lines, the devices' last use).</summary>
     GroupedWrites Writes { get; }
@@ -245,7 +243,7 @@ public abstract class HomeStore : IHomeStore
 
     public abstract Task<DbTransaction> BeginExclusiveAsync(DbConnection connection, string scope, CancellationToken cancellationToken = default);
 
-    public abstract void LockPurse(DbConnection connection, DbTransaction transaction);
+    public abstract IDisposable LockPurse(DbConnection connection);
 
     private sealed class SqliteHomeStore(string databasePath) : HomeStore
     {
@@ -262,9 +260,15 @@ public abstract class HomeStore : IHomeStore
             // Microsoft.Data.Sqlite begins IMMEDIATE unless asked for a deferred transaction.
             await connection.BeginTransactionAsync(cancellationToken);
 
-        public override void LockPurse(DbConnection connection, DbTransaction transaction)
+        public override IDisposable LockPurse(DbConnection connection) => NoLock.Instance;
+
+        private sealed class NoLock : IDisposable
         {
-            // BEGIN IMMEDIATE (Microsoft.Data.Sqlite's default) already made this the file's one writer.
+            public static readonly NoLock Instance = new();
+
+            public void Dispose()
+            {
+            }
         }
     }
 
@@ -308,10 +312,31 @@ public abstract class HomeStore : IHomeStore
             }
         }
 
-        public override void LockPurse(DbConnection connection, DbTransaction transaction)
+        public override IDisposable LockPurse(DbConnection connection)
         {
-            using var command = new NpgsqlCommand("LOCK TABLE purse_seal IN SHARE ROW EXCLUSIVE MODE", (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
-            command.ExecuteNonQuery();
+            var key = schema is null ? "purse" : schema + "/purse";
+            using (var command = new NpgsqlCommand("SELECT pg_advisory_lock(hashtext(@k))", (NpgsqlConnection)connection))
+            {
+                command.Parameters.AddWithValue("k", key);
+                command.ExecuteNonQuery();
+            }
+            return new PurseLock((NpgsqlConnection)connection, key);
+        }
+
+        /// <summary>
+        /// Unlocks explicitly: a pooled connection is reset only when next used, so a lock left to the
+        /// reset would stay held while the connection sits in the pool. A connection that broke has lost
+        /// its session, and the lock with it.
+        /// </summary>
+        private sealed class PurseLock(NpgsqlConnection connection, string key) : IDisposable
+        {
+            public void Dispose()
+            {
+                if (connection.State != System.Data.ConnectionState.Open) return;
+                using var command = new NpgsqlCommand("SELECT pg_advisory_unlock(hashtext(@k))", connection);
+                command.Parameters.AddWithValue("k", key);
+                command.ExecuteNonQuery();
+            }
         }
 
         public override async Task<DbTransaction> BeginExclusiveAsync(DbConnection connection, string scope, CancellationToken cancellationToken = default)

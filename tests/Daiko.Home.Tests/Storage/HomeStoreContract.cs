@@ -397,57 +397,34 @@ public sealed class PostgresOwnerSchemaHomeStoreTests(PostgresFixture postgres) 
 
     /// <summary>
     /// The purse's writer lock, as two nodes of a hosted deployment take it for one owner's purse: the
-    /// second waits until the first's transaction ends, and then sees what it committed (the lock takes
-    /// no snapshot, so a serializable transaction behind it does not fail); another owner never waits.
+    /// second waits until the first lets go (before its transaction begins, so it then sees the first's
+    /// commit instead of failing with a serialization failure), and another owner's purse never waits.
     /// </summary>
     [Fact]
-    public async Task ThePurseLock_MakesAnotherNodeOfTheSameOwnerWait_ThenSeeItsCommit_AndNoOtherOwner()
+    public async Task ThePurseLock_MakesAnotherNodeOfTheSameOwnerWait_AndNoOtherOwner()
     {
-        var store = HomeStore.Postgres(_source, _schema);
+        var store = Store();
         await using var otherNode = NpgsqlDataSource.Create(postgres.Server.ConnectionString);
         var sameOwnerElsewhere = HomeStore.Postgres(otherNode, _schema);
         var anotherOwner = HomeStore.Postgres(otherNode, NewSchema(postgres.Server.ConnectionString));
-        foreach (var purse in new[] { store, anotherOwner })
-        {
-            using var c = purse.Open();
-            using var schema = c.CreateCommand();
-            schema.CommandText = purse.Schema;
-            schema.ExecuteNonQuery();
-        }
         using var first = store.Open();
-        using var holding = first.BeginTransaction(System.Data.IsolationLevel.Serializable);
-        store.LockPurse(first, holding);
+        var held = store.LockPurse(first);
         var waiting = Task.Run(() =>
         {
             using var c = sameOwnerElsewhere.Open();
-            using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
-            sameOwnerElsewhere.LockPurse(c, tx);
-            using var read = c.CreateCommand();
-            read.Transaction = tx;
-            read.CommandText = "SELECT counter FROM purse_seal WHERE id = 1";
-            var seen = Convert.ToInt64(read.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
-            using var write = c.CreateCommand();
-            write.Transaction = tx;
-            write.CommandText = "UPDATE purse_seal SET counter = counter + 1 WHERE id = 1";
-            write.ExecuteNonQuery();
-            tx.Commit();
-            return seen;
+            using var writer = sameOwnerElsewhere.LockPurse(c);
+            return DateTimeOffset.UtcNow;
         });
         using (var c = anotherOwner.Open())
-        using (var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable))
+        using (anotherOwner.LockPurse(c))
         {
-            anotherOwner.LockPurse(c, tx); // another owner's purse is not behind this one's lock
+            // another owner's purse is not behind this one's lock
         }
         await Task.Delay(TimeSpan.FromMilliseconds(500));
         Assert.False(waiting.IsCompleted);
-        using (var bump = first.CreateCommand())
-        {
-            bump.Transaction = holding;
-            bump.CommandText = "INSERT INTO purse_seal (id, counter, seal) VALUES (1, 41, decode('00', 'hex')) ON CONFLICT (id) DO UPDATE SET counter = 41";
-            bump.ExecuteNonQuery();
-        }
-        holding.Commit();
-        Assert.Equal(41, await waiting.WaitAsync(TimeSpan.FromSeconds(30)));
+        var released = DateTimeOffset.UtcNow;
+        held.Dispose();
+        Assert.True(await waiting.WaitAsync(TimeSpan.FromSeconds(30)) >= released);
     }
 
     /// <summary>A request that finds every connection of the pool in use past the pool's timeout waits again (logged) instead of failing, and is served once one comes back.</summary>
