@@ -165,11 +165,11 @@ internal static class ConsoleEndpoints
         var ledger = c.Server.Ledger;
         try
         {
-            var cancellation = ledger.Cancel(paymentId);
+            var cancellation = await ledger.CancelAsync(paymentId);
             var url = ledger.MarketUrlOf(paymentId) ?? throw new PurseException(PurseRefusal.Malformed, "the market of this payment gave no address for cancellations");
             using var response = await MarketPost.SendAsync(c.Server.Delegation, new Uri(new Uri(url), "cancellations"), cancellation, ct);
             if (!response.IsSuccessStatusCode) return $"<p class=\"err\">The market refused the cancellation: {Html.E((await response.Content.ReadAsStringAsync(ct)).Trim())}</p>";
-            var balance = ledger.ApplyConfirmation(await response.Content.ReadAsByteArrayAsync(ct));
+            var balance = await ledger.ApplyConfirmationAsync(await response.Content.ReadAsByteArrayAsync(ct));
             await c.Server.Devices.AuditAsync(null, "console-cancel", null, null, "cancelled");
             return $"<p class=\"ok\" id=\"cancelled\">Payment {Html.E(paymentId)} cancelled; the balance is now {balance}.</p>";
         }

@@ -275,7 +275,7 @@ public sealed class TerminalAgentProcessesTests(LinkedTerminal linked) : IClassF
 /// A device's agent drops its local stock when the home server says so: its own session ended or the
 /// owner changed its policy. Another device's lock leaves it alone.
 /// </summary>
-public sealed class TicketStockDropTests : IAsyncLifetime
+public sealed class TicketStockDropTests(Xunit.Abstractions.ITestOutputHelper output) : IAsyncLifetime
 {
     private readonly LinkedTerminal _linked = new();
 
@@ -298,6 +298,7 @@ public sealed class TicketStockDropTests : IAsyncLifetime
             await Task.Delay(250);
             left = await StockedAsync(url);
         }
+        if (left > 0) output.WriteLine($"home server output:\n{_linked.System.Server.Output}");
         return left;
     }
 

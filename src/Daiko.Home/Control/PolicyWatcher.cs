@@ -8,15 +8,14 @@ namespace Daiko.Home.Control;
 /// Picks up the owner's policy changes (written by <c>daiko home device policy</c> or the console,
 /// possibly in another process) for every device with an open channel, and when the rules its tickets
 /// were handed out under change (markets, modes, ticket count or lifetime), tells that device's agents
-/// to drop their ticket stock at once. Other devices keep theirs.
+/// to drop their ticket stock at once. Other devices keep theirs. The comparison is with the terms the
+/// stock was handed out under (<see cref="TicketHoldings.Stocked"/>), so a change made right after a
+/// hand-out, before any look, still counts, as does one made while the device was away.
 /// </summary>
 public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry connections, TimeProvider time, ILogger logger)
 {
-    /// <summary>The ticket terms each device was last seen under (kept across reconnects: a change made while it was away still counts).</summary>
     /// <summary>How often the connected devices' policies are looked at (a policy read is cached for half a second anyway).</summary>
     public static readonly TimeSpan Poll = TimeSpan.FromSeconds(1);
-
-    private readonly Dictionary<string, string> _seen = new(StringComparer.Ordinal);
 
     public async Task RunAsync(TimeSpan poll, CancellationToken cancellationToken)
     {
@@ -48,14 +47,10 @@ public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry co
         foreach (var deviceId in connections.CountsByDevice().Keys.Where(d => d.Length > 0))
         {
             var (policy, name) = await policies.ForDeviceAsync(deviceId, cancellationToken);
-            var terms = policy.TicketTerms;
-            if (_seen.TryGetValue(deviceId, out var before) && before != terms)
-            {
-                await connections.DropTicketsAsync(deviceId, "the owner changed this device's policy");
-                logger.PolicyChanged(name);
-                told++;
-            }
-            _seen[deviceId] = terms;
+            if (!policies.Tickets.StockTermsChanged(deviceId, policy.TicketTerms)) continue;
+            await connections.DropTicketsAsync(deviceId, "the owner changed this device's policy");
+            logger.PolicyChanged(name);
+            told++;
         }
         return told;
     }

@@ -53,14 +53,14 @@ public sealed class WalletHandler(Money.PurseLedger ledger, PaymentReports repor
                 case WalletPayRequest pay:
                     var (policy, name) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
                     var spend = policy.SpendLimitPerDay is { } limit ? new Policy.DeviceSpend(name, limit, policies.Time) : null;
-                    var payment = ledger.Pay(pay.Request, spend is null ? null : spend.Charge);
+                    var payment = await ledger.PayAsync(pay.Request, spend is null ? null : spend.Charge);
                     return new WalletPaymentReply(payment, MoneyCodec.ReadUnverified<Payment>(payment).PaymentId);
                 case WalletRefillRequest refill:
-                    return new WalletRefillAckReply(ledger.Refill(refill.Refill));
+                    return new WalletRefillAckReply(await ledger.RefillAsync(refill.Refill));
                 case WalletCancelRequest cancel:
-                    return new WalletCancellationReply(ledger.Cancel(cancel.PaymentId), ledger.MarketUrlOf(cancel.PaymentId));
+                    return new WalletCancellationReply(await ledger.CancelAsync(cancel.PaymentId), ledger.MarketUrlOf(cancel.PaymentId));
                 case WalletConfirmRequest confirm:
-                    return new WalletCreditedReply(ledger.ApplyConfirmation(confirm.Confirmation));
+                    return new WalletCreditedReply(await ledger.ApplyConfirmationAsync(confirm.Confirmation));
                 case WalletMailRequest:
                     var (sent, pending) = await reports.MailNowAsync(context.Closed);
                     return new WalletMailedReply(sent, pending);

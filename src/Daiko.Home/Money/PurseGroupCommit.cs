@@ -34,7 +34,8 @@ internal sealed class PendingOperation(MoneyRequestId id, Func<DbConnection, DbT
 /// soon as a batch that carried its operation committed; when no batch runs and its operation is still
 /// queued, it commits everything queued so far (its own included) and what arrives meanwhile as one
 /// batch. Every caller returns only after the commit that carried its operation — nothing is
-/// acknowledged before it is durable. No thread of its own: the callers commit.
+/// acknowledged before it is durable. No thread of its own: the callers commit, and the others wait
+/// asynchronously.
 /// </summary>
 internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOperation>, Func<List<PendingOperation>, int>> commit)
 {
@@ -49,6 +50,9 @@ internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOpe
     private readonly object _queueLock = new();
     private readonly List<PendingOperation> _queue = [];
     private bool _committing;
+
+    /// <summary>Completed when the batch being committed ends (then replaced for the next one); waiters continue on pool threads, not the committer's.</summary>
+    private TaskCompletionSource _batchEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _commits;
     private long _operations;
 
@@ -84,20 +88,28 @@ internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOpe
         }
     }
 
-    public byte[] Run(PendingOperation operation)
+    /// <summary>
+    /// Queues <paramref name="operation"/> and returns its answer once a commit carried it. While another
+    /// caller's batch is being committed it waits without holding a thread (many payers waiting at once
+    /// would otherwise each block a thread-pool thread, and the runtime would add threads for them); when
+    /// no batch runs and its operation is still queued, it commits the queue itself, on its own thread.
+    /// </summary>
+    public async Task<byte[]> RunAsync(PendingOperation operation)
     {
         lock (_queueLock) _queue.Add(operation);
         while (true)
         {
+            Task? batchEnded = null;
             lock (_queueLock)
             {
+                if (operation.Done) break;
                 // Callers whose operation a running batch carries wait here, not on the commit lock: they return
                 // as soon as that batch committed, instead of queueing behind the next batch for the lock.
-                while (!operation.Done && _committing) Monitor.Wait(_queueLock);
-                if (operation.Done) break;
-                _committing = true;
+                if (_committing) batchEnded = _batchEnded.Task;
+                else _committing = true;
             }
-            CommitQueued();
+            if (batchEnded is null) CommitQueued();
+            else await batchEnded.ConfigureAwait(false);
         }
         operation.Failure?.Throw();
         return operation.Answer!;
@@ -136,12 +148,15 @@ internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOpe
         }
         finally
         {
+            TaskCompletionSource ended;
             lock (_queueLock)
             {
                 foreach (var pending in batch) pending.Done = true;
                 _committing = false;
-                Monitor.PulseAll(_queueLock);
+                ended = _batchEnded;
+                _batchEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             }
+            ended.SetResult();
         }
     }
 

@@ -10,10 +10,10 @@ public sealed partial class PurseLedger
     /// Runs <paramref name="work"/> once per request id, in a transaction with its stored answer, shared
     /// with the other money operations waiting at that moment (group commit: one fsync and one seal for
     /// all of them). <paramref name="work"/> moves the money and returns the step that makes the answer
-    /// (the card's signature). Returns only once that transaction is committed.
+    /// (the card's signature). Completes only once that transaction is committed.
     /// </summary>
-    private byte[] Transact(MoneyRequestId requestId, Func<DbConnection, DbTransaction, Func<byte[]>> work) =>
-        _group.Run(new PendingOperation(requestId, work));
+    private Task<byte[]> TransactAsync(MoneyRequestId requestId, Func<DbConnection, DbTransaction, Func<byte[]>> work) =>
+        _group.RunAsync(new PendingOperation(requestId, work));
 
     /// <summary>Commits and operations so far (a commit carries every money operation that was waiting for it).</summary>
     public PurseStatistics Statistics => _group.Statistics;

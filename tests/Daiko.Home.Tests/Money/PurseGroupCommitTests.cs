@@ -149,6 +149,43 @@ public abstract class PurseGroupCommitContract : IDisposable
         Assert.Equal(0, after.Waiting);
     }
 
+    /// <summary>
+    /// Payers queued behind a commit in progress wait without a thread each: all of them are queued from
+    /// one thread while the commit ahead is held open, each call returning at once, and each is answered
+    /// once that commit (which they joined) is done.
+    /// </summary>
+    [Fact]
+    public async Task PayersWaitingForACommit_HoldNoThread_AndAreAnsweredByIt()
+    {
+        Refill(1_000_000, "r1");
+        var before = _ledger.Statistics;
+        using var release = new ManualResetEventSlim();
+        using var firstInside = new ManualResetEventSlim();
+        var first = Task.Run(() => _ledger.Pay(RequestOf(5, "held"), (_, _, _, _) =>
+        {
+            firstInside.Set();
+            Assert.True(release.Wait(Bound), "the test did not release the first payment");
+        }));
+        Assert.True(firstInside.Wait(Bound), "the first payment never reached its transaction");
+        var requests = Enumerable.Range(0, Payers).Select(i => RequestOf(10 + i, $"w{i}")).ToList();
+
+        var queueing = Task.Run(() => requests.Select(r => _ledger.PayAsync(r)).ToList());
+        var queuedInTime = queueing.Wait(TimeSpan.FromSeconds(20));
+        release.Set();
+        Assert.True(queuedInTime, "a payer blocked its caller's thread while a commit ahead of it was held open");
+        var waiting = queueing.Result;
+
+        var answers = await Task.WhenAll(waiting).WaitAsync(Bound);
+        await first.WaitAsync(Bound);
+        using var cardKey = _card.PursePublicKey();
+        Assert.Equal(Payers, answers.Select(a => MoneyCodec.Verify<Payment>(a, cardKey).PaymentId).Distinct().Count());
+        Assert.Equal(1_000_000 - 5 - Enumerable.Range(0, Payers).Sum(i => 10L + i), _ledger.Balance("JPY"));
+        Assert.True(_ledger.VerifyLog());
+        var after = _ledger.Statistics;
+        Assert.Equal(Payers + 1, after.Operations - before.Operations);
+        Assert.Equal(1, after.Commits - before.Commits);
+    }
+
     [Fact]
     public void ABatchsAnswers_AreSignedSideBySide_AndReturnedOnlyAfterItsCommit()
     {
