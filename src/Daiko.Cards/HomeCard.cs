@@ -25,6 +25,16 @@ public sealed class HomeCard : IHomeCard, IDisposable
     private readonly HomeCardKeys _keys;
     private readonly HomeCardProvisioning _provisioning;
 
+    /// <summary>
+    /// TLS signatures let on to the token at once: no more than its signing pool can take
+    /// (<see cref="SigningSessions.MostAtOnce"/>). The rest wait here without holding a thread: a
+    /// handshake waiting for the card would otherwise block a thread-pool thread in the pool's wait,
+    /// and many terminals handshaking at once would make the runtime add threads (each one's stack and
+    /// allocation caches then stay in the home server's memory). Never disposed: a signature that
+    /// outlives the card still gives its turn back, and the semaphore holds no handle unless asked for one.
+    /// </summary>
+    private readonly SemaphoreSlim _tlsTurns = new(SigningSessions.MostAtOnce);
+
     private HomeCard(HomeCardOptions options, Pkcs11Module module)
     {
         _options = options;
@@ -217,6 +227,20 @@ public sealed class HomeCard : IHomeCard, IDisposable
     internal byte[] SignTlsHash(byte[] hash) => Signed(_pins.SignReady((t, s) => t.SignTlsHash(s, hash)));
 
     internal byte[] SignTlsPss(byte[] hash, HashAlgorithmName hashAlgorithm) => Signed(_pins.SignReady((t, s) => t.SignTlsPss(s, hash, hashAlgorithm)));
+
+    /// <summary>Runs a TLS signature once it has its turn at the token (see <see cref="_tlsTurns"/>), waiting asynchronously until then.</summary>
+    internal async ValueTask<byte[]> SignTlsInTurnAsync(Func<byte[]> signature, CancellationToken cancellationToken)
+    {
+        await _tlsTurns.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return signature();
+        }
+        finally
+        {
+            _tlsTurns.Release();
+        }
+    }
 
     /// <summary>ES256 with the purse key over a COSE Sig_structure whose payload is a money message; refuses anything else.</summary>
     internal byte[] SignMoneyStructure(ReadOnlySpan<byte> toBeSigned)

@@ -77,4 +77,45 @@ public sealed class SigningSessionsTests : IDisposable
         Assert.Equal(HomeCardState.Locked, card.State);
         Assert.Throws<CardNotReadyException>(() => Sign(card, HomeCardTests.CertificateVerifyContent()));
     }
+
+    [Fact]
+    public void TlsSignature_BeyondWhatThePoolTakes_WaitsWithoutHoldingItsCallersThread()
+    {
+        // Every signature that reaches the token stays there until released: the pool's worth of them
+        // fill it, and one more must come back at once as a signature still to come, not block its caller
+        // (a handshake waiting for the card would hold a pool thread, and many make the runtime add threads).
+        using var release = new ManualResetEventSlim();
+        var inside = 0;
+        using var card = ReadyCard(() =>
+        {
+            Interlocked.Increment(ref inside);
+            release.Wait(Bound);
+        });
+        try
+        {
+            var size = card.Token.Signing!.Size;
+            Assert.Equal(Tokens.SigningSessions.MostAtOnce, size);
+            var holders = Enumerable.Range(0, size).Select(_ => new Thread(() => Sign(card, HomeCardTests.CertificateVerifyContent()))).ToList();
+            holders.ForEach(t => t.Start());
+            Assert.True(SpinWait.SpinUntil(() => Volatile.Read(ref inside) == size, Bound), "the pool's worth of signatures did not all reach the token");
+
+            var content = HomeCardTests.CertificateVerifyContent();
+            ValueTask<byte[]> later = default;
+            var caller = new Thread(() => later = card.TlsSigner.SignAsync(Tls.SignatureScheme.EcdsaSecp256r1Sha256, content, default));
+            caller.Start();
+            Assert.True(caller.Join(Bound), "a signature beyond the pool held its caller's thread until the token had room");
+            Assert.False(later.IsCompleted, "a signature was made while the pool was full");
+            Assert.Equal(size, Volatile.Read(ref inside));
+
+            release.Set();
+            Assert.All(holders, t => Assert.True(t.Join(Bound), "a signer did not return"));
+            var signature = later.AsTask().WaitAsync(Bound).GetAwaiter().GetResult();
+            using var key = card.PublicEcKey();
+            Assert.True(key.VerifyData(content, signature, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+        }
+        finally
+        {
+            release.Set();
+        }
+    }
 }

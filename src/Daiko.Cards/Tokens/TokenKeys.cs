@@ -102,15 +102,20 @@ internal sealed class HomeCardTlsSigner(HomeCard card) : ITlsSigner
         {
             throw new CryptographicException("the home card's TLS key signs TLS 1.3 client CertificateVerify content or a TLS 1.2 client handshake only");
         }
-        var signature = scheme switch
+        // Checked and hashed here; signed once the token has room for it (waiting without a thread).
+        Func<byte[]> signature = scheme switch
         {
-            SignatureScheme.EcdsaSecp256r1Sha256 => ToDer(card.SignTlsHash(SHA256.HashData(content.Span))),
-            SignatureScheme.EcdsaSecp384r1Sha384 => ToDer(card.SignTlsHash(SHA384.HashData(content.Span))),
-            SignatureScheme.RsaPssRsaeSha384 => card.SignTlsPss(SHA384.HashData(content.Span), HashAlgorithmName.SHA384),
-            _ => card.SignTlsPss(SHA256.HashData(content.Span), HashAlgorithmName.SHA256),
+            SignatureScheme.EcdsaSecp256r1Sha256 => Ecdsa(SHA256.HashData(content.Span)),
+            SignatureScheme.EcdsaSecp384r1Sha384 => Ecdsa(SHA384.HashData(content.Span)),
+            SignatureScheme.RsaPssRsaeSha384 => Pss(SHA384.HashData(content.Span), HashAlgorithmName.SHA384),
+            _ => Pss(SHA256.HashData(content.Span), HashAlgorithmName.SHA256),
         };
-        return ValueTask.FromResult(signature);
+        return card.SignTlsInTurnAsync(signature, cancellationToken);
     }
+
+    private Func<byte[]> Ecdsa(byte[] hash) => () => ToDer(card.SignTlsHash(hash));
+
+    private Func<byte[]> Pss(byte[] hash, HashAlgorithmName algorithm) => () => card.SignTlsPss(hash, algorithm);
 
     /// <summary>PKCS#11 returns ECDSA as r||s; TLS wants DER SEQUENCE { r INTEGER, s INTEGER }.</summary>
     internal static byte[] ToDer(ReadOnlySpan<byte> rs)
