@@ -9,8 +9,9 @@ namespace Daiko.Home.Control;
 /// possibly in another process) for every device with an open channel, and when the rules its tickets
 /// were handed out under change (markets, modes, ticket count or lifetime), tells that device's agents
 /// to drop their ticket stock at once. Other devices keep theirs. The comparison is with the terms the
-/// stock was handed out under (<see cref="TicketHoldings.Stocked"/>), so a change made right after a
-/// hand-out, before any look, still counts, as does one made while the device was away.
+/// stock was handed out under (<see cref="DevicePolicies.StockedAsync"/>, kept in the store), so a
+/// change made right after a hand-out, before any look, still counts, as does one made while the device
+/// was away, while the server was down, or on another node.
 /// </summary>
 public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry connections, TimeProvider time, ILogger logger)
 {
@@ -46,10 +47,11 @@ public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry co
         var told = 0;
         foreach (var deviceId in connections.CountsByDevice().Keys.Where(d => d.Length > 0))
         {
-            var (policy, name) = await policies.ForDeviceAsync(deviceId, cancellationToken);
-            if (!policies.Tickets.StockTermsChanged(deviceId, policy.TicketTerms)) continue;
-            await connections.DropTicketsAsync(deviceId, "the owner changed this device's policy");
-            logger.PolicyChanged(name);
+            if (await policies.StaleStockAsync(deviceId, cancellationToken) is not { } stale) continue;
+            // Judged done only once an agent heard it: a notice that reached none is sent again at the next look.
+            if (await connections.DropTicketsAsync(deviceId, "the owner changed this device's policy") == 0) continue;
+            await policies.StockDroppedAsync(stale, cancellationToken);
+            logger.PolicyChanged(stale.Name);
             told++;
         }
         return told;

@@ -38,7 +38,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             var wanted = Math.Min(request.Count, policies.Tickets.RoomFor(context.DeviceId, Where(market), policy.MaxTickets));
             var (_, handshakes) = await delegation.PrefetchAsync(context.DeviceId, market, wanted, context.Closed);
             var tickets = new List<Daiko.Tls.SessionTicket>();
-            policies.Tickets.Stocked(context.DeviceId, policy.TicketTerms);
+            await policies.StockedAsync(context.DeviceId, policy.TicketTerms, context.Closed);
             while (tickets.Count < wanted && delegation.TryTakeCached(context.DeviceId, market, policy.TicketLifetimeOrLongest) is { } ticket)
             {
                 using (var held = policies.Tickets.Reserve(context.DeviceId, Where(market), policy.MaxTickets)) held.Handed(ticket.ExpiresAt);

@@ -90,7 +90,7 @@ public sealed partial class PurseLedger
 
     /// <summary>F12: pays a market's signed request; returns the card's signed payment.</summary>
     /// <param name="charge">Also run in the payment's transaction with its amount and currency (a device's spend limit); throwing refuses the payment.</param>
-    public Task<byte[]> PayAsync(byte[] requestCose, Action<DbConnection, DbTransaction, long, string>? charge = null)
+    public async Task<byte[]> PayAsync(byte[] requestCose, Action<DbConnection, DbTransaction, long, string>? charge = null)
     {
         var unverified = MoneyCodec.ReadUnverified<PaymentRequest>(requestCose);
         var market = unverified.Market;
@@ -101,7 +101,7 @@ public sealed partial class PurseLedger
             LegacyMatches = answer => MoneyCodec.ReadUnverified<Daiko.Money.Payment>(answer) is var p
                 && p.Market == market && p.Order == request.Order && p.Amount == request.Amount && p.Currency == request.Currency,
         };
-        return TransactAsync(id, (c, tx) =>
+        return await TransactAsync(id, (c, tx) =>
         {
             RequireReady();
             if (request.Expires <= _time.GetUtcNow()) throw new PurseException(PurseRefusal.Expired, "the payment request has expired");
@@ -125,7 +125,7 @@ public sealed partial class PurseLedger
     }
 
     /// <summary>F13: credits a bank's signed refill exactly once; returns the card's signed acknowledgement.</summary>
-    public Task<byte[]> RefillAsync(byte[] refillCose)
+    public async Task<byte[]> RefillAsync(byte[] refillCose)
     {
         var unverified = MoneyCodec.ReadUnverified<Daiko.Money.Refill>(refillCose);
         var refill = MoneyCodec.Verify<Daiko.Money.Refill>(refillCose, KeyOf(unverified.Bank, PayeeRole.Bank));
@@ -133,7 +133,7 @@ public sealed partial class PurseLedger
         {
             LegacyMatches = answer => MoneyCodec.ReadUnverified<RefillAck>(answer) is var a && a.Amount == refill.Amount && a.Currency == refill.Currency,
         };
-        return TransactAsync(id, (c, tx) =>
+        return await TransactAsync(id, (c, tx) =>
         {
             RequireReady();
             if (refill.Card != _card.CardId) throw new PurseException(PurseRefusal.WrongCard, "the refill was issued for another card");
@@ -151,7 +151,7 @@ public sealed partial class PurseLedger
     }
 
     /// <summary>F15: signs a cancellation of a payment made within the window.</summary>
-    public Task<byte[]> CancelAsync(string paymentId)
+    public async Task<byte[]> CancelAsync(string paymentId)
     {
         using (var c = Open())
         using (var tx = c.BeginTransaction())
@@ -160,7 +160,7 @@ public sealed partial class PurseLedger
             if (Payment(c, tx, paymentId).State == "cancelled")
                 throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already cancelled and re-credited");
         }
-        return TransactAsync(new MoneyRequestId("cancel", "card", paymentId, paymentId), (c, tx) =>
+        return await TransactAsync(new MoneyRequestId("cancel", "card", paymentId, paymentId), (c, tx) =>
         {
             RequireReady();
             var (market, amount, currency, at, state) = Payment(c, tx, paymentId);
@@ -198,8 +198,8 @@ public sealed partial class PurseLedger
         return BitConverter.ToInt64(answer);
     }
 
-    // The same operations for callers with no asynchronous context (tools, tests, the demo): each blocks
-    // its thread until the commit that carried it. The home server's handlers use the asynchronous ones.
+    // The same operations for callers with no asynchronous context (tests, benchmarks): each blocks its
+    // thread until the commit that carried it. The home server's handlers and console use the asynchronous ones.
 
     /// <summary>F12, blocking: see <see cref="PayAsync"/>.</summary>
     public byte[] Pay(byte[] requestCose, Action<DbConnection, DbTransaction, long, string>? charge = null) => PayAsync(requestCose, charge).GetAwaiter().GetResult();

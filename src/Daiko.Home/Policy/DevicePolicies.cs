@@ -18,6 +18,9 @@ public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, Cancel
     private readonly ConcurrentDictionary<string, (DevicePolicy Policy, string Name, DateTimeOffset ReadAt)> _read = new();
     private readonly ConcurrentDictionary<string, DateTimeOffset> _used = new();
 
+    /// <summary>The terms each device's stock was handed out under, as this process knows them (the store keeps them across restarts and nodes).</summary>
+    private readonly ConcurrentDictionary<string, string> _stockTerms = new(StringComparer.Ordinal);
+
     public TicketHoldings Tickets { get; } = new(time);
 
     /// <summary>Where the policies are kept.</summary>
@@ -40,14 +43,60 @@ public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, Cancel
     public bool AllowPrivateMarkets => allowPrivateMarkets;
 
     /// <summary>The device's policy (the default when the owner set none) and its name.</summary>
-    public async Task<(DevicePolicy Policy, string Name)> ForDeviceAsync(string deviceId, CancellationToken cancellationToken = default)
+    /// <param name="fresh">Read from the store even when a read younger than <see cref="Freshness"/> is at hand.</param>
+    public async Task<(DevicePolicy Policy, string Name)> ForDeviceAsync(string deviceId, CancellationToken cancellationToken = default, bool fresh = false)
     {
         var now = time.GetUtcNow();
-        if (_read.TryGetValue(deviceId, out var known) && now - known.ReadAt < Freshness) return (known.Policy, known.Name);
+        if (_read.TryGetValue(deviceId, out var known) && !fresh && now - known.ReadAt < Freshness) return (known.Policy, known.Name);
         var name = known.Name ?? await deviceName(deviceId, cancellationToken) ?? deviceId;
         var policy = await store.FindAsync(name, cancellationToken) ?? DevicePolicy.Default;
-        _read[deviceId] = (policy, name, now);
+        // A read begun earlier never replaces one begun later.
+        _read.AddOrUpdate(deviceId, (policy, name, now), (_, other) => other.ReadAt > now ? other : (policy, name, now));
         return (policy, name);
+    }
+
+    /// <summary>A device's ticket stock handed out under terms that are no longer its policy's (<see cref="DevicePolicy.TicketTerms"/>).</summary>
+    public sealed record StaleStock(string DeviceId, string Name, string HandedUnder, string Current);
+
+    /// <summary>
+    /// Notes that tickets went into the device's stock under <paramref name="terms"/> (the policy the
+    /// hand-out read, perhaps from the cache just before a change: then it is caught at the next look).
+    /// Kept in the store too when they change, so that a restarted server or another node judges the
+    /// stock by the terms it was handed out under.
+    /// </summary>
+    public async Task StockedAsync(string deviceId, string terms, CancellationToken cancellationToken = default)
+    {
+        if (_stockTerms.TryGetValue(deviceId, out var known) && known == terms) return;
+        _stockTerms[deviceId] = terms;
+        var (_, name) = await ForDeviceAsync(deviceId, cancellationToken);
+        await store.NoteStockTermsAsync(name, terms, cancellationToken);
+    }
+
+    /// <summary>
+    /// The device's stock when its terms differ from its policy's now (read afresh), or null. A device
+    /// this process has not seen is judged by the terms the store noted (a stock handed out by another
+    /// node, or before a restart); with none noted, by its current terms.
+    /// </summary>
+    public async Task<StaleStock?> StaleStockAsync(string deviceId, CancellationToken cancellationToken = default)
+    {
+        var (policy, name) = await ForDeviceAsync(deviceId, cancellationToken, fresh: true);
+        var current = policy.TicketTerms;
+        if (!_stockTerms.TryGetValue(deviceId, out var handed))
+        {
+            handed = _stockTerms.GetOrAdd(deviceId, await store.StockTermsAsync(name, cancellationToken) ?? current);
+        }
+        return handed == current ? null : new StaleStock(deviceId, name, handed, current);
+    }
+
+    /// <summary>
+    /// Once the device's agents were told to drop <paramref name="stale"/>: its stock's terms are the
+    /// current ones, unless a hand-out noted other terms meanwhile (then the next look tells it again).
+    /// Not called when no agent heard the notice, so that the next look tries again.
+    /// </summary>
+    public async Task StockDroppedAsync(StaleStock stale, CancellationToken cancellationToken = default)
+    {
+        if (!_stockTerms.TryUpdate(stale.DeviceId, stale.Current, stale.HandedUnder)) return;
+        await store.NoteStockTermsAsync(stale.Name, stale.Current, cancellationToken);
     }
 
     /// <summary>Forgets the policies read so far: the next request reads its device's policy afresh (a change notice from another node).</summary>

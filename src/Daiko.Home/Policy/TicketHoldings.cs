@@ -12,24 +12,6 @@ public sealed class TicketHoldings(TimeProvider time)
     private readonly object _gate = new();
     private readonly Dictionary<(string Device, string Market), List<DateTimeOffset>> _held = new();
 
-    /// <summary>The ticket terms (<see cref="DevicePolicy.TicketTerms"/>) each device's stock was last handed out or checked under.</summary>
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _stockTerms = new(StringComparer.Ordinal);
-
-    /// <summary>Notes that tickets went into the device's stock under <paramref name="terms"/> (the policy the hand-out read).</summary>
-    public void Stocked(string deviceId, string terms) => _stockTerms[deviceId] = terms;
-
-    /// <summary>
-    /// Whether the device's stock was handed out under other terms than <paramref name="current"/>; a
-    /// true answer is given once per change (the terms are then taken as current). A device first seen
-    /// here is taken as holding stock under the current terms. A stock handed out later under terms
-    /// read from a cache just before a change is noted as such, and answered true at the next look.
-    /// </summary>
-    public bool StockTermsChanged(string deviceId, string current)
-    {
-        var before = _stockTerms.GetOrAdd(deviceId, current);
-        return before != current && _stockTerms.TryUpdate(deviceId, current, before);
-    }
-
     /// <summary>Reserves a place for one more ticket, or refuses when the device already holds <paramref name="max"/> unexpired ones.</summary>
     public Reservation Reserve(string deviceId, string market, int max)
     {

@@ -15,6 +15,11 @@ public interface IDevicePolicyStore
     Task NoteUseAsync(string deviceName, DateTimeOffset at, CancellationToken cancellationToken = default);
 
     Task<DateTimeOffset?> LastUseAsync(string deviceName, CancellationToken cancellationToken = default);
+
+    /// <summary>The ticket terms (<see cref="DevicePolicy.TicketTerms"/>) the device's ticket stock was last handed out under; null when none is noted.</summary>
+    Task<string?> StockTermsAsync(string deviceName, CancellationToken cancellationToken = default);
+
+    Task NoteStockTermsAsync(string deviceName, string terms, CancellationToken cancellationToken = default);
 }
 
 /// <summary>
@@ -27,7 +32,8 @@ public sealed class SqlDevicePolicyStore(IHomeStore store) : IDevicePolicyStore
         CREATE TABLE IF NOT EXISTS device_policies (
             name TEXT PRIMARY KEY, markets TEXT NOT NULL, modes TEXT NOT NULL, spend_limit BIGINT,
             max_tickets INTEGER NOT NULL, ticket_lifetime_seconds BIGINT, appliances TEXT, updated_at TEXT NOT NULL);
-        CREATE TABLE IF NOT EXISTS device_usage (name TEXT PRIMARY KEY, last_used_at TEXT NOT NULL)
+        CREATE TABLE IF NOT EXISTS device_usage (name TEXT PRIMARY KEY, last_used_at TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS device_stock_terms (name TEXT PRIMARY KEY, terms TEXT NOT NULL)
         """;
 
     private int _schemaReady;
@@ -103,6 +109,25 @@ public sealed class SqlDevicePolicyStore(IHomeStore store) : IDevicePolicyStore
         command.CommandText = "SELECT last_used_at FROM device_usage WHERE name = @n";
         Add(command, "@n", deviceName);
         return await command.ExecuteScalarAsync(cancellationToken) is string at ? DateTimeOffset.Parse(at, CultureInfo.InvariantCulture) : null;
+    }
+
+    public async Task<string?> StockTermsAsync(string deviceName, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT terms FROM device_stock_terms WHERE name = @n";
+        Add(command, "@n", deviceName);
+        return await command.ExecuteScalarAsync(cancellationToken) as string;
+    }
+
+    public async Task NoteStockTermsAsync(string deviceName, string terms, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO device_stock_terms(name, terms) VALUES (@n, @t) ON CONFLICT(name) DO UPDATE SET terms = @t";
+        Add(command, "@n", deviceName);
+        Add(command, "@t", terms);
+        await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
     internal static void Add(DbCommand command, string name, object? value)

@@ -27,7 +27,7 @@ public sealed class HostedManyOwnersTests(ITestOutputHelper output)
     private const int TerminalsPerOwner = 5;
     private const int Rounds = 20;
     private const long RefillAmount = 5_000;
-    private static readonly TimeSpan LoadLimit = TimeSpan.FromSeconds(240);
+    private static readonly TimeSpan LoadLimit = TimeSpan.FromSeconds(420);
 
     [Fact]
     public async Task ManyOwnersAndTerminals_ThroughThreeNodes_ANodeKilledMidway_LedgersBalance_CountersExact_OwnersIsolated()

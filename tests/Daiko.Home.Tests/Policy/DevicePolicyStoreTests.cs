@@ -58,6 +58,61 @@ public abstract class DevicePolicyStoreContract(StoreKind kind) : StoreContract(
         Assert.Equal(at.AddMinutes(5), await new SqlDevicePolicyStore(Store()).LastUseAsync("phone"));
         Assert.Null(await store.LastUseAsync("tablet"));
     }
+
+    private DevicePolicies PoliciesOfANode() =>
+        new(new SqlDevicePolicyStore(Store()), (id, _) => Task.FromResult<string?>(id == "dev-1" ? "phone" : null), TimeProvider.System);
+
+    /// <summary>
+    /// The terms a device's stock was handed out under outlive the process that handed it out: a
+    /// restarted server, or another node the device reconnects to, still sees a later policy change as
+    /// one, tells the device once it is heard, and not again.
+    /// </summary>
+    [Fact]
+    public async Task AStockHandedOutByAnotherNode_IsJudgedByTheTermsItWasHandedOutUnder()
+    {
+        var store = new SqlDevicePolicyStore(Store());
+        var handing = PoliciesOfANode();
+        var (before, _) = await handing.ForDeviceAsync("dev-1");
+        await handing.StockedAsync("dev-1", before.TicketTerms);
+
+        // The owner narrows the device's markets; the device's channel is now on another node (or a restarted server).
+        var narrowed = before with { Markets = DevicePolicy.ParseMarkets("shop.example") };
+        await store.SaveAsync("phone", narrowed);
+        var other = PoliciesOfANode();
+
+        var stale = await other.StaleStockAsync("dev-1");
+        Assert.NotNull(stale);
+        Assert.Equal(before.TicketTerms, stale.HandedUnder);
+        Assert.Equal(narrowed.TicketTerms, stale.Current);
+        // Until an agent heard the notice, every look finds the stock stale.
+        Assert.NotNull(await other.StaleStockAsync("dev-1"));
+
+        await other.StockDroppedAsync(stale);
+        Assert.Null(await other.StaleStockAsync("dev-1"));
+        Assert.Null(await PoliciesOfANode().StaleStockAsync("dev-1"));
+    }
+
+    [Fact]
+    public async Task AHandOutUnderOldTermsAfterAChange_IsStaleAgain_AndADeviceWithNoStockNotedIsNot()
+    {
+        var store = new SqlDevicePolicyStore(Store());
+        var policies = PoliciesOfANode();
+        var (old, _) = await policies.ForDeviceAsync("dev-1");
+        Assert.Null(await policies.StaleStockAsync("dev-1"));
+        var changed = old with { MaxTickets = old.MaxTickets + 1 };
+        await store.SaveAsync("phone", changed);
+        // A change after the first look counts, as it always did.
+        Assert.NotNull(await policies.StaleStockAsync("dev-1"));
+        await policies.StockDroppedAsync((await policies.StaleStockAsync("dev-1"))!);
+
+        // A hand-out that read the old terms from its cache just before the change.
+        await policies.StockedAsync("dev-1", old.TicketTerms);
+        var stale = await policies.StaleStockAsync("dev-1");
+        Assert.Equal(old.TicketTerms, stale?.HandedUnder);
+
+        // A device never stocked anywhere, first looked at after a change: its terms are taken as they are now.
+        Assert.Null(await PoliciesOfANode().StaleStockAsync("dev-2"));
+    }
 }
 
 public sealed class SqliteDevicePolicyStoreTests() : DevicePolicyStoreContract(StoreKind.Sqlite)

@@ -105,25 +105,6 @@ public sealed class DevicePolicyTests
     }
 
     [Fact]
-    public void StockTerms_AChangeRightAfterAHandOut_CountsAtTheFirstLook_AndOnlyOnce()
-    {
-        var holdings = new TicketHoldings(new ManualTime());
-        holdings.Stocked("dev", "old");
-
-        // The owner changed the policy before the watcher ever looked at this device.
-        Assert.True(holdings.StockTermsChanged("dev", "new"));
-        Assert.False(holdings.StockTermsChanged("dev", "new"));
-
-        // A hand-out that read the old terms from a cache just before the change counts again.
-        holdings.Stocked("dev", "old");
-        Assert.True(holdings.StockTermsChanged("dev", "new"));
-
-        // A device with nothing noted yet is taken as holding stock under the terms of its first look.
-        Assert.False(holdings.StockTermsChanged("tablet", "new"));
-        Assert.True(holdings.StockTermsChanged("tablet", "newer"));
-    }
-
-    [Fact]
     public void TicketHoldings_AReservationNotHandedOver_GivesItsPlaceBack()
     {
         var holdings = new TicketHoldings(new ManualTime());
