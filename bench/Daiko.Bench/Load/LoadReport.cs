@@ -26,7 +26,7 @@ public static class LoadReport
         md.AppendLine("- resume-hit-refilled: resume sessions back to back; tickets are single use, so the home server refills in the background (the sustained rate).");
         md.AppendLine("- resume-miss: each terminal's tickets are dropped before each round (lock and unlock, not timed), so every session waits for a full handshake at the home server; rounds of K sessions at once.");
         md.AppendLine("- handoff, relay, assist: the full handshake at the home server (card signs), then the keys handed over, the connection relayed, or the terminal's own handshake with the home card's signature and chain verdict.");
-        md.AppendLine("- the market (nginx) gives 60 s tickets: every ticket handed to a device counts against its policy's limit (1,000 here) until it expires, and one device takes thousands in a run.");
+        md.AppendLine(string.Create(inv, $"- the market (nginx) gives 60 s tickets: every ticket handed to a device counts against its policy's limit until it expires; one device takes thousands in a run, so the load's devices may hold {LoadTerminal.MaxTickets:N0}."));
         md.AppendLine("- generator CPU: the load generator's own user+system CPU over the same timed part, per session (all K simulated terminals' TLS and control channels; it shares the cores with the home server and nginx).");
         md.AppendLine();
         md.AppendLine("| K | mode | sessions/s | p50 ms | p99 ms | errors | home RSS MB | home CPU ms/session | generator CPU ms/session | × openssl s_time -new at K | × SslStream at K |");

@@ -56,6 +56,12 @@ public sealed class LoadTerminal : IAsyncDisposable
     /// written to the home store as <c>daiko home device add</c> writes it (loopback markets allowed, as
     /// every test device), then the terminal's own enrollment and control channel.
     /// </summary>
+    /// <summary>
+    /// The load's devices may hold this many live tickets per market: one simulated terminal takes a
+    /// thousand tickets in a few seconds of a warm-cache row, and each counts until it expires (60 s).
+    /// </summary>
+    public const int MaxTickets = 100_000;
+
     public static async Task<LoadTerminal> EnrollAsync(string home, string homeEndpoint, string work, string name, int marketPort, CancellationToken ct)
     {
         var store = HomeStore.Sqlite(HomeServer.DatabasePath(home));
@@ -65,7 +71,7 @@ public sealed class LoadTerminal : IAsyncDisposable
         await new SqlDevicePolicyStore(store).SaveAsync(name, DevicePolicy.Default with
         {
             Markets = DevicePolicy.ParseMarkets(LoopbackMarkets.Markets),
-            MaxTickets = LoopbackMarkets.MaxTickets,
+            MaxTickets = MaxTickets,
         }, ct);
         var directory = Path.Combine(work, name);
         await TerminalClient.EnrollAsync(directory, homeEndpoint, EnrollmentCode.Compose(secret, spkiHash), AccessPin, ct,
