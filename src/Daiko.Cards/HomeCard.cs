@@ -26,14 +26,16 @@ public sealed class HomeCard : IHomeCard, IDisposable
     private readonly HomeCardProvisioning _provisioning;
 
     /// <summary>
-    /// TLS signatures let on to the token at once: no more than its signing pool can take
-    /// (<see cref="SigningSessions.MostAtOnce"/>). The rest wait here without holding a thread: a
-    /// handshake waiting for the card would otherwise block a thread-pool thread in the pool's wait,
-    /// and many terminals handshaking at once would make the runtime add threads (each one's stack and
-    /// allocation caches then stay in the home server's memory). Never disposed: a signature that
-    /// outlives the card still gives its turn back, and the semaphore holds no handle unless asked for one.
+    /// TLS signatures let on to the token at once: no more than its signing pool takes
+    /// (<see cref="SigningSessions.Size"/>: the token's session limit, at most one a core; made at the
+    /// first signature of a ready card, the same for every pool of this token). The rest wait here
+    /// without holding a thread: a handshake waiting for the card would otherwise block a thread-pool
+    /// thread in the pool's wait, and many terminals handshaking at once would make the runtime add
+    /// threads (each one's stack and allocation caches then stay in the home server's memory). Never
+    /// disposed: a signature that outlives the card still gives its turn back, and the semaphore holds
+    /// no handle unless asked for one.
     /// </summary>
-    private readonly SemaphoreSlim _tlsTurns = new(SigningSessions.MostAtOnce);
+    private SemaphoreSlim? _tlsTurns;
 
     private HomeCard(HomeCardOptions options, Pkcs11Module module)
     {
@@ -231,14 +233,17 @@ public sealed class HomeCard : IHomeCard, IDisposable
     /// <summary>Runs a TLS signature once it has its turn at the token (see <see cref="_tlsTurns"/>), waiting asynchronously until then.</summary>
     internal async ValueTask<byte[]> SignTlsInTurnAsync(Func<byte[]> signature, CancellationToken cancellationToken)
     {
-        await _tlsTurns.WaitAsync(cancellationToken).ConfigureAwait(false);
+        // A card with no pool is not ready: the signature refuses at once, with the card's own reason.
+        if (_token.Signing is not { } pool) return signature();
+        var turns = LazyInitializer.EnsureInitialized(ref _tlsTurns, () => new SemaphoreSlim(pool.Size));
+        await turns.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             return signature();
         }
         finally
         {
-            _tlsTurns.Release();
+            turns.Release();
         }
     }
 

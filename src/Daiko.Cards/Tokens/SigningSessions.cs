@@ -26,9 +26,6 @@ internal sealed class SigningSessions : IDisposable
         _free = new SemaphoreSlim(size, size);
     }
 
-    /// <summary>The largest pool <see cref="SizeFor"/> makes: one session a processor (at least two).</summary>
-    public static int MostAtOnce => Math.Max(2, Environment.ProcessorCount);
-
     /// <summary>How many sessions may sign at once.</summary>
     public int Size { get; }
 
@@ -43,7 +40,7 @@ internal sealed class SigningSessions : IDisposable
     public static int SizeFor(ISlot slot)
     {
         var info = slot.GetTokenInfo();
-        var cores = MostAtOnce;
+        var cores = Math.Max(2, Environment.ProcessorCount);
         // CK_EFFECTIVELY_INFINITE (0) and CK_UNAVAILABLE_INFORMATION (all ones) state no limit.
         var limit = info.MaxSessionCount;
         if (limit == 0 || limit == ulong.MaxValue || limit == uint.MaxValue) return cores;

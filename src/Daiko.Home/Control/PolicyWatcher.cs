@@ -15,7 +15,7 @@ namespace Daiko.Home.Control;
 /// </summary>
 public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry connections, TimeProvider time, ILogger logger)
 {
-    /// <summary>How often the connected devices' policies are looked at (a policy read is cached for half a second anyway).</summary>
+    /// <summary>How often the connected devices' policies are read afresh and compared with the terms of their stock.</summary>
     public static readonly TimeSpan Poll = TimeSpan.FromSeconds(1);
 
     public async Task RunAsync(TimeSpan poll, CancellationToken cancellationToken)

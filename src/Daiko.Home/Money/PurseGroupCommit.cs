@@ -49,10 +49,8 @@ internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOpe
 
     private readonly object _queueLock = new();
     private readonly List<PendingOperation> _queue = [];
-    private bool _committing;
-
-    /// <summary>Completed when the batch being committed ends (then replaced for the next one); waiters continue on pool threads, not the committer's.</summary>
-    private TaskCompletionSource _batchEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>The batch being committed, completed when it ends; null while none is (waiters continue on pool threads, not the committer's).</summary>
+    private TaskCompletionSource? _batchEnded;
     private long _commits;
     private long _operations;
 
@@ -105,8 +103,8 @@ internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOpe
                 if (operation.Done) break;
                 // Callers whose operation a running batch carries wait here, not on the commit lock: they return
                 // as soon as that batch committed, instead of queueing behind the next batch for the lock.
-                if (_committing) batchEnded = _batchEnded.Task;
-                else _committing = true;
+                if (_batchEnded is { } running) batchEnded = running.Task;
+                else _batchEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             }
             if (batchEnded is null) CommitQueued();
             else await batchEnded.ConfigureAwait(false);
@@ -148,15 +146,13 @@ internal sealed class PurseGroupCommit(object commitLock, Action<List<PendingOpe
         }
         finally
         {
-            TaskCompletionSource ended;
+            TaskCompletionSource? ended;
             lock (_queueLock)
             {
                 foreach (var pending in batch) pending.Done = true;
-                _committing = false;
-                ended = _batchEnded;
-                _batchEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                (ended, _batchEnded) = (_batchEnded, null);
             }
-            ended.SetResult();
+            ended?.SetResult();
         }
     }
 

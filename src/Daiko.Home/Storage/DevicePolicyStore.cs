@@ -114,20 +114,14 @@ public sealed class SqlDevicePolicyStore(IHomeStore store) : IDevicePolicyStore
     public async Task<string?> StockTermsAsync(string deviceName, CancellationToken cancellationToken = default)
     {
         await using var connection = await OpenAsync(cancellationToken);
-        await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT terms FROM device_stock_terms WHERE name = @n";
-        Add(command, "@n", deviceName);
-        return await command.ExecuteScalarAsync(cancellationToken) as string;
+        return await StoreCommands.ScalarAsync(connection, null, "SELECT terms FROM device_stock_terms WHERE name = @n", cancellationToken, ("@n", deviceName)) as string;
     }
 
     public async Task NoteStockTermsAsync(string deviceName, string terms, CancellationToken cancellationToken = default)
     {
         await using var connection = await OpenAsync(cancellationToken);
-        await using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO device_stock_terms(name, terms) VALUES (@n, @t) ON CONFLICT(name) DO UPDATE SET terms = @t";
-        Add(command, "@n", deviceName);
-        Add(command, "@t", terms);
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        await StoreCommands.ExecuteAsync(connection, null, "INSERT INTO device_stock_terms(name, terms) VALUES (@n, @t) ON CONFLICT(name) DO UPDATE SET terms = @t",
+            cancellationToken, ("@n", deviceName), ("@t", terms));
     }
 
     internal static void Add(DbCommand command, string name, object? value)
