@@ -103,6 +103,14 @@ internal sealed class Pkcs11Module : IDisposable
     }
 
     /// <summary>
+    /// How often a token lookup, or the site's own login, is tried while SoftHSM2's file store is busy
+    /// (another process rewriting the token's files answers "no such token" or a general error for a
+    /// moment); the pauses grow by 10 ms a try, about 0.3 s in all. Twelve processes opening the site
+    /// token at once outlasted five tries (0.1 s) on a loaded machine.
+    /// </summary>
+    private const int BusyStoreAttempts = 8;
+
+    /// <summary>
     /// The slot holding the token with this label. SoftHSM2 rewrites a token's file on every C_Login
     /// (it keeps CKF_USER_PIN_COUNT_LOW there), and another process reading it at that moment gets
     /// CKR_GENERAL_ERROR or misses the token altogether: such a read is retried briefly before it fails.
@@ -110,7 +118,7 @@ internal sealed class Pkcs11Module : IDisposable
     /// <param name="expectPresent">false when absence is the normal answer (creating a token): no retries.</param>
     public ISlot? FindSlot(string tokenLabel, bool expectPresent = true)
     {
-        var attempts = expectPresent ? 5 : 1;
+        var attempts = expectPresent ? BusyStoreAttempts : 1;
         for (var attempt = 1; ; attempt++)
         {
             try
@@ -150,7 +158,7 @@ internal sealed class Pkcs11Module : IDisposable
                 session.Login(CKU.CKU_USER, pin);
                 return;
             }
-            catch (Pkcs11Exception e) when (retryBusyStore && e.RV is CKR.CKR_GENERAL_ERROR or CKR.CKR_USER_PIN_NOT_INITIALIZED && attempt < 5)
+            catch (Pkcs11Exception e) when (retryBusyStore && e.RV is CKR.CKR_GENERAL_ERROR or CKR.CKR_USER_PIN_NOT_INITIALIZED && attempt < BusyStoreAttempts)
             {
                 Thread.Sleep(10 * attempt);
             }
