@@ -125,10 +125,12 @@ public static class LoadBenchmark
             {
                 "resume-hit" => await LoadRunner.CountedAsync(only, terminals, 8, Math.Max(1, (int)duration.TotalSeconds), rig.Home,
                     t => t.WarmAsync(8, CancellationToken.None), t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)),
+                "resume-hit-handout" => await LoadRunner.CountedAsync(only, terminals, 8, Math.Max(1, (int)duration.TotalSeconds), rig.Home,
+                    t => t.WarmAsync(8, CancellationToken.None), t => t.TicketAsync(CancellationToken.None)),
                 "handoff" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Handoff, CancellationToken.None)),
                 "relay" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Relay, CancellationToken.None)),
                 "assist" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Assist, CancellationToken.None)),
-                _ => throw new ArgumentException($"--only takes resume-hit, handoff, relay or assist, not '{only}'"),
+                _ => throw new ArgumentException($"--only takes resume-hit, resume-hit-handout, handoff, relay or assist, not '{only}'"),
             };
             print(run);
             errors += run.Errors;

@@ -108,6 +108,18 @@ public sealed class LoadTerminal : IAsyncDisposable
         await SessionAsync(_connector, _marketPort, wire, ct);
     }
 
+    /// <summary>
+    /// The home server's part of a warm-cache resume alone: the terminal asks for a ticket and gets one
+    /// (then wipes it, without connecting to the market). Resumption with the market is the terminal's
+    /// and the market's work; this is the rate at which the home server hands out its cache.
+    /// </summary>
+    public async Task TicketAsync(CancellationToken ct)
+    {
+        var reply = await _control.RequestAsync(new DelegateRequest(new MarketAddress("localhost", _marketPort, "localhost", null), DelegationMode.Resume), ct);
+        if (reply is not TicketReply { Ticket: var ticket }) throw new InvalidOperationException($"asked for a ticket, got {reply.GetType().Name}");
+        ticket.Wipe();
+    }
+
     /// <summary>One delegated session through <paramref name="connector"/> to the market on localhost: established in <paramref name="wire"/> mode, then closed.</summary>
     public static async Task SessionAsync(DelegatedConnector connector, int marketPort, DelegationMode wire, CancellationToken ct)
     {

@@ -48,8 +48,11 @@ public sealed class DelegationService : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly TimeSpan _ticketWait;
     private readonly TimeSpan _marketTimeout;
+    private readonly TimeSpan _flightWait;
     private readonly ILogger _logger;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refilling = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _tails = new();
+    private readonly CancellationTokenSource _stopping = new();
 
     public DelegationService(
         Func<ClientCredential> userCredential,
@@ -59,7 +62,8 @@ public sealed class DelegationService : IAsyncDisposable
         TimeProvider? time = null,
         TimeSpan? ticketWait = null,
         TimeSpan? marketTimeout = null,
-        ILogger? logger = null)
+        ILogger? logger = null,
+        TimeSpan? flightWait = null)
     {
         _logger = logger ?? NullLogger.Instance;
         _userCredential = userCredential;
@@ -70,7 +74,14 @@ public sealed class DelegationService : IAsyncDisposable
         _marketTimeout = marketTimeout ?? TimeSpan.FromSeconds(15);
         // A market has as long to send its first ticket as it had for the handshake: under load it comes late, not never.
         _ticketWait = ticketWait ?? _marketTimeout;
+        _flightWait = flightWait ?? DefaultFlightWait;
     }
+
+    /// <summary>
+    /// After a market's first ticket, how long to wait for the next one of the same flight (OpenSSL
+    /// sends two back to back); past it, the market has sent what it will send right after a handshake.
+    /// </summary>
+    public static readonly TimeSpan DefaultFlightWait = TimeSpan.FromMilliseconds(50);
 
     public SessionCache<SessionTicket> Tickets => _tickets;
 
@@ -137,7 +148,11 @@ public sealed class DelegationService : IAsyncDisposable
         if (_tickets.Count(key) == 0)
         {
             await RefuseIfKnownTicketlessAsync(deviceId, market, cancellationToken);
-            await FetchTicketsAsync(deviceId, market, cancellationToken);
+            // The terminal waits on this handshake: it gets the market's first ticket the moment it is
+            // read, while the rest of the market's flight goes to the cache without holding it up.
+            var handed = new TaskCompletionSource<SessionTicket?>(TaskCreationOptions.RunContinuationsAsynchronously);
+            Own(key, FetchTicketsAsync(deviceId, market, cancellationToken, (handed, limit)));
+            if (await handed.Task is { } first) return first;
         }
         return TryTakeCached(deviceId, market, limit)
             ?? (_tickets.Count(key) > 0
@@ -247,8 +262,40 @@ public sealed class DelegationService : IAsyncDisposable
     private static DelegationException Dropped(MarketRequest market, TlsException e) =>
         new(DelegationFailure.HandshakeFailed, $"the market {market.Host}:{market.Port} broke the connection right after the handshake: {e.Message}", e);
 
-    /// <summary>Waits for background refills still running.</summary>
-    public async ValueTask DisposeAsync() => await Task.WhenAll(_refilling.Values);
+    /// <summary>
+    /// Keeps a fetch whose first ticket went to a terminal: the rest of its flight is read in the
+    /// background (counted as the key's refill in flight, so the terminal's reply asks for no second
+    /// handshake meanwhile), disposal waits for it, and a failure there (the terminal was served) is only logged.
+    /// </summary>
+    private void Own(MarketKey key, Task<int> fetch)
+    {
+        if (fetch.IsCompleted)
+        {
+            Observe(fetch);
+            return;
+        }
+        var refill = _refilling.TryAdd(key, fetch);
+        _tails.TryAdd(fetch, 0);
+        _ = fetch.ContinueWith(f =>
+        {
+            if (refill) _refilling.TryRemove(new KeyValuePair<MarketKey, Task>(key, f));
+            _tails.TryRemove(f, out _);
+            Observe(f);
+        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    private void Observe(Task<int> fetch)
+    {
+        if (fetch.Exception?.GetBaseException() is { } e && e is not OperationCanceledException) _logger.BackgroundFailed(e);
+    }
+
+    /// <summary>Stops reading the tails of fetches and waits for them and for background refills still running.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync();
+        await Task.WhenAll(_refilling.Values.Concat(_tails.Keys));
+        _stopping.Dispose();
+    }
 
     /// <summary>
     /// Makes sure at least <paramref name="wanted"/> tickets are ready for (device, market), running up
@@ -275,25 +322,52 @@ public sealed class DelegationService : IAsyncDisposable
     /// is waited for as long as the handshake may take (<c>MarketTimeout</c>); a TLS 1.2 market's comes
     /// inside the handshake, so there is nothing to wait for.
     /// </summary>
-    public async Task<int> FetchTicketsAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken)
+    /// <param name="handTo">
+    /// a terminal waiting on a cache miss: the first ticket with at most its lifetime limit left to live
+    /// is set there the moment it is read (not cached), and the rest of the flight is read afterwards on
+    /// the service's own bound, not the terminal's request; a failure before that ticket is set there too,
+    /// and the result is null when the market sent no ticket the terminal may hold.
+    /// </param>
+    public async Task<int> FetchTicketsAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken,
+        (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo = null)
+    {
+        try
+        {
+            return await FetchAsync(deviceId, market, cancellationToken, handTo);
+        }
+        catch (Exception e) when (handTo?.Waiting.TrySetException(e) == true)
+        {
+            return 0;
+        }
+        finally
+        {
+            handTo?.Waiting.TrySetResult(null);
+        }
+    }
+
+    private async Task<int> FetchAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken,
+        (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo)
     {
         var key = market.KeyFor(deviceId);
         await using var connection = await ConnectAsUserAsync(market, null, cancellationToken);
         var deadline = _time.GetUtcNow() + (connection.Version == TlsVersions.Tls13 ? _ticketWait : TimeSpan.Zero);
-        var received = new List<SessionTicket>();
+        var received = 0;
+        var maxEarlyData = 0u;
+        using var tail = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        var token = cancellationToken;
         // A market may send tickets without end: take a handful, the cache keeps no more anyway.
-        while (received.Count < TlsConnection.MaxTicketsKept)
+        while (received < TlsConnection.MaxTicketsKept)
         {
             // Servers send their tickets in one flight (OpenSSL two, back to back): after the first,
-            // wait only briefly for the rest — a terminal is waiting on this on a cache miss.
+            // wait only briefly for the rest.
             var left = deadline - _time.GetUtcNow();
-            var wait = received.Count == 0 ? left : TimeSpan.FromMilliseconds(Math.Min(50, left.TotalMilliseconds));
+            var wait = received == 0 ? left : TimeSpan.FromMilliseconds(Math.Min(_flightWait.TotalMilliseconds, left.TotalMilliseconds));
             SessionTicket? ticket;
             try
             {
-                ticket = await connection.WaitForTicketAsync(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, cancellationToken);
+                ticket = await connection.WaitForTicketAsync(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, token);
             }
-            catch (TlsException e) when (received.Count == 0)
+            catch (TlsException e) when (received == 0)
             {
                 // A market that breaks the connection before any ticket failed this delegation; it is no internal error.
                 throw Dropped(market, e);
@@ -303,26 +377,33 @@ public sealed class DelegationService : IAsyncDisposable
                 break;
             }
             if (ticket is null) break;
-            received.Add(ticket);
+            received++;
+            maxEarlyData = Math.Max(maxEarlyData, ticket.MaxEarlyData);
+            if (handTo is { } h && !h.Waiting.Task.IsCompleted && ticket.ExpiresAt - _time.GetUtcNow() <= h.Longest)
+            {
+                h.Waiting.TrySetResult(ticket);
+                // The terminal has its ticket: what is left is the cache's, bounded by the market timeout
+                // and the service's life, not by the terminal's request.
+                tail.CancelAfter(_marketTimeout);
+                token = tail.Token;
+                continue;
+            }
+            _tickets.Add(key, ticket, ticket.ExpiresAt, singleUse: true);
         }
-        foreach (var ticket in received)
+        await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, connection.Version == TlsVersions.Tls13, received > 0,
+            (await _profiles.FindAsync(market.Host, market.Port, token))?.AcceptsPskKe ?? false,
+            maxEarlyData, _time.GetUtcNow())
         {
-            _tickets.Add(key, ticket, ticket.ReceivedAt.AddSeconds(ticket.LifetimeSeconds), singleUse: true);
-        }
-        await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, connection.Version == TlsVersions.Tls13, received.Count > 0,
-            (await _profiles.FindAsync(market.Host, market.Port, cancellationToken))?.AcceptsPskKe ?? false,
-            received.Count > 0 ? received.Max(t => t.MaxEarlyData) : 0, _time.GetUtcNow())
-        {
-            NoTicketsConfirmed = received.Count == 0,
-        }, cancellationToken);
+            NoTicketsConfirmed = received == 0,
+        }, token);
         try
         {
-            await connection.CloseAsync(cancellationToken);
+            await connection.CloseAsync(token);
         }
         catch (Exception e) when (e is IOException or TlsException or OperationCanceledException or ObjectDisposedException)
         {
             // The tickets are in; a market that drops the connection before close_notify costs nothing.
         }
-        return received.Count;
+        return received;
     }
 }

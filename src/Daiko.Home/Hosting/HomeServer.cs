@@ -66,6 +66,12 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     public TimeSpan MarketTimeout { get; init; } = TimeSpan.FromSeconds(15);
 
     /// <summary>
+    /// After a market's first ticket, how long the home server waits for the next one of the same flight
+    /// (a terminal that missed the cache has its ticket already; the rest go to the cache).
+    /// </summary>
+    public TimeSpan TicketFlightWait { get; init; } = Delegation.DelegationService.DefaultFlightWait;
+
+    /// <summary>
     /// A relayed or handed-over connection ends after this long with no byte either way (it is also cut
     /// when the device's session ends). A quiet market is not a broken one: this is the only read bound on a relay.
     /// </summary>

@@ -101,3 +101,57 @@ public sealed class TicketWaitTests : IAsyncLifetime
         Assert.Equal(1, proxy.Connections);
     }
 }
+
+/// <summary>
+/// A resume that missed the cache: the terminal gets the market's first ticket the moment the home
+/// server reads it, and the rest of the market's flight goes to the cache behind its back. The home
+/// server here waits 30 s for each further ticket of a flight (the default is 50 ms), so a terminal held
+/// until the flight ends would wait 30 s for a third ticket that nginx (OpenSSL, two a handshake) never
+/// sends. nginx, not openssl s_server: s_server takes one connection at a time, and the home server's
+/// is still open while the terminal resumes.
+/// </summary>
+[Collection("home card")]
+public sealed class TicketHandOutTests : IAsyncLifetime
+{
+    private static readonly TimeSpan FlightWait = TimeSpan.FromSeconds(30);
+
+    private HomeFixture _home = null!;
+
+    public Task InitializeAsync()
+    {
+        _home = HomeFixture.Start(o => o with { MarketTimeout = FlightWait, TicketFlightWait = FlightWait });
+        return Task.CompletedTask;
+    }
+
+    // Disposal also stops the home server's wait for that third ticket.
+    public async Task DisposeAsync() => await _home.DisposeAsync();
+
+    [Fact]
+    public async Task AResumeThatMissedTheCache_GetsTheFirstTicketAtOnce_AndTheRestOfTheFlightGoesToTheCache()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await NginxServer.StartAsync(_home.Pki, _home.Dir.Path);
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var connector = new DelegatedConnector(control);
+        Assert.Equal(0, (await connector.PrefetchAsync("localhost", market.Port, minimum: 0, cancellationToken: cts.Token)).Ready);
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var session = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        var answered = clock.Elapsed;
+        await using (session.Stream) Assert.True(session.Tls!.Resumed);
+
+        // Half the flight wait: a terminal held until the flight ended would have waited all of it.
+        Assert.True(answered < FlightWait / 2, $"the resume was answered after {answered.TotalSeconds:0.0} s, as if it waited for the market's whole flight");
+        // The market's second ticket was read after the terminal had its first, and is in the cache.
+        var ready = 0;
+        for (var i = 0; i < 100 && ready == 0; i++)
+        {
+            await Task.Delay(100, cts.Token);
+            ready = (await connector.PrefetchAsync("localhost", market.Port, minimum: 0, cancellationToken: cts.Token)).Ready;
+        }
+        Assert.Equal(1, ready);
+        // And the reply's refill-ahead ran no handshake of its own while that flight was still being read.
+        await Task.Delay(1000, cts.Token);
+        Assert.Equal(1, (await connector.PrefetchAsync("localhost", market.Port, minimum: 0, cancellationToken: cts.Token)).Ready);
+    }
+}
