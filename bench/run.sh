@@ -7,9 +7,10 @@
 #   bench/run.sh load [--quick]   K = 1, 10, 100, 200 terminals at once against a real home server
 #                           (quick: K = 1 and 10, a few seconds a row): load.md, load.json, load.svg
 #   bench/run.sh load --only handoff --terminals 10,10,10   one mode alone, a row per K listed, printed only
+#                           (--home-env NAME=VALUE a variable for the home server only, as for soak)
 #                           (a steady run to profile the home server under: bench/results/profile.md)
 #   bench/run.sh soak [--quick]   200 terminals x 50 mixed sessions with payments (quick: 10 x 5): soak.md, soak.json
-#                           (--sessions N a longer run, --warm-up N sessions a terminal first, --home-env NAME=VALUE
+#                           (--sessions N a longer run, --warm-up N sessions a terminal first (default 25), --home-env NAME=VALUE
 #                           a variable for the home server only, e.g. a GC setting to compare)
 #   bench/run.sh hosted [--quick] one `host serve` node, three behind HAProxy (PostgreSQL) and the SQLite home
 #                           server, same run, same terminal count: sessions/s, payments/s, memory, CPU an operation

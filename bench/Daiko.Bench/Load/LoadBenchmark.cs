@@ -6,7 +6,7 @@ using Daiko.TestSupport;
 namespace Daiko.Bench.Load;
 
 /// <summary>
-/// <c>load [--quick] [--terminals 1,10,100,200] [--seconds N] [--out DIR] [--only MODE]</c>: many simulated terminals
+/// <c>load [--quick] [--terminals 1,10,100,200] [--seconds N] [--out DIR] [--only MODE] [--home-env NAME=VALUE]...</c>: many simulated terminals
 /// (one process, each with its own enrolled device key and control channel) against a real
 /// <c>daiko home serve</c> process and an nginx market that requires client certificates; per number
 /// of terminals K and mode, delegated sessions per second, latency p50/p99, errors, the home server's
@@ -27,7 +27,7 @@ public static class LoadBenchmark
         var duration = TimeSpan.FromSeconds(seconds);
         var loadBefore = ProcessSampler.LoadAverage();
 
-        await using var rig = await LoadRig.StartAsync(counts.Max(), "daiko-bench-load");
+        await using var rig = await LoadRig.StartAsync(counts.Max(), "daiko-bench-load", serverEnvironment: HomeEnvironment(args));
         var runs = new List<LoadRun>();
         var peers = new List<LoadReport.Peer>();
         void Print(LoadRun r) => Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -72,6 +72,11 @@ public static class LoadBenchmark
             runs.Add(await LoadRunner.CountedAsync("resume-hit", terminals, warm, rounds, rig.Home, t => t.WarmAsync(warm, CancellationToken.None),
                 t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)));
             Print(runs[^1]);
+            // The home server's part of it alone: each terminal asks for a ticket from the warm cache and gets
+            // it, without resuming with the market (that is the terminal's and the market's work).
+            runs.Add(await LoadRunner.CountedAsync("resume-hit-handout", terminals, warm, rounds, rig.Home, t => t.WarmAsync(warm, CancellationToken.None),
+                t => t.TicketAsync(CancellationToken.None)));
+            Print(runs[^1]);
             // Sustained: tickets are single use, so the home server refills in the background as they go.
             runs.Add(await LoadRunner.ClosedAsync("resume-hit-refilled", terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)));
             Print(runs[^1]);
@@ -80,6 +85,12 @@ public static class LoadBenchmark
             runs.Add(await LoadRunner.RoundsAsync("resume-miss", terminals, duration, quick ? 2 : 3, rig.Home,
                 [t => t.LockAsync(CancellationToken.None), t => t.UnlockAsync(CancellationToken.None)],
                 t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None)));
+            Print(runs[^1]);
+            // Its home-server part alone: the full handshake at the home server and the first ticket handed
+            // out, without the terminal's resumption with the market.
+            runs.Add(await LoadRunner.RoundsAsync("resume-miss-handout", terminals, duration, quick ? 2 : 3, rig.Home,
+                [t => t.LockAsync(CancellationToken.None), t => t.UnlockAsync(CancellationToken.None)],
+                t => t.TicketAsync(CancellationToken.None)));
             Print(runs[^1]);
             foreach (var (name, mode) in new[] { ("handoff", LoadMode.Handoff), ("relay", LoadMode.Relay), ("assist", LoadMode.Assist) })
             {
@@ -127,16 +138,25 @@ public static class LoadBenchmark
                     t => t.WarmAsync(8, CancellationToken.None), t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)),
                 "resume-hit-handout" => await LoadRunner.CountedAsync(only, terminals, 8, Math.Max(1, (int)duration.TotalSeconds), rig.Home,
                     t => t.WarmAsync(8, CancellationToken.None), t => t.TicketAsync(CancellationToken.None)),
+                "resume-miss" => await LoadRunner.RoundsAsync(only, terminals, duration, 3, rig.Home,
+                    [t => t.LockAsync(CancellationToken.None), t => t.UnlockAsync(CancellationToken.None)], t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None)),
+                "resume-miss-handout" => await LoadRunner.RoundsAsync(only, terminals, duration, 3, rig.Home,
+                    [t => t.LockAsync(CancellationToken.None), t => t.UnlockAsync(CancellationToken.None)], t => t.TicketAsync(CancellationToken.None)),
                 "handoff" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Handoff, CancellationToken.None)),
                 "relay" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Relay, CancellationToken.None)),
                 "assist" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Assist, CancellationToken.None)),
-                _ => throw new ArgumentException($"--only takes resume-hit, resume-hit-handout, handoff, relay or assist, not '{only}'"),
+                _ => throw new ArgumentException($"--only takes resume-hit, resume-hit-handout, resume-miss, resume-miss-handout, handoff, relay or assist, not '{only}'"),
             };
             print(run);
             errors += run.Errors;
         }
         return errors == 0 ? 0 : 3;
     }
+
+    /// <summary>Every <c>--home-env NAME=VALUE</c>: variables for the home server's environment only (a runtime setting to compare).</summary>
+    internal static Dictionary<string, string> HomeEnvironment(string[] args) =>
+        args.Select((a, i) => (a, i)).Where(p => p.a == "--home-env" && p.i + 1 < args.Length).Select(p => args[p.i + 1].Split('=', 2))
+            .ToDictionary(kv => kv[0], kv => kv.Length > 1 ? kv[1] : "", StringComparer.Ordinal);
 
     internal static string Option(string[] args, string name, string fallback)
     {

@@ -19,7 +19,7 @@ namespace Daiko.Bench.Load;
 /// checks the purse paid each payment exactly once, and samples the home server every 250 ms (RSS split
 /// into anonymous and file-backed pages, threads, and its runtime's GC heap, committed GC memory and
 /// methods jitted): flat when the mean of the last tenth of the samples is within ±10 % of the first
-/// tenth's. <c>--warm-up N</c> first runs N sessions a terminal the same way (sampled and counted too):
+/// tenth's. <c>--warm-up N</c> (25 by default, 0 with --quick) first runs N sessions a terminal the same way (sampled and counted too):
 /// the report then gives the figure from the first session and the figure after the warm-up.
 /// <c>--home-env</c> adds a variable to the home server's environment (a GC setting to compare).
 /// Stops by itself after --minutes.
@@ -41,8 +41,10 @@ public static class LoadSoak
         var count = int.Parse(LoadBenchmark.Option(args, "--terminals", quick ? "10" : "200"), CultureInfo.InvariantCulture);
         var sessions = int.Parse(LoadBenchmark.Option(args, "--sessions", quick ? "5" : "50"), CultureInfo.InvariantCulture);
         var minutes = double.Parse(LoadBenchmark.Option(args, "--minutes", "30"), CultureInfo.InvariantCulture);
-        var warmUp = int.Parse(LoadBenchmark.Option(args, "--warm-up", "0"), CultureInfo.InvariantCulture);
-        var homeEnvironment = args.Select((a, i) => (a, i)).Where(p => p.a == "--home-env" && p.i + 1 < args.Length).Select(p => args[p.i + 1].Split('=', 2)).ToDictionary(kv => kv[0], kv => kv.Length > 1 ? kv[1] : "", StringComparer.Ordinal);
+        // By default the full soak first warms the server with 25 sessions a terminal (a quarter of a minute:
+        // JIT, pools and GC budgets sizing themselves to 200 terminals), sampled and reported beside the run.
+        var warmUp = int.Parse(LoadBenchmark.Option(args, "--warm-up", quick ? "0" : "25"), CultureInfo.InvariantCulture);
+        var homeEnvironment = LoadBenchmark.HomeEnvironment(args);
         var output = LoadBenchmark.Option(args, "--out", Path.Combine(TerminalCostBenchmark.FindRepoRoot(), "bench", "results"));
         Directory.CreateDirectory(output);
         var loadBefore = ProcessSampler.LoadAverage();

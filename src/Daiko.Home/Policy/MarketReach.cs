@@ -11,6 +11,9 @@ namespace Daiko.Home.Policy;
 /// </summary>
 public sealed record MarketReach(IReadOnlyList<MarketPattern> Markets, bool AllowPrivateEverywhere = false)
 {
+    /// <summary>Where names are looked up (answers kept a few seconds; each use is judged here afresh).</summary>
+    public HostLookup Lookup { get; init; } = HostLookup.System;
+
     /// <summary>Any public market (the default of every device).</summary>
     public static readonly MarketReach AnyPublic = new([MarketPattern.AnyPublic]);
 
@@ -34,7 +37,7 @@ public sealed record MarketReach(IReadOnlyList<MarketPattern> Markets, bool Allo
         IPAddress[] addresses;
         try
         {
-            addresses = IPAddress.TryParse(host.Trim('[', ']'), out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
+            addresses = await Lookup.AddressesAsync(host, cancellationToken).ConfigureAwait(false);
         }
         catch (SocketException) when (!listed)
         {

@@ -38,13 +38,6 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
         Assert.Null(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 444));
     }
 
-    private sealed class ManualClock(DateTimeOffset now) : TimeProvider
-    {
-        public DateTimeOffset Now { get; set; } = now;
-
-        public override DateTimeOffset GetUtcNow() => Now;
-    }
-
     /// <summary>Reads the store, then waits for the test before answering (a read still on its way).</summary>
     private sealed class SlowReads(IMarketProfileStore inner) : IMarketProfileStore
     {
