@@ -27,6 +27,7 @@ public static class LoadReport
         md.AppendLine("- resume-hit-refilled: resume sessions back to back; tickets are single use, so the home server refills in the background (the sustained rate).");
         md.AppendLine("- resume-miss: each terminal's tickets are dropped before each round (lock and unlock, not timed), so every session waits for a full handshake at the home server (and is then the terminal's resumption with the market); rounds of K sessions at once.");
         md.AppendLine("- resume-miss-handout: the same rounds, the home server's part alone: its full handshake and the first ticket handed out, without the terminal's resumption.");
+        md.AppendLine("- relay-get (K = 100 only): a relayed session with a GET of /whoami through it, closed loop: the capacity the open-loop rate below is half of.");
         md.AppendLine("- handoff, relay, assist: the full handshake at the home server (card signs), then the keys handed over, the connection relayed, or the terminal's own handshake with the home card's signature and chain verdict.");
         md.AppendLine(string.Create(inv, $"- the market (nginx) gives 60 s tickets: every ticket handed to a device counts against its policy's limit until it expires; one device takes thousands in a run, so the load's devices may hold {LoadTerminal.MaxTickets:N0}."));
         md.AppendLine("- generator CPU: the load generator's own user+system CPU over the same timed part, per session (all K simulated terminals' TLS and control channels; it shares the cores with the home server and nginx).");
@@ -50,7 +51,7 @@ public static class LoadReport
         md.AppendLine();
         md.AppendLine("s_time's rate is the sum over the K processes of each one's count over its -time seconds; its CPU is the client's user CPU only (nginx's share is in no column).");
         md.AppendLine();
-        md.AppendLine(string.Create(inv, $"Open loop at K = {relayOpen.Terminals}: a session with a GET of /whoami started every {1000 / rate:0.0} ms ({rate:0.0}/s, half the relay's closed-loop rate at that K) whatever the answers, latency from each scheduled start:"));
+        md.AppendLine(string.Create(inv, $"Open loop at K = {relayOpen.Terminals}: a session with a GET of /whoami started every {1000 / rate:0.0} ms ({rate:0.0}/s, half the closed-loop rate of the same work, relay-get, at that K) whatever the answers, latency from each scheduled start; relay and direct take turns in 1 s slices, {relayOpen.Seconds:0} s each, so that both meet the same moments of the shared machine:"));
         md.AppendLine();
         md.AppendLine("| way | requests | p50 ms | p99 ms | errors |");
         md.AppendLine("|---|---:|---:|---:|---:|");
@@ -59,6 +60,8 @@ public static class LoadReport
         md.AppendLine();
         md.AppendLine(string.Create(inv, $"Relay p99 {relayOpen.P99Ms:0.0} ms against direct {directOpen.P99Ms:0.0} ms: added {relayOpen.P99Ms - directOpen.P99Ms:0.0} ms, {relayOpen.P99Ms / directOpen.P99Ms:0.00}× the direct p99."));
         foreach (var r in runs.Where(r => r.FirstError is not null)) md.AppendLine($"- first error of {r.Mode} at K={r.Terminals}: {r.FirstError}");
+        md.AppendLine();
+        md.Append(Goals(runs, peers, relayOpen, directOpen));
 
         var largest = peers.OrderBy(p => p.Terminals).LastOrDefault();
         var json = JsonSerializer.Serialize(new
@@ -97,6 +100,27 @@ public static class LoadReport
             ])).ToList();
         var svg = SvgBarChart.Render($"Daiko home server under load (load average {loadBefore})", panels);
         return new Rendered(md.ToString(), json, svg);
+    }
+
+    /// <summary>The issue's goals against this run's numbers, each row's ratio to s_time at its K.</summary>
+    private static string Goals(IReadOnlyList<LoadRun> runs, IReadOnlyList<Peer> peers, LoadRun relayOpen, LoadRun directOpen)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        string Ratios(string mode, double goal)
+        {
+            var parts = peers.Select(p => (p.Terminals, Ratio: runs.FirstOrDefault(r => r.Mode == mode && r.Terminals == p.Terminals)?.SessionsPerSecond / p.OpensslPerSecond))
+                .Where(x => x.Ratio is not null).Select(x => string.Create(inv, $"{x.Ratio:0.00}× at K = {x.Terminals}{(x.Ratio >= goal ? "" : " (missed)")}"));
+            return string.Join(", ", parts);
+        }
+        var md = new StringBuilder();
+        md.AppendLine("Goals against this run (× the summed `openssl s_time -new` rate at the same K):");
+        md.AppendLine();
+        md.AppendLine($"- a full handshake at the home server ≥ 1.0×: handoff {Ratios("handoff", 1.0)}; the home server's part of a miss (resume-miss-handout) {Ratios("resume-miss-handout", 1.0)}; a whole miss with the terminal's resumption (resume-miss) {Ratios("resume-miss", 1.0)}");
+        md.AppendLine($"- a warm cache handed out ≥ 5×: {Ratios("resume-hit-handout", 5.0)}; with each terminal's resumption with nginx (resume-hit) {Ratios("resume-hit", 5.0)}");
+        md.AppendLine(string.Create(inv, $"- relay p99 open-loop ≤ 2× direct: {relayOpen.P99Ms / directOpen.P99Ms:0.00}×{(relayOpen.P99Ms <= 2 * directOpen.P99Ms ? "" : " (missed)")}"));
+        if (runs.Where(r => r.Terminals == 200).Select(r => r.HomeRssMb).DefaultIfEmpty(double.NaN).Max() is var rss && !double.IsNaN(rss))
+            md.AppendLine(string.Create(inv, $"- home RSS < 300 MB at K = 200: at most {rss:0} MB{(rss < 300 ? "" : " (missed)")}"));
+        return md.ToString();
     }
 
     private static double Round(double v) => double.IsNaN(v) || double.IsInfinity(v) ? v : Math.Round(v, 2);

@@ -168,6 +168,41 @@ public static class LoadRunner
         var cpu = home.CpuSeconds();
         var generator = ProcessSampler.Self.CpuSeconds();
         var start = Stopwatch.GetTimestamp();
+        await OpenIntoAsync(tally, terminals, perSecond, duration, request);
+        return Finish(mode, terminals.Count, tally, Stopwatch.GetElapsedTime(start).TotalSeconds, home, cpu, generator);
+    }
+
+    /// <summary>
+    /// Two open loops at the same rate, taking turns in <paramref name="slices"/> slices each (a, b, a, b, …)
+    /// so that both meet the same moments of a shared machine; each latency is counted for its own way.
+    /// </summary>
+    public static async Task<(LoadRun A, LoadRun B)> OpenAlternatingAsync<TA, TB>(
+        (string Mode, IReadOnlyList<TA> Terminals, Func<TA, Task> Request) a, (string Mode, IReadOnlyList<TB> Terminals, Func<TB, Task> Request) b,
+        double perSecond, TimeSpan duration, int slices, ProcessSampler home)
+    {
+        var (tallyA, tallyB) = (new Tally(), new Tally());
+        var (cpuA, cpuB, genA, genB, secondsA, secondsB) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        var slice = duration / slices;
+        for (var i = 0; i < slices; i++)
+        {
+            var (c, g, t) = (home.CpuSeconds(), ProcessSampler.Self.CpuSeconds(), Stopwatch.GetTimestamp());
+            await OpenIntoAsync(tallyA, a.Terminals, perSecond, slice, a.Request);
+            (cpuA, genA, secondsA) = (cpuA + home.CpuSeconds() - c, genA + ProcessSampler.Self.CpuSeconds() - g, secondsA + Stopwatch.GetElapsedTime(t).TotalSeconds);
+            (c, g, t) = (home.CpuSeconds(), ProcessSampler.Self.CpuSeconds(), Stopwatch.GetTimestamp());
+            await OpenIntoAsync(tallyB, b.Terminals, perSecond, slice, b.Request);
+            (cpuB, genB, secondsB) = (cpuB + home.CpuSeconds() - c, genB + ProcessSampler.Self.CpuSeconds() - g, secondsB + Stopwatch.GetElapsedTime(t).TotalSeconds);
+        }
+        LoadRun Run(string mode, int terminals, Tally tally, double seconds, double cpu, double generator)
+        {
+            var (p50, p99) = tally.Percentiles();
+            return new LoadRun(mode, terminals, tally.Count, seconds, p50, p99, tally.Errors, home.RssMb(), cpu, tally.FirstError) { GeneratorCpuSeconds = generator };
+        }
+        return (Run(a.Mode, a.Terminals.Count, tallyA, secondsA, cpuA, genA), Run(b.Mode, b.Terminals.Count, tallyB, secondsB, cpuB, genB));
+    }
+
+    private static async Task OpenIntoAsync<T>(Tally tally, IReadOnlyList<T> terminals, double perSecond, TimeSpan duration, Func<T, Task> request)
+    {
+        var start = Stopwatch.GetTimestamp();
         var interval = Stopwatch.Frequency / perSecond;
         var total = (int)(perSecond * duration.TotalSeconds);
         var running = new List<Task>(total);
@@ -180,7 +215,6 @@ public static class LoadRunner
             running.Add(Task.Run(() => tally.TimeAsync(() => request(terminal), due)));
         }
         await Task.WhenAll(running);
-        return Finish(mode, terminals.Count, tally, Stopwatch.GetElapsedTime(start).TotalSeconds, home, cpu, generator);
     }
 
     private static LoadRun Finish(string mode, int terminals, Tally tally, double seconds, ProcessSampler home, double cpuBefore, double generatorBefore)
