@@ -151,7 +151,7 @@ public sealed class DelegationService : IAsyncDisposable
             // The terminal waits on this handshake: it gets the market's first ticket the moment it is
             // read, while the rest of the market's flight goes to the cache without holding it up.
             var handed = new TaskCompletionSource<SessionTicket?>(TaskCreationOptions.RunContinuationsAsynchronously);
-            Own(key, FetchTicketsAsync(deviceId, market, cancellationToken, (handed, limit)));
+            Own(key, deviceId, market, handed.Task, FetchTicketsAsync(deviceId, market, cancellationToken, (handed, limit)));
             if (await handed.Task is { } first) return first;
         }
         return TryTakeCached(deviceId, market, limit)
@@ -266,8 +266,10 @@ public sealed class DelegationService : IAsyncDisposable
     /// Keeps a fetch whose first ticket went to a terminal: the rest of its flight is read in the
     /// background (counted as the key's refill in flight, so the terminal's reply asks for no second
     /// handshake meanwhile), disposal waits for it, and a failure there (the terminal was served) is only logged.
+    /// Once it ends, if a terminal was served, the key is refilled ahead if the flight left the cache empty
+    /// (a market that sends one ticket a handshake), as the terminal's reply would have asked had the flight been over.
     /// </summary>
-    private void Own(MarketKey key, Task<int> fetch)
+    private void Own(MarketKey key, string deviceId, MarketRequest market, Task<SessionTicket?> handed, Task<int> fetch)
     {
         if (fetch.IsCompleted)
         {
@@ -281,6 +283,7 @@ public sealed class DelegationService : IAsyncDisposable
             if (refill) _refilling.TryRemove(new KeyValuePair<MarketKey, Task>(key, f));
             _tails.TryRemove(f, out _);
             Observe(f);
+            if (refill && !_stopping.IsCancellationRequested && handed is { IsCompletedSuccessfully: true, Result: not null }) RefillAhead(deviceId, market);
         }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
@@ -289,12 +292,23 @@ public sealed class DelegationService : IAsyncDisposable
         if (fetch.Exception?.GetBaseException() is { } e && e is not OperationCanceledException) _logger.BackgroundFailed(e);
     }
 
-    /// <summary>Stops reading the tails of fetches and waits for them and for background refills still running.</summary>
+    /// <summary>
+    /// Stops reading the tails of fetches and waits for them and for background refills still running
+    /// (their failures were logged where they happened; shutting down goes on past them).
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         await _stopping.CancelAsync();
-        await Task.WhenAll(_refilling.Values.Concat(_tails.Keys));
-        _stopping.Dispose();
+        foreach (var running in _refilling.Values.Concat(_tails.Keys).ToList())
+        {
+            try
+            {
+                await running;
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+            }
+        }
     }
 
     /// <summary>
@@ -349,6 +363,9 @@ public sealed class DelegationService : IAsyncDisposable
         (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo)
     {
         var key = market.KeyFor(deviceId);
+        // Taken before the handshake: if the device locks (or is revoked) while this fetch runs, what it
+        // brings back is wiped, not cached for the device's next session.
+        var purges = _tickets.PurgesOf(deviceId);
         await using var connection = await ConnectAsUserAsync(market, null, cancellationToken);
         var deadline = _time.GetUtcNow() + (connection.Version == TlsVersions.Tls13 ? _ticketWait : TimeSpan.Zero);
         var received = 0;
@@ -376,6 +393,11 @@ public sealed class DelegationService : IAsyncDisposable
             {
                 break;
             }
+            catch (OperationCanceledException) when (received > 0 && token == tail.Token)
+            {
+                // The tail's own bound or the service stopping: the flight is over; the terminal was served.
+                return received;
+            }
             if (ticket is null) break;
             received++;
             maxEarlyData = Math.Max(maxEarlyData, ticket.MaxEarlyData);
@@ -388,7 +410,7 @@ public sealed class DelegationService : IAsyncDisposable
                 token = tail.Token;
                 continue;
             }
-            _tickets.Add(key, ticket, ticket.ExpiresAt, singleUse: true);
+            _tickets.Add(key, ticket, ticket.ExpiresAt, singleUse: true, purges);
         }
         await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, connection.Version == TlsVersions.Tls13, received > 0,
             (await _profiles.FindAsync(market.Host, market.Port, token))?.AcceptsPskKe ?? false,

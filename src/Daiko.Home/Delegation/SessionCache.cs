@@ -12,6 +12,7 @@ public sealed class SessionCache<TEntry>
 {
     private readonly object _gate = new();
     private readonly Dictionary<MarketKey, List<Slot>> _entries = new();
+    private readonly Dictionary<string, long> _purges = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
     private readonly Action<TEntry>? _onDiscard;
     private readonly Func<TEntry, int>? _sizeOf;
@@ -43,24 +44,46 @@ public sealed class SessionCache<TEntry>
     /// <summary>Entries kept per (device, market): a market that floods tickets cannot grow the home server.</summary>
     public const int MaxEntriesPerKey = 16;
 
-    /// <summary>Adds an entry valid until <paramref name="expiresAt"/>; beyond <see cref="MaxEntriesPerKey"/> the oldest goes.</summary>
-    public void Add(MarketKey key, TEntry entry, DateTimeOffset expiresAt, bool singleUse)
+    /// <summary>How many times the device's entries were purged so far (taken before fetching what <see cref="Add"/> will keep).</summary>
+    public long PurgesOf(string deviceId)
+    {
+        lock (_gate) return _purges.GetValueOrDefault(deviceId);
+    }
+
+    /// <summary>
+    /// Adds an entry valid until <paramref name="expiresAt"/>; beyond <see cref="MaxEntriesPerKey"/> the oldest goes.
+    /// With <paramref name="purgesBefore"/> (<see cref="PurgesOf"/> when its fetch began), an entry whose
+    /// device was purged since (locked, revoked) is discarded instead: a fetch still running when the
+    /// device locked leaves nothing behind it.
+    /// </summary>
+    /// <returns>false when the entry was discarded for a purge.</returns>
+    public bool Add(MarketKey key, TEntry entry, DateTimeOffset expiresAt, bool singleUse, long? purgesBefore = null)
     {
         var discarded = new List<TEntry>();
+        var kept = true;
         lock (_gate)
         {
-            if (!_entries.TryGetValue(key, out var slots)) _entries[key] = slots = new List<Slot>();
-            var size = _sizeOf?.Invoke(entry) ?? 0;
-            slots.Add(new Slot(entry, expiresAt, singleUse, _added++, size));
-            _bytes += size;
-            while (slots.Count > MaxEntriesPerKey) discarded.Add(RemoveAt(slots, 0));
-            while (_bytes > _maxBytes && Oldest() is { } oldest)
+            if (purgesBefore is { } before && _purges.GetValueOrDefault(key.DeviceId) != before)
             {
-                discarded.Add(RemoveAt(oldest, 0));
-                if (oldest.Count == 0) _entries.Remove(_entries.First(p => p.Value == oldest).Key);
+                discarded.Add(entry);
+                kept = false;
+            }
+            else
+            {
+                if (!_entries.TryGetValue(key, out var slots)) _entries[key] = slots = new List<Slot>();
+                var size = _sizeOf?.Invoke(entry) ?? 0;
+                slots.Add(new Slot(entry, expiresAt, singleUse, _added++, size));
+                _bytes += size;
+                while (slots.Count > MaxEntriesPerKey) discarded.Add(RemoveAt(slots, 0));
+                while (_bytes > _maxBytes && Oldest() is { } oldest)
+                {
+                    discarded.Add(RemoveAt(oldest, 0));
+                    if (oldest.Count == 0) _entries.Remove(_entries.First(p => p.Value == oldest).Key);
+                }
             }
         }
         Discard(discarded);
+        return kept;
     }
 
     /// <summary>
@@ -124,6 +147,7 @@ public sealed class SessionCache<TEntry>
         var discarded = new List<TEntry>();
         lock (_gate)
         {
+            _purges[deviceId] = _purges.GetValueOrDefault(deviceId) + 1;
             foreach (var key in _entries.Keys.Where(k => k.DeviceId == deviceId).ToList())
             {
                 discarded.AddRange(_entries[key].Select(s => s.Entry));

@@ -30,10 +30,10 @@ public sealed class HostLookup(Func<string, CancellationToken, Task<IPAddress[]>
     {
         if (IPAddress.TryParse(host.Trim('[', ']'), out var literal)) return [literal];
         var now = _time.GetUtcNow();
-        if (_answers.TryGetValue(host, out var kept) && now - kept.At < Freshness && now >= kept.At) return kept.Addresses;
+        if (_answers.TryGetValue(host, out var kept) && now - kept.At < Freshness && now >= kept.At) return [.. kept.Addresses];
         var addresses = await _resolve(host, cancellationToken).ConfigureAwait(false);
         if (_answers.Count >= MaxNames) _answers.Clear();
-        _answers[host] = (addresses, now);
+        _answers[host] = ([.. addresses], now);
         return addresses;
     }
 }

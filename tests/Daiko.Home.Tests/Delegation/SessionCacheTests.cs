@@ -87,6 +87,25 @@ public sealed class SessionCacheTests
     }
 
     [Fact]
+    public void WhatAFetchBringsBack_AfterItsDeviceWasPurged_IsWipedNotKept_AndOtherDevicesAreUntouched()
+    {
+        var discarded = new List<string>();
+        var cache = new SessionCache<string>(new ManualClock(), discarded.Add);
+        var phoneBefore = cache.PurgesOf("phone");
+        var laptopBefore = cache.PurgesOf("laptop");
+
+        cache.PurgeDevice("phone");
+
+        Assert.False(cache.Add(Phone, "late", DateTimeOffset.MaxValue, singleUse: true, phoneBefore));
+        Assert.True(cache.Add(Laptop, "laptop", DateTimeOffset.MaxValue, singleUse: true, laptopBefore));
+        Assert.Equal(0, cache.Count(Phone));
+        Assert.Equal(["late"], discarded);
+        // A fetch begun after the purge keeps what it brings.
+        Assert.True(cache.Add(Phone, "fresh", DateTimeOffset.MaxValue, singleUse: true, cache.PurgesOf("phone")));
+        Assert.Equal("fresh", cache.TryTake(Phone));
+    }
+
+    [Fact]
     public void PurgeDevice_RemovesEverythingOfThatDeviceOnly()
     {
         var discarded = new List<string>();

@@ -1,5 +1,6 @@
 using Daiko.Protocol;
 using Daiko.TestSupport;
+using Daiko.Terminal;
 using Daiko.Terminal.Sessions;
 using Xunit;
 
@@ -80,6 +81,27 @@ public sealed class TicketWaitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AMissOnAMarketThatSendsOneTicket_IsRefilledAheadOnceItsFlightIsOver()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await OpenSslServer.StartAsync(_home.Pki, new TlsPeerOptions { Tickets = 1 });
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var connector = new DelegatedConnector(control);
+
+        var session = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        await using (session.Stream) Assert.True(session.Tls!.Resumed);
+
+        // The one ticket went to the terminal, so the cache is empty: the home server fetches ahead for the next resume.
+        var ready = 0;
+        for (var i = 0; i < 100 && ready == 0; i++)
+        {
+            await Task.Delay(100, cts.Token);
+            ready = (await connector.PrefetchAsync("localhost", market.Port, minimum: 0, cancellationToken: cts.Token)).Ready;
+        }
+        Assert.Equal(1, ready);
+    }
+
+    [Fact]
     public async Task AMarketKnownToSendNoTickets_IsAnsweredAtOnce_WithoutAHandshake()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
@@ -123,7 +145,7 @@ public sealed class TicketHandOutTests : IAsyncLifetime
         return Task.CompletedTask;
     }
 
-    // Disposal also stops the home server's wait for that third ticket.
+    // Disposal stops any wait for a third ticket still running (the tests' nginx, stopped first, usually ends it).
     public async Task DisposeAsync() => await _home.DisposeAsync();
 
     [Fact]
@@ -153,5 +175,36 @@ public sealed class TicketHandOutTests : IAsyncLifetime
         // And the reply's refill-ahead ran no handshake of its own while that flight was still being read.
         await Task.Delay(1000, cts.Token);
         Assert.Equal(1, (await connector.PrefetchAsync("localhost", market.Port, minimum: 0, cancellationToken: cts.Token)).Ready);
+    }
+
+    [Fact]
+    public async Task ATicketOfTheFlightThatArrivesAfterTheDeviceLocked_IsWiped_NotCachedForItsNextSession()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await NginxServer.StartAsync(_home.Pki, _home.Dir.Path);
+        // The home server reaches nginx through a proxy that holds the market's second ticket back 2 s.
+        var clientFinished = 0;
+        var afterFinished = 0;
+        using var proxy = RecordTamperingProxy.Start(market.Port,
+            (direction, type, content) =>
+            {
+                if (direction == RecordDirection.ClientToServer && type == 23) Volatile.Write(ref clientFinished, 1);
+                return content;
+            },
+            (direction, _, _) => direction == RecordDirection.ServerToClient && Volatile.Read(ref clientFinished) == 1 && Interlocked.Increment(ref afterFinished) == 2
+                ? TimeSpan.FromSeconds(2)
+                : TimeSpan.Zero);
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var connector = new DelegatedConnector(control) { TerminalRoute = (_, _) => ("127.0.0.1", market.Port) };
+
+        var session = await connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        await using (session.Stream) Assert.True(session.Tls!.Resumed);
+        // The device locks while the second ticket is still held back, then unlocks again.
+        await new HomeControl(control).LockAsync(cts.Token);
+        await Task.Delay(TimeSpan.FromSeconds(6), cts.Token);
+        await new HomeControl(control).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+
+        Assert.True(Volatile.Read(ref afterFinished) >= 2, "the market's second ticket never came");
+        Assert.Equal(0, (await connector.PrefetchAsync("localhost", proxy.Port, minimum: 0, cancellationToken: cts.Token)).Ready);
     }
 }
