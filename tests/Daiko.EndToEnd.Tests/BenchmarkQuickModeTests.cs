@@ -87,7 +87,9 @@ public sealed class BenchmarkQuickModeTests
         Assert.True(exit == 0, bench.Output);
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output.Path, "load-quick.json")));
         var runs = json.RootElement.GetProperty("runs").EnumerateArray().ToList();
-        Assert.Equal(["resume-hit", "resume-hit-refilled", "resume-miss", "handoff", "relay", "assist"], runs.Select(r => r.GetProperty("mode").GetString()));
+        // Each K's rows, then the capacity of the open loop's work (a relayed session with a GET) at the open loop's K.
+        Assert.Equal(["resume-hit", "resume-hit-handout", "resume-hit-refilled", "resume-miss", "resume-miss-handout", "handoff", "relay", "assist", "relay-get"],
+            runs.Select(r => r.GetProperty("mode").GetString()));
         foreach (var run in runs)
         {
             Assert.Equal(2, run.GetProperty("terminals").GetInt32());
@@ -106,6 +108,10 @@ public sealed class BenchmarkQuickModeTests
         Assert.Equal(0, open.GetProperty("relay").GetProperty("errors").GetInt32());
         Assert.Equal(0, open.GetProperty("direct").GetProperty("errors").GetInt32());
         Assert.StartsWith("<svg", File.ReadAllText(Path.Combine(output.Path, "load-quick.svg")), StringComparison.Ordinal);
+        // The goals are judged from the run's own numbers, each ratio against s_time at its K.
+        var report = File.ReadAllText(Path.Combine(output.Path, "load-quick.md"));
+        Assert.Matches(@"a warm cache handed out ≥ 5×: \d+\.\d\d× at K = 2", report);
+        Assert.Matches(@"relay p99 open-loop ≤ 2× direct: \d+\.\d\d×", report);
     }
 
     [Fact]
