@@ -172,7 +172,10 @@ public sealed class CutForgedAndStalledMarketTests(HostilePki pki) : HostileMark
         }, "--timeout", "3");
         AssertExit(1, client, market);
         AssertAlert(Alert.UserCanceled, client, market);
-        Assert.InRange(stalled.TotalSeconds, 2, 5);
+        // The client's 3 s run from the start of its handshake, the market's clock from the ClientHello's
+        // arrival: a fresh process building its first ClientHello (JIT, key share) on a loaded machine can
+        // spend a second of them before the market sees anything (1.92 s was seen in a whole-suite run).
+        Assert.InRange(stalled.TotalSeconds, 1, 5);
         AssertWithin(15, client);
         Assert.Contains("did not complete within 3 s", client.StandardError);
     }
