@@ -26,6 +26,7 @@ public static class LoadBenchmark
         Directory.CreateDirectory(output);
         var duration = TimeSpan.FromSeconds(seconds);
         var loadBefore = ProcessSampler.LoadAverage();
+        var machineBefore = ProcessSampler.MachineCpu();
 
         await using var rig = await LoadRig.StartAsync(counts.Max(), "daiko-bench-load", serverEnvironment: HomeEnvironment(args));
         var runs = new List<LoadRun>();
@@ -117,7 +118,8 @@ public static class LoadBenchmark
         Print(relayOpen);
         Print(directOpen);
 
-        var report = LoadReport.Render(runs, peers, relayOpen, directOpen, rate, loadBefore, ProcessSampler.LoadAverage(), seconds);
+        var report = LoadReport.Render(runs, peers, relayOpen, directOpen, rate, loadBefore, ProcessSampler.LoadAverage(), seconds,
+            ProcessSampler.StealPercent(machineBefore, ProcessSampler.MachineCpu()));
         var stem = quick ? "load-quick" : "load";
         await File.WriteAllTextAsync(Path.Combine(output, stem + ".md"), report.Markdown);
         await File.WriteAllTextAsync(Path.Combine(output, stem + ".json"), report.Json);

@@ -14,13 +14,14 @@ public static class LoadReport
 
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
-    public static Rendered Render(IReadOnlyList<LoadRun> runs, IReadOnlyList<Peer> peers, LoadRun relayOpen, LoadRun directOpen, double rate, string loadBefore, string loadAfter, int seconds)
+    /// <param name="stealPercent">the share of the machine's CPU time the hypervisor gave to other guests during the run.</param>
+    public static Rendered Render(IReadOnlyList<LoadRun> runs, IReadOnlyList<Peer> peers, LoadRun relayOpen, LoadRun directOpen, double rate, string loadBefore, string loadAfter, int seconds, double stealPercent = double.NaN)
     {
         var inv = CultureInfo.InvariantCulture;
         var md = new StringBuilder();
         md.AppendLine("# The home server under load");
         md.AppendLine();
-        md.AppendLine(string.Create(inv, $"One load-generator process drives K simulated terminals, each with its own enrolled device key, its own control channel and its own session with the home card (SoftHSM2), against a real `daiko home serve` process and nginx requiring client certificates, all on this {Environment.ProcessorCount}-core machine, shared with other work (load average {loadBefore} before, {loadAfter} after): compare ratios within this run, not absolute numbers across runs. A session is a delegated connection established for the terminal, then closed. Closed loop, {seconds} s per row unless stated."));
+        md.AppendLine(string.Create(inv, $"One load-generator process drives K simulated terminals, each with its own enrolled device key, its own control channel and its own session with the home card (SoftHSM2), against a real `daiko home serve` process and nginx requiring client certificates, all on this {Environment.ProcessorCount}-core machine, shared with other work (load average {loadBefore} before, {loadAfter} after; CPU time taken by the hypervisor for other guests during the run: {(double.IsNaN(stealPercent) ? "unknown" : stealPercent.ToString("0.0", inv) + " %")}): compare ratios within this run, not absolute numbers across runs. A session is a delegated connection established for the terminal, then closed. Closed loop, {seconds} s per row unless stated."));
         md.AppendLine();
         md.AppendLine("- resume-hit: tickets fetched ahead into the home cache (not timed), then handed out; each terminal resumes with them (psk_dhe_ke, the terminal's default): a warm cache handed out and used, end to end.");
         md.AppendLine("- resume-hit-handout: the same warm cache, the home server's part alone: each terminal asks for a ticket and gets it, and does not resume with the market (that is the terminal's and the market's work, in the row above): the rate of handing out a warm cache.");
@@ -67,6 +68,7 @@ public static class LoadReport
         var json = JsonSerializer.Serialize(new
         {
             load_average = new { before = loadBefore, after = loadAfter },
+            steal_percent = Round(stealPercent),
             runs = runs.Select(r => new
             {
                 mode = r.Mode, terminals = r.Terminals, sessions_per_s = Round(r.SessionsPerSecond), p50_ms = Round(r.P50Ms), p99_ms = Round(r.P99Ms),

@@ -83,4 +83,18 @@ public sealed class ProcessSampler(int pid)
 
     public static string LoadAverage() =>
         File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
+
+    /// <summary>The machine's CPU time so far, all cores, and the part the hypervisor gave to others (steal), in clock ticks.</summary>
+    public static (long Steal, long Total) MachineCpu()
+    {
+        if (!File.Exists("/proc/stat")) return (0, 0);
+        var fields = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1)
+            .Select(f => long.Parse(f, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        // user nice system idle iowait irq softirq steal (guest time is already inside user).
+        return (fields.Count > 7 ? fields[7] : 0, fields.Take(8).Sum());
+    }
+
+    /// <summary>The share of the machine's CPU time taken by the hypervisor for others between two readings of <see cref="MachineCpu"/>, in percent.</summary>
+    public static double StealPercent((long Steal, long Total) before, (long Steal, long Total) after) =>
+        after.Total > before.Total ? 100.0 * (after.Steal - before.Steal) / (after.Total - before.Total) : double.NaN;
 }
