@@ -86,13 +86,13 @@ public static class LoadBenchmark
             // Every session needs a full handshake at the home server: each terminal's tickets are dropped
             // before each round (every terminal locks, which purges its tickets, then every one unlocks; not timed).
             runs.Add(await LoadRunner.RoundsAsync("resume-miss", terminals, duration, quick ? 2 : 3, rig.Home,
-                [t => t.LockAsync(CancellationToken.None), t => t.UnlockAsync(CancellationToken.None)],
+                DropTickets,
                 t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None)));
             Print(runs[^1]);
             // Its home-server part alone: the full handshake at the home server and the first ticket handed
             // out, without the terminal's resumption with the market.
             runs.Add(await LoadRunner.RoundsAsync("resume-miss-handout", terminals, duration, quick ? 2 : 3, rig.Home,
-                [t => t.LockAsync(CancellationToken.None), t => t.UnlockAsync(CancellationToken.None)],
+                DropTickets,
                 t => t.TicketAsync(CancellationToken.None)));
             Print(runs[^1]);
             foreach (var (name, mode) in new[] { ("handoff", LoadMode.Handoff), ("relay", LoadMode.Relay), ("assist", LoadMode.Assist) })
@@ -158,9 +158,9 @@ public static class LoadBenchmark
                 "resume-hit-handout" => await LoadRunner.CountedAsync(only, terminals, 8, Math.Max(1, (int)duration.TotalSeconds), rig.Home,
                     t => t.WarmAsync(8, CancellationToken.None), t => t.TicketAsync(CancellationToken.None)),
                 "resume-miss" => await LoadRunner.RoundsAsync(only, terminals, duration, 3, rig.Home,
-                    [t => t.LockAsync(CancellationToken.None), t => t.UnlockAsync(CancellationToken.None)], t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None)),
+                    DropTickets, t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None)),
                 "resume-miss-handout" => await LoadRunner.RoundsAsync(only, terminals, duration, 3, rig.Home,
-                    [t => t.LockAsync(CancellationToken.None), t => t.UnlockAsync(CancellationToken.None)], t => t.TicketAsync(CancellationToken.None)),
+                    DropTickets, t => t.TicketAsync(CancellationToken.None)),
                 "handoff" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Handoff, CancellationToken.None)),
                 "relay" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Relay, CancellationToken.None)),
                 "assist" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Assist, CancellationToken.None)),
@@ -171,6 +171,12 @@ public static class LoadBenchmark
         }
         return errors == 0 ? 0 : 3;
     }
+
+    /// <summary>
+    /// Before a round of misses, in two phases: every terminal locks (which purges the tickets the home
+    /// server holds for it), then every one unlocks.
+    /// </summary>
+    private static readonly IReadOnlyList<Func<LoadTerminal, Task>> DropTickets = [t => t.LockAsync(CancellationToken.None), t => t.UnlockAsync(CancellationToken.None)];
 
     /// <summary>Every <c>--home-env NAME=VALUE</c>: variables for the home server's environment only (a runtime setting to compare).</summary>
     /// <summary>

@@ -101,7 +101,7 @@ public sealed partial class IssuerFetcher : IIssuerFetcher, IDisposable
     private async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
     {
         var host = context.DnsEndPoint.Host;
-        var addresses = IPAddress.TryParse(host.Trim('[', ']'), out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
+        var addresses = await Policy.HostLookup.System.AddressesAsync(host, cancellationToken).ConfigureAwait(false);
         var allowed = addresses.Where(a => _allowPrivate || !PrivateAddresses.IsPrivate(a)).ToList();
         if (allowed.Count == 0) throw new IOException($"{host} resolves to a private address: issuers are fetched only from public ones");
         var socket = new Socket(allowed[0].AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
