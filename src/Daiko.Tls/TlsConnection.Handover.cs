@@ -20,6 +20,7 @@ public sealed partial class TlsConnection
         {
             using var hold = Hold();
             if (_records.HasBufferedHandshake) throw new InvalidOperationException("cannot export in the middle of a fragmented handshake message");
+            if (_records.HasPendingWrites) throw new InvalidOperationException("cannot export with records not yet written");
             // The importer writes next: the KeyUpdate the server asked for must precede that data.
             if (_keyUpdateOwed) AnswerKeyUpdateIfOwedAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
             var read = _records.ReadProtection!;

@@ -93,7 +93,11 @@ internal sealed class HandshakeContext : IDisposable
         if (flush) await FlushFlightAsync(cancellationToken);
     }
 
-    public async ValueTask FlushFlightAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Seals the flight's messages into records; <paramref name="flush"/> false leaves them for the
+    /// next write that flushes (TLS 1.2: the change_cipher_spec and Finished that follow).
+    /// </summary>
+    public async ValueTask FlushFlightAsync(CancellationToken cancellationToken, bool flush = true)
     {
         if (_flight.Length == 0) return;
         var bytes = _flight.ToArray();
@@ -101,7 +105,7 @@ internal sealed class HandshakeContext : IDisposable
         if (PeerClosedWrites) return;
         try
         {
-            await Records.WriteAsync(ContentType.Handshake, bytes, cancellationToken);
+            await Records.WriteAsync(ContentType.Handshake, bytes, cancellationToken, flush);
         }
         catch (Exception e) when (AfterServerFinished && e is IOException or System.Net.Sockets.SocketException)
         {

@@ -22,6 +22,8 @@ internal sealed class RecordLayer : IDisposable
     private int _inStart;
     private int _inEnd;
     private readonly byte[] _out = new byte[RecordProtection.HeaderLength + RecordProtection.MaxCiphertext];
+    // Records sealed and not yet written: a flight written without a flush goes out in one write.
+    private int _outLength;
     private byte[] _handshake = new byte[1024];
     private int _handshakeLength;
     private readonly Queue<HandshakeMessage> _messages = new();
@@ -111,31 +113,41 @@ internal sealed class RecordLayer : IDisposable
 
     public bool HasBufferedHandshake => _messages.Count > 0 || _handshakeLength > 0;
 
-    /// <summary>Writes <paramref name="data"/> as one or more records of <paramref name="type"/>.</summary>
+    /// <summary>
+    /// Writes <paramref name="data"/> as one or more records of <paramref name="type"/>. Without
+    /// <paramref name="flush"/> the records wait for the next write that flushes, so that a flight
+    /// (Certificate, CertificateVerify, Finished) leaves in one transport write and one segment:
+    /// the peer wakes once for it, not once a message.
+    /// </summary>
     public async ValueTask WriteAsync(ContentType type, ReadOnlyMemory<byte> data, CancellationToken cancellationToken, bool flush = true)
     {
         do
         {
             var chunk = data[..Math.Min(data.Length, MaxPlaintextToSend)];
             data = data[chunk.Length..];
+            var padding = WriteProtection is null ? 0 : Math.Min(Padding, MaxPlaintextToSend - chunk.Length);
+            if (_outLength > 0 && _outLength + RecordProtection.HeaderLength + chunk.Length + padding + RecordProtection.MaxOverhead > _out.Length)
+            {
+                await WritePendingAsync(cancellationToken);
+            }
+            var record = _out.AsSpan(_outLength);
             int length;
             if (WriteProtection is null)
             {
-                _out[0] = (byte)type;
-                _out[1] = 0x03;
+                record[0] = (byte)type;
+                record[1] = 0x03;
                 // legacy_record_version: 0x0301 for the initial ClientHello only (RFC 8446 §5.1).
-                _out[2] = _initialHelloSent ? (byte)0x03 : (byte)0x01;
+                record[2] = _initialHelloSent ? (byte)0x03 : (byte)0x01;
                 _initialHelloSent = true;
-                BinaryPrimitives.WriteUInt16BigEndian(_out.AsSpan(3), (ushort)chunk.Length);
-                chunk.Span.CopyTo(_out.AsSpan(RecordProtection.HeaderLength));
+                BinaryPrimitives.WriteUInt16BigEndian(record[3..], (ushort)chunk.Length);
+                chunk.Span.CopyTo(record[RecordProtection.HeaderLength..]);
                 length = RecordProtection.HeaderLength + chunk.Length;
             }
             else
             {
-                var padding = Math.Min(Padding, MaxPlaintextToSend - chunk.Length);
-                length = WriteProtection.Seal(type, chunk.Span, padding, _out);
+                length = WriteProtection.Seal(type, chunk.Span, padding, record);
             }
-            await _transport.WriteAsync(_out.AsMemory(0, length), cancellationToken);
+            _outLength += length;
             _counters?.AddBytesSent(length);
             // A round trip is a flight that the server answers: a ClientHello or application data.
             // The client's Finished, Certificate and EndOfEarlyData elicit nothing.
@@ -145,7 +157,22 @@ internal sealed class RecordLayer : IDisposable
             }
         }
         while (!data.IsEmpty);
-        if (flush) await _transport.FlushAsync(cancellationToken);
+        if (flush)
+        {
+            await WritePendingAsync(cancellationToken);
+            await _transport.FlushAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>Records sealed by writes without a flush, not yet on the transport.</summary>
+    public bool HasPendingWrites => _outLength > 0;
+
+    private async ValueTask WritePendingAsync(CancellationToken cancellationToken)
+    {
+        if (_outLength == 0) return;
+        var length = _outLength;
+        _outLength = 0;
+        await _transport.WriteAsync(_out.AsMemory(0, length), cancellationToken);
     }
 
     /// <summary>

@@ -14,6 +14,9 @@ internal sealed partial class RecordProtection : IDisposable
     public const int MaxCiphertext = MaxPlaintext + 256;
     public const int HeaderLength = 5;
 
+    /// <summary>The most a record's protection adds to its content (RFC 8446 §5.2: 2^14 + 256 in all).</summary>
+    public const int MaxOverhead = MaxCiphertext - MaxPlaintext;
+
     private readonly IDisposable _aead;
     private readonly byte[] _iv;
     private readonly byte[] _nonce = new byte[CipherSuiteInfo.IvLength];

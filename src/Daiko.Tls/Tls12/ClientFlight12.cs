@@ -36,7 +36,7 @@ internal sealed class ExpectServerHelloDone12(Handshake12 handshake, ServerAuthe
             var signature = await SignAsync(credential.Signer, scheme, c.Transcript.Bytes(), cancellationToken);
             await c.SendHandshakeAsync(new CertificateVerify(scheme, signature).Encode(), cancellationToken, flush: false);
         }
-        await c.FlushFlightAsync(cancellationToken);
+        await c.FlushFlightAsync(cancellationToken, flush: false);
         handshake.DeriveKeys(c.Records);
         await handshake.ChangeWriteKeysAsync(c.Records, cancellationToken);
         var finished = handshake.Master.ClientFinished(c.Transcript.Hash(handshake.Suite));
