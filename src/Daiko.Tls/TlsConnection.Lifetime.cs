@@ -3,9 +3,9 @@ using System.Security.Cryptography;
 namespace Daiko.Tls;
 
 /// <summary>
-/// When a <see cref="TlsConnection"/>'s record layer is let go. Its input buffer comes from the shared
-/// array pool, and a read may still be filling it from the transport, or decrypting in it, when another
-/// thread disposes the connection (a splice whose other side ended first). Were the buffer returned
+/// When a <see cref="TlsConnection"/>'s record layer is let go. Its input and output buffers come from
+/// the shared array pool, and a read may still be filling the input from the transport, or decrypting in
+/// it (a write still sending from the output), when another thread disposes the connection (a splice whose other side ended first). Were the buffer returned
 /// then, the pool would hand it to another stream (another connection's, or a TLS server stream's
 /// decrypted data) while the read still writes into it: that stream would read bytes it never received,
 /// with every record's integrity intact. So each read and write holds the record layer while it runs,

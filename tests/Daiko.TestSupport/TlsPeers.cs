@@ -171,7 +171,9 @@ public sealed class GnuTlsServer : ITlsPeer
                 _ => " --priority 'NORMAL:-VERS-ALL:+VERS-TLS1.3'",
             };
         var script = $"ip link set lo up && socat UNIX-LISTEN:'{socket}',fork,mode=600 TCP:127.0.0.1:{innerPort} & exec {serverArgs}";
-        var process = new ExternalProcess("unshare", ["--net", "--kill-child", "sh", "-c", script]);
+        // A PID namespace of its own too: when gnutls-serv (its first process) ends, the kernel ends
+        // the socat bridge with it, so no bridge outlives the test.
+        var process = new ExternalProcess("unshare", ["--net", "--pid", "--fork", "--kill-child", "sh", "-c", script]);
         try
         {
             // gnutls-serv writes "listening on IPv4 … port N..." before it binds and "done" after it

@@ -6,7 +6,7 @@ using Daiko.TestSupport;
 namespace Daiko.Bench.Load;
 
 /// <summary>
-/// <c>load [--quick] [--terminals 1,10,100,200] [--seconds N] [--out DIR] [--only MODE] [--home-env NAME=VALUE]...</c>: many simulated terminals
+/// <c>load [--quick] [--terminals 1,10,100,200] [--seconds N] [--out DIR] [--only MODE [--alloc-types]] [--home-env NAME=VALUE]...</c>: many simulated terminals
 /// (one process, each with its own enrolled device key and control channel) against a real
 /// <c>daiko home serve</c> process and an nginx market that requires client certificates; per number
 /// of terminals K and mode, delegated sessions per second, latency p50/p99, errors, the home server's
@@ -31,8 +31,13 @@ public static class LoadBenchmark
         await using var rig = await LoadRig.StartAsync(counts.Max(), "daiko-bench-load", serverEnvironment: HomeEnvironment(args));
         var runs = new List<LoadRun>();
         var peers = new List<LoadReport.Peer>();
+        // The home server's allocation rate and gen 0 collections over the last second of a row, over that
+        // row's session rate: a rough figure of its garbage per session (console only).
+        await using var runtime = RuntimeCounters.TryStart(rig.Home.Pid);
+        string Garbage(LoadRun r) => runtime is null || double.IsNaN(runtime.Latest("alloc-rate")) ? ""
+            : string.Create(CultureInfo.InvariantCulture, $"  home alloc ~{runtime.Latest("alloc-rate") / r.SessionsPerSecond / 1024:0} KB/session, gen 0 GCs {runtime.Latest("gen-0-gc-count"):0}/s");
         void Print(LoadRun r) => Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  K={r.Terminals,-4} {r.Mode,-22} {r.SessionsPerSecond,8:0.0}/s  p50 {r.P50Ms,7:0.0} ms  p99 {r.P99Ms,7:0.0} ms  errors {r.Errors}  home RSS {r.HomeRssMb:0} MB  home CPU {r.HomeCpuMsPerSession:0.00} ms/session  generator CPU {r.GeneratorCpuMsPerSession:0.00} ms/session{(r.FirstError is null ? "" : "  first error: " + r.FirstError)}"));
+            $"  K={r.Terminals,-4} {r.Mode,-22} {r.SessionsPerSecond,8:0.0}/s  p50 {r.P50Ms,7:0.0} ms  p99 {r.P99Ms,7:0.0} ms  errors {r.Errors}  home RSS {r.HomeRssMb:0} MB  home CPU {r.HomeCpuMsPerSession:0.00} ms/session  generator CPU {r.GeneratorCpuMsPerSession:0.00} ms/session{Garbage(r)}{(r.FirstError is null ? "" : "  first error: " + r.FirstError)}"));
         // Warm-up, not measured: every terminal runs each mode once (JIT and caches on both sides), and
         // SslStream proves it makes full handshakes (nginx reports reused=.) and loads its TLS library.
         // Sixteen terminals at a time; a failure here is counted and reported, the measured rows count their own.
@@ -62,7 +67,18 @@ public static class LoadBenchmark
         Console.WriteLine($"  warm-up: {warmUp.Count} sessions, {warmUp.Errors} errors{(warmUp.FirstError is null ? "" : " (first: " + warmUp.FirstError + ")")}");
         foreach (var line in rig.ServerOutput.Split('\n').Where(l => l.Contains("control channel broke", StringComparison.Ordinal))) Console.WriteLine("  home server: " + line.Trim());
         if (args.Contains("--warm-up-only")) return warmUp.Errors == 0 ? 0 : 3;
-        if (Option(args, "--only", "") is { Length: > 0 } only) return await OnlyAsync(rig, counts, only, duration, Print);
+        if (Option(args, "--only", "") is { Length: > 0 } only)
+        {
+            // --alloc-types: which types the home server's garbage is made of over these rows (sampled).
+            await using var allocations = args.Contains("--alloc-types") ? new AllocationSampler(rig.Home.Pid) : null;
+            var exit = await OnlyAsync(rig, counts, only, duration, Print);
+            if (allocations is not null)
+            {
+                Console.WriteLine("  the home server's allocations by type (sampled every ~100 KB):");
+                foreach (var line in allocations.Top(30)) Console.WriteLine("    " + line);
+            }
+            return exit;
+        }
         await SslStreamPeer.RequireFullHandshakesAsync(rig.Pki, rig.Nginx.Port);
         await LoadPeers.DirectWithRequest(rig.Pki, rig.Nginx.Port)(0);
         foreach (var k in counts)

@@ -14,8 +14,7 @@ namespace Daiko.Bench.Load;
 /// </summary>
 public sealed class RuntimeCounters : IAsyncDisposable
 {
-    private readonly EventPipeSession _session;
-    private readonly Task _reading;
+    private readonly EventPipeReader _reader;
     private readonly ConcurrentDictionary<string, double> _latest = new(StringComparer.Ordinal);
 
     private RuntimeCounters(int pid)
@@ -25,13 +24,7 @@ public sealed class RuntimeCounters : IAsyncDisposable
             new EventPipeProvider("System.Runtime", EventLevel.Informational, (long)EventKeywords.None,
                 new Dictionary<string, string> { ["EventCounterIntervalSec"] = "1" }),
         };
-        _session = new DiagnosticsClient(pid).StartEventPipeSession(providers, requestRundown: false);
-        _reading = Task.Run(() =>
-        {
-            using var source = new EventPipeEventSource(_session.EventStream);
-            source.Dynamic.All += Read;
-            source.Process();
-        });
+        _reader = new EventPipeReader(pid, providers, source => source.Dynamic.All += Read, "runtime counters").Start();
     }
 
     /// <summary>Starts reading <paramref name="pid"/>'s counters, or says why it cannot and returns null (the soak then reports /proc figures only).</summary>
@@ -60,17 +53,5 @@ public sealed class RuntimeCounters : IAsyncDisposable
         if (value is not null) _latest[counter] = Convert.ToDouble(value, CultureInfo.InvariantCulture);
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        try
-        {
-            await _session.StopAsync(CancellationToken.None);
-        }
-        catch (Exception e) when (e is ServerNotAvailableException or IOException or TimeoutException or EndOfStreamException)
-        {
-            Console.WriteLine($"soak: the home server's counter session ended on its own ({e.Message})");
-        }
-        await _reading.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        _session.Dispose();
-    }
+    public ValueTask DisposeAsync() => _reader.DisposeAsync();
 }

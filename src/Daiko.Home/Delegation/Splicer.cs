@@ -1,3 +1,4 @@
+using System.Buffers;
 using Daiko.Home.Hosting;
 using Daiko.Protocol;
 using Microsoft.Extensions.Logging;
@@ -67,7 +68,9 @@ public sealed class Splicer(ILogger logger, TimeSpan idleLimit) : IAsyncDisposab
 
     private static async Task<PumpResult> PumpAsync(Stream from, Stream to, Action moved, CancellationToken cancellationToken)
     {
-        var buffer = new byte[16384];
+        // Pooled (a spliced session's two pumps would otherwise leave 32 KB of garbage each), and wiped
+        // on return: in a relay it carries the session's plaintext.
+        var buffer = ArrayPool<byte>.Shared.Rent(16384);
         long total = 0;
         try
         {
@@ -85,6 +88,10 @@ public sealed class Splicer(ILogger logger, TimeSpan idleLimit) : IAsyncDisposab
         {
             var cancelled = cancellationToken.IsCancellationRequested;
             return new PumpResult(total, cancelled ? "the other side ended" : e.Message, false, cancelled);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
         }
     }
 

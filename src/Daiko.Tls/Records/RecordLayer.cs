@@ -21,7 +21,7 @@ internal sealed class RecordLayer : IDisposable
     private byte[] _in = ArrayPool<byte>.Shared.Rent(RecordProtection.HeaderLength + RecordProtection.MaxCiphertext + 64);
     private int _inStart;
     private int _inEnd;
-    private readonly byte[] _out = new byte[RecordProtection.HeaderLength + RecordProtection.MaxCiphertext];
+    private byte[] _out = ArrayPool<byte>.Shared.Rent(RecordProtection.HeaderLength + RecordProtection.MaxCiphertext);
     // Records sealed and not yet written: a flight written without a flush goes out in one write.
     private int _outLength;
     private byte[] _handshake = new byte[1024];
@@ -378,6 +378,8 @@ internal sealed class RecordLayer : IDisposable
         WriteProtection?.Dispose();
         ArrayPool<byte>.Shared.Return(_in, clearArray: true);
         _in = [];
-        Array.Clear(_out);
+        ArrayPool<byte>.Shared.Return(_out, clearArray: true);
+        _out = [];
+        _outLength = 0;
     }
 }
