@@ -4,13 +4,14 @@ namespace Daiko.Tls;
 
 /// <summary>
 /// When a <see cref="TlsConnection"/>'s record layer is let go. Its input and output buffers come from
-/// the shared array pool, and a read may still be filling the input from the transport, or decrypting in
-/// it (a write still sending from the output), when another thread disposes the connection (a splice whose other side ended first). Were the buffer returned
-/// then, the pool would hand it to another stream (another connection's, or a TLS server stream's
-/// decrypted data) while the read still writes into it: that stream would read bytes it never received,
-/// with every record's integrity intact. So each read and write holds the record layer while it runs,
-/// disposal closes the transport first (ending whatever waits on it), and the buffer goes back to the
-/// pool, the keys and the secrets wiped, only when the last holder lets go.
+/// the shared array pool, and a read may still be filling the input from the transport, or decrypting
+/// in it, or a write still sending from the output, when another thread disposes the connection (a
+/// splice whose other side ended first). Were the buffers returned then, the pool would hand them to
+/// another stream (another connection's, or a TLS server stream's decrypted data) while still in use:
+/// that stream would read bytes it never received, with every record's integrity intact, or the write
+/// would put on the wire whatever the next holder wrote there. So each read and write holds the record
+/// layer while it runs, disposal closes the transport first (ending whatever waits on it), and the
+/// buffers go back to the pool, the keys and the secrets wiped, only when the last holder lets go.
 /// </summary>
 public sealed partial class TlsConnection
 {

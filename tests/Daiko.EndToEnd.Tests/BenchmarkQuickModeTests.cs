@@ -100,6 +100,11 @@ public sealed class BenchmarkQuickModeTests
             // The load generator's own CPU per session: it shares the cores with the home server and nginx.
             Assert.True(run.GetProperty("generator_cpu_ms_per_session").GetDouble() > 0, run.ToString());
         }
+        // What the home server allocated per session, read from its runtime's counters: closed-loop rows only.
+        foreach (var run in runs.Where(r => r.GetProperty("mode").GetString() is "handoff" or "relay" or "assist" or "relay-get"))
+        {
+            Assert.True(run.GetProperty("home_alloc_kb_per_session").GetDouble() > 0, run.ToString());
+        }
         var peers = json.RootElement.GetProperty("peers");
         Assert.True(peers.GetProperty("openssl_full_per_s").GetDouble() > 0);
         Assert.Equal(2, peers.GetProperty("openssl_terminals").GetInt32());

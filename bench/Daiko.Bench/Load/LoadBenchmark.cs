@@ -34,8 +34,10 @@ public static class LoadBenchmark
         // The home server's allocation rate and gen 0 collections over the last second of a row, over that
         // row's session rate: a rough figure of its garbage per session (console only).
         await using var runtime = RuntimeCounters.TryStart(rig.Home.Pid);
-        string Garbage(LoadRun r) => runtime is null || double.IsNaN(runtime.Latest("alloc-rate")) ? ""
-            : string.Create(CultureInfo.InvariantCulture, $"  home alloc ~{runtime.Latest("alloc-rate") / r.SessionsPerSecond / 1024:0} KB/session, gen 0 GCs {runtime.Latest("gen-0-gc-count"):0}/s");
+        string Garbage(LoadRun r) => double.IsNaN(r.HomeAllocKbPerSession) ? ""
+            : string.Create(CultureInfo.InvariantCulture, $"  home alloc {r.HomeAllocKbPerSession:0} KB/session");
+        // Closed-loop rows with what the home server allocated per session (without the counters, as they are).
+        Task<LoadRun> Measured(Func<Task<LoadRun>> row) => runtime is null ? row() : runtime.MeasuredAsync(row);
         void Print(LoadRun r) => Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  K={r.Terminals,-4} {r.Mode,-22} {r.SessionsPerSecond,8:0.0}/s  p50 {r.P50Ms,7:0.0} ms  p99 {r.P99Ms,7:0.0} ms  errors {r.Errors}  home RSS {r.HomeRssMb:0} MB  home CPU {r.HomeCpuMsPerSession:0.00} ms/session  generator CPU {r.GeneratorCpuMsPerSession:0.00} ms/session{Garbage(r)}{(r.FirstError is null ? "" : "  first error: " + r.FirstError)}"));
         // Warm-up, not measured: every terminal runs each mode once (JIT and caches on both sides), and
@@ -71,7 +73,7 @@ public static class LoadBenchmark
         {
             // --alloc-types: which types the home server's garbage is made of over these rows (sampled).
             await using var allocations = args.Contains("--alloc-types") ? new AllocationSampler(rig.Home.Pid) : null;
-            var exit = await OnlyAsync(rig, counts, only, duration, Print);
+            var exit = await OnlyAsync(rig, counts, only, duration, Print, Measured);
             if (allocations is not null)
             {
                 Console.WriteLine("  the home server's allocations by type (sampled every ~100 KB):");
@@ -97,7 +99,7 @@ public static class LoadBenchmark
                 t => t.TicketAsync(CancellationToken.None)));
             Print(runs[^1]);
             // Sustained: tickets are single use, so the home server refills in the background as they go.
-            runs.Add(await LoadRunner.ClosedAsync("resume-hit-refilled", terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)));
+            runs.Add(await Measured(() => LoadRunner.ClosedAsync("resume-hit-refilled", terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None))));
             Print(runs[^1]);
             // Every session needs a full handshake at the home server: each terminal's tickets are dropped
             // before each round (every terminal locks, which purges its tickets, then every one unlocks; not timed).
@@ -113,7 +115,7 @@ public static class LoadBenchmark
             Print(runs[^1]);
             foreach (var (name, mode) in new[] { ("handoff", LoadMode.Handoff), ("relay", LoadMode.Relay), ("assist", LoadMode.Assist) })
             {
-                runs.Add(await LoadRunner.ClosedAsync(name, terminals, duration, rig.Home, t => t.SessionAsync(mode, CancellationToken.None)));
+                runs.Add(await Measured(() => LoadRunner.ClosedAsync(name, terminals, duration, rig.Home, t => t.SessionAsync(mode, CancellationToken.None))));
                 Print(runs[^1]);
             }
             var (opensslRate, opensslCpu, opensslFailed) = await LoadPeers.OpensslAsync(rig.Pki, rig.Nginx.Port, k, seconds);
@@ -126,7 +128,7 @@ public static class LoadBenchmark
         var openK = counts.Where(k => k <= 100).Max();
         // The capacity is the same work closed loop: a relayed session with a GET through it.
         var openTerminals = rig.Terminals.Take(openK).ToList();
-        runs.Add(await LoadRunner.ClosedAsync("relay-get", openTerminals, duration, rig.Home, t => t.SessionWithRequestAsync(LoadMode.Relay, CancellationToken.None)));
+        runs.Add(await Measured(() => LoadRunner.ClosedAsync("relay-get", openTerminals, duration, rig.Home, t => t.SessionWithRequestAsync(LoadMode.Relay, CancellationToken.None))));
         Print(runs[^1]);
         var capacity = runs[^1].SessionsPerSecond;
         var rate = Math.Max(1, capacity / 2);
@@ -148,7 +150,7 @@ public static class LoadBenchmark
     /// <c>--only handoff|resume-hit|...</c>: that mode alone, closed loop (resume-hit from a warm cache in
     /// rounds) for each K, printed and not written: a steady run to profile the home server under.
     /// </summary>
-    private static async Task<int> OnlyAsync(LoadRig rig, List<int> counts, string only, TimeSpan duration, Action<LoadRun> print)
+    private static async Task<int> OnlyAsync(LoadRig rig, List<int> counts, string only, TimeSpan duration, Action<LoadRun> print, Func<Func<Task<LoadRun>>, Task<LoadRun>> measured)
     {
         var errors = 0;
         foreach (var k in counts)
@@ -158,7 +160,7 @@ public static class LoadBenchmark
             {
                 // The open-loop pair alone: relay capacity closed loop (a session with a GET), then relay and direct at half of it.
                 await LoadPeers.DirectWithRequest(rig.Pki, rig.Nginx.Port)(0);
-                var capacity = await LoadRunner.ClosedAsync("relay-get", terminals, duration, rig.Home, t => t.SessionWithRequestAsync(LoadMode.Relay, CancellationToken.None));
+                var capacity = await measured(() => LoadRunner.ClosedAsync("relay-get", terminals, duration, rig.Home, t => t.SessionWithRequestAsync(LoadMode.Relay, CancellationToken.None)));
                 print(capacity);
                 var rate = Math.Max(1, capacity.SessionsPerSecond / 2);
                 var (relayOpen, directOpen) = await OpenPairAsync(rig, terminals, rate, duration);
@@ -177,9 +179,9 @@ public static class LoadBenchmark
                     DropTickets, t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None)),
                 "resume-miss-handout" => await LoadRunner.RoundsAsync(only, terminals, duration, 3, rig.Home,
                     DropTickets, t => t.TicketAsync(CancellationToken.None)),
-                "handoff" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Handoff, CancellationToken.None)),
-                "relay" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Relay, CancellationToken.None)),
-                "assist" => await LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Assist, CancellationToken.None)),
+                "handoff" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Handoff, CancellationToken.None))),
+                "relay" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Relay, CancellationToken.None))),
+                "assist" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Assist, CancellationToken.None))),
                 _ => throw new ArgumentException($"--only takes relay-open, resume-hit, resume-hit-handout, resume-miss, resume-miss-handout, handoff, relay or assist, not '{only}'"),
             };
             print(run);

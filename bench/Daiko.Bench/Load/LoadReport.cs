@@ -32,13 +32,14 @@ public static class LoadReport
         md.AppendLine("- handoff, relay, assist: the full handshake at the home server (card signs), then the keys handed over, the connection relayed, or the terminal's own handshake with the home card's signature and chain verdict.");
         md.AppendLine(string.Create(inv, $"- the market (nginx) gives 60 s tickets: every ticket handed to a device counts against its policy's limit until it expires; one device takes thousands in a run, so the load's devices may hold {LoadTerminal.MaxTickets:N0}."));
         md.AppendLine("- generator CPU: the load generator's own user+system CPU over the same timed part, per session (all K simulated terminals' TLS and control channels; it shares the cores with the home server and nginx).");
+        md.AppendLine("- home alloc: what the home server's runtime allocated per session (its `alloc-rate` counter over the row, which includes a second or two of the idle server), closed-loop rows only: the garbage a session leaves for the collector.");
         md.AppendLine();
-        md.AppendLine("| K | mode | sessions/s | p50 ms | p99 ms | errors | home RSS MB | home CPU ms/session | generator CPU ms/session | × openssl s_time -new at K | × SslStream at K |");
-        md.AppendLine("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| K | mode | sessions/s | p50 ms | p99 ms | errors | home RSS MB | home CPU ms/session | home alloc KB/session | generator CPU ms/session | × openssl s_time -new at K | × SslStream at K |");
+        md.AppendLine("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in runs)
         {
             var peer = peers.FirstOrDefault(p => p.Terminals == r.Terminals);
-            md.AppendLine(string.Create(inv, $"| {r.Terminals} | {r.Mode} | {r.SessionsPerSecond:0.0} | {r.P50Ms:0.0} | {r.P99Ms:0.0} | {r.Errors} | {r.HomeRssMb:0} | {r.HomeCpuMsPerSession:0.00} | {r.GeneratorCpuMsPerSession:0.00} | {r.SessionsPerSecond / (peer?.OpensslPerSecond ?? double.NaN):0.00} | {r.SessionsPerSecond / (peer?.SslStreamPerSecond ?? double.NaN):0.00} |"));
+            md.AppendLine(string.Create(inv, $"| {r.Terminals} | {r.Mode} | {r.SessionsPerSecond:0.0} | {r.P50Ms:0.0} | {r.P99Ms:0.0} | {r.Errors} | {r.HomeRssMb:0} | {r.HomeCpuMsPerSession:0.00} | {(double.IsNaN(r.HomeAllocKbPerSession) ? "" : r.HomeAllocKbPerSession.ToString("0", inv))} | {r.GeneratorCpuMsPerSession:0.00} | {r.SessionsPerSecond / (peer?.OpensslPerSecond ?? double.NaN):0.00} | {r.SessionsPerSecond / (peer?.SslStreamPerSecond ?? double.NaN):0.00} |"));
         }
         md.AppendLine();
         md.AppendLine("Peers at the same K, same nginx, same run (software key, full handshakes):");
@@ -72,7 +73,7 @@ public static class LoadReport
             runs = runs.Select(r => new
             {
                 mode = r.Mode, terminals = r.Terminals, sessions_per_s = Round(r.SessionsPerSecond), p50_ms = Round(r.P50Ms), p99_ms = Round(r.P99Ms),
-                errors = r.Errors, home_rss_mb = Round(r.HomeRssMb), home_cpu_ms_per_session = Round(r.HomeCpuMsPerSession),
+                errors = r.Errors, home_rss_mb = Round(r.HomeRssMb), home_cpu_ms_per_session = Round(r.HomeCpuMsPerSession), home_alloc_kb_per_session = Round(r.HomeAllocKbPerSession),
                 generator_cpu_ms_per_session = Round(r.GeneratorCpuMsPerSession), sessions = r.Sessions,
             }),
             peers = new

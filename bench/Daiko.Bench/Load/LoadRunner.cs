@@ -15,6 +15,13 @@ public sealed record LoadRun(string Mode, int Terminals, int Sessions, double Se
 
     /// <summary>The home server's CPU per session, in ms.</summary>
     public double HomeCpuMsPerSession => Sessions == 0 ? double.NaN : HomeCpuSeconds * 1000 / Sessions;
+
+    /// <summary>
+    /// What the home server allocated per session, in KB: its runtime's allocation rate over the seconds
+    /// of the row, over the row's session rate. Closed-loop rows only (NaN otherwise: the others interleave
+    /// untimed work, such as a prefetch, with the timed sessions).
+    /// </summary>
+    public double HomeAllocKbPerSession { get; init; } = double.NaN;
 }
 
 /// <summary>Drives many terminals at once and counts sessions, latencies and errors.</summary>

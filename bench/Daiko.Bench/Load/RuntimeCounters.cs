@@ -16,6 +16,7 @@ public sealed class RuntimeCounters : IAsyncDisposable
 {
     private readonly EventPipeReader _reader;
     private readonly ConcurrentDictionary<string, double> _latest = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (double Sum, int Count)> _increments = new(StringComparer.Ordinal);
 
     private RuntimeCounters(int pid)
     {
@@ -50,7 +51,31 @@ public sealed class RuntimeCounters : IAsyncDisposable
         if (!outer.TryGetValue("Payload", out var inner) || inner is not IDictionary<string, object> payload) return;
         if (!payload.TryGetValue("Name", out var name) || name is not string counter) return;
         var value = payload.TryGetValue("Mean", out var mean) ? mean : payload.TryGetValue("Increment", out var increment) ? increment : null;
-        if (value is not null) _latest[counter] = Convert.ToDouble(value, CultureInfo.InvariantCulture);
+        if (value is null) return;
+        var number = Convert.ToDouble(value, CultureInfo.InvariantCulture);
+        _latest[counter] = number;
+        if (payload.ContainsKey("Increment")) _increments.AddOrUpdate(counter, (number, 1), (_, seen) => (seen.Sum + number, seen.Count + 1));
+    }
+
+    /// <summary>The sum of a counting counter's increments so far (e.g. <c>alloc-rate</c>, bytes a second) and how many intervals they cover.</summary>
+    public (double Sum, int Count) Increments(string name) => _increments.TryGetValue(name, out var seen) ? seen : (0, 0);
+
+    /// <summary>
+    /// Runs <paramref name="row"/> and adds what the home server allocated per session over it. The
+    /// counters report each second's bytes a second late, so the row starts after the last report of
+    /// what came before and ends after the report of its own last second: the bytes between are the
+    /// row's (and the idle server's, a few KB a second).
+    /// </summary>
+    public async Task<LoadRun> MeasuredAsync(Func<Task<LoadRun>> row)
+    {
+        var reported = TimeSpan.FromSeconds(1.2);
+        await Task.Delay(reported);
+        var before = Increments("alloc-rate");
+        var run = await row();
+        await Task.Delay(reported);
+        var after = Increments("alloc-rate");
+        return after.Count == before.Count || run.Sessions == 0 ? run
+            : run with { HomeAllocKbPerSession = (after.Sum - before.Sum) / run.Sessions / 1024 };
     }
 
     public ValueTask DisposeAsync() => _reader.DisposeAsync();

@@ -68,8 +68,8 @@ public sealed class Splicer(ILogger logger, TimeSpan idleLimit) : IAsyncDisposab
 
     private static async Task<PumpResult> PumpAsync(Stream from, Stream to, Action moved, CancellationToken cancellationToken)
     {
-        // Pooled (a spliced session's two pumps would otherwise leave 32 KB of garbage each), and wiped
-        // on return: in a relay it carries the session's plaintext.
+        // Pooled (the two pumps of a splice would otherwise leave 16 KB of garbage each, 32 KB a
+        // session), and wiped on return: in a relay it carries the session's plaintext.
         var buffer = ArrayPool<byte>.Shared.Rent(16384);
         long total = 0;
         try

@@ -94,8 +94,9 @@ internal sealed class HandshakeContext : IDisposable
     }
 
     /// <summary>
-    /// Seals the flight's messages into records; <paramref name="flush"/> false leaves them for the
-    /// next write that flushes (TLS 1.2: the change_cipher_spec and Finished that follow).
+    /// Seals the flight's messages into records; <paramref name="flush"/> false leaves them in the
+    /// record layer's output buffer for the next write that flushes (TLS 1.2: the change_cipher_spec
+    /// and Finished that follow; a record that would not fit beside them writes them first).
     /// </summary>
     public async ValueTask FlushFlightAsync(CancellationToken cancellationToken, bool flush = true)
     {

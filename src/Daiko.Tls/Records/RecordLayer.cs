@@ -24,6 +24,7 @@ internal sealed class RecordLayer : IDisposable
     private byte[] _out = ArrayPool<byte>.Shared.Rent(RecordProtection.HeaderLength + RecordProtection.MaxCiphertext);
     // Records sealed and not yet written: a flight written without a flush goes out in one write.
     private int _outLength;
+    private bool _pendingElicitsReply;
     private byte[] _handshake = new byte[1024];
     private int _handshakeLength;
     private readonly Queue<HandshakeMessage> _messages = new();
@@ -115,9 +116,10 @@ internal sealed class RecordLayer : IDisposable
 
     /// <summary>
     /// Writes <paramref name="data"/> as one or more records of <paramref name="type"/>. Without
-    /// <paramref name="flush"/> the records wait for the next write that flushes, so that a flight
-    /// (Certificate, CertificateVerify, Finished) leaves in one transport write and one segment:
-    /// the peer wakes once for it, not once a message.
+    /// <paramref name="flush"/> the records wait in the output buffer for the next write that flushes
+    /// (or for one that would not fit beside them), so that a flight of several records (TLS 1.2:
+    /// Certificate, ClientKeyExchange, CertificateVerify, change_cipher_spec, Finished) leaves in one
+    /// transport write rather than one a record. Bytes and round trips are counted once written.
     /// </summary>
     public async ValueTask WriteAsync(ContentType type, ReadOnlyMemory<byte> data, CancellationToken cancellationToken, bool flush = true)
     {
@@ -148,12 +150,11 @@ internal sealed class RecordLayer : IDisposable
                 length = WriteProtection.Seal(type, chunk.Span, padding, record);
             }
             _outLength += length;
-            _counters?.AddBytesSent(length);
             // A round trip is a flight that the server answers: a ClientHello or application data.
             // The client's Finished, Certificate and EndOfEarlyData elicit nothing.
             if (type == ContentType.ApplicationData || (type == ContentType.Handshake && chunk.Length > 0 && chunk.Span[0] == (byte)HandshakeType.ClientHello))
             {
-                _awaitingReply = true;
+                _pendingElicitsReply = true;
             }
         }
         while (!data.IsEmpty);
@@ -171,8 +172,12 @@ internal sealed class RecordLayer : IDisposable
     {
         if (_outLength == 0) return;
         var length = _outLength;
+        var elicitsReply = _pendingElicitsReply;
         _outLength = 0;
+        _pendingElicitsReply = false;
         await _transport.WriteAsync(_out.AsMemory(0, length), cancellationToken);
+        _counters?.AddBytesSent(length);
+        if (elicitsReply) _awaitingReply = true;
     }
 
     /// <summary>
