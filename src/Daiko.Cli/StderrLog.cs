@@ -9,17 +9,38 @@ namespace Daiko.Cli;
 /// The home server's log lines on stderr, one a line: plain (the UTC time and the sentence, as
 /// 'daiko home serve' always printed them) or JSON (<c>--log-format json</c>: one object a line with
 /// the time, level, category, event, sentence and the sentence's named fields). Every line comes from
-/// a LoggerMessage template, whose fields never hold a PIN, key, ticket or secret.
+/// a LoggerMessage template, whose fields never hold a PIN, key, ticket or secret. The lines are
+/// written by a task of their own (<see cref="LogLines"/>): logging never waits for stderr, and
+/// disposal lets the queued lines out.
 /// </summary>
-internal sealed class StderrLog(bool json = false) : ILoggerFactory
+internal sealed class StderrLog : ILoggerFactory
 {
-    public ILogger CreateLogger(string categoryName) => new Category(categoryName, json);
+    private readonly bool _json;
+    private readonly bool _debug = Environment.GetEnvironmentVariable("DAIKO_DEBUG") == "1";
+    private readonly LogLines _lines;
+
+    public StderrLog(bool json = false, Stream? sink = null)
+    {
+        _json = json;
+        _lines = new LogLines(sink ?? Console.OpenStandardError(), DroppedNotice);
+    }
+
+    public ILogger CreateLogger(string categoryName) => new Category(categoryName, this);
 
     public void AddProvider(ILoggerProvider provider) => throw new NotSupportedException("the CLI logs to stderr only");
 
-    public void Dispose() { }
+    public void Dispose() => _lines.Dispose();
 
-    private sealed class Category(string name, bool json) : ILogger
+    private string DroppedNotice(long dropped)
+    {
+        var message = $"{dropped} log line(s) dropped: stderr did not take them as fast as they came";
+        return _json
+            ? Category.JsonLine("Daiko.Log", DateTimeOffset.UtcNow, LogLevel.Warning, new EventId(90, "LogLinesDropped"),
+                new[] { new KeyValuePair<string, object?>("Dropped", dropped) }, message, null, false)
+            : $"{DateTimeOffset.UtcNow:HH:mm:ss} {message}";
+    }
+
+    private sealed class Category(string name, StderrLog log) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
 
@@ -28,20 +49,19 @@ internal sealed class StderrLog(bool json = false) : ILoggerFactory
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
             if (!IsEnabled(logLevel)) return;
-            var debug = Environment.GetEnvironmentVariable("DAIKO_DEBUG") == "1";
             var now = DateTimeOffset.UtcNow;
-            if (!json)
+            if (!log._json)
             {
                 var line = formatter(state, exception);
-                if (exception is not null && debug) line += Environment.NewLine + exception;
+                if (exception is not null && log._debug) line += Environment.NewLine + exception;
                 else if (exception is not null) line += $": {exception.GetType().Name}: {exception.Message}";
-                Console.Error.WriteLine($"{now:HH:mm:ss} {line}");
+                log._lines.Add($"{now:HH:mm:ss} {line}");
                 return;
             }
-            Console.Error.WriteLine(JsonLine(now, logLevel, eventId, state, formatter(state, exception), exception, debug));
+            log._lines.Add(JsonLine(name, now, logLevel, eventId, state, formatter(state, exception), exception, log._debug));
         }
 
-        private string JsonLine<TState>(DateTimeOffset now, LogLevel level, EventId eventId, TState state, string message, Exception? exception, bool debug)
+        public static string JsonLine<TState>(string name, DateTimeOffset now, LogLevel level, EventId eventId, TState state, string message, Exception? exception, bool debug)
         {
             using var buffer = new MemoryStream();
             using (var w = new Utf8JsonWriter(buffer))

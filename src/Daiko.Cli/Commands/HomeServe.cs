@@ -43,7 +43,7 @@ internal static class HomeServe
         }
         using (card)
         {
-            var log = new StderrLog(json: (a.LogFormat ?? config.LogFormat) == "json");
+            using var log = new StderrLog(json: (a.LogFormat ?? config.LogFormat) == "json");
             var serveLog = log.CreateLogger("Daiko.Serve");
             HomeServer server;
             try

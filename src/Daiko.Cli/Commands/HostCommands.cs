@@ -134,7 +134,7 @@ internal static class HostCommands
         command.SetAction(async (parse, ct) =>
         {
             var where = parse.GetValue(listen)!;
-            var log = new StderrLog();
+            using var log = new StderrLog();
             HostNode node;
             try
             {

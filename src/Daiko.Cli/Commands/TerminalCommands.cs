@@ -336,6 +336,7 @@ internal static partial class TerminalCommands
             var host = targetText[..colon].Trim('[', ']');
             var port = int.Parse(targetText[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture);
             var sessionMode = Enum.Parse<DelegationMode>(parse.GetValue(mode)!, ignoreCase: true);
+            using var log = new StderrLog();
             LocalForwarder forwarder;
             try
             {
@@ -346,7 +347,7 @@ internal static partial class TerminalCommands
                     var session = await new DelegatedConnector(control).ConnectAsync(host, port, sessionMode, cancellationToken: c);
                     return new OwningStream(session.Stream, control, !parse.GetValue(stats) ? null : async () =>
                         Console.Error.WriteLine(await TerminalStats.CommandLineAsync(control, [session], clock.Elapsed, CancellationToken.None)));
-                }, new StderrLog().CreateLogger("forward"));
+                }, log.CreateLogger("forward"));
             }
             catch (System.Net.Sockets.SocketException e)
             {
