@@ -6,7 +6,7 @@ namespace Daiko.Cli;
 /// <summary>
 /// Log lines on their way to a stream (the server's stderr), written by a task of their own: whoever
 /// logs only queues its line, so a request never waits for the terminal, pipe or journal behind
-/// stderr, and no lock is held across that write. Lines queued meanwhile leave together in one write.
+/// stderr, and no request holds a lock across that write. Lines queued meanwhile leave together in one write.
 /// When the stream stops taking them and <see cref="Capacity"/> lines wait, further lines are dropped
 /// and counted, and a line saying how many (<c>notice</c>) follows the next ones written.
 /// </summary>
@@ -26,6 +26,7 @@ internal sealed class LogLines : IDisposable
     });
     private readonly Task _writing;
     private long _dropped;
+    private bool _disposed;
 
     public LogLines(Stream sink, Func<long, string> notice)
     {
@@ -34,10 +35,15 @@ internal sealed class LogLines : IDisposable
         _writing = Task.Run(WriteAsync);
     }
 
-    /// <summary>Queues a line (without its line break); drops it if <see cref="Capacity"/> lines already wait.</summary>
+    /// <summary>
+    /// Queues a line (without its line break); drops it if <see cref="Capacity"/> lines already wait.
+    /// A line logged after <see cref="Dispose"/> (the last work of a stopping server) is written at once.
+    /// </summary>
     public void Add(string line)
     {
-        if (!_queue.Writer.TryWrite(line)) Interlocked.Increment(ref _dropped);
+        if (_queue.Writer.TryWrite(line)) return;
+        if (Volatile.Read(ref _disposed)) Write(line + "\n");
+        else Interlocked.Increment(ref _dropped);
     }
 
     private async Task WriteAsync()
@@ -47,31 +53,42 @@ internal sealed class LogLines : IDisposable
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
             while (text.Length < MostBytesAWrite && reader.TryRead(out var line)) text.Append(line).Append('\n');
-            await WriteOutAsync(text).ConfigureAwait(false);
+            WriteOut(text);
         }
-        await WriteOutAsync(text).ConfigureAwait(false);
+        WriteOut(text);
     }
 
-    private async Task WriteOutAsync(StringBuilder text)
+    /// <summary>What was taken from the queue, and the count of lines dropped since the last write, in one write.</summary>
+    private void WriteOut(StringBuilder text)
     {
         if (Interlocked.Exchange(ref _dropped, 0) is var dropped and > 0) text.Append(_notice(dropped)).Append('\n');
         if (text.Length == 0) return;
-        var bytes = Encoding.UTF8.GetBytes(text.ToString());
+        var lines = text.ToString();
         text.Clear();
-        try
+        Write(lines);
+    }
+
+    private void Write(string lines)
+    {
+        var bytes = Encoding.UTF8.GetBytes(lines);
+        lock (_sink)
         {
-            await _sink.WriteAsync(bytes).ConfigureAwait(false);
-            await _sink.FlushAsync().ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
-        {
-            // stderr is gone: the lines have nowhere to go, and the server goes on.
+            try
+            {
+                _sink.Write(bytes);
+                _sink.Flush();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // stderr is gone or refuses us: the lines have nowhere to go, and the server goes on.
+            }
         }
     }
 
-    /// <summary>Lets the lines still queued out (waiting at most 2 s for the stream), then stops.</summary>
+    /// <summary>Lets the lines still queued out (waiting at most 2 s for the stream), then stops; later lines are written at once.</summary>
     public void Dispose()
     {
+        Volatile.Write(ref _disposed, true);
         _queue.Writer.TryComplete();
         _writing.Wait(TimeSpan.FromSeconds(2));
     }

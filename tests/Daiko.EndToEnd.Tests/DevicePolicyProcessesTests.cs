@@ -58,7 +58,7 @@ public sealed class DevicePolicyProcessesTests(HomeAndTerminal system) : IClassF
         Assert.Contains("Alice Example", allowed.StandardOutput, StringComparison.Ordinal);
         Assert.Equal(1, unlisted.ExitCode);
         Assert.Contains("policy-refused: this device may not use the market shop.example:443", unlisted.StandardError, StringComparison.Ordinal);
-        Assert.Contains("refused by policy (markets)", system.Server.Output, StringComparison.Ordinal);
+        await system.Server.WaitForOutputAsync("refused by policy (markets)", TimeSpan.FromSeconds(5));
     }
 
     [Fact]
@@ -79,7 +79,7 @@ public sealed class DevicePolicyProcessesTests(HomeAndTerminal system) : IClassF
         Assert.Contains("may not use mode handoff", handoff.StandardError, StringComparison.Ordinal);
         Assert.True(auto.ExitCode == 0, auto.ToString());
         Assert.Equal("relay", JsonDocument.Parse(auto.StandardError.Trim().Split('\n')[^1]).RootElement.GetProperty("mode").GetString());
-        Assert.Contains("refused by policy (modes)", system.Server.Output, StringComparison.Ordinal);
+        await system.Server.WaitForOutputAsync("refused by policy (modes)", TimeSpan.FromSeconds(5));
         await PolicyAsync([.. LoopbackMarkets.PolicyOptions, "--modes", AllModes]);
     }
 
@@ -128,7 +128,7 @@ public sealed class DevicePolicyProcessesTests(HomeAndTerminal system) : IClassF
             await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", system.Terminal], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
             var result = await GetAsync($"https://localhost:{peer.Port}/", "relay");
             Assert.True(result.ExitCode == 0, result.ToString());
-            Assert.Contains("--allow-private-markets", system.Server.Output, StringComparison.Ordinal);
+            await system.Server.WaitForOutputAsync("--allow-private-markets", TimeSpan.FromSeconds(5));
         }
         finally
         {

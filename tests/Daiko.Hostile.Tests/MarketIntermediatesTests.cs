@@ -48,6 +48,6 @@ public sealed class MarketIntermediatesTests(FetchingHomeServe home)
 
         Assert.True(verdict.Trusted, $"{verdict.Problem}: {verdict.Reason}");
         Assert.Equal(["/intermediate.cer"], chain.Server.Paths);
-        Assert.Contains("fetched the missing intermediate", home.Server.Output, StringComparison.Ordinal);
+        await home.Server.WaitForOutputAsync("fetched the missing intermediate", TimeSpan.FromSeconds(5));
     }
 }
