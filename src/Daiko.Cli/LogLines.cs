@@ -15,7 +15,7 @@ internal sealed class LogLines : IDisposable
     /// <summary>The most lines that wait for the stream.</summary>
     public const int Capacity = 10_000;
 
-    private const int MostBytesAWrite = 64 * 1024;
+    private const int MostCharsAWrite = 64 * 1024;
 
     private readonly Stream _sink;
     private readonly Func<long, string> _notice;
@@ -52,7 +52,7 @@ internal sealed class LogLines : IDisposable
         var reader = _queue.Reader;
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
-            while (text.Length < MostBytesAWrite && reader.TryRead(out var line)) text.Append(line).Append('\n');
+            while (text.Length < MostCharsAWrite && reader.TryRead(out var line)) text.Append(line).Append('\n');
             WriteOut(text);
         }
         WriteOut(text);

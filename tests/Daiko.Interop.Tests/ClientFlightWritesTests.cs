@@ -112,41 +112,24 @@ public sealed class ClientFlightWritesTests : IDisposable
     }
 
     /// <summary>Passes everything through to a real socket's stream and counts the writes.</summary>
-    private sealed class WriteCountingStream(Stream inner) : Stream
+    private sealed class WriteCountingStream(Stream inner) : PassThroughStream(inner)
     {
         public int Writes { get; private set; }
 
         public long BytesWritten { get; private set; }
 
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() => inner.Flush();
-        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-
         public override void Write(byte[] buffer, int offset, int count)
         {
             Writes++;
             BytesWritten += count;
-            inner.Write(buffer, offset, count);
+            Inner.Write(buffer, offset, count);
         }
 
         public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
             Writes++;
             BytesWritten += buffer.Length;
-            return inner.WriteAsync(buffer, cancellationToken);
-        }
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing) inner.Dispose();
-            base.Dispose(disposing);
+            return Inner.WriteAsync(buffer, cancellationToken);
         }
     }
 }

@@ -31,12 +31,11 @@ public static class LoadBenchmark
         await using var rig = await LoadRig.StartAsync(counts.Max(), "daiko-bench-load", serverEnvironment: HomeEnvironment(args));
         var runs = new List<LoadRun>();
         var peers = new List<LoadReport.Peer>();
-        // The home server's allocation rate and gen 0 collections over the last second of a row, over that
-        // row's session rate: a rough figure of its garbage per session (console only).
+        // The home server's runtime counters: what it allocates over each closed-loop row, per session.
         await using var runtime = RuntimeCounters.TryStart(rig.Home.Pid);
         string Garbage(LoadRun r) => double.IsNaN(r.HomeAllocKbPerSession) ? ""
             : string.Create(CultureInfo.InvariantCulture, $"  home alloc {r.HomeAllocKbPerSession:0} KB/session");
-        // Closed-loop rows with what the home server allocated per session (without the counters, as they are).
+        // A closed-loop row with what the home server allocated per session (left out when the counters cannot be read).
         Task<LoadRun> Measured(Func<Task<LoadRun>> row) => runtime is null ? row() : runtime.MeasuredAsync(row);
         void Print(LoadRun r) => Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  K={r.Terminals,-4} {r.Mode,-22} {r.SessionsPerSecond,8:0.0}/s  p50 {r.P50Ms,7:0.0} ms  p99 {r.P99Ms,7:0.0} ms  errors {r.Errors}  home RSS {r.HomeRssMb:0} MB  home CPU {r.HomeCpuMsPerSession:0.00} ms/session  generator CPU {r.GeneratorCpuMsPerSession:0.00} ms/session{Garbage(r)}{(r.FirstError is null ? "" : "  first error: " + r.FirstError)}"));
@@ -196,7 +195,6 @@ public static class LoadBenchmark
     /// </summary>
     private static readonly IReadOnlyList<Func<LoadTerminal, Task>> DropTickets = [t => t.LockAsync(CancellationToken.None), t => t.UnlockAsync(CancellationToken.None)];
 
-    /// <summary>Every <c>--home-env NAME=VALUE</c>: variables for the home server's environment only (a runtime setting to compare).</summary>
     /// <summary>
     /// Relay through the home server and direct Daiko.Tls connections, open loop at the same rate, taking
     /// turns in 1 s slices for three times the row's length each: a p99 on this shared machine moves with
@@ -211,6 +209,7 @@ public static class LoadBenchmark
             rate, duration * 3, slices, rig.Home);
     }
 
+    /// <summary>Every <c>--home-env NAME=VALUE</c>: variables for the home server's environment only (a runtime setting to compare).</summary>
     internal static Dictionary<string, string> HomeEnvironment(string[] args) =>
         args.Select((a, i) => (a, i)).Where(p => p.a == "--home-env" && p.i + 1 < args.Length).Select(p => args[p.i + 1].Split('=', 2))
             .ToDictionary(kv => kv[0], kv => kv.Length > 1 ? kv[1] : "", StringComparer.Ordinal);

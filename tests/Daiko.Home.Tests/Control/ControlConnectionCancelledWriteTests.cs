@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Threading.Channels;
 using Daiko.Protocol;
 using Daiko.Protocol.Messages;
+using Daiko.TestSupport;
 using Daiko.Tls;
 using Xunit;
 
@@ -45,33 +46,15 @@ public sealed class ControlConnectionCancelledWriteTests
     }
 
     /// <summary>Writes half of each buffer, then the cancellation arrives, then honours the token it was given.</summary>
-    private sealed class CancelMidWriteStream(Stream inner, CancellationTokenSource arriving) : Stream
+    private sealed class CancelMidWriteStream(Stream inner, CancellationTokenSource arriving) : PassThroughStream(inner)
     {
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() => inner.Flush();
-        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
-
         public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
             var half = buffer.Length / 2;
-            await inner.WriteAsync(buffer[..half], CancellationToken.None);
+            await Inner.WriteAsync(buffer[..half], CancellationToken.None);
             if (!arriving.IsCancellationRequested) await arriving.CancelAsync();
             cancellationToken.ThrowIfCancellationRequested();
-            await inner.WriteAsync(buffer[half..], CancellationToken.None);
-        }
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing) inner.Dispose();
-            base.Dispose(disposing);
+            await Inner.WriteAsync(buffer[half..], CancellationToken.None);
         }
     }
 }
