@@ -21,12 +21,16 @@ public sealed partial class PurseLedger
     /// <summary>How many of a batch's answers the card signs at once (its signing sessions run side by side).</summary>
     private static readonly int SignersAtOnce = Math.Max(2, Environment.ProcessorCount);
 
+    /// <summary>How many pool threads sign a batch's answers while the committing thread moves the money of the next operations.</summary>
+    private static readonly int SignersBesideMoves = SignersAtOnce - 1;
+
     /// <summary>
     /// One batch in one transaction: each operation in a savepoint of its own, so a refused one (spent
     /// purse, expired request, spend limit) is undone alone while the others go on. The card's seal is
     /// checked before anything moves (a forged, truncated or rolled-back purse is refused) and renewed
-    /// once with the commit; the card's counter follows the commit. The answers are signed after all
-    /// the moves, side by side on the card's signing sessions, and stored in the same transaction; a
+    /// once with the commit; the card's counter follows the commit. Each answer is signed once its
+    /// operation's moves are done, on the card's other signing sessions while the next operations'
+    /// money moves (<see cref="AnswerSigning"/>), and all are stored in the same transaction; a
     /// signature that fails fails the whole batch (nothing commits). A request that repeats one earlier
     /// in the same batch gets that one's answer.
     /// </summary>
@@ -35,12 +39,15 @@ public sealed partial class PurseLedger
         using var c = Open();
         using var writer = _store.LockPurse(c);
         using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
+        // Each operation of the batch runs the same statements: prepared once for the batch.
+        using var statements = PurseSql.KeepStatements(c);
         // Take the seal's row first: a payment racing on another node then waits, and on PostgreSQL
         // gives way with a serialization failure (retried by the caller) instead of reading a seal
         // older than the card's counter, which would look like a rolled-back database.
         Execute(c, tx, "UPDATE purse_seal SET counter = counter WHERE id = 1");
         long? counter = null;
-        var moved = new List<(PendingOperation Operation, Func<byte[]> Answer)>();
+        var moved = new List<PendingOperation>();
+        using var signing = new AnswerSigning(SignersBesideMoves, PurseGroupCommit.MaxBatch);
         var inBatch = new Dictionary<(string, string, string), PendingOperation>();
         var repeats = new List<(PendingOperation Repeat, PendingOperation Original)>();
         // Operations queued while this batch is worked on join it (at most MaxBatch in all).
@@ -65,8 +72,10 @@ public sealed partial class PurseLedger
                 tx.Save("operation");
                 try
                 {
-                    moved.Add((operation, operation.Work(c, tx)));
+                    var answer = operation.Work(c, tx);
                     tx.Release("operation");
+                    moved.Add(operation);
+                    signing.Add(answer);
                     inBatch[(operation.Id.Kind, operation.Id.Party, operation.Id.Id)] = operation;
                 }
                 catch (Exception e) when (e is not DbException)
@@ -87,22 +96,12 @@ public sealed partial class PurseLedger
             tx.Commit();
             return;
         }
-        var answers = new byte[moved.Count][];
-        try
-        {
-            if (moved.Count == 1) answers[0] = moved[0].Answer();
-            else Parallel.For(0, moved.Count, new ParallelOptions { MaxDegreeOfParallelism = SignersAtOnce }, k => answers[k] = moved[k].Answer());
-        }
-        catch (AggregateException e)
-        {
-            // The card's own reason (not ready, disabled), as a signature made in line would have thrown it.
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
-        }
-        for (var k = 0; k < moved.Count; k++) PurseRequests.Store(c, tx, moved[k].Operation.Id, answers[k]);
+        var answers = signing.Finish();
+        for (var k = 0; k < moved.Count; k++) PurseRequests.Store(c, tx, moved[k].Id, answers[k]);
         PurseSeal.Seal(c, tx, _card, counter!.Value);
         tx.Commit();
         // Answers only now: nothing is acknowledged before its commit is durable.
-        for (var k = 0; k < moved.Count; k++) moved[k].Operation.Answer = answers[k];
+        for (var k = 0; k < moved.Count; k++) moved[k].Answer = answers[k];
         foreach (var (repeat, original) in repeats) repeat.Answer = original.Answer;
         _card.AdvanceSealCounter(counter.Value);
         _group.Committed(moved.Count);

@@ -79,14 +79,8 @@ public sealed partial class PurseLedger
         return BalanceOf(c, null, currency);
     }
 
-    private static long BalanceOf(DbConnection c, DbTransaction? tx, string currency)
-    {
-        using var cmd = c.CreateCommand();
-        cmd.Transaction = tx;
-        cmd.CommandText = "SELECT amount FROM purse_balances WHERE currency = @c";
-        AddParameter(cmd, "@c", currency);
-        return cmd.ExecuteScalar() is long l ? l : 0;
-    }
+    private static long BalanceOf(DbConnection c, DbTransaction? tx, string currency) =>
+        PurseSql.Scalar(c, tx, "SELECT amount FROM purse_balances WHERE currency = @c", ("@c", currency)) is long l ? l : 0;
 
     /// <summary>F12: pays a market's signed request; returns the card's signed payment.</summary>
     /// <param name="charge">Also run in the payment's transaction with its amount and currency (a device's spend limit); throwing refuses the payment.</param>
@@ -315,12 +309,8 @@ public sealed partial class PurseLedger
 
     private void Log(DbConnection c, DbTransaction tx, string kind, string reference, long amount, string currency, long balanceAfter)
     {
-        using var last = c.CreateCommand();
-        last.Transaction = tx;
-        last.CommandText = "SELECT seq, hash FROM purse_log ORDER BY seq DESC LIMIT 1";
-        using var r = last.ExecuteReader();
-        var (seq, previous) = r.Read() ? (r.GetInt64(0) + 1, r.GetString(1)) : (1L, GenesisHash);
-        r.Close();
+        var (seq, previous) = PurseSql.Row(c, tx, "SELECT seq, hash FROM purse_log ORDER BY seq DESC LIMIT 1", r => (r.GetInt64(0) + 1, r.GetString(1)))
+            ?? (1L, GenesisHash);
         var at = _time.GetUtcNow().ToString("O");
         var hash = PurseLog.ChainHash(previous, PurseLog.EntryText(seq, at, kind, reference, amount, currency, balanceAfter));
         Execute(c, tx, "INSERT INTO purse_log(seq, at, kind, ref, amount, currency, balance_after, prev_hash, hash) VALUES(@s, @t, @k, @r, @a, @c, @b, @p, @h)",

@@ -27,24 +27,10 @@ internal static class PurseRequests
     /// <summary>The stored answer of an identical earlier request, or null; a different message under the same id throws.</summary>
     public static byte[]? Find(DbConnection c, DbTransaction tx, MoneyRequestId id)
     {
-        using (var find = c.CreateCommand())
-        {
-            find.Transaction = tx;
-            find.CommandText = "SELECT message_hash, answer FROM purse_requests WHERE kind = @k AND party = @p AND id = @i";
-            PurseSql.Add(find, "@k", id.Kind);
-            PurseSql.Add(find, "@p", id.Party);
-            PurseSql.Add(find, "@i", id.Id);
-            using var r = find.ExecuteReader();
-            if (r.Read())
-            {
-                return r.GetString(0) == id.MessageHash ? (byte[])r.GetValue(1) : throw Conflict(id);
-            }
-        }
-        using var legacy = c.CreateCommand();
-        legacy.Transaction = tx;
-        legacy.CommandText = "SELECT answer FROM purse_answers WHERE request_id = @r";
-        PurseSql.Add(legacy, "@r", id.LegacyKey);
-        if (legacy.ExecuteScalar() is not byte[] answer) return null;
+        var stored = PurseSql.Row(c, tx, "SELECT message_hash, answer FROM purse_requests WHERE kind = @k AND party = @p AND id = @i",
+            r => (Hash: r.GetString(0), Answer: (byte[])r.GetValue(1)), ("@k", id.Kind), ("@p", id.Party), ("@i", id.Id));
+        if (stored is { } found) return found.Hash == id.MessageHash ? found.Answer : throw Conflict(id);
+        if (PurseSql.Scalar(c, tx, "SELECT answer FROM purse_answers WHERE request_id = @r", ("@r", id.LegacyKey)) is not byte[] answer) return null;
         // An answer from before ids were scoped answers only its own party's identical request; any other is served afresh.
         return id.LegacyMatches is null || id.LegacyMatches(answer) ? answer : null;
     }
@@ -55,25 +41,4 @@ internal static class PurseRequests
 
     public static PurseException Conflict(MoneyRequestId id) =>
         new(PurseRefusal.Conflict, $"'{id.Party}' already used {id.Kind} id '{id.Id}' for a different message: refused (a repeat of the same message gets its first answer)");
-}
-
-/// <summary>The purse's SQL helpers: commands in the caller's transaction with named parameters.</summary>
-internal static class PurseSql
-{
-    public static void Execute(DbConnection c, DbTransaction tx, string sql, params (string, object)[] parameters)
-    {
-        using var cmd = c.CreateCommand();
-        cmd.Transaction = tx;
-        cmd.CommandText = sql;
-        foreach (var (k, v) in parameters) Add(cmd, k, v);
-        cmd.ExecuteNonQuery();
-    }
-
-    public static void Add(DbCommand command, string name, object value)
-    {
-        var parameter = command.CreateParameter();
-        parameter.ParameterName = name;
-        parameter.Value = value;
-        command.Parameters.Add(parameter);
-    }
 }

@@ -92,7 +92,7 @@ public abstract class PurseGroupCommitContract : IDisposable
             {
                 outcomes[i] = (call(), null);
             }
-            catch (Exception e) when (e is PurseException or PolicyRefusedException)
+            catch (Exception e) when (e is PurseException or PolicyRefusedException or CardNotReadyException)
             {
                 outcomes[i] = (null, e);
             }
@@ -210,6 +210,80 @@ public abstract class PurseGroupCommitContract : IDisposable
         using var cardKey = _card.PursePublicKey();
         Assert.All(outcomes, o => MoneyCodec.Verify<Payment>(o.Answer!, cardKey));
         Assert.Equal(10, outcomes.Select(o => MoneyCodec.Verify<Payment>(o.Answer!, cardKey).PaymentId).Distinct().Count());
+        Assert.True(_ledger.VerifyLog());
+    }
+
+    /// <summary>
+    /// An answer is signed while the batch's later operations are still moving money: the third payment's
+    /// moves wait (in its spend charge) until a signature of the batch is inside the token, and that
+    /// signature waits until the third payment's moves went on. Signed only after all the moves, the
+    /// charge would wait alone until the bound.
+    /// </summary>
+    [Fact]
+    public void ABatchsAnswers_AreSigned_WhileItsLaterMovesGoOn()
+    {
+        Refill(1_000_000, "r1");
+        using var signing = new ManualResetEventSlim();
+        using var movedOn = new ManualResetEventSlim();
+        var signedBesideMoves = false;
+        var chargedWhileSigning = false;
+        _card.Token.Signing!.Leased = () =>
+        {
+            signing.Set();
+            signedBesideMoves |= movedOn.Wait(TimeSpan.FromSeconds(20));
+        };
+        var requests = Enumerable.Range(0, 6).Select(i => RequestOf(10 + i, $"o{i}")).ToList();
+        var others = new List<Func<byte[]>>
+        {
+            () => _ledger.Pay(requests[1]),
+            () => _ledger.Pay(requests[2], (_, _, _, _) =>
+            {
+                chargedWhileSigning = signing.Wait(TimeSpan.FromSeconds(20));
+                movedOn.Set();
+            }),
+            () => _ledger.Pay(requests[3]),
+            () => _ledger.Pay(requests[4]),
+        };
+
+        var outcomes = WithQueuedBehindTheFirst(requests[0], others);
+
+        Assert.True(chargedWhileSigning, "no answer was being signed while the batch's later moves ran");
+        Assert.True(signedBesideMoves);
+        Assert.All(outcomes, o => Assert.Null(o.Error));
+        using var cardKey = _card.PursePublicKey();
+        Assert.Equal(5, outcomes.Select(o => MoneyCodec.Verify<Payment>(o.Answer!, cardKey).PaymentId).Distinct().Count());
+        Assert.True(_ledger.VerifyLog());
+    }
+
+    /// <summary>
+    /// One answer the card fails to sign fails its whole batch: no payer of it is answered, no money
+    /// moves, the log and seal stay intact; the same requests, sent again, are each paid once.
+    /// </summary>
+    [Fact]
+    public void AnAnswerTheCardFailsToSign_FailsItsWholeBatch_AndNothingMoves()
+    {
+        Refill(1_000, "r1");
+        var signatures = 0;
+        _card.Token.Signing!.Leased = () =>
+        {
+            if (Interlocked.Increment(ref signatures) == 3) throw new CardNotReadyException("the token failed this signature");
+        };
+        var before = _ledger.Statistics;
+        var requests = Enumerable.Range(0, 6).Select(i => RequestOf(10, $"f{i}")).ToList();
+
+        var outcomes = WithQueuedBehindTheFirst(requests[0], [.. requests.Skip(1).Select(r => (Func<byte[]>)(() => _ledger.Pay(r)))]);
+
+        Assert.All(outcomes, o => Assert.Equal("the token failed this signature", Assert.IsType<CardNotReadyException>(o.Error).Message));
+        Assert.Equal(1_000, _ledger.Balance("JPY"));
+        Assert.DoesNotContain(_ledger.History(), e => e.Kind == "payment");
+        Assert.Equal(before.Commits, _ledger.Statistics.Commits);
+        Assert.True(_ledger.VerifyLog());
+
+        _card.Token.Signing!.Leased = null;
+        using var cardKey = _card.PursePublicKey();
+        foreach (var request in requests) MoneyCodec.Verify<Payment>(_ledger.Pay(request), cardKey);
+        Assert.Equal(940, _ledger.Balance("JPY"));
+        Assert.Equal(6, _ledger.History().Count(e => e.Kind == "payment"));
         Assert.True(_ledger.VerifyLog());
     }
 
