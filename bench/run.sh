@@ -9,7 +9,8 @@
 #   bench/run.sh load --only handoff --terminals 10,10,10   one mode alone, a row per K listed, printed only
 #                           (--home-env NAME=VALUE a variable for the home server only, as for soak)
 #                           (a steady run to profile the home server under: bench/results/profile.md;
-#                            --alloc-types adds what the home server allocates, by type)
+#                            --alloc-types adds what the home server allocates, by type;
+#                            --only openssl: the concurrent s_time peer alone, nginx counting its rate)
 #   bench/run.sh soak [--quick]   200 terminals x 50 mixed sessions with payments (quick: 10 x 5): soak.md, soak.json
 #                           (--sessions N a longer run, --warm-up N sessions a terminal first (default 25), --home-env NAME=VALUE
 #                           a variable for the home server only, e.g. a GC setting to compare)

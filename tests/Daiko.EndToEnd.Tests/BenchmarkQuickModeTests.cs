@@ -109,6 +109,11 @@ public sealed class BenchmarkQuickModeTests
         Assert.True(peers.GetProperty("openssl_full_per_s").GetDouble() > 0);
         Assert.Equal(2, peers.GetProperty("openssl_terminals").GetInt32());
         Assert.True(peers.GetProperty("sslstream_full_per_s").GetDouble() > 0);
+        // s_time's rate is nginx's count over a window in which every process ran; each process's own count is beside it.
+        var openssl = Assert.Single(peers.GetProperty("by_terminals").EnumerateArray());
+        Assert.True(openssl.GetProperty("openssl_window_s").GetDouble() > 0.5, openssl.ToString());
+        Assert.True(openssl.GetProperty("openssl_summed_per_s").GetDouble() > 0, openssl.ToString());
+        Assert.Equal(0, openssl.GetProperty("openssl_failed").GetInt32());
         var open = json.RootElement.GetProperty("open_loop");
         Assert.Equal(0, open.GetProperty("relay").GetProperty("errors").GetInt32());
         Assert.Equal(0, open.GetProperty("direct").GetProperty("errors").GetInt32());

@@ -55,6 +55,13 @@ public sealed record TlsPeerOptions
     public int WorkerConnections { get; init; } = 64;
 
     /// <summary>
+    /// nginx only: also a plain-HTTP listener on loopback answering <c>stub_status</c> (the connections
+    /// accepted so far), so that a benchmark can count a peer's handshakes over a wall-clock window of
+    /// its own choosing (<see cref="NginxServer.AcceptedAsync"/>).
+    /// </summary>
+    public bool Status { get; init; }
+
+    /// <summary>
     /// nginx only: how long a session (and so a ticket's lifetime hint) lasts, in seconds (nginx's default
     /// is 300). A load run that hands one device thousands of tickets uses a short one, so that the
     /// device's policy (every ticket counts until it expires) is not what it measures.
@@ -206,10 +213,25 @@ public sealed class NginxServer : ITlsPeer
 {
     private readonly ExternalProcess _process;
 
-    private NginxServer(ExternalProcess process, int port)
+    private NginxServer(ExternalProcess process, int port, int? statusPort)
     {
         _process = process;
         Port = port;
+        StatusPort = statusPort;
+    }
+
+    /// <summary>The plain-HTTP <c>stub_status</c> listener's port (<see cref="TlsPeerOptions.Status"/>), or null.</summary>
+    public int? StatusPort { get; }
+
+    /// <summary>Connections nginx accepted so far, its own included (<c>stub_status</c>'s "accepts").</summary>
+    public async Task<long> AcceptedAsync(CancellationToken cancellationToken = default)
+    {
+        if (StatusPort is not { } port) throw new InvalidOperationException("this nginx was started without its status listener (TlsPeerOptions.Status)");
+        using var http = new System.Net.Http.HttpClient();
+        var text = await http.GetStringAsync($"http://127.0.0.1:{port}/status", cancellationToken);
+        // "Active connections: 1 \nserver accepts handled requests\n 12 12 12 \nReading: ...": the third line's first number.
+        var counts = text.Split('\n')[2].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return long.Parse(counts[0], System.Globalization.CultureInfo.InvariantCulture);
     }
 
     public string Name => "nginx";
@@ -248,6 +270,14 @@ public sealed class NginxServer : ITlsPeer
         var prefix = Path.Combine(workDirectory, $"nginx-{Guid.NewGuid():N}");
         Directory.CreateDirectory(Path.Combine(prefix, "logs"));
         var port = Loopback.FreePort();
+        int? statusPort = options.Status ? Loopback.FreePort() : null;
+        var status = statusPort is { } sp ? $$"""
+                server {
+                    listen 127.0.0.1:{{sp}};
+                    access_log off;
+                    location = /status { stub_status; }
+                }
+            """ : "";
         var ticketKey = Path.Combine(prefix, "ticket.key");
         File.WriteAllBytes(ticketKey, System.Security.Cryptography.RandomNumberGenerator.GetBytes(80));
         var user = Environment.UserName == "root" ? "user root;" : "";
@@ -296,6 +326,7 @@ public sealed class NginxServer : ITlsPeer
                         return 200 "hello from nginx\n";
                     }
                 }
+            {{status}}
             }
             """;
         Directory.CreateDirectory(Path.Combine(prefix, "www"));
@@ -312,7 +343,7 @@ public sealed class NginxServer : ITlsPeer
             process.Dispose();
             throw new InvalidOperationException($"nginx did not start: {process.Output}\n{log}", e);
         }
-        return new NginxServer(process, port) { _prefix = prefix };
+        return new NginxServer(process, port, statusPort) { _prefix = prefix };
     }
 
     public void Dispose() => _process.Dispose();

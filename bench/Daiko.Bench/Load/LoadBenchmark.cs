@@ -11,7 +11,7 @@ namespace Daiko.Bench.Load;
 /// <c>daiko home serve</c> process and an nginx market that requires client certificates; per number
 /// of terminals K and mode, delegated sessions per second, latency p50/p99, errors, the home server's
 /// RSS and CPU; beside them, in the same run and at the same K, concurrent <c>openssl s_time -new</c>
-/// and SslStream full handshakes against the same nginx; and the relay's latency open-loop at half its
+/// (its rate counted by nginx while all K run) and SslStream full handshakes against the same nginx; and the relay's latency open-loop at half its
 /// measured capacity next to direct connections at the same rate. <c>--soak</c> runs <see cref="LoadSoak"/>.
 /// </summary>
 public static class LoadBenchmark
@@ -117,10 +117,10 @@ public static class LoadBenchmark
                 runs.Add(await Measured(() => LoadRunner.ClosedAsync(name, terminals, duration, rig.Home, t => t.SessionAsync(mode, CancellationToken.None))));
                 Print(runs[^1]);
             }
-            var (opensslRate, opensslCpu, opensslFailed) = await LoadPeers.OpensslAsync(rig.Pki, rig.Nginx.Port, k, seconds);
+            var openssl = await LoadPeers.OpensslAsync(rig.Pki, rig.Nginx, k, seconds);
             var sslStream = await LoadPeers.SslStreamAsync(rig.Pki, rig.Nginx.Port, k, duration, rig.Home);
-            peers.Add(new LoadReport.Peer(k, opensslRate, opensslCpu, opensslFailed, sslStream.SessionsPerSecond, sslStream.P50Ms, sslStream.P99Ms, sslStream.Errors));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  K={k,-4} openssl s_time -new {opensslRate:0.0}/s ({opensslCpu:0.00} ms user CPU a handshake, {opensslFailed} failed); SslStream {sslStream.SessionsPerSecond:0.0}/s"));
+            peers.Add(new LoadReport.Peer(k, openssl, sslStream.SessionsPerSecond, sslStream.P50Ms, sslStream.P99Ms, sslStream.Errors));
+            PrintPeer(k, openssl, sslStream);
         }
 
         // Open loop at half the relay's measured capacity, relay and direct at the same rate.
@@ -155,6 +155,12 @@ public static class LoadBenchmark
         foreach (var k in counts)
         {
             var terminals = rig.Terminals.Take(k).ToList();
+            if (only == "openssl")
+            {
+                // The s_time peer alone (it has no row of its own: printed as the full run prints it).
+                PrintPeer(k, await LoadPeers.OpensslAsync(rig.Pki, rig.Nginx, k, (int)duration.TotalSeconds), null);
+                continue;
+            }
             if (only == "relay-open")
             {
                 // The open-loop pair alone: relay capacity closed loop (a session with a GET), then relay and direct at half of it.
@@ -181,12 +187,20 @@ public static class LoadBenchmark
                 "handoff" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Handoff, CancellationToken.None))),
                 "relay" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Relay, CancellationToken.None))),
                 "assist" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Assist, CancellationToken.None))),
-                _ => throw new ArgumentException($"--only takes relay-open, resume-hit, resume-hit-handout, resume-miss, resume-miss-handout, handoff, relay or assist, not '{only}'"),
+                _ => throw new ArgumentException($"--only takes openssl, relay-open, resume-hit, resume-hit-handout, resume-miss, resume-miss-handout, handoff, relay or assist, not '{only}'"),
             };
             print(run);
             errors += run.Errors;
         }
         return errors == 0 ? 0 : 3;
+    }
+
+    private static void PrintPeer(int k, LoadPeers.OpensslPeer openssl, LoadRun? sslStream)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var sslStreamRate = sslStream is null ? "" : string.Create(inv, $"; SslStream {sslStream.SessionsPerSecond:0.0}/s");
+        Console.WriteLine(string.Create(inv,
+            $"  K={k,-4} openssl s_time -new {openssl.PerSecond:0.0}/s over {openssl.WindowSeconds:0.0} s with all {k} running (its own counts summed: {openssl.SummedPerSecond:0.0}/s; {openssl.CpuMsPerHandshake:0.00} ms user CPU a handshake, {openssl.Failed} failed){sslStreamRate}"));
     }
 
     /// <summary>

@@ -9,19 +9,41 @@ namespace Daiko.Bench.Load;
 /// <summary>The peers at the same concurrency as the terminals, against the same nginx, in the same run.</summary>
 public static class LoadPeers
 {
-    /// <summary>K concurrent <c>openssl s_time -new</c> processes with the user's certificate (software key).</summary>
-    /// <returns>the summed rate (each process's count over its -time seconds) and user CPU ms per handshake.</returns>
-    public static async Task<(double PerSecond, double CpuMsPerHandshake, int Failed)> OpensslAsync(TestPki pki, int port, int terminals, int seconds)
+    /// <summary>What K concurrent <c>openssl s_time -new</c> processes did.</summary>
+    /// <param name="PerSecond">Handshakes a second while all K ran: nginx's accepted connections over a window that starts once every process has started and ends before the first one stops.</param>
+    /// <param name="WindowSeconds">That window's length.</param>
+    /// <param name="SummedPerSecond">The sum over the processes of each one's own count over its -time seconds (counts the ramps at both ends as if all K ran).</param>
+    /// <param name="CpuMsPerHandshake">The processes' user CPU a handshake, as s_time reports it.</param>
+    public sealed record OpensslPeer(double PerSecond, double WindowSeconds, double SummedPerSecond, double CpuMsPerHandshake, int Failed);
+
+    /// <summary>
+    /// K concurrent <c>openssl s_time -new</c> processes with the user's certificate (software key). Each
+    /// runs long enough that a window of <paramref name="seconds"/> fits after the last one started
+    /// (starting 200 processes takes about a second here); the rate is counted by nginx over that window.
+    /// </summary>
+    public static async Task<OpensslPeer> OpensslAsync(TestPki pki, NginxServer nginx, int terminals, int seconds)
     {
-        var processes = Enumerable.Range(0, terminals).Select(_ => new ExternalProcess("openssl", ["s_time", "-connect", $"127.0.0.1:{port}", "-new",
-            "-time", seconds.ToString(CultureInfo.InvariantCulture), "-cert", pki.User.CertificatePath, "-key", pki.User.KeyPath, "-CAfile", pki.RootPath])).ToList();
+        // Room for the processes to start (each reads its key and certificate) before the window and to spare after it.
+        var lead = 2 + terminals / 100;
+        var runFor = seconds + lead;
+        var clock = Stopwatch.StartNew();
+        var processes = Enumerable.Range(0, terminals).Select(_ => new ExternalProcess("openssl", ["s_time", "-connect", $"127.0.0.1:{nginx.Port}", "-new",
+            "-time", runFor.ToString(CultureInfo.InvariantCulture), "-cert", pki.User.CertificatePath, "-key", pki.User.KeyPath, "-CAfile", pki.RootPath])).ToList();
         try
         {
+            // The window: from a second after the last process was started to the first one's end less a margin.
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            var from = clock.Elapsed;
+            var acceptedBefore = await nginx.AcceptedAsync();
+            var until = TimeSpan.FromSeconds(Math.Min(from.TotalSeconds + seconds, runFor - 0.3));
+            if (until > clock.Elapsed) await Task.Delay(until - clock.Elapsed);
+            var acceptedAfter = await nginx.AcceptedAsync();
+            var window = (clock.Elapsed - from).TotalSeconds;
             double count = 0, cpu = 0;
             var failed = 0;
             foreach (var p in processes)
             {
-                await p.WaitForExitAsync(TimeSpan.FromSeconds(seconds + 120));
+                await p.WaitForExitAsync(TimeSpan.FromSeconds(runFor + 120));
                 if (HomeThroughputBenchmark.OpensslCount(p.Output) is not { } c)
                 {
                     failed++;
@@ -30,7 +52,8 @@ public static class LoadPeers
                 count += c.Count;
                 cpu += c.UserCpuSeconds;
             }
-            return (count / seconds, count == 0 ? double.NaN : cpu * 1000 / count, failed);
+            // The second status request is one of the accepted connections.
+            return new OpensslPeer((acceptedAfter - acceptedBefore - 1) / window, window, count / runFor, count == 0 ? double.NaN : cpu * 1000 / count, failed);
         }
         finally
         {

@@ -46,7 +46,7 @@ public sealed class LoadRig : IAsyncDisposable
     {
         var dir = new TempDirectory(name);
         var pki = TestPki.Create(Path.Combine(dir.Path, "pki"));
-        var nginx = await NginxServer.StartAsync(pki, dir.Path, new TlsPeerOptions { WorkerConnections = 4096, SessionTimeoutSeconds = 60 });
+        var nginx = await NginxServer.StartAsync(pki, dir.Path, new TlsPeerOptions { WorkerConnections = 4096, SessionTimeoutSeconds = 60, Status = true });
         var home = Path.Combine(dir.Path, "home");
         await TerminalCostBenchmark.SetUpHomeAsync(pki, home, dir.Path);
         if (beforeServe is not null) await beforeServe(home);

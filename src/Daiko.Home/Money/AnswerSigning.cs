@@ -7,19 +7,28 @@ namespace Daiko.Home.Money;
 /// Signs a batch's answers while the batch is still being worked through: each answer step is queued
 /// as soon as its money moved, and up to <c>helpers</c> pool threads sign what is queued on the card's
 /// other signing sessions while the committing thread goes on with the next operation's moves. The
-/// committing thread then signs whatever is left itself (<see cref="Finish"/>), so the batch finishes
-/// even when no pool thread is free. A batch of one is signed by the committing thread alone.
-/// Disposal (a batch that failed before it finished) signs nothing more and waits for the helpers.
+/// committing thread then signs whatever is left itself and waits only for the signatures a helper
+/// has in hand (<see cref="Finish"/>), never for a helper that has not started: the batch finishes even
+/// when no pool thread is free. A batch of one is signed by the committing thread alone. A step makes
+/// its answer from what it captured; it must not touch the batch's connection or transaction, which
+/// the committing thread goes on using meanwhile. Disposal (a batch that failed before it finished)
+/// signs nothing more and waits for the signatures in hand.
 /// </summary>
 internal sealed class AnswerSigning(int helpers, int capacity) : IDisposable
 {
     private readonly ConcurrentQueue<(int Index, Func<byte[]> Step)> _queue = new();
-    private readonly List<Task> _helpers = [];
     private readonly byte[]?[] _answers = new byte[]?[capacity];
+    private readonly object _gate = new();
     private int _count;
+    /// <summary>Helpers running (at most <c>helpers</c>).</summary>
     private int _running;
+    /// <summary>Steps taken off the queue and not yet signed (counted before the take, so none is missed by <see cref="WaitForSignaturesInHand"/>).</summary>
+    private int _inHand;
     private volatile bool _stop;
     private ExceptionDispatchInfo? _failure;
+
+    /// <summary>Whether a signature of this batch failed (the batch will fail: nothing more needs moving).</summary>
+    public bool Failed => Volatile.Read(ref _failure) is not null;
 
     /// <summary>Queues the step that makes the next answer (called by the committing thread only).</summary>
     public void Add(Func<byte[]> step)
@@ -28,22 +37,19 @@ internal sealed class AnswerSigning(int helpers, int capacity) : IDisposable
         _queue.Enqueue((_count++, step));
         // The first answer waits for the committing thread (a batch of one needs no other thread); from the
         // second on, helpers sign beside the moves.
-        if (_count >= 2 && Volatile.Read(ref _running) < helpers)
-        {
-            Interlocked.Increment(ref _running);
-            _helpers.Add(Task.Run(Help));
-        }
+        if (_count >= 2 && TakeHelperPlace()) _ = Task.Run(Help);
     }
 
     /// <summary>
-    /// Signs what is still queued, waits for the helpers and returns the answers in the order their steps
-    /// were added; the first signature that failed is rethrown (the batch then commits nothing).
+    /// Signs what is still queued, waits for the signatures helpers have in hand and returns the answers
+    /// in the order their steps were added; the first signature that failed is rethrown (the batch then
+    /// commits nothing).
     /// </summary>
     public byte[][] Finish()
     {
         Drain();
-        Task.WaitAll([.. _helpers]);
-        _helpers.Clear();
+        WaitForSignaturesInHand();
+        _stop = true;
         _failure?.Throw();
         var answers = new byte[_count][];
         for (var i = 0; i < _count; i++) answers[i] = _answers[i]!;
@@ -53,42 +59,64 @@ internal sealed class AnswerSigning(int helpers, int capacity) : IDisposable
     public void Dispose()
     {
         _stop = true;
-        try
+        WaitForSignaturesInHand();
+    }
+
+    private bool TakeHelperPlace()
+    {
+        while (true)
         {
-            Task.WaitAll([.. _helpers]);
+            var running = Volatile.Read(ref _running);
+            if (running >= helpers) return false;
+            if (Interlocked.CompareExchange(ref _running, running + 1, running) == running) return true;
         }
-        catch (AggregateException)
-        {
-            // A helper catches its signatures' failures; nothing else of it can fail that the batch needs to hear.
-        }
-        _helpers.Clear();
     }
 
     private void Help()
     {
-        try
+        while (true)
         {
             Drain();
-        }
-        finally
-        {
             Interlocked.Decrement(ref _running);
+            // A step queued after the last empty look, while this helper still counted as running, found no
+            // place for a new helper: take it on again rather than leave it to the committing thread.
+            if (_stop || _queue.IsEmpty || !TakeHelperPlace()) return;
         }
     }
 
     private void Drain()
     {
-        while (!_stop && _queue.TryDequeue(out var item))
+        while (!_stop)
         {
-            if (Volatile.Read(ref _failure) is not null) continue;
+            Interlocked.Increment(ref _inHand);
             try
             {
-                _answers[item.Index] = item.Step();
+                if (!_queue.TryDequeue(out var item)) return;
+                if (Failed) continue;
+                try
+                {
+                    _answers[item.Index] = item.Step();
+                }
+                catch (Exception e)
+                {
+                    Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null);
+                }
             }
-            catch (Exception e)
+            finally
             {
-                Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null);
+                if (Interlocked.Decrement(ref _inHand) == 0)
+                {
+                    lock (_gate) Monitor.PulseAll(_gate);
+                }
             }
+        }
+    }
+
+    private void WaitForSignaturesInHand()
+    {
+        lock (_gate)
+        {
+            while (Volatile.Read(ref _inHand) > 0) Monitor.Wait(_gate);
         }
     }
 }

@@ -12,7 +12,8 @@ public sealed record PurseStatistics(long Commits, long Operations, int Waiting)
 /// <summary>
 /// One money operation waiting for the purse's next commit. Its work moves the money in the batch's
 /// transaction and returns the step that makes its answer (the card's signature), which the batch runs
-/// after every operation's moves, side by side with the others' (<see cref="PurseLedger"/>).
+/// as soon as those moves are done, on another thread while the next operations' money moves
+/// (<see cref="AnswerSigning"/>): the step uses only what it captured, never the connection or transaction.
 /// </summary>
 internal sealed class PendingOperation(MoneyRequestId id, Func<DbConnection, DbTransaction, Func<byte[]>> work)
 {

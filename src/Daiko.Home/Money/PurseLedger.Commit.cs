@@ -10,7 +10,9 @@ public sealed partial class PurseLedger
     /// Runs <paramref name="work"/> once per request id, in a transaction with its stored answer, shared
     /// with the other money operations waiting at that moment (group commit: one fsync and one seal for
     /// all of them). <paramref name="work"/> moves the money and returns the step that makes the answer
-    /// (the card's signature). Completes only once that transaction is committed.
+    /// (the card's signature), which may run on another thread while the batch's next operations move
+    /// money: it must use only what it captured, never the connection or the transaction. Completes only
+    /// once that transaction is committed.
     /// </summary>
     private Task<byte[]> TransactAsync(MoneyRequestId requestId, Func<DbConnection, DbTransaction, Func<byte[]>> work) =>
         _group.RunAsync(new PendingOperation(requestId, work));
@@ -50,8 +52,9 @@ public sealed partial class PurseLedger
         using var signing = new AnswerSigning(SignersBesideMoves, PurseGroupCommit.MaxBatch);
         var inBatch = new Dictionary<(string, string, string), PendingOperation>();
         var repeats = new List<(PendingOperation Repeat, PendingOperation Original)>();
-        // Operations queued while this batch is worked on join it (at most MaxBatch in all).
-        for (var i = 0; i < batch.Count || (i == batch.Count && takeMore(batch) > 0); i++)
+        // Operations queued while this batch is worked on join it (at most MaxBatch in all). Once an answer
+        // failed to sign, the batch will fail whole: nothing more is moved or taken in.
+        for (var i = 0; !signing.Failed && (i < batch.Count || (i == batch.Count && takeMore(batch) > 0)); i++)
         {
             var operation = batch[i];
             try

@@ -5,8 +5,10 @@ namespace Daiko.Home.Money;
 
 /// <summary>
 /// The purse's SQL helpers: statements in the caller's transaction with named parameters. Inside
-/// <see cref="KeepStatements"/> (a batch of money operations) each statement text is prepared once and
-/// run again with new parameters, instead of being parsed anew for every operation of the batch.
+/// <see cref="KeepStatements"/> (a batch of money operations) each statement text has one command, run
+/// again with new parameter values: on SQLite it is compiled once for the batch instead of once for
+/// every operation of it (Microsoft.Data.Sqlite keeps a command's compiled statements); Npgsql sends
+/// it to PostgreSQL unprepared each time, as before (it prepares only when asked).
 /// </summary>
 internal static class PurseSql
 {
