@@ -121,7 +121,7 @@ public static class LoadReport
             return string.Join(", ", parts);
         }
         var md = new StringBuilder();
-        md.AppendLine("Goals against this run (× the summed `openssl s_time -new` rate at the same K):");
+        md.AppendLine("Goals against this run (× the rate of K concurrent `openssl s_time -new` clients, counted by nginx while all K ran):");
         md.AppendLine();
         md.AppendLine($"- a full handshake at the home server ≥ 1.0×: handoff {Ratios("handoff", 1.0)}; the home server's part of a miss (resume-miss-handout) {Ratios("resume-miss-handout", 1.0)}; a whole miss with the terminal's resumption (resume-miss) {Ratios("resume-miss", 1.0)}");
         md.AppendLine($"- a warm cache handed out ≥ 5×: {Ratios("resume-hit-handout", 5.0)}; with each terminal's resumption with nginx (resume-hit) {Ratios("resume-hit", 5.0)}");
