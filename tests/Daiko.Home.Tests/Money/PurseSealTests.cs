@@ -166,6 +166,56 @@ public abstract class PurseSealContract : PurseContract
         Assert.Equal(before, Snapshot());
     }
 
+    /// <summary>
+    /// The card as another node's process may see a shared token for a moment: its counter read
+    /// <paramref name="behind"/> below the truth, the first <paramref name="staleReads"/> times.
+    /// </summary>
+    private sealed class LaggingCounterCard(IPurseCard card, long behind, int staleReads) : IPurseCard
+    {
+        public int Reads { get; private set; }
+
+        public string CardId => card.CardId;
+
+        public bool CryptoReady => card.CryptoReady;
+
+        public IMoneySigner OpenSigningKey() => card.OpenSigningKey();
+
+        public ECDsa PurseKey() => card.PurseKey();
+
+        public long? ReadSealCounter() => ++Reads <= staleReads ? card.ReadSealCounter() - behind : card.ReadSealCounter();
+
+        public void AdvanceSealCounter(long value) => card.AdvanceSealCounter(value);
+    }
+
+    [Fact]
+    public void ACounterReadStaleForAMoment_IsReadAgain_AndThePaymentGoesThrough()
+    {
+        ThreeEntries();
+        var lagging = new LaggingCounterCard(new HomeCardPurse(Card), behind: 2, staleReads: 2);
+        var ledger = new PurseLedger(OpenedStore, lagging, KeyOf);
+
+        ledger.Pay(RequestOf(50, "after-lag"));
+
+        Assert.True(lagging.Reads >= 3, $"the counter was read {lagging.Reads} times");
+        Assert.Equal(650, ledger.Balance("JPY"));
+        Assert.True(ledger.VerifyLog());
+    }
+
+    [Fact]
+    public void ACardThatStaysBehindTheDatabase_IsRefused_AndNothingMoves()
+    {
+        ThreeEntries();
+        var lagging = new LaggingCounterCard(new HomeCardPurse(Card), behind: 2, staleReads: int.MaxValue);
+        var ledger = new PurseLedger(OpenedStore, lagging, KeyOf);
+
+        var e = Assert.Throws<PurseException>(() => ledger.Pay(RequestOf(50, "after-lag")));
+
+        Assert.Equal(PurseRefusal.SealBroken, e.Refusal);
+        Assert.Contains("is ahead of the home card", e.Message, StringComparison.Ordinal);
+        Assert.Equal(1 + PurseSeal.StaleCounterRereads, lagging.Reads);
+        Assert.Equal(700, Ledger.Balance("JPY"));
+    }
+
     [Fact]
     public void ARaisedBalanceRow_IsRefused_EvenWhenThePaymentWouldFit()
     {
