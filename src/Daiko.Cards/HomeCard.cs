@@ -113,7 +113,7 @@ public sealed class HomeCard : IHomeCard, IDisposable
         var module = Pkcs11Module.Acquire(options.EffectiveModulePath, options.SoftHsmConf);
         try
         {
-            if (module.FindSlot(options.TokenLabel) is null || module.FindSlot(options.Pin1TokenLabel) is null)
+            if (module.FindSlotAtOpen(options.TokenLabel) is null || module.FindSlotAtOpen(options.Pin1TokenLabel) is null)
             {
                 throw new InvalidOperationException($"the home card's tokens ('{options.TokenLabel}') are not present in the PKCS#11 module");
             }

@@ -90,7 +90,7 @@ public sealed class SiteToken : IDisposable
         var module = Pkcs11Module.Acquire(options.ModulePath, options.SoftHsmConf);
         try
         {
-            var slot = module.FindSlot(options.TokenLabel) ?? throw new InvalidOperationException($"the site token '{options.TokenLabel}' is not present in the PKCS#11 module");
+            var slot = module.FindSlotAtOpen(options.TokenLabel) ?? throw new InvalidOperationException($"the site token '{options.TokenLabel}' is not present in the PKCS#11 module");
             var token = new SiteToken(module, slot, pin);
             token.EnsurePinKey();
             return token;

@@ -135,6 +135,25 @@ internal sealed class Pkcs11Module : IDisposable
     }
 
     /// <summary>
+    /// <see cref="FindSlot"/> for a token being opened, before any session of this module exists: a
+    /// token whose files another process was rewriting when SoftHSM2 looked can stay out of its slot list
+    /// for longer than the lookup's tries; when this caller is the module's only user, the module is
+    /// loaded again and the token looked for again (twice at most).
+    /// </summary>
+    public ISlot? FindSlotAtOpen(string tokenLabel)
+    {
+        for (var reload = 0; ; reload++)
+        {
+            if (FindSlot(tokenLabel) is { } slot) return slot;
+            lock (Gate)
+            {
+                if (reload == 2 || _references != 1) return null;
+            }
+            Reinitialize();
+        }
+    }
+
+    /// <summary>
     /// C_Login as the user, with the PIN always checked by the token: a PKCS#11 login belongs to the
     /// whole token, so when another session of this process is logged in already the token answers
     /// "already logged in" without looking at the PIN — then it is logged out and in again. A wrong PIN
