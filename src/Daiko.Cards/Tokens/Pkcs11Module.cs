@@ -147,9 +147,10 @@ internal sealed class Pkcs11Module : IDisposable
             if (FindSlot(tokenLabel) is { } slot) return slot;
             lock (Gate)
             {
+                // Checked and reloaded under the one lock: no other user can acquire the module in between.
                 if (reload == 2 || _references != 1) return null;
+                Reinitialize();
             }
-            Reinitialize();
         }
     }
 

@@ -20,11 +20,11 @@ public sealed partial class PurseLedger
     /// <summary>Commits and operations so far (a commit carries every money operation that was waiting for it).</summary>
     public PurseStatistics Statistics => _group.Statistics;
 
-    /// <summary>How many of a batch's answers the card signs at once (its signing sessions run side by side).</summary>
-    private static readonly int SignersAtOnce = Math.Max(2, Environment.ProcessorCount);
-
-    /// <summary>How many pool threads sign a batch's answers while the committing thread moves the money of the next operations.</summary>
-    private static readonly int SignersBesideMoves = SignersAtOnce - 1;
+    /// <summary>
+    /// How many pool threads sign a batch's answers while the committing thread moves the money of the
+    /// next operations (with it, one signer a core, at least two).
+    /// </summary>
+    private static readonly int SignersBesideMoves = Math.Max(2, Environment.ProcessorCount) - 1;
 
     /// <summary>
     /// One batch in one transaction: each operation in a savepoint of its own, so a refused one (spent
@@ -41,7 +41,7 @@ public sealed partial class PurseLedger
         using var c = Open();
         using var writer = _store.LockPurse(c);
         using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
-        // Each operation of the batch runs the same statements: prepared once for the batch.
+        // Each operation of the batch runs the same statements: compiled once for the batch (SQLite).
         using var statements = PurseSql.KeepStatements(c);
         // Take the seal's row first: a payment racing on another node then waits, and on PostgreSQL
         // gives way with a serialization failure (retried by the caller) instead of reading a seal

@@ -320,14 +320,8 @@ public sealed partial class PurseLedger
     private static void SetBalance(DbConnection c, DbTransaction tx, string currency, long amount) =>
         Execute(c, tx, "INSERT INTO purse_balances(currency, amount) VALUES(@c, @a) ON CONFLICT(currency) DO UPDATE SET amount = @a", ("@c", currency), ("@a", amount));
 
-    private static bool HasCurrency(DbConnection c, DbTransaction tx, string currency)
-    {
-        using var cmd = c.CreateCommand();
-        cmd.Transaction = tx;
-        cmd.CommandText = "SELECT COUNT(*) FROM purse_balances WHERE currency = @c";
-        AddParameter(cmd, "@c", currency);
-        return (long)cmd.ExecuteScalar()! > 0;
-    }
+    private static bool HasCurrency(DbConnection c, DbTransaction tx, string currency) =>
+        PurseSql.Scalar(c, tx, "SELECT COUNT(*) FROM purse_balances WHERE currency = @c", ("@c", currency)) is long n && n > 0;
 
     private static (string Market, long Amount, string Currency, DateTimeOffset At, string State) Payment(DbConnection c, DbTransaction tx, string paymentId)
     {
