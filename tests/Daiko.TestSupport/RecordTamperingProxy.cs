@@ -30,6 +30,7 @@ public sealed class RecordTamperingProxy : IDisposable
     private readonly Hold? _hold;
     private readonly CancellationTokenSource _stop = new();
     private int _connections;
+    private int _open;
 
     private RecordTamperingProxy(TcpListener listener, int upstreamPort, Tamper tamper, Hold? hold)
     {
@@ -43,6 +44,9 @@ public sealed class RecordTamperingProxy : IDisposable
 
     /// <summary>Connections accepted so far.</summary>
     public int Connections => Volatile.Read(ref _connections);
+
+    /// <summary>Connections accepted and not yet ended on both sides.</summary>
+    public int Open => Volatile.Read(ref _open);
 
     public static RecordTamperingProxy Start(int upstreamPort, Tamper tamper, Hold? hold = null)
     {
@@ -62,6 +66,7 @@ public sealed class RecordTamperingProxy : IDisposable
             {
                 var client = await _listener.AcceptTcpClientAsync(_stop.Token);
                 Interlocked.Increment(ref _connections);
+                Interlocked.Increment(ref _open);
                 _ = ForwardAsync(client);
             }
             catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
@@ -86,6 +91,10 @@ public sealed class RecordTamperingProxy : IDisposable
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
             // The test is over or a side went away.
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _open);
         }
     }
 

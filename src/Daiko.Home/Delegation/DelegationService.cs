@@ -49,6 +49,7 @@ public sealed class DelegationService : IAsyncDisposable
     private readonly TimeSpan _ticketWait;
     private readonly TimeSpan _marketTimeout;
     private readonly TimeSpan _flightWait;
+    private readonly TimeSpan _handoffTicketWait;
     private readonly ILogger _logger;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refilling = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _tails = new();
@@ -63,7 +64,8 @@ public sealed class DelegationService : IAsyncDisposable
         TimeSpan? ticketWait = null,
         TimeSpan? marketTimeout = null,
         ILogger? logger = null,
-        TimeSpan? flightWait = null)
+        TimeSpan? flightWait = null,
+        TimeSpan? handoffTicketWait = null)
     {
         _logger = logger ?? NullLogger.Instance;
         _userCredential = userCredential;
@@ -75,7 +77,14 @@ public sealed class DelegationService : IAsyncDisposable
         // A market has as long to send its first ticket as it had for the handshake: under load it comes late, not never.
         _ticketWait = ticketWait ?? _marketTimeout;
         _flightWait = flightWait ?? DefaultFlightWait;
+        _handoffTicketWait = handoffTicketWait ?? DefaultHandoffTicketWait;
     }
+
+    /// <summary>
+    /// On a handoff, how long the terminal waits while the home server reads the market's first ticket
+    /// for its cache (a market sends it as soon as it has read the client's Finished).
+    /// </summary>
+    public static readonly TimeSpan DefaultHandoffTicketWait = TimeSpan.FromMilliseconds(100);
 
     /// <summary>
     /// After a market's first ticket, how long to wait for the next one of the same flight (OpenSSL
@@ -229,13 +238,16 @@ public sealed class DelegationService : IAsyncDisposable
     /// </summary>
     public async Task AbsorbTicketsAsync(string deviceId, MarketRequest market, TlsConnection connection, CancellationToken cancellationToken)
     {
+        var known = await _profiles.FindAsync(market.Host, market.Port, cancellationToken);
+        var tls13 = connection.Version == TlsVersions.Tls13;
+        if (tls13 && !WorthWaitingForTickets(known, market.KeyFor(deviceId))) return;
         var absorbed = new List<SessionTicket>();
         for (var i = 0; i < 2; i++)
         {
             SessionTicket? t;
             try
             {
-                t = await connection.WaitForTicketAsync(TimeSpan.FromMilliseconds(i == 0 ? 100 : 30), cancellationToken);
+                t = await connection.WaitForTicketAsync(i == 0 ? _handoffTicketWait : TimeSpan.FromMilliseconds(30), cancellationToken);
             }
             catch (TlsException e)
             {
@@ -250,14 +262,29 @@ public sealed class DelegationService : IAsyncDisposable
         // What the handshake showed is remembered, so that auto picks the right mode next time. A TLS 1.2
         // ticket comes inside the handshake, so its absence is certain; a TLS 1.3 market that sent none
         // in this brief wait may send it later, so what was known about its tickets stays.
-        var known = await _profiles.FindAsync(market.Host, market.Port, cancellationToken);
-        var tls13 = connection.Version == TlsVersions.Tls13;
         await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, tls13, absorbed.Count > 0 || tls13 && known?.IssuesTickets == true,
             known?.AcceptsPskKe ?? false, absorbed.Count > 0 ? absorbed.Max(t => t.MaxEarlyData) : known?.MaxEarlyData ?? 0, _time.GetUtcNow())
         {
             NoTicketsConfirmed = absorbed.Count == 0 && (!tls13 || known?.NoTicketsConfirmed == true),
         }, cancellationToken);
     }
+
+    /// <summary>
+    /// Whether a TLS 1.3 handoff should hold the terminal's reply while the market's first tickets are
+    /// read (a round trip to the market and its check of the user's certificate): yes for a market not
+    /// known yet, or not known to be TLS 1.3 (what it sends is what the profile learns); not for one
+    /// known to send no tickets (until that knowledge is <see cref="TicketlessRecheck"/> old, when a
+    /// handoff's wait checks again), nor while this device's cache for the market is full (a new ticket
+    /// would only push out an older one). Tickets not read here go over with the connection, and the
+    /// handed-over session has no resumption secret to make anything of them.
+    /// </summary>
+    private bool WorthWaitingForTickets(MarketProfile? known, MarketKey key) => known switch
+    {
+        null or { Tls13: false } => true,
+        { NoTicketsConfirmed: true } => _time.GetUtcNow() - known.LearnedAt > TicketlessRecheck,
+        { IssuesTickets: true } => _tickets.Count(key) < SessionCache<SessionTicket>.MaxEntriesPerKey,
+        _ => true,
+    };
 
     private static DelegationException Dropped(MarketRequest market, TlsException e) =>
         new(DelegationFailure.HandshakeFailed, $"the market {market.Host}:{market.Port} broke the connection right after the handshake: {e.Message}", e);

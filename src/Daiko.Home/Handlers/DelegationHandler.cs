@@ -177,9 +177,10 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                     return new HandlerResult(new RelayReply(relayed.Id), () => splicer.Start(relayed, connection, authority.Work(context.DeviceId)));
                 }
                 var transport = connection.Transport;
-                // A device whose tickets the policy limits gets no resumption secret: tickets the market
-                // sends on the handed-over connection yield it nothing.
-                var exported = policy.TicketLifetime is null ? connection.Export() : connection.Export().WithoutResumption();
+                // No resumption secret goes with the session: tickets the market sends on the handed-over
+                // connection yield the device nothing. A device holds only tickets the home server handed it,
+                // each counted against its policy (max-tickets, ticket-lifetime) and dropped on revocation.
+                var exported = connection.Export().WithoutResumption();
                 var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
                 await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "secrets handed over");
                 return new HandlerResult(new SecretsReply(exported, relay.Id), () =>

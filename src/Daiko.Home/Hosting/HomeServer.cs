@@ -72,6 +72,12 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     public TimeSpan TicketFlightWait { get; init; } = Delegation.DelegationService.DefaultFlightWait;
 
     /// <summary>
+    /// On a handoff, how long the terminal's reply waits for the market's first ticket (it goes to the
+    /// cache). No wait at all when the cache would not keep it or the market is known to send none.
+    /// </summary>
+    public TimeSpan HandoffTicketWait { get; init; } = Delegation.DelegationService.DefaultHandoffTicketWait;
+
+    /// <summary>
     /// A relayed or handed-over connection ends after this long with no byte either way (it is also cut
     /// when the device's session ends). A quiet market is not a broken one: this is the only read bound on a relay.
     /// </summary>

@@ -76,14 +76,17 @@ public sealed class TicketWaitTests : IAsyncLifetime
     /// record after the client's last flight (its tickets; the records behind it wait too) for
     /// <paramref name="hold"/>; <c>Seen</c> counts the market's records after that flight so far.
     /// </summary>
-    internal static (RecordTamperingProxy Proxy, Func<int> Seen) HoldingAfterFinished(int port, int nth, TimeSpan hold)
+    /// <param name="armed">when given, only the handshake of a ClientHello sent once this says true counts (records of connections before it pass untouched)</param>
+    internal static (RecordTamperingProxy Proxy, Func<int> Seen) HoldingAfterFinished(int port, int nth, TimeSpan hold, Func<bool>? armed = null)
     {
+        var clientHello = 0;
         var clientFinished = 0;
         var after = 0;
         var proxy = RecordTamperingProxy.Start(port,
             (direction, type, content) =>
             {
-                if (direction == RecordDirection.ClientToServer && type == 23) Volatile.Write(ref clientFinished, 1);
+                if (direction == RecordDirection.ClientToServer && type == 22 && (armed is null || armed())) Volatile.Write(ref clientHello, 1);
+                if (direction == RecordDirection.ClientToServer && type == 23 && Volatile.Read(ref clientHello) == 1) Volatile.Write(ref clientFinished, 1);
                 return content;
             },
             (direction, _, _) => direction == RecordDirection.ServerToClient && Volatile.Read(ref clientFinished) == 1 && Interlocked.Increment(ref after) == nth
@@ -209,5 +212,83 @@ public sealed class TicketHandOutTests : IAsyncLifetime
 
         Assert.True(seen() >= 2, "the market's second ticket never came");
         Assert.Equal(0, (await connector.PrefetchAsync("localhost", proxy.Port, minimum: 0, cancellationToken: cts.Token)).Ready);
+    }
+}
+
+/// <summary>
+/// A handoff holds the terminal's reply while the market's first tickets are read for the cache, but
+/// only when the cache would keep them. The wait here is 20 s (the default is 100 ms), so a reply held
+/// for tickets shows in the time it takes.
+/// </summary>
+[Collection("home card")]
+public sealed class HandoffTicketWaitTests : IAsyncLifetime
+{
+    private static readonly TimeSpan TicketWait = TimeSpan.FromSeconds(20);
+
+    private HomeFixture _home = null!;
+
+    public Task InitializeAsync()
+    {
+        _home = HomeFixture.Start(o => o with { MarketTimeout = TimeSpan.FromSeconds(3), HandoffTicketWait = TicketWait });
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync() => await _home.DisposeAsync();
+
+    [Fact]
+    public async Task AHandoffToAMarketKnownToSendNoTickets_IsNotHeldForThem()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await OpenSslServer.StartAsync(_home.Pki, new TlsPeerOptions { Tickets = 0 });
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var connector = new DelegatedConnector(control);
+        // A resume's full wait learns that the market sends none.
+        var learned = await Assert.ThrowsAsync<ControlErrorException>(() => connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token));
+        Assert.Equal(ErrorCode.NoTicket, learned.Code);
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var session = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Handoff, cancellationToken: cts.Token);
+        var answered = clock.Elapsed;
+        await using var _ = session.Stream;
+
+        Assert.Equal(DelegationMode.Handoff, session.Mode);
+        Assert.True(answered < TicketWait / 2, $"the handoff was answered after {answered.TotalSeconds:0.0} s, as if it waited for tickets the market is known not to send");
+    }
+
+    [Fact]
+    public async Task AHandoffWhileTheDevicesCacheForTheMarketIsFull_IsNotHeldForItsTickets()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await NginxServer.StartAsync(_home.Pki, _home.Dir.Path);
+        var armed = false;
+        // Once armed, the market's first record after the client's last flight (its first ticket) is held back for the whole wait.
+        var (proxy, seen) = TicketWaitTests.HoldingAfterFinished(market.Port, 1, TicketWait, () => Volatile.Read(ref armed));
+        using var _proxy = proxy;
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var connector = new DelegatedConnector(control);
+        var full = Daiko.Home.Delegation.SessionCache<Daiko.Tls.SessionTicket>.MaxEntriesPerKey;
+        // Filled by prefetching (at most 8 asked at a time) and then handoffs (each keeps the market's two tickets, nginx's flight).
+        var ready = (await connector.PrefetchAsync("localhost", proxy.Port, minimum: 8, cancellationToken: cts.Token)).Ready;
+        for (var i = 0; i < 8 && ready < full; i++)
+        {
+            await using ((await connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Handoff, cancellationToken: cts.Token)).Stream) { }
+            ready = (await connector.PrefetchAsync("localhost", proxy.Port, minimum: 0, cancellationToken: cts.Token)).Ready;
+        }
+        Assert.Equal(full, ready);
+        // Armed once the handoffs before have ended: a late record of theirs must not count as this handshake's.
+        for (var i = 0; i < 200 && proxy.Open > 0; i++) await Task.Delay(50, cts.Token);
+        Assert.Equal(0, proxy.Open);
+
+        Volatile.Write(ref armed, true);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var session = await connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Handoff, cancellationToken: cts.Token);
+        var answered = clock.Elapsed;
+        await using var _ = session.Stream;
+
+        Assert.Equal(DelegationMode.Handoff, session.Mode);
+        Assert.True(answered < TicketWait / 2, $"the handoff was answered after {answered.TotalSeconds:0.0} s, as if it waited for tickets a full cache would not keep");
+        // The market did send its tickets (the first is held back from the moment the proxy has it).
+        for (var i = 0; i < 100 && seen() == 0; i++) await Task.Delay(50, cts.Token);
+        Assert.True(seen() >= 1, "the market sent nothing after the client's last flight");
     }
 }
