@@ -171,6 +171,7 @@ public sealed class GnuTlsServer : ITlsPeer
         var serverArgs = $"gnutls-serv --http -p {innerPort} --x509certfile '{pki.Server.CertificatePath}' --x509keyfile '{pki.Server.KeyPath}' --x509cafile '{pki.RootPath}'"
             + (options.RequireClientCertificate ? " --require-client-cert" : "")
             + (options.EarlyData ? " --earlydata --maxearlydata=16384" : "")
+            + (options.Tickets == 0 ? " --noticket" : "")
             + options.Versions switch
             {
                 "1.2" => " --priority 'NORMAL:-VERS-ALL:+VERS-TLS1.2'",

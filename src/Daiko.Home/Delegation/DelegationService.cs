@@ -267,6 +267,11 @@ public sealed class DelegationService : IAsyncDisposable
         {
             NoTicketsConfirmed = absorbed.Count == 0 && (!tls13 || known?.NoTicketsConfirmed == true),
         }, cancellationToken);
+        // A TLS 1.3 market that sent nothing in the brief wait a second time (the first told only that it
+        // is TLS 1.3): a background handshake waits as long as a resume would, and either fills the cache or
+        // records the market as sending none, so that later handoffs (auto picks handoff for it) are not
+        // each held for the brief wait. A market met once costs no handshake more.
+        if (tls13 && absorbed.Count == 0 && known is { Tls13: true, IssuesTickets: false, NoTicketsConfirmed: false }) RefillAhead(deviceId, market);
     }
 
     /// <summary>

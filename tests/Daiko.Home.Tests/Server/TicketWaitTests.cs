@@ -117,6 +117,42 @@ public sealed class TicketWaitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ASecondHandoffThatSawNoTicket_HasTheMarketCheckedInTheBackground_AndAMarketThatSendsNoneIsThenKnownAsSuch()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await OpenSslServer.StartAsync(_home.Pki, new TlsPeerOptions { Tickets = 0 });
+        using var proxy = RecordTamperingProxy.Start(market.Port, (_, _, content) => content);
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var connector = new DelegatedConnector(control);
+
+        // A market met once costs no handshake more; met again without a ticket, it is checked.
+        for (var i = 0; i < 2; i++)
+        {
+            var session = await connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Handoff, cancellationToken: cts.Token);
+            await session.Stream.DisposeAsync();
+            if (i == 0)
+            {
+                await Task.Delay(500, cts.Token);
+                Assert.Equal(1, proxy.Connections);
+            }
+        }
+
+        // The handoff's brief wait proves nothing; the background handshake's full wait (the market timeout) does.
+        Daiko.Home.Delegation.MarketProfile? profile = null;
+        for (var i = 0; i < 200 && profile is not { NoTicketsConfirmed: true }; i++)
+        {
+            await Task.Delay(100, cts.Token);
+            profile = await _home.Server.Delegation.Profiles.FindAsync("localhost", proxy.Port, cts.Token);
+        }
+        Assert.True(profile is { NoTicketsConfirmed: true, Tls13: true }, $"the market is not known to send no tickets: {profile}");
+        Assert.Equal(3, proxy.Connections);
+        // From then on a resume is refused at once, with no handshake.
+        var resume = await Assert.ThrowsAsync<ControlErrorException>(() => connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Resume, cancellationToken: cts.Token));
+        Assert.Equal(ErrorCode.NoTicket, resume.Code);
+        Assert.Equal(3, proxy.Connections);
+    }
+
+    [Fact]
     public async Task AMarketKnownToSendNoTickets_IsAnsweredAtOnce_WithoutAHandshake()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
