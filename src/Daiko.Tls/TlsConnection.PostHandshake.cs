@@ -38,7 +38,7 @@ public sealed partial class TlsConnection
             case HandshakeType.NewSessionTicket:
             {
                 var nst = NewSessionTicket.Parse(message.Body);
-                // An imported session without its resumption secret (the device's policy limits ticket lifetimes) keeps no ticket.
+                // An imported session without its resumption secret (the home server hands none over) keeps no ticket.
                 if (_resumptionMasterSecret.Length == 0) break;
                 var psk = TrafficSecrets.TicketPsk(_suite, _resumptionMasterSecret, nst.Nonce);
                 var ticket = new SessionTicket(nst.Ticket, psk, _suite.Suite, ServerName, ApplicationProtocol,

@@ -30,7 +30,7 @@ internal static class DevicePolicyCommands
 
         public Option<string?> TicketLifetime { get; } = new("--ticket-lifetime")
         {
-            Description = "longest a ticket handed to it may live: 90s, 10m, 2h, 7d; market for the market's own (at most 7 days). When set, handoff gives it no resumption secret",
+            Description = "longest a ticket handed to it may live: 90s, 10m, 2h, 7d; market for the market's own (at most 7 days). (Handoff never gives a device a resumption secret.)",
             HelpName = "DURATION",
         };
 

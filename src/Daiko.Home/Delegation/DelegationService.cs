@@ -53,6 +53,7 @@ public sealed class DelegationService : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refilling = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _tails = new();
+    private readonly Dictionary<(string Host, int Port), DateTimeOffset> _ticketChecks = new();
     private readonly CancellationTokenSource _stopping = new();
 
     public DelegationService(
@@ -78,6 +79,7 @@ public sealed class DelegationService : IAsyncDisposable
         _ticketWait = ticketWait ?? _marketTimeout;
         _flightWait = flightWait ?? DefaultFlightWait;
         _handoffTicketWait = handoffTicketWait ?? DefaultHandoffTicketWait;
+        if (_handoffTicketWait < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(handoffTicketWait), "a wait cannot be negative");
     }
 
     /// <summary>
@@ -181,7 +183,7 @@ public sealed class DelegationService : IAsyncDisposable
     private async Task RefuseIfKnownTicketlessAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken)
     {
         if (await _profiles.FindAsync(market.Host, market.Port, cancellationToken) is not { NoTicketsConfirmed: true } profile) return;
-        if (_time.GetUtcNow() - profile.LearnedAt > TicketlessRecheck) RefillAhead(deviceId, market);
+        if (_time.GetUtcNow() - profile.LearnedAt > TicketlessRecheck) CheckTicketsInBackground(deviceId, market);
         throw new DelegationException(DelegationFailure.NoTicketIssued,
             $"the market {market.Host}:{market.Port} issues no session tickets (none came after a full handshake, {profile.LearnedAt:yyyy-MM-dd HH:mm} UTC); use handoff or relay");
     }
@@ -210,7 +212,8 @@ public sealed class DelegationService : IAsyncDisposable
         await Task.Yield();
         try
         {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            // Room for the connection and the whole wait for a first ticket (each up to the market timeout).
+            using var timeout = new CancellationTokenSource(2 * _marketTimeout + TimeSpan.FromSeconds(5));
             var fetched = await FetchTicketsAsync(deviceId, market, timeout.Token);
             _logger.TicketsFetchedAhead(fetched, $"{market.Host}:{market.Port}");
         }
@@ -247,7 +250,9 @@ public sealed class DelegationService : IAsyncDisposable
             SessionTicket? t;
             try
             {
-                t = await connection.WaitForTicketAsync(i == 0 ? _handoffTicketWait : TimeSpan.FromMilliseconds(30), cancellationToken);
+                // A TLS 1.2 ticket comes inside the handshake: it is read already, or there is none.
+                var wait = !tls13 ? TimeSpan.Zero : i == 0 ? _handoffTicketWait : TimeSpan.FromMilliseconds(30);
+                t = await connection.WaitForTicketAsync(wait, cancellationToken);
             }
             catch (TlsException e)
             {
@@ -259,19 +264,51 @@ public sealed class DelegationService : IAsyncDisposable
             absorbed.Add(t);
             _tickets.Add(market.KeyFor(deviceId), t, t.ExpiresAt, singleUse: true);
         }
+        if (absorbed.Count == 0 && tls13 && known is { Tls13: true })
+        {
+            // A TLS 1.3 market known as such sent nothing in the brief wait: that proves nothing, so nothing
+            // is written (a background check's finding is not overwritten with what this handoff read before
+            // its wait). If its tickets are in doubt (none seen yet, or "none" is old), a background handshake
+            // waits as long as a resume would, and either fills the cache or records the market as sending
+            // none, so that later handoffs (auto picks handoff for it) are not each held for the brief wait.
+            // A market met once costs no handshake more. The profile serves every device's auto, so the check
+            // runs whatever this device may do; tickets it finds wait in this device's cache (wiped as they expire).
+            if (known is { IssuesTickets: false }) CheckTicketsInBackground(deviceId, market);
+            return;
+        }
         // What the handshake showed is remembered, so that auto picks the right mode next time. A TLS 1.2
-        // ticket comes inside the handshake, so its absence is certain; a TLS 1.3 market that sent none
-        // in this brief wait may send it later, so what was known about its tickets stays.
+        // ticket comes inside the handshake, so its absence is certain; a TLS 1.3 market met for the first
+        // time that sent none in this brief wait may send it later, so it is not taken as sending none.
         await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, tls13, absorbed.Count > 0 || tls13 && known?.IssuesTickets == true,
             known?.AcceptsPskKe ?? false, absorbed.Count > 0 ? absorbed.Max(t => t.MaxEarlyData) : known?.MaxEarlyData ?? 0, _time.GetUtcNow())
         {
-            NoTicketsConfirmed = absorbed.Count == 0 && (!tls13 || known?.NoTicketsConfirmed == true),
+            NoTicketsConfirmed = absorbed.Count == 0 && !tls13,
         }, cancellationToken);
-        // A TLS 1.3 market that sent nothing in the brief wait a second time (the first told only that it
-        // is TLS 1.3): a background handshake waits as long as a resume would, and either fills the cache or
-        // records the market as sending none, so that later handoffs (auto picks handoff for it) are not
-        // each held for the brief wait. A market met once costs no handshake more.
-        if (tls13 && absorbed.Count == 0 && known is { Tls13: true, IssuesTickets: false, NoTicketsConfirmed: false }) RefillAhead(deviceId, market);
+    }
+
+    /// <summary>Markets whose background ticket checks are remembered (beyond it, one waits for old ones to age out).</summary>
+    private const int MaxTicketChecksKept = 1024;
+
+    /// <summary>
+    /// A background handshake that waits for a market's first ticket as a resume would (the cache of
+    /// (<paramref name="deviceId"/>, market) gets what comes; no ticket records the market as sending none):
+    /// at most one a market (host and port) per <see cref="TicketlessRecheck"/>, whatever it found or however
+    /// it ended, so a market that breaks the check's connection is not checked again on every handoff.
+    /// </summary>
+    private void CheckTicketsInBackground(string deviceId, MarketRequest market)
+    {
+        var now = _time.GetUtcNow();
+        lock (_ticketChecks)
+        {
+            if (_ticketChecks.TryGetValue((market.Host, market.Port), out var last) && now - last < TicketlessRecheck) return;
+            if (_ticketChecks.Count >= MaxTicketChecksKept)
+            {
+                foreach (var aged in _ticketChecks.Where(c => now - c.Value >= TicketlessRecheck).Select(c => c.Key).ToList()) _ticketChecks.Remove(aged);
+                if (_ticketChecks.Count >= MaxTicketChecksKept) return;
+            }
+            _ticketChecks[(market.Host, market.Port)] = now;
+        }
+        RefillAhead(deviceId, market);
     }
 
     /// <summary>

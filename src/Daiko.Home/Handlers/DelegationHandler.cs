@@ -168,7 +168,16 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             case DelegationMode.Handoff:
             {
                 var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
-                await delegation.AbsorbTicketsAsync(context.DeviceId, market, connection, context.Closed);
+                try
+                {
+                    await delegation.AbsorbTicketsAsync(context.DeviceId, market, connection, context.Closed);
+                }
+                catch
+                {
+                    // The device went away during the wait, or the store failed: the market's connection goes too.
+                    await connection.DisposeAsync();
+                    throw;
+                }
                 if (connection.Version != Daiko.Tls.TlsVersions.Tls13 && auto && policy.Modes.Contains(DelegationMode.Relay))
                 {
                     // Auto met a TLS 1.2 market it did not know: the session it has is relayed, not tried again.
@@ -178,8 +187,8 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 }
                 var transport = connection.Transport;
                 // No resumption secret goes with the session: tickets the market sends on the handed-over
-                // connection yield the device nothing. A device holds only tickets the home server handed it,
-                // each counted against its policy (max-tickets, ticket-lifetime) and dropped on revocation.
+                // connection yield the device nothing, so a handoff adds no ticket to those the home server
+                // handed it (each counted against its policy: max-tickets, ticket-lifetime).
                 var exported = connection.Export().WithoutResumption();
                 var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
                 await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "secrets handed over");

@@ -119,8 +119,8 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
 
         for (var i = 0; i < 2; i++)
         {
-            // The first time the home server tries to resume, finds no ticket and hands off itself;
-            // the second time it knows the market (MarketProfiles) and hands off at once.
+            // The first time auto meets a market it does not know and hands off (the handshake teaches the
+            // profile); the second time it knows the market (MarketProfiles) and hands off again, in one request.
             var session = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Auto, cancellationToken: cts.Token);
             Assert.Equal(DelegationMode.Handoff, session.Mode);
             await session.Stream.WriteAsync("GET / HTTP/1.0\r\n\r\n"u8.ToArray(), cts.Token);

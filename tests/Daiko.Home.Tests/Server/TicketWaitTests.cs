@@ -120,7 +120,8 @@ public sealed class TicketWaitTests : IAsyncLifetime
     public async Task ASecondHandoffThatSawNoTicket_HasTheMarketCheckedInTheBackground_AndAMarketThatSendsNoneIsThenKnownAsSuch()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
-        using var market = await OpenSslServer.StartAsync(_home.Pki, new TlsPeerOptions { Tickets = 0 });
+        // gnutls-serv: it serves the check beside the handed-over session (openssl s_server takes one connection at a time).
+        using var market = await GnuTlsServer.StartAsync(_home.Pki, _home.Dir.Path, new TlsPeerOptions { Tickets = 0 });
         using var proxy = RecordTamperingProxy.Start(market.Port, (_, _, content) => content);
         await using var control = await _home.UnlockedTerminalAsync(cts.Token);
         var connector = new DelegatedConnector(control);
@@ -150,6 +151,33 @@ public sealed class TicketWaitTests : IAsyncLifetime
         var resume = await Assert.ThrowsAsync<ControlErrorException>(() => connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Resume, cancellationToken: cts.Token));
         Assert.Equal(ErrorCode.NoTicket, resume.Code);
         Assert.Equal(3, proxy.Connections);
+    }
+
+    [Fact]
+    public async Task AMarketThatBreaksTheBackgroundCheck_IsNotCheckedAgainOnEveryHandoff()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await GnuTlsServer.StartAsync(_home.Pki, _home.Dir.Path, new TlsPeerOptions { Tickets = 0 });
+        // The third ClientHello (the background check's, after two handoffs) reaches the market garbled: the check fails.
+        var hellos = 0;
+        using var proxy = RecordTamperingProxy.Start(market.Port, (direction, type, content) =>
+        {
+            if (direction == RecordDirection.ClientToServer && type == 22 && Interlocked.Increment(ref hellos) == 3) content[^1] ^= 0x5a;
+            return content;
+        });
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var connector = new DelegatedConnector(control);
+
+        for (var i = 0; i < 2; i++) await (await connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Handoff, cancellationToken: cts.Token)).Stream.DisposeAsync();
+        for (var i = 0; i < 100 && Volatile.Read(ref hellos) < 3; i++) await Task.Delay(50, cts.Token);
+        await Task.Delay(1000, cts.Token);
+        Assert.Equal(3, proxy.Connections);
+        Assert.False((await _home.Server.Delegation.Profiles.FindAsync("localhost", proxy.Port, cts.Token))!.NoTicketsConfirmed);
+
+        // Later handoffs still see no ticket, and the market is not checked again (within ten minutes).
+        for (var i = 0; i < 3; i++) await (await connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Handoff, cancellationToken: cts.Token)).Stream.DisposeAsync();
+        await Task.Delay(1000, cts.Token);
+        Assert.Equal(6, proxy.Connections);
     }
 
     [Fact]
@@ -303,9 +331,9 @@ public sealed class HandoffTicketWaitTests : IAsyncLifetime
         await using var control = await _home.UnlockedTerminalAsync(cts.Token);
         var connector = new DelegatedConnector(control);
         var full = Daiko.Home.Delegation.SessionCache<Daiko.Tls.SessionTicket>.MaxEntriesPerKey;
-        // Filled by prefetching (at most 8 asked at a time) and then handoffs (each keeps the market's two tickets, nginx's flight).
+        // Filled by prefetching (at most 8 asked at a time) and then handoffs (each keeps what it reads of nginx's two-ticket flight).
         var ready = (await connector.PrefetchAsync("localhost", proxy.Port, minimum: 8, cancellationToken: cts.Token)).Ready;
-        for (var i = 0; i < 8 && ready < full; i++)
+        for (var i = 0; i < full && ready < full; i++)
         {
             await using ((await connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Handoff, cancellationToken: cts.Token)).Stream) { }
             ready = (await connector.PrefetchAsync("localhost", proxy.Port, minimum: 0, cancellationToken: cts.Token)).Ready;
