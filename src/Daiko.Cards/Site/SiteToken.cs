@@ -90,8 +90,7 @@ public sealed class SiteToken : IDisposable
         var module = Pkcs11Module.Acquire(options.ModulePath, options.SoftHsmConf);
         try
         {
-            var slot = module.FindSlotAtOpen(options.TokenLabel) ?? throw new InvalidOperationException($"the site token '{options.TokenLabel}' is not present in the PKCS#11 module");
-            var token = new SiteToken(module, slot, pin);
+            var token = LoggedIn(module, options.TokenLabel, pin);
             token.EnsurePinKey();
             return token;
         }
@@ -99,6 +98,28 @@ public sealed class SiteToken : IDisposable
         {
             module.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The site token, logged in. A login SoftHSM2 still answers "PIN not initialized" or a general error
+    /// after the login's own tries (its view of the token was read while another process rewrote the file,
+    /// and it keeps that view) is tried again with the module loaded anew, when this caller is its only
+    /// user (twice at most).
+    /// </summary>
+    private static SiteToken LoggedIn(Pkcs11Module module, string label, string pin)
+    {
+        for (var reload = 0; ; reload++)
+        {
+            var slot = module.FindSlotAtOpen(label) ?? throw new InvalidOperationException($"the site token '{label}' is not present in the PKCS#11 module");
+            try
+            {
+                return new SiteToken(module, slot, pin);
+            }
+            catch (Pkcs11Exception e) when (e.RV is CKR.CKR_USER_PIN_NOT_INITIALIZED or CKR.CKR_GENERAL_ERROR && reload < 2)
+            {
+                if (!module.ReloadIfSoleUser()) throw;
+            }
         }
     }
 

@@ -145,12 +145,23 @@ internal sealed class Pkcs11Module : IDisposable
         for (var reload = 0; ; reload++)
         {
             if (FindSlot(tokenLabel) is { } slot) return slot;
-            lock (Gate)
-            {
-                // Checked and reloaded under the one lock: no other user can acquire the module in between.
-                if (reload == 2 || _references != 1) return null;
-                Reinitialize();
-            }
+            if (reload == 2 || !ReloadIfSoleUser()) return null;
+        }
+    }
+
+    /// <summary>
+    /// Loads the module anew when the caller is its only user (true), so that SoftHSM2 reads its token
+    /// files afresh; every slot and session of the old load is then gone. False, and nothing done, when
+    /// another user holds the module.
+    /// </summary>
+    public bool ReloadIfSoleUser()
+    {
+        lock (Gate)
+        {
+            // Checked and reloaded under the one lock: no other user can acquire the module in between.
+            if (_references != 1) return false;
+            Reinitialize();
+            return true;
         }
     }
 
