@@ -40,7 +40,10 @@ public sealed class ProcessSampler(int pid)
     }
 
     /// <summary>User plus system CPU seconds used so far.</summary>
-    public double CpuSeconds() => Times(pid, children: false);
+    public double CpuSeconds() =>
+        // This process's own time from getrusage (microseconds): /proc counts in 10 ms ticks, too coarse for
+        // a short row (32 sessions of a warm-cache handout took less than one tick of the generator's CPU).
+        pid == Environment.ProcessId ? Environment.CpuUsage.TotalTime.TotalSeconds : Times(pid, children: false);
 
     /// <summary>
     /// User plus system CPU seconds of the process, of its children it has waited for, and of its live
