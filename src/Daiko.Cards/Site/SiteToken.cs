@@ -104,8 +104,7 @@ public sealed class SiteToken : IDisposable
     /// <summary>
     /// The site token, logged in. A login SoftHSM2 still answers "PIN not initialized" or a general error
     /// after the login's own tries (its view of the token was read while another process rewrote the file,
-    /// and it keeps that view) is tried again with the module loaded anew, when this caller is its only
-    /// user (twice at most).
+    /// and it keeps that view) is tried again with the module loaded anew (<see cref="Pkcs11Module.ReloadAtOpen"/>).
     /// </summary>
     private static SiteToken LoggedIn(Pkcs11Module module, string label, string pin)
     {
@@ -116,9 +115,9 @@ public sealed class SiteToken : IDisposable
             {
                 return new SiteToken(module, slot, pin);
             }
-            catch (Pkcs11Exception e) when (e.RV is CKR.CKR_USER_PIN_NOT_INITIALIZED or CKR.CKR_GENERAL_ERROR && reload < 2)
+            catch (Pkcs11Exception e) when (e.RV is CKR.CKR_USER_PIN_NOT_INITIALIZED or CKR.CKR_GENERAL_ERROR)
             {
-                if (!module.ReloadIfSoleUser()) throw;
+                if (!module.ReloadAtOpen(reload)) throw;
             }
         }
     }

@@ -145,16 +145,20 @@ internal sealed class Pkcs11Module : IDisposable
         for (var reload = 0; ; reload++)
         {
             if (FindSlot(tokenLabel) is { } slot) return slot;
-            if (reload == 2 || !ReloadIfSoleUser()) return null;
+            if (!ReloadAtOpen(reload)) return null;
         }
     }
 
     /// <summary>
-    /// Loads the module anew when the caller is its only user (true), so that SoftHSM2 reads its token
-    /// files afresh; every slot and session of the old load is then gone. False, and nothing done, when
-    /// another user holds the module.
+    /// After an open that SoftHSM2 answered from a stale view of a token (another process was rewriting
+    /// its files: the token missing, its login "PIN not initialized"), with <paramref name="reloadsSoFar"/>
+    /// reloads behind it: loads the module anew so that the token's files are read afresh, and says the
+    /// open may be tried again — when the caller is the module's only user, twice at most. Every slot and
+    /// session of the old load is gone after it.
     /// </summary>
-    public bool ReloadIfSoleUser()
+    public bool ReloadAtOpen(int reloadsSoFar) => reloadsSoFar < 2 && ReloadIfSoleUser();
+
+    private bool ReloadIfSoleUser()
     {
         lock (Gate)
         {

@@ -236,8 +236,9 @@ public sealed class DelegationService : IAsyncDisposable
 
     /// <summary>
     /// Handoff: absorbs the tickets markets send right after the handshake (they go to the cache, not
-    /// the terminal). Waiting is for the cache only: whatever arrives later, or was read but not yet
-    /// processed, goes over with the export and the terminal handles it.
+    /// the terminal). Waiting is for the cache only, and only when it would keep them
+    /// (<see cref="WorthWaitingForTickets"/>): whatever arrives later, or was read but not yet processed,
+    /// goes over with the export, where the terminal (holding no resumption secret) drops it.
     /// </summary>
     public async Task AbsorbTicketsAsync(string deviceId, MarketRequest market, TlsConnection connection, CancellationToken cancellationToken)
     {
