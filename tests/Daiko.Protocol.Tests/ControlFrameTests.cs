@@ -44,6 +44,24 @@ public sealed class ControlFrameTests
     }
 
     [Fact]
+    public void ATicketsPskKeHint_GoesOverOnlyWhenSet_AndCostsNothingWhenNot()
+    {
+        var plain = SampleMessages.Ticket();
+        var hinted = SampleMessages.Ticket();
+        hinted.MarketAcceptsPskKe = true;
+
+        var plainBody = ControlFrame.EncodeBody(5, new TicketReply(plain));
+        var hintedBody = ControlFrame.EncodeBody(5, new TicketReply(hinted));
+
+        Assert.False(Assert.IsType<TicketReply>(ControlFrame.Decode(plainBody).Message).Ticket.MarketAcceptsPskKe);
+        Assert.True(Assert.IsType<TicketReply>(ControlFrame.Decode(hintedBody).Message).Ticket.MarketAcceptsPskKe);
+        var stocked = Assert.IsType<StockedReply>(ControlFrame.Decode(ControlFrame.EncodeBody(6, new StockedReply([hinted, plain], 0))).Message);
+        Assert.Equal([true, false], stocked.Tickets.Select(t => t.MarketAcceptsPskKe));
+        // The unset hint is left out (no byte more than before it existed), the set one is a "psk_ke": true pair.
+        Assert.Equal(plainBody.Length + "psk_ke".Length + 2, hintedBody.Length);
+    }
+
+    [Fact]
     public void ToString_NeverPrintsFields()
     {
         Assert.Equal("unlock", new UnlockRequest("1111", "2222").ToString());

@@ -219,9 +219,9 @@ public static class TerminalCostBenchmark
         {
             ("daiko CLI+agent relay", marketLink, nginx.Port, "/whoami", ["--mode", "relay"], null),
             ("daiko CLI+agent handoff", marketLink, nginx.Port, "/whoami", ["--mode", "handoff"], null),
-            ("daiko CLI+agent resume psk_dhe_ke, ticket from home", marketLink, nginx.Port, "/whoami", ["--mode", "resume"], TicketReady),
-            ("daiko CLI+agent resume psk_dhe_ke, local stock", marketLink, nginx.Port, "/whoami", ["--mode", "resume"], Stocked(nginx.Port)),
-            ("daiko CLI+agent resume psk_dhe_ke + 0-RTT, local stock", earlyLink, nginxEarly.Port, "/whoami", ["--mode", "resume", "--early-data"], Stocked(nginxEarly.Port)),
+            ("daiko CLI+agent resume psk_dhe_ke, ticket from home", marketLink, nginx.Port, "/whoami", ["--mode", "resume", "--kex", "psk_dhe_ke"], TicketReady),
+            ("daiko CLI+agent resume psk_dhe_ke, local stock", marketLink, nginx.Port, "/whoami", ["--mode", "resume", "--kex", "psk_dhe_ke"], Stocked(nginx.Port)),
+            ("daiko CLI+agent resume psk_dhe_ke + 0-RTT, local stock", earlyLink, nginxEarly.Port, "/whoami", ["--mode", "resume", "--kex", "psk_dhe_ke", "--early-data"], Stocked(nginxEarly.Port)),
             ("daiko CLI+agent resume psk_ke, local stock (openssl market)", pskKeLink, openssl.Port, "/", ["--mode", "resume", "--kex", "psk_ke"], Stocked(openssl.Port)),
             ("daiko CLI+agent resume psk_ke, local stock (nginx allowing psk_ke)", pskKeNginxLink, nginxPskKe.Port, "/whoami", ["--mode", "resume", "--kex", "psk_ke"], Stocked(nginxPskKe.Port)),
             ("daiko CLI+agent resume psk_ke, local stock (nginx session cache)", cacheLink, nginxCache.Port, "/whoami", ["--mode", "resume", "--kex", "psk_ke"], Stocked(nginxCache.Port)),

@@ -225,8 +225,8 @@ internal static partial class TerminalCommands
         var terminal = TerminalOption();
         var url = new Argument<string>("URL") { Description = "the https URL" }.HttpsUrl();
         var mode = ModeOption();
-        var kex = new Option<string>("--kex") { Description = "psk_ke or psk_dhe_ke (resume mode; a market that refuses psk_ke may accept psk_dhe_ke)", DefaultValueFactory = _ => "psk_dhe_ke", HelpName = "KEX" };
-        kex.AcceptOnlyFromAmong("psk_ke", "psk_dhe_ke");
+        var kex = new Option<string>("--kex") { Description = "the key exchange when resuming (resume and auto modes): auto (default) takes psk_ke, no public-key operation on the terminal, where the home server found the market accepts it, else psk_dhe_ke; psk_ke or psk_dhe_ke insist on one", DefaultValueFactory = _ => "auto", HelpName = "KEX" };
+        kex.AcceptOnlyFromAmong("auto", "psk_ke", "psk_dhe_ke");
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT data when the ticket allows it (resume mode)" };
         var stats = TerminalStats.Option();
         var timeout = new Option<int>("--timeout") { Description = "seconds the session's handshake, and then each read or write, may wait on the market", DefaultValueFactory = _ => 30 };
@@ -258,7 +258,7 @@ internal static partial class TerminalCommands
                     TerminalRoute = route is null ? null
                         : (_, _) => (route[..routeColon].Trim('[', ']'), int.Parse(route[(routeColon + 1)..], System.Globalization.CultureInfo.InvariantCulture)),
                 }.ConnectAsync(target.Host, target.Port, sessionMode,
-                    parse.GetValue(kex) == "psk_ke" ? PskKeyExchangeMode.PskKe : PskKeyExchangeMode.PskDheKe,
+                    parse.GetValue(kex) switch { "psk_ke" => PskKeyExchangeMode.PskKe, "psk_dhe_ke" => PskKeyExchangeMode.PskDheKe, _ => null },
                     parse.GetValue(earlyData) ? request : default, cancellationToken: ct);
                 await using var stream = session.Stream;
                 if (session.Tls is not { EarlyDataAccepted: true }) await stream.WriteAsync(request, ct);

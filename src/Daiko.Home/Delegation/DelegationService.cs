@@ -54,6 +54,7 @@ public sealed class DelegationService : IAsyncDisposable
     private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refilling = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _tails = new();
     private readonly Dictionary<(string Host, int Port), DateTimeOffset> _ticketChecks = new();
+    private readonly Dictionary<(string Host, int Port), (DateTimeOffset At, Task Check)> _pskKeChecks = new();
     private readonly CancellationTokenSource _stopping = new();
 
     public DelegationService(
@@ -150,6 +151,25 @@ public sealed class DelegationService : IAsyncDisposable
     /// </summary>
     /// <param name="longest">The longest a ticket handed over may have left to live (the device's policy); longer ones stay in the cache.</param>
     public async Task<SessionTicket> ObtainTicketAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken, TimeSpan? longest = null)
+    {
+        var ticket = await TakeOrFetchAsync(deviceId, market, cancellationToken, longest);
+        await HintAsync([ticket], market, cancellationToken);
+        return ticket;
+    }
+
+    /// <summary>
+    /// Marks TLS 1.3 tickets about to be handed over with what the home server knows of the market's
+    /// psk_ke (<see cref="SessionTicket.MarketAcceptsPskKe"/>), so that a terminal left to choose resumes
+    /// without a key exchange where the market allows it, and never tries psk_ke where it is not known to.
+    /// </summary>
+    public async Task HintAsync(IReadOnlyList<SessionTicket> tickets, MarketRequest market, CancellationToken cancellationToken)
+    {
+        if (tickets.Count == 0) return;
+        var accepts = (await _profiles.FindAsync(market.Host, market.Port, cancellationToken))?.AcceptsPskKe == true;
+        foreach (var t in tickets) t.MarketAcceptsPskKe = accepts && t.Version == TlsVersions.Tls13;
+    }
+
+    private async Task<SessionTicket> TakeOrFetchAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken, TimeSpan? longest)
     {
         var key = market.KeyFor(deviceId);
         var limit = longest ?? Policy.DevicePolicy.LongestTicketLifetime;
@@ -277,6 +297,7 @@ public sealed class DelegationService : IAsyncDisposable
             if (known is { IssuesTickets: false }) CheckTicketsInBackground(deviceId, market);
             return;
         }
+        if (absorbed.Count > 0 && tls13) CheckPskKeInBackground(market);
         // What the handshake showed is remembered, so that auto picks the right mode next time. A TLS 1.2
         // ticket comes inside the handshake, so its absence is certain; a TLS 1.3 market met for the first
         // time that sent none in this brief wait may send it later, so it is not taken as sending none.
@@ -488,14 +509,129 @@ public sealed class DelegationService : IAsyncDisposable
         {
             NoTicketsConfirmed = received == 0,
         }, token);
+        if (received > 0 && connection.Version == TlsVersions.Tls13) CheckPskKeInBackground(market);
+        await CloseQuietlyAsync(connection, token);
+        return received;
+    }
+
+    private static async Task CloseQuietlyAsync(TlsConnection connection, CancellationToken cancellationToken)
+    {
         try
         {
-            await connection.CloseAsync(token);
+            await connection.CloseAsync(cancellationToken);
         }
         catch (Exception e) when (e is IOException or TlsException or OperationCanceledException or ObjectDisposedException)
         {
-            // The tickets are in; a market that drops the connection before close_notify costs nothing.
+            // What the connection was for is done; a market that drops it before close_notify costs nothing.
         }
-        return received;
+    }
+
+    /// <summary>How long what a check found of a market's psk_ke stands before a ticket fetched from it starts another.</summary>
+    public static readonly TimeSpan PskKeRecheck = TimeSpan.FromHours(24);
+
+    /// <summary>
+    /// Whether a TLS 1.3 market resumes with psk_ke alone (no key share: the terminal then runs no
+    /// public-key operation at all) is learned by trying it, in the background, after a handshake of the
+    /// home server's brought tickets: one full handshake of its own (so no device's cached ticket is spent)
+    /// and one resumption offering psk_ke only. At most one check a market (host and port) per
+    /// <see cref="PskKeRecheck"/> in this process, whatever it found or however it ended; the finding goes
+    /// to the market's profile, and from there onto every ticket handed over (<see cref="HintAsync"/>).
+    /// A market that says no answers with an alert; one that cannot be reached, or times out, teaches nothing.
+    /// </summary>
+    private void CheckPskKeInBackground(MarketRequest market)
+    {
+        var now = _time.GetUtcNow();
+        lock (_pskKeChecks)
+        {
+            if (_stopping.IsCancellationRequested) return;
+            if (_pskKeChecks.TryGetValue((market.Host, market.Port), out var last) && now - last.At < PskKeRecheck) return;
+            if (_pskKeChecks.Count >= MaxTicketChecksKept)
+            {
+                foreach (var aged in _pskKeChecks.Where(c => now - c.Value.At >= PskKeRecheck).Select(c => c.Key).ToList()) _pskKeChecks.Remove(aged);
+                if (_pskKeChecks.Count >= MaxTicketChecksKept) return;
+            }
+            var check = CheckPskKeAsync(market);
+            _pskKeChecks[(market.Host, market.Port)] = (now, check);
+            _tails.TryAdd(check, 0);
+            _ = check.ContinueWith(c => _tails.TryRemove(c, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+    }
+
+    /// <summary>The latest psk_ke check of a market in this process, or null if none has started.</summary>
+    internal Task? PskKeCheck(string host, int port)
+    {
+        lock (_pskKeChecks) return _pskKeChecks.TryGetValue((host, port), out var c) ? c.Check : null;
+    }
+
+    private async Task CheckPskKeAsync(MarketRequest market)
+    {
+        await Task.Yield();
+        var where = $"{market.Host}:{market.Port}";
+        SessionTicket? ticket = null;
+        try
+        {
+            using var bound = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            // The handshake, the wait for its ticket, and the resumption: each up to the market timeout.
+            bound.CancelAfter(3 * _marketTimeout + TimeSpan.FromSeconds(5));
+            var token = bound.Token;
+            await using (var full = await ConnectAsUserAsync(market, null, token))
+            {
+                if (full.Version != TlsVersions.Tls13) return;
+                ticket = await full.WaitForTicketAsync(_ticketWait, token);
+                await CloseQuietlyAsync(full, token);
+            }
+            if (ticket is null) return;
+            Stream transport;
+            try
+            {
+                transport = await market.Reach.OpenAsync(market.Host, market.Port, token);
+            }
+            catch (SocketException e)
+            {
+                throw new DelegationException(DelegationFailure.MarketUnreachable, $"could not reach the market {where}: {e.SocketErrorCode}", e);
+            }
+            bool accepts;
+            try
+            {
+                await using var resumed = await TlsClient.ConnectAsync(transport, new TlsClientOptions
+                {
+                    ServerName = market.EffectiveServerName,
+                    ApplicationProtocols = market.Alpn is null ? [] : [market.Alpn],
+                    ResumptionTicket = ticket,
+                    Versions = TlsVersions.Tls13,
+                    PskModes = [PskKeyExchangeMode.PskKe],
+                    // No groups, no key share: the market resumes with psk_ke or cannot go on at all.
+                    ResumeOnly = true,
+                    CertificateValidator = _validator,
+                    Time = _time,
+                    HandshakeTimeout = _marketTimeout,
+                    OperationTimeout = _marketTimeout,
+                }, token);
+                accepts = resumed.KeyExchange == PskKeyExchangeMode.PskKe;
+                await CloseQuietlyAsync(resumed, token);
+            }
+            catch (TlsException e) when (e.SentByPeer || e.Error is not (TlsError.Timeout or TlsError.TransportClosed))
+            {
+                // An alert (missing_extension, handshake_failure), or an answer that is no psk_ke resumption.
+                accepts = false;
+            }
+            if (await _profiles.FindAsync(market.Host, market.Port, token) is { } known)
+            {
+                await _profiles.RememberAsync(known with { AcceptsPskKe = accepts, LearnedAt = _time.GetUtcNow() }, token);
+            }
+            _logger.PskKeChecked(where, accepts ? "accepts" : "refuses");
+        }
+        catch (Exception e) when (e is DelegationException or OperationCanceledException or IOException or TlsException or Daiko.Cards.CardNotReadyException)
+        {
+            _logger.PskKeCheckFailed(where, e.Message);
+        }
+        catch (Exception e)
+        {
+            _logger.BackgroundFailed(e);
+        }
+        finally
+        {
+            ticket?.Wipe();
+        }
     }
 }

@@ -44,6 +44,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 using (var held = policies.Tickets.Reserve(context.DeviceId, Where(market), policy.MaxTickets)) held.Handed(ticket.ExpiresAt);
                 tickets.Add(ticket);
             }
+            await delegation.HintAsync(tickets, market, context.Closed);
             await devices.AuditAsync(context.DeviceId, "stock", Where(market), "resume", $"{tickets.Count} ticket(s) handed over");
             return new HandlerResult(new StockedReply(tickets, handshakes), () =>
             {

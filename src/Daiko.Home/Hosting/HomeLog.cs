@@ -61,4 +61,10 @@ internal static partial class HomeLog
 
     [LoggerMessage(17, LogLevel.Warning, "ending the device sessions at shutdown failed (they end at the next start): {Reason}")]
     public static partial void SessionsNotEnded(this ILogger logger, string reason);
+
+    [LoggerMessage(19, LogLevel.Information, "{Market} {Verdict} a resumption with psk_ke alone: terminals are told so with each ticket")]
+    public static partial void PskKeChecked(this ILogger logger, string market, string verdict);
+
+    [LoggerMessage(20, LogLevel.Information, "checking whether {Market} resumes with psk_ke failed: {Reason}")]
+    public static partial void PskKeCheckFailed(this ILogger logger, string market, string reason);
 }

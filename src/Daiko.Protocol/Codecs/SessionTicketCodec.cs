@@ -7,7 +7,8 @@ namespace Daiko.Protocol.Codecs;
 
 /// <summary>
 /// A <see cref="SessionTicket"/> as CBOR (identity, psk, suite, sni, alpn, lifetime, age_add,
-/// max_early_data, received_at, nonce; and version 0x0303 for a TLS 1.2 ticket, whose psk is the master secret): how the home server hands a ticket to a terminal, and how
+/// max_early_data, received_at, nonce; version 0x0303 for a TLS 1.2 ticket, whose psk is the master secret;
+/// psk_ke true when the market is known to resume with psk_ke): how the home server hands a ticket to a terminal, and how
 /// <c>daiko tls connect --save-ticket</c> stores one. Decoding validates the suite and PSK length.
 /// </summary>
 public static class SessionTicketCodec
@@ -15,7 +16,7 @@ public static class SessionTicketCodec
     public static byte[] Encode(SessionTicket ticket)
     {
         var w = new CborWriter();
-        w.WriteStartMap(ticket.Version == TlsVersions.Tls12 ? 11 : 10);
+        w.WriteStartMap(10 + (ticket.Version == TlsVersions.Tls12 ? 1 : 0) + (ticket.MarketAcceptsPskKe ? 1 : 0));
         if (ticket.Version == TlsVersions.Tls12)
         {
             w.WriteTextString("version"); w.WriteUInt32(0x0303);
@@ -30,6 +31,10 @@ public static class SessionTicketCodec
         w.WriteTextString("max_early_data"); w.WriteUInt32(ticket.MaxEarlyData);
         w.WriteTextString("received_at"); w.WriteInt64(ticket.ReceivedAt.ToUnixTimeMilliseconds());
         w.WriteTextString("nonce"); w.WriteByteString(ticket.Nonce);
+        if (ticket.MarketAcceptsPskKe)
+        {
+            w.WriteTextString("psk_ke"); w.WriteBoolean(true);
+        }
         w.WriteEndMap();
         return w.Encode();
     }
@@ -47,6 +52,7 @@ public static class SessionTicketCodec
             uint lifetime = 0, ageAdd = 0, maxEarly = 0;
             long received = 0;
             var version = TlsVersions.Tls13;
+            var pskKe = false;
             for (var i = 0; i < count; i++)
             {
                 switch (r.ReadTextString())
@@ -62,6 +68,7 @@ public static class SessionTicketCodec
                     case "received_at": received = r.ReadInt64(); break;
                     case "nonce": nonce = r.ReadByteString(); break;
                     case "version": version = r.ReadUInt32() == 0x0303 ? TlsVersions.Tls12 : throw new FormatException("unknown ticket version"); break;
+                    case "psk_ke": pskKe = r.ReadBoolean(); break;
                     default: r.SkipValue(); break;
                 }
             }
@@ -75,6 +82,7 @@ public static class SessionTicketCodec
             return new SessionTicket(identity, psk, (CipherSuite)suite, sni, alpn, lifetime, ageAdd, maxEarly, DateTimeOffset.FromUnixTimeMilliseconds(received), nonce)
             {
                 Version = version,
+                MarketAcceptsPskKe = pskKe,
             };
         }
         catch (Exception e) when (e is CborContentException or InvalidOperationException or OverflowException or ArgumentOutOfRangeException)

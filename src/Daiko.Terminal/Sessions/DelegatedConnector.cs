@@ -36,8 +36,13 @@ public sealed class DelegatedConnector(ControlConnection control)
         return (reply.Ready, reply.Handshakes);
     }
 
-    /// <param name="kex">The PSK key exchange the terminal offers when it resumes (its own choice; the home server is not told).</param>
-    public async Task<DelegatedSession> ConnectAsync(string host, int port, DelegationMode mode, PskKeyExchangeMode kex = PskKeyExchangeMode.PskDheKe,
+    /// <param name="kex">
+    /// The PSK key exchange the terminal offers when it resumes (its own choice; the home server is not
+    /// told). Null leaves it to the ticket: psk_ke (no public-key operation) where the home server found
+    /// the market accepts it (<see cref="SessionTicket.MarketAcceptsPskKe"/>), psk_dhe_ke otherwise; a
+    /// market that refuses the psk_ke it was said to accept gets the same ticket again with psk_dhe_ke.
+    /// </param>
+    public async Task<DelegatedSession> ConnectAsync(string host, int port, DelegationMode mode, PskKeyExchangeMode? kex = null,
         ReadOnlyMemory<byte> earlyData = default, string? alpn = null, CancellationToken cancellationToken = default)
     {
         var counters = new TlsCounters();
@@ -54,27 +59,20 @@ public sealed class DelegatedConnector(ControlConnection control)
             case TicketReply { Ticket: var ticket }:
             {
                 used = DelegationMode.Resume;
-                var (viaHost, viaPort) = Route(host, port);
+                var offered = kex ?? (ticket.MarketAcceptsPskKe && ticket.Version == TlsVersions.Tls13 ? PskKeyExchangeMode.PskKe : PskKeyExchangeMode.PskDheKe);
                 try
                 {
-                    tls = await TlsClient.ConnectAsync(viaHost, viaPort, new TlsClientOptions
+                    try
                     {
-                        ServerName = host,
-                        ApplicationProtocols = alpn is null ? [] : [alpn],
-                        ResumptionTicket = ticket,
-                        // Only the ticket's version: a TLS 1.2 ticket resumes with no key share at all.
-                        Versions = ticket.Version,
-                        PskModes = [kex],
-                        // Only the ticket may authenticate (see below), so the hello leaves out what a full handshake needs.
-                        ResumeOnly = true,
-                        EarlyData = earlyData,
-                        // The terminal holds no user certificate: a market that refuses the ticket must fail
-                        // the connection, never lead to an anonymous full handshake.
-                        CertificateValidator = new RefuseFullHandshake(),
-                        Counters = counters,
-                        HandshakeTimeout = Timeout,
-                        OperationTimeout = Timeout,
-                    }, cancellationToken);
+                        tls = await ResumeAsync(host, port, alpn, ticket, offered, earlyData, counters, cancellationToken);
+                    }
+                    catch (TlsException e) when (kex is null && offered == PskKeyExchangeMode.PskKe && RefusedTheTicket(e))
+                    {
+                        // The market no longer takes psk_ke (the home server's finding is older than its
+                        // change): the ticket is still good for psk_dhe_ke, and the failed try stays in the cost.
+                        offered = PskKeyExchangeMode.PskDheKe;
+                        tls = await ResumeAsync(host, port, alpn, ticket, offered, earlyData, counters, cancellationToken);
+                    }
                 }
                 catch (TlsException e) when (RefusedTheTicket(e))
                 {
@@ -84,7 +82,7 @@ public sealed class DelegatedConnector(ControlConnection control)
                     if (mode == DelegationMode.Auto) return await FallBackAsync(host, port, alpn, counters, controlBefore, cancellationToken);
                     throw new ControlErrorException(ErrorCode.TicketRefused, e.Error == TlsError.CertificateRejected
                         ? e.Message
-                        : $"{host} refused the delegated ticket ({(kex == PskKeyExchangeMode.PskKe ? "it may not allow psk_ke: try --kex psk_dhe_ke; " : "")}it answered {e.Alert})");
+                        : $"{host} refused the delegated ticket ({(offered == PskKeyExchangeMode.PskKe ? "it may not allow psk_ke: try --kex psk_dhe_ke; " : "")}it answered {e.Alert})");
                 }
                 finally
                 {
@@ -142,6 +140,31 @@ public sealed class DelegatedConnector(ControlConnection control)
                 throw new ControlErrorException(ErrorCode.BadRequest, $"the home server answered 'delegate' with '{reply.Type}'");
         }
         return new DelegatedSession(stream, used, tls, counters, control.BytesSent + control.BytesReceived - controlBefore);
+    }
+
+    /// <summary>The terminal's own connection to the market, resumed with <paramref name="ticket"/> and nothing else.</summary>
+    private async Task<TlsConnection> ResumeAsync(string host, int port, string? alpn, SessionTicket ticket, PskKeyExchangeMode kex,
+        ReadOnlyMemory<byte> earlyData, TlsCounters counters, CancellationToken cancellationToken)
+    {
+        var (viaHost, viaPort) = Route(host, port);
+        return await TlsClient.ConnectAsync(viaHost, viaPort, new TlsClientOptions
+        {
+            ServerName = host,
+            ApplicationProtocols = alpn is null ? [] : [alpn],
+            ResumptionTicket = ticket,
+            // Only the ticket's version: a TLS 1.2 ticket resumes with no key share at all.
+            Versions = ticket.Version,
+            PskModes = [kex],
+            // Only the ticket may authenticate (see below), so the hello leaves out what a full handshake needs.
+            ResumeOnly = true,
+            EarlyData = earlyData,
+            // The terminal holds no user certificate: a market that refuses the ticket must fail
+            // the connection, never lead to an anonymous full handshake.
+            CertificateValidator = new RefuseFullHandshake(),
+            Counters = counters,
+            HandshakeTimeout = Timeout,
+            OperationTimeout = Timeout,
+        }, cancellationToken);
     }
 
     /// <summary>

@@ -49,6 +49,13 @@ public sealed class SessionTicket
     /// </summary>
     public TlsVersions Version { get; init; } = TlsVersions.Tls13;
 
+    /// <summary>
+    /// What whoever handed this ticket over knew of the market when it did: a resumption there with
+    /// psk_ke alone (no key share, no public-key operation) succeeded. A hint for choosing the key
+    /// exchange, not a promise: the market may have changed its mind since. The engine ignores it.
+    /// </summary>
+    public bool MarketAcceptsPskKe { get; set; }
+
     public DateTimeOffset ExpiresAt => ReceivedAt.AddSeconds(Math.Min(LifetimeSeconds, 7 * 24 * 3600));
 
     public bool IsExpired(DateTimeOffset now) => now >= ExpiresAt;

@@ -1,0 +1,107 @@
+using Daiko.Protocol;
+using Daiko.TestSupport;
+using Daiko.Terminal.Sessions;
+using Daiko.Tls;
+using Xunit;
+
+namespace Daiko.Home.Tests.Server;
+
+/// <summary>
+/// Whether a market resumes with psk_ke alone is learned by the home server (a background handshake
+/// and a psk_ke-only resumption after it first gets tickets there), goes onto every ticket it hands
+/// over, and lets a terminal left to choose resume with no public-key operation. Real nginx markets,
+/// one allowing psk_ke (OpenSSL's AllowNoDHEKEX) and one as shipped.
+/// </summary>
+[Collection("home card")]
+public sealed class PskKeLearningTests : IAsyncLifetime
+{
+    private HomeFixture _home = null!;
+
+    public Task InitializeAsync()
+    {
+        _home = HomeFixture.Start();
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync() => await _home.DisposeAsync();
+
+    /// <summary>Waits for the home server's psk_ke check of the market (it starts once the first fetch's ticket flight is over).</summary>
+    private async Task CheckedAsync(int port, CancellationToken ct)
+    {
+        Task? check;
+        while ((check = _home.Server.Delegation.PskKeCheck("localhost", port)) is null) await Task.Delay(20, ct);
+        await check.WaitAsync(ct);
+    }
+
+    [Fact]
+    public async Task AMarketThatResumesWithPskKe_IsLearned_AndATerminalLeftToChoose_ThenRunsNoPublicKeyOperation()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await NginxServer.StartAsync(_home.Pki, _home.Dir.Path, new TlsPeerOptions { AllowPskKe = true });
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var connector = new DelegatedConnector(control);
+
+        // Met for the first time: nothing is known, so the terminal offers psk_dhe_ke (one ECDHE).
+        var first = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        await using (first.Stream)
+        {
+            Assert.Equal(PskKeyExchangeMode.PskDheKe, first.Tls!.KeyExchange);
+            Assert.Contains("Alice Example", await DelegationEndToEndTests.GetAsync(first.Stream, cts.Token), StringComparison.Ordinal);
+        }
+
+        await CheckedAsync(market.Port, cts.Token);
+        Assert.True((await _home.Server.Delegation.Profiles.FindAsync("localhost", market.Port, cts.Token))!.AcceptsPskKe);
+
+        // The next ticket says so, and the terminal resumes with psk_ke: no key share, no public-key operation.
+        var second = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        await using (second.Stream)
+        {
+            Assert.Equal(PskKeyExchangeMode.PskKe, second.Tls!.KeyExchange);
+            Assert.Equal(0, second.Counters.PublicKeyOperations);
+            Assert.Contains("Alice Example", await DelegationEndToEndTests.GetAsync(second.Stream, cts.Token), StringComparison.Ordinal);
+        }
+        Assert.True(first.Counters.PublicKeyOperations > 0, "psk_dhe_ke ran no key exchange");
+    }
+
+    [Fact]
+    public async Task AMarketThatRefusesPskKe_IsNeverOfferedIt_AndOneThatStoppedTakingIt_IsResumedWithPskDheKeAtOnce()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await NginxServer.StartAsync(_home.Pki, _home.Dir.Path);
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var connector = new DelegatedConnector(control);
+
+        var first = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        await first.Stream.DisposeAsync();
+        await CheckedAsync(market.Port, cts.Token);
+        var profile = await _home.Server.Delegation.Profiles.FindAsync("localhost", market.Port, cts.Token);
+        Assert.False(profile!.AcceptsPskKe);
+        Assert.True(profile.IssuesTickets);
+
+        // Known to refuse it: one resumption with psk_dhe_ke, as before the home server looked.
+        await _home.Server.Delegation.Profiles.RememberAsync(profile with { LearnedAt = DateTimeOffset.UtcNow }, cts.Token);
+        var plain = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        await using (plain.Stream)
+        {
+            Assert.Equal(PskKeyExchangeMode.PskDheKe, plain.Tls!.KeyExchange);
+            Assert.Contains("Alice Example", await DelegationEndToEndTests.GetAsync(plain.Stream, cts.Token), StringComparison.Ordinal);
+        }
+
+        // The finding says yes, the market says no (it changed its mind since): the same ticket again with
+        // psk_dhe_ke, and the session goes on; the refused try is in the terminal's cost.
+        await _home.Server.Delegation.Profiles.RememberAsync(profile with { AcceptsPskKe = true, LearnedAt = DateTimeOffset.UtcNow }, cts.Token);
+        var retried = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        await using (retried.Stream)
+        {
+            Assert.Equal(PskKeyExchangeMode.PskDheKe, retried.Tls!.KeyExchange);
+            Assert.Contains("Alice Example", await DelegationEndToEndTests.GetAsync(retried.Stream, cts.Token), StringComparison.Ordinal);
+        }
+        Assert.True(retried.Counters.BytesSent > plain.Counters.BytesSent, $"the refused psk_ke try is not counted: {retried.Counters.BytesSent} bytes against {plain.Counters.BytesSent}");
+
+        // A terminal that insists on psk_ke is told the market refused it, and why.
+        var insisted = await Assert.ThrowsAsync<ControlErrorException>(() =>
+            connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, PskKeyExchangeMode.PskKe, cancellationToken: cts.Token));
+        Assert.Equal(ErrorCode.TicketRefused, insisted.Code);
+        Assert.Contains("psk_ke", insisted.Message, StringComparison.Ordinal);
+    }
+}
