@@ -54,7 +54,7 @@ public sealed class DelegationService : IAsyncDisposable
     private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refilling = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _tails = new();
     private readonly Dictionary<(string Host, int Port), DateTimeOffset> _ticketChecks = new();
-    private readonly Dictionary<(string Host, int Port), (DateTimeOffset At, Task Check)> _pskKeChecks = new();
+    private readonly Dictionary<(string Host, int Port), (DateTimeOffset At, Task<bool?> Check)> _pskKeChecks = new();
     private readonly CancellationTokenSource _stopping = new();
 
     public DelegationService(
@@ -165,7 +165,7 @@ public sealed class DelegationService : IAsyncDisposable
     public async Task HintAsync(IReadOnlyList<SessionTicket> tickets, MarketRequest market, CancellationToken cancellationToken)
     {
         if (tickets.Count == 0) return;
-        var accepts = (await _profiles.FindAsync(market.Host, market.Port, cancellationToken))?.AcceptsPskKe == true;
+        var accepts = AcceptsPskKe(market, await _profiles.FindAsync(market.Host, market.Port, cancellationToken));
         foreach (var t in tickets) t.MarketAcceptsPskKe = accepts && t.Version == TlsVersions.Tls13;
     }
 
@@ -302,7 +302,7 @@ public sealed class DelegationService : IAsyncDisposable
         // ticket comes inside the handshake, so its absence is certain; a TLS 1.3 market met for the first
         // time that sent none in this brief wait may send it later, so it is not taken as sending none.
         await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, tls13, absorbed.Count > 0 || tls13 && known?.IssuesTickets == true,
-            known?.AcceptsPskKe ?? false, absorbed.Count > 0 ? absorbed.Max(t => t.MaxEarlyData) : known?.MaxEarlyData ?? 0, _time.GetUtcNow())
+            AcceptsPskKe(market, known), absorbed.Count > 0 ? absorbed.Max(t => t.MaxEarlyData) : known?.MaxEarlyData ?? 0, _time.GetUtcNow())
         {
             NoTicketsConfirmed = absorbed.Count == 0 && !tls13,
         }, cancellationToken);
@@ -504,7 +504,7 @@ public sealed class DelegationService : IAsyncDisposable
             _tickets.Add(key, ticket, ticket.ExpiresAt, singleUse: true, purges);
         }
         await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, connection.Version == TlsVersions.Tls13, received > 0,
-            (await _profiles.FindAsync(market.Host, market.Port, token))?.AcceptsPskKe ?? false,
+            AcceptsPskKe(market, await _profiles.FindAsync(market.Host, market.Port, token)),
             maxEarlyData, _time.GetUtcNow())
         {
             NoTicketsConfirmed = received == 0,
@@ -563,7 +563,22 @@ public sealed class DelegationService : IAsyncDisposable
         lock (_pskKeChecks) return _pskKeChecks.TryGetValue((host, port), out var c) ? c.Check : null;
     }
 
-    private async Task CheckPskKeAsync(MarketRequest market)
+    /// <summary>
+    /// Whether the market takes psk_ke: this process's own latest finding, else the stored profile's.
+    /// The finding wins so that a profile written from a read made just before the check's own write
+    /// (a fetch's or a handoff's, from the same stale read) cannot undo it.
+    /// </summary>
+    private bool AcceptsPskKe(MarketRequest market, MarketProfile? known)
+    {
+        lock (_pskKeChecks)
+        {
+            if (_pskKeChecks.TryGetValue((market.Host, market.Port), out var c) && c.Check is { IsCompletedSuccessfully: true, Result: { } found }) return found;
+        }
+        return known?.AcceptsPskKe ?? false;
+    }
+
+    /// <summary>The check itself: true or false as the market answered, null if it taught nothing.</summary>
+    private async Task<bool?> CheckPskKeAsync(MarketRequest market)
     {
         await Task.Yield();
         var where = $"{market.Host}:{market.Port}";
@@ -576,11 +591,11 @@ public sealed class DelegationService : IAsyncDisposable
             var token = bound.Token;
             await using (var full = await ConnectAsUserAsync(market, null, token))
             {
-                if (full.Version != TlsVersions.Tls13) return;
+                if (full.Version != TlsVersions.Tls13) return null;
                 ticket = await full.WaitForTicketAsync(_ticketWait, token);
                 await CloseQuietlyAsync(full, token);
             }
-            if (ticket is null) return;
+            if (ticket is null) return null;
             Stream transport;
             try
             {
@@ -620,6 +635,7 @@ public sealed class DelegationService : IAsyncDisposable
                 await _profiles.RememberAsync(known with { AcceptsPskKe = accepts, LearnedAt = _time.GetUtcNow() }, token);
             }
             _logger.PskKeChecked(where, accepts ? "accepts" : "refuses");
+            return accepts;
         }
         catch (Exception e) when (e is DelegationException or OperationCanceledException or IOException or TlsException or Daiko.Cards.CardNotReadyException)
         {
@@ -633,5 +649,6 @@ public sealed class DelegationService : IAsyncDisposable
         {
             ticket?.Wipe();
         }
+        return null;
     }
 }
