@@ -125,19 +125,19 @@ public sealed class DelegationProcessesTests(HomeAndTerminal system) : IClassFix
     }
 
     [Fact]
-    public async Task ResumeLeftToChoose_OnAMarketThatAllowsPskKe_TakesItOnceTheHomeServerHasSeenIt()
+    public async Task ResumeWithKexAuto_OnAMarketThatAllowsPskKe_TakesItOnceTheHomeServerHasSeenIt()
     {
         using var peer = await NginxServer.StartAsync(system.Pki, system.Dir.Path, new TlsPeerOptions { AllowPskKe = true });
         var url = $"https://localhost:{peer.Port}/whoami";
 
-        // No --kex: the first session meets a market the home server knows nothing of (psk_dhe_ke); the home
+        // --kex auto: the first session meets a market the home server knows nothing of (psk_dhe_ke); the home
         // server then tries psk_ke there itself, and tickets handed over afterwards (to the agent's stock too) say so.
         var seen = new List<string>();
         JsonElement stats = default;
         for (var i = 0; i < 10 && !seen.Contains("psk_ke"); i++)
         {
             if (i > 0) await Task.Delay(300);
-            var result = await DaikoCli.RunAsync(["terminal", "get", url, "--terminal", system.Terminal, "--mode", "resume", "--stats"]);
+            var result = await DaikoCli.RunAsync(["terminal", "get", url, "--terminal", system.Terminal, "--mode", "resume", "--kex", "auto", "--stats"]);
             Assert.True(result.ExitCode == 0, result.ToString());
             Assert.Contains("Alice Example", result.StandardOutput, StringComparison.Ordinal);
             stats = JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
@@ -147,6 +147,11 @@ public sealed class DelegationProcessesTests(HomeAndTerminal system) : IClassFix
         Assert.Equal("psk_dhe_ke", seen[0]);
         Assert.Equal("psk_ke", seen[^1]);
         Assert.Equal(0, stats.GetProperty("public_key_ops").GetInt64());
+
+        // Without --kex the terminal keeps psk_dhe_ke (forward secrecy) on the same market.
+        var plain = await DaikoCli.RunAsync(["terminal", "get", url, "--terminal", system.Terminal, "--mode", "resume", "--stats"]);
+        Assert.True(plain.ExitCode == 0, plain.ToString());
+        Assert.Equal("psk_dhe_ke", JsonDocument.Parse(plain.StandardError.Trim().Split('\n')[^1]).RootElement.GetProperty("kex").GetString());
     }
 
     [Fact]

@@ -221,11 +221,11 @@ internal static partial class TerminalCommands
     private static Command Get()
     {
         var command = new Command("get", "Fetch an https URL through a delegated session; the body goes to stdout.")
-            .WithExamples("daiko terminal get https://market.example/ --terminal ~/.daiko --mode auto --stats", "daiko terminal get https://market.example/ --terminal ~/.daiko --mode resume --kex psk_ke");
+            .WithExamples("daiko terminal get https://market.example/ --terminal ~/.daiko --mode auto --stats", "daiko terminal get https://market.example/ --terminal ~/.daiko --mode resume --kex auto");
         var terminal = TerminalOption();
         var url = new Argument<string>("URL") { Description = "the https URL" }.HttpsUrl();
         var mode = ModeOption();
-        var kex = new Option<string>("--kex") { Description = "the key exchange when resuming (resume and auto modes): auto (default) takes psk_ke, no public-key operation on the terminal, where the home server found the market accepts it, else psk_dhe_ke; psk_ke or psk_dhe_ke insist on one", DefaultValueFactory = _ => "auto", HelpName = "KEX" };
+        var kex = new Option<string>("--kex") { Description = "the key exchange when resuming (resume and auto modes): psk_dhe_ke (default: one ECDHE, and the session stays secret even if the ticket later leaks), psk_ke (no public-key operation on the terminal, no forward secrecy; a market that refuses it fails the session), or auto: psk_ke where the home server found the market accepts it, else psk_dhe_ke", DefaultValueFactory = _ => "psk_dhe_ke", HelpName = "KEX" };
         kex.AcceptOnlyFromAmong("auto", "psk_ke", "psk_dhe_ke");
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT data when the ticket allows it (resume mode)" };
         var stats = TerminalStats.Option();

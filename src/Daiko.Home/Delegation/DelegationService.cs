@@ -152,21 +152,27 @@ public sealed class DelegationService : IAsyncDisposable
     /// <param name="longest">The longest a ticket handed over may have left to live (the device's policy); longer ones stay in the cache.</param>
     public async Task<SessionTicket> ObtainTicketAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken, TimeSpan? longest = null)
     {
-        var ticket = await TakeOrFetchAsync(deviceId, market, cancellationToken, longest);
-        await HintAsync([ticket], market, cancellationToken);
-        return ticket;
+        // Read before a ticket leaves the cache: nothing may fail between taking it and handing it over.
+        var pskKe = await PskKeHintAsync(market, cancellationToken);
+        return Hinted(await TakeOrFetchAsync(deviceId, market, cancellationToken, longest), pskKe);
     }
 
     /// <summary>
-    /// Marks TLS 1.3 tickets about to be handed over with what the home server knows of the market's
-    /// psk_ke (<see cref="SessionTicket.MarketAcceptsPskKe"/>), so that a terminal left to choose resumes
-    /// without a key exchange where the market allows it, and never tries psk_ke where it is not known to.
+    /// What tickets handed over for this market are marked with (<see cref="Hinted"/>): whether the home
+    /// server knows it resumes with psk_ke. Read before the tickets are taken from the cache.
     /// </summary>
-    public async Task HintAsync(IReadOnlyList<SessionTicket> tickets, MarketRequest market, CancellationToken cancellationToken)
+    public async Task<bool> PskKeHintAsync(MarketRequest market, CancellationToken cancellationToken) =>
+        AcceptsPskKe(market, await _profiles.FindAsync(market.Host, market.Port, cancellationToken));
+
+    /// <summary>
+    /// Marks a TLS 1.3 ticket about to be handed over with <paramref name="pskKe"/>
+    /// (<see cref="SessionTicket.MarketAcceptsPskKe"/>), so that a terminal that asks for it (<c>--kex auto</c>)
+    /// resumes without a key exchange where the market allows it, and never tries psk_ke where it is not known to.
+    /// </summary>
+    public static SessionTicket Hinted(SessionTicket ticket, bool pskKe)
     {
-        if (tickets.Count == 0) return;
-        var accepts = AcceptsPskKe(market, await _profiles.FindAsync(market.Host, market.Port, cancellationToken));
-        foreach (var t in tickets) t.MarketAcceptsPskKe = accepts && t.Version == TlsVersions.Tls13;
+        ticket.MarketAcceptsPskKe = pskKe && ticket.Version == TlsVersions.Tls13;
+        return ticket;
     }
 
     private async Task<SessionTicket> TakeOrFetchAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken, TimeSpan? longest)
@@ -297,7 +303,6 @@ public sealed class DelegationService : IAsyncDisposable
             if (known is { IssuesTickets: false }) CheckTicketsInBackground(deviceId, market);
             return;
         }
-        if (absorbed.Count > 0 && tls13) CheckPskKeInBackground(market);
         // What the handshake showed is remembered, so that auto picks the right mode next time. A TLS 1.2
         // ticket comes inside the handshake, so its absence is certain; a TLS 1.3 market met for the first
         // time that sent none in this brief wait may send it later, so it is not taken as sending none.
@@ -306,6 +311,7 @@ public sealed class DelegationService : IAsyncDisposable
         {
             NoTicketsConfirmed = absorbed.Count == 0 && !tls13,
         }, cancellationToken);
+        if (absorbed.Count > 0 && tls13) CheckPskKeInBackground(market);
     }
 
     /// <summary>Markets whose background ticket checks are remembered (beyond it, one waits for old ones to age out).</summary>
@@ -389,7 +395,8 @@ public sealed class DelegationService : IAsyncDisposable
     /// </summary>
     public async ValueTask DisposeAsync()
     {
-        await _stopping.CancelAsync();
+        // Under the checks' lock: no psk_ke check starts after this (one that did would not be waited for).
+        lock (_pskKeChecks) _stopping.Cancel();
         foreach (var running in _refilling.Values.Concat(_tails.Keys).ToList())
         {
             try
@@ -593,6 +600,8 @@ public sealed class DelegationService : IAsyncDisposable
             {
                 if (full.Version != TlsVersions.Tls13) return null;
                 ticket = await full.WaitForTicketAsync(_ticketWait, token);
+                // Only the first ticket is used; any other the market sent with it is wiped with the connection.
+                foreach (var other in full.Tickets) if (!ReferenceEquals(other, ticket)) other.Wipe();
                 await CloseQuietlyAsync(full, token);
             }
             if (ticket is null) return null;
@@ -630,15 +639,13 @@ public sealed class DelegationService : IAsyncDisposable
                 // An alert (missing_extension, handshake_failure), or an answer that is no psk_ke resumption.
                 accepts = false;
             }
-            if (await _profiles.FindAsync(market.Host, market.Port, token) is { } known)
-            {
-                await _profiles.RememberAsync(known with { AcceptsPskKe = accepts, LearnedAt = _time.GetUtcNow() }, token);
-            }
+            await _profiles.RememberPskKeAsync(market.Host, market.Port, accepts, token);
             _logger.PskKeChecked(where, accepts ? "accepts" : "refuses");
             return accepts;
         }
-        catch (Exception e) when (e is DelegationException or OperationCanceledException or IOException or TlsException or Daiko.Cards.CardNotReadyException)
+        catch (Exception e) when (e is DelegationException or OperationCanceledException or IOException or TlsException or Daiko.Cards.CardNotReadyException or Policy.PolicyRefusedException)
         {
+            // Unreachable, timed out, the card locked meanwhile, the name now resolving outside the device's reach.
             _logger.PskKeCheckFailed(where, e.Message);
         }
         catch (Exception e)

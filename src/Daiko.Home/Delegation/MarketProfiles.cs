@@ -60,6 +60,16 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
     }
 
     /// <summary>
+    /// Records whether the market resumes with psk_ke, touching nothing else of its profile (what a
+    /// handshake learned meanwhile stays, and so does the profile's date); nothing for a market not profiled.
+    /// </summary>
+    public async Task RememberPskKeAsync(string host, int port, bool accepts, CancellationToken cancellationToken = default)
+    {
+        await store.RememberPskKeAsync(host, port, accepts, cancellationToken);
+        _known.TryRemove((host, port), out _);
+    }
+
+    /// <summary>
     /// The cheapest mode that will work for the terminal, in terminal cost order: resume (one
     /// ClientHello, no certificate work) for a market known to issue tickets, handoff (no handshake at
     /// all on the terminal, but every byte crosses the home server) for a TLS 1.3 market without

@@ -39,12 +39,12 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             var (_, handshakes) = await delegation.PrefetchAsync(context.DeviceId, market, wanted, context.Closed);
             var tickets = new List<Daiko.Tls.SessionTicket>();
             await policies.StockedAsync(context.DeviceId, policy.TicketTerms, context.Closed);
+            var pskKe = await delegation.PskKeHintAsync(market, context.Closed);
             while (tickets.Count < wanted && delegation.TryTakeCached(context.DeviceId, market, policy.TicketLifetimeOrLongest) is { } ticket)
             {
                 using (var held = policies.Tickets.Reserve(context.DeviceId, Where(market), policy.MaxTickets)) held.Handed(ticket.ExpiresAt);
-                tickets.Add(ticket);
+                tickets.Add(DelegationService.Hinted(ticket, pskKe));
             }
-            await delegation.HintAsync(tickets, market, context.Closed);
             await devices.AuditAsync(context.DeviceId, "stock", Where(market), "resume", $"{tickets.Count} ticket(s) handed over");
             return new HandlerResult(new StockedReply(tickets, handshakes), () =>
             {

@@ -10,6 +10,9 @@ public interface IMarketProfileStore
 
     /// <summary>Stores a profile, replacing the one for the same host and port.</summary>
     Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default);
+
+    /// <summary>Sets only whether the market resumes with psk_ke, in a profile already stored (else nothing).</summary>
+    Task RememberPskKeAsync(string host, int port, bool accepts, CancellationToken cancellationToken = default);
 }
 
 /// <summary>
@@ -50,5 +53,12 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
             """, cancellationToken,
             ("@h", profile.Host), ("@p", profile.Port), ("@t", profile.Tls13 ? 1 : 0), ("@k", profile.IssuesTickets ? Issues : profile.NoTicketsConfirmed ? NoneConfirmed : NoneSeen),
             ("@e", profile.AcceptsPskKe ? 1 : 0), ("@m", (long)profile.MaxEarlyData), ("@at", Text(profile.LearnedAt)));
+    }
+
+    public async Task RememberPskKeAsync(string host, int port, bool accepts, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await store.OpenAsync(Migration, cancellationToken);
+        await ExecuteAsync(connection, null, "UPDATE market_profiles SET psk_ke = @e WHERE host = @h AND port = @p",
+            cancellationToken, ("@h", host), ("@p", port), ("@e", accepts ? 1 : 0));
     }
 }

@@ -38,11 +38,13 @@ public sealed class DelegatedConnector(ControlConnection control)
 
     /// <param name="kex">
     /// The PSK key exchange the terminal offers when it resumes (its own choice; the home server is not
-    /// told). Null leaves it to the ticket: psk_ke (no public-key operation) where the home server found
-    /// the market accepts it (<see cref="SessionTicket.MarketAcceptsPskKe"/>), psk_dhe_ke otherwise; a
-    /// market that refuses the psk_ke it was said to accept gets the same ticket again with psk_dhe_ke.
+    /// told). psk_dhe_ke by default: a fresh ECDHE keeps the session's traffic secret even from whoever
+    /// later learns the ticket's PSK (or the market's ticket key). Null trades that for the cost: psk_ke
+    /// (no public-key operation at all) where the home server found the market accepts it
+    /// (<see cref="SessionTicket.MarketAcceptsPskKe"/>), psk_dhe_ke otherwise; a market that refuses the
+    /// psk_ke it was said to accept (an alert, or a closed connection) gets the same ticket again with psk_dhe_ke.
     /// </param>
-    public async Task<DelegatedSession> ConnectAsync(string host, int port, DelegationMode mode, PskKeyExchangeMode? kex = null,
+    public async Task<DelegatedSession> ConnectAsync(string host, int port, DelegationMode mode, PskKeyExchangeMode? kex = PskKeyExchangeMode.PskDheKe,
         ReadOnlyMemory<byte> earlyData = default, string? alpn = null, CancellationToken cancellationToken = default)
     {
         var counters = new TlsCounters();
@@ -66,10 +68,11 @@ public sealed class DelegatedConnector(ControlConnection control)
                     {
                         tls = await ResumeAsync(host, port, alpn, ticket, offered, earlyData, counters, cancellationToken);
                     }
-                    catch (TlsException e) when (kex is null && offered == PskKeyExchangeMode.PskKe && RefusedTheTicket(e))
+                    catch (TlsException e) when (kex is null && offered == PskKeyExchangeMode.PskKe && e.Error != TlsError.Timeout)
                     {
-                        // The market no longer takes psk_ke (the home server's finding is older than its
-                        // change): the ticket is still good for psk_dhe_ke, and the failed try stays in the cost.
+                        // The market no longer takes psk_ke (the home server's finding is older than its change),
+                        // however it says so: the ticket is still good for psk_dhe_ke unless the market spent it on
+                        // the refused try (then this one is refused as a stale ticket would be). The failed try stays in the cost.
                         offered = PskKeyExchangeMode.PskDheKe;
                         tls = await ResumeAsync(host, port, alpn, ticket, offered, earlyData, counters, cancellationToken);
                     }

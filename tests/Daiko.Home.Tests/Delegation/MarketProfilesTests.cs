@@ -38,6 +38,23 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
         Assert.Null(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 444));
     }
 
+    [Fact]
+    public async Task APskKeFinding_ChangesThatAlone_AndMakesNoProfileForAMarketNotProfiled()
+    {
+        var learned = new MarketProfile("psk.test", 443, true, true, false, 16384, DateTimeOffset.UnixEpoch.AddDays(3)) { NoTicketsConfirmed = false };
+        await new MarketProfiles(Store().MarketProfiles).RememberAsync(learned);
+        var profiles = new MarketProfiles(Store().MarketProfiles);
+        Assert.False((await profiles.FindAsync("psk.test", 443))!.AcceptsPskKe);
+
+        await profiles.RememberPskKeAsync("psk.test", 443, true);
+        await profiles.RememberPskKeAsync("unknown.test", 443, true);
+
+        // Read again at once by the same instance (its cached read is dropped) and by a new one (the store).
+        Assert.Equal(learned with { AcceptsPskKe = true }, await profiles.FindAsync("psk.test", 443));
+        Assert.Equal(learned with { AcceptsPskKe = true }, await new MarketProfiles(Store().MarketProfiles).FindAsync("psk.test", 443));
+        Assert.Null(await new MarketProfiles(Store().MarketProfiles).FindAsync("unknown.test", 443));
+    }
+
     /// <summary>Reads the store, then waits for the test before answering (a read still on its way).</summary>
     private sealed class SlowReads(IMarketProfileStore inner) : IMarketProfileStore
     {
@@ -54,6 +71,8 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
         }
 
         public Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default) => inner.RememberAsync(profile, cancellationToken);
+
+        public Task RememberPskKeAsync(string host, int port, bool accepts, CancellationToken cancellationToken = default) => inner.RememberPskKeAsync(host, port, accepts, cancellationToken);
     }
 
     [Fact]

@@ -10,7 +10,7 @@ namespace Daiko.Home.Tests.Server;
 /// <summary>
 /// Whether a market resumes with psk_ke alone is learned by the home server (a background handshake
 /// and a psk_ke-only resumption after it first gets tickets there), goes onto every ticket it hands
-/// over, and lets a terminal left to choose resume with no public-key operation. Real nginx markets,
+/// over, and lets a terminal that leaves the choice to it resume with no public-key operation. Real nginx markets,
 /// one allowing psk_ke (OpenSSL's AllowNoDHEKEX) and one as shipped.
 /// </summary>
 [Collection("home card")]
@@ -43,7 +43,7 @@ public sealed class PskKeLearningTests : IAsyncLifetime
         var connector = new DelegatedConnector(control);
 
         // Met for the first time: nothing is known, so the terminal offers psk_dhe_ke (one ECDHE).
-        var first = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        var first = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, kex: null, cancellationToken: cts.Token);
         await using (first.Stream)
         {
             Assert.Equal(PskKeyExchangeMode.PskDheKe, first.Tls!.KeyExchange);
@@ -54,7 +54,7 @@ public sealed class PskKeLearningTests : IAsyncLifetime
         Assert.True((await _home.Server.Delegation.Profiles.FindAsync("localhost", market.Port, cts.Token))!.AcceptsPskKe);
 
         // The next ticket says so, and the terminal resumes with psk_ke: no key share, no public-key operation.
-        var second = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        var second = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, kex: null, cancellationToken: cts.Token);
         await using (second.Stream)
         {
             Assert.Equal(PskKeyExchangeMode.PskKe, second.Tls!.KeyExchange);
@@ -62,6 +62,11 @@ public sealed class PskKeLearningTests : IAsyncLifetime
             Assert.Contains("Alice Example", await DelegationEndToEndTests.GetAsync(second.Stream, cts.Token), StringComparison.Ordinal);
         }
         Assert.True(first.Counters.PublicKeyOperations > 0, "psk_dhe_ke ran no key exchange");
+
+        // A terminal that does not ask (the default) keeps psk_dhe_ke and its forward secrecy, hint or not.
+        var plain = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        await plain.Stream.DisposeAsync();
+        Assert.Equal(PskKeyExchangeMode.PskDheKe, plain.Tls!.KeyExchange);
     }
 
     [Fact]
@@ -78,7 +83,7 @@ public sealed class PskKeLearningTests : IAsyncLifetime
 
         // The ticket says psk_ke, the market says no: the same ticket again with psk_dhe_ke, and the session
         // goes on; the refused try is in the terminal's cost.
-        var retried = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        var retried = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, kex: null, cancellationToken: cts.Token);
         await using (retried.Stream)
         {
             Assert.Equal(PskKeyExchangeMode.PskDheKe, retried.Tls!.KeyExchange);
@@ -92,7 +97,7 @@ public sealed class PskKeLearningTests : IAsyncLifetime
         Assert.True(profile.IssuesTickets);
 
         // Known to refuse it: one resumption with psk_dhe_ke and no refused try before it.
-        var plain = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        var plain = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, kex: null, cancellationToken: cts.Token);
         await using (plain.Stream)
         {
             Assert.Equal(PskKeyExchangeMode.PskDheKe, plain.Tls!.KeyExchange);
@@ -103,7 +108,7 @@ public sealed class PskKeLearningTests : IAsyncLifetime
 
         // A profile written afterwards from a read made before the check (a refill's, say) does not undo the finding.
         await _home.Server.Delegation.Profiles.RememberAsync(profile with { AcceptsPskKe = true, LearnedAt = DateTimeOffset.UtcNow }, cts.Token);
-        var again = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        var again = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, kex: null, cancellationToken: cts.Token);
         await using (again.Stream)
         {
             Assert.Equal(PskKeyExchangeMode.PskDheKe, again.Tls!.KeyExchange);
