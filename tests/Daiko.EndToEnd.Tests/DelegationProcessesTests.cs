@@ -148,6 +148,13 @@ public sealed class DelegationProcessesTests(HomeAndTerminal system) : IClassFix
         Assert.Equal("psk_ke", seen[^1]);
         Assert.Equal(0, stats.GetProperty("public_key_ops").GetInt64());
 
+        // Tickets the agent stocks now say so too: served from the stock, nothing goes to the home server.
+        Assert.True((await DaikoCli.RunAsync(["terminal", "prefetch", url, "--terminal", system.Terminal, "--count", "2"])).ExitCode == 0);
+        var stocked = await DaikoCli.RunAsync(["terminal", "get", url, "--terminal", system.Terminal, "--mode", "resume", "--kex", "auto", "--stats"]);
+        Assert.True(stocked.ExitCode == 0, stocked.ToString());
+        var stockedStats = JsonDocument.Parse(stocked.StandardError.Trim().Split('\n')[^1]).RootElement;
+        Assert.Equal(("psk_ke", 0L, 0L), (stockedStats.GetProperty("kex").GetString(), stockedStats.GetProperty("control_round_trips").GetInt64(), stockedStats.GetProperty("public_key_ops").GetInt64()));
+
         // Without --kex the terminal keeps psk_dhe_ke (forward secrecy) on the same market.
         var plain = await DaikoCli.RunAsync(["terminal", "get", url, "--terminal", system.Terminal, "--mode", "resume", "--stats"]);
         Assert.True(plain.ExitCode == 0, plain.ToString());

@@ -6,7 +6,7 @@ using Daiko.TestSupport;
 namespace Daiko.Bench.Load;
 
 /// <summary>
-/// <c>load [--quick] [--terminals 1,10,100,200] [--seconds N] [--out DIR] [--only MODE [--alloc-types]] [--home-env NAME=VALUE]...</c>: many simulated terminals
+/// <c>load [--quick] [--terminals 1,10,100,200] [--seconds N] [--out DIR] [--only MODE [--alloc-types] [--market-psk-ke]] [--home-env NAME=VALUE]...</c>: many simulated terminals
 /// (one process, each with its own enrolled device key and control channel) against a real
 /// <c>daiko home serve</c> process and an nginx market that requires client certificates; per number
 /// of terminals K and mode, delegated sessions per second, latency p50/p99, errors, the home server's
@@ -28,7 +28,11 @@ public static class LoadBenchmark
         var loadBefore = ProcessSampler.LoadAverage();
         var machineBefore = ProcessSampler.MachineCpu();
 
-        await using var rig = await LoadRig.StartAsync(counts.Max(), "daiko-bench-load", serverEnvironment: HomeEnvironment(args));
+        // --market-psk-ke (with --only): nginx allows psk_ke and the terminals follow the home server's finding (--kex auto).
+        var marketPskKe = args.Contains("--market-psk-ke");
+        if (marketPskKe && !args.Contains("--only")) throw new ArgumentException("--market-psk-ke goes with --only MODE (its rows are printed, not written to load.md)");
+        await using var rig = await LoadRig.StartAsync(counts.Max(), "daiko-bench-load", serverEnvironment: HomeEnvironment(args), marketPskKe: marketPskKe);
+        if (marketPskKe) Console.WriteLine("  nginx allows psk_ke; the terminals resume as the home server's tickets say (--kex auto)");
         var runs = new List<LoadRun>();
         var peers = new List<LoadReport.Peer>();
         // The home server's runtime counters: what it allocates over each closed-loop row, per session.
@@ -66,7 +70,7 @@ public static class LoadBenchmark
             }
         }
         Console.WriteLine($"  warm-up: {warmUp.Count} sessions, {warmUp.Errors} errors{(warmUp.FirstError is null ? "" : " (first: " + warmUp.FirstError + ")")}");
-        foreach (var line in rig.ServerOutput.Split('\n').Where(l => l.Contains("control channel broke", StringComparison.Ordinal))) Console.WriteLine("  home server: " + line.Trim());
+        foreach (var line in rig.ServerOutput.Split('\n').Where(l => l.Contains("control channel broke", StringComparison.Ordinal) || l.Contains("psk_ke", StringComparison.Ordinal))) Console.WriteLine("  home server: " + line.Trim());
         if (args.Contains("--warm-up-only")) return warmUp.Errors == 0 ? 0 : 3;
         if (Option(args, "--only", "") is { Length: > 0 } only)
         {

@@ -42,11 +42,13 @@ public sealed class LoadRig : IAsyncDisposable
 
     /// <param name="beforeServe">run on the home directory before the server starts (e.g. declaring payees).</param>
     /// <param name="serverEnvironment">variables added to the home server's environment (e.g. a GC setting to compare).</param>
-    public static async Task<LoadRig> StartAsync(int terminals, string name, Func<string, Task>? beforeServe = null, IDictionary<string, string>? serverEnvironment = null)
+    /// <param name="marketPskKe">nginx allows psk_ke (OpenSSL's AllowNoDHEKEX), and the terminals resume as the home server's tickets say (<c>--kex auto</c>).</param>
+    public static async Task<LoadRig> StartAsync(int terminals, string name, Func<string, Task>? beforeServe = null, IDictionary<string, string>? serverEnvironment = null,
+        bool marketPskKe = false)
     {
         var dir = new TempDirectory(name);
         var pki = TestPki.Create(Path.Combine(dir.Path, "pki"));
-        var nginx = await NginxServer.StartAsync(pki, dir.Path, new TlsPeerOptions { WorkerConnections = 4096, SessionTimeoutSeconds = 60, Status = true });
+        var nginx = await NginxServer.StartAsync(pki, dir.Path, new TlsPeerOptions { WorkerConnections = 4096, SessionTimeoutSeconds = 60, Status = true, AllowPskKe = marketPskKe });
         var home = Path.Combine(dir.Path, "home");
         await TerminalCostBenchmark.SetUpHomeAsync(pki, home, dir.Path);
         if (beforeServe is not null) await beforeServe(home);
@@ -61,7 +63,8 @@ public sealed class LoadRig : IAsyncDisposable
             await gate.WaitAsync();
             try
             {
-                enrolled[i] = await LoadTerminal.EnrollAsync(home, $"127.0.0.1:{port}", Path.Combine(dir.Path, "terminals"), $"t{i}", nginx.Port, CancellationToken.None);
+                enrolled[i] = await LoadTerminal.EnrollAsync(home, $"127.0.0.1:{port}", Path.Combine(dir.Path, "terminals"), $"t{i}", nginx.Port, CancellationToken.None,
+                    marketPskKe ? null : Daiko.Tls.PskKeyExchangeMode.PskDheKe);
                 await enrolled[i].UnlockAsync(CancellationToken.None);
             }
             finally

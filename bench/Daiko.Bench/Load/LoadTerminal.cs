@@ -1,3 +1,4 @@
+using Daiko.Tls;
 using System.Security.Cryptography;
 using System.Text;
 using Daiko.Cards;
@@ -37,13 +38,15 @@ public sealed class LoadTerminal : IAsyncDisposable
     private readonly ControlConnection _control;
     private readonly DelegatedConnector _connector;
     private readonly int _marketPort;
+    private readonly PskKeyExchangeMode? _kex;
     private int _payments;
 
-    private LoadTerminal(string name, ControlConnection control, int marketPort)
+    private LoadTerminal(string name, ControlConnection control, int marketPort, PskKeyExchangeMode? kex)
     {
         Name = name;
         _control = control;
         _marketPort = marketPort;
+        _kex = kex;
         _connector = new DelegatedConnector(control) { TerminalRoute = (_, port) => ("127.0.0.1", port) };
     }
 
@@ -62,7 +65,9 @@ public sealed class LoadTerminal : IAsyncDisposable
     /// </summary>
     public const int MaxTickets = 100_000;
 
-    public static async Task<LoadTerminal> EnrollAsync(string home, string homeEndpoint, string work, string name, int marketPort, CancellationToken ct)
+    /// <param name="kex">the key exchange of its resumptions (null: as the home server's ticket says, <c>--kex auto</c>).</param>
+    public static async Task<LoadTerminal> EnrollAsync(string home, string homeEndpoint, string work, string name, int marketPort, CancellationToken ct,
+        PskKeyExchangeMode? kex = PskKeyExchangeMode.PskDheKe)
     {
         var store = HomeStore.Sqlite(HomeServer.DatabasePath(home));
         byte[] spkiHash;
@@ -79,7 +84,7 @@ public sealed class LoadTerminal : IAsyncDisposable
         using var access = AccessCard.Open(directory);
         access.Unlock(AccessPin);
         var control = await TerminalClient.ConnectAsync(directory, access.DeviceKey, ct);
-        return new LoadTerminal(name, control, marketPort);
+        return new LoadTerminal(name, control, marketPort, kex);
     }
 
     /// <summary>Opens this device's session with the home card (PIN1 and PIN2, as a user's unlock).</summary>
@@ -105,7 +110,7 @@ public sealed class LoadTerminal : IAsyncDisposable
             LoadMode.Assist => DelegationMode.Assist,
             _ => throw new ArgumentOutOfRangeException(nameof(mode)),
         };
-        await SessionAsync(_connector, _marketPort, wire, ct);
+        await SessionAsync(_connector, _marketPort, wire, ct, _kex);
     }
 
     /// <summary>
@@ -121,9 +126,10 @@ public sealed class LoadTerminal : IAsyncDisposable
     }
 
     /// <summary>One delegated session through <paramref name="connector"/> to the market on localhost: established in <paramref name="wire"/> mode, then closed.</summary>
-    public static async Task SessionAsync(DelegatedConnector connector, int marketPort, DelegationMode wire, CancellationToken ct)
+    public static async Task SessionAsync(DelegatedConnector connector, int marketPort, DelegationMode wire, CancellationToken ct,
+        PskKeyExchangeMode? kex = PskKeyExchangeMode.PskDheKe)
     {
-        var session = await connector.ConnectAsync("localhost", marketPort, wire, cancellationToken: ct);
+        var session = await connector.ConnectAsync("localhost", marketPort, wire, kex, cancellationToken: ct);
         await using var stream = session.Stream;
         if (session.Mode != wire) throw new InvalidOperationException($"asked for {wire.ToWire()}, got {session.Mode.ToWire()}");
     }

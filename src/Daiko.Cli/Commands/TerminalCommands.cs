@@ -225,7 +225,7 @@ internal static partial class TerminalCommands
         var terminal = TerminalOption();
         var url = new Argument<string>("URL") { Description = "the https URL" }.HttpsUrl();
         var mode = ModeOption();
-        var kex = new Option<string>("--kex") { Description = "the key exchange when resuming (resume and auto modes): psk_dhe_ke (default: one ECDHE, and the session stays secret even if the ticket later leaks), psk_ke (no public-key operation on the terminal, no forward secrecy; a market that refuses it fails the session), or auto: psk_ke where the home server found the market accepts it, else psk_dhe_ke", DefaultValueFactory = _ => "psk_dhe_ke", HelpName = "KEX" };
+        var kex = new Option<string>("--kex") { Description = "the key exchange when resuming (resume and auto modes): psk_dhe_ke (default: one ECDHE, and the session stays secret even if the ticket later leaks), psk_ke (no public-key operation on the terminal, no forward secrecy; a market that refuses it refuses the ticket, and --mode auto then hands the session off), or auto: psk_ke where the home server found the market accepts it, else psk_dhe_ke, and psk_dhe_ke with the same ticket if the market refuses psk_ke after all", DefaultValueFactory = _ => "psk_dhe_ke", HelpName = "KEX" };
         kex.AcceptOnlyFromAmong("auto", "psk_ke", "psk_dhe_ke");
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT data when the ticket allows it (resume mode)" };
         var stats = TerminalStats.Option();

@@ -56,6 +56,7 @@ public sealed class DelegationService : IAsyncDisposable
     private readonly Dictionary<(string Host, int Port), DateTimeOffset> _ticketChecks = new();
     private readonly Dictionary<(string Host, int Port), (DateTimeOffset At, Task<bool?> Check)> _pskKeChecks = new();
     private readonly CancellationTokenSource _stopping = new();
+    private bool _stopped;
 
     public DelegationService(
         Func<ClientCredential> userCredential,
@@ -162,7 +163,7 @@ public sealed class DelegationService : IAsyncDisposable
     /// server knows it resumes with psk_ke. Read before the tickets are taken from the cache.
     /// </summary>
     public async Task<bool> PskKeHintAsync(MarketRequest market, CancellationToken cancellationToken) =>
-        AcceptsPskKe(market, await _profiles.FindAsync(market.Host, market.Port, cancellationToken));
+        OwnPskKeFinding(market) ?? AcceptsPskKe(market, await _profiles.FindAsync(market.Host, market.Port, cancellationToken));
 
     /// <summary>
     /// Marks a TLS 1.3 ticket about to be handed over with <paramref name="pskKe"/>
@@ -396,7 +397,8 @@ public sealed class DelegationService : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         // Under the checks' lock: no psk_ke check starts after this (one that did would not be waited for).
-        lock (_pskKeChecks) _stopping.Cancel();
+        lock (_pskKeChecks) _stopped = true;
+        await _stopping.CancelAsync();
         foreach (var running in _refilling.Values.Concat(_tails.Keys).ToList())
         {
             try
@@ -550,7 +552,7 @@ public sealed class DelegationService : IAsyncDisposable
         var now = _time.GetUtcNow();
         lock (_pskKeChecks)
         {
-            if (_stopping.IsCancellationRequested) return;
+            if (_stopped) return;
             if (_pskKeChecks.TryGetValue((market.Host, market.Port), out var last) && now - last.At < PskKeRecheck) return;
             if (_pskKeChecks.Count >= MaxTicketChecksKept)
             {
@@ -575,13 +577,15 @@ public sealed class DelegationService : IAsyncDisposable
     /// The finding wins so that a profile written from a read made just before the check's own write
     /// (a fetch's or a handoff's, from the same stale read) cannot undo it.
     /// </summary>
-    private bool AcceptsPskKe(MarketRequest market, MarketProfile? known)
+    private bool AcceptsPskKe(MarketRequest market, MarketProfile? known) => OwnPskKeFinding(market) ?? known?.AcceptsPskKe ?? false;
+
+    /// <summary>What this process's latest psk_ke check of the market found, or null (none, still running, or it taught nothing).</summary>
+    private bool? OwnPskKeFinding(MarketRequest market)
     {
         lock (_pskKeChecks)
         {
-            if (_pskKeChecks.TryGetValue((market.Host, market.Port), out var c) && c.Check is { IsCompletedSuccessfully: true, Result: { } found }) return found;
+            return _pskKeChecks.TryGetValue((market.Host, market.Port), out var c) && c.Check is { IsCompletedSuccessfully: true, Result: { } found } ? found : null;
         }
-        return known?.AcceptsPskKe ?? false;
     }
 
     /// <summary>The check itself: true or false as the market answered, null if it taught nothing.</summary>

@@ -65,8 +65,12 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
     /// </summary>
     public async Task RememberPskKeAsync(string host, int port, bool accepts, CancellationToken cancellationToken = default)
     {
+        var now = _time.GetUtcNow();
         await store.RememberPskKeAsync(host, port, accepts, cancellationToken);
-        _known.TryRemove((host, port), out _);
+        // A cached profile is kept as a fresh read would be (newer than any read still on its way, which then
+        // cannot put the old value back); none cached, the next read goes to the store.
+        if (_known.TryGetValue((host, port), out var known) && known.Profile is { } profile) _known[(host, port)] = (profile with { AcceptsPskKe = accepts }, now);
+        else _known.TryRemove((host, port), out _);
     }
 
     /// <summary>

@@ -45,7 +45,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 using (var held = policies.Tickets.Reserve(context.DeviceId, Where(market), policy.MaxTickets)) held.Handed(ticket.ExpiresAt);
                 tickets.Add(DelegationService.Hinted(ticket, pskKe));
             }
-            await devices.AuditAsync(context.DeviceId, "stock", Where(market), "resume", $"{tickets.Count} ticket(s) handed over");
+            await AuditOrWipeAsync(tickets, context.DeviceId, "stock", Where(market), "resume", $"{tickets.Count} ticket(s) handed over");
             return new HandlerResult(new StockedReply(tickets, handshakes), () =>
             {
                 foreach (var t in tickets) t.Wipe();
@@ -158,7 +158,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 using var held = policies.Tickets.Reserve(context.DeviceId, Where(market), policy.MaxTickets);
                 var ticket = await delegation.ObtainTicketAsync(context.DeviceId, market, context.Closed, policy.TicketLifetimeOrLongest);
                 held.Handed(ticket.ExpiresAt);
-                await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "ticket handed over");
+                await AuditOrWipeAsync([ticket], context.DeviceId, "delegate", where, audit, "ticket handed over");
                 // The reply is encoded before AfterReply runs: only then is the ticket's PSK wiped.
                 return new HandlerResult(new TicketReply(ticket), () =>
                 {
@@ -222,6 +222,20 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 return new AssistReply(gate.Card.CertificateChain.ToList());
             default:
                 return HandlerResult.Error(ErrorCode.BadMode, $"unknown delegation mode '{mode.ToWire()}'");
+        }
+    }
+
+    /// <summary>Audits tickets taken from the cache for a device; if the audit fails they are wiped, never left unreferenced.</summary>
+    private async Task AuditOrWipeAsync(IReadOnlyList<Daiko.Tls.SessionTicket> tickets, string deviceId, string action, string market, string mode, string outcome)
+    {
+        try
+        {
+            await devices.AuditAsync(deviceId, action, market, mode, outcome);
+        }
+        catch
+        {
+            foreach (var t in tickets) t.Wipe();
+            throw;
         }
     }
 

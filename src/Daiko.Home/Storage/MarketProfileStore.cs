@@ -8,7 +8,11 @@ public interface IMarketProfileStore
 {
     Task<MarketProfile?> FindAsync(string host, int port, CancellationToken cancellationToken = default);
 
-    /// <summary>Stores a profile, replacing the one for the same host and port.</summary>
+    /// <summary>
+    /// Stores a profile, replacing the one for the same host and port, except whether the market takes
+    /// psk_ke: a new profile starts with the value given, and only <see cref="RememberPskKeAsync"/> changes it
+    /// (what a handshake writes comes from a read that a psk_ke check may have overtaken).
+    /// </summary>
     Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default);
 
     /// <summary>Sets only whether the market resumes with psk_ke, in a profile already stored (else nothing).</summary>
@@ -49,7 +53,7 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
         await ExecuteAsync(connection, null, """
             INSERT INTO market_profiles(host, port, tls13, tickets, psk_ke, max_early_data, learned_at)
             VALUES (@h, @p, @t, @k, @e, @m, @at)
-            ON CONFLICT(host, port) DO UPDATE SET tls13 = @t, tickets = @k, psk_ke = @e, max_early_data = @m, learned_at = @at
+            ON CONFLICT(host, port) DO UPDATE SET tls13 = @t, tickets = @k, max_early_data = @m, learned_at = @at
             """, cancellationToken,
             ("@h", profile.Host), ("@p", profile.Port), ("@t", profile.Tls13 ? 1 : 0), ("@k", profile.IssuesTickets ? Issues : profile.NoTicketsConfirmed ? NoneConfirmed : NoneSeen),
             ("@e", profile.AcceptsPskKe ? 1 : 0), ("@m", (long)profile.MaxEarlyData), ("@at", Text(profile.LearnedAt)));

@@ -42,7 +42,8 @@ public sealed class DelegatedConnector(ControlConnection control)
     /// later learns the ticket's PSK (or the market's ticket key). Null trades that for the cost: psk_ke
     /// (no public-key operation at all) where the home server found the market accepts it
     /// (<see cref="SessionTicket.MarketAcceptsPskKe"/>), psk_dhe_ke otherwise; a market that refuses the
-    /// psk_ke it was said to accept (an alert, or a closed connection) gets the same ticket again with psk_dhe_ke.
+    /// psk_ke it was said to accept (an alert, or a closed connection) gets the same ticket again with psk_dhe_ke
+    /// (and without early data: the caller sends its request after the handshake, as <see cref="TlsConnection.EarlyDataAccepted"/> says).
     /// </param>
     public async Task<DelegatedSession> ConnectAsync(string host, int port, DelegationMode mode, PskKeyExchangeMode? kex = PskKeyExchangeMode.PskDheKe,
         ReadOnlyMemory<byte> earlyData = default, string? alpn = null, CancellationToken cancellationToken = default)
@@ -68,13 +69,15 @@ public sealed class DelegatedConnector(ControlConnection control)
                     {
                         tls = await ResumeAsync(host, port, alpn, ticket, offered, earlyData, counters, cancellationToken);
                     }
-                    catch (TlsException e) when (kex is null && offered == PskKeyExchangeMode.PskKe && e.Error != TlsError.Timeout)
+                    catch (TlsException e) when (kex is null && offered == PskKeyExchangeMode.PskKe && (e.SentByPeer || e.Error == TlsError.TransportClosed))
                     {
-                        // The market no longer takes psk_ke (the home server's finding is older than its change),
-                        // however it says so: the ticket is still good for psk_dhe_ke unless the market spent it on
-                        // the refused try (then this one is refused as a stale ticket would be). The failed try stays in the cost.
+                        // The market no longer takes psk_ke (the home server's finding is older than its change): it
+                        // said so with an alert, or closed the connection. The ticket is still good for psk_dhe_ke unless
+                        // the market spent it on the refused try (then this one is refused as a stale ticket would be).
+                        // No early data the second time: a market that closed the connection may have acted on the
+                        // first try's, and the request then goes after the handshake. The failed try stays in the cost.
                         offered = PskKeyExchangeMode.PskDheKe;
-                        tls = await ResumeAsync(host, port, alpn, ticket, offered, earlyData, counters, cancellationToken);
+                        tls = await ResumeAsync(host, port, alpn, ticket, offered, default, counters, cancellationToken);
                     }
                 }
                 catch (TlsException e) when (RefusedTheTicket(e))

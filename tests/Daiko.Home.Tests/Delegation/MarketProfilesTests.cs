@@ -32,7 +32,8 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
         var found = await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 443);
 
         Assert.NotNull(found);
-        Assert.True(found.IssuesTickets && found.AcceptsPskKe);
+        // Everything a handshake learns is replaced; whether the market takes psk_ke only its own check changes (RememberPskKeAsync).
+        Assert.True(found.IssuesTickets && !found.AcceptsPskKe);
         Assert.Equal(16384u, found.MaxEarlyData);
         Assert.Equal(DateTimeOffset.UnixEpoch.AddDays(1), found.LearnedAt);
         Assert.Null(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 444));
