@@ -7,7 +7,8 @@
 #   bench/run.sh load [--quick]   K = 1, 10, 100, 200 terminals at once against a real home server
 #                           (quick: K = 1 and 10, a few seconds a row): load.md, load.json, load.svg
 #   bench/run.sh load --only handoff --terminals 10,10,10   one mode alone, a row per K listed, printed only
-#                           (--home-env NAME=VALUE a variable for the home server only, as for soak)
+#                           (--home-env NAME=VALUE a variable for the home server only, as for soak;
+#                            --market-psk-ke: nginx allows psk_ke and the terminals use --kex auto)
 #                           (a steady run to profile the home server under: bench/results/profile.md;
 #                            --alloc-types adds what the home server allocates, by type;
 #                            --only openssl: the concurrent s_time peer alone, nginx counting its rate)
