@@ -98,6 +98,9 @@ public static class DemoRun
                 }
             }
 
+            Say("what the home server learned of the market by itself: does it resume with psk_ke alone ('terminal get --kex auto' then runs no public-key operation)?");
+            Console.WriteLine($"     home server: {await PskKeFindingAsync(log, ct)}");
+
             var wallet = new Daiko.Terminal.Wallet.WalletClient(control, DelegationMode.Resume);
             Say("refilling the purse from the bank: the bank signs, the card credits once and acknowledges");
             Console.WriteLine($"     bank: {await wallet.RefillAsync(bank.Url, 10_000, "JPY", ct)}");
@@ -190,6 +193,17 @@ public static class DemoRun
         var body = await FetchAsync(tls, ct);
         Require(body.Contains("Alice Example", StringComparison.Ordinal), "the market did not see the user's certificate");
         return new Row("direct mTLS", counters.BytesSent, counters.BytesReceived, counters.RoundTrips, counters.PublicKeyOperations, 0, clock.Elapsed.TotalMilliseconds);
+    }
+
+    /// <summary>The home server's psk_ke finding for the market, from its log (the check runs in the background after resume's first handshake).</summary>
+    private static async Task<string> PskKeFindingAsync(DemoLog log, CancellationToken ct)
+    {
+        for (var i = 0; i < 100; i++)
+        {
+            if (log.Tail(200).LastOrDefault(l => l.Contains("psk_ke alone", StringComparison.Ordinal)) is { } line) return line[(line.IndexOf(' ') + 1)..];
+            await Task.Delay(100, ct);
+        }
+        return "no finding yet (the check runs in the background)";
     }
 
     private static async Task<Row> DelegatedAsync(ControlConnection control, int port, DelegationMode mode, CancellationToken ct)
