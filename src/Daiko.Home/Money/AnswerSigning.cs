@@ -37,7 +37,9 @@ internal sealed class AnswerSigning(int helpers, int capacity) : IDisposable
         _queue.Enqueue((_count++, step));
         // The first answer waits for the committing thread (a batch of one needs no other thread); from the
         // second on, helpers sign beside the moves.
-        if (_count >= 2 && TakeHelperPlace()) _ = Task.Run(Help);
+        // On the pool's global queue: Task.Run from the committing thread (a pool thread) would queue the
+        // helper locally, behind a thread that is busy moving money, for another worker to steal.
+        if (_count >= 2 && TakeHelperPlace()) _ = Task.Factory.StartNew(Help, CancellationToken.None, TaskCreationOptions.PreferFairness, TaskScheduler.Default);
     }
 
     /// <summary>
