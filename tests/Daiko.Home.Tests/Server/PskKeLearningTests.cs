@@ -123,4 +123,37 @@ public sealed class PskKeLearningTests : IAsyncLifetime
         Assert.Equal(ErrorCode.TicketRefused, insisted.Code);
         Assert.Contains("psk_ke", insisted.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task AMarketThatClosesTheConnectionOnThePskKeTry_IsResumedWithPskDheKe_AndTheSameTicket()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await NginxServer.StartAsync(_home.Pki, _home.Dir.Path);
+        // The terminal's own connections go through a proxy that cuts the first one at its ClientHello
+        // (a market that hangs up rather than send an alert); the home server reaches the market directly.
+        var hellos = 0;
+        using var proxy = RecordTamperingProxy.Start(market.Port, (direction, type, content) =>
+            direction == RecordDirection.ClientToServer && type == 22 && Interlocked.Increment(ref hellos) == 1
+                ? throw new IOException("the market hangs up")
+                : content);
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var connector = new DelegatedConnector(control) { TerminalRoute = (_, _) => ("127.0.0.1", proxy.Port) };
+        await _home.Server.Delegation.Profiles.RememberAsync(new MarketProfile("localhost", market.Port, Tls13: true, IssuesTickets: true,
+            AcceptsPskKe: true, MaxEarlyData: 0, DateTimeOffset.UtcNow), cts.Token);
+
+        var session = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, kex: null, cancellationToken: cts.Token);
+        await using (session.Stream)
+        {
+            Assert.Equal(PskKeyExchangeMode.PskDheKe, session.Tls!.KeyExchange);
+            Assert.Contains("Alice Example", await DelegationEndToEndTests.GetAsync(session.Stream, cts.Token), StringComparison.Ordinal);
+        }
+        Assert.Equal(2, proxy.Connections);
+
+        // Insisting on psk_ke, the same cut is a failed session, said plainly.
+        Interlocked.Exchange(ref hellos, 0);
+        var cut = await Assert.ThrowsAsync<TlsException>(() =>
+            connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, PskKeyExchangeMode.PskKe, cancellationToken: cts.Token));
+        Assert.Equal(TlsError.TransportClosed, cut.Error);
+        Assert.Equal(3, proxy.Connections);
+    }
 }
