@@ -34,6 +34,16 @@ public sealed class PskKeLearningTests : IAsyncLifetime
         await check.WaitAsync(ct);
     }
 
+    /// <summary>The session resumed with <paramref name="kex"/> and serves the owner's page; then it is closed.</summary>
+    private static async Task AssertServedAsync(DelegatedSession session, PskKeyExchangeMode kex, CancellationToken ct)
+    {
+        await using (session.Stream)
+        {
+            Assert.Equal(kex, session.Tls!.KeyExchange);
+            Assert.Contains("Alice Example", await DelegationEndToEndTests.GetAsync(session.Stream, ct), StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public async Task AMarketThatResumesWithPskKe_IsLearned_AndATerminalLeftToChoose_ThenRunsNoPublicKeyOperation()
     {
@@ -44,11 +54,7 @@ public sealed class PskKeLearningTests : IAsyncLifetime
 
         // Met for the first time: nothing is known, so the terminal offers psk_dhe_ke (one ECDHE).
         var first = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, kex: null, cancellationToken: cts.Token);
-        await using (first.Stream)
-        {
-            Assert.Equal(PskKeyExchangeMode.PskDheKe, first.Tls!.KeyExchange);
-            Assert.Contains("Alice Example", await DelegationEndToEndTests.GetAsync(first.Stream, cts.Token), StringComparison.Ordinal);
-        }
+        await AssertServedAsync(first, PskKeyExchangeMode.PskDheKe, cts.Token);
 
         await CheckedAsync(market.Port, cts.Token);
         Assert.True((await _home.Server.Delegation.Profiles.FindAsync("localhost", market.Port, cts.Token))!.AcceptsPskKe);
@@ -84,11 +90,7 @@ public sealed class PskKeLearningTests : IAsyncLifetime
         // The ticket says psk_ke, the market says no: the same ticket again with psk_dhe_ke, and the session
         // goes on; the refused try is in the terminal's cost.
         var retried = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, kex: null, cancellationToken: cts.Token);
-        await using (retried.Stream)
-        {
-            Assert.Equal(PskKeyExchangeMode.PskDheKe, retried.Tls!.KeyExchange);
-            Assert.Contains("Alice Example", await DelegationEndToEndTests.GetAsync(retried.Stream, cts.Token), StringComparison.Ordinal);
-        }
+        await AssertServedAsync(retried, PskKeyExchangeMode.PskDheKe, cts.Token);
 
         // That first handshake brought tickets, so the home server checks for itself, and its finding stands.
         await CheckedAsync(market.Port, cts.Token);
@@ -98,22 +100,14 @@ public sealed class PskKeLearningTests : IAsyncLifetime
 
         // Known to refuse it: one resumption with psk_dhe_ke and no refused try before it.
         var plain = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, kex: null, cancellationToken: cts.Token);
-        await using (plain.Stream)
-        {
-            Assert.Equal(PskKeyExchangeMode.PskDheKe, plain.Tls!.KeyExchange);
-            Assert.Contains("Alice Example", await DelegationEndToEndTests.GetAsync(plain.Stream, cts.Token), StringComparison.Ordinal);
-        }
+        await AssertServedAsync(plain, PskKeyExchangeMode.PskDheKe, cts.Token);
         Assert.True(retried.Counters.RoundTrips > plain.Counters.RoundTrips && retried.Counters.BytesSent > plain.Counters.BytesSent,
             $"the refused psk_ke try is not counted: {retried.Counters.RoundTrips} round trips and {retried.Counters.BytesSent} bytes against {plain.Counters.RoundTrips} and {plain.Counters.BytesSent}");
 
         // A profile written afterwards from a read made before the check (a refill's, say) does not undo the finding.
         await _home.Server.Delegation.Profiles.RememberAsync(profile with { AcceptsPskKe = true, LearnedAt = DateTimeOffset.UtcNow }, cts.Token);
         var again = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, kex: null, cancellationToken: cts.Token);
-        await using (again.Stream)
-        {
-            Assert.Equal(PskKeyExchangeMode.PskDheKe, again.Tls!.KeyExchange);
-            Assert.Contains("Alice Example", await DelegationEndToEndTests.GetAsync(again.Stream, cts.Token), StringComparison.Ordinal);
-        }
+        await AssertServedAsync(again, PskKeyExchangeMode.PskDheKe, cts.Token);
         Assert.True(again.Counters.RoundTrips == plain.Counters.RoundTrips && again.Counters.BytesSent < retried.Counters.BytesSent,
             $"psk_ke was offered again: {again.Counters.RoundTrips} round trips and {again.Counters.BytesSent} bytes against {plain.Counters.RoundTrips} and {plain.Counters.BytesSent}");
 
@@ -142,11 +136,7 @@ public sealed class PskKeLearningTests : IAsyncLifetime
             AcceptsPskKe: true, MaxEarlyData: 0, DateTimeOffset.UtcNow), cts.Token);
 
         var session = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, kex: null, cancellationToken: cts.Token);
-        await using (session.Stream)
-        {
-            Assert.Equal(PskKeyExchangeMode.PskDheKe, session.Tls!.KeyExchange);
-            Assert.Contains("Alice Example", await DelegationEndToEndTests.GetAsync(session.Stream, cts.Token), StringComparison.Ordinal);
-        }
+        await AssertServedAsync(session, PskKeyExchangeMode.PskDheKe, cts.Token);
         Assert.Equal(2, proxy.Connections);
 
         // Insisting on psk_ke, the same cut is a failed session, said plainly.
