@@ -39,18 +39,20 @@ public sealed class ConsoleSystem : HomeWithConsole
     }
 
     /// <summary>
-    /// Decodes the QR code shown by <paramref name="image"/>; on a loaded machine the image may not be
-    /// painted yet at the first screenshot, so it is taken again, up to five times.
+    /// Decodes the QR code shown by <paramref name="image"/>, from a screenshot of it once the browser has
+    /// decoded the image (complete, with a width); on a loaded machine it may still not be painted at the
+    /// first screenshot, so it is taken again, up to eight times over about ten seconds.
     /// </summary>
     public static async Task<string> DecodeQrAsync(ILocator image)
     {
+        await image.Page.WaitForFunctionAsync("e => e.complete && e.naturalWidth > 0", await image.ElementHandleAsync(), new() { Timeout = 15_000 });
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                return DecodeQr(await image.ScreenshotAsync());
+                return DecodeQr(await image.ScreenshotAsync(new() { Animations = ScreenshotAnimations.Disabled }));
             }
-            catch (InvalidOperationException) when (attempt < 5)
+            catch (InvalidOperationException) when (attempt < 8)
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(300 * attempt));
             }
