@@ -104,16 +104,7 @@ public sealed class DelegationService : IAsyncDisposable
     public async Task<TlsConnection> ConnectAsUserAsync(MarketRequest market, TlsCounters? counters, CancellationToken cancellationToken)
     {
         var credential = _userCredential();
-        Stream transport;
-        try
-        {
-            // Resolved once, judged against the device's markets, and only a judged address is dialled.
-            transport = await market.Reach.OpenAsync(market.Host, market.Port, cancellationToken);
-        }
-        catch (SocketException e)
-        {
-            throw new DelegationException(DelegationFailure.MarketUnreachable, $"could not reach the market {market.Host}:{market.Port}: {e.SocketErrorCode}", e);
-        }
+        var transport = await OpenMarketAsync(market, cancellationToken);
         var options = new TlsClientOptions
         {
             ServerName = market.EffectiveServerName,
@@ -146,6 +137,19 @@ public sealed class DelegationService : IAsyncDisposable
         }
     }
 
+    /// <summary>A TCP connection to the market: resolved once, judged against the device's markets, and only a judged address dialled.</summary>
+    private static async Task<Stream> OpenMarketAsync(MarketRequest market, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await market.Reach.OpenAsync(market.Host, market.Port, cancellationToken);
+        }
+        catch (SocketException e)
+        {
+            throw new DelegationException(DelegationFailure.MarketUnreachable, $"could not reach the market {market.Host}:{market.Port}: {e.SocketErrorCode}", e);
+        }
+    }
+
     /// <summary>
     /// Mode resume: a ticket for the terminal, from the cache or from a fresh full handshake whose
     /// other tickets are cached for next time.
@@ -163,7 +167,7 @@ public sealed class DelegationService : IAsyncDisposable
     /// server knows it resumes with psk_ke. Read before the tickets are taken from the cache.
     /// </summary>
     public async Task<bool> PskKeHintAsync(MarketRequest market, CancellationToken cancellationToken) =>
-        OwnPskKeFinding(market) ?? AcceptsPskKe(market, await _profiles.FindAsync(market.Host, market.Port, cancellationToken));
+        OwnPskKeFinding(market) ?? (await _profiles.FindAsync(market.Host, market.Port, cancellationToken))?.AcceptsPskKe ?? false;
 
     /// <summary>
     /// Marks a TLS 1.3 ticket about to be handed over with <paramref name="pskKe"/>
@@ -315,8 +319,21 @@ public sealed class DelegationService : IAsyncDisposable
         if (absorbed.Count > 0 && tls13) CheckPskKeInBackground(market);
     }
 
-    /// <summary>Markets whose background ticket checks are remembered (beyond it, one waits for old ones to age out).</summary>
-    private const int MaxTicketChecksKept = 1024;
+    /// <summary>Markets whose background checks of one kind are remembered (beyond it, one waits for old ones to age out).</summary>
+    private const int MaxChecksKept = 1024;
+
+    /// <summary>
+    /// Whether a background check of <paramref name="market"/> may start now (the caller holds the lock on
+    /// <paramref name="checks"/>): none started there within <paramref name="interval"/>, and room among the
+    /// <see cref="MaxChecksKept"/> markets remembered, checks older than the interval making way.
+    /// </summary>
+    private static bool MayCheck<T>(Dictionary<(string Host, int Port), T> checks, MarketRequest market, DateTimeOffset now, TimeSpan interval, Func<T, DateTimeOffset> startedAt)
+    {
+        if (checks.TryGetValue((market.Host, market.Port), out var last) && now - startedAt(last) < interval) return false;
+        if (checks.Count < MaxChecksKept) return true;
+        foreach (var aged in checks.Where(c => now - startedAt(c.Value) >= interval).Select(c => c.Key).ToList()) checks.Remove(aged);
+        return checks.Count < MaxChecksKept;
+    }
 
     /// <summary>
     /// A background handshake that waits for a market's first ticket as a resume would (the cache of
@@ -329,12 +346,7 @@ public sealed class DelegationService : IAsyncDisposable
         var now = _time.GetUtcNow();
         lock (_ticketChecks)
         {
-            if (_ticketChecks.TryGetValue((market.Host, market.Port), out var last) && now - last < TicketlessRecheck) return;
-            if (_ticketChecks.Count >= MaxTicketChecksKept)
-            {
-                foreach (var aged in _ticketChecks.Where(c => now - c.Value >= TicketlessRecheck).Select(c => c.Key).ToList()) _ticketChecks.Remove(aged);
-                if (_ticketChecks.Count >= MaxTicketChecksKept) return;
-            }
+            if (!MayCheck(_ticketChecks, market, now, TicketlessRecheck, last => last)) return;
             _ticketChecks[(market.Host, market.Port)] = now;
         }
         RefillAhead(deviceId, market);
@@ -544,7 +556,7 @@ public sealed class DelegationService : IAsyncDisposable
     /// home server's brought tickets: one full handshake of its own (so no device's cached ticket is spent)
     /// and one resumption offering psk_ke only. At most one check a market (host and port) per
     /// <see cref="PskKeRecheck"/> in this process, whatever it found or however it ended; the finding goes
-    /// to the market's profile, and from there onto every ticket handed over (<see cref="HintAsync"/>).
+    /// to the market's profile, and from there onto every ticket handed over (<see cref="PskKeHintAsync"/>).
     /// A market that says no answers with an alert; one that cannot be reached, or times out, teaches nothing.
     /// </summary>
     private void CheckPskKeInBackground(MarketRequest market)
@@ -552,13 +564,7 @@ public sealed class DelegationService : IAsyncDisposable
         var now = _time.GetUtcNow();
         lock (_pskKeChecks)
         {
-            if (_stopped) return;
-            if (_pskKeChecks.TryGetValue((market.Host, market.Port), out var last) && now - last.At < PskKeRecheck) return;
-            if (_pskKeChecks.Count >= MaxTicketChecksKept)
-            {
-                foreach (var aged in _pskKeChecks.Where(c => now - c.Value.At >= PskKeRecheck).Select(c => c.Key).ToList()) _pskKeChecks.Remove(aged);
-                if (_pskKeChecks.Count >= MaxTicketChecksKept) return;
-            }
+            if (_stopped || !MayCheck(_pskKeChecks, market, now, PskKeRecheck, last => last.At)) return;
             var check = CheckPskKeAsync(market);
             _pskKeChecks[(market.Host, market.Port)] = (now, check);
             _tails.TryAdd(check, 0);
@@ -609,15 +615,7 @@ public sealed class DelegationService : IAsyncDisposable
                 await CloseQuietlyAsync(full, token);
             }
             if (ticket is null) return null;
-            Stream transport;
-            try
-            {
-                transport = await market.Reach.OpenAsync(market.Host, market.Port, token);
-            }
-            catch (SocketException e)
-            {
-                throw new DelegationException(DelegationFailure.MarketUnreachable, $"could not reach the market {where}: {e.SocketErrorCode}", e);
-            }
+            var transport = await OpenMarketAsync(market, token);
             bool accepts;
             try
             {
