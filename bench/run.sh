@@ -6,6 +6,8 @@
 #   bench/run.sh flood      1,000 hostile connections against a real home server (flood.md)
 #   bench/run.sh load [--quick]   K = 1, 10, 100, 200 terminals at once against a real home server
 #                           (quick: K = 1 and 10, a few seconds a row): load.md, load.json, load.svg
+#                           (before the rows, not measured: each mode once a terminal, then every measured path
+#                            --warm-up-seconds N at K = 10, 3 by default, 1 with --quick, 0 to skip)
 #   bench/run.sh load --only handoff --terminals 10,10,10   one mode alone, a row per K listed, printed only
 #                           (--home-env NAME=VALUE a variable for the home server only, as for soak;
 #                            --market-psk-ke: nginx allows psk_ke and the terminals use --kex auto)

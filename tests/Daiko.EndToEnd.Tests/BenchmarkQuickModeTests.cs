@@ -85,6 +85,8 @@ public sealed class BenchmarkQuickModeTests
         var exit = await bench.WaitForExitAsync(TimeSpan.FromMinutes(6));
 
         Assert.True(exit == 0, bench.Output);
+        // The rows start once every measured path has run a while (the JIT's optimizing tier), with no error.
+        Assert.Matches(@"steady warm-up: every measured path 1 s at K = 2, [1-9]\d* sessions, 0 errors", bench.Output);
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output.Path, "load-quick.json")));
         var runs = json.RootElement.GetProperty("runs").EnumerateArray().ToList();
         // Each K's rows, then the capacity of the open loop's work (a relayed session with a GET) at the open loop's K.
