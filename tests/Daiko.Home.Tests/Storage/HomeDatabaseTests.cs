@@ -1,0 +1,63 @@
+using Daiko.Home.Storage;
+using Daiko.TestSupport;
+using Microsoft.Data.Sqlite;
+using Xunit;
+
+namespace Daiko.Home.Tests.Storage;
+
+/// <summary>Alone: other tests empty every SQLite pool, which would hand this one a new handle mid-test.</summary>
+[CollectionDefinition("sqlite pools", DisableParallelization = true)]
+public sealed class SqlitePoolsCollection;
+
+[Collection("sqlite pools")]
+public sealed class HomeDatabaseTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-pool");
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public async Task APooledConnection_KeepsItsSettings_WithoutRunningThemAgain()
+    {
+        var connectionString = HomeDatabase.ConnectionString(Path.Combine(_dir.Path, "pooled.db"));
+        SQLitePCL.sqlite3 handle;
+        await using (var first = await HomeDatabase.OpenAsync(connectionString, CancellationToken.None))
+        {
+            handle = first.Handle!;
+            await AssertSettingsAsync(first);
+            // Changed behind the store's back: a handle set up once is not set up again.
+            await Pragma(first, "PRAGMA busy_timeout = 1234");
+        }
+        await using (var again = await HomeDatabase.OpenAsync(connectionString, CancellationToken.None))
+        {
+            Assert.Same(handle, again.Handle);
+            Assert.Equal(1234L, await Pragma(again, "PRAGMA busy_timeout"));
+            await Pragma(again, "PRAGMA busy_timeout = 10000");
+        }
+        // The same pooled handle, opened the other way, has its settings (the pool resets none of them).
+        using (var synchronous = HomeDatabase.Open(connectionString))
+        {
+            Assert.Same(handle, synchronous.Handle);
+            await AssertSettingsAsync(synchronous);
+        }
+        // A handle of its own (the pool emptied) is set up at its first open.
+        SqliteConnection.ClearPool(new SqliteConnection(connectionString));
+        await using var fresh = await HomeDatabase.OpenAsync(connectionString, CancellationToken.None);
+        Assert.NotSame(handle, fresh.Handle);
+        await AssertSettingsAsync(fresh);
+    }
+
+    private static async Task AssertSettingsAsync(SqliteConnection connection)
+    {
+        Assert.Equal(10000L, await Pragma(connection, "PRAGMA busy_timeout"));
+        Assert.Equal(2L, await Pragma(connection, "PRAGMA synchronous")); // FULL: a commit is fsynced before it returns
+        Assert.Equal("wal", await Pragma(connection, "PRAGMA journal_mode"));
+    }
+
+    private static async Task<object?> Pragma(SqliteConnection connection, string sql)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return await command.ExecuteScalarAsync();
+    }
+}
