@@ -71,13 +71,16 @@ public static class LoadBenchmark
         }
         Console.WriteLine($"  warm-up: {warmUp.Count} sessions, {warmUp.Errors} errors{(warmUp.FirstError is null ? "" : " (first: " + warmUp.FirstError + ")")}");
         var steadySeconds = int.Parse(Option(args, "--warm-up-seconds", quick ? "1" : "3"), CultureInfo.InvariantCulture);
+        var steadyFailures = 0;
         if (steadySeconds > 0 && !args.Contains("--warm-up-only"))
         {
-            var (sessions, failures) = await SteadyWarmUpAsync(rig, TimeSpan.FromSeconds(steadySeconds));
-            Console.WriteLine($"  steady warm-up: every measured path {steadySeconds} s at K = {Math.Min(10, rig.Terminals.Count)}, {sessions} sessions, {failures} errors");
-            if (failures > 0) return 3;
+            var steady = await SteadyWarmUpAsync(rig, TimeSpan.FromSeconds(steadySeconds));
+            steadyFailures = steady.Sum(r => r.Errors);
+            var firstError = steady.Select(r => r.FirstError).FirstOrDefault(e => e is not null);
+            Console.WriteLine($"  steady warm-up: every measured path {steadySeconds} s at K = {Math.Min(10, rig.Terminals.Count)}, {steady.Sum(r => r.Sessions)} sessions, {steadyFailures} errors{(firstError is null ? "" : " (first: " + firstError + ")")}");
         }
         foreach (var line in rig.ServerOutput.Split('\n').Where(l => l.Contains("control channel broke", StringComparison.Ordinal) || l.Contains("psk_ke", StringComparison.Ordinal))) Console.WriteLine("  home server: " + line.Trim());
+        if (steadyFailures > 0) return 3;
         if (args.Contains("--warm-up-only")) return warmUp.Errors == 0 ? 0 : 3;
         if (Option(args, "--only", "") is { Length: > 0 } only)
         {
@@ -215,16 +218,13 @@ public static class LoadBenchmark
     }
 
     /// <summary>
-    /// Before a round of misses, in two phases: every terminal locks (which purges the tickets the home
-    /// server holds for it), then every one unlocks.
-    /// </summary>
-    /// <summary>
     /// Not measured: each measured path closed loop for <paramref name="each"/> at up to ten terminals, after
-    /// the once-a-terminal warm-up. A home server runs for days, its hot paths compiled by the JIT's
-    /// optimizing tier; seconds after its start they are not yet, nor are the generator's. Without this,
-    /// the first rows (K = 1) read 0.5–0.7× what the same rows read a minute later in the same process.
+    /// the once-a-terminal warm-up, and the .NET peers likewise. A home server runs for days, its hot paths
+    /// compiled by the JIT's optimizing tier; seconds after its start they are not yet, nor are the
+    /// generator's. Without this, the first rows (K = 1) read 0.4–0.7× what the same rows read a minute
+    /// later in the same process.
     /// </summary>
-    private static async Task<(int Sessions, int Errors)> SteadyWarmUpAsync(LoadRig rig, TimeSpan each)
+    private static async Task<LoadRun[]> SteadyWarmUpAsync(LoadRig rig, TimeSpan each)
     {
         var terminals = rig.Terminals.Take(10).ToList();
         // A warm cache's round (a prefetch of 8 and 8 hand-outs) takes about a fifth of a second at K = 10.
@@ -235,14 +235,22 @@ public static class LoadBenchmark
             await LoadRunner.CountedAsync("warm", terminals, 8, rounds, rig.Home, t => t.WarmAsync(8, CancellationToken.None), t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)),
             await LoadRunner.ClosedAsync("warm", terminals, each, rig.Home, t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)),
             await LoadRunner.RoundsAsync("warm", terminals, each, 1, rig.Home, DropTickets, t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None)),
+            await LoadRunner.RoundsAsync("warm", terminals, each, 1, rig.Home, DropTickets, t => t.TicketAsync(CancellationToken.None)),
             await LoadRunner.ClosedAsync("warm", terminals, each, rig.Home, t => t.SessionAsync(LoadMode.Handoff, CancellationToken.None)),
             await LoadRunner.ClosedAsync("warm", terminals, each, rig.Home, t => t.SessionAsync(LoadMode.Relay, CancellationToken.None)),
             await LoadRunner.ClosedAsync("warm", terminals, each, rig.Home, t => t.SessionAsync(LoadMode.Assist, CancellationToken.None)),
             await LoadRunner.ClosedAsync("warm", terminals, each, rig.Home, t => t.SessionWithRequestAsync(LoadMode.Relay, CancellationToken.None)),
+            // The .NET peers beside the rows run the same JIT: SslStream's full handshakes, and the open loop's direct connections.
+            await LoadPeers.SslStreamAsync(rig.Pki, rig.Nginx.Port, terminals.Count, each, rig.Home),
+            await LoadRunner.ClosedAsync("warm", Enumerable.Range(0, terminals.Count).ToList(), each, rig.Home, LoadPeers.DirectWithRequest(rig.Pki, rig.Nginx.Port)),
         };
-        return (warm.Sum(r => r.Sessions), warm.Sum(r => r.Errors));
+        return warm;
     }
 
+    /// <summary>
+    /// Before a round of misses, in two phases: every terminal locks (which purges the tickets the home
+    /// server holds for it), then every one unlocks.
+    /// </summary>
     private static readonly IReadOnlyList<Func<LoadTerminal, Task>> DropTickets = [t => t.LockAsync(CancellationToken.None), t => t.UnlockAsync(CancellationToken.None)];
 
     /// <summary>

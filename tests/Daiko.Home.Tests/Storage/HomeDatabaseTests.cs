@@ -14,16 +14,31 @@ public sealed class HomeDatabaseTests : IDisposable
 {
     private readonly TempDirectory _dir = new("daiko-pool");
 
-    public void Dispose() => _dir.Dispose();
+    private string ConnectionString => HomeDatabase.ConnectionString(Path.Combine(_dir.Path, "pooled.db"));
+
+    public void Dispose()
+    {
+        SqliteConnection.ClearPool(new SqliteConnection(ConnectionString));
+        _dir.Dispose();
+    }
 
     [Fact]
-    public async Task APooledConnection_KeepsItsSettings_WithoutRunningThemAgain()
+    public async Task APooledConnection_IsSetUpOnce_AndKeepsItsSettings_WithoutRunningThemAgain()
     {
-        var connectionString = HomeDatabase.ConnectionString(Path.Combine(_dir.Path, "pooled.db"));
+        var connectionString = ConnectionString;
+        // A handle the store has not set up (opened past it), with SQLite's defaults turned the other way.
         SQLitePCL.sqlite3 handle;
+        await using (var raw = new SqliteConnection(connectionString))
+        {
+            await raw.OpenAsync();
+            handle = raw.Handle!;
+            await Pragma(raw, "PRAGMA synchronous = OFF");
+            await Pragma(raw, "PRAGMA busy_timeout = 0");
+        }
+        // The store's first open of that pooled handle sets it up.
         await using (var first = await HomeDatabase.OpenAsync(connectionString, CancellationToken.None))
         {
-            handle = first.Handle!;
+            Assert.Same(handle, first.Handle);
             await AssertSettingsAsync(first);
             // Changed behind the store's back: a handle set up once is not set up again.
             await Pragma(first, "PRAGMA busy_timeout = 1234");
@@ -32,9 +47,27 @@ public sealed class HomeDatabaseTests : IDisposable
         {
             Assert.Same(handle, again.Handle);
             Assert.Equal(1234L, await Pragma(again, "PRAGMA busy_timeout"));
-            await Pragma(again, "PRAGMA busy_timeout = 10000");
         }
-        // The same pooled handle, opened the other way, has its settings (the pool resets none of them).
+        using (var synchronous = HomeDatabase.Open(connectionString))
+        {
+            Assert.Same(handle, synchronous.Handle);
+            Assert.Equal(1234L, await Pragma(synchronous, "PRAGMA busy_timeout"));
+            Assert.Equal(2L, await Pragma(synchronous, "PRAGMA synchronous"));
+        }
+    }
+
+    [Fact]
+    public async Task TheSynchronousOpen_SetsUpAHandleItMeetsFirst()
+    {
+        var connectionString = ConnectionString;
+        SQLitePCL.sqlite3 handle;
+        await using (var raw = new SqliteConnection(connectionString))
+        {
+            await raw.OpenAsync();
+            handle = raw.Handle!;
+            await Pragma(raw, "PRAGMA synchronous = OFF");
+            await Pragma(raw, "PRAGMA busy_timeout = 0");
+        }
         using (var synchronous = HomeDatabase.Open(connectionString))
         {
             Assert.Same(handle, synchronous.Handle);
