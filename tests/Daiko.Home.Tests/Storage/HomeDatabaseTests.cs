@@ -26,15 +26,7 @@ public sealed class HomeDatabaseTests : IDisposable
     public async Task APooledConnection_IsSetUpOnce_AndKeepsItsSettings_WithoutRunningThemAgain()
     {
         var connectionString = ConnectionString;
-        // A handle the store has not set up (opened past it), with SQLite's defaults turned the other way.
-        SQLitePCL.sqlite3 handle;
-        await using (var raw = new SqliteConnection(connectionString))
-        {
-            await raw.OpenAsync();
-            handle = raw.Handle!;
-            await Pragma(raw, "PRAGMA synchronous = OFF");
-            await Pragma(raw, "PRAGMA busy_timeout = 0");
-        }
+        var handle = await PooledPastTheStoreAsync(connectionString);
         // The store's first open of that pooled handle sets it up.
         await using (var first = await HomeDatabase.OpenAsync(connectionString, CancellationToken.None))
         {
@@ -60,14 +52,7 @@ public sealed class HomeDatabaseTests : IDisposable
     public async Task TheSynchronousOpen_SetsUpAHandleItMeetsFirst()
     {
         var connectionString = ConnectionString;
-        SQLitePCL.sqlite3 handle;
-        await using (var raw = new SqliteConnection(connectionString))
-        {
-            await raw.OpenAsync();
-            handle = raw.Handle!;
-            await Pragma(raw, "PRAGMA synchronous = OFF");
-            await Pragma(raw, "PRAGMA busy_timeout = 0");
-        }
+        var handle = await PooledPastTheStoreAsync(connectionString);
         using (var synchronous = HomeDatabase.Open(connectionString))
         {
             Assert.Same(handle, synchronous.Handle);
@@ -78,6 +63,16 @@ public sealed class HomeDatabaseTests : IDisposable
         await using var fresh = await HomeDatabase.OpenAsync(connectionString, CancellationToken.None);
         Assert.NotSame(handle, fresh.Handle);
         await AssertSettingsAsync(fresh);
+    }
+
+    /// <summary>A handle the store has not set up (opened past it), with SQLite's settings turned the other way, back in the pool.</summary>
+    private static async Task<SQLitePCL.sqlite3> PooledPastTheStoreAsync(string connectionString)
+    {
+        await using var raw = new SqliteConnection(connectionString);
+        await raw.OpenAsync();
+        await Pragma(raw, "PRAGMA synchronous = OFF");
+        await Pragma(raw, "PRAGMA busy_timeout = 0");
+        return raw.Handle!;
     }
 
     private static async Task AssertSettingsAsync(SqliteConnection connection)
