@@ -229,8 +229,8 @@ public static class LoadBenchmark
         var terminals = rig.Terminals.Take(10).ToList();
         // A warm cache's round (a prefetch of 8 and 8 hand-outs) takes about a fifth of a second at K = 10.
         var rounds = Math.Max(2, (int)(each.TotalSeconds * 5));
-        var warm = new[]
-        {
+        return
+        [
             await LoadRunner.CountedAsync("warm", terminals, 8, rounds, rig.Home, t => t.WarmAsync(8, CancellationToken.None), t => t.TicketAsync(CancellationToken.None)),
             await LoadRunner.CountedAsync("warm", terminals, 8, rounds, rig.Home, t => t.WarmAsync(8, CancellationToken.None), t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)),
             await LoadRunner.ClosedAsync("warm", terminals, each, rig.Home, t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)),
@@ -243,8 +243,7 @@ public static class LoadBenchmark
             // The .NET peers beside the rows run the same JIT: SslStream's full handshakes, and the open loop's direct connections.
             await LoadPeers.SslStreamAsync(rig.Pki, rig.Nginx.Port, terminals.Count, each, rig.Home),
             await LoadRunner.ClosedAsync("warm", Enumerable.Range(0, terminals.Count).ToList(), each, rig.Home, LoadPeers.DirectWithRequest(rig.Pki, rig.Nginx.Port)),
-        };
-        return warm;
+        ];
     }
 
     /// <summary>

@@ -32,13 +32,7 @@ public static class HomeDatabase
         try
         {
             connection.Open();
-            if (!IsSetUp(connection))
-            {
-                using var pragma = connection.CreateCommand();
-                pragma.CommandText = Pragmas;
-                pragma.ExecuteNonQuery();
-                MarkSetUp(connection);
-            }
+            SetUpOnce(connection);
             return connection;
         }
         catch
@@ -55,13 +49,7 @@ public static class HomeDatabase
         try
         {
             await connection.OpenAsync(cancellationToken);
-            if (!IsSetUp(connection))
-            {
-                await using var pragma = connection.CreateCommand();
-                pragma.CommandText = Pragmas;
-                await pragma.ExecuteNonQueryAsync(cancellationToken);
-                MarkSetUp(connection);
-            }
+            SetUpOnce(connection);
             return connection;
         }
         catch
@@ -71,11 +59,17 @@ public static class HomeDatabase
         }
     }
 
-    private static bool IsSetUp(SqliteConnection connection) => connection.Handle is { } handle && SetUp.TryGetValue(handle, out _);
-
-    /// <summary>Marked only once its statements ran (a handle whose set-up failed is set up again at its next open).</summary>
-    private static void MarkSetUp(SqliteConnection connection)
+    /// <summary>
+    /// Runs the settings on a handle that has not had them (Microsoft.Data.Sqlite runs statements
+    /// synchronously whichever method is called). A handle is marked only once they ran: one whose
+    /// set-up failed is set up again at its next open.
+    /// </summary>
+    private static void SetUpOnce(SqliteConnection connection)
     {
-        if (connection.Handle is { } handle) SetUp.AddOrUpdate(handle, Done);
+        if (connection.Handle is not { } handle || SetUp.TryGetValue(handle, out _)) return;
+        using var pragma = connection.CreateCommand();
+        pragma.CommandText = Pragmas;
+        pragma.ExecuteNonQuery();
+        SetUp.AddOrUpdate(handle, Done);
     }
 }

@@ -160,7 +160,7 @@ public abstract class HomeStore : IHomeStore
         : "SELECT (SELECT edits FROM purse_log_edits WHERE id = 1), 1 - (SELECT COUNT(*) FROM pg_trigger WHERE tgname = 'purse_log_edited' AND tgrelid = to_regclass('purse_log') AND tgenabled <> 'D')";
 
     public string Schema => Dialect == HomeDialect.Sqlite
-        ? "PRAGMA journal_mode = WAL;\n" + PurseSchema.Sql(Dialect) + "\n" + SqliteLogEditTriggers
+        ? PurseSchema.Sql(Dialect) + "\n" + SqliteLogEditTriggers
         : PurseSchema.Sql(Dialect) + "\n" + PostgresLogEditTriggers;
 
     public GroupedWrites Writes { get; }

@@ -5,11 +5,8 @@ using Xunit;
 
 namespace Daiko.Home.Tests.Storage;
 
-/// <summary>Alone: other tests empty every SQLite pool, which would hand this one a new handle mid-test.</summary>
-[CollectionDefinition("sqlite pools", DisableParallelization = true)]
-public sealed class SqlitePoolsCollection;
-
-[Collection("sqlite pools")]
+/// <summary>In a collection that runs alone: other tests empty every SQLite pool, which would hand this one a new handle mid-test.</summary>
+[Collection("home card")]
 public sealed class HomeDatabaseTests : IDisposable
 {
     private readonly TempDirectory _dir = new("daiko-pool");
