@@ -11,6 +11,27 @@ public sealed record MarketRequest(string Host, int Port, string? ServerName, st
 {
     public string EffectiveServerName => ServerName ?? Host;
 
+    /// <summary>
+    /// The market as a device asked for it, in its one spelling (<see cref="CanonicalHost"/>), with no
+    /// server name when it is the host itself; so a policy's ticket count, the ticket cache and the
+    /// audit see one market however its name was written.
+    /// </summary>
+    public static MarketRequest Canonical(string host, int port, string? serverName, string? alpn)
+    {
+        var canonical = CanonicalHost(host);
+        var name = serverName is null ? null : CanonicalHost(serverName);
+        return new MarketRequest(canonical, port, name == canonical ? null : name, alpn);
+    }
+
+    /// <summary>A host name in lower case without its trailing dots; an address literal in its one text form (an IPv4-mapped IPv6 address as IPv4).</summary>
+    public static string CanonicalHost(string host) =>
+        System.Net.IPAddress.TryParse(host.AsSpan().Trim("[]"), out var address)
+            ? Policy.PrivateAddresses.Normal(address).ToString()
+            : host.TrimEnd('.').ToLowerInvariant();
+
+    /// <summary>How audit lines and per-market counts name it: host:port, and the server name when it is another.</summary>
+    public string Where => ServerName is null ? $"{Host}:{Port}" : $"{Host}:{Port} as {ServerName}";
+
     /// <summary>Which addresses the home server may connect to for this request (the device's markets; public ones by default).</summary>
     public Policy.MarketReach Reach { get; init; } = Policy.MarketReach.AnyPublic;
 
@@ -142,7 +163,7 @@ public sealed class DelegationService : IAsyncDisposable
     {
         try
         {
-            return await market.Reach.OpenAsync(market.Host, market.Port, cancellationToken);
+            return await market.Reach.OpenAsync(market.Host, market.Port, market.ServerName, cancellationToken);
         }
         catch (SocketException e)
         {

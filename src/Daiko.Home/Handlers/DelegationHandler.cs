@@ -60,7 +60,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         var mode = request.Mode;
         try
         {
-            market.Reach.CheckName(market.Host, market.Port);
+            market.Reach.CheckName(market.Host, market.Port, market.ServerName);
             // A forbidden mode is refused, never served in another one; auto chooses among the allowed modes.
             var candidates = ModeChoice.Candidates(request.Mode, request.Mode == DelegationMode.Auto
                 ? await delegation.Profiles.FindAsync(market.Host, market.Port, context.Closed) : null, policy.Modes);
@@ -106,7 +106,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         {
             // Prefetch and the stock are resume by another name: the same markets, mode, ticket count and lifetime rules.
             ModeChoice.Candidates(DelegationMode.Resume, null, policy.Modes);
-            market.Reach.CheckName(market.Host, market.Port);
+            market.Reach.CheckName(market.Host, market.Port, market.ServerName);
             gate.Card.Touch();
             return await work(policy, market);
         }
@@ -210,14 +210,14 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 // The terminal dials the market itself, but acts there as the owner: the same markets rule.
                 try
                 {
-                    await market.Reach.ResolveAsync(market.Host, market.Port, context.Closed);
+                    await market.Reach.ResolveAsync(market.Host, market.Port, market.ServerName, context.Closed);
                 }
                 catch (System.Net.Sockets.SocketException e)
                 {
                     throw new DelegationException(DelegationFailure.MarketUnreachable, $"{where} cannot be resolved from the home server: {e.SocketErrorCode}");
                 }
                 // One signature for this market, once its chain is verified here, within 30 s.
-                grants.Approve(context.DeviceId, where, market.Host);
+                grants.Approve(context.DeviceId, where, market.EffectiveServerName);
                 await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "assist ready");
                 return new AssistReply(gate.Card.CertificateChain.ToList());
             default:
@@ -239,7 +239,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         }
     }
 
-    private static MarketRequest ToMarket(MarketAddress address) => new(address.Host, address.Port, address.Sni, address.Alpn);
+    private static MarketRequest ToMarket(MarketAddress address) => MarketRequest.Canonical(address.Host, address.Port, address.Sni, address.Alpn);
 
-    private static string Where(MarketRequest market) => $"{market.Host}:{market.Port}";
+    private static string Where(MarketRequest market) => market.Where;
 }

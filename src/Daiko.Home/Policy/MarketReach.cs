@@ -17,8 +17,18 @@ public sealed record MarketReach(IReadOnlyList<MarketPattern> Markets, bool Allo
     /// <summary>Any public market (the default of every device).</summary>
     public static readonly MarketReach AnyPublic = new([MarketPattern.AnyPublic]);
 
-    /// <summary>Refuses a market the list cannot allow by its name alone (before any name lookup).</summary>
-    public void CheckName(string host, int port)
+    /// <summary>
+    /// Refuses a market the list cannot allow by its names alone (before any name lookup): the host
+    /// dialled and, when the device asks for another, the server name the handshake presents and the
+    /// market's certificate is checked for, since the owner acts at the market that name names.
+    /// </summary>
+    public void CheckName(string host, int port, string? serverName = null)
+    {
+        CheckOneName(host, port);
+        if (serverName is not null) CheckOneName(serverName, port);
+    }
+
+    private void CheckOneName(string host, int port)
     {
         if (NameListed(host, port) || Markets.Any(m => m.CanCoverAddresses)) return;
         throw NotListed(host, port);
@@ -29,11 +39,16 @@ public sealed record MarketReach(IReadOnlyList<MarketPattern> Markets, bool Allo
     private PolicyRefusedException NotListed(string host, int port) => new(PolicyRule.Markets,
         $"this device may not use the market {host}:{port} (its markets: {(Markets.Count == 0 ? "none" : string.Join(",", Markets))}); the owner can allow it with 'daiko home device policy --markets'");
 
-    /// <summary>The addresses of <paramref name="host"/> this device may reach, in dialling order; refuses when there is none.</summary>
-    public async Task<IReadOnlyList<IPAddress>> ResolveAsync(string host, int port, CancellationToken cancellationToken)
+    /// <summary>
+    /// The addresses of <paramref name="host"/> this device may reach, in dialling order; refuses when
+    /// there is none. With a <paramref name="serverName"/> other than the host, each address must be
+    /// allowed under both names: a device allowed shop.example may not present bank.example at it.
+    /// </summary>
+    public async Task<IReadOnlyList<IPAddress>> ResolveAsync(string host, int port, string? serverName, CancellationToken cancellationToken)
     {
-        CheckName(host, port);
+        CheckName(host, port, serverName);
         var listed = NameListed(host, port);
+        var serverListed = serverName is null || NameListed(serverName, port);
         IPAddress[] addresses;
         try
         {
@@ -44,11 +59,13 @@ public sealed record MarketReach(IReadOnlyList<MarketPattern> Markets, bool Allo
             // A name only an address entry could have allowed: it is not listed, whether it exists or not.
             throw NotListed(host, port);
         }
-        var allowed = addresses.Where(a => Allows(host, port, a, listed))
+        var reachable = addresses.Where(a => Allows(host, port, a, listed)).ToList();
+        if (addresses.Length == 0) throw new SocketException((int)SocketError.HostNotFound);
+        if (reachable.Count == 0) throw addresses.Any(PrivateAddresses.IsPrivate) ? PrivateRefusal(host) : NotListed(host, port);
+        var allowed = reachable.Where(a => serverName is null || Allows(serverName, port, a, serverListed))
             .OrderBy(a => a.AddressFamily == AddressFamily.InterNetwork ? 0 : 1).ToList();
         if (allowed.Count > 0) return allowed;
-        if (addresses.Length == 0) throw new SocketException((int)SocketError.HostNotFound);
-        throw addresses.Any(PrivateAddresses.IsPrivate) ? PrivateRefusal(host) : NotListed(host, port);
+        throw reachable.Any(PrivateAddresses.IsPrivate) ? PrivateRefusal($"{serverName} (at {host})") : NotListed(serverName!, port);
     }
 
     /// <summary>The one refusal for a market on a private address.</summary>
@@ -65,9 +82,9 @@ public sealed record MarketReach(IReadOnlyList<MarketPattern> Markets, bool Allo
     }
 
     /// <summary>Resolves, judges and connects to the first allowed address that answers.</summary>
-    public async Task<Stream> OpenAsync(string host, int port, CancellationToken cancellationToken)
+    public async Task<Stream> OpenAsync(string host, int port, string? serverName, CancellationToken cancellationToken)
     {
-        var addresses = await ResolveAsync(host, port, cancellationToken).ConfigureAwait(false);
+        var addresses = await ResolveAsync(host, port, serverName, cancellationToken).ConfigureAwait(false);
         SocketException? last = null;
         foreach (var address in addresses)
         {

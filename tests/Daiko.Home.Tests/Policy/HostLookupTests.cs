@@ -65,9 +65,9 @@ public sealed class HostLookupTests
         var lookup = Lookup();
         _zone["inside.test"] = [IPAddress.Parse("10.1.2.3")];
         var allowed = new MarketReach(DevicePolicy.ParseMarkets("inside.test:443")) { Lookup = lookup };
-        Assert.Equal("10.1.2.3", (await allowed.ResolveAsync("inside.test", 443, default)).Single().ToString());
+        Assert.Equal("10.1.2.3", (await allowed.ResolveAsync("inside.test", 443, null, default)).Single().ToString());
         // Another device, any public market only: the kept answer is a private address, refused.
-        var refused = await Assert.ThrowsAsync<PolicyRefusedException>(() => (MarketReach.AnyPublic with { Lookup = lookup }).ResolveAsync("inside.test", 443, default));
+        var refused = await Assert.ThrowsAsync<PolicyRefusedException>(() => (MarketReach.AnyPublic with { Lookup = lookup }).ResolveAsync("inside.test", 443, null, default));
         Assert.Equal(PolicyRule.PrivateAddress, refused.Rule);
         Assert.Equal(1, _lookups);
     }

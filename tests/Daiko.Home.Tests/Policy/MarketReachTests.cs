@@ -98,7 +98,7 @@ public sealed class MarketReachTests
     [InlineData("127.0.0.1:443", "127.0.0.1")]
     public async Task PrivateAddresses_AreRefusedUnlessNamed(string markets, string host)
     {
-        var refused = await Assert.ThrowsAsync<PolicyRefusedException>(() => Reach(markets).ResolveAsync(host, 8443, CancellationToken.None));
+        var refused = await Assert.ThrowsAsync<PolicyRefusedException>(() => Reach(markets).ResolveAsync(host, 8443, null, CancellationToken.None));
 
         Assert.Equal(PolicyRule.PrivateAddress, refused.Rule);
         Assert.Equal($"policy-refused: {host} resolves to a private address; the owner can allow it for this device", refused.Reply);
@@ -108,7 +108,7 @@ public sealed class MarketReachTests
     [Fact]
     public async Task ANameResolvingToLoopback_IsRefused_ChecksTheResolvedAddressNotTheName()
     {
-        var refused = await Assert.ThrowsAsync<PolicyRefusedException>(() => Reach("*").ResolveAsync("localhost", 8443, CancellationToken.None));
+        var refused = await Assert.ThrowsAsync<PolicyRefusedException>(() => Reach("*").ResolveAsync("localhost", 8443, null, CancellationToken.None));
         Assert.Equal("policy-refused: localhost resolves to a private address; the owner can allow it for this device", refused.Reply);
     }
 
@@ -122,7 +122,7 @@ public sealed class MarketReachTests
     [InlineData("10.0.0.0/8", "::ffff:10.9.8.7", "::ffff:10.9.8.7")]
     public async Task PrivateAddresses_NamedByTheOwner_AreAllowed(string markets, string host, string dialled)
     {
-        var addresses = await Reach(markets).ResolveAsync(host, 8443, CancellationToken.None);
+        var addresses = await Reach(markets).ResolveAsync(host, 8443, null, CancellationToken.None);
         Assert.Contains(IPAddress.Parse(dialled), addresses);
         Assert.All(addresses, a => Assert.Contains(DevicePolicy.ParseMarkets(markets), m => m.NamesPrivate(host.Trim('[', ']'), 8443, a)));
     }
@@ -130,8 +130,8 @@ public sealed class MarketReachTests
     [Fact]
     public async Task TheHomeWideEscapeHatch_LetsListedNamesReachPrivateAddresses()
     {
-        Assert.NotEmpty(await Reach("*", allowPrivate: true).ResolveAsync("localhost", 8443, CancellationToken.None));
-        await Assert.ThrowsAsync<PolicyRefusedException>(() => Reach("shop.example", allowPrivate: true).ResolveAsync("localhost", 8443, CancellationToken.None));
+        Assert.NotEmpty(await Reach("*", allowPrivate: true).ResolveAsync("localhost", 8443, null, CancellationToken.None));
+        await Assert.ThrowsAsync<PolicyRefusedException>(() => Reach("shop.example", allowPrivate: true).ResolveAsync("localhost", 8443, null, CancellationToken.None));
     }
 
     [Fact]
@@ -141,12 +141,49 @@ public sealed class MarketReachTests
         listener.Start();
         var port = ((IPEndPoint)listener.LocalEndpoint).Port;
 
-        await Assert.ThrowsAsync<PolicyRefusedException>(() => Reach("*").OpenAsync("127.0.0.1", port, CancellationToken.None));
-        await Assert.ThrowsAsync<PolicyRefusedException>(() => Reach("*").OpenAsync("localhost", port, CancellationToken.None));
+        await Assert.ThrowsAsync<PolicyRefusedException>(() => Reach("*").OpenAsync("127.0.0.1", port, null, CancellationToken.None));
+        await Assert.ThrowsAsync<PolicyRefusedException>(() => Reach("*").OpenAsync("localhost", port, null, CancellationToken.None));
         Assert.False(listener.Pending(), "a refused market was connected to");
 
-        await using var allowed = await Reach("127.0.0.1").OpenAsync("localhost", port, CancellationToken.None);
+        await using var allowed = await Reach("127.0.0.1").OpenAsync("localhost", port, null, CancellationToken.None);
         using var accepted = await listener.AcceptTcpClientAsync().WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(IPAddress.Loopback, ((IPEndPoint)accepted.Client.LocalEndPoint!).Address);
+    }
+    [Theory]
+    [InlineData("localhost", "localhost", "bank.example", PolicyRule.Markets)]
+    [InlineData("localhost,*", "localhost", "bank.example", PolicyRule.PrivateAddress)]
+    [InlineData("shop.example,localhost,bank.example:9", "localhost", "bank.example", PolicyRule.Markets)]
+    public async Task AServerNameOtherThanTheHost_IsJudgedToo_AnAllowedHostCannotPresentAForbiddenName(string markets, string host, string serverName, string rule)
+    {
+        Assert.NotEmpty(await Reach(markets).ResolveAsync(host, 8443, null, CancellationToken.None));
+
+        var refused = await Assert.ThrowsAsync<PolicyRefusedException>(() => Reach(markets).ResolveAsync(host, 8443, serverName, CancellationToken.None));
+        Assert.Equal(rule, refused.Rule);
+        Assert.Contains(serverName, refused.Reply, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("localhost,bank.example", "localhost", "bank.example")]
+    [InlineData("127.0.0.1", "localhost", "bank.example")]
+    [InlineData("127.0.0.0/8", "127.0.0.1", "anything.example")]
+    public async Task AServerNameTheListAllowsAtThatAddress_IsAllowed(string markets, string host, string serverName)
+    {
+        Reach(markets).CheckName(host, 8443, serverName);
+        Assert.Contains(IPAddress.Loopback, await Reach(markets).ResolveAsync(host, 8443, serverName, CancellationToken.None));
+    }
+
+    [Theory]
+    [InlineData("LocalHost", null, "localhost", null)]
+    [InlineData("shop.example.", "SHOP.Example", "shop.example", null)]
+    [InlineData("localhost", "Bank.Example.", "localhost", "bank.example")]
+    [InlineData("::ffff:127.0.0.1", null, "127.0.0.1", null)]
+    [InlineData("[::1]", null, "::1", null)]
+    [InlineData("127.1", null, "127.0.0.1", null)]
+    public void AMarketHasOneSpelling_HowEverTheDeviceWroteIt(string host, string? serverName, string canonicalHost, string? canonicalServerName)
+    {
+        var market = Daiko.Home.Delegation.MarketRequest.Canonical(host, 443, serverName, null);
+        Assert.Equal(canonicalHost, market.Host);
+        Assert.Equal(canonicalServerName, market.ServerName);
+        Assert.Equal(canonicalServerName is null ? $"{canonicalHost}:443" : $"{canonicalHost}:443 as {canonicalServerName}", market.Where);
     }
 }

@@ -99,6 +99,50 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task MaxTickets_CountsOneMarketOnce_HoweverItsNameIsSpelled()
+    {
+        await TicketTermsAsync(p => p with { Markets = DevicePolicy.ParseMarkets("localhost"), MaxTickets = 1 });
+        Task<ControlMessage> Resume(string host) =>
+            _control.RequestAsync(new DelegateRequest(new MarketAddress(host, _market.Port, null, null), DelegationMode.Resume), CancellationToken.None);
+
+        Assert.IsType<TicketReply>(await Resume("localhost"));
+        foreach (var spelling in new[] { "LOCALHOST", "Localhost", "localhost.", "LocalHost.." })
+        {
+            var refused = await Assert.ThrowsAsync<ControlErrorException>(() => Resume(spelling));
+            Assert.Equal(ErrorCode.PolicyRefused, refused.Code);
+            Assert.StartsWith("policy-refused: this device already holds 1 unexpired ticket(s)", refused.Message, StringComparison.Ordinal);
+        }
+        Assert.Equal(5, (await _home.Server.Devices.AuditLogAsync()).Count(e => e.Market == $"localhost:{_market.Port}" && e.Action == "delegate"));
+    }
+
+    [Fact]
+    public async Task AServerNameTheMarketsDoNotAllow_IsRefusedAtAnAllowedHost_NoSessionIsOpenedThere()
+    {
+        // A market at an allowed address whose certificate names bank.example, which the phone may not use.
+        _home.Pki.WithServer(_home.Pki.IssueServer("bank", "bank.example"));
+        using var bank = await NginxServer.StartAsync(_home.Pki, _home.Dir.Path);
+        await PolicyAsync(p => p with { Markets = DevicePolicy.ParseMarkets("localhost") });
+        Task<ControlMessage> Relay(string host, string? sni) =>
+            _control.RequestAsync(new DelegateRequest(new MarketAddress(host, bank.Port, sni, null), DelegationMode.Relay), CancellationToken.None);
+
+        var byName = await Assert.ThrowsAsync<ControlErrorException>(() => Relay("bank.example", null));
+        foreach (var sni in new[] { "bank.example", "BANK.example." })
+        {
+            var bySni = await Assert.ThrowsAsync<ControlErrorException>(() => Relay("localhost", sni));
+            Assert.Equal(ErrorCode.PolicyRefused, bySni.Code);
+            Assert.Contains("may not use the market bank.example", bySni.Message, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(ErrorCode.PolicyRefused, byName.Code);
+        Assert.DoesNotContain(await _home.Server.Devices.AuditLogAsync(), e => e.Outcome == "relay opened");
+        Assert.Contains(await _home.Server.Devices.AuditLogAsync(), e => e.Market == $"localhost:{bank.Port} as bank.example" && e.Outcome == "refused by policy (markets)");
+
+        // Listed by the owner, the same request is served: it is the list that refused it.
+        await PolicyAsync(p => p with { Markets = DevicePolicy.ParseMarkets("localhost,bank.example") });
+        Assert.IsType<RelayReply>(await Relay("localhost", "bank.example"));
+    }
+
+    [Fact]
     public async Task TicketLifetime_NoTicketHandedOutlivesThePolicy_AndNoHandoffExportsAResumptionSecret()
     {
         await PolicyAsync(p => p with { TicketLifetime = TimeSpan.FromSeconds(60) });
