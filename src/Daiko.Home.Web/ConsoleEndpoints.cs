@@ -110,7 +110,8 @@ internal static class ConsoleEndpoints
     {
         if (!ConsoleLinks.Spend(c.Options.Directory, token, c.Options.Time))
         {
-            await c.Server.Devices.AuditAsync(null, "console-login", null, null, "refused: unknown, used or expired link");
+            var source = Devices.EnrollmentLimiter.AddressKey(http.Connection.RemoteIpAddress ?? System.Net.IPAddress.None);
+            await c.Server.Devices.AuditStrangerRefusalAsync(source, "console-login", "refused: unknown, used or expired link");
             return Results.Content(Html.Bare("Link not valid", "This login link was already used or has expired. Print a new one with 'daiko home console-link --home DIR'."), "text/html; charset=utf-8", statusCode: 403);
         }
         c.Sessions.Start(http);

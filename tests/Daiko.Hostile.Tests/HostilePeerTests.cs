@@ -189,7 +189,7 @@ public sealed class HostilePeerTests(HomeServeProcess home)
     }
 
     [Fact]
-    public async Task AFloodOfWrongCodesFromOneAddress_DoesNotKeepTheCorrectCodeFromAnotherOut()
+    public async Task AFloodOfWrongCodesFromOneAddress_DoesNotKeepTheCorrectCodeFromAnotherOut_NorWriteALineForEach()
     {
         var code = await home.NewCodeAsync("flood-victim");
         await using (var flood = await ControlPeer.ConnectAsync(home.Port, "127.0.0.2"))
@@ -205,6 +205,9 @@ public sealed class HostilePeerTests(HomeServeProcess home)
             // Five failures are free; after that the address waits 1 s, 2 s, 4 s …: most of the flood is not even looked at.
             Assert.True(heldBack >= 20, $"only {heldBack} of 30 wrong codes from one address were held back");
         }
+        // Nor does the flood write to the home store at will: one audit line for its address this minute.
+        var audit = await Daiko.Home.Storage.HomeStore.Sqlite(Path.Combine(home.Home, "home.db")).Audit.RecentAsync(100_000);
+        Assert.Single(audit, e => e.Action == "enroll" && e.Outcome.Contains("from 127.0.0.2", StringComparison.Ordinal));
 
         var enrolled = await ControlPeer.EnrollAsync(home.Port, code, "127.0.0.3");
 

@@ -8,7 +8,7 @@ public sealed record PeerLimits
     /// <summary>Connections not (yet) authenticated as an enrolled device, in total: in their TLS handshake, or without a device certificate.</summary>
     public int MaxStrangers { get; init; } = 256;
 
-    /// <summary>The same, per source address.</summary>
+    /// <summary>The same, per source address (an IPv6 address by its /64, which one host or customer holds whole).</summary>
     public int MaxStrangersPerAddress { get; init; } = 16;
 
     /// <summary>Open connections of one enrolled device.</summary>
@@ -23,16 +23,17 @@ public sealed record PeerLimits
 
 /// <summary>
 /// Keeps strangers (connections in their handshake, or without a device certificate) apart from
-/// enrolled devices. When strangers exceed their caps the oldest stranger of the fullest address is
-/// closed, never a device's connection: a flood from one address (a NAT, a load balancer) churns
-/// through its own slots while a terminal behind the same address completes its handshake and moves to
-/// its device's slots. A device over its cap loses its oldest connection (the newest holds the key).
+/// enrolled devices, counted by source (an address; an IPv6 address by its /64). When strangers exceed
+/// their caps the oldest stranger of the fullest source is closed, never a device's connection: a flood
+/// from one source (a NAT, a load balancer, one IPv6 host) churns through its own slots while a terminal
+/// behind the same address completes its handshake and moves to its device's slots. A device over its
+/// cap loses its oldest connection (the newest holds the key).
 /// </summary>
 public sealed class PeerAdmission(PeerLimits limits)
 {
     private readonly Lock _gate = new();
     private readonly LinkedList<Slot> _strangers = new();
-    private readonly Dictionary<IPAddress, int> _strangersByAddress = new();
+    private readonly Dictionary<string, int> _strangersBySource = new(StringComparer.Ordinal);
     private readonly Dictionary<string, LinkedList<Slot>> _devices = new(StringComparer.Ordinal);
 
     /// <summary>One connection's place: closing it is what eviction does.</summary>
@@ -45,6 +46,9 @@ public sealed class PeerAdmission(PeerLimits limits)
 
         /// <summary>Where the peer is: the connection's source, or the client a PROXY protocol header named.</summary>
         public IPAddress Address { get; internal set; } = address;
+
+        /// <summary>What the caps count it by: its address, or its address's /64 for IPv6.</summary>
+        internal string Source { get; set; } = Devices.EnrollmentLimiter.AddressKey(address);
 
         /// <summary>What closes the connection now (the socket in the handshake, then the control connection).</summary>
         public void OnClose(Action close)
@@ -84,8 +88,8 @@ public sealed class PeerAdmission(PeerLimits limits)
         lock (_gate)
         {
             slot.Node = _strangers.AddLast(slot);
-            _strangersByAddress[address] = _strangersByAddress.GetValueOrDefault(address) + 1;
-            EvictOverCaps(address, evicted);
+            _strangersBySource[slot.Source] = _strangersBySource.GetValueOrDefault(slot.Source) + 1;
+            EvictOverCaps(slot.Source, evicted);
         }
         foreach (var old in evicted) old.Close();
         return slot;
@@ -102,20 +106,19 @@ public sealed class PeerAdmission(PeerLimits limits)
         lock (_gate)
         {
             if (slot.Node is null || slot.Device is not null || slot.Address.Equals(address)) return;
-            var left = _strangersByAddress[slot.Address] - 1;
-            if (left == 0) _strangersByAddress.Remove(slot.Address);
-            else _strangersByAddress[slot.Address] = left;
+            Uncount(slot);
             slot.Address = address;
-            _strangersByAddress[address] = _strangersByAddress.GetValueOrDefault(address) + 1;
-            EvictOverCaps(address, evicted);
+            slot.Source = Devices.EnrollmentLimiter.AddressKey(address);
+            _strangersBySource[slot.Source] = _strangersBySource.GetValueOrDefault(slot.Source) + 1;
+            EvictOverCaps(slot.Source, evicted);
         }
         foreach (var old in evicted) old.Close();
     }
 
-    private void EvictOverCaps(IPAddress address, List<Slot> evicted)
+    private void EvictOverCaps(string source, List<Slot> evicted)
     {
-        while (_strangersByAddress.GetValueOrDefault(address) > limits.MaxStrangersPerAddress && OldestStranger(address) is { } old) evicted.Add(RemoveStranger(old));
-        while (_strangers.Count > limits.MaxStrangers && OldestStranger(FullestAddress()) is { } old) evicted.Add(RemoveStranger(old));
+        while (_strangersBySource.GetValueOrDefault(source) > limits.MaxStrangersPerAddress && OldestStranger(source) is { } old) evicted.Add(RemoveStranger(old));
+        while (_strangers.Count > limits.MaxStrangers && OldestStranger(FullestSource()) is { } old) evicted.Add(RemoveStranger(old));
     }
 
     private static IPAddress Unmapped(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
@@ -159,24 +162,29 @@ public sealed class PeerAdmission(PeerLimits limits)
         }
     }
 
-    private Slot? OldestStranger(IPAddress? address)
+    private Slot? OldestStranger(string? source)
     {
         for (var node = _strangers.First; node is not null; node = node.Next)
         {
-            if (address is null || node.Value.Address.Equals(address)) return node.Value;
+            if (source is null || node.Value.Source == source) return node.Value;
         }
         return null;
     }
 
-    private IPAddress? FullestAddress() => _strangersByAddress.Count == 0 ? null : _strangersByAddress.MaxBy(p => p.Value).Key;
+    private string? FullestSource() => _strangersBySource.Count == 0 ? null : _strangersBySource.MaxBy(p => p.Value).Key;
 
     private Slot RemoveStranger(Slot slot)
     {
         _strangers.Remove(slot.Node!);
         slot.Node = null;
-        var left = _strangersByAddress[slot.Address] - 1;
-        if (left == 0) _strangersByAddress.Remove(slot.Address);
-        else _strangersByAddress[slot.Address] = left;
+        Uncount(slot);
         return slot;
+    }
+
+    private void Uncount(Slot slot)
+    {
+        var left = _strangersBySource[slot.Source] - 1;
+        if (left == 0) _strangersBySource.Remove(slot.Source);
+        else _strangersBySource[slot.Source] = left;
     }
 }

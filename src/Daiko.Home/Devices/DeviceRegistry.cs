@@ -115,6 +115,21 @@ public sealed class DeviceRegistry(IHomeStore store, TimeProvider? time = null)
         return store.Audit.AppendAsync(new AuditEntry(_time.GetUtcNow(), deviceId, action, market, mode, outcome), cancellationToken);
     }
 
+    /// <summary>The refusals of strangers that reach the audit log (<see cref="StrangerRefusals"/>).</summary>
+    private readonly StrangerRefusals _strangerRefusals = new(time);
+
+    /// <summary>
+    /// Audits a refusal of a peer that has not authenticated, from <paramref name="source"/> (an address
+    /// key): at most one line a source a minute, and few in all, each saying how many went unwritten
+    /// before it; a stranger cannot make the home server write at will.
+    /// </summary>
+    public Task AuditStrangerRefusalAsync(string source, string action, string outcome, CancellationToken cancellationToken = default)
+    {
+        var (write, unwritten) = _strangerRefusals.Note(source);
+        if (!write) return Task.CompletedTask;
+        return AuditAsync(null, action, null, null, unwritten == 0 ? outcome : $"{outcome} (after {unwritten} refusal(s) of strangers not written)", cancellationToken);
+    }
+
     /// <summary>The newest <paramref name="limit"/> audit entries, newest first.</summary>
     public Task<IReadOnlyList<AuditEntry>> AuditLogAsync(int limit = 100, CancellationToken cancellationToken = default) => store.Audit.RecentAsync(limit, cancellationToken);
 }

@@ -11,7 +11,8 @@ namespace Daiko.Home.Handlers;
 /// <summary>
 /// enroll: a one-time code and a device key become a device certificate. Failed attempts are limited
 /// per source address and per code (<see cref="EnrollmentLimiter"/>); an address or code that must wait
-/// is refused without its code being looked at.
+/// is refused without its code being looked at. Refusals are audited a few at a time
+/// (<see cref="DeviceRegistry.AuditStrangerRefusalAsync"/>).
 /// </summary>
 public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity identity, ILogger logger, EnrollmentLimiter? limiter = null, string? owner = null)
 {
@@ -22,13 +23,13 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
         var addressKey = EnrollmentLimiter.AddressKey(peer);
         if (_limiter.WaitFor(addressKey) is { } addressWait)
         {
-            await devices.AuditAsync(null, "enroll", null, null, $"refused: too many failures from {peer}");
+            await devices.AuditStrangerRefusalAsync(addressKey, "enroll", $"refused: too many failures from {peer}");
             return HandlerResult.Error(ErrorCode.EnrollmentRefused, $"too many wrong enrollment codes from this address; try again in {Seconds(addressWait)} s");
         }
         var publicId = EnrollmentCode.Parse(request.Secret)?.PublicId;
         if (publicId is not null && _limiter.WaitFor(EnrollmentLimiter.CodeKey(publicId)) is { } codeWait)
         {
-            await devices.AuditAsync(null, "enroll", null, null, $"refused: too many failures for code {publicId}");
+            await devices.AuditStrangerRefusalAsync(addressKey, "enroll", $"refused: too many failures for code {publicId}");
             return HandlerResult.Error(ErrorCode.EnrollmentRefused, $"too many wrong tries of this enrollment code; try again in {Seconds(codeWait)} s");
         }
         try
@@ -46,7 +47,7 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
         {
             _limiter.Failed(addressKey);
             if (outcome == EnrollmentOutcome.WrongSecret) _limiter.Failed(EnrollmentLimiter.CodeKey(publicId!));
-            await devices.AuditAsync(null, "enroll", null, null, $"refused: {outcome} from {peer}");
+            await devices.AuditStrangerRefusalAsync(addressKey, "enroll", $"refused: {outcome} from {peer}");
             return HandlerResult.Error(ErrorCode.EnrollmentRefused, outcome switch
             {
                 EnrollmentOutcome.ExpiredCode => "the enrollment code has expired; ask for a new one with 'daiko home device add'",

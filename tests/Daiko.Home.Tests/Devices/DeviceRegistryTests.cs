@@ -104,6 +104,26 @@ public sealed class DeviceRegistryTests : IDisposable
     }
 
     [Fact]
+    public void StrangersRefusals_AreWrittenOnceASourceAMinute_AndFewInAll_EachLineCountingThoseNotWritten()
+    {
+        var refusals = new StrangerRefusals(_time);
+        var flooder = EnrollmentLimiter.AddressKey(System.Net.IPAddress.Parse("2001:db8::1"));
+
+        Assert.Equal((true, 0), refusals.Note(flooder));
+        for (var i = 0; i < 500; i++) Assert.False(refusals.Note(EnrollmentLimiter.AddressKey(System.Net.IPAddress.Parse($"2001:db8::{i + 2:x}"))).Write);
+        Assert.Equal((true, 0), refusals.Note("address 192.0.2.1"));
+        _time.Now += StrangerRefusals.Window;
+        Assert.Equal((true, 500), refusals.Note(flooder));
+
+        // Many sources: the window's lines run out, and what was not written is counted on the next line.
+        for (var i = 0; i < StrangerRefusals.MaxLinesPerWindow - 1; i++) Assert.True(refusals.Note($"address 198.51.100.{i}").Write);
+        Assert.False(refusals.Note("address 203.0.113.1").Write);
+        Assert.False(refusals.Note("address 203.0.113.2").Write);
+        _time.Now += StrangerRefusals.Window;
+        Assert.Equal((true, 2), refusals.Note("address 203.0.113.3"));
+    }
+
+    [Fact]
     public async Task ACode_IsKeptOnlyAsASaltedSlowHash()
     {
         var (first, _) = await _registry.AddEnrollmentCodeAsync("phone");
