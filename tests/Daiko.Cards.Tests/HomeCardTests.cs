@@ -264,7 +264,7 @@ public sealed class HomeCardTests : IDisposable
         Assert.Equal(PinOutcome.Wrong, card.EnterPin2("9992").Outcome);
         Assert.Equal(PinOutcome.Disabled, card.EnterPin2("9993").Outcome);
         Assert.Equal(HomeCardState.Disabled, card.State);
-        Assert.ThrowsAny<Exception>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, CertificateVerifyContent(), default).AsTask().GetAwaiter().GetResult());
+        Assert.Throws<CardDisabledException>(() => card.TlsSigner.SignAsync(SignatureScheme.EcdsaSecp256r1Sha256, CertificateVerifyContent(), default).AsTask().GetAwaiter().GetResult());
     }
 
     [Fact]

@@ -65,7 +65,18 @@ public sealed class ControlFrameTests
     public void ToString_NeverPrintsFields()
     {
         Assert.Equal("unlock", new UnlockRequest("1111", "2222").ToString());
-        Assert.DoesNotContain("secret", new EnrollRequest("ABCDEFGHJKMN", [1]).ToString(), StringComparison.Ordinal);
+        // The secret's value, not the word "secret": a printed field would read "Secret = ABCDEFGHJKMN".
+        var enroll = new EnrollRequest("ABCDEFGHJKMN", [1]).ToString();
+        Assert.DoesNotContain("ABCDEFGHJKMN", enroll, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(EnrollRequest.WireType, enroll);
+    }
+
+    [Theory]
+    [MemberData(nameof(Messages))]
+    public void ToString_OfEveryMessage_IsItsTypeAlone(string name)
+    {
+        var message = SampleMessages.Named(name);
+        Assert.Equal(message.Type, message.ToString());
     }
 
     [Theory]

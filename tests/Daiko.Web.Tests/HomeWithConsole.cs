@@ -12,8 +12,9 @@ namespace Daiko.Web.Tests;
 /// </summary>
 public class HomeWithConsole : IAsyncLifetime
 {
-    public const string Pin1 = "1111";
-    public const string Pin2 = "2222";
+    // Distinctive values, so that a log test can look for them inside any line without meeting a port or a count.
+    public const string Pin1 = "pin1-Kq7w";
+    public const string Pin2 = "pin2-Zt3x";
     public const string AccessPin = "432100";
 
     public TempDirectory Dir { get; } = new("daiko-web");
@@ -37,6 +38,9 @@ public class HomeWithConsole : IAsyncLifetime
     /// <summary>More options for <c>home serve</c>.</summary>
     protected virtual IEnumerable<string> ServeOptions => [];
 
+    /// <summary>The phone's enrollment code as 'home device add' printed it (null without an enrolled terminal).</summary>
+    public string? EnrollmentCode { get; private set; }
+
     public virtual async Task InitializeAsync()
     {
         Pki = TestPki.Create(Path.Combine(Dir.Path, "pki"));
@@ -49,6 +53,7 @@ public class HomeWithConsole : IAsyncLifetime
         await StartServerAsync();
         if (!EnrollTerminal) return;
         var code = (await Ok(LoopbackMarkets.DeviceAdd(Home, "phone"))).StandardOutput.Trim();
+        EnrollmentCode = code;
         await Ok(["terminal", "enroll", "--terminal", Terminal, "--home", $"127.0.0.1:{Port}", "--code", code], AccessPin + "\n");
         await Ok(["terminal", "unlock", "--terminal", Terminal], $"{AccessPin}\n{Pin1}\n{Pin2}\n");
     }

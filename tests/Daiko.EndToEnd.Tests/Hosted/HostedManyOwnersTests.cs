@@ -205,11 +205,12 @@ public sealed class HostedManyOwnersTests(ITestOutputHelper output)
         {
             var profile = TerminalProfile.Load(device.Directory);
             (profile with { Home = $"127.0.0.1:{port}" }).Save(device.Directory);
-            await Assert.ThrowsAnyAsync<Exception>(async () =>
+            var refused = await Assert.ThrowsAsync<ControlErrorException>(async () =>
             {
                 await using var control = await TerminalClient.ConnectAsync(device.Directory, device.DeviceKey, CancellationToken.None);
                 await new HomeControl(control).CardStatusAsync(CancellationToken.None);
             });
+            Assert.Contains("revoked", refused.Message, StringComparison.Ordinal);
         }
     }
 
