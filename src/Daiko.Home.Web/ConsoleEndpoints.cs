@@ -168,7 +168,7 @@ internal static class ConsoleEndpoints
         {
             var cancellation = await ledger.CancelAsync(paymentId);
             var url = ledger.MarketUrlOf(paymentId) ?? throw new PurseException(PurseRefusal.Malformed, "the market of this payment gave no address for cancellations");
-            using var response = await MarketPost.SendAsync(c.Server.Delegation, new Uri(new Uri(url), "cancellations"), cancellation, ct);
+            using var response = await MarketPost.SendAsync(c.Server.Delegation, new Uri(new Uri(url), "cancellations"), cancellation, await c.Server.Policies.ReachOfAnyDeviceAsync(c.Server.Devices, ct), ct);
             if (!response.IsSuccessStatusCode) return $"<p class=\"err\">The market refused the cancellation: {Html.E((await response.Content.ReadAsStringAsync(ct)).Trim())}</p>";
             var balance = await ledger.ApplyConfirmationAsync(await response.Content.ReadAsByteArrayAsync(ct));
             await c.Server.Devices.AuditAsync(null, "console-cancel", null, null, "cancelled");

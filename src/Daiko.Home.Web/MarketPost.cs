@@ -10,7 +10,8 @@ namespace Daiko.Home.Web;
 /// </summary>
 internal static class MarketPost
 {
-    public static async Task<HttpResponseMessage> SendAsync(DelegationService delegation, Uri target, byte[] cose, CancellationToken ct)
+    /// <param name="reach">Which addresses the owner's session may go to (<see cref="Daiko.Home.Policy.DevicePolicies.ReachOfAnyDeviceAsync"/>).</param>
+    public static async Task<HttpResponseMessage> SendAsync(DelegationService delegation, Uri target, byte[] cose, Daiko.Home.Policy.MarketReach reach, CancellationToken ct)
     {
         if (target.Scheme != Uri.UriSchemeHttps) throw new HttpRequestException($"a market takes money messages over https only, not {target.Scheme}");
         var handler = new SocketsHttpHandler
@@ -18,12 +19,7 @@ internal static class MarketPost
             UseProxy = false,
             AllowAutoRedirect = false,
             ConnectCallback = async (context, token) =>
-                await delegation.ConnectAsUserAsync(new MarketRequest(context.DnsEndPoint.Host, context.DnsEndPoint.Port, null, "http/1.1")
-                {
-                    // The owner cancels a payment the purse recorded with this market: that market is allowed
-                    // by name, as a device policy listing it would (a device reached it to be paid).
-                    Reach = new Daiko.Home.Policy.MarketReach(Daiko.Home.Policy.DevicePolicy.ParseMarkets($"{context.DnsEndPoint.Host}:{context.DnsEndPoint.Port}")),
-                }, null, token),
+                await delegation.ConnectAsUserAsync(MarketRequest.Canonical(context.DnsEndPoint.Host, context.DnsEndPoint.Port, null, "http/1.1") with { Reach = reach }, null, token),
         };
         using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(20) };
         using var request = new HttpRequestMessage(HttpMethod.Post, new UriBuilder(target) { Scheme = Uri.UriSchemeHttp, Port = target.Port }.Uri)
@@ -34,4 +30,5 @@ internal static class MarketPost
         request.Headers.Host = target.IsDefaultPort ? target.Host : $"{target.Host}:{target.Port}";
         return await http.SendAsync(request, HttpCompletionOption.ResponseContentRead, ct);
     }
+
 }

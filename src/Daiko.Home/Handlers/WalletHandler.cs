@@ -8,8 +8,11 @@ using Daiko.Protocol.Messages;
 
 namespace Daiko.Home.Handlers;
 
-/// <summary>The wallet requests (F12-F15): balance and history for any unlocked terminal, money moves only when the card is ready.</summary>
-/// A payment also counts against the device's daily spend limit, in the purse's own transaction.
+/// <summary>
+/// The wallet requests (F12-F15): balance and history for any unlocked terminal, money moves only when
+/// the card is ready. A payment also counts against the device's daily spend limit, in the purse's own
+/// transaction, and is kept with the device that paid: only that device cancels it (the owner, any).
+/// </summary>
 public sealed class WalletHandler(Money.PurseLedger ledger, PaymentReports reports, CardGate gate, DeviceRegistry devices, Policy.DevicePolicies policies)
 {
     public async Task<HandlerResult> HandleAsync(ControlMessage request, RequestContext context)
@@ -53,11 +56,17 @@ public sealed class WalletHandler(Money.PurseLedger ledger, PaymentReports repor
                 case WalletPayRequest pay:
                     var (policy, name) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
                     var spend = policy.SpendLimitPerDay is { } limit ? new Policy.DeviceSpend(name, limit, policies.Time) : null;
-                    var payment = await ledger.PayAsync(pay.Request, spend is null ? null : spend.Charge);
+                    var payment = await ledger.PayAsync(pay.Request, spend is null ? null : spend.Charge, payer: context.DeviceId);
                     return new WalletPaymentReply(payment, MoneyCodec.ReadUnverified<Payment>(payment).PaymentId);
                 case WalletRefillRequest refill:
                     return new WalletRefillAckReply(await ledger.RefillAsync(refill.Refill));
                 case WalletCancelRequest cancel:
+                    // A device cancels only its own payments; the owner cancels any from the console.
+                    if (ledger.PayerOf(cancel.PaymentId) is (true, var payer) && payer != context.DeviceId)
+                    {
+                        throw new Policy.PolicyRefusedException(Policy.PolicyRule.OwnPayments,
+                            $"payment {cancel.PaymentId} was not made by this device; the owner can cancel it from the console");
+                    }
                     return new WalletCancellationReply(await ledger.CancelAsync(cancel.PaymentId), ledger.MarketUrlOf(cancel.PaymentId));
                 case WalletConfirmRequest confirm:
                     return new WalletCreditedReply(await ledger.ApplyConfirmationAsync(confirm.Confirmation));

@@ -84,7 +84,8 @@ public sealed partial class PurseLedger
 
     /// <summary>F12: pays a market's signed request; returns the card's signed payment.</summary>
     /// <param name="charge">Also run in the payment's transaction with its amount and currency (a device's spend limit); throwing refuses the payment.</param>
-    public async Task<byte[]> PayAsync(byte[] requestCose, Action<DbConnection, DbTransaction, long, string>? charge = null)
+    /// <param name="payer">The device that pays, kept with the payment: only it (or the owner) may cancel it.</param>
+    public async Task<byte[]> PayAsync(byte[] requestCose, Action<DbConnection, DbTransaction, long, string>? charge = null, string? payer = null)
     {
         var unverified = MoneyCodec.ReadUnverified<PaymentRequest>(requestCose);
         var market = unverified.Market;
@@ -112,6 +113,7 @@ public sealed partial class PurseLedger
             Log(c, tx, "payment", paymentId, -amount, currency, balance - amount);
             Execute(c, tx, "INSERT INTO purse_payments(payment_id, market, amount, currency, at, state, market_url) VALUES(@p, @m, @a, @c, @t, 'paid', @u)",
                 ("@p", paymentId), ("@m", market), ("@a", amount), ("@c", currency), ("@t", now.ToString("O")), ("@u", request.Url));
+            if (payer is not null) Execute(c, tx, "INSERT INTO purse_payers(payment_id, device) VALUES(@p, @d)", ("@p", paymentId), ("@d", payer));
             var key = _card.OpenSigningKey();
             var payment = new Daiko.Money.Payment(_card.CardId, paymentId, MoneyMessage.Hash(requestCose), market, request.Order, amount, currency, now);
             return () => payment.Sign(key);
@@ -206,6 +208,17 @@ public sealed partial class PurseLedger
 
     /// <summary>F15, blocking: see <see cref="ApplyConfirmationAsync"/>.</summary>
     public long ApplyConfirmation(byte[] confirmationCose) => ApplyConfirmationAsync(confirmationCose).GetAwaiter().GetResult();
+
+    /// <summary>Whether the purse made payment <paramref name="paymentId"/>, and the device that paid (null: the owner, or a payment from before payers were kept).</summary>
+    public (bool Known, string? Payer) PayerOf(string paymentId)
+    {
+        using var c = Open();
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT p.payment_id, r.device FROM purse_payments p LEFT JOIN purse_payers r ON r.payment_id = p.payment_id WHERE p.payment_id = @p";
+        AddParameter(cmd, "@p", paymentId);
+        using var r = cmd.ExecuteReader();
+        return r.Read() ? (true, r.IsDBNull(1) ? null : r.GetString(1)) : (false, null);
+    }
 
     /// <summary>Where the market of a payment takes cancellations (from its signed request).</summary>
     public string? MarketUrlOf(string paymentId)

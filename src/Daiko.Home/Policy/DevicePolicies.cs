@@ -105,6 +105,22 @@ public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, Cancel
     /// <summary>The markets the home server may connect to for a device with <paramref name="policy"/>.</summary>
     public MarketReach ReachFor(DevicePolicy policy) => new(policy.Markets, allowPrivateMarkets);
 
+    /// <summary>
+    /// Where the owner's console may act as the owner (a cancellation it posts): a market some enrolled
+    /// device may use. A market names its own address for cancellations in what it signs, so a hostile
+    /// payee could name one inside the owner's network; a private address is reached only when a
+    /// device's list names it (or <c>home serve --allow-private-markets</c>), as for the devices.
+    /// </summary>
+    public async Task<MarketReach> ReachOfAnyDeviceAsync(Devices.DeviceRegistry devices, CancellationToken cancellationToken = default)
+    {
+        var markets = new List<MarketPattern>();
+        foreach (var device in await devices.ListAsync(cancellationToken))
+        {
+            if (!device.Revoked) markets.AddRange((await ForDeviceAsync(device.Id, cancellationToken)).Policy.Markets);
+        }
+        return new MarketReach(markets.Distinct().ToList(), allowPrivateMarkets);
+    }
+
     /// <summary>Records that the device made a request (written at most every 30 s per device).</summary>
     public async Task NoteUseAsync(string deviceId, CancellationToken cancellationToken = default)
     {

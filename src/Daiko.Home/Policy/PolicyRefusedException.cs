@@ -9,6 +9,7 @@ public static class PolicyRule
     public const string SpendLimit = "spend-limit";
     public const string MaxTickets = "max-tickets";
     public const string TicketLifetime = "ticket-lifetime";
+    public const string OwnPayments = "own payments";
     public const string Appliances = "appliances";
 }
 

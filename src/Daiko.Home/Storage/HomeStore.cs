@@ -127,6 +127,7 @@ public abstract class HomeStore : IHomeStore
         CREATE TABLE IF NOT EXISTS purse_answers (request_id TEXT PRIMARY KEY, answer {blob} NOT NULL);
         CREATE TABLE IF NOT EXISTS purse_payments (payment_id TEXT PRIMARY KEY, market TEXT NOT NULL, amount {bigint} NOT NULL,
             currency TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL, market_url TEXT);
+        CREATE TABLE IF NOT EXISTS purse_payers (payment_id TEXT PRIMARY KEY, device TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS purse_seal (id INTEGER PRIMARY KEY CHECK (id = 1), counter {bigint} NOT NULL, seal {blob} NOT NULL);
         CREATE TABLE IF NOT EXISTS purse_requests (kind TEXT NOT NULL, party TEXT NOT NULL, id TEXT NOT NULL, message_hash TEXT NOT NULL,
             answer {blob} NOT NULL, PRIMARY KEY (kind, party, id));

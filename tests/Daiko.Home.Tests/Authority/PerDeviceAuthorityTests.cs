@@ -103,6 +103,38 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ADevice_CancelsOnlyItsOwnPayments_AnotherUnlockedDeviceIsRefusedAndNothingMoves()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        using var bank = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var payees = new SqlPayeeStore(HomeStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)));
+        await payees.AddAsync(new Payee("market.example", PayeeRole.Market, market.ExportSubjectPublicKeyInfoPem(), DateTimeOffset.UtcNow), cts.Token);
+        await payees.AddAsync(new Payee("bank.example", PayeeRole.Bank, bank.ExportSubjectPublicKeyInfoPem(), DateTimeOffset.UtcNow), cts.Token);
+        await Task.Delay(TimeSpan.FromSeconds(1), cts.Token); // a running server applies a payee change within a second
+        var (phone, tablet, devices) = await PhoneAndTabletAsync(cts.Token);
+        await using var owned = devices;
+        await new HomeControl(phone).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        await new HomeControl(tablet).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        var expires = DateTimeOffset.UtcNow.AddHours(1);
+        var card = (await phone.RequestAsync<WalletBalanceReply>(new WalletBalanceRequest(), cts.Token)).CardId;
+        await phone.RequestAsync<WalletRefillAckReply>(new WalletRefillRequest(new Daiko.Money.Refill("bank.example", card, "fill-1", 1_000, "JPY", expires).Sign(bank)), cts.Token);
+        var paid = await phone.RequestAsync<WalletPaymentReply>(new WalletPayRequest(
+            new Daiko.Money.PaymentRequest("market.example", "order-1", "q-1", 300, "JPY", expires, "https://market.example/").Sign(market)), cts.Token);
+        async Task<long> BalanceAsync() => (await phone.RequestAsync<WalletBalanceReply>(new WalletBalanceRequest(), cts.Token)).Balances.Single().Amount;
+
+        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => tablet.RequestAsync(new WalletCancelRequest(paid.PaymentId), cts.Token));
+
+        Assert.Equal(ErrorCode.PolicyRefused, refused.Code);
+        Assert.Contains($"payment {paid.PaymentId} was not made by this device", refused.Message, StringComparison.Ordinal);
+        Assert.Contains(await _home.Server.Devices.AuditLogAsync(), e => e.Action == "wallet-cancel" && e.Outcome == "refused by policy (own payments)");
+        Assert.Equal(700, await BalanceAsync());
+        // The device that paid may cancel it: the card signs the cancellation for the market.
+        var cancellation = await phone.RequestAsync<WalletCancellationReply>(new WalletCancelRequest(paid.PaymentId), cts.Token);
+        Assert.Equal(paid.PaymentId, Daiko.Money.MoneyCodec.ReadUnverified<Daiko.Money.Cancellation>(cancellation.Cancellation).PaymentId);
+    }
+
+    [Fact]
     public async Task TheSessionBelongsToTheDevice_AReconnectingChannelFindsItAgain_AndLockEndsItForThatDeviceOnly()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));

@@ -143,6 +143,24 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TheOwnersConsole_ReachesOnlyWhatSomeDeviceMay_APayeeCannotPointItIntoTheHomeNetwork()
+    {
+        await PolicyAsync(p => p with { Markets = DevicePolicy.ParseMarkets("*") });
+        var reach = await _home.Server.Policies.ReachOfAnyDeviceAsync(_home.Server.Devices);
+        var refused = await Assert.ThrowsAsync<PolicyRefusedException>(() => reach.ResolveAsync("127.0.0.1", _market.Port, null, CancellationToken.None));
+        Assert.Equal(PolicyRule.PrivateAddress, refused.Rule);
+
+        await PolicyAsync(p => p with { Markets = DevicePolicy.ParseMarkets("*,127.0.0.1") });
+        reach = await _home.Server.Policies.ReachOfAnyDeviceAsync(_home.Server.Devices);
+        Assert.Contains(IPAddress.Loopback, await reach.ResolveAsync("127.0.0.1", _market.Port, null, CancellationToken.None));
+
+        // A revoked device's list no longer counts.
+        await _home.Server.Devices.RevokeAsync("phone");
+        reach = await _home.Server.Policies.ReachOfAnyDeviceAsync(_home.Server.Devices);
+        await Assert.ThrowsAsync<PolicyRefusedException>(() => reach.ResolveAsync("127.0.0.1", _market.Port, null, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task TicketLifetime_NoTicketHandedOutlivesThePolicy_AndNoHandoffExportsAResumptionSecret()
     {
         await PolicyAsync(p => p with { TicketLifetime = TimeSpan.FromSeconds(60) });
