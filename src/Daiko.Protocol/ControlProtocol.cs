@@ -41,5 +41,11 @@ public static class ControlProtocol
     internal const int MaxChainLength = 16;
     /// <summary>TLS 1.3 CertificateVerify content is at most 162 bytes, but a whole TLS 1.2 client handshake (assist) carries both chains: only the frame bounds it; the home server checks what it is.</summary>
     internal const int MaxSignContentBytes = MaxFrameBytes;
+    /// <summary>
+    /// The TLS 1.3 handshake a <c>sign</c> carries (assist): hellos, the market's chain and the owner's. Four of
+    /// the largest handshake message the engine accepts (128 KiB), so any handshake it completes fits with room;
+    /// the frame (1 MiB) bounds the whole request.
+    /// </summary>
+    internal const int MaxSignTranscriptBytes = 512 * 1024;
     internal const int MaxMoneyMessageBytes = 64 * 1024;
 }

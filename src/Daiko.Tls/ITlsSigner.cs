@@ -17,5 +17,18 @@ public interface ITlsSigner
     ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken);
 }
 
+/// <summary>
+/// A signer that is shown what it signs for (assist mode: the home server checks the handshake before its
+/// card signs). In a TLS 1.3 handshake the engine calls this overload instead of
+/// <see cref="ITlsSigner.SignAsync"/>, with the handshake messages whose hash the content carries (each
+/// with its 4-byte header, from the first ClientHello — or the message_hash that replaced it after a
+/// HelloRetryRequest — through the client's Certificate). In TLS 1.2 the content is those messages
+/// itself, and the plain overload is called.
+/// </summary>
+public interface ITranscriptSigner : ITlsSigner
+{
+    ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, ReadOnlyMemory<byte> transcript, CancellationToken cancellationToken);
+}
+
 /// <summary>The client's certificate chain (leaf first, DER) and the signer for its key.</summary>
 public sealed record ClientCredential(IReadOnlyList<byte[]> CertificateChain, ITlsSigner Signer);

@@ -62,6 +62,22 @@ public sealed class ControlFrameTests
     }
 
     [Fact]
+    public void ASignRequestsTranscript_IsOptional_KeptWhenSent_AndBounded()
+    {
+        var without = ControlFrame.EncodeBody(5, new SignRequest(Daiko.Tls.SignatureScheme.EcdsaSecp256r1Sha256, new byte[130]));
+        Assert.Null(Assert.IsType<SignRequest>(ControlFrame.Decode(without).Message).Transcript);
+        Assert.True(without.AsSpan().IndexOf("transcript"u8) < 0, "an absent transcript costs no bytes");
+
+        var transcript = new byte[ControlProtocol.MaxSignTranscriptBytes];
+        transcript[^1] = 7;
+        var sent = Assert.IsType<SignRequest>(ControlFrame.Decode(ControlFrame.EncodeBody(6, new SignRequest(Daiko.Tls.SignatureScheme.EcdsaSecp256r1Sha256, new byte[130], transcript))).Message);
+        Assert.Equal(transcript, sent.Transcript);
+
+        var e = Assert.Throws<ProtocolException>(() => ControlFrame.Decode(ControlFrame.EncodeBody(7, new SignRequest(Daiko.Tls.SignatureScheme.EcdsaSecp256r1Sha256, new byte[130], new byte[ControlProtocol.MaxSignTranscriptBytes + 1]))));
+        Assert.Equal((ErrorCode.BadRequest, "transcript"), (e.Code, e.Field));
+    }
+
+    [Fact]
     public void ToString_NeverPrintsFields()
     {
         Assert.Equal("unlock", new UnlockRequest("1111", "2222").ToString());

@@ -37,7 +37,7 @@ internal static class SampleMessages
         yield return new DropTicketsNotice("the home card was locked");
         yield return new CostRequest();
         yield return new CostReply(1200, 2400, 3, 2);
-        yield return new SignRequest(SignatureScheme.EcdsaSecp256r1Sha256, new byte[130]);
+        yield return new SignRequest(SignatureScheme.EcdsaSecp256r1Sha256, new byte[130], new byte[300]);
         yield return new SignatureReply([1, 2, 3]);
         yield return new VerifyChainRequest("market.example", [Der]);
         yield return new VerdictReply(false, CertificateProblem.UntrustedRoot, "unknown root");

@@ -5,6 +5,7 @@ using Daiko.Home.Devices;
 using Daiko.Protocol;
 using Daiko.Protocol.Messages;
 using Daiko.Tls;
+using Daiko.Tls.Handshake;
 
 namespace Daiko.Home.Handlers;
 
@@ -12,8 +13,9 @@ namespace Daiko.Home.Handlers;
 /// Assist mode: the home card signs the terminal's CertificateVerify, the home server judges the
 /// market's chain. The signer is bounded (<see cref="AssistGrants"/>): one signature, inside an approved
 /// <c>delegate assist</c> for a named market whose chain this server verified for the device, within
-/// 30 s, over CertificateVerify content only; the audit line names the market. The device's policy
-/// must allow assist.
+/// 30 s, over CertificateVerify content it computed itself from a handshake it checked for that market
+/// (<see cref="AssistTranscript13"/>, <see cref="Daiko.Tls.Tls12.AssistTranscript12"/>); the audit line
+/// names the market. The device's policy must allow assist.
 /// </summary>
 public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServerCertificateValidator marketValidator, AssistGrants grants, Policy.DevicePolicies policies)
 {
@@ -35,13 +37,30 @@ public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServer
             await devices.AuditAsync(context.DeviceId, "sign", null, "assist", "refused: " + outside);
             return HandlerResult.Error(ErrorCode.Refused, outside);
         }
-        var content = request.Content;
-        // The card signs only TLS 1.3 client CertificateVerify content, or a whole TLS 1.2 handshake that
-        // this server parsed and checked itself for the granted market (a TLS 1.2 CertificateVerify has no
-        // context string); never arbitrary data.
-        var tls13 = content.Length is >= 64 + 34 + 32 and <= 64 + 34 + 64 && content.AsSpan().StartsWith(ClientVerifyPrefix);
-        var problem = tls13 ? null : await Daiko.Tls.Tls12.AssistTranscript12.CheckAsync(content, request.Scheme, gate.Card.CertificateChain,
-            new GrantedMarketOnly(serverName!, marketValidator), context.Closed);
+        // The card signs only a TLS 1.3 client CertificateVerify for a handshake this server parsed and
+        // checked itself (the terminal sends its messages; the content is computed here from them), or a
+        // whole TLS 1.2 handshake checked likewise (a TLS 1.2 CertificateVerify has no context string);
+        // never a hash or other bytes as handed over.
+        var validator = new GrantedMarketOnly(serverName!, marketValidator);
+        byte[] content;
+        string? problem;
+        if (request.Content.AsSpan().StartsWith(ClientVerifyPrefix))
+        {
+            if (request.Transcript is null)
+            {
+                await devices.AuditAsync(context.DeviceId, "sign", market, "assist", "refused: TLS 1.3 content without its handshake");
+                return HandlerResult.Error(ErrorCode.BadContent,
+                    "the home card signs TLS 1.3 CertificateVerify content only with the handshake it is for, and this terminal sent none: update the terminal");
+            }
+            (var computed, problem) = await AssistTranscript13.CheckAsync(request.Transcript, request.Scheme, gate.Card.CertificateChain, validator, context.Closed);
+            if (problem is null && !computed.AsSpan().SequenceEqual(request.Content)) problem = "the content is not the CertificateVerify content of the handshake sent with it";
+            content = computed!;
+        }
+        else
+        {
+            content = request.Content;
+            problem = await Daiko.Tls.Tls12.AssistTranscript12.CheckAsync(content, request.Scheme, gate.Card.CertificateChain, validator, context.Closed);
+        }
         if (problem is not null)
         {
             await devices.AuditAsync(context.DeviceId, "sign", market, "assist", "refused: not CertificateVerify content");
@@ -68,7 +87,7 @@ public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServer
         return new VerdictReply(verdict.Trusted, verdict.Problem, verdict.Reason);
     }
 
-    /// <summary>A TLS 1.2 transcript is signed only when it names the granted market.</summary>
+    /// <summary>A handshake (TLS 1.3 or 1.2) is signed for only when it names the granted market.</summary>
     private sealed class GrantedMarketOnly(string serverName, IServerCertificateValidator inner) : IServerCertificateValidator
     {
         public ValueTask<CertificateVerdict> ValidateAsync(string? name, IReadOnlyList<byte[]> chain, CancellationToken cancellationToken) =>

@@ -107,8 +107,14 @@ public sealed record PrefetchedReply(int Ready, int Handshakes) : ControlReply
     internal static PrefetchedReply Read(FieldReader r) => new(r.Int32("ready", 0, 1000), r.Int32("handshakes", 0, 1000));
 }
 
-/// <summary><c>sign</c> (assist): the home card signs TLS 1.3 client CertificateVerify content, or a whole TLS 1.2 client handshake the home server checked; nothing else.</summary>
-public sealed record SignRequest(SignatureScheme Scheme, byte[] Content) : ControlMessage
+/// <summary>
+/// <c>sign</c> (assist): the home card signs a TLS 1.3 client CertificateVerify for the handshake in
+/// <see cref="Transcript"/> (its messages from the first ClientHello through the client's Certificate,
+/// which the home server checks and hashes itself; <see cref="Content"/> must be what it computes), or a
+/// whole TLS 1.2 client handshake in <see cref="Content"/> that the home server checked; nothing else.
+/// <see cref="Transcript"/> is absent for TLS 1.2 (and from terminals older than it: their TLS 1.3 content is refused).
+/// </summary>
+public sealed record SignRequest(SignatureScheme Scheme, byte[] Content, byte[]? Transcript = null) : ControlMessage
 {
     public const string WireType = "sign";
 
@@ -118,9 +124,11 @@ public sealed record SignRequest(SignatureScheme Scheme, byte[] Content) : Contr
     {
         w.Int("scheme", (int)Scheme);
         w.Bytes("content", Content);
+        if (Transcript is not null) w.Bytes("transcript", Transcript);
     }
 
-    internal static SignRequest Read(FieldReader r) => new((SignatureScheme)r.Int32("scheme", 0, ushort.MaxValue), r.Bytes("content", ControlProtocol.MaxSignContentBytes));
+    internal static SignRequest Read(FieldReader r) => new((SignatureScheme)r.Int32("scheme", 0, ushort.MaxValue), r.Bytes("content", ControlProtocol.MaxSignContentBytes),
+        r.Has("transcript") || r.Truncated ? r.Bytes("transcript", ControlProtocol.MaxSignTranscriptBytes) : null);
 }
 
 /// <summary><c>signature</c>: the card's signature.</summary>

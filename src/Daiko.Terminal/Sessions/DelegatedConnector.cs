@@ -196,17 +196,21 @@ internal sealed class RefuseFullHandshake : IServerCertificateValidator
         ValueTask.FromResult(CertificateVerdict.Fail(CertificateProblem.Other, $"{serverName} refused the delegated ticket and asked for a full handshake"));
 }
 
-/// <summary>Assist mode: the home card signs CertificateVerify.</summary>
-internal sealed class RemoteSigner(ControlConnection control) : ITlsSigner
+/// <summary>
+/// Assist mode: the home card signs CertificateVerify. For TLS 1.3 the handshake messages go with the
+/// content, for the home server to check them and compute the content itself; for TLS 1.2 the content
+/// is those messages.
+/// </summary>
+internal sealed class RemoteSigner(ControlConnection control) : ITranscriptSigner
 {
     public IReadOnlyList<SignatureScheme> SupportedSchemes { get; } =
         [SignatureScheme.EcdsaSecp256r1Sha256, SignatureScheme.EcdsaSecp384r1Sha384, SignatureScheme.RsaPssRsaeSha256];
 
-    public async ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
-    {
-        var reply = await control.RequestAsync<SignatureReply>(new SignRequest(scheme, content.ToArray()), cancellationToken);
-        return reply.Signature;
-    }
+    public async ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken) =>
+        (await control.RequestAsync<SignatureReply>(new SignRequest(scheme, content.ToArray()), cancellationToken)).Signature;
+
+    public async ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, ReadOnlyMemory<byte> transcript, CancellationToken cancellationToken) =>
+        (await control.RequestAsync<SignatureReply>(new SignRequest(scheme, content.ToArray(), transcript.ToArray()), cancellationToken)).Signature;
 }
 
 /// <summary>Assist mode: the home server gives the verdict on the market's chain.</summary>

@@ -279,7 +279,10 @@ internal sealed class ExpectFinished(ServerAuthentication authentication) : Hand
         byte[] signature;
         try
         {
-            signature = await credential.Signer.SignAsync(scheme!.Value, content, cancellationToken);
+            // Only a signer that asks for them is handed the messages (a copy); the usual signer gets the content alone.
+            signature = credential.Signer is ITranscriptSigner shown
+                ? await shown.SignAsync(scheme!.Value, content, c.Transcript.Bytes(), cancellationToken)
+                : await credential.Signer.SignAsync(scheme!.Value, content, cancellationToken);
         }
         catch (Exception e) when (e is not OperationCanceledException and not TlsException)
         {

@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using System.Text;
 using Daiko.Tls.Crypto;
 using Daiko.Tls.KeySchedule;
 using Daiko.Tls.Messages;
@@ -25,14 +24,16 @@ public static class AssistTranscript12
     {
         try
         {
-            var messages = Split(transcript.Span);
+            var messages = HandshakeMessages.Split(transcript.Span, 8).Select(m => (m.Type, Body: transcript[(m.Start + 4)..m.End].ToArray())).ToList();
             HandshakeType[] expected =
             [
                 HandshakeType.ClientHello, HandshakeType.ServerHello, HandshakeType.Certificate, HandshakeType.ServerKeyExchange,
                 HandshakeType.CertificateRequest, HandshakeType.ServerHelloDone, HandshakeType.Certificate, HandshakeType.ClientKeyExchange,
             ];
             if (!messages.Select(m => m.Type).SequenceEqual(expected)) return "not one full TLS 1.2 handshake with a client certificate";
-            var (clientRandom, host, suites) = ParseClientHello(messages[0].Body);
+            var offer = ClientHelloOffer.Parse(messages[0].Body);
+            var (clientRandom, host, suites) = (offer.Random, offer.ServerName, offer.Suites);
+            if (!offer.Extensions.Contains(ExtensionType.ExtendedMasterSecret)) return "the ClientHello does not offer Extended Master Secret";
             if (host is null) return "the ClientHello names no market (server_name)";
             var hello = ServerHello12.Parse(messages[1].Body);
             if (CipherSuiteInfo.FindTls12(hello.CipherSuite) is not { } suite || !suites.Contains(hello.CipherSuite)) return "the ServerHello chose a suite outside the profile";
@@ -69,51 +70,5 @@ public static class AssistTranscript12
         {
             return $"not a well-formed TLS 1.2 handshake: {e.Message}";
         }
-    }
-
-    private static List<(HandshakeType Type, byte[] Body)> Split(ReadOnlySpan<byte> transcript)
-    {
-        var messages = new List<(HandshakeType, byte[])>();
-        var r = new TlsReader(transcript, "transcript");
-        while (!r.IsEmpty && messages.Count <= 8)
-        {
-            var type = (HandshakeType)r.ReadUInt8();
-            messages.Add((type, r.ReadVector24().ToArray()));
-        }
-        return messages;
-    }
-
-    /// <summary>The client random, the server_name and the offered suites of a ClientHello that offers TLS 1.2 with EMS.</summary>
-    private static (byte[] Random, string? Host, List<CipherSuite> Suites) ParseClientHello(ReadOnlySpan<byte> body)
-    {
-        var r = new TlsReader(body, "ClientHello");
-        if (r.ReadUInt16() != 0x0303) throw TlsException.Illegal("the ClientHello does not offer TLS 1.2");
-        var random = r.ReadBytes(32).ToArray();
-        if (r.ReadVector8().Length > 32) throw TlsException.Decode("ClientHello (session id too long)");
-        var suiteList = r.ReadSub16(2);
-        var suites = new List<CipherSuite>();
-        while (!suiteList.IsEmpty) suites.Add((CipherSuite)suiteList.ReadUInt16());
-        var compression = r.ReadVector8(1);
-        if (compression.Length != 1 || compression[0] != 0) throw TlsException.Illegal("the ClientHello offers compression");
-        var extensions = r.ReadSub16();
-        r.EnsureEnd();
-        string? host = null;
-        var ems = false;
-        while (!extensions.IsEmpty)
-        {
-            var type = (ExtensionType)extensions.ReadUInt16();
-            var data = extensions.ReadSub16();
-            if (type == ExtensionType.ExtendedMasterSecret) ems = true;
-            if (type == ExtensionType.ServerName)
-            {
-                var list = data.ReadSub16(1);
-                if (list.ReadUInt8() != 0) throw TlsException.Illegal("server_name of an unknown type");
-                host = Encoding.ASCII.GetString(list.ReadVector16(1));
-                list.EnsureEnd();
-                data.EnsureEnd();
-            }
-        }
-        if (!ems) throw TlsException.Illegal("the ClientHello does not offer Extended Master Secret");
-        return (random, host, suites);
     }
 }

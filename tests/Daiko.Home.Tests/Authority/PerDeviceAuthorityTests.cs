@@ -243,16 +243,16 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
 
         // A real assist handshake signs once, for the market it named …
         Assert.Contains("Alice Example", await GetAsync((await new DelegatedConnector(a).ConnectAsync("localhost", _market.Port, DelegationMode.Assist, cancellationToken: cts.Token)).Stream, cts.Token));
-        // … and never again for the same approval.
+        // … and never again for the same approval: TLS 1.3 content without its handshake is refused, and uses it up.
         await a.RequestAsync<AssistReply>(new DelegateRequest(new MarketAddress("localhost", _market.Port, null, null), DelegationMode.Assist), cts.Token);
         Assert.True((await a.RequestAsync<VerdictReply>(new VerifyChainRequest("localhost", marketChain), cts.Token)).Trusted);
-        await a.RequestAsync<SignatureReply>(sign, cts.Token);
+        Assert.Equal(ErrorCode.BadContent, await RefusedAsync(() => a.RequestAsync(sign, cts.Token)));
         Assert.Equal(ErrorCode.Refused, await RefusedAsync(() => a.RequestAsync(sign, cts.Token)));
 
         var signs = (await _home.Server.Devices.AuditLogAsync()).Where(e => e.Action == "sign").ToList();
         Assert.Contains(signs, e => e.Outcome == "signed" && e.Market == $"localhost:{_market.Port}");
         Assert.DoesNotContain(signs, e => e.Outcome == "signed" && e.Market is null);
-        Assert.Equal(4, signs.Count(e => e.Outcome.StartsWith("refused", StringComparison.Ordinal)));
+        Assert.Equal(5, signs.Count(e => e.Outcome.StartsWith("refused", StringComparison.Ordinal)));
     }
 
     /// <summary>A well-formed COSE_Sign1 (signed by nobody the purse knows): the refusal must come from the session check.</summary>

@@ -28,6 +28,7 @@ public sealed class ParserFuzzTests
             Trace.Get("{server}  construct a CertificateVerify", "CertificateVerify")[4..],
             Trace.Get("{server}  construct a NewSessionTicket", "NewSessionTicket")[4..],
             Rfc8448Trace.Section("6.  Client Authentication").Get("{server}  construct a CertificateRequest", "CertificateRequest")[4..],
+            Trace.Get("{client}  construct a ClientHello", "ClientHello")[4..],
         };
         var report = MutationFuzzer.Run(seeds, input =>
         {
@@ -38,6 +39,7 @@ public sealed class ParserFuzzTests
             Try(() => CertificateVerify.Parse(input));
             Try(() => NewSessionTicket.Parse(input));
             Try(() => Messages.CertificateRequest.Parse(input));
+            Try(() => ClientHelloOffer.Parse(input));
         }, IsCleanRejection, iterations: 20_000, timeBudget: TimeSpan.FromSeconds(15));
         Assert.True(report.Iterations > 1000, $"only {report.Iterations} inputs ran");
 
