@@ -30,7 +30,15 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
     public async Task DispatchAsync(ControlRequest request, ControlConnection connection, string? deviceId, System.Net.IPAddress? peer = null)
     {
         var result = await AnswerAsync(request.Message, connection, deviceId, peer);
-        await connection.ReplyAsync(request, result.Reply);
+        try
+        {
+            await connection.ReplyAsync(request, result.Reply);
+        }
+        catch
+        {
+            result.Abandoned?.Invoke();
+            throw;
+        }
         result.AfterReply?.Invoke();
     }
 

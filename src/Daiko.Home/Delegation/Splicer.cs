@@ -11,26 +11,94 @@ public sealed record SpliceResult(long BytesUp, long BytesDown, string Reason);
 /// <summary>
 /// Pumps bytes between a relay channel and the market's stream until either side ends. It owns the
 /// splices it starts: each one's result is logged, and <see cref="DisposeAsync"/> waits for them all.
+/// A device has at most <paramref name="maxPerDevice"/> splices open or being set up
+/// (<see cref="Reserve"/>): each holds a connection to a market and cost a card signature.
 /// </summary>
-public sealed class Splicer(ILogger logger, TimeSpan idleLimit) : IAsyncDisposable
+public sealed class Splicer(ILogger logger, TimeSpan idleLimit, int maxPerDevice = Splicer.DefaultMaxPerDevice) : IAsyncDisposable
 {
+    public const int DefaultMaxPerDevice = 64;
+
     private readonly TaskSet _running = new();
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, int> _places = new(StringComparer.Ordinal);
 
     public int Running => _running.Count;
 
     /// <summary>
-    /// Starts splicing <paramref name="relay"/> and <paramref name="market"/>; both are disposed at the end.
-    /// <paramref name="stop"/> (the device's session ending) cuts the splice at once.
+    /// A place for one more splice of <paramref name="deviceId"/>, taken before the market is dialled;
+    /// refused when the device holds <c>maxPerDevice</c> already. Disposing the place gives it back,
+    /// unless a splice started with it: then the splice's end does.
     /// </summary>
-    public void Start(RelayStream relay, Stream market, CancellationToken stop = default)
+    public Place Reserve(string deviceId)
     {
-        _running.Track(RunAsync(relay, market, stop));
+        lock (_gate)
+        {
+            var held = _places.GetValueOrDefault(deviceId);
+            if (held >= maxPerDevice)
+            {
+                throw new Policy.PolicyRefusedException(Policy.PolicyRule.OpenRelays,
+                    $"this device has {held} relayed or handed-over sessions open, the most the home server keeps for one device; close one first");
+            }
+            _places[deviceId] = held + 1;
+        }
+        return new Place(this, deviceId);
     }
 
-    private async Task RunAsync(RelayStream relay, Stream market, CancellationToken stop)
+    /// <summary>Splices the device holds or is setting up.</summary>
+    public int HeldBy(string deviceId)
     {
-        var result = await SpliceAsync(relay, market, stop, idleLimit).ConfigureAwait(false);
-        logger.SpliceEnded(relay.Id, result.BytesUp, result.BytesDown, result.Reason);
+        lock (_gate) return _places.GetValueOrDefault(deviceId);
+    }
+
+    private void GiveBack(string deviceId)
+    {
+        lock (_gate)
+        {
+            if (_places[deviceId] == 1) _places.Remove(deviceId);
+            else _places[deviceId]--;
+        }
+    }
+
+    /// <summary>One device's place for a splice (<see cref="Reserve"/>).</summary>
+    public sealed class Place(Splicer owner, string deviceId) : IDisposable
+    {
+        private int _state; // 0 held, 1 handed to a splice, 2 given back
+
+        internal bool HandOver() => Interlocked.CompareExchange(ref _state, 1, 0) == 0;
+
+        internal void End()
+        {
+            if (Interlocked.Exchange(ref _state, 2) != 2) owner.GiveBack(deviceId);
+        }
+
+        public void Dispose()
+        {
+            if (Interlocked.CompareExchange(ref _state, 2, 0) == 0) owner.GiveBack(deviceId);
+        }
+    }
+
+    /// <summary>
+    /// Starts splicing <paramref name="relay"/> and <paramref name="market"/>; both are disposed at the end.
+    /// <paramref name="stop"/> (the device's session ending) cuts the splice at once. The device's
+    /// <paramref name="place"/>, if given, is held until the splice ends.
+    /// </summary>
+    public void Start(RelayStream relay, Stream market, CancellationToken stop = default, Place? place = null)
+    {
+        var owned = place is not null && place.HandOver() ? place : null;
+        _running.Track(RunAsync(relay, market, stop, owned));
+    }
+
+    private async Task RunAsync(RelayStream relay, Stream market, CancellationToken stop, Place? place)
+    {
+        try
+        {
+            var result = await SpliceAsync(relay, market, stop, idleLimit).ConfigureAwait(false);
+            logger.SpliceEnded(relay.Id, result.BytesUp, result.BytesDown, result.Reason);
+        }
+        finally
+        {
+            place?.End();
+        }
     }
 
     /// <summary>

@@ -168,43 +168,69 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             }
             case DelegationMode.Handoff:
             {
-                var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
+                // A handed-over or relayed session holds a market connection for as long as it runs: the device's place is taken first.
+                var place = splicer.Reserve(context.DeviceId);
                 try
                 {
-                    await delegation.AbsorbTicketsAsync(context.DeviceId, market, connection, context.Closed);
+                    var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
+                    try
+                    {
+                        await delegation.AbsorbTicketsAsync(context.DeviceId, market, connection, context.Closed);
+                    }
+                    catch
+                    {
+                        // The device went away during the wait, or the store failed: the market's connection goes too.
+                        await connection.DisposeAsync();
+                        throw;
+                    }
+                    if (connection.Version != Daiko.Tls.TlsVersions.Tls13 && auto && policy.Modes.Contains(DelegationMode.Relay))
+                    {
+                        // Auto met a TLS 1.2 market it did not know: the session it has is relayed, not tried again.
+                        var relayed = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
+                        await devices.AuditAsync(context.DeviceId, "delegate", where, "relay", "relay opened (TLS 1.2 market)");
+                        return new HandlerResult(new RelayReply(relayed.Id), () => splicer.Start(relayed, connection, authority.Work(context.DeviceId), place),
+                            Abandon(place, relayed, connection));
+                    }
+                    var transport = connection.Transport;
+                    // No resumption secret goes with the session: tickets the market sends on the handed-over
+                    // connection yield the device nothing, so a handoff adds no ticket to those the home server
+                    // handed it (each counted against its policy: max-tickets, ticket-lifetime).
+                    var exported = connection.Export().WithoutResumption();
+                    var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
+                    await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "secrets handed over");
+                    var abandon = Abandon(place, relay, transport);
+                    return new HandlerResult(new SecretsReply(exported, relay.Id), () =>
+                    {
+                        exported.Wipe();
+                        splicer.Start(relay, transport, authority.Work(context.DeviceId), place);
+                    }, () =>
+                    {
+                        exported.Wipe();
+                        abandon();
+                    });
                 }
                 catch
                 {
-                    // The device went away during the wait, or the store failed: the market's connection goes too.
-                    await connection.DisposeAsync();
+                    place.Dispose();
                     throw;
                 }
-                if (connection.Version != Daiko.Tls.TlsVersions.Tls13 && auto && policy.Modes.Contains(DelegationMode.Relay))
-                {
-                    // Auto met a TLS 1.2 market it did not know: the session it has is relayed, not tried again.
-                    var relayed = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
-                    await devices.AuditAsync(context.DeviceId, "delegate", where, "relay", "relay opened (TLS 1.2 market)");
-                    return new HandlerResult(new RelayReply(relayed.Id), () => splicer.Start(relayed, connection, authority.Work(context.DeviceId)));
-                }
-                var transport = connection.Transport;
-                // No resumption secret goes with the session: tickets the market sends on the handed-over
-                // connection yield the device nothing, so a handoff adds no ticket to those the home server
-                // handed it (each counted against its policy: max-tickets, ticket-lifetime).
-                var exported = connection.Export().WithoutResumption();
-                var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
-                await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "secrets handed over");
-                return new HandlerResult(new SecretsReply(exported, relay.Id), () =>
-                {
-                    exported.Wipe();
-                    splicer.Start(relay, transport, authority.Work(context.DeviceId));
-                });
             }
             case DelegationMode.Relay:
             {
-                var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
-                var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
-                await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "relay opened");
-                return new HandlerResult(new RelayReply(relay.Id), () => splicer.Start(relay, connection, authority.Work(context.DeviceId)));
+                var place = splicer.Reserve(context.DeviceId);
+                try
+                {
+                    var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
+                    var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
+                    await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "relay opened");
+                    return new HandlerResult(new RelayReply(relay.Id), () => splicer.Start(relay, connection, authority.Work(context.DeviceId), place),
+                        Abandon(place, relay, connection));
+                }
+                catch
+                {
+                    place.Dispose();
+                    throw;
+                }
             }
             case DelegationMode.Assist:
                 // The terminal dials the market itself, but acts there as the owner: the same markets rule.
@@ -238,6 +264,14 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             throw;
         }
     }
+
+    /// <summary>What a relay's reply that could not be sent leaves: the device's place, the relay and the market's connection, all let go.</summary>
+    private static Action Abandon(Splicer.Place place, RelayStream relay, IAsyncDisposable market) => () =>
+    {
+        place.Dispose();
+        _ = relay.DisposeAsync().AsTask();
+        _ = market.DisposeAsync().AsTask();
+    };
 
     private static MarketRequest ToMarket(MarketAddress address) => MarketRequest.Canonical(address.Host, address.Port, address.Sni, address.Alpn);
 

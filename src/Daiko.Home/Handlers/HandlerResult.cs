@@ -14,10 +14,11 @@ public sealed record RequestContext(ControlConnection Connection, string DeviceI
 }
 
 /// <summary>
-/// What a handler answers: the typed reply, and what to start once the reply is on its way (a relay
-/// that splices bytes starts after the terminal has learned its id).
+/// What a handler answers: the typed reply, what to start once the reply is on its way (a relay that
+/// splices bytes starts after the terminal has learned its id), and what to undo when the reply
+/// cannot be sent (the market connection and the device's place it held for that relay).
 /// </summary>
-public readonly record struct HandlerResult(ControlMessage Reply, Action? AfterReply = null)
+public readonly record struct HandlerResult(ControlMessage Reply, Action? AfterReply = null, Action? Abandoned = null)
 {
     public static implicit operator HandlerResult(ControlMessage reply) => new(reply);
 

@@ -27,6 +27,9 @@ public sealed class HomeParts : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _background = new();
     private readonly Splicer _splicer;
+
+    /// <summary>The relayed and handed-over sessions running, and each device's places.</summary>
+    public Splicer Splices => _splicer;
     private readonly PaymentReports _reports;
     private readonly HomeStateWatcher _stateWatcher;
     private readonly PolicyWatcher _policyWatcher;
@@ -68,7 +71,7 @@ public sealed class HomeParts : IAsyncDisposable
         Ledger = new PurseLedger(Store, new HomeCardPurse(card), Payees.KeyOf, options.Time);
         _reports = new PaymentReports(options.WalletDirectory ?? options.Directory, card, Ledger, new ReportOutbox(Store.MailOutbox, options.Time), logger, options.MailSettings);
         Appliances = new ApplianceGateway(Store.Appliances, time: options.Time);
-        _splicer = new Splicer(logger, options.RelayIdleLimit);
+        _splicer = new Splicer(logger, options.RelayIdleLimit, options.MaxRelaysPerDevice);
         Connections = new ConnectionRegistry();
         Policies = new Policy.DevicePolicies(new Storage.SqlDevicePolicyStore(Store),
             async (id, ct) => (await Devices.FindByIdAsync(id, ct))?.Name, options.Time, options.AllowPrivateMarkets);

@@ -83,6 +83,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// </summary>
     public TimeSpan RelayIdleLimit { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>Relayed or handed-over sessions one device may have open at once (each holds a market connection).</summary>
+    public int MaxRelaysPerDevice { get; init; } = Delegation.Splicer.DefaultMaxPerDevice;
+
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
 
@@ -146,6 +149,9 @@ public sealed class HomeServer : IAsyncDisposable
 
     /// <summary>The owner's device policies as this server applies them.</summary>
     public Policy.DevicePolicies Policies => _parts.Policies;
+
+    /// <summary>The relayed and handed-over sessions running, and each device's places.</summary>
+    public Delegation.Splicer Splices => _parts.Splices;
 
     public ConnectionRegistry Connections => _parts.Connections;
 

@@ -10,6 +10,7 @@ public static class PolicyRule
     public const string MaxTickets = "max-tickets";
     public const string TicketLifetime = "ticket-lifetime";
     public const string OwnPayments = "own payments";
+    public const string OpenRelays = "open relays";
     public const string Appliances = "appliances";
 }
 
