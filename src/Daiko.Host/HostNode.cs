@@ -78,6 +78,17 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     /// <summary>Owners whose parts this node has built.</summary>
     public int LoadedOwners => _owners.Count;
 
+    /// <summary>Health: the site's PostgreSQL answers a query on a connection from this node's pool.</summary>
+    public async Task CheckDatabaseAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await _source.OpenConnectionAsync(cancellationToken);
+        await using var query = new NpgsqlCommand("SELECT 1", connection);
+        await query.ExecuteScalarAsync(cancellationToken);
+    }
+
+    /// <summary>Health: the site token answers and shows the site's own key (throws when it does not).</summary>
+    public void CheckToken() => _token.Probe();
+
     public static async Task<HostNode> StartAsync(HostNodeOptions options, CancellationToken cancellationToken = default)
     {
         var site = HostSite.Open(options.SiteDirectory);

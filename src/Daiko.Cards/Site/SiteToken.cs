@@ -122,11 +122,24 @@ public sealed class SiteToken : IDisposable
         }
     }
 
+    /// <summary>
+    /// A health check (<c>host serve --console</c>'s <c>/healthz</c>): the token answers a search in a
+    /// pooled session and, the site still logged in, finds the site PIN key; throws when it does not.
+    /// </summary>
+    public void Probe() => With(session => PinKeys(session) == 1 ? 0 : throw new CardNotReadyException("the site token does not show the site PIN key"));
+
+    /// <summary>The site PIN keys the token shows (a private object: none unless logged in).</summary>
+    private int PinKeys(ISession session)
+    {
+        var f = _module.Factories.ObjectAttributeFactory;
+        return session.FindAllObjects([f.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY), f.Create(CKA.CKA_ID, PinKeyId)]).Count;
+    }
+
     /// <summary>Creates the site PIN key unless the token has it.</summary>
     private void EnsurePinKey() => With(session =>
     {
+        if (PinKeys(session) > 0) return 0;
         var f = _module.Factories.ObjectAttributeFactory;
-        if (session.FindAllObjects([f.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY), f.Create(CKA.CKA_ID, PinKeyId)]).Count > 0) return 0;
         session.GenerateKey(_module.Factories.MechanismFactory.Create(CKM.CKM_GENERIC_SECRET_KEY_GEN),
         [
             f.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),

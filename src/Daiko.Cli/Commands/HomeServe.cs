@@ -164,9 +164,6 @@ internal static class HomeServe
         return command;
     }
 
-    private static X509Certificate2? ConsoleCertificate(Arguments a, HomeServer server, IPEndPoint endpoint)
-    {
-        if (a.ConsoleCert is { } certPath) return X509Certificate2.CreateFromPemFile(certPath, a.ConsoleKey);
-        return IPAddress.IsLoopback(endpoint.Address) ? null : server.Identity.Certificate;
-    }
+    private static X509Certificate2? ConsoleCertificate(Arguments a, HomeServer server, IPEndPoint endpoint) =>
+        ConsoleOptions.Load(a.ConsoleCert, a.ConsoleKey) ?? (IPAddress.IsLoopback(endpoint.Address) ? null : server.Identity.Certificate);
 }

@@ -81,9 +81,8 @@ internal static class HomeServerCommands
         var listen = new Option<string>("--listen") { Description = "where terminals connect (default: home.json \"listen\", else 127.0.0.1:7443)" }.HostPort();
         var postgres = new Option<string?>("--purse-postgres") { Description = "keep the purse in PostgreSQL (Npgsql connection string; visible to other users on the command line: prefer --purse-postgres-file or DAIKO_PURSE_POSTGRES)", HelpName = "CONNECTION" };
         var postgresFile = new Option<FileInfo?>("--purse-postgres-file") { Description = "keep the purse in PostgreSQL: the file holds the Npgsql connection string", HelpName = "FILE" };
-        var console = new Option<string>("--console", "--web") { Description = "where the owner's console, /healthz and /metrics listen (--web is an alias); beyond loopback it needs TLS" }.HostPort();
-        var consoleCert = new Option<string>("--console-cert") { Description = "the console's TLS certificate (PEM; default beyond loopback: the home identity's)", HelpName = "PEM" };
-        var consoleKey = new Option<string>("--console-key") { Description = "its private key (PEM file, 0600)", HelpName = "PEM" };
+        var console = new ConsoleOptions("where the owner's console, /healthz and /metrics listen (--web is an alias); beyond loopback it needs TLS",
+            "the console's TLS certificate (PEM; default beyond loopback: the home identity's)", "--web");
         var allowPrivate = new Option<bool>("--allow-private-markets")
         {
             Description = "let every device reach markets on loopback and private addresses (labs and tests; otherwise allow them per device with 'home device policy --markets')",
@@ -104,17 +103,18 @@ internal static class HomeServerCommands
         var logFormat = new Option<string?>("--log-format") { Description = "how the log on stderr is written: plain (default) or json (one object a line; home.json \"log_format\")", HelpName = "FORMAT" };
         logFormat.AcceptOnlyFromAmong("plain", "json");
         var proxyFrom = CliChecks.ProxyFromOption(proxyProtocol);
-        foreach (var o in new Option[] { home, listen, console, consoleCert, consoleKey, postgres, postgresFile, allPostgresFile, allowPrivate, proxyProtocol, proxyFrom, fetchIntermediates, logFormat }) command.Options.Add(o);
+        Option[] options = [home, listen, .. console.All, postgres, postgresFile, allPostgresFile, allowPrivate, proxyProtocol, proxyFrom, fetchIntermediates, logFormat];
+        foreach (var o in options) command.Options.Add(o);
         command.Validators.Add(result =>
         {
             CliChecks.CheckProxyFrom(result, proxyProtocol, proxyFrom);
-            if ((result.GetValue(consoleCert) is null) != (result.GetValue(consoleKey) is null)) result.AddError("--console-cert and --console-key go together");
+            console.Check(result);
         });
         command.SetAction((parse, ct) =>
         {
             if (parse.GetValue(allPostgresFile) is { } file && KeepAllInPostgres(parse.GetValue(home)!, file) is { } problem) return Task.FromResult(CliConsole.Fail(problem));
-            return HomeServe.RunAsync(new HomeServe.Arguments(parse.GetValue(home)!, parse.GetValue(listen), parse.GetValue(console),
-                parse.GetValue(consoleCert), parse.GetValue(consoleKey), PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)), parse.GetValue(allowPrivate), parse.GetValue(proxyProtocol), parse.GetValue(fetchIntermediates), parse.GetValue(logFormat))
+            return HomeServe.RunAsync(new HomeServe.Arguments(parse.GetValue(home)!, parse.GetValue(listen), parse.GetValue(console.Address),
+                parse.GetValue(console.Certificate), parse.GetValue(console.Key), PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)), parse.GetValue(allowPrivate), parse.GetValue(proxyProtocol), parse.GetValue(fetchIntermediates), parse.GetValue(logFormat))
             {
                 ProxyFrom = CliChecks.ProxySources(parse.GetValue(proxyFrom)),
             }, ct);

@@ -5,6 +5,7 @@ using Daiko.Cards;
 using Daiko.Cards.Site;
 using Daiko.Home.Devices;
 using Daiko.Home.Trust;
+using Daiko.Home.Web;
 using Daiko.Host;
 using Daiko.Protocol;
 
@@ -120,20 +121,42 @@ internal static class HostCommands
         return trust;
     }
 
+    /// <summary>Where a node's console gets TLS (named when plain HTTP beyond loopback is refused).</summary>
+    private const string NodeConsoleTls = "--console-cert PEM --console-key PEM";
+
     private static Command Serve()
     {
-        var command = new Command("serve", "Run one node of the hosted deployment (run one per machine, behind a TCP load balancer); SIGTERM stops it.")
-            .WithExamples("daiko host serve --site /etc/daiko/site --listen 10.0.0.5:7443");
+        var command = new Command("serve", "Run one node of the hosted deployment (run one per machine, behind a TCP load balancer); SIGTERM stops it, and its console with it.")
+            .WithExamples("daiko host serve --site /etc/daiko/site --listen 10.0.0.5:7443",
+                "daiko host serve --site /etc/daiko/site --listen 10.0.0.5:7443 --console 127.0.0.1:9000");
         var site = SiteOption();
         var listen = new Option<string>("--listen") { Description = "where terminals (or the load balancer) connect", Required = true, HelpName = "HOST:PORT" }.HostPort();
+        var console = new ConsoleOptions("where the node's /healthz (200 when the site's PostgreSQL and the site token answer, else 503 naming which) and /metrics (Prometheus text) listen; "
+            + "no owner console on hosted nodes yet (every other path is 404); beyond loopback it needs TLS", "the console's TLS certificate (PEM), needed beyond loopback");
         var allowPrivate = new Option<bool>("--allow-private-markets") { Description = "let every device reach markets on loopback and private addresses (labs and tests)" };
         var proxyProtocol = new Option<bool>("--proxy-protocol") { Description = "every connection starts with a PROXY protocol v2 header (HAProxy send-proxy-v2): the terminals' real addresses feed the per-source limits" };
         var proxyFrom = CliChecks.ProxyFromOption(proxyProtocol);
-        foreach (var o in new Option[] { site, listen, allowPrivate, proxyProtocol, proxyFrom }) command.Options.Add(o);
-        command.Validators.Add(result => CliChecks.CheckProxyFrom(result, proxyProtocol, proxyFrom));
+        Option[] options = [site, listen, .. console.All, allowPrivate, proxyProtocol, proxyFrom];
+        foreach (var o in options) command.Options.Add(o);
+        command.Validators.Add(result =>
+        {
+            CliChecks.CheckProxyFrom(result, proxyProtocol, proxyFrom);
+            console.Check(result, tlsOnlyFrom: NodeConsoleTls);
+        });
         command.SetAction(async (parse, ct) =>
         {
             var where = parse.GetValue(listen)!;
+            var consoleText = parse.GetValue(console.Address);
+            var consoleEndpoint = consoleText is null ? null : HomeServerCommands.ParseEndpoint(consoleText, "--console");
+            X509Certificate2? certificate;
+            try
+            {
+                certificate = ConsoleOptions.Load(parse.GetValue(console.Certificate), parse.GetValue(console.Key));
+            }
+            catch (Exception e) when (e is IOException or System.Security.Cryptography.CryptographicException)
+            {
+                return CliConsole.Fail($"cannot read the console's certificate: {e.Message}");
+            }
             using var log = new StderrLog();
             HostNode node;
             try
@@ -154,13 +177,32 @@ internal static class HostCommands
             {
                 return CliConsole.Fail($"the node cannot start: {e.Message}");
             }
+            NodeWeb? web = null;
+            try
+            {
+                if (consoleEndpoint is not null)
+                {
+                    web = await NodeWeb.StartAsync(new WebListen(Path.GetFullPath(parse.GetValue(site)!), consoleEndpoint, certificate, NodeConsoleTls),
+                    [
+                        new HealthProbe("database", node.CheckDatabaseAsync),
+                        new HealthProbe("token", _ => Task.Run(node.CheckToken)),
+                    ]);
+                }
+            }
+            catch (Exception e) when (e is ArgumentException or IOException)
+            {
+                await node.DisposeAsync();
+                return CliConsole.Fail(e is IOException { InnerException: System.Net.Sockets.SocketException se } ? HomeServerCommands.ListenProblem(consoleText!, se) : e.Message);
+            }
             if (parse.GetValue(proxyProtocol)) log.CreateLogger("Daiko.Serve").ProxyProtocolTrusted(CliChecks.ProxySources(parse.GetValue(proxyFrom)).ToString());
             Console.WriteLine($"hosted node listening on {node.LocalEndPoint} (pid {Environment.ProcessId})");
+            if (web is not null) Console.WriteLine($"console on {web.BaseUrl}/ (/healthz and /metrics; the owner's console is served by 'daiko home serve' only, for now)");
             var stop = new TaskCompletionSource();
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
             await Task.WhenAny(stop.Task, Task.Delay(Timeout.Infinite, ct));
             Console.Error.WriteLine("daiko: hosted node stopping; owners' sessions stay in the database for the other nodes");
+            if (web is not null) await web.DisposeAsync();
             await node.DisposeAsync();
             return 0;
         });

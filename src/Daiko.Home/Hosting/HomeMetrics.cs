@@ -74,7 +74,7 @@ public static class HomeMetrics
 
     /// <summary>
     /// The live gauges of one running server (control channels open, the card's state); dispose with
-    /// the server. A separate meter per server, so two servers in one process never mix their gauges.
+    /// the server. A separate meter per server (per owner on a hosted node); the web side sums them.
     /// </summary>
     public static IDisposable Gauges(Func<int> channelsOpen, IHomeCard card)
     {
@@ -82,7 +82,7 @@ public static class HomeMetrics
         meter.CreateObservableGauge("daiko_control_channels_open", channelsOpen, description: "Control channels of terminals open now.");
         meter.CreateObservableGauge("daiko_card_state", () => Enum.GetValues<HomeCardState>().Select(s =>
             new Measurement<int>(card.State == s ? 1 : 0, new KeyValuePair<string, object?>("state", Handlers.CardGate.StateName(s)))),
-            description: "The home card's state (1 for the current one).");
+            description: "Home cards in each state (a home server has one; a hosted node counts the owners it has loaded).");
         return meter;
     }
 }

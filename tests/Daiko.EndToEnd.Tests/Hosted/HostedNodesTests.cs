@@ -139,6 +139,71 @@ public sealed class HostedNodesTests(HostedNodesTests.OneOwner owner) : IClassFi
     }
 
     [Fact]
+    public async Task ANodesConsole_IsReady_CountsItsTerminalsWork_ServesNoOwnerConsole_AndStopsWithTheNode()
+    {
+        var consolePort = Loopback.FreePort();
+        var console = $"http://127.0.0.1:{consolePort}";
+        var (node, port) = await Site.StartNodeAsync(null, "--console", $"127.0.0.1:{consolePort}");
+        await node.WaitForOutputAsync($"console on {console}/ (/healthz and /metrics;", TimeSpan.FromSeconds(10));
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(20) };
+
+        using (var health = await http.GetAsync(new Uri($"{console}/healthz")))
+        {
+            var body = System.Text.Json.JsonDocument.Parse(await health.Content.ReadAsStringAsync()).RootElement;
+            Assert.Equal(System.Net.HttpStatusCode.OK, health.StatusCode);
+            Assert.Equal("ready", body.GetProperty("status").GetString());
+            Assert.Equal("ok", body.GetProperty("database").GetString());
+            Assert.Equal("ok", body.GetProperty("token").GetString());
+        }
+
+        // A relayed request of a terminal through this node moves its delegation count.
+        var before = (await MetricsAsync(http, console)).Samples;
+        var terminal = await Site.EnrollAsync("dave", "watched", port);
+        await HostedSite.UnlockAsOwnerAsync(terminal, "dave");
+        var fetched = await Site.GetAsync(terminal);
+        Assert.True(fetched.ExitCode == 0, fetched.ToString());
+        // A second owner on the same node: its gauges add to the first one's (one meter per owner).
+        var other = await Site.EnrollAsync("erin", "watched", port);
+        await HostedSite.UnlockAsOwnerAsync(other, "erin");
+        var (after, types, text) = await MetricsAsync(http, console);
+        Assert.Equal("counter", types["daiko_delegations_total"]);
+        Assert.True(Relayed(after) > Relayed(before), text);
+        Assert.Equal("gauge", types["daiko_control_channels_open"]);
+        Assert.True(after.Single(s => s.Name == "daiko_control_channels_open").Value >= 2, text);
+        Assert.Equal(2, after.Single(s => s.Name == "daiko_card_state" && s.Labels["state"] == "crypto-ready").Value);
+        Assert.Equal(2, after.Where(s => s.Name == "daiko_card_state").Sum(s => s.Value));
+
+        // No owner console here yet: any other path says so, with the security headers of the home's console.
+        foreach (var path in new[] { "/", "/devices", "/favicon.ico" })
+        {
+            using var page = await http.GetAsync(new Uri(console + path));
+            Assert.Equal(System.Net.HttpStatusCode.NotFound, page.StatusCode);
+            Assert.Contains("the owner's console is served by 'daiko home serve' only, for now", await page.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            Assert.Equal("nosniff", page.Headers.GetValues("X-Content-Type-Options").Single());
+        }
+        await HostedSite.Ok(["terminal", "lock", "--terminal", terminal]);
+        await HostedSite.Ok(["terminal", "lock", "--terminal", other]);
+
+        // SIGTERM stops the node and its console.
+        using (var kill = Process.Start("kill", ["-TERM", node.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!) await kill.WaitForExitAsync();
+        Assert.Equal(0, await node.WaitForExitAsync(TimeSpan.FromSeconds(20)));
+        await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync(new Uri($"{console}/healthz")));
+    }
+
+    private static double Relayed(IEnumerable<PrometheusSample> samples) =>
+        samples.Where(s => s.Name == "daiko_delegations_total" && s.Labels["mode"] == "relay" && s.Labels["outcome"] == "ok").Sum(s => s.Value);
+
+    private static async Task<(IReadOnlyList<PrometheusSample> Samples, IReadOnlyDictionary<string, string> Types, string Text)> MetricsAsync(HttpClient http, string console)
+    {
+        using var response = await http.GetAsync(new Uri($"{console}/metrics"));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+        Assert.StartsWith("text/plain", response.Content.Headers.ContentType!.MediaType, StringComparison.Ordinal);
+        var (samples, types) = PrometheusText.Parse(text);
+        return (samples, types, text);
+    }
+
+    [Fact]
     public async Task TheCardRowLock_SerializesDecisionsOfManyPoolsAtOnce()
     {
         // Three data sources stand for three nodes; each decision reads the count, waits, and writes it plus one.
