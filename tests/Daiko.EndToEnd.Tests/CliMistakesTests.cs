@@ -62,6 +62,7 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
             new(["terminal", "wallet", "balance", "--terminal", missing], 2, $"no access card in {missing}", MustNotExist: missing),
             new(["home", "trust", "add", "--home", h, "--ca", Path.Combine(system.Dir.Path, "nothing.pem")], 2, "there is no file"),
             new(["home", "cert", "import", "--home", h, "--cert", Path.Combine(system.Dir.Path, "nothing.pem")], 2, "there is no file"),
+            new(["tls", "get", "https://market.example/", "--resume-from", Path.Combine(system.Dir.Path, "no-ticket.cbor")], 1, "there is no ticket file"),
             // failures: exit 1
             new(["home", "trust", "add", "--home", h, "--ca", leaf], 1, "is not a CA certificate"),
             new(["home", "trust", "remove", "--home", h, "--thumbprint", "deadbeef00"], 1, "no single added root"),

@@ -39,6 +39,7 @@ internal static class TlsCommands
             SessionTicket? ticket = null;
             if (parse.GetValue(resumeFrom) is { } ticketFile)
             {
+                if (!ticketFile.Exists) return CliConsole.Fail($"there is no ticket file {ticketFile.FullName}; save one first with --save-ticket FILE");
                 try { ticket = Daiko.Protocol.Codecs.SessionTicketCodec.Decode(await File.ReadAllBytesAsync(ticketFile.FullName, ct)); }
                 catch (Exception e) when (e is IOException or FormatException) { return CliConsole.Fail($"cannot use the ticket in {ticketFile.Name}: {e.Message}"); }
                 if (ticket.IsExpired(DateTimeOffset.UtcNow)) return CliConsole.Fail($"the ticket in {ticketFile.Name} has expired; run once without --resume-from");
@@ -79,7 +80,8 @@ internal static class TlsCommands
             }
             catch (TlsException e)
             {
-                return CliConsole.Fail($"TLS handshake with {target.Authority} failed: {e.Message} ({e.Alert})");
+                var hint = e.Alert is AlertDescription.UnknownCa && parse.GetValue(ca) is null ? "; if you trust its CA, name it with --ca PEM" : "";
+                return CliConsole.Fail($"TLS handshake with {target.Authority} failed: {e.Message} ({e.Alert}){hint}");
             }
             await using (connection)
             {
@@ -97,6 +99,10 @@ internal static class TlsCommands
                             await File.WriteAllBytesAsync(saveFile.FullName, Daiko.Protocol.Codecs.SessionTicketCodec.Encode(issued), ct);
                             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(saveFile.FullName, UnixFileMode.UserRead | UnixFileMode.UserWrite);
                         }
+                    }
+                    if (ticket is not null && !connection.Resumed)
+                    {
+                        Console.Error.WriteLine($"daiko: {target.Authority} did not resume the saved session ({parse.GetValue(kex) ?? "psk_dhe_ke"}); this was a full handshake");
                     }
                     if (parse.GetValue(stats))
                     {
