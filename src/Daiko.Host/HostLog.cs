@@ -17,6 +17,6 @@ internal static partial class HostLog
     [LoggerMessage(104, LogLevel.Information, "a device certificate names owner '{Owner}', who is not in this deployment")]
     public static partial void UnknownOwner(this ILogger logger, string owner);
 
-    [LoggerMessage(105, LogLevel.Information, "an enrollment code from {Peer} names no owner of this deployment")]
-    public static partial void UnknownCode(this ILogger logger, string peer);
+    [LoggerMessage(105, LogLevel.Information, "an enrollment code from {Peer} names no owner of this deployment ({Unwritten} such refusals not logged before this one)")]
+    public static partial void UnknownCode(this ILogger logger, string peer, int unwritten);
 }

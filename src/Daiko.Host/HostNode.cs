@@ -54,6 +54,7 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     private readonly ControlListener _listener;
     private readonly ILogger _logger;
     private readonly EnrollmentLimiter _limiter = new();
+    private readonly StrangerRefusals _unknownCodes = new();
     private readonly ConcurrentDictionary<string, Lazy<Task<HomeParts?>>> _owners = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
     private Task _changes = Task.CompletedTask;
@@ -138,7 +139,8 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
         if (request.Message is EnrollRequest)
         {
             _limiter.Failed(addressKey);
-            _logger.UnknownCode(peer.ToString());
+            // A stranger's flood of wrong codes must not fill the node's log either: a line a source a minute, and few in all.
+            if (_unknownCodes.Note(addressKey) is (true, var unwritten)) _logger.UnknownCode(peer.ToString(), unwritten);
         }
         await connection.ReplyAsync(request, new ErrorReply(ErrorCode.EnrollmentRefused, "the enrollment code is not valid"));
     }
