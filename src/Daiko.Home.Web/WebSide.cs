@@ -55,7 +55,8 @@ public static class WebSide
         });
         var app = builder.Build();
         app.Use(SecurityHeaders);
-        app.MapGet("/healthz", async Task<IResult> (HttpContext context) => await HealthAsync(context, probes));
+        var health = new HealthAnswers(probes);
+        app.MapGet("/healthz", async Task<IResult> (HttpContext context) => await HealthAsync(context, health));
         app.MapMetrics("/metrics");
         return app;
     }
@@ -81,27 +82,52 @@ public static class WebSide
     }
 
     /// <summary>Ready (200) when every probe answers within <see cref="ProbeTime"/>; else 503, each probe named with "ok" or why not.</summary>
-    private static async Task<IResult> HealthAsync(HttpContext context, IReadOnlyList<HealthProbe> probes)
+    private static async Task<IResult> HealthAsync(HttpContext context, HealthAnswers health)
     {
-        var outcomes = await Task.WhenAll(probes.Select(p => CheckAsync(p, context.RequestAborted)));
-        var ready = outcomes.All(o => o == "ok");
-        var body = new Dictionary<string, string> { ["status"] = ready ? "ready" : "unavailable" };
-        for (var i = 0; i < probes.Count; i++) body[probes[i].Name] = outcomes[i];
+        var (ready, body) = await health.CurrentAsync().WaitAsync(context.RequestAborted);
         context.Response.Headers.CacheControl = "no-store";
         return Results.Json(body, statusCode: ready ? 200 : 503);
     }
 
-    private static async Task<string> CheckAsync(HealthProbe probe, CancellationToken aborted)
+    /// <summary>
+    /// The probes, run once at a time: /healthz needs no login, so requests that arrive while a run is
+    /// under way share its answer, and a flood of them reaches the store's pool and the token as one
+    /// caller. A request after a run ended starts a fresh one (an outage shows at once).
+    /// </summary>
+    private sealed class HealthAnswers(IReadOnlyList<HealthProbe> probes)
     {
-        using var limit = CancellationTokenSource.CreateLinkedTokenSource(aborted);
-        limit.CancelAfter(ProbeTime);
+        private readonly Lock _gate = new();
+        private Task<(bool Ready, Dictionary<string, string> Body)>? _answer;
+
+        public Task<(bool Ready, Dictionary<string, string> Body)> CurrentAsync()
+        {
+            lock (_gate)
+            {
+                if (_answer is null || _answer.IsCompleted) _answer = RunAsync();
+                return _answer;
+            }
+        }
+
+        private async Task<(bool Ready, Dictionary<string, string> Body)> RunAsync()
+        {
+            var outcomes = await Task.WhenAll(probes.Select(CheckAsync));
+            var ready = outcomes.All(o => o == "ok");
+            var body = new Dictionary<string, string> { ["status"] = ready ? "ready" : "unavailable" };
+            for (var i = 0; i < probes.Count; i++) body[probes[i].Name] = outcomes[i];
+            return (ready, body);
+        }
+    }
+
+    private static async Task<string> CheckAsync(HealthProbe probe)
+    {
+        using var limit = new CancellationTokenSource(ProbeTime);
         try
         {
-            // On the pool: a probe that blocks (a token call) must not hold the request past the limit.
+            // On the pool: a probe that blocks (a token call) must not hold the answer past the limit.
             await Task.Run(() => probe.Check(limit.Token), CancellationToken.None).WaitAsync(limit.Token);
             return "ok";
         }
-        catch (OperationCanceledException) when (limit.IsCancellationRequested && !aborted.IsCancellationRequested)
+        catch (OperationCanceledException) when (limit.IsCancellationRequested)
         {
             return $"failing: no answer within {ProbeTime.TotalSeconds:0} s";
         }

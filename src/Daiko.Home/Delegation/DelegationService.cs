@@ -23,14 +23,35 @@ public sealed record MarketRequest(string Host, int Port, string? ServerName, st
         return new MarketRequest(canonical, port, name == canonical ? null : name, alpn);
     }
 
-    /// <summary>A host name in lower case without its trailing dots; an address literal in its one text form (an IPv4-mapped IPv6 address as IPv4).</summary>
-    public static string CanonicalHost(string host) =>
-        System.Net.IPAddress.TryParse(host.AsSpan().Trim("[]"), out var address)
-            ? Policy.PrivateAddresses.Normal(address).ToString()
-            : host.TrimEnd('.').ToLowerInvariant();
+    /// <summary>
+    /// A host name in lower case without its trailing dots, an internationalized one in its ASCII (IDNA)
+    /// form; an address literal in its one text form (an IPv4-mapped IPv6 address as IPv4, a zone id
+    /// only on a link-local address, where it names the interface).
+    /// </summary>
+    public static string CanonicalHost(string host)
+    {
+        if (System.Net.IPAddress.TryParse(host.AsSpan().Trim("[]"), out var address)) return Policy.PrivateAddresses.Normal(address).ToString();
+        var name = host.TrimEnd('.').ToLowerInvariant();
+        try
+        {
+            return Idna.GetAscii(name);
+        }
+        catch (ArgumentException)
+        {
+            return name; // not a name DNS could resolve: refused when it is looked up
+        }
+    }
 
-    /// <summary>How audit lines and per-market counts name it: host:port, and the server name when it is another.</summary>
+    private static readonly System.Globalization.IdnMapping Idna = new();
+
+    /// <summary>How audit lines name it: host:port, and the server name when it is another.</summary>
     public string Where => ServerName is null ? $"{Host}:{Port}" : $"{Host}:{Port} as {ServerName}";
+
+    /// <summary>
+    /// What a device's ticket count (<c>max-tickets</c>) is kept under: the server name and port a ticket
+    /// is good for, whichever host or address was dialled to get it.
+    /// </summary>
+    public string Holding => $"{EffectiveServerName}:{Port}";
 
     /// <summary>Which addresses the home server may connect to for this request (the device's markets; public ones by default).</summary>
     public Policy.MarketReach Reach { get; init; } = Policy.MarketReach.AnyPublic;

@@ -10,7 +10,7 @@ namespace Daiko.Home.Devices;
 public sealed class StrangerRefusals(TimeProvider? time = null)
 {
     public static readonly TimeSpan Window = TimeSpan.FromMinutes(1);
-    public const int MaxLinesPerWindow = 60;
+    public const int MaxLinesPerWindow = 10;
     private const int MaxSources = 10_000;
 
     private readonly TimeProvider _time = time ?? TimeProvider.System;
@@ -31,15 +31,17 @@ public sealed class StrangerRefusals(TimeProvider? time = null)
         {
             if (now - _windowStart >= Window)
             {
+                // A new window: sources quiet since the last one are forgotten, their unwritten count going to the next line written.
                 _windowStart = now;
                 _linesInWindow = 0;
+                Forget(now);
             }
             if (_sources.TryGetValue(source, out var seen) && now - seen.WrittenAt < Window)
             {
                 _sources[source] = seen with { Unwritten = seen.Unwritten + 1 };
                 return (false, 0);
             }
-            if (_linesInWindow >= MaxLinesPerWindow || (!_sources.ContainsKey(source) && !RoomForOneMore(now)))
+            if (_linesInWindow >= MaxLinesPerWindow || (!_sources.ContainsKey(source) && _sources.Count >= MaxSources))
             {
                 _unwrittenElsewhere++;
                 return (false, 0);
@@ -52,15 +54,12 @@ public sealed class StrangerRefusals(TimeProvider? time = null)
         }
     }
 
-    /// <summary>Room for another source: those quiet for a window are forgotten (their unwritten count goes to the next line written).</summary>
-    private bool RoomForOneMore(DateTimeOffset now)
+    private void Forget(DateTimeOffset now)
     {
-        if (_sources.Count < MaxSources) return true;
         foreach (var (key, seen) in _sources.Where(p => now - p.Value.WrittenAt >= Window).ToList())
         {
             _unwrittenElsewhere += seen.Unwritten;
             _sources.Remove(key);
         }
-        return _sources.Count < MaxSources;
     }
 }

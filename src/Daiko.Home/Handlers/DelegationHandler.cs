@@ -35,14 +35,14 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
     public Task<HandlerResult> StockAsync(StockRequest request, RequestContext context) =>
         ForResumeAsync("stock", request.Market, context, async (policy, market) =>
         {
-            var wanted = Math.Min(request.Count, policies.Tickets.RoomFor(context.DeviceId, Where(market), policy.MaxTickets));
+            var wanted = Math.Min(request.Count, policies.Tickets.RoomFor(context.DeviceId, market.Holding, policy.MaxTickets));
             var (_, handshakes) = await delegation.PrefetchAsync(context.DeviceId, market, wanted, context.Closed);
             var tickets = new List<Daiko.Tls.SessionTicket>();
             await policies.StockedAsync(context.DeviceId, policy.TicketTerms, context.Closed);
             var pskKe = await delegation.PskKeHintAsync(market, context.Closed);
             while (tickets.Count < wanted && delegation.TryTakeCached(context.DeviceId, market, policy.TicketLifetimeOrLongest) is { } ticket)
             {
-                using (var held = policies.Tickets.Reserve(context.DeviceId, Where(market), policy.MaxTickets)) held.Handed(ticket.ExpiresAt);
+                using (var held = policies.Tickets.Reserve(context.DeviceId, market.Holding, policy.MaxTickets)) held.Handed(ticket.ExpiresAt);
                 tickets.Add(DelegationService.Hinted(ticket, pskKe));
             }
             await AuditOrWipeAsync(tickets, context.DeviceId, "stock", Where(market), "resume", $"{tickets.Count} ticket(s) handed over");
@@ -155,7 +155,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         {
             case DelegationMode.Resume:
             {
-                using var held = policies.Tickets.Reserve(context.DeviceId, Where(market), policy.MaxTickets);
+                using var held = policies.Tickets.Reserve(context.DeviceId, market.Holding, policy.MaxTickets);
                 var ticket = await delegation.ObtainTicketAsync(context.DeviceId, market, context.Closed, policy.TicketLifetimeOrLongest);
                 held.Handed(ticket.ExpiresAt);
                 await AuditOrWipeAsync([ticket], context.DeviceId, "delegate", where, audit, "ticket handed over");
@@ -170,39 +170,35 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             {
                 // A handed-over or relayed session holds a market connection for as long as it runs: the device's place is taken first.
                 var place = splicer.Reserve(context.DeviceId);
+                Daiko.Tls.TlsConnection? connection = null;
+                RelayStream? relay = null;
                 try
                 {
-                    var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
-                    try
-                    {
-                        await delegation.AbsorbTicketsAsync(context.DeviceId, market, connection, context.Closed);
-                    }
-                    catch
-                    {
-                        // The device went away during the wait, or the store failed: the market's connection goes too.
-                        await connection.DisposeAsync();
-                        throw;
-                    }
+                    connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
+                    // The device may go away during the wait, or the store fail: then the market's connection goes too (below).
+                    await delegation.AbsorbTicketsAsync(context.DeviceId, market, connection, context.Closed);
                     if (connection.Version != Daiko.Tls.TlsVersions.Tls13 && auto && policy.Modes.Contains(DelegationMode.Relay))
                     {
                         // Auto met a TLS 1.2 market it did not know: the session it has is relayed, not tried again.
-                        var relayed = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
+                        relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
                         await devices.AuditAsync(context.DeviceId, "delegate", where, "relay", "relay opened (TLS 1.2 market)");
-                        return new HandlerResult(new RelayReply(relayed.Id), () => splicer.Start(relayed, connection, authority.Work(context.DeviceId), place),
-                            Abandon(place, relayed, connection));
+                        var (relayed, session) = (relay, connection);
+                        return new HandlerResult(new RelayReply(relayed.Id), () => splicer.Start(relayed, session, authority.Work(context.DeviceId), place),
+                            Abandon(place, relayed, session));
                     }
                     var transport = connection.Transport;
                     // No resumption secret goes with the session: tickets the market sends on the handed-over
                     // connection yield the device nothing, so a handoff adds no ticket to those the home server
                     // handed it (each counted against its policy: max-tickets, ticket-lifetime).
                     var exported = connection.Export().WithoutResumption();
-                    var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
+                    relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
                     await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "secrets handed over");
-                    var abandon = Abandon(place, relay, transport);
-                    return new HandlerResult(new SecretsReply(exported, relay.Id), () =>
+                    var handed = relay;
+                    var abandon = Abandon(place, handed, transport);
+                    return new HandlerResult(new SecretsReply(exported, handed.Id), () =>
                     {
                         exported.Wipe();
-                        splicer.Start(relay, transport, authority.Work(context.DeviceId), place);
+                        splicer.Start(handed, transport, authority.Work(context.DeviceId), place);
                     }, () =>
                     {
                         exported.Wipe();
@@ -211,24 +207,27 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 }
                 catch
                 {
-                    place.Dispose();
+                    await LetGoAsync(place, relay, connection);
                     throw;
                 }
             }
             case DelegationMode.Relay:
             {
                 var place = splicer.Reserve(context.DeviceId);
+                Daiko.Tls.TlsConnection? connection = null;
+                RelayStream? relay = null;
                 try
                 {
-                    var connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
-                    var relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
+                    connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
+                    relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
                     await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "relay opened");
-                    return new HandlerResult(new RelayReply(relay.Id), () => splicer.Start(relay, connection, authority.Work(context.DeviceId), place),
-                        Abandon(place, relay, connection));
+                    var (opened, session) = (relay, connection);
+                    return new HandlerResult(new RelayReply(opened.Id), () => splicer.Start(opened, session, authority.Work(context.DeviceId), place),
+                        Abandon(place, opened, session));
                 }
                 catch
                 {
-                    place.Dispose();
+                    await LetGoAsync(place, relay, connection);
                     throw;
                 }
             }
@@ -263,6 +262,14 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             foreach (var t in tickets) t.Wipe();
             throw;
         }
+    }
+
+    /// <summary>A relay or handoff that failed before its reply: the device's place, the relay and the market's connection, all let go.</summary>
+    private static async Task LetGoAsync(Splicer.Place place, RelayStream? relay, Daiko.Tls.TlsConnection? connection)
+    {
+        place.Dispose();
+        if (relay is not null) await relay.DisposeAsync();
+        if (connection is not null) await connection.DisposeAsync();
     }
 
     /// <summary>What a relay's reply that could not be sent leaves: the device's place, the relay and the market's connection, all let go.</summary>

@@ -59,8 +59,15 @@ public static class PrivateAddresses
         return null;
     }
 
-    /// <summary>An IPv4-mapped address as plain IPv4 (so that ::ffff:127.0.0.1 and 127.0.0.1 compare equal).</summary>
-    public static IPAddress Normal(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+    /// <summary>
+    /// An IPv4-mapped address as plain IPv4 (so that ::ffff:127.0.0.1 and 127.0.0.1 compare equal), and
+    /// without a zone id unless it is link-local (a zone id changes nothing in dialling another address,
+    /// but IPAddress.Equals compares it: the home server's own addresses must match with or without one).
+    /// </summary>
+    public static IPAddress Normal(IPAddress address) =>
+        address.IsIPv4MappedToIPv6 ? address.MapToIPv4()
+        : address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && address.ScopeId != 0 && !address.IsIPv6LinkLocal ? new IPAddress(address.GetAddressBytes())
+        : address;
 
     private static HashSet<IPAddress> ReadOwnAddresses()
     {

@@ -19,12 +19,25 @@ public sealed class TicketHoldings(TimeProvider time)
         var now = time.GetUtcNow();
         lock (_gate)
         {
+            if (_held.Count >= SweepAbove) Sweep(now);
             if (!_held.TryGetValue(key, out var expiries)) _held[key] = expiries = new List<DateTimeOffset>();
             expiries.RemoveAll(e => e <= now);
             if (expiries.Count >= max) throw Full(expiries.Count, market);
             var placeholder = now + DevicePolicy.LongestTicketLifetime;
             expiries.Add(placeholder);
             return new Reservation(this, key, placeholder);
+        }
+    }
+
+    /// <summary>Beyond this many (device, market) pairs, those holding no unexpired ticket are forgotten.</summary>
+    private const int SweepAbove = 4096;
+
+    private void Sweep(DateTimeOffset now)
+    {
+        foreach (var (key, expiries) in _held.ToList())
+        {
+            expiries.RemoveAll(e => e <= now);
+            if (expiries.Count == 0) _held.Remove(key);
         }
     }
 
@@ -55,6 +68,7 @@ public sealed class TicketHoldings(TimeProvider time)
             if (!_held.TryGetValue(key, out var expiries)) return;
             expiries.Remove(placeholder);
             if (expiresAt is { } e) expiries.Add(e);
+            else if (expiries.Count == 0) _held.Remove(key);
         }
     }
 

@@ -48,6 +48,14 @@ public sealed class MarketReachTests
     [InlineData("::ffff:8.8.8.8")]
     public void PublicAddresses_ArePublic(string address) => Assert.False(PrivateAddresses.IsPrivate(IPAddress.Parse(address)), address);
 
+    [Fact]
+    public void AZoneId_IsDroppedExceptOnALinkLocalAddress_SoTheHomesOwnAddressesMatchWithOrWithoutOne()
+    {
+        Assert.Equal(IPAddress.Parse("2001:db8::1"), PrivateAddresses.Normal(IPAddress.Parse("2001:db8::1%3")));
+        Assert.Equal(3, PrivateAddresses.Normal(IPAddress.Parse("fe80::1%3")).ScopeId);
+        Assert.Equal(IPAddress.Parse("127.0.0.1"), PrivateAddresses.Normal(IPAddress.Parse("::ffff:127.0.0.1")));
+    }
+
     [Theory]
     [InlineData("*", "shop.example", 443, true)]
     [InlineData("*.example.com", "a.example.com", 443, true)]
@@ -179,6 +187,8 @@ public sealed class MarketReachTests
     [InlineData("::ffff:127.0.0.1", null, "127.0.0.1", null)]
     [InlineData("[::1]", null, "::1", null)]
     [InlineData("127.1", null, "127.0.0.1", null)]
+    [InlineData("[2001:db8::1%3]", null, "2001:db8::1", null)]
+    [InlineData("Bücher.Example", "BÜCHER.example.", "xn--bcher-kva.example", null)]
     public void AMarketHasOneSpelling_HowEverTheDeviceWroteIt(string host, string? serverName, string canonicalHost, string? canonicalServerName)
     {
         var market = Daiko.Home.Delegation.MarketRequest.Canonical(host, 443, serverName, null);
