@@ -50,6 +50,9 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             {
                 foreach (var t in tickets) t.Wipe();
                 delegation.RefillAhead(context.DeviceId, market);
+            }, () =>
+            {
+                foreach (var t in tickets) t.Wipe();
             });
         });
 
@@ -164,7 +167,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 {
                     ticket.Wipe();
                     delegation.RefillAhead(context.DeviceId, market);
-                });
+                }, ticket.Wipe);
             }
             case DelegationMode.Handoff:
             {
