@@ -5,13 +5,14 @@ namespace Daiko.Home.Devices;
 /// are written to the audit log. Each is a durable write, and a stranger must not make the home server
 /// write at will: a source (an address, an IPv6 /64) gets at most one audit line per
 /// <see cref="Window"/>, and all sources together at most <see cref="MaxLinesPerWindow"/>. A line that
-/// is written says how many refusals were not written before it, so the count is never lost.
+/// is written says how many refusals were not written before it (the count lives in memory: a restart
+/// loses what was not yet written). Only sources written to in the last two windows are remembered, so memory
+/// stays within twice <see cref="MaxLinesPerWindow"/> entries however many sources a flood uses.
 /// </summary>
 public sealed class StrangerRefusals(TimeProvider? time = null)
 {
     public static readonly TimeSpan Window = TimeSpan.FromMinutes(1);
     public const int MaxLinesPerWindow = 10;
-    private const int MaxSources = 10_000;
 
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly Lock _gate = new();
@@ -41,7 +42,7 @@ public sealed class StrangerRefusals(TimeProvider? time = null)
                 _sources[source] = seen with { Unwritten = seen.Unwritten + 1 };
                 return (false, 0);
             }
-            if (_linesInWindow >= MaxLinesPerWindow || (!_sources.ContainsKey(source) && _sources.Count >= MaxSources))
+            if (_linesInWindow >= MaxLinesPerWindow)
             {
                 _unwrittenElsewhere++;
                 return (false, 0);

@@ -1,4 +1,3 @@
-using System.Text;
 using Daiko.Cards;
 using Daiko.Home.Authority;
 using Daiko.Home.Devices;
@@ -19,18 +18,10 @@ namespace Daiko.Home.Handlers;
 /// </summary>
 public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServerCertificateValidator marketValidator, AssistGrants grants, Policy.DevicePolicies policies)
 {
-    private static readonly byte[] ClientVerifyPrefix = [.. Enumerable.Repeat((byte)0x20, 64), .. Encoding.ASCII.GetBytes("TLS 1.3, client CertificateVerify"), 0];
-
     public async Task<HandlerResult> SignAsync(SignRequest request, RequestContext context)
     {
         if (gate.RefusalUnlessReady() is { } refusal) return refusal;
-        var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
-        if (!policy.Modes.Contains(DelegationMode.Assist))
-        {
-            var e = Policy.ModeChoice.Forbidden(DelegationMode.Assist, policy.Modes);
-            await devices.AuditAsync(context.DeviceId, "sign", null, "assist", e.AuditOutcome);
-            return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
-        }
+        if (await RefusalUnlessAssistAllowedAsync("sign", context) is { } forbidden) return forbidden;
         var (market, serverName, outside) = grants.Consume(context.DeviceId);
         if (outside is not null)
         {
@@ -44,7 +35,7 @@ public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServer
         var validator = new GrantedMarketOnly(serverName!, marketValidator);
         byte[] content;
         string? problem;
-        if (request.Content.AsSpan().StartsWith(ClientVerifyPrefix))
+        if (AssistTranscript13.IsClientVerifyContent(request.Content))
         {
             if (request.Transcript is null)
             {
@@ -80,11 +71,26 @@ public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServer
         }
     }
 
+    /// <summary>
+    /// The home server's verdict on a market's chain: part of assist, so a device whose policy does not
+    /// allow assist is refused (the verdict costs a chain validation, and may fetch a missing intermediate).
+    /// </summary>
     public async Task<HandlerResult> VerifyChainAsync(VerifyChainRequest request, RequestContext context)
     {
+        if (await RefusalUnlessAssistAllowedAsync("verify-chain", context) is { } forbidden) return forbidden;
         var verdict = await marketValidator.ValidateAsync(request.Host, request.Chain, context.Closed);
         grants.ChainVerdict(context.DeviceId, request.Host, verdict.Trusted);
         return new VerdictReply(verdict.Trusted, verdict.Problem, verdict.Reason);
+    }
+
+    /// <summary>A refusal, audited under <paramref name="action"/>, when the device's policy does not allow assist; null when it does.</summary>
+    private async Task<HandlerResult?> RefusalUnlessAssistAllowedAsync(string action, RequestContext context)
+    {
+        var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
+        if (policy.Modes.Contains(DelegationMode.Assist)) return null;
+        var e = Policy.ModeChoice.Forbidden(DelegationMode.Assist, policy.Modes);
+        await devices.AuditAsync(context.DeviceId, action, null, "assist", e.AuditOutcome);
+        return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
     }
 
     /// <summary>A handshake (TLS 1.3 or 1.2) is signed for only when it names the granted market.</summary>

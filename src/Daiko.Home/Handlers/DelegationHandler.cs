@@ -267,21 +267,16 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         }
     }
 
-    /// <summary>A relay or handoff that failed before its reply: the device's place, the relay and the market's connection, all let go.</summary>
-    private static async Task LetGoAsync(Splicer.Place place, RelayStream? relay, Daiko.Tls.TlsConnection? connection)
+    /// <summary>A relay or handoff that failed before its reply, or whose reply could not be sent: the device's place, the relay and the market's connection, all let go.</summary>
+    private static async Task LetGoAsync(Splicer.Place place, RelayStream? relay, IAsyncDisposable? market)
     {
         place.Dispose();
         if (relay is not null) await relay.DisposeAsync();
-        if (connection is not null) await connection.DisposeAsync();
+        if (market is not null) await market.DisposeAsync();
     }
 
-    /// <summary>What a relay's reply that could not be sent leaves: the device's place, the relay and the market's connection, all let go.</summary>
-    private static Action Abandon(Splicer.Place place, RelayStream relay, IAsyncDisposable market) => () =>
-    {
-        place.Dispose();
-        _ = relay.DisposeAsync().AsTask();
-        _ = market.DisposeAsync().AsTask();
-    };
+    /// <summary>What a reply that could not be sent leaves (<see cref="LetGoAsync"/>, not awaited: the dispatcher is failing already).</summary>
+    private static Action Abandon(Splicer.Place place, RelayStream relay, IAsyncDisposable market) => () => _ = LetGoAsync(place, relay, market);
 
     private static MarketRequest ToMarket(MarketAddress address) => MarketRequest.Canonical(address.Host, address.Port, address.Sni, address.Alpn);
 

@@ -91,9 +91,7 @@ public static class AssistTranscript13
 
             var clientCertificate = CertificateMessage.Parse(Body(first + 7).Span);
             if (!clientCertificate.Context.AsSpan().SequenceEqual(request.Context)) return Refused("the client Certificate does not answer the market's request");
-            var clientChain = clientCertificate.Chain;
-            if (clientChain.Count != ownerChain.Count || !clientChain.Zip(ownerChain).All(p => p.First.AsSpan().SequenceEqual(p.Second)))
-                return Refused("the client Certificate is not the owner's chain");
+            if (!HandshakeMessages.SameChain(clientCertificate.Chain, ownerChain)) return Refused("the client Certificate is not the owner's chain");
 
             return (SignatureVerifier.Content(server: false, suite.HashData(transcript.Span)), null);
         }
@@ -104,4 +102,9 @@ public static class AssistTranscript13
     }
 
     private static (byte[]? Content, string? Refusal) Refused(string why) => (null, why);
+
+    private static readonly byte[] ClientContentPrefix = SignatureVerifier.Content(server: false, []);
+
+    /// <summary>Whether <paramref name="content"/> has the shape of TLS 1.3 client CertificateVerify content (its context string), as opposed to a TLS 1.2 transcript.</summary>
+    public static bool IsClientVerifyContent(ReadOnlySpan<byte> content) => content.StartsWith(ClientContentPrefix);
 }

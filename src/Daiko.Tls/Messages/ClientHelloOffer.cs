@@ -79,6 +79,10 @@ internal sealed record ClientHelloOffer(
 /// <summary>A run of handshake messages (each with its 4-byte header), as a transcript holds them.</summary>
 internal static class HandshakeMessages
 {
+    /// <summary>Whether two certificate chains are the same certificates, byte for byte, in the same order.</summary>
+    public static bool SameChain(IReadOnlyList<byte[]> a, IReadOnlyList<byte[]> b) =>
+        a.Count == b.Count && a.Zip(b).All(p => p.First.AsSpan().SequenceEqual(p.Second));
+
     /// <summary>
     /// The messages of <paramref name="transcript"/>: type, and where each (header included) starts and
     /// ends. Stops after <paramref name="max"/> + 1 messages (more than expected is refused by the caller);

@@ -57,7 +57,7 @@ public static class AssistTranscript12
                 return "the market did not ask for this signature scheme, or it is outside the profile";
             SimpleMessages12.EnsureEmpty(messages[5].Body, "ServerHelloDone");
             var clientChain = Certificate12.Parse(messages[6].Body).Chain;
-            if (clientChain.Count != ownerChain.Count || !clientChain.Zip(ownerChain).All(p => p.First.AsSpan().SequenceEqual(p.Second)))
+            if (!HandshakeMessages.SameChain(clientChain, ownerChain))
                 return "the client Certificate is not the owner's chain";
             var r = new TlsReader(messages[7].Body, "ClientKeyExchange");
             var point = r.ReadVector8(1);

@@ -208,9 +208,18 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
 
         var delegated = await Assert.ThrowsAsync<ControlErrorException>(() => DelegateAsync(DelegationMode.Assist));
         var sign = await Assert.ThrowsAsync<ControlErrorException>(() => _control.RequestAsync(new SignRequest(Daiko.Tls.SignatureScheme.EcdsaSecp256r1Sha256, new byte[130]), CancellationToken.None));
+        // The chain verdict is part of assist: no validation (nor intermediate fetch) for a device without it.
+        var verdict = await Assert.ThrowsAsync<ControlErrorException>(() => _control.RequestAsync(
+            new VerifyChainRequest("localhost", [_home.Pki.Server.Certificate.RawData, _home.Pki.Root.RawData]), CancellationToken.None));
 
         Assert.Equal(ErrorCode.PolicyRefused, delegated.Code);
         Assert.Equal(ErrorCode.PolicyRefused, sign.Code);
+        Assert.Equal(ErrorCode.PolicyRefused, verdict.Code);
         await AssertAuditedAsync("refused by policy (modes)");
+        Assert.Contains(await _home.Server.Devices.AuditLogAsync(), e => e.Action == "verify-chain" && e.Outcome == "refused by policy (modes)");
+
+        await PolicyAsync(p => p with { Modes = DevicePolicy.ParseModes("assist") });
+        Assert.True(Assert.IsType<VerdictReply>(await _control.RequestAsync(
+            new VerifyChainRequest("localhost", [_home.Pki.Server.Certificate.RawData, _home.Pki.Root.RawData]), CancellationToken.None)).Trusted);
     }
 }
