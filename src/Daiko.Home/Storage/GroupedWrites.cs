@@ -3,14 +3,37 @@ using System.Data.Common;
 namespace Daiko.Home.Storage;
 
 /// <summary>
-/// Group commit for the store's small writes (audit lines, the devices' last use): writes queued while
-/// one transaction commits share the next one, so a hundred requests at once cost a few durable
-/// commits (fsyncs) instead of a hundred. Each caller's task completes only once the transaction that
-/// carried its write has committed: nothing is reported written before it is durable. No thread of its
-/// own: a task writes batches while writes are queued, and ends when the queue is empty.
+/// Group commit for the store's bookkeeping (audit lines, the devices' last use, unlock sessions'
+/// last touch): writes queued while one transaction commits share the next one, so a hundred requests
+/// at once cost a few commits instead of a hundred. Each caller's task completes only once the
+/// transaction that carried its write has committed, so a crash of the process loses none of it.
+/// <para>
+/// Bookkeeping does not wait for the disk at each commit: the store commits it without a flush
+/// (SQLite: a handle with <c>synchronous = NORMAL</c> in WAL mode; PostgreSQL:
+/// <c>synchronous_commit = off</c>) and flushes it within <see cref="FlushWithin"/> of the commit
+/// (<paramref name="flush"/>, a fully synced commit; PostgreSQL's WAL writer does it by itself). A
+/// power cut can lose the last second of bookkeeping; never money, PIN counters, enrollments,
+/// revocations or policies, which commit with a full flush before they are acknowledged.
+/// </para>
+/// No thread of its own: a task writes batches while writes are queued, and ends when the queue is empty.
 /// </summary>
-public sealed class GroupedWrites(Func<CancellationToken, Task<DbConnection>> open)
+public sealed class GroupedWrites(
+    Func<CancellationToken, Task<DbConnection>> open,
+    Func<DbConnection, CancellationToken, Task<DbTransaction>>? begin = null,
+    Func<CancellationToken, Task>? flush = null,
+    TimeProvider? time = null)
 {
+    /// <summary>How long a committed write may wait for the disk (a power cut loses at most this much bookkeeping).</summary>
+    public static readonly TimeSpan FlushWithin = TimeSpan.FromSeconds(1);
+
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private int _flushScheduled;
+    private long _flushes;
+    private long _flushFailures;
+
+    /// <summary>Flushes made after commits that did not wait for the disk, and flushes that failed (each retried by the next commit).</summary>
+    public (long Flushes, long Failures) FlushStatistics => (Interlocked.Read(ref _flushes), Interlocked.Read(ref _flushFailures));
+
     /// <summary>The most writes one transaction carries.</summary>
     public const int MaxBatch = 256;
 
@@ -80,11 +103,14 @@ public sealed class GroupedWrites(Func<CancellationToken, Task<DbConnection>> op
             {
                 Writing?.Invoke(batch.Count);
                 await using var connection = await open(CancellationToken.None);
-                await using var transaction = await connection.BeginTransactionAsync(CancellationToken.None);
+                await using var transaction = begin is null
+                    ? await connection.BeginTransactionAsync(CancellationToken.None)
+                    : await begin(connection, CancellationToken.None);
                 foreach (var pending in batch) await pending.RunAsync(connection, transaction);
                 await transaction.CommitAsync(CancellationToken.None);
                 Interlocked.Increment(ref _commits);
                 Interlocked.Add(ref _writes, batch.Count);
+                ScheduleFlush();
                 foreach (var pending in batch) pending.Commit();
             }
             catch (Exception e)
@@ -92,6 +118,51 @@ public sealed class GroupedWrites(Func<CancellationToken, Task<DbConnection>> op
                 // Nothing of this batch committed: each of its callers sees why.
                 foreach (var pending in batch) pending.Fail(e);
             }
+        }
+    }
+
+    /// <summary>
+    /// Flushes what was committed so far to the disk now (a home server stopping calls it); nothing to
+    /// do for a store whose database server flushes by itself.
+    /// </summary>
+    public async Task FlushAsync(CancellationToken cancellationToken = default)
+    {
+        if (flush is null) return;
+        try
+        {
+            await flush(cancellationToken);
+            Interlocked.Increment(ref _flushes);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Interlocked.Increment(ref _flushFailures);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// After a commit: one flush within <see cref="FlushWithin"/> covers it and every commit until the
+    /// flush starts (a commit after that schedules the next one). A failed flush is counted and left to
+    /// the next commit to schedule again: nothing runs for a store no one writes to.
+    /// </summary>
+    private void ScheduleFlush()
+    {
+        if (flush is null || Interlocked.Exchange(ref _flushScheduled, 1) == 1) return;
+        _ = FlushLaterAsync();
+    }
+
+    private async Task FlushLaterAsync()
+    {
+        await Task.Delay(FlushWithin, _time).ConfigureAwait(false);
+        Volatile.Write(ref _flushScheduled, 0);
+        try
+        {
+            await FlushAsync(CancellationToken.None);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Counted in FlushStatistics; the commits it was to cover stay committed (a crash of the
+            // process loses none of them) and the next commit schedules another flush.
         }
     }
 

@@ -14,8 +14,23 @@ public static class HomeDatabase
 {
     private const string Pragmas = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL; PRAGMA journal_mode = WAL;";
 
+    /// <summary>
+    /// The handles of the grouped bookkeeping writes (<see cref="GroupedWrites"/>): in WAL mode a commit
+    /// with <c>synchronous = NORMAL</c> is in the WAL file before it returns (a crash of the process loses
+    /// none of it) and reaches the disk at the next fully synced commit or checkpoint.
+    /// </summary>
+    private const string BookkeepingPragmas = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA journal_mode = WAL;";
+
     public static string ConnectionString(string databasePath) =>
         new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = true }.ToString();
+
+    /// <summary>
+    /// The bookkeeping handles' pool: a connection string of its own (the pool is keyed by it, and
+    /// "Cache=Default" is what SQLite does anyway), so that no handle set up for bookkeeping is ever
+    /// handed to the purse or any other writer that must wait for the disk.
+    /// </summary>
+    private static string BookkeepingConnectionString(string databasePath) =>
+        new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = true, Cache = SqliteCacheMode.Default }.ToString();
 
     /// <summary>
     /// SQLite handles that have their settings. The settings belong to the handle, which the pool keeps
@@ -32,7 +47,7 @@ public static class HomeDatabase
         try
         {
             connection.Open();
-            SetUpOnce(connection);
+            SetUpOnce(connection, Pragmas);
             return connection;
         }
         catch
@@ -43,13 +58,20 @@ public static class HomeDatabase
     }
 
     /// <summary>Opens the file in WAL mode (a persistent setting of the file, asked for once a handle).</summary>
-    public static async Task<SqliteConnection> OpenAsync(string connectionString, CancellationToken cancellationToken)
+    public static Task<SqliteConnection> OpenAsync(string connectionString, CancellationToken cancellationToken) =>
+        OpenAsync(connectionString, Pragmas, cancellationToken);
+
+    /// <summary>A handle for the grouped bookkeeping writes of the file at <paramref name="databasePath"/> (<see cref="BookkeepingPragmas"/>).</summary>
+    public static Task<SqliteConnection> OpenBookkeepingAsync(string databasePath, CancellationToken cancellationToken) =>
+        OpenAsync(BookkeepingConnectionString(databasePath), BookkeepingPragmas, cancellationToken);
+
+    private static async Task<SqliteConnection> OpenAsync(string connectionString, string pragmas, CancellationToken cancellationToken)
     {
         var connection = new SqliteConnection(connectionString);
         try
         {
             await connection.OpenAsync(cancellationToken);
-            SetUpOnce(connection);
+            SetUpOnce(connection, pragmas);
             return connection;
         }
         catch
@@ -64,11 +86,11 @@ public static class HomeDatabase
     /// synchronously whichever method is called). A handle is marked only once they ran: one whose
     /// set-up failed is set up again at its next open.
     /// </summary>
-    private static void SetUpOnce(SqliteConnection connection)
+    private static void SetUpOnce(SqliteConnection connection, string pragmas)
     {
         if (connection.Handle is not { } handle || SetUp.TryGetValue(handle, out _)) return;
         using var pragma = connection.CreateCommand();
-        pragma.CommandText = Pragmas;
+        pragma.CommandText = pragmas;
         pragma.ExecuteNonQuery();
         SetUp.AddOrUpdate(handle, Done);
     }

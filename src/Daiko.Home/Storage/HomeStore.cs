@@ -51,7 +51,10 @@ public interface IHomeStore
     /// </summary>
     IDisposable LockPurse(DbConnection connection);
 
-    /// <summary>Small writes that share durable commits (audit lines, the devices' last use).</summary>
+    /// <summary>
+    /// The bookkeeping's small writes (audit lines, the devices' last use, sessions' last touch): they
+    /// share commits, and reach the disk within a second of theirs (<see cref="GroupedWrites"/>).
+    /// </summary>
     GroupedWrites Writes { get; }
 
     IDeviceStore Devices { get; }
@@ -80,7 +83,7 @@ public abstract class HomeStore : IHomeStore
 
     protected HomeStore()
     {
-        Writes = new GroupedWrites(cancellationToken => OpenAsync(null, cancellationToken));
+        Writes = new GroupedWrites(OpenBookkeepingAsync, BeginBookkeepingAsync, BookkeepingFlush);
         Devices = new SqlDeviceStore(this);
         EnrollmentCodes = new SqlEnrollmentCodeStore(this);
         Audit = new SqlAuditStore(this);
@@ -198,6 +201,19 @@ public abstract class HomeStore : IHomeStore
 
     protected abstract Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken);
 
+    /// <summary>A connection for the grouped bookkeeping writes (a handle that commits without waiting for the disk, on SQLite).</summary>
+    protected virtual Task<DbConnection> OpenBookkeepingAsync(CancellationToken cancellationToken) => OpenConnectionAsync(cancellationToken);
+
+    /// <summary>Begins a transaction of grouped bookkeeping writes (one whose commit does not wait for the disk, on PostgreSQL).</summary>
+    protected virtual async Task<DbTransaction> BeginBookkeepingAsync(DbConnection connection, CancellationToken cancellationToken) =>
+        await connection.BeginTransactionAsync(cancellationToken);
+
+    /// <summary>
+    /// Flushes the bookkeeping's commits to the disk, where this store does it itself (SQLite); null where
+    /// its database server does (PostgreSQL).
+    /// </summary>
+    protected abstract Func<CancellationToken, Task>? BookkeepingFlush { get; }
+
     /// <summary>
     /// A connection for the caller's SQL, once <paramref name="migration"/> is applied. The migration is
     /// applied first, on a connection of its own that is given back before this one is taken: a caller
@@ -249,10 +265,36 @@ public abstract class HomeStore : IHomeStore
     private sealed class SqliteHomeStore(string databasePath) : HomeStore
     {
         private readonly string _connectionString = HomeDatabase.ConnectionString(databasePath);
+        private readonly string _databasePath = databasePath;
 
         public override HomeDialect Dialect => HomeDialect.Sqlite;
 
         public override DbConnection Open() => HomeDatabase.Open(_connectionString);
+
+        protected override async Task<DbConnection> OpenBookkeepingAsync(CancellationToken cancellationToken) =>
+            await HomeDatabase.OpenBookkeepingAsync(_databasePath, cancellationToken);
+
+        protected override Func<CancellationToken, Task>? BookkeepingFlush => FlushAsync;
+
+        private int _flushTableReady;
+
+        /// <summary>
+        /// One commit on a fully synced handle, which in WAL mode syncs the WAL file and so every
+        /// bookkeeping commit before it. It writes a row: a commit that changes nothing writes, and
+        /// syncs, nothing. (The table is SQLite's alone, outside the migrations both stores share.)
+        /// </summary>
+        private async Task FlushAsync(CancellationToken cancellationToken)
+        {
+            await using var connection = await OpenConnectionAsync(cancellationToken);
+            if (Volatile.Read(ref _flushTableReady) == 0)
+            {
+                await StoreCommands.ExecuteAsync(connection, null, "CREATE TABLE IF NOT EXISTS store_flushes (id INTEGER PRIMARY KEY, flushed_at TEXT NOT NULL)", cancellationToken);
+                Volatile.Write(ref _flushTableReady, 1);
+            }
+            await StoreCommands.ExecuteAsync(connection, null,
+                "INSERT INTO store_flushes(id, flushed_at) VALUES (1, @at) ON CONFLICT(id) DO UPDATE SET flushed_at = @at", cancellationToken,
+                ("@at", DateTimeOffset.UtcNow.ToString("O")));
+        }
 
         protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken) =>
             await HomeDatabase.OpenAsync(_connectionString, cancellationToken);
@@ -278,6 +320,24 @@ public abstract class HomeStore : IHomeStore
         private readonly string? _searchPath = schema is null ? null : $"SET search_path TO \"{schema.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
 
         public override HomeDialect Dialect => HomeDialect.Postgres;
+
+        /// <summary>PostgreSQL's WAL writer flushes a commit made with synchronous_commit off within three wal_writer_delay (600 ms by default).</summary>
+        protected override Func<CancellationToken, Task>? BookkeepingFlush => null;
+
+        protected override async Task<DbTransaction> BeginBookkeepingAsync(DbConnection connection, CancellationToken cancellationToken)
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            try
+            {
+                await StoreCommands.ExecuteAsync(connection, transaction, "SET LOCAL synchronous_commit = off", cancellationToken);
+                return transaction;
+            }
+            catch
+            {
+                await transaction.DisposeAsync();
+                throw;
+            }
+        }
 
         public override DbConnection Open()
         {

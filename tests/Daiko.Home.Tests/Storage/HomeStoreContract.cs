@@ -270,6 +270,35 @@ public abstract class HomeStoreContract
         Assert.Equal(21, after.Writes - before.Writes);
     }
 
+    /// <summary>The setting that says whether a commit waits for the disk: SQLite's synchronous (1 NORMAL, 2 FULL), PostgreSQL's synchronous_commit.</summary>
+    private static async Task<string> CommitSettingAsync(IHomeStore store, DbConnection connection, DbTransaction? transaction)
+    {
+        await using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = store.Dialect == HomeDialect.Sqlite ? "PRAGMA synchronous" : "SHOW synchronous_commit";
+        return Convert.ToString(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture)!;
+    }
+
+    [Fact]
+    public async Task Bookkeeping_CommitsWithoutWaitingForTheDisk_WhileThePurseAndEveryOtherWriterWaitForIt()
+    {
+        var store = Store();
+        await store.Audit.AppendAsync(new AuditEntry(T0, null, "first", null, null, "x"));
+        var (relaxed, full) = store.Dialect == HomeDialect.Sqlite ? ("1", "2") : ("off", "on");
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(relaxed, await store.Writes.WriteAsync((c, tx) => CommitSettingAsync(store, c, tx)));
+            // The handle just given back is never handed to a writer that must wait for the disk.
+            await using (var other = await store.OpenAsync()) Assert.Equal(full, await CommitSettingAsync(store, other, null));
+            using (var purse = store.Open()) Assert.Equal(full, await CommitSettingAsync(store, purse, null));
+            await using (var other = await store.OpenAsync())
+            await using (var transaction = await other.BeginTransactionAsync())
+            {
+                Assert.Equal(full, await CommitSettingAsync(store, other, transaction));
+            }
+        }
+    }
+
     [Fact]
     public async Task AGroupedWriteThatFails_FailsItsWholeCommit_AndNothingOfItIsKept()
     {
@@ -318,6 +347,33 @@ public sealed class SqliteHomeStoreTests : HomeStoreContract, IDisposable
     protected override IHomeStore Store() => HomeStore.Sqlite(Path.Combine(_dir.Path, "home.db"));
 
     public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public async Task Bookkeeping_IsFlushedToTheDiskWithinASecondOfItsCommit_AndNothingIsFlushedWhenNothingIsWritten()
+    {
+        var store = Store();
+        await store.Audit.RecentAsync(1);
+        await Task.Delay(GroupedWrites.FlushWithin * 1.5);
+        Assert.Equal((0L, 0L), store.Writes.FlushStatistics);
+
+        var committed = DateTimeOffset.UtcNow;
+        await store.Audit.AppendAsync(new AuditEntry(committed, null, "x", null, null, "y"));
+        for (var i = 0; i < 500 && store.Writes.FlushStatistics.Flushes == 0; i++) await Task.Delay(20);
+        Assert.Equal((1L, 0L), store.Writes.FlushStatistics);
+        // The flush is a fully synced commit of a row of its own, after the bookkeeping's commit.
+        await using var connection = await Store().OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT flushed_at FROM store_flushes WHERE id = 1";
+        var flushedAt = DateTimeOffset.Parse((string)(await command.ExecuteScalarAsync())!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(flushedAt - committed, TimeSpan.Zero, GroupedWrites.FlushWithin * 10);
+
+        // Many commits within the second share one flush.
+        await Task.WhenAll(Enumerable.Range(0, 5).Select(i => store.Audit.AppendAsync(new AuditEntry(committed, null, $"x{i}", null, null, "y"))));
+        await store.Audit.AppendAsync(new AuditEntry(committed, null, "z", null, null, "y"));
+        for (var i = 0; i < 500 && store.Writes.FlushStatistics.Flushes < 2; i++) await Task.Delay(20);
+        await Task.Delay(GroupedWrites.FlushWithin * 1.5);
+        Assert.Equal((2L, 0L), store.Writes.FlushStatistics);
+    }
 }
 
 /// <summary>One PostgreSQL server for the class; each test gets a database of its own.</summary>
