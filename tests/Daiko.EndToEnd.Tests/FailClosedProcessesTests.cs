@@ -100,6 +100,24 @@ public sealed class FailClosedProcessesTests : HomeTerminalAndNginx
         Assert.Contains("\"pin2_tries_left\":2", status.StandardOutput, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A hand-out's audit line is committed before its answer leaves (the bookkeeping does not wait for
+    /// the disk, but it does for the commit): a SIGKILL the moment the terminal read the answer loses none.
+    /// </summary>
+    [Fact]
+    public async Task EveryHandOversAuditLine_SurvivesKill9TheMomentTheAnswerWasRead()
+    {
+        for (var i = 0; i < 3; i++)
+        {
+            var get = await DaikoCli.RunAsync(["terminal", "get", $"https://localhost:{Market.Port}/whoami", "--terminal", Parts.Terminal, "--mode", "handoff"], timeout: TimeSpan.FromSeconds(60));
+            Assert.True(get.ExitCode == 0, get.ToString());
+        }
+        Parts.Server.Kill(); // SIGKILL: no shutdown code runs, no flush
+
+        var audit = await Daiko.Home.Storage.HomeStore.ForHome(Parts.Home).Audit.RecentAsync(100);
+        Assert.Equal(3, audit.Count(e => e.Action == "delegate" && e.Mode == "handoff" && e.Outcome == "secrets handed over"));
+    }
+
     [Fact]
     public async Task WrongPins_AreCountedAndTheThirdDisablesTheCard()
     {
