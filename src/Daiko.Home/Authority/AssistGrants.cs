@@ -27,7 +27,7 @@ public sealed class AssistGrants(TimeProvider time)
     /// </summary>
     public void ChainVerdict(string deviceId, string? serverName, bool trusted)
     {
-        if (!_grants.TryGetValue(deviceId, out var grant) || !string.Equals(grant.ServerName, serverName, StringComparison.OrdinalIgnoreCase)) return;
+        if (!_grants.TryGetValue(deviceId, out var grant) || !Names(grant.ServerName, serverName)) return;
         if (trusted) _grants.TryUpdate(deviceId, grant with { ChainVerified = true }, grant);
         else _grants.TryRemove(new KeyValuePair<string, Grant>(deviceId, grant));
     }
@@ -46,6 +46,14 @@ public sealed class AssistGrants(TimeProvider time)
             return (null, null, $"the home server has not verified {grant.ServerName}'s certificate chain for this assist");
         return (grant.Market, grant.ServerName, null);
     }
+
+    /// <summary>
+    /// Whether <paramref name="name"/> (as a terminal wrote it: any case, a trailing dot, an IDN in
+    /// Unicode) is the market's <paramref name="serverName"/>, which is kept in its one spelling
+    /// (<see cref="Delegation.MarketRequest.CanonicalHost"/>).
+    /// </summary>
+    public static bool Names(string serverName, string? name) =>
+        name is not null && string.Equals(Delegation.MarketRequest.CanonicalHost(name), Delegation.MarketRequest.CanonicalHost(serverName), StringComparison.Ordinal);
 
     /// <summary>The device's session ended: its grant goes too.</summary>
     public void Revoke(string deviceId) => _grants.TryRemove(deviceId, out _);

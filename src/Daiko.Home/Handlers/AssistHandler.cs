@@ -97,8 +97,8 @@ public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServer
     private sealed class GrantedMarketOnly(string serverName, IServerCertificateValidator inner) : IServerCertificateValidator
     {
         public ValueTask<CertificateVerdict> ValidateAsync(string? name, IReadOnlyList<byte[]> chain, CancellationToken cancellationToken) =>
-            string.Equals(name, serverName, StringComparison.OrdinalIgnoreCase)
-                ? inner.ValidateAsync(name, chain, cancellationToken)
+            AssistGrants.Names(serverName, name)
+                ? inner.ValidateAsync(serverName, chain, cancellationToken)
                 : ValueTask.FromResult(CertificateVerdict.Fail(CertificateProblem.Other, $"the handshake names {name}, not the market of this assist ({serverName})"));
     }
 }

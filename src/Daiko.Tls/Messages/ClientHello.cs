@@ -75,7 +75,8 @@ internal sealed class ClientHello
             var ext = Begin(w, ExtensionType.ServerName);
             var list = w.BeginVector(2);
             w.WriteUInt8(0);
-            w.WriteVector16(Encoding.ASCII.GetBytes(ServerName));
+            // RFC 6066 §3: "The hostname is represented ... without a trailing dot."
+            w.WriteVector16(Encoding.ASCII.GetBytes(ServerName.TrimEnd('.')));
             w.EndVector(list);
             w.EndVector(ext);
         }

@@ -26,6 +26,22 @@ public sealed class AssistGrantsTests
         Assert.NotNull(grants.Consume("dev").Refusal);
     }
 
+    [Theory]
+    [InlineData("M.TEST")]
+    [InlineData("m.test.")]
+    public void AVerdictForTheGrantedName_HoweverTheTerminalSpelledIt_MakesTheGrantUsable(string spelled)
+    {
+        var grants = new AssistGrants(_clock);
+        grants.Approve("dev", "m.test:443", "m.test");
+        grants.ChainVerdict("dev", spelled, trusted: true);
+
+        Assert.Equal("m.test:443", grants.Consume("dev").Market);
+        Assert.True(AssistGrants.Names("m.test", spelled));
+        Assert.False(AssistGrants.Names("m.test", "m.test.evil"));
+        Assert.False(AssistGrants.Names("m.test", "xm.test"));
+        Assert.False(AssistGrants.Names("m.test", null));
+    }
+
     [Fact]
     public void AGrant_IsRefusedAfter30Seconds()
     {

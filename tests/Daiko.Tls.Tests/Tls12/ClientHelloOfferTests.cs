@@ -8,10 +8,10 @@ namespace Daiko.Tls.Tests.Tls12;
 public sealed class ClientHelloOfferTests
 {
     /// <summary>Runs a handshake against a transport that answers nothing and returns the ClientHello record's body.</summary>
-    private static async Task<byte[]> ClientHelloAsync(TlsVersions versions)
+    private static async Task<byte[]> ClientHelloAsync(TlsVersions versions, string serverName = "example.test")
     {
         var transport = new SilentTransport();
-        var options = new TlsClientOptions { ServerName = "example.test", Versions = versions, InsecureSkipValidation = true, HandshakeTimeout = TimeSpan.FromSeconds(5) };
+        var options = new TlsClientOptions { ServerName = serverName, Versions = versions, InsecureSkipValidation = true, HandshakeTimeout = TimeSpan.FromSeconds(5) };
         await Assert.ThrowsAsync<TlsException>(() => TlsClient.ConnectAsync(transport, options, CancellationToken.None));
         var written = transport.Written;
         var length = (written[3] << 8) | written[4];
@@ -40,6 +40,16 @@ public sealed class ClientHelloOfferTests
             p += 4 + length;
         }
         return (suites, extensions.ToArray(), sessionId, versions);
+    }
+
+    [Theory]
+    [InlineData(TlsVersions.Tls13)]
+    [InlineData(TlsVersions.Both)]
+    public async Task AServerNameWithATrailingDot_IsSentWithout(TlsVersions versions)
+    {
+        // RFC 6066 §3: the host name in server_name has no trailing dot (servers refuse or miss it).
+        Assert.Equal("Shop.Example.Test", Messages.ClientHelloOffer.Parse((await ClientHelloAsync(versions, "Shop.Example.Test."))[4..]).ServerName);
+        Assert.Equal("example.test", Messages.ClientHelloOffer.Parse((await ClientHelloAsync(versions))[4..]).ServerName);
     }
 
     [Fact]
