@@ -21,6 +21,9 @@ internal static class HomeServe
     {
         /// <summary>The balancers whose PROXY headers are believed (--proxy-from).</summary>
         public Daiko.Home.Control.ProxySources ProxyFrom { get; init; } = Daiko.Home.Control.ProxySources.Loopback;
+
+        /// <summary>How long the audit log keeps its lines (--audit-days, --audit-max-lines).</summary>
+        public Daiko.Home.Storage.AuditRetention AuditRetention { get; init; } = Daiko.Home.Storage.AuditRetention.Default;
     }
 
     public static async Task<int> RunAsync(Arguments a, CancellationToken ct)
@@ -56,6 +59,7 @@ internal static class HomeServe
                     ProxyProtocol = a.ProxyProtocol,
                     ProxyFrom = a.ProxyFrom,
                     FetchMissingIntermediates = a.FetchMissingIntermediates,
+                    AuditRetention = a.AuditRetention,
                 }, card);
             }
             catch (System.Net.Sockets.SocketException e)

@@ -100,10 +100,25 @@ internal static class HomeServerCommands
             Description = "keep all of this home's state (devices, sessions, policies, audit, purse, PIM, appliances) in PostgreSQL from now on: FILE holds the Npgsql connection string; it is copied to DIR/postgres (0600), which every home command then uses",
             HelpName = "FILE",
         };
+        var auditDays = new Option<int>("--audit-days")
+        {
+            Description = "how many days the audit log keeps a line (365 by default); older lines are removed hourly, and the removal is itself audited",
+            HelpName = "N",
+            DefaultValueFactory = _ => Daiko.Home.Storage.AuditRetention.Default.Days,
+        };
+        // (A value that is no number is System.CommandLine's own parse error; these see numbers only.)
+        auditDays.Validators.Add(r => { if (r.Tokens.Count > 0 && int.TryParse(r.Tokens[^1].Value, out var days) && days < 1) r.AddError("--audit-days must be at least 1"); });
+        var auditMaxLines = new Option<long>("--audit-max-lines")
+        {
+            Description = "the most lines the audit log keeps (1000000 by default, about 100 MB): the oldest go first",
+            HelpName = "N",
+            DefaultValueFactory = _ => Daiko.Home.Storage.AuditRetention.Default.MaxLines,
+        };
+        auditMaxLines.Validators.Add(r => { if (r.Tokens.Count > 0 && long.TryParse(r.Tokens[^1].Value, out var lines) && lines < 100) r.AddError("--audit-max-lines must be at least 100"); });
         var logFormat = new Option<string?>("--log-format") { Description = "how the log on stderr is written: plain (default) or json (one object a line; home.json \"log_format\")", HelpName = "FORMAT" };
         logFormat.AcceptOnlyFromAmong("plain", "json");
         var proxyFrom = CliChecks.ProxyFromOption(proxyProtocol);
-        Option[] options = [home, listen, .. console.All, postgres, postgresFile, allPostgresFile, allowPrivate, proxyProtocol, proxyFrom, fetchIntermediates, logFormat];
+        Option[] options = [home, listen, .. console.All, postgres, postgresFile, allPostgresFile, allowPrivate, proxyProtocol, proxyFrom, fetchIntermediates, auditDays, auditMaxLines, logFormat];
         foreach (var o in options) command.Options.Add(o);
         command.Validators.Add(result =>
         {
@@ -117,6 +132,7 @@ internal static class HomeServerCommands
                 parse.GetValue(console.Certificate), parse.GetValue(console.Key), PurseConnectionString(parse.GetValue(postgres), parse.GetValue(postgresFile)), parse.GetValue(allowPrivate), parse.GetValue(proxyProtocol), parse.GetValue(fetchIntermediates), parse.GetValue(logFormat))
             {
                 ProxyFrom = CliChecks.ProxySources(parse.GetValue(proxyFrom)),
+                AuditRetention = new Daiko.Home.Storage.AuditRetention(parse.GetValue(auditDays), parse.GetValue(auditMaxLines)),
             }, ct);
         });
         return command;

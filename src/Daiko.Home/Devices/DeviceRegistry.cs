@@ -130,6 +130,17 @@ public sealed class DeviceRegistry(IHomeStore store, TimeProvider? time = null)
         return AuditAsync(null, action, null, null, unwritten == 0 ? outcome : $"{outcome} (after {unwritten} refusal(s) of strangers not written)", cancellationToken);
     }
 
+    /// <summary>
+    /// Removes the audit lines past <paramref name="retention"/>, oldest first, and says so in a line of
+    /// its own when it removed any. Returns how many it removed.
+    /// </summary>
+    public async Task<long> PruneAuditAsync(AuditRetention retention, CancellationToken cancellationToken = default)
+    {
+        var removed = await store.Audit.PruneAsync(_time.GetUtcNow() - TimeSpan.FromDays(retention.Days), retention.MaxLines, cancellationToken);
+        if (removed > 0) await AuditAsync(null, "audit-pruned", null, null, retention.Outcome(removed), cancellationToken);
+        return removed;
+    }
+
     /// <summary>The newest <paramref name="limit"/> audit entries, newest first.</summary>
     public Task<IReadOnlyList<AuditEntry>> AuditLogAsync(int limit = 100, CancellationToken cancellationToken = default) => store.Audit.RecentAsync(limit, cancellationToken);
 }

@@ -65,6 +65,9 @@ internal static partial class HomeLog
     [LoggerMessage(19, LogLevel.Information, "{Market} {Verdict} a resumption with psk_ke alone: terminals are told so with each ticket")]
     public static partial void PskKeChecked(this ILogger logger, string market, string verdict);
 
+    [LoggerMessage(21, LogLevel.Warning, "pruning the audit log failed (tried again within the hour): {Reason}")]
+    public static partial void AuditPruneFailed(this ILogger logger, string reason);
+
     [LoggerMessage(20, LogLevel.Information, "checking whether {Market} resumes with psk_ke failed: {Reason}")]
     public static partial void PskKeCheckFailed(this ILogger logger, string market, string reason);
 }

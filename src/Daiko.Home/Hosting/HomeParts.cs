@@ -161,6 +161,32 @@ public sealed class HomeParts : IAsyncDisposable
         _background.Add(_reports.RunAsync(options.ReportInterval, options.Time, _stop.Token));
         _background.Add(Appliances.RunCollectorAsync(options.ApplianceCollectInterval, _stop.Token));
         _background.Add(_policyWatcher.RunAsync(PolicyWatcher.Poll, _stop.Token));
+        _background.Add(PruneAuditAsync(options.AuditRetention, options.Time, options.LoggerFactory.CreateLogger("Daiko.Home"), _stop.Token));
+    }
+
+    /// <summary>Keeps the audit log within its retention: a first prune soon after the start, then one every <see cref="Storage.AuditRetention.Every"/>.</summary>
+    private async Task PruneAuditAsync(Storage.AuditRetention retention, TimeProvider time, ILogger logger, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Task.Delay(retention.FirstAfter, time, cancellationToken);
+            using var timer = new PeriodicTimer(retention.Every, time);
+            do
+            {
+                try
+                {
+                    await Devices.PruneAuditAsync(retention, cancellationToken);
+                }
+                catch (Exception e) when (e is System.Data.Common.DbException or IOException)
+                {
+                    logger.AuditPruneFailed(e.Message);
+                }
+            }
+            while (await timer.WaitForNextTickAsync(cancellationToken));
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 
     /// <summary>Stops the background work (the listener, if any, is stopped first by its owner).</summary>

@@ -86,6 +86,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>Relayed or handed-over sessions one device may have open at once (each holds a market connection).</summary>
     public int MaxRelaysPerDevice { get; init; } = Delegation.Splicer.DefaultMaxPerDevice;
 
+    /// <summary>How long the audit log keeps its lines, and how often it is pruned.</summary>
+    public Storage.AuditRetention AuditRetention { get; init; } = Storage.AuditRetention.Default;
+
     /// <summary>How often appliance readings are collected (F16).</summary>
     public TimeSpan ApplianceCollectInterval { get; init; } = TimeSpan.FromMinutes(5);
 

@@ -300,6 +300,37 @@ public abstract class HomeStoreContract
     }
 
     [Fact]
+    public async Task AuditPrune_RemovesTheTooOld_AndBeyondTheNewestCount_OldestFirst_AcrossBatches()
+    {
+        var store = Store();
+        await store.Audit.AppendAsync(new AuditEntry(T0, null, "first", null, null, "x"));
+        // Lines appended in time order: one a minute from T0, more than a prune batch of them.
+        var count = SqlAuditStore.PruneBatch + 1200;
+        await store.Writes.WriteAsync(async (c, tx) =>
+        {
+            for (var i = 1; i < count; i++)
+                await StoreCommands.ExecuteAsync(c, tx, "INSERT INTO audit(at, device, action, market, mode, outcome) VALUES(@t, NULL, 'a', NULL, NULL, @o)", CancellationToken.None,
+                    ("@t", StoreCommands.Text(T0.AddMinutes(i))), ("@o", $"n{i}"));
+            return 0;
+        });
+
+        // Nothing is old enough and the count is within the bound: nothing goes.
+        Assert.Equal(0, await store.Audit.PruneAsync(T0, keepAtMost: count));
+        // Older than T0 + 5,100 minutes (lines 0..5099): across the first batch, and stopping at the first line to keep.
+        Assert.Equal(5100, await store.Audit.PruneAsync(T0.AddMinutes(5100), keepAtMost: count));
+        var oldest = (await Store().Audit.RecentAsync(count)).Last();
+        Assert.Equal("n5100", oldest.Outcome);
+        // Beyond the newest 40, whatever their age.
+        Assert.Equal(count - 5100 - 40, await store.Audit.PruneAsync(T0, keepAtMost: 40));
+        var kept = await Store().Audit.RecentAsync(count);
+        Assert.Equal(Enumerable.Range(count - 40, 40).Select(i => $"n{i}").Reverse(), kept.Select(e => e.Outcome));
+        Assert.Equal(0, await store.Audit.PruneAsync(T0, keepAtMost: 40));
+        // And the log goes on from there.
+        await store.Audit.AppendAsync(new AuditEntry(T0.AddDays(30), null, "after", null, null, "x"));
+        Assert.Equal("after", (await Store().Audit.RecentAsync(1)).Single().Action);
+    }
+
+    [Fact]
     public async Task AGroupedWriteThatFails_FailsItsWholeCommit_AndNothingOfItIsKept()
     {
         var store = Store();
