@@ -224,6 +224,9 @@ public sealed class NginxServer : ITlsPeer
     /// <summary>The plain-HTTP <c>stub_status</c> listener's port (<see cref="TlsPeerOptions.Status"/>), or null.</summary>
     public int? StatusPort { get; }
 
+    /// <summary>nginx's one process (no master, one worker): where all of its CPU time is counted.</summary>
+    public int ProcessId => _process.Id;
+
     /// <summary>Connections nginx accepted so far, its own included (<c>stub_status</c>'s "accepts").</summary>
     public async Task<long> AcceptedAsync(CancellationToken cancellationToken = default)
     {

@@ -42,7 +42,7 @@ public static class LoadBenchmark
         // A closed-loop row with what the home server allocated per session (left out when the counters cannot be read).
         Task<LoadRun> Measured(Func<Task<LoadRun>> row) => runtime is null ? row() : runtime.MeasuredAsync(row);
         void Print(LoadRun r) => Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  K={r.Terminals,-4} {r.Mode,-22} {r.SessionsPerSecond,8:0.0}/s  p50 {r.P50Ms,7:0.0} ms  p99 {r.P99Ms,7:0.0} ms  errors {r.Errors}  home RSS {r.HomeRssMb:0} MB  home CPU {r.HomeCpuMsPerSession:0.00} ms/session  generator CPU {r.GeneratorCpuMsPerSession:0.00} ms/session{Garbage(r)}{(r.FirstError is null ? "" : "  first error: " + r.FirstError)}"));
+            $"  K={r.Terminals,-4} {r.Mode,-22} {r.SessionsPerSecond,8:0.0}/s  p50 {r.P50Ms,7:0.0} ms  p99 {r.P99Ms,7:0.0} ms  errors {r.Errors}  home RSS {r.HomeRssMb:0} MB  home CPU {r.HomeCpuMsPerSession:0.00} ms/session  generator CPU {r.GeneratorCpuMsPerSession:0.00} ms/session  nginx CPU {r.MarketCpuMsPerSession:0.00} ms/session{Garbage(r)}{(r.FirstError is null ? "" : "  first error: " + r.FirstError)}"));
         // Warm-up, not measured: every terminal runs each mode once (JIT and caches on both sides), and
         // SslStream proves it makes full handshakes (nginx reports reused=.) and loads its TLS library.
         // Sixteen terminals at a time; a failure here is counted and reported, the measured rows count their own.
@@ -214,7 +214,7 @@ public static class LoadBenchmark
         var inv = CultureInfo.InvariantCulture;
         var sslStreamRate = sslStream is null ? "" : string.Create(inv, $"; SslStream {sslStream.SessionsPerSecond:0.0}/s");
         Console.WriteLine(string.Create(inv,
-            $"  K={k,-4} openssl s_time -new {openssl.PerSecond:0.0}/s over {openssl.WindowSeconds:0.0} s with all {k} running (its own counts summed: {openssl.SummedPerSecond:0.0}/s; {openssl.CpuMsPerHandshake:0.00} ms user CPU a handshake, {openssl.Failed} failed){sslStreamRate}"));
+            $"  K={k,-4} openssl s_time -new {openssl.PerSecond:0.0}/s over {openssl.WindowSeconds:0.0} s with all {k} running (its own counts summed: {openssl.SummedPerSecond:0.0}/s; {openssl.CpuMsPerHandshake:0.00} ms user CPU a handshake, nginx {openssl.NginxCpuMsPerHandshake:0.00} ms CPU a handshake, {openssl.Failed} failed){sslStreamRate}"));
     }
 
     /// <summary>

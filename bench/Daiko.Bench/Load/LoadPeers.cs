@@ -14,7 +14,8 @@ public static class LoadPeers
     /// <param name="WindowSeconds">That window's length.</param>
     /// <param name="SummedPerSecond">The sum over the processes of each one's own count over its -time seconds (counts the ramps at both ends as if all K ran).</param>
     /// <param name="CpuMsPerHandshake">The processes' user CPU a handshake, as s_time reports it.</param>
-    public sealed record OpensslPeer(double PerSecond, double WindowSeconds, double SummedPerSecond, double CpuMsPerHandshake, int Failed);
+    /// <param name="NginxCpuMsPerHandshake">nginx's own CPU over the window, per connection it accepted in it.</param>
+    public sealed record OpensslPeer(double PerSecond, double WindowSeconds, double SummedPerSecond, double CpuMsPerHandshake, int Failed, double NginxCpuMsPerHandshake = double.NaN);
 
     /// <summary>
     /// K concurrent <c>openssl s_time -new</c> processes with the user's certificate (software key). Each
@@ -35,9 +36,11 @@ public static class LoadPeers
             await Task.Delay(TimeSpan.FromSeconds(1));
             var from = clock.Elapsed;
             var acceptedBefore = await nginx.AcceptedAsync();
+            var nginxCpuBefore = ProcessSampler.MarketCpu();
             var until = TimeSpan.FromSeconds(Math.Min(from.TotalSeconds + seconds, runFor - 0.3));
             if (until > clock.Elapsed) await Task.Delay(until - clock.Elapsed);
             var acceptedAfter = await nginx.AcceptedAsync();
+            var nginxCpu = ProcessSampler.MarketCpu() - nginxCpuBefore;
             var window = (clock.Elapsed - from).TotalSeconds;
             double count = 0, cpu = 0;
             var failed = 0;
@@ -53,7 +56,8 @@ public static class LoadPeers
                 cpu += c.UserCpuSeconds;
             }
             // The second status request is one of the accepted connections.
-            return new OpensslPeer((acceptedAfter - acceptedBefore - 1) / window, window, count / runFor, count == 0 ? double.NaN : cpu * 1000 / count, failed);
+            return new OpensslPeer((acceptedAfter - acceptedBefore - 1) / window, window, count / runFor, count == 0 ? double.NaN : cpu * 1000 / count, failed,
+                nginxCpu * 1000 / (acceptedAfter - acceptedBefore - 1));
         }
         finally
         {

@@ -36,26 +36,27 @@ public static class LoadReport
         md.AppendLine("- handoff, relay, assist: the full handshake at the home server (card signs), then the keys handed over, the connection relayed, or the terminal's own handshake with the home card's signature and chain verdict.");
         md.AppendLine(string.Create(inv, $"- the market (nginx) gives 60 s tickets: every ticket handed to a device counts against its policy's limit until it expires; one device takes thousands in a run, so the load's devices may hold {LoadTerminal.MaxTickets:N0}."));
         md.AppendLine("- generator CPU: the load generator's own user+system CPU over the same timed part, per session (all K simulated terminals' TLS and control channels; it shares the cores with the home server and nginx).");
+        md.AppendLine("- nginx CPU: the market's own user+system CPU over the same timed part, per session (nginx runs one process, no master, one worker: a core at most). A whole miss costs nginx a full handshake and the terminal's resumption; an s_time connection one full handshake (its peer column below).");
         md.AppendLine("- home alloc: what the home server's runtime allocated per session (its `alloc-rate` counter over the row, which includes a second or two of the idle server), closed-loop rows only: the garbage a session leaves for the collector.");
         md.AppendLine();
-        md.AppendLine("| K | mode | sessions/s | p50 ms | p99 ms | errors | home RSS MB | home CPU ms/session | home alloc KB/session | generator CPU ms/session | × openssl s_time -new at K | × SslStream at K |");
-        md.AppendLine("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| K | mode | sessions/s | p50 ms | p99 ms | errors | home RSS MB | home CPU ms/session | home alloc KB/session | generator CPU ms/session | nginx CPU ms/session | × openssl s_time -new at K | × SslStream at K |");
+        md.AppendLine("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in runs)
         {
             var peer = peers.FirstOrDefault(p => p.Terminals == r.Terminals);
-            md.AppendLine(string.Create(inv, $"| {r.Terminals} | {r.Mode} | {r.SessionsPerSecond:0.0} | {r.P50Ms:0.0} | {r.P99Ms:0.0} | {r.Errors} | {r.HomeRssMb:0} | {r.HomeCpuMsPerSession:0.00} | {(double.IsNaN(r.HomeAllocKbPerSession) ? "" : r.HomeAllocKbPerSession.ToString("0", inv))} | {r.GeneratorCpuMsPerSession:0.00} | {r.SessionsPerSecond / (peer?.OpensslPerSecond ?? double.NaN):0.00} | {r.SessionsPerSecond / (peer?.SslStreamPerSecond ?? double.NaN):0.00} |"));
+            md.AppendLine(string.Create(inv, $"| {r.Terminals} | {r.Mode} | {r.SessionsPerSecond:0.0} | {r.P50Ms:0.0} | {r.P99Ms:0.0} | {r.Errors} | {r.HomeRssMb:0} | {r.HomeCpuMsPerSession:0.00} | {(double.IsNaN(r.HomeAllocKbPerSession) ? "" : r.HomeAllocKbPerSession.ToString("0", inv))} | {r.GeneratorCpuMsPerSession:0.00} | {r.MarketCpuMsPerSession:0.00} | {r.SessionsPerSecond / (peer?.OpensslPerSecond ?? double.NaN):0.00} | {r.SessionsPerSecond / (peer?.SslStreamPerSecond ?? double.NaN):0.00} |"));
         }
         md.AppendLine();
         md.AppendLine("Peers at the same K, same nginx, same run (software key, full handshakes):");
         md.AppendLine();
-        md.AppendLine("| K | openssl s_time -new, /s with all K running | over s | its own counts summed, /s | its user CPU ms a handshake | s_time failed | SslStream, resumption off, /s | SslStream p50 / p99 ms | SslStream errors |");
-        md.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| K | openssl s_time -new, /s with all K running | over s | its own counts summed, /s | its user CPU ms a handshake | nginx CPU ms a handshake | s_time failed | SslStream, resumption off, /s | SslStream p50 / p99 ms | SslStream errors |");
+        md.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var p in peers)
         {
-            md.AppendLine(string.Create(inv, $"| {p.Terminals} | {p.OpensslPerSecond:0.0} | {p.Openssl.WindowSeconds:0.0} | {p.Openssl.SummedPerSecond:0.0} | {p.Openssl.CpuMsPerHandshake:0.00} | {p.Openssl.Failed} | {p.SslStreamPerSecond:0.0} | {p.SslStreamP50Ms:0.0} / {p.SslStreamP99Ms:0.0} | {p.SslStreamErrors} |"));
+            md.AppendLine(string.Create(inv, $"| {p.Terminals} | {p.OpensslPerSecond:0.0} | {p.Openssl.WindowSeconds:0.0} | {p.Openssl.SummedPerSecond:0.0} | {p.Openssl.CpuMsPerHandshake:0.00} | {p.Openssl.NginxCpuMsPerHandshake:0.00} | {p.Openssl.Failed} | {p.SslStreamPerSecond:0.0} | {p.SslStreamP50Ms:0.0} / {p.SslStreamP99Ms:0.0} | {p.SslStreamErrors} |"));
         }
         md.AppendLine();
-        md.AppendLine("s_time's rate is counted by nginx (its stub_status \"accepts\", one connection a handshake with -new) over a window that opens a second after the last of the K processes was started and closes before the first one stops, so every one of them runs through it: K concurrent clients' wall rate, as the rows are. Each process's own count over its -time seconds, summed, is beside it: it also counts the ramps at both ends (starting 200 processes takes about a second here) as if all K ran, and so reads higher. s_time's CPU is the client's user CPU only (nginx's share is in no column).");
+        md.AppendLine("s_time's rate is counted by nginx (its stub_status \"accepts\", one connection a handshake with -new) over a window that opens a second after the last of the K processes was started and closes before the first one stops, so every one of them runs through it: K concurrent clients' wall rate, as the rows are. Each process's own count over its -time seconds, summed, is beside it: it also counts the ramps at both ends (starting 200 processes takes about a second here) as if all K ran, and so reads higher. s_time's CPU is the client's user CPU only; nginx's, over the same window per connection it accepted, is beside it.");
         md.AppendLine();
         md.AppendLine(string.Create(inv, $"Open loop at K = {relayOpen.Terminals}: a session with a GET of /whoami started every {1000 / rate:0.0} ms ({rate:0.0}/s, half the closed-loop rate of the same work, relay-get, at that K) whatever the answers, latency from each scheduled start; relay and direct take turns in 1 s slices, {relayOpen.Seconds:0} s each, so that both meet the same moments of the shared machine:"));
         md.AppendLine();
@@ -78,7 +79,7 @@ public static class LoadReport
             {
                 mode = r.Mode, terminals = r.Terminals, sessions_per_s = Round(r.SessionsPerSecond), p50_ms = Round(r.P50Ms), p99_ms = Round(r.P99Ms),
                 errors = r.Errors, home_rss_mb = Round(r.HomeRssMb), home_cpu_ms_per_session = Round(r.HomeCpuMsPerSession), home_alloc_kb_per_session = Round(r.HomeAllocKbPerSession),
-                generator_cpu_ms_per_session = Round(r.GeneratorCpuMsPerSession), sessions = r.Sessions,
+                generator_cpu_ms_per_session = Round(r.GeneratorCpuMsPerSession), nginx_cpu_ms_per_session = Round(r.MarketCpuMsPerSession), sessions = r.Sessions,
             }),
             peers = new
             {
@@ -89,6 +90,7 @@ public static class LoadReport
                 {
                     terminals = p.Terminals, openssl_full_per_s = Round(p.OpensslPerSecond), openssl_window_s = Round(p.Openssl.WindowSeconds),
                     openssl_summed_per_s = Round(p.Openssl.SummedPerSecond), openssl_cpu_ms_per_handshake = Round(p.Openssl.CpuMsPerHandshake),
+                    nginx_cpu_ms_per_handshake = Round(p.Openssl.NginxCpuMsPerHandshake),
                     openssl_failed = p.Openssl.Failed, sslstream_full_per_s = Round(p.SslStreamPerSecond), sslstream_errors = p.SslStreamErrors,
                 }),
             },

@@ -11,6 +11,11 @@ public sealed record LoadRun(string Mode, int Terminals, int Sessions, double Se
     /// <summary>The load generator's CPU per session, in ms.</summary>
     public double GeneratorCpuMsPerSession => Sessions == 0 ? double.NaN : GeneratorCpuSeconds * 1000 / Sessions;
 
+    /// <summary>The market's (nginx's) user+system CPU over the same timed part.</summary>
+    public double MarketCpuSeconds { get; init; } = double.NaN;
+
+    public double MarketCpuMsPerSession => Sessions == 0 ? double.NaN : MarketCpuSeconds * 1000 / Sessions;
+
     public double SessionsPerSecond => Sessions / Seconds;
 
     /// <summary>The home server's CPU per session, in ms.</summary>
@@ -89,12 +94,13 @@ public static class LoadRunner
         var tally = new Tally();
         var cpu = home.CpuSeconds();
         var generator = ProcessSampler.Self.CpuSeconds();
+        var market = ProcessSampler.MarketCpu();
         var clock = Stopwatch.StartNew();
         await Task.WhenAll(terminals.Select(async t =>
         {
             while (clock.Elapsed < duration) await tally.TimeAsync(() => session(t));
         }));
-        return Finish(mode, terminals.Count, tally, clock.Elapsed.TotalSeconds, home, cpu, generator);
+        return Finish(mode, terminals.Count, tally, clock.Elapsed.TotalSeconds, home, cpu, generator, market);
     }
 
     /// <summary>
@@ -107,11 +113,13 @@ public static class LoadRunner
         var timed = TimeSpan.Zero;
         var cpu = 0.0;
         var generator = 0.0;
+        var market = 0.0;
         for (var round = 0; round < rounds; round++)
         {
             await Task.WhenAll(terminals.Select(t => Prepared(tally, () => prepare(t))));
             var before = home.CpuSeconds();
             var generatorBefore = ProcessSampler.Self.CpuSeconds();
+            var marketBefore = ProcessSampler.MarketCpu();
             var clock = Stopwatch.StartNew();
             await Task.WhenAll(terminals.Select(async t =>
             {
@@ -120,9 +128,10 @@ public static class LoadRunner
             timed += clock.Elapsed;
             cpu += home.CpuSeconds() - before;
             generator += ProcessSampler.Self.CpuSeconds() - generatorBefore;
+            market += ProcessSampler.MarketCpu() - marketBefore;
         }
         var (p50, p99) = tally.Percentiles();
-        return new LoadRun(mode, terminals.Count, tally.Count, timed.TotalSeconds, p50, p99, tally.Errors, home.RssMb(), cpu, tally.FirstError) { GeneratorCpuSeconds = generator };
+        return new LoadRun(mode, terminals.Count, tally.Count, timed.TotalSeconds, p50, p99, tally.Errors, home.RssMb(), cpu, tally.FirstError) { GeneratorCpuSeconds = generator, MarketCpuSeconds = market };
     }
 
     private static async Task Prepared(Tally tally, Func<Task> prepare)
@@ -148,20 +157,23 @@ public static class LoadRunner
         var timed = TimeSpan.Zero;
         var cpu = 0.0;
         var generator = 0.0;
+        var market = 0.0;
         for (var round = 0; round < minimumRounds || timed < duration; round++)
         {
             foreach (var phase in prepare) await Task.WhenAll(terminals.Select(t => Prepared(tally, () => phase(t))));
             var before = home.CpuSeconds();
             var generatorBefore = ProcessSampler.Self.CpuSeconds();
+            var marketBefore = ProcessSampler.MarketCpu();
             var clock = Stopwatch.StartNew();
             await Task.WhenAll(terminals.Select(t => tally.TimeAsync(() => session(t))));
             timed += clock.Elapsed;
             cpu += home.CpuSeconds() - before;
             generator += ProcessSampler.Self.CpuSeconds() - generatorBefore;
+            market += ProcessSampler.MarketCpu() - marketBefore;
             if (round > 1000) break;
         }
         var (p50, p99) = tally.Percentiles();
-        return new LoadRun(mode, terminals.Count, tally.Count, timed.TotalSeconds, p50, p99, tally.Errors, home.RssMb(), cpu, tally.FirstError) { GeneratorCpuSeconds = generator };
+        return new LoadRun(mode, terminals.Count, tally.Count, timed.TotalSeconds, p50, p99, tally.Errors, home.RssMb(), cpu, tally.FirstError) { GeneratorCpuSeconds = generator, MarketCpuSeconds = market };
     }
 
     /// <summary>
@@ -174,9 +186,10 @@ public static class LoadRunner
         var tally = new Tally();
         var cpu = home.CpuSeconds();
         var generator = ProcessSampler.Self.CpuSeconds();
+        var market = ProcessSampler.MarketCpu();
         var start = Stopwatch.GetTimestamp();
         await OpenIntoAsync(tally, terminals, perSecond, duration, request);
-        return Finish(mode, terminals.Count, tally, Stopwatch.GetElapsedTime(start).TotalSeconds, home, cpu, generator);
+        return Finish(mode, terminals.Count, tally, Stopwatch.GetElapsedTime(start).TotalSeconds, home, cpu, generator, market);
     }
 
     /// <summary>
@@ -224,12 +237,13 @@ public static class LoadRunner
         await Task.WhenAll(running);
     }
 
-    private static LoadRun Finish(string mode, int terminals, Tally tally, double seconds, ProcessSampler home, double cpuBefore, double generatorBefore)
+    private static LoadRun Finish(string mode, int terminals, Tally tally, double seconds, ProcessSampler home, double cpuBefore, double generatorBefore, double marketBefore)
     {
         var (p50, p99) = tally.Percentiles();
         return new LoadRun(mode, terminals, tally.Count, seconds, p50, p99, tally.Errors, home.RssMb(), home.CpuSeconds() - cpuBefore, tally.FirstError)
         {
             GeneratorCpuSeconds = ProcessSampler.Self.CpuSeconds() - generatorBefore,
+            MarketCpuSeconds = ProcessSampler.MarketCpu() - marketBefore,
         };
     }
 }

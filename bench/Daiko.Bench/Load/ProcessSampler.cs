@@ -10,6 +10,12 @@ public sealed class ProcessSampler(int pid)
     /// <summary>This process (the load generator).</summary>
     public static ProcessSampler Self { get; } = new(Environment.ProcessId);
 
+    /// <summary>The market (nginx, one process) the load runs against, once the rig started it: its CPU is counted beside the home server's.</summary>
+    public static ProcessSampler? Market { get; set; }
+
+    /// <summary>The market's CPU seconds so far, or NaN with no market.</summary>
+    public static double MarketCpu() => Market?.CpuSeconds() ?? double.NaN;
+
     public int Pid => pid;
 
     /// <summary>Resident set size in MiB (VmRSS).</summary>
