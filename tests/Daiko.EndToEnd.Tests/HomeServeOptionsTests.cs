@@ -6,7 +6,8 @@ namespace Daiko.EndToEnd.Tests;
 public sealed class HomeServeOptionsTests
 {
     [Theory]
-    [InlineData("--audit-days", "0", "--audit-days must be at least 1")]
+    [InlineData("--audit-days", "0", "--audit-days takes 1 to 36500")]
+    [InlineData("--audit-days", "1000000", "--audit-days takes 1 to 36500")]
     [InlineData("--audit-max-lines", "99", "--audit-max-lines must be at least 100")]
     [InlineData("--audit-days", "a-year", "'a-year'")]
     public async Task AnAuditRetentionOutOfRange_IsAUsageMistake(string option, string value, string sentence)

@@ -36,11 +36,12 @@ public static class LoadPeers
             await Task.Delay(TimeSpan.FromSeconds(1));
             var from = clock.Elapsed;
             var acceptedBefore = await nginx.AcceptedAsync();
-            var nginxCpuBefore = ProcessSampler.MarketCpu();
+            var nginxProcess = new ProcessSampler(nginx.ProcessId);
+            var nginxCpuBefore = nginxProcess.CpuSeconds();
             var until = TimeSpan.FromSeconds(Math.Min(from.TotalSeconds + seconds, runFor - 0.3));
             if (until > clock.Elapsed) await Task.Delay(until - clock.Elapsed);
             var acceptedAfter = await nginx.AcceptedAsync();
-            var nginxCpu = ProcessSampler.MarketCpu() - nginxCpuBefore;
+            var nginxCpu = nginxProcess.CpuSeconds() - nginxCpuBefore;
             var window = (clock.Elapsed - from).TotalSeconds;
             double count = 0, cpu = 0;
             var failed = 0;
@@ -57,7 +58,7 @@ public static class LoadPeers
             }
             // The second status request is one of the accepted connections.
             return new OpensslPeer((acceptedAfter - acceptedBefore - 1) / window, window, count / runFor, count == 0 ? double.NaN : cpu * 1000 / count, failed,
-                nginxCpu * 1000 / (acceptedAfter - acceptedBefore - 1));
+                acceptedAfter - acceptedBefore > 1 ? nginxCpu * 1000 / (acceptedAfter - acceptedBefore - 1) : double.NaN);
         }
         finally
         {

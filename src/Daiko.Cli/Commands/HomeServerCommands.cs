@@ -107,7 +107,11 @@ internal static class HomeServerCommands
             DefaultValueFactory = _ => Daiko.Home.Storage.AuditRetention.Default.Days,
         };
         // (A value that is no number is System.CommandLine's own parse error; these see numbers only.)
-        auditDays.Validators.Add(r => { if (r.Tokens.Count > 0 && int.TryParse(r.Tokens[^1].Value, out var days) && days < 1) r.AddError("--audit-days must be at least 1"); });
+        auditDays.Validators.Add(r =>
+        {
+            if (r.Tokens.Count > 0 && int.TryParse(r.Tokens[^1].Value, out var days) && days is < 1 or > Daiko.Home.Storage.AuditRetention.MostDays)
+                r.AddError($"--audit-days takes 1 to {Daiko.Home.Storage.AuditRetention.MostDays} (a hundred years)");
+        });
         var auditMaxLines = new Option<long>("--audit-max-lines")
         {
             Description = "the most lines the audit log keeps (1000000 by default, about 100 MB): the oldest go first",

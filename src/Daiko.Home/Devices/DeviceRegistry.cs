@@ -132,13 +132,16 @@ public sealed class DeviceRegistry(IHomeStore store, TimeProvider? time = null)
 
     /// <summary>
     /// Removes the audit lines past <paramref name="retention"/>, oldest first, and says so in a line of
-    /// its own when it removed any. Returns how many it removed.
+    /// its own when it removed any, flushed to the disk at once (the removal was: its record must not be
+    /// the one a power cut loses).
     /// </summary>
-    public async Task<long> PruneAuditAsync(AuditRetention retention, CancellationToken cancellationToken = default)
+    public async Task<AuditPrune> PruneAuditAsync(AuditRetention retention, CancellationToken cancellationToken = default)
     {
-        var removed = await store.Audit.PruneAsync(_time.GetUtcNow() - TimeSpan.FromDays(retention.Days), retention.MaxLines, cancellationToken);
-        if (removed > 0) await AuditAsync(null, "audit-pruned", null, null, retention.Outcome(removed), cancellationToken);
-        return removed;
+        var prune = await store.Audit.PruneAsync(retention.Cutoff(_time.GetUtcNow()), retention.MaxLines, retention.KeepNewest, cancellationToken);
+        if (prune.Removed == 0) return prune;
+        await AuditAsync(null, "audit-pruned", null, null, retention.Outcome(prune), cancellationToken);
+        await store.Writes.FlushAsync(cancellationToken);
+        return prune;
     }
 
     /// <summary>The newest <paramref name="limit"/> audit entries, newest first.</summary>

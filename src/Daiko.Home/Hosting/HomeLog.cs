@@ -68,6 +68,12 @@ internal static partial class HomeLog
     [LoggerMessage(21, LogLevel.Warning, "pruning the audit log failed (tried again within the hour): {Reason}")]
     public static partial void AuditPruneFailed(this ILogger logger, string reason);
 
+    [LoggerMessage(22, LogLevel.Warning, "the audit log is at its line limit ({MaxLines}): {Count} line(s) younger than {Days} day(s) were removed; a device writing many lines pushes older ones out (raise --audit-max-lines, or look for that device)")]
+    public static partial void AuditAtItsLineLimit(this ILogger logger, long count, int days, long maxLines);
+
+    [LoggerMessage(23, LogLevel.Warning, "the store could not flush its bookkeeping to the disk (audit lines, last use: committed, tried again in a second): {Reason}")]
+    public static partial void BookkeepingFlushFailed(this ILogger logger, string reason);
+
     [LoggerMessage(20, LogLevel.Information, "checking whether {Market} resumes with psk_ke failed: {Reason}")]
     public static partial void PskKeCheckFailed(this ILogger logger, string market, string reason);
 }

@@ -43,6 +43,7 @@ public sealed class HomeParts : IAsyncDisposable
     {
         var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
         Store = options.Store ?? Storage.HomeStore.ForHome(options.Directory);
+        Store.Writes.FlushFailed ??= e => logger.BookkeepingFlushFailed($"{e.GetType().Name}: {e.Message}");
         Identity = identity;
         Devices = new DeviceRegistry(Store, options.Time)
         {
@@ -175,11 +176,13 @@ public sealed class HomeParts : IAsyncDisposable
             {
                 try
                 {
-                    await Devices.PruneAuditAsync(retention, cancellationToken);
+                    var prune = await Devices.PruneAuditAsync(retention, cancellationToken);
+                    if (prune.BeforeTheirTime > 0) logger.AuditAtItsLineLimit(prune.BeforeTheirTime, retention.Days, retention.MaxLines);
                 }
-                catch (Exception e) when (e is System.Data.Common.DbException or IOException)
+                catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
                 {
-                    logger.AuditPruneFailed(e.Message);
+                    // Whatever went wrong, the next hour tries again; the server goes on, and stops cleanly.
+                    logger.AuditPruneFailed($"{e.GetType().Name}: {e.Message}");
                 }
             }
             while (await timer.WaitForNextTickAsync(cancellationToken));
@@ -202,7 +205,7 @@ public sealed class HomeParts : IAsyncDisposable
         // The last bookkeeping (audit lines of the work just stopped) goes to the disk now, not a second later.
         try
         {
-            await Store.Writes.FlushAsync();
+            await Store.Writes.DrainAsync(TimeSpan.FromSeconds(5));
         }
         catch (Exception e) when (e is System.Data.Common.DbException or IOException)
         {

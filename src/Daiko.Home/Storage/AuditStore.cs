@@ -17,12 +17,16 @@ public interface IAuditStore
     Task<IReadOnlyList<AuditEntry>> RecentAsync(int limit, CancellationToken cancellationToken = default);
 
     /// <summary>
-    /// Removes the oldest entries: those appended before <paramref name="before"/>, and those beyond the
-    /// newest <paramref name="keepAtMost"/>; oldest first, in short transactions (appends wait for one
-    /// batch at most). Returns how many were removed.
+    /// Removes the oldest entries: those beyond the newest <paramref name="keepAtMost"/>, and those
+    /// appended before <paramref name="before"/> unless they are among the newest
+    /// <paramref name="keepNewest"/> (a clock set years ahead cannot empty the log); oldest first, in
+    /// short transactions (appends wait for one batch at most).
     /// </summary>
-    Task<long> PruneAsync(DateTimeOffset before, long keepAtMost, CancellationToken cancellationToken = default);
+    Task<AuditPrune> PruneAsync(DateTimeOffset before, long keepAtMost, long keepNewest, CancellationToken cancellationToken = default);
 }
+
+/// <summary>What a prune removed: how many lines, and how many of them went for the count alone, before their time.</summary>
+public sealed record AuditPrune(long Removed, long BeforeTheirTime);
 
 /// <summary>
 /// How long the audit log keeps its lines: a year, and at most a million (the oldest go first; a busy
@@ -32,6 +36,15 @@ public sealed record AuditRetention(int Days = 365, long MaxLines = 1_000_000)
 {
     public static AuditRetention Default { get; } = new();
 
+    /// <summary>The longest retention in days (a hundred years): more is "keep", and a date that far back is still one.</summary>
+    public const int MostDays = 36_500;
+
+    /// <summary>The newest lines no age ever removes: the recent record outlives a clock set years ahead.</summary>
+    public long KeepNewest { get; init; } = 1000;
+
+    /// <summary>Lines appended before this are old enough to go (at most <see cref="MostDays"/> back).</summary>
+    public DateTimeOffset Cutoff(DateTimeOffset now) => now - TimeSpan.FromDays(Math.Clamp(Days, 1, MostDays));
+
     /// <summary>How often the server prunes.</summary>
     public TimeSpan Every { get; init; } = TimeSpan.FromHours(1);
 
@@ -39,7 +52,9 @@ public sealed record AuditRetention(int Days = 365, long MaxLines = 1_000_000)
     public TimeSpan FirstAfter { get; init; } = TimeSpan.FromMinutes(1);
 
     /// <summary>The audit line a prune leaves when it removed any (what the owner reads in the log).</summary>
-    public string Outcome(long removed) => $"{removed} line(s) removed: older than {Days} day(s), or beyond the newest {MaxLines}";
+    public string Outcome(AuditPrune prune) => prune.BeforeTheirTime == 0
+        ? $"{prune.Removed} line(s) removed: older than {Days} day(s), or beyond the newest {MaxLines}"
+        : $"{prune.Removed} line(s) removed: older than {Days} day(s), or beyond the newest {MaxLines}; {prune.BeforeTheirTime} of them younger than {Days} day(s): the log is at its line limit";
 }
 
 public sealed class SqlAuditStore(IHomeStore store) : IAuditStore
@@ -67,34 +82,43 @@ public sealed class SqlAuditStore(IHomeStore store) : IAuditStore
     /// <summary>Rows looked at (and at most removed) in one transaction of <see cref="PruneAsync"/>.</summary>
     internal const int PruneBatch = 5000;
 
-    public async Task<long> PruneAsync(DateTimeOffset before, long keepAtMost, CancellationToken cancellationToken = default)
+    public async Task<AuditPrune> PruneAsync(DateTimeOffset before, long keepAtMost, long keepNewest, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(keepAtMost);
+        ArgumentOutOfRangeException.ThrowIfNegative(keepNewest);
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
-        // Everything up to this id is beyond the newest keepAtMost (ids grow in the order lines are appended).
-        var beyond = await ScalarAsync(connection, null, "SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET @k", cancellationToken, ("@k", keepAtMost));
-        var beyondId = beyond is null or DBNull ? long.MinValue : Convert.ToInt64(beyond, System.Globalization.CultureInfo.InvariantCulture);
-        long removed = 0;
+        // Ids grow in the order lines are appended: everything up to the first id is beyond the newest
+        // keepAtMost; everything from the second on is among the newest keepNewest, which no age removes.
+        async Task<long?> NewestBut(long skip) => skip == 0 ? null
+            : await ScalarAsync(connection, null, "SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET @k", cancellationToken, ("@k", skip - 1)) is { } id and not DBNull
+                ? Convert.ToInt64(id, System.Globalization.CultureInfo.InvariantCulture) : null;
+        var beyondId = keepAtMost == long.MaxValue ? long.MinValue : await NewestBut(keepAtMost + 1) ?? long.MinValue;
+        var protectedFrom = await NewestBut(keepNewest) ?? long.MinValue;
+        long removed = 0, beforeTheirTime = 0;
         while (true)
         {
-            // The oldest batch: remove up to the last line that is too old or beyond the count, and stop at
-            // the first one that is neither (lines are appended in time order).
+            // The oldest batch: remove up to the last line that is beyond the count or too old (and not
+            // among the newest kept), and stop at the first that is neither (lines are appended in time order).
             var oldest = await ReadAllAsync(connection, null, "SELECT id, at FROM audit ORDER BY id LIMIT @n",
                 r => (Id: r.GetInt64(0), At: r.Time(1)), cancellationToken, ("@n", PruneBatch));
             long? upTo = null;
+            long young = 0;
             var stopped = false;
             foreach (var (id, at) in oldest)
             {
-                if (id > beyondId && at >= before)
+                var tooOld = at < before && (keepNewest == 0 || id < protectedFrom);
+                if (id > beyondId && !tooOld)
                 {
                     stopped = true;
                     break;
                 }
                 upTo = id;
+                if (at >= before) young++;
             }
-            if (upTo is not { } last) return removed;
+            if (upTo is not { } last) return new AuditPrune(removed, beforeTheirTime);
             removed += await ExecuteAsync(connection, null, "DELETE FROM audit WHERE id <= @id", cancellationToken, ("@id", last));
-            if (stopped || oldest.Count < PruneBatch) return removed;
+            beforeTheirTime += young;
+            if (stopped || oldest.Count < PruneBatch) return new AuditPrune(removed, beforeTheirTime);
         }
     }
 

@@ -28,11 +28,18 @@ public sealed class GroupedWrites(
 
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private int _flushScheduled;
+    private int _failuresInARow;
+
+    /// <summary>Failed flushes in a row tried again a second later before the next commit has to start them over.</summary>
+    private const int MaxRetries = 60;
     private long _flushes;
     private long _flushFailures;
 
-    /// <summary>Flushes made after commits that did not wait for the disk, and flushes that failed (each retried by the next commit).</summary>
+    /// <summary>Flushes made after commits that did not wait for the disk, and flushes that failed (<see cref="ScheduleFlush"/>).</summary>
     public (long Flushes, long Failures) FlushStatistics => (Interlocked.Read(ref _flushes), Interlocked.Read(ref _flushFailures));
+
+    /// <summary>Told of each flush that failed (the server logs it): the commits it was to cover wait for the next try.</summary>
+    public Action<Exception>? FlushFailed { get; set; }
 
     /// <summary>The most writes one transaction carries.</summary>
     public const int MaxBatch = 256;
@@ -110,6 +117,7 @@ public sealed class GroupedWrites(
                 await transaction.CommitAsync(CancellationToken.None);
                 Interlocked.Increment(ref _commits);
                 Interlocked.Add(ref _writes, batch.Count);
+                Volatile.Write(ref _failuresInARow, 0);
                 ScheduleFlush();
                 foreach (var pending in batch) pending.Commit();
             }
@@ -122,8 +130,8 @@ public sealed class GroupedWrites(
     }
 
     /// <summary>
-    /// Flushes what was committed so far to the disk now (a home server stopping calls it); nothing to
-    /// do for a store whose database server flushes by itself.
+    /// Flushes what was committed so far to the disk now; nothing to do for a store whose database
+    /// server flushes by itself.
     /// </summary>
     public async Task FlushAsync(CancellationToken cancellationToken = default)
     {
@@ -141,9 +149,27 @@ public sealed class GroupedWrites(
     }
 
     /// <summary>
+    /// What a stopping server calls: waits (a few seconds at most) for the writes still queued to
+    /// commit, then flushes them all to the disk.
+    /// </summary>
+    public async Task DrainAsync(TimeSpan wait)
+    {
+        var until = DateTime.UtcNow + wait;
+        while (DateTime.UtcNow < until)
+        {
+            lock (_gate)
+            {
+                if (_queue.Count == 0 && !_writing) break;
+            }
+            await Task.Delay(10);
+        }
+        await FlushAsync();
+    }
+
+    /// <summary>
     /// After a commit: one flush within <see cref="FlushWithin"/> covers it and every commit until the
-    /// flush starts (a commit after that schedules the next one). A failed flush is counted and left to
-    /// the next commit to schedule again: nothing runs for a store no one writes to.
+    /// flush starts (a commit after that schedules the next one). A failed flush is counted, reported
+    /// (<see cref="FlushFailed"/>) and tried again a second later, for a minute and for as long as commits come.
     /// </summary>
     private void ScheduleFlush()
     {
@@ -161,9 +187,15 @@ public sealed class GroupedWrites(
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // Counted in FlushStatistics; the commits it was to cover stay committed (a crash of the
-            // process loses none of them) and the next commit schedules another flush.
+            // The commits it was to cover stay committed (a crash of the process loses none of them);
+            // they reach the disk with the next flush that succeeds.
+            FlushFailed?.Invoke(e);
+            // Tried again a second later, for a minute; past that the next commit starts over (a store
+            // whose file is gone does not keep a timer going for ever).
+            if (Interlocked.Increment(ref _failuresInARow) < MaxRetries) ScheduleFlush();
+            return;
         }
+        Volatile.Write(ref _failuresInARow, 0);
     }
 
     private abstract class Pending

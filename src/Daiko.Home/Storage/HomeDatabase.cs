@@ -92,6 +92,14 @@ public static class HomeDatabase
         using var pragma = connection.CreateCommand();
         pragma.CommandText = pragmas;
         pragma.ExecuteNonQuery();
+        // synchronous = NORMAL is safe in WAL mode only (in a rollback journal a power cut could damage
+        // the file, the purse with it): a file that did not take WAL gets FULL on every handle.
+        pragma.CommandText = "PRAGMA journal_mode";
+        if (!string.Equals(pragma.ExecuteScalar() as string, "wal", StringComparison.OrdinalIgnoreCase))
+        {
+            pragma.CommandText = "PRAGMA synchronous = FULL";
+            pragma.ExecuteNonQuery();
+        }
         SetUp.AddOrUpdate(handle, Done);
     }
 }

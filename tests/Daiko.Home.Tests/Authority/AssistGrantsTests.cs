@@ -42,6 +42,15 @@ public sealed class AssistGrantsTests
         Assert.False(AssistGrants.Names("m.test", null));
     }
 
+    [Theory]
+    [InlineData("xn--bcher-kva.example", "BÜCHER.example.", true)]
+    [InlineData("xn--bcher-kva.example", "bucher.example", false)]
+    [InlineData("127.0.0.1", "::ffff:127.0.0.1", true)]
+    [InlineData("127.0.0.1", "127.0.0.2", false)]
+    [InlineData("m.test", "m.test..", true)]
+    [InlineData("m.test", "m..test", false)]
+    public void Names_ComparesTheOneSpelling(string granted, string spelled, bool same) => Assert.Equal(same, AssistGrants.Names(granted, spelled));
+
     [Fact]
     public void AGrant_IsRefusedAfter30Seconds()
     {

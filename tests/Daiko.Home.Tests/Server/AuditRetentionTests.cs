@@ -12,7 +12,8 @@ public sealed class AuditRetentionTests
     public async Task TheServer_PrunesTheAuditLogToItsRetention_KeepingTheNewest_AndAuditsThatItDid()
     {
         var now = DateTimeOffset.UtcNow;
-        var retention = new AuditRetention(Days: 365, MaxLines: 5) { FirstAfter = TimeSpan.FromMilliseconds(100), Every = TimeSpan.FromHours(1) };
+        // At most five lines; no age removes the newest eight.
+        var retention = new AuditRetention(Days: 365, MaxLines: 5) { KeepNewest = 8, FirstAfter = TimeSpan.FromMilliseconds(100), Every = TimeSpan.FromHours(1) };
         await using var home = HomeFixture.Start(o =>
         {
             // A log from before this start: three lines older than a year, then seven recent ones.
@@ -29,9 +30,9 @@ public sealed class AuditRetentionTests
             log = await home.Server.Devices.AuditLogAsync(100);
         }
 
-        // The three too old, and two more beyond the newest five; the newest five kept, in order.
+        // Beyond the newest five: the three too old, and two recent ones, said to have gone before their time.
         Assert.Equal(["audit-pruned", "delegate", "delegate", "delegate", "delegate", "delegate"], log.Select(e => e.Action));
-        Assert.Equal("5 line(s) removed: older than 365 day(s), or beyond the newest 5", log[0].Outcome);
+        Assert.Equal("5 line(s) removed: older than 365 day(s), or beyond the newest 5; 2 of them younger than 365 day(s): the log is at its line limit", log[0].Outcome);
         Assert.Equal(["n9", "n8", "n7", "n6", "n5"], log.Skip(1).Select(e => e.Outcome));
     }
 }

@@ -315,16 +315,19 @@ public abstract class HomeStoreContract
         });
 
         // Nothing is old enough and the count is within the bound: nothing goes.
-        Assert.Equal(0, await store.Audit.PruneAsync(T0, keepAtMost: count));
+        Assert.Equal(new AuditPrune(0, 0), await store.Audit.PruneAsync(T0, keepAtMost: count, keepNewest: 0));
         // Older than T0 + 5,100 minutes (lines 0..5099): across the first batch, and stopping at the first line to keep.
-        Assert.Equal(5100, await store.Audit.PruneAsync(T0.AddMinutes(5100), keepAtMost: count));
+        Assert.Equal(new AuditPrune(5100, 0), await store.Audit.PruneAsync(T0.AddMinutes(5100), keepAtMost: count, keepNewest: 0));
         var oldest = (await Store().Audit.RecentAsync(count)).Last();
         Assert.Equal("n5100", oldest.Outcome);
-        // Beyond the newest 40, whatever their age.
-        Assert.Equal(count - 5100 - 40, await store.Audit.PruneAsync(T0, keepAtMost: 40));
+        // A clock set years ahead makes every line old: the newest keepNewest stay all the same.
+        Assert.Equal(new AuditPrune(count - 5100 - 100, 0), await store.Audit.PruneAsync(T0.AddYears(30), keepAtMost: count, keepNewest: 100));
+        Assert.Equal($"n{count - 100}", (await Store().Audit.RecentAsync(count)).Last().Outcome);
+        // Beyond the newest 40, whatever their age (young ones too: they are counted as such).
+        Assert.Equal(new AuditPrune(60, 60), await store.Audit.PruneAsync(T0, keepAtMost: 40, keepNewest: 1000));
         var kept = await Store().Audit.RecentAsync(count);
         Assert.Equal(Enumerable.Range(count - 40, 40).Select(i => $"n{i}").Reverse(), kept.Select(e => e.Outcome));
-        Assert.Equal(0, await store.Audit.PruneAsync(T0, keepAtMost: 40));
+        Assert.Equal(new AuditPrune(0, 0), await store.Audit.PruneAsync(T0, keepAtMost: 40, keepNewest: 0));
         // And the log goes on from there.
         await store.Audit.AppendAsync(new AuditEntry(T0.AddDays(30), null, "after", null, null, "x"));
         Assert.Equal("after", (await Store().Audit.RecentAsync(1)).Single().Action);
@@ -380,7 +383,7 @@ public sealed class SqliteHomeStoreTests : HomeStoreContract, IDisposable
     public void Dispose() => _dir.Dispose();
 
     [Fact]
-    public async Task Bookkeeping_IsFlushedToTheDiskWithinASecondOfItsCommit_AndNothingIsFlushedWhenNothingIsWritten()
+    public async Task Bookkeeping_IsFlushedToTheDiskASecondAfterItsCommit_OnceForTheCommitsOfThatSecond_AndNotAtAllWithoutCommits()
     {
         var store = Store();
         await store.Audit.RecentAsync(1);
@@ -396,14 +399,18 @@ public sealed class SqliteHomeStoreTests : HomeStoreContract, IDisposable
         await using var command = connection.CreateCommand();
         command.CommandText = "SELECT flushed_at FROM store_flushes WHERE id = 1";
         var flushedAt = DateTimeOffset.Parse((string)(await command.ExecuteScalarAsync())!, System.Globalization.CultureInfo.InvariantCulture);
-        Assert.InRange(flushedAt - committed, TimeSpan.Zero, GroupedWrites.FlushWithin * 10);
+        // A second after the commit (the timer's own lateness on a busy machine allowed for).
+        Assert.InRange(flushedAt - committed, GroupedWrites.FlushWithin - TimeSpan.FromMilliseconds(50), GroupedWrites.FlushWithin + TimeSpan.FromSeconds(5));
 
         // Many commits within the second share one flush.
-        await Task.WhenAll(Enumerable.Range(0, 5).Select(i => store.Audit.AppendAsync(new AuditEntry(committed, null, $"x{i}", null, null, "y"))));
-        await store.Audit.AppendAsync(new AuditEntry(committed, null, "z", null, null, "y"));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, 6).Select(i => store.Audit.AppendAsync(new AuditEntry(committed, null, $"x{i}", null, null, "y"))));
+        var spread = clock.Elapsed;
         for (var i = 0; i < 500 && store.Writes.FlushStatistics.Flushes < 2; i++) await Task.Delay(20);
         await Task.Delay(GroupedWrites.FlushWithin * 1.5);
-        Assert.Equal((2L, 0L), store.Writes.FlushStatistics);
+        // (Appends that took longer than the second itself, on a machine too busy for it, may need a second flush.)
+        Assert.InRange(store.Writes.FlushStatistics.Flushes, 2L, spread < GroupedWrites.FlushWithin / 2 ? 2L : 3L);
+        Assert.Equal(0L, store.Writes.FlushStatistics.Failures);
     }
 }
 
