@@ -188,6 +188,7 @@ public static class LoadBenchmark
                 errors += relayOpen.Errors + directOpen.Errors;
                 continue;
             }
+            var acceptedBefore = await rig.Nginx.AcceptedAsync();
             var run = only switch
             {
                 "resume-hit" => await LoadRunner.CountedAsync(only, terminals, 8, Math.Max(1, (int)duration.TotalSeconds), rig.Home,
@@ -204,6 +205,10 @@ public static class LoadBenchmark
                 _ => throw new ArgumentException($"--only takes openssl, relay-open, resume-hit, resume-hit-handout, resume-miss, resume-miss-handout, handoff, relay or assist, not '{only}'"),
             };
             print(run);
+            // Connections the market took over the row, untimed parts included (a warm cache's fill, a status request):
+            // a delegated session is one, and a resume another.
+            var accepted = await rig.Nginx.AcceptedAsync() - acceptedBefore - 1;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"         nginx accepted {accepted} connection(s) over the row, for {run.Sessions} session(s)"));
             errors += run.Errors;
         }
         return errors == 0 ? 0 : 3;

@@ -36,7 +36,7 @@ public static class LoadPeers
             await Task.Delay(TimeSpan.FromSeconds(1));
             var from = clock.Elapsed;
             var acceptedBefore = await nginx.AcceptedAsync();
-            var nginxProcess = new ProcessSampler(nginx.ProcessId);
+            var nginxProcess = new ProcessSampler(nginx.ProcessId) { Precise = true };
             var nginxCpuBefore = nginxProcess.CpuSeconds();
             var until = TimeSpan.FromSeconds(Math.Min(from.TotalSeconds + seconds, runFor - 0.3));
             if (until > clock.Elapsed) await Task.Delay(until - clock.Elapsed);

@@ -24,7 +24,7 @@ public sealed class LoadRig : IAsyncDisposable
         _server = server;
         HomeDirectory = home;
         Home = new ProcessSampler(server.Id);
-        ProcessSampler.Market = new ProcessSampler(nginx.ProcessId);
+        ProcessSampler.Market = new ProcessSampler(nginx.ProcessId) { Precise = true };
         Terminals = terminals;
     }
 

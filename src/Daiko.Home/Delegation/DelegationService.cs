@@ -235,7 +235,8 @@ public sealed class DelegationService : IAsyncDisposable
             // The terminal waits on this handshake: it gets the market's first ticket the moment it is
             // read, while the rest of the market's flight goes to the cache without holding it up.
             var handed = new TaskCompletionSource<SessionTicket?>(TaskCreationOptions.RunContinuationsAsynchronously);
-            Own(key, deviceId, market, handed.Task, FetchTicketsAsync(deviceId, market, cancellationToken, (handed, limit)));
+            var purges = _tickets.PurgesOf(deviceId);
+            Own(key, deviceId, market, handed.Task, FetchTicketsAsync(deviceId, market, cancellationToken, (handed, limit), purges), purges);
             if (await handed.Task is { } first) return first;
         }
         return TryTakeCached(deviceId, market, limit)
@@ -271,23 +272,30 @@ public sealed class DelegationService : IAsyncDisposable
     /// answered from the cache. At most one refill per key is in flight; the service owns it (disposal
     /// waits for it) and a failure only costs the cache, and is logged.
     /// </summary>
-    public void RefillAhead(string deviceId, MarketRequest market, int low = 1)
+    /// <param name="purgesBefore">
+    /// <see cref="PurgesOf"/> when the work that calls for the refill began: a device that locked (or was
+    /// revoked) since gets no refill, and a refill's tickets are discarded if it locks before they come.
+    /// </param>
+    public void RefillAhead(string deviceId, MarketRequest market, long purgesBefore, int low = 1)
     {
         var key = market.KeyFor(deviceId);
-        if (_tickets.Count(key) >= low) return;
+        if (_tickets.Count(key) >= low || _tickets.PurgesOf(deviceId) != purgesBefore) return;
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         if (!_refilling.TryAdd(key, gate.Task)) return;
-        _ = RefillAsync(deviceId, market, key, gate);
+        _ = RefillAsync(deviceId, market, key, gate, purgesBefore);
     }
 
-    private async Task RefillAsync(string deviceId, MarketRequest market, MarketKey key, TaskCompletionSource done)
+    /// <summary>How many times the device's tickets were purged (its locks and revocation): what <see cref="RefillAhead"/> compares.</summary>
+    public long PurgesOf(string deviceId) => _tickets.PurgesOf(deviceId);
+
+    private async Task RefillAsync(string deviceId, MarketRequest market, MarketKey key, TaskCompletionSource done, long purgesBefore)
     {
         await Task.Yield();
         try
         {
             // Room for the connection and the whole wait for a first ticket (each up to the market timeout).
             using var timeout = new CancellationTokenSource(2 * _marketTimeout + TimeSpan.FromSeconds(5));
-            var fetched = await FetchTicketsAsync(deviceId, market, timeout.Token);
+            var fetched = await FetchTicketsAsync(deviceId, market, timeout.Token, purgesBefore: purgesBefore);
             _logger.TicketsFetchedAhead(fetched, $"{market.Host}:{market.Port}");
         }
         catch (Exception e) when (e is DelegationException or OperationCanceledException or IOException or TlsException or Daiko.Cards.CardNotReadyException or Policy.PolicyRefusedException)
@@ -391,7 +399,7 @@ public sealed class DelegationService : IAsyncDisposable
             if (!MayCheck(_ticketChecks, market, now, TicketlessRecheck, last => last)) return;
             _ticketChecks[(market.Host, market.Port)] = now;
         }
-        RefillAhead(deviceId, market);
+        RefillAhead(deviceId, market, _tickets.PurgesOf(deviceId));
     }
 
     /// <summary>
@@ -421,7 +429,7 @@ public sealed class DelegationService : IAsyncDisposable
     /// Once it ends, if a terminal was served, the key is refilled ahead if the flight left the cache empty
     /// (a market that sends one ticket a handshake), as the terminal's reply would have asked had the flight been over.
     /// </summary>
-    private void Own(MarketKey key, string deviceId, MarketRequest market, Task<SessionTicket?> handed, Task<int> fetch)
+    private void Own(MarketKey key, string deviceId, MarketRequest market, Task<SessionTicket?> handed, Task<int> fetch, long purges)
     {
         if (fetch.IsCompleted)
         {
@@ -435,7 +443,7 @@ public sealed class DelegationService : IAsyncDisposable
             if (refill) _refilling.TryRemove(new KeyValuePair<MarketKey, Task>(key, f));
             _tails.TryRemove(f, out _);
             Observe(f);
-            if (refill && !_stopping.IsCancellationRequested && handed is { IsCompletedSuccessfully: true, Result: not null }) RefillAhead(deviceId, market);
+            if (refill && !_stopping.IsCancellationRequested && handed is { IsCompletedSuccessfully: true, Result: not null }) RefillAhead(deviceId, market, purges);
         }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
@@ -497,11 +505,11 @@ public sealed class DelegationService : IAsyncDisposable
     /// and the result is null when the market sent no ticket the terminal may hold.
     /// </param>
     public async Task<int> FetchTicketsAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken,
-        (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo = null)
+        (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo = null, long? purgesBefore = null)
     {
         try
         {
-            return await FetchAsync(deviceId, market, cancellationToken, handTo);
+            return await FetchAsync(deviceId, market, cancellationToken, handTo, purgesBefore);
         }
         catch (Exception e) when (handTo?.Waiting.TrySetException(e) == true)
         {
@@ -514,12 +522,12 @@ public sealed class DelegationService : IAsyncDisposable
     }
 
     private async Task<int> FetchAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken,
-        (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo)
+        (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo, long? purgesBefore)
     {
         var key = market.KeyFor(deviceId);
-        // Taken before the handshake: if the device locks (or is revoked) while this fetch runs, what it
-        // brings back is wiped, not cached for the device's next session.
-        var purges = _tickets.PurgesOf(deviceId);
+        // Taken before the handshake (or when the work that called for it began): if the device locks (or
+        // is revoked) meanwhile, what it brings back is wiped, not cached for the device's next session.
+        var purges = purgesBefore ?? _tickets.PurgesOf(deviceId);
         await using var connection = await ConnectAsUserAsync(market, null, cancellationToken);
         var deadline = _time.GetUtcNow() + (connection.Version == TlsVersions.Tls13 ? _ticketWait : TimeSpan.Zero);
         var received = 0;

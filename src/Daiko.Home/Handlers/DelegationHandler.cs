@@ -36,6 +36,8 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         ForResumeAsync("stock", request.Market, context, async (policy, market) =>
         {
             var wanted = Math.Min(request.Count, policies.Tickets.RoomFor(context.DeviceId, market.Holding, policy.MaxTickets));
+            // A refill after the reply is for the device as it is now: not if it locks meanwhile.
+            var purges = delegation.PurgesOf(context.DeviceId);
             var (_, handshakes) = await delegation.PrefetchAsync(context.DeviceId, market, wanted, context.Closed);
             var tickets = new List<Daiko.Tls.SessionTicket>();
             await policies.StockedAsync(context.DeviceId, policy.TicketTerms, context.Closed);
@@ -49,7 +51,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             return new HandlerResult(new StockedReply(tickets, handshakes), () =>
             {
                 foreach (var t in tickets) t.Wipe();
-                delegation.RefillAhead(context.DeviceId, market);
+                delegation.RefillAhead(context.DeviceId, market, purges);
             }, () =>
             {
                 foreach (var t in tickets) t.Wipe();
@@ -159,6 +161,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             case DelegationMode.Resume:
             {
                 using var held = policies.Tickets.Reserve(context.DeviceId, market.Holding, policy.MaxTickets);
+                var purges = delegation.PurgesOf(context.DeviceId);
                 var ticket = await delegation.ObtainTicketAsync(context.DeviceId, market, context.Closed, policy.TicketLifetimeOrLongest);
                 held.Handed(ticket.ExpiresAt);
                 await AuditOrWipeAsync([ticket], context.DeviceId, "delegate", where, audit, "ticket handed over");
@@ -166,7 +169,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 return new HandlerResult(new TicketReply(ticket), () =>
                 {
                     ticket.Wipe();
-                    delegation.RefillAhead(context.DeviceId, market);
+                    delegation.RefillAhead(context.DeviceId, market, purges);
                 }, ticket.Wipe);
             }
             case DelegationMode.Handoff:
