@@ -52,9 +52,9 @@ public sealed record AuditRetention(int Days = 365, long MaxLines = 1_000_000)
     public TimeSpan FirstAfter { get; init; } = TimeSpan.FromMinutes(1);
 
     /// <summary>The audit line a prune leaves when it removed any (what the owner reads in the log).</summary>
-    public string Outcome(AuditPrune prune) => prune.BeforeTheirTime == 0
-        ? $"{prune.Removed} line(s) removed: older than {Days} day(s), or beyond the newest {MaxLines}"
-        : $"{prune.Removed} line(s) removed: older than {Days} day(s), or beyond the newest {MaxLines}; {prune.BeforeTheirTime} of them younger than {Days} day(s): the log is at its line limit";
+    public string Outcome(AuditPrune prune) =>
+        $"{prune.Removed} line(s) removed: older than {Days} day(s), or beyond the newest {MaxLines}"
+        + (prune.BeforeTheirTime == 0 ? "" : $"; {prune.BeforeTheirTime} of them younger than {Days} day(s): the log is at its line limit");
 }
 
 public sealed class SqlAuditStore(IHomeStore store) : IAuditStore
@@ -93,7 +93,8 @@ public sealed class SqlAuditStore(IHomeStore store) : IAuditStore
             : await ScalarAsync(connection, null, "SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET @k", cancellationToken, ("@k", skip - 1)) is { } id and not DBNull
                 ? Convert.ToInt64(id, System.Globalization.CultureInfo.InvariantCulture) : null;
         var beyondId = keepAtMost == long.MaxValue ? long.MinValue : await NewestBut(keepAtMost + 1) ?? long.MinValue;
-        var protectedFrom = await NewestBut(keepNewest) ?? long.MinValue;
+        // (No line protected when keepNewest is 0; every line when there are fewer than keepNewest.)
+        var protectedFrom = keepNewest == 0 ? long.MaxValue : await NewestBut(keepNewest) ?? long.MinValue;
         long removed = 0, beforeTheirTime = 0;
         while (true)
         {
@@ -106,7 +107,7 @@ public sealed class SqlAuditStore(IHomeStore store) : IAuditStore
             var stopped = false;
             foreach (var (id, at) in oldest)
             {
-                var tooOld = at < before && (keepNewest == 0 || id < protectedFrom);
+                var tooOld = at < before && id < protectedFrom;
                 if (id > beyondId && !tooOld)
                 {
                     stopped = true;

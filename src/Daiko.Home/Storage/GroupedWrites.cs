@@ -20,13 +20,11 @@ namespace Daiko.Home.Storage;
 public sealed class GroupedWrites(
     Func<CancellationToken, Task<DbConnection>> open,
     Func<DbConnection, CancellationToken, Task<DbTransaction>>? begin = null,
-    Func<CancellationToken, Task>? flush = null,
-    TimeProvider? time = null)
+    Func<CancellationToken, Task>? flush = null)
 {
     /// <summary>How long a committed write may wait for the disk (a power cut loses at most this much bookkeeping).</summary>
     public static readonly TimeSpan FlushWithin = TimeSpan.FromSeconds(1);
 
-    private readonly TimeProvider _time = time ?? TimeProvider.System;
     private int _flushScheduled;
     private int _failuresInARow;
 
@@ -179,7 +177,7 @@ public sealed class GroupedWrites(
 
     private async Task FlushLaterAsync()
     {
-        await Task.Delay(FlushWithin, _time).ConfigureAwait(false);
+        await Task.Delay(FlushWithin).ConfigureAwait(false);
         Volatile.Write(ref _flushScheduled, 0);
         try
         {

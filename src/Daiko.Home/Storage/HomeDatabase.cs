@@ -29,7 +29,7 @@ public static class HomeDatabase
     /// "Cache=Default" is what SQLite does anyway), so that no handle set up for bookkeeping is ever
     /// handed to the purse or any other writer that must wait for the disk.
     /// </summary>
-    private static string BookkeepingConnectionString(string databasePath) =>
+    public static string BookkeepingConnectionString(string databasePath) =>
         new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = true, Cache = SqliteCacheMode.Default }.ToString();
 
     /// <summary>
@@ -61,9 +61,9 @@ public static class HomeDatabase
     public static Task<SqliteConnection> OpenAsync(string connectionString, CancellationToken cancellationToken) =>
         OpenAsync(connectionString, Pragmas, cancellationToken);
 
-    /// <summary>A handle for the grouped bookkeeping writes of the file at <paramref name="databasePath"/> (<see cref="BookkeepingPragmas"/>).</summary>
-    public static Task<SqliteConnection> OpenBookkeepingAsync(string databasePath, CancellationToken cancellationToken) =>
-        OpenAsync(BookkeepingConnectionString(databasePath), BookkeepingPragmas, cancellationToken);
+    /// <summary>A handle for the grouped bookkeeping writes (<see cref="BookkeepingPragmas"/>), from <see cref="BookkeepingConnectionString"/>.</summary>
+    public static Task<SqliteConnection> OpenBookkeepingAsync(string bookkeepingConnectionString, CancellationToken cancellationToken) =>
+        OpenAsync(bookkeepingConnectionString, BookkeepingPragmas, cancellationToken);
 
     private static async Task<SqliteConnection> OpenAsync(string connectionString, string pragmas, CancellationToken cancellationToken)
     {

@@ -265,35 +265,32 @@ public abstract class HomeStore : IHomeStore
     private sealed class SqliteHomeStore(string databasePath) : HomeStore
     {
         private readonly string _connectionString = HomeDatabase.ConnectionString(databasePath);
-        private readonly string _databasePath = databasePath;
+        private readonly string _bookkeepingConnectionString = HomeDatabase.BookkeepingConnectionString(databasePath);
 
         public override HomeDialect Dialect => HomeDialect.Sqlite;
 
         public override DbConnection Open() => HomeDatabase.Open(_connectionString);
 
         protected override async Task<DbConnection> OpenBookkeepingAsync(CancellationToken cancellationToken) =>
-            await HomeDatabase.OpenBookkeepingAsync(_databasePath, cancellationToken);
+            await HomeDatabase.OpenBookkeepingAsync(_bookkeepingConnectionString, cancellationToken);
 
         protected override Func<CancellationToken, Task>? BookkeepingFlush => FlushAsync;
 
-        private int _flushTableReady;
+        /// <summary>The row the flush writes (SQLite's alone, outside the migrations both stores share).</summary>
+        private StoreTable? _flushes;
 
         /// <summary>
         /// One commit on a fully synced handle, which in WAL mode syncs the WAL file and so every
         /// bookkeeping commit before it. It writes a row: a commit that changes nothing writes, and
-        /// syncs, nothing. (The table is SQLite's alone, outside the migrations both stores share.)
+        /// syncs, nothing.
         /// </summary>
         private async Task FlushAsync(CancellationToken cancellationToken)
         {
-            await using var connection = await OpenConnectionAsync(cancellationToken);
-            if (Volatile.Read(ref _flushTableReady) == 0)
-            {
-                await StoreCommands.ExecuteAsync(connection, null, "CREATE TABLE IF NOT EXISTS store_flushes (id INTEGER PRIMARY KEY, flushed_at TEXT NOT NULL)", cancellationToken);
-                Volatile.Write(ref _flushTableReady, 1);
-            }
+            _flushes ??= new StoreTable(this, "CREATE TABLE IF NOT EXISTS store_flushes (id INTEGER PRIMARY KEY, flushed_at TEXT NOT NULL)");
+            await using var connection = await _flushes.OpenAsync(cancellationToken);
             await StoreCommands.ExecuteAsync(connection, null,
                 "INSERT INTO store_flushes(id, flushed_at) VALUES (1, @at) ON CONFLICT(id) DO UPDATE SET flushed_at = @at", cancellationToken,
-                ("@at", DateTimeOffset.UtcNow.ToString("O")));
+                ("@at", StoreCommands.Text(DateTimeOffset.UtcNow)));
         }
 
         protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken) =>

@@ -85,14 +85,14 @@ public sealed class HomeDatabaseTests : IDisposable
         var path = Path.Combine(_dir.Path, "bookkeeping.db");
         await using (var main = await HomeDatabase.OpenAsync(HomeDatabase.ConnectionString(path), CancellationToken.None))
             Assert.Equal(2L, await Pragma(main, "PRAGMA synchronous"));
-        await using (var bookkeeping = await HomeDatabase.OpenBookkeepingAsync(path, CancellationToken.None))
+        await using (var bookkeeping = await HomeDatabase.OpenBookkeepingAsync(HomeDatabase.BookkeepingConnectionString(path), CancellationToken.None))
         {
             Assert.Equal("wal", await Pragma(bookkeeping, "PRAGMA journal_mode"));
             Assert.Equal(1L, await Pragma(bookkeeping, "PRAGMA synchronous")); // NORMAL: committed to the WAL, synced by the next full commit
         }
         // A database that cannot take WAL (in memory here; a file system without shared memory likewise):
         // NORMAL there could damage the file on a power cut, so the handle keeps FULL.
-        await using var memory = await HomeDatabase.OpenBookkeepingAsync(":memory:", CancellationToken.None);
+        await using var memory = await HomeDatabase.OpenBookkeepingAsync(HomeDatabase.BookkeepingConnectionString(":memory:"), CancellationToken.None);
         Assert.NotEqual("wal", await Pragma(memory, "PRAGMA journal_mode"));
         Assert.Equal(2L, await Pragma(memory, "PRAGMA synchronous"));
     }
