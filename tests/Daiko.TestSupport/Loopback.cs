@@ -6,12 +6,38 @@ namespace Daiko.TestSupport;
 /// <summary>Loopback-only networking helpers for tests.</summary>
 public static class Loopback
 {
-    /// <summary>A TCP port on 127.0.0.1 that was free a moment ago.</summary>
+    private static readonly Queue<int> Recent = new();
+
+    /// <summary>
+    /// A TCP port on 127.0.0.1 that was free a moment ago, and none of the last 256 this process was
+    /// given: the kernel may hand the same ephemeral port to two calls in a row, and a test that asks
+    /// for two ports (a listener and a console) before either is bound would get one port twice.
+    /// </summary>
     public static int FreePort()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        lock (Recent)
+        {
+            // A port given out lately stays bound while the next is asked for, so the kernel picks another.
+            var held = new List<TcpListener>();
+            try
+            {
+                while (true)
+                {
+                    var listener = new TcpListener(IPAddress.Loopback, 0);
+                    held.Add(listener);
+                    listener.Start();
+                    var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+                    if (Recent.Contains(port)) continue;
+                    Recent.Enqueue(port);
+                    if (Recent.Count > 256) Recent.Dequeue();
+                    return port;
+                }
+            }
+            finally
+            {
+                foreach (var listener in held) listener.Stop();
+            }
+        }
     }
 
     /// <summary>Waits until something accepts TCP connections on 127.0.0.1:<paramref name="port"/>.</summary>
