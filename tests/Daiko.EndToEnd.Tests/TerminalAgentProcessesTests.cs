@@ -151,6 +151,27 @@ public sealed class TerminalAgentProcessesTests(LinkedTerminal linked) : IClassF
         Assert.Contains("refused the delegated ticket", resume.StandardError, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task ResumeAfterTheMarketRestarted_DropsTheStaleTickets_AndResumesWithAFreshOne()
+    {
+        // The market's address stays; the process behind it (and so its ticket keys) changes after the prefetch.
+        using var issuer = await OpenSslServer.StartAsync(linked.System.Pki);
+        using var restarted = await OpenSslServer.StartAsync(linked.System.Pki);
+        using var market = SlowLink.Start(issuer.Port, TimeSpan.Zero, 1e12);
+        var url = $"https://localhost:{market.Port}/";
+        await HomeAndTerminal.Ok(["terminal", "prefetch", url, "--terminal", linked.Terminal, "--count", "3"]);
+        market.Retarget(restarted.Port);
+
+        var first = await linked.GetWithStatsAsync(url, "--mode", "resume");
+        var second = await linked.GetWithStatsAsync(url, "--mode", "resume");
+
+        Assert.True(first.GetProperty("resumed").GetBoolean());
+        Assert.True(second.GetProperty("resumed").GetBoolean());
+        // The first paid for the refused ticket (a round trip with the market of its own) and then resumed
+        // with a fresh one; the second met no stale ticket, in the agent's stock or at the home server.
+        Assert.Equal(second.GetProperty("round_trips").GetInt64() + 1, first.GetProperty("round_trips").GetInt64());
+    }
+
     private static JsonElement StatsLine(CliResult result)
     {
         Assert.True(result.ExitCode == 0, result.ToString());

@@ -163,6 +163,19 @@ public sealed class ControlFrameTests
     }
 
     [Fact]
+    public void Fresh_IsSentOnlyWhenSet_ReadAsFalseWhenAbsent_AndMustBeABoolean()
+    {
+        var plain = Entries(ControlFrame.EncodeBody(5, new DelegateRequest(new MarketAddress("m", 443, null, null), DelegationMode.Resume)));
+        var fresh = Entries(ControlFrame.EncodeBody(5, new DelegateRequest(new MarketAddress("m", 443, null, null), DelegationMode.Resume, Fresh: true)));
+
+        Assert.DoesNotContain(plain, p => p.Key == "fresh");
+        Assert.False(Assert.IsType<DelegateRequest>(ControlFrame.Decode(Rebuild(plain, "", [])).Message).Fresh);
+        Assert.True(Assert.IsType<DelegateRequest>(ControlFrame.Decode(Rebuild(fresh, "", [])).Message).Fresh);
+        var e = Assert.Throws<ProtocolException>(() => ControlFrame.Decode(Rebuild(fresh, "fresh", Encode(w => w.WriteTextString("yes")))));
+        Assert.Equal((ErrorCode.BadRequest, "fresh"), (e.Code, e.Field));
+    }
+
+    [Fact]
     public void UnknownFields_AreIgnored_SoNewerPeersCanAddThem()
     {
         var entries = Entries(ControlFrame.EncodeBody(5, new DelegateRequest(new MarketAddress("m", 443, null, null), DelegationMode.Resume)));

@@ -25,7 +25,7 @@ internal static class SampleMessages
         yield return new LockedReply(CardState.RemoteAccessWait);
         yield return new CardStatusRequest();
         yield return new CardStatusReply(CardState.Locked, 3, 2);
-        yield return new DelegateRequest(market, DelegationMode.Handoff);
+        yield return new DelegateRequest(market, DelegationMode.Handoff, Fresh: true);
         yield return new TicketReply(Ticket());
         yield return new SecretsReply(Session(), 7);
         yield return new RelayReply(8);

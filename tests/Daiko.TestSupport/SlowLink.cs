@@ -13,7 +13,7 @@ namespace Daiko.TestSupport;
 public sealed class SlowLink : IDisposable
 {
     private readonly TcpListener _listener;
-    private readonly IPEndPoint _target;
+    private IPEndPoint _target;
     private readonly TimeSpan _oneWayDelay;
     private readonly double _bytesPerSecond;
     private readonly CancellationTokenSource _stop = new();
@@ -51,6 +51,9 @@ public sealed class SlowLink : IDisposable
         return link;
     }
 
+    /// <summary>Sends later connections to another port on 127.0.0.1 (a market restarted, say with new ticket keys); open ones stay.</summary>
+    public void Retarget(int targetPort) => Volatile.Write(ref _target, new IPEndPoint(IPAddress.Loopback, targetPort));
+
     public void ResetCounters()
     {
         Interlocked.Exchange(ref _upstreamBytes, 0);
@@ -82,7 +85,7 @@ public sealed class SlowLink : IDisposable
             {
                 client.NoDelay = true;
                 server.NoDelay = true;
-                await server.ConnectAsync(_target, _stop.Token);
+                await server.ConnectAsync(Volatile.Read(ref _target), _stop.Token);
                 var up = PumpAsync(client.Client, server.Client, isUpstream: true);
                 var down = PumpAsync(server.Client, client.Client, isUpstream: false);
                 await Task.WhenAll(up, down);

@@ -114,17 +114,13 @@ public static class LoadBenchmark
             // Sustained: tickets are single use, so the home server refills in the background as they go.
             runs.Add(await Measured(() => LoadRunner.ClosedAsync("resume-hit-refilled", terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None))));
             Print(runs[^1]);
-            // Every session needs a full handshake at the home server: each terminal's tickets are dropped
-            // before each round (every terminal locks, which purges its tickets, then every one unlocks; not timed).
-            runs.Add(await LoadRunner.RoundsAsync("resume-miss", terminals, duration, quick ? 2 : 3, rig.Home,
-                DropTickets,
-                t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None)));
+            // Every session needs a full handshake at the home server: each asks for a fresh ticket (as a
+            // terminal does after a market refused one), which the cache never answers; closed loop.
+            runs.Add(await Measured(() => LoadRunner.ClosedAsync("resume-miss", terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None))));
             Print(runs[^1]);
             // Its home-server part alone: the full handshake at the home server and the first ticket handed
             // out, without the terminal's resumption with the market.
-            runs.Add(await LoadRunner.RoundsAsync("resume-miss-handout", terminals, duration, quick ? 2 : 3, rig.Home,
-                DropTickets,
-                t => t.TicketAsync(CancellationToken.None)));
+            runs.Add(await Measured(() => LoadRunner.ClosedAsync("resume-miss-handout", terminals, duration, rig.Home, t => t.TicketAsync(CancellationToken.None, fresh: true))));
             Print(runs[^1]);
             foreach (var (name, mode) in new[] { ("handoff", LoadMode.Handoff), ("relay", LoadMode.Relay), ("assist", LoadMode.Assist) })
             {
@@ -195,10 +191,8 @@ public static class LoadBenchmark
                     t => t.WarmAsync(8, CancellationToken.None), t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)),
                 "resume-hit-handout" => await LoadRunner.CountedAsync(only, terminals, 8, Math.Max(1, (int)duration.TotalSeconds), rig.Home,
                     t => t.WarmAsync(8, CancellationToken.None), t => t.TicketAsync(CancellationToken.None)),
-                "resume-miss" => await LoadRunner.RoundsAsync(only, terminals, duration, 3, rig.Home,
-                    DropTickets, t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None)),
-                "resume-miss-handout" => await LoadRunner.RoundsAsync(only, terminals, duration, 3, rig.Home,
-                    DropTickets, t => t.TicketAsync(CancellationToken.None)),
+                "resume-miss" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None))),
+                "resume-miss-handout" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.TicketAsync(CancellationToken.None, fresh: true))),
                 "handoff" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Handoff, CancellationToken.None))),
                 "relay" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Relay, CancellationToken.None))),
                 "assist" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Assist, CancellationToken.None))),
@@ -239,8 +233,8 @@ public static class LoadBenchmark
             await LoadRunner.CountedAsync("warm", terminals, 8, rounds, rig.Home, t => t.WarmAsync(8, CancellationToken.None), t => t.TicketAsync(CancellationToken.None)),
             await LoadRunner.CountedAsync("warm", terminals, 8, rounds, rig.Home, t => t.WarmAsync(8, CancellationToken.None), t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)),
             await LoadRunner.ClosedAsync("warm", terminals, each, rig.Home, t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)),
-            await LoadRunner.RoundsAsync("warm", terminals, each, 1, rig.Home, DropTickets, t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None)),
-            await LoadRunner.RoundsAsync("warm", terminals, each, 1, rig.Home, DropTickets, t => t.TicketAsync(CancellationToken.None)),
+            await LoadRunner.ClosedAsync("warm", terminals, each, rig.Home, t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None)),
+            await LoadRunner.ClosedAsync("warm", terminals, each, rig.Home, t => t.TicketAsync(CancellationToken.None, fresh: true)),
             await LoadRunner.ClosedAsync("warm", terminals, each, rig.Home, t => t.SessionAsync(LoadMode.Handoff, CancellationToken.None)),
             await LoadRunner.ClosedAsync("warm", terminals, each, rig.Home, t => t.SessionAsync(LoadMode.Relay, CancellationToken.None)),
             await LoadRunner.ClosedAsync("warm", terminals, each, rig.Home, t => t.SessionAsync(LoadMode.Assist, CancellationToken.None)),
@@ -250,12 +244,6 @@ public static class LoadBenchmark
             await LoadRunner.ClosedAsync("warm", Enumerable.Range(0, terminals.Count).ToList(), each, rig.Home, LoadPeers.DirectWithRequest(rig.Pki, rig.Nginx.Port)),
         ];
     }
-
-    /// <summary>
-    /// Before a round of misses, in two phases: every terminal locks (which purges the tickets the home
-    /// server holds for it), then every one unlocks.
-    /// </summary>
-    private static readonly IReadOnlyList<Func<LoadTerminal, Task>> DropTickets = [t => t.LockAsync(CancellationToken.None), t => t.UnlockAsync(CancellationToken.None)];
 
     /// <summary>
     /// Relay through the home server and direct Daiko.Tls connections, open loop at the same rate, taking

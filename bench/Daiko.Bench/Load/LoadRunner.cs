@@ -147,36 +147,6 @@ public static class LoadRunner
     }
 
     /// <summary>
-    /// Rounds: every terminal prepares (not timed: e.g. empties its ticket cache at the home server),
-    /// then all run one session at once; the rate counts the timed part of the rounds only.
-    /// </summary>
-    /// <param name="prepare">phases, each done by every terminal before the next starts.</param>
-    public static async Task<LoadRun> RoundsAsync<T>(string mode, IReadOnlyList<T> terminals, TimeSpan duration, int minimumRounds, ProcessSampler home, IReadOnlyList<Func<T, Task>> prepare, Func<T, Task> session)
-    {
-        var tally = new Tally();
-        var timed = TimeSpan.Zero;
-        var cpu = 0.0;
-        var generator = 0.0;
-        var market = 0.0;
-        for (var round = 0; round < minimumRounds || timed < duration; round++)
-        {
-            foreach (var phase in prepare) await Task.WhenAll(terminals.Select(t => Prepared(tally, () => phase(t))));
-            var before = home.CpuSeconds();
-            var generatorBefore = ProcessSampler.Self.CpuSeconds();
-            var marketBefore = ProcessSampler.MarketCpu();
-            var clock = Stopwatch.StartNew();
-            await Task.WhenAll(terminals.Select(t => tally.TimeAsync(() => session(t))));
-            timed += clock.Elapsed;
-            cpu += home.CpuSeconds() - before;
-            generator += ProcessSampler.Self.CpuSeconds() - generatorBefore;
-            market += ProcessSampler.MarketCpu() - marketBefore;
-            if (round > 1000) break;
-        }
-        var (p50, p99) = tally.Percentiles();
-        return new LoadRun(mode, terminals.Count, tally.Count, timed.TotalSeconds, p50, p99, tally.Errors, home.RssMb(), cpu, tally.FirstError) { GeneratorCpuSeconds = generator, MarketCpuSeconds = market };
-    }
-
-    /// <summary>
     /// Open loop: requests start on a fixed schedule at <paramref name="perSecond"/> whatever the
     /// answers (request i on terminal i mod K), and each latency runs from its scheduled start, so a
     /// slow answer delays no later request and is not hidden (no coordinated omission).

@@ -90,9 +90,6 @@ public sealed class LoadTerminal : IAsyncDisposable
     /// <summary>Opens this device's session with the home card (PIN1 and PIN2, as a user's unlock).</summary>
     public Task UnlockAsync(CancellationToken ct) => new HomeControl(_control).UnlockAsync(LoadRig.Pin1, LoadRig.Pin2, ct);
 
-    /// <summary>Ends this device's session with the home card, which drops the tickets the home server holds for it.</summary>
-    public Task LockAsync(CancellationToken ct) => new HomeControl(_control).LockAsync(ct);
-
     /// <summary>Has the home server run full handshakes now until it holds <paramref name="tickets"/> tickets for this terminal (a warm cache).</summary>
     public Task WarmAsync(int tickets, CancellationToken ct) => _connector.PrefetchAsync("localhost", _marketPort, minimum: tickets, cancellationToken: ct);
 
@@ -110,7 +107,7 @@ public sealed class LoadTerminal : IAsyncDisposable
             LoadMode.Assist => DelegationMode.Assist,
             _ => throw new ArgumentOutOfRangeException(nameof(mode)),
         };
-        await SessionAsync(_connector, _marketPort, wire, ct, _kex);
+        await SessionAsync(_connector, _marketPort, wire, ct, _kex, fresh: mode == LoadMode.ResumeMiss);
     }
 
     /// <summary>
@@ -118,18 +115,19 @@ public sealed class LoadTerminal : IAsyncDisposable
     /// (then wipes it, without connecting to the market). Resumption with the market is the terminal's
     /// and the market's work; this is the rate at which the home server hands out its cache.
     /// </summary>
-    public async Task TicketAsync(CancellationToken ct)
+    /// <param name="fresh">from a new full handshake at the home server (a miss), not from its cache.</param>
+    public async Task TicketAsync(CancellationToken ct, bool fresh = false)
     {
-        var reply = await _control.RequestAsync(new DelegateRequest(new MarketAddress("localhost", _marketPort, "localhost", null), DelegationMode.Resume), ct);
+        var reply = await _control.RequestAsync(new DelegateRequest(new MarketAddress("localhost", _marketPort, "localhost", null), DelegationMode.Resume, fresh), ct);
         if (reply is not TicketReply { Ticket: var ticket }) throw new InvalidOperationException($"asked for a ticket, got {reply.GetType().Name}");
         ticket.Wipe();
     }
 
     /// <summary>One delegated session through <paramref name="connector"/> to the market on localhost: established in <paramref name="wire"/> mode, then closed.</summary>
     public static async Task SessionAsync(DelegatedConnector connector, int marketPort, DelegationMode wire, CancellationToken ct,
-        PskKeyExchangeMode? kex = PskKeyExchangeMode.PskDheKe)
+        PskKeyExchangeMode? kex = PskKeyExchangeMode.PskDheKe, bool fresh = false)
     {
-        var session = await connector.ConnectAsync("localhost", marketPort, wire, kex, cancellationToken: ct);
+        var session = await connector.ConnectAsync("localhost", marketPort, wire, kex, cancellationToken: ct, fresh: fresh);
         await using var stream = session.Stream;
         if (session.Mode != wire) throw new InvalidOperationException($"asked for {wire.ToWire()}, got {session.Mode.ToWire()}");
     }

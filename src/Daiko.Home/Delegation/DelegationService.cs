@@ -197,11 +197,12 @@ public sealed class DelegationService : IAsyncDisposable
     /// other tickets are cached for next time.
     /// </summary>
     /// <param name="longest">The longest a ticket handed over may have left to live (the device's policy); longer ones stay in the cache.</param>
-    public async Task<SessionTicket> ObtainTicketAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken, TimeSpan? longest = null)
+    /// <param name="fresh">a ticket from a new full handshake, whatever the cache holds (the market refused one: <see cref="DropTickets"/>).</param>
+    public async Task<SessionTicket> ObtainTicketAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken, TimeSpan? longest = null, bool fresh = false)
     {
         // Read before a ticket leaves the cache: nothing may fail between taking it and handing it over.
         var pskKe = await PskKeHintAsync(market, cancellationToken);
-        return Hinted(await TakeOrFetchAsync(deviceId, market, cancellationToken, longest), pskKe);
+        return Hinted(await TakeOrFetchAsync(deviceId, market, cancellationToken, longest, fresh), pskKe);
     }
 
     /// <summary>
@@ -222,14 +223,17 @@ public sealed class DelegationService : IAsyncDisposable
         return ticket;
     }
 
-    private async Task<SessionTicket> TakeOrFetchAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken, TimeSpan? longest)
+    private async Task<SessionTicket> TakeOrFetchAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken, TimeSpan? longest, bool fresh)
     {
         var key = market.KeyFor(deviceId);
         var limit = longest ?? Policy.DevicePolicy.LongestTicketLifetime;
-        var cached = TryTakeCached(deviceId, market, limit);
-        Hosting.HomeMetrics.CacheLookup(cached is not null);
-        if (cached is not null) return cached;
-        if (_tickets.Count(key) == 0)
+        if (!fresh)
+        {
+            var cached = TryTakeCached(deviceId, market, limit);
+            Hosting.HomeMetrics.CacheLookup(cached is not null);
+            if (cached is not null) return cached;
+        }
+        if (fresh || _tickets.Count(key) == 0)
         {
             await RefuseIfKnownTicketlessAsync(deviceId, market, cancellationToken);
             // The terminal waits on this handshake: it gets the market's first ticket the moment it is
@@ -284,6 +288,12 @@ public sealed class DelegationService : IAsyncDisposable
         if (!_refilling.TryAdd(key, gate.Task)) return;
         _ = RefillAsync(deviceId, market, key, gate, purgesBefore);
     }
+
+    /// <summary>
+    /// Drops the tickets held for (device, market): the market refused one the device was handed (its
+    /// ticket keys changed), so the rest are as stale. Returns how many went.
+    /// </summary>
+    public int DropTickets(string deviceId, MarketRequest market) => _tickets.Drop(market.KeyFor(deviceId));
 
     /// <summary>How many times the device's tickets were purged (its locks and revocation): what <see cref="RefillAhead"/> compares.</summary>
     public long PurgesOf(string deviceId) => _tickets.PurgesOf(deviceId);

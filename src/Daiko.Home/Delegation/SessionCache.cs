@@ -141,6 +141,19 @@ public sealed class SessionCache<TEntry>
         }
     }
 
+    /// <summary>Drops what is cached for one (device, market), leaving the device's other markets and its purge count. Returns how many entries went.</summary>
+    public int Drop(MarketKey key)
+    {
+        List<Slot>? slots;
+        lock (_gate)
+        {
+            if (!_entries.Remove(key, out slots)) return 0;
+            _bytes -= slots.Sum(s => (long)s.Size);
+        }
+        Discard([.. slots.Select(s => s.Entry)]);
+        return slots.Count;
+    }
+
     /// <summary>Drops everything cached for a device (revocation, lock). Returns how many entries went.</summary>
     public int PurgeDevice(string deviceId)
     {

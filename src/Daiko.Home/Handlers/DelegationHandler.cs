@@ -66,6 +66,9 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         try
         {
             market.Reach.CheckName(market.Host, market.Port, market.ServerName);
+            // The market refused a ticket this device was handed: the others held for it go before anything is
+            // served (said in the session's audit line, not one of its own).
+            var stale = request.Fresh ? delegation.DropTickets(context.DeviceId, market) : 0;
             // A forbidden mode is refused, never served in another one; auto chooses among the allowed modes.
             var candidates = ModeChoice.Candidates(request.Mode, request.Mode == DelegationMode.Auto
                 ? await delegation.Profiles.FindAsync(market.Host, market.Port, context.Closed) : null, policy.Modes);
@@ -75,7 +78,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 mode = candidates[i];
                 try
                 {
-                    return await DelegateInAsync(mode, market, policy, context, request.Mode == DelegationMode.Auto);
+                    return await DelegateInAsync(mode, market, policy, context, request.Mode == DelegationMode.Auto, (request.Fresh, stale));
                 }
                 catch (Exception e) when (i + 1 < candidates.Count && ModeChoice.TryNext(e))
                 {
@@ -152,19 +155,24 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
     }
 
-    private async Task<HandlerResult> DelegateInAsync(DelegationMode mode, MarketRequest market, DevicePolicy policy, RequestContext context, bool auto)
+    /// <param name="refused">
+    /// the market refused a ticket this device was handed (<see cref="DelegateRequest.Fresh"/>): a resume is
+    /// served from a new handshake, and the tickets dropped before (<c>Stale</c>) are said in the audit line.
+    /// </param>
+    private async Task<HandlerResult> DelegateInAsync(DelegationMode mode, MarketRequest market, DevicePolicy policy, RequestContext context, bool auto, (bool Fresh, int Stale) refused)
     {
         var where = Where(market);
         var audit = mode.ToWire();
+        string Said(string outcome) => refused.Stale > 0 ? $"{outcome} ({refused.Stale} stale ticket(s) dropped: the market refused one)" : outcome;
         switch (mode)
         {
             case DelegationMode.Resume:
             {
                 using var held = policies.Tickets.Reserve(context.DeviceId, market.Holding, policy.MaxTickets);
                 var purges = delegation.PurgesOf(context.DeviceId);
-                var ticket = await delegation.ObtainTicketAsync(context.DeviceId, market, context.Closed, policy.TicketLifetimeOrLongest);
+                var ticket = await delegation.ObtainTicketAsync(context.DeviceId, market, context.Closed, policy.TicketLifetimeOrLongest, refused.Fresh);
                 held.Handed(ticket.ExpiresAt);
-                await AuditOrWipeAsync([ticket], context.DeviceId, "delegate", where, audit, "ticket handed over");
+                await AuditOrWipeAsync([ticket], context.DeviceId, "delegate", where, audit, Said("ticket handed over"));
                 // The reply is encoded before AfterReply runs: only then is the ticket's PSK wiped.
                 return new HandlerResult(new TicketReply(ticket), () =>
                 {
@@ -198,7 +206,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                     // handed it (each counted against its policy: max-tickets, ticket-lifetime).
                     var exported = connection.Export().WithoutResumption();
                     relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
-                    await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "secrets handed over");
+                    await devices.AuditAsync(context.DeviceId, "delegate", where, audit, Said("secrets handed over"));
                     var handed = relay;
                     var abandon = Abandon(place, handed, transport);
                     return new HandlerResult(new SecretsReply(exported, handed.Id), () =>
@@ -226,7 +234,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 {
                     connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
                     relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
-                    await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "relay opened");
+                    await devices.AuditAsync(context.DeviceId, "delegate", where, audit, Said("relay opened"));
                     var (opened, session) = (relay, connection);
                     return new HandlerResult(new RelayReply(opened.Id), () => splicer.Start(opened, session, authority.Work(context.DeviceId), place),
                         Abandon(place, opened, session));
@@ -249,7 +257,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 }
                 // One signature for this market, once its chain is verified here, within 30 s.
                 grants.Approve(context.DeviceId, where, market.EffectiveServerName);
-                await devices.AuditAsync(context.DeviceId, "delegate", where, audit, "assist ready");
+                await devices.AuditAsync(context.DeviceId, "delegate", where, audit, Said("assist ready"));
                 return new AssistReply(gate.Card.CertificateChain.ToList());
             default:
                 return HandlerResult.Error(ErrorCode.BadMode, $"unknown delegation mode '{mode.ToWire()}'");

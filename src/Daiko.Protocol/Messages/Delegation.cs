@@ -5,7 +5,13 @@ using Daiko.Tls;
 namespace Daiko.Protocol.Messages;
 
 /// <summary><c>delegate</c>: reach <see cref="Market"/> for this terminal in <see cref="Mode"/> (auto: the home server picks).</summary>
-public sealed record DelegateRequest(MarketAddress Market, DelegationMode Mode) : ControlMessage
+/// <param name="Fresh">
+/// The market refused a ticket the home server handed over for it (its ticket keys changed): the
+/// tickets held for this device and market are dropped before the request is served, so a resume
+/// gets a ticket from a new full handshake and an auto or handoff leaves no stale ticket behind.
+/// Sent only when set (<c>fresh: true</c>); a request without it is served from the cache as before.
+/// </param>
+public sealed record DelegateRequest(MarketAddress Market, DelegationMode Mode, bool Fresh = false) : ControlMessage
 {
     public const string WireType = "delegate";
 
@@ -15,9 +21,10 @@ public sealed record DelegateRequest(MarketAddress Market, DelegationMode Mode) 
     {
         Market.Write(w);
         w.Text("mode", Mode.ToWire());
+        if (Fresh) w.Bool("fresh", true);
     }
 
-    internal static DelegateRequest Read(FieldReader r) => new(MarketAddress.Read(r), r.Choice("mode", WireNames.Modes));
+    internal static DelegateRequest Read(FieldReader r) => new(MarketAddress.Read(r), r.Choice("mode", WireNames.Modes), r.BoolOr("fresh", false));
 }
 
 /// <summary><c>ticket</c> (resume): a single-use session ticket with its PSK.</summary>

@@ -80,6 +80,9 @@ public sealed class FieldReader
 
     public bool Bool(string name) => Read(name, "a boolean", r => r.ReadBoolean());
 
+    /// <summary>An optional boolean field: absent is <paramref name="fallback"/>.</summary>
+    public bool BoolOr(string name, bool fallback) => Has(name) || Truncated ? Bool(name) : fallback;
+
     public byte[] Bytes(string name, int maxLength)
     {
         var expected = $"bytes (at most {maxLength})";

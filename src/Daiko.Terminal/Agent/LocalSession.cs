@@ -45,7 +45,12 @@ internal sealed class LocalSession(HomeChannel channel, TicketStock stock)
             case CostRequest:
                 await local.ReplyAsync(request, new CostReply(Meter.BytesSent, Meter.BytesReceived, Meter.RoundTrips, Meter.PublicKeyOperations));
                 return;
-            case DelegateRequest { Mode: DelegationMode.Resume or DelegationMode.Auto } delegation when stock.TryTake(delegation.Market) is { } ticket:
+            case DelegateRequest { Fresh: true } fresh when stock.Drop(fresh.Market) > 0:
+                // The market refused a ticket: the stock's others for it are as stale. The request goes on
+                // to the home server (which drops its own), and the stock is filled again when the client ends.
+                lock (_taken) _taken.Add(fresh.Market);
+                break;
+            case DelegateRequest { Mode: DelegationMode.Resume or DelegationMode.Auto, Fresh: false } delegation when stock.TryTake(delegation.Market) is { } ticket:
                 lock (_taken) _taken.Add(delegation.Market);
                 try
                 {

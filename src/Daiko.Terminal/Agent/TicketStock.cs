@@ -106,6 +106,22 @@ internal sealed class TicketStock(HomeChannel channel, TimeProvider time, int pe
         }
     }
 
+    /// <summary>
+    /// Forgets the tickets stocked for <paramref name="market"/> (the market refused one: its ticket keys
+    /// changed); a fill on its way, for any market, is not kept either. Returns how many went.
+    /// </summary>
+    public int Drop(MarketAddress market)
+    {
+        lock (_tickets)
+        {
+            Interlocked.Increment(ref _generation);
+            if (!_tickets.Remove(market, out var queue)) return 0;
+            var dropped = queue.Count;
+            while (queue.TryDequeue(out var t)) t.Wipe();
+            return dropped;
+        }
+    }
+
     /// <summary>Forgets every stocked ticket now (their PSKs are wiped).</summary>
     public void Drop()
     {

@@ -45,15 +45,21 @@ public sealed class DelegatedConnector(ControlConnection control)
     /// psk_ke it was said to accept (an alert, or a closed connection) gets the same ticket again with psk_dhe_ke
     /// (and without early data: the caller sends its request after the handshake, as <see cref="TlsConnection.EarlyDataAccepted"/> says).
     /// </param>
+    /// <param name="fresh">
+    /// Resume from a new full handshake, not from a ticket the home server (or the agent's stock) already
+    /// holds: those are dropped first (<see cref="DelegateRequest.Fresh"/>). The terminal asks for this
+    /// itself, once, when the market refuses a ticket (its ticket keys changed, so the rest held for it
+    /// are as stale).
+    /// </param>
     public async Task<DelegatedSession> ConnectAsync(string host, int port, DelegationMode mode, PskKeyExchangeMode? kex = PskKeyExchangeMode.PskDheKe,
-        ReadOnlyMemory<byte> earlyData = default, string? alpn = null, CancellationToken cancellationToken = default)
+        ReadOnlyMemory<byte> earlyData = default, string? alpn = null, CancellationToken cancellationToken = default, bool fresh = false)
     {
         var counters = new TlsCounters();
         var controlBefore = control.BytesSent + control.BytesReceived;
         // The terminal connects to the market only once the ticket is in hand: opening TCP earlier would
         // overlap a round trip, but a market that serves one connection at a time (openssl s_server)
         // would then sit on the idle connection while the home server's handshake waits behind it.
-        var reply = await control.RequestAsync(new DelegateRequest(new MarketAddress(host, port, host, alpn), mode), cancellationToken);
+        var reply = await control.RequestAsync(new DelegateRequest(new MarketAddress(host, port, host, alpn), mode, fresh), cancellationToken);
         Stream stream;
         TlsConnection? tls = null;
         DelegationMode used;
@@ -82,10 +88,12 @@ public sealed class DelegatedConnector(ControlConnection control)
                 }
                 catch (TlsException e) when (RefusedTheTicket(e))
                 {
-                    // In auto, a market that refuses the ticket (a stale one from the stock, or its ticket keys
-                    // changed) gets the session handed off instead; the failed attempt stays in the cost.
-                    // Asked for resume, the terminal says the market refused it.
+                    // A market that refuses the ticket (a stale one from the stock, or its ticket keys changed):
+                    // in auto the session is handed off instead, and asked for resume the terminal asks once
+                    // for a ticket from a new handshake; either way the stale tickets held for the market go
+                    // (fresh), and the failed attempt stays in the cost. A fresh ticket refused too is said.
                     if (mode == DelegationMode.Auto) return await FallBackAsync(host, port, alpn, counters, controlBefore, cancellationToken);
+                    if (!fresh && offered == PskKeyExchangeMode.PskDheKe) return await FreshAsync(host, port, kex, alpn, counters, controlBefore, cancellationToken);
                     throw new ControlErrorException(ErrorCode.TicketRefused, e.Error == TlsError.CertificateRejected
                         ? e.Message
                         : $"{host} refused the delegated ticket ({(offered == PskKeyExchangeMode.PskKe ? "it may not allow psk_ke: try --kex psk_dhe_ke; " : "")}it answered {e.Alert})");
@@ -94,14 +102,11 @@ public sealed class DelegatedConnector(ControlConnection control)
                 {
                     ticket.Wipe();
                 }
-                if (!tls.Resumed && mode == DelegationMode.Auto)
-                {
-                    await tls.DisposeAsync();
-                    return await FallBackAsync(host, port, alpn, counters, controlBefore, cancellationToken);
-                }
                 if (!tls.Resumed)
                 {
                     await tls.DisposeAsync();
+                    if (mode == DelegationMode.Auto) return await FallBackAsync(host, port, alpn, counters, controlBefore, cancellationToken);
+                    if (!fresh) return await FreshAsync(host, port, kex, alpn, counters, controlBefore, cancellationToken);
                     throw new ControlErrorException(ErrorCode.TicketRefused, $"{host} did not accept the delegated ticket");
                 }
                 stream = tls;
@@ -181,9 +186,20 @@ public sealed class DelegatedConnector(ControlConnection control)
         e.Error == TlsError.CertificateRejected
         || e.SentByPeer && e.Alert is AlertDescription.MissingExtension or AlertDescription.HandshakeFailure;
 
-    private async Task<DelegatedSession> FallBackAsync(string host, int port, string? alpn, TlsCounters failed, long controlBefore, CancellationToken cancellationToken)
+    /// <summary>Auto after a refused ticket: the session handed off, and the market's stale tickets dropped at the home server.</summary>
+    private async Task<DelegatedSession> FallBackAsync(string host, int port, string? alpn, TlsCounters failed, long controlBefore, CancellationToken cancellationToken) =>
+        Including(await ConnectAsync(host, port, DelegationMode.Handoff, alpn: alpn, cancellationToken: cancellationToken, fresh: true), failed, controlBefore);
+
+    /// <summary>
+    /// Resume after a refused ticket: once more with a ticket from a new handshake (no early data: the
+    /// caller sends its request after the handshake, as <see cref="TlsConnection.EarlyDataAccepted"/> says).
+    /// </summary>
+    private async Task<DelegatedSession> FreshAsync(string host, int port, PskKeyExchangeMode? kex, string? alpn, TlsCounters failed, long controlBefore, CancellationToken cancellationToken) =>
+        Including(await ConnectAsync(host, port, DelegationMode.Resume, kex, alpn: alpn, cancellationToken: cancellationToken, fresh: true), failed, controlBefore);
+
+    /// <summary>The session with the failed attempt before it in its cost.</summary>
+    private DelegatedSession Including(DelegatedSession session, TlsCounters failed, long controlBefore)
     {
-        var session = await ConnectAsync(host, port, DelegationMode.Handoff, alpn: alpn, cancellationToken: cancellationToken);
         session.Counters.Add(failed);
         return session with { ControlBytes = control.BytesSent + control.BytesReceived - controlBefore };
     }

@@ -120,4 +120,26 @@ public sealed class SessionCacheTests
         Assert.Equal(1, cache.Count(Laptop));
         Assert.Equal(["a", "b"], discarded.Order());
     }
+
+    [Fact]
+    public void Drop_RemovesOneDevicesOneMarket_WipesIt_GivesItsBytesBack_AndIsNoPurge()
+    {
+        var discarded = new List<string>();
+        var cache = new SessionCache<string>(new ManualClock(), discarded.Add, sizeOf: _ => 100);
+        var bank = Phone with { Host = "bank.test" };
+        cache.Add(Phone, "a", DateTimeOffset.MaxValue, true);
+        cache.Add(Phone, "b", DateTimeOffset.MaxValue, true);
+        cache.Add(bank, "c", DateTimeOffset.MaxValue, true);
+        cache.Add(Laptop, "d", DateTimeOffset.MaxValue, true);
+        var purges = cache.PurgesOf("phone");
+
+        Assert.Equal(2, cache.Drop(Phone));
+
+        Assert.Equal(["a", "b"], discarded.Order());
+        Assert.Equal((0, 1, 1), (cache.Count(Phone), cache.Count(bank), cache.Count(Laptop)));
+        Assert.Equal(200, cache.Bytes);
+        // A fetch begun before the drop still keeps what it brings: only a lock or a revocation says otherwise.
+        Assert.True(cache.Add(Phone, "e", DateTimeOffset.MaxValue, true, purges));
+        Assert.Equal(0, cache.Drop(Phone with { Port = 8443 }));
+    }
 }
