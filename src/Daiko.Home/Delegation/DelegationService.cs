@@ -243,7 +243,8 @@ public sealed class DelegationService : IAsyncDisposable
             Own(key, deviceId, market, handed.Task, FetchTicketsAsync(deviceId, market, cancellationToken, (handed, limit), purges), purges);
             if (await handed.Task is { } first) return first;
         }
-        return TryTakeCached(deviceId, market, limit)
+        // A fresh request is answered by its own handshake or not at all (what the cache holds may be what the market refused).
+        return (fresh ? null : TryTakeCached(deviceId, market, limit))
             ?? (_tickets.Count(key) > 0
                 ? throw new Policy.PolicyRefusedException(Policy.PolicyRule.TicketLifetime,
                     $"the tickets of {market.Host}:{market.Port} live longer than this device may hold one ({Policy.DevicePolicy.FormatLifetime(limit)}); use handoff or relay, or the owner can change 'daiko home device policy --ticket-lifetime'")

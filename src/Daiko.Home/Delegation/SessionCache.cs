@@ -44,7 +44,7 @@ public sealed class SessionCache<TEntry>
     /// <summary>Entries kept per (device, market): a market that floods tickets cannot grow the home server.</summary>
     public const int MaxEntriesPerKey = 16;
 
-    /// <summary>How many times the device's entries were purged so far (taken before fetching what <see cref="Add"/> will keep).</summary>
+    /// <summary>How many times the device's entries were purged (or one market's dropped) so far (taken before fetching what <see cref="Add"/> will keep).</summary>
     public long PurgesOf(string deviceId)
     {
         lock (_gate) return _purges.GetValueOrDefault(deviceId);
@@ -141,12 +141,18 @@ public sealed class SessionCache<TEntry>
         }
     }
 
-    /// <summary>Drops what is cached for one (device, market), leaving the device's other markets and its purge count. Returns how many entries went.</summary>
+    /// <summary>
+    /// Drops what is cached for one (device, market), leaving the device's other markets. It counts as a
+    /// purge of the device (<see cref="PurgesOf"/>): what a fetch begun before it brings back may be as
+    /// stale and is not kept, for any market of the device (one refetch at worst, and only its own).
+    /// Returns how many entries went.
+    /// </summary>
     public int Drop(MarketKey key)
     {
         List<Slot>? slots;
         lock (_gate)
         {
+            _purges[key.DeviceId] = _purges.GetValueOrDefault(key.DeviceId) + 1;
             if (!_entries.Remove(key, out slots)) return 0;
             _bytes -= slots.Sum(s => (long)s.Size);
         }

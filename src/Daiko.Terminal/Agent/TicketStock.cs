@@ -16,6 +16,7 @@ internal sealed class TicketStock(HomeChannel channel, TimeProvider time, int pe
     private readonly Dictionary<MarketAddress, int> _wanted = new();
     private readonly HashSet<MarketAddress> _refilling = new();
     private readonly TaskSet _background = new();
+    private readonly Dictionary<MarketAddress, long> _dropped = new();
     private long _generation;
 
     /// <summary>What background refills cost on the control channel (no command waits for them).</summary>
@@ -54,7 +55,8 @@ internal sealed class TicketStock(HomeChannel channel, TimeProvider time, int pe
     {
         wanted = Math.Min(wanted, perMarket);
         lock (_tickets) _wanted[market] = Math.Max(wanted, _wanted.GetValueOrDefault(market));
-        var generation = Interlocked.Read(ref _generation);
+        long generation, dropped;
+        lock (_tickets) (generation, dropped) = (_generation, _dropped.GetValueOrDefault(market));
         var missing = wanted - Count(market);
         if (missing <= 0) return (Count(market), 0);
         var reply = await channel.ExchangeAsync(new StockRequest(market, missing), meter, cancellationToken);
@@ -62,8 +64,8 @@ internal sealed class TicketStock(HomeChannel channel, TimeProvider time, int pe
         if (reply is not StockedReply stocked) throw new ControlErrorException(ErrorCode.BadRequest, $"the home server answered 'stock' with '{reply.Type}'");
         lock (_tickets)
         {
-            // A drop that came while the tickets were on their way wins: they are not kept.
-            if (Interlocked.Read(ref _generation) != generation)
+            // A drop (of the whole stock, or of this market's) that came while the tickets were on their way wins: they are not kept.
+            if (_generation != generation || _dropped.GetValueOrDefault(market) != dropped)
             {
                 foreach (var t in stocked.Tickets) t.Wipe();
                 return (0, stocked.Handshakes);
@@ -108,13 +110,13 @@ internal sealed class TicketStock(HomeChannel channel, TimeProvider time, int pe
 
     /// <summary>
     /// Forgets the tickets stocked for <paramref name="market"/> (the market refused one: its ticket keys
-    /// changed); a fill on its way, for any market, is not kept either. Returns how many went.
+    /// changed); a fill for it on its way is not kept either, and other markets' are. Returns how many went.
     /// </summary>
     public int Drop(MarketAddress market)
     {
         lock (_tickets)
         {
-            Interlocked.Increment(ref _generation);
+            _dropped[market] = _dropped.GetValueOrDefault(market) + 1;
             if (!_tickets.Remove(market, out var queue)) return 0;
             var dropped = queue.Count;
             while (queue.TryDequeue(out var t)) t.Wipe();
@@ -127,7 +129,7 @@ internal sealed class TicketStock(HomeChannel channel, TimeProvider time, int pe
     {
         lock (_tickets)
         {
-            Interlocked.Increment(ref _generation);
+            _generation++;
             foreach (var queue in _tickets.Values)
             {
                 while (queue.TryDequeue(out var t)) t.Wipe();

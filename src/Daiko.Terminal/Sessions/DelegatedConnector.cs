@@ -69,6 +69,11 @@ public sealed class DelegatedConnector(ControlConnection control)
             {
                 used = DelegationMode.Resume;
                 var offered = kex ?? (ticket.MarketAcceptsPskKe && ticket.Version == TlsVersions.Tls13 ? PskKeyExchangeMode.PskKe : PskKeyExchangeMode.PskDheKe);
+                // Only a ticket refused on a psk_dhe_ke try with nothing before it says the market's ticket keys
+                // changed (so the others held for it are as stale); a refused psk_ke, or a ticket the market
+                // spent on one, says nothing of the others.
+                var staleIfRefused = offered == PskKeyExchangeMode.PskDheKe;
+                TlsException? refused = null;
                 try
                 {
                     try
@@ -88,26 +93,31 @@ public sealed class DelegatedConnector(ControlConnection control)
                 }
                 catch (TlsException e) when (RefusedTheTicket(e))
                 {
-                    // A market that refuses the ticket (a stale one from the stock, or its ticket keys changed):
-                    // in auto the session is handed off instead, and asked for resume the terminal asks once
-                    // for a ticket from a new handshake; either way the stale tickets held for the market go
-                    // (fresh), and the failed attempt stays in the cost. A fresh ticket refused too is said.
-                    if (mode == DelegationMode.Auto) return await FallBackAsync(host, port, alpn, counters, controlBefore, cancellationToken);
-                    if (!fresh && offered == PskKeyExchangeMode.PskDheKe) return await FreshAsync(host, port, kex, alpn, counters, controlBefore, cancellationToken);
-                    throw new ControlErrorException(ErrorCode.TicketRefused, e.Error == TlsError.CertificateRejected
-                        ? e.Message
-                        : $"{host} refused the delegated ticket ({(offered == PskKeyExchangeMode.PskKe ? "it may not allow psk_ke: try --kex psk_dhe_ke; " : "")}it answered {e.Alert})");
+                    refused = e;
                 }
                 finally
                 {
+                    // Wiped before anything else is tried.
                     ticket.Wipe();
                 }
-                if (!tls.Resumed)
+                if (refused is null && !tls!.Resumed)
                 {
                     await tls.DisposeAsync();
-                    if (mode == DelegationMode.Auto) return await FallBackAsync(host, port, alpn, counters, controlBefore, cancellationToken);
-                    if (!fresh) return await FreshAsync(host, port, kex, alpn, counters, controlBefore, cancellationToken);
-                    throw new ControlErrorException(ErrorCode.TicketRefused, $"{host} did not accept the delegated ticket");
+                    tls = null;
+                }
+                if (tls is null)
+                {
+                    // The market refused the ticket (a stale one from the stock, or its ticket keys changed): in auto
+                    // the session is handed off instead, and asked for resume the terminal asks once for a ticket from
+                    // a new handshake; either way, if the ticket itself was refused, the tickets held for the market
+                    // go (fresh). The failed attempt stays in the cost. A fresh ticket refused too is said.
+                    if (mode == DelegationMode.Auto) return await FallBackAsync(host, port, alpn, staleIfRefused, counters, controlBefore, cancellationToken);
+                    if (staleIfRefused && !fresh) return await FreshAsync(host, port, kex, alpn, counters, controlBefore, cancellationToken);
+                    throw new ControlErrorException(ErrorCode.TicketRefused, refused is null
+                        ? $"{host} did not accept the delegated ticket"
+                        : refused.Error == TlsError.CertificateRejected
+                            ? refused.Message
+                            : $"{host} refused the delegated ticket ({(offered == PskKeyExchangeMode.PskKe ? "it may not allow psk_ke: try --kex psk_dhe_ke; " : "")}it answered {refused.Alert})");
                 }
                 stream = tls;
                 break;
@@ -186,9 +196,9 @@ public sealed class DelegatedConnector(ControlConnection control)
         e.Error == TlsError.CertificateRejected
         || e.SentByPeer && e.Alert is AlertDescription.MissingExtension or AlertDescription.HandshakeFailure;
 
-    /// <summary>Auto after a refused ticket: the session handed off, and the market's stale tickets dropped at the home server.</summary>
-    private async Task<DelegatedSession> FallBackAsync(string host, int port, string? alpn, TlsCounters failed, long controlBefore, CancellationToken cancellationToken) =>
-        Including(await ConnectAsync(host, port, DelegationMode.Handoff, alpn: alpn, cancellationToken: cancellationToken, fresh: true), failed, controlBefore);
+    /// <summary>Auto after a refused ticket: the session handed off, and, if the ticket was <paramref name="stale"/>, the market's others dropped.</summary>
+    private async Task<DelegatedSession> FallBackAsync(string host, int port, string? alpn, bool stale, TlsCounters failed, long controlBefore, CancellationToken cancellationToken) =>
+        Including(await ConnectAsync(host, port, DelegationMode.Handoff, alpn: alpn, cancellationToken: cancellationToken, fresh: stale), failed, controlBefore);
 
     /// <summary>
     /// Resume after a refused ticket: once more with a ticket from a new handshake (no early data: the

@@ -122,7 +122,7 @@ public sealed class SessionCacheTests
     }
 
     [Fact]
-    public void Drop_RemovesOneDevicesOneMarket_WipesIt_GivesItsBytesBack_AndIsNoPurge()
+    public void Drop_RemovesOneDevicesOneMarket_WipesIt_GivesItsBytesBack_AndWhatAFetchBegunBeforeBringsIsNotKept()
     {
         var discarded = new List<string>();
         var cache = new SessionCache<string>(new ManualClock(), discarded.Add, sizeOf: _ => 100);
@@ -138,8 +138,12 @@ public sealed class SessionCacheTests
         Assert.Equal(["a", "b"], discarded.Order());
         Assert.Equal((0, 1, 1), (cache.Count(Phone), cache.Count(bank), cache.Count(Laptop)));
         Assert.Equal(200, cache.Bytes);
-        // A fetch begun before the drop still keeps what it brings: only a lock or a revocation says otherwise.
-        Assert.True(cache.Add(Phone, "e", DateTimeOffset.MaxValue, true, purges));
+        // A fetch begun before the drop may bring tickets as stale: they are wiped. One begun after keeps its own.
+        Assert.False(cache.Add(Phone, "e", DateTimeOffset.MaxValue, true, purges));
+        Assert.True(cache.Add(Phone, "f", DateTimeOffset.MaxValue, true, cache.PurgesOf("phone")));
+        Assert.Equal(["a", "b", "e"], discarded.Order());
         Assert.Equal(0, cache.Drop(Phone with { Port = 8443 }));
+        // The laptop's fetches are untouched by the phone's drops.
+        Assert.Equal(0, cache.PurgesOf("laptop"));
     }
 }
