@@ -95,6 +95,7 @@ public sealed class DelegationService : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refilling = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _tails = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, int> _fetching = new();
     private readonly Dictionary<(string Host, int Port), DateTimeOffset> _ticketChecks = new();
     private readonly Dictionary<(string Host, int Port), (DateTimeOffset At, Task<bool?> Check)> _pskKeChecks = new();
     private readonly CancellationTokenSource _stopping = new();
@@ -284,7 +285,8 @@ public sealed class DelegationService : IAsyncDisposable
     public void RefillAhead(string deviceId, MarketRequest market, long purgesBefore, int low = 1)
     {
         var key = market.KeyFor(deviceId);
-        if (_tickets.Count(key) >= low || _tickets.PurgesOf(deviceId) != purgesBefore) return;
+        // A fetch still reading its market's flight for the key fills the cache itself (and refills after it if that left it empty).
+        if (_tickets.Count(key) >= low || _tickets.PurgesOf(deviceId) != purgesBefore || _fetching.ContainsKey(key)) return;
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         if (!_refilling.TryAdd(key, gate.Task)) return;
         _ = RefillAsync(deviceId, market, key, gate, purgesBefore);
@@ -435,10 +437,11 @@ public sealed class DelegationService : IAsyncDisposable
 
     /// <summary>
     /// Keeps a fetch whose first ticket went to a terminal: the rest of its flight is read in the
-    /// background (counted as the key's refill in flight, so the terminal's reply asks for no second
+    /// background (counted among the key's fetches in flight, so the terminal's reply asks for no second
     /// handshake meanwhile), disposal waits for it, and a failure there (the terminal was served) is only logged.
-    /// Once it ends, if a terminal was served, the key is refilled ahead if the flight left the cache empty
-    /// (a market that sends one ticket a handshake), as the terminal's reply would have asked had the flight been over.
+    /// Once it ends, if a terminal was served and no other fetch for the key still runs, the key is refilled
+    /// ahead if the flight left the cache empty (a market that sends one ticket a handshake), as the terminal's
+    /// reply would have asked had the flight been over.
     /// </summary>
     private void Own(MarketKey key, string deviceId, MarketRequest market, Task<SessionTicket?> handed, Task<int> fetch, long purges)
     {
@@ -447,15 +450,25 @@ public sealed class DelegationService : IAsyncDisposable
             Observe(fetch);
             return;
         }
-        var refill = _refilling.TryAdd(key, fetch);
+        // Every fetch for the key is counted (misses back to back overlap their tails): while any runs, no refill starts.
+        _fetching.AddOrUpdate(key, 1, (_, n) => n + 1);
         _tails.TryAdd(fetch, 0);
         _ = fetch.ContinueWith(f =>
         {
-            if (refill) _refilling.TryRemove(new KeyValuePair<MarketKey, Task>(key, f));
+            Done(key);
             _tails.TryRemove(f, out _);
             Observe(f);
-            if (refill && !_stopping.IsCancellationRequested && handed is { IsCompletedSuccessfully: true, Result: not null }) RefillAhead(deviceId, market, purges);
+            if (!_stopping.IsCancellationRequested && handed is { IsCompletedSuccessfully: true, Result: not null }) RefillAhead(deviceId, market, purges);
         }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    /// <summary>One fetch for <paramref name="key"/> fewer (<see cref="_fetching"/>).</summary>
+    private void Done(MarketKey key)
+    {
+        while (_fetching.TryGetValue(key, out var n)
+            && !(n == 1 ? _fetching.TryRemove(new KeyValuePair<MarketKey, int>(key, 1)) : _fetching.TryUpdate(key, n - 1, n)))
+        {
+        }
     }
 
     private void Observe(Task<int> fetch)
