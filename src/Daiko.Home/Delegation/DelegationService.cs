@@ -95,7 +95,15 @@ public sealed class DelegationService : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refilling = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _tails = new();
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, int> _fetching = new();
+    private readonly Dictionary<MarketKey, Fetches> _fetching = new();
+
+    /// <summary>The fetches for one key that <see cref="Own"/> keeps, in flight: how many, whether one served a terminal, and the newest purge count they began under.</summary>
+    private sealed class Fetches
+    {
+        public int Count;
+        public bool Served;
+        public long Purges = long.MinValue;
+    }
     private readonly Dictionary<(string Host, int Port), DateTimeOffset> _ticketChecks = new();
     private readonly Dictionary<(string Host, int Port), (DateTimeOffset At, Task<bool?> Check)> _pskKeChecks = new();
     private readonly CancellationTokenSource _stopping = new();
@@ -286,9 +294,18 @@ public sealed class DelegationService : IAsyncDisposable
     {
         var key = market.KeyFor(deviceId);
         // A fetch still reading its market's flight for the key fills the cache itself (and refills after it if that left it empty).
-        if (_tickets.Count(key) >= low || _tickets.PurgesOf(deviceId) != purgesBefore || _fetching.ContainsKey(key)) return;
+        bool fetching;
+        lock (_fetching) fetching = _fetching.ContainsKey(key);
+        if (fetching || _tickets.Count(key) >= low || _tickets.PurgesOf(deviceId) != purgesBefore) return;
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         if (!_refilling.TryAdd(key, gate.Task)) return;
+        if (_stopping.IsCancellationRequested)
+        {
+            // Stopping began meanwhile: its wait may have missed this entry, so no refill starts.
+            _refilling.TryRemove(new KeyValuePair<MarketKey, Task>(key, gate.Task));
+            gate.TrySetResult();
+            return;
+        }
         _ = RefillAsync(deviceId, market, key, gate, purgesBefore);
     }
 
@@ -439,9 +456,9 @@ public sealed class DelegationService : IAsyncDisposable
     /// Keeps a fetch whose first ticket went to a terminal: the rest of its flight is read in the
     /// background (counted among the key's fetches in flight, so the terminal's reply asks for no second
     /// handshake meanwhile), disposal waits for it, and a failure there (the terminal was served) is only logged.
-    /// Once it ends, if a terminal was served and no other fetch for the key still runs, the key is refilled
-    /// ahead if the flight left the cache empty (a market that sends one ticket a handshake), as the terminal's
-    /// reply would have asked had the flight been over.
+    /// When the last fetch in flight for the key ends, if any of them served a terminal, the key is refilled
+    /// ahead if the flights left the cache empty (a market that sends one ticket a handshake), as the
+    /// terminals' replies would have asked had the flights been over, unless the device locked since the newest began.
     /// </summary>
     private void Own(MarketKey key, string deviceId, MarketRequest market, Task<SessionTicket?> handed, Task<int> fetch, long purges)
     {
@@ -450,24 +467,36 @@ public sealed class DelegationService : IAsyncDisposable
             Observe(fetch);
             return;
         }
-        // Every fetch for the key is counted (misses back to back overlap their tails): while any runs, no refill starts.
-        _fetching.AddOrUpdate(key, 1, (_, n) => n + 1);
+        // Every fetch for the key is counted (misses back to back overlap their tails): while any runs, no
+        // refill starts, and the last to end refills for all of them.
+        lock (_fetching)
+        {
+            if (!_fetching.TryGetValue(key, out var fetches)) _fetching[key] = fetches = new Fetches();
+            fetches.Count++;
+        }
         _tails.TryAdd(fetch, 0);
         _ = fetch.ContinueWith(f =>
         {
-            Done(key);
+            var (last, served, newest) = Done(key, handed is { IsCompletedSuccessfully: true, Result: not null }, purges);
             _tails.TryRemove(f, out _);
             Observe(f);
-            if (!_stopping.IsCancellationRequested && handed is { IsCompletedSuccessfully: true, Result: not null }) RefillAhead(deviceId, market, purges);
+            if (last && served && !_stopping.IsCancellationRequested) RefillAhead(deviceId, market, newest);
         }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
-    /// <summary>One fetch for <paramref name="key"/> fewer (<see cref="_fetching"/>).</summary>
-    private void Done(MarketKey key)
+    /// <summary>
+    /// One fetch for <paramref name="key"/> ended (<see cref="_fetching"/>): whether it was the last in flight,
+    /// whether any of them served a terminal, and the newest purge count they began under.
+    /// </summary>
+    private (bool Last, bool Served, long Purges) Done(MarketKey key, bool served, long purges)
     {
-        while (_fetching.TryGetValue(key, out var n)
-            && !(n == 1 ? _fetching.TryRemove(new KeyValuePair<MarketKey, int>(key, 1)) : _fetching.TryUpdate(key, n - 1, n)))
+        lock (_fetching)
         {
+            var fetches = _fetching[key];
+            if (served) (fetches.Served, fetches.Purges) = (true, Math.Max(fetches.Purges, purges));
+            var last = --fetches.Count == 0;
+            if (last) _fetching.Remove(key);
+            return (last, fetches.Served, fetches.Purges);
         }
     }
 
@@ -485,14 +514,18 @@ public sealed class DelegationService : IAsyncDisposable
         // Under the checks' lock: no psk_ke check starts after this (one that did would not be waited for).
         lock (_pskKeChecks) _stopped = true;
         await _stopping.CancelAsync();
-        foreach (var running in _refilling.Values.Concat(_tails.Keys).ToList())
+        // Until none is left: a tail that ended as stopping began may still have started a refill.
+        while (_refilling.Values.Concat(_tails.Keys).Where(t => !t.IsCompleted).ToList() is { Count: > 0 } running)
         {
-            try
+            foreach (var task in running)
             {
-                await running;
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
+                try
+                {
+                    await task;
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                }
             }
         }
     }
