@@ -17,6 +17,12 @@ internal static partial class HostLog
     [LoggerMessage(104, LogLevel.Information, "a device certificate names owner '{Owner}', who is not in this deployment")]
     public static partial void UnknownOwner(this ILogger logger, string owner);
 
+    [LoggerMessage(106, LogLevel.Information, "owner '{Owner}' unloaded from this node: no device connected for {IdleSeconds} s")]
+    public static partial void OwnerUnloaded(this ILogger logger, string owner, long idleSeconds);
+
+    [LoggerMessage(107, LogLevel.Warning, "unloading owner '{Owner}' failed: {Reason}")]
+    public static partial void OwnerUnloadFailed(this ILogger logger, string owner, string reason);
+
     [LoggerMessage(105, LogLevel.Information, "an enrollment code from {Peer} names no owner of this deployment ({Unwritten} such refusals not logged before this one)")]
     public static partial void UnknownCode(this ILogger logger, string peer, int unwritten);
 }

@@ -26,6 +26,14 @@ public sealed record HostNodeOptions(string SiteDirectory, IPEndPoint Listen)
     /// <summary>A device's unlock session ends after this long without use.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// An owner with no device connected to this node for this long is unloaded from it: its polls and
+    /// background work stop, and its ticket cache goes (<c>host serve --owner-idle</c>). Its next device
+    /// loads it again; nothing is lost, since its state is in PostgreSQL and the site token. Zero (the
+    /// default) keeps every owner loaded: an owner's appliance readings are collected only where it is loaded.
+    /// </summary>
+    public TimeSpan OwnerIdle { get; init; }
+
     public bool AllowPrivateMarkets { get; init; }
 
     /// <summary>Connections start with a PROXY protocol v2 header from the load balancer, whose client address the per-source limits use.</summary>
@@ -56,8 +64,10 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     private readonly EnrollmentLimiter _limiter = new();
     private readonly StrangerRefusals _unknownCodes = new();
     private readonly ConcurrentDictionary<string, Lazy<Task<HomeParts?>>> _owners = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _lastUse = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
     private Task _changes = Task.CompletedTask;
+    private Task _unloading = Task.CompletedTask;
 
     private HostNode(HostNodeOptions options, HostSite site, SiteToken token, NpgsqlDataSource source)
     {
@@ -109,6 +119,7 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
             throw;
         }
         node._changes = node.ListenForChangesAsync(node._stop.Token);
+        node._unloading = node.UnloadIdleOwnersAsync(node._stop.Token);
         return node;
     }
 
@@ -148,6 +159,7 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     /// <summary>The owner's parts, built once per node; a build that failed (the database away) is tried again by the next connection.</summary>
     private async Task<HomeParts?> PartsAsync(string owner)
     {
+        _lastUse[owner] = Environment.TickCount64;
         var lazy = _owners.GetOrAdd(owner, name => new Lazy<Task<HomeParts?>>(() => LoadAsync(name)));
         try
         {
@@ -241,11 +253,50 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Every so often (a quarter of <see cref="HostNodeOptions.OwnerIdle"/>, between 0.25 s and 30 s), unloads
+    /// the owners loaded here that no device has reached for <see cref="HostNodeOptions.OwnerIdle"/> and that
+    /// have no control channel open: out of the table first (a device arriving meanwhile loads the owner
+    /// anew, as another node would), then stopped. A node then holds the owners in use, not every owner it met.
+    /// </summary>
+    private async Task UnloadIdleOwnersAsync(CancellationToken cancellationToken)
+    {
+        var idle = _options.OwnerIdle;
+        if (idle <= TimeSpan.Zero) return;
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Clamp(idle.TotalMilliseconds / 4, 250, 30_000)));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                foreach (var (owner, lazy) in _owners)
+                {
+                    if (!lazy.IsValueCreated || !lazy.Value.IsCompletedSuccessfully || lazy.Value.Result is not { } parts) continue;
+                    var since = Environment.TickCount64 - _lastUse.GetValueOrDefault(owner);
+                    if (since < idle.TotalMilliseconds || parts.Connections.Count > 0) continue;
+                    if (!_owners.TryRemove(KeyValuePair.Create(owner, lazy))) continue;
+                    try
+                    {
+                        await parts.DisposeAsync();
+                        _logger.OwnerUnloaded(owner, since / 1000);
+                    }
+                    catch (Exception e) when (e is not OutOfMemoryException)
+                    {
+                        _logger.OwnerUnloadFailed(owner, $"{e.GetType().Name}: {e.Message}");
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
         await _listener.DisposeAsync();
         await _changes;
+        await _unloading;
         foreach (var lazy in _owners.Values)
         {
             if (lazy.IsValueCreated && await lazy.Value is { } parts) await parts.DisposeAsync();

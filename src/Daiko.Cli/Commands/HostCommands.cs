@@ -136,7 +136,19 @@ internal static class HostCommands
         var allowPrivate = new Option<bool>("--allow-private-markets") { Description = "let every device reach markets on loopback and private addresses (labs and tests)" };
         var proxyProtocol = new Option<bool>("--proxy-protocol") { Description = "every connection starts with a PROXY protocol v2 header (HAProxy send-proxy-v2): the terminals' real addresses feed the per-source limits" };
         var proxyFrom = CliChecks.ProxyFromOption(proxyProtocol);
-        Option[] options = [site, listen, .. console.All, allowPrivate, proxyProtocol, proxyFrom];
+        var ownerIdle = new Option<int>("--owner-idle")
+        {
+            Description = "unload an owner from this node once no device of theirs has been connected to it for this many seconds (0, the default: keep every owner it loaded): "
+                + "their polls, reports and appliance readings stop here and their ticket cache goes; their next device loads them again, without a PIN (all their state is in PostgreSQL). "
+                + "A node that meets many owners wants it (600 is a start)",
+            HelpName = "SECONDS",
+        };
+        // (A value that is no number is System.CommandLine's own parse error; this sees numbers only.)
+        ownerIdle.Validators.Add(r =>
+        {
+            if (r.Tokens.Count > 0 && int.TryParse(r.Tokens[^1].Value, out var seconds) && seconds is < 0 or > 86_400) r.AddError("--owner-idle takes 0 (never) or 1 to 86400 seconds (a day)");
+        });
+        Option[] options = [site, listen, .. console.All, allowPrivate, proxyProtocol, proxyFrom, ownerIdle];
         foreach (var o in options) command.Options.Add(o);
         command.Validators.Add(result =>
         {
@@ -167,6 +179,7 @@ internal static class HostCommands
                     AllowPrivateMarkets = parse.GetValue(allowPrivate),
                     ProxyProtocol = parse.GetValue(proxyProtocol),
                     ProxyFrom = CliChecks.ProxySources(parse.GetValue(proxyFrom)),
+                    OwnerIdle = TimeSpan.FromSeconds(parse.GetValue(ownerIdle)),
                 }, ct);
             }
             catch (System.Net.Sockets.SocketException e)

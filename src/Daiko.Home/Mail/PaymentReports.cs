@@ -8,8 +8,8 @@ using Microsoft.Extensions.Logging;
 namespace Daiko.Home.Mail;
 
 /// <summary>
-/// F14: the purse's log mailed to the address in DIR/mail.json, every <c>interval</c> while the server
-/// runs and when a terminal asks. Reports go through the store's outbox (<see cref="ReportOutbox"/>),
+/// F14: the purse's log mailed to the address in DIR/mail.json, every <c>interval</c> (counted from the
+/// last report queued) and when a terminal asks. Reports go through the store's outbox (<see cref="ReportOutbox"/>),
 /// so an SMTP outage delays one and never loses it; each log head is signed in the home card.
 /// </summary>
 /// <param name="settings">Where the settings are read instead of DIR/mail.json (a hosted owner's row); null from it falls back to the file.</param>
@@ -44,10 +44,18 @@ public sealed class PaymentReports(string directory, IHomeCard card, PurseLedger
         return (sent, await outbox.PendingAsync(cancellationToken));
     }
 
-    /// <summary>Sends a report every <paramref name="interval"/> (default daily) until cancelled; a failed round is logged and retried at the next tick.</summary>
+    /// <summary>
+    /// Sends a report every <paramref name="interval"/> (default daily) until cancelled, counted from the
+    /// newest report in the store's outbox, not from this process's start: a server restarted (or a hosted
+    /// owner unloaded and loaded again) more often than the interval still mails on time. It looks every
+    /// quarter interval, at least hourly; a report is due once the newest is <paramref name="interval"/> old, or, when none was
+    /// ever queued, once this process has run an interval. A failed round is logged and retried at the
+    /// next look; what is pending is delivered at every look.
+    /// </summary>
     public async Task RunAsync(TimeSpan interval, TimeProvider time, CancellationToken cancellationToken)
     {
-        using var timer = new PeriodicTimer(interval, time);
+        var started = time.GetUtcNow();
+        using var timer = new PeriodicTimer(interval / 4 < LookEvery ? interval / 4 : LookEvery, time);
         try
         {
             while (await timer.WaitForNextTickAsync(cancellationToken))
@@ -55,7 +63,10 @@ public sealed class PaymentReports(string directory, IHomeCard card, PurseLedger
                 if (LoadSettings() is not { } settings) continue;
                 try
                 {
-                    if (card.State == HomeCardState.CryptoReady) await outbox.EnqueueReportAsync(ledger, settings.To, card.CardId, cancellationToken);
+                    if (card.State == HomeCardState.CryptoReady && time.GetUtcNow() - (await outbox.LastQueuedAtAsync(cancellationToken) ?? started) >= interval)
+                    {
+                        await outbox.EnqueueReportAsync(ledger, settings.To, card.CardId, cancellationToken);
+                    }
                     await outbox.DeliverAsync(settings, cancellationToken);
                 }
                 catch (Exception e) when (e is CardNotReadyException or IOException or PurseException or System.Data.Common.DbException)
@@ -66,4 +77,7 @@ public sealed class PaymentReports(string directory, IHomeCard card, PurseLedger
         }
         catch (OperationCanceledException) { }
     }
+
+    /// <summary>The longest the periodic report waits before it looks whether one is due (and delivers what is pending).</summary>
+    public static readonly TimeSpan LookEvery = TimeSpan.FromHours(1);
 }

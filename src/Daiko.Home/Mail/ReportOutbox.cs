@@ -49,6 +49,9 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
 
     public Task<long> PendingAsync(CancellationToken cancellationToken = default) => outbox.PendingCountAsync(cancellationToken);
 
+    /// <summary>When the newest report was queued (the store's, so a restart or another node sees it), or null.</summary>
+    public Task<DateTimeOffset?> LastQueuedAtAsync(CancellationToken cancellationToken = default) => outbox.LastQueuedAtAsync(cancellationToken);
+
     /// <summary>Sends every pending report; returns how many went. An SMTP failure leaves them queued.</summary>
     public async Task<int> DeliverAsync(MailSettings settings, CancellationToken cancellationToken)
     {

@@ -16,6 +16,9 @@ public interface IMailOutboxStore
 
     Task<long> PendingCountAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>When the newest mail was queued (sent or not), or null when none ever was.</summary>
+    Task<DateTimeOffset?> LastQueuedAtAsync(CancellationToken cancellationToken = default);
+
     Task MarkSentAsync(long id, DateTimeOffset at, CancellationToken cancellationToken = default);
 
     /// <summary>Counts a failed delivery attempt of each mail.</summary>
@@ -51,6 +54,13 @@ public sealed class SqlMailOutboxStore(IHomeStore store) : IMailOutboxStore
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
         return Convert.ToInt64(await ScalarAsync(connection, null, "SELECT COUNT(*) FROM mail_outbox WHERE sent_at IS NULL", cancellationToken),
             System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    public async Task<DateTimeOffset?> LastQueuedAtAsync(CancellationToken cancellationToken = default)
+    {
+        await using var connection = await store.OpenAsync(Migration, cancellationToken);
+        var newest = await ReadAllAsync(connection, null, "SELECT created_at FROM mail_outbox ORDER BY id DESC LIMIT 1", r => r.Time(0), cancellationToken);
+        return newest.Count == 0 ? null : newest[0];
     }
 
     public async Task MarkSentAsync(long id, DateTimeOffset at, CancellationToken cancellationToken = default)

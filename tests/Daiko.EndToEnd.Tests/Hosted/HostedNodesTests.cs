@@ -54,6 +54,49 @@ public sealed class HostedNodesTests(HostedNodesTests.OneOwner owner) : IClassFi
     }
 
     [Fact]
+    public async Task AnOwnerWithNoDeviceConnected_IsUnloadedAfterOwnerIdle_KeptWhileAChannelIsOpen_AndServedAgainWhenADeviceReturns()
+    {
+        var (node, port) = await Site.StartNodeAsync(null, "--owner-idle", "2");
+        const string Unloaded = "owner 'erin' unloaded from this node";
+
+        // Enrollment loads the owner; its connection ends with the command.
+        var terminal = await Site.EnrollAsync("erin", "comes-and-goes", port);
+        await node.WaitForOutputAsync(Unloaded, TimeSpan.FromSeconds(15));
+
+        // The agent keeps its channel open for the whole unlock: the owner stays loaded past several idle periods.
+        await HostedSite.UnlockAsOwnerAsync(terminal, "erin");
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        Assert.Equal(1, Count(node.Output, Unloaded));
+        Assert.Equal(2, Count(node.Output, "owner 'erin' loaded on this node"));
+        Assert.Equal(0, (await Site.GetAsync(terminal)).ExitCode);
+
+        // The channel closes with the lock: the owner goes again, and a device coming back loads them anew.
+        await HostedSite.Ok(["terminal", "lock", "--terminal", terminal]);
+        await WaitForCountAsync(node, Unloaded, 2, TimeSpan.FromSeconds(15));
+        await HostedSite.UnlockAsOwnerAsync(terminal, "erin");
+        Assert.Equal(0, (await Site.GetAsync(terminal)).ExitCode);
+        Assert.Equal(3, Count(node.Output, "owner 'erin' loaded on this node"));
+        await HostedSite.Ok(["terminal", "lock", "--terminal", terminal]);
+    }
+
+    private static int Count(string text, string part)
+    {
+        var (count, at) = (0, 0);
+        while ((at = text.IndexOf(part, at, StringComparison.Ordinal)) >= 0) (count, at) = (count + 1, at + part.Length);
+        return count;
+    }
+
+    private static async Task WaitForCountAsync(ExternalProcess node, string part, int count, TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        while (Count(node.Output, part) < count)
+        {
+            Assert.True(clock.Elapsed < timeout, $"'{part}' printed fewer than {count} times within {timeout.TotalSeconds:0} s:\n{node.Output}");
+            await Task.Delay(50);
+        }
+    }
+
+    [Fact]
     public async Task WrongPins_GuessedAtOnceThroughTwoNodes_GetExactlyThreeTries()
     {
         var (_, firstPort) = await Site.StartNodeAsync();

@@ -38,6 +38,30 @@ public sealed class ReportOutboxTests : IDisposable
     }
 
     [Fact]
+    public async Task ThePeriodicReport_IsDueAnIntervalAfterTheNewestQueued_NotAnIntervalAfterTheServerStarted()
+    {
+        using var smtp = await SmtpSink.StartAsync(_dir.Path);
+        var settings = new MailSettings("127.0.0.1", smtp.Port, "daiko@home.test", "alice@example.test");
+        var reports = new PaymentReports(_dir.Path, _card, _ledger, _outbox, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, () => settings);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await reports.MailNowAsync(CancellationToken.None);
+        Assert.Single(smtp.Messages());
+
+        // A server (re)started 4 s after that report, reporting every 6 s: the next is due 6 s after the
+        // report, at about 7 s with its 1.5 s looks, not 6 s after its start (10 s).
+        await Task.Delay(TimeSpan.FromSeconds(4));
+        using var stop = new CancellationTokenSource();
+        var running = reports.RunAsync(TimeSpan.FromSeconds(6), TimeProvider.System, stop.Token);
+        while (smtp.Messages().Count < 2 && clock.Elapsed < TimeSpan.FromSeconds(15)) await Task.Delay(50);
+        var second = clock.Elapsed;
+        await stop.CancelAsync();
+        await running;
+
+        Assert.Equal(2, smtp.Messages().Count);
+        Assert.InRange(second.TotalSeconds, 5.9, 9.5);
+    }
+
+    [Fact]
     public async Task Report_IsDelivered_WithTheLogAndTheCardSignedHead()
     {
         using var smtp = await SmtpSink.StartAsync(_dir.Path);
