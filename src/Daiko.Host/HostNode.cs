@@ -47,7 +47,7 @@ public sealed record HostNodeOptions(string SiteDirectory, IPEndPoint Listen)
 /// One stateless node of a hosted deployment (<c>daiko host serve</c>): one control listener for every
 /// owner. A device certificate names its owner (the site identity signed it), an enrollment code's
 /// public id is looked up in <c>host_codes</c>; each owner's parts (<see cref="HomeParts"/>) are built on
-/// first use from the owner's schema and card row, and kept. Nothing is remembered that another node
+/// first use from the owner's schema and card row, and kept while in use (<c>--owner-idle</c>). Nothing is remembered that another node
 /// must know: sessions, counters, the card's state and the ledger are in PostgreSQL, keys in the site
 /// token. Changes made anywhere reach this node through LISTEN daiko_host within milliseconds.
 /// </summary>
@@ -65,6 +65,8 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     private readonly StrangerRefusals _unknownCodes = new();
     private readonly ConcurrentDictionary<string, Lazy<Task<HomeParts?>>> _owners = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _lastUse = new(StringComparer.Ordinal);
+    // Held while an owner's parts are handed out and while the sweeper decides to unload them.
+    private readonly object _loading = new();
     private readonly CancellationTokenSource _stop = new();
     private Task _changes = Task.CompletedTask;
     private Task _unloading = Task.CompletedTask;
@@ -156,11 +158,18 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
         await connection.ReplyAsync(request, new ErrorReply(ErrorCode.EnrollmentRefused, "the enrollment code is not valid"));
     }
 
-    /// <summary>The owner's parts, built once per node; a build that failed (the database away) is tried again by the next connection.</summary>
+    /// <summary>
+    /// The owner's parts, built on first use and kept while the owner is in use here (see
+    /// <see cref="UnloadIdleOwnersAsync"/>); a build that failed (the database away) is tried again by the next connection.
+    /// </summary>
     private async Task<HomeParts?> PartsAsync(string owner)
     {
-        _lastUse[owner] = Environment.TickCount64;
-        var lazy = _owners.GetOrAdd(owner, name => new Lazy<Task<HomeParts?>>(() => LoadAsync(name)));
+        Lazy<Task<HomeParts?>> lazy;
+        lock (_loading)
+        {
+            _lastUse[owner] = Environment.TickCount64;
+            lazy = _owners.GetOrAdd(owner, name => new Lazy<Task<HomeParts?>>(() => LoadAsync(name)));
+        }
         try
         {
             return await lazy.Value;
@@ -194,7 +203,15 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
             MailSettings = () => _database.MailOf(owner),
         };
         var parts = new HomeParts(options, card, _identity, owner, _limiter);
-        await parts.RefreshPayeesAsync(_stop.Token);
+        try
+        {
+            await parts.RefreshPayeesAsync(_stop.Token);
+        }
+        catch
+        {
+            await parts.DisposeAsync();
+            throw;
+        }
         parts.StartBackground(options);
         _logger.OwnerLoaded(owner);
         return parts;
@@ -255,9 +272,11 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
 
     /// <summary>
     /// Every so often (a quarter of <see cref="HostNodeOptions.OwnerIdle"/>, between 0.25 s and 30 s), unloads
-    /// the owners loaded here that no device has reached for <see cref="HostNodeOptions.OwnerIdle"/> and that
-    /// have no control channel open: out of the table first (a device arriving meanwhile loads the owner
-    /// anew, as another node would), then stopped. A node then holds the owners in use, not every owner it met.
+    /// the owners loaded here that have had no control channel open, and no device arriving, for
+    /// <see cref="HostNodeOptions.OwnerIdle"/>: out of the table first, under the lock parts are handed out
+    /// under (a device arriving afterwards loads the owner anew, as another node would), their connections
+    /// sealed (one routed to them just before is closed as it registers, and its terminal reconnects), then
+    /// stopped. A node then holds the owners in use, not every owner it met.
     /// </summary>
     private async Task UnloadIdleOwnersAsync(CancellationToken cancellationToken)
     {
@@ -271,9 +290,15 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
                 foreach (var (owner, lazy) in _owners)
                 {
                     if (!lazy.IsValueCreated || !lazy.Value.IsCompletedSuccessfully || lazy.Value.Result is not { } parts) continue;
-                    var since = Environment.TickCount64 - _lastUse.GetValueOrDefault(owner);
-                    if (since < idle.TotalMilliseconds || parts.Connections.Count > 0) continue;
-                    if (!_owners.TryRemove(KeyValuePair.Create(owner, lazy))) continue;
+                    long since;
+                    lock (_loading)
+                    {
+                        // An open channel is use: the idle time counts from when the last one closed.
+                        if (parts.Connections.Count > 0) _lastUse[owner] = Environment.TickCount64;
+                        since = Environment.TickCount64 - _lastUse.GetValueOrDefault(owner);
+                        if (since < idle.TotalMilliseconds || !_owners.TryRemove(KeyValuePair.Create(owner, lazy))) continue;
+                    }
+                    parts.Connections.Seal("the home server unloaded this owner from the node; connect again");
                     try
                     {
                         await parts.DisposeAsync();

@@ -138,8 +138,8 @@ internal static class HostCommands
         var proxyFrom = CliChecks.ProxyFromOption(proxyProtocol);
         var ownerIdle = new Option<int>("--owner-idle")
         {
-            Description = "unload an owner from this node once no device of theirs has been connected to it for this many seconds (0, the default: keep every owner it loaded): "
-                + "their polls, reports and appliance readings stop here and their ticket cache goes; their next device loads them again, without a PIN (all their state is in PostgreSQL). "
+            Description = "unload an owner from this node once the last of their devices' channels to it has been closed this many seconds (0, the default: keep every owner it loaded): "
+                + "their polls, reports and appliance readings stop here and their cached tickets are wiped; their next device loads them again, without a PIN (all their state is in PostgreSQL). "
                 + "A node that meets many owners wants it (600 is a start)",
             HelpName = "SECONDS",
         };

@@ -9,6 +9,7 @@ namespace Daiko.Home.Control;
 public sealed class ConnectionRegistry
 {
     private readonly ConcurrentDictionary<ControlConnection, string?> _connections = new();
+    private volatile string? _sealed;
 
     public int Count => _connections.Count;
 
@@ -16,7 +17,12 @@ public sealed class ConnectionRegistry
     public IReadOnlyDictionary<string, int> CountsByDevice() =>
         _connections.Values.GroupBy(d => d ?? "").ToDictionary(g => g.Key, g => g.Count());
 
-    public void Add(ControlConnection connection, string? deviceId) => _connections[connection] = deviceId;
+    /// <summary>Registers an open connection; on a sealed registry (<see cref="Seal"/>) it is closed at once.</summary>
+    public void Add(ControlConnection connection, string? deviceId)
+    {
+        _connections[connection] = deviceId;
+        if (_sealed is { } reason) connection.Close(reason);
+    }
 
     public void Remove(ControlConnection connection) => _connections.TryRemove(connection, out _);
 
@@ -72,5 +78,15 @@ public sealed class ConnectionRegistry
     public void CloseAll(string reason)
     {
         foreach (var connection in _connections.Keys) connection.Close(reason);
+    }
+
+    /// <summary>
+    /// Closes every connection and every one added from now on (the parts they were routed to are going
+    /// away: a route handed out just before cannot keep a channel on them).
+    /// </summary>
+    public void Seal(string reason)
+    {
+        _sealed = reason;
+        CloseAll(reason);
     }
 }

@@ -160,6 +160,19 @@ public sealed class SessionCache<TEntry>
         return slots.Count;
     }
 
+    /// <summary>Drops (and so wipes) everything cached, for every device: the parts that held it are going away.</summary>
+    public void Clear()
+    {
+        List<TEntry> discarded;
+        lock (_gate)
+        {
+            discarded = [.. _entries.Values.SelectMany(slots => slots.Select(s => s.Entry))];
+            _entries.Clear();
+            _bytes = 0;
+        }
+        Discard(discarded);
+    }
+
     /// <summary>Drops everything cached for a device (revocation, lock). Returns how many entries went.</summary>
     public int PurgeDevice(string deviceId)
     {

@@ -196,9 +196,19 @@ public sealed class HomeParts : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
-        await Task.WhenAll(_background);
+        try
+        {
+            await Task.WhenAll(_background);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A background loop that failed (its failure was its own to log) stops nothing else here: a
+            // hosted node unloads owners over and over, and each must leave nothing behind.
+        }
         await _splicer.DisposeAsync();
         await Delegation.DisposeAsync();
+        // Tickets are secrets: wiped now, not left to the collector.
+        Delegation.Tickets.Clear();
         Appliances.Dispose();
         _gauges.Dispose();
         _issuers?.Dispose();

@@ -47,35 +47,50 @@ public sealed class PaymentReports(string directory, IHomeCard card, PurseLedger
     /// <summary>
     /// Sends a report every <paramref name="interval"/> (default daily) until cancelled, counted from the
     /// newest report in the store's outbox, not from this process's start: a server restarted (or a hosted
-    /// owner unloaded and loaded again) more often than the interval still mails on time. It looks every
-    /// quarter interval, at least hourly; a report is due once the newest is <paramref name="interval"/> old, or, when none was
-    /// ever queued, once this process has run an interval. A failed round is logged and retried at the
-    /// next look; what is pending is delivered at every look.
+    /// owner unloaded and loaded again) more often than the interval still mails once it is due. It looks
+    /// at its start and then every quarter interval, at least hourly (<see cref="DueAsync"/>), queues only
+    /// while the card is ready, and delivers what is pending at every look; a failed look is logged and the
+    /// next one tries again.
     /// </summary>
     public async Task RunAsync(TimeSpan interval, TimeProvider time, CancellationToken cancellationToken)
     {
-        var started = time.GetUtcNow();
         using var timer = new PeriodicTimer(interval / 4 < LookEvery ? interval / 4 : LookEvery, time);
         try
         {
-            while (await timer.WaitForNextTickAsync(cancellationToken))
+            do
             {
-                if (LoadSettings() is not { } settings) continue;
                 try
                 {
-                    if (card.State == HomeCardState.CryptoReady && time.GetUtcNow() - (await outbox.LastQueuedAtAsync(cancellationToken) ?? started) >= interval)
+                    if (LoadSettings() is not { } settings) continue;
+                    if (card.State == HomeCardState.CryptoReady && await DueAsync(interval, time, cancellationToken) is { } messageId)
                     {
-                        await outbox.EnqueueReportAsync(ledger, settings.To, card.CardId, cancellationToken);
+                        await outbox.EnqueueReportAsync(ledger, settings.To, card.CardId, cancellationToken, messageId);
                     }
                     await outbox.DeliverAsync(settings, cancellationToken);
                 }
-                catch (Exception e) when (e is CardNotReadyException or IOException or PurseException or System.Data.Common.DbException)
+                catch (Exception e) when (e is CardNotReadyException or IOException or PurseException or System.Data.Common.DbException
+                    or JsonException or KeyNotFoundException or InvalidOperationException)
                 {
                     logger.ReportFailed(e.Message);
                 }
             }
+            while (await timer.WaitForNextTickAsync(cancellationToken));
         }
         catch (OperationCanceledException) { }
+    }
+
+    /// <summary>
+    /// The Message-Id of the periodic report due now, or null: one is due an interval after the newest
+    /// report queued, or, when none ever was, an interval after the purse's first entry (an empty purse has
+    /// nothing to report). The id names the report it follows, so two nodes of a hosted deployment that
+    /// find the same report due queue it once (the outbox keeps one mail a Message-Id).
+    /// </summary>
+    private async Task<string?> DueAsync(TimeSpan interval, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var last = await outbox.LastQueuedAsync(cancellationToken);
+        var since = last?.At ?? (ledger.History() is { Count: > 0 } history ? history[0].At : (DateTimeOffset?)null);
+        if (since is null || time.GetUtcNow() - since < interval) return null;
+        return $"{card.CardId[..16]}-after-{last?.Id ?? 0}@daiko.home";
     }
 
     /// <summary>The longest the periodic report waits before it looks whether one is due (and delivers what is pending).</summary>

@@ -24,7 +24,8 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
     /// <summary>Queues a report of the whole log (entries, balances, the card-signed head) for <paramref name="to"/>.</summary>
-    public async Task<string> EnqueueReportAsync(PurseLedger ledger, string to, string cardId, CancellationToken cancellationToken = default)
+    /// <param name="messageId">the report's Message-Id (a fresh one when null); one already queued is not queued again.</param>
+    public async Task<string> EnqueueReportAsync(PurseLedger ledger, string to, string cardId, CancellationToken cancellationToken = default, string? messageId = null)
     {
         var history = ledger.History();
         var body = new StringBuilder();
@@ -42,15 +43,15 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
         body.AppendLine($"log intact: {(ledger.VerifyLog() ? "yes" : "NO - the log was altered")}");
         body.AppendLine($"chain head: {(history.Count == 0 ? "(empty)" : history[^1].Hash)}");
         body.AppendLine($"card-signed head (COSE_Sign1, base64): {Convert.ToBase64String(ledger.SignedHead())}");
-        var messageId = $"{Guid.NewGuid():N}@daiko.home";
+        messageId ??= $"{Guid.NewGuid():N}@daiko.home";
         await outbox.EnqueueAsync(messageId, to, $"Daiko payment log: {history.Count} entries", body.ToString(), _time.GetUtcNow(), cancellationToken);
         return messageId;
     }
 
     public Task<long> PendingAsync(CancellationToken cancellationToken = default) => outbox.PendingCountAsync(cancellationToken);
 
-    /// <summary>When the newest report was queued (the store's, so a restart or another node sees it), or null.</summary>
-    public Task<DateTimeOffset?> LastQueuedAtAsync(CancellationToken cancellationToken = default) => outbox.LastQueuedAtAsync(cancellationToken);
+    /// <summary>The newest report queued (the store's, so a restart or another node sees it): its row id and time, or null.</summary>
+    public Task<(long Id, DateTimeOffset At)?> LastQueuedAsync(CancellationToken cancellationToken = default) => outbox.LastQueuedAsync(cancellationToken);
 
     /// <summary>Sends every pending report; returns how many went. An SMTP failure leaves them queued.</summary>
     public async Task<int> DeliverAsync(MailSettings settings, CancellationToken cancellationToken)

@@ -16,8 +16,8 @@ public interface IMailOutboxStore
 
     Task<long> PendingCountAsync(CancellationToken cancellationToken = default);
 
-    /// <summary>When the newest mail was queued (sent or not), or null when none ever was.</summary>
-    Task<DateTimeOffset?> LastQueuedAtAsync(CancellationToken cancellationToken = default);
+    /// <summary>The newest mail queued (sent or not): its row id and when it was queued; null when none ever was.</summary>
+    Task<(long Id, DateTimeOffset At)?> LastQueuedAsync(CancellationToken cancellationToken = default);
 
     Task MarkSentAsync(long id, DateTimeOffset at, CancellationToken cancellationToken = default);
 
@@ -56,10 +56,10 @@ public sealed class SqlMailOutboxStore(IHomeStore store) : IMailOutboxStore
             System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    public async Task<DateTimeOffset?> LastQueuedAtAsync(CancellationToken cancellationToken = default)
+    public async Task<(long Id, DateTimeOffset At)?> LastQueuedAsync(CancellationToken cancellationToken = default)
     {
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
-        var newest = await ReadAllAsync(connection, null, "SELECT created_at FROM mail_outbox ORDER BY id DESC LIMIT 1", r => r.Time(0), cancellationToken);
+        var newest = await ReadAllAsync(connection, null, "SELECT id, created_at FROM mail_outbox ORDER BY id DESC LIMIT 1", r => (r.Long(0), r.Time(1)), cancellationToken);
         return newest.Count == 0 ? null : newest[0];
     }
 

@@ -41,8 +41,7 @@ public sealed class ReportOutboxTests : IDisposable
     public async Task ThePeriodicReport_IsDueAnIntervalAfterTheNewestQueued_NotAnIntervalAfterTheServerStarted()
     {
         using var smtp = await SmtpSink.StartAsync(_dir.Path);
-        var settings = new MailSettings("127.0.0.1", smtp.Port, "daiko@home.test", "alice@example.test");
-        var reports = new PaymentReports(_dir.Path, _card, _ledger, _outbox, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, () => settings);
+        var reports = ReportsTo(smtp);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         await reports.MailNowAsync(CancellationToken.None);
         Assert.Single(smtp.Messages());
@@ -50,15 +49,39 @@ public sealed class ReportOutboxTests : IDisposable
         // A server (re)started 4 s after that report, reporting every 6 s: the next is due 6 s after the
         // report, at about 7 s with its 1.5 s looks, not 6 s after its start (10 s).
         await Task.Delay(TimeSpan.FromSeconds(4));
-        using var stop = new CancellationTokenSource();
-        var running = reports.RunAsync(TimeSpan.FromSeconds(6), TimeProvider.System, stop.Token);
-        while (smtp.Messages().Count < 2 && clock.Elapsed < TimeSpan.FromSeconds(15)) await Task.Delay(50);
-        var second = clock.Elapsed;
-        await stop.CancelAsync();
-        await running;
+        await RunUntilAsync(reports, TimeSpan.FromSeconds(6), () => smtp.Messages().Count >= 2, clock, TimeSpan.FromSeconds(15));
 
         Assert.Equal(2, smtp.Messages().Count);
-        Assert.InRange(second.TotalSeconds, 5.9, 9.5);
+        Assert.InRange(clock.Elapsed.TotalSeconds, 5.9, 9.5);
+    }
+
+    [Fact]
+    public async Task AFirstPeriodicReport_IsDueAnIntervalAfterThePursesFirstEntry_UnderAnIdNamingTheReportItFollows()
+    {
+        using var smtp = await SmtpSink.StartAsync(_dir.Path);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        // No report was ever queued; the purse's first entry (the refill) was made as the test began.
+        await RunUntilAsync(ReportsTo(smtp), TimeSpan.FromSeconds(4), () => smtp.Messages().Count >= 1, clock, TimeSpan.FromSeconds(12));
+
+        var mail = Assert.Single(smtp.Messages());
+        Assert.InRange(clock.Elapsed.TotalSeconds, 3.5, 8);
+        Assert.Contains($"Message-Id: <{_card.CardId[..16]}-after-0@daiko.home>", mail, StringComparison.OrdinalIgnoreCase);
+    }
+
+    private PaymentReports ReportsTo(SmtpSink smtp) =>
+        new(_dir.Path, _card, _ledger, _outbox, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
+            () => new MailSettings("127.0.0.1", smtp.Port, "daiko@home.test", "alice@example.test"));
+
+    /// <summary>Runs the periodic report every <paramref name="interval"/> until <paramref name="done"/> (or <paramref name="clock"/> reads <paramref name="most"/>), then stops it.</summary>
+    private static async Task RunUntilAsync(PaymentReports reports, TimeSpan interval, Func<bool> done, System.Diagnostics.Stopwatch clock, TimeSpan most)
+    {
+        using var stop = new CancellationTokenSource();
+        var running = reports.RunAsync(interval, TimeProvider.System, stop.Token);
+        while (!done() && clock.Elapsed < most) await Task.Delay(50);
+        clock.Stop();
+        await stop.CancelAsync();
+        await running;
     }
 
     [Fact]
