@@ -105,7 +105,14 @@ public sealed class ApplianceGateway : IDisposable
         {
             do
             {
-                await CollectAsync(cancellationToken);
+                try
+                {
+                    await CollectAsync(cancellationToken);
+                }
+                catch (Exception e) when (e is System.Data.Common.DbException or IOException)
+                {
+                    // The store away for a moment: the next round collects again (a stopped loop would collect never).
+                }
             }
             while (await timer.WaitForNextTickAsync(cancellationToken));
         }
