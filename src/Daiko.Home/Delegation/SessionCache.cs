@@ -19,6 +19,7 @@ public sealed class SessionCache<TEntry>
     private readonly long _maxBytes;
     private long _bytes;
     private long _added;
+    private bool _closed;
 
     /// <param name="onDiscard">Called for every entry that leaves the cache unused (expiry, purge), so its secret can be wiped.</param>
     /// <param name="sizeOf">The bytes an entry holds; with it the whole cache is kept under <paramref name="maxBytes"/>, the oldest entries going first.</param>
@@ -56,14 +57,14 @@ public sealed class SessionCache<TEntry>
     /// device was purged since (locked, revoked) is discarded instead: a fetch still running when the
     /// device locked leaves nothing behind it.
     /// </summary>
-    /// <returns>false when the entry was discarded for a purge.</returns>
+    /// <returns>false when the entry was discarded (for a purge, or a closed cache).</returns>
     public bool Add(MarketKey key, TEntry entry, DateTimeOffset expiresAt, bool singleUse, long? purgesBefore = null)
     {
         var discarded = new List<TEntry>();
         var kept = true;
         lock (_gate)
         {
-            if (purgesBefore is { } before && _purges.GetValueOrDefault(key.DeviceId) != before)
+            if (_closed || purgesBefore is { } before && _purges.GetValueOrDefault(key.DeviceId) != before)
             {
                 discarded.Add(entry);
                 kept = false;
@@ -160,12 +161,16 @@ public sealed class SessionCache<TEntry>
         return slots.Count;
     }
 
-    /// <summary>Drops (and so wipes) everything cached, for every device: the parts that held it are going away.</summary>
-    public void Clear()
+    /// <summary>
+    /// Drops (and so wipes) everything cached, for every device, and whatever is added afterwards (a request
+    /// still finishing): the parts that held the cache are going away.
+    /// </summary>
+    public void Close()
     {
         List<TEntry> discarded;
         lock (_gate)
         {
+            _closed = true;
             discarded = [.. _entries.Values.SelectMany(slots => slots.Select(s => s.Entry))];
             _entries.Clear();
             _bytes = 0;

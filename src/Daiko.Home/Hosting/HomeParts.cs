@@ -35,13 +35,14 @@ public sealed class HomeParts : IAsyncDisposable
     private readonly PolicyWatcher _policyWatcher;
     private readonly IDisposable _gauges;
     private readonly IssuerFetcher? _issuers;
+    private readonly ILogger _logger;
 
     /// <param name="identity">The control-channel identity that issues device certificates (not disposed here).</param>
     /// <param name="owner">The owner named in the device certificates issued (a hosted deployment); null for a home server's own.</param>
     /// <param name="enrollmentLimiter">Failed enrollments counted per address and code (a hosted node shares one across its owners).</param>
     public HomeParts(HomeServerOptions options, IHomeCard card, HomeIdentity identity, string? owner = null, EnrollmentLimiter? enrollmentLimiter = null)
     {
-        var logger = options.LoggerFactory.CreateLogger("Daiko.Home");
+        var logger = _logger = options.LoggerFactory.CreateLogger("Daiko.Home");
         Store = options.Store ?? Storage.HomeStore.ForHome(options.Directory);
         Store.Writes.FlushFailed ??= e => logger.BookkeepingFlushFailed($"{e.GetType().Name}: {e.Message}");
         Identity = identity;
@@ -196,19 +197,23 @@ public sealed class HomeParts : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
-        try
+        // A background loop that failed is said, and stops nothing else here: a hosted node unloads owners
+        // over and over, and each must leave nothing behind.
+        foreach (var task in _background)
         {
-            await Task.WhenAll(_background);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            // A background loop that failed (its failure was its own to log) stops nothing else here: a
-            // hosted node unloads owners over and over, and each must leave nothing behind.
+            try
+            {
+                await task;
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                _logger.BackgroundFailed(e);
+            }
         }
         await _splicer.DisposeAsync();
         await Delegation.DisposeAsync();
-        // Tickets are secrets: wiped now, not left to the collector.
-        Delegation.Tickets.Clear();
+        // Tickets are secrets: wiped now, not left to the collector, and so is any a request still finishing brings.
+        Delegation.Tickets.Close();
         Appliances.Dispose();
         _gauges.Dispose();
         _issuers?.Dispose();

@@ -88,7 +88,7 @@ public sealed class PaymentReports(string directory, IHomeCard card, PurseLedger
     private async Task<string?> DueAsync(TimeSpan interval, TimeProvider time, CancellationToken cancellationToken)
     {
         var last = await outbox.LastQueuedAsync(cancellationToken);
-        var since = last?.At ?? (ledger.History() is { Count: > 0 } history ? history[0].At : (DateTimeOffset?)null);
+        var since = last?.At ?? ledger.FirstEntryAt();
         if (since is null || time.GetUtcNow() - since < interval) return null;
         return $"{card.CardId[..16]}-after-{last?.Id ?? 0}@daiko.home";
     }

@@ -241,6 +241,15 @@ public sealed partial class PurseLedger
         return list;
     }
 
+    /// <summary>When the log's first entry was made, or null for an empty log (one row read, not the whole log).</summary>
+    public DateTimeOffset? FirstEntryAt()
+    {
+        using var c = Open();
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT at FROM purse_log ORDER BY seq LIMIT 1";
+        return cmd.ExecuteScalar() is string at ? DateTimeOffset.Parse(at, System.Globalization.CultureInfo.InvariantCulture) : null;
+    }
+
     public IReadOnlyList<LedgerEntry> History()
     {
         using var c = Open();

@@ -146,4 +146,22 @@ public sealed class SessionCacheTests
         // The laptop's fetches are untouched by the phone's drops.
         Assert.Equal(0, cache.PurgesOf("laptop"));
     }
+
+    [Fact]
+    public void Close_WipesEverything_AndWhatIsAddedAfterwards()
+    {
+        var discarded = new List<string>();
+        var cache = new SessionCache<string>(new ManualClock(), discarded.Add, sizeOf: _ => 100);
+        cache.Add(Phone, "a", DateTimeOffset.MaxValue, true);
+        cache.Add(Laptop, "b", DateTimeOffset.MaxValue, true);
+
+        cache.Close();
+
+        Assert.Equal(["a", "b"], discarded.Order());
+        Assert.Equal((0, 0, 0L), (cache.Count(Phone), cache.Count(Laptop), cache.Bytes));
+        // A request still finishing as the parts go away: its ticket is wiped, not kept.
+        Assert.False(cache.Add(Phone, "late", DateTimeOffset.MaxValue, true));
+        Assert.Equal(["a", "b", "late"], discarded.Order());
+        Assert.Null(cache.TryTake(Phone));
+    }
 }
