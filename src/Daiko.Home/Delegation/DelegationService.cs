@@ -315,7 +315,7 @@ public sealed class DelegationService : IAsyncDisposable
     /// </summary>
     public int DropTickets(string deviceId, MarketRequest market) => _tickets.Drop(market.KeyFor(deviceId));
 
-    /// <summary>How many times the device's tickets were purged (its locks and revocation): what <see cref="RefillAhead"/> compares.</summary>
+    /// <summary>How many times the device's tickets were purged (its locks, revocation and <see cref="DropTickets"/>): what <see cref="RefillAhead"/> compares.</summary>
     public long PurgesOf(string deviceId) => _tickets.PurgesOf(deviceId);
 
     private async Task RefillAsync(string deviceId, MarketRequest market, MarketKey key, TaskCompletionSource done, long purgesBefore)

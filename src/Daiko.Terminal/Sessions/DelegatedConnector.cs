@@ -111,8 +111,8 @@ public sealed class DelegatedConnector(ControlConnection control)
                     // the session is handed off instead, and asked for resume the terminal asks once for a ticket from
                     // a new handshake; either way, if the ticket itself was refused, the tickets held for the market
                     // go (fresh). The failed attempt stays in the cost. A fresh ticket refused too is said.
-                    if (mode == DelegationMode.Auto) return await FallBackAsync(host, port, alpn, staleIfRefused, counters, controlBefore, cancellationToken);
-                    if (staleIfRefused && !fresh) return await FreshAsync(host, port, kex, alpn, counters, controlBefore, cancellationToken);
+                    if (mode == DelegationMode.Auto) return await AgainAsync(host, port, DelegationMode.Handoff, kex, alpn, staleIfRefused, counters, controlBefore, cancellationToken);
+                    if (staleIfRefused && !fresh) return await AgainAsync(host, port, DelegationMode.Resume, kex, alpn, fresh: true, counters, controlBefore, cancellationToken);
                     throw new ControlErrorException(ErrorCode.TicketRefused, refused is null
                         ? $"{host} did not accept the delegated ticket"
                         : refused.Error == TlsError.CertificateRejected
@@ -196,20 +196,16 @@ public sealed class DelegatedConnector(ControlConnection control)
         e.Error == TlsError.CertificateRejected
         || e.SentByPeer && e.Alert is AlertDescription.MissingExtension or AlertDescription.HandshakeFailure;
 
-    /// <summary>Auto after a refused ticket: the session handed off, and, if the ticket was <paramref name="stale"/>, the market's others dropped.</summary>
-    private async Task<DelegatedSession> FallBackAsync(string host, int port, string? alpn, bool stale, TlsCounters failed, long controlBefore, CancellationToken cancellationToken) =>
-        Including(await ConnectAsync(host, port, DelegationMode.Handoff, alpn: alpn, cancellationToken: cancellationToken, fresh: stale), failed, controlBefore);
-
     /// <summary>
-    /// Resume after a refused ticket: once more with a ticket from a new handshake (no early data: the
-    /// caller sends its request after the handshake, as <see cref="TlsConnection.EarlyDataAccepted"/> says).
+    /// After a refused ticket, once more in <paramref name="mode"/> (auto: handed off; resume: a ticket from
+    /// a new handshake), with the market's other tickets dropped if <paramref name="fresh"/>, and the failed
+    /// attempt in the cost. No early data: the caller sends its request after the handshake, as
+    /// <see cref="TlsConnection.EarlyDataAccepted"/> says.
     /// </summary>
-    private async Task<DelegatedSession> FreshAsync(string host, int port, PskKeyExchangeMode? kex, string? alpn, TlsCounters failed, long controlBefore, CancellationToken cancellationToken) =>
-        Including(await ConnectAsync(host, port, DelegationMode.Resume, kex, alpn: alpn, cancellationToken: cancellationToken, fresh: true), failed, controlBefore);
-
-    /// <summary>The session with the failed attempt before it in its cost.</summary>
-    private DelegatedSession Including(DelegatedSession session, TlsCounters failed, long controlBefore)
+    private async Task<DelegatedSession> AgainAsync(string host, int port, DelegationMode mode, PskKeyExchangeMode? kex, string? alpn, bool fresh,
+        TlsCounters failed, long controlBefore, CancellationToken cancellationToken)
     {
+        var session = await ConnectAsync(host, port, mode, kex, alpn: alpn, cancellationToken: cancellationToken, fresh: fresh);
         session.Counters.Add(failed);
         return session with { ControlBytes = control.BytesSent + control.BytesReceived - controlBefore };
     }

@@ -1,4 +1,9 @@
+using Daiko.Cards;
+using Daiko.Home.Hosting;
+using Daiko.Home.Policy;
+using Daiko.Home.Storage;
 using Daiko.Protocol;
+using Daiko.Terminal;
 using Daiko.Protocol.Messages;
 using Daiko.Terminal.Sessions;
 using Daiko.TestSupport;
@@ -77,6 +82,49 @@ public sealed class FreshTicketTests : IAsyncLifetime
         // The refused try is in the terminal's cost (a round trip of its own), and the home server dropped the stale tickets.
         Assert.True(session.Counters.RoundTrips >= 2, $"{session.Counters.RoundTrips} round trip(s)");
         Assert.Contains(await _home.Server.Devices.AuditLogAsync(), a => a.Action == "delegate" && a.Outcome.Contains("stale ticket(s) dropped", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task AFreshRequest_DropsOnlyTheAskingDevicesTickets_NotAnotherDevicesForTheSameMarket()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await using var laptop = await SecondDeviceAsync("laptop", cts.Token);
+        var held = await laptop.RequestAsync<PrefetchedReply>(new PrefetchRequest(_market, 3), cts.Token);
+
+        await TicketAsync(fresh: true, cts.Token);
+
+        Assert.Equal(held.Ready, (await laptop.RequestAsync<PrefetchedReply>(new PrefetchRequest(_market, 0), cts.Token)).Ready);
+    }
+
+    [Fact]
+    public async Task AFreshResume_FromADeviceWhosePolicyForbidsResume_IsRefused_AndDropsNothing()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var policies = new SqlDevicePolicyStore(HomeStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)));
+        await policies.SaveAsync("phone", (await policies.FindAsync("phone") ?? DevicePolicy.Default) with { Modes = DevicePolicy.ParseModes("relay") });
+        await Task.Delay(DevicePolicies.Freshness * 2, cts.Token);
+
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => TicketAsync(fresh: true, cts.Token));
+
+        Assert.Equal(ErrorCode.PolicyRefused, e.Code);
+        Assert.DoesNotContain(await _home.Server.Devices.AuditLogAsync(), a => a.Outcome.Contains("stale", StringComparison.Ordinal));
+        // Allowed again, a plain request is still served from the tickets held before: none was dropped.
+        await policies.SaveAsync("phone", (await policies.FindAsync("phone"))! with { Modes = DevicePolicy.AllModes });
+        await Task.Delay(DevicePolicies.Freshness * 2, cts.Token);
+        await Assert.ThrowsAsync<TlsException>(async () => await ResumeAsync(await TicketAsync(fresh: false, cts.Token), cts.Token));
+    }
+
+    /// <summary>Another device of the same owner, enrolled and unlocked over its own channel.</summary>
+    private async Task<ControlConnection> SecondDeviceAsync(string name, CancellationToken cancellationToken)
+    {
+        var terminal = Path.Combine(_home.Dir.Path, name);
+        await TerminalClient.EnrollAsync(terminal, _home.Endpoint, await _home.NewCodeAsync(name), HomeFixture.AccessPin,
+            createAccessCard: HomeFixture.TestAccessCard, cancellationToken: cancellationToken);
+        using var access = AccessCard.Open(terminal);
+        Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
+        var control = await TerminalClient.ConnectAsync(terminal, access.DeviceKey, cancellationToken);
+        await new HomeControl(control).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cancellationToken);
+        return control;
     }
 
     private async Task<SessionTicket> TicketAsync(bool fresh, CancellationToken cancellationToken) =>
