@@ -17,10 +17,17 @@ public sealed record MailSettings(string SmtpHost, int SmtpPort, string From, st
 /// F14: the payment log is mailed to the user periodically and on demand. Reports are written to an
 /// outbox table first, each with a fixed Message-Id, and marked sent only after the SMTP server
 /// accepted them: an outage delays a report, never loses it, and a retry after a crash re-sends the
-/// same Message-Id (mail systems de-duplicate on it) rather than a second report.
+/// same Message-Id (mail systems de-duplicate on it) rather than a second report. Each mail is claimed
+/// in the store before it is sent (<see cref="IMailOutboxStore.ClaimAsync"/>), so several processes
+/// delivering one outbox at once (the nodes of a hosted deployment) send it once; only a sender that
+/// dies between the SMTP server's acceptance and the mark leaves it to be sent again, under the same
+/// Message-Id, once its claim lapses.
 /// </summary>
 public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = null)
 {
+    /// <summary>How long a claim on a mail lasts: far longer than one SMTP exchange (its timeout is 10 s a command).</summary>
+    public static readonly TimeSpan ClaimLease = TimeSpan.FromMinutes(10);
+
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
     /// <summary>Queues a report of the whole log (entries, balances, the card-signed head) for <paramref name="to"/>.</summary>
@@ -53,7 +60,10 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
     /// <summary>The newest report queued (the store's, so a restart or another node sees it): its row id and time, or null.</summary>
     public Task<(long Id, DateTimeOffset At)?> LastQueuedAsync(CancellationToken cancellationToken = default) => outbox.LastQueuedAsync(cancellationToken);
 
-    /// <summary>Sends every pending report; returns how many went. An SMTP failure leaves them queued.</summary>
+    /// <summary>
+    /// Sends every pending report this sender can claim (one another sender is sending is left to it);
+    /// returns how many went. An SMTP failure leaves them queued.
+    /// </summary>
     public async Task<int> DeliverAsync(MailSettings settings, CancellationToken cancellationToken)
     {
         var pending = await outbox.PendingAsync(cancellationToken);
@@ -69,8 +79,12 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
             return 0;
         }
         var sent = 0;
+        // Each delivery claims under a name of its own: two at once in one process part like two processes.
+        var claimant = Guid.NewGuid().ToString("N");
         foreach (var item in pending)
         {
+            var now = _time.GetUtcNow();
+            if (!await outbox.ClaimAsync(item.Id, claimant, now, now + ClaimLease, cancellationToken)) continue;
             var message = new MimeMessage { Subject = item.Subject, MessageId = item.MessageId };
             message.From.Add(MailboxAddress.Parse(settings.From));
             message.To.Add(MailboxAddress.Parse(item.To));
@@ -82,6 +96,7 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
             catch (Exception e) when (e is SmtpCommandException or SmtpProtocolException or IOException)
             {
                 await outbox.MarkAttemptAsync([item.Id], CancellationToken.None);
+                await outbox.ReleaseAsync(item.Id, claimant, CancellationToken.None);
                 break;
             }
             await outbox.MarkSentAsync(item.Id, _time.GetUtcNow(), CancellationToken.None);

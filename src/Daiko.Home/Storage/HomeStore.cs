@@ -187,7 +187,7 @@ public abstract class HomeStore : IHomeStore
     public static IReadOnlyList<Migration> Migrations { get; } =
     [
         SqlDeviceStore.Migration, SqlEnrollmentCodeStore.Migration, SqlEnrollmentCodeStore.PublicIdMigration, SqlAuditStore.Migration, SqlMarketProfileStore.Migration,
-        SqlPimStore.Migration, SqlMailOutboxStore.Migration, SqlApplianceStore.Migration,
+        SqlPimStore.Migration, SqlMailOutboxStore.Migration, SqlMailOutboxStore.ClaimMigration, SqlApplianceStore.Migration,
     ];
 
     /// <summary>Applies every migration not yet recorded (what a hosted deployment runs before starting nodes).</summary>

@@ -69,6 +69,25 @@ public sealed class ReportOutboxTests : IDisposable
         Assert.Contains($"Message-Id: <{_card.CardId[..16]}-after-0@daiko.home>", mail, StringComparison.OrdinalIgnoreCase);
     }
 
+    [Fact]
+    public async Task TwoSendersDeliveringOneOutboxAtOnce_SendEachMailOnce()
+    {
+        using var smtp = await SmtpSink.StartAsync(_dir.Path);
+        var settings = new MailSettings("127.0.0.1", smtp.Port, "daiko@home.test", "alice@example.test");
+        var ids = new List<string>();
+        for (var i = 0; i < 12; i++) ids.Add(await _outbox.EnqueueReportAsync(_ledger, "alice@example.test", _card.CardId, CancellationToken.None, $"report-{i}@daiko.home"));
+        // A second store on the same file, as a second node of a hosted deployment has its own.
+        var other = new ReportOutbox(Daiko.Home.Storage.HomeStore.Sqlite(Path.Combine(_dir.Path, "home.db")).MailOutbox);
+
+        var sent = await Task.WhenAll(Task.Run(() => _outbox.DeliverAsync(settings, CancellationToken.None)),
+            Task.Run(() => other.DeliverAsync(settings, CancellationToken.None)), Task.Run(() => other.DeliverAsync(settings, CancellationToken.None)));
+
+        Assert.Equal(12, sent.Sum());
+        var messageIds = smtp.Messages().Select(m => System.Text.RegularExpressions.Regex.Match(m, "^Message-Id: <([^>]+)>", System.Text.RegularExpressions.RegexOptions.Multiline | System.Text.RegularExpressions.RegexOptions.IgnoreCase).Groups[1].Value).ToList();
+        Assert.Equal(ids.Order(), messageIds.Order());
+        Assert.Equal(0, await _outbox.PendingAsync());
+    }
+
     private PaymentReports ReportsTo(SmtpSink smtp) =>
         new(_dir.Path, _card, _ledger, _outbox, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
             () => new MailSettings("127.0.0.1", smtp.Port, "daiko@home.test", "alice@example.test"));

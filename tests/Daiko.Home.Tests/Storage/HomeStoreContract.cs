@@ -210,6 +210,34 @@ public abstract class HomeStoreContract
     }
 
     [Fact]
+    public async Task MailOutbox_AClaimedMail_IsHeldByItsClaimantUntilReleasedOrLapsed_AndASentOneByNobody()
+    {
+        var outbox = Store().MailOutbox;
+        Assert.True(await outbox.EnqueueAsync("c@daiko.home", "alice@example.test", "log", "body", T0));
+        var id = Assert.Single(await outbox.PendingAsync()).Id;
+
+        Assert.True(await outbox.ClaimAsync(id, "node-a", T0, T0.AddMinutes(10)));
+        // Another store instance, as another node would have: the claim is in the database.
+        Assert.False(await Store().MailOutbox.ClaimAsync(id, "node-b", T0.AddMinutes(9), T0.AddMinutes(19)));
+        Assert.True(await outbox.ClaimAsync(id, "node-a", T0.AddMinutes(1), T0.AddMinutes(11)));
+
+        // Released after a failed send: the next sender takes it at once.
+        await outbox.ReleaseAsync(id, "node-b");
+        Assert.False(await outbox.ClaimAsync(id, "node-b", T0.AddMinutes(2), T0.AddMinutes(12)));
+        await outbox.ReleaseAsync(id, "node-a");
+        Assert.True(await outbox.ClaimAsync(id, "node-b", T0.AddMinutes(2), T0.AddMinutes(12)));
+
+        // A claimant that died: its claim lapses.
+        Assert.False(await outbox.ClaimAsync(id, "node-c", T0.AddMinutes(11), T0.AddMinutes(21)));
+        Assert.True(await outbox.ClaimAsync(id, "node-c", T0.AddMinutes(13), T0.AddMinutes(23)));
+
+        await outbox.MarkSentAsync(id, T0.AddMinutes(14));
+        Assert.False(await outbox.ClaimAsync(id, "node-c", T0.AddMinutes(14), T0.AddMinutes(24)));
+        Assert.False(await outbox.ClaimAsync(id, "node-d", T0.AddDays(1), T0.AddDays(2)));
+        Assert.Empty(await outbox.PendingAsync());
+    }
+
+    [Fact]
     public async Task Appliances_RegisterIsAnUpsert_AndReadingsAreNewestFirstPerAppliance()
     {
         var appliances = Store().Appliances;
