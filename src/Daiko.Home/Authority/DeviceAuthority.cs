@@ -29,6 +29,12 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// <summary>Told when a device's session ends: the device and why (for the audit log).</summary>
     public Func<string, string, Task>? Ended { get; init; }
 
+    /// <summary>
+    /// Told when a sweep finds that a device's session ended elsewhere (another node, the store edited),
+    /// where <see cref="Ended"/> is not: what this process holds for the device then goes too.
+    /// </summary>
+    public Action<string>? EndedElsewhere { get; init; }
+
     public TimeSpan IdleTimeout => idleTimeout;
 
     /// <summary>
@@ -139,14 +145,16 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         }
         foreach (var device in _work.Keys)
         {
-            if (!live.Contains(device)) CancelWork(device);
+            if (!live.Contains(device) && CancelWork(device)) EndedElsewhere?.Invoke(device);
         }
     }
 
-    private void CancelWork(string deviceId)
+    /// <summary>Cancels the device's live work; false when it had none.</summary>
+    private bool CancelWork(string deviceId)
     {
-        if (!_work.TryRemove(deviceId, out var source)) return;
+        if (!_work.TryRemove(deviceId, out var source)) return false;
         // Not disposed: a request may be linking to it right now; a cancelled source holds nothing.
         source.Cancel();
+        return true;
     }
 }

@@ -59,7 +59,10 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
             case LockRequest: return await handlers.Card.LockAsync(new RequestContext(connection, deviceId));
             case CardStatusRequest: return await handlers.Card.StatusAsync(new RequestContext(connection, deviceId));
         }
-        if (NeedsOwnSession(message) && await handlers.Authority.RefusalAsync(deviceId, connection.Closed) is { } refusal) return refusal;
+        // Everything past this point wields the card or the owner's data: only for a device holding its own
+        // session (an allow-list of the three above, not a list of what needs one, so a new request type is
+        // refused until it is placed).
+        if (await handlers.Authority.RefusalAsync(deviceId, connection.Closed) is { } refusal) return refusal;
         using var work = handlers.Authority.LinkWork(deviceId, connection.Closed);
         var context = new RequestContext(connection, deviceId, work.Token);
         switch (message)
@@ -83,8 +86,4 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
             _ => HandlerResult.Error(ErrorCode.UnknownRequest, $"the home server does not answer '{message.Type}' from a terminal"),
         };
     }
-
-    private static bool NeedsOwnSession(ControlMessage message) => message is DelegateRequest or PrefetchRequest or SignRequest or VerifyChainRequest
-        or WalletBalanceRequest or WalletHistoryRequest or WalletPayRequest or WalletRefillRequest or WalletCancelRequest or WalletConfirmRequest
-        or WalletMailRequest or ApplianceListRequest or ApplianceStateRequest or ApplianceCommandRequest or ApplianceReadingsRequest or PimSyncRequest;
 }

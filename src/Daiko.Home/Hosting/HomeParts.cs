@@ -86,7 +86,16 @@ public sealed class HomeParts : IAsyncDisposable
             Ended = async (device, reason) =>
             {
                 await Devices.AuditAsync(device, "session-end", null, null, reason);
+                // What the home server holds for the device goes too: its cached tickets and assist grants
+                // served that session alone (a lock drops them the same way).
+                Delegation.Tickets.PurgeDevice(device);
+                grants.Revoke(device);
                 await Connections.DropTicketsAsync(device, $"this device's unlock session ended ({reason})");
+            },
+            EndedElsewhere = device =>
+            {
+                Delegation.Tickets.PurgeDevice(device);
+                grants.Revoke(device);
             },
         };
         var handlers = new HomeHandlers(

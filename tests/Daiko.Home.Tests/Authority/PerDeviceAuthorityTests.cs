@@ -89,6 +89,10 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new VerifyChainRequest("localhost", [_home.Pki.Server.Certificate.RawData, _home.Pki.Root.RawData]), cts.Token)));
         Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new ApplianceListRequest(), cts.Token)));
         Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new PimSyncRequest(0, []), cts.Token)));
+        // The agent's ticket stock and a prefetch are resume by another name: no tickets, no handshake for B either.
+        var market = new MarketAddress("localhost", _market.Port, null, null);
+        Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new StockRequest(market, 2), cts.Token)));
+        Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => b.RequestAsync(new PrefetchRequest(market, 2), cts.Token)));
         var refusal = await Assert.ThrowsAsync<ControlErrorException>(() => b.RequestAsync(new WalletBalanceRequest(), cts.Token));
         Assert.Contains("daiko terminal unlock", refusal.Message, StringComparison.Ordinal);
         // card-status stays open, and tells B the card waits for its own PINs.
@@ -256,6 +260,35 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
     }
 
     /// <summary>A well-formed COSE_Sign1 (signed by nobody the purse knows): the refusal must come from the session check.</summary>
+    [Fact]
+    public async Task ASessionEndedElsewhere_TakesTheDevicesCachedTickets_AndItsStockIsRefused()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        var (a, _, access) = await DeviceAsync("phone", cts.Token);
+        await using var owned = new DeviceScope([(a, access)]);
+        await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        var market = new MarketAddress("localhost", _market.Port, null, null);
+        var ready = (await a.RequestAsync<PrefetchedReply>(new PrefetchRequest(market, 2), cts.Token)).Ready;
+        Assert.True(ready >= 2, $"{ready} ticket(s) ready");
+        var phone = Assert.Single(await _home.Server.Devices.ListAsync(cts.Token)).Id;
+        var purges = _home.Server.Delegation.PurgesOf(phone);
+
+        // Another node ended the session (a lock there): the row is gone from the store this server shares.
+        await using (var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={HomeServer.DatabasePath(_home.HomeDirectory)}"))
+        {
+            await db.OpenAsync(cts.Token);
+            await using var delete = db.CreateCommand();
+            delete.CommandText = "DELETE FROM device_sessions";
+            Assert.Equal(1, await delete.ExecuteNonQueryAsync(cts.Token));
+        }
+        // A request in between would find no session and end the device's work itself: the sweep alone is tested here.
+        var clock = Stopwatch.StartNew();
+        while (_home.Server.Delegation.PurgesOf(phone) == purges && clock.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(50, cts.Token);
+
+        Assert.Equal(0, _home.Server.Delegation.Tickets.CountsByMarket().Sum(m => m.Entries));
+        Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => a.RequestAsync(new StockRequest(market, 2), cts.Token)));
+    }
+
     private static byte[] CoseShaped()
     {
         using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
