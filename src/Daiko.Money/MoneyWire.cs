@@ -31,9 +31,23 @@ public sealed class MoneyReader
 
     private PurseException Missing(string name, string what) => new(PurseRefusal.Malformed, $"the {Kind} lacks its '{name}' field ({what})");
 
-    public string Text(string name) => _fields.TryGetValue(name, out var v) && v is string s ? s : throw Missing(name, "text");
+    public string Text(string name) => _fields.TryGetValue(name, out var v) && v is string s ? Printable(name, s) : throw Missing(name, "text");
 
-    public string TextOrEmpty(string name) => _fields.TryGetValue(name, out var v) && v is string s ? s : "";
+    public string TextOrEmpty(string name) => _fields.TryGetValue(name, out var v) && v is string s ? Printable(name, s) : "";
+
+    /// <summary>
+    /// A text field as the purse may store, log, chain and mail it: no control character (a NUL that one
+    /// database refuses would fail every payment sharing the commit; a line break would add lines of its
+    /// own to the mailed report and split the log's entry text another way).
+    /// </summary>
+    private string Printable(string name, string text)
+    {
+        foreach (var c in text)
+        {
+            if (char.IsControl(c)) throw new PurseException(PurseRefusal.Malformed, $"the {Kind}'s '{name}' field holds a control character (U+{(int)c:X4})");
+        }
+        return text;
+    }
 
     public long Integer(string name) => _fields.TryGetValue(name, out var v) && v is long l ? l : throw Missing(name, "an integer");
 

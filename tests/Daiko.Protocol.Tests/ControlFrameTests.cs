@@ -175,6 +175,37 @@ public sealed class ControlFrameTests
         Assert.Equal((ErrorCode.BadRequest, "fresh"), (e.Code, e.Field));
     }
 
+    [Theory]
+    [InlineData("host", "evil.example\0.shop.example")]
+    [InlineData("host", "shop.example\naudit forged")]
+    [InlineData("host", "shop.example/path")]
+    [InlineData("host", "user@shop.example")]
+    [InlineData("host", "shop example")]
+    [InlineData("sni", "evil.example\0.shop.example")]
+    [InlineData("sni", "shop.example\r\n")]
+    public void AMarketNameWithAControlCharacterOrAUrlDelimiter_IsRefused_NamingTheField(string field, string name)
+    {
+        var entries = Entries(ControlFrame.EncodeBody(5, new DelegateRequest(new MarketAddress("shop.example", 443, "shop.example", null), DelegationMode.Resume)));
+
+        var e = Assert.Throws<ProtocolException>(() => ControlFrame.Decode(Rebuild(entries, field, Encode(w => w.WriteTextString(name)))));
+
+        Assert.Equal((ErrorCode.BadRequest, field), (e.Code, e.Field));
+        Assert.DoesNotContain(name, e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("shop.example")]
+    [InlineData("127.0.0.1")]
+    [InlineData("[::1]")]
+    [InlineData("bücher.example")]
+    [InlineData("xn--bcher-kva.example.")]
+    public void AMarketName_OrAddress_IsRead_AsSent(string host)
+    {
+        var decoded = ControlFrame.Decode(Rebuild(Entries(ControlFrame.EncodeBody(5, new PrefetchRequest(new MarketAddress(host, 443, null, null), 2))), "", []));
+
+        Assert.Equal(host, Assert.IsType<PrefetchRequest>(decoded.Message).Market.Host);
+    }
+
     [Fact]
     public void UnknownFields_AreIgnored_SoNewerPeersCanAddThem()
     {

@@ -68,9 +68,10 @@ public sealed class PaymentReports(string directory, IHomeCard card, PurseLedger
                     }
                     await outbox.DeliverAsync(settings, cancellationToken);
                 }
-                catch (Exception e) when (e is CardNotReadyException or IOException or PurseException or System.Data.Common.DbException
-                    or JsonException or KeyNotFoundException or InvalidOperationException)
+                catch (Exception e) when (e is not OperationCanceledException)
                 {
+                    // Whatever failed this look (the card, the store, the settings, the mail server), the next tries again:
+                    // a loop that ended here would stop the owner's reports until the server restarted.
                     logger.ReportFailed(e.Message);
                 }
             }

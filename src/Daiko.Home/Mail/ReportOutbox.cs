@@ -1,5 +1,6 @@
 using System.Text;
 using Daiko.Home.Money;
+using Daiko.Money;
 using Daiko.Home.Storage;
 using MailKit.Net.Smtp;
 using MailKit.Security;
@@ -60,6 +61,14 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
     /// <summary>The newest report queued (the store's, so a restart or another node sees it): its row id and time, or null.</summary>
     public Task<(long Id, DateTimeOffset At)?> LastQueuedAsync(CancellationToken cancellationToken = default) => outbox.LastQueuedAsync(cancellationToken);
 
+    /// <summary>Addresses as RFC 5322 has them, with a domain (the parser's default takes far more).</summary>
+    private static readonly ParserOptions StrictAddresses = new() { AddressParserComplianceMode = RfcComplianceMode.Strict, AllowAddressesWithoutDomain = false };
+
+    /// <summary>A mail address of the settings or of a queued mail; a sentence naming it when it is none.</summary>
+    private static MailboxAddress Address(string text, string role) =>
+        MailboxAddress.TryParse(StrictAddresses, text, out var address) ? address
+            : throw new PurseException(PurseRefusal.Malformed, $"the payment report's {role} address '{text}' is not a mail address: the owner sets it with 'daiko home mail set'");
+
     /// <summary>
     /// Sends every pending report this sender can claim (one another sender is sending is left to it);
     /// returns how many went. An SMTP failure leaves them queued.
@@ -68,6 +77,7 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
     {
         var pending = await outbox.PendingAsync(cancellationToken);
         if (pending.Count == 0) return 0;
+        var from = Address(settings.From, "From");
         using var smtp = new SmtpClient { Timeout = 10_000 };
         try
         {
@@ -85,22 +95,31 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
         {
             var now = _time.GetUtcNow();
             if (!await outbox.ClaimAsync(item.Id, claimant, now, now + ClaimLease, cancellationToken)) continue;
-            var message = new MimeMessage { Subject = item.Subject, MessageId = item.MessageId };
-            message.From.Add(MailboxAddress.Parse(settings.From));
-            message.To.Add(MailboxAddress.Parse(item.To));
-            message.Body = new TextPart("plain") { Text = item.Body };
+            var marked = false;
             try
             {
-                await smtp.SendAsync(message, cancellationToken);
+                var message = new MimeMessage { Subject = item.Subject, MessageId = item.MessageId };
+                message.From.Add(from);
+                message.To.Add(Address(item.To, "To"));
+                message.Body = new TextPart("plain") { Text = item.Body };
+                try
+                {
+                    await smtp.SendAsync(message, cancellationToken);
+                }
+                catch (Exception e) when (e is SmtpCommandException or SmtpProtocolException or IOException)
+                {
+                    await outbox.MarkAttemptAsync([item.Id], CancellationToken.None);
+                    break;
+                }
+                await outbox.MarkSentAsync(item.Id, _time.GetUtcNow(), CancellationToken.None);
+                marked = true;
+                sent++;
             }
-            catch (Exception e) when (e is SmtpCommandException or SmtpProtocolException or IOException)
+            finally
             {
-                await outbox.MarkAttemptAsync([item.Id], CancellationToken.None);
-                await outbox.ReleaseAsync(item.Id, claimant, CancellationToken.None);
-                break;
+                // Not sent (or not marked), whatever stopped it: the next delivery may take it at once, not in ten minutes.
+                if (!marked) await outbox.ReleaseAsync(item.Id, claimant, CancellationToken.None);
             }
-            await outbox.MarkSentAsync(item.Id, _time.GetUtcNow(), CancellationToken.None);
-            sent++;
         }
         try
         {

@@ -79,6 +79,14 @@ public sealed partial class PurseLedger
         return BalanceOf(c, null, currency);
     }
 
+    /// <summary>
+    /// A balance after a credit, refused (that operation alone) when it would pass what the purse holds:
+    /// unchecked it would wrap to a negative balance, and the store's check would then fail the whole batch.
+    /// </summary>
+    private static long Credited(long balance, long amount, string currency) =>
+        amount <= long.MaxValue - balance ? balance + amount
+            : throw new PurseException(PurseRefusal.Malformed, $"the credit of {amount} {currency} would take the balance past what the purse can hold");
+
     private static long BalanceOf(DbConnection c, DbTransaction? tx, string currency) =>
         PurseSql.Scalar(c, tx, "SELECT amount FROM purse_balances WHERE currency = @c", ("@c", currency)) is long l ? l : 0;
 
@@ -137,7 +145,7 @@ public sealed partial class PurseLedger
             var amount = refill.Amount;
             if (amount <= 0) throw new PurseException(PurseRefusal.Malformed, "a refill amount must be positive");
             var currency = refill.Currency;
-            var balance = BalanceOf(c, tx, currency) + amount;
+            var balance = Credited(BalanceOf(c, tx, currency), amount, currency);
             SetBalance(c, tx, currency, balance);
             Log(c, tx, "refill", refill.RefillId, amount, currency, balance);
             var key = _card.OpenSigningKey();
@@ -184,7 +192,7 @@ public sealed partial class PurseLedger
                 throw new PurseException(PurseRefusal.Malformed, "the confirmation does not match the payment");
             if (state == "cancelled") throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already re-credited");
             if (state != "cancelling") throw new PurseException(PurseRefusal.UnknownPayment, $"payment {paymentId} has no cancellation pending");
-            var balance = BalanceOf(c, tx, currency) + amount;
+            var balance = Credited(BalanceOf(c, tx, currency), amount, currency);
             SetBalance(c, tx, currency, balance);
             Log(c, tx, "cancellation", paymentId, amount, currency, balance);
             Execute(c, tx, "UPDATE purse_payments SET state = 'cancelled' WHERE payment_id = @p", ("@p", paymentId));

@@ -40,11 +40,28 @@ public sealed record MarketAddress(string Host, int Port, string? Sni, string? A
 
     internal static MarketAddress Read(FieldReader r)
     {
-        var host = r.Text("host", ControlProtocol.MaxHostLength, allowEmpty: false);
+        var host = HostName(r, "host", r.Text("host", ControlProtocol.MaxHostLength, allowEmpty: false));
         var port = r.Int32("port", 1, 65535);
-        var sni = r.TextOrNull("sni", ControlProtocol.MaxHostLength);
+        var sni = r.TextOrNull("sni", ControlProtocol.MaxHostLength) is { } name ? HostName(r, "sni", name) : null;
         var alpn = r.TextOrNull("alpn", ControlProtocol.MaxAlpnLength);
         if (alpn is { Length: 0 }) throw new ProtocolException($"field 'alpn' of '{r.Type}' must be null or 1 to 255 characters", "alpn");
         return new MarketAddress(host, port, sni, alpn);
+    }
+
+    /// <summary>
+    /// A host or server name as a name lookup, a policy match and a log line may safely take it: no
+    /// control character (a NUL would end the name the resolver sees after the policy judged all of it;
+    /// a line break would forge a log line), no space, and none of a URL's delimiters.
+    /// </summary>
+    private static string HostName(FieldReader r, string field, string text)
+    {
+        foreach (var c in text)
+        {
+            if (char.IsControl(c) || char.IsWhiteSpace(c) || c is '/' or '\\' or '@' or '?' or '#')
+            {
+                throw new ProtocolException($"field '{field}' of '{r.Type}' is not a host name or address (it holds U+{(int)c:X4})", field);
+            }
+        }
+        return text;
     }
 }

@@ -221,6 +221,38 @@ public abstract class PurseLedgerContract : PurseContract
         Assert.True(_ledger.VerifyLog());
     }
 
+    [Theory]
+    [InlineData("JPY\0")]
+    [InlineData("JPY\nlog intact: yes")]
+    public async Task AControlCharacterInASignedField_IsRefusedAlone_WhilePaymentsSharingItsCommitGoThrough(string currency)
+    {
+        _ledger.Refill(RefillOf(10_000));
+
+        var good = Enumerable.Range(0, 10).Select(i => _ledger.PayAsync(RequestOf(100, $"q{i}"))).ToList();
+        var bad = _ledger.PayAsync(RequestOf(100, "q-bad", currency));
+        var refill = _ledger.RefillAsync(RefillOf(100, "r-bad", currency));
+
+        Assert.Equal(PurseRefusal.Malformed, (await Assert.ThrowsAsync<PurseException>(() => bad)).Refusal);
+        Assert.Contains("'currency' field holds a control character", (await Assert.ThrowsAsync<PurseException>(() => refill)).Message, StringComparison.Ordinal);
+        await Task.WhenAll(good);
+        Assert.Equal(9_000, _ledger.Balance("JPY"));
+        Assert.Equal(["JPY"], _ledger.Currencies());
+        Assert.True(_ledger.VerifyLog());
+    }
+
+    [Fact]
+    public void ARefillThatWouldOverflowTheBalance_IsRefused_AndTheBalanceStays()
+    {
+        _ledger.Refill(RefillOf(1_000));
+
+        var e = Assert.Throws<PurseException>(() => _ledger.Refill(RefillOf(long.MaxValue, "r-huge")));
+
+        Assert.Equal(PurseRefusal.Malformed, e.Refusal);
+        Assert.Contains("past what the purse can hold", e.Message, StringComparison.Ordinal);
+        Assert.Equal(1_000, _ledger.Balance("JPY"));
+        Assert.True(_ledger.VerifyLog());
+    }
+
     [Fact]
     public void ARefillForAnotherCard_IsRefused_AndCreditsNothing()
     {

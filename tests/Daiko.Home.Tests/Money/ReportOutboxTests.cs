@@ -88,6 +88,24 @@ public sealed class ReportOutboxTests : IDisposable
         Assert.Equal(0, await _outbox.PendingAsync());
     }
 
+    [Fact]
+    public async Task AMailThatCannotBeSent_IsRefusedWithItsReason_AndGivenBackAtOnceForTheNextDelivery()
+    {
+        using var smtp = await SmtpSink.StartAsync(_dir.Path);
+        await _outbox.EnqueueReportAsync(_ledger, "<alice@example.test", _card.CardId, CancellationToken.None, "bad-to@daiko.home");
+
+        var e = await Assert.ThrowsAsync<PurseException>(() => _outbox.DeliverAsync(new MailSettings("127.0.0.1", smtp.Port, "daiko@home.test", "alice@example.test"), CancellationToken.None));
+        Assert.Contains("To address '<alice@example.test' is not a mail address", e.Message, StringComparison.Ordinal);
+        var bad = await Assert.ThrowsAsync<PurseException>(() => _outbox.DeliverAsync(new MailSettings("127.0.0.1", smtp.Port, "daiko@@home", "alice@example.test"), CancellationToken.None));
+        Assert.Contains("From address 'daiko@@home'", bad.Message, StringComparison.Ordinal);
+
+        // Nothing went, and the mail is not held for the claim's ten minutes: another sender takes it now.
+        Assert.Empty(smtp.Messages());
+        var outbox = Daiko.Home.Storage.HomeStore.Sqlite(Path.Combine(_dir.Path, "home.db")).MailOutbox;
+        var now = DateTimeOffset.UtcNow;
+        Assert.True(await outbox.ClaimAsync(Assert.Single(await outbox.PendingAsync()).Id, "next", now, now.AddMinutes(1)));
+    }
+
     private PaymentReports ReportsTo(SmtpSink smtp) =>
         new(_dir.Path, _card, _ledger, _outbox, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
             () => new MailSettings("127.0.0.1", smtp.Port, "daiko@home.test", "alice@example.test"));
