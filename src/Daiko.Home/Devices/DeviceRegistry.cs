@@ -66,6 +66,9 @@ public sealed class DeviceRegistry(IHomeStore store, TimeProvider? time = null)
         if (Daiko.Protocol.EnrollmentCode.Parse(code) is not { } parsed) return (EnrollmentOutcome.UnknownCode, null);
         var now = _time.GetUtcNow();
         var rows = await store.EnrollmentCodes.ListByPublicIdAsync(parsed.PublicId, cancellationToken);
+        // An old code (no public id) is compared with every old row: only with those it could still redeem,
+        // so spent and expired ones cost no hash (such a code is then answered as unknown, not as used).
+        if (parsed.PublicId is null) rows = rows.Where(r => !r.Used && r.ExpiresAt > now).ToList();
         foreach (var row in rows)
         {
             if (!CryptographicOperations.FixedTimeEquals(HashCode(parsed.Secret, row.Salt), row.CodeHash)) continue;

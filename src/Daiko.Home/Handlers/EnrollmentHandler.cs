@@ -18,7 +18,27 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
 {
     private readonly EnrollmentLimiter _limiter = limiter ?? new EnrollmentLimiter();
 
+    /// <summary>
+    /// One redemption at a time in this process (each costs a PBKDF2 hash of 100,000 rounds): attempts
+    /// sent at once queue here, and each looks at the limiter again once it has its turn, so a peer that
+    /// pipelines many wrong codes pays for the free failures only, and the rest are refused unhashed.
+    /// </summary>
+    private static readonly SemaphoreSlim Redeeming = new(1, 1);
+
     public async Task<HandlerResult> EnrollAsync(EnrollRequest request, System.Net.IPAddress peer, CancellationToken cancellationToken)
+    {
+        await Redeeming.WaitAsync(cancellationToken);
+        try
+        {
+            return await EnrollInTurnAsync(request, peer, cancellationToken);
+        }
+        finally
+        {
+            Redeeming.Release();
+        }
+    }
+
+    private async Task<HandlerResult> EnrollInTurnAsync(EnrollRequest request, System.Net.IPAddress peer, CancellationToken cancellationToken)
     {
         var addressKey = EnrollmentLimiter.AddressKey(peer);
         if (_limiter.WaitFor(addressKey) is { } addressWait)

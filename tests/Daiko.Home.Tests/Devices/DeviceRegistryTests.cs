@@ -77,6 +77,42 @@ public sealed class DeviceRegistryTests : IDisposable
     }
 
     [Fact]
+    public async Task WrongCodesSentAllAtOnce_AreHashedOnlyUpToTheFreeFailures_TheRestRefusedUnlooked()
+    {
+        // Spent and live codes from before the public id, the rows an old code is compared with one by one.
+        var salt = new byte[16];
+        var hash = System.Security.Cryptography.Rfc2898DeriveBytes.Pbkdf2("7K3M9QRT5VWX"u8.ToArray(), salt, 100_000, System.Security.Cryptography.HashAlgorithmName.SHA256, 32);
+        for (var i = 0; i < 3; i++) await _store.EnrollmentCodes.PutAsync(new Daiko.Home.Storage.EnrollmentCodeRecord($"old-{i}", hash, salt, _time.Now + TimeSpan.FromMinutes(5), Used: i > 0));
+        using var identity = Daiko.Home.Trust.HomeIdentity.LoadOrCreate(Path.Combine(_dir.Path, "identity"));
+        var handler = new Daiko.Home.Handlers.EnrollmentHandler(_registry, identity, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, new EnrollmentLimiter(_time));
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var from = System.Net.IPAddress.Parse("192.0.2.7");
+
+        // As many threads as requests, as a machine with many cores would give them: all arrive before any failed.
+        ThreadPool.GetMinThreads(out var workers, out var ports);
+        ThreadPool.SetMinThreads(Math.Max(workers, 48), ports);
+        Daiko.Home.Handlers.HandlerResult[] replies;
+        try
+        {
+            using var start = new Barrier(40);
+            replies = await Task.WhenAll(Enumerable.Range(0, 40).Select(_ => Task.Run(() =>
+            {
+                start.SignalAndWait(TimeSpan.FromSeconds(10));
+                return handler.EnrollAsync(new Daiko.Protocol.Messages.EnrollRequest("ABCDEFGHJKMN", key.ExportSubjectPublicKeyInfo()), from, CancellationToken.None);
+            })));
+        }
+        finally
+        {
+            ThreadPool.SetMinThreads(workers, ports);
+        }
+
+        var messages = replies.Select(r => Assert.IsType<Daiko.Protocol.Messages.ErrorReply>(r.Reply).Message).ToList();
+        Assert.Equal(EnrollmentLimiter.FreeFailures, messages.Count(m => !m.Contains("too many wrong enrollment codes from this address", StringComparison.Ordinal)));
+        // The live old code still enrolls from another address.
+        Assert.Equal((EnrollmentOutcome.Enrolled, "old-0"), await _registry.RedeemCodeAsync("7K3M9QRT5VWX"));
+    }
+
+    [Fact]
     public void Failures_AreCountedPerAddressAndPerCode_WithBackoff_AndOneAddressNeverHoldsBackAnother()
     {
         var limiter = new EnrollmentLimiter(_time);
