@@ -64,7 +64,20 @@ public sealed class RequestDispatcher(HomeHandlers handlers)
         // refused until it is placed).
         if (await handlers.Authority.RefusalAsync(deviceId, connection.Closed) is { } refusal) return refusal;
         using var work = handlers.Authority.LinkWork(deviceId, connection.Closed);
-        var context = new RequestContext(connection, deviceId, work.Token);
+        try
+        {
+            return await AnswerInSessionAsync(message, new RequestContext(connection, deviceId, work.Token));
+        }
+        catch (OperationCanceledException) when (work.Token.IsCancellationRequested && !connection.Closed.IsCancellationRequested)
+        {
+            // The device's session ended while this was served (its lock from another channel, idle, revocation,
+            // the card leaving crypto-ready): the work stopped, and the device is told why, not "internal".
+            return HandlerResult.Error(ErrorCode.Locked, "this device's unlock session ended while the request was served; " + DeviceAuthority.NoOwnSession);
+        }
+    }
+
+    private async Task<HandlerResult> AnswerInSessionAsync(ControlMessage message, RequestContext context)
+    {
         switch (message)
         {
             case DelegateRequest delegate_: return await handlers.Delegation.DelegateAsync(delegate_, context);

@@ -42,10 +42,25 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             var tickets = new List<Daiko.Tls.SessionTicket>();
             await policies.StockedAsync(context.DeviceId, policy.TicketTerms, context.Closed);
             var pskKe = await delegation.PskKeHintAsync(market, context.Closed);
-            while (tickets.Count < wanted && delegation.TryTakeCached(context.DeviceId, market, policy.TicketLifetimeOrLongest) is { } ticket)
+            while (tickets.Count < wanted)
             {
-                using (var held = policies.Tickets.Reserve(context.DeviceId, market.Holding, policy.MaxTickets)) held.Handed(ticket.ExpiresAt);
-                tickets.Add(DelegationService.Hinted(ticket, pskKe));
+                // The room first, then the ticket: a concurrent request that took the last room leaves this one
+                // with what it has (counted and handed), and no ticket is taken from the cache to be dropped.
+                TicketHoldings.Reservation held;
+                try
+                {
+                    held = policies.Tickets.Reserve(context.DeviceId, market.Holding, policy.MaxTickets);
+                }
+                catch (PolicyRefusedException) when (tickets.Count > 0)
+                {
+                    break;
+                }
+                using (held)
+                {
+                    if (delegation.TryTakeCached(context.DeviceId, market, policy.TicketLifetimeOrLongest) is not { } ticket) break;
+                    held.Handed(ticket.ExpiresAt);
+                    tickets.Add(DelegationService.Hinted(ticket, pskKe));
+                }
             }
             await AuditOrWipeAsync(tickets, context.DeviceId, "stock", Where(market), "resume", $"{tickets.Count} ticket(s) handed over");
             return new HandlerResult(new StockedReply(tickets, handshakes), () =>

@@ -289,6 +289,30 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => a.RequestAsync(new StockRequest(market, 2), cts.Token)));
     }
 
+    [Fact]
+    public async Task ALockFromTheDevicesOtherChannel_WhileAHandshakeWaitsOnAStalledMarket_IsAnsweredLocked_NotInternal()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        // A market that accepts and never answers: the home server's handshake waits on it.
+        using var stalled = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        stalled.Start();
+        var accepted = stalled.AcceptTcpClientAsync(cts.Token).AsTask();
+        var (phone, directory, access) = await DeviceAsync("phone", cts.Token);
+        await using var owned = new DeviceScope([(phone, access)]);
+        await using var other = await TerminalClient.ConnectAsync(directory, access.DeviceKey, cts.Token);
+        await new HomeControl(phone).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+
+        var delegated = phone.RequestAsync(new DelegateRequest(new MarketAddress("127.0.0.1", ((System.Net.IPEndPoint)stalled.LocalEndpoint).Port, null, null), DelegationMode.Handoff), cts.Token);
+        using var market = await accepted;
+        var clock = Stopwatch.StartNew();
+        await new HomeControl(other).LockAsync(cts.Token);
+
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => delegated);
+        Assert.Equal(ErrorCode.Locked, e.Code);
+        Assert.Contains("session ended while the request was served", e.Message, StringComparison.Ordinal);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"answered after {clock.Elapsed}");
+    }
+
     private static byte[] CoseShaped()
     {
         using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
