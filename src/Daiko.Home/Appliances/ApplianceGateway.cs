@@ -37,7 +37,12 @@ public sealed class ApplianceGateway : IDisposable
     public ApplianceGateway(IApplianceStore store, HttpMessageHandler? handler = null, TimeProvider? time = null)
     {
         _store = store;
-        _http = new HttpClient(handler ?? new SocketsHttpHandler(), disposeHandler: handler is null) { Timeout = TimeSpan.FromSeconds(5) };
+        // No redirect is followed (an appliance must not point the home server at another service of the home
+        // network and have its answer handed to a device), and no proxy from the environment is used.
+        _http = new HttpClient(handler ?? new SocketsHttpHandler { AllowAutoRedirect = false, UseProxy = false }, disposeHandler: handler is null)
+        {
+            Timeout = TimeSpan.FromSeconds(5),
+        };
         _time = time ?? TimeProvider.System;
     }
 
@@ -56,10 +61,10 @@ public sealed class ApplianceGateway : IDisposable
         if (appliance is null) return Unknown(name);
         try
         {
-            using var response = await _http.GetAsync(new Uri(appliance.Endpoint, "state"), cancellationToken);
+            using var response = await _http.GetAsync(new Uri(appliance.Endpoint, "state"), HttpCompletionOption.ResponseHeadersRead, cancellationToken);
             return await ReadAsync(appliance, response, cancellationToken);
         }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException && !cancellationToken.IsCancellationRequested)
         {
             return new ApplianceResult(ApplianceOutcome.Unreachable, null, $"appliance '{name}' did not answer");
         }
@@ -73,10 +78,11 @@ public sealed class ApplianceGateway : IDisposable
         var body = new JsonObject { ["command"] = command, ["arguments"] = new JsonObject(arguments.Select(a => KeyValuePair.Create(a.Key, (JsonNode?)a.Value))) };
         try
         {
-            using var response = await _http.PostAsJsonAsync(new Uri(appliance.Endpoint, "command"), body, cancellationToken);
+            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(appliance.Endpoint, "command")) { Content = JsonContent.Create(body) };
+            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
             return await ReadAsync(appliance, response, cancellationToken);
         }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException && !cancellationToken.IsCancellationRequested)
         {
             return new ApplianceResult(ApplianceOutcome.Unreachable, null, $"appliance '{name}' did not answer");
         }
@@ -125,9 +131,25 @@ public sealed class ApplianceGateway : IDisposable
     public Task<IReadOnlyList<ApplianceReading>> ReadingsAsync(string name, int limit = 100, CancellationToken cancellationToken = default) =>
         _store.ReadingsAsync(name, limit, cancellationToken);
 
+    /// <summary>The most of an appliance's answer that is read (a state or a command's result is a small JSON object).</summary>
+    public const int MaxAnswerBytes = 64 * 1024;
+
     private async Task<ApplianceResult> ReadAsync(Appliance appliance, HttpResponseMessage response, CancellationToken cancellationToken)
     {
-        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        var answer = new byte[MaxAnswerBytes + 1];
+        var length = 0;
+        // The client's timeout ends at the headers: the body gets the same bound of its own.
+        using (var bound = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        await using (var stream = await response.Content.ReadAsStreamAsync(cancellationToken))
+        {
+            bound.CancelAfter(_http.Timeout);
+            for (int read; length < answer.Length && (read = await stream.ReadAsync(answer.AsMemory(length), bound.Token)) > 0;) length += read;
+        }
+        if (length > MaxAnswerBytes)
+        {
+            return new ApplianceResult(ApplianceOutcome.Refused, null, $"appliance '{appliance.Name}' answered more than {MaxAnswerBytes / 1024} KiB");
+        }
+        var text = System.Text.Encoding.UTF8.GetString(answer, 0, length);
         if (!response.IsSuccessStatusCode)
         {
             return new ApplianceResult(ApplianceOutcome.Refused, null, $"appliance '{appliance.Name}' refused: {(int)response.StatusCode} {Truncate(text)}");

@@ -63,6 +63,35 @@ public sealed class ApplianceGatewayTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AnApplianceRedirecting_ToAnotherServiceOfTheHomeNetwork_IsRefused_AndThatServiceIsNotAsked()
+    {
+        await using var inner = await RawHttp.StartAsync(_ => "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"secret\":\"router\"}"u8.ToArray());
+        await using var hostile = await RawHttp.StartAsync(_ => System.Text.Encoding.ASCII.GetBytes($"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{inner.Port}/state\r\nContent-Length: 0\r\n\r\n"));
+        await _gateway.RegisterAsync(new Appliance("hostile", new Uri($"http://127.0.0.1:{hostile.Port}/")));
+
+        var result = await _gateway.GetStateAsync("hostile", CancellationToken.None);
+
+        Assert.Equal(ApplianceOutcome.Refused, result.Outcome);
+        Assert.Contains("302", result.Reason, StringComparison.Ordinal);
+        Assert.Equal(1, hostile.Requests);
+        Assert.Equal(0, inner.Requests);
+    }
+
+    [Fact]
+    public async Task AnApplianceAnsweringWithoutEnd_IsCutAtItsLimit_NotReadWhole()
+    {
+        var huge = new byte[4 * 1024 * 1024];
+        Array.Fill(huge, (byte)' ');
+        await using var hostile = await RawHttp.StartAsync(_ => [.. System.Text.Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {huge.Length}\r\n\r\n"), .. huge]);
+        await _gateway.RegisterAsync(new Appliance("chatty", new Uri($"http://127.0.0.1:{hostile.Port}/")));
+
+        var result = await _gateway.GetStateAsync("chatty", CancellationToken.None);
+
+        Assert.Equal(ApplianceOutcome.Refused, result.Outcome);
+        Assert.Contains($"answered more than {ApplianceGateway.MaxAnswerBytes / 1024} KiB", result.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Collect_StoresAReadingPerAppliance()
     {
         Assert.Equal(1, await _gateway.CollectAsync(CancellationToken.None));
@@ -81,5 +110,68 @@ internal static class ClosedPort
         using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+/// <summary>A loopback HTTP peer that answers every request with fixed bytes and closes: a hostile appliance, or a service behind one.</summary>
+internal sealed class RawHttp : IAsyncDisposable
+{
+    private readonly System.Net.Sockets.TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly CancellationTokenSource _stop = new();
+    private Task _serving = Task.CompletedTask;
+    private int _requests;
+
+    public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+    public int Requests => Volatile.Read(ref _requests);
+
+    public static Task<RawHttp> StartAsync(Func<int, byte[]> answer)
+    {
+        var peer = new RawHttp();
+        peer._listener.Start();
+        peer._serving = peer.ServeAsync(answer);
+        return Task.FromResult(peer);
+    }
+
+    private async Task ServeAsync(Func<int, byte[]> answer)
+    {
+        try
+        {
+            while (true)
+            {
+                using var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                var stream = client.GetStream();
+                var buffer = new byte[4096];
+                var seen = 0;
+                // The request's head, up to its blank line.
+                while (seen < buffer.Length && buffer.AsSpan(0, seen).IndexOf("\r\n\r\n"u8) < 0 && await stream.ReadAsync(buffer.AsMemory(seen), _stop.Token) is var n and > 0) seen += n;
+                var count = Interlocked.Increment(ref _requests);
+                try
+                {
+                    await stream.WriteAsync(answer(count), _stop.Token);
+                }
+                catch (IOException)
+                {
+                    // The client stopped reading: what a limit on its side does.
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        try
+        {
+            await _serving;
+        }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or ObjectDisposedException)
+        {
+        }
+        _stop.Dispose();
     }
 }
