@@ -15,11 +15,34 @@ namespace Daiko.Home.Handlers;
 /// </summary>
 public sealed class WalletHandler(Money.PurseLedger ledger, PaymentReports reports, CardGate gate, DeviceRegistry devices, Policy.DevicePolicies policies)
 {
+    /// <summary>How often a device may have the payment log mailed on demand (each is the whole log, a card signature and an SMTP delivery).</summary>
+    public static readonly TimeSpan MailEvery = TimeSpan.FromMinutes(1);
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DateTimeOffset> _mailed = new(StringComparer.Ordinal);
+
     public async Task<HandlerResult> HandleAsync(ControlMessage request, RequestContext context)
     {
         var result = await AnswerAsync(request, context);
         await devices.AuditAsync(context.DeviceId, request.Type, null, null, "handled");
         return result;
+    }
+
+    /// <summary>Null when the device may have the log mailed now (the time is taken); else how long it must wait.</summary>
+    private TimeSpan? MailWait(string deviceId)
+    {
+        var now = policies.Time.GetUtcNow();
+        while (true)
+        {
+            if (_mailed.TryGetValue(deviceId, out var last))
+            {
+                if (now - last < MailEvery) return MailEvery - (now - last);
+                if (_mailed.TryUpdate(deviceId, now, last)) return null;
+            }
+            else if (_mailed.TryAdd(deviceId, now))
+            {
+                return null;
+            }
+        }
     }
 
     /// <summary>The log entries after sequence <paramref name="after"/>, as many as fit in one page.</summary>
@@ -71,6 +94,11 @@ public sealed class WalletHandler(Money.PurseLedger ledger, PaymentReports repor
                 case WalletConfirmRequest confirm:
                     return new WalletCreditedReply(await ledger.ApplyConfirmationAsync(confirm.Confirmation));
                 case WalletMailRequest:
+                    if (MailWait(context.DeviceId) is { } wait)
+                    {
+                        return HandlerResult.Error(ErrorCode.Refused,
+                            $"this device had the payment log mailed less than a minute ago; ask again in {Math.Ceiling(wait.TotalSeconds)} s (the periodic report comes as well)");
+                    }
                     var (sent, pending) = await reports.MailNowAsync(context.Closed);
                     return new WalletMailedReply(sent, pending);
                 default:

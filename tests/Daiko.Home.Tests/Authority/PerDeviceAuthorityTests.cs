@@ -313,6 +313,25 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"answered after {clock.Elapsed}");
     }
 
+    [Fact]
+    public async Task TheLogMailedOnDemand_IsOnceAMinuteADevice_AnotherDeviceStillMay()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var (phone, tablet, devices) = await PhoneAndTabletAsync(cts.Token);
+        await using var owned = devices;
+        await new HomeControl(phone).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        await new HomeControl(tablet).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+
+        // No mail address is set here: the first asks are answered with that, and count all the same.
+        var first = await Assert.ThrowsAsync<ControlErrorException>(() => phone.RequestAsync(new WalletMailRequest(), cts.Token));
+        Assert.Contains("no mail address is configured", first.Message, StringComparison.Ordinal);
+        var again = await Assert.ThrowsAsync<ControlErrorException>(() => phone.RequestAsync(new WalletMailRequest(), cts.Token));
+        Assert.Equal(ErrorCode.Refused, again.Code);
+        Assert.Contains("less than a minute ago", again.Message, StringComparison.Ordinal);
+        var other = await Assert.ThrowsAsync<ControlErrorException>(() => tablet.RequestAsync(new WalletMailRequest(), cts.Token));
+        Assert.Contains("no mail address is configured", other.Message, StringComparison.Ordinal);
+    }
+
     private static byte[] CoseShaped()
     {
         using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
