@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net.Sockets;
 using Daiko.Home.Hosting;
 using Daiko.Tls;
@@ -578,7 +579,32 @@ public sealed class DelegationService : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// How many ticket handshakes (a terminal's misses and prefetches, and refills for it) run at once for
+    /// one device; more wait for a place. Each holds a market connection and costs a card signature, which
+    /// every device of the owner shares: one device asking for many at once cannot take them all.
+    /// Handoffs and relays have their own bound (<see cref="Splicer"/>).
+    /// </summary>
+    public const int MaxFetchesPerDevice = 8;
+
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _devicePlaces = new(StringComparer.Ordinal);
+
     private async Task<int> FetchAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken,
+        (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo, long? purgesBefore)
+    {
+        var places = _devicePlaces.GetOrAdd(deviceId, _ => new SemaphoreSlim(MaxFetchesPerDevice, MaxFetchesPerDevice));
+        await places.WaitAsync(cancellationToken);
+        try
+        {
+            return await FetchInPlaceAsync(deviceId, market, cancellationToken, handTo, purgesBefore);
+        }
+        finally
+        {
+            places.Release();
+        }
+    }
+
+    private async Task<int> FetchInPlaceAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken,
         (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo, long? purgesBefore)
     {
         var key = market.KeyFor(deviceId);

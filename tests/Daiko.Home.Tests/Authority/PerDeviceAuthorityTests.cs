@@ -332,6 +332,43 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         Assert.Contains("no mail address is configured", other.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task ManyPrefetchesAtOnce_ToAStalledMarket_HoldNoMoreThanTheDevicesPlaces()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var stalled = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        stalled.Start();
+        var held = new List<System.Net.Sockets.TcpClient>();
+        var accepting = Task.Run(async () =>
+        {
+            try
+            {
+                while (true) held.Add(await stalled.AcceptTcpClientAsync(cts.Token));
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        });
+        var (phone, _, access) = await DeviceAsync("phone", cts.Token);
+        await using (new DeviceScope([(phone, access)]))
+        {
+            await new HomeControl(phone).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+            var market = new MarketAddress("127.0.0.1", ((System.Net.IPEndPoint)stalled.LocalEndpoint).Port, null, null);
+
+            var asked = Enumerable.Range(0, 3 * Daiko.Home.Delegation.DelegationService.MaxFetchesPerDevice)
+                .Select(_ => phone.RequestAsync(new PrefetchRequest(market, 1), cts.Token)).ToList();
+            var clock = Stopwatch.StartNew();
+            while (held.Count < Daiko.Home.Delegation.DelegationService.MaxFetchesPerDevice && clock.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(50, cts.Token);
+            await Task.Delay(TimeSpan.FromSeconds(1), cts.Token);
+
+            Assert.Equal(Daiko.Home.Delegation.DelegationService.MaxFetchesPerDevice, held.Count);
+            Assert.All(asked, a => Assert.False(a.IsCompleted));
+        }
+        await cts.CancelAsync();
+        await accepting;
+        foreach (var c in held) c.Dispose();
+    }
+
     private static byte[] CoseShaped()
     {
         using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
