@@ -35,6 +35,9 @@ public sealed class MoneyReader
 
     public string TextOrEmpty(string name) => _fields.TryGetValue(name, out var v) && v is string s ? Printable(name, s) : "";
 
+    /// <summary>The kinds other parties sign (markets and banks): the ones whose text is checked.</summary>
+    private static readonly HashSet<string> FromOutside = [MoneyKinds.PaymentRequest, MoneyKinds.Refill, MoneyKinds.CancellationConfirmation];
+
     /// <summary>
     /// A text field as the purse may store, log, chain and mail it: no control character (a NUL that one
     /// database refuses would fail every payment sharing the commit; a line break would add lines of its
@@ -42,6 +45,9 @@ public sealed class MoneyReader
     /// </summary>
     private string Printable(string name, string text)
     {
+        // The card's own records (its seal, its log head, its answers) are read back as they were made: a purse
+        // that took such a character before this check must still open.
+        if (!FromOutside.Contains(Kind)) return text;
         foreach (var c in text)
         {
             if (char.IsControl(c)) throw new PurseException(PurseRefusal.Malformed, $"the {Kind}'s '{name}' field holds a control character (U+{(int)c:X4})");

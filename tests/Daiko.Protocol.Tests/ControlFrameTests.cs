@@ -183,6 +183,8 @@ public sealed class ControlFrameTests
     [InlineData("host", "shop example")]
     [InlineData("sni", "evil.example\0.shop.example")]
     [InlineData("sni", "shop.example\r\n")]
+    [InlineData("host", "elpmaxe\u202E.shop.example")]
+    [InlineData("host", "shop.example\u2028")]
     public void AMarketNameWithAControlCharacterOrAUrlDelimiter_IsRefused_NamingTheField(string field, string name)
     {
         var entries = Entries(ControlFrame.EncodeBody(5, new DelegateRequest(new MarketAddress("shop.example", 443, "shop.example", null), DelegationMode.Resume)));
@@ -191,6 +193,16 @@ public sealed class ControlFrameTests
 
         Assert.Equal((ErrorCode.BadRequest, field), (e.Code, e.Field));
         Assert.DoesNotContain(name, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AVerifyChainHostWithANul_IsRefused_NamingTheField()
+    {
+        var entries = Entries(ControlFrame.EncodeBody(5, new VerifyChainRequest("shop.example", [[1, 2, 3]])));
+
+        var e = Assert.Throws<ProtocolException>(() => ControlFrame.Decode(Rebuild(entries, "host", Encode(w => w.WriteTextString("evil.example\0.shop.example")))));
+
+        Assert.Equal((ErrorCode.BadRequest, "host"), (e.Code, e.Field));
     }
 
     [Theory]

@@ -107,7 +107,7 @@ internal sealed class MailOptions
         {
             foreach (var o in new[] { _from, _to })
             {
-                if (r.GetValue(o) is { } address && !System.Net.Mail.MailAddress.TryCreate(address, out _)) r.AddError($"{o.Name} takes a mail address like alice@example.org (got '{address}')");
+                if (r.GetValue(o) is { } address && !Daiko.Home.Mail.ReportOutbox.IsMailAddress(address)) r.AddError($"{o.Name} takes a mail address like alice@example.org (got '{address}')");
             }
         });
     }

@@ -30,10 +30,11 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     public Func<string, string, Task>? Ended { get; init; }
 
     /// <summary>
-    /// Told when a sweep finds that a device's session ended elsewhere (another node, the store edited),
-    /// where <see cref="Ended"/> is not: what this process holds for the device then goes too.
+    /// Told when a device's live work here ends with a session this process did not end itself (ended on
+    /// another node, or by another node that won the race to end it; found by a request or by the sweep),
+    /// where <see cref="Ended"/> is not: the device and why. What this process holds for the device goes too.
     /// </summary>
-    public Action<string>? EndedElsewhere { get; init; }
+    public Func<string, string, Task>? Lost { get; init; }
 
     public TimeSpan IdleTimeout => idleTimeout;
 
@@ -52,7 +53,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         var now = time.GetUtcNow();
         if (session is null)
         {
-            CancelWork(deviceId);
+            await CancelWorkAsync(deviceId, "its session ended elsewhere");
             return new ErrorReply(ErrorCode.Locked, NoOwnSession);
         }
         if (now - session.LastUse >= idleTimeout)
@@ -62,7 +63,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         }
         if (now - session.LastUse >= TouchGranularity && !await store.TouchAsync(deviceId, session.SessionId, now, cancellationToken))
         {
-            CancelWork(deviceId);
+            await CancelWorkAsync(deviceId, "its session ended elsewhere");
             return new ErrorReply(ErrorCode.Locked, NoOwnSession);
         }
         gate.Card.Touch();
@@ -84,9 +85,11 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// <summary>Ends the device's session and, at once, its relays, handoffs and signatures in flight.</summary>
     public async Task<bool> EndAsync(string deviceId, string reason, CancellationToken cancellationToken = default)
     {
-        CancelWork(deviceId);
+        var hadWork = CancelWork(deviceId);
         var ended = await store.EndAsync(deviceId, cancellationToken);
         if (ended && Ended is { } audit) await audit(deviceId, reason);
+        // Another process ended it first (two nodes sweeping one idle session): this one's holdings go all the same.
+        else if (!ended && hadWork && Lost is { } lost) await lost(deviceId, reason);
         return ended;
     }
 
@@ -94,7 +97,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     public async Task EndAllAsync(string reason, CancellationToken cancellationToken = default)
     {
         foreach (var session in await store.ListAsync(cancellationToken)) await EndAsync(session.DeviceId, reason, cancellationToken);
-        foreach (var device in _work.Keys) CancelWork(device);
+        foreach (var device in _work.Keys) await CancelWorkAsync(device, reason);
     }
 
     /// <summary>Whether any device other than <paramref name="deviceId"/> still holds a live session.</summary>
@@ -134,7 +137,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             var listed = await store.ListAsync(cancellationToken);
             if (listed.Count > 0 && gate.Card.GetStatus().State == HomeCardState.CryptoReady) return;
             foreach (var session in listed) await EndAsync(session.DeviceId, "the home card left crypto-ready", cancellationToken);
-            foreach (var device in _work.Keys) CancelWork(device);
+            foreach (var device in _work.Keys) await CancelWorkAsync(device, "the home card left crypto-ready");
             return;
         }
         var live = new HashSet<string>(StringComparer.Ordinal);
@@ -145,8 +148,14 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         }
         foreach (var device in _work.Keys)
         {
-            if (!live.Contains(device) && CancelWork(device)) EndedElsewhere?.Invoke(device);
+            if (!live.Contains(device)) await CancelWorkAsync(device, "its session ended elsewhere");
         }
+    }
+
+    /// <summary>Cancels the device's live work, and tells <see cref="Lost"/> when it had some.</summary>
+    private async Task CancelWorkAsync(string deviceId, string reason)
+    {
+        if (CancelWork(deviceId) && Lost is { } lost) await lost(deviceId, reason);
     }
 
     /// <summary>Cancels the device's live work; false when it had none.</summary>

@@ -35,7 +35,10 @@ public sealed record MarketRequest(string Host, int Port, string? ServerName, st
         var name = host.TrimEnd('.').ToLowerInvariant();
         try
         {
-            return Idna.GetAscii(name);
+            var ascii = Idna.GetAscii(name);
+            // IDNA maps some characters onto ones a host name never holds (a fullwidth solidus onto '/'): such
+            // a name is kept as written, which no lookup resolves, rather than matched against the policy as another.
+            return ascii.All(Daiko.Protocol.Messages.MarketAddress.IsHostNameCharacter) ? ascii : name;
         }
         catch (ArgumentException)
         {

@@ -34,8 +34,26 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
     /// <summary>How old a stored profile's date may grow before an unchanged profile is written again.</summary>
     public static readonly TimeSpan Rewrite = TimeSpan.FromMinutes(1);
 
+    /// <summary>
+    /// Past this many markets remembered in memory, those read longer ago than <see cref="Freshness"/> (which
+    /// answer for nothing any more) are let go: a device asking for ever new hosts does not grow the map.
+    /// </summary>
+    public const int MaxRemembered = 4096;
+
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int), (MarketProfile? Profile, DateTimeOffset ReadAt)> _known = new();
+
+    /// <summary>How many markets are remembered in memory now.</summary>
+    public int Remembered => _known.Count;
+
+    private void LetGoOfStale(DateTimeOffset now)
+    {
+        if (_known.Count <= MaxRemembered) return;
+        foreach (var (key, entry) in _known)
+        {
+            if (now - entry.ReadAt >= Freshness) _known.TryRemove(KeyValuePair.Create(key, entry));
+        }
+    }
 
     public async Task<MarketProfile?> FindAsync(string host, int port, CancellationToken cancellationToken = default)
     {
@@ -44,6 +62,7 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
         var profile = await store.FindAsync(host, port, cancellationToken);
         // A profile remembered while this read was on its way is newer than what the read saw: it stays.
         _known.AddOrUpdate((host, port), (profile, now), (_, existing) => existing.ReadAt >= now ? existing : (profile, now));
+        LetGoOfStale(now);
         return profile;
     }
 
@@ -57,6 +76,7 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
         }
         await store.RememberAsync(profile, cancellationToken);
         _known[(profile.Host, profile.Port)] = (profile, now);
+        LetGoOfStale(now);
     }
 
     /// <summary>

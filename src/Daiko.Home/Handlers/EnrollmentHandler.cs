@@ -19,33 +19,46 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
     private readonly EnrollmentLimiter _limiter = limiter ?? new EnrollmentLimiter();
 
     /// <summary>
-    /// One redemption at a time in this process (each costs a PBKDF2 hash of 100,000 rounds): attempts
-    /// sent at once queue here, and each looks at the limiter again once it has its turn, so a peer that
-    /// pipelines many wrong codes pays for the free failures only, and the rest are refused unhashed.
+    /// One redemption at a time for this home (each costs a PBKDF2 hash of 100,000 rounds): attempts sent at
+    /// once queue here, and each looks at the limiter again once it has its turn, so a peer that pipelines
+    /// many wrong codes pays for the free failures only, and the rest are refused unhashed. Per home, so
+    /// one owner's strangers on a hosted node do not queue another owner's enrollment.
     /// </summary>
-    private static readonly SemaphoreSlim Redeeming = new(1, 1);
+    private readonly SemaphoreSlim _redeeming = new(1, 1);
+
+    /// <summary>How long an attempt waits for its turn before it is told the home server is busy (a stranger's channel closes after 10 s).</summary>
+    public static readonly TimeSpan TurnWait = TimeSpan.FromSeconds(5);
 
     public async Task<HandlerResult> EnrollAsync(EnrollRequest request, System.Net.IPAddress peer, CancellationToken cancellationToken)
     {
-        await Redeeming.WaitAsync(cancellationToken);
+        // An address that must wait is refused before it queues (and again in turn, for failures meanwhile).
+        if (await AddressRefusalAsync(peer) is { } refused) return refused;
+        if (!await _redeeming.WaitAsync(TurnWait, cancellationToken))
+        {
+            return HandlerResult.Error(ErrorCode.EnrollmentRefused, "the home server is busy checking other enrollment codes; try again in a few seconds");
+        }
         try
         {
             return await EnrollInTurnAsync(request, peer, cancellationToken);
         }
         finally
         {
-            Redeeming.Release();
+            _redeeming.Release();
         }
+    }
+
+    private async Task<HandlerResult?> AddressRefusalAsync(System.Net.IPAddress peer)
+    {
+        var addressKey = EnrollmentLimiter.AddressKey(peer);
+        if (_limiter.WaitFor(addressKey) is not { } addressWait) return null;
+        await devices.AuditStrangerRefusalAsync(addressKey, "enroll", $"refused: too many failures from {peer}");
+        return HandlerResult.Error(ErrorCode.EnrollmentRefused, $"too many wrong enrollment codes from this address; try again in {Seconds(addressWait)} s");
     }
 
     private async Task<HandlerResult> EnrollInTurnAsync(EnrollRequest request, System.Net.IPAddress peer, CancellationToken cancellationToken)
     {
         var addressKey = EnrollmentLimiter.AddressKey(peer);
-        if (_limiter.WaitFor(addressKey) is { } addressWait)
-        {
-            await devices.AuditStrangerRefusalAsync(addressKey, "enroll", $"refused: too many failures from {peer}");
-            return HandlerResult.Error(ErrorCode.EnrollmentRefused, $"too many wrong enrollment codes from this address; try again in {Seconds(addressWait)} s");
-        }
+        if (await AddressRefusalAsync(peer) is { } refused) return refused;
         var publicId = EnrollmentCode.Parse(request.Secret)?.PublicId;
         if (publicId is not null && _limiter.WaitFor(EnrollmentLimiter.CodeKey(publicId)) is { } codeWait)
         {

@@ -92,10 +92,11 @@ public sealed class HomeParts : IAsyncDisposable
                 grants.Revoke(device);
                 await Connections.DropTicketsAsync(device, $"this device's unlock session ended ({reason})");
             },
-            EndedElsewhere = device =>
+            Lost = async (device, reason) =>
             {
                 Delegation.Tickets.PurgeDevice(device);
                 grants.Revoke(device);
+                await Connections.DropTicketsAsync(device, $"this device's unlock session ended ({reason})");
             },
         };
         var handlers = new HomeHandlers(

@@ -68,7 +68,7 @@ public sealed class PaymentReports(string directory, IHomeCard card, PurseLedger
                     }
                     await outbox.DeliverAsync(settings, cancellationToken);
                 }
-                catch (Exception e) when (e is not OperationCanceledException)
+                catch (Exception e) when (!cancellationToken.IsCancellationRequested)
                 {
                     // Whatever failed this look (the card, the store, the settings, the mail server), the next tries again:
                     // a loop that ended here would stop the owner's reports until the server restarted.

@@ -64,20 +64,26 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
     /// <summary>Addresses as RFC 5322 has them, with a domain (the parser's default takes far more).</summary>
     private static readonly ParserOptions StrictAddresses = new() { AddressParserComplianceMode = RfcComplianceMode.Strict, AllowAddressesWithoutDomain = false };
 
-    /// <summary>A mail address of the settings or of a queued mail; a sentence naming it when it is none.</summary>
+    /// <summary>Whether <paramref name="text"/> is a mail address the report can be sent from or to (what <c>mail set</c> accepts).</summary>
+    public static bool IsMailAddress(string text) => MailboxAddress.TryParse(StrictAddresses, text, out _);
+
+    /// <summary>A mail address of the settings; a sentence naming it when it is none.</summary>
     private static MailboxAddress Address(string text, string role) =>
         MailboxAddress.TryParse(StrictAddresses, text, out var address) ? address
             : throw new PurseException(PurseRefusal.Malformed, $"the payment report's {role} address '{text}' is not a mail address: the owner sets it with 'daiko home mail set'");
 
     /// <summary>
     /// Sends every pending report this sender can claim (one another sender is sending is left to it);
-    /// returns how many went. An SMTP failure leaves them queued.
+    /// returns how many went. An SMTP failure leaves them queued. A queued report whose address is not
+    /// one (queued before addresses were checked) goes to the owner's address in
+    /// <paramref name="settings"/>: reports are the owner's, and one such row must not hold back the rest.
     /// </summary>
     public async Task<int> DeliverAsync(MailSettings settings, CancellationToken cancellationToken)
     {
+        var from = Address(settings.From, "From");
+        var owner = Address(settings.To, "To");
         var pending = await outbox.PendingAsync(cancellationToken);
         if (pending.Count == 0) return 0;
-        var from = Address(settings.From, "From");
         using var smtp = new SmtpClient { Timeout = 10_000 };
         try
         {
@@ -95,12 +101,12 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
         {
             var now = _time.GetUtcNow();
             if (!await outbox.ClaimAsync(item.Id, claimant, now, now + ClaimLease, cancellationToken)) continue;
-            var marked = false;
+            var accepted = false;
             try
             {
                 var message = new MimeMessage { Subject = item.Subject, MessageId = item.MessageId };
                 message.From.Add(from);
-                message.To.Add(Address(item.To, "To"));
+                message.To.Add(MailboxAddress.TryParse(StrictAddresses, item.To, out var to) ? to : owner);
                 message.Body = new TextPart("plain") { Text = item.Body };
                 try
                 {
@@ -111,14 +117,16 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
                     await outbox.MarkAttemptAsync([item.Id], CancellationToken.None);
                     break;
                 }
+                accepted = true;
                 await outbox.MarkSentAsync(item.Id, _time.GetUtcNow(), CancellationToken.None);
-                marked = true;
                 sent++;
             }
             finally
             {
-                // Not sent (or not marked), whatever stopped it: the next delivery may take it at once, not in ten minutes.
-                if (!marked) await outbox.ReleaseAsync(item.Id, claimant, CancellationToken.None);
+                // Not sent, whatever stopped it: the next delivery may take it at once, not in ten minutes. One the
+                // SMTP server took but that could not be marked keeps its claim, so no other sender repeats it
+                // before the claim lapses.
+                if (!accepted) await outbox.ReleaseAsync(item.Id, claimant, CancellationToken.None);
             }
         }
         try

@@ -51,17 +51,23 @@ public sealed record MarketAddress(string Host, int Port, string? Sni, string? A
     /// <summary>
     /// A host or server name as a name lookup, a policy match and a log line may safely take it: no
     /// control character (a NUL would end the name the resolver sees after the policy judged all of it;
-    /// a line break would forge a log line), no space, and none of a URL's delimiters.
+    /// a line break would forge a log line), no space or line separator, no bidirectional override (a log
+    /// line that reads other than it is), and none of a URL's delimiters.
     /// </summary>
-    private static string HostName(FieldReader r, string field, string text)
+    internal static string HostName(FieldReader r, string field, string text)
     {
         foreach (var c in text)
         {
-            if (char.IsControl(c) || char.IsWhiteSpace(c) || c is '/' or '\\' or '@' or '?' or '#')
+            if (!IsHostNameCharacter(c))
             {
                 throw new ProtocolException($"field '{field}' of '{r.Type}' is not a host name or address (it holds U+{(int)c:X4})", field);
             }
         }
         return text;
     }
+
+    /// <summary>Whether <paramref name="c"/> may stand in a host name or address as <see cref="HostName"/> reads one.</summary>
+    public static bool IsHostNameCharacter(char c) =>
+        !(char.IsControl(c) || char.IsWhiteSpace(c) || c is '/' or '\\' or '@' or '?' or '#'
+            || c is '\u200E' or '\u200F' or (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069'));
 }

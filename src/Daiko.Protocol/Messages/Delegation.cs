@@ -164,7 +164,8 @@ public sealed record VerifyChainRequest(string? Host, IReadOnlyList<byte[]> Chai
     }
 
     internal static VerifyChainRequest Read(FieldReader r) =>
-        new(r.TextOrNull("host", ControlProtocol.MaxHostLength), r.BytesList("chain", ControlProtocol.MaxChainLength, ControlProtocol.MaxCertificateBytes));
+        new(r.TextOrNull("host", ControlProtocol.MaxHostLength) is { } host ? MarketAddress.HostName(r, "host", host) : null,
+            r.BytesList("chain", ControlProtocol.MaxChainLength, ControlProtocol.MaxCertificateBytes));
 }
 
 /// <summary><c>verdict</c>: whether the chain is trusted, and if not, the problem and a sentence.</summary>

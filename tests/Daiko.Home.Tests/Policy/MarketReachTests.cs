@@ -196,4 +196,15 @@ public sealed class MarketReachTests
         Assert.Equal(canonicalServerName, market.ServerName);
         Assert.Equal(canonicalServerName is null ? $"{canonicalHost}:443" : $"{canonicalHost}:443 as {canonicalServerName}", market.Where);
     }
+
+    [Theory]
+    [InlineData("evil.example\uFF0F.shop.example")]
+    [InlineData("evil.example\uFF20shop.example")]
+    [InlineData("evil.example\uFF1F.shop.example")]
+    public void ANameIdnaWouldMapOntoADelimiter_IsNotCanonicalisedIntoOne(string host)
+    {
+        var market = Daiko.Home.Delegation.MarketRequest.Canonical(host, 443, null, null);
+
+        Assert.DoesNotContain(market.Host, c => c is '/' or '@' or '?');
+    }
 }
