@@ -23,6 +23,12 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
 
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _work = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Devices this process served under a session (a request let through), until that session is found
+    /// ended: what <see cref="Lost"/> is told of, whether or not the device has live work here right now.
+    /// </summary>
+    private readonly ConcurrentDictionary<string, byte> _served = new(StringComparer.Ordinal);
+
     public const string NoOwnSession =
         "this device has not unlocked the home card itself (another device's unlock does not count, and a session ends on lock or after 10 idle minutes): run 'daiko terminal unlock' on this device (PIN1 and PIN2)";
 
@@ -66,6 +72,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             await CancelWorkAsync(deviceId, "its session ended elsewhere");
             return new ErrorReply(ErrorCode.Locked, NoOwnSession);
         }
+        _served.TryAdd(deviceId, 0);
         gate.Card.Touch();
         return null;
     }
@@ -86,10 +93,11 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     public async Task<bool> EndAsync(string deviceId, string reason, CancellationToken cancellationToken = default)
     {
         var hadWork = CancelWork(deviceId);
+        var served = _served.TryRemove(deviceId, out _);
         var ended = await store.EndAsync(deviceId, cancellationToken);
         if (ended && Ended is { } audit) await audit(deviceId, reason);
         // Another process ended it first (two nodes sweeping one idle session): this one's holdings go all the same.
-        else if (!ended && hadWork && Lost is { } lost) await lost(deviceId, reason);
+        else if (!ended && (hadWork || served) && Lost is { } lost) await lost(deviceId, reason);
         return ended;
     }
 
@@ -97,7 +105,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     public async Task EndAllAsync(string reason, CancellationToken cancellationToken = default)
     {
         foreach (var session in await store.ListAsync(cancellationToken)) await EndAsync(session.DeviceId, reason, cancellationToken);
-        foreach (var device in _work.Keys) await CancelWorkAsync(device, reason);
+        foreach (var device in _work.Keys.Concat(_served.Keys).Distinct().ToList()) await CancelWorkAsync(device, reason);
     }
 
     /// <summary>Whether any device other than <paramref name="deviceId"/> still holds a live session.</summary>
@@ -134,28 +142,52 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             // This view of the card may be older than sessions another node (or process) opened since it
             // made the card crypto-ready: the sessions listed now end only if a fresh look, taken after
             // the listing, still finds the card not crypto-ready.
+            var working = _work.ToArray();
             var listed = await store.ListAsync(cancellationToken);
             if (listed.Count > 0 && gate.Card.GetStatus().State == HomeCardState.CryptoReady) return;
             foreach (var session in listed) await EndAsync(session.DeviceId, "the home card left crypto-ready", cancellationToken);
-            foreach (var device in _work.Keys) await CancelWorkAsync(device, "the home card left crypto-ready");
+            await LoseAsync(working, _served.Keys.ToArray(), [], "the home card left crypto-ready");
             return;
         }
+        // What runs and was served before the listing: a device that unlocks while the sweep goes on is not
+        // taken for one whose session ended (its new work is not in these).
+        var before = _work.ToArray();
+        var servedBefore = _served.Keys.ToArray();
         var live = new HashSet<string>(StringComparer.Ordinal);
         foreach (var session in await store.ListAsync(cancellationToken))
         {
             if (time.GetUtcNow() - session.LastUse >= idleTimeout) await EndAsync(session.DeviceId, "idle", cancellationToken);
             else live.Add(session.DeviceId);
         }
-        foreach (var device in _work.Keys)
-        {
-            if (!live.Contains(device)) await CancelWorkAsync(device, "its session ended elsewhere");
-        }
+        await LoseAsync(before, servedBefore, live, "its session ended elsewhere");
     }
 
-    /// <summary>Cancels the device's live work, and tells <see cref="Lost"/> when it had some.</summary>
+    /// <summary>
+    /// Ends, of the work and the served devices seen before a listing, those not in <paramref name="live"/>:
+    /// only the very work seen then is cancelled, and <see cref="Lost"/> is told once a device.
+    /// </summary>
+    private async Task LoseAsync(KeyValuePair<string, CancellationTokenSource>[] working, string[] served, HashSet<string> live, string reason)
+    {
+        var lost = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var entry in working)
+        {
+            if (live.Contains(entry.Key) || !_work.TryRemove(entry)) continue;
+            entry.Value.Cancel();
+            lost.Add(entry.Key);
+        }
+        foreach (var device in served)
+        {
+            if (!live.Contains(device) && _served.TryRemove(device, out _)) lost.Add(device);
+        }
+        if (Lost is not { } told) return;
+        foreach (var device in lost) await told(device, reason);
+    }
+
+    /// <summary>Cancels the device's live work and forgets it was served here; tells <see cref="Lost"/> when it had either.</summary>
     private async Task CancelWorkAsync(string deviceId, string reason)
     {
-        if (CancelWork(deviceId) && Lost is { } lost) await lost(deviceId, reason);
+        var hadWork = CancelWork(deviceId);
+        if ((_served.TryRemove(deviceId, out _) || hadWork) && Lost is { } lost) await lost(deviceId, reason);
     }
 
     /// <summary>Cancels the device's live work; false when it had none.</summary>

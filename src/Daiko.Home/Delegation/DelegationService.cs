@@ -252,9 +252,12 @@ public sealed class DelegationService : IAsyncDisposable
             // The terminal waits on this handshake: it gets the market's first ticket the moment it is
             // read, while the rest of the market's flight goes to the cache without holding it up.
             var handed = new TaskCompletionSource<SessionTicket?>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var purges = _tickets.PurgesOf(deviceId);
-            Own(key, deviceId, market, handed.Task, FetchTicketsAsync(deviceId, market, cancellationToken, (handed, limit), purges), purges);
-            if (await handed.Task is { } first) return first;
+            using (await EnterPlaceAsync(deviceId, cancellationToken))
+            {
+                var purges = _tickets.PurgesOf(deviceId);
+                Own(key, deviceId, market, handed.Task, FetchTicketsAsync(deviceId, market, cancellationToken, (handed, limit), purges), purges);
+                if (await handed.Task is { } first) return first;
+            }
         }
         // A fresh request is answered by its own handshake or not at all (what the cache holds may be what the market refused).
         return (fresh ? null : TryTakeCached(deviceId, market, limit))
@@ -546,7 +549,9 @@ public sealed class DelegationService : IAsyncDisposable
         while (_tickets.Count(key) < wanted && handshakes < 4)
         {
             handshakes++;
-            if (await FetchTicketsAsync(deviceId, market, cancellationToken) == 0)
+            int fetched;
+            using (await EnterPlaceAsync(deviceId, cancellationToken)) fetched = await FetchTicketsAsync(deviceId, market, cancellationToken);
+            if (fetched == 0)
             {
                 throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay");
             }
@@ -583,31 +588,36 @@ public sealed class DelegationService : IAsyncDisposable
     }
 
     /// <summary>
-    /// How many ticket handshakes (a terminal's misses and prefetches, and refills for it) run at once for
-    /// one device; more wait for a place. Each holds a market connection and costs a card signature, which
-    /// every device of the owner shares: one device asking for many at once cannot take them all.
-    /// Handoffs and relays have their own bound (<see cref="Splicer"/>).
+    /// How many ticket handshakes a device's requests wait on at once (its misses, prefetches and stock);
+    /// more wait for a place. Each holds a market connection and costs a card signature, which every
+    /// device of the owner shares: one device asking for many at once cannot take them all. A miss holds
+    /// its place until its ticket is handed over; what the handshake does after that (the rest of the
+    /// market's flight) and the background refills are bounded per market on their own. Handoffs and
+    /// relays have their own bound (<see cref="Splicer"/>).
     /// </summary>
     public const int MaxFetchesPerDevice = 8;
 
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _devicePlaces = new(StringComparer.Ordinal);
 
-    private async Task<int> FetchAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken,
-        (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo, long? purgesBefore)
+    /// <summary>A place among the device's <see cref="MaxFetchesPerDevice"/>, given back when disposed.</summary>
+    private async Task<Place> EnterPlaceAsync(string deviceId, CancellationToken cancellationToken)
     {
         var places = _devicePlaces.GetOrAdd(deviceId, _ => new SemaphoreSlim(MaxFetchesPerDevice, MaxFetchesPerDevice));
         await places.WaitAsync(cancellationToken);
-        try
+        return new Place(places);
+    }
+
+    private sealed class Place(SemaphoreSlim places) : IDisposable
+    {
+        private int _left;
+
+        public void Dispose()
         {
-            return await FetchInPlaceAsync(deviceId, market, cancellationToken, handTo, purgesBefore);
-        }
-        finally
-        {
-            places.Release();
+            if (Interlocked.Exchange(ref _left, 1) == 0) places.Release();
         }
     }
 
-    private async Task<int> FetchInPlaceAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken,
+    private async Task<int> FetchAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken,
         (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo, long? purgesBefore)
     {
         var key = market.KeyFor(deviceId);

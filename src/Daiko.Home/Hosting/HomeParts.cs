@@ -92,11 +92,15 @@ public sealed class HomeParts : IAsyncDisposable
                 grants.Revoke(device);
                 await Connections.DropTicketsAsync(device, $"this device's unlock session ended ({reason})");
             },
-            Lost = async (device, reason) =>
+            Lost = (device, reason) =>
             {
                 Delegation.Tickets.PurgeDevice(device);
                 grants.Revoke(device);
-                await Connections.DropTicketsAsync(device, $"this device's unlock session ended ({reason})");
+                // Told without waiting: an agent that stopped reading must not hold up the sweep (and with it
+                // idle ends and revocations) or the request that found the session gone.
+                Connections.DropTicketsAsync(device, $"this device's unlock session ended ({reason})")
+                    .ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+                return Task.CompletedTask;
             },
         };
         var handlers = new HomeHandlers(

@@ -369,6 +369,36 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         foreach (var c in held) c.Dispose();
     }
 
+    [Fact]
+    public async Task ASessionEndedElsewhere_IsFoundByTheSweepAlone_EvenWithNoWorkOfTheDeviceRunning()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        var (a, _, access) = await DeviceAsync("phone", cts.Token);
+        await using var owned = new DeviceScope([(a, access)]);
+        await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        var market = new MarketAddress("localhost", _market.Port, null, null);
+        Assert.True((await a.RequestAsync<PrefetchedReply>(new PrefetchRequest(market, 2), cts.Token)).Ready >= 2);
+        // A second unlock starts a new session: the device's work of the first is ended, its tickets stay.
+        await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        var phone = Assert.Single(await _home.Server.Devices.ListAsync(cts.Token)).Id;
+        var purges = _home.Server.Delegation.PurgesOf(phone);
+        Assert.True(_home.Server.Delegation.Tickets.CountsByMarket().Sum(m => m.Entries) >= 2);
+
+        await using (var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={HomeServer.DatabasePath(_home.HomeDirectory)}"))
+        {
+            await db.OpenAsync(cts.Token);
+            await using var delete = db.CreateCommand();
+            delete.CommandText = "DELETE FROM device_sessions";
+            Assert.Equal(1, await delete.ExecuteNonQueryAsync(cts.Token));
+        }
+        // No request from the device: only the quarter-second sweep can find the session gone.
+        var clock = Stopwatch.StartNew();
+        while (_home.Server.Delegation.PurgesOf(phone) == purges && clock.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(50, cts.Token);
+
+        Assert.True(_home.Server.Delegation.PurgesOf(phone) > purges, "the sweep did not find the session gone");
+        Assert.Equal(0, _home.Server.Delegation.Tickets.CountsByMarket().Sum(m => m.Entries));
+    }
+
     private static byte[] CoseShaped()
     {
         using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
