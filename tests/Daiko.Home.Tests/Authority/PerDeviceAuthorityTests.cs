@@ -274,13 +274,7 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         var purges = _home.Server.Delegation.PurgesOf(phone);
 
         // Another node ended the session (a lock there): the row is gone from the store this server shares.
-        await using (var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={HomeServer.DatabasePath(_home.HomeDirectory)}"))
-        {
-            await db.OpenAsync(cts.Token);
-            await using var delete = db.CreateCommand();
-            delete.CommandText = "DELETE FROM device_sessions";
-            Assert.Equal(1, await delete.ExecuteNonQueryAsync(cts.Token));
-        }
+        await EndTheSessionAsAnotherNodeWouldAsync(cts.Token);
         // The device's next request finds no session (or the quarter-second sweep found it first): either way its
         // cached tickets are gone by the time it is refused.
         Assert.Equal(ErrorCode.Locked, await RefusedAsync(() => a.RequestAsync(new StockRequest(market, 2), cts.Token)));
@@ -384,19 +378,23 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         var purges = _home.Server.Delegation.PurgesOf(phone);
         Assert.True(_home.Server.Delegation.Tickets.CountsByMarket().Sum(m => m.Entries) >= 2);
 
-        await using (var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={HomeServer.DatabasePath(_home.HomeDirectory)}"))
-        {
-            await db.OpenAsync(cts.Token);
-            await using var delete = db.CreateCommand();
-            delete.CommandText = "DELETE FROM device_sessions";
-            Assert.Equal(1, await delete.ExecuteNonQueryAsync(cts.Token));
-        }
+        await EndTheSessionAsAnotherNodeWouldAsync(cts.Token);
         // No request from the device: only the quarter-second sweep can find the session gone.
         var clock = Stopwatch.StartNew();
         while (_home.Server.Delegation.PurgesOf(phone) == purges && clock.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(50, cts.Token);
 
         Assert.True(_home.Server.Delegation.PurgesOf(phone) > purges, "the sweep did not find the session gone");
         Assert.Equal(0, _home.Server.Delegation.Tickets.CountsByMarket().Sum(m => m.Entries));
+    }
+
+    /// <summary>Ends the one device session in the store this server shares, as another node's lock would.</summary>
+    private async Task EndTheSessionAsAnotherNodeWouldAsync(CancellationToken ct)
+    {
+        await using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={HomeServer.DatabasePath(_home.HomeDirectory)}");
+        await db.OpenAsync(ct);
+        await using var delete = db.CreateCommand();
+        delete.CommandText = "DELETE FROM device_sessions";
+        Assert.Equal(1, await delete.ExecuteNonQueryAsync(ct));
     }
 
     private static byte[] CoseShaped()
