@@ -185,6 +185,7 @@ public sealed class ControlFrameTests
     [InlineData("sni", "shop.example\r\n")]
     [InlineData("host", "elpmaxe\u202E.shop.example")]
     [InlineData("host", "shop.example\u2028")]
+    [InlineData("host", "shop\u061C.example")]
     public void AMarketNameWithAControlCharacterOrAUrlDelimiter_IsRefused_NamingTheField(string field, string name)
     {
         var entries = Entries(ControlFrame.EncodeBody(5, new DelegateRequest(new MarketAddress("shop.example", 443, "shop.example", null), DelegationMode.Resume)));

@@ -69,5 +69,6 @@ public sealed record MarketAddress(string Host, int Port, string? Sni, string? A
     /// <summary>Whether <paramref name="c"/> may stand in a host name or address as <see cref="HostName"/> reads one.</summary>
     public static bool IsHostNameCharacter(char c) =>
         !(char.IsControl(c) || char.IsWhiteSpace(c) || c is '/' or '\\' or '@' or '?' or '#'
-            || c is '\u200E' or '\u200F' or (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069'));
+            // Format characters (bidirectional marks and overrides among them), save the two joiners IDNA allows in context.
+            || (char.GetUnicodeCategory(c) == System.Globalization.UnicodeCategory.Format && c is not ('\u200C' or '\u200D')));
 }
