@@ -16,12 +16,30 @@ public sealed class SmtpSink : IDisposable
 
     public string Maildir { get; }
 
-    public static async Task<SmtpSink> StartAsync(string directory, int? port = null)
+    /// <param name="refusing">a recipient address containing this is refused at RCPT (550), as a server refuses an unknown mailbox.</param>
+    public static async Task<SmtpSink> StartAsync(string directory, int? port = null, string? refusing = null)
     {
         var p = port ?? Loopback.FreePort();
         var maildir = Path.Combine(directory, "maildir");
         foreach (var sub in new[] { "tmp", "new", "cur" }) Directory.CreateDirectory(Path.Combine(maildir, sub));
-        var process = new ExternalProcess("/usr/bin/python3", ["-m", "aiosmtpd", "-n", "-l", $"127.0.0.1:{p}", "-c", "aiosmtpd.handlers.Mailbox", maildir]);
+        var handler = "aiosmtpd.handlers.Mailbox";
+        IDictionary<string, string>? environment = null;
+        if (refusing is not null)
+        {
+            // aiosmtpd's Mailbox, refusing some recipients: a module of its own beside the maildir.
+            File.WriteAllText(Path.Combine(directory, "refusing_mailbox.py"), $$"""
+                from aiosmtpd.handlers import Mailbox
+                class RefusingMailbox(Mailbox):
+                    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+                        if {{System.Text.Json.JsonSerializer.Serialize(refusing)}} in address:
+                            return '550 5.1.1 no such mailbox here'
+                        envelope.rcpt_tos.append(address)
+                        return '250 OK'
+                """);
+            handler = "refusing_mailbox.RefusingMailbox";
+            environment = new Dictionary<string, string> { ["PYTHONPATH"] = directory };
+        }
+        var process = new ExternalProcess("/usr/bin/python3", ["-m", "aiosmtpd", "-n", "-l", $"127.0.0.1:{p}", "-c", handler, maildir], environment: environment);
         try
         {
             await Loopback.WaitForListenerAsync(p, TimeSpan.FromSeconds(15), () => !process.HasExited);

@@ -112,6 +112,12 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
                 {
                     await smtp.SendAsync(message, cancellationToken);
                 }
+                catch (SmtpCommandException e) when (e.ErrorCode == SmtpErrorCode.RecipientNotAccepted)
+                {
+                    // The server refused this mail's recipient, not the connection: the others still go.
+                    await outbox.MarkAttemptAsync([item.Id], CancellationToken.None);
+                    continue;
+                }
                 catch (Exception e) when (e is SmtpCommandException or SmtpProtocolException or IOException)
                 {
                     await outbox.MarkAttemptAsync([item.Id], CancellationToken.None);

@@ -104,6 +104,24 @@ public sealed class ReportOutboxTests : IDisposable
     }
 
     [Fact]
+    public async Task AReportWhoseRecipientTheServerRefuses_IsCountedAndLeftQueued_AndTheOthersStillGo()
+    {
+        using var smtp = await SmtpSink.StartAsync(_dir.Path, refusing: "gone@");
+        await _outbox.EnqueueReportAsync(_ledger, "gone@example.test", _card.CardId, CancellationToken.None, "refused-to@daiko.home");
+        await _outbox.EnqueueReportAsync(_ledger, "alice@example.test", _card.CardId, CancellationToken.None, "after-it@daiko.home");
+
+        Assert.Equal(1, await _outbox.DeliverAsync(new MailSettings("127.0.0.1", smtp.Port, "daiko@home.test", "alice@example.test"), CancellationToken.None));
+
+        Assert.Contains("after-it@daiko.home", Assert.Single(smtp.Messages()), StringComparison.Ordinal);
+        var outbox = Daiko.Home.Storage.HomeStore.Sqlite(Path.Combine(_dir.Path, "home.db")).MailOutbox;
+        var left = Assert.Single(await outbox.PendingAsync());
+        Assert.Equal(("refused-to@daiko.home", 1), (left.MessageId, left.Attempts));
+        // Given back at once: the next delivery may try it again without waiting for the claim to lapse.
+        var now = DateTimeOffset.UtcNow;
+        Assert.True(await outbox.ClaimAsync(left.Id, "next", now, now.AddMinutes(1)));
+    }
+
+    [Fact]
     public async Task SettingsWithABadFromAddress_AreRefusedNamingIt_AndNoMailIsClaimed()
     {
         using var smtp = await SmtpSink.StartAsync(_dir.Path);
