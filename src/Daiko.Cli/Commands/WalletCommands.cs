@@ -56,7 +56,7 @@ internal static class WalletCommands
             var balance = await w.CancelAsync(p.Parse.GetValue(payment)!, ct);
             CliOutput.Print(p.Json, new { cancelled = p.Parse.GetValue(payment), balance }, $"cancelled; balance now {balance}");
         }));
-        wallet.Subcommands.Add(Make("mail", "Mail the payment log now.", json: true, examples: "daiko terminal wallet mail --terminal ~/.daiko", run: async (w, p, ct) =>
+        wallet.Subcommands.Add(Make("mail", "Mail the payment log now (once a minute a device).", json: true, examples: "daiko terminal wallet mail --terminal ~/.daiko", run: async (w, p, ct) =>
         {
             var (sent, pending) = await w.MailAsync(ct);
             CliOutput.Print(p.Json, new { sent, pending }, sent > 0 ? "payment log mailed" : $"the mail server is unreachable; {pending} report(s) queued and retried");

@@ -136,20 +136,28 @@ public sealed class ApplianceGateway : IDisposable
 
     private async Task<ApplianceResult> ReadAsync(Appliance appliance, HttpResponseMessage response, CancellationToken cancellationToken)
     {
-        var answer = new byte[MaxAnswerBytes + 1];
-        var length = 0;
-        // The client's timeout ends at the headers: the body gets the same bound of its own.
-        using (var bound = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
-        await using (var stream = await response.Content.ReadAsStreamAsync(cancellationToken))
+        var answer = System.Buffers.ArrayPool<byte>.Shared.Rent(MaxAnswerBytes + 1);
+        string text;
+        try
         {
-            bound.CancelAfter(_http.Timeout);
-            for (int read; length < answer.Length && (read = await stream.ReadAsync(answer.AsMemory(length), bound.Token)) > 0;) length += read;
+            var length = 0;
+            // The client's timeout ends at the headers: the body gets the same bound of its own.
+            using (var bound = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            await using (var stream = await response.Content.ReadAsStreamAsync(cancellationToken))
+            {
+                bound.CancelAfter(_http.Timeout);
+                for (int read; length <= MaxAnswerBytes && (read = await stream.ReadAsync(answer.AsMemory(length, MaxAnswerBytes + 1 - length), bound.Token)) > 0;) length += read;
+            }
+            if (length > MaxAnswerBytes)
+            {
+                return new ApplianceResult(ApplianceOutcome.Refused, null, $"appliance '{appliance.Name}' answered more than {MaxAnswerBytes / 1024} KiB");
+            }
+            text = System.Text.Encoding.UTF8.GetString(answer, 0, length);
         }
-        if (length > MaxAnswerBytes)
+        finally
         {
-            return new ApplianceResult(ApplianceOutcome.Refused, null, $"appliance '{appliance.Name}' answered more than {MaxAnswerBytes / 1024} KiB");
+            System.Buffers.ArrayPool<byte>.Shared.Return(answer);
         }
-        var text = System.Text.Encoding.UTF8.GetString(answer, 0, length);
         if (!response.IsSuccessStatusCode)
         {
             return new ApplianceResult(ApplianceOutcome.Refused, null, $"appliance '{appliance.Name}' refused: {(int)response.StatusCode} {Truncate(text)}");

@@ -79,6 +79,14 @@ public sealed class HomeParts : IAsyncDisposable
             async (id, ct) => (await Devices.FindByIdAsync(id, ct))?.Name, options.Time, options.AllowPrivateMarkets);
         var gate = new CardGate(card);
         var grants = new AssistGrants(options.Time);
+        // What the home server holds for a device under a session that ended, however it ended: its cached
+        // tickets and assist grants go, and its agents are told to drop their stock (a lock drops them the same way).
+        Task ReleaseSessionOf(string device, string reason)
+        {
+            Delegation.Tickets.PurgeDevice(device);
+            grants.Revoke(device);
+            return Connections.DropTicketsAsync(device, $"this device's unlock session ended ({reason})");
+        }
         Authority = new DeviceAuthority(options.DeviceSessions ?? new Storage.SqlDeviceSessionStore(Store), gate, options.Time, options.IdleTimeout)
         {
             // The device's stocked tickets were handed out under the session that ended (lock, idle, the card
@@ -86,20 +94,13 @@ public sealed class HomeParts : IAsyncDisposable
             Ended = async (device, reason) =>
             {
                 await Devices.AuditAsync(device, "session-end", null, null, reason);
-                // What the home server holds for the device goes too: its cached tickets and assist grants
-                // served that session alone (a lock drops them the same way).
-                Delegation.Tickets.PurgeDevice(device);
-                grants.Revoke(device);
-                await Connections.DropTicketsAsync(device, $"this device's unlock session ended ({reason})");
+                await ReleaseSessionOf(device, reason);
             },
             Lost = (device, reason) =>
             {
-                Delegation.Tickets.PurgeDevice(device);
-                grants.Revoke(device);
                 // Told without waiting: an agent that stopped reading must not hold up the sweep (and with it
                 // idle ends and revocations) or the request that found the session gone.
-                Connections.DropTicketsAsync(device, $"this device's unlock session ended ({reason})")
-                    .ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+                ReleaseSessionOf(device, reason).ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
                 return Task.CompletedTask;
             },
         };

@@ -156,8 +156,10 @@ internal sealed class RawHttp : IAsyncDisposable
                 }
             }
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (_stop.IsCancellationRequested && e is OperationCanceledException or System.Net.Sockets.SocketException
+            or ObjectDisposedException or InvalidOperationException)
         {
+            // Stopped: an accept cancelled, or begun on the listener just stopped ("not listening").
         }
     }
 
@@ -165,13 +167,7 @@ internal sealed class RawHttp : IAsyncDisposable
     {
         await _stop.CancelAsync();
         _listener.Stop();
-        try
-        {
-            await _serving;
-        }
-        catch (Exception e) when (e is System.Net.Sockets.SocketException or ObjectDisposedException)
-        {
-        }
+        await _serving;
         _stop.Dispose();
     }
 }

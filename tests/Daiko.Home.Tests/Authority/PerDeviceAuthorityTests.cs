@@ -45,6 +45,15 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         return (await TerminalClient.ConnectAsync(directory, access.DeviceKey, ct), directory, access);
     }
 
+    /// <summary>The phone, enrolled, connected and unlocked with its own PINs; disposing the scope closes it and its access card.</summary>
+    private async Task<(ControlConnection Phone, string Directory, AccessCard Access, IAsyncDisposable Scope)> UnlockedPhoneAsync(CancellationToken ct)
+    {
+        var (phone, directory, access) = await DeviceAsync("phone", ct);
+        var scope = new DeviceScope([(phone, access)]);
+        await new HomeControl(phone).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, ct);
+        return (phone, directory, access, scope);
+    }
+
     /// <summary>The phone and the tablet, enrolled and connected; disposing the scope closes both and their access cards.</summary>
     private async Task<(ControlConnection Phone, ControlConnection Tablet, IAsyncDisposable Scope)> PhoneAndTabletAsync(CancellationToken ct)
     {
@@ -259,14 +268,12 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         Assert.Equal(5, signs.Count(e => e.Outcome.StartsWith("refused", StringComparison.Ordinal)));
     }
 
-    /// <summary>A well-formed COSE_Sign1 (signed by nobody the purse knows): the refusal must come from the session check.</summary>
     [Fact]
     public async Task ASessionEndedElsewhere_TakesTheDevicesCachedTickets_AndItsStockIsRefused()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
-        var (a, _, access) = await DeviceAsync("phone", cts.Token);
-        await using var owned = new DeviceScope([(a, access)]);
-        await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        var (a, _, _, scope) = await UnlockedPhoneAsync(cts.Token);
+        await using var owned = scope;
         var market = new MarketAddress("localhost", _market.Port, null, null);
         var ready = (await a.RequestAsync<PrefetchedReply>(new PrefetchRequest(market, 2), cts.Token)).Ready;
         Assert.True(ready >= 2, $"{ready} ticket(s) ready");
@@ -291,10 +298,9 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         using var stalled = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         stalled.Start();
         var accepted = stalled.AcceptTcpClientAsync(cts.Token).AsTask();
-        var (phone, directory, access) = await DeviceAsync("phone", cts.Token);
-        await using var owned = new DeviceScope([(phone, access)]);
+        var (phone, directory, access, scope) = await UnlockedPhoneAsync(cts.Token);
+        await using var owned = scope;
         await using var other = await TerminalClient.ConnectAsync(directory, access.DeviceKey, cts.Token);
-        await new HomeControl(phone).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
 
         var delegated = phone.RequestAsync(new DelegateRequest(new MarketAddress("127.0.0.1", ((System.Net.IPEndPoint)stalled.LocalEndpoint).Port, null, null), DelegationMode.Handoff), cts.Token);
         using var market = await accepted;
@@ -343,10 +349,9 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
             {
             }
         });
-        var (phone, _, access) = await DeviceAsync("phone", cts.Token);
-        await using (new DeviceScope([(phone, access)]))
+        var (phone, _, _, scope) = await UnlockedPhoneAsync(cts.Token);
+        await using (scope)
         {
-            await new HomeControl(phone).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
             var market = new MarketAddress("127.0.0.1", ((System.Net.IPEndPoint)stalled.LocalEndpoint).Port, null, null);
 
             var asked = Enumerable.Range(0, 3 * Daiko.Home.Delegation.DelegationService.MaxFetchesPerDevice)
@@ -367,9 +372,8 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
     public async Task ASessionEndedElsewhere_IsFoundByTheSweepAlone_EvenWithNoWorkOfTheDeviceRunning()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
-        var (a, _, access) = await DeviceAsync("phone", cts.Token);
-        await using var owned = new DeviceScope([(a, access)]);
-        await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        var (a, _, _, scope) = await UnlockedPhoneAsync(cts.Token);
+        await using var owned = scope;
         var market = new MarketAddress("localhost", _market.Port, null, null);
         Assert.True((await a.RequestAsync<PrefetchedReply>(new PrefetchRequest(market, 2), cts.Token)).Ready >= 2);
         // A second unlock starts a new session: the device's work of the first is ended, its tickets stay.
@@ -397,6 +401,7 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         Assert.Equal(1, await delete.ExecuteNonQueryAsync(ct));
     }
 
+    /// <summary>A well-formed COSE_Sign1 (signed by nobody the purse knows): the refusal must come from the session check.</summary>
     private static byte[] CoseShaped()
     {
         using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
