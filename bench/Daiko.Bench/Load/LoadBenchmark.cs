@@ -101,8 +101,8 @@ public static class LoadBenchmark
             var terminals = rig.Terminals.Take(k).ToList();
             // A warm cache handed out: tickets fetched ahead (not timed; a prefetch asks for at most 8), then
             // each terminal resumes with them; in rounds until enough sessions were timed.
-            const int warm = 8;
-            var rounds = Math.Clamp(400 / (warm * k), 1, quick ? 2 : 10);
+            const int warm = WarmTickets;
+            var rounds = WarmRounds(k, quick);
             runs.Add(await LoadRunner.CountedAsync("resume-hit", terminals, warm, rounds, rig.Home, t => t.WarmAsync(warm, CancellationToken.None),
                 t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)));
             Print(runs[^1]);
@@ -187,10 +187,10 @@ public static class LoadBenchmark
             var acceptedBefore = await rig.Nginx.AcceptedAsync();
             var run = only switch
             {
-                "resume-hit" => await LoadRunner.CountedAsync(only, terminals, 8, Math.Max(1, (int)duration.TotalSeconds), rig.Home,
-                    t => t.WarmAsync(8, CancellationToken.None), t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)),
-                "resume-hit-handout" => await LoadRunner.CountedAsync(only, terminals, 8, Math.Max(1, (int)duration.TotalSeconds), rig.Home,
-                    t => t.WarmAsync(8, CancellationToken.None), t => t.TicketAsync(CancellationToken.None)),
+                "resume-hit" => await LoadRunner.CountedAsync(only, terminals, WarmTickets, WarmRounds(terminals.Count, quick: false), rig.Home,
+                    t => t.WarmAsync(WarmTickets, CancellationToken.None), t => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None)),
+                "resume-hit-handout" => await LoadRunner.CountedAsync(only, terminals, WarmTickets, WarmRounds(terminals.Count, quick: false), rig.Home,
+                    t => t.WarmAsync(WarmTickets, CancellationToken.None), t => t.TicketAsync(CancellationToken.None)),
                 "resume-miss" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.ResumeMiss, CancellationToken.None))),
                 "resume-miss-handout" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.TicketAsync(CancellationToken.None, fresh: true))),
                 "handoff" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Handoff, CancellationToken.None))),
@@ -207,6 +207,17 @@ public static class LoadBenchmark
         }
         return errors == 0 ? 0 : 3;
     }
+
+    /// <summary>Tickets a terminal's warm cache holds at the start of a round (a prefetch asks for at most 8).</summary>
+    private const int WarmTickets = 8;
+
+    /// <summary>
+    /// Rounds of a warm cache handed out at K terminals: enough that about 2,400 sessions are timed
+    /// (400 with --quick), at least two. A round of one terminal lasts a few milliseconds, so fewer would
+    /// leave a row to a single collection or scheduling stall of the shared machine.
+    /// </summary>
+    private static int WarmRounds(int terminals, bool quick) =>
+        Math.Clamp((int)Math.Ceiling((quick ? 400.0 : 2400.0) / (WarmTickets * terminals)), 2, 300);
 
     private static void PrintPeer(int k, LoadPeers.OpensslPeer openssl, LoadRun? sslStream)
     {
