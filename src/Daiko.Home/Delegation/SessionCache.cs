@@ -13,6 +13,7 @@ public sealed class SessionCache<TEntry>
     private readonly object _gate = new();
     private readonly Dictionary<MarketKey, List<Slot>> _entries = new();
     private readonly Dictionary<string, long> _purges = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long> _deviceBytes = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
     private readonly Action<TEntry>? _onDiscard;
     private readonly Func<TEntry, int>? _sizeOf;
@@ -22,7 +23,11 @@ public sealed class SessionCache<TEntry>
     private bool _closed;
 
     /// <param name="onDiscard">Called for every entry that leaves the cache unused (expiry, purge), so its secret can be wiped.</param>
-    /// <param name="sizeOf">The bytes an entry holds; with it the whole cache is kept under <paramref name="maxBytes"/>, the oldest entries going first.</param>
+    /// <param name="sizeOf">
+    /// The bytes an entry holds; with it the whole cache is kept under <paramref name="maxBytes"/>: expired
+    /// entries go first, then the oldest of the device that holds the most bytes, so a device whose market
+    /// sends large tickets (or many markets' worth) pushes out its own before any other device's.
+    /// </param>
     public SessionCache(TimeProvider? time = null, Action<TEntry>? onDiscard = null, Func<TEntry, int>? sizeOf = null, long maxBytes = DefaultMaxBytes)
     {
         _time = time ?? TimeProvider.System;
@@ -31,7 +36,7 @@ public sealed class SessionCache<TEntry>
         _maxBytes = maxBytes;
     }
 
-    private sealed record Slot(TEntry Entry, DateTimeOffset ExpiresAt, bool SingleUse, long Order, int Size);
+    private sealed record Slot(TEntry Entry, DateTimeOffset ExpiresAt, bool SingleUse, long Order, int Size, string DeviceId);
 
     /// <summary>The whole cache's bytes, all devices and markets together (with a size function).</summary>
     public const long DefaultMaxBytes = 16L << 20;
@@ -73,14 +78,10 @@ public sealed class SessionCache<TEntry>
             {
                 if (!_entries.TryGetValue(key, out var slots)) _entries[key] = slots = new List<Slot>();
                 var size = _sizeOf?.Invoke(entry) ?? 0;
-                slots.Add(new Slot(entry, expiresAt, singleUse, _added++, size));
-                _bytes += size;
+                slots.Add(new Slot(entry, expiresAt, singleUse, _added++, size, key.DeviceId));
+                Account(key.DeviceId, size);
                 while (slots.Count > MaxEntriesPerKey) discarded.Add(RemoveAt(slots, 0));
-                while (_bytes > _maxBytes && Oldest() is { } oldest)
-                {
-                    discarded.Add(RemoveAt(oldest, 0));
-                    if (oldest.Count == 0) _entries.Remove(_entries.First(p => p.Value == oldest).Key);
-                }
+                if (_bytes > _maxBytes) MakeRoom(discarded);
             }
         }
         Discard(discarded);
@@ -155,7 +156,7 @@ public sealed class SessionCache<TEntry>
         {
             _purges[key.DeviceId] = _purges.GetValueOrDefault(key.DeviceId) + 1;
             if (!_entries.Remove(key, out slots)) return 0;
-            _bytes -= slots.Sum(s => (long)s.Size);
+            Account(key.DeviceId, -slots.Sum(s => (long)s.Size));
         }
         Discard([.. slots.Select(s => s.Entry)]);
         return slots.Count;
@@ -173,6 +174,7 @@ public sealed class SessionCache<TEntry>
             _closed = true;
             discarded = [.. _entries.Values.SelectMany(slots => slots.Select(s => s.Entry))];
             _entries.Clear();
+            _deviceBytes.Clear();
             _bytes = 0;
         }
         Discard(discarded);
@@ -188,7 +190,7 @@ public sealed class SessionCache<TEntry>
             foreach (var key in _entries.Keys.Where(k => k.DeviceId == deviceId).ToList())
             {
                 discarded.AddRange(_entries[key].Select(s => s.Entry));
-                _bytes -= _entries[key].Sum(s => (long)s.Size);
+                Account(deviceId, -_entries[key].Sum(s => (long)s.Size));
                 _entries.Remove(key);
             }
         }
@@ -200,12 +202,42 @@ public sealed class SessionCache<TEntry>
     {
         var slot = slots[index];
         slots.RemoveAt(index);
-        _bytes -= slot.Size;
+        Account(slot.DeviceId, -slot.Size);
         return slot.Entry;
     }
 
-    /// <summary>The list whose first entry is the oldest in the cache.</summary>
-    private List<Slot>? Oldest() => _entries.Values.Where(l => l.Count > 0).MinBy(l => l[0].Order);
+    /// <summary>Counts <paramref name="delta"/> bytes to the whole cache and to the device (the caller holds the lock).</summary>
+    private void Account(string deviceId, long delta)
+    {
+        _bytes += delta;
+        var held = _deviceBytes.GetValueOrDefault(deviceId) + delta;
+        if (held > 0) _deviceBytes[deviceId] = held;
+        else _deviceBytes.Remove(deviceId);
+    }
+
+    /// <summary>
+    /// Brings the cache back under its bytes (the caller holds the lock): expired entries first, then the
+    /// oldest entries of whichever device holds the most bytes at each step.
+    /// </summary>
+    private void MakeRoom(List<TEntry> discarded)
+    {
+        var now = _time.GetUtcNow();
+        foreach (var (key, slots) in _entries.ToList())
+        {
+            for (var i = 0; i < slots.Count; i++)
+            {
+                if (slots[i].ExpiresAt <= now) discarded.Add(RemoveAt(slots, i--));
+            }
+            if (slots.Count == 0) _entries.Remove(key);
+        }
+        while (_bytes > _maxBytes && _deviceBytes.Count > 0)
+        {
+            var largest = _deviceBytes.MaxBy(d => d.Value).Key;
+            var (key, oldest) = _entries.Where(e => e.Key.DeviceId == largest && e.Value.Count > 0).MinBy(e => e.Value[0].Order);
+            discarded.Add(RemoveAt(oldest, 0));
+            if (oldest.Count == 0) _entries.Remove(key);
+        }
+    }
 
     private void Discard(List<TEntry> entries)
     {

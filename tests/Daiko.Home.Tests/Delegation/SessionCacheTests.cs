@@ -50,6 +50,42 @@ public sealed class SessionCacheTests
     }
 
     [Fact]
+    public void ADeviceFloodingTheCache_PushesOutItsOwnTickets_NotAnotherDevicesHeldBefore()
+    {
+        var discarded = new List<string>();
+        var cache = new SessionCache<string>(new ManualClock(), discarded.Add, sizeOf: s => 1000, maxBytes: 10_000);
+        for (var i = 0; i < 3; i++) cache.Add(Phone, $"phone-{i}", DateTimeOffset.MaxValue, singleUse: true);
+        // Another device's market sends tickets by the dozen, over many names: more than the whole cache holds.
+        for (var i = 0; i < 50; i++)
+        {
+            cache.Add(new MarketKey("laptop", $"market-{i % 5}.test", 443, "m", "http/1.1"), $"laptop-{i}", DateTimeOffset.MaxValue, singleUse: true);
+        }
+
+        Assert.Equal(10_000, cache.Bytes);
+        Assert.Equal(3, cache.Count(Phone));
+        Assert.DoesNotContain(discarded, d => d.StartsWith("phone-", StringComparison.Ordinal));
+        // The laptop's newest stay, its oldest went, and what went was wiped.
+        Assert.Equal(Enumerable.Range(0, 43).Select(i => $"laptop-{i}"), discarded);
+        Assert.Equal("laptop-45", cache.TryTake(new MarketKey("laptop", "market-0.test", 443, "m", "http/1.1")));
+    }
+
+    [Fact]
+    public void ACacheOverItsBytes_LetsExpiredEntriesGoFirst_WhoeverHeldThem()
+    {
+        var clock = new ManualClock();
+        var discarded = new List<string>();
+        var cache = new SessionCache<string>(clock, discarded.Add, sizeOf: s => 1000, maxBytes: 6_000);
+        for (var i = 0; i < 3; i++) cache.Add(Phone, $"phone-{i}", clock.Now.AddMinutes(1), singleUse: true);
+        for (var i = 0; i < 3; i++) cache.Add(Laptop, $"laptop-{i}", DateTimeOffset.MaxValue, singleUse: true);
+        clock.Now = clock.Now.AddMinutes(2);
+        cache.Add(Laptop, "laptop-3", DateTimeOffset.MaxValue, singleUse: true);
+
+        Assert.Equal(["phone-0", "phone-1", "phone-2"], discarded);
+        Assert.Equal(4, cache.Count(Laptop));
+        Assert.Equal(4_000, cache.Bytes);
+    }
+
+    [Fact]
     public void SingleUseEntry_IsHandedOutOnce()
     {
         var cache = new SessionCache<string>(new ManualClock());
