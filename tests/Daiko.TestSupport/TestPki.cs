@@ -71,10 +71,12 @@ public sealed class TestPki
         return this;
     }
 
-    public IssuedCertificate IssueServer(string fileStem, string hostName, TestKeyKind keyKind = TestKeyKind.EcP256, DateTimeOffset? notBefore = null, DateTimeOffset? notAfter = null)
+    public IssuedCertificate IssueServer(string fileStem, string hostName, TestKeyKind keyKind = TestKeyKind.EcP256, DateTimeOffset? notBefore = null, DateTimeOffset? notAfter = null,
+        IReadOnlyList<string>? otherNames = null)
     {
         var san = new SubjectAlternativeNameBuilder();
         san.AddDnsName(hostName);
+        foreach (var name in otherNames ?? []) san.AddDnsName(name);
         if (hostName == "localhost")
         {
             san.AddIpAddress(System.Net.IPAddress.Loopback);

@@ -83,7 +83,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             market.Reach.CheckName(market.Host, market.Port, market.ServerName);
             // A forbidden mode is refused, never served in another one; auto chooses among the allowed modes.
             var candidates = ModeChoice.Candidates(request.Mode, request.Mode == DelegationMode.Auto
-                ? await delegation.Profiles.FindAsync(market.Host, market.Port, context.Closed) : null, policy.Modes);
+                ? await delegation.Profiles.FindAsync(market, context.Closed) : null, policy.Modes);
             // The market refused a ticket this device was handed: the others held for it go before anything is
             // served, and stay gone if the request is then refused (said in the session's audit line, not one of its own).
             var stale = request.Fresh ? delegation.DropTickets(context.DeviceId, market) : 0;

@@ -1,4 +1,5 @@
 using Daiko.Protocol;
+using Daiko.Protocol.Messages;
 using Daiko.TestSupport;
 using Daiko.Terminal;
 using Daiko.Terminal.Sessions;
@@ -143,7 +144,7 @@ public sealed class TicketWaitTests : IAsyncLifetime
         for (var i = 0; i < 200 && profile is not { NoTicketsConfirmed: true }; i++)
         {
             await Task.Delay(100, cts.Token);
-            profile = await _home.Server.Delegation.Profiles.FindAsync("localhost", proxy.Port, cts.Token);
+            profile = await _home.Server.Delegation.Profiles.FindAsync("localhost", proxy.Port, "localhost", cts.Token);
         }
         Assert.True(profile is { NoTicketsConfirmed: true, Tls13: true }, $"the market is not known to send no tickets: {profile}");
         Assert.Equal(3, proxy.Connections);
@@ -172,7 +173,7 @@ public sealed class TicketWaitTests : IAsyncLifetime
         for (var i = 0; i < 100 && Volatile.Read(ref hellos) < 3; i++) await Task.Delay(50, cts.Token);
         await Task.Delay(1000, cts.Token);
         Assert.Equal(3, proxy.Connections);
-        Assert.False((await _home.Server.Delegation.Profiles.FindAsync("localhost", proxy.Port, cts.Token))!.NoTicketsConfirmed);
+        Assert.False((await _home.Server.Delegation.Profiles.FindAsync("localhost", proxy.Port, "localhost", cts.Token))!.NoTicketsConfirmed);
 
         // Later handoffs still see no ticket, and the market is not checked again (within ten minutes).
         for (var i = 0; i < 3; i++) await (await connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Handoff, cancellationToken: cts.Token)).Stream.DisposeAsync();
@@ -200,6 +201,37 @@ public sealed class TicketWaitTests : IAsyncLifetime
         var prefetch = await Assert.ThrowsAsync<ControlErrorException>(() => connector.PrefetchAsync("localhost", proxy.Port, cancellationToken: cts.Token));
         Assert.Equal(ErrorCode.NoTicket, prefetch.Code);
         Assert.Equal(1, proxy.Connections);
+    }
+
+    /// <summary>
+    /// What a market is known for is known per server name: one address may serve names configured apart.
+    /// A device naming the address under another name, at which no tickets come, does not get the market's
+    /// own name refused at once to every device (before, profiles were kept by host and port alone).
+    /// </summary>
+    [Fact]
+    public async Task AMarketKnownToSendNoTicketsUnderOneServerName_IsStillTriedUnderAnother()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        _home.Pki.WithServer(_home.Pki.IssueServer("two-names", "localhost", otherNames: ["other.localhost"]));
+        using var market = await OpenSslServer.StartAsync(_home.Pki, new TlsPeerOptions { Tickets = 0 });
+        using var proxy = RecordTamperingProxy.Start(market.Port, (_, _, content) => content);
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var underOtherName = new DelegateRequest(new MarketAddress("localhost", proxy.Port, "other.localhost", null), DelegationMode.Resume);
+
+        // Learned under the other name (a handshake, no ticket), then answered at once under it.
+        for (var i = 0; i < 2; i++)
+        {
+            var refused = await Assert.ThrowsAsync<ControlErrorException>(() => control.RequestAsync(underOtherName, cts.Token));
+            Assert.Equal(ErrorCode.NoTicket, refused.Code);
+            Assert.Equal(1, proxy.Connections);
+        }
+
+        // The host's own name is not known yet: it gets a handshake of its own.
+        var own = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(control).ConnectAsync("localhost", proxy.Port, DelegationMode.Resume, cancellationToken: cts.Token));
+        Assert.Equal(ErrorCode.NoTicket, own.Code);
+        Assert.Equal(2, proxy.Connections);
+        var profile = await _home.Server.Delegation.Profiles.FindAsync("localhost", proxy.Port, "other.localhost", cts.Token);
+        Assert.True(profile is { NoTicketsConfirmed: true, ServerName: "other.localhost" }, $"the other name's profile: {profile}");
     }
 }
 
