@@ -57,9 +57,14 @@ public static class DemoRun
             await using var market = await SampleMarket.StartAsync(marketCertificate, pki.Root, IPAddress.Loopback, routes: shop.Map);
             shop.PublicUrl = market.Url;
             await using var bank = await SampleMarket.StartAsync(marketCertificate, pki.Root, IPAddress.Loopback, routes: bankService.Map);
+            // A second declared market, one the demo device's policy does not let it pay.
+            var kiosk = new SampleMarketMoney("kiosk.demo", bankService);
+            await using var kioskMarket = await SampleMarket.StartAsync(marketCertificate, pki.Root, IPAddress.Loopback, routes: kiosk.Map);
+            kiosk.PublicUrl = kioskMarket.Url;
             // The owner declares each payee with its role: only the bank's refills are credited, only the market's requests paid.
             await HomeServer.AddPayeeAsync(home, shop.Id, Daiko.Home.Storage.PayeeRole.Market, shop.Key);
             await HomeServer.AddPayeeAsync(home, bankService.Id, Daiko.Home.Storage.PayeeRole.Bank, bankService.Key);
+            await HomeServer.AddPayeeAsync(home, kiosk.Id, Daiko.Home.Storage.PayeeRole.Market, kiosk.Key);
 
             Say("starting a local SMTP sink (aiosmtpd) for the payment-log mail");
             using var smtp = SmtpSinkProcess.Start(root);
@@ -72,9 +77,14 @@ public static class DemoRun
             var (secret, _) = await server.Devices.AddEnrollmentCodeAsync("demo-phone", ct);
             // The demo's market and bank listen on loopback: the owner allows them for this device, as
             // 'daiko home device add --markets 127.0.0.1 --max-tickets N' would (every fetch in resume mode takes a ticket).
-            Say("allowing the loopback market and bank for demo-phone (device policy --markets 127.0.0.1)");
+            Say($"allowing the loopback market and bank for demo-phone, and {shop.Id} as the one payee it may pay (device policy --markets 127.0.0.1 --payees {shop.Id})");
             await new Daiko.Home.Storage.SqlDevicePolicyStore(Daiko.Home.Storage.HomeStore.Sqlite(HomeServer.DatabasePath(home))).SaveAsync("demo-phone",
-                Daiko.Home.Policy.DevicePolicy.Default with { Markets = Daiko.Home.Policy.DevicePolicy.ParseMarkets("127.0.0.1"), MaxTickets = Math.Min(1000, 16 + 4 * rounds) }, ct);
+                Daiko.Home.Policy.DevicePolicy.Default with
+                {
+                    Markets = Daiko.Home.Policy.DevicePolicy.ParseMarkets("127.0.0.1"),
+                    MaxTickets = Math.Min(1000, 16 + 4 * rounds),
+                    Payees = [shop.Id],
+                }, ct);
             var code = EnrollmentCode.Compose(secret, server.Identity.SpkiHash);
             await TerminalClient.EnrollAsync(terminalDir, $"127.0.0.1:{server.LocalEndPoint.Port}", code, accessPin, ct);
             using var access = AccessCard.Open(terminalDir);
@@ -112,6 +122,16 @@ public static class DemoRun
             Console.WriteLine($"     balance after cancellation: {await wallet.CancelAsync(paymentId, ct)} JPY");
             var (_, keptPaymentAnswer) = await wallet.PayAsync(market.Url, "book", ct);
             Console.WriteLine($"     market: {keptPaymentAnswer}");
+            Say($"paying {kiosk.Id}, a declared market this device's policy does not list: refused, nothing debited");
+            try
+            {
+                await wallet.PayAsync(kioskMarket.Url, "snack", ct);
+                throw new InvalidOperationException($"a payment to {kiosk.Id}, not among the device's payees, went through");
+            }
+            catch (ControlErrorException e) when (e.Code == ErrorCode.PolicyRefused)
+            {
+                Console.WriteLine($"     home server: {e.Message}");
+            }
             var (_, balances) = await wallet.BalanceAsync(ct);
             Console.WriteLine($"     balance: {string.Join(", ", balances.Select(b => $"{b.Amount} {b.Currency}"))}");
             Say("mailing the payment log");

@@ -16,6 +16,7 @@ public sealed class DemoTests
             Assert.Contains(expected, result.StandardOutput, StringComparison.Ordinal);
         }
         Assert.Contains("balance after cancellation: 10000 JPY", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("policy-refused: this device may not pay 'kiosk.demo' (its payees: market.demo)", result.StandardOutput, StringComparison.Ordinal);
 
         // The mail as the SMTP sink received it, quoted by the demo: the subject and every kind of entry.
         var at = result.StandardOutput.IndexOf("mail that arrived:", StringComparison.Ordinal);

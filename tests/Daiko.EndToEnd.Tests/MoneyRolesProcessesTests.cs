@@ -98,11 +98,7 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
         var bank = new Party("bank.e2e", _system.Dir.Path);
         var shopA = new Party("shop-a.e2e", _system.Dir.Path) { Amount = 1_200 };
         var shopB = new Party("shop-b.e2e", _system.Dir.Path) { Amount = 700 };
-        await HomeAndTerminal.Ok(["home", "payee", "add", "--home", _system.Home, "--name", bank.Name, "--role", "bank", "--key", bank.KeyPath]);
-        foreach (var shop in new[] { shopA, shopB })
-        {
-            await HomeAndTerminal.Ok(["home", "payee", "add", "--home", _system.Home, "--name", shop.Name, "--role", "market", "--key", shop.KeyPath]);
-        }
+        await DeclareAsync(bank, shopA, shopB);
         await Task.Delay(TimeSpan.FromSeconds(1));
         var refilled = await RefillAsync(await StartAsync(bank.MapBank), 10_000);
         Assert.True(refilled.ExitCode == 0, refilled.ToString());
@@ -132,6 +128,33 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task APayeeTheDevicesPolicyDoesNotList_IsRefusedWithNothingDebited_AndAListedOneIsPaid()
+    {
+        var bank = new Party("bank.e2e", _system.Dir.Path);
+        var listed = new Party("shop-a.e2e", _system.Dir.Path) { Amount = 1_200 };
+        var unlisted = new Party("shop-b.e2e", _system.Dir.Path) { Amount = 700 };
+        await DeclareAsync(bank, listed, unlisted);
+        await HomeAndTerminal.Ok(["home", "device", "policy", "--home", _system.Home, "--name", "phone", "--payees", listed.Name]);
+        // The running server reads a device's policy again after half a second, and a declared payee within a second.
+        await Task.Delay(TimeSpan.FromSeconds(1.2));
+        var refilled = await RefillAsync(await StartAsync(bank.MapBank), 10_000);
+        Assert.True(refilled.ExitCode == 0, refilled.ToString());
+
+        var refused = await PayAsync(await StartAsync(unlisted.MapMarket), "tea");
+        Assert.True(refused.ExitCode == 1, refused.ToString());
+        Assert.Contains($"policy-refused: this device may not pay '{unlisted.Name}' (its payees: {listed.Name})", refused.StandardError, StringComparison.Ordinal);
+        await _system.Server.WaitForOutputAsync("refused by policy (payees)", TimeSpan.FromSeconds(5));
+        Assert.Empty(unlisted.Received);
+        Assert.Equal(10_000, await BalanceAsync());
+
+        PaymentId(await PayAsync(await StartAsync(listed.MapMarket), "tea"));
+        Assert.Equal(10_000 - 1_200, await BalanceAsync());
+        var list = await HomeAndTerminal.Ok(["home", "device", "list", "--home", _system.Home, "--json"]);
+        var phone = JsonDocument.Parse(list.StandardOutput).RootElement.GetProperty("devices").EnumerateArray().Single(d => d.GetProperty("name").GetString() == "phone");
+        Assert.Equal([listed.Name], phone.GetProperty("policy").GetProperty("payees").EnumerateArray().Select(p => p.GetString()));
+    }
+
+    [Fact]
     public async Task WalletErrors_SayWhatTheMarketOrBankAnswered_AndTheServerLogsWhy()
     {
         var blog = await StartAsync(app => app.MapGet("/orders/{order}", () => Results.Text("this is a blog, not a shop\n")));
@@ -157,6 +180,16 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
         Assert.True(notABank.ExitCode == 1, notABank.ToString());
         Assert.Contains($"localhost:{tlsServer.Port} did not answer the refill request within 10 s", notABank.StandardError, StringComparison.Ordinal);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"the refill took {clock.Elapsed}");
+    }
+
+    /// <summary>Declares the bank and the markets as the owner does (<c>daiko home payee add</c>).</summary>
+    private async Task DeclareAsync(Party bank, params Party[] markets)
+    {
+        await HomeAndTerminal.Ok(["home", "payee", "add", "--home", _system.Home, "--name", bank.Name, "--role", "bank", "--key", bank.KeyPath]);
+        foreach (var shop in markets)
+        {
+            await HomeAndTerminal.Ok(["home", "payee", "add", "--home", _system.Home, "--name", shop.Name, "--role", "market", "--key", shop.KeyPath]);
+        }
     }
 
     private async Task<Uri> StartAsync(Action<WebApplication> routes)

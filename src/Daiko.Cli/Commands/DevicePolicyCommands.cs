@@ -36,7 +36,13 @@ internal static class DevicePolicyCommands
 
         public Option<string?> Appliances { get; } = new("--appliances") { Description = "appliances it may see and control, comma-separated; * for all (default), none", HelpName = "LIST" };
 
-        public IEnumerable<Option> All => [Markets, Modes, SpendLimit, MaxTickets, TicketLifetime, Appliances];
+        public Option<string?> Payees { get; } = new("--payees")
+        {
+            Description = "declared payees (daiko home payee, role market) it may pay, comma-separated; * for all (default), none. Refills and cancellations are not held to it",
+            HelpName = "LIST",
+        };
+
+        public IEnumerable<Option> All => [Markets, Modes, SpendLimit, MaxTickets, TicketLifetime, Appliances, Payees];
 
         public void AddTo(Command command)
         {
@@ -58,7 +64,8 @@ internal static class DevicePolicyCommands
                     policy = max is >= 0 and <= 1000 ? policy with { MaxTickets = max } : throw new FormatException("--max-tickets takes a number from 0 to 1000");
                 }
                 if (parse.GetValue(TicketLifetime) is { } lifetime) policy = policy with { TicketLifetime = DevicePolicy.ParseTicketLifetime(lifetime) };
-                if (parse.GetValue(Appliances) is { } appliances) policy = policy with { Appliances = DevicePolicy.ParseAppliances(appliances) };
+                if (parse.GetValue(Appliances) is { } appliances) policy = policy with { Appliances = DevicePolicy.ParseNames(appliances) };
+                if (parse.GetValue(Payees) is { } payees) policy = policy with { Payees = DevicePolicy.ParseNames(payees) };
                 return policy;
             }
             catch (FormatException e)
@@ -82,21 +89,23 @@ internal static class DevicePolicyCommands
         max_tickets = policy.MaxTickets,
         ticket_lifetime_seconds = policy.TicketLifetime is { } l ? (long?)l.TotalSeconds : null,
         appliances = policy.Appliances?.ToArray() ?? ["*"],
+        payees = policy.Payees?.ToArray() ?? ["*"],
     };
 
     public static string Text(DevicePolicy policy) =>
         $"markets {policy.MarketsText}; modes {policy.ModesText}; spend limit {(policy.SpendLimitPerDay is { } s ? $"{s} a day" : "none")}; " +
-        $"max tickets {policy.MaxTickets}; ticket lifetime {DevicePolicy.FormatLifetime(policy.TicketLifetime)}; appliances {policy.AppliancesText}";
+        $"max tickets {policy.MaxTickets}; ticket lifetime {DevicePolicy.FormatLifetime(policy.TicketLifetime)}; appliances {policy.AppliancesText}; payees {policy.PayeesText}";
 
     public static Command Policy() => Policy(HomeCardCommands.HomeOption(), (parse, home) => HomeOf(parse.GetValue(home)!), "home", "--home ~/daiko-home");
 
     /// <summary><c>device policy</c> on the store <paramref name="storeOf"/> finds from <paramref name="where"/> (a home directory, or a hosted owner).</summary>
     public static Command Policy(Option<string> where, Func<ParseResult, Option<string>, IHomeStore> storeOf, string verb, string whereExample, params Option[] more)
     {
-        var command = new Command("policy", "Set what a device may do: markets, delegation modes, daily spend limit, tickets it may hold, appliances. Without options, show its policy.")
+        var command = new Command("policy", "Set what a device may do: markets, delegation modes, daily spend limit, payees it may pay, tickets it may hold, appliances. Without options, show its policy.")
             .WithExamples(
                 $"daiko {verb} device policy {whereExample} --name phone --markets '*.shop.example,bank.example:8443' --modes resume,relay",
                 $"daiko {verb} device policy {whereExample} --name phone --spend-limit 5000 --max-tickets 2 --ticket-lifetime 1h",
+                $"daiko {verb} device policy {whereExample} --name till --payees corner-shop,bakery",
                 $"daiko {verb} device policy {whereExample} --name lab --markets '*,127.0.0.1,10.0.0.0/8' --appliances heater",
                 $"daiko {verb} device policy {whereExample} --name phone --json");
         var home = where;

@@ -78,6 +78,13 @@ public sealed class WalletHandler(Money.PurseLedger ledger, PaymentReports repor
             {
                 case WalletPayRequest pay:
                     var (policy, name) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
+                    // The payee as the request names it: the ledger then checks its signature with that payee's key.
+                    var payee = MoneyCodec.ReadUnverified<PaymentRequest>(pay.Request).Market;
+                    if (!policy.AllowsPayee(payee))
+                    {
+                        throw new Policy.PolicyRefusedException(Policy.PolicyRule.Payees,
+                            $"this device may not pay '{payee}' (its payees: {policy.PayeesText}); the owner can allow it with 'daiko home device policy --name {name} --payees'");
+                    }
                     var spend = policy.SpendLimitPerDay is { } limit ? new Policy.DeviceSpend(name, limit, policies.Time) : null;
                     var payment = await ledger.PayAsync(pay.Request, spend is null ? null : spend.Charge, payer: context.DeviceId);
                     return new WalletPaymentReply(payment, MoneyCodec.ReadUnverified<Payment>(payment).PaymentId);

@@ -5,8 +5,8 @@ namespace Daiko.Home.Policy;
 
 /// <summary>
 /// What the owner lets one device do (<c>daiko home device policy</c>): the markets it may use, the
-/// delegation modes, how much it may spend a day, how many tickets it may hold per market and for how
-/// long, and the appliances it may control. Every device starts with <see cref="Default"/>.
+/// delegation modes, how much it may spend a day and which payees it may pay, how many tickets it may
+/// hold per market and for how long, and the appliances it may control. Every device starts with <see cref="Default"/>.
 /// </summary>
 public sealed record DevicePolicy(
     IReadOnlyList<MarketPattern> Markets,
@@ -24,7 +24,13 @@ public sealed record DevicePolicy(
     public static readonly IReadOnlySet<DelegationMode> AllModes =
         new HashSet<DelegationMode> { DelegationMode.Resume, DelegationMode.Handoff, DelegationMode.Relay, DelegationMode.Assist };
 
-    /// <summary>Any public market, all four modes, no spend limit, 4 tickets per market, the market's own ticket lifetime, every appliance.</summary>
+    /// <summary>
+    /// The declared payees (<c>daiko home payee</c>, role market) this device may pay, by name; null for
+    /// every declared one. A refill or a cancellation brings money in and is not held to it.
+    /// </summary>
+    public IReadOnlyList<string>? Payees { get; init; }
+
+    /// <summary>Any public market, all four modes, no spend limit, every declared payee, 4 tickets per market, the market's own ticket lifetime, every appliance.</summary>
     public static readonly DevicePolicy Default = new([MarketPattern.AnyPublic], AllModes, null, DefaultMaxTickets, null, null);
 
     /// <summary>The longest lifetime a ticket handed to this device may have left.</summary>
@@ -35,6 +41,8 @@ public sealed record DevicePolicy(
 
     public bool AllowsAppliance(string name) => Appliances is null || Appliances.Contains(name, StringComparer.Ordinal);
 
+    public bool AllowsPayee(string name) => Payees is null || Payees.Contains(name, StringComparer.Ordinal);
+
     /// <summary>The list as the CLI and the store write it.</summary>
     public static string Join(IEnumerable<string> items) => string.Join(",", items) is { Length: > 0 } s ? s : "none";
 
@@ -43,6 +51,8 @@ public sealed record DevicePolicy(
     public string ModesText => Join(new[] { DelegationMode.Resume, DelegationMode.Handoff, DelegationMode.Relay, DelegationMode.Assist }.Where(Modes.Contains).Select(m => m.ToWire()));
 
     public string AppliancesText => Appliances is null ? "*" : Join(Appliances);
+
+    public string PayeesText => Payees is null ? "*" : Join(Payees);
 
     /// <summary>Splits a comma-separated list; <c>none</c> (or nothing) is the empty list.</summary>
     public static IReadOnlyList<string> Split(string list)
@@ -92,5 +102,6 @@ public sealed record DevicePolicy(
 
     public static string FormatLifetime(TimeSpan? lifetime) => lifetime is { } l ? $"{(long)l.TotalSeconds}s" : "market";
 
-    public static IReadOnlyList<string>? ParseAppliances(string list) => list.Trim() == "*" ? null : Split(list);
+    /// <summary>A list of names, <c>*</c> for all (null), or <c>none</c> (appliances and payees).</summary>
+    public static IReadOnlyList<string>? ParseNames(string list) => list.Trim() == "*" ? null : Split(list);
 }

@@ -12,6 +12,7 @@ public static class PolicyRule
     public const string OwnPayments = "own payments";
     public const string OpenRelays = "open relays";
     public const string Appliances = "appliances";
+    public const string Payees = "payees";
 }
 
 /// <summary>

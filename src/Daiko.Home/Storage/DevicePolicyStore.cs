@@ -28,6 +28,9 @@ public interface IDevicePolicyStore
 /// </summary>
 public sealed class SqlDevicePolicyStore(IHomeStore store) : IDevicePolicyStore
 {
+    /// <summary>The payees a device may pay (null: every declared one), added to the table of the version before.</summary>
+    internal static readonly Migration PayeesMigration = new("device_policies/2", "ALTER TABLE device_policies ADD COLUMN payees TEXT");
+
     private const string Schema = """
         CREATE TABLE IF NOT EXISTS device_policies (
             name TEXT PRIMARY KEY, markets TEXT NOT NULL, modes TEXT NOT NULL, spend_limit BIGINT,
@@ -49,6 +52,8 @@ public sealed class SqlDevicePolicyStore(IHomeStore store) : IDevicePolicyStore
                 create.CommandText = statement;
                 await create.ExecuteNonQueryAsync(cancellationToken);
             }
+            await connection.DisposeAsync();
+            connection = await store.OpenAsync(PayeesMigration, cancellationToken);
             Volatile.Write(ref _schemaReady, 1);
         }
         return connection;
@@ -58,7 +63,7 @@ public sealed class SqlDevicePolicyStore(IHomeStore store) : IDevicePolicyStore
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT markets, modes, spend_limit, max_tickets, ticket_lifetime_seconds, appliances FROM device_policies WHERE name = @n";
+        command.CommandText = "SELECT markets, modes, spend_limit, max_tickets, ticket_lifetime_seconds, appliances, payees FROM device_policies WHERE name = @n";
         Add(command, "@n", deviceName);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         if (!await reader.ReadAsync(cancellationToken)) return null;
@@ -69,7 +74,10 @@ public sealed class SqlDevicePolicyStore(IHomeStore store) : IDevicePolicyStore
             Number(2),
             (int)Number(3)!.Value,
             Number(4) is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
-            reader.IsDBNull(5) ? null : DevicePolicy.Split(reader.GetString(5)));
+            reader.IsDBNull(5) ? null : DevicePolicy.Split(reader.GetString(5)))
+        {
+            Payees = reader.IsDBNull(6) ? null : DevicePolicy.Split(reader.GetString(6)),
+        };
     }
 
     public async Task SaveAsync(string deviceName, DevicePolicy policy, CancellationToken cancellationToken = default)
@@ -77,10 +85,10 @@ public sealed class SqlDevicePolicyStore(IHomeStore store) : IDevicePolicyStore
         await using var connection = await OpenAsync(cancellationToken);
         await using var command = connection.CreateCommand();
         command.CommandText = """
-            INSERT INTO device_policies(name, markets, modes, spend_limit, max_tickets, ticket_lifetime_seconds, appliances, updated_at)
-            VALUES (@n, @m, @o, @s, @t, @l, @a, @at)
+            INSERT INTO device_policies(name, markets, modes, spend_limit, max_tickets, ticket_lifetime_seconds, appliances, payees, updated_at)
+            VALUES (@n, @m, @o, @s, @t, @l, @a, @p, @at)
             ON CONFLICT(name) DO UPDATE SET markets = @m, modes = @o, spend_limit = @s, max_tickets = @t, ticket_lifetime_seconds = @l,
-                appliances = @a, updated_at = @at
+                appliances = @a, payees = @p, updated_at = @at
             """;
         Add(command, "@n", deviceName);
         Add(command, "@m", policy.MarketsText);
@@ -89,6 +97,7 @@ public sealed class SqlDevicePolicyStore(IHomeStore store) : IDevicePolicyStore
         Add(command, "@t", policy.MaxTickets);
         Add(command, "@l", policy.TicketLifetime is { } l ? (long)l.TotalSeconds : DBNull.Value);
         Add(command, "@a", policy.Appliances is null ? DBNull.Value : DevicePolicy.Join(policy.Appliances));
+        Add(command, "@p", policy.Payees is null ? DBNull.Value : DevicePolicy.Join(policy.Payees));
         Add(command, "@at", DateTimeOffset.UtcNow.ToString("O"));
         await command.ExecuteNonQueryAsync(cancellationToken);
     }

@@ -21,10 +21,11 @@ public abstract class DevicePolicyStoreContract(StoreKind kind) : StoreContract(
             MaxTickets = 2,
             TicketLifetime = TimeSpan.FromHours(1),
             Appliances = ["heater", "door"],
+            Payees = ["corner-shop"],
         };
 
         await new SqlDevicePolicyStore(Store()).SaveAsync("phone", policy);
-        await new SqlDevicePolicyStore(Store()).SaveAsync("tablet", DevicePolicy.Default with { Modes = DevicePolicy.ParseModes("none"), Appliances = [] });
+        await new SqlDevicePolicyStore(Store()).SaveAsync("tablet", DevicePolicy.Default with { Modes = DevicePolicy.ParseModes("none"), Appliances = [], Payees = [] });
         var found = await new SqlDevicePolicyStore(Store()).FindAsync("phone");
 
         Assert.NotNull(found);
@@ -34,15 +35,19 @@ public abstract class DevicePolicyStoreContract(StoreKind kind) : StoreContract(
         Assert.Equal(2, found.MaxTickets);
         Assert.Equal(TimeSpan.FromHours(1), found.TicketLifetime);
         Assert.Equal(["heater", "door"], found.Appliances);
+        Assert.Equal(["corner-shop"], found.Payees);
+        Assert.True(found.AllowsPayee("corner-shop") && !found.AllowsPayee("other-shop"));
         var tablet = await new SqlDevicePolicyStore(Store()).FindAsync("tablet");
         Assert.Empty(tablet!.Modes);
         Assert.False(tablet.AllowsAppliance("heater"));
+        Assert.False(tablet.AllowsPayee("corner-shop"));
 
-        await new SqlDevicePolicyStore(Store()).SaveAsync("phone", found with { SpendLimitPerDay = null, TicketLifetime = null, Appliances = null });
+        await new SqlDevicePolicyStore(Store()).SaveAsync("phone", found with { SpendLimitPerDay = null, TicketLifetime = null, Appliances = null, Payees = null });
         var updated = await new SqlDevicePolicyStore(Store()).FindAsync("phone");
         Assert.Null(updated!.SpendLimitPerDay);
         Assert.Null(updated.TicketLifetime);
         Assert.True(updated.AllowsAppliance("anything"));
+        Assert.True(updated.AllowsPayee("anything") && updated.Payees is null);
     }
 
     [Fact]
