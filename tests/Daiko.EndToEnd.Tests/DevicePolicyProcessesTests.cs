@@ -109,6 +109,8 @@ public sealed class DevicePolicyProcessesTests(HomeAndTerminal system) : IClassF
     [InlineData("--modes", "relay,auto", "'auto' is not a mode")]
     [InlineData("--ticket-lifetime", "8d", "longer than 7 days")]
     [InlineData("--spend-limit", "lots", "is not a spend limit")]
+    [InlineData("--payees", "corner-shop,*", "mixes * with names")]
+    [InlineData("--payees", "corner shop", "'corner shop' is not a payee's name")]
     public async Task MalformedPolicy_IsAUsageMistake(string option, string value, string sentence)
     {
         var result = await DaikoCli.RunAsync(["home", "device", "policy", "--home", system.Home, "--name", "phone", option, value]);

@@ -65,7 +65,7 @@ internal static class DevicePolicyCommands
                 }
                 if (parse.GetValue(TicketLifetime) is { } lifetime) policy = policy with { TicketLifetime = DevicePolicy.ParseTicketLifetime(lifetime) };
                 if (parse.GetValue(Appliances) is { } appliances) policy = policy with { Appliances = DevicePolicy.ParseNames(appliances) };
-                if (parse.GetValue(Payees) is { } payees) policy = policy with { Payees = DevicePolicy.ParseNames(payees) };
+                if (parse.GetValue(Payees) is { } payees) policy = policy with { Payees = DevicePolicy.ParsePayees(payees) };
                 return policy;
             }
             catch (FormatException e)
@@ -130,6 +130,14 @@ internal static class DevicePolicyCommands
                 if (await new DeviceRegistry(homeStore).FindAsync(device, ct) is null)
                 {
                     Console.Error.WriteLine($"daiko: no device named '{device}' is enrolled yet; this policy applies when it enrolls");
+                }
+                if (parse.GetResult(options.Payees) is not null && policy.Payees is { Count: > 0 } payees)
+                {
+                    var markets = (await new SqlPayeeStore(homeStore).ListAsync(ct)).Where(p => p.Role == PayeeRole.Market).Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+                    foreach (var payee in payees.Where(p => !markets.Contains(p)))
+                    {
+                        Console.Error.WriteLine($"daiko: '{payee}' is not declared as a market payee; the device's payments to it are refused until it is");
+                    }
                 }
             }
             CliOutput.Print(parse.GetValue(json), new { name = device, policy = Json(policy) }, $"{device}: {Text(policy)}");

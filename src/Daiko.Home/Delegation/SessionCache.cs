@@ -19,6 +19,8 @@ public sealed class SessionCache<TEntry>
     private readonly Func<TEntry, int>? _sizeOf;
     private readonly long _maxBytes;
     private long _bytes;
+    /// <summary>No entry expires before this (a lower bound): the expiry scan of <see cref="MakeRoom"/> is skipped until then.</summary>
+    private DateTimeOffset _nextExpiry = DateTimeOffset.MaxValue;
     private long _added;
     private bool _closed;
 
@@ -80,8 +82,9 @@ public sealed class SessionCache<TEntry>
                 var size = _sizeOf?.Invoke(entry) ?? 0;
                 slots.Add(new Slot(entry, expiresAt, singleUse, _added++, size, key.DeviceId));
                 Account(key.DeviceId, size);
+                if (expiresAt < _nextExpiry) _nextExpiry = expiresAt;
                 while (slots.Count > MaxEntriesPerKey) discarded.Add(RemoveAt(slots, 0));
-                if (_bytes > _maxBytes) MakeRoom(discarded);
+                if (_bytes > _maxBytes) MakeRoom(discarded, key.DeviceId);
             }
         }
         Discard(discarded);
@@ -216,23 +219,30 @@ public sealed class SessionCache<TEntry>
     }
 
     /// <summary>
-    /// Brings the cache back under its bytes (the caller holds the lock): expired entries first, then the
-    /// oldest entries of whichever device holds the most bytes at each step.
+    /// Brings the cache back under its bytes (the caller holds the lock): expired entries first (looked for
+    /// only once one may have expired), then the oldest entries of whichever device holds the most bytes at
+    /// each step, <paramref name="adding"/> (the device whose entry made the cache overflow) on a tie.
     /// </summary>
-    private void MakeRoom(List<TEntry> discarded)
+    private void MakeRoom(List<TEntry> discarded, string adding)
     {
         var now = _time.GetUtcNow();
-        foreach (var (key, slots) in _entries.ToList())
+        if (_nextExpiry <= now)
         {
-            for (var i = 0; i < slots.Count; i++)
+            var next = DateTimeOffset.MaxValue;
+            foreach (var (key, slots) in _entries.ToList())
             {
-                if (slots[i].ExpiresAt <= now) discarded.Add(RemoveAt(slots, i--));
+                for (var i = 0; i < slots.Count; i++)
+                {
+                    if (slots[i].ExpiresAt <= now) discarded.Add(RemoveAt(slots, i--));
+                    else if (slots[i].ExpiresAt < next) next = slots[i].ExpiresAt;
+                }
+                if (slots.Count == 0) _entries.Remove(key);
             }
-            if (slots.Count == 0) _entries.Remove(key);
+            _nextExpiry = next;
         }
         while (_bytes > _maxBytes && _deviceBytes.Count > 0)
         {
-            var largest = _deviceBytes.MaxBy(d => d.Value).Key;
+            var largest = _deviceBytes.MaxBy(d => (d.Value, d.Key == adding ? 1 : 0)).Key;
             var (key, oldest) = _entries.Where(e => e.Key.DeviceId == largest && e.Value.Count > 0).MinBy(e => e.Value[0].Order);
             discarded.Add(RemoveAt(oldest, 0));
             if (oldest.Count == 0) _entries.Remove(key);

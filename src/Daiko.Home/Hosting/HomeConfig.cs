@@ -32,6 +32,9 @@ public sealed record DeviceDefaults
 
     [JsonPropertyName("max_tickets")] public int MaxTickets { get; init; } = DevicePolicy.DefaultMaxTickets;
 
+    /// <summary>The declared markets a new device may pay: <c>*</c> (all), <c>none</c>, or names.</summary>
+    [JsonPropertyName("payees")] public string Payees { get; init; } = "*";
+
     /// <summary>The policy these defaults give; a malformed list is a <see cref="FormatException"/>.</summary>
     public DevicePolicy ToPolicy()
     {
@@ -43,6 +46,7 @@ public sealed record DeviceDefaults
             Modes = DevicePolicy.ParseModes(Modes),
             SpendLimitPerDay = SpendLimit,
             MaxTickets = MaxTickets,
+            Payees = DevicePolicy.ParsePayees(Payees),
         };
     }
 }

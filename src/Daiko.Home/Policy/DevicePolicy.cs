@@ -103,5 +103,16 @@ public sealed record DevicePolicy(
     public static string FormatLifetime(TimeSpan? lifetime) => lifetime is { } l ? $"{(long)l.TotalSeconds}s" : "market";
 
     /// <summary>A list of names, <c>*</c> for all (null), or <c>none</c> (appliances and payees).</summary>
-    public static IReadOnlyList<string>? ParseNames(string list) => list.Trim() == "*" ? null : Split(list);
+    public static IReadOnlyList<string>? ParseNames(string list)
+    {
+        if (list.Trim() == "*") return null;
+        var names = Split(list);
+        return names.Contains("*") ? throw new FormatException($"'{list}' mixes * with names: give * alone for all, or the names") : names;
+    }
+
+    /// <summary>Payee names as <see cref="ParseNames"/> reads them, each a payee's name (letters, digits, dots and dashes).</summary>
+    public static IReadOnlyList<string>? ParsePayees(string list) =>
+        ParseNames(list) is { } names && names.FirstOrDefault(n => !Money.PayeeDirectory.IsName(n)) is { } bad
+            ? throw new FormatException($"'{bad}' is not a payee's name: letters, digits, dots and dashes, as 'daiko home payee add --name' takes")
+            : ParseNames(list);
 }

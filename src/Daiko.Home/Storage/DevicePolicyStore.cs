@@ -28,34 +28,30 @@ public interface IDevicePolicyStore
 /// </summary>
 public sealed class SqlDevicePolicyStore(IHomeStore store) : IDevicePolicyStore
 {
-    /// <summary>The payees a device may pay (null: every declared one), added to the table of the version before.</summary>
-    internal static readonly Migration PayeesMigration = new("device_policies/2", "ALTER TABLE device_policies ADD COLUMN payees TEXT");
-
-    private const string Schema = """
+    /// <summary>
+    /// The tables as they were first made on first use (IF NOT EXISTS: a store of a version before this
+    /// migration was recorded has them already, and this step records them).
+    /// </summary>
+    internal static readonly Migration Migration = new("device_policies/1", """
         CREATE TABLE IF NOT EXISTS device_policies (
             name TEXT PRIMARY KEY, markets TEXT NOT NULL, modes TEXT NOT NULL, spend_limit BIGINT,
             max_tickets INTEGER NOT NULL, ticket_lifetime_seconds BIGINT, appliances TEXT, updated_at TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS device_usage (name TEXT PRIMARY KEY, last_used_at TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS device_stock_terms (name TEXT PRIMARY KEY, terms TEXT NOT NULL)
-        """;
+        """);
+
+    /// <summary>The payees a device may pay (null: every declared one).</summary>
+    internal static readonly Migration PayeesMigration = new("device_policies/2", "ALTER TABLE device_policies ADD COLUMN payees TEXT", After: Migration);
 
     private int _schemaReady;
 
-    private async Task<DbConnection> OpenAsync(CancellationToken cancellationToken)
+    private async Task<DbConnection> OpenAsync(CancellationToken cancellationToken) =>
+        Volatile.Read(ref _schemaReady) == 1 ? store.Open() : await OpenMigratedAsync(cancellationToken);
+
+    private async Task<DbConnection> OpenMigratedAsync(CancellationToken cancellationToken)
     {
-        var connection = store.Open();
-        if (Volatile.Read(ref _schemaReady) == 0)
-        {
-            foreach (var statement in Schema.Split(';'))
-            {
-                await using var create = connection.CreateCommand();
-                create.CommandText = statement;
-                await create.ExecuteNonQueryAsync(cancellationToken);
-            }
-            await connection.DisposeAsync();
-            connection = await store.OpenAsync(PayeesMigration, cancellationToken);
-            Volatile.Write(ref _schemaReady, 1);
-        }
+        var connection = await store.OpenAsync(PayeesMigration, cancellationToken);
+        Volatile.Write(ref _schemaReady, 1);
         return connection;
     }
 

@@ -70,6 +70,19 @@ public sealed class SessionCacheTests
     }
 
     [Fact]
+    public void ADeviceThatOverflowsTheCache_ToATieWithAnother_PushesOutItsOwnOldest()
+    {
+        var discarded = new List<string>();
+        var cache = new SessionCache<string>(new ManualClock(), discarded.Add, sizeOf: s => 1000, maxBytes: 9_000);
+        for (var i = 0; i < 5; i++) cache.Add(Phone, $"phone-{i}", DateTimeOffset.MaxValue, singleUse: true);
+        for (var i = 0; i < 5; i++) cache.Add(Laptop, $"laptop-{i}", DateTimeOffset.MaxValue, singleUse: true);
+
+        Assert.Equal(["laptop-0"], discarded);
+        Assert.Equal(5, cache.Count(Phone));
+        Assert.Equal(4, cache.Count(Laptop));
+    }
+
+    [Fact]
     public void ACacheOverItsBytes_LetsExpiredEntriesGoFirst_WhoeverHeldThem()
     {
         var clock = new ManualClock();

@@ -51,6 +51,37 @@ public abstract class DevicePolicyStoreContract(StoreKind kind) : StoreContract(
     }
 
     [Fact]
+    public async Task APolicyTableOfTheVersionBefore_GainsPayees_KeepingItsPolicies()
+    {
+        var store = Store();
+        // The tables as the version before made them on first use (no payees column, no migration recorded).
+        await using (var connection = store.Open())
+        {
+            foreach (var sql in new[]
+            {
+                """
+                CREATE TABLE device_policies (name TEXT PRIMARY KEY, markets TEXT NOT NULL, modes TEXT NOT NULL, spend_limit BIGINT,
+                    max_tickets INTEGER NOT NULL, ticket_lifetime_seconds BIGINT, appliances TEXT, updated_at TEXT NOT NULL)
+                """,
+                "INSERT INTO device_policies VALUES ('phone', '*.shop.example', 'resume', 5000, 2, NULL, 'heater', '2026-12-01T00:00:00Z')",
+            })
+            {
+                await using var command = connection.CreateCommand();
+                command.CommandText = sql;
+                await command.ExecuteNonQueryAsync();
+            }
+        }
+
+        var old = await new SqlDevicePolicyStore(store).FindAsync("phone");
+        Assert.NotNull(old);
+        Assert.Equal(("*.shop.example", "resume", 5000L, 2, "heater"), (old.MarketsText, old.ModesText, old.SpendLimitPerDay!.Value, old.MaxTickets, old.AppliancesText));
+        Assert.Null(old.Payees);
+
+        await new SqlDevicePolicyStore(store).SaveAsync("phone", old with { Payees = ["corner-shop"] });
+        Assert.Equal(["corner-shop"], (await new SqlDevicePolicyStore(Store()).FindAsync("phone"))!.Payees);
+    }
+
+    [Fact]
     public async Task LastUse_IsRecordedPerDevice()
     {
         var store = new SqlDevicePolicyStore(Store());
