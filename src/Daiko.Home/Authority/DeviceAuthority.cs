@@ -24,10 +24,15 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _work = new(StringComparer.Ordinal);
 
     /// <summary>
-    /// Devices this process served under a session (a request let through), until that session is found
-    /// ended: what <see cref="Lost"/> is told of, whether or not the device has live work here right now.
+    /// Devices this process served under a session (a request let through), with that session's id, until
+    /// the session is found ended: what <see cref="Lost"/> is told of, whether or not the device has live work
+    /// here right now. A device found live under another id had its session ended and a new one opened
+    /// elsewhere (another node's lock and unlock between two sweeps): the one served here ended all the same.
     /// </summary>
-    private readonly ConcurrentDictionary<string, byte> _served = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, string> _served = new(StringComparer.Ordinal);
+
+    /// <summary>The session id an unlock on this process is opening for a device (its holdings carry over to it).</summary>
+    private readonly ConcurrentDictionary<string, string> _opening = new(StringComparer.Ordinal);
 
     public const string NoOwnSession =
         "this device has not unlocked the home card itself (another device's unlock does not count, and a session ends on lock or after 10 idle minutes): run 'daiko terminal unlock' on this device (PIN1 and PIN2)";
@@ -41,6 +46,13 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// where <see cref="Ended"/> is not: the device and why. What this process holds for the device goes too.
     /// </summary>
     public Func<string, string, Task>? Lost { get; init; }
+
+    /// <summary>
+    /// Told, and awaited, when a device's request finds it live under another session than the one this
+    /// process served it under (its session ended and another opened elsewhere): what this process holds
+    /// for the device goes, and its agents are told, before the request is served under the new session.
+    /// </summary>
+    public Func<string, string, Task>? Replaced { get; init; }
 
     public TimeSpan IdleTimeout => idleTimeout;
 
@@ -72,9 +84,35 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             await CancelWorkAsync(deviceId, "its session ended elsewhere");
             return new ErrorReply(ErrorCode.Locked, NoOwnSession);
         }
-        _served.TryAdd(deviceId, 0);
+        if (Serve(deviceId, session.SessionId))
+        {
+            // Ended and opened again elsewhere since this process last served the device: what it held under
+            // the session that ended goes before anything is served under the new one.
+            CancelWork(deviceId);
+            if (Replaced is { } replaced) await replaced(deviceId, "its session ended elsewhere");
+        }
         gate.Card.Touch();
         return null;
+    }
+
+    /// <summary>
+    /// Records that the device is served under <paramref name="sessionId"/>; true when this process had served
+    /// it under another session, one that ended elsewhere (it alone of concurrent callers gets true). A
+    /// session an unlock on this process is opening is the served one carried over, not a replacement.
+    /// </summary>
+    private bool Serve(string deviceId, string sessionId)
+    {
+        while (true)
+        {
+            if (!_served.TryGetValue(deviceId, out var under))
+            {
+                if (_served.TryAdd(deviceId, sessionId)) return false;
+                continue;
+            }
+            if (under == sessionId) return false;
+            var carried = _opening.TryGetValue(deviceId, out var opening) && opening == sessionId;
+            if (_served.TryUpdate(deviceId, sessionId, under)) return !carried;
+        }
     }
 
     /// <summary>Whether the device holds a live session of its own (no touch).</summary>
@@ -85,8 +123,27 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     public async Task OpenAsync(string deviceId, CancellationToken cancellationToken)
     {
         CancelWork(deviceId);
+        // The session served here may have ended elsewhere (another node's lock, and maybe its unlock) since:
+        // then what was held under it goes now, and is not carried over to the session opened here.
+        if (_served.TryGetValue(deviceId, out var under) && (await store.FindAsync(deviceId, cancellationToken))?.SessionId != under
+            && _served.TryRemove(KeyValuePair.Create(deviceId, under)) && Replaced is { } replaced)
+        {
+            await replaced(deviceId, "its session ended elsewhere");
+        }
         var now = time.GetUtcNow();
-        await store.SaveAsync(new DeviceSession(deviceId, Convert.ToHexString(RandomNumberGenerator.GetBytes(16)), now, now), cancellationToken);
+        var session = new DeviceSession(deviceId, Convert.ToHexString(RandomNumberGenerator.GetBytes(16)), now, now);
+        // Opened here: the device's holdings here carry over to the new session (a new id is not a session
+        // ended elsewhere), for a request or a sweep that meets the new id before the served one is moved to it.
+        _opening[deviceId] = session.SessionId;
+        try
+        {
+            await store.SaveAsync(session, cancellationToken);
+            if (_served.TryGetValue(deviceId, out var served) && served != session.SessionId) _served.TryUpdate(deviceId, session.SessionId, served);
+        }
+        finally
+        {
+            _opening.TryRemove(KeyValuePair.Create(deviceId, session.SessionId));
+        }
     }
 
     /// <summary>Ends the device's session and, at once, its relays, handoffs and signatures in flight.</summary>
@@ -146,39 +203,51 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             var listed = await store.ListAsync(cancellationToken);
             if (listed.Count > 0 && gate.Card.GetStatus().State == HomeCardState.CryptoReady) return;
             foreach (var session in listed) await EndAsync(session.DeviceId, "the home card left crypto-ready", cancellationToken);
-            await LoseAsync(working, _served.Keys.ToArray(), [], "the home card left crypto-ready");
+            await LoseAsync(working, _served.ToArray(), [], "the home card left crypto-ready");
             return;
         }
         // What runs and was served before the listing: a device that unlocks while the sweep goes on is not
         // taken for one whose session ended (its new work is not in these).
         var before = _work.ToArray();
-        var servedBefore = _served.Keys.ToArray();
-        var live = new HashSet<string>(StringComparer.Ordinal);
+        var servedBefore = _served.ToArray();
+        var live = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var session in await store.ListAsync(cancellationToken))
         {
             if (time.GetUtcNow() - session.LastUse >= idleTimeout) await EndAsync(session.DeviceId, "idle", cancellationToken);
-            else live.Add(session.DeviceId);
+            else live[session.DeviceId] = session.SessionId;
         }
         await LoseAsync(before, servedBefore, live, "its session ended elsewhere");
     }
 
     /// <summary>
-    /// Ends, of the work and the served devices seen before a listing, those not in <paramref name="live"/>:
+    /// Ends, of the work and the served devices seen before a listing, those whose session is not in
+    /// <paramref name="live"/> (device to session id), or is there under another id than the one served here:
     /// only the very work seen then is cancelled, and <see cref="Lost"/> is told once a device.
     /// </summary>
-    private async Task LoseAsync(KeyValuePair<string, CancellationTokenSource>[] working, string[] served, HashSet<string> live, string reason)
+    private async Task LoseAsync(KeyValuePair<string, CancellationTokenSource>[] working, KeyValuePair<string, string>[] served, Dictionary<string, string> live, string reason)
     {
         var lost = new HashSet<string>(StringComparer.Ordinal);
+        // A device served here under a session that is no longer the live one lost it, whatever runs now; of
+        // concurrent finders (a request of the device, another sweep) only the one that moves it on tells.
+        var replaced = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var entry in served)
+        {
+            if (!live.TryGetValue(entry.Key, out var id))
+            {
+                if (_served.TryRemove(entry)) lost.Add(entry.Key);
+            }
+            else if (id != entry.Value && !(_opening.TryGetValue(entry.Key, out var opening) && opening == id))
+            {
+                if (_served.TryUpdate(entry.Key, id, entry.Value)) replaced.Add(entry.Key);
+            }
+        }
         foreach (var entry in working)
         {
-            if (live.Contains(entry.Key) || !_work.TryRemove(entry)) continue;
+            if (live.ContainsKey(entry.Key) && !replaced.Contains(entry.Key) || !_work.TryRemove(entry)) continue;
             entry.Value.Cancel();
             lost.Add(entry.Key);
         }
-        foreach (var device in served)
-        {
-            if (!live.Contains(device) && _served.TryRemove(device, out _)) lost.Add(device);
-        }
+        lost.UnionWith(replaced);
         if (Lost is not { } told) return;
         foreach (var device in lost) await told(device, reason);
     }

@@ -391,6 +391,34 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         Assert.Equal(0, _home.Server.Delegation.Tickets.CountsByMarket().Sum(m => m.Entries));
     }
 
+    [Fact]
+    public async Task ASessionEndedAndOpenedAgainElsewhere_BetweenTwoSweeps_TakesTheTicketsHeldUnderTheFirst()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        var (a, _, _, scope) = await UnlockedPhoneAsync(cts.Token);
+        await using var owned = scope;
+        var market = new MarketAddress("localhost", _market.Port, null, null);
+        Assert.True((await a.RequestAsync<PrefetchedReply>(new PrefetchRequest(market, 2), cts.Token)).Ready >= 2);
+        var phone = Assert.Single(await _home.Server.Devices.ListAsync(cts.Token)).Id;
+        var purges = _home.Server.Delegation.PurgesOf(phone);
+
+        // Another node's lock and unlock, quicker than a sweep: the device is live again, under a new session.
+        await using (var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={HomeServer.DatabasePath(_home.HomeDirectory)}"))
+        {
+            await db.OpenAsync(cts.Token);
+            await using var replace = db.CreateCommand();
+            replace.CommandText = "UPDATE device_sessions SET session_id = 'opened-again-on-another-node'";
+            Assert.Equal(1, await replace.ExecuteNonQueryAsync(cts.Token));
+        }
+        var clock = Stopwatch.StartNew();
+        while (_home.Server.Delegation.PurgesOf(phone) == purges && clock.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(50, cts.Token);
+
+        Assert.True(_home.Server.Delegation.PurgesOf(phone) > purges, "the sweep did not find the session replaced");
+        Assert.Equal(0, _home.Server.Delegation.Tickets.CountsByMarket().Sum(m => m.Entries));
+        // The device is served under its new session from then on.
+        Assert.True((await a.RequestAsync<PrefetchedReply>(new PrefetchRequest(market, 1), cts.Token)).Ready >= 1);
+    }
+
     /// <summary>Ends the one device session in the store this server shares, as another node's lock would.</summary>
     private async Task EndTheSessionAsAnotherNodeWouldAsync(CancellationToken ct)
     {
