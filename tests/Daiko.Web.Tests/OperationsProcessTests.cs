@@ -81,7 +81,7 @@ public sealed class OperationsProcessTests(HomeWithConsole system) : IClassFixtu
         var config = Path.Combine(system.Home, "home.json");
         try
         {
-            File.WriteAllText(config, """{ "device_defaults": { "markets": "127.0.0.1", "modes": "relay", "spend_limit": 500, "max_tickets": 3 } }""");
+            File.WriteAllText(config, """{ "device_defaults": { "markets": "127.0.0.1", "modes": "relay", "spend_limit": 500, "max_tickets": 3, "payees": "corner-shop" } }""");
             system.Signal("HUP");
             await system.Server.WaitForOutputAsync("new devices get markets 127.0.0.1, modes relay", TimeSpan.FromSeconds(20));
 
@@ -91,7 +91,7 @@ public sealed class OperationsProcessTests(HomeWithConsole system) : IClassFixtu
             var tabletCode = (await HomeWithConsole.Ok(["home", "device", "add", "--home", system.Home, "--name", "tablet"])).StandardOutput.Trim();
             var enrollPage = await ConsoleEnrollAsync("laptop");
 
-            Assert.Contains("Its policy: markets 127.0.0.1; modes relay; spend limit 500 a day; up to 3 tickets per market", enrollPage, StringComparison.Ordinal);
+            Assert.Contains("Its policy: markets 127.0.0.1; modes relay; spend limit 500 a day; payees corner-shop; up to 3 tickets per market", enrollPage, StringComparison.Ordinal);
             foreach (var name in new[] { "tablet", "laptop" })
             {
                 var policy = await PolicyAsync(name);
@@ -99,6 +99,7 @@ public sealed class OperationsProcessTests(HomeWithConsole system) : IClassFixtu
                 Assert.Equal(["relay"], policy.GetProperty("modes").EnumerateArray().Select(m => m.GetString()));
                 Assert.Equal(500, policy.GetProperty("spend_limit").GetInt64());
                 Assert.Equal(3, policy.GetProperty("max_tickets").GetInt32());
+                Assert.Equal(["corner-shop"], policy.GetProperty("payees").EnumerateArray().Select(p => p.GetString()));
             }
             Assert.Equal(["resume"], (await PolicyAsync("kid")).GetProperty("modes").EnumerateArray().Select(m => m.GetString()));
 
