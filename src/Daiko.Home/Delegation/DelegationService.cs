@@ -108,8 +108,8 @@ public sealed class DelegationService : IAsyncDisposable
         public bool Served;
         public long Purges = long.MinValue;
     }
-    private readonly Dictionary<(string Host, int Port, string ServerName), DateTimeOffset> _ticketChecks = new();
-    private readonly Dictionary<(string Host, int Port, string ServerName), (DateTimeOffset At, Task<bool?> Check)> _pskKeChecks = new();
+    private readonly Dictionary<(string Host, int Port, string ServerName, string Alpn), DateTimeOffset> _ticketChecks = new();
+    private readonly Dictionary<(string Host, int Port, string ServerName, string Alpn), (DateTimeOffset At, Task<bool?> Check)> _pskKeChecks = new();
     private readonly CancellationTokenSource _stopping = new();
     private bool _stopped;
 
@@ -403,6 +403,7 @@ public sealed class DelegationService : IAsyncDisposable
         {
             NoTicketsConfirmed = absorbed.Count == 0 && !tls13,
             ServerName = market.ServerName,
+            Alpn = market.Alpn,
         }, cancellationToken);
         if (absorbed.Count > 0 && tls13) CheckPskKeInBackground(market);
     }
@@ -415,9 +416,9 @@ public sealed class DelegationService : IAsyncDisposable
     /// <paramref name="checks"/>): none started there within <paramref name="interval"/>, and room among the
     /// <see cref="MaxChecksKept"/> markets remembered, checks older than the interval making way.
     /// </summary>
-    private static bool MayCheck<T>(Dictionary<(string Host, int Port, string ServerName), T> checks, MarketRequest market, DateTimeOffset now, TimeSpan interval, Func<T, DateTimeOffset> startedAt)
+    private static bool MayCheck<T>(Dictionary<(string Host, int Port, string ServerName, string Alpn), T> checks, MarketRequest market, DateTimeOffset now, TimeSpan interval, Func<T, DateTimeOffset> startedAt)
     {
-        if (checks.TryGetValue((market.Host, market.Port, market.EffectiveServerName), out var last) && now - startedAt(last) < interval) return false;
+        if (checks.TryGetValue((market.Host, market.Port, market.EffectiveServerName, market.Alpn ?? ""), out var last) && now - startedAt(last) < interval) return false;
         if (checks.Count < MaxChecksKept) return true;
         foreach (var aged in checks.Where(c => now - startedAt(c.Value) >= interval).Select(c => c.Key).ToList()) checks.Remove(aged);
         return checks.Count < MaxChecksKept;
@@ -426,7 +427,7 @@ public sealed class DelegationService : IAsyncDisposable
     /// <summary>
     /// A background handshake that waits for a market's first ticket as a resume would (the cache of
     /// (<paramref name="deviceId"/>, market) gets what comes; no ticket records the market as sending none):
-    /// at most one a market (host, port and server name) per <see cref="TicketlessRecheck"/>, whatever it found or however
+    /// at most one a market (host, port, server name and ALPN) per <see cref="TicketlessRecheck"/>, whatever it found or however
     /// it ended, so a market that breaks the check's connection is not checked again on every handoff.
     /// </summary>
     private void CheckTicketsInBackground(string deviceId, MarketRequest market)
@@ -435,7 +436,7 @@ public sealed class DelegationService : IAsyncDisposable
         lock (_ticketChecks)
         {
             if (!MayCheck(_ticketChecks, market, now, TicketlessRecheck, last => last)) return;
-            _ticketChecks[(market.Host, market.Port, market.EffectiveServerName)] = now;
+            _ticketChecks[(market.Host, market.Port, market.EffectiveServerName, market.Alpn ?? "")] = now;
         }
         RefillAhead(deviceId, market, _tickets.PurgesOf(deviceId));
     }
@@ -677,6 +678,7 @@ public sealed class DelegationService : IAsyncDisposable
         {
             NoTicketsConfirmed = received == 0,
             ServerName = market.ServerName,
+            Alpn = market.Alpn,
         }, token);
         if (received > 0 && connection.Version == TlsVersions.Tls13) CheckPskKeInBackground(market);
         await CloseQuietlyAsync(connection, token);
@@ -702,7 +704,7 @@ public sealed class DelegationService : IAsyncDisposable
     /// Whether a TLS 1.3 market resumes with psk_ke alone (no key share: the terminal then runs no
     /// public-key operation at all) is learned by trying it, in the background, after a handshake of the
     /// home server's brought tickets: one full handshake of its own (so no device's cached ticket is spent)
-    /// and one resumption offering psk_ke only. At most one check a market (host, port and server name) per
+    /// and one resumption offering psk_ke only. At most one check a market (host, port, server name and ALPN) per
     /// <see cref="PskKeRecheck"/> in this process, whatever it found or however it ended; the finding goes
     /// to the market's profile, and from there onto every ticket handed over (<see cref="PskKeHintAsync"/>).
     /// A market that says no answers with an alert; one that cannot be reached, or times out, teaches nothing.
@@ -714,16 +716,16 @@ public sealed class DelegationService : IAsyncDisposable
         {
             if (_stopped || !MayCheck(_pskKeChecks, market, now, PskKeRecheck, last => last.At)) return;
             var check = CheckPskKeAsync(market);
-            _pskKeChecks[(market.Host, market.Port, market.EffectiveServerName)] = (now, check);
+            _pskKeChecks[(market.Host, market.Port, market.EffectiveServerName, market.Alpn ?? "")] = (now, check);
             _tails.TryAdd(check, 0);
             _ = check.ContinueWith(c => _tails.TryRemove(c, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
     }
 
     /// <summary>The latest psk_ke check of a market in this process, or null if none has started.</summary>
-    internal Task? PskKeCheck(string host, int port, string? serverName = null)
+    internal Task? PskKeCheck(string host, int port, string? serverName = null, string? alpn = null)
     {
-        lock (_pskKeChecks) return _pskKeChecks.TryGetValue((host, port, serverName ?? host), out var c) ? c.Check : null;
+        lock (_pskKeChecks) return _pskKeChecks.TryGetValue((host, port, serverName ?? host, alpn ?? ""), out var c) ? c.Check : null;
     }
 
     /// <summary>
@@ -738,7 +740,7 @@ public sealed class DelegationService : IAsyncDisposable
     {
         lock (_pskKeChecks)
         {
-            return _pskKeChecks.TryGetValue((market.Host, market.Port, market.EffectiveServerName), out var c) && c.Check is { IsCompletedSuccessfully: true, Result: { } found } ? found : null;
+            return _pskKeChecks.TryGetValue((market.Host, market.Port, market.EffectiveServerName, market.Alpn ?? ""), out var c) && c.Check is { IsCompletedSuccessfully: true, Result: { } found } ? found : null;
         }
     }
 
@@ -789,7 +791,7 @@ public sealed class DelegationService : IAsyncDisposable
                 // An alert (missing_extension, handshake_failure), or an answer that is no psk_ke resumption.
                 accepts = false;
             }
-            await _profiles.RememberPskKeAsync(market.Host, market.Port, market.EffectiveServerName, accepts, token);
+            await _profiles.RememberPskKeAsync(market.Host, market.Port, market.EffectiveServerName, market.Alpn, accepts, token);
             _logger.PskKeChecked(where, accepts ? "accepts" : "refuses");
             return accepts;
         }

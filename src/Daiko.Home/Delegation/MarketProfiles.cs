@@ -21,11 +21,14 @@ public sealed record MarketProfile(
     /// <summary>The server name its handshakes gave (null: the host itself); profiles of one address under two names are apart.</summary>
     public string? ServerName { get; init; }
 
+    /// <summary>The ALPN protocol its handshakes offered (null: none); a front end may route by it, so profiles under two are apart.</summary>
+    public string? Alpn { get; init; }
+
     public string EffectiveServerName => ServerName ?? Host;
 }
 
 /// <summary>
-/// Remembers what each market (host, port and server name) supports so that <see cref="DelegationMode.Auto"/> can pick the cheapest
+/// Remembers what each market (host, port, server name and ALPN) supports so that <see cref="DelegationMode.Auto"/> can pick the cheapest
 /// mode for the terminal without probing every time (kept in the home store, SQLite or PostgreSQL).
 /// Every full handshake reports what it saw: a profile read is kept for <see cref="Freshness"/>, and
 /// one that says what the store already says is written again only once its date is
@@ -46,7 +49,7 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
     public const int MaxRemembered = 4096;
 
     private readonly TimeProvider _time = time ?? TimeProvider.System;
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int, string), (MarketProfile? Profile, DateTimeOffset ReadAt)> _known = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int, string, string), (MarketProfile? Profile, DateTimeOffset ReadAt)> _known = new();
 
     /// <summary>How many markets are remembered in memory now.</summary>
     public int Remembered => _known.Count;
@@ -60,17 +63,17 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
         }
     }
 
-    /// <summary>What is known of the market as <paramref name="market"/> names it (its host, port and server name), or null.</summary>
+    /// <summary>What is known of the market as <paramref name="market"/> names it (its host, port, server name and ALPN), or null.</summary>
     public Task<MarketProfile?> FindAsync(MarketRequest market, CancellationToken cancellationToken = default) =>
-        FindAsync(market.Host, market.Port, market.EffectiveServerName, cancellationToken);
+        FindAsync(market.Host, market.Port, market.EffectiveServerName, market.Alpn, cancellationToken);
 
-    public async Task<MarketProfile?> FindAsync(string host, int port, string serverName, CancellationToken cancellationToken = default)
+    public async Task<MarketProfile?> FindAsync(string host, int port, string serverName, string? alpn, CancellationToken cancellationToken = default)
     {
         var now = _time.GetUtcNow();
-        if (_known.TryGetValue((host, port, serverName), out var known) && now - known.ReadAt < Freshness) return known.Profile;
-        var profile = await store.FindAsync(host, port, serverName, cancellationToken);
+        if (_known.TryGetValue((host, port, serverName, alpn ?? ""), out var known) && now - known.ReadAt < Freshness) return known.Profile;
+        var profile = await store.FindAsync(host, port, serverName, alpn, cancellationToken);
         // A profile remembered while this read was on its way is newer than what the read saw: it stays.
-        _known.AddOrUpdate((host, port, serverName), (profile, now), (_, existing) => existing.ReadAt >= now ? existing : (profile, now));
+        _known.AddOrUpdate((host, port, serverName, alpn ?? ""), (profile, now), (_, existing) => existing.ReadAt >= now ? existing : (profile, now));
         LetGoOfStale(now);
         return profile;
     }
@@ -78,7 +81,7 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
     public async Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default)
     {
         var now = _time.GetUtcNow();
-        var key = (profile.Host, profile.Port, profile.EffectiveServerName);
+        var key = (profile.Host, profile.Port, profile.EffectiveServerName, profile.Alpn ?? "");
         if (_known.TryGetValue(key, out var known) && known.Profile is { } stored && now - known.ReadAt < Freshness
             && stored with { LearnedAt = profile.LearnedAt } == profile && profile.LearnedAt - stored.LearnedAt < Rewrite)
         {
@@ -93,14 +96,15 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
     /// Records whether the market resumes with psk_ke, touching nothing else of its profile (what a
     /// handshake learned meanwhile stays, and so does the profile's date); nothing for a market not profiled.
     /// </summary>
-    public async Task RememberPskKeAsync(string host, int port, string serverName, bool accepts, CancellationToken cancellationToken = default)
+    public async Task RememberPskKeAsync(string host, int port, string serverName, string? alpn, bool accepts, CancellationToken cancellationToken = default)
     {
         var now = _time.GetUtcNow();
-        await store.RememberPskKeAsync(host, port, serverName, accepts, cancellationToken);
+        await store.RememberPskKeAsync(host, port, serverName, alpn, accepts, cancellationToken);
         // A cached profile is kept as a fresh read would be (newer than any read still on its way, which then
         // cannot put the old value back); none cached, the next read goes to the store.
-        if (_known.TryGetValue((host, port, serverName), out var known) && known.Profile is { } profile) _known[(host, port, serverName)] = (profile with { AcceptsPskKe = accepts }, now);
-        else _known.TryRemove((host, port, serverName), out _);
+        var key = (host, port, serverName, alpn ?? "");
+        if (_known.TryGetValue(key, out var known) && known.Profile is { } profile) _known[key] = (profile with { AcceptsPskKe = accepts }, now);
+        else _known.TryRemove(key, out _);
     }
 
     /// <summary>

@@ -6,18 +6,21 @@ namespace Daiko.Home.Storage;
 /// <summary>What the home server learned about each market (the basis of auto mode), kept in the home store.</summary>
 public interface IMarketProfileStore
 {
-    /// <summary>The profile of the market at host and port under <paramref name="serverName"/> (the name its handshakes gave), or null.</summary>
-    Task<MarketProfile?> FindAsync(string host, int port, string serverName, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// The profile of the market at host and port under <paramref name="serverName"/> and <paramref name="alpn"/>
+    /// (what its handshakes offered; null for none), or null.
+    /// </summary>
+    Task<MarketProfile?> FindAsync(string host, int port, string serverName, string? alpn, CancellationToken cancellationToken = default);
 
     /// <summary>
-    /// Stores a profile, replacing the one for the same host, port and server name, except whether the market takes
+    /// Stores a profile, replacing the one for the same host, port, server name and ALPN, except whether the market takes
     /// psk_ke: a new profile starts with the value given, and only <see cref="RememberPskKeAsync"/> changes it
     /// (what a handshake writes comes from a read that a psk_ke check may have overtaken).
     /// </summary>
     Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default);
 
     /// <summary>Sets only whether the market resumes with psk_ke, in a profile already stored (else nothing).</summary>
-    Task RememberPskKeAsync(string host, int port, string serverName, bool accepts, CancellationToken cancellationToken = default);
+    Task RememberPskKeAsync(string host, int port, string serverName, string? alpn, bool accepts, CancellationToken cancellationToken = default);
 }
 
 /// <summary>
@@ -32,31 +35,33 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
     private const int NoneConfirmed = 2;
 
     /// <summary>
-    /// Profiles by host, port and server name: one address may serve names configured apart (one issuing
-    /// tickets, another not), and what a device's handshake under one name learns says nothing of another's.
+    /// Profiles by host, port, server name and ALPN ('' for none): one address may serve names configured
+    /// apart (one issuing tickets, another not), a front end may route one name to back ends by the ALPN
+    /// offered, and what a device's handshake under one learns says nothing of another's.
     /// The table before it (<c>market_profiles</c>, by host and port) is left as it was: a node of the
     /// version before, still running beside this one, reads and writes it as before, and this version
     /// learns its profiles again in a handshake each.
     /// </summary>
     internal static readonly Migration Migration = new("market_profiles_by_name/1", """
         CREATE TABLE IF NOT EXISTS market_profiles_by_name (
-            host TEXT NOT NULL, port INTEGER NOT NULL, server_name TEXT NOT NULL, tls13 INTEGER NOT NULL, tickets INTEGER NOT NULL,
-            psk_ke INTEGER NOT NULL, max_early_data BIGINT NOT NULL, learned_at TEXT NOT NULL,
-            PRIMARY KEY (host, port, server_name))
+            host TEXT NOT NULL, port INTEGER NOT NULL, server_name TEXT NOT NULL, alpn TEXT NOT NULL, tls13 INTEGER NOT NULL,
+            tickets INTEGER NOT NULL, psk_ke INTEGER NOT NULL, max_early_data BIGINT NOT NULL, learned_at TEXT NOT NULL,
+            PRIMARY KEY (host, port, server_name, alpn))
         """);
 
-    public async Task<MarketProfile?> FindAsync(string host, int port, string serverName, CancellationToken cancellationToken = default)
+    public async Task<MarketProfile?> FindAsync(string host, int port, string serverName, string? alpn, CancellationToken cancellationToken = default)
     {
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
         var found = await ReadAllAsync(connection, null,
-            "SELECT host, port, tls13, tickets, psk_ke, max_early_data, learned_at, server_name FROM market_profiles_by_name WHERE host = @h AND port = @p AND server_name = @n",
+            "SELECT host, port, tls13, tickets, psk_ke, max_early_data, learned_at, server_name FROM market_profiles_by_name WHERE host = @h AND port = @p AND server_name = @n AND alpn = @a",
             r => new MarketProfile(r.GetString(0), (int)r.Long(1), r.Long(2) != 0, r.Long(3) == Issues, r.Long(4) != 0, (uint)r.Long(5), r.Time(6))
             {
                 NoTicketsConfirmed = r.Long(3) == NoneConfirmed,
                 // The host's own name is no server name of its own (as a market request has it).
                 ServerName = r.GetString(7) == r.GetString(0) ? null : r.GetString(7),
+                Alpn = alpn,
             },
-            cancellationToken, ("@h", host), ("@p", port), ("@n", serverName));
+            cancellationToken, ("@h", host), ("@p", port), ("@n", serverName), ("@a", alpn ?? ""));
         return found.SingleOrDefault();
     }
 
@@ -64,18 +69,18 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
     {
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
         await ExecuteAsync(connection, null, """
-            INSERT INTO market_profiles_by_name(host, port, server_name, tls13, tickets, psk_ke, max_early_data, learned_at)
-            VALUES (@h, @p, @n, @t, @k, @e, @m, @at)
-            ON CONFLICT(host, port, server_name) DO UPDATE SET tls13 = @t, tickets = @k, max_early_data = @m, learned_at = @at
+            INSERT INTO market_profiles_by_name(host, port, server_name, alpn, tls13, tickets, psk_ke, max_early_data, learned_at)
+            VALUES (@h, @p, @n, @a, @t, @k, @e, @m, @at)
+            ON CONFLICT(host, port, server_name, alpn) DO UPDATE SET tls13 = @t, tickets = @k, max_early_data = @m, learned_at = @at
             """, cancellationToken,
-            ("@h", profile.Host), ("@p", profile.Port), ("@n", profile.EffectiveServerName), ("@t", profile.Tls13 ? 1 : 0), ("@k", profile.IssuesTickets ? Issues : profile.NoTicketsConfirmed ? NoneConfirmed : NoneSeen),
+            ("@h", profile.Host), ("@p", profile.Port), ("@n", profile.EffectiveServerName), ("@a", profile.Alpn ?? ""), ("@t", profile.Tls13 ? 1 : 0), ("@k", profile.IssuesTickets ? Issues : profile.NoTicketsConfirmed ? NoneConfirmed : NoneSeen),
             ("@e", profile.AcceptsPskKe ? 1 : 0), ("@m", (long)profile.MaxEarlyData), ("@at", Text(profile.LearnedAt)));
     }
 
-    public async Task RememberPskKeAsync(string host, int port, string serverName, bool accepts, CancellationToken cancellationToken = default)
+    public async Task RememberPskKeAsync(string host, int port, string serverName, string? alpn, bool accepts, CancellationToken cancellationToken = default)
     {
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
-        await ExecuteAsync(connection, null, "UPDATE market_profiles_by_name SET psk_ke = @e WHERE host = @h AND port = @p AND server_name = @n",
-            cancellationToken, ("@h", host), ("@p", port), ("@n", serverName), ("@e", accepts ? 1 : 0));
+        await ExecuteAsync(connection, null, "UPDATE market_profiles_by_name SET psk_ke = @e WHERE host = @h AND port = @p AND server_name = @n AND alpn = @a",
+            cancellationToken, ("@h", host), ("@p", port), ("@n", serverName), ("@a", alpn ?? ""), ("@e", accepts ? 1 : 0));
     }
 }

@@ -19,24 +19,29 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
         var profiles = new MarketProfiles(Store().MarketProfiles);
         await profiles.RememberAsync(new MarketProfile("m.test", 443, tls13, tickets, false, 0, DateTimeOffset.UnixEpoch));
 
-        Assert.Equal(expected, MarketProfiles.Choose(await profiles.FindAsync("m.test", 443, "m.test")));
+        Assert.Equal(expected, MarketProfiles.Choose(await profiles.FindAsync("m.test", 443, "m.test", null)));
     }
 
     [Fact]
-    public async Task OneAddressUnderTwoServerNames_HasTwoProfiles_AndAPskKeFindingTouchesOnlyItsOwn()
+    public async Task OneAddressUnderTwoServerNamesOrAlpns_HasAProfileForEach_AndAPskKeFindingTouchesOnlyItsOwn()
     {
         var shop = new MarketProfile("m.test", 443, true, true, false, 0, DateTimeOffset.UnixEpoch);
         var other = new MarketProfile("m.test", 443, true, false, false, 0, DateTimeOffset.UnixEpoch) { NoTicketsConfirmed = true, ServerName = "other.test" };
         await new MarketProfiles(Store().MarketProfiles).RememberAsync(shop);
         await new MarketProfiles(Store().MarketProfiles).RememberAsync(other);
-        await new MarketProfiles(Store().MarketProfiles).RememberPskKeAsync("m.test", 443, "m.test", true);
+        await new MarketProfiles(Store().MarketProfiles).RememberPskKeAsync("m.test", 443, "m.test", null, true);
 
         var profiles = new MarketProfiles(Store().MarketProfiles);
-        Assert.Equal(shop with { AcceptsPskKe = true }, await profiles.FindAsync("m.test", 443, "m.test"));
-        Assert.Equal(other, await profiles.FindAsync("m.test", 443, "other.test"));
+        Assert.Equal(shop with { AcceptsPskKe = true }, await profiles.FindAsync("m.test", 443, "m.test", null));
+        Assert.Equal(other, await profiles.FindAsync("m.test", 443, "other.test", null));
         Assert.Equal(DelegationMode.Resume, MarketProfiles.Choose(await profiles.FindAsync(new MarketRequest("m.test", 443, null, null))));
         Assert.Equal(DelegationMode.Handoff, MarketProfiles.Choose(await profiles.FindAsync(new MarketRequest("m.test", 443, "other.test", null))));
-        Assert.Null(await profiles.FindAsync("m.test", 443, "third.test"));
+        Assert.Null(await profiles.FindAsync("m.test", 443, "third.test", null));
+        // Under another ALPN (a front end may route by it) the market's own name is not known yet either.
+        Assert.Null(await profiles.FindAsync(new MarketRequest("m.test", 443, null, "h2")));
+        await profiles.RememberAsync(shop with { IssuesTickets = false, NoTicketsConfirmed = true, Alpn = "h2" });
+        Assert.True((await new MarketProfiles(Store().MarketProfiles).FindAsync("m.test", 443, "m.test", "h2")) is { NoTicketsConfirmed: true, Alpn: "h2" });
+        Assert.True((await new MarketProfiles(Store().MarketProfiles).FindAsync("m.test", 443, "m.test", null))!.IssuesTickets);
     }
 
     [Fact]
@@ -46,14 +51,14 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
         var profiles = new MarketProfiles(Store().MarketProfiles, clock);
         for (var i = 0; i < MarketProfiles.MaxRemembered + 500; i++)
         {
-            await profiles.FindAsync($"host-{i}.test", 443, $"host-{i}.test");
+            await profiles.FindAsync($"host-{i}.test", 443, $"host-{i}.test", null);
             if (i % 1000 == 999) clock.Now += MarketProfiles.Freshness;
         }
 
         Assert.InRange(profiles.Remembered, 1, MarketProfiles.MaxRemembered);
         // A market remembered since is still answered from memory.
         await profiles.RememberAsync(new MarketProfile("kept.test", 443, true, true, false, 0, clock.Now));
-        Assert.True((await profiles.FindAsync("kept.test", 443, "kept.test"))?.IssuesTickets);
+        Assert.True((await profiles.FindAsync("kept.test", 443, "kept.test", null))?.IssuesTickets);
     }
 
     private sealed class SteppedTime : TimeProvider
@@ -66,18 +71,18 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
     [Fact]
     public async Task UnknownMarket_StartsWithHandoff_AndProfilesAreUpdatedAndSurviveRestart()
     {
-        Assert.Equal(DelegationMode.Handoff, MarketProfiles.Choose(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 443, "new.test")));
+        Assert.Equal(DelegationMode.Handoff, MarketProfiles.Choose(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 443, "new.test", null)));
 
         await new MarketProfiles(Store().MarketProfiles).RememberAsync(new MarketProfile("new.test", 443, true, false, false, 0, DateTimeOffset.UnixEpoch));
         await new MarketProfiles(Store().MarketProfiles).RememberAsync(new MarketProfile("new.test", 443, true, true, true, 16384, DateTimeOffset.UnixEpoch.AddDays(1)));
-        var found = await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 443, "new.test");
+        var found = await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 443, "new.test", null);
 
         Assert.NotNull(found);
         // Everything a handshake learns is replaced; whether the market takes psk_ke only its own check changes (RememberPskKeAsync).
         Assert.True(found.IssuesTickets && !found.AcceptsPskKe);
         Assert.Equal(16384u, found.MaxEarlyData);
         Assert.Equal(DateTimeOffset.UnixEpoch.AddDays(1), found.LearnedAt);
-        Assert.Null(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 444, "new.test"));
+        Assert.Null(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 444, "new.test", null));
     }
 
     [Fact]
@@ -86,15 +91,15 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
         var learned = new MarketProfile("psk.test", 443, true, true, false, 16384, DateTimeOffset.UnixEpoch.AddDays(3)) { NoTicketsConfirmed = false };
         await new MarketProfiles(Store().MarketProfiles).RememberAsync(learned);
         var profiles = new MarketProfiles(Store().MarketProfiles);
-        Assert.False((await profiles.FindAsync("psk.test", 443, "psk.test"))!.AcceptsPskKe);
+        Assert.False((await profiles.FindAsync("psk.test", 443, "psk.test", null))!.AcceptsPskKe);
 
-        await profiles.RememberPskKeAsync("psk.test", 443, "psk.test", true);
-        await profiles.RememberPskKeAsync("unknown.test", 443, "unknown.test", true);
+        await profiles.RememberPskKeAsync("psk.test", 443, "psk.test", null, true);
+        await profiles.RememberPskKeAsync("unknown.test", 443, "unknown.test", null, true);
 
         // Read again at once by the same instance (its cached read is dropped) and by a new one (the store).
-        Assert.Equal(learned with { AcceptsPskKe = true }, await profiles.FindAsync("psk.test", 443, "psk.test"));
-        Assert.Equal(learned with { AcceptsPskKe = true }, await new MarketProfiles(Store().MarketProfiles).FindAsync("psk.test", 443, "psk.test"));
-        Assert.Null(await new MarketProfiles(Store().MarketProfiles).FindAsync("unknown.test", 443, "unknown.test"));
+        Assert.Equal(learned with { AcceptsPskKe = true }, await profiles.FindAsync("psk.test", 443, "psk.test", null));
+        Assert.Equal(learned with { AcceptsPskKe = true }, await new MarketProfiles(Store().MarketProfiles).FindAsync("psk.test", 443, "psk.test", null));
+        Assert.Null(await new MarketProfiles(Store().MarketProfiles).FindAsync("unknown.test", 443, "unknown.test", null));
     }
 
     /// <summary>Reads the store, then waits for the test before answering (a read still on its way).</summary>
@@ -104,9 +109,9 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
 
         public TaskCompletionSource Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public async Task<MarketProfile?> FindAsync(string host, int port, string serverName, CancellationToken cancellationToken = default)
+        public async Task<MarketProfile?> FindAsync(string host, int port, string serverName, string? alpn, CancellationToken cancellationToken = default)
         {
-            var found = await inner.FindAsync(host, port, serverName, cancellationToken);
+            var found = await inner.FindAsync(host, port, serverName, alpn, cancellationToken);
             Read.TrySetResult();
             await Answer.Task;
             return found;
@@ -114,7 +119,8 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
 
         public Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default) => inner.RememberAsync(profile, cancellationToken);
 
-        public Task RememberPskKeAsync(string host, int port, string serverName, bool accepts, CancellationToken cancellationToken = default) => inner.RememberPskKeAsync(host, port, serverName, accepts, cancellationToken);
+        public Task RememberPskKeAsync(string host, int port, string serverName, string? alpn, bool accepts, CancellationToken cancellationToken = default) =>
+            inner.RememberPskKeAsync(host, port, serverName, alpn, accepts, cancellationToken);
     }
 
     [Fact]
@@ -127,14 +133,14 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
         var slow = new SlowReads(store);
         var profiles = new MarketProfiles(slow, new ManualClock(t0));
 
-        var reading = profiles.FindAsync("m.test", 443, "m.test");
+        var reading = profiles.FindAsync("m.test", 443, "m.test", null);
         await slow.Read.Task.WaitAsync(TimeSpan.FromSeconds(10));
         var learned = old with { IssuesTickets = true };
         await profiles.RememberAsync(learned);
         slow.Answer.SetResult();
         Assert.Equal(old, await reading);
 
-        Assert.Equal(learned, await profiles.FindAsync("m.test", 443, "m.test"));
+        Assert.Equal(learned, await profiles.FindAsync("m.test", 443, "m.test", null));
     }
 
     [Fact]
@@ -148,19 +154,19 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
 
         // The same profile 30 s later (as every full handshake reports it): the store keeps the first date.
         clock.Now = t0.AddSeconds(30);
-        Assert.Equal(seen, await profiles.FindAsync("m.test", 443, "m.test"));
+        Assert.Equal(seen, await profiles.FindAsync("m.test", 443, "m.test", null));
         await profiles.RememberAsync(seen with { LearnedAt = clock.Now });
-        Assert.Equal(t0, (await new MarketProfiles(Store().MarketProfiles).FindAsync("m.test", 443, "m.test"))!.LearnedAt);
+        Assert.Equal(t0, (await new MarketProfiles(Store().MarketProfiles).FindAsync("m.test", 443, "m.test", null))!.LearnedAt);
 
         // Something new (the market stopped issuing tickets) is written at once.
         await profiles.RememberAsync(seen with { IssuesTickets = false, LearnedAt = clock.Now });
-        Assert.False((await new MarketProfiles(Store().MarketProfiles).FindAsync("m.test", 443, "m.test"))!.IssuesTickets);
+        Assert.False((await new MarketProfiles(Store().MarketProfiles).FindAsync("m.test", 443, "m.test", null))!.IssuesTickets);
 
         // Unchanged again, a minute after the stored date: written again.
         clock.Now = t0.AddSeconds(91);
-        Assert.False((await profiles.FindAsync("m.test", 443, "m.test"))!.IssuesTickets);
+        Assert.False((await profiles.FindAsync("m.test", 443, "m.test", null))!.IssuesTickets);
         await profiles.RememberAsync(seen with { IssuesTickets = false, LearnedAt = clock.Now });
-        Assert.Equal(clock.Now, (await new MarketProfiles(Store().MarketProfiles).FindAsync("m.test", 443, "m.test"))!.LearnedAt);
+        Assert.Equal(clock.Now, (await new MarketProfiles(Store().MarketProfiles).FindAsync("m.test", 443, "m.test", null))!.LearnedAt);
     }
 
     [Fact]

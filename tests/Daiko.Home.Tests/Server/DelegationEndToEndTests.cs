@@ -128,7 +128,7 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
             Assert.Equal(1, await session.Stream.ReadAsync(first, cts.Token));
             await session.Stream.DisposeAsync();
         }
-        Assert.False((await _home.Server.Delegation.Profiles.FindAsync("localhost", market.Port, "localhost", cts.Token))!.IssuesTickets);
+        Assert.False((await _home.Server.Delegation.Profiles.FindAsync("localhost", market.Port, "localhost", null, cts.Token))!.IssuesTickets);
     }
 
     [Fact]

@@ -57,7 +57,7 @@ public sealed class PskKeLearningTests : IAsyncLifetime
         await AssertServedAsync(first, PskKeyExchangeMode.PskDheKe, cts.Token);
 
         await CheckedAsync(market.Port, cts.Token);
-        Assert.True((await _home.Server.Delegation.Profiles.FindAsync("localhost", market.Port, "localhost", cts.Token))!.AcceptsPskKe);
+        Assert.True((await _home.Server.Delegation.Profiles.FindAsync("localhost", market.Port, "localhost", null, cts.Token))!.AcceptsPskKe);
 
         // The next ticket says so, and the terminal resumes with psk_ke: no key share, no public-key operation.
         var second = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, kex: null, cancellationToken: cts.Token);
@@ -94,7 +94,7 @@ public sealed class PskKeLearningTests : IAsyncLifetime
 
         // That first handshake brought tickets, so the home server checks for itself, and its finding stands.
         await CheckedAsync(market.Port, cts.Token);
-        var profile = await _home.Server.Delegation.Profiles.FindAsync("localhost", market.Port, "localhost", cts.Token);
+        var profile = await _home.Server.Delegation.Profiles.FindAsync("localhost", market.Port, "localhost", null, cts.Token);
         Assert.False(profile!.AcceptsPskKe);
         Assert.True(profile.IssuesTickets);
 

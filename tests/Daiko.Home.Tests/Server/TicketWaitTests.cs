@@ -144,7 +144,7 @@ public sealed class TicketWaitTests : IAsyncLifetime
         for (var i = 0; i < 200 && profile is not { NoTicketsConfirmed: true }; i++)
         {
             await Task.Delay(100, cts.Token);
-            profile = await _home.Server.Delegation.Profiles.FindAsync("localhost", proxy.Port, "localhost", cts.Token);
+            profile = await _home.Server.Delegation.Profiles.FindAsync("localhost", proxy.Port, "localhost", null, cts.Token);
         }
         Assert.True(profile is { NoTicketsConfirmed: true, Tls13: true }, $"the market is not known to send no tickets: {profile}");
         Assert.Equal(3, proxy.Connections);
@@ -173,7 +173,7 @@ public sealed class TicketWaitTests : IAsyncLifetime
         for (var i = 0; i < 100 && Volatile.Read(ref hellos) < 3; i++) await Task.Delay(50, cts.Token);
         await Task.Delay(1000, cts.Token);
         Assert.Equal(3, proxy.Connections);
-        Assert.False((await _home.Server.Delegation.Profiles.FindAsync("localhost", proxy.Port, "localhost", cts.Token))!.NoTicketsConfirmed);
+        Assert.False((await _home.Server.Delegation.Profiles.FindAsync("localhost", proxy.Port, "localhost", null, cts.Token))!.NoTicketsConfirmed);
 
         // Later handoffs still see no ticket, and the market is not checked again (within ten minutes).
         for (var i = 0; i < 3; i++) await (await connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Handoff, cancellationToken: cts.Token)).Stream.DisposeAsync();
@@ -230,7 +230,7 @@ public sealed class TicketWaitTests : IAsyncLifetime
         var own = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(control).ConnectAsync("localhost", proxy.Port, DelegationMode.Resume, cancellationToken: cts.Token));
         Assert.Equal(ErrorCode.NoTicket, own.Code);
         Assert.Equal(2, proxy.Connections);
-        var profile = await _home.Server.Delegation.Profiles.FindAsync("localhost", proxy.Port, "other.localhost", cts.Token);
+        var profile = await _home.Server.Delegation.Profiles.FindAsync("localhost", proxy.Port, "other.localhost", null, cts.Token);
         Assert.True(profile is { NoTicketsConfirmed: true, ServerName: "other.localhost" }, $"the other name's profile: {profile}");
     }
 }
