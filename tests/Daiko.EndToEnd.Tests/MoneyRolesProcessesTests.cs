@@ -95,10 +95,7 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
     [Fact]
     public async Task MoneyIdsBelongToTheirParty_AnIdenticalRepeatGetsItsAnswer_AndAnotherMessageUnderTheSameIdIsAConflict()
     {
-        var bank = new Party("bank.e2e", _system.Dir.Path);
-        var shopA = new Party("shop-a.e2e", _system.Dir.Path) { Amount = 1_200 };
-        var shopB = new Party("shop-b.e2e", _system.Dir.Path) { Amount = 700 };
-        await DeclareAsync(bank, shopA, shopB);
+        var (bank, shopA, shopB) = await BankAndTwoShopsAsync();
         await Task.Delay(TimeSpan.FromSeconds(1));
         var refilled = await RefillAsync(await StartAsync(bank.MapBank), 10_000);
         Assert.True(refilled.ExitCode == 0, refilled.ToString());
@@ -130,10 +127,7 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
     [Fact]
     public async Task APayeeTheDevicesPolicyDoesNotList_IsRefusedWithNothingDebited_AndAListedOneIsPaid()
     {
-        var bank = new Party("bank.e2e", _system.Dir.Path);
-        var listed = new Party("shop-a.e2e", _system.Dir.Path) { Amount = 1_200 };
-        var unlisted = new Party("shop-b.e2e", _system.Dir.Path) { Amount = 700 };
-        await DeclareAsync(bank, listed, unlisted);
+        var (bank, listed, unlisted) = await BankAndTwoShopsAsync();
         await HomeAndTerminal.Ok(["home", "device", "policy", "--home", _system.Home, "--name", "phone", "--payees", listed.Name]);
         // The running server reads a device's policy again after half a second, and a declared payee within a second.
         await Task.Delay(TimeSpan.FromSeconds(1.2));
@@ -180,6 +174,14 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
         Assert.True(notABank.ExitCode == 1, notABank.ToString());
         Assert.Contains($"localhost:{tlsServer.Port} did not answer the refill request within 10 s", notABank.StandardError, StringComparison.Ordinal);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"the refill took {clock.Elapsed}");
+    }
+
+    /// <summary>A bank and two shops (1,200 and 700 a payment), declared as the owner does.</summary>
+    private async Task<(Party Bank, Party ShopA, Party ShopB)> BankAndTwoShopsAsync()
+    {
+        var parties = (new Party("bank.e2e", _system.Dir.Path), new Party("shop-a.e2e", _system.Dir.Path) { Amount = 1_200 }, new Party("shop-b.e2e", _system.Dir.Path) { Amount = 700 });
+        await DeclareAsync(parties.Item1, parties.Item2, parties.Item3);
+        return parties;
     }
 
     /// <summary>Declares the bank and the markets as the owner does (<c>daiko home payee add</c>).</summary>

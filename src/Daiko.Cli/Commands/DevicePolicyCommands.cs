@@ -136,7 +136,8 @@ internal static class DevicePolicyCommands
                     var markets = (await new SqlPayeeStore(homeStore).ListAsync(ct)).Where(p => p.Role == PayeeRole.Market).Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
                     foreach (var payee in payees.Where(p => !markets.Contains(p)))
                     {
-                        Console.Error.WriteLine($"daiko: '{payee}' is not declared as a market payee; the device's payments to it are refused until it is");
+                        Console.Error.WriteLine($"daiko: '{payee}' is not declared as a market payee; the device's payments to it are refused until it is"
+                            + (verb == "home" ? $" ('daiko home payee add --home DIR --name {payee} --role market --key PEM')" : ""));
                     }
                 }
             }

@@ -12,6 +12,9 @@ public sealed record MarketRequest(string Host, int Port, string? ServerName, st
 {
     public string EffectiveServerName => ServerName ?? Host;
 
+    /// <summary>What the market's profile and its background checks are kept by.</summary>
+    public MarketProfileKey ProfileKey => new(Host, Port, EffectiveServerName, Alpn ?? "");
+
     /// <summary>
     /// The market as a device asked for it, in its one spelling (<see cref="CanonicalHost"/>), with no
     /// server name when it is the host itself; so a policy's ticket count, the ticket cache and the
@@ -108,8 +111,8 @@ public sealed class DelegationService : IAsyncDisposable
         public bool Served;
         public long Purges = long.MinValue;
     }
-    private readonly Dictionary<(string Host, int Port, string ServerName, string Alpn), DateTimeOffset> _ticketChecks = new();
-    private readonly Dictionary<(string Host, int Port, string ServerName, string Alpn), (DateTimeOffset At, Task<bool?> Check)> _pskKeChecks = new();
+    private readonly Dictionary<MarketProfileKey, DateTimeOffset> _ticketChecks = new();
+    private readonly Dictionary<MarketProfileKey, (DateTimeOffset At, Task<bool?> Check)> _pskKeChecks = new();
     private readonly CancellationTokenSource _stopping = new();
     private bool _stopped;
 
@@ -416,9 +419,9 @@ public sealed class DelegationService : IAsyncDisposable
     /// <paramref name="checks"/>): none started there within <paramref name="interval"/>, and room among the
     /// <see cref="MaxChecksKept"/> markets remembered, checks older than the interval making way.
     /// </summary>
-    private static bool MayCheck<T>(Dictionary<(string Host, int Port, string ServerName, string Alpn), T> checks, MarketRequest market, DateTimeOffset now, TimeSpan interval, Func<T, DateTimeOffset> startedAt)
+    private static bool MayCheck<T>(Dictionary<MarketProfileKey, T> checks, MarketRequest market, DateTimeOffset now, TimeSpan interval, Func<T, DateTimeOffset> startedAt)
     {
-        if (checks.TryGetValue((market.Host, market.Port, market.EffectiveServerName, market.Alpn ?? ""), out var last) && now - startedAt(last) < interval) return false;
+        if (checks.TryGetValue(market.ProfileKey, out var last) && now - startedAt(last) < interval) return false;
         if (checks.Count < MaxChecksKept) return true;
         foreach (var aged in checks.Where(c => now - startedAt(c.Value) >= interval).Select(c => c.Key).ToList()) checks.Remove(aged);
         return checks.Count < MaxChecksKept;
@@ -436,7 +439,7 @@ public sealed class DelegationService : IAsyncDisposable
         lock (_ticketChecks)
         {
             if (!MayCheck(_ticketChecks, market, now, TicketlessRecheck, last => last)) return;
-            _ticketChecks[(market.Host, market.Port, market.EffectiveServerName, market.Alpn ?? "")] = now;
+            _ticketChecks[market.ProfileKey] = now;
         }
         RefillAhead(deviceId, market, _tickets.PurgesOf(deviceId));
     }
@@ -716,7 +719,7 @@ public sealed class DelegationService : IAsyncDisposable
         {
             if (_stopped || !MayCheck(_pskKeChecks, market, now, PskKeRecheck, last => last.At)) return;
             var check = CheckPskKeAsync(market);
-            _pskKeChecks[(market.Host, market.Port, market.EffectiveServerName, market.Alpn ?? "")] = (now, check);
+            _pskKeChecks[market.ProfileKey] = (now, check);
             _tails.TryAdd(check, 0);
             _ = check.ContinueWith(c => _tails.TryRemove(c, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
@@ -725,7 +728,7 @@ public sealed class DelegationService : IAsyncDisposable
     /// <summary>The latest psk_ke check of a market in this process, or null if none has started.</summary>
     internal Task? PskKeCheck(string host, int port, string? serverName = null, string? alpn = null)
     {
-        lock (_pskKeChecks) return _pskKeChecks.TryGetValue((host, port, serverName ?? host, alpn ?? ""), out var c) ? c.Check : null;
+        lock (_pskKeChecks) return _pskKeChecks.TryGetValue(new MarketProfileKey(host, port, serverName ?? host, alpn ?? ""), out var c) ? c.Check : null;
     }
 
     /// <summary>
@@ -740,7 +743,7 @@ public sealed class DelegationService : IAsyncDisposable
     {
         lock (_pskKeChecks)
         {
-            return _pskKeChecks.TryGetValue((market.Host, market.Port, market.EffectiveServerName, market.Alpn ?? ""), out var c) && c.Check is { IsCompletedSuccessfully: true, Result: { } found } ? found : null;
+            return _pskKeChecks.TryGetValue(market.ProfileKey, out var c) && c.Check is { IsCompletedSuccessfully: true, Result: { } found } ? found : null;
         }
     }
 
@@ -791,7 +794,7 @@ public sealed class DelegationService : IAsyncDisposable
                 // An alert (missing_extension, handshake_failure), or an answer that is no psk_ke resumption.
                 accepts = false;
             }
-            await _profiles.RememberPskKeAsync(market.Host, market.Port, market.EffectiveServerName, market.Alpn, accepts, token);
+            await _profiles.RememberPskKeAsync(market.ProfileKey, accepts, token);
             _logger.PskKeChecked(where, accepts ? "accepts" : "refuses");
             return accepts;
         }

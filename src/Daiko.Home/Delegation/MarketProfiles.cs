@@ -25,7 +25,17 @@ public sealed record MarketProfile(
     public string? Alpn { get; init; }
 
     public string EffectiveServerName => ServerName ?? Host;
+
+    /// <summary>The market this profile is of: host, port, server name and ALPN.</summary>
+    public MarketProfileKey Key => new(Host, Port, EffectiveServerName, Alpn ?? "");
 }
+
+/// <summary>
+/// What a market's profile is kept by: host, port, the server name its handshakes gave and the ALPN they
+/// offered ("" for none). One address may serve names configured apart, and a front end may route one name
+/// by the ALPN offered: what one of them learns says nothing of another.
+/// </summary>
+public readonly record struct MarketProfileKey(string Host, int Port, string ServerName, string Alpn);
 
 /// <summary>
 /// Remembers what each market (host, port, server name and ALPN) supports so that <see cref="DelegationMode.Auto"/> can pick the cheapest
@@ -49,7 +59,7 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
     public const int MaxRemembered = 4096;
 
     private readonly TimeProvider _time = time ?? TimeProvider.System;
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int, string, string), (MarketProfile? Profile, DateTimeOffset ReadAt)> _known = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketProfileKey, (MarketProfile? Profile, DateTimeOffset ReadAt)> _known = new();
 
     /// <summary>How many markets are remembered in memory now.</summary>
     public int Remembered => _known.Count;
@@ -64,16 +74,18 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
     }
 
     /// <summary>What is known of the market as <paramref name="market"/> names it (its host, port, server name and ALPN), or null.</summary>
-    public Task<MarketProfile?> FindAsync(MarketRequest market, CancellationToken cancellationToken = default) =>
-        FindAsync(market.Host, market.Port, market.EffectiveServerName, market.Alpn, cancellationToken);
+    public Task<MarketProfile?> FindAsync(MarketRequest market, CancellationToken cancellationToken = default) => FindAsync(market.ProfileKey, cancellationToken);
 
-    public async Task<MarketProfile?> FindAsync(string host, int port, string serverName, string? alpn, CancellationToken cancellationToken = default)
+    public Task<MarketProfile?> FindAsync(string host, int port, string serverName, string? alpn, CancellationToken cancellationToken = default) =>
+        FindAsync(new MarketProfileKey(host, port, serverName, alpn ?? ""), cancellationToken);
+
+    private async Task<MarketProfile?> FindAsync(MarketProfileKey key, CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
-        if (_known.TryGetValue((host, port, serverName, alpn ?? ""), out var known) && now - known.ReadAt < Freshness) return known.Profile;
-        var profile = await store.FindAsync(host, port, serverName, alpn, cancellationToken);
+        if (_known.TryGetValue(key, out var known) && now - known.ReadAt < Freshness) return known.Profile;
+        var profile = await store.FindAsync(key.Host, key.Port, key.ServerName, key.Alpn is "" ? null : key.Alpn, cancellationToken);
         // A profile remembered while this read was on its way is newer than what the read saw: it stays.
-        _known.AddOrUpdate((host, port, serverName, alpn ?? ""), (profile, now), (_, existing) => existing.ReadAt >= now ? existing : (profile, now));
+        _known.AddOrUpdate(key, (profile, now), (_, existing) => existing.ReadAt >= now ? existing : (profile, now));
         LetGoOfStale(now);
         return profile;
     }
@@ -81,7 +93,7 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
     public async Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default)
     {
         var now = _time.GetUtcNow();
-        var key = (profile.Host, profile.Port, profile.EffectiveServerName, profile.Alpn ?? "");
+        var key = profile.Key;
         if (_known.TryGetValue(key, out var known) && known.Profile is { } stored && now - known.ReadAt < Freshness
             && stored with { LearnedAt = profile.LearnedAt } == profile && profile.LearnedAt - stored.LearnedAt < Rewrite)
         {
@@ -96,13 +108,12 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
     /// Records whether the market resumes with psk_ke, touching nothing else of its profile (what a
     /// handshake learned meanwhile stays, and so does the profile's date); nothing for a market not profiled.
     /// </summary>
-    public async Task RememberPskKeAsync(string host, int port, string serverName, string? alpn, bool accepts, CancellationToken cancellationToken = default)
+    public async Task RememberPskKeAsync(MarketProfileKey key, bool accepts, CancellationToken cancellationToken = default)
     {
         var now = _time.GetUtcNow();
-        await store.RememberPskKeAsync(host, port, serverName, alpn, accepts, cancellationToken);
+        await store.RememberPskKeAsync(key.Host, key.Port, key.ServerName, key.Alpn is "" ? null : key.Alpn, accepts, cancellationToken);
         // A cached profile is kept as a fresh read would be (newer than any read still on its way, which then
         // cannot put the old value back); none cached, the next read goes to the store.
-        var key = (host, port, serverName, alpn ?? "");
         if (_known.TryGetValue(key, out var known) && known.Profile is { } profile) _known[key] = (profile with { AcceptsPskKe = accepts }, now);
         else _known.TryRemove(key, out _);
     }

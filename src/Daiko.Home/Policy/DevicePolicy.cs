@@ -111,8 +111,11 @@ public sealed record DevicePolicy(
     }
 
     /// <summary>Payee names as <see cref="ParseNames"/> reads them, each a payee's name (letters, digits, dots and dashes).</summary>
-    public static IReadOnlyList<string>? ParsePayees(string list) =>
-        ParseNames(list) is { } names && names.FirstOrDefault(n => !Money.PayeeDirectory.IsName(n)) is { } bad
+    public static IReadOnlyList<string>? ParsePayees(string list)
+    {
+        var names = ParseNames(list);
+        return names?.FirstOrDefault(n => !Money.PayeeDirectory.IsName(n)) is { } bad
             ? throw new FormatException($"'{bad}' is not a payee's name: letters, digits, dots and dashes, as 'daiko home payee add --name' takes")
-            : ParseNames(list);
+            : names;
+    }
 }

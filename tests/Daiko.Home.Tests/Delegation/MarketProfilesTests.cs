@@ -29,7 +29,7 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
         var other = new MarketProfile("m.test", 443, true, false, false, 0, DateTimeOffset.UnixEpoch) { NoTicketsConfirmed = true, ServerName = "other.test" };
         await new MarketProfiles(Store().MarketProfiles).RememberAsync(shop);
         await new MarketProfiles(Store().MarketProfiles).RememberAsync(other);
-        await new MarketProfiles(Store().MarketProfiles).RememberPskKeAsync("m.test", 443, "m.test", null, true);
+        await new MarketProfiles(Store().MarketProfiles).RememberPskKeAsync(new MarketProfileKey("m.test", 443, "m.test", ""), true);
 
         var profiles = new MarketProfiles(Store().MarketProfiles);
         Assert.Equal(shop with { AcceptsPskKe = true }, await profiles.FindAsync("m.test", 443, "m.test", null));
@@ -93,8 +93,8 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
         var profiles = new MarketProfiles(Store().MarketProfiles);
         Assert.False((await profiles.FindAsync("psk.test", 443, "psk.test", null))!.AcceptsPskKe);
 
-        await profiles.RememberPskKeAsync("psk.test", 443, "psk.test", null, true);
-        await profiles.RememberPskKeAsync("unknown.test", 443, "unknown.test", null, true);
+        await profiles.RememberPskKeAsync(new MarketProfileKey("psk.test", 443, "psk.test", ""), true);
+        await profiles.RememberPskKeAsync(new MarketProfileKey("unknown.test", 443, "unknown.test", ""), true);
 
         // Read again at once by the same instance (its cached read is dropped) and by a new one (the store).
         Assert.Equal(learned with { AcceptsPskKe = true }, await profiles.FindAsync("psk.test", 443, "psk.test", null));
