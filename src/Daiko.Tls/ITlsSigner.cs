@@ -15,6 +15,14 @@ public interface ITlsSigner
     /// requires and returns the signature in TLS wire form (DER for ECDSA).
     /// </summary>
     ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Whether the key is somewhere a signature takes time to come back from (a token, another machine).
+    /// Then the client's Certificate (TLS 1.2: with ClientKeyExchange) is written before the signer is
+    /// called, so that the server checks the chain while the signature is made; otherwise the whole
+    /// flight leaves in one write, waking the server once.
+    /// </summary>
+    bool SignsElsewhere => false;
 }
 
 /// <summary>

@@ -9,8 +9,10 @@ namespace Daiko.Interop.Tests;
 /// than once a record: a handshake is two writes, the ClientHello and that flight. In TLS 1.2 the
 /// flight is several records (Certificate, ClientKeyExchange, CertificateVerify, change_cipher_spec,
 /// Finished; resumed: change_cipher_spec, Finished), held in the record layer until the Finished; in
-/// TLS 1.3 it is one record (the handshake messages share it). Bytes are counted as written. Against
-/// real servers, so the server still takes the coalesced flight (and sees the user).
+/// TLS 1.3 it is one record (the handshake messages share it). A signer whose key is elsewhere (the home
+/// card) gets the Certificate written first, so that the server checks the chain while it signs: three
+/// writes. Bytes are counted as written. Against real servers, so the server still takes the flight
+/// (and sees the user).
 /// </summary>
 public sealed class ClientFlightWritesTests : IDisposable
 {
@@ -67,6 +69,48 @@ public sealed class ClientFlightWritesTests : IDisposable
         var body = await EngineInteropTests.GetAsync(connection, peer.Host, peer.IdentityPath, cts.Token);
         Assert.Contains("Alice Example", body, StringComparison.Ordinal);
         Assert.Equal(transport.BytesWritten, counters.BytesSent);
+    }
+
+    [Theory]
+    [MemberData(nameof(PeersAndVersions))]
+    public async Task ASignerElsewhere_FindsTheCertificateWrittenBeforeItSigns_AndTheServerTakesTheFlightInTwoWrites(string name, string version)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var peer = await PeerFactory.StartAsync(name, _pki, _dir.Path, new TlsPeerOptions { Versions = version });
+        var counters = new TlsCounters();
+        var tcp = new TcpClient { NoDelay = true };
+        await tcp.ConnectAsync("127.0.0.1", peer.Port, cts.Token);
+        var transport = new WriteCountingStream(tcp.GetStream());
+        var software = SoftwareSigner.LoadCredential(_pki.User.CertificatePath, _pki.User.KeyPath);
+        var elsewhere = new SignerElsewhere(software.Signer, () => transport.Writes);
+        var options = Options(counters) with { ClientCredential = software with { Signer = elsewhere } };
+
+        await using var connection = await TlsClient.ConnectAsync(transport, options, cts.Token);
+
+        Assert.Equal(version == "1.2" ? TlsVersions.Tls12 : TlsVersions.Tls13, connection.Version);
+        // The ClientHello, then the Certificate (TLS 1.2: with ClientKeyExchange), before the signer was called.
+        Assert.Equal([2], elsewhere.WritesWhenAsked);
+        // The rest (CertificateVerify, Finished; TLS 1.2 also change_cipher_spec) in one more write.
+        Assert.Equal(3, transport.Writes);
+        Assert.Equal(transport.BytesWritten, counters.BytesSent);
+        var body = await EngineInteropTests.GetAsync(connection, peer.Host, peer.IdentityPath, cts.Token);
+        Assert.Contains("Alice Example", body, StringComparison.Ordinal);
+    }
+
+    /// <summary>A signer that says it signs elsewhere (as the home card does), noting how many writes had left when it was asked.</summary>
+    private sealed class SignerElsewhere(ITlsSigner inner, Func<int> writes) : ITlsSigner
+    {
+        public List<int> WritesWhenAsked { get; } = [];
+
+        public IReadOnlyList<SignatureScheme> SupportedSchemes => inner.SupportedSchemes;
+
+        public bool SignsElsewhere => true;
+
+        public ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
+        {
+            WritesWhenAsked.Add(writes());
+            return inner.SignAsync(scheme, content, cancellationToken);
+        }
     }
 
     [Theory]

@@ -267,6 +267,9 @@ public sealed class HostedCard : IHomeCard
     {
         public IReadOnlyList<SignatureScheme> SupportedSchemes { get; } = [SignatureScheme.EcdsaSecp256r1Sha256];
 
+        /// <summary>The key is in the token: the Certificate leaves while the card signs.</summary>
+        public bool SignsElsewhere => true;
+
         public ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
         {
             if (scheme != SignatureScheme.EcdsaSecp256r1Sha256) throw new NotSupportedException($"the home card cannot sign with {scheme}");

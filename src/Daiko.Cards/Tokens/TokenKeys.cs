@@ -95,6 +95,9 @@ internal sealed class HomeCardTlsSigner(HomeCard card) : ITlsSigner
         _ => [SignatureScheme.RsaPssRsaeSha256, SignatureScheme.RsaPssRsaeSha384],
     };
 
+    /// <summary>The key is in the token: the Certificate leaves while the card signs.</summary>
+    public bool SignsElsewhere => true;
+
     public ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
     {
         if (!SupportedSchemes.Contains(scheme)) throw new NotSupportedException($"the home card cannot sign with {scheme}");

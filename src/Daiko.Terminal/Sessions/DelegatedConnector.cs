@@ -228,6 +228,9 @@ internal sealed class RemoteSigner(ControlConnection control) : ITranscriptSigne
     public IReadOnlyList<SignatureScheme> SupportedSchemes { get; } =
         [SignatureScheme.EcdsaSecp256r1Sha256, SignatureScheme.EcdsaSecp384r1Sha384, SignatureScheme.RsaPssRsaeSha256];
 
+    /// <summary>The key is in the home card, a round trip away: the Certificate leaves while the home server checks and signs.</summary>
+    public bool SignsElsewhere => true;
+
     public async ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken) =>
         (await control.RequestAsync<SignatureReply>(new SignRequest(scheme, content.ToArray()), cancellationToken)).Signature;
 

@@ -273,7 +273,10 @@ internal sealed class ExpectFinished(ServerAuthentication authentication) : Hand
             }
         }
         var chain = credential?.CertificateChain ?? [];
-        await c.SendHandshakeAsync(new CertificateMessage(request.Context, chain).Encode(), cancellationToken, flush: false);
+        // A signer that takes time (a card, a home server a round trip away): the Certificate leaves now, so that
+        // the server checks the chain while the signature is made. It goes only to a server this client has
+        // authenticated already, and the handshake is not done until CertificateVerify and Finished follow.
+        await c.SendHandshakeAsync(new CertificateMessage(request.Context, chain).Encode(), cancellationToken, flush: credential?.Signer.SignsElsewhere == true);
         if (credential is null) return;
         var content = SignatureVerifier.Content(server: false, c.Transcript.Hash(c.Suite!));
         byte[] signature;
