@@ -18,9 +18,9 @@ public interface ITlsSigner
 
     /// <summary>
     /// Whether the key is somewhere a signature takes time to come back from (a token, another machine).
-    /// Then the client's Certificate (TLS 1.2: with ClientKeyExchange) is written before the signer is
-    /// called, so that the server checks the chain while the signature is made; otherwise the whole
-    /// flight leaves in one write, waking the server once.
+    /// Then a TLS 1.3 client's Certificate is written before the signer is called, so that the server
+    /// checks the chain while the signature is made; otherwise (and in TLS 1.2, where the Certificate
+    /// is in the clear) the whole flight leaves in one write, waking the server once.
     /// </summary>
     bool SignsElsewhere => false;
 }

@@ -274,10 +274,15 @@ internal sealed class ExpectFinished(ServerAuthentication authentication) : Hand
         }
         var chain = credential?.CertificateChain ?? [];
         // A signer that takes time (a card, a home server a round trip away): the Certificate leaves now, so that
-        // the server checks the chain while the signature is made. It goes only to a server this client has
-        // authenticated already, and the handshake is not done until CertificateVerify and Finished follow.
+        // the server checks the chain while the signature is made. It goes encrypted, only to a server whose
+        // Finished verified, and the handshake is not done until CertificateVerify and Finished follow.
         await c.SendHandshakeAsync(new CertificateMessage(request.Context, chain).Encode(), cancellationToken, flush: credential?.Signer.SignsElsewhere == true);
         if (credential is null) return;
+        if (c.PeerClosedWrites)
+        {
+            // Nothing more can reach the server: no signature is made (a card's use, an assist grant) for a dead handshake.
+            throw new TlsException(TlsError.TransportClosed, AlertDescription.InternalError, "the server closed the connection before the client's CertificateVerify");
+        }
         var content = SignatureVerifier.Content(server: false, c.Transcript.Hash(c.Suite!));
         byte[] signature;
         try

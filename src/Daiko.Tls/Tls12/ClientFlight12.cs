@@ -26,9 +26,9 @@ internal sealed class ExpectServerHelloDone12(Handshake12 handshake, ServerAuthe
         {
             await c.SendHandshakeAsync(new Certificate12(credential?.CertificateChain ?? []).Encode(), cancellationToken, flush: false);
         }
-        // A signer that takes time (a card, a home server a round trip away): Certificate and ClientKeyExchange
-        // leave now, so that the server checks the chain and derives the shared secret while the signature is made.
-        await c.SendHandshakeAsync(SimpleMessages12.ClientKeyExchange(handshake.Share!.PublicKey), cancellationToken, flush: credential?.Signer.SignsElsewhere == true);
+        // One write for the whole flight, whatever the signer: a TLS 1.2 Certificate travels in the clear, so it
+        // leaves only with the signature that makes it count (TLS 1.3 writes it early for a slow signer).
+        await c.SendHandshakeAsync(SimpleMessages12.ClientKeyExchange(handshake.Share!.PublicKey), cancellationToken, flush: false);
         handshake.Master = MasterSecret12.Extended(handshake.Suite, handshake.PreMasterSecret!, c.Transcript.Hash(handshake.Suite));
         CryptographicOperations.ZeroMemory(handshake.PreMasterSecret!);
         handshake.PreMasterSecret = null;
