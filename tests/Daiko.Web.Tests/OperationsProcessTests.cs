@@ -85,7 +85,7 @@ public sealed class OperationsProcessTests(HomeWithConsole system) : IClassFixtu
             system.Signal("HUP");
             await system.Server.WaitForOutputAsync("new devices get markets 127.0.0.1, modes relay", TimeSpan.FromSeconds(20));
 
-            // A policy the owner set for a name before adding it stays; the others start from the defaults.
+            // A policy the owner set for a name before adding it stays (starting from the defaults); the others are the defaults.
             await HomeWithConsole.Ok(["home", "device", "policy", "--home", system.Home, "--name", "kid", "--modes", "resume"]);
             await HomeWithConsole.Ok(["home", "device", "add", "--home", system.Home, "--name", "kid"]);
             var tabletCode = (await HomeWithConsole.Ok(["home", "device", "add", "--home", system.Home, "--name", "tablet"])).StandardOutput.Trim();
@@ -101,7 +101,12 @@ public sealed class OperationsProcessTests(HomeWithConsole system) : IClassFixtu
                 Assert.Equal(3, policy.GetProperty("max_tickets").GetInt32());
                 Assert.Equal(["corner-shop"], policy.GetProperty("payees").EnumerateArray().Select(p => p.GetString()));
             }
-            Assert.Equal(["resume"], (await PolicyAsync("kid")).GetProperty("modes").EnumerateArray().Select(m => m.GetString()));
+            // Set by name before it was added, it starts from the defaults too: only the modes differ (no payee or market opened by it).
+            var kid = await PolicyAsync("kid");
+            Assert.Equal(["resume"], kid.GetProperty("modes").EnumerateArray().Select(m => m.GetString()));
+            Assert.Equal(["127.0.0.1"], kid.GetProperty("markets").EnumerateArray().Select(m => m.GetString()));
+            Assert.Equal(["corner-shop"], kid.GetProperty("payees").EnumerateArray().Select(p => p.GetString()));
+            Assert.Equal(500, kid.GetProperty("spend_limit").GetInt64());
 
             // The running server applies it: the tablet may relay to the loopback market, and not resume.
             var tablet = Path.Combine(system.Dir.Path, "tablet");

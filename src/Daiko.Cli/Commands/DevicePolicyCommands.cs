@@ -96,10 +96,17 @@ internal static class DevicePolicyCommands
         $"markets {policy.MarketsText}; modes {policy.ModesText}; spend limit {(policy.SpendLimitPerDay is { } s ? $"{s} a day" : "none")}; " +
         $"max tickets {policy.MaxTickets}; ticket lifetime {DevicePolicy.FormatLifetime(policy.TicketLifetime)}; appliances {policy.AppliancesText}; payees {policy.PayeesText}";
 
-    public static Command Policy() => Policy(HomeCardCommands.HomeOption(), (parse, home) => HomeOf(parse.GetValue(home)!), "home", "--home ~/daiko-home");
+    public static Command Policy() => Policy(HomeCardCommands.HomeOption(), (parse, home) => HomeOf(parse.GetValue(home)!), "home", "--home ~/daiko-home",
+        (parse, home) => HomeConfig.Load(parse.GetValue(home)!).DeviceDefaults.ToPolicy());
 
     /// <summary><c>device policy</c> on the store <paramref name="storeOf"/> finds from <paramref name="where"/> (a home directory, or a hosted owner).</summary>
-    public static Command Policy(Option<string> where, Func<ParseResult, Option<string>, IHomeStore> storeOf, string verb, string whereExample, params Option[] more)
+    /// <param name="newDevice">
+    /// What a device that is neither enrolled nor given a policy yet starts from (home.json's device_defaults, which
+    /// <c>device add</c> would give it): a policy set by name ahead of <c>device add</c> keeps what it does not change.
+    /// Null: <see cref="DevicePolicy.Default"/>.
+    /// </param>
+    public static Command Policy(Option<string> where, Func<ParseResult, Option<string>, IHomeStore> storeOf, string verb, string whereExample,
+        Func<ParseResult, Option<string>, DevicePolicy>? newDevice, params Option[] more)
     {
         var command = new Command("policy", "Set what a device may do: markets, delegation modes, daily spend limit, payees it may pay, tickets it may hold, appliances. Without options, show its policy.")
             .WithExamples(
@@ -122,12 +129,14 @@ internal static class DevicePolicyCommands
             var homeStore = storeOf(parse, home);
             var device = parse.GetValue(name)!;
             var store = new SqlDevicePolicyStore(homeStore);
-            var policy = await store.FindAsync(device, ct) ?? DevicePolicy.Default;
+            var enrolled = await new DeviceRegistry(homeStore).FindAsync(device, ct) is not null;
+            // An enrolled device without a row is served under the default; one not enrolled yet gets the defaults a new device gets.
+            var policy = await store.FindAsync(device, ct) ?? (enrolled || newDevice is null ? DevicePolicy.Default : newDevice(parse, home));
             if (options.AnyGiven(parse))
             {
                 policy = options.Apply(parse, policy);
                 await store.SaveAsync(device, policy, ct);
-                if (await new DeviceRegistry(homeStore).FindAsync(device, ct) is null)
+                if (!enrolled)
                 {
                     Console.Error.WriteLine($"daiko: no device named '{device}' is enrolled yet; this policy applies when it enrolls");
                 }

@@ -19,7 +19,7 @@ internal static class HostDeviceCommands
         device.Subcommands.Add(Revoke());
         var owner = HostCommands.OwnerOption();
         device.Subcommands.Add(DevicePolicyCommands.Policy(HostCommands.SiteOption(), (parse, site) => OwnerStore(parse.GetValue(site)!, parse.GetValue(owner)!),
-            "host", "--site /etc/daiko/site --owner alice", owner));
+            "host", "--site /etc/daiko/site --owner alice", null, owner));
         return device;
     }
 
