@@ -34,6 +34,14 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// <summary>The session id an unlock on this process is opening for a device (its holdings carry over to it).</summary>
     private readonly ConcurrentDictionary<string, string> _opening = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Devices whose session was found replaced (ended and opened again elsewhere) while what was held under the
+    /// old one is let go (<see cref="Replaced"/>): every request of the device waits for it, not only the one
+    /// that found it, so that no answer under the new session is overtaken by the notice to drop the old stock.
+    /// Published before the served session moves on: a request that sees the new id sees this too.
+    /// </summary>
+    private readonly ConcurrentDictionary<string, Task> _replacing = new(StringComparer.Ordinal);
+
     public const string NoOwnSession =
         "this device has not unlocked the home card itself (another device's unlock does not count, and a session ends on lock or after 10 idle minutes): run 'daiko terminal unlock' on this device (PIN1 and PIN2)";
 
@@ -48,9 +56,10 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     public Func<string, string, Task>? Lost { get; init; }
 
     /// <summary>
-    /// Told, and awaited, when a device's request finds it live under another session than the one this
-    /// process served it under (its session ended and another opened elsewhere): what this process holds
-    /// for the device goes, and its agents are told, before the request is served under the new session.
+    /// Told when a device is found live under another session than the one this process served it under (its
+    /// session ended and another opened elsewhere), by a request or by the sweep: what this process holds for
+    /// the device goes, and its agents are told, before any request of the device is served under the new
+    /// session (each waits for it; the sweep does not).
     /// </summary>
     public Func<string, string, Task>? Replaced { get; init; }
 
@@ -84,35 +93,73 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             await CancelWorkAsync(deviceId, "its session ended elsewhere");
             return new ErrorReply(ErrorCode.Locked, NoOwnSession);
         }
-        if (Serve(deviceId, session.SessionId))
+        if (Serve(deviceId, session.SessionId) is { } replacing)
         {
             // Ended and opened again elsewhere since this process last served the device: what it held under
             // the session that ended goes before anything is served under the new one.
-            CancelWork(deviceId);
-            if (Replaced is { } replaced) await replaced(deviceId, "its session ended elsewhere");
+            try
+            {
+                CancelWork(deviceId);
+                if (Replaced is { } replaced) await replaced(deviceId, "its session ended elsewhere");
+            }
+            finally
+            {
+                replacing.TrySetResult();
+            }
+        }
+        else if (ReplacementOf(deviceId) is { IsCompleted: false } pending)
+        {
+            // Another request (or the sweep) found the replacement and is letting the old session's holdings go.
+            await pending.WaitAsync(cancellationToken);
         }
         gate.Card.Touch();
         return null;
     }
 
     /// <summary>
-    /// Records that the device is served under <paramref name="sessionId"/>; true when this process had served
-    /// it under another session, one that ended elsewhere (it alone of concurrent callers gets true). A
-    /// session an unlock on this process is opening is the served one carried over, not a replacement.
+    /// Records that the device is served under <paramref name="sessionId"/>; when this process had served it
+    /// under another session, one that ended elsewhere, the replacement to complete once the old session's
+    /// holdings are let go (it alone of concurrent callers gets it), else null. A session an unlock on this
+    /// process is opening is the served one carried over, not a replacement.
     /// </summary>
-    private bool Serve(string deviceId, string sessionId)
+    private TaskCompletionSource? Serve(string deviceId, string sessionId)
     {
         while (true)
         {
             if (!_served.TryGetValue(deviceId, out var under))
             {
-                if (_served.TryAdd(deviceId, sessionId)) return false;
+                if (_served.TryAdd(deviceId, sessionId)) return null;
                 continue;
             }
-            if (under == sessionId) return false;
-            var carried = _opening.TryGetValue(deviceId, out var opening) && opening == sessionId;
-            if (_served.TryUpdate(deviceId, sessionId, under)) return !carried;
+            if (under == sessionId) return null;
+            if (_opening.TryGetValue(deviceId, out var opening) && opening == sessionId)
+            {
+                if (_served.TryUpdate(deviceId, sessionId, under)) return null;
+                continue;
+            }
+            if (MoveOn(deviceId, under, sessionId) is { } replacing) return replacing;
         }
+    }
+
+    /// <summary>
+    /// Moves the device served under <paramref name="from"/> on to <paramref name="to"/>, a replacement: published
+    /// first (<see cref="_replacing"/>), withdrawn if another caller moved it first (null then).
+    /// </summary>
+    private TaskCompletionSource? MoveOn(string deviceId, string from, string to)
+    {
+        var replacing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _replacing.AddOrUpdate(deviceId, replacing.Task, (_, earlier) => earlier.IsCompleted ? replacing.Task : Task.WhenAll(earlier, replacing.Task));
+        if (_served.TryUpdate(deviceId, to, from)) return replacing;
+        replacing.TrySetResult();
+        return null;
+    }
+
+    /// <summary>The device's replacement being handled (<see cref="_replacing"/>), or null; a finished one is forgotten.</summary>
+    private Task? ReplacementOf(string deviceId)
+    {
+        if (!_replacing.TryGetValue(deviceId, out var replacement)) return null;
+        if (replacement.IsCompleted) _replacing.TryRemove(KeyValuePair.Create(deviceId, replacement));
+        return replacement;
     }
 
     /// <summary>Whether the device holds a live session of its own (no touch).</summary>
@@ -222,14 +269,15 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// <summary>
     /// Ends, of the work and the served devices seen before a listing, those whose session is not in
     /// <paramref name="live"/> (device to session id), or is there under another id than the one served here:
-    /// only the very work seen then is cancelled, and <see cref="Lost"/> is told once a device.
+    /// only the very work seen then is cancelled, and <see cref="Lost"/> (<see cref="Replaced"/> for a device found
+    /// under another id) is told once a device.
     /// </summary>
     private async Task LoseAsync(KeyValuePair<string, CancellationTokenSource>[] working, KeyValuePair<string, string>[] served, Dictionary<string, string> live, string reason)
     {
         var lost = new HashSet<string>(StringComparer.Ordinal);
         // A device served here under a session that is no longer the live one lost it, whatever runs now; of
         // concurrent finders (a request of the device, another sweep) only the one that moves it on tells.
-        var replaced = new HashSet<string>(StringComparer.Ordinal);
+        var replaced = new Dictionary<string, TaskCompletionSource>(StringComparer.Ordinal);
         foreach (var entry in served)
         {
             if (!live.TryGetValue(entry.Key, out var id))
@@ -238,16 +286,35 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             }
             else if (id != entry.Value && !(_opening.TryGetValue(entry.Key, out var opening) && opening == id))
             {
-                if (_served.TryUpdate(entry.Key, id, entry.Value)) replaced.Add(entry.Key);
+                if (MoveOn(entry.Key, entry.Value, id) is { } replacing) replaced[entry.Key] = replacing;
             }
         }
         foreach (var entry in working)
         {
-            if (live.ContainsKey(entry.Key) && !replaced.Contains(entry.Key) || !_work.TryRemove(entry)) continue;
+            if (live.ContainsKey(entry.Key) && !replaced.ContainsKey(entry.Key) || !_work.TryRemove(entry)) continue;
             entry.Value.Cancel();
             lost.Add(entry.Key);
         }
-        lost.UnionWith(replaced);
+        foreach (var (device, replacing) in replaced)
+        {
+            lost.Remove(device);
+            // Not awaited: an agent that stopped reading must not hold up the sweep (and with it idle ends and
+            // revocations); the device's requests wait for it instead (ReplacementOf).
+            Task letGo;
+            try
+            {
+                letGo = Replaced?.Invoke(device, reason) ?? Lost?.Invoke(device, reason) ?? Task.CompletedTask;
+            }
+            catch (Exception e)
+            {
+                letGo = Task.FromException(e);
+            }
+            _ = letGo.ContinueWith(t =>
+            {
+                _ = t.Exception;
+                replacing.TrySetResult();
+            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
         if (Lost is not { } told) return;
         foreach (var device in lost) await told(device, reason);
     }

@@ -103,8 +103,8 @@ public sealed class HomeParts : IAsyncDisposable
                 ReleaseSessionOf(device, reason).ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
                 return Task.CompletedTask;
             },
-            // Awaited: the request that found the new session is served under it only once the device's agents
-            // were told to drop the old stock (each told within 2 s), so the notice cannot drop what it hands out.
+            // The device's requests are served under the new session only once its agents were told to drop the
+            // old stock (each told within 2 s), so the notice cannot drop what they hand out (the sweep does not wait).
             Replaced = ReleaseSessionOf,
         };
         var handlers = new HomeHandlers(
