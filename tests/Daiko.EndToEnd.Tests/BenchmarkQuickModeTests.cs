@@ -73,7 +73,7 @@ public sealed class BenchmarkQuickModeTests
         Assert.Matches(@"upload resumed Daiko\.Tls \d+ MB/s, SslStream \d+ MB/s, ratio \d", report);
         Assert.Matches(@"relay p50 \d+\.\d+ ms p99 \d+\.\d+ ms", report);
         Assert.Matches(@"handoff p50 \d+\.\d+ ms p99 \d+\.\d+ ms", report);
-        Assert.Matches(@"payments with durable commits .*ratio \d", report);
+        Assert.Matches(@"payments one at a time \(one payer.*ratio \d", report);
     }
 
     [Fact]

@@ -135,7 +135,7 @@ public static partial class HomeThroughputBenchmark
                 inserts++;
             }
             var insertRate = inserts / clock.Elapsed.TotalSeconds;
-            var purseLine = $"payments with durable commits and a token signature: {payRate:0}/s; plain SQLite insert-and-commit: {insertRate:0}/s; ratio {payRate / insertRate:0.00}";
+            var purseLine = $"payments one at a time (one payer: each its own durable commit and token signature; 100 concurrent payers sharing commits are in purse-ops.md): {payRate:0}/s; plain SQLite insert-and-commit: {insertRate:0}/s; ratio {payRate / insertRate:0.00}";
             var cardLine = $"ECDSA P-256 signatures through the home card: {cardRate:0}/s; raw Pkcs11Interop C_Sign on the same SoftHSM2 token: {rawRate:0}/s; ratio {cardRate / rawRate:0.00}";
             Console.WriteLine(purseLine);
             Console.WriteLine(cardLine);
