@@ -42,6 +42,19 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// </summary>
     private readonly ConcurrentDictionary<string, Task> _replacing = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// The session id this process last stopped serving a device under (found ended or replaced, or ended here):
+    /// a request whose read of the store names it read before that was found, and reads again rather than
+    /// move the device back to a session that is gone.
+    /// </summary>
+    private readonly ConcurrentDictionary<string, string> _leftBehind = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The longest a request waits for a replacement's holdings to go (its agents told): past it the request is
+    /// served all the same, so that one agent connection that stopped reading cannot hold up the device's others.
+    /// </summary>
+    public static readonly TimeSpan ReplacementWait = TimeSpan.FromSeconds(5);
+
     public const string NoOwnSession =
         "this device has not unlocked the home card itself (another device's unlock does not count, and a session ends on lock or after 10 idle minutes): run 'daiko terminal unlock' on this device (PIN1 and PIN2)";
 
@@ -77,6 +90,11 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             return card;
         }
         var session = await store.FindAsync(deviceId, cancellationToken);
+        if (session is not null && _leftBehind.TryGetValue(deviceId, out var gone) && gone == session.SessionId)
+        {
+            // Read before another request (or the sweep) found that session ended: what the store says now.
+            session = await store.FindAsync(deviceId, cancellationToken);
+        }
         var now = time.GetUtcNow();
         if (session is null)
         {
@@ -100,7 +118,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             try
             {
                 CancelWork(deviceId);
-                if (Replaced is { } replaced) await replaced(deviceId, "its session ended elsewhere");
+                if (Replaced is { } replaced) await WithinReplacementWaitAsync(replaced(deviceId, "its session ended elsewhere"), cancellationToken);
             }
             finally
             {
@@ -109,8 +127,8 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         }
         else if (ReplacementOf(deviceId) is { IsCompleted: false } pending)
         {
-            // Another request (or the sweep) found the replacement and is letting the old session's holdings go.
-            await pending.WaitAsync(cancellationToken);
+            // Another request (or the sweep, or an unlock here) found the replacement and is letting the old session's holdings go.
+            await WithinReplacementWaitAsync(pending, cancellationToken);
         }
         gate.Card.Touch();
         return null;
@@ -147,11 +165,34 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// </summary>
     private TaskCompletionSource? MoveOn(string deviceId, string from, string to)
     {
-        var replacing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _replacing.AddOrUpdate(deviceId, replacing.Task, (_, earlier) => earlier.IsCompleted ? replacing.Task : Task.WhenAll(earlier, replacing.Task));
-        if (_served.TryUpdate(deviceId, to, from)) return replacing;
+        var replacing = Publish(deviceId);
+        if (_served.TryUpdate(deviceId, to, from))
+        {
+            _leftBehind[deviceId] = from;
+            return replacing;
+        }
         replacing.TrySetResult();
         return null;
+    }
+
+    /// <summary>Waits for <paramref name="letGo"/> up to <see cref="ReplacementWait"/> (then goes on; its failure was the letting go's to report).</summary>
+    private static async Task WithinReplacementWaitAsync(Task letGo, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await letGo.WaitAsync(ReplacementWait, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+        }
+    }
+
+    /// <summary>Publishes a replacement of the device's session being handled (<see cref="_replacing"/>): complete it when done.</summary>
+    private TaskCompletionSource Publish(string deviceId)
+    {
+        var replacing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _replacing.AddOrUpdate(deviceId, replacing.Task, (_, earlier) => earlier.IsCompleted ? replacing.Task : Task.WhenAll(earlier, replacing.Task));
+        return replacing;
     }
 
     /// <summary>The device's replacement being handled (<see cref="_replacing"/>), or null; a finished one is forgotten.</summary>
@@ -172,10 +213,22 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         CancelWork(deviceId);
         // The session served here may have ended elsewhere (another node's lock, and maybe its unlock) since:
         // then what was held under it goes now, and is not carried over to the session opened here.
-        if (_served.TryGetValue(deviceId, out var under) && (await store.FindAsync(deviceId, cancellationToken))?.SessionId != under
-            && _served.TryRemove(KeyValuePair.Create(deviceId, under)) && Replaced is { } replaced)
+        if (_served.TryGetValue(deviceId, out var under) && (await store.FindAsync(deviceId, cancellationToken))?.SessionId != under)
         {
-            await replaced(deviceId, "its session ended elsewhere");
+            // Published first: a request of the device meanwhile (its agent's) waits, as for a replacement found by a request.
+            var replacing = Publish(deviceId);
+            try
+            {
+                if (_served.TryRemove(KeyValuePair.Create(deviceId, under)))
+                {
+                    _leftBehind[deviceId] = under;
+                    if (Replaced is { } replaced) await replaced(deviceId, "its session ended elsewhere");
+                }
+            }
+            finally
+            {
+                replacing.TrySetResult();
+            }
         }
         var now = time.GetUtcNow();
         var session = new DeviceSession(deviceId, Convert.ToHexString(RandomNumberGenerator.GetBytes(16)), now, now);
@@ -197,7 +250,8 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     public async Task<bool> EndAsync(string deviceId, string reason, CancellationToken cancellationToken = default)
     {
         var hadWork = CancelWork(deviceId);
-        var served = _served.TryRemove(deviceId, out _);
+        var served = _served.TryRemove(deviceId, out var was);
+        if (served) _leftBehind[deviceId] = was!;
         var ended = await store.EndAsync(deviceId, cancellationToken);
         if (ended && Ended is { } audit) await audit(deviceId, reason);
         // Another process ended it first (two nodes sweeping one idle session): this one's holdings go all the same.
@@ -282,38 +336,55 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         {
             if (!live.TryGetValue(entry.Key, out var id))
             {
-                if (_served.TryRemove(entry)) lost.Add(entry.Key);
+                if (_served.TryRemove(entry))
+                {
+                    _leftBehind[entry.Key] = entry.Value;
+                    lost.Add(entry.Key);
+                }
             }
             else if (id != entry.Value && !(_opening.TryGetValue(entry.Key, out var opening) && opening == id))
             {
                 if (MoveOn(entry.Key, entry.Value, id) is { } replacing) replaced[entry.Key] = replacing;
             }
         }
-        foreach (var entry in working)
+        var handedOver = new HashSet<string>(StringComparer.Ordinal);
+        try
         {
-            if (live.ContainsKey(entry.Key) && !replaced.ContainsKey(entry.Key) || !_work.TryRemove(entry)) continue;
-            entry.Value.Cancel();
-            lost.Add(entry.Key);
+            foreach (var entry in working)
+            {
+                if (live.ContainsKey(entry.Key) && !replaced.ContainsKey(entry.Key) || !_work.TryRemove(entry)) continue;
+                entry.Value.Cancel();
+                lost.Add(entry.Key);
+            }
+            foreach (var (device, replacing) in replaced)
+            {
+                lost.Remove(device);
+                // Not awaited: an agent that stopped reading must not hold up the sweep (and with it idle ends and
+                // revocations); the device's requests wait for it instead (ReplacementOf).
+                Task letGo;
+                try
+                {
+                    letGo = Replaced?.Invoke(device, reason) ?? Lost?.Invoke(device, reason) ?? Task.CompletedTask;
+                }
+                catch (Exception e)
+                {
+                    letGo = Task.FromException(e);
+                }
+                handedOver.Add(device);
+                _ = letGo.ContinueWith(t =>
+                {
+                    _ = t.Exception;
+                    replacing.TrySetResult();
+                }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
         }
-        foreach (var (device, replacing) in replaced)
+        finally
         {
-            lost.Remove(device);
-            // Not awaited: an agent that stopped reading must not hold up the sweep (and with it idle ends and
-            // revocations); the device's requests wait for it instead (ReplacementOf).
-            Task letGo;
-            try
+            // A replacement published above and never handed to its letting go (a cancellation callback threw) holds up no request.
+            foreach (var (device, replacing) in replaced)
             {
-                letGo = Replaced?.Invoke(device, reason) ?? Lost?.Invoke(device, reason) ?? Task.CompletedTask;
+                if (!handedOver.Contains(device)) replacing.TrySetResult();
             }
-            catch (Exception e)
-            {
-                letGo = Task.FromException(e);
-            }
-            _ = letGo.ContinueWith(t =>
-            {
-                _ = t.Exception;
-                replacing.TrySetResult();
-            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
         if (Lost is not { } told) return;
         foreach (var device in lost) await told(device, reason);
@@ -323,7 +394,9 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     private async Task CancelWorkAsync(string deviceId, string reason)
     {
         var hadWork = CancelWork(deviceId);
-        if ((_served.TryRemove(deviceId, out _) || hadWork) && Lost is { } lost) await lost(deviceId, reason);
+        var served = _served.TryRemove(deviceId, out var was);
+        if (served) _leftBehind[deviceId] = was!;
+        if ((served || hadWork) && Lost is { } lost) await lost(deviceId, reason);
     }
 
     /// <summary>Cancels the device's live work; false when it had none.</summary>

@@ -104,7 +104,8 @@ public sealed class HomeParts : IAsyncDisposable
                 return Task.CompletedTask;
             },
             // The device's requests are served under the new session only once its agents were told to drop the
-            // old stock (each told within 2 s), so the notice cannot drop what they hand out (the sweep does not wait).
+            // old stock (or DeviceAuthority.ReplacementWait passed), so the notice cannot drop what they hand out
+            // (the sweep does not wait).
             Replaced = ReleaseSessionOf,
         };
         var handlers = new HomeHandlers(

@@ -24,9 +24,9 @@ public sealed class SessionReplacementTests : IDisposable
 
     public void Dispose() => _database.Dispose();
 
-    private (DeviceAuthority Authority, SqlDeviceSessionStore Store) Authority()
+    private (DeviceAuthority Authority, PausingStore Store) Authority()
     {
-        var store = new SqlDeviceSessionStore(HomeStore.Sqlite(_database.SqlitePath));
+        var store = new PausingStore(new SqlDeviceSessionStore(HomeStore.Sqlite(_database.SqlitePath)));
         var authority = new DeviceAuthority(store, new CardGate(new ReadyCard()), TimeProvider.System, TimeSpan.FromMinutes(10))
         {
             // As the home server's: let go of the old session's holdings and tell the agents, which here takes until the test says.
@@ -39,7 +39,7 @@ public sealed class SessionReplacementTests : IDisposable
         return (authority, store);
     }
 
-    private static async Task<(DeviceAuthority, SqlDeviceSessionStore)> ServedUnderAFirstSessionAsync((DeviceAuthority Authority, SqlDeviceSessionStore Store) parts)
+    private static async Task<(DeviceAuthority, PausingStore)> ServedUnderAFirstSessionAsync((DeviceAuthority Authority, PausingStore Store) parts)
     {
         var now = DateTimeOffset.UtcNow;
         await parts.Store.SaveAsync(new DeviceSession("phone", "first", now, now));
@@ -58,7 +58,7 @@ public sealed class SessionReplacementTests : IDisposable
         var finder = authority.RefusalAsync("phone", cts.Token);
         while (Volatile.Read(ref _replacements) == 0) await Task.Delay(10, cts.Token);
         var next = authority.RefusalAsync("phone", cts.Token);
-        await Task.Delay(300, cts.Token);
+        await Task.Delay(1000, cts.Token);
 
         Assert.False(finder.IsCompleted, "the request that found the replacement was served before the old holdings went");
         Assert.False(next.IsCompleted, "a request that came meanwhile was served before the old holdings went");
@@ -81,12 +81,98 @@ public sealed class SessionReplacementTests : IDisposable
         await authority.SweepAsync(cts.Token).WaitAsync(TimeSpan.FromSeconds(10), cts.Token);
         Assert.Equal(1, _replacements);
         var next = authority.RefusalAsync("phone", cts.Token);
-        await Task.Delay(300, cts.Token);
+        await Task.Delay(1000, cts.Token);
 
         Assert.False(next.IsCompleted, "the device's request was served before the old holdings went");
         _letGo.SetResult();
         Assert.Null(await next);
         Assert.Equal(1, _replacements);
+    }
+
+    [Fact]
+    public async Task ARequestThatReadTheOldSessionBeforeTheReplacementWasFound_ReadsAgain_AndDoesNotMoveTheDeviceBack()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (authority, store) = Authority();
+        var now = DateTimeOffset.UtcNow;
+        await store.SaveAsync(new DeviceSession("phone", "first", now, now));
+        Assert.Null(await authority.RefusalAsync("phone", cts.Token));
+        _letGo.SetResult();
+
+        // A request reads "first" and is held there; meanwhile another node replaces the session and a second request finds it.
+        var read = store.PauseNextRead();
+        var late = authority.RefusalAsync("phone", cts.Token);
+        await read.Reached.WaitAsync(cts.Token);
+        await store.SaveAsync(new DeviceSession("phone", "opened-elsewhere", now, now));
+        Assert.Null(await authority.RefusalAsync("phone", cts.Token));
+        Assert.Equal(1, _replacements);
+        read.Go();
+
+        Assert.Null(await late);
+        // Not moved back to the session that is gone (which would let go of what the new one was handed, a second time).
+        Assert.Equal(1, _replacements);
+        Assert.Null(await authority.RefusalAsync("phone", cts.Token));
+        Assert.Equal(1, _replacements);
+    }
+
+    [Fact]
+    public async Task AnUnlockHereAfterTheSessionWasReplacedElsewhere_HoldsUpTheDevicesRequestsUntilTheOldHoldingsGo()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (authority, _) = await ServedUnderAFirstSessionAsync(Authority());
+
+        var unlock = authority.OpenAsync("phone", cts.Token);
+        while (Volatile.Read(ref _replacements) == 0) await Task.Delay(10, cts.Token);
+        var request = authority.RefusalAsync("phone", cts.Token);
+        await Task.Delay(1000, cts.Token);
+
+        Assert.False(request.IsCompleted, "the device's request was served before the old holdings went");
+        _letGo.SetResult();
+        await unlock;
+        Assert.Null(await request);
+        Assert.Equal(1, _replacements);
+    }
+
+    /// <summary>The real store, with a read that can be held after it returned (a request caught between its read and its use).</summary>
+    private sealed class PausingStore(IDeviceSessionStore inner) : IDeviceSessionStore
+    {
+        private Pause? _next;
+
+        public Pause PauseNextRead() => _next = new Pause();
+
+        public async Task<DeviceSession?> FindAsync(string deviceId, CancellationToken cancellationToken = default)
+        {
+            var found = await inner.FindAsync(deviceId, cancellationToken);
+            if (Interlocked.Exchange(ref _next, null) is { } pause) await pause.HoldAsync();
+            return found;
+        }
+
+        public Task SaveAsync(DeviceSession session, CancellationToken cancellationToken = default) => inner.SaveAsync(session, cancellationToken);
+
+        public Task<bool> TouchAsync(string deviceId, string sessionId, DateTimeOffset at, CancellationToken cancellationToken = default) =>
+            inner.TouchAsync(deviceId, sessionId, at, cancellationToken);
+
+        public Task<bool> EndAsync(string deviceId, CancellationToken cancellationToken = default) => inner.EndAsync(deviceId, cancellationToken);
+
+        public Task<int> EndAllAsync(CancellationToken cancellationToken = default) => inner.EndAllAsync(cancellationToken);
+
+        public Task<IReadOnlyList<DeviceSession>> ListAsync(CancellationToken cancellationToken = default) => inner.ListAsync(cancellationToken);
+    }
+
+    private sealed class Pause
+    {
+        private readonly TaskCompletionSource _reached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _go = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Reached => _reached.Task;
+
+        public void Go() => _go.SetResult();
+
+        public Task HoldAsync()
+        {
+            _reached.SetResult();
+            return _go.Task;
+        }
     }
 
     /// <summary>A card that is crypto-ready and does nothing else.</summary>
