@@ -414,6 +414,9 @@ public sealed class DelegationService : IAsyncDisposable
     /// <summary>Markets whose background checks of one kind are remembered (beyond it, one waits for old ones to age out).</summary>
     private const int MaxChecksKept = 1024;
 
+    /// <summary>ALPNs one market (host, port, server name) is checked under within a check's interval; a further one waits for them to age out.</summary>
+    public const int MaxAlpnsChecked = 4;
+
     /// <summary>
     /// Whether a background check of <paramref name="market"/> may start now (the caller holds the lock on
     /// <paramref name="checks"/>): none started there within <paramref name="interval"/>, and room among the
@@ -421,7 +424,16 @@ public sealed class DelegationService : IAsyncDisposable
     /// </summary>
     private static bool MayCheck<T>(Dictionary<MarketProfileKey, T> checks, MarketRequest market, DateTimeOffset now, TimeSpan interval, Func<T, DateTimeOffset> startedAt)
     {
-        if (checks.TryGetValue(market.ProfileKey, out var last) && now - startedAt(last) < interval) return false;
+        var key = market.ProfileKey;
+        if (checks.TryGetValue(key, out var last))
+        {
+            if (now - startedAt(last) < interval) return false;
+        }
+        else if (checks.Count(c => c.Key with { Alpn = "" } == key with { Alpn = "" } && now - startedAt(c.Value) < interval) >= MaxAlpnsChecked)
+        {
+            // A device offering ever new ALPNs to one market it may reach cannot fill the table (and so hold up other markets' checks).
+            return false;
+        }
         if (checks.Count < MaxChecksKept) return true;
         foreach (var aged in checks.Where(c => now - startedAt(c.Value) >= interval).Select(c => c.Key).ToList()) checks.Remove(aged);
         return checks.Count < MaxChecksKept;

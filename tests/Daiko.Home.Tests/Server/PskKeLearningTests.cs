@@ -1,5 +1,6 @@
 using Daiko.Home.Delegation;
 using Daiko.Protocol;
+using Daiko.Protocol.Messages;
 using Daiko.TestSupport;
 using Daiko.Terminal.Sessions;
 using Daiko.Tls;
@@ -42,6 +43,26 @@ public sealed class PskKeLearningTests : IAsyncLifetime
             Assert.Equal(kex, session.Tls!.KeyExchange);
             Assert.Contains("Alice Example", await DelegationEndToEndTests.GetAsync(session.Stream, ct), StringComparison.Ordinal);
         }
+    }
+
+    [Fact]
+    public async Task ADeviceOfferingEverNewAlpnsToOneMarket_GetsItCheckedUnderAFewOnly_SoItCannotFillTheChecksOfOtherMarkets()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        // s_server answers whatever ALPN is offered with none: each ALPN is a market profile of its own, each handshake succeeds.
+        using var market = await OpenSslServer.StartAsync(_home.Pki);
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var alpns = Enumerable.Range(1, DelegationService.MaxAlpnsChecked + 2).Select(i => $"x-{i}").ToList();
+
+        foreach (var alpn in alpns)
+        {
+            var reply = await control.RequestAsync<PrefetchedReply>(new PrefetchRequest(new MarketAddress("localhost", market.Port, null, alpn), 1), cts.Token);
+            Assert.True(reply.Ready >= 1, $"no ticket under {alpn}");
+        }
+
+        bool Checked(string alpn) => _home.Server.Delegation.PskKeCheck("localhost", market.Port, null, alpn) is not null;
+        while (!alpns.Take(DelegationService.MaxAlpnsChecked).All(Checked)) await Task.Delay(20, cts.Token);
+        Assert.DoesNotContain(alpns.Skip(DelegationService.MaxAlpnsChecked), Checked);
     }
 
     [Fact]
