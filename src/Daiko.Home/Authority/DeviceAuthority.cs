@@ -118,7 +118,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             try
             {
                 CancelWork(deviceId);
-                if (Replaced is { } replaced) await WithinReplacementWaitAsync(replaced(deviceId, "its session ended elsewhere"), cancellationToken);
+                await WithinReplacementWaitAsync(LetGoAsync(deviceId, "its session ended elsewhere"), cancellationToken);
             }
             finally
             {
@@ -175,6 +175,23 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         return null;
     }
 
+    /// <summary>Forgets that the device is served under <paramref name="served"/>'s session (remembered as left behind); false when it was not.</summary>
+    private bool StopServing(KeyValuePair<string, string> served)
+    {
+        if (!_served.TryRemove(served)) return false;
+        _leftBehind[served.Key] = served.Value;
+        return true;
+    }
+
+    /// <summary>As <see cref="StopServing(KeyValuePair{string, string})"/>, under whichever session it is served.</summary>
+    private bool StopServing(string deviceId) => _served.TryGetValue(deviceId, out var under) && StopServing(KeyValuePair.Create(deviceId, under));
+
+    /// <summary>Tells <see cref="Replaced"/>; a throw becomes the task's failure.</summary>
+    private async Task LetGoAsync(string deviceId, string reason)
+    {
+        if (Replaced is { } replaced) await replaced(deviceId, reason);
+    }
+
     /// <summary>Waits for <paramref name="letGo"/> up to <see cref="ReplacementWait"/> (then goes on; its failure was the letting go's to report).</summary>
     private static async Task WithinReplacementWaitAsync(Task letGo, CancellationToken cancellationToken)
     {
@@ -219,11 +236,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             var replacing = Publish(deviceId);
             try
             {
-                if (_served.TryRemove(KeyValuePair.Create(deviceId, under)))
-                {
-                    _leftBehind[deviceId] = under;
-                    if (Replaced is { } replaced) await replaced(deviceId, "its session ended elsewhere");
-                }
+                if (StopServing(KeyValuePair.Create(deviceId, under))) await LetGoAsync(deviceId, "its session ended elsewhere");
             }
             finally
             {
@@ -250,8 +263,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     public async Task<bool> EndAsync(string deviceId, string reason, CancellationToken cancellationToken = default)
     {
         var hadWork = CancelWork(deviceId);
-        var served = _served.TryRemove(deviceId, out var was);
-        if (served) _leftBehind[deviceId] = was!;
+        var served = StopServing(deviceId);
         var ended = await store.EndAsync(deviceId, cancellationToken);
         if (ended && Ended is { } audit) await audit(deviceId, reason);
         // Another process ended it first (two nodes sweeping one idle session): this one's holdings go all the same.
@@ -324,7 +336,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// Ends, of the work and the served devices seen before a listing, those whose session is not in
     /// <paramref name="live"/> (device to session id), or is there under another id than the one served here:
     /// only the very work seen then is cancelled, and <see cref="Lost"/> (<see cref="Replaced"/> for a device found
-    /// under another id) is told once a device.
+    /// under another id, not awaited) is told once a device.
     /// </summary>
     private async Task LoseAsync(KeyValuePair<string, CancellationTokenSource>[] working, KeyValuePair<string, string>[] served, Dictionary<string, string> live, string reason)
     {
@@ -336,18 +348,13 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         {
             if (!live.TryGetValue(entry.Key, out var id))
             {
-                if (_served.TryRemove(entry))
-                {
-                    _leftBehind[entry.Key] = entry.Value;
-                    lost.Add(entry.Key);
-                }
+                if (StopServing(entry)) lost.Add(entry.Key);
             }
             else if (id != entry.Value && !(_opening.TryGetValue(entry.Key, out var opening) && opening == id))
             {
                 if (MoveOn(entry.Key, entry.Value, id) is { } replacing) replaced[entry.Key] = replacing;
             }
         }
-        var handedOver = new HashSet<string>(StringComparer.Ordinal);
         try
         {
             foreach (var entry in working)
@@ -356,34 +363,19 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
                 entry.Value.Cancel();
                 lost.Add(entry.Key);
             }
+        }
+        finally
+        {
+            // Whatever the cancelling did: each replacement found is let go, its device's requests freed once it is.
+            // Not awaited: an agent that stopped reading must not hold up the sweep (and with it idle ends and revocations).
             foreach (var (device, replacing) in replaced)
             {
                 lost.Remove(device);
-                // Not awaited: an agent that stopped reading must not hold up the sweep (and with it idle ends and
-                // revocations); the device's requests wait for it instead (ReplacementOf).
-                Task letGo;
-                try
-                {
-                    letGo = Replaced?.Invoke(device, reason) ?? Lost?.Invoke(device, reason) ?? Task.CompletedTask;
-                }
-                catch (Exception e)
-                {
-                    letGo = Task.FromException(e);
-                }
-                handedOver.Add(device);
-                _ = letGo.ContinueWith(t =>
+                _ = LetGoAsync(device, reason).ContinueWith(t =>
                 {
                     _ = t.Exception;
                     replacing.TrySetResult();
                 }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            }
-        }
-        finally
-        {
-            // A replacement published above and never handed to its letting go (a cancellation callback threw) holds up no request.
-            foreach (var (device, replacing) in replaced)
-            {
-                if (!handedOver.Contains(device)) replacing.TrySetResult();
             }
         }
         if (Lost is not { } told) return;
@@ -394,9 +386,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     private async Task CancelWorkAsync(string deviceId, string reason)
     {
         var hadWork = CancelWork(deviceId);
-        var served = _served.TryRemove(deviceId, out var was);
-        if (served) _leftBehind[deviceId] = was!;
-        if ((served || hadWork) && Lost is { } lost) await lost(deviceId, reason);
+        if ((StopServing(deviceId) || hadWork) && Lost is { } lost) await lost(deviceId, reason);
     }
 
     /// <summary>Cancels the device's live work; false when it had none.</summary>

@@ -83,7 +83,7 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
     {
         var now = _time.GetUtcNow();
         if (_known.TryGetValue(key, out var known) && now - known.ReadAt < Freshness) return known.Profile;
-        var profile = await store.FindAsync(key.Host, key.Port, key.ServerName, key.Alpn is "" ? null : key.Alpn, cancellationToken);
+        var profile = await store.FindAsync(key, cancellationToken);
         // A profile remembered while this read was on its way is newer than what the read saw: it stays.
         _known.AddOrUpdate(key, (profile, now), (_, existing) => existing.ReadAt >= now ? existing : (profile, now));
         LetGoOfStale(now);
@@ -111,7 +111,7 @@ public sealed class MarketProfiles(Storage.IMarketProfileStore store, TimeProvid
     public async Task RememberPskKeAsync(MarketProfileKey key, bool accepts, CancellationToken cancellationToken = default)
     {
         var now = _time.GetUtcNow();
-        await store.RememberPskKeAsync(key.Host, key.Port, key.ServerName, key.Alpn is "" ? null : key.Alpn, accepts, cancellationToken);
+        await store.RememberPskKeAsync(key, accepts, cancellationToken);
         // A cached profile is kept as a fresh read would be (newer than any read still on its way, which then
         // cannot put the old value back); none cached, the next read goes to the store.
         if (_known.TryGetValue(key, out var known) && known.Profile is { } profile) _known[key] = (profile with { AcceptsPskKe = accepts }, now);

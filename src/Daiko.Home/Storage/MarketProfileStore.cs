@@ -6,11 +6,8 @@ namespace Daiko.Home.Storage;
 /// <summary>What the home server learned about each market (the basis of auto mode), kept in the home store.</summary>
 public interface IMarketProfileStore
 {
-    /// <summary>
-    /// The profile of the market at host and port under <paramref name="serverName"/> and <paramref name="alpn"/>
-    /// (what its handshakes offered; null for none), or null.
-    /// </summary>
-    Task<MarketProfile?> FindAsync(string host, int port, string serverName, string? alpn, CancellationToken cancellationToken = default);
+    /// <summary>The profile of the market <paramref name="key"/> names (host, port, server name and the ALPN its handshakes offered), or null.</summary>
+    Task<MarketProfile?> FindAsync(MarketProfileKey key, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Stores a profile, replacing the one for the same host, port, server name and ALPN, except whether the market takes
@@ -20,7 +17,7 @@ public interface IMarketProfileStore
     Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default);
 
     /// <summary>Sets only whether the market resumes with psk_ke, in a profile already stored (else nothing).</summary>
-    Task RememberPskKeAsync(string host, int port, string serverName, string? alpn, bool accepts, CancellationToken cancellationToken = default);
+    Task RememberPskKeAsync(MarketProfileKey key, bool accepts, CancellationToken cancellationToken = default);
 }
 
 /// <summary>
@@ -49,7 +46,7 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
             PRIMARY KEY (host, port, server_name, alpn))
         """);
 
-    public async Task<MarketProfile?> FindAsync(string host, int port, string serverName, string? alpn, CancellationToken cancellationToken = default)
+    public async Task<MarketProfile?> FindAsync(MarketProfileKey key, CancellationToken cancellationToken = default)
     {
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
         var found = await ReadAllAsync(connection, null,
@@ -59,9 +56,9 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
                 NoTicketsConfirmed = r.Long(3) == NoneConfirmed,
                 // The host's own name is no server name of its own (as a market request has it).
                 ServerName = r.GetString(7) == r.GetString(0) ? null : r.GetString(7),
-                Alpn = alpn,
+                Alpn = key.Alpn is "" ? null : key.Alpn,
             },
-            cancellationToken, ("@h", host), ("@p", port), ("@n", serverName), ("@a", alpn ?? ""));
+            cancellationToken, ("@h", key.Host), ("@p", key.Port), ("@n", key.ServerName), ("@a", key.Alpn));
         return found.SingleOrDefault();
     }
 
@@ -77,10 +74,10 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
             ("@e", profile.AcceptsPskKe ? 1 : 0), ("@m", (long)profile.MaxEarlyData), ("@at", Text(profile.LearnedAt)));
     }
 
-    public async Task RememberPskKeAsync(string host, int port, string serverName, string? alpn, bool accepts, CancellationToken cancellationToken = default)
+    public async Task RememberPskKeAsync(MarketProfileKey key, bool accepts, CancellationToken cancellationToken = default)
     {
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
         await ExecuteAsync(connection, null, "UPDATE market_profiles_by_name SET psk_ke = @e WHERE host = @h AND port = @p AND server_name = @n AND alpn = @a",
-            cancellationToken, ("@h", host), ("@p", port), ("@n", serverName), ("@a", alpn ?? ""), ("@e", accepts ? 1 : 0));
+            cancellationToken, ("@h", key.Host), ("@p", key.Port), ("@n", key.ServerName), ("@a", key.Alpn), ("@e", accepts ? 1 : 0));
     }
 }

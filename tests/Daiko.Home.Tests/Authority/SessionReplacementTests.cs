@@ -3,6 +3,7 @@ using Daiko.Home.Authority;
 using Daiko.Home.Handlers;
 using Daiko.Home.Storage;
 using Daiko.Money;
+using Daiko.Protocol.Messages;
 using Daiko.TestSupport;
 using Daiko.Tls;
 using Xunit;
@@ -49,6 +50,24 @@ public sealed class SessionReplacementTests : IDisposable
         return parts;
     }
 
+    /// <summary>Until the old session's holdings are being let go (<see cref="DeviceAuthority.Replaced"/> was told).</summary>
+    private async Task LettingGoAsync(CancellationToken ct)
+    {
+        while (Volatile.Read(ref _replacements) == 0) await Task.Delay(10, ct);
+    }
+
+    /// <summary>
+    /// A second later, <paramref name="requests"/> are still unanswered (each named for the failure message); then the
+    /// holdings go, and each is answered as served.
+    /// </summary>
+    private async Task HeldUntilLetGoAsync(CancellationToken ct, params (Task<ErrorReply?> Request, string What)[] requests)
+    {
+        await Task.Delay(1000, ct);
+        foreach (var (request, what) in requests) Assert.False(request.IsCompleted, $"{what} was served before the old holdings went");
+        _letGo.SetResult();
+        foreach (var (request, _) in requests) Assert.Null(await request);
+    }
+
     [Fact]
     public async Task ARequestThatFindsTheReplacement_AndOneThatComesWhileItsHoldingsGo_BothWaitForThem()
     {
@@ -56,15 +75,10 @@ public sealed class SessionReplacementTests : IDisposable
         var (authority, _) = await ServedUnderAFirstSessionAsync(Authority());
 
         var finder = authority.RefusalAsync("phone", cts.Token);
-        while (Volatile.Read(ref _replacements) == 0) await Task.Delay(10, cts.Token);
+        await LettingGoAsync(cts.Token);
         var next = authority.RefusalAsync("phone", cts.Token);
-        await Task.Delay(1000, cts.Token);
 
-        Assert.False(finder.IsCompleted, "the request that found the replacement was served before the old holdings went");
-        Assert.False(next.IsCompleted, "a request that came meanwhile was served before the old holdings went");
-        _letGo.SetResult();
-        Assert.Null(await finder);
-        Assert.Null(await next);
+        await HeldUntilLetGoAsync(cts.Token, (finder, "the request that found the replacement"), (next, "a request that came meanwhile"));
         Assert.Equal(1, _replacements);
         // Served under the new session from then on, its work not cancelled by the replacement it waited for.
         Assert.False(authority.Work("phone").IsCancellationRequested);
@@ -81,11 +95,8 @@ public sealed class SessionReplacementTests : IDisposable
         await authority.SweepAsync(cts.Token).WaitAsync(TimeSpan.FromSeconds(10), cts.Token);
         Assert.Equal(1, _replacements);
         var next = authority.RefusalAsync("phone", cts.Token);
-        await Task.Delay(1000, cts.Token);
 
-        Assert.False(next.IsCompleted, "the device's request was served before the old holdings went");
-        _letGo.SetResult();
-        Assert.Null(await next);
+        await HeldUntilLetGoAsync(cts.Token, (next, "the device's request"));
         Assert.Equal(1, _replacements);
     }
 
@@ -122,14 +133,11 @@ public sealed class SessionReplacementTests : IDisposable
         var (authority, _) = await ServedUnderAFirstSessionAsync(Authority());
 
         var unlock = authority.OpenAsync("phone", cts.Token);
-        while (Volatile.Read(ref _replacements) == 0) await Task.Delay(10, cts.Token);
+        await LettingGoAsync(cts.Token);
         var request = authority.RefusalAsync("phone", cts.Token);
-        await Task.Delay(1000, cts.Token);
 
-        Assert.False(request.IsCompleted, "the device's request was served before the old holdings went");
-        _letGo.SetResult();
+        await HeldUntilLetGoAsync(cts.Token, (request, "the device's request"));
         await unlock;
-        Assert.Null(await request);
         Assert.Equal(1, _replacements);
     }
 

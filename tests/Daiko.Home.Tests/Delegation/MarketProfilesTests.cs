@@ -109,9 +109,9 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
 
         public TaskCompletionSource Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public async Task<MarketProfile?> FindAsync(string host, int port, string serverName, string? alpn, CancellationToken cancellationToken = default)
+        public async Task<MarketProfile?> FindAsync(MarketProfileKey key, CancellationToken cancellationToken = default)
         {
-            var found = await inner.FindAsync(host, port, serverName, alpn, cancellationToken);
+            var found = await inner.FindAsync(key, cancellationToken);
             Read.TrySetResult();
             await Answer.Task;
             return found;
@@ -119,8 +119,8 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
 
         public Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default) => inner.RememberAsync(profile, cancellationToken);
 
-        public Task RememberPskKeAsync(string host, int port, string serverName, string? alpn, bool accepts, CancellationToken cancellationToken = default) =>
-            inner.RememberPskKeAsync(host, port, serverName, alpn, accepts, cancellationToken);
+        public Task RememberPskKeAsync(MarketProfileKey key, bool accepts, CancellationToken cancellationToken = default) =>
+            inner.RememberPskKeAsync(key, accepts, cancellationToken);
     }
 
     [Fact]
