@@ -12,7 +12,9 @@ public interface IMarketProfileStore
     /// <summary>
     /// Stores a profile, replacing the one for the same host, port, server name and ALPN, except whether the market takes
     /// psk_ke: a new profile starts with the value given, and only <see cref="RememberPskKeAsync"/> changes it
-    /// (what a handshake writes comes from a read that a psk_ke check may have overtaken).
+    /// (what a handshake writes comes from a read that a psk_ke check may have overtaken). One market (host, port, server
+    /// name) keeps the profiles of its <see cref="SqlMarketProfileStore.MaxAlpnsKept"/> ALPNs learned last: the ALPN is the
+    /// device's to choose, and a device offering ever new ones would otherwise add a row a handshake.
     /// </summary>
     Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default);
 
@@ -62,16 +64,30 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
         return found.SingleOrDefault();
     }
 
+    /// <summary>
+    /// ALPNs whose profiles one market (host, port, server name) keeps; the one learned longest ago goes first. Its markets and
+    /// server names are the device policy's, but the ALPN a handshake offers is the device's own choice.
+    /// </summary>
+    public const int MaxAlpnsKept = 8;
+
     public async Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default)
     {
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
-        await ExecuteAsync(connection, null, """
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await ExecuteAsync(connection, transaction, """
             INSERT INTO market_profiles_by_name(host, port, server_name, alpn, tls13, tickets, psk_ke, max_early_data, learned_at)
             VALUES (@h, @p, @n, @a, @t, @k, @e, @m, @at)
             ON CONFLICT(host, port, server_name, alpn) DO UPDATE SET tls13 = @t, tickets = @k, max_early_data = @m, learned_at = @at
             """, cancellationToken,
             ("@h", profile.Host), ("@p", profile.Port), ("@n", profile.EffectiveServerName), ("@a", profile.Alpn ?? ""), ("@t", profile.Tls13 ? 1 : 0), ("@k", profile.IssuesTickets ? Issues : profile.NoTicketsConfirmed ? NoneConfirmed : NoneSeen),
             ("@e", profile.AcceptsPskKe ? 1 : 0), ("@m", (long)profile.MaxEarlyData), ("@at", Text(profile.LearnedAt)));
+        // Rewritten at most once a minute each (MarketProfiles.Rewrite) unless something changed: the prune is no cost per handshake.
+        await ExecuteAsync(connection, transaction, $"""
+            DELETE FROM market_profiles_by_name WHERE host = @h AND port = @p AND server_name = @n AND alpn NOT IN (
+                SELECT alpn FROM market_profiles_by_name WHERE host = @h AND port = @p AND server_name = @n
+                ORDER BY learned_at DESC, alpn LIMIT {MaxAlpnsKept})
+            """, cancellationToken, ("@h", profile.Host), ("@p", profile.Port), ("@n", profile.EffectiveServerName));
+        await transaction.CommitAsync(cancellationToken);
     }
 
     public async Task RememberPskKeAsync(MarketProfileKey key, bool accepts, CancellationToken cancellationToken = default)

@@ -45,6 +45,36 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
     }
 
     [Fact]
+    public async Task EverNewAlpns_AtOneMarket_KeepOnlyTheProfilesLearnedLast_AndLeaveItsOtherNamesAlone()
+    {
+        var other = new MarketProfile("m.test", 443, true, true, false, 0, DateTimeOffset.UnixEpoch) { ServerName = "other.test", Alpn = "h2" };
+        await new MarketProfiles(Store().MarketProfiles).RememberAsync(other);
+        var first = DateTimeOffset.UnixEpoch.AddDays(1);
+        var count = SqlMarketProfileStore.MaxAlpnsKept + 3;
+        for (var i = 0; i < count; i++)
+        {
+            await new MarketProfiles(Store().MarketProfiles).RememberAsync(
+                new MarketProfile("m.test", 443, true, true, false, 0, first.AddMinutes(i)) { Alpn = $"x-{i}" });
+        }
+
+        var profiles = new MarketProfiles(Store().MarketProfiles);
+        for (var i = 0; i < count; i++)
+        {
+            var kept = await profiles.FindAsync("m.test", 443, "m.test", $"x-{i}");
+            Assert.True((kept is not null) == (i >= count - SqlMarketProfileStore.MaxAlpnsKept), $"x-{i}: {kept}");
+        }
+        Assert.Equal(other, await profiles.FindAsync("m.test", 443, "other.test", "h2"));
+        // One learned again is the newest, and keeps its place while the oldest goes.
+        await profiles.RememberAsync(new MarketProfile("m.test", 443, true, false, false, 0, first.AddHours(1)) { Alpn = "x-3" });
+        await profiles.RememberAsync(new MarketProfile("m.test", 443, true, true, false, 0, first.AddHours(2)) { Alpn = "x-new" });
+        var after = new MarketProfiles(Store().MarketProfiles);
+        Assert.NotNull(await after.FindAsync("m.test", 443, "m.test", "x-3"));
+        Assert.NotNull(await after.FindAsync("m.test", 443, "m.test", "x-new"));
+        Assert.Null(await after.FindAsync("m.test", 443, "m.test", "x-4"));
+        Assert.NotNull(await after.FindAsync("m.test", 443, "m.test", "x-5"));
+    }
+
+    [Fact]
     public async Task EverNewHosts_DoNotGrowWhatIsRememberedInMemory_PastItsBound()
     {
         var clock = new SteppedTime();
