@@ -228,21 +228,6 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     public async Task OpenAsync(string deviceId, CancellationToken cancellationToken)
     {
         CancelWork(deviceId);
-        // The session served here may have ended elsewhere (another node's lock, and maybe its unlock) since:
-        // then what was held under it goes now, and is not carried over to the session opened here.
-        if (_served.TryGetValue(deviceId, out var under) && (await store.FindAsync(deviceId, cancellationToken))?.SessionId != under)
-        {
-            // Published first: a request of the device meanwhile (its agent's) waits, as for a replacement found by a request.
-            var replacing = Publish(deviceId);
-            try
-            {
-                if (StopServing(KeyValuePair.Create(deviceId, under))) await LetGoAsync(deviceId, "its session ended elsewhere");
-            }
-            finally
-            {
-                replacing.TrySetResult();
-            }
-        }
         var now = time.GetUtcNow();
         var session = new DeviceSession(deviceId, Convert.ToHexString(RandomNumberGenerator.GetBytes(16)), now, now);
         // Opened here: the device's holdings here carry over to the new session (a new id is not a session
@@ -250,12 +235,38 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         _opening[deviceId] = session.SessionId;
         try
         {
-            await store.SaveAsync(session, cancellationToken);
+            // The new session takes the place of the one read, and only of it: one that another node ended (or ended
+            // and opened again) between the read and the write is read again, and is not carried over.
+            DeviceSession? current;
+            do
+            {
+                current = await store.FindAsync(deviceId, cancellationToken);
+                if (_served.TryGetValue(deviceId, out var under) && current?.SessionId != under) await LetGoOfEndedAsync(deviceId, under);
+            }
+            while (!await store.ReplaceAsync(session, current?.SessionId, cancellationToken));
             if (_served.TryGetValue(deviceId, out var served) && served != session.SessionId) _served.TryUpdate(deviceId, session.SessionId, served);
         }
         finally
         {
             _opening.TryRemove(KeyValuePair.Create(deviceId, session.SessionId));
+        }
+    }
+
+    /// <summary>
+    /// The session served here ended elsewhere (another node's lock, and maybe its unlock): what was held under it goes,
+    /// and is not carried over to the session opened here.
+    /// </summary>
+    private async Task LetGoOfEndedAsync(string deviceId, string under)
+    {
+        // Published first: a request of the device meanwhile (its agent's) waits, as for a replacement found by a request.
+        var replacing = Publish(deviceId);
+        try
+        {
+            if (StopServing(KeyValuePair.Create(deviceId, under))) await LetGoAsync(deviceId, "its session ended elsewhere");
+        }
+        finally
+        {
+            replacing.TrySetResult();
         }
     }
 

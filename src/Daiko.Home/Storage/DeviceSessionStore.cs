@@ -15,8 +15,14 @@ public interface IDeviceSessionStore
 {
     Task<DeviceSession?> FindAsync(string deviceId, CancellationToken cancellationToken = default);
 
-    /// <summary>Opens (or replaces) the device's session.</summary>
+    /// <summary>Opens (or replaces) the device's session, whatever the store holds for it.</summary>
     Task SaveAsync(DeviceSession session, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Opens the device's session in place of the one <paramref name="replacing"/> names (null: in place of none); false, and
+    /// nothing written, when the store holds another by now (another node ended it, or opened another, since it was read).
+    /// </summary>
+    Task<bool> ReplaceAsync(DeviceSession session, string? replacing, CancellationToken cancellationToken = default);
 
     /// <summary>Moves the session's last use forward; false when that session no longer exists.</summary>
     Task<bool> TouchAsync(string deviceId, string sessionId, DateTimeOffset at, CancellationToken cancellationToken = default);
@@ -59,6 +65,13 @@ public sealed class SqlDeviceSessionStore(IHomeStore store) : IDeviceSessionStor
             INSERT INTO device_sessions(device_id, session_id, unlocked_at, last_use) VALUES (@d, @s, @u, @l)
             ON CONFLICT(device_id) DO UPDATE SET session_id = @s, unlocked_at = @u, last_use = @l
             """, cancellationToken, ("@d", session.DeviceId), ("@s", session.SessionId), ("@u", Text(session.UnlockedAt)), ("@l", Text(session.LastUse)));
+
+    public async Task<bool> ReplaceAsync(DeviceSession session, string? replacing, CancellationToken cancellationToken = default) =>
+        await ExecuteAsync(replacing is null
+                ? "INSERT INTO device_sessions(device_id, session_id, unlocked_at, last_use) VALUES (@d, @s, @u, @l) ON CONFLICT(device_id) DO NOTHING"
+                : "UPDATE device_sessions SET session_id = @s, unlocked_at = @u, last_use = @l WHERE device_id = @d AND session_id = @r",
+            cancellationToken, ("@d", session.DeviceId), ("@s", session.SessionId), ("@u", Text(session.UnlockedAt)), ("@l", Text(session.LastUse)),
+            ("@r", replacing ?? "")) == 1;
 
     /// <summary>In the store's next grouped commit (<see cref="GroupedWrites"/>): touches of many devices share one fsync.</summary>
     public async Task<bool> TouchAsync(string deviceId, string sessionId, DateTimeOffset at, CancellationToken cancellationToken = default)

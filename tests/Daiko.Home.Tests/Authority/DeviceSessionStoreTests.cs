@@ -32,6 +32,24 @@ public abstract class DeviceSessionStoreContract(StoreKind kind) : StoreContract
     }
 
     [Fact]
+    public async Task ASession_ReplacesOnlyTheOneItWasReadAs_OrNoneWhereThereWasNone()
+    {
+        var store = new SqlDeviceSessionStore(Store());
+        Assert.True(await store.ReplaceAsync(new DeviceSession("dev-a", "s1", T0, T0), null));
+        // Opened meanwhile by another: neither a second "none" nor a stale id replaces it.
+        Assert.False(await store.ReplaceAsync(new DeviceSession("dev-a", "s2", T0, T0), null));
+        Assert.False(await store.ReplaceAsync(new DeviceSession("dev-a", "s2", T0, T0), "s0"));
+        Assert.Equal("s1", (await store.FindAsync("dev-a"))!.SessionId);
+
+        Assert.True(await store.ReplaceAsync(new DeviceSession("dev-a", "s2", T0.AddMinutes(1), T0.AddMinutes(1)), "s1"));
+        Assert.Equal(new DeviceSession("dev-a", "s2", T0.AddMinutes(1), T0.AddMinutes(1)), await store.FindAsync("dev-a"));
+        // Ended meanwhile: the id read is gone, so it replaces nothing.
+        Assert.True(await store.EndAsync("dev-a"));
+        Assert.False(await store.ReplaceAsync(new DeviceSession("dev-a", "s3", T0, T0), "s2"));
+        Assert.Null(await store.FindAsync("dev-a"));
+    }
+
+    [Fact]
     public async Task EachDevice_HasItsOwnSession_AndEndAllEndsEveryOne()
     {
         var store = new SqlDeviceSessionStore(Store());

@@ -50,6 +50,17 @@ public sealed class SessionReplacementTests : IDisposable
         return parts;
     }
 
+    /// <summary>Served under a first session, with what is held under a session let go at once when it ends.</summary>
+    private async Task<(DeviceAuthority, PausingStore, DateTimeOffset)> ServedWithHoldingsLetGoAtOnceAsync(CancellationToken ct)
+    {
+        var (authority, store) = Authority();
+        var now = DateTimeOffset.UtcNow;
+        await store.SaveAsync(new DeviceSession("phone", "first", now, now), ct);
+        Assert.Null(await authority.RefusalAsync("phone", ct));
+        _letGo.SetResult();
+        return (authority, store, now);
+    }
+
     /// <summary>Until the old session's holdings are being let go (<see cref="DeviceAuthority.Replaced"/> was told).</summary>
     private async Task LettingGoAsync(CancellationToken ct)
     {
@@ -104,11 +115,7 @@ public sealed class SessionReplacementTests : IDisposable
     public async Task ARequestThatReadTheOldSessionBeforeTheReplacementWasFound_ReadsAgain_AndDoesNotMoveTheDeviceBack()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        var (authority, store) = Authority();
-        var now = DateTimeOffset.UtcNow;
-        await store.SaveAsync(new DeviceSession("phone", "first", now, now));
-        Assert.Null(await authority.RefusalAsync("phone", cts.Token));
-        _letGo.SetResult();
+        var (authority, store, now) = await ServedWithHoldingsLetGoAtOnceAsync(cts.Token);
 
         // A request reads "first" and is held there; meanwhile another node replaces the session and a second request finds it.
         var read = store.PauseNextRead();
@@ -141,6 +148,35 @@ public sealed class SessionReplacementTests : IDisposable
         Assert.Equal(1, _replacements);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task AnUnlockHere_WhoseReadALockElsewhereOvertook_LetsTheEndedSessionsHoldingsGo_AndOpensItsOwn(bool openedAgain)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (authority, store, now) = await ServedWithHoldingsLetGoAtOnceAsync(cts.Token);
+
+        // The unlock reads "first" (still the session served here) and is held there; meanwhile another node locks the
+        // device, and maybe unlocks it again.
+        var read = store.PauseNextRead();
+        var unlock = authority.OpenAsync("phone", cts.Token);
+        await read.Reached.WaitAsync(cts.Token);
+        if (openedAgain) await store.SaveAsync(new DeviceSession("phone", "opened-elsewhere", now, now));
+        else Assert.True(await store.EndAsync("phone", cts.Token));
+        read.Go();
+        await unlock.WaitAsync(cts.Token);
+
+        // What was held under the ended session went, and was not carried over to the session opened here ...
+        Assert.Equal(1, _replacements);
+        // ... which is the device's session now (the unlock came last), served here.
+        var stored = await store.FindAsync("phone", cts.Token);
+        Assert.NotNull(stored);
+        Assert.DoesNotContain(stored.SessionId, new[] { "first", "opened-elsewhere" });
+        Assert.Null(await authority.RefusalAsync("phone", cts.Token));
+        Assert.False(authority.Work("phone").IsCancellationRequested);
+        Assert.Equal(1, _replacements);
+    }
+
     /// <summary>The real store, with a read that can be held after it returned (a request caught between its read and its use).</summary>
     private sealed class PausingStore(IDeviceSessionStore inner) : IDeviceSessionStore
     {
@@ -156,6 +192,9 @@ public sealed class SessionReplacementTests : IDisposable
         }
 
         public Task SaveAsync(DeviceSession session, CancellationToken cancellationToken = default) => inner.SaveAsync(session, cancellationToken);
+
+        public Task<bool> ReplaceAsync(DeviceSession session, string? replacing, CancellationToken cancellationToken = default) =>
+            inner.ReplaceAsync(session, replacing, cancellationToken);
 
         public Task<bool> TouchAsync(string deviceId, string sessionId, DateTimeOffset at, CancellationToken cancellationToken = default) =>
             inner.TouchAsync(deviceId, sessionId, at, cancellationToken);
