@@ -10,7 +10,25 @@ namespace Daiko.Home.Policy;
 public sealed class TicketHoldings(TimeProvider time)
 {
     private readonly object _gate = new();
-    private readonly Dictionary<(string Device, string Market), List<DateTimeOffset>> _held = new();
+    private readonly Dictionary<(string Device, string Market), Held> _held = new();
+
+    /// <summary>
+    /// One device's tickets for one market: the expiries of those handed over, soonest first (a heap: an owner may
+    /// allow thousands, and each request costs a logarithm of them, not a pass over them all), and the places
+    /// reserved for tickets not handed over yet.
+    /// </summary>
+    private sealed class Held
+    {
+        public readonly PriorityQueue<DateTimeOffset, DateTimeOffset> Expiries = new();
+        public int Reserved;
+
+        public int Count => Expiries.Count + Reserved;
+
+        public void Expire(DateTimeOffset now)
+        {
+            while (Expiries.TryPeek(out _, out var soonest) && soonest <= now) Expiries.Dequeue();
+        }
+    }
 
     /// <summary>Reserves a place for one more ticket, or refuses when the device already holds <paramref name="max"/> unexpired ones.</summary>
     public Reservation Reserve(string deviceId, string market, int max)
@@ -20,12 +38,11 @@ public sealed class TicketHoldings(TimeProvider time)
         lock (_gate)
         {
             if (_held.Count >= SweepAbove) Sweep(now);
-            if (!_held.TryGetValue(key, out var expiries)) _held[key] = expiries = new List<DateTimeOffset>();
-            expiries.RemoveAll(e => e <= now);
-            if (expiries.Count >= max) throw Full(expiries.Count, market);
-            var placeholder = now + DevicePolicy.LongestTicketLifetime;
-            expiries.Add(placeholder);
-            return new Reservation(this, key, placeholder);
+            if (!_held.TryGetValue(key, out var held)) _held[key] = held = new Held();
+            held.Expire(now);
+            if (held.Count >= max) throw Full(held.Count, market);
+            held.Reserved++;
+            return new Reservation(this, key);
         }
     }
 
@@ -34,18 +51,23 @@ public sealed class TicketHoldings(TimeProvider time)
 
     private void Sweep(DateTimeOffset now)
     {
-        foreach (var (key, expiries) in _held.ToList())
+        foreach (var (key, held) in _held.ToList())
         {
-            expiries.RemoveAll(e => e <= now);
-            if (expiries.Count == 0) _held.Remove(key);
+            held.Expire(now);
+            if (held.Count == 0) _held.Remove(key);
         }
     }
 
-    /// <summary>How many unexpired tickets the device holds for the market.</summary>
+    /// <summary>How many unexpired tickets the device holds for the market (places reserved for tickets on their way included).</summary>
     public int Count(string deviceId, string market)
     {
         var now = time.GetUtcNow();
-        lock (_gate) return _held.TryGetValue((deviceId, market), out var e) ? e.Count(x => x > now) : 0;
+        lock (_gate)
+        {
+            if (!_held.TryGetValue((deviceId, market), out var held)) return 0;
+            held.Expire(now);
+            return held.Count;
+        }
     }
 
     /// <summary>
@@ -61,19 +83,20 @@ public sealed class TicketHoldings(TimeProvider time)
     private static PolicyRefusedException Full(int held, string market) => new(PolicyRule.MaxTickets,
         $"this device already holds {held} unexpired ticket(s) for {market}, its limit; the owner can raise it with 'daiko home device policy --max-tickets'");
 
-    private void Replace((string, string) key, DateTimeOffset placeholder, DateTimeOffset? expiresAt)
+    /// <summary>A reserved place is given back, or becomes a ticket handed over that counts until <paramref name="expiresAt"/>.</summary>
+    private void Settle((string, string) key, DateTimeOffset? expiresAt)
     {
         lock (_gate)
         {
-            if (!_held.TryGetValue(key, out var expiries)) return;
-            expiries.Remove(placeholder);
-            if (expiresAt is { } e) expiries.Add(e);
-            else if (expiries.Count == 0) _held.Remove(key);
+            if (!_held.TryGetValue(key, out var held)) return;
+            held.Reserved--;
+            if (expiresAt is { } e) held.Expiries.Enqueue(e, e);
+            else if (held.Count == 0) _held.Remove(key);
         }
     }
 
     /// <summary>A place held for one ticket: <see cref="Handed"/> records its expiry; disposing without it gives the place back.</summary>
-    public sealed class Reservation(TicketHoldings holdings, (string, string) key, DateTimeOffset placeholder) : IDisposable
+    public sealed class Reservation(TicketHoldings holdings, (string, string) key) : IDisposable
     {
         private bool _done;
 
@@ -81,14 +104,14 @@ public sealed class TicketHoldings(TimeProvider time)
         {
             if (_done) return;
             _done = true;
-            holdings.Replace(key, placeholder, expiresAt);
+            holdings.Settle(key, expiresAt);
         }
 
         public void Dispose()
         {
             if (_done) return;
             _done = true;
-            holdings.Replace(key, placeholder, null);
+            holdings.Settle(key, null);
         }
     }
 }

@@ -73,7 +73,9 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
     public async Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default)
     {
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        // Exclusive (on PostgreSQL a lock for the table's writers): two nodes pruning one market at once would each
+        // delete the row the other just wrote, or deadlock on them.
+        await using var transaction = await store.BeginExclusiveAsync(connection, "market_profiles_by_name", cancellationToken);
         await ExecuteAsync(connection, transaction, """
             INSERT INTO market_profiles_by_name(host, port, server_name, alpn, tls13, tickets, psk_ke, max_early_data, learned_at)
             VALUES (@h, @p, @n, @a, @t, @k, @e, @m, @at)

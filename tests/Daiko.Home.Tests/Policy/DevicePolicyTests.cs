@@ -105,6 +105,32 @@ public sealed class DevicePolicyTests
     }
 
     [Fact]
+    public void TicketHoldings_ThousandsHandedOutOfOrder_CountUntilEachOwnExpiry()
+    {
+        var time = new ManualTime();
+        var holdings = new TicketHoldings(time);
+        const int n = 3000;
+        // Expiries out of the order they were handed in (markets give tickets of different lifetimes): minute 1..n, shuffled.
+        var minutes = Enumerable.Range(1, n).Select(i => i * 7919 % n + 1).ToArray();
+        Assert.Equal(n, minutes.Distinct().Count());
+        foreach (var m in minutes)
+        {
+            using var held = holdings.Reserve("dev", "m.test:443", n);
+            held.Handed(time.Now.AddMinutes(m));
+        }
+        Assert.Throws<PolicyRefusedException>(() => holdings.Reserve("dev", "m.test:443", n));
+        var start = time.Now;
+
+        foreach (var past in new[] { 1, 10, 1234, n - 1 })
+        {
+            time.Now = start.AddMinutes(past);
+            Assert.Equal(n - past, holdings.Count("dev", "m.test:443"));
+        }
+        using var more = holdings.Reserve("dev", "m.test:443", n);
+        Assert.Equal(2, holdings.Count("dev", "m.test:443"));
+    }
+
+    [Fact]
     public void TicketHoldings_AReservationNotHandedOver_GivesItsPlaceBack()
     {
         var holdings = new TicketHoldings(new ManualTime());
