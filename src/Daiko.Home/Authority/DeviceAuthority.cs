@@ -82,7 +82,9 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// Null when <paramref name="deviceId"/> may use the card now (its own session is live and the card
     /// is crypto-ready; the use resets the device's idle timer and the card's); otherwise the refusal.
     /// </summary>
-    public async Task<ErrorReply?> RefusalAsync(string deviceId, CancellationToken cancellationToken)
+    public Task<ErrorReply?> RefusalAsync(string deviceId, CancellationToken cancellationToken) => RefusalAsync(deviceId, cancellationToken, rereadStale: false);
+
+    private async Task<ErrorReply?> RefusalAsync(string deviceId, CancellationToken cancellationToken, bool rereadStale)
     {
         if (gate.RefusalUnlessReady() is { } card)
         {
@@ -111,7 +113,12 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             await CancelWorkAsync(deviceId, "its session ended elsewhere");
             return new ErrorReply(ErrorCode.Locked, NoOwnSession);
         }
-        if (Serve(deviceId, session.SessionId) is { } replacing)
+        if (!Serve(deviceId, session.SessionId, out var replacing))
+        {
+            // The session read here was found ended meanwhile (an unlock here opened another): what the store says now.
+            return rereadStale ? new ErrorReply(ErrorCode.Locked, NoOwnSession) : await RefusalAsync(deviceId, cancellationToken, rereadStale: true);
+        }
+        if (replacing is not null)
         {
             // Ended and opened again elsewhere since this process last served the device: what it held under
             // the session that ended goes before anything is served under the new one.
@@ -135,27 +142,31 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     }
 
     /// <summary>
-    /// Records that the device is served under <paramref name="sessionId"/>; when this process had served it
-    /// under another session, one that ended elsewhere, the replacement to complete once the old session's
-    /// holdings are let go (it alone of concurrent callers gets it), else null. A session an unlock on this
-    /// process is opening is the served one carried over, not a replacement.
+    /// Records that the device is served under <paramref name="sessionId"/> (true); <paramref name="replacing"/>: when this
+    /// process had served it under another session, one that ended elsewhere, the replacement to complete once the old
+    /// session's holdings are let go (it alone of concurrent callers gets it), else null. A session an unlock on this
+    /// process is opening is the served one carried over, not a replacement. False, and nothing recorded, for a
+    /// session this process already stopped serving the device under (the caller read the store before that).
     /// </summary>
-    private TaskCompletionSource? Serve(string deviceId, string sessionId)
+    private bool Serve(string deviceId, string sessionId, out TaskCompletionSource? replacing)
     {
+        replacing = null;
         while (true)
         {
             if (!_served.TryGetValue(deviceId, out var under))
             {
-                if (_served.TryAdd(deviceId, sessionId)) return null;
+                // Read before this process stopped serving the device under it (an unlock here found it ended elsewhere).
+                if (_leftBehind.TryGetValue(deviceId, out var gone) && gone == sessionId) return false;
+                if (_served.TryAdd(deviceId, sessionId)) return true;
                 continue;
             }
-            if (under == sessionId) return null;
+            if (under == sessionId) return true;
             if (_opening.TryGetValue(deviceId, out var opening) && opening == sessionId)
             {
-                if (_served.TryUpdate(deviceId, sessionId, under)) return null;
+                if (_served.TryUpdate(deviceId, sessionId, under)) return true;
                 continue;
             }
-            if (MoveOn(deviceId, under, sessionId) is { } replacing) return replacing;
+            if ((replacing = MoveOn(deviceId, under, sessionId)) is not null) return true;
         }
     }
 
@@ -178,9 +189,10 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// <summary>Forgets that the device is served under <paramref name="served"/>'s session (remembered as left behind); false when it was not.</summary>
     private bool StopServing(KeyValuePair<string, string> served)
     {
-        if (!_served.TryRemove(served)) return false;
+        if (!_served.TryGetValue(served.Key, out var under) || under != served.Value) return false;
+        // Recorded first: a request that finds the device not served (below) finds the session left behind too.
         _leftBehind[served.Key] = served.Value;
-        return true;
+        return _served.TryRemove(served);
     }
 
     /// <summary>As <see cref="StopServing(KeyValuePair{string, string})"/>, under whichever session it is served.</summary>
@@ -227,6 +239,24 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// <summary>The device gave both PINs itself: its own session starts (a previous one's live work ends).</summary>
     public async Task OpenAsync(string deviceId, CancellationToken cancellationToken)
     {
+        // One unlock of a device at a time here: a second one would read the first's new session as one opened elsewhere.
+        var turn = _unlocks.GetOrAdd(deviceId, _ => new SemaphoreSlim(1, 1));
+        await turn.WaitAsync(cancellationToken);
+        try
+        {
+            await OpenInTurnAsync(deviceId, cancellationToken);
+        }
+        finally
+        {
+            turn.Release();
+        }
+    }
+
+    /// <summary>A turn for each device's unlocks on this process (<see cref="OpenAsync"/>); one a device enrolled here at most.</summary>
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _unlocks = new(StringComparer.Ordinal);
+
+    private async Task OpenInTurnAsync(string deviceId, CancellationToken cancellationToken)
+    {
         CancelWork(deviceId);
         var now = time.GetUtcNow();
         var session = new DeviceSession(deviceId, Convert.ToHexString(RandomNumberGenerator.GetBytes(16)), now, now);
@@ -241,7 +271,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             do
             {
                 current = await store.FindAsync(deviceId, cancellationToken);
-                if (_served.TryGetValue(deviceId, out var under) && current?.SessionId != under) await LetGoOfEndedAsync(deviceId, under);
+                if (_served.TryGetValue(deviceId, out var under) && current?.SessionId != under) await LetGoOfEndedAsync(deviceId, under, cancellationToken);
             }
             while (!await store.ReplaceAsync(session, current?.SessionId, cancellationToken));
             if (_served.TryGetValue(deviceId, out var served) && served != session.SessionId) _served.TryUpdate(deviceId, session.SessionId, served);
@@ -256,19 +286,21 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// The session served here ended elsewhere (another node's lock, and maybe its unlock): what was held under it goes,
     /// and is not carried over to the session opened here.
     /// </summary>
-    private async Task LetGoOfEndedAsync(string deviceId, string under)
+    private async Task LetGoOfEndedAsync(string deviceId, string under, CancellationToken cancellationToken)
     {
         // Published first: a request of the device meanwhile (its agent's) waits, as for a replacement found by a request.
         var replacing = Publish(deviceId);
         try
         {
-            if (StopServing(KeyValuePair.Create(deviceId, under))) await LetGoAsync(deviceId, "its session ended elsewhere");
+            // Bounded as a request's wait is: an agent that stopped reading holds up neither the unlock nor the device's requests.
+            if (StopServing(KeyValuePair.Create(deviceId, under))) await WithinReplacementWaitAsync(LetGoAsync(deviceId, "its session ended elsewhere"), cancellationToken);
         }
         finally
         {
             replacing.TrySetResult();
         }
     }
+
 
     /// <summary>Ends the device's session and, at once, its relays, handoffs and signatures in flight.</summary>
     public async Task<bool> EndAsync(string deviceId, string reason, CancellationToken cancellationToken = default)

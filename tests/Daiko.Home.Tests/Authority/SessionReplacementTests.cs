@@ -177,6 +177,50 @@ public sealed class SessionReplacementTests : IDisposable
         Assert.Equal(1, _replacements);
     }
 
+    [Fact]
+    public async Task ARequestThatReadASessionAnUnlockHereFoundEnded_ReadsAgain_AndIsServedUnderTheUnlocksSession()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (authority, store, _) = await ServedWithHoldingsLetGoAtOnceAsync(cts.Token);
+
+        // A request reads "first" and is held there; meanwhile another node locks the device and it unlocks here.
+        var read = store.PauseNextRead();
+        var late = authority.RefusalAsync("phone", cts.Token);
+        await read.Reached.WaitAsync(cts.Token);
+        Assert.True(await store.EndAsync("phone", cts.Token));
+        await authority.OpenAsync("phone", cts.Token);
+        Assert.Equal(1, _replacements);
+        read.Go();
+
+        // Served, under the unlock's session: not under the ended one, which the next request would find replaced
+        // (letting go a second time of what the new session was handed).
+        Assert.Null(await late);
+        Assert.Null(await authority.RefusalAsync("phone", cts.Token));
+        Assert.Equal(1, _replacements);
+    }
+
+    [Fact]
+    public async Task TwoUnlocksOfOneDeviceHere_TakeTurns_AndTheSecondCarriesTheHoldingsOverToo()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (authority, store, _) = await ServedWithHoldingsLetGoAtOnceAsync(cts.Token);
+
+        // The first unlock has written its session and is held before it moves the device on to it.
+        var written = store.PauseNextReplace();
+        var first = authority.OpenAsync("phone", cts.Token);
+        await written.Reached.WaitAsync(cts.Token);
+        var second = authority.OpenAsync("phone", cts.Token);
+        await Task.Delay(500, cts.Token);
+        Assert.False(second.IsCompleted, "the second unlock did not wait for the first");
+        written.Go();
+        await Task.WhenAll(first, second).WaitAsync(cts.Token);
+
+        // Neither took the other's new session for one opened elsewhere: nothing was let go.
+        Assert.Equal(0, _replacements);
+        Assert.Null(await authority.RefusalAsync("phone", cts.Token));
+        Assert.Equal(0, _replacements);
+    }
+
     /// <summary>The real store, with a read that can be held after it returned (a request caught between its read and its use).</summary>
     private sealed class PausingStore(IDeviceSessionStore inner) : IDeviceSessionStore
     {
@@ -193,8 +237,16 @@ public sealed class SessionReplacementTests : IDisposable
 
         public Task SaveAsync(DeviceSession session, CancellationToken cancellationToken = default) => inner.SaveAsync(session, cancellationToken);
 
-        public Task<bool> ReplaceAsync(DeviceSession session, string? replacing, CancellationToken cancellationToken = default) =>
-            inner.ReplaceAsync(session, replacing, cancellationToken);
+        public Pause PauseNextReplace() => _nextReplace = new Pause();
+
+        private Pause? _nextReplace;
+
+        public async Task<bool> ReplaceAsync(DeviceSession session, string? replacing, CancellationToken cancellationToken = default)
+        {
+            var replaced = await inner.ReplaceAsync(session, replacing, cancellationToken);
+            if (Interlocked.Exchange(ref _nextReplace, null) is { } pause) await pause.HoldAsync();
+            return replaced;
+        }
 
         public Task<bool> TouchAsync(string deviceId, string sessionId, DateTimeOffset at, CancellationToken cancellationToken = default) =>
             inner.TouchAsync(deviceId, sessionId, at, cancellationToken);
