@@ -82,9 +82,9 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// Null when <paramref name="deviceId"/> may use the card now (its own session is live and the card
     /// is crypto-ready; the use resets the device's idle timer and the card's); otherwise the refusal.
     /// </summary>
-    public Task<ErrorReply?> RefusalAsync(string deviceId, CancellationToken cancellationToken) => RefusalAsync(deviceId, cancellationToken, rereadStale: false);
+    public Task<ErrorReply?> RefusalAsync(string deviceId, CancellationToken cancellationToken) => RefusalAsync(deviceId, cancellationToken, readAgain: false);
 
-    private async Task<ErrorReply?> RefusalAsync(string deviceId, CancellationToken cancellationToken, bool rereadStale)
+    private async Task<ErrorReply?> RefusalAsync(string deviceId, CancellationToken cancellationToken, bool readAgain)
     {
         if (gate.RefusalUnlessReady() is { } card)
         {
@@ -98,26 +98,19 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             session = await store.FindAsync(deviceId, cancellationToken);
         }
         var now = time.GetUtcNow();
-        if (session is null)
-        {
-            await CancelWorkAsync(deviceId, "its session ended elsewhere");
-            return new ErrorReply(ErrorCode.Locked, NoOwnSession);
-        }
+        if (session is null) return await GoneAsync(null);
         if (now - session.LastUse >= idleTimeout)
         {
             await EndAsync(deviceId, "idle", cancellationToken);
             return new ErrorReply(ErrorCode.Locked, NoOwnSession);
         }
-        if (now - session.LastUse >= TouchGranularity && !await store.TouchAsync(deviceId, session.SessionId, now, cancellationToken))
+        if (now - session.LastUse >= TouchGranularity && !await store.TouchAsync(deviceId, session.SessionId, now, cancellationToken)) return await GoneAsync(session.SessionId);
+        if (!readAgain && _leftBehind.TryGetValue(deviceId, out var leftSince) && leftSince == session.SessionId)
         {
-            await CancelWorkAsync(deviceId, "its session ended elsewhere");
-            return new ErrorReply(ErrorCode.Locked, NoOwnSession);
+            // Found ended (an unlock here found it ended elsewhere) while this request touched it: what the store says now.
+            return await RefusalAsync(deviceId, cancellationToken, readAgain: true);
         }
-        if (!Serve(deviceId, session.SessionId, out var replacing))
-        {
-            // The session read here was found ended meanwhile (an unlock here opened another): what the store says now.
-            return rereadStale ? new ErrorReply(ErrorCode.Locked, NoOwnSession) : await RefusalAsync(deviceId, cancellationToken, rereadStale: true);
-        }
+        var replacing = Serve(deviceId, session.SessionId);
         if (replacing is not null)
         {
             // Ended and opened again elsewhere since this process last served the device: what it held under
@@ -139,34 +132,42 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         }
         gate.Card.Touch();
         return null;
+
+        // The session read is gone from the store, or replaced in it. If this process moved on since the read (an unlock
+        // here, or another request), the read is what is stale: what the store says now. Else it ended elsewhere.
+        async Task<ErrorReply?> GoneAsync(string? read)
+        {
+            if (!readAgain && (_opening.ContainsKey(deviceId) || _served.TryGetValue(deviceId, out var under) && under != read))
+            {
+                return await RefusalAsync(deviceId, cancellationToken, readAgain: true);
+            }
+            await CancelWorkAsync(deviceId, "its session ended elsewhere");
+            return new ErrorReply(ErrorCode.Locked, NoOwnSession);
+        }
     }
 
     /// <summary>
-    /// Records that the device is served under <paramref name="sessionId"/> (true); <paramref name="replacing"/>: when this
-    /// process had served it under another session, one that ended elsewhere, the replacement to complete once the old
-    /// session's holdings are let go (it alone of concurrent callers gets it), else null. A session an unlock on this
-    /// process is opening is the served one carried over, not a replacement. False, and nothing recorded, for a
-    /// session this process already stopped serving the device under (the caller read the store before that).
+    /// Records that the device is served under <paramref name="sessionId"/>; when this process had served it
+    /// under another session, one that ended elsewhere, the replacement to complete once the old session's
+    /// holdings are let go (it alone of concurrent callers gets it), else null. A session an unlock on this
+    /// process is opening is the served one carried over, not a replacement.
     /// </summary>
-    private bool Serve(string deviceId, string sessionId, out TaskCompletionSource? replacing)
+    private TaskCompletionSource? Serve(string deviceId, string sessionId)
     {
-        replacing = null;
         while (true)
         {
             if (!_served.TryGetValue(deviceId, out var under))
             {
-                // Read before this process stopped serving the device under it (an unlock here found it ended elsewhere).
-                if (_leftBehind.TryGetValue(deviceId, out var gone) && gone == sessionId) return false;
-                if (_served.TryAdd(deviceId, sessionId)) return true;
+                if (_served.TryAdd(deviceId, sessionId)) return null;
                 continue;
             }
-            if (under == sessionId) return true;
+            if (under == sessionId) return null;
             if (_opening.TryGetValue(deviceId, out var opening) && opening == sessionId)
             {
-                if (_served.TryUpdate(deviceId, sessionId, under)) return true;
+                if (_served.TryUpdate(deviceId, sessionId, under)) return null;
                 continue;
             }
-            if ((replacing = MoveOn(deviceId, under, sessionId)) is not null) return true;
+            if (MoveOn(deviceId, under, sessionId) is { } replacing) return replacing;
         }
     }
 
@@ -189,10 +190,9 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// <summary>Forgets that the device is served under <paramref name="served"/>'s session (remembered as left behind); false when it was not.</summary>
     private bool StopServing(KeyValuePair<string, string> served)
     {
-        if (!_served.TryGetValue(served.Key, out var under) || under != served.Value) return false;
-        // Recorded first: a request that finds the device not served (below) finds the session left behind too.
+        if (!_served.TryRemove(served)) return false;
         _leftBehind[served.Key] = served.Value;
-        return _served.TryRemove(served);
+        return true;
     }
 
     /// <summary>As <see cref="StopServing(KeyValuePair{string, string})"/>, under whichever session it is served.</summary>

@@ -22,6 +22,7 @@ public sealed class SessionReplacementTests : IDisposable
     private readonly TestDatabase _database = new(StoreKind.Sqlite, "daiko-replace");
     private readonly TaskCompletionSource _letGo = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _replacements;
+    private int _lost;
 
     public void Dispose() => _database.Dispose();
 
@@ -35,6 +36,11 @@ public sealed class SessionReplacementTests : IDisposable
             {
                 Interlocked.Increment(ref _replacements);
                 await _letGo.Task;
+            },
+            Lost = (_, _) =>
+            {
+                Interlocked.Increment(ref _lost);
+                return Task.CompletedTask;
             },
         };
         return (authority, store);
@@ -197,6 +203,30 @@ public sealed class SessionReplacementTests : IDisposable
         Assert.Null(await late);
         Assert.Null(await authority.RefusalAsync("phone", cts.Token));
         Assert.Equal(1, _replacements);
+    }
+
+    [Fact]
+    public async Task ARequestWhoseTouchAnUnlockHereOvertook_IsServedUnderTheUnlocksSession_AndNothingIsLetGo()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (authority, store, _) = await ServedWithHoldingsLetGoAtOnceAsync(cts.Token);
+        // Last used a while ago: the device's next request touches the session it reads.
+        var then = DateTimeOffset.UtcNow.AddSeconds(-30);
+        await store.SaveAsync(new DeviceSession("phone", "first", then, then), cts.Token);
+
+        // A request reads "first" and is held there; meanwhile the device unlocks here, and "first" makes way for the new session.
+        var read = store.PauseNextRead();
+        var late = authority.RefusalAsync("phone", cts.Token);
+        await read.Reached.WaitAsync(cts.Token);
+        await authority.OpenAsync("phone", cts.Token);
+        read.Go();
+
+        // Its touch of "first" finds it gone, because of the unlock here: the request reads again and is served, and the
+        // new session (which the unlock carried the device's holdings over to) is neither ended nor let go.
+        Assert.Null(await late);
+        Assert.Null(await authority.RefusalAsync("phone", cts.Token));
+        Assert.Equal(0, _lost);
+        Assert.Equal(0, _replacements);
     }
 
     [Fact]
