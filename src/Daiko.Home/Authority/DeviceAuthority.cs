@@ -137,11 +137,14 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         // here, or another request), the read is what is stale: what the store says now. Else it ended elsewhere.
         async Task<ErrorReply?> GoneAsync(string? read)
         {
-            if (!readAgain && (_opening.ContainsKey(deviceId) || _served.TryGetValue(deviceId, out var under) && under != read))
+            if (!readAgain && (_opening.ContainsKey(deviceId)
+                || _served.TryGetValue(deviceId, out var under) && under != read
+                || read is not null && _leftBehind.TryGetValue(deviceId, out var left) && left == read))
             {
                 return await RefusalAsync(deviceId, cancellationToken, readAgain: true);
             }
-            await CancelWorkAsync(deviceId, "its session ended elsewhere");
+            // Only the session read stops being served (a request that served the device under a newer one meanwhile keeps it).
+            await CancelWorkAsync(deviceId, "its session ended elsewhere", read);
             return new ErrorReply(ErrorCode.Locked, NoOwnSession);
         }
     }
@@ -190,9 +193,10 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// <summary>Forgets that the device is served under <paramref name="served"/>'s session (remembered as left behind); false when it was not.</summary>
     private bool StopServing(KeyValuePair<string, string> served)
     {
-        if (!_served.TryRemove(served)) return false;
+        if (!_served.TryGetValue(served.Key, out var under) || under != served.Value) return false;
+        // Recorded first, so that no request finds the device not served without finding this (it only reads again for it).
         _leftBehind[served.Key] = served.Value;
-        return true;
+        return _served.TryRemove(served);
     }
 
     /// <summary>As <see cref="StopServing(KeyValuePair{string, string})"/>, under whichever session it is served.</summary>
@@ -274,6 +278,8 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
                 if (_served.TryGetValue(deviceId, out var under) && current?.SessionId != under) await LetGoOfEndedAsync(deviceId, under, cancellationToken);
             }
             while (!await store.ReplaceAsync(session, current?.SessionId, cancellationToken));
+            // A request that read the replaced session reads again (its holdings carry over; the request is served under the new one).
+            if (current is not null) _leftBehind[deviceId] = current.SessionId;
             if (_served.TryGetValue(deviceId, out var served) && served != session.SessionId) _served.TryUpdate(deviceId, session.SessionId, served);
         }
         finally
@@ -425,11 +431,15 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         foreach (var device in lost) await told(device, reason);
     }
 
-    /// <summary>Cancels the device's live work and forgets it was served here; tells <see cref="Lost"/> when it had either.</summary>
-    private async Task CancelWorkAsync(string deviceId, string reason)
+    /// <summary>
+    /// Cancels the device's live work and forgets it was served here (under <paramref name="servedUnder"/> only, where
+    /// given); tells <see cref="Lost"/> when it had either.
+    /// </summary>
+    private async Task CancelWorkAsync(string deviceId, string reason, string? servedUnder = null)
     {
         var hadWork = CancelWork(deviceId);
-        if ((StopServing(deviceId) || hadWork) && Lost is { } lost) await lost(deviceId, reason);
+        var stopped = servedUnder is null ? StopServing(deviceId) : StopServing(KeyValuePair.Create(deviceId, servedUnder));
+        if ((stopped || hadWork) && Lost is { } lost) await lost(deviceId, reason);
     }
 
     /// <summary>Cancels the device's live work; false when it had none.</summary>

@@ -205,13 +205,15 @@ public sealed class SessionReplacementTests : IDisposable
         Assert.Equal(1, _replacements);
     }
 
-    [Fact]
-    public async Task ARequestWhoseTouchAnUnlockHereOvertook_IsServedUnderTheUnlocksSession_AndNothingIsLetGo()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task ARequestWhoseReadAnUnlockHereOvertook_IsServedUnderTheUnlocksSession_AndNothingIsLetGo(bool touches)
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         var (authority, store, _) = await ServedWithHoldingsLetGoAtOnceAsync(cts.Token);
-        // Last used a while ago: the device's next request touches the session it reads.
-        var then = DateTimeOffset.UtcNow.AddSeconds(-30);
+        // Last used a while ago, the device's next request touches the session it reads; used just now, it does not.
+        var then = DateTimeOffset.UtcNow.AddSeconds(touches ? -30 : 0);
         await store.SaveAsync(new DeviceSession("phone", "first", then, then), cts.Token);
 
         // A request reads "first" and is held there; meanwhile the device unlocks here, and "first" makes way for the new session.
@@ -221,8 +223,8 @@ public sealed class SessionReplacementTests : IDisposable
         await authority.OpenAsync("phone", cts.Token);
         read.Go();
 
-        // Its touch of "first" finds it gone, because of the unlock here: the request reads again and is served, and the
-        // new session (which the unlock carried the device's holdings over to) is neither ended nor let go.
+        // "first" is gone because of the unlock here (its touch, if any, says so): the request reads again and is served,
+        // and the new session (which the unlock carried the device's holdings over to) is neither ended nor let go.
         Assert.Null(await late);
         Assert.Null(await authority.RefusalAsync("phone", cts.Token));
         Assert.Equal(0, _lost);
