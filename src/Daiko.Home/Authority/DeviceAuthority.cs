@@ -92,11 +92,8 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             return card;
         }
         var session = await store.FindAsync(deviceId, cancellationToken);
-        if (session is not null && _leftBehind.TryGetValue(deviceId, out var gone) && gone == session.SessionId)
-        {
-            // Read before another request (or the sweep) found that session ended: what the store says now.
-            session = await store.FindAsync(deviceId, cancellationToken);
-        }
+        // Read before this process found that session ended or replaced (another request, the sweep, an unlock here).
+        if (LeftBehind(session?.SessionId)) return await RefusalAsync(deviceId, cancellationToken, readAgain: true);
         var now = time.GetUtcNow();
         if (session is null) return await GoneAsync(null);
         if (now - session.LastUse >= idleTimeout)
@@ -105,11 +102,8 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             return new ErrorReply(ErrorCode.Locked, NoOwnSession);
         }
         if (now - session.LastUse >= TouchGranularity && !await store.TouchAsync(deviceId, session.SessionId, now, cancellationToken)) return await GoneAsync(session.SessionId);
-        if (!readAgain && _leftBehind.TryGetValue(deviceId, out var leftSince) && leftSince == session.SessionId)
-        {
-            // Found ended (an unlock here found it ended elsewhere) while this request touched it: what the store says now.
-            return await RefusalAsync(deviceId, cancellationToken, readAgain: true);
-        }
+        // ... or found so while this request touched it.
+        if (LeftBehind(session.SessionId)) return await RefusalAsync(deviceId, cancellationToken, readAgain: true);
         var replacing = Serve(deviceId, session.SessionId);
         if (replacing is not null)
         {
@@ -133,13 +127,15 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         gate.Card.Touch();
         return null;
 
+        // Whether the session read is one this process stopped serving the device under since: the read is what is stale
+        // then, and what the store says now is read once more.
+        bool LeftBehind(string? read) => !readAgain && read is not null && _leftBehind.TryGetValue(deviceId, out var left) && left == read;
+
         // The session read is gone from the store, or replaced in it. If this process moved on since the read (an unlock
         // here, or another request), the read is what is stale: what the store says now. Else it ended elsewhere.
         async Task<ErrorReply?> GoneAsync(string? read)
         {
-            if (!readAgain && (_opening.ContainsKey(deviceId)
-                || _served.TryGetValue(deviceId, out var under) && under != read
-                || read is not null && _leftBehind.TryGetValue(deviceId, out var left) && left == read))
+            if (LeftBehind(read) || !readAgain && (_opening.ContainsKey(deviceId) || _served.TryGetValue(deviceId, out var under) && under != read))
             {
                 return await RefusalAsync(deviceId, cancellationToken, readAgain: true);
             }
@@ -306,7 +302,6 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
             replacing.TrySetResult();
         }
     }
-
 
     /// <summary>Ends the device's session and, at once, its relays, handoffs and signatures in flight.</summary>
     public async Task<bool> EndAsync(string deviceId, string reason, CancellationToken cancellationToken = default)

@@ -67,6 +67,21 @@ public sealed class SessionReplacementTests : IDisposable
         return (authority, store, now);
     }
 
+    /// <summary>
+    /// Starts <paramref name="start"/> (a request or an unlock), holds it right after its first read of the store while
+    /// <paramref name="meanwhile"/> runs (another node, the device, a second request), then lets it go on; the started task.
+    /// </summary>
+    private static async Task<TTask> OvertakenAfterItsReadAsync<TTask>(PausingStore store, Func<TTask> start, Func<Task> meanwhile, CancellationToken ct)
+        where TTask : Task
+    {
+        var read = store.PauseNextRead();
+        var started = start();
+        await read.Reached.WaitAsync(ct);
+        await meanwhile();
+        read.Go();
+        return started;
+    }
+
     /// <summary>Until the old session's holdings are being let go (<see cref="DeviceAuthority.Replaced"/> was told).</summary>
     private async Task LettingGoAsync(CancellationToken ct)
     {
@@ -124,13 +139,12 @@ public sealed class SessionReplacementTests : IDisposable
         var (authority, store, now) = await ServedWithHoldingsLetGoAtOnceAsync(cts.Token);
 
         // A request reads "first" and is held there; meanwhile another node replaces the session and a second request finds it.
-        var read = store.PauseNextRead();
-        var late = authority.RefusalAsync("phone", cts.Token);
-        await read.Reached.WaitAsync(cts.Token);
-        await store.SaveAsync(new DeviceSession("phone", "opened-elsewhere", now, now));
-        Assert.Null(await authority.RefusalAsync("phone", cts.Token));
-        Assert.Equal(1, _replacements);
-        read.Go();
+        var late = await OvertakenAfterItsReadAsync(store, () => authority.RefusalAsync("phone", cts.Token), async () =>
+        {
+            await store.SaveAsync(new DeviceSession("phone", "opened-elsewhere", now, now));
+            Assert.Null(await authority.RefusalAsync("phone", cts.Token));
+            Assert.Equal(1, _replacements);
+        }, cts.Token);
 
         Assert.Null(await late);
         // Not moved back to the session that is gone (which would let go of what the new one was handed, a second time).
@@ -164,13 +178,11 @@ public sealed class SessionReplacementTests : IDisposable
 
         // The unlock reads "first" (still the session served here) and is held there; meanwhile another node locks the
         // device, and maybe unlocks it again.
-        var read = store.PauseNextRead();
-        var unlock = authority.OpenAsync("phone", cts.Token);
-        await read.Reached.WaitAsync(cts.Token);
-        if (openedAgain) await store.SaveAsync(new DeviceSession("phone", "opened-elsewhere", now, now));
-        else Assert.True(await store.EndAsync("phone", cts.Token));
-        read.Go();
-        await unlock.WaitAsync(cts.Token);
+        await (await OvertakenAfterItsReadAsync(store, () => authority.OpenAsync("phone", cts.Token), async () =>
+        {
+            if (openedAgain) await store.SaveAsync(new DeviceSession("phone", "opened-elsewhere", now, now));
+            else Assert.True(await store.EndAsync("phone", cts.Token));
+        }, cts.Token)).WaitAsync(cts.Token);
 
         // What was held under the ended session went, and was not carried over to the session opened here ...
         Assert.Equal(1, _replacements);
@@ -190,13 +202,12 @@ public sealed class SessionReplacementTests : IDisposable
         var (authority, store, _) = await ServedWithHoldingsLetGoAtOnceAsync(cts.Token);
 
         // A request reads "first" and is held there; meanwhile another node locks the device and it unlocks here.
-        var read = store.PauseNextRead();
-        var late = authority.RefusalAsync("phone", cts.Token);
-        await read.Reached.WaitAsync(cts.Token);
-        Assert.True(await store.EndAsync("phone", cts.Token));
-        await authority.OpenAsync("phone", cts.Token);
-        Assert.Equal(1, _replacements);
-        read.Go();
+        var late = await OvertakenAfterItsReadAsync(store, () => authority.RefusalAsync("phone", cts.Token), async () =>
+        {
+            Assert.True(await store.EndAsync("phone", cts.Token));
+            await authority.OpenAsync("phone", cts.Token);
+            Assert.Equal(1, _replacements);
+        }, cts.Token);
 
         // Served, under the unlock's session: not under the ended one, which the next request would find replaced
         // (letting go a second time of what the new session was handed).
@@ -217,11 +228,8 @@ public sealed class SessionReplacementTests : IDisposable
         await store.SaveAsync(new DeviceSession("phone", "first", then, then), cts.Token);
 
         // A request reads "first" and is held there; meanwhile the device unlocks here, and "first" makes way for the new session.
-        var read = store.PauseNextRead();
-        var late = authority.RefusalAsync("phone", cts.Token);
-        await read.Reached.WaitAsync(cts.Token);
-        await authority.OpenAsync("phone", cts.Token);
-        read.Go();
+        var late = await OvertakenAfterItsReadAsync(store, () => authority.RefusalAsync("phone", cts.Token),
+            () => authority.OpenAsync("phone", cts.Token), cts.Token);
 
         // "first" is gone because of the unlock here (its touch, if any, says so): the request reads again and is served,
         // and the new session (which the unlock carried the device's holdings over to) is neither ended nor let go.
