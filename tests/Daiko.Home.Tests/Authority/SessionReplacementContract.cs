@@ -2,6 +2,7 @@ using Daiko.Cards;
 using Daiko.Home.Authority;
 using Daiko.Home.Handlers;
 using Daiko.Home.Storage;
+using Daiko.Home.Tests.Storage;
 using Daiko.Money;
 using Daiko.Protocol.Messages;
 using Daiko.TestSupport;
@@ -14,21 +15,19 @@ namespace Daiko.Home.Tests.Authority;
 /// A device's session ended and opened again elsewhere (another node's lock and unlock): whichever finds it, a
 /// request of the device or the sweep, every request of the device waits until what was held under the old
 /// session is let go (its agents told to drop the old stock), so that no answer under the new session is
-/// overtaken by that notice. DeviceAuthority alone, on a real SQLite store; the card is a stand-in that is
-/// always crypto-ready (the card's part is not what is tested here).
+/// overtaken by that notice. DeviceAuthority alone, on a real SQLite store and on a real PostgreSQL server (the
+/// hosted nodes' store, where a lock and unlock elsewhere is another node's); the card is a stand-in that is always
+/// crypto-ready (the card's part is not what is tested here).
 /// </summary>
-public sealed class SessionReplacementTests : IDisposable
+public abstract class SessionReplacementContract(StoreKind kind) : StoreContract(kind, "daiko-replace")
 {
-    private readonly TestDatabase _database = new(StoreKind.Sqlite, "daiko-replace");
     private readonly TaskCompletionSource _letGo = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _replacements;
     private int _lost;
 
-    public void Dispose() => _database.Dispose();
-
     private (DeviceAuthority Authority, PausingStore Store) Authority()
     {
-        var store = new PausingStore(new SqlDeviceSessionStore(HomeStore.Sqlite(_database.SqlitePath)));
+        var store = new PausingStore(new SqlDeviceSessionStore(Store()));
         var authority = new DeviceAuthority(store, new CardGate(new ReadyCard()), TimeProvider.System, TimeSpan.FromMinutes(10))
         {
             // As the home server's: let go of the old session's holdings and tell the agents, which here takes until the test says.
@@ -351,4 +350,13 @@ public sealed class SessionReplacementTests : IDisposable
 
         public void AdvancePurseCounter(long value) => throw new NotSupportedException();
     }
+}
+
+public sealed class SqliteSessionReplacementTests() : SessionReplacementContract(StoreKind.Sqlite)
+{
+}
+
+[Collection("home card")]
+public sealed class PostgresSessionReplacementTests() : SessionReplacementContract(StoreKind.Postgres)
+{
 }
