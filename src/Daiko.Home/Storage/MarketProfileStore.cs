@@ -1,3 +1,4 @@
+using System.Globalization;
 using Daiko.Home.Delegation;
 using static Daiko.Home.Storage.StoreCommands;
 
@@ -14,7 +15,9 @@ public interface IMarketProfileStore
     /// psk_ke: a new profile starts with the value given, and only <see cref="RememberPskKeAsync"/> changes it
     /// (what a handshake writes comes from a read that a psk_ke check may have overtaken). One market (host, port, server
     /// name) keeps the profiles of its <see cref="SqlMarketProfileStore.MaxAlpnsKept"/> ALPNs learned last: the ALPN is the
-    /// device's to choose, and a device offering ever new ones would otherwise add a row a handshake.
+    /// device's to choose, and a device offering ever new ones would otherwise add a row a handshake. The whole table keeps
+    /// the <see cref="SqlMarketProfileStore.MaxProfilesKept"/> profiles learned last: a device whose policy allows a wildcard
+    /// name or an address range chooses the server name and host too.
     /// </summary>
     Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default);
 
@@ -26,7 +29,8 @@ public interface IMarketProfileStore
 /// Market profiles on any <see cref="IHomeStore"/> (SQLite or PostgreSQL): one table, the same SQL on
 /// both (named @parameters, an ON CONFLICT upsert), created by its migration on first use.
 /// </summary>
-public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStore
+/// <param name="maxProfilesKept">Profiles the whole table keeps (<see cref="MaxProfilesKept"/> unless a test says fewer).</param>
+public sealed class SqlMarketProfileStore(IHomeStore store, int maxProfilesKept = SqlMarketProfileStore.MaxProfilesKept) : IMarketProfileStore
 {
     // The tickets column: none seen (yet), issues tickets, or a full wait confirmed none.
     private const int NoneSeen = 0;
@@ -70,6 +74,15 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
     /// </summary>
     public const int MaxAlpnsKept = 8;
 
+    /// <summary>
+    /// Profiles the whole table keeps; the ones learned longest ago go first. A profile is what a handshake learned and the
+    /// next handshake with that market learns again, so one pushed out costs that market one handshake's learning (a
+    /// ticket-less or psk_ke-less guess), never a session. A device whose policy allows a wildcard name or an address range
+    /// chooses the server name (and the host) of each market it asks for, and would otherwise add up to
+    /// <see cref="MaxAlpnsKept"/> rows a name.
+    /// </summary>
+    public const int MaxProfilesKept = 4096;
+
     public async Task RememberAsync(MarketProfile profile, CancellationToken cancellationToken = default)
     {
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
@@ -89,6 +102,15 @@ public sealed class SqlMarketProfileStore(IHomeStore store) : IMarketProfileStor
                 SELECT alpn FROM market_profiles_by_name WHERE host = @h AND port = @p AND server_name = @n
                 ORDER BY learned_at DESC, alpn LIMIT {MaxAlpnsKept})
             """, cancellationToken, ("@h", profile.Host), ("@p", profile.Port), ("@n", profile.EffectiveServerName));
+        var rows = Convert.ToInt64(await ScalarAsync(connection, transaction, "SELECT COUNT(*) FROM market_profiles_by_name", cancellationToken), CultureInfo.InvariantCulture);
+        if (rows > maxProfilesKept)
+        {
+            await ExecuteAsync(connection, transaction, """
+                DELETE FROM market_profiles_by_name WHERE (host, port, server_name, alpn) IN (
+                    SELECT host, port, server_name, alpn FROM market_profiles_by_name
+                    ORDER BY learned_at, host, port, server_name, alpn LIMIT @excess)
+                """, cancellationToken, ("@excess", rows - maxProfilesKept));
+        }
         await transaction.CommitAsync(cancellationToken);
     }
 
