@@ -25,11 +25,16 @@ public static class ConsoleLinks
         return ($"{baseUrl.TrimEnd('/')}/login/{token}", expires);
     }
 
-    /// <summary>True once for a valid, unexpired token; the token is gone afterwards whatever the answer.</summary>
+    /// <summary>
+    /// True once for a valid, unexpired token; the token is gone afterwards whatever the answer. A token that is not in the
+    /// file is refused without writing it or waiting for its lock (<see cref="MayHold"/>): <c>/login/</c> needs no session,
+    /// and a flood of made-up tokens must not keep <c>console-link</c> from adding a real one.
+    /// </summary>
     public static bool Spend(string directory, string token, TimeProvider? time = null)
     {
         if (token.Length is 0 or > 64) return false;
         var hash = Hash(token);
+        if (!MayHold(directory, hash)) return false;
         var found = false;
         Update(directory, time, lines =>
         {
@@ -39,6 +44,41 @@ public static class ConsoleLinks
             lines.RemoveAt(index);
         });
         return found;
+    }
+
+    /// <summary>The hashes in a links file as last read, by the file's path, with what the file looked like then.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, HashesRead> Read = new();
+
+    private sealed record HashesRead(DateTime Written, long Length, long ReadAt, HashSet<string> Hashes);
+
+    /// <summary>
+    /// Whether the links file may hold <paramref name="hash"/>: from the hashes last read while the file looks the same
+    /// (written at the same time, same length) and was read within the last ten seconds, else from the file read again (shared:
+    /// it waits for no writer and makes none wait long). A file that cannot be read now may hold it.
+    /// </summary>
+    private static bool MayHold(string directory, string hash)
+    {
+        var path = Path.Combine(directory, LinksFile);
+        var file = new FileInfo(path);
+        if (!file.Exists) return false;
+        var (written, length) = (file.LastWriteTimeUtc, file.Length);
+        if (Read.TryGetValue(path, out var read) && read.Written == written && read.Length == length
+            && Environment.TickCount64 - read.ReadAt < 10_000)
+        {
+            return read.Hashes.Contains(hash);
+        }
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            var hashes = new StreamReader(stream).ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                .Select(l => l.Split(' ')[0]).ToHashSet(StringComparer.Ordinal);
+            Read[path] = new HashesRead(written, length, Environment.TickCount64, hashes);
+            return hashes.Contains(hash);
+        }
+        catch (IOException)
+        {
+            return true;
+        }
     }
 
     /// <summary>The console's base URL as the running server recorded it, or null when none runs.</summary>

@@ -55,6 +55,7 @@ public static class WebSide
         });
         var app = builder.Build();
         app.Use(SecurityHeaders);
+        if (listen.Certificate is null) app.Use(LoopbackNamesOnly);
         var health = new HealthAnswers(probes);
         app.MapGet("/healthz", async Task<IResult> (HttpContext context) => await HealthAsync(context, health));
         app.MapMetrics("/metrics");
@@ -136,6 +137,23 @@ public static class WebSide
             return "failing: " + e.GetType().Name;
         }
     }
+
+    /// <summary>
+    /// Plain HTTP (loopback only) answers only requests addressed to a loopback name: a web page whose own name an attacker
+    /// points at 127.0.0.1 (DNS rebinding) would otherwise read <c>/metrics</c> and <c>/healthz</c>, which need no login,
+    /// as its own origin. Under TLS the certificate's name stops such a page. A request with no Host at all (HTTP/1.0, a
+    /// health checker's) comes from no web page and is answered.
+    /// </summary>
+    private static Task LoopbackNamesOnly(HttpContext context, Func<Task> next)
+    {
+        if (!context.Request.Host.HasValue || IsLoopbackName(context.Request.Host.Host)) return next();
+        context.Response.StatusCode = StatusCodes.Status421MisdirectedRequest;
+        return context.Response.WriteAsync("this console answers only requests addressed to 127.0.0.1, [::1] or localhost\n");
+    }
+
+    internal static bool IsLoopbackName(string host) =>
+        host.Equals("localhost", StringComparison.OrdinalIgnoreCase)
+        || (IPAddress.TryParse(host.StartsWith('[') && host.EndsWith(']') ? host[1..^1] : host, out var address) && IPAddress.IsLoopback(address));
 
     private static Task SecurityHeaders(HttpContext context, Func<Task> next)
     {

@@ -24,6 +24,25 @@ public sealed class OperationsProcessTests(HomeWithConsole system) : IClassFixtu
         Assert.Equal("ok", body.GetProperty("token").GetString());
     }
 
+    [Theory]
+    [InlineData("evil.example", HttpStatusCode.MisdirectedRequest)]
+    [InlineData("127.0.0.1", HttpStatusCode.OK)]
+    [InlineData("localhost", HttpStatusCode.OK)]
+    [InlineData("[::1]", HttpStatusCode.OK)]
+    public async Task OnPlainHttp_OnlyRequestsAddressedToALoopbackName_AreAnswered(string host, HttpStatusCode expected)
+    {
+        // A page whose name an attacker points at 127.0.0.1 (DNS rebinding) reaches the console with its own name as Host.
+        foreach (var path in new[] { "/metrics", "/healthz" })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri($"{system.ConsoleUrl}{path}"));
+            request.Headers.Host = $"{host}:{system.ConsolePort}";
+            using var response = await Http.SendAsync(request);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(expected == response.StatusCode, $"{path} with Host {host}: {(int)response.StatusCode} {body}");
+            if (expected != HttpStatusCode.OK) Assert.DoesNotContain("daiko_", body, StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public async Task Metrics_ParseAsPrometheusText_AndCountWhatHappened()
     {
