@@ -8,8 +8,18 @@ public sealed record CertificateRequestInfo(
 /// <summary>Options for one client connection. Immutable; validated when the handshake starts.</summary>
 public sealed record TlsClientOptions
 {
-    /// <summary>SNI and the name the server certificate must match. Null sends no SNI (IP literal).</summary>
+    /// <summary>
+    /// SNI and the name (or IP address) the server certificate must match. <see cref="X509ChainValidator"/> refuses every
+    /// certificate when it is null: a certificate that chains to a trusted root proves nothing about a server no name
+    /// was asked of.
+    /// </summary>
     public string? ServerName { get; init; }
+
+    /// <summary>
+    /// Whether the ClientHello names <see cref="ServerName"/> (server_name). False for an IP literal, which RFC 6066 §3
+    /// keeps out of server_name; the certificate is still checked against it.
+    /// </summary>
+    public bool SendServerName { get; init; } = true;
 
     public IReadOnlyList<string> ApplicationProtocols { get; init; } = [];
 

@@ -130,7 +130,11 @@ public sealed class X509ChainValidator : IServerCertificateValidator
                 if (status.HasFlag(X509ChainStatusFlags.PartialChain) && x509.ChainElements.Count > 0) missingIssuerOf = x509.ChainElements[^1].Certificate.RawData;
                 return verdict;
             }
-            if (serverName is not null && !leaf.MatchesHostname(serverName, allowWildcards: true, allowCommonName: false))
+            if (serverName is null)
+            {
+                return CertificateVerdict.Fail(CertificateProblem.NameMismatch, "no server name was given to check the server certificate against");
+            }
+            if (!leaf.MatchesHostname(serverName, allowWildcards: true, allowCommonName: false))
             {
                 return CertificateVerdict.Fail(CertificateProblem.NameMismatch, $"the server certificate is not valid for {serverName}");
             }

@@ -22,6 +22,28 @@ public sealed class TlsGetVersionTests : IDisposable
     private static JsonElement Stats(CliResult result) => JsonDocument.Parse(result.StandardError.Trim().Split('\n')[^1]).RootElement;
 
     [Fact]
+    public async Task TlsGet_ToAnIpAddress_ChecksTheCertificateAgainstIt_AndRefusesATrustedOneForAnotherName()
+    {
+        string[] ByAddress(int port) => ["tls", "get", $"https://127.0.0.1:{port}/", "--ca", _pki.RootPath, "--cert", _pki.User.CertificatePath, "--key", _pki.User.KeyPath];
+        // The test PKI's server certificate names localhost and 127.0.0.1: reached by its address, it is accepted.
+        using (var peer = await OpenSslServer.StartAsync(_pki))
+        {
+            var ok = await DaikoCli.RunAsync(ByAddress(peer.Port));
+            Assert.True(ok.ExitCode == 0, ok.ToString());
+            Assert.Contains("Alice Example", ok.StandardOutput, StringComparison.Ordinal);
+        }
+
+        // A certificate from the same trusted root for another name (what a man in the middle holding any trusted certificate
+        // shows) is refused, before the client's certificate and signature go out.
+        _pki.WithServer(_pki.IssueServer("elsewhere", "elsewhere.test"));
+        using var other = await OpenSslServer.StartAsync(_pki);
+        var refused = await DaikoCli.RunAsync(ByAddress(other.Port));
+        Assert.True(refused.ExitCode != 0, refused.ToString());
+        Assert.Contains("not valid for 127.0.0.1", refused.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain("Alice Example", refused.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task TlsGet_Auto_ReachesATls12OnlyServer_AndResumesWithItsTicket_WithoutPublicKeyOperations()
     {
         using var peer = await OpenSslServer.StartAsync(_pki, new TlsPeerOptions { Versions = "1.2" });

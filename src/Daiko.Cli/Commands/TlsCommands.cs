@@ -56,7 +56,9 @@ internal static class TlsCommands
             var request = System.Text.Encoding.ASCII.GetBytes($"GET {target.PathAndQuery} HTTP/1.1\r\nHost: {target.Authority}\r\nConnection: close\r\nUser-Agent: daiko\r\n\r\n");
             var options = new TlsClientOptions
             {
-                ServerName = target.HostNameType == UriHostNameType.Dns ? target.IdnHost : null,
+                // An IP literal is checked against the certificate's IP addresses, but not sent as server_name (RFC 6066 §3).
+                ServerName = target.HostNameType == UriHostNameType.Dns ? target.IdnHost : target.DnsSafeHost,
+                SendServerName = target.HostNameType == UriHostNameType.Dns,
                 ApplicationProtocols = ["http/1.1"],
                 ClientCredential = credential,
                 CertificateValidator = parse.GetValue(ca) is { } caFile ? X509ChainValidator.FromPemFiles([caFile.FullName], counters) : new X509ChainValidator(counters: counters),

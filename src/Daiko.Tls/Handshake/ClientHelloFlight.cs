@@ -58,7 +58,7 @@ internal static class ClientHelloFlight
             CipherSuites = !tls13 ? [] : resumeOnly ? [ticket!.Suite] : o.CipherSuites,
             OfferTls13 = tls13,
             Tls12 = tls12 ? new Tls12.Tls12Offer(o.Tls12CipherSuites, c.OfferedTls12Ticket?.Identity ?? []) : null,
-            ServerName = o.ServerName,
+            ServerName = o.SendServerName ? o.ServerName : null,
             Groups = groups,
             SignatureSchemes = resumeOnly ? [] : SignatureVerifier.Supported,
             KeyShares = shares,
@@ -73,7 +73,7 @@ internal static class ClientHelloFlight
         c.OfferedExtensions = [(ushort)ExtensionType.SupportedVersions, (ushort)ExtensionType.PskKeyExchangeModes, (ushort)ExtensionType.RecordSizeLimit,
                 .. groups.Count == 0 ? Array.Empty<ushort>() : [(ushort)ExtensionType.SupportedGroups, (ushort)ExtensionType.KeyShare],
                 .. resumeOnly ? Array.Empty<ushort>() : [(ushort)ExtensionType.SignatureAlgorithms],
-                .. o.ServerName is null ? Array.Empty<ushort>() : [(ushort)ExtensionType.ServerName],
+                .. o.ServerName is null || !o.SendServerName ? Array.Empty<ushort>() : [(ushort)ExtensionType.ServerName],
                 .. o.ApplicationProtocols.Count == 0 ? Array.Empty<ushort>() : [(ushort)ExtensionType.ApplicationLayerProtocolNegotiation],
                 .. early ? [(ushort)ExtensionType.EarlyData] : Array.Empty<ushort>()];
         var bytes = hello.Encode(out var bindersOffset);

@@ -17,6 +17,12 @@ internal sealed class ExpectServerHello12 : HandshakeState
     {
         var hello = ServerHello12.Parse(message.Body);
         var o = c.Options;
+        if (c.OfferedEarlyData)
+        {
+            // RFC 8446 §4.2.10: a client that attempted 0-RTT MUST fail a connection answered with TLS 1.2 or older. Going
+            // on would make the client's key sign for a handshake that then fails, under keys the early data already used.
+            throw TlsException.Illegal("the server answered TLS 1.2 to a ClientHello that sent early data (TLS 1.3 0-RTT), which RFC 8446 requires the client to refuse");
+        }
         if (o.Versions.HasFlag(TlsVersions.Tls13) && hello.CarriesDowngradeSentinel)
         {
             throw TlsException.Illegal("the server answered TLS 1.2 with the TLS 1.3 downgrade sentinel in its random: TLS 1.3 was removed from the ClientHello on the way");

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using Daiko.TestSupport;
 using Daiko.Tls.KeySchedule;
 using Daiko.Tls.Records;
@@ -58,6 +59,29 @@ public sealed class RefusesOutsideTheProfileTests : IDisposable
         Assert.False(e.SentByPeer);
         Assert.Contains("Extended Master Secret", e.Message, StringComparison.Ordinal);
         await peer.WaitForOutputAsync("fatal handshake_failure", TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task Refuses_ATls12Answer_ToAClientHelloThatSentEarlyData_BeforeAnyKeyIsUsed()
+    {
+        using var peer = await StartAsync("1.2");
+        var counters = new TlsCounters();
+        // A TLS 1.3 ticket for this name that allows early data (as one from the market before it was downgraded).
+        var ticket = new SessionTicket(RandomNumberGenerator.GetBytes(32), RandomNumberGenerator.GetBytes(32), CipherSuite.Aes128GcmSha256,
+            "localhost", null, 3600, 7, 16384, DateTimeOffset.UtcNow, [0]);
+        var options = Options() with
+        {
+            ResumptionTicket = ticket,
+            EarlyData = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"u8.ToArray(),
+            ClientCredential = SoftwareSigner.LoadCredential(_pki.User.CertificatePath, _pki.User.KeyPath, counters),
+        };
+
+        var e = await Assert.ThrowsAsync<TlsException>(() => ConnectAsync(peer.Port, options));
+
+        Assert.Contains("early data", e.Message, StringComparison.Ordinal);
+        Assert.False(e.SentByPeer, e.Message);
+        // RFC 8446 §4.2.10: refused at the ServerHello, so the user's key signed nothing and no key exchange ran.
+        Assert.Equal(0, counters.PublicKeyOperations);
     }
 
     [Theory]

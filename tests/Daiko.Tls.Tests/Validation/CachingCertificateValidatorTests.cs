@@ -37,6 +37,20 @@ public sealed class CachingCertificateValidatorTests : IDisposable
     }
 
     [Fact]
+    public async Task AChainThatBuilds_IsRefusedWhenNoNameWasGivenToCheckItAgainst_AndCheckedAgainstAnAddress()
+    {
+        var validator = new X509ChainValidator([_pki.Root]);
+
+        // Any certificate from a trusted root chains: with no name asked of the server, it proves nothing about it.
+        var none = await validator.ValidateAsync(null, _chain, CancellationToken.None);
+        Assert.False(none.Trusted);
+        Assert.Equal(CertificateProblem.NameMismatch, none.Problem);
+        // The test server's certificate names 127.0.0.1 among its addresses, not 127.0.0.2.
+        Assert.True((await validator.ValidateAsync("127.0.0.1", _chain, CancellationToken.None)).Trusted);
+        Assert.Equal(CertificateProblem.NameMismatch, (await validator.ValidateAsync("127.0.0.2", _chain, CancellationToken.None)).Problem);
+    }
+
+    [Fact]
     public async Task SameChainAndName_IsValidatedOnce_WithinTheTimeToLive()
     {
         var clock = new Clock();
