@@ -86,11 +86,8 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
 
     private async Task<ErrorReply?> RefusalAsync(string deviceId, CancellationToken cancellationToken, bool readAgain)
     {
-        if (gate.RefusalUnlessReady() is { } card)
-        {
-            await EndAllAsync("the home card left crypto-ready", cancellationToken);
-            return card;
-        }
+        // Only if a fresh look still finds the card not crypto-ready (see EndAllUnlessReadyAgainAsync); else the request goes on.
+        if (gate.RefusalUnlessReady() is { } card && await EndAllUnlessReadyAgainAsync(cancellationToken)) return card;
         var session = await store.FindAsync(deviceId, cancellationToken);
         // Read before this process found that session ended or replaced (another request, the sweep, an unlock here).
         if (LeftBehind(session?.SessionId)) return await RefusalAsync(deviceId, cancellationToken, readAgain: true);
@@ -322,6 +319,23 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         foreach (var device in _work.Keys.Concat(_served.Keys).Distinct().ToList()) await CancelWorkAsync(device, reason);
     }
 
+    /// <summary>
+    /// Ends every session, and this process's work under them, because the card left crypto-ready; true when it did. This
+    /// process's view of the card may be older than sessions another node (or process) opened since it made the card
+    /// crypto-ready (a hosted card's view of "not ready" is kept up to 200 ms): the sessions listed now end only if a fresh
+    /// look, taken after the listing, still finds the card not crypto-ready. The sweep and every request ask it alike.
+    /// </summary>
+    private async Task<bool> EndAllUnlessReadyAgainAsync(CancellationToken cancellationToken)
+    {
+        const string reason = "the home card left crypto-ready";
+        var working = _work.ToArray();
+        var listed = await store.ListAsync(cancellationToken);
+        if (listed.Count > 0 && gate.Card.GetStatus().State == HomeCardState.CryptoReady) return false;
+        foreach (var session in listed) await EndAsync(session.DeviceId, reason, cancellationToken);
+        await LoseAsync(working, _served.ToArray(), [], reason);
+        return true;
+    }
+
     /// <summary>Whether any device other than <paramref name="deviceId"/> still holds a live session.</summary>
     public async Task<bool> OthersHoldSessionsAsync(string deviceId, CancellationToken cancellationToken) =>
         (await store.ListAsync(cancellationToken)).Any(s => s.DeviceId != deviceId && time.GetUtcNow() - s.LastUse < idleTimeout);
@@ -353,14 +367,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     {
         if (gate.Card.State != HomeCardState.CryptoReady)
         {
-            // This view of the card may be older than sessions another node (or process) opened since it
-            // made the card crypto-ready: the sessions listed now end only if a fresh look, taken after
-            // the listing, still finds the card not crypto-ready.
-            var working = _work.ToArray();
-            var listed = await store.ListAsync(cancellationToken);
-            if (listed.Count > 0 && gate.Card.GetStatus().State == HomeCardState.CryptoReady) return;
-            foreach (var session in listed) await EndAsync(session.DeviceId, "the home card left crypto-ready", cancellationToken);
-            await LoseAsync(working, _served.ToArray(), [], "the home card left crypto-ready");
+            await EndAllUnlessReadyAgainAsync(cancellationToken);
             return;
         }
         // What runs and was served before the listing: a device that unlocks while the sweep goes on is not

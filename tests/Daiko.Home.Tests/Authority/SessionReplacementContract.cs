@@ -4,6 +4,7 @@ using Daiko.Home.Handlers;
 using Daiko.Home.Storage;
 using Daiko.Home.Tests.Storage;
 using Daiko.Money;
+using Daiko.Protocol;
 using Daiko.Protocol.Messages;
 using Daiko.TestSupport;
 using Daiko.Tls;
@@ -24,11 +25,12 @@ public abstract class SessionReplacementContract(StoreKind kind) : StoreContract
     private readonly TaskCompletionSource _letGo = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _replacements;
     private int _lost;
+    private readonly ReadyCard _card = new();
 
     private (DeviceAuthority Authority, PausingStore Store) Authority()
     {
         var store = new PausingStore(new SqlDeviceSessionStore(Store()));
-        var authority = new DeviceAuthority(store, new CardGate(new ReadyCard()), TimeProvider.System, TimeSpan.FromMinutes(10))
+        var authority = new DeviceAuthority(store, new CardGate(_card), TimeProvider.System, TimeSpan.FromMinutes(10))
         {
             // As the home server's: let go of the old session's holdings and tell the agents, which here takes until the test says.
             Replaced = async (_, _) =>
@@ -260,6 +262,30 @@ public abstract class SessionReplacementContract(StoreKind kind) : StoreContract
         Assert.Equal(0, _replacements);
     }
 
+    [Fact]
+    public async Task ARequestHere_WhoseViewOfTheCardIsOlderThanAnUnlockElsewhere_EndsNoSession_AndIsServed()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (authority, store) = Authority();
+        // This process last saw the card wait for PIN2; then the phone unlocked it through another node.
+        _card.Viewed = HomeCardState.RemoteAccessWait;
+        var now = DateTimeOffset.UtcNow;
+        await store.SaveAsync(new DeviceSession("phone", "opened-elsewhere", now, now), cts.Token);
+
+        // Another device of the owner, without a session of its own, asks here before this process's view is renewed.
+        Assert.Equal(ErrorCode.Locked, (await authority.RefusalAsync("tablet", cts.Token))?.Code);
+        // The phone's session is not ended for a view of the card older than it; the phone is served, here too.
+        Assert.Equal("opened-elsewhere", (await store.FindAsync("phone", cts.Token))?.SessionId);
+        Assert.Null(await authority.RefusalAsync("phone", cts.Token));
+        await authority.SweepAsync(cts.Token);
+        Assert.NotNull(await store.FindAsync("phone", cts.Token));
+
+        // When a fresh look agrees that the card left crypto-ready, every session ends.
+        _card.Fresh = HomeCardState.Locked;
+        Assert.Equal(ErrorCode.CardNotReady, (await authority.RefusalAsync("phone", cts.Token))?.Code);
+        Assert.Null(await store.FindAsync("phone", cts.Token));
+    }
+
     /// <summary>The real store, with a read that can be held after it returned (a request caught between its read and its use).</summary>
     private sealed class PausingStore(IDeviceSessionStore inner) : IDeviceSessionStore
     {
@@ -314,17 +340,25 @@ public abstract class SessionReplacementContract(StoreKind kind) : StoreContract
     }
 
     /// <summary>A card that is crypto-ready and does nothing else.</summary>
+    /// <summary>
+    /// Crypto-ready unless a test says otherwise: <see cref="Viewed"/> is this process's kept view of the card (a hosted
+    /// card keeps "not ready" up to 200 ms), <see cref="Fresh"/> what a fresh look at the card's row finds.
+    /// </summary>
     private sealed class ReadyCard : IHomeCard
     {
+        public HomeCardState Viewed { get; set; } = HomeCardState.CryptoReady;
+
+        public HomeCardState Fresh { get; set; } = HomeCardState.CryptoReady;
+
         public string CardId => "stand-in";
 
         public IReadOnlyList<byte[]> CertificateChain => [];
 
         public ITlsSigner TlsSigner => throw new NotSupportedException();
 
-        public HomeCardState State => HomeCardState.CryptoReady;
+        public HomeCardState State => Viewed;
 
-        public HomeCardStatus GetStatus() => throw new NotSupportedException();
+        public HomeCardStatus GetStatus() => new(Fresh, 3, 3, HomeCardKeyType.P256, false, CardId, null, "stand-in");
 
         public PinResult EnterPin1(string pin) => throw new NotSupportedException();
 
