@@ -65,6 +65,9 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     private readonly StrangerRefusals _unknownCodes = new();
     private readonly ConcurrentDictionary<string, Lazy<Task<HomeParts?>>> _owners = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _lastUse = new(StringComparer.Ordinal);
+    // Each owner's count of tickets its devices hold, kept across the owner's unloading: a device that disconnects until
+    // its owner is unloaded must not find its max-tickets counted afresh when it connects again.
+    private readonly ConcurrentDictionary<string, Home.Policy.TicketHoldings> _ticketHoldings = new(StringComparer.Ordinal);
     // Held while an owner's parts are handed out and while the sweeper decides to unload them.
     private readonly object _loading = new();
     private readonly CancellationTokenSource _stop = new();
@@ -201,6 +204,7 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
             IdleTimeout = _options.IdleTimeout,
             AllowPrivateMarkets = _options.AllowPrivateMarkets,
             MailSettings = () => _database.MailOf(owner),
+            TicketHoldings = _ticketHoldings.GetOrAdd(owner, _ => new Home.Policy.TicketHoldings(TimeProvider.System)),
         };
         var parts = new HomeParts(options, card, _identity, owner, _limiter);
         try

@@ -44,6 +44,13 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>Fetches an intermediate a market left out of its chain, by its http AIA URL, from public addresses only (<c>home serve --fetch-missing-intermediates</c>).</summary>
     public bool FetchMissingIntermediates { get; init; }
 
+    /// <summary>
+    /// The count of tickets each device holds (its policy's max-tickets), when it must outlive these parts: a hosted node
+    /// keeps one per owner across the owner's unloading, so that a device cannot start its count afresh by disconnecting
+    /// until the owner is unloaded. Null: the parts keep their own.
+    /// </summary>
+    public Policy.TicketHoldings? TicketHoldings { get; init; }
+
     /// <summary>Where the payment log is mailed, read at each mail (a hosted owner's row); default DIR/mail.json.</summary>
     public Func<Mail.MailSettings?>? MailSettings { get; init; }
 

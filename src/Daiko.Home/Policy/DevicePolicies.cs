@@ -8,7 +8,9 @@ namespace Daiko.Home.Policy;
 /// change applies within <see cref="Freshness"/>), the markets it may reach, the tickets it holds,
 /// and when it was last used.
 /// </summary>
-public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, CancellationToken, Task<string?>> deviceName, TimeProvider time, bool allowPrivateMarkets = false)
+/// <param name="tickets">The tickets each device holds, when they must outlive this view (a hosted owner unloaded and loaded again); else its own.</param>
+public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, CancellationToken, Task<string?>> deviceName, TimeProvider time, bool allowPrivateMarkets = false,
+    TicketHoldings? tickets = null)
 {
     /// <summary>How long a policy read from the store is used before it is read again.</summary>
     public static readonly TimeSpan Freshness = TimeSpan.FromMilliseconds(500);
@@ -21,7 +23,7 @@ public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, Cancel
     /// <summary>The terms each device's stock was handed out under, as this process knows them (the store keeps them across restarts and nodes).</summary>
     private readonly ConcurrentDictionary<string, string> _stockTerms = new(StringComparer.Ordinal);
 
-    public TicketHoldings Tickets { get; } = new(time);
+    public TicketHoldings Tickets { get; } = tickets ?? new(time);
 
     /// <summary>Where the policies are kept.</summary>
     public IDevicePolicyStore Store => store;

@@ -1,0 +1,60 @@
+using Daiko.TestSupport;
+using Daiko.TestSupport.Hosted;
+
+namespace Daiko.EndToEnd.Tests.Hosted;
+
+/// <summary>A device's max-tickets on a hosted node (a real <c>host serve</c> process over PostgreSQL and the site's SoftHSM2 token).</summary>
+public sealed class HostedTicketHoldingsTests : IAsyncLifetime
+{
+    private readonly HostedSite _site = new();
+
+    public async Task InitializeAsync()
+    {
+        await _site.InitializeAsync();
+        await _site.AddOwnerAsync("gail");
+    }
+
+    public Task DisposeAsync() => _site.DisposeAsync();
+
+    [Fact]
+    public async Task ADeviceAtItsMaxTickets_IsStillRefused_AfterDisconnectingUntilItsOwnerWasUnloaded()
+    {
+        var (node, port) = await _site.StartNodeAsync(null, "--owner-idle", "2");
+        using var link = SlowLink.Start(port, TimeSpan.Zero, 1e12);
+        const string Unloaded = "owner 'gail' unloaded from this node";
+        var terminal = await _site.EnrollAsync("gail", "stockpiler", link.Port);
+        await HostedSite.Ok(["host", "device", "policy", "--site", _site.Site, "--owner", "gail", "--name", "stockpiler", "--max-tickets", "1"]);
+        await HostedSite.UnlockAsOwnerAsync(terminal, "gail");
+
+        var first = await _site.GetAsync(terminal, "resume");
+        Assert.True(first.ExitCode == 0, first.ToString());
+        var second = await _site.GetAsync(terminal, "resume");
+        Assert.True(second.ExitCode != 0, second.ToString());
+        Assert.Contains("max-tickets", second.StandardError, StringComparison.Ordinal);
+
+        // Every channel of the device goes; once the owner is unloaded, the device connects again.
+        var unloadedBefore = Count(node.Output, Unloaded);
+        link.DropConnections();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (Count(node.Output, Unloaded) == unloadedBefore)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"the owner was not unloaded:\n{node.Output}");
+            await Task.Delay(50);
+        }
+
+        // The ticket it took is still unexpired, and still counted.
+        var again = await _site.GetAsync(terminal, "resume");
+        Assert.True(again.ExitCode != 0, again.ToString());
+        Assert.Contains("max-tickets", again.StandardError, StringComparison.Ordinal);
+        // Other modes are served as before.
+        var relayed = await _site.GetAsync(terminal, "relay");
+        Assert.True(relayed.ExitCode == 0, relayed.ToString());
+    }
+
+    private static int Count(string text, string part)
+    {
+        var (count, at) = (0, 0);
+        while ((at = text.IndexOf(part, at, StringComparison.Ordinal)) >= 0) (count, at) = (count + 1, at + part.Length);
+        return count;
+    }
+}
