@@ -26,3 +26,35 @@ internal static partial class HostLog
     [LoggerMessage(105, LogLevel.Information, "an enrollment code from {Peer} names no owner of this deployment ({Unwritten} such refusals not logged before this one)")]
     public static partial void UnknownCode(this ILogger logger, string peer, int unwritten);
 }
+
+/// <summary>
+/// The loggers of one owner's parts on a node: every line names the owner it is about (plain lines start with
+/// "owner 'NAME': ", JSON lines carry an Owner field), since one node's log holds every owner's lines and device names
+/// such as "phone" repeat from owner to owner.
+/// </summary>
+internal sealed class OwnerLoggerFactory(ILoggerFactory node, string owner) : ILoggerFactory
+{
+    public ILogger CreateLogger(string categoryName) => new OwnerLogger(node.CreateLogger(categoryName), owner);
+
+    public void AddProvider(ILoggerProvider provider) => node.AddProvider(provider);
+
+    /// <summary>Nothing of its own: the node's factory is the node's to dispose.</summary>
+    public void Dispose()
+    {
+    }
+
+    private sealed class OwnerLogger(ILogger inner, string owner) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => inner.BeginScope(state);
+
+        public bool IsEnabled(LogLevel logLevel) => inner.IsEnabled(logLevel);
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (!inner.IsEnabled(logLevel)) return;
+            IReadOnlyList<KeyValuePair<string, object?>> fields =
+                [new("Owner", owner), .. state as IReadOnlyList<KeyValuePair<string, object?>> ?? []];
+            inner.Log(logLevel, eventId, fields, exception, (_, e) => $"owner '{owner}': {formatter(state, e)}");
+        }
+    }
+}

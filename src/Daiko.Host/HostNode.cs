@@ -197,7 +197,7 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
         var options = new HomeServerOptions(_site.Directory, _options.Listen)
         {
             Store = _database.StoreOf(owner),
-            LoggerFactory = _options.LoggerFactory,
+            LoggerFactory = new OwnerLoggerFactory(_options.LoggerFactory, owner),
             WalletDirectory = directory,
             RevocationPoll = _options.Poll,
             PayeePoll = _options.Poll,

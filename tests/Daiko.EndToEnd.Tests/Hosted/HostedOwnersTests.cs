@@ -3,8 +3,11 @@ using Daiko.TestSupport.Hosted;
 
 namespace Daiko.EndToEnd.Tests.Hosted;
 
-/// <summary>A device's max-tickets on a hosted node (a real <c>host serve</c> process over PostgreSQL and the site's SoftHSM2 token).</summary>
-public sealed class HostedTicketHoldingsTests : IAsyncLifetime
+/// <summary>
+/// What one owner's devices do on a hosted node shared with other owners (a real <c>host serve</c> process over PostgreSQL
+/// and the site's SoftHSM2 token): a device's max-tickets, and the node's log lines.
+/// </summary>
+public sealed class HostedOwnersTests : IAsyncLifetime
 {
     private readonly HostedSite _site = new();
 
@@ -12,6 +15,7 @@ public sealed class HostedTicketHoldingsTests : IAsyncLifetime
     {
         await _site.InitializeAsync();
         await _site.AddOwnerAsync("gail");
+        await _site.AddOwnerAsync("hank");
     }
 
     public Task DisposeAsync() => _site.DisposeAsync();
@@ -49,6 +53,22 @@ public sealed class HostedTicketHoldingsTests : IAsyncLifetime
         // Other modes are served as before.
         var relayed = await _site.GetAsync(terminal, "relay");
         Assert.True(relayed.ExitCode == 0, relayed.ToString());
+    }
+
+    [Fact]
+    public async Task EachLineAboutAnOwnersDevice_NamesTheOwner_WhereTwoOwnersUseOneDeviceName()
+    {
+        var (node, port) = await _site.StartNodeAsync();
+        await _site.EnrollAsync("gail", "phone", port);
+        await _site.EnrollAsync("hank", "phone", port);
+        await node.WaitForOutputAsync("owner 'gail': device 'phone'", TimeSpan.FromSeconds(10));
+        await node.WaitForOutputAsync("owner 'hank': device 'phone'", TimeSpan.FromSeconds(10));
+
+        // Every line about a device says whose it is (audit lines too): "phone" alone would not tell.
+        var aboutDevices = node.Output.Split('\n').Where(l => l.Contains("device ", StringComparison.Ordinal)).ToList();
+        Assert.True(aboutDevices.Count >= 4, node.Output);
+        Assert.All(aboutDevices, l => Assert.Matches(@"^\d\d:\d\d:\d\d owner '(gail|hank)': ", l));
+        Assert.Equal(2, aboutDevices.Count(l => l.Contains(" owner 'hank': device ", StringComparison.Ordinal)));
     }
 
     private static int Count(string text, string part)
