@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 
 namespace Daiko.Home.Web;
@@ -13,6 +14,7 @@ public static class ConsoleLinks
 {
     private const string LinksFile = "console-links";
     private const string UrlFile = "console.url";
+    private const string FingerprintFile = "console.cert-sha256";
 
     /// <summary>Makes a token valid for <paramref name="lifetime"/> and returns the login URL.</summary>
     public static (string Url, DateTimeOffset Expires) Issue(string directory, TimeSpan lifetime, TimeProvider? time = null)
@@ -88,12 +90,33 @@ public static class ConsoleLinks
         return File.Exists(path) ? File.ReadAllText(path).Trim() : null;
     }
 
-    public static void RecordRunning(string directory, string? baseUrl)
+    /// <summary>
+    /// Records the running console's base URL, and under TLS the SHA-256 fingerprint of the certificate it presents (null
+    /// base URL: none runs any more).
+    /// </summary>
+    public static void RecordRunning(string directory, string? baseUrl, X509Certificate2? certificate = null)
     {
         var path = Path.Combine(directory, UrlFile);
+        var fingerprint = Path.Combine(directory, FingerprintFile);
+        File.Delete(fingerprint);
         if (baseUrl is null) File.Delete(path);
-        else WritePrivate(path, baseUrl + "\n");
+        else
+        {
+            if (certificate is not null) WritePrivate(fingerprint, Fingerprint(certificate) + "\n");
+            WritePrivate(path, baseUrl + "\n");
+        }
     }
+
+    /// <summary>The SHA-256 fingerprint of the running console's certificate as browsers show it (AB:CD:…), or null (none, or plain HTTP).</summary>
+    public static string? RunningFingerprint(string directory)
+    {
+        var path = Path.Combine(directory, FingerprintFile);
+        return File.Exists(path) ? File.ReadAllText(path).Trim() : null;
+    }
+
+    /// <summary>A certificate's SHA-256 fingerprint as browsers show it: upper-case hex pairs joined by colons.</summary>
+    public static string Fingerprint(X509Certificate2 certificate) =>
+        string.Join(':', SHA256.HashData(certificate.RawData).Select(b => b.ToString("X2", System.Globalization.CultureInfo.InvariantCulture)));
 
     private static void Update(string directory, TimeProvider? time, Action<List<string>> change)
     {

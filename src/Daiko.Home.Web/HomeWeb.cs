@@ -55,7 +55,7 @@ public sealed class HomeWeb : IAsyncDisposable
         var sessions = new ConsoleSessions(options.Time, () => TimeSpan.FromMinutes(options.Config().Limits.ConsoleSessionMinutes));
         ConsoleEndpoints.Map(app, new ConsoleContext(server, options, sessions));
         var baseUrl = await WebSide.StartAsync(app, listen);
-        ConsoleLinks.RecordRunning(options.Directory, baseUrl);
+        ConsoleLinks.RecordRunning(options.Directory, baseUrl, options.Certificate);
         return new HomeWeb(app, options.Directory, baseUrl);
     }
 

@@ -63,7 +63,7 @@ public class HomeWithConsole : IAsyncLifetime
         Port = Loopback.FreePort();
         ConsolePort = Loopback.FreePort();
         Server = DaikoCli.Start(["home", "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}", "--console", $"127.0.0.1:{ConsolePort}", .. ServeOptions]);
-        await Server.WaitForOutputAsync("console on http://", TimeSpan.FromSeconds(60));
+        await Server.WaitForOutputAsync("console on http", TimeSpan.FromSeconds(60));
     }
 
     /// <summary>A fresh one-time login URL from <c>daiko home console-link</c>.</summary>

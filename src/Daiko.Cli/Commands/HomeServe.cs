@@ -92,6 +92,7 @@ internal static class HomeServe
             }
             Console.WriteLine($"home server listening on {server.LocalEndPoint} (card {card.CardId[..16]}, state {Daiko.Home.Handlers.CardGate.StateName(card.State)})");
             if (web is not null) Console.WriteLine($"console on {web.BaseUrl}/ (log in with 'daiko home console-link --home {a.Home}'; /healthz and /metrics there too)");
+            if (ConsoleLinks.RunningFingerprint(a.Home) is { } consoleFingerprint) Console.WriteLine($"console certificate SHA-256 {consoleFingerprint}");
             var stop = new TaskCompletionSource();
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
@@ -158,6 +159,12 @@ internal static class HomeServe
                 var (url, expires) = ConsoleLinks.Issue(dir, TimeSpan.FromMinutes(config.Limits.ConsoleLinkMinutes));
                 Console.WriteLine(url);
                 Console.Error.WriteLine($"daiko: open it before {expires:HH:mm} UTC; it works once");
+                if (ConsoleLinks.RunningFingerprint(dir) is { } fingerprint)
+                {
+                    // The home identity's certificate is self-signed: a browser warns about it, and about an impostor's alike.
+                    Console.Error.WriteLine($"daiko: the console's certificate has SHA-256 fingerprint {fingerprint}; if the browser warns about the certificate, " +
+                        "open its details and compare before you go on: another fingerprint means another server is answering, and the link must not be opened there");
+                }
                 return 0;
             }
             catch (Exception e) when (e is InvalidOperationException or InvalidDataException or IOException or UnauthorizedAccessException)
