@@ -74,14 +74,14 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     private Task _changes = Task.CompletedTask;
     private Task _unloading = Task.CompletedTask;
 
-    private HostNode(HostNodeOptions options, HostSite site, SiteToken token, NpgsqlDataSource source)
+    private HostNode(HostNodeOptions options, HostSite site, HomeIdentity identity, SiteToken token, NpgsqlDataSource source)
     {
         _options = options;
         _site = site;
         _token = token;
         _source = source;
         _database = new SiteDatabase(source);
-        _identity = HomeIdentity.LoadOrCreate(site.Directory);
+        _identity = identity;
         _logger = options.LoggerFactory.CreateLogger("Daiko.Host");
         PooledConnections.Logger = _logger;
         _listener = new ControlListener(options.Listen, _identity, this, _logger) { ProxyProtocol = options.ProxyProtocol, ProxyFrom = options.ProxyFrom };
@@ -105,22 +105,32 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     /// <summary>Health: the site token answers and shows the site's own key (throws when it does not).</summary>
     public void CheckToken() => _token.Probe();
 
+    /// <summary>
+    /// Starts a node on the site directory. The site identity is loaded, first, and never made here
+    /// (<see cref="HostSite.LoadIdentity"/>): a node started from an incomplete copy of the site throws
+    /// <see cref="HomeIdentityMissingException"/> rather than serve under a second identity, which terminals
+    /// that pinned the site's would refuse (an outage of that node) and whose device certificates no other node trusts.
+    /// </summary>
     public static async Task<HostNode> StartAsync(HostNodeOptions options, CancellationToken cancellationToken = default)
     {
         var site = HostSite.Open(options.SiteDirectory);
-        var token = site.OpenToken();
-        var source = site.OpenDataSource();
+        var identity = site.LoadIdentity();
+        SiteToken? token = null;
+        NpgsqlDataSource? source = null;
         HostNode node;
         try
         {
-            node = new HostNode(options, site, token, source);
+            token = site.OpenToken();
+            source = site.OpenDataSource();
+            node = new HostNode(options, site, identity, token, source);
             await using (var probe = await source.OpenConnectionAsync(cancellationToken)) { }
             node._listener.Start();
         }
         catch
         {
-            token.Dispose();
-            await source.DisposeAsync();
+            identity.Dispose();
+            token?.Dispose();
+            if (source is not null) await source.DisposeAsync();
             throw;
         }
         node._changes = node.ListenForChangesAsync(node._stop.Token);

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Daiko.Cards.Site;
+using Daiko.Home.Trust;
 using Npgsql;
 
 namespace Daiko.Host;
@@ -19,6 +20,9 @@ public sealed record SiteConfig(string ModulePath, string TokenLabel, bool Embed
 public sealed partial class HostSite
 {
     public const string DefaultSoftHsm = SiteTokenOptions.SoftHsmModule;
+
+    /// <summary>The command that creates a site (<see cref="Create"/>), its identity included.</summary>
+    public const string InitCommand = "daiko host init";
 
     private HostSite(string directory, SiteConfig config)
     {
@@ -47,7 +51,10 @@ public sealed partial class HostSite
         ? name
         : throw new ArgumentException($"'{name}' is not an owner name: use 1 to 48 lower-case letters, digits and dashes");
 
-    /// <summary>Creates the site directory: copies the connection string, makes the HSM credential and (embedded) the token store.</summary>
+    /// <summary>
+    /// Creates the site directory: copies the connection string, makes the HSM credential, (embedded) the token
+    /// store and the site identity. The identity is made here only: nodes and commands load it (<see cref="LoadIdentity"/>).
+    /// </summary>
     public static HostSite Create(string directory, string connectionString, string? modulePath)
     {
         System.IO.Directory.CreateDirectory(directory);
@@ -61,6 +68,7 @@ public sealed partial class HostSite
             System.IO.Directory.CreateDirectory(tokens);
             File.WriteAllText(Path.Combine(directory, "hsm", "softhsm2.conf"), $"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n");
         }
+        HomeIdentity.LoadOrCreate(directory).Dispose();
         var config = new SiteConfig(modulePath ?? DefaultSoftHsm, "daiko-site", embedded);
         File.WriteAllText(Path.Combine(directory, "site.json"), JsonSerializer.Serialize(config));
         return new HostSite(directory, config);
@@ -69,9 +77,17 @@ public sealed partial class HostSite
     public static HostSite Open(string directory)
     {
         var path = Path.Combine(directory, "site.json");
-        if (!File.Exists(path)) throw new FileNotFoundException($"no hosted site in {directory}; run 'daiko host init' first");
+        if (!File.Exists(path)) throw new FileNotFoundException($"no hosted site in {directory}; run '{InitCommand}' first");
         return new HostSite(directory, JsonSerializer.Deserialize<SiteConfig>(File.ReadAllText(path)) ?? throw new InvalidDataException("site.json is unreadable"));
     }
+
+    /// <summary>
+    /// The site identity (DIR/home-identity.pem and .key: the control channel's key, pinned by every terminal, and
+    /// the device CA), loaded and never made here: on an incomplete copy of the site directory this is a
+    /// <see cref="HomeIdentityMissingException"/> naming the missing file and <see cref="InitCommand"/>, rather
+    /// than a second identity that terminals which pinned the first refuse.
+    /// </summary>
+    public HomeIdentity LoadIdentity() => HomeIdentity.Load(Directory, InitCommand);
 
     /// <summary>The site's HSM credential (never logged, never on a command line).</summary>
     public string HsmPin => File.ReadAllText(Path.Combine(Directory, "hsm-pin")).Trim();

@@ -61,20 +61,44 @@ public sealed class HostedSite(TestPki? pki = null)
     }
 
     /// <summary>Starts a node (with <paramref name="options"/> added to <c>host serve</c>); returns it and its port.</summary>
-    public async Task<(ExternalProcess Node, int Port)> StartNodeAsync(int? port = null, params string[] options)
+    public Task<(ExternalProcess Node, int Port)> StartNodeAsync(int? port = null, params string[] options) => StartNodeOnAsync(Site, port, options);
+
+    /// <summary>Starts a node on <paramref name="site"/> (a copy of the site directory, as another machine holds it).</summary>
+    public async Task<(ExternalProcess Node, int Port)> StartNodeOnAsync(string site, int? port = null, params string[] options)
     {
         var chosen = port ?? Loopback.FreePort();
-        var node = DaikoCli.Start(["host", "serve", "--site", Site, "--listen", $"127.0.0.1:{chosen}", .. options]);
+        var node = DaikoCli.Start(["host", "serve", "--site", site, "--listen", $"127.0.0.1:{chosen}", .. options]);
         _nodes.Add(node);
         await node.WaitForOutputAsync("hosted node listening", TimeSpan.FromSeconds(30));
         return (node, chosen);
     }
 
-    /// <summary>Enrolls a new terminal of <paramref name="owner"/> through <paramref name="port"/> (the loopback market allowed).</summary>
-    public async Task<string> EnrollAsync(string owner, string name, int port)
+    /// <summary>
+    /// A copy of the site directory, beside it under <paramref name="name"/>, as another node's machine holds it
+    /// (its token configuration still names the one token store), without the files named in <paramref name="leftOut"/>.
+    /// </summary>
+    public string CopyOfSite(string name, params string[] leftOut)
+    {
+        var copy = Path.Combine(Dir.Path, name);
+        foreach (var file in Directory.EnumerateFiles(Site, "*", SearchOption.AllDirectories))
+        {
+            var relative = Path.GetRelativePath(Site, file);
+            if (leftOut.Contains(relative, StringComparer.Ordinal)) continue;
+            var target = Path.Combine(copy, relative);
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+        return copy;
+    }
+
+    /// <summary>
+    /// Enrolls a new terminal of <paramref name="owner"/> through <paramref name="port"/> (the loopback market allowed),
+    /// in the terminal directory <paramref name="terminalName"/> (default OWNER-NAME).
+    /// </summary>
+    public async Task<string> EnrollAsync(string owner, string name, int port, string? terminalName = null)
     {
         var code = (await Ok(["host", "device", "add", "--site", Site, "--owner", owner, "--name", name, .. LoopbackMarkets.PolicyOptions])).StandardOutput.Trim();
-        var terminal = Path.Combine(Dir.Path, "terminals", owner + "-" + name);
+        var terminal = Path.Combine(Dir.Path, "terminals", terminalName ?? owner + "-" + name);
         await Ok(["terminal", "enroll", "--terminal", terminal, "--home", $"127.0.0.1:{port}", "--code", code], AccessPin + "\n");
         return terminal;
     }

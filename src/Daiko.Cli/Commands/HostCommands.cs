@@ -65,7 +65,6 @@ internal static class HostCommands
             {
                 var created = HostSite.Create(parse.GetValue(site)!, File.ReadAllText(file.FullName), parse.GetValue(module));
                 using (created.CreateToken()) { }
-                HomeIdentity.LoadOrCreate(created.Directory).Dispose();
                 await using var source = created.OpenDataSource(maxPool: 2);
                 await new SiteDatabase(source).MigrateAsync(ct);
                 Console.WriteLine($"hosted site created in {created.Directory} (token '{created.Config.TokenLabel}', schema migrated)");
@@ -185,6 +184,12 @@ internal static class HostCommands
             catch (System.Net.Sockets.SocketException e)
             {
                 return CliConsole.Fail(HomeServerCommands.ListenProblem(where, e));
+            }
+            catch (HomeIdentityMissingException e)
+            {
+                // A site directory without its identity is the wrong --site (or an incomplete copy of it): bad usage.
+                CliConsole.Fail(e.Message);
+                return CliConsole.Usage;
             }
             catch (Exception e) when (e is IOException or InvalidOperationException or Npgsql.NpgsqlException or Net.Pkcs11Interop.Common.Pkcs11Exception)
             {

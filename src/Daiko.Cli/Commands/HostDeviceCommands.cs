@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Daiko.Home.Devices;
-using Daiko.Home.Trust;
 using Daiko.Home.Storage;
 using Daiko.Host;
 using Daiko.Protocol;
@@ -50,7 +49,7 @@ internal static class HostDeviceCommands
             var chosen = policy.Apply(parse, Daiko.Home.Policy.DevicePolicy.Default);
             var store = database.StoreOf(ownerName);
             var registry = new DeviceRegistry(store);
-            using var identity = HomeIdentity.LoadOrCreate(hosted.Directory);
+            using var identity = hosted.LoadIdentity();
             // A public id is unique within the site while its code lives: it is how enrollment finds the owner.
             for (var attempt = 0; attempt < 8; attempt++)
             {

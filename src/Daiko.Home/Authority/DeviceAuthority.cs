@@ -336,6 +336,17 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         return true;
     }
 
+    /// <summary>
+    /// Every device this authority holds something for: a session in the store, whichever process opened it
+    /// (idle ones too), or live work or a served session here. What is held here is listed first, then the store.
+    /// </summary>
+    public async Task<IReadOnlyCollection<string>> HeldDevicesAsync(CancellationToken cancellationToken)
+    {
+        var held = new HashSet<string>(_work.Keys.Concat(_served.Keys), StringComparer.Ordinal);
+        foreach (var session in await store.ListAsync(cancellationToken)) held.Add(session.DeviceId);
+        return held;
+    }
+
     /// <summary>Whether any device other than <paramref name="deviceId"/> still holds a live session.</summary>
     public async Task<bool> OthersHoldSessionsAsync(string deviceId, CancellationToken cancellationToken) =>
         (await store.ListAsync(cancellationToken)).Any(s => s.DeviceId != deviceId && time.GetUtcNow() - s.LastUse < idleTimeout);

@@ -10,7 +10,9 @@ namespace Daiko.Home.Authority;
 /// what owner commands in other processes changed — <c>home card unblock</c>, <c>home cert
 /// import|import-p12</c> (<see cref="HomeCard.Refresh"/>), <c>home device revoke</c> — and sweeps the
 /// device sessions (idle timers). A change that ends readiness ends every device's session and live
-/// work; a revocation ends that device's.
+/// work; a revocation ends that device's. A device is judged by whether it is still enrolled, not by its
+/// revoked row (enrolling the name again removes that row, maybe before this server looked): every
+/// session in the store, and whatever this server holds, of a device no longer enrolled is ended.
 /// </summary>
 public sealed class HomeStateWatcher(IHomeCard card, DeviceAuthority authority, AssistGrants grants, DeviceRegistry devices, TimeProvider time, ILogger logger)
 {
@@ -41,7 +43,7 @@ public sealed class HomeStateWatcher(IHomeCard card, DeviceAuthority authority, 
     public async Task PollAsync(CancellationToken cancellationToken)
     {
         if (card.Refresh()) await authority.EndAllAsync("the home card changed (unblocked, disabled or given a new key)", cancellationToken);
-        foreach (var id in await devices.RevokedIdsAsync(cancellationToken))
+        foreach (var id in await devices.NoLongerEnrolledAsync(await authority.HeldDevicesAsync(cancellationToken), cancellationToken))
         {
             grants.Revoke(id);
             await authority.EndAsync(id, "revoked", cancellationToken);

@@ -17,6 +17,9 @@ public sealed class ConnectionRegistry
     public IReadOnlyDictionary<string, int> CountsByDevice() =>
         _connections.Values.GroupBy(d => d ?? "").ToDictionary(g => g.Key, g => g.Count());
 
+    /// <summary>The devices with a channel open here (channels of peers not yet enrolled left out).</summary>
+    public IReadOnlyList<string> DeviceIds() => _connections.Values.OfType<string>().Distinct(StringComparer.Ordinal).ToList();
+
     /// <summary>Registers an open connection; on a sealed registry (<see cref="Seal"/>) it is closed at once.</summary>
     public void Add(ControlConnection connection, string? deviceId)
     {

@@ -45,7 +45,7 @@ public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry co
     public async Task<int> CheckAsync(CancellationToken cancellationToken)
     {
         var told = 0;
-        foreach (var deviceId in connections.CountsByDevice().Keys.Where(d => d.Length > 0))
+        foreach (var deviceId in connections.DeviceIds())
         {
             if (await policies.StaleStockAsync(deviceId, cancellationToken) is not { } stale) continue;
             // Judged done only once an agent heard it: a notice that reached none is sent again at the next look.

@@ -7,7 +7,9 @@ namespace Daiko.Home.Control;
 
 /// <summary>
 /// Picks up revocations from the device store (written by <c>daiko home device revoke</c> in another
-/// process) and, within one poll, closes the device's channels and purges its cached secrets.
+/// process) and, within one poll, closes the device's channels and purges its cached secrets. A device
+/// is judged by whether it is still enrolled, not by its revoked row: enrolling the name again removes
+/// that row, maybe before this server looked (its looks may have failed for a while).
 /// </summary>
 public sealed class RevocationWatcher(DeviceRegistry devices, ConnectionRegistry connections, SessionCache<Daiko.Tls.SessionTicket> tickets, TimeProvider time, ILogger logger)
 {
@@ -34,10 +36,15 @@ public sealed class RevocationWatcher(DeviceRegistry devices, ConnectionRegistry
         }
     }
 
-    /// <summary>One look at the revoked devices: their channels closed, their cached secrets purged.</summary>
+    /// <summary>
+    /// One look at the devices with a channel open or secrets cached here: those no longer enrolled (revoked,
+    /// or revoked and their name enrolled again since) have their channels closed and their cached secrets purged.
+    /// </summary>
     public async Task PollOnceAsync(CancellationToken cancellationToken)
     {
-        foreach (var id in await devices.RevokedIdsAsync(cancellationToken))
+        // Listed before the store is read (a device enrolled and connected meanwhile is not among them).
+        var held = connections.DeviceIds().Concat(tickets.DeviceIds()).ToList();
+        foreach (var id in await devices.NoLongerEnrolledAsync(held, cancellationToken))
         {
             var purged = tickets.PurgeDevice(id);
             if (await connections.CloseDeviceAsync(id, "this device was revoked by the home server's owner") > 0) logger.DeviceRevoked(id, purged);

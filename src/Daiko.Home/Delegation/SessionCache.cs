@@ -183,6 +183,12 @@ public sealed class SessionCache<TEntry>
         Discard(discarded);
     }
 
+    /// <summary>The devices with anything cached now.</summary>
+    public IReadOnlyList<string> DeviceIds()
+    {
+        lock (_gate) return _entries.Keys.Select(k => k.DeviceId).Distinct(StringComparer.Ordinal).ToList();
+    }
+
     /// <summary>Drops everything cached for a device (revocation, lock). Returns how many entries went.</summary>
     public int PurgeDevice(string deviceId)
     {

@@ -105,8 +105,20 @@ public sealed class DeviceRegistry(IHomeStore store, TimeProvider? time = null)
         return true;
     }
 
-    /// <summary>Ids of devices revoked so far (the server polls this).</summary>
-    public Task<IReadOnlySet<string>> RevokedIdsAsync(CancellationToken cancellationToken = default) => store.Devices.RevokedIdsAsync(cancellationToken);
+    /// <summary>
+    /// Of <paramref name="held"/> (devices a server holds something for: channels, cached secrets, sessions;
+    /// listed before this call, so that one enrolled meanwhile is not among them), those no longer enrolled:
+    /// revoked, or gone from the store. Judged against the enrolled devices rather than the revoked rows,
+    /// since a revoked row goes when its name is enrolled again: a server whose looks failed for a while
+    /// (they are only logged) would otherwise never cut the revoked device off. The server polls this.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> NoLongerEnrolledAsync(IEnumerable<string> held, CancellationToken cancellationToken = default)
+    {
+        var listed = held.Distinct(StringComparer.Ordinal).ToList();
+        if (listed.Count == 0) return [];
+        var live = await store.Devices.LiveIdsAsync(cancellationToken);
+        return listed.Where(id => !live.Contains(id)).ToList();
+    }
 
     /// <summary>Told of every audited event as it is recorded (the server logs each one; never a secret).</summary>
     public Action<string?, string, string?, string?, string>? Audited { get; set; }

@@ -14,7 +14,8 @@ public interface IDeviceStore
     Task<IReadOnlyList<Device>> ListAsync(CancellationToken cancellationToken = default);
 
     /// <summary>
-    /// Adds a device, replacing a revoked one of the same name; false (nothing changed) when a live
+    /// Adds a device, replacing a revoked one of the same name (its row goes: what a revoked device still
+    /// holds is found by <see cref="LiveIdsAsync"/>, not by that row); false (nothing changed) when a live
     /// device already has the name or the id.
     /// </summary>
     Task<bool> AddAsync(Device device, CancellationToken cancellationToken = default);
@@ -22,7 +23,12 @@ public interface IDeviceStore
     /// <summary>Marks a live device revoked; false when there is none by that name (revoking twice changes nothing).</summary>
     Task<bool> RevokeAsync(string name, DateTimeOffset at, CancellationToken cancellationToken = default);
 
-    Task<IReadOnlySet<string>> RevokedIdsAsync(CancellationToken cancellationToken = default);
+    /// <summary>
+    /// Ids of the devices enrolled and not revoked. A server cuts off whatever it holds for a device not
+    /// among them: a revoked row alone would not do, since enrolling its name again removes it, maybe
+    /// before every server looked.
+    /// </summary>
+    Task<IReadOnlySet<string>> LiveIdsAsync(CancellationToken cancellationToken = default);
 }
 
 public sealed class SqlDeviceStore(IHomeStore store) : IDeviceStore
@@ -63,10 +69,10 @@ public sealed class SqlDeviceStore(IHomeStore store) : IDeviceStore
             ("@a", Text(at)), ("@n", name)) == 1;
     }
 
-    public async Task<IReadOnlySet<string>> RevokedIdsAsync(CancellationToken cancellationToken = default)
+    public async Task<IReadOnlySet<string>> LiveIdsAsync(CancellationToken cancellationToken = default)
     {
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
-        return (await ReadAllAsync(connection, null, "SELECT id FROM devices WHERE revoked_at IS NOT NULL", r => r.GetString(0), cancellationToken)).ToHashSet(StringComparer.Ordinal);
+        return (await ReadAllAsync(connection, null, "SELECT id FROM devices WHERE revoked_at IS NULL", r => r.GetString(0), cancellationToken)).ToHashSet(StringComparer.Ordinal);
     }
 
     private async Task<List<Device>> QueryAsync(string sql, string? value, CancellationToken cancellationToken)

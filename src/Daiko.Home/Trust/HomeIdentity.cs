@@ -20,26 +20,50 @@ public sealed class HomeIdentity : IDisposable
     /// <summary>SHA-256 of the home server's SubjectPublicKeyInfo: what terminals pin.</summary>
     public byte[] SpkiHash { get; }
 
+    /// <summary>Loads the identity kept in <paramref name="directory"/>, making one first when there is none (a home server's own).</summary>
     public static HomeIdentity LoadOrCreate(string directory)
     {
-        var certPath = Path.Combine(directory, "home-identity.pem");
-        var keyPath = Path.Combine(directory, "home-identity.key");
+        var (certPath, keyPath) = FilesIn(directory);
         Directory.CreateDirectory(directory);
-        if (!File.Exists(certPath) || !File.Exists(keyPath))
-        {
-            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-            var request = new CertificateRequest("CN=Daiko Home Server", key, HashAlgorithmName.SHA256);
-            request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
-            request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyCertSign, true));
-            var now = DateTimeOffset.UtcNow;
-            using var cert = request.CreateSelfSigned(now.AddDays(-1), now.AddYears(20));
-            var keyTemp = keyPath + ".tmp";
-            File.WriteAllText(keyTemp, "");
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(keyTemp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            File.WriteAllText(keyTemp, key.ExportPkcs8PrivateKeyPem());
-            File.Move(keyTemp, keyPath, overwrite: true);
-            File.WriteAllText(certPath, cert.ExportCertificatePem());
-        }
+        if (!File.Exists(certPath) || !File.Exists(keyPath)) Create(certPath, keyPath);
+        return Read(certPath, keyPath);
+    }
+
+    /// <summary>
+    /// Loads the identity kept in <paramref name="directory"/>, never making one: where several servers share
+    /// one identity (a hosted site's nodes), one made by a server started from an incomplete copy would be a
+    /// second identity, which terminals that pinned the first refuse. A missing file is a
+    /// <see cref="HomeIdentityMissingException"/> naming it and <paramref name="createdBy"/>, the command that makes the identity.
+    /// </summary>
+    public static HomeIdentity Load(string directory, string createdBy)
+    {
+        var (certPath, keyPath) = FilesIn(directory);
+        var missing = new[] { certPath, keyPath }.Where(p => !File.Exists(p)).ToList();
+        if (missing.Count > 0) throw new HomeIdentityMissingException(missing, createdBy);
+        return Read(certPath, keyPath);
+    }
+
+    private static (string Certificate, string Key) FilesIn(string directory) =>
+        (Path.Combine(directory, "home-identity.pem"), Path.Combine(directory, "home-identity.key"));
+
+    private static void Create(string certPath, string keyPath)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=Daiko Home Server", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyCertSign, true));
+        var now = DateTimeOffset.UtcNow;
+        using var cert = request.CreateSelfSigned(now.AddDays(-1), now.AddYears(20));
+        var keyTemp = keyPath + ".tmp";
+        File.WriteAllText(keyTemp, "");
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(keyTemp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.WriteAllText(keyTemp, key.ExportPkcs8PrivateKeyPem());
+        File.Move(keyTemp, keyPath, overwrite: true);
+        File.WriteAllText(certPath, cert.ExportCertificatePem());
+    }
+
+    private static HomeIdentity Read(string certPath, string keyPath)
+    {
         var loaded = X509Certificate2.CreateFromPemFile(certPath, keyPath);
         // Re-import so the key is usable by SslStream on every platform.
         var pfx = X509CertificateLoader.LoadPkcs12(loaded.Export(X509ContentType.Pkcs12), null);
@@ -106,3 +130,13 @@ public sealed class HomeIdentity : IDisposable
 
     public void Dispose() => Certificate.Dispose();
 }
+
+/// <summary>
+/// The identity's files are not where <see cref="HomeIdentity.Load"/> looked: one sentence naming them and
+/// the command that makes them (a hosted node refuses to start with it, rather than make another identity).
+/// </summary>
+public sealed class HomeIdentityMissingException(IReadOnlyList<string> missing, string createdBy)
+    : FileNotFoundException(
+        $"the identity {(missing.Count == 1 ? "file " + missing[0] + " is" : "files " + string.Join(" and ", missing) + " are")} missing: "
+        + $"it is made once, by '{createdBy}'; copy it from the directory where that ran rather than start without it",
+        missing[0]);

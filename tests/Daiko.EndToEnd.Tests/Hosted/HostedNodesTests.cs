@@ -54,6 +54,71 @@ public sealed class HostedNodesTests(HostedNodesTests.OneOwner owner) : IClassFi
     }
 
     [Fact]
+    public async Task ADeviceRevoked_AndItsNameEnrolledAgain_WhileANodeCouldNotReachTheDatabase_LosesItsChannelAndSessionThereOnceItCan()
+    {
+        // The first node reaches PostgreSQL through a link the test cuts: its copy of the site directory names the link.
+        using var link = SlowLink.Start(Site.Postgres.Port, TimeSpan.Zero, 1e12);
+        var linked = Site.CopyOfSite("site-through-a-link");
+        var connection = new Npgsql.NpgsqlConnectionStringBuilder(File.ReadAllText(Path.Combine(linked, "postgres")).Trim()) { Port = link.Port };
+        File.WriteAllText(Path.Combine(linked, "postgres"), connection.ConnectionString + "\n");
+        var (first, firstPort) = await Site.StartNodeOnAsync(linked);
+        var old = await Site.EnrollAsync("dave", "reused", firstPort, "dave-reused-old");
+        await HostedSite.UnlockAsOwnerAsync(old, "dave");
+        Assert.Equal(0, (await Site.GetAsync(old)).ExitCode);
+        var oldId = (await Site.QueryAsync("SELECT id FROM owner_dave.devices WHERE name = 'reused'")).Single();
+        var sessionOfOld = $"SELECT session_id FROM owner_dave.device_sessions WHERE device_id = '{oldId}'";
+        Assert.Single(await Site.QueryAsync(sessionOfOld));
+
+        // The first node loses the database: its looks (the change notices and the backstop poll) fail, and are only logged.
+        link.Retarget(Loopback.FreePort());
+        link.DropConnections();
+        await first.WaitForOutputAsync("listening for changes failed", TimeSpan.FromSeconds(10));
+
+        // Meanwhile the device is revoked, and a new device is enrolled under its name through a second node: the revoked row goes.
+        await HostedSite.Ok(["host", "device", "revoke", "--site", Site.Site, "--owner", "dave", "--name", "reused"]);
+        var (_, secondPort) = await Site.StartNodeAsync();
+        var replacement = await Site.EnrollAsync("dave", "reused", secondPort, "dave-reused-new");
+        Assert.Empty(await Site.QueryAsync($"SELECT id FROM owner_dave.devices WHERE id = '{oldId}'"));
+
+        // The first node reaches the database again: its next look closes the old device's channel; its session is over.
+        link.Retarget(Site.Postgres.Port);
+        await first.WaitForOutputAsync($"device {oldId} revoked: channel closed", TimeSpan.FromSeconds(15));
+        Assert.Empty(await Site.QueryAsync(sessionOfOld));
+        var refused = await Site.GetAsync(old);
+        Assert.True(refused.ExitCode == 1, refused.ToString());
+        Assert.Matches("not enrolled|revoked", refused.StandardError);
+
+        // The new device of that name is served, through either node.
+        await HostedSite.UnlockAsOwnerAsync(replacement, "dave");
+        Assert.Equal(0, (await Site.GetAsync(replacement)).ExitCode);
+        await HostedSite.Ok(["terminal", "lock", "--terminal", replacement]);
+    }
+
+    [Fact]
+    public async Task ANodeOnACopyOfTheSiteWithoutItsIdentity_RefusesToStart_NamingTheMissingFileAndHostInit_AndMakesNoIdentity()
+    {
+        // host init made the identity; a copy that left it out is what a node or a command must not make another from.
+        Assert.True(File.Exists(Path.Combine(Site.Site, "home-identity.pem")) && File.Exists(Path.Combine(Site.Site, "home-identity.key")));
+        var partial = Site.CopyOfSite("site-without-identity", "home-identity.pem");
+        var key = Path.Combine(partial, "home-identity.key");
+        var certificate = Path.Combine(partial, "home-identity.pem");
+        var expected = $"the identity file {certificate} is missing: it is made once, by 'daiko host init'";
+
+        var serve = await DaikoCli.RunAsync(["host", "serve", "--site", partial, "--listen", $"127.0.0.1:{Loopback.FreePort()}"], timeout: TimeSpan.FromSeconds(30));
+        Assert.True(serve.ExitCode == 2, serve.ToString());
+        Assert.Contains(expected, serve.StandardError, StringComparison.Ordinal);
+        Assert.Single(serve.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.DoesNotContain("listening", serve.StandardOutput, StringComparison.Ordinal);
+
+        // Nor does the command that prints enrollment codes (which pin the identity) make one.
+        var add = await DaikoCli.RunAsync(["host", "device", "add", "--site", partial, "--owner", "erin", "--name", "never"]);
+        Assert.True(add.ExitCode == 1, add.ToString());
+        Assert.Contains(expected, add.StandardError, StringComparison.Ordinal);
+        Assert.False(File.Exists(certificate));
+        Assert.Equal(File.ReadAllText(Path.Combine(Site.Site, "home-identity.key")), File.ReadAllText(key));
+    }
+
+    [Fact]
     public async Task AnOwnerWithNoDeviceConnected_IsUnloadedAfterOwnerIdle_KeptWhileAChannelIsOpen_AndServedAgainWithoutAPinWhenADeviceReturns()
     {
         var (node, port) = await Site.StartNodeAsync(null, "--owner-idle", "2");
