@@ -2,10 +2,14 @@ namespace Daiko.Protocol;
 
 /// <summary>
 /// Enrollment codes carry three parts: a public id (4 characters) by which the home server finds the
-/// code and counts failed attempts per code, a secret (60 bits) it stores only as a hash, and the
-/// first 60 bits of the home server's key hash, so that the terminal checks whom it talks to before it
-/// reveals the id and secret — a man in the middle without the code learns nothing and cannot pass.
-/// Codes made before the public id (24 characters: secret and pin part) are still accepted.
+/// code and counts failed attempts per code, a secret (60 bits) it stores only as a hash, and a pin part
+/// (60 bits) that binds the home server's key to this code's secret, so that the terminal checks whom it
+/// talks to before it reveals the id and secret. The pin part is keyed by the secret: a man in the middle
+/// without the code cannot make a key that passes (an unkeyed prefix of the key's hash, as codes had before
+/// 2026-12-06, was the same in every code of a home, so a key matching its 60 bits could be searched for
+/// offline once and used against every later enrollment). Codes made before the public id (24 characters:
+/// secret and pin part) are still read; codes made by a home server before the keyed pin part are refused
+/// as not matching its key (make a new one).
 /// </summary>
 public static class EnrollmentCode
 {
@@ -18,7 +22,7 @@ public static class EnrollmentCode
     public const int SecretLength = 12;
 
     /// <param name="secret">The part the terminal sends: the public id and the secret (or, for an old code, the secret alone).</param>
-    public static string Compose(string secret, byte[] homeSpkiHash) => Group(Normalize(secret) + PinPart(homeSpkiHash));
+    public static string Compose(string secret, byte[] homeSpkiHash) => Group(Normalize(secret) + PinPart(secret, homeSpkiHash));
 
     /// <summary>Splits a code into what the terminal sends (public id and secret) and the home server's pin part.</summary>
     public static (string Secret, string Pin) Split(string code)
@@ -56,11 +60,17 @@ public static class EnrollmentCode
     /// <summary>Normalizes what a user typed (case, dashes, spaces).</summary>
     public static string Normalize(string code) => new(code.ToUpperInvariant().Where(char.IsLetterOrDigit).ToArray());
 
-    public static string PinPart(byte[] homeSpkiHash)
+    /// <summary>
+    /// The pin part for <paramref name="secret"/> (what the terminal sends: public id and secret) and the home server's key
+    /// hash: the first 60 bits of HMAC-SHA256 keyed by the secret over a label and the key hash.
+    /// </summary>
+    public static string PinPart(string secret, byte[] homeSpkiHash)
     {
+        byte[] message = [.. "daiko enrollment pin v2\0"u8, .. homeSpkiHash];
+        var mac = System.Security.Cryptography.HMACSHA256.HashData(System.Text.Encoding.ASCII.GetBytes(Normalize(secret)), message);
         var chars = new char[12];
         ulong bits = 0;
-        for (var i = 0; i < 8; i++) bits = (bits << 8) | homeSpkiHash[i];
+        for (var i = 0; i < 8; i++) bits = (bits << 8) | mac[i];
         for (var i = 0; i < 12; i++) chars[i] = Alphabet[(int)((bits >> (64 - 5 * (i + 1))) & 31)];
         return new string(chars);
     }

@@ -25,7 +25,7 @@ public static class TerminalClient
         var (secret, pin) = EnrollmentCode.Split(code);
         if (AccessCard.Exists(directory)) throw new InvalidOperationException($"{directory} already holds an access card; use a new directory to enroll again");
         var (host, port) = new TerminalProfile { Home = home, HomeSpkiSha256 = "", DeviceId = "", Name = "" }.Endpoint;
-        var pinCheck = new EnrollmentPinValidator(pin);
+        var pinCheck = new EnrollmentPinValidator(secret, pin);
         // The access card (and its KDF calibration, which takes seconds) is made before connecting: the
         // home server gives a peer without a device certificate only a few idle seconds.
         using var access = token is not null ? AccessCard.CreateOnToken(directory, accessPin, token)
@@ -40,7 +40,8 @@ public static class TerminalClient
                 CertificateValidator = pinCheck,
                 HandshakeTimeout = TimeSpan.FromSeconds(15),
                 Counters = counters,
-            }, "the server at " + home + " is not the home server that issued this code (possible interception); nothing was sent", cancellationToken);
+            }, "the code does not match the home server at " + home + ": a mistyped code, a code made by a home server of a version before 2026-12-06, "
+                + "or a server that is not the one that issued it (possible interception); nothing was sent", cancellationToken);
             var presentedSpkiHash = pinCheck.PresentedSpkiHash!;
             await using var connection = new ControlConnection(ssl);
             connection.Start();
@@ -145,7 +146,7 @@ public static class TerminalClient
     }
 
     /// <summary>At enrollment: the key must match the pin part of the one-time code before its secret is sent.</summary>
-    private sealed class EnrollmentPinValidator(string pin) : IServerCertificateValidator
+    private sealed class EnrollmentPinValidator(string secret, string pin) : IServerCertificateValidator
     {
         public byte[]? PresentedSpkiHash { get; private set; }
 
@@ -153,7 +154,7 @@ public static class TerminalClient
         {
             if (chain.Count == 0) return ValueTask.FromResult(CertificateVerdict.Fail(CertificateProblem.Malformed, "no certificate"));
             var hash = SpkiHash(chain[0]);
-            if (!CryptographicOperations.FixedTimeEquals(System.Text.Encoding.ASCII.GetBytes(EnrollmentCode.PinPart(hash)), System.Text.Encoding.ASCII.GetBytes(pin)))
+            if (!CryptographicOperations.FixedTimeEquals(System.Text.Encoding.ASCII.GetBytes(EnrollmentCode.PinPart(secret, hash)), System.Text.Encoding.ASCII.GetBytes(pin)))
             {
                 return ValueTask.FromResult(CertificateVerdict.Fail(CertificateProblem.UntrustedRoot, "the home server's key does not match the enrollment code"));
             }

@@ -223,13 +223,20 @@ public sealed class DelegationEndToEndTests : IAsyncLifetime
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         var code = await _home.NewCodeAsync("laptop");
         var wrong = code[..^4] + (code[^4] == 'A' ? "B" : "A") + code[^3..];
-        // A wrong secret part: refused by the home server.
-        var badSecret = (code[0] == '0' ? "1" : "0") + code[1..];
-        var e1 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t1"), _home.Endpoint, badSecret, HomeFixture.AccessPin, cts.Token, createAccessCard: HomeFixture.TestAccessCard));
+        // A code this home never issued (its pin part right for its own secret and this home's key): refused by the home server.
+        var (id, secret) = EnrollmentCode.NewIdAndSecret();
+        var madeUp = EnrollmentCode.Compose(id + secret, _home.Server.Identity.SpkiHash);
+        var e1 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t1"), _home.Endpoint, madeUp, HomeFixture.AccessPin, cts.Token, createAccessCard: HomeFixture.TestAccessCard));
         Assert.Equal(ErrorCode.EnrollmentRefused, e1.Code);
-        // A wrong pin part: the terminal refuses to talk (it would be a man in the middle).
-        var e2 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t2"), _home.Endpoint, wrong, HomeFixture.AccessPin, cts.Token, createAccessCard: HomeFixture.TestAccessCard));
-        Assert.Equal(ErrorCode.HomeMismatch, e2.Code);
+        // A wrong pin part, or a mistyped secret (the pin part is keyed by it): the terminal refuses to talk, since a man in
+        // the middle looks the same, and sends nothing.
+        var badSecret = (code[0] == '0' ? "1" : "0") + code[1..];
+        foreach (var (mistyped, dir) in new[] { (wrong, "t2"), (badSecret, "t2b") })
+        {
+            var e2 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, dir), _home.Endpoint, mistyped, HomeFixture.AccessPin, cts.Token, createAccessCard: HomeFixture.TestAccessCard));
+            Assert.Equal(ErrorCode.HomeMismatch, e2.Code);
+            Assert.Contains("nothing was sent", e2.Message, StringComparison.Ordinal);
+        }
         await TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t3"), _home.Endpoint, code, HomeFixture.AccessPin, cts.Token, createAccessCard: HomeFixture.TestAccessCard);
         var e3 = await Assert.ThrowsAsync<ControlErrorException>(() => TerminalClient.EnrollAsync(Path.Combine(_home.Dir.Path, "t4"), _home.Endpoint, code, HomeFixture.AccessPin, cts.Token, createAccessCard: HomeFixture.TestAccessCard));
         Assert.Contains("already used", e3.Message, StringComparison.Ordinal);
