@@ -261,10 +261,17 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 }
             }
             case DelegationMode.Assist:
-                // The terminal dials the market itself, but acts there as the owner: the same markets rule.
+                // The terminal dials the market itself, but acts there as the owner: the same markets rule. What the card's
+                // signature vouches for is the server name (the market's certificate must name it), wherever the terminal
+                // dials: so a server name of its own is judged at its own addresses too, and a device cannot carry the
+                // owner's signature to a service inside the home network by naming it at a public address.
                 try
                 {
                     await market.Reach.ResolveAsync(market.Host, market.Port, market.ServerName, context.Closed);
+                    if (market.ServerName is { } name && name != market.Host && !System.Net.IPAddress.TryParse(name, out _))
+                    {
+                        await market.Reach.ResolveAsync(name, market.Port, null, context.Closed);
+                    }
                 }
                 catch (System.Net.Sockets.SocketException e)
                 {

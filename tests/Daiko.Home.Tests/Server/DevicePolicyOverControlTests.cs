@@ -222,4 +222,26 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
         Assert.True(Assert.IsType<VerdictReply>(await _control.RequestAsync(
             new VerifyChainRequest("localhost", [_home.Pki.Server.Certificate.RawData, _home.Pki.Root.RawData]), CancellationToken.None)).Trusted);
     }
+
+    [Fact]
+    public async Task Assist_JudgesTheServerNameAtItsOwnAddresses_SoAPublicHostCannotCarryAHomeNetworkName()
+    {
+        // Any public market, no loopback entry: localhost stands for a service inside the home network.
+        await PolicyAsync(p => p with { Markets = DevicePolicy.ParseMarkets("*") });
+
+        // The terminal would dial where it likes; naming a public address as the host does not make the name public.
+        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => _control.RequestAsync(
+            new DelegateRequest(new MarketAddress("8.8.8.8", _market.Port, "localhost", null), DelegationMode.Assist), CancellationToken.None));
+        Assert.Equal(ErrorCode.PolicyRefused, refused.Code);
+        Assert.Contains("private address", refused.Message, StringComparison.Ordinal);
+        // No grant was opened: the card signs nothing.
+        var sign = await Assert.ThrowsAsync<ControlErrorException>(() => _control.RequestAsync(
+            new SignRequest(Daiko.Tls.SignatureScheme.EcdsaSecp256r1Sha256, new byte[130]), CancellationToken.None));
+        Assert.Contains("only inside an approved 'delegate assist'", sign.Message, StringComparison.Ordinal);
+
+        // Allowed by the device's list, the name is assisted.
+        await PolicyAsync(p => p with { Markets = DevicePolicy.ParseMarkets(LoopbackMarkets.Markets) });
+        Assert.IsType<AssistReply>(await _control.RequestAsync(
+            new DelegateRequest(new MarketAddress("localhost", _market.Port, null, null), DelegationMode.Assist), CancellationToken.None));
+    }
 }
