@@ -40,6 +40,25 @@ internal sealed class StderrLog : ILoggerFactory
             : $"{DateTimeOffset.UtcNow:HH:mm:ss} {message}";
     }
 
+    /// <summary>
+    /// <paramref name="text"/> with every control character (and the Unicode line and paragraph separators) written as
+    /// \uXXXX: a field a device chose (an appliance name, a payment id, a request type) must not start a line of its own
+    /// that reads as the server's, for another device or, on a hosted node, another owner. JSON lines are escaped by the
+    /// JSON writer.
+    /// </summary>
+    internal static string Printable(string text)
+    {
+        static bool Escaped(char c) => char.IsControl(c) || c is '\u2028' or '\u2029';
+        if (!text.Any(Escaped)) return text;
+        var printable = new StringBuilder(text.Length + 16);
+        foreach (var c in text)
+        {
+            if (Escaped(c)) printable.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:x4}");
+            else printable.Append(c);
+        }
+        return printable.ToString();
+    }
+
     private sealed class Category(string name, StderrLog log) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
@@ -52,9 +71,9 @@ internal sealed class StderrLog : ILoggerFactory
             var now = DateTimeOffset.UtcNow;
             if (!log._json)
             {
-                var line = formatter(state, exception);
+                var line = Printable(formatter(state, exception));
                 if (exception is not null && log._debug) line += Environment.NewLine + exception;
-                else if (exception is not null) line += $": {exception.GetType().Name}: {exception.Message}";
+                else if (exception is not null) line += Printable($": {exception.GetType().Name}: {exception.Message}");
                 log._lines.Add($"{now:HH:mm:ss} {line}");
                 return;
             }

@@ -44,6 +44,23 @@ public sealed class OperationsProcessTests(HomeWithConsole system) : IClassFixtu
     }
 
     [Fact]
+    public async Task AFieldADeviceChose_CannotStartALogLineOfItsOwn()
+    {
+        // The payment id is the device's to write; the refusal that names it is logged.
+        const string Forged = "00:00:00 device 0000000000000000: unlock: crypto-ready";
+        var cancel = await DaikoCli.RunAsync(["terminal", "wallet", "cancel", "--terminal", system.Terminal, "--payment", "x\n" + Forged]);
+        Assert.NotEqual(0, cancel.ExitCode);
+
+        var clock = Stopwatch.StartNew();
+        while (!system.Server.ErrorOutput.Contains("\\u000a" + Forged, StringComparison.Ordinal))
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"the refusal was not logged:\n{system.Server.ErrorOutput}");
+            await Task.Delay(50);
+        }
+        Assert.DoesNotContain(system.Server.ErrorOutput.Split('\n'), l => l.StartsWith(Forged, StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Metrics_ParseAsPrometheusText_AndCountWhatHappened()
     {
         // A wrong PIN1 from the terminal (then the right ones again, so the card stays usable).
