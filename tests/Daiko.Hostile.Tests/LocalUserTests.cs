@@ -64,5 +64,15 @@ public sealed class LocalUserTests(HomeServeProcess home)
             "--code", await home.NewCodeAsync("argv-phone")], "432100\n", TimeSpan.FromSeconds(120));
         Assert.True(onTheCommandLine.ExitCode == 0, onTheCommandLine.ToString());
         Assert.Contains("visible to other users", onTheCommandLine.StandardError, StringComparison.Ordinal);
+
+        // The console's URI (its QR code) is read from standard input too, with '--uri -'; on the command line it warns.
+        var fromStdin = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", Path.Combine(dir.Path, "third"), "--uri", "-"],
+            $"daiko-enroll://127.0.0.1:{home.Port}/{await home.NewCodeAsync("uri-phone")}\n432100\n", TimeSpan.FromSeconds(120));
+        Assert.True(fromStdin.ExitCode == 0, fromStdin.ToString());
+        Assert.DoesNotContain("visible to other users", fromStdin.StandardError, StringComparison.Ordinal);
+        var uriOnTheCommandLine = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", Path.Combine(dir.Path, "fourth"),
+            "--uri", $"daiko-enroll://127.0.0.1:{home.Port}/{await home.NewCodeAsync("argv-uri-phone")}"], "432100\n", TimeSpan.FromSeconds(120));
+        Assert.True(uriOnTheCommandLine.ExitCode == 0, uriOnTheCommandLine.ToString());
+        Assert.Contains("--uri on the command line is visible to other users", uriOnTheCommandLine.StandardError, StringComparison.Ordinal);
     }
 }

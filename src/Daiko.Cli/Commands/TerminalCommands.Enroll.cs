@@ -11,7 +11,7 @@ internal static partial class TerminalCommands
     {
         var command = new Command("enroll", $"Enroll this terminal with a home server using the code from 'daiko home device add'; reads the new access-card PIN. {CliHelp.AccessPinRules}")
             .WithExamples("printf '%s\\n' \"$code\" 432100 | daiko terminal enroll --terminal ~/.daiko --home home.example:7443",
-                "echo 432100 | daiko terminal enroll --terminal ~/.daiko --uri daiko-enroll://home.example:7443/XXXX-XXXX-XXXX-XXXX-XXXX-XXXX");
+                "printf '%s\\n' \"$uri\" 432100 | daiko terminal enroll --terminal ~/.daiko --uri -");
         var terminal = TerminalOption(mustExist: false);
         var home = new Option<string>("--home") { Description = "where the home server listens (its --listen)" }.HostPort();
         var code = new Option<string?>("--code")
@@ -19,7 +19,11 @@ internal static partial class TerminalCommands
             Description = "the one-time enrollment code; '-' or left out: read first from standard input (a code on the command line is visible to other users)",
             HelpName = "CODE",
         };
-        var uri = new Option<string>("--uri") { Description = "daiko-enroll://HOST:PORT/CODE: the home server and the code in one (the owner's console shows it as a QR code; on the command line it is visible to other users)", HelpName = "ENROLLMENT-URI" };
+        var uri = new Option<string>("--uri")
+        {
+            Description = "daiko-enroll://HOST:PORT/CODE: the home server and the code in one (the owner's console shows it as a QR code); '-': read first from standard input (on the command line it is visible to other users)",
+            HelpName = "ENROLLMENT-URI",
+        };
         var module = new Option<string?>("--pkcs11-module")
         {
             Description = "keep the device key on a PKCS#11 token (a smart card) instead of an encrypted file; the token must exist, its user PIN being the access-card PIN",
@@ -33,7 +37,7 @@ internal static partial class TerminalCommands
             if (result.GetValue(uri) is { } given)
             {
                 if (result.GetValue(home) is not null || result.GetValue(code) is not null) result.AddError("--uri carries the home address and the code: give it instead of --home and --code");
-                try { EnrollmentUri.Parse(given); }
+                try { if (given != "-") EnrollmentUri.Parse(given); }
                 catch (FormatException e) { result.AddError("--uri: " + e.Message); }
             }
             else if (result.GetValue(home) is null)
@@ -44,12 +48,24 @@ internal static partial class TerminalCommands
         });
         command.SetAction(async (parse, ct) =>
         {
-            var (homeAddress, enrollmentCode) = parse.GetValue(uri) is { } link
-                ? EnrollmentUri.Parse(link)
-                : (parse.GetValue(home)!, parse.GetValue(code) is { } given and not "-" ? given : CliConsole.ReadSecret("enrollment code"));
+            string homeAddress, enrollmentCode;
+            try
+            {
+                (homeAddress, enrollmentCode) = parse.GetValue(uri) is { } link
+                    ? EnrollmentUri.Parse(link == "-" ? CliConsole.ReadSecret("enrollment URI") : link)
+                    : (parse.GetValue(home)!, parse.GetValue(code) is { } given and not "-" ? given : CliConsole.ReadSecret("enrollment code"));
+            }
+            catch (FormatException e)
+            {
+                return CliConsole.Fail("--uri: " + e.Message);
+            }
             if (parse.GetValue(code) is not (null or "-"))
             {
                 Console.Error.WriteLine("daiko: warning: --code on the command line is visible to other users of this machine (ps, /proc); leave it out, or give '--code -', to read it from standard input");
+            }
+            if (parse.GetValue(uri) is not (null or "-"))
+            {
+                Console.Error.WriteLine("daiko: warning: --uri on the command line is visible to other users of this machine (ps, /proc) with its code; give '--uri -' to read it from standard input");
             }
             var pin = parse.GetValue(module) is null ? CliConsole.ReadNewSecret("new access-card PIN") : CliConsole.ReadSecret("access-card PIN (the token's user PIN)");
             var token = parse.GetValue(module) is { } so ? new AccessCardToken(so, parse.GetValue(label)!) : null;
