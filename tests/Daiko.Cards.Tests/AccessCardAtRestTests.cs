@@ -106,7 +106,18 @@ public sealed class AccessCardAtRestTests : IDisposable
         Assert.Equal(before, File.ReadAllBytes(KeyFile));
         Assert.Throws<ArgumentException>(() => card.ChangePin(Pin, "short"));
 
-        Assert.True(card.ChangePin(Pin, "new-pin-1").Accepted);
+        using (var held = new FileStream(KeyFile, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
+        {
+            Assert.True(card.ChangePin(Pin, "new-pin-1").Accepted);
+            // The file under the new PIN was written beside the old one and renamed over it: the old one was never
+            // truncated in place, so a crash or a full disk in the middle leaves one of the two whole.
+            var old = new byte[before.Length + 1];
+            Assert.Equal(before.Length, held.Read(old));
+            Assert.Equal(before, old[..before.Length]);
+        }
+        Assert.NotEqual(before, File.ReadAllBytes(KeyFile));
+        Assert.False(File.Exists(KeyFile + ".new"));
+        if (!OperatingSystem.IsWindows()) Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(KeyFile));
         Assert.Equal(3, card.TriesLeft);
         using var again = AccessCard.Open(_dir.Path);
         Assert.Equal(AccessCardOutcome.Wrong, again.Unlock(Pin).Outcome);

@@ -106,15 +106,24 @@ internal static class CardFiles
         catch (IOException) { }
     }
 
-    /// <summary>Writes a secret-bearing file 0600 and flushes it to disk.</summary>
+    /// <summary>
+    /// Writes a secret-bearing file 0600 (from its creation on) and flushes it to disk: beside it first, then renamed over
+    /// it, so that a crash or a full disk in the middle leaves the file as it was, whole, never truncated (a device key
+    /// file rewritten under a new PIN is the only copy of the key).
+    /// </summary>
     internal static void WritePrivate(string path, byte[] bytes)
     {
-        using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None))
+        var temp = path + ".new";
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using (var stream = new FileStream(temp, options))
         {
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             stream.Write(bytes);
             stream.Flush(flushToDisk: true);
         }
+        File.Move(temp, path, overwrite: true);
+        FsyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 
     /// <summary>Overwrites a file with zeros, then deletes it.</summary>
