@@ -75,4 +75,32 @@ public sealed class LocalUserTests(HomeServeProcess home)
         Assert.True(uriOnTheCommandLine.ExitCode == 0, uriOnTheCommandLine.ToString());
         Assert.Contains("--uri on the command line is visible to other users", uriOnTheCommandLine.StandardError, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Lock_WithTheAgentsFilesLeftBehind_StopsNoOtherProcessThatHasItsId()
+    {
+        using var dir = new TempDirectory("daiko-stale-agent");
+        var terminal = Path.Combine(dir.Path, "terminal");
+        var enroll = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", terminal, "--home", $"127.0.0.1:{home.Port}"],
+            $"{await home.NewCodeAsync("stale-agent")}\n432100\n", TimeSpan.FromSeconds(120));
+        Assert.True(enroll.ExitCode == 0, enroll.ToString());
+        // The agent was killed (or the machine restarted): its socket and pid files stayed, and its id is another process's now.
+        using var other = System.Diagnostics.Process.Start("sleep", "600");
+        try
+        {
+            File.WriteAllText(Path.Combine(terminal, "agent.pid"), other.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            File.WriteAllText(Path.Combine(terminal, "agent.sock"), "");
+
+            var locked = await DaikoCli.RunAsync(["terminal", "lock", "--terminal", terminal]);
+
+            Assert.True(locked.ExitCode == 0, locked.ToString());
+            Assert.False(other.WaitForExit(500), "terminal lock stopped a process that was not its agent");
+            Assert.False(File.Exists(Path.Combine(terminal, "agent.pid")));
+            Assert.False(File.Exists(Path.Combine(terminal, "agent.sock")));
+        }
+        finally
+        {
+            other.Kill();
+        }
+    }
 }

@@ -52,10 +52,15 @@ internal static class AgentProcess
         return result.Message;
     }
 
+    /// <summary>
+    /// Stops this terminal's agent, and removes its socket and pid files. The pid file may be stale (the agent was killed,
+    /// the machine restarted): the process it names is stopped only if it is this terminal's agent, never another process
+    /// that now has that id.
+    /// </summary>
     public static void Stop(string dir)
     {
         var pidFile = TerminalAgent.PidPath(dir);
-        if (ReadPid(pidFile) is { } pid)
+        if (ReadPid(pidFile) is { } pid && IsAgentOf(pid, dir))
         {
             try
             {
@@ -63,14 +68,35 @@ internal static class AgentProcess
                 agent.Kill();
                 agent.WaitForExit(5000);
             }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
             {
-                // The agent had already ended (a lock ends it too): nothing to stop.
+                // The agent had already ended (a lock ends it too), or is not ours to stop: nothing to stop.
             }
         }
         foreach (var f in new[] { pidFile, TerminalAgent.SocketPath(dir) })
         {
             try { File.Delete(f); } catch (IOException) { }
+        }
+    }
+
+    /// <summary>
+    /// Whether process <paramref name="pid"/> is 'daiko terminal agent --terminal DIR' for this <paramref name="dir"/> (its
+    /// command line and working directory read from /proc). Where there is no /proc, as before: the pid file is trusted.
+    /// </summary>
+    private static bool IsAgentOf(int pid, string dir)
+    {
+        if (!OperatingSystem.IsLinux()) return true;
+        try
+        {
+            var args = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
+            var at = Array.IndexOf(args, "--terminal");
+            if (at < 2 || at + 1 >= args.Length || args[at - 1] != "agent" || args[at - 2] != "terminal") return false;
+            var cwd = new DirectoryInfo($"/proc/{pid}/cwd").ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? "/";
+            return Path.GetFullPath(args[at + 1], cwd).TrimEnd('/') == Path.GetFullPath(dir).TrimEnd('/');
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 
