@@ -62,18 +62,26 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
             written.Add(item.Id);
             results.Add(new PimChangeResult(change.Id, PimChangeOutcome.Applied, item, null));
         }
-        var newer = await ReadAllAsync(connection, transaction, Columns + " WHERE revision > @r ORDER BY revision", Item, cancellationToken, ("@r", sinceRevision));
         await transaction.CommitAsync(cancellationToken);
+        // What changed since, read after the commit and one page at a time: the store's write lock (on SQLite the whole
+        // database's) is not held while a device pages through every item, and no more than a page is read into memory.
+        // Items written by another after this commit may come too; the revision returned covers them.
         var page = new List<PimItem>();
         var bytes = 0L;
-        foreach (var item in newer.Where(i => !written.Contains(i.Id)))
+        await using (var command = Command(connection, null, Columns + " WHERE revision > @r ORDER BY revision", ("@r", sinceRevision)))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
-            var size = System.Text.Encoding.UTF8.GetByteCount(item.Body) + item.Id.Length + 32;
-            if (page.Count > 0 && bytes + size > pageBytes) return new PimSyncResult(results, page, page[^1].Revision, More: true);
-            page.Add(item);
-            bytes += size;
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                var item = Item(reader);
+                if (item.Revision <= revision && written.Contains(item.Id)) continue;
+                var size = System.Text.Encoding.UTF8.GetByteCount(item.Body) + item.Id.Length + 32;
+                if (page.Count > 0 && bytes + size > pageBytes) return new PimSyncResult(results, page, page[^1].Revision, More: true);
+                page.Add(item);
+                bytes += size;
+            }
         }
-        return new PimSyncResult(results, page, revision);
+        return new PimSyncResult(results, page, Math.Max(revision, page.Count > 0 ? page[^1].Revision : 0));
     }
 
     public async Task<IReadOnlyList<PimItem>> ListAsync(PimKind kind, CancellationToken cancellationToken = default)

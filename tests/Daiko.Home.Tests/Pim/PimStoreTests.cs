@@ -27,6 +27,34 @@ public sealed class PimStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task Sync_PagesThroughManyItems_EachOnceInRevisionOrder()
+    {
+        var store = NewStore();
+        var body = "{\"name\":\"" + new string('x', 8000) + "\"}";
+        for (var i = 0; i < 20; i++) await store.SyncAsync(0, [new PimChange($"n{i:00}", PimKind.Contact, 0, false, body)], pageBytes: 1);
+
+        // A device that writes one more item and pages from the start, 32 KB at a time.
+        var seen = new List<string>();
+        var first = await store.SyncAsync(0, [new PimChange("mine", PimKind.Contact, 0, false, body)], pageBytes: 32 * 1024);
+        // Its own write is in its results, not in the page that answers it (a later page, asked from an older revision, may carry it).
+        Assert.Equal(PimChangeOutcome.Applied, Assert.Single(first.Results).Outcome);
+        Assert.DoesNotContain(first.Changes, c => c.Id == "mine");
+        var (since, more, changes) = (first.Revision, first.More, first.Changes);
+        for (var pages = 1; ; pages++)
+        {
+            Assert.True(changes.Count is > 0 and <= 4, $"page {pages}: {changes.Count} items");
+            seen.AddRange(changes.Select(c => c.Id));
+            Assert.Equal(changes[^1].Revision, since);
+            if (!more) break;
+            var next = await store.SyncAsync(since, [], pageBytes: 32 * 1024);
+            (since, more, changes) = (next.Revision, next.More, next.Changes);
+        }
+
+        Assert.Equal([.. Enumerable.Range(0, 20).Select(i => $"n{i:00}"), "mine"], seen);
+        Assert.Empty((await store.SyncAsync(since, [])).Changes);
+    }
+
+    [Fact]
     public async Task Sync_EditBasedOnStaleVersion_IsAConflictAndKeepsTheNewerEdit()
     {
         var store = NewStore();
