@@ -20,8 +20,15 @@ public interface IApplianceStore
     Task<IReadOnlyList<ApplianceReading>> ReadingsAsync(string name, int limit, CancellationToken cancellationToken = default);
 }
 
-public sealed class SqlApplianceStore(IHomeStore store) : IApplianceStore
+/// <param name="maxReadingsKept">Readings kept per appliance (<see cref="MaxReadingsKept"/> unless a test says fewer).</param>
+public sealed class SqlApplianceStore(IHomeStore store, int maxReadingsKept = SqlApplianceStore.MaxReadingsKept) : IApplianceStore
 {
+    /// <summary>
+    /// Readings kept per appliance, the oldest going first: as many as a device may ask for at once. A reading is stored on
+    /// every state read and command a device sends, so without a bound a device would grow the store a request at a time.
+    /// </summary>
+    public const int MaxReadingsKept = 1000;
+
     internal static readonly Migration Migration = new("appliances/1", """
         CREATE TABLE IF NOT EXISTS appliances (name TEXT PRIMARY KEY, endpoint TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS appliance_readings (id {id}, appliance TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL);
@@ -46,6 +53,10 @@ public sealed class SqlApplianceStore(IHomeStore store) : IApplianceStore
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
         await ExecuteAsync(connection, null, "INSERT INTO appliance_readings(appliance, at, state) VALUES(@n, @a, @s)", cancellationToken,
             ("@n", reading.Appliance), ("@a", Text(reading.At)), ("@s", reading.State));
+        await ExecuteAsync(connection, null, """
+            DELETE FROM appliance_readings WHERE appliance = @n AND id <= (
+                SELECT id FROM appliance_readings WHERE appliance = @n ORDER BY id DESC LIMIT 1 OFFSET @kept)
+            """, cancellationToken, ("@n", reading.Appliance), ("@kept", maxReadingsKept));
     }
 
     public async Task<IReadOnlyList<ApplianceReading>> ReadingsAsync(string name, int limit, CancellationToken cancellationToken = default)

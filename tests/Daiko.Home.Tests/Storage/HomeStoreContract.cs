@@ -259,6 +259,12 @@ public abstract class HomeStoreContract
         Assert.Equal([$$"""{"c":4}""", $$"""{"c":3}"""], (await appliances.ReadingsAsync("heater", 2)).Select(r => r.State));
         Assert.Equal(T0.AddMinutes(4), (await appliances.ReadingsAsync("heater", 1))[0].At);
         Assert.Single(await appliances.ReadingsAsync("boiler", 10));
+
+        // Each appliance keeps its newest readings only (a test's bound of 3), and leaves the others' alone.
+        var bounded = new SqlApplianceStore(Store(), maxReadingsKept: 3);
+        for (var i = 5; i < 9; i++) await bounded.RecordAsync(new ApplianceReading("heater", T0.AddMinutes(i), $$"""{"c":{{i}}}"""));
+        Assert.Equal([$$"""{"c":8}""", $$"""{"c":7}""", $$"""{"c":6}"""], (await appliances.ReadingsAsync("heater", 100)).Select(r => r.State));
+        Assert.Single(await appliances.ReadingsAsync("boiler", 10));
     }
 
     /// <summary>Holds the store's grouped commit open with a write of its own until <paramref name="release"/> is set.</summary>
