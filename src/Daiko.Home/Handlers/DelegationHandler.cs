@@ -268,10 +268,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 try
                 {
                     await market.Reach.ResolveAsync(market.Host, market.Port, market.ServerName, context.Closed);
-                    if (market.ServerName is { } name && name != market.Host && !System.Net.IPAddress.TryParse(name, out _))
-                    {
-                        await market.Reach.ResolveAsync(name, market.Port, null, context.Closed);
-                    }
+                    if (market.ServerName is { } name && name != market.Host) await market.Reach.CheckOwnAddressesAsync(name, market.Port, context.Closed);
                 }
                 catch (System.Net.Sockets.SocketException e)
                 {

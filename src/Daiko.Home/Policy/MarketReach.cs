@@ -68,6 +68,34 @@ public sealed record MarketReach(IReadOnlyList<MarketPattern> Markets, bool Allo
         throw reachable.Any(PrivateAddresses.IsPrivate) ? PrivateRefusal($"{serverName} (at {host})") : NotListed(serverName!, port);
     }
 
+    /// <summary>
+    /// For assist, where the terminal dials the market itself and the card's signature vouches for the server name: every
+    /// address the server name itself leads to (a literal, or what it resolves to here) must be one this device may reach,
+    /// so that naming a home-network service at a public host address does not bring it the owner's signature. A name
+    /// that does not resolve here is judged at the host's addresses alone (<see cref="ResolveAsync"/>): the home server
+    /// cannot see where it leads.
+    /// </summary>
+    public async Task CheckOwnAddressesAsync(string serverName, int port, CancellationToken cancellationToken)
+    {
+        IPAddress[] addresses;
+        if (IPAddress.TryParse(serverName, out var literal)) addresses = [literal];
+        else
+        {
+            try
+            {
+                addresses = await Lookup.AddressesAsync(serverName, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SocketException)
+            {
+                return;
+            }
+        }
+        var listed = NameListed(serverName, port);
+        var refused = addresses.Where(a => !Allows(serverName, port, a, listed)).ToList();
+        if (refused.Count == 0) return;
+        throw refused.Any(PrivateAddresses.IsPrivate) ? PrivateRefusal(serverName) : NotListed(serverName, port);
+    }
+
     /// <summary>The one refusal for a market on a private address.</summary>
     public static PolicyRefusedException PrivateRefusal(string host) =>
         new(PolicyRule.PrivateAddress, $"{host} resolves to a private address; the owner can allow it for this device");

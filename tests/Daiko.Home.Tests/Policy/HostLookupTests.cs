@@ -71,4 +71,24 @@ public sealed class HostLookupTests
         Assert.Equal(PolicyRule.PrivateAddress, refused.Rule);
         Assert.Equal(1, _lookups);
     }
+
+    [Fact]
+    public async Task ForAssist_EveryAddressTheServerNameLeadsTo_MustBeReachable_AndANameThatDoesNotResolveIsLeftToTheHost()
+    {
+        var lookup = Lookup();
+        _zone["inside.test"] = [IPAddress.Parse("192.168.1.10")];
+        _zone["split.test"] = [IPAddress.Parse("203.0.113.8"), IPAddress.Parse("10.0.0.8")];
+        var anyPublic = MarketReach.AnyPublic with { Lookup = lookup };
+
+        foreach (var name in new[] { "inside.test", "split.test", "127.0.0.1" })
+        {
+            var refused = await Assert.ThrowsAsync<PolicyRefusedException>(() => anyPublic.CheckOwnAddressesAsync(name, 443, default));
+            Assert.Equal(PolicyRule.PrivateAddress, refused.Rule);
+        }
+        await anyPublic.CheckOwnAddressesAsync("market.test", 443, default);
+        // Where it leads cannot be seen from here: the host's addresses alone judge it (ResolveAsync).
+        await anyPublic.CheckOwnAddressesAsync("nowhere.test", 443, default);
+        // Named by the device's list, a private address is reachable.
+        await (new MarketReach(DevicePolicy.ParseMarkets("*,inside.test:443")) { Lookup = lookup }).CheckOwnAddressesAsync("inside.test", 443, default);
+    }
 }

@@ -229,11 +229,15 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
         // Any public market, no loopback entry: localhost stands for a service inside the home network.
         await PolicyAsync(p => p with { Markets = DevicePolicy.ParseMarkets("*") });
 
-        // The terminal would dial where it likes; naming a public address as the host does not make the name public.
-        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => _control.RequestAsync(
-            new DelegateRequest(new MarketAddress("8.8.8.8", _market.Port, "localhost", null), DelegationMode.Assist), CancellationToken.None));
-        Assert.Equal(ErrorCode.PolicyRefused, refused.Code);
-        Assert.Contains("private address", refused.Message, StringComparison.Ordinal);
+        // The terminal would dial where it likes; naming a public address as the host does not make the name, or an address
+        // given as the server name, public.
+        foreach (var name in new[] { "localhost", "127.0.0.1" })
+        {
+            var refused = await Assert.ThrowsAsync<ControlErrorException>(() => _control.RequestAsync(
+                new DelegateRequest(new MarketAddress("8.8.8.8", _market.Port, name, null), DelegationMode.Assist), CancellationToken.None));
+            Assert.Equal(ErrorCode.PolicyRefused, refused.Code);
+            Assert.Contains("private address", refused.Message, StringComparison.Ordinal);
+        }
         // No grant was opened: the card signs nothing.
         var sign = await Assert.ThrowsAsync<ControlErrorException>(() => _control.RequestAsync(
             new SignRequest(Daiko.Tls.SignatureScheme.EcdsaSecp256r1Sha256, new byte[130]), CancellationToken.None));
