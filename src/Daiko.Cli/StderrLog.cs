@@ -72,7 +72,8 @@ internal sealed class StderrLog : ILoggerFactory
             if (!log._json)
             {
                 var line = Printable(formatter(state, exception));
-                if (exception is not null && log._debug) line += Environment.NewLine + exception;
+                // The stack trace's own lines, each marked as the continuation of this one, none able to pass for a line of its own.
+                if (exception is not null && log._debug) line += string.Concat(exception.ToString().Split('\n').Select(l => Environment.NewLine + "  | " + Printable(l.TrimEnd('\r'))));
                 else if (exception is not null) line += Printable($": {exception.GetType().Name}: {exception.Message}");
                 log._lines.Add($"{now:HH:mm:ss} {line}");
                 return;

@@ -146,7 +146,7 @@ internal static class ConsoleEndpoints
         return $"""
             <section><p>Enroll <strong>{Html.E(name)}</strong> before {Html.Time(expires)} (single use). Scan the code, or run on the terminal:</p>
             <p><img class="qr" id="enroll-qr" alt="QR code of the enrollment URI" src="data:image/png;base64,{Convert.ToBase64String(png)}"></p>
-            <p class="code" id="enroll-uri">{Html.E(uri)}</p><p class="muted">daiko terminal enroll --terminal DIR --uri {Html.E(uri)}</p>
+            <p class="code" id="enroll-uri">{Html.E(uri)}</p><p class="muted">printf '%s\n' '{Html.E(uri)}' | daiko terminal enroll --terminal DIR --uri - (the access-card PIN on the next line)</p>
             <p>Code: <span class="code" id="enroll-code">{Html.E(code)}</span> (home {Html.E(c.Advertised(http))})</p>
             <p id="enroll-policy">Its policy: markets {Html.E(policy.MarketsText)}; modes {Html.E(policy.ModesText)}; {(policy.SpendLimitPerDay is { } limit ? $"spend limit {limit} a day" : "no spend limit")}; payees {Html.E(policy.PayeesText)}; up to {policy.MaxTickets} tickets per market (<code>daiko home device policy</code> changes it).</p>
             <p class="muted">This page is the only place the code is shown; leaving it keeps the code valid until it expires.</p></section>

@@ -56,7 +56,8 @@ public static class ConsoleLinks
     /// <summary>
     /// Whether the links file may hold <paramref name="hash"/>: from the hashes last read while the file looks the same
     /// (written at the same time, same length) and was read within the last ten seconds, else from the file read again (shared:
-    /// it waits for no writer and makes none wait long). A file that cannot be read now may hold it.
+    /// it waits for no writer and makes none wait long). A file that cannot be read now (the command is adding a link) is
+    /// taken as not holding it: the link is refused, not spent, and works when opened again.
     /// </summary>
     private static bool MayHold(string directory, string hash)
     {
@@ -79,7 +80,7 @@ public static class ConsoleLinks
         }
         catch (IOException)
         {
-            return true;
+            return false;
         }
     }
 

@@ -147,7 +147,7 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
             _logger.UnknownOwner(owner);
             return new DeviceLookup(null, null);
         }
-        return new DeviceLookup(await parts.Devices.FindByIdAsync(deviceId, cancellationToken), new ControlRoute(parts.Devices, parts.Dispatcher, parts.Connections));
+        return new DeviceLookup(await parts.Devices.FindByIdAsync(deviceId, cancellationToken), new ControlRoute(parts.Devices, parts.Dispatcher, parts.Connections, parts.Logger));
     }
 
     /// <summary>Enrollment: the code's public id names the owner; an unknown id is refused and counted against the address.</summary>

@@ -24,6 +24,13 @@ public sealed class ConsoleLinksTests : IDisposable
         ConsoleLinks.RecordRunning(_dir.Path, "http://127.0.0.1:8080");
         var token = IssueToken();
         var before = (File.ReadAllText(LinksFile), File.GetLastWriteTimeUtc(LinksFile));
+        // While 'home console-link' holds the file (adding a link), before the server ever read it: refused at once, not
+        // waited for; and a real link is not spent by it.
+        using (new FileStream(LinksFile, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+        {
+            Assert.False(ConsoleLinks.Spend(_dir.Path, "made-up-first"));
+            Assert.False(ConsoleLinks.Spend(_dir.Path, token));
+        }
 
         // /login/ needs no session: a stranger's guesses neither rewrite the file ...
         for (var i = 0; i < 100; i++) Assert.False(ConsoleLinks.Spend(_dir.Path, $"made-up-{i}"));

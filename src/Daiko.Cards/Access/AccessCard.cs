@@ -320,7 +320,7 @@ public sealed class AccessCard : IDisposable
         CloseKey();
         try
         {
-            CardFiles.Wipe(KeyPath);
+            CardFiles.WipeWithNew(KeyPath);
         }
         catch (FileNotFoundException)
         {

@@ -113,17 +113,36 @@ internal static class CardFiles
     /// </summary>
     internal static void WritePrivate(string path, byte[] bytes)
     {
-        var temp = path + ".new";
+        var temp = NewPath(path);
         var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None };
         if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        using (var stream = new FileStream(temp, options))
+        try
         {
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            stream.Write(bytes);
-            stream.Flush(flushToDisk: true);
+            using (var stream = new FileStream(temp, options))
+            {
+                if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                stream.Write(bytes);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temp, path, overwrite: true);
         }
-        File.Move(temp, path, overwrite: true);
+        catch
+        {
+            // No second copy of a secret is left beside the file (a crash leaves one: WipeWithNew takes it too).
+            try { if (File.Exists(temp)) Wipe(temp); } catch (IOException) { }
+            throw;
+        }
         FsyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
+    /// <summary>Where <see cref="WritePrivate"/> writes a file before renaming it over <paramref name="path"/>.</summary>
+    internal static string NewPath(string path) => path + ".new";
+
+    /// <summary>Wipes <paramref name="path"/>, and a new copy of it that a write cut short left beside it.</summary>
+    internal static void WipeWithNew(string path)
+    {
+        if (File.Exists(NewPath(path))) Wipe(NewPath(path));
+        Wipe(path);
     }
 
     /// <summary>Overwrites a file with zeros, then deletes it.</summary>

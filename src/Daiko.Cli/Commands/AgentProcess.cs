@@ -83,7 +83,7 @@ internal static class AgentProcess
     /// Whether process <paramref name="pid"/> is 'daiko terminal agent --terminal DIR' for this <paramref name="dir"/> (its
     /// command line and working directory read from /proc). Where there is no /proc, as before: the pid file is trusted.
     /// </summary>
-    private static bool IsAgentOf(int pid, string dir)
+    internal static bool IsAgentOf(int pid, string dir)
     {
         if (!OperatingSystem.IsLinux()) return true;
         try
@@ -92,13 +92,32 @@ internal static class AgentProcess
             var at = Array.IndexOf(args, "--terminal");
             if (at < 2 || at + 1 >= args.Length || args[at - 1] != "agent" || args[at - 2] != "terminal") return false;
             var cwd = new DirectoryInfo($"/proc/{pid}/cwd").ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? "/";
-            return Path.GetFullPath(args[at + 1], cwd).TrimEnd('/') == Path.GetFullPath(dir).TrimEnd('/');
+            // The same directory however each spelled it (a symlink, a relative path): compared with every link resolved.
+            return RealPath(Path.GetFullPath(args[at + 1], cwd)) is { } theirs && theirs == RealPath(Path.GetFullPath(dir));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return false;
         }
     }
+
+    /// <summary>The path with every symbolic link in it resolved (realpath(3)), or null when it does not exist.</summary>
+    private static string? RealPath(string path)
+    {
+        var resolved = NativeRealPath(path, IntPtr.Zero);
+        if (resolved == IntPtr.Zero) return null;
+        try
+        {
+            return System.Runtime.InteropServices.Marshal.PtrToStringUTF8(resolved);
+        }
+        finally
+        {
+            System.Runtime.InteropServices.Marshal.FreeHGlobal(resolved);
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "realpath", SetLastError = true)]
+    private static extern IntPtr NativeRealPath([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, IntPtr resolved);
 
     /// <summary>The agent's process id; null when there is none — including an agent that ended (and removed its file) as we looked.</summary>
     private static int? ReadPid(string pidFile)

@@ -202,10 +202,11 @@ public sealed class ControlListener : IAsyncDisposable
         }
         var peer = slot.Address;
         var registry = route?.Connections ?? _routes.StrangerConnections;
+        var log = route?.Logger ?? _logger;
         var connection = new ControlConnection(ssl, (request, c) => route is null ? _routes.DispatchStrangerAsync(request, c, peer) : route.Dispatcher.DispatchAsync(request, c, deviceId, peer),
-            e => _logger.HandlerFailed("control", e))
+            e => log.HandlerFailed("control", e))
         {
-            OnRefusal = (request, code, message) => _logger.RequestRefused(deviceId ?? $"(not enrolled, {peer})", request?.Type ?? "(undecodable)", code.ToWire(), message),
+            OnRefusal = (request, code, message) => log.RequestRefused(deviceId ?? $"(not enrolled, {peer})", request?.Type ?? "(undecodable)", code.ToWire(), message),
             RefusesUnopenedRelays = true,
             Gate = deviceId is null ? EnrollOnly : null,
             MaxFrameBytes = deviceId is null ? ControlProtocol.MaxUnauthenticatedFrameBytes : ControlProtocol.MaxFrameBytes,
@@ -221,7 +222,7 @@ public sealed class ControlListener : IAsyncDisposable
         {
             await connection.Completion;
             // A device's channel that ended on a malformed frame is worth a line: a terminal does not send one.
-            if (deviceId is not null && connection.CloseException is ProtocolException broke) _logger.ControlChannelBroke(deviceId, broke.Message);
+            if (deviceId is not null && connection.CloseException is ProtocolException broke) log.ControlChannelBroke(deviceId, broke.Message);
         }
         finally
         {

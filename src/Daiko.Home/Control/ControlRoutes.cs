@@ -6,7 +6,8 @@ using Daiko.Protocol;
 namespace Daiko.Home.Control;
 
 /// <summary>Where an authenticated device's requests go: its owner's devices, dispatcher and open channels.</summary>
-public sealed record ControlRoute(DeviceRegistry Devices, RequestDispatcher Dispatcher, ConnectionRegistry Connections);
+/// <param name="Logger">Where the lines about this owner's devices' channels go (a hosted node's name the owner); null: the listener's own.</param>
+public sealed record ControlRoute(DeviceRegistry Devices, RequestDispatcher Dispatcher, ConnectionRegistry Connections, Microsoft.Extensions.Logging.ILogger? Logger = null);
 
 /// <summary>A presented device certificate looked up: the device (null when unknown) and its owner's route (null when no owner here).</summary>
 public sealed record DeviceLookup(Device? Device, ControlRoute? Route);

@@ -37,6 +37,9 @@ public sealed class HomeParts : IAsyncDisposable
     private readonly IssuerFetcher? _issuers;
     private readonly ILogger _logger;
 
+    /// <summary>Where these parts log (on a hosted node, lines naming the owner).</summary>
+    public ILogger Logger => _logger;
+
     /// <param name="identity">The control-channel identity that issues device certificates (not disposed here).</param>
     /// <param name="owner">The owner named in the device certificates issued (a hosted deployment); null for a home server's own.</param>
     /// <param name="enrollmentLimiter">Failed enrollments counted per address and code (a hosted node shares one across its owners).</param>

@@ -32,6 +32,9 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
 
     private const string Columns = "SELECT id, kind, version, revision, deleted, body, modified_at FROM pim_items";
 
+    /// <summary>Rows read for one page at most (a page is bounded by bytes first; tiny items are bounded by this).</summary>
+    internal const int PageRows = 2048;
+
     public async Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, int pageBytes = int.MaxValue,
         CancellationToken cancellationToken = default)
     {
@@ -68,12 +71,16 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         // Items written by another after this commit may come too; the revision returned covers them.
         var page = new List<PimItem>();
         var bytes = 0L;
-        await using (var command = Command(connection, null, Columns + " WHERE revision > @r ORDER BY revision", ("@r", sinceRevision)))
+        // At most PageRows rows leave the database for a page (PostgreSQL would otherwise send every later row to be skipped).
+        var (rows, lastRead) = (0, sinceRevision);
+        await using (var command = Command(connection, null, Columns + $" WHERE revision > @r ORDER BY revision LIMIT {PageRows}", ("@r", sinceRevision)))
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
             {
+                rows++;
                 var item = Item(reader);
+                lastRead = item.Revision;
                 if (item.Revision <= revision && written.Contains(item.Id)) continue;
                 var size = System.Text.Encoding.UTF8.GetByteCount(item.Body) + item.Id.Length + 32;
                 if (page.Count > 0 && bytes + size > pageBytes) return new PimSyncResult(results, page, page[^1].Revision, More: true);
@@ -81,6 +88,8 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
                 bytes += size;
             }
         }
+        // A page that ended at the row limit may have more behind it.
+        if (rows == PageRows) return new PimSyncResult(results, page, lastRead, More: true);
         return new PimSyncResult(results, page, Math.Max(revision, page.Count > 0 ? page[^1].Revision : 0));
     }
 

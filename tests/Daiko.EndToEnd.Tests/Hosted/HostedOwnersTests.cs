@@ -60,15 +60,21 @@ public sealed class HostedOwnersTests : IAsyncLifetime
     {
         var (node, port) = await _site.StartNodeAsync();
         await _site.EnrollAsync("gail", "phone", port);
-        await _site.EnrollAsync("hank", "phone", port);
+        var hanks = await _site.EnrollAsync("hank", "phone", port);
         await node.WaitForOutputAsync("owner 'gail': device 'phone'", TimeSpan.FromSeconds(10));
         await node.WaitForOutputAsync("owner 'hank': device 'phone'", TimeSpan.FromSeconds(10));
+        // A refusal on hank's phone's channel is a line about it too.
+        await HostedSite.UnlockAsOwnerAsync(hanks, "hank");
+        Assert.NotEqual(0, (await DaikoCli.RunAsync(["terminal", "wallet", "cancel", "--terminal", hanks, "--payment", "no-such-payment"])).ExitCode);
+        await node.WaitForOutputAsync(" refused (", TimeSpan.FromSeconds(10));
+        await HostedSite.Ok(["terminal", "lock", "--terminal", hanks]);
 
         // Every line about a device says whose it is (audit lines too): "phone" alone would not tell.
         var aboutDevices = node.Output.Split('\n').Where(l => l.Contains("device ", StringComparison.Ordinal)).ToList();
         Assert.True(aboutDevices.Count >= 4, node.Output);
         Assert.All(aboutDevices, l => Assert.Matches(@"^\d\d:\d\d:\d\d owner '(gail|hank)': ", l));
-        Assert.Equal(2, aboutDevices.Count(l => l.Contains(" owner 'hank': device ", StringComparison.Ordinal)));
+        Assert.Contains(aboutDevices, l => l.Contains(" owner 'hank': device ", StringComparison.Ordinal) && l.Contains(" refused (", StringComparison.Ordinal));
+        Assert.DoesNotContain(aboutDevices, l => l.Contains(" owner 'gail': device ", StringComparison.Ordinal) && l.Contains(" refused (", StringComparison.Ordinal));
     }
 
     private static int Count(string text, string part)

@@ -55,6 +55,24 @@ public sealed class PimStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task Sync_OfManyTinyItems_EndsAPageAtItsRowLimit_AndTheNextPageGoesOn()
+    {
+        var store = NewStore();
+        var count = Daiko.Home.Storage.SqlPimStore.PageRows + 52;
+        for (var from = 0; from < count; from += 700)
+        {
+            await store.SyncAsync(0, Enumerable.Range(from, Math.Min(700, count - from)).Select(i => new PimChange($"t{i:0000}", PimKind.Todo, 0, false, "{}")).ToList(), pageBytes: 1);
+        }
+
+        var first = await store.SyncAsync(0, []);
+        Assert.True(first.More);
+        Assert.Equal(Daiko.Home.Storage.SqlPimStore.PageRows, first.Changes.Count);
+        var second = await store.SyncAsync(first.Revision, []);
+        Assert.False(second.More);
+        Assert.Equal(Enumerable.Range(0, count).Select(i => $"t{i:0000}"), first.Changes.Concat(second.Changes).Select(c => c.Id));
+    }
+
+    [Fact]
     public async Task Sync_EditBasedOnStaleVersion_IsAConflictAndKeepsTheNewerEdit()
     {
         var store = NewStore();

@@ -1,0 +1,41 @@
+using System.Diagnostics;
+using Daiko.Cli.Commands;
+using Daiko.TestSupport;
+
+namespace Daiko.EndToEnd.Tests;
+
+/// <summary>
+/// Which process 'terminal lock' stops for a terminal: its agent, however the terminal directory was spelled when it
+/// started, and nothing else (a process whose command line is an agent's for this directory stands in for one).
+/// </summary>
+public sealed class AgentProcessTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("daiko-agent-process");
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void TheAgentOfATerminal_IsKnownByItsDirectory_ThroughASymlinkToo_AndNoOtherProcessIs()
+    {
+        var terminal = Directory.CreateDirectory(Path.Combine(_dir.Path, "terminal")).FullName;
+        var link = Path.Combine(_dir.Path, "link");
+        File.CreateSymbolicLink(link, terminal);
+        var other = Directory.CreateDirectory(Path.Combine(_dir.Path, "other")).FullName;
+        // Started through the link, as 'terminal unlock --terminal link' starts its agent ('; true' keeps bash from exec'ing sleep).
+        using var agent = Process.Start(new ProcessStartInfo("bash") { ArgumentList = { "-c", "sleep 600; true", "terminal", "agent", "--terminal", link } })!;
+        using var stranger = Process.Start("sleep", "600");
+        try
+        {
+            Thread.Sleep(200);
+            Assert.True(AgentProcess.IsAgentOf(agent.Id, terminal));
+            Assert.True(AgentProcess.IsAgentOf(agent.Id, link));
+            Assert.False(AgentProcess.IsAgentOf(agent.Id, other));
+            Assert.False(AgentProcess.IsAgentOf(stranger.Id, terminal));
+        }
+        finally
+        {
+            agent.Kill(entireProcessTree: true);
+            stranger.Kill();
+        }
+    }
+}
