@@ -117,9 +117,12 @@ public sealed class HostedIsolationTests(HostedIsolationTests.TwoOwners owners) 
         await HostedSite.UnlockAsOwnerAsync(tablet, "bob");
         Assert.Contains("Bob Example", (await Site.GetAsync(tablet)).StandardOutput, StringComparison.Ordinal);
 
-        // A well-formed code whose public id no owner issued is refused, and nothing is enrolled anywhere.
+        // A well-formed code whose public id no owner issued (its pin part right for it and the site's key, so the terminal
+        // sends it) is refused, and nothing is enrolled anywhere.
         var code = (await HostedSite.Ok(["host", "device", "add", "--site", Site.Site, "--owner", "alice", "--name", "laptop"])).StandardOutput.Trim();
-        var forged = "ZZZZ" + code[4..];
+        var (sent, _) = Daiko.Protocol.EnrollmentCode.Split(code);
+        using var identity = Daiko.Home.Trust.HomeIdentity.Load(Site.Site, "host init");
+        var forged = Daiko.Protocol.EnrollmentCode.Compose("ZZZZ" + sent[4..], identity.SpkiHash);
         var stranger = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", Path.Combine(Site.Dir.Path, "stranger"), "--home", $"127.0.0.1:{Port}", "--code", forged], HostedSite.AccessPin + "\n");
         Assert.Equal(1, stranger.ExitCode);
         Assert.Contains("not valid", stranger.StandardError, StringComparison.Ordinal);
