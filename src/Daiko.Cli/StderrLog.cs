@@ -48,16 +48,20 @@ internal sealed class StderrLog : ILoggerFactory
     /// </summary>
     internal static string Printable(string text)
     {
-        static bool Escaped(char c) => char.IsControl(c) || c is '\u2028' or '\u2029';
-        if (!text.Any(Escaped)) return text;
+        // Every line passes here: the common case (nothing to escape) is one vectorized search, no allocation.
+        if (text.AsSpan().IndexOfAny(Escaped) < 0) return text;
         var printable = new StringBuilder(text.Length + 16);
         foreach (var c in text)
         {
-            if (Escaped(c)) printable.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:x4}");
+            if (Escaped.Contains(c)) printable.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:x4}");
             else printable.Append(c);
         }
         return printable.ToString();
     }
+
+    /// <summary>The C0 and C1 controls, DEL, and the Unicode line and paragraph separators.</summary>
+    private static readonly System.Buffers.SearchValues<char> Escaped = System.Buffers.SearchValues.Create(
+        [.. Enumerable.Range(0, 0x20).Select(i => (char)i), .. Enumerable.Range(0x7f, 0x21).Select(i => (char)i), '\u2028', '\u2029']);
 
     private sealed class Category(string name, StderrLog log) : ILogger
     {

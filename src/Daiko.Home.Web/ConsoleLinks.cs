@@ -117,7 +117,7 @@ public static class ConsoleLinks
 
     /// <summary>A certificate's SHA-256 fingerprint as browsers show it: upper-case hex pairs joined by colons.</summary>
     public static string Fingerprint(X509Certificate2 certificate) =>
-        string.Join(':', SHA256.HashData(certificate.RawData).Select(b => b.ToString("X2", System.Globalization.CultureInfo.InvariantCulture)));
+        string.Join(':', certificate.GetCertHash(HashAlgorithmName.SHA256).Select(b => b.ToString("X2", System.Globalization.CultureInfo.InvariantCulture)));
 
     private static void Update(string directory, TimeProvider? time, Action<List<string>> change)
     {

@@ -48,18 +48,7 @@ public sealed class LocalCounterStore(string path) : ICardCounterStore
         }
     }
 
-    public void Write(byte[] state)
-    {
-        var temp = path + ".tmp";
-        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            stream.Write(state);
-            stream.Flush(flushToDisk: true);
-        }
-        File.Move(temp, path, overwrite: true);
-        CardFiles.FsyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-    }
+    public void Write(byte[] state) => CardFiles.WritePrivate(path, state);
 }
 
 /// <summary>

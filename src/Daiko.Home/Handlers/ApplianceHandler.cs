@@ -17,25 +17,8 @@ public sealed class ApplianceHandler(ApplianceGateway appliances, DeviceRegistry
 
     public async Task<HandlerResult> ReadingsAsync(ApplianceReadingsRequest request, RequestContext context) =>
         await RefusalAsync("appliance-readings", request.Name, context) is { } refused ? refused
-        : new ApplianceReadingsReply(WithinAPage((await appliances.ReadingsAsync(request.Name, request.Limit, context.Closed)).Select(r => $"{r.At:O} {r.State}")));
-
-    /// <summary>
-    /// The newest readings that fit in one page (<see cref="Daiko.Protocol.ControlProtocol.PageBytes"/>), at least one: a
-    /// thousand readings of large states would not fit in a frame, and the device would get an internal error instead.
-    /// </summary>
-    private static List<string> WithinAPage(IEnumerable<string> newestFirst)
-    {
-        var page = new List<string>();
-        var bytes = 0L;
-        foreach (var reading in newestFirst)
-        {
-            var size = System.Text.Encoding.UTF8.GetByteCount(reading) + 8;
-            if (page.Count > 0 && bytes + size > Daiko.Protocol.ControlProtocol.PageBytes) break;
-            page.Add(reading);
-            bytes += size;
-        }
-        return page;
-    }
+        // The newest that fit in a page: a thousand readings of large states would not fit in a frame.
+        : new ApplianceReadingsReply(ReplyPage.Take((await appliances.ReadingsAsync(request.Name, request.Limit, context.Closed)).Select(r => $"{r.At:O} {r.State}"), ReplyPage.Size).Items);
 
     public async Task<HandlerResult> StateAsync(ApplianceStateRequest request, RequestContext context) =>
         await RefusalAsync("appliance-state", request.Name, context) is { } refused ? refused

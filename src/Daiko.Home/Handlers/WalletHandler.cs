@@ -48,18 +48,11 @@ public sealed class WalletHandler(Money.PurseLedger ledger, PaymentReports repor
     /// <summary>The log entries after sequence <paramref name="after"/>, as many as fit in one page.</summary>
     public static WalletHistoryReply HistoryPage(Money.PurseLedger ledger, long after)
     {
-        var entries = new List<string>();
-        var bytes = 0;
-        long last = after;
-        foreach (var e in ledger.History().Where(e => e.Sequence > after))
-        {
-            var line = JsonSerializer.Serialize(new { seq = e.Sequence, at = e.At, kind = e.Kind, reference = e.Reference, amount = e.Amount, currency = e.Currency, balance = e.BalanceAfter });
-            if (entries.Count > 0 && bytes + line.Length > ControlProtocol.PageBytes) return new WalletHistoryReply(entries, ledger.VerifyLog(), More: true, Last: last);
-            entries.Add(line);
-            bytes += line.Length + 8;
-            last = e.Sequence;
-        }
-        return new WalletHistoryReply(entries, ledger.VerifyLog());
+        var (page, more) = ReplyPage.Take(ledger.History().Where(e => e.Sequence > after).Select(e => (e.Sequence,
+            Line: JsonSerializer.Serialize(new { seq = e.Sequence, at = e.At, kind = e.Kind, reference = e.Reference, amount = e.Amount, currency = e.Currency, balance = e.BalanceAfter }))),
+            e => ReplyPage.Size(e.Line));
+        var entries = page.Select(e => e.Line).ToList();
+        return more ? new WalletHistoryReply(entries, ledger.VerifyLog(), More: true, Last: page[^1].Sequence) : new WalletHistoryReply(entries, ledger.VerifyLog());
     }
 
     private async Task<HandlerResult> AnswerAsync(ControlMessage request, RequestContext context)

@@ -133,36 +133,19 @@ public sealed class HostedNodesTests(HostedNodesTests.OneOwner owner) : IClassFi
         // The agent keeps its channel open for the whole unlock: the owner stays loaded past several idle periods.
         await HostedSite.UnlockAsOwnerAsync(terminal, "erin");
         await Task.Delay(TimeSpan.FromSeconds(5));
-        Assert.Equal(1, Count(node.Output, Unloaded));
+        Assert.Equal(1, NodeOutput.Count(node.Output, Unloaded));
         Assert.Equal(0, (await Site.GetAsync(terminal)).ExitCode);
 
         // The channel drops (the agent and its unlock go on): the idle time counts from then, and the owner goes.
         var dropped = Stopwatch.StartNew();
         link.DropConnections();
-        await WaitForCountAsync(node, Unloaded, 2, TimeSpan.FromSeconds(15));
+        await NodeOutput.WaitForCountAsync(node, Unloaded, 2, TimeSpan.FromSeconds(15));
         Assert.True(dropped.Elapsed > TimeSpan.FromSeconds(1.5), $"unloaded {dropped.Elapsed.TotalSeconds:0.0} s after the channel closed, with --owner-idle 2");
 
         // The agent connects again: the owner is loaded anew, and the device's unlock session (a row) still holds.
         Assert.Equal(0, (await Site.GetAsync(terminal)).ExitCode);
-        Assert.Equal(3, Count(node.Output, Loaded));
+        Assert.Equal(3, NodeOutput.Count(node.Output, Loaded));
         await HostedSite.Ok(["terminal", "lock", "--terminal", terminal]);
-    }
-
-    private static int Count(string text, string part)
-    {
-        var (count, at) = (0, 0);
-        while ((at = text.IndexOf(part, at, StringComparison.Ordinal)) >= 0) (count, at) = (count + 1, at + part.Length);
-        return count;
-    }
-
-    private static async Task WaitForCountAsync(ExternalProcess node, string part, int count, TimeSpan timeout)
-    {
-        var clock = Stopwatch.StartNew();
-        while (Count(node.Output, part) < count)
-        {
-            Assert.True(clock.Elapsed < timeout, $"'{part}' printed fewer than {count} times within {timeout.TotalSeconds:0} s:\n{node.Output}");
-            await Task.Delay(50);
-        }
     }
 
     [Fact]

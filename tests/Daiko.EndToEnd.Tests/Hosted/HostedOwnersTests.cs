@@ -37,14 +37,9 @@ public sealed class HostedOwnersTests : IAsyncLifetime
         Assert.Contains("max-tickets", second.StandardError, StringComparison.Ordinal);
 
         // Every channel of the device goes; once the owner is unloaded, the device connects again.
-        var unloadedBefore = Count(node.Output, Unloaded);
+        var unloadedBefore = NodeOutput.Count(node.Output, Unloaded);
         link.DropConnections();
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (Count(node.Output, Unloaded) == unloadedBefore)
-        {
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"the owner was not unloaded:\n{node.Output}");
-            await Task.Delay(50);
-        }
+        await NodeOutput.WaitForCountAsync(node, Unloaded, unloadedBefore + 1, TimeSpan.FromSeconds(20));
 
         // The ticket it took is still unexpired, and still counted.
         var again = await _site.GetAsync(terminal, "resume");
@@ -75,12 +70,5 @@ public sealed class HostedOwnersTests : IAsyncLifetime
         Assert.All(aboutDevices, l => Assert.Matches(@"^\d\d:\d\d:\d\d owner '(gail|hank)': ", l));
         Assert.Contains(aboutDevices, l => l.Contains(" owner 'hank': device ", StringComparison.Ordinal) && l.Contains(" refused (", StringComparison.Ordinal));
         Assert.DoesNotContain(aboutDevices, l => l.Contains(" owner 'gail': device ", StringComparison.Ordinal) && l.Contains(" refused (", StringComparison.Ordinal));
-    }
-
-    private static int Count(string text, string part)
-    {
-        var (count, at) = (0, 0);
-        while ((at = text.IndexOf(part, at, StringComparison.Ordinal)) >= 0) (count, at) = (count + 1, at + part.Length);
-        return count;
     }
 }
