@@ -68,6 +68,9 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     // Each owner's count of tickets its devices hold, kept across the owner's unloading: a device that disconnects until
     // its owner is unloaded must not find its max-tickets counted afresh when it connects again.
     private readonly ConcurrentDictionary<string, Home.Policy.TicketHoldings> _ticketHoldings = new(StringComparer.Ordinal);
+
+    /// <summary>One set of turns for every owner's handshakes with markets: they share this node's cores.</summary>
+    private readonly Home.Delegation.MarketHandshakeTurns _marketHandshakes = Home.Delegation.MarketHandshakeTurns.ForThisMachine();
     // Held while an owner's parts are handed out and while the sweeper decides to unload them.
     private readonly object _loading = new();
     private readonly CancellationTokenSource _stop = new();
@@ -215,6 +218,7 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
             AllowPrivateMarkets = _options.AllowPrivateMarkets,
             MailSettings = () => _database.MailOf(owner),
             TicketHoldings = _ticketHoldings.GetOrAdd(owner, _ => new Home.Policy.TicketHoldings(TimeProvider.System)),
+            MarketHandshakes = _marketHandshakes,
         };
         var parts = new HomeParts(options, card, _identity, owner, _limiter);
         try

@@ -75,6 +75,8 @@ public enum DelegationFailure
     HandshakeFailed,
     NoTicketIssued,
     CardNotReady,
+    /// <summary>The home server's handshakes with markets left no turn for this one in time (<see cref="MarketHandshakeTurns"/>).</summary>
+    Busy,
 }
 
 public sealed class DelegationException(DelegationFailure failure, string message, Exception? inner = null)
@@ -100,6 +102,7 @@ public sealed class DelegationService : IAsyncDisposable
     private readonly TimeSpan _flightWait;
     private readonly TimeSpan _handoffTicketWait;
     private readonly ILogger _logger;
+    private readonly MarketHandshakeTurns _turns;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refilling = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _tails = new();
     private readonly Dictionary<MarketKey, Fetches> _fetching = new();
@@ -126,9 +129,11 @@ public sealed class DelegationService : IAsyncDisposable
         TimeSpan? marketTimeout = null,
         ILogger? logger = null,
         TimeSpan? flightWait = null,
-        TimeSpan? handoffTicketWait = null)
+        TimeSpan? handoffTicketWait = null,
+        MarketHandshakeTurns? turns = null)
     {
         _logger = logger ?? NullLogger.Instance;
+        _turns = turns ?? MarketHandshakeTurns.ForThisMachine();
         _userCredential = userCredential;
         _validator = validator;
         _tickets = tickets;
@@ -162,6 +167,9 @@ public sealed class DelegationService : IAsyncDisposable
     public async Task<TlsConnection> ConnectAsUserAsync(MarketRequest market, TlsCounters? counters, CancellationToken cancellationToken)
     {
         var credential = _userCredential();
+        // A turn among the process's handshakes with markets, from the dial to the handshake's end: waiting for
+        // one is bounded like the handshake itself.
+        using var turn = await _turns.TakeAsync(_marketTimeout, cancellationToken);
         var transport = await OpenMarketAsync(market, cancellationToken);
         var options = new TlsClientOptions
         {

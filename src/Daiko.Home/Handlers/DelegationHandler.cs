@@ -160,6 +160,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             DelegationFailure.MarketCertificateRejected => ErrorCode.MarketCertificate,
             DelegationFailure.NoTicketIssued => ErrorCode.NoTicket,
             DelegationFailure.CardNotReady => ErrorCode.CardNotReady,
+            DelegationFailure.Busy => ErrorCode.Unavailable,
             _ => otherwise,
         }, e.Message);
     }

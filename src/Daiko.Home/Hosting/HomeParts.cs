@@ -71,7 +71,8 @@ public sealed class HomeParts : IAsyncDisposable
             marketTimeout: options.MarketTimeout,
             logger: logger,
             flightWait: options.TicketFlightWait,
-            handoffTicketWait: options.HandoffTicketWait);
+            handoffTicketWait: options.HandoffTicketWait,
+            turns: options.MarketHandshakes);
         Payees = new PayeeDirectory(options.WalletDirectory ?? options.Directory, new Storage.SqlPayeeStore(Store), logger);
         Ledger = new PurseLedger(Store, new HomeCardPurse(card), Payees.KeyOf, options.Time);
         _reports = new PaymentReports(options.WalletDirectory ?? options.Directory, card, Ledger, new ReportOutbox(Store.MailOutbox, options.Time), logger, options.MailSettings);

@@ -51,6 +51,12 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// </summary>
     public Policy.TicketHoldings? TicketHoldings { get; init; }
 
+    /// <summary>
+    /// Turns for the full handshakes with markets, when they must be shared beyond these parts: a hosted node's
+    /// owners share its cores, so they share one. Null: sized to this machine (<see cref="Delegation.MarketHandshakeTurns.ForThisMachine"/>).
+    /// </summary>
+    public Delegation.MarketHandshakeTurns? MarketHandshakes { get; init; }
+
     /// <summary>Where the payment log is mailed, read at each mail (a hosted owner's row); default DIR/mail.json.</summary>
     public Func<Mail.MailSettings?>? MailSettings { get; init; }
 

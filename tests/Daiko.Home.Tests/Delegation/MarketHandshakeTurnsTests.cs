@@ -1,0 +1,135 @@
+using Daiko.Home.Delegation;
+using Xunit;
+
+namespace Daiko.Home.Tests.Delegation;
+
+/// <summary>
+/// The turns of the home server's handshakes with markets: the floor always runs, past it only while the
+/// cores have time to spare, never past the ceiling; waiters go first come first served, a wait is bounded,
+/// and a waiter that gives up leaves no turn taken.
+/// </summary>
+public sealed class MarketHandshakeTurnsTests
+{
+    private static readonly TimeSpan Long = TimeSpan.FromSeconds(30);
+
+    private static async Task<bool> WaitsAsync(Task task)
+    {
+        await Task.WhenAny(task, Task.Delay(200));
+        return !task.IsCompleted;
+    }
+
+    [Fact]
+    public async Task UpToTheFloor_StartAtOnce_EvenWhenTheCoresAreBusy_AndTheNextWaitsForOneToEnd()
+    {
+        var turns = new MarketHandshakeTurns(floor: 2, ceiling: 8, coresBusy: () => true);
+        var first = await turns.TakeAsync(Long, CancellationToken.None);
+        using var second = await turns.TakeAsync(Long, CancellationToken.None);
+
+        var third = turns.TakeAsync(Long, CancellationToken.None);
+
+        Assert.True(await WaitsAsync(third));
+        Assert.Equal((2, 1), (turns.InFlight, turns.Waiting));
+        first.Dispose();
+        using var _ = await third.WaitAsync(Long);
+        Assert.Equal((2, 0), (turns.InFlight, turns.Waiting));
+    }
+
+    [Fact]
+    public async Task PastTheFloor_MoreStartWhileTheCoresAreFree_ButNeverPastTheCeiling()
+    {
+        var busy = false;
+        var turns = new MarketHandshakeTurns(floor: 1, ceiling: 3, coresBusy: () => busy);
+        var held = new List<IDisposable>();
+        for (var i = 0; i < 3; i++) held.Add(await turns.TakeAsync(Long, CancellationToken.None).WaitAsync(Long));
+
+        var fourth = turns.TakeAsync(Long, CancellationToken.None);
+        Assert.True(await WaitsAsync(fourth));
+
+        busy = true;
+        held[0].Dispose();
+        held[1].Dispose();
+        // Two in flight, above the floor of one, and the cores busy: the waiter still waits.
+        Assert.True(await WaitsAsync(fourth));
+        held[2].Dispose();
+        held.Clear();
+        // None in flight: under the floor, so it starts, busy cores or not; the next waits again.
+        held.Add(await fourth.WaitAsync(Long));
+        Assert.Equal(1, turns.InFlight);
+        var fifth = turns.TakeAsync(Long, CancellationToken.None);
+        Assert.True(await WaitsAsync(fifth));
+
+        busy = false;
+        // A newcomer finds the cores free: the waiter ahead of it starts first, then it.
+        var sixth = turns.TakeAsync(Long, CancellationToken.None);
+        held.Add(await fifth.WaitAsync(Long));
+        held.Add(await sixth.WaitAsync(Long));
+        Assert.Equal(3, turns.InFlight);
+        foreach (var turn in held) turn.Dispose();
+        Assert.Equal(0, turns.InFlight);
+    }
+
+    [Fact]
+    public async Task Waiters_AreLetIn_InTheOrderTheyCame()
+    {
+        var turns = new MarketHandshakeTurns(floor: 1, ceiling: 1, coresBusy: () => true);
+        var running = await turns.TakeAsync(Long, CancellationToken.None);
+        var order = new List<int>();
+        var waiters = Enumerable.Range(0, 5).Select(async i =>
+        {
+            using var turn = await turns.TakeAsync(Long, CancellationToken.None);
+            lock (order) order.Add(i);
+        }).ToList();
+        Assert.Equal(5, turns.Waiting);
+
+        running.Dispose();
+        await Task.WhenAll(waiters).WaitAsync(Long);
+
+        Assert.Equal([0, 1, 2, 3, 4], order);
+    }
+
+    [Fact]
+    public async Task AWaitPastItsBound_IsRefusedAsBusy_AndLeavesNoTurnTaken()
+    {
+        var turns = new MarketHandshakeTurns(floor: 1, ceiling: 1, coresBusy: () => true);
+        var running = await turns.TakeAsync(Long, CancellationToken.None);
+
+        var e = await Assert.ThrowsAsync<DelegationException>(() => turns.TakeAsync(TimeSpan.FromMilliseconds(100), CancellationToken.None));
+
+        Assert.Equal(DelegationFailure.Busy, e.Failure);
+        Assert.Contains("busy", e.Message);
+        Assert.Equal((1, 0), (turns.InFlight, turns.Waiting));
+        running.Dispose();
+        using var next = await turns.TakeAsync(TimeSpan.Zero, CancellationToken.None).WaitAsync(Long);
+        Assert.Equal(1, turns.InFlight);
+    }
+
+    [Fact]
+    public async Task AWaiterWhoseRequestEnds_IsCancelled_NotBusy_AndTheTurnGoesToTheNext()
+    {
+        var turns = new MarketHandshakeTurns(floor: 1, ceiling: 1, coresBusy: () => true);
+        var running = await turns.TakeAsync(Long, CancellationToken.None);
+        using var gone = new CancellationTokenSource();
+        var leaving = turns.TakeAsync(Long, gone.Token);
+        var staying = turns.TakeAsync(Long, CancellationToken.None);
+
+        gone.Cancel();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => leaving.WaitAsync(Long));
+        running.Dispose();
+        using var turn = await staying.WaitAsync(Long);
+        Assert.Equal((1, 0), (turns.InFlight, turns.Waiting));
+    }
+
+    [Fact]
+    public async Task ATurnGivenBackTwice_CountsOnce()
+    {
+        var turns = new MarketHandshakeTurns(floor: 2, ceiling: 2, coresBusy: () => true);
+        var turn = await turns.TakeAsync(Long, CancellationToken.None);
+        using var other = await turns.TakeAsync(Long, CancellationToken.None);
+
+        turn.Dispose();
+        turn.Dispose();
+
+        Assert.Equal(1, turns.InFlight);
+    }
+}
