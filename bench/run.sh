@@ -13,7 +13,9 @@
 #                            --market-psk-ke: nginx allows psk_ke and the terminals use --kex auto)
 #                           (a steady run to profile the home server under: bench/results/profile.md;
 #                            --alloc-types adds what the home server allocates, by type;
-#                            --only openssl: the concurrent s_time peer alone, nginx counting its rate)
+#                            --only openssl: the concurrent s_time peer alone, nginx counting its rate;
+#                            --only alternating: handoff, s_time and resume-miss-handout in alternating slices,
+#                            3 rounds of --seconds each, as the full run ends each K with)
 #   bench/run.sh soak [--quick]   200 terminals x 50 mixed sessions with payments (quick: 10 x 5): soak.md, soak.json
 #                           (--sessions N a longer run, --warm-up N sessions a terminal first (default 25), --home-env NAME=VALUE
 #                           a variable for the home server only, e.g. a GC setting to compare)

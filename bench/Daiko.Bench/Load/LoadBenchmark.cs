@@ -35,6 +35,7 @@ public static class LoadBenchmark
         if (marketPskKe) Console.WriteLine("  nginx allows psk_ke; the terminals resume as the home server's tickets say (--kex auto)");
         var runs = new List<LoadRun>();
         var peers = new List<LoadReport.Peer>();
+        var alternated = new List<LoadAlternation.Alternated>();
         // The home server's runtime counters: what it allocates over each closed-loop row, per session.
         await using var runtime = RuntimeCounters.TryStart(rig.Home.Pid);
         string Garbage(LoadRun r) => double.IsNaN(r.HomeAllocKbPerSession) ? ""
@@ -131,6 +132,9 @@ public static class LoadBenchmark
             var sslStream = await LoadPeers.SslStreamAsync(rig.Pki, rig.Nginx.Port, k, duration, rig.Home);
             peers.Add(new LoadReport.Peer(k, openssl, sslStream.SessionsPerSecond, sslStream.P50Ms, sslStream.P99Ms, sslStream.Errors));
             PrintPeer(k, openssl, sslStream);
+            // The full handshake against s_time once more, in alternating slices: the ratio that both sides met alike.
+            alternated.Add(await LoadAlternation.RunAsync(rig, terminals, AlternationRounds(quick), AlternationSeconds(quick)));
+            Console.WriteLine(LoadAlternation.Line(alternated[^1]));
         }
 
         // Open loop at half the relay's measured capacity, relay and direct at the same rate.
@@ -146,14 +150,19 @@ public static class LoadBenchmark
         Print(directOpen);
 
         var report = LoadReport.Render(runs, peers, relayOpen, directOpen, rate, loadBefore, ProcessSampler.LoadAverage(), seconds,
-            ProcessSampler.StealPercent(machineBefore, ProcessSampler.MachineCpu()));
+            ProcessSampler.StealPercent(machineBefore, ProcessSampler.MachineCpu()), alternated);
         var stem = quick ? "load-quick" : "load";
         await File.WriteAllTextAsync(Path.Combine(output, stem + ".md"), report.Markdown);
         await File.WriteAllTextAsync(Path.Combine(output, stem + ".json"), report.Json);
         await File.WriteAllTextAsync(Path.Combine(output, stem + ".svg"), report.Svg);
         Console.WriteLine(report.Markdown);
-        return runs.Sum(r => r.Errors) + relayOpen.Errors + directOpen.Errors == 0 ? 0 : 3;
+        return runs.Sum(r => r.Errors) + relayOpen.Errors + directOpen.Errors + alternated.Sum(a => a.Errors) == 0 ? 0 : 3;
     }
+
+    /// <summary>Rounds of handoff, s_time and resume-miss-handout slices at each K, and a slice's seconds.</summary>
+    private static int AlternationRounds(bool quick) => quick ? 1 : 3;
+
+    private static int AlternationSeconds(bool quick) => quick ? 2 : 4;
 
     /// <summary>
     /// <c>--only handoff|resume-hit|...</c>: that mode alone, closed loop (resume-hit from a warm cache in
@@ -169,6 +178,14 @@ public static class LoadBenchmark
             {
                 // The s_time peer alone (it has no row of its own: printed as the full run prints it).
                 PrintPeer(k, await LoadPeers.OpensslAsync(rig.Pki, rig.Nginx, k, (int)duration.TotalSeconds), null);
+                continue;
+            }
+            if (only == "alternating")
+            {
+                // The full handshake against s_time in alternating slices (as the full run ends each K with).
+                var alternated = await LoadAlternation.RunAsync(rig, terminals, AlternationRounds(quick: false), (int)duration.TotalSeconds);
+                Console.WriteLine(LoadAlternation.Line(alternated));
+                errors += alternated.Errors;
                 continue;
             }
             if (only == "relay-open")
@@ -196,7 +213,7 @@ public static class LoadBenchmark
                 "handoff" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Handoff, CancellationToken.None))),
                 "relay" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Relay, CancellationToken.None))),
                 "assist" => await measured(() => LoadRunner.ClosedAsync(only, terminals, duration, rig.Home, t => t.SessionAsync(LoadMode.Assist, CancellationToken.None))),
-                _ => throw new ArgumentException($"--only takes openssl, relay-open, resume-hit, resume-hit-handout, resume-miss, resume-miss-handout, handoff, relay or assist, not '{only}'"),
+                _ => throw new ArgumentException($"--only takes openssl, alternating, relay-open, resume-hit, resume-hit-handout, resume-miss, resume-miss-handout, handoff, relay or assist, not '{only}'"),
             };
             print(run);
             // Connections the market took over the row, untimed parts included (a warm cache's fill, a status request):

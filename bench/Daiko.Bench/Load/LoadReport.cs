@@ -19,8 +19,10 @@ public static class LoadReport
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     /// <param name="stealPercent">the share of the machine's CPU time the hypervisor gave to other guests during the run.</param>
-    public static Rendered Render(IReadOnlyList<LoadRun> runs, IReadOnlyList<Peer> peers, LoadRun relayOpen, LoadRun directOpen, double rate, string loadBefore, string loadAfter, int seconds, double stealPercent = double.NaN)
+    public static Rendered Render(IReadOnlyList<LoadRun> runs, IReadOnlyList<Peer> peers, LoadRun relayOpen, LoadRun directOpen, double rate, string loadBefore, string loadAfter, int seconds, double stealPercent = double.NaN,
+        IReadOnlyList<LoadAlternation.Alternated>? alternated = null)
     {
+        alternated ??= [];
         var inv = CultureInfo.InvariantCulture;
         var md = new StringBuilder();
         md.AppendLine("# The home server under load");
@@ -68,7 +70,19 @@ public static class LoadReport
         md.AppendLine(string.Create(inv, $"Relay p99 {relayOpen.P99Ms:0.0} ms against direct {directOpen.P99Ms:0.0} ms: added {relayOpen.P99Ms - directOpen.P99Ms:0.0} ms, {relayOpen.P99Ms / directOpen.P99Ms:0.00}× the direct p99."));
         foreach (var r in runs.Where(r => r.FirstError is not null)) md.AppendLine($"- first error of {r.Mode} at K={r.Terminals}: {r.FirstError}");
         md.AppendLine();
-        md.Append(Goals(runs, peers, relayOpen, directOpen));
+        if (alternated.Count > 0)
+        {
+            var first = alternated[0];
+            md.AppendLine(string.Create(inv, $"A full handshake at the home server against s_time, alternating: at each K, after its rows and peers, {first.Rounds} rounds of a {first.SliceSeconds} s handoff slice, an s_time slice ({first.SliceSeconds} s window with all K running, as above) and a {first.SliceSeconds} s resume-miss-handout slice, so that both sides of the ratio meet the same moments of this shared machine (its speed for the same work moves by a third over minutes: compare the nginx CPU column between rows). Each rate is the slices' sessions over their seconds; each slice's own rate is in brackets, in order."));
+            md.AppendLine();
+            md.AppendLine("| K | handoff /s | resume-miss-handout /s | openssl s_time -new /s | handoff × s_time | resume-miss-handout × s_time | errors | s_time failed |");
+            md.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|");
+            string Slices(IEnumerable<double> rates) => string.Join(" ", rates.Select(r => r.ToString("0", inv)));
+            foreach (var a in alternated)
+                md.AppendLine(string.Create(inv, $"| {a.Terminals} | {a.HandoffPerSecond:0.0} ({Slices(a.HandoffSlices)}) | {a.MissHandoutPerSecond:0.0} ({Slices(a.MissHandoutSlices)}) | {a.OpensslPerSecond:0.0} ({Slices(a.OpensslSlices)}) | {a.HandoffRatio:0.00} | {a.MissHandoutRatio:0.00} | {a.Errors} | {a.OpensslFailed} |"));
+            md.AppendLine();
+        }
+        md.Append(Goals(runs, peers, relayOpen, directOpen, alternated));
 
         var largest = peers.OrderBy(p => p.Terminals).LastOrDefault();
         var json = JsonSerializer.Serialize(new
@@ -94,6 +108,14 @@ public static class LoadReport
                     openssl_failed = p.Openssl.Failed, sslstream_full_per_s = Round(p.SslStreamPerSecond), sslstream_errors = p.SslStreamErrors,
                 }),
             },
+            alternating = alternated.Select(a => new
+            {
+                terminals = a.Terminals, rounds = a.Rounds, slice_s = a.SliceSeconds,
+                handoff_per_s = Round(a.HandoffPerSecond), resume_miss_handout_per_s = Round(a.MissHandoutPerSecond), openssl_full_per_s = Round(a.OpensslPerSecond),
+                handoff_ratio = Round(a.HandoffRatio), resume_miss_handout_ratio = Round(a.MissHandoutRatio),
+                handoff_slices = a.HandoffSlices.Select(Round), resume_miss_handout_slices = a.MissHandoutSlices.Select(Round), openssl_slices = a.OpensslSlices.Select(Round),
+                errors = a.Errors, openssl_failed = a.OpensslFailed,
+            }),
             open_loop = new
             {
                 terminals = relayOpen.Terminals, rate_per_s = Round(rate),
@@ -113,7 +135,7 @@ public static class LoadReport
     }
 
     /// <summary>The issue's goals against this run's numbers, each row's ratio to s_time at its K.</summary>
-    private static string Goals(IReadOnlyList<LoadRun> runs, IReadOnlyList<Peer> peers, LoadRun relayOpen, LoadRun directOpen)
+    private static string Goals(IReadOnlyList<LoadRun> runs, IReadOnlyList<Peer> peers, LoadRun relayOpen, LoadRun directOpen, IReadOnlyList<LoadAlternation.Alternated> alternated)
     {
         var inv = CultureInfo.InvariantCulture;
         string Ratios(string mode, double goal)
@@ -126,6 +148,12 @@ public static class LoadReport
         md.AppendLine("Goals against this run (× the rate of K concurrent `openssl s_time -new` clients, counted by nginx while all K ran):");
         md.AppendLine();
         md.AppendLine($"- a full handshake at the home server ≥ 1.0×: handoff {Ratios("handoff", 1.0)}; the home server's part of a miss (resume-miss-handout) {Ratios("resume-miss-handout", 1.0)}; a whole miss with the terminal's resumption (resume-miss) {Ratios("resume-miss", 1.0)}");
+        if (alternated.Count > 0)
+        {
+            string Alternating(Func<LoadAlternation.Alternated, double> ratio) => string.Join(", ", alternated.Select(a =>
+                string.Create(inv, $"{ratio(a):0.00}× at K = {a.Terminals}{(ratio(a) >= 1.0 ? "" : " (missed)")}")));
+            md.AppendLine($"- the same, alternating with s_time in slices (both sides at the same moments of the machine): handoff {Alternating(a => a.HandoffRatio)}; resume-miss-handout {Alternating(a => a.MissHandoutRatio)}");
+        }
         md.AppendLine($"- a warm cache handed out ≥ 5×: {Ratios("resume-hit-handout", 5.0)}; with each terminal's resumption with nginx (resume-hit) {Ratios("resume-hit", 5.0)}");
         md.AppendLine(string.Create(inv, $"- relay p99 open-loop ≤ 2× direct: {relayOpen.P99Ms / directOpen.P99Ms:0.00}×{(relayOpen.P99Ms <= 2 * directOpen.P99Ms ? "" : " (missed)")}"));
         if (runs.Where(r => r.Terminals == 200).Select(r => r.HomeRssMb).DefaultIfEmpty(double.NaN).Max() is var rss && !double.IsNaN(rss))
