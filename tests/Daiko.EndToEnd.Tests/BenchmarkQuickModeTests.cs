@@ -116,6 +116,15 @@ public sealed class BenchmarkQuickModeTests
         Assert.True(openssl.GetProperty("openssl_window_s").GetDouble() > 0.5, openssl.ToString());
         Assert.True(openssl.GetProperty("openssl_summed_per_s").GetDouble() > 0, openssl.ToString());
         Assert.Equal(0, openssl.GetProperty("openssl_failed").GetInt32());
+        // The full handshake against s_time once more in alternating slices: both sides met the same moments of the machine.
+        var alternated = Assert.Single(json.RootElement.GetProperty("alternating").EnumerateArray());
+        Assert.Equal(2, alternated.GetProperty("terminals").GetInt32());
+        Assert.Equal(0, alternated.GetProperty("errors").GetInt32());
+        Assert.Equal(0, alternated.GetProperty("openssl_failed").GetInt32());
+        foreach (var rate in new[] { "handoff_per_s", "resume_miss_handout_per_s", "openssl_full_per_s" })
+            Assert.True(alternated.GetProperty(rate).GetDouble() > 0, alternated.ToString());
+        Assert.Equal(alternated.GetProperty("handoff_per_s").GetDouble() / alternated.GetProperty("openssl_full_per_s").GetDouble(),
+            alternated.GetProperty("handoff_ratio").GetDouble(), 0.01);
         var open = json.RootElement.GetProperty("open_loop");
         Assert.Equal(0, open.GetProperty("relay").GetProperty("errors").GetInt32());
         Assert.Equal(0, open.GetProperty("direct").GetProperty("errors").GetInt32());
@@ -124,6 +133,7 @@ public sealed class BenchmarkQuickModeTests
         var report = File.ReadAllText(Path.Combine(output.Path, "load-quick.md"));
         Assert.Matches(@"a warm cache handed out ≥ 5×: \d+\.\d\d× at K = 2", report);
         Assert.Matches(@"relay p99 open-loop ≤ 2× direct: \d+\.\d\d×", report);
+        Assert.Matches(@"alternating with s_time in slices .*: handoff \d+\.\d\d× at K = 2", report);
         // How much of the machine the hypervisor took meanwhile: this VM's speed moves between runs.
         Assert.Matches(@"taken by the hypervisor for other guests during the run: \d+\.\d %", report);
         Assert.InRange(json.RootElement.GetProperty("steal_percent").GetDouble(), 0, 100);
