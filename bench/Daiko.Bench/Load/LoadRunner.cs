@@ -71,7 +71,8 @@ public static class LoadRunner
         }
 
         /// <summary>Times <paramref name="once"/>; an exception is counted as an error (and its first message kept for the report), never hidden. False when it failed.</summary>
-        public async Task<bool> TimeAsync(Func<Task> once, long? scheduled = null)
+        /// <param name="rethrow">the exception, counted here, also goes on to the caller (a tally inside another).</param>
+        public async Task<bool> TimeAsync(Func<Task> once, long? scheduled = null, bool rethrow = false)
         {
             var start = scheduled ?? Stopwatch.GetTimestamp();
             try
@@ -83,6 +84,7 @@ public static class LoadRunner
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 Failed(e);
+                if (rethrow) throw;
                 return false;
             }
         }

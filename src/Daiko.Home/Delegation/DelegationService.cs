@@ -164,12 +164,13 @@ public sealed class DelegationService : IAsyncDisposable
     public MarketProfiles Profiles => _profiles;
 
     /// <summary>Connects to the market and completes a full handshake with the user's certificate.</summary>
-    public async Task<TlsConnection> ConnectAsUserAsync(MarketRequest market, TlsCounters? counters, CancellationToken cancellationToken)
+    /// <param name="background">no terminal waits on it (a fetch ahead, a check): its turn comes after those a terminal waits on.</param>
+    public async Task<TlsConnection> ConnectAsUserAsync(MarketRequest market, TlsCounters? counters, CancellationToken cancellationToken, bool background = false)
     {
         var credential = _userCredential();
         // A turn among the process's handshakes with markets, from the dial to the handshake's end: waiting for
         // one is bounded like the handshake itself.
-        using var turn = await _turns.TakeAsync(_marketTimeout, cancellationToken);
+        using var turn = await _turns.TakeAsync(_marketTimeout, cancellationToken, background);
         var transport = await OpenMarketAsync(market, cancellationToken);
         var options = new TlsClientOptions
         {
@@ -649,7 +650,8 @@ public sealed class DelegationService : IAsyncDisposable
         // Taken before the handshake (or when the work that called for it began): if the device locks (or
         // is revoked) meanwhile, what it brings back is wiped, not cached for the device's next session.
         var purges = purgesBefore ?? _tickets.PurgesOf(deviceId);
-        await using var connection = await ConnectAsUserAsync(market, null, cancellationToken);
+        // A miss's handshake has a terminal waiting on it; a fetch ahead (a refill, a prefetch, an agent's stock) does not.
+        await using var connection = await ConnectAsUserAsync(market, null, cancellationToken, background: handTo is null);
         var deadline = _time.GetUtcNow() + (connection.Version == TlsVersions.Tls13 ? _ticketWait : TimeSpan.Zero);
         var received = 0;
         var maxEarlyData = 0u;
@@ -779,7 +781,7 @@ public sealed class DelegationService : IAsyncDisposable
             // The handshake, the wait for its ticket, and the resumption: each up to the market timeout.
             bound.CancelAfter(3 * _marketTimeout + TimeSpan.FromSeconds(5));
             var token = bound.Token;
-            await using (var full = await ConnectAsUserAsync(market, null, token))
+            await using (var full = await ConnectAsUserAsync(market, null, token, background: true))
             {
                 if (full.Version != TlsVersions.Tls13) return null;
                 ticket = await full.WaitForTicketAsync(_ticketWait, token);

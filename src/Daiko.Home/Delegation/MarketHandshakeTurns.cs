@@ -5,6 +5,7 @@ namespace Daiko.Home.Delegation;
 /// owners share one). Up to <see cref="Floor"/> run at once whatever the load; past it a new one starts only
 /// while the cores have time to spare (no work waiting in the thread pool), and never more than
 /// <see cref="Ceiling"/>; the rest wait their turn, first come first served, for as long as a handshake may take.
+/// A handshake a terminal waits on goes before one that only fills the ticket cache ahead of need.
 /// </summary>
 /// <remarks>
 /// Each handshake in flight holds a market connection, its buffers, transcript and key schedule, and wants the
@@ -15,14 +16,18 @@ namespace Daiko.Home.Delegation;
 /// </remarks>
 public sealed class MarketHandshakeTurns
 {
-    /// <summary>Handshakes always let run at once, a core: enough to keep the cores busy while some wait on a market or the card.</summary>
-    public const int FloorPerCore = 4;
+    /// <summary>
+    /// Handshakes always let run at once, a core: enough to keep the cores busy while most wait on a market or the card
+    /// (four a core, tried first, left the cores idle in a mixed load: a handshake mostly waits on its market).
+    /// </summary>
+    public const int FloorPerCore = 16;
 
     /// <summary>The most handshakes with markets in flight at once, however idle the cores (each holds a connection).</summary>
     public const int DefaultCeiling = 1024;
 
     private readonly object _lock = new();
     private readonly LinkedList<TaskCompletionSource<Turn>> _waiting = new();
+    private readonly LinkedList<TaskCompletionSource<Turn>> _waitingInBackground = new();
     private readonly Func<bool> _coresBusy;
     private int _inFlight;
 
@@ -52,7 +57,7 @@ public sealed class MarketHandshakeTurns
     /// <summary>Handshakes waiting for a turn now.</summary>
     public int Waiting
     {
-        get { lock (_lock) return _waiting.Count; }
+        get { lock (_lock) return _waiting.Count + _waitingInBackground.Count; }
     }
 
     private static bool ThreadPoolHasWorkWaiting() => ThreadPool.PendingWorkItemCount > 0;
@@ -61,20 +66,22 @@ public sealed class MarketHandshakeTurns
     /// A turn, given back when disposed. Waits at most <paramref name="wait"/>: past it the home server is too
     /// busy for this handshake (<see cref="DelegationFailure.Busy"/>), and the request is answered so.
     /// </summary>
-    public async Task<IDisposable> TakeAsync(TimeSpan wait, CancellationToken cancellationToken)
+    /// <param name="background">no terminal waits on this handshake (it fills the ticket cache ahead of need, or checks a
+    /// market): it waits while any handshake a terminal waits on does.</param>
+    public async Task<IDisposable> TakeAsync(TimeSpan wait, CancellationToken cancellationToken, bool background = false)
     {
         TaskCompletionSource<Turn> waiter;
         LinkedListNode<TaskCompletionSource<Turn>> place;
         lock (_lock)
         {
             LetWaitersInLocked();
-            if (_waiting.Count == 0 && MayStartLocked())
+            if (_waiting.Count == 0 && (!background || _waitingInBackground.Count == 0) && MayStartLocked())
             {
                 _inFlight++;
                 return new Turn(this);
             }
             waiter = new TaskCompletionSource<Turn>(TaskCreationOptions.RunContinuationsAsynchronously);
-            place = _waiting.AddLast(waiter);
+            place = (background ? _waitingInBackground : _waiting).AddLast(waiter);
         }
         using var bound = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         bound.CancelAfter(wait);
@@ -83,8 +90,8 @@ public sealed class MarketHandshakeTurns
             lock (_lock)
             {
                 // Given a turn already: it is the waiter's, and it gives it back when done.
-                if (place.List is null) return;
-                _waiting.Remove(place);
+                if (place.List is not { } queue) return;
+                queue.Remove(place);
             }
             waiter.TrySetCanceled(bound.Token);
         }))
@@ -103,12 +110,12 @@ public sealed class MarketHandshakeTurns
 
     private bool MayStartLocked() => _inFlight < Floor || (_inFlight < Ceiling && !_coresBusy());
 
-    /// <summary>Gives turns to the first waiters while they may start.</summary>
+    /// <summary>Gives turns to the first waiters while they may start: those a terminal waits on, then the background's.</summary>
     private void LetWaitersInLocked()
     {
-        while (_waiting.First is { } first && MayStartLocked())
+        while ((_waiting.First ?? _waitingInBackground.First) is { } first && MayStartLocked())
         {
-            _waiting.RemoveFirst();
+            first.List!.Remove(first);
             _inFlight++;
             first.Value.TrySetResult(new Turn(this));
         }

@@ -88,6 +88,28 @@ public sealed class MarketHandshakeTurnsTests
     }
 
     [Fact]
+    public async Task AHandshakeATerminalWaitsOn_GoesBeforeTheBackgrounds_WhicheverCameFirst()
+    {
+        var turns = new MarketHandshakeTurns(floor: 1, ceiling: 1, coresBusy: () => true);
+        var running = await turns.TakeAsync(Long, CancellationToken.None);
+        var order = new List<string>();
+        async Task Take(string name, bool background)
+        {
+            using var turn = await turns.TakeAsync(Long, CancellationToken.None, background);
+            lock (order) order.Add(name);
+        }
+        var refill = Take("refill", background: true);
+        var miss = Take("miss", background: false);
+        var check = Take("check", background: true);
+        var handoff = Take("handoff", background: false);
+
+        running.Dispose();
+        await Task.WhenAll(refill, miss, check, handoff).WaitAsync(Long);
+
+        Assert.Equal(["miss", "handoff", "refill", "check"], order);
+    }
+
+    [Fact]
     public async Task AWaitPastItsBound_IsRefusedAsBusy_AndLeavesNoTurnTaken()
     {
         var turns = new MarketHandshakeTurns(floor: 1, ceiling: 1, coresBusy: () => true);
@@ -117,6 +139,21 @@ public sealed class MarketHandshakeTurnsTests
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => leaving.WaitAsync(Long));
         running.Dispose();
         using var turn = await staying.WaitAsync(Long);
+        Assert.Equal((1, 0), (turns.InFlight, turns.Waiting));
+    }
+
+    [Fact]
+    public async Task ABackgroundWaitPastItsBound_LeavesTheQueue_AndATerminalsHandshakeStillGetsTheNextTurn()
+    {
+        var turns = new MarketHandshakeTurns(floor: 1, ceiling: 1, coresBusy: () => true);
+        var running = await turns.TakeAsync(Long, CancellationToken.None);
+
+        await Assert.ThrowsAsync<DelegationException>(() => turns.TakeAsync(TimeSpan.FromMilliseconds(100), CancellationToken.None, background: true));
+        var terminal = turns.TakeAsync(Long, CancellationToken.None);
+
+        Assert.Equal(1, turns.Waiting);
+        running.Dispose();
+        using var turn = await terminal.WaitAsync(Long);
         Assert.Equal((1, 0), (turns.InFlight, turns.Waiting));
     }
 
