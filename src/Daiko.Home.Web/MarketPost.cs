@@ -21,7 +21,8 @@ internal static class MarketPost
             ConnectCallback = async (context, token) =>
                 await delegation.ConnectAsUserAsync(MarketRequest.Canonical(context.DnsEndPoint.Host, context.DnsEndPoint.Port, null, "http/1.1") with { Reach = reach }, null, token),
         };
-        using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(20) };
+        // Room for a turn among the home server's handshakes with markets (up to the market timeout, 15 s) and the handshake.
+        using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(40) };
         using var request = new HttpRequestMessage(HttpMethod.Post, new UriBuilder(target) { Scheme = Uri.UriSchemeHttp, Port = target.Port }.Uri)
         {
             Content = new ByteArrayContent(cose),

@@ -168,10 +168,20 @@ public sealed class DelegationService : IAsyncDisposable
     public async Task<TlsConnection> ConnectAsUserAsync(MarketRequest market, TlsCounters? counters, CancellationToken cancellationToken, bool background = false)
     {
         var credential = _userCredential();
-        // A turn among the process's handshakes with markets, from the dial to the handshake's end: waiting for
-        // one is bounded like the handshake itself.
-        using var turn = await _turns.TakeAsync(_marketTimeout, cancellationToken, background);
         var transport = await OpenMarketAsync(market, cancellationToken);
+        // A turn among the process's handshakes with markets, once the market answered the dial (a dial that hangs
+        // holds none) until the handshake's end; waiting for one is bounded like the handshake itself.
+        IDisposable turn;
+        try
+        {
+            turn = await _turns.TakeAsync(_marketTimeout, cancellationToken, background);
+        }
+        catch
+        {
+            await transport.DisposeAsync();
+            throw;
+        }
+        using var _ = turn;
         var options = new TlsClientOptions
         {
             ServerName = market.EffectiveServerName,
@@ -342,9 +352,9 @@ public sealed class DelegationService : IAsyncDisposable
         await Task.Yield();
         try
         {
-            // Room for the connection and the whole wait for a first ticket (each up to the market timeout).
-            using var timeout = new CancellationTokenSource(2 * _marketTimeout + TimeSpan.FromSeconds(5));
-            var fetched = await FetchTicketsAsync(deviceId, market, timeout.Token, purgesBefore: purgesBefore);
+            // Room for the wait for a turn, the connection and the whole wait for a first ticket (each up to the market timeout).
+            using var timeout = new CancellationTokenSource(3 * _marketTimeout + TimeSpan.FromSeconds(5));
+            var fetched = await FetchTicketsAsync(deviceId, market, timeout.Token, purgesBefore: purgesBefore, background: true);
             _logger.TicketsFetchedAhead(fetched, $"{market.Host}:{market.Port}");
         }
         catch (Exception e) when (e is DelegationException or OperationCanceledException or IOException or TlsException or Daiko.Cards.CardNotReadyException or Policy.PolicyRefusedException)
@@ -352,6 +362,8 @@ public sealed class DelegationService : IAsyncDisposable
             // A background refill only warms the cache: the next delegation runs its own handshake
             // and reports the error to the terminal.
             _logger.TicketsFetchAheadFailed($"{market.Host}:{market.Port}", e.Message);
+            // Too busy to run it at all: a check of a market that sent no ticket may start again at the next handoff.
+            if (e is DelegationException { Failure: DelegationFailure.Busy }) lock (_ticketChecks) _ticketChecks.Remove(market.ProfileKey);
         }
         catch (Exception e)
         {
@@ -576,7 +588,7 @@ public sealed class DelegationService : IAsyncDisposable
         {
             handshakes++;
             int fetched;
-            using (await EnterPlaceAsync(deviceId, cancellationToken)) fetched = await FetchTicketsAsync(deviceId, market, cancellationToken);
+            using (await EnterPlaceAsync(deviceId, cancellationToken)) fetched = await FetchTicketsAsync(deviceId, market, cancellationToken, background: false);
             if (fetched == 0)
             {
                 throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay");
@@ -596,12 +608,13 @@ public sealed class DelegationService : IAsyncDisposable
     /// the service's own bound, not the terminal's request; a failure before that ticket is set there too,
     /// and the result is null when the market sent no ticket the terminal may hold.
     /// </param>
+    /// <param name="background">no terminal waits on it (a refill ahead of need): its turn comes after those a terminal waits on.</param>
     public async Task<int> FetchTicketsAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken,
-        (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo = null, long? purgesBefore = null)
+        (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo = null, long? purgesBefore = null, bool background = false)
     {
         try
         {
-            return await FetchAsync(deviceId, market, cancellationToken, handTo, purgesBefore);
+            return await FetchAsync(deviceId, market, cancellationToken, handTo, purgesBefore, background);
         }
         catch (Exception e) when (handTo?.Waiting.TrySetException(e) == true)
         {
@@ -644,14 +657,13 @@ public sealed class DelegationService : IAsyncDisposable
     }
 
     private async Task<int> FetchAsync(string deviceId, MarketRequest market, CancellationToken cancellationToken,
-        (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo, long? purgesBefore)
+        (TaskCompletionSource<SessionTicket?> Waiting, TimeSpan Longest)? handTo, long? purgesBefore, bool background)
     {
         var key = market.KeyFor(deviceId);
         // Taken before the handshake (or when the work that called for it began): if the device locks (or
         // is revoked) meanwhile, what it brings back is wiped, not cached for the device's next session.
         var purges = purgesBefore ?? _tickets.PurgesOf(deviceId);
-        // A miss's handshake has a terminal waiting on it; a fetch ahead (a refill, a prefetch, an agent's stock) does not.
-        await using var connection = await ConnectAsUserAsync(market, null, cancellationToken, background: handTo is null);
+        await using var connection = await ConnectAsUserAsync(market, null, cancellationToken, background);
         var deadline = _time.GetUtcNow() + (connection.Version == TlsVersions.Tls13 ? _ticketWait : TimeSpan.Zero);
         var received = 0;
         var maxEarlyData = 0u;
@@ -778,8 +790,8 @@ public sealed class DelegationService : IAsyncDisposable
         try
         {
             using var bound = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-            // The handshake, the wait for its ticket, and the resumption: each up to the market timeout.
-            bound.CancelAfter(3 * _marketTimeout + TimeSpan.FromSeconds(5));
+            // The wait for a turn, the handshake, the wait for its ticket, and the resumption: each up to the market timeout.
+            bound.CancelAfter(4 * _marketTimeout + TimeSpan.FromSeconds(5));
             var token = bound.Token;
             await using (var full = await ConnectAsUserAsync(market, null, token, background: true))
             {
@@ -824,6 +836,8 @@ public sealed class DelegationService : IAsyncDisposable
         {
             // Unreachable, timed out, the card locked meanwhile, the name now resolving outside the device's reach.
             _logger.PskKeCheckFailed(where, e.Message);
+            // Too busy to run it at all: the next ticket fetched from the market starts it again, not a day later.
+            if (e is DelegationException { Failure: DelegationFailure.Busy }) lock (_pskKeChecks) _pskKeChecks.Remove(market.ProfileKey);
         }
         catch (Exception e)
         {

@@ -70,6 +70,9 @@ public sealed class MarketHandshakeTurns
     /// market): it waits while any handshake a terminal waits on does.</param>
     public async Task<IDisposable> TakeAsync(TimeSpan wait, CancellationToken cancellationToken, bool background = false)
     {
+        // Checked before any queueing: a bound the timer refuses must not leave a waiter behind that no one would ever take.
+        ArgumentOutOfRangeException.ThrowIfLessThan(wait, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(wait, TimeSpan.FromMilliseconds(int.MaxValue - 1));
         TaskCompletionSource<Turn> waiter;
         LinkedListNode<TaskCompletionSource<Turn>> place;
         lock (_lock)

@@ -158,6 +158,18 @@ public sealed class MarketHandshakeTurnsTests
     }
 
     [Fact]
+    public async Task AWaitTheTimerCannotKeep_IsRefusedBeforeQueueing()
+    {
+        var turns = new MarketHandshakeTurns(floor: 1, ceiling: 1, coresBusy: () => true);
+        using var running = await turns.TakeAsync(Long, CancellationToken.None);
+
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => turns.TakeAsync(TimeSpan.FromMilliseconds(-5), CancellationToken.None));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => turns.TakeAsync(TimeSpan.FromDays(60), CancellationToken.None));
+
+        Assert.Equal((1, 0), (turns.InFlight, turns.Waiting));
+    }
+
+    [Fact]
     public async Task ATurnGivenBackTwice_CountsOnce()
     {
         var turns = new MarketHandshakeTurns(floor: 2, ceiling: 2, coresBusy: () => true);
