@@ -168,20 +168,10 @@ public sealed class DelegationService : IAsyncDisposable
     public async Task<TlsConnection> ConnectAsUserAsync(MarketRequest market, TlsCounters? counters, CancellationToken cancellationToken, bool background = false)
     {
         var credential = _userCredential();
+        // A turn among the process's handshakes with markets, from the dial to the handshake's end (so it bounds the
+        // market connections open too); waiting for one, the dial and the handshake are each bounded by the market timeout.
+        using var turn = await _turns.TakeAsync(_marketTimeout, cancellationToken, background);
         var transport = await OpenMarketAsync(market, cancellationToken);
-        // A turn among the process's handshakes with markets, once the market answered the dial (a dial that hangs
-        // holds none) until the handshake's end; waiting for one is bounded like the handshake itself.
-        IDisposable turn;
-        try
-        {
-            turn = await _turns.TakeAsync(_marketTimeout, cancellationToken, background);
-        }
-        catch
-        {
-            await transport.DisposeAsync();
-            throw;
-        }
-        using var _ = turn;
         var options = new TlsClientOptions
         {
             ServerName = market.EffectiveServerName,
@@ -214,12 +204,21 @@ public sealed class DelegationService : IAsyncDisposable
         }
     }
 
-    /// <summary>A TCP connection to the market: resolved once, judged against the device's markets, and only a judged address dialled.</summary>
-    private static async Task<Stream> OpenMarketAsync(MarketRequest market, CancellationToken cancellationToken)
+    /// <summary>
+    /// A TCP connection to the market: resolved once, judged against the device's markets, and only a judged address
+    /// dialled; the lookup and the dial together within the market timeout (an address that drops the dial holds no turn longer).
+    /// </summary>
+    private async Task<Stream> OpenMarketAsync(MarketRequest market, CancellationToken cancellationToken)
     {
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        bound.CancelAfter(_marketTimeout);
         try
         {
-            return await market.Reach.OpenAsync(market.Host, market.Port, market.ServerName, cancellationToken);
+            return await market.Reach.OpenAsync(market.Host, market.Port, market.ServerName, bound.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new DelegationException(DelegationFailure.MarketUnreachable, $"could not reach the market {market.Host}:{market.Port} within {_marketTimeout.TotalSeconds:0.#} s");
         }
         catch (SocketException e)
         {

@@ -8,8 +8,8 @@ namespace Daiko.Home.Tests.Server;
 
 /// <summary>
 /// A real home server whose turns let two handshakes with markets run at once: four handoffs asked at once
-/// start their handshakes with the market two at a time (a turn is taken once the market answered the dial and held
-/// until the handshake's end), and all four are served. The market is gnutls-serv (it serves connections side by
+/// start their handshakes with the market two at a time (a turn is held from the dial to the handshake's end), and
+/// all four are served. The market is gnutls-serv (it serves connections side by
 /// side) behind a proxy that counts ClientHellos and holds each ServerHello 3 s.
 /// </summary>
 [Collection("home card")]
@@ -45,8 +45,8 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
         var sessions = Enumerable.Range(0, 4)
             .Select(_ => connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Handoff, cancellationToken: cts.Token))
             .ToList();
-        // Two handshakes hold their turns (their ServerHellos held back 3 s); the other two, dialled, wait for theirs
-        // and send no ClientHello meanwhile.
+        // Two handshakes hold their turns (their ServerHellos held back 3 s); the other two wait for theirs and
+        // send no ClientHello meanwhile.
         while (ClientHellos() < 2) await Task.Delay(20, cts.Token);
         var handshakesSeen = new List<int>();
         for (var i = 0; i < 5; i++)
@@ -102,5 +102,52 @@ public sealed class MarketHandshakeTurnsBusyTests : IAsyncLifetime
         Assert.All(refusals, e => Assert.True(
             e.Code == ErrorCode.HandshakeFailed || (e.Code == ErrorCode.Unavailable && e.Message.Contains("busy", StringComparison.Ordinal)),
             $"{e.Code}: {e.Message}"));
+    }
+
+    [Fact]
+    public async Task AMarketThatNeverAnswersTheDial_IsUnreachableWithinTheMarketTimeout_AndHoldsTheTurnNoLonger()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        // A listener that never accepts, its queue full: the kernel drops every further SYN, so a dial hangs.
+        using var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        listener.Listen(1);
+        var port = ((System.Net.IPEndPoint)listener.LocalEndPoint!).Port;
+        var fillers = new List<System.Net.Sockets.Socket>();
+        try
+        {
+            while (true)
+            {
+                var filler = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                fillers.Add(filler);
+                using var quick = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
+                try
+                {
+                    await filler.ConnectAsync(System.Net.IPAddress.Loopback, port, quick.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+                Assert.True(fillers.Count < 50, "the listener's queue never filled");
+            }
+            await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+            var connector = new DelegatedConnector(control);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+
+            var e = await Assert.ThrowsAsync<ControlErrorException>(() => connector.ConnectAsync("127.0.0.1", port, DelegationMode.Handoff, cancellationToken: cts.Token));
+
+            Assert.Equal(ErrorCode.MarketUnreachable, e.Code);
+            Assert.Contains("within 2 s", e.Message);
+            Assert.InRange(clock.Elapsed.TotalSeconds, 1.5, 10);
+            // The one turn is free again: the next delegation waits for none.
+            using var market = await GnuTlsServer.StartAsync(_home.Pki, _home.Dir.Path);
+            var session = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Handoff, cancellationToken: cts.Token);
+            await session.Stream.DisposeAsync();
+        }
+        finally
+        {
+            foreach (var filler in fillers) filler.Dispose();
+        }
     }
 }
