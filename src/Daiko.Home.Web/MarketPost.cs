@@ -19,7 +19,7 @@ internal static class MarketPost
             UseProxy = false,
             AllowAutoRedirect = false,
             ConnectCallback = async (context, token) =>
-                await delegation.ConnectAsUserAsync(MarketRequest.Canonical(context.DnsEndPoint.Host, context.DnsEndPoint.Port, null, "http/1.1") with { Reach = reach }, null, token),
+                await delegation.ConnectAsUserAsync(null, MarketRequest.Canonical(context.DnsEndPoint.Host, context.DnsEndPoint.Port, null, "http/1.1") with { Reach = reach }, null, token),
         };
         // Room for a turn among the home server's handshakes with markets (up to the market timeout, 15 s) and the handshake.
         using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(40) };

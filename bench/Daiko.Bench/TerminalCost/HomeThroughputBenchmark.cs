@@ -47,8 +47,8 @@ public static partial class HomeThroughputBenchmark
         var uncachedDelegation = Delegation(new X509ChainValidator([pki.Root]));
         var ways = new (string Name, Func<Task> Once)[]
         {
-            ("cached", async () => { await using var c = await cachedDelegation.ConnectAsUserAsync(market, null, CancellationToken.None); }),
-            ("uncached", async () => { await using var c = await uncachedDelegation.ConnectAsUserAsync(market, null, CancellationToken.None); }),
+            ("cached", async () => { await using var c = await cachedDelegation.ConnectAsUserAsync(null, market, null, CancellationToken.None); }),
+            ("uncached", async () => { await using var c = await uncachedDelegation.ConnectAsUserAsync(null, market, null, CancellationToken.None); }),
             ("sslstream", async () => { await using var ssl = await SslStreamPeer.ConnectAsync(pki, nginx.Port, resume: false); }),
         };
         var totals = ways.ToDictionary(w => w.Name, _ => (Count: 0, Wall: TimeSpan.Zero, Cpu: TimeSpan.Zero));

@@ -103,6 +103,8 @@ public sealed class DelegationService : IAsyncDisposable
     private readonly TimeSpan _handoffTicketWait;
     private readonly ILogger _logger;
     private readonly MarketHandshakeTurns _turns;
+    /// <summary>The owner whose card this is, on a hosted node (null at a home server of one owner): whose share a handshake counts against.</summary>
+    private readonly string? _owner;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketKey, Task> _refilling = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _tails = new();
     private readonly Dictionary<MarketKey, Fetches> _fetching = new();
@@ -130,8 +132,10 @@ public sealed class DelegationService : IAsyncDisposable
         ILogger? logger = null,
         TimeSpan? flightWait = null,
         TimeSpan? handoffTicketWait = null,
-        MarketHandshakeTurns? turns = null)
+        MarketHandshakeTurns? turns = null,
+        string? owner = null)
     {
+        _owner = owner;
         _logger = logger ?? NullLogger.Instance;
         _turns = turns ?? MarketHandshakeTurns.ForThisMachine();
         _userCredential = userCredential;
@@ -165,12 +169,13 @@ public sealed class DelegationService : IAsyncDisposable
 
     /// <summary>Connects to the market and completes a full handshake with the user's certificate.</summary>
     /// <param name="background">no terminal waits on it (a fetch ahead, a check): its turn comes after those a terminal waits on.</param>
-    public async Task<TlsConnection> ConnectAsUserAsync(MarketRequest market, TlsCounters? counters, CancellationToken cancellationToken, bool background = false)
+    /// <param name="deviceId">the device that asked, or whose request set this handshake off (null: the owner's own, e.g. the console's post): it waits while that device holds its share of the turns.</param>
+    public async Task<TlsConnection> ConnectAsUserAsync(string? deviceId, MarketRequest market, TlsCounters? counters, CancellationToken cancellationToken, bool background = false)
     {
         var credential = _userCredential();
         // A turn among the process's handshakes with markets, from the dial to the handshake's end (so it bounds the
         // market connections open too); waiting for one, the dial and the handshake are each bounded by the market timeout.
-        using var turn = await _turns.TakeAsync(_marketTimeout, cancellationToken, background);
+        using var turn = await _turns.TakeAsync(_marketTimeout, cancellationToken, background, new TurnHolder(_owner, deviceId));
         var transport = await OpenMarketAsync(market, cancellationToken);
         var options = new TlsClientOptions
         {
@@ -428,7 +433,7 @@ public sealed class DelegationService : IAsyncDisposable
             ServerName = market.ServerName,
             Alpn = market.Alpn,
         }, cancellationToken);
-        if (absorbed.Count > 0 && tls13) CheckPskKeInBackground(market);
+        if (absorbed.Count > 0 && tls13) CheckPskKeInBackground(deviceId, market);
     }
 
     /// <summary>Markets whose background checks of one kind are remembered (beyond it, one waits for old ones to age out).</summary>
@@ -587,7 +592,7 @@ public sealed class DelegationService : IAsyncDisposable
         {
             handshakes++;
             int fetched;
-            using (await EnterPlaceAsync(deviceId, cancellationToken)) fetched = await FetchTicketsAsync(deviceId, market, cancellationToken, background: false);
+            using (await EnterPlaceAsync(deviceId, cancellationToken)) fetched = await FetchTicketsAsync(deviceId, market, cancellationToken);
             if (fetched == 0)
             {
                 throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay");
@@ -662,7 +667,7 @@ public sealed class DelegationService : IAsyncDisposable
         // Taken before the handshake (or when the work that called for it began): if the device locks (or
         // is revoked) meanwhile, what it brings back is wiped, not cached for the device's next session.
         var purges = purgesBefore ?? _tickets.PurgesOf(deviceId);
-        await using var connection = await ConnectAsUserAsync(market, null, cancellationToken, background);
+        await using var connection = await ConnectAsUserAsync(deviceId, market, null, cancellationToken, background);
         var deadline = _time.GetUtcNow() + (connection.Version == TlsVersions.Tls13 ? _ticketWait : TimeSpan.Zero);
         var received = 0;
         var maxEarlyData = 0u;
@@ -716,7 +721,7 @@ public sealed class DelegationService : IAsyncDisposable
             ServerName = market.ServerName,
             Alpn = market.Alpn,
         }, token);
-        if (received > 0 && connection.Version == TlsVersions.Tls13) CheckPskKeInBackground(market);
+        if (received > 0 && connection.Version == TlsVersions.Tls13) CheckPskKeInBackground(deviceId, market);
         await CloseQuietlyAsync(connection, token);
         return received;
     }
@@ -745,13 +750,13 @@ public sealed class DelegationService : IAsyncDisposable
     /// to the market's profile, and from there onto every ticket handed over (<see cref="PskKeHintAsync"/>).
     /// A market that says no answers with an alert; one that cannot be reached, or times out, teaches nothing.
     /// </summary>
-    private void CheckPskKeInBackground(MarketRequest market)
+    private void CheckPskKeInBackground(string deviceId, MarketRequest market)
     {
         var now = _time.GetUtcNow();
         lock (_pskKeChecks)
         {
             if (_stopped || !MayCheck(_pskKeChecks, market, now, PskKeRecheck, last => last.At)) return;
-            var check = CheckPskKeAsync(market);
+            var check = CheckPskKeAsync(deviceId, market);
             _pskKeChecks[market.ProfileKey] = (now, check);
             _tails.TryAdd(check, 0);
             _ = check.ContinueWith(c => _tails.TryRemove(c, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
@@ -781,7 +786,7 @@ public sealed class DelegationService : IAsyncDisposable
     }
 
     /// <summary>The check itself: true or false as the market answered, null if it taught nothing.</summary>
-    private async Task<bool?> CheckPskKeAsync(MarketRequest market)
+    private async Task<bool?> CheckPskKeAsync(string deviceId, MarketRequest market)
     {
         await Task.Yield();
         var where = $"{market.Host}:{market.Port}";
@@ -792,7 +797,7 @@ public sealed class DelegationService : IAsyncDisposable
             // The wait for a turn, the handshake, the wait for its ticket, and the resumption: each up to the market timeout.
             bound.CancelAfter(4 * _marketTimeout + TimeSpan.FromSeconds(5));
             var token = bound.Token;
-            await using (var full = await ConnectAsUserAsync(market, null, token, background: true))
+            await using (var full = await ConnectAsUserAsync(deviceId, market, null, token, background: true))
             {
                 if (full.Version != TlsVersions.Tls13) return null;
                 ticket = await full.WaitForTicketAsync(_ticketWait, token);

@@ -1,11 +1,24 @@
 namespace Daiko.Home.Delegation;
 
 /// <summary>
+/// Who a handshake with a market is for: the device that asked (or whose request set it off), and on a hosted
+/// node the owner of that device. Null parts are counted against no share (the owner of a home server's own
+/// process; <see cref="None"/> for work no device asked for).
+/// </summary>
+public readonly record struct TurnHolder(string? Owner, string? Device)
+{
+    public static TurnHolder None => default;
+}
+
+/// <summary>
 /// Turns for the home server's full handshakes with markets, shared by the whole process (a hosted node's
 /// owners share one). Up to <see cref="Floor"/> run at once whatever the load; past it a new one starts only
 /// while the cores have time to spare (no work waiting in the thread pool), and never more than
 /// <see cref="Ceiling"/>; the rest wait their turn, first come first served, for as long as a handshake may take.
 /// A handshake a terminal waits on goes before one that only fills the ticket cache ahead of need.
+/// No device holds more than <see cref="DeviceShare"/> turns at once, nor (on a hosted node) one owner's devices
+/// together more than <see cref="OwnerShare"/>: past its share a holder's handshakes wait while others' go ahead,
+/// so a device whose markets stall (or a hosted owner's many devices) cannot hold every turn while other devices wait.
 /// </summary>
 /// <remarks>
 /// Each handshake in flight holds a market connection, its buffers, transcript and key schedule, and wants the
@@ -26,18 +39,26 @@ public sealed class MarketHandshakeTurns
     public const int DefaultCeiling = 1024;
 
     private readonly object _lock = new();
-    private readonly LinkedList<TaskCompletionSource<Turn>> _waiting = new();
-    private readonly LinkedList<TaskCompletionSource<Turn>> _waitingInBackground = new();
+    private readonly LinkedList<Waiter> _waiting = new();
+    private readonly LinkedList<Waiter> _waitingInBackground = new();
+    private readonly Dictionary<(string? Owner, string Device), int> _heldByDevice = new();
+    private readonly Dictionary<string, int> _heldByOwner = new(StringComparer.Ordinal);
     private readonly Func<bool> _coresBusy;
     private int _inFlight;
 
     /// <param name="coresBusy">whether the cores have no time to spare; default: work is waiting in the thread pool.</param>
-    public MarketHandshakeTurns(int floor, int ceiling, Func<bool>? coresBusy = null)
+    /// <param name="deviceShare">the most turns one device holds at once; default a quarter of the floor (at least one).</param>
+    /// <param name="ownerShare">the most turns one owner's devices hold together; default half the floor (at least the device share).</param>
+    public MarketHandshakeTurns(int floor, int ceiling, Func<bool>? coresBusy = null, int? deviceShare = null, int? ownerShare = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(floor, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(ceiling, floor);
         Floor = floor;
         Ceiling = ceiling;
+        DeviceShare = deviceShare ?? Math.Max(1, floor / 4);
+        OwnerShare = ownerShare ?? Math.Max(DeviceShare, floor / 2);
+        ArgumentOutOfRangeException.ThrowIfLessThan(DeviceShare, 1, nameof(deviceShare));
+        ArgumentOutOfRangeException.ThrowIfLessThan(OwnerShare, DeviceShare, nameof(ownerShare));
         _coresBusy = coresBusy ?? ThreadPoolHasWorkWaiting;
     }
 
@@ -47,6 +68,12 @@ public sealed class MarketHandshakeTurns
     public int Floor { get; }
 
     public int Ceiling { get; }
+
+    /// <summary>The most turns one device holds at once.</summary>
+    public int DeviceShare { get; }
+
+    /// <summary>The most turns one owner's devices hold together (owners are named on a hosted node only).</summary>
+    public int OwnerShare { get; }
 
     /// <summary>Handshakes holding a turn now.</summary>
     public int InFlight
@@ -68,23 +95,21 @@ public sealed class MarketHandshakeTurns
     /// </summary>
     /// <param name="background">no terminal waits on this handshake (it fills the ticket cache ahead of need, or checks a
     /// market): it waits while any handshake a terminal waits on does.</param>
-    public async Task<IDisposable> TakeAsync(TimeSpan wait, CancellationToken cancellationToken, bool background = false)
+    /// <param name="holder">who it is for: it waits while its device (or owner) holds its share.</param>
+    public async Task<IDisposable> TakeAsync(TimeSpan wait, CancellationToken cancellationToken, bool background = false, TurnHolder holder = default)
     {
         // Checked before any queueing: a bound the timer refuses must not leave a waiter behind that no one would ever take.
         ArgumentOutOfRangeException.ThrowIfLessThan(wait, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(wait, TimeSpan.FromMilliseconds(int.MaxValue - 1));
         TaskCompletionSource<Turn> waiter;
-        LinkedListNode<TaskCompletionSource<Turn>> place;
+        LinkedListNode<Waiter> place;
         lock (_lock)
         {
             LetWaitersInLocked();
-            if (_waiting.Count == 0 && (!background || _waitingInBackground.Count == 0) && MayStartLocked())
-            {
-                _inFlight++;
-                return new Turn(this);
-            }
+            // Whoever still waits now may not start (its holder at its share), or no turn is free.
+            if (MayStartLocked() && WithinShareLocked(holder)) return HoldLocked(holder);
             waiter = new TaskCompletionSource<Turn>(TaskCreationOptions.RunContinuationsAsynchronously);
-            place = (background ? _waitingInBackground : _waiting).AddLast(waiter);
+            place = (background ? _waitingInBackground : _waiting).AddLast(new Waiter(waiter, holder));
         }
         using var bound = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         bound.CancelAfter(wait);
@@ -113,33 +138,68 @@ public sealed class MarketHandshakeTurns
 
     private bool MayStartLocked() => _inFlight < Floor || (_inFlight < Ceiling && !_coresBusy());
 
-    /// <summary>Gives turns to the first waiters while they may start: those a terminal waits on, then the background's.</summary>
+    private bool WithinShareLocked(TurnHolder holder) =>
+        (holder.Device is not { } device || _heldByDevice.GetValueOrDefault((holder.Owner, device)) < DeviceShare)
+        && (holder.Owner is not { } owner || _heldByOwner.GetValueOrDefault(owner) < OwnerShare);
+
+    /// <summary>
+    /// Gives turns to the first waiters within their holders' shares while they may start: those a terminal waits on,
+    /// then the background's. A waiter whose holder is at its share keeps its place for when the holder gives one back.
+    /// </summary>
     private void LetWaitersInLocked()
     {
-        while ((_waiting.First ?? _waitingInBackground.First) is { } first && MayStartLocked())
+        while (MayStartLocked() && (FirstWithinShareLocked(_waiting) ?? FirstWithinShareLocked(_waitingInBackground)) is { } next)
         {
-            first.List!.Remove(first);
-            _inFlight++;
-            first.Value.TrySetResult(new Turn(this));
+            next.List!.Remove(next);
+            next.Value.Promise.TrySetResult(HoldLocked(next.Value.Holder));
         }
     }
 
-    private void Give()
+    private LinkedListNode<Waiter>? FirstWithinShareLocked(LinkedList<Waiter> queue)
+    {
+        for (var node = queue.First; node is not null; node = node.Next)
+        {
+            if (WithinShareLocked(node.Value.Holder)) return node;
+        }
+        return null;
+    }
+
+    private Turn HoldLocked(TurnHolder holder)
+    {
+        _inFlight++;
+        if (holder.Device is { } device) _heldByDevice[(holder.Owner, device)] = _heldByDevice.GetValueOrDefault((holder.Owner, device)) + 1;
+        if (holder.Owner is { } owner) _heldByOwner[owner] = _heldByOwner.GetValueOrDefault(owner) + 1;
+        return new Turn(this, holder);
+    }
+
+    private void Give(TurnHolder holder)
     {
         lock (_lock)
         {
             _inFlight--;
+            if (holder.Device is { } device) Release(_heldByDevice, (holder.Owner, device));
+            if (holder.Owner is { } owner) Release(_heldByOwner, owner);
             LetWaitersInLocked();
         }
     }
 
-    private sealed class Turn(MarketHandshakeTurns owner) : IDisposable
+    /// <summary>One turn fewer for <paramref name="key"/>; a holder with none is forgotten, so the counts stay as many as the holders in flight.</summary>
+    private static void Release<TKey>(Dictionary<TKey, int> held, TKey key)
+        where TKey : notnull
+    {
+        if (held[key] == 1) held.Remove(key);
+        else held[key]--;
+    }
+
+    private readonly record struct Waiter(TaskCompletionSource<Turn> Promise, TurnHolder Holder);
+
+    private sealed class Turn(MarketHandshakeTurns owner, TurnHolder holder) : IDisposable
     {
         private int _given;
 
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref _given, 1) == 0) owner.Give();
+            if (Interlocked.Exchange(ref _given, 1) == 0) owner.Give(holder);
         }
     }
 }

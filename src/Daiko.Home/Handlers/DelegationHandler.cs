@@ -204,7 +204,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 RelayStream? relay = null;
                 try
                 {
-                    connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
+                    connection = await delegation.ConnectAsUserAsync(context.DeviceId, market, null, context.Closed);
                     // The device may go away during the wait, or the store fail: then the market's connection goes too (below).
                     await delegation.AbsorbTicketsAsync(context.DeviceId, market, connection, context.Closed);
                     if (connection.Version != Daiko.Tls.TlsVersions.Tls13 && auto && policy.Modes.Contains(DelegationMode.Relay))
@@ -248,7 +248,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 RelayStream? relay = null;
                 try
                 {
-                    connection = await delegation.ConnectAsUserAsync(market, null, context.Closed);
+                    connection = await delegation.ConnectAsUserAsync(context.DeviceId, market, null, context.Closed);
                     relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
                     await devices.AuditAsync(context.DeviceId, "delegate", where, audit, Said("relay opened"));
                     var (opened, session) = (relay, connection);

@@ -72,7 +72,8 @@ public sealed class HomeParts : IAsyncDisposable
             logger: logger,
             flightWait: options.TicketFlightWait,
             handoffTicketWait: options.HandoffTicketWait,
-            turns: options.MarketHandshakes);
+            turns: options.MarketHandshakes,
+            owner: owner);
         Payees = new PayeeDirectory(options.WalletDirectory ?? options.Directory, new Storage.SqlPayeeStore(Store), logger);
         Ledger = new PurseLedger(Store, new HomeCardPurse(card), Payees.KeyOf, options.Time);
         _reports = new PaymentReports(options.WalletDirectory ?? options.Directory, card, Ledger, new ReportOutbox(Store.MailOutbox, options.Time), logger, options.MailSettings);

@@ -6,7 +6,8 @@ namespace Daiko.Home.Tests.Delegation;
 /// <summary>
 /// The turns of the home server's handshakes with markets: the floor always runs, past it only while the
 /// cores have time to spare, never past the ceiling; waiters go first come first served, a wait is bounded,
-/// and a waiter that gives up leaves no turn taken.
+/// and a waiter that gives up leaves no turn taken; no device (nor a hosted owner's devices together) holds more
+/// than its share while others wait.
 /// </summary>
 public sealed class MarketHandshakeTurnsTests
 {
@@ -180,5 +181,79 @@ public sealed class MarketHandshakeTurnsTests
         turn.Dispose();
 
         Assert.Equal(1, turns.InFlight);
+    }
+
+    private static readonly TurnHolder PhoneOfAlice = new("alice", "phone");
+    private static readonly TurnHolder TillOfAlice = new("alice", "till");
+    private static readonly TurnHolder PhoneOfBob = new("bob", "phone");
+
+    [Fact]
+    public async Task ADeviceAtItsShare_Waits_WhileAnotherDevicesHandshakeStarts_AndGetsTheTurnItsOwnGivesBack()
+    {
+        var turns = new MarketHandshakeTurns(floor: 4, ceiling: 4, coresBusy: () => true, deviceShare: 2);
+        var first = await turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder(null, "phone"));
+        using var second = await turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder(null, "phone"));
+
+        var third = turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder(null, "phone"));
+        Assert.True(await WaitsAsync(third));
+        // Turns are free, and another device's handshake starts at once, ahead of the one waiting.
+        using var tills = await turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder(null, "till")).WaitAsync(Long);
+        Assert.Equal((3, 1), (turns.InFlight, turns.Waiting));
+
+        first.Dispose();
+        using var _ = await third.WaitAsync(Long);
+        Assert.Equal((3, 0), (turns.InFlight, turns.Waiting));
+    }
+
+    [Fact]
+    public async Task AWaiterAtItsShare_KeepsItsPlace_ButDoesNotHoldUpTheQueueBehindIt()
+    {
+        var turns = new MarketHandshakeTurns(floor: 3, ceiling: 3, coresBusy: () => true, deviceShare: 1, ownerShare: 3);
+        var phones = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice);
+        var phonesNext = turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice);
+        var tills = await turns.TakeAsync(Long, CancellationToken.None, holder: TillOfAlice).WaitAsync(Long);
+        using var bobs = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfBob).WaitAsync(Long);
+        // No turn free now: the till's next waits behind the phone's.
+        var tillsNext = turns.TakeAsync(Long, CancellationToken.None, holder: TillOfAlice);
+        Assert.True(await WaitsAsync(tillsNext));
+
+        // The till gives one back: the phone, first in line, is at its share, so the till's own next goes.
+        tills.Dispose();
+        using var tillsSecond = await tillsNext.WaitAsync(Long);
+        Assert.True(await WaitsAsync(phonesNext));
+
+        phones.Dispose();
+        using var phonesSecond = await phonesNext.WaitAsync(Long);
+        Assert.Equal((3, 0), (turns.InFlight, turns.Waiting));
+    }
+
+    [Fact]
+    public async Task AnOwnersDevicesTogether_HoldNoMoreThanTheOwnersShare_WhileAnotherOwnersStart()
+    {
+        var turns = new MarketHandshakeTurns(floor: 4, ceiling: 4, coresBusy: () => true, deviceShare: 1, ownerShare: 2);
+        var phones = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice);
+        using var tills = await turns.TakeAsync(Long, CancellationToken.None, holder: TillOfAlice);
+
+        var tv = turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder("alice", "tv"));
+        Assert.True(await WaitsAsync(tv));
+        using var bobs = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfBob).WaitAsync(Long);
+        // Bob's other device too: the floor has room, and only Alice is at her share.
+        using var bobsTill = await turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder("bob", "till")).WaitAsync(Long);
+        Assert.Equal((4, 1), (turns.InFlight, turns.Waiting));
+
+        phones.Dispose();
+        using var _ = await tv.WaitAsync(Long);
+        Assert.Equal((4, 0), (turns.InFlight, turns.Waiting));
+    }
+
+    [Fact]
+    public void TheShares_AreAQuarterAndAHalfOfTheFloor_AtLeastOne_AndAnOwnersIsNeverBelowADevices()
+    {
+        var machine = new MarketHandshakeTurns(floor: 32, ceiling: 1024);
+        Assert.Equal((8, 16), (machine.DeviceShare, machine.OwnerShare));
+        var small = new MarketHandshakeTurns(floor: 1, ceiling: 1);
+        Assert.Equal((1, 1), (small.DeviceShare, small.OwnerShare));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MarketHandshakeTurns(floor: 8, ceiling: 8, deviceShare: 4, ownerShare: 2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MarketHandshakeTurns(floor: 8, ceiling: 8, deviceShare: 0));
     }
 }

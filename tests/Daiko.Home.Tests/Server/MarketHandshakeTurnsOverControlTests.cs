@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Daiko.Home.Delegation;
 using Daiko.Protocol;
 using Daiko.Terminal.Sessions;
@@ -7,10 +8,11 @@ using Xunit;
 namespace Daiko.Home.Tests.Server;
 
 /// <summary>
-/// A real home server whose turns let two handshakes with markets run at once: four handoffs asked at once
+/// A real home server whose turns let two handshakes with markets run at once, one a device: handoffs asked at once
 /// start their handshakes with the market two at a time (a turn is held from the dial to the handshake's end), and
-/// all four are served. The market is gnutls-serv (it serves connections side by
-/// side) behind a proxy that counts ClientHellos and holds each ServerHello 3 s.
+/// all are served; a device whose market stalls holds its one turn, not both, and another device's handoff goes
+/// ahead meanwhile. The market is gnutls-serv (it serves connections side by side) behind a proxy that counts
+/// ClientHellos and holds each ServerHello back.
 /// </summary>
 [Collection("home card")]
 public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
@@ -19,31 +21,39 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
 
     public Task InitializeAsync()
     {
-        _home = HomeFixture.Start(o => o with { MarketHandshakes = new MarketHandshakeTurns(floor: 2, ceiling: 2) });
+        _home = HomeFixture.Start(o => o with { MarketHandshakes = new MarketHandshakeTurns(floor: 2, ceiling: 2, deviceShare: 1) });
         return Task.CompletedTask;
     }
 
     public async Task DisposeAsync() => await _home.DisposeAsync();
+
+    /// <summary>A proxy to <paramref name="port"/> that holds each ServerHello back <paramref name="hold"/>, and the count of ClientHellos it passed.</summary>
+    private static (RecordTamperingProxy Proxy, Func<int> ClientHellos) HoldingServerHellos(int port, TimeSpan hold)
+    {
+        var hellos = new StrongBox<int>();
+        var proxy = RecordTamperingProxy.Start(port,
+            (direction, type, content) =>
+            {
+                if (direction == RecordDirection.ClientToServer && type == 22) Interlocked.Increment(ref hellos.Value);
+                return content;
+            },
+            (direction, type, _) => direction == RecordDirection.ServerToClient && type == 22 ? hold : TimeSpan.Zero);
+        return (proxy, () => Volatile.Read(ref hellos.Value));
+    }
 
     [Fact]
     public async Task HandoffsAskedAtOnce_ReachTheMarketNoMoreAtOnceThanTheTurns_AndAreAllServed()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
         using var market = await GnuTlsServer.StartAsync(_home.Pki, _home.Dir.Path);
-        var clientHellos = 0;
-        int ClientHellos() => Volatile.Read(ref clientHellos);
-        using var proxy = RecordTamperingProxy.Start(market.Port,
-            (direction, type, content) =>
-            {
-                if (direction == RecordDirection.ClientToServer && type == 22) Interlocked.Increment(ref clientHellos);
-                return content;
-            },
-            (direction, type, _) => direction == RecordDirection.ServerToClient && type == 22 ? TimeSpan.FromSeconds(3) : TimeSpan.Zero);
-        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
-        var connector = new DelegatedConnector(control);
+        var (proxy, ClientHellos) = HoldingServerHellos(market.Port, TimeSpan.FromSeconds(3));
+        using var _ = proxy;
+        await using var phone = await _home.UnlockedTerminalAsync(cts.Token, "phone");
+        await using var till = await _home.UnlockedTerminalAsync(cts.Token, "till");
+        var connectors = new[] { new DelegatedConnector(phone), new DelegatedConnector(till) };
 
         var sessions = Enumerable.Range(0, 4)
-            .Select(_ => connector.ConnectAsync("localhost", proxy.Port, DelegationMode.Handoff, cancellationToken: cts.Token))
+            .Select(i => connectors[i % 2].ConnectAsync("localhost", proxy.Port, DelegationMode.Handoff, cancellationToken: cts.Token))
             .ToList();
         // Two handshakes hold their turns (their ServerHellos held back 3 s); the other two wait for theirs and
         // send no ClientHello meanwhile.
@@ -61,6 +71,39 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
             await session.Stream.DisposeAsync();
         }
         Assert.True(ClientHellos() >= 4, $"the market saw {ClientHellos()} handshake(s)");
+    }
+
+    [Fact]
+    public async Task ADeviceWhoseMarketStalls_HoldsOnlyItsShareOfTheTurns_AndAnotherDevicesHandoffGoesAhead()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        // Two markets: the till's must not be the one busy finishing the stalled handshakes.
+        using var market = await GnuTlsServer.StartAsync(_home.Pki, _home.Dir.Path);
+        using var stalledMarket = await GnuTlsServer.StartAsync(_home.Pki, _home.Dir.Path);
+        var (stalling, stalledHellos) = HoldingServerHellos(stalledMarket.Port, TimeSpan.FromSeconds(6));
+        using var _ = stalling;
+        await using var phone = await _home.UnlockedTerminalAsync(cts.Token, "phone");
+        await using var till = await _home.UnlockedTerminalAsync(cts.Token, "till");
+
+        // The phone asks for two handoffs to the stalling market: one holds the phone's one turn, the other waits for it.
+        var stalled = Enumerable.Range(0, 2)
+            .Select(_ => new DelegatedConnector(phone).ConnectAsync("localhost", stalling.Port, DelegationMode.Handoff, cancellationToken: cts.Token))
+            .ToList();
+        while (stalledHellos() < 1) await Task.Delay(20, cts.Token);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var tills = await new DelegatedConnector(till).ConnectAsync("localhost", market.Port, DelegationMode.Handoff, cancellationToken: cts.Token);
+        var tookTheTill = clock.Elapsed;
+        await tills.Stream.DisposeAsync();
+
+        // Without the share the phone's second handshake would hold the other turn, and the till would wait the 6 s out.
+        Assert.True(tookTheTill < TimeSpan.FromSeconds(3), $"the till's handoff took {tookTheTill.TotalSeconds:0.0} s");
+        Assert.Equal(1, stalledHellos());
+        // Both of the phone's are served once the market answers (a psk_ke check of the market may follow them).
+        foreach (var session in await Task.WhenAll(stalled))
+        {
+            Assert.Equal(DelegationMode.Handoff, session.Mode);
+            await session.Stream.DisposeAsync();
+        }
     }
 }
 
