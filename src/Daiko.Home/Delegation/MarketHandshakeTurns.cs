@@ -19,13 +19,16 @@ public readonly record struct TurnHolder(string? Owner, string? Device)
 /// No device holds more than <see cref="DeviceShare"/> turns at once, nor (on a hosted node) one owner's devices
 /// together more than <see cref="OwnerShare"/>: past its share a holder's handshakes wait while others' go ahead,
 /// so a device whose markets stall (or a hosted owner's many devices) cannot hold every turn while other devices wait.
+/// The shares hold however idle the cores: one device runs at most <see cref="DeviceShare"/> handshakes at once, its
+/// others queued behind them. Background work for a holder at its share is refused at once rather than queued.
 /// </summary>
 /// <remarks>
 /// Each handshake in flight holds a market connection, its buffers, transcript and key schedule, and wants the
 /// cores and the card's signing pool. When the cores are the bottleneck (markets nearby, many terminals at once),
 /// starting more at once does not finish more a second: it stretches every one of them, so that what each holds
 /// lives long enough to reach the collector's oldest generation, and the process grows. When the markets are
-/// far away the handshakes mostly wait on the network, the cores are free, and as many run as the ceiling lets.
+/// far away the handshakes mostly wait on the network, the cores are free, and as many run as the ceiling (and each
+/// device's share) lets.
 /// </remarks>
 public sealed class MarketHandshakeTurns
 {
@@ -63,7 +66,12 @@ public sealed class MarketHandshakeTurns
     }
 
     /// <summary>Turns sized to this machine: <see cref="FloorPerCore"/> a core, <see cref="DefaultCeiling"/> at most.</summary>
-    public static MarketHandshakeTurns ForThisMachine() => new(FloorPerCore * Math.Max(2, Environment.ProcessorCount), DefaultCeiling);
+    public static MarketHandshakeTurns ForThisMachine()
+    {
+        var floor = FloorPerCore * Math.Max(2, Environment.ProcessorCount);
+        // Past 64 cores the floor alone is over the default ceiling.
+        return new(floor, Math.Max(DefaultCeiling, floor));
+    }
 
     public int Floor { get; }
 
@@ -105,9 +113,15 @@ public sealed class MarketHandshakeTurns
         LinkedListNode<Waiter> place;
         lock (_lock)
         {
-            LetWaitersInLocked();
-            // Whoever still waits now may not start (its holder at its share), or no turn is free.
-            if (MayStartLocked() && WithinShareLocked(holder)) return HoldLocked(holder);
+            // Room left once every waiter that may start has: whoever still waits is at its holder's share.
+            if (LetWaitersInLocked() && WithinShareLocked(holder)) return HoldLocked(holder);
+            if (background && !WithinShareLocked(holder))
+            {
+                // Work no terminal waits on, for a holder at its share: not queued (a queue of waiters that cannot
+                // start would be scanned at every turn given back); the cache is warmed, or the market checked, later.
+                throw new DelegationException(DelegationFailure.Busy,
+                    "the home server is busy: this device's handshakes with markets hold its share of the turns; the background work is left for later");
+            }
             waiter = new TaskCompletionSource<Turn>(TaskCreationOptions.RunContinuationsAsynchronously);
             place = (background ? _waitingInBackground : _waiting).AddLast(new Waiter(waiter, holder));
         }
@@ -146,13 +160,16 @@ public sealed class MarketHandshakeTurns
     /// Gives turns to the first waiters within their holders' shares while they may start: those a terminal waits on,
     /// then the background's. A waiter whose holder is at its share keeps its place for when the holder gives one back.
     /// </summary>
-    private void LetWaitersInLocked()
+    /// <returns>whether a turn is still free (it stopped for want of a waiter that may start, not for want of room).</returns>
+    private bool LetWaitersInLocked()
     {
-        while (MayStartLocked() && (FirstWithinShareLocked(_waiting) ?? FirstWithinShareLocked(_waitingInBackground)) is { } next)
+        while (MayStartLocked())
         {
+            if ((FirstWithinShareLocked(_waiting) ?? FirstWithinShareLocked(_waitingInBackground)) is not { } next) return true;
             next.List!.Remove(next);
             next.Value.Promise.TrySetResult(HoldLocked(next.Value.Holder));
         }
+        return false;
     }
 
     private LinkedListNode<Waiter>? FirstWithinShareLocked(LinkedList<Waiter> queue)

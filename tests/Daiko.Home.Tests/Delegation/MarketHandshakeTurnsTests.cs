@@ -256,4 +256,61 @@ public sealed class MarketHandshakeTurnsTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new MarketHandshakeTurns(floor: 8, ceiling: 8, deviceShare: 4, ownerShare: 2));
         Assert.Throws<ArgumentOutOfRangeException>(() => new MarketHandshakeTurns(floor: 8, ceiling: 8, deviceShare: 0));
     }
+
+    [Fact]
+    public async Task BackgroundWorkForAHolderAtItsShare_IsRefusedAtOnce_NotQueued_WhileAnothersBackgroundGoesAheadOfAnAtShareTerminalWaiter()
+    {
+        var turns = new MarketHandshakeTurns(floor: 4, ceiling: 4, coresBusy: () => true, deviceShare: 1);
+        var phones = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice);
+        var phonesNext = turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice);
+        Assert.True(await WaitsAsync(phonesNext));
+
+        var refused = await Assert.ThrowsAsync<DelegationException>(() => turns.TakeAsync(Long, CancellationToken.None, background: true, holder: PhoneOfAlice).WaitAsync(TimeSpan.FromSeconds(2)));
+        Assert.Equal(DelegationFailure.Busy, refused.Failure);
+        Assert.Equal((1, 1), (turns.InFlight, turns.Waiting));
+        // Bob's refill starts although Alice's phone's handshake, one a terminal waits on, was in line before it.
+        using var bobsRefill = await turns.TakeAsync(Long, CancellationToken.None, background: true, holder: PhoneOfBob).WaitAsync(Long);
+        Assert.Equal((2, 1), (turns.InFlight, turns.Waiting));
+
+        phones.Dispose();
+        using var _ = await phonesNext.WaitAsync(Long);
+    }
+
+    [Fact]
+    public async Task AnAtShareWaiterWhoseWaitEnds_IsBusy_AndItsHolderGetsItsWholeShareOnceItsTurnsAreBack()
+    {
+        var turns = new MarketHandshakeTurns(floor: 4, ceiling: 4, coresBusy: () => true, deviceShare: 2);
+        var held = new List<IDisposable>
+        {
+            await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice),
+            await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice),
+        };
+
+        var late = await Assert.ThrowsAsync<DelegationException>(() => turns.TakeAsync(TimeSpan.FromMilliseconds(100), CancellationToken.None, holder: PhoneOfAlice));
+        Assert.Equal(DelegationFailure.Busy, late.Failure);
+        Assert.Equal((2, 0), (turns.InFlight, turns.Waiting));
+
+        foreach (var turn in held) turn.Dispose();
+        held.Clear();
+        Assert.Equal(0, turns.InFlight);
+        held.Add(await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice).WaitAsync(Long));
+        held.Add(await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice).WaitAsync(Long));
+        Assert.True(await WaitsAsync(turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice)));
+        foreach (var turn in held) turn.Dispose();
+    }
+
+    [Fact]
+    public async Task WorkNoDeviceAskedFor_IsHeldToNoShare()
+    {
+        var turns = new MarketHandshakeTurns(floor: 4, ceiling: 4, coresBusy: () => true, deviceShare: 1, ownerShare: 1);
+        var held = new List<IDisposable>();
+        for (var i = 0; i < 4; i++) held.Add(await turns.TakeAsync(Long, CancellationToken.None, holder: TurnHolder.None).WaitAsync(Long));
+        // An owner's own (the console's post) counts against the owner, not against a device.
+        var owners = turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder("alice", null));
+        Assert.True(await WaitsAsync(owners));
+        held[0].Dispose();
+        held.Add(await owners.WaitAsync(Long));
+        Assert.True(await WaitsAsync(turns.TakeAsync(TimeSpan.FromMilliseconds(300), CancellationToken.None, holder: PhoneOfAlice)));
+        foreach (var turn in held) turn.Dispose();
+    }
 }

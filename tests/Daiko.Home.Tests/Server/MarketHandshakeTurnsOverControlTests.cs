@@ -17,11 +17,12 @@ namespace Daiko.Home.Tests.Server;
 [Collection("home card")]
 public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
 {
+    private readonly MarketHandshakeTurns _turns = new(floor: 2, ceiling: 2, deviceShare: 1);
     private HomeFixture _home = null!;
 
     public Task InitializeAsync()
     {
-        _home = HomeFixture.Start(o => o with { MarketHandshakes = new MarketHandshakeTurns(floor: 2, ceiling: 2, deviceShare: 1) });
+        _home = HomeFixture.Start(o => o with { MarketHandshakes = _turns });
         return Task.CompletedTask;
     }
 
@@ -89,7 +90,8 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
         var stalled = Enumerable.Range(0, 2)
             .Select(_ => new DelegatedConnector(phone).ConnectAsync("localhost", stalling.Port, DelegationMode.Handoff, cancellationToken: cts.Token))
             .ToList();
-        while (stalledHellos() < 1) await Task.Delay(20, cts.Token);
+        // One holds the phone's turn, the other waits for it (a free turn left over): only then does the till ask.
+        while (stalledHellos() < 1 || (_turns.InFlight, _turns.Waiting) != (1, 1)) await Task.Delay(20, cts.Token);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var tills = await new DelegatedConnector(till).ConnectAsync("localhost", market.Port, DelegationMode.Handoff, cancellationToken: cts.Token);
         var tookTheTill = clock.Elapsed;
