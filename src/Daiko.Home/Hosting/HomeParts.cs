@@ -121,7 +121,7 @@ public sealed class HomeParts : IAsyncDisposable
             new DelegationHandler(gate, Delegation, Devices, _splicer, Policies, Authority, grants),
             new AssistHandler(gate, Devices, validator, grants, Policies),
             new ApplianceHandler(Appliances, Devices, Policies),
-            new PimHandler(new PimStore(Store, options.Time)),
+            new PimHandler(new PimStore(Store, options.Time, options.PimLimits)),
             new WalletHandler(Ledger, _reports, gate, Devices, Policies),
             Policies);
         Enrollment = handlers.Enrollment;

@@ -30,5 +30,16 @@ public enum PimChangeOutcome
 
 public sealed record PimChangeResult(string Id, PimChangeOutcome Outcome, PimItem? Current, string? Reason);
 
+/// <summary>
+/// What one owner's PIM store holds at most: rows (items and the tombstones of deleted ones, kept so that every
+/// terminal learns of a deletion) and the characters of all bodies together. A change that would pass either is
+/// rejected; deleting or shrinking an item is always taken, so the owner can make room.
+/// </summary>
+public sealed record PimLimits(int MaxItems, long MaxBodyCharacters)
+{
+    /// <summary>100,000 rows and 32 Mi characters of bodies (each body at most <see cref="PimStore.MaxBodyBytes"/>).</summary>
+    public static PimLimits Default { get; } = new(100_000, 32L << 20);
+}
+
 /// <summary>The answer to a sync: results of the terminal's changes and everything newer than its revision.</summary>
 public sealed record PimSyncResult(IReadOnlyList<PimChangeResult> Results, IReadOnlyList<PimItem> Changes, long Revision, bool More = false);

@@ -10,7 +10,8 @@ namespace Daiko.Home.Pim;
 /// is a conflict, never a silent overwrite. Deletions are kept as tombstones so that every terminal
 /// learns of them. Items live in the home store's PIM repository.
 /// </summary>
-public sealed class PimStore(IHomeStore store, TimeProvider? time = null)
+/// <param name="limits">what the owner's store holds at most (<see cref="PimLimits.Default"/> if null).</param>
+public sealed class PimStore(IHomeStore store, TimeProvider? time = null, PimLimits? limits = null)
 {
     public const int MaxBodyBytes = 64 * 1024;
 
@@ -25,7 +26,7 @@ public sealed class PimStore(IHomeStore store, TimeProvider? time = null)
     {
         var rejections = changes.Select(Validate).ToList();
         var valid = changes.Where((_, i) => rejections[i] is null).ToList();
-        var synced = await store.Pim.SyncAsync(sinceRevision, valid, _time.GetUtcNow(), pageBytes, cancellationToken);
+        var synced = await store.Pim.SyncAsync(sinceRevision, valid, _time.GetUtcNow(), pageBytes, limits, cancellationToken);
         // The results in the order of the terminal's changes: rejected ones never reached the store.
         var applied = synced.Results.GetEnumerator();
         var results = new List<PimChangeResult>(changes.Count);

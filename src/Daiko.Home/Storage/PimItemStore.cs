@@ -16,7 +16,9 @@ public interface IPimStore
     /// the result holds the first of them (at least one), its revision is the last one returned and
     /// <see cref="PimSyncResult.More"/> is set.
     /// </summary>
-    Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, int pageBytes = int.MaxValue, CancellationToken cancellationToken = default);
+    /// <param name="limits">what the store may hold (<see cref="PimLimits.Default"/> if null): a change past them is <see cref="PimChangeOutcome.Rejected"/>.</param>
+    Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, int pageBytes = int.MaxValue,
+        PimLimits? limits = null, CancellationToken cancellationToken = default);
 
     /// <summary>Every live (not deleted) item of one kind, ordered by id.</summary>
     Task<IReadOnlyList<PimItem>> ListAsync(PimKind kind, CancellationToken cancellationToken = default);
@@ -36,13 +38,16 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
     internal const int PageRows = 2048;
 
     public async Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, int pageBytes = int.MaxValue,
-        CancellationToken cancellationToken = default)
+        PimLimits? limits = null, CancellationToken cancellationToken = default)
     {
+        limits ??= PimLimits.Default;
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
         // Revisions are assigned read-modify-write: one writer at a time, across nodes too.
         await using var transaction = await store.BeginExclusiveAsync(connection, "pim_items", cancellationToken);
         var revision = Convert.ToInt64(await ScalarAsync(connection, transaction, "SELECT COALESCE(MAX(revision), 0) FROM pim_items", cancellationToken),
             System.Globalization.CultureInfo.InvariantCulture);
+        // What the store holds, counted inside the exclusive transaction: every node's writes are in it.
+        var (rowsHeld, charactersHeld) = changes.Count == 0 ? (0L, 0L) : await UsageAsync(connection, transaction, cancellationToken);
         var results = new List<PimChangeResult>(changes.Count);
         var written = new HashSet<string>(StringComparer.Ordinal);
         foreach (var change in changes)
@@ -55,8 +60,18 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
                     $"item '{change.Id}' is at version {currentVersion} on the home server, the edit was based on version {change.BaseVersion}"));
                 continue;
             }
+            var body = change.Delete ? "" : change.Body;
+            var moreCharacters = body.Length - (current?.Body.Length ?? 0);
+            if ((current is null && rowsHeld + 1 > limits.MaxItems) || (moreCharacters > 0 && charactersHeld + moreCharacters > limits.MaxBodyCharacters))
+            {
+                results.Add(new PimChangeResult(change.Id, PimChangeOutcome.Rejected, null,
+                    $"the PIM store is full: it holds at most {limits.MaxItems:N0} items (deleted ones included) and {limits.MaxBodyCharacters:N0} characters in all; delete items to make room"));
+                continue;
+            }
+            if (current is null) rowsHeld++;
+            charactersHeld += moreCharacters;
             revision++;
-            var item = new PimItem(change.Id, change.Kind, currentVersion + 1, revision, change.Delete, change.Delete ? "" : change.Body, now);
+            var item = new PimItem(change.Id, change.Kind, currentVersion + 1, revision, change.Delete, body, now);
             await ExecuteAsync(connection, transaction, """
                 INSERT INTO pim_items (id, kind, version, revision, deleted, body, modified_at) VALUES (@id, @kind, @version, @revision, @deleted, @body, @at)
                 ON CONFLICT(id) DO UPDATE SET kind = @kind, version = @version, revision = @revision, deleted = @deleted, body = @body, modified_at = @at
@@ -91,6 +106,14 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         // A page that ended at the row limit may have more behind it.
         if (rows == PageRows) return new PimSyncResult(results, page, lastRead, More: true);
         return new PimSyncResult(results, page, Math.Max(revision, page.Count > 0 ? page[^1].Revision : 0));
+    }
+
+    private static async Task<(long Rows, long Characters)> UsageAsync(System.Data.Common.DbConnection connection, System.Data.Common.DbTransaction transaction,
+        CancellationToken cancellationToken)
+    {
+        var usage = await ReadAllAsync(connection, transaction, "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM pim_items",
+            r => (r.Long(0), r.Long(1)), cancellationToken);
+        return usage.Single();
     }
 
     public async Task<IReadOnlyList<PimItem>> ListAsync(PimKind kind, CancellationToken cancellationToken = default)

@@ -1,3 +1,4 @@
+using Daiko.Home.Pim;
 using System.Net;
 using Daiko.Cards;
 using Daiko.Home.Appliances;
@@ -20,7 +21,7 @@ public sealed class AppliancesAndPimOverControlTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _home = HomeFixture.Start();
+        _home = HomeFixture.Start(o => o with { PimLimits = new PimLimits(MaxItems: 1_000, MaxBodyCharacters: 100_000) });
         _thermostat = await SampleThermostat.StartAsync(IPAddress.Loopback);
         await _home.Server.Appliances.RegisterAsync(new Appliance("living-room", _thermostat.Endpoint));
         var terminal = Path.Combine(_home.Dir.Path, "terminal");
@@ -69,5 +70,27 @@ public sealed class AppliancesAndPimOverControlTests : IAsyncLifetime
         Assert.Equal(PimEntryOutcome.Conflict, stale.Results[0].Outcome);
         var change = Assert.Single(stale.Changes);
         Assert.Contains("Bob", change.Body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task PimSync_PastTheOwnersLimit_IsRejectedWithAReason_NothingStored_AndADeleteMakesRoom()
+    {
+        await UnlockAsync();
+        var body = "{\"note\":\"" + new string('x', 60_000) + "\"}";
+        var first = await Home.PimSyncAsync(0, [new PimEntryChange("big-1", PimEntryKind.Contact, 0, false, body)], CancellationToken.None);
+        Assert.Equal(PimEntryOutcome.Applied, Assert.Single(first.Results).Outcome);
+
+        var full = await Home.PimSyncAsync(first.Revision, [new PimEntryChange("big-2", PimEntryKind.Contact, 0, false, body)], CancellationToken.None);
+        var refused = Assert.Single(full.Results);
+        Assert.Equal(PimEntryOutcome.Rejected, refused.Outcome);
+        Assert.Contains("the PIM store is full", refused.Reason, StringComparison.Ordinal);
+        Assert.Equal(first.Revision, full.Revision);
+
+        var freed = await Home.PimSyncAsync(full.Revision, [new PimEntryChange("big-1", PimEntryKind.Contact, 1, true, "")], CancellationToken.None);
+        Assert.Equal(PimEntryOutcome.Applied, Assert.Single(freed.Results).Outcome);
+        var again = await Home.PimSyncAsync(freed.Revision, [new PimEntryChange("big-2", PimEntryKind.Contact, 0, false, body)], CancellationToken.None);
+        Assert.Equal(PimEntryOutcome.Applied, Assert.Single(again.Results).Outcome);
+        var cleared = await Home.PimSyncAsync(again.Revision, [new PimEntryChange("big-2", PimEntryKind.Contact, 1, true, "")], CancellationToken.None);
+        Assert.Equal(PimEntryOutcome.Applied, Assert.Single(cleared.Results).Outcome);
     }
 }

@@ -151,6 +151,30 @@ public abstract class HomeStoreContract
     }
 
     [Fact]
+    public async Task Pim_HoldsNoMoreThanItsLimits_ADeleteOrAShrinkIsAlwaysTaken_AndMakesRoom()
+    {
+        var pim = Store().Pim;
+        var limits = new PimLimits(MaxItems: 3, MaxBodyCharacters: 10);
+        PimChange Put(string id, long version, string body) => new(id, PimKind.Contact, version, false, body);
+
+        var filled = await pim.SyncAsync(0, [Put("a", 0, "12345"), Put("b", 0, "12345"), Put("c", 0, "1")], T0, limits: limits);
+
+        Assert.Equal([PimChangeOutcome.Applied, PimChangeOutcome.Applied, PimChangeOutcome.Rejected], filled.Results.Select(r => r.Outcome));
+        Assert.Contains("full", filled.Results[2].Reason, StringComparison.Ordinal);
+        Assert.Equal(2, filled.Revision);
+        // A shrink and a delete are taken; the delete keeps its row (a tombstone) but frees its characters.
+        var room = await pim.SyncAsync(2, [Put("b", 1, "123"), new PimChange("a", PimKind.Contact, 1, true, "")], T0, limits: limits);
+        Assert.All(room.Results, r => Assert.Equal(PimChangeOutcome.Applied, r.Outcome));
+        var third = await pim.SyncAsync(4, [Put("c", 0, "1234567"), Put("d", 0, "")], T0, limits: limits);
+        // "c" fits the characters (3 + 7) and is the third row; "d" would be a fourth row, empty or not.
+        Assert.Equal([PimChangeOutcome.Applied, PimChangeOutcome.Rejected], third.Results.Select(r => r.Outcome));
+        var grow = await pim.SyncAsync(5, [Put("b", 2, "1234")], T0, limits: limits);
+        Assert.Equal(PimChangeOutcome.Rejected, Assert.Single(grow.Results).Outcome);
+        Assert.Equal(["b", "c"], (await pim.ListAsync(PimKind.Contact)).Select(i => i.Id));
+        Assert.Equal("123", (await pim.ListAsync(PimKind.Contact))[0].Body);
+    }
+
+    [Fact]
     public async Task Pim_AppliesInRevisionOrder_RefusesStaleEdits_AndReturnsWhatTheCallerHasNotSeen()
     {
         var pim = Store().Pim;
