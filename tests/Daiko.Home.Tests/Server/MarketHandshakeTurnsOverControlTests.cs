@@ -107,6 +107,36 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
             await session.Stream.DisposeAsync();
         }
     }
+
+    [Fact]
+    public async Task ACacheRefillCountsAgainstTheDeviceItIsFor_AndIsLeftForLater_WhileThatDeviceHoldsItsShare()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        using var market = await OpenSslServer.StartAsync(_home.Pki, new TlsPeerOptions { Tickets = 1 });
+        using var stalledMarket = await GnuTlsServer.StartAsync(_home.Pki, _home.Dir.Path);
+        var (stalling, _) = HoldingServerHellos(stalledMarket.Port, TimeSpan.FromSeconds(6));
+        using var _ = stalling;
+        await using var phone = await _home.UnlockedTerminalAsync(cts.Token, "phone");
+        var connector = new DelegatedConnector(phone);
+        Assert.Equal((1, 1), await connector.PrefetchAsync("localhost", market.Port, minimum: 1, cancellationToken: cts.Token));
+
+        // The phone's one turn is held by a handshake its market stalls; a turn is still free.
+        var stalled = connector.ConnectAsync("localhost", stalling.Port, DelegationMode.Handoff, cancellationToken: cts.Token);
+        while (_turns.InFlight != 1) await Task.Delay(20, cts.Token);
+        // Its resume takes the cached ticket, which empties the cache and calls for a refill for the phone.
+        var resumed = await connector.ConnectAsync("localhost", market.Port, DelegationMode.Resume, cancellationToken: cts.Token);
+        Assert.True(resumed.Tls!.Resumed);
+        await resumed.Stream.DisposeAsync();
+
+        // Counted against the phone, the refill is left for later: the free turn stays free, no ticket comes.
+        for (var i = 0; i < 15; i++)
+        {
+            await Task.Delay(100, cts.Token);
+            Assert.Equal(1, _turns.InFlight);
+            Assert.Equal(0, (await connector.PrefetchAsync("localhost", market.Port, minimum: 0, cancellationToken: cts.Token)).Ready);
+        }
+        await (await stalled).Stream.DisposeAsync();
+    }
 }
 
 /// <summary>
