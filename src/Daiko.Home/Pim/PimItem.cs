@@ -31,13 +31,13 @@ public enum PimChangeOutcome
 public sealed record PimChangeResult(string Id, PimChangeOutcome Outcome, PimItem? Current, string? Reason);
 
 /// <summary>
-/// What one owner's PIM store holds at most: rows (items and the tombstones of deleted ones, kept so that every
-/// terminal learns of a deletion) and the characters of all bodies together. A change that would pass either is
-/// rejected; deleting or shrinking an item is always taken, so the owner can make room.
+/// What one owner's PIM store holds at most: rows (items, and the marks deleted ones leave so that every terminal
+/// learns of the deletion) and the UTF-8 bytes of all bodies together. A change past either is rejected; deleting or
+/// shrinking an item is always taken, and a deletion frees its bytes (its row stays as the mark).
 /// </summary>
-public sealed record PimLimits(int MaxItems, long MaxBodyCharacters)
+public sealed record PimLimits(int MaxItems, long MaxBodyBytes)
 {
-    /// <summary>100,000 rows and 32 Mi characters of bodies (each body at most <see cref="PimStore.MaxBodyBytes"/>).</summary>
+    /// <summary>100,000 rows and 32 MiB of bodies (each body at most <see cref="PimStore.MaxBodyBytes"/>).</summary>
     public static PimLimits Default { get; } = new(100_000, 32L << 20);
 }
 

@@ -1,3 +1,4 @@
+using System.Text;
 using Daiko.Home.Pim;
 using static Daiko.Home.Storage.StoreCommands;
 
@@ -32,6 +33,15 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         CREATE INDEX IF NOT EXISTS pim_items_revision ON pim_items(revision);
         """);
 
+    /// <summary>
+    /// What the store holds, kept in one row beside the items and changed in the sync's own transaction, so that checking
+    /// the limits reads no body (items written before it existed are counted once, when it is made).
+    /// </summary>
+    internal static readonly Migration UsageMigration = new("pim_usage/1", """
+        CREATE TABLE IF NOT EXISTS pim_usage (id INTEGER PRIMARY KEY CHECK (id = 1), item_rows {bigint} NOT NULL, body_bytes {bigint} NOT NULL);
+        INSERT INTO pim_usage (id, item_rows, body_bytes) SELECT 1, COUNT(*), COALESCE(SUM(octet_length(body)), 0) FROM pim_items;
+        """, Migration);
+
     private const string Columns = "SELECT id, kind, version, revision, deleted, body, modified_at FROM pim_items";
 
     /// <summary>Rows read for one page at most (a page is bounded by bytes first; tiny items are bounded by this).</summary>
@@ -41,13 +51,14 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         PimLimits? limits = null, CancellationToken cancellationToken = default)
     {
         limits ??= PimLimits.Default;
-        await using var connection = await store.OpenAsync(Migration, cancellationToken);
+        await using var connection = await store.OpenAsync(UsageMigration, cancellationToken);
         // Revisions are assigned read-modify-write: one writer at a time, across nodes too.
         await using var transaction = await store.BeginExclusiveAsync(connection, "pim_items", cancellationToken);
         var revision = Convert.ToInt64(await ScalarAsync(connection, transaction, "SELECT COALESCE(MAX(revision), 0) FROM pim_items", cancellationToken),
             System.Globalization.CultureInfo.InvariantCulture);
-        // What the store holds, counted inside the exclusive transaction: every node's writes are in it.
-        var (rowsHeld, charactersHeld) = changes.Count == 0 ? (0L, 0L) : await UsageAsync(connection, transaction, cancellationToken);
+        // What the store holds, read inside the exclusive transaction: every node's writes are in it.
+        var (rowsHeld, bytesHeld) = changes.Count == 0 ? (0L, 0L) : await UsageAsync(connection, transaction, cancellationToken);
+        var (rowsBefore, bytesBefore) = (rowsHeld, bytesHeld);
         var results = new List<PimChangeResult>(changes.Count);
         var written = new HashSet<string>(StringComparer.Ordinal);
         foreach (var change in changes)
@@ -60,16 +71,28 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
                     $"item '{change.Id}' is at version {currentVersion} on the home server, the edit was based on version {change.BaseVersion}"));
                 continue;
             }
+            if (current is null && change.Delete)
+            {
+                // Deleting what the store never held: no terminal can have it, so nothing is written (not even a tombstone).
+                results.Add(new PimChangeResult(change.Id, PimChangeOutcome.Applied, null, null));
+                continue;
+            }
             var body = change.Delete ? "" : change.Body;
-            var moreCharacters = body.Length - (current?.Body.Length ?? 0);
-            if ((current is null && rowsHeld + 1 > limits.MaxItems) || (moreCharacters > 0 && charactersHeld + moreCharacters > limits.MaxBodyCharacters))
+            var moreBytes = (long)Encoding.UTF8.GetByteCount(body) - (current is null ? 0 : Encoding.UTF8.GetByteCount(current.Body));
+            if (current is null && rowsHeld + 1 > limits.MaxItems)
             {
                 results.Add(new PimChangeResult(change.Id, PimChangeOutcome.Rejected, null,
-                    $"the PIM store is full: it holds at most {limits.MaxItems:N0} items (deleted ones included) and {limits.MaxBodyCharacters:N0} characters in all; delete items to make room"));
+                    $"the PIM store is full: it holds at most {limits.MaxItems:N0} items, deleted ones included (each leaves a mark that tells the other terminals); no new item fits"));
+                continue;
+            }
+            if (moreBytes > 0 && bytesHeld + moreBytes > limits.MaxBodyBytes)
+            {
+                results.Add(new PimChangeResult(change.Id, PimChangeOutcome.Rejected, current,
+                    $"the PIM store is full: its items hold at most {Mebibytes(limits.MaxBodyBytes)} in all ({Mebibytes(bytesHeld)} now); delete or shorten items to make room"));
                 continue;
             }
             if (current is null) rowsHeld++;
-            charactersHeld += moreCharacters;
+            bytesHeld += moreBytes;
             revision++;
             var item = new PimItem(change.Id, change.Kind, currentVersion + 1, revision, change.Delete, body, now);
             await ExecuteAsync(connection, transaction, """
@@ -79,6 +102,11 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
                 ("@deleted", item.Deleted ? 1 : 0), ("@body", item.Body), ("@at", Text(item.ModifiedAt)));
             written.Add(item.Id);
             results.Add(new PimChangeResult(change.Id, PimChangeOutcome.Applied, item, null));
+        }
+        if ((rowsHeld, bytesHeld) != (rowsBefore, bytesBefore))
+        {
+            await ExecuteAsync(connection, transaction, "UPDATE pim_usage SET item_rows = @rows, body_bytes = @bytes WHERE id = 1", cancellationToken,
+                ("@rows", rowsHeld), ("@bytes", bytesHeld));
         }
         await transaction.CommitAsync(cancellationToken);
         // What changed since, read after the commit and one page at a time: the store's write lock (on SQLite the whole
@@ -108,13 +136,15 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         return new PimSyncResult(results, page, Math.Max(revision, page.Count > 0 ? page[^1].Revision : 0));
     }
 
-    private static async Task<(long Rows, long Characters)> UsageAsync(System.Data.Common.DbConnection connection, System.Data.Common.DbTransaction transaction,
+    private static async Task<(long Rows, long Bytes)> UsageAsync(System.Data.Common.DbConnection connection, System.Data.Common.DbTransaction transaction,
         CancellationToken cancellationToken)
     {
-        var usage = await ReadAllAsync(connection, transaction, "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM pim_items",
+        var usage = await ReadAllAsync(connection, transaction, "SELECT item_rows, body_bytes FROM pim_usage WHERE id = 1",
             r => (r.Long(0), r.Long(1)), cancellationToken);
         return usage.Single();
     }
+
+    private static string Mebibytes(long bytes) => $"{bytes / (1024.0 * 1024):0.#} MiB";
 
     public async Task<IReadOnlyList<PimItem>> ListAsync(PimKind kind, CancellationToken cancellationToken = default)
     {

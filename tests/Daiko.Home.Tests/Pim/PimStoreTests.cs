@@ -27,6 +27,17 @@ public sealed class PimStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task Sync_RefusesTheCharacterU0000_InAnIdOrABody_AndStoresNothingOfIt()
+    {
+        var store = NewStore();
+        var result = await store.SyncAsync(0, [new PimChange("c1", PimKind.Contact, 0, false, "Bob\0" + new string('x', 1000)), new PimChange("c\02", PimKind.Contact, 0, false, "Ann")]);
+
+        Assert.All(result.Results, r => Assert.Equal(PimChangeOutcome.Rejected, r.Outcome));
+        Assert.Contains("U+0000", result.Results[0].Reason, StringComparison.Ordinal);
+        Assert.Empty((await store.SyncAsync(0, [])).Changes);
+    }
+
+    [Fact]
     public async Task Sync_PagesThroughManyItems_EachOnceInRevisionOrder()
     {
         var store = NewStore();

@@ -21,7 +21,7 @@ public sealed class AppliancesAndPimOverControlTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _home = HomeFixture.Start(o => o with { PimLimits = new PimLimits(MaxItems: 1_000, MaxBodyCharacters: 100_000) });
+        _home = HomeFixture.Start(o => o with { PimLimits = new PimLimits(MaxItems: 1_000, MaxBodyBytes: 100_000) });
         _thermostat = await SampleThermostat.StartAsync(IPAddress.Loopback);
         await _home.Server.Appliances.RegisterAsync(new Appliance("living-room", _thermostat.Endpoint));
         var terminal = Path.Combine(_home.Dir.Path, "terminal");

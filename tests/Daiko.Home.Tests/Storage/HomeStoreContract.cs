@@ -154,24 +154,56 @@ public abstract class HomeStoreContract
     public async Task Pim_HoldsNoMoreThanItsLimits_ADeleteOrAShrinkIsAlwaysTaken_AndMakesRoom()
     {
         var pim = Store().Pim;
-        var limits = new PimLimits(MaxItems: 3, MaxBodyCharacters: 10);
+        var limits = new PimLimits(MaxItems: 3, MaxBodyBytes: 10);
         PimChange Put(string id, long version, string body) => new(id, PimKind.Contact, version, false, body);
 
-        var filled = await pim.SyncAsync(0, [Put("a", 0, "12345"), Put("b", 0, "12345"), Put("c", 0, "1")], T0, limits: limits);
+        // "é" is two bytes: "b" holds four.
+        var filled = await pim.SyncAsync(0, [Put("a", 0, "12345"), Put("b", 0, "éé"), Put("c", 0, "12")], T0, limits: limits);
 
         Assert.Equal([PimChangeOutcome.Applied, PimChangeOutcome.Applied, PimChangeOutcome.Rejected], filled.Results.Select(r => r.Outcome));
-        Assert.Contains("full", filled.Results[2].Reason, StringComparison.Ordinal);
+        Assert.Contains("at most 0 MiB in all", filled.Results[2].Reason, StringComparison.Ordinal);
         Assert.Equal(2, filled.Revision);
-        // A shrink and a delete are taken; the delete keeps its row (a tombstone) but frees its characters.
-        var room = await pim.SyncAsync(2, [Put("b", 1, "123"), new PimChange("a", PimKind.Contact, 1, true, "")], T0, limits: limits);
+        // A shrink and a delete are taken; the delete keeps its row (the mark) but frees its bytes.
+        var room = await pim.SyncAsync(2, [Put("b", 1, "é"), new PimChange("a", PimKind.Contact, 1, true, "")], T0, limits: limits);
         Assert.All(room.Results, r => Assert.Equal(PimChangeOutcome.Applied, r.Outcome));
-        var third = await pim.SyncAsync(4, [Put("c", 0, "1234567"), Put("d", 0, "")], T0, limits: limits);
-        // "c" fits the characters (3 + 7) and is the third row; "d" would be a fourth row, empty or not.
+        // A delete of what the store never held is taken too, and writes nothing: no row, no revision.
+        var nothing = await Store().Pim.SyncAsync(4, [new PimChange("never", PimKind.Contact, 0, true, "")], T0, limits: limits);
+        Assert.Equal(PimChangeOutcome.Applied, Assert.Single(nothing.Results).Outcome);
+        Assert.Equal(4, nothing.Revision);
+        // "c" fits the bytes (2 + 8) and is the third row; "d" would be a fourth row, empty or not.
+        var third = await Store().Pim.SyncAsync(4, [Put("c", 0, "12345678"), Put("d", 0, "")], T0, limits: limits);
         Assert.Equal([PimChangeOutcome.Applied, PimChangeOutcome.Rejected], third.Results.Select(r => r.Outcome));
-        var grow = await pim.SyncAsync(5, [Put("b", 2, "1234")], T0, limits: limits);
-        Assert.Equal(PimChangeOutcome.Rejected, Assert.Single(grow.Results).Outcome);
+        Assert.Contains("at most 3 items", third.Results[1].Reason, StringComparison.Ordinal);
+        // A growth past the bytes is refused with the item as it stands.
+        var grow = await pim.SyncAsync(5, [Put("b", 2, "éé")], T0, limits: limits);
+        var refused = Assert.Single(grow.Results);
+        Assert.Equal(PimChangeOutcome.Rejected, refused.Outcome);
+        Assert.Equal("é", refused.Current!.Body);
         Assert.Equal(["b", "c"], (await pim.ListAsync(PimKind.Contact)).Select(i => i.Id));
-        Assert.Equal("123", (await pim.ListAsync(PimKind.Contact))[0].Body);
+    }
+
+    [Fact]
+    public async Task Pim_ItemsWrittenBeforeTheUsageWasKept_CountAgainstTheLimits_InBytes()
+    {
+        var store = Store();
+        await using (var connection = await store.OpenAsync(Daiko.Home.Storage.SqlPimStore.Migration))
+        {
+            foreach (var (id, body) in new[] { ("old-1", "12345"), ("old-2", "é") })
+            {
+                await Daiko.Home.Storage.StoreCommands.ExecuteAsync(connection, null,
+                    "INSERT INTO pim_items (id, kind, version, revision, deleted, body, modified_at) VALUES (@id, 0, 1, @r, 0, @body, '2026-01-01T00:00:00+00:00')",
+                    CancellationToken.None, ("@id", id), ("@r", id == "old-1" ? 1L : 2L), ("@body", body));
+            }
+        }
+        var limits = new PimLimits(MaxItems: 4, MaxBodyBytes: 10);
+
+        // 7 bytes held: 4 more do not fit, 3 do; then the rows are full.
+        var synced = await store.Pim.SyncAsync(2, [new PimChange("n1", PimKind.Contact, 0, false, "1234"), new PimChange("n2", PimKind.Contact, 0, false, "123"),
+            new PimChange("n3", PimKind.Contact, 0, false, "")], T0, limits: limits);
+
+        Assert.Equal([PimChangeOutcome.Rejected, PimChangeOutcome.Applied, PimChangeOutcome.Applied], synced.Results.Select(r => r.Outcome));
+        var full = await store.Pim.SyncAsync(synced.Revision, [new PimChange("n4", PimKind.Contact, 0, false, "")], T0, limits: limits);
+        Assert.Equal(PimChangeOutcome.Rejected, Assert.Single(full.Results).Outcome);
     }
 
     [Fact]
