@@ -113,8 +113,8 @@ public sealed class MarketHandshakeTurns
         LinkedListNode<Waiter> place;
         lock (_lock)
         {
-            // Room left once every waiter that may start has: whoever still waits is at its holder's share.
-            if (LetWaitersInLocked() && WithinShareLocked(holder)) return HoldLocked(holder);
+            // Every waiter that may start has (whoever still waits is at its holder's share), and a turn is free.
+            if (LetWaitersInLocked() && MayStartLocked() && WithinShareLocked(holder)) return HoldLocked(holder);
             if (background && !WithinShareLocked(holder))
             {
                 // Work no terminal waits on, for a holder at its share: not queued (a queue of waiters that cannot
@@ -160,16 +160,18 @@ public sealed class MarketHandshakeTurns
     /// Gives turns to the first waiters within their holders' shares while they may start: those a terminal waits on,
     /// then the background's. A waiter whose holder is at its share keeps its place for when the holder gives one back.
     /// </summary>
-    /// <returns>whether a turn is still free (it stopped for want of a waiter that may start, not for want of room).</returns>
+    /// <returns>false if it stopped for want of room with waiters left that could start (a newcomer must not go ahead of them).</returns>
     private bool LetWaitersInLocked()
     {
-        while (MayStartLocked())
+        // With no one waiting the cores are not looked at: a turn given back costs nothing more.
+        while (_waiting.Count > 0 || _waitingInBackground.Count > 0)
         {
+            if (!MayStartLocked()) return false;
             if ((FirstWithinShareLocked(_waiting) ?? FirstWithinShareLocked(_waitingInBackground)) is not { } next) return true;
             next.List!.Remove(next);
             next.Value.Promise.TrySetResult(HoldLocked(next.Value.Holder));
         }
-        return false;
+        return true;
     }
 
     private LinkedListNode<Waiter>? FirstWithinShareLocked(LinkedList<Waiter> queue)
