@@ -137,6 +137,30 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
         }
         await (await stalled).Stream.DisposeAsync();
     }
+
+    [Fact]
+    public async Task OnAHostedNode_ADevicesHandshakeCountsAgainstItsOwner_NotAgainstAnotherOwners()
+    {
+        // Two owners' parts as a hosted node makes them, sharing turns whose owner's share is one.
+        var turns = new MarketHandshakeTurns(floor: 4, ceiling: 4, coresBusy: () => true, deviceShare: 1, ownerShare: 1);
+        var options = new Daiko.Home.Hosting.HomeServerOptions(_home.HomeDirectory, new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0))
+        {
+            MarketHandshakes = turns,
+            MarketTimeout = TimeSpan.FromMilliseconds(500),
+        };
+        await using var alices = new Daiko.Home.Hosting.HomeParts(options, _home.Card, _home.Server.Identity, owner: "alice");
+        await using var bobs = new Daiko.Home.Hosting.HomeParts(options, _home.Card, _home.Server.Identity, owner: "bob");
+        using var alicesTv = await turns.TakeAsync(TimeSpan.FromSeconds(5), CancellationToken.None, holder: new TurnHolder("alice", "tv"));
+        var market = MarketRequest.Canonical("127.0.0.1", 9, null, null);
+
+        var held = await Assert.ThrowsAsync<DelegationException>(() => alices.Delegation.ConnectAsUserAsync("phone", market, null, CancellationToken.None));
+
+        Assert.Equal(DelegationFailure.Busy, held.Failure);
+        // Bob's device is not held back by Alice's share: it goes on to the market (a loopback address its reach refuses).
+        var bobsTry = await Record.ExceptionAsync(() => bobs.Delegation.ConnectAsUserAsync("phone", market, null, CancellationToken.None));
+        Assert.False(bobsTry is DelegationException { Failure: DelegationFailure.Busy }, bobsTry?.Message);
+        Assert.Equal(1, turns.InFlight);
+    }
 }
 
 /// <summary>
