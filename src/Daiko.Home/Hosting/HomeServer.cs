@@ -57,7 +57,7 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// </summary>
     public Delegation.MarketHandshakeTurns? MarketHandshakes { get; init; }
 
-    /// <summary>What the owner's PIM store holds at most (items, deleted ones included, and the characters of their bodies).</summary>
+    /// <summary>What the owner's PIM store holds at most (items, deleted ones' marks included, and the UTF-8 bytes of their bodies).</summary>
     public Pim.PimLimits PimLimits { get; init; } = Pim.PimLimits.Default;
 
     /// <summary>Where the payment log is mailed, read at each mail (a hosted owner's row); default DIR/mail.json.</summary>

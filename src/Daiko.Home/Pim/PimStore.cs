@@ -56,7 +56,8 @@ public sealed class PimStore(IHomeStore store, TimeProvider? time = null, PimLim
             return "unknown item kind";
         if (change.BaseVersion < 0)
             return "a base version cannot be negative";
-        if (change.Id.Contains('\0') || change.Body.Contains('\0'))
+        // Written, never deleted: an item stored before this was refused can still be deleted.
+        if (!change.Delete && (change.Id.Contains('\0') || change.Body.Contains('\0')))
             return "an item may not hold the character U+0000";
         if (!change.Delete && System.Text.Encoding.UTF8.GetByteCount(change.Body) > MaxBodyBytes)
             return $"an item body is limited to {MaxBodyBytes / 1024} KiB";

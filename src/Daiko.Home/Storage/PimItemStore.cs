@@ -34,13 +34,37 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         """);
 
     /// <summary>
-    /// What the store holds, kept in one row beside the items and changed in the sync's own transaction, so that checking
-    /// the limits reads no body (items written before it existed are counted once, when it is made).
+    /// What the store holds, kept in one row beside the items by triggers on them (so whatever writes an item, an older
+    /// node's code included, counts), and read at a sync's start so that checking the limits reads no body. Items
+    /// written before it existed are counted once, when it is made, with writers held off (PostgreSQL: a lock on the table).
     /// </summary>
     internal static readonly Migration UsageMigration = new("pim_usage/1", """
         CREATE TABLE IF NOT EXISTS pim_usage (id INTEGER PRIMARY KEY CHECK (id = 1), item_rows {bigint} NOT NULL, body_bytes {bigint} NOT NULL);
         INSERT INTO pim_usage (id, item_rows, body_bytes) SELECT 1, COUNT(*), COALESCE(SUM(octet_length(body)), 0) FROM pim_items;
-        """, Migration);
+        CREATE TRIGGER IF NOT EXISTS pim_items_inserted AFTER INSERT ON pim_items BEGIN
+            UPDATE pim_usage SET item_rows = item_rows + 1, body_bytes = body_bytes + octet_length(NEW.body) WHERE id = 1; END;
+        CREATE TRIGGER IF NOT EXISTS pim_items_updated AFTER UPDATE ON pim_items BEGIN
+            UPDATE pim_usage SET body_bytes = body_bytes + octet_length(NEW.body) - octet_length(OLD.body) WHERE id = 1; END;
+        CREATE TRIGGER IF NOT EXISTS pim_items_deleted AFTER DELETE ON pim_items BEGIN
+            UPDATE pim_usage SET item_rows = item_rows - 1, body_bytes = body_bytes - octet_length(OLD.body) WHERE id = 1; END;
+        """, Migration, PostgresText: """
+        LOCK TABLE pim_items IN SHARE ROW EXCLUSIVE MODE;
+        CREATE TABLE IF NOT EXISTS pim_usage (id INTEGER PRIMARY KEY CHECK (id = 1), item_rows {bigint} NOT NULL, body_bytes {bigint} NOT NULL);
+        INSERT INTO pim_usage (id, item_rows, body_bytes) SELECT 1, COUNT(*), COALESCE(SUM(octet_length(body)), 0) FROM pim_items;
+        CREATE OR REPLACE FUNCTION pim_items_counted() RETURNS trigger LANGUAGE plpgsql AS $f$
+            BEGIN
+                IF TG_OP = 'INSERT' THEN
+                    UPDATE pim_usage SET item_rows = item_rows + 1, body_bytes = body_bytes + octet_length(NEW.body) WHERE id = 1;
+                ELSIF TG_OP = 'UPDATE' THEN
+                    UPDATE pim_usage SET body_bytes = body_bytes + octet_length(NEW.body) - octet_length(OLD.body) WHERE id = 1;
+                ELSE
+                    UPDATE pim_usage SET item_rows = item_rows - 1, body_bytes = body_bytes - octet_length(OLD.body) WHERE id = 1;
+                END IF;
+                RETURN NULL;
+            END $f$;
+        DROP TRIGGER IF EXISTS pim_items_counted ON pim_items;
+        CREATE TRIGGER pim_items_counted AFTER INSERT OR UPDATE OR DELETE ON pim_items FOR EACH ROW EXECUTE FUNCTION pim_items_counted();
+        """);
 
     private const string Columns = "SELECT id, kind, version, revision, deleted, body, modified_at FROM pim_items";
 
@@ -57,8 +81,8 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         var revision = Convert.ToInt64(await ScalarAsync(connection, transaction, "SELECT COALESCE(MAX(revision), 0) FROM pim_items", cancellationToken),
             System.Globalization.CultureInfo.InvariantCulture);
         // What the store holds, read inside the exclusive transaction: every node's writes are in it.
+        // The triggers keep the row; this sync tallies its own changes as it goes.
         var (rowsHeld, bytesHeld) = changes.Count == 0 ? (0L, 0L) : await UsageAsync(connection, transaction, cancellationToken);
-        var (rowsBefore, bytesBefore) = (rowsHeld, bytesHeld);
         var results = new List<PimChangeResult>(changes.Count);
         var written = new HashSet<string>(StringComparer.Ordinal);
         foreach (var change in changes)
@@ -103,11 +127,6 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
             written.Add(item.Id);
             results.Add(new PimChangeResult(change.Id, PimChangeOutcome.Applied, item, null));
         }
-        if ((rowsHeld, bytesHeld) != (rowsBefore, bytesBefore))
-        {
-            await ExecuteAsync(connection, transaction, "UPDATE pim_usage SET item_rows = @rows, body_bytes = @bytes WHERE id = 1", cancellationToken,
-                ("@rows", rowsHeld), ("@bytes", bytesHeld));
-        }
         await transaction.CommitAsync(cancellationToken);
         // What changed since, read after the commit and one page at a time: the store's write lock (on SQLite the whole
         // database's) is not held while a device pages through every item, and no more than a page is read into memory.
@@ -144,7 +163,7 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         return usage.Single();
     }
 
-    private static string Mebibytes(long bytes) => $"{bytes / (1024.0 * 1024):0.#} MiB";
+    private static string Mebibytes(long bytes) => bytes < 1024 * 1024 ? $"{bytes:N0} bytes" : $"{bytes / (1024.0 * 1024):0.#} MiB";
 
     public async Task<IReadOnlyList<PimItem>> ListAsync(PimKind kind, CancellationToken cancellationToken = default)
     {

@@ -313,4 +313,20 @@ public sealed class MarketHandshakeTurnsTests
         Assert.True(await WaitsAsync(turns.TakeAsync(TimeSpan.FromMilliseconds(300), CancellationToken.None, holder: PhoneOfAlice)));
         foreach (var turn in held) turn.Dispose();
     }
+
+    [Fact]
+    public async Task WithNoOneWaiting_ATurnGivenBack_DoesNotLookAtTheCores_OnlyATurnPastTheFloorDoes()
+    {
+        var looks = 0;
+        var turns = new MarketHandshakeTurns(floor: 1, ceiling: 4, coresBusy: () => { Interlocked.Increment(ref looks); return false; });
+
+        var first = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice);
+        Assert.Equal(0, looks);
+        var second = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfBob);
+        Assert.Equal(1, looks);
+        first.Dispose();
+        second.Dispose();
+
+        Assert.Equal(1, looks);
+    }
 }

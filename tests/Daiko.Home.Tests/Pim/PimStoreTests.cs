@@ -38,6 +38,24 @@ public sealed class PimStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task AnItemWithU0000StoredBeforeItWasRefused_CanStillBeDeleted()
+    {
+        var home = Daiko.Home.Storage.HomeStore.Sqlite(Path.Combine(_dir, "home.db"));
+        await new PimStore(home).SyncAsync(0, []);
+        await using (var connection = await home.OpenAsync())
+        {
+            await Daiko.Home.Storage.StoreCommands.ExecuteAsync(connection, null,
+                "INSERT INTO pim_items (id, kind, version, revision, deleted, body, modified_at) VALUES (@id, 0, 1, 1, 0, 'x', '2026-01-01T00:00:00+00:00')",
+                CancellationToken.None, ("@id", "c\0old"));
+        }
+
+        var deleted = await new PimStore(home).SyncAsync(1, [new PimChange("c\0old", PimKind.Contact, 1, true, "")]);
+
+        Assert.Equal(PimChangeOutcome.Applied, Assert.Single(deleted.Results).Outcome);
+        Assert.Empty(await new PimStore(home).ListAsync(PimKind.Contact));
+    }
+
+    [Fact]
     public async Task Sync_PagesThroughManyItems_EachOnceInRevisionOrder()
     {
         var store = NewStore();

@@ -161,7 +161,7 @@ public abstract class HomeStoreContract
         var filled = await pim.SyncAsync(0, [Put("a", 0, "12345"), Put("b", 0, "éé"), Put("c", 0, "12")], T0, limits: limits);
 
         Assert.Equal([PimChangeOutcome.Applied, PimChangeOutcome.Applied, PimChangeOutcome.Rejected], filled.Results.Select(r => r.Outcome));
-        Assert.Contains("at most 0 MiB in all", filled.Results[2].Reason, StringComparison.Ordinal);
+        Assert.Contains("at most 10 bytes in all", filled.Results[2].Reason, StringComparison.Ordinal);
         Assert.Equal(2, filled.Revision);
         // A shrink and a delete are taken; the delete keeps its row (the mark) but frees its bytes.
         var room = await pim.SyncAsync(2, [Put("b", 1, "é"), new PimChange("a", PimKind.Contact, 1, true, "")], T0, limits: limits);
@@ -204,6 +204,21 @@ public abstract class HomeStoreContract
         Assert.Equal([PimChangeOutcome.Rejected, PimChangeOutcome.Applied, PimChangeOutcome.Applied], synced.Results.Select(r => r.Outcome));
         var full = await store.Pim.SyncAsync(synced.Revision, [new PimChange("n4", PimKind.Contact, 0, false, "")], T0, limits: limits);
         Assert.Equal(PimChangeOutcome.Rejected, Assert.Single(full.Results).Outcome);
+
+        // Written past the store's own code (as a node on older code would): still counted, both ways.
+        await using (var connection = await store.OpenAsync())
+        {
+            await Daiko.Home.Storage.StoreCommands.ExecuteAsync(connection, null, "DELETE FROM pim_items WHERE id = 'old-1'", CancellationToken.None);
+        }
+        // 5 bytes and a row freed: "n4" fits again, and 5 bytes more.
+        var freed = await store.Pim.SyncAsync(synced.Revision, [new PimChange("n4", PimKind.Contact, 0, false, "12345")], T0, limits: limits);
+        Assert.Equal(PimChangeOutcome.Applied, Assert.Single(freed.Results).Outcome);
+        await using (var connection = await store.OpenAsync())
+        {
+            await Daiko.Home.Storage.StoreCommands.ExecuteAsync(connection, null, "UPDATE pim_items SET body = '' WHERE id = 'n4'", CancellationToken.None);
+        }
+        var grown = await store.Pim.SyncAsync(freed.Revision, [new PimChange("n2", PimKind.Contact, 1, false, "12345678")], T0, limits: limits);
+        Assert.Equal(PimChangeOutcome.Applied, Assert.Single(grown.Results).Outcome);
     }
 
     [Fact]
