@@ -33,37 +33,43 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         CREATE INDEX IF NOT EXISTS pim_items_revision ON pim_items(revision);
         """);
 
-    /// <summary>
-    /// What the store holds, kept in one row beside the items by triggers on them (so whatever writes an item, an older
-    /// node's code included, counts), and read at a sync's start so that checking the limits reads no body. Items
-    /// written before it existed are counted once, when it is made, with writers held off (PostgreSQL: a lock on the table).
-    /// </summary>
+    /// <summary>What the store holds, in one row beside the items: counted once from the items there when it is made.</summary>
     internal static readonly Migration UsageMigration = new("pim_usage/1", """
         CREATE TABLE IF NOT EXISTS pim_usage (id INTEGER PRIMARY KEY CHECK (id = 1), item_rows {bigint} NOT NULL, body_bytes {bigint} NOT NULL);
         INSERT INTO pim_usage (id, item_rows, body_bytes) SELECT 1, COUNT(*), COALESCE(SUM(octet_length(body)), 0) FROM pim_items;
+        """, Migration);
+
+    /// <summary>
+    /// The usage row kept by triggers on the items (so whatever writes an item, an older node's code included, counts),
+    /// counted again from the items with writers held off (PostgreSQL: a lock on the table) as the triggers are made.
+    /// A sync reads the row at its start, so checking the limits reads no body.
+    /// </summary>
+    internal static readonly Migration UsageTriggersMigration = new("pim_usage/2", """
         CREATE TRIGGER IF NOT EXISTS pim_items_inserted AFTER INSERT ON pim_items BEGIN
             UPDATE pim_usage SET item_rows = item_rows + 1, body_bytes = body_bytes + octet_length(NEW.body) WHERE id = 1; END;
         CREATE TRIGGER IF NOT EXISTS pim_items_updated AFTER UPDATE ON pim_items BEGIN
             UPDATE pim_usage SET body_bytes = body_bytes + octet_length(NEW.body) - octet_length(OLD.body) WHERE id = 1; END;
         CREATE TRIGGER IF NOT EXISTS pim_items_deleted AFTER DELETE ON pim_items BEGIN
             UPDATE pim_usage SET item_rows = item_rows - 1, body_bytes = body_bytes - octet_length(OLD.body) WHERE id = 1; END;
-        """, Migration, PostgresText: """
+        UPDATE pim_usage SET item_rows = (SELECT COUNT(*) FROM pim_items), body_bytes = (SELECT COALESCE(SUM(octet_length(body)), 0) FROM pim_items) WHERE id = 1;
+        """, UsageMigration, PostgresText: """
         LOCK TABLE pim_items IN SHARE ROW EXCLUSIVE MODE;
-        CREATE TABLE IF NOT EXISTS pim_usage (id INTEGER PRIMARY KEY CHECK (id = 1), item_rows {bigint} NOT NULL, body_bytes {bigint} NOT NULL);
-        INSERT INTO pim_usage (id, item_rows, body_bytes) SELECT 1, COUNT(*), COALESCE(SUM(octet_length(body)), 0) FROM pim_items;
-        CREATE OR REPLACE FUNCTION pim_items_counted() RETURNS trigger LANGUAGE plpgsql AS $f$
+        CREATE OR REPLACE FUNCTION pim_items_counted() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
             BEGIN
                 IF TG_OP = 'INSERT' THEN
                     UPDATE pim_usage SET item_rows = item_rows + 1, body_bytes = body_bytes + octet_length(NEW.body) WHERE id = 1;
                 ELSIF TG_OP = 'UPDATE' THEN
                     UPDATE pim_usage SET body_bytes = body_bytes + octet_length(NEW.body) - octet_length(OLD.body) WHERE id = 1;
-                ELSE
+                ELSIF TG_OP = 'DELETE' THEN
                     UPDATE pim_usage SET item_rows = item_rows - 1, body_bytes = body_bytes - octet_length(OLD.body) WHERE id = 1;
+                ELSE
+                    UPDATE pim_usage SET item_rows = 0, body_bytes = 0 WHERE id = 1;
                 END IF;
                 RETURN NULL;
             END $f$;
-        DROP TRIGGER IF EXISTS pim_items_counted ON pim_items;
         CREATE TRIGGER pim_items_counted AFTER INSERT OR UPDATE OR DELETE ON pim_items FOR EACH ROW EXECUTE FUNCTION pim_items_counted();
+        CREATE TRIGGER pim_items_truncated AFTER TRUNCATE ON pim_items FOR EACH STATEMENT EXECUTE FUNCTION pim_items_counted();
+        UPDATE pim_usage SET item_rows = (SELECT COUNT(*) FROM pim_items), body_bytes = (SELECT COALESCE(SUM(octet_length(body)), 0) FROM pim_items) WHERE id = 1;
         """);
 
     private const string Columns = "SELECT id, kind, version, revision, deleted, body, modified_at FROM pim_items";
@@ -75,7 +81,7 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         PimLimits? limits = null, CancellationToken cancellationToken = default)
     {
         limits ??= PimLimits.Default;
-        await using var connection = await store.OpenAsync(UsageMigration, cancellationToken);
+        await using var connection = await store.OpenAsync(UsageTriggersMigration, cancellationToken);
         // Revisions are assigned read-modify-write: one writer at a time, across nodes too.
         await using var transaction = await store.BeginExclusiveAsync(connection, "pim_items", cancellationToken);
         var revision = Convert.ToInt64(await ScalarAsync(connection, transaction, "SELECT COALESCE(MAX(revision), 0) FROM pim_items", cancellationToken),
