@@ -33,7 +33,7 @@ public sealed record PimChangeResult(string Id, PimChangeOutcome Outcome, PimIte
 /// <summary>
 /// What one owner's PIM store holds at most: rows (items, and the marks deleted ones leave so that every terminal
 /// learns of the deletion) and the UTF-8 bytes of all bodies together. A change past either is rejected; deleting or
-/// shrinking an item is always taken, and a deletion frees its bytes (its row stays as the mark).
+/// shrinking an item is never refused for them, and a deletion frees its bytes (its row stays as the mark).
 /// </summary>
 public sealed record PimLimits(int MaxItems, long MaxBodyBytes)
 {
