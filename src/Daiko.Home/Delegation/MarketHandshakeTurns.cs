@@ -119,8 +119,7 @@ public sealed class MarketHandshakeTurns
             {
                 // Work no terminal waits on, for a holder at its share: not queued (a queue of waiters that cannot
                 // start would be scanned at every turn given back); the cache is warmed, or the market checked, later.
-                throw new DelegationException(DelegationFailure.Busy,
-                    "the home server is busy: this device's handshakes with markets hold its share of the turns; the background work is left for later");
+                throw new DelegationException(DelegationFailure.Busy, $"{AtShareLocked(holder)}; the background work is left for later");
             }
             waiter = new TaskCompletionSource<Turn>(TaskCreationOptions.RunContinuationsAsynchronously);
             place = (background ? _waitingInBackground : _waiting).AddLast(new Waiter(waiter, holder));
@@ -144,11 +143,23 @@ public sealed class MarketHandshakeTurns
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
-                throw new DelegationException(DelegationFailure.Busy,
-                    $"the home server is busy: its handshakes with markets did not make room for this one within {wait.TotalSeconds:0.#} s; try again");
+                // Which it was matters to the user: their own device's many handshakes, or the server's load.
+                string? atShare;
+                lock (_lock) atShare = WithinShareLocked(holder) ? null : AtShareLocked(holder);
+                throw new DelegationException(DelegationFailure.Busy, atShare is not null
+                    ? $"{atShare}, and none of them ended within {wait.TotalSeconds:0.#} s; let those finish (or close them), then try again"
+                    : $"the home server is busy: its handshakes with markets did not make room for this one within {wait.TotalSeconds:0.#} s; try again");
             }
         }
     }
+
+    /// <summary>Why a holder at its share waits, for its message.</summary>
+    private string AtShareLocked(TurnHolder holder) =>
+        holder.Device is { } device && _heldByDevice.GetValueOrDefault((holder.Owner, device)) >= DeviceShare
+            ? $"the home server is busy for this device: it already has {Handshakes(DeviceShare)} with markets under way, its most at once"
+            : $"the home server is busy for this owner: their devices already have {Handshakes(OwnerShare)} with markets under way, their most at once";
+
+    private static string Handshakes(int count) => count == 1 ? "1 handshake" : $"{count} handshakes";
 
     private bool MayStartLocked() => _inFlight < Floor || (_inFlight < Ceiling && !_coresBusy());
 

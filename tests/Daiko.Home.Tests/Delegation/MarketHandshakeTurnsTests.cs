@@ -119,7 +119,7 @@ public sealed class MarketHandshakeTurnsTests
         var e = await Assert.ThrowsAsync<DelegationException>(() => turns.TakeAsync(TimeSpan.FromMilliseconds(100), CancellationToken.None));
 
         Assert.Equal(DelegationFailure.Busy, e.Failure);
-        Assert.Contains("busy", e.Message);
+        Assert.Contains("the home server is busy: its handshakes with markets did not make room", e.Message);
         Assert.Equal((1, 0), (turns.InFlight, turns.Waiting));
         running.Dispose();
         using var next = await turns.TakeAsync(TimeSpan.Zero, CancellationToken.None).WaitAsync(Long);
@@ -183,6 +183,10 @@ public sealed class MarketHandshakeTurnsTests
         Assert.Equal(1, turns.InFlight);
     }
 
+    /// <summary>A turn for <paramref name="holder"/>, waited for as long as a test may.</summary>
+    private static Task<IDisposable> Take(MarketHandshakeTurns turns, TurnHolder holder, bool background = false) =>
+        turns.TakeAsync(Long, CancellationToken.None, background, holder);
+
     private static readonly TurnHolder PhoneOfAlice = new("alice", "phone");
     private static readonly TurnHolder TillOfAlice = new("alice", "till");
     private static readonly TurnHolder PhoneOfBob = new("bob", "phone");
@@ -191,13 +195,13 @@ public sealed class MarketHandshakeTurnsTests
     public async Task ADeviceAtItsShare_Waits_WhileAnotherDevicesHandshakeStarts_AndGetsTheTurnItsOwnGivesBack()
     {
         var turns = new MarketHandshakeTurns(floor: 4, ceiling: 4, coresBusy: () => true, deviceShare: 2);
-        var first = await turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder(null, "phone"));
-        using var second = await turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder(null, "phone"));
+        var first = await Take(turns, new TurnHolder(null, "phone"));
+        using var second = await Take(turns, new TurnHolder(null, "phone"));
 
-        var third = turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder(null, "phone"));
+        var third = Take(turns, new TurnHolder(null, "phone"));
         Assert.True(await WaitsAsync(third));
         // Turns are free, and another device's handshake starts at once, ahead of the one waiting.
-        using var tills = await turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder(null, "till")).WaitAsync(Long);
+        using var tills = await Take(turns, new TurnHolder(null, "till")).WaitAsync(Long);
         Assert.Equal((3, 1), (turns.InFlight, turns.Waiting));
 
         first.Dispose();
@@ -209,12 +213,12 @@ public sealed class MarketHandshakeTurnsTests
     public async Task AWaiterAtItsShare_KeepsItsPlace_ButDoesNotHoldUpTheQueueBehindIt()
     {
         var turns = new MarketHandshakeTurns(floor: 3, ceiling: 3, coresBusy: () => true, deviceShare: 1, ownerShare: 3);
-        var phones = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice);
-        var phonesNext = turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice);
-        var tills = await turns.TakeAsync(Long, CancellationToken.None, holder: TillOfAlice).WaitAsync(Long);
-        using var bobs = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfBob).WaitAsync(Long);
+        var phones = await Take(turns, PhoneOfAlice);
+        var phonesNext = Take(turns, PhoneOfAlice);
+        var tills = await Take(turns, TillOfAlice).WaitAsync(Long);
+        using var bobs = await Take(turns, PhoneOfBob).WaitAsync(Long);
         // No turn free now: the till's next waits behind the phone's.
-        var tillsNext = turns.TakeAsync(Long, CancellationToken.None, holder: TillOfAlice);
+        var tillsNext = Take(turns, TillOfAlice);
         Assert.True(await WaitsAsync(tillsNext));
 
         // The till gives one back: the phone, first in line, is at its share, so the till's own next goes.
@@ -231,14 +235,14 @@ public sealed class MarketHandshakeTurnsTests
     public async Task AnOwnersDevicesTogether_HoldNoMoreThanTheOwnersShare_WhileAnotherOwnersStart()
     {
         var turns = new MarketHandshakeTurns(floor: 4, ceiling: 4, coresBusy: () => true, deviceShare: 1, ownerShare: 2);
-        var phones = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice);
-        using var tills = await turns.TakeAsync(Long, CancellationToken.None, holder: TillOfAlice);
+        var phones = await Take(turns, PhoneOfAlice);
+        using var tills = await Take(turns, TillOfAlice);
 
-        var tv = turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder("alice", "tv"));
+        var tv = Take(turns, new TurnHolder("alice", "tv"));
         Assert.True(await WaitsAsync(tv));
-        using var bobs = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfBob).WaitAsync(Long);
+        using var bobs = await Take(turns, PhoneOfBob).WaitAsync(Long);
         // Bob's other device too: the floor has room, and only Alice is at her share.
-        using var bobsTill = await turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder("bob", "till")).WaitAsync(Long);
+        using var bobsTill = await Take(turns, new TurnHolder("bob", "till")).WaitAsync(Long);
         Assert.Equal((4, 1), (turns.InFlight, turns.Waiting));
 
         phones.Dispose();
@@ -261,15 +265,16 @@ public sealed class MarketHandshakeTurnsTests
     public async Task BackgroundWorkForAHolderAtItsShare_IsRefusedAtOnce_NotQueued_WhileAnothersBackgroundGoesAheadOfAnAtShareTerminalWaiter()
     {
         var turns = new MarketHandshakeTurns(floor: 4, ceiling: 4, coresBusy: () => true, deviceShare: 1);
-        var phones = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice);
-        var phonesNext = turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice);
+        var phones = await Take(turns, PhoneOfAlice);
+        var phonesNext = Take(turns, PhoneOfAlice);
         Assert.True(await WaitsAsync(phonesNext));
 
-        var refused = await Assert.ThrowsAsync<DelegationException>(() => turns.TakeAsync(Long, CancellationToken.None, background: true, holder: PhoneOfAlice).WaitAsync(TimeSpan.FromSeconds(2)));
+        var refused = await Assert.ThrowsAsync<DelegationException>(() => Take(turns, PhoneOfAlice, background: true).WaitAsync(TimeSpan.FromSeconds(2)));
         Assert.Equal(DelegationFailure.Busy, refused.Failure);
+        Assert.Contains("this device: it already has 1 handshake with markets under way", refused.Message, StringComparison.Ordinal);
         Assert.Equal((1, 1), (turns.InFlight, turns.Waiting));
         // Bob's refill starts although Alice's phone's handshake, one a terminal waits on, was in line before it.
-        using var bobsRefill = await turns.TakeAsync(Long, CancellationToken.None, background: true, holder: PhoneOfBob).WaitAsync(Long);
+        using var bobsRefill = await Take(turns, PhoneOfBob, background: true).WaitAsync(Long);
         Assert.Equal((2, 1), (turns.InFlight, turns.Waiting));
 
         phones.Dispose();
@@ -282,20 +287,22 @@ public sealed class MarketHandshakeTurnsTests
         var turns = new MarketHandshakeTurns(floor: 4, ceiling: 4, coresBusy: () => true, deviceShare: 2);
         var held = new List<IDisposable>
         {
-            await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice),
-            await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice),
+            await Take(turns, PhoneOfAlice),
+            await Take(turns, PhoneOfAlice),
         };
 
         var late = await Assert.ThrowsAsync<DelegationException>(() => turns.TakeAsync(TimeSpan.FromMilliseconds(100), CancellationToken.None, holder: PhoneOfAlice));
         Assert.Equal(DelegationFailure.Busy, late.Failure);
+        // Said as the device's own doing, which its user can act on, not as the server's load.
+        Assert.Contains("this device: it already has 2 handshakes with markets under way", late.Message, StringComparison.Ordinal);
         Assert.Equal((2, 0), (turns.InFlight, turns.Waiting));
 
         foreach (var turn in held) turn.Dispose();
         held.Clear();
         Assert.Equal(0, turns.InFlight);
-        held.Add(await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice).WaitAsync(Long));
-        held.Add(await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice).WaitAsync(Long));
-        Assert.True(await WaitsAsync(turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice)));
+        held.Add(await Take(turns, PhoneOfAlice).WaitAsync(Long));
+        held.Add(await Take(turns, PhoneOfAlice).WaitAsync(Long));
+        Assert.True(await WaitsAsync(Take(turns, PhoneOfAlice)));
         foreach (var turn in held) turn.Dispose();
     }
 
@@ -304,9 +311,9 @@ public sealed class MarketHandshakeTurnsTests
     {
         var turns = new MarketHandshakeTurns(floor: 4, ceiling: 4, coresBusy: () => true, deviceShare: 1, ownerShare: 1);
         var held = new List<IDisposable>();
-        for (var i = 0; i < 4; i++) held.Add(await turns.TakeAsync(Long, CancellationToken.None, holder: TurnHolder.None).WaitAsync(Long));
+        for (var i = 0; i < 4; i++) held.Add(await Take(turns, TurnHolder.None).WaitAsync(Long));
         // An owner's own (the console's post) counts against the owner, not against a device.
-        var owners = turns.TakeAsync(Long, CancellationToken.None, holder: new TurnHolder("alice", null));
+        var owners = Take(turns, new TurnHolder("alice", null));
         Assert.True(await WaitsAsync(owners));
         held[0].Dispose();
         held.Add(await owners.WaitAsync(Long));
@@ -320,9 +327,9 @@ public sealed class MarketHandshakeTurnsTests
         var looks = 0;
         var turns = new MarketHandshakeTurns(floor: 1, ceiling: 4, coresBusy: () => { Interlocked.Increment(ref looks); return false; });
 
-        var first = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfAlice);
+        var first = await Take(turns, PhoneOfAlice);
         Assert.Equal(0, looks);
-        var second = await turns.TakeAsync(Long, CancellationToken.None, holder: PhoneOfBob);
+        var second = await Take(turns, PhoneOfBob);
         Assert.Equal(1, looks);
         first.Dispose();
         second.Dispose();

@@ -156,6 +156,7 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
         var held = await Assert.ThrowsAsync<DelegationException>(() => alices.Delegation.ConnectAsUserAsync("phone", market, null, CancellationToken.None));
 
         Assert.Equal(DelegationFailure.Busy, held.Failure);
+        Assert.Contains("busy for this owner: their devices already have 1 handshake", held.Message, StringComparison.Ordinal);
         // Bob's device is not held back by Alice's share: it goes on to the market (a loopback address its reach refuses).
         var bobsTry = await Record.ExceptionAsync(() => bobs.Delegation.ConnectAsUserAsync("phone", market, null, CancellationToken.None));
         Assert.False(bobsTry is DelegationException { Failure: DelegationFailure.Busy }, bobsTry?.Message);
