@@ -36,5 +36,9 @@ public sealed class HomeControl(ControlConnection control)
         control.RequestAsync<CostReply>(new CostRequest(), cancellationToken);
 
     public Task<PimSyncedReply> PimSyncAsync(long since, IReadOnlyList<PimEntryChange> changes, CancellationToken cancellationToken) =>
-        control.RequestAsync<PimSyncedReply>(new PimSyncRequest(since, changes), cancellationToken);
+        PimSyncAsync(since, changes, horizon: 0, cancellationToken);
+
+    /// <param name="horizon">the <see cref="PimSyncedReply.Horizon"/> of the last reply (0 for none); see <see cref="PimSyncedReply.Reset"/>.</param>
+    public Task<PimSyncedReply> PimSyncAsync(long since, IReadOnlyList<PimEntryChange> changes, long horizon, CancellationToken cancellationToken) =>
+        control.RequestAsync<PimSyncedReply>(new PimSyncRequest(since, changes, horizon), cancellationToken);
 }

@@ -44,6 +44,23 @@ public sealed class ControlFrameTests
     }
 
     [Fact]
+    public void APimSyncsHorizonAndReset_GoOverWhenSet_AndAreLeftOutWhenNot()
+    {
+        var request = Assert.IsType<PimSyncRequest>(ControlFrame.Decode(ControlFrame.EncodeBody(3, new PimSyncRequest(9, [], Horizon: 7))).Message);
+        Assert.Equal((9L, 7L), (request.Since, request.Horizon));
+        var reply = Assert.IsType<PimSyncedReply>(ControlFrame.Decode(ControlFrame.EncodeBody(4,
+            new PimSyncedReply(12, [], [new PimEntry("c2", PimEntryKind.Event, 1, false, "{}")], More: true, Horizon: 7, Reset: true))).Message);
+        Assert.Equal((12L, true, 7L, true), (reply.Revision, reply.More, reply.Horizon, reply.Reset));
+        // Unset, they cost nothing: a terminal or home server from before them reads the same bytes as ever.
+        Assert.DoesNotContain("horizon", System.Text.Encoding.Latin1.GetString(ControlFrame.EncodeBody(3, new PimSyncRequest(9, [])).ToArray()), StringComparison.Ordinal);
+        var plainBody = System.Text.Encoding.Latin1.GetString(ControlFrame.EncodeBody(4, new PimSyncedReply(12, [], [])).ToArray());
+        Assert.False(plainBody.Contains("horizon", StringComparison.Ordinal) || plainBody.Contains("reset", StringComparison.Ordinal));
+        var plain = Assert.IsType<PimSyncedReply>(ControlFrame.Decode(ControlFrame.EncodeBody(4, new PimSyncedReply(12, [], []))).Message);
+        Assert.Equal((0L, false), (plain.Horizon, plain.Reset));
+        Assert.Throws<ProtocolException>(() => ControlFrame.Decode(ControlFrame.EncodeBody(3, new PimSyncRequest(9, [], Horizon: -1))));
+    }
+
+    [Fact]
     public void ATicketsPskKeHint_GoesOverOnlyWhenSet_AndCostsNothingWhenNot()
     {
         var plain = SampleMessages.Ticket();

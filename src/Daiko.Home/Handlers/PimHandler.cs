@@ -9,10 +9,10 @@ public sealed class PimHandler(PimStore pim)
     public async Task<HandlerResult> SyncAsync(PimSyncRequest request, RequestContext context)
     {
         var changes = request.Changes.Select(x => new PimChange(x.Id, (PimKind)x.Kind, x.BaseVersion, x.Delete, x.Body)).ToList();
-        var result = await pim.SyncAsync(request.Since, changes, Daiko.Protocol.ControlProtocol.PageBytes, context.Closed);
+        var result = await pim.SyncAsync(request.Since, changes, Daiko.Protocol.ControlProtocol.PageBytes, request.Horizon, context.Closed);
         return new PimSyncedReply(result.Revision,
             result.Results.Select(r => new PimEntryResult(r.Id, (PimEntryOutcome)r.Outcome, r.Reason, r.Current?.Version ?? 0)).ToList(),
             result.Changes.Select(i => new PimEntry(i.Id, (PimEntryKind)i.Kind, i.Version, i.Deleted, i.Body)).ToList(),
-            result.More);
+            result.More, result.Horizon, result.Reset);
     }
 }

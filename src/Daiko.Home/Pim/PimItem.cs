@@ -33,7 +33,9 @@ public sealed record PimChangeResult(string Id, PimChangeOutcome Outcome, PimIte
 /// <summary>
 /// What one owner's PIM store holds at most: rows (items, and the marks deleted ones leave so that every terminal
 /// learns of the deletion) and the UTF-8 bytes of all bodies together. A change past either is rejected; deleting or
-/// shrinking an item is never refused for them, and a deletion frees its bytes (its row stays as the mark).
+/// shrinking an item is never refused for them, and a deletion frees its bytes (its row stays as the mark). A new item
+/// that finds the rows full makes room by letting go of the oldest marks first (<see cref="PimSyncResult.Horizon"/>):
+/// only live items fill the store for good.
 /// </summary>
 public sealed record PimLimits(int MaxItems, long MaxBodyBytes)
 {
@@ -42,4 +44,18 @@ public sealed record PimLimits(int MaxItems, long MaxBodyBytes)
 }
 
 /// <summary>The answer to a sync: results of the terminal's changes and everything newer than its revision.</summary>
-public sealed record PimSyncResult(IReadOnlyList<PimChangeResult> Results, IReadOnlyList<PimItem> Changes, long Revision, bool More = false);
+public sealed record PimSyncResult(IReadOnlyList<PimChangeResult> Results, IReadOnlyList<PimItem> Changes, long Revision, bool More = false)
+{
+    /// <summary>
+    /// How far the marks of deleted items were let go to make room (the revision of the newest one gone; 0 for none). A
+    /// terminal passes it back with its next sync, so that the store knows whether marks went that it had not seen.
+    /// </summary>
+    public long Horizon { get; init; }
+
+    /// <summary>
+    /// Marks the terminal had not seen were let go: <see cref="Changes"/> start again from the first revision, and once
+    /// the last page is in, the terminal drops every item it holds that came in none of them (and that this sync did not
+    /// just apply): those were deleted elsewhere.
+    /// </summary>
+    public bool Reset { get; init; }
+}

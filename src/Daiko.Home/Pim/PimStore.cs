@@ -8,7 +8,8 @@ namespace Daiko.Home.Pim;
 /// sends its edits with the version each was based on and the last revision it saw; it gets back the
 /// outcome of each edit and every change newer than that revision. An edit based on a stale version
 /// is a conflict, never a silent overwrite. Deletions are kept as tombstones so that every terminal
-/// learns of them. Items live in the home store's PIM repository.
+/// learns of them; when new items need their rows, the oldest go, and a terminal that had not seen them
+/// starts again from the first revision (<see cref="PimSyncResult.Reset"/>). Items live in the home store's PIM repository.
 /// </summary>
 /// <param name="limits">what the owner's store holds at most (<see cref="PimLimits.Default"/> if null).</param>
 public sealed class PimStore(IHomeStore store, TimeProvider? time = null, PimLimits? limits = null)
@@ -22,11 +23,13 @@ public sealed class PimStore(IHomeStore store, TimeProvider? time = null, PimLim
     /// time: when the newer items exceed <paramref name="pageBytes"/> the result holds the first of them
     /// (at least one), its revision is the last one returned and <see cref="PimSyncResult.More"/> is set.
     /// </summary>
-    public async Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, int pageBytes = int.MaxValue, CancellationToken cancellationToken = default)
+    /// <param name="horizonSeen">the <see cref="PimSyncResult.Horizon"/> of the terminal's last sync (0 for none).</param>
+    public async Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, int pageBytes = int.MaxValue, long horizonSeen = 0,
+        CancellationToken cancellationToken = default)
     {
         var rejections = changes.Select(Validate).ToList();
         var valid = changes.Where((_, i) => rejections[i] is null).ToList();
-        var synced = await store.Pim.SyncAsync(sinceRevision, valid, _time.GetUtcNow(), pageBytes, limits, cancellationToken);
+        var synced = await store.Pim.SyncAsync(sinceRevision, valid, _time.GetUtcNow(), pageBytes, limits, horizonSeen, cancellationToken);
         // The results in the order of the terminal's changes: rejected ones never reached the store.
         var applied = synced.Results.GetEnumerator();
         var results = new List<PimChangeResult>(changes.Count);

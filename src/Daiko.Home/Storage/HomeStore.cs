@@ -187,7 +187,7 @@ public abstract class HomeStore : IHomeStore
     public static IReadOnlyList<Migration> Migrations { get; } =
     [
         SqlDeviceStore.Migration, SqlEnrollmentCodeStore.Migration, SqlEnrollmentCodeStore.PublicIdMigration, SqlAuditStore.Migration, SqlMarketProfileStore.Migration,
-        SqlPimStore.Migration, SqlPimStore.UsageMigration, SqlPimStore.UsageTriggersMigration, SqlMailOutboxStore.Migration, SqlMailOutboxStore.ClaimMigration, SqlApplianceStore.Migration,
+        SqlPimStore.Migration, SqlPimStore.UsageMigration, SqlPimStore.UsageTriggersMigration, SqlPimStore.HorizonMigration, SqlMailOutboxStore.Migration, SqlMailOutboxStore.ClaimMigration, SqlApplianceStore.Migration,
         SqlDevicePolicyStore.Migration, SqlDevicePolicyStore.PayeesMigration,
     ];
 

@@ -17,9 +17,17 @@ public interface IPimStore
     /// the result holds the first of them (at least one), its revision is the last one returned and
     /// <see cref="PimSyncResult.More"/> is set.
     /// </summary>
-    /// <param name="limits">what the store may hold (<see cref="PimLimits.Default"/> if null): a change past them is <see cref="PimChangeOutcome.Rejected"/>.</param>
+    /// <param name="limits">
+    /// what the store may hold (<see cref="PimLimits.Default"/> if null): a change past them is <see cref="PimChangeOutcome.Rejected"/>,
+    /// except that a new item past the rows first makes room by letting go of the oldest marks of deleted items
+    /// (<see cref="PimSyncResult.Horizon"/>).
+    /// </param>
+    /// <param name="horizonSeen">
+    /// the <see cref="PimSyncResult.Horizon"/> the caller last got (0 for none): when marks the caller may not have seen
+    /// were let go since, the result starts again from the first revision and says so (<see cref="PimSyncResult.Reset"/>).
+    /// </param>
     Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, int pageBytes = int.MaxValue,
-        PimLimits? limits = null, CancellationToken cancellationToken = default);
+        PimLimits? limits = null, long horizonSeen = 0, CancellationToken cancellationToken = default);
 
     /// <summary>Every live (not deleted) item of one kind, ordered by id.</summary>
     Task<IReadOnlyList<PimItem>> ListAsync(PimKind kind, CancellationToken cancellationToken = default);
@@ -72,23 +80,42 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         UPDATE pim_usage SET item_rows = (SELECT COUNT(*) FROM pim_items), body_bytes = (SELECT COALESCE(SUM(octet_length(body)), 0) FROM pim_items) WHERE id = 1;
         """);
 
+    /// <summary>
+    /// How far the marks of deleted items were let go (the revision of the newest one gone; 0 for none), and an index of
+    /// the marks, so that finding the oldest reads no live item.
+    /// </summary>
+    internal static readonly Migration HorizonMigration = new("pim_usage/3", """
+        ALTER TABLE pim_usage ADD COLUMN purged_through {bigint} NOT NULL DEFAULT 0;
+        CREATE INDEX IF NOT EXISTS pim_items_marks ON pim_items(revision) WHERE deleted = 1;
+        """, UsageTriggersMigration);
+
+    /// <summary>
+    /// How many of the oldest marks of deleted items go at once when a new item finds the rows full: a hundredth of the
+    /// rows (at least one), so that the horizon, which sends every terminal behind it back to the first revision, moves
+    /// once per that many new items rather than with each.
+    /// </summary>
+    internal static int MarksLetGo(PimLimits limits) => Math.Max(1, limits.MaxItems / 100);
+
+    /// <summary>Runs between a sync's commit and its page read (a test's way to let another sync in there).</summary>
+    internal Func<Task>? BeforePageRead { get; set; }
+
     private const string Columns = "SELECT id, kind, version, revision, deleted, body, modified_at FROM pim_items";
 
     /// <summary>Rows read for one page at most (a page is bounded by bytes first; tiny items are bounded by this).</summary>
     internal const int PageRows = 2048;
 
     public async Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, int pageBytes = int.MaxValue,
-        PimLimits? limits = null, CancellationToken cancellationToken = default)
+        PimLimits? limits = null, long horizonSeen = 0, CancellationToken cancellationToken = default)
     {
         limits ??= PimLimits.Default;
-        await using var connection = await store.OpenAsync(UsageTriggersMigration, cancellationToken);
+        await using var connection = await store.OpenAsync(HorizonMigration, cancellationToken);
         // Revisions are assigned read-modify-write: one writer at a time, across nodes too.
         await using var transaction = await store.BeginExclusiveAsync(connection, "pim_items", cancellationToken);
         var revision = Convert.ToInt64(await ScalarAsync(connection, transaction, "SELECT COALESCE(MAX(revision), 0) FROM pim_items", cancellationToken),
             System.Globalization.CultureInfo.InvariantCulture);
         // What the store holds, read inside the exclusive transaction: every node's writes are in it.
         // The triggers keep the row; this sync tallies its own changes as it goes.
-        var (rowsHeld, bytesHeld) = changes.Count == 0 ? (0L, 0L) : await UsageAsync(connection, transaction, cancellationToken);
+        var (rowsHeld, bytesHeld, horizon) = await UsageAsync(connection, transaction, cancellationToken);
         var results = new List<PimChangeResult>(changes.Count);
         var written = new HashSet<string>(StringComparer.Ordinal);
         foreach (var change in changes)
@@ -109,10 +136,18 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
             }
             var body = change.Delete ? "" : change.Body;
             var moreBytes = (long)Encoding.UTF8.GetByteCount(body) - (current is null ? 0 : Encoding.UTF8.GetByteCount(current.Body));
+            if (current is null && rowsHeld + 1 > limits.MaxItems
+                && await LetGoOfOldestMarksAsync(connection, transaction, below: revision, MarksLetGo(limits), cancellationToken) is ({ } through, var gone))
+            {
+                // The oldest marks go (never a live item, never the newest row, so the newest revision stays); a terminal
+                // that had not seen them is told to start again (the horizon), not left holding an item deleted elsewhere.
+                horizon = through;
+                rowsHeld -= gone;
+            }
             if (current is null && rowsHeld + 1 > limits.MaxItems)
             {
                 results.Add(new PimChangeResult(change.Id, PimChangeOutcome.Rejected, null,
-                    $"the PIM store is full: it holds at most {limits.MaxItems:N0} items, deleted ones included (each leaves a mark that tells the other terminals); no new item fits"));
+                    $"the PIM store is full: it holds at most {limits.MaxItems:N0} items; delete items to make room"));
                 continue;
             }
             if (moreBytes > 0 && bytesHeld + moreBytes > limits.MaxBodyBytes)
@@ -136,12 +171,36 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         await transaction.CommitAsync(cancellationToken);
         // What changed since, read after the commit and one page at a time: the store's write lock (on SQLite the whole
         // database's) is not held while a device pages through every item, and no more than a page is read into memory.
-        // Items written by another after this commit may come too; the revision returned covers them.
+        // Items written by another after this commit may come too; the revision returned covers them. Marks let go by
+        // another sync meanwhile could be missing from the page: the horizon is read again after it, and the page read
+        // again if it moved (it moves once per a hundredth of the rows taken by new items at the limit).
+        for (var attempt = 1; ; attempt++)
+        {
+            // Marks the caller may not have seen were let go (since its last sync, or before its first): it starts again
+            // from the first revision. A caller from revision 0 already reads everything there is.
+            var reset = sinceRevision > 0 && sinceRevision < horizon && horizonSeen < horizon;
+            if (BeforePageRead is { } beforeRead) await beforeRead();
+            var synced = await PageAsync(connection, reset ? 0 : sinceRevision, revision, written, pageBytes, cancellationToken);
+            var after = (await ReadAllAsync(connection, null, "SELECT purged_through FROM pim_usage WHERE id = 1", r => r.Long(0), cancellationToken)).Single();
+            if (after == horizon) return synced with { Results = results, Horizon = horizon, Reset = reset };
+            if (attempt == 4)
+            {
+                // Marks went during every read: the results go back with no page, and the caller, told to sync again from
+                // where it was with the horizon it had, is judged afresh then.
+                return new PimSyncResult(results, [], sinceRevision, More: true) { Horizon = horizonSeen };
+            }
+            horizon = after;
+        }
+    }
+
+    private static async Task<PimSyncResult> PageAsync(System.Data.Common.DbConnection connection,
+        long since, long revision, HashSet<string> written, int pageBytes, CancellationToken cancellationToken)
+    {
         var page = new List<PimItem>();
         var bytes = 0L;
         // At most PageRows rows leave the database for a page (PostgreSQL would otherwise send every later row to be skipped).
-        var (rows, lastRead) = (0, sinceRevision);
-        await using (var command = Command(connection, null, Columns + $" WHERE revision > @r ORDER BY revision LIMIT {PageRows}", ("@r", sinceRevision)))
+        var (rows, lastRead) = (0, since);
+        await using (var command = Command(connection, null, Columns + $" WHERE revision > @r ORDER BY revision LIMIT {PageRows}", ("@r", since)))
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
@@ -151,21 +210,40 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
                 lastRead = item.Revision;
                 if (item.Revision <= revision && written.Contains(item.Id)) continue;
                 var size = System.Text.Encoding.UTF8.GetByteCount(item.Body) + item.Id.Length + 32;
-                if (page.Count > 0 && bytes + size > pageBytes) return new PimSyncResult(results, page, page[^1].Revision, More: true);
+                if (page.Count > 0 && bytes + size > pageBytes) return new PimSyncResult([], page, page[^1].Revision, More: true);
                 page.Add(item);
                 bytes += size;
             }
         }
         // A page that ended at the row limit may have more behind it.
-        if (rows == PageRows) return new PimSyncResult(results, page, lastRead, More: true);
-        return new PimSyncResult(results, page, Math.Max(revision, page.Count > 0 ? page[^1].Revision : 0));
+        if (rows == PageRows) return new PimSyncResult([], page, lastRead, More: true);
+        return new PimSyncResult([], page, Math.Max(revision, page.Count > 0 ? page[^1].Revision : 0));
     }
 
-    private static async Task<(long Rows, long Bytes)> UsageAsync(System.Data.Common.DbConnection connection, System.Data.Common.DbTransaction transaction,
+    /// <summary>
+    /// Lets go of up to <paramref name="count"/> of the oldest marks of deleted items below revision <paramref name="below"/>
+    /// (the newest row always stays, so the next revision never goes back) and records how far: the revision of the newest
+    /// one gone and how many went, or null when there was none to let go.
+    /// </summary>
+    private static async Task<(long Through, long Gone)?> LetGoOfOldestMarksAsync(System.Data.Common.DbConnection connection,
+        System.Data.Common.DbTransaction transaction, long below, int count, CancellationToken cancellationToken)
+    {
+        var oldest = await ReadAllAsync(connection, transaction,
+            $"SELECT revision FROM pim_items WHERE deleted = 1 AND revision < @below ORDER BY revision LIMIT {count}",
+            r => r.Long(0), cancellationToken, ("@below", below));
+        if (oldest.Count == 0) return null;
+        var through = oldest[^1];
+        // Revisions are unique: these are exactly the marks read above.
+        await ExecuteAsync(connection, transaction, "DELETE FROM pim_items WHERE deleted = 1 AND revision <= @through", cancellationToken, ("@through", through));
+        await ExecuteAsync(connection, transaction, "UPDATE pim_usage SET purged_through = @through WHERE id = 1", cancellationToken, ("@through", through));
+        return (through, oldest.Count);
+    }
+
+    private static async Task<(long Rows, long Bytes, long Horizon)> UsageAsync(System.Data.Common.DbConnection connection, System.Data.Common.DbTransaction transaction,
         CancellationToken cancellationToken)
     {
-        var usage = await ReadAllAsync(connection, transaction, "SELECT item_rows, body_bytes FROM pim_usage WHERE id = 1",
-            r => (r.Long(0), r.Long(1)), cancellationToken);
+        var usage = await ReadAllAsync(connection, transaction, "SELECT item_rows, body_bytes, purged_through FROM pim_usage WHERE id = 1",
+            r => (r.Long(0), r.Long(1), r.Long(2)), cancellationToken);
         return usage.Single();
     }
 

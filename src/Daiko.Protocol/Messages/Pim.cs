@@ -28,8 +28,12 @@ public sealed record PimEntryResult(string Id, PimEntryOutcome Outcome, string? 
 /// <summary>An item newer than the terminal's revision.</summary>
 public sealed record PimEntry(string Id, PimEntryKind Kind, long Version, bool Deleted, string Body);
 
-/// <summary><c>pim-sync</c>: changes since revision <see cref="Since"/>.</summary>
-public sealed record PimSyncRequest(long Since, IReadOnlyList<PimEntryChange> Changes) : ControlMessage
+/// <summary>
+/// <c>pim-sync</c>: changes since revision <see cref="Since"/>; <see cref="Horizon"/> is the one the terminal's last
+/// <see cref="PimSyncedReply"/> gave (0 for none), so that the home server knows whether marks of deleted items it had
+/// not seen were let go since.
+/// </summary>
+public sealed record PimSyncRequest(long Since, IReadOnlyList<PimEntryChange> Changes, long Horizon = 0) : ControlMessage
 {
     public const string WireType = "pim-sync";
 
@@ -39,10 +43,12 @@ public sealed record PimSyncRequest(long Since, IReadOnlyList<PimEntryChange> Ch
     {
         w.Int("since", Since);
         w.List("changes", Changes, static (c, x) => PimItemWire.Write(c, x.Id, x.Kind, x.BaseVersion, x.Delete, x.Body));
+        if (Horizon != 0) w.Int("horizon", Horizon);
     }
 
     internal static PimSyncRequest Read(FieldReader r) => new(r.Int("since", 0),
-        r.List("changes", 1000, "[id, kind, base_version, delete, body] items", c => PimItemWire.Read(c, static (id, kind, version, delete, body) => new PimEntryChange(id, kind, version, delete, body))));
+        r.List("changes", 1000, "[id, kind, base_version, delete, body] items", c => PimItemWire.Read(c, static (id, kind, version, delete, body) => new PimEntryChange(id, kind, version, delete, body))),
+        r.IntOr("horizon", 0, 0));
 }
 
 /// <summary>
@@ -80,8 +86,13 @@ internal static class PimItemWire
 /// <c>pim-synced</c>: the revision the terminal has now seen, the results of its changes, and newer
 /// items — one page of them: with <see cref="More"/> the terminal syncs again from <see cref="Revision"/>
 /// for the next page (a reply stays well under the frame limit whatever the store holds).
+/// <see cref="Horizon"/> is how far the marks of deleted items were let go (the terminal sends it back);
+/// with <see cref="Reset"/>, marks it had not seen went: the changes start again from the first revision,
+/// and once the last page is in, the terminal drops every item it holds that came in none of the pages
+/// (and that this sync did not just apply).
 /// </summary>
-public sealed record PimSyncedReply(long Revision, IReadOnlyList<PimEntryResult> Results, IReadOnlyList<PimEntry> Changes, bool More = false) : ControlReply
+public sealed record PimSyncedReply(long Revision, IReadOnlyList<PimEntryResult> Results, IReadOnlyList<PimEntry> Changes, bool More = false,
+    long Horizon = 0, bool Reset = false) : ControlReply
 {
     public const string WireType = "pim-synced";
 
@@ -104,6 +115,8 @@ public sealed record PimSyncedReply(long Revision, IReadOnlyList<PimEntryResult>
         });
         w.List("changes", Changes, static (c, x) => PimItemWire.Write(c, x.Id, x.Kind, x.Version, x.Deleted, x.Body));
         if (More) w.Bool("more", true);
+        if (Horizon != 0) w.Int("horizon", Horizon);
+        if (Reset) w.Bool("reset", true);
     }
 
     internal static PimSyncedReply Read(FieldReader r) => new(r.Int("revision", 0),
@@ -117,5 +130,7 @@ public sealed record PimSyncedReply(long Revision, IReadOnlyList<PimEntryResult>
             return result;
         }),
         r.List("changes", ControlProtocol.MaxListItems, "[id, kind, version, deleted, body] items", c => PimItemWire.Read(c, static (id, kind, version, deleted, body) => new PimEntry(id, kind, version, deleted, body))),
-        r.Has("more") && r.Bool("more"));
+        r.Has("more") && r.Bool("more"),
+        r.IntOr("horizon", 0, 0),
+        r.Has("reset") && r.Bool("reset"));
 }

@@ -93,4 +93,63 @@ public sealed class AppliancesAndPimOverControlTests : IAsyncLifetime
         var cleared = await Home.PimSyncAsync(again.Revision, [new PimEntryChange("big-2", PimEntryKind.Contact, 1, true, "")], CancellationToken.None);
         Assert.Equal(PimEntryOutcome.Applied, Assert.Single(cleared.Results).Outcome);
     }
+
+    [Fact]
+    public async Task PimSync_ItemsCreatedAndDeletedToTheOwnersLimit_LeaveRoomForNewOnes_AndATerminalBehindTheirMarksStartsAgain()
+    {
+        await UnlockAsync();
+        var ids = Enumerable.Range(0, 999).Select(i => $"t{i:000}").ToList();
+        var kept = await Home.PimSyncAsync(0, [new PimEntryChange("keep", PimEntryKind.Todo, 0, false, "{}")], CancellationToken.None);
+        var created = await Home.PimSyncAsync(kept.Revision, ids.Select(id => new PimEntryChange(id, PimEntryKind.Todo, 0, false, "{}")).ToList(), CancellationToken.None);
+        Assert.All(created.Results, r => Assert.Equal(PimEntryOutcome.Applied, r.Outcome));
+        // The office syncs now: it holds all 1,000 (the owner's limit here).
+        var office = await SyncAllAsync(0, 0);
+        Assert.Equal(1_000, office.Live.Count);
+        // A device deletes the 999: their marks fill the rows.
+        var deleted = await Home.PimSyncAsync(created.Revision, ids.Select(id => new PimEntryChange(id, PimEntryKind.Todo, 1, true, "")).ToList(), CancellationToken.None);
+        Assert.All(deleted.Results, r => Assert.Equal(PimEntryOutcome.Applied, r.Outcome));
+
+        // A new item is taken: the oldest marks (a hundredth of the rows) make room, and the reply says how far.
+        var added = await Home.PimSyncAsync(deleted.Revision, [new PimEntryChange("new", PimEntryKind.Todo, 0, false, "{}")], CancellationToken.None);
+        Assert.Equal(PimEntryOutcome.Applied, Assert.Single(added.Results).Outcome);
+        Assert.True(added.Horizon > created.Revision - 999, $"horizon {added.Horizon}");
+        Assert.False(added.Reset);
+
+        // The office had not seen the marks that went: it is told to start again, and ends up with what the store holds.
+        var caughtUp = await SyncAllAsync(office.Revision, office.Horizon, office.Live);
+        Assert.True(caughtUp.Reset);
+        Assert.Equal(["keep", "new"], caughtUp.Live.Order());
+        // With the horizon it was given, its next sync goes on from where it is.
+        var next = await Home.PimSyncAsync(caughtUp.Revision, [], caughtUp.Horizon, CancellationToken.None);
+        Assert.False(next.Reset);
+        Assert.Empty(next.Changes);
+    }
+
+    /// <summary>
+    /// What a terminal does: syncs page by page from <paramref name="since"/>, applying each page to what it holds,
+    /// and on a reset drops what it holds and keeps only what the pages bring.
+    /// </summary>
+    private async Task<(long Revision, long Horizon, bool Reset, HashSet<string> Live)> SyncAllAsync(long since, long horizon, IEnumerable<string>? held = null)
+    {
+        var live = new HashSet<string>(held ?? [], StringComparer.Ordinal);
+        var reset = false;
+        PimSyncedReply reply;
+        do
+        {
+            reply = await Home.PimSyncAsync(since, [], horizon, CancellationToken.None);
+            if (reply.Reset)
+            {
+                reset = true;
+                live.Clear();
+            }
+            foreach (var item in reply.Changes)
+            {
+                if (item.Deleted) live.Remove(item.Id);
+                else live.Add(item.Id);
+            }
+            (since, horizon) = (reply.Revision, reply.Horizon);
+        }
+        while (reply.More);
+        return (since, horizon, reset, live);
+    }
 }

@@ -170,16 +170,100 @@ public abstract class HomeStoreContract
         var nothing = await Store().Pim.SyncAsync(4, [new PimChange("never", PimKind.Contact, 0, true, "")], T0, limits: limits);
         Assert.Equal(PimChangeOutcome.Applied, Assert.Single(nothing.Results).Outcome);
         Assert.Equal(4, nothing.Revision);
-        // "c" fits the bytes (2 + 8) and is the third row; "d" would be a fourth row, empty or not.
+        // "c" fits the bytes (2 + 8) and is the third row; "d", a fourth, takes the row of the mark "a" left.
         var third = await Store().Pim.SyncAsync(4, [Put("c", 0, "12345678"), Put("d", 0, "")], T0, limits: limits);
-        Assert.Equal([PimChangeOutcome.Applied, PimChangeOutcome.Rejected], third.Results.Select(r => r.Outcome));
-        Assert.Contains("at most 3 items", third.Results[1].Reason, StringComparison.Ordinal);
+        Assert.Equal([PimChangeOutcome.Applied, PimChangeOutcome.Applied], third.Results.Select(r => r.Outcome));
+        Assert.Equal(4, third.Horizon);
+        // Three live items: a fourth, empty or not, has no row.
+        var fourth = await Store().Pim.SyncAsync(6, [Put("e", 0, "")], T0, limits: limits);
+        Assert.Contains("at most 3 items", Assert.Single(fourth.Results).Reason, StringComparison.Ordinal);
         // A growth past the bytes is refused with the item as it stands.
-        var grow = await pim.SyncAsync(5, [Put("b", 2, "éé")], T0, limits: limits);
+        var grow = await pim.SyncAsync(6, [Put("b", 2, "éé")], T0, limits: limits);
         var refused = Assert.Single(grow.Results);
         Assert.Equal(PimChangeOutcome.Rejected, refused.Outcome);
         Assert.Equal("é", refused.Current!.Body);
-        Assert.Equal(["b", "c"], (await pim.ListAsync(PimKind.Contact)).Select(i => i.Id));
+        Assert.Equal(["b", "c", "d"], (await pim.ListAsync(PimKind.Contact)).Select(i => i.Id));
+    }
+
+    [Fact]
+    public async Task Pim_ANewItemPastTheRows_LetsGoOfTheOldestMark_AndATerminalThatHadNotSeenItStartsAgain()
+    {
+        var pim = Store().Pim;
+        // A hundredth of 4 rows is less than one: one mark goes at a time.
+        var limits = new PimLimits(MaxItems: 4, MaxBodyBytes: 1_000);
+        PimChange Put(string id) => new(id, PimKind.Contact, 0, false, id);
+        PimChange Delete(string id) => new(id, PimKind.Contact, 1, true, "");
+
+        await pim.SyncAsync(0, [Put("a"), Put("b"), Put("c")], T0, limits: limits);
+        // The office syncs now: it holds a, b and c, at revision 3.
+        var office = await pim.SyncAsync(0, [], T0, limits: limits);
+        Assert.Equal((3, 0L, false), (office.Revision, office.Horizon, office.Reset));
+        // The phone deletes a (revision 4) and b (5), and adds d (6): four rows, two of them marks.
+        await pim.SyncAsync(3, [Delete("a"), Delete("b"), Put("d")], T0, limits: limits);
+
+        // e would be a fifth row: the oldest mark (a's, revision 4) goes, and only it.
+        var phone = await pim.SyncAsync(6, [Put("e")], T0, limits: limits);
+        Assert.Equal(PimChangeOutcome.Applied, Assert.Single(phone.Results).Outcome);
+        Assert.Equal(7, phone.Revision);
+        Assert.Equal(4, phone.Horizon);
+        Assert.False(phone.Reset);
+
+        // The office never saw a's mark: it starts again from the first revision, and told so.
+        var again = await Store().Pim.SyncAsync(office.Revision, [], T0, limits: limits, horizonSeen: office.Horizon);
+        Assert.True(again.Reset);
+        Assert.Equal(4, again.Horizon);
+        Assert.Equal([("c", false), ("b", true), ("d", false), ("e", false)], again.Changes.Select(i => (i.Id, i.Deleted)));
+        // a comes in none of the pages: the office drops it with every other item it holds that did not come,
+        // and what it keeps is what the store holds.
+        Assert.DoesNotContain(again.Changes, i => i.Id == "a");
+        Assert.Equal((await pim.ListAsync(PimKind.Contact)).Select(i => i.Id), again.Changes.Where(i => !i.Deleted).Select(i => i.Id).Order());
+
+        // Once it has the horizon, or had seen past it, nothing starts again.
+        Assert.False((await pim.SyncAsync(again.Revision, [], T0, limits: limits, horizonSeen: again.Horizon)).Reset);
+        var pastTheMark = await pim.SyncAsync(5, [], T0, limits: limits);
+        Assert.False(pastTheMark.Reset);
+        Assert.Equal(["d", "e"], pastTheMark.Changes.Select(i => i.Id));
+        // A terminal from revision 0 reads everything there is: no reset to tell it of.
+        Assert.False((await pim.SyncAsync(0, [], T0, limits: limits)).Reset);
+
+        // b's mark makes room for f; then four live items fill the rows for good, and revisions never go back.
+        var f = await pim.SyncAsync(7, [Put("f")], T0, limits: limits);
+        Assert.Equal((PimChangeOutcome.Applied, 8L, 5L), (Assert.Single(f.Results).Outcome, f.Revision, f.Horizon));
+        var g = await pim.SyncAsync(8, [Put("g")], T0, limits: limits);
+        Assert.Contains("at most 4 items", Assert.Single(g.Results).Reason, StringComparison.Ordinal);
+        var h = await pim.SyncAsync(8, [Delete("c"), Put("h")], T0, limits: limits);
+        Assert.Equal([PimChangeOutcome.Applied, PimChangeOutcome.Rejected], h.Results.Select(r => r.Outcome));
+        Assert.Equal(9, h.Revision);
+    }
+
+    [Fact]
+    public async Task Pim_AMarkLetGoWhileASyncReadsItsPage_SendsThatSyncBackToTheFirstRevision()
+    {
+        var office = Store();
+        var pim = office.Pim;
+        var limits = new PimLimits(MaxItems: 4, MaxBodyBytes: 1_000);
+        PimChange Put(string id) => new(id, PimKind.Contact, 0, false, id);
+        await pim.SyncAsync(0, [Put("a"), Put("b"), Put("c")], T0, limits: limits);
+        await pim.SyncAsync(3, [new PimChange("a", PimKind.Contact, 1, true, ""), new PimChange("b", PimKind.Contact, 1, true, ""), Put("d")], T0, limits: limits);
+        // The office last synced at revision 3 (it holds a, b and c). Between its sync's commit and its page read,
+        // the phone adds e, which lets a's mark go.
+        var phoneAdded = false;
+        ((Daiko.Home.Storage.SqlPimStore)pim).BeforePageRead = async () =>
+        {
+            if (phoneAdded) return;
+            phoneAdded = true;
+            var added = await Store().Pim.SyncAsync(6, [Put("e")], T0, limits: limits);
+            Assert.Equal(4, added.Horizon);
+        };
+
+        var synced = await pim.SyncAsync(3, [], T0, limits: limits);
+
+        Assert.True(phoneAdded);
+        // Read as it began (no mark gone), the page would have brought b's mark, d and e, and not a's: the office would
+        // have kept a for good. It is sent back to the first revision instead.
+        Assert.True(synced.Reset);
+        Assert.Equal(4, synced.Horizon);
+        Assert.Equal(["c", "d", "e"], synced.Changes.Where(i => !i.Deleted).Select(i => i.Id).Order());
     }
 
     [Fact]
