@@ -103,6 +103,47 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
     /// <summary>One owner's home store: the owner's schema, on this node's shared pool.</summary>
     public HomeStore StoreOf(string owner) => HomeStore.Postgres(source, HostSite.SchemaOf(owner));
 
+    /// <summary>
+    /// Holds the site-wide lock on one owner's name until disposed (a PostgreSQL session advisory lock, on a connection of
+    /// its own): taken before <c>host owner add</c> checks the name, released after its row is in, so that two adds of one
+    /// name, from two machines too, cannot both pass the check and have the second's provisioning replace the keys the
+    /// first's row names.
+    /// </summary>
+    public async Task<IAsyncDisposable> HoldOwnerNameAsync(string owner, CancellationToken cancellationToken = default)
+    {
+        var connection = await source.OpenConnectionAsync(cancellationToken);
+        try
+        {
+            await using var command = new NpgsqlCommand("SELECT pg_advisory_lock(hashtext('host_owner/' || @o))", connection);
+            command.Parameters.AddWithValue("o", owner);
+            await command.ExecuteNonQueryAsync(cancellationToken);
+            return new HeldName(connection, owner);
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    private sealed class HeldName(NpgsqlConnection connection, string owner) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            // Let go of explicitly: a pooled connection is reset only when it is next used, and it may sit in the pool.
+            try
+            {
+                await using var command = new NpgsqlCommand("SELECT pg_advisory_unlock(hashtext('host_owner/' || @o))", connection);
+                command.Parameters.AddWithValue("o", owner);
+                await command.ExecuteNonQueryAsync();
+            }
+            finally
+            {
+                await connection.DisposeAsync();
+            }
+        }
+    }
+
     /// <summary>Adds a provisioned owner (its schema made and migrated first); false when the name is taken.</summary>
     public async Task<bool> AddOwnerAsync(OwnerCardRow row, CancellationToken cancellationToken = default)
     {

@@ -35,10 +35,14 @@ public sealed class HomeControl(ControlConnection control)
     public Task<CostReply> AgentCostAsync(CancellationToken cancellationToken) =>
         control.RequestAsync<CostReply>(new CostRequest(), cancellationToken);
 
+    /// <summary>
+    /// A sync that sends no horizon: the home server never answers it with a reset, so a terminal that keeps a copy of
+    /// the items and may fall behind marks that went should use the overload with the horizon.
+    /// </summary>
     public Task<PimSyncedReply> PimSyncAsync(long since, IReadOnlyList<PimEntryChange> changes, CancellationToken cancellationToken) =>
-        PimSyncAsync(since, changes, horizon: 0, cancellationToken);
+        control.RequestAsync<PimSyncedReply>(new PimSyncRequest(since, changes), cancellationToken);
 
-    /// <param name="horizon">the <see cref="PimSyncedReply.Horizon"/> of the last reply (0 for none); see <see cref="PimSyncedReply.Reset"/>.</param>
+    /// <param name="horizon">the <see cref="PimSyncedReply.Horizon"/> of the last reply (0 before any); see <see cref="PimSyncedReply.Reset"/>.</param>
     public Task<PimSyncedReply> PimSyncAsync(long since, IReadOnlyList<PimEntryChange> changes, long horizon, CancellationToken cancellationToken) =>
         control.RequestAsync<PimSyncedReply>(new PimSyncRequest(since, changes, horizon), cancellationToken);
 }

@@ -47,7 +47,10 @@ public sealed class ControlFrameTests
     public void APimSyncsHorizonAndReset_GoOverWhenSet_AndAreLeftOutWhenNot()
     {
         var request = Assert.IsType<PimSyncRequest>(ControlFrame.Decode(ControlFrame.EncodeBody(3, new PimSyncRequest(9, [], Horizon: 7))).Message);
-        Assert.Equal((9L, 7L), (request.Since, request.Horizon));
+        Assert.Equal((9L, (long?)7L), (request.Since, request.Horizon));
+        // Absent is not 0: a terminal from before horizons, never told of a reset it could not act on.
+        Assert.Null(Assert.IsType<PimSyncRequest>(ControlFrame.Decode(ControlFrame.EncodeBody(3, new PimSyncRequest(9, []))).Message).Horizon);
+        Assert.Equal(0L, Assert.IsType<PimSyncRequest>(ControlFrame.Decode(ControlFrame.EncodeBody(3, new PimSyncRequest(9, [], Horizon: 0))).Message).Horizon);
         var reply = Assert.IsType<PimSyncedReply>(ControlFrame.Decode(ControlFrame.EncodeBody(4,
             new PimSyncedReply(12, [], [new PimEntry("c2", PimEntryKind.Event, 1, false, "{}")], More: true, Horizon: 7, Reset: true))).Message);
         Assert.Equal((12L, true, 7L, true), (reply.Revision, reply.More, reply.Horizon, reply.Reset));

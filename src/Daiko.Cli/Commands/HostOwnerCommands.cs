@@ -28,7 +28,9 @@ internal static class HostOwnerCommands
             var pin2 = CliConsole.ReadNewSecret("PIN2");
             var admin = CliConsole.ReadNewSecret("admin code");
             await database.MigrateAsync(ct);
-            // Checked before any key is made: provisioning replaces objects labelled for this owner.
+            // Checked before any key is made: provisioning replaces objects labelled for this owner. Under the name's lock,
+            // so that another add of the same name waits here and then finds it taken.
+            await using var held = await database.HoldOwnerNameAsync(ownerName, ct);
             if (database.Read(ownerName) is not null) return CliConsole.Fail($"an owner named '{ownerName}' exists already");
             using var token = hosted.OpenToken();
             var row = HostedCard.Provision(token, ownerName, pin1, pin2, admin);

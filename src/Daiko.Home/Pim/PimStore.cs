@@ -23,8 +23,8 @@ public sealed class PimStore(IHomeStore store, TimeProvider? time = null, PimLim
     /// time: when the newer items exceed <paramref name="pageBytes"/> the result holds the first of them
     /// (at least one), its revision is the last one returned and <see cref="PimSyncResult.More"/> is set.
     /// </summary>
-    /// <param name="horizonSeen">the <see cref="PimSyncResult.Horizon"/> of the terminal's last sync (0 for none).</param>
-    public async Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, int pageBytes = int.MaxValue, long horizonSeen = 0,
+    /// <param name="horizonSeen">the <see cref="PimSyncResult.Horizon"/> of the terminal's last sync (0 for none yet; null for a terminal from before horizons).</param>
+    public async Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, int pageBytes = int.MaxValue, long? horizonSeen = null,
         CancellationToken cancellationToken = default)
     {
         var rejections = changes.Select(Validate).ToList();

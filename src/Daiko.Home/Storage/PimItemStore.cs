@@ -23,11 +23,13 @@ public interface IPimStore
     /// (<see cref="PimSyncResult.Horizon"/>).
     /// </param>
     /// <param name="horizonSeen">
-    /// the <see cref="PimSyncResult.Horizon"/> the caller last got (0 for none): when marks the caller may not have seen
+    /// the <see cref="PimSyncResult.Horizon"/> the caller last got (0 for none yet): when marks the caller may not have seen
     /// were let go since, the result starts again from the first revision and says so (<see cref="PimSyncResult.Reset"/>).
+    /// Null: a caller that knows nothing of horizons (a terminal from before them), which is never sent back, since it
+    /// could not act on it (it would page from the first revision without end).
     /// </param>
     Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, int pageBytes = int.MaxValue,
-        PimLimits? limits = null, long horizonSeen = 0, CancellationToken cancellationToken = default);
+        PimLimits? limits = null, long? horizonSeen = null, CancellationToken cancellationToken = default);
 
     /// <summary>Every live (not deleted) item of one kind, ordered by id.</summary>
     Task<IReadOnlyList<PimItem>> ListAsync(PimKind kind, CancellationToken cancellationToken = default);
@@ -105,7 +107,7 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
     internal const int PageRows = 2048;
 
     public async Task<PimSyncResult> SyncAsync(long sinceRevision, IReadOnlyList<PimChange> changes, DateTimeOffset now, int pageBytes = int.MaxValue,
-        PimLimits? limits = null, long horizonSeen = 0, CancellationToken cancellationToken = default)
+        PimLimits? limits = null, long? horizonSeen = null, CancellationToken cancellationToken = default)
     {
         limits ??= PimLimits.Default;
         await using var connection = await store.OpenAsync(HorizonMigration, cancellationToken);
@@ -159,7 +161,11 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
             if (current is null) rowsHeld++;
             bytesHeld += moreBytes;
             revision++;
-            var item = new PimItem(change.Id, change.Kind, currentVersion + 1, revision, change.Delete, body, now);
+            // Once marks have gone, an id may come back that a stale terminal still holds at some old version: a new item
+            // then starts at its revision, above any version an item of the store ever had (each change of an item takes
+            // a revision of its own), so that terminal's edit is a conflict, not applied to the new item.
+            var version = current is null && horizon > 0 ? revision : currentVersion + 1;
+            var item = new PimItem(change.Id, change.Kind, version, revision, change.Delete, body, now);
             await ExecuteAsync(connection, transaction, """
                 INSERT INTO pim_items (id, kind, version, revision, deleted, body, modified_at) VALUES (@id, @kind, @version, @revision, @deleted, @body, @at)
                 ON CONFLICT(id) DO UPDATE SET kind = @kind, version = @version, revision = @revision, deleted = @deleted, body = @body, modified_at = @at
@@ -178,7 +184,7 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
         {
             // Marks the caller may not have seen were let go (since its last sync, or before its first): it starts again
             // from the first revision. A caller from revision 0 already reads everything there is.
-            var reset = sinceRevision > 0 && sinceRevision < horizon && horizonSeen < horizon;
+            var reset = horizonSeen is { } seen && sinceRevision > 0 && sinceRevision < horizon && seen < horizon;
             if (BeforePageRead is { } beforeRead) await beforeRead();
             var synced = await PageAsync(connection, reset ? 0 : sinceRevision, revision, written, pageBytes, cancellationToken);
             var after = (await ReadAllAsync(connection, null, "SELECT purged_through FROM pim_usage WHERE id = 1", r => r.Long(0), cancellationToken)).Single();
@@ -187,7 +193,7 @@ public sealed class SqlPimStore(IHomeStore store) : IPimStore
             {
                 // Marks went during every read: the results go back with no page, and the caller, told to sync again from
                 // where it was with the horizon it had, is judged afresh then.
-                return new PimSyncResult(results, [], sinceRevision, More: true) { Horizon = horizonSeen };
+                return new PimSyncResult(results, [], sinceRevision, More: true) { Horizon = horizonSeen ?? 0 };
             }
             horizon = after;
         }

@@ -30,10 +30,10 @@ public sealed record PimEntry(string Id, PimEntryKind Kind, long Version, bool D
 
 /// <summary>
 /// <c>pim-sync</c>: changes since revision <see cref="Since"/>; <see cref="Horizon"/> is the one the terminal's last
-/// <see cref="PimSyncedReply"/> gave (0 for none), so that the home server knows whether marks of deleted items it had
-/// not seen were let go since.
+/// <see cref="PimSyncedReply"/> gave (0 for none yet), so that the home server knows whether marks of deleted items it had
+/// not seen were let go since. Null (the field absent): a terminal that cannot act on a reset, which is never told of one.
 /// </summary>
-public sealed record PimSyncRequest(long Since, IReadOnlyList<PimEntryChange> Changes, long Horizon = 0) : ControlMessage
+public sealed record PimSyncRequest(long Since, IReadOnlyList<PimEntryChange> Changes, long? Horizon = null) : ControlMessage
 {
     public const string WireType = "pim-sync";
 
@@ -43,12 +43,12 @@ public sealed record PimSyncRequest(long Since, IReadOnlyList<PimEntryChange> Ch
     {
         w.Int("since", Since);
         w.List("changes", Changes, static (c, x) => PimItemWire.Write(c, x.Id, x.Kind, x.BaseVersion, x.Delete, x.Body));
-        if (Horizon != 0) w.Int("horizon", Horizon);
+        if (Horizon is { } horizon) w.Int("horizon", horizon);
     }
 
     internal static PimSyncRequest Read(FieldReader r) => new(r.Int("since", 0),
         r.List("changes", 1000, "[id, kind, base_version, delete, body] items", c => PimItemWire.Read(c, static (id, kind, version, delete, body) => new PimEntryChange(id, kind, version, delete, body))),
-        r.IntOr("horizon", 0, 0));
+        r.Has("horizon") ? r.Int("horizon", 0) : null);
 }
 
 /// <summary>

@@ -10,7 +10,7 @@ namespace Daiko.EndToEnd.Tests.Hosted;
 /// </summary>
 public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners owners) : IClassFixture<HostedOwnerSettingsTests.Owners>
 {
-    /// <summary>One site with owners hana and ivan.</summary>
+    /// <summary>One site with owners hana and ivan (and jody, whom a test adds).</summary>
     public sealed class Owners : IAsyncLifetime
     {
         public HostedSite Site { get; } = new();
@@ -50,6 +50,27 @@ public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners own
         Assert.Single(smtp.Messages());
         Assert.Equal(["hana|hana@example.org"], await Site.QueryAsync("SELECT owner || '|' || mail_to FROM host_mail"));
         Assert.False(Directory.Exists(Path.Combine(Site.Site, "owners", "hana")) && File.Exists(Path.Combine(Site.Site, "owners", "hana", "mail.json")));
+    }
+
+    [Fact]
+    public async Task OneOwnerAddedFromFourProcessesAtOnce_IsAddedOnce_AndTheKeyItsRowNamesIsTheOneInTheToken()
+    {
+        var adds = await Task.WhenAll(Enumerable.Range(0, 4).Select(i =>
+            DaikoCli.RunAsync(["host", "owner", "add", "--site", Site.Site, "--owner", "jody", "--subject", HostedSite.SubjectOf("jody")],
+                $"1{i}1{i}\n2{i}2{i}\nadmin-code-jody\n", TimeSpan.FromSeconds(120))));
+
+        var everything = string.Join("\n---\n", adds.Select(a => a.ToString()));
+        var added = Assert.Single(adds.Select((a, i) => (a, i)), x => x.a.ExitCode == 0);
+        Assert.True(adds.Where(a => a.ExitCode != 0).All(a => a.StandardError.Contains("an owner named 'jody' exists already", StringComparison.Ordinal)), everything);
+        // The request was signed in the token with the key the row names (another add's provisioning replaced no key):
+        // it loads only if its signature verifies with the public key it carries, the row's.
+        var request = System.Security.Cryptography.X509Certificates.CertificateRequest.LoadSigningRequestPem(
+            await File.ReadAllTextAsync(Path.Combine(Site.Site, "owners", "jody.csr")), System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var pem = Path.Combine(Site.Dir.Path, "jody.pem");
+        await File.WriteAllTextAsync(pem, Site.Pki.IssueForPublicKey(request.PublicKey, HostedSite.SubjectOf("jody")).ExportCertificatePem());
+        // The added one's PIN2 is the row's.
+        await HostedSite.Ok(["host", "cert", "import", "--site", Site.Site, "--owner", "jody", "--cert", pem], $"2{added.i}2{added.i}\n");
+        Assert.Equal(["jody"], await Site.QueryAsync("SELECT name FROM host_owners WHERE name = 'jody'"));
     }
 
     [Fact]

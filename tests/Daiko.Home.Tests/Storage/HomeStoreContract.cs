@@ -208,6 +208,8 @@ public abstract class HomeStoreContract
         Assert.Equal(4, phone.Horizon);
         Assert.False(phone.Reset);
 
+        // A caller that sends no horizon (a terminal from before them) is never told to start again: it could not act on it.
+        Assert.False((await pim.SyncAsync(office.Revision, [], T0, limits: limits)).Reset);
         // The office never saw a's mark: it starts again from the first revision, and told so.
         var again = await Store().Pim.SyncAsync(office.Revision, [], T0, limits: limits, horizonSeen: office.Horizon);
         Assert.True(again.Reset);
@@ -256,7 +258,7 @@ public abstract class HomeStoreContract
             Assert.Equal(4, added.Horizon);
         };
 
-        var synced = await pim.SyncAsync(3, [], T0, limits: limits);
+        var synced = await pim.SyncAsync(3, [], T0, limits: limits, horizonSeen: 0);
 
         Assert.True(phoneAdded);
         // Read as it began (no mark gone), the page would have brought b's mark, d and e, and not a's: the office would
@@ -264,6 +266,15 @@ public abstract class HomeStoreContract
         Assert.True(synced.Reset);
         Assert.Equal(4, synced.Horizon);
         Assert.Equal(["c", "d", "e"], synced.Changes.Where(i => !i.Deleted).Select(i => i.Id).Order());
+
+        // a comes back (b's mark makes room): it starts at its revision, above any version a's old self had, so an edit
+        // a stale terminal bases on the a it still holds (version 1) is a conflict, not applied to the new a.
+        var back = await pim.SyncAsync(synced.Revision, [Put("a")], T0, limits: limits, horizonSeen: synced.Horizon);
+        var recreated = Assert.Single(back.Results);
+        Assert.Equal((PimChangeOutcome.Applied, 8L, 8L), (recreated.Outcome, recreated.Current!.Version, recreated.Current.Revision));
+        var stale = await pim.SyncAsync(back.Revision, [new PimChange("a", PimKind.Contact, 1, false, "stale")], T0, limits: limits, horizonSeen: back.Horizon);
+        Assert.Equal(PimChangeOutcome.Conflict, Assert.Single(stale.Results).Outcome);
+        Assert.Equal("a", (await pim.ListAsync(PimKind.Contact)).Single(i => i.Id == "a").Body);
     }
 
     [Fact]
