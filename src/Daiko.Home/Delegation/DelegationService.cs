@@ -794,8 +794,9 @@ public sealed class DelegationService : IAsyncDisposable
         try
         {
             using var bound = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-            // The wait for a turn, the handshake, the wait for its ticket, and the resumption: each up to the market timeout.
-            bound.CancelAfter(4 * _marketTimeout + TimeSpan.FromSeconds(5));
+            // The wait for a turn, the handshake, the wait for its ticket, the wait for a second turn, and the resumption:
+            // each up to the market timeout.
+            bound.CancelAfter(5 * _marketTimeout + TimeSpan.FromSeconds(5));
             var token = bound.Token;
             await using (var full = await ConnectAsUserAsync(deviceId, market, null, token, background: true))
             {
@@ -806,31 +807,36 @@ public sealed class DelegationService : IAsyncDisposable
                 await CloseQuietlyAsync(full, token);
             }
             if (ticket is null) return null;
-            var transport = await OpenMarketAsync(market, token);
             bool accepts;
-            try
+            // The resumption dials the market and runs a handshake of its own (no card signature, but a connection and,
+            // refused, a key exchange): it holds a turn as every other handshake with a market does, counted against the device.
+            using (await _turns.TakeAsync(_marketTimeout, token, background: true, new TurnHolder(_owner, deviceId)))
             {
-                await using var resumed = await TlsClient.ConnectAsync(transport, new TlsClientOptions
+                try
                 {
-                    ServerName = market.EffectiveServerName,
-                    ApplicationProtocols = market.Alpn is null ? [] : [market.Alpn],
-                    ResumptionTicket = ticket,
-                    Versions = TlsVersions.Tls13,
-                    PskModes = [PskKeyExchangeMode.PskKe],
-                    // No groups, no key share: the market resumes with psk_ke or cannot go on at all.
-                    ResumeOnly = true,
-                    CertificateValidator = _validator,
-                    Time = _time,
-                    HandshakeTimeout = _marketTimeout,
-                    OperationTimeout = _marketTimeout,
-                }, token);
-                accepts = resumed.KeyExchange == PskKeyExchangeMode.PskKe;
-                await CloseQuietlyAsync(resumed, token);
-            }
-            catch (TlsException e) when (e.SentByPeer || e.Error is not (TlsError.Timeout or TlsError.TransportClosed))
-            {
-                // An alert (missing_extension, handshake_failure), or an answer that is no psk_ke resumption.
-                accepts = false;
+                    var transport = await OpenMarketAsync(market, token);
+                    await using var resumed = await TlsClient.ConnectAsync(transport, new TlsClientOptions
+                    {
+                        ServerName = market.EffectiveServerName,
+                        ApplicationProtocols = market.Alpn is null ? [] : [market.Alpn],
+                        ResumptionTicket = ticket,
+                        Versions = TlsVersions.Tls13,
+                        PskModes = [PskKeyExchangeMode.PskKe],
+                        // No groups, no key share: the market resumes with psk_ke or cannot go on at all.
+                        ResumeOnly = true,
+                        CertificateValidator = _validator,
+                        Time = _time,
+                        HandshakeTimeout = _marketTimeout,
+                        OperationTimeout = _marketTimeout,
+                    }, token);
+                    accepts = resumed.KeyExchange == PskKeyExchangeMode.PskKe;
+                    await CloseQuietlyAsync(resumed, token);
+                }
+                catch (TlsException e) when (e.SentByPeer || e.Error is not (TlsError.Timeout or TlsError.TransportClosed))
+                {
+                    // An alert (missing_extension, handshake_failure), or an answer that is no psk_ke resumption.
+                    accepts = false;
+                }
             }
             await _profiles.RememberPskKeAsync(market.ProfileKey, accepts, token);
             _logger.PskKeChecked(where, accepts ? "accepts" : "refuses");

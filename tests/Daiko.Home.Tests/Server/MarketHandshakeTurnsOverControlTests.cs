@@ -75,6 +75,29 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task APskKeCheck_HoldsATurnForItsResumption_AsForItsFullHandshake()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        // A market that resumes with psk_ke, so that the check's resumption gets a ServerHello (to hold back) rather than an alert.
+        using var market = await OpenSslServer.StartAsync(_home.Pki, new TlsPeerOptions { AllowPskKe = true });
+        var (proxy, ClientHellos) = HoldingServerHellos(market.Port, TimeSpan.FromSeconds(1));
+        using var _ = proxy;
+        await using var phone = await _home.UnlockedTerminalAsync(cts.Token, "phone");
+
+        // The prefetch's handshake brings tickets (ClientHello 1); the psk_ke check then runs a full handshake of its own
+        // (2) and a resumption offering psk_ke alone (3).
+        var prefetched = await phone.RequestAsync<Daiko.Protocol.Messages.PrefetchedReply>(
+            new Daiko.Protocol.Messages.PrefetchRequest(new Daiko.Protocol.Messages.MarketAddress("localhost", proxy.Port, null, null), 1), cts.Token);
+        Assert.True(prefetched.Ready >= 1);
+        while (ClientHellos() < 3) await Task.Delay(10, cts.Token);
+
+        // The resumption's ServerHello is held back a second: meanwhile it holds a turn, and nothing else does.
+        Assert.Equal(1, _turns.InFlight);
+        Assert.True(await ((Task<bool?>)_home.Server.Delegation.PskKeCheck("localhost", proxy.Port)!).WaitAsync(cts.Token));
+        Assert.Equal(0, _turns.InFlight);
+    }
+
+    [Fact]
     public async Task ADeviceWhoseMarketStalls_HoldsOnlyItsShareOfTheTurns_AndAnotherDevicesHandoffGoesAhead()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
