@@ -114,8 +114,11 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
         var connection = await source.OpenConnectionAsync(cancellationToken);
         try
         {
-            await using var command = new NpgsqlCommand("SELECT pg_advisory_lock(hashtext('host_owner/' || @o))", connection);
+            // The two-key form: a key space apart from the single keys of the stores' and migrations' locks.
+            await using var command = new NpgsqlCommand("SELECT pg_advisory_lock(hashtext('daiko host owner'), hashtext(@o))", connection);
             command.Parameters.AddWithValue("o", owner);
+            // As long as the other add of the name takes (its keys are made in the token); Ctrl-C ends the wait.
+            command.CommandTimeout = 0;
             await command.ExecuteNonQueryAsync(cancellationToken);
             return new HeldName(connection, owner);
         }
@@ -131,11 +134,18 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
         public async ValueTask DisposeAsync()
         {
             // Let go of explicitly: a pooled connection is reset only when it is next used, and it may sit in the pool.
+            // A connection lost meanwhile took the lock with it (the add's own work is done, and stands).
             try
             {
-                await using var command = new NpgsqlCommand("SELECT pg_advisory_unlock(hashtext('host_owner/' || @o))", connection);
-                command.Parameters.AddWithValue("o", owner);
-                await command.ExecuteNonQueryAsync();
+                if (connection.State == System.Data.ConnectionState.Open)
+                {
+                    await using var command = new NpgsqlCommand("SELECT pg_advisory_unlock(hashtext('daiko host owner'), hashtext(@o))", connection);
+                    command.Parameters.AddWithValue("o", owner);
+                    await command.ExecuteNonQueryAsync();
+                }
+            }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+            {
             }
             finally
             {

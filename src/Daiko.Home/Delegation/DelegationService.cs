@@ -172,10 +172,19 @@ public sealed class DelegationService : IAsyncDisposable
     /// <param name="deviceId">the device that asked, or whose request set this handshake off (null: the owner's own, e.g. the console's post): it waits while that device holds its share of the turns.</param>
     public async Task<TlsConnection> ConnectAsUserAsync(string? deviceId, MarketRequest market, TlsCounters? counters, CancellationToken cancellationToken, bool background = false)
     {
-        var credential = _userCredential();
         // A turn among the process's handshakes with markets, from the dial to the handshake's end (so it bounds the
         // market connections open too); waiting for one, the dial and the handshake are each bounded by the market timeout.
-        using var turn = await _turns.TakeAsync(_marketTimeout, cancellationToken, background, new TurnHolder(_owner, deviceId));
+        using var turn = await TakeTurnAsync(deviceId, cancellationToken, background);
+        return await ConnectInTurnAsync(market, counters, cancellationToken);
+    }
+
+    private Task<IDisposable> TakeTurnAsync(string? deviceId, CancellationToken cancellationToken, bool background) =>
+        _turns.TakeAsync(_marketTimeout, cancellationToken, background, new TurnHolder(_owner, deviceId));
+
+    /// <summary><see cref="ConnectAsUserAsync"/> for a caller that holds a turn already.</summary>
+    private async Task<TlsConnection> ConnectInTurnAsync(MarketRequest market, TlsCounters? counters, CancellationToken cancellationToken)
+    {
+        var credential = _userCredential();
         var transport = await OpenMarketAsync(market, cancellationToken);
         var options = new TlsClientOptions
         {
@@ -794,24 +803,25 @@ public sealed class DelegationService : IAsyncDisposable
         try
         {
             using var bound = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-            // The wait for a turn, the handshake, the wait for its ticket, the wait for a second turn, and the resumption:
-            // each up to the market timeout.
-            bound.CancelAfter(5 * _marketTimeout + TimeSpan.FromSeconds(5));
+            // The wait for a turn, the dial and the handshake, the wait for its ticket, and the resumption's dial and
+            // handshake: each up to the market timeout.
+            bound.CancelAfter(6 * _marketTimeout + TimeSpan.FromSeconds(5));
             var token = bound.Token;
-            await using (var full = await ConnectAsUserAsync(deviceId, market, null, token, background: true))
-            {
-                if (full.Version != TlsVersions.Tls13) return null;
-                ticket = await full.WaitForTicketAsync(_ticketWait, token);
-                // Only the first ticket is used; any other the market sent with it is wiped with the connection.
-                foreach (var other in full.Tickets) if (!ReferenceEquals(other, ticket)) other.Wipe();
-                await CloseQuietlyAsync(full, token);
-            }
-            if (ticket is null) return null;
             bool accepts;
-            // The resumption dials the market and runs a handshake of its own (no card signature, but a connection and,
-            // refused, a key exchange): it holds a turn as every other handshake with a market does, counted against the device.
-            using (await _turns.TakeAsync(_marketTimeout, token, background: true, new TurnHolder(_owner, deviceId)))
+            // One turn for the whole check: the resumption dials the market and runs a handshake of its own (no card
+            // signature, but a connection and, refused, a key exchange), and a second turn refused at the device's share
+            // would waste the full handshake (and its card signature) just made.
+            using (await TakeTurnAsync(deviceId, token, background: true))
             {
+                await using (var full = await ConnectInTurnAsync(market, null, token))
+                {
+                    if (full.Version != TlsVersions.Tls13) return null;
+                    ticket = await full.WaitForTicketAsync(_ticketWait, token);
+                    // Only the first ticket is used; any other the market sent with it is wiped with the connection.
+                    foreach (var other in full.Tickets) if (!ReferenceEquals(other, ticket)) other.Wipe();
+                    await CloseQuietlyAsync(full, token);
+                }
+                if (ticket is null) return null;
                 try
                 {
                     var transport = await OpenMarketAsync(market, token);
