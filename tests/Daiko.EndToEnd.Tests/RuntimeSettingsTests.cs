@@ -10,14 +10,15 @@ namespace Daiko.EndToEnd.Tests;
 public sealed class RuntimeSettingsTests
 {
     [Fact]
-    public void TheDaikoProcess_StartsWithoutProfileGuidedRecompilation_AndWithoutThreadPoolSpinning()
+    public void TheDaikoProcess_StartsWithoutProfileGuidedRecompilation_AndWithTheThreadPoolsOwnSpinning()
     {
         var path = Path.Combine(AppContext.BaseDirectory, "daiko.runtimeconfig.json");
         using var config = JsonDocument.Parse(File.ReadAllText(path));
         var properties = config.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
 
         Assert.False(properties.GetProperty("System.Runtime.TieredPGO").GetBoolean());
-        // A number in the file; the runtime reads it as AppContext data of the same name.
-        Assert.Equal(0, properties.GetProperty("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit").GetInt32());
+        // Tried and taken back (README, the load section): without the idle threads' spinning the home server spent less
+        // CPU a session, but a lone terminal's requests waited on each wake-up (a warm ticket handed out 15-20 % slower).
+        Assert.False(properties.TryGetProperty("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit", out _));
     }
 }
