@@ -38,4 +38,29 @@ public sealed class AgentProcessTests : IDisposable
             stranger.Kill();
         }
     }
+
+    [Fact]
+    public async Task AnAgentThatExitedAndWaitsToBeReaped_HasEnded_ALiveOneHasNot()
+    {
+        // sh starts 'sleep 0.1' in the background and becomes 'sleep 600', which never reaps it: a zombie, as an agent that
+        // ended is until whatever reaps orphans gets to it.
+        var parent = new ExternalProcess("sh", ["-c", "sleep 0.1 & echo \"child $!\"; exec sleep 600"]);
+        try
+        {
+            await parent.WaitForOutputAsync("child ", TimeSpan.FromSeconds(10));
+            var child = int.Parse(System.Text.RegularExpressions.Regex.Match(parent.Output, @"child (\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            var clock = Stopwatch.StartNew();
+            while (!File.ReadAllText($"/proc/{child}/stat").Contains(") Z ", StringComparison.Ordinal) && clock.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(20);
+
+            Assert.True(Directory.Exists($"/proc/{child}"), "the zombie is still there, as Process.WaitForExit sees it");
+            Assert.True(AgentProcess.HasEnded(child));
+            Assert.False(AgentProcess.HasEnded(parent.Id));
+            Assert.False(AgentProcess.HasEnded(Environment.ProcessId));
+        }
+        finally
+        {
+            parent.Dispose();
+        }
+        Assert.True(AgentProcess.HasEnded(int.MaxValue));
+    }
 }

@@ -66,7 +66,7 @@ internal static class AgentProcess
             {
                 using var agent = Process.GetProcessById(pid);
                 agent.Kill();
-                agent.WaitForExit(5000);
+                WaitUntilEnded(agent, TimeSpan.FromSeconds(5));
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
             {
@@ -76,6 +76,39 @@ internal static class AgentProcess
         foreach (var f in new[] { pidFile, TerminalAgent.SocketPath(dir) })
         {
             try { File.Delete(f); } catch (IOException) { }
+        }
+    }
+
+    /// <summary>
+    /// Waits until the agent has ended: gone, or a zombie. A zombie has exited and holds nothing; only its reaping is
+    /// left, which is its parent's, and the agent's parent is whatever reaps orphans (it left the unlock that started
+    /// it). <see cref="Process.WaitForExit(int)"/> counts a zombie as running, so where that reaper is slow (a
+    /// container's init that reaps once a second) every lock waited a second or more for it.
+    /// </summary>
+    private static void WaitUntilEnded(Process agent, TimeSpan timeout)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            agent.WaitForExit(timeout);
+            return;
+        }
+        var clock = Stopwatch.StartNew();
+        while (!HasEnded(agent.Id) && clock.Elapsed < timeout) Thread.Sleep(10);
+    }
+
+    /// <summary>Whether process <paramref name="pid"/> has ended (Linux): no such process, or one that has exited and waits to be reaped.</summary>
+    internal static bool HasEnded(int pid)
+    {
+        try
+        {
+            // "pid (comm) state ...": the name may hold spaces and parentheses, so the state is the field after the last ')'.
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var close = stat.LastIndexOf(')');
+            return close < 0 || close + 2 >= stat.Length || stat[close + 2] is 'Z' or 'X';
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return true;
         }
     }
 

@@ -278,6 +278,43 @@ public abstract class HomeStoreContract
     }
 
     [Fact]
+    public async Task Pim_MarksLetGoDuringEveryPageRead_GiveTheResultsBackWithNoPage_AndTheNextSyncIsJudgedAfresh()
+    {
+        var office = Store();
+        var pim = office.Pim;
+        var limits = new PimLimits(MaxItems: 8, MaxBodyBytes: 1_000);
+        PimChange Put(string id) => new(id, PimKind.Contact, 0, false, id);
+        await pim.SyncAsync(0, Enumerable.Range(0, 8).Select(i => Put($"x{i}")).ToList(), T0, limits: limits);
+        await pim.SyncAsync(8, Enumerable.Range(0, 4).Select(i => new PimChange($"x{i}", PimKind.Contact, 1, true, "")).ToList(), T0, limits: limits);
+        // The office last synced at revision 8 (x0 to x7 live). Before each of its page reads the phone adds an item,
+        // and each lets one of the oldest marks go: the horizon moves under all four reads.
+        var added = 0;
+        ((Daiko.Home.Storage.SqlPimStore)pim).BeforePageRead = async () =>
+        {
+            added++;
+            var phone = await Store().Pim.SyncAsync(12, [Put($"n{added}")], T0, limits: limits);
+            Assert.Equal(PimChangeOutcome.Applied, Assert.Single(phone.Results).Outcome);
+        };
+
+        var synced = await pim.SyncAsync(8, [new PimChange("x7", PimKind.Contact, 1, false, "edited")], T0, limits: limits, horizonSeen: 0);
+
+        Assert.Equal(4, added);
+        // The office's edit is committed and its result comes back; no page does, and it is told to sync again from where
+        // it was with the horizon it had, so nothing it holds is taken for the store's.
+        Assert.Equal(PimChangeOutcome.Applied, Assert.Single(synced.Results).Outcome);
+        Assert.Empty(synced.Changes);
+        Assert.True(synced.More);
+        Assert.False(synced.Reset);
+        Assert.Equal((8L, 0L), (synced.Revision, synced.Horizon));
+
+        ((Daiko.Home.Storage.SqlPimStore)pim).BeforePageRead = null;
+        var again = await pim.SyncAsync(synced.Revision, [], T0, limits: limits, horizonSeen: synced.Horizon);
+        Assert.True(again.Reset);
+        Assert.Equal(["n1", "n2", "n3", "n4", "x4", "x5", "x6", "x7"], again.Changes.Where(i => !i.Deleted).Select(i => i.Id).Order());
+        Assert.Equal("edited", again.Changes.Single(i => i.Id == "x7").Body);
+    }
+
+    [Fact]
     public async Task Pim_ItemsWrittenBeforeTheUsageWasKept_CountAgainstTheLimits_InBytes()
     {
         var store = Store();
