@@ -50,6 +50,9 @@ public sealed class AccessCardAtRestTests : IDisposable
         // rest of the suite still moves it by 10-20 %: the check allows 30 %. A calibration that stopped
         // early (t=1 at 64 MiB is about 30 ms) still fails it by far.
         Assert.True(fastest >= TimeSpan.FromSeconds(0.35), $"one guess took {fastest.TotalMilliseconds:0} ms with m={memory} KiB, t={passes}");
+        // Nor far past it: the owner pays one guess at every unlock (a calibration that read a pass as costing next to
+        // nothing would choose the most passes, many seconds a guess).
+        Assert.True(fastest < TimeSpan.FromSeconds(1.5), $"one guess took {fastest.TotalMilliseconds:0} ms with m={memory} KiB, t={passes}");
 
         using var card = AccessCard.Open(_dir.Path);
         Assert.True(card.Unlock(Pin).Accepted);

@@ -39,23 +39,45 @@ internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
 
     /// <summary>
     /// Finds parameters for which one derivation takes at least <paramref name="target"/> of CPU time
-    /// here: 64 MiB, and passes raised until the fastest of three timed derivations reaches the target
-    /// (CPU time and the fastest, so that a busy machine does not make the cost look higher than it is).
+    /// here: 64 MiB, and as many passes as reach the target. A derivation's cost is a fixed part (taking
+    /// the memory) and the same work again for each pass, so both are read from the fastest of three
+    /// derivations at one pass and at two (CPU time and the fastest, so that a busy machine does not make
+    /// the cost look higher than it is; tens of milliseconds each), the passes are chosen with a tenth to
+    /// spare, and one derivation with them must then reach the target; if it does not, the passes are
+    /// raised from what it took. Measuring the chosen passes three times over would cost three targets'
+    /// time for a check that a tenth to spare already makes.
     /// </summary>
     public static AccessCardKdf Calibrate(TimeSpan? target = null)
     {
         var goal = target ?? Target;
         var salt = new byte[SaltLength];
-        var candidate = new AccessCardKdf(DefaultMemoryKiB, 1);
+        var one = new AccessCardKdf(DefaultMemoryKiB, 1);
+        var onePass = Fastest(one, salt);
+        if (onePass >= goal) return one;
+        var twoPasses = Fastest(one with { Passes = 2 }, salt);
+        // Noise between the two readings is kept within reason: a pass costs at most what one pass and the memory cost
+        // together, and at least a quarter of that (a reading of nearly nothing would choose the most passes).
+        var perPass = Math.Clamp((twoPasses - onePass).TotalSeconds, onePass.TotalSeconds / 4, onePass.TotalSeconds);
+        var fixedPart = Math.Max(onePass.TotalSeconds - perPass, 0);
+        var candidate = one with { Passes = PassesFor(goal.TotalSeconds * 1.1, fixedPart, perPass) };
         for (var round = 0; round < 12; round++)
         {
-            var fastest = Fastest(candidate, salt);
-            if (fastest >= goal) return candidate;
-            var scale = goal.TotalSeconds / Math.Max(fastest.TotalSeconds, 0.001) * 1.1;
-            candidate = candidate with { Passes = Math.Clamp((int)Math.Ceiling(candidate.Passes * scale), candidate.Passes + 1, 256) };
+            var start = ThreadCpuTime.Now();
+            candidate.DeriveKey("calibration", salt);
+            var spent = (ThreadCpuTime.Now() - start).TotalSeconds;
+            if (spent >= goal.TotalSeconds || candidate.Passes == MaxPasses) return candidate;
+            // Short of the target: a pass costs more than the two readings said; read it from this derivation.
+            if (spent > fixedPart) perPass = (spent - fixedPart) / candidate.Passes;
+            candidate = candidate with { Passes = Math.Max(candidate.Passes + 1, PassesFor(goal.TotalSeconds * 1.1, fixedPart, perPass)) };
         }
         return candidate;
     }
+
+    /// <summary>The most passes calibration chooses (a terminal so slow that it needs more takes this many).</summary>
+    private const int MaxPasses = 256;
+
+    private static int PassesFor(double seconds, double fixedPart, double perPass) =>
+        (int)Math.Clamp(Math.Ceiling((seconds - fixedPart) / Math.Max(perPass, 1e-6)), 1, MaxPasses);
 
     /// <summary>
     /// The fastest of three derivations with these parameters, in this thread's CPU time (libsodium runs
