@@ -4,6 +4,7 @@ using Daiko.TestSupport;
 namespace Daiko.EndToEnd.Tests;
 
 /// <summary>The benchmarks in quick mode, so they cannot rot.</summary>
+[Collection(SecondStream.Name)]
 public sealed class BenchmarkQuickModeTests
 {
     [Fact]

@@ -8,6 +8,7 @@ namespace Daiko.EndToEnd.Tests.Hosted;
 /// two owners whose devices even share a name; every request a device makes reaches its own owner's
 /// card, sessions, devices, wallet and audit, and nothing of the other's.
 /// </summary>
+[Collection(SecondStream.Name)]
 public sealed class HostedIsolationTests(HostedIsolationTests.TwoOwners owners) : IClassFixture<HostedIsolationTests.TwoOwners>
 {
     /// <summary>One site, owners alice and bob, one node: each test enrolls devices of its own.</summary>

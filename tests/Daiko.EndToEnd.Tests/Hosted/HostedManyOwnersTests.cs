@@ -21,6 +21,7 @@ namespace Daiko.EndToEnd.Tests.Hosted;
 /// counter is exact, a revocation closes the device's channel within a second and every node refuses
 /// it, and no owner's schema holds anything of another owner's devices.
 /// </summary>
+[Collection(SecondStream.Name)]
 public sealed class HostedManyOwnersTests(ITestOutputHelper output)
 {
     private const int Owners = 20;

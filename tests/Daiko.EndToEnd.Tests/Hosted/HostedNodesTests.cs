@@ -9,6 +9,7 @@ namespace Daiko.EndToEnd.Tests.Hosted;
 /// applied on every node within a second (LISTEN/NOTIFY), PIN tries counted exactly across nodes, and a
 /// node killed with SIGKILL behind HAProxy without the terminal entering a PIN again.
 /// </summary>
+[Collection(SecondStream.Name)]
 public sealed class HostedNodesTests(HostedNodesTests.OneOwner owner) : IClassFixture<HostedNodesTests.OneOwner>
 {
     /// <summary>One site with owners dave and erin; each test starts the nodes it needs.</summary>

@@ -8,6 +8,7 @@ namespace Daiko.EndToEnd.Tests.Hosted;
 /// row in the deployment's database, not a file on one machine), and the admin code's wrong entries,
 /// counted under the owner's row lock like PIN tries, so that processes guessing at once get exactly ten.
 /// </summary>
+[Collection(SecondStream.Name)]
 public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners owners) : IClassFixture<HostedOwnerSettingsTests.Owners>
 {
     /// <summary>One site with owners hana and ivan (and jody, whom a test adds).</summary>

@@ -7,6 +7,7 @@ namespace Daiko.EndToEnd.Tests.Hosted;
 /// What one owner's devices do on a hosted node shared with other owners (a real <c>host serve</c> process over PostgreSQL
 /// and the site's SoftHSM2 token): a device's max-tickets, and the node's log lines.
 /// </summary>
+[Collection(SecondStream.Name)]
 public sealed class HostedOwnersTests : IAsyncLifetime
 {
     private readonly HostedSite _site = new();
