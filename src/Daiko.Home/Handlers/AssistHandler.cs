@@ -73,23 +73,31 @@ public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServer
 
     /// <summary>
     /// The home server's verdict on a market's chain: part of assist, so a device whose policy does not
-    /// allow assist is refused (the verdict costs a chain validation, and may fetch a missing intermediate).
+    /// allow assist is refused, and so is a name its market list cannot allow (the verdict costs a chain
+    /// validation, and may fetch a missing intermediate; and it is worth nothing for a market the device may
+    /// not use).
     /// </summary>
     public async Task<HandlerResult> VerifyChainAsync(VerifyChainRequest request, RequestContext context)
     {
-        if (await RefusalUnlessAssistAllowedAsync("verify-chain", context) is { } forbidden) return forbidden;
+        if (await RefusalUnlessAssistAllowedAsync("verify-chain", context, request.Host) is { } forbidden) return forbidden;
         var verdict = await marketValidator.ValidateAsync(request.Host, request.Chain, context.Closed);
         grants.ChainVerdict(context.DeviceId, request.Host, verdict.Trusted);
         return new VerdictReply(verdict.Trusted, verdict.Problem, verdict.Reason);
     }
 
-    /// <summary>A refusal, audited under <paramref name="action"/>, when the device's policy does not allow assist; null when it does.</summary>
-    private async Task<HandlerResult?> RefusalUnlessAssistAllowedAsync(string action, RequestContext context)
+    /// <summary>
+    /// A refusal, audited under <paramref name="action"/>, when the device's policy does not allow assist, or (with a
+    /// <paramref name="market"/> name) when its market list cannot allow that name on any port; null when it does.
+    /// </summary>
+    private async Task<HandlerResult?> RefusalUnlessAssistAllowedAsync(string action, RequestContext context, string? market = null)
     {
         var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
-        if (policy.Modes.Contains(DelegationMode.Assist)) return null;
-        var e = Policy.ModeChoice.Forbidden(DelegationMode.Assist, policy.Modes);
-        await devices.AuditAsync(context.DeviceId, action, null, "assist", e.AuditOutcome);
+        var e = !policy.Modes.Contains(DelegationMode.Assist) ? Policy.ModeChoice.Forbidden(DelegationMode.Assist, policy.Modes)
+            : market is not null && !policy.MayNameMarket(market) ? new Policy.PolicyRefusedException(Policy.PolicyRule.Markets,
+                $"this device may not use the market {market} (its markets: {policy.MarketsText}); the owner can allow it with 'daiko home device policy --markets'")
+            : null;
+        if (e is null) return null;
+        await devices.AuditAsync(context.DeviceId, action, market, "assist", e.AuditOutcome);
         return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
     }
 

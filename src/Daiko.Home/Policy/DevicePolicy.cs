@@ -39,6 +39,12 @@ public sealed record DevicePolicy(
     /// <summary>The rules tickets are handed out under (markets, modes, count, lifetime), as one comparable text.</summary>
     public string TicketTerms => $"{MarketsText}|{ModesText}|{MaxTickets}|{TicketLifetime?.Ticks}";
 
+    /// <summary>
+    /// Whether the market list may allow a market of this name on some port, judged by the name alone (an address or
+    /// block entry may allow any name by the addresses it resolves to, which only a connection's judgement looks up).
+    /// </summary>
+    public bool MayNameMarket(string host) => Markets.Any(m => m.CanCoverAddresses || m.MatchesNameOnAnyPort(host));
+
     public bool AllowsAppliance(string name) => Appliances is null || Appliances.Contains(name, StringComparer.Ordinal);
 
     public bool AllowsPayee(string name) => Payees is null || Payees.Contains(name, StringComparer.Ordinal);

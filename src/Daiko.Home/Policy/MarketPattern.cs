@@ -84,9 +84,11 @@ public sealed record MarketPattern
             : throw new FormatException($"'{text}' has no port from 1 to 65535 after ':'");
 
     /// <summary>Whether this entry covers a market asked for by <paramref name="host"/> (name or address literal) on <paramref name="port"/>, judged by the name alone.</summary>
-    public bool MatchesName(string host, int port)
+    public bool MatchesName(string host, int port) => (Port is not { } p || p == port) && MatchesNameOnAnyPort(host);
+
+    /// <summary>Whether this entry covers <paramref name="host"/> on some port, judged by the name alone.</summary>
+    public bool MatchesNameOnAnyPort(string host)
     {
-        if (Port is { } p && p != port) return false;
         if (AnyHost) return true;
         if (Host is null) return IPAddress.TryParse(host.Trim('[', ']'), out var literal) && Block!.Value.Contains(PrivateAddresses.Normal(literal));
         var h = host.TrimEnd('.').ToLowerInvariant();

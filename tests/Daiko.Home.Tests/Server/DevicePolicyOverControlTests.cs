@@ -224,6 +224,27 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task VerifyChain_ForANameTheMarketListCannotAllow_IsRefusedAndAudited_ANameItAllowsOnSomePortIsJudged()
+    {
+        Task<ControlMessage> VerifyAsync(string host) => _control.RequestAsync(
+            new VerifyChainRequest(host, [_home.Pki.Server.Certificate.RawData, _home.Pki.Root.RawData]), CancellationToken.None);
+        await PolicyAsync(p => p with { Markets = DevicePolicy.ParseMarkets("shop.example,localhost:9"), Modes = DevicePolicy.ParseModes("assist") });
+
+        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => VerifyAsync("bank.example"));
+
+        Assert.Equal(ErrorCode.PolicyRefused, refused.Code);
+        Assert.Contains("may not use the market bank.example", refused.Message, StringComparison.Ordinal);
+        Assert.Contains(await _home.Server.Devices.AuditLogAsync(), e => e.Action == "verify-chain" && e.Market == "bank.example" && e.Outcome == "refused by policy (markets)");
+        // A name the list holds for one port only is judged (a verdict carries no port); so is a listed name whose chain
+        // is not for it (judged, and untrusted).
+        Assert.True(Assert.IsType<VerdictReply>(await VerifyAsync("localhost")).Trusted);
+        Assert.False(Assert.IsType<VerdictReply>(await VerifyAsync("shop.example")).Trusted);
+        // An address entry may allow any name by what it resolves to: the name alone is not refused.
+        await PolicyAsync(p => p with { Markets = DevicePolicy.ParseMarkets("127.0.0.0/8") });
+        Assert.IsType<VerdictReply>(await VerifyAsync("bank.example"));
+    }
+
+    [Fact]
     public async Task Assist_JudgesTheServerNameAtItsOwnAddresses_SoAPublicHostCannotCarryAHomeNetworkName()
     {
         // Any public market, no loopback entry: localhost stands for a service inside the home network.
