@@ -7,7 +7,11 @@ global using Xunit;
 
 namespace Daiko.EndToEnd.Tests
 {
-    /// <summary>The collection run beside the rest: hosted-deployment tests and the benchmarks' quick runs, one at a time.</summary>
+    /// <summary>
+    /// The collection run beside the rest: hosted-deployment tests and the benchmarks' quick runs, one at a time. Every test
+    /// that opens a PKCS#11 token in this process belongs here (the process holds one module at a time, and opening it
+    /// sets SOFTHSM2_CONF for the whole process).
+    /// </summary>
     [CollectionDefinition(Name)]
     public static class SecondStream
     {

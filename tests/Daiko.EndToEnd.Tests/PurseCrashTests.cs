@@ -9,6 +9,8 @@ namespace Daiko.EndToEnd.Tests;
 /// 1,000 pay/refill/cancel operations in a child process killed with SIGKILL at random points and
 /// restarted: afterwards the card's balance equals its log, and the bank's and market's records agree.
 /// </summary>
+// It opens a home card in this process, as the hosted tests open the site's token: a process holds one PKCS#11 module at a time.
+[Collection(SecondStream.Name)]
 public sealed class PurseCrashTests
 {
     [Fact]

@@ -41,36 +41,46 @@ internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
     /// Finds parameters for which one derivation takes at least <paramref name="target"/> of CPU time
     /// here: 64 MiB, and as many passes as reach the target. A derivation's cost is a fixed part (taking
     /// the memory) and the same work again for each pass, so both are read from the fastest of three
-    /// derivations at one pass and at two (CPU time and the fastest, so that a busy machine does not make
-    /// the cost look higher than it is; tens of milliseconds each), the passes are chosen with a tenth to
-    /// spare, and one derivation with them must then reach the target; if it does not, the passes are
-    /// raised from what it took. Measuring the chosen passes three times over would cost three targets'
-    /// time for a check that a tenth to spare already makes.
+    /// derivations at one pass and at four (a tenth of a second or two each), and the passes chosen with a
+    /// tenth to spare. The choice must then hold: the faster of two derivations with it reaches the target (CPU
+    /// time and the faster, so that a busy machine does not make the cost look higher than it is), else the
+    /// passes are raised from what they took; and one that took more than twice the target (a reading
+    /// thrown by noise) is lowered likewise and checked again. Three derivations at the full cost for
+    /// every candidate, as before, cost a second or two more for the same passes.
     /// </summary>
     public static AccessCardKdf Calibrate(TimeSpan? target = null)
     {
-        var goal = target ?? Target;
+        var goal = (target ?? Target).TotalSeconds;
         var salt = new byte[SaltLength];
         var one = new AccessCardKdf(DefaultMemoryKiB, 1);
-        var onePass = Fastest(one, salt);
+        var onePass = Fastest(one, salt).TotalSeconds;
         if (onePass >= goal) return one;
-        var twoPasses = Fastest(one with { Passes = 2 }, salt);
-        // Noise between the two readings is kept within reason: a pass costs at most what one pass and the memory cost
-        // together, and at least a quarter of that (a reading of nearly nothing would choose the most passes).
-        var perPass = Math.Clamp((twoPasses - onePass).TotalSeconds, onePass.TotalSeconds / 4, onePass.TotalSeconds);
-        var fixedPart = Math.Max(onePass.TotalSeconds - perPass, 0);
-        var candidate = one with { Passes = PassesFor(goal.TotalSeconds * 1.1, fixedPart, perPass) };
+        var fourPasses = Fastest(one with { Passes = 4 }, salt).TotalSeconds;
+        // Noise between the two readings is kept within reason: a pass costs at least a quarter of one pass with the
+        // memory taken (taking 64 MiB costs about as much as a pass over it here) and at most all of it.
+        var perPass = Math.Clamp((fourPasses - onePass) / 3, onePass / 4, onePass);
+        var fixedPart = onePass - perPass;
+        var candidate = one with { Passes = PassesFor(goal * 1.1, fixedPart, perPass) };
         for (var round = 0; round < 12; round++)
         {
-            var start = ThreadCpuTime.Now();
-            candidate.DeriveKey("calibration", salt);
-            var spent = (ThreadCpuTime.Now() - start).TotalSeconds;
-            if (spent >= goal.TotalSeconds || candidate.Passes == MaxPasses) return candidate;
-            // Short of the target: a pass costs more than the two readings said; read it from this derivation.
+            // The faster of two: the second only when the first reached the target (else the faster cannot).
+            var spent = Seconds(candidate, salt);
+            if (spent >= goal) spent = Math.Min(spent, Seconds(candidate, salt));
+            var tooCostly = spent > 2 * goal && candidate.Passes > 1;
+            if ((spent >= goal && !tooCostly) || candidate.Passes == MaxPasses) return candidate;
+            // A pass costs other than the readings said: read it from these derivations.
             if (spent > fixedPart) perPass = (spent - fixedPart) / candidate.Passes;
-            candidate = candidate with { Passes = Math.Max(candidate.Passes + 1, PassesFor(goal.TotalSeconds * 1.1, fixedPart, perPass)) };
+            var passes = PassesFor(goal * 1.1, fixedPart, perPass);
+            candidate = candidate with { Passes = tooCostly ? Math.Min(passes, candidate.Passes - 1) : Math.Max(passes, candidate.Passes + 1) };
         }
         return candidate;
+    }
+
+    private static double Seconds(AccessCardKdf kdf, ReadOnlySpan<byte> salt)
+    {
+        var start = ThreadCpuTime.Now();
+        kdf.DeriveKey("calibration", salt);
+        return (ThreadCpuTime.Now() - start).TotalSeconds;
     }
 
     /// <summary>The most passes calibration chooses (a terminal so slow that it needs more takes this many).</summary>
@@ -86,15 +96,9 @@ internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
     /// </summary>
     public static TimeSpan Fastest(AccessCardKdf kdf, ReadOnlySpan<byte> salt)
     {
-        var fastest = TimeSpan.MaxValue;
-        for (var i = 0; i < 3; i++)
-        {
-            var start = ThreadCpuTime.Now();
-            kdf.DeriveKey("calibration", salt);
-            var spent = ThreadCpuTime.Now() - start;
-            if (spent < fastest) fastest = spent;
-        }
-        return fastest;
+        var fastest = double.MaxValue;
+        for (var i = 0; i < 3; i++) fastest = Math.Min(fastest, Seconds(kdf, salt));
+        return TimeSpan.FromSeconds(fastest);
     }
 }
 

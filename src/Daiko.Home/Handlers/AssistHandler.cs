@@ -79,7 +79,11 @@ public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServer
     /// </summary>
     public async Task<HandlerResult> VerifyChainAsync(VerifyChainRequest request, RequestContext context)
     {
-        if (await RefusalUnlessAssistAllowedAsync("verify-chain", context, request.Host) is { } forbidden) return forbidden;
+        // The market is judged under its one spelling (an internationalized name in its ASCII form), as a delegation's is;
+        // a request that names none is judged as a name no entry lists, so only a list that may allow any name lets it by
+        // (any public market, or an address entry, which allows whatever name leads there).
+        var market = string.IsNullOrWhiteSpace(request.Host) ? "" : Delegation.MarketRequest.CanonicalHost(request.Host);
+        if (await RefusalUnlessAssistAllowedAsync("verify-chain", context, market) is { } forbidden) return forbidden;
         var verdict = await marketValidator.ValidateAsync(request.Host, request.Chain, context.Closed);
         grants.ChainVerdict(context.DeviceId, request.Host, verdict.Trusted);
         return new VerdictReply(verdict.Trusted, verdict.Problem, verdict.Reason);
@@ -93,11 +97,12 @@ public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServer
     {
         var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
         var e = !policy.Modes.Contains(DelegationMode.Assist) ? Policy.ModeChoice.Forbidden(DelegationMode.Assist, policy.Modes)
-            : market is not null && !policy.MayNameMarket(market) ? new Policy.PolicyRefusedException(Policy.PolicyRule.Markets,
-                $"this device may not use the market {market} (its markets: {policy.MarketsText}); the owner can allow it with 'daiko home device policy --markets'")
+            : market is not null && !policy.MayNameMarket(market) ? new Policy.PolicyRefusedException(Policy.PolicyRule.Markets, market.Length == 0
+                ? $"this device gets chain verdicts only for a market it names (its markets: {policy.MarketsText})"
+                : $"this device may not use the market {market} (its markets: {policy.MarketsText}); the owner can allow it with 'daiko home device policy --markets'")
             : null;
         if (e is null) return null;
-        await devices.AuditAsync(context.DeviceId, action, market, "assist", e.AuditOutcome);
+        await devices.AuditAsync(context.DeviceId, action, string.IsNullOrEmpty(market) ? null : market, "assist", e.AuditOutcome);
         return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
     }
 

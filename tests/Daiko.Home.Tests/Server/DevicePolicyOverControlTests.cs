@@ -226,19 +226,24 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
     [Fact]
     public async Task VerifyChain_ForANameTheMarketListCannotAllow_IsRefusedAndAudited_ANameItAllowsOnSomePortIsJudged()
     {
-        Task<ControlMessage> VerifyAsync(string host) => _control.RequestAsync(
+        Task<ControlMessage> VerifyAsync(string? host) => _control.RequestAsync(
             new VerifyChainRequest(host, [_home.Pki.Server.Certificate.RawData, _home.Pki.Root.RawData]), CancellationToken.None);
-        await PolicyAsync(p => p with { Markets = DevicePolicy.ParseMarkets("shop.example,localhost:9"), Modes = DevicePolicy.ParseModes("assist") });
+        // bücher.example listed in its ASCII form, as a delegation there is judged.
+        await PolicyAsync(p => p with { Markets = DevicePolicy.ParseMarkets("shop.example,localhost:9,xn--bcher-kva.example"), Modes = DevicePolicy.ParseModes("assist") });
 
         var refused = await Assert.ThrowsAsync<ControlErrorException>(() => VerifyAsync("bank.example"));
+        var unnamed = await Assert.ThrowsAsync<ControlErrorException>(() => VerifyAsync(null));
 
         Assert.Equal(ErrorCode.PolicyRefused, refused.Code);
         Assert.Contains("may not use the market bank.example", refused.Message, StringComparison.Ordinal);
         Assert.Contains(await _home.Server.Devices.AuditLogAsync(), e => e.Action == "verify-chain" && e.Market == "bank.example" && e.Outcome == "refused by policy (markets)");
+        // A chain with no name to be judged for would be a verdict on any market's chain.
+        Assert.Equal(ErrorCode.PolicyRefused, unnamed.Code);
         // A name the list holds for one port only is judged (a verdict carries no port); so is a listed name whose chain
-        // is not for it (judged, and untrusted).
+        // is not for it (judged, and untrusted), however the terminal spelled it.
         Assert.True(Assert.IsType<VerdictReply>(await VerifyAsync("localhost")).Trusted);
-        Assert.False(Assert.IsType<VerdictReply>(await VerifyAsync("shop.example")).Trusted);
+        Assert.False(Assert.IsType<VerdictReply>(await VerifyAsync("SHOP.example.")).Trusted);
+        Assert.False(Assert.IsType<VerdictReply>(await VerifyAsync("bücher.example")).Trusted);
         // An address entry may allow any name by what it resolves to: the name alone is not refused.
         await PolicyAsync(p => p with { Markets = DevicePolicy.ParseMarkets("127.0.0.0/8") });
         Assert.IsType<VerdictReply>(await VerifyAsync("bank.example"));
