@@ -45,8 +45,7 @@ internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
     /// tenth to spare. The choice must then hold: the faster of two derivations with it reaches the target (CPU
     /// time and the faster, so that a busy machine does not make the cost look higher than it is), else the
     /// passes are raised from what they took; and one that took more than twice the target (a reading
-    /// thrown by noise) is lowered likewise and checked again. Three derivations at the full cost for
-    /// every candidate, as before, cost a second or two more for the same passes.
+    /// thrown by noise) is lowered likewise and checked again.
     /// </summary>
     public static AccessCardKdf Calibrate(TimeSpan? target = null)
     {

@@ -185,14 +185,18 @@ public abstract class HomeStoreContract
         Assert.Equal(["b", "c", "d"], (await pim.ListAsync(PimKind.Contact)).Select(i => i.Id));
     }
 
+    /// <summary>A new contact whose body is its id.</summary>
+    private static PimChange Put(string id) => new(id, PimKind.Contact, 0, false, id);
+
+    /// <summary>The delete of a contact at its first version.</summary>
+    private static PimChange Delete(string id) => new(id, PimKind.Contact, 1, true, "");
+
     [Fact]
     public async Task Pim_ANewItemPastTheRows_LetsGoOfTheOldestMark_AndATerminalThatHadNotSeenItStartsAgain()
     {
         var pim = Store().Pim;
         // A hundredth of 4 rows is less than one: one mark goes at a time.
         var limits = new PimLimits(MaxItems: 4, MaxBodyBytes: 1_000);
-        PimChange Put(string id) => new(id, PimKind.Contact, 0, false, id);
-        PimChange Delete(string id) => new(id, PimKind.Contact, 1, true, "");
 
         await pim.SyncAsync(0, [Put("a"), Put("b"), Put("c")], T0, limits: limits);
         // The office syncs now: it holds a, b and c, at revision 3.
@@ -244,9 +248,8 @@ public abstract class HomeStoreContract
         var office = Store();
         var pim = office.Pim;
         var limits = new PimLimits(MaxItems: 4, MaxBodyBytes: 1_000);
-        PimChange Put(string id) => new(id, PimKind.Contact, 0, false, id);
         await pim.SyncAsync(0, [Put("a"), Put("b"), Put("c")], T0, limits: limits);
-        await pim.SyncAsync(3, [new PimChange("a", PimKind.Contact, 1, true, ""), new PimChange("b", PimKind.Contact, 1, true, ""), Put("d")], T0, limits: limits);
+        await pim.SyncAsync(3, [Delete("a"), Delete("b"), Put("d")], T0, limits: limits);
         // The office last synced at revision 3 (it holds a, b and c). Between its sync's commit and its page read,
         // the phone adds e, which lets a's mark go.
         var phoneAdded = false;
@@ -283,9 +286,8 @@ public abstract class HomeStoreContract
         var office = Store();
         var pim = office.Pim;
         var limits = new PimLimits(MaxItems: 8, MaxBodyBytes: 1_000);
-        PimChange Put(string id) => new(id, PimKind.Contact, 0, false, id);
         await pim.SyncAsync(0, Enumerable.Range(0, 8).Select(i => Put($"x{i}")).ToList(), T0, limits: limits);
-        await pim.SyncAsync(8, Enumerable.Range(0, 4).Select(i => new PimChange($"x{i}", PimKind.Contact, 1, true, "")).ToList(), T0, limits: limits);
+        await pim.SyncAsync(8, Enumerable.Range(0, 4).Select(i => Delete($"x{i}")).ToList(), T0, limits: limits);
         // The office last synced at revision 8 (x0 to x7 live). Before each of its page reads the phone adds an item,
         // and each lets one of the oldest marks go: the horizon moves under all four reads.
         var added = 0;
