@@ -65,9 +65,6 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     private readonly StrangerRefusals _unknownCodes = new();
     private readonly ConcurrentDictionary<string, Lazy<Task<HomeParts?>>> _owners = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _lastUse = new(StringComparer.Ordinal);
-    // Each owner's count of tickets its devices hold, kept across the owner's unloading: a device that disconnects until
-    // its owner is unloaded must not find its max-tickets counted afresh when it connects again.
-    private readonly ConcurrentDictionary<string, Home.Policy.TicketHoldings> _ticketHoldings = new(StringComparer.Ordinal);
 
     /// <summary>One set of turns for every owner's handshakes with markets: they share this node's cores.</summary>
     private readonly Home.Delegation.MarketHandshakeTurns _marketHandshakes = Home.Delegation.MarketHandshakeTurns.ForThisMachine();
@@ -217,7 +214,6 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
             IdleTimeout = _options.IdleTimeout,
             AllowPrivateMarkets = _options.AllowPrivateMarkets,
             MailSettings = () => _database.MailOf(owner),
-            TicketHoldings = _ticketHoldings.GetOrAdd(owner, _ => new Home.Policy.TicketHoldings(TimeProvider.System)),
             MarketHandshakes = _marketHandshakes,
         };
         var parts = new HomeParts(options, card, _identity, owner, _limiter);

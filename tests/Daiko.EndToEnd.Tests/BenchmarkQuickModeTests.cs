@@ -164,7 +164,7 @@ public sealed class BenchmarkQuickModeTests
     }
 
     [Fact]
-    public async Task HostedBenchmark_QuickMode_ThreeSetups_SessionsAndPayments_WithNoErrors()
+    public async Task HostedBenchmark_QuickMode_ThreeSetups_SessionsResumesAndPayments_WithNoErrors()
     {
         Assert.True(HaproxyServer.Available && PostgresServer.Available, "the hosted benchmark needs HAProxy and PostgreSQL (scripts/install-deps.sh installs them)");
         using var output = new TempDirectory("daiko-bench-hosted-quick");
@@ -179,7 +179,7 @@ public sealed class BenchmarkQuickModeTests
         foreach (var setup in setups)
         {
             var operations = setup.GetProperty("operations").EnumerateArray().ToList();
-            Assert.Equal(["session", "payment"], operations.Select(o => o.GetProperty("operation").GetString()));
+            Assert.Equal(["session", "resume", "payment"], operations.Select(o => o.GetProperty("operation").GetString()));
             foreach (var o in operations)
             {
                 Assert.True(o.GetProperty("per_second").GetDouble() > 0, o.ToString());
@@ -188,7 +188,7 @@ public sealed class BenchmarkQuickModeTests
             }
         }
         Assert.Equal(3, setups[2].GetProperty("operations")[0].GetProperty("peak_rss_mb").GetArrayLength());
-        Assert.True(setups[1].GetProperty("operations")[1].GetProperty("postgres_cpu_ms_per_op").GetDouble() > 0);
+        Assert.True(setups[1].GetProperty("operations")[2].GetProperty("postgres_cpu_ms_per_op").GetDouble() > 0);
         Assert.Contains("## Reading", File.ReadAllText(Path.Combine(output.Path, "hosted-quick.md")), StringComparison.Ordinal);
     }
 

@@ -139,10 +139,11 @@ public static class HostedBenchmark
         }
     }
 
-    /// <summary>A home server terminal's operations: a relay session to nginx, or a 1 JPY payment to the payee "market".</summary>
+    /// <summary>A home server terminal's operations: a relay session to nginx, a resumed one, or a 1 JPY payment to the payee "market".</summary>
     private static Func<LoadTerminal, Func<HostedOperation, Task>> HomeTerminal(ECDsa marketKey) => t => operation => operation switch
     {
         HostedOperation.Session => t.SessionAsync(LoadMode.Relay, CancellationToken.None),
+        HostedOperation.Resume => t.SessionAsync(LoadMode.ResumeHit, CancellationToken.None),
         _ => t.PayAsync(t.PaymentRequest(marketKey, "market"), CancellationToken.None),
     };
 
@@ -154,6 +155,7 @@ public static class HostedBenchmark
         return operation => operation switch
         {
             HostedOperation.Session => LoadTerminal.SessionAsync(connector, rig.Nginx.Port, DelegationMode.Relay, CancellationToken.None),
+            HostedOperation.Resume => LoadTerminal.SessionAsync(connector, rig.Nginx.Port, DelegationMode.Resume, CancellationToken.None),
             _ => LoadTerminal.PayAsync(t.Control, market.PaymentRequest($"{t.Name}-{Interlocked.Increment(ref paid)}", 1), CancellationToken.None),
         };
     };

@@ -7,6 +7,7 @@ namespace Daiko.Bench.Hosted;
 public enum HostedOperation
 {
     Session,
+    Resume,
     Payment,
 }
 
@@ -25,7 +26,7 @@ public sealed class HostedSetup(string name, IReadOnlyList<Func<HostedOperation,
 
     public IReadOnlyList<(string Name, ProcessSampler Process)> Servers => servers;
 
-    public Dictionary<HostedOperation, Totals> Results { get; } = new() { [HostedOperation.Session] = new(), [HostedOperation.Payment] = new() };
+    public Dictionary<HostedOperation, Totals> Results { get; } = new() { [HostedOperation.Session] = new(), [HostedOperation.Resume] = new(), [HostedOperation.Payment] = new() };
 
     /// <summary>What the windows of one operation added up to.</summary>
     public sealed class Totals

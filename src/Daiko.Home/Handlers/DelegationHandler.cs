@@ -35,7 +35,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
     public Task<HandlerResult> StockAsync(StockRequest request, RequestContext context) =>
         ForResumeAsync("stock", request.Market, context, async (policy, market) =>
         {
-            var wanted = Math.Min(request.Count, policies.Tickets.RoomFor(context.DeviceId, market.Holding, policy.MaxTickets));
+            var wanted = Math.Min(request.Count, await policies.Tickets.RoomForAsync(context.DeviceId, market.Holding, policy.MaxTickets, context.Closed));
             // A refill after the reply is for the device as it is now: not if it locks meanwhile.
             var purges = delegation.PurgesOf(context.DeviceId);
             var (_, handshakes) = await delegation.PrefetchAsync(context.DeviceId, market, wanted, context.Closed);
@@ -46,19 +46,29 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             {
                 // The room first, then the ticket: a concurrent request that took the last room leaves this one
                 // with what it has (counted and handed), and no ticket is taken from the cache to be dropped.
-                TicketHoldings.Reservation held;
+                ITicketPlace held;
                 try
                 {
-                    held = policies.Tickets.Reserve(context.DeviceId, market.Holding, policy.MaxTickets);
+                    held = await policies.Tickets.ReserveAsync(context.DeviceId, market.Holding, policy.MaxTickets, context.Closed);
                 }
                 catch (PolicyRefusedException) when (tickets.Count > 0)
                 {
                     break;
                 }
-                using (held)
+                await using (held)
                 {
                     if (delegation.TryTakeCached(context.DeviceId, market, policy.TicketLifetimeOrLongest) is not { } ticket) break;
-                    held.Handed(ticket.ExpiresAt);
+                    try
+                    {
+                        await held.HandedAsync(ticket.ExpiresAt, context.Closed);
+                    }
+                    catch
+                    {
+                        // Not counted, so not handed over: the ticket goes with the request's failure.
+                        ticket.Wipe();
+                        foreach (var t in tickets) t.Wipe();
+                        throw;
+                    }
                     tickets.Add(DelegationService.Hinted(ticket, pskKe));
                 }
             }
@@ -184,10 +194,19 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         {
             case DelegationMode.Resume:
             {
-                using var held = policies.Tickets.Reserve(context.DeviceId, market.Holding, policy.MaxTickets);
+                await using var held = await policies.Tickets.ReserveAsync(context.DeviceId, market.Holding, policy.MaxTickets, context.Closed);
                 var purges = delegation.PurgesOf(context.DeviceId);
                 var ticket = await delegation.ObtainTicketAsync(context.DeviceId, market, context.Closed, policy.TicketLifetimeOrLongest, refused.Fresh);
-                held.Handed(ticket.ExpiresAt);
+                try
+                {
+                    await held.HandedAsync(ticket.ExpiresAt, context.Closed);
+                }
+                catch
+                {
+                    // Not counted, so not handed over.
+                    ticket.Wipe();
+                    throw;
+                }
                 await AuditOrWipeAsync([ticket], context.DeviceId, "delegate", where, audit, Said("ticket handed over"));
                 // The reply is encoded before AfterReply runs: only then is the ticket's PSK wiped.
                 return new HandlerResult(new TicketReply(ticket), () =>

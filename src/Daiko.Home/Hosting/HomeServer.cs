@@ -45,11 +45,10 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     public bool FetchMissingIntermediates { get; init; }
 
     /// <summary>
-    /// The count of tickets each device holds (its policy's max-tickets), when it must outlive these parts: a hosted node
-    /// keeps one per owner across the owner's unloading, so that a device cannot start its count afresh by disconnecting
-    /// until the owner is unloaded. Null: the parts keep their own.
+    /// Where the tickets each device holds are counted (its policy's max-tickets). Null: in the store when it is PostgreSQL
+    /// (several processes may serve the owner's devices: a hosted deployment's nodes, a home's), else in this process's memory.
     /// </summary>
-    public Policy.TicketHoldings? TicketHoldings { get; init; }
+    public Policy.ITicketHoldings? TicketHoldings { get; init; }
 
     /// <summary>
     /// Turns for the full handshakes with markets, when they must be shared beyond these parts: a hosted node's

@@ -8,9 +8,9 @@ namespace Daiko.Home.Policy;
 /// change applies within <see cref="Freshness"/>), the markets it may reach, the tickets it holds,
 /// and when it was last used.
 /// </summary>
-/// <param name="tickets">The tickets each device holds, when they must outlive this view (a hosted owner unloaded and loaded again); else its own.</param>
+/// <param name="tickets">The tickets each device holds, when counted elsewhere than in this view's memory (in the store, where several processes serve the owner's devices); else its own.</param>
 public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, CancellationToken, Task<string?>> deviceName, TimeProvider time, bool allowPrivateMarkets = false,
-    TicketHoldings? tickets = null)
+    ITicketHoldings? tickets = null)
 {
     /// <summary>How long a policy read from the store is used before it is read again.</summary>
     public static readonly TimeSpan Freshness = TimeSpan.FromMilliseconds(500);
@@ -23,7 +23,7 @@ public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, Cancel
     /// <summary>The terms each device's stock was handed out under, as this process knows them (the store keeps them across restarts and nodes).</summary>
     private readonly ConcurrentDictionary<string, string> _stockTerms = new(StringComparer.Ordinal);
 
-    public TicketHoldings Tickets { get; } = tickets ?? new(time);
+    public ITicketHoldings Tickets { get; } = tickets ?? new TicketHoldings(time);
 
     /// <summary>Where the policies are kept.</summary>
     public IDevicePolicyStore Store => store;

@@ -4,10 +4,33 @@ namespace Daiko.Home.Policy;
 /// The live tickets each device holds per market: every ticket handed over counts until it expires (the
 /// home server cannot see a ticket used, nor dropped when the agent is told to drop its stock), so a
 /// device never holds more than its policy's <c>max-tickets</c> live tickets at once, and a revoked
-/// device keeps at most that many. Kept
-/// in memory: a restarted home server starts counting afresh.
+/// device keeps at most that many. Kept in this process's memory (<see cref="TicketHoldings"/>) by a
+/// home server alone on its store, in the store (<see cref="Storage.StoredTicketHoldings"/>) where several
+/// processes serve one owner's devices (a PostgreSQL store: a hosted deployment's nodes).
 /// </summary>
-public sealed class TicketHoldings(TimeProvider time)
+public interface ITicketHoldings
+{
+    /// <summary>Reserves a place for one more ticket, or refuses (<see cref="PolicyRule.MaxTickets"/>) when the device already holds <paramref name="max"/> unexpired ones.</summary>
+    Task<ITicketPlace> ReserveAsync(string deviceId, string market, int max, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// How many more tickets the device may take for the market now (at least one), or the same refusal
+    /// as <see cref="ReserveAsync"/> when it already holds <paramref name="max"/>. Nothing is reserved.
+    /// </summary>
+    Task<int> RoomForAsync(string deviceId, string market, int max, CancellationToken cancellationToken);
+}
+
+/// <summary>A place held for one ticket: <see cref="HandedAsync"/> records its expiry; disposing without it gives the place back.</summary>
+public interface ITicketPlace : IAsyncDisposable
+{
+    /// <summary>The ticket was handed over: it counts until <paramref name="expiresAt"/>. Throws when that cannot be recorded (the ticket must then not be handed over).</summary>
+    Task HandedAsync(DateTimeOffset expiresAt, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// <see cref="ITicketHoldings"/> in this process's memory: a restarted home server starts counting afresh.
+/// </summary>
+public sealed class TicketHoldings(TimeProvider time) : ITicketHoldings
 {
     private readonly object _gate = new();
     private readonly Dictionary<(string Device, string Market), Held> _held = new();
@@ -80,7 +103,13 @@ public sealed class TicketHoldings(TimeProvider time)
         return held < max ? max - held : throw Full(held, market);
     }
 
-    private static PolicyRefusedException Full(int held, string market) => new(PolicyRule.MaxTickets,
+    public Task<ITicketPlace> ReserveAsync(string deviceId, string market, int max, CancellationToken cancellationToken) =>
+        Task.FromResult<ITicketPlace>(Reserve(deviceId, market, max));
+
+    public Task<int> RoomForAsync(string deviceId, string market, int max, CancellationToken cancellationToken) =>
+        Task.FromResult(RoomFor(deviceId, market, max));
+
+    internal static PolicyRefusedException Full(int held, string market) => new(PolicyRule.MaxTickets,
         $"this device already holds {held} unexpired ticket(s) for {market}, its limit; the owner can raise it with 'daiko home device policy --max-tickets'");
 
     /// <summary>A reserved place is given back, or becomes a ticket handed over that counts until <paramref name="expiresAt"/>.</summary>
@@ -96,7 +125,7 @@ public sealed class TicketHoldings(TimeProvider time)
     }
 
     /// <summary>A place held for one ticket: <see cref="Handed"/> records its expiry; disposing without it gives the place back.</summary>
-    public sealed class Reservation(TicketHoldings holdings, (string, string) key) : IDisposable
+    public sealed class Reservation(TicketHoldings holdings, (string, string) key) : ITicketPlace, IDisposable
     {
         private bool _done;
 
@@ -112,6 +141,18 @@ public sealed class TicketHoldings(TimeProvider time)
             if (_done) return;
             _done = true;
             holdings.Settle(key, null);
+        }
+
+        public Task HandedAsync(DateTimeOffset expiresAt, CancellationToken cancellationToken)
+        {
+            Handed(expiresAt);
+            return Task.CompletedTask;
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            Dispose();
+            return ValueTask.CompletedTask;
         }
     }
 }

@@ -188,7 +188,7 @@ public abstract class HomeStore : IHomeStore
     [
         SqlDeviceStore.Migration, SqlEnrollmentCodeStore.Migration, SqlEnrollmentCodeStore.PublicIdMigration, SqlAuditStore.Migration, SqlMarketProfileStore.Migration,
         SqlPimStore.Migration, SqlPimStore.UsageMigration, SqlPimStore.UsageTriggersMigration, SqlPimStore.HorizonMigration, SqlMailOutboxStore.Migration, SqlMailOutboxStore.ClaimMigration, SqlApplianceStore.Migration,
-        SqlDevicePolicyStore.Migration, SqlDevicePolicyStore.PayeesMigration,
+        SqlDevicePolicyStore.Migration, SqlDevicePolicyStore.PayeesMigration, StoredTicketHoldings.Migration,
     ];
 
     /// <summary>Applies every migration not yet recorded (what a hosted deployment runs before starting nodes).</summary>

@@ -5,7 +5,7 @@ namespace Daiko.EndToEnd.Tests.Hosted;
 
 /// <summary>
 /// What one owner's devices do on a hosted node shared with other owners (a real <c>host serve</c> process over PostgreSQL
-/// and the site's SoftHSM2 token): a device's max-tickets, and the node's log lines.
+/// and the site's SoftHSM2 token): a device's max-tickets, on one node and across two, and the node's log lines.
 /// </summary>
 [Collection(SecondStream.Name)]
 public sealed class HostedOwnersTests : IAsyncLifetime
@@ -47,6 +47,31 @@ public sealed class HostedOwnersTests : IAsyncLifetime
         Assert.True(again.ExitCode != 0, again.ToString());
         Assert.Contains("max-tickets", again.StandardError, StringComparison.Ordinal);
         // Other modes are served as before.
+        var relayed = await _site.GetAsync(terminal, "relay");
+        Assert.True(relayed.ExitCode == 0, relayed.ToString());
+    }
+
+    [Fact]
+    public async Task ADeviceAtItsMaxTicketsThroughOneNode_IsRefusedThroughAnother_AsOneCount()
+    {
+        var (_, firstPort) = await _site.StartNodeAsync();
+        var (second, secondPort) = await _site.StartNodeAsync();
+        using var link = SlowLink.Start(firstPort, TimeSpan.Zero, 1e12);
+        var terminal = await _site.EnrollAsync("gail", "roamer", link.Port);
+        await HostedSite.Ok(["host", "device", "policy", "--site", _site.Site, "--owner", "gail", "--name", "roamer", "--max-tickets", "1"]);
+        await HostedSite.UnlockAsOwnerAsync(terminal, "gail");
+        var first = await _site.GetAsync(terminal, "resume");
+        Assert.True(first.ExitCode == 0, first.ToString());
+
+        // The load balancer now sends the device's channels to the other node (its first node went away, say).
+        link.Retarget(secondPort);
+        link.DropConnections();
+        var again = await _site.GetAsync(terminal, "resume");
+        Assert.True(again.ExitCode != 0, again.ToString());
+        Assert.Contains("max-tickets", again.StandardError, StringComparison.Ordinal);
+        // Refused by the other node, which the device reached.
+        await second.WaitForOutputAsync("delegate refused (policy-refused)", TimeSpan.FromSeconds(10));
+        // Other modes are served there as before.
         var relayed = await _site.GetAsync(terminal, "relay");
         Assert.True(relayed.ExitCode == 0, relayed.ToString());
     }

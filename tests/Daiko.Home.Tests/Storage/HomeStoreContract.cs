@@ -2,6 +2,7 @@ using System.Data.Common;
 using Daiko.Home.Appliances;
 using Daiko.Home.Devices;
 using Daiko.Home.Pim;
+using Daiko.Home.Policy;
 using Daiko.Home.Storage;
 using Daiko.TestSupport;
 using Npgsql;
@@ -620,6 +621,92 @@ public abstract class HomeStoreContract
         }
         Assert.Equal(HomeStore.Migrations.Select(m => m.Id).Order(StringComparer.Ordinal), ids);
         Assert.Single(await Store().Audit.RecentAsync(10));
+    }
+
+    private const string Market = "m.test:443";
+
+    /// <summary>Reserves a place for <paramref name="device"/> at <see cref="Market"/> and hands a ticket over that expires at <paramref name="expiresAt"/>.</summary>
+    private static async Task HandAsync(ITicketHoldings holdings, DateTimeOffset expiresAt, int max = 3, string device = "dev", string market = Market)
+    {
+        await using var place = await holdings.ReserveAsync(device, market, max, CancellationToken.None);
+        await place.HandedAsync(expiresAt, CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task Tickets_CountedInTheStore_AreOneCountForEveryProcessOnIt_UpToTheDevicesMax()
+    {
+        var clock = new ManualClock(T0);
+        // Two processes on one database: two nodes serving the same owner's devices.
+        var first = new StoredTicketHoldings(Store(), clock);
+        var second = new StoredTicketHoldings(Store(), clock);
+        await HandAsync(first, T0.AddMinutes(10));
+        await HandAsync(second, T0.AddMinutes(20));
+        Assert.Equal(1, await first.RoomForAsync("dev", Market, 3, CancellationToken.None));
+
+        await using (var reserved = await second.ReserveAsync("dev", Market, 3, CancellationToken.None))
+        {
+            // A place reserved for a ticket on its way counts too, on the other process.
+            var refused = await Assert.ThrowsAsync<PolicyRefusedException>(() => first.ReserveAsync("dev", Market, 3, CancellationToken.None));
+            Assert.Equal(PolicyRule.MaxTickets, refused.Rule);
+            Assert.Contains("3 unexpired ticket(s) for m.test:443", refused.Message, StringComparison.Ordinal);
+            await Assert.ThrowsAsync<PolicyRefusedException>(() => first.RoomForAsync("dev", Market, 3, CancellationToken.None));
+        }
+        // Given back (no ticket came): the place is the first process's to take.
+        await HandAsync(first, T0.AddMinutes(30));
+        await Assert.ThrowsAsync<PolicyRefusedException>(() => second.ReserveAsync("dev", Market, 3, CancellationToken.None));
+        // Per device, per market.
+        await HandAsync(second, T0.AddMinutes(10), device: "tablet");
+        await HandAsync(second, T0.AddMinutes(10), market: "other.test:443");
+
+        // Each ticket counts until its own expiry.
+        clock.Now = T0.AddMinutes(10);
+        Assert.Equal(1, await second.RoomForAsync("dev", Market, 3, CancellationToken.None));
+        await HandAsync(second, T0.AddMinutes(40));
+        await Assert.ThrowsAsync<PolicyRefusedException>(() => first.ReserveAsync("dev", Market, 3, CancellationToken.None));
+        clock.Now = T0.AddMinutes(30);
+        Assert.Equal(2, await first.RoomForAsync("dev", Market, 3, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task Tickets_ReservedAtOnceFromTwoProcesses_NeverPassTheMax()
+    {
+        var clock = new ManualClock(T0);
+        var holdings = new[] { new StoredTicketHoldings(Store(), clock), new StoredTicketHoldings(Store(), clock) };
+        var attempts = await Task.WhenAll(Enumerable.Range(0, 10).Select(i => Task.Run(async () =>
+        {
+            try
+            {
+                await HandAsync(holdings[i % 2], T0.AddMinutes(10));
+                return true;
+            }
+            catch (PolicyRefusedException)
+            {
+                return false;
+            }
+        })));
+        Assert.Equal(3, attempts.Count(a => a));
+        await Assert.ThrowsAsync<PolicyRefusedException>(() => holdings[0].RoomForAsync("dev", Market, 3, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task Tickets_APlaceItsProcessNeverSettled_LapsesAfterItsHold_AndATicketHandedLaterStillCounts()
+    {
+        var clock = new ManualClock(T0);
+        var died = new StoredTicketHoldings(Store(), clock);
+        var other = new StoredTicketHoldings(Store(), clock);
+        // A process that reserved and died: its place neither handed nor given back.
+        _ = await died.ReserveAsync("dev", Market, 1, CancellationToken.None);
+        await Assert.ThrowsAsync<PolicyRefusedException>(() => other.ReserveAsync("dev", Market, 1, CancellationToken.None));
+        clock.Now = T0 + StoredTicketHoldings.ReservedFor;
+        Assert.Equal(1, await other.RoomForAsync("dev", Market, 1, CancellationToken.None));
+
+        // A ticket that came after its placeholder had lapsed and was swept still counts once handed over.
+        var slow = await died.ReserveAsync("dev", Market, 2, CancellationToken.None);
+        clock.Now += StoredTicketHoldings.ReservedFor;
+        await HandAsync(other, clock.Now.AddMinutes(10), max: 2);
+        await slow.HandedAsync(clock.Now.AddMinutes(10), CancellationToken.None);
+        await slow.DisposeAsync();
+        await Assert.ThrowsAsync<PolicyRefusedException>(() => other.ReserveAsync("dev", Market, 2, CancellationToken.None));
     }
 }
 

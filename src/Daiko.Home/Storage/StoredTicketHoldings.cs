@@ -1,0 +1,184 @@
+using System.Data.Common;
+using System.Globalization;
+using Daiko.Home.Policy;
+using Npgsql;
+
+namespace Daiko.Home.Storage;
+
+/// <summary>
+/// <see cref="ITicketHoldings"/> kept in the home store, so that every process serving an owner's devices counts the
+/// same tickets. The nodes of a hosted deployment (or of a home on PostgreSQL) each hand tickets to whichever devices'
+/// channels the load balancer sends their way; counted in each process's memory, a device whose channels reach several
+/// nodes could hold its max-tickets from each.
+/// </summary>
+/// <remarks>
+/// A place is a row: inserted with a placeholder expiry (<see cref="ReservedFor"/>) when reserved, given the ticket's
+/// own expiry when it is handed over, deleted when it is given back. Reservations for one device and market run one at a
+/// time across processes (<see cref="IHomeStore.BeginExclusiveAsync"/>: an advisory lock on PostgreSQL), so two nodes
+/// cannot both take the last place. On PostgreSQL a reservation commits without waiting for the disk (as the
+/// bookkeeping does): a database that crashes may forget the places of its last fraction of a second, and the devices
+/// that held them may take that many more.
+/// </remarks>
+public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : ITicketHoldings
+{
+    internal static readonly Migration Migration = new("device_tickets/1", """
+        CREATE TABLE device_tickets (place TEXT PRIMARY KEY, device_id TEXT NOT NULL, market TEXT NOT NULL, expires_ms {bigint} NOT NULL);
+        CREATE INDEX device_tickets_held ON device_tickets(device_id, market, expires_ms);
+        CREATE INDEX device_tickets_expiry ON device_tickets(expires_ms);
+        """);
+
+    /// <summary>
+    /// How long a reserved place counts before its ticket is handed over: longer than a request waits for a ticket (a
+    /// full handshake in its turn), and the time a process that died holding a place keeps it from its device.
+    /// </summary>
+    public static readonly TimeSpan ReservedFor = TimeSpan.FromMinutes(2);
+
+    /// <summary>How often this process deletes every device's expired rows (a reservation deletes its own device's each time).</summary>
+    private static readonly TimeSpan SweepEvery = TimeSpan.FromMinutes(1);
+
+    private long _sweptAtMs;
+
+    public async Task<ITicketPlace> ReserveAsync(string deviceId, string market, int max, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        var place = Guid.NewGuid().ToString("N");
+        var reservedUntil = now + (long)ReservedFor.TotalMilliseconds;
+        await using (var connection = await store.OpenAsync(Migration, cancellationToken))
+        {
+            var (inserted, held) = connection is NpgsqlConnection postgres
+                ? await ReserveOnPostgresAsync(postgres, place, deviceId, market, max, now, reservedUntil, cancellationToken)
+                : await ReserveInTransactionAsync(connection, place, deviceId, market, max, now, reservedUntil, cancellationToken);
+            if (!inserted) throw TicketHoldings.Full(held, market);
+        }
+        await SweepIfDueAsync(now, cancellationToken);
+        return new Place(store, place, deviceId, market);
+    }
+
+    /// <summary>
+    /// One round trip: the statements of a batch run in one implicit transaction, the advisory lock (one per device and
+    /// market, across nodes) held from the first to its end, and committed without waiting for the disk.
+    /// </summary>
+    private static async Task<(bool Inserted, int Held)> ReserveOnPostgresAsync(NpgsqlConnection connection, string place, string deviceId, string market, int max,
+        long now, long reservedUntil, CancellationToken cancellationToken)
+    {
+        await using var batch = new NpgsqlBatch(connection)
+        {
+            BatchCommands =
+            {
+                Statement("SELECT pg_advisory_xact_lock(hashtext('daiko tickets'), hashtext(@d || '/' || @m))", ("@d", deviceId), ("@m", market)),
+                Statement(SkipTheDisk),
+                Statement("DELETE FROM device_tickets WHERE device_id = @d AND market = @m AND expires_ms <= @now", ("@d", deviceId), ("@m", market), ("@now", now)),
+                Statement("""
+                    INSERT INTO device_tickets(place, device_id, market, expires_ms) SELECT @p, @d, @m, @e
+                    WHERE (SELECT COUNT(*) FROM device_tickets WHERE device_id = @d AND market = @m) < @max
+                    """, ("@p", place), ("@d", deviceId), ("@m", market), ("@e", reservedUntil), ("@max", (long)max)),
+                Statement("SELECT COUNT(*) FROM device_tickets WHERE device_id = @d AND market = @m", ("@d", deviceId), ("@m", market)),
+            },
+        };
+        // Rows come from the lock, the setting and, last, the count after the insert: the last row read is the count.
+        object? last = null;
+        await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
+        {
+            do
+            {
+                while (await reader.ReadAsync(cancellationToken)) last = reader.GetValue(0);
+            }
+            while (await reader.NextResultAsync(cancellationToken));
+        }
+        var held = Convert.ToInt32(last, CultureInfo.InvariantCulture);
+        return (batch.BatchCommands[3].RecordsAffected == 1, held);
+    }
+
+    /// <summary>In a batch on PostgreSQL: this transaction's commit does not wait for the disk (as the bookkeeping's, <see cref="GroupedWrites"/>).</summary>
+    private const string SkipTheDisk = "SELECT set_config('synchronous_commit', 'off', true)";
+
+    private static NpgsqlBatchCommand Statement(string sql, params (string Name, object? Value)[] parameters)
+    {
+        var statement = new NpgsqlBatchCommand(sql);
+        foreach (var (name, value) in parameters) statement.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        return statement;
+    }
+
+    /// <summary>
+    /// One statement, committed without waiting for the disk on PostgreSQL (the setting and the statement in one batch: one
+    /// round trip, one implicit transaction); as it is on SQLite.
+    /// </summary>
+    private static async Task ExecuteLazilyAsync(DbConnection connection, string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        if (connection is not NpgsqlConnection postgres)
+        {
+            await StoreCommands.ExecuteAsync(connection, null, sql, cancellationToken, parameters);
+            return;
+        }
+        await using var batch = new NpgsqlBatch(postgres) { BatchCommands = { Statement(SkipTheDisk), Statement(sql, parameters) } };
+        await batch.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>The same on SQLite (one writer per file: BEGIN IMMEDIATE).</summary>
+    private async Task<(bool Inserted, int Held)> ReserveInTransactionAsync(DbConnection connection, string place, string deviceId, string market, int max,
+        long now, long reservedUntil, CancellationToken cancellationToken)
+    {
+        await using var transaction = await store.BeginExclusiveAsync(connection, $"tickets/{deviceId}/{market}", cancellationToken);
+        await StoreCommands.ExecuteAsync(connection, transaction, "DELETE FROM device_tickets WHERE device_id = @d AND market = @m AND expires_ms <= @now",
+            cancellationToken, ("@d", deviceId), ("@m", market), ("@now", now));
+        var held = await CountAsync(connection, transaction, deviceId, market, now, cancellationToken);
+        if (held >= max) return (false, held);
+        await StoreCommands.ExecuteAsync(connection, transaction, "INSERT INTO device_tickets(place, device_id, market, expires_ms) VALUES (@p, @d, @m, @e)",
+            cancellationToken, ("@p", place), ("@d", deviceId), ("@m", market), ("@e", reservedUntil));
+        await transaction.CommitAsync(cancellationToken);
+        return (true, held + 1);
+    }
+
+    public async Task<int> RoomForAsync(string deviceId, string market, int max, CancellationToken cancellationToken)
+    {
+        await using var connection = await store.OpenAsync(Migration, cancellationToken);
+        var held = await CountAsync(connection, null, deviceId, market, time.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken);
+        return held < max ? max - held : throw TicketHoldings.Full(held, market);
+    }
+
+    private static async Task<int> CountAsync(DbConnection connection, DbTransaction? transaction, string deviceId, string market, long now, CancellationToken cancellationToken) =>
+        Convert.ToInt32(await StoreCommands.ScalarAsync(connection, transaction, "SELECT COUNT(*) FROM device_tickets WHERE device_id = @d AND market = @m AND expires_ms > @now",
+            cancellationToken, ("@d", deviceId), ("@m", market), ("@now", now)), CultureInfo.InvariantCulture);
+
+    /// <summary>Rows of devices that stopped asking would otherwise stay: once a minute, every expired row goes.</summary>
+    private async Task SweepIfDueAsync(long now, CancellationToken cancellationToken)
+    {
+        var swept = Volatile.Read(ref _sweptAtMs);
+        if (now - swept < (long)SweepEvery.TotalMilliseconds || Interlocked.CompareExchange(ref _sweptAtMs, now, swept) != swept) return;
+        await using var connection = await store.OpenAsync(Migration, cancellationToken);
+        await ExecuteLazilyAsync(connection, "DELETE FROM device_tickets WHERE expires_ms <= @now", cancellationToken, ("@now", now));
+    }
+
+    private sealed class Place(IHomeStore store, string place, string deviceId, string market) : ITicketPlace
+    {
+        private bool _done;
+
+        public async Task HandedAsync(DateTimeOffset expiresAt, CancellationToken cancellationToken)
+        {
+            if (_done) return;
+            // Inserted again if a sweep took the placeholder meanwhile (a ticket that took longer than ReservedFor to come).
+            await using var connection = await store.OpenAsync(Migration, cancellationToken);
+            await ExecuteLazilyAsync(connection, """
+                INSERT INTO device_tickets(place, device_id, market, expires_ms) VALUES (@p, @d, @m, @e)
+                ON CONFLICT(place) DO UPDATE SET expires_ms = @e
+                """, cancellationToken, ("@p", place), ("@d", deviceId), ("@m", market), ("@e", expiresAt.ToUnixTimeMilliseconds()));
+            _done = true;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (_done) return;
+            _done = true;
+            try
+            {
+                await using var connection = await store.OpenAsync(Migration, CancellationToken.None);
+                await ExecuteLazilyAsync(connection, "DELETE FROM device_tickets WHERE place = @p", CancellationToken.None, ("@p", place));
+            }
+            catch (DbException)
+            {
+                // The store is out of reach: the place is given back when its placeholder lapses (ReservedFor), counting
+                // one ticket too many until then rather than one too few.
+            }
+        }
+    }
+}
