@@ -6,7 +6,8 @@ namespace Daiko.EndToEnd.Tests;
 
 /// <summary>
 /// Which process 'terminal lock' stops for a terminal: its agent, however the terminal directory was spelled when it
-/// started, and nothing else (a process whose command line is an agent's for this directory stands in for one).
+/// started, and nothing else. A process whose command line is an agent's for this directory and that listens on the
+/// directory's agent socket stands in for one.
 /// </summary>
 public sealed class AgentProcessTests : IDisposable
 {
@@ -14,27 +15,34 @@ public sealed class AgentProcessTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
+    /// <summary>Listens on the socket in the directory given after --terminal, and says so.</summary>
+    private const string Listener = "import socket, sys, time\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[4] + '/agent.sock')\ns.listen()\nprint('listening', flush=True)\ntime.sleep(600)";
+
     [Fact]
-    public void TheAgentOfATerminal_IsKnownByItsDirectory_ThroughASymlinkToo_AndNoOtherProcessIs()
+    public async Task TheAgentOfATerminal_IsKnownByItsDirectory_ThroughASymlinkToo_AndNoOtherProcessIs()
     {
         var terminal = Directory.CreateDirectory(Path.Combine(_dir.Path, "terminal")).FullName;
         var link = Path.Combine(_dir.Path, "link");
         File.CreateSymbolicLink(link, terminal);
         var other = Directory.CreateDirectory(Path.Combine(_dir.Path, "other")).FullName;
-        // Started through the link, as 'terminal unlock --terminal link' starts its agent ('; true' keeps bash from exec'ing sleep).
-        using var agent = Process.Start(new ProcessStartInfo("bash") { ArgumentList = { "-c", "sleep 600; true", "terminal", "agent", "--terminal", link } })!;
+        // Started through the link, as 'terminal unlock --terminal link' starts its agent.
+        using var agent = new ExternalProcess("/usr/bin/python3", ["-c", Listener, "terminal", "agent", "--terminal", link]);
+        // An agent's command line for this directory, but not the process listening on its socket, as a stale pid file may
+        // name ('; true' keeps bash from exec'ing sleep).
+        using var lookalike = Process.Start(new ProcessStartInfo("bash") { ArgumentList = { "-c", "sleep 600; true", "terminal", "agent", "--terminal", terminal } })!;
         using var stranger = Process.Start("sleep", "600");
         try
         {
-            Thread.Sleep(200);
+            await agent.WaitForOutputAsync("listening", TimeSpan.FromSeconds(10));
             Assert.True(AgentProcess.IsAgentOf(agent.Id, terminal));
             Assert.True(AgentProcess.IsAgentOf(agent.Id, link));
             Assert.False(AgentProcess.IsAgentOf(agent.Id, other));
+            Assert.False(AgentProcess.IsAgentOf(lookalike.Id, terminal));
             Assert.False(AgentProcess.IsAgentOf(stranger.Id, terminal));
         }
         finally
         {
-            agent.Kill(entireProcessTree: true);
+            lookalike.Kill(entireProcessTree: true);
             stranger.Kill();
         }
     }

@@ -16,16 +16,29 @@ public static class DaikoCli
 {
     public static string DllPath => Path.Combine(AppContext.BaseDirectory, "daiko.dll");
 
-    public static async Task<CliResult> RunAsync(IEnumerable<string> arguments, string? standardInput = null, TimeSpan? timeout = null, IDictionary<string, string>? environment = null)
+    public static Task<CliResult> RunAsync(IEnumerable<string> arguments, string? standardInput = null, TimeSpan? timeout = null, IDictionary<string, string>? environment = null)
+        => RunProgramAsync("dotnet", [DllPath, .. arguments], standardInput, timeout, environment);
+
+    /// <summary>Runs <c>daiko</c> as another user (see <see cref="AsUser"/>).</summary>
+    public static Task<CliResult> RunAsUserAsync(int uid, IEnumerable<string> arguments, string? standardInput = null, IDictionary<string, string>? environment = null)
+        => RunProgramAsync("setpriv", AsUser(uid, ["dotnet", DllPath, .. arguments]), standardInput, environment: environment);
+
+    /// <summary>
+    /// setpriv's arguments to run <paramref name="commandLine"/> as user and group <paramref name="uid"/> with no
+    /// supplementary groups: a test running as root meets what an ordinary user meets.
+    /// </summary>
+    public static string[] AsUser(int uid, IEnumerable<string> commandLine) => [$"--reuid={uid}", $"--regid={uid}", "--clear-groups", .. commandLine];
+
+    /// <summary>Runs <paramref name="program"/> to its end (at most <paramref name="timeout"/>, a minute unless told).</summary>
+    public static async Task<CliResult> RunProgramAsync(string program, IEnumerable<string> arguments, string? standardInput = null, TimeSpan? timeout = null, IDictionary<string, string>? environment = null)
     {
-        var info = new ProcessStartInfo("dotnet")
+        var info = new ProcessStartInfo(program)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        info.ArgumentList.Add(DllPath);
         foreach (var a in arguments) info.ArgumentList.Add(a);
         if (environment is not null)
         {
@@ -44,7 +57,7 @@ public static class DaikoCli
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"daiko {string.Join(' ', arguments)} did not finish within {(timeout ?? TimeSpan.FromSeconds(60)).TotalSeconds} s; stderr so far:\n{(stderr.IsCompleted ? stderr.Result : "")}");
+            throw new TimeoutException($"{program} {string.Join(' ', arguments)} did not finish within {(timeout ?? TimeSpan.FromSeconds(60)).TotalSeconds} s; stderr so far:\n{(stderr.IsCompleted ? stderr.Result : "")}");
         }
         return new CliResult(process.ExitCode, await stdout, await stderr);
     }

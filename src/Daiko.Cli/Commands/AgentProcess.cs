@@ -14,6 +14,17 @@ internal static class AgentProcess
         if (Path.GetFileNameWithoutExtension(self) == "dotnet") info.ArgumentList.Add(typeof(Program).Assembly.Location);
         foreach (var a in new[] { "terminal", "agent", "--terminal", dir }) info.ArgumentList.Add(a);
         var process = Process.Start(info)!;
+        // The agent's warnings (it could not keep its memory from its user's other processes) reach the user on this
+        // unlock's stderr as they come; the rest of what it says is kept for the error when it does not start.
+        var said = new System.Text.StringBuilder();
+        var reading = Task.Run(async () =>
+        {
+            while (await process.StandardError.ReadLineAsync(CancellationToken.None) is { } line)
+            {
+                if (line.StartsWith("daiko: warning: ", StringComparison.Ordinal)) Console.Error.WriteLine(line);
+                else lock (said) said.AppendLine(line);
+            }
+        }, CancellationToken.None);
         await process.StandardInput.WriteLineAsync(accessPin);
         process.StandardInput.Close();
         var deadline = DateTime.UtcNow.AddSeconds(30);
@@ -21,7 +32,9 @@ internal static class AgentProcess
         {
             if (process.HasExited)
             {
-                var error = (await process.StandardError.ReadToEndAsync(ct)).Trim();
+                await reading.WaitAsync(ct);
+                string error;
+                lock (said) error = said.ToString().Trim();
                 return error.StartsWith("daiko: ", StringComparison.Ordinal) ? error[7..] : $"the terminal agent did not start: {error}";
             }
             if (DateTime.UtcNow > deadline) return "the terminal agent did not start within 30 s";
@@ -113,8 +126,11 @@ internal static class AgentProcess
     }
 
     /// <summary>
-    /// Whether process <paramref name="pid"/> is 'daiko terminal agent --terminal DIR' for this <paramref name="dir"/> (its
-    /// command line and working directory read from /proc). Where there is no /proc, as before: the pid file is trusted.
+    /// Whether process <paramref name="pid"/> is this <paramref name="dir"/>'s agent: its command line (in /proc, which
+    /// anyone may read) is 'daiko terminal agent --terminal ...', and it is the process listening on the directory's agent
+    /// socket, however the directory was spelled (a symlink, a relative path). Not its /proc/PID/cwd, as once: the agent
+    /// is non-dumpable (<see cref="AgentMemory"/>), so its own user may no longer read that, and 'terminal lock' would not
+    /// find its agent. Where there is no /proc, as before: the pid file is trusted.
     /// </summary>
     internal static bool IsAgentOf(int pid, string dir)
     {
@@ -124,33 +140,13 @@ internal static class AgentProcess
             var args = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
             var at = Array.IndexOf(args, "--terminal");
             if (at < 2 || at + 1 >= args.Length || args[at - 1] != "agent" || args[at - 2] != "terminal") return false;
-            var cwd = new DirectoryInfo($"/proc/{pid}/cwd").ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? "/";
-            // The same directory however each spelled it (a symlink, a relative path): compared with every link resolved.
-            return RealPath(Path.GetFullPath(args[at + 1], cwd)) is { } theirs && theirs == RealPath(Path.GetFullPath(dir));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return false;
         }
+        return AgentClient.ListeningProcessId(dir) == pid;
     }
-
-    /// <summary>The path with every symbolic link in it resolved (realpath(3)), or null when it does not exist.</summary>
-    private static string? RealPath(string path)
-    {
-        var resolved = NativeRealPath(path, IntPtr.Zero);
-        if (resolved == IntPtr.Zero) return null;
-        try
-        {
-            return System.Runtime.InteropServices.Marshal.PtrToStringUTF8(resolved);
-        }
-        finally
-        {
-            System.Runtime.InteropServices.Marshal.FreeHGlobal(resolved);
-        }
-    }
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "realpath", SetLastError = true)]
-    private static extern IntPtr NativeRealPath([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, IntPtr resolved);
 
     /// <summary>The agent's process id; null when there is none — including an agent that ended (and removed its file) as we looked.</summary>
     private static int? ReadPid(string pidFile)

@@ -162,6 +162,11 @@ internal static partial class TerminalCommands
         command.Options.Add(terminal);
         command.SetAction(async (parse, ct) =>
         {
+            // First, before the PIN is read or the key unlocked: from here on only root can read this process's memory
+            // (ptrace, /proc/PID/mem), and a crash leaves no core file. Should the kernel refuse, the agent says so and
+            // runs on, as it did before it asked: refusing would leave a user whose system forbids prctl without an agent.
+            if (AgentMemory.MakeNonDumpable() is { } exposed)
+                Console.Error.WriteLine($"daiko: warning: {exposed}; other processes of this user can read the terminal agent's memory");
             var dir = parse.GetValue(terminal)!;
             AccessCard access;
             try { access = AccessCard.Open(dir); }

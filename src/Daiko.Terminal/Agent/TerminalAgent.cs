@@ -167,10 +167,7 @@ public sealed class TerminalAgent : IAsyncDisposable
     private static bool SameUser(Socket client)
     {
         if (!OperatingSystem.IsLinux()) return true;
-        var credentials = new byte[12];
-        client.GetRawSocketOption(1 /* SOL_SOCKET */, 17 /* SO_PEERCRED */, credentials);
-        var uid = BitConverter.ToUInt32(credentials, 4);
-        return uid == GetEuid();
+        return PeerCredentials.Of(client).Uid == GetEuid();
     }
 
     [DllImport("libc", EntryPoint = "geteuid")]
@@ -190,6 +187,29 @@ public sealed class TerminalAgent : IAsyncDisposable
 public static class AgentClient
 {
     public static bool IsRunning(string directory) => File.Exists(TerminalAgent.SocketPath(directory));
+
+    /// <summary>
+    /// The id of the process listening on this terminal's agent socket, or null when nothing listens there (Linux: the
+    /// SO_PEERCRED of a connection to it names the process that called listen(2), the agent that bound it). It names the
+    /// directory's agent without reading the agent's /proc files, which a non-dumpable agent keeps from its own user. The
+    /// connection is closed without a request, which the agent takes as a client that ended (another user's it drops unserved).
+    /// </summary>
+    public static int? ListeningProcessId(string directory)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            // A connect waits only while the agent's backlog is full: bounded, as a hung agent must not hang 'terminal lock'.
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            socket.ConnectAsync(new UnixDomainSocketEndPoint(TerminalAgent.SocketPath(directory)), timeout.Token).AsTask().GetAwaiter().GetResult();
+            return PeerCredentials.Of(socket).Pid;
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException)
+        {
+            return null;
+        }
+    }
 
     public static async Task<ControlConnection> ConnectAsync(string directory, CancellationToken cancellationToken)
     {
