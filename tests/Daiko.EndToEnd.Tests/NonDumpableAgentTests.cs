@@ -13,6 +13,7 @@ public sealed class NonDumpableAgentTests(HomeAndTerminal system) : IClassFixtur
     private const int Nobody = 65534;
     private readonly TempDirectory _dir = new("daiko-non-dumpable");
     private readonly Dictionary<string, string> _environment = new();
+    private string? _cli;
 
     public void Dispose() => _dir.Dispose();
 
@@ -96,10 +97,20 @@ public sealed class NonDumpableAgentTests(HomeAndTerminal system) : IClassFixtur
         await HomeAndTerminal.Ok(["terminal", "enroll", "--terminal", terminal, "--home", $"127.0.0.1:{system.Port}", "--code", code], HomeAndTerminal.AccessPin + "\n");
         var chown = await DaikoCli.RunProgramAsync("chown", ["-R", $"{Nobody}:{Nobody}", terminal, home]);
         Assert.True(chown.ExitCode == 0, chown.ToString());
+        // The build may sit where nobody cannot read it (a checkout under /root): then nobody runs a copy of it.
+        if ((await ProgramAsNobody(["test", "-r", DaikoCli.DllPath])).ExitCode != 0)
+        {
+            var copy = Path.Combine(_dir.Path, "cli");
+            var copied = await DaikoCli.RunProgramAsync("cp", ["-r", AppContext.BaseDirectory, copy]);
+            Assert.True(copied.ExitCode == 0, copied.ToString());
+            var opened = await DaikoCli.RunProgramAsync("chmod", ["-R", "a+rX", copy]);
+            Assert.True(opened.ExitCode == 0, opened.ToString());
+            _cli = Path.Combine(copy, "daiko.dll");
+        }
         return terminal;
     }
 
-    private Task<CliResult> AsNobody(string[] arguments, string? standardInput = null) => DaikoCli.RunAsUserAsync(Nobody, arguments, standardInput, _environment);
+    private Task<CliResult> AsNobody(string[] arguments, string? standardInput = null) => DaikoCli.RunAsUserAsync(Nobody, arguments, standardInput, _environment, _cli);
 
     private static Task<CliResult> ProgramAsNobody(string[] commandLine) => DaikoCli.RunProgramAsync("setpriv", DaikoCli.AsUser(Nobody, commandLine));
 

@@ -19,9 +19,9 @@ public static class DaikoCli
     public static Task<CliResult> RunAsync(IEnumerable<string> arguments, string? standardInput = null, TimeSpan? timeout = null, IDictionary<string, string>? environment = null)
         => RunProgramAsync("dotnet", [DllPath, .. arguments], standardInput, timeout, environment);
 
-    /// <summary>Runs <c>daiko</c> as another user (see <see cref="AsUser"/>).</summary>
-    public static Task<CliResult> RunAsUserAsync(int uid, IEnumerable<string> arguments, string? standardInput = null, IDictionary<string, string>? environment = null)
-        => RunProgramAsync("setpriv", AsUser(uid, ["dotnet", DllPath, .. arguments]), standardInput, environment: environment);
+    /// <summary>Runs <c>daiko</c> as another user (see <see cref="AsUser"/>), from <paramref name="dll"/> (a copy that user may read), else this build's.</summary>
+    public static Task<CliResult> RunAsUserAsync(int uid, IEnumerable<string> arguments, string? standardInput = null, IDictionary<string, string>? environment = null, string? dll = null)
+        => RunProgramAsync("setpriv", AsUser(uid, ["dotnet", dll ?? DllPath, .. arguments]), standardInput, environment: environment);
 
     /// <summary>
     /// setpriv's arguments to run <paramref name="commandLine"/> as user and group <paramref name="uid"/> with no
