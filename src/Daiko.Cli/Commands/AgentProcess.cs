@@ -37,7 +37,12 @@ internal static class AgentProcess
                 lock (said) error = said.ToString().Trim();
                 return error.StartsWith("daiko: ", StringComparison.Ordinal) ? error[7..] : $"the terminal agent did not start: {error}";
             }
-            if (DateTime.UtcNow > deadline) return "the terminal agent did not start within 30 s";
+            if (DateTime.UtcNow > deadline)
+            {
+                // Not left to come up later with the access card open, unknown to the user who was told it failed.
+                try { process.Kill(); } catch (InvalidOperationException) { }
+                return "the terminal agent did not start within 30 s";
+            }
             await Task.Delay(50, ct);
         }
         return null;
@@ -70,16 +75,22 @@ internal static class AgentProcess
     /// the machine restarted): the process it names is stopped only if it is this terminal's agent, never another process
     /// that now has that id.
     /// </summary>
-    public static void Stop(string dir)
+    /// <param name="agent">
+    /// the agent's process id as a connection to its socket just named it (<see cref="AgentClient.ConnectAsync"/>): a lock
+    /// that agent answered ends it, and it may have closed its socket before this looks there, so the socket cannot name it
+    /// again; it is still waited for (and stopped, if it lingers).
+    /// </param>
+    public static void Stop(string dir, int? agent = null)
     {
         var pidFile = TerminalAgent.PidPath(dir);
-        if (ReadPid(pidFile) is { } pid && IsAgentOf(pid, dir))
+        var known = agent is { } named && !HasEnded(named) && HasAgentCommandLine(named) ? named : (int?)null;
+        if ((known ?? (ReadPid(pidFile) is { } read && IsAgentOf(read, dir) ? read : null)) is { } pid)
         {
             try
             {
-                using var agent = Process.GetProcessById(pid);
-                agent.Kill();
-                WaitUntilEnded(agent, TimeSpan.FromSeconds(5));
+                using var process = Process.GetProcessById(pid);
+                process.Kill();
+                WaitUntilEnded(process, TimeSpan.FromSeconds(5));
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
             {
@@ -135,17 +146,23 @@ internal static class AgentProcess
     internal static bool IsAgentOf(int pid, string dir)
     {
         if (!OperatingSystem.IsLinux()) return true;
+        return HasAgentCommandLine(pid) && AgentClient.ListeningProcessId(dir) == pid;
+    }
+
+    /// <summary>Whether process <paramref name="pid"/>'s command line (in /proc, which anyone may read) is 'daiko terminal agent --terminal ...' (Linux; elsewhere true).</summary>
+    private static bool HasAgentCommandLine(int pid)
+    {
+        if (!OperatingSystem.IsLinux()) return true;
         try
         {
             var args = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
             var at = Array.IndexOf(args, "--terminal");
-            if (at < 2 || at + 1 >= args.Length || args[at - 1] != "agent" || args[at - 2] != "terminal") return false;
+            return at >= 2 && at + 1 < args.Length && args[at - 1] == "agent" && args[at - 2] == "terminal";
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return false;
         }
-        return AgentClient.ListeningProcessId(dir) == pid;
     }
 
     /// <summary>The agent's process id; null when there is none — including an agent that ended (and removed its file) as we looked.</summary>

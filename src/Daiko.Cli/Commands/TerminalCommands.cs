@@ -203,9 +203,12 @@ internal static partial class TerminalCommands
                 if (parse.GetValue(stats)) Console.Error.WriteLine(TerminalStats.CommandLine(new TlsCounters(), clock.Elapsed));
                 return 0;
             }
+            int? agent = null;
             try
             {
-                await using (var control = await AgentClient.ConnectAsync(dir, ct))
+                var (control, pid) = await AgentClient.ConnectToAgentAsync(dir, ct);
+                agent = pid;
+                await using (control)
                 {
                     var state = await new HomeControl(control).LockAsync(ct);
                     CliOutput.Print(parse.GetValue(json), new { state = state.ToWire(), access_card = "locked" }, $"home card {state.ToWire()}; access card locked");
@@ -217,7 +220,8 @@ internal static partial class TerminalCommands
             {
                 Console.Error.WriteLine($"daiko: {e.Message}; locking the access card anyway");
             }
-            AgentProcess.Stop(dir);
+            // The agent this lock spoke to ends by itself; it is waited for (stopped if it lingers) even once its socket is gone.
+            AgentProcess.Stop(dir, agent);
             return 0;
         });
         return command;

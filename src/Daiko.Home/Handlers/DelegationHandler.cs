@@ -42,45 +42,52 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             var tickets = new List<Daiko.Tls.SessionTicket>();
             await policies.StockedAsync(context.DeviceId, policy.TicketTerms, context.Closed);
             var pskKe = await delegation.PskKeHintAsync(market, context.Closed);
-            while (tickets.Count < wanted)
+            // Each ticket's place, counted before it is taken: given back, with every ticket wiped, if they never reach the device.
+            var places = new List<ITicketPlace>();
+            try
             {
-                // The room first, then the ticket: a concurrent request that took the last room leaves this one
-                // with what it has (counted and handed), and no ticket is taken from the cache to be dropped.
-                ITicketPlace held;
-                try
+                while (tickets.Count < wanted)
                 {
-                    held = await policies.Tickets.ReserveAsync(context.DeviceId, market.Holding, policy.MaxTickets, context.Closed);
-                }
-                catch (PolicyRefusedException) when (tickets.Count > 0)
-                {
-                    break;
-                }
-                await using (held)
-                {
-                    if (delegation.TryTakeCached(context.DeviceId, market, policy.TicketLifetimeOrLongest) is not { } ticket) break;
+                    // The room first, then the ticket: a concurrent request that took the last room leaves this one
+                    // with what it has (counted and handed), and no ticket is taken from the cache to be dropped.
+                    ITicketPlace held;
                     try
                     {
-                        await held.HandedAsync(ticket.ExpiresAt, context.Closed);
+                        held = await policies.Tickets.ReserveAsync(context.DeviceId, market.Holding, policy.MaxTickets, context.Closed);
                     }
-                    catch
+                    catch (PolicyRefusedException) when (tickets.Count > 0)
                     {
-                        // Not counted, so not handed over: the ticket goes with the request's failure.
-                        ticket.Wipe();
-                        foreach (var t in tickets) t.Wipe();
-                        throw;
+                        break;
                     }
-                    tickets.Add(DelegationService.Hinted(ticket, pskKe));
+                    await using (held)
+                    {
+                        if (delegation.TryTakeCached(context.DeviceId, market, policy.TicketLifetimeOrLongest) is not { } ticket) break;
+                        try
+                        {
+                            await held.HandedAsync(ticket.ExpiresAt, context.Closed);
+                        }
+                        catch
+                        {
+                            // Not counted, so not handed over: the ticket goes with the request's failure.
+                            ticket.Wipe();
+                            throw;
+                        }
+                        places.Add(held);
+                        tickets.Add(DelegationService.Hinted(ticket, pskKe));
+                    }
                 }
+                await AuditOrWipeAsync(tickets, context.DeviceId, "stock", Where(market), "resume", $"{tickets.Count} ticket(s) handed over");
             }
-            await AuditOrWipeAsync(tickets, context.DeviceId, "stock", Where(market), "resume", $"{tickets.Count} ticket(s) handed over");
+            catch
+            {
+                await NotDeliveredAsync(tickets, places);
+                throw;
+            }
             return new HandlerResult(new StockedReply(tickets, handshakes), () =>
             {
                 foreach (var t in tickets) t.Wipe();
                 delegation.RefillAhead(context.DeviceId, market, purges);
-            }, () =>
-            {
-                foreach (var t in tickets) t.Wipe();
-            });
+            }, () => _ = NotDeliveredAsync(tickets, places));
         });
 
     public async Task<HandlerResult> DelegateAsync(DelegateRequest request, RequestContext context)
@@ -200,20 +207,20 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 try
                 {
                     await held.HandedAsync(ticket.ExpiresAt, context.Closed);
+                    await AuditOrWipeAsync([ticket], context.DeviceId, "delegate", where, audit, Said("ticket handed over"));
                 }
                 catch
                 {
-                    // Not counted, so not handed over.
-                    ticket.Wipe();
+                    // Not counted, or not audited: not handed over.
+                    await NotDeliveredAsync([ticket], [held]);
                     throw;
                 }
-                await AuditOrWipeAsync([ticket], context.DeviceId, "delegate", where, audit, Said("ticket handed over"));
                 // The reply is encoded before AfterReply runs: only then is the ticket's PSK wiped.
                 return new HandlerResult(new TicketReply(ticket), () =>
                 {
                     ticket.Wipe();
                     delegation.RefillAhead(context.DeviceId, market, purges);
-                }, ticket.Wipe);
+                }, () => _ = NotDeliveredAsync([ticket], [held]));
             }
             case DelegationMode.Handoff:
             {
@@ -301,6 +308,16 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             default:
                 return HandlerResult.Error(ErrorCode.BadMode, $"unknown delegation mode '{mode.ToWire()}'");
         }
+    }
+
+    /// <summary>
+    /// Tickets counted for the device that never reached it (the request failed after them, or its reply could not be
+    /// sent): wiped, and their places given back (best effort: a place that cannot be given back counts until its expiry).
+    /// </summary>
+    private static async Task NotDeliveredAsync(IEnumerable<Daiko.Tls.SessionTicket> tickets, IEnumerable<ITicketPlace> places)
+    {
+        foreach (var t in tickets) t.Wipe();
+        foreach (var place in places) await place.GiveBackAsync();
     }
 
     /// <summary>Audits tickets taken from the cache for a device; if the audit fails they are wiped, never left unreferenced.</summary>

@@ -23,8 +23,15 @@ public interface ITicketHoldings
 /// <summary>A place held for one ticket: <see cref="HandedAsync"/> records its expiry; disposing without it gives the place back.</summary>
 public interface ITicketPlace : IAsyncDisposable
 {
-    /// <summary>The ticket was handed over: it counts until <paramref name="expiresAt"/>. Throws when that cannot be recorded (the ticket must then not be handed over).</summary>
+    /// <summary>The ticket is to be handed over: it counts until <paramref name="expiresAt"/>. Throws when that cannot be recorded (the ticket must then not be handed over).</summary>
     Task HandedAsync(DateTimeOffset expiresAt, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The ticket recorded by <see cref="HandedAsync"/> never reached the device after all (the request failed after it, or its
+    /// reply could not be sent): its place is given back. Best effort, never throws: a place it cannot give back counts
+    /// until the ticket's expiry, one too many rather than one too few.
+    /// </summary>
+    Task GiveBackAsync();
 }
 
 /// <summary>
@@ -112,6 +119,15 @@ public sealed class TicketHoldings(TimeProvider time) : ITicketHoldings
     internal static PolicyRefusedException Full(int held, string market) => new(PolicyRule.MaxTickets,
         $"this device already holds {held} unexpired ticket(s) for {market}, its limit; the owner can raise it with 'daiko home device policy --max-tickets'");
 
+    /// <summary>A ticket recorded as handed over, which never reached the device, no longer counts.</summary>
+    private void Forget((string, string) key, DateTimeOffset expiresAt)
+    {
+        lock (_gate)
+        {
+            if (_held.TryGetValue(key, out var held)) held.Expiries.Remove(expiresAt, out _, out _);
+        }
+    }
+
     /// <summary>A reserved place is given back, or becomes a ticket handed over that counts until <paramref name="expiresAt"/>.</summary>
     private void Settle((string, string) key, DateTimeOffset? expiresAt)
     {
@@ -128,12 +144,24 @@ public sealed class TicketHoldings(TimeProvider time) : ITicketHoldings
     public sealed class Reservation(TicketHoldings holdings, (string, string) key) : ITicketPlace, IDisposable
     {
         private bool _done;
+        private DateTimeOffset? _handed;
 
         public void Handed(DateTimeOffset expiresAt)
         {
             if (_done) return;
             _done = true;
+            _handed = expiresAt;
             holdings.Settle(key, expiresAt);
+        }
+
+        public Task GiveBackAsync()
+        {
+            if (_handed is { } expiresAt)
+            {
+                _handed = null;
+                holdings.Forget(key, expiresAt);
+            }
+            return Task.CompletedTask;
         }
 
         public void Dispose()

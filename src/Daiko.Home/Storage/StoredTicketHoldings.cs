@@ -14,10 +14,11 @@ namespace Daiko.Home.Storage;
 /// <remarks>
 /// A place is a row: inserted with a placeholder expiry (<see cref="ReservedFor"/>) when reserved, given the ticket's
 /// own expiry when it is handed over, deleted when it is given back. Reservations for one device and market run one at a
-/// time across processes (<see cref="IHomeStore.BeginExclusiveAsync"/>: an advisory lock on PostgreSQL), so two nodes
-/// cannot both take the last place. On PostgreSQL a reservation commits without waiting for the disk (as the
-/// bookkeeping does): a database that crashes may forget the places of its last fraction of a second, and the devices
-/// that held them may take that many more.
+/// time across processes (on PostgreSQL a transaction-scoped advisory lock on the schema, device and market, taken in the
+/// reservation's one batch; on SQLite BEGIN IMMEDIATE), so two nodes cannot both take the last place. On PostgreSQL these
+/// writes commit without waiting for the disk (as the bookkeeping's do): a database that crashes may forget the places of
+/// its last fraction of a second, and the devices that held them may take that many more. Expiries are judged by the
+/// clock of the process that writes or reads them (the nodes' clocks are taken to agree, as for every other expiry).
 /// </remarks>
 public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : ITicketHoldings
 {
@@ -33,7 +34,7 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
     /// </summary>
     public static readonly TimeSpan ReservedFor = TimeSpan.FromMinutes(2);
 
-    /// <summary>How often this process deletes every device's expired rows (a reservation deletes its own device's each time).</summary>
+    /// <summary>How often this process deletes every device's expired rows (counts pass over them until then).</summary>
     private static readonly TimeSpan SweepEvery = TimeSpan.FromMinutes(1);
 
     private long _sweptAtMs;
@@ -45,18 +46,20 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
         var reservedUntil = now + (long)ReservedFor.TotalMilliseconds;
         await using (var connection = await store.OpenAsync(Migration, cancellationToken))
         {
+            // Not cancelled once sent: a reservation committed but not known to its caller would count until it lapses.
             var (inserted, held) = connection is NpgsqlConnection postgres
-                ? await ReserveOnPostgresAsync(postgres, place, deviceId, market, max, now, reservedUntil, cancellationToken)
-                : await ReserveInTransactionAsync(connection, place, deviceId, market, max, now, reservedUntil, cancellationToken);
+                ? await ReserveOnPostgresAsync(postgres, place, deviceId, market, max, now, reservedUntil, CancellationToken.None)
+                : await ReserveInTransactionAsync(connection, place, deviceId, market, max, now, reservedUntil, CancellationToken.None);
             if (!inserted) throw TicketHoldings.Full(held, market);
         }
-        await SweepIfDueAsync(now, cancellationToken);
+        SweepIfDue(now);
         return new Place(store, place, deviceId, market);
     }
 
     /// <summary>
-    /// One round trip: the statements of a batch run in one implicit transaction, the advisory lock (one per device and
-    /// market, across nodes) held from the first to its end, and committed without waiting for the disk.
+    /// One batch: its statements run in one implicit transaction, the advisory lock (one per owner's schema, device and
+    /// market, across nodes) held from the first to its end, and committed without waiting for the disk. Expired rows are
+    /// not counted (the sweep deletes them); the count is read again only for a refusal's message.
     /// </summary>
     private static async Task<(bool Inserted, int Held)> ReserveOnPostgresAsync(NpgsqlConnection connection, string place, string deviceId, string market, int max,
         long now, long reservedUntil, CancellationToken cancellationToken)
@@ -65,29 +68,21 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
         {
             BatchCommands =
             {
-                Statement("SELECT pg_advisory_xact_lock(hashtext('daiko tickets'), hashtext(@d || '/' || @m))", ("@d", deviceId), ("@m", market)),
+                Statement("SELECT pg_advisory_xact_lock(hashtext('daiko tickets'), hashtext(current_schema() || '/' || @d || '/' || @m))", ("@d", deviceId), ("@m", market)),
                 Statement(SkipTheDisk),
-                Statement("DELETE FROM device_tickets WHERE device_id = @d AND market = @m AND expires_ms <= @now", ("@d", deviceId), ("@m", market), ("@now", now)),
-                Statement("""
-                    INSERT INTO device_tickets(place, device_id, market, expires_ms) SELECT @p, @d, @m, @e
-                    WHERE (SELECT COUNT(*) FROM device_tickets WHERE device_id = @d AND market = @m) < @max
-                    """, ("@p", place), ("@d", deviceId), ("@m", market), ("@e", reservedUntil), ("@max", (long)max)),
-                Statement("SELECT COUNT(*) FROM device_tickets WHERE device_id = @d AND market = @m", ("@d", deviceId), ("@m", market)),
+                Statement(InsertUnderMax, ("@p", place), ("@d", deviceId), ("@m", market), ("@e", reservedUntil), ("@now", now), ("@max", (long)max)),
             },
         };
-        // Rows come from the lock, the setting and, last, the count after the insert: the last row read is the count.
-        object? last = null;
-        await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
-        {
-            do
-            {
-                while (await reader.ReadAsync(cancellationToken)) last = reader.GetValue(0);
-            }
-            while (await reader.NextResultAsync(cancellationToken));
-        }
-        var held = Convert.ToInt32(last, CultureInfo.InvariantCulture);
-        return (batch.BatchCommands[3].RecordsAffected == 1, held);
+        await batch.ExecuteNonQueryAsync(cancellationToken);
+        if (batch.BatchCommands[2].RecordsAffected == 1) return (true, 0);
+        return (false, await CountAsync(connection, null, deviceId, market, now, cancellationToken));
     }
+
+    /// <summary>A place, inserted only while the device holds fewer than @max unexpired ones for the market.</summary>
+    private const string InsertUnderMax = """
+        INSERT INTO device_tickets(place, device_id, market, expires_ms) SELECT @p, @d, @m, @e
+        WHERE (SELECT COUNT(*) FROM device_tickets WHERE device_id = @d AND market = @m AND expires_ms > @now) < @max
+        """;
 
     /// <summary>In a batch on PostgreSQL: this transaction's commit does not wait for the disk (as the bookkeeping's, <see cref="GroupedWrites"/>).</summary>
     private const string SkipTheDisk = "SELECT set_config('synchronous_commit', 'off', true)";
@@ -119,14 +114,11 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
         long now, long reservedUntil, CancellationToken cancellationToken)
     {
         await using var transaction = await store.BeginExclusiveAsync(connection, $"tickets/{deviceId}/{market}", cancellationToken);
-        await StoreCommands.ExecuteAsync(connection, transaction, "DELETE FROM device_tickets WHERE device_id = @d AND market = @m AND expires_ms <= @now",
-            cancellationToken, ("@d", deviceId), ("@m", market), ("@now", now));
-        var held = await CountAsync(connection, transaction, deviceId, market, now, cancellationToken);
-        if (held >= max) return (false, held);
-        await StoreCommands.ExecuteAsync(connection, transaction, "INSERT INTO device_tickets(place, device_id, market, expires_ms) VALUES (@p, @d, @m, @e)",
-            cancellationToken, ("@p", place), ("@d", deviceId), ("@m", market), ("@e", reservedUntil));
+        var inserted = await StoreCommands.ExecuteAsync(connection, transaction, InsertUnderMax, cancellationToken,
+            ("@p", place), ("@d", deviceId), ("@m", market), ("@e", reservedUntil), ("@now", now), ("@max", (long)max)) == 1;
+        var held = inserted ? 0 : await CountAsync(connection, transaction, deviceId, market, now, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        return (true, held + 1);
+        return (inserted, held);
     }
 
     public async Task<int> RoomForAsync(string deviceId, string market, int max, CancellationToken cancellationToken)
@@ -140,13 +132,37 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
         Convert.ToInt32(await StoreCommands.ScalarAsync(connection, transaction, "SELECT COUNT(*) FROM device_tickets WHERE device_id = @d AND market = @m AND expires_ms > @now",
             cancellationToken, ("@d", deviceId), ("@m", market), ("@now", now)), CultureInfo.InvariantCulture);
 
-    /// <summary>Rows of devices that stopped asking would otherwise stay: once a minute, every expired row goes.</summary>
-    private async Task SweepIfDueAsync(long now, CancellationToken cancellationToken)
+    /// <summary>
+    /// Rows of devices that stopped asking would otherwise stay: once a minute every expired row goes, beside the request
+    /// that found it due (not in its way, and not its failure when the store is out of reach: the next is a minute later).
+    /// </summary>
+    private void SweepIfDue(long now)
     {
         var swept = Volatile.Read(ref _sweptAtMs);
         if (now - swept < (long)SweepEvery.TotalMilliseconds || Interlocked.CompareExchange(ref _sweptAtMs, now, swept) != swept) return;
-        await using var connection = await store.OpenAsync(Migration, cancellationToken);
-        await ExecuteLazilyAsync(connection, "DELETE FROM device_tickets WHERE expires_ms <= @now", cancellationToken, ("@now", now));
+        _ = Task.Run(() => BestEffortAsync(async ct =>
+        {
+            await using var connection = await store.OpenAsync(Migration, ct);
+            await ExecuteLazilyAsync(connection, "DELETE FROM device_tickets WHERE expires_ms <= @now", ct, ("@now", now));
+        }));
+    }
+
+    /// <summary>How long a write that only gives room back may take before it is left undone.</summary>
+    private static readonly TimeSpan BestEffortFor = TimeSpan.FromSeconds(5);
+
+    /// <summary>Runs a write that only gives room back: bounded in time, and never an error of its own (what it leaves lapses by itself).</summary>
+    private static async Task BestEffortAsync(Func<CancellationToken, Task> write)
+    {
+        try
+        {
+            using var bounded = new CancellationTokenSource(BestEffortFor);
+            await write(bounded.Token);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // The store is out of reach, or slow: the place or the expired rows stay until their expiry or the next sweep,
+            // counting one ticket too many rather than one too few.
+        }
     }
 
     private sealed class Place(IHomeStore store, string place, string deviceId, string market) : ITicketPlace
@@ -169,16 +185,16 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
         {
             if (_done) return;
             _done = true;
-            try
-            {
-                await using var connection = await store.OpenAsync(Migration, CancellationToken.None);
-                await ExecuteLazilyAsync(connection, "DELETE FROM device_tickets WHERE place = @p", CancellationToken.None, ("@p", place));
-            }
-            catch (DbException)
-            {
-                // The store is out of reach: the place is given back when its placeholder lapses (ReservedFor), counting
-                // one ticket too many until then rather than one too few.
-            }
+            await DeleteAsync();
         }
+
+        public Task GiveBackAsync() => _done ? DeleteAsync() : Task.CompletedTask;
+
+        /// <summary>Deletes the place (a placeholder lapses by itself after <see cref="ReservedFor"/>, a handed ticket at its expiry).</summary>
+        private Task DeleteAsync() => BestEffortAsync(async ct =>
+        {
+            await using var connection = await store.OpenAsync(Migration, ct);
+            await ExecuteLazilyAsync(connection, "DELETE FROM device_tickets WHERE place = @p", ct, ("@p", place));
+        });
     }
 }

@@ -211,7 +211,11 @@ public static class AgentClient
         }
     }
 
-    public static async Task<ControlConnection> ConnectAsync(string directory, CancellationToken cancellationToken)
+    public static async Task<ControlConnection> ConnectAsync(string directory, CancellationToken cancellationToken) =>
+        (await ConnectToAgentAsync(directory, cancellationToken)).Control;
+
+    /// <summary>A connection to the agent, and the agent's process id as the kernel names the process listening on its socket (Linux; else null).</summary>
+    public static async Task<(ControlConnection Control, int? AgentPid)> ConnectToAgentAsync(string directory, CancellationToken cancellationToken)
     {
         var path = TerminalAgent.SocketPath(directory);
         if (!File.Exists(path)) throw new ControlErrorException(ErrorCode.Locked, "the access card is locked: run 'daiko terminal unlock' first");
@@ -225,8 +229,9 @@ public static class AgentClient
             socket.Dispose();
             throw new ControlErrorException(ErrorCode.Locked, "the terminal agent is gone (idle timeout or lock): run 'daiko terminal unlock' again");
         }
+        int? agent = OperatingSystem.IsLinux() ? PeerCredentials.Of(socket).Pid : null;
         var connection = new ControlConnection(new NetworkStream(socket, ownsSocket: true));
         connection.Start();
-        return connection;
+        return (connection, agent);
     }
 }

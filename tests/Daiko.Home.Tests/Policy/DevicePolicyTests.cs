@@ -131,6 +131,22 @@ public sealed class DevicePolicyTests
     }
 
     [Fact]
+    public async Task TicketHoldings_ATicketCountedThatNeverReachedTheDevice_GivesItsPlaceBack_OnceEvenIfToldTwice()
+    {
+        var time = new ManualTime();
+        var holdings = new TicketHoldings(time);
+        using (var kept = holdings.Reserve("dev", "m.test:443", 2)) kept.Handed(time.Now.AddMinutes(10));
+        var place = holdings.Reserve("dev", "m.test:443", 2);
+        await place.HandedAsync(time.Now.AddMinutes(10), CancellationToken.None);
+        await place.DisposeAsync();
+        Assert.Equal(2, holdings.Count("dev", "m.test:443"));
+
+        await place.GiveBackAsync();
+        await place.GiveBackAsync();
+        Assert.Equal(1, holdings.Count("dev", "m.test:443"));
+    }
+
+    [Fact]
     public void TicketHoldings_AReservationNotHandedOver_GivesItsPlaceBack()
     {
         var holdings = new TicketHoldings(new ManualTime());

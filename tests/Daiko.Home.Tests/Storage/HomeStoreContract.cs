@@ -668,6 +668,24 @@ public abstract class HomeStoreContract
     }
 
     [Fact]
+    public async Task Tickets_ATicketCountedThatNeverReachedTheDevice_GivesItsPlaceBack_OnceEvenIfToldTwice()
+    {
+        var clock = new ManualClock(T0);
+        var first = new StoredTicketHoldings(Store(), clock);
+        var second = new StoredTicketHoldings(Store(), clock);
+        await HandAsync(first, T0.AddMinutes(10), max: 2);
+        var place = await first.ReserveAsync("dev", Market, 2, CancellationToken.None);
+        await place.HandedAsync(T0.AddMinutes(10), CancellationToken.None);
+        await place.DisposeAsync();
+        await Assert.ThrowsAsync<PolicyRefusedException>(() => second.RoomForAsync("dev", Market, 2, CancellationToken.None));
+
+        // Its reply could not be sent: the place is given back (after the place was disposed, as a request's ends first).
+        await place.GiveBackAsync();
+        await place.GiveBackAsync();
+        Assert.Equal(1, await second.RoomForAsync("dev", Market, 2, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task Tickets_ReservedAtOnceFromTwoProcesses_NeverPassTheMax()
     {
         var clock = new ManualClock(T0);
