@@ -75,30 +75,6 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
     }
 
     [Fact]
-    public async Task EverNewHosts_DoNotGrowWhatIsRememberedInMemory_PastItsBound()
-    {
-        var clock = new SteppedTime();
-        var profiles = new MarketProfiles(Store().MarketProfiles, clock);
-        for (var i = 0; i < MarketProfiles.MaxRemembered + 500; i++)
-        {
-            await profiles.FindAsync($"host-{i}.test", 443, $"host-{i}.test", null);
-            if (i % 1000 == 999) clock.Now += MarketProfiles.Freshness;
-        }
-
-        Assert.InRange(profiles.Remembered, 1, MarketProfiles.MaxRemembered);
-        // A market remembered since is still answered from memory.
-        await profiles.RememberAsync(new MarketProfile("kept.test", 443, true, true, false, 0, clock.Now));
-        Assert.True((await profiles.FindAsync("kept.test", 443, "kept.test", null))?.IssuesTickets);
-    }
-
-    private sealed class SteppedTime : TimeProvider
-    {
-        public DateTimeOffset Now { get; set; } = new(2026, 12, 5, 9, 0, 0, TimeSpan.Zero);
-
-        public override DateTimeOffset GetUtcNow() => Now;
-    }
-
-    [Fact]
     public async Task UnknownMarket_StartsWithHandoff_AndProfilesAreUpdatedAndSurviveRestart()
     {
         Assert.Equal(DelegationMode.Handoff, MarketProfiles.Choose(await new MarketProfiles(Store().MarketProfiles).FindAsync("new.test", 443, "new.test", null)));
@@ -218,6 +194,31 @@ public abstract class MarketProfilesContract(StoreKind kind) : StoreContract(kin
 
 public sealed class SqliteMarketProfilesTests() : MarketProfilesContract(StoreKind.Sqlite)
 {
+    // The bound is the memory of MarketProfiles itself, whatever the store behind it: tried on SQLite alone (on PostgreSQL
+    // its 10,500 lookups took over a minute of the suite and judged nothing more).
+    [Fact]
+    public async Task EverNewHosts_DoNotGrowWhatIsRememberedInMemory_PastItsBound()
+    {
+        var clock = new SteppedTime();
+        var profiles = new MarketProfiles(Store().MarketProfiles, clock);
+        for (var i = 0; i < MarketProfiles.MaxRemembered + 500; i++)
+        {
+            await profiles.FindAsync($"host-{i}.test", 443, $"host-{i}.test", null);
+            if (i % 1000 == 999) clock.Now += MarketProfiles.Freshness;
+        }
+
+        Assert.InRange(profiles.Remembered, 1, MarketProfiles.MaxRemembered);
+        // A market remembered since is still answered from memory.
+        await profiles.RememberAsync(new MarketProfile("kept.test", 443, true, true, false, 0, clock.Now));
+        Assert.True((await profiles.FindAsync("kept.test", 443, "kept.test", null))?.IssuesTickets);
+    }
+
+    private sealed class SteppedTime : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = new(2026, 12, 5, 9, 0, 0, TimeSpan.Zero);
+
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
 }
 
 [Collection("home card")]
