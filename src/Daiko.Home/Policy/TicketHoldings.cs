@@ -106,9 +106,11 @@ public sealed class TicketHoldings(TimeProvider time) : ITicketHoldings
     /// </summary>
     public int RoomFor(string deviceId, string market, int max)
     {
-        var held = Count(deviceId, market);
-        return held < max ? max - held : throw Full(held, market);
+        return RoomLeft(Count(deviceId, market), max, market);
     }
+
+    /// <summary>The places left under <paramref name="max"/> with <paramref name="held"/> taken (at least one), or the refusal.</summary>
+    internal static int RoomLeft(int held, int max, string market) => held < max ? max - held : throw Full(held, market);
 
     public Task<ITicketPlace> ReserveAsync(string deviceId, string market, int max, CancellationToken cancellationToken) =>
         Task.FromResult<ITicketPlace>(Reserve(deviceId, market, max));

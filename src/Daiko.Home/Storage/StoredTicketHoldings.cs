@@ -124,8 +124,7 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
     public async Task<int> RoomForAsync(string deviceId, string market, int max, CancellationToken cancellationToken)
     {
         await using var connection = await store.OpenAsync(Migration, cancellationToken);
-        var held = await CountAsync(connection, null, deviceId, market, time.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken);
-        return held < max ? max - held : throw TicketHoldings.Full(held, market);
+        return TicketHoldings.RoomLeft(await CountAsync(connection, null, deviceId, market, time.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken), max, market);
     }
 
     private static async Task<int> CountAsync(DbConnection connection, DbTransaction? transaction, string deviceId, string market, long now, CancellationToken cancellationToken) =>
