@@ -298,7 +298,7 @@ public sealed class DelegationService : IAsyncDisposable
         return (fresh ? null : TryTakeCached(deviceId, market, limit))
             ?? (_tickets.Count(key) > 0
                 ? throw new Policy.PolicyRefusedException(Policy.PolicyRule.TicketLifetime,
-                    $"the tickets of {market.Host}:{market.Port} live longer than this device may hold one ({Policy.DevicePolicy.FormatLifetime(limit)}); use handoff or relay, or the owner can change 'daiko home device policy --ticket-lifetime'")
+                    $"the tickets of {market.Host}:{market.Port} live longer than this device may hold one ({Policy.DevicePolicy.FormatLifetime(limit)}); use handoff or relay", new Policy.PolicyRemedy("lengthen it", "--ticket-lifetime"))
                 : throw new DelegationException(DelegationFailure.NoTicketIssued, $"the market {market.Host}:{market.Port} issued no session ticket; use handoff or relay"));
     }
 

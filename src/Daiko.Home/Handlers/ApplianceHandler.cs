@@ -30,9 +30,9 @@ public sealed class ApplianceHandler(ApplianceGateway appliances, DeviceRegistry
         var (policy, _) = await policies.ForDeviceAsync(context.DeviceId, context.Closed);
         if (policy.AllowsAppliance(name)) return null;
         var e = new Policy.PolicyRefusedException(Policy.PolicyRule.Appliances,
-            $"this device may not use the appliance '{name}' (its appliances: {policy.AppliancesText}); the owner can allow it with 'daiko home device policy --appliances'");
+            $"this device may not use the appliance '{name}' (its appliances: {policy.AppliancesText})", new Policy.PolicyRemedy("allow it", "--appliances"));
         await devices.AuditAsync(context.DeviceId, action, name, null, e.AuditOutcome, context.Closed);
-        return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
+        return HandlerResult.Error(ErrorCode.PolicyRefused, await policies.ReplyAsync(e, context.DeviceId, context.Closed));
     }
 
     public async Task<HandlerResult> CommandAsync(ApplianceCommandRequest request, RequestContext context)

@@ -99,11 +99,11 @@ public sealed class AssistHandler(CardGate gate, DeviceRegistry devices, IServer
         var e = !policy.Modes.Contains(DelegationMode.Assist) ? Policy.ModeChoice.Forbidden(DelegationMode.Assist, policy.Modes)
             : market is not null && !policy.MayNameMarket(market) ? new Policy.PolicyRefusedException(Policy.PolicyRule.Markets, market.Length == 0
                 ? $"this device gets chain verdicts only for a market it names (its markets: {policy.MarketsText})"
-                : $"this device may not use the market {market} (its markets: {policy.MarketsText}); the owner can allow it with 'daiko home device policy --markets'")
+                : $"this device may not use the market {market} (its markets: {policy.MarketsText})", market.Length == 0 ? null : new Policy.PolicyRemedy("allow it", "--markets"))
             : null;
         if (e is null) return null;
         await devices.AuditAsync(context.DeviceId, action, string.IsNullOrEmpty(market) ? null : market, "assist", e.AuditOutcome);
-        return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
+        return HandlerResult.Error(ErrorCode.PolicyRefused, await policies.ReplyAsync(e, context.DeviceId, context.Closed));
     }
 
     /// <summary>A handshake (TLS 1.3 or 1.2) is signed for only when it names the granted market.</summary>

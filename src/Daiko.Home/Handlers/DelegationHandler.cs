@@ -185,7 +185,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
     private async Task<HandlerResult> RefuseAsync(PolicyRefusedException e, string action, MarketRequest market, DelegationMode mode, RequestContext context)
     {
         await devices.AuditAsync(context.DeviceId, action, Where(market), mode.ToWire(), e.AuditOutcome);
-        return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
+        return HandlerResult.Error(ErrorCode.PolicyRefused, await policies.ReplyAsync(e, context.DeviceId, context.Closed));
     }
 
     /// <param name="refused">

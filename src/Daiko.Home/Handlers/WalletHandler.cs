@@ -76,7 +76,7 @@ public sealed class WalletHandler(Money.PurseLedger ledger, PaymentReports repor
                     if (!policy.AllowsPayee(payee))
                     {
                         throw new Policy.PolicyRefusedException(Policy.PolicyRule.Payees,
-                            $"this device may not pay '{payee}' (its payees: {policy.PayeesText}); the owner can allow it with 'daiko home device policy --name {name} --payees'");
+                            $"this device may not pay '{payee}' (its payees: {policy.PayeesText})", new Policy.PolicyRemedy("allow it", "--payees"));
                     }
                     var spend = policy.SpendLimitPerDay is { } limit ? new Policy.DeviceSpend(name, limit, policies.Time) : null;
                     var payment = await ledger.PayAsync(pay.Request, spend is null ? null : spend.Charge, payer: context.DeviceId);
@@ -108,7 +108,7 @@ public sealed class WalletHandler(Money.PurseLedger ledger, PaymentReports repor
         catch (Policy.PolicyRefusedException e)
         {
             await devices.AuditAsync(context.DeviceId, request.Type, null, null, e.AuditOutcome);
-            return HandlerResult.Error(ErrorCode.PolicyRefused, e.Reply);
+            return HandlerResult.Error(ErrorCode.PolicyRefused, await policies.ReplyAsync(e, context.DeviceId, context.Closed));
         }
         catch (PurseException e)
         {

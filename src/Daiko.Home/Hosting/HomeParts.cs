@@ -82,7 +82,10 @@ public sealed class HomeParts : IAsyncDisposable
         Connections = new ConnectionRegistry();
         Policies = new Policy.DevicePolicies(new Storage.SqlDevicePolicyStore(Store),
             async (id, ct) => (await Devices.FindByIdAsync(id, ct))?.Name, options.Time, options.AllowPrivateMarkets,
-            options.TicketHoldings ?? (Store.Dialect == Storage.HomeDialect.Postgres ? new Storage.StoredTicketHoldings(Store, options.Time) : null));
+            options.TicketHoldings ?? (Store.Dialect == Storage.HomeDialect.Postgres ? new Storage.StoredTicketHoldings(Store, options.Time) : null))
+        {
+            Command = owner is null ? Policy.PolicyCommand.Home : Policy.PolicyCommand.Hosted(owner),
+        };
         var gate = new CardGate(card);
         var grants = new AssistGrants(options.Time);
         // What the home server holds for a device under a session that ended, however it ended: its cached

@@ -28,6 +28,13 @@ public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, Cancel
     /// <summary>Where the policies are kept.</summary>
     public IDevicePolicyStore Store => store;
 
+    /// <summary>The command that changes a policy kept here, which a refusal names (a hosted owner's names the owner).</summary>
+    public PolicyCommand Command { get; init; } = PolicyCommand.Home;
+
+    /// <summary>The reply to <paramref name="refusal"/> of the device <paramref name="deviceId"/>: with its remedy as the command that changes this device's policy here.</summary>
+    public async Task<string> ReplyAsync(PolicyRefusedException refusal, string deviceId, CancellationToken cancellationToken = default) =>
+        refusal.Remedy is null ? refusal.Reply : refusal.ReplyUnder(Command, (await ForDeviceAsync(deviceId, cancellationToken)).Name);
+
     /// <summary>
     /// A device being added by name gets <paramref name="defaults"/> (home.json's device_defaults) unless
     /// the owner already set a policy for that name; returns the policy it has now.

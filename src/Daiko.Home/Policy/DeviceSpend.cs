@@ -31,7 +31,7 @@ public sealed record DeviceSpend(string DeviceName, long LimitPerDay, TimeProvid
         if (amount > LimitPerDay - spent)
         {
             throw new PolicyRefusedException(PolicyRule.SpendLimit,
-                $"this device may spend {LimitPerDay} {currency} a day and has spent {spent} today: {amount} more is over its spend limit; the owner can raise it with 'daiko home device policy --spend-limit'");
+                $"this device may spend {LimitPerDay} {currency} a day and has spent {spent} today: {amount} more is over its spend limit", new PolicyRemedy("raise it", "--spend-limit"));
         }
         Run(connection, transaction, "INSERT INTO device_spend(device, day, currency, amount) VALUES (@d, @day, @c, @a) ON CONFLICT(device, day, currency) DO UPDATE SET amount = @a",
             ("@d", DeviceName), ("@day", day), ("@c", currency), ("@a", spent + amount));

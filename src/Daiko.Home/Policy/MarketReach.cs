@@ -37,7 +37,7 @@ public sealed record MarketReach(IReadOnlyList<MarketPattern> Markets, bool Allo
     private bool NameListed(string host, int port) => Markets.Any(m => m.MatchesName(host, port));
 
     private PolicyRefusedException NotListed(string host, int port) => new(PolicyRule.Markets,
-        $"this device may not use the market {host}:{port} (its markets: {(Markets.Count == 0 ? "none" : string.Join(",", Markets))}); the owner can allow it with 'daiko home device policy --markets'");
+        $"this device may not use the market {host}:{port} (its markets: {(Markets.Count == 0 ? "none" : string.Join(",", Markets))})", new PolicyRemedy("allow it", "--markets"));
 
     /// <summary>
     /// The addresses of <paramref name="host"/> this device may reach, in dialling order; refuses when

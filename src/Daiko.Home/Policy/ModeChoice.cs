@@ -32,8 +32,9 @@ public static class ModeChoice
     {
         var modes = DevicePolicy.Join(new[] { DelegationMode.Resume, DelegationMode.Handoff, DelegationMode.Relay, DelegationMode.Assist }.Where(allowed.Contains).Select(m => m.ToWire()));
         return new PolicyRefusedException(PolicyRule.Modes, requested == DelegationMode.Auto
-            ? $"this device may use no delegation mode that works with this market (its modes: {modes}); the owner can allow more with 'daiko home device policy --modes'"
-            : $"this device may not use mode {requested.ToWire()} (its modes: {modes}); the owner can allow it with 'daiko home device policy --modes'");
+            ? $"this device may use no delegation mode that works with this market (its modes: {modes})"
+            : $"this device may not use mode {requested.ToWire()} (its modes: {modes})",
+            new PolicyRemedy(requested == DelegationMode.Auto ? "allow more" : "allow it", "--modes"));
     }
 
     /// <summary>Whether auto goes on to the next candidate after this failure (the mode could not serve; nothing the policy forbids).</summary>

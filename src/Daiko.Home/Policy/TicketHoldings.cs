@@ -119,7 +119,7 @@ public sealed class TicketHoldings(TimeProvider time) : ITicketHoldings
         Task.FromResult(RoomFor(deviceId, market, max));
 
     internal static PolicyRefusedException Full(int held, string market) => new(PolicyRule.MaxTickets,
-        $"this device already holds {held} unexpired ticket(s) for {market}, its limit; the owner can raise it with 'daiko home device policy --max-tickets'");
+        $"this device already holds {held} unexpired ticket(s) for {market}, its limit", new PolicyRemedy("raise it", "--max-tickets"));
 
     /// <summary>A ticket recorded as handed over, which never reached the device, no longer counts.</summary>
     private void Forget((string, string) key, DateTimeOffset expiresAt)

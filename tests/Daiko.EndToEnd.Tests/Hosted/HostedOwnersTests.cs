@@ -68,7 +68,8 @@ public sealed class HostedOwnersTests : IAsyncLifetime
         link.DropConnections();
         var again = await _site.GetAsync(terminal, "resume");
         Assert.True(again.ExitCode != 0, again.ToString());
-        Assert.Contains("max-tickets", again.StandardError, StringComparison.Ordinal);
+        // The remedy names the command that changes this owner's device policy on the site, not a home server's.
+        Assert.Contains("the owner can raise it with 'daiko host device policy --site DIR --owner gail --name roamer --max-tickets'", again.StandardError, StringComparison.Ordinal);
         // Refused by the other node, which the device reached.
         await second.WaitForOutputAsync("delegate refused (policy-refused)", TimeSpan.FromSeconds(10));
         // Other modes are served there as before.

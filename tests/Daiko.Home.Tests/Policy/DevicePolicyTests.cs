@@ -60,6 +60,12 @@ public sealed class DevicePolicyTests
         Assert.Equal(PolicyRule.Modes, refused.Rule);
         Assert.Equal("policy-refused: this device may not use mode resume (its modes: relay); the owner can allow it with 'daiko home device policy --modes'", refused.Reply);
         Assert.Equal([DelegationMode.Relay], ModeChoice.Candidates(DelegationMode.Relay, null, DevicePolicy.ParseModes("relay")));
+        // A hosted owner's device is changed with the site's command, naming the owner and the device.
+        Assert.Equal("policy-refused: this device may not use mode resume (its modes: relay); the owner can allow it with 'daiko host device policy --site DIR --owner alice --name phone --modes'",
+            refused.ReplyUnder(PolicyCommand.Hosted("alice"), "phone"));
+        // A refusal the owner cannot lift with an option names no command.
+        Assert.Equal("policy-refused: shop.example resolves to a private address; the owner can allow it for this device",
+            MarketReach.PrivateRefusal("shop.example").ReplyUnder(PolicyCommand.Hosted("alice"), "phone"));
     }
 
     [Theory]

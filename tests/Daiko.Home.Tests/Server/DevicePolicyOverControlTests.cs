@@ -197,7 +197,7 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
 
         Assert.Equal(ErrorCode.PolicyRefused, command.Code);
         Assert.Equal(ErrorCode.PolicyRefused, state.Code);
-        Assert.Equal("policy-refused: this device may not use the appliance 'garage' (its appliances: living-room); the owner can allow it with 'daiko home device policy --appliances'", command.Message);
+        Assert.Equal("policy-refused: this device may not use the appliance 'garage' (its appliances: living-room); the owner can allow it with 'daiko home device policy --name phone --appliances'", command.Message);
         await AssertAuditedAsync("refused by policy (appliances)");
     }
 
