@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Daiko.TestSupport;
 
 namespace Daiko.Web.Tests;
@@ -18,9 +19,7 @@ public sealed class PostgresHomeProcessTests
     {
         using var work = new TempDirectory("daiko-pg-home");
         using var postgres = await PostgresServer.StartAsync(work.Path);
-        var connectionFile = Path.Combine(work.Path, "store.conn");
-        File.WriteAllText(connectionFile, postgres.ConnectionString);
-        var system = new HomeOnPostgres(connectionFile);
+        var system = OnPostgres(work, postgres);
         try
         {
             // Enrolls (device add after serve started) and unlocks the terminal: both need the device in the server's store.
@@ -34,6 +33,72 @@ public sealed class PostgresHomeProcessTests
             Assert.DoesNotContain(postgres.ConnectionString, system.Server.ErrorOutput, StringComparison.Ordinal);
             Assert.False(File.Exists(Path.Combine(system.Home, "home.db")) && new FileInfo(Path.Combine(system.Home, "home.db")).Length > 0
                 && File.ReadAllText(Path.Combine(system.Home, "home.db")).Contains("phone", StringComparison.Ordinal), "the device went to home.db");
+        }
+        finally
+        {
+            await system.DisposeAsync();
+        }
+    }
+
+    private static HomeOnPostgres OnPostgres(TempDirectory work, PostgresServer postgres)
+    {
+        var connectionFile = Path.Combine(work.Path, "store.conn");
+        File.WriteAllText(connectionFile, postgres.ConnectionString);
+        return new HomeOnPostgres(connectionFile);
+    }
+
+    /// <summary>
+    /// A home server whose whole store is a real PostgreSQL server that goes down: a terminal's request is
+    /// answered <c>unavailable</c> with a sentence (not <c>internal</c>), a new connection of an enrolled
+    /// device is refused the same way (not taken for a stranger), the server stays up and says why in its
+    /// log, and once the store is back the same requests are served.
+    /// </summary>
+    [Fact]
+    public async Task WhileTheStoreIsDown_RequestsAreAnsweredUnavailable_AndServedAgainOnceItIsBack()
+    {
+        using var work = new TempDirectory("daiko-pg-outage");
+        using var postgres = await PostgresServer.StartAsync(work.Path);
+        var system = OnPostgres(work, postgres);
+        try
+        {
+            await system.InitializeAsync();
+            // A second device, enrolled but not unlocked: its commands open a connection of their own.
+            var second = Path.Combine(system.Dir.Path, "second");
+            var code = (await HomeWithConsole.Ok(LoopbackMarkets.DeviceAdd(system.Home, "tablet"))).StandardOutput.Trim();
+            await HomeWithConsole.Ok(["terminal", "enroll", "--terminal", second, "--home", $"127.0.0.1:{system.Port}", "--code", code], HomeWithConsole.AccessPin + "\n");
+            var history = await HomeWithConsole.Ok(["terminal", "wallet", "history", "--terminal", system.Terminal, "--json"]);
+
+            await postgres.StopAsync();
+            // The unlocked terminal's request, over its agent's open channel.
+            var throughAgent = await DaikoCli.RunAsync(["terminal", "wallet", "history", "--terminal", system.Terminal, "--json"]);
+            // An enrolled device's new connection: who it is cannot be looked up.
+            var unlock = $"{HomeWithConsole.AccessPin}\n{HomeWithConsole.Pin1}\n{HomeWithConsole.Pin2}\n";
+            var newConnection = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", second], unlock);
+
+            Assert.True(throughAgent.ExitCode != 0, throughAgent.ToString());
+            Assert.Contains("daiko: the home server cannot reach its store just now; nothing of this request was acknowledged: try again shortly", throughAgent.StandardError, StringComparison.Ordinal);
+            Assert.True(newConnection.ExitCode != 0, newConnection.ToString());
+            Assert.Contains("the home server cannot reach its store just now", newConnection.StandardError, StringComparison.Ordinal);
+            Assert.DoesNotContain("not enrolled", newConnection.StandardError, StringComparison.Ordinal);
+            await system.Server.WaitForOutputAsync("a control request 'wallet-history' met the store unavailable (answered 'unavailable')", TimeSpan.FromSeconds(10));
+            await system.Server.WaitForOutputAsync("a control request 'connect' met the store unavailable (answered 'unavailable')", TimeSpan.FromSeconds(10));
+            Assert.DoesNotContain("failed to handle", throughAgent.StandardError, StringComparison.Ordinal);
+            Assert.DoesNotContain(postgres.ConnectionString, system.Server.ErrorOutput, StringComparison.Ordinal);
+
+            // The watchers that poll the store several times a second say the outage once, not at every poll.
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            var log = system.Server.ErrorOutput;
+            Assert.Equal(1, Regex.Matches(log, "reading the revoked devices failed: ").Count);
+            Assert.Equal(1, Regex.Matches(log, "reading the payees failed: ").Count);
+
+            await postgres.StartAgainAsync();
+            await system.Server.WaitForOutputAsync("reading the revoked devices works again, after ", TimeSpan.FromSeconds(30));
+            // The same requests are served once the store is back, from the same server and agent: nothing was lost.
+            var again = await HomeWithConsole.Ok(["terminal", "wallet", "history", "--terminal", system.Terminal, "--json"]);
+            Assert.Equal(history.StandardOutput, again.StandardOutput);
+            await HomeWithConsole.Ok(["terminal", "unlock", "--terminal", second], unlock);
+            await HomeWithConsole.Ok(["terminal", "lock", "--terminal", second]);
+            Assert.False(system.Server.HasExited);
         }
         finally
         {

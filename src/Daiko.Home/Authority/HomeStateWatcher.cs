@@ -16,28 +16,10 @@ namespace Daiko.Home.Authority;
 /// </summary>
 public sealed class HomeStateWatcher(IHomeCard card, DeviceAuthority authority, AssistGrants grants, DeviceRegistry devices, TimeProvider time, ILogger logger)
 {
-    public async Task RunAsync(TimeSpan poll, CancellationToken cancellationToken)
-    {
-        using var timer = new PeriodicTimer(poll, time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(cancellationToken))
-            {
-                try
-                {
-                    await PollAsync(cancellationToken);
-                }
-                catch (Exception e) when (e is IOException or System.Data.Common.DbException or System.Text.Json.JsonException or UnauthorizedAccessException)
-                {
-                    // A file or the store caught mid-write: the next poll reads it again.
-                    logger.RevocationReadFailed(e.Message);
-                }
-            }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-        }
-    }
+    /// <summary>Looks every <paramref name="poll"/>; a file or the store caught mid-write, or the store unreachable, is read again at the next poll.</summary>
+    public Task RunAsync(TimeSpan poll, CancellationToken cancellationToken) =>
+        new BackgroundLook("reading the home card's state and the device sessions", PollAsync,
+            e => e is IOException or System.Data.Common.DbException or System.Text.Json.JsonException or UnauthorizedAccessException, time, logger).RunAsync(poll, cancellationToken);
 
     /// <summary>One look at the card's files and the store.</summary>
     public async Task PollAsync(CancellationToken cancellationToken)

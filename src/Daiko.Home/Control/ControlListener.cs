@@ -185,7 +185,18 @@ public sealed class ControlListener : IAsyncDisposable
         if (ssl.RemoteCertificate is { } presented)
         {
             using var certificate = new X509Certificate2(presented);
-            var lookup = _identity.Issued(certificate) ? await _routes.FindDeviceAsync(certificate, DeviceIdOf(certificate), _stop.Token) : new DeviceLookup(null, null);
+            DeviceLookup lookup;
+            try
+            {
+                lookup = _identity.Issued(certificate) ? await _routes.FindDeviceAsync(certificate, DeviceIdOf(certificate), _stop.Token) : new DeviceLookup(null, null);
+            }
+            catch (Exception e) when (Storage.StoreOutage.Is(e))
+            {
+                // Who the device is cannot be known now: refused as a moment's failure, to be tried again, not as a stranger.
+                _logger.StoreUnavailable("connect", e.GetBaseException().Message);
+                await RefuseAsync(ssl, ErrorCode.Unavailable, Storage.StoreOutage.Sentence);
+                return;
+            }
             var device = lookup.Device;
             if (device is null || lookup.Route is null || device.Revoked || !device.PublicKeyInfo.AsSpan().SequenceEqual(certificate.PublicKey.ExportSubjectPublicKeyInfo()))
             {

@@ -18,28 +18,9 @@ public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry co
     /// <summary>How often the connected devices' policies are read afresh and compared with the terms of their stock.</summary>
     public static readonly TimeSpan Poll = TimeSpan.FromSeconds(1);
 
-    public async Task RunAsync(TimeSpan poll, CancellationToken cancellationToken)
-    {
-        using var timer = new PeriodicTimer(poll, time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(cancellationToken))
-            {
-                try
-                {
-                    await CheckAsync(cancellationToken);
-                }
-                catch (System.Data.Common.DbException e)
-                {
-                    // A busy or briefly locked store: the next poll tries again.
-                    logger.PolicyReadFailed(e.Message);
-                }
-            }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-        }
-    }
+    /// <summary>Looks every <paramref name="poll"/>; a busy or unreachable store is tried again at the next poll.</summary>
+    public Task RunAsync(TimeSpan poll, CancellationToken cancellationToken) =>
+        new BackgroundLook("reading the device policies", CheckAsync, e => e is System.Data.Common.DbException, time, logger).RunAsync(poll, cancellationToken);
 
     /// <summary>One look at the connected devices' policies; returns how many devices were told to drop their stock.</summary>
     public async Task<int> CheckAsync(CancellationToken cancellationToken)

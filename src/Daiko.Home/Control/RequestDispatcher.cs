@@ -24,12 +24,23 @@ public sealed record HomeHandlers(
 /// without a device certificate; <c>unlock</c>, <c>lock</c> and <c>card-status</c> without a session;
 /// everything else (delegation, signatures, chain verdicts, the wallet, appliances, PIM) only to a
 /// device holding its own unlock session, and under that session's work token.
+/// A request that meets the store unreachable (<see cref="Storage.StoreOutage"/>) is answered <c>unavailable</c>,
+/// not <c>internal</c>: the terminal may try again, and the log says what failed.
 /// </summary>
-public sealed class RequestDispatcher(HomeHandlers handlers)
+public sealed class RequestDispatcher(HomeHandlers handlers, Microsoft.Extensions.Logging.ILogger? logger = null)
 {
     public async Task DispatchAsync(ControlRequest request, ControlConnection connection, string? deviceId, System.Net.IPAddress? peer = null)
     {
-        var result = await AnswerAsync(request.Message, connection, deviceId, peer);
+        HandlerResult result;
+        try
+        {
+            result = await AnswerAsync(request.Message, connection, deviceId, peer);
+        }
+        catch (Exception e) when (Storage.StoreOutage.Is(e) && !connection.Closed.IsCancellationRequested)
+        {
+            if (logger is not null) Hosting.HomeLog.StoreUnavailable(logger, request.Message.Type, e.GetBaseException().Message);
+            result = HandlerResult.Error(ErrorCode.Unavailable, Storage.StoreOutage.Sentence);
+        }
         try
         {
             await connection.ReplyAsync(request, result.Reply);

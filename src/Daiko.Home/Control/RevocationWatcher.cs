@@ -13,28 +13,9 @@ namespace Daiko.Home.Control;
 /// </summary>
 public sealed class RevocationWatcher(DeviceRegistry devices, ConnectionRegistry connections, SessionCache<Daiko.Tls.SessionTicket> tickets, TimeProvider time, ILogger logger)
 {
-    public async Task RunAsync(TimeSpan poll, CancellationToken cancellationToken)
-    {
-        using var timer = new PeriodicTimer(poll, time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(cancellationToken))
-            {
-                try
-                {
-                    await PollOnceAsync(cancellationToken);
-                }
-                catch (System.Data.Common.DbException e)
-                {
-                    // A busy or briefly locked store: the next poll tries again.
-                    logger.RevocationReadFailed(e.Message);
-                }
-            }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-        }
-    }
+    /// <summary>Looks every <paramref name="poll"/>; a busy or unreachable store is tried again at the next poll.</summary>
+    public Task RunAsync(TimeSpan poll, CancellationToken cancellationToken) =>
+        new BackgroundLook("reading the revoked devices", PollOnceAsync, e => e is System.Data.Common.DbException, time, logger).RunAsync(poll, cancellationToken);
 
     /// <summary>
     /// One look at the devices with a channel open or secrets cached here: those no longer enrolled (revoked,

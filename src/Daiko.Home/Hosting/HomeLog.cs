@@ -23,8 +23,11 @@ internal static partial class HomeLog
     [LoggerMessage(6, LogLevel.Error, "a control request '{Type}' failed")]
     public static partial void HandlerFailed(this ILogger logger, string type, Exception exception);
 
-    [LoggerMessage(7, LogLevel.Warning, "reading the revoked devices failed: {Reason}")]
-    public static partial void RevocationReadFailed(this ILogger logger, string reason);
+    [LoggerMessage(7, LogLevel.Warning, "{What} failed: {Reason} ({Streak})")]
+    public static partial void LookFailed(this ILogger logger, string what, string reason, string streak);
+
+    [LoggerMessage(25, LogLevel.Information, "{What} works again, after {Failures} failure(s) since {Since} UTC")]
+    public static partial void LookWorksAgain(this ILogger logger, string what, int failures, string since);
 
     [LoggerMessage(8, LogLevel.Information, "a terminal without control protocol {Expected} was refused (it offered '{Offered}')")]
     public static partial void ProtocolVersionRefused(this ILogger logger, string expected, string offered);
@@ -46,9 +49,6 @@ internal static partial class HomeLog
 
     [LoggerMessage(14, LogLevel.Warning, "the purse is not sealed: {Reason}")]
     public static partial void PurseNotSealed(this ILogger logger, string reason);
-
-    [LoggerMessage(15, LogLevel.Warning, "reading the device policies failed: {Reason}")]
-    public static partial void PolicyReadFailed(this ILogger logger, string reason);
 
     [LoggerMessage(16, LogLevel.Information, "device {Name}: policy changed, its agents told to drop their ticket stock")]
     public static partial void PolicyChanged(this ILogger logger, string name);
@@ -73,6 +73,9 @@ internal static partial class HomeLog
 
     [LoggerMessage(23, LogLevel.Warning, "the store could not flush its bookkeeping to the disk (audit lines, last use: committed, tried again in a second): {Reason}")]
     public static partial void BookkeepingFlushFailed(this ILogger logger, string reason);
+
+    [LoggerMessage(24, LogLevel.Warning, "a control request '{Type}' met the store unavailable (answered 'unavailable'): {Reason}")]
+    public static partial void StoreUnavailable(this ILogger logger, string type, string reason);
 
     [LoggerMessage(20, LogLevel.Information, "checking whether {Market} resumes with psk_ke failed: {Reason}")]
     public static partial void PskKeCheckFailed(this ILogger logger, string market, string reason);

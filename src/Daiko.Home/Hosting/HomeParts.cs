@@ -129,7 +129,7 @@ public sealed class HomeParts : IAsyncDisposable
             new WalletHandler(Ledger, _reports, gate, Devices, Policies),
             Policies);
         Enrollment = handlers.Enrollment;
-        Dispatcher = new RequestDispatcher(handlers);
+        Dispatcher = new RequestDispatcher(handlers, logger);
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
         _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
         _policyWatcher = new PolicyWatcher(Policies, Connections, options.Time, logger);

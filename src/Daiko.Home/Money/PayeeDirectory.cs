@@ -47,7 +47,7 @@ public sealed class PayeeDirectory
         catch (Exception e) when (e is ArgumentException or CryptographicException)
         {
             key.Dispose();
-            _logger.PayeesReadFailed($"the key of payee '{name}' is not an EC public key in PEM");
+            _logger.PayeeKeyUnreadable(name);
             return null;
         }
     }
@@ -67,25 +67,9 @@ public sealed class PayeeDirectory
     }
 
     /// <summary>Re-reads the payees every <paramref name="poll"/> until cancelled (a failed read keeps the last good list).</summary>
-    public async Task RunAsync(TimeSpan poll, TimeProvider time, CancellationToken cancellationToken)
-    {
-        using var timer = new PeriodicTimer(poll, time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(cancellationToken))
-            {
-                try
-                {
-                    await RefreshAsync(cancellationToken);
-                }
-                catch (Exception e) when (e is System.Data.Common.DbException or IOException or CryptographicException)
-                {
-                    _logger.PayeesReadFailed(e.Message);
-                }
-            }
-        }
-        catch (OperationCanceledException) { }
-    }
+    public Task RunAsync(TimeSpan poll, TimeProvider time, CancellationToken cancellationToken) =>
+        new Hosting.BackgroundLook("reading the payees", RefreshAsync, e => e is System.Data.Common.DbException or IOException or CryptographicException, time, _logger)
+            .RunAsync(poll, cancellationToken);
 
     /// <summary>The keys of DIR/payees/NAME.pem (how payees were kept before roles): markets.</summary>
     public static IEnumerable<(string Name, string Pem)> LegacyFiles(string directory)
@@ -111,6 +95,6 @@ internal static partial class PayeeLog
     [LoggerMessage(41, LogLevel.Information, "bank declared: refills signed by {Banks} are accepted")]
     public static partial void BankDeclared(this ILogger logger, string banks);
 
-    [LoggerMessage(42, LogLevel.Warning, "reading the payees failed (the last list stays in use): {Reason}")]
-    public static partial void PayeesReadFailed(this ILogger logger, string reason);
+    [LoggerMessage(42, LogLevel.Warning, "the key of payee '{Name}' is not an EC public key in PEM: its messages are refused")]
+    public static partial void PayeeKeyUnreadable(this ILogger logger, string name);
 }
