@@ -36,6 +36,15 @@ public interface IHomeStore
     Task<DbConnection> OpenAsync(Migration? migration = null, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// For one batch on PostgreSQL: a connection on which <paramref name="migration"/> has been applied but whose search
+    /// path is not yet set, and the path (the owner's schema, quoted) that the batch's first statement must set for its
+    /// own transaction (<c>set_config('search_path', …, true)</c>); null where the store needs none (SQLite, a home's own
+    /// PostgreSQL database: the connection is <see cref="OpenAsync"/>'s). The owner's search path then rides in the
+    /// batch instead of costing a round trip of its own. The connection is for that one batch only.
+    /// </summary>
+    Task<(DbConnection Connection, string? SearchPath)> OpenForOneBatchAsync(Migration migration, CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// A transaction that no other writer of <paramref name="scope"/> runs beside: SQLite's BEGIN
     /// IMMEDIATE (one writer per file), a transaction-scoped advisory lock on PostgreSQL (one per
     /// scope, across nodes). For read-modify-write work such as assigning the next revision.
@@ -227,6 +236,16 @@ public abstract class HomeStore : IHomeStore
         return await OpenConnectionAsync(cancellationToken);
     }
 
+    public async Task<(DbConnection Connection, string? SearchPath)> OpenForOneBatchAsync(Migration migration, CancellationToken cancellationToken = default)
+    {
+        await EnsureAppliedAsync(migration, cancellationToken);
+        return await OpenForOneBatchAsync(cancellationToken);
+    }
+
+    /// <summary>See <see cref="IHomeStore.OpenForOneBatchAsync"/>: by default the caller's usual connection, with no path to set.</summary>
+    protected virtual async Task<(DbConnection Connection, string? SearchPath)> OpenForOneBatchAsync(CancellationToken cancellationToken) =>
+        (await OpenConnectionAsync(cancellationToken), null);
+
     private async Task EnsureAppliedAsync(Migration migration, CancellationToken cancellationToken)
     {
         if (migration.After is { } earlier) await EnsureAppliedAsync(earlier, cancellationToken);
@@ -315,7 +334,15 @@ public abstract class HomeStore : IHomeStore
 
     private sealed class PostgresHomeStore(NpgsqlDataSource source, string? schema) : HomeStore
     {
-        private readonly string? _searchPath = schema is null ? null : $"SET search_path TO \"{schema.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
+        /// <summary>The owner's schema as an identifier (null for a home's own database, which uses the default path).</summary>
+        private readonly string? _quotedSchema = schema is null ? null : Quoted(schema);
+
+        private readonly string? _setSearchPath = schema is null ? null : "SET search_path TO " + Quoted(schema);
+
+        private static string Quoted(string schema) => $"\"{schema.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
+
+        protected override async Task<(DbConnection Connection, string? SearchPath)> OpenForOneBatchAsync(CancellationToken cancellationToken) =>
+            _quotedSchema is null ? (await OpenConnectionAsync(cancellationToken), null) : (await PooledConnections.OpenAsync(source, cancellationToken), _quotedSchema);
 
         public override HomeDialect Dialect => HomeDialect.Postgres;
 
@@ -340,10 +367,10 @@ public abstract class HomeStore : IHomeStore
         public override DbConnection Open()
         {
             var connection = PooledConnections.Open(source);
-            if (_searchPath is null) return connection;
+            if (_setSearchPath is not { } searchPath) return connection;
             try
             {
-                using var command = new NpgsqlCommand(_searchPath, connection);
+                using var command = new NpgsqlCommand(searchPath, connection);
                 command.ExecuteNonQuery();
                 return connection;
             }
@@ -357,10 +384,10 @@ public abstract class HomeStore : IHomeStore
         protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken)
         {
             var connection = await PooledConnections.OpenAsync(source, cancellationToken);
-            if (_searchPath is null) return connection;
+            if (_setSearchPath is not { } searchPath) return connection;
             try
             {
-                await using var command = new NpgsqlCommand(_searchPath, connection);
+                await using var command = new NpgsqlCommand(searchPath, connection);
                 await command.ExecuteNonQueryAsync(cancellationToken);
                 return connection;
             }

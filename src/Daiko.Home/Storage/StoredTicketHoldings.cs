@@ -44,11 +44,12 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
         var place = Guid.NewGuid().ToString("N");
         var reservedUntil = now + (long)ReservedFor.TotalMilliseconds;
-        await using (var connection = await store.OpenAsync(Migration, cancellationToken))
+        var (connection, searchPath) = await store.OpenForOneBatchAsync(Migration, cancellationToken);
+        await using (connection)
         {
             // Not cancelled once sent: a reservation committed but not known to its caller would count until it lapses.
             var (inserted, held) = connection is NpgsqlConnection postgres
-                ? await ReserveOnPostgresAsync(postgres, place, deviceId, market, max, now, reservedUntil, CancellationToken.None)
+                ? await ReserveOnPostgresAsync(postgres, searchPath, place, deviceId, market, max, now, reservedUntil, CancellationToken.None)
                 : await ReserveInTransactionAsync(connection, place, deviceId, market, max, now, reservedUntil, CancellationToken.None);
             if (!inserted) throw TicketHoldings.Full(held, market);
         }
@@ -57,28 +58,34 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
     }
 
     /// <summary>
-    /// One batch: its statements run in one implicit transaction, the advisory lock (one per owner's schema, device and
-    /// market, across nodes) held from the first to its end, and committed without waiting for the disk. Expired rows are
-    /// not counted (the sweep deletes them); the count is read again only for a refusal's message.
+    /// One batch, one round trip: its statements run in one implicit transaction (the owner's search path set for it
+    /// alone), the advisory lock (one per owner's schema, device and market, across nodes) held from its second statement
+    /// to its end, and committed without waiting for the disk. Expired rows are not counted (the sweep deletes them).
     /// </summary>
-    private static async Task<(bool Inserted, int Held)> ReserveOnPostgresAsync(NpgsqlConnection connection, string place, string deviceId, string market, int max,
+    private static async Task<(bool Inserted, int Held)> ReserveOnPostgresAsync(NpgsqlConnection connection, string? searchPath, string place, string deviceId, string market, int max,
         long now, long reservedUntil, CancellationToken cancellationToken)
     {
-        await using var batch = new NpgsqlBatch(connection)
-        {
-            BatchCommands =
-            {
-                Statement("SELECT pg_advisory_xact_lock(hashtext('daiko tickets'), hashtext(current_schema() || '/' || @d || '/' || @m))", ("@d", deviceId), ("@m", market)),
-                Statement(SkipTheDisk),
-                Statement(InsertUnderMax, ("@p", place), ("@d", deviceId), ("@m", market), ("@e", reservedUntil), ("@now", now), ("@max", (long)max)),
-            },
-        };
-        await batch.ExecuteNonQueryAsync(cancellationToken);
-        if (batch.BatchCommands[2].RecordsAffected == 1) return (true, 0);
-        return (false, await CountAsync(connection, null, deviceId, market, now, cancellationToken));
+        await using var batch = Batch(connection, searchPath,
+            Statement("SELECT pg_advisory_xact_lock(hashtext('daiko tickets'), hashtext(current_schema() || '/' || @d || '/' || @m))", ("@d", deviceId), ("@m", market)),
+            Statement(SkipTheDisk),
+            Statement(CountAndInsertUnderMax, ("@p", place), ("@d", deviceId), ("@m", market), ("@e", reservedUntil), ("@now", now), ("@max", (long)max)));
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        for (var i = 1; i < batch.BatchCommands.Count; i++) await reader.NextResultAsync(cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken)) throw new InvalidOperationException("the ticket count returned no row");
+        return (reader.GetInt64(1) == 1, (int)reader.GetInt64(0));
     }
 
-    /// <summary>A place, inserted only while the device holds fewer than @max unexpired ones for the market.</summary>
+    /// <summary>
+    /// On PostgreSQL: the unexpired places the device holds for the market, and whether a new one was inserted (only
+    /// while they are fewer than @max) — one statement, so that a refusal's count costs no second round trip.
+    /// </summary>
+    private const string CountAndInsertUnderMax = """
+        WITH held AS (SELECT COUNT(*) AS n FROM device_tickets WHERE device_id = @d AND market = @m AND expires_ms > @now),
+             taken AS (INSERT INTO device_tickets(place, device_id, market, expires_ms) SELECT @p, @d, @m, @e FROM held WHERE n < @max RETURNING 1)
+        SELECT n, (SELECT COUNT(*) FROM taken) FROM held
+        """;
+
+    /// <summary>On SQLite (which has no INSERT in a WITH): a place, inserted only while the device holds fewer than @max unexpired ones for the market.</summary>
     private const string InsertUnderMax = """
         INSERT INTO device_tickets(place, device_id, market, expires_ms) SELECT @p, @d, @m, @e
         WHERE (SELECT COUNT(*) FROM device_tickets WHERE device_id = @d AND market = @m AND expires_ms > @now) < @max
@@ -94,19 +101,32 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
         return statement;
     }
 
-    /// <summary>
-    /// One statement, committed without waiting for the disk on PostgreSQL (the setting and the statement in one batch: one
-    /// round trip, one implicit transaction); as it is on SQLite.
-    /// </summary>
-    private static async Task ExecuteLazilyAsync(DbConnection connection, string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    /// <summary>A batch of <paramref name="statements"/>, after the one that sets the owner's <paramref name="searchPath"/> for its transaction (when there is one).</summary>
+    private static NpgsqlBatch Batch(NpgsqlConnection connection, string? searchPath, params NpgsqlBatchCommand[] statements)
     {
-        if (connection is not NpgsqlConnection postgres)
+        var batch = new NpgsqlBatch(connection);
+        if (searchPath is not null) batch.BatchCommands.Add(Statement("SELECT set_config('search_path', @path, true)", ("@path", searchPath)));
+        foreach (var statement in statements) batch.BatchCommands.Add(statement);
+        return batch;
+    }
+
+    /// <summary>
+    /// One statement, committed without waiting for the disk on PostgreSQL (the owner's search path, the setting and the
+    /// statement in one batch: one round trip, one implicit transaction); as it is on SQLite.
+    /// </summary>
+    private static async Task ExecuteLazilyAsync(IHomeStore store, string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        var (connection, searchPath) = await store.OpenForOneBatchAsync(Migration, cancellationToken);
+        await using (connection)
         {
-            await StoreCommands.ExecuteAsync(connection, null, sql, cancellationToken, parameters);
-            return;
+            if (connection is not NpgsqlConnection postgres)
+            {
+                await StoreCommands.ExecuteAsync(connection, null, sql, cancellationToken, parameters);
+                return;
+            }
+            await using var batch = Batch(postgres, searchPath, Statement(SkipTheDisk), Statement(sql, parameters));
+            await batch.ExecuteNonQueryAsync(cancellationToken);
         }
-        await using var batch = new NpgsqlBatch(postgres) { BatchCommands = { Statement(SkipTheDisk), Statement(sql, parameters) } };
-        await batch.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>The same on SQLite (one writer per file: BEGIN IMMEDIATE).</summary>
@@ -139,11 +159,7 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
     {
         var swept = Volatile.Read(ref _sweptAtMs);
         if (now - swept < (long)SweepEvery.TotalMilliseconds || Interlocked.CompareExchange(ref _sweptAtMs, now, swept) != swept) return;
-        _ = Task.Run(() => BestEffortAsync(async ct =>
-        {
-            await using var connection = await store.OpenAsync(Migration, ct);
-            await ExecuteLazilyAsync(connection, "DELETE FROM device_tickets WHERE expires_ms <= @now", ct, ("@now", now));
-        }));
+        _ = Task.Run(() => BestEffortAsync(ct => ExecuteLazilyAsync(store, "DELETE FROM device_tickets WHERE expires_ms <= @now", ct, ("@now", now))));
     }
 
     /// <summary>How long a write that only gives room back may take before it is left undone.</summary>
@@ -172,8 +188,7 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
         {
             if (_done) return;
             // Inserted again if a sweep took the placeholder meanwhile (a ticket that took longer than ReservedFor to come).
-            await using var connection = await store.OpenAsync(Migration, cancellationToken);
-            await ExecuteLazilyAsync(connection, """
+            await ExecuteLazilyAsync(store, """
                 INSERT INTO device_tickets(place, device_id, market, expires_ms) VALUES (@p, @d, @m, @e)
                 ON CONFLICT(place) DO UPDATE SET expires_ms = @e
                 """, cancellationToken, ("@p", place), ("@d", deviceId), ("@m", market), ("@e", expiresAt.ToUnixTimeMilliseconds()));
@@ -190,10 +205,6 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
         public Task GiveBackAsync() => _done ? DeleteAsync() : Task.CompletedTask;
 
         /// <summary>Deletes the place (a placeholder lapses by itself after <see cref="ReservedFor"/>, a handed ticket at its expiry).</summary>
-        private Task DeleteAsync() => BestEffortAsync(async ct =>
-        {
-            await using var connection = await store.OpenAsync(Migration, ct);
-            await ExecuteLazilyAsync(connection, "DELETE FROM device_tickets WHERE place = @p", ct, ("@p", place));
-        });
+        private Task DeleteAsync() => BestEffortAsync(ct => ExecuteLazilyAsync(store, "DELETE FROM device_tickets WHERE place = @p", ct, ("@p", place)));
     }
 }

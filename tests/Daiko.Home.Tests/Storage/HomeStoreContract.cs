@@ -828,6 +828,33 @@ public sealed class PostgresOwnerSchemaHomeStoreTests(PostgresFixture postgres) 
     protected override IHomeStore Store() => HomeStore.Postgres(_source, _schema);
 
     /// <summary>
+    /// Two owners' schemas on one data source (one node's pool): a device id and market of one owner counts apart from
+    /// the same of another, and every write lands in its own owner's table (the search path rides in each batch).
+    /// </summary>
+    [Fact]
+    public async Task Tickets_OfTwoOwnersOnOneSource_CountApart_EachInItsOwnSchema()
+    {
+        var clock = new ManualClock(DateTimeOffset.UnixEpoch.AddYears(56));
+        var otherSchema = NewSchema(postgres.Server.ConnectionString);
+        var mine = new StoredTicketHoldings(Store(), clock);
+        var theirs = new StoredTicketHoldings(HomeStore.Postgres(_source, otherSchema), clock);
+
+        await using (var place = await mine.ReserveAsync("dev", "m.test:443", 1, CancellationToken.None)) await place.HandedAsync(clock.Now.AddMinutes(10), CancellationToken.None);
+        await Assert.ThrowsAsync<PolicyRefusedException>(() => mine.ReserveAsync("dev", "m.test:443", 1, CancellationToken.None));
+        await using (var place = await theirs.ReserveAsync("dev", "m.test:443", 1, CancellationToken.None)) await place.HandedAsync(clock.Now.AddMinutes(20), CancellationToken.None);
+
+        await using var connection = new NpgsqlConnection(postgres.Server.ConnectionString);
+        await connection.OpenAsync();
+        foreach (var (schema, minutes) in new[] { (_schema, 10), (otherSchema, 20) })
+        {
+            await using var rows = new NpgsqlCommand($"SELECT expires_ms FROM {schema}.device_tickets", connection);
+            Assert.Equal(clock.Now.AddMinutes(minutes).ToUnixTimeMilliseconds(), (long)(await rows.ExecuteScalarAsync())!);
+        }
+        await using var none = new NpgsqlCommand("SELECT to_regclass('public.device_tickets') IS NULL", connection);
+        Assert.True((bool)(await none.ExecuteScalarAsync())!);
+    }
+
+    /// <summary>
     /// A fresh owner's store on a pool of one connection (a node's pool with every other connection in
     /// use) still applies its migrations and serves: no request holds one connection while waiting for another.
     /// </summary>
