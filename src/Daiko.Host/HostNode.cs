@@ -154,10 +154,24 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     public async Task DispatchStrangerAsync(ControlRequest request, ControlConnection connection, IPAddress peer)
     {
         var addressKey = EnrollmentLimiter.AddressKey(peer);
-        if (request.Message is EnrollRequest enroll && _limiter.WaitFor(addressKey) is null
-            && EnrollmentCode.Parse(enroll.Secret)?.PublicId is { } publicId
-            && await _database.OwnerOfCodeAsync(publicId, connection.Closed) is { } owner
-            && await PartsAsync(owner) is { } parts)
+        HomeParts? found = null;
+        try
+        {
+            if (request.Message is EnrollRequest enroll && _limiter.WaitFor(addressKey) is null
+                && EnrollmentCode.Parse(enroll.Secret)?.PublicId is { } publicId
+                && await _database.OwnerOfCodeAsync(publicId, connection.Closed) is { } owner)
+            {
+                found = await PartsAsync(owner);
+            }
+        }
+        catch (Exception e) when (StoreOutage.Is(e) && !connection.Closed.IsCancellationRequested)
+        {
+            // Whose code it is cannot be read now: a moment's failure, not a wrong code (nothing counted against the address).
+            StoreOutage.Log(_logger, request.Message.Type, e);
+            await connection.ReplyAsync(request, new ErrorReply(ErrorCode.Unavailable, StoreOutage.Sentence));
+            return;
+        }
+        if (found is { } parts)
         {
             await parts.Dispatcher.DispatchAsync(request, connection, null, peer);
             return;

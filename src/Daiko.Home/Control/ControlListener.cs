@@ -193,7 +193,7 @@ public sealed class ControlListener : IAsyncDisposable
             catch (Exception e) when (Storage.StoreOutage.Is(e))
             {
                 // Who the device is cannot be known now: refused as a moment's failure, to be tried again, not as a stranger.
-                _logger.StoreUnavailable("connect", e.GetBaseException().Message);
+                Storage.StoreOutage.Log(_logger, "connect", e);
                 await RefuseAsync(ssl, ErrorCode.Unavailable, Storage.StoreOutage.Sentence);
                 return;
             }

@@ -38,7 +38,7 @@ public sealed class RequestDispatcher(HomeHandlers handlers, Microsoft.Extension
         }
         catch (Exception e) when (Storage.StoreOutage.Is(e) && !connection.Closed.IsCancellationRequested)
         {
-            if (logger is not null) Hosting.HomeLog.StoreUnavailable(logger, request.Message.Type, e.GetBaseException().Message);
+            if (logger is not null) Storage.StoreOutage.Log(logger, request.Message.Type, e);
             result = HandlerResult.Error(ErrorCode.Unavailable, Storage.StoreOutage.Sentence);
         }
         try

@@ -23,14 +23,14 @@ public sealed class CardHandler(CardGate gate, DeviceAuthority authority, Assist
         var first = Card.EnterPin1(request.Pin1);
         if (!first.Accepted)
         {
-            await devices.AuditAsync(context.DeviceId, "unlock", null, null, first.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN1");
+            await AuditPinRefusalAsync(context.DeviceId, first.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN1");
             await EndAllIfDisabledAsync(first);
             return HandlerResult.Error(first.Outcome == PinOutcome.Disabled ? ErrorCode.CardDisabled : ErrorCode.WrongPin1, first.Message, first.TriesLeft);
         }
         var second = Card.EnterPin2(request.Pin2);
         if (!second.Accepted)
         {
-            await devices.AuditAsync(context.DeviceId, "unlock", null, null, second.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN2");
+            await AuditPinRefusalAsync(context.DeviceId, second.Outcome == PinOutcome.Disabled ? "card disabled" : "wrong PIN2");
             await EndAllIfDisabledAsync(second);
             return HandlerResult.Error(second.Outcome switch
             {
@@ -53,12 +53,31 @@ public sealed class CardHandler(CardGate gate, DeviceAuthority authority, Assist
         return new UnlockedReply(CardGate.ToProtocol(Card.State));
     }
 
+    /// <summary>
+    /// A wrong PIN's audit line. The try is already counted on the card: should the store be out of reach, the
+    /// device is still told the verdict and the tries left (not "unavailable", which would invite a blind retry),
+    /// and the line is in the server's log only (<see cref="DeviceRegistry.Audited"/> writes it there first).
+    /// </summary>
+    private async Task AuditPinRefusalAsync(string deviceId, string outcome)
+    {
+        try
+        {
+            await devices.AuditAsync(deviceId, "unlock", null, null, outcome);
+        }
+        catch (Exception e) when (Storage.StoreOutage.Is(e))
+        {
+            logger.AuditLineNotStored("unlock", e.GetBaseException().Message);
+        }
+    }
+
     /// <summary>"Done" for this device: its session, relays, handoffs and pending signatures end; the card waits for PIN2 once no device holds a session.</summary>
     public async Task<HandlerResult> LockAsync(RequestContext context)
     {
-        await authority.EndAsync(context.DeviceId, "lock", context.Connection.Closed);
+        // What this process holds for the device goes first: a store out of reach then fails the lock (answered
+        // "unavailable", to be sent again) with the device's grants and cached tickets here already gone.
         grants.Revoke(context.DeviceId);
         tickets.PurgeDevice(context.DeviceId);
+        await authority.EndAsync(context.DeviceId, "lock", context.Connection.Closed);
         if (!await authority.OthersHoldSessionsAsync(context.DeviceId, context.Connection.Closed)) Card.Done();
         await devices.AuditAsync(context.DeviceId, "lock", null, null, "remote-access-wait");
         return new LockedReply(await DeviceStateAsync(context.DeviceId, context.Connection.Closed));

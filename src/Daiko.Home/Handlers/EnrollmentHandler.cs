@@ -83,7 +83,9 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
             await devices.AuditStrangerRefusalAsync(addressKey, "enroll", $"refused: {outcome} from {peer}");
             return HandlerResult.Error(ErrorCode.EnrollmentRefused, outcome switch
             {
-                EnrollmentOutcome.ExpiredCode => "the enrollment code has expired; ask for a new one with 'daiko home device add'",
+                EnrollmentOutcome.ExpiredCode => owner is null
+                    ? "the enrollment code has expired; ask for a new one with 'daiko home device add'"
+                    : "the enrollment code has expired; ask the site's operator for a new one",
                 EnrollmentOutcome.UsedCode => "the enrollment code was already used",
                 EnrollmentOutcome.TooManyAttempts => "too many wrong enrollment codes; wait a minute",
                 _ => "the enrollment code is not valid",

@@ -88,7 +88,10 @@ public sealed class WalletHandler(Money.PurseLedger ledger, PaymentReports repor
                     if (ledger.PayerOf(cancel.PaymentId) is (true, var payer) && payer != context.DeviceId)
                     {
                         throw new Policy.PolicyRefusedException(Policy.PolicyRule.OwnPayments,
-                            $"payment {cancel.PaymentId} was not made by this device; the owner can cancel it from the console");
+                            policies.Command == Policy.PolicyCommand.Home
+                                ? $"payment {cancel.PaymentId} was not made by this device; the owner can cancel it from the console"
+                                // A hosted node serves no owner console.
+                                : $"payment {cancel.PaymentId} was not made by this device; only the device that made it can cancel it");
                     }
                     return new WalletCancellationReply(await ledger.CancelAsync(cancel.PaymentId), ledger.MarketUrlOf(cancel.PaymentId));
                 case WalletConfirmRequest confirm:

@@ -23,8 +23,14 @@ internal static partial class HomeLog
     [LoggerMessage(6, LogLevel.Error, "a control request '{Type}' failed")]
     public static partial void HandlerFailed(this ILogger logger, string type, Exception exception);
 
-    [LoggerMessage(7, LogLevel.Warning, "{What} failed: {Reason} ({Streak})")]
+    [LoggerMessage(27, LogLevel.Warning, "{What} failed: {Reason} ({Streak})")]
     public static partial void LookFailed(this ILogger logger, string what, string reason, string streak);
+
+    [LoggerMessage(28, LogLevel.Error, "{What} failed unexpectedly (tried again at every poll; the last good state stays in use)")]
+    public static partial void LookFailedUnexpectedly(this ILogger logger, string what, Exception exception);
+
+    [LoggerMessage(26, LogLevel.Warning, "the audit line of a refused '{Action}' could not be stored (it is in this log): {Reason}")]
+    public static partial void AuditLineNotStored(this ILogger logger, string action, string reason);
 
     [LoggerMessage(25, LogLevel.Information, "{What} works again, after {Failures} failure(s) since {Since} UTC")]
     public static partial void LookWorksAgain(this ILogger logger, string what, int failures, string since);
@@ -73,9 +79,6 @@ internal static partial class HomeLog
 
     [LoggerMessage(23, LogLevel.Warning, "the store could not flush its bookkeeping to the disk (audit lines, last use: committed, tried again in a second): {Reason}")]
     public static partial void BookkeepingFlushFailed(this ILogger logger, string reason);
-
-    [LoggerMessage(24, LogLevel.Warning, "a control request '{Type}' met the store unavailable (answered 'unavailable'): {Reason}")]
-    public static partial void StoreUnavailable(this ILogger logger, string type, string reason);
 
     [LoggerMessage(20, LogLevel.Information, "checking whether {Market} resumes with psk_ke failed: {Reason}")]
     public static partial void PskKeCheckFailed(this ILogger logger, string market, string reason);

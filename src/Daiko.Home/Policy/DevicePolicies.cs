@@ -31,9 +31,25 @@ public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, Cancel
     /// <summary>The command that changes a policy kept here, which a refusal names (a hosted owner's names the owner).</summary>
     public PolicyCommand Command { get; init; } = PolicyCommand.Home;
 
-    /// <summary>The reply to <paramref name="refusal"/> of the device <paramref name="deviceId"/>: with its remedy as the command that changes this device's policy here.</summary>
-    public async Task<string> ReplyAsync(PolicyRefusedException refusal, string deviceId, CancellationToken cancellationToken = default) =>
-        refusal.Remedy is null ? refusal.Reply : refusal.ReplyUnder(Command, (await ForDeviceAsync(deviceId, cancellationToken)).Name);
+    /// <summary>
+    /// The reply to <paramref name="refusal"/> of the device <paramref name="deviceId"/>: with its remedy as the command that
+    /// changes this device's policy here. The device's name comes from the policy just read (cached); should the store be out
+    /// of reach meanwhile, the refusal is still answered, without the name.
+    /// </summary>
+    public async Task<string> ReplyAsync(PolicyRefusedException refusal, string deviceId, CancellationToken cancellationToken = default)
+    {
+        if (refusal.Remedy is null) return refusal.Reply;
+        string? name;
+        try
+        {
+            name = (await ForDeviceAsync(deviceId, cancellationToken)).Name;
+        }
+        catch (Exception e) when (Storage.StoreOutage.Is(e))
+        {
+            name = null;
+        }
+        return refusal.ReplyUnder(Command, name);
+    }
 
     /// <summary>
     /// A device being added by name gets <paramref name="defaults"/> (home.json's device_defaults) unless

@@ -70,8 +70,11 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
             Statement(SkipTheDisk),
             Statement(CountAndInsertUnderMax, ("@p", place), ("@d", deviceId), ("@m", market), ("@e", reservedUntil), ("@now", now), ("@max", (long)max)));
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
-        for (var i = 1; i < batch.BatchCommands.Count; i++) await reader.NextResultAsync(cancellationToken);
-        if (!await reader.ReadAsync(cancellationToken)) throw new InvalidOperationException("the ticket count returned no row");
+        // The last statement's result (the count and the insert), whichever statements before it returned rows.
+        while (reader.FieldCount != 2 || !await reader.ReadAsync(cancellationToken))
+        {
+            if (!await reader.NextResultAsync(cancellationToken)) throw new InvalidOperationException("the ticket count returned no row");
+        }
         return (reader.GetInt64(1) == 1, (int)reader.GetInt64(0));
     }
 

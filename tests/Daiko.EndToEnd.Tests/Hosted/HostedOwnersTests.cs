@@ -69,7 +69,7 @@ public sealed class HostedOwnersTests : IAsyncLifetime
         var again = await _site.GetAsync(terminal, "resume");
         Assert.True(again.ExitCode != 0, again.ToString());
         // The remedy names the command that changes this owner's device policy on the site, not a home server's.
-        Assert.Contains("the owner can raise it with 'daiko host device policy --site DIR --owner gail --name roamer --max-tickets'", again.StandardError, StringComparison.Ordinal);
+        Assert.Contains("the site's operator can raise it with 'daiko host device policy --site DIR --owner gail --name roamer --max-tickets'", again.StandardError, StringComparison.Ordinal);
         // Refused by the other node, which the device reached.
         await second.WaitForOutputAsync("delegate refused (policy-refused)", TimeSpan.FromSeconds(10));
         // Other modes are served there as before.

@@ -39,13 +39,13 @@ public sealed class BackgroundLookTests
         await look.LookOnceAsync(CancellationToken.None);
         await look.LookOnceAsync(CancellationToken.None);
         Assert.Equal(2, log.Said.Count);
-        Assert.Equal("reading the revoked devices failed: connection refused (21 failures in a row since 10:00:00 UTC; said again at most once a minute)", log.Said[1]);
+        Assert.Equal("reading the revoked devices failed: IOException: connection refused (21 failures in a row since 2026-12-07 10:00:00 UTC; said again at most once a minute)", log.Said[1]);
 
         down = false;
         await look.LookOnceAsync(CancellationToken.None);
         await look.LookOnceAsync(CancellationToken.None);
         Assert.Equal(3, log.Said.Count);
-        Assert.Equal("reading the revoked devices works again, after 22 failure(s) since 10:00:00 UTC", log.Said[2]);
+        Assert.Equal("reading the revoked devices works again, after 22 failure(s) since 2026-12-07 10:00:00 UTC", log.Said[2]);
 
         // A new outage is a new streak, said at once.
         down = true;
@@ -55,10 +55,21 @@ public sealed class BackgroundLookTests
     }
 
     [Fact]
-    public async Task AFailureTheLookDoesNotExpect_IsThrown()
+    public async Task AFailureTheLookDoesNotExpect_IsSaidWithItsStack_AndTheLookingGoesOn_UntilStopped()
     {
-        var look = new BackgroundLook("reading the payees", _ => throw new InvalidOperationException("a bug"), e => e is IOException, TimeProvider.System, new Lines());
+        var log = new Lines();
+        var looks = 0;
+        using var stop = new CancellationTokenSource();
+        var look = new BackgroundLook("reading the payees", _ =>
+        {
+            if (++looks == 3) stop.Cancel();
+            throw new InvalidOperationException("a bug");
+        }, e => e is IOException, TimeProvider.System, log);
 
         await Assert.ThrowsAsync<InvalidOperationException>(() => look.LookOnceAsync(CancellationToken.None));
+        // Run: the bug does not end the looking; the stop (which the third look's failure meets) ends it quietly.
+        await look.RunAsync(TimeSpan.FromMilliseconds(10), stop.Token, atOnce: true);
+        Assert.Equal(3, looks);
+        Assert.Equal(["reading the payees failed unexpectedly (tried again at every poll; the last good state stays in use)"], log.Said);
     }
 }

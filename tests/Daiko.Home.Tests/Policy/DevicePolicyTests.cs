@@ -61,8 +61,12 @@ public sealed class DevicePolicyTests
         Assert.Equal("policy-refused: this device may not use mode resume (its modes: relay); the owner can allow it with 'daiko home device policy --modes'", refused.Reply);
         Assert.Equal([DelegationMode.Relay], ModeChoice.Candidates(DelegationMode.Relay, null, DevicePolicy.ParseModes("relay")));
         // A hosted owner's device is changed with the site's command, naming the owner and the device.
-        Assert.Equal("policy-refused: this device may not use mode resume (its modes: relay); the owner can allow it with 'daiko host device policy --site DIR --owner alice --name phone --modes'",
+        Assert.Equal("policy-refused: this device may not use mode resume (its modes: relay); the site's operator can allow it with 'daiko host device policy --site DIR --owner alice --name phone --modes'",
             refused.ReplyUnder(PolicyCommand.Hosted("alice"), "phone"));
+        // A name that is not one plain shell word is quoted, so that the command can be pasted.
+        Assert.EndsWith("the owner can allow it with 'daiko home device policy --name \"Anna's \\$phone\" --modes'", refused.ReplyUnder(PolicyCommand.Home, "Anna's $phone"), StringComparison.Ordinal);
+        // The exception's message is the sentence alone (what a log line says, wherever the policy is kept).
+        Assert.Equal("this device may not use mode resume (its modes: relay)", refused.Message);
         // A refusal the owner cannot lift with an option names no command.
         Assert.Equal("policy-refused: shop.example resolves to a private address; the owner can allow it for this device",
             MarketReach.PrivateRefusal("shop.example").ReplyUnder(PolicyCommand.Hosted("alice"), "phone"));

@@ -828,30 +828,35 @@ public sealed class PostgresOwnerSchemaHomeStoreTests(PostgresFixture postgres) 
     protected override IHomeStore Store() => HomeStore.Postgres(_source, _schema);
 
     /// <summary>
-    /// Two owners' schemas on one data source (one node's pool): a device id and market of one owner counts apart from
-    /// the same of another, and every write lands in its own owner's table (the search path rides in each batch).
+    /// Two owners' schemas on one data source (one node's pool) whose default search path leads to a table of the same
+    /// name: a device id and market of one owner counts apart from the same of another, and every write lands in its own
+    /// owner's table, none in the default path's (the search path rides in each batch).
     /// </summary>
     [Fact]
     public async Task Tickets_OfTwoOwnersOnOneSource_CountApart_EachInItsOwnSchema()
     {
         var clock = new ManualClock(DateTimeOffset.UnixEpoch.AddYears(56));
         var otherSchema = NewSchema(postgres.Server.ConnectionString);
-        var mine = new StoredTicketHoldings(Store(), clock);
-        var theirs = new StoredTicketHoldings(HomeStore.Postgres(_source, otherSchema), clock);
+        await using var connection = new NpgsqlConnection(postgres.Server.ConnectionString);
+        await connection.OpenAsync();
+        // A table where the connections' default path would find one: a batch that ran without its owner's path would write here.
+        var trap = $"trap_{Guid.NewGuid():N}";
+        await using (var create = new NpgsqlCommand($"CREATE SCHEMA {trap}; CREATE TABLE {trap}.device_tickets (place TEXT PRIMARY KEY, device_id TEXT, market TEXT, expires_ms BIGINT)", connection)) await create.ExecuteNonQueryAsync();
+        await using var trapped = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(postgres.Server.ConnectionString) { SearchPath = trap }.ConnectionString);
+        var mine = new StoredTicketHoldings(HomeStore.Postgres(trapped, _schema), clock);
+        var theirs = new StoredTicketHoldings(HomeStore.Postgres(trapped, otherSchema), clock);
 
         await using (var place = await mine.ReserveAsync("dev", "m.test:443", 1, CancellationToken.None)) await place.HandedAsync(clock.Now.AddMinutes(10), CancellationToken.None);
         await Assert.ThrowsAsync<PolicyRefusedException>(() => mine.ReserveAsync("dev", "m.test:443", 1, CancellationToken.None));
         await using (var place = await theirs.ReserveAsync("dev", "m.test:443", 1, CancellationToken.None)) await place.HandedAsync(clock.Now.AddMinutes(20), CancellationToken.None);
 
-        await using var connection = new NpgsqlConnection(postgres.Server.ConnectionString);
-        await connection.OpenAsync();
         foreach (var (schema, minutes) in new[] { (_schema, 10), (otherSchema, 20) })
         {
             await using var rows = new NpgsqlCommand($"SELECT expires_ms FROM {schema}.device_tickets", connection);
             Assert.Equal(clock.Now.AddMinutes(minutes).ToUnixTimeMilliseconds(), (long)(await rows.ExecuteScalarAsync())!);
         }
-        await using var none = new NpgsqlCommand("SELECT to_regclass('public.device_tickets') IS NULL", connection);
-        Assert.True((bool)(await none.ExecuteScalarAsync())!);
+        await using var none = new NpgsqlCommand($"SELECT COUNT(*) FROM {trap}.device_tickets", connection);
+        Assert.Equal(0L, (long)(await none.ExecuteScalarAsync())!);
     }
 
     /// <summary>
