@@ -241,6 +241,27 @@ public sealed class DelegationService : IAsyncDisposable
     }
 
     /// <summary>
+    /// A ticket from the cache for mode resume, marked with the psk_ke hint (read before it leaves the cache), or null on
+    /// a miss (then <see cref="ObtainTicketAsync"/>). Once taken, the caller hands it over or gives it back
+    /// (<see cref="GiveBackCached"/>): so a ticket in hand can be counted against the device's max-tickets with its own expiry.
+    /// </summary>
+    public async Task<SessionTicket?> TakeCachedAsync(string deviceId, MarketRequest market, TimeSpan longest, CancellationToken cancellationToken)
+    {
+        var pskKe = await PskKeHintAsync(market, cancellationToken);
+        if (TryTakeCached(deviceId, market, longest) is not { } cached) return null;
+        Hosting.HomeMetrics.CacheLookup(hit: true);
+        return Hinted(cached, pskKe);
+    }
+
+    /// <summary>
+    /// Puts back a ticket <see cref="TakeCachedAsync"/> took that was not handed over (the device was at its max-tickets,
+    /// or the count could not be written); one whose device was purged since <paramref name="purgesBefore"/> (locked,
+    /// revoked) is wiped instead.
+    /// </summary>
+    public void GiveBackCached(string deviceId, MarketRequest market, SessionTicket ticket, long purgesBefore) =>
+        _tickets.Add(market.KeyFor(deviceId), ticket, ticket.ExpiresAt, singleUse: true, purgesBefore);
+
+    /// <summary>
     /// Mode resume: a ticket for the terminal, from the cache or from a fresh full handshake whose
     /// other tickets are cached for next time.
     /// </summary>

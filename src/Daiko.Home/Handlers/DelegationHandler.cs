@@ -188,6 +188,20 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         return HandlerResult.Error(ErrorCode.PolicyRefused, await policies.ReplyAsync(e, context.DeviceId, context.Closed));
     }
 
+    /// <summary>Counts a ticket taken from the cache as handed over; when it cannot be (the device at its max, the store out of reach), it goes back to the cache.</summary>
+    private async Task<ITicketPlace> ReserveHandedOrGiveBackAsync(Daiko.Tls.SessionTicket cached, MarketRequest market, DevicePolicy policy, long purges, RequestContext context)
+    {
+        try
+        {
+            return await policies.Tickets.ReserveHandedAsync(context.DeviceId, market.Holding, policy.MaxTickets, cached.ExpiresAt, context.Closed);
+        }
+        catch
+        {
+            delegation.GiveBackCached(context.DeviceId, market, cached, purges);
+            throw;
+        }
+    }
+
     /// <param name="refused">
     /// the market refused a ticket this device was handed (<see cref="DelegateRequest.Fresh"/>): a resume is
     /// served from a new handshake, and the tickets dropped before (<c>Stale</c>) are said in the audit line.
@@ -201,12 +215,17 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         {
             case DelegationMode.Resume:
             {
-                await using var held = await policies.Tickets.ReserveAsync(context.DeviceId, market.Holding, policy.MaxTickets, context.Closed);
                 var purges = delegation.PurgesOf(context.DeviceId);
-                var ticket = await delegation.ObtainTicketAsync(context.DeviceId, market, context.Closed, policy.TicketLifetimeOrLongest, refused.Fresh);
+                // A ticket already in the cache is counted with its own expiry in one write (on PostgreSQL one round trip,
+                // not two); on a miss a place is reserved before the handshake, and recorded once its ticket came.
+                var cached = refused.Fresh ? null : await delegation.TakeCachedAsync(context.DeviceId, market, policy.TicketLifetimeOrLongest, context.Closed);
+                await using var held = cached is null
+                    ? await policies.Tickets.ReserveAsync(context.DeviceId, market.Holding, policy.MaxTickets, context.Closed)
+                    : await ReserveHandedOrGiveBackAsync(cached, market, policy, purges, context);
+                var ticket = cached ?? await delegation.ObtainTicketAsync(context.DeviceId, market, context.Closed, policy.TicketLifetimeOrLongest, refused.Fresh);
                 try
                 {
-                    await held.HandedAsync(ticket.ExpiresAt, context.Closed);
+                    if (cached is null) await held.HandedAsync(ticket.ExpiresAt, context.Closed);
                     await AuditOrWipeAsync([ticket], context.DeviceId, "delegate", where, audit, Said("ticket handed over"));
                 }
                 catch

@@ -14,6 +14,12 @@ public interface ITicketHoldings
     Task<ITicketPlace> ReserveAsync(string deviceId, string market, int max, CancellationToken cancellationToken);
 
     /// <summary>
+    /// The same for a ticket already in hand (taken from the cache), recorded as handed over, counting until
+    /// <paramref name="expiresAt"/>: one write where a reservation and its record are two. Refuses as <see cref="ReserveAsync"/>.
+    /// </summary>
+    Task<ITicketPlace> ReserveHandedAsync(string deviceId, string market, int max, DateTimeOffset expiresAt, CancellationToken cancellationToken);
+
+    /// <summary>
     /// How many more tickets the device may take for the market now (at least one), or the same refusal
     /// as <see cref="ReserveAsync"/> when it already holds <paramref name="max"/>. Nothing is reserved.
     /// </summary>
@@ -117,6 +123,13 @@ public sealed class TicketHoldings(TimeProvider time) : ITicketHoldings
 
     public Task<int> RoomForAsync(string deviceId, string market, int max, CancellationToken cancellationToken) =>
         Task.FromResult(RoomFor(deviceId, market, max));
+
+    public Task<ITicketPlace> ReserveHandedAsync(string deviceId, string market, int max, DateTimeOffset expiresAt, CancellationToken cancellationToken)
+    {
+        var place = Reserve(deviceId, market, max);
+        place.Handed(expiresAt);
+        return Task.FromResult<ITicketPlace>(place);
+    }
 
     internal static PolicyRefusedException Full(int held, string market) => new(PolicyRule.MaxTickets,
         $"this device already holds {held} unexpired ticket(s) for {market}, its limit", new PolicyRemedy("raise it", "--max-tickets"));

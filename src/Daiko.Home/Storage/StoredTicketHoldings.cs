@@ -39,11 +39,18 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
 
     private long _sweptAtMs;
 
-    public async Task<ITicketPlace> ReserveAsync(string deviceId, string market, int max, CancellationToken cancellationToken)
+    public Task<ITicketPlace> ReserveAsync(string deviceId, string market, int max, CancellationToken cancellationToken) =>
+        ReserveAsync(deviceId, market, max, handedUntil: null, cancellationToken);
+
+    public Task<ITicketPlace> ReserveHandedAsync(string deviceId, string market, int max, DateTimeOffset expiresAt, CancellationToken cancellationToken) =>
+        ReserveAsync(deviceId, market, max, expiresAt, cancellationToken);
+
+    /// <summary>A place with a placeholder expiry (<see cref="ReservedFor"/>), or, for a ticket in hand, its own.</summary>
+    private async Task<ITicketPlace> ReserveAsync(string deviceId, string market, int max, DateTimeOffset? handedUntil, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
         var place = Guid.NewGuid().ToString("N");
-        var reservedUntil = now + (long)ReservedFor.TotalMilliseconds;
+        var reservedUntil = handedUntil?.ToUnixTimeMilliseconds() ?? now + (long)ReservedFor.TotalMilliseconds;
         var (connection, searchPath) = await store.OpenForOneBatchAsync(Migration, cancellationToken);
         await using (connection)
         {
@@ -54,7 +61,7 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
             if (!inserted) throw TicketHoldings.Full(held, market);
         }
         SweepIfDue(now);
-        return new Place(store, place, deviceId, market);
+        return new Place(store, place, deviceId, market, handed: handedUntil is not null);
     }
 
     /// <summary>
@@ -183,9 +190,9 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
         }
     }
 
-    private sealed class Place(IHomeStore store, string place, string deviceId, string market) : ITicketPlace
+    private sealed class Place(IHomeStore store, string place, string deviceId, string market, bool handed) : ITicketPlace
     {
-        private bool _done;
+        private bool _done = handed;
 
         public async Task HandedAsync(DateTimeOffset expiresAt, CancellationToken cancellationToken)
         {

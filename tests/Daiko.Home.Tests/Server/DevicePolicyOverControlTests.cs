@@ -76,6 +76,21 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
         for (var i = 0; i < 30 && Volatile.Read(ref _drops) == drops; i++) await Task.Delay(100);
     }
 
+    /// <summary>The tickets the home server's cache holds, once no refill has added any for half a second (bounded wait).</summary>
+    private async Task<int> SettledCacheCountAsync()
+    {
+        int Count() => _home.Server.Delegation.Tickets.CountsByMarket().Sum(m => m.Entries);
+        var last = Count();
+        for (var i = 0; i < 20; i++)
+        {
+            await Task.Delay(500);
+            var now = Count();
+            if (now == last && now > 0) return now;
+            last = now;
+        }
+        return last;
+    }
+
     private Task<ControlMessage> DelegateAsync(DelegationMode mode) =>
         _control.RequestAsync(new DelegateRequest(new MarketAddress("localhost", _market.Port, null, null), mode), CancellationToken.None);
 
@@ -89,7 +104,12 @@ public sealed class DevicePolicyOverControlTests : IAsyncLifetime
 
         Assert.IsType<TicketReply>(await DelegateAsync(DelegationMode.Resume));
         Assert.IsType<TicketReply>(await DelegateAsync(DelegationMode.Resume));
+        // The refills those set off, settled: the cache holds tickets for the phone.
+        var cached = await SettledCacheCountAsync();
+        Assert.True(cached > 0, "the refills left no ticket in the cache");
         var refused = await Assert.ThrowsAsync<ControlErrorException>(() => DelegateAsync(DelegationMode.Resume));
+        // The ticket the refused request took from the cache went back: none is lost to a refusal.
+        Assert.Equal(cached, await SettledCacheCountAsync());
         var auto = await DelegateAsync(DelegationMode.Auto);
 
         Assert.Equal(ErrorCode.PolicyRefused, refused.Code);

@@ -686,6 +686,28 @@ public abstract class HomeStoreContract
     }
 
     [Fact]
+    public async Task Tickets_ATicketInHandCountedInOneWrite_CountsUntilItsOwnExpiry_AndCanBeGivenBack()
+    {
+        var clock = new ManualClock(T0);
+        var first = new StoredTicketHoldings(Store(), clock);
+        var second = new StoredTicketHoldings(Store(), clock);
+        // Past the placeholder's hold: a ticket in hand counts until its own expiry, with no record after it.
+        await using (var inHand = await first.ReserveHandedAsync("dev", Market, 2, T0.AddMinutes(30), CancellationToken.None)) { }
+        var given = await second.ReserveHandedAsync("dev", Market, 2, T0.AddMinutes(30), CancellationToken.None);
+        await given.DisposeAsync();
+        var refused = await Assert.ThrowsAsync<PolicyRefusedException>(() => first.ReserveHandedAsync("dev", Market, 2, T0.AddMinutes(30), CancellationToken.None));
+        Assert.Equal(PolicyRule.MaxTickets, refused.Rule);
+        clock.Now = T0 + StoredTicketHoldings.ReservedFor + TimeSpan.FromMinutes(1);
+        await Assert.ThrowsAsync<PolicyRefusedException>(() => first.RoomForAsync("dev", Market, 2, CancellationToken.None));
+
+        // It never reached the device: its place is given back.
+        await given.GiveBackAsync();
+        Assert.Equal(1, await first.RoomForAsync("dev", Market, 2, CancellationToken.None));
+        clock.Now = T0.AddMinutes(30);
+        Assert.Equal(2, await second.RoomForAsync("dev", Market, 2, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task Tickets_ReservedAtOnceFromTwoProcesses_NeverPassTheMax()
     {
         var clock = new ManualClock(T0);
