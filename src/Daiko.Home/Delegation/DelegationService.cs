@@ -244,19 +244,19 @@ public sealed class DelegationService : IAsyncDisposable
     /// A ticket from the cache for mode resume, marked with the psk_ke hint (read before it leaves the cache), or null on
     /// a miss (then <see cref="ObtainTicketAsync"/>). Once taken, the caller hands it over or gives it back
     /// (<see cref="GiveBackCached"/>): so a ticket in hand can be counted against the device's max-tickets with its own expiry.
+    /// The caller counts the hit (<see cref="Hosting.HomeMetrics.CacheLookup"/>) once the ticket is counted; a miss is
+    /// counted by <see cref="ObtainTicketAsync"/>.
     /// </summary>
     public async Task<SessionTicket?> TakeCachedAsync(string deviceId, MarketRequest market, TimeSpan longest, CancellationToken cancellationToken)
     {
         var pskKe = await PskKeHintAsync(market, cancellationToken);
-        if (TryTakeCached(deviceId, market, longest) is not { } cached) return null;
-        Hosting.HomeMetrics.CacheLookup(hit: true);
-        return Hinted(cached, pskKe);
+        return TryTakeCached(deviceId, market, longest) is { } cached ? Hinted(cached, pskKe) : null;
     }
 
     /// <summary>
     /// Puts back a ticket <see cref="TakeCachedAsync"/> took that was not handed over (the device was at its max-tickets,
     /// or the count could not be written); one whose device was purged since <paramref name="purgesBefore"/> (locked,
-    /// revoked) is wiped instead.
+    /// revoked, or a fresh ticket asked for another market) is wiped instead. It goes in as a ticket newly added.
     /// </summary>
     public void GiveBackCached(string deviceId, MarketRequest market, SessionTicket ticket, long purgesBefore) =>
         _tickets.Add(market.KeyFor(deviceId), ticket, ticket.ExpiresAt, singleUse: true, purgesBefore);

@@ -193,7 +193,9 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
     {
         try
         {
-            return await policies.Tickets.ReserveHandedAsync(context.DeviceId, market.Holding, policy.MaxTickets, cached.ExpiresAt, context.Closed);
+            var held = await policies.Tickets.ReserveHandedAsync(context.DeviceId, market.Holding, policy.MaxTickets, cached.ExpiresAt, context.Closed);
+            Hosting.HomeMetrics.CacheLookup(hit: true);
+            return held;
         }
         catch
         {

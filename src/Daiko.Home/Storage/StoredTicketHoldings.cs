@@ -54,11 +54,22 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
         var (connection, searchPath) = await store.OpenForOneBatchAsync(Migration, cancellationToken);
         await using (connection)
         {
-            // Not cancelled once sent: a reservation committed but not known to its caller would count until it lapses.
-            var (inserted, held) = connection is NpgsqlConnection postgres
-                ? await ReserveOnPostgresAsync(postgres, searchPath, place, deviceId, market, max, now, reservedUntil, CancellationToken.None)
-                : await ReserveInTransactionAsync(connection, place, deviceId, market, max, now, reservedUntil, CancellationToken.None);
-            if (!inserted) throw TicketHoldings.Full(held, market);
+            (bool Inserted, int Held) reserved;
+            try
+            {
+                // Not cancelled once sent: a reservation committed but not known to its caller would count until it lapses.
+                reserved = connection is NpgsqlConnection postgres
+                    ? await ReserveOnPostgresAsync(postgres, searchPath, place, deviceId, market, max, now, reservedUntil, CancellationToken.None)
+                    : await ReserveInTransactionAsync(connection, place, deviceId, market, max, now, reservedUntil, CancellationToken.None);
+            }
+            catch (Exception) when (handedUntil is not null)
+            {
+                // Perhaps committed, its answer lost: a place with the ticket's own expiry (not a placeholder's two minutes)
+                // would keep the device one short until then, while the ticket goes back to the cache. Deleted, best effort.
+                await Delete(store, place);
+                throw;
+            }
+            if (!reserved.Inserted) throw TicketHoldings.Full(reserved.Held, market);
         }
         SweepIfDue(now);
         return new Place(store, place, deviceId, market, handed: handedUntil is not null);
@@ -172,6 +183,10 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
         _ = Task.Run(() => BestEffortAsync(ct => ExecuteLazilyAsync(store, "DELETE FROM device_tickets WHERE expires_ms <= @now", ct, ("@now", now))));
     }
 
+    /// <summary>Deletes a place, best effort (what it leaves lapses at its expiry).</summary>
+    private static Task Delete(IHomeStore store, string place) =>
+        BestEffortAsync(ct => ExecuteLazilyAsync(store, "DELETE FROM device_tickets WHERE place = @p", ct, ("@p", place)));
+
     /// <summary>How long a write that only gives room back may take before it is left undone.</summary>
     private static readonly TimeSpan BestEffortFor = TimeSpan.FromSeconds(5);
 
@@ -215,6 +230,6 @@ public sealed class StoredTicketHoldings(IHomeStore store, TimeProvider time) : 
         public Task GiveBackAsync() => _done ? DeleteAsync() : Task.CompletedTask;
 
         /// <summary>Deletes the place (a placeholder lapses by itself after <see cref="ReservedFor"/>, a handed ticket at its expiry).</summary>
-        private Task DeleteAsync() => BestEffortAsync(ct => ExecuteLazilyAsync(store, "DELETE FROM device_tickets WHERE place = @p", ct, ("@p", place)));
+        private Task DeleteAsync() => Delete(store, place);
     }
 }

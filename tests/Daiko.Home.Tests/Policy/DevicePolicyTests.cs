@@ -157,6 +157,22 @@ public sealed class DevicePolicyTests
     }
 
     [Fact]
+    public async Task TicketHoldings_ATicketInHand_CountsAtOnceUntilItsOwnExpiry_DisposingKeepsIt_GivingBackFreesIt()
+    {
+        var time = new ManualTime();
+        var holdings = new TicketHoldings(time);
+        var inHand = await holdings.ReserveHandedAsync("dev", "m.test:443", 1, time.Now.AddMinutes(10), CancellationToken.None);
+        await inHand.DisposeAsync();
+        await Assert.ThrowsAsync<PolicyRefusedException>(() => holdings.ReserveHandedAsync("dev", "m.test:443", 1, time.Now.AddMinutes(10), CancellationToken.None));
+
+        await inHand.GiveBackAsync();
+        Assert.Equal(0, holdings.Count("dev", "m.test:443"));
+        await using (await holdings.ReserveHandedAsync("dev", "m.test:443", 1, time.Now.AddMinutes(10), CancellationToken.None)) { }
+        time.Now = time.Now.AddMinutes(10);
+        Assert.Equal(0, holdings.Count("dev", "m.test:443"));
+    }
+
+    [Fact]
     public void TicketHoldings_AReservationNotHandedOver_GivesItsPlaceBack()
     {
         var holdings = new TicketHoldings(new ManualTime());
