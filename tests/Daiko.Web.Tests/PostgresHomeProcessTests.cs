@@ -51,8 +51,9 @@ public sealed class PostgresHomeProcessTests
     /// <summary>
     /// A home server whose whole store is a real PostgreSQL server that goes down: a terminal's request is
     /// answered <c>unavailable</c> with a sentence (not <c>internal</c>), a new connection of an enrolled
-    /// device is refused the same way (not taken for a stranger), the server stays up and says why in its
-    /// log, and once the store is back the same requests are served.
+    /// device is refused the same way (not taken for a stranger), a wrong PIN is still answered as one (its
+    /// try was counted), the server stays up and says why in its log, and once the store is back the same
+    /// requests are served.
     /// </summary>
     [Fact]
     public async Task WhileTheStoreIsDown_RequestsAreAnsweredUnavailable_AndServedAgainOnceItIsBack()
@@ -86,6 +87,13 @@ public sealed class PostgresHomeProcessTests
             Assert.DoesNotContain("failed to handle", throughAgent.StandardError, StringComparison.Ordinal);
             // The outage's log lines name the failure (host and port at most), never the connection string's keys.
             Assert.DoesNotContain("Username=", system.Server.ErrorOutput, StringComparison.OrdinalIgnoreCase);
+
+            // A wrong PIN over the agent's channel: the try is counted on the card, so the device is told so (and the
+            // tries left), not "unavailable"; its audit line is in the server's log only.
+            var wrongPin = await DaikoCli.RunAsync(["terminal", "unlock", "--terminal", system.Terminal], $"{HomeWithConsole.AccessPin}\nnot-the-pin1\n{HomeWithConsole.Pin2}\n");
+            Assert.True(wrongPin.ExitCode != 0, wrongPin.ToString());
+            Assert.Contains("daiko: wrong PIN1: 2 tries left", wrongPin.StandardError, StringComparison.Ordinal);
+            await system.Server.WaitForOutputAsync("the audit line of a refused 'unlock' could not be stored", TimeSpan.FromSeconds(10));
 
             // The watchers that poll the store several times a second say the outage once, not at every poll.
             await Task.Delay(TimeSpan.FromSeconds(2));
