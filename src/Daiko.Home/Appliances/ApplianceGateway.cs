@@ -103,29 +103,13 @@ public sealed class ApplianceGateway : IDisposable
         return collected;
     }
 
-    /// <summary>Runs <see cref="CollectAsync"/> every <paramref name="interval"/> until cancelled.</summary>
-    public async Task RunCollectorAsync(TimeSpan interval, CancellationToken cancellationToken)
-    {
-        using var timer = new PeriodicTimer(interval, _time);
-        try
-        {
-            do
-            {
-                try
-                {
-                    await CollectAsync(cancellationToken);
-                }
-                catch (Exception e) when (e is System.Data.Common.DbException or IOException)
-                {
-                    // The store away for a moment: the next round collects again (a stopped loop would collect never).
-                }
-            }
-            while (await timer.WaitForNextTickAsync(cancellationToken));
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-        }
-    }
+    /// <summary>
+    /// Runs <see cref="CollectAsync"/> at once and then every <paramref name="interval"/> until cancelled; a round that
+    /// meets the store away is logged as part of a streak (<see cref="Hosting.BackgroundLook"/>), and the next collects again.
+    /// </summary>
+    public Task RunCollectorAsync(TimeSpan interval, Microsoft.Extensions.Logging.ILogger logger, CancellationToken cancellationToken) =>
+        new Hosting.BackgroundLook("collecting the appliances' readings", CollectAsync, e => e is System.Data.Common.DbException or IOException, _time, logger)
+            .RunAsync(interval, cancellationToken, atOnce: true);
 
     /// <summary>The newest <paramref name="limit"/> readings of one appliance, newest first.</summary>
     public Task<IReadOnlyList<ApplianceReading>> ReadingsAsync(string name, int limit = 100, CancellationToken cancellationToken = default) =>

@@ -4,7 +4,7 @@ namespace Daiko.Home.Hosting;
 
 /// <summary>
 /// A look the home server repeats in the background until it stops (revocations, policies, payees, the
-/// card's state and sessions). A failure leaves the last good state in use and is logged as a streak: its
+/// card's state and sessions, appliance readings). A failure leaves the last good state in use and is logged as a streak: its
 /// first failure, then at most once every <see cref="SayAgainEvery"/> while it lasts, and one line when a
 /// look works again. An outage of minutes writes a few lines, not one a poll for every watcher. A failure
 /// the look does not expect (a bug) is logged with its stack at its streak's start and does not end the

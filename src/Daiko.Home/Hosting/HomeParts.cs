@@ -189,7 +189,7 @@ public sealed class HomeParts : IAsyncDisposable
         _background.Add(Revocations.RunAsync(options.RevocationPoll, _stop.Token));
         _background.Add(_stateWatcher.RunAsync(options.RevocationPoll, _stop.Token));
         _background.Add(_reports.RunAsync(options.ReportInterval, options.Time, _stop.Token));
-        _background.Add(Appliances.RunCollectorAsync(options.ApplianceCollectInterval, _stop.Token));
+        _background.Add(Appliances.RunCollectorAsync(options.ApplianceCollectInterval, _logger, _stop.Token));
         _background.Add(_policyWatcher.RunAsync(PolicyWatcher.Poll, _stop.Token));
         _background.Add(PruneAuditAsync(options.AuditRetention, options.Time, options.LoggerFactory.CreateLogger("Daiko.Home"), _stop.Token));
     }
