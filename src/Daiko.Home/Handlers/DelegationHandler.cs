@@ -42,39 +42,23 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             var tickets = new List<Daiko.Tls.SessionTicket>();
             await policies.StockedAsync(context.DeviceId, policy.TicketTerms, context.Closed);
             var pskKe = await delegation.PskKeHintAsync(market, context.Closed);
-            // Each ticket's place, counted before it is taken: given back, with every ticket wiped, if they never reach the device.
+            // Each ticket's place, counted as it is taken (one write, as a resume's hit): given back, with every ticket
+            // wiped, if they never reach the device.
             var places = new List<ITicketPlace>();
             try
             {
-                while (tickets.Count < wanted)
+                while (tickets.Count < wanted && delegation.TryTakeCached(context.DeviceId, market, policy.TicketLifetimeOrLongest) is { } ticket)
                 {
-                    // The room first, then the ticket: a concurrent request that took the last room leaves this one
-                    // with what it has (counted and handed), and no ticket is taken from the cache to be dropped.
-                    ITicketPlace held;
                     try
                     {
-                        held = await policies.Tickets.ReserveAsync(context.DeviceId, market.Holding, policy.MaxTickets, context.Closed);
+                        places.Add(await ReserveHandedOrGiveBackAsync(ticket, market, policy, purges, context));
                     }
                     catch (PolicyRefusedException) when (tickets.Count > 0)
                     {
+                        // A concurrent request took the last room: this one hands over what it has (the ticket went back).
                         break;
                     }
-                    await using (held)
-                    {
-                        if (delegation.TryTakeCached(context.DeviceId, market, policy.TicketLifetimeOrLongest) is not { } ticket) break;
-                        try
-                        {
-                            await held.HandedAsync(ticket.ExpiresAt, context.Closed);
-                        }
-                        catch
-                        {
-                            // Not counted, so not handed over: the ticket goes with the request's failure.
-                            ticket.Wipe();
-                            throw;
-                        }
-                        places.Add(held);
-                        tickets.Add(DelegationService.Hinted(ticket, pskKe));
-                    }
+                    tickets.Add(DelegationService.Hinted(ticket, pskKe));
                 }
                 await AuditOrWipeAsync(tickets, context.DeviceId, "stock", Where(market), "resume", $"{tickets.Count} ticket(s) handed over");
             }
