@@ -32,12 +32,15 @@ public sealed record PolicyCommand(string Who, string Base)
     public string For(PolicyRemedy remedy, string? deviceName) =>
         deviceName is null ? $"{Base} {remedy.Option}" : $"{Base} --name {ShellWord(deviceName)} {remedy.Option}";
 
-    /// <summary>A device name as one shell word: as it is when plain, else in double quotes with \, ", $ and ` escaped.</summary>
+    /// <summary>
+    /// A device name as one shell word: as it is when plain, else in double quotes with \, ", $ and ` escaped, and
+    /// each ! outside them in single quotes (an interactive bash expands ! from its history even inside double quotes).
+    /// </summary>
     private static string ShellWord(string word)
     {
         if (word.Length > 0 && word.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_')) return word;
         var quoted = new System.Text.StringBuilder("\"");
-        foreach (var c in word) quoted.Append(c is '\\' or '"' or '$' or '`' ? "\\" + c : c.ToString());
+        foreach (var c in word) quoted.Append(c switch { '\\' or '"' or '$' or '`' => "\\" + c, '!' => "\"'!'\"", _ => c.ToString() });
         return quoted.Append('"').ToString();
     }
 }

@@ -64,12 +64,31 @@ public sealed class DevicePolicyTests
         Assert.Equal("policy-refused: this device may not use mode resume (its modes: relay); the site's operator can allow it with 'daiko host device policy --site DIR --owner alice --name phone --modes'",
             refused.ReplyUnder(PolicyCommand.Hosted("alice"), "phone"));
         // A name that is not one plain shell word is quoted, so that the command can be pasted.
-        Assert.EndsWith("the owner can allow it with 'daiko home device policy --name \"Anna's \\$phone\" --modes'", refused.ReplyUnder(PolicyCommand.Home, "Anna's $phone"), StringComparison.Ordinal);
+        Assert.EndsWith("the owner can allow it with 'daiko home device policy --name \"Anna's \\$phone\"'!'\"\" --modes'", refused.ReplyUnder(PolicyCommand.Home, "Anna's $phone!"), StringComparison.Ordinal);
         // The exception's message is the sentence alone (what a log line says, wherever the policy is kept).
         Assert.Equal("this device may not use mode resume (its modes: relay)", refused.Message);
         // A refusal the owner cannot lift with an option names no command.
         Assert.Equal("policy-refused: shop.example resolves to a private address; the owner can allow it for this device",
             MarketReach.PrivateRefusal("shop.example").ReplyUnder(PolicyCommand.Hosted("alice"), "phone"));
+    }
+
+    [Theory]
+    [InlineData("Anna's $phone!")]
+    [InlineData("a\"b`c\\d $(id)")]
+    [InlineData("two  words\tand a tab")]
+    [InlineData("!!")]
+    [InlineData("telefon-ü")]
+    public void ARemedysDeviceName_IsOneShellWord_ThatAShellReadsBackAsTheName(string name)
+    {
+        var command = PolicyCommand.Home.For(new PolicyRemedy("raise it", "--max-tickets"), name);
+        var word = command["daiko home device policy --name ".Length..^" --max-tickets".Length];
+        // bash reads the word (and runs nothing in it): printf gives the name back, byte for byte.
+        var start = new System.Diagnostics.ProcessStartInfo("bash", ["-c", "printf %s " + word]) { RedirectStandardOutput = true, StandardOutputEncoding = System.Text.Encoding.UTF8 };
+        using var bash = System.Diagnostics.Process.Start(start)!;
+        var read = bash.StandardOutput.ReadToEnd();
+        bash.WaitForExit();
+        Assert.Equal(0, bash.ExitCode);
+        Assert.Equal(name, read);
     }
 
     [Theory]
