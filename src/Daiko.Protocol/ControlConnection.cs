@@ -73,6 +73,12 @@ public sealed partial class ControlConnection : IAsyncDisposable
     /// <summary>The largest frame body read from the peer; a larger length prefix ends the connection before the body is read.</summary>
     public int MaxFrameBytes { get; init; } = ControlProtocol.MaxFrameBytes;
 
+    /// <summary>Who is at the other end, as errors about it say: <c>the home server</c>, or the terminal's agent for a CLI command.</summary>
+    public string Peer { get; init; } = "the home server";
+
+    /// <summary>How long a request waits for its reply when its caller gives no timeout of its own.</summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>How long the peer may go without completing a frame before the connection closes; null: no limit.</summary>
     public TimeSpan? IdleTimeout { get; init; }
 
@@ -268,7 +274,7 @@ public sealed partial class ControlConnection : IAsyncDisposable
             meter.AddRoundTrip();
         }
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
-        cts.CancelAfter(timeout ?? TimeSpan.FromSeconds(60));
+        cts.CancelAfter(timeout ?? RequestTimeout);
         try
         {
             await SendAsync(id, request, cts.Token).ConfigureAwait(false);
@@ -277,8 +283,8 @@ public sealed partial class ControlConnection : IAsyncDisposable
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             throw new ControlErrorException(CloseCode ?? ErrorCode.Unavailable, _closed.IsCancellationRequested
-                ? $"the home server closed the control channel: {CloseReason ?? "connection closed"}"
-                : "the home server did not answer in time", inner: CloseException);
+                ? $"{Peer} closed the control channel: {CloseReason ?? "connection closed"}"
+                : $"{Peer} did not answer in time", inner: CloseException);
         }
         finally
         {
@@ -320,11 +326,11 @@ public sealed partial class ControlConnection : IAsyncDisposable
             if (_readLoop is { } reader) await Task.WhenAny(reader, Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None)).ConfigureAwait(false);
             if (CloseCode is { } code)
             {
-                throw new ControlErrorException(code, $"the home server closed the control channel: {CloseReason}");
+                throw new ControlErrorException(code, $"{Peer} closed the control channel: {CloseReason}");
             }
             CloseReason ??= "the control channel was lost";
             Shutdown();
-            throw new ControlErrorException(ErrorCode.Unavailable, "the home server is unreachable: the control channel was lost");
+            throw new ControlErrorException(ErrorCode.Unavailable, $"{Peer} is unreachable: the control channel was lost");
         }
         finally
         {

@@ -245,6 +245,55 @@ public sealed class TerminalAgentProcessesTests(LinkedTerminal linked) : IClassF
     }
 
     [Fact]
+    public async Task AStoppedAgentWhoseBacklogFilledUp_IsSaidToTakeNoConnection_AndLockStopsIt_RatherThanLeaveItRunning()
+    {
+        var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(linked.System.Home, "stopped"))).StandardOutput.Trim();
+        var directory = Path.Combine(linked.System.Dir.Path, "stopped");
+        await HomeAndTerminal.Ok(["terminal", "enroll", "--terminal", directory, "--home", $"127.0.0.1:{linked.System.Port}"], $"{code}\n{HomeAndTerminal.AccessPin}\n");
+        await HomeAndTerminal.Ok(["terminal", "unlock", "--terminal", directory], $"{HomeAndTerminal.AccessPin}\n{HomeAndTerminal.Pin1}\n{HomeAndTerminal.Pin2}\n");
+        var pid = int.Parse(File.ReadAllText(Path.Combine(directory, "agent.pid")), System.Globalization.CultureInfo.InvariantCulture);
+        var waiting = new List<System.Net.Sockets.Socket>();
+        try
+        {
+            using (var stop = System.Diagnostics.Process.Start("kill", ["-STOP", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)])) await stop.WaitForExitAsync();
+            // Clients the stopped agent never accepts fill its backlog; then a connect is refused at once.
+            while (true)
+            {
+                var client = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+                try
+                {
+                    await client.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(Path.Combine(directory, "agent.sock")));
+                    waiting.Add(client);
+                }
+                catch (System.Net.Sockets.SocketException e) when (e.SocketErrorCode == System.Net.Sockets.SocketError.WouldBlock)
+                {
+                    client.Dispose();
+                    break;
+                }
+                Assert.True(waiting.Count < 1000, "the agent's backlog never filled");
+            }
+
+            var command = await DaikoCli.RunAsync(["terminal", "appliance", "list", "--terminal", directory]);
+            Assert.Equal(1, command.ExitCode);
+            Assert.Contains("the terminal agent takes no connection (it is stopped or hung, and others wait): 'daiko terminal lock' stops it", command.StandardError, StringComparison.Ordinal);
+
+            var locked = await DaikoCli.RunAsync(["terminal", "lock", "--terminal", directory]);
+            Assert.True(locked.ExitCode == 0, locked.ToString());
+            Assert.Contains("takes no connection", locked.StandardError, StringComparison.Ordinal);
+            Assert.Contains("locking the access card anyway (this device's session with the home card, if one is open, ends at the home server's idle timeout)", locked.StandardError, StringComparison.Ordinal);
+            // The socket could not name the agent, its command line did: it was stopped, not left with the access card open.
+            Assert.True(Daiko.Cli.Commands.AgentProcess.HasEnded(pid), "the stopped agent is still running after lock");
+            Assert.False(File.Exists(Path.Combine(directory, "agent.sock")));
+            Assert.False(File.Exists(Path.Combine(directory, "agent.pid")));
+        }
+        finally
+        {
+            foreach (var client in waiting) client.Dispose();
+            if (!Daiko.Cli.Commands.AgentProcess.HasEnded(pid)) System.Diagnostics.Process.GetProcessById(pid).Kill();
+        }
+    }
+
+    [Fact]
     public async Task Enroll_CountsItsOwnChannelOnTheWire_AndPinChange_CostsNothingOnAnyWire()
     {
         var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(linked.System.Home, "tablet"))).StandardOutput.Trim();

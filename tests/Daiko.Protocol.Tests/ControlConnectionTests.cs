@@ -47,6 +47,36 @@ public sealed class ControlConnectionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task APeerThatDoesNotAnswer_IsNamedInTheError_AfterItsRequestTimeout_AndOnceItClosed()
+    {
+        // The other end reads nothing and answers nothing, as a stopped terminal agent.
+        var (near, far) = await Loopback.ConnectedPairAsync();
+        using (near)
+        {
+            await using var agent = new ControlConnection(near.GetStream()) { Peer = "the terminal agent", RequestTimeout = TimeSpan.FromMilliseconds(300) };
+            agent.Start();
+
+            var silent = await Assert.ThrowsAsync<ControlErrorException>(() => agent.RequestAsync<UnlockedReply>(new UnlockRequest("1111", "2222"), CancellationToken.None));
+            Assert.Equal((ErrorCode.Unavailable, "the terminal agent did not answer in time"), (silent.Code, silent.Message));
+
+            far.Dispose();
+            await agent.Completion.WaitAsync(TimeSpan.FromSeconds(10));
+            var gone = await Assert.ThrowsAsync<ControlErrorException>(() => agent.RequestAsync<UnlockedReply>(new UnlockRequest("1111", "2222"), CancellationToken.None));
+            Assert.StartsWith("the terminal agent ", gone.Message, StringComparison.Ordinal);
+        }
+        // Unnamed, the other end is the home server, as for every connection the terminal opens to it.
+        var (home, other) = await Loopback.ConnectedPairAsync();
+        using (home)
+        using (other)
+        {
+            await using var control = new ControlConnection(home.GetStream()) { RequestTimeout = TimeSpan.FromMilliseconds(300) };
+            control.Start();
+            var silent = await Assert.ThrowsAsync<ControlErrorException>(() => control.RequestAsync<UnlockedReply>(new UnlockRequest("1111", "2222"), CancellationToken.None));
+            Assert.Equal("the home server did not answer in time", silent.Message);
+        }
+    }
+
+    [Fact]
     public async Task AMalformedRequest_IsAnsweredBadRequestNamingTheField_AndTheConnectionGoesOn()
     {
         var stream = _client.GetStream();

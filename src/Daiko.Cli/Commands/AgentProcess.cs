@@ -12,7 +12,9 @@ internal static class AgentProcess
         var self = Environment.ProcessPath!;
         var info = new ProcessStartInfo(self) { RedirectStandardInput = true, RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(self) == "dotnet") info.ArgumentList.Add(typeof(Program).Assembly.Location);
-        foreach (var a in new[] { "terminal", "agent", "--terminal", dir }) info.ArgumentList.Add(a);
+        // The directory as a whole path: a lock that cannot ask the socket who listens (the agent is stopped or hung) knows
+        // the agent by it (IsAgentOf).
+        foreach (var a in new[] { "terminal", "agent", "--terminal", Path.GetFullPath(dir) }) info.ArgumentList.Add(a);
         var process = Process.Start(info)!;
         // The agent's warnings (it could not keep its memory from its user's other processes) reach the user on this
         // unlock's stderr as they come; the rest of what it says is kept for the error when it does not start.
@@ -143,27 +145,58 @@ internal static class AgentProcess
     /// is non-dumpable (<see cref="AgentMemory"/>), so its own user may no longer read that, and 'terminal lock' would not
     /// find its agent. Where there is no /proc, as before: the pid file is trusted.
     /// </summary>
+    /// <remarks>
+    /// A stopped or hung agent takes no connection once its backlog is full, so the socket cannot name it: then a process
+    /// with an agent's command line whose directory is this one, as a whole path, is taken for it (an agent started by
+    /// 'terminal unlock' is given its directory so). Else a lock would remove the socket and leave that agent running.
+    /// </remarks>
     internal static bool IsAgentOf(int pid, string dir)
     {
         if (!OperatingSystem.IsLinux()) return true;
-        return HasAgentCommandLine(pid) && AgentClient.ListeningProcessId(dir) == pid;
+        if (AgentDirectoryOf(pid) is not { } named) return false;
+        var (listening, full) = AgentClient.Listening(dir);
+        if (listening is { } listener) return listener == pid;
+        return full && Path.IsPathFullyQualified(named) && RealPath(named) is { } real && real == RealPath(dir);
     }
 
     /// <summary>Whether process <paramref name="pid"/>'s command line (in /proc, which anyone may read) is 'daiko terminal agent --terminal ...' (Linux; elsewhere true).</summary>
-    private static bool HasAgentCommandLine(int pid)
+    private static bool HasAgentCommandLine(int pid) => !OperatingSystem.IsLinux() || AgentDirectoryOf(pid) is not null;
+
+    /// <summary>The directory after --terminal in process <paramref name="pid"/>'s command line when it is 'daiko terminal agent --terminal DIR', else null.</summary>
+    private static string? AgentDirectoryOf(int pid)
     {
-        if (!OperatingSystem.IsLinux()) return true;
         try
         {
             var args = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
             var at = Array.IndexOf(args, "--terminal");
-            return at >= 2 && at + 1 < args.Length && args[at - 1] == "agent" && args[at - 2] == "terminal";
+            return at >= 2 && at + 1 < args.Length && args[at - 1] == "agent" && args[at - 2] == "terminal" ? args[at + 1] : null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return false;
+            return null;
         }
     }
+
+    /// <summary>The path with every symbolic link resolved (realpath(3)), or null when it does not exist.</summary>
+    private static string? RealPath(string path)
+    {
+        var resolved = NativeRealPath(path, IntPtr.Zero);
+        if (resolved == IntPtr.Zero) return null;
+        try
+        {
+            return System.Runtime.InteropServices.Marshal.PtrToStringUTF8(resolved);
+        }
+        finally
+        {
+            // realpath(3) allocated it with malloc; FreeHGlobal is free(3) on Unix.
+            System.Runtime.InteropServices.Marshal.FreeHGlobal(resolved);
+        }
+    }
+
+#pragma warning disable SYSLIB1054 // LibraryImport needs unsafe code, which this assembly does not allow
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "realpath", SetLastError = true)]
+    private static extern IntPtr NativeRealPath([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, IntPtr resolved);
+#pragma warning restore SYSLIB1054
 
     /// <summary>The agent's process id; null when there is none — including an agent that ended (and removed its file) as we looked.</summary>
     private static int? ReadPid(string pidFile)

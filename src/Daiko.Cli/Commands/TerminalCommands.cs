@@ -206,7 +206,8 @@ internal static partial class TerminalCommands
             int? agent = null;
             try
             {
-                var (control, pid) = await AgentClient.ConnectToAgentAsync(dir, ct);
+                // A stopped or hung agent is not waited for a minute: it is stopped below all the same.
+                var (control, pid) = await AgentClient.ConnectToAgentAsync(dir, ct, AgentClient.LockAnswerTimeout);
                 agent = pid;
                 await using (control)
                 {
@@ -218,7 +219,9 @@ internal static partial class TerminalCommands
             }
             catch (ControlErrorException e)
             {
-                Console.Error.WriteLine($"daiko: {e.Message}; locking the access card anyway");
+                // Not locked at the home server (an agent that is gone had nothing open there worth saying).
+                var home = e.Code == ErrorCode.Locked ? "" : " (this device's session with the home card, if one is open, ends at the home server's idle timeout)";
+                Console.Error.WriteLine($"daiko: {e.Message}; locking the access card anyway{home}");
             }
             // The agent this lock spoke to ends by itself; it is waited for (stopped if it lingers) even once its socket is gone.
             AgentProcess.Stop(dir, agent);

@@ -194,28 +194,46 @@ public static class AgentClient
     /// directory's agent without reading the agent's /proc files, which a non-dumpable agent keeps from its own user. The
     /// connection is closed without a request, which the agent takes as a client that ended (another user's it drops unserved).
     /// </summary>
-    public static int? ListeningProcessId(string directory)
+    public static int? ListeningProcessId(string directory) => Listening(directory).Pid;
+
+    /// <summary>
+    /// The process listening on this terminal's agent socket (<see cref="ListeningProcessId"/>), and whether a listener is
+    /// there that takes no connection now (<c>Full</c>): its backlog is full, as a stopped or hung agent's fills up.
+    /// </summary>
+    public static (int? Pid, bool Full) Listening(string directory)
     {
-        if (!OperatingSystem.IsLinux()) return null;
+        if (!OperatingSystem.IsLinux()) return (null, false);
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            // A connect waits only while the agent's backlog is full: bounded, as a hung agent must not hang 'terminal lock'.
+            // A Unix socket's connect does not wait: a full backlog refuses it at once (EAGAIN). Bounded all the same, as a
+            // hung agent must not hang 'terminal lock'.
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
             socket.ConnectAsync(new UnixDomainSocketEndPoint(TerminalAgent.SocketPath(directory)), timeout.Token).AsTask().GetAwaiter().GetResult();
-            return PeerCredentials.Of(socket).Pid;
+            return (PeerCredentials.Of(socket).Pid, false);
         }
-        catch (Exception e) when (e is SocketException or OperationCanceledException)
+        catch (SocketException e)
         {
-            return null;
+            return (null, IsFull(e));
+        }
+        catch (OperationCanceledException)
+        {
+            return (null, false);
         }
     }
+
+    /// <summary>A connect refused because the listener's backlog is full: someone listens, but takes no connection now.</summary>
+    private static bool IsFull(SocketException e) => e.SocketErrorCode is SocketError.WouldBlock or SocketError.TryAgain;
+
+    /// <summary>How long 'terminal lock' waits for the agent's answer before it stops the agent anyway.</summary>
+    public static readonly TimeSpan LockAnswerTimeout = TimeSpan.FromSeconds(10);
 
     public static async Task<ControlConnection> ConnectAsync(string directory, CancellationToken cancellationToken) =>
         (await ConnectToAgentAsync(directory, cancellationToken)).Control;
 
     /// <summary>A connection to the agent, and the agent's process id as the kernel names the process listening on its socket (Linux; else null).</summary>
-    public static async Task<(ControlConnection Control, int? AgentPid)> ConnectToAgentAsync(string directory, CancellationToken cancellationToken)
+    /// <param name="requestTimeout">how long each request waits for the agent's answer (60 s when not given)</param>
+    public static async Task<(ControlConnection Control, int? AgentPid)> ConnectToAgentAsync(string directory, CancellationToken cancellationToken, TimeSpan? requestTimeout = null)
     {
         var path = TerminalAgent.SocketPath(directory);
         if (!File.Exists(path)) throw new ControlErrorException(ErrorCode.Locked, "the access card is locked: run 'daiko terminal unlock' first");
@@ -224,13 +242,21 @@ public static class AgentClient
         {
             await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellationToken);
         }
-        catch (SocketException)
+        catch (SocketException e)
         {
             socket.Dispose();
+            if (IsFull(e))
+            {
+                throw new ControlErrorException(ErrorCode.Unavailable, "the terminal agent takes no connection (it is stopped or hung, and others wait): 'daiko terminal lock' stops it");
+            }
             throw new ControlErrorException(ErrorCode.Locked, "the terminal agent is gone (idle timeout or lock): run 'daiko terminal unlock' again");
         }
         int? agent = OperatingSystem.IsLinux() ? PeerCredentials.Of(socket).Pid : null;
-        var connection = new ControlConnection(new NetworkStream(socket, ownsSocket: true));
+        var connection = new ControlConnection(new NetworkStream(socket, ownsSocket: true))
+        {
+            Peer = "the terminal agent",
+            RequestTimeout = requestTimeout ?? TimeSpan.FromSeconds(60),
+        };
         connection.Start();
         return (connection, agent);
     }
