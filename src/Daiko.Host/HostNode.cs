@@ -154,10 +154,17 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     public async Task DispatchStrangerAsync(ControlRequest request, ControlConnection connection, IPAddress peer)
     {
         var addressKey = EnrollmentLimiter.AddressKey(peer);
+        if (request.Message is EnrollRequest && _limiter.WaitFor(addressKey) is { } wait)
+        {
+            // Told to wait, as a home server tells it, and counted nothing more: a user who sends the right code again too
+            // soon is not held back longer for it (nor told the code is not valid).
+            await connection.ReplyAsync(request, new ErrorReply(ErrorCode.EnrollmentRefused, Daiko.Home.Handlers.EnrollmentHandler.AddressWaitSentence(wait)));
+            return;
+        }
         HomeParts? found = null;
         try
         {
-            if (request.Message is EnrollRequest enroll && _limiter.WaitFor(addressKey) is null
+            if (request.Message is EnrollRequest enroll
                 && EnrollmentCode.Parse(enroll.Secret)?.PublicId is { } publicId
                 && await _database.OwnerOfCodeAsync(publicId, connection.Closed) is { } owner)
             {

@@ -6,9 +6,10 @@ namespace Daiko.Protocol;
 public sealed partial class ControlConnection
 {
     /// <summary>Whether the gate lets this message in; if not, the refusal is sent under <paramref name="id"/> and the connection ends.</summary>
-    private bool Admits(string? type, long id)
+    /// <summary>Whether a frame may be read before the peer is authenticated (<see cref="Gate"/>): a request of a type the gate admits, never a reply (this side asks such a peer nothing).</summary>
+    private bool Admits(string? type, long id, bool isReply)
     {
-        if (Gate is not { } gate || gate.Admits(type)) return true;
+        if (Gate is not { } gate || !isReply && gate.Admits(type)) return true;
         _parting = (id, new ErrorReply(gate.Code, gate.Message));
         CloseReason ??= gate.Message;
         return false;

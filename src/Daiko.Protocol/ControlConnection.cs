@@ -118,13 +118,13 @@ public sealed partial class ControlConnection : IAsyncDisposable
                 }
                 catch (ProtocolException e) when (e.RequestId is { } id && id != 0)
                 {
-                    if (!Admits(e.MessageType, e.IsReply ? 0 : id)) break;
+                    if (!Admits(e.MessageType, e.IsReply ? 0 : id, e.IsReply)) break;
                     await RefuseUndecodableAsync(e, id).ConfigureAwait(false);
                     continue;
                 }
                 if (envelope is not { } frame) break;
                 Interlocked.Add(ref _bytesReceived, bytes);
-                if (!Admits(frame.Message.Type, frame.Message.IsReply ? 0 : frame.Id)) break;
+                if (!Admits(frame.Message.Type, frame.Message.IsReply ? 0 : frame.Id, frame.Message.IsReply)) break;
                 MeterOf(frame.Id, frame.Message)?.AddBytesReceived(bytes);
                 if (!Dispatch(frame, bytes)) break;
             }

@@ -2,7 +2,7 @@ namespace Daiko.Protocol;
 
 /// <summary>
 /// Enrollment codes carry three parts: a public id (4 characters) by which the home server finds the
-/// code and counts failed attempts per code, a secret (60 bits) it stores only as a hash, and a pin part
+/// code, a secret (60 bits) it stores only as a hash, and a pin part
 /// (60 bits) that binds the home server's key to this code's secret, so that the terminal checks whom it
 /// talks to before it reveals the id and secret. The pin part is keyed by the secret: a man in the middle
 /// without the code cannot make a key that passes (an unkeyed prefix of the key's hash, as codes had before

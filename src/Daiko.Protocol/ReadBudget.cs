@@ -57,8 +57,8 @@ internal sealed class ReadBudget(long maxBytes, int maxRequests)
 }
 
 /// <summary>
-/// Which messages a connection accepts before its peer is authenticated: anything else is answered
-/// with <see cref="Code"/> and the connection closes (the home server admits only <c>enroll</c> from a
-/// peer without a device certificate).
+/// Which requests a connection accepts before its peer is authenticated: anything else, and any reply, is
+/// answered with <see cref="Code"/> and the connection closes (the home server admits only an <c>enroll</c>
+/// request from a peer without a device certificate).
 /// </summary>
 public sealed record ControlGate(Func<string?, bool> Admits, ErrorCode Code, string Message);

@@ -117,6 +117,56 @@ public sealed class HostilePeerTests(HomeServeProcess home)
     }
 
     [Fact]
+    public async Task ACertificateLessPeer_SendingAnEnrollReply_IsRefused_AndTheConnectionCloses()
+    {
+        // The enroll type, but a reply: it is no request the gate lets through, and does not keep the stranger's slot.
+        await using var peer = await ControlPeer.ConnectAsync(home.Port, "127.0.1.20");
+
+        await peer.SendAsync(7, new EnrolledReply("0123456789abcdef", "phone", [0x30, 0x00], [0x30, 0x00]));
+
+        var frame = await peer.ReadAsync(Reply);
+        var refusal = Assert.IsType<ErrorReply>(frame?.Message);
+        Assert.Equal(ErrorCode.Unauthenticated, refusal.Code);
+        Assert.True(await peer.ClosedWithinAsync(TimeSpan.FromSeconds(5)), "the connection stayed open after the refusal");
+    }
+
+    [Fact]
+    public async Task AStranger_FailingHandshakesOrAskingAgainAndAgain_IsLoggedOnceInTenSeconds_NotOnceAConnection()
+    {
+        // Lines about strangers are few: connections by the dozen from one address cannot fill the server's log and push
+        // the lines that matter (enrollments, revocations, unlocks) out of what the log keeps.
+        int HandshakeLines() => home.Server.Output.Split('\n').Count(l => l.Contains("control handshake failed", StringComparison.Ordinal));
+        var before = HandshakeLines();
+        for (var i = 0; i < 15; i++)
+        {
+            using var tcp = new TcpClient(new IPEndPoint(IPAddress.Parse("127.0.1.21"), 0));
+            await tcp.ConnectAsync(IPAddress.Loopback, home.Port);
+            await tcp.GetStream().WriteAsync("not a ClientHello\r\n\r\n"u8.ToArray());
+            tcp.Client.Shutdown(SocketShutdown.Send);
+            try
+            {
+                using var closed = new CancellationTokenSource(Reply);
+                while (await tcp.GetStream().ReadAsync(new byte[256], closed.Token) > 0) { }
+            }
+            catch (IOException)
+            {
+                // Reset: closed as well.
+            }
+        }
+        for (var i = 0; i < 10; i++)
+        {
+            await using var peer = await ControlPeer.ConnectAsync(home.Port, "127.0.1.22");
+            Assert.Equal(ErrorCode.Unauthenticated, Assert.IsType<ErrorReply>(await peer.RequestAsync(5, new CardStatusRequest(), Reply)).Code);
+        }
+        // The server's log lines leave from a task of their own.
+        for (var i = 0; i < 50 && !home.Server.Output.Contains("(not enrolled, 127.0.1.22)", StringComparison.Ordinal); i++) await Task.Delay(100);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+
+        Assert.InRange(HandshakeLines() - before, 1, 2);
+        Assert.Single(home.Server.Output.Split('\n'), l => l.Contains("(not enrolled, 127.0.1.22)", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task ACertificateLessPeer_SendingRelayData_IsRefused_AndTheConnectionCloses()
     {
         await using var peer = await ControlPeer.ConnectAsync(home.Port, "127.0.1.3");

@@ -32,6 +32,26 @@ public sealed class Tls12InteropTests : IDisposable
         HandshakeTimeout = TimeSpan.FromSeconds(10),
     };
 
+    /// <summary>
+    /// A ticket lives as long as its market announces (RFC 5077's lifetime hint), and one announced past 7 days, or not at
+    /// all, is taken to live 7 days: what a device's ticket count and ticket lifetime are judged by, so a market whose
+    /// tickets last long is never counted as if they lasted less. nginx announces its session timeout.
+    /// </summary>
+    [Theory]
+    [InlineData(600, 600u)]
+    [InlineData(30 * 24 * 3600, 7u * 24 * 3600)]
+    public async Task ATicketsLifetime_IsTheMarketsHint_AndAtMostSevenDays_NeverLessThanAnnounced(int sessionTimeoutSeconds, uint expected)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var peer = await NginxServer.StartAsync(_pki, _dir.Path, new TlsPeerOptions { Versions = "1.2", SessionTimeoutSeconds = sessionTimeoutSeconds });
+        await using var connection = await EngineInteropTests.ConnectAsync(peer.Port, Options(TlsVersions.Both), cts.Token);
+
+        Assert.Equal(TlsVersions.Tls12, connection.Version);
+        var ticket = Assert.Single(connection.Tickets);
+        Assert.Equal(expected, ticket.LifetimeSeconds);
+        Assert.Equal(ticket.ReceivedAt.AddSeconds(expected), ticket.ExpiresAt);
+    }
+
     [Theory]
     [MemberData(nameof(Peers))]
     public async Task FullHandshake_Tls12Only_WithClientCertificate_ServerSeesTheUser(string name)

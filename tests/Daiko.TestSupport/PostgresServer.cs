@@ -27,6 +27,15 @@ public sealed class PostgresServer : IDisposable
 
     public string ConnectionString => $"Host=127.0.0.1;Port={Port};Username=postgres;Database=postgres;Pooling=false;Timeout=10";
 
+    /// <summary>The connection string for database <paramref name="database"/> of this server.</summary>
+    public string ConnectionStringFor(string database) => ConnectionString.Replace("Database=postgres", $"Database={database}", StringComparison.Ordinal);
+
+    /// <summary>Creates an empty database (a copy of template1).</summary>
+    public Task CreateDatabaseAsync(string name) => PgAsync("createdb", ["-h", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-U", "postgres", name]);
+
+    /// <summary>Drops a database, ending any connection still open to it.</summary>
+    public Task DropDatabaseAsync(string name) => PgAsync("dropdb", ["-h", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-U", "postgres", "--force", name]);
+
     public static bool Available => FindBinaries() is not null;
 
     public static async Task<PostgresServer> StartAsync(string workDirectory)
@@ -74,6 +83,27 @@ public sealed class PostgresServer : IDisposable
         await process.WaitForExitAsync(cts.Token);
         if (process.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args)} failed: {await output}{await error}");
     }
+
+    /// <summary>
+    /// Ends the server at once without waiting on a tool (SIGQUIT to the postmaster: its immediate shutdown, which ends
+    /// its backends too), for a process that is itself ending and has little time left.
+    /// </summary>
+    public void Quit()
+    {
+        try
+        {
+            _ = SendSignal(ProcessId, 3);
+        }
+        catch (Exception e) when (e is IOException or FormatException or InvalidOperationException)
+        {
+            // Not running.
+        }
+    }
+
+#pragma warning disable SYSLIB1054 // LibraryImport needs unsafe code, which this assembly does not allow
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
+#pragma warning restore SYSLIB1054
 
     public void Dispose()
     {

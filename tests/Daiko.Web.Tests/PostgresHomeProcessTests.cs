@@ -69,6 +69,9 @@ public sealed class PostgresHomeProcessTests
             var code = (await HomeWithConsole.Ok(LoopbackMarkets.DeviceAdd(system.Home, "tablet"))).StandardOutput.Trim();
             await HomeWithConsole.Ok(["terminal", "enroll", "--terminal", second, "--home", $"127.0.0.1:{system.Port}", "--code", code], HomeWithConsole.AccessPin + "\n");
             var history = await HomeWithConsole.Ok(["terminal", "wallet", "history", "--terminal", system.Terminal, "--json"]);
+            // A third device's code, to be used while the store is down.
+            var third = Path.Combine(system.Dir.Path, "third");
+            var thirdCode = (await HomeWithConsole.Ok(LoopbackMarkets.DeviceAdd(system.Home, "watch"))).StandardOutput.Trim();
 
             await postgres.StopAsync();
             // The unlocked terminal's request, over its agent's open channel.
@@ -95,6 +98,19 @@ public sealed class PostgresHomeProcessTests
             Assert.Contains("daiko: wrong PIN1: 2 tries left", wrongPin.StandardError, StringComparison.Ordinal);
             await system.Server.WaitForOutputAsync("the audit line of a refused 'unlock' could not be stored", TimeSpan.FromSeconds(10));
 
+            // An enrollment whose code cannot be looked up is refused with the sentence; the code is not used up (below).
+            var enroll = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", third, "--home", $"127.0.0.1:{system.Port}", "--code", thirdCode], HomeWithConsole.AccessPin + "\n");
+            Assert.True(enroll.ExitCode != 0, enroll.ToString());
+            Assert.Contains("the home server cannot reach its store just now", enroll.StandardError, StringComparison.Ordinal);
+            Assert.False(Directory.Exists(third), "a failed enrollment leaves no terminal directory");
+            // A lock the store cannot record: the access card is locked and its agent stopped all the same, and the user is
+            // told that the device's session with the home card was not ended there.
+            var lockDuringOutage = await DaikoCli.RunAsync(["terminal", "lock", "--terminal", system.Terminal]);
+            Assert.True(lockDuringOutage.ExitCode == 0, lockDuringOutage.ToString());
+            Assert.Contains("the home server cannot reach its store just now", lockDuringOutage.StandardError, StringComparison.Ordinal);
+            Assert.Contains("locking the access card anyway (this device's session with the home card, if one is open, ends at the home server's idle timeout)", lockDuringOutage.StandardError, StringComparison.Ordinal);
+            Assert.False(File.Exists(Path.Combine(system.Terminal, "agent.sock")));
+
             // The watchers that poll the store several times a second say the outage once, not at every poll.
             await Task.Delay(TimeSpan.FromSeconds(2));
             var log = system.Server.ErrorOutput;
@@ -103,11 +119,13 @@ public sealed class PostgresHomeProcessTests
 
             await postgres.StartAgainAsync();
             await system.Server.WaitForOutputAsync("reading the revoked devices works again, after ", TimeSpan.FromSeconds(30));
-            // The same requests are served once the store is back, from the same server and agent: nothing was lost.
+            // The same requests are served once the store is back, from the same server: nothing was lost.
+            await HomeWithConsole.Ok(["terminal", "unlock", "--terminal", system.Terminal], unlock);
             var again = await HomeWithConsole.Ok(["terminal", "wallet", "history", "--terminal", system.Terminal, "--json"]);
             Assert.Equal(history.StandardOutput, again.StandardOutput);
             await HomeWithConsole.Ok(["terminal", "unlock", "--terminal", second], unlock);
             await HomeWithConsole.Ok(["terminal", "lock", "--terminal", second]);
+            await HomeWithConsole.Ok(["terminal", "enroll", "--terminal", third, "--home", $"127.0.0.1:{system.Port}", "--code", thirdCode], HomeWithConsole.AccessPin + "\n");
             Assert.False(system.Server.HasExited);
         }
         finally

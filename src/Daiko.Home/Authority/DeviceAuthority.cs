@@ -359,6 +359,12 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
         CancellationTokenSource.CreateLinkedTokenSource(Work(deviceId), other);
 
     /// <summary>The token that ends the device's live work when its session ends.</summary>
+    /// <summary>
+    /// Ends the device's live work here (relays, handed-over sessions, handshakes in flight) and leaves its session open:
+    /// its policy changed what it may reach. Its next request runs under new work.
+    /// </summary>
+    public void EndWork(string deviceId) => CancelWork(deviceId);
+
     public CancellationToken Work(string deviceId)
     {
         while (true)

@@ -35,6 +35,14 @@ public sealed class ControlListener : IAsyncDisposable
     private readonly SslStreamCertificateContext _serverCertificate;
     private readonly IControlRoutes _routes;
     private readonly ConnectionRegistry _all = new();
+
+    /// <summary>
+    /// The log lines about peers that have not authenticated (a failed handshake, a refused PROXY header or protocol, a
+    /// stranger's refused request, a revoked device's connection): one a kind and source (address, IPv6 /64) every 10 s,
+    /// 30 in all every 10 s, each saying how many went unwritten before it, so that strangers cannot fill the log and
+    /// push the lines that matter out of it.
+    /// </summary>
+    private readonly StrangerRefusals _strangerLines = new(window: TimeSpan.FromSeconds(10), maxLinesPerWindow: 30);
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskSet _serving = new();
@@ -102,6 +110,15 @@ public sealed class ControlListener : IAsyncDisposable
         }
     }
 
+    /// <summary>Whether a line of <paramref name="kind"/> about a stranger at <paramref name="address"/> is written now (<see cref="_strangerLines"/>): null if not, else what it adds about the lines not written before it.</summary>
+    private string? SayOfStranger(string kind, IPAddress address) =>
+        _strangerLines.Note($"{kind} {EnrollmentLimiter.AddressKey(address)}") switch
+        {
+            (false, _) => null,
+            (true, 0) => "",
+            (true, var unwritten) => $" ({unwritten} more line(s) about peers without a device certificate not written before this one)",
+        };
+
     private async Task ServeLoggedAsync(TcpClient client)
     {
         try
@@ -162,21 +179,21 @@ public sealed class ControlListener : IAsyncDisposable
         }
         catch (ProxyProtocolException e)
         {
-            _logger.ProxyHeaderRefused(slot.Address.ToString(), e.Message);
+            if (SayOfStranger("proxy", slot.Address) is { } unwritten) _logger.ProxyHeaderRefused(slot.Address.ToString(), e.Message, unwritten);
             await ssl.DisposeAsync();
             client.Dispose();
             return;
         }
         catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException or System.ComponentModel.Win32Exception or ObjectDisposedException)
         {
-            _logger.HandshakeFailed(e.GetType().Name, e.Message);
+            if (SayOfStranger("handshake", slot.Address) is { } unwritten) _logger.HandshakeFailed(e.GetType().Name, e.Message, unwritten);
             await ssl.DisposeAsync();
             client.Dispose();
             return;
         }
         if (ssl.NegotiatedApplicationProtocol != ControlAlpn)
         {
-            _logger.ProtocolVersionRefused(ControlProtocol.Alpn, ssl.NegotiatedApplicationProtocol.ToString());
+            if (SayOfStranger("protocol", slot.Address) is { } unwritten) _logger.ProtocolVersionRefused(ControlProtocol.Alpn, ssl.NegotiatedApplicationProtocol.ToString(), unwritten);
             await RefuseAsync(ssl, ErrorCode.ProtocolVersion, $"this home server speaks control protocol {ControlProtocol.Alpn}; update the terminal");
             return;
         }
@@ -201,8 +218,16 @@ public sealed class ControlListener : IAsyncDisposable
             if (device is null || lookup.Route is null || device.Revoked || !device.PublicKeyInfo.AsSpan().SequenceEqual(certificate.PublicKey.ExportSubjectPublicKeyInfo()))
             {
                 var revoked = device?.Revoked == true;
-                if (lookup.Route is { } owner) await owner.Devices.AuditAsync(device?.Id, "connect", null, null, revoked ? "refused: revoked device" : "refused: unknown device");
-                else _logger.RequestRefused("(no owner here)", "connect", ErrorCode.UnknownDevice.ToWire(), "a device certificate that names no owner of this server");
+                // Audited a few at a time (a revoked device's key may connect again and again): once a device, or an address, a minute.
+                if (lookup.Route is { } owner)
+                {
+                    await owner.Devices.AuditStrangerRefusalAsync(device is null ? EnrollmentLimiter.AddressKey(slot.Address) : "device " + device.Id, "connect",
+                        revoked ? "refused: revoked device" : "refused: unknown device", deviceId: device?.Id);
+                }
+                else if (SayOfStranger("no-owner", slot.Address) is { } unwritten)
+                {
+                    _logger.RequestRefused("(no owner here)", "connect", ErrorCode.UnknownDevice.ToWire(), "a device certificate that names no owner of this server" + unwritten);
+                }
                 await RefuseAsync(ssl, revoked ? ErrorCode.Revoked : ErrorCode.UnknownDevice,
                     revoked ? "this device was revoked by the home server's owner" : "this device is not enrolled with this home server");
                 return;
@@ -217,7 +242,11 @@ public sealed class ControlListener : IAsyncDisposable
         var connection = new ControlConnection(ssl, (request, c) => route is null ? _routes.DispatchStrangerAsync(request, c, peer) : route.Dispatcher.DispatchAsync(request, c, deviceId, peer),
             e => log.HandlerFailed("control", e))
         {
-            OnRefusal = (request, code, message) => log.RequestRefused(deviceId ?? $"(not enrolled, {peer})", request?.Type ?? "(undecodable)", code.ToWire(), message),
+            OnRefusal = (request, code, message) =>
+            {
+                if (deviceId is not null) log.RequestRefused(deviceId, request?.Type ?? "(undecodable)", code.ToWire(), message);
+                else if (SayOfStranger("refusal", peer) is { } unwritten) log.RequestRefused($"(not enrolled, {peer})", request?.Type ?? "(undecodable)", code.ToWire(), message + unwritten);
+            },
             RefusesUnopenedRelays = true,
             Gate = deviceId is null ? EnrollOnly : null,
             MaxFrameBytes = deviceId is null ? ControlProtocol.MaxUnauthenticatedFrameBytes : ControlProtocol.MaxFrameBytes,

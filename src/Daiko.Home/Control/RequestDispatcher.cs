@@ -45,9 +45,16 @@ public sealed class RequestDispatcher(HomeHandlers handlers, Microsoft.Extension
         {
             await connection.ReplyAsync(request, result.Reply);
         }
+        catch (OperationCanceledException)
+        {
+            // Cancelled waiting for its turn to write (the channel closed): nothing of the reply left.
+            result.Abandoned?.Invoke();
+            throw;
+        }
         catch
         {
-            result.Abandoned?.Invoke();
+            // The write began: the peer may hold part of the reply.
+            (result.MaybeSent ?? result.Abandoned)?.Invoke();
             throw;
         }
         result.AfterReply?.Invoke();

@@ -127,7 +127,7 @@ public sealed class Splicer(ILogger logger, TimeSpan idleLimit, int maxPerDevice
         await market.DisposeAsync().ConfigureAwait(false);
         var upResult = await up.ConfigureAwait(false);
         var downResult = await down.ConfigureAwait(false);
-        if (stop.IsCancellationRequested) return new SpliceResult(upResult.Bytes, downResult.Bytes, "the device's session ended");
+        if (stop.IsCancellationRequested) return new SpliceResult(upResult.Bytes, downResult.Bytes, "the device's session ended, or its policy no longer allows what ran");
         if (idle) return new SpliceResult(upResult.Bytes, downResult.Bytes, $"no byte either way for {limit.TotalSeconds:0.#} s");
         return new SpliceResult(upResult.Bytes, downResult.Bytes, first == up ? "terminal side: " + upResult.Reason : "market side: " + downResult.Reason);
     }

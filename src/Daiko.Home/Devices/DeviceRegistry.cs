@@ -25,7 +25,7 @@ public enum EnrollmentOutcome
 /// The device registry of F2 (claims 8-9): device id → public key, enrollment by one-time code,
 /// revocation. Codes are stored only as salted hashes under a public id, expire and are single use; a
 /// code is found by its public id (one hash per attempt). Failed attempts are limited per source
-/// address and per code by <see cref="EnrollmentLimiter"/>. Kept in the home store's device,
+/// address by <see cref="EnrollmentLimiter"/>. Kept in the home store's device,
 /// enrollment-code and audit repositories (SQLite or PostgreSQL).
 /// </summary>
 public sealed class DeviceRegistry(IHomeStore store, TimeProvider? time = null)
@@ -135,14 +135,16 @@ public sealed class DeviceRegistry(IHomeStore store, TimeProvider? time = null)
 
     /// <summary>
     /// Audits a refusal of a peer that has not authenticated, from <paramref name="source"/> (an address
-    /// key): at most one line a source a minute, and few in all, each saying how many went unwritten
-    /// before it; a stranger cannot make the home server write at will.
+    /// key, or the id of a revoked device whose key it holds): at most one line a source a minute, and few
+    /// in all, each saying how many went unwritten before it; a stranger cannot make the home server write
+    /// at will, nor push the owner's older lines out of a bounded audit log.
     /// </summary>
-    public Task AuditStrangerRefusalAsync(string source, string action, string outcome, CancellationToken cancellationToken = default)
+    /// <param name="deviceId">the device the line names (a revoked one's connection), else none</param>
+    public Task AuditStrangerRefusalAsync(string source, string action, string outcome, CancellationToken cancellationToken = default, string? deviceId = null)
     {
         var (write, unwritten) = _strangerRefusals.Note(source);
         if (!write) return Task.CompletedTask;
-        return AuditAsync(null, action, null, null, unwritten == 0 ? outcome : $"{outcome} (after {unwritten} refusal(s) of strangers not written)", cancellationToken);
+        return AuditAsync(deviceId, action, null, null, unwritten == 0 ? outcome : $"{outcome} (after {unwritten} refusal(s) of strangers not written)", cancellationToken);
     }
 
     /// <summary>

@@ -7,14 +7,16 @@ namespace Daiko.Home.Devices;
 /// <see cref="Window"/>, and all sources together at most <see cref="MaxLinesPerWindow"/>. A line that
 /// is written says how many refusals were not written before it (the count lives in memory: a restart
 /// loses what was not yet written). Only sources written to in the last two windows are remembered, so memory
-/// stays within twice <see cref="MaxLinesPerWindow"/> entries however many sources a flood uses.
+/// stays within twice <see cref="MaxLinesPerWindow"/> entries however many sources a flood uses. The
+/// server's log lines about strangers are limited the same way, with a window and a count of their own.
 /// </summary>
-public sealed class StrangerRefusals(TimeProvider? time = null)
+public sealed class StrangerRefusals(TimeProvider? time = null, TimeSpan? window = null, int maxLinesPerWindow = StrangerRefusals.MaxLinesPerWindow)
 {
     public static readonly TimeSpan Window = TimeSpan.FromMinutes(1);
     public const int MaxLinesPerWindow = 10;
 
     private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private readonly TimeSpan _window = window ?? Window;
     private readonly Lock _gate = new();
     private readonly Dictionary<string, (DateTimeOffset WrittenAt, int Unwritten)> _sources = new(StringComparer.Ordinal);
     private DateTimeOffset _windowStart = DateTimeOffset.MinValue;
@@ -30,19 +32,19 @@ public sealed class StrangerRefusals(TimeProvider? time = null)
         var now = _time.GetUtcNow();
         lock (_gate)
         {
-            if (now - _windowStart >= Window)
+            if (now - _windowStart >= _window)
             {
                 // A new window: sources quiet since the last one are forgotten, their unwritten count going to the next line written.
                 _windowStart = now;
                 _linesInWindow = 0;
                 Forget(now);
             }
-            if (_sources.TryGetValue(source, out var seen) && now - seen.WrittenAt < Window)
+            if (_sources.TryGetValue(source, out var seen) && now - seen.WrittenAt < _window)
             {
                 _sources[source] = seen with { Unwritten = seen.Unwritten + 1 };
                 return (false, 0);
             }
-            if (_linesInWindow >= MaxLinesPerWindow)
+            if (_linesInWindow >= maxLinesPerWindow)
             {
                 _unwrittenElsewhere++;
                 return (false, 0);
@@ -57,7 +59,7 @@ public sealed class StrangerRefusals(TimeProvider? time = null)
 
     private void Forget(DateTimeOffset now)
     {
-        foreach (var (key, seen) in _sources.Where(p => now - p.Value.WrittenAt >= Window).ToList())
+        foreach (var (key, seen) in _sources.Where(p => now - p.Value.WrittenAt >= _window).ToList())
         {
             _unwrittenElsewhere += seen.Unwritten;
             _sources.Remove(key);

@@ -71,7 +71,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             {
                 foreach (var t in tickets) t.Wipe();
                 delegation.RefillAhead(context.DeviceId, market, purges);
-            }, () => _ = NotDeliveredAsync(tickets, places));
+            }, () => _ = NotDeliveredAsync(tickets, places), () => WipeAll(tickets));
         });
 
     public async Task<HandlerResult> DelegateAsync(DelegateRequest request, RequestContext context)
@@ -225,7 +225,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 {
                     ticket.Wipe();
                     delegation.RefillAhead(context.DeviceId, market, purges);
-                }, () => _ = NotDeliveredAsync([ticket], [held]));
+                }, () => _ = NotDeliveredAsync([ticket], [held]), ticket.Wipe);
             }
             case DelegationMode.Handoff:
             {
@@ -319,6 +319,12 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
     /// Tickets counted for the device that never reached it (the request failed after them, or its reply could not be
     /// sent): wiped, and their places given back (best effort: a place that cannot be given back counts until its expiry).
     /// </summary>
+    /// <summary>A reply whose write began and failed: its tickets are wiped here, and keep their places (the device may hold them).</summary>
+    private static void WipeAll(IEnumerable<Daiko.Tls.SessionTicket> tickets)
+    {
+        foreach (var t in tickets) t.Wipe();
+    }
+
     private static async Task NotDeliveredAsync(IEnumerable<Daiko.Tls.SessionTicket> tickets, IEnumerable<ITicketPlace> places)
     {
         foreach (var t in tickets) t.Wipe();

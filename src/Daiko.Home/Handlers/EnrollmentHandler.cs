@@ -10,8 +10,8 @@ namespace Daiko.Home.Handlers;
 
 /// <summary>
 /// enroll: a one-time code and a device key become a device certificate. Failed attempts are limited
-/// per source address and per code (<see cref="EnrollmentLimiter"/>); an address or code that must wait
-/// is refused without its code being looked at. Refusals are audited a few at a time
+/// per source address (<see cref="EnrollmentLimiter"/>); an address that must wait is refused without
+/// its code being looked at. Refusals are audited a few at a time
 /// (<see cref="DeviceRegistry.AuditStrangerRefusalAsync"/>).
 /// </summary>
 public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity identity, ILogger logger, EnrollmentLimiter? limiter = null, string? owner = null)
@@ -52,19 +52,13 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
         var addressKey = EnrollmentLimiter.AddressKey(peer);
         if (_limiter.WaitFor(addressKey) is not { } addressWait) return null;
         await devices.AuditStrangerRefusalAsync(addressKey, "enroll", $"refused: too many failures from {peer}");
-        return HandlerResult.Error(ErrorCode.EnrollmentRefused, $"too many wrong enrollment codes from this address; try again in {Seconds(addressWait)} s");
+        return HandlerResult.Error(ErrorCode.EnrollmentRefused, AddressWaitSentence(addressWait));
     }
 
     private async Task<HandlerResult> EnrollInTurnAsync(EnrollRequest request, System.Net.IPAddress peer, CancellationToken cancellationToken)
     {
         var addressKey = EnrollmentLimiter.AddressKey(peer);
         if (await AddressRefusalAsync(peer) is { } refused) return refused;
-        var publicId = EnrollmentCode.Parse(request.Secret)?.PublicId;
-        if (publicId is not null && _limiter.WaitFor(EnrollmentLimiter.CodeKey(publicId)) is { } codeWait)
-        {
-            await devices.AuditStrangerRefusalAsync(addressKey, "enroll", $"refused: too many failures for code {publicId}");
-            return HandlerResult.Error(ErrorCode.EnrollmentRefused, $"too many wrong tries of this enrollment code; try again in {Seconds(codeWait)} s");
-        }
         try
         {
             using var probe = ECDsa.Create();
@@ -79,7 +73,6 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
         if (outcome != EnrollmentOutcome.Enrolled)
         {
             _limiter.Failed(addressKey);
-            if (outcome == EnrollmentOutcome.WrongSecret) _limiter.Failed(EnrollmentLimiter.CodeKey(publicId!));
             await devices.AuditStrangerRefusalAsync(addressKey, "enroll", $"refused: {outcome} from {peer}");
             return HandlerResult.Error(ErrorCode.EnrollmentRefused, outcome switch
             {
@@ -98,5 +91,6 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
         return new EnrolledReply(device.Id, device.Name, certificate.RawData, identity.Certificate.RawData);
     }
 
-    private static int Seconds(TimeSpan wait) => (int)Math.Ceiling(wait.TotalSeconds);
+    /// <summary>What an address that must wait is told (a hosted node's stranger path says the same).</summary>
+    public static string AddressWaitSentence(TimeSpan wait) => $"too many wrong enrollment codes from this address; try again in {(int)Math.Ceiling(wait.TotalSeconds)} s";
 }

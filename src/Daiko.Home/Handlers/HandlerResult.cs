@@ -18,7 +18,12 @@ public sealed record RequestContext(ControlConnection Connection, string DeviceI
 /// splices bytes starts after the terminal has learned its id), and what to undo when the reply
 /// cannot be sent (the market connection and the device's place it held for that relay).
 /// </summary>
-public readonly record struct HandlerResult(ControlMessage Reply, Action? AfterReply = null, Action? Abandoned = null)
+/// <param name="MaybeSent">
+/// what to undo instead of <paramref name="Abandoned"/> when the reply's write began and failed: the peer may hold part
+/// of it (a reply larger than a TLS record goes out record by record), so tickets in it are wiped here but still count
+/// against the device's policy, as delivered ones do; null: <paramref name="Abandoned"/>.
+/// </param>
+public readonly record struct HandlerResult(ControlMessage Reply, Action? AfterReply = null, Action? Abandoned = null, Action? MaybeSent = null)
 {
     public static implicit operator HandlerResult(ControlMessage reply) => new(reply);
 

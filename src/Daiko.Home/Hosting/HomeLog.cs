@@ -5,8 +5,8 @@ namespace Daiko.Home.Hosting;
 /// <summary>Every line the home server logs (source-generated; never a PIN, key or secret).</summary>
 internal static partial class HomeLog
 {
-    [LoggerMessage(1, LogLevel.Information, "control handshake failed: {Kind}: {Reason}")]
-    public static partial void HandshakeFailed(this ILogger logger, string kind, string reason);
+    [LoggerMessage(1, LogLevel.Information, "control handshake failed: {Kind}: {Reason}{Unwritten}")]
+    public static partial void HandshakeFailed(this ILogger logger, string kind, string reason, string unwritten);
 
     [LoggerMessage(2, LogLevel.Information, "device '{Name}' ({DeviceId}) enrolled")]
     public static partial void DeviceEnrolled(this ILogger logger, string name, string deviceId);
@@ -35,8 +35,8 @@ internal static partial class HomeLog
     [LoggerMessage(25, LogLevel.Information, "{What} works again, after {Failures} failure(s) since {Since} UTC")]
     public static partial void LookWorksAgain(this ILogger logger, string what, int failures, string since);
 
-    [LoggerMessage(8, LogLevel.Information, "a terminal without control protocol {Expected} was refused (it offered '{Offered}')")]
-    public static partial void ProtocolVersionRefused(this ILogger logger, string expected, string offered);
+    [LoggerMessage(8, LogLevel.Information, "a terminal without control protocol {Expected} was refused (it offered '{Offered}'){Unwritten}")]
+    public static partial void ProtocolVersionRefused(this ILogger logger, string expected, string offered, string unwritten);
 
     [LoggerMessage(9, LogLevel.Debug, "relay {Relay} ended: {Up} bytes up, {Down} bytes down ({Reason})")]
     public static partial void SpliceEnded(this ILogger logger, long relay, long up, long down, string reason);
@@ -59,8 +59,11 @@ internal static partial class HomeLog
     [LoggerMessage(16, LogLevel.Information, "device {Name}: policy changed, its agents told to drop their ticket stock")]
     public static partial void PolicyChanged(this ILogger logger, string name);
 
-    [LoggerMessage(60, LogLevel.Information, "a connection from {Address} was refused: {Reason}")]
-    public static partial void ProxyHeaderRefused(this ILogger logger, string address, string reason);
+    [LoggerMessage(65, LogLevel.Information, "device {Name}: policy changed its markets or modes, so its relays, handed-over sessions and assist grant here were ended")]
+    public static partial void PolicyCutLiveWork(this ILogger logger, string name);
+
+    [LoggerMessage(60, LogLevel.Information, "a connection from {Address} was refused: {Reason}{Unwritten}")]
+    public static partial void ProxyHeaderRefused(this ILogger logger, string address, string reason, string unwritten);
 
     [LoggerMessage(18, LogLevel.Warning, "device {DeviceId}: its control channel broke: {Reason}")]
     public static partial void ControlChannelBroke(this ILogger logger, string deviceId, string reason);

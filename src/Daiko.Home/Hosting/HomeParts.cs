@@ -132,7 +132,11 @@ public sealed class HomeParts : IAsyncDisposable
         Dispatcher = new RequestDispatcher(handlers, logger);
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
         _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
-        _policyWatcher = new PolicyWatcher(Policies, Connections, options.Time, logger);
+        _policyWatcher = new PolicyWatcher(Policies, Connections, options.Time, logger, deviceId =>
+        {
+            Authority.EndWork(deviceId);
+            grants.Revoke(deviceId);
+        });
         Card = card;
         _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
     }

@@ -99,6 +99,9 @@ internal sealed class ExpectNewSessionTicket12(Handshake12 handshake, ServerAuth
 /// </summary>
 internal sealed class ExpectServerFinished12(Handshake12 handshake, ServerAuthentication authentication) : HandshakeState
 {
+    /// <summary>Seven days, in seconds: the most a ticket is taken to live (RFC 8446's limit for TLS 1.3).</summary>
+    private const uint LongestTicketLifetime = 7 * 24 * 3600;
+
     public override async ValueTask<HandshakeState> HandleAsync(HandshakeMessage message, HandshakeContext c, CancellationToken cancellationToken)
     {
         if (message.Type != HandshakeType.Finished) throw Unexpected(message, "Finished");
@@ -117,7 +120,10 @@ internal sealed class ExpectServerFinished12(Handshake12 handshake, ServerAuthen
         SessionTicket? ticket = null;
         if (handshake.NewTicket is { } issued)
         {
-            var lifetime = issued.LifetimeHint is 0 or > 604800 ? 7200u : issued.LifetimeHint;
+            // The hint is advisory (RFC 5077 §3.3), and 0 says nothing: a ticket announced with none, or with more than 7 days
+            // (the longest any ticket is taken to live here), is taken to live 7 days. Never less than the market may keep it:
+            // a device's ticket count and ticket lifetime are judged by it.
+            var lifetime = issued.LifetimeHint is 0 or > LongestTicketLifetime ? LongestTicketLifetime : issued.LifetimeHint;
             ticket = new SessionTicket(issued.Ticket, master.Export(), handshake.Suite.Suite, c.Options.ServerName, c.Alpn, lifetime, 0, 0, c.Options.Time.GetUtcNow(), [])
             {
                 Version = TlsVersions.Tls12,

@@ -128,5 +128,21 @@ public sealed class HostedIsolationTests(HostedIsolationTests.TwoOwners owners) 
         Assert.Equal(1, stranger.ExitCode);
         Assert.Contains("not valid", stranger.StandardError, StringComparison.Ordinal);
         Assert.Empty(await Site.QueryAsync("SELECT name FROM owner_alice.devices WHERE name = 'laptop' UNION ALL SELECT name FROM owner_bob.devices WHERE name = 'laptop'"));
+
+        // Wrong codes from one address: past the free ones it is told to wait, as a home server tells it, and the right
+        // code sent again too soon is told the same (not that it is not valid), without holding the address back longer.
+        var from = "127.0.3.40";
+        var refusals = new List<string>();
+        for (var i = 0; i < Daiko.Home.Devices.EnrollmentLimiter.FreeFailures + 1; i++)
+        {
+            refusals.Add(Assert.IsType<Daiko.Protocol.Messages.ErrorReply>(await Daiko.TestSupport.Hostile.ControlPeer.TryEnrollAsync(Port, "ZZZZ" + sent[4..], from)).Message);
+        }
+        Assert.All(refusals.Take(Daiko.Home.Devices.EnrollmentLimiter.FreeFailures), m => Assert.Equal("the enrollment code is not valid", m));
+        Assert.StartsWith("too many wrong enrollment codes from this address; try again in ", refusals[^1], StringComparison.Ordinal);
+        var tooSoon = Assert.IsType<Daiko.Protocol.Messages.ErrorReply>(await Daiko.TestSupport.Hostile.ControlPeer.TryEnrollAsync(Port, sent, from));
+        Assert.Equal("too many wrong enrollment codes from this address; try again in 1 s", tooSoon.Message);
+        await Task.Delay(TimeSpan.FromSeconds(1.2));
+        await Daiko.TestSupport.Hostile.ControlPeer.EnrollAsync(Port, code, from);
+        Assert.Single(await Site.QueryAsync("SELECT name FROM owner_alice.devices WHERE name = 'laptop'"));
     }
 }

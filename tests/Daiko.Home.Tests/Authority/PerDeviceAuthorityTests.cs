@@ -232,6 +232,38 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         Assert.True(after <= TimeSpan.FromSeconds(1.25), $"the {mode} relay ended {after.TotalMilliseconds:F0} ms after {how}, not within a second");
     }
 
+    [Theory]
+    [InlineData(DelegationMode.Relay)]
+    [InlineData(DelegationMode.Handoff)]
+    public async Task APolicyChangeOfItsMarkets_EndsTheDevicesOpenSessions_AChangeOfItsTicketCountDoesNot(DelegationMode mode)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        var (a, _, accessA) = await DeviceAsync("phone", cts.Token);
+        await using var _a = a;
+        using var __a = accessA;
+        await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
+        var session = await new DelegatedConnector(a).ConnectAsync("localhost", _market.Port, mode, cancellationToken: cts.Token);
+        await session.Stream.WriteAsync("GET /whoami HTTP/1.1\r\nHost: localhost\r\n\r\n"u8.ToArray(), cts.Token);
+        Assert.True(await session.Stream.ReadAsync(new byte[16384], cts.Token) > 0);
+        var pending = ReadUntilEndAsync(session.Stream, new Stopwatch(), cts.Token);
+        var policies = new SqlDevicePolicyStore(HomeStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)));
+        var before = await policies.FindAsync("phone", cts.Token) ?? Daiko.Home.Policy.DevicePolicy.Default;
+
+        // Fewer tickets: the session the device has open is still one its policy allows.
+        await policies.SaveAsync("phone", before with { MaxTickets = 2 }, cts.Token);
+        await Task.Delay(TimeSpan.FromSeconds(3), cts.Token);
+        Assert.False(pending.IsCompleted, $"the {mode} session ended after a change of the ticket count");
+
+        // The market taken off the device's list: what runs there ends at the server's next look (a second or so).
+        await policies.SaveAsync("phone", before with { Markets = Daiko.Home.Policy.DevicePolicy.ParseMarkets("shop.example") }, cts.Token);
+        var ended = await Task.WhenAny(pending, Task.Delay(TimeSpan.FromSeconds(10), cts.Token));
+        Assert.True(ended == pending, $"the {mode} session to a market the policy no longer allows stayed open 10 s");
+        // The device's session with the card is still open: only what the new policy forbids went.
+        Assert.Equal(CardState.CryptoReady, (await new HomeControl(a).CardStatusAsync(cts.Token)).State);
+        var refused = await Assert.ThrowsAsync<ControlErrorException>(() => new DelegatedConnector(a).ConnectAsync("localhost", _market.Port, mode, cancellationToken: cts.Token));
+        Assert.Equal(ErrorCode.PolicyRefused, refused.Code);
+    }
+
     [Fact]
     public async Task Sign_IsRefusedOutsideAnApprovedAssist_ForAnotherMarket_AndASecondTime()
     {

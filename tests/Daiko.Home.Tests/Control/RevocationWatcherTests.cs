@@ -77,4 +77,30 @@ public sealed class RevocationWatcherTests : IAsyncLifetime
         await using var newControl = await TerminalClient.ConnectAsync(newTerminal, newAccess.DeviceKey, cts.Token);
         Assert.Equal(CardState.RemoteAccessWait, (await new HomeControl(newControl).CardStatusAsync(cts.Token)).State);
     }
+
+    [Fact]
+    public async Task ARevokedDevicesKey_ConnectingAgainAndAgain_IsAuditedOnceAMinute_NotOnceAConnection()
+    {
+        // A device key the owner revoked (stolen with its terminal) may connect as often as it likes: each connection is
+        // refused, and the audit log, which the owner keeps bounded, is not filled with the refusals, pushing older lines out.
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var server = _home.Server;
+        var terminal = Path.Combine(_home.Dir.Path, "terminal-stolen");
+        await EnrollAsync(terminal, "stolen", cts.Token);
+        var id = (await server.Devices.FindAsync("stolen", cts.Token))!.Id;
+        Assert.True(await server.Devices.RevokeAsync("stolen", cts.Token));
+        using var access = AccessCard.Open(terminal);
+        Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
+
+        for (var i = 0; i < 12; i++)
+        {
+            await using var control = await TerminalClient.ConnectAsync(terminal, access.DeviceKey, cts.Token);
+            var refused = await Assert.ThrowsAsync<ControlErrorException>(() => new HomeControl(control).CardStatusAsync(cts.Token));
+            Assert.Equal(ErrorCode.Revoked, refused.Code);
+        }
+
+        var lines = (await server.Devices.AuditLogAsync(1000, cts.Token)).Where(e => e.Action == "connect" && e.Outcome.StartsWith("refused: revoked device", StringComparison.Ordinal)).ToList();
+        var line = Assert.Single(lines);
+        Assert.Equal(id, line.Device);
+    }
 }

@@ -113,7 +113,7 @@ public sealed class DeviceRegistryTests : IDisposable
     }
 
     [Fact]
-    public void Failures_AreCountedPerAddressAndPerCode_WithBackoff_AndOneAddressNeverHoldsBackAnother()
+    public void Failures_AreCountedPerAddress_WithBackoff_AndOneAddressNeverHoldsBackAnother()
     {
         var limiter = new EnrollmentLimiter(_time);
         var stranger = EnrollmentLimiter.AddressKey(System.Net.IPAddress.Parse("127.0.0.2"));
@@ -132,11 +132,53 @@ public sealed class DeviceRegistryTests : IDisposable
         for (var i = 0; i < 30; i++) limiter.Failed(stranger);
         Assert.Equal(EnrollmentLimiter.MaxWait, limiter.WaitFor(stranger));
         Assert.Null(limiter.WaitFor(owner));
-        Assert.Null(limiter.WaitFor(EnrollmentLimiter.CodeKey("ABCD")));
         // IPv6 addresses are counted by their /64: a stranger cannot step through its own prefix.
         Assert.Equal(EnrollmentLimiter.AddressKey(System.Net.IPAddress.Parse("2001:db8::1")), EnrollmentLimiter.AddressKey(System.Net.IPAddress.Parse("2001:db8::ffff")));
         _time.Now += EnrollmentLimiter.ForgetAfter;
         Assert.Null(limiter.WaitFor(stranger));
+    }
+
+    [Fact]
+    public async Task WrongSecretsForAKnownCode_FromManyAddresses_NeverKeepTheCorrectCodeOut()
+    {
+        // A stranger who found a pending code's public id (4 characters) tries wrong secrets under it from address after
+        // address: each address is held back, the code is not, and the owner's terminal enrolls with it at once.
+        var (code, _) = await _registry.AddEnrollmentCodeAsync("phone");
+        var wrongSecret = code[..4] + new string(code[4..].Select(c => c == '0' ? '1' : '0').ToArray());
+        using var identity = Daiko.Home.Trust.HomeIdentity.LoadOrCreate(Path.Combine(_dir.Path, "identity"));
+        var handler = new Daiko.Home.Handlers.EnrollmentHandler(_registry, identity, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, new EnrollmentLimiter(_time));
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        for (var address = 1; address <= 4; address++)
+        {
+            for (var i = 0; i < EnrollmentLimiter.FreeFailures; i++)
+            {
+                var refused = Assert.IsType<Daiko.Protocol.Messages.ErrorReply>((await handler.EnrollAsync(new Daiko.Protocol.Messages.EnrollRequest(wrongSecret, key.ExportSubjectPublicKeyInfo()), System.Net.IPAddress.Parse($"192.0.2.{address}"), CancellationToken.None)).Reply);
+                Assert.Equal("the enrollment code is not valid", refused.Message);
+            }
+        }
+
+        var enrolled = await handler.EnrollAsync(new Daiko.Protocol.Messages.EnrollRequest(code, key.ExportSubjectPublicKeyInfo()), System.Net.IPAddress.Parse("198.51.100.9"), CancellationToken.None);
+
+        Assert.Equal("phone", Assert.IsType<Daiko.Protocol.Messages.EnrolledReply>(enrolled.Reply).Name);
+    }
+
+    [Fact]
+    public void TheLimiter_StaysWithinItsKeys_UnderAFloodFromEverNewAddresses_AndStillHoldsEachOneBack()
+    {
+        var limiter = new EnrollmentLimiter(_time);
+        // Keys below the free failures wait nothing, however often they are looked at.
+        var once = EnrollmentLimiter.AddressKey(System.Net.IPAddress.Parse("203.0.113.1"));
+        for (var i = 0; i < EnrollmentLimiter.FreeFailures - 1; i++) limiter.Failed(once);
+        Assert.Null(limiter.WaitFor(once));
+        // More addresses than the table keeps, each past its free failures: the oldest go, the newest are held back.
+        for (var n = 0; n < EnrollmentLimiter.MaxKeys + 50; n++)
+        {
+            var key = $"address 2001:db8:{n >> 16:x}:{n & 0xffff:x}::/64";
+            for (var i = 0; i < EnrollmentLimiter.FreeFailures; i++) limiter.Failed(key);
+        }
+        Assert.True(limiter.Count <= EnrollmentLimiter.MaxKeys, $"{limiter.Count} keys kept");
+        var newest = $"address 2001:db8:{(EnrollmentLimiter.MaxKeys + 49) >> 16:x}:{(EnrollmentLimiter.MaxKeys + 49) & 0xffff:x}::/64";
+        Assert.Equal(TimeSpan.FromSeconds(1), limiter.WaitFor(newest));
     }
 
     [Fact]

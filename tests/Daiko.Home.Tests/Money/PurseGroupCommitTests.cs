@@ -19,18 +19,14 @@ public sealed class SqlitePurseGroupCommitTests : PurseGroupCommitContract
 [Collection("home card")]
 public sealed class PostgresPurseGroupCommitTests : PurseGroupCommitContract
 {
-    private PostgresServer? _server;
+    private readonly TestDatabase _database = new(StoreKind.Postgres, "daiko-purse-group-pg");
 
-    protected override IHomeStore CreateStore(string directory)
-    {
-        _server = PostgresServer.StartAsync(directory).GetAwaiter().GetResult();
-        return HomeStore.Postgres(_server.ConnectionString);
-    }
+    protected override IHomeStore CreateStore(string directory) => HomeStore.Postgres(_database.PostgresConnectionString);
 
     public override void Dispose()
     {
         base.Dispose();
-        _server?.Dispose();
+        _database.Dispose();
     }
 }
 

@@ -16,11 +16,11 @@ public abstract class StoreContract(StoreKind kind, string prefix) : IDisposable
 
     /// <summary>A new home store on the test's database (as another process or node would open it).</summary>
     protected IHomeStore Store() => _database.Kind == StoreKind.Postgres
-        ? HomeStore.Postgres(_database.Postgres.ConnectionString)
+        ? HomeStore.Postgres(_database.PostgresConnectionString)
         : HomeStore.Sqlite(_database.SqlitePath);
 
     /// <summary>The PostgreSQL variant's connection string (for tests that edit the rows behind the store's back).</summary>
-    protected string PostgresConnectionString => _database.Postgres.ConnectionString;
+    protected string PostgresConnectionString => _database.PostgresConnectionString;
 
     public virtual void Dispose()
     {
