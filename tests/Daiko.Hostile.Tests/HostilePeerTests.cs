@@ -141,12 +141,13 @@ public sealed class HostilePeerTests(HomeServeProcess home)
         {
             using var tcp = new TcpClient(new IPEndPoint(IPAddress.Parse("127.0.1.21"), 0));
             await tcp.ConnectAsync(IPAddress.Loopback, home.Port);
-            await tcp.GetStream().WriteAsync("not a ClientHello\r\n\r\n"u8.ToArray());
+            var stream = tcp.GetStream();
+            await stream.WriteAsync("not a ClientHello\r\n\r\n"u8.ToArray());
             tcp.Client.Shutdown(SocketShutdown.Send);
             try
             {
                 using var closed = new CancellationTokenSource(Reply);
-                while (await tcp.GetStream().ReadAsync(new byte[256], closed.Token) > 0) { }
+                while (await stream.ReadAsync(new byte[256], closed.Token) > 0) { }
             }
             catch (IOException)
             {
