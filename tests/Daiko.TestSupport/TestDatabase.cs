@@ -16,7 +16,21 @@ public enum StoreKind
 /// </summary>
 public sealed class TestDatabase(StoreKind kind, string prefix) : IDisposable
 {
-    private static readonly Lazy<Task<PostgresServer>> Shared = new(StartSharedAsync);
+    private static readonly Lock Starting = new();
+    private static Task<PostgresServer>? _shared;
+
+    /// <summary>The process's server, started on first use (and again after a start that failed, rather than failing every test after it).</summary>
+    private static Task<PostgresServer> Shared
+    {
+        get
+        {
+            lock (Starting)
+            {
+                if (_shared is null || _shared.IsFaulted || _shared.IsCanceled) _shared = StartSharedAsync();
+                return _shared;
+            }
+        }
+    }
 
     private readonly TempDirectory _dir = new(prefix);
     private string? _database;
@@ -34,7 +48,7 @@ public sealed class TestDatabase(StoreKind kind, string prefix) : IDisposable
 
     private string NewDatabase()
     {
-        var server = Shared.Value.GetAwaiter().GetResult();
+        var server = Shared.GetAwaiter().GetResult();
         var name = $"t{Guid.NewGuid():N}";
         server.CreateDatabaseAsync(name).GetAwaiter().GetResult();
         _database = name;
@@ -45,18 +59,22 @@ public sealed class TestDatabase(StoreKind kind, string prefix) : IDisposable
     {
         var directory = new TempDirectory("daiko-pg-shared");
         var server = await PostgresServer.StartAsync(directory.Path);
-        // The test host leaves little time to a process's end: the server is told to quit (a signal, no tool started) and
-        // its directory removed.
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        // However this process ends (a test host may end without running its exit handlers, or be killed), a watchdog in a
+        // session of its own stops the server (SIGQUIT, its immediate shutdown) within half a second and removes its directory.
+        const string watch = "while kill -0 \"$1\" 2>/dev/null; do sleep 0.5; done; kill -QUIT \"$2\" 2>/dev/null; "
+            + "while kill -0 \"$2\" 2>/dev/null; do sleep 0.1; done; rm -rf \"$3\"";
+        using var watchdog = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("setsid")
         {
-            server.Quit();
-            // Its last processes may still write a file or two as they go.
-            for (var i = 0; i < 40 && System.IO.Directory.Exists(directory.Path); i++)
-            {
-                directory.Dispose();
-                if (System.IO.Directory.Exists(directory.Path)) Thread.Sleep(50);
-            }
-        };
+            ArgumentList = { "sh", "-c", watch, "daiko-pg-watchdog", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                server.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), directory.Path },
+            UseShellExecute = false,
+            // Not the test host's own output: nothing waits on the watchdog's ends of it.
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        });
+        // The quick way when the process ends as it should: the watchdog then only removes the directory.
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => server.Quit();
         return server;
     }
 
@@ -66,9 +84,9 @@ public sealed class TestDatabase(StoreKind kind, string prefix) : IDisposable
         {
             try
             {
-                Shared.Value.GetAwaiter().GetResult().DropDatabaseAsync(name).GetAwaiter().GetResult();
+                Shared.GetAwaiter().GetResult().DropDatabaseAsync(name).GetAwaiter().GetResult();
             }
-            catch (InvalidOperationException)
+            catch (Exception e) when (e is InvalidOperationException or OperationCanceledException or System.ComponentModel.Win32Exception)
             {
                 // Left for the server's end (its directory goes with it).
             }

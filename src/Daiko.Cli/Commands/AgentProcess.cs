@@ -82,7 +82,12 @@ internal static class AgentProcess
     /// that agent answered ends it, and it may have closed its socket before this looks there, so the socket cannot name it
     /// again; it is still waited for (and stopped, if it lingers).
     /// </param>
-    public static void Stop(string dir, int? agent = null)
+    /// <returns>
+    /// false when a process still listens on the socket, taking no connection, and was not known for this terminal's agent
+    /// (one started by an older version, with the directory as a relative path, or whose directory moved): its files are
+    /// kept then, so that a later lock can still find it.
+    /// </returns>
+    public static bool Stop(string dir, int? agent = null)
     {
         var pidFile = TerminalAgent.PidPath(dir);
         var known = agent is { } named && !HasEnded(named) && HasAgentCommandLine(named) ? named : (int?)null;
@@ -99,10 +104,17 @@ internal static class AgentProcess
                 // The agent had already ended (a lock ends it too), or is not ours to stop: nothing to stop.
             }
         }
+        // A listener still there that takes no connection (given a moment to close, if it was the agent's) is not known.
+        for (var i = 0; AgentClient.Listening(dir) is (null, true); i++)
+        {
+            if (i == 30) return false;
+            Thread.Sleep(100);
+        }
         foreach (var f in new[] { pidFile, TerminalAgent.SocketPath(dir) })
         {
             try { File.Delete(f); } catch (IOException) { }
         }
+        return true;
     }
 
     /// <summary>

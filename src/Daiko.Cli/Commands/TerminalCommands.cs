@@ -206,11 +206,13 @@ internal static partial class TerminalCommands
             int? agent = null;
             try
             {
-                // A stopped or hung agent is not waited for a minute: it is stopped below all the same.
-                var (control, pid) = await AgentClient.ConnectToAgentAsync(dir, ct, AgentClient.LockAnswerTimeout);
+                var (control, pid) = await AgentClient.ConnectToAgentAsync(dir, ct);
                 agent = pid;
                 await using (control)
                 {
+                    // A stopped or hung agent is not waited for a minute (it is stopped below all the same): it answers a cost
+                    // request itself, at once. A live one is then given the time the home server may take over the lock.
+                    await control.RequestAsync(new Daiko.Protocol.Messages.CostRequest(), ct, AgentClient.AnswerProbeTimeout);
                     var state = await new HomeControl(control).LockAsync(ct);
                     CliOutput.Print(parse.GetValue(json), new { state = state.ToWire(), access_card = "locked" }, $"home card {state.ToWire()}; access card locked");
                     // The agent ends once this connection closes, so it can still report its share.
@@ -224,7 +226,10 @@ internal static partial class TerminalCommands
                 Console.Error.WriteLine($"daiko: {e.Message}; locking the access card anyway{home}");
             }
             // The agent this lock spoke to ends by itself; it is waited for (stopped if it lingers) even once its socket is gone.
-            AgentProcess.Stop(dir, agent);
+            if (!AgentProcess.Stop(dir, agent))
+            {
+                return CliConsole.Fail($"a process listens on {TerminalAgent.SocketPath(dir)} and takes no connection, and it is not known for this terminal's agent (one an older version started?): stop it yourself (the pid in {TerminalAgent.PidPath(dir)}), then lock again");
+            }
             return 0;
         });
         return command;

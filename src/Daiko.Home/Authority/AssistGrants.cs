@@ -55,6 +55,6 @@ public sealed class AssistGrants(TimeProvider time)
     public static bool Names(string serverName, string? name) =>
         name is not null && string.Equals(Delegation.MarketRequest.CanonicalHost(name), Delegation.MarketRequest.CanonicalHost(serverName), StringComparison.Ordinal);
 
-    /// <summary>The device's session ended: its grant goes too.</summary>
-    public void Revoke(string deviceId) => _grants.TryRemove(deviceId, out _);
+    /// <summary>Takes back the device's grant (its session ended, or its policy changed); whether it had one.</summary>
+    public bool Revoke(string deviceId) => _grants.TryRemove(deviceId, out _);
 }

@@ -358,13 +358,13 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     public CancellationTokenSource LinkWork(string deviceId, CancellationToken other) =>
         CancellationTokenSource.CreateLinkedTokenSource(Work(deviceId), other);
 
-    /// <summary>The token that ends the device's live work when its session ends.</summary>
     /// <summary>
     /// Ends the device's live work here (relays, handed-over sessions, handshakes in flight) and leaves its session open:
-    /// its policy changed what it may reach. Its next request runs under new work.
+    /// its policy changed what it may reach. Its next request runs under new work. Whether it had any.
     /// </summary>
-    public void EndWork(string deviceId) => CancelWork(deviceId);
+    public bool EndWork(string deviceId) => CancelWork(deviceId);
 
+    /// <summary>The token that ends the device's live work when its session ends (or <see cref="EndWork"/> ends it).</summary>
     public CancellationToken Work(string deviceId)
     {
         while (true)

@@ -186,7 +186,7 @@ public sealed class ControlListener : IAsyncDisposable
         }
         catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException or System.ComponentModel.Win32Exception or ObjectDisposedException)
         {
-            if (SayOfStranger("handshake", slot.Address) is { } unwritten) _logger.HandshakeFailed(e.GetType().Name, e.Message, unwritten);
+            if (SayOfStranger("handshake", slot.Address) is { } unwritten) _logger.HandshakeFailed(slot.Address.ToString(), e.GetType().Name, e.Message, unwritten);
             await ssl.DisposeAsync();
             client.Dispose();
             return;

@@ -1,5 +1,6 @@
 using Daiko.Home.Hosting;
 using Daiko.Home.Policy;
+using Daiko.Protocol;
 using Microsoft.Extensions.Logging;
 
 namespace Daiko.Home.Control;
@@ -11,14 +12,15 @@ namespace Daiko.Home.Control;
 /// to drop their ticket stock at once. Other devices keep theirs. The comparison is with the terms the
 /// stock was handed out under (<see cref="DevicePolicies.StockedAsync"/>, kept in the store), so a
 /// change made right after a hand-out, before any look, still counts, as does one made while the device
-/// was away, while the server was down, or on another node. When the markets or modes changed, what the
-/// device has running here under the old ones goes too (<paramref name="reachChanged"/>: its relays, handed-over
-/// sessions and handshakes in flight, and its assist grant), so that no session the new policy forbids runs on.
+/// was away, while the server was down, or on another node. When a device's markets or modes narrow (one it
+/// had is gone), what it has running here goes too (<paramref name="reachNarrowed"/>: its relays, handed-over
+/// sessions and handshakes in flight, and its assist grant; true when there was any), so that no session the
+/// new policy forbids runs on. A policy that only widens, or changes the ticket count or lifetime, ends nothing.
 /// </summary>
-public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry connections, TimeProvider time, ILogger logger, Action<string>? reachChanged = null)
+public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry connections, TimeProvider time, ILogger logger, Func<string, bool>? reachNarrowed = null)
 {
-    /// <summary>The terms each device's live work was last cut for, so that a notice no agent heard yet does not cut it again at every look.</summary>
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _cutFor = new(StringComparer.Ordinal);
+    /// <summary>The markets and modes each connected device had at the last look.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (HashSet<string> Markets, HashSet<DelegationMode> Modes)> _reach = new(StringComparer.Ordinal);
 
     /// <summary>How often the connected devices' policies are read afresh and compared with the terms of their stock.</summary>
     public static readonly TimeSpan Poll = TimeSpan.FromSeconds(1);
@@ -31,15 +33,23 @@ public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry co
     public async Task<int> CheckAsync(CancellationToken cancellationToken)
     {
         var told = 0;
-        foreach (var deviceId in connections.DeviceIds())
+        var connected = connections.DeviceIds().ToList();
+        foreach (var gone in _reach.Keys.Except(connected, StringComparer.Ordinal)) _reach.TryRemove(gone, out _);
+        foreach (var deviceId in connected)
         {
-            if (await policies.StaleStockAsync(deviceId, cancellationToken) is not { } stale) continue;
-            if (reachChanged is not null && Reach(stale.HandedUnder) != Reach(stale.Current) && _cutFor.GetValueOrDefault(deviceId) != stale.Current)
+            var stale = await policies.StaleStockAsync(deviceId, cancellationToken);
+            if (reachNarrowed is not null)
             {
-                reachChanged(deviceId);
-                _cutFor[deviceId] = stale.Current;
-                logger.PolicyCutLiveWork(stale.Name);
+                // The read the stock's check just made (kept for a moment), not another.
+                var (policy, name) = await policies.ForDeviceAsync(deviceId, cancellationToken);
+                var reach = (policy.Markets.Select(m => m.Text).ToHashSet(StringComparer.Ordinal), policy.Modes.ToHashSet());
+                if (_reach.TryGetValue(deviceId, out var before) && !(before.Markets.IsSubsetOf(reach.Item1) && before.Modes.IsSubsetOf(reach.Item2)) && reachNarrowed(deviceId))
+                {
+                    logger.PolicyCutLiveWork(name);
+                }
+                _reach[deviceId] = reach;
             }
+            if (stale is null) continue;
             // Judged done only once an agent heard it: a notice that reached none is sent again at the next look.
             if (await connections.DropTicketsAsync(deviceId, "the owner changed this device's policy") == 0) continue;
             await policies.StockDroppedAsync(stale, cancellationToken);
@@ -47,13 +57,5 @@ public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry co
             told++;
         }
         return told;
-    }
-
-    /// <summary>The markets and modes of <see cref="DevicePolicy.TicketTerms"/> (its last two fields are the ticket count and lifetime).</summary>
-    private static string Reach(string terms)
-    {
-        var lifetime = terms.LastIndexOf('|');
-        var count = lifetime > 0 ? terms.LastIndexOf('|', lifetime - 1) : -1;
-        return count >= 0 ? terms[..count] : terms;
     }
 }

@@ -134,6 +134,12 @@ public sealed class DeviceRegistry(IHomeStore store, TimeProvider? time = null)
     private readonly StrangerRefusals _strangerRefusals = new(time);
 
     /// <summary>
+    /// The refused connections of known devices (revoked ones) that reach the audit log: once a device a minute, with no cap
+    /// over all of them (their number is the owner's doing), so that strangers spending the shared cap cannot hide them.
+    /// </summary>
+    private readonly StrangerRefusals _deviceRefusals = new(time, maxLinesPerWindow: int.MaxValue);
+
+    /// <summary>
     /// Audits a refusal of a peer that has not authenticated, from <paramref name="source"/> (an address
     /// key, or the id of a revoked device whose key it holds): at most one line a source a minute, and few
     /// in all, each saying how many went unwritten before it; a stranger cannot make the home server write
@@ -142,7 +148,7 @@ public sealed class DeviceRegistry(IHomeStore store, TimeProvider? time = null)
     /// <param name="deviceId">the device the line names (a revoked one's connection), else none</param>
     public Task AuditStrangerRefusalAsync(string source, string action, string outcome, CancellationToken cancellationToken = default, string? deviceId = null)
     {
-        var (write, unwritten) = _strangerRefusals.Note(source);
+        var (write, unwritten) = (deviceId is null ? _strangerRefusals : _deviceRefusals).Note(source);
         if (!write) return Task.CompletedTask;
         return AuditAsync(deviceId, action, null, null, unwritten == 0 ? outcome : $"{outcome} (after {unwritten} refusal(s) of strangers not written)", cancellationToken);
     }

@@ -229,6 +229,9 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             }
             case DelegationMode.Handoff:
             {
+                // The device's work as it is before the market is dialled: a session end or a policy change that ends it
+                // while this request runs ends the splice too, however late the splice starts (it starts after the reply).
+                var work = authority.Work(context.DeviceId);
                 // A handed-over or relayed session holds a market connection for as long as it runs: the device's place is taken first.
                 var place = splicer.Reserve(context.DeviceId);
                 Daiko.Tls.TlsConnection? connection = null;
@@ -244,7 +247,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                         relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
                         await devices.AuditAsync(context.DeviceId, "delegate", where, "relay", "relay opened (TLS 1.2 market)");
                         var (relayed, session) = (relay, connection);
-                        return new HandlerResult(new RelayReply(relayed.Id), () => splicer.Start(relayed, session, authority.Work(context.DeviceId), place),
+                        return new HandlerResult(new RelayReply(relayed.Id), () => splicer.Start(relayed, session, work, place),
                             Abandon(place, relayed, session));
                     }
                     var transport = connection.Transport;
@@ -259,7 +262,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                     return new HandlerResult(new SecretsReply(exported, handed.Id), () =>
                     {
                         exported.Wipe();
-                        splicer.Start(handed, transport, authority.Work(context.DeviceId), place);
+                        splicer.Start(handed, transport, work, place);
                     }, () =>
                     {
                         exported.Wipe();
@@ -274,6 +277,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             }
             case DelegationMode.Relay:
             {
+                var work = authority.Work(context.DeviceId);
                 var place = splicer.Reserve(context.DeviceId);
                 Daiko.Tls.TlsConnection? connection = null;
                 RelayStream? relay = null;
@@ -283,7 +287,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                     relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
                     await devices.AuditAsync(context.DeviceId, "delegate", where, audit, Said("relay opened"));
                     var (opened, session) = (relay, connection);
-                    return new HandlerResult(new RelayReply(opened.Id), () => splicer.Start(opened, session, authority.Work(context.DeviceId), place),
+                    return new HandlerResult(new RelayReply(opened.Id), () => splicer.Start(opened, session, work, place),
                         Abandon(place, opened, session));
                 }
                 catch
@@ -315,16 +319,16 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         }
     }
 
-    /// <summary>
-    /// Tickets counted for the device that never reached it (the request failed after them, or its reply could not be
-    /// sent): wiped, and their places given back (best effort: a place that cannot be given back counts until its expiry).
-    /// </summary>
     /// <summary>A reply whose write began and failed: its tickets are wiped here, and keep their places (the device may hold them).</summary>
     private static void WipeAll(IEnumerable<Daiko.Tls.SessionTicket> tickets)
     {
         foreach (var t in tickets) t.Wipe();
     }
 
+    /// <summary>
+    /// Tickets counted for the device that never reached it (the request failed after them, or its reply could not be
+    /// sent): wiped, and their places given back (best effort: a place that cannot be given back counts until its expiry).
+    /// </summary>
     private static async Task NotDeliveredAsync(IEnumerable<Daiko.Tls.SessionTicket> tickets, IEnumerable<ITicketPlace> places)
     {
         foreach (var t in tickets) t.Wipe();

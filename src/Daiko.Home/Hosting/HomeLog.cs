@@ -5,8 +5,8 @@ namespace Daiko.Home.Hosting;
 /// <summary>Every line the home server logs (source-generated; never a PIN, key or secret).</summary>
 internal static partial class HomeLog
 {
-    [LoggerMessage(1, LogLevel.Information, "control handshake failed: {Kind}: {Reason}{Unwritten}")]
-    public static partial void HandshakeFailed(this ILogger logger, string kind, string reason, string unwritten);
+    [LoggerMessage(1, LogLevel.Information, "control handshake failed from {Address}: {Kind}: {Reason}{Unwritten}")]
+    public static partial void HandshakeFailed(this ILogger logger, string address, string kind, string reason, string unwritten);
 
     [LoggerMessage(2, LogLevel.Information, "device '{Name}' ({DeviceId}) enrolled")]
     public static partial void DeviceEnrolled(this ILogger logger, string name, string deviceId);
@@ -59,7 +59,7 @@ internal static partial class HomeLog
     [LoggerMessage(16, LogLevel.Information, "device {Name}: policy changed, its agents told to drop their ticket stock")]
     public static partial void PolicyChanged(this ILogger logger, string name);
 
-    [LoggerMessage(65, LogLevel.Information, "device {Name}: policy changed its markets or modes, so its relays, handed-over sessions and assist grant here were ended")]
+    [LoggerMessage(65, LogLevel.Information, "device {Name}: its policy no longer has a market or mode it had, so what it had running here (relays, handed-over sessions, an assist grant) was ended")]
     public static partial void PolicyCutLiveWork(this ILogger logger, string name);
 
     [LoggerMessage(60, LogLevel.Information, "a connection from {Address} was refused: {Reason}{Unwritten}")]

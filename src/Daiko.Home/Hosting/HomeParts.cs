@@ -132,11 +132,8 @@ public sealed class HomeParts : IAsyncDisposable
         Dispatcher = new RequestDispatcher(handlers, logger);
         Revocations = new RevocationWatcher(Devices, Connections, Delegation.Tickets, options.Time, logger);
         _stateWatcher = new HomeStateWatcher(card, Authority, grants, Devices, options.Time, logger);
-        _policyWatcher = new PolicyWatcher(Policies, Connections, options.Time, logger, deviceId =>
-        {
-            Authority.EndWork(deviceId);
-            grants.Revoke(deviceId);
-        });
+        // Both, whatever the first found: a device may hold a grant and no work, or the reverse.
+        _policyWatcher = new PolicyWatcher(Policies, Connections, options.Time, logger, deviceId => Authority.EndWork(deviceId) | grants.Revoke(deviceId));
         Card = card;
         _gauges = HomeMetrics.Gauges(() => Connections.Count, card);
     }

@@ -225,15 +225,14 @@ public static class AgentClient
     /// <summary>A connect refused because the listener's backlog is full: someone listens, but takes no connection now.</summary>
     private static bool IsFull(SocketException e) => e.SocketErrorCode is SocketError.WouldBlock or SocketError.TryAgain;
 
-    /// <summary>How long 'terminal lock' waits for the agent's answer before it stops the agent anyway.</summary>
-    public static readonly TimeSpan LockAnswerTimeout = TimeSpan.FromSeconds(10);
+    /// <summary>How long 'terminal lock' waits for the agent to answer at all (a request it answers itself) before it stops it anyway.</summary>
+    public static readonly TimeSpan AnswerProbeTimeout = TimeSpan.FromSeconds(5);
 
     public static async Task<ControlConnection> ConnectAsync(string directory, CancellationToken cancellationToken) =>
         (await ConnectToAgentAsync(directory, cancellationToken)).Control;
 
     /// <summary>A connection to the agent, and the agent's process id as the kernel names the process listening on its socket (Linux; else null).</summary>
-    /// <param name="requestTimeout">how long each request waits for the agent's answer (60 s when not given)</param>
-    public static async Task<(ControlConnection Control, int? AgentPid)> ConnectToAgentAsync(string directory, CancellationToken cancellationToken, TimeSpan? requestTimeout = null)
+    public static async Task<(ControlConnection Control, int? AgentPid)> ConnectToAgentAsync(string directory, CancellationToken cancellationToken)
     {
         var path = TerminalAgent.SocketPath(directory);
         if (!File.Exists(path)) throw new ControlErrorException(ErrorCode.Locked, "the access card is locked: run 'daiko terminal unlock' first");
@@ -252,11 +251,7 @@ public static class AgentClient
             throw new ControlErrorException(ErrorCode.Locked, "the terminal agent is gone (idle timeout or lock): run 'daiko terminal unlock' again");
         }
         int? agent = OperatingSystem.IsLinux() ? PeerCredentials.Of(socket).Pid : null;
-        var connection = new ControlConnection(new NetworkStream(socket, ownsSocket: true))
-        {
-            Peer = "the terminal agent",
-            RequestTimeout = requestTimeout ?? TimeSpan.FromSeconds(60),
-        };
+        var connection = new ControlConnection(new NetworkStream(socket, ownsSocket: true)) { Peer = "the terminal agent" };
         connection.Start();
         return (connection, agent);
     }

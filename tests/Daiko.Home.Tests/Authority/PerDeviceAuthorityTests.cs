@@ -235,7 +235,7 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
     [Theory]
     [InlineData(DelegationMode.Relay)]
     [InlineData(DelegationMode.Handoff)]
-    public async Task APolicyChangeOfItsMarkets_EndsTheDevicesOpenSessions_AChangeOfItsTicketCountDoesNot(DelegationMode mode)
+    public async Task APolicyThatTakesAwayItsMarket_EndsTheDevicesOpenSessions_OneThatWidensOrChangesItsTicketCountDoesNot(DelegationMode mode)
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
         var (a, _, accessA) = await DeviceAsync("phone", cts.Token);
@@ -249,10 +249,10 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         var policies = new SqlDevicePolicyStore(HomeStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)));
         var before = await policies.FindAsync("phone", cts.Token) ?? Daiko.Home.Policy.DevicePolicy.Default;
 
-        // Fewer tickets: the session the device has open is still one its policy allows.
-        await policies.SaveAsync("phone", before with { MaxTickets = 2 }, cts.Token);
+        // Fewer tickets, and one more market: the session the device has open is still one its policy allows.
+        await policies.SaveAsync("phone", before with { MaxTickets = 2, Markets = Daiko.Home.Policy.DevicePolicy.ParseMarkets(before.MarketsText + ",shop.example") }, cts.Token);
         await Task.Delay(TimeSpan.FromSeconds(3), cts.Token);
-        Assert.False(pending.IsCompleted, $"the {mode} session ended after a change of the ticket count");
+        Assert.False(pending.IsCompleted, $"the {mode} session ended after its policy was widened and its ticket count changed");
 
         // The market taken off the device's list: what runs there ends at the server's next look (a second or so).
         await policies.SaveAsync("phone", before with { Markets = Daiko.Home.Policy.DevicePolicy.ParseMarkets("shop.example") }, cts.Token);
