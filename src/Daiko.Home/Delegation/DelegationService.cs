@@ -249,6 +249,8 @@ public sealed class DelegationService : IAsyncDisposable
     /// </summary>
     public async Task<SessionTicket?> TakeCachedAsync(string deviceId, MarketRequest market, TimeSpan longest, CancellationToken cancellationToken)
     {
+        // An empty cache is a miss at once: the hint is then read by the miss's own path, not twice.
+        if (_tickets.Count(market.KeyFor(deviceId)) == 0) return null;
         var pskKe = await PskKeHintAsync(market, cancellationToken);
         return TryTakeCached(deviceId, market, longest) is { } cached ? Hinted(cached, pskKe) : null;
     }

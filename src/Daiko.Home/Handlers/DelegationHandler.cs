@@ -69,7 +69,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
             }
             return new HandlerResult(new StockedReply(tickets, handshakes), () =>
             {
-                foreach (var t in tickets) t.Wipe();
+                WipeAll(tickets);
                 delegation.RefillAhead(context.DeviceId, market, purges);
             }, () => _ = NotDeliveredAsync(tickets, places), () => WipeAll(tickets));
         });
@@ -319,7 +319,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
         }
     }
 
-    /// <summary>A reply whose write began and failed: its tickets are wiped here, and keep their places (the device may hold them).</summary>
+    /// <summary>Wipes the tickets' secrets (after their reply, or with it failed; alone, when its write began: their places are kept, the device may hold them).</summary>
     private static void WipeAll(IEnumerable<Daiko.Tls.SessionTicket> tickets)
     {
         foreach (var t in tickets) t.Wipe();
@@ -331,7 +331,7 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
     /// </summary>
     private static async Task NotDeliveredAsync(IEnumerable<Daiko.Tls.SessionTicket> tickets, IEnumerable<ITicketPlace> places)
     {
-        foreach (var t in tickets) t.Wipe();
+        WipeAll(tickets);
         foreach (var place in places) await place.GiveBackAsync();
     }
 

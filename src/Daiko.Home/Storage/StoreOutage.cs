@@ -20,37 +20,21 @@ public static partial class StoreOutage
     /// <summary>How often a process says, per kind of request, that requests met the outage.</summary>
     public static readonly TimeSpan SayEvery = TimeSpan.FromSeconds(10);
 
-    private static readonly Dictionary<string, (long SaidAt, int Unsaid)> Said = new(StringComparer.Ordinal);
-
     /// <summary>
-    /// Whether a request of <paramref name="kind"/> that met an outage is to be logged now: the first, then at most
-    /// one every <see cref="SayEvery"/> a kind (a request type, a connection), with how many went unsaid since the
-    /// last, so that terminals (or strangers) asking during an outage cannot fill the log. Only outages come here.
+    /// Which of the requests that met an outage are logged: the first of a kind (a request type, a connection), then at
+    /// most one every <see cref="SayEvery"/> a kind, each saying how many went unsaid before it, so that terminals (or
+    /// strangers) asking during an outage cannot fill the log. The limiter strangers' refusals are written through, with
+    /// no cap over all kinds (their number is the protocol's).
     /// </summary>
-    public static bool ShouldSay(string kind, out int unsaid)
-    {
-        var now = Environment.TickCount64;
-        lock (Said)
-        {
-            if (Said.TryGetValue(kind, out var last) && now - last.SaidAt < (long)SayEvery.TotalMilliseconds)
-            {
-                Said[kind] = (last.SaidAt, last.Unsaid + 1);
-                unsaid = 0;
-                return false;
-            }
-            unsaid = last.Unsaid;
-            Said[kind] = (now, 0);
-            return true;
-        }
-    }
+    private static readonly Devices.StrangerRefusals Said = new(window: SayEvery, maxLinesPerWindow: int.MaxValue);
 
     /// <summary>Logs that a request of <paramref name="kind"/> met the store unavailable, at most once every <see cref="SayEvery"/> a kind.</summary>
     public static void Log(ILogger logger, string kind, Exception outage)
     {
-        if (ShouldSay(kind, out var unsaid)) logger.RequestMetOutage(kind, unsaid, outage.GetBaseException().Message);
+        if (Said.Note(kind) is (true, var unsaid)) logger.RequestMetOutage(kind, unsaid, outage.GetBaseException().Message);
     }
 
-    [LoggerMessage(24, LogLevel.Warning, "a control request '{Kind}' met the store unavailable (answered 'unavailable'; {Unsaid} more of them since the last such line): {Reason}")]
+    [LoggerMessage(24, LogLevel.Warning, "a control request '{Kind}' met the store unavailable (answered 'unavailable'; {Unsaid} more such requests not logged before this line): {Reason}")]
     private static partial void RequestMetOutage(this ILogger logger, string kind, int unsaid, string reason);
 
     public static bool Is(Exception exception) => exception switch

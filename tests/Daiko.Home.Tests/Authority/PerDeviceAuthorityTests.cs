@@ -197,13 +197,8 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         await using var _a = a;
         using var __a = accessA;
         await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
-        var session = await new DelegatedConnector(a).ConnectAsync("localhost", _market.Port, mode, cancellationToken: cts.Token);
-        // A keep-alive exchange: the market leaves the connection open afterwards.
-        await session.Stream.WriteAsync("GET /whoami HTTP/1.1\r\nHost: localhost\r\n\r\n"u8.ToArray(), cts.Token);
-        var first = new byte[16384];
-        Assert.True(await session.Stream.ReadAsync(first, cts.Token) > 0);
         var clock = new Stopwatch();
-        var pending = ReadUntilEndAsync(session.Stream, clock, cts.Token);
+        var pending = await KeptOpenSessionAsync(a, mode, clock, cts.Token);
         await Task.Delay(200, cts.Token);
         Assert.False(pending.IsCompleted, "the relay ended before the session did");
 
@@ -242,10 +237,7 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         await using var _a = a;
         using var __a = accessA;
         await new HomeControl(a).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
-        var session = await new DelegatedConnector(a).ConnectAsync("localhost", _market.Port, mode, cancellationToken: cts.Token);
-        await session.Stream.WriteAsync("GET /whoami HTTP/1.1\r\nHost: localhost\r\n\r\n"u8.ToArray(), cts.Token);
-        Assert.True(await session.Stream.ReadAsync(new byte[16384], cts.Token) > 0);
-        var pending = ReadUntilEndAsync(session.Stream, new Stopwatch(), cts.Token);
+        var pending = await KeptOpenSessionAsync(a, mode, new Stopwatch(), cts.Token);
         var policies = new SqlDevicePolicyStore(HomeStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)));
         var before = await policies.FindAsync("phone", cts.Token) ?? Daiko.Home.Policy.DevicePolicy.Default;
 
@@ -454,6 +446,18 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
 
     internal static byte[] CertificateVerifyContent() =>
         [.. Enumerable.Repeat((byte)0x20, 64), .. "TLS 1.3, client CertificateVerify"u8, 0, .. System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)];
+
+    /// <summary>
+    /// A delegated session to the market in <paramref name="mode"/> after a keep-alive exchange (the market leaves the
+    /// connection open afterwards), and the read that ends when the session does (<see cref="ReadUntilEndAsync"/>).
+    /// </summary>
+    private async Task<Task<TimeSpan>> KeptOpenSessionAsync(ControlConnection device, DelegationMode mode, Stopwatch clock, CancellationToken ct)
+    {
+        var session = await new DelegatedConnector(device).ConnectAsync("localhost", _market.Port, mode, cancellationToken: ct);
+        await session.Stream.WriteAsync("GET /whoami HTTP/1.1\r\nHost: localhost\r\n\r\n"u8.ToArray(), ct);
+        Assert.True(await session.Stream.ReadAsync(new byte[16384], ct) > 0);
+        return ReadUntilEndAsync(session.Stream, clock, ct);
+    }
 
     private static async Task<TimeSpan> ReadUntilEndAsync(Stream stream, Stopwatch clock, CancellationToken ct)
     {

@@ -29,6 +29,14 @@ public sealed class RevocationWatcherTests : IAsyncLifetime
 
     public async Task DisposeAsync() => await _home.DisposeAsync();
 
+    /// <summary>The terminal's access card, unlocked with its PIN.</summary>
+    private static AccessCard UnlockedAccess(string terminal)
+    {
+        var access = AccessCard.Open(terminal);
+        Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
+        return access;
+    }
+
     private async Task EnrollAsync(string terminal, string name, CancellationToken ct) =>
         await TerminalClient.EnrollAsync(terminal, _home.Endpoint, await _home.NewCodeAsync(name), HomeFixture.AccessPin, createAccessCard: HomeFixture.TestAccessCard, cancellationToken: ct);
 
@@ -39,8 +47,7 @@ public sealed class RevocationWatcherTests : IAsyncLifetime
         var server = _home.Server;
         var oldTerminal = Path.Combine(_home.Dir.Path, "terminal-old");
         await EnrollAsync(oldTerminal, "phone", cts.Token);
-        using var access = AccessCard.Open(oldTerminal);
-        Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
+        using var access = UnlockedAccess(oldTerminal);
         await using var control = await TerminalClient.ConnectAsync(oldTerminal, access.DeviceKey, cts.Token);
         await new HomeControl(control).UnlockAsync(HomeFixture.Pin1, HomeFixture.Pin2, cts.Token);
         var oldId = (await server.Devices.FindAsync("phone", cts.Token))!.Id;
@@ -72,8 +79,7 @@ public sealed class RevocationWatcherTests : IAsyncLifetime
         }
 
         // The new device of that name is served (it has not unlocked: the card waits for its own PINs).
-        using var newAccess = AccessCard.Open(newTerminal);
-        Assert.True(newAccess.Unlock(HomeFixture.AccessPin).Accepted);
+        using var newAccess = UnlockedAccess(newTerminal);
         await using var newControl = await TerminalClient.ConnectAsync(newTerminal, newAccess.DeviceKey, cts.Token);
         Assert.Equal(CardState.RemoteAccessWait, (await new HomeControl(newControl).CardStatusAsync(cts.Token)).State);
     }
@@ -89,8 +95,7 @@ public sealed class RevocationWatcherTests : IAsyncLifetime
         await EnrollAsync(terminal, "stolen", cts.Token);
         var id = (await server.Devices.FindAsync("stolen", cts.Token))!.Id;
         Assert.True(await server.Devices.RevokeAsync("stolen", cts.Token));
-        using var access = AccessCard.Open(terminal);
-        Assert.True(access.Unlock(HomeFixture.AccessPin).Accepted);
+        using var access = UnlockedAccess(terminal);
 
         // Strangers' refusals spend their own lines first (10 a minute in all): the revoked device's line is written all the same.
         for (var i = 0; i < 12; i++) await server.Devices.AuditStrangerRefusalAsync($"address 198.51.100.{i}", "enroll", "refused: UnknownCode", cts.Token);
