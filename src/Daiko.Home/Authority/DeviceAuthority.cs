@@ -21,7 +21,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// <summary>Touches closer together than this are not written to the store (the idle timer is minutes long).</summary>
     private static readonly TimeSpan TouchGranularity = TimeSpan.FromSeconds(1);
 
-    private readonly ConcurrentDictionary<string, CancellationTokenSource> _work = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, WorkSource> _work = new(StringComparer.Ordinal);
 
     /// <summary>
     /// Devices this process served under a session (a request let through), with that session's id, until
@@ -355,23 +355,28 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// The token that ends the device's live work; linked with <paramref name="other"/> (the channel's
     /// own). Dispose the returned source when the work is done.
     /// </summary>
-    public CancellationTokenSource LinkWork(string deviceId, CancellationToken other) =>
-        CancellationTokenSource.CreateLinkedTokenSource(Work(deviceId), other);
+    public DeviceWork LinkWork(string deviceId, CancellationToken other)
+    {
+        var work = CurrentWork(deviceId);
+        return new DeviceWork(work, CancellationTokenSource.CreateLinkedTokenSource(work.Token, other));
+    }
 
     /// <summary>
     /// Ends the device's live work here (relays, handed-over sessions, handshakes in flight) and leaves its session open:
     /// its policy changed what it may reach. Its next request runs under new work. Whether it had any.
     /// </summary>
-    public bool EndWork(string deviceId) => CancelWork(deviceId);
+    public bool EndWork(string deviceId) => CancelWork(deviceId, byPolicy: true);
 
     /// <summary>The token that ends the device's live work when its session ends (or <see cref="EndWork"/> ends it).</summary>
-    public CancellationToken Work(string deviceId)
+    public CancellationToken Work(string deviceId) => CurrentWork(deviceId).Token;
+
+    private WorkSource CurrentWork(string deviceId)
     {
         while (true)
         {
-            var source = _work.GetOrAdd(deviceId, _ => new CancellationTokenSource());
-            if (!source.IsCancellationRequested) return source.Token;
-            _work.TryRemove(new KeyValuePair<string, CancellationTokenSource>(deviceId, source));
+            var source = _work.GetOrAdd(deviceId, _ => new WorkSource());
+            if (!source.IsCancellationRequested) return source;
+            _work.TryRemove(new KeyValuePair<string, WorkSource>(deviceId, source));
         }
     }
 
@@ -406,7 +411,7 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     /// only the very work seen then is cancelled, and <see cref="Lost"/> (<see cref="Replaced"/> for a device found
     /// under another id, not awaited) is told once a device.
     /// </summary>
-    private async Task LoseAsync(KeyValuePair<string, CancellationTokenSource>[] working, KeyValuePair<string, string>[] served, Dictionary<string, string> live, string reason)
+    private async Task LoseAsync(KeyValuePair<string, WorkSource>[] working, KeyValuePair<string, string>[] served, Dictionary<string, string> live, string reason)
     {
         var lost = new HashSet<string>(StringComparer.Ordinal);
         // A device served here under a session that is no longer the live one lost it, whatever runs now; of
@@ -462,11 +467,41 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     }
 
     /// <summary>Cancels the device's live work; false when it had none.</summary>
-    private bool CancelWork(string deviceId)
+    private bool CancelWork(string deviceId, bool byPolicy = false)
     {
         if (!_work.TryRemove(deviceId, out var source)) return false;
+        // Said before the cancelling, so that whoever sees the token cancelled sees why.
+        source.EndedByPolicy = byPolicy;
         // Not disposed: a request may be linking to it right now; a cancelled source holds nothing.
         source.Cancel();
         return true;
+    }
+
+    internal sealed class WorkSource : CancellationTokenSource
+    {
+        public volatile bool EndedByPolicy;
+    }
+
+    /// <summary>
+    /// One request's share of its device's live work: <see cref="Token"/> ends with the work or the channel, and
+    /// <see cref="EndedByPolicy"/> tells whether the work ended because the owner's policy change took its market or
+    /// mode away (the device's session stays open) rather than with the session.
+    /// </summary>
+    public sealed class DeviceWork : IDisposable
+    {
+        private readonly WorkSource _work;
+        private readonly CancellationTokenSource _linked;
+
+        internal DeviceWork(WorkSource work, CancellationTokenSource linked)
+        {
+            _work = work;
+            _linked = linked;
+        }
+
+        public CancellationToken Token => _linked.Token;
+
+        public bool EndedByPolicy => _work.IsCancellationRequested && _work.EndedByPolicy;
+
+        public void Dispose() => _linked.Dispose();
     }
 }

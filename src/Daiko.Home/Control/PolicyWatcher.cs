@@ -13,9 +13,9 @@ namespace Daiko.Home.Control;
 /// stock was handed out under (<see cref="DevicePolicies.StockedAsync"/>, kept in the store), so a
 /// change made right after a hand-out, before any look, still counts, as does one made while the device
 /// was away, while the server was down, or on another node. When a device's markets or modes narrow (one it
-/// had is gone), what it has running here goes too (<paramref name="reachNarrowed"/>: its relays, handed-over
-/// sessions and handshakes in flight, and its assist grant; true when there was any), so that no session the
-/// new policy forbids runs on. A policy that only widens, or changes the ticket count or lifetime, ends nothing.
+/// had is gone, against the last look and every policy its requests were admitted under since), what it has running
+/// here goes too (<paramref name="reachNarrowed"/>: its relays, handed-over sessions and handshakes in flight, and its
+/// assist grant; true when there was any), so that no session the new policy forbids runs on. A policy that only widens, or changes the ticket count or lifetime, ends nothing.
 /// </summary>
 public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry connections, TimeProvider time, ILogger logger, Func<string, bool>? reachNarrowed = null)
 {
@@ -35,6 +35,7 @@ public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry co
         var told = 0;
         var connected = connections.DeviceIds().ToList();
         foreach (var gone in _reach.Keys.Except(connected, StringComparer.Ordinal)) _reach.TryRemove(gone, out _);
+        policies.ForgetReachGivenExcept(connected);
         foreach (var deviceId in connected)
         {
             var stale = await policies.StaleStockAsync(deviceId, cancellationToken);
@@ -42,11 +43,13 @@ public sealed class PolicyWatcher(DevicePolicies policies, ConnectionRegistry co
             {
                 // The read the stock's check just made (kept for a moment), not another.
                 var (policy, name) = await policies.ForDeviceAsync(deviceId, cancellationToken);
-                var reach = (policy.Markets.Select(m => m.Text).ToHashSet(StringComparer.Ordinal), policy.Modes.ToHashSet());
-                if (_reach.TryGetValue(deviceId, out var before) && !(before.Markets.IsSubsetOf(reach.Item1) && before.Modes.IsSubsetOf(reach.Item2)) && reachNarrowed(deviceId))
-                {
-                    logger.PolicyCutLiveWork(name);
-                }
+                var reach = (Markets: policy.Markets.Select(m => m.Text).ToHashSet(StringComparer.Ordinal), Modes: policy.Modes.ToHashSet());
+                // What the device may have running: what it had at the last look, and every policy its requests were
+                // admitted under since (one read from the cache just before a change, or before this server's first look).
+                var given = policies.TakeReachGiven(deviceId);
+                var narrowed = _reach.TryGetValue(deviceId, out var before) && !(before.Markets.IsSubsetOf(reach.Markets) && before.Modes.IsSubsetOf(reach.Modes))
+                    || given is { } g && !(g.Markets.IsSubsetOf(reach.Markets) && g.Modes.IsSubsetOf(reach.Modes));
+                if (narrowed && reachNarrowed(deviceId)) logger.PolicyCutLiveWork(name);
                 _reach[deviceId] = reach;
             }
             if (stale is null) continue;

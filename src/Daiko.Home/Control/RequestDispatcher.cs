@@ -89,10 +89,18 @@ public sealed class RequestDispatcher(HomeHandlers handlers, Microsoft.Extension
         catch (OperationCanceledException) when (work.Token.IsCancellationRequested && !connection.Closed.IsCancellationRequested)
         {
             // The device's session ended while this was served (its lock from another channel, idle, revocation,
-            // the card leaving crypto-ready): the work stopped, and the device is told why, not "internal".
-            return HandlerResult.Error(ErrorCode.Locked, "this device's unlock session ended while the request was served; " + DeviceAuthority.NoOwnSession);
+            // the card leaving crypto-ready): the work stopped, and the device is told why, not "internal". A session
+            // The owner's policy change that took a market or mode away ends the work too, the session staying open:
+            // unlocking is no remedy then.
+            return work.EndedByPolicy
+                ? HandlerResult.Error(ErrorCode.PolicyRefused, PolicyCutSentence)
+                : HandlerResult.Error(ErrorCode.Locked, "this device's unlock session ended while the request was served; " + DeviceAuthority.NoOwnSession);
         }
     }
+
+    /// <summary>Told a device whose request was under way when the owner took a market or mode away from its policy.</summary>
+    public const string PolicyCutSentence =
+        "the owner changed this device's policy while the request was served, and what was under way under the old one ended (this device's session with the home card stays open): ask again, and what the new policy allows is served";
 
     private async Task<HandlerResult> AnswerInSessionAsync(ControlMessage message, RequestContext context)
     {

@@ -20,6 +20,9 @@ public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, Cancel
     private readonly ConcurrentDictionary<string, (DevicePolicy Policy, string Name, DateTimeOffset ReadAt)> _read = new();
     private readonly ConcurrentDictionary<string, DateTimeOffset> _used = new();
 
+    /// <summary>The markets and modes of every policy given out for each device since <see cref="TakeReachGiven"/> last took them.</summary>
+    private readonly ConcurrentDictionary<string, ReachGiven> _given = new(StringComparer.Ordinal);
+
     /// <summary>The terms each device's stock was handed out under, as this process knows them (the store keeps them across restarts and nodes).</summary>
     private readonly ConcurrentDictionary<string, string> _stockTerms = new(StringComparer.Ordinal);
 
@@ -72,12 +75,65 @@ public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, Cancel
     public async Task<(DevicePolicy Policy, string Name)> ForDeviceAsync(string deviceId, CancellationToken cancellationToken = default, bool fresh = false)
     {
         var now = time.GetUtcNow();
-        if (_read.TryGetValue(deviceId, out var known) && !fresh && now - known.ReadAt < Freshness) return (known.Policy, known.Name);
+        if (_read.TryGetValue(deviceId, out var known) && !fresh && now - known.ReadAt < Freshness)
+        {
+            NoteGiven(deviceId, known.Policy);
+            return (known.Policy, known.Name);
+        }
         var name = known.Name ?? await deviceName(deviceId, cancellationToken) ?? deviceId;
         var policy = await store.FindAsync(name, cancellationToken) ?? DevicePolicy.Default;
         // A read begun earlier never replaces one begun later.
         _read.AddOrUpdate(deviceId, (policy, name, now), (_, other) => other.ReadAt > now ? other : (policy, name, now));
+        NoteGiven(deviceId, policy);
         return (policy, name);
+    }
+
+    /// <summary>
+    /// The markets and modes of every policy given out for the device since the last call (whatever read it: a request
+    /// admitted under a policy cached from before a change is among them), or null when none was; starts afresh.
+    /// The policy watcher judges whether a change took something away by these, so that work admitted under a policy
+    /// its last look did not see (read from the cache, or before its first look at the device) is not missed.
+    /// </summary>
+    public (IReadOnlySet<string> Markets, IReadOnlySet<Protocol.DelegationMode> Modes)? TakeReachGiven(string deviceId)
+    {
+        if (!_given.TryRemove(deviceId, out var given)) return null;
+        lock (given)
+        {
+            given.Taken = true;
+            return (given.Markets, given.Modes);
+        }
+    }
+
+    /// <summary>Forgets what was given out for devices other than <paramref name="keep"/> (no longer connected).</summary>
+    public void ForgetReachGivenExcept(IReadOnlyCollection<string> keep)
+    {
+        foreach (var deviceId in _given.Keys.Except(keep, StringComparer.Ordinal)) _given.TryRemove(deviceId, out _);
+    }
+
+    private void NoteGiven(string deviceId, DevicePolicy policy)
+    {
+        while (true)
+        {
+            var given = _given.GetOrAdd(deviceId, _ => new ReachGiven());
+            lock (given)
+            {
+                // Taken meanwhile: noted in the next one, not in the one the watcher already read.
+                if (given.Taken) continue;
+                if (ReferenceEquals(given.Last, policy)) return;
+                given.Last = policy;
+                foreach (var market in policy.Markets) given.Markets.Add(market.Text);
+                given.Modes.UnionWith(policy.Modes);
+                return;
+            }
+        }
+    }
+
+    private sealed class ReachGiven
+    {
+        public DevicePolicy? Last;
+        public bool Taken;
+        public readonly HashSet<string> Markets = new(StringComparer.Ordinal);
+        public readonly HashSet<Protocol.DelegationMode> Modes = [];
     }
 
     /// <summary>A device's ticket stock handed out under terms that are no longer its policy's (<see cref="DevicePolicy.TicketTerms"/>).</summary>

@@ -54,6 +54,19 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         return (phone, directory, access, scope);
     }
 
+    /// <summary>
+    /// A handoff the device asked for to a market at 127.0.0.1 that accepts and never answers, once the market holds the
+    /// home server's connection: the home server's handshake waits on it. Disposing both stops that market.
+    /// </summary>
+    private static async Task<(Task<ControlMessage> Delegated, System.Net.Sockets.TcpListener Stalled, System.Net.Sockets.TcpClient Market)> HandoffWaitingOnAStalledMarketAsync(ControlConnection device, CancellationToken ct)
+    {
+        var stalled = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        stalled.Start();
+        var accepted = stalled.AcceptTcpClientAsync(ct).AsTask();
+        var delegated = device.RequestAsync(new DelegateRequest(new MarketAddress("127.0.0.1", ((System.Net.IPEndPoint)stalled.LocalEndpoint).Port, null, null), DelegationMode.Handoff), ct);
+        return (delegated, stalled, await accepted);
+    }
+
     /// <summary>The phone and the tablet, enrolled and connected; disposing the scope closes both and their access cards.</summary>
     private async Task<(ControlConnection Phone, ControlConnection Tablet, IAsyncDisposable Scope)> PhoneAndTabletAsync(CancellationToken ct)
     {
@@ -318,16 +331,12 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
     public async Task ALockFromTheDevicesOtherChannel_WhileAHandshakeWaitsOnAStalledMarket_IsAnsweredLocked_NotInternal()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        // A market that accepts and never answers: the home server's handshake waits on it.
-        using var stalled = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        stalled.Start();
-        var accepted = stalled.AcceptTcpClientAsync(cts.Token).AsTask();
         var (phone, directory, access, scope) = await UnlockedPhoneAsync(cts.Token);
         await using var owned = scope;
         await using var other = await TerminalClient.ConnectAsync(directory, access.DeviceKey, cts.Token);
-
-        var delegated = phone.RequestAsync(new DelegateRequest(new MarketAddress("127.0.0.1", ((System.Net.IPEndPoint)stalled.LocalEndpoint).Port, null, null), DelegationMode.Handoff), cts.Token);
-        using var market = await accepted;
+        var (delegated, stalled, market) = await HandoffWaitingOnAStalledMarketAsync(phone, cts.Token);
+        using var _ = stalled;
+        using var __ = market;
         var clock = Stopwatch.StartNew();
         await new HomeControl(other).LockAsync(cts.Token);
 
@@ -335,6 +344,27 @@ public sealed class PerDeviceAuthorityTests : IAsyncLifetime
         Assert.Equal(ErrorCode.Locked, e.Code);
         Assert.Contains("session ended while the request was served", e.Message, StringComparison.Ordinal);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"answered after {clock.Elapsed}");
+    }
+
+    [Fact]
+    public async Task APolicyThatTakesAwayTheMarket_WhileAHandshakeWaitsOnIt_IsAnsweredWithThePolicy_NotWithUnlock()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var (phone, _, _, scope) = await UnlockedPhoneAsync(cts.Token);
+        await using var owned = scope;
+        var policies = new SqlDevicePolicyStore(HomeStore.Sqlite(HomeServer.DatabasePath(_home.HomeDirectory)));
+        var before = await policies.FindAsync("phone", cts.Token) ?? Daiko.Home.Policy.DevicePolicy.Default;
+        // Right after the phone connected: the server may not have looked at its policy yet.
+        var (delegated, stalled, market) = await HandoffWaitingOnAStalledMarketAsync(phone, cts.Token);
+        using var _ = stalled;
+        using var __ = market;
+        await policies.SaveAsync("phone", before with { Markets = Daiko.Home.Policy.DevicePolicy.ParseMarkets("shop.example") }, cts.Token);
+
+        var e = await Assert.ThrowsAsync<ControlErrorException>(() => delegated);
+        Assert.Equal(ErrorCode.PolicyRefused, e.Code);
+        Assert.Equal(Daiko.Home.Control.RequestDispatcher.PolicyCutSentence, e.Message);
+        Assert.DoesNotContain("unlock", e.Message, StringComparison.Ordinal);
+        Assert.Equal(CardState.CryptoReady, (await new HomeControl(phone).CardStatusAsync(cts.Token)).State);
     }
 
     [Fact]
