@@ -48,8 +48,8 @@ public sealed class PaymentReports(string directory, IHomeCard card, PurseLedger
     /// Sends a report every <paramref name="interval"/> (default daily) until cancelled, counted from the
     /// newest report in the store's outbox, not from this process's start: a server restarted (or a hosted
     /// owner unloaded and loaded again) more often than the interval still mails once it is due. It looks
-    /// at its start and then every quarter interval, at least hourly (<see cref="DueAsync"/>), queues only
-    /// while the card is ready, and delivers what is pending at every look; a failed look is logged and the
+    /// at its start and then every quarter interval, at least hourly (<see cref="DueAsync"/>), queues a due report
+    /// whatever the card's state (with the card-signed head only while it is ready), and delivers what is pending at every look; a failed look is logged and the
     /// next one tries again.
     /// </summary>
     public async Task RunAsync(TimeSpan interval, TimeProvider time, CancellationToken cancellationToken)
@@ -62,7 +62,10 @@ public sealed class PaymentReports(string directory, IHomeCard card, PurseLedger
                 try
                 {
                     if (LoadSettings() is not { } settings) continue;
-                    if (card.State == HomeCardState.CryptoReady && await DueAsync(interval, time, cancellationToken) is { } messageId)
+                    // Queued whatever the card's state (its head signed only when it is ready): a report waiting for an
+                    // unlocked card at one of these looks could wait for ever when a device unlocks, pays and locks within
+                    // minutes, as a thief would.
+                    if (await DueAsync(interval, time, cancellationToken) is { } messageId)
                     {
                         await outbox.EnqueueReportAsync(ledger, settings.To, card.CardId, cancellationToken, messageId);
                     }

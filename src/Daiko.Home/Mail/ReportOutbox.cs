@@ -31,7 +31,11 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
 
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
-    /// <summary>Queues a report of the whole log (entries, balances, the card-signed head) for <paramref name="to"/>.</summary>
+    /// <summary>The report's line in place of the card-signed head when the card was not ready to sign.</summary>
+    public const string NoSignedHead =
+        "card-signed head: none (no device had the home card unlocked when this report was made; a report made while one has carries it)";
+
+    /// <summary>Queues a report of the whole log (entries, balances, the card-signed head when the card is ready) for <paramref name="to"/>.</summary>
     /// <param name="messageId">the report's Message-Id (a fresh one when null); one already queued is not queued again.</param>
     public async Task<string> EnqueueReportAsync(PurseLedger ledger, string to, string cardId, CancellationToken cancellationToken = default, string? messageId = null)
     {
@@ -50,7 +54,9 @@ public sealed class ReportOutbox(IMailOutboxStore outbox, TimeProvider? time = n
         }
         body.AppendLine($"log intact: {(ledger.VerifyLog() ? "yes" : "NO - the log was altered")}");
         body.AppendLine($"chain head: {(history.Count == 0 ? "(empty)" : history[^1].Hash)}");
-        body.AppendLine($"card-signed head (COSE_Sign1, base64): {Convert.ToBase64String(ledger.SignedHead())}");
+        body.AppendLine(ledger.SignedHeadIfReady() is { } signed
+            ? $"card-signed head (COSE_Sign1, base64): {Convert.ToBase64String(signed)}"
+            : NoSignedHead);
         messageId ??= $"{Guid.NewGuid():N}@daiko.home";
         await outbox.EnqueueAsync(messageId, to, $"Daiko payment log: {history.Count} entries", body.ToString(), _time.GetUtcNow(), cancellationToken);
         return messageId;

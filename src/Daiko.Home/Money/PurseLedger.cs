@@ -327,6 +327,12 @@ public sealed partial class PurseLedger
         }
     }
 
+    /// <summary>
+    /// The head of the chain signed by the card when the card is ready to sign (a device holds it unlocked), else null:
+    /// a report is not held back for it (F14 wants misuse noticed, and a thief locks the card again at once).
+    /// </summary>
+    public byte[]? SignedHeadIfReady() => _card.CryptoReady ? SignedHead() : null;
+
     /// <summary>The head of the chain signed by the card: proof of the whole log's state for a report.</summary>
     public byte[] SignedHead()
     {

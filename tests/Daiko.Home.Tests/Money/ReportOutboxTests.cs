@@ -70,6 +70,24 @@ public sealed class ReportOutboxTests : IDisposable
     }
 
     [Fact]
+    public async Task APeriodicReportDue_WhileNoDeviceHasTheCardUnlocked_IsMailedAllTheSame_WithoutTheSignedHead()
+    {
+        using var smtp = await SmtpSink.StartAsync(_dir.Path);
+        // A device paid and locked again (a thief's way): the card waits for the next unlock, as after every lock.
+        _card.Done();
+        Assert.NotEqual(HomeCardState.CryptoReady, _card.State);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        await RunUntilAsync(ReportsTo(smtp), TimeSpan.FromSeconds(4), () => smtp.Messages().Count >= 1, clock, TimeSpan.FromSeconds(12));
+
+        var mail = Assert.Single(smtp.Messages());
+        Assert.Contains("4200 JPY", mail, StringComparison.Ordinal);
+        Assert.Contains("log intact: yes", mail, StringComparison.Ordinal);
+        Assert.Contains(ReportOutbox.NoSignedHead, mail.Replace("\r\n", " ").Replace("\n", " "), StringComparison.Ordinal);
+        Assert.DoesNotContain("COSE_Sign1", mail, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task TwoSendersDeliveringOneOutboxAtOnce_SendEachMailOnce()
     {
         using var smtp = await SmtpSink.StartAsync(_dir.Path);
