@@ -157,20 +157,39 @@ internal static class ConsoleEndpoints
     private static async Task<string> CancelAsync(ConsoleContext c, string paymentId, string pin2, CancellationToken ct)
     {
         var card = c.Server.Card;
+        // The console gives PIN2 only: a card that waits for PIN2 (a device unlocked it once) is made ready for this
+        // cancellation alone, and waits again afterwards unless a device holds a session.
+        var wasReady = card.State == HomeCardState.CryptoReady;
         var pin = card.EnterPin2(pin2);
         if (!pin.Accepted)
         {
             await c.Server.Devices.AuditAsync(null, "console-pin2", null, null, pin.Outcome == PinOutcome.Disabled ? "card disabled" : pin.Outcome == PinOutcome.WrongState ? "card locked" : "wrong PIN2");
-            return $"<p class=\"err\">{Html.E(pin.Message)}</p>";
+            return $"<p class=\"err\">{Html.E(pin.Outcome == PinOutcome.WrongState && pin.State == HomeCardState.Locked ? CardLockedSentence : pin.Message)}</p>";
         }
+        try
+        {
+            return await CancelInReadyCardAsync(c, paymentId, ct);
+        }
+        finally
+        {
+            if (!wasReady && !await c.Server.Authority.OthersHoldSessionsAsync("", CancellationToken.None)) card.Done();
+        }
+    }
+
+    /// <summary>Told when the console is asked to cancel while the card is locked (PIN1 not given since the server started or the card was locked).</summary>
+    public const string CardLockedSentence =
+        "the home card is locked (the server was restarted, or the card was locked): unlock it from a terminal with 'daiko terminal unlock' (PIN1 and PIN2), then cancel here with PIN2";
+
+    private static async Task<string> CancelInReadyCardAsync(ConsoleContext c, string paymentId, CancellationToken ct)
+    {
         var ledger = c.Server.Ledger;
         try
         {
             var cancellation = await ledger.CancelAsync(paymentId);
             var url = ledger.MarketUrlOf(paymentId) ?? throw new PurseException(PurseRefusal.Malformed, "the market of this payment gave no address for cancellations");
-            using var response = await MarketPost.SendAsync(c.Server.Delegation, new Uri(new Uri(url), "cancellations"), cancellation, await c.Server.Policies.ReachOfAnyDeviceAsync(c.Server.Devices, ct), ct);
-            if (!response.IsSuccessStatusCode) return $"<p class=\"err\">The market refused the cancellation: {Html.E((await response.Content.ReadAsStringAsync(ct)).Trim())}</p>";
-            var balance = await ledger.ApplyConfirmationAsync(await response.Content.ReadAsByteArrayAsync(ct));
+            var answer = await MarketPost.SendAsync(c.Server.Delegation, new Uri(new Uri(url), "cancellations"), cancellation, await c.Server.Policies.ReachOfAnyDeviceAsync(c.Server.Devices, ct), ct);
+            if (!answer.Success) return $"<p class=\"err\">The market refused the cancellation ({answer.Status}): {Html.E(answer.Shown)}</p>";
+            var balance = await ledger.ApplyConfirmationAsync(answer.Body);
             await c.Server.Devices.AuditAsync(null, "console-cancel", null, null, "cancelled");
             return $"<p class=\"ok\" id=\"cancelled\">Payment {Html.E(paymentId)} cancelled; the balance is now {balance}.</p>";
         }

@@ -71,7 +71,7 @@ internal static class ConsolePages
             e.Amount.ToString(CultureInfo.InvariantCulture) + " " + Html.E(e.Currency), e.BalanceAfter.ToString(CultureInfo.InvariantCulture),
             e.Kind == "payment" && !cancelled.Contains(e.Reference) && now - e.At < TimeSpan.FromDays(7)
                 ? Html.Form("/wallet/cancel", csrf, Html.Hidden("payment", e.Reference)
-                    + "<input type=\"password\" name=\"pin2\" autocomplete=\"off\" placeholder=\"PIN2\" required size=\"6\"> <button type=\"submit\">Cancel</button>", "inline cancel")
+                    + "<input type=\"password\" name=\"pin2\" autocomplete=\"one-time-code\" placeholder=\"PIN2\" required size=\"6\"> <button type=\"submit\">Cancel</button>", "inline cancel")
                 : "",
         });
         return (message ?? "") + "<section><h2>Balance</h2>" + Html.Table(["currency", "balance"], balances, "The purse is empty.") + "</section>"

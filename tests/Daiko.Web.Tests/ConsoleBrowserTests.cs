@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Daiko.TestSupport;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.Playwright;
 
 namespace Daiko.Web.Tests;
@@ -155,11 +156,13 @@ public sealed class ConsoleBrowserTests(ConsoleSystem system) : IClassFixture<Co
         await using var bank = await Daiko.Samples.Market.SampleMarket.StartAsync(system.Pki.Server.Certificate, system.Pki.Root, System.Net.IPAddress.Loopback, routes: bankService.Map);
         await Daiko.Home.Hosting.HomeServer.AddPayeeAsync(system.Home, shop.Id, Daiko.Home.Storage.PayeeRole.Market, shop.Key);
         await Daiko.Home.Hosting.HomeServer.AddPayeeAsync(system.Home, bankService.Id, Daiko.Home.Storage.PayeeRole.Bank, bankService.Key);
+        // Other tests of this class may have paid from the same purse: what this one moves is counted from here.
+        var start = await BalanceOrZeroAsync();
         await HomeWithConsole.Ok(["terminal", "wallet", "refill", "--terminal", system.Terminal, "--bank", bank.Url.ToString(), "--amount", "10000"]);
         var paid = await HomeWithConsole.Ok(["terminal", "wallet", "pay", "--terminal", system.Terminal, "--market", market.Url.ToString(), "--order", "tea-set", "--json"]);
         var paymentId = JsonDocument.Parse(paid.StandardOutput).RootElement.GetProperty("payment_id").GetString()!;
         var before = await BalanceAsync();
-        Assert.True(before < 10000);
+        Assert.True(before < start + 10000);
 
         await using var context = await system.NewContextAsync();
         var page = await system.LoggedInPageAsync(context);
@@ -179,9 +182,65 @@ public sealed class ConsoleBrowserTests(ConsoleSystem system) : IClassFixture<Co
         await form.Locator("button").ClickAsync();
 
         Assert.Contains($"Payment {paymentId} cancelled", await page.Locator("#cancelled").TextContentAsync(), StringComparison.Ordinal);
-        Assert.Equal(10000, await BalanceAsync());
+        Assert.Equal(start + 10000, await BalanceAsync());
         Assert.Equal(0, await page.Locator($"form.cancel:has(input[name=payment][value='{paymentId}'])").CountAsync());
         Assert.DoesNotContain(HomeWithConsole.Pin2, await page.ContentAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AMarketAnsweringACancellationWithMegabytes_IsReadNoFurtherThan64KiB_AndTheOwnerSeesAShortError()
+    {
+        var bankService = new Daiko.Samples.Money.SampleBank("bank.test");
+        var shop = new Daiko.Samples.Money.SampleMarketMoney("market.test", bankService);
+        await using var market = await Daiko.Samples.Market.SampleMarket.StartAsync(system.Pki.Server.Certificate, system.Pki.Root, System.Net.IPAddress.Loopback, routes: shop.Map);
+        // The payee names, in what it signs, an address for cancellations that answers a refusal 8 MiB long, sent in chunks.
+        var streamed = 0L;
+        await using var hostile = await Daiko.Samples.Market.SampleMarket.StartAsync(system.Pki.Server.Certificate, system.Pki.Root, System.Net.IPAddress.Loopback, routes: app =>
+            app.MapPost("/cancellations", async (Microsoft.AspNetCore.Http.HttpContext http) =>
+            {
+                http.Response.StatusCode = 500;
+                var chunk = System.Text.Encoding.ASCII.GetBytes(new string('A', 64 * 1024));
+                try
+                {
+                    for (var i = 0; i < 128; i++)
+                    {
+                        await http.Response.Body.WriteAsync(chunk, http.RequestAborted);
+                        Interlocked.Add(ref streamed, chunk.Length);
+                    }
+                }
+                catch (Exception e) when (e is OperationCanceledException or IOException)
+                {
+                    // The home server stopped reading and closed: what this test wants.
+                }
+            }));
+        shop.PublicUrl = hostile.Url;
+        await using var bank = await Daiko.Samples.Market.SampleMarket.StartAsync(system.Pki.Server.Certificate, system.Pki.Root, System.Net.IPAddress.Loopback, routes: bankService.Map);
+        await Daiko.Home.Hosting.HomeServer.AddPayeeAsync(system.Home, shop.Id, Daiko.Home.Storage.PayeeRole.Market, shop.Key);
+        await Daiko.Home.Hosting.HomeServer.AddPayeeAsync(system.Home, bankService.Id, Daiko.Home.Storage.PayeeRole.Bank, bankService.Key);
+        await HomeWithConsole.Ok(["terminal", "wallet", "refill", "--terminal", system.Terminal, "--bank", bank.Url.ToString(), "--amount", "5000"]);
+        var paid = await HomeWithConsole.Ok(["terminal", "wallet", "pay", "--terminal", system.Terminal, "--market", market.Url.ToString(), "--order", "kettle", "--json"]);
+        var paymentId = JsonDocument.Parse(paid.StandardOutput).RootElement.GetProperty("payment_id").GetString()!;
+        var before = await BalanceAsync();
+
+        await using var context = await system.NewContextAsync();
+        var page = await system.LoggedInPageAsync(context);
+        await page.GotoAsync($"{system.ConsoleUrl}/wallet");
+        var form = page.Locator($"form.cancel:has(input[name=payment][value='{paymentId}'])");
+        await form.Locator("input[name=pin2]").FillAsync(HomeWithConsole.Pin2);
+        await form.Locator("button").ClickAsync();
+
+        var error = (await page.Locator("p.err").TextContentAsync())!;
+        Assert.Contains("longer than 64 KiB", error, StringComparison.Ordinal);
+        Assert.True((await page.ContentAsync()).Length < 64 * 1024, "the market's answer reached the owner's page");
+        Assert.Equal(before, await BalanceAsync());
+        // The home server stopped reading at 64 KiB: the market could not write its 8 MiB (loopback buffers hold a few MiB at most).
+        Assert.True(Interlocked.Read(ref streamed) < 8L * 1024 * 1024, $"the market wrote {Interlocked.Read(ref streamed)} bytes");
+    }
+
+    private async Task<long> BalanceOrZeroAsync()
+    {
+        var balance = await HomeWithConsole.Ok(["terminal", "wallet", "balance", "--terminal", system.Terminal, "--json"]);
+        return JsonDocument.Parse(balance.StandardOutput).RootElement.GetProperty("balances").TryGetProperty("JPY", out var jpy) ? jpy.GetInt64() : 0;
     }
 
     private async Task<long> BalanceAsync()

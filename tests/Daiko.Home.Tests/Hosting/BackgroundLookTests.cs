@@ -1,4 +1,5 @@
 using Daiko.Home.Hosting;
+using Daiko.TestSupport;
 using Microsoft.Extensions.Logging;
 using Xunit;
 

@@ -1,5 +1,6 @@
 using System.Net;
 using Daiko.Home.Policy;
+using Daiko.TestSupport;
 using Xunit;
 
 namespace Daiko.Home.Tests.Policy;

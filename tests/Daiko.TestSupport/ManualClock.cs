@@ -1,7 +1,7 @@
-namespace Daiko.Home.Tests;
+namespace Daiko.TestSupport;
 
 /// <summary>A clock that stands still until the test moves it.</summary>
-internal sealed class ManualClock(DateTimeOffset now) : TimeProvider
+public sealed class ManualClock(DateTimeOffset now) : TimeProvider
 {
     public DateTimeOffset Now { get; set; } = now;
 
