@@ -24,14 +24,18 @@ internal static class ConsolePages
 
     public static async Task<string> Devices(ConsoleContext c, string csrf)
     {
-        var lastUse = await LastUse(c);
         var channels = c.Server.Connections.CountsByDevice();
-        var rows = (await c.Server.Devices.ListAsync()).Select(d => new[]
+        var devices = await c.Server.Devices.ListAsync();
+        // Each device's last request as the server notes it (to half a minute), not looked for among recent audit lines:
+        // a busy device would push the others' out of those.
+        var lastUse = new Dictionary<string, DateTimeOffset?>();
+        foreach (var d in devices) lastUse[d.Id] = await c.Server.Policies.Store.LastUseAsync(d.Name);
+        var rows = devices.Select(d => new[]
         {
             Html.E(d.Name),
             d.Revoked ? $"revoked {Html.Time(d.RevokedAt)}" : channels.TryGetValue(d.Id, out var n) ? $"connected ({n})" : "enrolled",
             Html.Time(d.EnrolledAt),
-            Html.Time(lastUse.GetValueOrDefault(d.Id)),
+            Html.Time(lastUse[d.Id]),
             d.Revoked ? "" : $"<a href=\"/devices/revoke?name={Uri.EscapeDataString(d.Name)}\" id=\"revoke-{Html.E(d.Name)}\">revoke…</a>",
         });
         return "<section>" + Html.Table(["name", "state", "enrolled", "last use", ""], rows, "No device is enrolled yet.") + "</section>"
@@ -87,11 +91,12 @@ internal static class ConsolePages
         var market = Q("market");
         var outcome = Q("outcome");
         var page = int.TryParse(Q("page"), NumberStyles.None, CultureInfo.InvariantCulture, out var p) && p is > 0 and < 10_000 ? p : 1;
-        var matching = (await c.Server.Devices.AuditLogAsync(10_000)).Where(a =>
-            (device.Length == 0 || string.Equals(names.GetValueOrDefault(a.Device ?? "", a.Device ?? ""), device, StringComparison.OrdinalIgnoreCase))
-            && (market.Length == 0 || (a.Market ?? "").Contains(market, StringComparison.OrdinalIgnoreCase))
-            && (outcome.Length == 0 || a.Outcome.Contains(outcome, StringComparison.OrdinalIgnoreCase))).ToList();
-        var rows = matching.Skip((page - 1) * AuditPageSize).Take(AuditPageSize).Select(a => new[]
+        // The whole log is searched in the store (a device cannot push its older lines out of the search with new ones):
+        // a device by its name (a revoked one's too, while its row is kept) or by its id as the log shows it.
+        var ids = device.Length == 0 ? null
+            : names.Where(n => string.Equals(n.Value, device, StringComparison.OrdinalIgnoreCase)).Select(n => n.Key).Append(device).ToList();
+        var (matching, total) = await c.Server.Devices.SearchAuditAsync(new Daiko.Home.Storage.AuditFilter(ids, market, outcome), (page - 1) * AuditPageSize, AuditPageSize);
+        var rows = matching.Select(a => new[]
         {
             Html.Time(a.At), Html.E(a.Device is null ? "(owner/none)" : names.GetValueOrDefault(a.Device, a.Device)), Html.E(a.Action + (a.Mode is null ? "" : $" ({a.Mode})")), Html.E(a.Market), Html.E(a.Outcome),
         });
@@ -101,8 +106,8 @@ internal static class ConsolePages
             <button type="submit">Filter</button></form>
             """;
         string Link(int to, string label) => $"<a href=\"/audit?device={Uri.EscapeDataString(device)}&market={Uri.EscapeDataString(market)}&outcome={Uri.EscapeDataString(outcome)}&page={to}\" rel=\"{label}\">{label}</a>";
-        var pages = Math.Max(1, (matching.Count + AuditPageSize - 1) / AuditPageSize);
-        var nav = $"<p>Page {page} of {pages} ({matching.Count} entries) {(page > 1 ? Link(page - 1, "prev") : "")} {(page < pages ? Link(page + 1, "next") : "")}</p>";
+        var pages = Math.Max(1, (int)Math.Min(int.MaxValue, (total + AuditPageSize - 1) / AuditPageSize));
+        var nav = $"<p>Page {page} of {pages} ({total} entries) {(page > 1 ? Link(page - 1, "prev") : "")} {(page < pages ? Link(page + 1, "next") : "")}</p>";
         return $"<section>{filter}</section><section>{Html.Table(["time", "device", "action", "market", "outcome"], rows, "No audit entry matches.")}{nav}</section>";
     }
 
@@ -125,7 +130,4 @@ internal static class ConsolePages
         return "<section><p class=\"muted\">Counts only: the items themselves stay with the terminals that sync them.</p>" + Html.Table(["kind", "items"], rows, "") + "</section>";
     }
 
-    /// <summary>Each device's latest audited event.</summary>
-    private static async Task<Dictionary<string, DateTimeOffset>> LastUse(ConsoleContext c) =>
-        (await c.Server.Devices.AuditLogAsync(5_000)).Where(a => a.Device is not null).GroupBy(a => a.Device!).ToDictionary(g => g.Key, g => g.Max(a => a.At));
 }

@@ -169,4 +169,8 @@ public sealed class DeviceRegistry(IHomeStore store, TimeProvider? time = null)
 
     /// <summary>The newest <paramref name="limit"/> audit entries, newest first.</summary>
     public Task<IReadOnlyList<AuditEntry>> AuditLogAsync(int limit = 100, CancellationToken cancellationToken = default) => store.Audit.RecentAsync(limit, cancellationToken);
+
+    /// <summary>The whole audit log searched: see <see cref="IAuditStore.SearchAsync"/>.</summary>
+    public Task<(IReadOnlyList<AuditEntry> Entries, long Total)> SearchAuditAsync(AuditFilter filter, int skip, int take, CancellationToken cancellationToken = default) =>
+        store.Audit.SearchAsync(filter, skip, take, cancellationToken);
 }

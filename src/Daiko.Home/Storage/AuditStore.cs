@@ -17,6 +17,12 @@ public interface IAuditStore
     Task<IReadOnlyList<AuditEntry>> RecentAsync(int limit, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// The whole log searched (not only its newest lines): entries matching <paramref name="filter"/>, newest first,
+    /// <paramref name="take"/> of them after skipping <paramref name="skip"/>, and how many match in all.
+    /// </summary>
+    Task<(IReadOnlyList<AuditEntry> Entries, long Total)> SearchAsync(AuditFilter filter, int skip, int take, CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// Removes the oldest entries: those beyond the newest <paramref name="keepAtMost"/>, and those
     /// appended before <paramref name="before"/> unless they are among the newest
     /// <paramref name="keepNewest"/> (a clock set years ahead cannot empty the log); oldest first, in
@@ -24,6 +30,12 @@ public interface IAuditStore
     /// </summary>
     Task<AuditPrune> PruneAsync(DateTimeOffset before, long keepAtMost, long keepNewest, CancellationToken cancellationToken = default);
 }
+
+/// <summary>
+/// What the owner searches the audit log for: lines of any of <paramref name="DeviceIds"/> (null: any line), and whose market
+/// and outcome contain the given text (case aside; empty: any).
+/// </summary>
+public sealed record AuditFilter(IReadOnlyCollection<string>? DeviceIds = null, string Market = "", string Outcome = "");
 
 /// <summary>What a prune removed: how many lines, and how many of them went for the count alone, before their time.</summary>
 public sealed record AuditPrune(long Removed, long BeforeTheirTime);
@@ -129,5 +141,38 @@ public sealed class SqlAuditStore(IHomeStore store) : IAuditStore
         return await ReadAllAsync(connection, null, "SELECT at, device, action, market, mode, outcome FROM audit ORDER BY id DESC LIMIT @l",
             r => new AuditEntry(r.Time(0), r.NullableString(1), r.GetString(2), r.NullableString(3), r.NullableString(4), r.GetString(5)),
             cancellationToken, ("@l", limit));
+    }
+
+    public async Task<(IReadOnlyList<AuditEntry> Entries, long Total)> SearchAsync(AuditFilter filter, int skip, int take, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(skip);
+        ArgumentOutOfRangeException.ThrowIfNegative(take);
+        var where = new List<string>();
+        var parameters = new List<(string, object?)>();
+        if (filter.DeviceIds is { } ids)
+        {
+            var names = ids.Select((id, i) => (Name: $"@d{i}", Id: id)).ToList();
+            where.Add(names.Count == 0 ? "1 = 0" : $"device IN ({string.Join(", ", names.Select(n => n.Name))})");
+            parameters.AddRange(names.Select(n => (n.Name, (object?)n.Id)));
+        }
+        // Both stores' LIKE, with the text's own wildcards taken literally, on lower-cased text (PostgreSQL's LIKE heeds case).
+        static string Contains(string text) => "%" + text.ToLowerInvariant().Replace("\\", "\\\\").Replace("%", "\\%").Replace("_", "\\_") + "%";
+        if (filter.Market.Length > 0)
+        {
+            where.Add("lower(COALESCE(market, '')) LIKE @m ESCAPE '\\'");
+            parameters.Add(("@m", Contains(filter.Market)));
+        }
+        if (filter.Outcome.Length > 0)
+        {
+            where.Add("lower(outcome) LIKE @o ESCAPE '\\'");
+            parameters.Add(("@o", Contains(filter.Outcome)));
+        }
+        var clause = where.Count == 0 ? "" : " WHERE " + string.Join(" AND ", where);
+        await using var connection = await store.OpenAsync(Migration, cancellationToken);
+        var total = Convert.ToInt64(await ScalarAsync(connection, null, "SELECT COUNT(*) FROM audit" + clause, cancellationToken, [.. parameters]), System.Globalization.CultureInfo.InvariantCulture);
+        var entries = await ReadAllAsync(connection, null, $"SELECT at, device, action, market, mode, outcome FROM audit{clause} ORDER BY id DESC LIMIT @take OFFSET @skip",
+            r => new AuditEntry(r.Time(0), r.NullableString(1), r.GetString(2), r.NullableString(3), r.NullableString(4), r.GetString(5)),
+            cancellationToken, [.. parameters, ("@take", take), ("@skip", skip)]);
+        return (entries, total);
     }
 }

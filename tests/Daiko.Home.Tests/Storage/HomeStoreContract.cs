@@ -152,6 +152,33 @@ public abstract class HomeStoreContract
     }
 
     [Fact]
+    public async Task AuditSearch_LooksThroughTheWholeLog_ByDeviceMarketAndOutcome_CaseAside_WildcardsLiterally()
+    {
+        var audit = Store().Audit;
+        // The phone's one early line, then many newer ones of another device: the search still finds the early one.
+        await audit.AppendAsync(new AuditEntry(T0, "phone-1", "delegate", "Shop.Example:443", "relay", "relayed"));
+        await audit.AppendAsync(new AuditEntry(T0, "phone-1", "delegate", "bank.test:443", "handoff", "refused by policy (markets)"));
+        await audit.AppendAsync(new AuditEntry(T0, null, "enroll", null, null, "refused: 100% wrong_code"));
+        await Task.WhenAll(Enumerable.Range(0, 300).Select(_ => audit.AppendAsync(new AuditEntry(T0.AddSeconds(1), "till-2", "delegate", "m.test:443", "resume", "refused by policy (markets)"))));
+
+        var (phone, phoneTotal) = await audit.SearchAsync(new AuditFilter(["phone-1"]), 0, 10);
+        Assert.Equal(2, phoneTotal);
+        Assert.Equal(["bank.test:443", "Shop.Example:443"], phone.Select(e => e.Market));
+        var (shop, _) = await audit.SearchAsync(new AuditFilter(Market: "shop.EXAMPLE"), 0, 10);
+        Assert.Equal("relayed", Assert.Single(shop).Outcome);
+        // Both devices' refusals, the newest first, a page at a time; the total counts them all.
+        var (refusals, refusalTotal) = await audit.SearchAsync(new AuditFilter(Outcome: "BY POLICY"), 295, 10);
+        Assert.Equal(301, refusalTotal);
+        Assert.Equal(["till-2", "till-2", "till-2", "till-2", "till-2", "phone-1"], refusals.Select(e => e.Device));
+        // % and _ are the text's own, not wildcards.
+        Assert.Equal(1, (await audit.SearchAsync(new AuditFilter(Outcome: "100% wrong_"), 0, 10)).Total);
+        Assert.Equal(0, (await audit.SearchAsync(new AuditFilter(Outcome: "1%g"), 0, 10)).Total);
+        Assert.Equal(0, (await audit.SearchAsync(new AuditFilter(Outcome: "wrong_c_de"), 0, 10)).Total);
+        Assert.Equal(0, (await audit.SearchAsync(new AuditFilter([]), 0, 10)).Total);
+        Assert.Equal(302, (await audit.SearchAsync(new AuditFilter(["phone-1", "till-2", "nobody"]), 0, 1)).Total);
+    }
+
+    [Fact]
     public async Task Pim_HoldsNoMoreThanItsLimits_ADeleteOrAShrinkIsAlwaysTaken_AndMakesRoom()
     {
         var pim = Store().Pim;
