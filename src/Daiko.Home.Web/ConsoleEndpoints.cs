@@ -13,14 +13,13 @@ internal sealed record ConsoleContext(HomeServer Server, HomeWebOptions Options,
 {
     public HomeConfig Config => Options.Config();
 
-    /// <summary>HOST:PORT terminals use (home.json "advertise", else the control listener's address).</summary>
-    public string Advertised(HttpContext http)
-    {
-        if (Config.Advertise is { Length: > 0 } advertised) return advertised;
-        var listen = Server.LocalEndPoint;
-        if (listen.Address.Equals(System.Net.IPAddress.Any) || listen.Address.Equals(System.Net.IPAddress.IPv6Any)) return $"{http.Request.Host.Host}:{listen.Port}";
-        return listen.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{listen.Address}]:{listen.Port}" : $"{listen.Address}:{listen.Port}";
-    }
+    /// <summary>
+    /// HOST:PORT terminals use (home.json "advertise", else the control listener's address), and a sentence for the owner
+    /// when it was guessed: see <see cref="EnrollmentAddress.Choose"/>.
+    /// </summary>
+    public (string Address, string? Note) Advertised(HttpContext http) =>
+        Config.Advertise is { Length: > 0 } advertised ? (advertised, null)
+            : EnrollmentAddress.Choose(Server.LocalEndPoint, http.Request.Host.Host, EnrollmentAddress.MachineAddresses);
 }
 
 /// <summary>
@@ -140,14 +139,15 @@ internal static class ConsoleEndpoints
         var policy = await Daiko.Home.Policy.DevicePolicies.SetForNewDeviceAsync(c.Server.Policies.Store, name.Trim(), c.Config.DeviceDefaults.ToPolicy());
         await c.Server.Devices.AuditAsync(null, "console-enroll-code", null, null, "code issued");
         var code = EnrollmentCode.Compose(secret, c.Server.Identity.SpkiHash);
-        var uri = EnrollmentUri.Format(c.Advertised(http), code);
+        var (home, note) = c.Advertised(http);
+        var uri = EnrollmentUri.Format(home, code);
         using var data = QRCodeGenerator.GenerateQrCode(uri, QRCodeGenerator.ECCLevel.M);
         var png = new PngByteQRCode(data).GetGraphic(8);
         return $"""
             <section><p>Enroll <strong>{Html.E(name)}</strong> before {Html.Time(expires)} (single use). Scan the code, or run on the terminal:</p>
             <p><img class="qr" id="enroll-qr" alt="QR code of the enrollment URI" src="data:image/png;base64,{Convert.ToBase64String(png)}"></p>
             <p class="code" id="enroll-uri">{Html.E(uri)}</p><p class="muted">printf '%s\n' '{Html.E(uri)}' | daiko terminal enroll --terminal DIR --uri - (the access-card PIN on the next line)</p>
-            <p>Code: <span class="code" id="enroll-code">{Html.E(code)}</span> (home {Html.E(c.Advertised(http))})</p>
+            <p>Code: <span class="code" id="enroll-code">{Html.E(code)}</span> (home {Html.E(home)})</p>{(note is null ? "" : $"<p class=\"muted\" id=\"enroll-note\">{Html.E(note)}</p>")}
             <p id="enroll-policy">Its policy: markets {Html.E(policy.MarketsText)}; modes {Html.E(policy.ModesText)}; {(policy.SpendLimitPerDay is { } limit ? $"spend limit {limit} a day" : "no spend limit")}; payees {Html.E(policy.PayeesText)}; up to {policy.MaxTickets} tickets per market (<code>daiko home device policy</code> changes it).</p>
             <p class="muted">This page is the only place the code is shown; leaving it keeps the code valid until it expires.</p></section>
             """;
