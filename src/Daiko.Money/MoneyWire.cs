@@ -51,6 +51,18 @@ public sealed class MoneyReader
         foreach (var c in text)
         {
             if (char.IsControl(c)) throw new PurseException(PurseRefusal.Malformed, $"the {Kind}'s '{name}' field holds a control character (U+{(int)c:X4})");
+            // A line or paragraph separator or a direction override would rearrange what the owner reads in the mailed report.
+            if (char.GetUnicodeCategory(c) is System.Globalization.UnicodeCategory.Format or System.Globalization.UnicodeCategory.LineSeparator
+                or System.Globalization.UnicodeCategory.ParagraphSeparator)
+            {
+                throw new PurseException(PurseRefusal.Malformed, $"the {Kind}'s '{name}' field holds an invisible formatting character (U+{(int)c:X4})");
+            }
+        }
+        // Three capital letters, as ISO 4217 codes are: the purse's seal and log join a currency with other fields as text,
+        // and a currency holding the joining characters could make two different records read the same.
+        if (name == "currency" && !(text.Length == 3 && text.All(char.IsAsciiLetterUpper)))
+        {
+            throw new PurseException(PurseRefusal.Malformed, $"the {Kind}'s currency '{text}' is not a currency code (three capital letters, as ISO 4217 has them)");
         }
         return text;
     }

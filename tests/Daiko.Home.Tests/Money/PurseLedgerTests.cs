@@ -240,6 +240,25 @@ public abstract class PurseLedgerContract : PurseContract
         Assert.True(_ledger.VerifyLog());
     }
 
+    [Theory]
+    [InlineData("JP=", "r-eq", "is not a currency code")]
+    [InlineData("jpy", "r-lower", "is not a currency code")]
+    [InlineData("JPYX", "r-long", "is not a currency code")]
+    [InlineData("JPY", "r\u2028balance JPY: 999999", "invisible formatting character (U+2028)")]
+    [InlineData("JPY", "r\u202Eevil", "invisible formatting character (U+202E)")]
+    public void ABanksCurrencyOrIdThatWouldReadAsAnotherRecord_IsRefused_AndMovesNoMoney(string currency, string id, string why)
+    {
+        _ledger.Refill(RefillOf(1_000));
+
+        var e = Assert.Throws<PurseException>(() => _ledger.Refill(RefillOf(500, id, currency)));
+
+        Assert.Equal(PurseRefusal.Malformed, e.Refusal);
+        Assert.Contains(why, e.Message, StringComparison.Ordinal);
+        Assert.Equal(1_000, _ledger.Balance("JPY"));
+        Assert.Equal(["JPY"], _ledger.Currencies());
+        Assert.Single(_ledger.History());
+    }
+
     [Fact]
     public void ARefillThatWouldOverflowTheBalance_IsRefused_AndTheBalanceStays()
     {
