@@ -87,8 +87,15 @@ public sealed partial class TlsConnection
     }
 
     /// <summary>
+    /// Plaintext a wait for a ticket keeps unread before it stops waiting: a server that streams data and
+    /// sends no ticket would otherwise have all of it held in memory until the wait times out.
+    /// </summary>
+    public const int MaxPlaintextWaitingForTicket = 64 * 1024;
+
+    /// <summary>
     /// Waits up to <paramref name="timeout"/> for a ticket not yet returned by this method. Application
-    /// data arriving meanwhile is kept for <see cref="ReadAsync(Memory{byte}, CancellationToken)"/>.
+    /// data arriving meanwhile is kept for <see cref="ReadAsync(Memory{byte}, CancellationToken)"/>; once
+    /// more than <see cref="MaxPlaintextWaitingForTicket"/> bytes of it wait, the wait ends with no ticket.
     /// </summary>
     public async ValueTask<SessionTicket?> WaitForTicketAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
@@ -109,7 +116,7 @@ public sealed partial class TlsConnection
             while (!_newTickets.Reader.TryRead(out ready))
             {
                 ThrowIfUnusable();
-                if (_receivedCloseNotify) return null;
+                if (_receivedCloseNotify || UnreadPlaintext.Length > MaxPlaintextWaitingForTicket) return null;
                 bool more;
                 try
                 {

@@ -46,6 +46,36 @@ public sealed class EngineUnderHostileMarketTests(HostilePki pki) : IClassFixtur
         Assert.Equal(1, updatesBeforeSecondRequest);
     }
 
+    /// <summary>
+    /// A market that streams data and sends no ticket: the wait for one ends once 64 KiB wait unread, long
+    /// before its timeout, instead of holding everything the market sends; what was read stays readable, in order.
+    /// </summary>
+    [Fact]
+    public async Task WaitForTicket_FromAMarketStreamingDataWithoutTickets_EndsEarly_AndTheDataStaysReadable()
+    {
+        var data = new byte[1024 * 1024];
+        for (var i = 0; i < data.Length; i++) data[i] = (byte)(i * 7 + i / 251);
+        await using var market = new HostileTlsServer(pki.Pki.Server.Certificate, async c =>
+        {
+            await c.SendAsync(data);
+            await c.ReadRequestAsync();
+            await c.SendCloseNotifyAsync();
+        });
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await using var connection = await TlsClient.ConnectAsync("127.0.0.1", market.Port, Options, cts.Token);
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        var ticket = await connection.WaitForTicketAsync(TimeSpan.FromSeconds(30), cts.Token);
+        waited.Stop();
+        await connection.WriteAsync("done\r\n\r\n"u8.ToArray(), cts.Token);
+        using var received = new MemoryStream();
+        await connection.CopyToAsync(received, cts.Token);
+
+        Assert.Null(ticket);
+        // The market had 1 MiB in flight and would have kept the wait busy until its 30 s timeout.
+        Assert.True(waited.Elapsed < TimeSpan.FromSeconds(10), $"the wait took {waited.Elapsed.TotalSeconds:0.0} s");
+        Assert.True(data.AsSpan().SequenceEqual(received.ToArray()), "the data read after the wait is not what the market sent");
+    }
+
     [Theory]
     [InlineData(30 * 1024)]
     [InlineData(100)]
