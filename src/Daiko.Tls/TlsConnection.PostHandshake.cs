@@ -33,6 +33,10 @@ public sealed partial class TlsConnection
     private void HandlePostHandshake(HandshakeMessage message)
     {
         if (Version == TlsVersions.Tls12) throw RefusePostHandshake12(message);
+        // No post-handshake message carries data: a storm of tickets or KeyUpdates counts against the same
+        // limit as empty records (as Go's crypto/tls counts each against maxUselessRecords), so a read
+        // does not spin on them forever. A server's batch of tickets stays well within it.
+        _records.NoteRecordWithoutData(message.Type.ToString());
         switch (message.Type)
         {
             case HandshakeType.NewSessionTicket:
@@ -49,8 +53,6 @@ public sealed partial class TlsConnection
             }
             case HandshakeType.KeyUpdate:
             {
-                // A storm of KeyUpdates carries no data: it counts against the same limit as empty records.
-                _records.NoteRecordWithoutData("KeyUpdate");
                 var requested = SimpleMessages.ParseKeyUpdate(message.Body);
                 var read = _records.ReadProtection!;
                 _records.SetReadProtection(new RecordProtection(_suite, TrafficSecrets.Update(_suite, read.TrafficSecret)));
