@@ -51,11 +51,12 @@ internal static class ClientHelloFlight
         c.OfferedEarlyData = early;
         var ticketSuite = ticket is null ? null : CipherSuiteInfo.Get(ticket.Suite);
 
+        c.OfferedCipherSuites = !tls13 ? [] : resumeOnly ? [ticket!.Suite] : o.CipherSuites;
         var hello = new ClientHello
         {
             Random = random,
             SessionId = c.SessionId,
-            CipherSuites = !tls13 ? [] : resumeOnly ? [ticket!.Suite] : o.CipherSuites,
+            CipherSuites = c.OfferedCipherSuites,
             OfferTls13 = tls13,
             Tls12 = tls12 ? new Tls12.Tls12Offer(o.Tls12CipherSuites, c.OfferedTls12Ticket?.Identity ?? []) : null,
             ServerName = o.SendServerName ? o.ServerName : null,

@@ -25,7 +25,8 @@ internal sealed class ExpectServerHello(byte[] clientRandom) : HandshakeState
         var o = c.Options;
         if (Tls12.Tls12Profile.ChoosesTls12(message, c) is { } tls12) return await tls12.HandleAsync(message, c, cancellationToken);
         var hello = ServerHello.Parse(message.Body);
-        if (!o.CipherSuites.Contains(hello.CipherSuite) || CipherSuiteInfo.Find(hello.CipherSuite) is not { } suite)
+        // Against the suites the ClientHello carried, not the options: a hello that may only resume offers the ticket's alone.
+        if (!c.OfferedCipherSuites.Contains(hello.CipherSuite) || CipherSuiteInfo.Find(hello.CipherSuite) is not { } suite)
         {
             throw TlsException.Illegal($"the server chose cipher suite 0x{(ushort)hello.CipherSuite:x4}, which the client did not offer");
         }
