@@ -147,6 +147,12 @@ internal sealed class ExpectEncryptedExtensions(bool resumed) : HandshakeState
         {
             throw new TlsException(TlsError.IllegalParameter, AlertDescription.UnsupportedExtension, "the server accepted early data the client did not offer");
         }
+        // RFC 8446 §4.2.10: early data was sent under the ticket's PSK, suite and ALPN; a server that accepts
+        // it having chosen any other would read it under keys or a protocol it was not meant for.
+        if (ee.EarlyDataAccepted && (!resumed || c.OfferedTicket is not { } ticket || c.Suite!.Suite != ticket.Suite || ee.Alpn != ticket.Alpn))
+        {
+            throw TlsException.Illegal("the server accepted early data without the ticket's PSK, or under another suite or ALPN than the ticket's");
+        }
         c.Alpn = ee.Alpn;
         // The server's record_size_limit counts the inner plaintext: content, its type byte and padding.
         if (ee.RecordSizeLimit is int limit) c.Records.MaxPlaintextToSend = Math.Min(RecordProtection.MaxPlaintext, limit - 1);

@@ -33,6 +33,34 @@ public sealed class ServerChoicesTests
     private static async Task<TlsException> HandshakeAsync(ChoosingServer server, TlsClientOptions options) =>
         await Assert.ThrowsAsync<TlsException>(() => TlsClient.ConnectAsync(server, options, CancellationToken.None));
 
+    private static TlsClientOptions EarlyDataOptions() =>
+        Options(Ticket(alpn: "h2"), alpn: ["h2", "http/1.1"]) with { EarlyData = "GET / HTTP/1.1\r\n\r\n"u8.ToArray() };
+
+    /// <summary>§4.2.10: early data is accepted only with the first PSK, under the ticket's suite and ALPN.</summary>
+    [Theory]
+    [InlineData(false, CipherSuite.Aes128GcmSha256, "h2")]
+    [InlineData(true, CipherSuite.ChaCha20Poly1305Sha256, "h2")]
+    [InlineData(true, CipherSuite.Aes128GcmSha256, "http/1.1")]
+    public async Task EarlyDataAccepted_WithoutTheTicketsPsk_OrUnderAnotherSuiteOrAlpn_IsIllegalParameter(bool selectPsk, CipherSuite suite, string alpn)
+    {
+        var server = new ChoosingServer(Psk) { SelectPsk = selectPsk, Suite = suite, Alpn = alpn, AcceptEarlyData = true };
+
+        var e = await HandshakeAsync(server, EarlyDataOptions());
+
+        Assert.Equal(TlsError.IllegalParameter, e.Error);
+        Assert.Equal(AlertDescription.IllegalParameter, e.Alert);
+    }
+
+    [Fact]
+    public async Task EarlyDataAccepted_WithTheTicketsPskSuiteAndAlpn_GoesOn()
+    {
+        var server = new ChoosingServer(Psk) { SelectPsk = true, Suite = CipherSuite.Aes128GcmSha256, Alpn = "h2", AcceptEarlyData = true };
+
+        var e = await HandshakeAsync(server, EarlyDataOptions());
+
+        Assert.Equal(TlsError.TransportClosed, e.Error);
+    }
+
     /// <summary>§4.1.3: a hello that may only resume offers the ticket's suite alone; another suite, even one the options list, was not offered.</summary>
     [Theory]
     [InlineData(CipherSuite.ChaCha20Poly1305Sha256, TlsError.IllegalParameter)]
