@@ -40,9 +40,14 @@ internal static class ClientHelloFlight
         var shareGroup = !tls13 ? null : retry?.KeyShareGroup ?? (pskOnly ? (NamedGroup?)null : o.Groups[0]);
         if (shareGroup is { } g)
         {
-            var share = KeyShare.Create(g, o.FixedKeyShares?.GetValueOrDefault(g));
-            c.AddPublicKeyOperation();
-            c.KeyShares[g] = share;
+            // A retry that names no group (a cookie alone) gets the share it already had (RFC 8446 §4.1.2);
+            // one that names a group names one without a share yet (ExpectServerHello saw to that).
+            if (!c.KeyShares.TryGetValue(g, out var share))
+            {
+                share = KeyShare.Create(g, o.FixedKeyShares?.GetValueOrDefault(g));
+                c.AddPublicKeyOperation();
+                c.KeyShares[g] = share;
+            }
             shares.Add((g, share.PublicKey));
         }
 

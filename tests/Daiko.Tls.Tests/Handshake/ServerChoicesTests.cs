@@ -75,6 +75,21 @@ public sealed class ServerChoicesTests
         Assert.Equal(expected, e.Error);
         if (expected == TlsError.IllegalParameter) Assert.Equal(AlertDescription.IllegalParameter, e.Alert);
     }
+
+    /// <summary>§4.1.2: a HelloRetryRequest that names no group (a cookie alone) leaves the key share as it was.</summary>
+    [Fact]
+    public async Task CookieOnlyHelloRetryRequest_GetsTheSameKeyShareAgain()
+    {
+        var server = new ChoosingServer(Psk) { RetryCookie = [7, 7, 7, 7] };
+
+        await HandshakeAsync(server, Options(ticket: null));
+
+        Assert.Equal(2, server.ClientHellos.Count);
+        var first = ClientHelloParts.Split(server.ClientHellos[0]).Extensions.Single(x => x.Item1 == 51).Item2;
+        var second = ClientHelloParts.Split(server.ClientHellos[1]).Extensions;
+        Assert.Equal("000407070707", Convert.ToHexString(second.Single(x => x.Item1 == 44).Item2));
+        Assert.Equal(Convert.ToHexString(first), Convert.ToHexString(second.Single(x => x.Item1 == 51).Item2));
+    }
 }
 
 /// <summary>
