@@ -76,6 +76,29 @@ public sealed class EngineUnderHostileMarketTests(HostilePki pki) : IClassFixtur
         Assert.True(data.AsSpan().SequenceEqual(received.ToArray()), "the data read after the wait is not what the market sent");
     }
 
+    /// <summary>
+    /// A CertificateRequest whose only scheme is 0x0000, which no signer has: the client answers with an
+    /// empty Certificate, as when no scheme is in common, and the market decides (this one goes on).
+    /// </summary>
+    [Fact]
+    public async Task CertificateRequest_ListingOnlyScheme0_IsAnsweredAsWithNoSchemeInCommon()
+    {
+        await using var market = new HostileTlsServer(pki.Pki.Server.Certificate, async c =>
+        {
+            await c.ReadRequestAsync();
+            await c.SendAsync("ok");
+            await c.SendCloseNotifyAsync();
+        }, new HandshakePlan { CertificateRequestExtensions = [(13, [0, 2, 0, 0])] });
+        var options = Options with { ClientCredential = SoftwareSigner.LoadCredential(pki.Pki.User.CertificatePath, pki.Pki.User.KeyPath) };
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await using var connection = await TlsClient.ConnectAsync("127.0.0.1", market.Port, options, cts.Token);
+        await connection.WriteAsync("go\r\n\r\n"u8.ToArray(), cts.Token);
+        using var received = new MemoryStream();
+        await connection.CopyToAsync(received, cts.Token);
+
+        Assert.Equal("ok", Encoding.ASCII.GetString(received.ToArray()));
+    }
+
     [Theory]
     [InlineData(30 * 1024)]
     [InlineData(100)]

@@ -271,8 +271,10 @@ internal sealed class ExpectFinished(ServerAuthentication authentication) : Hand
         SignatureScheme? scheme = null;
         if (credential is not null)
         {
-            scheme = credential.Signer.SupportedSchemes.FirstOrDefault(s => request.SignatureSchemes.Contains(s) && SignatureVerifier.AllowedInCertificateVerify(s));
-            if (!request.SignatureSchemes.Contains(scheme.Value) || credential.CertificateChain.Count == 0)
+            // Nullable, so that "none in common" is null and not the default scheme 0x0000, which a request may list.
+            scheme = credential.Signer.SupportedSchemes.Where(s => request.SignatureSchemes.Contains(s) && SignatureVerifier.AllowedInCertificateVerify(s))
+                .Select(s => (SignatureScheme?)s).FirstOrDefault();
+            if (scheme is null || credential.CertificateChain.Count == 0)
             {
                 // No scheme in common: send no certificate and let the server decide.
                 credential = null;
