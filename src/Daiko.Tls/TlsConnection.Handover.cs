@@ -27,7 +27,7 @@ public sealed partial class TlsConnection
             var write = _records.WriteProtection!;
             var session = Version == TlsVersions.Tls12 ? Export12(read, write) : new ExportedSession(_suite.Suite, (byte[])write.TrafficSecret.Clone(), (byte[])read.TrafficSecret.Clone(),
                 write.Sequence, read.Sequence, (byte[])_resumptionMasterSecret.Clone(), ServerName, ApplicationProtocol,
-                _plaintext.AsSpan(_plaintextStart).ToArray(), _records.UnprocessedTransportBytes.ToArray());
+                UnreadPlaintext.ToArray(), _records.UnprocessedTransportBytes.ToArray());
             _exported = true;
             Retire(disposeTransport: false);
             return session;

@@ -33,6 +33,10 @@ public sealed partial class TlsConnection
     private void HandlePostHandshake(HandshakeMessage message)
     {
         if (Version == TlsVersions.Tls12) throw RefusePostHandshake12(message);
+        // No post-handshake message carries data: a storm of tickets or KeyUpdates counts against the same
+        // limit as empty records (as Go's crypto/tls counts each against maxUselessRecords), so a read
+        // does not spin on them forever. A server's batch of tickets stays well within it.
+        _records.NoteRecordWithoutData(message.Type.ToString());
         switch (message.Type)
         {
             case HandshakeType.NewSessionTicket:
@@ -49,8 +53,6 @@ public sealed partial class TlsConnection
             }
             case HandshakeType.KeyUpdate:
             {
-                // A storm of KeyUpdates carries no data: it counts against the same limit as empty records.
-                _records.NoteRecordWithoutData("KeyUpdate");
                 var requested = SimpleMessages.ParseKeyUpdate(message.Body);
                 var read = _records.ReadProtection!;
                 _records.SetReadProtection(new RecordProtection(_suite, TrafficSecrets.Update(_suite, read.TrafficSecret)));
@@ -87,8 +89,15 @@ public sealed partial class TlsConnection
     }
 
     /// <summary>
+    /// Plaintext a wait for a ticket keeps unread before it stops waiting: a server that streams data and
+    /// sends no ticket would otherwise have all of it held in memory until the wait times out.
+    /// </summary>
+    public const int MaxPlaintextWaitingForTicket = 64 * 1024;
+
+    /// <summary>
     /// Waits up to <paramref name="timeout"/> for a ticket not yet returned by this method. Application
-    /// data arriving meanwhile is kept for <see cref="ReadAsync(Memory{byte}, CancellationToken)"/>.
+    /// data arriving meanwhile is kept for <see cref="ReadAsync(Memory{byte}, CancellationToken)"/>; once
+    /// more than <see cref="MaxPlaintextWaitingForTicket"/> bytes of it wait, the wait ends with no ticket.
     /// </summary>
     public async ValueTask<SessionTicket?> WaitForTicketAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
@@ -109,7 +118,7 @@ public sealed partial class TlsConnection
             while (!_newTickets.Reader.TryRead(out ready))
             {
                 ThrowIfUnusable();
-                if (_receivedCloseNotify) return null;
+                if (_receivedCloseNotify || UnreadPlaintext.Length > MaxPlaintextWaitingForTicket) return null;
                 bool more;
                 try
                 {

@@ -21,8 +21,10 @@ public sealed partial class TlsConnection : Stream
     private readonly byte[] _resumptionMasterSecret;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly SemaphoreSlim _readLock = new(1, 1);
+    // Decrypted application data not yet delivered: _plaintext[_plaintextStart.._plaintextEnd].
     private byte[] _plaintext = [];
     private int _plaintextStart;
+    private int _plaintextEnd;
     private bool _receivedCloseNotify;
     private bool _closedWithoutCloseNotify;
     private bool _sentCloseNotify;
@@ -71,11 +73,44 @@ public sealed partial class TlsConnection : Stream
     /// <summary>The server closed before the client's Finished: reading what it sent still works, writing does not.</summary>
     internal void MarkPeerClosedWrites() => _sentCloseNotify = true;
 
+    /// <summary>Plaintext handed over with an imported session: a copy, since the buffer is ours to wipe and reuse.</summary>
     internal void AddPendingPlaintext(byte[] bytes)
     {
         if (bytes.Length == 0) return;
-        _plaintext = bytes;
+        _plaintext = bytes.ToArray();
         _plaintextStart = 0;
+        _plaintextEnd = bytes.Length;
+    }
+
+    /// <summary>Decrypted application data not yet delivered to a reader.</summary>
+    private ReadOnlySpan<byte> UnreadPlaintext => _plaintext.AsSpan(_plaintextStart, _plaintextEnd - _plaintextStart);
+
+    /// <summary>
+    /// Appends a record's plaintext to what is not delivered yet (a wait for a ticket reads on while data
+    /// waits). The buffer grows by doubling and is reused, so what is kept is copied a bounded number of
+    /// times, not once per record; a buffer given up is wiped.
+    /// </summary>
+    private void AppendPlaintext(ReadOnlySpan<byte> content)
+    {
+        var unread = _plaintextEnd - _plaintextStart;
+        if (_plaintext.Length - _plaintextEnd < content.Length)
+        {
+            if (_plaintext.Length - unread >= content.Length)
+            {
+                _plaintext.AsSpan(_plaintextStart, unread).CopyTo(_plaintext);
+            }
+            else
+            {
+                var grown = new byte[Math.Max(_plaintext.Length * 2, unread + content.Length)];
+                _plaintext.AsSpan(_plaintextStart, unread).CopyTo(grown);
+                CryptographicOperations.ZeroMemory(_plaintext);
+                _plaintext = grown;
+            }
+            _plaintextStart = 0;
+            _plaintextEnd = unread;
+        }
+        content.CopyTo(_plaintext.AsSpan(_plaintextEnd));
+        _plaintextEnd += content.Length;
     }
 
     public override bool CanRead => true;
@@ -120,11 +155,12 @@ public sealed partial class TlsConnection : Stream
                 while (true)
                 {
                     ThrowIfUnusable();
-                    if (_plaintextStart < _plaintext.Length)
+                    if (_plaintextStart < _plaintextEnd)
                     {
-                        var n = Math.Min(buffer.Length, _plaintext.Length - _plaintextStart);
+                        var n = Math.Min(buffer.Length, _plaintextEnd - _plaintextStart);
                         _plaintext.AsSpan(_plaintextStart, n).CopyTo(buffer.Span);
                         _plaintextStart += n;
+                        if (_plaintextStart == _plaintextEnd) _plaintextStart = _plaintextEnd = 0;
                         return n;
                     }
                     if (_receivedCloseNotify || buffer.IsEmpty) return 0;
@@ -198,9 +234,7 @@ public sealed partial class TlsConnection : Stream
                 case ContentType.ApplicationData:
                     if (_records.HasBufferedHandshake) throw TlsException.Unexpected("application data inside a fragmented handshake message");
                     _records.ResetRecordsWithoutData();
-                    // Appended to what is not delivered yet (a wait for a ticket reads on while data waits).
-                    _plaintext = _plaintextStart < _plaintext.Length ? [.. _plaintext.AsSpan(_plaintextStart), .. content.Span] : content.ToArray();
-                    _plaintextStart = 0;
+                    AppendPlaintext(content.Span);
                     return true;
                 case ContentType.Handshake:
                     _records.AddHandshakeData(content.Span);

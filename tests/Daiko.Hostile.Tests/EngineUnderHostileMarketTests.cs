@@ -46,6 +46,59 @@ public sealed class EngineUnderHostileMarketTests(HostilePki pki) : IClassFixtur
         Assert.Equal(1, updatesBeforeSecondRequest);
     }
 
+    /// <summary>
+    /// A market that streams data and sends no ticket: the wait for one ends once 64 KiB wait unread, long
+    /// before its timeout, instead of holding everything the market sends; what was read stays readable, in order.
+    /// </summary>
+    [Fact]
+    public async Task WaitForTicket_FromAMarketStreamingDataWithoutTickets_EndsEarly_AndTheDataStaysReadable()
+    {
+        var data = new byte[1024 * 1024];
+        for (var i = 0; i < data.Length; i++) data[i] = (byte)(i * 7 + i / 251);
+        await using var market = new HostileTlsServer(pki.Pki.Server.Certificate, async c =>
+        {
+            await c.SendAsync(data);
+            await c.ReadRequestAsync();
+            await c.SendCloseNotifyAsync();
+        });
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await using var connection = await TlsClient.ConnectAsync("127.0.0.1", market.Port, Options, cts.Token);
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        var ticket = await connection.WaitForTicketAsync(TimeSpan.FromSeconds(30), cts.Token);
+        waited.Stop();
+        await connection.WriteAsync("done\r\n\r\n"u8.ToArray(), cts.Token);
+        using var received = new MemoryStream();
+        await connection.CopyToAsync(received, cts.Token);
+
+        Assert.Null(ticket);
+        // The market had 1 MiB in flight and would have kept the wait busy until its 30 s timeout.
+        Assert.True(waited.Elapsed < TimeSpan.FromSeconds(10), $"the wait took {waited.Elapsed.TotalSeconds:0.0} s");
+        Assert.True(data.AsSpan().SequenceEqual(received.ToArray()), "the data read after the wait is not what the market sent");
+    }
+
+    /// <summary>
+    /// A CertificateRequest whose only scheme is 0x0000, which no signer has: the client answers with an
+    /// empty Certificate, as when no scheme is in common, and the market decides (this one goes on).
+    /// </summary>
+    [Fact]
+    public async Task CertificateRequest_ListingOnlyScheme0_IsAnsweredAsWithNoSchemeInCommon()
+    {
+        await using var market = new HostileTlsServer(pki.Pki.Server.Certificate, async c =>
+        {
+            await c.ReadRequestAsync();
+            await c.SendAsync("ok");
+            await c.SendCloseNotifyAsync();
+        }, new HandshakePlan { CertificateRequestExtensions = [(13, [0, 2, 0, 0])] });
+        var options = Options with { ClientCredential = SoftwareSigner.LoadCredential(pki.Pki.User.CertificatePath, pki.Pki.User.KeyPath) };
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await using var connection = await TlsClient.ConnectAsync("127.0.0.1", market.Port, options, cts.Token);
+        await connection.WriteAsync("go\r\n\r\n"u8.ToArray(), cts.Token);
+        using var received = new MemoryStream();
+        await connection.CopyToAsync(received, cts.Token);
+
+        Assert.Equal("ok", Encoding.ASCII.GetString(received.ToArray()));
+    }
+
     [Theory]
     [InlineData(30 * 1024)]
     [InlineData(100)]
@@ -54,7 +107,9 @@ public sealed class EngineUnderHostileMarketTests(HostilePki pki) : IClassFixtur
         await using var market = new HostileTlsServer(pki.Pki.Server.Certificate, async c =>
         {
             await c.ReadRequestAsync();
-            for (var i = 0; i < 200; i++) await c.SendTicketAsync(ticketBytes);
+            // 16 tickets in a row, as many as a connection takes without data between them (more is a flood,
+            // refused): beyond the count cap at 100 bytes, beyond the byte cap at 30 KiB.
+            for (var i = 0; i < 15; i++) await c.SendTicketAsync(ticketBytes);
             await c.SendTicketAsync(99);
             await c.SendAsync("done");
             await c.SendCloseNotifyAsync();

@@ -74,8 +74,9 @@ internal static class SignatureVerifier
                     return false;
             }
         }
-        catch (CryptographicException)
+        catch (Exception e) when (e is CryptographicException or PlatformNotSupportedException)
         {
+            // PlatformNotSupportedException: a key on a curve this platform lacks. Either way the key cannot verify.
             return false;
         }
     }

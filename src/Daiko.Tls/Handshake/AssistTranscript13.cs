@@ -95,7 +95,7 @@ public static class AssistTranscript13
 
             return (SignatureVerifier.Content(server: false, suite.HashData(transcript.Span)), null);
         }
-        catch (Exception e) when (e is TlsException or CryptographicException)
+        catch (Exception e) when (e is TlsException or CryptographicException or PlatformNotSupportedException)
         {
             return Refused($"not a well-formed TLS 1.3 handshake: {e.Message}");
         }

@@ -40,9 +40,14 @@ internal static class ClientHelloFlight
         var shareGroup = !tls13 ? null : retry?.KeyShareGroup ?? (pskOnly ? (NamedGroup?)null : o.Groups[0]);
         if (shareGroup is { } g)
         {
-            var share = KeyShare.Create(g, o.FixedKeyShares?.GetValueOrDefault(g));
-            c.AddPublicKeyOperation();
-            c.KeyShares[g] = share;
+            // A retry that names no group (a cookie alone) gets the share it already had (RFC 8446 §4.1.2);
+            // one that names a group names one without a share yet (ExpectServerHello saw to that).
+            if (!c.KeyShares.TryGetValue(g, out var share))
+            {
+                share = KeyShare.Create(g, o.FixedKeyShares?.GetValueOrDefault(g));
+                c.AddPublicKeyOperation();
+                c.KeyShares[g] = share;
+            }
             shares.Add((g, share.PublicKey));
         }
 
@@ -51,11 +56,12 @@ internal static class ClientHelloFlight
         c.OfferedEarlyData = early;
         var ticketSuite = ticket is null ? null : CipherSuiteInfo.Get(ticket.Suite);
 
+        c.OfferedCipherSuites = !tls13 ? [] : resumeOnly ? [ticket!.Suite] : o.CipherSuites;
         var hello = new ClientHello
         {
             Random = random,
             SessionId = c.SessionId,
-            CipherSuites = !tls13 ? [] : resumeOnly ? [ticket!.Suite] : o.CipherSuites,
+            CipherSuites = c.OfferedCipherSuites,
             OfferTls13 = tls13,
             Tls12 = tls12 ? new Tls12.Tls12Offer(o.Tls12CipherSuites, c.OfferedTls12Ticket?.Identity ?? []) : null,
             ServerName = o.SendServerName ? o.ServerName : null,

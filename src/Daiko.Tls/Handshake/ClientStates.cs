@@ -25,7 +25,8 @@ internal sealed class ExpectServerHello(byte[] clientRandom) : HandshakeState
         var o = c.Options;
         if (Tls12.Tls12Profile.ChoosesTls12(message, c) is { } tls12) return await tls12.HandleAsync(message, c, cancellationToken);
         var hello = ServerHello.Parse(message.Body);
-        if (!o.CipherSuites.Contains(hello.CipherSuite) || CipherSuiteInfo.Find(hello.CipherSuite) is not { } suite)
+        // Against the suites the ClientHello carried, not the options: a hello that may only resume offers the ticket's alone.
+        if (!c.OfferedCipherSuites.Contains(hello.CipherSuite) || CipherSuiteInfo.Find(hello.CipherSuite) is not { } suite)
         {
             throw TlsException.Illegal($"the server chose cipher suite 0x{(ushort)hello.CipherSuite:x4}, which the client did not offer");
         }
@@ -146,6 +147,12 @@ internal sealed class ExpectEncryptedExtensions(bool resumed) : HandshakeState
         {
             throw new TlsException(TlsError.IllegalParameter, AlertDescription.UnsupportedExtension, "the server accepted early data the client did not offer");
         }
+        // RFC 8446 §4.2.10: early data was sent under the ticket's PSK, suite and ALPN; a server that accepts
+        // it having chosen any other would read it under keys or a protocol it was not meant for.
+        if (ee.EarlyDataAccepted && (!resumed || c.OfferedTicket is not { } ticket || c.Suite!.Suite != ticket.Suite || ee.Alpn != ticket.Alpn))
+        {
+            throw TlsException.Illegal("the server accepted early data without the ticket's PSK, or under another suite or ALPN than the ticket's");
+        }
         c.Alpn = ee.Alpn;
         // The server's record_size_limit counts the inner plaintext: content, its type byte and padding.
         if (ee.RecordSizeLimit is int limit) c.Records.MaxPlaintextToSend = Math.Min(RecordProtection.MaxPlaintext, limit - 1);
@@ -264,8 +271,10 @@ internal sealed class ExpectFinished(ServerAuthentication authentication) : Hand
         SignatureScheme? scheme = null;
         if (credential is not null)
         {
-            scheme = credential.Signer.SupportedSchemes.FirstOrDefault(s => request.SignatureSchemes.Contains(s) && SignatureVerifier.AllowedInCertificateVerify(s));
-            if (!request.SignatureSchemes.Contains(scheme.Value) || credential.CertificateChain.Count == 0)
+            // Nullable, so that "none in common" is null and not the default scheme 0x0000, which a request may list.
+            scheme = credential.Signer.SupportedSchemes.Where(s => request.SignatureSchemes.Contains(s) && SignatureVerifier.AllowedInCertificateVerify(s))
+                .Select(s => (SignatureScheme?)s).FirstOrDefault();
+            if (scheme is null || credential.CertificateChain.Count == 0)
             {
                 // No scheme in common: send no certificate and let the server decide.
                 credential = null;

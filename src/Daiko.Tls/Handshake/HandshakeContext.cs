@@ -40,6 +40,9 @@ internal sealed class HandshakeContext : IDisposable
 
     public bool RetriedHello { get; set; }
 
+    /// <summary>The TLS 1.3 cipher suites the last ClientHello carried: the server may choose only one of these.</summary>
+    public IReadOnlyList<CipherSuite> OfferedCipherSuites { get; set; } = [];
+
     /// <summary>Extension types the last ClientHello carried.</summary>
     public HashSet<ushort> OfferedExtensions { get; set; } = [];
 

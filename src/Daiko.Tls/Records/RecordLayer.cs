@@ -33,8 +33,9 @@ internal sealed class RecordLayer : IDisposable
     private int _recordsWithoutData;
 
     /// <summary>
-    /// Records in a row that carry no data (change_cipher_spec, empty application data, KeyUpdate)
-    /// before the connection gives up with unexpected_message, as Go's crypto/tls does.
+    /// Records in a row that carry no data (change_cipher_spec, empty application data, and each
+    /// post-handshake message: NewSessionTicket, KeyUpdate) before the connection gives up with
+    /// unexpected_message, as Go's crypto/tls does.
     /// </summary>
     public const int MaxRecordsWithoutData = 16;
 

@@ -66,7 +66,7 @@ public static class AssistTranscript12
             if (point.Length != pointLength) return "the ClientKeyExchange is not a key for the market's group";
             return null;
         }
-        catch (Exception e) when (e is TlsException or CryptographicException)
+        catch (Exception e) when (e is TlsException or CryptographicException or PlatformNotSupportedException)
         {
             return $"not a well-formed TLS 1.2 handshake: {e.Message}";
         }

@@ -31,7 +31,7 @@ public sealed partial class TlsConnection
         var (clientKey, clientIv) = write.Tls12Keys;
         var (serverKey, serverIv) = read.Tls12Keys;
         return new ExportedSession(_suite.Suite, [.. clientKey, .. clientIv], [.. serverKey, .. serverIv], write.Sequence, read.Sequence,
-            (byte[])_resumptionMasterSecret.Clone(), ServerName, ApplicationProtocol, _plaintext.AsSpan(_plaintextStart).ToArray(), _records.UnprocessedTransportBytes.ToArray());
+            (byte[])_resumptionMasterSecret.Clone(), ServerName, ApplicationProtocol, UnreadPlaintext.ToArray(), _records.UnprocessedTransportBytes.ToArray());
     }
 
     /// <summary>Continues an exported TLS 1.2 connection's record layer over <paramref name="transport"/>.</summary>

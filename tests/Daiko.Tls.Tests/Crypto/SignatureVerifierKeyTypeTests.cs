@@ -102,4 +102,27 @@ public sealed class SignatureVerifierKeyTypeTests
         Assert.False(SignatureVerifier.Verify(certificate, SignatureScheme.EcdsaSecp256r1Sha256, Content, signature));
         Assert.True(SignatureVerifier.Verify(certificate, SignatureScheme.EcdsaSecp256r1Sha256, Content, signature, tls12: true));
     }
+
+    /// <summary>
+    /// A key on a curve this platform lacks (an id-ecPublicKey naming an unknown curve OID) fails
+    /// verification, as any key that cannot verify does; it does not escape as an exception that carries
+    /// no alert. Which exception the platform throws for it varies: OpenSSL 3 on Linux refuses this one
+    /// with a CryptographicException, while .NET's own key import throws PlatformNotSupportedException
+    /// for a curve it cannot use (see UnsupportedCurveKeyTests); both are caught.
+    /// </summary>
+    [Fact]
+    public void Ecdsa_KeyOnACurveThePlatformLacks_FailsVerification()
+    {
+        using var ec = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var point = ec.ExportParameters(false).Q;
+        var curve = new AsnWriter(AsnEncodingRules.DER);
+        curve.WriteObjectIdentifier("1.2.840.10045.19.1.7");
+        var key = new PublicKey(new Oid("1.2.840.10045.2.1"), new AsnEncodedData(curve.Encode()), new AsnEncodedData([4, .. point.X!, .. point.Y!]));
+        using var certificate = CertificateFor(key);
+        Assert.ThrowsAny<Exception>(() => certificate.GetECDsaPublicKey());
+        var signature = ec.SignData(Content, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence);
+
+        Assert.False(SignatureVerifier.Verify(certificate, SignatureScheme.EcdsaSecp256r1Sha256, Content, signature));
+        Assert.False(SignatureVerifier.Verify(certificate, SignatureScheme.EcdsaSecp256r1Sha256, Content, signature, tls12: true));
+    }
 }
