@@ -167,7 +167,7 @@ public sealed partial class PurseLedger
         return await TransactAsync(new MoneyRequestId("cancel", "card", paymentId, paymentId), (c, tx) =>
         {
             RequireReady();
-            var (market, amount, currency, at, state) = Payment(c, tx, paymentId);
+            var (market, amount, currency, at, state) = LoggedPayment(c, tx, paymentId);
             if (state != "paid") throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already cancelled");
             if (_time.GetUtcNow() - at > _cancellationWindow)
                 throw new PurseException(PurseRefusal.OutsideCancellationWindow, $"payment {paymentId} is older than the {_cancellationWindow.TotalDays:0} day cancellation window");
@@ -187,7 +187,7 @@ public sealed partial class PurseLedger
         var hash = MoneyMessage.Hash(confirmation.Payload());
         var answer = await TransactAsync(new MoneyRequestId("confirm", confirmation.Market, hash, hash) { LegacyMatches = null }, (c, tx) =>
         {
-            var (market, amount, currency, _, state) = Payment(c, tx, paymentId);
+            var (market, amount, currency, _, state) = LoggedPayment(c, tx, paymentId);
             if (market != confirmation.Market || amount != confirmation.Amount || currency != confirmation.Currency)
                 throw new PurseException(PurseRefusal.Malformed, "the confirmation does not match the payment");
             if (state == "cancelled") throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already re-credited");
@@ -358,6 +358,20 @@ public sealed partial class PurseLedger
 
     private static bool HasCurrency(DbConnection c, DbTransaction tx, string currency) =>
         PurseSql.Scalar(c, tx, "SELECT COUNT(*) FROM purse_balances WHERE currency = @c", ("@c", currency)) is long n && n > 0;
+
+    /// <summary>
+    /// The payment as a cancellation or its confirmation may use it: its amount, currency and time from the hash-chained log
+    /// (<see cref="PurseLog.Payment"/>), which must agree with the payments table; a payment the log re-credited already is
+    /// "cancelled" whatever the table says.
+    /// </summary>
+    private static (string Market, long Amount, string Currency, DateTimeOffset At, string State) LoggedPayment(DbConnection c, DbTransaction tx, string paymentId)
+    {
+        var row = Payment(c, tx, paymentId);
+        var logged = PurseLog.Payment(c, tx, paymentId);
+        if (logged.Amount != row.Amount || logged.Currency != row.Currency || (logged.At - row.At).Duration() > TimeSpan.FromSeconds(1))
+            throw new PurseException(PurseRefusal.Malformed, $"payment {paymentId} in the payments table does not match the purse's log: the store was altered");
+        return (row.Market, logged.Amount, logged.Currency, logged.At, logged.Recredited ? "cancelled" : row.State);
+    }
 
     private static (string Market, long Amount, string Currency, DateTimeOffset At, string State) Payment(DbConnection c, DbTransaction tx, string paymentId)
     {

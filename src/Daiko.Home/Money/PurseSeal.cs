@@ -85,6 +85,43 @@ internal static class PurseLog
         return new PurseState(intact, r.GetInt64(0), r.GetString(8), balances);
     }
 
+    /// <summary>
+    /// A payment as the log has it (what it took, in which currency, when) and whether the log re-credited it already:
+    /// read from the log's entry, not from the unsealed payments table, with every entry from it to the head re-hashed
+    /// and linked (the head itself is vouched for by the seal, checked before any money moves). An edit of the payment's
+    /// entry, or of the payments table, cannot make a cancellation re-credit more, twice, or outside the window.
+    /// </summary>
+    public static (long Amount, string Currency, DateTimeOffset At, bool Recredited) Payment(DbConnection c, DbTransaction? tx, string paymentId)
+    {
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = """
+            SELECT seq, at, kind, ref, amount, currency, balance_after, prev_hash, hash FROM purse_log
+            WHERE seq >= (SELECT MIN(seq) FROM purse_log WHERE kind = 'payment' AND ref = @p) ORDER BY seq
+            """;
+        var parameter = cmd.CreateParameter();
+        parameter.ParameterName = "@p";
+        parameter.Value = paymentId;
+        cmd.Parameters.Add(parameter);
+        using var r = cmd.ExecuteReader();
+        if (!r.Read()) throw new PurseException(PurseRefusal.UnknownPayment, $"the purse's log has no payment {paymentId}");
+        var altered = new PurseException(PurseRefusal.Malformed, $"the purse's log does not hold payment {paymentId} as it was written: the store was altered");
+        var (amount, currency, at) = (-r.GetInt64(4), r.GetString(5), DateTimeOffset.Parse(r.GetString(1), System.Globalization.CultureInfo.InvariantCulture));
+        var recredited = false;
+        var seq = r.GetInt64(0);
+        string? previous = null;
+        do
+        {
+            var entry = EntryText(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt64(4), r.GetString(5), r.GetInt64(6));
+            if (r.GetInt64(0) != seq++ || previous is not null && r.GetString(7) != previous || ChainHash(r.GetString(7), entry) != r.GetString(8)) throw altered;
+            if (r.GetString(2) == "cancellation" && r.GetString(3) == paymentId) recredited = true;
+            previous = r.GetString(8);
+        }
+        while (r.Read());
+        if (amount <= 0) throw altered;
+        return (amount, currency, at, recredited);
+    }
+
     private static List<(string Currency, long Amount)> Balances(DbConnection c, DbTransaction? tx)
     {
         var balances = new List<(string Currency, long Amount)>();

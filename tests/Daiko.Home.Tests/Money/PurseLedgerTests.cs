@@ -19,17 +19,12 @@ public sealed class SqlitePurseLedgerTests() : PurseLedgerContract(StoreKind.Sql
 [Collection("home card")]
 public sealed class PostgresPurseLedgerTests() : PurseLedgerContract(StoreKind.Postgres)
 {
-    protected override void TamperWithBalance() => PostgresTamper.SetBalance(PostgresConnectionString);
-}
-
-internal static class PostgresTamper
-{
-    public static void SetBalance(string connectionString)
+    protected override void Tamper(string sql)
     {
-        using var c = new Npgsql.NpgsqlConnection(connectionString);
+        using var c = new Npgsql.NpgsqlConnection(PostgresConnectionString);
         c.Open();
         using var cmd = c.CreateCommand();
-        cmd.CommandText = "UPDATE purse_balances SET amount = 5000";
+        cmd.CommandText = sql;
         cmd.ExecuteNonQuery();
     }
 }
@@ -40,12 +35,13 @@ internal static class PostgresTamper
 /// </summary>
 public abstract class PurseLedgerContract : PurseContract
 {
-    protected virtual void TamperWithBalance()
+    /// <summary>Runs <paramref name="sql"/> on the purse's store behind the ledger's back, as someone who can write it would.</summary>
+    protected virtual void Tamper(string sql)
     {
         using var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(Dir, "home.db")};Pooling=False");
         c.Open();
         using var cmd = c.CreateCommand();
-        cmd.CommandText = "UPDATE purse_balances SET amount = 5000";
+        cmd.CommandText = sql;
         cmd.ExecuteNonQuery();
     }
 
@@ -186,8 +182,69 @@ public abstract class PurseLedgerContract : PurseContract
         _ledger.Refill(RefillOf(1_000));
         _ledger.Pay(RequestOf(100));
         Assert.True(_ledger.VerifyLog());
-        TamperWithBalance();
+        Tamper("UPDATE purse_balances SET amount = 5000");
         Assert.False(_ledger.VerifyLog());
+    }
+
+    [Fact]
+    public void APaymentRaisedInThePaymentsTable_IsRefusedACancellation_AndNothingIsReCredited()
+    {
+        _ledger.Refill(RefillOf(1_000));
+        var payment = VerifyCard<Payment>(_ledger.Pay(RequestOf(100)));
+
+        Tamper($"UPDATE purse_payments SET amount = 900 WHERE payment_id = '{payment.PaymentId}'");
+
+        var refused = Assert.Throws<PurseException>(() => _ledger.Cancel(payment.PaymentId));
+        Assert.Equal(PurseRefusal.Malformed, refused.Refusal);
+        Assert.Contains("does not match the purse's log", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(900, _ledger.Balance("JPY"));
+    }
+
+    [Fact]
+    public void APaymentMovedLaterInThePaymentsTable_StaysOutsideItsWindow()
+    {
+        _ledger.Refill(RefillOf(1_000));
+        var payment = VerifyCard<Payment>(_ledger.Pay(RequestOf(100)));
+        _time.Now += TimeSpan.FromDays(8);
+
+        Tamper($"UPDATE purse_payments SET at = '{_time.Now:O}' WHERE payment_id = '{payment.PaymentId}'");
+
+        Assert.Equal(PurseRefusal.Malformed, Assert.Throws<PurseException>(() => _ledger.Cancel(payment.PaymentId)).Refusal);
+        Assert.Equal(900, _ledger.Balance("JPY"));
+    }
+
+    [Fact]
+    public void AReCreditedPayment_PutBackToCancellingInTheTable_WithItsStoredAnswerDeleted_IsNotReCreditedAgain()
+    {
+        _ledger.Refill(RefillOf(1_000));
+        var payment = VerifyCard<Payment>(_ledger.Pay(RequestOf(100)));
+        _ledger.Cancel(payment.PaymentId);
+        var confirmation = ConfirmationOf(payment);
+        Assert.Equal(1_000, _ledger.ApplyConfirmation(confirmation));
+
+        Tamper($"UPDATE purse_payments SET state = 'cancelling' WHERE payment_id = '{payment.PaymentId}'");
+        Tamper("DELETE FROM purse_requests WHERE kind = 'confirm'");
+
+        Assert.Equal(PurseRefusal.AlreadyCancelled, Assert.Throws<PurseException>(() => _ledger.ApplyConfirmation(confirmation)).Refusal);
+        Assert.Equal(1_000, _ledger.Balance("JPY"));
+    }
+
+    [Fact]
+    public void AnEditedPaymentEntryInTheLog_IsRefusedACancellation()
+    {
+        _ledger.Refill(RefillOf(1_000));
+        var payment = VerifyCard<Payment>(_ledger.Pay(RequestOf(100)));
+        _ledger.Pay(RequestOf(50, "q2"));
+
+        // The table and the log's entry raised together, the entry's own hash left (it cannot be made again without the
+        // chain), and the store's count of log edits put back, so that the next operation does not check the whole chain.
+        Tamper($"UPDATE purse_payments SET amount = 900 WHERE payment_id = '{payment.PaymentId}'");
+        Tamper($"UPDATE purse_log SET amount = -900 WHERE kind = 'payment' AND ref = '{payment.PaymentId}'");
+        Tamper("UPDATE purse_log_edits SET edits = edits - 1");
+
+        var refused = Assert.Throws<PurseException>(() => _ledger.Cancel(payment.PaymentId));
+        Assert.Contains("the store was altered", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(850, _ledger.Balance("JPY"));
     }
 
     [Fact]
