@@ -158,8 +158,9 @@ internal static class ConsoleEndpoints
     {
         var card = c.Server.Card;
         // The console gives PIN2 only: a card that waits for PIN2 (a device unlocked it once) is made ready for this
-        // cancellation alone, and waits again afterwards unless a device holds a session.
-        var wasReady = card.State == HomeCardState.CryptoReady;
+        // cancellation alone, and waits again afterwards unless a device holds a session. (A device whose unlock runs at
+        // that very moment, its PIN2 taken but its session not yet stored, may find the card waiting again: the same
+        // race as two devices' lock and unlock, in the known limits.)
         var pin = card.EnterPin2(pin2);
         if (!pin.Accepted)
         {
@@ -172,7 +173,7 @@ internal static class ConsoleEndpoints
         }
         finally
         {
-            if (!wasReady && !await c.Server.Authority.OthersHoldSessionsAsync("", CancellationToken.None)) card.Done();
+            if (!await c.Server.Authority.OthersHoldSessionsAsync("", CancellationToken.None)) card.Done();
         }
     }
 

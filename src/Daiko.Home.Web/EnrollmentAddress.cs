@@ -18,13 +18,17 @@ public static class EnrollmentAddress
         var loopback = requestHost.Equals("localhost", StringComparison.OrdinalIgnoreCase)
             || System.Net.IPAddress.TryParse(requestHost.Trim('[', ']'), out var host) && System.Net.IPAddress.IsLoopback(host);
         if (!loopback) return ($"{requestHost}:{listen.Port}", null);
-        var reachable = machine().Where(a => !System.Net.IPAddress.IsLoopback(a) && !a.IsIPv6LinkLocal && !a.IsIPv6Multicast
+        var reachable = machine().Where(a => !System.Net.IPAddress.IsLoopback(a) && !a.IsIPv6LinkLocal && !a.IsIPv6Multicast && !IsIPv4LinkLocal(a)
                 && (a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork || listen.Address.Equals(System.Net.IPAddress.IPv6Any)))
             .OrderBy(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 0 : 1).ToList();
         return reachable.Count > 0
             ? (Format(reachable[0], listen.Port), $"The console was opened on loopback, so the code names this machine's address {reachable[0]}; set \"advertise\" in home.json to the name or address terminals use.")
             : ($"{requestHost}:{listen.Port}", "This machine has no address but loopback: the code works only on this machine. Set \"advertise\" in home.json to the name or address terminals use.");
     }
+
+    /// <summary>169.254.0.0/16: an address a machine gave itself for want of one, reachable on its link alone.</summary>
+    private static bool IsIPv4LinkLocal(System.Net.IPAddress address) =>
+        address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && address.GetAddressBytes() is [169, 254, _, _];
 
     /// <summary>This machine's unicast addresses on interfaces that are up.</summary>
     public static IEnumerable<System.Net.IPAddress> MachineAddresses() =>

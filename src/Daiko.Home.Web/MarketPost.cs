@@ -42,23 +42,41 @@ internal static class MarketPost
             ConnectCallback = async (context, token) =>
                 await delegation.ConnectAsUserAsync(null, MarketRequest.Canonical(context.DnsEndPoint.Host, context.DnsEndPoint.Port, null, "http/1.1") with { Reach = reach }, null, token),
         };
-        // Room for a turn among the home server's handshakes with markets (up to the market timeout, 15 s) and the handshake.
-        using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(40) };
+        // Room for a turn among the home server's handshakes with markets (up to the market timeout, 15 s) and the handshake;
+        // the deadline covers the answer's body too (the client's own timeout ends at its headers when they are read first).
+        using var http = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(AnswerTime);
         using var request = new HttpRequestMessage(HttpMethod.Post, new UriBuilder(target) { Scheme = Uri.UriSchemeHttp, Port = target.Port }.Uri)
         {
             Content = new ByteArrayContent(cose),
         };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/cose");
         request.Headers.Host = target.IsDefaultPort ? target.Host : $"{target.Host}:{target.Port}";
-        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
-        if (response.Content.Headers.ContentLength > MaxAnswer) throw TooLong();
-        await using var body = await response.Content.ReadAsStreamAsync(ct);
-        var read = new byte[MaxAnswer + 1];
-        var length = 0;
-        while (length < read.Length && await body.ReadAsync(read.AsMemory(length), ct) is var n and > 0) length += n;
-        if (length > MaxAnswer) throw TooLong();
-        return new Answer(response.IsSuccessStatusCode, (int)response.StatusCode, read[..length]);
+        try
+        {
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, deadline.Token);
+            if (response.Content.Headers.ContentLength > MaxAnswer) throw TooLong();
+            await using var body = await response.Content.ReadAsStreamAsync(deadline.Token);
+            var read = new byte[MaxAnswer + 1];
+            var length = 0;
+            while (length < read.Length && await body.ReadAsync(read.AsMemory(length), deadline.Token) is var n and > 0) length += n;
+            if (length > MaxAnswer) throw TooLong();
+            return new Answer(response.IsSuccessStatusCode, (int)response.StatusCode, read[..length]);
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            throw new HttpRequestException($"the market did not answer within {AnswerTime.TotalSeconds:0} s");
+        }
+        catch (Exception e) when (e is IOException or Daiko.Tls.TlsException)
+        {
+            // The body broke off (a reset, a TLS alert): a failed request, as one that broke off before its headers is.
+            throw new HttpRequestException($"the market's answer broke off: {e.Message}", e);
+        }
     }
+
+    /// <summary>How long the market has for its whole answer, its turn and handshake included.</summary>
+    public static readonly TimeSpan AnswerTime = TimeSpan.FromSeconds(40);
 
     private static HttpRequestException TooLong() => new($"the market's answer is longer than {MaxAnswer / 1024} KiB (a confirmation is a few hundred bytes): it was not read further");
 

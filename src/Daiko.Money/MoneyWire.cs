@@ -59,8 +59,10 @@ public sealed class MoneyReader
             }
         }
         // Three capital letters, as ISO 4217 codes are: the purse's seal and log join a currency with other fields as text,
-        // and a currency holding the joining characters could make two different records read the same.
-        if (name == "currency" && !(text.Length == 3 && text.All(char.IsAsciiLetterUpper)))
+        // and a currency holding the joining characters could make two different records read the same. Only a refill
+        // brings a currency into the purse (a payment needs a balance in it, a confirmation names its payment's): one the
+        // purse took before this rule is still paid and confirmed in.
+        if (name == "currency" && Kind == MoneyKinds.Refill && !(text.Length == 3 && text.All(char.IsAsciiLetterUpper)))
         {
             throw new PurseException(PurseRefusal.Malformed, $"the {Kind}'s currency '{text}' is not a currency code (three capital letters, as ISO 4217 has them)");
         }

@@ -187,17 +187,28 @@ public sealed class ConsoleBrowserTests(ConsoleSystem system) : IClassFixture<Co
         Assert.DoesNotContain(HomeWithConsole.Pin2, await page.ContentAsync(), StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task AMarketAnsweringACancellationWithMegabytes_IsReadNoFurtherThan64KiB_AndTheOwnerSeesAShortError()
+    [Theory]
+    [InlineData("megabytes", "longer than 64 KiB")]
+    [InlineData("cut", "the market's answer broke off")]
+    public async Task AMarketAnsweringACancellationWithMegabytes_OrCuttingItsAnswer_IsReadNoFurtherThan64KiB_AndTheOwnerSeesAShortError(string how, string error)
     {
         var bankService = new Daiko.Samples.Money.SampleBank("bank.test");
         var shop = new Daiko.Samples.Money.SampleMarketMoney("market.test", bankService);
         await using var market = await Daiko.Samples.Market.SampleMarket.StartAsync(system.Pki.Server.Certificate, system.Pki.Root, System.Net.IPAddress.Loopback, routes: shop.Map);
-        // The payee names, in what it signs, an address for cancellations that answers a refusal 8 MiB long, sent in chunks.
+        // The payee names, in what it signs, an address for cancellations that answers a refusal 8 MiB long, sent in chunks,
+        // or one that announces 1,000 bytes and cuts the connection after 100.
         await using var hostile = await Daiko.Samples.Market.SampleMarket.StartAsync(system.Pki.Server.Certificate, system.Pki.Root, System.Net.IPAddress.Loopback, routes: app =>
             app.MapPost("/cancellations", async (Microsoft.AspNetCore.Http.HttpContext http) =>
             {
                 http.Response.StatusCode = 500;
+                if (how == "cut")
+                {
+                    http.Response.ContentLength = 1000;
+                    await http.Response.Body.WriteAsync(new byte[100]);
+                    await http.Response.Body.FlushAsync();
+                    http.Abort();
+                    return;
+                }
                 var chunk = System.Text.Encoding.ASCII.GetBytes(new string('A', 64 * 1024));
                 try
                 {
@@ -213,7 +224,7 @@ public sealed class ConsoleBrowserTests(ConsoleSystem system) : IClassFixture<Co
         await Daiko.Home.Hosting.HomeServer.AddPayeeAsync(system.Home, shop.Id, Daiko.Home.Storage.PayeeRole.Market, shop.Key);
         await Daiko.Home.Hosting.HomeServer.AddPayeeAsync(system.Home, bankService.Id, Daiko.Home.Storage.PayeeRole.Bank, bankService.Key);
         await HomeWithConsole.Ok(["terminal", "wallet", "refill", "--terminal", system.Terminal, "--bank", bank.Url.ToString(), "--amount", "5000"]);
-        var paid = await HomeWithConsole.Ok(["terminal", "wallet", "pay", "--terminal", system.Terminal, "--market", market.Url.ToString(), "--order", "kettle", "--json"]);
+        var paid = await HomeWithConsole.Ok(["terminal", "wallet", "pay", "--terminal", system.Terminal, "--market", market.Url.ToString(), "--order", "kettle-" + how, "--json"]);
         var paymentId = JsonDocument.Parse(paid.StandardOutput).RootElement.GetProperty("payment_id").GetString()!;
         var before = await BalanceAsync();
 
@@ -224,8 +235,8 @@ public sealed class ConsoleBrowserTests(ConsoleSystem system) : IClassFixture<Co
         await form.Locator("input[name=pin2]").FillAsync(HomeWithConsole.Pin2);
         await form.Locator("button").ClickAsync();
 
-        var error = (await page.Locator("p.err").TextContentAsync())!;
-        Assert.Contains("longer than 64 KiB", error, StringComparison.Ordinal);
+        var shown = (await page.Locator("p.err").TextContentAsync())!;
+        Assert.Contains(error, shown, StringComparison.Ordinal);
         Assert.True((await page.ContentAsync()).Length < 64 * 1024, "the market's answer reached the owner's page");
         Assert.Equal(before, await BalanceAsync());
     }

@@ -6,7 +6,7 @@ namespace Daiko.Web.Tests;
 /// <summary>The address an enrollment code names when home.json sets no "advertise" (no socket: the addresses are given).</summary>
 public sealed class EnrollmentAddressTests
 {
-    private static readonly IPAddress[] Machine = [IPAddress.Loopback, IPAddress.Parse("fe80::1"), IPAddress.Parse("2001:db8::7"), IPAddress.Parse("192.168.1.20")];
+    private static readonly IPAddress[] Machine = [IPAddress.Loopback, IPAddress.Parse("169.254.3.4"), IPAddress.Parse("fe80::1"), IPAddress.Parse("2001:db8::7"), IPAddress.Parse("192.168.1.20")];
 
     [Fact]
     public void AListenerOnOneAddress_IsNamedByIt()
@@ -31,9 +31,9 @@ public sealed class EnrollmentAddressTests
 
         Assert.Equal("192.168.1.20:7443", address);
         Assert.Contains("advertise", note, StringComparison.Ordinal);
-        // Listening on IPv6 too, an IPv4 address still comes first; a link-local one never.
+        // Listening on IPv6 too, an IPv4 address still comes first; a link-local one (169.254/16, fe80::/10) never.
         Assert.Equal("192.168.1.20:7443", EnrollmentAddress.Choose(new IPEndPoint(IPAddress.IPv6Any, 7443), host, () => Machine).Address);
-        Assert.Equal("[2001:db8::7]:7443", EnrollmentAddress.Choose(new IPEndPoint(IPAddress.IPv6Any, 7443), host, () => Machine[..3]).Address);
+        Assert.Equal("[2001:db8::7]:7443", EnrollmentAddress.Choose(new IPEndPoint(IPAddress.IPv6Any, 7443), host, () => Machine[..4]).Address);
     }
 
     [Fact]

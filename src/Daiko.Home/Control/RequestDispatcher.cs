@@ -92,7 +92,8 @@ public sealed class RequestDispatcher(HomeHandlers handlers, Microsoft.Extension
             // the card leaving crypto-ready): the work stopped, and the device is told why, not "internal". A session
             // The owner's policy change that took a market or mode away ends the work too, the session staying open:
             // unlocking is no remedy then.
-            return work.EndedByPolicy
+            // (A lock, idle end or revocation at the same moment may have found the work already ended by the policy.)
+            return work.EndedByPolicy && await handlers.Authority.HasSessionAsync(deviceId, connection.Closed)
                 ? HandlerResult.Error(ErrorCode.PolicyRefused, PolicyCutSentence)
                 : HandlerResult.Error(ErrorCode.Locked, "this device's unlock session ended while the request was served; " + DeviceAuthority.NoOwnSession);
         }

@@ -167,10 +167,9 @@ public sealed partial class PurseLedger
         return await TransactAsync(new MoneyRequestId("cancel", "card", paymentId, paymentId), (c, tx) =>
         {
             RequireReady();
-            var (market, amount, currency, at, state) = LoggedPayment(c, tx, paymentId);
-            if (state != "paid") throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already cancelled");
-            if (_time.GetUtcNow() - at > _cancellationWindow)
-                throw new PurseException(PurseRefusal.OutsideCancellationWindow, $"payment {paymentId} is older than the {_cancellationWindow.TotalDays:0} day cancellation window");
+            // The table first (cheap, and an edit of it can only make a payment look cancellable), then the log's word.
+            CancellablePayment(Payment(c, tx, paymentId), paymentId);
+            var (market, amount, currency, at, state) = CancellablePayment(LoggedPayment(c, tx, paymentId), paymentId);
             Execute(c, tx, "UPDATE purse_payments SET state = 'cancelling' WHERE payment_id = @p", ("@p", paymentId));
             var key = _card.OpenSigningKey();
             var cancellation = new Cancellation(_card.CardId, paymentId, market, amount, currency, _time.GetUtcNow());
@@ -187,11 +186,11 @@ public sealed partial class PurseLedger
         var hash = MoneyMessage.Hash(confirmation.Payload());
         var answer = await TransactAsync(new MoneyRequestId("confirm", confirmation.Market, hash, hash) { LegacyMatches = null }, (c, tx) =>
         {
-            var (market, amount, currency, _, state) = LoggedPayment(c, tx, paymentId);
+            // The table first (cheap, and an edit of it can only make a payment look pending), then the log's word.
+            PendingCancellation(Payment(c, tx, paymentId), paymentId);
+            var (market, amount, currency, _, _) = PendingCancellation(LoggedPayment(c, tx, paymentId), paymentId);
             if (market != confirmation.Market || amount != confirmation.Amount || currency != confirmation.Currency)
                 throw new PurseException(PurseRefusal.Malformed, "the confirmation does not match the payment");
-            if (state == "cancelled") throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already re-credited");
-            if (state != "cancelling") throw new PurseException(PurseRefusal.UnknownPayment, $"payment {paymentId} has no cancellation pending");
             var balance = Credited(BalanceOf(c, tx, currency), amount, currency);
             SetBalance(c, tx, currency, balance);
             Log(c, tx, "cancellation", paymentId, amount, currency, balance);
@@ -358,6 +357,25 @@ public sealed partial class PurseLedger
 
     private static bool HasCurrency(DbConnection c, DbTransaction tx, string currency) =>
         PurseSql.Scalar(c, tx, "SELECT COUNT(*) FROM purse_balances WHERE currency = @c", ("@c", currency)) is long n && n > 0;
+
+    /// <summary><paramref name="payment"/> when its cancellation waits for the market's confirmation (not re-credited yet).</summary>
+    private static (string Market, long Amount, string Currency, DateTimeOffset At, string State) PendingCancellation(
+        (string Market, long Amount, string Currency, DateTimeOffset At, string State) payment, string paymentId)
+    {
+        if (payment.State == "cancelled") throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already re-credited");
+        if (payment.State != "cancelling") throw new PurseException(PurseRefusal.UnknownPayment, $"payment {paymentId} has no cancellation pending");
+        return payment;
+    }
+
+    /// <summary><paramref name="payment"/> when it may be cancelled now: paid (not cancelled) and within the window.</summary>
+    private (string Market, long Amount, string Currency, DateTimeOffset At, string State) CancellablePayment(
+        (string Market, long Amount, string Currency, DateTimeOffset At, string State) payment, string paymentId)
+    {
+        if (payment.State != "paid") throw new PurseException(PurseRefusal.AlreadyCancelled, $"payment {paymentId} was already cancelled");
+        if (_time.GetUtcNow() - payment.At > _cancellationWindow)
+            throw new PurseException(PurseRefusal.OutsideCancellationWindow, $"payment {paymentId} is older than the {_cancellationWindow.TotalDays:0} day cancellation window");
+        return payment;
+    }
 
     /// <summary>
     /// The payment as a cancellation or its confirmation may use it: its amount, currency and time from the hash-chained log

@@ -107,7 +107,12 @@ public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, Cancel
     /// <summary>Forgets what was given out for devices other than <paramref name="keep"/> (no longer connected).</summary>
     public void ForgetReachGivenExcept(IReadOnlyCollection<string> keep)
     {
-        foreach (var deviceId in _given.Keys.Except(keep, StringComparer.Ordinal)) _given.TryRemove(deviceId, out _);
+        foreach (var deviceId in _given.Keys.Except(keep, StringComparer.Ordinal))
+        {
+            if (!_given.TryRemove(deviceId, out var given)) continue;
+            // As a take does: a note under way goes to a fresh record, not to this one now dropped.
+            lock (given) given.Taken = true;
+        }
     }
 
     private void NoteGiven(string deviceId, DevicePolicy policy)

@@ -156,7 +156,10 @@ public sealed class SqlAuditStore(IHomeStore store) : IAuditStore
             parameters.AddRange(names.Select(n => (n.Name, (object?)n.Id)));
         }
         // Both stores' LIKE, with the text's own wildcards taken literally, on lower-cased text (PostgreSQL's LIKE heeds case).
-        static string Contains(string text) => "%" + text.ToLowerInvariant().Replace("\\", "\\\\").Replace("%", "\\%").Replace("_", "\\_") + "%";
+        // ASCII letters only, as SQLite's lower() lowers them (what the log holds is ASCII: markets in their ASCII form,
+        // outcomes in English); another letter is matched as written.
+        static string Contains(string text) =>
+            "%" + string.Concat(text.Select(c => char.IsAsciiLetterUpper(c) ? (char)(c | 0x20) : c)).Replace("\\", "\\\\").Replace("%", "\\%").Replace("_", "\\_") + "%";
         if (filter.Market.Length > 0)
         {
             where.Add("lower(COALESCE(market, '')) LIKE @m ESCAPE '\\'");

@@ -173,8 +173,11 @@ public abstract class HomeStore : IHomeStore
         : "SELECT (SELECT edits FROM purse_log_edits WHERE id = 1), 1 - (SELECT COUNT(*) FROM pg_trigger WHERE tgname = 'purse_log_edited' AND tgrelid = to_regclass('purse_log') AND tgenabled <> 'D')";
 
     public string Schema => Dialect == HomeDialect.Sqlite
-        ? PurseSchema.Sql(Dialect) + "\n" + SqliteLogEditTriggers
-        : PurseSchema.Sql(Dialect) + "\n" + PostgresLogEditTriggers;
+        ? PurseSchema.Sql(Dialect) + "\n" + PurseLogByRef + "\n" + SqliteLogEditTriggers
+        : PurseSchema.Sql(Dialect) + "\n" + PurseLogByRef + "\n" + PostgresLogEditTriggers;
+
+    /// <summary>A cancellation finds its payment's log entry by its reference (<c>PurseLog.Payment</c>), not by a scan of the log.</summary>
+    private const string PurseLogByRef = "CREATE INDEX IF NOT EXISTS purse_log_ref ON purse_log(ref);";
 
     public GroupedWrites Writes { get; }
 
