@@ -42,9 +42,24 @@ public sealed class HomeAndTerminal : IAsyncLifetime
 
     public async Task StartServerAsync(params string[] options)
     {
-        Port = Port == 0 ? Loopback.FreePort() : Port;
-        Server = DaikoCli.Start(["home", "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}", .. options]);
-        await Server.WaitForOutputAsync("home server listening", TimeSpan.FromSeconds(30));
+        // A port found free may be taken before the server binds it (another test process's outgoing connection gets the
+        // same ephemeral port): a first start then tries another port; a restart keeps its port, as terminals know it.
+        var chosenHere = Port == 0;
+        for (var attempt = 1; ; attempt++)
+        {
+            Port = Port == 0 ? Loopback.FreePort() : Port;
+            Server = DaikoCli.Start(["home", "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}", .. options]);
+            try
+            {
+                await Server.WaitForOutputAsync("home server listening", TimeSpan.FromSeconds(30));
+                return;
+            }
+            catch (InvalidOperationException) when (chosenHere && attempt < 3 && Server.ErrorOutput.Contains("address is already in use", StringComparison.Ordinal))
+            {
+                Server.Dispose();
+                Port = 0;
+            }
+        }
     }
 
     /// <summary><c>daiko home init</c> with this fixture's PINs and admin code.</summary>
