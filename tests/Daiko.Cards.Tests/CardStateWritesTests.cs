@@ -31,6 +31,14 @@ public sealed class CardStateWritesTests : IDisposable
     }
 
     [Fact]
+    public void TheDirectoryAStateFileIsRenamedInto_IsItselfFlushedToDisk_AndAMissingOneIsSaidNotToBe()
+    {
+        // .NET opens no directory as a file (it answers "access denied"): the flush must go through open(2) and fsync(2).
+        Assert.True(CardFiles.FsyncDirectory(_dir.Path));
+        Assert.False(CardFiles.FsyncDirectory(Path.Combine(_dir.Path, "gone")));
+    }
+
+    [Fact]
     public void Touches_RewriteTheStateFileAtMostOnceASecond_AndTheStatusDeadlineIsNeverLate()
     {
         using var card = ReadyCard();

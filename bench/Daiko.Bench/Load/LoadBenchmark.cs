@@ -92,6 +92,8 @@ public static class LoadBenchmark
             {
                 Console.WriteLine("  the home server's allocations by type (sampled every ~100 KB):");
                 foreach (var line in allocations.Top(30)) Console.WriteLine("    " + line);
+                Console.WriteLine("  the exceptions the home server threw over these rows (first-chance, caught or not):");
+                foreach (var line in allocations.TopExceptions(25)) Console.WriteLine("    " + line);
             }
             return exit;
         }

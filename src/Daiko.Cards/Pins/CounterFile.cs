@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
 
 namespace Daiko.Cards.Pins;
@@ -84,16 +85,42 @@ internal sealed class CounterFile<T>(ICardCounterStore store, Func<T> whenCorrup
 /// <summary>Durable file writes shared by the cards.</summary>
 internal static class CardFiles
 {
-    internal static void FsyncDirectory(string directory)
+    /// <summary>
+    /// Flushes <paramref name="directory"/> itself to disk, so that a file renamed into it (or deleted from it) stays so
+    /// after a power cut: the file's own fsync does not cover its name. Whether it was flushed (never on Windows, where
+    /// a rename is made durable otherwise). .NET opens no directory as a file (it refused every one with "access denied",
+    /// so this flushed nothing until it called open(2) and fsync(2) itself).
+    /// </summary>
+    internal static bool FsyncDirectory(string directory)
     {
+        if (OperatingSystem.IsWindows()) return false;
+        // O_RDONLY alone: a directory opens read-only on every Linux architecture (O_DIRECTORY's value differs between them).
+        var fd = open(directory, 0);
+        if (fd < 0) return false;
         try
         {
-            using var handle = File.OpenHandle(directory, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.None);
-            RandomAccess.FlushToDisk(handle);
+            while (true)
+            {
+                if (fsync(fd) == 0) return true;
+                if (Marshal.GetLastPInvokeError() != EINTR) return false;
+            }
         }
-        catch (UnauthorizedAccessException) { }
-        catch (IOException) { }
+        finally
+        {
+            close(fd);
+        }
     }
+
+    private const int EINTR = 4;
+
+    [DllImport("libc", SetLastError = true, CharSet = CharSet.Ansi, BestFitMapping = false)]
+    private static extern int open(string path, int flags);
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int fsync(int fd);
+
+    [DllImport("libc")]
+    private static extern int close(int fd);
 
     /// <summary>
     /// Writes a secret-bearing file 0600 (from its creation on) and flushes it to disk: beside it first, then renamed over
