@@ -117,6 +117,19 @@ public sealed class DelegationService : IAsyncDisposable
         public long Purges = long.MinValue;
     }
     private readonly Dictionary<MarketProfileKey, DateTimeOffset> _ticketChecks = new();
+
+    /// <summary>
+    /// How many tickets each market sent in its last flight that was waited out (and when that was learned): a fetch that
+    /// has that many stops reading at once, rather than wait <see cref="DefaultFlightWait"/> for one more that does not come
+    /// (a wait that ends by cancelling a socket read, an exception thrown through four frames, on every miss and refill).
+    /// </summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<MarketProfileKey, (int Tickets, DateTimeOffset At)> _flights = new();
+
+    /// <summary>How long a learned flight size is trusted before a fetch waits its flight out again (a market may change).</summary>
+    public static readonly TimeSpan FlightRelearn = TimeSpan.FromMinutes(10);
+
+    /// <summary>The most markets whose flight size is kept (a hosted node's many owners' markets): past it the table starts afresh.</summary>
+    private const int MaxFlightsKept = 10_000;
     private readonly Dictionary<MarketProfileKey, (DateTimeOffset At, Task<bool?> Check)> _pskKeChecks = new();
     private readonly CancellationTokenSource _stopping = new();
     private bool _stopped;
@@ -706,8 +719,12 @@ public sealed class DelegationService : IAsyncDisposable
         using var tail = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
         var token = cancellationToken;
         // A market may send tickets without end: take a handful, the cache keeps no more anyway.
+        var flight = _flights.TryGetValue(market.ProfileKey, out var learned) && _time.GetUtcNow() - learned.At < FlightRelearn ? learned.Tickets : (int?)null;
+        var waitedOut = false;
         while (received < TlsConnection.MaxTicketsKept)
         {
+            // The market's whole flight is in: no wait for a ticket it does not send.
+            if (received > 0 && received == flight) break;
             // Servers send their tickets in one flight (OpenSSL two, back to back): after the first,
             // wait only briefly for the rest.
             var left = deadline - _time.GetUtcNow();
@@ -731,7 +748,11 @@ public sealed class DelegationService : IAsyncDisposable
                 // The tail's own bound or the service stopping: the flight is over; the terminal was served.
                 return received;
             }
-            if (ticket is null) break;
+            if (ticket is null)
+            {
+                waitedOut = received > 0;
+                break;
+            }
             received++;
             maxEarlyData = Math.Max(maxEarlyData, ticket.MaxEarlyData);
             if (handTo is { } h && !h.Waiting.Task.IsCompleted && ticket.ExpiresAt - _time.GetUtcNow() <= h.Longest)
@@ -744,6 +765,11 @@ public sealed class DelegationService : IAsyncDisposable
                 continue;
             }
             _tickets.Add(key, ticket, ticket.ExpiresAt, singleUse: true, purges);
+        }
+        if (waitedOut && connection.Version == TlsVersions.Tls13)
+        {
+            if (_flights.Count >= MaxFlightsKept) _flights.Clear();
+            _flights[market.ProfileKey] = (received, _time.GetUtcNow());
         }
         await _profiles.RememberAsync(new MarketProfile(market.Host, market.Port, connection.Version == TlsVersions.Tls13, received > 0,
             AcceptsPskKe(market, await _profiles.FindAsync(market, token)),

@@ -317,6 +317,46 @@ public sealed class TicketHandOutTests : IAsyncLifetime
 /// for tickets shows in the time it takes.
 /// </summary>
 [Collection("home card")]
+/// <summary>A market's flight of tickets, once learned, is not waited on for one ticket more.</summary>
+public sealed class TicketFlightTests : IAsyncLifetime
+{
+    private static readonly TimeSpan FlightWait = TimeSpan.FromSeconds(5);
+
+    private HomeFixture _home = null!;
+
+    public Task InitializeAsync()
+    {
+        _home = HomeFixture.Start(o => o with { MarketTimeout = TimeSpan.FromSeconds(8), TicketFlightWait = FlightWait });
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync() => await _home.DisposeAsync();
+
+    [Fact]
+    public async Task AFetchFromAMarketWhoseFlightIsKnown_StopsAtItsLastTicket_WithoutWaitingForAnother()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        // OpenSSL sends two tickets, back to back.
+        using var market = await OpenSslServer.StartAsync(_home.Pki);
+        await using var control = await _home.UnlockedTerminalAsync(cts.Token);
+        var connector = new DelegatedConnector(control);
+
+        // The first fetch waits the flight out (5 s here) for a third ticket that never comes, and learns the flight is two.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var first = await connector.PrefetchAsync("localhost", market.Port, minimum: 2, cancellationToken: cts.Token);
+        var waited = clock.Elapsed;
+        // The next stops at the second ticket.
+        clock.Restart();
+        var second = await connector.PrefetchAsync("localhost", market.Port, minimum: 4, cancellationToken: cts.Token);
+        var learned = clock.Elapsed;
+
+        Assert.Equal((2, 1), first);
+        Assert.Equal((4, 1), second);
+        Assert.True(waited >= FlightWait, $"the first fetch took {waited.TotalSeconds:F1} s: it did not wait its flight out");
+        Assert.True(learned < FlightWait - TimeSpan.FromSeconds(1), $"the second fetch took {learned.TotalSeconds:F1} s: it waited for a ticket the market does not send");
+    }
+}
+
 public sealed class HandoffTicketWaitTests : IAsyncLifetime
 {
     private static readonly TimeSpan TicketWait = TimeSpan.FromSeconds(20);
