@@ -128,6 +128,8 @@ public sealed class DelegationService : IAsyncDisposable
     /// <summary>How long a learned flight size is trusted before a fetch waits its flight out again (a market may change).</summary>
     public static readonly TimeSpan FlightRelearn = TimeSpan.FromMinutes(10);
 
+    private readonly TimeSpan _flightRelearn;
+
     /// <summary>The most markets whose flight size is kept (a hosted node's many owners' markets): past it the table starts afresh.</summary>
     private const int MaxFlightsKept = 10_000;
     private readonly Dictionary<MarketProfileKey, (DateTimeOffset At, Task<bool?> Check)> _pskKeChecks = new();
@@ -146,9 +148,11 @@ public sealed class DelegationService : IAsyncDisposable
         TimeSpan? flightWait = null,
         TimeSpan? handoffTicketWait = null,
         MarketHandshakeTurns? turns = null,
-        string? owner = null)
+        string? owner = null,
+        TimeSpan? flightRelearn = null)
     {
         _owner = owner;
+        _flightRelearn = flightRelearn ?? FlightRelearn;
         _logger = logger ?? NullLogger.Instance;
         _turns = turns ?? MarketHandshakeTurns.ForThisMachine();
         _userCredential = userCredential;
@@ -719,7 +723,7 @@ public sealed class DelegationService : IAsyncDisposable
         using var tail = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
         var token = cancellationToken;
         // A market may send tickets without end: take a handful, the cache keeps no more anyway.
-        var flight = _flights.TryGetValue(market.ProfileKey, out var learned) && _time.GetUtcNow() - learned.At < FlightRelearn ? learned.Tickets : (int?)null;
+        var flight = _flights.TryGetValue(market.ProfileKey, out var learned) && _time.GetUtcNow() - learned.At < _flightRelearn ? learned.Tickets : (int?)null;
         var waitedOut = false;
         while (received < TlsConnection.MaxTicketsKept)
         {

@@ -71,6 +71,7 @@ public sealed class HomeParts : IAsyncDisposable
             marketTimeout: options.MarketTimeout,
             logger: logger,
             flightWait: options.TicketFlightWait,
+            flightRelearn: options.TicketFlightRelearn,
             handoffTicketWait: options.HandoffTicketWait,
             turns: options.MarketHandshakes,
             owner: owner);

@@ -86,6 +86,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// </summary>
     public TimeSpan TicketFlightWait { get; init; } = Delegation.DelegationService.DefaultFlightWait;
 
+    /// <summary>How long a market's learned flight size is trusted (zero: every fetch waits its flight out).</summary>
+    public TimeSpan TicketFlightRelearn { get; init; } = Delegation.DelegationService.FlightRelearn;
+
     /// <summary>
     /// On a handoff, how long the terminal's reply waits for the market's first ticket (it goes to the
     /// cache). No wait at all when the cache would not keep it or the market is known to send none.

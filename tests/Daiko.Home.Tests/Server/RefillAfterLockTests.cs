@@ -18,9 +18,9 @@ public sealed class RefillAfterLockTests
     public async Task ADeviceThatLocks_WhileItsMissStillReadsTheMarketsFlight_GetsNoRefillAfterwards_AndItsNextResumeIsAMiss()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
-        // After the miss hands its one ticket over, the fetch waits 2 s for more of the flight; then, the
-        // cache being empty, it would refill it in the background.
-        await using var home = HomeFixture.Start(o => o with { TicketFlightWait = TimeSpan.FromSeconds(2) });
+        // After the miss hands its one ticket over, the fetch waits 2 s for more of the flight (as for a market whose flight
+        // it has not learned: none is trusted here); then, the cache being empty, it would refill it in the background.
+        await using var home = HomeFixture.Start(o => o with { TicketFlightWait = TimeSpan.FromSeconds(2), TicketFlightRelearn = TimeSpan.Zero });
         using var market = await OpenSslServer.StartAsync(home.Pki, new TlsPeerOptions { Tickets = 1 });
         using var proxy = RecordTamperingProxy.Start(market.Port, (_, _, content) => content);
         await using var control = await home.UnlockedTerminalAsync(cts.Token);
