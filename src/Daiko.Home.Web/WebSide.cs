@@ -3,6 +3,7 @@ using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 using Prometheus;
 
@@ -41,6 +42,11 @@ public static class WebSide
             throw new ArgumentException(PlainHttpRefused(listen.Endpoint.ToString(), listen.TlsHint));
         MeterBridge.StartOnce();
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = typeof(WebSide).Assembly.GetName().Name, ContentRootPath = listen.ContentRoot });
+        // What the command line said, and nothing else: ASP.NET Core's own sources (appsettings.json in the home directory,
+        // Kestrel__ and ASPNETCORE_ environment variables) could add listeners past the rule that plain HTTP stays on loopback.
+        builder.Configuration.Sources.Clear();
+        // (A source of its own for what the code sets below, such as the shutdown timeout.)
+        builder.Configuration.AddInMemoryCollection();
         builder.Logging.ClearProviders();
         builder.WebHost.UseShutdownTimeout(TimeSpan.FromSeconds(1));
         builder.WebHost.ConfigureKestrel(kestrel =>
