@@ -168,8 +168,8 @@ public sealed partial class PurseLedger
         {
             RequireReady();
             // The table first (cheap, and an edit of it can only make a payment look cancellable), then the log's word.
-            CancellablePayment(Payment(c, tx, paymentId), paymentId);
-            var (market, amount, currency, at, state) = CancellablePayment(LoggedPayment(c, tx, paymentId), paymentId);
+            var row = CancellablePayment(Payment(c, tx, paymentId), paymentId);
+            var (market, amount, currency, at, state) = CancellablePayment(LoggedPayment(c, tx, row, paymentId), paymentId);
             Execute(c, tx, "UPDATE purse_payments SET state = 'cancelling' WHERE payment_id = @p", ("@p", paymentId));
             var key = _card.OpenSigningKey();
             var cancellation = new Cancellation(_card.CardId, paymentId, market, amount, currency, _time.GetUtcNow());
@@ -187,8 +187,8 @@ public sealed partial class PurseLedger
         var answer = await TransactAsync(new MoneyRequestId("confirm", confirmation.Market, hash, hash) { LegacyMatches = null }, (c, tx) =>
         {
             // The table first (cheap, and an edit of it can only make a payment look pending), then the log's word.
-            PendingCancellation(Payment(c, tx, paymentId), paymentId);
-            var (market, amount, currency, _, _) = PendingCancellation(LoggedPayment(c, tx, paymentId), paymentId);
+            var row = PendingCancellation(Payment(c, tx, paymentId), paymentId);
+            var (market, amount, currency, _, _) = PendingCancellation(LoggedPayment(c, tx, row, paymentId), paymentId);
             if (market != confirmation.Market || amount != confirmation.Amount || currency != confirmation.Currency)
                 throw new PurseException(PurseRefusal.Malformed, "the confirmation does not match the payment");
             var balance = Credited(BalanceOf(c, tx, currency), amount, currency);
@@ -382,9 +382,9 @@ public sealed partial class PurseLedger
     /// (<see cref="PurseLog.Payment"/>), which must agree with the payments table; a payment the log re-credited already is
     /// "cancelled" whatever the table says.
     /// </summary>
-    private static (string Market, long Amount, string Currency, DateTimeOffset At, string State) LoggedPayment(DbConnection c, DbTransaction tx, string paymentId)
+    private static (string Market, long Amount, string Currency, DateTimeOffset At, string State) LoggedPayment(DbConnection c, DbTransaction tx,
+        (string Market, long Amount, string Currency, DateTimeOffset At, string State) row, string paymentId)
     {
-        var row = Payment(c, tx, paymentId);
         var logged = PurseLog.Payment(c, tx, paymentId);
         if (logged.Amount != row.Amount || logged.Currency != row.Currency || (logged.At - row.At).Duration() > TimeSpan.FromSeconds(1))
             throw new PurseException(PurseRefusal.Malformed, $"payment {paymentId} in the payments table does not match the purse's log: the store was altered");
