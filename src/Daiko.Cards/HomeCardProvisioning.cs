@@ -79,6 +79,9 @@ internal sealed class HomeCardProvisioning(HomeCardOptions options, HomeCardToke
         return request.CreateSigningRequest(generator);
     });
 
+    /// <summary>How often the certificate object is created before a store error is let through.</summary>
+    private const int CreateAttempts = 3;
+
     public void ImportCertificate(byte[] certificateDer, IReadOnlyList<byte[]> chainDer, string pin2)
     {
         using var certificate = X509CertificateLoader.LoadCertificate(certificateDer);
@@ -89,17 +92,34 @@ internal sealed class HomeCardProvisioning(HomeCardOptions options, HomeCardToke
         AsOwner(pin2, session =>
         {
             var f = token.Module.Factories.ObjectAttributeFactory;
-            session.CreateObject(
-            [
-                f.Create(CKA.CKA_CLASS, CKO.CKO_CERTIFICATE),
-                f.Create(CKA.CKA_CERTIFICATE_TYPE, CKC.CKC_X_509),
-                f.Create(CKA.CKA_TOKEN, true),
-                f.Create(CKA.CKA_ID, KeyTemplates.TlsKeyId),
-                f.Create(CKA.CKA_LABEL, "daiko user certificate"),
-                f.Create(CKA.CKA_SUBJECT, certificate.SubjectName.RawData),
-                f.Create(CKA.CKA_VALUE, certificateDer),
-            ]);
-            return 0;
+            for (var attempt = 1; ; attempt++)
+            {
+                // A renewed certificate replaces the one before it, as would what a failed try left.
+                foreach (var old in session.FindAllObjects([f.Create(CKA.CKA_CLASS, CKO.CKO_CERTIFICATE), f.Create(CKA.CKA_ID, KeyTemplates.TlsKeyId)]))
+                {
+                    session.DestroyObject(old);
+                }
+                try
+                {
+                    session.CreateObject(
+                    [
+                        f.Create(CKA.CKA_CLASS, CKO.CKO_CERTIFICATE),
+                        f.Create(CKA.CKA_CERTIFICATE_TYPE, CKC.CKC_X_509),
+                        f.Create(CKA.CKA_TOKEN, true),
+                        f.Create(CKA.CKA_ID, KeyTemplates.TlsKeyId),
+                        f.Create(CKA.CKA_LABEL, "daiko user certificate"),
+                        f.Create(CKA.CKA_SUBJECT, certificate.SubjectName.RawData),
+                        f.Create(CKA.CKA_VALUE, certificateDer),
+                    ]);
+                    return 0;
+                }
+                catch (Pkcs11Exception e) when (e.RV is CKR.CKR_TEMPLATE_INCONSISTENT or CKR.CKR_GENERAL_ERROR && attempt < CreateAttempts)
+                {
+                    // This template never changes: SoftHSM2 answers so when its file store re-read the
+                    // token while the new object's file was being written (seen once in a test run).
+                    Thread.Sleep(10 * attempt);
+                }
+            }
         });
         lock (pins.Gate)
         {

@@ -378,6 +378,30 @@ public sealed class HomeCardTests : IDisposable
     }
 
     [Fact]
+    public void ARenewedCertificate_ReplacesTheOneBefore_OnTheToken_AndInTheChain()
+    {
+        using var card = NewCard();
+        var csr = card.CreateCertificateSigningRequest("CN=Alice Example, O=Daiko Users", Pin2);
+        var request = System.Security.Cryptography.X509Certificates.CertificateRequest.LoadSigningRequest(csr, HashAlgorithmName.SHA256,
+            System.Security.Cryptography.X509Certificates.CertificateRequestLoadOptions.Default);
+        var pki = TestPki.Create(Path.Combine(_dir.Path, "pki"));
+        var first = pki.IssueForPublicKey(request.PublicKey, request.SubjectName.Name);
+        var renewed = pki.IssueForPublicKey(request.PublicKey, request.SubjectName.Name);
+        Assert.NotEqual(first.SerialNumber, renewed.SerialNumber);
+
+        card.ImportCertificate(first.RawData, [pki.Root.RawData], Pin2);
+        card.ImportCertificate(renewed.RawData, [pki.Root.RawData], Pin2);
+
+        using var session = card.Token.OpenSession(pin1Token: false, readWrite: false);
+        var f = card.Token.Module.Factories.ObjectAttributeFactory;
+        var onToken = session.FindAllObjects([f.Create(Net.Pkcs11Interop.Common.CKA.CKA_CLASS, Net.Pkcs11Interop.Common.CKO.CKO_CERTIFICATE)])
+            .Select(o => session.GetAttributeValue(o, [Net.Pkcs11Interop.Common.CKA.CKA_VALUE])[0].GetValueAsByteArray())
+            .ToList();
+        Assert.Equal([renewed.RawData], onToken);
+        Assert.Equal(renewed.RawData, card.CertificateChain[0]);
+    }
+
+    [Fact]
     public async Task ImportPkcs12_MovesTheKeyIntoTheToken_WhereItSignsAndCannotBeRead()
     {
         using var card = NewCard();
