@@ -173,7 +173,7 @@ internal static class ConsoleEndpoints
         }
         finally
         {
-            if (!await c.Server.Authority.OthersHoldSessionsAsync("", CancellationToken.None)) card.Done();
+            if (!await c.Server.Authority.AnyHoldsSessionAsync(CancellationToken.None)) card.Done();
         }
     }
 

@@ -348,8 +348,13 @@ public sealed class DeviceAuthority(IDeviceSessionStore store, CardGate gate, Ti
     }
 
     /// <summary>Whether any device other than <paramref name="deviceId"/> still holds a live session.</summary>
-    public async Task<bool> OthersHoldSessionsAsync(string deviceId, CancellationToken cancellationToken) =>
-        (await store.ListAsync(cancellationToken)).Any(s => s.DeviceId != deviceId && time.GetUtcNow() - s.LastUse < idleTimeout);
+    public Task<bool> OthersHoldSessionsAsync(string deviceId, CancellationToken cancellationToken) => LiveSessionHeldAsync(deviceId, cancellationToken);
+
+    /// <summary>Whether any device holds a live session (the owner's console, which is no device, asks this).</summary>
+    public Task<bool> AnyHoldsSessionAsync(CancellationToken cancellationToken) => LiveSessionHeldAsync(except: null, cancellationToken);
+
+    private async Task<bool> LiveSessionHeldAsync(string? except, CancellationToken cancellationToken) =>
+        (await store.ListAsync(cancellationToken)).Any(s => s.DeviceId != except && time.GetUtcNow() - s.LastUse < idleTimeout);
 
     /// <summary>
     /// The token that ends the device's live work; linked with <paramref name="other"/> (the channel's

@@ -41,6 +41,16 @@ public sealed class RequestDispatcher(HomeHandlers handlers, Microsoft.Extension
             if (logger is not null) Storage.StoreOutage.Log(logger, request.Message.Type, e);
             result = HandlerResult.Error(ErrorCode.Unavailable, Storage.StoreOutage.Sentence);
         }
+        await SendReplyAsync(connection, request, result);
+    }
+
+    /// <summary>
+    /// Writes a handler's reply, then runs what it said to run: <see cref="HandlerResult.AfterReply"/> once written;
+    /// <see cref="HandlerResult.Abandoned"/> when nothing of it left (the channel closed before its turn to write);
+    /// <see cref="HandlerResult.MaybeSent"/> (else Abandoned) when the write began and failed.
+    /// </summary>
+    internal static async Task SendReplyAsync(ControlConnection connection, ControlRequest request, HandlerResult result)
+    {
         try
         {
             await connection.ReplyAsync(request, result.Reply);
