@@ -47,5 +47,7 @@ public static class ControlProtocol
     /// the frame (1 MiB) bounds the whole request.
     /// </summary>
     internal const int MaxSignTranscriptBytes = 512 * 1024;
-    internal const int MaxMoneyMessageBytes = 64 * 1024;
+
+    /// <summary>The largest money message (payment, refill, cancellation, confirmation) the protocol carries.</summary>
+    public const int MaxMoneyMessageBytes = 64 * 1024;
 }

@@ -176,6 +176,29 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"the refill took {clock.Elapsed}");
     }
 
+    [Fact]
+    public async Task AMarketsAnswer_ReachesTheScreenWithoutItsControlSequences_AndOneOfMegabytesIsNotRead()
+    {
+        var (bank, shop, greedy) = await BankAndTwoShopsAsync();
+        Assert.True((await RefillAsync(await StartAsync(bank.MapBank), 5_000)).ExitCode == 0);
+        // A title-setting escape, a clipboard write (OSC 52), a carriage return that would overwrite the line, a direction override.
+        shop.PaymentAnswer = _ => Results.Text("paid\u001b]0;owned\u0007 \u001b]52;c;ZXZpbA==\u0007\rfake line \u202Eevil\n");
+        greedy.PaymentAnswer = _ => Results.Text(new string('x', 2 * 1024 * 1024));
+
+        var shown = await DaikoCli.RunAsync(["terminal", "wallet", "pay", "--terminal", _system.Terminal, "--market", (await StartAsync(shop.MapMarket)).ToString(), "--order", "tea"], timeout: TimeSpan.FromSeconds(90));
+        var flooded = await DaikoCli.RunAsync(["terminal", "wallet", "pay", "--terminal", _system.Terminal, "--market", (await StartAsync(greedy.MapMarket)).ToString(), "--order", "tea"], timeout: TimeSpan.FromSeconds(90));
+
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+        Assert.Contains("paid", shown.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("fake line", shown.StandardOutput, StringComparison.Ordinal);
+        Assert.DoesNotContain(shown.StandardOutput, c => c is '\u001b' or '\u0007' or '\r' or '\u202E');
+        Assert.True(flooded.ExitCode == 1, flooded.ToString());
+        Assert.Contains("with more than 64 KiB, more than any money message; the rest was not read", flooded.StandardError, StringComparison.Ordinal);
+        Assert.Contains("wallet history", flooded.StandardError, StringComparison.Ordinal);
+        // Both payments were made (the card signed them before the markets answered): the flood changed nothing of that.
+        Assert.Equal(5_000 - shop.Amount - greedy.Amount, await BalanceAsync());
+    }
+
     /// <summary>A bank and two shops (1,200 and 700 a payment), declared as the owner does.</summary>
     private async Task<(Party Bank, Party ShopA, Party ShopB)> BankAndTwoShopsAsync()
     {
@@ -237,6 +260,9 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
 
         public long Amount { get; set; } = 900;
 
+        /// <summary>What the market answers a payment it takes; null: "paid AMOUNT CURRENCY; payment ID".</summary>
+        public Func<Payment, IResult>? PaymentAnswer { get; set; }
+
         /// <summary>The payment ids this market was handed, in order.</summary>
         public List<string> Received { get; } = new();
 
@@ -250,7 +276,7 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
                 var payment = MoneyCodec.ReadUnverified<Payment>(await BodyAsync(context));
                 if (payment.Market != Name) return Results.BadRequest($"this payment is for {payment.Market}, not {Name}\n");
                 lock (Received) Received.Add(payment.PaymentId);
-                return Results.Text($"paid {payment.Amount} {payment.Currency}; payment {payment.PaymentId}\n");
+                return PaymentAnswer?.Invoke(payment) ?? Results.Text($"paid {payment.Amount} {payment.Currency}; payment {payment.PaymentId}\n");
             });
         }
 

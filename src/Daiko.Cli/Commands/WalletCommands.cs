@@ -112,7 +112,7 @@ internal static class WalletCommands
             }
             catch (InvalidDataException e)
             {
-                return CliConsole.Fail($"the market or bank did not answer as a Daiko market or bank does: {e.Message}");
+                return CliConsole.Fail($"the market or bank did not answer as a Daiko market or bank does: {e.Message} (see 'wallet history' for what the home card recorded)");
             }
             catch (ControlErrorException e)
             {

@@ -21,7 +21,12 @@ public sealed class WalletClient(ControlConnection control, DelegationMode mode 
     }))
     {
         Timeout = TimeSpan.FromSeconds(60),
+        // A market's or bank's answer is a money message or a short text: one streaming more is refused, not held.
+        MaxResponseContentBufferSize = MaxAnswerBytes,
     };
+
+    /// <summary>The most of a market's or bank's answer the wallet reads: the largest money message the card takes.</summary>
+    public const int MaxAnswerBytes = ControlProtocol.MaxMoneyMessageBytes;
 
     /// <summary>Told of every delegated session the wallet opens to a market or bank (for --stats).</summary>
     public Action<DelegatedSession>? OnSession { get; init; }
@@ -54,9 +59,8 @@ public sealed class WalletClient(ControlConnection control, DelegationMode mode 
     public async Task<(string PaymentId, string MarketAnswer)> PayAsync(Uri market, string order, CancellationToken ct)
     {
         using var http = Http();
-        using var response = await http.GetAsync(new Uri(market, $"orders/{Uri.EscapeDataString(order)}"), ct);
-        var answer = await PeerAnswer.ReadAsync(response, ct);
-        if (!response.IsSuccessStatusCode) throw new ControlErrorException(ErrorCode.MarketRefused, $"the market at {Where(market)} gave no payment request for order '{order}': it answered {answer}");
+        var answer = await AskAsync(http, HttpMethod.Get, new Uri(market, $"orders/{Uri.EscapeDataString(order)}"), null, ct);
+        if (!answer.Success) throw new ControlErrorException(ErrorCode.MarketRefused, $"the market at {Where(market)} gave no payment request for order '{order}': it answered {answer}");
         WalletPaymentReply reply;
         try
         {
@@ -82,14 +86,13 @@ public sealed class WalletClient(ControlConnection control, DelegationMode mode 
         PeerAnswer answer;
         try
         {
-            using var issued = await http.PostAsync(new Uri(bank, $"refills?card={cardId}&amount={amount}&currency={currency}"), null, answerWithin.Token);
-            answer = await PeerAnswer.ReadAsync(issued, answerWithin.Token);
+            answer = await AskAsync(http, HttpMethod.Post, new Uri(bank, $"refills?card={cardId}&amount={amount}&currency={currency}"), null, answerWithin.Token);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
             throw new ControlErrorException(ErrorCode.BankRefused, $"{Where(bank)} did not answer the refill request within {BankAnswerTimeout.TotalSeconds:0} s: it does not behave as a Daiko bank (a bank answers POST /refills with a signed refill)");
         }
-        if (answer.Status is < 200 or > 299) throw new ControlErrorException(ErrorCode.BankRefused, $"the bank at {Where(bank)} refused the refill: it answered {answer}");
+        if (!answer.Success) throw new ControlErrorException(ErrorCode.BankRefused, $"the bank at {Where(bank)} refused the refill: it answered {answer}");
         WalletRefillAckReply reply;
         try
         {
@@ -109,11 +112,8 @@ public sealed class WalletClient(ControlConnection control, DelegationMode mode 
         var url = reply.MarketUrl;
         if (string.IsNullOrEmpty(url)) throw new ControlErrorException(ErrorCode.NoMarketUrl, "the market of this payment gave no address for cancellations");
         using var http = Http();
-        using var content = new ByteArrayContent(reply.Cancellation);
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/cose");
-        using var response = await http.PostAsync(new Uri(new Uri(url), "cancellations"), content, ct);
-        var answer = await PeerAnswer.ReadAsync(response, ct);
-        if (!response.IsSuccessStatusCode) throw new ControlErrorException(ErrorCode.MarketRefused, $"the market refused the cancellation: it answered {answer}");
+        var answer = await AskAsync(http, HttpMethod.Post, new Uri(new Uri(url), "cancellations"), Cose(reply.Cancellation), ct);
+        if (!answer.Success) throw new ControlErrorException(ErrorCode.MarketRefused, $"the market refused the cancellation: it answered {answer}");
         var confirmation = answer.Body;
         var credited = await control.RequestAsync<WalletCreditedReply>(new WalletConfirmRequest(confirmation), ct);
         return credited.Balance;
@@ -125,22 +125,69 @@ public sealed class WalletClient(ControlConnection control, DelegationMode mode 
         return (reply.Sent, reply.Pending);
     }
 
+    private static ByteArrayContent Cose(byte[] message)
+    {
+        var content = new ByteArrayContent(message);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/cose");
+        return content;
+    }
+
+    /// <summary>One request to a market or bank, its answer read up to <see cref="MaxAnswerBytes"/> (more is <see cref="InvalidDataException"/>).</summary>
+    private static async Task<PeerAnswer> AskAsync(HttpClient http, HttpMethod method, Uri uri, HttpContent? content, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(method, uri) { Content = content };
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
+        return await PeerAnswer.ReadAsync(response, MaxAnswerBytes, ct);
+    }
+
     private static async Task<string> PostAsync(HttpClient http, Uri uri, byte[] cose, CancellationToken ct)
     {
-        using var content = new ByteArrayContent(cose);
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/cose");
-        using var response = await http.PostAsync(uri, content, ct);
-        var answer = await PeerAnswer.ReadAsync(response, ct);
-        if (!response.IsSuccessStatusCode) throw new ControlErrorException(ErrorCode.Refused, $"{Where(uri)} refused: it answered {answer}");
-        return System.Text.Encoding.UTF8.GetString(answer.Body).Trim();
+        var answer = await AskAsync(http, HttpMethod.Post, uri, Cose(cose), ct);
+        if (!answer.Success) throw new ControlErrorException(ErrorCode.Refused, $"{Where(uri)} refused: it answered {answer}");
+        return PeerAnswer.Printable(System.Text.Encoding.UTF8.GetString(answer.Body).Trim());
     }
 }
 
 /// <summary>What a market or bank answered, as one short phrase for an error: status, type and the start of the body.</summary>
 internal sealed record PeerAnswer(int Status, string Reason, string? ContentType, byte[] Body)
 {
-    public static async Task<PeerAnswer> ReadAsync(HttpResponseMessage response, CancellationToken ct) =>
-        new((int)response.StatusCode, response.ReasonPhrase ?? "", response.Content.Headers.ContentType?.MediaType, await response.Content.ReadAsByteArrayAsync(ct));
+    public bool Success => Status is >= 200 and <= 299;
+
+    /// <summary>The answer, its body read to at most <paramref name="limit"/> bytes: a longer one is refused, not held.</summary>
+    public static async Task<PeerAnswer> ReadAsync(HttpResponseMessage response, int limit, CancellationToken ct)
+    {
+        var head = $"{(int)response.StatusCode} {response.ReasonPhrase}".Trim();
+        if (response.Content.Headers.ContentLength > limit) throw TooLong(head, limit);
+        await using var body = await response.Content.ReadAsStreamAsync(ct);
+        var buffer = new MemoryStream();
+        var chunk = new byte[8192];
+        int n;
+        while ((n = await body.ReadAsync(chunk, ct)) > 0)
+        {
+            if (buffer.Length + n > limit) throw TooLong(head, limit);
+            buffer.Write(chunk, 0, n);
+        }
+        return new((int)response.StatusCode, response.ReasonPhrase ?? "", response.Content.Headers.ContentType?.MediaType, buffer.ToArray());
+    }
+
+    private static InvalidDataException TooLong(string head, int limit) =>
+        new($"it answered {head} with more than {limit / 1024} KiB, more than any money message; the rest was not read");
+
+    /// <summary>
+    /// A market's text as it may reach the user's screen: every control or invisible formatting character (an escape
+    /// sequence that would rewrite the terminal's screen or clipboard, a direction override) shown as U+FFFD.
+    /// </summary>
+    public static string Printable(string text) =>
+        string.Create(text.Length, text, static (span, t) =>
+        {
+            for (var i = 0; i < t.Length; i++)
+            {
+                var c = t[i];
+                var hidden = (char.IsControl(c) && c is not '\n' and not '\t') || char.GetUnicodeCategory(c) is System.Globalization.UnicodeCategory.Format
+                    or System.Globalization.UnicodeCategory.LineSeparator or System.Globalization.UnicodeCategory.ParagraphSeparator;
+                span[i] = hidden ? '\uFFFD' : c;
+            }
+        });
 
     /// <summary>e.g. <c>404 Not Found (text/plain): "no such order"</c>; a binary body is counted, never printed.</summary>
     public override string ToString()
@@ -149,7 +196,7 @@ internal sealed record PeerAnswer(int Status, string Reason, string? ContentType
         if (Body.Length == 0) return head + " with an empty body";
         var text = System.Text.Encoding.UTF8.GetString(Body, 0, Math.Min(Body.Length, 400));
         if (text.Any(ch => char.IsControl(ch) && ch is not '\n' and not '\r' and not '\t')) return $"{head}: {Body.Length} bytes that are not text";
-        var line = string.Join(' ', text.Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        var line = Printable(string.Join(' ', text.Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
         return $"{head}: \"{(line.Length > 120 ? line[..120] + "…" : line)}\"";
     }
 }
