@@ -344,7 +344,8 @@ internal static partial class TerminalCommands
         var target = new Option<string>("--target") { Description = "the market", Required = true }.HostPort();
         var mode = ModeOption();
         var stats = new Option<bool>("--stats") { Description = "print one JSON line to stderr as each forwarded connection closes: its whole cost (market and control channel, CLI and agent)" };
-        foreach (var o in new Option[] { terminal, listen, target, mode, stats }) command.Options.Add(o);
+        var allowOthers = new Option<bool>("--allow-others") { Description = "serve every connection, not only this user's: other users of this machine, and with a non-loopback --listen other machines, then use the market as the owner" };
+        foreach (var o in new Option[] { terminal, listen, target, mode, stats, allowOthers }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             var dir = parse.GetValue(terminal)!;
@@ -364,7 +365,11 @@ internal static partial class TerminalCommands
                     var session = await new DelegatedConnector(control).ConnectAsync(host, port, sessionMode, cancellationToken: c);
                     return new OwningStream(session.Stream, control, !parse.GetValue(stats) ? null : async () =>
                         Console.Error.WriteLine(await TerminalStats.CommandLineAsync(control, [session], clock.Elapsed, CancellationToken.None)));
-                }, log.CreateLogger("forward"));
+                }, log.CreateLogger("forward"), parse.GetValue(allowOthers));
+            }
+            catch (ArgumentException e)
+            {
+                return CliConsole.Fail($"--listen {parse.GetValue(listen)}: {e.Message}");
             }
             catch (System.Net.Sockets.SocketException e)
             {

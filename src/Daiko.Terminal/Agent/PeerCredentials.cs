@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace Daiko.Terminal.Agent;
 
@@ -16,4 +17,10 @@ internal static class PeerCredentials
         socket.GetRawSocketOption(1 /* SOL_SOCKET */, 17 /* SO_PEERCRED */, credentials);
         return (BitConverter.ToInt32(credentials, 0), BitConverter.ToUInt32(credentials, 4));
     }
+
+    /// <summary>This process's effective user id.</summary>
+    public static uint CurrentUser() => GetEuid();
+
+    [DllImport("libc", EntryPoint = "geteuid")]
+    private static extern uint GetEuid();
 }

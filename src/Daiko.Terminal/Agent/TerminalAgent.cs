@@ -167,11 +167,8 @@ public sealed class TerminalAgent : IAsyncDisposable
     private static bool SameUser(Socket client)
     {
         if (!OperatingSystem.IsLinux()) return true;
-        return PeerCredentials.Of(client).Uid == GetEuid();
+        return PeerCredentials.Of(client).Uid == PeerCredentials.CurrentUser();
     }
-
-    [DllImport("libc", EntryPoint = "geteuid")]
-    private static extern uint GetEuid();
 
     [DllImport("libc", EntryPoint = "umask")]
     private static extern int UMask(int mask);

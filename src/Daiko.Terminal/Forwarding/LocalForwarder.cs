@@ -6,9 +6,13 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace Daiko.Terminal.Forwarding;
 
 /// <summary>
-/// <c>daiko terminal forward</c>: a local plaintext port that any program can use (as ghostunnel's
-/// client mode does). Each accepted connection gets its own delegated session from
-/// <see cref="ConnectAsync"/>, and bytes are pumped both ways until either side closes.
+/// <c>daiko terminal forward</c>: a local plaintext port for this user's programs (as ghostunnel's
+/// client mode offers). Each accepted connection gets its own delegated session, and bytes are pumped
+/// both ways until either side closes. Whoever connects acts as the owner at the market, so by default only
+/// this process's own user may: the port listens on loopback, and a connection from another local user
+/// (its socket's owner in the kernel's tables) is closed before any session is asked for. At most
+/// <see cref="MaxOpen"/> connections are served at once (each holds a market connection and cost the home
+/// card a signature or a ticket); more are closed at once.
 /// </summary>
 public sealed partial class LocalForwarder : IAsyncDisposable
 {
@@ -17,14 +21,21 @@ public sealed partial class LocalForwarder : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _acceptLoop;
+    private readonly bool _allowOthers;
     private long _served;
     private long _failed;
+    private long _refused;
+    private int _open;
 
-    private LocalForwarder(TcpListener listener, Func<CancellationToken, Task<Stream>> connect, ILogger logger)
+    /// <summary>Connections served at once, as many as a home server keeps open relays for one device.</summary>
+    public const int MaxOpen = 64;
+
+    private LocalForwarder(TcpListener listener, Func<CancellationToken, Task<Stream>> connect, ILogger logger, bool allowOthers)
     {
         _listener = listener;
         _connect = connect;
         _logger = logger;
+        _allowOthers = allowOthers;
         _acceptLoop = AcceptLoopAsync();
     }
 
@@ -34,12 +45,23 @@ public sealed partial class LocalForwarder : IAsyncDisposable
 
     public long ConnectionsFailed => Interlocked.Read(ref _failed);
 
-    /// <summary>Listens on <paramref name="endPoint"/>; a non-loopback address must be asked for explicitly.</summary>
-    public static LocalForwarder Start(IPEndPoint endPoint, Func<CancellationToken, Task<Stream>> connect, ILogger? logger = null)
+    /// <summary>Connections closed unserved: another user's, or past <see cref="MaxOpen"/>.</summary>
+    public long ConnectionsRefused => Interlocked.Read(ref _refused);
+
+    /// <summary>
+    /// Listens on <paramref name="endPoint"/>. Without <paramref name="allowOthers"/> the address must be a loopback
+    /// one and only this user's connections are served; with it, everyone who reaches the port acts as the owner.
+    /// </summary>
+    /// <exception cref="ArgumentException">a non-loopback address without <paramref name="allowOthers"/>.</exception>
+    public static LocalForwarder Start(IPEndPoint endPoint, Func<CancellationToken, Task<Stream>> connect, ILogger? logger = null, bool allowOthers = false)
     {
+        if (!allowOthers && !IPAddress.IsLoopback(endPoint.Address))
+        {
+            throw new ArgumentException($"{endPoint.Address} is not a loopback address: every machine that reaches it would use the market as the owner; listen on 127.0.0.1, or pass --allow-others to mean it");
+        }
         var listener = new TcpListener(endPoint);
         listener.Start();
-        return new LocalForwarder(listener, connect, logger ?? NullLogger.Instance);
+        return new LocalForwarder(listener, connect, logger ?? NullLogger.Instance, allowOthers);
     }
 
     /// <summary>Completes when the forwarder stops.</summary>
@@ -69,7 +91,41 @@ public sealed partial class LocalForwarder : IAsyncDisposable
         await Task.WhenAll(sessions);
     }
 
+    /// <summary>Why <paramref name="client"/> is not served, or null: another user's connection, or one past <see cref="MaxOpen"/>.</summary>
+    private string? Refusal(TcpClient client)
+    {
+        if (Volatile.Read(ref _open) >= MaxOpen) return $"{MaxOpen} connections are open already; close one first";
+        if (_allowOthers) return null;
+        var peer = (IPEndPoint)client.Client.RemoteEndPoint!;
+        var user = LoopbackPeers.UserOf(peer, (IPEndPoint)client.Client.LocalEndPoint!);
+        var me = Agent.PeerCredentials.CurrentUser();
+        return user == me ? null : user is null
+            ? $"the user behind {peer} could not be told (no kernel socket table shows it); only this user ({me}) may use the forward, unless --allow-others"
+            : $"{peer} belongs to local user {user}; only this user ({me}) may use the forward, unless --allow-others";
+    }
+
     private async Task ServeAsync(TcpClient client)
+    {
+        if (Refusal(client) is { } refusal)
+        {
+            Interlocked.Increment(ref _refused);
+            ConnectionRefused(_logger, refusal);
+            client.Client.LingerState = new LingerOption(true, 0);
+            client.Dispose();
+            return;
+        }
+        Interlocked.Increment(ref _open);
+        try
+        {
+            await ServeOwnAsync(client);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _open);
+        }
+    }
+
+    private async Task ServeOwnAsync(TcpClient client)
     {
         using (client)
         {
@@ -150,4 +206,7 @@ public sealed partial class LocalForwarder : IAsyncDisposable
 
     [LoggerMessage(1, LogLevel.Warning, "could not open a delegated session: {Kind}: {Reason}")]
     private static partial void SessionFailed(ILogger logger, string kind, string reason);
+
+    [LoggerMessage(2, LogLevel.Warning, "refused a connection: {Reason}")]
+    private static partial void ConnectionRefused(ILogger logger, string reason);
 }
