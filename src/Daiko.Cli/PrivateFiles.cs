@@ -33,6 +33,11 @@ internal static class PrivateFiles
             if (option is not Option<string> { Name: "--home" or "--terminal" } directoryOption) continue;
             if (parse.GetResult(directoryOption) is null || parse.GetValue(directoryOption) is not { Length: > 0 } directory) continue;
             if (!Directory.Exists(directory)) continue;
+            if (OperatingSystem.IsLinux() && UnsafePlace(directory) is { } unsafePlace)
+            {
+                throw new CliInputException($"{directory} cannot be trusted: {unsafePlace}. Another user could change what daiko reads there (keys, state, " +
+                    "and the PKCS#11 module it loads); use a directory of your own, in directories only you and root can write to");
+            }
             var changes = Tighten(directory);
             if (changes.Count > 0)
             {
@@ -40,6 +45,44 @@ internal static class PrivateFiles
             }
         }
     }
+
+    /// <summary>
+    /// Why <paramref name="directory"/> is not this user's alone, or null: it, or a directory above it, belongs to
+    /// another user (not root), or a directory above it may be written by others without the sticky bit (as
+    /// /tmp has), so that they could rename it away and put their own in its place (OpenSSH's StrictModes rule).
+    /// </summary>
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    internal static string? UnsafePlace(string directory)
+    {
+        var me = GetEuid();
+        var path = Path.GetFullPath(directory);
+        for (var at = path; at is not null; at = Path.GetDirectoryName(at))
+        {
+            if (Stat(at) is not var (owner, mode)) return $"{at} could not be read";
+            if (owner != me && owner != 0) return $"{at} belongs to user {owner}, not to you ({me})";
+            const uint groupOrOtherWrite = 0b000_010_010, sticky = 0b001_000_000_000;
+            if (at != path && (mode & groupOrOtherWrite) != 0 && (mode & sticky) == 0) return $"{at} may be written by other users";
+        }
+        return null;
+    }
+
+    /// <summary>The owner and mode of <paramref name="path"/> (following a link), from statx(2), whose layout is the same on every architecture.</summary>
+    private static (uint Owner, uint Mode)? Stat(string path)
+    {
+        var buffer = new byte[256];
+        // AT_FDCWD, no flags (a link is followed: what it points to is what is used), STATX_MODE | STATX_UID.
+        if (StatX(-100, path, 0, 0x2 | 0x8, buffer) != 0) return null;
+        // struct statx: stx_mask u32, stx_blksize u32, stx_attributes u64, stx_nlink u32, stx_uid u32 (20), stx_gid u32, stx_mode u16 (28).
+        return (BitConverter.ToUInt32(buffer, 20), BitConverter.ToUInt16(buffer, 28));
+    }
+
+#pragma warning disable SYSLIB1054 // LibraryImport would need unsafe code for these calls
+    [DllImport("libc", EntryPoint = "statx", SetLastError = true)]
+    private static extern int StatX(int directoryFd, string path, int flags, uint mask, byte[] buffer);
+
+    [DllImport("libc", EntryPoint = "geteuid")]
+    private static extern uint GetEuid();
+#pragma warning restore SYSLIB1054
 
     /// <summary>Removes group and other permissions from <paramref name="directory"/> and everything under it; returns what changed.</summary>
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]

@@ -48,6 +48,50 @@ public sealed class LocalUserTests(HomeServeProcess home)
     }
 
     [Fact]
+    public async Task ADirectoryAnotherUserOwns_OrOneUnderADirectoryOthersMayWrite_IsRefusedBeforeAnythingInItIsRead()
+    {
+        // Run as root, as the suite is: chown gives the directory to nobody.
+        if (!OperatingSystem.IsLinux()) return;
+        using var dir = new TempDirectory("daiko-hostile-owner");
+        // Each looks like a home or a terminal (what another user would have put there); none is a working one.
+        var theirs = Path.Combine(dir.Path, "theirs");
+        Directory.CreateDirectory(Path.Combine(theirs, "card"));
+        File.WriteAllText(Path.Combine(theirs, "card", "card.json"), "{}");
+        Assert.Equal(0, (await ProgramAsync("chown", "-R", "65534:65534", theirs)).ExitCode);
+        var open = Path.Combine(dir.Path, "open");
+        Directory.CreateDirectory(Path.Combine(open, "home"));
+        File.WriteAllText(Path.Combine(open, "home", "terminal.json"), "{}");
+        File.SetUnixFileMode(open, (UnixFileMode)Convert.ToInt32("777", 8));
+        var sticky = Path.Combine(dir.Path, "sticky");
+        Directory.CreateDirectory(Path.Combine(sticky, "home", "card"));
+        File.WriteAllText(Path.Combine(sticky, "home", "card", "card.json"), "{}");
+        File.SetUnixFileMode(sticky, (UnixFileMode)Convert.ToInt32("1777", 8));
+
+        var owned = await DaikoCli.RunAsync(["home", "device", "list", "--home", theirs]);
+        var writable = await DaikoCli.RunAsync(["terminal", "lock", "--terminal", Path.Combine(open, "home")]);
+        var underSticky = await DaikoCli.RunAsync(["home", "device", "list", "--home", Path.Combine(sticky, "home")]);
+
+        Assert.True(owned.ExitCode == 2, owned.ToString());
+        Assert.Contains($"{theirs} belongs to user 65534, not to you (0)", owned.StandardError, StringComparison.Ordinal);
+        Assert.Contains("use a directory of your own", owned.StandardError, StringComparison.Ordinal);
+        Assert.Equal([Path.Combine(theirs, "card")], Directory.EnumerateFileSystemEntries(theirs));
+        Assert.True(writable.ExitCode == 2, writable.ToString());
+        Assert.Contains($"{open} may be written by other users", writable.StandardError, StringComparison.Ordinal);
+        // A sticky directory (as /tmp is) lets nobody rename another's entry: a home under it is used.
+        Assert.True(underSticky.ExitCode == 0, underSticky.ToString());
+        Assert.Contains("no terminal is enrolled", underSticky.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain("cannot be trusted", underSticky.StandardError, StringComparison.Ordinal);
+    }
+
+    private static async Task<(int ExitCode, string Output)> ProgramAsync(string program, params string[] arguments)
+    {
+        using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(program, arguments) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        var output = await process.StandardOutput.ReadToEndAsync() + await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (process.ExitCode, output);
+    }
+
+    [Fact]
     public async Task TheEnrollmentCode_IsReadFromStandardInput_AndTheTerminalDirectoryIsPrivate()
     {
         using var dir = new TempDirectory("daiko-hostile-terminal");
