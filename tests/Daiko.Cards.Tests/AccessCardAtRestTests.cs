@@ -95,6 +95,27 @@ public sealed class AccessCardAtRestTests : IDisposable
         Assert.True(reopened.Unlock("4321").Accepted);
     }
 
+    [Theory]
+    [InlineData("memory_kib", 2_000_000_000)]
+    [InlineData("passes", 1_000_000)]
+    public void AKeyFileAskingAGuessForTerabytesOrAMillionPasses_IsDamaged_NotObeyed(string field, int value)
+    {
+        AccessCard.Create(_dir.Path, Pin, AccessCardKdf.ForTests).Dispose();
+        var file = JsonNode.Parse(File.ReadAllText(KeyFile))!.AsObject();
+        file[field] = value;
+        File.WriteAllText(KeyFile, file.ToJsonString());
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var damaged = Assert.Throws<CardNotReadyException>(() =>
+        {
+            using var card = AccessCard.Open(_dir.Path);
+            card.Unlock(Pin);
+        });
+
+        Assert.Contains("is damaged or of an unknown format", damaged.Message, StringComparison.Ordinal);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"took {clock.Elapsed}");
+    }
+
     [Fact]
     public void ChangePin_ChecksAndCountsTheOldPin_AndReEncryptsUnderTheNewOne()
     {

@@ -24,6 +24,9 @@ internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
     /// <summary>64 MiB: large enough that a GPU or ASIC gains little per guess.</summary>
     public const int DefaultMemoryKiB = 64 * 1024;
 
+    /// <summary>The most memory a key file may ask a guess to take (1 GiB): a file asking more is damaged, not obeyed.</summary>
+    internal const int MaxMemoryKiB = 1024 * 1024;
+
     /// <summary>
     /// TEST-ONLY parameters (8 MiB, one pass, a few milliseconds a guess): unit tests pass them
     /// explicitly so the suite stays fast; the product never uses them — every enrollment, migration and
@@ -83,7 +86,7 @@ internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
     }
 
     /// <summary>The most passes calibration chooses (a terminal so slow that it needs more takes this many).</summary>
-    private const int MaxPasses = 256;
+    internal const int MaxPasses = 256;
 
     private static int PassesFor(double seconds, double fixedPart, double perPass) =>
         (int)Math.Clamp(Math.Ceiling((seconds - fixedPart) / Math.Max(perPass, 1e-6)), 1, MaxPasses);

@@ -138,7 +138,7 @@ internal static class FileDeviceKey
             file = null;
         }
         if (file is null || file.Format != DeviceKeyFile.CurrentFormat || file.Kdf != "argon2id" || file.Parallelism != AccessCardKdf.Parallelism
-            || file.MemoryKiB < 8 * 1024 || file.Passes < 1 || file.Salt.Length != AccessCardKdf.SaltLength || file.Nonce.Length != 12 || file.Tag.Length != 16)
+            || file.MemoryKiB is < 8 * 1024 or > AccessCardKdf.MaxMemoryKiB || file.Passes is < 1 or > AccessCardKdf.MaxPasses || file.Salt.Length != AccessCardKdf.SaltLength || file.Nonce.Length != 12 || file.Tag.Length != 16)
         {
             throw new CardNotReadyException($"the access card's key file {path} is damaged or of an unknown format; enroll this terminal again");
         }
