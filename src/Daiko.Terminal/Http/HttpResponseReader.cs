@@ -48,8 +48,10 @@ public static class HttpResponseReader
         {
             if (!long.TryParse(lengthText, NumberStyles.None, CultureInfo.InvariantCulture, out var length)) throw new InvalidDataException("malformed Content-Length");
             if (length > MaxBodyBytes) throw new InvalidDataException("the response body is too large");
-            body = new byte[length];
-            await input.ReadExactlyAsync(body, cancellationToken);
+            // Grown as the bytes come, not taken at once on the strength of one header line.
+            var output = new MemoryStream();
+            await input.CopyExactlyAsync(output, (int)length, cancellationToken);
+            body = output.ToArray();
         }
         else
         {
@@ -69,6 +71,8 @@ public static class HttpResponseReader
                 throw new InvalidDataException("malformed chunk size");
             if (size == 0) break;
             if (output.Length + size > MaxBodyBytes) throw new InvalidDataException("the response body is too large");
+            // Tiny chunks with long size lines could make a body of the largest size cost thousands of times its bytes.
+            if (input.Consumed > MaxBodyBytes) throw new InvalidDataException("the response's chunk framing is far larger than its body");
             await input.CopyExactlyAsync(output, size, cancellationToken);
             if ((await input.ReadLineAsync(2, "the end of a chunk", cancellationToken)).Length != 0) throw new InvalidDataException("a chunk does not end with CRLF");
         }
@@ -88,7 +92,7 @@ public static class HttpResponseReader
         private int _start;
         private int _end;
 
-        /// <summary>Bytes taken from the stream so far (to bound the header block).</summary>
+        /// <summary>Bytes of lines taken from the stream so far (to bound the header block, and a chunked body's framing).</summary>
         public int Consumed { get; private set; }
 
         private async Task<bool> FillAsync(CancellationToken cancellationToken)
@@ -124,23 +128,11 @@ public static class HttpResponseReader
             return Encoding.ASCII.GetString(bytes[..^2]);
         }
 
-        public async Task ReadExactlyAsync(Memory<byte> destination, CancellationToken cancellationToken)
-        {
-            while (!destination.IsEmpty)
-            {
-                if (_start == _end && !await FillAsync(cancellationToken)) throw new InvalidDataException("the connection closed before the response body ended");
-                var n = Math.Min(destination.Length, _end - _start);
-                _buffer.AsMemory(_start, n).CopyTo(destination);
-                _start += n;
-                destination = destination[n..];
-            }
-        }
-
         public async Task CopyExactlyAsync(MemoryStream output, int count, CancellationToken cancellationToken)
         {
             while (count > 0)
             {
-                if (_start == _end && !await FillAsync(cancellationToken)) throw new InvalidDataException("the connection closed in the middle of a chunk");
+                if (_start == _end && !await FillAsync(cancellationToken)) throw new InvalidDataException("the connection closed before the response body ended");
                 var n = Math.Min(count, _end - _start);
                 output.Write(_buffer, _start, n);
                 _start += n;
