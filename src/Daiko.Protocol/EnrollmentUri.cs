@@ -15,9 +15,9 @@ public static class EnrollmentUri
     public static (string Home, string Code) Parse(string text)
     {
         if (!Uri.TryCreate(text.Trim(), UriKind.Absolute, out var uri) || uri.Scheme != Scheme)
-            throw new FormatException($"an enrollment URI looks like {Scheme}://HOST:PORT/CODE (got '{text}')");
+            throw new FormatException($"an enrollment URI looks like {Scheme}://HOST:PORT/CODE; what was given is not one (it is not shown here: it may hold the code)");
         if (uri.IsDefaultPort || uri.Port <= 0 || string.IsNullOrEmpty(uri.Host))
-            throw new FormatException($"the enrollment URI names no home HOST:PORT (got '{text}')");
+            throw new FormatException($"the enrollment URI names no home HOST:PORT (got '{Scheme}://{uri.Authority}/…')");
         if (!string.IsNullOrEmpty(uri.Query) || !string.IsNullOrEmpty(uri.Fragment) || !string.IsNullOrEmpty(uri.UserInfo))
             throw new FormatException("an enrollment URI has no user, query or fragment");
         var code = uri.AbsolutePath.Trim('/');

@@ -48,9 +48,16 @@ public sealed class TlsGetVersionTests : IDisposable
     {
         using var peer = await OpenSslServer.StartAsync(_pki, new TlsPeerOptions { Versions = "1.2" });
         var ticket = Path.Combine(_dir.Path, "ticket.cbor");
+        // A link planted at the ticket's name (as another user could in a shared directory) is replaced, not written through.
+        var victim = Path.Combine(_dir.Path, "victim.txt");
+        File.WriteAllText(victim, "untouched");
+        File.CreateSymbolicLink(ticket, victim);
 
         var first = await DaikoCli.RunAsync(Get(peer.Port, "--stats", "--save-ticket", ticket));
         Assert.True(first.ExitCode == 0, first.ToString());
+        Assert.Equal("untouched", File.ReadAllText(victim));
+        Assert.Null(new FileInfo(ticket).LinkTarget);
+        if (!OperatingSystem.IsWindows()) Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(ticket));
         Assert.Contains("Alice Example", first.StandardOutput, StringComparison.Ordinal);
         Assert.Equal("1.2", Stats(first).GetProperty("version").GetString());
         Assert.False(Stats(first).GetProperty("resumed").GetBoolean());

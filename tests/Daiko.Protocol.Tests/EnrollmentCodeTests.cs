@@ -8,6 +8,25 @@ public sealed class EnrollmentCodeTests
     private static byte[] KeyHash() => SHA256.HashData(RandomNumberGenerator.GetBytes(91));
 
     [Fact]
+    public void AnEnrollmentUri_GivesItsHomeAndCode_AndAMistypedOne_IsRefusedWithoutShowingTheCode()
+    {
+        var (id, secret) = EnrollmentCode.NewIdAndSecret();
+        var code = EnrollmentCode.Compose(id + secret, KeyHash());
+
+        Assert.Equal(("home.example:7443", code), EnrollmentUri.Parse(EnrollmentUri.Format("home.example:7443", code)));
+        // Pasted with the wrong scheme, or without its port: the error goes to a terminal, a log or a CI transcript.
+        var wrongScheme = Assert.Throws<FormatException>(() => EnrollmentUri.Parse($"daiko-enrol://home.example:7443/{code}"));
+        var noPort = Assert.Throws<FormatException>(() => EnrollmentUri.Parse($"daiko-enroll://home.example/{code}"));
+        foreach (var refused in new[] { wrongScheme, noPort })
+        {
+            Assert.DoesNotContain(secret, refused.Message.Replace("-", ""), StringComparison.OrdinalIgnoreCase);
+            Assert.DoesNotContain(code, refused.Message, StringComparison.OrdinalIgnoreCase);
+        }
+        Assert.Contains("looks like daiko-enroll://HOST:PORT/CODE", wrongScheme.Message, StringComparison.Ordinal);
+        Assert.Contains("names no home HOST:PORT (got 'daiko-enroll://home.example/…')", noPort.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void ThePinPart_DependsOnTheWholeKeyHash_NotOnAPrefixOfIt()
     {
         var (id, secret) = EnrollmentCode.NewIdAndSecret();

@@ -157,10 +157,7 @@ internal static class HomeServerCommands
         }
         if (connection.Length == 0) return $"{file.FullName} holds no PostgreSQL connection string";
         var target = Path.Combine(home, HomeStore.PostgresFileName);
-        var temp = target + ".new";
-        File.WriteAllText(temp, connection + "\n");
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        File.Move(temp, target, overwrite: true);
+        PrivateFiles.WriteAtomically(target, System.Text.Encoding.UTF8.GetBytes(connection + "\n"));
         Console.Error.WriteLine($"daiko: all state of {home} is kept in PostgreSQL from now on ({target}); every home command uses it, and home.db is no longer read");
         return null;
     }

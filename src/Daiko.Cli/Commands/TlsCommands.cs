@@ -98,8 +98,7 @@ internal static class TlsCommands
                         if (issued is null) Console.Error.WriteLine("daiko: the server issued no session ticket; nothing saved");
                         else
                         {
-                            await File.WriteAllBytesAsync(saveFile.FullName, Daiko.Protocol.Codecs.SessionTicketCodec.Encode(issued), ct);
-                            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(saveFile.FullName, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                            PrivateFiles.WriteAtomically(saveFile.FullName, Daiko.Protocol.Codecs.SessionTicketCodec.Encode(issued));
                         }
                     }
                     if (ticket is not null && !connection.Resumed)
