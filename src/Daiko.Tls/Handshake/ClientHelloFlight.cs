@@ -36,6 +36,8 @@ internal static class ClientHelloFlight
         var pskOnly = ticket is not null && o.PskModes.Count == 1 && o.PskModes[0] == PskKeyExchangeMode.PskKe;
         // A hello that may only resume carries nothing a full handshake alone would use.
         var resumeOnly = o.ResumeOnly && ticket is not null;
+        // Nor TLS 1.2: a TLS 1.2 server would answer with a full handshake (and a card signature) the caller refuses anyway.
+        c.OffersTls12 = tls12 && !resumeOnly;
         var groups = resumeOnly && pskOnly ? [] : o.Groups;
         var shareGroup = !tls13 ? null : retry?.KeyShareGroup ?? (pskOnly ? (NamedGroup?)null : o.Groups[0]);
         if (shareGroup is { } g)
@@ -63,7 +65,7 @@ internal static class ClientHelloFlight
             SessionId = c.SessionId,
             CipherSuites = c.OfferedCipherSuites,
             OfferTls13 = tls13,
-            Tls12 = tls12 ? new Tls12.Tls12Offer(o.Tls12CipherSuites, c.OfferedTls12Ticket?.Identity ?? []) : null,
+            Tls12 = c.OffersTls12 ? new Tls12.Tls12Offer(o.Tls12CipherSuites, c.OfferedTls12Ticket?.Identity ?? []) : null,
             ServerName = o.SendServerName ? o.ServerName : null,
             Groups = groups,
             SignatureSchemes = resumeOnly ? [] : SignatureVerifier.Supported,

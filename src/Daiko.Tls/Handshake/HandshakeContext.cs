@@ -43,6 +43,9 @@ internal sealed class HandshakeContext : IDisposable
     /// <summary>The TLS 1.3 cipher suites the last ClientHello carried: the server may choose only one of these.</summary>
     public IReadOnlyList<CipherSuite> OfferedCipherSuites { get; set; } = [];
 
+    /// <summary>Whether the ClientHello offered TLS 1.2 (the options allow it, and the hello is not resume-only with a TLS 1.3 ticket).</summary>
+    public bool OffersTls12 { get; set; }
+
     /// <summary>Extension types the last ClientHello carried.</summary>
     public HashSet<ushort> OfferedExtensions { get; set; } = [];
 

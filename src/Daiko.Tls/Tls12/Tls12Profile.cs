@@ -14,7 +14,7 @@ internal static class Tls12Profile
     /// <summary>The TLS 1.2 state if the ServerHello chose TLS 1.2 (or below) and the client offered it; null for TLS 1.3.</summary>
     public static HandshakeState? ChoosesTls12(HandshakeMessage serverHello, HandshakeContext c)
     {
-        var offers12 = c.Options.Versions.HasFlag(TlsVersions.Tls12);
+        var offers12 = c.OffersTls12;
         if (!ServerHello12.SelectsTls12OrBelow(serverHello.Body))
         {
             if (!c.Options.Versions.HasFlag(TlsVersions.Tls13))
@@ -23,7 +23,9 @@ internal static class Tls12Profile
         }
         if (!offers12)
         {
-            throw new TlsException(TlsError.HandshakeFailure, AlertDescription.ProtocolVersion, "the server speaks only TLS 1.2 or older, and this client offered only TLS 1.3");
+            throw new TlsException(TlsError.HandshakeFailure, AlertDescription.ProtocolVersion, c.Options.Versions.HasFlag(TlsVersions.Tls12)
+                ? "the server answered a hello that may only resume a TLS 1.3 session with TLS 1.2 or older"
+                : "the server speaks only TLS 1.2 or older, and this client offered only TLS 1.3");
         }
         if (c.RetriedHello) throw TlsException.Illegal("a TLS 1.2 ServerHello after a HelloRetryRequest");
         return new ExpectServerHello12();

@@ -76,6 +76,38 @@ public sealed class ServerChoicesTests
         if (expected == TlsError.IllegalParameter) Assert.Equal(AlertDescription.IllegalParameter, e.Alert);
     }
 
+    /// <summary>
+    /// A hello that may only resume a TLS 1.3 session offers no TLS 1.2 even when the options allow it: a TLS 1.2
+    /// server would otherwise answer it with a full handshake, and a card signature, that the caller refuses anyway.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task ResumeOnly_WithATls13Ticket_OffersNoTls12_WhileAnOrdinaryHelloDoes(bool resumeOnly)
+    {
+        var server = new ChoosingServer(Psk) { SelectPsk = true, KeyShare = false };
+        var options = Options(Ticket(alpn: null)) with { ResumeOnly = resumeOnly, Versions = TlsVersions.Tls13 | TlsVersions.Tls12 };
+
+        await HandshakeAsync(server, options);
+
+        var (_, suites, extensions) = ClientHelloParts.Split(server.ClientHellos[0]);
+        var versions = extensions.Single(x => x.Item1 == 43).Item2;
+        var tls12Suites = suites.Where(s => ((ushort)s & 0xFF00) == 0xC000 || (ushort)s == 0xCCA8 || (ushort)s == 0xCCA9).ToList();
+        var extendedMasterSecret = extensions.Any(x => x.Item1 == 23);
+        if (resumeOnly)
+        {
+            Assert.Equal(new byte[] { 2, 0x03, 0x04 }, versions);
+            Assert.Empty(tls12Suites);
+            Assert.False(extendedMasterSecret);
+        }
+        else
+        {
+            Assert.Equal(new byte[] { 4, 0x03, 0x04, 0x03, 0x03 }, versions);
+            Assert.NotEmpty(tls12Suites);
+            Assert.True(extendedMasterSecret);
+        }
+    }
+
     /// <summary>§4.1.2: a HelloRetryRequest that names no group (a cookie alone) leaves the key share as it was.</summary>
     [Fact]
     public async Task CookieOnlyHelloRetryRequest_GetsTheSameKeyShareAgain()
