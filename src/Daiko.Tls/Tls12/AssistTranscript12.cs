@@ -36,6 +36,8 @@ public static class AssistTranscript12
             if (!offer.Extensions.Contains(ExtensionType.ExtendedMasterSecret)) return "the ClientHello does not offer Extended Master Secret";
             if (host is null) return "the ClientHello names no market (server_name)";
             var hello = ServerHello12.Parse(messages[1].Body);
+            // As the engine itself aborts such a handshake (RFC 8446 §4.1.3): a 1.3-capable client was moved down to 1.2.
+            if (offer.OffersTls13 && hello.CarriesDowngradeSentinel) return "the ServerHello carries the downgrade sentinel of a server that speaks TLS 1.3";
             if (CipherSuiteInfo.FindTls12(hello.CipherSuite) is not { } suite || !suites.Contains(hello.CipherSuite)) return "the ServerHello chose a suite outside the profile";
             if (!hello.ExtendedMasterSecret || hello.RenegotiationInfo is not { Length: 0 }) return "the ServerHello lacks Extended Master Secret or secure renegotiation";
             var marketChain = Certificate12.Parse(messages[2].Body).Chain;
@@ -46,6 +48,8 @@ public static class AssistTranscript12
             {
                 var leaf = ParsedCertificates.Get(marketChain[0]);
                 var ecdsa = exchange.Scheme is SignatureScheme.EcdsaSecp256r1Sha256 or SignatureScheme.EcdsaSecp384r1Sha384;
+                // The scheme must be one the ClientHello offered (RFC 5246 §7.4.1.4.1), as the engine requires of its own handshakes.
+                if (!offer.SignatureSchemes.Contains(exchange.Scheme)) return "the market's ServerKeyExchange is signed with a scheme the ClientHello did not offer";
                 if (!KeyShare.IsSupported(exchange.Group) || ecdsa != suite.AuthenticatesWithEcdsa || !SignatureVerifier.Supported.Contains(exchange.Scheme)
                     || !SignatureVerifier.Verify(leaf, exchange.Scheme, exchange.SignedContent(clientRandom, hello.Random), exchange.Signature, tls12: true))
                 {

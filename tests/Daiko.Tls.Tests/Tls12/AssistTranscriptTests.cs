@@ -106,11 +106,60 @@ public sealed class AssistTranscriptTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Refuses_AServerHelloWithTheDowngradeSentinel_ToAClientThatOfferedTls13()
+    {
+        var downgraded = (byte[])_transcript.Clone();
+        var (offset, _) = Message(1);
+        // ServerHello: header (4), legacy_version (2), random (32) whose last 8 bytes say "DOWNGRD" and 01 (RFC 8446 §4.1.3).
+        "DOWNGRD\u0001"u8.CopyTo(downgraded.AsSpan(offset + 4 + 2 + 24, 8));
+
+        Assert.Contains("downgrade sentinel", await CheckAsync(downgraded), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Refuses_AServerKeyExchangeSignedWithASchemeTheClientHelloDidNotOffer()
+    {
+        var (helloOffset, helloLength) = Message(0);
+        var (exchangeOffset, exchangeLength) = Message(3);
+        // ServerKeyExchange: curve type (1), group (2), point (1 + n), then the scheme's two bytes.
+        var exchange = _transcript.AsSpan(exchangeOffset + 4, exchangeLength - 4);
+        var scheme = exchange.Slice(3 + 1 + exchange[3], 2).ToArray();
+        var edited = (byte[])_transcript.Clone();
+        var hello = edited.AsSpan(helloOffset, helloLength);
+        // In the ClientHello's signature_algorithms (extension 13), that scheme becomes another the engine knows (Ed25519).
+        var list = SignatureAlgorithms(hello);
+        for (var i = 0; i < list.Length; i += 2)
+        {
+            if (list[i] == scheme[0] && list[i + 1] == scheme[1]) { list[i] = 0x08; list[i + 1] = 0x07; }
+        }
+
+        Assert.Contains("did not offer", await CheckAsync(edited), StringComparison.Ordinal);
+        Assert.Null(await CheckAsync(_transcript));
+    }
+
+    [Fact]
     public async Task Refuses_ASchemeTheMarketDidNotAskFor()
     {
         var refusal = await AssistTranscript12.CheckAsync(_transcript, SignatureScheme.Ed25519, _chain, new X509ChainValidator([_pki.Root]), CancellationToken.None);
 
         Assert.Contains("did not ask", refusal, StringComparison.Ordinal);
+    }
+
+    /// <summary>The scheme list of a ClientHello's signature_algorithms (header included in <paramref name="hello"/>).</summary>
+    private static Span<byte> SignatureAlgorithms(Span<byte> hello)
+    {
+        var p = 4 + 2 + 32;
+        p += 1 + hello[p];                                  // session id
+        p += 2 + ((hello[p] << 8) | hello[p + 1]);           // cipher suites
+        p += 1 + hello[p];                                  // compression methods
+        p += 2;                                             // extensions' length
+        while (true)
+        {
+            var type = (hello[p] << 8) | hello[p + 1];
+            var length = (hello[p + 2] << 8) | hello[p + 3];
+            if (type == 13) return hello.Slice(p + 6, (hello[p + 4] << 8) | hello[p + 5]);
+            p += 4 + length;
+        }
     }
 
     private sealed class CapturingSigner(ITlsSigner inner) : ITlsSigner
