@@ -262,7 +262,8 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
         {
             try
             {
-                await using var connection = await _source.OpenConnectionAsync(cancellationToken);
+                // Held to the site's session limits like every other: a vanished node's listener should not keep a server slot for hours.
+                await using var connection = await _database.OpenConnectionAsync(cancellationToken);
                 var pending = new ConcurrentQueue<string>();
                 connection.Notification += (_, e) => pending.Enqueue(e.Payload);
                 await using (var listen = new NpgsqlCommand($"LISTEN {SiteDatabase.Channel}", connection)) await listen.ExecuteNonQueryAsync(cancellationToken);
