@@ -114,6 +114,8 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     public static async Task<HostNode> StartAsync(HostNodeOptions options, CancellationToken cancellationToken = default)
     {
         var site = HostSite.Open(options.SiteDirectory);
+        // Before the token is opened: a connection string the site cannot use is the first thing to say.
+        HostSite.RequireSessionConnections(site.ConnectionString, Path.Combine(site.Directory, "postgres"));
         var identity = site.LoadIdentity();
         SiteToken? token = null;
         NpgsqlDataSource? source = null;

@@ -57,6 +57,7 @@ public sealed partial class HostSite
     /// </summary>
     public static HostSite Create(string directory, string connectionString, string? modulePath)
     {
+        RequireSessionConnections(connectionString);
         System.IO.Directory.CreateDirectory(directory);
         if (File.Exists(Path.Combine(directory, "site.json"))) throw new InvalidOperationException($"a hosted site exists already in {directory}");
         WritePrivate(Path.Combine(directory, "postgres"), connectionString.Trim() + "\n");
@@ -105,9 +106,26 @@ public sealed partial class HostSite
     public NpgsqlDataSource OpenDataSource(int maxPool = 50)
     {
         var text = ConnectionString;
+        RequireSessionConnections(text, Path.Combine(Directory, "postgres"));
         var builder = new NpgsqlConnectionStringBuilder(text);
         if (!NamesPoolSize(text)) builder.MaxPoolSize = maxPool;
         return NpgsqlDataSource.Create(builder.ConnectionString);
+    }
+
+    /// <summary>
+    /// Refuses a connection string with Multiplexing=true. Each owner's schema is chosen by a session setting (the
+    /// search_path set when a connection is taken from the pool) and the purse and owner-name locks are session locks;
+    /// with multiplexing Npgsql sends each statement over whichever server connection is free, so one owner's statements
+    /// could run in another owner's schema, and an unlock on another session than its lock.
+    /// </summary>
+    public static void RequireSessionConnections(string connectionString, string? file = null)
+    {
+        if (!new NpgsqlConnectionStringBuilder(connectionString).Multiplexing) return;
+        throw new InvalidOperationException(
+            $"the connection string{(file is null ? "" : " in " + file)} sets Multiplexing=true, which a hosted site cannot use: "
+            + "each owner's schema is a setting of the database session, and multiplexing runs one connection's statements on "
+            + "whichever session is free, so one owner's could reach another's schema. Remove Multiplexing from it "
+            + "(and put no pooler in front but one in session mode)");
     }
 
     /// <summary>Whether a connection string sets the pool's size itself (Maximum Pool Size, Max Pool Size or MaxPoolSize).</summary>
