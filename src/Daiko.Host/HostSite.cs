@@ -41,7 +41,8 @@ public sealed partial class HostSite
     /// <summary>Owner names: lower-case letters, digits and dashes, 1 to 48, starting with a letter or digit (they name a schema and key labels).</summary>
     public static bool IsOwnerName(string name) => OwnerName().IsMatch(name);
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,47}$")]
+    // \z, not $: .NET's $ also matches before a last "\n", and the name goes into SQL as a schema name.
+    [GeneratedRegex(@"^[a-z0-9][a-z0-9-]{0,47}\z")]
     private static partial Regex OwnerName();
 
     /// <summary>The PostgreSQL schema that holds one owner's tables.</summary>

@@ -5,7 +5,7 @@ namespace Daiko.EndToEnd.Tests.Hosted;
 
 /// <summary>
 /// What a hosted site directory refuses before any node serves from it: a connection string whose sessions the owners'
-/// schemas cannot rely on.
+/// schemas cannot rely on, an owner name with more in it than the name.
 /// </summary>
 public sealed class HostSiteTests : IDisposable
 {
@@ -44,4 +44,15 @@ public sealed class HostSiteTests : IDisposable
         Assert.Throws<InvalidOperationException>(() => HostSite.Open(Site).OpenDataSource());
     }
 
+    [Theory]
+    [InlineData("alice\n")]
+    [InlineData("alice\r\n")]
+    [InlineData("\nalice")]
+    [InlineData("ali ce")]
+    public void AnOwnerNameWithMoreThanItsLettersDigitsAndDashes_ATrailingNewlineToo_IsRefused(string name)
+    {
+        Assert.False(HostSite.IsOwnerName(name));
+        Assert.Throws<ArgumentException>(() => HostSite.RequireOwnerName(name));
+        Assert.True(HostSite.IsOwnerName("alice"));
+    }
 }
