@@ -129,6 +129,29 @@ public sealed partial class HostSite
             + "(and put no pooler in front but one in session mode)");
     }
 
+    /// <summary>
+    /// Refuses to go on when the site's secret files (DIR/postgres, the database credential; DIR/hsm-pin, the HSM's)
+    /// can be read or written by anyone but their owner, as ssh refuses a key file: the site directory is copied to
+    /// every node, and a careless copy leaves them open unnoticed. The error names the file and the chmod that fixes it.
+    /// </summary>
+    public void RequirePrivateSecrets()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        foreach (var (name, holds) in new[] { ("postgres", "the database's connection string and password"), ("hsm-pin", "the site token's PIN") })
+        {
+            var path = Path.Combine(Directory, name);
+            if (!File.Exists(path)) continue;
+            var mode = File.GetUnixFileMode(path);
+            if ((mode & OpenToOthers) == 0) continue;
+            throw new InvalidOperationException(
+                $"{path} holds {holds} and is open to its group or others (mode {Convert.ToString((int)mode, 8).PadLeft(4, '0')}): "
+                + $"run 'chmod 600 {path}' (and find out how it came to be so, and who may have read it), then start again");
+        }
+    }
+
+    private const UnixFileMode OpenToOthers = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
+        | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
+
     /// <summary>Whether a connection string sets the pool's size itself (Maximum Pool Size, Max Pool Size or MaxPoolSize).</summary>
     public static bool NamesPoolSize(string connectionString) =>
         new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString }.Keys.Cast<string>()
@@ -137,10 +160,18 @@ public sealed partial class HostSite
     /// <summary>Where an owner's files are (mail settings, the CSR): DIR/owners/NAME.</summary>
     public string OwnerDirectory(string owner) => Path.Combine(Directory, "owners", owner);
 
+    /// <summary>
+    /// Writes a secret file that is 0600 from the call that creates it: a file made at the umask's mode and narrowed
+    /// afterwards can be opened by anyone in between, and read through that handle once the secret is in. A file there
+    /// already (from an earlier try, or put there by someone else) is removed, not written into, for the same reason.
+    /// </summary>
     private static void WritePrivate(string path, string text)
     {
-        File.WriteAllText(path, "");
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        File.WriteAllText(path, text);
+        File.Delete(path);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using var stream = new FileStream(path, options);
+        using var writer = new StreamWriter(stream, new System.Text.UTF8Encoding(false));
+        writer.Write(text);
     }
 }
