@@ -193,14 +193,47 @@ public sealed class SiteDatabase(NpgsqlDataSource source, PostgresSessionLimits?
         }
     }
 
-    /// <summary>Adds a provisioned owner (its schema made and migrated first); false when the name is taken.</summary>
+    /// <summary>
+    /// Whether the owner's schema is in the database already, with no owner's row naming it: left from an owner of that
+    /// name whose rows were removed by hand, or from an add that did not finish. Checked before an owner is added.
+    /// </summary>
+    public async Task<bool> SchemaExistsAsync(string owner, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await OpenConnectionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand("SELECT COUNT(*) FROM pg_namespace WHERE nspname = @s", connection);
+        command.Parameters.AddWithValue("s", HostSite.SchemaOf(owner));
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))! > 0;
+    }
+
+    /// <summary>Why an owner whose schema exists already is not added, and what the operator can do.</summary>
+    public static string SchemaLeftOver(string owner) =>
+        $"the database holds the schema {HostSite.SchemaOf(owner)} already, left from an earlier owner named '{owner}' (or an add that did not finish): "
+        + $"a new owner of that name would get its devices, sessions, PIM and audit. Keep what you need from it, drop it "
+        + $"(DROP SCHEMA {HostSite.SchemaOf(owner)} CASCADE), then add the owner again; or choose another name";
+
+    /// <summary>
+    /// Adds a provisioned owner (its schema made and migrated first); false when the name is taken. A schema of that
+    /// name that exists already is refused (<see cref="SchemaLeftOver"/>), never taken over: its devices, whose
+    /// certificates name the owner, would connect as the new owner's.
+    /// </summary>
     public async Task<bool> AddOwnerAsync(OwnerCardRow row, CancellationToken cancellationToken = default)
     {
         await using (var connection = await OpenConnectionAsync(cancellationToken))
-        await using (var exists = new NpgsqlCommand("SELECT COUNT(*) FROM host_owners WHERE name = @n", connection))
         {
-            exists.Parameters.AddWithValue("n", row.Owner);
-            if ((long)(await exists.ExecuteScalarAsync(cancellationToken))! > 0) return false;
+            await using (var exists = new NpgsqlCommand("SELECT COUNT(*) FROM host_owners WHERE name = @n", connection))
+            {
+                exists.Parameters.AddWithValue("n", row.Owner);
+                if ((long)(await exists.ExecuteScalarAsync(cancellationToken))! > 0) return false;
+            }
+            try
+            {
+                // Without IF NOT EXISTS: made here, or refused.
+                await ExecuteAsync(connection, $"CREATE SCHEMA {HostSite.SchemaOf(row.Owner)}", cancellationToken);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DuplicateSchema)
+            {
+                throw new InvalidOperationException(SchemaLeftOver(row.Owner), e);
+            }
         }
         await MigrateOwnerAsync(row.Owner, cancellationToken);
         await using var insert = source.CreateCommand("""

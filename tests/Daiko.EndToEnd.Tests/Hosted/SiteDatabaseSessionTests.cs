@@ -11,7 +11,8 @@ namespace Daiko.EndToEnd.Tests.Hosted;
 /// <summary>
 /// What the site's database holds a hosted node's sessions to (a real PostgreSQL server): every connection the node
 /// opens, its own and its owners' stores', asks the server to end it within about a minute of the node going quiet, so
-/// that a node that vanishes mid-check does not keep an owner's card row locked for hours.
+/// that a node that vanishes mid-check does not keep an owner's card row locked for hours; and an owner's schema is
+/// made for that owner alone.
 /// </summary>
 public sealed class SiteDatabaseSessionTests : IDisposable
 {
@@ -100,4 +101,21 @@ public sealed class SiteDatabaseSessionTests : IDisposable
         Assert.Equal(0, site.Read("olga")!.Pin1Failures);
     }
 
+    [Fact]
+    public async Task AddingAnOwnerWhoseSchemaIsLeftInTheDatabase_IsRefused_NamingTheSchemaAndHowToDropIt()
+    {
+        await using var source = NpgsqlDataSource.Create(_database.PostgresConnectionString);
+        var site = new SiteDatabase(source);
+        await site.MigrateAsync();
+        // An owner of that name whose rows were removed by hand: its schema, devices and all, is still there.
+        await using (var left = source.CreateCommand("CREATE SCHEMA owner_olga; CREATE TABLE owner_olga.devices (id TEXT)")) await left.ExecuteNonQueryAsync();
+
+        Assert.True(await site.SchemaExistsAsync("olga"));
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => site.AddOwnerAsync(NewRow("olga")));
+
+        Assert.Contains("the database holds the schema owner_olga already", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("DROP SCHEMA owner_olga CASCADE", refused.Message, StringComparison.Ordinal);
+        Assert.Null(site.Read("olga"));
+        Assert.False(await site.SchemaExistsAsync("pavel"));
+    }
 }
