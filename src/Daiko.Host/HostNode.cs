@@ -106,7 +106,8 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     public void CheckToken() => _token.Probe();
 
     /// <summary>
-    /// Starts a node on the site directory. The site identity is loaded, first, and never made here
+    /// Starts a node on the site directory. The site's secret files are checked first (<see cref="HostSite.RequirePrivateSecrets"/>).
+    /// The site identity is loaded then, and never made here
     /// (<see cref="HostSite.LoadIdentity"/>): a node started from an incomplete copy of the site throws
     /// <see cref="HomeIdentityMissingException"/> rather than serve under a second identity, which terminals
     /// that pinned the site's would refuse (an outage of that node) and whose device certificates no other node trusts.
@@ -114,6 +115,9 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
     public static async Task<HostNode> StartAsync(HostNodeOptions options, CancellationToken cancellationToken = default)
     {
         var site = HostSite.Open(options.SiteDirectory);
+        site.RequirePrivateSecrets();
+        // Before the token is opened: a connection string the site cannot use is the first thing to say.
+        HostSite.RequireSessionConnections(site.ConnectionString, Path.Combine(site.Directory, "postgres"));
         var identity = site.LoadIdentity();
         SiteToken? token = null;
         NpgsqlDataSource? source = null;
@@ -262,7 +266,8 @@ public sealed class HostNode : IControlRoutes, IAsyncDisposable
         {
             try
             {
-                await using var connection = await _source.OpenConnectionAsync(cancellationToken);
+                // Held to the site's session limits like every other: a vanished node's listener should not keep a server slot for hours.
+                await using var connection = await _database.OpenConnectionAsync(cancellationToken);
                 var pending = new ConcurrentQueue<string>();
                 connection.Notification += (_, e) => pending.Enqueue(e.Payload);
                 await using (var listen = new NpgsqlCommand($"LISTEN {SiteDatabase.Channel}", connection)) await listen.ExecuteNonQueryAsync(cancellationToken);

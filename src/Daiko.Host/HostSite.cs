@@ -41,7 +41,8 @@ public sealed partial class HostSite
     /// <summary>Owner names: lower-case letters, digits and dashes, 1 to 48, starting with a letter or digit (they name a schema and key labels).</summary>
     public static bool IsOwnerName(string name) => OwnerName().IsMatch(name);
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,47}$")]
+    // \z, not $: .NET's $ also matches before a last "\n", and the name goes into SQL as a schema name.
+    [GeneratedRegex(@"^[a-z0-9][a-z0-9-]{0,47}\z")]
     private static partial Regex OwnerName();
 
     /// <summary>The PostgreSQL schema that holds one owner's tables.</summary>
@@ -57,6 +58,7 @@ public sealed partial class HostSite
     /// </summary>
     public static HostSite Create(string directory, string connectionString, string? modulePath)
     {
+        RequireSessionConnections(connectionString);
         System.IO.Directory.CreateDirectory(directory);
         if (File.Exists(Path.Combine(directory, "site.json"))) throw new InvalidOperationException($"a hosted site exists already in {directory}");
         WritePrivate(Path.Combine(directory, "postgres"), connectionString.Trim() + "\n");
@@ -105,10 +107,50 @@ public sealed partial class HostSite
     public NpgsqlDataSource OpenDataSource(int maxPool = 50)
     {
         var text = ConnectionString;
+        RequireSessionConnections(text, Path.Combine(Directory, "postgres"));
         var builder = new NpgsqlConnectionStringBuilder(text);
         if (!NamesPoolSize(text)) builder.MaxPoolSize = maxPool;
         return NpgsqlDataSource.Create(builder.ConnectionString);
     }
+
+    /// <summary>
+    /// Refuses a connection string with Multiplexing=true. Each owner's schema is chosen by a session setting (the
+    /// search_path set when a connection is taken from the pool) and the purse and owner-name locks are session locks;
+    /// with multiplexing Npgsql sends each statement over whichever server connection is free, so one owner's statements
+    /// could run in another owner's schema, and an unlock on another session than its lock.
+    /// </summary>
+    public static void RequireSessionConnections(string connectionString, string? file = null)
+    {
+        if (!new NpgsqlConnectionStringBuilder(connectionString).Multiplexing) return;
+        throw new InvalidOperationException(
+            $"the connection string{(file is null ? "" : " in " + file)} sets Multiplexing=true, which a hosted site cannot use: "
+            + "each owner's schema is a setting of the database session, and multiplexing runs one connection's statements on "
+            + "whichever session is free, so one owner's could reach another's schema. Remove Multiplexing from it "
+            + "(and put no pooler in front but one in session mode)");
+    }
+
+    /// <summary>
+    /// Refuses to go on when the site's secret files (DIR/postgres, the database credential; DIR/hsm-pin, the HSM's)
+    /// can be read or written by anyone but their owner, as ssh refuses a key file: the site directory is copied to
+    /// every node, and a careless copy leaves them open unnoticed. The error names the file and the chmod that fixes it.
+    /// </summary>
+    public void RequirePrivateSecrets()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        foreach (var (name, holds) in new[] { ("postgres", "the database's connection string and password"), ("hsm-pin", "the site token's PIN") })
+        {
+            var path = Path.Combine(Directory, name);
+            if (!File.Exists(path)) continue;
+            var mode = File.GetUnixFileMode(path);
+            if ((mode & OpenToOthers) == 0) continue;
+            throw new InvalidOperationException(
+                $"{path} holds {holds} and is open to its group or others (mode {Convert.ToString((int)mode, 8).PadLeft(4, '0')}): "
+                + $"run 'chmod 600 {path}' (and find out how it came to be so, and who may have read it), then start again");
+        }
+    }
+
+    private const UnixFileMode OpenToOthers = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
+        | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
 
     /// <summary>Whether a connection string sets the pool's size itself (Maximum Pool Size, Max Pool Size or MaxPoolSize).</summary>
     public static bool NamesPoolSize(string connectionString) =>
@@ -118,10 +160,18 @@ public sealed partial class HostSite
     /// <summary>Where an owner's files are (mail settings, the CSR): DIR/owners/NAME.</summary>
     public string OwnerDirectory(string owner) => Path.Combine(Directory, "owners", owner);
 
+    /// <summary>
+    /// Writes a secret file that is 0600 from the call that creates it: a file made at the umask's mode and narrowed
+    /// afterwards can be opened by anyone in between, and read through that handle once the secret is in. A file there
+    /// already (from an earlier try, or put there by someone else) is removed, not written into, for the same reason.
+    /// </summary>
     private static void WritePrivate(string path, string text)
     {
-        File.WriteAllText(path, "");
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        File.WriteAllText(path, text);
+        File.Delete(path);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using var stream = new FileStream(path, options);
+        using var writer = new StreamWriter(stream, new System.Text.UTF8Encoding(false));
+        writer.Write(text);
     }
 }

@@ -14,11 +14,14 @@ namespace Daiko.Host;
 /// state is a schema of its own (<see cref="HostSite.SchemaOf"/>) with the home store's tables, so a
 /// query of one owner's store cannot name another's rows. Changes that other nodes must apply at once
 /// (a device revoked, a policy or payee changed, the card's state) raise <c>NOTIFY daiko_host</c> with
-/// the owner's schema, from triggers, whoever made them.
+/// the owner's schema, from triggers, whoever made them. Every connection it opens, and every owner's store it
+/// hands out, is held to <paramref name="limits"/> (<see cref="PostgresSessionLimits.Hosted"/> unless a test shortens them).
 /// </summary>
-public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
+public sealed class SiteDatabase(NpgsqlDataSource source, PostgresSessionLimits? limits = null) : IOwnerCardRows
 {
     public const string Channel = "daiko_host";
+
+    private readonly PostgresSessionLimits _limits = limits ?? PostgresSessionLimits.Hosted;
 
     private static readonly (string Id, string Sql)[] SiteMigrations =
     [
@@ -45,10 +48,46 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
 
     public NpgsqlDataSource Source => source;
 
+    /// <summary>
+    /// A connection from the node's pool with its session held to the site's limits (<see cref="PostgresSessionLimits"/>):
+    /// the server ends it, and lets go of what it holds, within about a minute of this node vanishing.
+    /// </summary>
+    public async Task<NpgsqlConnection> OpenConnectionAsync(CancellationToken cancellationToken = default)
+    {
+        var connection = await PooledConnections.OpenAsync(source, cancellationToken);
+        try
+        {
+            await ExecuteAsync(connection, _limits.SetStatements, cancellationToken);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>The synchronous <see cref="OpenConnectionAsync"/>, for the card's paths.</summary>
+    public NpgsqlConnection OpenConnection()
+    {
+        var connection = PooledConnections.Open(source);
+        try
+        {
+            using var command = new NpgsqlCommand(_limits.SetStatements, connection);
+            command.ExecuteNonQuery();
+            return connection;
+        }
+        catch
+        {
+            connection.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Applies the site's migrations and every owner's (what <c>host init</c> and <c>host migrate</c> run).</summary>
     public async Task MigrateAsync(CancellationToken cancellationToken = default)
     {
-        await using (var connection = await source.OpenConnectionAsync(cancellationToken))
+        await using (var connection = await OpenConnectionAsync(cancellationToken))
         await using (var transaction = await connection.BeginTransactionAsync(cancellationToken))
         {
             await ExecuteAsync(connection, "SELECT pg_advisory_xact_lock(hashtext('host_migrations'))", cancellationToken);
@@ -72,7 +111,7 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
     public async Task MigrateOwnerAsync(string owner, CancellationToken cancellationToken = default)
     {
         var schema = HostSite.SchemaOf(owner);
-        await using (var connection = await source.OpenConnectionAsync(cancellationToken))
+        await using (var connection = await OpenConnectionAsync(cancellationToken))
         {
             await ExecuteAsync(connection, $"CREATE SCHEMA IF NOT EXISTS {schema}", cancellationToken);
         }
@@ -88,7 +127,7 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
             purse.CommandText = store.Schema;
             await purse.ExecuteNonQueryAsync(cancellationToken);
         }
-        await using (var connection = await source.OpenConnectionAsync(cancellationToken))
+        await using (var connection = await OpenConnectionAsync(cancellationToken))
         {
             foreach (var table in new[] { "devices", "device_policies", "payees" })
             {
@@ -101,7 +140,7 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
     }
 
     /// <summary>One owner's home store: the owner's schema, on this node's shared pool.</summary>
-    public HomeStore StoreOf(string owner) => HomeStore.Postgres(source, HostSite.SchemaOf(owner));
+    public HomeStore StoreOf(string owner) => HomeStore.Postgres(source, HostSite.SchemaOf(owner), _limits);
 
     /// <summary>
     /// Holds the site-wide lock on one owner's name until disposed (a PostgreSQL session advisory lock, on a connection of
@@ -111,7 +150,7 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
     /// </summary>
     public async Task<IAsyncDisposable> HoldOwnerNameAsync(string owner, CancellationToken cancellationToken = default)
     {
-        var connection = await source.OpenConnectionAsync(cancellationToken);
+        var connection = await OpenConnectionAsync(cancellationToken);
         try
         {
             // The two-key form: a key space apart from the single keys of the stores' and migrations' locks.
@@ -154,14 +193,47 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
         }
     }
 
-    /// <summary>Adds a provisioned owner (its schema made and migrated first); false when the name is taken.</summary>
+    /// <summary>
+    /// Whether the owner's schema is in the database already, with no owner's row naming it: left from an owner of that
+    /// name whose rows were removed by hand, or from an add that did not finish. Checked before an owner is added.
+    /// </summary>
+    public async Task<bool> SchemaExistsAsync(string owner, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await OpenConnectionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand("SELECT COUNT(*) FROM pg_namespace WHERE nspname = @s", connection);
+        command.Parameters.AddWithValue("s", HostSite.SchemaOf(owner));
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))! > 0;
+    }
+
+    /// <summary>Why an owner whose schema exists already is not added, and what the operator can do.</summary>
+    public static string SchemaLeftOver(string owner) =>
+        $"the database holds the schema {HostSite.SchemaOf(owner)} already, left from an earlier owner named '{owner}' (or an add that did not finish): "
+        + $"a new owner of that name would get its devices, sessions, PIM and audit. Keep what you need from it, drop it "
+        + $"(DROP SCHEMA {HostSite.SchemaOf(owner)} CASCADE), then add the owner again; or choose another name";
+
+    /// <summary>
+    /// Adds a provisioned owner (its schema made and migrated first); false when the name is taken. A schema of that
+    /// name that exists already is refused (<see cref="SchemaLeftOver"/>), never taken over: its devices, whose
+    /// certificates name the owner, would connect as the new owner's.
+    /// </summary>
     public async Task<bool> AddOwnerAsync(OwnerCardRow row, CancellationToken cancellationToken = default)
     {
-        await using (var connection = await source.OpenConnectionAsync(cancellationToken))
-        await using (var exists = new NpgsqlCommand("SELECT COUNT(*) FROM host_owners WHERE name = @n", connection))
+        await using (var connection = await OpenConnectionAsync(cancellationToken))
         {
-            exists.Parameters.AddWithValue("n", row.Owner);
-            if ((long)(await exists.ExecuteScalarAsync(cancellationToken))! > 0) return false;
+            await using (var exists = new NpgsqlCommand("SELECT COUNT(*) FROM host_owners WHERE name = @n", connection))
+            {
+                exists.Parameters.AddWithValue("n", row.Owner);
+                if ((long)(await exists.ExecuteScalarAsync(cancellationToken))! > 0) return false;
+            }
+            try
+            {
+                // Without IF NOT EXISTS: made here, or refused.
+                await ExecuteAsync(connection, $"CREATE SCHEMA {HostSite.SchemaOf(row.Owner)}", cancellationToken);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DuplicateSchema)
+            {
+                throw new InvalidOperationException(SchemaLeftOver(row.Owner), e);
+            }
         }
         await MigrateOwnerAsync(row.Owner, cancellationToken);
         await using var insert = source.CreateCommand("""
@@ -234,13 +306,13 @@ public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
 
     public OwnerCardRow? Read(string owner)
     {
-        using var connection = PooledConnections.Open(source);
+        using var connection = OpenConnection();
         return ReadRow(connection, owner, forUpdate: false);
     }
 
     public T Update<T>(string owner, Func<OwnerCardRow, (OwnerCardRow Next, T Result)> decide)
     {
-        using var connection = PooledConnections.Open(source);
+        using var connection = OpenConnection();
         using var transaction = connection.BeginTransaction();
         var row = ReadRow(connection, owner, forUpdate: true) ?? throw new InvalidOperationException($"no owner named '{owner}' in this deployment");
         var (next, result) = decide(row);

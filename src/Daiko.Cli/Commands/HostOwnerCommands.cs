@@ -32,6 +32,8 @@ internal static class HostOwnerCommands
             // so that another add of the same name waits here and then finds it taken.
             await using var held = await database.HoldOwnerNameAsync(ownerName, ct);
             if (database.Read(ownerName) is not null) return CliConsole.Fail($"an owner named '{ownerName}' exists already");
+            // Before any key is made, too: the add would be refused once the keys were in the token.
+            if (await database.SchemaExistsAsync(ownerName, ct)) return CliConsole.Fail(SiteDatabase.SchemaLeftOver(ownerName));
             using var token = hosted.OpenToken();
             var row = HostedCard.Provision(token, ownerName, pin1, pin2, admin);
             if (!await database.AddOwnerAsync(row, ct)) return CliConsole.Fail($"an owner named '{ownerName}' exists already");

@@ -118,14 +118,17 @@ public abstract class HomeStore : IHomeStore
         return File.Exists(file) ? Postgres(File.ReadAllText(file).Trim()) : Sqlite(Path.Combine(directory, "home.db"));
     }
 
-    public static HomeStore Postgres(string connectionString) => new PostgresHomeStore(NpgsqlDataSource.Create(connectionString), null);
+    public static HomeStore Postgres(string connectionString) => new PostgresHomeStore(NpgsqlDataSource.Create(connectionString), null, null);
 
     /// <summary>
     /// One owner's store in a hosted deployment: every table in the PostgreSQL schema
     /// <paramref name="schema"/> (each connection's search_path is that schema alone), on a data source
-    /// shared by all owners of a node. The schema must exist.
+    /// shared by all owners of a node, each session held to <see cref="PostgresSessionLimits.Hosted"/>. The schema must exist.
     /// </summary>
-    public static HomeStore Postgres(NpgsqlDataSource source, string schema) => new PostgresHomeStore(source, schema);
+    public static HomeStore Postgres(NpgsqlDataSource source, string schema) => Postgres(source, schema, PostgresSessionLimits.Hosted);
+
+    /// <summary>One owner's store in a hosted deployment (<see cref="Postgres(NpgsqlDataSource, string)"/>), each session held to <paramref name="limits"/>.</summary>
+    public static HomeStore Postgres(NpgsqlDataSource source, string schema, PostgresSessionLimits limits) => new PostgresHomeStore(source, schema, limits);
 
     public abstract HomeDialect Dialect { get; }
 
@@ -335,12 +338,18 @@ public abstract class HomeStore : IHomeStore
         }
     }
 
-    private sealed class PostgresHomeStore(NpgsqlDataSource source, string? schema) : HomeStore
+    private sealed class PostgresHomeStore(NpgsqlDataSource source, string? schema, PostgresSessionLimits? limits) : HomeStore
     {
         /// <summary>The owner's schema as an identifier (null for a home's own database, which uses the default path).</summary>
         private readonly string? _quotedSchema = schema is null ? null : Quoted(schema);
 
-        private readonly string? _setSearchPath = schema is null ? null : "SET search_path TO " + Quoted(schema);
+        /// <summary>
+        /// What each connection is set to when it is taken from the pool, in one round trip: the hosted node's session
+        /// limits and the owner's search_path (nothing for a home's own database).
+        /// </summary>
+        private readonly string? _setSession = schema is null && limits is null
+            ? null
+            : limits?.SetStatements + (schema is null ? "" : "SET search_path TO " + Quoted(schema));
 
         private static string Quoted(string schema) => $"\"{schema.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
 
@@ -370,10 +379,10 @@ public abstract class HomeStore : IHomeStore
         public override DbConnection Open()
         {
             var connection = PooledConnections.Open(source);
-            if (_setSearchPath is not { } searchPath) return connection;
+            if (_setSession is not { } setSession) return connection;
             try
             {
-                using var command = new NpgsqlCommand(searchPath, connection);
+                using var command = new NpgsqlCommand(setSession, connection);
                 command.ExecuteNonQuery();
                 return connection;
             }
@@ -387,10 +396,10 @@ public abstract class HomeStore : IHomeStore
         protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken)
         {
             var connection = await PooledConnections.OpenAsync(source, cancellationToken);
-            if (_setSearchPath is not { } searchPath) return connection;
+            if (_setSession is not { } setSession) return connection;
             try
             {
-                await using var command = new NpgsqlCommand(searchPath, connection);
+                await using var command = new NpgsqlCommand(setSession, connection);
                 await command.ExecuteNonQueryAsync(cancellationToken);
                 return connection;
             }

@@ -65,6 +65,8 @@ public static partial class PooledConnections
     [LoggerMessage(63, LogLevel.Warning, "all {PoolSize} database connections were in use for {Seconds} s; waiting again for one")]
     private static partial void PoolExhausted(this ILogger logger, int poolSize, int seconds);
 
-    [LoggerMessage(64, LogLevel.Error, "all {PoolSize} database connections stayed in use for {Seconds} s; the request fails (raise Maximum Pool Size in the connection file, or add PgBouncer)")]
+    // Session mode only: an owner's schema (search_path) and the purse's lock are session state, which a pooler in
+    // transaction or statement mode would hand to another client's statements.
+    [LoggerMessage(64, LogLevel.Error, "all {PoolSize} database connections stayed in use for {Seconds} s; the request fails (raise Maximum Pool Size in the connection file, within PostgreSQL's max_connections; a pooler such as PgBouncer may be put in front in session mode only, never transaction or statement mode)")]
     private static partial void PoolGaveUp(this ILogger logger, int poolSize, int seconds);
 }

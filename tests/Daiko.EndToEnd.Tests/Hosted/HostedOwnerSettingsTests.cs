@@ -11,7 +11,7 @@ namespace Daiko.EndToEnd.Tests.Hosted;
 [Collection(SecondStream.Name)]
 public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners owners) : IClassFixture<HostedOwnerSettingsTests.Owners>
 {
-    /// <summary>One site with owners hana and ivan (and jody, whom a test adds).</summary>
+    /// <summary>One site with owners hana and ivan (and jody and kira, whom tests add).</summary>
     public sealed class Owners : IAsyncLifetime
     {
         public HostedSite Site { get; } = new();
@@ -72,6 +72,25 @@ public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners own
         // The added one's PIN2 is the row's.
         await HostedSite.Ok(["host", "cert", "import", "--site", Site.Site, "--owner", "jody", "--cert", pem], $"2{added.i}2{added.i}\n");
         Assert.Equal(["jody"], await Site.QueryAsync("SELECT name FROM host_owners WHERE name = 'jody'"));
+    }
+
+    [Fact]
+    public async Task AnOwnerAddedAgainAfterItsRowsWereRemovedByHand_IsRefusedBeforeAnyKeyIsMade_NamingTheSchemaLeftBehind()
+    {
+        await HostedSite.Ok(["host", "owner", "add", "--site", Site.Site, "--owner", "kira"], "1111\n2222\nadmin-code-kira\n");
+        // What an operator removing the owner by hand (there is no `host owner remove`) leaves: the schema, its devices in it.
+        await Site.QueryAsync("DELETE FROM host_codes WHERE owner = 'kira'; DELETE FROM host_mail WHERE owner = 'kira'; DELETE FROM host_owners WHERE name = 'kira'");
+        var csr = Path.Combine(Site.Site, "owners", "kira.csr");
+        File.Delete(csr);
+
+        var again = await DaikoCli.RunAsync(["host", "owner", "add", "--site", Site.Site, "--owner", "kira"], "3333\n4444\nadmin-code-kira\n", TimeSpan.FromSeconds(90));
+
+        Assert.True(again.ExitCode == 1, again.ToString());
+        Assert.Contains("the database holds the schema owner_kira already, left from an earlier owner named 'kira'", again.StandardError, StringComparison.Ordinal);
+        Assert.Contains("DROP SCHEMA owner_kira CASCADE", again.StandardError, StringComparison.Ordinal);
+        Assert.Empty(await Site.QueryAsync("SELECT name FROM host_owners WHERE name = 'kira'"));
+        // Refused before provisioning: no request was signed for a new key.
+        Assert.False(File.Exists(csr));
     }
 
     [Fact]
