@@ -50,6 +50,29 @@ public sealed class HostileMarketProcessesTests(HomeAndTerminal system) : IClass
     }
 
     [Fact]
+    public async Task TricklingMarket_WithinEachReadsTimeout_IsStoppedByMaxTime()
+    {
+        // A byte a second: every read is answered well within --timeout, so only the whole fetch's deadline ends it.
+        await using var market = Market(async c =>
+        {
+            await c.ReadRequestAsync();
+            await c.SendAsync("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+            for (var i = 0; i < 60; i++)
+            {
+                await c.SendAsync("x");
+                await Task.Delay(TimeSpan.FromSeconds(1));
+            }
+        });
+        var clock = Stopwatch.StartNew();
+
+        var result = await DaikoCli.RunAsync(["terminal", "get", market.Url(), "--terminal", system.Terminal, "--mode", "handoff", "--timeout", "5", "--max-time", "4"]);
+
+        Assert.True(result.ExitCode == 1, result.ToString());
+        Assert.Contains("took longer than --max-time 4 s", result.StandardError, StringComparison.Ordinal);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"took {clock.Elapsed.TotalSeconds:0.0} s");
+    }
+
+    [Fact]
     public async Task TicketFlood_TheHomeServerCachesAtMostItsCap()
     {
         await using var market = Market(async c =>

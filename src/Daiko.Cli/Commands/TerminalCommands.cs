@@ -247,19 +247,24 @@ internal static partial class TerminalCommands
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT data when the ticket allows it (resume mode)" };
         var stats = TerminalStats.Option();
         var timeout = new Option<int>("--timeout") { Description = "seconds the session's handshake, and then each read or write, may wait on the market", DefaultValueFactory = _ => 30 };
+        var maxTime = new Option<int?>("--max-time") { Description = "seconds the whole fetch may take, however the market trickles its answer (as curl's --max-time; default: no limit beyond --timeout's)", HelpName = "SECONDS" };
         var connectTo = new Option<string>("--connect-to") { HelpName = "HOST:PORT",
             Description = "open the terminal's own connection to the market at HOST:PORT instead of the URL's (as curl's --connect-to; the home server still uses the URL's, and the name checked is the URL's)" }.HostPort();
         command.Arguments.Add(url);
-        foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats, timeout, connectTo }) command.Options.Add(o);
+        foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats, timeout, maxTime, connectTo }) command.Options.Add(o);
         command.Validators.Add(r =>
         {
             if (r.GetResult(kex) is { Implicit: false } && r.GetValue(mode) is not ("resume" or "auto")) r.AddError($"--kex applies to resume mode only, not to --mode {r.GetValue(mode)}");
         });
-        command.SetAction(async (parse, ct) =>
+        command.SetAction(async (parse, interrupted) =>
         {
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var target) || target.Scheme != Uri.UriSchemeHttps) return CliConsole.Fail("only https URLs are supported");
             if (parse.GetValue(timeout) is < 1 or > 3600) return CliConsole.Fail("--timeout must be 1 to 3600 seconds");
+            if (parse.GetValue(maxTime) is < 1 or > 86400) return CliConsole.Fail("--max-time must be 1 to 86400 seconds");
             var seconds = TimeSpan.FromSeconds(parse.GetValue(timeout));
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(interrupted);
+            if (parse.GetValue(maxTime) is { } most) deadline.CancelAfter(TimeSpan.FromSeconds(most));
+            var ct = deadline.Token;
             var clock = Stopwatch.StartNew();
             var sessionMode = Enum.Parse<DelegationMode>(parse.GetValue(mode)!, ignoreCase: true);
             var request = HttpGet.Request(target);
@@ -284,6 +289,11 @@ internal static partial class TerminalCommands
                 await using (var stdout = Console.OpenStandardOutput()) await stdout.WriteAsync(response.Body, ct);
                 if (parse.GetValue(stats)) Console.Error.WriteLine(await TerminalStats.LineAsync(control, session, clock.Elapsed, ct));
                 return response.StatusCode is >= 200 and < 400 ? 0 : CliConsole.Fail($"the market answered HTTP {response.StatusCode}");
+            }
+            catch (Exception e) when (e is OperationCanceledException || e.InnerException is OperationCanceledException)
+            {
+                if (interrupted.IsCancellationRequested) throw;
+                return CliConsole.Fail($"the fetch from {target.Authority} took longer than --max-time {parse.GetValue(maxTime)} s; stopped");
             }
             catch (ControlErrorException e)
             {
