@@ -149,4 +149,25 @@ public sealed class PostgresHomeProcessTests
         Assert.Contains("holds no PostgreSQL connection string", result.StandardError, StringComparison.Ordinal);
         Assert.False(File.Exists(Path.Combine(home, "postgres")));
     }
+
+    [Theory]
+    [InlineData("Host=127.0.0.1;Port=1;Username=daiko;Database=daiko;Timeout=3", "PostgreSQL could not be used")]
+    [InlineData("Hots=127.0.0.1;Port=5432", "the connection string is not one Npgsql reads")]
+    public async Task AnUnreachableOrMalformedDatabase_LeavesTheHomeAsItWas_AndItsCommandsWorkOn(string connection, string said)
+    {
+        using var work = new TempDirectory("daiko-pg-home");
+        var home = Path.Combine(work.Path, "home");
+        await HomeWithConsole.Ok(["home", "init", "--home", home], $"{HomeWithConsole.Pin1}\n{HomeWithConsole.Pin2}\nadmin-code-123\n");
+        var file = Path.Combine(work.Path, "wrong.conn");
+        File.WriteAllText(file, connection + "\n");
+
+        var result = await DaikoCli.RunAsync(["home", "serve", "--home", home, "--postgres-file", file]);
+        var after = await DaikoCli.RunAsync(["home", "device", "list", "--home", home]);
+
+        Assert.True(result.ExitCode == 1, result.ToString());
+        Assert.Contains($"{home} stays as it was: {said}", result.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain("kept in PostgreSQL from now on", result.StandardError, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(home, "postgres")));
+        Assert.True(after.ExitCode == 0, after.ToString());
+    }
 }

@@ -156,10 +156,32 @@ internal static class HomeServerCommands
             return $"cannot read the PostgreSQL connection file {file.FullName}: {e.Message}";
         }
         if (connection.Length == 0) return $"{file.FullName} holds no PostgreSQL connection string";
+        // The move is recorded only once the database answers and holds the home's tables: a wrong or unreachable one
+        // would otherwise leave every later command of this home failing on it.
+        if (ReachPostgres(connection) is { } unreachable) return $"{home} stays as it was: {unreachable}";
         var target = Path.Combine(home, HomeStore.PostgresFileName);
+        var left = File.Exists(Path.Combine(home, "home.db")) ? " (what home.db holds, its devices among them, is not carried over: enroll them again)" : "";
         PrivateFiles.WriteAtomically(target, System.Text.Encoding.UTF8.GetBytes(connection + "\n"));
-        Console.Error.WriteLine($"daiko: all state of {home} is kept in PostgreSQL from now on ({target}); every home command uses it, and home.db is no longer read");
+        Console.Error.WriteLine($"daiko: all state of {home} is kept in PostgreSQL from now on ({target}); every home command uses it, and home.db is no longer read{left}");
         return null;
+    }
+
+    /// <summary>Null once the PostgreSQL database at <paramref name="connection"/> answers and holds the home's tables (made now if missing); else why not.</summary>
+    private static string? ReachPostgres(string connection)
+    {
+        try
+        {
+            HomeStore.Postgres(connection).MigrateAsync().GetAwaiter().GetResult();
+            return null;
+        }
+        catch (ArgumentException e)
+        {
+            return $"the connection string is not one Npgsql reads ({e.Message.Split(" (Parameter", 2)[0]})";
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or System.Net.Sockets.SocketException or TimeoutException or InvalidOperationException)
+        {
+            return $"PostgreSQL could not be used: {e.Message}";
+        }
     }
 
     /// <summary>The purse's PostgreSQL connection string: from a file, the environment, or (with a warning) the command line.</summary>
