@@ -81,10 +81,7 @@ public sealed class HomeCard : IHomeCard, IDisposable
     /// <summary>Creates the tokens and the user's keys; returns the open card (Locked).</summary>
     public static HomeCard Initialize(HomeCardOptions options, HomeCardKeyType keyType, string pin1, string pin2, string adminCode)
     {
-        ValidatePin(pin1, "PIN1");
-        ValidatePin(pin2, "PIN2");
-        if (adminCode.Length < 8) throw new ArgumentException("the admin code must be at least 8 characters", nameof(adminCode));
-        if (string.Equals(pin1, pin2, StringComparison.Ordinal)) throw new ArgumentException("PIN1 and PIN2 must differ", nameof(pin2));
+        CheckNewPins(pin1, pin2, adminCode);
         Directory.CreateDirectory(options.CardDirectory);
         if (File.Exists(CardConfig.PathOf(options))) throw new InvalidOperationException($"a home card already exists in {options.Directory}");
         if (options.EmbeddedSoftHsm)
@@ -104,6 +101,15 @@ public sealed class HomeCard : IHomeCard, IDisposable
             module.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Throws <see cref="ArgumentException"/> saying why unless the PINs and admin code suit a new card.</summary>
+    public static void CheckNewPins(string pin1, string pin2, string adminCode)
+    {
+        ValidatePin(pin1, "PIN1");
+        ValidatePin(pin2, "PIN2");
+        if (adminCode.Length < 8) throw new ArgumentException("the admin code must be at least 8 characters", nameof(adminCode));
+        if (string.Equals(pin1, pin2, StringComparison.Ordinal)) throw new ArgumentException("PIN1 and PIN2 must differ", nameof(pin2));
     }
 
     /// <summary>Opens an existing card (Locked; a disabled card stays disabled).</summary>

@@ -96,6 +96,32 @@ internal static class CliChecks
         return symbol;
     }
 
+    /// <summary>A new home's directory: never a terminal's (its access card would sit beside the home card).</summary>
+    public static Option<string> NotATerminal(this Option<string> option)
+    {
+        option.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string>() is { } dir && File.Exists(Path.Combine(dir, "terminal.json")))
+            {
+                r.AddError($"{dir} holds an enrolled terminal: a home server needs a directory of its own, e.g. --home ~/daiko-home");
+            }
+        });
+        return option;
+    }
+
+    /// <summary>A new terminal's directory: never a home server's (its device key would sit beside the home card).</summary>
+    public static Option<string> NotAHome(this Option<string> option)
+    {
+        option.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string>() is { } dir && (File.Exists(Path.Combine(dir, "card", "card.json")) || File.Exists(Path.Combine(dir, "home.db"))))
+            {
+                r.AddError($"{dir} holds a home server: a terminal needs a directory of its own, e.g. --terminal ~/.daiko");
+            }
+        });
+        return option;
+    }
+
     /// <summary>A directory that already holds a home server (made by 'daiko home init').</summary>
     public static Option<string> ExistingHome(this Option<string> option)
     {
@@ -133,6 +159,31 @@ internal static class CliChecks
         return option;
     }
 
+    /// <summary>A file that exists (a FileInfo option).</summary>
+    public static Option<FileInfo?> ExistingFile(this Option<FileInfo?> option)
+    {
+        option.HelpName ??= "FILE";
+        option.Validators.Add(r =>
+        {
+            if (r.Tokens.Count > 0 && r.GetValueOrDefault<FileInfo?>() is { } file && !file.Exists) r.AddError($"{option.Name}: there is no file {file.FullName}");
+        });
+        return option;
+    }
+
+    /// <summary>A whole number of seconds from <paramref name="least"/> to <paramref name="most"/>.</summary>
+    public static Option<int> Seconds(this Option<int> option, int least, int most)
+    {
+        option.HelpName ??= "SECONDS";
+        option.Validators.Add(r =>
+        {
+            if (r.Tokens.Count > 0 && int.TryParse(r.Tokens[^1].Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && (value < least || value > most))
+            {
+                r.AddError($"{option.Name} must be {least} to {most} seconds (got {value})");
+            }
+        });
+        return option;
+    }
+
     /// <summary>
     /// Reports a command line that did not parse: the first problem as one sentence, a typo answered
     /// with the one nearest command, and the short usage of the command reached. Exit 2.
@@ -159,12 +210,39 @@ internal static class CliChecks
         }
         else
         {
-            sentence = parse.Errors[0].Message.TrimEnd('.');
+            sentence = Plain(parse.Errors[0].Message, (parse.Errors[0].SymbolResult as OptionResult)?.Option.Name);
         }
         CliConsole.Fail(sentence);
         Console.Error.WriteLine($"usage: {Usage(command, path)}");
         Console.Error.WriteLine($"       (more: {path} --help)");
         return CliConsole.Usage;
+    }
+
+    /// <summary>
+    /// System.CommandLine's own messages in the CLI's words, one line: "--amount takes a whole number (got '1.5')" for
+    /// "Cannot parse argument '1.5' for option '--amount' as expected type 'System.Int64'", and "--mode takes one of
+    /// auto, resume, … (got 'fast')" for its multi-line list of allowed values.
+    /// </summary>
+    public static string Plain(string message, string? option = null)
+    {
+        var parsing = System.Text.RegularExpressions.Regex.Match(message, @"^Cannot parse argument '(?<value>.*)' for (option|argument) '(?<name>[^']*)' as expected type '(?<type>[^']*)'");
+        if (parsing.Success)
+        {
+            var type = parsing.Groups["type"].Value;
+            var kind = type.Contains("Int", StringComparison.Ordinal) ? "a whole number"
+                : type.Contains("Double", StringComparison.Ordinal) || type.Contains("Decimal", StringComparison.Ordinal) ? "a number"
+                : type.Contains("Boolean", StringComparison.Ordinal) ? "true or false" : "another kind of value";
+            return $"{parsing.Groups["name"].Value} takes {kind} (got '{parsing.Groups["value"].Value}')";
+        }
+        var choice = System.Text.RegularExpressions.Regex.Match(message, @"^Argument '(?<value>.*)' not recognized\. Must be one of:(?<list>[\s\S]*)$");
+        if (choice.Success)
+        {
+            var allowed = choice.Groups["list"].Value.Split(['\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(a => a.Trim('\''));
+            return option is null
+                ? $"'{choice.Groups["value"].Value}' is not one of {string.Join(", ", allowed)}"
+                : $"{option} takes one of {string.Join(", ", allowed)} (got '{choice.Groups["value"].Value}')";
+        }
+        return message.TrimEnd('.').ReplaceLineEndings(" ");
     }
 
     private static string CommandPath(CommandResult? result)

@@ -39,6 +39,12 @@ public static class Program
             CliConsole.Fail(mistake.Message);
             return CliConsole.Usage;
         }
+        catch (InvalidOperationException e) when (e.Message.StartsWith("Cannot parse argument", StringComparison.Ordinal) || e.Message.Contains("not recognized. Must be one of", StringComparison.Ordinal))
+        {
+            // A validator read a value that does not parse (System.CommandLine throws rather than report it): a usage mistake.
+            CliConsole.Fail(CliChecks.Plain(e.Message));
+            return CliConsole.Usage;
+        }
         catch (Exception e) when (Find<Daiko.Protocol.ControlErrorException>(e) is { } refused)
         {
             Debug(e);

@@ -9,7 +9,7 @@ namespace Daiko.EndToEnd.Tests;
 /// </summary>
 public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<HomeAndTerminal>
 {
-    private sealed record Mistake(string[] Args, int Exit, string Sentence, string? Stdin = null, string? MustNotExist = null);
+    private sealed record Mistake(string[] Args, int Exit, string Sentence, string? Stdin = null, string? MustNotExist = null, string? NotSaid = null);
 
     private IEnumerable<Mistake> Table()
     {
@@ -18,6 +18,13 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
         var missing = Path.Combine(system.Dir.Path, "mistyped");
         var closed = Loopback.FreePort();
         var leaf = system.Pki.IssueServer("leaf", "market.example").CertificatePath;
+        // A site directory as far as the command line can tell (its site.json is all a validator reads).
+        var site = Path.Combine(system.Dir.Path, "site-shape");
+        Directory.CreateDirectory(site);
+        File.WriteAllText(Path.Combine(site, "site.json"), "{}");
+        var terminalShape = Path.Combine(system.Dir.Path, "terminal-shape");
+        Directory.CreateDirectory(terminalShape);
+        File.WriteAllText(Path.Combine(terminalShape, "terminal.json"), "{}");
         return
         [
             // typos: one suggestion, short usage, exit 2
@@ -28,7 +35,7 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
             // values that are not what the option takes
             new(["terminal", "get", "--terminal", t], 2, "'daiko terminal get' needs URL"),
             new(["terminal", "get", "https://market.example/", "--terminal", t, "--mode", "fast"], 2, "fast"),
-            new(["terminal", "get", "https://market.example/", "--terminal", t, "--mode", "handoff", "--kex", "psk_ke"], 2, "--kex applies to resume mode only"),
+            new(["terminal", "get", "https://market.example/", "--terminal", t, "--mode", "handoff", "--kex", "psk_ke"], 2, "--kex applies to resume and auto modes only"),
             new(["terminal", "get", "ftp://market.example/", "--terminal", t], 2, "takes an https URL; Daiko does not speak ftp"),
             new(["terminal", "get", "market.example", "--terminal", t], 2, "takes an https URL"),
             new(["terminal", "prefetch", "https://market.example/", "--terminal", t, "--count", "9"], 2, "--count must be 0 to 8"),
@@ -44,10 +51,10 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
             new(["home", "serve", "--home", h, "--listen", "nonsense"], 2, "--listen takes HOST:PORT"),
             new(["home", "serve", "--home", h, "--proxy-from", "127.0.0.1"], 2, "--proxy-from goes with --proxy-protocol"),
             new(["home", "serve", "--home", h, "--proxy-protocol", "--proxy-from", "balancer.example"], 2, "'balancer.example' is neither an IP address nor a CIDR block"),
-            new(["host", "serve", "--site", missing, "--listen", "127.0.0.1:7443", "--proxy-protocol", "--proxy-from", "10.0.0.0/33"], 2, "'10.0.0.0/33' is neither an IP address nor a CIDR block"),
-            new(["host", "serve", "--site", missing, "--listen", "127.0.0.1:7443", "--console", "0.0.0.0:9000"], 2,
-                "the console at 0.0.0.0:9000 is reachable from the network: give it TLS (--console-cert PEM --console-key PEM), or bind it to 127.0.0.1", MustNotExist: missing),
-            new(["host", "serve", "--site", missing, "--listen", "127.0.0.1:7443", "--console", "127.0.0.1:9000", "--console-cert", leaf], 2, "--console-cert and --console-key go together"),
+            new(["host", "serve", "--site", site, "--listen", "127.0.0.1:7443", "--proxy-protocol", "--proxy-from", "10.0.0.0/33"], 2, "'10.0.0.0/33' is neither an IP address nor a CIDR block"),
+            new(["host", "serve", "--site", site, "--listen", "127.0.0.1:7443", "--console", "0.0.0.0:9000"], 2,
+                "the console at 0.0.0.0:9000 is reachable from the network: give it TLS (--console-cert PEM --console-key PEM), or bind it to 127.0.0.1"),
+            new(["host", "serve", "--site", site, "--listen", "127.0.0.1:7443", "--console", "127.0.0.1:9000", "--console-cert", leaf], 2, "--console-cert and --console-key go together"),
             new(["home", "mail", "set", "--home", h, "--smtp", "smtp.example", "--from", "a@example.org", "--to", "b@example.org"], 2, "--smtp takes HOST:PORT"),
             new(["home", "mail", "set", "--home", h, "--smtp", "smtp.example:25", "--from", "nobody", "--to", "b@example.org"], 2, "--from takes a mail address"),
             new(["terminal", "unlock", "--terminal", t], 2, "expected the PIN1 on standard input", Stdin: HomeAndTerminal.AccessPin + "\n"),
@@ -69,8 +76,23 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
             new(["home", "serve", "--home", h, "--listen", $"127.0.0.1:{system.Port}"], 1, "another home server is already serving"),
             new(["terminal", "forward", "--terminal", t, "--listen", $"127.0.0.1:{system.Port}", "--target", "market.example:443"], 1, "already in use"),
             new(["home", "init", "--home", Path.Combine(system.Dir.Path, "h-short")], 1, "PIN1 must be", Stdin: "12\n2222\nadmin-code-123\n", MustNotExist: Path.Combine(system.Dir.Path, "h-short", "card", "card.json")),
-            new(["home", "init", "--home", h], 1, "already exists", Stdin: "1111\n2222\nadmin-code-123\n"),
+            new(["home", "init", "--home", h], 2, "holds a home card already", Stdin: "1111\n2222\nadmin-code-123\n"),
+            new(["home", "init", "--home", Path.Combine(system.Dir.Path, "h-dn"), "--subject", "not a dn"], 2, "--subject takes a distinguished name", Stdin: "1111\n2222\nadmin-code-123\n", MustNotExist: Path.Combine(system.Dir.Path, "h-dn")),
+            new(["home", "init", "--home", Path.Combine(system.Dir.Path, "h-so"), "--pkcs11-module", Path.Combine(system.Dir.Path, "none.so")], 1, "PKCS#11 module not found", Stdin: "1111\n2222\nadmin-code-123\n", MustNotExist: Path.Combine(system.Dir.Path, "h-so")),
+            new(["home", "init", "--home", terminalShape], 2, "holds an enrolled terminal: a home server needs a directory of its own", Stdin: "1111\n2222\nadmin-code-123\n", MustNotExist: Path.Combine(terminalShape, "card")),
+            new(["terminal", "enroll", "--terminal", h, "--home", "127.0.0.1:7443", "--code", "X"], 2, "holds a home server: a terminal needs a directory of its own", MustNotExist: Path.Combine(h, "terminal.json")),
+            new(["host", "device", "list", "--site", missing, "--owner", "alice"], 2, $"no hosted site in {missing}", MustNotExist: missing),
+            new(["tls", "get", "https://market.example/", "--ca", Path.Combine(system.Dir.Path, "nothing.pem")], 2, "--ca: there is no file"),
+            new(["tls", "get", "https://market.example/", "--timeout", "0"], 2, "--timeout must be 1 to 3600 seconds (got 0)"),
+            new(["terminal", "get", "https://market.example/", "--terminal", t, "--timeout", "0"], 2, "--timeout must be 1 to 3600 seconds (got 0)"),
+            new(["terminal", "get", "https://market.example/", "--terminal", t, "--kex", "foo"], 2, "--kex takes one of"),
+            new(["terminal", "get", "https://market.example/", "--terminal", t, "--mode", "teleport"], 2, "--mode takes one of auto, resume, handoff, relay, assist (got 'teleport')"),
+            new(["terminal", "wallet", "refill", "--terminal", t, "--bank", "https://bank.example/", "--amount", "1.5"], 2, "--amount takes a whole number (got '1.5')"),
+            new(["terminal", "prefetch", "https://market.example/", "--terminal", t, "--count", "abc"], 2, "--count takes a whole number (got 'abc')"),
+            new(["home", "device", "policy", "--home", h, "--name", "phone", "--max-tickets", "abc"], 2, "--max-tickets takes a whole number (got 'abc')"),
             new(["terminal", "get", $"https://127.0.0.1:{closed}/", "--terminal", t, "--mode", "assist"], 1, "nothing is listening there"),
+            // The home server's refusal is said as it is, not as a market that could not be reached.
+            new(["terminal", "wallet", "pay", "--terminal", t, "--market", "https://10.255.255.1:8443/", "--order", "1"], 1, "daiko: policy-refused: 10.255.255.1 resolves to a private address", NotSaid: "could not be reached"),
         ];
     }
 
@@ -93,6 +115,7 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
                 problems.Add($"{command}: .NET text in the message:\n{result.StandardError}");
             }
             if (m.MustNotExist is { } path && (Directory.Exists(path) || File.Exists(path))) problems.Add($"{command}: left {path} behind");
+            if (m.NotSaid is { } notSaid && result.StandardError.Contains(notSaid, StringComparison.Ordinal)) problems.Add($"{command}: says '{notSaid}':\n{result.StandardError}");
         }
         Assert.True(problems.Count == 0, string.Join("\n\n", problems));
     }

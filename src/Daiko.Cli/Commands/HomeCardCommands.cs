@@ -14,7 +14,7 @@ internal static class HomeCardCommands
     public static Option<string> HomeOption(bool mustExist = true)
     {
         var option = new Option<string>("--home") { Description = mustExist ? "the home server's directory (made by 'home init')" : "the new home server's directory", Required = true, HelpName = "DIR" };
-        return mustExist ? option.ExistingHome() : option;
+        return mustExist ? option.ExistingHome() : option.NotATerminal();
     }
 
     public static HomeCardOptions CardOptions(ParseResult parse, Option<string> home, Option<string?>? module = null, Option<string?>? label = null)
@@ -49,7 +49,26 @@ internal static class HomeCardCommands
         var label = new Option<string?>("--token-label") { Description = "token label (default daiko-home)" };
         var keyType = new Option<string>("--key-type") { Description = "p256, p384 or rsa3072", DefaultValueFactory = _ => "p256" };
         keyType.AcceptOnlyFromAmong("p256", "p384", "rsa3072");
-        var subject = new Option<string>("--subject") { Description = "subject of the CSR", DefaultValueFactory = _ => "CN=Daiko User" };
+        var subject = new Option<string>("--subject") { Description = "subject of the CSR, a distinguished name such as \"CN=Alice Example, O=Example\"", DefaultValueFactory = _ => "CN=Daiko User", HelpName = "DN" };
+        subject.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string>() is not { } dn) return;
+            try
+            {
+                if (new X500DistinguishedName(dn).RawData.Length > 2) return;
+            }
+            catch (CryptographicException)
+            {
+            }
+            r.AddError($"--subject takes a distinguished name, e.g. \"CN=Alice Example\" (got '{dn}')");
+        });
+        home.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string>() is { } dir && File.Exists(Path.Combine(dir, "card", "card.json")))
+            {
+                r.AddError($"{dir} holds a home card already: 'home init' makes a new one, so give another directory (or use this one with 'home serve')");
+            }
+        });
         var json = CliOutput.JsonOption();
         foreach (var o in new Option[] { home, module, label, keyType, subject, json }) command.Options.Add(o);
         command.SetAction(parse =>
@@ -59,8 +78,13 @@ internal static class HomeCardCommands
             var pin2 = CliConsole.ReadNewSecret("PIN2");
             var admin = CliConsole.ReadNewSecret("admin unblock code");
             var type = parse.GetValue(keyType) switch { "p384" => HomeCardKeyType.P384, "rsa3072" => HomeCardKeyType.Rsa3072, _ => HomeCardKeyType.P256 };
+            // What this command made is taken away again if it fails, so that the same command can simply be run again.
+            var madeDirectory = !Directory.Exists(options.Directory);
+            var cardDirectory = Path.Combine(options.Directory, "card");
+            var madeCard = !Directory.Exists(cardDirectory);
             try
             {
+                HomeCard.CheckNewPins(pin1, pin2, admin);
                 Console.Error.WriteLine($"daiko: creating the home card in {options.Directory} (generating a {parse.GetValue(keyType)} key on the token)…");
                 using var card = HomeCard.Initialize(options, type, pin1, pin2, admin);
                 var csr = card.CreateCertificateSigningRequest(parse.GetValue(subject)!, pin2);
@@ -70,8 +94,17 @@ internal static class HomeCardCommands
                     $"home card {card.CardId[..16]} created; certificate request written to {csrPath}");
                 return 0;
             }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or IOException or Net.Pkcs11Interop.Common.Pkcs11Exception)
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or IOException or CryptographicException
+                or Net.Pkcs11Interop.Common.Pkcs11Exception or DllNotFoundException)
             {
+                try
+                {
+                    if (madeDirectory && Directory.Exists(options.Directory)) Directory.Delete(options.Directory, recursive: true);
+                    else if (madeCard && Directory.Exists(cardDirectory)) Directory.Delete(cardDirectory, recursive: true);
+                }
+                catch (IOException)
+                {
+                }
                 return CliConsole.Fail(e);
             }
         });

@@ -30,7 +30,22 @@ internal static class HostCommands
         return host;
     }
 
-    public static Option<string> SiteOption() => new("--site") { Description = "the site directory (the same on every node)", Required = true, HelpName = "DIR" };
+    /// <summary>--site DIR; unless it is being made (<c>host init</c>), it must hold a site already.</summary>
+    public static Option<string> SiteOption(bool mustExist = true)
+    {
+        var option = new Option<string>("--site") { Description = "the site directory (the same on every node)", Required = true, HelpName = "DIR" };
+        if (mustExist)
+        {
+            option.Validators.Add(r =>
+            {
+                if (r.GetValueOrDefault<string>() is { } dir && !File.Exists(Path.Combine(dir, "site.json")))
+                {
+                    r.AddError($"no hosted site in {dir}: give the directory made by 'daiko host init --site DIR'");
+                }
+            });
+        }
+        return option;
+    }
 
     public static Option<string> OwnerOption() => new("--owner") { Description = "the owner's name", Required = true, HelpName = "NAME" };
 
@@ -53,7 +68,7 @@ internal static class HostCommands
     {
         var command = new Command("init", "Create a hosted site: the site directory, the site token (SoftHSM2 in DIR/hsm unless --pkcs11-module) and the database schema.")
             .WithExamples("daiko host init --site /etc/daiko/site --postgres-file /etc/daiko/postgres.conn");
-        var site = SiteOption();
+        var site = SiteOption(mustExist: false);
         var postgres = new Option<FileInfo>("--postgres-file") { Description = "a file holding the Npgsql connection string (copied into DIR/postgres, 0600)", Required = true, HelpName = "FILE" };
         var module = new Option<string?>("--pkcs11-module") { Description = "the HSM's PKCS#11 module (default: SoftHSM2 with its token store in DIR/hsm)", HelpName = "SO" };
         foreach (var o in new Option[] { site, postgres, module }) command.Options.Add(o);

@@ -18,7 +18,7 @@ internal static partial class TerminalCommands
     public static Option<string> TerminalOption(bool mustExist = true)
     {
         var option = new Option<string>("--terminal") { Description = mustExist ? "this terminal's directory (made by 'terminal enroll')" : "the new terminal directory", Required = true, HelpName = "DIR" };
-        return mustExist ? option.ExistingTerminal() : option;
+        return mustExist ? option.ExistingTerminal() : option.NotAHome();
     }
 
     public static Option<string> ModeOption() => new Option<string>("--mode")
@@ -246,7 +246,7 @@ internal static partial class TerminalCommands
         kex.AcceptOnlyFromAmong("auto", "psk_ke", "psk_dhe_ke");
         var earlyData = new Option<bool>("--early-data") { Description = "send the request as 0-RTT data when the ticket allows it (resume mode)" };
         var stats = TerminalStats.Option();
-        var timeout = new Option<int>("--timeout") { Description = "seconds the session's handshake, and then each read or write, may wait on the market", DefaultValueFactory = _ => 30 };
+        var timeout = new Option<int>("--timeout") { Description = "seconds the session's handshake, and then each read or write, may wait on the market", DefaultValueFactory = _ => 30 }.Seconds(1, 3600);
         var maxTime = new Option<int?>("--max-time") { Description = "seconds the whole fetch may take, however the market trickles its answer (as curl's --max-time; default: no limit beyond --timeout's)", HelpName = "SECONDS" };
         var connectTo = new Option<string>("--connect-to") { HelpName = "HOST:PORT",
             Description = "open the terminal's own connection to the market at HOST:PORT instead of the URL's (as curl's --connect-to; the home server still uses the URL's, and the name checked is the URL's)" }.HostPort();
@@ -254,7 +254,14 @@ internal static partial class TerminalCommands
         foreach (var o in new Option[] { terminal, mode, kex, earlyData, stats, timeout, maxTime, connectTo }) command.Options.Add(o);
         command.Validators.Add(r =>
         {
-            if (r.GetResult(kex) is { Implicit: false } && r.GetValue(mode) is not ("resume" or "auto")) r.AddError($"--kex applies to resume mode only, not to --mode {r.GetValue(mode)}");
+            // A --kex or --mode value of its own that is wrong is said by that option; this is about the two together.
+            // (Read as typed: a value an option refuses is not read through it, which would throw.)
+            var kexText = r.GetResult(kex) is { Implicit: false } given ? given.Tokens.LastOrDefault()?.Value : null;
+            var chosen = r.GetResult(mode)?.Tokens.LastOrDefault()?.Value ?? "auto";
+            if (kexText is "auto" or "psk_ke" or "psk_dhe_ke" && chosen is "handoff" or "relay" or "assist")
+            {
+                r.AddError($"--kex applies to resume and auto modes only, not to --mode {chosen}");
+            }
         });
         command.SetAction(async (parse, interrupted) =>
         {

@@ -15,9 +15,9 @@ internal static class TlsCommands
         var tls = new Command("tls", "Direct TLS (1.3, or 1.2 where a server speaks only that) through Daiko's own engine, without delegation (the baseline, and a curl-like tool).");
         var get = new Command("get", "Fetch an https URL and print the response body to stdout.");
         var url = new Argument<string>("URL") { Description = "the https URL to fetch" };
-        var ca = new Option<FileInfo?>("--ca") { Description = "PEM file of trusted roots (default: the system roots)" };
-        var cert = new Option<FileInfo?>("--cert") { Description = "PEM client certificate chain, sent when the server asks" };
-        var key = new Option<FileInfo?>("--key") { Description = "PEM private key of --cert" };
+        var ca = new Option<FileInfo?>("--ca") { Description = "PEM file of trusted roots (default: the system roots)" }.ExistingFile();
+        var cert = new Option<FileInfo?>("--cert") { Description = "PEM client certificate chain, sent when the server asks" }.ExistingFile();
+        var key = new Option<FileInfo?>("--key") { Description = "PEM private key of --cert" }.ExistingFile();
         var saveTicket = new Option<FileInfo?>("--save-ticket") { Description = "write the session ticket the server issues to FILE (CBOR; contains the PSK: keep it private)" };
         var resumeFrom = new Option<FileInfo?>("--resume-from") { Description = "resume with the ticket saved in FILE" };
         var kex = new Option<string>("--kex") { Description = "PSK key exchange when resuming: psk_ke (no public-key operation) or psk_dhe_ke", DefaultValueFactory = _ => "psk_dhe_ke" };
@@ -26,7 +26,7 @@ internal static class TlsCommands
         var stats = new Option<bool>("--stats") { Description = "print one JSON line of cost counters to stderr" };
         var version = new Option<string>("--tls-version") { Description = "protocol versions to offer: 1.2, 1.3 or auto (both; TLS 1.3 whenever the server speaks it)", DefaultValueFactory = _ => "auto" };
         version.AcceptOnlyFromAmong("1.2", "1.3", "auto");
-        var timeout = new Option<int>("--timeout") { Description = "seconds the handshake, and then each read or write, may wait on the server", DefaultValueFactory = _ => 30 };
+        var timeout = new Option<int>("--timeout") { Description = "seconds the handshake, and then each read or write, may wait on the server", DefaultValueFactory = _ => 30 }.Seconds(1, 3600);
         foreach (var o in new Option[] { ca, cert, key, saveTicket, resumeFrom, kex, earlyData, version, stats, timeout }) get.Options.Add(o);
         get.Arguments.Add(url);
         get.SetAction(async (parse, ct) =>

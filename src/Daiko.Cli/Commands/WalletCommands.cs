@@ -66,6 +66,16 @@ internal static class WalletCommands
 
     private sealed record Invocation(ParseResult Parse, bool Json);
 
+    /// <summary>The home server's refusal inside <paramref name="e"/> (HttpClient wraps what its connection step threw), if any.</summary>
+    private static ControlErrorException? RefusalIn(Exception e)
+    {
+        for (var inner = e.InnerException; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is ControlErrorException refused) return refused;
+        }
+        return null;
+    }
+
     /// <summary>One log entry (a JSON object) as one line for a person: "name value" pairs.</summary>
     private static string HumanEntry(string entry)
     {
@@ -117,6 +127,11 @@ internal static class WalletCommands
             catch (ControlErrorException e)
             {
                 return CliConsole.Fail(e.Message);
+            }
+            catch (HttpRequestException e) when (RefusalIn(e) is { } refused)
+            {
+                // The session to the market was refused by the home server (a policy, a locked card): said as it is.
+                return CliConsole.Fail(refused.Message);
             }
             catch (HttpRequestException e)
             {
