@@ -5,6 +5,9 @@ namespace Daiko.Cli;
 /// <summary>The lines 'daiko home serve' logs about the process itself: reloads and shutdown (never a secret).</summary>
 internal static partial class ServeLog
 {
+    [LoggerMessage(120, LogLevel.Warning, "the home card holds no certificate yet: every delegation is refused until the owner imports the one issued for {Home}/user.csr ('daiko home cert import --home {Home} --cert PEM')")]
+    public static partial void NoCertificateYet(this ILogger logger, string home);
+
     [LoggerMessage(101, LogLevel.Warning, "--allow-private-markets: every device may reach markets on loopback and private addresses")]
     public static partial void PrivateMarketsAllowed(this ILogger logger);
 

@@ -121,6 +121,17 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
     }
 
     [Fact]
+    public async Task AHomeServedBeforeItsCertificateIsImported_SaysWhatIsMissingAndHowToImportIt()
+    {
+        var home = Path.Combine(system.Dir.Path, "h-no-cert");
+        await HomeAndTerminal.Ok(["home", "init", "--home", home], "1111\n2222\nadmin-code-123\n");
+
+        using var serve = new ExternalProcess("dotnet", [DaikoCli.DllPath, "home", "serve", "--home", home, "--listen", $"127.0.0.1:{Loopback.FreePort()}"]);
+
+        await serve.WaitForOutputAsync($"the home card holds no certificate yet: every delegation is refused until the owner imports the one issued for {home}/user.csr ('daiko home cert import --home {home} --cert PEM')", TimeSpan.FromSeconds(60));
+    }
+
+    [Fact]
     public async Task FailedEnroll_LeavesNoTerminalDirectory()
     {
         var code = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(system.Home, "late-phone"))).StandardOutput.Trim();

@@ -70,6 +70,7 @@ internal static class HomeServe
             {
                 return CliConsole.Fail(e.Message);
             }
+            if (card.CertificateChain.Count == 0) serveLog.NoCertificateYet(a.Home);
             if (a.AllowPrivateMarkets) serveLog.PrivateMarketsAllowed();
             if (a.ProxyProtocol) serveLog.ProxyProtocolTrusted(a.ProxyFrom.ToString());
             if (a.FetchMissingIntermediates) serveLog.IntermediatesFetched();
