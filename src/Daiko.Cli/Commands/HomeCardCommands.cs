@@ -124,7 +124,12 @@ internal static class HomeCardCommands
         {
             try
             {
-                using var leaf = X509Certificate2.CreateFromPem(File.ReadAllText(parse.GetValue(cert)!));
+                var pem = File.ReadAllText(parse.GetValue(cert)!);
+                if (pem.Contains("-----BEGIN CERTIFICATE REQUEST-----", StringComparison.Ordinal))
+                {
+                    return CliConsole.Fail($"{parse.GetValue(cert)} is the certificate request (the CSR): give it to your CA, then import the certificate the CA issues for it");
+                }
+                using var leaf = X509Certificate2.CreateFromPem(pem);
                 var chainCerts = new X509Certificate2Collection();
                 if (parse.GetValue(chain) is { } chainFile) chainCerts.ImportFromPemFile(chainFile);
                 var pin2 = CliConsole.ReadSecret("PIN2");

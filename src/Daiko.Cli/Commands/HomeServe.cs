@@ -89,7 +89,12 @@ internal static class HomeServe
             catch (Exception e) when (e is ArgumentException or IOException or System.Security.Cryptography.CryptographicException)
             {
                 await server.DisposeAsync();
-                return CliConsole.Fail(e is IOException { InnerException: System.Net.Sockets.SocketException se } ? HomeServerCommands.ListenProblem(consoleText!, se) : e.Message);
+                // Kestrel wraps the socket's refusal (an address in use) in exceptions of its own.
+                var refusal = e;
+                while (refusal is not null and not System.Net.Sockets.SocketException) refusal = refusal.InnerException;
+                return CliConsole.Fail(refusal is System.Net.Sockets.SocketException se ? HomeServerCommands.ListenProblem(consoleText!, se)
+                    : e.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase) ? $"cannot listen on {consoleText}: the address is already in use (another server is running there; pick another port)"
+                    : e.Message);
             }
             Console.WriteLine($"home server listening on {server.LocalEndPoint} (card {card.CardId[..16]}, state {Daiko.Home.Handlers.CardGate.StateName(card.State)})");
             if (web is not null) Console.WriteLine($"console on {web.BaseUrl}/ (log in with 'daiko home console-link --home {a.Home}'; /healthz and /metrics there too)");

@@ -363,6 +363,16 @@ internal static partial class TerminalCommands
         var stats = new Option<bool>("--stats") { Description = "print one JSON line to stderr as each forwarded connection closes: its whole cost (market and control channel, CLI and agent)" };
         var allowOthers = new Option<bool>("--allow-others") { Description = "serve every connection, not only this user's: other users of this machine, and with a non-loopback --listen other machines, then use the market as the owner" };
         foreach (var o in new Option[] { terminal, listen, target, mode, stats, allowOthers }) command.Options.Add(o);
+        command.Validators.Add(r =>
+        {
+            // (Read as typed: a --listen its own check refuses is said by that check.)
+            if (r.GetResult(allowOthers) is { Implicit: false } || r.GetResult(listen)?.Tokens.LastOrDefault()?.Value is not { } text) return;
+            var colon = text.LastIndexOf(':');
+            if (colon > 0 && System.Net.IPAddress.TryParse(text[..colon].Trim('[', ']'), out var address) && !System.Net.IPAddress.IsLoopback(address))
+            {
+                r.AddError($"--listen {text} is not a loopback address: every machine that reaches it would use the market as the owner; listen on 127.0.0.1, or pass --allow-others to mean it");
+            }
+        });
         command.SetAction(async (parse, ct) =>
         {
             var dir = parse.GetValue(terminal)!;

@@ -45,7 +45,7 @@ internal static class TerminalPinCommands
                 }
                 catch (Exception e) when (e is ArgumentException or CardNotReadyException or Net.Pkcs11Interop.Common.Pkcs11Exception)
                 {
-                    return CliConsole.Fail(e.Message);
+                    return CliConsole.Fail(e);
                 }
             }
         });

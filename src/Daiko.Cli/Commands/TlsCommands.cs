@@ -29,6 +29,10 @@ internal static class TlsCommands
         var timeout = new Option<int>("--timeout") { Description = "seconds the handshake, and then each read or write, may wait on the server", DefaultValueFactory = _ => 30 }.Seconds(1, 3600);
         foreach (var o in new Option[] { ca, cert, key, saveTicket, resumeFrom, kex, earlyData, version, stats, timeout }) get.Options.Add(o);
         get.Arguments.Add(url);
+        get.Validators.Add(r =>
+        {
+            if ((r.GetResult(cert) is null) != (r.GetResult(key) is null)) r.AddError("--cert and --key go together");
+        });
         get.SetAction(async (parse, ct) =>
         {
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var target) || target.Scheme != Uri.UriSchemeHttps) return CliConsole.Fail("only https URLs are supported");
