@@ -50,6 +50,7 @@ internal static class HostDeviceCommands
             var store = database.StoreOf(ownerName);
             var registry = new DeviceRegistry(store);
             using var identity = hosted.LoadIdentity();
+            var earlier = await registry.PendingAsync(parse.GetValue(name)!, ct);
             // A public id is unique within the site while its code lives: it is how enrollment finds the owner.
             for (var attempt = 0; attempt < 8; attempt++)
             {
@@ -57,6 +58,8 @@ internal static class HostDeviceCommands
                 if (!await database.RegisterCodeAsync(secret[..EnrollmentCode.PublicIdLength], ownerName, expires, ct)) continue;
                 if (policy.AnyGiven(parse)) await new SqlDevicePolicyStore(store).SaveAsync(parse.GetValue(name)!, chosen, ct);
                 HomeServerCommands.PrintCode(parse.GetValue(name)!, EnrollmentCode.Compose(secret, identity.SpkiHash), expires, parse.GetValue(json));
+                // (Said once: a retry above for a free id replaced only a code never given out.)
+                if (earlier is not null) Console.Error.WriteLine(DevicePolicyCommands.ReplacedSentence(parse.GetValue(name)!));
                 return 0;
             }
             return CliConsole.Fail("no free enrollment code id was found; try again");
