@@ -72,7 +72,7 @@ internal static class HostDeviceCommands
         var command = new Command("list", "List the owner's terminals with their policy, state and last use.").WithExamples("daiko host device list --site /etc/daiko/site --owner alice --json");
         var site = HostCommands.SiteOption();
         var owner = HostCommands.OwnerOption();
-        var json = new Option<bool>("--json") { Description = "print JSON" };
+        var json = CliOutput.JsonOption();
         foreach (var o in new Option[] { site, owner, json }) command.Options.Add(o);
         command.SetAction((parse, ct) => DevicePolicyCommands.ListAsync(OwnerStore(parse.GetValue(site)!, parse.GetValue(owner)!), parse.GetValue(json), ct));
         return command;
