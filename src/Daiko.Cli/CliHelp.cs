@@ -42,8 +42,15 @@ internal static class CliHelp
         if (help.Action is HelpAction inner) help.Action = new WithExamplesAction(inner);
         foreach (var command in All(root))
         {
-            foreach (var option in command.Options.Where(o => o.HelpName is null && o.Arity.MaximumNumberOfValues > 0 && o.ValueType != typeof(bool)))
+            foreach (var option in command.Options.Where(o => o.Arity.MaximumNumberOfValues > 0 && o.ValueType != typeof(bool)))
             {
+                // These take the same kind of value wherever they are made, so they read the same (as docs/cli.md writes them).
+                if (SameKindEverywhere.TryGetValue(option.Name, out var kind))
+                {
+                    option.HelpName = kind;
+                    continue;
+                }
+                if (option.HelpName is not null) continue;
                 option.HelpName = Placeholders.TryGetValue(option.Name, out var name) ? name
                     : option.ValueType == typeof(FileInfo) ? "FILE"
                     : option.ValueType == typeof(int) || option.ValueType == typeof(long) ? "N"
@@ -59,9 +66,16 @@ internal static class CliHelp
 
     private static readonly Dictionary<string, string> Placeholders = new(StringComparer.Ordinal)
     {
-        ["--name"] = "NAME", ["--command"] = "COMMAND", ["--arg"] = "KEY=VALUE", ["--pkcs11-module"] = "SO_FILE", ["--token-label"] = "LABEL",
-        ["--subject"] = "DN", ["--key-type"] = "TYPE", ["--ca"] = "FILE", ["--cert"] = "FILE", ["--key"] = "FILE", ["--save-ticket"] = "FILE",
+        ["--name"] = "NAME", ["--command"] = "COMMAND", ["--arg"] = "KEY=VALUE", ["--token-label"] = "LABEL",
+        ["--subject"] = "DN", ["--key-type"] = "TYPE", ["--save-ticket"] = "FILE",
         ["--resume-from"] = "FILE", ["--kex"] = "KEX", ["--timeout"] = "SECONDS", ["--tls-version"] = "VERSION", ["--mode"] = "MODE",
+    };
+
+    /// <summary>Options whose value is the same kind of thing in every command: a PEM file, a PKCS#11 module (a shared object).</summary>
+    private static readonly Dictionary<string, string> SameKindEverywhere = new(StringComparer.Ordinal)
+    {
+        ["--ca"] = "PEM", ["--cert"] = "PEM", ["--chain"] = "PEM", ["--key"] = "PEM", ["--console-cert"] = "PEM", ["--console-key"] = "PEM",
+        ["--pkcs11-module"] = "SO",
     };
 
     private static readonly (string Path, string[] Examples)[] DefaultExamples =

@@ -9,6 +9,8 @@ namespace Daiko.EndToEnd.Tests;
 /// </summary>
 public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<HomeAndTerminal>
 {
+    private const string NameRule = "a device name is 1 to 64 characters, without control characters, '/' or '\\', and without spaces at either end";
+
     private sealed record Mistake(string[] Args, int Exit, string Sentence, string? Stdin = null, string? MustNotExist = null, string? NotSaid = null);
 
     private IEnumerable<Mistake> Table()
@@ -32,6 +34,14 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
             new(["terminal", "gett"], 2, "did you mean 'daiko terminal get'?"),
             new(["home", "device", "ad", "--home", h, "--name", "x"], 2, "did you mean 'daiko home device add'?"),
             new(["terminal", "get", "https://market.example/", "--terminal", t, "--mdoe", "relay"], 2, "did you mean '--mode'?"),
+            // device names: they reach the server log, the audit log and the console
+            new(["home", "device", "add", "--home", h, "--name", "bad name/with slash"], 2, NameRule),
+            new(["home", "device", "add", "--home", h, "--name", "forged\n2026-01-01T00:00:00Z daiko: unlock: crypto-ready"], 2, NameRule),
+            new(["home", "device", "add", "--home", h, "--name", " phone"], 2, NameRule),
+            new(["home", "device", "add", "--home", h, "--name", ""], 2, NameRule),
+            new(["home", "device", "add", "--home", h, "--name", new string('x', 65)], 2, NameRule),
+            new(["home", "device", "policy", "--home", h, "--name", "back\\slash", "--modes", "relay"], 2, NameRule),
+            new(["home", "device", "policy", "--home", h, "--name", "ghost"], 1, "no device named 'ghost' (see 'daiko home device list')"),
             // values that are not what the option takes
             new(["terminal", "get", "--terminal", t], 2, "'daiko terminal get' needs URL"),
             new(["terminal", "get", "https://market.example/", "--terminal", t, "--mode", "fast"], 2, "fast"),
@@ -151,6 +161,25 @@ public sealed class CliMistakesTests(HomeAndTerminal system) : IClassFixture<Hom
         Assert.True(reused.ExitCode == 1, reused.ToString());
         Assert.False(Directory.Exists(unreachable), $"a failed enroll left {unreachable}");
         Assert.False(Directory.Exists(refused), $"a refused enroll left {refused}");
+    }
+
+    [Fact]
+    public async Task ASecondCodeForAName_ReplacesTheFirst_WhoseHolderIsToldWhy_AndDeviceListShowsItPending()
+    {
+        var first = (await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(system.Home, "spare"))).StandardOutput.Trim();
+        var second = await HomeAndTerminal.Ok(LoopbackMarkets.DeviceAdd(system.Home, "spare"));
+        Assert.Contains("this replaces the enrollment code given earlier for spare; that one no longer works", second.StandardError, StringComparison.Ordinal);
+
+        var listed = JsonDocument.Parse((await HomeAndTerminal.Ok(["home", "device", "list", "--home", system.Home, "--json"])).StandardOutput).RootElement;
+        Assert.Single(listed.GetProperty("pending").EnumerateArray(), p => p.GetProperty("name").GetString() == "spare" && p.GetProperty("expires").GetDateTimeOffset() > DateTimeOffset.UtcNow);
+        var human = await HomeAndTerminal.Ok(["home", "device", "list", "--home", system.Home]);
+        Assert.Contains(human.StandardOutput.Split('\n'), l => l.StartsWith("spare ", StringComparison.Ordinal) && l.Contains("pending: an enrollment code valid until", StringComparison.Ordinal));
+        var dir = Path.Combine(system.Dir.Path, "spare-first");
+        var refused = await DaikoCli.RunAsync(["terminal", "enroll", "--terminal", dir, "--home", $"127.0.0.1:{system.Port}", "--code", first], HomeAndTerminal.AccessPin + "\n");
+
+        Assert.True(refused.ExitCode == 1, refused.ToString());
+        Assert.Contains("the enrollment code was replaced by a newer one for the same device", refused.StandardError, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(dir), $"a refused enroll left {dir}");
     }
 
     [Fact]

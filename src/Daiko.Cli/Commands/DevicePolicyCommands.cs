@@ -44,7 +44,18 @@ internal static class DevicePolicyCommands
 
         public IEnumerable<Option> All => [Markets, Modes, SpendLimit, MaxTickets, TicketLifetime, Appliances, Payees];
 
-        public void AddTo(Command command)
+        /// <summary>
+        /// Adds the options to a <c>device add</c> command, and checks its <c>--name</c> as a new device's name
+        /// (<see cref="DeviceName.Rule"/>; a mistake exits 2 before anything is written).
+        /// </summary>
+        public void AddTo(Command add)
+        {
+            AddOptionsTo(add);
+            if (add.Options.OfType<Option<string>>().FirstOrDefault(o => o.Name == "--name") is { } name) CheckNewName(name);
+        }
+
+        /// <summary>Adds the options only (<c>device policy</c>, whose device may have been named before names were checked).</summary>
+        public void AddOptionsTo(Command command)
         {
             foreach (var o in All) command.Options.Add(o);
         }
@@ -73,6 +84,27 @@ internal static class DevicePolicyCommands
                 throw new CliUsageException(e.Message);
             }
         }
+    }
+
+    /// <summary>Refuses, as a usage mistake, a <c>--name</c> that <see cref="DeviceName.Rule"/> does not allow.</summary>
+    public static void CheckNewName(Option<string> name) => name.Validators.Add(r =>
+    {
+        if (DeviceName.Problem(r.GetValueOrDefault<string>()) is { } problem) r.AddError(problem);
+    });
+
+    /// <summary>What <c>device add</c> says (stderr) when the name had a code pending: that code no longer works.</summary>
+    public static string ReplacedSentence(string name) => $"daiko: this replaces the enrollment code given earlier for {name}; that one no longer works";
+
+    /// <summary>
+    /// A new enrollment code for <paramref name="name"/>, saying on stderr when it replaces one still pending
+    /// (what <c>home device add</c> calls instead of <see cref="DeviceRegistry.AddEnrollmentCodeAsync"/>).
+    /// </summary>
+    public static async Task<(string Code, DateTimeOffset ExpiresAt)> AddCodeAsync(DeviceRegistry registry, string name, CancellationToken ct)
+    {
+        var earlier = await registry.PendingAsync(name, ct);
+        var code = await registry.AddEnrollmentCodeAsync(name, ct);
+        if (earlier is not null) Console.Error.WriteLine(ReplacedSentence(name));
+        return code;
     }
 
     public static IDevicePolicyStore Store(string home) => new SqlDevicePolicyStore(HomeOf(home));
@@ -122,16 +154,25 @@ internal static class DevicePolicyCommands
         command.Options.Add(home);
         foreach (var o in more) command.Options.Add(o);
         command.Options.Add(name);
-        options.AddTo(command);
+        options.AddOptionsTo(command);
         command.Options.Add(json);
         command.SetAction(async (parse, ct) =>
         {
             var homeStore = storeOf(parse, home);
             var device = parse.GetValue(name)!;
             var store = new SqlDevicePolicyStore(homeStore);
-            var enrolled = await new DeviceRegistry(homeStore).FindAsync(device, ct) is not null;
+            var registry = new DeviceRegistry(homeStore);
+            var enrolled = await registry.FindAsync(device, ct) is not null;
+            var set = await store.FindAsync(device, ct);
+            if (!options.AnyGiven(parse) && !enrolled && set is null && await registry.PendingAsync(device, ct) is null)
+            {
+                // Nothing to show: no such device, no code pending for it, no policy set ahead for it (a typo, most likely).
+                return CliConsole.Fail($"no device named '{device}' (see 'daiko {verb} device list')");
+            }
+            // A policy set for a name ahead of 'device add' makes the name: it is held to the rule 'device add' holds it to.
+            if (!enrolled && set is null && DeviceName.Problem(device) is { } problem) throw new CliUsageException(problem);
             // An enrolled device without a row is served under the default; one not enrolled yet gets the defaults a new device gets.
-            var policy = await store.FindAsync(device, ct) ?? (enrolled || newDevice is null ? DevicePolicy.Default : newDevice(parse, home));
+            var policy = set ?? (enrolled || newDevice is null ? DevicePolicy.Default : newDevice(parse, home));
             if (options.AnyGiven(parse))
             {
                 policy = options.Apply(parse, policy);
@@ -161,7 +202,9 @@ internal static class DevicePolicyCommands
 
     public static async Task<int> ListAsync(IHomeStore homeStore, bool json, CancellationToken ct)
     {
-        var devices = await new DeviceRegistry(homeStore).ListAsync(ct);
+        var registry = new DeviceRegistry(homeStore);
+        var devices = await registry.ListAsync(ct);
+        var pending = await registry.PendingAsync(ct);
         var store = new SqlDevicePolicyStore(homeStore);
         var rows = new List<(Device Device, DevicePolicy Policy, DateTimeOffset? LastUsed)>();
         foreach (var d in devices) rows.Add((d, await store.FindAsync(d.Name, ct) ?? DevicePolicy.Default, await store.LastUseAsync(d.Name, ct)));
@@ -174,6 +217,7 @@ internal static class DevicePolicyCommands
                     id = r.Device.Id, name = r.Device.Name, enrolled_at = r.Device.EnrolledAt, revoked = r.Device.Revoked, revoked_at = r.Device.RevokedAt,
                     state = r.Device.Revoked ? "revoked" : "enrolled", last_used = r.LastUsed, policy = Json(r.Policy),
                 }),
+                pending = pending.Select(p => new { name = p.Name, expires = p.ExpiresAt }),
             }));
             return 0;
         }
@@ -183,7 +227,11 @@ internal static class DevicePolicyCommands
                 $"  last used {(lastUsed is { } at ? at.ToString("yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture) : "never")}");
             Console.WriteLine($"{"",-20} {Text(policy)}");
         }
-        if (devices.Count == 0) Console.Error.WriteLine("daiko: no terminal is enrolled; add one with 'daiko home device add --name NAME'");
+        foreach (var p in pending)
+        {
+            Console.WriteLine($"{p.Name,-20} pending: an enrollment code valid until {p.ExpiresAt.UtcDateTime.ToString("yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture)} UTC");
+        }
+        if (devices.Count == 0 && pending.Count == 0) Console.Error.WriteLine("daiko: no terminal is enrolled; add one with 'daiko home device add --name NAME'");
         return 0;
     }
 }

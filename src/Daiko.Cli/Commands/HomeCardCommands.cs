@@ -183,7 +183,7 @@ internal static class HomeCardCommands
         var command = new Command("status", "Show the home card's state and PIN tries left.")
             .WithExamples("daiko home card status --home ~/daiko-home --json");
         var home = HomeOption();
-        var json = new Option<bool>("--json") { Description = "print JSON" };
+        var json = CliOutput.JsonOption();
         command.Options.Add(home);
         command.Options.Add(json);
         command.SetAction(parse =>

@@ -218,7 +218,7 @@ internal static class HomeServerCommands
                 var chosen = policy.Apply(parse, set ?? HomeConfig.Load(dir).DeviceDefaults.ToPolicy());
                 using var identity = HomeIdentity.LoadOrCreate(dir);
                 var registry = new DeviceRegistry(HomeStore.ForHome(dir));
-                var (secret, expires) = await registry.AddEnrollmentCodeAsync(parse.GetValue(name)!, ct);
+                var (secret, expires) = await DevicePolicyCommands.AddCodeAsync(registry, parse.GetValue(name)!, ct);
                 if (set is null || policy.AnyGiven(parse)) await policies.SaveAsync(parse.GetValue(name)!, chosen, ct);
                 PrintCode(parse.GetValue(name)!, EnrollmentCode.Compose(secret, identity.SpkiHash), expires, parse.GetValue(json));
                 return 0;
@@ -248,7 +248,7 @@ internal static class HomeServerCommands
     {
         var command = new Command("list", "List enrolled terminals with their policy, state and last use.").WithExamples("daiko home device list --home ~/daiko-home --json");
         var home = HomeCardCommands.HomeOption();
-        var json = new Option<bool>("--json") { Description = "print JSON" };
+        var json = CliOutput.JsonOption();
         command.Options.Add(home);
         command.Options.Add(json);
         command.SetAction((parse, ct) => DevicePolicyCommands.ListAsync(parse.GetValue(home)!, parse.GetValue(json), ct));

@@ -17,7 +17,7 @@ internal static class HomeTrustCommands
         var add = new Command("add", "Trust the CA certificate(s) in a PEM file for markets; a certificate that is not a CA is refused.")
             .WithExamples("daiko home trust add --home ~/daiko-home --ca market-roots.pem");
         var home = HomeCardCommands.HomeOption();
-        var ca = new Option<string>("--ca") { Description = "PEM file of CA certificates", Required = true }.ExistingFile();
+        var ca = new Option<string>("--ca") { Description = "PEM file of CA certificates", Required = true, HelpName = "PEM" }.ExistingFile();
         var json = CliOutput.JsonOption();
         foreach (var o in new Option[] { home, ca, json }) add.Options.Add(o);
         add.SetAction(parse =>

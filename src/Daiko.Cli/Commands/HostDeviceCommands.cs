@@ -50,6 +50,7 @@ internal static class HostDeviceCommands
             var store = database.StoreOf(ownerName);
             var registry = new DeviceRegistry(store);
             using var identity = hosted.LoadIdentity();
+            var earlier = await registry.PendingAsync(parse.GetValue(name)!, ct);
             // A public id is unique within the site while its code lives: it is how enrollment finds the owner.
             for (var attempt = 0; attempt < 8; attempt++)
             {
@@ -57,6 +58,8 @@ internal static class HostDeviceCommands
                 if (!await database.RegisterCodeAsync(secret[..EnrollmentCode.PublicIdLength], ownerName, expires, ct)) continue;
                 if (policy.AnyGiven(parse)) await new SqlDevicePolicyStore(store).SaveAsync(parse.GetValue(name)!, chosen, ct);
                 HomeServerCommands.PrintCode(parse.GetValue(name)!, EnrollmentCode.Compose(secret, identity.SpkiHash), expires, parse.GetValue(json));
+                // (Said once: a retry above for a free id replaced only a code never given out.)
+                if (earlier is not null) Console.Error.WriteLine(DevicePolicyCommands.ReplacedSentence(parse.GetValue(name)!));
                 return 0;
             }
             return CliConsole.Fail("no free enrollment code id was found; try again");
@@ -69,7 +72,7 @@ internal static class HostDeviceCommands
         var command = new Command("list", "List the owner's terminals with their policy, state and last use.").WithExamples("daiko host device list --site /etc/daiko/site --owner alice --json");
         var site = HostCommands.SiteOption();
         var owner = HostCommands.OwnerOption();
-        var json = new Option<bool>("--json") { Description = "print JSON" };
+        var json = CliOutput.JsonOption();
         foreach (var o in new Option[] { site, owner, json }) command.Options.Add(o);
         command.SetAction((parse, ct) => DevicePolicyCommands.ListAsync(OwnerStore(parse.GetValue(site)!, parse.GetValue(owner)!), parse.GetValue(json), ct));
         return command;

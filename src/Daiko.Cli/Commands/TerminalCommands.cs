@@ -110,7 +110,7 @@ internal static partial class TerminalCommands
     private static Command Unlock()
     {
         var command = new Command("unlock", "Unlock the access card and the home card: reads the access-card PIN, PIN1 and PIN2, one a line; starts the terminal agent (it locks again after 10 idle minutes).")
-            .WithExamples("printf '%s\\n' 4321 1111 2222 | daiko terminal unlock --terminal ~/.daiko");
+            .WithExamples("printf '%s\\n' 432100 1111 2222 | daiko terminal unlock --terminal ~/.daiko");
         var terminal = TerminalOption();
         var json = CliOutput.JsonOption();
         var stats = TerminalStats.Option();

@@ -19,6 +19,27 @@ public enum EnrollmentOutcome
     BadProof,
     /// <summary>A code with this public id exists, but the secret is wrong (counts against the code).</summary>
     WrongSecret,
+    /// <summary>The right secret of a code that a newer one for the same name replaced (before it would have expired).</summary>
+    ReplacedCode,
+}
+
+/// <summary>Pending enrollment: a code issued for <paramref name="Name"/>, unused and valid until <paramref name="ExpiresAt"/>.</summary>
+public sealed record PendingEnrollment(string Name, DateTimeOffset ExpiresAt);
+
+/// <summary>What a device may be named: it appears in the server log, the audit log, the console and file names.</summary>
+public static class DeviceName
+{
+    public const int MaxLength = 64;
+
+    /// <summary>What is allowed, as one sentence.</summary>
+    public const string Rule = "a device name is 1 to 64 characters, without control characters, '/' or '\\', and without spaces at either end";
+
+    /// <summary><see cref="Rule"/> when <paramref name="name"/> breaks it (a newline would forge lines in the server log), else null.</summary>
+    public static string? Problem(string? name) =>
+        string.IsNullOrEmpty(name) || name.Length > MaxLength || name.Trim() != name
+        || name.Any(c => char.IsControl(c) || c is '/' or '\\' || char.GetUnicodeCategory(c) is System.Globalization.UnicodeCategory.LineSeparator or System.Globalization.UnicodeCategory.ParagraphSeparator)
+            ? Rule
+            : null;
 }
 
 /// <summary>
@@ -40,16 +61,34 @@ public sealed class DeviceRegistry(IHomeStore store, TimeProvider? time = null)
     /// </summary>
     public async Task<(string Code, DateTimeOffset ExpiresAt)> AddEnrollmentCodeAsync(string name, CancellationToken cancellationToken = default)
     {
-        if (string.IsNullOrWhiteSpace(name) || name.Length > 64) throw new ArgumentException("a device name must be 1 to 64 characters", nameof(name));
+        // (No parameter name: the message is shown as it is.)
+        if (DeviceName.Problem(name) is { } problem) throw new ArgumentException(problem);
         if (await FindAsync(name, cancellationToken) is { Revoked: false }) throw new InvalidOperationException($"a device named '{name}' is already enrolled");
+        var now = _time.GetUtcNow();
+        // A code still pending for this name stops working; kept aside, its holder is told why (see RedeemCodeAsync).
+        if ((await store.EnrollmentCodes.ListAsync(cancellationToken)).FirstOrDefault(c => c.Name == name) is { Used: false, PublicId: not null } earlier && earlier.ExpiresAt > now)
+        {
+            await store.EnrollmentCodes.RememberReplacedAsync(earlier, now, cancellationToken);
+        }
         var (publicId, secret) = Daiko.Protocol.EnrollmentCode.NewIdAndSecret();
         while ((await store.EnrollmentCodes.ListByPublicIdAsync(publicId, cancellationToken)).Count > 0)
             (publicId, secret) = Daiko.Protocol.EnrollmentCode.NewIdAndSecret();
         var salt = RandomNumberGenerator.GetBytes(16);
-        var expires = _time.GetUtcNow() + CodeLifetime;
+        var expires = now + CodeLifetime;
         await store.EnrollmentCodes.PutAsync(new EnrollmentCodeRecord(name, HashCode(secret, salt), salt, expires, Used: false, publicId), cancellationToken);
         return (publicId + secret, expires);
     }
+
+    /// <summary>The codes issued and neither used nor expired yet, by name.</summary>
+    public async Task<IReadOnlyList<PendingEnrollment>> PendingAsync(CancellationToken cancellationToken = default)
+    {
+        var now = _time.GetUtcNow();
+        return (await store.EnrollmentCodes.ListAsync(cancellationToken)).Where(c => !c.Used && c.ExpiresAt > now).Select(c => new PendingEnrollment(c.Name, c.ExpiresAt)).ToList();
+    }
+
+    /// <summary>The pending code for <paramref name="name"/> (that a new one would replace), or null.</summary>
+    public async Task<PendingEnrollment?> PendingAsync(string name, CancellationToken cancellationToken = default) =>
+        (await PendingAsync(cancellationToken)).FirstOrDefault(p => p.Name == name);
 
     private static byte[] HashCode(string code, byte[] salt) =>
         Rfc2898DeriveBytes.Pbkdf2(Encoding.ASCII.GetBytes(Daiko.Protocol.EnrollmentCode.Normalize(code)), salt, 100_000, HashAlgorithmName.SHA256, 32);
@@ -77,6 +116,12 @@ public sealed class DeviceRegistry(IHomeStore store, TimeProvider? time = null)
             return await store.EnrollmentCodes.ConsumeAsync(row.Name, row.CodeHash, cancellationToken)
                 ? (EnrollmentOutcome.Enrolled, row.Name)
                 : (EnrollmentOutcome.UsedCode, null);
+        }
+        if (parsed.PublicId is not null && rows.Count == 0 && await store.EnrollmentCodes.FindReplacedAsync(parsed.PublicId, cancellationToken) is { } replaced
+            && CryptographicOperations.FixedTimeEquals(HashCode(parsed.Secret, replaced.Salt), replaced.CodeHash))
+        {
+            // Only the right secret learns why: a wrong one under this id is answered as any unknown code is.
+            return (replaced.ExpiresAt <= now ? EnrollmentOutcome.ExpiredCode : EnrollmentOutcome.ReplacedCode, null);
         }
         return (parsed.PublicId is not null && rows.Count > 0 ? EnrollmentOutcome.WrongSecret : EnrollmentOutcome.UnknownCode, null);
     }

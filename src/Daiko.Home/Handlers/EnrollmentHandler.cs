@@ -79,6 +79,9 @@ public sealed class EnrollmentHandler(DeviceRegistry devices, HomeIdentity ident
                 EnrollmentOutcome.ExpiredCode => owner is null
                     ? "the enrollment code has expired; ask for a new one with 'daiko home device add'"
                     : "the enrollment code has expired; ask the site's operator for a new one",
+                EnrollmentOutcome.ReplacedCode => owner is null
+                    ? "the enrollment code was replaced by a newer one for the same device; use the newest code from 'daiko home device add'"
+                    : "the enrollment code was replaced by a newer one for the same device; use the newest code from the site's operator",
                 EnrollmentOutcome.UsedCode => "the enrollment code was already used",
                 EnrollmentOutcome.TooManyAttempts => "too many wrong enrollment codes; wait a minute",
                 _ => "the enrollment code is not valid",

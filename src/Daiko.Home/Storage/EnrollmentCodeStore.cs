@@ -28,6 +28,15 @@ public interface IEnrollmentCodeStore
     /// and false when the name's code was replaced meanwhile (<paramref name="codeHash"/> differs).
     /// </summary>
     Task<bool> ConsumeAsync(string name, byte[] codeHash, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Keeps a code that a newer one for its name is about to replace (its public id, hash, salt and expiry), so that
+    /// its holder can be told why it no longer works; forgets those expired by <paramref name="now"/>.
+    /// </summary>
+    Task RememberReplacedAsync(EnrollmentCodeRecord code, DateTimeOffset now, CancellationToken cancellationToken = default);
+
+    /// <summary>The replaced code kept under <paramref name="publicId"/> (its name is not kept), or null.</summary>
+    Task<EnrollmentCodeRecord?> FindReplacedAsync(string publicId, CancellationToken cancellationToken = default);
 }
 
 public sealed class SqlEnrollmentCodeStore(IHomeStore store) : IEnrollmentCodeStore
@@ -43,6 +52,12 @@ public sealed class SqlEnrollmentCodeStore(IHomeStore store) : IEnrollmentCodeSt
         ALTER TABLE enrollment_codes ADD COLUMN public_id TEXT;
         CREATE INDEX IF NOT EXISTS enrollment_codes_public_id ON enrollment_codes(public_id);
         """, After: Migration);
+
+    /// <summary>Codes replaced by a newer one for their name, until they would have expired: see <see cref="RememberReplacedAsync"/>.</summary>
+    internal static readonly Migration ReplacedMigration = new("enrollment_codes/3", """
+        CREATE TABLE IF NOT EXISTS replaced_enrollment_codes (public_id TEXT PRIMARY KEY, code_hash {blob} NOT NULL, salt {blob} NOT NULL,
+            expires_at TEXT NOT NULL);
+        """, After: PublicIdMigration);
 
     private const string Columns = "name, code_hash, salt, expires_at, used, public_id";
 
@@ -79,5 +94,25 @@ public sealed class SqlEnrollmentCodeStore(IHomeStore store) : IEnrollmentCodeSt
         // One conditional UPDATE: the database, not the caller, decides who consumed the code.
         return await ExecuteAsync(connection, null, "UPDATE enrollment_codes SET used = 1 WHERE name = @n AND code_hash = @h AND used = 0", cancellationToken,
             ("@n", name), ("@h", codeHash)) == 1;
+    }
+
+    public async Task RememberReplacedAsync(EnrollmentCodeRecord code, DateTimeOffset now, CancellationToken cancellationToken = default)
+    {
+        if (code.PublicId is null) return;
+        await using var connection = await store.OpenAsync(ReplacedMigration, cancellationToken);
+        // Expiries are all written in UTC in one format, so their text sorts as their time does.
+        await ExecuteAsync(connection, null, "DELETE FROM replaced_enrollment_codes WHERE expires_at <= @now", cancellationToken, ("@now", Text(now.ToUniversalTime())));
+        await ExecuteAsync(connection, null, """
+            INSERT INTO replaced_enrollment_codes(public_id, code_hash, salt, expires_at) VALUES(@i, @h, @s, @e)
+            ON CONFLICT(public_id) DO UPDATE SET code_hash = @h, salt = @s, expires_at = @e
+            """, cancellationToken, ("@i", code.PublicId), ("@h", code.CodeHash), ("@s", code.Salt), ("@e", Text(code.ExpiresAt.ToUniversalTime())));
+    }
+
+    public async Task<EnrollmentCodeRecord?> FindReplacedAsync(string publicId, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await store.OpenAsync(ReplacedMigration, cancellationToken);
+        var rows = await ReadAllAsync(connection, null, "SELECT code_hash, salt, expires_at FROM replaced_enrollment_codes WHERE public_id = @i",
+            r => new EnrollmentCodeRecord("", (byte[])r.GetValue(0), (byte[])r.GetValue(1), r.Time(2), Used: false, publicId), cancellationToken, ("@i", publicId));
+        return rows.Count == 0 ? null : rows[0];
     }
 }

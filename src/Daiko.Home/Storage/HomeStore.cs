@@ -201,7 +201,7 @@ public abstract class HomeStore : IHomeStore
     /// <summary>Every repository's migration, in order: what <see cref="MigrateAsync"/> applies.</summary>
     public static IReadOnlyList<Migration> Migrations { get; } =
     [
-        SqlDeviceStore.Migration, SqlEnrollmentCodeStore.Migration, SqlEnrollmentCodeStore.PublicIdMigration, SqlAuditStore.Migration, SqlMarketProfileStore.Migration,
+        SqlDeviceStore.Migration, SqlEnrollmentCodeStore.Migration, SqlEnrollmentCodeStore.PublicIdMigration, SqlEnrollmentCodeStore.ReplacedMigration, SqlAuditStore.Migration, SqlMarketProfileStore.Migration,
         SqlPimStore.Migration, SqlPimStore.UsageMigration, SqlPimStore.UsageTriggersMigration, SqlPimStore.HorizonMigration, SqlMailOutboxStore.Migration, SqlMailOutboxStore.ClaimMigration, SqlApplianceStore.Migration,
         SqlDevicePolicyStore.Migration, SqlDevicePolicyStore.PayeesMigration, StoredTicketHoldings.Migration,
     ];

@@ -54,6 +54,26 @@ public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners own
     }
 
     [Fact]
+    public async Task DeviceNamesAreChecked_ASecondCodeSaysItReplacesTheFirst_AndAnUnknownDevicesPolicyIsNotShown()
+    {
+        string[] Add(string name) => ["host", "device", "add", "--site", Site.Site, "--owner", "hana", "--name", name];
+        var forged = await DaikoCli.RunAsync(Add("line\nforged"));
+        Assert.True(forged.ExitCode == 2, forged.ToString());
+        Assert.Contains("daiko: a device name is 1 to 64 characters, without control characters", forged.StandardError, StringComparison.Ordinal);
+
+        var first = await HostedSite.Ok(Add("spare"));
+        var second = await HostedSite.Ok(Add("spare"));
+        Assert.DoesNotContain("replaces", first.StandardError, StringComparison.Ordinal);
+        Assert.Contains("daiko: this replaces the enrollment code given earlier for spare; that one no longer works", second.StandardError, StringComparison.Ordinal);
+        var listed = System.Text.Json.JsonDocument.Parse((await HostedSite.Ok(["host", "device", "list", "--site", Site.Site, "--owner", "hana", "--json"])).StandardOutput).RootElement;
+        Assert.Equal(["spare"], listed.GetProperty("pending").EnumerateArray().Select(p => p.GetProperty("name").GetString()).Where(n => n == "spare"));
+
+        var ghost = await DaikoCli.RunAsync(["host", "device", "policy", "--site", Site.Site, "--owner", "hana", "--name", "ghost"]);
+        Assert.True(ghost.ExitCode == 1, ghost.ToString());
+        Assert.Contains("daiko: no device named 'ghost' (see 'daiko host device list')", ghost.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task OneOwnerAddedFromFourProcessesAtOnce_IsAddedOnce_AndTheKeyItsRowNamesIsTheOneInTheToken()
     {
         var adds = await Task.WhenAll(Enumerable.Range(0, 4).Select(i =>

@@ -62,6 +62,58 @@ public sealed class DeviceRegistryTests : IDisposable
     }
 
     [Fact]
+    public async Task ACodeReplacedByANewerOne_IsToldSo_OnlyToItsRightSecret_AndTheNewerOneEnrolls()
+    {
+        var (first, _) = await _registry.AddEnrollmentCodeAsync("phone");
+        Assert.Equal("phone", (await _registry.PendingAsync("phone"))?.Name);
+        var (second, _) = await _registry.AddEnrollmentCodeAsync("phone");
+        var wrongSecret = first[..4] + new string(first[4..].Select(c => c == '0' ? '1' : '0').ToArray());
+
+        Assert.Equal(EnrollmentOutcome.ReplacedCode, (await _registry.RedeemCodeAsync(first)).Outcome);
+        // A wrong secret under the replaced code's id reads as any unknown code does: no name, no reason.
+        Assert.Equal((EnrollmentOutcome.UnknownCode, null), await _registry.RedeemCodeAsync(wrongSecret));
+        Assert.Equal(["phone"], (await _registry.PendingAsync()).Select(p => p.Name));
+        _time.Now += DeviceRegistry.CodeLifetime;
+        Assert.Equal(EnrollmentOutcome.ExpiredCode, (await _registry.RedeemCodeAsync(first)).Outcome);
+        Assert.Empty(await _registry.PendingAsync());
+
+        var (third, _) = await _registry.AddEnrollmentCodeAsync("phone");
+        Assert.Equal((EnrollmentOutcome.Enrolled, "phone"), await _registry.RedeemCodeAsync(third));
+        Assert.Empty(await _registry.PendingAsync());
+        Assert.NotEqual(first, second);
+    }
+
+    [Theory]
+    [InlineData("phone", true)]
+    [InlineData("till-2", true)]
+    [InlineData("nobody's laptop", true)]
+    [InlineData("", false)]
+    [InlineData(" phone", false)]
+    [InlineData("phone ", false)]
+    [InlineData("bad name/with slash", false)]
+    [InlineData("back\\slash", false)]
+    [InlineData("two\nlines", false)]
+    [InlineData("carriage\rreturn", false)]
+    [InlineData("tab\tbed", false)]
+    [InlineData("line\u2028separator", false)]
+    public async Task ADeviceName_IsRefusedWithWhatIsAllowed_UnlessItIsPlain(string name, bool allowed)
+    {
+        Assert.Equal(allowed, DeviceName.Problem(name) is null);
+        if (allowed)
+        {
+            await _registry.AddEnrollmentCodeAsync(name);
+            return;
+        }
+        var refused = await Assert.ThrowsAsync<ArgumentException>(() => _registry.AddEnrollmentCodeAsync(name));
+        Assert.Equal(DeviceName.Rule, refused.Message);
+        Assert.Empty(await _registry.PendingAsync());
+    }
+
+    [Fact]
+    public void ADeviceName_IsAtMost64Characters() =>
+        Assert.Equal([true, false], new[] { new string('x', 64), new string('x', 65) }.Select(n => DeviceName.Problem(n) is null));
+
+    [Fact]
     public async Task ACodeFromBeforeThePublicId_StillEnrolls()
     {
         // An old store: the code row has no public id and the terminal sends the 12-character secret alone.
