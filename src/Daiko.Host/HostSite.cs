@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Daiko.Cards.Site;
+using Daiko.Home.Storage;
 using Daiko.Home.Trust;
 using Npgsql;
 
@@ -110,7 +111,8 @@ public sealed partial class HostSite
         RequireSessionConnections(text, Path.Combine(Directory, "postgres"));
         var builder = new NpgsqlConnectionStringBuilder(text);
         if (!NamesPoolSize(text)) builder.MaxPoolSize = maxPool;
-        return NpgsqlDataSource.Create(builder.ConnectionString);
+        // Every session is held to the site's limits from its start: a node that vanishes lets go of its locks within a minute.
+        return NpgsqlDataSource.Create(PostgresSessionLimits.Hosted.WithStartupOptions(builder.ConnectionString));
     }
 
     /// <summary>

@@ -14,14 +14,12 @@ namespace Daiko.Host;
 /// state is a schema of its own (<see cref="HostSite.SchemaOf"/>) with the home store's tables, so a
 /// query of one owner's store cannot name another's rows. Changes that other nodes must apply at once
 /// (a device revoked, a policy or payee changed, the card's state) raise <c>NOTIFY daiko_host</c> with
-/// the owner's schema, from triggers, whoever made them. Every connection it opens, and every owner's store it
-/// hands out, is held to <paramref name="limits"/> (<see cref="PostgresSessionLimits.Hosted"/> unless a test shortens them).
+/// the owner's schema, from triggers, whoever made them. The node's data source holds every session to
+/// <see cref="PostgresSessionLimits.Hosted"/> from its start (<see cref="HostSite.OpenDataSource"/>).
 /// </summary>
-public sealed class SiteDatabase(NpgsqlDataSource source, PostgresSessionLimits? limits = null) : IOwnerCardRows
+public sealed class SiteDatabase(NpgsqlDataSource source) : IOwnerCardRows
 {
     public const string Channel = "daiko_host";
-
-    private readonly PostgresSessionLimits _limits = limits ?? PostgresSessionLimits.Hosted;
 
     private static readonly (string Id, string Sql)[] SiteMigrations =
     [
@@ -48,41 +46,11 @@ public sealed class SiteDatabase(NpgsqlDataSource source, PostgresSessionLimits?
 
     public NpgsqlDataSource Source => source;
 
-    /// <summary>
-    /// A connection from the node's pool with its session held to the site's limits (<see cref="PostgresSessionLimits"/>):
-    /// the server ends it, and lets go of what it holds, within about a minute of this node vanishing.
-    /// </summary>
-    public async Task<NpgsqlConnection> OpenConnectionAsync(CancellationToken cancellationToken = default)
-    {
-        var connection = await PooledConnections.OpenAsync(source, cancellationToken);
-        try
-        {
-            await ExecuteAsync(connection, _limits.SetStatements, cancellationToken);
-            return connection;
-        }
-        catch
-        {
-            await connection.DisposeAsync();
-            throw;
-        }
-    }
+    /// <summary>A connection from the node's pool (waiting again, and saying so, while the pool is in use to its last).</summary>
+    public Task<NpgsqlConnection> OpenConnectionAsync(CancellationToken cancellationToken = default) => PooledConnections.OpenAsync(source, cancellationToken);
 
     /// <summary>The synchronous <see cref="OpenConnectionAsync"/>, for the card's paths.</summary>
-    public NpgsqlConnection OpenConnection()
-    {
-        var connection = PooledConnections.Open(source);
-        try
-        {
-            using var command = new NpgsqlCommand(_limits.SetStatements, connection);
-            command.ExecuteNonQuery();
-            return connection;
-        }
-        catch
-        {
-            connection.Dispose();
-            throw;
-        }
-    }
+    public NpgsqlConnection OpenConnection() => PooledConnections.Open(source);
 
     /// <summary>Applies the site's migrations and every owner's (what <c>host init</c> and <c>host migrate</c> run).</summary>
     public async Task MigrateAsync(CancellationToken cancellationToken = default)
@@ -140,7 +108,7 @@ public sealed class SiteDatabase(NpgsqlDataSource source, PostgresSessionLimits?
     }
 
     /// <summary>One owner's home store: the owner's schema, on this node's shared pool.</summary>
-    public HomeStore StoreOf(string owner) => HomeStore.Postgres(source, HostSite.SchemaOf(owner), _limits);
+    public HomeStore StoreOf(string owner) => HomeStore.Postgres(source, HostSite.SchemaOf(owner));
 
     /// <summary>
     /// Holds the site-wide lock on one owner's name until disposed (a PostgreSQL session advisory lock, on a connection of

@@ -118,17 +118,14 @@ public abstract class HomeStore : IHomeStore
         return File.Exists(file) ? Postgres(File.ReadAllText(file).Trim()) : Sqlite(Path.Combine(directory, "home.db"));
     }
 
-    public static HomeStore Postgres(string connectionString) => new PostgresHomeStore(NpgsqlDataSource.Create(connectionString), null, null);
+    public static HomeStore Postgres(string connectionString) => new PostgresHomeStore(NpgsqlDataSource.Create(connectionString), null);
 
     /// <summary>
     /// One owner's store in a hosted deployment: every table in the PostgreSQL schema
     /// <paramref name="schema"/> (each connection's search_path is that schema alone), on a data source
-    /// shared by all owners of a node, each session held to <see cref="PostgresSessionLimits.Hosted"/>. The schema must exist.
+    /// shared by all owners of a node (whose sessions the node holds to <see cref="PostgresSessionLimits.Hosted"/> from their start). The schema must exist.
     /// </summary>
-    public static HomeStore Postgres(NpgsqlDataSource source, string schema) => Postgres(source, schema, PostgresSessionLimits.Hosted);
-
-    /// <summary>One owner's store in a hosted deployment (<see cref="Postgres(NpgsqlDataSource, string)"/>), each session held to <paramref name="limits"/>.</summary>
-    public static HomeStore Postgres(NpgsqlDataSource source, string schema, PostgresSessionLimits limits) => new PostgresHomeStore(source, schema, limits);
+    public static HomeStore Postgres(NpgsqlDataSource source, string schema) => new PostgresHomeStore(source, schema);
 
     public abstract HomeDialect Dialect { get; }
 
@@ -338,18 +335,12 @@ public abstract class HomeStore : IHomeStore
         }
     }
 
-    private sealed class PostgresHomeStore(NpgsqlDataSource source, string? schema, PostgresSessionLimits? limits) : HomeStore
+    private sealed class PostgresHomeStore(NpgsqlDataSource source, string? schema) : HomeStore
     {
         /// <summary>The owner's schema as an identifier (null for a home's own database, which uses the default path).</summary>
         private readonly string? _quotedSchema = schema is null ? null : Quoted(schema);
 
-        /// <summary>
-        /// What each connection is set to when it is taken from the pool, in one round trip: the hosted node's session
-        /// limits and the owner's search_path (nothing for a home's own database).
-        /// </summary>
-        private readonly string? _setSession = schema is null && limits is null
-            ? null
-            : limits?.SetStatements + (schema is null ? "" : "SET search_path TO " + Quoted(schema));
+        private readonly string? _setSession = schema is null ? null : "SET search_path TO " + Quoted(schema);
 
         private static string Quoted(string schema) => $"\"{schema.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
 

@@ -28,17 +28,20 @@ public sealed record PostgresSessionLimits(TimeSpan IdleInTransaction, TimeSpan 
     public static PostgresSessionLimits Hosted { get; } = new(TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(10), 3, TimeSpan.FromSeconds(60));
 
     /// <summary>
-    /// The settings as SET statements, to run on a connection each time it is taken from the pool (before the owner's
-    /// search_path, in the same round trip): Npgsql resets a pooled connection's session (DISCARD ALL) when it is next
-    /// used, which puts any setting made once per physical connection back to the server's default. (Not the startup
-    /// packet's options, which would survive the reset: a session-mode PgBouncer refuses startup options it does not track.)
-    /// Over a Unix socket the server takes the keepalive settings and ignores them.
+    /// <paramref name="connectionString"/> with these settings in its startup options (<c>-c name=value</c>), after any it
+    /// had: the server applies them when each physical connection starts, as the session's own defaults, so Npgsql's reset
+    /// of a pooled connection (DISCARD ALL) keeps them, and taking a connection from the pool costs no round trip more
+    /// (setting them at each take did, and under a 3-node load that held connections long enough to exhaust the server's).
+    /// A PgBouncer in front must let these startup parameters through (<c>ignore_startup_parameters</c> lists them, or
+    /// set them on its server side instead). Over a Unix socket the server takes the keepalive settings and ignores them.
     /// </summary>
-    public string SetStatements => string.Create(CultureInfo.InvariantCulture, $"""
-        SET idle_in_transaction_session_timeout = {(long)IdleInTransaction.TotalMilliseconds};
-        SET tcp_keepalives_idle = {(long)KeepaliveIdle.TotalSeconds};
-        SET tcp_keepalives_interval = {(long)KeepaliveInterval.TotalSeconds};
-        SET tcp_keepalives_count = {KeepaliveCount};
-        SET tcp_user_timeout = {(long)UnacknowledgedData.TotalMilliseconds};
-        """);
+    public string WithStartupOptions(string connectionString)
+    {
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+        var ours = string.Create(CultureInfo.InvariantCulture,
+            $"-c idle_in_transaction_session_timeout={(long)IdleInTransaction.TotalMilliseconds} -c tcp_keepalives_idle={(long)KeepaliveIdle.TotalSeconds} "
+            + $"-c tcp_keepalives_interval={(long)KeepaliveInterval.TotalSeconds} -c tcp_keepalives_count={KeepaliveCount} -c tcp_user_timeout={(long)UnacknowledgedData.TotalMilliseconds}");
+        builder.Options = string.IsNullOrWhiteSpace(builder.Options) ? ours : builder.Options + " " + ours;
+        return builder.ConnectionString;
+    }
 }

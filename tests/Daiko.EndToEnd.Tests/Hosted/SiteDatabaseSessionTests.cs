@@ -29,7 +29,7 @@ public sealed class SiteDatabaseSessionTests : IDisposable
     }
 
     [Fact]
-    public async Task EveryConnectionOfAHostedNode_AsksTheServerToEndItWithinAMinuteOfGoingQuiet_EachTimeItIsTakenFromThePool()
+    public async Task EveryConnectionOfAHostedNode_AsksTheServerToEndItWithinAMinuteOfGoingQuiet_AfterEveryPoolReset()
     {
         await using (var setUp = NpgsqlDataSource.Create(_database.PostgresConnectionString))
         {
@@ -38,7 +38,8 @@ public sealed class SiteDatabaseSessionTests : IDisposable
             Assert.True(await made.AddOwnerAsync(NewRow("olga")));
         }
         // One pooled connection, so that each open below takes the one the open before it gave back.
-        await using var source = NpgsqlDataSource.Create(_database.PostgresConnectionString.Replace("Pooling=false;", "Maximum Pool Size=1;", StringComparison.Ordinal));
+        await using var source = NpgsqlDataSource.Create(PostgresSessionLimits.Hosted.WithStartupOptions(
+            _database.PostgresConnectionString.Replace("Pooling=false;", "Maximum Pool Size=1;", StringComparison.Ordinal)));
         var site = new SiteDatabase(source);
         var store = site.StoreOf("olga");
 
@@ -51,7 +52,7 @@ public sealed class SiteDatabaseSessionTests : IDisposable
         };
         foreach (var (where, open) in opens)
         {
-            // A data-source command in between resets the pooled session (Npgsql's DISCARD ALL): each open sets the limits again.
+            // A data-source command in between resets the pooled session (Npgsql's DISCARD ALL): the limits, the session's own defaults, stay.
             await using (var reset = source.CreateCommand("SELECT 1")) await reset.ExecuteScalarAsync();
             await using var connection = await open();
             var shown = new List<string> { where };
@@ -67,9 +68,9 @@ public sealed class SiteDatabaseSessionTests : IDisposable
     [Fact]
     public async Task ACardRowLockedByANodeThatWentQuietInItsTransaction_IsFreedByTheServerAfterTheIdleTimeout_AndTheQuietNodesWriteIsNotMade()
     {
-        await using var source = NpgsqlDataSource.Create(_database.PostgresConnectionString);
         var limits = PostgresSessionLimits.Hosted with { IdleInTransaction = TimeSpan.FromSeconds(1) };
-        var site = new SiteDatabase(source, limits);
+        await using var source = NpgsqlDataSource.Create(limits.WithStartupOptions(_database.PostgresConnectionString));
+        var site = new SiteDatabase(source);
         await site.MigrateAsync();
         Assert.True(await site.AddOwnerAsync(NewRow("olga")));
 
