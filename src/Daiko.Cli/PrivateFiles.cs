@@ -24,25 +24,6 @@ internal static class PrivateFiles
         if (!OperatingSystem.IsWindows()) SetUmask(0b000_111_111);
     }
 
-    /// <summary>
-    /// Writes a file only this user may read: a new file beside it (0600 from its creation, never following a link
-    /// left there) renamed over it, so neither a looser file already there nor a link planted at its name is written
-    /// through, and a crash leaves the old file whole.
-    /// </summary>
-    public static void WriteAtomically(string path, byte[] bytes)
-    {
-        var temp = path + ".new";
-        if (File.Exists(temp)) File.Delete(temp);
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
-        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        using (var stream = new FileStream(temp, options))
-        {
-            stream.Write(bytes);
-            stream.Flush(flushToDisk: true);
-        }
-        File.Move(temp, path, overwrite: true);
-    }
-
     /// <summary>Tightens the directory given to the parsed command's --home or --terminal, if it exists.</summary>
     public static void TightenFor(ParseResult parse)
     {

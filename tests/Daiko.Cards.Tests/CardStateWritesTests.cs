@@ -39,6 +39,29 @@ public sealed class CardStateWritesTests : IDisposable
     }
 
     [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void APrivateFile_IsWrittenBesideItselfAfresh_NeverThroughALinkPlantedAtItsNewName_NorIntoACopyLeftThere()
+    {
+        var victim = Path.Combine(_dir.Path, "victim.txt");
+        File.WriteAllText(victim, "untouched");
+        var linked = Path.Combine(_dir.Path, "linked.json");
+        File.CreateSymbolicLink(CardFiles.NewPath(linked), victim);
+        var left = Path.Combine(_dir.Path, "left.json");
+        File.WriteAllText(CardFiles.NewPath(left), "a copy a crash left, 0644");
+        File.SetUnixFileMode(CardFiles.NewPath(left), (UnixFileMode)Convert.ToInt32("644", 8));
+
+        CardFiles.WritePrivate(linked, "one"u8.ToArray());
+        CardFiles.WritePrivate(left, "two"u8.ToArray());
+
+        Assert.Equal("untouched", File.ReadAllText(victim));
+        Assert.Equal("one", File.ReadAllText(linked));
+        Assert.Null(new FileInfo(linked).LinkTarget);
+        Assert.Equal("two", File.ReadAllText(left));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(left));
+        Assert.False(File.Exists(CardFiles.NewPath(left)));
+    }
+
+    [Fact]
     public void Touches_RewriteTheStateFileAtMostOnceASecond_AndTheStatusDeadlineIsNeverLate()
     {
         using var card = ReadyCard();

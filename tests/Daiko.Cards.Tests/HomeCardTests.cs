@@ -360,15 +360,22 @@ public sealed class HomeCardTests : IDisposable
         return output;
     }
 
-    [Fact]
-    public void CertificateSigningRequest_IsSignedInTheToken_AndTheIssuedCertificateImports()
+    /// <summary>The card's certificate request, signed in its token, and a test CA issuing certificates for it (each call a new one).</summary>
+    private (TestPki Pki, Func<System.Security.Cryptography.X509Certificates.X509Certificate2> Issue) CertificateAuthorityFor(HomeCard card)
     {
-        using var card = NewCard();
         var csr = card.CreateCertificateSigningRequest("CN=Alice Example, O=Daiko Users", Pin2);
         var request = System.Security.Cryptography.X509Certificates.CertificateRequest.LoadSigningRequest(csr, HashAlgorithmName.SHA256,
             System.Security.Cryptography.X509Certificates.CertificateRequestLoadOptions.Default);
         var pki = TestPki.Create(Path.Combine(_dir.Path, "pki"));
-        var certificate = pki.IssueForPublicKey(request.PublicKey, request.SubjectName.Name);
+        return (pki, () => pki.IssueForPublicKey(request.PublicKey, request.SubjectName.Name));
+    }
+
+    [Fact]
+    public void CertificateSigningRequest_IsSignedInTheToken_AndTheIssuedCertificateImports()
+    {
+        using var card = NewCard();
+        var (pki, issue) = CertificateAuthorityFor(card);
+        var certificate = issue();
 
         card.ImportCertificate(certificate.RawData, [pki.Root.RawData], Pin2);
 
@@ -381,12 +388,9 @@ public sealed class HomeCardTests : IDisposable
     public void ARenewedCertificate_ReplacesTheOneBefore_OnTheToken_AndInTheChain()
     {
         using var card = NewCard();
-        var csr = card.CreateCertificateSigningRequest("CN=Alice Example, O=Daiko Users", Pin2);
-        var request = System.Security.Cryptography.X509Certificates.CertificateRequest.LoadSigningRequest(csr, HashAlgorithmName.SHA256,
-            System.Security.Cryptography.X509Certificates.CertificateRequestLoadOptions.Default);
-        var pki = TestPki.Create(Path.Combine(_dir.Path, "pki"));
-        var first = pki.IssueForPublicKey(request.PublicKey, request.SubjectName.Name);
-        var renewed = pki.IssueForPublicKey(request.PublicKey, request.SubjectName.Name);
+        var (pki, issue) = CertificateAuthorityFor(card);
+        var first = issue();
+        var renewed = issue();
         Assert.NotEqual(first.SerialNumber, renewed.SerialNumber);
 
         card.ImportCertificate(first.RawData, [pki.Root.RawData], Pin2);

@@ -82,8 +82,8 @@ internal sealed class CounterFile<T>(ICardCounterStore store, Func<T> whenCorrup
     public void Write(T state) => store.Write(JsonSerializer.SerializeToUtf8Bytes(state));
 }
 
-/// <summary>Durable file writes shared by the cards.</summary>
-internal static class CardFiles
+/// <summary>Durable file writes shared by the cards (and the CLI's other secret-bearing files).</summary>
+public static class CardFiles
 {
     /// <summary>
     /// Flushes <paramref name="directory"/> itself to disk, so that a file renamed into it (or deleted from it) stays so
@@ -127,10 +127,13 @@ internal static class CardFiles
     /// it, so that a crash or a full disk in the middle leaves the file as it was, whole, never truncated (a device key
     /// file rewritten under a new PIN is the only copy of the key).
     /// </summary>
-    internal static void WritePrivate(string path, byte[] bytes)
+    public static void WritePrivate(string path, byte[] bytes)
     {
         var temp = NewPath(path);
-        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None };
+        // A copy a write cut short left is wiped, and the new one made afresh: never written through a link planted at its name.
+        if (new FileInfo(temp).LinkTarget is not null) File.Delete(temp);
+        else if (File.Exists(temp)) Wipe(temp);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
         if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         try
         {

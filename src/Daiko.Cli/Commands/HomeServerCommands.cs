@@ -161,7 +161,7 @@ internal static class HomeServerCommands
         if (ReachPostgres(connection) is { } unreachable) return $"{home} stays as it was: {unreachable}";
         var target = Path.Combine(home, HomeStore.PostgresFileName);
         var left = File.Exists(Path.Combine(home, "home.db")) ? " (what home.db holds, its devices among them, is not carried over: enroll them again)" : "";
-        PrivateFiles.WriteAtomically(target, System.Text.Encoding.UTF8.GetBytes(connection + "\n"));
+        Daiko.Cards.Pins.CardFiles.WritePrivate(target, System.Text.Encoding.UTF8.GetBytes(connection + "\n"));
         Console.Error.WriteLine($"daiko: all state of {home} is kept in PostgreSQL from now on ({target}); every home command uses it, and home.db is no longer read{left}");
         return null;
     }

@@ -102,7 +102,7 @@ internal static class TlsCommands
                         if (issued is null) Console.Error.WriteLine("daiko: the server issued no session ticket; nothing saved");
                         else
                         {
-                            PrivateFiles.WriteAtomically(saveFile.FullName, Daiko.Protocol.Codecs.SessionTicketCodec.Encode(issued));
+                            Daiko.Cards.Pins.CardFiles.WritePrivate(saveFile.FullName, Daiko.Protocol.Codecs.SessionTicketCodec.Encode(issued));
                         }
                     }
                     if (ticket is not null && !connection.Resumed)
