@@ -340,12 +340,18 @@ public abstract class HomeStore : IHomeStore
         /// <summary>The owner's schema as an identifier (null for a home's own database, which uses the default path).</summary>
         private readonly string? _quotedSchema = schema is null ? null : Quoted(schema);
 
+        /// <summary>An owner's share of the pool its node's other owners use too (none for a home's own database).</summary>
+        private readonly OwnerPoolShare? _share = schema is null ? null : OwnerPoolShare.Of(source);
+
+        private Task<NpgsqlConnection> TakeAsync(CancellationToken cancellationToken) =>
+            _share is { } share ? share.OpenAsync(source, cancellationToken) : PooledConnections.OpenAsync(source, cancellationToken);
+
         private readonly string? _setSession = schema is null ? null : "SET search_path TO " + Quoted(schema);
 
         private static string Quoted(string schema) => $"\"{schema.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
 
         protected override async Task<(DbConnection Connection, string? SearchPath)> OpenForOneBatchAsync(CancellationToken cancellationToken) =>
-            _quotedSchema is null ? (await OpenConnectionAsync(cancellationToken), null) : (await PooledConnections.OpenAsync(source, cancellationToken), _quotedSchema);
+            _quotedSchema is null ? (await OpenConnectionAsync(cancellationToken), null) : (await TakeAsync(cancellationToken), _quotedSchema);
 
         public override HomeDialect Dialect => HomeDialect.Postgres;
 
@@ -369,7 +375,7 @@ public abstract class HomeStore : IHomeStore
 
         public override DbConnection Open()
         {
-            var connection = PooledConnections.Open(source);
+            var connection = _share is { } share ? share.Open(source) : PooledConnections.Open(source);
             if (_setSession is not { } setSession) return connection;
             try
             {
@@ -386,7 +392,7 @@ public abstract class HomeStore : IHomeStore
 
         protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken)
         {
-            var connection = await PooledConnections.OpenAsync(source, cancellationToken);
+            var connection = await TakeAsync(cancellationToken);
             if (_setSession is not { } setSession) return connection;
             try
             {

@@ -925,6 +925,46 @@ public sealed class PostgresOwnerSchemaHomeStoreTests(PostgresFixture postgres) 
     }
 
     /// <summary>
+    /// One owner of a node asking for every connection of the node's pool at once holds half of them and waits for the
+    /// rest on its own share, while another owner on the same pool is served from the other half; the first owner's
+    /// waiting requests are served as its own connections come back (closed either way), and one that waits past the
+    /// pool's patience fails as a passing outage. Without the share the first owner took all four, and the other
+    /// owner's request failed with the pool exhausted.
+    /// </summary>
+    [Fact]
+    public async Task OneOwnerAskingForEveryConnectionOfThePool_HoldsHalf_AndAnotherOwnerIsServedMeanwhile()
+    {
+        var pooled = new NpgsqlConnectionStringBuilder(postgres.Server.ConnectionString) { Pooling = true, MaxPoolSize = 4, Timeout = 1 };
+        await using var node = NpgsqlDataSource.Create(pooled.ConnectionString);
+        var greedy = HomeStore.Postgres(node, NewSchema(postgres.Server.ConnectionString));
+        var other = HomeStore.Postgres(node, NewSchema(postgres.Server.ConnectionString));
+        var asked = Enumerable.Range(0, 4).Select(_ => greedy.OpenAsync()).ToList();
+        await Task.WhenAny(Task.WhenAll(asked), Task.Delay(TimeSpan.FromMilliseconds(500)));
+        var held = asked.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result).ToList();
+        var waiting = asked.Where(t => !t.IsCompleted).ToList();
+        Assert.Equal(2, held.Count);
+        Assert.Equal(2, waiting.Count);
+
+        await using (var served = await other.OpenAsync())
+        {
+            await using var command = ((NpgsqlConnection)served).CreateCommand();
+            command.CommandText = "SELECT 1";
+            Assert.Equal(1, await command.ExecuteScalarAsync());
+        }
+        Assert.All(waiting, t => Assert.False(t.IsCompleted));
+
+        // Given back by closing: one disposed synchronously, one asynchronously; each lets one waiting request in.
+        held[0].Dispose();
+        await held[1].DisposeAsync();
+        var late = await Task.WhenAll(waiting).WaitAsync(TimeSpan.FromSeconds(30));
+        var beyond = await Assert.ThrowsAsync<NpgsqlException>(() => greedy.OpenAsync());
+        Assert.True(StoreOutage.Is(beyond), beyond.Message);
+        Assert.Contains("share", beyond.Message, StringComparison.Ordinal);
+        foreach (var c in late) await c.DisposeAsync();
+        await using var again = await greedy.OpenAsync();
+    }
+
+    /// <summary>
     /// The purse's writer lock, as two nodes of a hosted deployment take it for one owner's purse: the
     /// second waits until the first lets go (before its transaction begins, so it then sees the first's
     /// commit instead of failing with a serialization failure), and another owner's purse never waits.
