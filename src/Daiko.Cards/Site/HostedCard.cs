@@ -270,13 +270,14 @@ public sealed class HostedCard : IHomeCard
         /// <summary>The key is in the token: the Certificate leaves while the card signs.</summary>
         public bool SignsElsewhere => true;
 
-        public ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
+        public async ValueTask<byte[]> SignAsync(SignatureScheme scheme, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
         {
             if (scheme != SignatureScheme.EcdsaSecp256r1Sha256) throw new NotSupportedException($"the home card cannot sign with {scheme}");
             if (!SignedContent.IsClientCertificateVerify(content.Span) && !SignedContent.IsTls12ClientHandshake(content.Span))
                 throw new CryptographicException("the home card's TLS key signs TLS 1.3 client CertificateVerify content or a TLS 1.2 client handshake only");
             card.RequireReady();
-            return ValueTask.FromResult(HomeCardTlsSigner.ToDer(card._token.SignHash(card.Owner, OwnerKey.Tls, SHA256.HashData(content.Span))));
+            var hash = SHA256.HashData(content.Span);
+            return HomeCardTlsSigner.ToDer(await card._token.SignHashAsync(card.Owner, OwnerKey.Tls, hash, card.RequireReady, cancellationToken).ConfigureAwait(false));
         }
     }
 

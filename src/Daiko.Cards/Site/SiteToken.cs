@@ -27,7 +27,12 @@ public enum OwnerKey
 /// <c>daiko:OWNER:purse</c>): sensitive, never extractable, signing only. A generic secret key (the
 /// site PIN key, equally non-extractable) makes PIN verifiers: HMAC-SHA256 over the owner, the PIN's
 /// purpose and the PIN, so a stolen database holds nothing that can be checked without the token.
-/// Sessions are pooled: each operation takes one, so nodes sign for many owners at once.
+/// Sessions are pooled: each operation takes one, so nodes sign for many owners at once, at most
+/// <see cref="Size"/> at a time (the token's session limit less the login's, and no more than the cores
+/// that drive a software token: <see cref="SigningSessions.SizeFor"/>); the rest wait their turn rather
+/// than open sessions past what the token allows. One owner's signatures hold at most
+/// <see cref="OwnerShare"/> of them at once, so an owner whose devices sign a great deal waits on its own
+/// share while the node's other owners still find a session.
 /// </summary>
 public sealed class SiteToken : IDisposable
 {
@@ -40,11 +45,15 @@ public sealed class SiteToken : IDisposable
     private readonly ConcurrentBag<ISession> _idle = new();
     private readonly ConcurrentDictionary<string, IObjectHandle> _keys = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _seen = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _sessions;
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _ownerTurns = new(StringComparer.Ordinal);
 
     private SiteToken(Pkcs11Module module, ISlot slot, string pin)
     {
         _module = module;
         _slot = slot;
+        Size = SigningSessions.SizeFor(slot);
+        _sessions = new SemaphoreSlim(Size, Size);
         _login = slot.OpenSession(SessionType.ReadWrite);
         try
         {
@@ -185,9 +194,65 @@ public sealed class SiteToken : IDisposable
         return (tls, purse);
     });
 
-    /// <summary>ECDSA (r||s) over a hash with one of the owner's keys.</summary>
-    public byte[] SignHash(string owner, OwnerKey kind, byte[] hash) => With(session =>
-        session.Sign(_module.Factories.MechanismFactory.Create(CKM.CKM_ECDSA), Key(session, owner + "/" + kind, KeyId(owner, kind), CKO.CKO_PRIVATE_KEY), hash));
+    /// <summary>Sessions in use at once, at most.</summary>
+    public int Size { get; }
+
+    /// <summary>Sessions one owner's signatures hold at once, at most: half of <see cref="Size"/>, at least one.</summary>
+    public int OwnerShare => Math.Max(1, Size / 2);
+
+    /// <summary>Runs with a session held, before its work, naming the owner whose signature it is (null for other work); tests use it to hold signatures in the token.</summary>
+    internal Action<string?>? Leased { get; set; }
+
+    private SemaphoreSlim TurnsOf(string owner) => _ownerTurns.GetOrAdd(owner, _ => new SemaphoreSlim(OwnerShare, OwnerShare));
+
+    /// <summary>ECDSA (r||s) over a hash with one of the owner's keys, once the owner's share and the token have a session for it (waiting on this thread).</summary>
+    public byte[] SignHash(string owner, OwnerKey kind, byte[] hash)
+    {
+        var turns = TurnsOf(owner);
+        turns.Wait();
+        try
+        {
+            return With(session => SignWith(session, owner, kind, hash), owner);
+        }
+        finally
+        {
+            turns.Release();
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="SignHash"/>, waiting for the owner's turn and the token's session without holding a thread (a TLS
+    /// handshake's signature). <paramref name="stillAllowed"/> runs once the session is held, just before the token signs,
+    /// and throws to refuse: the card may have been locked while the signature waited.
+    /// </summary>
+    public async ValueTask<byte[]> SignHashAsync(string owner, OwnerKey kind, byte[] hash, Action stillAllowed, CancellationToken cancellationToken)
+    {
+        var turns = TurnsOf(owner);
+        await turns.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await _sessions.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return InSession(session =>
+                {
+                    stillAllowed();
+                    return SignWith(session, owner, kind, hash);
+                }, owner);
+            }
+            finally
+            {
+                _sessions.Release();
+            }
+        }
+        finally
+        {
+            turns.Release();
+        }
+    }
+
+    private byte[] SignWith(ISession session, string owner, OwnerKey kind, byte[] hash) =>
+        session.Sign(_module.Factories.MechanismFactory.Create(CKM.CKM_ECDSA), Key(session, owner + "/" + kind, KeyId(owner, kind), CKO.CKO_PRIVATE_KEY), hash);
 
     /// <summary>A PKCS#10 request for the owner's TLS key, signed in the token.</summary>
     public byte[] CreateCertificateSigningRequest(string owner, byte[] tlsKeyInfo, string subject) => With(session =>
@@ -248,11 +313,27 @@ public sealed class SiteToken : IDisposable
 
     private static string CounterLabel(string owner) => $"daiko:{owner}:purse-counter";
 
-    private T With<T>(Func<ISession, T> work)
+    /// <summary>Runs <paramref name="work"/> in a session of the pool once one is free (waiting on this thread).</summary>
+    private T With<T>(Func<ISession, T> work, string? owner = null)
+    {
+        _sessions.Wait();
+        try
+        {
+            return InSession(work, owner);
+        }
+        finally
+        {
+            _sessions.Release();
+        }
+    }
+
+    /// <summary>Runs <paramref name="work"/> in an idle session, or a new one; the caller holds a place in <see cref="_sessions"/>.</summary>
+    private T InSession<T>(Func<ISession, T> work, string? owner)
     {
         if (!_idle.TryTake(out var session)) session = _slot.OpenSession(SessionType.ReadWrite);
         try
         {
+            Leased?.Invoke(owner);
             var result = work(session);
             _idle.Add(session);
             return result;
