@@ -49,9 +49,7 @@ public sealed partial class ControlConnection
             {
                 // A relay this side closed may still get the data that was on its way: dropped. An id it never opened is refused.
                 if (relayId > 0 && relayId <= _highestRelayOpened) return true;
-                _parting = (0, new ErrorReply(ErrorCode.BadRequest, $"field 'relay': relay {relayId} was never opened on this connection"));
-                CloseReason ??= $"relay data for relay {relayId}, which was never opened";
-                return false;
+                return RefusePeer("relay", $"relay {relayId} was never opened on this connection", $"relay data for relay {relayId}, which was never opened");
             }
             // The rest of what was on its way to a relay this side closed: dropped.
             if (_recentlyClosed.Contains(relayId)) return true;
@@ -79,11 +77,14 @@ public sealed partial class ControlConnection
     }
 
     /// <summary>The peer sent relay data beyond the credit it was given: refused, as malformed input is, rather than buffered.</summary>
-    private bool PastWindow(long relayId)
+    private bool PastWindow(long relayId) =>
+        RefusePeer("data", $"relay {relayId} received data past its window: more than {ControlProtocol.RelayWindowBytes} bytes sent and not granted back (relay-window)");
+
+    /// <summary>Refuses the whole connection for a relay frame that breaks the protocol: <c>bad-request</c> naming the field, under id 0.</summary>
+    private bool RefusePeer(string field, string sentence, string? closeReason = null)
     {
-        var sentence = $"relay {relayId} received data past its window: more than {ControlProtocol.RelayWindowBytes} bytes sent and not granted back (relay-window)";
-        _parting = (0, new ErrorReply(ErrorCode.BadRequest, "field 'data': " + sentence));
-        CloseReason ??= sentence;
+        _parting = (0, new ErrorReply(ErrorCode.BadRequest, $"field '{field}': {sentence}"));
+        CloseReason ??= closeReason ?? sentence;
         return false;
     }
 
@@ -97,10 +98,7 @@ public sealed partial class ControlConnection
         }
         // A grant for a relay this side closed (or never opened) has nothing left to grant to.
         if (!_relays.TryGetValue(grant.Relay, out var relay) || relay.Grant(grant.Bytes)) return true;
-        var sentence = $"relay-window for relay {grant.Relay} grants more than was sent on it";
-        _parting = (0, new ErrorReply(ErrorCode.BadRequest, "field 'bytes': " + sentence));
-        CloseReason ??= sentence;
-        return false;
+        return RefusePeer("bytes", $"relay-window for relay {grant.Relay} grants more than was sent on it");
     }
 
     /// <summary>Passes a frame to its relay; false when relay data goes past the relay's window.</summary>
