@@ -43,59 +43,96 @@ public sealed partial class ControlConnection
         {
             if (_relays.TryGetValue(relayId, out var relay))
             {
-                Deliver(relay, message);
-                return true;
+                return Deliver(relay, message) || PastWindow(relayId);
             }
             if (RefusesUnopenedRelays)
             {
                 // A relay this side closed may still get the data that was on its way: dropped. An id it never opened is refused.
                 if (relayId > 0 && relayId <= _highestRelayOpened) return true;
-                _parting = (0, new ErrorReply(ErrorCode.BadRequest, $"field 'relay': relay {relayId} was never opened on this connection"));
-                CloseReason ??= $"relay data for relay {relayId}, which was never opened";
-                return false;
+                return RefusePeer("relay", $"relay {relayId} was never opened on this connection", $"relay data for relay {relayId}, which was never opened");
             }
             // The rest of what was on its way to a relay this side closed: dropped.
             if (_recentlyClosed.Contains(relayId)) return true;
             // Data for a relay whose opening reply is still on its way: keep it (bounded). When more relays
             // wait than requests can be in flight (data for relays closed longer ago than the ones
             // remembered), the lowest id is dropped.
-            if (!_early.TryGetValue(relayId, out var queue))
+            if (!_early.TryGetValue(relayId, out var early))
             {
                 if (_early.Count >= ControlProtocol.MaxRequestsInFlight) _early.Remove(_early.Keys.Min());
-                _early[relayId] = queue = new List<ControlMessage>();
+                _early[relayId] = early = new EarlyRelay(HasRelayWindows ? new ReceiveWindow(ControlProtocol.RelayWindowBytes) : null);
             }
-            if (queue.Count < ControlProtocol.MaxEarlyRelayFrames) queue.Add(message);
+            // In daiko/2 early data is charged to the relay's window like any other: the peer sent it on credit.
+            var bytes = message is RelayData data ? data.Data.Length : 0;
+            if (early.Window is { } window && !window.Arrive(bytes)) return PastWindow(relayId);
+            if (early.Frames.Count < ControlProtocol.MaxEarlyRelayFrames) early.Frames.Add(message);
+            else if (early.Window?.Take(bytes) is > 0 and var grant) SendOwned(new RelayWindow(relayId, grant));
             return true;
         }
     }
 
-    private static void Deliver(RelayStream relay, ControlMessage message)
+    /// <summary>Frames kept for a relay whose opening reply is on its way, and (daiko/2) its window, charged with them.</summary>
+    private sealed record EarlyRelay(ReceiveWindow? Window)
     {
-        if (message is RelayData data) relay.Deliver(data.Data);
-        else relay.DeliverEnd(((RelayClose)message).Reason);
+        public List<ControlMessage> Frames { get; } = [];
     }
 
-    /// <summary>Relay data now held for a relay's reader (counted against the connection's budget until read).</summary>
+    /// <summary>The peer sent relay data beyond the credit it was given: refused, as malformed input is, rather than buffered.</summary>
+    private bool PastWindow(long relayId) =>
+        RefusePeer("data", $"relay {relayId} received data past its window: more than {ControlProtocol.RelayWindowBytes} bytes sent and not granted back (relay-window)");
+
+    /// <summary>Refuses the whole connection for a relay frame that breaks the protocol: <c>bad-request</c> naming the field, under id 0.</summary>
+    private bool RefusePeer(string field, string sentence, string? closeReason = null)
+    {
+        _parting = (0, new ErrorReply(ErrorCode.BadRequest, $"field '{field}': {sentence}"));
+        CloseReason ??= closeReason ?? sentence;
+        return false;
+    }
+
+    /// <summary>The peer's reader took data of a relay this side sends on: the writer may send that much more.</summary>
+    private bool Grant(RelayWindow grant)
+    {
+        if (!HasRelayWindows)
+        {
+            CloseReason ??= $"control protocol {Version} has no '{RelayWindow.WireType}' message";
+            return false;
+        }
+        // A grant for a relay this side closed (or never opened) has nothing left to grant to.
+        if (!_relays.TryGetValue(grant.Relay, out var relay) || relay.Grant(grant.Bytes)) return true;
+        return RefusePeer("bytes", $"relay-window for relay {grant.Relay} grants more than was sent on it");
+    }
+
+    /// <summary>Passes a frame to its relay; false when relay data goes past the relay's window.</summary>
+    private static bool Deliver(RelayStream relay, ControlMessage message)
+    {
+        if (message is RelayData data) return relay.Deliver(data.Data);
+        relay.DeliverEnd(((RelayClose)message).Reason);
+        return true;
+    }
+
+    /// <summary>daiko/1: relay data now held for a relay's reader (counted against the connection's budget until read).</summary>
     internal void Buffered(int bytes) => _budget.Take(bytes);
 
-    /// <summary>Relay data a relay's reader took (or dropped).</summary>
+    /// <summary>daiko/1: relay data a relay's reader took (or dropped).</summary>
     internal void Consumed(int bytes) => _budget.Give(bytes);
 
     /// <summary>A byte stream multiplexed on this connection under <paramref name="relayId"/>; <paramref name="meter"/>, if given, is charged its frames.</summary>
     public RelayStream OpenRelay(long relayId, Daiko.Tls.TlsCounters? meter = null)
     {
         if (meter is not null) _relayMeters[relayId] = meter;
-        var relay = new RelayStream(this, relayId);
         lock (_early)
         {
+            _early.Remove(relayId, out var early);
+            var relay = new RelayStream(this, relayId, early?.Window ?? (HasRelayWindows ? new ReceiveWindow(ControlProtocol.RelayWindowBytes) : null));
             _relays[relayId] = relay;
             _highestRelayOpened = Math.Max(_highestRelayOpened, relayId);
-            if (_early.Remove(relayId, out var queued))
+            foreach (var message in early?.Frames ?? [])
             {
-                foreach (var message in queued) Deliver(relay, message);
+                // Charged to the window when it came.
+                if (message is RelayData data) relay.Enqueue(data.Data);
+                else relay.DeliverEnd(((RelayClose)message).Reason);
             }
+            return relay;
         }
-        return relay;
     }
 
     internal void ForgetRelay(long relayId)

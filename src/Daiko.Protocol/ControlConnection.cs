@@ -11,7 +11,9 @@ public readonly record struct ControlRequest(long Id, ControlMessage Message);
 /// A multiplexed control connection over any stream (TLS to the home server, or the terminal agent's
 /// Unix socket): typed requests and replies matched by id, plus relay channels that carry a byte
 /// stream in relay-data frames. One reader loop; writes serialized. A request that cannot be decoded
-/// is answered with <c>bad-request</c> naming the field, and the connection goes on.
+/// is answered with <c>bad-request</c> naming the field, and the connection goes on. In daiko/2
+/// (<see cref="Version"/>) each relay direction has its own window, so a relay whose reader stops holds
+/// only its own data, never the reader loop that every request and relay shares.
 /// </summary>
 public sealed partial class ControlConnection : IAsyncDisposable
 {
@@ -21,7 +23,7 @@ public sealed partial class ControlConnection : IAsyncDisposable
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly ConcurrentDictionary<long, TaskCompletionSource<ControlMessage>> _pending = new();
     private readonly ConcurrentDictionary<long, RelayStream> _relays = new();
-    private readonly Dictionary<long, List<ControlMessage>> _early = new();
+    private readonly Dictionary<long, EarlyRelay> _early = new();
     private readonly ConcurrentDictionary<long, Daiko.Tls.TlsCounters> _requestMeters = new();
     private readonly ConcurrentDictionary<long, Daiko.Tls.TlsCounters> _relayMeters = new();
     private readonly TaskSet _handlers = new();
@@ -92,7 +94,16 @@ public sealed partial class ControlConnection : IAsyncDisposable
     /// </summary>
     public bool RefusesUnopenedRelays { get; init; }
 
-    /// <summary>Bytes received from the peer and not yet consumed (relay data not yet read, requests being handled).</summary>
+    /// <summary>
+    /// The control protocol version the connection speaks, as its TLS handshake negotiated it (ALPN).
+    /// <see cref="ControlProtocol.Alpn1"/> where nothing is negotiated (the terminal agent's socket).
+    /// </summary>
+    public string Version { get; init; } = ControlProtocol.Alpn1;
+
+    /// <summary>Whether each relay direction has its own window (daiko/2) rather than sharing the connection's read budget.</summary>
+    internal bool HasRelayWindows => ControlProtocol.HasRelayWindows(Version);
+
+    /// <summary>Bytes received from the peer and not yet consumed: requests being handled, and in daiko/1 relay data not yet read.</summary>
     public long BufferedBytes => _budget.Bytes;
 
     /// <summary>Ends when the reader loop and every request handler it started have ended.</summary>
@@ -186,6 +197,8 @@ public sealed partial class ControlConnection : IAsyncDisposable
                 return RouteRelay(data.Relay, data);
             case RelayClose close:
                 return RouteRelay(close.Relay, close);
+            case RelayWindow grant:
+                return Grant(grant);
             case ErrorReply refusal when frame.Id == 0:
                 // The other side refuses the whole connection (unknown or revoked device, protocol version).
                 CloseReason = refusal.Message;
@@ -296,7 +309,7 @@ public sealed partial class ControlConnection : IAsyncDisposable
     /// <summary>The meter a frame is charged to: its request's, or its relay's.</summary>
     private Daiko.Tls.TlsCounters? MeterOf(long id, ControlMessage message)
     {
-        var relay = message switch { RelayData d => d.Relay, RelayClose c => c.Relay, _ => 0 };
+        var relay = message switch { RelayData d => d.Relay, RelayClose c => c.Relay, RelayWindow w => w.Relay, _ => 0 };
         if (relay != 0) return _relayMeters.GetValueOrDefault(relay);
         return id != 0 ? _requestMeters.GetValueOrDefault(id) : null;
     }

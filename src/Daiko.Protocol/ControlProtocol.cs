@@ -1,14 +1,34 @@
 namespace Daiko.Protocol;
 
 /// <summary>
-/// The control protocol's version and limits. The version is negotiated by ALPN on the control
+/// The control protocol's versions and limits. The version is negotiated by ALPN on the control
 /// channel's TLS handshake: a terminal and a home server that share no version fail with a sentence
 /// that says so (<see cref="ErrorCode.ProtocolVersion"/>), never with a parse failure.
 /// </summary>
 public static class ControlProtocol
 {
-    /// <summary>The ALPN name of this version of the control protocol.</summary>
-    public const string Alpn = "daiko/1";
+    /// <summary>
+    /// The ALPN name of the newest version of the control protocol: daiko/1 with a receive window per
+    /// relay direction (<see cref="RelayWindowBytes"/>, granted back in <c>relay-window</c> frames).
+    /// </summary>
+    public const string Alpn = "daiko/2";
+
+    /// <summary>The first version, still spoken: relay data is bounded only by the connection's read budget.</summary>
+    public const string Alpn1 = "daiko/1";
+
+    /// <summary>The versions this build speaks, the preferred first (the order a terminal offers them and a home server picks).</summary>
+    public static IReadOnlyList<string> Versions { get; } = [Alpn, Alpn1];
+
+    /// <summary>Whether <paramref name="version"/> gives each relay direction a window (daiko/2).</summary>
+    public static bool HasRelayWindows(string version) => version == Alpn;
+
+    /// <summary>
+    /// What a relay's sender may have unacknowledged per relay, in daiko/2: four relay-data chunks. The
+    /// receiver grants back what its reader took once that reaches half the window, so a sender that keeps
+    /// the window full moves 256 KiB a round trip (about 40 Mbit/s at 50 ms). A home server keeps at most
+    /// 64 relays for a device, so what one device can make it hold of relay data is bounded by 16 MiB.
+    /// </summary>
+    public const int RelayWindowBytes = 256 * 1024;
 
     /// <summary>The largest frame body (the CBOR map), in bytes.</summary>
     public const int MaxFrameBytes = 1 << 20;
@@ -19,7 +39,7 @@ public static class ControlProtocol
     /// <summary>The largest relay-data chunk, in bytes.</summary>
     public const int MaxRelayChunk = 64 * 1024;
 
-    /// <summary>Bytes one connection holds from its peer before it stops reading (relay data not yet consumed, requests being handled).</summary>
+    /// <summary>Bytes one connection holds from its peer before it stops reading (requests being handled, and in daiko/1 relay data not yet consumed).</summary>
     public const int MaxBufferedBytes = 1 << 20;
 
     /// <summary>Requests of one connection handled at once; the next frame is read when one finishes.</summary>
@@ -28,7 +48,7 @@ public static class ControlProtocol
     /// <summary>The largest frame a peer without a device certificate may send (it may only enroll).</summary>
     public const int MaxUnauthenticatedFrameBytes = 16 * 1024;
 
-    /// <summary>Data frames kept for a relay whose opening reply is still on its way.</summary>
+    /// <summary>Data frames kept for a relay whose opening reply is still on its way (in daiko/2 their bytes count against the relay's window too).</summary>
     public const int MaxEarlyRelayFrames = 256;
 
     internal const int MaxHostLength = 253;

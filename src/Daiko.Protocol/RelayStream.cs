@@ -3,18 +3,27 @@ using Daiko.Protocol.Messages;
 
 namespace Daiko.Protocol;
 
-/// <summary>A byte stream carried in relay-data frames of a control connection.</summary>
+/// <summary>
+/// A byte stream carried in relay-data frames of a control connection. In daiko/2 each direction has a
+/// window (<see cref="ControlProtocol.RelayWindowBytes"/>): a write waits while the peer holds that much of
+/// this relay unread, and what the reader here takes is granted back to the peer in <c>relay-window</c> frames.
+/// </summary>
 public sealed class RelayStream : Stream
 {
     private readonly ControlConnection _connection;
     private readonly Channel<ReadOnlyMemory<byte>> _incoming = Channel.CreateUnbounded<ReadOnlyMemory<byte>>(new UnboundedChannelOptions { SingleReader = false });
+    private readonly ReceiveWindow? _window;
+    private readonly SendCredit? _credit;
     private ReadOnlyMemory<byte> _current;
     private bool _writeClosed;
 
-    internal RelayStream(ControlConnection connection, long id)
+    /// <param name="window">daiko/2: what the peer may send (charged already with the data that came before the relay opened); null in daiko/1.</param>
+    internal RelayStream(ControlConnection connection, long id, ReceiveWindow? window)
     {
         _connection = connection;
         Id = id;
+        _window = window;
+        _credit = window is null ? null : new SendCredit(ControlProtocol.RelayWindowBytes);
     }
 
     public long Id { get; }
@@ -24,24 +33,44 @@ public sealed class RelayStream : Stream
     /// <summary>The reason a relay ends with when the far side's stream failed or was cut (not a clean end).</summary>
     public const string UncleanEnd = "unclean";
 
+    /// <summary>In daiko/2, the bytes received on this relay that its reader has not taken yet (at most the window); 0 in daiko/1.</summary>
+    public long BufferedBytes => _window?.Held ?? 0;
+
     private string? _closeReason;
 
-    internal void Deliver(ReadOnlyMemory<byte> data)
+    /// <summary>Data from the peer; false when it goes past the relay's window (the connection then refuses the peer).</summary>
+    internal bool Deliver(ReadOnlyMemory<byte> data)
     {
-        if (!_incoming.Writer.TryWrite(data)) return;
-        _connection.Buffered(data.Length);
+        if (_window is { } window && !window.Arrive(data.Length)) return false;
+        Enqueue(data);
+        return true;
     }
+
+    /// <summary>Data already charged to the window (it came before the relay opened).</summary>
+    internal void Enqueue(ReadOnlyMemory<byte> data)
+    {
+        // An empty chunk carries nothing for the reader: it is not kept.
+        if (data.IsEmpty || !_incoming.Writer.TryWrite(data)) return;
+        if (_window is null) _connection.Buffered(data.Length);
+    }
+
+    /// <summary>The peer granted more of its window (daiko/2); false when the grant is more than it could have read.</summary>
+    internal bool Grant(long bytes) => _credit?.Grant(bytes) ?? false;
 
     /// <summary>Gives back what no reader will take any more (the relay was closed on this side).</summary>
     private void DropUnread()
     {
-        while (_incoming.Reader.TryRead(out var left)) _connection.Consumed(left.Length);
+        while (_incoming.Reader.TryRead(out var left))
+        {
+            if (_window is null) _connection.Consumed(left.Length);
+        }
     }
 
     internal void DeliverEnd(string? reason)
     {
         EndReason ??= reason;
         _incoming.Writer.TryComplete();
+        _credit?.End();
     }
 
     public override bool CanRead => true;
@@ -68,28 +97,52 @@ public sealed class RelayStream : Stream
                 if (EndReason == UncleanEnd) throw new IOException("the relayed connection was cut (no close_notify from the market)");
                 return 0;
             }
-            if (_incoming.Reader.TryRead(out _current)) _connection.Consumed(_current.Length);
+            // In daiko/1 a chunk is given back to the connection's budget when it is taken off the queue;
+            // in daiko/2 the window is granted back as the caller takes the bytes (below).
+            if (_incoming.Reader.TryRead(out _current) && _window is null) _connection.Consumed(_current.Length);
         }
         var n = Math.Min(buffer.Length, _current.Length);
         _current.Span[..n].CopyTo(buffer.Span);
         _current = _current[n..];
+        if (_window is { } window && window.Take(n) is > 0 and var grant && !_writeClosed) _connection.SendOwned(new RelayWindow(Id, grant));
         return n;
     }
 
+    /// <summary>
+    /// Sends <paramref name="buffer"/> in relay-data chunks. In daiko/2 each chunk waits for the peer's window:
+    /// <paramref name="cancellationToken"/> ends the wait, and so does the relay's end. Once the peer has closed
+    /// the relay, what it has no room for is dropped, as the peer would drop it; a connection that closed fails
+    /// the write.
+    /// </summary>
     public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
         if (_writeClosed) throw new IOException("the relay is closed");
-        for (var i = 0; i < buffer.Length; i += ControlProtocol.MaxRelayChunk)
+        var sent = 0;
+        while (sent < buffer.Length)
         {
-            var chunk = buffer.Slice(i, Math.Min(ControlProtocol.MaxRelayChunk, buffer.Length - i));
+            var wanted = Math.Min(ControlProtocol.MaxRelayChunk, buffer.Length - sent);
+            var size = _credit is null ? wanted : await _credit.TakeAsync(wanted, cancellationToken).ConfigureAwait(false);
+            if (size == 0)
+            {
+                if (_writeClosed) throw new IOException("the relay is closed");
+                if (_connection.Closed.IsCancellationRequested) throw new IOException($"the control channel closed: {_connection.CloseReason ?? "connection closed"}");
+                return;
+            }
             try
             {
-                await _connection.SendAsync(0, new RelayData(Id, chunk), cancellationToken).ConfigureAwait(false);
+                await _connection.SendAsync(0, new RelayData(Id, buffer.Slice(sent, size)), cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Cancelled while waiting for the channel: nothing of the chunk was sent.
+                _credit?.Return(size);
+                throw;
             }
             catch (ControlErrorException e)
             {
                 throw new IOException(e.Message, e);
             }
+            sent += size;
         }
     }
 
@@ -114,6 +167,7 @@ public sealed class RelayStream : Stream
             _writeClosed = true;
             _connection.ForgetRelay(Id);
             _incoming.Writer.TryComplete();
+            _credit?.End();
             DropUnread();
             try
             {
@@ -135,6 +189,7 @@ public sealed class RelayStream : Stream
             _writeClosed = true;
             _connection.ForgetRelay(Id);
             _incoming.Writer.TryComplete();
+            _credit?.End();
             DropUnread();
             _connection.SendOwned(new RelayClose(Id, _closeReason));
         }

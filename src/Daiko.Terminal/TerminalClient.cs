@@ -36,14 +36,14 @@ public static class TerminalClient
             var ssl = await OpenControlTlsAsync(home, host, port, new TlsClientOptions
             {
                 ServerName = "daiko-home",
-                ApplicationProtocols = [ControlProtocol.Alpn],
+                ApplicationProtocols = ControlProtocol.Versions,
                 CertificateValidator = pinCheck,
                 HandshakeTimeout = TimeSpan.FromSeconds(15),
                 Counters = counters,
             }, "the code does not match the home server at " + home + ": a mistyped code, a code made by a home server of a version before 2026-12-06, "
                 + "or a server that is not the one that issued it (possible interception); nothing was sent", cancellationToken);
             var presentedSpkiHash = pinCheck.PresentedSpkiHash!;
-            await using var connection = new ControlConnection(ssl);
+            await using var connection = new ControlConnection(ssl) { Version = VersionOf(ssl) };
             connection.Start();
             var reply = await connection.RequestAsync<EnrolledReply>(new EnrollRequest(secret, access.PublicKeyInfo), cancellationToken);
             using var homeCertificate = X509CertificateLoader.LoadCertificate(reply.HomeCertificate);
@@ -65,12 +65,18 @@ public static class TerminalClient
     }
 
     /// <summary>Opens the mutually authenticated control channel with the unlocked device key.</summary>
-    public static async Task<ControlConnection> ConnectAsync(string directory, ECDsa deviceKey, CancellationToken cancellationToken)
+    /// <param name="versions">The control protocol versions offered, the preferred first (fewer only to stand in for an older terminal).</param>
+    public static async Task<ControlConnection> ConnectAsync(string directory, ECDsa deviceKey, CancellationToken cancellationToken, IReadOnlyList<string>? versions = null)
     {
-        var connection = new ControlConnection(await ConnectStreamAsync(directory, deviceKey, cancellationToken));
+        var stream = await ConnectStreamAsync(directory, deviceKey, cancellationToken, versions: versions);
+        var connection = new ControlConnection(stream) { Version = VersionOf(stream) };
         connection.Start();
         return connection;
     }
+
+    /// <summary>The control protocol version the channel's handshake agreed on (daiko/1 for a stream that negotiated none).</summary>
+    public static string VersionOf(Stream channel) =>
+        channel is TlsConnection { ApplicationProtocol: { } agreed } && ControlProtocol.Versions.Contains(agreed) ? agreed : ControlProtocol.Alpn1;
 
     /// <summary>
     /// The control channel's TLS stream itself (the agent pipes it to local clients). It runs on
@@ -79,7 +85,9 @@ public static class TerminalClient
     /// </summary>
     /// <param name="counters">Charged the handshake's bytes, round trips and public-key operations (the device signature included), then the channel's records.</param>
     /// <param name="resume">A ticket the home server issued on an earlier channel of this device: the channel resumes with it (no device signature, no certificate check).</param>
-    public static async Task<Stream> ConnectStreamAsync(string directory, ECDsa deviceKey, CancellationToken cancellationToken, TlsCounters? counters = null, SessionTicket? resume = null)
+    /// <param name="versions">The control protocol versions offered, the preferred first; default <see cref="ControlProtocol.Versions"/>.</param>
+    public static async Task<Stream> ConnectStreamAsync(string directory, ECDsa deviceKey, CancellationToken cancellationToken, TlsCounters? counters = null, SessionTicket? resume = null,
+        IReadOnlyList<string>? versions = null)
     {
         var profile = TerminalProfile.Load(directory);
         var (host, port) = profile.Endpoint;
@@ -88,7 +96,7 @@ public static class TerminalClient
         return await OpenControlTlsAsync(profile.Home, host, port, new TlsClientOptions
         {
             ServerName = "daiko-home",
-            ApplicationProtocols = [ControlProtocol.Alpn],
+            ApplicationProtocols = versions ?? ControlProtocol.Versions,
             ClientCredential = new ClientCredential([certificateDer], new SoftwareSigner(deviceKey, counters)),
             CertificateValidator = new PinnedKeyValidator(Convert.FromHexString(profile.HomeSpkiSha256)),
             HandshakeTimeout = TimeSpan.FromSeconds(15),
@@ -122,16 +130,16 @@ public static class TerminalClient
         }
         catch (TlsException e) when (e.Alert == AlertDescription.NoApplicationProtocol)
         {
-            throw new ControlErrorException(ErrorCode.ProtocolVersion, $"the home server at {home} does not speak control protocol {ControlProtocol.Alpn}: update the terminal or the home server");
+            throw new ControlErrorException(ErrorCode.ProtocolVersion, $"the home server at {home} speaks no control protocol this terminal does ({string.Join(", ", options.ApplicationProtocols)}): update the terminal or the home server");
         }
         catch (TlsException e)
         {
             throw new ControlErrorException(ErrorCode.Unavailable, $"the control channel to {home} failed: {e.Message}");
         }
-        if (connection.ApplicationProtocol != ControlProtocol.Alpn)
+        if (connection.ApplicationProtocol is not { } agreed || !options.ApplicationProtocols.Contains(agreed))
         {
             await connection.DisposeAsync();
-            throw new ControlErrorException(ErrorCode.ProtocolVersion, $"the home server at {home} did not agree on control protocol {ControlProtocol.Alpn} (an older version?): update it");
+            throw new ControlErrorException(ErrorCode.ProtocolVersion, $"the home server at {home} agreed on no control protocol this terminal speaks ({string.Join(", ", options.ApplicationProtocols)}; an older version?): update it");
         }
         return connection;
     }

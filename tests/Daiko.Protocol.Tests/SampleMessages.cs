@@ -43,6 +43,7 @@ internal static class SampleMessages
         yield return new VerdictReply(false, CertificateProblem.UntrustedRoot, "unknown root");
         yield return new RelayData(9, new byte[] { 1, 2, 3 });
         yield return new RelayClose(9, "done");
+        yield return new RelayWindow(9, 131072);
         yield return new ErrorReply(ErrorCode.WrongPin2, "wrong PIN2: 2 tries left", 2);
         yield return new WalletBalanceRequest();
         yield return new WalletBalanceReply("card-1", [new CurrencyAmount("JPY", 1000), new CurrencyAmount("EUR", -5)]);

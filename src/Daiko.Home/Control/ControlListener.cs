@@ -13,7 +13,7 @@ namespace Daiko.Home.Control;
 
 /// <summary>
 /// Accepts terminals: TLS 1.3 with the home server's identity, control protocol version by ALPN
-/// (<see cref="ControlProtocol.Alpn"/>), then device authentication by the certificate the home
+/// (<see cref="ControlProtocol.Versions"/>: daiko/2, else daiko/1), then device authentication by the certificate the home
 /// server issued. A client certificate is checked during the handshake against exactly the home
 /// identity (no downloads, no revocation fetch: nothing a stranger's certificate names is ever
 /// fetched), and one this home server did not issue fails the handshake. An unknown or revoked device,
@@ -24,8 +24,6 @@ namespace Daiko.Home.Control;
 /// </summary>
 public sealed class ControlListener : IAsyncDisposable
 {
-    private static readonly SslApplicationProtocol ControlAlpn = new(ControlProtocol.Alpn);
-
     private static readonly ControlGate EnrollOnly = new(type => type == Daiko.Protocol.Messages.EnrollRequest.WireType, ErrorCode.Unauthenticated,
         "this connection presented no device certificate: it may only enroll");
 
@@ -80,6 +78,20 @@ public sealed class ControlListener : IAsyncDisposable
 
     /// <summary>With <see cref="ProxyProtocol"/>: the balancers whose headers are believed; a connection from any other peer is refused and logged.</summary>
     public ProxySources ProxyFrom { get; init; } = ProxySources.Loopback;
+
+    /// <summary>The control protocol versions accepted, the preferred first (fewer only to test an older server).</summary>
+    public IReadOnlyList<string> Versions
+    {
+        get => _versions;
+        init
+        {
+            _versions = value;
+            _alpn = [.. value.Select(v => new SslApplicationProtocol(v))];
+        }
+    }
+
+    private readonly IReadOnlyList<string> _versions = ControlProtocol.Versions;
+    private readonly List<SslApplicationProtocol> _alpn = [.. ControlProtocol.Versions.Select(v => new SslApplicationProtocol(v))];
 
     public void Start()
     {
@@ -167,7 +179,7 @@ public sealed class ControlListener : IAsyncDisposable
             {
                 ServerCertificateContext = _serverCertificate,
                 EnabledSslProtocols = SslProtocols.Tls13,
-                ApplicationProtocols = [ControlAlpn],
+                ApplicationProtocols = _alpn,
                 ClientCertificateRequired = true,
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
                 // Only the home identity is trusted, and nothing is downloaded: a stranger's certificate
@@ -191,10 +203,12 @@ public sealed class ControlListener : IAsyncDisposable
             client.Dispose();
             return;
         }
-        if (ssl.NegotiatedApplicationProtocol != ControlAlpn)
+        var version = ssl.NegotiatedApplicationProtocol.ToString();
+        if (!_versions.Contains(version))
         {
-            if (SayOfStranger("protocol", slot.Address) is { } unwritten) _logger.ProtocolVersionRefused(ControlProtocol.Alpn, ssl.NegotiatedApplicationProtocol.ToString(), unwritten);
-            await RefuseAsync(ssl, ErrorCode.ProtocolVersion, $"this home server speaks control protocol {ControlProtocol.Alpn}; update the terminal");
+            var spoken = string.Join(" or ", _versions);
+            if (SayOfStranger("protocol", slot.Address) is { } unwritten) _logger.ProtocolVersionRefused(spoken, version, unwritten);
+            await RefuseAsync(ssl, ErrorCode.ProtocolVersion, $"this home server speaks control protocol {spoken}; update the terminal");
             return;
         }
         string? deviceId = null;
@@ -248,6 +262,7 @@ public sealed class ControlListener : IAsyncDisposable
                 else if (SayOfStranger("refusal", peer) is { } unwritten) log.RequestRefused($"(not enrolled, {peer})", request?.Type ?? "(undecodable)", code.ToWire(), message + unwritten);
             },
             RefusesUnopenedRelays = true,
+            Version = version,
             Gate = deviceId is null ? EnrollOnly : null,
             MaxFrameBytes = deviceId is null ? ControlProtocol.MaxUnauthenticatedFrameBytes : ControlProtocol.MaxFrameBytes,
             // An enrolled device's channel may stay idle as long as the device likes (the terminal agent keeps

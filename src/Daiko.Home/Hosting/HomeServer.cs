@@ -77,6 +77,9 @@ public sealed record HomeServerOptions(string Directory, IPEndPoint Listen)
     /// <summary>The control listener's limits on connections and on strangers' handshakes and silence.</summary>
     public PeerLimits PeerLimits { get; init; } = new();
 
+    /// <summary>The control protocol versions terminals may speak, the preferred first (fewer only to stand in for an older home server).</summary>
+    public IReadOnlyList<string> ControlVersions { get; init; } = Daiko.Protocol.ControlProtocol.Versions;
+
     /// <summary>The longest a handshake with a market may take, as the user.</summary>
     public TimeSpan MarketTimeout { get; init; } = TimeSpan.FromSeconds(15);
 
@@ -135,6 +138,7 @@ public sealed class HomeServer : IAsyncDisposable
         {
             ProxyProtocol = options.ProxyProtocol,
             ProxyFrom = options.ProxyFrom,
+            Versions = options.ControlVersions,
         };
         Card = card;
     }

@@ -33,3 +33,23 @@ public sealed record RelayClose(long Relay, string? Reason = null) : ControlMess
 
     internal static RelayClose Read(FieldReader r) => new(r.Int("relay", 1), r.TextOrNull("reason", 4096));
 }
+
+/// <summary>
+/// <c>relay-window</c>, daiko/2 only, both ways, never replied to: the sender's reader took
+/// <see cref="Bytes"/> more of the relay's data, and the other side may send that many more. Sent once what
+/// was taken and not yet granted reaches half of <see cref="ControlProtocol.RelayWindowBytes"/>.
+/// </summary>
+public sealed record RelayWindow(long Relay, long Bytes) : ControlMessage
+{
+    public const string WireType = "relay-window";
+
+    public override string Type => WireType;
+
+    internal override void Write(FieldWriter w)
+    {
+        w.Int("relay", Relay);
+        w.Int("bytes", Bytes);
+    }
+
+    internal static RelayWindow Read(FieldReader r) => new(r.Int("relay", 1), r.Int("bytes", 1, ControlProtocol.RelayWindowBytes));
+}

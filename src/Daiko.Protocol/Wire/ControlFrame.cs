@@ -40,6 +40,7 @@ public static class ControlFrame
         [(VerdictReply.WireType, true)] = VerdictReply.Read,
         [(RelayData.WireType, false)] = RelayData.Read,
         [(RelayClose.WireType, false)] = RelayClose.Read,
+        [(RelayWindow.WireType, false)] = RelayWindow.Read,
         [(ErrorReply.WireType, true)] = ErrorReply.Read,
         [(WalletBalanceRequest.WireType, false)] = WalletBalanceRequest.Read,
         [(WalletBalanceReply.WireType, true)] = WalletBalanceReply.Read,

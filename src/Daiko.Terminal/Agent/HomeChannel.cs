@@ -66,7 +66,7 @@ internal sealed class HomeChannel : IAsyncDisposable
                 ticket?.Wipe();
                 meter.Add(wire);
             }
-            var connection = new ControlConnection(stream) { Wire = wire, OnNotice = _onNotice };
+            var connection = new ControlConnection(stream) { Wire = wire, OnNotice = _onNotice, Version = TerminalClient.VersionOf(stream) };
             connection.Start();
             _watchers.Track(connection.Completion.ContinueWith(_ => NoteRefusal(connection), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default));
             Opened++;

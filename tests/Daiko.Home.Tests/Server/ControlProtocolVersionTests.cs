@@ -29,12 +29,23 @@ public sealed class ControlProtocolVersionTests : IAsyncLifetime
         }, ct);
 
     [Fact]
-    public async Task ATerminalOfferingThisVersion_AgreesOnIt()
+    public async Task ATerminalOfferingBothVersions_AgreesOnTheNewest()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        await using var tls = await ConnectAsync([ControlProtocol.Alpn], cts.Token);
+        await using var tls = await ConnectAsync(ControlProtocol.Versions, cts.Token);
 
-        Assert.Equal("daiko/1", tls.ApplicationProtocol);
+        Assert.Equal("daiko/2", tls.ApplicationProtocol);
+    }
+
+    [Theory]
+    [InlineData("daiko/1")]
+    [InlineData("daiko/2")]
+    public async Task ATerminalOfferingOneVersion_AgreesOnIt(string version)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await using var tls = await ConnectAsync([version], cts.Token);
+
+        Assert.Equal(version, tls.ApplicationProtocol);
     }
 
     [Fact]
@@ -48,7 +59,7 @@ public sealed class ControlProtocolVersionTests : IAsyncLifetime
         Assert.Equal(0, frame!.Value.Id);
         var refusal = Assert.IsType<ErrorReply>(frame.Value.Message);
         Assert.Equal(ErrorCode.ProtocolVersion, refusal.Code);
-        Assert.Contains("daiko/1", refusal.Message, StringComparison.Ordinal);
+        Assert.Contains("daiko/2 or daiko/1", refusal.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -56,7 +67,7 @@ public sealed class ControlProtocolVersionTests : IAsyncLifetime
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
 
-        var e = await Assert.ThrowsAsync<TlsException>(() => ConnectAsync(["daiko/2"], cts.Token));
+        var e = await Assert.ThrowsAsync<TlsException>(() => ConnectAsync(["daiko/3"], cts.Token));
 
         Assert.Equal(AlertDescription.NoApplicationProtocol, e.Alert);
     }

@@ -68,13 +68,14 @@ public sealed class HomeFixture : IAsyncDisposable
 
     /// <summary>A terminal enrolled now, its control channel open and the home card unlocked through it.</summary>
     /// <param name="name">the device's name; another name is another device, with its own terminal directory.</param>
-    public async Task<ControlConnection> UnlockedTerminalAsync(CancellationToken ct, string name = "phone")
+    /// <param name="versions">the control protocol versions the terminal offers; default all it speaks.</param>
+    public async Task<ControlConnection> UnlockedTerminalAsync(CancellationToken ct, string name = "phone", IReadOnlyList<string>? versions = null)
     {
         var terminal = Path.Combine(Dir.Path, name == "phone" ? "terminal" : $"terminal-{name}");
         await TerminalClient.EnrollAsync(terminal, Endpoint, await NewCodeAsync(name), AccessPin, createAccessCard: TestAccessCard, cancellationToken: ct);
         using var access = AccessCard.Open(terminal);
         if (!access.Unlock(AccessPin).Accepted) throw new InvalidOperationException("the test terminal's access card did not unlock");
-        var control = await TerminalClient.ConnectAsync(terminal, access.DeviceKey, ct);
+        var control = await TerminalClient.ConnectAsync(terminal, access.DeviceKey, ct, versions);
         await new HomeControl(control).UnlockAsync(Pin1, Pin2, ct);
         return control;
     }
