@@ -1,3 +1,4 @@
+using System.Buffers;
 using Daiko.Protocol.Messages;
 
 namespace Daiko.Protocol;
@@ -61,19 +62,41 @@ public sealed partial class ControlConnection
                 if (_early.Count >= ControlProtocol.MaxRequestsInFlight) _early.Remove(_early.Keys.Min());
                 _early[relayId] = early = new EarlyRelay(HasRelayWindows ? new ReceiveWindow(ControlProtocol.RelayWindowBytes) : null);
             }
-            // In daiko/2 early data is charged to the relay's window like any other: the peer sent it on credit.
-            var bytes = message is RelayData data ? data.Data.Length : 0;
-            if (early.Window is { } window && !window.Arrive(bytes)) return PastWindow(relayId);
-            if (early.Frames.Count < ControlProtocol.MaxEarlyRelayFrames) early.Frames.Add(message);
-            else if (early.Window?.Take(bytes) is > 0 and var grant) SendOwned(new RelayWindow(relayId, grant));
+            if (early.Window is { } window)
+            {
+                // daiko/2: charged to the relay's window like any other data (the peer sent it on credit), so the
+                // window bounds it however many frames carry it; kept whole and in order, as one run of bytes.
+                if (!window.Arrive(message is RelayData data ? data.Data.Length : 0)) return PastWindow(relayId);
+                early.Keep(message);
+            }
+            else if (early.Frames.Count < ControlProtocol.MaxEarlyRelayFrames)
+            {
+                early.Frames.Add(message);
+            }
             return true;
         }
     }
 
-    /// <summary>Frames kept for a relay whose opening reply is on its way, and (daiko/2) its window, charged with them.</summary>
-    private sealed record EarlyRelay(ReceiveWindow? Window)
+    /// <summary>What came for a relay whose opening reply is on its way: in daiko/1 the frames (at most <see cref="ControlProtocol.MaxEarlyRelayFrames"/>), in daiko/2 the bytes and the close, charged to the relay's window.</summary>
+    private sealed class EarlyRelay(ReceiveWindow? window)
     {
+        private ArrayBufferWriter<byte>? _data;
+
+        public ReceiveWindow? Window { get; } = window;
+
         public List<ControlMessage> Frames { get; } = [];
+
+        public RelayClose? Close { get; private set; }
+
+        public ReadOnlyMemory<byte> Data => _data?.WrittenMemory ?? ReadOnlyMemory<byte>.Empty;
+
+        /// <summary>daiko/2: data is appended (none after the close), a close kept.</summary>
+        public void Keep(ControlMessage message)
+        {
+            if (Close is not null) return;
+            if (message is RelayData data) (_data ??= new ArrayBufferWriter<byte>()).Write(data.Data.Span);
+            else Close = (RelayClose)message;
+        }
     }
 
     /// <summary>The peer sent relay data beyond the credit it was given: refused, as malformed input is, rather than buffered.</summary>
@@ -125,11 +148,16 @@ public sealed partial class ControlConnection
             var relay = new RelayStream(this, relayId, early?.Window ?? (HasRelayWindows ? new ReceiveWindow(ControlProtocol.RelayWindowBytes) : null));
             _relays[relayId] = relay;
             _highestRelayOpened = Math.Max(_highestRelayOpened, relayId);
-            foreach (var message in early?.Frames ?? [])
+            if (early is not null)
             {
-                // Charged to the window when it came.
-                if (message is RelayData data) relay.Enqueue(data.Data);
-                else relay.DeliverEnd(((RelayClose)message).Reason);
+                // Charged to the window (daiko/2) when it came.
+                relay.Enqueue(early.Data);
+                foreach (var message in early.Frames)
+                {
+                    if (message is RelayData data) relay.Enqueue(data.Data);
+                    else relay.DeliverEnd(((RelayClose)message).Reason);
+                }
+                if (early.Close is { } close) relay.DeliverEnd(close.Reason);
             }
             return relay;
         }

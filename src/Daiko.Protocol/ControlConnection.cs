@@ -218,7 +218,7 @@ public sealed partial class ControlConnection : IAsyncDisposable
         }
     }
 
-    private void Track(Task handler) => _handlers.Track(handler);
+    internal void Track(Task handler) => _handlers.Track(handler);
 
     private async Task HandleAsync(ControlRequest request, int bytes)
     {
@@ -335,8 +335,10 @@ public sealed partial class ControlConnection : IAsyncDisposable
         catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
             // A refusal frame may have arrived just before the write failed: let the reader see it,
-            // so that the caller learns "revoked" rather than "unreachable".
-            if (_readLoop is { } reader) await Task.WhenAny(reader, Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None)).ConfigureAwait(false);
+            // so that the caller learns "revoked" rather than "unreachable". Once the connection has shut
+            // down there is nothing more to see, and the writes still queued fail at once (the reader waits
+            // for them: waiting on it here, each in turn, would make closing take a second a queued write).
+            if (!_closed.IsCancellationRequested && _readLoop is { } reader) await Task.WhenAny(reader, Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None)).ConfigureAwait(false);
             if (CloseCode is { } code)
             {
                 throw new ControlErrorException(code, $"{Peer} closed the control channel: {CloseReason}");
@@ -371,9 +373,9 @@ public sealed partial class ControlConnection : IAsyncDisposable
     {
         try
         {
-            await SendAsync(0, notification, CancellationToken.None).ConfigureAwait(false);
+            await SendAsync(0, notification, _closed.Token).ConfigureAwait(false);
         }
-        catch (ControlErrorException)
+        catch (Exception e) when (e is ControlErrorException or OperationCanceledException)
         {
             // The channel is gone, and with it whatever the notification was about.
         }

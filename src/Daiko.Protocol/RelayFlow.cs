@@ -74,6 +74,9 @@ internal sealed class SendCredit(long window)
 /// What the peer may still send on one relay in daiko/2, seen from the receiving side: the window, plus what
 /// this side granted back. Bytes are granted as the reader takes them, in one grant once they reach half the
 /// window, so a fast reader sends one <c>relay-window</c> frame for every two chunks or so, not one a read.
+/// At most one grant is on its way at a time: what the reader takes meanwhile waits for the next, so a peer
+/// that stops reading this side's writes (and so never receives a grant) can send no more than the window and
+/// one grant, and the grants waiting for the write are one number, not a queue of frames.
 /// </summary>
 internal sealed class ReceiveWindow(long window)
 {
@@ -83,6 +86,7 @@ internal sealed class ReceiveWindow(long window)
     private long _received;
     private long _taken;
     private long _ungranted;
+    private bool _granting;
 
     /// <summary>Bytes received and not yet taken by the reader: never more than the window.</summary>
     public long Held
@@ -100,18 +104,35 @@ internal sealed class ReceiveWindow(long window)
         }
     }
 
-    /// <summary>Bytes the reader took (or that were dropped unread); the grant to send now, or 0.</summary>
+    /// <summary>Bytes the reader took (or that were dropped unread); the grant to send now (the caller sends it, then calls <see cref="Sent"/>), or 0.</summary>
     public long Take(long bytes)
     {
         lock (_gate)
         {
             _taken += bytes;
             _ungranted += bytes;
-            if (_ungranted < _window / 2) return 0;
-            var grant = _ungranted;
-            _ungranted = 0;
-            _allowed += grant;
-            return grant;
+            return NextGrant();
         }
+    }
+
+    /// <summary>The grant begun by <see cref="Take"/> or by the last call is written (or could not be): the next grant to send, or 0.</summary>
+    public long Sent()
+    {
+        lock (_gate)
+        {
+            _granting = false;
+            return NextGrant();
+        }
+    }
+
+    private long NextGrant()
+    {
+        if (_granting || _ungranted < _window / 2) return 0;
+        var grant = _ungranted;
+        _ungranted = 0;
+        // Allowed before the frame is written: the peer may send on it as soon as it reads it.
+        _allowed += grant;
+        _granting = true;
+        return grant;
     }
 }

@@ -104,8 +104,31 @@ public sealed class RelayStream : Stream
         var n = Math.Min(buffer.Length, _current.Length);
         _current.Span[..n].CopyTo(buffer.Span);
         _current = _current[n..];
-        if (_window is { } window && window.Take(n) is > 0 and var grant && !_writeClosed) _connection.SendOwned(new RelayWindow(Id, grant));
+        if (_window is { } window && window.Take(n) is > 0 and var grant) _connection.Track(SendGrantsAsync(window, grant));
         return n;
+    }
+
+    /// <summary>Writes grants one after another while the reader makes them due: one write at a time for this relay, however far behind the channel's writes are.</summary>
+    private async Task SendGrantsAsync(ReceiveWindow window, long grant)
+    {
+        try
+        {
+            while (grant > 0 && !_writeClosed)
+            {
+                try
+                {
+                    await _connection.SendAsync(0, new RelayWindow(Id, grant), _connection.Closed).ConfigureAwait(false);
+                }
+                finally
+                {
+                    grant = window.Sent();
+                }
+            }
+        }
+        catch (Exception e) when (e is ControlErrorException or OperationCanceledException)
+        {
+            // The channel is gone, and with it the relay the grant was for.
+        }
     }
 
     /// <summary>

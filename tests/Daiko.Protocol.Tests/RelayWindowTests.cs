@@ -265,6 +265,130 @@ public sealed class RelayWindowTests : IAsyncLifetime
         }
     }
 
+    /// <summary>
+    /// Data for a relay still opening, in far more frames than daiko/1 keeps (a market sending tiny records), and its
+    /// close: every byte arrives, in order, then the end. Red before: past 256 frames the rest were dropped (and their
+    /// bytes granted back), leaving a hole in the stream and no end.
+    /// </summary>
+    [Fact]
+    public async Task EarlyData_InMoreFramesThanDaiko1Keeps_ArrivesWholeInOrder_WithItsEnd()
+    {
+        var (near, far) = await Loopback.ConnectedPairAsync();
+        using (near)
+        using (far)
+        {
+            await using var terminal = new ControlConnection(near.GetStream()) { Version = ControlProtocol.Alpn };
+            terminal.Start();
+            var raw = far.GetStream();
+            using var cts = new CancellationTokenSource(Bound);
+            const int Frames = 1_000, Each = 100;
+            var pattern = Pattern(Frames * Each);
+            for (var i = 0; i < Frames; i++) await ControlFrame.WriteAsync(raw, 0, new RelayData(9, pattern.AsMemory(i * Each, Each)), cts.Token);
+            await ControlFrame.WriteAsync(raw, 0, new RelayClose(9), cts.Token);
+            await WaitUntilAsync(() => terminal.RelaysWaitingForOpen == 1, cts.Token);
+            await Task.Delay(200, cts.Token);
+
+            await using var relay = terminal.OpenRelay(9);
+            var received = new MemoryStream();
+            await relay.CopyToAsync(received, cts.Token);
+            Assert.Equal(pattern, received.ToArray());
+        }
+    }
+
+    /// <summary>
+    /// A peer that stops reading this side's writes never receives a grant: it may send the window, and the one grant
+    /// this side has begun to write, and no more, however fast this side's reader drains the relay; past that it is
+    /// refused, and the connection, its stuck writes included, ends at once. Red before: each half window the reader took
+    /// was allowed at once and queued its own grant behind the stuck write, so the peer could send without end while
+    /// grants piled up, and closing then waited a second for each.
+    /// </summary>
+    [Fact]
+    public async Task APeerThatReadsNothing_CanSendTheWindowAndOneGrant_NoMore_AndNoGrantsPileUp()
+    {
+        var (near, far) = await Loopback.ConnectedPairAsync();
+        using (near)
+        using (far)
+        {
+            await using var home = new ControlConnection(new StuckWrites(far.GetStream())) { Version = ControlProtocol.Alpn, RefusesUnopenedRelays = true };
+            home.Start();
+            var relay = home.OpenRelay(5);
+            long drained = 0;
+            var drain = Task.Run(async () =>
+            {
+                var buffer = new byte[ControlProtocol.MaxRelayChunk];
+                try
+                {
+                    for (int n; (n = await relay.ReadAsync(buffer)) > 0;) Interlocked.Add(ref drained, n);
+                }
+                catch (IOException)
+                {
+                    // The connection was refused: the relay ends with it.
+                }
+            });
+            var raw = near.GetStream();
+            using var cts = new CancellationTokenSource(Bound);
+            var chunk = new byte[ControlProtocol.MaxRelayChunk];
+            var sent = 0L;
+            try
+            {
+                // Each chunk waits until the reader drained what came before, so the peer never runs ahead of the reader.
+                while (sent < 4L * 1024 * 1024 && !home.Closed.IsCancellationRequested)
+                {
+                    await ControlFrame.WriteAsync(raw, 0, new RelayData(5, chunk), cts.Token);
+                    sent += chunk.Length;
+                    await WaitUntilAsync(() => Interlocked.Read(ref drained) >= sent || home.Closed.IsCancellationRequested, cts.Token);
+                }
+            }
+            catch (IOException)
+            {
+                // The home closed the connection while the peer was still sending.
+            }
+
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            await home.Completion.WaitAsync(cts.Token);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"closing took {clock.Elapsed}");
+            Assert.Contains("past its window", home.CloseReason, StringComparison.Ordinal);
+            // The window, and the one grant of half of it begun (stuck) before the peer went on: then the refusal.
+            Assert.Equal(Window + Window / 2, Interlocked.Read(ref drained));
+            await drain.WaitAsync(cts.Token);
+        }
+    }
+
+    /// <summary>A stream whose writes never finish until it is disposed (a peer that stopped reading, its socket buffers full).</summary>
+    private sealed class StuckWrites(Stream inner) : Stream
+    {
+        private readonly TaskCompletionSource _disposed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => _disposed.Task.GetAwaiter().GetResult();
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            await _disposed.Task.WaitAsync(cancellationToken);
+            throw new ObjectDisposedException(nameof(StuckWrites));
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                _disposed.TrySetResult();
+                inner.Dispose();
+            }
+            base.Dispose(disposing);
+        }
+    }
+
     /// <summary>Reads frames until the one that refuses the whole connection (id 0).</summary>
     private static async Task<ErrorReply> ReadRefusalAsync(Stream stream, CancellationToken ct)
     {
