@@ -28,7 +28,8 @@ public sealed class SiteTokenTests : IDisposable
     /// <summary>
     /// One owner's signatures asked all at once hold at most that owner's share of the token's sessions (the rest wait
     /// for a turn), and another owner's signature is made meanwhile; once let go, every one of them is made and verifies.
-    /// A signature whose card was locked while it waited is refused at its turn, and gives its turn back. Red before the
+    /// A signature whose card was locked while it waited (a TLS one waiting without a thread, a money one on its thread) is
+    /// refused at its turn, and gives its turn back. Red before the
     /// share: the first owner's six signatures were inside the token at once and held every session.
     /// </summary>
     [Fact]
@@ -72,6 +73,9 @@ public sealed class SiteTokenTests : IDisposable
             token.SignHashAsync("bob", OwnerKey.Tls, bobsHash, () => throw new CardNotReadyException("the home card is locked"), CancellationToken.None).AsTask());
         var after = await token.SignHashAsync("bob", OwnerKey.Tls, bobsHash, () => { }, CancellationToken.None).AsTask().WaitAsync(Bound);
         Assert.True(Verifies(bob, bobsHash, after));
+        // A money signature (waiting on its thread) is refused at its turn the same way, and gives its turn back.
+        Assert.Throws<CardNotReadyException>(() => token.SignHash("bob", OwnerKey.Tls, bobsHash, () => throw new CardNotReadyException("the home card is locked")));
+        Assert.True(Verifies(bob, bobsHash, token.SignHash("bob", OwnerKey.Tls, bobsHash, () => { })));
     }
 
     private static void Raise(ref int most, int now)

@@ -289,7 +289,7 @@ public sealed class HostedCard : IHomeCard
         {
             if (!SignedContent.IsMoneySigStructure(toBeSigned)) throw new CryptographicException("the purse key signs money messages only");
             card.RequireReady();
-            return card._token.SignHash(card.Owner, OwnerKey.Purse, SHA256.HashData(toBeSigned));
+            return card._token.SignHash(card.Owner, OwnerKey.Purse, SHA256.HashData(toBeSigned), card.RequireReady);
         }
     }
 }

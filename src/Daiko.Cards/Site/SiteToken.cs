@@ -203,16 +203,32 @@ public sealed class SiteToken : IDisposable
     /// <summary>Runs with a session held, before its work, naming the owner whose signature it is (null for other work); tests use it to hold signatures in the token.</summary>
     internal Action<string?>? Leased { get; set; }
 
+    /// <summary>
+    /// The longest a token operation waits on a thread for a session or its owner's turn: a token that answers nothing
+    /// (an HSM gone quiet) fails the request, and the health check, rather than holding the thread without end.
+    /// </summary>
+    public static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+
+    private TimeoutException Busy() => new($"the site token had no free session for {Patience.TotalSeconds:0} s (it signs {Size} at once)");
+
     private SemaphoreSlim TurnsOf(string owner) => _ownerTurns.GetOrAdd(owner, _ => new SemaphoreSlim(OwnerShare, OwnerShare));
 
-    /// <summary>ECDSA (r||s) over a hash with one of the owner's keys, once the owner's share and the token have a session for it (waiting on this thread).</summary>
-    public byte[] SignHash(string owner, OwnerKey kind, byte[] hash)
+    /// <summary>
+    /// ECDSA (r||s) over a hash with one of the owner's keys, once the owner's share and the token have a session for it
+    /// (waiting on this thread, at most <see cref="Patience"/> for each). <paramref name="stillAllowed"/> runs with the
+    /// session held, just before the token signs, and throws to refuse: the card may have been locked while it waited.
+    /// </summary>
+    public byte[] SignHash(string owner, OwnerKey kind, byte[] hash, Action stillAllowed)
     {
         var turns = TurnsOf(owner);
-        turns.Wait();
+        if (!turns.Wait(Patience)) throw Busy();
         try
         {
-            return With(session => SignWith(session, owner, kind, hash), owner);
+            return With(session =>
+            {
+                stillAllowed();
+                return SignWith(session, owner, kind, hash);
+            }, owner);
         }
         finally
         {
@@ -316,7 +332,7 @@ public sealed class SiteToken : IDisposable
     /// <summary>Runs <paramref name="work"/> in a session of the pool once one is free (waiting on this thread).</summary>
     private T With<T>(Func<ISession, T> work, string? owner = null)
     {
-        _sessions.Wait();
+        if (!_sessions.Wait(Patience)) throw Busy();
         try
         {
             return InSession(work, owner);
