@@ -82,7 +82,7 @@ public sealed class BenchmarkQuickModeTests
     {
         using var output = new TempDirectory("daiko-bench-load-quick");
 
-        using var bench = new ExternalProcess("dotnet", [BenchDll(), "load", "--quick", "--terminals", "2", "--seconds", "2", "--out", output.Path]);
+        using var bench = new ExternalProcess("dotnet", [BenchDll(), "load", "--quick", "--terminals", "2", "--seconds", "1", "--out", output.Path]);
         var exit = await bench.WaitForExitAsync(TimeSpan.FromMinutes(6));
 
         Assert.True(exit == 0, bench.Output);

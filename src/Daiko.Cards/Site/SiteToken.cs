@@ -172,7 +172,8 @@ public sealed class SiteToken : IDisposable
         var message = Encoding.UTF8.GetBytes($"daiko-pin\0{owner}\0{purpose}\0{secret}");
         try
         {
-            return With(session => session.Sign(_module.Factories.MechanismFactory.Create(CKM.CKM_SHA256_HMAC), Key(session, "pin", PinKeyId, CKO.CKO_SECRET_KEY), message));
+            // Charged to the owner's share like its signatures: one owner's devices unlocking over and over do not hold every session.
+            return AsOwner(owner, session => session.Sign(_module.Factories.MechanismFactory.Create(CKM.CKM_SHA256_HMAC), Key(session, "pin", PinKeyId, CKO.CKO_SECRET_KEY), message));
         }
         finally
         {
@@ -218,17 +219,20 @@ public sealed class SiteToken : IDisposable
     /// (waiting on this thread, at most <see cref="Patience"/> for each). <paramref name="stillAllowed"/> runs with the
     /// session held, just before the token signs, and throws to refuse: the card may have been locked while it waited.
     /// </summary>
-    public byte[] SignHash(string owner, OwnerKey kind, byte[] hash, Action stillAllowed)
+    public byte[] SignHash(string owner, OwnerKey kind, byte[] hash, Action stillAllowed) => AsOwner(owner, session =>
+    {
+        stillAllowed();
+        return SignWith(session, owner, kind, hash);
+    });
+
+    /// <summary>Runs <paramref name="work"/> in a session once the owner's share has a turn for it and the token a session (waiting on this thread).</summary>
+    private T AsOwner<T>(string owner, Func<ISession, T> work)
     {
         var turns = TurnsOf(owner);
         if (!turns.Wait(Patience)) throw Busy();
         try
         {
-            return With(session =>
-            {
-                stillAllowed();
-                return SignWith(session, owner, kind, hash);
-            }, owner);
+            return With(work, owner);
         }
         finally
         {

@@ -26,7 +26,7 @@ public sealed class HostedManyOwnersTests(ITestOutputHelper output)
 {
     private const int Owners = 20;
     private const int TerminalsPerOwner = 5;
-    private const int Rounds = 20;
+    private const int Rounds = 12;
     private const long RefillAmount = 5_000;
     private static readonly TimeSpan LoadLimit = TimeSpan.FromSeconds(420);
 
