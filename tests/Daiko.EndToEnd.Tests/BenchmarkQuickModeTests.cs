@@ -4,7 +4,7 @@ using Daiko.TestSupport;
 namespace Daiko.EndToEnd.Tests;
 
 /// <summary>The benchmarks in quick mode, so they cannot rot.</summary>
-// Each runs the benchmark as a process of its own (no PKCS#11 module in this one), so they stay out of SecondStream and run beside it.
+[Collection(SecondStream.Name)]
 public sealed class BenchmarkQuickModeTests
 {
     [Fact]
