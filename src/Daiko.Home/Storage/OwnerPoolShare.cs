@@ -40,9 +40,6 @@ public sealed class OwnerPoolShare
 
     public int PoolSize { get; }
 
-    /// <summary>Connections the owner holds now.</summary>
-    public int InUse => Size - _free.CurrentCount;
-
     public async Task<NpgsqlConnection> OpenAsync(NpgsqlDataSource source, CancellationToken cancellationToken)
     {
         if (!await _free.WaitAsync(_patience, cancellationToken).ConfigureAwait(false)) throw Exhausted();
