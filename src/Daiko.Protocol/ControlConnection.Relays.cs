@@ -38,6 +38,10 @@ public sealed partial class ControlConnection
     private readonly HashSet<long> _recentlyClosed = [];
     private readonly Queue<long> _closedOrder = new();
 
+    // Relays whose early data was dropped to keep the table bounded (bounded too): should one open, it opens cut.
+    private readonly HashSet<long> _earlyLost = [];
+    private readonly Queue<long> _earlyLostOrder = new();
+
     private bool RouteRelay(long relayId, ControlMessage message)
     {
         lock (_early)
@@ -59,7 +63,17 @@ public sealed partial class ControlConnection
             // remembered), the lowest id is dropped.
             if (!_early.TryGetValue(relayId, out var early))
             {
-                if (_early.Count >= ControlProtocol.MaxRequestsInFlight) _early.Remove(_early.Keys.Min());
+                if (_early.Count >= ControlProtocol.MaxRequestsInFlight)
+                {
+                    // Should that relay open after all, what it was sent is gone: it opens cut, never with a hole.
+                    var dropped = _early.Keys.Min();
+                    _early.Remove(dropped);
+                    if (_earlyLost.Add(dropped))
+                    {
+                        _earlyLostOrder.Enqueue(dropped);
+                        if (_earlyLostOrder.Count > RecentlyClosedKept) _earlyLost.Remove(_earlyLostOrder.Dequeue());
+                    }
+                }
                 _early[relayId] = early = new EarlyRelay(HasRelayWindows ? new ReceiveWindow(ControlProtocol.RelayWindowBytes) : null);
             }
             if (early.Window is { } window)
@@ -72,6 +86,11 @@ public sealed partial class ControlConnection
             else if (early.Frames.Count < ControlProtocol.MaxEarlyRelayFrames)
             {
                 early.Frames.Add(message);
+            }
+            else
+            {
+                // daiko/1 keeps no more frames: the relay opens cut rather than with a hole in its stream.
+                early.Lost = true;
             }
             return true;
         }
@@ -89,6 +108,9 @@ public sealed partial class ControlConnection
         public RelayClose? Close { get; private set; }
 
         public ReadOnlyMemory<byte> Data => _data?.WrittenMemory ?? ReadOnlyMemory<byte>.Empty;
+
+        /// <summary>daiko/1: frames came past what is kept, so what is kept is not the whole stream.</summary>
+        public bool Lost { get; set; }
 
         /// <summary>daiko/2: data is appended (none after the close), a close kept.</summary>
         public void Keep(ControlMessage message)
@@ -148,7 +170,14 @@ public sealed partial class ControlConnection
             var relay = new RelayStream(this, relayId, early?.Window ?? (HasRelayWindows ? new ReceiveWindow(ControlProtocol.RelayWindowBytes) : null));
             _relays[relayId] = relay;
             _highestRelayOpened = Math.Max(_highestRelayOpened, relayId);
-            if (early is not null)
+            // Opened as the connection shuts down (after its relays were ended, or before it cancelled): ended now, as they were.
+            if (_closed.IsCancellationRequested) relay.DeliverEnd(CloseReason);
+            if (early is { Lost: true } || _earlyLost.Remove(relayId))
+            {
+                // Some of what the peer sent before the opening was dropped: the reader is told the stream was cut.
+                relay.DeliverEnd(RelayStream.UncleanEnd);
+            }
+            else if (early is not null)
             {
                 // Charged to the window (daiko/2) when it came.
                 relay.Enqueue(early.Data);

@@ -75,8 +75,8 @@ public static class TerminalClient
     }
 
     /// <summary>The control protocol version the channel's handshake agreed on (daiko/1 for a stream that negotiated none).</summary>
-    public static string VersionOf(Stream channel) =>
-        channel is TlsConnection { ApplicationProtocol: { } agreed } && ControlProtocol.Versions.Contains(agreed) ? agreed : ControlProtocol.Alpn1;
+    public static string VersionOf(TlsConnection channel) =>
+        channel.ApplicationProtocol is { } agreed && ControlProtocol.Versions.Contains(agreed) ? agreed : ControlProtocol.Alpn1;
 
     /// <summary>
     /// The control channel's TLS stream itself (the agent pipes it to local clients). It runs on
@@ -86,7 +86,7 @@ public static class TerminalClient
     /// <param name="counters">Charged the handshake's bytes, round trips and public-key operations (the device signature included), then the channel's records.</param>
     /// <param name="resume">A ticket the home server issued on an earlier channel of this device: the channel resumes with it (no device signature, no certificate check).</param>
     /// <param name="versions">The control protocol versions offered, the preferred first; default <see cref="ControlProtocol.Versions"/>.</param>
-    public static async Task<Stream> ConnectStreamAsync(string directory, ECDsa deviceKey, CancellationToken cancellationToken, TlsCounters? counters = null, SessionTicket? resume = null,
+    public static async Task<TlsConnection> ConnectStreamAsync(string directory, ECDsa deviceKey, CancellationToken cancellationToken, TlsCounters? counters = null, SessionTicket? resume = null,
         IReadOnlyList<string>? versions = null)
     {
         var profile = TerminalProfile.Load(directory);
@@ -108,7 +108,7 @@ public static class TerminalClient
         }, $"the server at {profile.Home} does not hold the pinned home server key", cancellationToken);
     }
 
-    private static async Task<Stream> OpenControlTlsAsync(string home, string host, int port, TlsClientOptions options, string mismatch, CancellationToken cancellationToken)
+    private static async Task<TlsConnection> OpenControlTlsAsync(string home, string host, int port, TlsClientOptions options, string mismatch, CancellationToken cancellationToken)
     {
         Stream transport;
         try

@@ -47,8 +47,7 @@ public sealed partial class TlsConnection
                 var psk = TrafficSecrets.TicketPsk(_suite, _resumptionMasterSecret, nst.Nonce);
                 var ticket = new SessionTicket(nst.Ticket, psk, _suite.Suite, ServerName, ApplicationProtocol,
                     nst.Lifetime, nst.AgeAdd, nst.MaxEarlyData, _options.Time.GetUtcNow(), nst.Nonce);
-                Keep(ticket);
-                _newTickets.Writer.TryWrite(ticket);
+                Receive(ticket);
                 break;
             }
             case HandshakeType.KeyUpdate:
@@ -66,16 +65,44 @@ public sealed partial class TlsConnection
         }
     }
 
-    private void Keep(SessionTicket ticket)
+    /// <summary>A ticket received: kept and queued for <see cref="WaitForTicketAsync"/>, or wiped at once once tickets are forgone.</summary>
+    private void Receive(SessionTicket ticket)
     {
         lock (_tickets)
         {
+            if (_ticketsForgone)
+            {
+                ticket.Wipe();
+                return;
+            }
             _tickets.AddLast(ticket);
             _ticketBytes += ticket.Identity.Length;
             while (_tickets.Count > MaxTicketsKept || _ticketBytes > MaxTicketBytesKept)
             {
                 _ticketBytes -= _tickets.First!.Value.Identity.Length;
                 _tickets.RemoveFirst();
+            }
+            _newTickets.Writer.TryWrite(ticket);
+        }
+    }
+
+    private bool _ticketsForgone;
+
+    /// <summary>
+    /// For a connection whose tickets nobody will use (a session the home server relays): wipes every ticket received
+    /// and not yet taken with <see cref="WaitForTicketAsync"/>, and each one received from now on as it arrives. A TLS 1.2
+    /// ticket's secret is the session's master secret, so one left on the heap would decrypt the recorded session.
+    /// Tickets already taken are their takers' and are left alone.
+    /// </summary>
+    public void ForgoTickets()
+    {
+        lock (_tickets)
+        {
+            _ticketsForgone = true;
+            while (_newTickets.Reader.TryRead(out var untaken))
+            {
+                if (_tickets.Remove(untaken)) _ticketBytes -= untaken.Identity.Length;
+                untaken.Wipe();
             }
         }
     }

@@ -78,6 +78,31 @@ public sealed class SiteTokenTests : IDisposable
         Assert.True(Verifies(bob, bobsHash, token.SignHash("bob", OwnerKey.Tls, bobsHash, () => { })));
     }
 
+    /// <summary>
+    /// A signature refused at its owner's turn (the card locked while it waited; the check that finds it may read the store)
+    /// takes no token session: the sessions stay for signatures that will be made. A check that passes at the turn and
+    /// fails inside the session still refuses. Red before: each refusal leased a session first.
+    /// </summary>
+    [Fact]
+    public async Task ASignatureRefusedAtItsTurn_TakesNoTokenSession()
+    {
+        using var token = CreateToken();
+        token.GenerateOwnerKeys("carol");
+        var leased = 0;
+        token.Leased = owner => { if (owner == "carol") Interlocked.Increment(ref leased); };
+        var hash = SHA256.HashData("carol"u8);
+        Action locked = () => throw new CardNotReadyException("the home card is locked");
+
+        await Assert.ThrowsAsync<CardNotReadyException>(() => token.SignHashAsync("carol", OwnerKey.Tls, hash, locked, CancellationToken.None).AsTask());
+        Assert.Throws<CardNotReadyException>(() => token.SignHash("carol", OwnerKey.Purse, hash, locked));
+        Assert.Equal(0, Volatile.Read(ref leased));
+
+        var checks = 0;
+        Action lockedInside = () => { if (Interlocked.Increment(ref checks) > 1) throw new CardNotReadyException("the home card is locked"); };
+        await Assert.ThrowsAsync<CardNotReadyException>(() => token.SignHashAsync("carol", OwnerKey.Tls, hash, lockedInside, CancellationToken.None).AsTask());
+        Assert.Equal(1, Volatile.Read(ref leased));
+    }
+
     private static void Raise(ref int most, int now)
     {
         for (var seen = Volatile.Read(ref most); now > seen; seen = Volatile.Read(ref most))

@@ -63,7 +63,7 @@ public sealed class RfcRuleTests(HostilePki pki) : HostileMarketBase(pki), IClas
             await c.ReadRequestAsync();
             await c.SendTicketAsync(64, extensions: [0, 42, 0, 4, 0, 0, 0, 0, 0, 42, 0, 4, 0, 0, 0, 0]);
             await c.SendAsync("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-            await Task.Delay(TimeSpan.FromSeconds(10));
+            await c.WaitForClientAlertAsync(TimeSpan.FromSeconds(10));
         });
         AssertExit(1, client, market);
         AssertAlert(Alert.IllegalParameter, client, market);

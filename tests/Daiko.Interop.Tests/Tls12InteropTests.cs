@@ -52,6 +52,41 @@ public sealed class Tls12InteropTests : IDisposable
         Assert.Equal(ticket.ReceivedAt.AddSeconds(expected), ticket.ExpiresAt);
     }
 
+    /// <summary>
+    /// A session nobody takes tickets from (one the home server relays): its TLS 1.2 ticket, whose secret is the session's
+    /// master secret, is wiped once the tickets are forgone, and so is each TLS 1.3 ticket that comes after, as it comes; a
+    /// ticket taken before stays whole. nginx sends a TLS 1.2 ticket inside the handshake and TLS 1.3 tickets after it.
+    /// </summary>
+    [Theory]
+    [InlineData("1.2")]
+    [InlineData("1.3")]
+    public async Task ForgoneTickets_AreWiped_ThoseReceivedLaterAsTheyCome_ATakenOneIsLeftWhole(string version)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var peer = await NginxServer.StartAsync(_pki, _dir.Path, new TlsPeerOptions { Versions = version });
+
+        await using (var relayed = await EngineInteropTests.ConnectAsync(peer.Port, Options(TlsVersions.Both), cts.Token))
+        {
+            var before = relayed.Tickets;
+            relayed.ForgoTickets();
+            await EngineInteropTests.GetAsync(relayed, peer.Host, peer.IdentityPath, cts.Token);
+            Assert.Empty(relayed.Tickets);
+            Assert.Null(await relayed.WaitForTicketAsync(TimeSpan.Zero, cts.Token));
+            if (version == "1.2") Assert.NotEmpty(before);
+            Assert.All(before, t => Assert.True(t.Psk.All(b => b == 0), "a ticket held before the tickets were forgone still has its secret"));
+        }
+
+        await using var absorbing = await EngineInteropTests.ConnectAsync(peer.Port, Options(TlsVersions.Both), cts.Token);
+        if (version == "1.3") await EngineInteropTests.GetAsync(absorbing, peer.Host, peer.IdentityPath, cts.Token);
+        var taken = await absorbing.WaitForTicketAsync(TimeSpan.FromSeconds(5), cts.Token);
+        Assert.NotNull(taken);
+        var secret = taken.Psk.ToArray();
+        absorbing.ForgoTickets();
+        Assert.Contains(secret, b => b != 0);
+        Assert.Equal(secret, taken.Psk);
+        Assert.Contains(absorbing.Tickets, t => ReferenceEquals(t, taken));
+    }
+
     [Theory]
     [MemberData(nameof(Peers))]
     public async Task FullHandshake_Tls12Only_WithClientCertificate_ServerSeesTheUser(string name)

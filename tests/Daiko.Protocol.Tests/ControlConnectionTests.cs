@@ -138,6 +138,80 @@ public sealed class ControlConnectionTests : IAsyncLifetime
         Assert.InRange(client.RelaysWaitingForOpen, 0, ControlProtocol.MaxRequestsInFlight);
     }
 
+    /// <summary>
+    /// daiko/1 keeps at most <see cref="ControlProtocol.MaxEarlyRelayFrames"/> frames for a relay still opening: past them
+    /// the relay opens cut (its reader fails), never as a stream with a hole in it. Red before: the kept frames were read
+    /// as if they were all the market sent.
+    /// </summary>
+    [Fact]
+    public async Task EarlyFramesPastWhatDaiko1Keeps_OpenTheRelayCut_NotWithAHole()
+    {
+        await using var client = new ControlConnection(_client.GetStream());
+        client.Start();
+        for (var i = 0; i <= ControlProtocol.MaxEarlyRelayFrames; i++) await _server.SendAsync(0, new RelayData(7, "x"u8.ToArray()), CancellationToken.None);
+        await _server.SendAsync(0, new RelayData(8, "mark"u8.ToArray()), CancellationToken.None);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await using (var mark = client.OpenRelay(8))
+        {
+            await mark.ReadExactlyAsync(new byte[4], cts.Token);
+        }
+
+        await using var cut = client.OpenRelay(7);
+        var e = await Assert.ThrowsAsync<IOException>(async () => await cut.CopyToAsync(Stream.Null, cts.Token));
+        Assert.Contains("cut", e.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// More relays waiting to open than requests can be in flight: the oldest one's early data is dropped to keep the
+    /// table bounded, and should that relay open after all, it opens cut; the others open whole. Red before: it opened as
+    /// an empty stream waiting for the rest.
+    /// </summary>
+    [Fact]
+    public async Task ARelayWhoseEarlyDataWasDroppedToKeepTheTableBounded_OpensCut_TheOthersWhole()
+    {
+        await using var client = new ControlConnection(_client.GetStream());
+        client.Start();
+        var last = ControlProtocol.MaxRequestsInFlight + 1L;
+        for (long id = 1; id <= last; id++) await _server.SendAsync(0, new RelayData(id, "early"u8.ToArray()), CancellationToken.None);
+        await _server.SendAsync(0, new RelayData(999, "mark"u8.ToArray()), CancellationToken.None);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var buffer = new byte[5];
+        // Frames are read in order: once the mark is read, every relay's early data was read before it.
+        await using (var mark = client.OpenRelay(999))
+        {
+            await mark.ReadExactlyAsync(new byte[4], cts.Token);
+        }
+        await using (var newest = client.OpenRelay(last))
+        {
+            await newest.ReadExactlyAsync(buffer, cts.Token);
+            Assert.Equal("early"u8.ToArray(), buffer);
+        }
+        await using (var second = client.OpenRelay(2))
+        {
+            await second.ReadExactlyAsync(buffer, cts.Token);
+            Assert.Equal("early"u8.ToArray(), buffer);
+        }
+
+        await using var dropped = client.OpenRelay(1);
+        await Assert.ThrowsAsync<IOException>(async () => await dropped.ReadExactlyAsync(buffer, cts.Token));
+    }
+
+    /// <summary>A relay opened once the connection has shut down ends at once, as those open at the shutdown did. Red before: its reader waited until cancelled.</summary>
+    [Fact]
+    public async Task ARelayOpenedAfterTheConnectionClosed_EndsAtOnce()
+    {
+        await using var client = new ControlConnection(_client.GetStream());
+        client.Start();
+        await using var before = client.OpenRelay(1);
+        client.Close("the test closed it");
+        // Its read loop ended too: nothing left runs that could end a relay opened now.
+        await client.DisposeAsync();
+        await using var after = client.OpenRelay(2);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        Assert.Equal(0, await before.ReadAsync(new byte[1], cts.Token));
+        Assert.Equal(0, await after.ReadAsync(new byte[1], cts.Token));
+    }
+
     [Fact]
     public async Task LateDataForAClosedRelay_DoesNotPushOutEarlyDataOfARelayStillOpening()
     {

@@ -216,22 +216,28 @@ public sealed class SiteToken : IDisposable
 
     /// <summary>
     /// ECDSA (r||s) over a hash with one of the owner's keys, once the owner's share and the token have a session for it
-    /// (waiting on this thread, at most <see cref="Patience"/> for each). <paramref name="stillAllowed"/> runs with the
-    /// session held, just before the token signs, and throws to refuse: the card may have been locked while it waited.
+    /// (waiting on this thread, at most <see cref="Patience"/> for each). <paramref name="stillAllowed"/> runs at the
+    /// owner's turn and again with the session held, just before the token signs, and throws to refuse: the card may have been
+    /// locked while it waited (the first, holding no session, is the one that reads the store when the card is not ready).
     /// </summary>
     public byte[] SignHash(string owner, OwnerKey kind, byte[] hash, Action stillAllowed) => AsOwner(owner, session =>
     {
         stillAllowed();
         return SignWith(session, owner, kind, hash);
-    });
+    }, stillAllowed);
 
-    /// <summary>Runs <paramref name="work"/> in a session once the owner's share has a turn for it and the token a session (waiting on this thread).</summary>
-    private T AsOwner<T>(string owner, Func<ISession, T> work)
+    /// <summary>
+    /// Runs <paramref name="work"/> in a session once the owner's share has a turn for it and the token a session (waiting
+    /// on this thread); <paramref name="first"/>, if given, runs at the turn, before a session is taken.
+    /// </summary>
+    private T AsOwner<T>(string owner, Func<ISession, T> work, Action? first = null)
     {
         var turns = TurnsOf(owner);
         if (!turns.Wait(Patience)) throw Busy();
         try
         {
+            // A check that may read the store (a card not ready is read again) does so holding no token session.
+            first?.Invoke();
             return With(work, owner);
         }
         finally
@@ -242,7 +248,7 @@ public sealed class SiteToken : IDisposable
 
     /// <summary>
     /// As <see cref="SignHash"/>, waiting for the owner's turn and the token's session without holding a thread (a TLS
-    /// handshake's signature). <paramref name="stillAllowed"/> runs once the session is held, just before the token signs,
+    /// handshake's signature). <paramref name="stillAllowed"/> runs at the owner's turn and again once the session is held, just before the token signs,
     /// and throws to refuse: the card may have been locked while the signature waited.
     /// </summary>
     public async ValueTask<byte[]> SignHashAsync(string owner, OwnerKey kind, byte[] hash, Action stillAllowed, CancellationToken cancellationToken)
@@ -251,6 +257,8 @@ public sealed class SiteToken : IDisposable
         await turns.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            // Checked first at the owner's turn: a card not ready is read again from the store, and that read holds no token session.
+            stillAllowed();
             await _sessions.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {

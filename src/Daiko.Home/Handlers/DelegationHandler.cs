@@ -241,6 +241,8 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                     connection = await delegation.ConnectAsUserAsync(context.DeviceId, market, null, context.Closed);
                     // The device may go away during the wait, or the store fail: then the market's connection goes too (below).
                     await delegation.AbsorbTicketsAsync(context.DeviceId, market, connection, context.Closed);
+                    // What the cache did not take stays nobody's: a handed-over or relayed session's later tickets are wiped as they come.
+                    connection.ForgoTickets();
                     if (connection.Version != Daiko.Tls.TlsVersions.Tls13 && auto && policy.Modes.Contains(DelegationMode.Relay))
                     {
                         // Auto met a TLS 1.2 market it did not know: the session it has is relayed, not tried again.
@@ -284,6 +286,8 @@ public sealed class DelegationHandler(CardGate gate, DelegationService delegatio
                 try
                 {
                     connection = await delegation.ConnectAsUserAsync(context.DeviceId, market, null, context.Closed);
+                    // Nothing takes a relayed session's tickets (the cache is filled by handshakes of its own).
+                    connection.ForgoTickets();
                     relay = context.Connection.OpenRelay(Interlocked.Increment(ref _nextRelay));
                     await devices.AuditAsync(context.DeviceId, "delegate", where, audit, Said("relay opened"));
                     var (opened, session) = (relay, connection);

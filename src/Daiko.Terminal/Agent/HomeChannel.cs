@@ -56,7 +56,7 @@ internal sealed class HomeChannel : IAsyncDisposable
             // The newest ticket the home server issued on the channel that dropped resumes the next one.
             var ticket = _tls?.Tickets.LastOrDefault(t => !t.IsExpired(_time.GetUtcNow()));
             _tls = null;
-            Stream stream;
+            TlsConnection stream;
             try
             {
                 stream = await TerminalClient.ConnectStreamAsync(_directory, _deviceKey, cancellationToken, wire, ticket);
@@ -70,9 +70,9 @@ internal sealed class HomeChannel : IAsyncDisposable
             connection.Start();
             _watchers.Track(connection.Completion.ContinueWith(_ => NoteRefusal(connection), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default));
             Opened++;
-            if (stream is TlsConnection { Resumed: true }) Resumed++;
+            if (stream.Resumed) Resumed++;
             _current = connection;
-            _tls = stream as TlsConnection;
+            _tls = stream;
             return connection;
         }
         finally

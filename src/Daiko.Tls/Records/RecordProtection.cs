@@ -122,6 +122,7 @@ internal sealed partial class RecordProtection : IDisposable
         _aead.Dispose();
         if (_key12 is not null) CryptographicOperations.ZeroMemory(_key12);
         CryptographicOperations.ZeroMemory(_iv);
+        CryptographicOperations.ZeroMemory(_nonce);
         CryptographicOperations.ZeroMemory(TrafficSecret);
     }
 }

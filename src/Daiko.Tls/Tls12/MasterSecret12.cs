@@ -61,22 +61,37 @@ internal sealed class MasterSecret12 : IDisposable
 
     public byte[] ServerFinished(ReadOnlySpan<byte> transcriptHash) => Prf(Suite, _secret, "server finished", transcriptHash, VerifyDataLength);
 
-    /// <summary>PRF(secret, label, seed) = P_hash(secret, label + seed), P_hash over the suite's HMAC.</summary>
+    /// <summary>
+    /// PRF(secret, label, seed) = P_hash(secret, label + seed), P_hash over the suite's HMAC. Every value derived from
+    /// the secret on the way (each A(i), each HMAC input holding one, each output block) is wiped once used.
+    /// </summary>
     internal static byte[] Prf(CipherSuiteInfo suite, ReadOnlySpan<byte> secret, string label, ReadOnlySpan<byte> seed, int length)
     {
         byte[] labelSeed = [.. Encoding.ASCII.GetBytes(label), .. seed];
         var output = new byte[length];
-        var a = labelSeed;
-        for (var written = 0; written < length;)
+        var input = new byte[suite.HashLength + labelSeed.Length];
+        labelSeed.CopyTo(input, suite.HashLength);
+        byte[]? a = null;
+        try
         {
-            a = suite.Hmac(secret, a);
-            var chunk = suite.Hmac(secret, [.. a, .. labelSeed]);
-            var n = Math.Min(chunk.Length, length - written);
-            chunk.AsSpan(0, n).CopyTo(output.AsSpan(written));
-            CryptographicOperations.ZeroMemory(chunk);
-            written += n;
+            for (var written = 0; written < length;)
+            {
+                var next = suite.Hmac(secret, a ?? labelSeed);
+                if (a is not null) CryptographicOperations.ZeroMemory(a);
+                a = next;
+                a.CopyTo(input, 0);
+                var chunk = suite.Hmac(secret, input);
+                var n = Math.Min(chunk.Length, length - written);
+                chunk.AsSpan(0, n).CopyTo(output.AsSpan(written));
+                CryptographicOperations.ZeroMemory(chunk);
+                written += n;
+            }
         }
-        CryptographicOperations.ZeroMemory(a);
+        finally
+        {
+            if (a is not null) CryptographicOperations.ZeroMemory(a);
+            CryptographicOperations.ZeroMemory(input);
+        }
         return output;
     }
 
@@ -94,5 +109,8 @@ internal sealed record KeyBlock12(byte[] ClientKey, byte[] ServerKey, byte[] Cli
     {
         CryptographicOperations.ZeroMemory(ClientKey);
         CryptographicOperations.ZeroMemory(ServerKey);
+        // For ChaCha20-Poly1305 the fixed IV is the whole nonce mask; the record layers hold copies.
+        CryptographicOperations.ZeroMemory(ClientIv);
+        CryptographicOperations.ZeroMemory(ServerIv);
     }
 }

@@ -8,11 +8,7 @@ public sealed partial class TlsConnection
     public TlsVersions Version { get; }
 
     /// <summary>A TLS 1.2 ticket arrives inside the handshake; it is handed out like a TLS 1.3 one.</summary>
-    internal void AddTicket(SessionTicket ticket)
-    {
-        Keep(ticket);
-        _newTickets.Writer.TryWrite(ticket);
-    }
+    internal void AddTicket(SessionTicket ticket) => Receive(ticket);
 
     /// <summary>
     /// After a TLS 1.2 handshake no handshake message is welcome: a HelloRequest (renegotiation) is
