@@ -30,7 +30,7 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
     public async Task WithoutABank_TheServerSaysSo_AndABankDeclaredWhileItRuns_IsHonouredWithinASecond()
     {
         await _system.Server.WaitForOutputAsync("no bank is declared", TimeSpan.FromSeconds(5));
-        var bank = new Party("bank.e2e", _system.Dir.Path);
+        var bank = new MoneyPeer("bank.e2e", _system.Dir.Path);
         var bankUrl = await StartAsync(bank.MapBank);
 
         var before = await RefillAsync(bankUrl, 5_000);
@@ -49,7 +49,7 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
     [Fact]
     public async Task RefillWithStats_CountsTheBanksSessions_AndTheAgentsShare()
     {
-        var bank = new Party("bank.e2e", _system.Dir.Path);
+        var bank = new MoneyPeer("bank.e2e", _system.Dir.Path);
         await HomeAndTerminal.Ok(["home", "payee", "add", "--home", _system.Home, "--name", bank.Name, "--role", "bank", "--key", bank.KeyPath]);
         await _system.Server.WaitForOutputAsync("bank declared", TimeSpan.FromSeconds(5));
         var bankUrl = await StartAsync(bank.MapBank);
@@ -70,7 +70,7 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
     public async Task ARefillSignedByAMarket_IsRefused_AndAMarketKeyInPayeesStillPays()
     {
         // An older home: the market's key sits in DIR/payees/ and counts as a market, never a bank.
-        var shop = new Party("shop.e2e", _system.Dir.Path);
+        var shop = new MoneyPeer("shop.e2e", _system.Dir.Path);
         Directory.CreateDirectory(Path.Combine(_system.Home, "payees"));
         File.Copy(shop.KeyPath, Path.Combine(_system.Home, "payees", "shop.e2e.pem"));
         var rogueBank = await StartAsync(shop.MapBank);
@@ -82,7 +82,7 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
         await _system.Server.WaitForOutputAsync("wallet-refill refused (purse-badsignature)", TimeSpan.FromSeconds(5));
         Assert.Equal(0, await BalanceAsync());
 
-        var bank = new Party("bank.e2e", _system.Dir.Path);
+        var bank = new MoneyPeer("bank.e2e", _system.Dir.Path);
         await HomeAndTerminal.Ok(["home", "payee", "add", "--home", _system.Home, "--name", bank.Name, "--role", "bank", "--key", bank.KeyPath]);
         await Task.Delay(TimeSpan.FromSeconds(1));
         var refilled = await RefillAsync(await StartAsync(bank.MapBank), 5_000);
@@ -93,7 +93,7 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task MoneyIdsBelongToTheirParty_AnIdenticalRepeatGetsItsAnswer_AndAnotherMessageUnderTheSameIdIsAConflict()
+    public async Task MoneyIdsBelongToTheirMoneyPeer_AnIdenticalRepeatGetsItsAnswer_AndAnotherMessageUnderTheSameIdIsAConflict()
     {
         var (bank, shopA, shopB) = await BankAndTwoShopsAsync();
         await Task.Delay(TimeSpan.FromSeconds(1));
@@ -200,15 +200,15 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
     }
 
     /// <summary>A bank and two shops (1,200 and 700 a payment), declared as the owner does.</summary>
-    private async Task<(Party Bank, Party ShopA, Party ShopB)> BankAndTwoShopsAsync()
+    private async Task<(MoneyPeer Bank, MoneyPeer ShopA, MoneyPeer ShopB)> BankAndTwoShopsAsync()
     {
-        var parties = (new Party("bank.e2e", _system.Dir.Path), new Party("shop-a.e2e", _system.Dir.Path) { Amount = 1_200 }, new Party("shop-b.e2e", _system.Dir.Path) { Amount = 700 });
+        var parties = (new MoneyPeer("bank.e2e", _system.Dir.Path), new MoneyPeer("shop-a.e2e", _system.Dir.Path) { Amount = 1_200 }, new MoneyPeer("shop-b.e2e", _system.Dir.Path) { Amount = 700 });
         await DeclareAsync(parties.Item1, parties.Item2, parties.Item3);
         return parties;
     }
 
     /// <summary>Declares the bank and the markets as the owner does (<c>daiko home payee add</c>).</summary>
-    private async Task DeclareAsync(Party bank, params Party[] markets)
+    private async Task DeclareAsync(MoneyPeer bank, params MoneyPeer[] markets)
     {
         await HomeAndTerminal.Ok(["home", "payee", "add", "--home", _system.Home, "--name", bank.Name, "--role", "bank", "--key", bank.KeyPath]);
         foreach (var shop in markets)
@@ -240,59 +240,5 @@ public sealed class MoneyRolesProcessesTests : IAsyncLifetime
     {
         var result = await HomeAndTerminal.Ok(["terminal", "wallet", "balance", "--terminal", _system.Terminal, "--json"]);
         return JsonDocument.Parse(result.StandardOutput).RootElement.GetProperty("balances").TryGetProperty("JPY", out var jpy) ? jpy.GetInt64() : 0;
-    }
-
-    /// <summary>A market or bank of the test: its name (the id in its messages), its signing key (public half in a PEM file) and its routes.</summary>
-    private sealed class Party
-    {
-        private readonly ECDsa _key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-
-        public Party(string name, string directory)
-        {
-            Name = name;
-            KeyPath = Path.Combine(directory, name + ".pem");
-            File.WriteAllText(KeyPath, _key.ExportSubjectPublicKeyInfoPem());
-        }
-
-        public string Name { get; }
-
-        public string KeyPath { get; }
-
-        public long Amount { get; set; } = 900;
-
-        /// <summary>What the market answers a payment it takes; null: "paid AMOUNT CURRENCY; payment ID".</summary>
-        public Func<Payment, IResult>? PaymentAnswer { get; set; }
-
-        /// <summary>The payment ids this market was handed, in order.</summary>
-        public List<string> Received { get; } = new();
-
-        /// <summary>GET /orders/{order}: a request whose id is the order; POST /payments: accepts a payment naming this market.</summary>
-        public void MapMarket(WebApplication app)
-        {
-            app.MapGet("/orders/{order}", (string order) => Results.Bytes(
-                new PaymentRequest(Name, order, order, Amount, "JPY", DateTimeOffset.FromUnixTimeSeconds(4_000_000_000), "").Sign(_key), "application/cose"));
-            app.MapPost("/payments", async (HttpContext context) =>
-            {
-                var payment = MoneyCodec.ReadUnverified<Payment>(await BodyAsync(context));
-                if (payment.Market != Name) return Results.BadRequest($"this payment is for {payment.Market}, not {Name}\n");
-                lock (Received) Received.Add(payment.PaymentId);
-                return PaymentAnswer?.Invoke(payment) ?? Results.Text($"paid {payment.Amount} {payment.Currency}; payment {payment.PaymentId}\n");
-            });
-        }
-
-        /// <summary>POST /refills: a refill signed with this party's key, naming this party as the bank; POST /refill-acks: settled.</summary>
-        public void MapBank(WebApplication app)
-        {
-            app.MapPost("/refills", (HttpContext context) => Results.Bytes(new Refill(Name, context.Request.Query["card"].ToString(), Guid.NewGuid().ToString("N"),
-                long.Parse(context.Request.Query["amount"].ToString(), System.Globalization.CultureInfo.InvariantCulture), "JPY", DateTimeOffset.UtcNow.AddMinutes(10)).Sign(_key), "application/cose"));
-            app.MapPost("/refill-acks", () => Results.Text("settled\n"));
-        }
-
-        private static async Task<byte[]> BodyAsync(HttpContext context)
-        {
-            using var body = new MemoryStream();
-            await context.Request.Body.CopyToAsync(body);
-            return body.ToArray();
-        }
     }
 }

@@ -26,6 +26,7 @@ internal static class HostCommands
         host.Subcommands.Add(HostOwnerCommands.Mail());
         host.Subcommands.Add(Trust());
         host.Subcommands.Add(HostDeviceCommands.Device());
+        host.Subcommands.Add(PayeeCommands.ForHostedOwner());
         host.Subcommands.Add(Serve());
         return host;
     }

@@ -23,7 +23,7 @@ internal static class HostDeviceCommands
     }
 
     /// <summary>The owner's store (its schema); the owner must exist.</summary>
-    private static IHomeStore OwnerStore(string siteDirectory, string owner)
+    internal static IHomeStore OwnerStore(string siteDirectory, string owner)
     {
         var site = HostSite.Open(siteDirectory);
         var database = new SiteDatabase(site.OpenDataSource(maxPool: 2));

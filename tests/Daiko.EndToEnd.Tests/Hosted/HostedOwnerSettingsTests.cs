@@ -53,6 +53,60 @@ public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners own
         Assert.False(Directory.Exists(Path.Combine(Site.Site, "owners", "hana")) && File.Exists(Path.Combine(Site.Site, "owners", "hana", "mail.json")));
     }
 
+    /// <summary>
+    /// A hosted owner's banks and markets are declared with <c>host payee</c>, in that owner's schema (another owner's list
+    /// stays empty): a running node credits that owner's refills from a bank once it is added, and refuses them again once
+    /// it is removed; an unknown owner is a usage error. Before, a hosted owner had no command to declare one at all.
+    /// </summary>
+    [Fact]
+    public async Task APayeeDeclaredWithHostPayee_IsHonouredByARunningNode_ForThatOwnerOnly_UntilRemoved()
+    {
+        var (_, port) = await Site.StartNodeAsync();
+        var hanas = await Site.EnrollAsync("hana", "payer", port);
+        await HostedSite.UnlockAsOwnerAsync(hanas, "hana");
+        var bank = new MoneyPeer("bank.hosted", Site.Dir.Path);
+        using var bankServer = await KestrelServer.StartAsync(Site.Pki, routes: bank.MapBank);
+        Task<CliResult> Refill(string terminal) => DaikoCli.RunAsync(["terminal", "wallet", "refill", "--terminal", terminal, "--bank", $"https://localhost:{bankServer.Port}/", "--amount", "5000"], timeout: TimeSpan.FromSeconds(90));
+        string[] Payee(string verb, string owner, params string[] rest) => ["host", "payee", verb, "--site", Site.Site, "--owner", owner, .. rest];
+
+        var before = await Refill(hanas);
+        Assert.True(before.ExitCode == 1, before.ToString());
+        Assert.Contains("'bank.hosted' is not declared as a bank", before.StandardError, StringComparison.Ordinal);
+
+        var added = await HostedSite.Ok(Payee("add", "hana", "--name", bank.Name, "--role", "bank", "--key", bank.KeyPath));
+        Assert.Contains("bank 'bank.hosted' added", added.StandardOutput, StringComparison.Ordinal);
+        // Applied by the running node without a restart (a notice, or its poll): within a few seconds.
+        var credited = await Refill(hanas);
+        for (var tries = 0; credited.ExitCode != 0 && tries < 5; tries++)
+        {
+            await Task.Delay(1000);
+            credited = await Refill(hanas);
+        }
+        Assert.True(credited.ExitCode == 0, credited.ToString());
+
+        string[] Names(CliResult listed) => System.Text.Json.JsonDocument.Parse(listed.StandardOutput).RootElement.GetProperty("payees").EnumerateArray()
+            .Select(p => p.GetProperty("name").GetString() + "/" + p.GetProperty("role").GetString()).ToArray();
+        Assert.Equal(["bank.hosted/bank"], Names(await HostedSite.Ok(Payee("list", "hana", "--json"))));
+        Assert.Empty(Names(await HostedSite.Ok(Payee("list", "ivan", "--json"))));
+
+        await HostedSite.Ok(Payee("remove", "hana", "--name", bank.Name));
+        var again = await DaikoCli.RunAsync(Payee("remove", "hana", "--name", bank.Name));
+        Assert.True(again.ExitCode == 1, again.ToString());
+        Assert.Contains("no payee is named 'bank.hosted': see 'daiko host payee list'", again.StandardError, StringComparison.Ordinal);
+        var refused = await Refill(hanas);
+        for (var tries = 0; refused.ExitCode == 0 && tries < 5; tries++)
+        {
+            await Task.Delay(1000);
+            refused = await Refill(hanas);
+        }
+        Assert.True(refused.ExitCode == 1, refused.ToString());
+        Assert.Contains("'bank.hosted' is not declared as a bank", refused.StandardError, StringComparison.Ordinal);
+
+        var nobody = await DaikoCli.RunAsync(Payee("list", "nobody"));
+        Assert.True(nobody.ExitCode == 2, nobody.ToString());
+        Assert.Contains("no owner named 'nobody'", nobody.StandardError, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task DeviceNamesAreChecked_ASecondCodeSaysItReplacesTheFirst_AndAnUnknownDevicesPolicyIsNotShown()
     {
