@@ -40,7 +40,12 @@ internal static class MarketPost
             UseProxy = false,
             AllowAutoRedirect = false,
             ConnectCallback = async (context, token) =>
-                await delegation.ConnectAsUserAsync(null, MarketRequest.Canonical(context.DnsEndPoint.Host, context.DnsEndPoint.Port, null, "http/1.1") with { Reach = reach }, null, token),
+            {
+                var connection = await delegation.ConnectAsUserAsync(null, MarketRequest.Canonical(context.DnsEndPoint.Host, context.DnsEndPoint.Port, null, "http/1.1") with { Reach = reach }, null, token);
+                // One request and done: its tickets (a TLS 1.2 one holds the session's master secret) are nobody's.
+                connection.ForgoTickets();
+                return connection;
+            },
         };
         // Room for a turn among the home server's handshakes with markets (up to the market timeout, 15 s) and the handshake;
         // the deadline covers the answer's body too (the client's own timeout ends at its headers when they are read first).

@@ -170,12 +170,10 @@ public sealed partial class ControlConnection
             var relay = new RelayStream(this, relayId, early?.Window ?? (HasRelayWindows ? new ReceiveWindow(ControlProtocol.RelayWindowBytes) : null));
             _relays[relayId] = relay;
             _highestRelayOpened = Math.Max(_highestRelayOpened, relayId);
-            // Opened as the connection shuts down (after its relays were ended, or before it cancelled): ended now, as they were.
-            if (_closed.IsCancellationRequested) relay.DeliverEnd(CloseReason);
             if (early is { Lost: true } || _earlyLost.Remove(relayId))
             {
                 // Some of what the peer sent before the opening was dropped: the reader is told the stream was cut.
-                relay.DeliverEnd(RelayStream.UncleanEnd);
+                relay.DeliverEnd(RelayStream.LostEnd);
             }
             else if (early is not null)
             {
@@ -188,6 +186,9 @@ public sealed partial class ControlConnection
                 }
                 if (early.Close is { } close) relay.DeliverEnd(close.Reason);
             }
+            // Opened as the connection shuts down (after its relays were ended, or before it cancelled): what came before
+            // is kept, and the relay ends as they did, cut unless its end came first.
+            if (_closed.IsCancellationRequested) relay.DeliverEnd(RelayStream.ChannelEnd);
             return relay;
         }
     }

@@ -395,7 +395,8 @@ public sealed partial class ControlConnection : IAsyncDisposable
             try { _closed.Cancel(); } catch (ObjectDisposedException) { }
         }
         foreach (var waiter in _pending.Values) waiter.TrySetCanceled();
-        foreach (var relay in _relays.Values) relay.DeliverEnd(CloseReason);
+        // A relay the channel's end cuts short reads as cut, never as a complete stream (a relay that ended first keeps its end).
+        foreach (var relay in _relays.Values) relay.DeliverEnd(RelayStream.ChannelEnd);
         try { _stream.Dispose(); } catch (IOException) { }
     }
 

@@ -33,6 +33,12 @@ public sealed class RelayStream : Stream
     /// <summary>The reason a relay ends with when the far side's stream failed or was cut (not a clean end).</summary>
     public const string UncleanEnd = "unclean";
 
+    /// <summary>This side's reason (never sent): data sent before the relay opened was dropped, so what is kept is not the whole stream.</summary>
+    internal const string LostEnd = "lost before it opened";
+
+    /// <summary>This side's reason (never sent): the control connection ended before the relay did.</summary>
+    internal const string ChannelEnd = "channel closed";
+
     /// <summary>In daiko/2, the bytes received on this relay that its reader has not taken yet (at most the window); 0 in daiko/1.</summary>
     public long BufferedBytes => _window?.Held ?? 0;
 
@@ -66,9 +72,12 @@ public sealed class RelayStream : Stream
         }
     }
 
+    private int _ended;
+
+    /// <summary>The relay's end, with its reason: the first one delivered is the end (a clean close stays clean however the channel ends after it).</summary>
     internal void DeliverEnd(string? reason)
     {
-        EndReason ??= reason;
+        if (Interlocked.Exchange(ref _ended, 1) == 0) EndReason = reason;
         _incoming.Writer.TryComplete();
         _credit?.End();
     }
@@ -87,6 +96,14 @@ public sealed class RelayStream : Stream
 
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException("a relay stream is written asynchronously");
 
+    private static string? CutSentence(string? reason) => reason switch
+    {
+        UncleanEnd => "the relayed connection was cut (no close_notify from the market)",
+        LostEnd => "the relay was cut: data sent for it before it opened was more than is kept for a relay still opening",
+        ChannelEnd => "the relay was cut: the control channel closed before the relay ended",
+        _ => null,
+    };
+
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         while (_current.IsEmpty)
@@ -94,7 +111,7 @@ public sealed class RelayStream : Stream
             if (!await _incoming.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
             {
                 // An unclean end is passed on as one: the reader must not take a cut stream for complete.
-                if (EndReason == UncleanEnd) throw new IOException("the relayed connection was cut (no close_notify from the market)");
+                if (CutSentence(EndReason) is { } cut) throw new IOException(cut);
                 return 0;
             }
             // In daiko/1 a chunk is given back to the connection's budget when it is taken off the queue;

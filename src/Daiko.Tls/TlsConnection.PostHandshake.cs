@@ -73,6 +73,7 @@ public sealed partial class TlsConnection
             if (_ticketsForgone)
             {
                 ticket.Wipe();
+                TicketsWiped++;
                 return;
             }
             _tickets.AddLast(ticket);
@@ -87,6 +88,9 @@ public sealed partial class TlsConnection
     }
 
     private bool _ticketsForgone;
+
+    /// <summary>Tickets wiped because they were forgone (under the tickets' lock; tests read it).</summary>
+    internal int TicketsWiped { get; private set; }
 
     /// <summary>
     /// For a connection whose tickets nobody will use (a session the home server relays): wipes every ticket received
@@ -103,6 +107,7 @@ public sealed partial class TlsConnection
             {
                 if (_tickets.Remove(untaken)) _ticketBytes -= untaken.Identity.Length;
                 untaken.Wipe();
+                TicketsWiped++;
             }
         }
     }

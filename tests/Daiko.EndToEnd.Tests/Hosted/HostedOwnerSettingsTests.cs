@@ -56,7 +56,7 @@ public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners own
     /// <summary>
     /// A hosted owner's banks and markets are declared with <c>host payee</c>, in that owner's schema (another owner's list
     /// stays empty): a running node credits that owner's refills from a bank once it is added, and refuses them again once
-    /// it is removed; an unknown owner is a usage error. Before, a hosted owner had no command to declare one at all.
+    /// it is removed; an unknown owner, or a name no owner can have, is a usage error. Before, a hosted owner had no command to declare one at all.
     /// </summary>
     [Fact]
     public async Task APayeeDeclaredWithHostPayee_IsHonouredByARunningNode_ForThatOwnerOnly_UntilRemoved()
@@ -105,6 +105,10 @@ public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners own
         var nobody = await DaikoCli.RunAsync(Payee("list", "nobody"));
         Assert.True(nobody.ExitCode == 2, nobody.ToString());
         Assert.Contains("no owner named 'nobody'", nobody.StandardError, StringComparison.Ordinal);
+        // Not a name an owner can have: a usage error too (it was an unexpected error, exit 70).
+        var malformed = await DaikoCli.RunAsync(Payee("list", "Hana_B"));
+        Assert.True(malformed.ExitCode == 2, malformed.ToString());
+        Assert.Contains("'Hana_B' is not an owner name", malformed.StandardError, StringComparison.Ordinal);
     }
 
     [Fact]
