@@ -24,7 +24,7 @@ internal static class HostCommands
         host.Subcommands.Add(HostOwnerCommands.CertImport());
         host.Subcommands.Add(HostOwnerCommands.Card());
         host.Subcommands.Add(HostOwnerCommands.Mail());
-        host.Subcommands.Add(Trust());
+        host.Subcommands.Add(HomeTrustCommands.ForSite());
         host.Subcommands.Add(HostDeviceCommands.Device());
         host.Subcommands.Add(PayeeCommands.ForHostedOwner());
         host.Subcommands.Add(Serve());
@@ -107,33 +107,6 @@ internal static class HostCommands
             return 0;
         }));
         return command;
-    }
-
-    private static Command Trust()
-    {
-        var trust = new Command("trust", "Trust roots for validating market certificates, for every owner of the site (the system roots when none is added).")
-            .WithExamples("daiko host trust add --site /etc/daiko/site --ca market-roots.pem");
-        var add = new Command("add", "Trust the CA certificate(s) in a PEM file for markets; nodes pick it up within a second.")
-            .WithExamples("daiko host trust add --site /etc/daiko/site --ca market-roots.pem");
-        var site = SiteOption();
-        var ca = new Option<string>("--ca") { Description = "PEM file of the root(s)", Required = true, HelpName = "PEM" };
-        add.Options.Add(site);
-        add.Options.Add(ca);
-        add.SetAction(parse =>
-        {
-            try
-            {
-                Daiko.Home.Trust.MarketTrust.Add(HostSite.Open(parse.GetValue(site)!).Directory, parse.GetValue(ca)!);
-                Console.WriteLine("trusted");
-                return 0;
-            }
-            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or System.Security.Cryptography.CryptographicException)
-            {
-                return CliConsole.Fail($"cannot add the trust root: {e.Message}");
-            }
-        });
-        trust.Subcommands.Add(add);
-        return trust;
     }
 
     /// <summary>Where a node's console gets TLS (named when plain HTTP beyond loopback is refused).</summary>

@@ -111,6 +111,37 @@ public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners own
         Assert.Contains("'Hana_B' is not an owner name", malformed.StandardError, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// The site's market roots are listed, added and removed as a home's are (<c>host trust list|add|remove</c>, each
+    /// with <c>--json</c>): a root added again adds nothing, a leaf certificate is refused, and a root removed by the
+    /// first characters of its thumbprint leaves the others. Before, a site could only add roots.
+    /// </summary>
+    [Fact]
+    public async Task TheSitesMarketRoots_AreListedAddedAndRemoved_AsAHomesAre()
+    {
+        string[] Trust(string verb, params string[] rest) => ["host", "trust", verb, "--site", Site.Site, .. rest];
+        static string[] Thumbprints(CliResult listed) => System.Text.Json.JsonDocument.Parse(listed.StandardOutput).RootElement.GetProperty("roots")
+            .EnumerateArray().Select(r => r.GetProperty("thumbprint").GetString()!).ToArray();
+        var initial = Thumbprints(await HostedSite.Ok(Trust("list", "--json")));
+        Assert.Single(initial);
+
+        var again = await HostedSite.Ok(Trust("add", "--ca", Site.Pki.RootPath));
+        Assert.Contains("already trusted: nothing added", again.StandardOutput, StringComparison.Ordinal);
+        var leaf = await DaikoCli.RunAsync(Trust("add", "--ca", Site.Pki.User.CertificatePath));
+        Assert.True(leaf.ExitCode == 1, leaf.ToString());
+        Assert.Contains("is not a CA certificate", leaf.StandardError, StringComparison.Ordinal);
+
+        using var otherDir = new TempDirectory("daiko-other-ca");
+        var other = TestPki.Create(otherDir.Path);
+        var added = System.Text.Json.JsonDocument.Parse((await HostedSite.Ok(Trust("add", "--ca", other.RootPath, "--json"))).StandardOutput).RootElement;
+        var thumbprint = added.GetProperty("added")[0].GetProperty("thumbprint").GetString()!;
+        var both = Thumbprints(await HostedSite.Ok(Trust("list", "--json")));
+        Assert.Equal(initial.Append(thumbprint).Order(StringComparer.Ordinal), both.Order(StringComparer.Ordinal));
+
+        await HostedSite.Ok(Trust("remove", "--thumbprint", thumbprint[..8]));
+        Assert.Equal(initial, Thumbprints(await HostedSite.Ok(Trust("list", "--json"))));
+    }
+
     [Fact]
     public async Task DeviceNamesAreChecked_ASecondCodeSaysItReplacesTheFirst_AndAnUnknownDevicesPolicyIsNotShown()
     {
