@@ -35,12 +35,10 @@ public sealed partial class ControlConnection
 
     // Relays this side closed lately, whose late data is dropped rather than kept for an opening (bounded).
     private const int RecentlyClosedKept = 256;
-    private readonly HashSet<long> _recentlyClosed = [];
-    private readonly Queue<long> _closedOrder = new();
+    private readonly RecentIds _recentlyClosed = new(RecentlyClosedKept);
 
     // Relays whose early data was dropped to keep the table bounded (bounded too): should one open, it opens cut.
-    private readonly HashSet<long> _earlyLost = [];
-    private readonly Queue<long> _earlyLostOrder = new();
+    private readonly RecentIds _earlyLost = new(RecentlyClosedKept);
 
     private bool RouteRelay(long relayId, ControlMessage message)
     {
@@ -68,11 +66,7 @@ public sealed partial class ControlConnection
                     // Should that relay open after all, what it was sent is gone: it opens cut, never with a hole.
                     var dropped = _early.Keys.Min();
                     _early.Remove(dropped);
-                    if (_earlyLost.Add(dropped))
-                    {
-                        _earlyLostOrder.Enqueue(dropped);
-                        if (_earlyLostOrder.Count > RecentlyClosedKept) _earlyLost.Remove(_earlyLostOrder.Dequeue());
-                    }
+                    _earlyLost.Add(dropped);
                 }
                 _early[relayId] = early = new EarlyRelay(HasRelayWindows ? new ReceiveWindow(ControlProtocol.RelayWindowBytes) : null);
             }
@@ -199,11 +193,7 @@ public sealed partial class ControlConnection
         {
             _relays.TryRemove(relayId, out _);
             _early.Remove(relayId);
-            if (_recentlyClosed.Add(relayId))
-            {
-                _closedOrder.Enqueue(relayId);
-                if (_closedOrder.Count > RecentlyClosedKept) _recentlyClosed.Remove(_closedOrder.Dequeue());
-            }
+            _recentlyClosed.Add(relayId);
         }
         _relayMeters.TryRemove(relayId, out _);
     }
@@ -215,5 +205,24 @@ public sealed partial class ControlConnection
         {
             lock (_early) return _early.Count;
         }
+    }
+
+    /// <summary>Relay ids remembered for a while: at most <c>capacity</c>, the oldest forgotten first (callers hold the early table's lock).</summary>
+    private sealed class RecentIds(int capacity)
+    {
+        private readonly HashSet<long> _ids = [];
+        private readonly Queue<long> _order = new();
+
+        public bool Contains(long id) => _ids.Contains(id);
+
+        public void Add(long id)
+        {
+            if (!_ids.Add(id)) return;
+            _order.Enqueue(id);
+            if (_order.Count > capacity) _ids.Remove(_order.Dequeue());
+        }
+
+        /// <summary>Forgets <paramref name="id"/> (its place in the order goes when its turn comes); whether it was remembered.</summary>
+        public bool Remove(long id) => _ids.Remove(id);
     }
 }
