@@ -22,6 +22,17 @@ for line in open(sys.argv[1], errors="replace"):
         if m[1] == "Passed": p += n
         elif m[1] == "Failed": f += n
         else: s += n
+# Each failed test again at the end, with the start of its message, so the tail of the log names it.
+failed, grab = [], 0
+for line in open(sys.argv[1], errors="replace"):
+    if re.match(r"\s*Failed \S", line):
+        failed.append(line.rstrip()); grab = 12
+    elif grab:
+        if re.match(r"\s*(Passed|Skipped) \S", line): grab = 0; continue
+        failed.append("    " + line.rstrip()[:300]); grab -= 1
+if failed:
+    print("Failed tests:")
+    print("\n".join(failed))
 print(f"{p} passed, {f} failed, {s} skipped")
 PY
 rm -f "$log"
