@@ -29,12 +29,13 @@ public sealed class AccessCard : IDisposable
     private TokenDeviceKey? _tokenKey;
     private DateTimeOffset _lastUse;
     private AccessCardToken? _token;
-    private readonly Func<AccessCardKdf> _newKdf;
+    /// <summary>The parameters a migration or PIN change writes with; null (the product) calibrates at each.</summary>
+    private readonly AccessCardKdf? _fixedKdf;
 
     private AccessCard(string directory, TimeProvider? time, TimeSpan? idleTimeout, AccessCardKdf? kdf = null)
     {
         _directory = directory;
-        _newKdf = kdf is null ? () => AccessCardKdf.Calibrate() : () => kdf;
+        _fixedKdf = kdf;
         _time = time ?? TimeProvider.System;
         _idleTimeout = idleTimeout ?? TimeSpan.FromMinutes(10);
         _counters = PersistedAccessCardState.File(directory);
@@ -76,15 +77,18 @@ public sealed class AccessCard : IDisposable
     public static AccessCard Create(string directory, string pin, TimeProvider? time = null, TimeSpan? idleTimeout = null)
     {
         FileDeviceKey.CheckPin(pin);
-        return Create(directory, pin, AccessCardKdf.Calibrate(), time, idleTimeout, calibrated: true);
+        return Create(directory, pin, kdf: null, time, idleTimeout);
     }
 
-    /// <summary>TEST-ONLY: enrollment with explicit KDF parameters (e.g. <see cref="AccessCardKdf.ForTests"/>), also used for later migrations and PIN changes.</summary>
-    internal static AccessCard Create(string directory, string pin, AccessCardKdf kdf, TimeProvider? time = null, TimeSpan? idleTimeout = null, bool calibrated = false)
+    /// <summary>
+    /// TEST-ONLY when <paramref name="kdf"/> is given: enrollment with explicit KDF parameters (e.g. <see cref="AccessCardKdf.ForTests"/>),
+    /// also used for later migrations and PIN changes; null calibrates.
+    /// </summary>
+    internal static AccessCard Create(string directory, string pin, AccessCardKdf? kdf, TimeProvider? time = null, TimeSpan? idleTimeout = null)
     {
         FileDeviceKey.CheckPin(pin);
         Directory.CreateDirectory(directory);
-        var card = new AccessCard(directory, time, idleTimeout, calibrated ? null : kdf);
+        var card = new AccessCard(directory, time, idleTimeout, kdf);
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         FileDeviceKey.Write(Path.Combine(directory, FileDeviceKey.FileName), key, pin, kdf);
         card.Enrolled(key.ExportSubjectPublicKeyInfo());
@@ -208,7 +212,7 @@ public sealed class AccessCard : IDisposable
     private void Migrate(ECDsa key, string pin)
     {
         var legacy = KeyPath;
-        FileDeviceKey.Write(Path.Combine(_directory, FileDeviceKey.FileName), key, pin, _newKdf());
+        FileDeviceKey.Write(Path.Combine(_directory, FileDeviceKey.FileName), key, pin, _fixedKdf);
         CardFiles.Wipe(legacy);
     }
 
@@ -242,7 +246,7 @@ public sealed class AccessCard : IDisposable
                 using var key = TryOpen(oldPin);
                 if (key is null) return false;
                 var legacy = IsLegacyFile ? KeyPath : null;
-                FileDeviceKey.Write(Path.Combine(_directory, FileDeviceKey.FileName), key, newPin, _newKdf());
+                FileDeviceKey.Write(Path.Combine(_directory, FileDeviceKey.FileName), key, newPin, _fixedKdf);
                 if (legacy is not null) CardFiles.Wipe(legacy);
                 return true;
             });

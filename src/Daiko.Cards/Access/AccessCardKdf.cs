@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using System.Security.Cryptography;
 using NSec.Cryptography;
 
 namespace Daiko.Cards.Access;
@@ -42,47 +43,71 @@ internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
 
     /// <summary>
     /// Finds parameters for which one derivation takes at least <paramref name="target"/> of CPU time
-    /// here: 64 MiB, and as many passes as reach the target. A derivation's cost is a fixed part (taking
-    /// the memory) and the same work again for each pass, so both are read from the fastest of three
-    /// derivations at one pass and at four (a tenth of a second or two each), and the passes chosen with a
-    /// tenth to spare. The choice must then hold: the faster of two derivations with it reaches the target (CPU
-    /// time and the faster, so that a busy machine does not make the cost look higher than it is), else the
-    /// passes are raised from what they took; and one that took more than twice the target (a reading
-    /// thrown by noise) is lowered likewise and checked again.
+    /// here (<see cref="CalibrateAndDerive"/>), with a PIN and salt of its own.
     /// </summary>
     public static AccessCardKdf Calibrate(TimeSpan? target = null)
     {
+        var (kdf, key) = CalibrateAndDerive("calibration", new byte[SaltLength], target);
+        CryptographicOperations.ZeroMemory(key);
+        return kdf;
+    }
+
+    /// <summary>
+    /// Finds parameters for which one derivation takes at least <paramref name="target"/> of CPU time
+    /// here, and derives the key of <paramref name="pin"/> and <paramref name="salt"/> with them: the
+    /// derivations that prove the choice are that key's, so a key file written under calibrated
+    /// parameters costs no derivation beyond the calibration. 64 MiB, and as many passes as reach the
+    /// target. A derivation's cost is a fixed part (taking the memory) and the same work again for each
+    /// pass, so both are read from the faster of two derivations at one pass and at four (a tenth of a
+    /// second or two each), and the passes chosen with a tenth to spare. The choice must then hold: the
+    /// faster of two derivations with it reaches the target (CPU time and the faster, so that a busy
+    /// machine does not make the cost look higher than it is), else the passes are raised from what they
+    /// took; and one that took more than twice the target (a reading thrown by noise) is lowered likewise
+    /// and checked again.
+    /// </summary>
+    public static (AccessCardKdf Kdf, byte[] Key) CalibrateAndDerive(string pin, ReadOnlySpan<byte> salt, TimeSpan? target = null)
+    {
         var goal = (target ?? Target).TotalSeconds;
-        var salt = new byte[SaltLength];
         var one = new AccessCardKdf(DefaultMemoryKiB, 1);
-        var onePass = Fastest(one, salt).TotalSeconds;
-        if (onePass >= goal) return one;
-        var fourPasses = Fastest(one with { Passes = 4 }, salt).TotalSeconds;
-        // Noise between the two readings is kept within reason: a pass costs at least a quarter of one pass with the
-        // memory taken (taking 64 MiB costs about as much as a pass over it here) and at most all of it.
-        var perPass = Math.Clamp((fourPasses - onePass) / 3, onePass / 4, onePass);
-        var fixedPart = onePass - perPass;
-        var candidate = one with { Passes = PassesFor(goal * 1.1, fixedPart, perPass) };
-        for (var round = 0; round < 12; round++)
+        var probeSalt = new byte[SaltLength];
+        var onePass = Fastest(one, probeSalt, 2).TotalSeconds;
+        var candidate = one;
+        var fixedPart = 0.0;
+        var perPass = onePass;
+        if (onePass < goal)
+        {
+            var fourPasses = Fastest(one with { Passes = 4 }, probeSalt, 2).TotalSeconds;
+            // Noise between the two readings is kept within reason: a pass costs at least a quarter of one pass with the
+            // memory taken (taking 64 MiB costs about as much as a pass over it here) and at most all of it.
+            perPass = Math.Clamp((fourPasses - onePass) / 3, onePass / 4, onePass);
+            fixedPart = onePass - perPass;
+            candidate = one with { Passes = PassesFor(goal * 1.1, fixedPart, perPass) };
+        }
+        for (var round = 0; ; round++)
         {
             // The faster of two: the second only when the first reached the target (else the faster cannot).
-            var spent = Seconds(candidate, salt);
-            if (spent >= goal) spent = Math.Min(spent, Seconds(candidate, salt));
+            var (spent, key) = Timed(candidate, pin, salt);
+            if (spent >= goal)
+            {
+                var (again, same) = Timed(candidate, pin, salt);
+                CryptographicOperations.ZeroMemory(same);
+                spent = Math.Min(spent, again);
+            }
             var tooCostly = spent > 2 * goal && candidate.Passes > 1;
-            if ((spent >= goal && !tooCostly) || candidate.Passes == MaxPasses) return candidate;
+            if ((spent >= goal && !tooCostly) || candidate.Passes == MaxPasses || round == 11) return (candidate, key);
+            CryptographicOperations.ZeroMemory(key);
             // A pass costs other than the readings said: read it from these derivations.
             if (spent > fixedPart) perPass = (spent - fixedPart) / candidate.Passes;
             var passes = PassesFor(goal * 1.1, fixedPart, perPass);
             candidate = candidate with { Passes = tooCostly ? Math.Min(passes, candidate.Passes - 1) : Math.Max(passes, candidate.Passes + 1) };
         }
-        return candidate;
     }
 
-    private static double Seconds(AccessCardKdf kdf, ReadOnlySpan<byte> salt)
+    private static (double Seconds, byte[] Key) Timed(AccessCardKdf kdf, string pin, ReadOnlySpan<byte> salt)
     {
         var start = ThreadCpuTime.Now();
-        kdf.DeriveKey("calibration", salt);
-        return (ThreadCpuTime.Now() - start).TotalSeconds;
+        var key = kdf.DeriveKey(pin, salt);
+        return ((ThreadCpuTime.Now() - start).TotalSeconds, key);
     }
 
     /// <summary>The most passes calibration chooses (a terminal so slow that it needs more takes this many).</summary>
@@ -92,14 +117,19 @@ internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
         (int)Math.Clamp(Math.Ceiling((seconds - fixedPart) / Math.Max(perPass, 1e-6)), 1, MaxPasses);
 
     /// <summary>
-    /// The fastest of three derivations with these parameters, in this thread's CPU time (libsodium runs
-    /// Argon2id with parallelism 1 on the calling thread): what a guess costs the processor, not how busy
-    /// the machine was at enrollment.
+    /// The fastest of <paramref name="runs"/> derivations with these parameters, in this thread's CPU time
+    /// (libsodium runs Argon2id with parallelism 1 on the calling thread): what a guess costs the processor,
+    /// not how busy the machine was at enrollment.
     /// </summary>
-    public static TimeSpan Fastest(AccessCardKdf kdf, ReadOnlySpan<byte> salt)
+    public static TimeSpan Fastest(AccessCardKdf kdf, ReadOnlySpan<byte> salt, int runs = 3)
     {
         var fastest = double.MaxValue;
-        for (var i = 0; i < 3; i++) fastest = Math.Min(fastest, Seconds(kdf, salt));
+        for (var i = 0; i < runs; i++)
+        {
+            var (spent, key) = Timed(kdf, "calibration", salt);
+            CryptographicOperations.ZeroMemory(key);
+            fastest = Math.Min(fastest, spent);
+        }
         return TimeSpan.FromSeconds(fastest);
     }
 }

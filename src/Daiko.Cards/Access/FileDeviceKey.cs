@@ -58,13 +58,18 @@ internal static class FileDeviceKey
         }
     }
 
-    public static void Write(string path, ECDsa key, string pin, AccessCardKdf kdf)
+    /// <summary>
+    /// Writes <paramref name="key"/> under <paramref name="pin"/>: with Argon2id calibrated here when <paramref name="kdf"/>
+    /// is null (the calibration's own derivations give the wrapping key), else with the parameters given.
+    /// </summary>
+    public static void Write(string path, ECDsa key, string pin, AccessCardKdf? kdf)
     {
         var pkcs8 = key.ExportPkcs8PrivateKey();
         try
         {
-            var file = new DeviceKeyFile { MemoryKiB = kdf.MemoryKiB, Passes = kdf.Passes, Salt = RandomNumberGenerator.GetBytes(AccessCardKdf.SaltLength), Nonce = RandomNumberGenerator.GetBytes(12) };
-            var wrappingKey = kdf.DeriveKey(pin, file.Salt);
+            var salt = RandomNumberGenerator.GetBytes(AccessCardKdf.SaltLength);
+            var (parameters, wrappingKey) = kdf is null ? AccessCardKdf.CalibrateAndDerive(pin, salt) : (kdf, kdf.DeriveKey(pin, salt));
+            var file = new DeviceKeyFile { MemoryKiB = parameters.MemoryKiB, Passes = parameters.Passes, Salt = salt, Nonce = RandomNumberGenerator.GetBytes(12) };
             var ciphertext = new byte[pkcs8.Length];
             var tag = new byte[16];
             try
