@@ -32,7 +32,14 @@ public static class Program
             var parse = root.Parse(args);
             if (parse.Errors.Count > 0 && parse.Action is not System.CommandLine.Help.HelpAction && !args.Contains("--help") && !args.Contains("-h")) return CliChecks.ReportUsage(parse);
             if (parse.Errors.Count == 0) PrivateFiles.TightenFor(parse);
-            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            try
+            {
+                return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            }
+            finally
+            {
+                CommandResources.CloseAll();
+            }
         }
         catch (Exception e) when (((Exception?)Find<CliInputException>(e) ?? Find<CliUsageException>(e)) is { } mistake)
         {

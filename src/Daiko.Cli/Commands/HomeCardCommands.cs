@@ -36,7 +36,7 @@ internal static class HomeCardCommands
         card.Subcommands.Add(Status());
         card.Subcommands.Add(Unblock());
         parent.Subcommands.Add(card);
-        parent.Subcommands.Add(HomeTrustCommands.Build());
+        parent.Subcommands.Add(TrustCommands.Build());
     }
 
     private static Command Init()

@@ -17,7 +17,7 @@ internal static class HomeServerCommands
     {
         parent.Subcommands.Add(Serve());
         parent.Subcommands.Add(HomeServe.ConsoleLink());
-        parent.Subcommands.Add(HomeTrustCommands.Mail());
+        parent.Subcommands.Add(HomeMailCommands.Mail());
         parent.Subcommands.Add(PayeeCommands.ForHome());
         var device = new Command("device", "Enroll, list and revoke terminals, and set what each may do.").WithExamples("daiko home device add --home ~/daiko-home --name phone",
             "daiko home device list --home ~/daiko-home", "daiko home device policy --home ~/daiko-home --name phone --markets '*.shop.example' --spend-limit 5000");

@@ -24,7 +24,7 @@ internal static class HostCommands
         host.Subcommands.Add(HostOwnerCommands.CertImport());
         host.Subcommands.Add(HostOwnerCommands.Card());
         host.Subcommands.Add(HostOwnerCommands.Mail());
-        host.Subcommands.Add(HomeTrustCommands.ForSite());
+        host.Subcommands.Add(TrustCommands.ForSite());
         host.Subcommands.Add(HostDeviceCommands.Device());
         host.Subcommands.Add(PayeeCommands.ForHostedOwner());
         host.Subcommands.Add(Serve());

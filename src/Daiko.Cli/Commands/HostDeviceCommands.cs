@@ -22,12 +22,12 @@ internal static class HostDeviceCommands
         return device;
     }
 
-    /// <summary>The owner's store (its schema); the owner must exist.</summary>
+    /// <summary>The owner's store (its schema); the owner must exist. Its data source is closed when the command returns.</summary>
     internal static IHomeStore OwnerStore(string siteDirectory, string owner)
     {
         if (!HostSite.IsOwnerName(owner)) throw new CliUsageException($"'{owner}' is not an owner name: use 1 to 48 lower-case letters, digits and dashes");
         var site = HostSite.Open(siteDirectory);
-        var database = new SiteDatabase(site.OpenDataSource(maxPool: 2));
+        var database = new SiteDatabase(CommandResources.Own(site.OpenDataSource(maxPool: 2)));
         if (database.Read(owner) is null) throw new CliUsageException($"no owner named '{owner}' in this deployment");
         return database.StoreOf(owner);
     }
