@@ -136,6 +136,9 @@ public sealed class HostilePeerTests(HomeServeProcess home)
         // Lines about strangers are few: connections by the dozen from one address cannot fill the server's log and push
         // the lines that matter (enrollments, revocations, unlocks) out of what the log keeps.
         int HandshakeLines() => home.Server.Output.Split('\n').Count(l => l.Contains("control handshake failed from 127.0.1.21:", StringComparison.Ordinal));
+        // One line a source in each 10 s: a loop that a loaded machine stretches past 10 s may log one more, never one a connection.
+        static int MostLines(TimeSpan took) => 1 + (int)(took / TimeSpan.FromSeconds(10));
+        var failing = System.Diagnostics.Stopwatch.StartNew();
         for (var i = 0; i < 15; i++)
         {
             using var tcp = new TcpClient(new IPEndPoint(IPAddress.Parse("127.0.1.21"), 0));
@@ -153,17 +156,20 @@ public sealed class HostilePeerTests(HomeServeProcess home)
                 // Reset: closed as well.
             }
         }
+        var failedFor = failing.Elapsed;
+        var asking = System.Diagnostics.Stopwatch.StartNew();
         for (var i = 0; i < 10; i++)
         {
             await using var peer = await ControlPeer.ConnectAsync(home.Port, "127.0.1.22");
             Assert.Equal(ErrorCode.Unauthenticated, Assert.IsType<ErrorReply>(await peer.RequestAsync(5, new CardStatusRequest(), Reply)).Code);
         }
+        var askedFor = asking.Elapsed;
         // The server's log lines leave from a task of their own.
         for (var i = 0; i < 50 && (HandshakeLines() == 0 || !home.Server.Output.Contains("(not enrolled, 127.0.1.22)", StringComparison.Ordinal)); i++) await Task.Delay(100);
         await Task.Delay(TimeSpan.FromSeconds(1));
 
-        Assert.Equal(1, HandshakeLines());
-        Assert.Single(home.Server.Output.Split('\n'), l => l.Contains("(not enrolled, 127.0.1.22)", StringComparison.Ordinal));
+        Assert.InRange(HandshakeLines(), 1, MostLines(failedFor));
+        Assert.InRange(home.Server.Output.Split('\n').Count(l => l.Contains("(not enrolled, 127.0.1.22)", StringComparison.Ordinal)), 1, MostLines(askedFor));
     }
 
     [Fact]

@@ -317,7 +317,12 @@ public sealed class MarketHandshakeTurnsTests
         Assert.True(await WaitsAsync(owners));
         held[0].Dispose();
         held.Add(await owners.WaitAsync(Long));
-        Assert.True(await WaitsAsync(turns.TakeAsync(TimeSpan.FromMilliseconds(300), CancellationToken.None, holder: PhoneOfAlice)));
+        // The phone's own waits too (a long bound, given up by cancelling: two short timers raced on a loaded machine).
+        using var cancel = new CancellationTokenSource();
+        var phones = turns.TakeAsync(Long, cancel.Token, holder: PhoneOfAlice);
+        Assert.True(await WaitsAsync(phones));
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => phones);
         foreach (var turn in held) turn.Dispose();
     }
 

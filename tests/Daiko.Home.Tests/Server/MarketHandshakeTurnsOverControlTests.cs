@@ -29,16 +29,20 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
     public async Task DisposeAsync() => await _home.DisposeAsync();
 
     /// <summary>A proxy to <paramref name="port"/> that holds each ServerHello back <paramref name="hold"/>, and the count of ClientHellos it passed.</summary>
-    private static (RecordTamperingProxy Proxy, Func<int> ClientHellos) HoldingServerHellos(int port, TimeSpan hold)
+    private static (RecordTamperingProxy Proxy, Func<int> ClientHellos) HoldingServerHellos(int port, TimeSpan hold) => HoldingServerHellos(port, _ => hold);
+
+    /// <summary>The same, holding the n-th ServerHello (from 1) back as long as <paramref name="hold"/> says.</summary>
+    private static (RecordTamperingProxy Proxy, Func<int> ClientHellos) HoldingServerHellos(int port, Func<int, TimeSpan> hold)
     {
         var hellos = new StrongBox<int>();
+        var serverHellos = new StrongBox<int>();
         var proxy = RecordTamperingProxy.Start(port,
             (direction, type, content) =>
             {
                 if (direction == RecordDirection.ClientToServer && type == 22) Interlocked.Increment(ref hellos.Value);
                 return content;
             },
-            (direction, type, _) => direction == RecordDirection.ServerToClient && type == 22 ? hold : TimeSpan.Zero);
+            (direction, type, _) => direction == RecordDirection.ServerToClient && type == 22 ? hold(Interlocked.Increment(ref serverHellos.Value)) : TimeSpan.Zero);
         return (proxy, () => Volatile.Read(ref hellos.Value));
     }
 
@@ -47,7 +51,8 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
         using var market = await GnuTlsServer.StartAsync(_home.Pki, _home.Dir.Path);
-        var (proxy, ClientHellos) = HoldingServerHellos(market.Port, TimeSpan.FromSeconds(3));
+        // Held long enough that a loaded machine still samples while both are held (the sampling takes half a second).
+        var (proxy, ClientHellos) = HoldingServerHellos(market.Port, TimeSpan.FromSeconds(4.5));
         using var _ = proxy;
         await using var phone = await _home.UnlockedTerminalAsync(cts.Token, "phone");
         await using var till = await _home.UnlockedTerminalAsync(cts.Token, "till");
@@ -56,7 +61,7 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
         var sessions = Enumerable.Range(0, 4)
             .Select(i => connectors[i % 2].ConnectAsync("localhost", proxy.Port, DelegationMode.Handoff, cancellationToken: cts.Token))
             .ToList();
-        // Two handshakes hold their turns (their ServerHellos held back 3 s); the other two wait for theirs and
+        // Two handshakes hold their turns (their ServerHellos held back 4.5 s); the other two wait for theirs and
         // send no ClientHello meanwhile.
         while (ClientHellos() < 2) await Task.Delay(20, cts.Token);
         var handshakesSeen = new List<int>();
@@ -80,7 +85,8 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
         // A market that resumes with psk_ke, so that the check's resumption gets a ServerHello (to hold back) rather than an alert.
         using var market = await OpenSslServer.StartAsync(_home.Pki, new TlsPeerOptions { AllowPskKe = true });
-        var (proxy, ClientHellos) = HoldingServerHellos(market.Port, TimeSpan.FromSeconds(1));
+        // Only the check's resumption (the third handshake) is held back, long enough to be seen holding its turn on a loaded machine.
+        var (proxy, ClientHellos) = HoldingServerHellos(market.Port, n => n == 3 ? TimeSpan.FromSeconds(5) : TimeSpan.Zero);
         using var _ = proxy;
         await using var phone = await _home.UnlockedTerminalAsync(cts.Token, "phone");
 
@@ -91,7 +97,7 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
         Assert.True(prefetched.Ready >= 1);
         while (ClientHellos() < 3) await Task.Delay(10, cts.Token);
 
-        // The resumption's ServerHello is held back a second: meanwhile it holds a turn, and nothing else does.
+        // The resumption's ServerHello is held back: meanwhile it holds a turn, and nothing else does.
         Assert.Equal(1, _turns.InFlight);
         Assert.True(await ((Task<bool?>)_home.Server.Delegation.PskKeCheck("localhost", proxy.Port)!).WaitAsync(cts.Token));
         Assert.Equal(0, _turns.InFlight);
@@ -104,7 +110,7 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
         // Two markets: the till's must not be the one busy finishing the stalled handshakes.
         using var market = await GnuTlsServer.StartAsync(_home.Pki, _home.Dir.Path);
         using var stalledMarket = await GnuTlsServer.StartAsync(_home.Pki, _home.Dir.Path);
-        var (stalling, stalledHellos) = HoldingServerHellos(stalledMarket.Port, TimeSpan.FromSeconds(6));
+        var (stalling, stalledHellos) = HoldingServerHellos(stalledMarket.Port, TimeSpan.FromSeconds(9));
         using var _ = stalling;
         await using var phone = await _home.UnlockedTerminalAsync(cts.Token, "phone");
         await using var till = await _home.UnlockedTerminalAsync(cts.Token, "till");
@@ -120,8 +126,8 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
         var tookTheTill = clock.Elapsed;
         await tills.Stream.DisposeAsync();
 
-        // Without the share the phone's second handshake would hold the other turn, and the till would wait the 6 s out.
-        Assert.True(tookTheTill < TimeSpan.FromSeconds(3), $"the till's handoff took {tookTheTill.TotalSeconds:0.0} s");
+        // Without the share the phone's second handshake would hold the other turn, and the till would wait the 9 s out.
+        Assert.True(tookTheTill < TimeSpan.FromSeconds(4.5), $"the till's handoff took {tookTheTill.TotalSeconds:0.0} s");
         Assert.Equal(1, stalledHellos());
         // Both of the phone's are served once the market answers (a psk_ke check of the market may follow them).
         foreach (var session in await Task.WhenAll(stalled))
@@ -137,7 +143,8 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
         using var market = await OpenSslServer.StartAsync(_home.Pki, new TlsPeerOptions { Tickets = 1 });
         using var stalledMarket = await GnuTlsServer.StartAsync(_home.Pki, _home.Dir.Path);
-        var (stalling, _) = HoldingServerHellos(stalledMarket.Port, TimeSpan.FromSeconds(6));
+        // Stalled far longer than the checks below take on a loaded machine; the proxy's end cuts it after them.
+        var (stalling, _) = HoldingServerHellos(stalledMarket.Port, TimeSpan.FromSeconds(60));
         using var _ = stalling;
         await using var phone = await _home.UnlockedTerminalAsync(cts.Token, "phone");
         var connector = new DelegatedConnector(phone);
@@ -158,7 +165,9 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
             Assert.Equal(1, _turns.InFlight);
             Assert.Equal(0, (await connector.PrefetchAsync("localhost", market.Port, minimum: 0, cancellationToken: cts.Token)).Ready);
         }
-        await (await stalled).Stream.DisposeAsync();
+        Assert.False(stalled.IsCompleted, "the stalled handshake ended while the refill was checked");
+        stalling.Dispose();
+        await Assert.ThrowsAnyAsync<Exception>(async () => await stalled);
     }
 
     [Fact]

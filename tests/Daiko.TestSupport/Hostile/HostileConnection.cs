@@ -16,11 +16,17 @@ public sealed class HostileConnection : IDisposable
     internal PeerCipher? Read;
     internal PeerCipher? Write;
 
-    internal HostileConnection(Socket socket)
+    private readonly long _acceptedAt;
+
+    internal HostileConnection(Socket socket, long acceptedAt)
     {
         _socket = socket;
         _stream = new NetworkStream(socket, ownsSocket: true);
+        _acceptedAt = acceptedAt;
     }
+
+    /// <summary>The time since the market accepted the connection: about when the client's handshake, and its timeout, began.</summary>
+    public TimeSpan SinceAccepted => System.Diagnostics.Stopwatch.GetElapsedTime(_acceptedAt);
 
     /// <summary>The last alert the client sent (description byte), if any.</summary>
     public byte? ClientAlert { get; private set; }

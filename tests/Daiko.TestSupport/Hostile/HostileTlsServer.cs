@@ -78,13 +78,14 @@ public sealed class HostileTlsServer : IAsyncDisposable
             Socket socket;
             try { socket = await _listener.AcceptAsync(_stop.Token); }
             catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { return; }
-            _ = Task.Run(() => ServeAsync(socket));
+            var acceptedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+            _ = Task.Run(() => ServeAsync(socket, acceptedAt));
         }
     }
 
-    private async Task ServeAsync(Socket socket)
+    private async Task ServeAsync(Socket socket, long acceptedAt)
     {
-        using var connection = new HostileConnection(socket);
+        using var connection = new HostileConnection(socket, acceptedAt);
         var completed = false;
         Exception? error = null;
         try
