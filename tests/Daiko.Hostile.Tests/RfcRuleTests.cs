@@ -12,7 +12,8 @@ public sealed class RfcRuleTests(HostilePki pki) : HostileMarketBase(pki), IClas
         var (client, market) = await FetchAsync(script ?? (_ => Task.Delay(TimeSpan.FromSeconds(10))), plan);
         AssertExit(1, client, market);
         AssertAlert(alert, client, market);
-        AssertWithin(10, client);
+        // A whole process, .NET's start-up included (seconds on a loaded machine), against the 30 s a hang would take.
+        AssertWithin(20, client);
     }
 
     /// <summary>§4.2.8: after a HelloRetryRequest the key share must be for the group it asked for.</summary>
@@ -63,11 +64,11 @@ public sealed class RfcRuleTests(HostilePki pki) : HostileMarketBase(pki), IClas
             await c.ReadRequestAsync();
             await c.SendTicketAsync(64, extensions: [0, 42, 0, 4, 0, 0, 0, 0, 0, 42, 0, 4, 0, 0, 0, 0]);
             await c.SendAsync("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-            await c.WaitForClientAlertAsync(TimeSpan.FromSeconds(10));
+            await c.WaitForClientAlertAsync(TimeSpan.FromSeconds(25));
         });
         AssertExit(1, client, market);
         AssertAlert(Alert.IllegalParameter, client, market);
-        AssertWithin(10, client);
+        AssertWithin(20, client);
     }
 
     /// <summary>§4.2.1: supported_versions naming a version before TLS 1.3 is illegal_parameter.</summary>
