@@ -80,7 +80,8 @@ public sealed class AuthorityProcessesTests : HomeTerminalAndNginx
         for (var i = 0; i < 3; i++) await UnlockAsync(Parts.Terminal, HomeAndTerminal.AccessPin, pin2: $"999{i}");
         Assert.Contains("\"disabled\"", (await HomeAndTerminal.Ok(["home", "card", "status", "--home", Parts.Home, "--json"])).StandardOutput, StringComparison.Ordinal);
 
-        await HomeAndTerminal.Ok(["home", "card", "unblock", "--home", Parts.Home], "admin-code-123\n5555\n6666\n");
+        var unblocked = System.Text.Json.JsonDocument.Parse((await HomeAndTerminal.Ok(["home", "card", "unblock", "--home", Parts.Home, "--json"], "admin-code-123\n5555\n6666\n")).StandardOutput).RootElement;
+        Assert.True(unblocked.GetProperty("unblocked").GetBoolean());
         await Task.Delay(TimeSpan.FromSeconds(1));
 
         var unlock = await UnlockAsync(Parts.Terminal, HomeAndTerminal.AccessPin, "5555", "6666");

@@ -101,6 +101,15 @@ public sealed class HomeCommandsJsonTests : IDisposable
         var certificate = HomeAndTerminal.IssueUserCertificate(pki, home, Path.Combine(_dir.Path, "user.pem"));
         var import = Object(await HomeAndTerminal.Ok(["home", "cert", "import", "--home", home, "--cert", certificate, "--chain", pki.RootPath, "--json"], "2222\n"));
         Assert.Equal(TestPki.UserSubject, import.GetProperty("imported").GetString());
+        // An existing key and certificate moved in instead (PKCS#12 password, then PIN2): the card's id is its key's, now
+        // the moved one's.
+        var p12 = Path.Combine(_dir.Path, "user.p12");
+        File.WriteAllBytes(p12, pki.User.Certificate.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pkcs12, "p12-secret"));
+        var moved = Object(await HomeAndTerminal.Ok(["home", "cert", "import-p12", "--home", home, "--p12", p12, "--json"], "p12-secret\n2222\n"));
+        Assert.True(moved.GetProperty("imported").GetBoolean());
+        var movedKey = System.Security.Cryptography.SHA256.HashData(pki.User.Certificate.PublicKey.ExportSubjectPublicKeyInfo());
+        Assert.Equal(Convert.ToHexString(movedKey).ToLowerInvariant(), moved.GetProperty("card_id").GetString());
+        Assert.NotEqual(init.GetProperty("card_id").GetString(), moved.GetProperty("card_id").GetString());
 
         var appliance = Object(await HomeAndTerminal.Ok(["home", "appliance", "add", "--home", home, "--name", "heater", "--url", "http://127.0.0.1:9/", "--json"]));
         Assert.Equal("heater", appliance.GetProperty("registered").GetString());

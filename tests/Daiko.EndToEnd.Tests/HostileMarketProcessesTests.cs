@@ -34,10 +34,14 @@ public sealed class HostileMarketProcessesTests(HomeAndTerminal system) : IClass
     [Fact]
     public async Task StalledMarket_WithTimeout3_ExitsOneInTime()
     {
+        // The stall is timed from the moment the market has the request (the process's start-up and the delegation are
+        // not the timeout's), and lasts far longer than the bound: only the client's timeout can end it in time.
+        var stalled = new Stopwatch();
         await using var market = Market(async c =>
         {
             await c.ReadRequestAsync();
-            await Task.Delay(TimeSpan.FromSeconds(20));
+            stalled.Start();
+            await Task.Delay(TimeSpan.FromSeconds(60));
         });
         var clock = Stopwatch.StartNew();
 
@@ -45,18 +49,21 @@ public sealed class HostileMarketProcessesTests(HomeAndTerminal system) : IClass
 
         Assert.True(result.ExitCode == 1, result.ToString());
         Assert.Contains("timed out", result.StandardError);
-        // 3 s of stall plus the delegation itself and process start-up on a loaded machine.
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(12), $"took {clock.Elapsed.TotalSeconds:0.0} s");
+        // 3 s of stall, then the alert and the process's exit on a loaded machine.
+        Assert.True(stalled.Elapsed < TimeSpan.FromSeconds(10), $"the client left {stalled.Elapsed.TotalSeconds:0.0} s after the market stalled");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"took {clock.Elapsed.TotalSeconds:0.0} s");
     }
 
     [Fact]
     public async Task TricklingMarket_WithinEachReadsTimeout_IsStoppedByMaxTime()
     {
         // A byte a second: every read is answered well within --timeout, so only the whole fetch's deadline ends it.
+        var trickling = new Stopwatch();
         await using var market = Market(async c =>
         {
             await c.ReadRequestAsync();
             await c.SendAsync("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+            trickling.Start();
             for (var i = 0; i < 60; i++)
             {
                 await c.SendAsync("x");
@@ -69,7 +76,9 @@ public sealed class HostileMarketProcessesTests(HomeAndTerminal system) : IClass
 
         Assert.True(result.ExitCode == 1, result.ToString());
         Assert.Contains("took longer than --max-time 4 s", result.StandardError, StringComparison.Ordinal);
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"took {clock.Elapsed.TotalSeconds:0.0} s");
+        // The 4 s run from the fetch's start, before the trickle; the trickle would last 60 s.
+        Assert.True(trickling.Elapsed < TimeSpan.FromSeconds(15), $"the client left {trickling.Elapsed.TotalSeconds:0.0} s into the trickle");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"took {clock.Elapsed.TotalSeconds:0.0} s");
     }
 
     [Fact]

@@ -197,14 +197,17 @@ public sealed class TerminalAgentProcessesTests(LinkedTerminal linked) : IClassF
         Assert.True(control > 2 * 22 && control <= onTheWire, $"control_bytes {control}, the link counted {onTheWire}");
     }
 
-    /// <summary>The link's byte count once nothing has crossed it for a moment (a closed channel's last records are in).</summary>
+    /// <summary>
+    /// The link's byte count once nothing has crossed it for a second (a closed channel's last records, and any background
+    /// refill, are in: one quiet fifth of a second was not enough on a loaded machine).
+    /// </summary>
     private static async Task<long> SettledBytesAsync(SlowLink link)
     {
-        var last = -1L;
-        for (var i = 0; i < 25; i++)
+        var (last, quiet) = (-1L, 0);
+        for (var i = 0; i < 75 && quiet < 5; i++)
         {
             var now = link.UpstreamBytes + link.DownstreamBytes;
-            if (now == last) return now;
+            quiet = now == last ? quiet + 1 : 0;
             last = now;
             await Task.Delay(200);
         }
@@ -310,7 +313,10 @@ public sealed class TerminalAgentProcessesTests(LinkedTerminal linked) : IClassF
         Assert.True(enroll.GetProperty("control_round_trips").GetInt64() >= 2, "the handshake and the enroll request");
         Assert.Equal(wire, enroll.GetProperty("control_bytes").GetInt64());
 
-        var change = StatsLine(await DaikoCli.RunAsync(["terminal", "pin", "change", "--terminal", directory, "--stats"], $"{HomeAndTerminal.AccessPin}\n865432\n"));
+        var changed = await DaikoCli.RunAsync(["terminal", "pin", "change", "--terminal", directory, "--stats", "--json"], $"{HomeAndTerminal.AccessPin}\n865432\n");
+        var change = StatsLine(changed);
+        var result = JsonDocument.Parse(changed.StandardOutput).RootElement;
+        Assert.Equal((true, "file"), (result.GetProperty("changed").GetBoolean(), result.GetProperty("storage").GetString()));
         Assert.Equal(0, change.GetProperty("control_bytes").GetInt64());
         Assert.Equal(0, change.GetProperty("public_key_ops").GetInt64());
     }

@@ -44,7 +44,11 @@ public sealed class HostedSite(TestPki? pki = null)
         Pki = pki ?? TestPki.Create(Path.Combine(Dir.Path, "pki"));
         var connection = Path.Combine(Dir.Path, "postgres.conn");
         await File.WriteAllTextAsync(connection, ConnectionString.Replace("Pooling=false;", "", StringComparison.Ordinal));
-        await Ok(["host", "init", "--site", Site, "--postgres-file", connection]);
+        var init = System.Text.Json.JsonDocument.Parse((await Ok(["host", "init", "--site", Site, "--postgres-file", connection, "--json"])).StandardOutput).RootElement;
+        if (init.GetProperty("site").GetString() != Path.GetFullPath(Site) || !init.GetProperty("migrated").GetBoolean())
+        {
+            throw new InvalidOperationException($"host init --json said {init}");
+        }
         await Ok(["host", "trust", "add", "--site", Site, "--ca", Pki.RootPath]);
         Market = await OpenSslServer.StartAsync(Pki, new TlsPeerOptions { Www = true, RequireClientCertificate = true });
     }

@@ -27,6 +27,12 @@ public sealed class ConsoleCertificateProcessTests(HomeWithTlsConsole system) : 
         var link = await HomeWithConsole.Ok(["home", "console-link", "--home", system.Home]);
         Assert.StartsWith($"https://127.0.0.1:{system.ConsolePort}/login/", link.StandardOutput.Trim(), StringComparison.Ordinal);
         Assert.Contains($"SHA-256 fingerprint {expected}", link.StandardError, StringComparison.Ordinal);
+        // The same for a script: one object with another one-time link, its expiry and the fingerprint.
+        var linked = System.Text.Json.JsonDocument.Parse((await HomeWithConsole.Ok(["home", "console-link", "--home", system.Home, "--json"])).StandardOutput).RootElement;
+        Assert.StartsWith($"https://127.0.0.1:{system.ConsolePort}/login/", linked.GetProperty("url").GetString(), StringComparison.Ordinal);
+        Assert.NotEqual(link.StandardOutput.Trim(), linked.GetProperty("url").GetString());
+        Assert.InRange(linked.GetProperty("expires").GetDateTimeOffset(), DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddHours(1));
+        Assert.Equal(expected, linked.GetProperty("fingerprint").GetString());
 
         // It is the certificate the console presents.
         string? presented = null;

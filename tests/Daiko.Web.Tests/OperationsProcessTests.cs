@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Daiko.TestSupport;
 
 namespace Daiko.Web.Tests;
@@ -218,11 +219,16 @@ public sealed class ShutdownProcessTests
             Assert.NotEmpty(await sessions.ListAsync());
             var clock = Stopwatch.StartNew();
             system.Signal("TERM");
-            var exit = await system.Server.WaitForExitAsync(TimeSpan.FromSeconds(10));
+            var exit = await system.Server.WaitForExitAsync(TimeSpan.FromSeconds(20));
             clock.Stop();
 
             Assert.Equal(0, exit);
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the home server took {clock.Elapsed.TotalSeconds:0.00} s to exit");
+            // The stop itself, as the server timed it, within 5 s; the whole process (the signal's delivery by a kill
+            // process, the runtime's teardown) within 15 s on a loaded machine.
+            var stopped = Regex.Match(system.Server.Output, @"home server stopped in (\d+\.\d\d) s");
+            Assert.True(stopped.Success, system.Server.Output);
+            Assert.InRange(double.Parse(stopped.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 5);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(15), $"the home server took {clock.Elapsed.TotalSeconds:0.00} s to exit");
             Assert.Contains("home server stopping", system.Server.Output, StringComparison.Ordinal);
             // Graceful, not merely over: the stop ran to its end, the phone's session ended in the store
             // (audited), and the console's address is gone, so a login link is refused until it runs again.

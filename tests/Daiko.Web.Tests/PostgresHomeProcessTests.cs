@@ -74,6 +74,7 @@ public sealed class PostgresHomeProcessTests
             var thirdCode = (await HomeWithConsole.Ok(LoopbackMarkets.DeviceAdd(system.Home, "watch"))).StandardOutput.Trim();
 
             await postgres.StopAsync();
+            var down = System.Diagnostics.Stopwatch.StartNew();
             // The unlocked terminal's request, over its agent's open channel.
             var throughAgent = await DaikoCli.RunAsync(["terminal", "wallet", "history", "--terminal", system.Terminal, "--json"]);
             // An enrolled device's new connection: who it is cannot be looked up.
@@ -111,11 +112,13 @@ public sealed class PostgresHomeProcessTests
             Assert.Contains("locking the access card anyway (this device's session with the home card, if one is open, ends at the home server's idle timeout)", lockDuringOutage.StandardError, StringComparison.Ordinal);
             Assert.False(File.Exists(Path.Combine(system.Terminal, "agent.sock")));
 
-            // The watchers that poll the store several times a second say the outage once, not at every poll.
+            // The watchers that poll the store several times a second say the outage once, not at every poll (and once
+            // more a minute, should a loaded machine stretch the outage's steps above past one).
             await Task.Delay(TimeSpan.FromSeconds(2));
             var log = system.Server.ErrorOutput;
-            Assert.Equal(1, Regex.Matches(log, "reading the revoked devices failed: ").Count);
-            Assert.Equal(1, Regex.Matches(log, "reading the payees failed: ").Count);
+            var saidAtMost = 1 + (int)(down.Elapsed / Daiko.Home.Hosting.BackgroundLook.SayAgainEvery);
+            Assert.InRange(Regex.Matches(log, "reading the revoked devices failed: ").Count, 1, saidAtMost);
+            Assert.InRange(Regex.Matches(log, "reading the payees failed: ").Count, 1, saidAtMost);
 
             await postgres.StartAgainAsync();
             await system.Server.WaitForOutputAsync("reading the revoked devices works again, after ", TimeSpan.FromSeconds(30));

@@ -153,8 +153,8 @@ internal static class HomeCardCommands
             .WithExamples("daiko home cert import-p12 --home ~/daiko-home --p12 alice.p12   # password and PIN2 on stdin");
         var home = HomeOption();
         var p12 = new Option<string>("--p12") { Description = "the PKCS#12 file", Required = true }.ExistingFile();
-        command.Options.Add(home);
-        command.Options.Add(p12);
+        var json = CliOutput.JsonOption();
+        foreach (var o in new Option[] { home, p12, json }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             var password = CliConsole.ReadSecret("PKCS#12 password");
@@ -163,7 +163,8 @@ internal static class HomeCardCommands
             {
                 using var card = HomeCard.Open(CardOptions(parse, home));
                 card.ImportPkcs12(File.ReadAllBytes(parse.GetValue(p12)!), password, pin2);
-                Console.WriteLine($"key and certificate imported into the home card ({card.CardId[..16]}); delete the PKCS#12 file");
+                CliOutput.Print(parse.GetValue(json), new { imported = true, card_id = card.CardId },
+                    $"key and certificate imported into the home card ({card.CardId[..16]}); delete the PKCS#12 file");
                 return 0;
             }
             catch (CryptographicException)
@@ -224,7 +225,9 @@ internal static class HomeCardCommands
         var command = new Command("unblock", $"Unblock a disabled home card: the admin unblock code, then a new PIN1 and a new PIN2 (on a terminal each new PIN is asked twice). {CliHelp.HomePinRules}")
             .WithExamples("printf '%s\\n' admin-code-1 5555 6666 | daiko home card unblock --home ~/daiko-home");
         var home = HomeOption();
+        var json = CliOutput.JsonOption();
         command.Options.Add(home);
+        command.Options.Add(json);
         command.SetAction(parse =>
         {
             var admin = CliConsole.ReadSecret("admin unblock code");
@@ -235,7 +238,7 @@ internal static class HomeCardCommands
                 using var card = HomeCard.Open(CardOptions(parse, home));
                 var result = card.Unblock(admin, pin1, pin2);
                 if (!result.Accepted) return CliConsole.Fail(result.Message);
-                Console.WriteLine(result.Message);
+                CliOutput.Print(parse.GetValue(json), new { unblocked = true, message = result.Message }, result.Message);
                 return 0;
             }
             catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException)

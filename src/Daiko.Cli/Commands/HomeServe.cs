@@ -153,9 +153,11 @@ internal static class HomeServe
     public static Command ConsoleLink()
     {
         var command = new Command("console-link", "Print a one-time URL that logs the owner into the running console (valid a few minutes, once; home.json limits.console_link_minutes).")
-            .WithExamples("daiko home console-link --home ~/daiko-home");
+            .WithExamples("daiko home console-link --home ~/daiko-home", "daiko home console-link --home ~/daiko-home --json");
         var home = HomeCardCommands.HomeOption();
+        var json = new Option<bool>("--json") { Description = "print {\"url\",\"expires\",\"fingerprint\"} (the fingerprint of the certificate the running console presents, or null)" };
         command.Options.Add(home);
+        command.Options.Add(json);
         command.SetAction(parse =>
         {
             var dir = parse.GetValue(home)!;
@@ -163,6 +165,11 @@ internal static class HomeServe
             {
                 var config = HomeConfig.Load(dir);
                 var (url, expires) = ConsoleLinks.Issue(dir, TimeSpan.FromMinutes(config.Limits.ConsoleLinkMinutes));
+                if (parse.GetValue(json))
+                {
+                    CliOutput.Print(true, new { url, expires, fingerprint = ConsoleLinks.RunningFingerprint(dir) }, url);
+                    return 0;
+                }
                 Console.WriteLine(url);
                 Console.Error.WriteLine($"daiko: open it before {expires:HH:mm} UTC; it works once");
                 if (ConsoleLinks.RunningFingerprint(dir) is { } fingerprint)

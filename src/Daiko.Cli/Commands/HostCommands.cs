@@ -72,7 +72,8 @@ internal static class HostCommands
         var site = SiteOption(mustExist: false);
         var postgres = new Option<FileInfo>("--postgres-file") { Description = "a file holding the Npgsql connection string (copied into DIR/postgres, 0600)", Required = true, HelpName = "FILE" };
         var module = new Option<string?>("--pkcs11-module") { Description = "the HSM's PKCS#11 module (default: SoftHSM2 with its token store in DIR/hsm)", HelpName = "SO" };
-        foreach (var o in new Option[] { site, postgres, module }) command.Options.Add(o);
+        var json = CliOutput.JsonOption();
+        foreach (var o in new Option[] { site, postgres, module, json }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             var file = parse.GetValue(postgres)!;
@@ -83,7 +84,8 @@ internal static class HostCommands
                 using (created.CreateToken()) { }
                 await using var source = created.OpenDataSource(maxPool: 2);
                 await new SiteDatabase(source).MigrateAsync(ct);
-                Console.WriteLine($"hosted site created in {created.Directory} (token '{created.Config.TokenLabel}', schema migrated)");
+                CliOutput.Print(parse.GetValue(json), new { site = created.Directory, token = created.Config.TokenLabel, migrated = true },
+                    $"hosted site created in {created.Directory} (token '{created.Config.TokenLabel}', schema migrated)");
                 return 0;
             }
             catch (Exception e) when (e is InvalidOperationException or IOException or Npgsql.NpgsqlException)
@@ -99,11 +101,14 @@ internal static class HostCommands
         var command = new Command("migrate", "Apply the database migrations not yet applied (the site's and every owner's); run before starting nodes of a new version.")
             .WithExamples("daiko host migrate --site /etc/daiko/site");
         var site = SiteOption();
+        var json = CliOutput.JsonOption();
         command.Options.Add(site);
+        command.Options.Add(json);
         command.SetAction((parse, ct) => WithSiteAsync(parse.GetValue(site)!, async (_, database) =>
         {
             await database.MigrateAsync(ct);
-            Console.WriteLine($"migrated the site and {(await database.OwnersAsync(ct)).Count} owner(s)");
+            var owners = (await database.OwnersAsync(ct)).Count;
+            CliOutput.Print(parse.GetValue(json), new { migrated = true, owners }, $"migrated the site and {owners} owner(s)");
             return 0;
         }));
         return command;

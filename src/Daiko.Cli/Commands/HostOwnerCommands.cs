@@ -95,7 +95,8 @@ internal static class HostOwnerCommands
         var name = HostCommands.OwnerOption();
         var pem = new Option<string>("--cert") { Description = "the owner's certificate (PEM)", Required = true, HelpName = "PEM" };
         var chain = new Option<string?>("--chain") { Description = "intermediate certificates (PEM)", HelpName = "PEM" };
-        foreach (var o in new Option[] { site, name, pem, chain }) import.Options.Add(o);
+        var json = CliOutput.JsonOption();
+        foreach (var o in new Option[] { site, name, pem, chain, json }) import.Options.Add(o);
         import.SetAction((parse, ct) => HostCommands.WithSiteAsync(parse.GetValue(site)!, (hosted, database) =>
         {
             var pin2 = CliConsole.ReadSecret("PIN2");
@@ -108,7 +109,8 @@ internal static class HostOwnerCommands
             var intermediates = new X509Certificate2Collection();
             if (parse.GetValue(chain) is { } chainPath) intermediates.ImportFromPemFile(chainPath);
             card.ImportCertificate(leaf.RawData, intermediates.Select(c => c.RawData).ToList(), pin2);
-            Console.WriteLine($"certificate imported for '{card.Owner}': {leaf.Subject}");
+            CliOutput.Print(parse.GetValue(json), new { owner = card.Owner, imported = leaf.Subject, thumbprint = leaf.Thumbprint, not_after = leaf.NotAfter.ToUniversalTime(), chain = intermediates.Count },
+                $"certificate imported for '{card.Owner}': {leaf.Subject}");
             return Task.FromResult(0);
         }));
         cert.Subcommands.Add(import);
@@ -140,8 +142,8 @@ internal static class HostOwnerCommands
             .WithExamples("printf '%s\\n' \"$ADMIN\" \"$PIN1\" \"$PIN2\" | daiko host card unblock --site /etc/daiko/site --owner alice");
         var unblockSite = HostCommands.SiteOption();
         var unblockName = HostCommands.OwnerOption();
-        unblock.Options.Add(unblockSite);
-        unblock.Options.Add(unblockName);
+        var unblockJson = CliOutput.JsonOption();
+        foreach (var o in new Option[] { unblockSite, unblockName, unblockJson }) unblock.Options.Add(o);
         unblock.SetAction((parse, ct) => HostCommands.WithSiteAsync(parse.GetValue(unblockSite)!, (hosted, database) =>
         {
             var admin = CliConsole.ReadSecret("admin code");
@@ -150,7 +152,7 @@ internal static class HostOwnerCommands
             using var token = hosted.OpenToken();
             var result = new HostedCard(HostSite.RequireOwnerName(parse.GetValue(unblockName)!), token, database).Unblock(admin, pin1, pin2);
             if (!result.Accepted) return Task.FromResult(CliConsole.Fail(result.Message));
-            Console.WriteLine(result.Message);
+            CliOutput.Print(parse.GetValue(unblockJson), new { owner = parse.GetValue(unblockName), unblocked = true, message = result.Message }, result.Message);
             return Task.FromResult(0);
         }));
         card.Subcommands.Add(unblock);

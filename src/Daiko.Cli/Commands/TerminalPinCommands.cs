@@ -17,8 +17,8 @@ internal static class TerminalPinCommands
                 "daiko terminal pin change --terminal ~/.daiko     # asks for the old PIN, then the new one twice");
         var terminal = TerminalCommands.TerminalOption();
         var stats = TerminalStats.Option();
-        change.Options.Add(terminal);
-        change.Options.Add(stats);
+        var json = CliOutput.JsonOption();
+        foreach (var o in new Option[] { terminal, stats, json }) change.Options.Add(o);
         change.SetAction(parse =>
         {
             var dir = parse.GetValue(terminal)!;
@@ -38,7 +38,7 @@ internal static class TerminalPinCommands
                 {
                     var result = card.ChangePin(oldPin, newPin);
                     if (!result.Accepted) return CliConsole.Fail(result.Message);
-                    Console.WriteLine(result.Message);
+                    CliOutput.Print(parse.GetValue(json), new { changed = true, storage = card.Storage }, result.Message);
                     // A PIN change stays on the terminal: no control channel, no public-key operation.
                     if (parse.GetValue(stats)) Console.Error.WriteLine(TerminalStats.CommandLine(new Daiko.Tls.TlsCounters(), clock.Elapsed));
                     return 0;

@@ -193,7 +193,11 @@ public sealed class HostedManyOwnersTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>A device revoked (as <c>host device revoke</c> does) loses its channel within a second, and each surviving node refuses a new one.</summary>
+    /// <summary>
+    /// A device revoked (as <c>host device revoke</c> does) loses its channel within a second (checked against half the
+    /// nodes' 5 s backstop poll: only the change notice is that fast, on a machine as loaded as this test makes it), and
+    /// each surviving node refuses a new one.
+    /// </summary>
     private static async Task CheckRevocationAsync(SiteDatabase database, FleetTerminal device, IEnumerable<int> nodePorts)
     {
         var closed = device.Control.Closed;
@@ -201,7 +205,7 @@ public sealed class HostedManyOwnersTests(ITestOutputHelper output)
         Assert.True(await new DeviceRegistry(database.StoreOf(device.Owner)).RevokeAsync(device.Name));
         var clock = Stopwatch.StartNew();
         while (!closed.IsCancellationRequested && clock.Elapsed < TimeSpan.FromSeconds(5)) await Task.Delay(10);
-        Assert.True(closed.IsCancellationRequested && clock.Elapsed < TimeSpan.FromSeconds(1), $"the revoked device's channel was still open {clock.Elapsed.TotalMilliseconds:0} ms after the revocation");
+        Assert.True(closed.IsCancellationRequested && clock.Elapsed < TimeSpan.FromSeconds(2.5), $"the revoked device's channel was still open {clock.Elapsed.TotalMilliseconds:0} ms after the revocation");
         foreach (var port in nodePorts)
         {
             var profile = TerminalProfile.Load(device.Directory);

@@ -140,6 +140,11 @@ public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners own
 
         await HostedSite.Ok(Trust("remove", "--thumbprint", thumbprint[..8]));
         Assert.Equal(initial, Thumbprints(await HostedSite.Ok(Trust("list", "--json"))));
+
+        // Migrating again applies nothing new and counts the owners it looked at.
+        var migrated = System.Text.Json.JsonDocument.Parse((await HostedSite.Ok(["host", "migrate", "--site", Site.Site, "--json"])).StandardOutput).RootElement;
+        Assert.True(migrated.GetProperty("migrated").GetBoolean());
+        Assert.Equal((await Site.QueryAsync("SELECT count(*) FROM host_owners")).Single(), migrated.GetProperty("owners").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
 
     [Fact]
@@ -179,7 +184,8 @@ public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners own
         var pem = Path.Combine(Site.Dir.Path, "jody.pem");
         await File.WriteAllTextAsync(pem, Site.Pki.IssueForPublicKey(request.PublicKey, HostedSite.SubjectOf("jody")).ExportCertificatePem());
         // The added one's PIN2 is the row's.
-        await HostedSite.Ok(["host", "cert", "import", "--site", Site.Site, "--owner", "jody", "--cert", pem], $"2{added.i}2{added.i}\n");
+        var imported = System.Text.Json.JsonDocument.Parse((await HostedSite.Ok(["host", "cert", "import", "--site", Site.Site, "--owner", "jody", "--cert", pem, "--json"], $"2{added.i}2{added.i}\n")).StandardOutput).RootElement;
+        Assert.Equal(("jody", HostedSite.SubjectOf("jody")), (imported.GetProperty("owner").GetString(), imported.GetProperty("imported").GetString()));
         Assert.Equal(["jody"], await Site.QueryAsync("SELECT name FROM host_owners WHERE name = 'jody'"));
     }
 

@@ -79,7 +79,7 @@ public sealed class SiteDatabaseSessionTests : IDisposable
         var quiet = Task.Run(() => site.Update("olga", row =>
         {
             locked.SetResult();
-            Thread.Sleep(TimeSpan.FromSeconds(8));
+            Thread.Sleep(TimeSpan.FromSeconds(10));
             return (row with { Pin1Failures = 1 }, 0);
         }));
         await locked.Task;
@@ -87,7 +87,8 @@ public sealed class SiteDatabaseSessionTests : IDisposable
         // Another node's check of the same owner gets the row within seconds, not when the quiet node comes back.
         await using var other = new NpgsqlConnection(_database.PostgresConnectionString);
         await other.OpenAsync();
-        await using (var wait = new NpgsqlCommand("SET lock_timeout = '5s'", other)) await wait.ExecuteNonQueryAsync();
+        // Less than the quiet node's 10 s, and far more than the server's 1 s idle timeout (a loaded machine ends it late).
+        await using (var wait = new NpgsqlCommand("SET lock_timeout = '7s'", other)) await wait.ExecuteNonQueryAsync();
         var clock = Stopwatch.StartNew();
         await using (var transaction = await other.BeginTransactionAsync())
         {
@@ -95,7 +96,7 @@ public sealed class SiteDatabaseSessionTests : IDisposable
             Assert.Equal(0, (int)(await row.ExecuteScalarAsync())!);
             await transaction.CommitAsync();
         }
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the row was free after {clock.Elapsed}");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(7), $"the row was free after {clock.Elapsed}");
 
         // The quiet node's session was ended, and its transaction with it: what it decided after the timeout is not written.
         await Assert.ThrowsAnyAsync<NpgsqlException>(() => quiet);
