@@ -25,7 +25,7 @@ for line in open(sys.argv[1], errors="replace"):
 # Each failed test again at the end, with the start of its message, so the tail of the log names it.
 failed, grab = [], 0
 for line in open(sys.argv[1], errors="replace"):
-    if re.match(r"\s*Failed \S", line):
+    if re.match(r"\s*Failed Daiko\.\S.* \[[^\]]+\]\s*$", line):
         failed.append(line.rstrip()); grab = 12
     elif grab:
         if re.match(r"\s*(Passed|Skipped) \S", line): grab = 0; continue

@@ -29,9 +29,11 @@ internal static class CommandResources
             {
                 resource.DisposeAsync().AsTask().GetAwaiter().GetResult();
             }
-            catch (Exception e) when (e is IOException or InvalidOperationException or Npgsql.NpgsqlException or TimeoutException)
+            catch (Exception e)
             {
-                // The command's outcome is already decided; a connection that cannot be closed cleanly is dropped.
+                // The command's outcome is already decided (and its exit code with it): a connection that cannot be closed
+                // cleanly is dropped, and said only when asked.
+                if (Environment.GetEnvironmentVariable("DAIKO_DEBUG") == "1") Console.Error.WriteLine($"daiko: closing {resource.GetType().Name} failed: {e}");
             }
         }
     }

@@ -106,7 +106,7 @@ public sealed class HomeCommandsJsonTests : IDisposable
         var p12 = Path.Combine(_dir.Path, "user.p12");
         File.WriteAllBytes(p12, pki.User.Certificate.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pkcs12, "p12-secret"));
         var moved = Object(await HomeAndTerminal.Ok(["home", "cert", "import-p12", "--home", home, "--p12", p12, "--json"], "p12-secret\n2222\n"));
-        Assert.True(moved.GetProperty("imported").GetBoolean());
+        Assert.Equal(TestPki.UserSubject, moved.GetProperty("imported").GetString());
         var movedKey = System.Security.Cryptography.SHA256.HashData(pki.User.Certificate.PublicKey.ExportSubjectPublicKeyInfo());
         Assert.Equal(Convert.ToHexString(movedKey).ToLowerInvariant(), moved.GetProperty("card_id").GetString());
         Assert.NotEqual(init.GetProperty("card_id").GetString(), moved.GetProperty("card_id").GetString());

@@ -50,6 +50,7 @@ public sealed class HostileMarketProcessesTests(HomeAndTerminal system) : IClass
         Assert.True(result.ExitCode == 1, result.ToString());
         Assert.Contains("timed out", result.StandardError);
         // 3 s of stall, then the alert and the process's exit on a loaded machine.
+        Assert.True(stalled.IsRunning, "the market never had the request");
         Assert.True(stalled.Elapsed < TimeSpan.FromSeconds(10), $"the client left {stalled.Elapsed.TotalSeconds:0.0} s after the market stalled");
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"took {clock.Elapsed.TotalSeconds:0.0} s");
     }
@@ -77,6 +78,7 @@ public sealed class HostileMarketProcessesTests(HomeAndTerminal system) : IClass
         Assert.True(result.ExitCode == 1, result.ToString());
         Assert.Contains("took longer than --max-time 4 s", result.StandardError, StringComparison.Ordinal);
         // The 4 s run from the fetch's start, before the trickle; the trickle would last 60 s.
+        Assert.True(trickling.IsRunning, "the market never started the trickle");
         Assert.True(trickling.Elapsed < TimeSpan.FromSeconds(15), $"the client left {trickling.Elapsed.TotalSeconds:0.0} s into the trickle");
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"took {clock.Elapsed.TotalSeconds:0.0} s");
     }

@@ -133,7 +133,7 @@ public sealed class CutForgedAndStalledMarketTests(HostilePki pki) : HostileMark
         });
         AssertExit(1, client, market);
         AssertAlert(Alert.UnexpectedMessage, client, market);
-        // A whole process, .NET's start-up included, against the 30 s a client waiting for more would take.
+        // A whole process, .NET's start-up included, against the 25 s the market holds on for a client waiting for more.
         AssertWithin(20, client);
         Assert.Contains("unprotected Alert record", client.StandardError);
     }

@@ -217,18 +217,20 @@ public sealed class ShutdownProcessTests
 
             var sessions = new Daiko.Home.Storage.SqlDeviceSessionStore(Daiko.Home.Storage.HomeStore.Sqlite(Path.Combine(system.Home, "home.db")));
             Assert.NotEmpty(await sessions.ListAsync());
-            var clock = Stopwatch.StartNew();
             system.Signal("TERM");
+            // From the server's "stopping" (the signal taken: a kill process's start is not the server's) to its exit, the
+            // whole stop and the runtime's teardown within 5 s.
+            var signalled = Stopwatch.StartNew();
+            while (!system.Server.Output.Contains("home server stopping", StringComparison.Ordinal) && !system.Server.HasExited && signalled.Elapsed < TimeSpan.FromSeconds(20))
+            {
+                await Task.Delay(25);
+            }
+            var clock = Stopwatch.StartNew();
             var exit = await system.Server.WaitForExitAsync(TimeSpan.FromSeconds(20));
             clock.Stop();
 
             Assert.Equal(0, exit);
-            // The stop itself, as the server timed it, within 5 s; the whole process (the signal's delivery by a kill
-            // process, the runtime's teardown) within 15 s on a loaded machine.
-            var stopped = Regex.Match(system.Server.Output, @"home server stopped in (\d+\.\d\d) s");
-            Assert.True(stopped.Success, system.Server.Output);
-            Assert.InRange(double.Parse(stopped.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 5);
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(15), $"the home server took {clock.Elapsed.TotalSeconds:0.00} s to exit");
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the home server took {clock.Elapsed.TotalSeconds:0.00} s to exit after it said it was stopping");
             Assert.Contains("home server stopping", system.Server.Output, StringComparison.Ordinal);
             // Graceful, not merely over: the stop ran to its end, the phone's session ended in the store
             // (audited), and the console's address is gone, so a login link is refused until it runs again.

@@ -7,9 +7,9 @@ namespace Daiko.Cards.Access;
 
 /// <summary>
 /// Argon2id parameters for a file-backed access card: memory in KiB and passes (parallelism 1, as
-/// libsodium requires). The product always calibrates them at enrollment (<see cref="Calibrate"/>) so
-/// that one guess costs at least <see cref="Target"/> on the terminal; the parameters are stored in the
-/// key file, and unlocking reads them back from there.
+/// libsodium requires). The product always calibrates them when it writes a key file (enrollment, PIN
+/// change, migration: <see cref="CalibrateAndDerive"/>) so that one guess costs at least <see cref="Target"/>
+/// on the terminal; the parameters are stored in the key file, and unlocking reads them back from there.
 /// </summary>
 internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
 {
@@ -43,17 +43,6 @@ internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
 
     /// <summary>
     /// Finds parameters for which one derivation takes at least <paramref name="target"/> of CPU time
-    /// here (<see cref="CalibrateAndDerive"/>), with a PIN and salt of its own.
-    /// </summary>
-    public static AccessCardKdf Calibrate(TimeSpan? target = null)
-    {
-        var (kdf, key) = CalibrateAndDerive("calibration", new byte[SaltLength], target);
-        CryptographicOperations.ZeroMemory(key);
-        return kdf;
-    }
-
-    /// <summary>
-    /// Finds parameters for which one derivation takes at least <paramref name="target"/> of CPU time
     /// here, and derives the key of <paramref name="pin"/> and <paramref name="salt"/> with them: the
     /// derivations that prove the choice are that key's, so a key file written under calibrated
     /// parameters costs no derivation beyond the calibration. 64 MiB, and as many passes as reach the
@@ -63,7 +52,9 @@ internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
     /// faster of two derivations with it reaches the target (CPU time and the faster, so that a busy
     /// machine does not make the cost look higher than it is), else the passes are raised from what they
     /// took; and one that took more than twice the target (a reading thrown by noise) is lowered likewise
-    /// and checked again.
+    /// and checked again, for the first few rounds only: past them a reading at or above the target is
+    /// taken, and one below it raises the passes, so the choice settles and always on a measured reading
+    /// that reached the target (or on the most passes, on a machine too fast for them).
     /// </summary>
     public static (AccessCardKdf Kdf, byte[] Key) CalibrateAndDerive(string pin, ReadOnlySpan<byte> salt, TimeSpan? target = null)
     {
@@ -87,14 +78,23 @@ internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
         {
             // The faster of two: the second only when the first reached the target (else the faster cannot).
             var (spent, key) = Timed(candidate, pin, salt);
-            if (spent >= goal)
+            try
             {
-                var (again, same) = Timed(candidate, pin, salt);
-                CryptographicOperations.ZeroMemory(same);
-                spent = Math.Min(spent, again);
+                if (spent >= goal)
+                {
+                    var (again, same) = Timed(candidate, pin, salt);
+                    CryptographicOperations.ZeroMemory(same);
+                    spent = Math.Min(spent, again);
+                }
             }
-            var tooCostly = spent > 2 * goal && candidate.Passes > 1;
-            if ((spent >= goal && !tooCostly) || candidate.Passes == MaxPasses || round == 11) return (candidate, key);
+            catch
+            {
+                CryptographicOperations.ZeroMemory(key);
+                throw;
+            }
+            // Lowering stops after a few rounds (noise could otherwise swing the passes between too few and too many).
+            var tooCostly = spent > 2 * goal && candidate.Passes > 1 && round < LoweringRounds;
+            if ((spent >= goal && !tooCostly) || candidate.Passes == MaxPasses) return (candidate, key);
             CryptographicOperations.ZeroMemory(key);
             // A pass costs other than the readings said: read it from these derivations.
             if (spent > fixedPart) perPass = (spent - fixedPart) / candidate.Passes;
@@ -110,8 +110,11 @@ internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
         return ((ThreadCpuTime.Now() - start).TotalSeconds, key);
     }
 
-    /// <summary>The most passes calibration chooses (a terminal so slow that it needs more takes this many).</summary>
+    /// <summary>The most passes calibration chooses (a terminal so fast that even these take less than the target takes this many).</summary>
     internal const int MaxPasses = 256;
+
+    /// <summary>The rounds in which a reading above twice the target lowers the passes; past them, passes only rise.</summary>
+    private const int LoweringRounds = 6;
 
     private static int PassesFor(double seconds, double fixedPart, double perPass) =>
         (int)Math.Clamp(Math.Ceiling((seconds - fixedPart) / Math.Max(perPass, 1e-6)), 1, MaxPasses);
@@ -121,7 +124,7 @@ internal sealed record AccessCardKdf(int MemoryKiB, int Passes)
     /// (libsodium runs Argon2id with parallelism 1 on the calling thread): what a guess costs the processor,
     /// not how busy the machine was at enrollment.
     /// </summary>
-    public static TimeSpan Fastest(AccessCardKdf kdf, ReadOnlySpan<byte> salt, int runs = 3)
+    public static TimeSpan Fastest(AccessCardKdf kdf, ReadOnlySpan<byte> salt, int runs)
     {
         var fastest = double.MaxValue;
         for (var i = 0; i < runs; i++)

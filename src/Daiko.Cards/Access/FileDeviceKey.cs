@@ -69,11 +69,12 @@ internal static class FileDeviceKey
         {
             var salt = RandomNumberGenerator.GetBytes(AccessCardKdf.SaltLength);
             var (parameters, wrappingKey) = kdf is null ? AccessCardKdf.CalibrateAndDerive(pin, salt) : (kdf, kdf.DeriveKey(pin, salt));
-            var file = new DeviceKeyFile { MemoryKiB = parameters.MemoryKiB, Passes = parameters.Passes, Salt = salt, Nonce = RandomNumberGenerator.GetBytes(12) };
             var ciphertext = new byte[pkcs8.Length];
             var tag = new byte[16];
+            DeviceKeyFile file;
             try
             {
+                file = new DeviceKeyFile { MemoryKiB = parameters.MemoryKiB, Passes = parameters.Passes, Salt = salt, Nonce = RandomNumberGenerator.GetBytes(12) };
                 using var aes = new AesGcm(wrappingKey, tag.Length);
                 aes.Encrypt(file.Nonce, pkcs8, ciphertext, tag, file.AssociatedData());
             }

@@ -162,8 +162,11 @@ internal static class HomeCardCommands
             try
             {
                 using var card = HomeCard.Open(CardOptions(parse, home));
-                card.ImportPkcs12(File.ReadAllBytes(parse.GetValue(p12)!), password, pin2);
-                CliOutput.Print(parse.GetValue(json), new { imported = true, card_id = card.CardId },
+                var bytes = File.ReadAllBytes(parse.GetValue(p12)!);
+                card.ImportPkcs12(bytes, password, pin2);
+                // What was imported, read from the file's certificate (its key is in the token now; this copy is dropped at once).
+                using var imported = X509CertificateLoader.LoadPkcs12(bytes, password, X509KeyStorageFlags.EphemeralKeySet);
+                CliOutput.Print(parse.GetValue(json), new { imported = imported.Subject, thumbprint = imported.Thumbprint, not_after = imported.NotAfter.ToUniversalTime(), card_id = card.CardId },
                     $"key and certificate imported into the home card ({card.CardId[..16]}); delete the PKCS#12 file");
                 return 0;
             }

@@ -165,14 +165,10 @@ internal static class HomeServe
             {
                 var config = HomeConfig.Load(dir);
                 var (url, expires) = ConsoleLinks.Issue(dir, TimeSpan.FromMinutes(config.Limits.ConsoleLinkMinutes));
-                if (parse.GetValue(json))
-                {
-                    CliOutput.Print(true, new { url, expires, fingerprint = ConsoleLinks.RunningFingerprint(dir) }, url);
-                    return 0;
-                }
-                Console.WriteLine(url);
+                var fingerprintNow = ConsoleLinks.RunningFingerprint(dir);
+                CliOutput.Print(parse.GetValue(json), new { url, expires = expires.UtcDateTime, fingerprint = fingerprintNow }, url);
                 Console.Error.WriteLine($"daiko: open it before {expires:HH:mm} UTC; it works once");
-                if (ConsoleLinks.RunningFingerprint(dir) is { } fingerprint)
+                if (fingerprintNow is { } fingerprint)
                 {
                     // The home identity's certificate is self-signed: a browser warns about it, and about an impostor's alike.
                     Console.Error.WriteLine($"daiko: the console's certificate has SHA-256 fingerprint {fingerprint}; if the browser warns about the certificate, " +

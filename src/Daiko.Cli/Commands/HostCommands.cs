@@ -141,7 +141,18 @@ internal static class HostCommands
         {
             if (r.Tokens.Count > 0 && int.TryParse(r.Tokens[^1].Value, out var seconds) && seconds is < 0 or > 86_400) r.AddError("--owner-idle takes 0 (never) or 1 to 86400 seconds (a day)");
         });
-        Option[] options = [site, listen, .. console.All, allowPrivate, proxyProtocol, proxyFrom, ownerIdle];
+        var backstop = new Option<int>("--backstop-poll")
+        {
+            Description = "how often the node reads each loaded owner's changes (revocations, card and session states, payees) when no change notice came (default 5): "
+                + "a change is applied at once through PostgreSQL's notices; this bounds how late one is applied should a notice be lost. Many nodes may want it longer (fewer reads)",
+            HelpName = "SECONDS",
+            DefaultValueFactory = _ => 5,
+        };
+        backstop.Validators.Add(r =>
+        {
+            if (r.Tokens.Count > 0 && int.TryParse(r.Tokens[^1].Value, out var seconds) && seconds is < 1 or > 3_600) r.AddError("--backstop-poll takes 1 to 3600 seconds (an hour)");
+        });
+        Option[] options = [site, listen, .. console.All, allowPrivate, proxyProtocol, proxyFrom, ownerIdle, backstop];
         foreach (var o in options) command.Options.Add(o);
         command.Validators.Add(result =>
         {
@@ -173,6 +184,7 @@ internal static class HostCommands
                     ProxyProtocol = parse.GetValue(proxyProtocol),
                     ProxyFrom = CliChecks.ProxySources(parse.GetValue(proxyFrom)),
                     OwnerIdle = TimeSpan.FromSeconds(parse.GetValue(ownerIdle)),
+                    Poll = TimeSpan.FromSeconds(parse.GetValue(backstop)),
                 }, ct);
             }
             catch (System.Net.Sockets.SocketException e)

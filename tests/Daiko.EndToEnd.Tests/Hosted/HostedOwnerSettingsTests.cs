@@ -141,6 +141,11 @@ public sealed class HostedOwnerSettingsTests(HostedOwnerSettingsTests.Owners own
         await HostedSite.Ok(Trust("remove", "--thumbprint", thumbprint[..8]));
         Assert.Equal(initial, Thumbprints(await HostedSite.Ok(Trust("list", "--json"))));
 
+        // A node's backstop poll is bounded: none at all would leave a lost notice unapplied for good.
+        var noPoll = await DaikoCli.RunAsync(["host", "serve", "--site", Site.Site, "--listen", "127.0.0.1:1", "--backstop-poll", "0"]);
+        Assert.True(noPoll.ExitCode == 2, noPoll.ToString());
+        Assert.Contains("daiko: --backstop-poll takes 1 to 3600 seconds (an hour)", noPoll.StandardError, StringComparison.Ordinal);
+
         // Migrating again applies nothing new and counts the owners it looked at.
         var migrated = System.Text.Json.JsonDocument.Parse((await HostedSite.Ok(["host", "migrate", "--site", Site.Site, "--json"])).StandardOutput).RootElement;
         Assert.True(migrated.GetProperty("migrated").GetBoolean());

@@ -166,8 +166,11 @@ public sealed class MarketHandshakeTurnsOverControlTests : IAsyncLifetime
             Assert.Equal(0, (await connector.PrefetchAsync("localhost", market.Port, minimum: 0, cancellationToken: cts.Token)).Ready);
         }
         Assert.False(stalled.IsCompleted, "the stalled handshake ended while the refill was checked");
+        // The market goes away: the handshake fails as the home server tells the terminal, and its turn is given back.
         stalling.Dispose();
-        await Assert.ThrowsAnyAsync<Exception>(async () => await stalled);
+        await Assert.ThrowsAsync<ControlErrorException>(async () => await stalled);
+        for (var i = 0; i < 200 && _turns.InFlight != 0; i++) await Task.Delay(50, cts.Token);
+        Assert.Equal(0, _turns.InFlight);
     }
 
     [Fact]
