@@ -80,7 +80,16 @@ public sealed class RequestDispatcher(HomeHandlers handlers, Microsoft.Extension
         }
         // The listener's gate already closed such a connection; this stays as the second line.
         if (deviceId is null) return HandlerResult.Error(ErrorCode.Unauthenticated, "present a device certificate: enroll this terminal first");
-        await handlers.Policies.NoteUseAsync(deviceId, connection.Closed);
+        try
+        {
+            await handlers.Policies.NoteUseAsync(deviceId, connection.Closed);
+        }
+        catch (Exception e) when (Storage.StoreOutage.Is(e))
+        {
+            // The device's last use is bookkeeping: it does not decide the request (a wrong PIN is still checked and counted
+            // on the card, and answered as one, while the store is out of reach). Whatever the request needs from the store
+            // says the outage itself; the watchers log it.
+        }
         switch (message)
         {
             case UnlockRequest unlock: return await handlers.Card.UnlockAsync(unlock, new RequestContext(connection, deviceId));

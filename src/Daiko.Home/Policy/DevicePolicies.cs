@@ -207,13 +207,27 @@ public sealed class DevicePolicies(IDevicePolicyStore store, Func<string, Cancel
         return new MarketReach(markets.Distinct().ToList(), allowPrivateMarkets);
     }
 
-    /// <summary>Records that the device made a request (written at most every 30 s per device).</summary>
+    /// <summary>
+    /// Records that the device made a request (written at most every 30 s per device). A write that fails is tried again
+    /// at the device's next request, not 30 s later.
+    /// </summary>
     public async Task NoteUseAsync(string deviceId, CancellationToken cancellationToken = default)
     {
         var now = time.GetUtcNow();
-        if (_used.TryGetValue(deviceId, out var last) && now - last < UseResolution) return;
+        var noted = _used.TryGetValue(deviceId, out var last);
+        if (noted && now - last < UseResolution) return;
         _used[deviceId] = now;
-        var (_, name) = await ForDeviceAsync(deviceId, cancellationToken);
-        await store.NoteUseAsync(name, now, cancellationToken);
+        try
+        {
+            var (_, name) = await ForDeviceAsync(deviceId, cancellationToken);
+            await store.NoteUseAsync(name, now, cancellationToken);
+        }
+        catch
+        {
+            // Unless another request noted a use meanwhile.
+            if (noted) _used.TryUpdate(deviceId, last, now);
+            else ((ICollection<KeyValuePair<string, DateTimeOffset>>)_used).Remove(new(deviceId, now));
+            throw;
+        }
     }
 }

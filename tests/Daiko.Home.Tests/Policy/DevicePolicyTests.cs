@@ -8,7 +8,7 @@ namespace Daiko.Home.Tests.Policy;
 /// <summary>Parsing a policy's options, the choice of modes, and the count of tickets a device holds.</summary>
 public sealed class DevicePolicyTests
 {
-    private sealed class ManualTime : TimeProvider
+    internal sealed class ManualTime : TimeProvider
     {
         public DateTimeOffset Now { get; set; } = DateTimeOffset.UnixEpoch.AddYears(56);
 
@@ -219,5 +219,71 @@ public sealed class DevicePolicyTests
 
         time.Now = time.Now.AddMinutes(6);
         Assert.Equal(1, holdings.RoomFor("dev", "m.test:443", 2));
+    }
+}
+
+/// <summary>
+/// A device's last use, noted at most every 30 s: a write the store refused is tried again at the device's next request
+/// (red before: the failed write held off the next one for 30 s, so the use went unrecorded).
+/// </summary>
+public sealed class DeviceUseNotesTests
+{
+    /// <summary>A policy store that refuses writes while down and counts the uses it noted (this test's one fake).</summary>
+    private sealed class FlakyUseStore : Daiko.Home.Storage.IDevicePolicyStore
+    {
+        public bool Down { get; set; }
+
+        public List<DateTimeOffset> Noted { get; } = [];
+
+        public Task<DevicePolicy?> FindAsync(string deviceName, CancellationToken cancellationToken = default) => Task.FromResult<DevicePolicy?>(null);
+
+        public Task SaveAsync(string deviceName, DevicePolicy policy, CancellationToken cancellationToken = default) => Task.CompletedTask;
+
+        public Task NoteUseAsync(string deviceName, DateTimeOffset at, CancellationToken cancellationToken = default)
+        {
+            if (Down) throw new TimeoutException("the store is down");
+            Noted.Add(at);
+            return Task.CompletedTask;
+        }
+
+        public Task<DateTimeOffset?> LastUseAsync(string deviceName, CancellationToken cancellationToken = default) => Task.FromResult<DateTimeOffset?>(Noted.LastOrDefault());
+
+        public Task<string?> StockTermsAsync(string deviceName, CancellationToken cancellationToken = default) => Task.FromResult<string?>(null);
+
+        public Task NoteStockTermsAsync(string deviceName, string terms, CancellationToken cancellationToken = default) => Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task AUseTheStoreRefused_IsNotedAtTheNextRequest_AndThenAtMostEvery30Seconds()
+    {
+        var time = new DevicePolicyTests.ManualTime();
+        var store = new FlakyUseStore();
+        var policies = new DevicePolicies(store, (_, _) => Task.FromResult<string?>("phone"), time);
+
+        await policies.NoteUseAsync("device-1");
+        Assert.Single(store.Noted);
+
+        time.Now += TimeSpan.FromSeconds(31);
+        store.Down = true;
+        await Assert.ThrowsAsync<TimeoutException>(() => policies.NoteUseAsync("device-1"));
+        store.Down = false;
+        time.Now += TimeSpan.FromSeconds(1);
+        await policies.NoteUseAsync("device-1");
+        Assert.Equal([time.Now - TimeSpan.FromSeconds(32), time.Now], store.Noted);
+
+        // Within 30 s of that: not written again; past them, written.
+        time.Now += TimeSpan.FromSeconds(10);
+        await policies.NoteUseAsync("device-1");
+        Assert.Equal(2, store.Noted.Count);
+        time.Now += TimeSpan.FromSeconds(25);
+        await policies.NoteUseAsync("device-1");
+        Assert.Equal(3, store.Noted.Count);
+
+        // A first use the store refused is tried again as well.
+        store.Down = true;
+        await Assert.ThrowsAsync<TimeoutException>(() => policies.NoteUseAsync("device-2"));
+        store.Down = false;
+        await policies.NoteUseAsync("device-2");
+        Assert.Equal(4, store.Noted.Count);
     }
 }
