@@ -176,7 +176,8 @@ public sealed class CutForgedAndStalledMarketTests(HostilePki pki) : HostileMark
         // The client's 3 s run from the start of its handshake, and so does the market's clock, from the connection's
         // accept: a fresh process building its first ClientHello (JIT, key share) on a loaded machine can spend
         // seconds of them before the market sees the ClientHello (1.92 s was seen in a whole-suite run).
-        Assert.InRange(stalled.TotalSeconds, 2.5, 5);
+        // (The client's clock starts a little before its connection is accepted: 2.43 s was seen from the accept.)
+        Assert.InRange(stalled.TotalSeconds, 2, 5);
         AssertWithin(15, client);
         Assert.Contains("did not complete within 3 s", client.StandardError);
     }
